@@ -1,0 +1,52 @@
+# keel — the two commands a user needs are `make run` and `make test`.
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+KEEL_WERROR ?= OFF
+CMAKE_ARGS ?=
+SEEDS      ?= 5000
+export CCACHE_DIR ?= $(HOME)/.cache/ccache
+
+.PHONY: all deps build run test bench fuzz soak asan format clean
+
+all: build
+
+deps:
+	@scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DKEEL_WERROR=$(KEEL_WERROR) $(CMAKE_ARGS)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	$(BUILD)/tools/keel/keel serve
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench:
+	@scripts/deps.sh bench
+	$(MAKE) build
+	bench/run.sh $(BUILD)
+
+soak: build
+	KEEL_SIM_SEEDS=$(SEEDS) $(BUILD)/tests/sim/keel_sim --seeds $(SEEDS)
+
+fuzz:
+	@scripts/deps.sh test
+	cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14 -DKEEL_FUZZ=ON
+	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_all
+	scripts/fuzz.sh $(BUILD)-fuzz $${FUZZ_SECONDS:-120}
+
+asan:
+	@scripts/deps.sh test
+	cmake -S . -B $(BUILD)-asan -G Ninja -DKEEL_SANITIZE=ON
+	cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ctest --output-on-failure -j $(JOBS)
+
+format:
+	find src sdk include tools tests bench -name '*.cpp' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-asan

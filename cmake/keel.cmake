@@ -1,0 +1,37 @@
+# keel_add_subdirs(DIR): add DIR if it has a CMakeLists.txt; otherwise look one level down in
+# each child folder, recursively. Modules declare their own libraries and tests, so adding a
+# module never touches the top-level CMakeLists.txt.
+function(keel_add_subdirs dir)
+  if(IS_ABSOLUTE ${dir})
+    set(abs ${dir})
+  else()
+    set(abs ${CMAKE_CURRENT_SOURCE_DIR}/${dir})
+  endif()
+  if(NOT IS_DIRECTORY ${abs})
+    return()
+  endif()
+  if(EXISTS ${abs}/CMakeLists.txt)
+    add_subdirectory(${abs})
+    return()
+  endif()
+  file(GLOB children LIST_DIRECTORIES true ${abs}/*)
+  list(SORT children)
+  foreach(child ${children})
+    if(IS_DIRECTORY ${child})
+      keel_add_subdirs(${child})
+    endif()
+  endforeach()
+endfunction()
+
+# keel_test(NAME SOURCES ... LIBS ... [LABELS ...] [TIMEOUT s]): one GoogleTest executable,
+# one ctest entry.
+function(keel_test name)
+  cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main)
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS "${T_LABELS}")
+endfunction()

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian packages keel needs. Idempotent; quiet when everything is present.
+# Usage: scripts/deps.sh [build|test|bench|all]   (default: test)
+set -euo pipefail
+
+build_pkgs=(
+  g++ cmake ninja-build ccache pkg-config      # toolchain
+  libboost1.81-dev libssl-dev                  # Asio/Beast event loops, TCP, TLS, HTTP
+  librocksdb-dev                               # persistent storage engine
+  prometheus-cpp-dev                           # metrics registry + text exposition
+  libspdlog-dev libfmt-dev                     # logs, formatting (<format> is missing in g++ 12)
+  libtomlplusplus-dev nlohmann-json3-dev       # keel.toml, JSON
+  libcli11-dev                                 # command line
+  libxxhash-dev libzstd-dev                    # hashing, compression
+  libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev  # tests, property tests, benches
+)
+test_pkgs=(
+  redis-tools libhiredis-dev python3-redis     # real clients for integration tests
+  clang-14 libclang-rt-14-dev                  # libFuzzer smoke runs, sanitizers
+  curl procps
+)
+bench_pkgs=(
+  redis-server                                 # the peer keel is compared with
+)
+
+what=${1:-test}
+case "$what" in
+  build) want=("${build_pkgs[@]}") ;;
+  test)  want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench|all) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "deps.sh: unknown group '$what' (allowed: build, test, bench, all)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps.sh: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
