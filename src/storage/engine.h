@@ -1,0 +1,151 @@
+// The storage Engine: what a shard uses to keep its keys. One Engine instance belongs to one
+// shard and is only ever called from that shard's thread (no locking inside). Keys are grouped
+// by partition (see base/slots.h); a partition is always owned by exactly one shard.
+//
+// Time is passed in (`now_ms`, wall-clock Unix milliseconds) so expiry is testable with a
+// ManualClock: a key whose expire_at_ms <= now_ms is absent for every call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+
+namespace keel::storage {
+
+enum class ValueType : uint8_t { kString = 0, kHash = 1 };
+
+using HashMap = std::unordered_map<std::string, std::string>;
+
+// An owned value.
+struct Value {
+  ValueType type = ValueType::kString;
+  std::string str;          // type == kString
+  HashMap hash;             // type == kHash
+  int64_t expire_at_ms = 0;  // 0 = never expires
+};
+
+// A read view. Valid until the next call on the same Engine.
+struct ValueRef {
+  ValueType type = ValueType::kString;
+  std::string_view str;
+  const HashMap* hash = nullptr;
+  int64_t expire_at_ms = 0;
+};
+
+// What an update callback decided.
+enum class UpdateAction { kKeep, kWrite, kErase };
+
+struct EngineStats {
+  uint64_t keys = 0;
+  uint64_t keys_with_expiry = 0;
+  uint64_t used_memory_bytes = 0;   // memory engine: accounted bytes; rocksdb: memtables+cache
+  uint64_t expired_keys_total = 0;  // removed because their TTL passed (lazily or actively)
+  uint64_t evicted_keys_total = 0;  // removed to stay under maxmemory
+  uint64_t disk_bytes = 0;          // persistent engine: live SST + WAL size estimate
+  uint64_t syncs_total = 0;         // persistent engine: WAL fsyncs performed
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) = 0;
+
+  // Replaces (or creates) the key with a string value. expire_at_ms = 0 means no TTL.
+  // Errors: kOutOfMemory (maxmemory with noeviction), kIoError.
+  virtual Status set_string(uint32_t partition, std::string_view key, std::string_view value,
+                            int64_t expire_at_ms, int64_t now_ms) = 0;
+
+  // Replaces (or creates) the key with `value`.
+  virtual Status put(uint32_t partition, std::string_view key, Value value, int64_t now_ms) = 0;
+
+  // Removes the key. Returns whether a live key was removed.
+  virtual Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) = 0;
+
+  // Read-modify-write of one key. `fn` gets the current live value (nullptr if absent; then it
+  // may fill `*scratch` and return kWrite to create the key) and may modify it in place.
+  // kKeep: nothing is written. kWrite: the (modified) value is stored. kErase: the key is removed.
+  // The memory engine hands out its own object; the persistent engine decodes a copy.
+  using UpdateFn = std::function<UpdateAction(Value* current, Value* scratch)>;
+  virtual Status update(uint32_t partition, std::string_view key, int64_t now_ms,
+                        const UpdateFn& fn) = 0;
+
+  // Atomic batch: all puts/erases apply, or none (persistent engine: one WriteBatch).
+  struct BatchOp {
+    uint32_t partition;
+    std::string key;
+    std::optional<Value> value;  // nullopt = erase
+  };
+  virtual Status write_batch(std::vector<BatchOp> ops, int64_t now_ms) = 0;
+
+  // Iterates live keys. Start with cursor 0; returns the next cursor, 0 when done. Calls `fn`
+  // for about `count` keys. A key present for the whole iteration is visited at least once.
+  using ScanFn = std::function<void(std::string_view key, const ValueRef& value)>;
+  virtual uint64_t scan(uint64_t cursor, size_t count, int64_t now_ms, const ScanFn& fn) = 0;
+
+  // Iterates the live keys of one partition in key order starting at `start_key` (inclusive),
+  // at most `limit` keys; returns the key to resume from, or nullopt if the partition is done.
+  // Used to move or drop a partition and for ordered listings.
+  virtual std::optional<std::string> scan_partition(uint32_t partition, std::string_view start_key,
+                                                    size_t limit, int64_t now_ms,
+                                                    const ScanFn& fn) = 0;
+
+  virtual Status drop_partition(uint32_t partition) = 0;
+  virtual Status clear() = 0;  // FLUSHALL for this shard
+
+  // Number of live keys (may count keys whose TTL passed but that were not yet reclaimed).
+  virtual uint64_t size() const = 0;
+
+  // Periodic work, called by the shard every ~100 ms: active expiry (bounded by `budget`
+  // keys), eviction catch-up, WAL fsync for fsync=everysec.
+  virtual void maintenance(int64_t now_ms, size_t budget) = 0;
+
+  // Makes every acknowledged write durable (persistent engine); no-op for memory.
+  virtual Status flush() = 0;
+
+  virtual EngineStats stats() const = 0;
+};
+
+enum class EvictionPolicy {
+  kNoEviction,
+  kAllKeysLru,
+  kAllKeysLfu,
+  kVolatileLru,
+  kVolatileLfu,
+  kVolatileTtl,
+  kAllKeysRandom,
+};
+enum class FsyncPolicy { kAlways, kEverySec, kNo };
+
+struct EngineConfig {
+  enum class Kind { kMemory, kPersistent } kind = Kind::kPersistent;
+  uint32_t partitions = 1024;
+  // memory engine
+  uint64_t max_memory_bytes = 0;  // 0 = unlimited
+  EvictionPolicy eviction = EvictionPolicy::kNoEviction;
+  uint32_t eviction_samples = 5;
+  // persistent engine
+  std::string data_dir = "./data";
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  uint64_t block_cache_bytes = 64ull << 20;
+};
+
+// Opens one Engine per shard. The persistent engine shares one RocksDB database among them.
+// `clock` is used only by the persistent engine's compaction filter (dropping expired keys).
+Result<std::vector<std::unique_ptr<Engine>>> open_engines(const EngineConfig& config,
+                                                          unsigned shards, const Clock& clock);
+
+std::string_view eviction_policy_name(EvictionPolicy p);
+std::optional<EvictionPolicy> parse_eviction_policy(std::string_view name);  // Redis's names
+std::string_view fsync_policy_name(FsyncPolicy p);
+std::optional<FsyncPolicy> parse_fsync_policy(std::string_view name);  // always|everysec|no
+
+}  // namespace keel::storage
