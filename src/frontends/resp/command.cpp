@@ -1,0 +1,191 @@
+#include "frontends/resp/command.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <unordered_map>
+
+#include "base/slots.h"
+
+namespace keel::resp {
+
+uint32_t CmdCtx::partition(std::string_view key) const { return key_partition(key, partitions); }
+
+namespace {
+
+struct Table {
+  std::vector<CommandSpec> specs;
+  std::unordered_map<std::string, const CommandSpec*> by_name;
+  std::vector<const CommandSpec*> sorted;
+  Table() {
+    register_server_commands(specs);
+    register_string_commands(specs);
+    register_key_commands(specs);
+    register_hash_commands(specs);
+    for (auto& s : specs) {
+      by_name.emplace(std::string(s.name), &s);
+      sorted.push_back(&s);
+    }
+    std::sort(sorted.begin(), sorted.end(), [](auto a, auto b) { return a->name < b->name; });
+  }
+};
+
+const Table& table() {
+  static const Table t;
+  return t;
+}
+
+}  // namespace
+
+const CommandSpec* find_command(std::string_view name) {
+  char buf[64];
+  if (name.size() >= sizeof buf) return nullptr;
+  for (size_t i = 0; i < name.size(); ++i)
+    buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+  auto& t = table();
+  auto it = t.by_name.find(std::string(buf, name.size()));
+  return it == t.by_name.end() ? nullptr : it->second;
+}
+
+const std::vector<const CommandSpec*>& all_commands() { return table().sorted; }
+
+const CommandSpec* find_subcommand(const CommandSpec& parent, std::string_view sub) {
+  for (auto& s : parent.subcommands) {
+    auto pos = s.name.find('|');
+    if (iequals(s.name.substr(pos + 1), sub)) return &s;
+  }
+  return nullptr;
+}
+
+std::vector<size_t> command_keys(const CommandSpec& c, Args argv) {
+  std::vector<size_t> keys;
+  if (c.first_key <= 0) return keys;
+  int last = c.last_key < 0 ? static_cast<int>(argv.size()) + c.last_key : c.last_key;
+  int step = c.key_step > 0 ? c.key_step : 1;
+  for (int i = c.first_key; i <= last && i < static_cast<int>(argv.size()); i += step)
+    keys.push_back(static_cast<size_t>(i));
+  return keys;
+}
+
+bool parse_int64(std::string_view s, int64_t& out) {
+  if (s.empty() || s.size() > 20) return false;
+  if (s.size() > 1 && s[0] == '0') return false;
+  if (s[0] == '-' && (s.size() == 1 || s[1] == '0')) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+bool parse_long_double(std::string_view s, long double& out) {
+  if (s.empty() || s.size() > 5000) return false;
+  if (std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  std::string tmp(s);
+  char* end = nullptr;
+  errno = 0;
+  long double v = std::strtold(tmp.c_str(), &end);
+  if (end != tmp.c_str() + tmp.size() || errno == ERANGE || std::isnan(v)) return false;
+  out = v;
+  return true;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+std::string to_lower(std::string_view s) {
+  std::string r(s);
+  for (auto& c : r) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return r;
+}
+
+namespace {
+
+// Matches one pattern element at p against c. Advances p past the element. Returns whether it
+// matched; sets `ok=false` on a malformed class (treated literally like Redis does).
+bool match_one(std::string_view pat, size_t& p, char c, bool nocase) {
+  auto eq = [nocase](char a, char b) {
+    return nocase ? std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b))
+                  : a == b;
+  };
+  char pc = pat[p];
+  if (pc == '?') {
+    ++p;
+    return true;
+  }
+  if (pc == '\\' && p + 1 < pat.size()) {
+    p += 2;
+    return eq(pat[p - 1], c);
+  }
+  if (pc == '[') {
+    size_t q = p + 1;
+    bool neg = false;
+    if (q < pat.size() && pat[q] == '^') {
+      neg = true;
+      ++q;
+    }
+    bool matched = false;
+    while (q < pat.size() && pat[q] != ']') {
+      if (pat[q] == '\\' && q + 1 < pat.size()) {
+        ++q;
+        if (eq(pat[q], c)) matched = true;
+        ++q;
+      } else if (q + 2 < pat.size() && pat[q + 1] == '-') {
+        char lo = pat[q], hi = pat[q + 2];
+        if (lo > hi) std::swap(lo, hi);
+        char cc = c;
+        if (nocase) {
+          lo = static_cast<char>(std::tolower(static_cast<unsigned char>(lo)));
+          hi = static_cast<char>(std::tolower(static_cast<unsigned char>(hi)));
+          cc = static_cast<char>(std::tolower(static_cast<unsigned char>(cc)));
+        }
+        if (cc >= lo && cc <= hi) matched = true;
+        q += 3;
+      } else {
+        if (eq(pat[q], c)) matched = true;
+        ++q;
+      }
+    }
+    p = q < pat.size() ? q + 1 : q;  // past ']' (an unterminated class ends the pattern)
+    return neg ? !matched : matched;
+  }
+  ++p;
+  return eq(pc, c);
+}
+
+}  // namespace
+
+// Glob matching with Redis's syntax (* ? [abc] [^a] [a-z] \x). Iterative with single-star
+// backtracking: linear in practice, never exponential on adversarial patterns.
+bool glob_match(std::string_view pat, std::string_view str, bool nocase) {
+  size_t p = 0, s = 0;
+  size_t star_p = std::string_view::npos, star_s = 0;
+  while (s < str.size()) {
+    if (p < pat.size() && pat[p] == '*') {
+      while (p < pat.size() && pat[p] == '*') ++p;
+      if (p == pat.size()) return true;
+      star_p = p;
+      star_s = s;
+      continue;
+    }
+    if (p < pat.size()) {
+      size_t np = p;
+      if (match_one(pat, np, str[s], nocase)) {
+        p = np;
+        ++s;
+        continue;
+      }
+    }
+    if (star_p == std::string_view::npos) return false;
+    p = star_p;
+    s = ++star_s;
+  }
+  while (p < pat.size() && pat[p] == '*') ++p;
+  return p == pat.size();
+}
+
+}  // namespace keel::resp

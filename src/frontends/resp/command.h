@@ -1,0 +1,128 @@
+// The command table: every RESP command keel serves, with the metadata Redis clients read
+// through COMMAND (arity, flags, key positions) and where it runs.
+//
+// Four places (parse, dispatch, execute, store): the parser yields argv; the server looks the
+// command up here and routes it to the shard that owns its key; the handler (one file per
+// family) executes against that shard's storage::Engine and writes a Reply.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/random.h"
+#include "frontends/resp/reply.h"
+#include "storage/engine.h"
+
+namespace keel::resp {
+
+using Args = std::span<const std::string_view>;
+
+// Per-connection state that commands may read or change.
+struct ClientState {
+  uint64_t id = 0;
+  int protocol = 2;
+  std::string name;
+  std::string addr;   // "ip:port" of the peer
+  std::string laddr;  // "ip:port" of our side
+  int64_t created_ms = 0;
+  int64_t last_cmd_ms = 0;
+  std::string last_cmd;
+  bool authenticated = true;
+  bool close_after_reply = false;  // QUIT, protocol errors
+};
+
+// Read-mostly facts about the node that handlers can report (INFO, CONFIG GET, HELLO).
+class NodeView {
+ public:
+  virtual ~NodeView() = default;
+  virtual std::string config_get(std::string_view name) const = 0;  // "" if unknown
+  virtual std::vector<std::pair<std::string, std::string>> config_matching(std::string_view pattern) const = 0;
+  // Returns an error message (without prefix) or "" on success.
+  virtual std::string config_set(std::string_view name, std::string_view value) = 0;
+  virtual std::string info(std::string_view section) const = 0;
+  virtual std::string client_list() const = 0;
+  virtual bool auth(std::string_view user, std::string_view password) const = 0;
+  virtual bool auth_required() const = 0;
+  virtual std::string_view version() const = 0;
+};
+
+struct CmdCtx {
+  storage::Engine* engine = nullptr;  // the owning shard's engine (key commands)
+  uint32_t partitions = 1024;
+  int64_t now_ms = 0;
+  ClientState* client = nullptr;
+  NodeView* node = nullptr;
+  Random* random = nullptr;  // the shard's seeded generator (HRANDFIELD, RANDOMKEY)
+  uint32_t partition(std::string_view key) const;
+};
+
+using Handler = void (*)(CmdCtx& ctx, Args argv, Reply& reply);
+
+enum class Routing : uint8_t {
+  kLocal,  // no keys: runs on the connection's shard
+  kKey,    // runs on the shard owning argv[first_key] (all keys must share that shard, or the
+           // command has a cross-shard implementation in the server)
+  kAll,    // touches every shard (DBSIZE, KEYS, SCAN, FLUSHALL...): implemented by the server
+};
+
+// Flags as Redis reports them in COMMAND INFO.
+enum CommandFlag : uint32_t {
+  kWrite = 1u << 0,
+  kReadonly = 1u << 1,
+  kDenyOom = 1u << 2,
+  kFast = 1u << 3,
+  kAdmin = 1u << 4,
+  kNoAuth = 1u << 5,
+  kLoading = 1u << 6,
+  kStale = 1u << 7,
+  kNoScript = 1u << 8,
+  kRandom = 1u << 9,
+};
+
+struct CommandSpec {
+  std::string_view name;   // lower case
+  int arity;               // Redis semantics: N exact, -N at least N (name included)
+  uint32_t flags;
+  int first_key, last_key, key_step;
+  Routing routing;
+  Handler handler;         // null for commands the server implements itself
+  std::string_view group;  // "string", "generic", "hash", "connection", "server"
+  std::string_view summary;
+  std::string_view since = "1.0.0";
+  std::vector<CommandSpec> subcommands = {};
+};
+
+// All commands, looked up by lower-cased name. Case-insensitive find.
+const CommandSpec* find_command(std::string_view name);
+const std::vector<const CommandSpec*>& all_commands();
+const CommandSpec* find_subcommand(const CommandSpec& parent, std::string_view sub);
+
+// Arity check as Redis does it.
+inline bool arity_ok(const CommandSpec& c, size_t argc) {
+  return c.arity >= 0 ? argc == static_cast<size_t>(c.arity) : argc >= static_cast<size_t>(-c.arity);
+}
+
+// Key argument positions of a command invocation (for routing and COMMAND GETKEYS).
+std::vector<size_t> command_keys(const CommandSpec& c, Args argv);
+
+// Families register their commands here (one file each).
+void register_string_commands(std::vector<CommandSpec>& t);
+void register_key_commands(std::vector<CommandSpec>& t);
+void register_hash_commands(std::vector<CommandSpec>& t);
+void register_server_commands(std::vector<CommandSpec>& t);
+
+// Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).
+void reply_command_info(const CommandSpec& c, Reply& r);
+void reply_command_docs(const CommandSpec& c, Reply& r);
+
+// Helpers shared by families.
+bool parse_int64(std::string_view s, int64_t& out);        // Redis string2ll rules
+bool parse_long_double(std::string_view s, long double& out);  // Redis string2ld rules
+bool iequals(std::string_view a, std::string_view b);
+bool glob_match(std::string_view pattern, std::string_view str, bool nocase = false);
+std::string to_lower(std::string_view s);
+
+}  // namespace keel::resp

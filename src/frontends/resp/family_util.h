@@ -1,0 +1,52 @@
+// Helpers shared by the command family files (not part of the public command API).
+#pragma once
+
+#include <climits>
+#include <optional>
+#include <string>
+
+#include "frontends/resp/command.h"
+
+namespace keel::resp {
+
+using storage::UpdateAction;
+using storage::Value;
+using storage::ValueRef;
+using storage::ValueType;
+
+// Looks up a key; nullopt if absent.
+inline std::optional<ValueRef> lookup(CmdCtx& c, std::string_view key) {
+  return c.engine->get(c.partition(key), key, c.now_ms);
+}
+
+// Replies with an engine error using Redis's wording where one exists.
+inline void reply_status_error(Reply& r, const Error& e) {
+  switch (e.code) {
+    case Errc::kOutOfMemory: r.error("OOM " + e.message); break;
+    case Errc::kWrongType: r.wrong_type(); break;
+    default: r.error("ERR " + e.message); break;
+  }
+}
+
+inline std::string wrong_args(std::string_view cmd) {
+  return "ERR wrong number of arguments for '" + to_lower(cmd) + "' command";
+}
+
+// Converts a relative or absolute expire option into an absolute deadline in ms.
+// Returns false (invalid expire) on non-positive or overflowing values, like Redis.
+enum class ExpireUnit { kSeconds, kMillis };
+inline bool expire_deadline(int64_t v, ExpireUnit unit, bool absolute, int64_t now_ms, int64_t& out) {
+  if (v <= 0) return false;
+  if (unit == ExpireUnit::kSeconds) {
+    if (v > LLONG_MAX / 1000) return false;
+    v *= 1000;
+  }
+  if (!absolute) {
+    if (v > LLONG_MAX - now_ms) return false;
+    v += now_ms;
+  }
+  out = v;
+  return true;
+}
+
+}  // namespace keel::resp

@@ -1,0 +1,292 @@
+// Connection and server commands: PING ECHO HELLO AUTH SELECT QUIT RESET COMMAND CONFIG INFO
+// CLIENT TIME. They run on the connection's own shard and touch no keys.
+#include <cctype>
+
+#include "frontends/resp/family_util.h"
+
+namespace keel::resp {
+namespace {
+
+void cmd_ping(CmdCtx&, Args a, Reply& r) {
+  if (a.size() > 2) return r.error(wrong_args(a[0]));
+  a.size() == 2 ? r.bulk(a[1]) : r.simple("PONG");
+}
+
+void cmd_echo(CmdCtx&, Args a, Reply& r) { r.bulk(a[1]); }
+
+void cmd_hello(CmdCtx& c, Args a, Reply& r) {
+  int64_t proto = c.client->protocol;
+  size_t i = 1;
+  if (a.size() >= 2) {
+    if (!parse_int64(a[1], proto)) return r.error("ERR Protocol version is not an integer or out of range");
+    if (proto < 2 || proto > 3) return r.error("NOPROTO unsupported protocol version");
+    i = 2;
+  }
+  std::string_view setname;
+  bool has_setname = false;
+  for (; i < a.size(); ++i) {
+    if (iequals(a[i], "auth") && i + 2 < a.size()) {
+      if (!c.node->auth(a[i + 1], a[i + 2]))
+        return r.error("WRONGPASS invalid username-password pair or user is disabled.");
+      c.client->authenticated = true;
+      i += 2;
+    } else if (iequals(a[i], "setname") && i + 1 < a.size()) {
+      setname = a[++i];
+      has_setname = true;
+    } else {
+      return r.error("ERR Syntax error in HELLO option '" + std::string(a[i]) + "'");
+    }
+  }
+  if (!c.client->authenticated)
+    return r.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+  if (has_setname) c.client->name.assign(setname);
+  c.client->protocol = static_cast<int>(proto);
+  r.set_protocol(static_cast<int>(proto));
+  r.map(7);
+  r.bulk("server");
+  r.bulk("redis");
+  r.bulk("version");
+  r.bulk(c.node->version());
+  r.bulk("proto");
+  r.integer(proto);
+  r.bulk("id");
+  r.integer(static_cast<int64_t>(c.client->id));
+  r.bulk("mode");
+  r.bulk("standalone");
+  r.bulk("role");
+  r.bulk("master");
+  r.bulk("modules");
+  r.array(0);
+}
+
+void cmd_auth(CmdCtx& c, Args a, Reply& r) {
+  if (a.size() > 3) return r.syntax_error();
+  if (!c.node->auth_required())
+    return r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+  std::string_view user = a.size() == 3 ? a[1] : std::string_view("default");
+  std::string_view pass = a.size() == 3 ? a[2] : a[1];
+  if (!c.node->auth(user, pass)) return r.error("WRONGPASS invalid username-password pair or user is disabled.");
+  c.client->authenticated = true;
+  r.ok();
+}
+
+void cmd_select(CmdCtx&, Args a, Reply& r) {
+  int64_t db;
+  if (!parse_int64(a[1], db)) return r.not_integer();
+  if (db != 0) return r.error("ERR DB index is out of range");
+  r.ok();
+}
+
+void cmd_quit(CmdCtx& c, Args, Reply& r) {
+  c.client->close_after_reply = true;
+  r.ok();
+}
+
+void cmd_reset(CmdCtx& c, Args, Reply& r) {
+  c.client->protocol = 2;
+  c.client->name.clear();
+  c.client->authenticated = !c.node->auth_required();
+  r.set_protocol(2);
+  r.simple("RESET");
+}
+
+void cmd_time(CmdCtx& c, Args, Reply& r) {
+  r.array(2);
+  r.bulk(std::to_string(c.now_ms / 1000));
+  r.bulk(std::to_string((c.now_ms % 1000) * 1000));
+}
+
+void reply_flags(uint32_t f, Reply& r) {
+  std::vector<std::string_view> names;
+  if (f & kWrite) names.push_back("write");
+  if (f & kReadonly) names.push_back("readonly");
+  if (f & kDenyOom) names.push_back("denyoom");
+  if (f & kAdmin) names.push_back("admin");
+  if (f & kNoAuth) names.push_back("no_auth");
+  if (f & kLoading) names.push_back("loading");
+  if (f & kStale) names.push_back("stale");
+  if (f & kFast) names.push_back("fast");
+  if (f & kRandom) names.push_back("random");
+  r.set(names.size());
+  for (auto n : names) r.simple(n);
+}
+
+void cmd_command(CmdCtx&, Args a, Reply& r) {
+  auto& all = all_commands();
+  if (a.size() == 1) {
+    r.array(all.size());
+    for (auto* s : all) reply_command_info(*s, r);
+    return;
+  }
+  auto sub = a[1];
+  if (iequals(sub, "count") && a.size() == 2) return r.integer(static_cast<int64_t>(all.size()));
+  if (iequals(sub, "list") && a.size() == 2) {
+    r.array(all.size());
+    for (auto* s : all) r.bulk(s->name);
+    return;
+  }
+  if (iequals(sub, "info")) {
+    if (a.size() == 2) {
+      r.array(all.size());
+      for (auto* s : all) reply_command_info(*s, r);
+      return;
+    }
+    r.array(a.size() - 2);
+    for (size_t i = 2; i < a.size(); ++i) {
+      auto* s = find_command(a[i]);
+      s ? reply_command_info(*s, r) : r.null_array();
+    }
+    return;
+  }
+  if (iequals(sub, "docs")) {
+    std::vector<const CommandSpec*> list;
+    if (a.size() == 2) list = all;
+    for (size_t i = 2; i < a.size(); ++i)
+      if (auto* s = find_command(a[i])) list.push_back(s);
+    r.map(list.size());
+    for (auto* s : list) {
+      r.bulk(s->name);
+      reply_command_docs(*s, r);
+    }
+    return;
+  }
+  if (iequals(sub, "getkeys") && a.size() >= 3) {
+    auto* s = find_command(a[2]);
+    if (!s) return r.error("ERR Invalid command specified");
+    auto args = a.subspan(2);
+    if (!arity_ok(*s, args.size())) return r.error("ERR Invalid number of arguments specified for command");
+    auto keys = command_keys(*s, args);
+    if (keys.empty()) return r.error("ERR The command has no key arguments");
+    r.array(keys.size());
+    for (auto k : keys) r.bulk(args[k]);
+    return;
+  }
+  r.error("ERR unknown subcommand '" + std::string(sub) + "'. Try COMMAND HELP.");
+}
+
+void cmd_config(CmdCtx& c, Args a, Reply& r) {
+  auto sub = a[1];
+  if (iequals(sub, "get") && a.size() >= 3) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (size_t i = 2; i < a.size(); ++i)
+      for (auto& kv : c.node->config_matching(to_lower(a[i]))) {
+        bool dup = false;
+        for (auto& o : out) dup |= o.first == kv.first;
+        if (!dup) out.push_back(kv);
+      }
+    r.map(out.size());
+    for (auto& [k, v] : out) {
+      r.bulk(k);
+      r.bulk(v);
+    }
+    return;
+  }
+  if (iequals(sub, "set") && a.size() >= 4 && a.size() % 2 == 0) {
+    for (size_t i = 2; i + 1 < a.size(); i += 2) {
+      auto err = c.node->config_set(to_lower(a[i]), a[i + 1]);
+      if (!err.empty())
+        return r.error("ERR CONFIG SET failed (possibly related to argument '" + to_lower(a[i]) + "') - " + err);
+    }
+    return r.ok();
+  }
+  if (iequals(sub, "resetstat") && a.size() == 2) return r.ok();
+  if (iequals(sub, "help")) {
+    r.array(3);
+    r.simple("CONFIG GET <pattern>");
+    r.simple("CONFIG SET <directive> <value> [<directive> <value> ...]");
+    r.simple("CONFIG RESETSTAT");
+    return;
+  }
+  r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+          "'. Try CONFIG HELP.");
+}
+
+void cmd_info(CmdCtx& c, Args a, Reply& r) {
+  std::string section = a.size() >= 2 ? to_lower(a[1]) : "default";
+  r.verbatim(c.node->info(section));
+}
+
+bool valid_client_name(std::string_view n) {
+  for (char ch : n)
+    if (ch < '!' || ch > '~') return false;
+  return true;
+}
+
+void cmd_client(CmdCtx& c, Args a, Reply& r) {
+  auto sub = a[1];
+  if (iequals(sub, "id") && a.size() == 2) return r.integer(static_cast<int64_t>(c.client->id));
+  if (iequals(sub, "setname") && a.size() == 3) {
+    if (!valid_client_name(a[2]))
+      return r.error("ERR Client names cannot contain spaces, newlines or special characters.");
+    c.client->name.assign(a[2]);
+    return r.ok();
+  }
+  if (iequals(sub, "getname") && a.size() == 2)
+    return c.client->name.empty() ? r.null() : r.bulk(c.client->name);
+  if (iequals(sub, "list")) return r.verbatim(c.node->client_list());
+  if (iequals(sub, "info") && a.size() == 2) {
+    auto line = "id=" + std::to_string(c.client->id) + " addr=" + c.client->addr +
+                " laddr=" + c.client->laddr + " name=" + c.client->name +
+                " age=" + std::to_string((c.now_ms - c.client->created_ms) / 1000) +
+                " db=0 resp=" + std::to_string(c.client->protocol) + " cmd=client|info\n";
+    return r.verbatim(line);
+  }
+  if (iequals(sub, "setinfo") && a.size() == 4) {
+    if (!iequals(a[2], "lib-name") && !iequals(a[2], "lib-ver"))
+      return r.error("ERR Unrecognized option '" + std::string(a[2]) + "'");
+    return r.ok();
+  }
+  if (iequals(sub, "help")) {
+    r.array(5);
+    for (auto l : {"CLIENT ID", "CLIENT SETNAME <name>", "CLIENT GETNAME", "CLIENT LIST", "CLIENT INFO"})
+      r.simple(l);
+    return;
+  }
+  r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+          "'. Try CLIENT HELP.");
+}
+
+}  // namespace
+
+void reply_command_info(const CommandSpec& s, Reply& r) {
+  r.array(10);
+  r.bulk(s.name);
+  r.integer(s.arity);
+  reply_flags(s.flags, r);
+  r.integer(s.first_key);
+  r.integer(s.last_key);
+  r.integer(s.key_step);
+  r.set(1);
+  r.simple(std::string("@") + std::string(s.group));
+  r.array(0);  // tips
+  r.array(0);  // key specs
+  r.array(0);  // subcommands
+}
+
+void reply_command_docs(const CommandSpec& s, Reply& r) {
+  r.map(3);
+  r.bulk("summary");
+  r.bulk(s.summary);
+  r.bulk("since");
+  r.bulk(s.since);
+  r.bulk("group");
+  r.bulk(s.group);
+}
+
+void register_server_commands(std::vector<CommandSpec>& t) {
+  constexpr auto L = Routing::kLocal;
+  t.push_back({"ping", -1, kFast | kStale, 0, 0, 0, L, cmd_ping, "connection", "Returns the server's liveliness response."});
+  t.push_back({"echo", 2, kFast | kStale, 0, 0, 0, L, cmd_echo, "connection", "Returns the given string."});
+  t.push_back({"hello", -1, kFast | kNoAuth | kStale, 0, 0, 0, L, cmd_hello, "connection", "Handshakes with the Redis server.", "6.0.0"});
+  t.push_back({"auth", -2, kFast | kNoAuth | kStale, 0, 0, 0, L, cmd_auth, "connection", "Authenticates the connection."});
+  t.push_back({"select", 2, kFast | kStale, 0, 0, 0, L, cmd_select, "connection", "Changes the selected database."});
+  t.push_back({"quit", -1, kFast | kNoAuth | kStale, 0, 0, 0, L, cmd_quit, "connection", "Closes the connection."});
+  t.push_back({"reset", 1, kFast | kNoAuth | kStale, 0, 0, 0, L, cmd_reset, "connection", "Resets the connection.", "6.2.0"});
+  t.push_back({"time", 1, kFast | kRandom | kStale, 0, 0, 0, L, cmd_time, "server", "Returns the server time."});
+  t.push_back({"command", -1, kRandom | kStale, 0, 0, 0, L, cmd_command, "server", "Returns detailed information about all commands."});
+  t.push_back({"config", -2, kAdmin | kStale, 0, 0, 0, L, cmd_config, "server", "A container for server configuration commands."});
+  t.push_back({"info", -1, kStale, 0, 0, 0, L, cmd_info, "server", "Returns information and statistics about the server."});
+  t.push_back({"client", -2, kStale, 0, 0, 0, L, cmd_client, "connection", "A container for client connection commands."});
+}
+
+}  // namespace keel::resp
