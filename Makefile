@@ -35,8 +35,6 @@ soak: build
 
 fuzz:
 	@scripts/deps.sh test
-	cmake -S . -B $(BUILD)-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_C_COMPILER=clang-14 -DKEEL_FUZZ=ON
-	cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_all
 	scripts/fuzz.sh $(BUILD)-fuzz $${FUZZ_SECONDS:-120}
 
 asan:

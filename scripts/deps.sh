@@ -16,7 +16,8 @@ build_pkgs=(
 )
 test_pkgs=(
   redis-tools libhiredis-dev python3-redis     # real clients for integration tests
-  clang-14 libclang-rt-14-dev                  # libFuzzer smoke runs, sanitizers
+  clang-16 libclang-rt-16-dev                  # libFuzzer (clang 16: the oldest whose concepts
+                                               # support lets libstdc++ 12 enable std::expected)
   curl procps
 )
 bench_pkgs=(

@@ -29,6 +29,7 @@ struct Table {
       sorted.push_back(&s);
     }
     std::sort(sorted.begin(), sorted.end(), [](auto a, auto b) { return a->name < b->name; });
+    for (size_t i = 0; i < sorted.size(); ++i) const_cast<CommandSpec*>(sorted[i])->index = static_cast<uint16_t>(i);
   }
 };
 
@@ -50,14 +51,6 @@ const CommandSpec* find_command(std::string_view name) {
 }
 
 const std::vector<const CommandSpec*>& all_commands() { return table().sorted; }
-
-const CommandSpec* find_subcommand(const CommandSpec& parent, std::string_view sub) {
-  for (auto& s : parent.subcommands) {
-    auto pos = s.name.find('|');
-    if (iequals(s.name.substr(pos + 1), sub)) return &s;
-  }
-  return nullptr;
-}
 
 std::vector<size_t> command_keys(const CommandSpec& c, Args argv) {
   std::vector<size_t> keys;

@@ -42,8 +42,6 @@ class NodeView {
   virtual std::vector<std::pair<std::string, std::string>> config_matching(std::string_view pattern) const = 0;
   // Returns an error message (without prefix) or "" on success.
   virtual std::string config_set(std::string_view name, std::string_view value) = 0;
-  virtual std::string info(std::string_view section) const = 0;
-  virtual std::string client_list() const = 0;
   virtual bool auth(std::string_view user, std::string_view password) const = 0;
   virtual bool auth_required() const = 0;
   virtual std::string_view version() const = 0;
@@ -92,13 +90,12 @@ struct CommandSpec {
   std::string_view group;  // "string", "generic", "hash", "connection", "server"
   std::string_view summary;
   std::string_view since = "1.0.0";
-  std::vector<CommandSpec> subcommands = {};
+  uint16_t index = 0;  // position in all_commands(): indexes per-command statistics
 };
 
 // All commands, looked up by lower-cased name. Case-insensitive find.
 const CommandSpec* find_command(std::string_view name);
 const std::vector<const CommandSpec*>& all_commands();
-const CommandSpec* find_subcommand(const CommandSpec& parent, std::string_view sub);
 
 // Arity check as Redis does it.
 inline bool arity_ok(const CommandSpec& c, size_t argc) {

@@ -201,11 +201,6 @@ void cmd_config(CmdCtx& c, Args a, Reply& r) {
           "'. Try CONFIG HELP.");
 }
 
-void cmd_info(CmdCtx& c, Args a, Reply& r) {
-  std::string section = a.size() >= 2 ? to_lower(a[1]) : "default";
-  r.verbatim(c.node->info(section));
-}
-
 bool valid_client_name(std::string_view n) {
   for (char ch : n)
     if (ch < '!' || ch > '~') return false;
@@ -223,7 +218,6 @@ void cmd_client(CmdCtx& c, Args a, Reply& r) {
   }
   if (iequals(sub, "getname") && a.size() == 2)
     return c.client->name.empty() ? r.null() : r.bulk(c.client->name);
-  if (iequals(sub, "list")) return r.verbatim(c.node->client_list());
   if (iequals(sub, "info") && a.size() == 2) {
     auto line = "id=" + std::to_string(c.client->id) + " addr=" + c.client->addr +
                 " laddr=" + c.client->laddr + " name=" + c.client->name +
@@ -285,7 +279,7 @@ void register_server_commands(std::vector<CommandSpec>& t) {
   t.push_back({"time", 1, kFast | kRandom | kStale, 0, 0, 0, L, cmd_time, "server", "Returns the server time."});
   t.push_back({"command", -1, kRandom | kStale, 0, 0, 0, L, cmd_command, "server", "Returns detailed information about all commands."});
   t.push_back({"config", -2, kAdmin | kStale, 0, 0, 0, L, cmd_config, "server", "A container for server configuration commands."});
-  t.push_back({"info", -1, kStale, 0, 0, 0, L, cmd_info, "server", "Returns information and statistics about the server."});
+  t.push_back({"info", -1, kStale, 0, 0, 0, Routing::kAll, nullptr, "server", "Returns information and statistics about the server."});
   t.push_back({"client", -2, kStale, 0, 0, 0, L, cmd_client, "connection", "A container for client connection commands."});
 }
 

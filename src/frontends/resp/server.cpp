@@ -1,0 +1,673 @@
+#include "frontends/resp/server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <list>
+#include <map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/clock.h"
+#include "base/slots.h"
+#include "frontends/resp/family_util.h"
+#include "runtime/shards.h"
+
+namespace keel::resp {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kFlushThreshold = 64 * 1024;  // write replies mid-batch past this size
+
+struct Connection;
+
+struct PerShard {
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::list<Connection*> connections;
+};
+
+// Splits a reply made of `n` top-level RESP values (bulk, null, integer, simple, error) into
+// its elements. Used to merge per-shard MGET replies in key order.
+std::vector<std::string_view> split_values(std::string_view s) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t nl = s.find("\r\n", pos);
+    if (nl == std::string_view::npos) break;
+    size_t end = nl + 2;
+    if (s[pos] == '$') {
+      int64_t len = 0;
+      parse_int64(s.substr(pos + 1, nl - pos - 1), len);
+      if (len >= 0) end = nl + 2 + static_cast<size_t>(len) + 2;
+    }
+    out.push_back(s.substr(pos, end - pos));
+    pos = end;
+  }
+  return out;
+}
+
+// "*N\r\n<rest>" → (N, rest); ":N\r\n" → N.
+int64_t reply_header_number(std::string_view s, std::string_view& rest) {
+  size_t nl = s.find("\r\n");
+  int64_t n = 0;
+  parse_int64(s.substr(1, nl - 1), n);
+  rest = s.substr(nl + 2);
+  return n;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  runtime::ShardSet& shards;
+  NodeView& node;
+  ServerOptions opt;
+  InfoFormatter info;
+  std::vector<PerShard> per_shard;
+  std::atomic<uint64_t> open{0};
+  std::atomic<uint64_t> next_client_id{1};
+  std::atomic<bool> stopping{false};
+
+  Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
+      : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()) {}
+
+  awaitable<void> accept_loop(unsigned shard_id);
+  awaitable<void> serve(tcp::socket sock, unsigned shard_id);
+  awaitable<void> execute(Connection& c, Args argv);
+  awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
+                                    const std::vector<size_t>& key_pos);
+  awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
+  awaitable<Snapshot> collect();
+
+  // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
+  awaitable<void> run_handler(Connection& c, unsigned sid, const CommandSpec& spec, Args argv,
+                              std::string& out);
+};
+
+struct Connection {
+  tcp::socket sock;
+  unsigned shard;
+  ClientState client;
+  std::string out;
+  Reply reply{out};
+  bool error_reply = false;
+  int64_t now_ms = 0;
+  explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
+};
+
+awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const CommandSpec& spec,
+                                          Args argv, std::string& out) {
+  auto& target = shards.shard(sid);
+  int proto = c.client.protocol;
+  auto work = [&] {
+    CmdCtx ctx;
+    ctx.engine = target.engine;
+    ctx.partitions = shards.partitions();
+    ctx.now_ms = c.now_ms;
+    ctx.client = &c.client;
+    ctx.node = &node;
+    ctx.random = &target.random;
+    Reply r(out, proto);
+    spec.handler(ctx, argv, r);
+  };
+  if (sid == c.shard) {
+    work();
+    co_return;
+  }
+  ++shards.shard(c.shard).stats.cross_shard_hops;
+  co_await runtime::run_on(target, work);
+}
+
+awaitable<void> Server::Impl::execute(Connection& c, Args argv) {
+  auto& r = c.reply;
+  r.set_protocol(c.client.protocol);
+  const CommandSpec* spec = find_command(argv[0]);
+  if (!spec) {
+    std::string args;
+    for (size_t i = 1; i < argv.size() && args.size() < 128; ++i)
+      args += fmt::format("'{}' ", argv[i].substr(0, 128));
+    r.error(fmt::format("ERR unknown command '{}', with args beginning with: {}",
+                        argv[0].substr(0, 128), args));
+    co_return;
+  }
+  if (!arity_ok(*spec, argv.size())) {
+    r.error(wrong_args(spec->name));
+    co_return;
+  }
+  if (!c.client.authenticated && !(spec->flags & kNoAuth)) {
+    r.error("NOAUTH Authentication required.");
+    co_return;
+  }
+  c.client.last_cmd.assign(spec->name);
+  size_t before = c.out.size();
+  int64_t t0 = SystemClock::instance().monotonic_ns();
+
+  switch (spec->routing) {
+    case Routing::kLocal:
+      if (spec->name == "client" && argv.size() == 2 && iequals(argv[1], "list")) {
+        std::string lines;
+        for (unsigned i = 0; i < shards.size(); ++i) {
+          auto gather = [&, i] {
+            for (auto* conn : per_shard[i].connections) {
+              auto& cl = conn->client;
+              lines += fmt::format("id={} addr={} laddr={} fd={} name={} age={} idle={} db=0 resp={} cmd={}\n",
+                                   cl.id, cl.addr, cl.laddr, conn->sock.native_handle(), cl.name,
+                                   (c.now_ms - cl.created_ms) / 1000,
+                                   (c.now_ms - cl.last_cmd_ms) / 1000, cl.protocol,
+                                   cl.last_cmd.empty() ? "NULL" : cl.last_cmd);
+            }
+          };
+          co_await runtime::run_on(shards.shard(i), gather);
+        }
+        r.verbatim(lines);
+      } else {
+        co_await run_handler(c, c.shard, *spec, argv, c.out);
+      }
+      break;
+    case Routing::kKey: {
+      auto keys = command_keys(*spec, argv);
+      unsigned owner = shards.owner(key_partition(argv[keys.front()], shards.partitions()));
+      bool one_shard = true;
+      for (size_t k : keys)
+        one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
+      if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out);
+      else co_await execute_multi_key(c, *spec, argv, keys);
+      break;
+    }
+    case Routing::kAll:
+      co_await execute_all(c, *spec, argv);
+      break;
+  }
+
+  bool failed = c.out.size() > before && c.out[before] == '-';
+  int64_t dt = SystemClock::instance().monotonic_ns() - t0;
+  auto& st = shards.shard(c.shard).stats;
+  if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
+  st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+}
+
+// Commands whose keys live on several shards. Redis runs them atomically on one thread; here
+// each shard's part is atomic, the whole is not (documented in docs/resp.md).
+awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
+                                                const std::vector<size_t>& key_pos) {
+  auto& r = c.reply;
+  auto owner_of = [&](std::string_view k) { return shards.owner(key_partition(k, shards.partitions())); };
+  std::string_view name = spec.name;
+
+  if (name == "del" || name == "unlink" || name == "exists" || name == "touch" || name == "mget" ||
+      name == "mset") {
+    // Group keys (with their values for MSET) per shard, preserving order inside each group.
+    std::map<unsigned, std::vector<std::string_view>> groups;
+    std::map<unsigned, std::vector<size_t>> positions;  // key index within argv order
+    size_t step = name == "mset" ? 2 : 1;
+    if (name == "mset" && argv.size() % 2 == 0) {
+      r.error(wrong_args(name));
+      co_return;
+    }
+    for (size_t i = 0; i < key_pos.size(); ++i) {
+      size_t p = key_pos[i];
+      auto& g = groups[owner_of(argv[p])];
+      if (g.empty()) g.push_back(argv[0]);
+      for (size_t j = 0; j < step; ++j) g.push_back(argv[p + j]);
+      positions[owner_of(argv[p])].push_back(i);
+    }
+    int64_t sum = 0;
+    std::vector<std::string_view> elems(key_pos.size());
+    std::vector<std::string> bufs;
+    bufs.reserve(groups.size());
+    for (auto& [sid, sub] : groups) {
+      bufs.emplace_back();
+      auto& out = bufs.back();
+      co_await run_handler(c, sid, spec, Args(sub.data(), sub.size()), out);
+      if (!out.empty() && out[0] == '-') {
+        c.out += out;
+        co_return;
+      }
+      std::string_view rest;
+      if (name == "mget") {
+        reply_header_number(out, rest);
+        auto vals = split_values(rest);
+        auto& pos = positions[sid];
+        for (size_t i = 0; i < vals.size() && i < pos.size(); ++i) elems[pos[i]] = vals[i];
+      } else if (name != "mset") {
+        sum += reply_header_number(out, rest);
+      }
+    }
+    if (name == "mget") {
+      r.array(elems.size());
+      for (auto e : elems) c.out.append(e);
+    } else if (name == "mset") {
+      r.ok();
+    } else {
+      r.integer(sum);
+    }
+    co_return;
+  }
+
+  if (name == "msetnx") {
+    if (argv.size() % 2 == 0) {
+      r.error(wrong_args(name));
+      co_return;
+    }
+    // Check every key first, then write each shard's part. Not atomic across shards.
+    for (size_t p : key_pos) {
+      std::string out;
+      std::array<std::string_view, 2> sub{"exists", argv[p]};
+      co_await run_handler(c, owner_of(argv[p]), *find_command("exists"), Args(sub.data(), 2), out);
+      if (out != ":0\r\n") {
+        r.integer(0);
+        co_return;
+      }
+    }
+    std::vector<std::string_view> all(argv.begin(), argv.end());
+    all[0] = "mset";
+    co_await execute_multi_key(c, *find_command("mset"), Args(all.data(), all.size()), key_pos);
+    // execute_multi_key appended +OK; replace it with MSETNX's reply.
+    if (c.out.size() >= 5 && c.out.compare(c.out.size() - 5, 5, "+OK\r\n") == 0) {
+      c.out.resize(c.out.size() - 5);
+      r.integer(1);
+    }
+    co_return;
+  }
+
+  if (name == "rename" || name == "renamenx" || name == "copy") {
+    std::string_view src = argv[1], dst = argv[2];
+    bool replace = false;
+    if (name == "copy") {
+      for (size_t i = 3; i < argv.size(); ++i) {
+        if (iequals(argv[i], "replace")) {
+          replace = true;
+        } else if (iequals(argv[i], "db") && i + 1 < argv.size()) {
+          int64_t db;
+          if (!parse_int64(argv[i + 1], db)) co_return r.not_integer();
+          if (db != 0) co_return r.error("ERR DB index is out of range");
+          ++i;
+        } else {
+          co_return r.syntax_error();
+        }
+      }
+    }
+    auto& s_src = shards.shard(owner_of(src));
+    auto& s_dst = shards.shard(owner_of(dst));
+    uint32_t p_src = key_partition(src, shards.partitions());
+    uint32_t p_dst = key_partition(dst, shards.partitions());
+    int64_t now = c.now_ms;
+    bool dst_exists = false;
+    auto check_dst = [&] { dst_exists = s_dst.engine->get(p_dst, dst, now).has_value(); };
+    co_await runtime::run_on(s_dst, check_dst);
+    std::optional<Value> value;
+    Status st;
+    bool take = name != "copy";
+    bool blocked = (name == "renamenx" && dst_exists) || (name == "copy" && dst_exists && !replace);
+    auto read_src = [&] {
+      auto v = s_src.engine->get(p_src, src, now);
+      if (!v || blocked) {
+        if (v) value.emplace();  // exists, but not moved
+        return;
+      }
+      Value copy;
+      copy.type = v->type;
+      copy.expire_at_ms = v->expire_at_ms;
+      if (v->type == ValueType::kString) copy.str.assign(v->str);
+      else copy.hash = *v->hash;
+      value = std::move(copy);
+      if (take) {
+        auto e = s_src.engine->erase(p_src, src, now);
+        if (!e) st = std::unexpected(e.error());
+      }
+    };
+    co_await runtime::run_on(s_src, read_src);
+    if (!value) {
+      if (name == "copy") co_return r.integer(0);
+      co_return r.error("ERR no such key");
+    }
+    if (blocked) co_return r.integer(0);
+    if (!st) co_return reply_status_error(r, st.error());
+    auto write_dst = [&] { st = s_dst.engine->put(p_dst, dst, std::move(*value), now); };
+    co_await runtime::run_on(s_dst, write_dst);
+    if (!st) co_return reply_status_error(r, st.error());
+    if (name == "rename") r.ok();
+    else r.integer(1);
+    co_return;
+  }
+
+  r.error("CROSSSLOT Keys in request don't hash to the same slot");
+}
+
+awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec, Args argv) {
+  auto& r = c.reply;
+  std::string_view name = spec.name;
+  if (name == "info") {
+    auto snap = co_await collect();
+    std::string section = argv.size() >= 2 ? to_lower(argv[1]) : "default";
+    r.verbatim(info(section, snap));
+    co_return;
+  }
+  if (name == "scan") {
+    // The cursor encodes (engine cursor, shard): engine_cursor * shards + shard.
+    int64_t cur;
+    if (!parse_int64(argv[1], cur) || cur < 0) {
+      // Redis accepts any unsigned 64-bit; larger values are simply "invalid cursor".
+      co_return r.error("ERR invalid cursor");
+    }
+    std::string_view pattern, type;
+    size_t count = 10;
+    for (size_t i = 2; i < argv.size(); ++i) {
+      if (iequals(argv[i], "match") && i + 1 < argv.size()) {
+        pattern = argv[++i];
+      } else if (iequals(argv[i], "count") && i + 1 < argv.size()) {
+        int64_t n;
+        if (!parse_int64(argv[++i], n)) co_return r.not_integer();
+        if (n < 1) co_return r.syntax_error();
+        count = static_cast<size_t>(std::min<int64_t>(n, 1 << 20));
+      } else if (iequals(argv[i], "type") && i + 1 < argv.size()) {
+        type = argv[++i];
+      } else {
+        co_return r.syntax_error();
+      }
+    }
+    uint64_t n = shards.size();
+    uint64_t shard = static_cast<uint64_t>(cur) % n;
+    uint64_t ecur = static_cast<uint64_t>(cur) / n;
+    std::vector<std::string> keys;
+    uint64_t next = 0;
+    while (shard < n) {
+      auto& s = shards.shard(static_cast<unsigned>(shard));
+      uint64_t got = 0;
+      auto work = [&] {
+        ecur = s.engine->scan(ecur, count, c.now_ms, [&](std::string_view k, const ValueRef& v) {
+          ++got;
+          if (!pattern.empty() && !glob_match(pattern, k)) return;
+          if (!type.empty() && !iequals(type, v.type == ValueType::kString ? "string" : "hash")) return;
+          keys.emplace_back(k);
+        });
+      };
+      co_await runtime::run_on(s, work);
+      if (ecur != 0) {
+        next = ecur * n + shard;
+        break;
+      }
+      ++shard;
+      ecur = 0;
+      if (shard < n) next = shard;  // continue with the next shard from its start
+      else next = 0;
+      if (got >= count) break;
+    }
+    r.array(2);
+    r.bulk(std::to_string(next));
+    r.array(keys.size());
+    for (auto& k : keys) r.bulk(k);
+    co_return;
+  }
+  if (name == "randomkey") {
+    std::vector<unsigned> order;
+    for (unsigned i = 0; i < shards.size(); ++i) order.push_back(i);
+    auto& rnd = shards.shard(c.shard).random;
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rnd.uniform(i)]);
+    for (unsigned sid : order) {
+      auto& s = shards.shard(sid);
+      std::optional<std::string> key;
+      auto work = [&] {
+        // Sample a window of keys from a scan and pick one: cheap, roughly uniform within a
+        // shard for small keyspaces, biased toward early buckets for large ones.
+        std::vector<std::string> sample;
+        uint64_t cursor = 0;
+        do {
+          cursor = s.engine->scan(cursor, 64, c.now_ms,
+                                  [&](std::string_view k, const ValueRef&) { sample.emplace_back(k); });
+        } while (cursor != 0 && sample.size() < 64);
+        if (!sample.empty()) key = sample[s.random.uniform(sample.size())];
+      };
+      co_await runtime::run_on(s, work);
+      if (key) co_return r.bulk(*key);
+    }
+    co_return r.null();
+  }
+  // DBSIZE, FLUSHALL, FLUSHDB, KEYS: run on every shard and merge.
+  int64_t sum = 0;
+  std::vector<std::string> bufs(shards.size());
+  int64_t total_elems = 0;
+  for (unsigned i = 0; i < shards.size(); ++i) {
+    co_await run_handler(c, i, spec, argv, bufs[i]);
+    if (!bufs[i].empty() && bufs[i][0] == '-') {
+      c.out += bufs[i];
+      co_return;
+    }
+    std::string_view rest;
+    if (bufs[i][0] == ':' || bufs[i][0] == '*') {
+      int64_t v = reply_header_number(bufs[i], rest);
+      sum += v;
+      total_elems += v;
+    }
+  }
+  if (name == "keys") {
+    r.array(static_cast<size_t>(total_elems));
+    for (auto& b : bufs) {
+      std::string_view rest;
+      reply_header_number(b, rest);
+      c.out.append(rest);
+    }
+  } else if (name == "dbsize") {
+    r.integer(sum);
+  } else {
+    r.ok();
+  }
+}
+
+awaitable<Snapshot> Server::Impl::collect() {
+  Snapshot snap;
+  snap.shards = shards.size();
+  for (unsigned i = 0; i < shards.size(); ++i) {
+    auto& s = shards.shard(i);
+    observe::ShardStats st;
+    storage::EngineStats es;
+    auto work = [&] {
+      st = s.stats;
+      st.connections_current = per_shard[i].connections.size();
+      es = s.engine->stats();
+    };
+    co_await runtime::run_on(s, work);
+    snap.stats.merge(st);
+    snap.engine.keys += es.keys;
+    snap.engine.keys_with_expiry += es.keys_with_expiry;
+    snap.engine.used_memory_bytes += es.used_memory_bytes;
+    snap.engine.expired_keys_total += es.expired_keys_total;
+    snap.engine.evicted_keys_total += es.evicted_keys_total;
+    snap.engine.disk_bytes = std::max(snap.engine.disk_bytes, es.disk_bytes);
+    snap.engine.syncs_total += es.syncs_total;
+  }
+  co_return snap;
+}
+
+awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
+  auto& shard = shards.shard(shard_id);
+  Connection c(std::move(sock), shard_id);
+  auto& ps = per_shard[shard_id];
+  ps.connections.push_front(&c);
+  auto self = ps.connections.begin();
+  ++shard.stats.connections_total;
+  c.client.id = next_client_id.fetch_add(1);
+  c.client.authenticated = !node.auth_required();
+  c.client.created_ms = c.client.last_cmd_ms = SystemClock::instance().now_ms();
+  boost::system::error_code ec;
+  auto rep = c.sock.remote_endpoint(ec);
+  if (!ec) c.client.addr = fmt::format("{}:{}", rep.address().to_string(), rep.port());
+  auto lep = c.sock.local_endpoint(ec);
+  if (!ec) c.client.laddr = fmt::format("{}:{}", lep.address().to_string(), lep.port());
+  c.sock.set_option(tcp::no_delay(true), ec);
+
+  Parser parser(opt.limits);
+  std::string in;
+  in.resize(kReadChunk);
+  size_t used = 0;
+  std::vector<std::string_view> argv;
+  argv.reserve(16);
+
+  for (;;) {
+    if (in.size() - used < kReadChunk / 4) {
+      size_t want = std::max(in.size() * 2, parser.bytes_wanted() + kReadChunk);
+      in.resize(std::min<size_t>(want, opt.query_buffer_limit + kReadChunk));
+    }
+    if (used >= opt.query_buffer_limit) {
+      spdlog::warn("closing client {} ({}): query buffer limit of {} bytes reached", c.client.id,
+                   c.client.addr, opt.query_buffer_limit);
+      break;
+    }
+    auto [rec, n] = co_await c.sock.async_read_some(asio::buffer(in.data() + used, in.size() - used),
+                                                    asio::as_tuple(use_awaitable));
+    if (rec || n == 0) break;
+    used += n;
+    shard.stats.net_input_bytes += n;
+    c.now_ms = SystemClock::instance().now_ms();
+    c.client.last_cmd_ms = c.now_ms;
+
+    size_t start = 0;
+    bool close = false;
+    while (start < used) {
+      std::string_view data(in.data() + start, used - start);
+      auto res = parser.parse(data);
+      if (res == Parser::Result::kNeedMore) break;
+      if (res == Parser::Result::kError) {
+        ++shard.stats.protocol_errors;
+        c.reply.error("ERR " + parser.error());
+        spdlog::debug("client {} ({}): {}", c.client.id, c.client.addr, parser.error());
+        close = true;
+        break;
+      }
+      if (res == Parser::Result::kRequest) {
+        parser.args(data, argv);
+        co_await execute(c, Args(argv.data(), argv.size()));
+      }
+      start += parser.consumed();
+      if (c.client.close_after_reply) {
+        close = true;
+        break;
+      }
+      if (c.out.size() >= kFlushThreshold) {
+        auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
+        shard.stats.net_output_bytes += wn;
+        c.out.clear();
+        if (wec) {
+          close = true;
+          break;
+        }
+      }
+    }
+    if (start > 0) {
+      std::memmove(in.data(), in.data() + start, used - start);
+      used -= start;
+    }
+    if (!c.out.empty()) {
+      auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
+      shard.stats.net_output_bytes += wn;
+      // Keep the buffer's capacity for the next batch unless one huge reply inflated it.
+      if (c.out.capacity() > (1 << 20)) std::string().swap(c.out);
+      else c.out.clear();
+      if (wec) break;
+    }
+    if (close || stopping.load(std::memory_order_relaxed)) break;
+  }
+  c.sock.shutdown(tcp::socket::shutdown_both, ec);
+  c.sock.close(ec);
+  ps.connections.erase(self);
+  open.fetch_sub(1);
+}
+
+awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
+  auto& ps = per_shard[shard_id];
+  auto& shard = shards.shard(shard_id);
+  for (;;) {
+    auto [ec, sock] = co_await ps.acceptor->async_accept(asio::as_tuple(use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping) co_return;
+      spdlog::warn("accept failed: {}", ec.message());
+      continue;
+    }
+    if (open.load() >= opt.max_clients) {
+      ++shard.stats.rejected_connections;
+      static const char kMsg[] = "-ERR max number of clients reached\r\n";
+      boost::system::error_code wec;
+      asio::write(sock, asio::buffer(kMsg, sizeof kMsg - 1), wec);
+      sock.close(wec);
+      continue;
+    }
+    open.fetch_add(1);
+    asio::co_spawn(shard.io, serve(std::move(sock), shard_id), asio::detached);
+  }
+}
+
+Server::Server(runtime::ShardSet& shards, NodeView& node, ServerOptions options, InfoFormatter info)
+    : impl_(std::make_unique<Impl>(shards, node, std::move(options), std::move(info))) {}
+
+Server::~Server() = default;
+
+Result<int> Server::start() {
+  auto& im = *impl_;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(im.opt.bind, ec);
+  if (ec) return make_error(Errc::kInvalidArgument, fmt::format("server.bind: '{}' is not an IP address", im.opt.bind));
+  int port = im.opt.port;
+  for (unsigned i = 0; i < im.shards.size(); ++i) {
+    auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(i).io);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, port, ec.message()));
+    port = acc->local_endpoint().port();
+    im.per_shard[i].acceptor = std::move(acc);
+  }
+  for (unsigned i = 0; i < im.shards.size(); ++i)
+    asio::co_spawn(im.shards.shard(i).io, im.accept_loop(i), asio::detached);
+  return port;
+}
+
+void Server::shutdown() {
+  auto& im = *impl_;
+  im.stopping = true;
+  for (unsigned i = 0; i < im.shards.size(); ++i) {
+    std::promise<void> done;
+    asio::post(im.shards.shard(i).io, [&, i] {
+      boost::system::error_code ec;
+      if (im.per_shard[i].acceptor) im.per_shard[i].acceptor->close(ec);
+      // Pending reads complete with EOF; requests already read are answered first.
+      for (auto* c : im.per_shard[i].connections) c->sock.shutdown(tcp::socket::shutdown_receive, ec);
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+}
+
+uint64_t Server::open_connections() const { return impl_->open.load(); }
+
+Snapshot Server::collect_blocking() {
+  std::promise<Snapshot> p;
+  asio::co_spawn(impl_->shards.shard(0).io, impl_->collect(),
+                 [&p](std::exception_ptr e, Snapshot s) {
+                   if (e) p.set_exception(e);
+                   else p.set_value(std::move(s));
+                 });
+  return p.get_future().get();
+}
+
+}  // namespace keel::resp

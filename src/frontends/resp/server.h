@@ -1,0 +1,63 @@
+// The RESP server: one acceptor per shard on the same port (SO_REUSEPORT, the kernel spreads
+// connections), one coroutine per connection that reads, parses, executes and writes replies
+// in order (pipelining), hopping to the shard that owns each command's keys.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "frontends/resp/command.h"
+#include "frontends/resp/parser.h"
+#include "observe/stats.h"
+
+namespace keel::runtime {
+class ShardSet;
+}
+
+namespace keel::resp {
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";
+  int port = 6380;
+  ParserLimits limits;
+  uint64_t max_clients = 10000;
+  uint64_t query_buffer_limit = 1ull << 30;
+  uint64_t timeout_s = 0;
+};
+
+// A point-in-time copy of everything INFO and /metrics report, merged over shards.
+struct Snapshot {
+  observe::ShardStats stats;
+  storage::EngineStats engine;
+  unsigned shards = 0;
+};
+
+// Formats the INFO reply for `section` ("default", "all", "server", "keyspace", ...).
+using InfoFormatter = std::function<std::string(std::string_view section, const Snapshot&)>;
+
+class Server {
+ public:
+  Server(runtime::ShardSet& shards, NodeView& node, ServerOptions options, InfoFormatter info);
+  ~Server();
+
+  // Binds and starts accepting on every shard. Returns the bound port.
+  Result<int> start();
+  // Stops accepting and ends every connection after its in-flight replies are written.
+  void shutdown();
+  // Connections still open (for the shutdown drain).
+  uint64_t open_connections() const;
+
+  // Collects statistics from every shard. Must be called from a shard thread's coroutine via
+  // collect_async, or from a non-shard thread with collect_blocking.
+  Snapshot collect_blocking();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace keel::resp

@@ -1,0 +1,281 @@
+#include "node/config.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <charconv>
+#include <functional>
+#include <thread>
+#include <toml++/toml.h>
+
+namespace keel::node {
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+bool parse_u64(const std::string& s, uint64_t& out) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+struct Setting {
+  const char* key;
+  const char* help;
+  std::function<std::string(const Config&)> get;
+  // Returns "" on success or what is allowed.
+  std::function<std::string(Config&, const std::string&)> set;
+};
+
+std::string set_port(int& field, const std::string& v) {
+  uint64_t n;
+  if (!parse_u64(v, n) || n > 65535) return fmt::format("'{}' is not a port; allowed: 0..65535 (0 = pick a free port)", v);
+  field = static_cast<int>(n);
+  return "";
+}
+
+std::string set_u64(uint64_t& field, const std::string& v, uint64_t lo, uint64_t hi) {
+  uint64_t n;
+  if (!parse_u64(v, n) || n < lo || n > hi)
+    return fmt::format("'{}' is not allowed; allowed: an integer from {} to {}", v, lo, hi);
+  field = n;
+  return "";
+}
+
+std::string set_size(uint64_t& field, const std::string& v, uint64_t lo, uint64_t hi) {
+  uint64_t n;
+  if (!parse_size(v, n) || n < lo || n > hi)
+    return fmt::format("'{}' is not allowed; allowed: a size from {} to {} bytes (suffixes k, kb, m, mb, g, gb)", v, lo, hi);
+  field = n;
+  return "";
+}
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> s = {
+      {"server.bind", "address to listen on",
+       [](const Config& c) { return c.bind; },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty()) return "must not be empty; allowed: an IPv4 or IPv6 address";
+         c.bind = v;
+         return "";
+       }},
+      {"server.resp_port", "RESP (Redis protocol) port",
+       [](const Config& c) { return std::to_string(c.resp_port); },
+       [](Config& c, const std::string& v) { return set_port(c.resp_port, v); }},
+      {"server.http_port", "HTTP port",
+       [](const Config& c) { return std::to_string(c.http_port); },
+       [](Config& c, const std::string& v) { return set_port(c.http_port, v); }},
+      {"server.shards", "event loops (0 = one per core)",
+       [](const Config& c) { return std::to_string(c.shards); },
+       [](Config& c, const std::string& v) {
+         uint64_t n = 0;
+         auto e = set_u64(n, v, 0, 256);
+         if (e.empty()) c.shards = static_cast<unsigned>(n);
+         return e;
+       }},
+      {"server.max_clients", "maximum simultaneous client connections",
+       [](const Config& c) { return std::to_string(c.max_clients); },
+       [](Config& c, const std::string& v) { return set_u64(c.max_clients, v, 1, 1000000); }},
+      {"server.timeout_s", "close clients idle this many seconds (0 = never)",
+       [](const Config& c) { return std::to_string(c.timeout_s); },
+       [](Config& c, const std::string& v) { return set_u64(c.timeout_s, v, 0, 31536000); }},
+      {"server.requirepass", "password for AUTH (empty = no authentication)",
+       [](const Config& c) { return c.requirepass; },
+       [](Config& c, const std::string& v) {
+         c.requirepass = v;
+         return std::string();
+       }},
+      {"storage.engine", "memory or persistent",
+       [](const Config& c) {
+         return std::string(c.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent");
+       },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "memory") c.storage.kind = storage::EngineConfig::Kind::kMemory;
+         else if (l == "persistent") c.storage.kind = storage::EngineConfig::Kind::kPersistent;
+         else return fmt::format("'{}' is not an engine; allowed: memory, persistent", v);
+         return "";
+       }},
+      {"storage.data_dir", "directory of the persistent engine",
+       [](const Config& c) { return c.storage.data_dir; },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty()) return "must not be empty; allowed: a directory path";
+         c.storage.data_dir = v;
+         return "";
+       }},
+      {"storage.fsync", "when the write-ahead log is synced: always, everysec, no",
+       [](const Config& c) { return std::string(storage::fsync_policy_name(c.storage.fsync)); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto p = storage::parse_fsync_policy(lower(v));
+         if (!p) return fmt::format("'{}' is not a policy; allowed: always, everysec, no", v);
+         c.storage.fsync = *p;
+         return "";
+       }},
+      {"storage.maxmemory", "memory engine limit in bytes (0 = none)",
+       [](const Config& c) { return std::to_string(c.storage.max_memory_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.storage.max_memory_bytes, v, 0, 1ull << 50); }},
+      {"storage.maxmemory_policy", "eviction policy when maxmemory is reached",
+       [](const Config& c) { return std::string(storage::eviction_policy_name(c.storage.eviction)); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto p = storage::parse_eviction_policy(lower(v));
+         if (!p)
+           return fmt::format("'{}' is not a policy; allowed: noeviction, allkeys-lru, allkeys-lfu, "
+                              "allkeys-random, volatile-lru, volatile-lfu, volatile-ttl", v);
+         c.storage.eviction = *p;
+         return "";
+       }},
+      {"storage.maxmemory_samples", "keys sampled per eviction",
+       [](const Config& c) { return std::to_string(c.storage.eviction_samples); },
+       [](Config& c, const std::string& v) {
+         uint64_t n = 0;
+         auto e = set_u64(n, v, 1, 64);
+         if (e.empty()) c.storage.eviction_samples = static_cast<uint32_t>(n);
+         return e;
+       }},
+      {"storage.block_cache", "persistent engine block cache size",
+       [](const Config& c) { return std::to_string(c.storage.block_cache_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.storage.block_cache_bytes, v, 1 << 20, 1ull << 40); }},
+      {"limits.proto_max_bulk_len", "largest bulk string a client may send",
+       [](const Config& c) { return std::to_string(c.proto_max_bulk_len); },
+       [](Config& c, const std::string& v) { return set_size(c.proto_max_bulk_len, v, 1024 * 1024, 512ull << 20); }},
+      {"limits.max_multibulk_len", "most arguments in one request",
+       [](const Config& c) { return std::to_string(c.max_multibulk_len); },
+       [](Config& c, const std::string& v) { return set_u64(c.max_multibulk_len, v, 16, 1ull << 30); }},
+      {"limits.max_inline_len", "longest inline request line",
+       [](const Config& c) { return std::to_string(c.max_inline_len); },
+       [](Config& c, const std::string& v) { return set_size(c.max_inline_len, v, 1024, 1ull << 26); }},
+      {"limits.query_buffer_limit", "largest buffered unprocessed input per client",
+       [](const Config& c) { return std::to_string(c.query_buffer_limit); },
+       [](Config& c, const std::string& v) { return set_size(c.query_buffer_limit, v, 1024 * 1024, 1ull << 34); }},
+      {"limits.http_max_body", "largest HTTP request body",
+       [](const Config& c) { return std::to_string(c.http_max_body); },
+       [](Config& c, const std::string& v) { return set_size(c.http_max_body, v, 1024, 1ull << 30); }},
+      {"log.level", "trace, debug, info, warn, error, off",
+       [](const Config& c) { return c.log_level; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         for (auto a : {"trace", "debug", "info", "warn", "error", "off"})
+           if (l == a) {
+             c.log_level = l;
+             return "";
+           }
+         return fmt::format("'{}' is not a level; allowed: trace, debug, info, warn, error, off", v);
+       }},
+      {"log.format", "text or json",
+       [](const Config& c) { return c.log_format; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l != "text" && l != "json") return fmt::format("'{}' is not a format; allowed: text, json", v);
+         c.log_format = l;
+         return "";
+       }},
+  };
+  return s;
+}
+
+}  // namespace
+
+unsigned Config::effective_shards() const {
+  if (shards) return shards;
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? n : 1;
+}
+
+bool parse_size(const std::string& in, uint64_t& out) {
+  std::string s = lower(in);
+  uint64_t mul = 1;
+  auto ends = [&](const char* suf) {
+    size_t n = std::char_traits<char>::length(suf);
+    return s.size() > n && s.compare(s.size() - n, n, suf) == 0;
+  };
+  size_t cut = 0;
+  if (ends("gb")) { mul = 1ull << 30; cut = 2; }
+  else if (ends("mb")) { mul = 1ull << 20; cut = 2; }
+  else if (ends("kb")) { mul = 1ull << 10; cut = 2; }
+  else if (ends("g")) { mul = 1000ull * 1000 * 1000; cut = 1; }
+  else if (ends("m")) { mul = 1000ull * 1000; cut = 1; }
+  else if (ends("k")) { mul = 1000; cut = 1; }
+  else if (ends("b")) { cut = 1; }
+  uint64_t n;
+  if (!parse_u64(s.substr(0, s.size() - cut), n)) return false;
+  if (n > UINT64_MAX / mul) return false;
+  out = n * mul;
+  return true;
+}
+
+std::vector<std::pair<std::string, std::string>> describe(const Config& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& s : settings()) out.emplace_back(s.key, s.get(c));
+  return out;
+}
+
+void apply(Config& c, const std::string& key, const std::string& value, std::vector<Problem>& problems) {
+  for (auto& s : settings()) {
+    if (key == s.key) {
+      auto err = s.set(c, value);
+      if (!err.empty()) problems.push_back({key, err});
+      return;
+    }
+  }
+  std::string known;
+  for (auto& s : settings()) known += (known.empty() ? "" : ", ") + std::string(s.key);
+  problems.push_back({key, "unknown setting; known settings: " + known});
+}
+
+void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& problems) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    problems.push_back({path, fmt::format("not valid TOML at line {}, column {}: {}",
+                                          e.source().begin.line, e.source().begin.column,
+                                          std::string(e.description()))});
+    return;
+  }
+  for (auto& [section, node] : tbl) {
+    auto* t = node.as_table();
+    if (!t) {
+      problems.push_back({std::string(section.str()),
+                          "expected a [section] table; allowed sections: server, storage, limits, log"});
+      continue;
+    }
+    for (auto& [key, val] : *t) {
+      std::string full = std::string(section.str()) + "." + std::string(key.str());
+      std::string text;
+      if (auto s = val.value<std::string>()) text = *s;
+      else if (auto i = val.value<int64_t>()) text = std::to_string(*i);
+      else if (auto b = val.value<bool>()) text = *b ? "yes" : "no";
+      else {
+        problems.push_back({full, "expected a string or an integer"});
+        continue;
+      }
+      apply(c, full, text, problems);
+    }
+  }
+}
+
+void load_env(Config& c, const std::map<std::string, std::string>& env, std::vector<Problem>& problems) {
+  for (auto& s : settings()) {
+    std::string name = "KEEL_";
+    for (const char* p = s.key; *p; ++p)
+      name.push_back(*p == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(*p))));
+    auto it = env.find(name);
+    if (it == env.end()) continue;
+    std::vector<Problem> local;
+    apply(c, s.key, it->second, local);
+    for (auto& p : local) problems.push_back({name, p.message});
+  }
+}
+
+void validate(const Config& c, std::vector<Problem>& problems) {
+  if (c.resp_port != 0 && c.resp_port == c.http_port)
+    problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});
+  if (c.storage.kind == storage::EngineConfig::Kind::kPersistent && c.storage.max_memory_bytes != 0)
+    problems.push_back({"storage.maxmemory",
+                        "applies only to the memory engine; set storage.engine = \"memory\" or maxmemory = 0"});
+}
+
+}  // namespace keel::node

@@ -1,0 +1,60 @@
+// keel's configuration: one TOML file (keel.toml), every key overridable by an environment
+// variable KEEL_<SECTION>_<KEY> and by command-line flags. Validation reports every problem
+// with its key and what is allowed; nothing is silently clamped.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "storage/engine.h"
+
+namespace keel::node {
+
+struct Config {
+  // [server]
+  std::string bind = "127.0.0.1";
+  int resp_port = 6380;
+  int http_port = 8380;
+  unsigned shards = 0;  // 0 = one per core
+  uint64_t max_clients = 10000;
+  uint64_t timeout_s = 0;  // close clients idle this long; 0 = never (Redis's default)
+  std::string requirepass;
+  // [storage]
+  storage::EngineConfig storage;
+  // [limits]
+  uint64_t proto_max_bulk_len = 512ull << 20;
+  uint64_t max_multibulk_len = 1024 * 1024;
+  uint64_t max_inline_len = 64 * 1024;
+  uint64_t query_buffer_limit = 1ull << 30;
+  uint64_t http_max_body = 16ull << 20;
+  // [log]
+  std::string log_level = "info";
+  std::string log_format = "text";
+
+  unsigned effective_shards() const;
+};
+
+struct Problem {
+  std::string key;      // "server.resp_port"
+  std::string message;  // what is wrong and what is allowed
+};
+
+// Every setting as (section.key, current value as text) — for CONFIG GET, docs and tests.
+std::vector<std::pair<std::string, std::string>> describe(const Config& c);
+
+// Applies one setting given as text; appends a Problem on bad input. `key` is "section.key".
+void apply(Config& c, const std::string& key, const std::string& value, std::vector<Problem>& problems);
+
+// Loads a TOML file over `c` (missing keys keep their values). Unknown keys are problems.
+void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& problems);
+// Applies KEEL_<SECTION>_<KEY> variables from `env` (a copy of the environment).
+void load_env(Config& c, const std::map<std::string, std::string>& env, std::vector<Problem>& problems);
+// Cross-field checks (after all sources are applied).
+void validate(const Config& c, std::vector<Problem>& problems);
+
+// Parses "512mb", "1gb", "100k", "123" like Redis's memtoll. Returns false on bad input.
+bool parse_size(const std::string& s, uint64_t& out);
+
+}  // namespace keel::node
