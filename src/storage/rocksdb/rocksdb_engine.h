@@ -15,4 +15,8 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
                                                                   unsigned shards,
                                                                   const Clock& clock);
 
+// Compacts the whole database now (running the TTL compaction filter). For operators and tests;
+// `engine` must be one returned by open_rocksdb_engines, otherwise kInvalidArgument.
+Status compact_persistent_engine(Engine& engine);
+
 }  // namespace keel::storage

@@ -275,7 +275,7 @@ RC_GTEST_PROP(MemoryEngineModel, RandomOpsMatchModel, (uint64_t seed)) {
   run_model(Kind::kMemory, seed, 400);
 }
 
-RC_GTEST_PROP(DISABLED_PersistentEngineModel, RandomOpsMatchModel, (uint64_t seed)) {
+RC_GTEST_PROP(PersistentEngineModel, RandomOpsMatchModel, (uint64_t seed)) {
   run_model(Kind::kPersistent, seed, 250);
 }
 
@@ -320,7 +320,7 @@ TEST(MemoryEngineScan, KeysPresentThroughoutAreSeenDespiteRehash) {
   for (uint64_t seed = 1; seed <= 5; ++seed) run_scan_under_writes(Kind::kMemory, seed);
 }
 
-TEST(DISABLED_PersistentEngineScan, KeysPresentThroughoutAreSeenDespiteWrites) {
+TEST(PersistentEngineScan, KeysPresentThroughoutAreSeenDespiteWrites) {
   run_scan_under_writes(Kind::kPersistent, 7);
 }
 
@@ -347,7 +347,7 @@ void run_batch_atomicity(Kind kind) {
 }
 
 TEST(MemoryEngineBatch, InvalidOpAppliesNothing) { run_batch_atomicity(Kind::kMemory); }
-TEST(DISABLED_PersistentEngineBatch, InvalidOpAppliesNothing) { run_batch_atomicity(Kind::kPersistent); }
+TEST(PersistentEngineBatch, InvalidOpAppliesNothing) { run_batch_atomicity(Kind::kPersistent); }
 
 // update(): kKeep writes nothing, kErase removes, absent key can be created from scratch, and
 // TTL set through update is honoured.
@@ -393,7 +393,7 @@ void run_update_semantics(Kind kind) {
 }
 
 TEST(MemoryEngineUpdate, Semantics) { run_update_semantics(Kind::kMemory); }
-TEST(DISABLED_PersistentEngineUpdate, Semantics) { run_update_semantics(Kind::kPersistent); }
+TEST(PersistentEngineUpdate, Semantics) { run_update_semantics(Kind::kPersistent); }
 
 }  // namespace
 }  // namespace keel::storage
