@@ -1,0 +1,86 @@
+#include "storage/engine.h"
+
+#include <fmt/format.h>
+
+#include "base/random.h"
+#include "storage/memory/memory_engine.h"
+#include "storage/rocksdb/rocksdb_engine.h"
+
+namespace keel::storage {
+
+namespace {
+struct EvictionName {
+  EvictionPolicy policy;
+  std::string_view name;
+};
+constexpr EvictionName kEvictionNames[] = {
+    {EvictionPolicy::kNoEviction, "noeviction"},
+    {EvictionPolicy::kAllKeysLru, "allkeys-lru"},
+    {EvictionPolicy::kAllKeysLfu, "allkeys-lfu"},
+    {EvictionPolicy::kVolatileLru, "volatile-lru"},
+    {EvictionPolicy::kVolatileLfu, "volatile-lfu"},
+    {EvictionPolicy::kVolatileTtl, "volatile-ttl"},
+    {EvictionPolicy::kAllKeysRandom, "allkeys-random"},
+};
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::string_view eviction_policy_name(EvictionPolicy p) {
+  for (const auto& e : kEvictionNames)
+    if (e.policy == p) return e.name;
+  return "unknown";
+}
+
+std::optional<EvictionPolicy> parse_eviction_policy(std::string_view name) {
+  for (const auto& e : kEvictionNames)
+    if (iequals(e.name, name)) return e.policy;
+  return std::nullopt;
+}
+
+std::string_view fsync_policy_name(FsyncPolicy p) {
+  switch (p) {
+    case FsyncPolicy::kAlways: return "always";
+    case FsyncPolicy::kEverySec: return "everysec";
+    case FsyncPolicy::kNo: return "no";
+  }
+  return "unknown";
+}
+
+std::optional<FsyncPolicy> parse_fsync_policy(std::string_view name) {
+  for (auto p : {FsyncPolicy::kAlways, FsyncPolicy::kEverySec, FsyncPolicy::kNo})
+    if (iequals(fsync_policy_name(p), name)) return p;
+  return std::nullopt;
+}
+
+Result<std::vector<std::unique_ptr<Engine>>> open_engines(const EngineConfig& config,
+                                                          unsigned shards, const Clock& clock) {
+  if (shards == 0)
+    return make_error(Errc::kInvalidArgument, "shards must be at least 1");
+  if (config.partitions == 0 || config.partitions > (1u << 24))
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("partitions is {}; allowed: 1..{}", config.partitions, 1u << 24));
+  if (config.kind == EngineConfig::Kind::kMemory) {
+    if (config.eviction_samples == 0 || config.eviction_samples > 64)
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("eviction_samples is {}; allowed: 1..64",
+                                    config.eviction_samples));
+    std::vector<std::unique_ptr<Engine>> out;
+    out.reserve(shards);
+    for (unsigned i = 0; i < shards; ++i)
+      out.push_back(make_memory_engine(config, mix64(0x6b65656c00000000ull + i)));
+    return out;
+  }
+  return open_rocksdb_engines(config, shards, clock);
+}
+
+}  // namespace keel::storage

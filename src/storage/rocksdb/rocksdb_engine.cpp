@@ -1,0 +1,630 @@
+#include "storage/rocksdb/rocksdb_engine.h"
+
+#include <fmt/format.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/compaction_filter.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <system_error>
+#include <unordered_map>
+
+#include "base/assert.h"
+#include "base/codec.h"
+#include "base/random.h"
+
+namespace keel::storage {
+namespace {
+
+// ---- formats -----------------------------------------------------------------------------
+//
+// key   = u32be partition ++ user key            (a partition is one contiguous key range)
+// value = u8 version (1) ++ u8 type ++ u64be expire_at_ms (0 = none) ++ body
+//   string body: the raw bytes
+//   hash body:   varint field count, then per field: bytes(name) bytes(value)
+// The fixed-position expiry lets the compaction filter decide without decoding the body.
+constexpr uint8_t kFormatVersion = 1;
+constexpr size_t kValueHeaderBytes = 10;
+constexpr size_t kMaxScanCursors = 1024;
+constexpr uint64_t kMaxKeyBytes = 512ull << 20;
+constexpr uint64_t kMaxValueBytes = 512ull << 20;
+
+std::string partition_prefix(uint32_t partition) {
+  std::string out;
+  Writer(out).u32be(partition);
+  return out;
+}
+
+std::string encode_key(uint32_t partition, std::string_view key) {
+  std::string out;
+  out.reserve(4 + key.size());
+  Writer w(out);
+  w.u32be(partition);
+  w.raw(key);
+  return out;
+}
+
+uint32_t partition_of(std::string_view raw_key) {
+  KEEL_ASSERT(raw_key.size() >= 4);
+  return (static_cast<uint32_t>(static_cast<uint8_t>(raw_key[0])) << 24) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(raw_key[1])) << 16) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(raw_key[2])) << 8) |
+         static_cast<uint32_t>(static_cast<uint8_t>(raw_key[3]));
+}
+
+void encode_value(const Value& v, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.u8(kFormatVersion);
+  w.u8(static_cast<uint8_t>(v.type));
+  w.u64be(static_cast<uint64_t>(v.expire_at_ms));
+  if (v.type == ValueType::kString) {
+    w.raw(v.str);
+  } else {
+    w.varint(v.hash.size());
+    // Sorted, so equal hashes encode equally.
+    std::vector<const std::pair<const std::string, std::string>*> fields;
+    fields.reserve(v.hash.size());
+    for (const auto& kv : v.hash) fields.push_back(&kv);
+    std::sort(fields.begin(), fields.end(), [](auto* a, auto* b) { return a->first < b->first; });
+    for (const auto* kv : fields) {
+      w.bytes(kv->first);
+      w.bytes(kv->second);
+    }
+  }
+}
+
+// Expiry of an encoded value without decoding it; 0 if none or unreadable.
+int64_t encoded_expiry(std::string_view raw) {
+  if (raw.size() < kValueHeaderBytes || static_cast<uint8_t>(raw[0]) != kFormatVersion) return 0;
+  Reader r(raw.substr(2, 8));
+  auto e = r.u64be();
+  return e ? static_cast<int64_t>(*e) : 0;
+}
+
+bool encoded_alive(std::string_view raw, int64_t now_ms) {
+  int64_t e = encoded_expiry(raw);
+  return e == 0 || e > now_ms;
+}
+
+Status decode_value(std::string_view raw, Value& out) {
+  Reader r(raw);
+  auto version = r.u8();
+  if (!version) return std::unexpected(version.error());
+  if (*version != kFormatVersion)
+    return make_error(Errc::kCorruption,
+                      fmt::format("stored value has format version {}; this build reads {}",
+                                  *version, kFormatVersion));
+  auto type = r.u8();
+  if (!type) return std::unexpected(type.error());
+  auto expire = r.u64be();
+  if (!expire) return std::unexpected(expire.error());
+  out.expire_at_ms = static_cast<int64_t>(*expire);
+  out.str.clear();
+  out.hash.clear();
+  if (*type == static_cast<uint8_t>(ValueType::kString)) {
+    out.type = ValueType::kString;
+    out.str.assign(raw.substr(kValueHeaderBytes));
+    return {};
+  }
+  if (*type != static_cast<uint8_t>(ValueType::kHash))
+    return make_error(Errc::kCorruption, fmt::format("stored value has unknown type {}", *type));
+  out.type = ValueType::kHash;
+  auto n = r.varint();
+  if (!n) return std::unexpected(n.error());
+  if (*n > r.remaining() / 2)
+    return make_error(Errc::kCorruption, fmt::format("hash claims {} fields in {} bytes", *n,
+                                                     r.remaining()));
+  out.hash.reserve(*n);
+  for (uint64_t i = 0; i < *n; ++i) {
+    auto f = r.bytes();
+    if (!f) return std::unexpected(f.error());
+    auto v = r.bytes();
+    if (!v) return std::unexpected(v.error());
+    out.hash.emplace(std::string(*f), std::string(*v));
+  }
+  if (!r.done()) return make_error(Errc::kCorruption, "trailing bytes after a stored hash");
+  return {};
+}
+
+std::unexpected<Error> io_error(const char* what, const rocksdb::Status& s) {
+  return make_error(s.IsCorruption() ? Errc::kCorruption : Errc::kIoError,
+                    fmt::format("rocksdb {}: {}", what, s.ToString()));
+}
+
+Status check_sizes(std::string_view key, const Value* v) {
+  if (key.size() > kMaxKeyBytes)
+    return make_error(Errc::kLimitExceeded,
+                      fmt::format("key is {} bytes; the limit is {} bytes", key.size(), kMaxKeyBytes));
+  if (v && v->expire_at_ms < 0)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("expire_at_ms is {}; allowed: 0 (no TTL) or a Unix time in ms",
+                                  v->expire_at_ms));
+  if (v && v->type == ValueType::kString && v->str.size() > kMaxValueBytes)
+    return make_error(Errc::kLimitExceeded, fmt::format("value is {} bytes; the limit is {} bytes",
+                                                        v->str.size(), kMaxValueBytes));
+  return {};
+}
+
+// ---- state shared by the shard instances -------------------------------------------------
+
+struct Shared;
+
+// Drops values whose deadline passed, by the injected Clock. Runs on RocksDB's threads.
+class TtlCompactionFilter final : public rocksdb::CompactionFilter {
+ public:
+  explicit TtlCompactionFilter(Shared* s) : s_(s) {}
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value, std::string*,
+              bool*) const override;
+  const char* Name() const override { return "keel.ttl"; }
+
+ private:
+  Shared* s_;
+};
+
+struct Shared {
+  EngineConfig config;
+  const Clock* clock;
+  unsigned shards;
+  TtlCompactionFilter filter{this};
+  std::shared_ptr<rocksdb::Cache> cache;
+  std::unique_ptr<rocksdb::DB> db;
+  // Per partition: stored keys (live or expired-not-yet-dropped), and the engine that owns it.
+  std::unique_ptr<std::atomic<int64_t>[]> counts;
+  std::unique_ptr<std::atomic<uint32_t>[]> owner;
+  std::unique_ptr<std::atomic<uint64_t>[]> expired_by_engine;
+  std::atomic<int64_t> last_sync_ms{0};
+  std::atomic<uint64_t> syncs{0};
+
+  Shared(const EngineConfig& c, const Clock& clk, unsigned n)
+      : config(c),
+        clock(&clk),
+        shards(n),
+        counts(new std::atomic<int64_t>[c.partitions]),
+        owner(new std::atomic<uint32_t>[c.partitions]),
+        expired_by_engine(new std::atomic<uint64_t>[n]) {
+    for (uint32_t p = 0; p < c.partitions; ++p) {
+      counts[p].store(0);
+      owner[p].store(p % n);  // the default assignment until a shard claims otherwise
+    }
+    for (unsigned i = 0; i < n; ++i) expired_by_engine[i].store(0);
+  }
+  ~Shared() {
+    if (db) {
+      (void)db->Close();
+      db.reset();
+    }
+  }
+
+  void count_down(uint32_t p) {
+    if (p >= config.partitions) return;
+    int64_t c = counts[p].load();
+    while (c > 0 && !counts[p].compare_exchange_weak(c, c - 1)) {
+    }
+  }
+};
+
+bool TtlCompactionFilter::Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value,
+                                 std::string*, bool*) const {
+  std::string_view v(value.data(), value.size());
+  int64_t e = encoded_expiry(v);
+  if (e == 0 || e > s_->clock->now_ms()) return false;
+  if (key.size() >= 4) {
+    uint32_t p = partition_of(std::string_view(key.data(), key.size()));
+    s_->count_down(p);
+    if (p < s_->config.partitions) s_->expired_by_engine[s_->owner[p].load() % s_->shards]++;
+  }
+  return true;
+}
+
+// ---- one shard's view --------------------------------------------------------------------
+
+class RocksEngine final : public Engine {
+ public:
+  RocksEngine(std::shared_ptr<Shared> s, uint32_t index)
+      : s_(std::move(s)), index_(index), cursor_seq_(mix64(index + 1) | 1) {
+    wopts_.sync = s_->config.fsync == FsyncPolicy::kAlways;
+  }
+
+  std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    claim(partition);
+    rocksdb::PinnableSlice raw;
+    auto st = s_->db->Get(rocksdb::ReadOptions(), s_->db->DefaultColumnFamily(),
+                          encode_key(partition, key), &raw);
+    if (!st.ok()) return std::nullopt;  // NotFound, or an I/O error we cannot report here
+    std::string_view v(raw.data(), raw.size());
+    if (!encoded_alive(v, now_ms)) return std::nullopt;
+    if (!decode_value(v, last_)) return std::nullopt;  // unreadable: treated as absent
+    return ref_of(last_);
+  }
+
+  Status set_string(uint32_t partition, std::string_view key, std::string_view value,
+                    int64_t expire_at_ms, int64_t now_ms) override {
+    Value v;
+    v.str.assign(value);
+    v.expire_at_ms = expire_at_ms;
+    return put(partition, key, std::move(v), now_ms);
+  }
+
+  Status put(uint32_t partition, std::string_view key, Value value, int64_t now_ms) override {
+    claim(partition);
+    if (auto st = check_sizes(key, &value); !st) return st;
+    std::string k = encode_key(partition, key);
+    auto existed = raw_exists(k);
+    if (!existed) return std::unexpected(existed.error());
+    if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
+      // A deadline that already passed: the key ends up absent.
+      if (!*existed) return {};
+      auto st = s_->db->Delete(wopts_, k);
+      if (!st.ok()) return io_error("delete", st);
+      s_->count_down(partition);
+      return {};
+    }
+    encode_value(value, buf_);
+    auto st = s_->db->Put(wopts_, k, buf_);
+    if (!st.ok()) return io_error("put", st);
+    if (!*existed) s_->counts[partition]++;
+    return {};
+  }
+
+  Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    claim(partition);
+    std::string k = encode_key(partition, key);
+    std::string raw;
+    auto st = s_->db->Get(rocksdb::ReadOptions(), k, &raw);
+    if (st.IsNotFound()) return false;
+    if (!st.ok()) return io_error("get", st);
+    const bool live = encoded_alive(raw, now_ms);
+    st = s_->db->Delete(wopts_, k);
+    if (!st.ok()) return io_error("delete", st);
+    s_->count_down(partition);
+    return live;
+  }
+
+  Status update(uint32_t partition, std::string_view key, int64_t now_ms,
+                const UpdateFn& fn) override {
+    claim(partition);
+    std::string k = encode_key(partition, key);
+    std::string raw;
+    auto st = s_->db->Get(rocksdb::ReadOptions(), k, &raw);
+    if (!st.ok() && !st.IsNotFound()) return io_error("get", st);
+    const bool existed = st.ok();
+    Value current;
+    bool have = false;
+    if (existed && encoded_alive(raw, now_ms)) {
+      if (auto d = decode_value(raw, current); !d) return d;
+      have = true;
+    }
+    Value scratch;
+    UpdateAction act = fn(have ? &current : nullptr, &scratch);
+    if (act == UpdateAction::kKeep) return {};
+    if (act == UpdateAction::kErase) {
+      if (!existed) return {};
+      st = s_->db->Delete(wopts_, k);
+      if (!st.ok()) return io_error("delete", st);
+      s_->count_down(partition);
+      return {};
+    }
+    return put(partition, key, have ? std::move(current) : std::move(scratch), now_ms);
+  }
+
+  Status write_batch(std::vector<BatchOp> ops, int64_t now_ms) override {
+    for (const auto& op : ops) {
+      if (op.partition >= s_->config.partitions)
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("batch op partition {} out of range; allowed: 0..{}",
+                                      op.partition, s_->config.partitions - 1));
+      if (auto st = check_sizes(op.key, op.value ? &*op.value : nullptr); !st) return st;
+    }
+    rocksdb::WriteBatch batch;
+    std::unordered_map<std::string, bool> exists;  // raw key -> present after the ops so far
+    std::map<uint32_t, int64_t> delta;
+    for (const auto& op : ops) {
+      claim(op.partition);
+      std::string k = encode_key(op.partition, op.key);
+      auto it = exists.find(k);
+      if (it == exists.end()) {
+        auto e = raw_exists(k);
+        if (!e) return std::unexpected(e.error());
+        it = exists.emplace(k, *e).first;
+      }
+      const bool write = op.value && !(op.value->expire_at_ms != 0 &&
+                                       op.value->expire_at_ms <= now_ms);
+      if (write) {
+        encode_value(*op.value, buf_);
+        batch.Put(k, buf_);
+        if (!it->second) delta[op.partition]++;
+        it->second = true;
+      } else {
+        batch.Delete(k);
+        if (it->second) delta[op.partition]--;
+        it->second = false;
+      }
+    }
+    auto st = s_->db->Write(wopts_, &batch);
+    if (!st.ok()) return io_error("write batch", st);
+    for (auto [p, d] : delta) {
+      if (d > 0) s_->counts[p] += d;
+      for (int64_t i = d; i < 0; ++i) s_->count_down(p);
+    }
+    return {};
+  }
+
+  uint64_t scan(uint64_t cursor, size_t count, int64_t now_ms, const ScanFn& fn) override {
+    std::string start;
+    if (cursor != 0) {
+      auto it = cursors_.find(cursor);
+      if (it == cursors_.end()) return 0;  // unknown or evicted cursor: the scan ends
+      start = std::move(it->second);
+      cursors_.erase(it);
+    } else {
+      start = partition_prefix(0);
+    }
+    count = std::max<size_t>(count, 1);
+    std::unique_ptr<rocksdb::Iterator> iter(s_->db->NewIterator(rocksdb::ReadOptions()));
+    size_t emitted = 0;
+    iter->Seek(start);
+    while (iter->Valid()) {
+      std::string_view k(iter->key().data(), iter->key().size());
+      if (k.size() < 4) {
+        iter->Next();
+        continue;
+      }
+      const uint32_t p = partition_of(k);
+      if (p >= s_->config.partitions) break;
+      if (s_->owner[p].load() != index_) {
+        // Jump to the next partition this engine owns.
+        uint32_t q = p + 1;
+        while (q < s_->config.partitions && s_->owner[q].load() != index_) ++q;
+        if (q >= s_->config.partitions) break;
+        iter->Seek(partition_prefix(q));
+        continue;
+      }
+      if (emitted == count) {
+        if (cursors_.size() >= kMaxScanCursors) cursors_.erase(cursors_.begin());
+        uint64_t id = next_cursor_id();
+        cursors_.emplace(id, std::string(k));
+        return id;
+      }
+      std::string_view v(iter->value().data(), iter->value().size());
+      if (encoded_alive(v, now_ms) && decode_value(v, scan_value_)) {
+        fn(k.substr(4), ref_of(scan_value_));
+        ++emitted;
+      }
+      iter->Next();
+    }
+    return 0;
+  }
+
+  std::optional<std::string> scan_partition(uint32_t partition, std::string_view start_key,
+                                            size_t limit, int64_t now_ms,
+                                            const ScanFn& fn) override {
+    claim(partition);
+    const std::string upper = partition_prefix(partition + 1);
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> iter(s_->db->NewIterator(ro));
+    size_t emitted = 0;
+    for (iter->Seek(encode_key(partition, start_key)); iter->Valid(); iter->Next()) {
+      std::string_view k(iter->key().data(), iter->key().size());
+      std::string_view v(iter->value().data(), iter->value().size());
+      if (!encoded_alive(v, now_ms)) continue;
+      if (emitted == limit) return std::string(k.substr(4));
+      if (!decode_value(v, scan_value_)) continue;
+      fn(k.substr(4), ref_of(scan_value_));
+      ++emitted;
+    }
+    return std::nullopt;
+  }
+
+  Status drop_partition(uint32_t partition) override {
+    if (partition >= s_->config.partitions)
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("partition {} out of range; allowed: 0..{}", partition,
+                                    s_->config.partitions - 1));
+    auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(),
+                                  partition_prefix(partition), partition_prefix(partition + 1));
+    if (!st.ok()) return io_error("delete range", st);
+    s_->counts[partition].store(0);
+    return {};
+  }
+
+  Status clear() override {
+    // Range-deletes every run of consecutive partitions this engine owns.
+    uint32_t p = 0;
+    const uint32_t n = s_->config.partitions;
+    while (p < n) {
+      if (s_->owner[p].load() != index_) {
+        ++p;
+        continue;
+      }
+      uint32_t q = p;
+      while (q < n && s_->owner[q].load() == index_) ++q;
+      auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(), partition_prefix(p),
+                                    partition_prefix(q));
+      if (!st.ok()) return io_error("delete range", st);
+      for (uint32_t i = p; i < q; ++i) s_->counts[i].store(0);
+      p = q;
+    }
+    return {};
+  }
+
+  Status compact() {
+    rocksdb::CompactRangeOptions o;
+    o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    auto st = s_->db->CompactRange(o, nullptr, nullptr);
+    if (!st.ok()) return io_error("compact range", st);
+    return {};
+  }
+
+  uint64_t size() const override {
+    int64_t total = 0;
+    for (uint32_t p = 0; p < s_->config.partitions; ++p)
+      if (s_->owner[p].load(std::memory_order_relaxed) == index_)
+        total += std::max<int64_t>(0, s_->counts[p].load(std::memory_order_relaxed));
+    return static_cast<uint64_t>(total);
+  }
+
+  void maintenance(int64_t now_ms, size_t) override {
+    // Expired keys are reclaimed by the compaction filter; here only the everysec WAL sync.
+    if (s_->config.fsync != FsyncPolicy::kEverySec) return;
+    int64_t last = s_->last_sync_ms.load();
+    if (now_ms - last < 1000) return;
+    if (!s_->last_sync_ms.compare_exchange_strong(last, now_ms)) return;  // another shard does it
+    if (s_->db->FlushWAL(/*sync=*/true).ok()) s_->syncs++;
+  }
+
+  Status flush() override {
+    auto st = s_->db->FlushWAL(/*sync=*/true);
+    if (!st.ok()) return io_error("sync WAL", st);
+    s_->syncs++;
+    return {};
+  }
+
+  EngineStats stats() const override {
+    EngineStats out;
+    out.keys = size();
+    out.keys_with_expiry = 0;  // not tracked by the persistent engine
+    uint64_t mem = 0;
+    s_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
+    out.used_memory_bytes = mem + (s_->cache ? s_->cache->GetUsage() : 0);
+    out.expired_keys_total = s_->expired_by_engine[index_].load();
+    out.evicted_keys_total = 0;
+    uint64_t sst = 0;
+    s_->db->GetIntProperty("rocksdb.live-sst-files-size", &sst);
+    rocksdb::VectorLogPtr wals;
+    uint64_t wal = 0;
+    if (s_->db->GetSortedWalFiles(wals).ok())
+      for (const auto& w : wals) wal += w->SizeFileBytes();
+    out.disk_bytes = sst + wal;
+    out.syncs_total = s_->syncs.load();
+    return out;
+  }
+
+ private:
+  void claim(uint32_t partition) {
+    KEEL_ASSERT_MSG(partition < s_->config.partitions, "partition id out of range for this engine");
+    if (s_->owner[partition].load(std::memory_order_relaxed) != index_)
+      s_->owner[partition].store(index_);
+  }
+
+  Result<bool> raw_exists(const std::string& k) {
+    rocksdb::PinnableSlice raw;
+    auto st = s_->db->Get(rocksdb::ReadOptions(), s_->db->DefaultColumnFamily(), k, &raw);
+    if (st.IsNotFound()) return false;
+    if (!st.ok()) return io_error("get", st);
+    return true;
+  }
+
+  uint64_t next_cursor_id() {
+    cursor_seq_ = mix64(cursor_seq_);
+    return cursor_seq_ == 0 ? 1 : cursor_seq_;
+  }
+
+  static ValueRef ref_of(const Value& v) {
+    ValueRef r;
+    r.type = v.type;
+    r.expire_at_ms = v.expire_at_ms;
+    if (v.type == ValueType::kString) {
+      r.str = v.str;
+    } else {
+      r.hash = &v.hash;
+    }
+    return r;
+  }
+
+  std::shared_ptr<Shared> s_;
+  uint32_t index_;
+  rocksdb::WriteOptions wopts_;
+  Value last_;        // backs the ValueRef returned by get()
+  Value scan_value_;  // backs the ValueRef passed to scan callbacks
+  std::string buf_;
+  std::map<uint64_t, std::string> cursors_;  // scan cursor -> raw key to resume at
+  uint64_t cursor_seq_;
+};
+
+}  // namespace
+
+Status compact_persistent_engine(Engine& engine) {
+  auto* e = dynamic_cast<RocksEngine*>(&engine);
+  if (e == nullptr)
+    return make_error(Errc::kInvalidArgument, "compaction needs a persistent (RocksDB) engine");
+  return e->compact();
+}
+
+Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineConfig& config,
+                                                                  unsigned shards,
+                                                                  const Clock& clock) {
+  if (shards == 0) return make_error(Errc::kInvalidArgument, "shards must be at least 1");
+  if (config.data_dir.empty())
+    return make_error(Errc::kInvalidArgument, "data_dir is empty; give a directory path");
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec)
+    return make_error(Errc::kIoError, fmt::format("cannot create data_dir '{}': {}",
+                                                  config.data_dir, ec.message()));
+  auto shared = std::make_shared<Shared>(config, clock, shards);
+
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.IncreaseParallelism(2);
+  o.max_background_jobs = 2;
+  o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  o.compaction_filter = &shared->filter;
+  auto supported = rocksdb::GetSupportedCompressions();
+  auto has = [&](rocksdb::CompressionType t) {
+    return std::find(supported.begin(), supported.end(), t) != supported.end();
+  };
+  o.compression = has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
+                  : has(rocksdb::kSnappyCompression) ? rocksdb::kSnappyCompression
+                                                     : rocksdb::kNoCompression;
+  if (has(rocksdb::kZSTD)) o.bottommost_compression = rocksdb::kZSTD;
+  rocksdb::BlockBasedTableOptions t;
+  shared->cache = rocksdb::NewLRUCache(config.block_cache_bytes);
+  t.block_cache = shared->cache;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.cache_index_and_filter_blocks = true;
+  t.pin_l0_filter_and_index_blocks_in_cache = true;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+
+  rocksdb::DB* db = nullptr;
+  auto st = rocksdb::DB::Open(o, config.data_dir, &db);
+  if (!st.ok())
+    return make_error(Errc::kIoError,
+                      fmt::format("cannot open RocksDB at '{}': {}", config.data_dir, st.ToString()));
+  shared->db.reset(db);
+
+  // Recount keys per partition (expired-but-present keys included, as the write path counts).
+  std::unique_ptr<rocksdb::Iterator> iter(db->NewIterator(rocksdb::ReadOptions()));
+  for (iter->SeekToFirst(); iter->Valid(); iter->Next()) {
+    std::string_view k(iter->key().data(), iter->key().size());
+    if (k.size() < 4)
+      return make_error(Errc::kCorruption,
+                        fmt::format("'{}' holds a key of {} bytes without a partition prefix",
+                                    config.data_dir, k.size()));
+    uint32_t p = partition_of(k);
+    if (p >= config.partitions)
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("'{}' holds data of partition {} but partitions is {}; "
+                                    "open it with the partition count it was written with",
+                                    config.data_dir, p, config.partitions));
+    shared->counts[p]++;
+  }
+  if (!iter->status().ok()) return io_error("recount scan", iter->status());
+  iter.reset();
+
+  std::vector<std::unique_ptr<Engine>> out;
+  out.reserve(shards);
+  for (unsigned i = 0; i < shards; ++i) out.push_back(std::make_unique<RocksEngine>(shared, i));
+  return out;
+}
+
+}  // namespace keel::storage
