@@ -1,4 +1,5 @@
 #include "frontends/resp/server.h"
+#include "frontends/resp/server_async.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -33,7 +34,17 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kFlushThreshold = 64 * 1024;  // write replies mid-batch past this size
 
-struct Connection;
+struct Connection {
+  tcp::socket sock;
+  unsigned shard;
+  ClientState client;
+  std::string out;
+  Reply reply{out};
+  bool error_reply = false;
+  int64_t now_ms = 0;
+  explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
+};
+
 
 struct PerShard {
   std::unique_ptr<tcp::acceptor> acceptor;
@@ -95,17 +106,6 @@ struct Server::Impl {
   // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
   awaitable<void> run_handler(Connection& c, unsigned sid, const CommandSpec& spec, Args argv,
                               std::string& out);
-};
-
-struct Connection {
-  tcp::socket sock;
-  unsigned shard;
-  ClientState client;
-  std::string out;
-  Reply reply{out};
-  bool error_reply = false;
-  int64_t now_ms = 0;
-  explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
 
 awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const CommandSpec& spec,
@@ -657,6 +657,8 @@ void Server::shutdown() {
     done.get_future().wait();
   }
 }
+
+awaitable<Snapshot> collect_snapshot(Server& server) { co_return co_await server.impl()->collect(); }
 
 uint64_t Server::open_connections() const { return impl_->open.load(); }
 

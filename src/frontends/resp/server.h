@@ -50,11 +50,12 @@ class Server {
   // Connections still open (for the shutdown drain).
   uint64_t open_connections() const;
 
-  // Collects statistics from every shard. Must be called from a shard thread's coroutine via
-  // collect_async, or from a non-shard thread with collect_blocking.
+  // Collects statistics from every shard. From a non-shard thread only (it blocks); shard
+  // coroutines use collect_snapshot() in server_async.h.
   Snapshot collect_blocking();
 
   struct Impl;
+  Impl* impl() { return impl_.get(); }
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -1,0 +1,45 @@
+// The HTTP/1.1 + JSON front end (Boost.Beast): /v1/kv, /metrics, /health/live, /health/ready.
+// Errors are {"error": {"code": "...", "message": "..."}} with a fitting status.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+
+namespace keel::runtime {
+class ShardSet;
+}
+namespace keel::resp {
+class Server;
+}
+
+namespace keel::http {
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";
+  int port = 8380;
+  uint64_t max_body_bytes = 16ull << 20;
+  uint32_t max_header_bytes = 16 * 1024;
+  uint32_t idle_timeout_s = 60;
+  uint32_t max_list_limit = 1000;
+};
+
+class Server {
+ public:
+  Server(runtime::ShardSet& shards, resp::Server& resp, ServerOptions options);
+  ~Server();
+  Result<int> start();  // returns the bound port
+  void shutdown();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Percent-decodes a URL component. Returns false on a malformed escape.
+bool url_decode(std::string_view in, std::string& out, bool plus_is_space);
+
+}  // namespace keel::http

@@ -1,0 +1,47 @@
+#include "node/logging.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace keel::node {
+namespace {
+
+// One JSON object per line with the message escaped, so any log shipper can parse it.
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
+    fmt::format_to(std::back_inserter(dest), R"({{"ts_ms":{},"level":"{}","msg":")", ms,
+                   spdlog::level::to_string_view(msg.level));
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        case '\r': dest.append(std::string_view("\\r")); break;
+        case '\t': dest.append(std::string_view("\\t")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) fmt::format_to(std::back_inserter(dest), "\\u{:04x}", c);
+          else dest.push_back(c);
+      }
+    }
+    dest.append(std::string_view("\"}\n"));
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
+};
+
+}  // namespace
+
+void setup_logging(const std::string& level, const std::string& format) {
+  auto logger = spdlog::get("keel");
+  if (!logger) logger = spdlog::stderr_color_mt("keel");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  if (format == "json") logger->set_formatter(std::make_unique<JsonFormatter>());
+  else logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+}
+
+}  // namespace keel::node

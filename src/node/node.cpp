@@ -1,0 +1,310 @@
+#include "node/node.h"
+
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <fstream>
+#include <future>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/clock.h"
+#include "frontends/http/server.h"
+#include "frontends/resp/command.h"
+#include "frontends/resp/server.h"
+#include "node/logging.h"
+#include "runtime/shards.h"
+
+namespace keel::node {
+
+namespace asio = boost::asio;
+
+namespace {
+
+std::string human_bytes(uint64_t n) {
+  const char* units[] = {"B", "K", "M", "G", "T"};
+  double v = static_cast<double>(n);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{}B", n) : fmt::format("{:.2f}{}", v, units[u]);
+}
+
+uint64_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+struct Node::Impl final : resp::NodeView {
+  Config cfg;
+  std::vector<std::unique_ptr<storage::Engine>> engines;
+  std::unique_ptr<runtime::ShardSet> shards;
+  std::unique_ptr<resp::Server> resp;
+  std::unique_ptr<http::Server> http;
+  int resp_port = 0;
+  int http_port = 0;
+  int64_t started_ms = SystemClock::instance().now_ms();
+  asio::io_context main_io;
+  std::atomic<bool> stopped{false};
+  bool running = false;  // shard threads started
+
+  explicit Impl(Config c) : cfg(std::move(c)) {}
+
+  // --- NodeView (read by CONFIG, AUTH, HELLO on any shard: fields read here are immutable
+  // after start except through config_set, which only touches run-time-safe settings).
+  std::string config_get(std::string_view name) const override {
+    for (auto& [k, v] : config_matching(name)) return v;
+    return "";
+  }
+  std::vector<std::pair<std::string, std::string>> config_matching(std::string_view pattern) const override {
+    std::vector<std::pair<std::string, std::string>> out;
+    // Redis names first (what redis-benchmark and clients ask for), then keel's own keys.
+    std::vector<std::pair<std::string, std::string>> all = {
+        {"port", std::to_string(resp_port)},
+        {"bind", cfg.bind},
+        {"maxclients", std::to_string(cfg.max_clients)},
+        {"timeout", std::to_string(cfg.timeout_s)},
+        {"maxmemory", std::to_string(cfg.storage.max_memory_bytes)},
+        {"maxmemory-policy", std::string(storage::eviction_policy_name(cfg.storage.eviction))},
+        {"maxmemory-samples", std::to_string(cfg.storage.eviction_samples)},
+        {"proto-max-bulk-len", std::to_string(cfg.proto_max_bulk_len)},
+        {"client-query-buffer-limit", std::to_string(cfg.query_buffer_limit)},
+        {"databases", "1"},
+        {"save", ""},
+        {"appendonly", cfg.storage.kind == storage::EngineConfig::Kind::kPersistent ? "yes" : "no"},
+        {"appendfsync", std::string(storage::fsync_policy_name(cfg.storage.fsync))},
+        {"dir", cfg.storage.data_dir},
+    };
+    for (auto& kv : describe(cfg)) all.push_back(kv);
+    for (auto& kv : all)
+      if (resp::glob_match(pattern, kv.first, true)) out.push_back(kv);
+    return out;
+  }
+  std::string config_set(std::string_view name, std::string_view value) override {
+    // Settings that can change at run time without coordination between shards are few; the
+    // rest are refused with the reason.
+    (void)value;
+    return fmt::format("'{}' cannot be changed at run time; set it in keel.toml, a KEEL_* "
+                       "variable or a flag and restart",
+                       name);
+  }
+  bool auth(std::string_view user, std::string_view password) const override {
+    return user == "default" && !cfg.requirepass.empty() && password == cfg.requirepass;
+  }
+  bool auth_required() const override { return !cfg.requirepass.empty(); }
+  std::string_view version() const override { return kRedisCompatVersion; }
+
+  std::string info(std::string_view section, const resp::Snapshot& s) const {
+    bool all = section == "all" || section == "everything";
+    bool def = section == "default" || all;
+    auto want = [&](std::string_view name) { return def || section == name; };
+    std::string o;
+    auto line = [&](std::string_view k, auto v) { o += fmt::format("{}:{}\r\n", k, v); };
+    int64_t now = SystemClock::instance().now_ms();
+    if (want("server")) {
+      o += "# Server\r\n";
+      line("redis_version", kRedisCompatVersion);
+      line("keel_version", kVersion);
+      line("redis_mode", "standalone");
+      line("os", "Linux");
+      line("arch_bits", 64);
+      line("process_id", getpid());
+      line("tcp_port", resp_port);
+      line("http_port", http_port);
+      line("shards", s.shards);
+      line("uptime_in_seconds", (now - started_ms) / 1000);
+      line("uptime_in_days", (now - started_ms) / 86400000);
+      o += "\r\n";
+    }
+    if (want("clients")) {
+      o += "# Clients\r\n";
+      line("connected_clients", s.stats.connections_current);
+      line("maxclients", cfg.max_clients);
+      o += "\r\n";
+    }
+    if (want("memory")) {
+      o += "# Memory\r\n";
+      line("used_memory", s.engine.used_memory_bytes);
+      line("used_memory_human", human_bytes(s.engine.used_memory_bytes));
+      uint64_t rss = rss_bytes();
+      line("used_memory_rss", rss);
+      line("used_memory_rss_human", human_bytes(rss));
+      line("maxmemory", cfg.storage.max_memory_bytes);
+      line("maxmemory_human", human_bytes(cfg.storage.max_memory_bytes));
+      line("maxmemory_policy", storage::eviction_policy_name(cfg.storage.eviction));
+      o += "\r\n";
+    }
+    if (want("persistence")) {
+      bool persistent = cfg.storage.kind == storage::EngineConfig::Kind::kPersistent;
+      o += "# Persistence\r\n";
+      line("loading", 0);
+      line("engine", persistent ? "persistent" : "memory");
+      line("aof_enabled", persistent ? 1 : 0);
+      line("fsync", storage::fsync_policy_name(cfg.storage.fsync));
+      line("wal_syncs", s.engine.syncs_total);
+      line("disk_bytes", s.engine.disk_bytes);
+      o += "\r\n";
+    }
+    if (want("stats")) {
+      uint64_t calls = 0;
+      for (auto& c : s.stats.commands) calls += c.calls;
+      o += "# Stats\r\n";
+      line("total_connections_received", s.stats.connections_total);
+      line("total_commands_processed", calls);
+      line("total_net_input_bytes", s.stats.net_input_bytes);
+      line("total_net_output_bytes", s.stats.net_output_bytes);
+      line("rejected_connections", s.stats.rejected_connections);
+      line("expired_keys", s.engine.expired_keys_total);
+      line("evicted_keys", s.engine.evicted_keys_total);
+      line("protocol_errors", s.stats.protocol_errors);
+      line("cross_shard_hops", s.stats.cross_shard_hops);
+      o += "\r\n";
+    }
+    if (all || section == "commandstats") {
+      o += "# Commandstats\r\n";
+      auto& cmds = resp::all_commands();
+      for (size_t i = 0; i < s.stats.commands.size() && i < cmds.size(); ++i) {
+        auto& c = s.stats.commands[i];
+        if (!c.calls) continue;
+        o += fmt::format("cmdstat_{}:calls={},usec={},usec_per_call={:.2f},rejected_calls=0,failed_calls={}\r\n",
+                         cmds[i]->name, c.calls, c.usec_sum,
+                         static_cast<double>(c.usec_sum) / static_cast<double>(c.calls), c.failed);
+      }
+      o += "\r\n";
+    }
+    if (want("keyspace")) {
+      o += "# Keyspace\r\n";
+      if (s.engine.keys)
+        o += fmt::format("db0:keys={},expires={},avg_ttl=0\r\n", s.engine.keys, s.engine.keys_with_expiry);
+    }
+    while (o.size() >= 2 && o.compare(o.size() - 2, 2, "\r\n") == 0 &&
+           o.size() >= 4 && o.compare(o.size() - 4, 4, "\r\n\r\n") == 0)
+      o.resize(o.size() - 2);
+    return o;
+  }
+
+  asio::awaitable<void> maintenance(unsigned sid) {
+    auto& s = shards->shard(sid);
+    asio::steady_timer t(s.io);
+    for (;;) {
+      t.expires_after(std::chrono::milliseconds(100));
+      auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec || stopped) co_return;
+      s.engine->maintenance(SystemClock::instance().now_ms(), 2000);
+    }
+  }
+};
+
+Node::Node(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+Node::~Node() { stop(); }
+
+Status Node::start() {
+  auto& im = *impl_;
+  setup_logging(im.cfg.log_level, im.cfg.log_format);
+  unsigned n = im.cfg.effective_shards();
+  auto engines = storage::open_engines(im.cfg.storage, n, SystemClock::instance());
+  if (!engines) return std::unexpected(engines.error());
+  im.engines = std::move(*engines);
+  im.shards = std::make_unique<runtime::ShardSet>(n, im.cfg.storage.partitions);
+  for (unsigned i = 0; i < n; ++i) im.shards->shard(i).engine = im.engines[i].get();
+
+  resp::ServerOptions ro;
+  ro.bind = im.cfg.bind;
+  ro.port = im.cfg.resp_port;
+  ro.limits.max_bulk_len = im.cfg.proto_max_bulk_len;
+  ro.limits.max_multibulk_len = im.cfg.max_multibulk_len;
+  ro.limits.max_inline_len = im.cfg.max_inline_len;
+  ro.max_clients = im.cfg.max_clients;
+  ro.query_buffer_limit = im.cfg.query_buffer_limit;
+  ro.timeout_s = im.cfg.timeout_s;
+  im.resp = std::make_unique<resp::Server>(
+      *im.shards, im, ro, [&im](std::string_view sec, const resp::Snapshot& s) { return im.info(sec, s); });
+  auto port = im.resp->start();
+  if (!port) return std::unexpected(port.error());
+  im.resp_port = *port;
+
+  http::ServerOptions ho;
+  ho.bind = im.cfg.bind;
+  ho.port = im.cfg.http_port;
+  ho.max_body_bytes = im.cfg.http_max_body;
+  im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
+  auto hport = im.http->start();
+  if (!hport) return std::unexpected(hport.error());
+  im.http_port = *hport;
+
+  for (unsigned i = 0; i < n; ++i)
+    asio::co_spawn(im.shards->shard(i).io, im.maintenance(i), asio::detached);
+  im.shards->start();
+  im.running = true;
+  spdlog::info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
+               im.cfg.bind, im.resp_port, im.cfg.bind, im.http_port, n,
+               im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent",
+               im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory
+                   ? std::string()
+                   : fmt::format(" in {} (fsync {})", im.cfg.storage.data_dir,
+                                 storage::fsync_policy_name(im.cfg.storage.fsync)));
+  return {};
+}
+
+void Node::run_until_signal() {
+  auto& im = *impl_;
+  asio::signal_set signals(im.main_io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) spdlog::info("received signal {}, shutting down", sig);
+  });
+  im.main_io.run();
+  stop();
+}
+
+void Node::request_stop() {
+  impl_->main_io.stop();
+}
+
+void Node::stop() {
+  auto& im = *impl_;
+  if (!im.shards || im.stopped.exchange(true)) return;
+  if (!im.running) {  // start() failed before the loops ran: nothing in flight
+    im.http.reset();
+    im.resp.reset();
+    im.shards.reset();
+    im.engines.clear();
+    return;
+  }
+  if (im.http) im.http->shutdown();
+  if (im.resp) {
+    im.resp->shutdown();
+    for (int i = 0; i < 500 && im.resp->open_connections() > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (unsigned i = 0; i < im.shards->size(); ++i) {
+    std::promise<Status> done;
+    auto& s = im.shards->shard(i);
+    asio::post(s.io, [&] { done.set_value(s.engine->flush()); });
+    auto st = done.get_future().get();
+    if (!st) spdlog::error("flushing shard {} failed: {}", i, st.error().message);
+  }
+  im.shards->stop_and_join();
+  im.http.reset();
+  im.resp.reset();
+  im.shards.reset();
+  im.engines.clear();
+  spdlog::info("keel stopped");
+}
+
+int Node::resp_port() const { return impl_->resp_port; }
+int Node::http_port() const { return impl_->http_port; }
+
+}  // namespace keel::node
