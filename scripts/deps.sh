@@ -18,10 +18,11 @@ test_pkgs=(
   redis-tools libhiredis-dev python3-redis     # real clients for integration tests
   clang-16 libclang-rt-16-dev                  # libFuzzer (clang 16: the oldest whose concepts
                                                # support lets libstdc++ 12 enable std::expected)
-  curl procps
+  curl procps redis-server                    # redis-server: the reference for reply parity tests
+  prometheus                                   # promtool checks the /metrics exposition
 )
 bench_pkgs=(
-  redis-server                                 # the peer keel is compared with
+  redis-server                                 # the peer keel is compared with (also a test dep)
 )
 
 what=${1:-test}

@@ -380,6 +380,17 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         err->keep_alive(false);
         err->prepare_payload();
         co_await bhttp::async_write(stream, *err, asio::as_tuple(use_awaitable));
+        // Lingering close (as nginx does): drain what the client is still sending, for a
+        // bounded time and size, so it reads our error instead of a reset connection.
+        boost::system::error_code sec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, sec);
+        stream.expires_after(std::chrono::seconds(2));
+        std::vector<char> sink(64 * 1024);
+        for (size_t drained = 0; drained < (256u << 20);) {
+          auto [rec, rn] = co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(use_awaitable));
+          if (rec) break;
+          drained += rn;
+        }
       }
       break;
     }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <unistd.h>
 #include <future>
 #include <list>
 #include <map>
@@ -586,9 +587,12 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
   open.fetch_sub(1);
 }
 
+// One acceptor (on shard 0) hands connections to shards round-robin. (SO_REUSEPORT on every
+// shard would spread them too, but would also let a second keel silently share the port.)
 awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
   auto& ps = per_shard[shard_id];
   auto& shard = shards.shard(shard_id);
+  unsigned next = 0;
   for (;;) {
     auto [ec, sock] = co_await ps.acceptor->async_accept(asio::as_tuple(use_awaitable));
     if (ec) {
@@ -605,7 +609,24 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
       continue;
     }
     open.fetch_add(1);
-    asio::co_spawn(shard.io, serve(std::move(sock), shard_id), asio::detached);
+    unsigned target = next++ % shards.size();
+    if (target == shard_id) {
+      asio::co_spawn(shard.io, serve(std::move(sock), target), asio::detached);
+      continue;
+    }
+    auto protocol = sock.local_endpoint().protocol();
+    int fd = sock.release();
+    asio::post(shards.shard(target).io, [this, fd, protocol, target] {
+      tcp::socket moved(shards.shard(target).io);
+      boost::system::error_code aec;
+      moved.assign(protocol, fd, aec);
+      if (aec) {
+        ::close(fd);
+        open.fetch_sub(1);
+        return;
+      }
+      asio::co_spawn(shards.shard(target).io, serve(std::move(moved), target), asio::detached);
+    });
   }
 }
 
@@ -619,26 +640,17 @@ Result<int> Server::start() {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(im.opt.bind, ec);
   if (ec) return make_error(Errc::kInvalidArgument, fmt::format("server.bind: '{}' is not an IP address", im.opt.bind));
-  int port = im.opt.port;
-  for (unsigned i = 0; i < im.shards.size(); ++i) {
-    auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(i).io);
-    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
-    acc->open(ep.protocol(), ec);
-    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) {
-      int one = 1;
-      if (::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
-        ec = boost::system::error_code(errno, boost::system::system_category());
-    }
-    if (!ec) acc->bind(ep, ec);
-    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-      return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, port, ec.message()));
-    port = acc->local_endpoint().port();
-    im.per_shard[i].acceptor = std::move(acc);
-  }
-  for (unsigned i = 0; i < im.shards.size(); ++i)
-    asio::co_spawn(im.shards.shard(i).io, im.accept_loop(i), asio::detached);
+  auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+  tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
+  int port = acc->local_endpoint().port();
+  im.per_shard[0].acceptor = std::move(acc);
+  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0), asio::detached);
   return port;
 }
 

@@ -150,7 +150,9 @@ void cmd_command(CmdCtx&, Args a, Reply& r) {
     }
     return;
   }
-  if (iequals(sub, "getkeys") && a.size() >= 3) {
+  if (iequals(sub, "getkeys") && a.size() < 4)
+    return r.error("ERR wrong number of arguments for 'command|getkeys' command");
+  if (iequals(sub, "getkeys")) {
     auto* s = find_command(a[2]);
     if (!s) return r.error("ERR Invalid command specified");
     auto args = a.subspan(2);

@@ -1,0 +1,139 @@
+"""Differential test: the same commands against keel and Debian's redis-server 7 must get
+byte-identical replies (errors included). Commands whose reply order Redis leaves unspecified
+(KEYS, HGETALL...) are compared as multisets of elements."""
+import unittest
+
+from harness import Keel, Raw, RedisServer
+
+U = "unordered"
+
+# Each case: a command (list of args) and optionally a comparison mode.
+CASES = [
+    # connection
+    ["PING"], ["PING", "hello"], ["PING", "a", "b"], ["ECHO", "x"], ["ECHO"], ["SELECT", "0"],
+    ["SELECT", "x"], ["NOSUCHCOMMAND", "a", "b"],
+    # strings
+    ["SET", "s", "v"], ["GET", "s"], ["GET", "missing"], ["GET"], ["SET", "s"],
+    ["SET", "s", "v2", "NX"], ["SET", "s", "v3", "XX"], ["GET", "s"], ["SET", "n1", "x", "XX"],
+    ["SET", "s", "v4", "NX", "XX"], ["SET", "s", "v", "EX", "0"], ["SET", "s", "v", "EX", "-5"],
+    ["SET", "s", "v", "EX", "abc"], ["SET", "s", "v", "PX", "100000", "EX", "100"],
+    ["SET", "s", "v", "KEEPTTL", "EX", "10"], ["SET", "s", "v", "BADOPT"],
+    ["SET", "s", "v5", "GET"], ["SET", "fresh", "v", "GET"], ["SET", "s", "v6", "EX", "100"],
+    ["TTL", "s"], ["SET", "s", "v7", "KEEPTTL"], ["TTL", "s"], ["SET", "s", "v8"], ["TTL", "s"],
+    ["SETNX", "s", "x"], ["SETNX", "nx1", "x"], ["SETEX", "se", "100", "v"], ["TTL", "se"],
+    ["SETEX", "se", "0", "v"], ["SETEX", "se", "x", "v"], ["PSETEX", "pse", "100000", "v"],
+    ["PSETEX", "pse", "-1", "v"], ["GETSET", "s", "new"], ["GETSET", "gs", "v"],
+    ["GETDEL", "gs"], ["GETDEL", "gs"], ["GETEX", "s"], ["GETEX", "s", "EX", "100"], ["TTL", "s"],
+    ["GETEX", "s", "PERSIST"], ["TTL", "s"], ["GETEX", "s", "EX"], ["GETEX", "s", "FOO"],
+    ["GETEX", "s", "EX", "0"], ["GETEX", "nope", "EX", "10"],
+    ["MSET", "a", "1", "b", "2", "{t}c", "3"], ["MSET", "a", "1", "b"], ["MGET", "a", "b", "{t}c", "zz"],
+    ["MSETNX", "a", "9", "new1", "1"], ["MSETNX", "new2", "1", "new3", "2"], ["MGET", "new2", "new3", "a"],
+    ["APPEND", "ap", "hello"], ["APPEND", "ap", " world"], ["GET", "ap"], ["STRLEN", "ap"],
+    ["STRLEN", "nokey"], ["GETRANGE", "ap", "0", "4"], ["GETRANGE", "ap", "-5", "-1"],
+    ["GETRANGE", "ap", "5", "2"], ["GETRANGE", "ap", "0", "-100"], ["GETRANGE", "ap", "-1", "-5"],
+    ["GETRANGE", "ap", "x", "1"], ["GETRANGE", "nokey", "0", "1"], ["SETRANGE", "ap", "6", "WORLD"],
+    ["GET", "ap"], ["SETRANGE", "sr", "3", "abc"], ["GET", "sr"], ["SETRANGE", "sr", "-1", "x"],
+    ["SETRANGE", "sr2", "0", ""], ["EXISTS", "sr2"],
+    ["INCR", "i"], ["INCR", "i"], ["INCRBY", "i", "10"], ["DECR", "i"], ["DECRBY", "i", "5"],
+    ["INCRBY", "i", "x"], ["INCR", "s"], ["SET", "big", "9223372036854775807"], ["INCR", "big"],
+    ["DECRBY", "i", "-9223372036854775808"], ["SET", "neg", "-9223372036854775808"], ["DECR", "neg"],
+    ["SET", "sp", " 1"], ["INCR", "sp"], ["SET", "lz", "01"], ["INCR", "lz"],
+    ["INCRBYFLOAT", "f", "1.5"], ["INCRBYFLOAT", "f", "0.25"], ["INCRBYFLOAT", "f", "abc"],
+    ["INCRBYFLOAT", "f", "1e3"], ["SET", "f2", "3.0"], ["INCRBYFLOAT", "f2", "2"],
+    ["INCRBYFLOAT", "s", "1"],
+    # keys
+    ["EXISTS", "a", "b", "zz", "a"], ["TYPE", "a"], ["TYPE", "zz"], ["DEL", "a", "zz", "b"],
+    ["UNLINK", "{t}c"], ["EXISTS", "a"], ["SET", "e", "v"], ["EXPIRE", "e", "100"], ["TTL", "e"],
+    ["EXPIRE", "e", "100", "NX"], ["EXPIRE", "e", "200", "GT"], ["TTL", "e"], ["EXPIRE", "e", "50", "GT"],
+    ["EXPIRE", "e", "50", "LT"], ["TTL", "e"], ["EXPIRE", "e", "10", "NX", "XX"],
+    ["EXPIRE", "e", "10", "GT", "LT"], ["EXPIRE", "e", "10", "BAD"], ["EXPIRE", "e", "x"],
+    ["EXPIRE", "nokey", "10"], ["PERSIST", "e"], ["TTL", "e"], ["PERSIST", "e"], ["PTTL", "nokey"],
+    ["PTTL", "e"], ["EXPIRE", "e", "10", "XX"], ["EXPIRE", "e", "10", "LT"], ["TTL", "e"],
+    ["EXPIREAT", "e", "4102444800"], ["EXPIRETIME", "e"], ["PEXPIRETIME", "e"],
+    ["EXPIRETIME", "nokey"], ["SET", "p", "v"], ["EXPIRETIME", "p"], ["EXPIRE", "p", "-1"], ["EXISTS", "p"],
+    ["EXPIRE", "e", "9223372036854775807"], ["PEXPIREAT", "e", "4102444800000"], ["PEXPIRETIME", "e"],
+    ["SET", "r1", "v"], ["RENAME", "r1", "r2"], ["GET", "r2"], ["RENAME", "nokey", "r3"],
+    ["SET", "r4", "x"], ["RENAMENX", "r2", "r4"], ["RENAMENX", "r2", "r5"], ["RENAME", "r5", "r5"],
+    ["COPY", "r5", "c1"], ["COPY", "r5", "c1"], ["COPY", "r5", "c1", "REPLACE"], ["COPY", "nokey", "c2"],
+    ["COPY", "r5", "c3", "DB", "0"], ["COPY", "r5", "c3", "FOO"],
+    # hashes
+    ["HSET", "h", "f1", "v1", "f2", "v2"], ["HSET", "h", "f1", "x"], ["HSET", "h", "f1"],
+    ["HGET", "h", "f1"], ["HGET", "h", "nof"], ["HGET", "nokey", "f"], ["HMGET", "h", "f1", "nof", "f2"],
+    ["HSETNX", "h", "f1", "y"], ["HSETNX", "h", "f3", "y"], ["HLEN", "h"], ["HLEN", "nokey"],
+    ["HEXISTS", "h", "f1"], ["HEXISTS", "h", "zz"], ["HSTRLEN", "h", "f2"], ["HSTRLEN", "h", "zz"],
+    ["HGETALL", "h", U], ["HKEYS", "h", U], ["HVALS", "h", U], ["HDEL", "h", "f1", "zz"],
+    ["HINCRBY", "h", "cnt", "5"], ["HINCRBY", "h", "cnt", "x"], ["HINCRBY", "h", "f2", "1"],
+    ["HSET", "h", "max", "9223372036854775807"], ["HINCRBY", "h", "max", "1"],
+    ["HINCRBYFLOAT", "h", "fl", "2.5"], ["HINCRBYFLOAT", "h", "f2", "1"], ["HINCRBYFLOAT", "h", "fl", "x"],
+    ["HMSET", "h2", "a", "1"], ["HMSET", "h2", "a"], ["HDEL", "h2", "a"], ["EXISTS", "h2"],
+    ["GET", "h"], ["HGET", "s", "f"], ["HSET", "s", "f", "v"], ["TYPE", "h"], ["HRANDFIELD", "nokey"],
+    ["HRANDFIELD", "nokey", "5"], ["HRANDFIELD", "h", "x"], ["HRANDFIELD", "h", "1", "BAD"],
+    ["HSET", "hs", "only", "1"], ["HRANDFIELD", "hs"], ["HRANDFIELD", "hs", "2"],
+    ["HRANDFIELD", "hs", "-2"], ["HRANDFIELD", "hs", "2", "WITHVALUES"],
+    ["HSCAN", "hs", "0"], ["HSCAN", "hs", "0", "MATCH", "on*"], ["HSCAN", "hs", "0", "COUNT", "0"],
+    ["HSCAN", "hs", "x"],
+    # server
+    ["DBSIZE"], ["KEYS", "h*", U], ["KEYS", "[a-c]*", U], ["TYPE", "hs"], ["CONFIG", "GET", "maxmemory-policy"],
+    ["COMMAND", "GETKEYS", "SET", "k", "v"], ["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"],
+    ["COMMAND", "GETKEYS", "PING"], ["CLIENT", "SETNAME", "my name"], ["CLIENT", "SETNAME", "ok"],
+    ["CLIENT", "GETNAME"], ["AUTH", "pw"], ["FLUSHALL", "BAD"], ["FLUSHALL"], ["DBSIZE"],
+]
+
+
+def normalize(reply, mode):
+    if mode != U or not reply.startswith((b"*", b"%")):
+        return reply
+    header, body = reply.split(b"\r\n", 1)
+    parts = []
+    while body:
+        # Elements here are bulk strings.
+        h, rest = body.split(b"\r\n", 1)
+        n = int(h[1:])
+        parts.append(body[: len(h) + 2 + n + 2])
+        body = rest[n + 2:]
+    return header, sorted(parts)
+
+
+class RedisParity(unittest.TestCase):
+    def test_same_replies_as_redis(self):
+        with RedisServer() as redis, Keel("--engine", "memory") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            mismatches = []
+            for case in CASES:
+                mode = case[-1] if case[-1] == U else None
+                args = case[:-1] if mode else case
+                a, b = r.cmd(*args), k.cmd(*args)
+                if normalize(a, mode) != normalize(b, mode):
+                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+            r.close()
+            k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
+    def test_protocol_errors_match(self):
+        with RedisServer() as redis, Keel("--engine", "memory") as keel:
+            for payload in [b"*1\r\n$-5\r\n", b"*abc\r\n", b"*1\r\n:5\r\n", b"*1\r\n$x\r\n",
+                            b'GET "unbalanced\r\n']:
+                r, k = Raw(redis.port), Raw(keel.port)
+                r.send(payload)
+                k.send(payload)
+                self.assertEqual(r.read_reply(), k.read_reply(), payload)
+                self.assertTrue(k.closed(), "keel must close the connection after %r" % payload)
+                r.close()
+                k.close()
+
+
+class SingleDatabase(unittest.TestCase):
+    """keel has one database, like Redis Cluster: other indexes are refused, not ignored."""
+
+    def test_other_databases_are_refused(self):
+        with Keel("--engine", "memory") as keel:
+            k = Raw(keel.port)
+            self.assertEqual(k.cmd("SELECT", "1"), b"-ERR DB index is out of range\r\n")
+            k.cmd("SET", "a", "1")
+            self.assertEqual(k.cmd("COPY", "a", "b", "DB", "1"), b"-ERR DB index is out of range\r\n")
+            self.assertEqual(k.cmd("CONFIG", "GET", "databases"), b"*2\r\n$9\r\ndatabases\r\n$1\r\n1\r\n")
+            k.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
