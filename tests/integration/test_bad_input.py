@@ -102,6 +102,19 @@ class BadInput(unittest.TestCase):
         time.sleep(0.3)
         self.assert_alive()
 
+    def test_idle_clients_are_closed_after_timeout(self):
+        with Keel("--engine", "memory", "--set", "server.timeout_s=1") as k:
+            idle = Raw(k.port)
+            busy = Raw(k.port)
+            deadline = time.time() + 2.5
+            while time.time() < deadline:
+                self.assertEqual(busy.cmd("PING"), b"+PONG\r\n")
+                time.sleep(0.2)
+            self.assertTrue(idle.closed(timeout=5), "an idle client must be closed after server.timeout_s")
+            self.assertEqual(busy.cmd("PING"), b"+PONG\r\n")
+            idle.close()
+            busy.close()
+
     def test_pipelined_errors_do_not_desync(self):
         k = Raw(self.keel.port)
         k.send(b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINCR\r\n$0\r\n\r\n*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$1\r\n1\r\nPING\r\n")

@@ -97,6 +97,7 @@ struct Server::Impl {
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()) {}
 
   awaitable<void> accept_loop(unsigned shard_id);
+  awaitable<void> idle_sweep(unsigned shard_id);
   awaitable<void> serve(tcp::socket sock, unsigned shard_id);
   awaitable<void> execute(Connection& c, Args argv);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
@@ -630,6 +631,27 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
   }
 }
 
+// Closes connections idle longer than timeout_s (checked once a second per shard).
+awaitable<void> Server::Impl::idle_sweep(unsigned shard_id) {
+  auto& shard = shards.shard(shard_id);
+  asio::steady_timer timer(shard.io);
+  while (!stopping) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(use_awaitable));
+    if (ec || stopping) co_return;
+    int64_t now = SystemClock::instance().now_ms();
+    for (auto* c : per_shard[shard_id].connections) {
+      if (now - c->client.last_cmd_ms > static_cast<int64_t>(opt.timeout_s) * 1000) {
+        spdlog::debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
+                      opt.timeout_s);
+        boost::system::error_code sec;
+        c->sock.shutdown(tcp::socket::shutdown_both, sec);
+        c->sock.cancel(sec);
+      }
+    }
+  }
+}
+
 Server::Server(runtime::ShardSet& shards, NodeView& node, ServerOptions options, InfoFormatter info)
     : impl_(std::make_unique<Impl>(shards, node, std::move(options), std::move(info))) {}
 
@@ -651,6 +673,9 @@ Result<int> Server::start() {
   int port = acc->local_endpoint().port();
   im.per_shard[0].acceptor = std::move(acc);
   asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0), asio::detached);
+  if (im.opt.timeout_s > 0)
+    for (unsigned i = 0; i < im.shards.size(); ++i)
+      asio::co_spawn(im.shards.shard(i).io, im.idle_sweep(i), asio::detached);
   return port;
 }
 
