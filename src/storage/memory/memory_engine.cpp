@@ -19,25 +19,23 @@ namespace {
 // ---- Entry: one allocation per key -------------------------------------------------------
 //
 //   offset 0  Entry* next        chain link inside the bucket
-//          8  u32 access         LRU: now/10ms; LFU: (minutes & 0xffffff) << 8 | log counter
-//         12  u32 key_len
-//         16  u32 val_len        string bytes; for a hash: sizeof(HashBox*)
-//         20  u8  flags          kFlagHash, kFlagExpiry
-//         21  [i64 expire_at_ms, u32 index into volatile_]   only with kFlagExpiry
+//          8  u32 meta           flags << 24 | access (24 bits, Redis's layout):
+//                                  LRU: seconds; LFU: minutes (16 bits) << 8 | log counter
+//         12  [i64 expire_at_ms, u32 index into volatile_]   only with kFlagExpiry
+//             varint key_len, varint val_len (val_len of a hash = sizeof(HashBox*))
 //             key bytes, value bytes (or a HashBox* for a hash)
 //
-// No per-entry hash is stored: rehashing recomputes it (as Redis does).
+// With a 10-byte key and a 64-byte value that is 88 bytes: glibc's 96-byte chunk. No per-entry
+// hash is stored: rehashing recomputes it (as Redis does).
 struct Entry {
   Entry* next;
-  uint32_t access;
-  uint32_t key_len;
-  uint32_t val_len;
-  uint8_t flags;
+  uint32_t meta;
 };
-constexpr size_t kHeaderBytes = 21;
+constexpr size_t kHeaderBytes = 12;
 constexpr size_t kExpiryBlockBytes = 12;
-constexpr uint8_t kFlagHash = 1;
-constexpr uint8_t kFlagExpiry = 2;
+constexpr uint32_t kFlagHash = 1;
+constexpr uint32_t kFlagExpiry = 2;
+constexpr uint32_t kAccessMask = 0xffffff;
 constexpr uint64_t kMaxKeyBytes = 512ull << 20;    // Redis's proto-max-bulk-len
 constexpr uint64_t kMaxValueBytes = 512ull << 20;
 constexpr uint64_t kMinBuckets = 4;
@@ -65,23 +63,71 @@ void store(char* p, T v) {
 
 char* raw(Entry* e) { return reinterpret_cast<char*>(e); }
 const char* raw(const Entry* e) { return reinterpret_cast<const char*>(e); }
-bool has_expiry(const Entry* e) { return e->flags & kFlagExpiry; }
-bool is_hash(const Entry* e) { return e->flags & kFlagHash; }
+uint32_t flags_of(const Entry* e) { return e->meta >> 24; }
+uint32_t access_of(const Entry* e) { return e->meta & kAccessMask; }
+void set_access(Entry* e, uint32_t access) {
+  e->meta = (e->meta & ~kAccessMask) | (access & kAccessMask);
+}
+bool has_expiry(const Entry* e) { return flags_of(e) & kFlagExpiry; }
+bool is_hash(const Entry* e) { return flags_of(e) & kFlagHash; }
 int64_t expire_of(const Entry* e) {
   return has_expiry(e) ? load<int64_t>(raw(e) + kHeaderBytes) : 0;
 }
 uint32_t vol_index(const Entry* e) { return load<uint32_t>(raw(e) + kHeaderBytes + 8); }
 void set_vol_index(Entry* e, uint32_t i) { store<uint32_t>(raw(e) + kHeaderBytes + 8, i); }
-size_t data_offset(const Entry* e) {
-  return kHeaderBytes + (has_expiry(e) ? kExpiryBlockBytes : 0);
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
 }
-std::string_view key_of(const Entry* e) { return {raw(e) + data_offset(e), e->key_len}; }
+char* put_varint(char* p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+const char* get_varint(const char* p, uint32_t& out) {
+  uint32_t v = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    uint8_t b = static_cast<uint8_t>(*p++);
+    v |= static_cast<uint32_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  out = v;
+  return p;
+}
+
+struct Layout {
+  uint32_t key_len;
+  uint32_t val_len;
+  const char* key;  // value follows the key
+};
+Layout layout_of(const Entry* e) {
+  Layout l;
+  const char* p = raw(e) + kHeaderBytes + (has_expiry(e) ? kExpiryBlockBytes : 0);
+  p = get_varint(p, l.key_len);
+  p = get_varint(p, l.val_len);
+  l.key = p;
+  return l;
+}
+std::string_view key_of(const Entry* e) {
+  Layout l = layout_of(e);
+  return {l.key, l.key_len};
+}
 std::string_view str_of(const Entry* e) {
-  return {raw(e) + data_offset(e) + e->key_len, e->val_len};
+  Layout l = layout_of(e);
+  return {l.key + l.key_len, l.val_len};
 }
 HashBox* box_of(const Entry* e) {
   KEEL_ASSERT(is_hash(e));
-  return load<HashBox*>(raw(e) + data_offset(e) + e->key_len);
+  Layout l = layout_of(e);
+  return load<HashBox*>(l.key + l.key_len);
 }
 bool alive(const Entry* e, int64_t now_ms) { return !has_expiry(e) || expire_of(e) > now_ms; }
 
@@ -115,25 +161,27 @@ uint64_t hash_value_bytes(const Value& v) {
 Entry* alloc_entry(std::string_view key, bool hash, std::string_view str, HashBox* box,
                    int64_t expire_at_ms) {
   const size_t val_len = hash ? sizeof(HashBox*) : str.size();
-  const size_t n = kHeaderBytes + (expire_at_ms ? kExpiryBlockBytes : 0) + key.size() + val_len;
-  void* mem = std::malloc(std::max<size_t>(n, sizeof(Entry)));
+  const size_t n = kHeaderBytes + (expire_at_ms ? kExpiryBlockBytes : 0) +
+                   varint_size(key.size()) + varint_size(val_len) + key.size() + val_len;
+  void* mem = std::malloc(std::max(n, sizeof(Entry)));
   if (!mem) throw std::bad_alloc();
   Entry* e = new (mem) Entry;
   e->next = nullptr;
-  e->access = 0;
-  e->key_len = static_cast<uint32_t>(key.size());
-  e->val_len = static_cast<uint32_t>(val_len);
-  e->flags = static_cast<uint8_t>((hash ? kFlagHash : 0) | (expire_at_ms ? kFlagExpiry : 0));
+  e->meta = ((hash ? kFlagHash : 0) | (expire_at_ms ? kFlagExpiry : 0)) << 24;
+  char* p = raw(e) + kHeaderBytes;
   if (expire_at_ms) {
-    store<int64_t>(raw(e) + kHeaderBytes, expire_at_ms);
+    store<int64_t>(p, expire_at_ms);
     set_vol_index(e, 0);
+    p += kExpiryBlockBytes;
   }
-  char* d = raw(e) + data_offset(e);
-  if (!key.empty()) std::memcpy(d, key.data(), key.size());
+  p = put_varint(p, key.size());
+  p = put_varint(p, val_len);
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  p += key.size();
   if (hash) {
-    store<HashBox*>(d + key.size(), box);
+    store<HashBox*>(p, box);
   } else if (!str.empty()) {
-    std::memcpy(d + key.size(), str.data(), str.size());
+    std::memcpy(p, str.data(), str.size());
   }
   return e;
 }
@@ -281,7 +329,7 @@ class MemoryEngine final : public Engine {
     if (v.expire_at_ms != expire_of(e)) {
       // The expiry lives in the entry header: rebuild the entry around the same box.
       Entry* ne = alloc_entry(key, true, {}, box, v.expire_at_ms);
-      ne->access = e->access;
+      set_access(ne, access_of(e));
       replace(partition, link, ne, /*free_box=*/false);
     }
     if (config_.max_memory_bytes && used_ > config_.max_memory_bytes &&
@@ -513,26 +561,29 @@ class MemoryEngine final : public Engine {
   }
 
   // ---- access tracking (LRU clock / LFU counter) ----
-  static uint32_t lru_ticks(int64_t now_ms) { return static_cast<uint32_t>(now_ms / 10); }
+  // LRU clock: seconds in 24 bits (wraps after 194 days, as Redis's).
+  static uint32_t lru_ticks(int64_t now_ms) {
+    return static_cast<uint32_t>(now_ms / 1000) & kAccessMask;
+  }
   static uint32_t lfu_minutes(int64_t now_ms) {
-    return static_cast<uint32_t>(now_ms / 60000) & 0xffffff;
+    return static_cast<uint32_t>(now_ms / 60000) & 0xffff;
   }
   uint32_t initial_access(int64_t now_ms) const {
     return lfu_ ? (lfu_minutes(now_ms) << 8) | kLfuInitVal : lru_ticks(now_ms);
   }
   static uint32_t idle_ticks(const Entry* e, int64_t now_ms) {
-    uint32_t d = lru_ticks(now_ms) - e->access;
-    return d > 0x80000000u ? 0 : d;  // a clock that went back means "just used"
+    uint32_t d = (lru_ticks(now_ms) - access_of(e)) & kAccessMask;
+    return d > (kAccessMask >> 1) ? 0 : d;  // a clock that went back means "just used"
   }
   static uint8_t lfu_decayed(const Entry* e, int64_t now_ms) {
-    uint32_t counter = e->access & 0xff;
-    uint32_t elapsed = (lfu_minutes(now_ms) - (e->access >> 8)) & 0xffffff;
+    uint32_t counter = access_of(e) & 0xff;
+    uint32_t elapsed = (lfu_minutes(now_ms) - (access_of(e) >> 8)) & 0xffff;
     uint32_t periods = elapsed / kLfuDecayMinutes;
     return static_cast<uint8_t>(periods >= counter ? 0 : counter - periods);
   }
   void touch(Entry* e, int64_t now_ms) {
     if (!lfu_) {
-      e->access = lru_ticks(now_ms);
+      set_access(e, lru_ticks(now_ms));
       return;
     }
     uint32_t counter = lfu_decayed(e, now_ms);
@@ -540,15 +591,14 @@ class MemoryEngine final : public Engine {
       double base = counter > kLfuInitVal ? counter - kLfuInitVal : 0;
       if (rng_.unit() < 1.0 / (base * kLfuLogFactor + 1)) ++counter;
     }
-    e->access = (lfu_minutes(now_ms) << 8) | counter;
+    set_access(e, (lfu_minutes(now_ms) << 8) | counter);
   }
 
   // ---- table operations ----
   static Entry** find_link(Table& t, uint64_t h, std::string_view key) {
     if (!t.buckets) return nullptr;
     for (Entry** link = &t.buckets[h & t.mask]; *link; link = &(*link)->next) {
-      const Entry* e = *link;
-      if (e->key_len == key.size() && key_of(e) == key) return link;
+      if (key_of(*link) == key) return link;
     }
     return nullptr;
   }
@@ -706,7 +756,7 @@ class MemoryEngine final : public Engine {
   }
 
   void install(uint32_t partition, std::string_view key, uint64_t h, Entry* ne, int64_t now_ms) {
-    ne->access = initial_access(now_ms);
+    set_access(ne, initial_access(now_ms));
     Entry** link = find_live(partition, key, h, now_ms);
     if (link) {
       replace(partition, link, ne, true);
