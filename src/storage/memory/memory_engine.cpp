@@ -747,20 +747,38 @@ class MemoryEngine final : public Engine {
     Entry** link = find_live(partition, key, h, now_ms);
     int64_t extra = static_cast<int64_t>(entry_bytes(ne)) -
                     (link ? static_cast<int64_t>(entry_bytes(*link)) : 0);
+    if (!link) extra += static_cast<int64_t>(table_growth_bytes(partition));
     if (auto st = ensure_room(extra, link ? *link : nullptr, now_ms); !st) {
       free_entry(ne, true);
       return st;
     }
     install(partition, key, h, ne, now_ms);
+    // The growth estimate can be off by an allocator rounding; evicting policies catch up now.
+    if (config_.max_memory_bytes && used_ > config_.max_memory_bytes &&
+        config_.eviction != EvictionPolicy::kNoEviction)
+      (void)ensure_room(0, ne, now_ms);
     return {};
   }
 
+  // What adding one key to `partition` would add in bucket arrays (glibc chunk rounding).
+  uint64_t table_growth_bytes(uint32_t partition) const {
+    auto chunk = [](uint64_t n) { return std::max<uint64_t>(32, (n + 8 + 15) & ~uint64_t{15}); };
+    const Table& t = parts_[partition];
+    if (!t.buckets) return chunk(kMinBuckets * sizeof(Entry*));
+    if (t.used + 1 <= t.mask + 1) return 0;
+    return chunk((t.mask + 1) * 2 * sizeof(Entry*)) - block_bytes(t.buckets);
+  }
+
   void install(uint32_t partition, std::string_view key, uint64_t h, Entry* ne, int64_t now_ms) {
-    set_access(ne, initial_access(now_ms));
     Entry** link = find_live(partition, key, h, now_ms);
     if (link) {
+      // Like Redis, an overwrite keeps the key's access history (LFU counter), then counts
+      // as an access.
+      set_access(ne, access_of(*link));
+      touch(ne, now_ms);
       replace(partition, link, ne, true);
     } else {
+      set_access(ne, initial_access(now_ms));
       link_new(partition, h, ne);
     }
   }

@@ -477,6 +477,10 @@ class RocksEngine final : public Engine {
     // Expired keys are reclaimed by the compaction filter; here only the everysec WAL sync.
     if (s_->config.fsync != FsyncPolicy::kEverySec) return;
     int64_t last = s_->last_sync_ms.load();
+    if (now_ms < last) {
+      s_->last_sync_ms.compare_exchange_strong(last, now_ms);  // the clock went back: restart
+      return;
+    }
     if (now_ms - last < 1000) return;
     if (!s_->last_sync_ms.compare_exchange_strong(last, now_ms)) return;  // another shard does it
     if (s_->db->FlushWAL(/*sync=*/true).ok()) s_->syncs++;

@@ -1,6 +1,11 @@
 // Memory-engine specifics: maxmemory policies, eviction quality, active expiry, accounting.
 #include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
 
+#include <fmt/format.h>
+
+#include <map>
 #include <string>
 
 #include "base/random.h"
@@ -18,6 +23,11 @@ std::unique_ptr<Engine> make(EvictionPolicy policy, uint64_t max_bytes, uint32_t
   c.max_memory_bytes = max_bytes;
   c.eviction = policy;
   return make_memory_engine(c, seed);
+}
+
+bool volatile_only(EvictionPolicy p) {
+  return p == EvictionPolicy::kVolatileLru || p == EvictionPolicy::kVolatileLfu ||
+         p == EvictionPolicy::kVolatileTtl;
 }
 
 uint32_t part_of(const std::string& k, uint32_t partitions) {
@@ -229,6 +239,119 @@ TEST(OpenEngines, RejectsBadConfig) {
   r = open_engines(c, 2, clock);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->size(), 2u);
+}
+
+}  // namespace
+}  // namespace keel::storage
+
+namespace keel::storage {
+namespace {
+
+// Under maxmemory with any policy, the engine is always a subset of the model (evicted keys
+// are gone, never altered), stays within its limit after every successful write, and its TTL
+// index and accounting stay consistent.
+RC_GTEST_PROP(MemoryEngineEvictionModel, EngineIsSubsetOfModelAndWithinLimit, (uint64_t seed)) {
+  SeededRandom rng(seed);
+  const EvictionPolicy policies[] = {
+      EvictionPolicy::kNoEviction,  EvictionPolicy::kAllKeysLru,  EvictionPolicy::kAllKeysLfu,
+      EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileTtl,
+      EvictionPolicy::kAllKeysRandom};
+  const EvictionPolicy policy = policies[rng.uniform(7)];
+  const uint64_t max = 4096 + rng.uniform(8192);
+  auto e = make(policy, max, 4, seed);
+  std::map<std::pair<uint32_t, std::string>, Value> model;
+  int64_t now = 1'000'000;
+  auto alive = [&](const Value& v) { return v.expire_at_ms == 0 || v.expire_at_ms > now; };
+  for (int step = 0; step < 300; ++step) {
+    const uint32_t p = static_cast<uint32_t>(rng.uniform(4));
+    const std::string k = "k" + std::to_string(rng.uniform(40));
+    const int64_t exp = rng.chance(0.5) ? now + rng.range(1, 5000) : 0;
+    Status st;
+    switch (rng.uniform(6)) {
+      case 0:
+      case 1: {
+        Value v = testing::str_value(std::string(rng.uniform(120), 'a' + rng.uniform(26)), exp);
+        st = e->put(p, k, v, now);
+        if (st) model[{p, k}] = v;
+        break;
+      }
+      case 2: {
+        HashMap h;
+        for (uint64_t i = 0, n = rng.uniform(5); i < n; ++i) h["f" + std::to_string(i)] = "x";
+        Value v = testing::hash_value(h, exp);
+        st = e->put(p, k, v, now);
+        if (st) model[{p, k}] = v;
+        break;
+      }
+      case 3:
+        RC_ASSERT(e->erase(p, k, now).has_value());
+        model.erase({p, k});
+        break;
+      case 4: {
+        st = e->update(p, k, now, [&](Value* cur, Value* scratch) {
+          if (!cur) {
+            *scratch = testing::str_value("u", exp);
+            return UpdateAction::kWrite;
+          }
+          if (cur->type == ValueType::kString) {
+            cur->str += "++";
+          } else {
+            cur->hash["g"] = "y";
+          }
+          return UpdateAction::kWrite;
+        });
+        // On success the model applies the same change (if the key was evicted meanwhile the
+        // engine only holds less, which the subset check tolerates).
+        if (st) {
+          auto it = model.find({p, k});
+          if (it == model.end() || !alive(it->second)) {
+            model[{p, k}] = testing::str_value("u", exp);
+          } else if (it->second.type == ValueType::kString) {
+            it->second.str += "++";
+          } else {
+            it->second.hash["g"] = "y";
+          }
+        }
+        break;
+      }
+      default:
+        now += rng.range(0, 1500);
+        e->maintenance(now, 20);
+        break;
+    }
+    if (!st) RC_ASSERT(st.error().code == Errc::kOutOfMemory);
+    if (st && policy != EvictionPolicy::kNoEviction && !volatile_only(policy))
+      RC_ASSERT(e->stats().used_memory_bytes <= max);
+    if (policy == EvictionPolicy::kNoEviction) RC_ASSERT(e->stats().evicted_keys_total == 0);
+    // Subset: what the engine has is exactly what the model says.
+    uint64_t engine_live = 0, with_ttl = 0;
+    for (uint32_t q = 0; q < 4; ++q)
+      for (int i = 0; i < 40; ++i) {
+        std::string kk = "k" + std::to_string(i);
+        auto got = e->get(q, kk, now);
+        auto it = model.find({q, kk});
+        if (!got) {
+          // Evicted or expired: the model forgets it too, so later updates agree.
+          if (it != model.end()) model.erase(it);
+          continue;
+        }
+        ++engine_live;
+        if (got->expire_at_ms) ++with_ttl;
+        RC_ASSERT(it != model.end() && alive(it->second));
+        if (!testing::same_value(testing::to_value(*got), it->second)) {
+          Value g = testing::to_value(*got);
+          RC_FAIL(fmt::format("policy {} step {} key {}/{}: engine type {} str '{}' exp {} "
+                              "fields {}; model type {} str '{}' exp {} fields {}",
+                              eviction_policy_name(policy), step, q, kk, int(g.type), g.str,
+                              g.expire_at_ms, g.hash.size(), int(it->second.type),
+                              it->second.str, it->second.expire_at_ms, it->second.hash.size()));
+        }
+      }
+    RC_ASSERT(e->size() == engine_live);  // every get above reclaimed expired keys
+    RC_ASSERT(e->stats().keys_with_expiry == with_ttl);
+  }
+  RC_ASSERT(e->clear().has_value());
+  RC_ASSERT(e->stats().used_memory_bytes == 0u);
 }
 
 }  // namespace
