@@ -389,6 +389,10 @@ class MemoryEngine final : public Engine {
         unlink_and_free(ops[i].partition, l);
       }
     }
+    // Bucket growth was not in the estimate; evicting policies catch up at once.
+    if (config_.max_memory_bytes && used_ > config_.max_memory_bytes &&
+        config_.eviction != EvictionPolicy::kNoEviction)
+      (void)ensure_room(0, nullptr, now_ms);
     return {};
   }
 
