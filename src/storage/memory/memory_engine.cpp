@@ -454,6 +454,7 @@ class MemoryEngine final : public Engine {
 
   Status clear() override {
     free_all();
+    pool_.clear();
     return {};
   }
 
@@ -833,36 +834,65 @@ class MemoryEngine final : public Engine {
     }
   }
 
+  // Redis's eviction pool: the best candidates seen by recent samplings (ascending score),
+  // kept across calls so each eviction benefits from more than `eviction_samples` keys.
+  struct PoolEntry {
+    uint64_t score;
+    uint32_t partition;
+    std::string key;
+  };
+  static constexpr size_t kPoolSize = 16;  // Redis's EVPOOL_SIZE
+
+  void pool_offer(uint64_t sc, const VolatileSlot& s) {
+    if (pool_.size() == kPoolSize && sc <= pool_.front().score) return;
+    std::string_view key = key_of(s.entry);
+    for (const auto& c : pool_)
+      if (c.partition == s.partition && c.key == key) return;
+    auto pos = std::upper_bound(pool_.begin(), pool_.end(), sc,
+                                [](uint64_t v, const PoolEntry& c) { return v < c.score; });
+    pool_.insert(pos, PoolEntry{sc, s.partition, std::string(key)});
+    if (pool_.size() > kPoolSize) pool_.erase(pool_.begin());
+  }
+
+  VolatileSlot sample() {
+    if (volatile_policy()) return volatile_[rng_.uniform(volatile_.size())];
+    return random_entry();
+  }
+
   bool evict_one(int64_t now_ms, const Entry* protect) {
     const bool vol = volatile_policy();
-    VolatileSlot best{nullptr, 0};
-    uint64_t best_score = 0;
-    const unsigned samples =
-        config_.eviction == EvictionPolicy::kAllKeysRandom ? 1 : config_.eviction_samples;
-    // A few extra tries so that the protected key alone cannot starve the sampler.
-    for (unsigned i = 0; i < samples * 2 && (i < samples || !best.entry); ++i) {
-      VolatileSlot s;
-      if (vol) {
-        if (volatile_.empty()) break;
-        s = volatile_[rng_.uniform(volatile_.size())];
-      } else {
-        if (nonempty_.empty()) break;
-        s = random_entry();
+    if (vol ? volatile_.empty() : nonempty_.empty()) return false;
+    if (config_.eviction == EvictionPolicy::kAllKeysRandom) {
+      VolatileSlot s{nullptr, 0};
+      for (int i = 0; i < 8 && (!s.entry || s.entry == protect); ++i) s = sample();
+      if (!s.entry || s.entry == protect) return false;
+      evict(s);
+      return true;
+    }
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      for (unsigned i = 0; i < config_.eviction_samples; ++i) {
+        VolatileSlot s = sample();
+        if (s.entry != protect) pool_offer(score(s.entry, now_ms), s);
       }
-      if (s.entry == protect) continue;
-      uint64_t sc = score(s.entry, now_ms);
-      if (!best.entry || sc > best_score) {
-        best = s;
-        best_score = sc;
+      // Best first; pooled keys may have been deleted or lost their TTL since.
+      while (!pool_.empty()) {
+        PoolEntry c = std::move(pool_.back());
+        pool_.pop_back();
+        Entry** l = find_link(parts_[c.partition], hash_key(c.key), c.key);
+        if (!l || *l == protect || (vol && !has_expiry(*l))) continue;
+        evict({*l, c.partition});
+        return true;
       }
     }
-    if (!best.entry) return false;
-    std::string key(key_of(best.entry));
-    Entry** l = find_link(parts_[best.partition], hash_key(key), key);
-    KEEL_ASSERT(l && *l == best.entry);
-    unlink_and_free(best.partition, l);
+    return false;
+  }
+
+  void evict(const VolatileSlot& s) {
+    std::string key(key_of(s.entry));
+    Entry** l = find_link(parts_[s.partition], hash_key(key), key);
+    KEEL_ASSERT(l && *l == s.entry);
+    unlink_and_free(s.partition, l);
     ++evicted_total_;
-    return true;
   }
 
   Status ensure_room(int64_t extra, const Entry* protect, int64_t now_ms) {
@@ -883,6 +913,7 @@ class MemoryEngine final : public Engine {
   std::vector<uint32_t> nonempty_;      // partitions with a bucket array
   std::vector<int32_t> nonempty_pos_;   // partition -> index in nonempty_, or -1
   std::vector<VolatileSlot> volatile_;  // every entry with a TTL (for sampling)
+  std::vector<PoolEntry> pool_;         // eviction candidates, ascending score
   uint64_t keys_ = 0;
   uint64_t used_ = 0;
   uint64_t expired_total_ = 0;

@@ -116,11 +116,12 @@ TEST(MemoryEngineEviction, LruKeepsHotKeysMoreThanRandom) {
     lfu += hot_survivors(EvictionPolicy::kAllKeysLfu, seed);
     rnd += hot_survivors(EvictionPolicy::kAllKeysRandom, seed);
   }
+  std::printf("hot keys kept (of 600): lru=%d lfu=%d random=%d\n", lru, lfu, rnd);
   // Random eviction of ~1/3 of the keys loses about a third of the hot set; the approximated
   // LRU/LFU lose far fewer.
   EXPECT_GT(lru, rnd + 100) << "lru=" << lru << " random=" << rnd;
   EXPECT_GT(lfu, rnd + 100) << "lfu=" << lfu << " random=" << rnd;
-  EXPECT_GT(lru, 3 * 200 * 3 / 4);
+  EXPECT_GT(lru, 3 * 200 * 95 / 100);  // the eviction pool makes the approximation close
 }
 
 TEST(MemoryEngineEviction, VolatilePoliciesOnlyEvictKeysWithTtl) {
