@@ -43,7 +43,15 @@ TEST(DISABLED_PersistentEngineCrashChild, WriteUntilKilled) {
   Engine& e = *(*engines)[0];
   for (uint32_t i = 0;; ++i) {
     std::string k = "crash" + std::to_string(i);
-    if (!e.set_string(i % 16, k, "value-" + std::to_string(i), 0, clock.now_ms())) _exit(4);
+    if (i % 2 == 0) {
+      if (!e.set_string(i % 16, k, "value-" + std::to_string(i), 0, clock.now_ms())) _exit(4);
+    } else {
+      // Odd indexes are a batch of two keys in different partitions: all or nothing.
+      std::vector<Engine::BatchOp> ops;
+      ops.push_back({i % 16, k, testing::str_value("value-" + std::to_string(i))});
+      ops.push_back({(i + 5) % 16, "pair" + std::to_string(i), testing::str_value("p")});
+      if (!e.write_batch(std::move(ops), clock.now_ms())) _exit(4);
+    }
     if (write(fd, &i, sizeof i) != sizeof i) _exit(5);
   }
 }
@@ -89,7 +97,14 @@ TEST(PersistentEngineCrash, AcknowledgedWritesSurviveKill9) {
     ASSERT_TRUE(v.has_value()) << "acknowledged key crash" << i << " lost";
     EXPECT_EQ(v->str, "value-" + std::to_string(i));
   }
-  EXPECT_GE(e.size(), acked.size());
+  // Batches are atomic across the crash, including one that was in flight.
+  const uint32_t last = *acked.rbegin();
+  for (uint32_t i = 1; i <= last + 2; i += 2) {
+    bool a = e.get(i % 16, "crash" + std::to_string(i), clock.now_ms()).has_value();
+    bool b = e.get((i + 5) % 16, "pair" + std::to_string(i), clock.now_ms()).has_value();
+    EXPECT_EQ(a, b) << "batch " << i << " half applied";
+  }
+  EXPECT_GE(e.size(), acked.size() + acked.size() / 2);
 }
 
 TEST(PersistentEngine, ReopenKeepsDataAndRecountsSize) {
