@@ -226,6 +226,12 @@ class MemoryEngine final : public Engine {
     KEEL_ASSERT(config.eviction_samples >= 1 && config.eviction_samples <= 64);
     lfu_ = config.eviction == EvictionPolicy::kAllKeysLfu ||
            config.eviction == EvictionPolicy::kVolatileLfu;
+    used_ = base_bytes();
+  }
+
+  // The fixed cost of an empty engine: per-partition table headers and bookkeeping.
+  uint64_t base_bytes() const {
+    return sizeof(*this) + parts_.size() * (sizeof(Table) + sizeof(int32_t) + sizeof(uint32_t));
   }
   ~MemoryEngine() override { free_all(); }
 
@@ -535,9 +541,12 @@ class MemoryEngine final : public Engine {
     return alloc_entry(key, true, {}, box, box->value.expire_at_ms);
   }
 
+  // Everything one key costs: its block, a hash value's estimate, and its slot in the TTL
+  // array (the array's spare capacity is not charged).
   static uint64_t entry_bytes(const Entry* e) {
     uint64_t b = block_bytes(e);
     if (is_hash(e)) b += box_of(e)->accounted_bytes;
+    if (has_expiry(e)) b += sizeof(VolatileSlot);
     return b;
   }
 
@@ -743,7 +752,7 @@ class MemoryEngine final : public Engine {
 
   void free_all() {
     while (!nonempty_.empty()) free_table(nonempty_.back());
-    KEEL_ASSERT(keys_ == 0 && volatile_.empty());
+    KEEL_ASSERT(keys_ == 0 && volatile_.empty() && used_ == base_bytes());
   }
 
   // Installs `ne` (already allocated) after checking maxmemory.
