@@ -36,7 +36,7 @@ constexpr size_t kExpiryBlockBytes = 12;
 constexpr uint32_t kFlagHash = 1;
 constexpr uint32_t kFlagExpiry = 2;
 constexpr uint32_t kAccessMask = 0xffffff;
-constexpr uint64_t kMaxKeyBytes = 512ull << 20;    // Redis's proto-max-bulk-len
+constexpr uint64_t kMaxKeyBytes = 512ull << 20;  // Redis's proto-max-bulk-len
 constexpr uint64_t kMaxValueBytes = 512ull << 20;
 constexpr uint64_t kMinBuckets = 4;
 constexpr unsigned kCursorBucketBits = 40;  // scan cursor = partition << 40 | bucket cursor
@@ -161,8 +161,8 @@ uint64_t hash_value_bytes(const Value& v) {
 Entry* alloc_entry(std::string_view key, bool hash, std::string_view str, HashBox* box,
                    int64_t expire_at_ms) {
   const size_t val_len = hash ? sizeof(HashBox*) : str.size();
-  const size_t n = kHeaderBytes + (expire_at_ms ? kExpiryBlockBytes : 0) +
-                   varint_size(key.size()) + varint_size(val_len) + key.size() + val_len;
+  const size_t n = kHeaderBytes + (expire_at_ms ? kExpiryBlockBytes : 0) + varint_size(key.size()) +
+                   varint_size(val_len) + key.size() + val_len;
   void* mem = std::malloc(std::max(n, sizeof(Entry)));
   if (!mem) throw std::bad_alloc();
   Entry* e = new (mem) Entry;
@@ -253,7 +253,8 @@ class MemoryEngine final : public Engine {
                         fmt::format("expire_at_ms is {}; allowed: 0 (no TTL) or a Unix time in ms",
                                     expire_at_ms));
     const uint64_t h = hash_key(key);
-    if (expire_at_ms != 0 && expire_at_ms <= now_ms) return erase_expired_write(partition, key, h, now_ms);
+    if (expire_at_ms != 0 && expire_at_ms <= now_ms)
+      return erase_expired_write(partition, key, h, now_ms);
     Entry* ne = alloc_entry(key, false, value, nullptr, expire_at_ms);
     return install_checked(partition, key, h, ne, now_ms);
   }
@@ -516,9 +517,9 @@ class MemoryEngine final : public Engine {
       return make_error(Errc::kLimitExceeded, fmt::format("key is {} bytes; the limit is {} bytes",
                                                           key.size(), kMaxKeyBytes));
     if (value_bytes > kMaxValueBytes)
-      return make_error(Errc::kLimitExceeded,
-                        fmt::format("value is {} bytes; the limit is {} bytes", value_bytes,
-                                    kMaxValueBytes));
+      return make_error(
+          Errc::kLimitExceeded,
+          fmt::format("value is {} bytes; the limit is {} bytes", value_bytes, kMaxValueBytes));
     return {};
   }
 
@@ -797,8 +798,7 @@ class MemoryEngine final : public Engine {
     }
   }
 
-  Status erase_expired_write(uint32_t partition, std::string_view key, uint64_t h,
-                             int64_t now_ms) {
+  Status erase_expired_write(uint32_t partition, std::string_view key, uint64_t h, int64_t now_ms) {
     // Writing a deadline that already passed: the key ends up absent (as Redis's SET PXAT).
     if (Entry** l = find_live(partition, key, h, now_ms)) unlink_and_free(partition, l);
     return {};
@@ -834,12 +834,15 @@ class MemoryEngine final : public Engine {
   uint64_t score(const Entry* e, int64_t now_ms) const {
     switch (config_.eviction) {
       case EvictionPolicy::kAllKeysLru:
-      case EvictionPolicy::kVolatileLru: return idle_ticks(e, now_ms);
+      case EvictionPolicy::kVolatileLru:
+        return idle_ticks(e, now_ms);
       case EvictionPolicy::kAllKeysLfu:
-      case EvictionPolicy::kVolatileLfu: return 255 - lfu_decayed(e, now_ms);
+      case EvictionPolicy::kVolatileLfu:
+        return 255 - lfu_decayed(e, now_ms);
       case EvictionPolicy::kVolatileTtl:
         return UINT64_MAX - static_cast<uint64_t>(expire_of(e));
-      default: return 0;
+      default:
+        return 0;
     }
   }
 

@@ -120,8 +120,8 @@ Status decode_value(std::string_view raw, Value& out) {
   auto n = r.varint();
   if (!n) return std::unexpected(n.error());
   if (*n > r.remaining() / 2)
-    return make_error(Errc::kCorruption, fmt::format("hash claims {} fields in {} bytes", *n,
-                                                     r.remaining()));
+    return make_error(Errc::kCorruption,
+                      fmt::format("hash claims {} fields in {} bytes", *n, r.remaining()));
   out.hash.reserve(*n);
   for (uint64_t i = 0; i < *n; ++i) {
     auto f = r.bytes();
@@ -141,8 +141,8 @@ std::unexpected<Error> io_error(const char* what, const rocksdb::Status& s) {
 
 Status check_sizes(std::string_view key, const Value* v) {
   if (key.size() > kMaxKeyBytes)
-    return make_error(Errc::kLimitExceeded,
-                      fmt::format("key is {} bytes; the limit is {} bytes", key.size(), kMaxKeyBytes));
+    return make_error(Errc::kLimitExceeded, fmt::format("key is {} bytes; the limit is {} bytes",
+                                                        key.size(), kMaxKeyBytes));
   if (v && v->expire_at_ms < 0)
     return make_error(Errc::kInvalidArgument,
                       fmt::format("expire_at_ms is {}; allowed: 0 (no TTL) or a Unix time in ms",
@@ -208,7 +208,6 @@ struct Shared {
       db.reset();
     }
   }
-
 };
 
 bool TtlCompactionFilter::Filter(int, const rocksdb::Slice& key, const rocksdb::Slice& value,
@@ -339,8 +338,8 @@ class RocksEngine final : public Engine {
         if (!e) return std::unexpected(e.error());
         it = touched.emplace(k, Track{op.partition, *e, *e}).first;
       }
-      const bool write = op.value && !(op.value->expire_at_ms != 0 &&
-                                       op.value->expire_at_ms <= now_ms);
+      const bool write =
+          op.value && !(op.value->expire_at_ms != 0 && op.value->expire_at_ms <= now_ms);
       if (write) {
         encode_value(*op.value, buf_);
         batch.Put(k, buf_);
@@ -699,7 +698,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   auto has = [&](rocksdb::CompressionType t) {
     return std::find(supported.begin(), supported.end(), t) != supported.end();
   };
-  o.compression = has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
+  o.compression = has(rocksdb::kLZ4Compression)      ? rocksdb::kLZ4Compression
                   : has(rocksdb::kSnappyCompression) ? rocksdb::kSnappyCompression
                                                      : rocksdb::kNoCompression;
   if (has(rocksdb::kZSTD)) o.bottommost_compression = rocksdb::kZSTD;
@@ -714,8 +713,8 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   rocksdb::DB* db = nullptr;
   auto st = rocksdb::DB::Open(o, config.data_dir, &db);
   if (!st.ok())
-    return make_error(Errc::kIoError,
-                      fmt::format("cannot open RocksDB at '{}': {}", config.data_dir, st.ToString()));
+    return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
+                                                  config.data_dir, st.ToString()));
   shared->db.reset(db);
 
   // Recount keys per partition (expired-but-present keys included, as the write path counts).

@@ -125,7 +125,9 @@ struct Runner {
         break;
       }
       case 4:
-      case 5: check_get(random_key()); break;
+      case 5:
+        check_get(random_key());
+        break;
       case 6: {
         Key k = random_key();
         const uint64_t choice = rng.uniform(5);
@@ -145,9 +147,13 @@ struct Runner {
                 cur->hash["g"] = extra;
               }
               return UpdateAction::kWrite;
-            case 1: cur->expire_at_ms = exp; return UpdateAction::kWrite;
-            case 2: return UpdateAction::kErase;
-            case 3: return UpdateAction::kKeep;
+            case 1:
+              cur->expire_at_ms = exp;
+              return UpdateAction::kWrite;
+            case 2:
+              return UpdateAction::kErase;
+            case 3:
+              return UpdateAction::kKeep;
             default:
               if (cur->type == ValueType::kHash) cur->hash.erase("f1");
               return UpdateAction::kWrite;
@@ -189,7 +195,9 @@ struct Runner {
         }
         break;
       }
-      case 8: h.clock.advance_ms(rng.range(0, 25)); break;
+      case 8:
+        h.clock.advance_ms(rng.range(0, 25));
+        break;
       case 9: {
         // Full scan: exactly the live keys, each value matching.
         std::map<Key, int> seen;
@@ -314,7 +322,8 @@ void run_scan_under_writes(Kind kind, uint64_t seed) {
     bool grow = rng.chance(0.6);
     for (int i = 0; i < n; ++i) {
       uint32_t p = static_cast<uint32_t>(rng.uniform(8));
-      std::string k = "churn" + std::to_string(grow ? churn++ : static_cast<int>(rng.uniform(churn + 1)));
+      std::string k =
+          "churn" + std::to_string(grow ? churn++ : static_cast<int>(rng.uniform(churn + 1)));
       if (grow) {
         ASSERT_TRUE(e.set_string(p, k, "x", 0, now));
       } else {

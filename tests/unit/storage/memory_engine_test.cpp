@@ -1,15 +1,15 @@
 // Memory-engine specifics: maxmemory policies, eviction quality, active expiry, accounting.
+#include "storage/memory/memory_engine.h"
+
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
-
-#include <fmt/format.h>
 
 #include <map>
 #include <string>
 
 #include "base/random.h"
-#include "storage/memory/memory_engine.h"
 #include "test_util.h"
 
 namespace keel::storage {
@@ -58,7 +58,8 @@ TEST(MemoryEngineOom, NoEvictionRefusesAndStoresNothing) {
   EXPECT_EQ(e->stats().evicted_keys_total, 0u);
   // A batch that does not fit stores nothing either.
   std::vector<Engine::BatchOp> ops;
-  for (int i = 0; i < 10; ++i) ops.push_back({0, "batch" + std::to_string(i), testing::str_value(val)});
+  for (int i = 0; i < 10; ++i)
+    ops.push_back({0, "batch" + std::to_string(i), testing::str_value(val)});
   auto st = e->write_batch(ops, now);
   ASSERT_FALSE(st.has_value());
   EXPECT_EQ(st.error().code, Errc::kOutOfMemory);
@@ -125,8 +126,8 @@ TEST(MemoryEngineEviction, LruKeepsHotKeysMoreThanRandom) {
 }
 
 TEST(MemoryEngineEviction, VolatilePoliciesOnlyEvictKeysWithTtl) {
-  for (auto policy : {EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu,
-                      EvictionPolicy::kVolatileTtl}) {
+  for (auto policy :
+       {EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileTtl}) {
     auto e = make(policy, 48 << 10);
     const int64_t now = 5000;
     std::string val(64, 'x');
@@ -217,10 +218,10 @@ TEST(MemoryEngineAccounting, ReturnsToZeroAndTracksGrowth) {
 }
 
 TEST(EngineNames, RoundTripAndRejectUnknown) {
-  for (auto p : {EvictionPolicy::kNoEviction, EvictionPolicy::kAllKeysLru,
-                 EvictionPolicy::kAllKeysLfu, EvictionPolicy::kVolatileLru,
-                 EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileTtl,
-                 EvictionPolicy::kAllKeysRandom})
+  for (auto p :
+       {EvictionPolicy::kNoEviction, EvictionPolicy::kAllKeysLru, EvictionPolicy::kAllKeysLfu,
+        EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileTtl,
+        EvictionPolicy::kAllKeysRandom})
     EXPECT_EQ(parse_eviction_policy(eviction_policy_name(p)), p);
   EXPECT_EQ(parse_eviction_policy("ALLKEYS-LRU"), EvictionPolicy::kAllKeysLru);
   EXPECT_FALSE(parse_eviction_policy("lru").has_value());
@@ -255,10 +256,10 @@ namespace {
 // index and accounting stay consistent.
 RC_GTEST_PROP(MemoryEngineEvictionModel, EngineIsSubsetOfModelAndWithinLimit, (uint64_t seed)) {
   SeededRandom rng(seed);
-  const EvictionPolicy policies[] = {
-      EvictionPolicy::kNoEviction,  EvictionPolicy::kAllKeysLru,  EvictionPolicy::kAllKeysLfu,
-      EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileTtl,
-      EvictionPolicy::kAllKeysRandom};
+  const EvictionPolicy policies[] = {EvictionPolicy::kNoEviction,   EvictionPolicy::kAllKeysLru,
+                                     EvictionPolicy::kAllKeysLfu,   EvictionPolicy::kVolatileLru,
+                                     EvictionPolicy::kVolatileLfu,  EvictionPolicy::kVolatileTtl,
+                                     EvictionPolicy::kAllKeysRandom};
   const EvictionPolicy policy = policies[rng.uniform(7)];
   const uint64_t max = 4096 + rng.uniform(8192);
   auto e = make(policy, max, 4, seed);
@@ -343,11 +344,12 @@ RC_GTEST_PROP(MemoryEngineEvictionModel, EngineIsSubsetOfModelAndWithinLimit, (u
         RC_ASSERT(it != model.end() && alive(it->second));
         if (!testing::same_value(testing::to_value(*got), it->second)) {
           Value g = testing::to_value(*got);
-          RC_FAIL(fmt::format("policy {} step {} key {}/{}: engine type {} str '{}' exp {} "
-                              "fields {}; model type {} str '{}' exp {} fields {}",
-                              eviction_policy_name(policy), step, q, kk, int(g.type), g.str,
-                              g.expire_at_ms, g.hash.size(), int(it->second.type),
-                              it->second.str, it->second.expire_at_ms, it->second.hash.size()));
+          RC_FAIL(
+              fmt::format("policy {} step {} key {}/{}: engine type {} str '{}' exp {} "
+                          "fields {}; model type {} str '{}' exp {} fields {}",
+                          eviction_policy_name(policy), step, q, kk, int(g.type), g.str,
+                          g.expire_at_ms, g.hash.size(), int(it->second.type), it->second.str,
+                          it->second.expire_at_ms, it->second.hash.size()));
         }
       }
     RC_ASSERT(e->size() == engine_live);  // every get above reclaimed expired keys

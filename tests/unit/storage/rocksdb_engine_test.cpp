@@ -1,5 +1,7 @@
 // Persistent-engine specifics: reopen, TTL compaction filter, partitions, fsync policies, and
 // kill -9 durability of acknowledged writes.
+#include "storage/rocksdb/rocksdb_engine.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -10,7 +12,6 @@
 #include <set>
 #include <string>
 
-#include "storage/rocksdb/rocksdb_engine.h"
 #include "test_util.h"
 
 namespace keel::storage {
@@ -188,8 +189,8 @@ TEST(PersistentEngine, MaintenanceExpiresActivelyAndRecountsUnderWrites) {
   // Small budgets so each partition walk spans calls, with writes in between.
   for (int i = 0; i < 40; ++i) {
     e.maintenance(h.now(), 7);
-    ASSERT_TRUE(e.set_string(2, "new" + std::to_string(i), "z", i % 2 ? h.now() + 100000 : 0,
-                             h.now()));
+    ASSERT_TRUE(
+        e.set_string(2, "new" + std::to_string(i), "z", i % 2 ? h.now() + 100000 : 0, h.now()));
     if (i % 5 == 0) {
       ASSERT_TRUE(e.erase(2, "keep" + std::to_string(i), h.now()));
     }
@@ -202,7 +203,7 @@ TEST(PersistentEngine, MaintenanceExpiresActivelyAndRecountsUnderWrites) {
   std::optional<std::string> next = std::string();
   while (next) next = e.scan_partition(2, *next, 50, t0, [&](auto, auto&) { ++n; });
   EXPECT_EQ(n, 92u);  // the expired keys are deleted, not just hidden
-  h.open();  // `e` is gone now; the recount at open agrees
+  h.open();           // `e` is gone now; the recount at open agrees
   EXPECT_EQ(h.engine().size(), 92u);
   EXPECT_EQ(h.engine().stats().keys_with_expiry, 20u);
 }
