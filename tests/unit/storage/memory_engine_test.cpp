@@ -125,6 +125,48 @@ TEST(MemoryEngineEviction, LruKeepsHotKeysMoreThanRandom) {
   EXPECT_GT(lru, 3 * 200 * 95 / 100);  // the eviction pool makes the approximation close
 }
 
+// LFU counters decay (1 per minute idle): keys that were hot an hour ago lose to keys that are
+// warm now.
+TEST(MemoryEngineEviction, LfuCountersDecay) {
+  std::string val(64, 'x');
+  auto probe = make(EvictionPolicy::kNoEviction, 0, 16);
+  int64_t now = 1'700'000'000'000;
+  for (int i = 0; i < 400; ++i) {
+    std::string k = "k" + std::to_string(i);
+    ASSERT_TRUE(probe->set_string(part_of(k, 16), k, val, 0, now));
+  }
+  const uint64_t cap = probe->stats().used_memory_bytes * 21 / 20;
+  auto e = make(EvictionPolicy::kAllKeysLfu, cap, 16);
+  for (int i = 0; i < 400; ++i) {
+    std::string k = "k" + std::to_string(i);
+    ASSERT_TRUE(e->set_string(part_of(k, 16), k, val, 0, now));
+  }
+  // Keys 0..99 are very hot now; an hour later keys 100..199 are touched a little.
+  for (int round = 0; round < 200; ++round)
+    for (int i = 0; i < 100; ++i) {
+      std::string k = "k" + std::to_string(i);
+      ASSERT_TRUE(e->get(part_of(k, 16), k, now).has_value());
+    }
+  now += 3'600'000;
+  for (int round = 0; round < 10; ++round)
+    for (int i = 100; i < 200; ++i) {
+      std::string k = "k" + std::to_string(i);
+      ASSERT_TRUE(e->get(part_of(k, 16), k, now).has_value());
+    }
+  for (int i = 400; i < 550; ++i) {
+    std::string k = "k" + std::to_string(i);
+    ASSERT_TRUE(e->set_string(part_of(k, 16), k, val, 0, now));
+  }
+  int old_hot = 0, warm = 0;
+  for (int i = 0; i < 100; ++i) {
+    std::string a = "k" + std::to_string(i), b = "k" + std::to_string(100 + i);
+    old_hot += e->get(part_of(a, 16), a, now).has_value();
+    warm += e->get(part_of(b, 16), b, now).has_value();
+  }
+  EXPECT_GT(warm, old_hot + 30) << "warm=" << warm << " old_hot=" << old_hot;
+  EXPECT_GT(warm, 90);
+}
+
 TEST(MemoryEngineEviction, VolatilePoliciesOnlyEvictKeysWithTtl) {
   for (auto policy :
        {EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileTtl}) {
