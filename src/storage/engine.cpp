@@ -49,9 +49,12 @@ std::optional<EvictionPolicy> parse_eviction_policy(std::string_view name) {
 
 std::string_view fsync_policy_name(FsyncPolicy p) {
   switch (p) {
-    case FsyncPolicy::kAlways: return "always";
-    case FsyncPolicy::kEverySec: return "everysec";
-    case FsyncPolicy::kNo: return "no";
+    case FsyncPolicy::kAlways:
+      return "always";
+    case FsyncPolicy::kEverySec:
+      return "everysec";
+    case FsyncPolicy::kNo:
+      return "no";
   }
   return "unknown";
 }
@@ -64,16 +67,15 @@ std::optional<FsyncPolicy> parse_fsync_policy(std::string_view name) {
 
 Result<std::vector<std::unique_ptr<Engine>>> open_engines(const EngineConfig& config,
                                                           unsigned shards, const Clock& clock) {
-  if (shards == 0)
-    return make_error(Errc::kInvalidArgument, "shards must be at least 1");
+  if (shards == 0) return make_error(Errc::kInvalidArgument, "shards must be at least 1");
   if (config.partitions == 0 || config.partitions > (1u << 24))
     return make_error(Errc::kInvalidArgument,
                       fmt::format("partitions is {}; allowed: 1..{}", config.partitions, 1u << 24));
   if (config.kind == EngineConfig::Kind::kMemory) {
     if (config.eviction_samples == 0 || config.eviction_samples > 64)
-      return make_error(Errc::kInvalidArgument,
-                        fmt::format("eviction_samples is {}; allowed: 1..64",
-                                    config.eviction_samples));
+      return make_error(
+          Errc::kInvalidArgument,
+          fmt::format("eviction_samples is {}; allowed: 1..64", config.eviction_samples));
     std::vector<std::unique_ptr<Engine>> out;
     out.reserve(shards);
     for (unsigned i = 0; i < shards; ++i)

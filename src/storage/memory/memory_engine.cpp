@@ -19,26 +19,24 @@ namespace {
 // ---- Entry: one allocation per key -------------------------------------------------------
 //
 //   offset 0  Entry* next        chain link inside the bucket
-//          8  u32 access         LRU: now/10ms; LFU: (minutes & 0xffffff) << 8 | log counter
-//         12  u32 key_len
-//         16  u32 val_len        string bytes; for a hash: sizeof(HashBox*)
-//         20  u8  flags          kFlagHash, kFlagExpiry
-//         21  [i64 expire_at_ms, u32 index into volatile_]   only with kFlagExpiry
+//          8  u32 meta           flags << 24 | access (24 bits, Redis's layout):
+//                                  LRU: seconds; LFU: minutes (16 bits) << 8 | log counter
+//         12  [i64 expire_at_ms, u32 index into volatile_]   only with kFlagExpiry
+//             varint key_len, varint val_len (val_len of a hash = sizeof(HashBox*))
 //             key bytes, value bytes (or a HashBox* for a hash)
 //
-// No per-entry hash is stored: rehashing recomputes it (as Redis does).
+// With a 10-byte key and a 64-byte value that is 88 bytes: glibc's 96-byte chunk. No per-entry
+// hash is stored: rehashing recomputes it (as Redis does).
 struct Entry {
   Entry* next;
-  uint32_t access;
-  uint32_t key_len;
-  uint32_t val_len;
-  uint8_t flags;
+  uint32_t meta;
 };
-constexpr size_t kHeaderBytes = 21;
+constexpr size_t kHeaderBytes = 12;
 constexpr size_t kExpiryBlockBytes = 12;
-constexpr uint8_t kFlagHash = 1;
-constexpr uint8_t kFlagExpiry = 2;
-constexpr uint64_t kMaxKeyBytes = 512ull << 20;    // Redis's proto-max-bulk-len
+constexpr uint32_t kFlagHash = 1;
+constexpr uint32_t kFlagExpiry = 2;
+constexpr uint32_t kAccessMask = 0xffffff;
+constexpr uint64_t kMaxKeyBytes = 512ull << 20;  // Redis's proto-max-bulk-len
 constexpr uint64_t kMaxValueBytes = 512ull << 20;
 constexpr uint64_t kMinBuckets = 4;
 constexpr unsigned kCursorBucketBits = 40;  // scan cursor = partition << 40 | bucket cursor
@@ -65,23 +63,71 @@ void store(char* p, T v) {
 
 char* raw(Entry* e) { return reinterpret_cast<char*>(e); }
 const char* raw(const Entry* e) { return reinterpret_cast<const char*>(e); }
-bool has_expiry(const Entry* e) { return e->flags & kFlagExpiry; }
-bool is_hash(const Entry* e) { return e->flags & kFlagHash; }
+uint32_t flags_of(const Entry* e) { return e->meta >> 24; }
+uint32_t access_of(const Entry* e) { return e->meta & kAccessMask; }
+void set_access(Entry* e, uint32_t access) {
+  e->meta = (e->meta & ~kAccessMask) | (access & kAccessMask);
+}
+bool has_expiry(const Entry* e) { return flags_of(e) & kFlagExpiry; }
+bool is_hash(const Entry* e) { return flags_of(e) & kFlagHash; }
 int64_t expire_of(const Entry* e) {
   return has_expiry(e) ? load<int64_t>(raw(e) + kHeaderBytes) : 0;
 }
 uint32_t vol_index(const Entry* e) { return load<uint32_t>(raw(e) + kHeaderBytes + 8); }
 void set_vol_index(Entry* e, uint32_t i) { store<uint32_t>(raw(e) + kHeaderBytes + 8, i); }
-size_t data_offset(const Entry* e) {
-  return kHeaderBytes + (has_expiry(e) ? kExpiryBlockBytes : 0);
+
+size_t varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
 }
-std::string_view key_of(const Entry* e) { return {raw(e) + data_offset(e), e->key_len}; }
+char* put_varint(char* p, uint64_t v) {
+  while (v >= 0x80) {
+    *p++ = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<char>(v);
+  return p;
+}
+const char* get_varint(const char* p, uint32_t& out) {
+  uint32_t v = 0;
+  for (unsigned shift = 0;; shift += 7) {
+    uint8_t b = static_cast<uint8_t>(*p++);
+    v |= static_cast<uint32_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) break;
+  }
+  out = v;
+  return p;
+}
+
+struct Layout {
+  uint32_t key_len;
+  uint32_t val_len;
+  const char* key;  // value follows the key
+};
+Layout layout_of(const Entry* e) {
+  Layout l;
+  const char* p = raw(e) + kHeaderBytes + (has_expiry(e) ? kExpiryBlockBytes : 0);
+  p = get_varint(p, l.key_len);
+  p = get_varint(p, l.val_len);
+  l.key = p;
+  return l;
+}
+std::string_view key_of(const Entry* e) {
+  Layout l = layout_of(e);
+  return {l.key, l.key_len};
+}
 std::string_view str_of(const Entry* e) {
-  return {raw(e) + data_offset(e) + e->key_len, e->val_len};
+  Layout l = layout_of(e);
+  return {l.key + l.key_len, l.val_len};
 }
 HashBox* box_of(const Entry* e) {
   KEEL_ASSERT(is_hash(e));
-  return load<HashBox*>(raw(e) + data_offset(e) + e->key_len);
+  Layout l = layout_of(e);
+  return load<HashBox*>(l.key + l.key_len);
 }
 bool alive(const Entry* e, int64_t now_ms) { return !has_expiry(e) || expire_of(e) > now_ms; }
 
@@ -115,25 +161,27 @@ uint64_t hash_value_bytes(const Value& v) {
 Entry* alloc_entry(std::string_view key, bool hash, std::string_view str, HashBox* box,
                    int64_t expire_at_ms) {
   const size_t val_len = hash ? sizeof(HashBox*) : str.size();
-  const size_t n = kHeaderBytes + (expire_at_ms ? kExpiryBlockBytes : 0) + key.size() + val_len;
-  void* mem = std::malloc(std::max<size_t>(n, sizeof(Entry)));
+  const size_t n = kHeaderBytes + (expire_at_ms ? kExpiryBlockBytes : 0) + varint_size(key.size()) +
+                   varint_size(val_len) + key.size() + val_len;
+  void* mem = std::malloc(std::max(n, sizeof(Entry)));
   if (!mem) throw std::bad_alloc();
   Entry* e = new (mem) Entry;
   e->next = nullptr;
-  e->access = 0;
-  e->key_len = static_cast<uint32_t>(key.size());
-  e->val_len = static_cast<uint32_t>(val_len);
-  e->flags = static_cast<uint8_t>((hash ? kFlagHash : 0) | (expire_at_ms ? kFlagExpiry : 0));
+  e->meta = ((hash ? kFlagHash : 0) | (expire_at_ms ? kFlagExpiry : 0)) << 24;
+  char* p = raw(e) + kHeaderBytes;
   if (expire_at_ms) {
-    store<int64_t>(raw(e) + kHeaderBytes, expire_at_ms);
+    store<int64_t>(p, expire_at_ms);
     set_vol_index(e, 0);
+    p += kExpiryBlockBytes;
   }
-  char* d = raw(e) + data_offset(e);
-  if (!key.empty()) std::memcpy(d, key.data(), key.size());
+  p = put_varint(p, key.size());
+  p = put_varint(p, val_len);
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  p += key.size();
   if (hash) {
-    store<HashBox*>(d + key.size(), box);
+    store<HashBox*>(p, box);
   } else if (!str.empty()) {
-    std::memcpy(d + key.size(), str.data(), str.size());
+    std::memcpy(p, str.data(), str.size());
   }
   return e;
 }
@@ -178,6 +226,12 @@ class MemoryEngine final : public Engine {
     KEEL_ASSERT(config.eviction_samples >= 1 && config.eviction_samples <= 64);
     lfu_ = config.eviction == EvictionPolicy::kAllKeysLfu ||
            config.eviction == EvictionPolicy::kVolatileLfu;
+    used_ = base_bytes();
+  }
+
+  // The fixed cost of an empty engine: per-partition table headers and bookkeeping.
+  uint64_t base_bytes() const {
+    return sizeof(*this) + parts_.size() * (sizeof(Table) + sizeof(int32_t) + sizeof(uint32_t));
   }
   ~MemoryEngine() override { free_all(); }
 
@@ -199,7 +253,8 @@ class MemoryEngine final : public Engine {
                         fmt::format("expire_at_ms is {}; allowed: 0 (no TTL) or a Unix time in ms",
                                     expire_at_ms));
     const uint64_t h = hash_key(key);
-    if (expire_at_ms != 0 && expire_at_ms <= now_ms) return erase_expired_write(partition, key, h, now_ms);
+    if (expire_at_ms != 0 && expire_at_ms <= now_ms)
+      return erase_expired_write(partition, key, h, now_ms);
     Entry* ne = alloc_entry(key, false, value, nullptr, expire_at_ms);
     return install_checked(partition, key, h, ne, now_ms);
   }
@@ -281,7 +336,7 @@ class MemoryEngine final : public Engine {
     if (v.expire_at_ms != expire_of(e)) {
       // The expiry lives in the entry header: rebuild the entry around the same box.
       Entry* ne = alloc_entry(key, true, {}, box, v.expire_at_ms);
-      ne->access = e->access;
+      set_access(ne, access_of(e));
       replace(partition, link, ne, /*free_box=*/false);
     }
     if (config_.max_memory_bytes && used_ > config_.max_memory_bytes &&
@@ -341,6 +396,10 @@ class MemoryEngine final : public Engine {
         unlink_and_free(ops[i].partition, l);
       }
     }
+    // Bucket growth was not in the estimate; evicting policies catch up at once.
+    if (config_.max_memory_bytes && used_ > config_.max_memory_bytes &&
+        config_.eviction != EvictionPolicy::kNoEviction)
+      (void)ensure_room(0, nullptr, now_ms);
     return {};
   }
 
@@ -402,6 +461,7 @@ class MemoryEngine final : public Engine {
 
   Status clear() override {
     free_all();
+    pool_.clear();
     return {};
   }
 
@@ -457,9 +517,9 @@ class MemoryEngine final : public Engine {
       return make_error(Errc::kLimitExceeded, fmt::format("key is {} bytes; the limit is {} bytes",
                                                           key.size(), kMaxKeyBytes));
     if (value_bytes > kMaxValueBytes)
-      return make_error(Errc::kLimitExceeded,
-                        fmt::format("value is {} bytes; the limit is {} bytes", value_bytes,
-                                    kMaxValueBytes));
+      return make_error(
+          Errc::kLimitExceeded,
+          fmt::format("value is {} bytes; the limit is {} bytes", value_bytes, kMaxValueBytes));
     return {};
   }
 
@@ -482,9 +542,12 @@ class MemoryEngine final : public Engine {
     return alloc_entry(key, true, {}, box, box->value.expire_at_ms);
   }
 
+  // Everything one key costs: its block, a hash value's estimate, and its slot in the TTL
+  // array (the array's spare capacity is not charged).
   static uint64_t entry_bytes(const Entry* e) {
     uint64_t b = block_bytes(e);
     if (is_hash(e)) b += box_of(e)->accounted_bytes;
+    if (has_expiry(e)) b += sizeof(VolatileSlot);
     return b;
   }
 
@@ -513,26 +576,29 @@ class MemoryEngine final : public Engine {
   }
 
   // ---- access tracking (LRU clock / LFU counter) ----
-  static uint32_t lru_ticks(int64_t now_ms) { return static_cast<uint32_t>(now_ms / 10); }
+  // LRU clock: seconds in 24 bits (wraps after 194 days, as Redis's).
+  static uint32_t lru_ticks(int64_t now_ms) {
+    return static_cast<uint32_t>(now_ms / 1000) & kAccessMask;
+  }
   static uint32_t lfu_minutes(int64_t now_ms) {
-    return static_cast<uint32_t>(now_ms / 60000) & 0xffffff;
+    return static_cast<uint32_t>(now_ms / 60000) & 0xffff;
   }
   uint32_t initial_access(int64_t now_ms) const {
     return lfu_ ? (lfu_minutes(now_ms) << 8) | kLfuInitVal : lru_ticks(now_ms);
   }
   static uint32_t idle_ticks(const Entry* e, int64_t now_ms) {
-    uint32_t d = lru_ticks(now_ms) - e->access;
-    return d > 0x80000000u ? 0 : d;  // a clock that went back means "just used"
+    uint32_t d = (lru_ticks(now_ms) - access_of(e)) & kAccessMask;
+    return d > (kAccessMask >> 1) ? 0 : d;  // a clock that went back means "just used"
   }
   static uint8_t lfu_decayed(const Entry* e, int64_t now_ms) {
-    uint32_t counter = e->access & 0xff;
-    uint32_t elapsed = (lfu_minutes(now_ms) - (e->access >> 8)) & 0xffffff;
+    uint32_t counter = access_of(e) & 0xff;
+    uint32_t elapsed = (lfu_minutes(now_ms) - (access_of(e) >> 8)) & 0xffff;
     uint32_t periods = elapsed / kLfuDecayMinutes;
     return static_cast<uint8_t>(periods >= counter ? 0 : counter - periods);
   }
   void touch(Entry* e, int64_t now_ms) {
     if (!lfu_) {
-      e->access = lru_ticks(now_ms);
+      set_access(e, lru_ticks(now_ms));
       return;
     }
     uint32_t counter = lfu_decayed(e, now_ms);
@@ -540,15 +606,14 @@ class MemoryEngine final : public Engine {
       double base = counter > kLfuInitVal ? counter - kLfuInitVal : 0;
       if (rng_.unit() < 1.0 / (base * kLfuLogFactor + 1)) ++counter;
     }
-    e->access = (lfu_minutes(now_ms) << 8) | counter;
+    set_access(e, (lfu_minutes(now_ms) << 8) | counter);
   }
 
   // ---- table operations ----
   static Entry** find_link(Table& t, uint64_t h, std::string_view key) {
     if (!t.buckets) return nullptr;
     for (Entry** link = &t.buckets[h & t.mask]; *link; link = &(*link)->next) {
-      const Entry* e = *link;
-      if (e->key_len == key.size() && key_of(e) == key) return link;
+      if (key_of(*link) == key) return link;
     }
     return nullptr;
   }
@@ -688,7 +753,7 @@ class MemoryEngine final : public Engine {
 
   void free_all() {
     while (!nonempty_.empty()) free_table(nonempty_.back());
-    KEEL_ASSERT(keys_ == 0 && volatile_.empty());
+    KEEL_ASSERT(keys_ == 0 && volatile_.empty() && used_ == base_bytes());
   }
 
   // Installs `ne` (already allocated) after checking maxmemory.
@@ -697,26 +762,43 @@ class MemoryEngine final : public Engine {
     Entry** link = find_live(partition, key, h, now_ms);
     int64_t extra = static_cast<int64_t>(entry_bytes(ne)) -
                     (link ? static_cast<int64_t>(entry_bytes(*link)) : 0);
+    if (!link) extra += static_cast<int64_t>(table_growth_bytes(partition));
     if (auto st = ensure_room(extra, link ? *link : nullptr, now_ms); !st) {
       free_entry(ne, true);
       return st;
     }
     install(partition, key, h, ne, now_ms);
+    // The growth estimate can be off by an allocator rounding; evicting policies catch up now.
+    if (config_.max_memory_bytes && used_ > config_.max_memory_bytes &&
+        config_.eviction != EvictionPolicy::kNoEviction)
+      (void)ensure_room(0, ne, now_ms);
     return {};
   }
 
+  // What adding one key to `partition` would add in bucket arrays (glibc chunk rounding).
+  uint64_t table_growth_bytes(uint32_t partition) const {
+    auto chunk = [](uint64_t n) { return std::max<uint64_t>(32, (n + 8 + 15) & ~uint64_t{15}); };
+    const Table& t = parts_[partition];
+    if (!t.buckets) return chunk(kMinBuckets * sizeof(Entry*));
+    if (t.used + 1 <= t.mask + 1) return 0;
+    return chunk((t.mask + 1) * 2 * sizeof(Entry*)) - block_bytes(t.buckets);
+  }
+
   void install(uint32_t partition, std::string_view key, uint64_t h, Entry* ne, int64_t now_ms) {
-    ne->access = initial_access(now_ms);
     Entry** link = find_live(partition, key, h, now_ms);
     if (link) {
+      // Like Redis, an overwrite keeps the key's access history (LFU counter), then counts
+      // as an access.
+      set_access(ne, access_of(*link));
+      touch(ne, now_ms);
       replace(partition, link, ne, true);
     } else {
+      set_access(ne, initial_access(now_ms));
       link_new(partition, h, ne);
     }
   }
 
-  Status erase_expired_write(uint32_t partition, std::string_view key, uint64_t h,
-                             int64_t now_ms) {
+  Status erase_expired_write(uint32_t partition, std::string_view key, uint64_t h, int64_t now_ms) {
     // Writing a deadline that already passed: the key ends up absent (as Redis's SET PXAT).
     if (Entry** l = find_live(partition, key, h, now_ms)) unlink_and_free(partition, l);
     return {};
@@ -752,45 +834,77 @@ class MemoryEngine final : public Engine {
   uint64_t score(const Entry* e, int64_t now_ms) const {
     switch (config_.eviction) {
       case EvictionPolicy::kAllKeysLru:
-      case EvictionPolicy::kVolatileLru: return idle_ticks(e, now_ms);
+      case EvictionPolicy::kVolatileLru:
+        return idle_ticks(e, now_ms);
       case EvictionPolicy::kAllKeysLfu:
-      case EvictionPolicy::kVolatileLfu: return 255 - lfu_decayed(e, now_ms);
+      case EvictionPolicy::kVolatileLfu:
+        return 255 - lfu_decayed(e, now_ms);
       case EvictionPolicy::kVolatileTtl:
         return UINT64_MAX - static_cast<uint64_t>(expire_of(e));
-      default: return 0;
+      default:
+        return 0;
     }
+  }
+
+  // Redis's eviction pool: the best candidates seen by recent samplings (ascending score),
+  // kept across calls so each eviction benefits from more than `eviction_samples` keys.
+  struct PoolEntry {
+    uint64_t score;
+    uint32_t partition;
+    std::string key;
+  };
+  static constexpr size_t kPoolSize = 16;  // Redis's EVPOOL_SIZE
+
+  void pool_offer(uint64_t sc, const VolatileSlot& s) {
+    if (pool_.size() == kPoolSize && sc <= pool_.front().score) return;
+    std::string_view key = key_of(s.entry);
+    for (const auto& c : pool_)
+      if (c.partition == s.partition && c.key == key) return;
+    auto pos = std::upper_bound(pool_.begin(), pool_.end(), sc,
+                                [](uint64_t v, const PoolEntry& c) { return v < c.score; });
+    pool_.insert(pos, PoolEntry{sc, s.partition, std::string(key)});
+    if (pool_.size() > kPoolSize) pool_.erase(pool_.begin());
+  }
+
+  VolatileSlot sample() {
+    if (volatile_policy()) return volatile_[rng_.uniform(volatile_.size())];
+    return random_entry();
   }
 
   bool evict_one(int64_t now_ms, const Entry* protect) {
     const bool vol = volatile_policy();
-    VolatileSlot best{nullptr, 0};
-    uint64_t best_score = 0;
-    const unsigned samples =
-        config_.eviction == EvictionPolicy::kAllKeysRandom ? 1 : config_.eviction_samples;
-    // A few extra tries so that the protected key alone cannot starve the sampler.
-    for (unsigned i = 0; i < samples * 2 && (i < samples || !best.entry); ++i) {
-      VolatileSlot s;
-      if (vol) {
-        if (volatile_.empty()) break;
-        s = volatile_[rng_.uniform(volatile_.size())];
-      } else {
-        if (nonempty_.empty()) break;
-        s = random_entry();
+    if (vol ? volatile_.empty() : nonempty_.empty()) return false;
+    if (config_.eviction == EvictionPolicy::kAllKeysRandom) {
+      VolatileSlot s{nullptr, 0};
+      for (int i = 0; i < 8 && (!s.entry || s.entry == protect); ++i) s = sample();
+      if (!s.entry || s.entry == protect) return false;
+      evict(s);
+      return true;
+    }
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      for (unsigned i = 0; i < config_.eviction_samples; ++i) {
+        VolatileSlot s = sample();
+        if (s.entry != protect) pool_offer(score(s.entry, now_ms), s);
       }
-      if (s.entry == protect) continue;
-      uint64_t sc = score(s.entry, now_ms);
-      if (!best.entry || sc > best_score) {
-        best = s;
-        best_score = sc;
+      // Best first; pooled keys may have been deleted or lost their TTL since.
+      while (!pool_.empty()) {
+        PoolEntry c = std::move(pool_.back());
+        pool_.pop_back();
+        Entry** l = find_link(parts_[c.partition], hash_key(c.key), c.key);
+        if (!l || *l == protect || (vol && !has_expiry(*l))) continue;
+        evict({*l, c.partition});
+        return true;
       }
     }
-    if (!best.entry) return false;
-    std::string key(key_of(best.entry));
-    Entry** l = find_link(parts_[best.partition], hash_key(key), key);
-    KEEL_ASSERT(l && *l == best.entry);
-    unlink_and_free(best.partition, l);
+    return false;
+  }
+
+  void evict(const VolatileSlot& s) {
+    std::string key(key_of(s.entry));
+    Entry** l = find_link(parts_[s.partition], hash_key(key), key);
+    KEEL_ASSERT(l && *l == s.entry);
+    unlink_and_free(s.partition, l);
     ++evicted_total_;
-    return true;
   }
 
   Status ensure_room(int64_t extra, const Entry* protect, int64_t now_ms) {
@@ -811,6 +925,7 @@ class MemoryEngine final : public Engine {
   std::vector<uint32_t> nonempty_;      // partitions with a bucket array
   std::vector<int32_t> nonempty_pos_;   // partition -> index in nonempty_, or -1
   std::vector<VolatileSlot> volatile_;  // every entry with a TTL (for sampling)
+  std::vector<PoolEntry> pool_;         // eviction candidates, ascending score
   uint64_t keys_ = 0;
   uint64_t used_ = 0;
   uint64_t expired_total_ = 0;

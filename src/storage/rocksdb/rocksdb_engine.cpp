@@ -120,8 +120,8 @@ Status decode_value(std::string_view raw, Value& out) {
   auto n = r.varint();
   if (!n) return std::unexpected(n.error());
   if (*n > r.remaining() / 2)
-    return make_error(Errc::kCorruption, fmt::format("hash claims {} fields in {} bytes", *n,
-                                                     r.remaining()));
+    return make_error(Errc::kCorruption,
+                      fmt::format("hash claims {} fields in {} bytes", *n, r.remaining()));
   out.hash.reserve(*n);
   for (uint64_t i = 0; i < *n; ++i) {
     auto f = r.bytes();
@@ -141,8 +141,8 @@ std::unexpected<Error> io_error(const char* what, const rocksdb::Status& s) {
 
 Status check_sizes(std::string_view key, const Value* v) {
   if (key.size() > kMaxKeyBytes)
-    return make_error(Errc::kLimitExceeded,
-                      fmt::format("key is {} bytes; the limit is {} bytes", key.size(), kMaxKeyBytes));
+    return make_error(Errc::kLimitExceeded, fmt::format("key is {} bytes; the limit is {} bytes",
+                                                        key.size(), kMaxKeyBytes));
   if (v && v->expire_at_ms < 0)
     return make_error(Errc::kInvalidArgument,
                       fmt::format("expire_at_ms is {}; allowed: 0 (no TTL) or a Unix time in ms",
@@ -176,8 +176,12 @@ struct Shared {
   TtlCompactionFilter filter{this};
   std::shared_ptr<rocksdb::Cache> cache;
   std::unique_ptr<rocksdb::DB> db;
-  // Per partition: stored keys (live or expired-not-yet-dropped), and the engine that owns it.
+  // Per partition: stored keys (live, or expired but not yet removed), those of them with a TTL,
+  // and the engine that owns the partition. Only the owning shard's writes and its recount
+  // pass change the counters (the compaction filter does not: it cannot tell a superseded
+  // version from the latest one).
   std::unique_ptr<std::atomic<int64_t>[]> counts;
+  std::unique_ptr<std::atomic<int64_t>[]> ttl_counts;
   std::unique_ptr<std::atomic<uint32_t>[]> owner;
   std::unique_ptr<std::atomic<uint64_t>[]> expired_by_engine;
   std::atomic<int64_t> last_sync_ms{0};
@@ -188,10 +192,12 @@ struct Shared {
         clock(&clk),
         shards(n),
         counts(new std::atomic<int64_t>[c.partitions]),
+        ttl_counts(new std::atomic<int64_t>[c.partitions]),
         owner(new std::atomic<uint32_t>[c.partitions]),
         expired_by_engine(new std::atomic<uint64_t>[n]) {
     for (uint32_t p = 0; p < c.partitions; ++p) {
       counts[p].store(0);
+      ttl_counts[p].store(0);
       owner[p].store(p % n);  // the default assignment until a shard claims otherwise
     }
     for (unsigned i = 0; i < n; ++i) expired_by_engine[i].store(0);
@@ -200,13 +206,6 @@ struct Shared {
     if (db) {
       (void)db->Close();
       db.reset();
-    }
-  }
-
-  void count_down(uint32_t p) {
-    if (p >= config.partitions) return;
-    int64_t c = counts[p].load();
-    while (c > 0 && !counts[p].compare_exchange_weak(c, c - 1)) {
     }
   }
 };
@@ -218,7 +217,6 @@ bool TtlCompactionFilter::Filter(int, const rocksdb::Slice& key, const rocksdb::
   if (e == 0 || e > s_->clock->now_ms()) return false;
   if (key.size() >= 4) {
     uint32_t p = partition_of(std::string_view(key.data(), key.size()));
-    s_->count_down(p);
     if (p < s_->config.partitions) s_->expired_by_engine[s_->owner[p].load() % s_->shards]++;
   }
   return true;
@@ -232,6 +230,7 @@ class RocksEngine final : public Engine {
       : s_(std::move(s)), index_(index), cursor_seq_(mix64(index + 1) | 1) {
     wopts_.sync = s_->config.fsync == FsyncPolicy::kAlways;
   }
+  ~RocksEngine() override { abort_recount(); }
 
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
     claim(partition);
@@ -257,20 +256,20 @@ class RocksEngine final : public Engine {
     claim(partition);
     if (auto st = check_sizes(key, &value); !st) return st;
     std::string k = encode_key(partition, key);
-    auto existed = raw_exists(k);
-    if (!existed) return std::unexpected(existed.error());
+    auto before = raw_state(k);
+    if (!before) return std::unexpected(before.error());
     if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
       // A deadline that already passed: the key ends up absent.
-      if (!*existed) return {};
+      if (!before->exists) return {};
       auto st = s_->db->Delete(wopts_, k);
       if (!st.ok()) return io_error("delete", st);
-      s_->count_down(partition);
+      adjust(partition, *before, KeyState{});
       return {};
     }
     encode_value(value, buf_);
     auto st = s_->db->Put(wopts_, k, buf_);
     if (!st.ok()) return io_error("put", st);
-    if (!*existed) s_->counts[partition]++;
+    adjust(partition, *before, KeyState{true, value.expire_at_ms != 0});
     return {};
   }
 
@@ -284,7 +283,7 @@ class RocksEngine final : public Engine {
     const bool live = encoded_alive(raw, now_ms);
     st = s_->db->Delete(wopts_, k);
     if (!st.ok()) return io_error("delete", st);
-    s_->count_down(partition);
+    adjust(partition, KeyState{true, encoded_expiry(raw) != 0}, KeyState{});
     return live;
   }
 
@@ -309,7 +308,7 @@ class RocksEngine final : public Engine {
       if (!existed) return {};
       st = s_->db->Delete(wopts_, k);
       if (!st.ok()) return io_error("delete", st);
-      s_->count_down(partition);
+      adjust(partition, KeyState{true, encoded_expiry(raw) != 0}, KeyState{});
       return {};
     }
     return put(partition, key, have ? std::move(current) : std::move(scratch), now_ms);
@@ -324,36 +323,35 @@ class RocksEngine final : public Engine {
       if (auto st = check_sizes(op.key, op.value ? &*op.value : nullptr); !st) return st;
     }
     rocksdb::WriteBatch batch;
-    std::unordered_map<std::string, bool> exists;  // raw key -> present after the ops so far
-    std::map<uint32_t, int64_t> delta;
+    struct Track {
+      uint32_t partition;
+      KeyState before;
+      KeyState after;
+    };
+    std::unordered_map<std::string, Track> touched;  // raw key -> state before / after the ops
     for (const auto& op : ops) {
       claim(op.partition);
       std::string k = encode_key(op.partition, op.key);
-      auto it = exists.find(k);
-      if (it == exists.end()) {
-        auto e = raw_exists(k);
+      auto it = touched.find(k);
+      if (it == touched.end()) {
+        auto e = raw_state(k);
         if (!e) return std::unexpected(e.error());
-        it = exists.emplace(k, *e).first;
+        it = touched.emplace(k, Track{op.partition, *e, *e}).first;
       }
-      const bool write = op.value && !(op.value->expire_at_ms != 0 &&
-                                       op.value->expire_at_ms <= now_ms);
+      const bool write =
+          op.value && !(op.value->expire_at_ms != 0 && op.value->expire_at_ms <= now_ms);
       if (write) {
         encode_value(*op.value, buf_);
         batch.Put(k, buf_);
-        if (!it->second) delta[op.partition]++;
-        it->second = true;
+        it->second.after = KeyState{true, op.value->expire_at_ms != 0};
       } else {
         batch.Delete(k);
-        if (it->second) delta[op.partition]--;
-        it->second = false;
+        it->second.after = KeyState{};
       }
     }
     auto st = s_->db->Write(wopts_, &batch);
     if (!st.ok()) return io_error("write batch", st);
-    for (auto [p, d] : delta) {
-      if (d > 0) s_->counts[p] += d;
-      for (int64_t i = d; i < 0; ++i) s_->count_down(p);
-    }
+    for (const auto& [k, t] : touched) adjust(t.partition, t.before, t.after);
     return {};
   }
 
@@ -434,6 +432,8 @@ class RocksEngine final : public Engine {
                                   partition_prefix(partition), partition_prefix(partition + 1));
     if (!st.ok()) return io_error("delete range", st);
     s_->counts[partition].store(0);
+    s_->ttl_counts[partition].store(0);
+    if (recount_.active && recount_.partition == partition) abort_recount();
     return {};
   }
 
@@ -451,7 +451,11 @@ class RocksEngine final : public Engine {
       auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(), partition_prefix(p),
                                     partition_prefix(q));
       if (!st.ok()) return io_error("delete range", st);
-      for (uint32_t i = p; i < q; ++i) s_->counts[i].store(0);
+      for (uint32_t i = p; i < q; ++i) {
+        s_->counts[i].store(0);
+        s_->ttl_counts[i].store(0);
+      }
+      if (recount_.active && recount_.partition >= p && recount_.partition < q) abort_recount();
       p = q;
     }
     return {};
@@ -465,18 +469,16 @@ class RocksEngine final : public Engine {
     return {};
   }
 
-  uint64_t size() const override {
-    int64_t total = 0;
-    for (uint32_t p = 0; p < s_->config.partitions; ++p)
-      if (s_->owner[p].load(std::memory_order_relaxed) == index_)
-        total += std::max<int64_t>(0, s_->counts[p].load(std::memory_order_relaxed));
-    return static_cast<uint64_t>(total);
-  }
+  uint64_t size() const override { return owned_sum(s_->counts.get()); }
 
-  void maintenance(int64_t now_ms, size_t) override {
-    // Expired keys are reclaimed by the compaction filter; here only the everysec WAL sync.
+  void maintenance(int64_t now_ms, size_t budget) override {
+    recount_step(now_ms, budget);
     if (s_->config.fsync != FsyncPolicy::kEverySec) return;
     int64_t last = s_->last_sync_ms.load();
+    if (now_ms < last) {
+      s_->last_sync_ms.compare_exchange_strong(last, now_ms);  // the clock went back: restart
+      return;
+    }
     if (now_ms - last < 1000) return;
     if (!s_->last_sync_ms.compare_exchange_strong(last, now_ms)) return;  // another shard does it
     if (s_->db->FlushWAL(/*sync=*/true).ok()) s_->syncs++;
@@ -492,7 +494,7 @@ class RocksEngine final : public Engine {
   EngineStats stats() const override {
     EngineStats out;
     out.keys = size();
-    out.keys_with_expiry = 0;  // not tracked by the persistent engine
+    out.keys_with_expiry = owned_sum(s_->ttl_counts.get());
     uint64_t mem = 0;
     s_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
     out.used_memory_bytes = mem + (s_->cache ? s_->cache->GetUsage() : 0);
@@ -516,13 +518,126 @@ class RocksEngine final : public Engine {
       s_->owner[partition].store(index_);
   }
 
-  Result<bool> raw_exists(const std::string& k) {
+  // What is stored under a raw key (whether live or expired).
+  struct KeyState {
+    bool exists = false;
+    bool ttl = false;
+  };
+  Result<KeyState> raw_state(const std::string& k) {
     rocksdb::PinnableSlice raw;
     auto st = s_->db->Get(rocksdb::ReadOptions(), s_->db->DefaultColumnFamily(), k, &raw);
-    if (st.IsNotFound()) return false;
+    if (st.IsNotFound()) return KeyState{};
     if (!st.ok()) return io_error("get", st);
-    return true;
+    return KeyState{true, encoded_expiry(std::string_view(raw.data(), raw.size())) != 0};
   }
+
+  // Applies one key's change to the partition counters (and to a running recount's delta).
+  void adjust(uint32_t p, KeyState before, KeyState after) {
+    const int64_t dk = int64_t{after.exists} - int64_t{before.exists};
+    const int64_t dt = int64_t{after.exists && after.ttl} - int64_t{before.exists && before.ttl};
+    if (dk) s_->counts[p] += dk;
+    if (dt) s_->ttl_counts[p] += dt;
+    if (recount_.active && recount_.partition == p) {
+      recount_.delta_keys += dk;
+      recount_.delta_ttl += dt;
+    }
+  }
+
+  uint64_t owned_sum(const std::atomic<int64_t>* counters) const {
+    int64_t total = 0;
+    for (uint32_t p = 0; p < s_->config.partitions; ++p)
+      if (s_->owner[p].load(std::memory_order_relaxed) == index_)
+        total += std::max<int64_t>(0, counters[p].load(std::memory_order_relaxed));
+    return static_cast<uint64_t>(total);
+  }
+
+  // ---- recount + active expiry -------------------------------------------------------------
+  // The compaction filter drops expired values without telling the counters (it cannot know
+  // whether a newer version exists), so maintenance() walks the owned partitions one at a time
+  // over a snapshot, `budget` keys per call: it counts what the snapshot holds, adds the writes
+  // made since the snapshot (tracked by adjust()), and stores the exact figure when the
+  // partition is done. On the way it deletes keys whose deadline passed (active expiry).
+  void recount_step(int64_t now_ms, size_t budget) {
+    if (budget == 0) return;
+    if (!recount_.active && !start_recount()) return;
+    const uint32_t p = recount_.partition;
+    if (s_->owner[p].load() != index_) {  // handed to another shard meanwhile
+      abort_recount();
+      return;
+    }
+    const std::string upper = partition_prefix(p + 1);
+    rocksdb::Slice upper_slice(upper);
+    rocksdb::ReadOptions ro;
+    ro.snapshot = recount_.snapshot;
+    ro.iterate_upper_bound = &upper_slice;
+    ro.fill_cache = false;
+    std::vector<std::string> expired;
+    bool done = true;
+    {
+      std::unique_ptr<rocksdb::Iterator> iter(s_->db->NewIterator(ro));
+      size_t n = 0;
+      for (iter->Seek(recount_.resume); iter->Valid(); iter->Next(), ++n) {
+        if (n == budget) {
+          recount_.resume.assign(iter->key().data(), iter->key().size());
+          done = false;
+          break;
+        }
+        std::string_view v(iter->value().data(), iter->value().size());
+        ++recount_.keys;
+        if (encoded_expiry(v) != 0) ++recount_.ttl;
+        if (!encoded_alive(v, now_ms)) expired.emplace_back(iter->key().data(), iter->key().size());
+      }
+      if (done && !iter->status().ok()) {
+        abort_recount();
+        return;
+      }
+    }
+    for (const auto& k : expired) {
+      // The snapshot may be stale: delete only if the current version is expired too.
+      std::string raw;
+      if (!s_->db->Get(rocksdb::ReadOptions(), k, &raw).ok() || encoded_alive(raw, now_ms))
+        continue;
+      if (!s_->db->Delete(wopts_, k).ok()) continue;
+      adjust(p, KeyState{true, true}, KeyState{});
+      s_->expired_by_engine[index_]++;
+    }
+    if (!done) return;
+    s_->counts[p].store(recount_.keys + recount_.delta_keys);
+    s_->ttl_counts[p].store(recount_.ttl + recount_.delta_ttl);
+    recount_.next_partition = p + 1;
+    abort_recount();
+  }
+
+  bool start_recount() {
+    const uint32_t n = s_->config.partitions;
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t p = (recount_.next_partition + i) % n;
+      if (s_->owner[p].load() != index_) continue;
+      recount_.active = true;
+      recount_.partition = p;
+      recount_.snapshot = s_->db->GetSnapshot();
+      recount_.resume = partition_prefix(p);
+      recount_.keys = recount_.ttl = recount_.delta_keys = recount_.delta_ttl = 0;
+      return true;
+    }
+    return false;
+  }
+
+  void abort_recount() {
+    if (recount_.snapshot) s_->db->ReleaseSnapshot(recount_.snapshot);
+    recount_.snapshot = nullptr;
+    recount_.active = false;
+  }
+
+  struct Recount {
+    bool active = false;
+    uint32_t partition = 0;
+    uint32_t next_partition = 0;
+    const rocksdb::Snapshot* snapshot = nullptr;
+    std::string resume;  // raw key to continue from
+    int64_t keys = 0, ttl = 0, delta_keys = 0, delta_ttl = 0;
+  };
+  Recount recount_;
 
   uint64_t next_cursor_id() {
     cursor_seq_ = mix64(cursor_seq_);
@@ -583,7 +698,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   auto has = [&](rocksdb::CompressionType t) {
     return std::find(supported.begin(), supported.end(), t) != supported.end();
   };
-  o.compression = has(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
+  o.compression = has(rocksdb::kLZ4Compression)      ? rocksdb::kLZ4Compression
                   : has(rocksdb::kSnappyCompression) ? rocksdb::kSnappyCompression
                                                      : rocksdb::kNoCompression;
   if (has(rocksdb::kZSTD)) o.bottommost_compression = rocksdb::kZSTD;
@@ -598,8 +713,8 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   rocksdb::DB* db = nullptr;
   auto st = rocksdb::DB::Open(o, config.data_dir, &db);
   if (!st.ok())
-    return make_error(Errc::kIoError,
-                      fmt::format("cannot open RocksDB at '{}': {}", config.data_dir, st.ToString()));
+    return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
+                                                  config.data_dir, st.ToString()));
   shared->db.reset(db);
 
   // Recount keys per partition (expired-but-present keys included, as the write path counts).
@@ -617,6 +732,8 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
                                     "open it with the partition count it was written with",
                                     config.data_dir, p, config.partitions));
     shared->counts[p]++;
+    if (encoded_expiry(std::string_view(iter->value().data(), iter->value().size())) != 0)
+      shared->ttl_counts[p]++;
   }
   if (!iter->status().ok()) return io_error("recount scan", iter->status());
   iter.reset();
