@@ -11,7 +11,7 @@
 
 namespace keel::resp {
 
-uint32_t CmdCtx::partition(std::string_view key) const { return key_partition(key, partitions); }
+uint32_t CmdCtx::compute_partition(std::string_view key) const { return key_partition(key, partitions); }
 
 namespace {
 

@@ -54,7 +54,14 @@ struct CmdCtx {
   ClientState* client = nullptr;
   NodeView* node = nullptr;
   Random* random = nullptr;  // the shard's seeded generator (HRANDFIELD, RANDOMKEY)
-  uint32_t partition(std::string_view key) const;
+  // The router already hashed the first key; handlers asking for the same argument get the
+  // cached partition instead of a second CRC16.
+  const char* routed_key = nullptr;
+  uint32_t routed_partition = 0;
+  uint32_t partition(std::string_view key) const {
+    return key.data() == routed_key ? routed_partition : compute_partition(key);
+  }
+  uint32_t compute_partition(std::string_view key) const;
 };
 
 using Handler = void (*)(CmdCtx& ctx, Args argv, Reply& reply);

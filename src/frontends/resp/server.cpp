@@ -107,11 +107,13 @@ struct Server::Impl {
 
   // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
   awaitable<void> run_handler(Connection& c, unsigned sid, const CommandSpec& spec, Args argv,
-                              std::string& out);
+                              std::string& out, const char* routed_key = nullptr,
+                              uint32_t routed_partition = 0);
 };
 
 awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const CommandSpec& spec,
-                                          Args argv, std::string& out) {
+                                          Args argv, std::string& out, const char* routed_key,
+                                          uint32_t routed_partition) {
   auto& target = shards.shard(sid);
   int proto = c.client.protocol;
   auto work = [&] {
@@ -122,6 +124,8 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.client = &c.client;
     ctx.node = &node;
     ctx.random = &target.random;
+    ctx.routed_key = routed_key;
+    ctx.routed_partition = routed_partition;
     Reply r(out, proto);
     spec.handler(ctx, argv, r);
   };
@@ -180,13 +184,16 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv) {
       }
       break;
     case Routing::kKey: {
-      auto keys = command_keys(*spec, argv);
-      unsigned owner = shards.owner(key_partition(argv[keys.front()], shards.partitions()));
+      std::string_view first = argv[static_cast<size_t>(spec->first_key)];
+      uint32_t part = key_partition(first, shards.partitions());
+      unsigned owner = shards.owner(part);
       bool one_shard = true;
-      for (size_t k : keys)
-        one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
-      if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out);
-      else co_await execute_multi_key(c, *spec, argv, keys);
+      if (spec->last_key != spec->first_key && shards.size() > 1) {
+        for (size_t k : command_keys(*spec, argv))
+          one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
+      }
+      if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out, first.data(), part);
+      else co_await execute_multi_key(c, *spec, argv, command_keys(*spec, argv));
       break;
     }
     case Routing::kAll:
