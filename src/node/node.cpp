@@ -10,6 +10,8 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -61,6 +63,8 @@ struct Node::Impl final : resp::NodeView {
   bool running = false;  // shard threads started
 
   explicit Impl(Config c) : cfg(std::move(c)) {}
+  // CONFIG GET/SET run on any shard thread; cfg is read and written under this lock.
+  mutable std::mutex config_mu;
 
   // --- NodeView (read by CONFIG, AUTH, HELLO on any shard: fields read here are immutable
   // after start except through config_set, which only touches run-time-safe settings).
@@ -69,6 +73,7 @@ struct Node::Impl final : resp::NodeView {
     return "";
   }
   std::vector<std::pair<std::string, std::string>> config_matching(std::string_view pattern) const override {
+    std::lock_guard lock(config_mu);
     std::vector<std::pair<std::string, std::string>> out;
     // Redis names first (what redis-benchmark and clients ask for), then keel's own keys.
     std::vector<std::pair<std::string, std::string>> all = {
@@ -92,13 +97,34 @@ struct Node::Impl final : resp::NodeView {
       if (resp::glob_match(pattern, kv.first, true)) out.push_back(kv);
     return out;
   }
+  // CONFIG SET: the settings that can change while serving. Everything else is refused with
+  // the reason. Values are validated by the same rules as keel.toml.
   std::string config_set(std::string_view name, std::string_view value) override {
-    // Settings that can change at run time without coordination between shards are few; the
-    // rest are refused with the reason.
-    (void)value;
-    return fmt::format("'{}' cannot be changed at run time; set it in keel.toml, a KEEL_* "
-                       "variable or a flag and restart",
-                       name);
+    static const std::map<std::string, std::string, std::less<>> kAliases = {
+        {"maxclients", "server.max_clients"}, {"timeout", "server.timeout_s"},
+        {"loglevel", "log.level"},           {"server.max_clients", "server.max_clients"},
+        {"server.timeout_s", "server.timeout_s"}, {"log.level", "log.level"}};
+    auto it = kAliases.find(name);
+    if (it == kAliases.end())
+      return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel); "
+                         "set it in keel.toml, a KEEL_* variable or a flag and restart",
+                         name);
+    std::string v(value);
+    if (it->second == "log.level" && v == "warning") v = "warn";  // Redis's spelling
+    if (it->second == "log.level" && v == "notice") v = "info";
+    std::lock_guard lock(config_mu);
+    Config next = cfg;
+    std::vector<Problem> problems;
+    apply(next, it->second, v, problems);
+    if (!problems.empty()) return problems.front().message;
+    cfg = next;
+    if (resp) {
+      resp->set_max_clients(cfg.max_clients);
+      resp->set_timeout_s(cfg.timeout_s);
+    }
+    spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+    spdlog::info("CONFIG SET {} {}", name, value);
+    return "";
   }
   bool auth(std::string_view user, std::string_view password) const override {
     return user == "default" && !cfg.requirepass.empty() && password == cfg.requirepass;
@@ -107,6 +133,7 @@ struct Node::Impl final : resp::NodeView {
   std::string_view version() const override { return kRedisCompatVersion; }
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {
+    std::lock_guard lock(config_mu);
     bool all = section == "all" || section == "everything";
     bool def = section == "default" || all;
     auto want = [&](std::string_view name) { return def || section == name; };

@@ -70,6 +70,29 @@ class Cli(unittest.TestCase):
             self.assertEqual(r.config_get("maxmemory-policy"), {"maxmemory-policy": "allkeys-lfu"})  # file
             self.assertEqual(r.info("persistence")["engine"], "memory")  # flag over file
 
+    def test_config_set_at_run_time(self):
+        with Keel("--engine", "memory") as k:
+            r = redis.Redis(port=k.port, decode_responses=True)
+            self.assertTrue(r.config_set("maxclients", "5"))
+            self.assertEqual(r.config_get("maxclients"), {"maxclients": "5"})
+            extra = [redis.Redis(port=k.port) for _ in range(6)]
+            errors = 0
+            for c in extra:
+                try:
+                    c.ping()
+                except redis.ConnectionError as e:
+                    errors += 1
+                    self.assertIn("max number of clients reached", str(e))
+            self.assertGreaterEqual(errors, 1)
+            with self.assertRaises(redis.ResponseError) as e:
+                r.config_set("maxclients", "0")
+            self.assertIn("allowed: an integer from 1 to 1000000", str(e.exception))
+            with self.assertRaises(redis.ResponseError) as e:
+                r.config_set("storage.engine", "memory")
+            self.assertIn("cannot be changed at run time", str(e.exception))
+            self.assertTrue(r.config_set("loglevel", "warning"))
+            self.assertEqual(r.config_get("log.level"), {"log.level": "warn"})
+
     def test_json_logs(self):
         k = Keel("--engine", "memory", "--log-format", "json").start()
         k.stop()

@@ -92,9 +92,13 @@ struct Server::Impl {
   std::atomic<uint64_t> open{0};
   std::atomic<uint64_t> next_client_id{1};
   std::atomic<bool> stopping{false};
+  // Changeable at run time (CONFIG SET maxclients / timeout).
+  std::atomic<uint64_t> max_clients;
+  std::atomic<uint64_t> timeout_s;
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
-      : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()) {}
+      : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
+        max_clients(opt.max_clients), timeout_s(opt.timeout_s) {}
 
   awaitable<void> accept_loop(unsigned shard_id);
   awaitable<void> idle_sweep(unsigned shard_id);
@@ -608,7 +612,7 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
       spdlog::warn("accept failed: {}", ec.message());
       continue;
     }
-    if (open.load() >= opt.max_clients) {
+    if (open.load() >= max_clients.load(std::memory_order_relaxed)) {
       ++shard.stats.rejected_connections;
       static const char kMsg[] = "-ERR max number of clients reached\r\n";
       boost::system::error_code wec;
@@ -647,10 +651,12 @@ awaitable<void> Server::Impl::idle_sweep(unsigned shard_id) {
     auto [ec] = co_await timer.async_wait(asio::as_tuple(use_awaitable));
     if (ec || stopping) co_return;
     int64_t now = SystemClock::instance().now_ms();
+    auto limit = static_cast<int64_t>(timeout_s.load(std::memory_order_relaxed));
+    if (limit == 0) continue;
     for (auto* c : per_shard[shard_id].connections) {
-      if (now - c->client.last_cmd_ms > static_cast<int64_t>(opt.timeout_s) * 1000) {
+      if (now - c->client.last_cmd_ms > limit * 1000) {
         spdlog::debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
-                      opt.timeout_s);
+                      limit);
         boost::system::error_code sec;
         c->sock.shutdown(tcp::socket::shutdown_both, sec);
         c->sock.cancel(sec);
@@ -680,9 +686,8 @@ Result<int> Server::start() {
   int port = acc->local_endpoint().port();
   im.per_shard[0].acceptor = std::move(acc);
   asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0), asio::detached);
-  if (im.opt.timeout_s > 0)
-    for (unsigned i = 0; i < im.shards.size(); ++i)
-      asio::co_spawn(im.shards.shard(i).io, im.idle_sweep(i), asio::detached);
+  for (unsigned i = 0; i < im.shards.size(); ++i)
+    asio::co_spawn(im.shards.shard(i).io, im.idle_sweep(i), asio::detached);
   return port;
 }
 
@@ -705,6 +710,8 @@ void Server::shutdown() {
 awaitable<Snapshot> collect_snapshot(Server& server) { co_return co_await server.impl()->collect(); }
 
 uint64_t Server::open_connections() const { return impl_->open.load(); }
+void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
+void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
 
 Snapshot Server::collect_blocking() {
   std::promise<Snapshot> p;

@@ -49,6 +49,9 @@ class Server {
   void shutdown();
   // Connections still open (for the shutdown drain).
   uint64_t open_connections() const;
+  // Run-time changes (CONFIG SET): safe from any thread.
+  void set_max_clients(uint64_t n);
+  void set_timeout_s(uint64_t s);
 
   // Collects statistics from every shard. From a non-shard thread only (it blocks); shard
   // coroutines use collect_snapshot() in server_async.h.
