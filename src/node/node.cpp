@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
@@ -17,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "base/clock.h"
+#include "base/random.h"
 #include "frontends/http/server.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
@@ -45,6 +47,26 @@ uint64_t rss_bytes() {
   uint64_t size = 0, resident = 0;
   f >> size >> resident;
   return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// The node id: random, and for the persistent engine kept in data_dir/NODE_ID so that a
+// restarted node is the same node to cluster clients.
+std::string load_or_create_node_id(const Config& cfg) {
+  bool persistent = cfg.storage.kind == storage::EngineConfig::Kind::kPersistent;
+  std::string path = cfg.storage.data_dir + "/NODE_ID";
+  if (persistent) {
+    std::ifstream in(path);
+    std::string id;
+    if (in >> id && id.size() == 40) return id;
+  }
+  uint64_t a = system_seed(), b = system_seed(), c = system_seed();
+  std::string id = fmt::format("{:016x}{:016x}{:08x}", a, b, static_cast<uint32_t>(c));
+  if (persistent) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.storage.data_dir, ec);
+    std::ofstream(path) << id << "\n";
+  }
+  return id;
 }
 
 }  // namespace
@@ -131,6 +153,10 @@ struct Node::Impl final : resp::NodeView {
   }
   bool auth_required() const override { return !cfg.requirepass.empty(); }
   std::string_view version() const override { return kRedisCompatVersion; }
+  std::string node_id() const override { return id; }
+  std::string announce_ip() const override { return cfg.bind == "0.0.0.0" ? "127.0.0.1" : cfg.bind; }
+  int announce_port() const override { return resp_port; }
+  std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {
     std::lock_guard lock(config_mu);
@@ -211,6 +237,10 @@ struct Node::Impl final : resp::NodeView {
       }
       o += "\r\n";
     }
+    if (want("cluster")) {
+      // keel always answers CLUSTER SLOTS/SHARDS, so Redis Cluster clients may use it.
+      o += "# Cluster\r\ncluster_enabled:1\r\n\r\n";
+    }
     if (want("keyspace")) {
       o += "# Keyspace\r\n";
       if (s.engine.keys)
@@ -242,6 +272,7 @@ Status Node::start() {
   auto& im = *impl_;
   setup_logging(im.cfg.log_level, im.cfg.log_format);
   unsigned n = im.cfg.effective_shards();
+  im.id = load_or_create_node_id(im.cfg);
   auto engines = storage::open_engines(im.cfg.storage, n, SystemClock::instance());
   if (!engines) return std::unexpected(engines.error());
   im.engines = std::move(*engines);

@@ -112,6 +112,22 @@ class Clients(unittest.TestCase):
         self.assertEqual(k.cmd("HELLO", "4"), b"-NOPROTO unsupported protocol version\r\n")
         k.close()
 
+    def test_redis_cluster_client(self):
+        from redis.cluster import RedisCluster
+        rc = RedisCluster(host="127.0.0.1", port=self.keel.port)
+        for i in range(100):
+            rc.set("rc:%d" % i, i)
+        self.assertEqual(rc.get("rc:42"), b"42")
+        self.assertEqual(rc.keyslot("foo"), 12182)
+        self.assertEqual(rc.cluster_keyslot("foo"), 12182)
+        nodes = rc.get_nodes()
+        self.assertEqual([n.port for n in nodes], [self.keel.port])
+        # redis-cli in cluster mode follows the same topology.
+        out = subprocess.run(["redis-cli", "-c", "-p", str(self.keel.port), "GET", "rc:7"],
+                             capture_output=True, text=True, timeout=30).stdout
+        self.assertEqual(out, "7\n")
+        rc.close()
+
     def test_redis_cli(self):
         run = lambda *a: subprocess.run(["redis-cli", "-p", str(self.keel.port)] + list(a),
                                         capture_output=True, text=True, timeout=30).stdout

@@ -45,6 +45,10 @@ class NodeView {
   virtual bool auth(std::string_view user, std::string_view password) const = 0;
   virtual bool auth_required() const = 0;
   virtual std::string_view version() const = 0;
+  // This node as cluster-aware clients see it (CLUSTER SLOTS/SHARDS/NODES).
+  virtual std::string node_id() const = 0;  // 40 hex characters
+  virtual std::string announce_ip() const = 0;
+  virtual int announce_port() const = 0;
 };
 
 struct CmdCtx {
@@ -117,6 +121,7 @@ void register_string_commands(std::vector<CommandSpec>& t);
 void register_key_commands(std::vector<CommandSpec>& t);
 void register_hash_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
+void register_cluster_commands(std::vector<CommandSpec>& t);
 
 // Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).
 void reply_command_info(const CommandSpec& c, Reply& r);
