@@ -1,5 +1,7 @@
 #include "storage/engine.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "base/random.h"
@@ -76,10 +78,14 @@ Result<std::vector<std::unique_ptr<Engine>>> open_engines(const EngineConfig& co
       return make_error(
           Errc::kInvalidArgument,
           fmt::format("eviction_samples is {}; allowed: 1..64", config.eviction_samples));
+    // maxmemory is for the whole node: each shard's engine gets an equal share (keys spread
+    // evenly over partitions, and partitions evenly over shards).
+    EngineConfig per_shard = config;
+    if (config.max_memory_bytes) per_shard.max_memory_bytes = std::max<uint64_t>(1, config.max_memory_bytes / shards);
     std::vector<std::unique_ptr<Engine>> out;
     out.reserve(shards);
     for (unsigned i = 0; i < shards; ++i)
-      out.push_back(make_memory_engine(config, mix64(0x6b65656c00000000ull + i)));
+      out.push_back(make_memory_engine(per_shard, mix64(0x6b65656c00000000ull + i)));
     return out;
   }
   return open_rocksdb_engines(config, shards, clock);
