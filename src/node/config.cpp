@@ -138,6 +138,15 @@ const std::vector<Setting>& settings() {
       {"storage.block_cache", "persistent engine block cache size",
        [](const Config& c) { return std::to_string(c.storage.block_cache_bytes); },
        [](Config& c, const std::string& v) { return set_size(c.storage.block_cache_bytes, v, 1 << 20, 1ull << 40); }},
+      {"storage.keep_in_memory", "persistent engine: keep every key in memory too (yes) or read from disk (no)",
+       [](const Config& c) { return std::string(c.storage.keep_in_memory ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true" || l == "1") c.storage.keep_in_memory = true;
+         else if (l == "no" || l == "false" || l == "0") c.storage.keep_in_memory = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
       {"limits.proto_max_bulk_len", "largest bulk string a client may send",
        [](const Config& c) { return std::to_string(c.proto_max_bulk_len); },
        [](Config& c, const std::string& v) { return set_size(c.proto_max_bulk_len, v, 1024 * 1024, 512ull << 20); }},

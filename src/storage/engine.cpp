@@ -6,6 +6,7 @@
 
 #include "base/random.h"
 #include "storage/memory/memory_engine.h"
+#include "storage/resident/resident_engine.h"
 #include "storage/rocksdb/rocksdb_engine.h"
 
 namespace keel::storage {
@@ -88,7 +89,19 @@ Result<std::vector<std::unique_ptr<Engine>>> open_engines(const EngineConfig& co
       out.push_back(make_memory_engine(per_shard, mix64(0x6b65656c00000000ull + i)));
     return out;
   }
-  return open_rocksdb_engines(config, shards, clock);
+  if (!config.keep_in_memory) return open_rocksdb_engines(config, shards, clock);
+  EngineConfig journal = config;
+  journal.journal_only = true;
+  auto logs = open_rocksdb_engines(journal, shards, clock);
+  if (!logs) return std::unexpected(logs.error());
+  std::vector<std::unique_ptr<Engine>> out;
+  out.reserve(shards);
+  for (unsigned i = 0; i < shards; ++i) {
+    auto e = make_resident_engine(config, std::move((*logs)[i]), i, shards, clock.now_ms());
+    if (!e) return std::unexpected(e.error());
+    out.push_back(std::move(*e));
+  }
+  return out;
 }
 
 }  // namespace keel::storage

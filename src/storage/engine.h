@@ -111,6 +111,13 @@ class Engine {
   // Makes every acknowledged write durable (persistent engine); no-op for memory.
   virtual Status flush() = 0;
 
+  // Makes the writes made so far as durable as the fsync policy promises: written to the OS
+  // (everysec, no) or synced to the disk (always). The shard calls it once before it replies
+  // to any of those writes, so one call covers a whole pipelined batch (group commit).
+  // An error means the writes since the last commit may be lost: the caller must not
+  // acknowledge them.
+  virtual Status commit() { return {}; }
+
   virtual EngineStats stats() const = 0;
 };
 
@@ -136,6 +143,13 @@ struct EngineConfig {
   std::string data_dir = "./data";
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   uint64_t block_cache_bytes = 64ull << 20;
+  // Persistent engine: keep every key in memory as well (reads never touch the disk; RocksDB
+  // is the durable journal, like Redis with an append-only file). false: reads go to RocksDB
+  // and the dataset may be larger than memory.
+  bool keep_in_memory = true;
+  // Internal: the RocksDB engine only journals (blind writes, no counting); set by
+  // open_engines for keep_in_memory.
+  bool journal_only = false;
 };
 
 // Opens one Engine per shard. The persistent engine shares one RocksDB database among them.

@@ -225,7 +225,10 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
       expire_at = now + ttl;
     }
     Status st;
-    auto work = [&] { st = shard.engine->set_string(part, key, req.body(), expire_at, now); };
+    auto work = [&] {
+      st = shard.engine->set_string(part, key, req.body(), expire_at, now);
+      if (st) st = shard.engine->commit();
+    };
     co_await runtime::run_on(shard, work);
     if (!st) {
       auto code = st.error().code == Errc::kOutOfMemory ? bhttp::status::insufficient_storage : bhttp::status::internal_server_error;
@@ -236,7 +239,12 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
 
   if (method == bhttp::verb::delete_) {
     Result<bool> res = false;
-    auto work = [&] { res = shard.engine->erase(part, key, now); };
+    auto work = [&] {
+      res = shard.engine->erase(part, key, now);
+      if (res && *res) {
+        if (auto st = shard.engine->commit(); !st) res = std::unexpected(st.error());
+      }
+    };
     co_await runtime::run_on(shard, work);
     if (!res) co_return error_response(req, bhttp::status::internal_server_error, errc_name(res.error().code), res.error().message);
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", *res}});

@@ -42,6 +42,7 @@ struct Connection {
   std::string out;
   Reply reply{out};
   bool error_reply = false;
+  bool dirty = false;  // writes on this connection's shard not yet committed
   int64_t now_ms = 0;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
@@ -102,6 +103,21 @@ struct Server::Impl {
 
   awaitable<void> accept_loop(unsigned shard_id);
   awaitable<void> idle_sweep(unsigned shard_id);
+
+  // Commits this connection's writes on its own shard (group commit for the batch). On
+  // failure the connection is dropped without its replies: the client must not take the
+  // writes as acknowledged.
+  bool commit_local(Connection& c) {
+    if (!c.dirty) return true;
+    c.dirty = false;
+    auto st = shards.shard(c.shard).engine->commit();
+    if (!st) {
+      spdlog::error("closing client {} ({}) without replies: commit failed: {}", c.client.id,
+                    c.client.addr, st.error().message);
+      return false;
+    }
+    return true;
+  }
   awaitable<void> serve(tcp::socket sock, unsigned shard_id);
   awaitable<void> execute(Connection& c, Args argv);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
@@ -130,8 +146,19 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.random = &target.random;
     ctx.routed_key = routed_key;
     ctx.routed_partition = routed_partition;
+    size_t before = out.size();
     Reply r(out, proto);
     spec.handler(ctx, argv, r);
+    if (!(spec.flags & kWrite)) return;
+    if (sid == c.shard) {
+      c.dirty = true;  // committed once for the whole batch, before the replies are written
+      return;
+    }
+    // Another shard's write: commit it there before its reply can be sent.
+    if (auto st = target.engine->commit(); !st) {
+      out.resize(before);
+      Reply(out, proto).error("ERR the write could not be made durable: " + st.error().message);
+    }
   };
   if (sid == c.shard) {
     work();
@@ -340,6 +367,7 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
       if (take) {
         auto e = s_src.engine->erase(p_src, src, now);
         if (!e) st = std::unexpected(e.error());
+        else st = s_src.engine->commit();
       }
     };
     co_await runtime::run_on(s_src, read_src);
@@ -349,7 +377,10 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
     }
     if (blocked) co_return r.integer(0);
     if (!st) co_return reply_status_error(r, st.error());
-    auto write_dst = [&] { st = s_dst.engine->put(p_dst, dst, std::move(*value), now); };
+    auto write_dst = [&] {
+      st = s_dst.engine->put(p_dst, dst, std::move(*value), now);
+      if (st) st = s_dst.engine->commit();
+    };
     co_await runtime::run_on(s_dst, write_dst);
     if (!st) co_return reply_status_error(r, st.error());
     if (name == "rename") r.ok();
@@ -570,6 +601,11 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
         break;
       }
       if (c.out.size() >= kFlushThreshold) {
+        if (!commit_local(c)) {
+          close = true;
+          c.out.clear();
+          break;
+        }
         auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
         shard.stats.net_output_bytes += wn;
         c.out.clear();
@@ -583,6 +619,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
       std::memmove(in.data(), in.data() + start, used - start);
       used -= start;
     }
+    if (!c.out.empty() && !commit_local(c)) break;  // replies would acknowledge lost writes
     if (!c.out.empty()) {
       auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
       shard.stats.net_output_bytes += wn;

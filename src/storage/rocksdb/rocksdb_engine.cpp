@@ -228,7 +228,8 @@ class RocksEngine final : public Engine {
  public:
   RocksEngine(std::shared_ptr<Shared> s, uint32_t index)
       : s_(std::move(s)), index_(index), cursor_seq_(mix64(index + 1) | 1) {
-    wopts_.sync = s_->config.fsync == FsyncPolicy::kAlways;
+    // In journal mode commit() syncs the whole batch; otherwise every write syncs itself.
+    wopts_.sync = s_->config.fsync == FsyncPolicy::kAlways && !s_->config.journal_only;
   }
   ~RocksEngine() override { abort_recount(); }
 
@@ -256,6 +257,17 @@ class RocksEngine final : public Engine {
     claim(partition);
     if (auto st = check_sizes(key, &value); !st) return st;
     std::string k = encode_key(partition, key);
+    if (s_->config.journal_only) {  // the resident engine above keeps the counts
+      rocksdb::Status st;
+      if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
+        st = s_->db->Delete(wopts_, k);
+      } else {
+        encode_value(value, buf_);
+        st = s_->db->Put(wopts_, k, buf_);
+      }
+      if (!st.ok()) return io_error("put", st);
+      return {};
+    }
     auto before = raw_state(k);
     if (!before) return std::unexpected(before.error());
     if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
@@ -276,6 +288,11 @@ class RocksEngine final : public Engine {
   Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override {
     claim(partition);
     std::string k = encode_key(partition, key);
+    if (s_->config.journal_only) {
+      auto st = s_->db->Delete(wopts_, k);
+      if (!st.ok()) return io_error("delete", st);
+      return true;  // liveness is known by the resident engine, not here
+    }
     std::string raw;
     auto st = s_->db->Get(rocksdb::ReadOptions(), k, &raw);
     if (st.IsNotFound()) return false;
@@ -329,6 +346,21 @@ class RocksEngine final : public Engine {
       KeyState after;
     };
     std::unordered_map<std::string, Track> touched;  // raw key -> state before / after the ops
+    if (s_->config.journal_only) {
+      for (const auto& op : ops) {
+        claim(op.partition);
+        std::string k = encode_key(op.partition, op.key);
+        if (op.value && !(op.value->expire_at_ms != 0 && op.value->expire_at_ms <= now_ms)) {
+          encode_value(*op.value, buf_);
+          batch.Put(k, buf_);
+        } else {
+          batch.Delete(k);
+        }
+      }
+      auto st = s_->db->Write(wopts_, &batch);
+      if (!st.ok()) return io_error("write batch", st);
+      return {};
+    }
     for (const auto& op : ops) {
       claim(op.partition);
       std::string k = encode_key(op.partition, op.key);
@@ -476,7 +508,7 @@ class RocksEngine final : public Engine {
     // whole minute to visit 1024 partitions at 10 calls a second. Each partition costs at
     // least kPartitionCost (a snapshot and a seek), so an idle node stays cheap.
     constexpr size_t kPartitionCost = 32;
-    size_t left = budget;
+    size_t left = s_->config.journal_only ? 0 : budget;  // journal: counts live above
     while (left > 0) {
       size_t used = recount_step(now_ms, left);
       if (used == 0) break;
@@ -492,6 +524,16 @@ class RocksEngine final : public Engine {
     if (now_ms - last < 1000) return;
     if (!s_->last_sync_ms.compare_exchange_strong(last, now_ms)) return;  // another shard does it
     if (s_->db->FlushWAL(/*sync=*/true).ok()) s_->syncs++;
+  }
+
+  // Journal mode buffers the WAL in memory (manual_wal_flush) until commit(): one write (and,
+  // for fsync=always, one fsync) per pipelined batch instead of one per command.
+  Status commit() override {
+    if (!s_->config.journal_only) return {};
+    auto st = s_->db->FlushWAL(/*sync=*/s_->config.fsync == FsyncPolicy::kAlways);
+    if (!st.ok()) return io_error("flush WAL", st);
+    if (s_->config.fsync == FsyncPolicy::kAlways) s_->syncs++;
+    return {};
   }
 
   Status flush() override {
@@ -709,6 +751,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   o.max_background_jobs = 2;
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   o.compaction_filter = &shared->filter;
+  o.manual_wal_flush = config.journal_only;
   auto supported = rocksdb::GetSupportedCompressions();
   auto has = [&](rocksdb::CompressionType t) {
     return std::find(supported.begin(), supported.end(), t) != supported.end();
@@ -733,8 +776,9 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   shared->db.reset(db);
 
   // Recount keys per partition (expired-but-present keys included, as the write path counts).
+  // In journal mode the resident engine counts while it loads.
   std::unique_ptr<rocksdb::Iterator> iter(db->NewIterator(rocksdb::ReadOptions()));
-  for (iter->SeekToFirst(); iter->Valid(); iter->Next()) {
+  for (iter->SeekToFirst(); !config.journal_only && iter->Valid(); iter->Next()) {
     std::string_view k(iter->key().data(), iter->key().size());
     if (k.size() < 4)
       return make_error(Errc::kCorruption,

@@ -267,7 +267,7 @@ struct Runner {
     // Counters are exact once expired keys are reclaimed: the memory engine reclaimed them in
     // the gets above; the persistent engine's maintenance walks every partition (one per call
     // with this budget), deleting expired keys and recounting.
-    if (h.kind == Kind::kPersistent)
+    if (is_persistent(h.kind))
       for (int i = 0; i < 6; ++i) h.engine().maintenance(h.now(), 100000);
     const auto live = model.live(h.now());
     uint64_t with_ttl = 0;
@@ -282,7 +282,7 @@ void run_model(Kind kind, uint64_t seed, int steps) {
   Runner r(kind, seed);
   for (int i = 0; i < steps; ++i) r.step();
   r.verify_all();
-  if (kind == Kind::kPersistent) {
+  if (is_persistent(kind)) {
     // Everything must survive a close + reopen.
     r.h.open();
     r.verify_all();
@@ -295,6 +295,10 @@ RC_GTEST_PROP(MemoryEngineModel, RandomOpsMatchModel, (uint64_t seed)) {
 
 RC_GTEST_PROP(PersistentEngineModel, RandomOpsMatchModel, (uint64_t seed)) {
   run_model(Kind::kPersistent, seed, 250);
+}
+
+RC_GTEST_PROP(ResidentEngineModel, RandomOpsMatchModel, (uint64_t seed)) {
+  run_model(Kind::kResident, seed, 250);
 }
 
 // Scan completeness under concurrent writes: every key present for the whole scan is seen,
@@ -341,6 +345,7 @@ TEST(MemoryEngineScan, KeysPresentThroughoutAreSeenDespiteRehash) {
 
 TEST(PersistentEngineScan, KeysPresentThroughoutAreSeenDespiteWrites) {
   run_scan_under_writes(Kind::kPersistent, 7);
+  run_scan_under_writes(Kind::kResident, 7);
 }
 
 // A batch with one invalid op applies nothing.
@@ -367,6 +372,7 @@ void run_batch_atomicity(Kind kind) {
 
 TEST(MemoryEngineBatch, InvalidOpAppliesNothing) { run_batch_atomicity(Kind::kMemory); }
 TEST(PersistentEngineBatch, InvalidOpAppliesNothing) { run_batch_atomicity(Kind::kPersistent); }
+TEST(ResidentEngineBatch, InvalidOpAppliesNothing) { run_batch_atomicity(Kind::kResident); }
 
 // update(): kKeep writes nothing, kErase removes, absent key can be created from scratch, and
 // TTL set through update is honoured.
@@ -413,6 +419,7 @@ void run_update_semantics(Kind kind) {
 
 TEST(MemoryEngineUpdate, Semantics) { run_update_semantics(Kind::kMemory); }
 TEST(PersistentEngineUpdate, Semantics) { run_update_semantics(Kind::kPersistent); }
+TEST(ResidentEngineUpdate, Semantics) { run_update_semantics(Kind::kResident); }
 
 }  // namespace
 }  // namespace keel::storage

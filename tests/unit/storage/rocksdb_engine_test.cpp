@@ -28,13 +28,17 @@ using testing::Kind;
 TEST(DISABLED_PersistentEngineCrashChild, WriteUntilKilled) {
   const char* spec = std::getenv("KEEL_CRASH_CHILD");
   ASSERT_NE(spec, nullptr) << "run only by PersistentEngineCrash.AcknowledgedWritesSurviveKill9";
-  std::string s(spec);
+  std::string s(spec);  // <dir>:<fd>:<keep_in_memory 0|1>
+  auto last = s.rfind(':');
+  bool resident = s[last + 1] == '1';
+  s.resize(last);
   auto colon = s.rfind(':');
   std::string dir = s.substr(0, colon);
   int fd = std::atoi(s.c_str() + colon + 1);
   ManualClock clock;
   EngineConfig c;
   c.kind = EngineConfig::Kind::kPersistent;
+  c.keep_in_memory = resident;
   c.partitions = 16;
   c.data_dir = dir;
   c.fsync = FsyncPolicy::kAlways;
@@ -53,11 +57,13 @@ TEST(DISABLED_PersistentEngineCrashChild, WriteUntilKilled) {
       ops.push_back({(i + 5) % 16, "pair" + std::to_string(i), testing::str_value("p")});
       if (!e.write_batch(std::move(ops), clock.now_ms())) _exit(4);
     }
+    // The engine contract: a write is acknowledged only after commit().
+    if (!e.commit()) _exit(6);
     if (write(fd, &i, sizeof i) != sizeof i) _exit(5);
   }
 }
 
-TEST(PersistentEngineCrash, AcknowledgedWritesSurviveKill9) {
+void crash_and_verify(bool resident) {
   testing::TempDir dir;
   const std::string db = dir.path() + "/db";
   int fds[2];
@@ -66,7 +72,7 @@ TEST(PersistentEngineCrash, AcknowledgedWritesSurviveKill9) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     close(fds[0]);
-    std::string spec = db + ":" + std::to_string(fds[1]);
+    std::string spec = db + ":" + std::to_string(fds[1]) + (resident ? ":1" : ":0");
     setenv("KEEL_CRASH_CHILD", spec.c_str(), 1);
     execl("/proc/self/exe", "storage_persistent_test", "--gtest_also_run_disabled_tests",
           "--gtest_filter=DISABLED_PersistentEngineCrashChild.*", static_cast<char*>(nullptr));
@@ -88,6 +94,7 @@ TEST(PersistentEngineCrash, AcknowledgedWritesSurviveKill9) {
   ManualClock clock;
   EngineConfig c;
   c.kind = EngineConfig::Kind::kPersistent;
+  c.keep_in_memory = resident;
   c.partitions = 16;
   c.data_dir = db;
   auto engines = open_engines(c, 1, clock);
@@ -107,6 +114,9 @@ TEST(PersistentEngineCrash, AcknowledgedWritesSurviveKill9) {
   }
   EXPECT_GE(e.size(), acked.size() + acked.size() / 2);
 }
+
+TEST(PersistentEngineCrash, AcknowledgedWritesSurviveKill9) { crash_and_verify(false); }
+TEST(ResidentEngineCrash, AcknowledgedWritesSurviveKill9) { crash_and_verify(true); }
 
 TEST(PersistentEngine, ReopenKeepsDataAndRecountsSize) {
   EngineHarness h(Kind::kPersistent, 8, 2);
@@ -242,6 +252,7 @@ TEST(PersistentEngine, EverySecSyncsFromMaintenanceAtMostOncePerSecond) {
   ManualClock clock;
   EngineConfig c;
   c.kind = EngineConfig::Kind::kPersistent;
+  c.keep_in_memory = false;
   c.partitions = 4;
   c.data_dir = dir.path();
   c.fsync = FsyncPolicy::kEverySec;

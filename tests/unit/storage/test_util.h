@@ -33,8 +33,13 @@ class TempDir {
   std::string path_;
 };
 
-enum class Kind { kMemory, kPersistent };
-inline const char* kind_name(Kind k) { return k == Kind::kMemory ? "memory" : "persistent"; }
+// kPersistent: RocksDB serves reads; kResident: the persistent engine with every key in memory
+// (RocksDB as the journal), the default configuration.
+enum class Kind { kMemory, kPersistent, kResident };
+inline const char* kind_name(Kind k) {
+  return k == Kind::kMemory ? "memory" : k == Kind::kPersistent ? "persistent" : "resident";
+}
+inline bool is_persistent(Kind k) { return k != Kind::kMemory; }
 
 // Owns whatever an engine needs (temp dir, clock) and the engine itself.
 struct EngineHarness {
@@ -54,6 +59,7 @@ struct EngineHarness {
       config.data_dir = dir->path() + "/db";
       config.fsync = FsyncPolicy::kNo;
       config.block_cache_bytes = 1 << 20;
+      config.keep_in_memory = k == Kind::kResident;
     }
     open(shards);
   }

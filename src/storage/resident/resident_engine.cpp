@@ -1,0 +1,173 @@
+#include "storage/resident/resident_engine.h"
+
+#include <fmt/format.h>
+
+#include "base/random.h"
+#include "storage/memory/memory_engine.h"
+
+namespace keel::storage {
+namespace {
+
+Value copy_of(const ValueRef& r) {
+  Value v;
+  v.type = r.type;
+  v.expire_at_ms = r.expire_at_ms;
+  if (r.type == ValueType::kString) v.str.assign(r.str);
+  else v.hash = *r.hash;
+  return v;
+}
+
+class ResidentEngine final : public Engine {
+ public:
+  ResidentEngine(std::unique_ptr<Engine> mem, std::unique_ptr<Engine> journal)
+      : mem_(std::move(mem)), log_(std::move(journal)) {}
+
+  std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    return mem_->get(partition, key, now_ms);
+  }
+
+  // Writes go to the journal first: if the disk refuses, memory is untouched and the caller
+  // gets the error.
+  Status set_string(uint32_t partition, std::string_view key, std::string_view value,
+                    int64_t expire_at_ms, int64_t now_ms) override {
+    if (auto st = writable(); !st) return st;
+    if (auto st = fail_on(log_->set_string(partition, key, value, expire_at_ms, now_ms)); !st) return st;
+    return mem_->set_string(partition, key, value, expire_at_ms, now_ms);
+  }
+
+  Status put(uint32_t partition, std::string_view key, Value value, int64_t now_ms) override {
+    if (auto st = writable(); !st) return st;
+    if (auto st = fail_on(log_->put(partition, key, value, now_ms)); !st) return st;
+    return mem_->put(partition, key, std::move(value), now_ms);
+  }
+
+  Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    if (auto st = writable(); !st) return std::unexpected(st.error());
+    auto live = mem_->erase(partition, key, now_ms);
+    if (!live || !*live) return live;
+    if (auto r = log_->erase(partition, key, now_ms); !r) {
+      failed(r.error());
+      return std::unexpected(r.error());
+    }
+    return true;
+  }
+
+  // The new value is computed in memory and then journaled. If the journal write fails the
+  // engine refuses every later write (the in-memory value may already include this change,
+  // and a reply saying otherwise would be a lie either way).
+  Status update(uint32_t partition, std::string_view key, int64_t now_ms, const UpdateFn& fn) override {
+    if (auto st = writable(); !st) return st;
+    Status journaled;
+    auto st = mem_->update(partition, key, now_ms, [&](Value* cur, Value* scratch) {
+      UpdateAction act = fn(cur, scratch);
+      if (act == UpdateAction::kWrite) {
+        journaled = log_->put(partition, key, cur ? *cur : *scratch, now_ms);
+      } else if (act == UpdateAction::kErase && cur) {
+        auto r = log_->erase(partition, key, now_ms);
+        if (!r) journaled = std::unexpected(r.error());
+      }
+      return act;
+    });
+    if (!journaled) {
+      failed(journaled.error());
+      return journaled;
+    }
+    return st;
+  }
+
+  Status write_batch(std::vector<BatchOp> ops, int64_t now_ms) override {
+    if (auto st = writable(); !st) return st;
+    if (auto st = fail_on(log_->write_batch(ops, now_ms)); !st) return st;
+    return mem_->write_batch(std::move(ops), now_ms);
+  }
+
+  uint64_t scan(uint64_t cursor, size_t count, int64_t now_ms, const ScanFn& fn) override {
+    return mem_->scan(cursor, count, now_ms, fn);
+  }
+  std::optional<std::string> scan_partition(uint32_t partition, std::string_view start_key,
+                                            size_t limit, int64_t now_ms, const ScanFn& fn) override {
+    return mem_->scan_partition(partition, start_key, limit, now_ms, fn);
+  }
+
+  Status drop_partition(uint32_t partition) override {
+    if (auto st = fail_on(log_->drop_partition(partition)); !st) return st;
+    return mem_->drop_partition(partition);
+  }
+  Status clear() override {
+    if (auto st = fail_on(log_->clear()); !st) return st;
+    return mem_->clear();
+  }
+
+  uint64_t size() const override { return mem_->size(); }
+
+  void maintenance(int64_t now_ms, size_t budget) override {
+    // Active expiry in memory; the journal's expired values go at compaction or reload.
+    mem_->maintenance(now_ms, budget);
+    log_->maintenance(now_ms, budget);
+  }
+
+  Status flush() override { return log_->flush(); }
+  Status commit() override { return fail_on(log_->commit()); }
+
+  EngineStats stats() const override {
+    EngineStats s = mem_->stats();
+    EngineStats j = log_->stats();
+    s.used_memory_bytes += j.used_memory_bytes;
+    s.disk_bytes = j.disk_bytes;
+    s.syncs_total = j.syncs_total;
+    return s;
+  }
+
+  Status load(unsigned shard, unsigned shards, uint32_t partitions, int64_t now_ms) {
+    Status st;
+    for (uint32_t p = shard; p < partitions; p += shards) {
+      std::optional<std::string> next = std::string();
+      while (next && st) {
+        next = log_->scan_partition(p, *next, 4096, now_ms, [&](std::string_view k, const ValueRef& v) {
+          if (st) st = mem_->put(p, k, copy_of(v), now_ms);
+        });
+      }
+      if (!st) return st;
+    }
+    return {};
+  }
+
+ private:
+  Status writable() const {
+    if (!failure_.empty())
+      return make_error(Errc::kIoError,
+                        fmt::format("writes are refused since the journal failed ({}); restart the node "
+                                    "once the disk is healthy",
+                                    failure_));
+    return {};
+  }
+  void failed(const Error& e) {
+    if (failure_.empty()) failure_ = e.message;
+  }
+  Status fail_on(Status st) {
+    if (!st && st.error().code == Errc::kIoError) failed(st.error());
+    return st;
+  }
+
+  std::unique_ptr<Engine> mem_;
+  std::unique_ptr<Engine> log_;
+  std::string failure_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> make_resident_engine(const EngineConfig& config,
+                                                     std::unique_ptr<Engine> journal, unsigned shard,
+                                                     unsigned shards, int64_t now_ms) {
+  EngineConfig mc = config;
+  mc.kind = EngineConfig::Kind::kMemory;
+  mc.max_memory_bytes = 0;  // nothing may be evicted: memory is the only copy reads see
+  mc.eviction = EvictionPolicy::kNoEviction;
+  auto engine = std::make_unique<ResidentEngine>(make_memory_engine(mc, mix64(0x7265736964656e74ull + shard)),
+                                                 std::move(journal));
+  if (auto st = engine->load(shard, shards, config.partitions, now_ms); !st)
+    return make_error(st.error().code, "loading the data into memory failed: " + st.error().message);
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+}  // namespace keel::storage
