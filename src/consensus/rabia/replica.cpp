@@ -597,7 +597,14 @@ bool Replica::executed(const Request& r) const {
 
 void Replica::enqueue(const Request& r) {
   if (executed(r)) return;
-  if (!queued_keys_.insert(Key{r.client_id, r.seq}).second) return;
+  auto [it, fresh] = queued_keys_.try_emplace(Key{r.client_id, r.seq}, r);
+  if (!fresh) {
+    // The same request reached several replicas (a client retry): every replica keeps the
+    // smallest copy in queue order, so their queue heads converge and proposals match.
+    if (!(r < it->second)) return;
+    queue_.erase(it->second);
+    it->second = r;
+  }
   queue_.insert(r);
 }
 

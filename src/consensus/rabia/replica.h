@@ -172,7 +172,7 @@ class Replica {
   std::map<Slot, Decision> future_decisions_; // learned out of order, applied when contiguous
   std::map<uint64_t, uint64_t> dedup_;        // client -> highest executed seq
   std::set<Request> queue_;                   // pending, ordered
-  std::set<Key> queued_keys_;
+  std::map<Key, Request> queued_keys_;         // key -> the copy held in queue_
   SlotState cur_;
   std::map<Slot, std::vector<Message>> buffered_;  // future-slot messages
   int64_t now_ms_ = 0;
