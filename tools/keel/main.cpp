@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
       {"--fsync", "storage.fsync", "always, everysec or no"},
       {"--maxmemory", "storage.maxmemory", "memory engine limit, e.g. 100mb"},
       {"--maxmemory-policy", "storage.maxmemory_policy", "eviction policy"},
+      {"--node-id", "cluster.node_id", "this node's cluster member id (1..65535)"},
+      {"--peer-port", "cluster.peer_port", "port for other cluster members"},
+      {"--peers", "cluster.peers", "members as ID@HOST:PORT,... (this node may be listed)"},
+      {"--cluster-id", "cluster.cluster_id", "cluster name shared by every member"},
       {"--log-level", "log.level", "trace, debug, info, warn, error, off"},
       {"--log-format", "log.format", "text or json"},
   };
