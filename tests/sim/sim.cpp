@@ -190,6 +190,7 @@ rabia::Options Sim::replica_options(NodeId id) const {
   o.rebroadcast_interval_ms = rebroadcast_ms_;
   o.catchup_batch = catchup_batch_;
   o.log_retain = log_retain_;
+  o.testing_votes_only_rebroadcast = opts_.break_rebroadcast;
   return o;
 }
 
@@ -374,6 +375,8 @@ void Sim::on_apply(Node& n, const Entry& e) {
     fail(fmt::format("STATE: node {} has a different applied state after slot {}", n.id, e.slot));
   if (!(e.config_after == n.replica->config()) && e.slot + 1 == n.replica->next_slot())
     fail(fmt::format("node {}: config after slot {} differs from the replica's", n.id, e.slot));
+  if (n.replica->stats().protocol_violations > 0)
+    fail(fmt::format("PROTOCOL: node {} saw opposite votes or decisions in one phase", n.id));
   trace(3, n.id, e.slot, n.app.hash);
   log("node {} applies slot {} {} ({} requests) epoch={}", n.id, e.slot, e.null ? "NULL" : "batch",
       e.requests.size(), e.config_after.epoch);

@@ -63,6 +63,8 @@ struct Options {
   // Test hook: break durability rule R1 (send before the records are durable), to show that
   // the checkers catch the resulting disagreement.
   bool break_durability = false;
+  // Test hook: stalled replicas re-broadcast votes but not proposals.
+  bool break_rebroadcast = false;
 };
 
 Result run(const Options& opts);

@@ -94,6 +94,8 @@ Replica::Replica(Options opts, const std::vector<Record>& durable)
           if (!cur_.my_proposal) {
             cur_.my_proposal = r->requests;
             cur_.proposals[opts_.self] = r->requests;
+            // Its requests are still pending (the queue itself is volatile).
+            for (const auto& q : r->requests) enqueue(q);
           }
           break;
         case Record::Kind::kState: {
@@ -179,7 +181,10 @@ void Replica::step(const Message& m) {
         }
       }
       if (m.slot < next_slot_) {
-        // The sender lags: answer with the decision (or a snapshot if compacted).
+        // The sender lags: answer with the decision (or a snapshot if compacted). Only a
+        // proposal is answered: a stalled replica re-sends its proposal with its votes, while
+        // STATEs and VOTEs that merely arrive after we decided need no answer.
+        if (m.type != MsgType::kProposal) break;
         Message q;
         q.type = MsgType::kCatchUp;
         q.from = m.from;
@@ -213,6 +218,8 @@ void Replica::step(const Message& m) {
         rec.snapshot = *m.snapshot;
         persist(std::move(rec));
         apply_snapshot(*m.snapshot, /*from_peer=*/true);
+        // The sender may have decided slots after its snapshot: ask for them at once.
+        send(Message{.type = MsgType::kCatchUp, .to = m.from, .slot = next_slot_});
       }
       break;
   }
@@ -303,9 +310,11 @@ bool Replica::progress_once() {
   if (auto it = future_decisions_.find(next_slot_); it != future_decisions_.end()) {
     Decision d = std::move(it->second);
     future_decisions_.erase(it);
-    if (cur_.decided) {
-      // Weak-MVC agreement: a transferred decision must match what we decided by vote.
-      KEEL_ASSERT_MSG((*cur_.decided == Bit::k0) == d.null, "decision transfer disagrees");
+    if (cur_.decided && (*cur_.decided == Bit::k0) != d.null) {
+      // Weak-MVC agreement says this cannot happen among correct replicas; a peer that broke
+      // the durability rules can cause it. Report it; the peer's decision is not taken.
+      ++stats_.protocol_violations;
+      return true;
     }
     persist(Record{.kind = Record::Kind::kDecision, .slot = d.slot, .decision = d});
     ++stats_.decided_by_transfer;
@@ -365,8 +374,14 @@ bool Replica::progress_once() {
     if (b == Bit::k0) ++c0;
     if (b == Bit::k1) ++c1;
   }
-  // Two majorities of STATEs in one phase intersect, so votes never disagree.
-  KEEL_ASSERT_MSG(c0 == 0 || c1 == 0, "conflicting non-? votes in one phase");
+  // Two majorities of STATEs in one phase intersect, so correct replicas never send opposite
+  // non-? votes. Only a peer that broke the durability rules (two different STATEs for one
+  // phase) can; report it and wait (the phase cannot be decided safely).
+  if (c0 > 0 && c1 > 0) {
+    if (!cur_.violation_reported) ++stats_.protocol_violations;
+    cur_.violation_reported = true;
+    return false;
+  }
   const size_t f1 = config_.f() + 1;
   if (c0 >= f1 || c1 >= f1) {
     on_decided_bit(c1 >= f1 ? Bit::k1 : Bit::k0);
@@ -546,7 +561,8 @@ void Replica::apply_snapshot(const Snapshot& s, bool from_peer) {
 void Replica::rebroadcast() {
   ++stats_.rebroadcasts;
   if (is_member() && cur_.my_proposal) {
-    broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
+    if (!opts_.testing_votes_only_rebroadcast)
+      broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
     for (auto& [p, ps] : cur_.phases) {
       if (ps.my_state)
         broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});

@@ -53,6 +53,9 @@ struct Options {
   size_t catchup_batch = 64;             // decisions per kDecided answer
   size_t future_window = 4;              // slots ahead whose messages are buffered
   size_t log_retain = 4096;              // decided entries kept in memory to answer catch-up
+  // Fault injection for the simulator only: re-broadcast votes but not the proposal (the
+  // production bug in Rabia's history). Never set outside tests.
+  bool testing_votes_only_rebroadcast = false;
 };
 
 struct Ready {
@@ -78,6 +81,7 @@ struct Stats {
   uint64_t duplicates_dropped = 0;
   uint64_t snapshots_sent = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t protocol_violations = 0;  // peers that broke the protocol (e.g. durability rules)
 };
 
 // The common coin: a deterministic function of (cluster id, epoch, slot, phase).
@@ -141,6 +145,7 @@ class Replica {
     bool state_sent = false;  // my STATE for `phase` sent
     bool vote_sent = false;   // my VOTE for `phase` sent
     std::optional<Bit> decided;
+    bool violation_reported = false;
   };
 
   void replay(const Record& r);
