@@ -7,7 +7,9 @@
 #include <cstdio>
 
 #include "base/assert.h"
+#include "base/codec.h"
 #include "consensus/rabia/codec.h"
+#include "meta/store.h"
 
 namespace keel::sim {
 
@@ -46,32 +48,33 @@ uint64_t digest(const Decision& d) {
   return h;
 }
 
-// The replicated application: a tiny KV map plus a running hash of everything executed.
+// The replicated application is keel's metadata store (src/meta). Its snapshot carries the
+// store plus the running hash of everything executed and the next slot.
 struct App {
-  std::map<std::string, std::string> kv;
+  meta::Store store{meta::Limits{.max_history = 64}};
   uint64_t hash = 0;
   Slot next = 0;
 
   std::string serialize() const {
-    std::string out = fmt::format("{} {} {}\n", hash, next, kv.size());
-    for (auto& [k, v] : kv) out += fmt::format("{}={}\n", k, v);
+    std::string out;
+    Writer w(out);
+    w.u64be(hash);
+    w.varint(next);
+    w.bytes(store.snapshot());
     return out;
   }
-  static App parse(const std::string& s) {
+  static std::optional<App> parse(const std::string& s) {
+    Reader r(s);
+    auto h = r.u64be();
+    auto nx = r.varint();
+    auto st = r.bytes();
+    if (!h || !nx || !st) return std::nullopt;
+    auto store = meta::Store::restore(*st, meta::Limits{.max_history = 64});
+    if (!store) return std::nullopt;
     App a;
-    size_t n = 0;
-    unsigned long long h = 0, nx = 0;
-    KEEL_ASSERT(std::sscanf(s.c_str(), "%llu %llu %zu", &h, &nx, &n) == 3);
-    a.hash = h;
-    a.next = nx;
-    size_t pos = s.find('\n') + 1;
-    for (size_t i = 0; i < n; ++i) {
-      size_t eol = s.find('\n', pos);
-      std::string line = s.substr(pos, eol - pos);
-      size_t eq = line.find('=');
-      a.kv[line.substr(0, eq)] = line.substr(eq + 1);
-      pos = eol + 1;
-    }
+    a.hash = *h;
+    a.next = *nx;
+    a.store = std::move(*store);
     return a;
   }
 };
@@ -142,6 +145,7 @@ class Sim {
   void faults_step();
   void scenario_step();
   void partition_random();
+  meta::Command random_command(const Client& c);
   bool blocked(NodeId from, NodeId to) const { return blocked_.contains({from, to}); }
   bool converged() const;
   Node& node(NodeId id) { return nodes_[id - 1]; }
@@ -333,14 +337,20 @@ void Sim::on_persist(Node& n, const Record& r) {
 }
 
 void Sim::on_install(Node& n, const rabia::Snapshot& s) {
-  n.app = App::parse(s.app_state);
+  auto app = App::parse(s.app_state);
+  if (!app) {
+    fail(fmt::format("node {}: snapshot application state does not parse", n.id));
+    return;
+  }
+  n.app = std::move(*app);
   n.applied.clear();
   if (n.app.next != s.next_slot)
     fail(fmt::format("node {}: snapshot app state at {} but snapshot slot {}", n.id, n.app.next,
                      s.next_slot));
   if (s.next_slot > 0) {
     auto it = state_after_.find(s.next_slot - 1);
-    if (it != state_after_.end() && it->second != n.app.hash)
+    if (it != state_after_.end() &&
+        it->second != mix64(n.app.hash ^ hash_str(n.app.store.snapshot())))
       fail(fmt::format("STATE: node {} installed a snapshot differing at slot {}", n.id,
                        s.next_slot - 1));
   }
@@ -359,8 +369,9 @@ void Sim::on_apply(Node& n, const Entry& e) {
                        r.seq));
     n.app.hash = mix64(n.app.hash ^ mix64(r.client_id) ^ mix64(r.seq) ^ hash_str(r.payload));
     if (r.kind == Request::Kind::kCommand) {
-      auto eq = r.payload.find('=');
-      n.app.kv[r.payload.substr(0, eq)] = r.payload.substr(eq + 1);
+      // The outcome (revision or deterministic error) is part of the replicated state.
+      auto out = n.app.store.apply_bytes(r.payload);
+      n.app.hash = mix64(n.app.hash ^ (out ? out->revision : 0x8000 + static_cast<uint64_t>(out.error().code)));
     }
     for (auto& c : clients_)
       if (c.id == r.client_id && c.outstanding && c.seq == r.seq) {
@@ -370,16 +381,18 @@ void Sim::on_apply(Node& n, const Entry& e) {
       }
   }
   n.app.next = e.slot + 1;
-  auto [it, fresh] = state_after_.try_emplace(e.slot, n.app.hash);
-  if (!fresh && it->second != n.app.hash)
-    fail(fmt::format("STATE: node {} has a different applied state after slot {}", n.id, e.slot));
+  const uint64_t state = mix64(n.app.hash ^ hash_str(n.app.store.snapshot()));
+  auto [it, fresh] = state_after_.try_emplace(e.slot, state);
+  if (!fresh && it->second != state)
+    fail(fmt::format("STATE: node {} has a different applied state after slot {} (revision {}, "
+                     "{} keys)", n.id, e.slot, n.app.store.revision(), n.app.store.size()));
   if (!(e.config_after == n.replica->config()) && e.slot + 1 == n.replica->next_slot())
     fail(fmt::format("node {}: config after slot {} differs from the replica's", n.id, e.slot));
   if (n.replica->stats().protocol_violations > 0)
     fail(fmt::format("PROTOCOL: node {} saw opposite votes or decisions in one phase", n.id));
-  trace(3, n.id, e.slot, n.app.hash);
-  log("node {} applies slot {} {} ({} requests) epoch={}", n.id, e.slot, e.null ? "NULL" : "batch",
-      e.requests.size(), e.config_after.epoch);
+  trace(3, n.id, e.slot, state);
+  log("node {} applies slot {} {} ({} requests) epoch={} state={:x}", n.id, e.slot, e.null ? "NULL" : "batch",
+      e.requests.size(), e.config_after.epoch, state);
 }
 
 void Sim::drain(Node& n) {
@@ -515,7 +528,7 @@ void Sim::clients_step() {
       c.req.payload = rabia::encode_members(pick);
       c.next_action_ms = now_ + rnd_.range(300, 800);
     } else {
-      c.req.payload = fmt::format("k{}={}:{}", rnd_.uniform(8), c.id, c.seq);
+      c.req.payload = meta::encode(random_command(c));
     }
     issued_[{c.id, c.seq}] = hash_str(c.req.payload) + static_cast<uint64_t>(c.req.kind);
     NodeId to = lv[rnd_.uniform(lv.size())];
@@ -527,6 +540,36 @@ void Sim::clients_step() {
     c.retry_at_ms = now_ + 300;
     drain(node(to));
   }
+}
+
+// A metadata command over a few keys of two domains: puts, deletes, CAS and transactions
+// whose compares may or may not hold (deterministic conflicts are part of the state).
+meta::Command Sim::random_command(const Client& c) {
+  static const char* kDomains[] = {"members", "partitions"};
+  meta::Command cmd;
+  std::string d = kDomains[rnd_.uniform(2)];
+  std::string k = fmt::format("k{}", rnd_.uniform(6));
+  std::string v = fmt::format("{}:{}", c.id, c.seq + 0);
+  switch (rnd_.uniform(4)) {
+    case 0:
+      cmd.op = meta::Command::Op::kPut;
+      cmd.put = meta::Put{d, k, v};
+      break;
+    case 1:
+      cmd.op = meta::Command::Op::kDelete;
+      cmd.del = meta::Delete{d, k};
+      break;
+    case 2:
+      cmd.op = meta::Command::Op::kCas;
+      cmd.cas = meta::CompareAndSet{d, k, rnd_.uniform(3), v};
+      break;
+    default:
+      cmd.op = meta::Command::Op::kTxn;
+      cmd.txn.compares = {{d, k, rnd_.uniform(3)}};
+      cmd.txn.puts = {{d, k, v}, {d, fmt::format("k{}", rnd_.uniform(6)), v}};
+      break;
+  }
+  return cmd;
 }
 
 void Sim::partition_random() {

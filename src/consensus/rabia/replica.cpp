@@ -236,9 +236,10 @@ void Replica::tick(int64_t now_ms) {
     last_progress_ms_ = now_ms_;
   } else if (!in_flight && now_ms_ - last_catchup_ms_ >= 10 * opts_.rebroadcast_interval_ms &&
              config_.n() > 0) {
-    // Idle: ask one member (round robin by slot) whether we lag behind.
-    NodeId to = config_.members[next_slot_ % config_.n()];
-    if (to == opts_.self) to = config_.members[(next_slot_ + 1) % config_.n()];
+    // Idle: ask one member whether we lag behind, a different one each time (two lagging
+    // replicas must not keep asking only each other).
+    NodeId to = config_.members[idle_probe_++ % config_.n()];
+    if (to == opts_.self) to = config_.members[idle_probe_++ % config_.n()];
     if (to != opts_.self) request_catchup(to);
   }
   progress();

@@ -184,6 +184,7 @@ class Replica {
   int64_t last_ts_ms_ = 0;
   int64_t last_progress_ms_ = 0;
   int64_t last_catchup_ms_ = -1'000'000;
+  uint64_t idle_probe_ = 0;  // round robin over members for idle catch-up probes
   Ready out_;
   bool outstanding_ = false;  // a Ready was taken and not advanced
   Stats stats_;
