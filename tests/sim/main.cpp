@@ -26,8 +26,9 @@ Scenario scenario_for(uint64_t seed) {
 int usage(const char* why) {
   fmt::print(stderr,
              "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
-             "[--trace] [--break durability|rebroadcast [--expect-failure]] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
-             "cold-start null-storm reconfig-partition\n",
+             "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] "
+             "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
+             "cold-start null-storm reconfig-partition steady\n",
              why);
   return 2;
 }
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   uint64_t seeds = 0, first = 1, determinism = 0;
   std::optional<uint64_t> one;
   std::optional<Scenario> scenario;
+  int64_t propose_delay = -1, max_batch = -1;
   bool trace = false, expect_failure = false, break_durability = false, break_rebroadcast = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -81,6 +83,10 @@ int main(int argc, char** argv) {
       if (what == "durability") break_durability = true;
       else if (what == "rebroadcast") break_rebroadcast = true;
       else return usage("--break takes durability or rebroadcast");
+    } else if (a == "--propose-delay" || a == "--batch") {
+      uint64_t v;
+      if (!num(v)) return usage("--propose-delay and --batch need a number");
+      (a == "--batch" ? max_batch : propose_delay) = static_cast<int64_t>(v);
     } else if (a == "--expect-failure") {
       expect_failure = true;
     } else if (a == "--trace") {
@@ -117,6 +123,8 @@ int main(int argc, char** argv) {
     Options o{.seed = *one, .scenario = scenario ? *scenario : scenario_for(*one), .trace = trace};
     o.break_durability = break_durability;
     o.break_rebroadcast = break_rebroadcast;
+    o.propose_delay_ms = propose_delay;
+    o.max_batch = max_batch;
     auto r = run(o);
     fmt::print("seed {} scenario {}: {} trace={:016x}\n", *one, scenario_name(o.scenario),
                r.ok ? "ok" : "FAILED: " + r.failure, r.trace_hash);
@@ -130,6 +138,8 @@ int main(int argc, char** argv) {
     Options o{.seed = s, .scenario = scenario ? *scenario : scenario_for(s)};
     o.break_durability = break_durability;
     o.break_rebroadcast = break_rebroadcast;
+    o.propose_delay_ms = propose_delay;
+    o.max_batch = max_batch;
     auto r = run(o);
     total.add(r.counters);
     if (!r.ok) {

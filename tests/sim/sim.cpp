@@ -26,9 +26,10 @@ using rabia::Slot;
 
 namespace {
 
-constexpr std::array<Scenario, 6> kAll = {
-    Scenario::kRandom,     Scenario::kProposalLoss, Scenario::kStaleRestartMinority,
-    Scenario::kColdStart,  Scenario::kNullStorm,    Scenario::kReconfigPartition};
+constexpr std::array<Scenario, 7> kAll = {
+    Scenario::kRandom,    Scenario::kProposalLoss, Scenario::kStaleRestartMinority,
+    Scenario::kColdStart, Scenario::kNullStorm,    Scenario::kReconfigPartition,
+    Scenario::kSteady};
 
 uint64_t hash_str(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -170,6 +171,7 @@ class Sim {
   rabia::Config initial_;
   size_t max_batch_ = 8;
   int64_t rebroadcast_ms_ = 40;
+  int64_t propose_delay_ms_ = 0;
   size_t catchup_batch_ = 64;
   size_t log_retain_ = 16;
   double p_drop_ = 0.02, p_dup_ = 0.02, p_drop_proposal_ = 0, p_drop_forward_ = 0;
@@ -192,6 +194,7 @@ rabia::Options Sim::replica_options(NodeId id) const {
   o.initial = initial_;
   o.max_batch = max_batch_;
   o.rebroadcast_interval_ms = rebroadcast_ms_;
+  o.propose_delay_ms = propose_delay_ms_;
   o.catchup_batch = catchup_batch_;
   o.log_retain = log_retain_;
   o.testing_votes_only_rebroadcast = opts_.break_rebroadcast;
@@ -204,6 +207,7 @@ void Sim::setup() {
   initial_.cluster_id = opts_.seed;
   max_batch_ = std::array<size_t, 4>{1, 2, 8, 32}[rnd_.uniform(4)];
   rebroadcast_ms_ = rnd_.range(15, 80);
+  propose_delay_ms_ = std::array<int64_t, 4>{0, 0, 5, 20}[rnd_.uniform(4)];
   catchup_batch_ = rnd_.chance(0.5) ? 4 : 64;
   log_retain_ = rnd_.chance(0.5) ? 2 : 32;
   p_drop_ = rnd_.chance(0.3) ? 0 : rnd_.unit() * 0.15;
@@ -242,10 +246,18 @@ void Sim::setup() {
       p_crash_ = 0;
       p_partition_ = 0;
       break;
+    case Scenario::kSteady:
+      p_drop_ = p_dup_ = 0;
+      p_crash_ = 0;
+      p_partition_ = 0;
+      break;
   }
+  if (opts_.propose_delay_ms >= 0) propose_delay_ms_ = opts_.propose_delay_ms;
+  if (opts_.max_batch > 0) max_batch_ = static_cast<size_t>(opts_.max_batch);
   size_t members = n;
   if (opts_.scenario == Scenario::kReconfigPartition) members = 3;
-  else if (n == 5 && rnd_.chance(0.3)) members = 3;  // two spares that may be added later
+  else if (n == 5 && opts_.scenario != Scenario::kSteady && rnd_.chance(0.3))
+    members = 3;  // two spares that may be added later
   for (NodeId i = 1; i <= members; ++i) initial_.members.push_back(i);
   nodes_.resize(n);
   for (NodeId i = 1; i <= n; ++i) {
@@ -253,7 +265,7 @@ void Sim::setup() {
     nd.id = i;
     nd.tick_period_ms = rnd_.range(3, 12);
     nd.drift_permille = rnd_.range(950, 1050);
-    if (rnd_.chance(0.15)) {  // a slow replica
+    if (opts_.scenario != Scenario::kSteady && rnd_.chance(0.15)) {  // a slow replica
       nd.tick_period_ms *= 4;
       nd.extra_delay_ms = rnd_.range(10, 60);
     }
@@ -268,7 +280,8 @@ void Sim::setup() {
     clients_.push_back(c);
   }
   // An administrator that changes membership (scenario, or sometimes with 5 nodes).
-  if (opts_.scenario == Scenario::kReconfigPartition || (n == 5 && rnd_.chance(0.3))) {
+  if (opts_.scenario == Scenario::kReconfigPartition ||
+      (n == 5 && opts_.scenario != Scenario::kSteady && rnd_.chance(0.3))) {
     Client a;
     a.id = 99;
     a.reconfig = true;
@@ -277,9 +290,9 @@ void Sim::setup() {
     clients_.push_back(a);
   }
   log("setup seed={} scenario={} n={} members={} batch={} drop={:.3f} dup={:.3f} delay=[{},{}] "
-      "crash={:.4f} part={:.4f} clients={}",
+      "crash={:.4f} part={:.4f} clients={} propose_delay={}",
       opts_.seed, scenario_name(opts_.scenario), n, members, max_batch_, p_drop_, p_dup_,
-      delay_min_, delay_max_, p_crash_, p_partition_, clients_.size());
+      delay_min_, delay_max_, p_crash_, p_partition_, clients_.size(), propose_delay_ms_);
 }
 
 void Sim::start(Node& n) {
@@ -744,6 +757,7 @@ const char* scenario_name(Scenario s) {
     case Scenario::kColdStart: return "cold-start";
     case Scenario::kNullStorm: return "null-storm";
     case Scenario::kReconfigPartition: return "reconfig-partition";
+    case Scenario::kSteady: return "steady";
   }
   return "?";
 }

@@ -335,7 +335,12 @@ bool Replica::progress_once() {
     return false;
   }
   if (!cur_.my_proposal) {
-    if (queue_.empty() && cur_.proposals.empty()) return false;
+    if (cur_.proposals.empty()) {
+      if (queue_.empty()) return false;
+      if (opts_.propose_delay_ms > 0 &&
+          queue_.begin()->timestamp_ms > now_ms_ - opts_.propose_delay_ms)
+        return false;  // tick() starts the slot once the oldest request is old enough
+    }
     make_proposal();
     return true;
   }
@@ -482,7 +487,15 @@ std::optional<std::vector<Request>> Replica::majority_proposal() const {
 void Replica::make_proposal() {
   KEEL_ASSERT(!cur_.my_proposal);
   std::vector<Request> batch;
-  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < opts_.max_batch; ++it)
+  int64_t cutoff = INT64_MAX;
+  if (opts_.propose_delay_ms > 0) {
+    cutoff = now_ms_ - opts_.propose_delay_ms;
+    for (auto& [_, p] : cur_.proposals)
+      for (auto& r : p) cutoff = std::max(cutoff, r.timestamp_ms);
+  }
+  // The queue is ordered by timestamp first, so the eligible requests are a prefix.
+  for (auto it = queue_.begin();
+       it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it)
     batch.push_back(*it);
   cur_.my_proposal = batch;
   cur_.proposals[opts_.self] = batch;

@@ -50,6 +50,10 @@ struct Options {
   size_t max_pending = 10'000;       // pending queue bound; propose() refuses beyond it
   size_t max_request_bytes = 1 << 20;
   int64_t rebroadcast_interval_ms = 50;  // a stalled replica re-sends its slot messages
+  // 0: propose the queue head at once. > 0: start a slot only with requests at least this old
+  // (by their timestamps), so forwards reach every replica first and batches match; a replica
+  // joining a slot includes everything up to the newest request in its peers' proposals.
+  int64_t propose_delay_ms = 0;
   size_t catchup_batch = 64;             // decisions per kDecided answer
   size_t future_window = 4;              // slots ahead whose messages are buffered
   size_t log_retain = 4096;              // decided entries kept in memory to answer catch-up
