@@ -13,18 +13,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <optional>
-#include <thread>
-#include <variant>
+#include <string>
+#include <thread>  // race stage branches
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "keel/clock.h"

@@ -2,6 +2,7 @@
 #include "keel/resilience/fallback.h"
 #include "keel/resilience/hedge.h"
 #include "keel/resilience/timeout.h"
+#include "keel/resilience/waiting_bulkhead.h"
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
