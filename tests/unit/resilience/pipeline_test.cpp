@@ -290,3 +290,67 @@ TEST(PipelineSlot, ConcurrentRunsDuringSwapsSeeACompleteVersion) {
 
 }  // namespace
 }  // namespace keel::resilience
+
+namespace keel::resilience {
+namespace {
+
+constexpr std::string_view kYamlDescription = R"(
+root: edge
+stages:
+  - {id: edge, type: limiter, limiter: edge, child: guard}
+  - id: guard
+    type: breaker
+    breaker: db
+    child: again
+  - {id: again, type: retry, policy: default, child: t}
+  - {id: t, type: timeout, timeout_ms: 250, child: lookup}
+  - {id: lookup, type: fallback, children: [primary, cache]}
+  - {id: primary, type: call, call: db.get}
+  - {id: cache, type: call, call: cache.get}
+)";
+
+TEST(PipelineYaml, YamlDescriptionBehavesLikeTheJsonOne) {
+  if (!yaml_descriptions_supported()) GTEST_SKIP() << "built without yaml-cpp";
+  World a({0, 1, 3, 1, 0, 2}), b({0, 1, 3, 1, 0, 2});
+  auto pj = a.registry()->build(kDescription);
+  auto py = b.registry()->build_yaml(kYamlDescription);
+  ASSERT_TRUE(pj);
+  ASSERT_TRUE(py) << py.error().message;
+  for (int i = 0; i < 50; ++i) {
+    a.clock.advance(std::chrono::milliseconds(i * 37 % 900));
+    b.clock.advance(std::chrono::milliseconds(i * 37 % 900));
+    Context ca = a.context(), cb = b.context();
+    EXPECT_EQ(outcome(pj->run(ca)), outcome(py->run(cb)));
+  }
+}
+
+TEST(PipelineYaml, BadYamlIsAClearErrorAndAliasBombsAreBounded) {
+  if (!yaml_descriptions_supported()) GTEST_SKIP() << "built without yaml-cpp";
+  World w({0});
+  auto reg = w.registry();
+  auto bad = reg->build_yaml("root: [unclosed");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("not valid YAML"), std::string::npos) << bad.error().message;
+  auto wrong = reg->build_yaml("root: a\nstages:\n  - {id: a, type: timeout, timeout_ms: \"250\", child: a}\n");
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message.find("timeout_ms"), std::string::npos);  // quoted: a string, not a number
+  std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'j'; ++c)
+    bomb += std::string(1, c) + ": &" + c + " [*" + char(c - 1) + ", *" + char(c - 1) + ", *" + char(c - 1) + ", *" +
+            char(c - 1) + ", *" + char(c - 1) + ", *" + char(c - 1) + "]\n";
+  auto boom = reg->build_yaml(bomb);
+  ASSERT_FALSE(boom);
+  EXPECT_NE(boom.error().message.find("more than"), std::string::npos) << boom.error().message;
+}
+
+TEST(PipelineYaml, SlotAppliesYaml) {
+  if (!yaml_descriptions_supported()) GTEST_SKIP() << "built without yaml-cpp";
+  World w({0});
+  PipelineSlot<std::string> slot("p", w.registry());
+  ASSERT_TRUE(slot.apply_yaml(kYamlDescription));
+  Context c = w.context();
+  EXPECT_EQ(outcome(slot.run(c)), "ok:fresh");
+}
+
+}  // namespace
+}  // namespace keel::resilience
