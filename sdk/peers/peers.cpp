@@ -8,11 +8,9 @@
 #include <tuple>
 #include <utility>
 
-namespace keel {
+namespace keel::sdk {
 
 namespace {
-
-using std::chrono::nanoseconds;
 
 uint64_t mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -67,19 +65,21 @@ PeerManager::PeerManager(Options options) : options_(options) {
   }
 }
 
-std::expected<void, PeerError> PeerManager::set_static(std::span<const PeerSpec> peers) {
-  return replace(peers);
+std::expected<void, PeerError> PeerManager::set_static(std::span<const PeerSpec> peers,
+                                                       Instant now) {
+  return replace(peers, now);
 }
 
-std::expected<bool, PeerError> PeerManager::apply(const TopologyUpdate& update) {
+std::expected<bool, PeerError> PeerManager::apply(const TopologyUpdate& update, Instant now) {
   if (has_version_ && update.version <= version_) return false;
-  if (auto r = replace(update.peers); !r) return std::unexpected(r.error());
+  if (auto r = replace(update.peers, now); !r) return std::unexpected(r.error());
   version_ = update.version;
   has_version_ = true;
   return true;
 }
 
-std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> specs) {
+std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> specs,
+                                                    Instant now) {
   if (specs.size() > options_.max_peers) {
     return fail(PeerErrc::kTooManyPeers, "topology has " + std::to_string(specs.size()) +
                                              " peers; at most " +
@@ -109,12 +109,17 @@ std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> sp
   next.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     Peer p;
-    if (auto it = index_.find(specs[i].id); it != index_.end()) p = std::move(peers_[it->second]);
+    std::optional<PeerStatus> before;
+    if (auto it = index_.find(specs[i].id); it != index_.end()) {
+      p = std::move(peers_[it->second]);
+      before = status_of(p, now);
+    }
     p.spec = specs[i];
     auto& caps = p.spec.capabilities;
     std::sort(caps.begin(), caps.end());
     caps.erase(std::unique(caps.begin(), caps.end()), caps.end());
     p.tie = tie_hash(options_.tie_break_seed, p.spec.id);
+    if (before) report(p, *before, now);
     next.push_back(std::move(p));
   }
   peers_ = std::move(next);
@@ -122,7 +127,15 @@ std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> sp
   return {};
 }
 
-double PeerManager::score_at(const Peer& p, nanoseconds now) const {
+void PeerManager::report(const Peer& p, PeerStatus before, Instant now) const {
+  const PeerStatus after = status_of(p, now);
+  if (after == before) return;
+  emit_signal(options_.signals, [&] {
+    return PeerStatusChanged{p.spec.id, peer_status_name(before), peer_status_name(after), now};
+  });
+}
+
+double PeerManager::score_at(const Peer& p, Instant now) const {
   if (p.failure_score == 0) return 0;
   const auto elapsed = now - p.failure_at;
   if (elapsed.count() <= 0) return p.failure_score;
@@ -131,7 +144,7 @@ double PeerManager::score_at(const Peer& p, nanoseconds now) const {
   return p.failure_score * std::exp2(-halvings);
 }
 
-PeerStatus PeerManager::status_of(const Peer& p, nanoseconds now) const {
+PeerStatus PeerManager::status_of(const Peer& p, Instant now) const {
   if (p.spec.reported == PeerStatus::kDown) return PeerStatus::kDown;
   if (p.consecutive_failures >= options_.down_after) {
     return now < p.down_until ? PeerStatus::kDown : PeerStatus::kSuspect;
@@ -140,13 +153,13 @@ PeerStatus PeerManager::status_of(const Peer& p, nanoseconds now) const {
   return p.spec.reported;
 }
 
-PeerView PeerManager::view(const Peer& p, nanoseconds now) const {
+PeerView PeerManager::view(const Peer& p, Instant now) const {
   PeerView v;
   v.id = p.spec.id;
   v.host = p.spec.host;
   v.port = p.spec.port;
   v.status = status_of(p, now);
-  v.latency_ewma = p.has_latency ? nanoseconds(static_cast<int64_t>(p.latency_ewma_ns))
+  v.latency_ewma = p.has_latency ? Duration(static_cast<int64_t>(p.latency_ewma_ns))
                                  : options_.initial_latency;
   v.failure_score = score_at(p, now);
   v.capabilities = p.spec.capabilities;
@@ -154,12 +167,13 @@ PeerView PeerManager::view(const Peer& p, nanoseconds now) const {
 }
 
 std::expected<void, PeerError> PeerManager::record_success(std::string_view id,
-                                                           nanoseconds latency, nanoseconds now) {
+                                                           Duration latency, Instant now) {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) {
     return fail(PeerErrc::kUnknownPeer, "no peer with id '" + std::string(id) + "'");
   }
   Peer& p = peers_[it->second];
+  const PeerStatus before = status_of(p, now);
   const double sample = static_cast<double>(std::max<int64_t>(latency.count(), 0));
   if (!p.has_latency) {
     p.latency_ewma_ns = sample;
@@ -170,26 +184,29 @@ std::expected<void, PeerError> PeerManager::record_success(std::string_view id,
   p.failure_score = score_at(p, now);
   p.failure_at = std::max(p.failure_at, now);
   p.consecutive_failures = 0;
-  p.down_until = nanoseconds{0};
+  p.down_until = Instant{};
+  report(p, before, now);
   return {};
 }
 
-std::expected<void, PeerError> PeerManager::record_failure(std::string_view id, nanoseconds now) {
+std::expected<void, PeerError> PeerManager::record_failure(std::string_view id, Instant now) {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) {
     return fail(PeerErrc::kUnknownPeer, "no peer with id '" + std::string(id) + "'");
   }
   Peer& p = peers_[it->second];
+  const PeerStatus before = status_of(p, now);
   p.failure_score = score_at(p, now) + 1.0;
   p.failure_at = std::max(p.failure_at, now);
   if (p.consecutive_failures < UINT32_MAX) ++p.consecutive_failures;
   // Each failure at or past the threshold (including a failed probe) restarts the cooldown.
   if (p.consecutive_failures >= options_.down_after) p.down_until = now + options_.down_cooldown;
+  report(p, before, now);
   return {};
 }
 
 std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string> required,
-                                          nanoseconds now) const {
+                                          Instant now) const {
   std::vector<PeerView> out;
   if (k == 0 || peers_.empty()) return out;
   std::vector<std::string_view> need(required.begin(), required.end());
@@ -235,16 +252,16 @@ std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string>
   return out;
 }
 
-std::optional<PeerView> PeerManager::peer(std::string_view id, nanoseconds now) const {
+std::optional<PeerView> PeerManager::peer(std::string_view id, Instant now) const {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) return std::nullopt;
   return view(peers_[it->second], now);
 }
 
-PeerStatus PeerManager::status(std::string_view id, nanoseconds now) const {
+PeerStatus PeerManager::status(std::string_view id, Instant now) const {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) return PeerStatus::kDown;
   return status_of(peers_[it->second], now);
 }
 
-}  // namespace keel
+}  // namespace keel::sdk
