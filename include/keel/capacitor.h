@@ -14,12 +14,12 @@
 // Threads: readers (get, state, version, last_error) may call from any thread; get() hands
 // out a shared_ptr<const T> snapshot that stays valid however many reloads follow. The driving
 // calls (notify_changed, reload_due, load, poll) come from one thread at a time: the test, or
-// the ConfigFileWatcher's thread. Change callbacks run on that thread; register them before
+// the ConfigFileWatcher thread. Change callbacks run on that thread; register them before
 // driving starts.
 //
 // The Capacitor itself reads no clock and no file: `now` and the text are handed in, so its
-// state machine and debounce are tested with a ManualClock and a MemorySource. The
-// ConfigFileWatcher (below) is the shell that watches a real file with inotify.
+// state machine and debounce are tested with a ManualClock and a MemorySource. The shell that
+// watches a real file is ConfigFileWatcher (keel/config_file_watcher.h).
 #pragma once
 
 #include <atomic>
@@ -33,7 +33,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -86,19 +85,6 @@ class MemorySource final : public ConfigSource {
   std::mutex mu_;
   std::string text_;
   std::optional<std::string> error_;
-};
-
-// A file, read whole; refuses files larger than max_bytes.
-class FileSource final : public ConfigSource {
- public:
-  explicit FileSource(std::string path, size_t max_bytes = 1 << 20)
-      : path_(std::move(path)), max_bytes_(max_bytes) {}
-  std::expected<std::string, ConfigError> read() override;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  size_t max_bytes_;
 };
 
 // The non-template part of every Capacitor<T>: debounce, state machine, parsing, signals.
@@ -237,37 +223,6 @@ class Capacitor final : public CapacitorCore {
   Snapshot staged_;
   Snapshot previous_;
   std::atomic<Snapshot> live_;
-};
-
-// The runtime shell: watches a file with inotify (its directory, so editors that write a new
-// file and rename it over the old one are seen too) and drives a Capacitor from its own thread.
-// Loads once at start, then after every debounced change. Stops and joins in stop() or the
-// destructor. The Capacitor must outlive the watcher.
-class ConfigFileWatcher {
- public:
-  static std::expected<std::unique_ptr<ConfigFileWatcher>, ConfigError> start(
-      CapacitorCore& target, std::string path, const Clock& clock = SteadyClock::instance());
-  ~ConfigFileWatcher();
-  ConfigFileWatcher(const ConfigFileWatcher&) = delete;
-  ConfigFileWatcher& operator=(const ConfigFileWatcher&) = delete;
-
-  void stop();
-  // Loads performed so far (including the first); for tests and diagnostics.
-  uint64_t loads() const noexcept { return loads_.load(std::memory_order_acquire); }
-
- private:
-  ConfigFileWatcher(CapacitorCore& target, std::string path, const Clock& clock, int inotify_fd,
-                    int stop_fd);
-  void run();
-
-  CapacitorCore& target_;
-  FileSource source_;
-  std::string name_;  // the file's name inside its directory
-  const Clock& clock_;
-  int inotify_fd_;
-  int stop_fd_;
-  std::atomic<uint64_t> loads_{0};
-  std::thread thread_;
 };
 
 }  // namespace keel::sdk

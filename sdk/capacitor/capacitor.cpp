@@ -2,8 +2,6 @@
 
 #include <toml++/toml.h>
 
-#include <cstdio>
-#include <fstream>
 #include <sstream>
 
 namespace keel::sdk {
@@ -135,23 +133,6 @@ std::expected<std::string, ConfigError> MemorySource::read() {
   std::lock_guard lock(mu_);
   if (error_) return fail(ConfigErrc::kRead, *error_);
   return text_;
-}
-
-std::expected<std::string, ConfigError> FileSource::read() {
-  std::ifstream in(path_, std::ios::binary);
-  if (!in) return fail(ConfigErrc::kRead, "cannot open " + path_);
-  std::string out;
-  char buf[16384];
-  while (in) {
-    in.read(buf, sizeof buf);
-    out.append(buf, static_cast<size_t>(in.gcount()));
-    if (out.size() > max_bytes_) {
-      return fail(ConfigErrc::kTooLarge,
-                  path_ + " is larger than " + std::to_string(max_bytes_) + " bytes");
-    }
-  }
-  if (in.bad()) return fail(ConfigErrc::kRead, "error reading " + path_);
-  return out;
 }
 
 // ---- CapacitorCore -------------------------------------------------------------------------

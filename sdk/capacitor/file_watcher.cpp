@@ -9,15 +9,37 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
-#include "keel/capacitor.h"
+#include "keel/config_file_watcher.h"
 
 namespace keel::sdk {
 
 namespace {
+std::unexpected<ConfigError> fail(ConfigErrc code, std::string message) {
+  return std::unexpected(ConfigError{code, std::move(message)});
+}
+
 // Wake up at least this often even without events, so a missed event cannot stall forever.
 constexpr int kMaxWaitMs = 1000;
 }  // namespace
+
+std::expected<std::string, ConfigError> FileSource::read() {
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) return fail(ConfigErrc::kRead, "cannot open " + path_);
+  std::string out;
+  char buf[16384];
+  while (in) {
+    in.read(buf, sizeof buf);
+    out.append(buf, static_cast<size_t>(in.gcount()));
+    if (out.size() > max_bytes_) {
+      return fail(ConfigErrc::kTooLarge,
+                  path_ + " is larger than " + std::to_string(max_bytes_) + " bytes");
+    }
+  }
+  if (in.bad()) return fail(ConfigErrc::kRead, "error reading " + path_);
+  return out;
+}
 
 std::expected<std::unique_ptr<ConfigFileWatcher>, ConfigError> ConfigFileWatcher::start(
     CapacitorCore& target, std::string path, const Clock& clock) {

@@ -1,4 +1,5 @@
 #include "keel/capacitor.h"
+#include "keel/config_file_watcher.h"
 
 #include <gtest/gtest.h>
 
@@ -287,6 +288,31 @@ TEST_F(CapacitorTest, FileWatcherReloadsWhenTheFileChanges) {
   EXPECT_EQ(c.get()->host, "fourth");
   EXPECT_EQ(c.state(), ConfigState::kHealthy);
   (*watcher)->stop();
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(CapacitorTest, FileWatcherStartsEmptyUntilTheFileAppears) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("keel-capacitor-late-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "late.json";
+  auto o = options();
+  o.format = ConfigFormat::kJson;
+  o.debounce = 10ms;
+  Capacitor<ServerConfig> c(o, validate);
+  auto watcher = ConfigFileWatcher::start(c, path.string());
+  ASSERT_TRUE(watcher.has_value());
+  ASSERT_TRUE(wait_until([&] { return c.state() == ConfigState::kEmpty; }));
+  EXPECT_EQ(c.get(), nullptr);
+  EXPECT_EQ(c.last_error()->code, ConfigErrc::kRead);
+  write_atomically(path, R"({"host": "late", "port": 3, "tags": []})");
+  ASSERT_TRUE(wait_until([&] { return c.state() == ConfigState::kHealthy; }));
+  EXPECT_EQ(c.get()->host, "late");
+  std::filesystem::remove(path);  // deleted: keep the last good value
+  ASSERT_TRUE(wait_until([&] { return c.state() == ConfigState::kDegraded; }));
+  EXPECT_EQ(c.get()->host, "late");
+  watcher->reset();  // stops and joins
   std::filesystem::remove_all(dir);
 }
 

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "keel/capacitor.h"
+#include "keel/config_file_watcher.h"
 #include "keel/epoch_cache.h"
 #include "keel/peers.h"
 #include "keel/signal_metrics.h"
