@@ -37,7 +37,9 @@ struct PeerSpec {
   std::string id;    // unique, non-empty (a node id from CLUSTER SHARDS, or "host:port")
   std::string host;  // non-empty
   uint16_t port = 0;  // 1..65535
-  std::vector<std::string> capabilities;  // e.g. "primary", "replica", "read", "write"
+  // e.g. "primary", "replica", "read", "write"; at most kMaxCapabilities distinct names over
+  // the whole peer set (they are kept as a bit mask so select() stays cheap).
+  std::vector<std::string> capabilities;
   // Health as reported by the source. kDown ("failed" in CLUSTER SHARDS) keeps the peer down
   // whatever its call results say until a later update reports it otherwise; kSuspect
   // ("loading") ranks it after healthy peers.
@@ -51,7 +53,13 @@ struct TopologyUpdate {
   std::vector<PeerSpec> peers;
 };
 
-enum class PeerErrc : uint8_t { kInvalidPeer, kDuplicatePeer, kUnknownPeer, kTooManyPeers };
+enum class PeerErrc : uint8_t {
+  kInvalidPeer,
+  kDuplicatePeer,
+  kUnknownPeer,
+  kTooManyPeers,
+  kTooManyCapabilities,
+};
 
 struct PeerError {
   PeerErrc code;
@@ -71,6 +79,8 @@ struct PeerView {
 
 class PeerManager {
  public:
+  static constexpr size_t kMaxCapabilities = 64;
+
   struct Options {
     // Weight of a new latency sample in the EWMA (0 < alpha <= 1).
     double latency_alpha = 0.2;
@@ -131,6 +141,7 @@ class PeerManager {
  private:
   struct Peer {
     PeerSpec spec;  // capabilities sorted and unique
+    uint64_t caps = 0;  // bit i set: has capability_names_[i]
     uint64_t tie = 0;
     bool has_latency = false;
     double latency_ewma_ns = 0;
@@ -149,6 +160,7 @@ class PeerManager {
   Options options_;
   std::vector<Peer> peers_;
   std::unordered_map<std::string, size_t> index_;
+  std::vector<std::string> capability_names_;  // bit index -> name, sorted
   uint64_t version_ = 0;
   bool has_version_ = false;
 };

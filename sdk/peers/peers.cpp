@@ -105,6 +105,17 @@ std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> sp
       return fail(PeerErrc::kDuplicatePeer, "peer id '" + s.id + "' appears twice");
     }
   }
+  std::vector<std::string> names;
+  for (const PeerSpec& s : specs) {
+    names.insert(names.end(), s.capabilities.begin(), s.capabilities.end());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  if (names.size() > kMaxCapabilities) {
+    return fail(PeerErrc::kTooManyCapabilities,
+                "peers name " + std::to_string(names.size()) + " distinct capabilities; at most " +
+                    std::to_string(kMaxCapabilities) + " allowed");
+  }
   std::vector<Peer> next;
   next.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -118,12 +129,18 @@ std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> sp
     auto& caps = p.spec.capabilities;
     std::sort(caps.begin(), caps.end());
     caps.erase(std::unique(caps.begin(), caps.end()), caps.end());
+    p.caps = 0;
+    for (const auto& c : caps) {
+      const auto bit = std::lower_bound(names.begin(), names.end(), c) - names.begin();
+      p.caps |= uint64_t{1} << bit;
+    }
     p.tie = tie_hash(options_.tie_break_seed, p.spec.id);
     if (before) report(p, *before, now);
     next.push_back(std::move(p));
   }
   peers_ = std::move(next);
   index_ = std::move(next_index);
+  capability_names_ = std::move(names);
   return {};
 }
 
@@ -209,9 +226,12 @@ std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string>
                                           Instant now) const {
   std::vector<PeerView> out;
   if (k == 0 || peers_.empty()) return out;
-  std::vector<std::string_view> need(required.begin(), required.end());
-  std::sort(need.begin(), need.end());
-  need.erase(std::unique(need.begin(), need.end()), need.end());
+  uint64_t need = 0;
+  for (const std::string& c : required) {
+    auto it = std::lower_bound(capability_names_.begin(), capability_names_.end(), c);
+    if (it == capability_names_.end() || *it != c) return out;  // no peer has it
+    need |= uint64_t{1} << (it - capability_names_.begin());
+  }
 
   struct Candidate {
     int rank;
@@ -226,15 +246,7 @@ std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string>
   std::vector<Candidate> cands;
   cands.reserve(peers_.size());
   for (const Peer& p : peers_) {
-    const auto& caps = p.spec.capabilities;
-    bool ok = true;
-    for (std::string_view c : need) {
-      if (!std::binary_search(caps.begin(), caps.end(), c, std::less<>{})) {
-        ok = false;
-        break;
-      }
-    }
-    if (!ok) continue;
+    if ((p.caps & need) != need) continue;
     const PeerStatus st = status_of(p, now);
     const double latency = p.has_latency ? p.latency_ewma_ns
                                          : static_cast<double>(options_.initial_latency.count());

@@ -143,6 +143,12 @@ TEST(PeerManager, BadInputIsRefusedAndChangesNothing) {
   EXPECT_NE(r.error().message.find("1..65535"), std::string::npos);
   std::vector<PeerSpec> too_many{spec("1"), spec("2"), spec("3"), spec("4")};
   EXPECT_EQ(m.set_static(too_many).error().code, PeerErrc::kTooManyPeers);
+  PeerSpec greedy = spec("g");
+  for (int i = 0; i < 65; ++i) greedy.capabilities.push_back("cap" + std::to_string(i));
+  std::vector<PeerSpec> too_many_caps{greedy};
+  r = m.set_static(too_many_caps);
+  EXPECT_EQ(r.error().code, PeerErrc::kTooManyCapabilities);
+  EXPECT_NE(r.error().message.find("at most 64"), std::string::npos);
   EXPECT_FALSE(m.apply(TopologyUpdate{5, dup}));
   EXPECT_EQ(m.topology_version(), 0u);  // the refused update did not count
   EXPECT_EQ(m.size(), 1u);
