@@ -132,6 +132,7 @@ class CapacitorCore {
 
  protected:
   // Decode and validate a parsed document into a staged value (kDecode / kInvalid on failure).
+  // An exception thrown by a user decoder or validator is reported as kDecode / kInvalid.
   virtual std::expected<void, ConfigError> stage(const nlohmann::json& doc) = 0;
   // Make the staged value live.
   virtual void commit() = 0;
@@ -173,6 +174,8 @@ class Capacitor final : public CapacitorCore {
   Snapshot get() const noexcept { return live_.load(std::memory_order_acquire); }
 
   // Called after each swap with the previous value (null for the first) and the new one.
+  // Callbacks should not throw; if one does, the exception is swallowed and the remaining
+  // callbacks still run (the new value is live either way).
   void on_change(ChangeCallback cb) { callbacks_.push_back(std::move(cb)); }
 
  private:
@@ -180,17 +183,28 @@ class Capacitor final : public CapacitorCore {
     return [](const nlohmann::json& doc) -> std::expected<T, std::string> {
       try {
         return doc.get<T>();
-      } catch (const nlohmann::json::exception& e) {
+      } catch (const std::exception& e) {  // nlohmann's, or a user from_json's
         return std::unexpected(std::string(e.what()));
       }
     };
   }
 
   std::expected<void, ConfigError> stage(const nlohmann::json& doc) override {
-    auto value = decode_(doc);
+    auto value = [&]() -> std::expected<T, std::string> {
+      try {
+        return decode_(doc);
+      } catch (const std::exception& e) {
+        return std::unexpected(std::string(e.what()));
+      }
+    }();
     if (!value) return std::unexpected(ConfigError{ConfigErrc::kDecode, value.error()});
     if (validate_) {
-      auto problems = validate_(*value);
+      std::vector<std::string> problems;
+      try {
+        problems = validate_(*value);
+      } catch (const std::exception& e) {
+        problems.push_back(std::string("validator threw: ") + e.what());
+      }
       if (!problems.empty()) {
         std::string msg;
         for (const auto& p : problems) {
@@ -212,7 +226,12 @@ class Capacitor final : public CapacitorCore {
   void announce() override {
     Snapshot previous = std::move(previous_);
     Snapshot next = get();
-    for (auto& cb : callbacks_) cb(previous, next);
+    for (auto& cb : callbacks_) {
+      try {
+        cb(previous, next);
+      } catch (...) {
+      }
+    }
   }
 
   void discard() noexcept override { staged_.reset(); }

@@ -53,6 +53,22 @@ struct TopologyUpdate {
   std::vector<PeerSpec> peers;
 };
 
+// One node as a CLUSTER SHARDS reply describes it (the cluster client parses the reply).
+struct ClusterNode {
+  std::string id;
+  std::string endpoint;  // the "endpoint" field (or "ip" when the endpoint is "?")
+  uint16_t port = 0;
+  std::string role;    // "master" or "replica"
+  std::string health;  // "online", "failed" or "loading"
+};
+
+// A topology snapshot from CLUSTER SHARDS nodes. A master gets the capabilities "primary",
+// "read" and "write"; a replica "replica" and "read". Health "failed" reports the peer down,
+// "loading" (or anything unknown) suspect. A node listed more than once (in several shards)
+// becomes one peer with the union of its capabilities and the worst reported health.
+TopologyUpdate topology_from_cluster_nodes(uint64_t version,
+                                           const std::vector<ClusterNode>& nodes);
+
 enum class PeerErrc : uint8_t {
   kInvalidPeer,
   kDuplicatePeer,

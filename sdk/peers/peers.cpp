@@ -55,6 +55,33 @@ std::string_view peer_status_name(PeerStatus s) {
   return "unknown";
 }
 
+TopologyUpdate topology_from_cluster_nodes(uint64_t version,
+                                           const std::vector<ClusterNode>& nodes) {
+  TopologyUpdate out;
+  out.version = version;
+  std::unordered_map<std::string, size_t> at;
+  for (const ClusterNode& n : nodes) {
+    std::vector<std::string> caps;
+    if (n.role == "master") {
+      caps = {"primary", "read", "write"};
+    } else if (n.role == "replica" || n.role == "slave") {
+      caps = {"replica", "read"};
+    }
+    const PeerStatus reported = n.health == "online"   ? PeerStatus::kUp
+                                : n.health == "failed" ? PeerStatus::kDown
+                                                       : PeerStatus::kSuspect;
+    auto [it, fresh] = at.emplace(n.id, out.peers.size());
+    if (fresh) {
+      out.peers.push_back(PeerSpec{n.id, n.endpoint, n.port, std::move(caps), reported});
+      continue;
+    }
+    PeerSpec& p = out.peers[it->second];
+    p.capabilities.insert(p.capabilities.end(), caps.begin(), caps.end());
+    if (static_cast<int>(reported) > static_cast<int>(p.reported)) p.reported = reported;
+  }
+  return out;  // PeerManager::apply validates it (empty ids, port 0, ...)
+}
+
 PeerManager::PeerManager() : PeerManager(Options{}) {}
 
 PeerManager::PeerManager(Options options) : options_(options) {

@@ -191,6 +191,31 @@ TEST_F(CapacitorTest, JsonFormatAndBounds) {
   EXPECT_EQ(c.get()->host, "j");
 }
 
+TEST_F(CapacitorTest, ThrowingUserCodeIsAnErrorNotACrash) {
+  Capacitor<ServerConfig> c(
+      options(),
+      [](const nlohmann::json& doc) -> std::expected<ServerConfig, std::string> {
+        if (doc.contains("boom")) throw std::runtime_error("decoder exploded");
+        return doc.get<ServerConfig>();
+      },
+      [](const ServerConfig& v) -> std::vector<std::string> {
+        if (v.port == 13) throw std::runtime_error("unlucky");
+        return {};
+      });
+  int calls = 0;
+  c.on_change([&](const auto&, const auto&) { throw std::runtime_error("callback"); });
+  c.on_change([&](const auto&, const auto&) { ++calls; });
+  EXPECT_EQ(c.load(toml("a", 1), at(0ms)).outcome, CapacitorCore::Outcome::kApplied);
+  EXPECT_EQ(calls, 1);  // the second callback ran although the first threw
+  auto r = c.load(std::string("boom = 1\n"), at(1ms));
+  EXPECT_EQ(r.error->code, ConfigErrc::kDecode);
+  EXPECT_EQ(r.error->message, "decoder exploded");
+  r = c.load(toml("a", 13), at(2ms));
+  EXPECT_EQ(r.error->code, ConfigErrc::kInvalid);
+  EXPECT_EQ(r.error->message, "validator threw: unlucky");
+  EXPECT_EQ(c.get()->port, 1);
+}
+
 TEST(ConfigText, TomlBecomesJson) {
   auto doc = parse_config_text(
       "a = 1\nb = 2.5\nc = true\nd = 1979-05-27\n[t]\nx = [\"p\", \"q\"]\n", ConfigFormat::kToml,

@@ -124,6 +124,27 @@ TEST(PeerManager, TopologyUpdateKeepsStatsDropsLeaversIgnoresOldVersions) {
   EXPECT_EQ(ids(m.select(2, T(0s))), (std::vector<std::string>{"c"}));
 }
 
+TEST(PeerManager, TopologyFromClusterShards) {
+  std::vector<ClusterNode> nodes{
+      {"m1", "10.0.0.1", 6380, "master", "online"},
+      {"r1", "10.0.0.2", 6380, "replica", "online"},
+      {"r2", "10.0.0.3", 6380, "replica", "loading"},
+      {"r3", "10.0.0.4", 6380, "replica", "failed"},
+      {"m1", "10.0.0.1", 6380, "master", "online"},  // listed again in a second shard
+  };
+  const TopologyUpdate t = topology_from_cluster_nodes(7, nodes);
+  ASSERT_EQ(t.peers.size(), 4u);
+  PeerManager m;
+  ASSERT_TRUE(*m.apply(t));
+  EXPECT_EQ(m.topology_version(), 7u);
+  std::vector<std::string> write{"write"}, read{"read"};
+  EXPECT_EQ(ids(m.select(3, write, T(0s))), (std::vector<std::string>{"m1"}));
+  auto readers = ids(m.select(4, read, T(0s)));
+  ASSERT_EQ(readers.size(), 3u);  // r3 is down
+  EXPECT_EQ(readers.back(), "r2");  // loading: suspect, after the healthy ones
+  EXPECT_EQ(m.status("r3", T(0s)), PeerStatus::kDown);
+}
+
 TEST(PeerManager, BadInputIsRefusedAndChangesNothing) {
   PeerManager::Options o;
   o.max_peers = 3;
