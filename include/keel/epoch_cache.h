@@ -28,7 +28,7 @@
 #include <unordered_map>
 #include <utility>
 
-namespace keel {
+namespace keel::sdk {
 
 enum class EpochPut : uint8_t { kStored, kStale, kOlder };
 
@@ -203,4 +203,4 @@ class EpochCache {
   Stats stats_;
 };
 
-}  // namespace keel
+}  // namespace keel::sdk

@@ -9,7 +9,7 @@
 // enough other peers (and Options::fill_with_down is set), after every non-down peer.
 //
 // This is a pure core: it reads no clock; every call that depends on time takes `now`
-// (monotonic time from an arbitrary origin, as a duration). It is not thread-safe: the owner
+// (keel::sdk::Instant, see clock.h). It is not thread-safe: the owner
 // serialises calls (one event loop, or a mutex around it).
 #pragma once
 
@@ -24,7 +24,10 @@
 #include <unordered_map>
 #include <vector>
 
-namespace keel {
+#include "keel/clock.h"
+#include "keel/signals.h"
+
+namespace keel::sdk {
 
 enum class PeerStatus : uint8_t { kUp, kSuspect, kDown };
 std::string_view peer_status_name(PeerStatus s);
@@ -34,7 +37,9 @@ struct PeerSpec {
   std::string id;    // unique, non-empty (a node id from CLUSTER SHARDS, or "host:port")
   std::string host;  // non-empty
   uint16_t port = 0;  // 1..65535
-  std::vector<std::string> capabilities;  // e.g. "primary", "replica", "read", "write"
+  // e.g. "primary", "replica", "read", "write"; at most kMaxCapabilities distinct names over
+  // the whole peer set (they are kept as a bit mask so select() stays cheap).
+  std::vector<std::string> capabilities;
   // Health as reported by the source. kDown ("failed" in CLUSTER SHARDS) keeps the peer down
   // whatever its call results say until a later update reports it otherwise; kSuspect
   // ("loading") ranks it after healthy peers.
@@ -48,7 +53,29 @@ struct TopologyUpdate {
   std::vector<PeerSpec> peers;
 };
 
-enum class PeerErrc : uint8_t { kInvalidPeer, kDuplicatePeer, kUnknownPeer, kTooManyPeers };
+// One node as a CLUSTER SHARDS reply describes it (the cluster client parses the reply).
+struct ClusterNode {
+  std::string id;
+  std::string endpoint;  // the "endpoint" field (or "ip" when the endpoint is "?")
+  uint16_t port = 0;
+  std::string role;    // "master" or "replica"
+  std::string health;  // "online", "failed" or "loading"
+};
+
+// A topology snapshot from CLUSTER SHARDS nodes. A master gets the capabilities "primary",
+// "read" and "write"; a replica "replica" and "read". Health "failed" reports the peer down,
+// "loading" (or anything unknown) suspect. A node listed more than once (in several shards)
+// becomes one peer with the union of its capabilities and the worst reported health.
+TopologyUpdate topology_from_cluster_nodes(uint64_t version,
+                                           const std::vector<ClusterNode>& nodes);
+
+enum class PeerErrc : uint8_t {
+  kInvalidPeer,
+  kDuplicatePeer,
+  kUnknownPeer,
+  kTooManyPeers,
+  kTooManyCapabilities,
+};
 
 struct PeerError {
   PeerErrc code;
@@ -61,26 +88,28 @@ struct PeerView {
   std::string host;
   uint16_t port = 0;
   PeerStatus status = PeerStatus::kUp;
-  std::chrono::nanoseconds latency_ewma{0};  // Options::initial_latency until the first sample
+  Duration latency_ewma{0};  // Options::initial_latency until the first sample
   double failure_score = 0;  // decayed count of recent failures, as of the `now` asked for
   std::vector<std::string> capabilities;  // sorted, unique
 };
 
 class PeerManager {
  public:
+  static constexpr size_t kMaxCapabilities = 64;
+
   struct Options {
     // Weight of a new latency sample in the EWMA (0 < alpha <= 1).
     double latency_alpha = 0.2;
     // Latency assumed for a peer that has no sample yet.
-    std::chrono::nanoseconds initial_latency = std::chrono::milliseconds(1);
+    Duration initial_latency = std::chrono::milliseconds(1);
     // The failure score halves every failure_half_life.
-    std::chrono::nanoseconds failure_half_life = std::chrono::seconds(10);
+    Duration failure_half_life = std::chrono::seconds(10);
     // Consecutive failures that make a peer suspect, and down.
     uint32_t suspect_after = 1;
     uint32_t down_after = 3;
     // A down peer (by call results, not by report) becomes suspect again after this long, so
     // it gets probed; one success brings it up.
-    std::chrono::nanoseconds down_cooldown = std::chrono::seconds(5);
+    Duration down_cooldown = std::chrono::seconds(5);
     // Each unit of failure score multiplies a peer's expected cost by (1 + failure_penalty).
     double failure_penalty = 1.0;
     // When fewer than k non-down peers qualify, append down ones (last resort, best first).
@@ -90,33 +119,37 @@ class PeerManager {
     uint64_t tie_break_seed = 0;
     // Upper bound on the peer set (bad topology input must not grow memory without bound).
     size_t max_peers = 4096;
+    // Receives PeerStatusChanged when a call result or a topology update changes a peer's
+    // status (a cooldown running out is reported at the next call that sees it). May be null.
+    SignalBus* signals = nullptr;
   };
 
   PeerManager();
   explicit PeerManager(Options options);
 
   // Replace the peer set with a static list. Peers that stay keep their statistics.
-  std::expected<void, PeerError> set_static(std::span<const PeerSpec> peers);
+  std::expected<void, PeerError> set_static(std::span<const PeerSpec> peers,
+                                            Instant now = Instant{});
   // Apply a topology snapshot (see TopologyUpdate). Returns false when it was ignored as old.
-  std::expected<bool, PeerError> apply(const TopologyUpdate& update);
+  std::expected<bool, PeerError> apply(const TopologyUpdate& update, Instant now = Instant{});
 
   // Call results. Unknown ids give kUnknownPeer (the peer may have just left the topology).
   std::expected<void, PeerError> record_success(std::string_view id,
-                                                std::chrono::nanoseconds latency,
-                                                std::chrono::nanoseconds now);
+                                                Duration latency,
+                                                Instant now);
   std::expected<void, PeerError> record_failure(std::string_view id,
-                                                std::chrono::nanoseconds now);
+                                                Instant now);
 
   // The best k peers having every capability in `required`, best first (see the header
   // comment). Returns fewer than k when not enough peers qualify.
   std::vector<PeerView> select(size_t k, std::span<const std::string> required,
-                               std::chrono::nanoseconds now) const;
-  std::vector<PeerView> select(size_t k, std::chrono::nanoseconds now) const {
+                               Instant now) const;
+  std::vector<PeerView> select(size_t k, Instant now) const {
     return select(k, {}, now);
   }
 
-  std::optional<PeerView> peer(std::string_view id, std::chrono::nanoseconds now) const;
-  PeerStatus status(std::string_view id, std::chrono::nanoseconds now) const;  // kDown if unknown
+  std::optional<PeerView> peer(std::string_view id, Instant now) const;
+  PeerStatus status(std::string_view id, Instant now) const;  // kDown if unknown
   size_t size() const { return peers_.size(); }
   uint64_t topology_version() const { return version_; }
   const Options& options() const { return options_; }
@@ -124,25 +157,28 @@ class PeerManager {
  private:
   struct Peer {
     PeerSpec spec;  // capabilities sorted and unique
+    uint64_t caps = 0;  // bit i set: has capability_names_[i]
     uint64_t tie = 0;
     bool has_latency = false;
     double latency_ewma_ns = 0;
     double failure_score = 0;  // as of failure_at
-    std::chrono::nanoseconds failure_at{0};
+    Instant failure_at{};
     uint32_t consecutive_failures = 0;
-    std::chrono::nanoseconds down_until{0};  // meaningful when consecutive >= down_after
+    Instant down_until{};  // meaningful when consecutive >= down_after
   };
 
-  std::expected<void, PeerError> replace(std::span<const PeerSpec> peers);
-  PeerStatus status_of(const Peer& p, std::chrono::nanoseconds now) const;
-  double score_at(const Peer& p, std::chrono::nanoseconds now) const;
-  PeerView view(const Peer& p, std::chrono::nanoseconds now) const;
+  std::expected<void, PeerError> replace(std::span<const PeerSpec> peers, Instant now);
+  void report(const Peer& p, PeerStatus before, Instant now) const;
+  PeerStatus status_of(const Peer& p, Instant now) const;
+  double score_at(const Peer& p, Instant now) const;
+  PeerView view(const Peer& p, Instant now) const;
 
   Options options_;
   std::vector<Peer> peers_;
   std::unordered_map<std::string, size_t> index_;
+  std::vector<std::string> capability_names_;  // bit index -> name, sorted
   uint64_t version_ = 0;
   bool has_version_ = false;
 };
 
-}  // namespace keel
+}  // namespace keel::sdk

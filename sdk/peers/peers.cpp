@@ -8,11 +8,9 @@
 #include <tuple>
 #include <utility>
 
-namespace keel {
+namespace keel::sdk {
 
 namespace {
-
-using std::chrono::nanoseconds;
 
 uint64_t mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -57,6 +55,33 @@ std::string_view peer_status_name(PeerStatus s) {
   return "unknown";
 }
 
+TopologyUpdate topology_from_cluster_nodes(uint64_t version,
+                                           const std::vector<ClusterNode>& nodes) {
+  TopologyUpdate out;
+  out.version = version;
+  std::unordered_map<std::string, size_t> at;
+  for (const ClusterNode& n : nodes) {
+    std::vector<std::string> caps;
+    if (n.role == "master") {
+      caps = {"primary", "read", "write"};
+    } else if (n.role == "replica" || n.role == "slave") {
+      caps = {"replica", "read"};
+    }
+    const PeerStatus reported = n.health == "online"   ? PeerStatus::kUp
+                                : n.health == "failed" ? PeerStatus::kDown
+                                                       : PeerStatus::kSuspect;
+    auto [it, fresh] = at.emplace(n.id, out.peers.size());
+    if (fresh) {
+      out.peers.push_back(PeerSpec{n.id, n.endpoint, n.port, std::move(caps), reported});
+      continue;
+    }
+    PeerSpec& p = out.peers[it->second];
+    p.capabilities.insert(p.capabilities.end(), caps.begin(), caps.end());
+    if (static_cast<int>(reported) > static_cast<int>(p.reported)) p.reported = reported;
+  }
+  return out;  // PeerManager::apply validates it (empty ids, port 0, ...)
+}
+
 PeerManager::PeerManager() : PeerManager(Options{}) {}
 
 PeerManager::PeerManager(Options options) : options_(options) {
@@ -67,19 +92,21 @@ PeerManager::PeerManager(Options options) : options_(options) {
   }
 }
 
-std::expected<void, PeerError> PeerManager::set_static(std::span<const PeerSpec> peers) {
-  return replace(peers);
+std::expected<void, PeerError> PeerManager::set_static(std::span<const PeerSpec> peers,
+                                                       Instant now) {
+  return replace(peers, now);
 }
 
-std::expected<bool, PeerError> PeerManager::apply(const TopologyUpdate& update) {
+std::expected<bool, PeerError> PeerManager::apply(const TopologyUpdate& update, Instant now) {
   if (has_version_ && update.version <= version_) return false;
-  if (auto r = replace(update.peers); !r) return std::unexpected(r.error());
+  if (auto r = replace(update.peers, now); !r) return std::unexpected(r.error());
   version_ = update.version;
   has_version_ = true;
   return true;
 }
 
-std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> specs) {
+std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> specs,
+                                                    Instant now) {
   if (specs.size() > options_.max_peers) {
     return fail(PeerErrc::kTooManyPeers, "topology has " + std::to_string(specs.size()) +
                                              " peers; at most " +
@@ -105,24 +132,54 @@ std::expected<void, PeerError> PeerManager::replace(std::span<const PeerSpec> sp
       return fail(PeerErrc::kDuplicatePeer, "peer id '" + s.id + "' appears twice");
     }
   }
+  std::vector<std::string> names;
+  for (const PeerSpec& s : specs) {
+    names.insert(names.end(), s.capabilities.begin(), s.capabilities.end());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  if (names.size() > kMaxCapabilities) {
+    return fail(PeerErrc::kTooManyCapabilities,
+                "peers name " + std::to_string(names.size()) + " distinct capabilities; at most " +
+                    std::to_string(kMaxCapabilities) + " allowed");
+  }
   std::vector<Peer> next;
   next.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     Peer p;
-    if (auto it = index_.find(specs[i].id); it != index_.end()) p = std::move(peers_[it->second]);
+    std::optional<PeerStatus> before;
+    if (auto it = index_.find(specs[i].id); it != index_.end()) {
+      p = std::move(peers_[it->second]);
+      before = status_of(p, now);
+    }
     p.spec = specs[i];
     auto& caps = p.spec.capabilities;
     std::sort(caps.begin(), caps.end());
     caps.erase(std::unique(caps.begin(), caps.end()), caps.end());
+    p.caps = 0;
+    for (const auto& c : caps) {
+      const auto bit = std::lower_bound(names.begin(), names.end(), c) - names.begin();
+      p.caps |= uint64_t{1} << bit;
+    }
     p.tie = tie_hash(options_.tie_break_seed, p.spec.id);
+    if (before) report(p, *before, now);
     next.push_back(std::move(p));
   }
   peers_ = std::move(next);
   index_ = std::move(next_index);
+  capability_names_ = std::move(names);
   return {};
 }
 
-double PeerManager::score_at(const Peer& p, nanoseconds now) const {
+void PeerManager::report(const Peer& p, PeerStatus before, Instant now) const {
+  const PeerStatus after = status_of(p, now);
+  if (after == before) return;
+  emit_signal(options_.signals, [&] {
+    return PeerStatusChanged{p.spec.id, peer_status_name(before), peer_status_name(after), now};
+  });
+}
+
+double PeerManager::score_at(const Peer& p, Instant now) const {
   if (p.failure_score == 0) return 0;
   const auto elapsed = now - p.failure_at;
   if (elapsed.count() <= 0) return p.failure_score;
@@ -131,7 +188,7 @@ double PeerManager::score_at(const Peer& p, nanoseconds now) const {
   return p.failure_score * std::exp2(-halvings);
 }
 
-PeerStatus PeerManager::status_of(const Peer& p, nanoseconds now) const {
+PeerStatus PeerManager::status_of(const Peer& p, Instant now) const {
   if (p.spec.reported == PeerStatus::kDown) return PeerStatus::kDown;
   if (p.consecutive_failures >= options_.down_after) {
     return now < p.down_until ? PeerStatus::kDown : PeerStatus::kSuspect;
@@ -140,13 +197,13 @@ PeerStatus PeerManager::status_of(const Peer& p, nanoseconds now) const {
   return p.spec.reported;
 }
 
-PeerView PeerManager::view(const Peer& p, nanoseconds now) const {
+PeerView PeerManager::view(const Peer& p, Instant now) const {
   PeerView v;
   v.id = p.spec.id;
   v.host = p.spec.host;
   v.port = p.spec.port;
   v.status = status_of(p, now);
-  v.latency_ewma = p.has_latency ? nanoseconds(static_cast<int64_t>(p.latency_ewma_ns))
+  v.latency_ewma = p.has_latency ? Duration(static_cast<int64_t>(p.latency_ewma_ns))
                                  : options_.initial_latency;
   v.failure_score = score_at(p, now);
   v.capabilities = p.spec.capabilities;
@@ -154,12 +211,13 @@ PeerView PeerManager::view(const Peer& p, nanoseconds now) const {
 }
 
 std::expected<void, PeerError> PeerManager::record_success(std::string_view id,
-                                                           nanoseconds latency, nanoseconds now) {
+                                                           Duration latency, Instant now) {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) {
     return fail(PeerErrc::kUnknownPeer, "no peer with id '" + std::string(id) + "'");
   }
   Peer& p = peers_[it->second];
+  const PeerStatus before = status_of(p, now);
   const double sample = static_cast<double>(std::max<int64_t>(latency.count(), 0));
   if (!p.has_latency) {
     p.latency_ewma_ns = sample;
@@ -170,31 +228,37 @@ std::expected<void, PeerError> PeerManager::record_success(std::string_view id,
   p.failure_score = score_at(p, now);
   p.failure_at = std::max(p.failure_at, now);
   p.consecutive_failures = 0;
-  p.down_until = nanoseconds{0};
+  p.down_until = Instant{};
+  report(p, before, now);
   return {};
 }
 
-std::expected<void, PeerError> PeerManager::record_failure(std::string_view id, nanoseconds now) {
+std::expected<void, PeerError> PeerManager::record_failure(std::string_view id, Instant now) {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) {
     return fail(PeerErrc::kUnknownPeer, "no peer with id '" + std::string(id) + "'");
   }
   Peer& p = peers_[it->second];
+  const PeerStatus before = status_of(p, now);
   p.failure_score = score_at(p, now) + 1.0;
   p.failure_at = std::max(p.failure_at, now);
   if (p.consecutive_failures < UINT32_MAX) ++p.consecutive_failures;
   // Each failure at or past the threshold (including a failed probe) restarts the cooldown.
   if (p.consecutive_failures >= options_.down_after) p.down_until = now + options_.down_cooldown;
+  report(p, before, now);
   return {};
 }
 
 std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string> required,
-                                          nanoseconds now) const {
+                                          Instant now) const {
   std::vector<PeerView> out;
   if (k == 0 || peers_.empty()) return out;
-  std::vector<std::string_view> need(required.begin(), required.end());
-  std::sort(need.begin(), need.end());
-  need.erase(std::unique(need.begin(), need.end()), need.end());
+  uint64_t need = 0;
+  for (const std::string& c : required) {
+    auto it = std::lower_bound(capability_names_.begin(), capability_names_.end(), c);
+    if (it == capability_names_.end() || *it != c) return out;  // no peer has it
+    need |= uint64_t{1} << (it - capability_names_.begin());
+  }
 
   struct Candidate {
     int rank;
@@ -209,15 +273,7 @@ std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string>
   std::vector<Candidate> cands;
   cands.reserve(peers_.size());
   for (const Peer& p : peers_) {
-    const auto& caps = p.spec.capabilities;
-    bool ok = true;
-    for (std::string_view c : need) {
-      if (!std::binary_search(caps.begin(), caps.end(), c, std::less<>{})) {
-        ok = false;
-        break;
-      }
-    }
-    if (!ok) continue;
+    if ((p.caps & need) != need) continue;
     const PeerStatus st = status_of(p, now);
     const double latency = p.has_latency ? p.latency_ewma_ns
                                          : static_cast<double>(options_.initial_latency.count());
@@ -235,16 +291,16 @@ std::vector<PeerView> PeerManager::select(size_t k, std::span<const std::string>
   return out;
 }
 
-std::optional<PeerView> PeerManager::peer(std::string_view id, nanoseconds now) const {
+std::optional<PeerView> PeerManager::peer(std::string_view id, Instant now) const {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) return std::nullopt;
   return view(peers_[it->second], now);
 }
 
-PeerStatus PeerManager::status(std::string_view id, nanoseconds now) const {
+PeerStatus PeerManager::status(std::string_view id, Instant now) const {
   auto it = index_.find(std::string(id));
   if (it == index_.end()) return PeerStatus::kDown;
   return status_of(peers_[it->second], now);
 }
 
-}  // namespace keel
+}  // namespace keel::sdk

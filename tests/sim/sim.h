@@ -25,6 +25,7 @@ enum class Scenario {
   kColdStart,             // every replica crashes (mid-write) and all restart together
   kNullStorm,             // differing proposals: forwards lost, many concurrent clients
   kReconfigPartition,     // membership changes while a member is partitioned away
+  kSteady,                // no faults at all: the baseline for the protocol counters
 };
 
 const char* scenario_name(Scenario s);
@@ -63,6 +64,11 @@ struct Options {
   // Test hook: break durability rule R1 (send before the records are durable), to show that
   // the checkers catch the resulting disagreement.
   bool break_durability = false;
+  // Test hook: stalled replicas re-broadcast votes but not proposals.
+  bool break_rebroadcast = false;
+  // Overrides of seed-chosen knobs (-1: chosen by the seed).
+  int64_t propose_delay_ms = -1;
+  int64_t max_batch = -1;
 };
 
 Result run(const Options& opts);

@@ -94,6 +94,8 @@ Replica::Replica(Options opts, const std::vector<Record>& durable)
           if (!cur_.my_proposal) {
             cur_.my_proposal = r->requests;
             cur_.proposals[opts_.self] = r->requests;
+            // Its requests are still pending (the queue itself is volatile).
+            for (const auto& q : r->requests) enqueue(q);
           }
           break;
         case Record::Kind::kState: {
@@ -179,7 +181,10 @@ void Replica::step(const Message& m) {
         }
       }
       if (m.slot < next_slot_) {
-        // The sender lags: answer with the decision (or a snapshot if compacted).
+        // The sender lags: answer with the decision (or a snapshot if compacted). Only a
+        // proposal is answered: a stalled replica re-sends its proposal with its votes, while
+        // STATEs and VOTEs that merely arrive after we decided need no answer.
+        if (m.type != MsgType::kProposal) break;
         Message q;
         q.type = MsgType::kCatchUp;
         q.from = m.from;
@@ -213,6 +218,8 @@ void Replica::step(const Message& m) {
         rec.snapshot = *m.snapshot;
         persist(std::move(rec));
         apply_snapshot(*m.snapshot, /*from_peer=*/true);
+        // The sender may have decided slots after its snapshot: ask for them at once.
+        send(Message{.type = MsgType::kCatchUp, .to = m.from, .slot = next_slot_});
       }
       break;
   }
@@ -229,9 +236,10 @@ void Replica::tick(int64_t now_ms) {
     last_progress_ms_ = now_ms_;
   } else if (!in_flight && now_ms_ - last_catchup_ms_ >= 10 * opts_.rebroadcast_interval_ms &&
              config_.n() > 0) {
-    // Idle: ask one member (round robin by slot) whether we lag behind.
-    NodeId to = config_.members[next_slot_ % config_.n()];
-    if (to == opts_.self) to = config_.members[(next_slot_ + 1) % config_.n()];
+    // Idle: ask one member whether we lag behind, a different one each time (two lagging
+    // replicas must not keep asking only each other).
+    NodeId to = config_.members[idle_probe_++ % config_.n()];
+    if (to == opts_.self) to = config_.members[idle_probe_++ % config_.n()];
     if (to != opts_.self) request_catchup(to);
   }
   progress();
@@ -303,9 +311,11 @@ bool Replica::progress_once() {
   if (auto it = future_decisions_.find(next_slot_); it != future_decisions_.end()) {
     Decision d = std::move(it->second);
     future_decisions_.erase(it);
-    if (cur_.decided) {
-      // Weak-MVC agreement: a transferred decision must match what we decided by vote.
-      KEEL_ASSERT_MSG((*cur_.decided == Bit::k0) == d.null, "decision transfer disagrees");
+    if (cur_.decided && (*cur_.decided == Bit::k0) != d.null) {
+      // Weak-MVC agreement says this cannot happen among correct replicas; a peer that broke
+      // the durability rules can cause it. Report it; the peer's decision is not taken.
+      ++stats_.protocol_violations;
+      return true;
     }
     persist(Record{.kind = Record::Kind::kDecision, .slot = d.slot, .decision = d});
     ++stats_.decided_by_transfer;
@@ -325,7 +335,12 @@ bool Replica::progress_once() {
     return false;
   }
   if (!cur_.my_proposal) {
-    if (queue_.empty() && cur_.proposals.empty()) return false;
+    if (cur_.proposals.empty()) {
+      if (queue_.empty()) return false;
+      if (opts_.propose_delay_ms > 0 &&
+          queue_.begin()->timestamp_ms > now_ms_ - opts_.propose_delay_ms)
+        return false;  // tick() starts the slot once the oldest request is old enough
+    }
     make_proposal();
     return true;
   }
@@ -365,8 +380,14 @@ bool Replica::progress_once() {
     if (b == Bit::k0) ++c0;
     if (b == Bit::k1) ++c1;
   }
-  // Two majorities of STATEs in one phase intersect, so votes never disagree.
-  KEEL_ASSERT_MSG(c0 == 0 || c1 == 0, "conflicting non-? votes in one phase");
+  // Two majorities of STATEs in one phase intersect, so correct replicas never send opposite
+  // non-? votes. Only a peer that broke the durability rules (two different STATEs for one
+  // phase) can; report it and wait (the phase cannot be decided safely).
+  if (c0 > 0 && c1 > 0) {
+    if (!cur_.violation_reported) ++stats_.protocol_violations;
+    cur_.violation_reported = true;
+    return false;
+  }
   const size_t f1 = config_.f() + 1;
   if (c0 >= f1 || c1 >= f1) {
     on_decided_bit(c1 >= f1 ? Bit::k1 : Bit::k0);
@@ -466,7 +487,15 @@ std::optional<std::vector<Request>> Replica::majority_proposal() const {
 void Replica::make_proposal() {
   KEEL_ASSERT(!cur_.my_proposal);
   std::vector<Request> batch;
-  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < opts_.max_batch; ++it)
+  int64_t cutoff = INT64_MAX;
+  if (opts_.propose_delay_ms > 0) {
+    cutoff = now_ms_ - opts_.propose_delay_ms;
+    for (auto& [_, p] : cur_.proposals)
+      for (auto& r : p) cutoff = std::max(cutoff, r.timestamp_ms);
+  }
+  // The queue is ordered by timestamp first, so the eligible requests are a prefix.
+  for (auto it = queue_.begin();
+       it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it)
     batch.push_back(*it);
   cur_.my_proposal = batch;
   cur_.proposals[opts_.self] = batch;
@@ -546,7 +575,8 @@ void Replica::apply_snapshot(const Snapshot& s, bool from_peer) {
 void Replica::rebroadcast() {
   ++stats_.rebroadcasts;
   if (is_member() && cur_.my_proposal) {
-    broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
+    if (!opts_.testing_votes_only_rebroadcast)
+      broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
     for (auto& [p, ps] : cur_.phases) {
       if (ps.my_state)
         broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});

@@ -50,9 +50,16 @@ struct Options {
   size_t max_pending = 10'000;       // pending queue bound; propose() refuses beyond it
   size_t max_request_bytes = 1 << 20;
   int64_t rebroadcast_interval_ms = 50;  // a stalled replica re-sends its slot messages
+  // 0: propose the queue head at once. > 0: start a slot only with requests at least this old
+  // (by their timestamps), so forwards reach every replica first and batches match; a replica
+  // joining a slot includes everything up to the newest request in its peers' proposals.
+  int64_t propose_delay_ms = 0;
   size_t catchup_batch = 64;             // decisions per kDecided answer
   size_t future_window = 4;              // slots ahead whose messages are buffered
   size_t log_retain = 4096;              // decided entries kept in memory to answer catch-up
+  // Fault injection for the simulator only: re-broadcast votes but not the proposal (the
+  // production bug in Rabia's history). Never set outside tests.
+  bool testing_votes_only_rebroadcast = false;
 };
 
 struct Ready {
@@ -78,6 +85,7 @@ struct Stats {
   uint64_t duplicates_dropped = 0;
   uint64_t snapshots_sent = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t protocol_violations = 0;  // peers that broke the protocol (e.g. durability rules)
 };
 
 // The common coin: a deterministic function of (cluster id, epoch, slot, phase).
@@ -141,6 +149,7 @@ class Replica {
     bool state_sent = false;  // my STATE for `phase` sent
     bool vote_sent = false;   // my VOTE for `phase` sent
     std::optional<Bit> decided;
+    bool violation_reported = false;
   };
 
   void replay(const Record& r);
@@ -179,6 +188,7 @@ class Replica {
   int64_t last_ts_ms_ = 0;
   int64_t last_progress_ms_ = 0;
   int64_t last_catchup_ms_ = -1'000'000;
+  uint64_t idle_probe_ = 0;  // round robin over members for idle catch-up probes
   Ready out_;
   bool outstanding_ = false;  // a Ready was taken and not advanced
   Stats stats_;

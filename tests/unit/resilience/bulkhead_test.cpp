@@ -2,6 +2,7 @@
 #include "keel/resilience/fallback.h"
 #include "keel/resilience/hedge.h"
 #include "keel/resilience/timeout.h"
+#include "keel/resilience/waiting_bulkhead.h"
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
@@ -215,6 +216,48 @@ TEST(Hedge, AdaptiveDelayFollowsThePercentileAndBudgetLimitsHedges) {
   EXPECT_TRUE((*h)->decide(s, s + 90ms, 0, false).fire);
   EXPECT_FALSE((*h)->decide(s + 1s, s + 2s, 0, false).fire);  // budget spent
   EXPECT_FALSE(HedgePolicy::create({.max_hedges = 0}));
+}
+
+}  // namespace
+}  // namespace keel::resilience
+
+namespace keel::resilience {
+namespace {
+
+TEST(Signals, TimeoutAndHedgeEmit) {
+  sdk::SignalBus bus;
+  auto rec = std::make_shared<sdk::SignalRecorder>();
+  bus.subscribe(rec);
+  sdk::ManualClock clock;
+  auto t = Timeout::create("db", 10ms, &bus);
+  ASSERT_TRUE(t);
+  auto r = timeout_call(*t, clock, [&](Instant) -> Result<int> {
+    clock.advance(20ms);
+    return 1;
+  });
+  EXPECT_FALSE(r);
+  auto h = HedgePolicy::create({.name = "search", .delay = 5ms, .signals = &bus});
+  ASSERT_TRUE(h);
+  EXPECT_TRUE((*h)->decide(Instant{}, Instant{} + 5ms, 0, false).fire);
+  EXPECT_EQ(rec->lines(), (std::vector<std::string>{"timeout_expired db timeout=10000000ns",
+                                                    "hedge_fired search copy=1 after=5000000ns"}));
+}
+
+TEST(RetryBudgetConcurrency, TwoThreadsNeverWithdrawMoreThanDeposited) {
+  RetryBudget budget({.ratio = 0.25, .initial_tokens = 3, .max_tokens = 1e6});
+  std::atomic<uint64_t> granted{0};
+  auto work = [&] {
+    for (int i = 0; i < 20000; ++i) {
+      budget.on_request();
+      if (budget.try_withdraw()) granted++;
+      if (budget.try_withdraw()) granted++;
+    }
+  };
+  std::thread a(work), b(work);
+  a.join();
+  b.join();
+  EXPECT_LE(static_cast<double>(granted.load()), 3 + 0.25 * 40000);
+  EXPECT_GE(static_cast<double>(granted.load()), 0.25 * 40000 - 1);  // and it does grant what it holds
 }
 
 }  // namespace

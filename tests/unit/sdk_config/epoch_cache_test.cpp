@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace keel {
+namespace keel::sdk {
 namespace {
 
 using Cache = EpochCache<std::string, std::string>;
@@ -215,4 +215,4 @@ RC_GTEST_PROP(EpochCacheProps, NeverServesAValueOlderThanAKnownInvalidation, ())
 }
 
 }  // namespace
-}  // namespace keel
+}  // namespace keel::sdk

@@ -8,16 +8,17 @@
 #include <string>
 #include <vector>
 
-namespace keel {
+namespace keel::sdk {
 namespace {
 
 using namespace std::chrono_literals;
-using std::chrono::nanoseconds;
 
 PeerSpec spec(std::string id, std::vector<std::string> caps = {},
               PeerStatus reported = PeerStatus::kUp) {
   return PeerSpec{id, "10.0.0.1", 6380, std::move(caps), reported};
 }
+
+Instant T(Duration d) { return Instant(d); }
 
 std::vector<std::string> ids(const std::vector<PeerView>& v) {
   std::vector<std::string> out;
@@ -29,17 +30,17 @@ TEST(PeerManager, PrefersLowerLatencyAndTracksEwma) {
   PeerManager m;
   std::vector<PeerSpec> peers{spec("a"), spec("b"), spec("c")};
   ASSERT_TRUE(m.set_static(peers));
-  ASSERT_TRUE(m.record_success("a", 5ms, 0ns));
-  ASSERT_TRUE(m.record_success("b", 2ms, 0ns));
-  ASSERT_TRUE(m.record_success("c", 9ms, 0ns));
-  EXPECT_EQ(ids(m.select(3, 0ns)), (std::vector<std::string>{"b", "a", "c"}));
-  EXPECT_EQ(ids(m.select(1, 0ns)), (std::vector<std::string>{"b"}));
+  ASSERT_TRUE(m.record_success("a", 5ms, T(0ns)));
+  ASSERT_TRUE(m.record_success("b", 2ms, T(0ns)));
+  ASSERT_TRUE(m.record_success("c", 9ms, T(0ns)));
+  EXPECT_EQ(ids(m.select(3, T(0ns))), (std::vector<std::string>{"b", "a", "c"}));
+  EXPECT_EQ(ids(m.select(1, T(0ns))), (std::vector<std::string>{"b"}));
   // EWMA with alpha 0.2: 2ms then 12ms -> 4ms.
-  ASSERT_TRUE(m.record_success("b", 12ms, 1ns));
-  EXPECT_EQ(m.peer("b", 1ns)->latency_ewma, 4ms);
-  EXPECT_EQ(ids(m.select(1, 1ns)), (std::vector<std::string>{"b"}));
-  ASSERT_TRUE(m.record_success("b", 12ms, 2ns));  // 4 + 0.2 * 8 = 5.6ms > a's 5ms
-  EXPECT_EQ(ids(m.select(1, 2ns)), (std::vector<std::string>{"a"}));
+  ASSERT_TRUE(m.record_success("b", 12ms, T(1ns)));
+  EXPECT_EQ(m.peer("b", T(1ns))->latency_ewma, 4ms);
+  EXPECT_EQ(ids(m.select(1, T(1ns))), (std::vector<std::string>{"b"}));
+  ASSERT_TRUE(m.record_success("b", 12ms, T(2ns)));  // 4 + 0.2 * 8 = 5.6ms > a's 5ms
+  EXPECT_EQ(ids(m.select(1, T(2ns))), (std::vector<std::string>{"a"}));
 }
 
 TEST(PeerManager, FailuresMakeSuspectThenDownThenProbeAfterCooldown) {
@@ -50,20 +51,20 @@ TEST(PeerManager, FailuresMakeSuspectThenDownThenProbeAfterCooldown) {
   PeerManager m(o);
   std::vector<PeerSpec> peers{spec("a"), spec("b")};
   ASSERT_TRUE(m.set_static(peers));
-  EXPECT_EQ(m.status("a", 0s), PeerStatus::kUp);
-  ASSERT_TRUE(m.record_failure("a", 1s));
-  EXPECT_EQ(m.status("a", 1s), PeerStatus::kSuspect);
-  EXPECT_EQ(ids(m.select(2, 1s)), (std::vector<std::string>{"b", "a"}));
-  ASSERT_TRUE(m.record_failure("a", 2s));
-  ASSERT_TRUE(m.record_failure("a", 3s));
-  EXPECT_EQ(m.status("a", 3s), PeerStatus::kDown);
-  EXPECT_EQ(ids(m.select(2, 3s)), (std::vector<std::string>{"b"}));
-  EXPECT_EQ(m.status("a", 8s - 1ns), PeerStatus::kDown);
-  EXPECT_EQ(m.status("a", 8s), PeerStatus::kSuspect);  // cooldown over: probe it
-  ASSERT_TRUE(m.record_failure("a", 8s));                // failed probe: down again
-  EXPECT_EQ(m.status("a", 12s), PeerStatus::kDown);
-  ASSERT_TRUE(m.record_success("a", 1ms, 13s));
-  EXPECT_EQ(m.status("a", 13s), PeerStatus::kUp);
+  EXPECT_EQ(m.status("a", T(0s)), PeerStatus::kUp);
+  ASSERT_TRUE(m.record_failure("a", T(1s)));
+  EXPECT_EQ(m.status("a", T(1s)), PeerStatus::kSuspect);
+  EXPECT_EQ(ids(m.select(2, T(1s))), (std::vector<std::string>{"b", "a"}));
+  ASSERT_TRUE(m.record_failure("a", T(2s)));
+  ASSERT_TRUE(m.record_failure("a", T(3s)));
+  EXPECT_EQ(m.status("a", T(3s)), PeerStatus::kDown);
+  EXPECT_EQ(ids(m.select(2, T(3s))), (std::vector<std::string>{"b"}));
+  EXPECT_EQ(m.status("a", T(8s - 1ns)), PeerStatus::kDown);
+  EXPECT_EQ(m.status("a", T(8s)), PeerStatus::kSuspect);  // cooldown over: probe it
+  ASSERT_TRUE(m.record_failure("a", T(8s)));                // failed probe: down again
+  EXPECT_EQ(m.status("a", T(12s)), PeerStatus::kDown);
+  ASSERT_TRUE(m.record_success("a", 1ms, T(13s)));
+  EXPECT_EQ(m.status("a", T(13s)), PeerStatus::kUp);
 }
 
 TEST(PeerManager, FailureScoreDecaysByHalfLife) {
@@ -74,15 +75,15 @@ TEST(PeerManager, FailureScoreDecaysByHalfLife) {
   PeerManager m(o);
   std::vector<PeerSpec> peers{spec("a"), spec("b")};
   ASSERT_TRUE(m.set_static(peers));
-  ASSERT_TRUE(m.record_failure("a", 0s));
-  ASSERT_TRUE(m.record_failure("a", 0s));
-  EXPECT_DOUBLE_EQ(m.peer("a", 0s)->failure_score, 2.0);
-  EXPECT_DOUBLE_EQ(m.peer("a", 10s)->failure_score, 1.0);
-  EXPECT_DOUBLE_EQ(m.peer("a", 30s)->failure_score, 0.25);
+  ASSERT_TRUE(m.record_failure("a", T(0s)));
+  ASSERT_TRUE(m.record_failure("a", T(0s)));
+  EXPECT_DOUBLE_EQ(m.peer("a", T(0s))->failure_score, 2.0);
+  EXPECT_DOUBLE_EQ(m.peer("a", T(10s))->failure_score, 1.0);
+  EXPECT_DOUBLE_EQ(m.peer("a", T(30s))->failure_score, 0.25);
   // Same latency, so the failing peer ranks last until its score has decayed away.
-  ASSERT_TRUE(m.record_success("a", 1ms, 30s));
-  ASSERT_TRUE(m.record_success("b", 1ms, 30s));
-  EXPECT_EQ(ids(m.select(2, 30s)), (std::vector<std::string>{"b", "a"}));
+  ASSERT_TRUE(m.record_success("a", 1ms, T(30s)));
+  ASSERT_TRUE(m.record_success("b", 1ms, T(30s)));
+  EXPECT_EQ(ids(m.select(2, T(30s))), (std::vector<std::string>{"b", "a"}));
 }
 
 TEST(PeerManager, CapabilitiesFilter) {
@@ -90,37 +91,58 @@ TEST(PeerManager, CapabilitiesFilter) {
   std::vector<PeerSpec> peers{spec("p1", {"primary", "write", "read"}),
                               spec("r1", {"replica", "read"}), spec("r2", {"read", "replica"})};
   ASSERT_TRUE(m.set_static(peers));
-  ASSERT_TRUE(m.record_success("p1", 1ms, 0s));
-  ASSERT_TRUE(m.record_success("r1", 3ms, 0s));
-  ASSERT_TRUE(m.record_success("r2", 2ms, 0s));
+  ASSERT_TRUE(m.record_success("p1", 1ms, T(0s)));
+  ASSERT_TRUE(m.record_success("r1", 3ms, T(0s)));
+  ASSERT_TRUE(m.record_success("r2", 2ms, T(0s)));
   std::vector<std::string> write{"write"};
-  EXPECT_EQ(ids(m.select(3, write, 0s)), (std::vector<std::string>{"p1"}));
+  EXPECT_EQ(ids(m.select(3, write, T(0s))), (std::vector<std::string>{"p1"}));
   std::vector<std::string> replica_read{"read", "replica"};
-  EXPECT_EQ(ids(m.select(3, replica_read, 0s)), (std::vector<std::string>{"r2", "r1"}));
+  EXPECT_EQ(ids(m.select(3, replica_read, T(0s))), (std::vector<std::string>{"r2", "r1"}));
   std::vector<std::string> none{"gpu"};
-  EXPECT_TRUE(m.select(3, none, 0s).empty());
+  EXPECT_TRUE(m.select(3, none, T(0s)).empty());
 }
 
 TEST(PeerManager, TopologyUpdateKeepsStatsDropsLeaversIgnoresOldVersions) {
   PeerManager m;
   ASSERT_TRUE(*m.apply(TopologyUpdate{1, {spec("a"), spec("b")}}));
-  ASSERT_TRUE(m.record_success("a", 7ms, 0s));
+  ASSERT_TRUE(m.record_success("a", 7ms, T(0s)));
   ASSERT_TRUE(*m.apply(TopologyUpdate{2, {spec("a"), spec("c")}}));
   EXPECT_EQ(m.size(), 2u);
-  EXPECT_EQ(m.peer("a", 0s)->latency_ewma, 7ms);  // kept
-  EXPECT_FALSE(m.peer("b", 0s).has_value());      // left
-  auto r = m.record_success("b", 1ms, 0s);
+  EXPECT_EQ(m.peer("a", T(0s))->latency_ewma, 7ms);  // kept
+  EXPECT_FALSE(m.peer("b", T(0s)).has_value());      // left
+  auto r = m.record_success("b", 1ms, T(0s));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, PeerErrc::kUnknownPeer);
   EXPECT_FALSE(*m.apply(TopologyUpdate{2, {spec("z")}}));  // not newer: ignored
   EXPECT_FALSE(*m.apply(TopologyUpdate{1, {spec("z")}}));
-  EXPECT_TRUE(m.peer("c", 0s).has_value());
+  EXPECT_TRUE(m.peer("c", T(0s)).has_value());
   EXPECT_EQ(m.topology_version(), 2u);
   // A peer the topology reports as failed stays down whatever the call results say.
   ASSERT_TRUE(*m.apply(TopologyUpdate{3, {spec("a", {}, PeerStatus::kDown), spec("c")}}));
-  ASSERT_TRUE(m.record_success("a", 1ns, 0s));
-  EXPECT_EQ(m.status("a", 0s), PeerStatus::kDown);
-  EXPECT_EQ(ids(m.select(2, 0s)), (std::vector<std::string>{"c"}));
+  ASSERT_TRUE(m.record_success("a", 1ns, T(0s)));
+  EXPECT_EQ(m.status("a", T(0s)), PeerStatus::kDown);
+  EXPECT_EQ(ids(m.select(2, T(0s))), (std::vector<std::string>{"c"}));
+}
+
+TEST(PeerManager, TopologyFromClusterShards) {
+  std::vector<ClusterNode> nodes{
+      {"m1", "10.0.0.1", 6380, "master", "online"},
+      {"r1", "10.0.0.2", 6380, "replica", "online"},
+      {"r2", "10.0.0.3", 6380, "replica", "loading"},
+      {"r3", "10.0.0.4", 6380, "replica", "failed"},
+      {"m1", "10.0.0.1", 6380, "master", "online"},  // listed again in a second shard
+  };
+  const TopologyUpdate t = topology_from_cluster_nodes(7, nodes);
+  ASSERT_EQ(t.peers.size(), 4u);
+  PeerManager m;
+  ASSERT_TRUE(*m.apply(t));
+  EXPECT_EQ(m.topology_version(), 7u);
+  std::vector<std::string> write{"write"}, read{"read"};
+  EXPECT_EQ(ids(m.select(3, write, T(0s))), (std::vector<std::string>{"m1"}));
+  auto readers = ids(m.select(4, read, T(0s)));
+  ASSERT_EQ(readers.size(), 3u);  // r3 is down
+  EXPECT_EQ(readers.back(), "r2");  // loading: suspect, after the healthy ones
+  EXPECT_EQ(m.status("r3", T(0s)), PeerStatus::kDown);
 }
 
 TEST(PeerManager, BadInputIsRefusedAndChangesNothing) {
@@ -142,10 +164,16 @@ TEST(PeerManager, BadInputIsRefusedAndChangesNothing) {
   EXPECT_NE(r.error().message.find("1..65535"), std::string::npos);
   std::vector<PeerSpec> too_many{spec("1"), spec("2"), spec("3"), spec("4")};
   EXPECT_EQ(m.set_static(too_many).error().code, PeerErrc::kTooManyPeers);
+  PeerSpec greedy = spec("g");
+  for (int i = 0; i < 65; ++i) greedy.capabilities.push_back("cap" + std::to_string(i));
+  std::vector<PeerSpec> too_many_caps{greedy};
+  r = m.set_static(too_many_caps);
+  EXPECT_EQ(r.error().code, PeerErrc::kTooManyCapabilities);
+  EXPECT_NE(r.error().message.find("at most 64"), std::string::npos);
   EXPECT_FALSE(m.apply(TopologyUpdate{5, dup}));
   EXPECT_EQ(m.topology_version(), 0u);  // the refused update did not count
   EXPECT_EQ(m.size(), 1u);
-  EXPECT_TRUE(m.peer("a", 0s).has_value());
+  EXPECT_TRUE(m.peer("a", T(0s)).has_value());
 }
 
 TEST(PeerManager, FillWithDownOnlyWhenShort) {
@@ -156,13 +184,35 @@ TEST(PeerManager, FillWithDownOnlyWhenShort) {
   PeerManager m(o);
   std::vector<PeerSpec> peers{spec("a"), spec("b"), spec("c")};
   ASSERT_TRUE(m.set_static(peers));
-  ASSERT_TRUE(m.record_failure("a", 0s));
-  EXPECT_EQ(ids(m.select(2, 0s)).size(), 2u);
-  for (const auto& p : m.select(2, 0s)) EXPECT_NE(p.id, "a");
-  auto all = m.select(3, 0s);
+  ASSERT_TRUE(m.record_failure("a", T(0s)));
+  EXPECT_EQ(ids(m.select(2, T(0s))).size(), 2u);
+  for (const auto& p : m.select(2, T(0s))) EXPECT_NE(p.id, "a");
+  auto all = m.select(3, T(0s));
   ASSERT_EQ(all.size(), 3u);
   EXPECT_EQ(all.back().id, "a");
   EXPECT_EQ(all.back().status, PeerStatus::kDown);
+}
+
+TEST(PeerManager, EmitsStatusChanges) {
+  SignalBus bus;
+  auto rec = std::make_shared<SignalRecorder>();
+  bus.subscribe(rec);
+  PeerManager::Options o;
+  o.down_after = 2;
+  o.signals = &bus;
+  PeerManager m(o);
+  std::vector<PeerSpec> peers{spec("a")};
+  ASSERT_TRUE(m.set_static(peers));
+  ASSERT_TRUE(m.record_failure("a", T(0s)));  // up -> suspect
+  ASSERT_TRUE(m.record_failure("a", T(0s)));  // suspect -> down
+  ASSERT_TRUE(m.record_failure("a", T(0s)));  // still down: no event
+  ASSERT_TRUE(m.record_success("a", 1ms, T(1s)));  // down -> up
+  ASSERT_TRUE(*m.apply(TopologyUpdate{1, {spec("a", {}, PeerStatus::kDown)}}, T(2s)));
+  EXPECT_EQ(rec->count("peer_status_changed"), 4u);
+  const auto lines = rec->lines();
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_NE(lines[1].find("suspect"), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find("down"), std::string::npos) << lines[1];
 }
 
 // ---- properties ----------------------------------------------------------------------------
@@ -213,8 +263,8 @@ rc::Gen<Scenario> scenario_gen() {
   });
 }
 
-nanoseconds run(PeerManager& m, const Scenario& s) {
-  nanoseconds now{0};
+Instant run(PeerManager& m, const Scenario& s) {
+  Instant now{};
   for (const auto& op : s.ops) {
     const auto& id = s.peers[op.peer].id;
     if (op.kind == 0) {
@@ -238,7 +288,7 @@ RC_GTEST_PROP(PeerManagerProps, NeverDownWhileEnoughHealthyAndRespectsCapabiliti
   const Scenario s = *scenario_gen();
   PeerManager m(s.options);
   RC_ASSERT(m.set_static(s.peers).has_value());
-  const nanoseconds now = run(m, s);
+  const Instant now = run(m, s);
   const auto chosen = m.select(s.k, s.required, now);
 
   size_t capable_live = 0, capable = 0;
@@ -282,11 +332,11 @@ RC_GTEST_PROP(PeerManagerProps, DeterministicWhateverTheInputOrder, ()) {
   std::vector<PeerSpec> reversed(s.peers.rbegin(), s.peers.rend());
   RC_ASSERT(a.set_static(s.peers).has_value());
   RC_ASSERT(b.set_static(reversed).has_value());
-  const nanoseconds now = run(a, s);
+  const Instant now = run(a, s);
   RC_ASSERT(run(b, s) == now);
   RC_ASSERT(ids(a.select(s.k, s.required, now)) == ids(b.select(s.k, s.required, now)));
   RC_ASSERT(ids(a.select(s.k, s.required, now)) == ids(a.select(s.k, s.required, now)));
 }
 
 }  // namespace
-}  // namespace keel
+}  // namespace keel::sdk
