@@ -1,7 +1,8 @@
 #include "consensus/rabia/replica.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "base/assert.h"
 #include "base/codec.h"
@@ -142,9 +143,9 @@ Status Replica::propose(Request r) {
   }
   if (r.seq == 0) return make_error(Errc::kInvalidArgument, "request seq must be >= 1");
   if (executed(r) || queued_keys_.contains(Key{r.client_id, r.seq}))
-    return make_error(Errc::kAlreadyExists,
-                      fmt::format("request (client {}, seq {}) already executed or pending",
-                                  r.client_id, r.seq));
+    return make_error(
+        Errc::kAlreadyExists,
+        fmt::format("request (client {}, seq {}) already executed or pending", r.client_id, r.seq));
   if (queue_.size() >= opts_.max_pending)
     return make_error(Errc::kLimitExceeded,
                       fmt::format("pending queue full ({} requests)", opts_.max_pending));
@@ -364,14 +365,16 @@ bool Replica::progress_once() {
     if (ps.states.size() < quorum) return false;
     size_t c0 = 0, c1 = 0;
     for (auto& [_, b] : ps.states) (b == Bit::k0 ? c0 : c1)++;
-    Bit vote = c1 >= config_.majority() ? Bit::k1
+    Bit vote = c1 >= config_.majority()   ? Bit::k1
                : c0 >= config_.majority() ? Bit::k0
                                           : Bit::kQuestion;
     ps.my_vote = vote;
     ps.votes[opts_.self] = vote;
     cur_.vote_sent = true;
-    persist(Record{.kind = Record::Kind::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
-    broadcast(Message{.type = MsgType::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
+    persist(
+        Record{.kind = Record::Kind::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
+    broadcast(
+        Message{.type = MsgType::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
     return true;
   }
   if (ps.votes.size() < quorum) return false;
@@ -408,7 +411,8 @@ bool Replica::progress_once() {
   np.states[opts_.self] = next;
   cur_.state_sent = true;
   cur_.vote_sent = false;
-  persist(Record{.kind = Record::Kind::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
+  persist(
+      Record{.kind = Record::Kind::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
   broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
   return true;
 }
@@ -576,12 +580,15 @@ void Replica::rebroadcast() {
   ++stats_.rebroadcasts;
   if (is_member() && cur_.my_proposal) {
     if (!opts_.testing_votes_only_rebroadcast)
-      broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
+      broadcast(
+          Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
     for (auto& [p, ps] : cur_.phases) {
       if (ps.my_state)
-        broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});
+        broadcast(
+            Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});
       if (ps.my_vote)
-        broadcast(Message{.type = MsgType::kVote, .slot = next_slot_, .phase = p, .bit = *ps.my_vote});
+        broadcast(
+            Message{.type = MsgType::kVote, .slot = next_slot_, .phase = p, .bit = *ps.my_vote});
     }
   }
   if (!is_member() && !queue_.empty()) {

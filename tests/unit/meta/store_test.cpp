@@ -156,7 +156,10 @@ TEST(MetaStore, CommandCodecRoundTripsThroughApplyBytes) {
 // ----- property test against a dumb model ---------------------------------------------------
 
 struct Model {
-  struct V { std::string value; uint64_t version; };
+  struct V {
+    std::string value;
+    uint64_t version;
+  };
   std::map<std::pair<std::string, std::string>, V> kv;
   uint64_t revision = 0;
   std::vector<std::tuple<uint64_t, std::string, std::string, bool>> events;  // rev, d, k, del
@@ -171,7 +174,8 @@ RC_GTEST_PROP(MetaStoreModel, AgreesWithAMapModel, ()) {
   Model m;
   const int steps = *rc::gen::inRange(1, 80);
   for (int i = 0; i < steps; ++i) {
-    const std::string d = *dom, k = *key, v = *rc::gen::elementOf(std::vector<std::string>{"1", "2", "x"});
+    const std::string d = *dom, k = *key,
+                      v = *rc::gen::elementOf(std::vector<std::string>{"1", "2", "x"});
     auto mk = std::pair{d, k};
     const bool exists = m.kv.contains(mk);
     const uint64_t ver = exists ? m.kv[mk].version : 0;

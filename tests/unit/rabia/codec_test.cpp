@@ -9,7 +9,8 @@ namespace keel::rabia {
 namespace {
 
 Request req(uint64_t c, uint64_t s, std::string p = "x") {
-  return Request{.client_id = c, .seq = s, .timestamp_ms = -5, .origin = 3, .payload = std::move(p)};
+  return Request{
+      .client_id = c, .seq = s, .timestamp_ms = -5, .origin = 3, .payload = std::move(p)};
 }
 
 std::vector<Message> samples() {
@@ -19,12 +20,18 @@ std::vector<Message> samples() {
                 .app_state = std::string("\0state", 6)};
   return {
       Message{.type = MsgType::kForward, .from = 1, .to = 2, .requests = {req(1, 2)}},
-      Message{.type = MsgType::kProposal, .from = 2, .to = 1, .slot = 1ull << 40,
+      Message{.type = MsgType::kProposal,
+              .from = 2,
+              .to = 1,
+              .slot = 1ull << 40,
               .requests = {req(1, 2), req(3, 4, std::string(1000, 'z'))}},
       Message{.type = MsgType::kProposal, .from = 2, .to = 1, .slot = 0},
       Message{.type = MsgType::kState, .from = 3, .to = 1, .slot = 4, .phase = 2, .bit = Bit::k1},
-      Message{.type = MsgType::kVote, .from = 3, .to = 1, .slot = 4, .phase = 9, .bit = Bit::kQuestion},
-      Message{.type = MsgType::kDecided, .from = 1, .to = 4,
+      Message{
+          .type = MsgType::kVote, .from = 3, .to = 1, .slot = 4, .phase = 9, .bit = Bit::kQuestion},
+      Message{.type = MsgType::kDecided,
+              .from = 1,
+              .to = 4,
               .decisions = {Decision{.slot = 4, .null = true},
                             Decision{.slot = 5, .null = false, .batch = {req(1, 1)}}}},
       Message{.type = MsgType::kCatchUp, .from = 4, .to = 1, .slot = 17},
@@ -45,9 +52,11 @@ TEST(RabiaCodec, RecordsRoundTrip) {
       Record{.kind = Record::Kind::kProposal, .slot = 3, .requests = {req(1, 2)}},
       Record{.kind = Record::Kind::kState, .slot = 3, .phase = 1, .bit = Bit::k0},
       Record{.kind = Record::Kind::kVote, .slot = 3, .phase = 4, .bit = Bit::kQuestion},
-      Record{.kind = Record::Kind::kDecision, .slot = 3,
+      Record{.kind = Record::Kind::kDecision,
+             .slot = 3,
              .decision = Decision{.slot = 3, .null = false, .batch = {req(2, 2)}}},
-      Record{.kind = Record::Kind::kSnapshot, .slot = 8,
+      Record{.kind = Record::Kind::kSnapshot,
+             .slot = 8,
              .snapshot = Snapshot{.next_slot = 8, .config = {.cluster_id = 1, .members = {1}}}},
   };
   for (const auto& r : recs) {

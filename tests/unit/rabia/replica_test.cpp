@@ -36,8 +36,8 @@ TEST(RabiaReplica, ProposeValidatesInput) {
   st = r.propose(Request{.client_id = 1, .seq = 1, .payload = std::string((1 << 20) + 1, 'x')});
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().message.find("exceeds the limit"), std::string::npos);
-  st = r.propose(Request{.client_id = 1, .seq = 1, .kind = Request::Kind::kReconfig,
-                         .payload = std::string(1, '\0')});
+  st = r.propose(Request{
+      .client_id = 1, .seq = 1, .kind = Request::Kind::kReconfig, .payload = std::string(1, '\0')});
   ASSERT_FALSE(st);
   EXPECT_NE(st.error().message.find("members"), std::string::npos);
   ASSERT_TRUE(r.propose(Request{.client_id = 1, .seq = 1, .payload = "a"}));
@@ -71,7 +71,10 @@ TEST(RabiaReplica, PersistsProposalBeforeSendingIt) {
 
 TEST(RabiaReplica, IgnoresMessagesFromNonMembersAndMisaddressed) {
   Replica r(opts(1));
-  r.step(Message{.type = MsgType::kProposal, .from = 9, .to = 1, .slot = 0,
+  r.step(Message{.type = MsgType::kProposal,
+                 .from = 9,
+                 .to = 1,
+                 .slot = 0,
                  .requests = {Request{.client_id = 1, .seq = 1}}});
   // The request is learned (it is a real request), but node 9's proposal does not count:
   // node 1 proposes and waits for n - f = 2 proposals from members.
@@ -91,7 +94,8 @@ TEST(RabiaReplica, CompactOnlyAtTheFirstUndecidedSlot) {
 
 // The core is pure: its sources include no clock, socket, thread, file or random device.
 TEST(RabiaReplica, CoreIncludesNoIoHeaders) {
-  std::regex banned(R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic)[^>]*>)");
+  std::regex banned(
+      R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic)[^>]*>)");
   for (const char* f : {"replica.h", "replica.cpp", "types.h", "codec.h", "codec.cpp"}) {
     std::ifstream in(std::string(KEEL_RABIA_SRC) + "/" + f);
     ASSERT_TRUE(in) << f;
