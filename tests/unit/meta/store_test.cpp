@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <regex>
+#include <sstream>
 
 namespace keel::meta {
 namespace {
@@ -151,6 +154,21 @@ TEST(MetaStore, CommandCodecRoundTripsThroughApplyBytes) {
   ASSERT_TRUE(s2.apply_bytes(b));
   EXPECT_TRUE(s1 == s2);
   for (size_t n = 0; n < b.size(); ++n) EXPECT_FALSE(decode_command(b.substr(0, n)));
+}
+
+// The store is a pure state machine: no clock, thread, file, socket or random device.
+TEST(MetaStore, IncludesNoIoHeaders) {
+  std::regex banned(
+      R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic)[^>]*>)");
+  for (const char* f : {"store.h", "store.cpp"}) {
+    std::ifstream in(std::string(KEEL_META_SRC) + "/" + f);
+    ASSERT_TRUE(in) << f;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    std::smatch m;
+    EXPECT_FALSE(std::regex_search(text, m, banned)) << f << " includes " << m.str();
+  }
 }
 
 // ----- property test against a dumb model ---------------------------------------------------
