@@ -16,7 +16,7 @@ Request req(uint64_t c, uint64_t s, std::string p = "x") {
 std::vector<Message> samples() {
   Snapshot snap{.next_slot = 9,
                 .config = {.cluster_id = 7, .epoch = 2, .members = {1, 2, 5}},
-                .dedup = {{5, 3}, {9, 1}},
+                .dedup = {{5, 3, 8}, {9, 1, 2}},
                 .app_state = std::string("\0state", 6)};
   return {
       Message{.type = MsgType::kForward, .from = 1, .to = 2, .requests = {req(1, 2)}},
