@@ -493,9 +493,12 @@ void Replica::make_proposal() {
   std::vector<Request> batch;
   int64_t cutoff = INT64_MAX;
   if (opts_.propose_delay_ms > 0) {
-    cutoff = now_ms_ - opts_.propose_delay_ms;
+    // Joining a slot a peer started: cut where the peers' proposals end (their clocks decided
+    // what was old enough), so the batches match; otherwise by our own clock.
+    int64_t peers = INT64_MIN;
     for (auto& [_, p] : cur_.proposals)
-      for (auto& r : p) cutoff = std::max(cutoff, r.timestamp_ms);
+      for (auto& r : p) peers = std::max(peers, r.timestamp_ms);
+    cutoff = peers != INT64_MIN ? peers : now_ms_ - opts_.propose_delay_ms;
   }
   // The queue is ordered by timestamp first, so the eligible requests are a prefix.
   for (auto it = queue_.begin();
