@@ -54,8 +54,8 @@ Result<std::vector<Request>> get_requests(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(n, rd.varint());
   if (n > l.max_requests)
     return bad(fmt::format("{} requests exceed the limit of {}", n, l.max_requests));
-  // Each request takes at least 7 bytes: refuse counts the input cannot hold.
-  if (n > rd.remaining() / 7) return bad("request count larger than the input");
+  // Each request takes at least 6 bytes: refuse counts the input cannot hold.
+  if (n > rd.remaining() / 6) return bad("request count larger than the input");
   std::vector<Request> v;
   v.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
