@@ -17,9 +17,9 @@ std::unexpected<Error> bad(std::string what) {
   return make_error(Errc::kInvalidArgument, "meta: " + what);
 }
 
-#define META_TRY(var, expr)                                \
-  auto var##_r = (expr);                                   \
-  if (!var##_r) return std::unexpected(var##_r.error());   \
+#define META_TRY(var, expr)                              \
+  auto var##_r = (expr);                                 \
+  if (!var##_r) return std::unexpected(var##_r.error()); \
   auto var = *var##_r
 
 bool valid_domain(std::string_view d) {
@@ -114,9 +114,11 @@ std::string encode(const Command& c) {
 Result<Command> decode_command(std::string_view in, const Limits& l) {
   Reader r(in);
   META_TRY(ver, r.u8());
-  if (ver != kVersion) return bad(fmt::format("command version {} unsupported (want {})", ver, kVersion));
+  if (ver != kVersion)
+    return bad(fmt::format("command version {} unsupported (want {})", ver, kVersion));
   META_TRY(op, r.u8());
-  if (op < 1 || op > 4) return bad(fmt::format("command op {} unknown (1 put, 2 delete, 3 cas, 4 txn)", op));
+  if (op < 1 || op > 4)
+    return bad(fmt::format("command op {} unknown (1 put, 2 delete, 3 cas, 4 txn)", op));
   Command c;
   c.op = static_cast<Command::Op>(op);
   auto str = [&](size_t max) -> Result<std::string> {
@@ -179,8 +181,8 @@ Result<Command> decode_command(std::string_view in, const Limits& l) {
 
 Status Store::validate(std::string_view domain, std::string_view key) const {
   if (!valid_domain(domain))
-    return bad(fmt::format("domain '{}' invalid (allowed: 1..64 of a-z 0-9 _ -)",
-                           domain.substr(0, 80)));
+    return bad(
+        fmt::format("domain '{}' invalid (allowed: 1..64 of a-z 0-9 _ -)", domain.substr(0, 80)));
   if (key.empty() || key.size() > limits_.max_key_bytes)
     return bad(fmt::format("key of {} bytes (allowed 1..{})", key.size(), limits_.max_key_bytes));
   return {};
@@ -271,7 +273,8 @@ Result<Applied> Store::apply(const Command& c) {
       const Txn& t = c.txn;
       if (t.compares.size() > limits_.max_txn_ops || t.puts.size() > limits_.max_txn_ops ||
           t.deletes.size() > limits_.max_txn_ops)
-        return bad(fmt::format("transaction exceeds {} compares/puts/deletes", limits_.max_txn_ops));
+        return bad(
+            fmt::format("transaction exceeds {} compares/puts/deletes", limits_.max_txn_ops));
       for (auto& x : t.compares)
         if (auto s = validate(x.domain, x.key); !s) return std::unexpected(s.error());
       for (auto& p : t.puts) {

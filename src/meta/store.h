@@ -48,10 +48,21 @@ struct Event {
 };
 
 // Commands (what goes into the log). expected_version 0 means "the key must not exist".
-struct Put { std::string domain, key, value; };
-struct Delete { std::string domain, key; };
-struct CompareAndSet { std::string domain, key; uint64_t expected_version = 0; std::string value; };
-struct Compare { std::string domain, key; uint64_t expected_version = 0; };
+struct Put {
+  std::string domain, key, value;
+};
+struct Delete {
+  std::string domain, key;
+};
+struct CompareAndSet {
+  std::string domain, key;
+  uint64_t expected_version = 0;
+  std::string value;
+};
+struct Compare {
+  std::string domain, key;
+  uint64_t expected_version = 0;
+};
 // All compares hold -> every put and delete happens at one revision; else nothing happens.
 struct Txn {
   std::vector<Compare> compares;
@@ -74,8 +85,8 @@ Result<Command> decode_command(std::string_view in, const Limits& limits = {});
 // The outcome of applying one command. Deterministic: a refused compare is an Errc::kConflict
 // error on every replica, and leaves the store unchanged.
 struct Applied {
-  uint64_t revision = 0;           // store revision after the command
-  std::optional<KeyValue> prev;    // put/delete/cas: the previous value, if any
+  uint64_t revision = 0;         // store revision after the command
+  std::optional<KeyValue> prev;  // put/delete/cas: the previous value, if any
 };
 
 class Store {

@@ -24,12 +24,13 @@ Scenario scenario_for(uint64_t seed) {
 }
 
 int usage(const char* why) {
-  fmt::print(stderr,
-             "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
-             "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] "
-             "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
-             "cold-start null-storm reconfig-partition steady\n",
-             why);
+  fmt::print(
+      stderr,
+      "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
+      "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] "
+      "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
+      "cold-start null-storm reconfig-partition steady\n",
+      why);
   return 2;
 }
 
@@ -80,9 +81,12 @@ int main(int argc, char** argv) {
       // Deliberately broken variants, to show the checkers catch them (use --expect-failure).
       if (i + 1 >= argc) return usage("--break needs durability|rebroadcast");
       std::string_view what = argv[++i];
-      if (what == "durability") break_durability = true;
-      else if (what == "rebroadcast") break_rebroadcast = true;
-      else return usage("--break takes durability or rebroadcast");
+      if (what == "durability")
+        break_durability = true;
+      else if (what == "rebroadcast")
+        break_rebroadcast = true;
+      else
+        return usage("--break takes durability or rebroadcast");
     } else if (a == "--propose-delay" || a == "--batch") {
       uint64_t v;
       if (!num(v)) return usage("--propose-delay and --batch need a number");
@@ -144,8 +148,8 @@ int main(int argc, char** argv) {
     total.add(r.counters);
     if (!r.ok) {
       ++failures;
-      fmt::print("FAILED seed {} scenario {}: {}\n  replay: {} --seed {} --scenario {}{} --trace\n", s,
-                 scenario_name(o.scenario), r.failure, argv[0], s, scenario_name(o.scenario),
+      fmt::print("FAILED seed {} scenario {}: {}\n  replay: {} --seed {} --scenario {}{} --trace\n",
+                 s, scenario_name(o.scenario), r.failure, argv[0], s, scenario_name(o.scenario),
                  break_durability    ? " --break durability"
                  : break_rebroadcast ? " --break rebroadcast"
                                      : "");
@@ -156,7 +160,7 @@ int main(int argc, char** argv) {
   if (failures) fmt::print("{} seed(s) failed\n", failures);
   if (expect_failure) {
     fmt::print("{}", failures ? "expected failure found: the checkers catch this broken variant\n"
-                        : "EXPECTED A FAILURE but every seed passed: the checkers miss it\n");
+                              : "EXPECTED A FAILURE but every seed passed: the checkers miss it\n");
     return failures ? 0 : 1;
   }
   return failures ? 1 : 0;

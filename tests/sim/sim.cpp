@@ -114,7 +114,8 @@ struct Packet {
 
 class Sim {
  public:
-  explicit Sim(const Options& o) : opts_(o), rnd_(mix64(o.seed) ^ static_cast<uint64_t>(o.scenario)) {}
+  explicit Sim(const Options& o)
+      : opts_(o), rnd_(mix64(o.seed) ^ static_cast<uint64_t>(o.scenario)) {}
   Result run();
 
  private:
@@ -182,8 +183,8 @@ class Sim {
   bool healed_ = false;
   int64_t think_ms_ = 5;
   // checkers
-  std::map<Slot, uint64_t> decided_;      // slot -> decision digest (agreement)
-  std::map<Slot, uint64_t> state_after_;  // slot -> app hash after applying it
+  std::map<Slot, uint64_t> decided_;                          // slot -> decision digest (agreement)
+  std::map<Slot, uint64_t> state_after_;                      // slot -> app hash after applying it
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> issued_;  // validity
   std::set<Slot> null_slots_;
 };
@@ -255,7 +256,8 @@ void Sim::setup() {
   if (opts_.propose_delay_ms >= 0) propose_delay_ms_ = opts_.propose_delay_ms;
   if (opts_.max_batch > 0) max_batch_ = static_cast<size_t>(opts_.max_batch);
   size_t members = n;
-  if (opts_.scenario == Scenario::kReconfigPartition) members = 3;
+  if (opts_.scenario == Scenario::kReconfigPartition)
+    members = 3;
   else if (n == 5 && opts_.scenario != Scenario::kSteady && rnd_.chance(0.3))
     members = 3;  // two spares that may be added later
   for (NodeId i = 1; i <= members; ++i) initial_.members.push_back(i);
@@ -264,7 +266,8 @@ void Sim::setup() {
     Node& nd = node(i);
     nd.id = i;
     nd.tick_period_ms = rnd_.range(3, 12);
-    nd.drift_permille = rnd_.range(950, 1050);
+    // Clock rate error: up to 5% (clock drift), or none in the steady baseline.
+    nd.drift_permille = opts_.scenario == Scenario::kSteady ? 1000 : rnd_.range(950, 1050);
     if (opts_.scenario != Scenario::kSteady && rnd_.chance(0.15)) {  // a slow replica
       nd.tick_period_ms *= 4;
       nd.extra_delay_ms = rnd_.range(10, 60);
@@ -342,7 +345,8 @@ void Sim::on_persist(Node& n, const Record& r) {
     if (r.decision.null) null_slots_.insert(r.decision.slot);
     for (const auto& q : r.decision.batch) {
       auto iss = issued_.find({q.client_id, q.seq});
-      if (iss == issued_.end() || iss->second != hash_str(q.payload) + static_cast<uint64_t>(q.kind))
+      if (iss == issued_.end() ||
+          iss->second != hash_str(q.payload) + static_cast<uint64_t>(q.kind))
         fail(fmt::format("VALIDITY: slot {} holds request (client {}, seq {}) never proposed",
                          r.decision.slot, q.client_id, q.seq));
     }
@@ -384,7 +388,8 @@ void Sim::on_apply(Node& n, const Entry& e) {
     if (r.kind == Request::Kind::kCommand) {
       // The outcome (revision or deterministic error) is part of the replicated state.
       auto out = n.app.store.apply_bytes(r.payload);
-      n.app.hash = mix64(n.app.hash ^ (out ? out->revision : 0x8000 + static_cast<uint64_t>(out.error().code)));
+      n.app.hash = mix64(n.app.hash ^
+                         (out ? out->revision : 0x8000 + static_cast<uint64_t>(out.error().code)));
     }
     for (auto& c : clients_)
       if (c.id == r.client_id && c.outstanding && c.seq == r.seq) {
@@ -397,15 +402,17 @@ void Sim::on_apply(Node& n, const Entry& e) {
   const uint64_t state = mix64(n.app.hash ^ hash_str(n.app.store.snapshot()));
   auto [it, fresh] = state_after_.try_emplace(e.slot, state);
   if (!fresh && it->second != state)
-    fail(fmt::format("STATE: node {} has a different applied state after slot {} (revision {}, "
-                     "{} keys)", n.id, e.slot, n.app.store.revision(), n.app.store.size()));
+    fail(
+        fmt::format("STATE: node {} has a different applied state after slot {} (revision {}, "
+                    "{} keys)",
+                    n.id, e.slot, n.app.store.revision(), n.app.store.size()));
   if (!(e.config_after == n.replica->config()) && e.slot + 1 == n.replica->next_slot())
     fail(fmt::format("node {}: config after slot {} differs from the replica's", n.id, e.slot));
   if (n.replica->stats().protocol_violations > 0)
     fail(fmt::format("PROTOCOL: node {} saw opposite votes or decisions in one phase", n.id));
   trace(3, n.id, e.slot, state);
-  log("node {} applies slot {} {} ({} requests) epoch={} state={:x}", n.id, e.slot, e.null ? "NULL" : "batch",
-      e.requests.size(), e.config_after.epoch, state);
+  log("node {} applies slot {} {} ({} requests) epoch={} state={:x}", n.id, e.slot,
+      e.null ? "NULL" : "batch", e.requests.size(), e.config_after.epoch, state);
 }
 
 void Sim::drain(Node& n) {
@@ -497,7 +504,8 @@ void Sim::deliver(const Packet& p) {
     return;
   }
   if (blocked(m->from, m->to)) return;  // partition began while in flight
-  trace(5, m->from, m->to, static_cast<uint64_t>(m->type) ^ (m->slot << 8) ^ (uint64_t{m->phase} << 40));
+  trace(5, m->from, m->to,
+        static_cast<uint64_t>(m->type) ^ (m->slot << 8) ^ (uint64_t{m->phase} << 40));
   log("deliver {}->{} type={} slot={} phase={} bit={} reqs={} decs={}", m->from, m->to,
       static_cast<int>(m->type), m->slot, m->phase, static_cast<int>(m->bit), m->requests.size(),
       m->decisions.size());
@@ -515,7 +523,8 @@ void Sim::clients_step() {
         if (!node(to).replica) continue;  // crashed during this step
         auto st = node(to).replica->propose(c.req);
         trace(6, c.id, c.seq, to);
-        log("client {} retries seq {} at node {} ({})", c.id, c.seq, to, st ? "ok" : st.error().message);
+        log("client {} retries seq {} at node {} ({})", c.id, c.seq, to,
+            st ? "ok" : st.error().message);
         drain(node(to));
         c.retry_at_ms = now_ + 200 + static_cast<int64_t>(rnd_.uniform(200));
       }
@@ -549,7 +558,8 @@ void Sim::clients_step() {
     if (!node(to).replica) continue;  // crashed during this step: the retry resends
     auto st = node(to).replica->propose(c.req);
     trace(7, c.id, c.seq, to);
-    log("client {} proposes seq {} at node {} ({})", c.id, c.seq, to, st ? "ok" : st.error().message);
+    log("client {} proposes seq {} at node {} ({})", c.id, c.seq, to,
+        st ? "ok" : st.error().message);
     c.retry_at_ms = now_ + 300;
     drain(node(to));
   }
@@ -751,13 +761,20 @@ Result Sim::run() {
 
 const char* scenario_name(Scenario s) {
   switch (s) {
-    case Scenario::kRandom: return "random";
-    case Scenario::kProposalLoss: return "proposal-loss";
-    case Scenario::kStaleRestartMinority: return "stale-restart-minority";
-    case Scenario::kColdStart: return "cold-start";
-    case Scenario::kNullStorm: return "null-storm";
-    case Scenario::kReconfigPartition: return "reconfig-partition";
-    case Scenario::kSteady: return "steady";
+    case Scenario::kRandom:
+      return "random";
+    case Scenario::kProposalLoss:
+      return "proposal-loss";
+    case Scenario::kStaleRestartMinority:
+      return "stale-restart-minority";
+    case Scenario::kColdStart:
+      return "cold-start";
+    case Scenario::kNullStorm:
+      return "null-storm";
+    case Scenario::kReconfigPartition:
+      return "reconfig-partition";
+    case Scenario::kSteady:
+      return "steady";
   }
   return "?";
 }

@@ -38,12 +38,12 @@ struct Counters {
   uint64_t decided_phase1 = 0;
   uint64_t phases_total = 0;
   uint64_t by_transfer = 0;
-  uint64_t null_slots = 0;       // distinct slots decided NULL
+  uint64_t null_slots = 0;  // distinct slots decided NULL
   uint64_t coin_flips = 0;
   uint64_t rebroadcasts = 0;
   uint64_t snapshots_installed = 0;
   uint64_t crashes = 0;
-  uint64_t torn_writes = 0;      // crashes that lost part of a Ready's records
+  uint64_t torn_writes = 0;  // crashes that lost part of a Ready's records
   uint64_t requests_done = 0;
   uint64_t messages = 0;
   uint64_t dropped = 0;

@@ -11,8 +11,8 @@ std::unexpected<Error> bad(std::string what) {
   return make_error(Errc::kCorruption, "rabia codec: " + what);
 }
 
-#define KEEL_TRY_ASSIGN(var, expr)               \
-  auto var##_r = (expr);                         \
+#define KEEL_TRY_ASSIGN(var, expr)                       \
+  auto var##_r = (expr);                                 \
   if (!var##_r) return std::unexpected(var##_r.error()); \
   auto var = *var##_r
 
@@ -33,7 +33,8 @@ Result<Request> get_request(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(origin, rd.varint());
   KEEL_TRY_ASSIGN(kind, rd.u8());
   if (origin > UINT32_MAX) return bad("request origin exceeds 32 bits");
-  if (kind > 1) return bad(fmt::format("request kind {} unknown (allowed: 0 command, 1 reconfig)", kind));
+  if (kind > 1)
+    return bad(fmt::format("request kind {} unknown (allowed: 0 command, 1 reconfig)", kind));
   KEEL_TRY_ASSIGN(payload, rd.bytes(l.max_payload_bytes));
   r.client_id = client;
   r.seq = seq;
@@ -53,8 +54,8 @@ Result<std::vector<Request>> get_requests(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(n, rd.varint());
   if (n > l.max_requests)
     return bad(fmt::format("{} requests exceed the limit of {}", n, l.max_requests));
-  // Each request takes at least 7 bytes: refuse counts the input cannot hold.
-  if (n > rd.remaining() / 7) return bad("request count larger than the input");
+  // Each request takes at least 6 bytes: refuse counts the input cannot hold.
+  if (n > rd.remaining() / 6) return bad("request count larger than the input");
   std::vector<Request> v;
   v.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
@@ -114,9 +115,10 @@ void put_snapshot(Writer& w, const Snapshot& s) {
   w.varint(s.next_slot);
   put_config(w, s.config);
   w.varint(s.dedup.size());
-  for (auto [c, q] : s.dedup) {
-    w.varint(c);
-    w.varint(q);
+  for (const auto& e : s.dedup) {
+    w.varint(e.client_id);
+    w.varint(e.seq);
+    w.varint(e.slot);
   }
   w.bytes(s.app_state);
 }
@@ -126,7 +128,7 @@ Result<Snapshot> get_snapshot(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(next, rd.varint());
   KEEL_TRY_ASSIGN(cfg, get_config(rd, l));
   KEEL_TRY_ASSIGN(n, rd.varint());
-  if (n > l.max_dedup || n > rd.remaining() / 2)
+  if (n > l.max_dedup || n > rd.remaining() / 3)
     return bad(fmt::format("dedup table of {} entries exceeds the limit or the input", n));
   s.next_slot = next;
   s.config = std::move(cfg);
@@ -134,7 +136,10 @@ Result<Snapshot> get_snapshot(Reader& rd, const Limits& l) {
   for (uint64_t i = 0; i < n; ++i) {
     KEEL_TRY_ASSIGN(c, rd.varint());
     KEEL_TRY_ASSIGN(q, rd.varint());
-    s.dedup.emplace_back(c, q);
+    KEEL_TRY_ASSIGN(sl, rd.varint());
+    if (!s.dedup.empty() && c <= s.dedup.back().client_id)
+      return bad("dedup table must be sorted by client id, without repeats");
+    s.dedup.push_back(DedupEntry{c, q, sl});
   }
   KEEL_TRY_ASSIGN(app, rd.bytes(l.max_app_state_bytes));
   s.app_state = std::string(app);
@@ -232,8 +237,8 @@ Result<Message> decode_message(std::string_view in, const Limits& l) {
     case MsgType::kDecided: {
       KEEL_TRY_ASSIGN(n, rd.varint());
       if (n > l.max_decisions || n > rd.remaining() / 2)
-        return bad(fmt::format("{} decisions exceed the limit of {} or the input", n,
-                               l.max_decisions));
+        return bad(
+            fmt::format("{} decisions exceed the limit of {} or the input", n, l.max_decisions));
       for (uint64_t i = 0; i < n; ++i) {
         KEEL_TRY_ASSIGN(d, get_decision(rd, l));
         if (!m.decisions.empty() && d.slot != m.decisions.back().slot + 1)

@@ -1,7 +1,8 @@
 #include "consensus/rabia/replica.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "base/assert.h"
 #include "base/codec.h"
@@ -142,9 +143,9 @@ Status Replica::propose(Request r) {
   }
   if (r.seq == 0) return make_error(Errc::kInvalidArgument, "request seq must be >= 1");
   if (executed(r) || queued_keys_.contains(Key{r.client_id, r.seq}))
-    return make_error(Errc::kAlreadyExists,
-                      fmt::format("request (client {}, seq {}) already executed or pending",
-                                  r.client_id, r.seq));
+    return make_error(
+        Errc::kAlreadyExists,
+        fmt::format("request (client {}, seq {}) already executed or pending", r.client_id, r.seq));
   if (queue_.size() >= opts_.max_pending)
     return make_error(Errc::kLimitExceeded,
                       fmt::format("pending queue full ({} requests)", opts_.max_pending));
@@ -275,7 +276,7 @@ Status Replica::compact(Slot next_slot, std::string app_state) {
   Snapshot s;
   s.next_slot = next_slot;
   s.config = config_;
-  s.dedup.assign(dedup_.begin(), dedup_.end());
+  for (auto& [c, e] : dedup_) s.dedup.push_back(DedupEntry{c, e.seq, e.slot});
   s.app_state = std::move(app_state);
   Record rec;
   rec.kind = Record::Kind::kSnapshot;
@@ -290,7 +291,7 @@ Status Replica::compact(Slot next_slot, std::string app_state) {
 
 uint64_t Replica::executed_seq(uint64_t client_id) const {
   auto it = dedup_.find(client_id);
-  return it == dedup_.end() ? 0 : it->second;
+  return it == dedup_.end() ? 0 : it->second.seq;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -364,14 +365,16 @@ bool Replica::progress_once() {
     if (ps.states.size() < quorum) return false;
     size_t c0 = 0, c1 = 0;
     for (auto& [_, b] : ps.states) (b == Bit::k0 ? c0 : c1)++;
-    Bit vote = c1 >= config_.majority() ? Bit::k1
+    Bit vote = c1 >= config_.majority()   ? Bit::k1
                : c0 >= config_.majority() ? Bit::k0
                                           : Bit::kQuestion;
     ps.my_vote = vote;
     ps.votes[opts_.self] = vote;
     cur_.vote_sent = true;
-    persist(Record{.kind = Record::Kind::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
-    broadcast(Message{.type = MsgType::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
+    persist(
+        Record{.kind = Record::Kind::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
+    broadcast(
+        Message{.type = MsgType::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
     return true;
   }
   if (ps.votes.size() < quorum) return false;
@@ -408,7 +411,8 @@ bool Replica::progress_once() {
   np.states[opts_.self] = next;
   cur_.state_sent = true;
   cur_.vote_sent = false;
-  persist(Record{.kind = Record::Kind::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
+  persist(
+      Record{.kind = Record::Kind::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
   broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
   return true;
 }
@@ -448,7 +452,7 @@ void Replica::finish_slot(Decision d, bool by_vote) {
         ++stats_.duplicates_dropped;
         continue;
       }
-      dedup_[r.client_id] = r.seq;
+      record_executed(r.client_id, r.seq, d.slot);
       if (r.kind == Request::Kind::kReconfig) {
         // Deterministic on every replica: an invalid member list is ignored by all.
         if (auto members = decode_members(r.payload); members) {
@@ -489,9 +493,12 @@ void Replica::make_proposal() {
   std::vector<Request> batch;
   int64_t cutoff = INT64_MAX;
   if (opts_.propose_delay_ms > 0) {
-    cutoff = now_ms_ - opts_.propose_delay_ms;
+    // Joining a slot a peer started: cut where the peers' proposals end (their clocks decided
+    // what was old enough), so the batches match; otherwise by our own clock.
+    int64_t peers = INT64_MIN;
     for (auto& [_, p] : cur_.proposals)
-      for (auto& r : p) cutoff = std::max(cutoff, r.timestamp_ms);
+      for (auto& r : p) peers = std::max(peers, r.timestamp_ms);
+    cutoff = peers != INT64_MIN ? peers : now_ms_ - opts_.propose_delay_ms;
   }
   // The queue is ordered by timestamp first, so the eligible requests are a prefix.
   for (auto it = queue_.begin();
@@ -557,7 +564,8 @@ void Replica::apply_snapshot(const Snapshot& s, bool from_peer) {
   snapshot_ = s;
   config_ = normalized(s.config);
   dedup_.clear();
-  for (auto [c, q] : s.dedup) dedup_[c] = q;
+  dedup_by_slot_.clear();
+  for (const auto& e : s.dedup) record_executed(e.client_id, e.seq, e.slot);
   next_slot_ = s.next_slot;
   log_.clear();
   cur_ = SlotState{};
@@ -576,12 +584,15 @@ void Replica::rebroadcast() {
   ++stats_.rebroadcasts;
   if (is_member() && cur_.my_proposal) {
     if (!opts_.testing_votes_only_rebroadcast)
-      broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
+      broadcast(
+          Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
     for (auto& [p, ps] : cur_.phases) {
       if (ps.my_state)
-        broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});
+        broadcast(
+            Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});
       if (ps.my_vote)
-        broadcast(Message{.type = MsgType::kVote, .slot = next_slot_, .phase = p, .bit = *ps.my_vote});
+        broadcast(
+            Message{.type = MsgType::kVote, .slot = next_slot_, .phase = p, .bit = *ps.my_vote});
     }
   }
   if (!is_member() && !queue_.empty()) {
@@ -622,7 +633,22 @@ void Replica::persist(Record r) { out_.persist.push_back(std::move(r)); }
 
 bool Replica::executed(const Request& r) const {
   auto it = dedup_.find(r.client_id);
-  return it != dedup_.end() && r.seq <= it->second;
+  return it != dedup_.end() && r.seq <= it->second.seq;
+}
+
+void Replica::record_executed(uint64_t client_id, uint64_t seq, Slot slot) {
+  auto [it, fresh] = dedup_.try_emplace(client_id, Executed{seq, slot});
+  if (!fresh) {
+    dedup_by_slot_.erase({it->second.slot, client_id});
+    it->second = Executed{seq, slot};
+  }
+  dedup_by_slot_.insert({slot, client_id});
+  while (dedup_.size() > kMaxDedupClients) {
+    auto oldest = dedup_by_slot_.begin();
+    dedup_.erase(oldest->second);
+    dedup_by_slot_.erase(oldest);
+  }
+  KEEL_ASSERT(dedup_.size() == dedup_by_slot_.size());
 }
 
 void Replica::enqueue(const Request& r) {

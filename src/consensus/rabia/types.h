@@ -53,26 +53,37 @@ struct Decision {
 // wait collects n - f messages from distinct members.
 struct Config {
   uint64_t cluster_id = 0;
-  uint64_t epoch = 0;  // +1 on every decided reconfiguration
+  uint64_t epoch = 0;           // +1 on every decided reconfiguration
   std::vector<NodeId> members;  // sorted, unique
 
   size_t n() const { return members.size(); }
   size_t f() const { return members.empty() ? 0 : (members.size() - 1) / 2; }
-  size_t quorum() const { return n() - f(); }     // n - f
+  size_t quorum() const { return n() - f(); }      // n - f
   size_t majority() const { return n() / 2 + 1; }  // floor(n/2) + 1
   bool contains(NodeId id) const;
   friend bool operator==(const Config&, const Config&) = default;
 };
 
-// Executed-request table used for at-most-once execution: client id -> highest executed seq.
-using DedupTable = std::vector<std::pair<uint64_t, uint64_t>>;  // sorted by client id
+// Executed-request table used for at-most-once execution: per client, the highest executed
+// seq and the slot that executed it. It holds at most kMaxDedupClients clients; beyond that the
+// client whose last execution is oldest (lowest slot, then lowest id) is forgotten — the same
+// choice on every replica, since it depends on the log only. A forgotten client's old request,
+// retried after that, would execute again: at-most-once holds within that window.
+inline constexpr size_t kMaxDedupClients = 65536;
+struct DedupEntry {
+  uint64_t client_id = 0;
+  uint64_t seq = 0;
+  uint64_t slot = 0;
+  friend bool operator==(const DedupEntry&, const DedupEntry&) = default;
+};
+using DedupTable = std::vector<DedupEntry>;  // sorted by client id
 
 // Everything needed to resume at `next_slot` without the log before it.
 struct Snapshot {
-  Slot next_slot = 0;       // first slot NOT covered by the snapshot
-  Config config;            // configuration governing next_slot
-  DedupTable dedup;         // executed requests up to next_slot
-  std::string app_state;    // opaque, produced by the application (e.g. meta::Store::snapshot)
+  Slot next_slot = 0;     // first slot NOT covered by the snapshot
+  Config config;          // configuration governing next_slot
+  DedupTable dedup;       // executed requests up to next_slot
+  std::string app_state;  // opaque, produced by the application (e.g. meta::Store::snapshot)
   friend bool operator==(const Snapshot&, const Snapshot&) = default;
 };
 
@@ -80,13 +91,13 @@ struct Snapshot {
 enum class Bit : uint8_t { k0 = 0, k1 = 1, kQuestion = 2 };
 
 enum class MsgType : uint8_t {
-  kForward = 1,      // requests[0..]: a client request shared with every member
-  kProposal = 2,     // slot, requests = proposed batch (may be empty: nothing pending)
-  kState = 3,        // slot, phase, bit (0/1)
-  kVote = 4,         // slot, phase, bit (0/1/?)
-  kDecided = 5,      // decisions (consecutive slots); answer to anything about a decided slot
-  kCatchUp = 6,      // slot = first slot the sender lacks; asks for decisions or a snapshot
-  kSnapshot = 7,     // snapshot: answer to kCatchUp for compacted slots
+  kForward = 1,   // requests[0..]: a client request shared with every member
+  kProposal = 2,  // slot, requests = proposed batch (may be empty: nothing pending)
+  kState = 3,     // slot, phase, bit (0/1)
+  kVote = 4,      // slot, phase, bit (0/1/?)
+  kDecided = 5,   // decisions (consecutive slots); answer to anything about a decided slot
+  kCatchUp = 6,   // slot = first slot the sender lacks; asks for decisions or a snapshot
+  kSnapshot = 7,  // snapshot: answer to kCatchUp for compacted slots
 };
 
 struct Message {

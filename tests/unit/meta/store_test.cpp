@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <regex>
+#include <sstream>
 
 namespace keel::meta {
 namespace {
@@ -153,10 +156,28 @@ TEST(MetaStore, CommandCodecRoundTripsThroughApplyBytes) {
   for (size_t n = 0; n < b.size(); ++n) EXPECT_FALSE(decode_command(b.substr(0, n)));
 }
 
+// The store is a pure state machine: no clock, thread, file, socket or random device.
+TEST(MetaStore, IncludesNoIoHeaders) {
+  std::regex banned(
+      R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic)[^>]*>)");
+  for (const char* f : {"store.h", "store.cpp"}) {
+    std::ifstream in(std::string(KEEL_META_SRC) + "/" + f);
+    ASSERT_TRUE(in) << f;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    std::smatch m;
+    EXPECT_FALSE(std::regex_search(text, m, banned)) << f << " includes " << m.str();
+  }
+}
+
 // ----- property test against a dumb model ---------------------------------------------------
 
 struct Model {
-  struct V { std::string value; uint64_t version; };
+  struct V {
+    std::string value;
+    uint64_t version;
+  };
   std::map<std::pair<std::string, std::string>, V> kv;
   uint64_t revision = 0;
   std::vector<std::tuple<uint64_t, std::string, std::string, bool>> events;  // rev, d, k, del
@@ -171,7 +192,8 @@ RC_GTEST_PROP(MetaStoreModel, AgreesWithAMapModel, ()) {
   Model m;
   const int steps = *rc::gen::inRange(1, 80);
   for (int i = 0; i < steps; ++i) {
-    const std::string d = *dom, k = *key, v = *rc::gen::elementOf(std::vector<std::string>{"1", "2", "x"});
+    const std::string d = *dom, k = *key,
+                      v = *rc::gen::elementOf(std::vector<std::string>{"1", "2", "x"});
     auto mk = std::pair{d, k};
     const bool exists = m.kv.contains(mk);
     const uint64_t ver = exists ? m.kv[mk].version : 0;

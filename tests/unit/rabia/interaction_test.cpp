@@ -34,13 +34,20 @@ namespace {
 
 const char* type_name(MsgType t) {
   switch (t) {
-    case MsgType::kForward: return "FORWARD";
-    case MsgType::kProposal: return "PROPOSAL";
-    case MsgType::kState: return "STATE";
-    case MsgType::kVote: return "VOTE";
-    case MsgType::kDecided: return "DECIDED";
-    case MsgType::kCatchUp: return "CATCHUP";
-    case MsgType::kSnapshot: return "SNAPSHOT";
+    case MsgType::kForward:
+      return "FORWARD";
+    case MsgType::kProposal:
+      return "PROPOSAL";
+    case MsgType::kState:
+      return "STATE";
+    case MsgType::kVote:
+      return "VOTE";
+    case MsgType::kDecided:
+      return "DECIDED";
+    case MsgType::kCatchUp:
+      return "CATCHUP";
+    case MsgType::kSnapshot:
+      return "SNAPSHOT";
   }
   return "?";
 }
@@ -57,29 +64,38 @@ std::string reqs(const std::vector<Request>& v) {
 std::string describe(const Message& m) {
   std::string s = fmt::format("{}->{} {}", m.from, m.to, type_name(m.type));
   switch (m.type) {
-    case MsgType::kForward: return s + " " + reqs(m.requests);
-    case MsgType::kProposal: return s + fmt::format(" s={} {}", m.slot, reqs(m.requests));
+    case MsgType::kForward:
+      return s + " " + reqs(m.requests);
+    case MsgType::kProposal:
+      return s + fmt::format(" s={} {}", m.slot, reqs(m.requests));
     case MsgType::kState:
-    case MsgType::kVote: return s + fmt::format(" s={} p={} {}", m.slot, m.phase, bit_name(m.bit));
+    case MsgType::kVote:
+      return s + fmt::format(" s={} p={} {}", m.slot, m.phase, bit_name(m.bit));
     case MsgType::kDecided:
       for (auto& d : m.decisions)
         s += fmt::format(" s={}:{}", d.slot, d.null ? "NULL" : reqs(d.batch));
       return s;
-    case MsgType::kCatchUp: return s + fmt::format(" from s={}", m.slot);
-    case MsgType::kSnapshot: return s + fmt::format(" next={}", m.snapshot->next_slot);
+    case MsgType::kCatchUp:
+      return s + fmt::format(" from s={}", m.slot);
+    case MsgType::kSnapshot:
+      return s + fmt::format(" next={}", m.snapshot->next_slot);
   }
   return s;
 }
 
 std::string describe(const Record& r) {
   switch (r.kind) {
-    case Record::Kind::kProposal: return fmt::format("PROPOSAL s={} {}", r.slot, reqs(r.requests));
-    case Record::Kind::kState: return fmt::format("STATE s={} p={} {}", r.slot, r.phase, bit_name(r.bit));
-    case Record::Kind::kVote: return fmt::format("VOTE s={} p={} {}", r.slot, r.phase, bit_name(r.bit));
+    case Record::Kind::kProposal:
+      return fmt::format("PROPOSAL s={} {}", r.slot, reqs(r.requests));
+    case Record::Kind::kState:
+      return fmt::format("STATE s={} p={} {}", r.slot, r.phase, bit_name(r.bit));
+    case Record::Kind::kVote:
+      return fmt::format("VOTE s={} p={} {}", r.slot, r.phase, bit_name(r.bit));
     case Record::Kind::kDecision:
       return fmt::format("DECISION s={} {}", r.decision.slot,
                          r.decision.null ? "NULL" : reqs(r.decision.batch));
-    case Record::Kind::kSnapshot: return fmt::format("SNAPSHOT next={}", r.snapshot.next_slot);
+    case Record::Kind::kSnapshot:
+      return fmt::format("SNAPSHOT next={}", r.snapshot.next_slot);
   }
   return "?";
 }
@@ -116,12 +132,14 @@ class Harness {
       } else {
         std::vector<NodeId> ids;
         std::stringstream ss(a.at(3));
-        for (std::string t; std::getline(ss, t, ',');) ids.push_back(static_cast<NodeId>(std::stoul(t)));
+        for (std::string t; std::getline(ss, t, ',');)
+          ids.push_back(static_cast<NodeId>(std::stoul(t)));
         q.kind = Request::Kind::kReconfig;
         q.payload = encode_members(ids);
       }
       auto st = nodes_.at(id).r->propose(q);
-      if (!st) emit(fmt::format("{}: error {}: {}", id, errc_name(st.error().code), st.error().message));
+      if (!st)
+        emit(fmt::format("{}: error {}: {}", id, errc_name(st.error().code), st.error().message));
       drain(id);
     } else if (cmd == "deliver" || cmd == "drop") {
       bool deliver = cmd == "deliver";
@@ -169,7 +187,8 @@ class Harness {
       for (auto& b : n.disk) recs.push_back(*decode_record(b));
       n.r = std::make_unique<Replica>(options(id), recs);
       n.r->tick(n.now);
-      emit(fmt::format("{} restarted from {} records at slot {}", id, recs.size(), n.r->next_slot()));
+      emit(fmt::format("{} restarted from {} records at slot {}", id, recs.size(),
+                       n.r->next_slot()));
       drain(id);
     } else if (cmd == "isolate") {
       isolated_.insert(static_cast<NodeId>(num(0)));
@@ -205,8 +224,12 @@ class Harness {
 
  private:
   Options options(NodeId id) {
-    return Options{.self = id, .initial = cfg_, .max_batch = 4, .rebroadcast_interval_ms = 100,
-                   .catchup_batch = 8, .log_retain = 1};
+    return Options{.self = id,
+                   .initial = cfg_,
+                   .max_batch = 4,
+                   .rebroadcast_interval_ms = 100,
+                   .catchup_batch = 8,
+                   .log_retain = 1};
   }
   void emit(const std::string& s) { out_ += s + "\n"; }
   void step(const Message& m) {
@@ -305,13 +328,12 @@ std::vector<std::string> scripts() {
   return v;
 }
 
-INSTANTIATE_TEST_SUITE_P(Rabia, Interaction, ::testing::ValuesIn(scripts()),
-                         [](const auto& info) {
-                           std::string n = info.param.substr(0, info.param.size() - 4);
-                           for (auto& c : n)
-                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Rabia, Interaction, ::testing::ValuesIn(scripts()), [](const auto& info) {
+  std::string n = info.param.substr(0, info.param.size() - 4);
+  for (auto& c : n)
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  return n;
+});
 
 }  // namespace
 }  // namespace keel::rabia
