@@ -93,13 +93,13 @@ class ManualSleeper final : public Sleeper {
   explicit ManualSleeper(ManualClock& clock) : clock_(clock) {}
   void sleep_for(Duration d) override {
     if (d.count() > 0) clock_.advance(d);
-    slept_ += d;
+    slept_ns_.fetch_add(d.count(), std::memory_order_relaxed);
   }
-  Duration total_slept() const { return slept_; }
+  Duration total_slept() const { return Duration(slept_ns_.load(std::memory_order_relaxed)); }
 
  private:
   ManualClock& clock_;
-  Duration slept_{0};
+  std::atomic<int64_t> slept_ns_{0};
 };
 
 }  // namespace keel::sdk

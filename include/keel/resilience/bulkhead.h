@@ -1,12 +1,11 @@
 // Bulkhead: at most `max_concurrent` calls in flight; up to `max_queue` more may wait (FIFO)
 // for at most their own max_wait. A pure core: it hands out slots and tickets and never
-// blocks; WaitingBulkhead is the helper that blocks a thread on a ticket.
+// blocks; WaitingBulkhead (waiting_bulkhead.h) is the helper that blocks a thread on a ticket.
 //
 // A released slot goes straight to the oldest waiter (no barging), so a waiter cannot starve.
 // Thread-safe (one short mutex).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -82,22 +81,6 @@ class Bulkhead {
   std::deque<Waiter> queue_;
   std::unordered_set<Ticket> granted_;
   Ticket next_ticket_ = 1;
-};
-
-// Blocks the calling thread (condition variable with a real-time wait) until a slot is free
-// or max_wait passes. `clock` gives the deadline for the core. Thread-safe.
-class WaitingBulkhead {
- public:
-  WaitingBulkhead(Bulkhead& core, const sdk::Clock& clock) : core_(core), clock_(clock) {}
-  // kBulkheadFull when refused or when the wait expires.
-  Status enter(Duration max_wait);
-  void leave();
-
- private:
-  Bulkhead& core_;
-  const sdk::Clock& clock_;
-  std::mutex mu_;
-  std::condition_variable cv_;
 };
 
 }  // namespace keel::resilience

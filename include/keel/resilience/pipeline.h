@@ -13,18 +13,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <optional>
-#include <thread>
-#include <variant>
+#include <string>
+#include <thread>  // race stage branches
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "keel/clock.h"
@@ -436,6 +434,15 @@ class Registry {
     return build(*spec, std::string(json), version);
   }
 
+  // The same from a YAML description (see yaml_description_to_json).
+  Result<Pipeline<T>> build_yaml(std::string_view yaml, uint64_t version = 0) const {
+    auto text = yaml_description_to_json(yaml);
+    if (!text) return std::unexpected(std::move(text.error()));
+    auto p = build(*text, version);
+    if (p) return Pipeline<T>(p->root(), version, std::string(yaml));
+    return p;
+  }
+
   // REQUIRES: spec passed both passes against this registry.
   Result<Pipeline<T>> build(const PipelineSpec& spec, std::string description, uint64_t version) const {
     std::unordered_map<std::string, const StageSpec*> by_id;
@@ -572,16 +579,11 @@ class PipelineSlot {
   // the old one is kept for rollback. On failure the live pipeline is unchanged, the error
   // lists the problems, and sdk::ConfigRejected is emitted.
   Result<uint64_t> apply(std::string_view json, Instant now = Instant{}) {
-    std::lock_guard lk(mu_);
-    uint64_t version = next_version_;
-    auto p = registry_->build(json, version);
-    if (!p) {
-      std::string msg = p.error().message;
-      sdk::emit_signal(signals_, [&] { return sdk::ConfigRejected{name_, msg, version, now}; });
-      return std::unexpected(std::move(p.error()));
-    }
-    install(std::make_shared<const Pipeline<T>>(std::move(*p)), now);
-    return version;
+    return apply_description(json, false, now);
+  }
+  // The same with a YAML description.
+  Result<uint64_t> apply_yaml(std::string_view yaml, Instant now = Instant{}) {
+    return apply_description(yaml, true, now);
   }
 
   // Installs a pipeline built in code.
@@ -619,6 +621,19 @@ class PipelineSlot {
   }
 
  private:
+  Result<uint64_t> apply_description(std::string_view text, bool yaml, Instant now) {
+    std::lock_guard lk(mu_);
+    uint64_t version = next_version_;
+    auto p = yaml ? registry_->build_yaml(text, version) : registry_->build(text, version);
+    if (!p) {
+      std::string msg = p.error().message;
+      sdk::emit_signal(signals_, [&] { return sdk::ConfigRejected{name_, msg, version, now}; });
+      return std::unexpected(std::move(p.error()));
+    }
+    install(std::make_shared<const Pipeline<T>>(std::move(*p)), now);
+    return version;
+  }
+
   void install(std::shared_ptr<const Pipeline<T>> p, Instant now) {
     auto old = live_.load();
     if (old) {

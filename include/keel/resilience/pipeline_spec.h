@@ -77,4 +77,11 @@ Result<PipelineSpec> parse_pipeline_description(std::string_view json);
 // Pass 2. kInvalidArgument with every problem, one per line.
 Status check_pipeline_references(const PipelineSpec& spec, const RegistryNames& names);
 
+// The same description written in YAML, converted to its JSON text (then validated as JSON).
+// Plain scalars that look like integers or booleans become numbers and booleans. Bounded: size,
+// nesting and the node count after alias expansion. Needs the optional yaml-cpp dependency:
+// without it, kInvalidArgument says so.
+Result<std::string> yaml_description_to_json(std::string_view yaml);
+bool yaml_descriptions_supported() noexcept;
+
 }  // namespace keel::resilience
