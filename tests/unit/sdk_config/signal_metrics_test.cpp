@@ -6,6 +6,11 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -76,6 +81,38 @@ TEST(SignalMetrics, ExpositionCountsEventsAndLogsThem) {
   size_t lines = 0;
   for (char c : log) lines += c == '\n';
   EXPECT_EQ(lines, 9u);
+}
+
+// promtool (Debian package prometheus, installed by scripts/deps.sh test) lints the exposition.
+TEST(SignalMetrics, ExpositionPassesPromtool) {
+  if (::access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool is not installed";
+  auto registry = std::make_shared<prometheus::Registry>();
+  SignalBus bus;
+  bus.subscribe(std::make_shared<SignalMetrics>(registry, SignalMetrics::Options{false, {}, 100}));
+  const Instant now{};
+  bus.emit(BreakerTransition{"db", BreakerState::kClosed, BreakerState::kOpen, "r", 60, 0, now});
+  bus.emit(CallNotPermitted{"db", BreakerState::kOpen, 1s, now});
+  bus.emit(RetryGaveUp{"get", 3, GiveUpReason::kBudget, now});
+  bus.emit(BulkheadRejected{"pool", 8, 16, true, now});
+  bus.emit(TimeoutExpired{"call", 1s, now});
+  bus.emit(FallbackUsed{"read", "primary", "cache", 1, now});
+  bus.emit(HedgeFired{"get", 1, 5ms, now});
+  bus.emit(ConfigRolledBack{"pipe", 3, 2, now});
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("keel-metrics-" + std::to_string(::getpid())))
+          .string();
+  {
+    std::ofstream out(path);
+    out << exposition(*registry);
+  }
+  const std::string cmd = "/usr/bin/promtool check metrics < " + path + " > " + path + ".out 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::ifstream in(path + ".out");
+  std::stringstream report;
+  report << in.rdbuf();
+  EXPECT_EQ(rc, 0) << report.str() << "\n" << exposition(*registry);
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + ".out");
 }
 
 TEST(SignalMetrics, SeriesAreBounded) {
