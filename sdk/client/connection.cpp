@@ -250,6 +250,10 @@ bool refuses_hello(const Reply& r) {
 }
 }  // namespace
 
+asio::awaitable<Result<std::shared_ptr<Connection>>> Connection::connect(asio::any_io_executor ex, Endpoint ep) {
+  return connect(std::move(ex), std::move(ep), ConnectionOptions{});
+}
+
 asio::awaitable<Result<std::shared_ptr<Connection>>> Connection::connect(asio::any_io_executor ex, Endpoint ep,
                                                                          ConnectionOptions opts) {
   if (opts.protocol != 2 && opts.protocol != 3)
