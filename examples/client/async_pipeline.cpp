@@ -14,6 +14,7 @@ namespace asio = boost::asio;
 using keel::client::Connection;
 using keel::client::Endpoint;
 
+// doc:begin client-async
 asio::awaitable<int> run(Endpoint ep) {
   auto ex = co_await asio::this_coro::executor;
   auto conn = co_await Connection::connect(ex, ep);
@@ -30,6 +31,7 @@ asio::awaitable<int> run(Endpoint ep) {
   std::printf("protocol=RESP%d key:9=%s\n", (*conn)->protocol(), replies.back()->str.c_str());
   co_return 0;
 }
+// doc:end
 
 int main(int argc, char** argv) {
   Endpoint ep{argc > 1 ? argv[1] : "127.0.0.1", static_cast<uint16_t>(argc > 2 ? std::atoi(argv[2]) : 6380)};

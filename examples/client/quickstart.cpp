@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   std::string host = argc > 1 ? argv[1] : "127.0.0.1";
   auto port = static_cast<uint16_t>(argc > 2 ? std::atoi(argv[2]) : 6380);
 
+  // doc:begin client-basics
   auto client = keel::Client::connect(host, port);
   if (!client) {
     std::fprintf(stderr, "connect: %s\n", client.error().to_string().c_str());
@@ -26,12 +27,15 @@ int main(int argc, char** argv) {
   auto visits = client->incr("visits");  // Result<int64_t>
   if (!value || !*value || !visits) return 1;
   std::printf("greeting=%s visits=%lld\n", (*value)->c_str(), static_cast<long long>(*visits));
+  // doc:end
 
+  // doc:begin client-cache
   // A named cache keeps its entries under "cache:<name>:<key>".
   auto sessions = keel::client::Cache<std::string, std::string>::open(*client, "sessions");
   if (!sessions || !sessions->put("s-42", "user=ada", 30min)) return 1;
   auto s = sessions->get("s-42");
   if (!s || !*s) return 1;
   std::printf("session=%s\n", (*s)->c_str());
+  // doc:end
   return 0;
 }
