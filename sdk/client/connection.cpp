@@ -36,7 +36,8 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
   ConnectionOptions opts;
   ReplyParser parser;
   std::string wbuf, wout;
-  bool writing = false, write_scheduled = false, timer_armed = false, open = false;
+  bool writing = false, write_scheduled = false, timer_armed = false, open = false, in_read = false;
+  Clock::time_point read_time;
   std::deque<Pending> pending;
   std::unordered_map<uint64_t, Result<Reply>> unclaimed;  // finished before a handler attached
   uint64_t next_seq = 1;
@@ -47,13 +48,14 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
 
   static constexpr size_t kReadChunk = 64 * 1024;
 
-  // Inline (dispatch) only from the read handler, which runs like any Asio completion; from
-  // anywhere else (an initiation, close() inside a coroutine) the handler is posted, because
-  // resuming a coroutine from inside another one's initiation corrupts both.
+  // From the read handler a reply's handler is invoked directly: the read handler runs on the
+  // connection's executor, where (by the threading contract in async.h) every handler of this
+  // connection belongs. From anywhere else (an initiation, close() inside a coroutine) it is
+  // posted, because resuming a coroutine from inside another one's initiation corrupts both.
   void deliver(ReplyHandler h, Result<Reply> r, bool from_read = false) {
+    if (from_read) return std::move(h)(std::move(r));
     auto hex = asio::get_associated_executor(h, ex);
     auto fn = [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); };
-    if (from_read) return asio::dispatch(hex, std::move(fn));
     asio::post(ex, [hex, fn = std::move(fn)]() mutable { asio::dispatch(hex, std::move(fn)); });
   }
 
@@ -71,7 +73,9 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
                                                        " commands in flight on " + ep.to_string() + " (max_pending)"});
     encode_command(wbuf, args);
     uint64_t seq = next_seq++;
-    Clock::time_point deadline = opts.command_timeout.count() > 0 ? Clock::now() + opts.command_timeout : Clock::time_point::max();
+    // Inside the read handler the time of that read stands in for now (microseconds apart).
+    Clock::time_point deadline = opts.command_timeout.count() <= 0 ? Clock::time_point::max()
+                                 : (in_read ? read_time : Clock::now()) + opts.command_timeout;
     pending.push_back(Pending{seq, ReplyHandler(), false, deadline});
     schedule_write();
     arm_timer();
@@ -131,6 +135,12 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
     }
     parser.commit(n);
     auto self = shared_from_this();  // a handler may drop the last Connection
+    read_time = Clock::now();
+    in_read = true;
+    struct Reset {
+      bool& flag;
+      ~Reset() { flag = false; }
+    } reset{in_read};
     for (;;) {
       Reply r;
       auto st = parser.next(r);
@@ -239,6 +249,10 @@ bool refuses_hello(const Reply& r) {
   return r.is_error() && (r.str.starts_with("NOPROTO") || r.str.find("unknown command") != std::string::npos);
 }
 }  // namespace
+
+asio::awaitable<Result<std::shared_ptr<Connection>>> Connection::connect(asio::any_io_executor ex, Endpoint ep) {
+  return connect(std::move(ex), std::move(ep), ConnectionOptions{});
+}
 
 asio::awaitable<Result<std::shared_ptr<Connection>>> Connection::connect(asio::any_io_executor ex, Endpoint ep,
                                                                          ConnectionOptions opts) {

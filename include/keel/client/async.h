@@ -43,7 +43,10 @@ class Connection {
 
   static asio::awaitable<Result<std::shared_ptr<Connection>>> connect(asio::any_io_executor ex,
                                                                       Endpoint ep,
-                                                                      ConnectionOptions opts = {});
+                                                                      ConnectionOptions opts);
+  // With default options. An overload, not a default argument: GCC 12 destroys a coroutine's
+  // default argument twice when the call is inside a co_await expression.
+  static asio::awaitable<Result<std::shared_ptr<Connection>>> connect(asio::any_io_executor ex, Endpoint ep);
   ~Connection();  // closes the socket; commands in flight fail with kClosed
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
