@@ -476,6 +476,16 @@ void Driver::read_barrier(std::function<std::string(StateMachine&)> read, Callba
 
 void Driver::post(std::function<void()> f) { asio::post(impl_->io, std::move(f)); }
 
+void Driver::after(int64_t ms, std::function<void()> f) {
+  asio::post(impl_->io, [self = impl_, ms, f = std::move(f)]() mutable {
+    if (self->stopping) return;
+    auto t = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(ms));
+    t->async_wait([self, t, f = std::move(f)](const boost::system::error_code& ec) {
+      if (!ec && !self->stopping) f();
+    });
+  });
+}
+
 void Driver::on_applied(std::function<void()> f) {
   asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->applied_hooks.push_back(std::move(f)); });
 }

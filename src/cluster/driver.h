@@ -113,6 +113,8 @@ class Driver {
   void read_barrier(std::function<std::string(StateMachine&)> read, Callback cb);
   // Runs `f` on the driver thread (e.g. a stale local read, or registering a watcher).
   void post(std::function<void()> f);
+  // Runs `f` on the driver thread after `ms` milliseconds (not run if the driver stops first).
+  void after(int64_t ms, std::function<void()> f);
   // Called on the driver thread after every batch of applied commands.
   void on_applied(std::function<void()> f);
   // Called on the driver thread when the failure detector changes a member's status.
