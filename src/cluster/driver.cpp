@@ -107,7 +107,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     size_t n = 0;
     for (auto id : replica->config().members) {
       if (id == opt.node_id) ++n;
-      else if (transport->connected(id) && fd.status(id) == MemberStatus::kAlive) ++n;
+      else if (transport->connected(id) && (fd.status(id) == MemberStatus::kAlive || fd.status(id) == MemberStatus::kSuspect)) ++n;
     }
     return n;
   }

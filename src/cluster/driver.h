@@ -15,7 +15,8 @@
 // Clients submit from any thread; callbacks run on the driver thread (post them elsewhere if
 // needed). A submission fails at once with kUnavailable "no quorum" if fewer than a majority of
 // the configured members are reachable (this node + members whose link is up and that the
-// failure detector holds alive), and with kUnavailable after request_timeout_ms otherwise.
+// failure detector has heard from and not declared dead), and with kUnavailable after
+// request_timeout_ms otherwise.
 //
 // Each submission occupies a "lane" (a client id of this process) until it is decided or
 // times out, so the core's (client id, seq) deduplication never sees seq n+1 executed before
