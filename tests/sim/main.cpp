@@ -24,11 +24,13 @@ Scenario scenario_for(uint64_t seed) {
 }
 
 int usage(const char* why) {
-  fmt::print(stderr,
-             "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
-             "[--trace] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
-             "cold-start null-storm reconfig-partition\n",
-             why);
+  fmt::print(
+      stderr,
+      "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
+      "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] "
+      "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
+      "cold-start null-storm reconfig-partition steady\n",
+      why);
   return 2;
 }
 
@@ -51,7 +53,8 @@ int main(int argc, char** argv) {
   uint64_t seeds = 0, first = 1, determinism = 0;
   std::optional<uint64_t> one;
   std::optional<Scenario> scenario;
-  bool trace = false;
+  int64_t propose_delay = -1, max_batch = -1;
+  bool trace = false, expect_failure = false, break_durability = false, break_rebroadcast = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto num = [&](uint64_t& out) {
@@ -74,6 +77,22 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) return usage("--scenario needs a name");
       scenario = parse_scenario(argv[++i]);
       if (!scenario) return usage(fmt::format("unknown scenario '{}'", argv[i]).c_str());
+    } else if (a == "--break") {
+      // Deliberately broken variants, to show the checkers catch them (use --expect-failure).
+      if (i + 1 >= argc) return usage("--break needs durability|rebroadcast");
+      std::string_view what = argv[++i];
+      if (what == "durability")
+        break_durability = true;
+      else if (what == "rebroadcast")
+        break_rebroadcast = true;
+      else
+        return usage("--break takes durability or rebroadcast");
+    } else if (a == "--propose-delay" || a == "--batch") {
+      uint64_t v;
+      if (!num(v)) return usage("--propose-delay and --batch need a number");
+      (a == "--batch" ? max_batch : propose_delay) = static_cast<int64_t>(v);
+    } else if (a == "--expect-failure") {
+      expect_failure = true;
     } else if (a == "--trace") {
       trace = true;
     } else {
@@ -106,6 +125,10 @@ int main(int argc, char** argv) {
   }
   if (one) {
     Options o{.seed = *one, .scenario = scenario ? *scenario : scenario_for(*one), .trace = trace};
+    o.break_durability = break_durability;
+    o.break_rebroadcast = break_rebroadcast;
+    o.propose_delay_ms = propose_delay;
+    o.max_batch = max_batch;
     auto r = run(o);
     fmt::print("seed {} scenario {}: {} trace={:016x}\n", *one, scenario_name(o.scenario),
                r.ok ? "ok" : "FAILED: " + r.failure, r.trace_hash);
@@ -117,16 +140,28 @@ int main(int argc, char** argv) {
   int failures = 0;
   for (uint64_t s = first; s < first + seeds; ++s) {
     Options o{.seed = s, .scenario = scenario ? *scenario : scenario_for(s)};
+    o.break_durability = break_durability;
+    o.break_rebroadcast = break_rebroadcast;
+    o.propose_delay_ms = propose_delay;
+    o.max_batch = max_batch;
     auto r = run(o);
     total.add(r.counters);
     if (!r.ok) {
       ++failures;
-      fmt::print("FAILED seed {} scenario {}: {}\n  replay: {} --seed {} --scenario {} --trace\n", s,
-                 scenario_name(o.scenario), r.failure, argv[0], s, scenario_name(o.scenario));
+      fmt::print("FAILED seed {} scenario {}: {}\n  replay: {} --seed {} --scenario {}{} --trace\n",
+                 s, scenario_name(o.scenario), r.failure, argv[0], s, scenario_name(o.scenario),
+                 break_durability    ? " --break durability"
+                 : break_rebroadcast ? " --break rebroadcast"
+                                     : "");
       if (failures >= 5) break;
     }
   }
   report(total, secs());
   if (failures) fmt::print("{} seed(s) failed\n", failures);
+  if (expect_failure) {
+    fmt::print("{}", failures ? "expected failure found: the checkers catch this broken variant\n"
+                              : "EXPECTED A FAILURE but every seed passed: the checkers miss it\n");
+    return failures ? 0 : 1;
+  }
   return failures ? 1 : 0;
 }

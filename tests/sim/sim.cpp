@@ -7,7 +7,9 @@
 #include <cstdio>
 
 #include "base/assert.h"
+#include "base/codec.h"
 #include "consensus/rabia/codec.h"
+#include "meta/store.h"
 
 namespace keel::sim {
 
@@ -24,9 +26,10 @@ using rabia::Slot;
 
 namespace {
 
-constexpr std::array<Scenario, 6> kAll = {
-    Scenario::kRandom,     Scenario::kProposalLoss, Scenario::kStaleRestartMinority,
-    Scenario::kColdStart,  Scenario::kNullStorm,    Scenario::kReconfigPartition};
+constexpr std::array<Scenario, 7> kAll = {
+    Scenario::kRandom,    Scenario::kProposalLoss, Scenario::kStaleRestartMinority,
+    Scenario::kColdStart, Scenario::kNullStorm,    Scenario::kReconfigPartition,
+    Scenario::kSteady};
 
 uint64_t hash_str(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -46,32 +49,33 @@ uint64_t digest(const Decision& d) {
   return h;
 }
 
-// The replicated application: a tiny KV map plus a running hash of everything executed.
+// The replicated application is keel's metadata store (src/meta). Its snapshot carries the
+// store plus the running hash of everything executed and the next slot.
 struct App {
-  std::map<std::string, std::string> kv;
+  meta::Store store{meta::Limits{.max_history = 64}};
   uint64_t hash = 0;
   Slot next = 0;
 
   std::string serialize() const {
-    std::string out = fmt::format("{} {} {}\n", hash, next, kv.size());
-    for (auto& [k, v] : kv) out += fmt::format("{}={}\n", k, v);
+    std::string out;
+    Writer w(out);
+    w.u64be(hash);
+    w.varint(next);
+    w.bytes(store.snapshot());
     return out;
   }
-  static App parse(const std::string& s) {
+  static std::optional<App> parse(const std::string& s) {
+    Reader r(s);
+    auto h = r.u64be();
+    auto nx = r.varint();
+    auto st = r.bytes();
+    if (!h || !nx || !st) return std::nullopt;
+    auto store = meta::Store::restore(*st, meta::Limits{.max_history = 64});
+    if (!store) return std::nullopt;
     App a;
-    size_t n = 0;
-    unsigned long long h = 0, nx = 0;
-    KEEL_ASSERT(std::sscanf(s.c_str(), "%llu %llu %zu", &h, &nx, &n) == 3);
-    a.hash = h;
-    a.next = nx;
-    size_t pos = s.find('\n') + 1;
-    for (size_t i = 0; i < n; ++i) {
-      size_t eol = s.find('\n', pos);
-      std::string line = s.substr(pos, eol - pos);
-      size_t eq = line.find('=');
-      a.kv[line.substr(0, eq)] = line.substr(eq + 1);
-      pos = eol + 1;
-    }
+    a.hash = *h;
+    a.next = *nx;
+    a.store = std::move(*store);
     return a;
   }
 };
@@ -110,7 +114,8 @@ struct Packet {
 
 class Sim {
  public:
-  explicit Sim(const Options& o) : opts_(o), rnd_(mix64(o.seed) ^ static_cast<uint64_t>(o.scenario)) {}
+  explicit Sim(const Options& o)
+      : opts_(o), rnd_(mix64(o.seed) ^ static_cast<uint64_t>(o.scenario)) {}
   Result run();
 
  private:
@@ -142,6 +147,7 @@ class Sim {
   void faults_step();
   void scenario_step();
   void partition_random();
+  meta::Command random_command(const Client& c);
   bool blocked(NodeId from, NodeId to) const { return blocked_.contains({from, to}); }
   bool converged() const;
   Node& node(NodeId id) { return nodes_[id - 1]; }
@@ -166,6 +172,7 @@ class Sim {
   rabia::Config initial_;
   size_t max_batch_ = 8;
   int64_t rebroadcast_ms_ = 40;
+  int64_t propose_delay_ms_ = 0;
   size_t catchup_batch_ = 64;
   size_t log_retain_ = 16;
   double p_drop_ = 0.02, p_dup_ = 0.02, p_drop_proposal_ = 0, p_drop_forward_ = 0;
@@ -176,8 +183,8 @@ class Sim {
   bool healed_ = false;
   int64_t think_ms_ = 5;
   // checkers
-  std::map<Slot, uint64_t> decided_;      // slot -> decision digest (agreement)
-  std::map<Slot, uint64_t> state_after_;  // slot -> app hash after applying it
+  std::map<Slot, uint64_t> decided_;                          // slot -> decision digest (agreement)
+  std::map<Slot, uint64_t> state_after_;                      // slot -> app hash after applying it
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> issued_;  // validity
   std::set<Slot> null_slots_;
 };
@@ -188,8 +195,10 @@ rabia::Options Sim::replica_options(NodeId id) const {
   o.initial = initial_;
   o.max_batch = max_batch_;
   o.rebroadcast_interval_ms = rebroadcast_ms_;
+  o.propose_delay_ms = propose_delay_ms_;
   o.catchup_batch = catchup_batch_;
   o.log_retain = log_retain_;
+  o.testing_votes_only_rebroadcast = opts_.break_rebroadcast;
   return o;
 }
 
@@ -199,6 +208,7 @@ void Sim::setup() {
   initial_.cluster_id = opts_.seed;
   max_batch_ = std::array<size_t, 4>{1, 2, 8, 32}[rnd_.uniform(4)];
   rebroadcast_ms_ = rnd_.range(15, 80);
+  propose_delay_ms_ = std::array<int64_t, 4>{0, 0, 5, 20}[rnd_.uniform(4)];
   catchup_batch_ = rnd_.chance(0.5) ? 4 : 64;
   log_retain_ = rnd_.chance(0.5) ? 2 : 32;
   p_drop_ = rnd_.chance(0.3) ? 0 : rnd_.unit() * 0.15;
@@ -237,10 +247,19 @@ void Sim::setup() {
       p_crash_ = 0;
       p_partition_ = 0;
       break;
+    case Scenario::kSteady:
+      p_drop_ = p_dup_ = 0;
+      p_crash_ = 0;
+      p_partition_ = 0;
+      break;
   }
+  if (opts_.propose_delay_ms >= 0) propose_delay_ms_ = opts_.propose_delay_ms;
+  if (opts_.max_batch > 0) max_batch_ = static_cast<size_t>(opts_.max_batch);
   size_t members = n;
-  if (opts_.scenario == Scenario::kReconfigPartition) members = 3;
-  else if (n == 5 && rnd_.chance(0.3)) members = 3;  // two spares that may be added later
+  if (opts_.scenario == Scenario::kReconfigPartition)
+    members = 3;
+  else if (n == 5 && opts_.scenario != Scenario::kSteady && rnd_.chance(0.3))
+    members = 3;  // two spares that may be added later
   for (NodeId i = 1; i <= members; ++i) initial_.members.push_back(i);
   nodes_.resize(n);
   for (NodeId i = 1; i <= n; ++i) {
@@ -248,7 +267,7 @@ void Sim::setup() {
     nd.id = i;
     nd.tick_period_ms = rnd_.range(3, 12);
     nd.drift_permille = rnd_.range(950, 1050);
-    if (rnd_.chance(0.15)) {  // a slow replica
+    if (opts_.scenario != Scenario::kSteady && rnd_.chance(0.15)) {  // a slow replica
       nd.tick_period_ms *= 4;
       nd.extra_delay_ms = rnd_.range(10, 60);
     }
@@ -263,7 +282,8 @@ void Sim::setup() {
     clients_.push_back(c);
   }
   // An administrator that changes membership (scenario, or sometimes with 5 nodes).
-  if (opts_.scenario == Scenario::kReconfigPartition || (n == 5 && rnd_.chance(0.3))) {
+  if (opts_.scenario == Scenario::kReconfigPartition ||
+      (n == 5 && opts_.scenario != Scenario::kSteady && rnd_.chance(0.3))) {
     Client a;
     a.id = 99;
     a.reconfig = true;
@@ -272,9 +292,9 @@ void Sim::setup() {
     clients_.push_back(a);
   }
   log("setup seed={} scenario={} n={} members={} batch={} drop={:.3f} dup={:.3f} delay=[{},{}] "
-      "crash={:.4f} part={:.4f} clients={}",
+      "crash={:.4f} part={:.4f} clients={} propose_delay={}",
       opts_.seed, scenario_name(opts_.scenario), n, members, max_batch_, p_drop_, p_dup_,
-      delay_min_, delay_max_, p_crash_, p_partition_, clients_.size());
+      delay_min_, delay_max_, p_crash_, p_partition_, clients_.size(), propose_delay_ms_);
 }
 
 void Sim::start(Node& n) {
@@ -324,7 +344,8 @@ void Sim::on_persist(Node& n, const Record& r) {
     if (r.decision.null) null_slots_.insert(r.decision.slot);
     for (const auto& q : r.decision.batch) {
       auto iss = issued_.find({q.client_id, q.seq});
-      if (iss == issued_.end() || iss->second != hash_str(q.payload) + static_cast<uint64_t>(q.kind))
+      if (iss == issued_.end() ||
+          iss->second != hash_str(q.payload) + static_cast<uint64_t>(q.kind))
         fail(fmt::format("VALIDITY: slot {} holds request (client {}, seq {}) never proposed",
                          r.decision.slot, q.client_id, q.seq));
     }
@@ -332,14 +353,20 @@ void Sim::on_persist(Node& n, const Record& r) {
 }
 
 void Sim::on_install(Node& n, const rabia::Snapshot& s) {
-  n.app = App::parse(s.app_state);
+  auto app = App::parse(s.app_state);
+  if (!app) {
+    fail(fmt::format("node {}: snapshot application state does not parse", n.id));
+    return;
+  }
+  n.app = std::move(*app);
   n.applied.clear();
   if (n.app.next != s.next_slot)
     fail(fmt::format("node {}: snapshot app state at {} but snapshot slot {}", n.id, n.app.next,
                      s.next_slot));
   if (s.next_slot > 0) {
     auto it = state_after_.find(s.next_slot - 1);
-    if (it != state_after_.end() && it->second != n.app.hash)
+    if (it != state_after_.end() &&
+        it->second != mix64(n.app.hash ^ hash_str(n.app.store.snapshot())))
       fail(fmt::format("STATE: node {} installed a snapshot differing at slot {}", n.id,
                        s.next_slot - 1));
   }
@@ -358,8 +385,10 @@ void Sim::on_apply(Node& n, const Entry& e) {
                        r.seq));
     n.app.hash = mix64(n.app.hash ^ mix64(r.client_id) ^ mix64(r.seq) ^ hash_str(r.payload));
     if (r.kind == Request::Kind::kCommand) {
-      auto eq = r.payload.find('=');
-      n.app.kv[r.payload.substr(0, eq)] = r.payload.substr(eq + 1);
+      // The outcome (revision or deterministic error) is part of the replicated state.
+      auto out = n.app.store.apply_bytes(r.payload);
+      n.app.hash = mix64(n.app.hash ^
+                         (out ? out->revision : 0x8000 + static_cast<uint64_t>(out.error().code)));
     }
     for (auto& c : clients_)
       if (c.id == r.client_id && c.outstanding && c.seq == r.seq) {
@@ -369,14 +398,20 @@ void Sim::on_apply(Node& n, const Entry& e) {
       }
   }
   n.app.next = e.slot + 1;
-  auto [it, fresh] = state_after_.try_emplace(e.slot, n.app.hash);
-  if (!fresh && it->second != n.app.hash)
-    fail(fmt::format("STATE: node {} has a different applied state after slot {}", n.id, e.slot));
+  const uint64_t state = mix64(n.app.hash ^ hash_str(n.app.store.snapshot()));
+  auto [it, fresh] = state_after_.try_emplace(e.slot, state);
+  if (!fresh && it->second != state)
+    fail(
+        fmt::format("STATE: node {} has a different applied state after slot {} (revision {}, "
+                    "{} keys)",
+                    n.id, e.slot, n.app.store.revision(), n.app.store.size()));
   if (!(e.config_after == n.replica->config()) && e.slot + 1 == n.replica->next_slot())
     fail(fmt::format("node {}: config after slot {} differs from the replica's", n.id, e.slot));
-  trace(3, n.id, e.slot, n.app.hash);
-  log("node {} applies slot {} {} ({} requests) epoch={}", n.id, e.slot, e.null ? "NULL" : "batch",
-      e.requests.size(), e.config_after.epoch);
+  if (n.replica->stats().protocol_violations > 0)
+    fail(fmt::format("PROTOCOL: node {} saw opposite votes or decisions in one phase", n.id));
+  trace(3, n.id, e.slot, state);
+  log("node {} applies slot {} {} ({} requests) epoch={} state={:x}", n.id, e.slot,
+      e.null ? "NULL" : "batch", e.requests.size(), e.config_after.epoch, state);
 }
 
 void Sim::drain(Node& n) {
@@ -468,7 +503,8 @@ void Sim::deliver(const Packet& p) {
     return;
   }
   if (blocked(m->from, m->to)) return;  // partition began while in flight
-  trace(5, m->from, m->to, static_cast<uint64_t>(m->type) ^ (m->slot << 8) ^ (uint64_t{m->phase} << 40));
+  trace(5, m->from, m->to,
+        static_cast<uint64_t>(m->type) ^ (m->slot << 8) ^ (uint64_t{m->phase} << 40));
   log("deliver {}->{} type={} slot={} phase={} bit={} reqs={} decs={}", m->from, m->to,
       static_cast<int>(m->type), m->slot, m->phase, static_cast<int>(m->bit), m->requests.size(),
       m->decisions.size());
@@ -486,7 +522,8 @@ void Sim::clients_step() {
         if (!node(to).replica) continue;  // crashed during this step
         auto st = node(to).replica->propose(c.req);
         trace(6, c.id, c.seq, to);
-        log("client {} retries seq {} at node {} ({})", c.id, c.seq, to, st ? "ok" : st.error().message);
+        log("client {} retries seq {} at node {} ({})", c.id, c.seq, to,
+            st ? "ok" : st.error().message);
         drain(node(to));
         c.retry_at_ms = now_ + 200 + static_cast<int64_t>(rnd_.uniform(200));
       }
@@ -512,7 +549,7 @@ void Sim::clients_step() {
       c.req.payload = rabia::encode_members(pick);
       c.next_action_ms = now_ + rnd_.range(300, 800);
     } else {
-      c.req.payload = fmt::format("k{}={}:{}", rnd_.uniform(8), c.id, c.seq);
+      c.req.payload = meta::encode(random_command(c));
     }
     issued_[{c.id, c.seq}] = hash_str(c.req.payload) + static_cast<uint64_t>(c.req.kind);
     NodeId to = lv[rnd_.uniform(lv.size())];
@@ -520,10 +557,41 @@ void Sim::clients_step() {
     if (!node(to).replica) continue;  // crashed during this step: the retry resends
     auto st = node(to).replica->propose(c.req);
     trace(7, c.id, c.seq, to);
-    log("client {} proposes seq {} at node {} ({})", c.id, c.seq, to, st ? "ok" : st.error().message);
+    log("client {} proposes seq {} at node {} ({})", c.id, c.seq, to,
+        st ? "ok" : st.error().message);
     c.retry_at_ms = now_ + 300;
     drain(node(to));
   }
+}
+
+// A metadata command over a few keys of two domains: puts, deletes, CAS and transactions
+// whose compares may or may not hold (deterministic conflicts are part of the state).
+meta::Command Sim::random_command(const Client& c) {
+  static const char* kDomains[] = {"members", "partitions"};
+  meta::Command cmd;
+  std::string d = kDomains[rnd_.uniform(2)];
+  std::string k = fmt::format("k{}", rnd_.uniform(6));
+  std::string v = fmt::format("{}:{}", c.id, c.seq + 0);
+  switch (rnd_.uniform(4)) {
+    case 0:
+      cmd.op = meta::Command::Op::kPut;
+      cmd.put = meta::Put{d, k, v};
+      break;
+    case 1:
+      cmd.op = meta::Command::Op::kDelete;
+      cmd.del = meta::Delete{d, k};
+      break;
+    case 2:
+      cmd.op = meta::Command::Op::kCas;
+      cmd.cas = meta::CompareAndSet{d, k, rnd_.uniform(3), v};
+      break;
+    default:
+      cmd.op = meta::Command::Op::kTxn;
+      cmd.txn.compares = {{d, k, rnd_.uniform(3)}};
+      cmd.txn.puts = {{d, k, v}, {d, fmt::format("k{}", rnd_.uniform(6)), v}};
+      break;
+  }
+  return cmd;
 }
 
 void Sim::partition_random() {
@@ -692,12 +760,20 @@ Result Sim::run() {
 
 const char* scenario_name(Scenario s) {
   switch (s) {
-    case Scenario::kRandom: return "random";
-    case Scenario::kProposalLoss: return "proposal-loss";
-    case Scenario::kStaleRestartMinority: return "stale-restart-minority";
-    case Scenario::kColdStart: return "cold-start";
-    case Scenario::kNullStorm: return "null-storm";
-    case Scenario::kReconfigPartition: return "reconfig-partition";
+    case Scenario::kRandom:
+      return "random";
+    case Scenario::kProposalLoss:
+      return "proposal-loss";
+    case Scenario::kStaleRestartMinority:
+      return "stale-restart-minority";
+    case Scenario::kColdStart:
+      return "cold-start";
+    case Scenario::kNullStorm:
+      return "null-storm";
+    case Scenario::kReconfigPartition:
+      return "reconfig-partition";
+    case Scenario::kSteady:
+      return "steady";
   }
   return "?";
 }

@@ -25,6 +25,7 @@ enum class Scenario {
   kColdStart,             // every replica crashes (mid-write) and all restart together
   kNullStorm,             // differing proposals: forwards lost, many concurrent clients
   kReconfigPartition,     // membership changes while a member is partitioned away
+  kSteady,                // no faults at all: the baseline for the protocol counters
 };
 
 const char* scenario_name(Scenario s);
@@ -37,12 +38,12 @@ struct Counters {
   uint64_t decided_phase1 = 0;
   uint64_t phases_total = 0;
   uint64_t by_transfer = 0;
-  uint64_t null_slots = 0;       // distinct slots decided NULL
+  uint64_t null_slots = 0;  // distinct slots decided NULL
   uint64_t coin_flips = 0;
   uint64_t rebroadcasts = 0;
   uint64_t snapshots_installed = 0;
   uint64_t crashes = 0;
-  uint64_t torn_writes = 0;      // crashes that lost part of a Ready's records
+  uint64_t torn_writes = 0;  // crashes that lost part of a Ready's records
   uint64_t requests_done = 0;
   uint64_t messages = 0;
   uint64_t dropped = 0;
@@ -63,6 +64,11 @@ struct Options {
   // Test hook: break durability rule R1 (send before the records are durable), to show that
   // the checkers catch the resulting disagreement.
   bool break_durability = false;
+  // Test hook: stalled replicas re-broadcast votes but not proposals.
+  bool break_rebroadcast = false;
+  // Overrides of seed-chosen knobs (-1: chosen by the seed).
+  int64_t propose_delay_ms = -1;
+  int64_t max_batch = -1;
 };
 
 Result run(const Options& opts);

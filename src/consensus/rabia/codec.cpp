@@ -11,8 +11,8 @@ std::unexpected<Error> bad(std::string what) {
   return make_error(Errc::kCorruption, "rabia codec: " + what);
 }
 
-#define KEEL_TRY_ASSIGN(var, expr)               \
-  auto var##_r = (expr);                         \
+#define KEEL_TRY_ASSIGN(var, expr)                       \
+  auto var##_r = (expr);                                 \
   if (!var##_r) return std::unexpected(var##_r.error()); \
   auto var = *var##_r
 
@@ -33,7 +33,8 @@ Result<Request> get_request(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(origin, rd.varint());
   KEEL_TRY_ASSIGN(kind, rd.u8());
   if (origin > UINT32_MAX) return bad("request origin exceeds 32 bits");
-  if (kind > 1) return bad(fmt::format("request kind {} unknown (allowed: 0 command, 1 reconfig)", kind));
+  if (kind > 1)
+    return bad(fmt::format("request kind {} unknown (allowed: 0 command, 1 reconfig)", kind));
   KEEL_TRY_ASSIGN(payload, rd.bytes(l.max_payload_bytes));
   r.client_id = client;
   r.seq = seq;
@@ -232,8 +233,8 @@ Result<Message> decode_message(std::string_view in, const Limits& l) {
     case MsgType::kDecided: {
       KEEL_TRY_ASSIGN(n, rd.varint());
       if (n > l.max_decisions || n > rd.remaining() / 2)
-        return bad(fmt::format("{} decisions exceed the limit of {} or the input", n,
-                               l.max_decisions));
+        return bad(
+            fmt::format("{} decisions exceed the limit of {} or the input", n, l.max_decisions));
       for (uint64_t i = 0; i < n; ++i) {
         KEEL_TRY_ASSIGN(d, get_decision(rd, l));
         if (!m.decisions.empty() && d.slot != m.decisions.back().slot + 1)

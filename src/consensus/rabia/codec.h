@@ -15,8 +15,8 @@ namespace keel::rabia {
 inline constexpr uint8_t kCodecVersion = 1;
 
 struct Limits {
-  size_t max_requests = 4096;       // requests in one message or record
-  size_t max_decisions = 1024;      // decisions in one kDecided
+  size_t max_requests = 4096;   // requests in one message or record
+  size_t max_decisions = 1024;  // decisions in one kDecided
   size_t max_payload_bytes = 1 << 20;
   size_t max_app_state_bytes = 256u << 20;
   size_t max_members = 64;

@@ -1,7 +1,8 @@
 #include "consensus/rabia/replica.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "base/assert.h"
 #include "base/codec.h"
@@ -94,6 +95,8 @@ Replica::Replica(Options opts, const std::vector<Record>& durable)
           if (!cur_.my_proposal) {
             cur_.my_proposal = r->requests;
             cur_.proposals[opts_.self] = r->requests;
+            // Its requests are still pending (the queue itself is volatile).
+            for (const auto& q : r->requests) enqueue(q);
           }
           break;
         case Record::Kind::kState: {
@@ -140,9 +143,9 @@ Status Replica::propose(Request r) {
   }
   if (r.seq == 0) return make_error(Errc::kInvalidArgument, "request seq must be >= 1");
   if (executed(r) || queued_keys_.contains(Key{r.client_id, r.seq}))
-    return make_error(Errc::kAlreadyExists,
-                      fmt::format("request (client {}, seq {}) already executed or pending",
-                                  r.client_id, r.seq));
+    return make_error(
+        Errc::kAlreadyExists,
+        fmt::format("request (client {}, seq {}) already executed or pending", r.client_id, r.seq));
   if (queue_.size() >= opts_.max_pending)
     return make_error(Errc::kLimitExceeded,
                       fmt::format("pending queue full ({} requests)", opts_.max_pending));
@@ -179,7 +182,10 @@ void Replica::step(const Message& m) {
         }
       }
       if (m.slot < next_slot_) {
-        // The sender lags: answer with the decision (or a snapshot if compacted).
+        // The sender lags: answer with the decision (or a snapshot if compacted). Only a
+        // proposal is answered: a stalled replica re-sends its proposal with its votes, while
+        // STATEs and VOTEs that merely arrive after we decided need no answer.
+        if (m.type != MsgType::kProposal) break;
         Message q;
         q.type = MsgType::kCatchUp;
         q.from = m.from;
@@ -213,6 +219,8 @@ void Replica::step(const Message& m) {
         rec.snapshot = *m.snapshot;
         persist(std::move(rec));
         apply_snapshot(*m.snapshot, /*from_peer=*/true);
+        // The sender may have decided slots after its snapshot: ask for them at once.
+        send(Message{.type = MsgType::kCatchUp, .to = m.from, .slot = next_slot_});
       }
       break;
   }
@@ -229,9 +237,10 @@ void Replica::tick(int64_t now_ms) {
     last_progress_ms_ = now_ms_;
   } else if (!in_flight && now_ms_ - last_catchup_ms_ >= 10 * opts_.rebroadcast_interval_ms &&
              config_.n() > 0) {
-    // Idle: ask one member (round robin by slot) whether we lag behind.
-    NodeId to = config_.members[next_slot_ % config_.n()];
-    if (to == opts_.self) to = config_.members[(next_slot_ + 1) % config_.n()];
+    // Idle: ask one member whether we lag behind, a different one each time (two lagging
+    // replicas must not keep asking only each other).
+    NodeId to = config_.members[idle_probe_++ % config_.n()];
+    if (to == opts_.self) to = config_.members[idle_probe_++ % config_.n()];
     if (to != opts_.self) request_catchup(to);
   }
   progress();
@@ -303,9 +312,11 @@ bool Replica::progress_once() {
   if (auto it = future_decisions_.find(next_slot_); it != future_decisions_.end()) {
     Decision d = std::move(it->second);
     future_decisions_.erase(it);
-    if (cur_.decided) {
-      // Weak-MVC agreement: a transferred decision must match what we decided by vote.
-      KEEL_ASSERT_MSG((*cur_.decided == Bit::k0) == d.null, "decision transfer disagrees");
+    if (cur_.decided && (*cur_.decided == Bit::k0) != d.null) {
+      // Weak-MVC agreement says this cannot happen among correct replicas; a peer that broke
+      // the durability rules can cause it. Report it; the peer's decision is not taken.
+      ++stats_.protocol_violations;
+      return true;
     }
     persist(Record{.kind = Record::Kind::kDecision, .slot = d.slot, .decision = d});
     ++stats_.decided_by_transfer;
@@ -325,7 +336,12 @@ bool Replica::progress_once() {
     return false;
   }
   if (!cur_.my_proposal) {
-    if (queue_.empty() && cur_.proposals.empty()) return false;
+    if (cur_.proposals.empty()) {
+      if (queue_.empty()) return false;
+      if (opts_.propose_delay_ms > 0 &&
+          queue_.begin()->timestamp_ms > now_ms_ - opts_.propose_delay_ms)
+        return false;  // tick() starts the slot once the oldest request is old enough
+    }
     make_proposal();
     return true;
   }
@@ -349,14 +365,16 @@ bool Replica::progress_once() {
     if (ps.states.size() < quorum) return false;
     size_t c0 = 0, c1 = 0;
     for (auto& [_, b] : ps.states) (b == Bit::k0 ? c0 : c1)++;
-    Bit vote = c1 >= config_.majority() ? Bit::k1
+    Bit vote = c1 >= config_.majority()   ? Bit::k1
                : c0 >= config_.majority() ? Bit::k0
                                           : Bit::kQuestion;
     ps.my_vote = vote;
     ps.votes[opts_.self] = vote;
     cur_.vote_sent = true;
-    persist(Record{.kind = Record::Kind::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
-    broadcast(Message{.type = MsgType::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
+    persist(
+        Record{.kind = Record::Kind::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
+    broadcast(
+        Message{.type = MsgType::kVote, .slot = next_slot_, .phase = cur_.phase, .bit = vote});
     return true;
   }
   if (ps.votes.size() < quorum) return false;
@@ -365,8 +383,14 @@ bool Replica::progress_once() {
     if (b == Bit::k0) ++c0;
     if (b == Bit::k1) ++c1;
   }
-  // Two majorities of STATEs in one phase intersect, so votes never disagree.
-  KEEL_ASSERT_MSG(c0 == 0 || c1 == 0, "conflicting non-? votes in one phase");
+  // Two majorities of STATEs in one phase intersect, so correct replicas never send opposite
+  // non-? votes. Only a peer that broke the durability rules (two different STATEs for one
+  // phase) can; report it and wait (the phase cannot be decided safely).
+  if (c0 > 0 && c1 > 0) {
+    if (!cur_.violation_reported) ++stats_.protocol_violations;
+    cur_.violation_reported = true;
+    return false;
+  }
   const size_t f1 = config_.f() + 1;
   if (c0 >= f1 || c1 >= f1) {
     on_decided_bit(c1 >= f1 ? Bit::k1 : Bit::k0);
@@ -387,7 +411,8 @@ bool Replica::progress_once() {
   np.states[opts_.self] = next;
   cur_.state_sent = true;
   cur_.vote_sent = false;
-  persist(Record{.kind = Record::Kind::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
+  persist(
+      Record{.kind = Record::Kind::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
   broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = cur_.phase, .bit = next});
   return true;
 }
@@ -466,7 +491,15 @@ std::optional<std::vector<Request>> Replica::majority_proposal() const {
 void Replica::make_proposal() {
   KEEL_ASSERT(!cur_.my_proposal);
   std::vector<Request> batch;
-  for (auto it = queue_.begin(); it != queue_.end() && batch.size() < opts_.max_batch; ++it)
+  int64_t cutoff = INT64_MAX;
+  if (opts_.propose_delay_ms > 0) {
+    cutoff = now_ms_ - opts_.propose_delay_ms;
+    for (auto& [_, p] : cur_.proposals)
+      for (auto& r : p) cutoff = std::max(cutoff, r.timestamp_ms);
+  }
+  // The queue is ordered by timestamp first, so the eligible requests are a prefix.
+  for (auto it = queue_.begin();
+       it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it)
     batch.push_back(*it);
   cur_.my_proposal = batch;
   cur_.proposals[opts_.self] = batch;
@@ -546,12 +579,16 @@ void Replica::apply_snapshot(const Snapshot& s, bool from_peer) {
 void Replica::rebroadcast() {
   ++stats_.rebroadcasts;
   if (is_member() && cur_.my_proposal) {
-    broadcast(Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
+    if (!opts_.testing_votes_only_rebroadcast)
+      broadcast(
+          Message{.type = MsgType::kProposal, .slot = next_slot_, .requests = *cur_.my_proposal});
     for (auto& [p, ps] : cur_.phases) {
       if (ps.my_state)
-        broadcast(Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});
+        broadcast(
+            Message{.type = MsgType::kState, .slot = next_slot_, .phase = p, .bit = *ps.my_state});
       if (ps.my_vote)
-        broadcast(Message{.type = MsgType::kVote, .slot = next_slot_, .phase = p, .bit = *ps.my_vote});
+        broadcast(
+            Message{.type = MsgType::kVote, .slot = next_slot_, .phase = p, .bit = *ps.my_vote});
     }
   }
   if (!is_member() && !queue_.empty()) {

@@ -46,13 +46,20 @@ namespace keel::rabia {
 struct Options {
   NodeId self = 0;
   Config initial;  // bootstrap configuration (ignored once a snapshot/reconfig says otherwise)
-  size_t max_batch = 16;             // requests per proposal
-  size_t max_pending = 10'000;       // pending queue bound; propose() refuses beyond it
+  size_t max_batch = 16;        // requests per proposal
+  size_t max_pending = 10'000;  // pending queue bound; propose() refuses beyond it
   size_t max_request_bytes = 1 << 20;
   int64_t rebroadcast_interval_ms = 50;  // a stalled replica re-sends its slot messages
-  size_t catchup_batch = 64;             // decisions per kDecided answer
-  size_t future_window = 4;              // slots ahead whose messages are buffered
-  size_t log_retain = 4096;              // decided entries kept in memory to answer catch-up
+  // 0: propose the queue head at once. > 0: start a slot only with requests at least this old
+  // (by their timestamps), so forwards reach every replica first and batches match; a replica
+  // joining a slot includes everything up to the newest request in its peers' proposals.
+  int64_t propose_delay_ms = 0;
+  size_t catchup_batch = 64;  // decisions per kDecided answer
+  size_t future_window = 4;   // slots ahead whose messages are buffered
+  size_t log_retain = 4096;   // decided entries kept in memory to answer catch-up
+  // Fault injection for the simulator only: re-broadcast votes but not the proposal (the
+  // production bug in Rabia's history). Never set outside tests.
+  bool testing_votes_only_rebroadcast = false;
 };
 
 struct Ready {
@@ -60,9 +67,7 @@ struct Ready {
   std::vector<Message> messages;    // then send
   std::optional<Snapshot> install;  // then restore the application from this (if set) ...
   std::vector<Entry> apply;         // ... then apply these in order
-  bool empty() const {
-    return persist.empty() && messages.empty() && !install && apply.empty();
-  }
+  bool empty() const { return persist.empty() && messages.empty() && !install && apply.empty(); }
 };
 
 struct Stats {
@@ -74,10 +79,11 @@ struct Stats {
   uint64_t null_decisions = 0;
   uint64_t coin_flips = 0;
   uint64_t rebroadcasts = 0;
-  uint64_t fetches = 0;              // decided 1 without holding the majority proposal
+  uint64_t fetches = 0;  // decided 1 without holding the majority proposal
   uint64_t duplicates_dropped = 0;
   uint64_t snapshots_sent = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t protocol_violations = 0;  // peers that broke the protocol (e.g. durability rules)
 };
 
 // The common coin: a deterministic function of (cluster id, epoch, slot, phase).
@@ -137,10 +143,11 @@ class Replica {
     std::map<NodeId, std::vector<Request>> proposals;
     std::optional<std::vector<Request>> my_proposal;
     std::map<Phase, PhaseState> phases;
-    Phase phase = 0;  // 0: proposal exchange; p >= 1: in phase p
+    Phase phase = 0;          // 0: proposal exchange; p >= 1: in phase p
     bool state_sent = false;  // my STATE for `phase` sent
     bool vote_sent = false;   // my VOTE for `phase` sent
     std::optional<Bit> decided;
+    bool violation_reported = false;
   };
 
   void replay(const Record& r);
@@ -167,11 +174,11 @@ class Replica {
   Options opts_;
   Config config_;
   Slot next_slot_ = 0;
-  std::optional<Snapshot> snapshot_;          // latest snapshot (durable once persisted)
-  std::map<Slot, Decision> log_;              // recent decided slots (bounded by log_retain)
-  std::map<Slot, Decision> future_decisions_; // learned out of order, applied when contiguous
-  std::map<uint64_t, uint64_t> dedup_;        // client -> highest executed seq
-  std::set<Request> queue_;                   // pending, ordered
+  std::optional<Snapshot> snapshot_;           // latest snapshot (durable once persisted)
+  std::map<Slot, Decision> log_;               // recent decided slots (bounded by log_retain)
+  std::map<Slot, Decision> future_decisions_;  // learned out of order, applied when contiguous
+  std::map<uint64_t, uint64_t> dedup_;         // client -> highest executed seq
+  std::set<Request> queue_;                    // pending, ordered
   std::map<Key, Request> queued_keys_;         // key -> the copy held in queue_
   SlotState cur_;
   std::map<Slot, std::vector<Message>> buffered_;  // future-slot messages
@@ -179,6 +186,7 @@ class Replica {
   int64_t last_ts_ms_ = 0;
   int64_t last_progress_ms_ = 0;
   int64_t last_catchup_ms_ = -1'000'000;
+  uint64_t idle_probe_ = 0;  // round robin over members for idle catch-up probes
   Ready out_;
   bool outstanding_ = false;  // a Ready was taken and not advanced
   Stats stats_;

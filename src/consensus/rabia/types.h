@@ -53,12 +53,12 @@ struct Decision {
 // wait collects n - f messages from distinct members.
 struct Config {
   uint64_t cluster_id = 0;
-  uint64_t epoch = 0;  // +1 on every decided reconfiguration
+  uint64_t epoch = 0;           // +1 on every decided reconfiguration
   std::vector<NodeId> members;  // sorted, unique
 
   size_t n() const { return members.size(); }
   size_t f() const { return members.empty() ? 0 : (members.size() - 1) / 2; }
-  size_t quorum() const { return n() - f(); }     // n - f
+  size_t quorum() const { return n() - f(); }      // n - f
   size_t majority() const { return n() / 2 + 1; }  // floor(n/2) + 1
   bool contains(NodeId id) const;
   friend bool operator==(const Config&, const Config&) = default;
@@ -69,10 +69,10 @@ using DedupTable = std::vector<std::pair<uint64_t, uint64_t>>;  // sorted by cli
 
 // Everything needed to resume at `next_slot` without the log before it.
 struct Snapshot {
-  Slot next_slot = 0;       // first slot NOT covered by the snapshot
-  Config config;            // configuration governing next_slot
-  DedupTable dedup;         // executed requests up to next_slot
-  std::string app_state;    // opaque, produced by the application (e.g. meta::Store::snapshot)
+  Slot next_slot = 0;     // first slot NOT covered by the snapshot
+  Config config;          // configuration governing next_slot
+  DedupTable dedup;       // executed requests up to next_slot
+  std::string app_state;  // opaque, produced by the application (e.g. meta::Store::snapshot)
   friend bool operator==(const Snapshot&, const Snapshot&) = default;
 };
 
@@ -80,13 +80,13 @@ struct Snapshot {
 enum class Bit : uint8_t { k0 = 0, k1 = 1, kQuestion = 2 };
 
 enum class MsgType : uint8_t {
-  kForward = 1,      // requests[0..]: a client request shared with every member
-  kProposal = 2,     // slot, requests = proposed batch (may be empty: nothing pending)
-  kState = 3,        // slot, phase, bit (0/1)
-  kVote = 4,         // slot, phase, bit (0/1/?)
-  kDecided = 5,      // decisions (consecutive slots); answer to anything about a decided slot
-  kCatchUp = 6,      // slot = first slot the sender lacks; asks for decisions or a snapshot
-  kSnapshot = 7,     // snapshot: answer to kCatchUp for compacted slots
+  kForward = 1,   // requests[0..]: a client request shared with every member
+  kProposal = 2,  // slot, requests = proposed batch (may be empty: nothing pending)
+  kState = 3,     // slot, phase, bit (0/1)
+  kVote = 4,      // slot, phase, bit (0/1/?)
+  kDecided = 5,   // decisions (consecutive slots); answer to anything about a decided slot
+  kCatchUp = 6,   // slot = first slot the sender lacks; asks for decisions or a snapshot
+  kSnapshot = 7,  // snapshot: answer to kCatchUp for compacted slots
 };
 
 struct Message {
