@@ -13,10 +13,11 @@ namespace keel::cluster {
 struct MetaService::Impl : std::enable_shared_from_this<Impl> {
   DriverOptions opt;
   MetaLimits limits;
-  std::shared_ptr<KvMachine> sm = std::make_shared<KvMachine>();
+  std::shared_ptr<MetaMachine> sm;
   std::unique_ptr<Driver> driver;
 
   struct Watcher {
+    std::string domain;
     std::string prefix;
     uint64_t from = 0;
     Cb<WatchResult> cb;
@@ -27,7 +28,32 @@ struct MetaService::Impl : std::enable_shared_from_this<Impl> {
   std::map<uint32_t, MemberStatus> observed, recorded;
   std::map<uint32_t, bool> recording;
 
-  Impl(DriverOptions o, MetaLimits l) : opt(std::move(o)), limits(l) {}
+  Impl(DriverOptions o, MetaLimits l) : opt(std::move(o)), limits(l) {
+    meta::Limits ml;
+    ml.max_key_bytes = l.max_key_bytes;
+    ml.max_value_bytes = l.max_value_bytes;
+    ml.max_list = l.max_list;
+    sm = std::make_shared<MetaMachine>(ml);
+  }
+
+  static std::vector<WatchEvent> convert(const std::vector<meta::Event>& ev) {
+    std::vector<WatchEvent> out;
+    out.reserve(ev.size());
+    for (auto& e : ev) {
+      WatchEvent w;
+      w.deleted = e.type == meta::Event::Type::kDelete;
+      w.kv = MetaMachine::to_kv(e.kv);
+      w.kv.mod_revision = e.revision;
+      if (w.deleted) w.kv.value.clear();
+      out.push_back(std::move(w));
+    }
+    return out;
+  }
+  Result<std::vector<WatchEvent>> events(const std::string& domain, const std::string& prefix, uint64_t from) const {
+    auto ev = sm->store().watch(domain, prefix, from, limits.max_watch_events);
+    if (!ev) return std::unexpected(ev.error());
+    return convert(*ev);
+  }
 
   // Answers watchers that have events (driver thread).
   void wake_watchers() {
@@ -37,11 +63,11 @@ struct MetaService::Impl : std::enable_shared_from_this<Impl> {
         it = watchers.erase(it);
         continue;
       }
-      auto ev = sm->events(w.prefix, w.from, limits.max_watch_events);
+      auto ev = events(w.domain, w.prefix, w.from);
       if (!ev || !ev->empty()) {
         w.done = true;
         if (!ev) w.cb(std::unexpected(ev.error()));
-        else w.cb(WatchResult{std::move(*ev), sm->revision()});
+        else w.cb(WatchResult{std::move(*ev), sm->store().revision()});
         it = watchers.erase(it);
         continue;
       }
@@ -56,12 +82,11 @@ struct MetaService::Impl : std::enable_shared_from_this<Impl> {
       if (recorded.count(id) && recorded[id] == st) continue;
       if (recording[id]) continue;
       recording[id] = true;
-      KvCommand c;
-      c.op = KvCommand::Op::kPut;
-      c.key = fmt::format("cluster/health/{}/{}", opt.node_id, id);
-      c.value = std::string(member_status_name(st));
+      meta::Command c;
+      c.op = meta::Command::Op::kPut;
+      c.put = {kMembersDomain, fmt::format("health/{}/{}", opt.node_id, id), std::string(member_status_name(st))};
       std::weak_ptr<Impl> weak = shared_from_this();
-      driver->submit(encode_command(c), [weak, id, st](Result<std::string> r) {
+      driver->submit(meta::encode(c), [weak, id, st](Result<std::string> r) {
         auto self = weak.lock();
         if (!self) return;
         self->recording[id] = false;
@@ -112,44 +137,63 @@ Status check_key(const std::string& key, const MetaLimits& l) {
     return make_error(Errc::kInvalidArgument, fmt::format("key of {} bytes exceeds the limit of {} bytes", key.size(), l.max_key_bytes));
   return {};
 }
+
+Driver::Callback reply_to(MetaService::Cb<WriteResult> cb) {
+  return [cb = std::move(cb)](Result<std::string> r) {
+    if (!r) return cb(std::unexpected(r.error()));
+    cb(decode_reply(*r));
+  };
+}
 }  // namespace
 
-void MetaService::put(std::string key, std::string value, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
+void MetaService::put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
   if (auto st = check_key(key, limits_); !st) return cb(std::unexpected(st.error()));
   if (value.size() > limits_.max_value_bytes)
     return cb(make_error(Errc::kLimitExceeded, fmt::format("value of {} bytes exceeds the limit of {} bytes", value.size(), limits_.max_value_bytes)));
-  KvCommand c{KvCommand::Op::kPut, std::move(key), std::move(value), prev};
-  impl_->driver->submit(encode_command(c), [cb = std::move(cb)](Result<std::string> r) {
-    if (!r) return cb(std::unexpected(r.error()));
-    cb(decode_reply(*r));
-  });
+  meta::Command c;
+  if (prev) {
+    c.op = meta::Command::Op::kCas;
+    c.cas = {std::move(domain), std::move(key), *prev, std::move(value)};
+  } else {
+    c.op = meta::Command::Op::kPut;
+    c.put = {std::move(domain), std::move(key), std::move(value)};
+  }
+  impl_->driver->submit(meta::encode(c), reply_to(std::move(cb)));
 }
 
-void MetaService::del(std::string key, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
+void MetaService::del(std::string domain, std::string key, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
   if (auto st = check_key(key, limits_); !st) return cb(std::unexpected(st.error()));
-  KvCommand c{KvCommand::Op::kDelete, std::move(key), {}, prev};
-  impl_->driver->submit(encode_command(c), [cb = std::move(cb)](Result<std::string> r) {
-    if (!r) return cb(std::unexpected(r.error()));
-    cb(decode_reply(*r));
-  });
+  meta::Command c;
+  if (prev) {
+    if (*prev == 0)
+      return cb(make_error(Errc::kInvalidArgument, "prev_version=0 on a delete means the key must not exist: nothing to delete; "
+                                                   "allowed: a version >= 1"));
+    c.op = meta::Command::Op::kTxn;
+    c.txn.compares.push_back({domain, key, *prev});
+    c.txn.deletes.push_back({std::move(domain), std::move(key)});
+  } else {
+    c.op = meta::Command::Op::kDelete;
+    c.del = {std::move(domain), std::move(key)};
+  }
+  impl_->driver->submit(meta::encode(c), reply_to(std::move(cb)));
 }
 
-void MetaService::get(std::string key, bool stale, Cb<KeyValue> cb) {
+void MetaService::get(std::string domain, std::string key, bool stale, Cb<KeyValue> cb) {
   if (auto st = check_key(key, limits_); !st) return cb(std::unexpected(st.error()));
-  auto answer = [](const KvMachine& m, const std::string& k) -> Result<KeyValue> {
-    auto v = m.get(k);
-    if (!v) return make_error(Errc::kNotFound, fmt::format("key '{}' does not exist", k));
-    return *v;
+  auto answer = [](const MetaMachine& m, const std::string& d, const std::string& k) -> Result<KeyValue> {
+    auto v = m.store().get(d, k);
+    if (!v) return make_error(Errc::kNotFound, fmt::format("key '{}' does not exist in domain '{}'", k, d));
+    return MetaMachine::to_kv(*v);
   };
   auto sm = impl_->sm;
   if (stale) {
-    impl_->driver->post([sm, key, cb, answer] { cb(answer(*sm, key)); });
+    impl_->driver->post([sm, domain, key, cb, answer] { cb(answer(*sm, domain, key)); });
     return;
   }
   auto out = std::make_shared<Result<KeyValue>>();
   impl_->driver->read_barrier(
-      [out, key, answer](StateMachine& m) {
-        *out = answer(static_cast<KvMachine&>(m), key);
+      [out, domain, key, answer](StateMachine& m) {
+        *out = answer(static_cast<MetaMachine&>(m), domain, key);
         return std::string();
       },
       [out, cb](Result<std::string> r) {
@@ -158,17 +202,27 @@ void MetaService::get(std::string key, bool stale, Cb<KeyValue> cb) {
       });
 }
 
-void MetaService::list(std::string prefix, size_t limit, bool stale, Cb<ListResult> cb) {
+void MetaService::list(std::string domain, std::string prefix, size_t limit, bool stale, Cb<ListResult> cb) {
   limit = std::min(limit, limits_.max_list);
+  auto read = [domain, prefix, limit](const MetaMachine& m) {
+    ListResult out;
+    out.revision = m.store().revision();
+    for (auto& kv : m.store().list(domain, prefix, limit + 1)) out.items.push_back(MetaMachine::to_kv(kv));
+    if (out.items.size() > limit) {
+      out.items.resize(limit);
+      out.more = true;
+    }
+    return out;
+  };
   auto sm = impl_->sm;
   if (stale) {
-    impl_->driver->post([sm, prefix, limit, cb] { cb(sm->list(prefix, limit)); });
+    impl_->driver->post([sm, read, cb] { cb(read(*sm)); });
     return;
   }
   auto out = std::make_shared<ListResult>();
   impl_->driver->read_barrier(
-      [out, prefix, limit](StateMachine& m) {
-        *out = static_cast<KvMachine&>(m).list(prefix, limit);
+      [out, read](StateMachine& m) {
+        *out = read(static_cast<MetaMachine&>(m));
         return std::string();
       },
       [out, cb](Result<std::string> r) {
@@ -177,25 +231,26 @@ void MetaService::list(std::string prefix, size_t limit, bool stale, Cb<ListResu
       });
 }
 
-void MetaService::watch(std::string prefix, uint64_t from, int64_t timeout_ms, Cb<WatchResult> cb) {
+void MetaService::watch(std::string domain, std::string prefix, uint64_t from, int64_t timeout_ms, Cb<WatchResult> cb) {
   timeout_ms = std::clamp<int64_t>(timeout_ms, 0, limits_.max_watch_timeout_ms);
   std::weak_ptr<Impl> weak = impl_;
-  impl_->driver->post([weak, prefix = std::move(prefix), from, timeout_ms, cb = std::move(cb)]() mutable {
+  impl_->driver->post([weak, domain = std::move(domain), prefix = std::move(prefix), from, timeout_ms, cb = std::move(cb)]() mutable {
     auto self = weak.lock();
     if (!self) return;
-    if (from == 0) from = self->sm->revision() + 1;  // only what happens from now on
-    auto ev = self->sm->events(prefix, from, self->limits.max_watch_events);
+    uint64_t rev = self->sm->store().revision();
+    if (from == 0) from = rev + 1;  // only what happens from now on
+    auto ev = self->events(domain, prefix, from);
     if (!ev) return cb(std::unexpected(ev.error()));
-    if (!ev->empty() || timeout_ms == 0) return cb(WatchResult{std::move(*ev), self->sm->revision()});
+    if (!ev->empty() || timeout_ms == 0) return cb(WatchResult{std::move(*ev), rev});
     if (self->watchers.size() >= self->limits.max_watchers)
       return cb(make_error(Errc::kLimitExceeded, fmt::format("too many watches waiting on this node (limit {})", self->limits.max_watchers)));
-    auto w = std::make_shared<Impl::Watcher>(Impl::Watcher{std::move(prefix), from, std::move(cb)});
+    auto w = std::make_shared<Impl::Watcher>(Impl::Watcher{std::move(domain), std::move(prefix), from, std::move(cb)});
     self->watchers.push_back(w);
     self->driver->after(timeout_ms, [weak, w] {
       auto s = weak.lock();
       if (!s || w->done) return;
       w->done = true;
-      w->cb(WatchResult{{}, s->sm->revision()});
+      w->cb(WatchResult{{}, s->sm->store().revision()});
     });
   });
 }

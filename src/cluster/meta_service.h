@@ -62,6 +62,11 @@ struct MetaLimits {
   size_t max_watchers = 10000;
 };
 
+inline constexpr const char* kDefaultDomain = "app";
+// This node's view of each member's health is written to domain "members", key
+// "health/<observer id>/<member id>", value alive|suspect|dead.
+inline constexpr const char* kMembersDomain = "members";
+
 class MetaService {
  public:
   MetaService(DriverOptions opt, MetaLimits limits = {});
@@ -71,12 +76,14 @@ class MetaService {
 
   template <class T>
   using Cb = std::function<void(Result<T>)>;
-  // prev_version: compare-and-set; 0 means "the key must not exist".
-  void put(std::string key, std::string value, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
-  void del(std::string key, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
-  void get(std::string key, bool stale, Cb<KeyValue> cb);  // kNotFound if absent
-  void list(std::string prefix, size_t limit, bool stale, Cb<ListResult> cb);
-  void watch(std::string prefix, uint64_t from_revision, int64_t timeout_ms, Cb<WatchResult> cb);
+  // Keys live in a domain (meta::Store: [a-z0-9_-]{1,64}); HTTP uses kDefaultDomain unless
+  // ?domain= says otherwise. prev_version: compare-and-set; 0 means "must not exist".
+  void put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
+  // kNotFound if the key is absent.
+  void del(std::string domain, std::string key, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
+  void get(std::string domain, std::string key, bool stale, Cb<KeyValue> cb);  // kNotFound if absent
+  void list(std::string domain, std::string prefix, size_t limit, bool stale, Cb<ListResult> cb);
+  void watch(std::string domain, std::string prefix, uint64_t from_revision, int64_t timeout_ms, Cb<WatchResult> cb);
 
   DriverStatus status();
   const MetaLimits& limits() const { return limits_; }

@@ -517,6 +517,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
   auto& lim = meta->limits();
   std::string err;
   bool stale = query_bool(q, "stale");
+  std::string domain = q.get("domain") ? *q.get("domain") : std::string(cluster::kDefaultDomain);
   auto bad = [&](std::string m) { return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", std::move(m)); };
 
   if (path == "/v1/meta/watch") {
@@ -527,7 +528,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     std::string prefix = q.get("prefix") ? *q.get("prefix") : std::string();
     uint64_t f = from.value_or(0);
     int64_t t = static_cast<int64_t>(timeout.value_or(30000));
-    auto start = [&](auto cb) { meta->watch(prefix, f, t, cb); };
+    auto start = [&](auto cb) { meta->watch(domain, prefix, f, t, cb); };
     auto r = co_await meta_call<cluster::WatchResult>(start);
     if (!r) co_return meta_error(req, r.error());
     json events = json::array();
@@ -546,7 +547,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     if (!query_u64(q, "limit", 1, lim.max_list, limit, err)) co_return bad(err);
     std::string prefix = q.get("prefix") ? *q.get("prefix") : std::string();
     size_t l = limit.value_or(1000);
-    auto start = [&](auto cb) { meta->list(prefix, l, stale, cb); };
+    auto start = [&](auto cb) { meta->list(domain, prefix, l, stale, cb); };
     auto r = co_await meta_call<cluster::ListResult>(start);
     if (!r) co_return meta_error(req, r.error());
     json items = json::array();
@@ -562,7 +563,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
   if (!query_u64(q, "prev_version", 0, UINT64_MAX, prev, err)) co_return bad(err);
 
   if (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) {
-    auto start = [&](auto cb) { meta->get(key, stale, cb); };
+    auto start = [&](auto cb) { meta->get(domain, key, stale, cb); };
     auto r = co_await meta_call<cluster::KeyValue>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, kv_json(*r));
@@ -571,13 +572,13 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     if (req.body().size() > lim.max_value_bytes)
       co_return error_response(req, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
                                fmt::format("value of {} bytes exceeds the limit of {} bytes", req.body().size(), lim.max_value_bytes));
-    auto start = [&](auto cb) { meta->put(key, req.body(), prev, cb); };
+    auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb); };
     auto r = co_await meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"version", r->version}, {"revision", r->revision}});
   }
   if (req.method() == bhttp::verb::delete_) {
-    auto start = [&](auto cb) { meta->del(key, prev, cb); };
+    auto start = [&](auto cb) { meta->del(domain, key, prev, cb); };
     auto r = co_await meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r->existed}, {"revision", r->revision}});

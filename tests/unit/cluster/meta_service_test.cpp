@@ -14,6 +14,7 @@
 
 #include "base/random.h"
 #include "cluster/kv_machine.h"
+#include "meta/store.h"
 
 namespace keel::cluster {
 namespace {
@@ -68,7 +69,7 @@ struct Trio {
     std::filesystem::remove_all(root);
   }
   Result<WriteResult> put(int i, std::string k, std::string v, std::optional<uint64_t> prev = {}) {
-    return call<WriteResult>([&](auto cb) { s[i]->put(k, v, prev, cb); });
+    return call<WriteResult>([&](auto cb) { s[i]->put("app", k, v, prev, cb); });
   }
 };
 
@@ -78,7 +79,7 @@ TEST(MetaService, PutGetCasDeleteListAcrossNodes) {
   ASSERT_TRUE(w) << w.error().message;
   EXPECT_EQ(w->version, 1u);
   for (int i = 0; i < 3; ++i) {
-    auto g = call<KeyValue>([&](auto cb) { t.s[i]->get("app/a", false, cb); });
+    auto g = call<KeyValue>([&](auto cb) { t.s[i]->get("app", "app/a", false, cb); });
     ASSERT_TRUE(g) << g.error().message;
     EXPECT_EQ(g->value, "1");
     EXPECT_EQ(g->version, 1u);
@@ -86,22 +87,22 @@ TEST(MetaService, PutGetCasDeleteListAcrossNodes) {
   auto cas_bad = t.put(1, "app/a", "2", 7);
   ASSERT_FALSE(cas_bad);
   EXPECT_EQ(cas_bad.error().code, Errc::kConflict);
-  EXPECT_NE(cas_bad.error().message.find("is at version 1, expected version 7"), std::string::npos);
+  EXPECT_NE(cas_bad.error().message.find("is at version 1, expected 7"), std::string::npos) << cas_bad.error().message;
   auto cas_ok = t.put(1, "app/a", "2", 1);
   ASSERT_TRUE(cas_ok);
   EXPECT_EQ(cas_ok->version, 2u);
   auto create_only = t.put(2, "app/a", "3", 0);
   ASSERT_FALSE(create_only);
   ASSERT_TRUE(t.put(2, "app/b", "x", 0));
-  auto l = call<ListResult>([&](auto cb) { t.s[2]->list("app/", 100, false, cb); });
+  auto l = call<ListResult>([&](auto cb) { t.s[2]->list("app", "app/", 100, false, cb); });
   ASSERT_TRUE(l);
   ASSERT_EQ(l->items.size(), 2u);
   EXPECT_EQ(l->items[0].key, "app/a");
   EXPECT_EQ(l->items[0].value, "2");
-  auto d = call<WriteResult>([&](auto cb) { t.s[0]->del("app/a", std::nullopt, cb); });
+  auto d = call<WriteResult>([&](auto cb) { t.s[0]->del("app", "app/a", std::nullopt, cb); });
   ASSERT_TRUE(d);
   EXPECT_TRUE(d->existed);
-  auto g = call<KeyValue>([&](auto cb) { t.s[1]->get("app/a", false, cb); });
+  auto g = call<KeyValue>([&](auto cb) { t.s[1]->get("app", "app/a", false, cb); });
   ASSERT_FALSE(g);
   EXPECT_EQ(g.error().code, Errc::kNotFound);
 }
@@ -112,14 +113,14 @@ TEST(MetaService, WatchReturnsEventsFromARevisionAndLongPolls) {
   ASSERT_TRUE(w1);
   ASSERT_TRUE(t.put(1, "other/y", "1"));
   ASSERT_TRUE(t.put(2, "cfg/x", "2"));
-  auto r = call<WatchResult>([&](auto cb) { t.s[1]->watch("cfg/", w1->revision, 1000, cb); });
+  auto r = call<WatchResult>([&](auto cb) { t.s[1]->watch("app", "cfg/", w1->revision, 1000, cb); });
   ASSERT_TRUE(r) << r.error().message;
   ASSERT_EQ(r->events.size(), 2u);
   EXPECT_EQ(r->events[0].kv.value, "1");
   EXPECT_EQ(r->events[1].kv.value, "2");
   // Long-poll: nothing yet after the latest revision; a write on another node wakes it.
   std::promise<Result<WatchResult>> p;
-  t.s[2]->watch("cfg/", r->revision + 1, 20000, [&](Result<WatchResult> x) { p.set_value(std::move(x)); });
+  t.s[2]->watch("app", "cfg/", r->revision + 1, 20000, [&](Result<WatchResult> x) { p.set_value(std::move(x)); });
   ASSERT_TRUE(t.put(0, "cfg/z", "new"));
   auto woke = p.get_future().get();
   ASSERT_TRUE(woke);
@@ -127,21 +128,25 @@ TEST(MetaService, WatchReturnsEventsFromARevisionAndLongPolls) {
   EXPECT_EQ(woke->events[0].kv.key, "cfg/z");
 }
 
-TEST(KvMachine, CommandsRoundTripAndSnapshotRestores) {
-  KvMachine m;
-  auto rep = decode_reply(m.apply(1, encode_command({KvCommand::Op::kPut, "k", "v", std::nullopt})));
+TEST(MetaMachine, RepliesCarryOutcomesAndSnapshotRestores) {
+  MetaMachine m;
+  meta::Command c;
+  c.op = meta::Command::Op::kPut;
+  c.put = {"app", "k", "v"};
+  auto rep = decode_reply(m.apply(1, meta::encode(c)));
   ASSERT_TRUE(rep);
   EXPECT_EQ(rep->revision, 1u);
-  auto bad = decode_reply(m.apply(2, "garbage"));
+  EXPECT_EQ(rep->version, 1u);
+  auto rep2 = decode_reply(m.apply(2, meta::encode(c)));
+  ASSERT_TRUE(rep2);
+  EXPECT_EQ(rep2->version, 2u);
+  EXPECT_TRUE(rep2->existed);
+  auto bad = decode_reply(m.apply(3, "garbage"));
   ASSERT_FALSE(bad);
-  EXPECT_EQ(bad.error().code, Errc::kCorruption);
-  KvMachine n;
+  MetaMachine n;
   ASSERT_TRUE(n.restore(m.snapshot()));
-  EXPECT_EQ(n.get("k")->value, "v");
-  EXPECT_EQ(n.revision(), 1u);
-  auto ev = n.events("", 1, 10);  // history before a snapshot is gone
-  ASSERT_FALSE(ev);
-  EXPECT_EQ(ev.error().code, Errc::kOutOfRange);
+  EXPECT_EQ(n.store().get("app", "k")->value, "v");
+  EXPECT_EQ(n.store().revision(), 2u);
 }
 
 }  // namespace
