@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster_cli.h"
 #include "node/config.h"
 #include "node/node.h"
 
@@ -76,7 +77,12 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "print the version");
 
+  keel::tools::ClusterCli cluster_cli;
+  keel::tools::add_cluster_commands(app, cluster_cli);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (int rc = keel::tools::run_cluster_commands(cluster_cli, argv[0]); rc >= 0) return rc;
 
   if (version->parsed()) {
     std::printf("keel %s (Redis protocol %s)\n", keel::node::kVersion, keel::node::kRedisCompatVersion);
