@@ -15,6 +15,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 def port_busy(port):
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as keel does: TIME_WAIT is not busy
     try:
         s.bind(("127.0.0.1", port))
         return False
