@@ -205,6 +205,9 @@ const std::vector<Setting>& settings() {
       {"cluster.max_batch", "most client requests carried by one consensus proposal",
        [](const Config& c) { return std::to_string(c.cluster_max_batch); },
        [](Config& c, const std::string& v) { return set_u64(c.cluster_max_batch, v, 1, 4096); }},
+      {"cluster.propose_delay_ms", "start a slot only with requests this old (larger, matching batches)",
+       [](const Config& c) { return std::to_string(c.cluster_propose_delay_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_propose_delay_ms, v, 0, 1000); }},
       {"log.level", "trace, debug, info, warn, error, off",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
