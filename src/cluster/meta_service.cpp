@@ -7,6 +7,7 @@
 #include <map>
 
 #include "cluster/kv_machine.h"
+#include "cluster/peer_address.h"
 
 namespace keel::cluster {
 
@@ -113,6 +114,15 @@ Result<int> MetaService::start() {
   std::weak_ptr<Impl> weak = impl_;
   im.driver->on_applied([weak] {
     if (auto s = weak.lock()) s->wake_watchers();
+  });
+  im.driver->set_address_book([weak](uint32_t id) -> std::optional<PeerAddress> {
+    auto s = weak.lock();
+    if (!s) return std::nullopt;
+    auto kv = s->sm->store().get(kMembersDomain, fmt::format("addr/{}", id));
+    if (!kv) return std::nullopt;
+    auto p = parse_peer(fmt::format("{}@{}", id, kv->value));
+    if (!p) return std::nullopt;
+    return *p;
   });
   im.driver->on_member_status([weak](const StatusChange& c) {
     if (auto s = weak.lock()) s->observed[c.member] = c.to;
@@ -253,6 +263,62 @@ void MetaService::watch(std::string domain, std::string prefix, uint64_t from, i
       w->cb(WatchResult{{}, s->sm->store().revision()});
     });
   });
+}
+
+void MetaService::join(uint32_t id, std::string address, Cb<DriverStatus> cb) {
+  auto p = parse_peer(fmt::format("{}@{}", id, address));
+  if (!p) return cb(std::unexpected(p.error()));
+  meta::Command c;
+  c.op = meta::Command::Op::kPut;
+  c.put = {kMembersDomain, fmt::format("addr/{}", id), address};
+  Driver* d = impl_->driver.get();
+  std::weak_ptr<Impl> weak = impl_;
+  // The address first (so every member can dial the newcomer when the change applies), then
+  // the configuration change, decided in a later slot.
+  d->submit(meta::encode(c), [weak, id, cb](Result<std::string> r) {
+    auto self = weak.lock();
+    if (!self) return;
+    if (!r) return cb(std::unexpected(r.error()));
+    if (auto w = decode_reply(*r); !w) return cb(std::unexpected(w.error()));
+    self->driver->reconfigure(
+        [id](const std::vector<uint32_t>& cur) -> Result<std::vector<uint32_t>> {
+          if (std::find(cur.begin(), cur.end(), id) != cur.end())
+            return make_error(Errc::kAlreadyExists, fmt::format("node {} is already a member", id));
+          auto next = cur;
+          next.push_back(id);
+          return next;
+        },
+        [weak, cb](Result<std::string> r2) {
+          auto s = weak.lock();
+          if (!s) return;
+          if (!r2) return cb(std::unexpected(r2.error()));
+          s->driver->post([weak, cb] {
+            if (auto s2 = weak.lock()) cb(s2->driver->status_on_driver_thread());
+          });
+        });
+  });
+}
+
+void MetaService::leave(uint32_t id, Cb<DriverStatus> cb) {
+  std::weak_ptr<Impl> weak = impl_;
+  impl_->driver->reconfigure(
+      [id](const std::vector<uint32_t>& cur) -> Result<std::vector<uint32_t>> {
+        if (std::find(cur.begin(), cur.end(), id) == cur.end())
+          return make_error(Errc::kNotFound, fmt::format("node {} is not a member", id));
+        if (cur.size() == 1) return make_error(Errc::kInvalidArgument, "the last member cannot leave");
+        std::vector<uint32_t> next;
+        for (auto m : cur)
+          if (m != id) next.push_back(m);
+        return next;
+      },
+      [weak, cb](Result<std::string> r) {
+        auto s = weak.lock();
+        if (!s) return;
+        if (!r) return cb(std::unexpected(r.error()));
+        s->driver->post([weak, cb] {
+          if (auto s2 = weak.lock()) cb(s2->driver->status_on_driver_thread());
+        });
+      });
 }
 
 DriverStatus MetaService::status() { return impl_->driver ? impl_->driver->status() : DriverStatus{}; }

@@ -85,6 +85,12 @@ class MetaService {
   void list(std::string domain, std::string prefix, size_t limit, bool stale, Cb<ListResult> cb);
   void watch(std::string domain, std::string prefix, uint64_t from_revision, int64_t timeout_ms, Cb<WatchResult> cb);
 
+  // Decided reconfiguration. join: records `address` (HOST:PORT) under domain "members", key
+  // "addr/<id>", then adds `id` to the configuration; the node must be running with
+  // cluster.join = yes. leave: removes `id`. `cb` gets the new configuration epoch's status.
+  void join(uint32_t id, std::string address, Cb<DriverStatus> cb);
+  void leave(uint32_t id, Cb<DriverStatus> cb);
+
   DriverStatus status();
   const MetaLimits& limits() const { return limits_; }
 

@@ -318,6 +318,7 @@ Status Node::start() {
     d.suspect_after_ms = static_cast<int64_t>(im.cfg.cluster_suspect_after_ms);
     d.dead_after_ms = static_cast<int64_t>(im.cfg.cluster_dead_after_ms);
     d.max_batch = im.cfg.cluster_max_batch;
+    d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
     im.meta = std::make_unique<cluster::MetaService>(d);
     auto pport = im.meta->start();

@@ -195,6 +195,70 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual((st, body.get("value")), (200, "1"), body)
 
 
+class ReconfigurationTest(unittest.TestCase):
+    """keel cluster join/leave: decided reconfigurations, effective from the next slot."""
+
+    def setUp(self):
+        self.c = Cluster().start()
+        self.extra = None
+
+    def tearDown(self):
+        if self.extra:
+            self.extra.cleanup()
+        self.c.cleanup()
+
+    def wait_config(self, i_port, members, limit=30):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            st, s = http("GET", i_port, "/v1/cluster/status")
+            if st == 200 and s["config_members"] == members:
+                return s
+            time.sleep(0.05)
+        self.fail("configuration %s not reached on port %d: %s" % (members, i_port, s))
+
+    def test_join_then_leave(self):
+        st, body = http("PUT", self.c.port(0), "/v1/meta/before-join", b"old")
+        self.assertEqual(st, 200, body)
+        p4 = free_port()
+        peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(self.c.peer_ports))
+        d = os.path.join(self.c.root, "n4")
+        os.makedirs(d)
+        self.extra = Keel("--engine", "memory", "--shards", "1", "--node-id", "4", "--peer-port", str(p4),
+                          "--peers", peers + ",4@127.0.0.1:%d" % p4, "--join", "yes", data_dir=d).start()
+        st, s = http("GET", self.extra.http_port, "/v1/cluster/status")
+        self.assertEqual(s["config_members"], [1, 2, 3])  # a learner until it is added
+        st, body = http("PUT", self.extra.http_port, "/v1/meta/x", b"1")
+        self.assertEqual(st, 503, body)
+        self.assertIn("not a member", body["error"]["message"])
+
+        j = subprocess.run([KEEL_BIN, "cluster", "join", "--http", "127.0.0.1:%d" % self.c.port(1), "--id", "4",
+                            "--address", "127.0.0.1:%d" % p4], capture_output=True, text=True, timeout=60)
+        self.assertEqual(j.returncode, 0, j.stdout + j.stderr)
+        self.assertIn("node 4 joined; configuration epoch 1, members [1,2,3,4]", j.stdout)
+        s = self.wait_config(self.extra.http_port, [1, 2, 3, 4])
+        self.assertEqual(s["config_epoch"], 1)
+        st, body = put_retry(self.extra.http_port, "written-by-4", "new")
+        self.assertEqual(st, 200, body)
+        st, body = http("GET", self.c.port(0), "/v1/meta/written-by-4")
+        self.assertEqual((st, body.get("value")), (200, "new"), body)
+        st, body = http("GET", self.extra.http_port, "/v1/meta/before-join")
+        self.assertEqual((st, body.get("value")), (200, "old"), body)
+        again = subprocess.run([KEEL_BIN, "cluster", "join", "--http", "127.0.0.1:%d" % self.c.port(0), "--id", "4",
+                                "--address", "127.0.0.1:%d" % p4], capture_output=True, text=True, timeout=60)
+        self.assertEqual(again.returncode, 1)
+        self.assertIn("already a member", again.stderr)
+
+        lv = subprocess.run([KEEL_BIN, "cluster", "leave", "--http", "127.0.0.1:%d" % self.c.port(2), "--id", "4"],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(lv.returncode, 0, lv.stdout + lv.stderr)
+        self.assertIn("node 4 left; configuration epoch 2, members [1,2,3]", lv.stdout)
+        self.wait_config(self.extra.http_port, [1, 2, 3])
+        st, body = http("PUT", self.extra.http_port, "/v1/meta/y", b"1")
+        self.assertEqual(st, 503, body)
+        st, body = http("PUT", self.c.port(0), "/v1/meta/after-leave", b"1")
+        self.assertEqual(st, 200, body)
+
+
 class ClusterConfigTest(unittest.TestCase):
     def run_keel(self, *args):
         return subprocess.run([KEEL_BIN, "serve", "--engine", "memory", "--port", "0", "--http-port", "0"] + list(args),

@@ -44,9 +44,18 @@ void add_cluster_commands(CLI::App& app, ClusterCli& c) {
   c.status->add_option("--http", c.http, "HTTP address of any member (default: the first node of --dir, else 127.0.0.1:8380)");
   c.status->add_option("--dir", c.dir, "the directory given to `keel cluster up`");
   c.status->add_flag("--json", c.json, "print the raw JSON");
+  c.join = cl->add_subcommand("join", "add a member (a decided reconfiguration); start it first with --join yes");
+  c.join->add_option("--http", c.http, "HTTP address of a current member")->required();
+  c.join->add_option("--id", c.member_id, "the new member's id")->required()->check(CLI::Range(1, 65535));
+  c.join->add_option("--address", c.address, "the new member's peer address HOST:PORT")->required();
+  c.leave = cl->add_subcommand("leave", "remove a member (a decided reconfiguration)");
+  c.leave->add_option("--http", c.http, "HTTP address of a current member")->required();
+  c.leave->add_option("--id", c.member_id, "the member to remove")->required()->check(CLI::Range(1, 65535));
 }
 
 namespace {
+
+using beast_verb_t = boost::beast::http::verb;
 
 struct NodeInfo {
   int id = 0;
@@ -90,8 +99,9 @@ std::vector<NodeInfo> read_manifest(const std::string& dir) {
   return out;
 }
 
-// A tiny blocking HTTP GET (for status); returns false with `err` on failure.
-bool http_get(const std::string& hostport, const std::string& target, std::string& body, std::string& err) {
+// A tiny blocking HTTP request; returns false with `err` when the server cannot be reached.
+bool http_call(beast_verb_t verb, const std::string& hostport, const std::string& target, const std::string& req_body,
+               int& status, std::string& body, std::string& err) {
   namespace asio = boost::asio;
   namespace beast = boost::beast;
   auto colon = hostport.rfind(':');
@@ -105,12 +115,19 @@ bool http_get(const std::string& hostport, const std::string& target, std::strin
     beast::tcp_stream s(io);
     s.expires_after(std::chrono::seconds(5));
     s.connect(r.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
-    beast::http::request<beast::http::empty_body> req{beast::http::verb::get, target, 11};
+    s.expires_after(std::chrono::seconds(30));
+    beast::http::request<beast::http::string_body> req{verb, target, 11};
     req.set(beast::http::field::host, hostport);
+    if (!req_body.empty()) {
+      req.set(beast::http::field::content_type, "application/json");
+      req.body() = req_body;
+    }
+    req.prepare_payload();
     beast::http::write(s, req);
     beast::flat_buffer buf;
     beast::http::response<beast::http::string_body> res;
     beast::http::read(s, buf, res);
+    status = res.result_int();
     body = res.body();
     return true;
   } catch (const boost::system::system_error& e) {
@@ -121,6 +138,33 @@ bool http_get(const std::string& hostport, const std::string& target, std::strin
     err = fmt::format("cannot reach {}: {}", hostport, e.what());
     return false;
   }
+}
+
+bool http_get(const std::string& hostport, const std::string& target, std::string& body, std::string& err) {
+  int status = 0;
+  return http_call(boost::beast::http::verb::get, hostport, target, "", status, body, err);
+}
+
+int cluster_change(ClusterCli& c, bool join) {
+  std::string body, err;
+  int status = 0;
+  bool ok = join ? http_call(boost::beast::http::verb::post, c.http, "/v1/cluster/members",
+                             json{{"id", c.member_id}, {"address", c.address}}.dump(), status, body, err)
+                 : http_call(boost::beast::http::verb::delete_, c.http, fmt::format("/v1/cluster/members/{}", c.member_id), "",
+                             status, body, err);
+  if (!ok) {
+    std::fprintf(stderr, "keel cluster %s: %s\n", join ? "join" : "leave", err.c_str());
+    return 1;
+  }
+  auto j = json::parse(body, nullptr, false);
+  if (status != 200) {
+    std::string msg = !j.is_discarded() && j.contains("error") ? j["error"].value("message", body) : body;
+    std::fprintf(stderr, "keel cluster %s: %s\n", join ? "join" : "leave", msg.c_str());
+    return 1;
+  }
+  std::printf("node %d %s; configuration epoch %llu, members %s\n", c.member_id, join ? "joined" : "left",
+              static_cast<unsigned long long>(j.value("config_epoch", 0ull)), j["config_members"].dump().c_str());
+  return 0;
 }
 
 int cluster_up(ClusterCli& c, const char* argv0) {
@@ -310,6 +354,8 @@ int run_cluster_commands(ClusterCli& c, const char* argv0) {
   }
   if (c.down && c.down->parsed()) return cluster_down(c);
   if (c.status && c.status->parsed()) return cluster_status(c);
+  if (c.join && c.join->parsed()) return cluster_change(c, true);
+  if (c.leave && c.leave->parsed()) return cluster_change(c, false);
   return -1;
 }
 

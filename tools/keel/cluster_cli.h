@@ -13,6 +13,10 @@ struct ClusterCli {
   CLI::App* up = nullptr;
   CLI::App* down = nullptr;
   CLI::App* status = nullptr;
+  CLI::App* join = nullptr;
+  CLI::App* leave = nullptr;
+  int member_id = 0;
+  std::string address;
   int nodes = 3;
   std::string dir = ".keel-cluster";
   int base_port = 16380;

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
       {"--peer-port", "cluster.peer_port", "port for other cluster members"},
       {"--peers", "cluster.peers", "members as ID@HOST:PORT,... (this node may be listed)"},
       {"--cluster-id", "cluster.cluster_id", "cluster name shared by every member"},
+      {"--join", "cluster.join", "yes: start as a learner and wait for `keel cluster join`"},
       {"--log-level", "log.level", "trace, debug, info, warn, error, off"},
       {"--log-format", "log.format", "text or json"},
   };

@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "base/slots.h"
 #include "cluster/meta_service.h"
+#include "cluster/peer_address.h"
 #include "frontends/http/metrics.h"
 #include "frontends/resp/server_async.h"
 #include "runtime/shards.h"
@@ -180,6 +181,7 @@ struct Server::Impl {
   awaitable<Response> handle_list(const Request& req, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
+  awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
   awaitable<void> session(tcp::socket sock);
   awaitable<void> accept_loop();
 };
@@ -349,6 +351,8 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return res;
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
+  if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/"))
+    co_return co_await handle_cluster_members(req, path);
   if (path == "/v1/cluster/status") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return co_await handle_cluster_status(req);
@@ -628,6 +632,42 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
             {"requests_no_quorum", s.requests_no_quorum},
             {"requests_timed_out", s.requests_timed_out}};
   co_return json_response(req, bhttp::status::ok, body);
+}
+
+// POST /v1/cluster/members {"id": N, "address": "HOST:PORT"} adds a member; DELETE
+// /v1/cluster/members/{id} removes one. Both are decided reconfigurations.
+awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std::string_view path) {
+  if (!meta)
+    co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "this node is not in a cluster (cluster.node_id = 0)");
+  auto bad = [&](std::string m) { return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", std::move(m)); };
+  auto reply = [&](const Result<cluster::DriverStatus>& r) {
+    if (!r) return meta_error(req, r.error());
+    return json_response(req, bhttp::status::ok, json{{"config_epoch", r->config_epoch}, {"config_members", r->config_members}});
+  };
+  if (path == "/v1/cluster/members" && req.method() == bhttp::verb::post) {
+    json body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("id") || !body["id"].is_number_unsigned() ||
+        !body.contains("address") || !body["address"].is_string())
+      co_return bad(R"(expected a JSON body {"id": <member id 1..65535>, "address": "HOST:PORT"})");
+    uint64_t id = body["id"].get<uint64_t>();
+    if (id == 0 || id > cluster::kMaxNodeId) co_return bad(fmt::format("id {} is out of range; allowed: 1..{}", id, cluster::kMaxNodeId));
+    std::string address = body["address"].get<std::string>();
+    auto start = [&](auto cb) { meta->join(static_cast<uint32_t>(id), address, cb); };
+    auto r = co_await meta_call<cluster::DriverStatus>(start);
+    co_return reply(r);
+  }
+  if (path.starts_with("/v1/cluster/members/") && req.method() == bhttp::verb::delete_) {
+    auto idtext = path.substr(20);
+    uint64_t id = 0;
+    auto [p, ec] = std::from_chars(idtext.data(), idtext.data() + idtext.size(), id);
+    if (idtext.empty() || ec != std::errc() || p != idtext.data() + idtext.size() || id == 0 || id > cluster::kMaxNodeId)
+      co_return bad(fmt::format("'{}' is not a member id; allowed: 1..{}", idtext, cluster::kMaxNodeId));
+    auto start = [&](auto cb) { meta->leave(static_cast<uint32_t>(id), cb); };
+    auto r = co_await meta_call<cluster::DriverStatus>(start);
+    co_return reply(r);
+  }
+  co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                           "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
 }
 
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
