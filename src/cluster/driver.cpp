@@ -14,6 +14,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "base/assert.h"
@@ -72,6 +73,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   std::vector<Lane> lanes;
   std::vector<size_t> free_lanes;
 
+  std::function<std::optional<PeerAddress>(uint32_t)> address_book;
   std::vector<std::function<void()>> applied_hooks;
   std::vector<std::function<void(const StatusChange&)>> status_hooks;
   std::map<uint32_t, uint64_t> reported_slot;  // from heartbeats
@@ -99,7 +101,8 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   rabia::Config initial_config() const {
     rabia::Config c;
     c.cluster_id = XXH64(opt.cluster_id.data(), opt.cluster_id.size(), 0);
-    for (auto& m : opt.members) c.members.push_back(m.id);
+    for (auto& m : opt.members)
+      if (!(opt.join && m.id == opt.node_id)) c.members.push_back(m.id);
     return c;
   }
 
@@ -107,7 +110,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     size_t n = 0;
     for (auto id : replica->config().members) {
       if (id == opt.node_id) ++n;
-      else if (transport->connected(id) && fd.status(id) == MemberStatus::kAlive) ++n;
+      else if (transport->connected(id) && (fd.status(id) == MemberStatus::kAlive || fd.status(id) == MemberStatus::kSuspect)) ++n;
     }
     return n;
   }
@@ -192,6 +195,15 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     for (auto& r : e.requests) {
       if (r.kind != rabia::Request::Kind::kCommand) {
         apply_reconfig(e.config_after);
+        spdlog::info("cluster: configuration epoch {} from slot {}: members {}", e.config_after.epoch, e.slot + 1,
+                     fmt::join(e.config_after.members, ","));
+        auto it = r.origin == opt.node_id ? pending.find({r.client_id, r.seq}) : pending.end();
+        if (it != pending.end()) {
+          auto p = std::move(it->second);
+          pending.erase(it);
+          free_lanes.push_back(p.lane);
+          p.cb(std::string());
+        }
         continue;
       }
       std::string reply;
@@ -215,20 +227,59 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     return any;
   }
 
+  std::optional<PeerAddress> address_of(uint32_t id) const {
+    for (auto& m : opt.members)
+      if (m.id == id) return m;
+    if (address_book) return address_book(id);
+    return std::nullopt;
+  }
+
   void apply_reconfig(const rabia::Config& c) {
     if (!transport) return;  // replay at start: the transport is built from the final config
-    // Members that joined need a link (addresses come from the configured peer list; a member
-    // without a known address is reported in the status, see docs/consistency.md).
+    // Members that joined need a link: addresses from the configured list, else the address
+    // book (metadata). A member without a known address shows as unreachable in the status.
     for (auto id : c.members) {
       if (id == opt.node_id) continue;
-      for (auto& m : opt.members)
-        if (m.id == id) transport->add_peer(m), fd.add(id, mono_ms());
-    }
-    for (auto& m : opt.members)
-      if (std::find(c.members.begin(), c.members.end(), m.id) == c.members.end() && m.id != opt.node_id) {
-        transport->remove_peer(m.id);
-        fd.remove(m.id);
+      if (auto a = address_of(id)) {
+        transport->add_peer(*a);
+        fd.add(id, mono_ms());
+      } else {
+        spdlog::warn("cluster: member {} joined but its address is unknown here", id);
       }
+    }
+    for (auto& l : transport->stats())
+      if (!c.contains(l.id)) {
+        transport->remove_peer(l.id);
+        fd.remove(l.id);
+      }
+  }
+
+  void reconfigure(MembersChange change, Callback cb) {
+    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping"));
+    auto next = change(replica->config().members);
+    if (!next) return cb(std::unexpected(next.error()));
+    std::sort(next->begin(), next->end());
+    next->erase(std::unique(next->begin(), next->end()), next->end());
+    if (next->empty()) return cb(make_error(Errc::kInvalidArgument, "a configuration needs at least one member"));
+    if (!replica->is_member())
+      return cb(make_error(Errc::kUnavailable, fmt::format("node {} is not a member; ask a member", opt.node_id)));
+    if (reachable() < replica->config().quorum()) {
+      ++no_quorum;
+      return cb(make_error(Errc::kUnavailable, fmt::format("no quorum: {}; the change was not applied", quorum_text())));
+    }
+    if (free_lanes.empty()) return cb(make_error(Errc::kLimitExceeded, "too many requests in flight"));
+    size_t lane = free_lanes.back();
+    auto& l = lanes[lane];
+    rabia::Request r;
+    r.client_id = l.client_id;
+    r.seq = l.seq + 1;
+    r.kind = rabia::Request::Kind::kReconfig;
+    r.payload = rabia::encode_members(*next);
+    if (auto st = replica->propose(r); !st) return cb(make_error(st.error().code, "reconfiguration refused: " + st.error().message));
+    free_lanes.pop_back();
+    l.seq = r.seq;
+    pending[{r.client_id, r.seq}] = Pending{std::move(cb), {}, mono_ms() + opt.request_timeout_ms, lane};
+    schedule_flush();
   }
 
   void fail_all(Errc code, const std::string& msg) {
@@ -347,7 +398,14 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     s.config_members = c.members;
     int64_t now = mono_ms();
     auto links = transport->stats();
-    for (auto& m : opt.members) {
+    std::vector<PeerAddress> shown;
+    for (auto id : c.members) {
+      auto a = address_of(id);
+      shown.push_back(a ? *a : PeerAddress{id, "?", 0});
+    }
+    for (auto& m : opt.members)
+      if (!c.contains(m.id) && m.id == opt.node_id) shown.push_back(m);  // a learner shows itself
+    for (auto& m : shown) {
       MemberInfo mi;
       mi.id = m.id;
       mi.address = fmt::format("{}:{}", m.host, m.port);
@@ -408,6 +466,7 @@ Result<int> Driver::start() {
   ro.self = im.opt.node_id;
   ro.initial = im.initial_config();
   ro.max_batch = im.opt.max_batch;
+  ro.propose_delay_ms = im.opt.propose_delay_ms;
   ro.max_pending = std::max<size_t>(10000, im.opt.max_in_flight * 2);
   im.replica = std::make_unique<rabia::Replica>(ro, *records);
   im.tail = std::move(*records);
@@ -476,6 +535,26 @@ void Driver::read_barrier(std::function<std::string(StateMachine&)> read, Callba
 
 void Driver::post(std::function<void()> f) { asio::post(impl_->io, std::move(f)); }
 
+void Driver::reconfigure(MembersChange change, Callback cb) {
+  asio::post(impl_->io, [self = impl_, change = std::move(change), cb = std::move(cb)]() mutable {
+    self->reconfigure(std::move(change), std::move(cb));
+  });
+}
+
+void Driver::set_address_book(std::function<std::optional<PeerAddress>(uint32_t)> lookup) {
+  asio::post(impl_->io, [self = impl_, f = std::move(lookup)]() mutable { self->address_book = std::move(f); });
+}
+
+void Driver::after(int64_t ms, std::function<void()> f) {
+  asio::post(impl_->io, [self = impl_, ms, f = std::move(f)]() mutable {
+    if (self->stopping) return;
+    auto t = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(ms));
+    t->async_wait([self, t, f = std::move(f)](const boost::system::error_code& ec) {
+      if (!ec && !self->stopping) f();
+    });
+  });
+}
+
 void Driver::on_applied(std::function<void()> f) {
   asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->applied_hooks.push_back(std::move(f)); });
 }
@@ -483,6 +562,8 @@ void Driver::on_applied(std::function<void()> f) {
 void Driver::on_member_status(std::function<void(const StatusChange&)> f) {
   asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->status_hooks.push_back(std::move(f)); });
 }
+
+DriverStatus Driver::status_on_driver_thread() { return impl_->status(); }
 
 DriverStatus Driver::status() {
   if (!impl_->thread.joinable()) return {};

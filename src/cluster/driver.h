@@ -15,7 +15,8 @@
 // Clients submit from any thread; callbacks run on the driver thread (post them elsewhere if
 // needed). A submission fails at once with kUnavailable "no quorum" if fewer than a majority of
 // the configured members are reachable (this node + members whose link is up and that the
-// failure detector holds alive), and with kUnavailable after request_timeout_ms otherwise.
+// failure detector has heard from and not declared dead), and with kUnavailable after
+// request_timeout_ms otherwise.
 //
 // Each submission occupies a "lane" (a client id of this process) until it is decided or
 // times out, so the core's (client id, seq) deduplication never sees seq n+1 executed before
@@ -25,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,9 +59,13 @@ struct DriverOptions {
   int64_t suspect_after_ms = 1000;
   int64_t dead_after_ms = 3000;
   size_t max_batch = 64;
+  int64_t propose_delay_ms = 0;  // rabia::Options::propose_delay_ms
   size_t max_in_flight = 4096;    // lanes: concurrent submissions from this node
   uint64_t snapshot_every = 10000;  // slots between snapshots
   int64_t tick_ms = 5;
+  // Start as a learner: the initial configuration is `members` without this node; it catches
+  // up and becomes a voter once a member decides a reconfiguration that adds it.
+  bool join = false;
 };
 
 struct MemberInfo {
@@ -113,12 +119,24 @@ class Driver {
   void read_barrier(std::function<std::string(StateMachine&)> read, Callback cb);
   // Runs `f` on the driver thread (e.g. a stale local read, or registering a watcher).
   void post(std::function<void()> f);
+  // Decided reconfiguration: `change` gets the current members (on the driver thread) and
+  // returns the new list or an error; the new configuration governs from the slot after the
+  // one that decides it. `cb` gets "" once applied here.
+  using MembersChange = std::function<Result<std::vector<uint32_t>>(const std::vector<uint32_t>&)>;
+  void reconfigure(MembersChange change, Callback cb);
+  // Where to find members that are not in DriverOptions::members (e.g. from metadata).
+  // Called on the driver thread.
+  void set_address_book(std::function<std::optional<PeerAddress>(uint32_t)> lookup);
+  // Runs `f` on the driver thread after `ms` milliseconds (not run if the driver stops first).
+  void after(int64_t ms, std::function<void()> f);
   // Called on the driver thread after every batch of applied commands.
   void on_applied(std::function<void()> f);
   // Called on the driver thread when the failure detector changes a member's status.
   void on_member_status(std::function<void(const StatusChange&)> f);
 
   DriverStatus status();  // thread-safe (waits for the driver thread)
+  // REQUIRES: called on the driver thread (from a callback or post).
+  DriverStatus status_on_driver_thread();
 
   struct Impl;
 

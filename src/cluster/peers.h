@@ -38,7 +38,7 @@ struct TransportOptions {
   size_t max_queue_frames = 16384;    // per peer
   size_t max_queue_bytes = 64u << 20; // per peer
   int64_t backoff_min_ms = 50;
-  int64_t backoff_max_ms = 2000;
+  int64_t backoff_max_ms = 1000;
   int64_t handshake_timeout_ms = 3000;
   uint64_t config_epoch = 0;
   WireLimits limits;

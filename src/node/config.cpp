@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <functional>
@@ -205,6 +206,18 @@ const std::vector<Setting>& settings() {
       {"cluster.max_batch", "most client requests carried by one consensus proposal",
        [](const Config& c) { return std::to_string(c.cluster_max_batch); },
        [](Config& c, const std::string& v) { return set_u64(c.cluster_max_batch, v, 1, 4096); }},
+      {"cluster.join", "yes: start as a learner outside the configuration and wait for `keel cluster join`",
+       [](const Config& c) { return std::string(c.cluster_join ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true" || l == "1") c.cluster_join = true;
+         else if (l == "no" || l == "false" || l == "0") c.cluster_join = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"cluster.propose_delay_ms", "start a slot only with requests this old (larger, matching batches)",
+       [](const Config& c) { return std::to_string(c.cluster_propose_delay_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_propose_delay_ms, v, 0, 1000); }},
       {"log.level", "trace, debug, info, warn, error, off",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
@@ -345,6 +358,12 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       for (auto& p : *l)
         if (p.id == c.cluster_node_id && c.cluster_peer_port != 0 && p.port != c.cluster_peer_port)
           problems.push_back({"cluster.peers", fmt::format("lists this node ({}) on port {}, but cluster.peer_port is {}", p.id, p.port, c.cluster_peer_port)});
+    }
+    if (c.cluster_join) {
+      auto l = cluster::parse_peer_list(c.cluster_peers);
+      bool others = l && std::any_of(l->begin(), l->end(), [&](auto& p) { return p.id != c.cluster_node_id; });
+      if (!others)
+        problems.push_back({"cluster.join", "needs cluster.peers to list the current members to learn from"});
     }
     if (c.cluster_suspect_after_ms <= c.cluster_heartbeat_ms)
       problems.push_back({"cluster.suspect_after_ms", fmt::format("must exceed cluster.heartbeat_ms ({})", c.cluster_heartbeat_ms)});

@@ -39,6 +39,8 @@ struct Config {
   uint64_t cluster_suspect_after_ms = 1000;
   uint64_t cluster_dead_after_ms = 3000;
   uint64_t cluster_max_batch = 64;      // client requests per proposal
+  bool cluster_join = false;            // start as a learner, wait for `keel cluster join`
+  uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

@@ -163,7 +163,8 @@ TEST(Driver, MinorityDownKeepsWritingMajorityDownFailsFastThenRecovers) {
   ASSERT_TRUE(c.all_quorum());
   ASSERT_TRUE(c.put(0, "a"));
   c.stop(2);
-  ASSERT_TRUE(c.put(0, "b"));  // 2 of 3 still decide
+  auto b = c.put(0, "b");  // 2 of 3 still decide
+  ASSERT_TRUE(b) << b.error().message;
   c.stop(1);
   // Wait until node 1 sees the others gone (link closed), then writes fail with "no quorum".
   Result<std::string> r;
@@ -194,8 +195,12 @@ TEST(Driver, MinorityDownKeepsWritingMajorityDownFailsFastThenRecovers) {
 
 TEST(Driver, SnapshotsTruncateTheLogAndRestartRestoresState) {
   Cluster c(/*snapshot_every=*/5);
-  ASSERT_TRUE(c.put_eventually(0, "x0"));
-  for (int k = 1; k < 40; ++k) ASSERT_TRUE(c.put(k % 3, "x" + std::to_string(k)));
+  ASSERT_TRUE(c.all_quorum());
+  ASSERT_TRUE(c.put(0, "x0"));
+  for (int k = 1; k < 40; ++k) {
+    auto r = c.put(k % 3, "x" + std::to_string(k));
+    ASSERT_TRUE(r) << r.error().message;
+  }
   ASSERT_TRUE(c.converged({0, 1, 2}, 40));
   auto before = c.sms[1]->copy();
   c.stop(1);
