@@ -95,7 +95,21 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
+namespace {
+Result<PipelineSpec> parse_checked(std::string_view text);
+}
+
 Result<PipelineSpec> parse_pipeline_description(std::string_view text) {
+  // nlohmann reports type and range problems by exceptions; none may leave the module.
+  try {
+    return parse_checked(text);
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::kInvalidArgument, std::string("description is not valid: ") + e.what());
+  }
+}
+
+namespace {
+Result<PipelineSpec> parse_checked(std::string_view text) {
   if (text.size() > kMaxDescriptionBytes)
     return fail(ErrorCode::kInvalidArgument, "description is " + std::to_string(text.size()) +
                                                  " bytes; at most " + std::to_string(kMaxDescriptionBytes) + " allowed");
@@ -250,6 +264,7 @@ Result<PipelineSpec> parse_pipeline_description(std::string_view text) {
   if (!problems.empty()) return fail(ErrorCode::kInvalidArgument, join(problems));
   return spec;
 }
+}  // namespace
 
 Status check_pipeline_references(const PipelineSpec& spec, const RegistryNames& names) {
   std::vector<std::string> problems;

@@ -103,7 +103,11 @@ Result<std::string> yaml_description_to_json(std::string_view yaml) {
   } catch (const YAML::Exception& e) {
     return fail(ErrorCode::kInvalidArgument, std::string("description is not valid YAML: ") + e.what());
   }
-  return out.dump();
+  try {
+    return out.dump();  // strict: throws on invalid UTF-8
+  } catch (const nlohmann::json::exception&) {
+    return fail(ErrorCode::kInvalidArgument, "description is not valid UTF-8");
+  }
 }
 
 bool yaml_descriptions_supported() noexcept { return true; }

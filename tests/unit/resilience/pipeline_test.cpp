@@ -354,3 +354,22 @@ TEST(PipelineYaml, SlotAppliesYaml) {
 
 }  // namespace
 }  // namespace keel::resilience
+
+namespace keel::resilience {
+namespace {
+
+TEST(PipelineDescription, InvalidUtf8IsAnErrorInJsonAndYaml) {
+  // Found by pipeline_description_fuzz: a YAML scalar with invalid UTF-8 made the JSON dump throw.
+  const std::string bad_yaml = "root: \"a\xff\"\nstages: []\n";
+  auto y = yaml_description_to_json(bad_yaml);
+  if (yaml_descriptions_supported()) {
+    ASSERT_FALSE(y);
+    EXPECT_NE(y.error().message.find("UTF-8"), std::string::npos) << y.error().message;
+  }
+  auto j = parse_pipeline_description("{\"root\": \"a\xff\", \"stages\": []}");
+  ASSERT_FALSE(j);
+  EXPECT_NE(j.error().message.find("not valid JSON"), std::string::npos) << j.error().message;
+}
+
+}  // namespace
+}  // namespace keel::resilience
