@@ -24,6 +24,7 @@ test_pkgs=(
 )
 bench_pkgs=(
   redis-server                                 # the peer keel is compared with (also a test dep)
+  etcd-server wrk                              # bench/meta: 3-node etcd vs keel metadata, HTTP load
 )
 
 what=${1:-test}

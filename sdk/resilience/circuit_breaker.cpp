@@ -241,6 +241,11 @@ void CircuitBreaker::reset(Instant now) {
   clear_window();
 }
 
+bool CircuitBreaker::counts_as_failure(const Error& e) const {
+  if (o_.is_failure) return o_.is_failure(e);
+  return e.code != ErrorCode::kInvalidArgument && e.code != ErrorCode::kFiltered && e.code != ErrorCode::kNotFound;
+}
+
 BreakerState CircuitBreaker::state() const {
   std::lock_guard lk(mu_);
   return state_;

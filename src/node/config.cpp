@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <functional>
 #include <thread>
 #include <toml++/toml.h>
+
+#include "cluster/peer_address.h"
 
 namespace keel::node {
 namespace {
@@ -162,6 +165,59 @@ const std::vector<Setting>& settings() {
       {"limits.http_max_body", "largest HTTP request body",
        [](const Config& c) { return std::to_string(c.http_max_body); },
        [](Config& c, const std::string& v) { return set_size(c.http_max_body, v, 1024, 1ull << 30); }},
+      {"cluster.node_id", "this node's member id, 1..65535 (0 = not in a cluster)",
+       [](const Config& c) { return std::to_string(c.cluster_node_id); },
+       [](Config& c, const std::string& v) {
+         uint64_t n = 0;
+         auto e = set_u64(n, v, 0, cluster::kMaxNodeId);
+         if (e.empty()) c.cluster_node_id = static_cast<uint32_t>(n);
+         return e;
+       }},
+      {"cluster.peer_port", "port for other cluster members",
+       [](const Config& c) { return std::to_string(c.cluster_peer_port); },
+       [](Config& c, const std::string& v) { return set_port(c.cluster_peer_port, v); }},
+      {"cluster.peers", "members as ID@HOST:PORT, comma-separated (this node may be listed)",
+       [](const Config& c) { return c.cluster_peers; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = cluster::parse_peer_list(v);
+         if (!l) return l.error().message;
+         c.cluster_peers = v;
+         return "";
+       }},
+      {"cluster.cluster_id", "name shared by every member; peers with another id are refused",
+       [](const Config& c) { return c.cluster_id; },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty() || v.size() > 64) return fmt::format("'{}' is not allowed; allowed: 1 to 64 characters", v);
+         c.cluster_id = v;
+         return "";
+       }},
+      {"cluster.request_timeout_ms", "how long a metadata write waits for a quorum before failing",
+       [](const Config& c) { return std::to_string(c.cluster_request_timeout_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_request_timeout_ms, v, 50, 600000); }},
+      {"cluster.heartbeat_ms", "interval of heartbeats between members",
+       [](const Config& c) { return std::to_string(c.cluster_heartbeat_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_heartbeat_ms, v, 10, 60000); }},
+      {"cluster.suspect_after_ms", "silence after which a member is suspected",
+       [](const Config& c) { return std::to_string(c.cluster_suspect_after_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_suspect_after_ms, v, 20, 600000); }},
+      {"cluster.dead_after_ms", "silence after which a member is reported dead",
+       [](const Config& c) { return std::to_string(c.cluster_dead_after_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_dead_after_ms, v, 30, 3600000); }},
+      {"cluster.max_batch", "most client requests carried by one consensus proposal",
+       [](const Config& c) { return std::to_string(c.cluster_max_batch); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_max_batch, v, 1, 4096); }},
+      {"cluster.join", "yes: start as a learner outside the configuration and wait for `keel cluster join`",
+       [](const Config& c) { return std::string(c.cluster_join ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true" || l == "1") c.cluster_join = true;
+         else if (l == "no" || l == "false" || l == "0") c.cluster_join = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"cluster.propose_delay_ms", "start a slot only with requests this old (larger, matching batches)",
+       [](const Config& c) { return std::to_string(c.cluster_propose_delay_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_propose_delay_ms, v, 0, 1000); }},
       {"log.level", "trace, debug, info, warn, error, off",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
@@ -248,14 +304,25 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, log"});
       continue;
     }
     for (auto& [key, val] : *t) {
       std::string full = std::string(section.str()) + "." + std::string(key.str());
       std::string text;
       if (auto s = val.value<std::string>()) text = *s;
-      else if (auto i = val.value<int64_t>()) text = std::to_string(*i);
+      else if (auto* arr = val.as_array()) {  // a list of strings, e.g. cluster.peers
+        bool ok = true;
+        for (auto& item : *arr) {
+          auto s2 = item.value<std::string>();
+          if (!s2) ok = false;
+          else text += (text.empty() ? "" : ",") + *s2;
+        }
+        if (!ok) {
+          problems.push_back({full, "expected an array of strings"});
+          continue;
+        }
+      } else if (auto i = val.value<int64_t>()) text = std::to_string(*i);
       else if (auto b = val.value<bool>()) text = *b ? "yes" : "no";
       else {
         problems.push_back({full, "expected a string or an integer"});
@@ -282,6 +349,27 @@ void load_env(Config& c, const std::map<std::string, std::string>& env, std::vec
 void validate(const Config& c, std::vector<Problem>& problems) {
   if (c.resp_port != 0 && c.resp_port == c.http_port)
     problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});
+  if (c.cluster_node_id == 0 && !c.cluster_peers.empty())
+    problems.push_back({"cluster.node_id", "must be set (1..65535) when cluster.peers is set: which of the peers is this node?"});
+  if (c.cluster_node_id != 0) {
+    if (c.cluster_peer_port != 0 && (c.cluster_peer_port == c.resp_port || c.cluster_peer_port == c.http_port))
+      problems.push_back({"cluster.peer_port", fmt::format("{} is already the RESP or HTTP port; give peers their own port", c.cluster_peer_port)});
+    if (auto l = cluster::parse_peer_list(c.cluster_peers)) {
+      for (auto& p : *l)
+        if (p.id == c.cluster_node_id && c.cluster_peer_port != 0 && p.port != c.cluster_peer_port)
+          problems.push_back({"cluster.peers", fmt::format("lists this node ({}) on port {}, but cluster.peer_port is {}", p.id, p.port, c.cluster_peer_port)});
+    }
+    if (c.cluster_join) {
+      auto l = cluster::parse_peer_list(c.cluster_peers);
+      bool others = l && std::any_of(l->begin(), l->end(), [&](auto& p) { return p.id != c.cluster_node_id; });
+      if (!others)
+        problems.push_back({"cluster.join", "needs cluster.peers to list the current members to learn from"});
+    }
+    if (c.cluster_suspect_after_ms <= c.cluster_heartbeat_ms)
+      problems.push_back({"cluster.suspect_after_ms", fmt::format("must exceed cluster.heartbeat_ms ({})", c.cluster_heartbeat_ms)});
+    if (c.cluster_dead_after_ms <= c.cluster_suspect_after_ms)
+      problems.push_back({"cluster.dead_after_ms", fmt::format("must exceed cluster.suspect_after_ms ({})", c.cluster_suspect_after_ms)});
+  }
   if (c.storage.kind == storage::EngineConfig::Kind::kPersistent && c.storage.max_memory_bytes != 0)
     problems.push_back({"storage.maxmemory",
                         "applies only to the memory engine; set storage.engine = \"memory\" or maxmemory = 0"});

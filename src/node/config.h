@@ -29,6 +29,18 @@ struct Config {
   uint64_t max_inline_len = 64 * 1024;
   uint64_t query_buffer_limit = 1ull << 30;
   uint64_t http_max_body = 16ull << 20;
+  // [cluster] (consensus-replicated metadata; off while node_id is 0)
+  uint32_t cluster_node_id = 0;         // 1..65535; 0 = not part of a cluster
+  int cluster_peer_port = 9380;
+  std::string cluster_peers;            // "ID@HOST:PORT,..." (self may be listed)
+  std::string cluster_id = "keel";
+  uint64_t cluster_request_timeout_ms = 2000;
+  uint64_t cluster_heartbeat_ms = 200;
+  uint64_t cluster_suspect_after_ms = 1000;
+  uint64_t cluster_dead_after_ms = 3000;
+  uint64_t cluster_max_batch = 64;      // client requests per proposal
+  bool cluster_join = false;            // start as a learner, wait for `keel cluster join`
+  uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

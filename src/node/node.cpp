@@ -19,6 +19,8 @@
 
 #include "base/clock.h"
 #include "base/random.h"
+#include "cluster/meta_service.h"
+#include "cluster/peer_address.h"
 #include "frontends/http/server.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
@@ -77,7 +79,9 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<runtime::ShardSet> shards;
   std::unique_ptr<resp::Server> resp;
   std::unique_ptr<http::Server> http;
+  std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   int resp_port = 0;
+  int peer_port = 0;
   int http_port = 0;
   int64_t started_ms = SystemClock::instance().now_ms();
   asio::io_context main_io;
@@ -299,6 +303,33 @@ Status Node::start() {
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
+  if (im.cfg.cluster_node_id != 0) {
+    auto peers = cluster::parse_peer_list(im.cfg.cluster_peers);
+    if (!peers) return std::unexpected(peers.error());
+    cluster::DriverOptions d;
+    d.node_id = im.cfg.cluster_node_id;
+    d.cluster_id = im.cfg.cluster_id;
+    d.members = cluster::members_from(d.node_id, *peers, im.cfg.bind, im.cfg.cluster_peer_port);
+    d.bind = im.cfg.bind;
+    d.peer_port = im.cfg.cluster_peer_port;
+    d.data_dir = im.cfg.storage.data_dir + "/cluster";
+    d.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
+    d.heartbeat_ms = static_cast<int64_t>(im.cfg.cluster_heartbeat_ms);
+    d.suspect_after_ms = static_cast<int64_t>(im.cfg.cluster_suspect_after_ms);
+    d.dead_after_ms = static_cast<int64_t>(im.cfg.cluster_dead_after_ms);
+    d.max_batch = im.cfg.cluster_max_batch;
+    d.join = im.cfg.cluster_join;
+    d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
+    im.meta = std::make_unique<cluster::MetaService>(d);
+    auto pport = im.meta->start();
+    if (!pport) return std::unexpected(pport.error());
+    im.peer_port = *pport;
+    im.http->set_meta(im.meta.get());
+    std::string list;
+    for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
+    spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}; members {}", d.node_id,
+                 d.cluster_id, im.cfg.bind, im.peer_port, list);
+  }
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
   im.http_port = *hport;
@@ -335,6 +366,8 @@ void Node::stop() {
   auto& im = *impl_;
   if (!im.shards || im.stopped.exchange(true)) return;
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
+    if (im.meta) im.meta->stop();
+    im.meta.reset();
     im.http.reset();
     im.resp.reset();
     im.shards.reset();
@@ -347,6 +380,9 @@ void Node::stop() {
     for (int i = 0; i < 500 && im.resp->open_connections() > 0; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Metadata after the front ends (no new requests), before the shards (HTTP handlers waiting
+  // on it get their answer posted to shard 0).
+  if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {
     std::promise<Status> done;
     auto& s = im.shards->shard(i);
@@ -356,6 +392,7 @@ void Node::stop() {
   }
   im.shards->stop_and_join();
   im.http.reset();
+  im.meta.reset();
   im.resp.reset();
   im.shards.reset();
   im.engines.clear();

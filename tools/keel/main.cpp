@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster_cli.h"
 #include "node/config.h"
 #include "node/node.h"
 
@@ -57,6 +58,11 @@ int main(int argc, char** argv) {
       {"--fsync", "storage.fsync", "always, everysec or no"},
       {"--maxmemory", "storage.maxmemory", "memory engine limit, e.g. 100mb"},
       {"--maxmemory-policy", "storage.maxmemory_policy", "eviction policy"},
+      {"--node-id", "cluster.node_id", "this node's cluster member id (1..65535)"},
+      {"--peer-port", "cluster.peer_port", "port for other cluster members"},
+      {"--peers", "cluster.peers", "members as ID@HOST:PORT,... (this node may be listed)"},
+      {"--cluster-id", "cluster.cluster_id", "cluster name shared by every member"},
+      {"--join", "cluster.join", "yes: start as a learner and wait for `keel cluster join`"},
       {"--log-level", "log.level", "trace, debug, info, warn, error, off"},
       {"--log-format", "log.format", "text or json"},
   };
@@ -72,7 +78,12 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "print the version");
 
+  keel::tools::ClusterCli cluster_cli;
+  keel::tools::add_cluster_commands(app, cluster_cli);
+
   CLI11_PARSE(app, argc, argv);
+
+  if (int rc = keel::tools::run_cluster_commands(cluster_cli, argv[0]); rc >= 0) return rc;
 
   if (version->parsed()) {
     std::printf("keel %s (Redis protocol %s)\n", keel::node::kVersion, keel::node::kRedisCompatVersion);

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,10 @@ struct BreakerOptions {
   Duration wait_in_open = std::chrono::seconds(60);
   uint32_t permitted_calls_in_half_open = 10;  // >= 1
   Duration max_wait_in_half_open = Duration(0);  // 0 = stay half-open until the permitted calls end
+  // Which errors count as failures in breaker_call and breaker stages; the others count as
+  // successes (the callee answered). Default: every error, except kInvalidArgument, kFiltered
+  // and kNotFound, which say nothing about the callee's health.
+  std::function<bool(const Error&)> is_failure;
   const sdk::SignalBus* signals = nullptr;
 };
 
@@ -74,6 +79,9 @@ class CircuitBreaker {
   void force_open(Instant now);
   void disable(Instant now);
   void reset(Instant now);  // to CLOSED with an empty window
+
+  // Does this error count as a failure (BreakerOptions::is_failure)?
+  bool counts_as_failure(const Error& e) const;
 
   BreakerState state() const;
   BreakerMetrics metrics(Instant now) const;
@@ -119,8 +127,7 @@ class CircuitBreaker {
 };
 
 // Runs `call` (returning Result<T>) through `breaker`, measuring elapsed time with `clock`.
-// Errors for which `counts_as_failure` is false are recorded as successes (resilience4j's
-// ignore-exceptions); by default every error counts.
+// Errors for which breaker.counts_as_failure() is false are recorded as successes.
 template <class F>
 auto breaker_call(CircuitBreaker& breaker, const sdk::Clock& clock, F&& call)
     -> decltype(call()) {
@@ -128,7 +135,7 @@ auto breaker_call(CircuitBreaker& breaker, const sdk::Clock& clock, F&& call)
   if (auto p = breaker.try_acquire(start); !p) return std::unexpected(std::move(p.error()));
   auto r = call();
   Instant end = clock.now();
-  if (r.has_value()) {
+  if (r.has_value() || !breaker.counts_as_failure(r.error())) {
     breaker.on_success(end - start, end);
   } else {
     breaker.on_failure(end - start, end);

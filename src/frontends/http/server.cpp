@@ -21,6 +21,8 @@
 
 #include "base/clock.h"
 #include "base/slots.h"
+#include "cluster/meta_service.h"
+#include "cluster/peer_address.h"
 #include "frontends/http/metrics.h"
 #include "frontends/resp/server_async.h"
 #include "runtime/shards.h"
@@ -166,6 +168,7 @@ struct Server::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> requests{0};
   std::list<beast::tcp_stream*> sessions;  // touched only on shard 0
+  cluster::MetaService* meta = nullptr;
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
 
@@ -176,6 +179,9 @@ struct Server::Impl {
   awaitable<Response> handle(const Request& req);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
   awaitable<Response> handle_list(const Request& req, const Query& q);
+  awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
+  awaitable<Response> handle_cluster_status(const Request& req);
+  awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
   awaitable<void> session(tcp::socket sock);
   awaitable<void> accept_loop();
 };
@@ -344,6 +350,13 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
     co_return res;
   }
+  if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
+  if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/"))
+    co_return co_await handle_cluster_members(req, path);
+  if (path == "/v1/cluster/status") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    co_return co_await handle_cluster_status(req);
+  }
   if (path == "/v1/kv" || path == "/v1/kv/") {
     if (req.method() != bhttp::verb::get)
       co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET to list keys; PUT and DELETE take /v1/kv/{key}");
@@ -356,7 +369,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/cluster/status, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -431,6 +444,233 @@ awaitable<void> Server::Impl::accept_loop() {
     asio::co_spawn(shards.shard(0).io, session(std::move(sock)), asio::detached);
   }
 }
+
+namespace {
+
+// co_await meta_call<T>(start) with start = [&](auto cb) { meta->put(..., cb); }: runs a
+// MetaService call and resumes on the calling coroutine's executor with its result.
+// `start` is held by reference and must capture only references: GCC 12 destroys non-trivial
+// captures of an initiation object passed through use_awaitable's coroutine frame twice.
+template <class T, class Start>
+awaitable<Result<T>> meta_call(Start& start) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<T>)>(
+      [&start](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        start([h](Result<T> r) {
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      use_awaitable);
+}
+
+bhttp::status status_for(Errc c) {
+  switch (c) {
+    case Errc::kInvalidArgument: return bhttp::status::bad_request;
+    case Errc::kNotFound: return bhttp::status::not_found;
+    case Errc::kConflict: return bhttp::status::conflict;
+    case Errc::kUnavailable: return bhttp::status::service_unavailable;
+    case Errc::kTimeout: return bhttp::status::gateway_timeout;
+    case Errc::kLimitExceeded: return bhttp::status::too_many_requests;
+    case Errc::kOutOfRange: return bhttp::status::gone;
+    default: return bhttp::status::internal_server_error;
+  }
+}
+
+Response meta_error(const Request& req, const Error& e) {
+  return error_response(req, status_for(e.code), errc_name(e.code), e.message);
+}
+
+json kv_json(const cluster::KeyValue& kv) {
+  json j{{"key", kv.key}, {"version", kv.version}, {"create_revision", kv.create_revision},
+         {"mod_revision", kv.mod_revision}};
+  if (!valid_utf8(kv.key)) {
+    j.erase("key");
+    j["key_base64"] = base64(kv.key);
+  }
+  put_bytes(j, "value", kv.value);
+  return j;
+}
+
+// Parses an unsigned integer query parameter; returns false (and sets err) on bad input.
+bool query_u64(const Query& q, std::string_view name, uint64_t lo, uint64_t hi, std::optional<uint64_t>& out, std::string& err) {
+  auto* v = q.get(name);
+  if (!v) return true;
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+  if (v->empty() || ec != std::errc() || p != v->data() + v->size() || n < lo || n > hi) {
+    err = fmt::format("{} must be an integer from {} to {}, got '{}'", name, lo, hi, *v);
+    return false;
+  }
+  out = n;
+  return true;
+}
+
+bool query_bool(const Query& q, std::string_view name) {
+  auto* v = q.get(name);
+  return v && (*v == "true" || *v == "1" || *v == "yes");
+}
+
+}  // namespace
+
+awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_view path, const Query& q) {
+  if (!meta)
+    co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE",
+                             "cluster metadata is off on this node: start it with cluster.node_id (--node-id) "
+                             "and cluster.peers (--peers), e.g. `keel cluster up --nodes 3`");
+  auto& lim = meta->limits();
+  std::string err;
+  bool stale = query_bool(q, "stale");
+  std::string domain = q.get("domain") ? *q.get("domain") : std::string(cluster::kDefaultDomain);
+  auto bad = [&](std::string m) { return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", std::move(m)); };
+
+  if (path == "/v1/meta/watch") {
+    if (req.method() != bhttp::verb::get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET on /v1/meta/watch");
+    std::optional<uint64_t> from, timeout;
+    if (!query_u64(q, "from_revision", 0, UINT64_MAX, from, err)) co_return bad(err);
+    if (!query_u64(q, "timeout_ms", 0, static_cast<uint64_t>(lim.max_watch_timeout_ms), timeout, err)) co_return bad(err);
+    std::string prefix = q.get("prefix") ? *q.get("prefix") : std::string();
+    uint64_t f = from.value_or(0);
+    int64_t t = static_cast<int64_t>(timeout.value_or(30000));
+    auto start = [&](auto cb) { meta->watch(domain, prefix, f, t, cb); };
+    auto r = co_await meta_call<cluster::WatchResult>(start);
+    if (!r) co_return meta_error(req, r.error());
+    json events = json::array();
+    for (auto& e : r->events) {
+      json j{{"type", e.deleted ? "delete" : "put"}, {"revision", e.kv.mod_revision}};
+      j["kv"] = kv_json(e.kv);
+      events.push_back(std::move(j));
+    }
+    co_return json_response(req, bhttp::status::ok, json{{"events", events}, {"revision", r->revision}});
+  }
+
+  if (path == "/v1/meta" || path == "/v1/meta/") {
+    if (req.method() != bhttp::verb::get)
+      co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET to list; PUT and DELETE take /v1/meta/{key}");
+    std::optional<uint64_t> limit;
+    if (!query_u64(q, "limit", 1, lim.max_list, limit, err)) co_return bad(err);
+    std::string prefix = q.get("prefix") ? *q.get("prefix") : std::string();
+    size_t l = limit.value_or(1000);
+    auto start = [&](auto cb) { meta->list(domain, prefix, l, stale, cb); };
+    auto r = co_await meta_call<cluster::ListResult>(start);
+    if (!r) co_return meta_error(req, r.error());
+    json items = json::array();
+    for (auto& kv : r->items) items.push_back(kv_json(kv));
+    co_return json_response(req, bhttp::status::ok, json{{"items", items}, {"revision", r->revision}, {"more", r->more}});
+  }
+
+  std::string key;
+  if (!url_decode(path.substr(9), key, false)) co_return bad("malformed percent-escape in the key");
+  if (key.empty()) co_return bad("the key must not be empty: use /v1/meta/{key}");
+  if (key.size() > lim.max_key_bytes) co_return bad(fmt::format("key of {} bytes exceeds the limit of {} bytes", key.size(), lim.max_key_bytes));
+  std::optional<uint64_t> prev;
+  if (!query_u64(q, "prev_version", 0, UINT64_MAX, prev, err)) co_return bad(err);
+
+  if (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) {
+    auto start = [&](auto cb) { meta->get(domain, key, stale, cb); };
+    auto r = co_await meta_call<cluster::KeyValue>(start);
+    if (!r) co_return meta_error(req, r.error());
+    co_return json_response(req, bhttp::status::ok, kv_json(*r));
+  }
+  if (req.method() == bhttp::verb::put || req.method() == bhttp::verb::post) {
+    if (req.body().size() > lim.max_value_bytes)
+      co_return error_response(req, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
+                               fmt::format("value of {} bytes exceeds the limit of {} bytes", req.body().size(), lim.max_value_bytes));
+    auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb); };
+    auto r = co_await meta_call<cluster::WriteResult>(start);
+    if (!r) co_return meta_error(req, r.error());
+    co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"version", r->version}, {"revision", r->revision}});
+  }
+  if (req.method() == bhttp::verb::delete_) {
+    auto start = [&](auto cb) { meta->del(domain, key, prev, cb); };
+    auto r = co_await meta_call<cluster::WriteResult>(start);
+    if (!r) co_return meta_error(req, r.error());
+    co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r->existed}, {"revision", r->revision}});
+  }
+  auto res = error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                            fmt::format("{} is not allowed on /v1/meta/{{key}}; allowed: GET, PUT, DELETE", std::string(req.method_string())));
+  res.set(bhttp::field::allow, "GET, PUT, DELETE");
+  co_return res;
+}
+
+awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
+  if (!meta)
+    co_return json_response(req, bhttp::status::ok, json{{"enabled", false},
+                                                         {"message", "this node is not in a cluster (cluster.node_id = 0)"}});
+  // status() blocks until the driver thread answers: run it off the HTTP shard's loop would be
+  // nicer, but it is a short hop and only operators call it.
+  auto s = meta->status();
+  json members = json::array();
+  for (auto& m : s.members) {
+    members.push_back(json{{"id", m.id}, {"address", m.address}, {"self", m.self}, {"connected", m.connected},
+                           {"status", std::string(cluster::member_status_name(m.status))},
+                           {"silence_ms", m.silence_ms}, {"next_slot", m.last_decided_slot}});
+  }
+  double fast = s.decided_by_vote ? static_cast<double>(s.decided_phase1) / static_cast<double>(s.decided_by_vote) : 0.0;
+  double phases = s.decided_by_vote ? static_cast<double>(s.phases_total) / static_cast<double>(s.decided_by_vote) : 0.0;
+  json body{{"enabled", true},
+            {"node_id", s.node_id},
+            {"cluster_id", s.cluster_id},
+            {"health", s.quorum ? "ok" : "no_quorum"},
+            {"quorum", s.quorum},
+            {"config_epoch", s.config_epoch},
+            {"config_members", s.config_members},
+            {"members", members},
+            {"last_decided_slot", s.next_slot == 0 ? json(nullptr) : json(s.next_slot - 1)},
+            {"next_slot", s.next_slot},
+            {"decisions_per_s", s.decisions_per_s},
+            {"applied_commands", s.applied_commands},
+            {"pending", s.pending},
+            {"in_flight", s.in_flight},
+            {"rabia", {{"slots_decided", s.slots_decided}, {"decided_by_vote", s.decided_by_vote},
+                       {"decided_by_transfer", s.decided_by_transfer}, {"decided_phase1", s.decided_phase1},
+                       {"fast_path_share", fast}, {"phases_per_decision", phases},
+                       {"null_decisions", s.null_decisions}, {"coin_flips", s.coin_flips},
+                       {"rebroadcasts", s.rebroadcasts}, {"snapshots_installed", s.snapshots_installed}}},
+            {"log", {{"bytes", s.log_bytes}, {"syncs", s.log_syncs},
+                     {"commands_per_sync", static_cast<double>(s.commands_per_sync_x100) / 100.0}}},
+            {"requests_no_quorum", s.requests_no_quorum},
+            {"requests_timed_out", s.requests_timed_out}};
+  co_return json_response(req, bhttp::status::ok, body);
+}
+
+// POST /v1/cluster/members {"id": N, "address": "HOST:PORT"} adds a member; DELETE
+// /v1/cluster/members/{id} removes one. Both are decided reconfigurations.
+awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std::string_view path) {
+  if (!meta)
+    co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "this node is not in a cluster (cluster.node_id = 0)");
+  auto bad = [&](std::string m) { return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", std::move(m)); };
+  auto reply = [&](const Result<cluster::DriverStatus>& r) {
+    if (!r) return meta_error(req, r.error());
+    return json_response(req, bhttp::status::ok, json{{"config_epoch", r->config_epoch}, {"config_members", r->config_members}});
+  };
+  if (path == "/v1/cluster/members" && req.method() == bhttp::verb::post) {
+    json body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("id") || !body["id"].is_number_unsigned() ||
+        !body.contains("address") || !body["address"].is_string())
+      co_return bad(R"(expected a JSON body {"id": <member id 1..65535>, "address": "HOST:PORT"})");
+    uint64_t id = body["id"].get<uint64_t>();
+    if (id == 0 || id > cluster::kMaxNodeId) co_return bad(fmt::format("id {} is out of range; allowed: 1..{}", id, cluster::kMaxNodeId));
+    std::string address = body["address"].get<std::string>();
+    auto start = [&](auto cb) { meta->join(static_cast<uint32_t>(id), address, cb); };
+    auto r = co_await meta_call<cluster::DriverStatus>(start);
+    co_return reply(r);
+  }
+  if (path.starts_with("/v1/cluster/members/") && req.method() == bhttp::verb::delete_) {
+    auto idtext = path.substr(20);
+    uint64_t id = 0;
+    auto [p, ec] = std::from_chars(idtext.data(), idtext.data() + idtext.size(), id);
+    if (idtext.empty() || ec != std::errc() || p != idtext.data() + idtext.size() || id == 0 || id > cluster::kMaxNodeId)
+      co_return bad(fmt::format("'{}' is not a member id; allowed: 1..{}", idtext, cluster::kMaxNodeId));
+    auto start = [&](auto cb) { meta->leave(static_cast<uint32_t>(id), cb); };
+    auto r = co_await meta_call<cluster::DriverStatus>(start);
+    co_return reply(r);
+  }
+  co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                           "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
+}
+
+void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 
 Server::Server(runtime::ShardSet& shards, resp::Server& resp, ServerOptions options)
     : impl_(std::make_unique<Impl>(shards, resp, std::move(options))) {}

@@ -1,4 +1,5 @@
-// The HTTP/1.1 + JSON front end (Boost.Beast): /v1/kv, /metrics, /health/live, /health/ready.
+// The HTTP/1.1 + JSON front end (Boost.Beast): /v1/kv, /v1/meta, /v1/cluster/status, /metrics,
+// /health/live, /health/ready.
 // Errors are {"error": {"code": "...", "message": "..."}} with a fitting status.
 #pragma once
 
@@ -13,6 +14,9 @@ class ShardSet;
 }
 namespace keel::resp {
 class Server;
+}
+namespace keel::cluster {
+class MetaService;
 }
 
 namespace keel::http {
@@ -30,6 +34,8 @@ class Server {
  public:
   Server(runtime::ShardSet& shards, resp::Server& resp, ServerOptions options);
   ~Server();
+  // Serves /v1/meta and /v1/cluster from `meta` (a cluster member). Call before start().
+  void set_meta(cluster::MetaService* meta);
   Result<int> start();  // returns the bound port
   void shutdown();
 

@@ -154,6 +154,27 @@ TEST(Breaker, EmitsATransitionSignalForEveryChange) {
   EXPECT_EQ(lines[1].rfind("call_not_permitted db OPEN", 0), 0u);
 }
 
+TEST(Breaker, OnlyFailuresThatSayTheCalleeIsUnhealthyCount) {
+  auto o = small();
+  o.is_failure = [](const Error& e) { return e.code != ErrorCode::kFailed; };  // app errors are fine
+  auto b = make(o);
+  sdk::ManualClock clock;
+  for (int i = 0; i < 10; ++i) {
+    auto r = breaker_call(*b, clock, []() -> Result<int> { return fail(ErrorCode::kFailed, "no such order"); });
+    EXPECT_FALSE(r);
+  }
+  EXPECT_EQ(b->state(), BreakerState::kClosed);
+  EXPECT_EQ(b->metrics(clock.now()).failures, 0u);
+  for (int i = 0; i < 10; ++i) {
+    auto r = breaker_call(*b, clock, []() -> Result<int> { return fail(ErrorCode::kUnavailable, "down"); });
+  }
+  EXPECT_EQ(b->state(), BreakerState::kOpen);
+  auto d = make(small());  // default: invalid-argument errors do not count
+  for (int i = 0; i < 10; ++i)
+    breaker_call(*d, clock, []() -> Result<int> { return fail(ErrorCode::kInvalidArgument, "bad key"); });
+  EXPECT_EQ(d->state(), BreakerState::kClosed);
+}
+
 TEST(Breaker, BadOptionsAreRefused) {
   auto o = small();
   o.failure_rate_threshold = 0;

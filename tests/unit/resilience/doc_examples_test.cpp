@@ -215,6 +215,28 @@ TEST(DocExamples, Pipeline) {
   EXPECT_EQ(bad.error().message, "stages[0] ('x'): no call named 'nope' is registered; registered: cache.get, db.get");
 }
 
+TEST(DocExamples, PipelineYaml) {
+  auto registry = std::make_shared<Registry<std::string>>();
+  registry->add_call("db.get", [](Context&) -> Result<std::string> { return std::string("row"); });
+  registry->add_limiter("per-second", std::shared_ptr<RateLimiter>(
+      std::move(*RateLimiter::create({"per-second", {.count = 100, .period = 1s, .burst = 10}}))));
+  PipelineSlot<std::string> slot("profile", registry);
+  // doc:begin pipeline_yaml
+  Result<uint64_t> v = slot.apply_yaml(R"(
+root: edge
+stages:
+  - {id: edge, type: limiter, limiter: per-second, max_wait_ms: 20, child: primary}
+  - {id: primary, type: call, call: db.get}
+)");
+  // doc:end
+  ASSERT_TRUE(v) << v.error().message;
+  sdk::ManualClock clock;
+  sdk::ManualSleeper sleeper(clock);
+  sdk::SeededRandom rng(1);
+  Context ctx{.clock = &clock, .sleeper = &sleeper, .random = &rng};
+  EXPECT_EQ(*slot.run(ctx), "row");
+}
+
 TEST(DocExamples, PipelineInCode) {
   // doc:begin pipeline_code
   auto db = call_stage<int>("db", [](Context&) -> Result<int> { return fail(ErrorCode::kUnavailable, "down"); });

@@ -1,0 +1,575 @@
+#include "cluster/driver.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <future>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "base/assert.h"
+#include "base/clock.h"
+#include "base/random.h"
+#include "cluster/peers.h"
+#include "cluster/record_log.h"
+#include "consensus/rabia/codec.h"
+#include "consensus/rabia/replica.h"
+
+namespace keel::cluster {
+
+namespace asio = boost::asio;
+
+namespace {
+// First byte of every replicated command: what the driver does with it when applied.
+constexpr char kEnvCommand = 0;  // hand to the state machine
+constexpr char kEnvBarrier = 1;  // a linearizable read point: run the waiting read here
+}  // namespace
+
+std::vector<PeerAddress> members_from(uint32_t self, const std::vector<PeerAddress>& peers,
+                                      const std::string& bind, int peer_port) {
+  std::vector<PeerAddress> out = peers;
+  bool listed = std::any_of(out.begin(), out.end(), [&](auto& p) { return p.id == self; });
+  if (!listed) out.push_back({self, bind == "0.0.0.0" ? "127.0.0.1" : bind, static_cast<uint16_t>(peer_port)});
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
+  return out;
+}
+
+struct Driver::Impl : std::enable_shared_from_this<Impl> {
+  DriverOptions opt;
+  std::shared_ptr<StateMachine> sm;
+  asio::io_context io{1};
+  std::unique_ptr<PeerTransport> transport;
+  std::unique_ptr<rabia::Replica> replica;
+  RecordLog log;
+  std::vector<rabia::Record> tail;  // records since the last snapshot (to rewrite the log)
+  FailureDetector fd;
+  asio::steady_timer ticker{io};
+  std::thread thread;
+  bool flush_posted = false;
+  bool stopping = false;
+  std::string fatal;  // set when the log cannot be written: the node stops taking part
+
+  struct Pending {
+    Callback cb;
+    std::function<std::string(StateMachine&)> read;  // barriers only
+    int64_t deadline_ms = 0;
+    size_t lane = 0;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Pending> pending;  // (client id, seq)
+  struct Lane {
+    uint64_t client_id = 0;
+    uint64_t seq = 0;
+  };
+  std::vector<Lane> lanes;
+  std::vector<size_t> free_lanes;
+
+  std::function<std::optional<PeerAddress>(uint32_t)> address_book;
+  std::vector<std::function<void()>> applied_hooks;
+  std::vector<std::function<void(const StatusChange&)>> status_hooks;
+  std::map<uint32_t, uint64_t> reported_slot;  // from heartbeats
+  uint64_t hb_seq = 0;
+  int64_t last_hb_ms = 0;
+  int64_t last_now_ms = 0;
+  uint64_t applied_commands = 0;
+  uint64_t last_snapshot_slot = 0;
+  uint64_t no_quorum = 0, timed_out = 0;
+  uint64_t commands_synced = 0;
+  std::deque<std::pair<int64_t, uint64_t>> rate;  // (mono ms, slots decided)
+
+  Impl(DriverOptions o, std::shared_ptr<StateMachine> s)
+      : opt(std::move(o)), sm(std::move(s)),
+        fd(FailureDetectorOptions{opt.suspect_after_ms, opt.dead_after_ms}) {}
+
+  int64_t mono_ms() const { return SystemClock::instance().monotonic_ns() / 1'000'000; }
+  // The core's time: wall clock (so queue timestamps are comparable across members), never
+  // moving backwards.
+  int64_t core_now() {
+    last_now_ms = std::max(last_now_ms, SystemClock::instance().now_ms());
+    return last_now_ms;
+  }
+
+  rabia::Config initial_config() const {
+    rabia::Config c;
+    c.cluster_id = XXH64(opt.cluster_id.data(), opt.cluster_id.size(), 0);
+    for (auto& m : opt.members)
+      if (!(opt.join && m.id == opt.node_id)) c.members.push_back(m.id);
+    return c;
+  }
+
+  size_t reachable() const {
+    size_t n = 0;
+    for (auto id : replica->config().members) {
+      if (id == opt.node_id) ++n;
+      else if (transport->connected(id) && (fd.status(id) == MemberStatus::kAlive || fd.status(id) == MemberStatus::kSuspect)) ++n;
+    }
+    return n;
+  }
+
+  void schedule_flush() {
+    if (flush_posted) return;
+    flush_posted = true;
+    asio::post(io, [self = shared_from_this()] {
+      self->flush_posted = false;
+      self->flush();
+    });
+  }
+
+  void flush() {
+    if (!fatal.empty()) return;
+    while (replica->has_ready()) {
+      auto rd = replica->ready();
+      // 1. Durable first (R1, R2).
+      bool snap = false;
+      if (!rd.persist.empty()) {
+        for (auto& r : rd.persist) {
+          if (auto st = log.append(r); !st) return die(st.error().message);
+          snap |= r.kind == rabia::Record::Kind::kSnapshot;
+          tail.push_back(r);
+        }
+        if (auto st = log.sync(); !st) return die(st.error().message);
+        if (snap) rewrite_log();
+      }
+      // 2. Then send.
+      KEEL_ASSERT(transport || rd.messages.empty());
+      for (auto& m : rd.messages) transport->send(m.to, MsgType::kRabia, rabia::encode(m));
+      // 3. Install, 4. apply.
+      if (rd.install) {
+        if (auto st = sm->restore(rd.install->app_state); !st)
+          return die("restoring the metadata snapshot failed: " + st.error().message);
+        last_snapshot_slot = rd.install->next_slot;
+      }
+      bool any = false;
+      for (auto& e : rd.apply) any |= apply(e);
+      replica->advance();
+      if (any)
+        for (auto& h : applied_hooks) h();
+      maybe_compact();
+    }
+  }
+
+  void die(const std::string& why) {
+    fatal = why;
+    spdlog::critical("cluster: the record log failed ({}); this node stops taking part in consensus", why);
+    fail_all(Errc::kIoError, "this node's consensus log failed: " + why);
+  }
+
+  void rewrite_log() {
+    // Keep the newest snapshot and everything about the slots it does not cover.
+    const rabia::Record* snap = nullptr;
+    for (auto& r : tail)
+      if (r.kind == rabia::Record::Kind::kSnapshot) snap = &r;
+    KEEL_ASSERT(snap);
+    uint64_t from = snap->snapshot.next_slot;
+    std::vector<rabia::Record> keep{*snap};
+    for (auto& r : tail) {
+      if (r.kind == rabia::Record::Kind::kSnapshot) continue;
+      uint64_t slot = r.kind == rabia::Record::Kind::kDecision ? r.decision.slot : r.slot;
+      if (slot >= from) keep.push_back(r);
+    }
+    if (auto st = log.rewrite(keep); !st) return die(st.error().message);
+    tail = std::move(keep);
+  }
+
+  void maybe_compact() {
+    uint64_t next = replica->next_slot();
+    if (next - last_snapshot_slot < opt.snapshot_every) return;
+    auto st = replica->compact(next, sm->snapshot());
+    if (st) {
+      last_snapshot_slot = next;
+      schedule_flush();
+    }
+  }
+
+  bool apply(const rabia::Entry& e) {
+    bool any = false;
+    for (auto& r : e.requests) {
+      if (r.kind != rabia::Request::Kind::kCommand) {
+        apply_reconfig(e.config_after);
+        spdlog::info("cluster: configuration epoch {} from slot {}: members {}", e.config_after.epoch, e.slot + 1,
+                     fmt::join(e.config_after.members, ","));
+        auto it = r.origin == opt.node_id ? pending.find({r.client_id, r.seq}) : pending.end();
+        if (it != pending.end()) {
+          auto p = std::move(it->second);
+          pending.erase(it);
+          free_lanes.push_back(p.lane);
+          p.cb(std::string());
+        }
+        continue;
+      }
+      std::string reply;
+      std::function<std::string(StateMachine&)> read;
+      auto it = r.origin == opt.node_id ? pending.find({r.client_id, r.seq}) : pending.end();
+      if (!r.payload.empty() && r.payload[0] == kEnvCommand) {
+        reply = sm->apply(e.slot, std::string_view(r.payload).substr(1));
+        ++applied_commands;
+        any = true;
+      } else if (!r.payload.empty() && r.payload[0] == kEnvBarrier) {
+        if (it != pending.end() && it->second.read) reply = it->second.read(*sm);
+      }
+      if (it != pending.end()) {
+        auto p = std::move(it->second);
+        pending.erase(it);
+        free_lanes.push_back(p.lane);
+        ++commands_synced;
+        p.cb(std::move(reply));
+      }
+    }
+    return any;
+  }
+
+  std::optional<PeerAddress> address_of(uint32_t id) const {
+    for (auto& m : opt.members)
+      if (m.id == id) return m;
+    if (address_book) return address_book(id);
+    return std::nullopt;
+  }
+
+  void apply_reconfig(const rabia::Config& c) {
+    if (!transport) return;  // replay at start: the transport is built from the final config
+    // Members that joined need a link: addresses from the configured list, else the address
+    // book (metadata). A member without a known address shows as unreachable in the status.
+    for (auto id : c.members) {
+      if (id == opt.node_id) continue;
+      if (auto a = address_of(id)) {
+        transport->add_peer(*a);
+        fd.add(id, mono_ms());
+      } else {
+        spdlog::warn("cluster: member {} joined but its address is unknown here", id);
+      }
+    }
+    for (auto& l : transport->stats())
+      if (!c.contains(l.id)) {
+        transport->remove_peer(l.id);
+        fd.remove(l.id);
+      }
+  }
+
+  void reconfigure(MembersChange change, Callback cb) {
+    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping"));
+    auto next = change(replica->config().members);
+    if (!next) return cb(std::unexpected(next.error()));
+    std::sort(next->begin(), next->end());
+    next->erase(std::unique(next->begin(), next->end()), next->end());
+    if (next->empty()) return cb(make_error(Errc::kInvalidArgument, "a configuration needs at least one member"));
+    if (!replica->is_member())
+      return cb(make_error(Errc::kUnavailable, fmt::format("node {} is not a member; ask a member", opt.node_id)));
+    if (reachable() < replica->config().quorum()) {
+      ++no_quorum;
+      return cb(make_error(Errc::kUnavailable, fmt::format("no quorum: {}; the change was not applied", quorum_text())));
+    }
+    if (free_lanes.empty()) return cb(make_error(Errc::kLimitExceeded, "too many requests in flight"));
+    size_t lane = free_lanes.back();
+    auto& l = lanes[lane];
+    rabia::Request r;
+    r.client_id = l.client_id;
+    r.seq = l.seq + 1;
+    r.kind = rabia::Request::Kind::kReconfig;
+    r.payload = rabia::encode_members(*next);
+    if (auto st = replica->propose(r); !st) return cb(make_error(st.error().code, "reconfiguration refused: " + st.error().message));
+    free_lanes.pop_back();
+    l.seq = r.seq;
+    pending[{r.client_id, r.seq}] = Pending{std::move(cb), {}, mono_ms() + opt.request_timeout_ms, lane};
+    schedule_flush();
+  }
+
+  void fail_all(Errc code, const std::string& msg) {
+    auto all = std::move(pending);
+    pending.clear();
+    for (auto& [k, p] : all) {
+      free_lanes.push_back(p.lane);
+      p.cb(make_error(code, msg));
+    }
+  }
+
+  std::string quorum_text() const {
+    return fmt::format("{} of {} members reachable, {} needed", reachable(), replica->config().n(),
+                       replica->config().quorum());
+  }
+
+  void submit(char envelope, std::string command, Callback cb, std::function<std::string(StateMachine&)> read) {
+    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping"));
+    if (!fatal.empty()) return cb(make_error(Errc::kIoError, "this node's consensus log failed: " + fatal));
+    if (!replica->is_member())
+      return cb(make_error(Errc::kUnavailable, fmt::format("node {} is not a member of the current configuration", opt.node_id)));
+    if (reachable() < replica->config().quorum()) {
+      ++no_quorum;
+      return cb(make_error(Errc::kUnavailable, fmt::format("no quorum: {}; the request was not applied", quorum_text())));
+    }
+    if (free_lanes.empty())
+      return cb(make_error(Errc::kLimitExceeded, fmt::format("too many metadata requests in flight on this node (limit {})", lanes.size())));
+    size_t lane = free_lanes.back();
+    auto& l = lanes[lane];
+    rabia::Request r;
+    r.client_id = l.client_id;
+    r.seq = l.seq + 1;
+    r.kind = rabia::Request::Kind::kCommand;
+    r.payload.reserve(command.size() + 1);
+    r.payload.push_back(envelope);
+    r.payload += command;
+    auto st = replica->propose(r);
+    if (!st) {
+      Errc c = st.error().code == Errc::kLimitExceeded ? Errc::kLimitExceeded : st.error().code;
+      return cb(make_error(c, "metadata request refused: " + st.error().message));
+    }
+    free_lanes.pop_back();
+    l.seq = r.seq;
+    pending[{r.client_id, r.seq}] = Pending{std::move(cb), std::move(read), mono_ms() + opt.request_timeout_ms, lane};
+    schedule_flush();
+  }
+
+  void on_message(uint32_t from, MsgType type, std::string payload) {
+    if (stopping) return;
+    if (type == MsgType::kHeartbeat) {
+      auto h = decode_heartbeat(payload);
+      if (!h || h->node_id != from) return;
+      reported_slot[from] = h->last_decided_slot;
+      for (auto& c : fd.heartbeat(from, mono_ms())) status_changed(c);
+      return;
+    }
+    if (type != MsgType::kRabia) return;
+    auto m = rabia::decode_message(payload);
+    if (!m) {
+      spdlog::warn("cluster: dropping a malformed consensus message from node {}: {}", from, m.error().message);
+      return;
+    }
+    if (m->from != from) return;  // a member speaks only for itself
+    replica->step(*m);
+    schedule_flush();
+  }
+
+  void status_changed(const StatusChange& c) {
+    spdlog::info("cluster: member {} is {} (was {})", c.member, member_status_name(c.to), member_status_name(c.from));
+    for (auto& h : status_hooks) h(c);
+  }
+
+  void tick() {
+    if (stopping) return;
+    replica->tick(core_now());
+    int64_t now = mono_ms();
+    for (auto& c : fd.tick(now)) status_changed(c);
+    if (now - last_hb_ms >= opt.heartbeat_ms) {
+      last_hb_ms = now;
+      Heartbeat h{opt.node_id, ++hb_seq, replica->next_slot(), replica->config().epoch};
+      auto payload = encode_heartbeat(h);
+      for (auto id : replica->config().members)
+        if (id != opt.node_id) transport->send(id, MsgType::kHeartbeat, payload);
+    }
+    // Requests past their deadline: no quorum answered in time.
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (it->second.deadline_ms > now) {
+        ++it;
+        continue;
+      }
+      auto p = std::move(it->second);
+      it = pending.erase(it);
+      free_lanes.push_back(p.lane);
+      ++timed_out;
+      p.cb(make_error(Errc::kUnavailable,
+                      fmt::format("no quorum: not decided within {} ms ({}); the request may still be applied later",
+                                  opt.request_timeout_ms, quorum_text())));
+    }
+    if (rate.empty() || now - rate.back().first >= 1000) {
+      rate.emplace_back(now, replica->stats().slots_decided);
+      while (rate.size() > 6) rate.pop_front();
+    }
+    schedule_flush();
+    ticker.expires_after(std::chrono::milliseconds(opt.tick_ms));
+    ticker.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->tick();
+    });
+  }
+
+  DriverStatus status() {
+    DriverStatus s;
+    s.node_id = opt.node_id;
+    s.cluster_id = opt.cluster_id;
+    auto& c = replica->config();
+    s.config_epoch = c.epoch;
+    s.config_members = c.members;
+    int64_t now = mono_ms();
+    auto links = transport->stats();
+    std::vector<PeerAddress> shown;
+    for (auto id : c.members) {
+      auto a = address_of(id);
+      shown.push_back(a ? *a : PeerAddress{id, "?", 0});
+    }
+    for (auto& m : opt.members)
+      if (!c.contains(m.id) && m.id == opt.node_id) shown.push_back(m);  // a learner shows itself
+    for (auto& m : shown) {
+      MemberInfo mi;
+      mi.id = m.id;
+      mi.address = fmt::format("{}:{}", m.host, m.port);
+      mi.self = m.id == opt.node_id;
+      if (mi.self) {
+        mi.connected = true;
+        mi.status = fatal.empty() ? MemberStatus::kAlive : MemberStatus::kDead;
+        mi.silence_ms = 0;
+        mi.last_decided_slot = replica->next_slot();
+      } else {
+        mi.connected = transport->connected(m.id);
+        mi.status = fd.status(m.id);
+        mi.silence_ms = fd.silence_ms(m.id, now);
+        mi.last_decided_slot = reported_slot[m.id];
+      }
+      s.members.push_back(mi);
+    }
+    s.quorum = reachable() >= c.quorum();
+    s.next_slot = replica->next_slot();
+    s.applied_commands = applied_commands;
+    s.pending = replica->pending();
+    s.in_flight = pending.size();
+    if (rate.size() >= 2 && rate.back().first > rate.front().first)
+      s.decisions_per_s = static_cast<double>(rate.back().second - rate.front().second) * 1000.0 /
+                          static_cast<double>(rate.back().first - rate.front().first);
+    auto& st = replica->stats();
+    s.slots_decided = st.slots_decided;
+    s.decided_by_vote = st.decided_by_vote;
+    s.decided_by_transfer = st.decided_by_transfer;
+    s.decided_phase1 = st.decided_phase1;
+    s.phases_total = st.phases_total;
+    s.null_decisions = st.null_decisions;
+    s.coin_flips = st.coin_flips;
+    s.rebroadcasts = st.rebroadcasts;
+    s.snapshots_installed = st.snapshots_installed;
+    s.log_bytes = log.bytes();
+    s.log_syncs = log.syncs();
+    s.commands_per_sync_x100 = log.syncs() ? commands_synced * 100 / log.syncs() : 0;
+    s.requests_no_quorum = no_quorum;
+    s.requests_timed_out = timed_out;
+    return s;
+  }
+};
+
+Driver::Driver(DriverOptions opt, std::shared_ptr<StateMachine> sm)
+    : impl_(std::make_shared<Impl>(std::move(opt), std::move(sm))) {}
+
+Driver::~Driver() { stop(); }
+
+Result<int> Driver::start() {
+  auto& im = *impl_;
+  KEEL_ASSERT(im.opt.max_in_flight > 0 && im.opt.max_in_flight <= 65535);
+  auto records = im.log.open(im.opt.data_dir);
+  if (!records) return std::unexpected(records.error());
+  if (im.log.torn_bytes_dropped())
+    spdlog::warn("cluster: dropped {} bytes of an unfinished record at the end of {}", im.log.torn_bytes_dropped(), im.log.path());
+  rabia::Options ro;
+  ro.self = im.opt.node_id;
+  ro.initial = im.initial_config();
+  ro.max_batch = im.opt.max_batch;
+  ro.propose_delay_ms = im.opt.propose_delay_ms;
+  ro.max_pending = std::max<size_t>(10000, im.opt.max_in_flight * 2);
+  im.replica = std::make_unique<rabia::Replica>(ro, *records);
+  im.tail = std::move(*records);
+  // Rebuild the state machine from the snapshot and the decided log (no messages, no persist).
+  im.flush();
+  if (!im.fatal.empty()) return make_error(Errc::kIoError, im.fatal);
+  spdlog::info("cluster: node {} of '{}' recovered {} slots from {} ({} bytes)", im.opt.node_id, im.opt.cluster_id,
+               im.replica->next_slot(), im.log.path(), im.log.bytes());
+
+  uint64_t nonce = system_seed() & 0xffffffffu;
+  im.lanes.resize(im.opt.max_in_flight);
+  for (size_t i = 0; i < im.lanes.size(); ++i) {
+    im.lanes[i].client_id = (uint64_t{im.opt.node_id} << 48) | (nonce << 16) | i;
+    im.free_lanes.push_back(im.lanes.size() - 1 - i);
+  }
+
+  TransportOptions to;
+  to.cluster_id = im.opt.cluster_id;
+  to.node_id = im.opt.node_id;
+  to.bind = im.opt.bind;
+  to.port = im.opt.peer_port;
+  to.config_epoch = im.replica->config().epoch;
+  for (auto& m : im.opt.members)
+    if (m.id != im.opt.node_id && im.replica->config().contains(m.id)) to.peers.push_back(m);
+  std::weak_ptr<Impl> weak = impl_;
+  im.transport = std::make_unique<PeerTransport>(
+      im.io, to, [weak](uint32_t from, MsgType t, std::string p) {
+        if (auto s = weak.lock()) s->on_message(from, t, std::move(p));
+      });
+  auto port = im.transport->start();
+  if (!port) return std::unexpected(port.error());
+  for (auto& p : to.peers) im.fd.add(p.id, im.mono_ms());
+  im.tick();
+  im.thread = std::thread([self = impl_] { self->io.run(); });
+  return *port;
+}
+
+void Driver::stop() {
+  auto& im = *impl_;
+  if (!im.thread.joinable()) return;
+  std::promise<void> done;
+  asio::post(im.io, [&] {
+    im.stopping = true;
+    im.flush();  // persist what was decided
+    im.fail_all(Errc::kUnavailable, "this node is stopping");
+    im.ticker.cancel();
+    im.transport->stop();
+    done.set_value();
+  });
+  done.get_future().wait();
+  im.io.stop();
+  im.thread.join();
+}
+
+void Driver::submit(std::string command, Callback cb) {
+  asio::post(impl_->io, [self = impl_, c = std::move(command), cb = std::move(cb)]() mutable {
+    self->submit(kEnvCommand, std::move(c), std::move(cb), {});
+  });
+}
+
+void Driver::read_barrier(std::function<std::string(StateMachine&)> read, Callback cb) {
+  asio::post(impl_->io, [self = impl_, r = std::move(read), cb = std::move(cb)]() mutable {
+    self->submit(kEnvBarrier, std::string(), std::move(cb), std::move(r));
+  });
+}
+
+void Driver::post(std::function<void()> f) { asio::post(impl_->io, std::move(f)); }
+
+void Driver::reconfigure(MembersChange change, Callback cb) {
+  asio::post(impl_->io, [self = impl_, change = std::move(change), cb = std::move(cb)]() mutable {
+    self->reconfigure(std::move(change), std::move(cb));
+  });
+}
+
+void Driver::set_address_book(std::function<std::optional<PeerAddress>(uint32_t)> lookup) {
+  asio::post(impl_->io, [self = impl_, f = std::move(lookup)]() mutable { self->address_book = std::move(f); });
+}
+
+void Driver::after(int64_t ms, std::function<void()> f) {
+  asio::post(impl_->io, [self = impl_, ms, f = std::move(f)]() mutable {
+    if (self->stopping) return;
+    auto t = std::make_shared<asio::steady_timer>(self->io, std::chrono::milliseconds(ms));
+    t->async_wait([self, t, f = std::move(f)](const boost::system::error_code& ec) {
+      if (!ec && !self->stopping) f();
+    });
+  });
+}
+
+void Driver::on_applied(std::function<void()> f) {
+  asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->applied_hooks.push_back(std::move(f)); });
+}
+
+void Driver::on_member_status(std::function<void(const StatusChange&)> f) {
+  asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->status_hooks.push_back(std::move(f)); });
+}
+
+DriverStatus Driver::status_on_driver_thread() { return impl_->status(); }
+
+DriverStatus Driver::status() {
+  if (!impl_->thread.joinable()) return {};
+  std::promise<DriverStatus> p;
+  asio::post(impl_->io, [&] { p.set_value(impl_->status()); });
+  return p.get_future().get();
+}
+
+}  // namespace keel::cluster

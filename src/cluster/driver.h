@@ -1,0 +1,151 @@
+// The Rabia driver: the effectful shell around the pure consensus core (consensus/rabia).
+// It owns one thread running an io_context with the peer transport, a 10 ms tick, heartbeats
+// and the failure detector, and the durable record log. Its loop, per batch of inputs:
+//
+//   step / propose / tick the core  ->  Ready:
+//     1. append Ready.persist to the record log and fdatasync it   (rule R1/R2: BEFORE sending)
+//     2. send Ready.messages to the peers
+//     3. restore the state machine from Ready.install, if any
+//     4. apply Ready.apply: run each decided command on the state machine, answer the client
+//        that submitted it (if it was submitted here)
+//     5. advance; every snapshot_every slots, compact (snapshot + log rewrite, rule R3)
+//
+// Many client requests share one Ready, so one fsync covers a batch (group commit).
+//
+// Clients submit from any thread; callbacks run on the driver thread (post them elsewhere if
+// needed). A submission fails at once with kUnavailable "no quorum" if fewer than a majority of
+// the configured members are reachable (this node + members whose link is up and that the
+// failure detector has heard from and not declared dead), and with kUnavailable after
+// request_timeout_ms otherwise.
+//
+// Each submission occupies a "lane" (a client id of this process) until it is decided or
+// times out, so the core's (client id, seq) deduplication never sees seq n+1 executed before
+// seq n of a waiting client.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "cluster/failure_detector.h"
+#include "cluster/peer_address.h"
+
+namespace keel::cluster {
+
+// What the driver replicates. Called on the driver thread only.
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+  // Applies one decided command (identical on every member, in the same order). Returns the
+  // reply for the client that submitted it. Must be deterministic.
+  virtual std::string apply(uint64_t slot, std::string_view command) = 0;
+  virtual std::string snapshot() const = 0;
+  virtual Status restore(std::string_view state) = 0;
+};
+
+struct DriverOptions {
+  uint32_t node_id = 1;
+  std::string cluster_id = "keel";
+  std::vector<PeerAddress> members;  // every member, this node included
+  std::string bind = "127.0.0.1";
+  int peer_port = 9380;
+  std::string data_dir;  // the record log lives in data_dir/rabia.log
+  int64_t request_timeout_ms = 2000;
+  int64_t heartbeat_ms = 200;
+  int64_t suspect_after_ms = 1000;
+  int64_t dead_after_ms = 3000;
+  size_t max_batch = 64;
+  int64_t propose_delay_ms = 0;  // rabia::Options::propose_delay_ms
+  size_t max_in_flight = 4096;    // lanes: concurrent submissions from this node
+  uint64_t snapshot_every = 10000;  // slots between snapshots
+  int64_t tick_ms = 5;
+  // Start as a learner: the initial configuration is `members` without this node; it catches
+  // up and becomes a voter once a member decides a reconfiguration that adds it.
+  bool join = false;
+};
+
+struct MemberInfo {
+  uint32_t id = 0;
+  std::string address;
+  bool self = false;
+  bool connected = false;
+  MemberStatus status = MemberStatus::kUnknown;
+  int64_t silence_ms = -1;
+  uint64_t last_decided_slot = 0;  // as last reported in a heartbeat
+};
+
+struct DriverStatus {
+  uint32_t node_id = 0;
+  std::string cluster_id;
+  uint64_t config_epoch = 0;
+  std::vector<uint32_t> config_members;
+  std::vector<MemberInfo> members;
+  bool quorum = false;
+  uint64_t next_slot = 0;          // first undecided slot
+  uint64_t applied_commands = 0;
+  uint64_t pending = 0;            // in the core's queue
+  uint64_t in_flight = 0;          // submissions from this node waiting
+  double decisions_per_s = 0;      // over the last few seconds
+  // Core counters (consensus/rabia Stats).
+  uint64_t slots_decided = 0, decided_by_vote = 0, decided_by_transfer = 0, decided_phase1 = 0;
+  uint64_t phases_total = 0, null_decisions = 0, coin_flips = 0, rebroadcasts = 0;
+  uint64_t snapshots_installed = 0;
+  // Durability.
+  uint64_t log_bytes = 0, log_syncs = 0, commands_per_sync_x100 = 0;
+  uint64_t requests_no_quorum = 0, requests_timed_out = 0;
+};
+
+class Driver {
+ public:
+  Driver(DriverOptions opt, std::shared_ptr<StateMachine> sm);
+  ~Driver();
+  Driver(const Driver&) = delete;
+  Driver& operator=(const Driver&) = delete;
+
+  // Reads the record log, rebuilds the core and the state machine, binds the peer port and
+  // starts the thread. Returns the bound peer port.
+  Result<int> start();
+  void stop();
+
+  using Callback = std::function<void(Result<std::string>)>;
+  // Replicates `command`; `cb` gets the state machine's reply once it is applied here.
+  void submit(std::string command, Callback cb);
+  // A linearizable read: once every command decided before this call is applied here, runs
+  // `read` on the driver thread against the state machine and passes its result to `cb`.
+  void read_barrier(std::function<std::string(StateMachine&)> read, Callback cb);
+  // Runs `f` on the driver thread (e.g. a stale local read, or registering a watcher).
+  void post(std::function<void()> f);
+  // Decided reconfiguration: `change` gets the current members (on the driver thread) and
+  // returns the new list or an error; the new configuration governs from the slot after the
+  // one that decides it. `cb` gets "" once applied here.
+  using MembersChange = std::function<Result<std::vector<uint32_t>>(const std::vector<uint32_t>&)>;
+  void reconfigure(MembersChange change, Callback cb);
+  // Where to find members that are not in DriverOptions::members (e.g. from metadata).
+  // Called on the driver thread.
+  void set_address_book(std::function<std::optional<PeerAddress>(uint32_t)> lookup);
+  // Runs `f` on the driver thread after `ms` milliseconds (not run if the driver stops first).
+  void after(int64_t ms, std::function<void()> f);
+  // Called on the driver thread after every batch of applied commands.
+  void on_applied(std::function<void()> f);
+  // Called on the driver thread when the failure detector changes a member's status.
+  void on_member_status(std::function<void(const StatusChange&)> f);
+
+  DriverStatus status();  // thread-safe (waits for the driver thread)
+  // REQUIRES: called on the driver thread (from a callback or post).
+  DriverStatus status_on_driver_thread();
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// A member list from cluster settings: `peers` plus this node at bind:peer_port if absent.
+std::vector<PeerAddress> members_from(uint32_t self, const std::vector<PeerAddress>& peers,
+                                      const std::string& bind, int peer_port);
+
+}  // namespace keel::cluster

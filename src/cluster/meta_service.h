@@ -1,0 +1,104 @@
+// The metadata service a node offers over HTTP (/v1/meta) and to its own subsystems: a
+// versioned key-value map (src/meta) replicated by Rabia through the Driver.
+//
+// Writes (put, compare-and-set, delete) are commands in the replicated log: they are answered
+// once decided, durable on a majority of members (each member fsyncs its record log before it
+// votes) and applied here. Reads are linearizable by default (a barrier goes through the log,
+// then the local state is read); `stale` reads answer from this node's state at once.
+// Watches long-poll: they return the events after `from_revision` as soon as there are any,
+// or an empty list when `timeout_ms` passes.
+//
+// Every method may be called from any thread; callbacks run on the driver thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "cluster/driver.h"
+
+namespace keel::cluster {
+
+struct KeyValue {
+  std::string key;
+  std::string value;
+  uint64_t version = 0;          // 1 on creation, +1 per put; 0 = absent
+  uint64_t create_revision = 0;
+  uint64_t mod_revision = 0;
+};
+
+struct WriteResult {
+  uint64_t revision = 0;  // the store's revision after this write
+  uint64_t version = 0;   // the key's version after a put
+  bool existed = false;   // delete: whether the key was there
+};
+
+struct WatchEvent {
+  bool deleted = false;
+  KeyValue kv;  // kv.mod_revision is the event's revision
+};
+
+struct WatchResult {
+  std::vector<WatchEvent> events;
+  uint64_t revision = 0;  // the store's revision when answered: watch again from revision + 1
+};
+
+struct ListResult {
+  std::vector<KeyValue> items;
+  uint64_t revision = 0;
+  bool more = false;
+};
+
+struct MetaLimits {
+  size_t max_key_bytes = 4096;
+  size_t max_value_bytes = 1 << 20;
+  size_t max_list = 10000;
+  size_t max_watch_events = 1000;
+  int64_t max_watch_timeout_ms = 60000;
+  size_t max_watchers = 10000;
+};
+
+inline constexpr const char* kDefaultDomain = "app";
+// This node's view of each member's health is written to domain "members", key
+// "health/<observer id>/<member id>", value alive|suspect|dead.
+inline constexpr const char* kMembersDomain = "members";
+
+class MetaService {
+ public:
+  MetaService(DriverOptions opt, MetaLimits limits = {});
+  ~MetaService();
+  Result<int> start();  // returns the peer port
+  void stop();
+
+  template <class T>
+  using Cb = std::function<void(Result<T>)>;
+  // Keys live in a domain (meta::Store: [a-z0-9_-]{1,64}); HTTP uses kDefaultDomain unless
+  // ?domain= says otherwise. prev_version: compare-and-set; 0 means "must not exist".
+  void put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
+  // kNotFound if the key is absent.
+  void del(std::string domain, std::string key, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
+  void get(std::string domain, std::string key, bool stale, Cb<KeyValue> cb);  // kNotFound if absent
+  void list(std::string domain, std::string prefix, size_t limit, bool stale, Cb<ListResult> cb);
+  void watch(std::string domain, std::string prefix, uint64_t from_revision, int64_t timeout_ms, Cb<WatchResult> cb);
+
+  // Decided reconfiguration. join: records `address` (HOST:PORT) under domain "members", key
+  // "addr/<id>", then adds `id` to the configuration; the node must be running with
+  // cluster.join = yes. leave: removes `id`. `cb` gets the new configuration epoch's status.
+  void join(uint32_t id, std::string address, Cb<DriverStatus> cb);
+  void leave(uint32_t id, Cb<DriverStatus> cb);
+
+  DriverStatus status();
+  const MetaLimits& limits() const { return limits_; }
+
+  struct Impl;
+
+ private:
+  MetaLimits limits_;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace keel::cluster

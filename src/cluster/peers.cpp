@@ -1,0 +1,408 @@
+#include "cluster/peers.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/assert.h"
+#include "base/random.h"
+
+namespace keel::cluster {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto kTok = asio::as_tuple(use_awaitable);
+}
+
+struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
+  struct Peer {
+    PeerAddress addr;
+    std::deque<std::string> queue;  // encoded frames
+    size_t queue_bytes = 0;
+    std::shared_ptr<tcp::socket> sock;  // outbound, when connected
+    std::unique_ptr<asio::steady_timer> wake;
+    bool connected = false;
+    bool removed = false;
+    int inbound = 0;
+    PeerLinkStats st;
+  };
+
+  asio::io_context& io;
+  TransportOptions opt;
+  MessageHandler on_message;
+  LinkHandler on_link;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::map<uint32_t, std::shared_ptr<Peer>> peers;
+  std::set<tcp::socket*> inbound_socks;
+  bool stopping = false;
+  SeededRandom rng{system_seed()};
+
+  Impl(asio::io_context& i, TransportOptions o, MessageHandler m, LinkHandler l)
+      : io(i), opt(std::move(o)), on_message(std::move(m)), on_link(std::move(l)) {}
+
+  std::string hello_frame() const {
+    Hello h{opt.cluster_id, opt.node_id, kWireVersion, opt.config_epoch};
+    return encode_frame(MsgType::kHello, encode_hello(h), opt.limits);
+  }
+
+  // Reads one frame with a deadline; used only during the handshake.
+  awaitable<Result<Frame>> read_one(std::shared_ptr<tcp::socket> sp, FrameDecoder& dec) {
+    tcp::socket& s = *sp;
+    asio::steady_timer deadline(io);
+    deadline.expires_after(std::chrono::milliseconds(opt.handshake_timeout_ms));
+    // The timer's handler may run after this coroutine returned: it holds its state by value.
+    auto fired = std::make_shared<int>(0);  // 0 pending, 1 timed out, 2 finished
+    deadline.async_wait([sp, fired](const boost::system::error_code& ec) {
+      if (!ec && *fired == 0) {
+        *fired = 1;
+        boost::system::error_code ignore;
+        sp->close(ignore);
+      }
+    });
+    char buf[4096];
+    for (;;) {
+      auto f = dec.next();
+      if (!f) co_return std::unexpected(f.error());
+      if (*f) {
+        if (*fired == 0) *fired = 2;
+        deadline.cancel();
+        co_return std::move(**f);
+      }
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), kTok);
+      if (ec) {
+        bool timed_out = *fired == 1;
+        *fired = 2;
+        deadline.cancel();
+        co_return make_error(timed_out ? Errc::kTimeout : Errc::kIoError,
+                             timed_out ? fmt::format("handshake timed out after {} ms", opt.handshake_timeout_ms)
+                                       : "connection closed during handshake: " + ec.message());
+      }
+      dec.feed(std::string_view(buf, n));
+    }
+  }
+
+  int64_t backoff_ms(int attempt) {
+    int64_t b = opt.backoff_min_ms;
+    for (int i = 0; i < attempt && b < opt.backoff_max_ms; ++i) b *= 2;
+    b = std::min(b, opt.backoff_max_ms);
+    return b / 2 + static_cast<int64_t>(rng.uniform(static_cast<uint64_t>(b / 2 + 1)));
+  }
+
+  void set_connected(Peer& p, bool up) {
+    if (p.connected == up) return;
+    p.connected = up;
+    p.st.connected = up;
+    if (up) ++p.st.connects;
+    if (on_link && !stopping) on_link(p.addr.id, up);
+  }
+
+  awaitable<void> outbound(std::shared_ptr<Peer> p) {
+    auto self = shared_from_this();
+    int attempt = 0;
+    asio::steady_timer backoff(io);
+    while (!stopping && !p->removed) {
+      if (attempt > 0) {
+        backoff.expires_after(std::chrono::milliseconds(backoff_ms(attempt - 1)));
+        co_await backoff.async_wait(kTok);
+        if (stopping || p->removed) break;
+      }
+      ++attempt;
+      auto sock = std::make_shared<tcp::socket>(io);
+      tcp::resolver resolver(io);
+      auto [rec, results] = co_await resolver.async_resolve(p->addr.host, std::to_string(p->addr.port), kTok);
+      if (rec) {
+        ++p->st.connect_failures;
+        p->st.last_error = fmt::format("cannot resolve {}: {}", p->addr.host, rec.message());
+        continue;
+      }
+      auto [cec, ep] = co_await asio::async_connect(*sock, results, kTok);
+      if (cec) {
+        ++p->st.connect_failures;
+        p->st.last_error = fmt::format("connect to {}:{}: {}", p->addr.host, p->addr.port, cec.message());
+        continue;
+      }
+      boost::system::error_code ig;
+      sock->set_option(tcp::no_delay(true), ig);
+      std::string hello = hello_frame();
+      auto [wec, wn] = co_await asio::async_write(*sock, asio::buffer(hello), kTok);
+      if (wec) {
+        ++p->st.connect_failures;
+        p->st.last_error = "handshake write: " + wec.message();
+        continue;
+      }
+      FrameDecoder dec(opt.limits);
+      auto reply = co_await read_one(sock, dec);
+      if (!reply) {
+        ++p->st.connect_failures;
+        p->st.last_error = reply.error().message;
+        continue;
+      }
+      if (reply->type == MsgType::kReject) {
+        ++p->st.connect_failures;
+        p->st.last_error = "peer refused the handshake: " + reply->payload.substr(0, kMaxRejectReasonBytes);
+        spdlog::warn("cluster: peer {} refused our handshake: {}", p->addr.to_string(), p->st.last_error);
+        continue;
+      }
+      auto h = reply->type == MsgType::kHello ? decode_hello(reply->payload)
+                                               : Result<Hello>(make_error(Errc::kCorruption, "expected hello"));
+      if (!h || h->cluster_id != opt.cluster_id || h->node_id != p->addr.id) {
+        ++p->st.connect_failures;
+        p->st.last_error = !h ? h.error().message
+                              : fmt::format("peer at {}:{} is node {} of cluster '{}', expected node {} of '{}'",
+                                            p->addr.host, p->addr.port, h->node_id, h->cluster_id, p->addr.id, opt.cluster_id);
+        spdlog::warn("cluster: {}", p->st.last_error);
+        continue;
+      }
+      attempt = 0;
+      p->sock = std::move(sock);
+      p->st.last_error.clear();
+      set_connected(*p, true);
+      spdlog::info("cluster: connected to peer {}", p->addr.to_string());
+      // Watch for the peer closing: it never sends on this link after the handshake.
+      asio::co_spawn(io, watch_close(p), asio::detached);
+      co_await write_loop(*p);
+      if (p->sock) p->sock->close(ig);
+      p->sock.reset();
+      set_connected(*p, false);
+      if (!stopping) spdlog::info("cluster: lost peer {}: {}", p->addr.to_string(), p->st.last_error);
+      attempt = 1;
+    }
+  }
+
+  awaitable<void> watch_close(std::shared_ptr<Peer> p) {
+    auto self = shared_from_this();
+    std::shared_ptr<tcp::socket> s = p->sock;
+    char buf[512];
+    for (;;) {
+      auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kTok);
+      if (ec) break;
+    }
+    if (p->sock == s) {
+      p->st.last_error = "peer closed the connection";
+      boost::system::error_code ig;
+      s->close(ig);
+      if (p->wake) p->wake->cancel();
+    }
+  }
+
+  awaitable<void> write_loop(Peer& p) {
+    std::string batch;
+    for (;;) {
+      if (stopping || p.removed || !p.sock || !p.sock->is_open()) co_return;
+      if (p.queue.empty()) {
+        p.wake->expires_at(asio::steady_timer::time_point::max());
+        co_await p.wake->async_wait(kTok);
+        continue;
+      }
+      batch.clear();
+      size_t frames = 0;
+      while (!p.queue.empty() && batch.size() < (1u << 20)) {
+        batch += p.queue.front();
+        p.queue_bytes -= p.queue.front().size();
+        p.queue.pop_front();
+        ++frames;
+      }
+      auto [ec, n] = co_await asio::async_write(*p.sock, asio::buffer(batch), kTok);
+      if (ec) {
+        p.st.last_error = "write: " + ec.message();
+        co_return;  // the frames of this batch are lost; consensus re-sends what matters
+      }
+      p.st.frames_sent += frames;
+    }
+  }
+
+  awaitable<void> inbound(std::shared_ptr<tcp::socket> sp) {
+    auto self = shared_from_this();
+    tcp::socket& sock = *sp;
+    inbound_socks.insert(&sock);
+    boost::system::error_code ig;
+    sock.set_option(tcp::no_delay(true), ig);
+    FrameDecoder dec(opt.limits);
+    auto first = co_await read_one(sp, dec);
+    uint32_t from = 0;
+    std::shared_ptr<Peer> peer;
+    if (first) {
+      std::string reject;
+      auto h = first->type == MsgType::kHello ? decode_hello(first->payload)
+                                               : Result<Hello>(make_error(Errc::kInvalidArgument, fmt::format("expected hello as the first frame, got {}", msg_type_name(first->type))));
+      if (!h) reject = h.error().message;
+      else if (h->cluster_id != opt.cluster_id)
+        reject = fmt::format("cluster id '{}' does not match this node's cluster id '{}'", h->cluster_id, opt.cluster_id);
+      else if (h->node_id == opt.node_id)
+        reject = fmt::format("node id {} is this node's own id; every member needs its own id", h->node_id);
+      else if (h->wire_version != kWireVersion)
+        reject = fmt::format("wire version {} is not supported (this node speaks {})", h->wire_version, kWireVersion);
+      if (!reject.empty()) {
+        spdlog::warn("cluster: refused a peer connection: {}", reject);
+        std::string f = encode_frame(MsgType::kReject, reject.substr(0, kMaxRejectReasonBytes), opt.limits);
+        co_await asio::async_write(sock, asio::buffer(f), kTok);
+      } else {
+        from = h->node_id;
+        std::string f = hello_frame();
+        auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(f), kTok);
+        if (wec) from = 0;
+      }
+    }
+    if (from != 0) {
+      auto it = peers.find(from);
+      if (it != peers.end()) {
+        peer = it->second;
+        ++peer->inbound;
+        peer->st.inbound = true;
+      }
+      char buf[64 * 1024];
+      bool ok = true;
+      while (ok && !stopping) {
+        for (;;) {
+          auto f = dec.next();
+          if (!f) {
+            spdlog::warn("cluster: closing the link from node {}: {}", from, f.error().message);
+            ok = false;
+            break;
+          }
+          if (!*f) break;
+          if (peer) ++peer->st.frames_received;
+          if ((*f)->type == MsgType::kHello || (*f)->type == MsgType::kReject) continue;
+          if (on_message) on_message(from, (*f)->type, std::move((*f)->payload));
+        }
+        if (!ok) break;
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTok);
+        if (ec) break;
+        dec.feed(std::string_view(buf, n));
+      }
+      if (peer && --peer->inbound == 0) peer->st.inbound = false;
+    }
+    sock.close(ig);
+    inbound_socks.erase(&sock);
+  }
+
+  awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    for (;;) {
+      auto [ec, sock] = co_await acceptor->async_accept(kTok);
+      if (stopping) co_return;
+      if (ec) {
+        if (ec == asio::error::operation_aborted) co_return;
+        continue;
+      }
+      asio::co_spawn(io, inbound(std::make_shared<tcp::socket>(std::move(sock))), asio::detached);
+    }
+  }
+
+  void start_peer(const PeerAddress& a) {
+    auto p = std::make_shared<Peer>();
+    p->addr = a;
+    p->st.id = a.id;
+    p->st.address = fmt::format("{}:{}", a.host, a.port);
+    p->wake = std::make_unique<asio::steady_timer>(io);
+    peers[a.id] = p;
+    asio::co_spawn(io, outbound(p), asio::detached);
+  }
+};
+
+PeerTransport::PeerTransport(asio::io_context& io, TransportOptions opt, MessageHandler on_message, LinkHandler on_link)
+    : impl_(std::make_shared<Impl>(io, std::move(opt), std::move(on_message), std::move(on_link))) {}
+
+PeerTransport::~PeerTransport() { stop(); }
+
+Result<int> PeerTransport::start() {
+  auto& im = *impl_;
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(im.opt.bind, ec);
+  if (ec) return make_error(Errc::kInvalidArgument, fmt::format("cluster: bind address '{}' is not an IP address", im.opt.bind));
+  im.acceptor = std::make_unique<tcp::acceptor>(im.io);
+  tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
+  im.acceptor->open(ep.protocol(), ec);
+  if (!ec) im.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) im.acceptor->bind(ep, ec);
+  if (!ec) im.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return make_error(Errc::kIoError, fmt::format("cannot listen for peers on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
+  int port = im.acceptor->local_endpoint().port();
+  asio::co_spawn(im.io, im.accept_loop(), asio::detached);
+  for (auto& a : im.opt.peers) {
+    KEEL_ASSERT(a.id != im.opt.node_id);
+    im.start_peer(a);
+  }
+  return port;
+}
+
+bool PeerTransport::send(uint32_t to, MsgType type, std::string_view payload) {
+  auto& im = *impl_;
+  auto it = im.peers.find(to);
+  if (it == im.peers.end() || im.stopping) return false;
+  auto& p = *it->second;
+  size_t size = kFrameHeaderBytes + payload.size() + kFrameTrailerBytes;
+  if (payload.size() > im.opt.limits.max_payload_bytes || p.queue.size() >= im.opt.max_queue_frames ||
+      p.queue_bytes + size > im.opt.max_queue_bytes) {
+    ++p.st.frames_dropped;
+    return false;
+  }
+  p.queue.push_back(encode_frame(type, payload, im.opt.limits));
+  p.queue_bytes += size;
+  if (p.queue.size() == 1 && p.wake) p.wake->cancel();
+  return true;
+}
+
+void PeerTransport::add_peer(const PeerAddress& p) {
+  if (impl_->peers.count(p.id) || p.id == impl_->opt.node_id || impl_->stopping) return;
+  impl_->start_peer(p);
+}
+
+void PeerTransport::remove_peer(uint32_t id) {
+  auto it = impl_->peers.find(id);
+  if (it == impl_->peers.end()) return;
+  auto p = it->second;
+  impl_->peers.erase(it);
+  p->removed = true;
+  boost::system::error_code ig;
+  if (p->sock) p->sock->close(ig);
+  if (p->wake) p->wake->cancel();
+}
+
+void PeerTransport::stop() {
+  auto& im = *impl_;
+  if (im.stopping) return;
+  im.stopping = true;
+  boost::system::error_code ig;
+  if (im.acceptor) im.acceptor->close(ig);
+  for (auto& [id, p] : im.peers) {
+    if (p->sock) p->sock->close(ig);
+    if (p->wake) p->wake->cancel();
+  }
+  for (auto* s : im.inbound_socks) s->close(ig);
+}
+
+std::vector<PeerLinkStats> PeerTransport::stats() const {
+  std::vector<PeerLinkStats> out;
+  for (auto& [id, p] : impl_->peers) {
+    auto s = p->st;
+    s.queue_frames = p->queue.size();
+    s.queue_bytes = p->queue_bytes;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+bool PeerTransport::connected(uint32_t peer) const {
+  auto it = impl_->peers.find(peer);
+  return it != impl_->peers.end() && it->second->connected;
+}
+
+}  // namespace keel::cluster

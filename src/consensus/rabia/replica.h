@@ -1,0 +1,201 @@
+// A pure Rabia replica (Pan et al., SOSP 2021), shaped like etcd raft's RawNode: feed it
+// client requests (propose), peer messages (step) and time (tick); drain a Ready with what to
+// persist, what to send and what to apply; call advance() once that Ready has been handled.
+// It reads no clock, socket, file, thread id or random source. Not thread-safe: one owner.
+//
+// Protocol (per slot s, config C of s: n members, f = (n-1)/2):
+//   1. Every member proposes the oldest pending requests (a bounded batch; queue ordered by
+//      (timestamp, origin, client, seq)) and collects n - f proposals (its own included).
+//      state = 1 if one proposal is held by >= floor(n/2)+1 of them, else 0.
+//   2. Phase p = 1, 2, ...: STATE round: broadcast state, collect n - f states; vote = v if
+//      >= floor(n/2)+1 states are v, else ?. VOTE round: broadcast vote, collect n - f votes;
+//      if >= f+1 votes are the same v != ? decide v; else if some vote is v != ? adopt
+//      state = v; else state = coin(cluster id, epoch, s, p). Next phase.
+//   3. Decide 1 -> the majority proposal (learned from more proposals or from a peer's
+//      kDecided if this replica lacks it); decide 0 -> NULL, requests stay queued.
+//   Only the first message per (sender, slot, kind, phase) counts. Nothing carries from one slot
+//   to the next except the log. One slot is in flight at a time.
+//
+// DURABILITY RULES (the driver's contract; the simulator crashes replicas to check them):
+//   R1. Every Record in Ready::persist must be durable before ANY message of the same Ready is
+//       sent and before any Entry of it is applied. (A replica must never send two different
+//       proposals, states or votes for the same slot/phase, even across a crash: that would let
+//       two replicas see two different majorities.)
+//   R2. A decision (kDecision) must be durable before its entry is applied or acknowledged to a
+//       client, and before the replica answers anyone with it (kDecided).
+//   R3. A kSnapshot record must be durable before the decisions it covers are dropped; after
+//       that, decisions with slot < snapshot.next_slot and kProposal/kState/kVote records for
+//       decided slots may be deleted (log truncation).
+//   R4. Received messages are never persisted: after a restart the replica re-broadcasts its
+//       own records for its current slot and peers re-send theirs (stalled-replica rule).
+// Restart: build the Replica from the durable records (in the order they were persisted).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "consensus/rabia/types.h"
+
+namespace keel::rabia {
+
+struct Options {
+  NodeId self = 0;
+  Config initial;  // bootstrap configuration (ignored once a snapshot/reconfig says otherwise)
+  size_t max_batch = 16;        // requests per proposal
+  size_t max_pending = 10'000;  // pending queue bound; propose() refuses beyond it
+  size_t max_request_bytes = 1 << 20;
+  int64_t rebroadcast_interval_ms = 50;  // a stalled replica re-sends its slot messages
+  // 0: propose the queue head at once. > 0: start a slot only with requests at least this old
+  // (by their timestamps), so forwards reach every replica first and batches match; a replica
+  // joining a slot includes everything up to the newest request in its peers' proposals.
+  int64_t propose_delay_ms = 0;
+  size_t catchup_batch = 64;  // decisions per kDecided answer
+  size_t future_window = 4;   // slots ahead whose messages are buffered
+  size_t log_retain = 4096;   // decided entries kept in memory to answer catch-up
+  // Fault injection for the simulator only: re-broadcast votes but not the proposal (the
+  // production bug in Rabia's history). Never set outside tests.
+  bool testing_votes_only_rebroadcast = false;
+};
+
+struct Ready {
+  std::vector<Record> persist;      // R1: durable first
+  std::vector<Message> messages;    // then send
+  std::optional<Snapshot> install;  // then restore the application from this (if set) ...
+  std::vector<Entry> apply;         // ... then apply these in order
+  bool empty() const { return persist.empty() && messages.empty() && !install && apply.empty(); }
+};
+
+struct Stats {
+  uint64_t slots_decided = 0;        // by this replica
+  uint64_t decided_by_vote = 0;      // through its own Weak-MVC rounds
+  uint64_t decided_by_transfer = 0;  // learned from a peer (kDecided / kSnapshot)
+  uint64_t decided_phase1 = 0;       // decided by vote in phase 1 (the fast path)
+  uint64_t phases_total = 0;         // sum of phases over decided_by_vote
+  uint64_t null_decisions = 0;
+  uint64_t coin_flips = 0;
+  uint64_t rebroadcasts = 0;
+  uint64_t fetches = 0;  // decided 1 without holding the majority proposal
+  uint64_t duplicates_dropped = 0;
+  uint64_t snapshots_sent = 0;
+  uint64_t snapshots_installed = 0;
+  uint64_t protocol_violations = 0;  // peers that broke the protocol (e.g. durability rules)
+};
+
+// The common coin: a deterministic function of (cluster id, epoch, slot, phase).
+Bit common_coin(uint64_t cluster_id, uint64_t epoch, Slot slot, Phase phase);
+
+// Member list <-> kReconfig payload.
+std::string encode_members(const std::vector<NodeId>& members);
+Result<std::vector<NodeId>> decode_members(std::string_view payload);
+
+class Replica {
+ public:
+  // A fresh replica (empty log) or one restarted from its durable records (R1-R4).
+  Replica(Options opts, const std::vector<Record>& durable = {});
+
+  // A client request arrives at this replica. Sets origin = self and timestamp = the last
+  // tick's time (monotonic per replica); shares it with the members. Errors: duplicate
+  // (kAlreadyExists), queue full (kLimitExceeded), too large or bad reconfig (kInvalidArgument).
+  Status propose(Request r);
+  // A message from a peer. Malformed or foreign messages are dropped (counted), never asserted.
+  void step(const Message& m);
+  // Time moves. REQUIRES: now_ms never decreases.
+  void tick(int64_t now_ms);
+
+  bool has_ready() const;
+  // Takes everything produced since the last ready(). REQUIRES: previous Ready advanced.
+  Ready ready();
+  // The last Ready was persisted, sent and applied.
+  void advance();
+
+  // The application has applied everything before `next_slot` and hands its state: the core
+  // keeps a snapshot (to persist: a kSnapshot record appears in the next Ready) and drops its
+  // in-memory log before next_slot. REQUIRES: next_slot <= this->next_slot().
+  Status compact(Slot next_slot, std::string app_state);
+
+  Slot next_slot() const { return next_slot_; }  // first undecided slot
+  const Config& config() const { return config_; }
+  NodeId id() const { return opts_.self; }
+  size_t pending() const { return queue_.size(); }
+  const Stats& stats() const { return stats_; }
+  bool is_member() const { return config_.contains(opts_.self); }
+  // Highest executed seq of a client (0 if none).
+  uint64_t executed_seq(uint64_t client_id) const;
+
+ private:
+  struct Key {
+    uint64_t client_id;
+    uint64_t seq;
+    auto operator<=>(const Key&) const = default;
+  };
+  struct PhaseState {
+    std::map<NodeId, Bit> states;
+    std::map<NodeId, Bit> votes;
+    std::optional<Bit> my_state;
+    std::optional<Bit> my_vote;
+  };
+  struct SlotState {
+    std::map<NodeId, std::vector<Request>> proposals;
+    std::optional<std::vector<Request>> my_proposal;
+    std::map<Phase, PhaseState> phases;
+    Phase phase = 0;          // 0: proposal exchange; p >= 1: in phase p
+    bool state_sent = false;  // my STATE for `phase` sent
+    bool vote_sent = false;   // my VOTE for `phase` sent
+    std::optional<Bit> decided;
+    bool violation_reported = false;
+  };
+
+  void replay(const Record& r);
+  void apply_snapshot(const Snapshot& s, bool from_peer);
+  void start_slot_if_ready();
+  void make_proposal();
+  void progress();
+  bool progress_once();
+  void on_decided_bit(Bit b);
+  void finish_slot(Decision d, bool by_vote);
+  std::optional<std::vector<Request>> majority_proposal() const;
+  void handle_slot_message(const Message& m);
+  void handle_catchup(const Message& m);
+  void handle_decided(const Message& m);
+  void send(Message m);
+  void broadcast(Message m);
+  void rebroadcast();
+  void persist(Record r);
+  void enqueue(const Request& r);
+  bool executed(const Request& r) const;
+  void drop_executed_from_queue();
+  void request_catchup(NodeId to);
+
+  Options opts_;
+  Config config_;
+  Slot next_slot_ = 0;
+  std::optional<Snapshot> snapshot_;           // latest snapshot (durable once persisted)
+  std::map<Slot, Decision> log_;               // recent decided slots (bounded by log_retain)
+  std::map<Slot, Decision> future_decisions_;  // learned out of order, applied when contiguous
+  struct Executed {
+    uint64_t seq;
+    Slot slot;
+  };
+  void record_executed(uint64_t client_id, uint64_t seq, Slot slot);
+  std::map<uint64_t, Executed> dedup_;                 // client -> highest executed seq
+  std::set<std::pair<Slot, uint64_t>> dedup_by_slot_;  // eviction order (bounded table)
+  std::set<Request> queue_;                            // pending, ordered
+  std::map<Key, Request> queued_keys_;                 // key -> the copy held in queue_
+  SlotState cur_;
+  std::map<Slot, std::vector<Message>> buffered_;  // future-slot messages
+  int64_t now_ms_ = 0;
+  int64_t last_ts_ms_ = 0;
+  int64_t last_progress_ms_ = 0;
+  int64_t last_catchup_ms_ = -1'000'000;
+  uint64_t idle_probe_ = 0;  // round robin over members for idle catch-up probes
+  Ready out_;
+  bool outstanding_ = false;  // a Ready was taken and not advanced
+  Stats stats_;
+};
+
+}  // namespace keel::rabia

@@ -1,0 +1,147 @@
+// Two and three transports on one io_context over loopback: handshake, delivery, reconnect
+// after a peer restarts, refusal of a foreign cluster, bounded queues.
+#include "cluster/peers.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <map>
+
+namespace keel::cluster {
+namespace {
+
+namespace asio = boost::asio;
+
+struct Received {
+  std::vector<std::pair<uint32_t, std::string>> msgs;
+};
+
+// Runs the loop until `done()` or a generous safety limit (a hang is a failure, not a timing
+// assertion: the limit is far above anything expected).
+bool run_until(asio::io_context& io, const std::function<bool()>& done) {
+  auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > limit) return false;
+    io.run_for(std::chrono::milliseconds(5));
+    if (io.stopped()) io.restart();
+  }
+  return true;
+}
+
+TransportOptions opts(uint32_t id, std::string cluster = "test") {
+  TransportOptions o;
+  o.cluster_id = std::move(cluster);
+  o.node_id = id;
+  o.port = 0;
+  o.backoff_min_ms = 10;
+  o.backoff_max_ms = 50;
+  return o;
+}
+
+TEST(PeerTransport, DeliversBothWaysAfterHandshake) {
+  asio::io_context io;
+  Received r1, r2;
+  auto o1 = opts(1), o2 = opts(2);
+  PeerTransport t2(io, o2, [&](uint32_t from, MsgType, std::string p) { r2.msgs.emplace_back(from, p); });
+  auto p2 = t2.start();
+  ASSERT_TRUE(p2);
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*p2)}};
+  PeerTransport t1(io, o1, [&](uint32_t from, MsgType, std::string p) { r1.msgs.emplace_back(from, p); });
+  auto p1 = t1.start();
+  ASSERT_TRUE(p1);
+  t2.add_peer({1, "127.0.0.1", static_cast<uint16_t>(*p1)});
+  // Queued before the link is up: delivered once it is.
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(t1.send(2, MsgType::kRabia, "m" + std::to_string(i)));
+  ASSERT_TRUE(run_until(io, [&] { return r2.msgs.size() == 100; }));
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(r2.msgs[i].first, 1u);
+    EXPECT_EQ(r2.msgs[i].second, "m" + std::to_string(i));  // in order
+  }
+  t2.send(1, MsgType::kHeartbeat, "hb");
+  ASSERT_TRUE(run_until(io, [&] { return r1.msgs.size() == 1; }));
+  EXPECT_EQ(r1.msgs[0], (std::pair<uint32_t, std::string>{2, "hb"}));
+  EXPECT_TRUE(t1.connected(2));
+  EXPECT_FALSE(t1.send(9, MsgType::kRabia, "x"));  // not a peer
+  t1.stop();
+  t2.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST(PeerTransport, ReconnectsWhenThePeerComesBack) {
+  asio::io_context io;
+  Received r;
+  auto o2 = opts(2);
+  auto t2 = std::make_unique<PeerTransport>(io, o2, [&](uint32_t f, MsgType, std::string p) { r.msgs.emplace_back(f, p); });
+  auto port = t2->start();
+  ASSERT_TRUE(port);
+  auto o1 = opts(1);
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*port)}};
+  std::vector<bool> links;
+  PeerTransport t1(io, o1, {}, [&](uint32_t, bool up) { links.push_back(up); });
+  ASSERT_TRUE(t1.start());
+  t1.send(2, MsgType::kRabia, "before");
+  ASSERT_TRUE(run_until(io, [&] { return r.msgs.size() == 1; }));
+  t2->stop();
+  t2.reset();
+  ASSERT_TRUE(run_until(io, [&] { return !t1.connected(2); }));
+  // The same address comes back (as a restarted node would).
+  o2.port = *port;
+  t2 = std::make_unique<PeerTransport>(io, o2, [&](uint32_t f, MsgType, std::string p) { r.msgs.emplace_back(f, p); });
+  ASSERT_TRUE(t2->start());
+  ASSERT_TRUE(run_until(io, [&] { return t1.connected(2); }));
+  t1.send(2, MsgType::kRabia, "after");
+  ASSERT_TRUE(run_until(io, [&] { return r.msgs.size() == 2; }));
+  EXPECT_EQ(r.msgs[1].second, "after");
+  EXPECT_EQ(links, (std::vector<bool>{true, false, true}));
+  auto st = t1.stats();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].connects, 2u);
+  t1.stop();
+  t2->stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST(PeerTransport, RefusesAForeignClusterWithTheReason) {
+  asio::io_context io;
+  int delivered = 0;
+  PeerTransport t2(io, opts(2, "blue"), [&](uint32_t, MsgType, std::string) { ++delivered; });
+  auto port = t2.start();
+  ASSERT_TRUE(port);
+  auto o1 = opts(1, "green");
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*port)}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  t1.send(2, MsgType::kRabia, "x");
+  ASSERT_TRUE(run_until(io, [&] { return !t1.stats()[0].last_error.empty() && t1.stats()[0].connect_failures >= 2; }));
+  auto err = t1.stats()[0].last_error;
+  EXPECT_NE(err.find("cluster id 'green' does not match this node's cluster id 'blue'"), std::string::npos) << err;
+  EXPECT_FALSE(t1.connected(2));
+  EXPECT_EQ(delivered, 0);
+  t1.stop();
+  t2.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST(PeerTransport, QueueToADeadPeerIsBounded) {
+  asio::io_context io;
+  auto o1 = opts(1);
+  o1.peers = {{2, "127.0.0.1", 1}};  // nothing listens on port 1
+  o1.max_queue_frames = 10;
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  int accepted = 0;
+  for (int i = 0; i < 50; ++i) accepted += t1.send(2, MsgType::kRabia, "x");
+  EXPECT_EQ(accepted, 10);
+  auto st = t1.stats();
+  EXPECT_EQ(st[0].frames_dropped, 40u);
+  EXPECT_EQ(st[0].queue_frames, 10u);
+  ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 2; }));
+  EXPECT_NE(t1.stats()[0].last_error.find("connect to 127.0.0.1:1"), std::string::npos) << t1.stats()[0].last_error;
+  t1.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+}  // namespace
+}  // namespace keel::cluster

@@ -1,0 +1,33 @@
+// `keel cluster up|down|status`: a local cluster for trying keel, and its status.
+#pragma once
+
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace keel::tools {
+
+struct ClusterCli {
+  CLI::App* up = nullptr;
+  CLI::App* down = nullptr;
+  CLI::App* status = nullptr;
+  CLI::App* join = nullptr;
+  CLI::App* leave = nullptr;
+  int member_id = 0;
+  std::string address;
+  int nodes = 3;
+  std::string dir = ".keel-cluster";
+  int base_port = 16380;
+  std::string engine = "persistent";
+  std::string http;  // host:port for status
+  bool json = false;
+};
+
+// Adds the `cluster` subcommand and its children to `app`.
+void add_cluster_commands(CLI::App& app, ClusterCli& c);
+// Runs whichever cluster subcommand was parsed; returns the exit code, or -1 if none was.
+int run_cluster_commands(ClusterCli& c, const char* argv0);
+
+}  // namespace keel::tools
