@@ -6,7 +6,7 @@ CMAKE_ARGS ?=
 SEEDS      ?= 5000
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 
-.PHONY: all deps build run test bench fuzz soak asan format clean
+.PHONY: all deps build run test bench fuzz soak asan format clean install
 
 all: build
 
@@ -48,3 +48,7 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-asan
+
+# Installs the client SDK (headers, libkeel-client, CMake package, keel-client.pc).
+install: build
+	cmake --install $(BUILD) --prefix $${PREFIX:-/usr/local}

@@ -144,6 +144,9 @@ CONFIGS = [
     ("redis-aof-everysec", "redis", ["--appendonly", "yes", "--appendfsync", "everysec"], None),
     ("keel-persistent-everysec", "keel", ["--engine", "persistent", "--fsync", "everysec", "--shards", "1"],
      "redis-aof-everysec"),
+    # The same engine reading from RocksDB instead of memory (data larger than memory).
+    ("keel-persistent-disk-everysec", "keel", ["--engine", "persistent", "--fsync", "everysec", "--shards", "1",
+                                               "--set", "storage.keep_in_memory=no"], "redis-aof-everysec"),
 ]
 if QUICK:
     CONFIGS = CONFIGS[:2]

@@ -7,3 +7,6 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -x "$build/bench/resilience/bench_resilience" ]; then
   "$build/bench/resilience/bench_resilience" --benchmark_min_time=0.2
 fi
+if [ -x "$build/bench/sdkx/bench_sdkx" ]; then
+  "$build/bench/sdkx/bench_sdkx" --benchmark_min_time=0.2
+fi

@@ -10,6 +10,7 @@ build_pkgs=(
   prometheus-cpp-dev                           # metrics registry + text exposition
   libspdlog-dev libfmt-dev                     # logs, formatting (<format> is missing in g++ 12)
   libtomlplusplus-dev nlohmann-json3-dev       # keel.toml, JSON
+  libyaml-cpp-dev                              # SDK: YAML pipeline descriptions (optional in CMake)
   libcli11-dev                                 # command line
   libxxhash-dev libzstd-dev                    # hashing, compression
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev  # tests, property tests, benches

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -117,6 +118,15 @@ class Engine {
   // An error means the writes since the last commit may be lost: the caller must not
   // acknowledge them.
   virtual Status commit() { return {}; }
+
+  // A hint that these keys are about to be used (a pipelined batch): the engine may start
+  // loading what it will touch into the CPU cache, so the misses of a batch overlap instead of
+  // following one another. Has no effect on results.
+  struct KeyRef {
+    uint32_t partition;
+    std::string_view key;
+  };
+  virtual void prefetch(std::span<const KeyRef> keys) { (void)keys; }
 
   virtual EngineStats stats() const = 0;
 };

@@ -266,7 +266,8 @@ void Sim::setup() {
     Node& nd = node(i);
     nd.id = i;
     nd.tick_period_ms = rnd_.range(3, 12);
-    nd.drift_permille = rnd_.range(950, 1050);
+    // Clock rate error: up to 5% (clock drift), or none in the steady baseline.
+    nd.drift_permille = opts_.scenario == Scenario::kSteady ? 1000 : rnd_.range(950, 1050);
     if (opts_.scenario != Scenario::kSteady && rnd_.chance(0.15)) {  // a slow replica
       nd.tick_period_ms *= 4;
       nd.extra_delay_ms = rnd_.range(10, 60);

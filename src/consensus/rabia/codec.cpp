@@ -54,8 +54,8 @@ Result<std::vector<Request>> get_requests(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(n, rd.varint());
   if (n > l.max_requests)
     return bad(fmt::format("{} requests exceed the limit of {}", n, l.max_requests));
-  // Each request takes at least 7 bytes: refuse counts the input cannot hold.
-  if (n > rd.remaining() / 7) return bad("request count larger than the input");
+  // Each request takes at least 6 bytes: refuse counts the input cannot hold.
+  if (n > rd.remaining() / 6) return bad("request count larger than the input");
   std::vector<Request> v;
   v.reserve(n);
   for (uint64_t i = 0; i < n; ++i) {
@@ -115,9 +115,10 @@ void put_snapshot(Writer& w, const Snapshot& s) {
   w.varint(s.next_slot);
   put_config(w, s.config);
   w.varint(s.dedup.size());
-  for (auto [c, q] : s.dedup) {
-    w.varint(c);
-    w.varint(q);
+  for (const auto& e : s.dedup) {
+    w.varint(e.client_id);
+    w.varint(e.seq);
+    w.varint(e.slot);
   }
   w.bytes(s.app_state);
 }
@@ -127,7 +128,7 @@ Result<Snapshot> get_snapshot(Reader& rd, const Limits& l) {
   KEEL_TRY_ASSIGN(next, rd.varint());
   KEEL_TRY_ASSIGN(cfg, get_config(rd, l));
   KEEL_TRY_ASSIGN(n, rd.varint());
-  if (n > l.max_dedup || n > rd.remaining() / 2)
+  if (n > l.max_dedup || n > rd.remaining() / 3)
     return bad(fmt::format("dedup table of {} entries exceeds the limit or the input", n));
   s.next_slot = next;
   s.config = std::move(cfg);
@@ -135,7 +136,10 @@ Result<Snapshot> get_snapshot(Reader& rd, const Limits& l) {
   for (uint64_t i = 0; i < n; ++i) {
     KEEL_TRY_ASSIGN(c, rd.varint());
     KEEL_TRY_ASSIGN(q, rd.varint());
-    s.dedup.emplace_back(c, q);
+    KEEL_TRY_ASSIGN(sl, rd.varint());
+    if (!s.dedup.empty() && c <= s.dedup.back().client_id)
+      return bad("dedup table must be sorted by client id, without repeats");
+    s.dedup.push_back(DedupEntry{c, q, sl});
   }
   KEEL_TRY_ASSIGN(app, rd.bytes(l.max_app_state_bytes));
   s.app_state = std::string(app);

@@ -20,7 +20,7 @@ struct Limits {
   size_t max_payload_bytes = 1 << 20;
   size_t max_app_state_bytes = 256u << 20;
   size_t max_members = 64;
-  size_t max_dedup = 1 << 20;
+  size_t max_dedup = kMaxDedupClients;
 };
 
 std::string encode(const Message& m);

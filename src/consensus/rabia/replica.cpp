@@ -276,7 +276,7 @@ Status Replica::compact(Slot next_slot, std::string app_state) {
   Snapshot s;
   s.next_slot = next_slot;
   s.config = config_;
-  s.dedup.assign(dedup_.begin(), dedup_.end());
+  for (auto& [c, e] : dedup_) s.dedup.push_back(DedupEntry{c, e.seq, e.slot});
   s.app_state = std::move(app_state);
   Record rec;
   rec.kind = Record::Kind::kSnapshot;
@@ -291,7 +291,7 @@ Status Replica::compact(Slot next_slot, std::string app_state) {
 
 uint64_t Replica::executed_seq(uint64_t client_id) const {
   auto it = dedup_.find(client_id);
-  return it == dedup_.end() ? 0 : it->second;
+  return it == dedup_.end() ? 0 : it->second.seq;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -452,7 +452,7 @@ void Replica::finish_slot(Decision d, bool by_vote) {
         ++stats_.duplicates_dropped;
         continue;
       }
-      dedup_[r.client_id] = r.seq;
+      record_executed(r.client_id, r.seq, d.slot);
       if (r.kind == Request::Kind::kReconfig) {
         // Deterministic on every replica: an invalid member list is ignored by all.
         if (auto members = decode_members(r.payload); members) {
@@ -493,9 +493,12 @@ void Replica::make_proposal() {
   std::vector<Request> batch;
   int64_t cutoff = INT64_MAX;
   if (opts_.propose_delay_ms > 0) {
-    cutoff = now_ms_ - opts_.propose_delay_ms;
+    // Joining a slot a peer started: cut where the peers' proposals end (their clocks decided
+    // what was old enough), so the batches match; otherwise by our own clock.
+    int64_t peers = INT64_MIN;
     for (auto& [_, p] : cur_.proposals)
-      for (auto& r : p) cutoff = std::max(cutoff, r.timestamp_ms);
+      for (auto& r : p) peers = std::max(peers, r.timestamp_ms);
+    cutoff = peers != INT64_MIN ? peers : now_ms_ - opts_.propose_delay_ms;
   }
   // The queue is ordered by timestamp first, so the eligible requests are a prefix.
   for (auto it = queue_.begin();
@@ -561,7 +564,8 @@ void Replica::apply_snapshot(const Snapshot& s, bool from_peer) {
   snapshot_ = s;
   config_ = normalized(s.config);
   dedup_.clear();
-  for (auto [c, q] : s.dedup) dedup_[c] = q;
+  dedup_by_slot_.clear();
+  for (const auto& e : s.dedup) record_executed(e.client_id, e.seq, e.slot);
   next_slot_ = s.next_slot;
   log_.clear();
   cur_ = SlotState{};
@@ -629,7 +633,22 @@ void Replica::persist(Record r) { out_.persist.push_back(std::move(r)); }
 
 bool Replica::executed(const Request& r) const {
   auto it = dedup_.find(r.client_id);
-  return it != dedup_.end() && r.seq <= it->second;
+  return it != dedup_.end() && r.seq <= it->second.seq;
+}
+
+void Replica::record_executed(uint64_t client_id, uint64_t seq, Slot slot) {
+  auto [it, fresh] = dedup_.try_emplace(client_id, Executed{seq, slot});
+  if (!fresh) {
+    dedup_by_slot_.erase({it->second.slot, client_id});
+    it->second = Executed{seq, slot};
+  }
+  dedup_by_slot_.insert({slot, client_id});
+  while (dedup_.size() > kMaxDedupClients) {
+    auto oldest = dedup_by_slot_.begin();
+    dedup_.erase(oldest->second);
+    dedup_by_slot_.erase(oldest);
+  }
+  KEEL_ASSERT(dedup_.size() == dedup_by_slot_.size());
 }
 
 void Replica::enqueue(const Request& r) {

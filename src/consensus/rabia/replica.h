@@ -177,9 +177,15 @@ class Replica {
   std::optional<Snapshot> snapshot_;           // latest snapshot (durable once persisted)
   std::map<Slot, Decision> log_;               // recent decided slots (bounded by log_retain)
   std::map<Slot, Decision> future_decisions_;  // learned out of order, applied when contiguous
-  std::map<uint64_t, uint64_t> dedup_;         // client -> highest executed seq
-  std::set<Request> queue_;                    // pending, ordered
-  std::map<Key, Request> queued_keys_;         // key -> the copy held in queue_
+  struct Executed {
+    uint64_t seq;
+    Slot slot;
+  };
+  void record_executed(uint64_t client_id, uint64_t seq, Slot slot);
+  std::map<uint64_t, Executed> dedup_;                 // client -> highest executed seq
+  std::set<std::pair<Slot, uint64_t>> dedup_by_slot_;  // eviction order (bounded table)
+  std::set<Request> queue_;                            // pending, ordered
+  std::map<Key, Request> queued_keys_;                 // key -> the copy held in queue_
   SlotState cur_;
   std::map<Slot, std::vector<Message>> buffered_;  // future-slot messages
   int64_t now_ms_ = 0;

@@ -64,8 +64,19 @@ struct Config {
   friend bool operator==(const Config&, const Config&) = default;
 };
 
-// Executed-request table used for at-most-once execution: client id -> highest executed seq.
-using DedupTable = std::vector<std::pair<uint64_t, uint64_t>>;  // sorted by client id
+// Executed-request table used for at-most-once execution: per client, the highest executed
+// seq and the slot that executed it. It holds at most kMaxDedupClients clients; beyond that the
+// client whose last execution is oldest (lowest slot, then lowest id) is forgotten — the same
+// choice on every replica, since it depends on the log only. A forgotten client's old request,
+// retried after that, would execute again: at-most-once holds within that window.
+inline constexpr size_t kMaxDedupClients = 65536;
+struct DedupEntry {
+  uint64_t client_id = 0;
+  uint64_t seq = 0;
+  uint64_t slot = 0;
+  friend bool operator==(const DedupEntry&, const DedupEntry&) = default;
+};
+using DedupTable = std::vector<DedupEntry>;  // sorted by client id
 
 // Everything needed to resume at `next_slot` without the log before it.
 struct Snapshot {

@@ -1,11 +1,22 @@
 // Hash commands: HSET HMSET HSETNX HGET HMGET HDEL HGETALL HEXISTS HLEN HKEYS HVALS HSTRLEN
 // HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN.
+#include <algorithm>
+#include <charconv>
 #include <cmath>
+
+#include "base/random.h"
 
 #include "frontends/resp/family_util.h"
 
 namespace keel::resp {
 namespace {
+
+// The order HSCAN walks a large hash in: a fixed 64-bit hash of the field.
+uint64_t hscan_order(std::string_view field) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a mixer for a uniform spread
+  for (unsigned char ch : field) h = (h ^ ch) * 0x100000001b3ULL;
+  return mix64(h);
+}
 
 // Looks up a hash. Replies WRONGTYPE and returns false if the key holds something else.
 bool hash_lookup(CmdCtx& c, std::string_view key, std::optional<ValueRef>& out, Reply& r) {
@@ -258,17 +269,25 @@ void cmd_hrandfield(CmdCtx& c, Args a, Reply& r) {
   }
 }
 
-// HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]: like Redis for small hashes,
-// the whole hash is returned in one call with cursor 0.
+// HSCAN key cursor [MATCH pattern] [COUNT count] [NOVALUES]. A hash of at most
+// kHscanWholeLimit fields is returned in one call with cursor 0, as Redis does for small
+// (listpack) hashes. A larger hash is walked in the order of a 64-bit hash of each field: the
+// cursor is the next hash value to visit, so every field present for the whole iteration is
+// returned exactly once, whatever is added or removed meanwhile. A page holds at least COUNT
+// fields and at least 1/64 of the hash, which bounds a full iteration to about 64 passes.
+constexpr size_t kHscanWholeLimit = 128;
+constexpr size_t kHscanMaxPasses = 64;
+
 void cmd_hscan(CmdCtx& c, Args a, Reply& r) {
-  uint64_t cursor;
+  uint64_t cursor = 0;
   {
-    int64_t cur;
-    if (!parse_int64(a[2], cur) || cur < 0) return r.error("ERR invalid cursor");
-    cursor = static_cast<uint64_t>(cur);
+    auto s = a[2];
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), cursor);
+    if (s.empty() || ec != std::errc() || p != s.data() + s.size()) return r.error("ERR invalid cursor");
   }
   std::string_view pattern;
   bool novalues = false;
+  size_t count = 10;
   for (size_t i = 3; i < a.size(); ++i) {
     if (iequals(a[i], "match") && i + 1 < a.size()) {
       pattern = a[++i];
@@ -276,6 +295,7 @@ void cmd_hscan(CmdCtx& c, Args a, Reply& r) {
       int64_t n;
       if (!parse_int64(a[++i], n)) return r.not_integer();
       if (n < 1) return r.syntax_error();
+      count = static_cast<size_t>(std::min<int64_t>(n, 1 << 20));
     } else if (iequals(a[i], "novalues")) {
       novalues = true;
     } else {
@@ -284,16 +304,42 @@ void cmd_hscan(CmdCtx& c, Args a, Reply& r) {
   }
   std::optional<ValueRef> v;
   if (!hash_lookup(c, a[1], v, r)) return;
+  using Entry = const std::pair<const std::string, std::string>*;
+  std::vector<Entry> page;
+  uint64_t next = 0;
+  if (v && v->hash->size() <= kHscanWholeLimit) {
+    if (cursor == 0)
+      for (auto& kv : *v->hash) page.push_back(&kv);
+  } else if (v) {
+    std::vector<std::pair<uint64_t, Entry>> ahead;  // fields at or after the cursor
+    for (auto& kv : *v->hash) {
+      uint64_t h = hscan_order(kv.first);
+      if (h >= cursor) ahead.emplace_back(h, &kv);
+    }
+    size_t want = std::max(count, (v->hash->size() + kHscanMaxPasses - 1) / kHscanMaxPasses);
+    if (ahead.size() > want) {
+      std::nth_element(ahead.begin(), ahead.begin() + static_cast<std::ptrdiff_t>(want - 1), ahead.end());
+      uint64_t last = ahead[want - 1].first;
+      // Fields sharing the last hash value go in the same page, so the cursor never splits them.
+      for (auto& [h, e] : ahead)
+        if (h <= last) page.push_back(e);
+      next = last == UINT64_MAX ? 0 : last + 1;
+      bool more = false;
+      for (auto& [h, e] : ahead) more = more || h > last;
+      if (!more) next = 0;
+    } else {
+      for (auto& [h, e] : ahead) page.push_back(e);
+    }
+  }
   r.array(2);
-  r.bulk("0");
-  if (!v || cursor != 0) return r.array(0);
-  std::vector<const std::pair<const std::string, std::string>*> out;
-  for (auto& kv : *v->hash)
-    if (pattern.empty() || glob_match(pattern, kv.first)) out.push_back(&kv);
-  r.array(out.size() * (novalues ? 1 : 2));
-  for (auto* kv : out) {
-    r.bulk(kv->first);
-    if (!novalues) r.bulk(kv->second);
+  r.bulk(std::to_string(next));
+  size_t matched = 0;
+  for (Entry e : page) matched += pattern.empty() || glob_match(pattern, e->first);
+  r.array(matched * (novalues ? 1 : 2));
+  for (Entry e : page) {
+    if (!pattern.empty() && !glob_match(pattern, e->first)) continue;
+    r.bulk(e->first);
+    if (!novalues) r.bulk(e->second);
   }
 }
 

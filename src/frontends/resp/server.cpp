@@ -34,6 +34,13 @@ namespace {
 
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kFlushThreshold = 64 * 1024;  // write replies mid-batch past this size
+constexpr size_t kParseAhead = 32;              // requests parsed before any of them runs
+
+// A request parsed ahead: its arguments are flat[first, first + argc); argc = 0 for an empty
+// request (a blank line) that only consumes bytes.
+struct Pending {
+  size_t first, argc, consumed;
+};
 
 struct Connection {
   tcp::socket sock;
@@ -120,6 +127,8 @@ struct Server::Impl {
   }
   awaitable<void> serve(tcp::socket sock, unsigned shard_id);
   awaitable<void> execute(Connection& c, Args argv);
+  void prefetch_keys(const Connection& c, const std::vector<Pending>& batch,
+                     const std::vector<std::string_view>& flat);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
                                     const std::vector<size_t>& key_pos);
   awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
@@ -166,6 +175,24 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
   }
   ++shards.shard(c.shard).stats.cross_shard_hops;
   co_await runtime::run_on(target, work);
+}
+
+// Hands the engine of this connection's shard the keys of a parsed batch that it owns.
+void Server::Impl::prefetch_keys(const Connection& c, const std::vector<Pending>& batch,
+                                 const std::vector<std::string_view>& flat) {
+  storage::Engine::KeyRef keys[kParseAhead];
+  size_t n = 0;
+  for (const Pending& p : batch) {
+    if (p.argc < 2) continue;
+    const CommandSpec* spec = find_command(flat[p.first]);
+    if (!spec || spec->routing != Routing::kKey || spec->first_key < 1 ||
+        static_cast<size_t>(spec->first_key) >= p.argc)
+      continue;
+    std::string_view key = flat[p.first + static_cast<size_t>(spec->first_key)];
+    uint32_t part = key_partition(key, shards.partitions());
+    if (shards.owner(part) == c.shard) keys[n++] = {part, key};
+  }
+  if (n > 1) shards.shard(c.shard).engine->prefetch({keys, n});
 }
 
 awaitable<void> Server::Impl::execute(Connection& c, Args argv) {
@@ -559,6 +586,8 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
   size_t used = 0;
   std::vector<std::string_view> argv;
   argv.reserve(16);
+  std::vector<Pending> batch;
+  std::vector<std::string_view> flat;  // the arguments of every request in `batch`
 
   for (;;) {
     if (in.size() - used < kReadChunk / 4) {
@@ -580,39 +609,64 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
 
     size_t start = 0;
     bool close = false;
-    while (start < used) {
-      std::string_view data(in.data() + start, used - start);
-      auto res = parser.parse(data);
-      if (res == Parser::Result::kNeedMore) break;
-      if (res == Parser::Result::kError) {
+    while (start < used && !close) {
+      // Parse a batch of requests ahead of running them, so the engine can prefetch the keys
+      // they touch (their cache misses then overlap). `in` is not modified until the batch
+      // has run, so the argument views stay valid; an inline request's views live in the
+      // parser, so one ends the batch.
+      batch.clear();
+      flat.clear();
+      bool protocol_error = false;
+      for (size_t pos = start; pos < used && batch.size() < kParseAhead;) {
+        std::string_view data(in.data() + pos, used - pos);
+        auto res = parser.parse(data);
+        if (res == Parser::Result::kNeedMore) break;
+        if (res == Parser::Result::kError) {
+          protocol_error = true;
+          break;
+        }
+        Pending p{flat.size(), 0, parser.consumed()};
+        pos += parser.consumed();
+        if (res == Parser::Result::kRequest) {
+          parser.args(data, argv);
+          p.argc = argv.size();
+          flat.insert(flat.end(), argv.begin(), argv.end());
+        }
+        batch.push_back(p);
+        if (p.argc > 0 && (flat[p.first].data() < in.data() || flat[p.first].data() >= in.data() + used))
+          break;  // inline request
+      }
+      if (batch.empty() && !protocol_error) break;  // the rest is an incomplete request
+      if (batch.size() > 1) prefetch_keys(c, batch, flat);
+      for (const Pending& p : batch) {
+        if (p.argc > 0) co_await execute(c, Args(flat.data() + p.first, p.argc));
+        start += p.consumed;
+        if (c.client.close_after_reply) {
+          close = true;
+          break;
+        }
+        if (c.out.size() >= kFlushThreshold) {
+          if (!commit_local(c)) {
+            close = true;
+            c.out.clear();
+            break;
+          }
+          auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
+          shard.stats.net_output_bytes += wn;
+          c.out.clear();
+          if (wec) {
+            close = true;
+            break;
+          }
+        }
+      }
+      if (close) break;
+      if (protocol_error) {
         ++shard.stats.protocol_errors;
         c.reply.error("ERR " + parser.error());
         spdlog::debug("client {} ({}): {}", c.client.id, c.client.addr, parser.error());
         close = true;
         break;
-      }
-      if (res == Parser::Result::kRequest) {
-        parser.args(data, argv);
-        co_await execute(c, Args(argv.data(), argv.size()));
-      }
-      start += parser.consumed();
-      if (c.client.close_after_reply) {
-        close = true;
-        break;
-      }
-      if (c.out.size() >= kFlushThreshold) {
-        if (!commit_local(c)) {
-          close = true;
-          c.out.clear();
-          break;
-        }
-        auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
-        shard.stats.net_output_bytes += wn;
-        c.out.clear();
-        if (wec) {
-          close = true;
-          break;
-        }
       }
     }
     if (start > 0) {

@@ -235,6 +235,24 @@ class MemoryEngine final : public Engine {
   }
   ~MemoryEngine() override { free_all(); }
 
+  // Two passes over the batch: first the buckets, then (once those lines are on their way)
+  // the first entry of each chain, which is the entry itself at the table's load factor.
+  void prefetch(std::span<const KeyRef> keys) override {
+    constexpr size_t kMax = 64;
+    Entry** slots[kMax];
+    size_t n = std::min(keys.size(), kMax);
+    for (size_t i = 0; i < n; ++i) {
+      slots[i] = nullptr;
+      if (keys[i].partition >= parts_.size()) continue;
+      const Table& t = parts_[keys[i].partition];
+      if (!t.buckets) continue;
+      slots[i] = &t.buckets[hash_key(keys[i].key) & t.mask];
+      __builtin_prefetch(slots[i]);
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (slots[i] && *slots[i]) __builtin_prefetch(*slots[i]);
+  }
+
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
     check_partition(partition);
     Entry** link = find_live(partition, key, hash_key(key), now_ms);

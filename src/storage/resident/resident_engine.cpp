@@ -25,6 +25,7 @@ class ResidentEngine final : public Engine {
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
     return mem_->get(partition, key, now_ms);
   }
+  void prefetch(std::span<const KeyRef> keys) override { mem_->prefetch(keys); }
 
   // Writes go to the journal first: if the disk refuses, memory is untouched and the caller
   // gets the error.

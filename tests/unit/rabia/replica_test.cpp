@@ -92,6 +92,49 @@ TEST(RabiaReplica, CompactOnlyAtTheFirstUndecidedSlot) {
   EXPECT_NE(st.error().message.find("first undecided slot 0"), std::string::npos);
 }
 
+// Drains a single-member replica (it decides alone) and returns the applied entries.
+std::vector<Entry> drain(Replica& r, std::vector<Record>* disk = nullptr) {
+  std::vector<Entry> out;
+  while (r.has_ready()) {
+    Ready rd = r.ready();
+    if (disk) disk->insert(disk->end(), rd.persist.begin(), rd.persist.end());
+    for (auto& e : rd.apply) out.push_back(e);
+    r.advance();
+  }
+  return out;
+}
+
+TEST(RabiaReplica, DedupTableIsBoundedAndEvictsTheOldestClientEverywhere) {
+  Options o{.self = 1,
+            .initial = {.cluster_id = 7, .members = {1}},
+            .max_batch = 256,
+            .max_pending = 1 << 20};
+  Replica r(o);
+  std::vector<Record> disk;
+  const uint64_t clients = kMaxDedupClients + 10;
+  for (uint64_t c = 1; c <= clients; ++c) {
+    ASSERT_TRUE(r.propose(Request{.client_id = c, .seq = 1}));
+    drain(r, &disk);
+  }
+  // The first ten clients (executed in the oldest slots) are forgotten, the rest remembered.
+  for (uint64_t c = 1; c <= 10; ++c) EXPECT_EQ(r.executed_seq(c), 0u) << c;
+  EXPECT_EQ(r.executed_seq(11), 1u);
+  EXPECT_EQ(r.executed_seq(clients), 1u);
+  // A retry of a remembered client is refused; a forgotten one would run again (documented).
+  EXPECT_FALSE(r.propose(Request{.client_id = 11, .seq = 1}));
+  // A restart from a snapshot keeps the same table and the same eviction order.
+  ASSERT_TRUE(r.compact(r.next_slot(), "state"));
+  drain(r, &disk);
+  Replica back(o, disk);
+  drain(back);
+  for (Replica* x : {&r, &back}) {
+    ASSERT_TRUE(x->propose(Request{.client_id = clients + 1, .seq = 1}));
+    drain(*x);
+    EXPECT_EQ(x->executed_seq(11), 0u);  // next oldest evicted on both
+    EXPECT_EQ(x->executed_seq(12), 1u);
+  }
+}
+
 // The core is pure: its sources include no clock, socket, thread, file or random device.
 TEST(RabiaReplica, CoreIncludesNoIoHeaders) {
   std::regex banned(

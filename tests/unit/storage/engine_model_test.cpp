@@ -422,4 +422,28 @@ TEST(PersistentEngineUpdate, Semantics) { run_update_semantics(Kind::kPersistent
 TEST(ResidentEngineUpdate, Semantics) { run_update_semantics(Kind::kResident); }
 
 }  // namespace
+// prefetch() is only a hint: on an empty table, for absent keys, for partitions out of range
+// and for more keys than a batch holds, it must neither crash nor change what reads return.
+void run_prefetch_is_a_hint(Kind kind) {
+  EngineHarness h(kind);
+  Engine& e = h.engine();
+  std::vector<Engine::KeyRef> refs = {{0, "a"}, {3, "b"}, {99, "c"}, {7, ""}};
+  e.prefetch(refs);  // empty engine
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(e.set_string(i % 4, "k" + std::to_string(i), "v", 0, h.now()));
+  std::vector<std::string> names;
+  for (int i = 0; i < 150; ++i) names.push_back("k" + std::to_string(i * 2));
+  refs.clear();
+  for (size_t i = 0; i < names.size(); ++i) refs.push_back({static_cast<uint32_t>(i % 5), names[i]});
+  e.prefetch(refs);
+  for (int i = 0; i < 200; ++i) {
+    auto got = e.get(i % 4, "k" + std::to_string(i), h.now());
+    ASSERT_TRUE(got.has_value()) << i;
+    EXPECT_EQ(got->str, "v");
+  }
+  EXPECT_EQ(e.size(), 200u);
+}
+TEST(MemoryEnginePrefetch, IsOnlyAHint) { run_prefetch_is_a_hint(Kind::kMemory); }
+TEST(PersistentEnginePrefetch, IsOnlyAHint) { run_prefetch_is_a_hint(Kind::kPersistent); }
+TEST(ResidentEnginePrefetch, IsOnlyAHint) { run_prefetch_is_a_hint(Kind::kResident); }
+
 }  // namespace keel::storage
