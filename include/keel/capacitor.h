@@ -170,8 +170,13 @@ class Capacitor final : public CapacitorCore {
         decode_(std::move(decode)),
         validate_(std::move(validate)) {}
 
-  // The live value; null while kLoading or kEmpty. Lock-free for readers.
-  Snapshot get() const noexcept { return live_.load(std::memory_order_acquire); }
+  // The live value; null while kLoading or kEmpty. Takes a short lock to copy the pointer.
+  // (Not std::atomic<shared_ptr>: libstdc++ 12's load() unlocks with a relaxed store, which
+  // ThreadSanitizer reports as a race with the next swap.)
+  Snapshot get() const noexcept {
+    std::lock_guard lock(live_mu_);
+    return live_;
+  }
 
   // Called after each swap with the previous value (null for the first) and the new one.
   // Callbacks should not throw; if one does, the exception is swallowed and the remaining
@@ -220,7 +225,8 @@ class Capacitor final : public CapacitorCore {
 
   void commit() override {
     Snapshot next = std::move(staged_);
-    previous_ = live_.exchange(next, std::memory_order_acq_rel);
+    std::lock_guard lock(live_mu_);
+    previous_ = std::exchange(live_, std::move(next));
   }
 
   void announce() override {
@@ -241,7 +247,8 @@ class Capacitor final : public CapacitorCore {
   std::vector<ChangeCallback> callbacks_;
   Snapshot staged_;
   Snapshot previous_;
-  std::atomic<Snapshot> live_;
+  mutable std::mutex live_mu_;
+  Snapshot live_;  // guarded by live_mu_
 };
 
 }  // namespace keel::sdk

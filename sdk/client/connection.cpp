@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/asio/connect.hpp>
+#include <algorithm>
 #include <deque>
 #include <unordered_map>
 
@@ -120,9 +121,16 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
     });
   }
 
+  // The parser restarts an incomplete reply from its first byte, so a reply of B bytes read in
+  // fixed chunks would cost O(B^2). While a large reply is incomplete, reads grow with it and
+  // parsing waits until the buffered bytes grew by half (or the socket has nothing more).
+  size_t incomplete_bytes = 0;
+  static constexpr size_t kMaxReadChunk = 4u << 20;
+
   void start_read() {
-    char* p = parser.prepare(kReadChunk);
-    sock.async_read_some(asio::buffer(p, kReadChunk), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+    size_t chunk = std::clamp(incomplete_bytes, kReadChunk, kMaxReadChunk);
+    char* p = parser.prepare(chunk);
+    sock.async_read_some(asio::buffer(p, chunk), [self = shared_from_this()](boost::system::error_code ec, size_t n) {
       self->on_read(ec, n);
     });
   }
@@ -134,6 +142,10 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
       return fail_all(Error{Errc::kIoError, "read from " + ep.to_string() + " failed: " + what});
     }
     parser.commit(n);
+    if (incomplete_bytes > 0 && parser.buffered_bytes() < incomplete_bytes + incomplete_bytes / 2) {
+      boost::system::error_code aec;
+      if (sock.available(aec) > 0 && !aec) return start_read();  // more is already here
+    }
     auto self = shared_from_this();  // a handler may drop the last Connection
     read_time = Clock::now();
     in_read = true;
@@ -144,7 +156,11 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
     for (;;) {
       Reply r;
       auto st = parser.next(r);
-      if (st == ReplyParser::Status::kNeedMore) break;
+      if (st == ReplyParser::Status::kNeedMore) {
+        incomplete_bytes = parser.buffered_bytes() > kReadChunk ? parser.buffered_bytes() : 0;
+        break;
+      }
+      incomplete_bytes = 0;
       if (st == ReplyParser::Status::kError)
         return fail_all(Error{Errc::kProtocol, "bad reply from " + ep.to_string() + ": " + parser.error()});
       if (r.type == ReplyType::kPush) {

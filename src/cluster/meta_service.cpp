@@ -137,7 +137,21 @@ Result<int> MetaService::start() {
 }
 
 void MetaService::stop() {
-  if (impl_->driver) impl_->driver->stop();
+  if (!impl_->driver) return;
+  // Waiting watches get an answer now (their timers would never fire once the driver stops).
+  std::weak_ptr<Impl> weak = impl_;
+  impl_->driver->post([weak] {
+    auto s = weak.lock();
+    if (!s) return;
+    auto all = std::move(s->watchers);
+    s->watchers.clear();
+    for (auto& w : all)
+      if (!w->done) {
+        w->done = true;
+        w->cb(make_error(Errc::kUnavailable, "this node is stopping"));
+      }
+  });
+  impl_->driver->stop();
 }
 
 namespace {

@@ -7,6 +7,7 @@
 
 #include "async_fixture.h"
 #include "fake_resp_server.h"
+#include "keel/client/client.h"
 #include "keel/client/slots.h"
 
 using namespace keel::client;
@@ -51,6 +52,24 @@ struct FakeNode {
     if (a[0] == "PING") return S::simple("PONG");
     if (a[0] == "ASKING") return S::simple("OK");
     if (a[0] == "CLUSTER") return topology;
+    if (a[0] == "MGET" || a[0] == "MSET" || a[0] == "DEL") {
+      // Multi-key commands: every key must be in one slot this node owns (as Redis Cluster).
+      size_t step = a[0] == "MSET" ? 2 : 1;
+      for (size_t i = 1; i < a.size(); i += step)
+        if (key_slot(a[i]) != key_slot(a[1])) return S::error("CROSSSLOT Keys in request don't hash to the same slot");
+      int s0 = static_cast<int>(key_slot(a[1]));
+      if (s0 < first || s0 > last) return S::error("MOVED " + std::to_string(s0) + " 127.0.0.1:" + std::to_string(other_port));
+      std::string out = a[0] == "MGET" ? "*" + std::to_string(a.size() - 1) + "\r\n" : "";
+      int64_t removed = 0;
+      for (size_t i = 1; i < a.size(); i += step) {
+        if (a[0] == "MSET") data[a[i]] = a[i + 1];
+        else if (a[0] == "DEL") removed += data.erase(a[i]);
+        else out += data.count(a[i]) ? S::bulk(data[a[i]]) : S::null();
+      }
+      if (a[0] == "MSET") return S::simple("OK");
+      if (a[0] == "DEL") return S::integer(removed);
+      return out;
+    }
     int slot = static_cast<int>(key_slot(a[1]));
     if (slot < first || slot > last) {
       bool asking = log.size() >= 2 && log[log.size() - 2] == "ASKING";
@@ -203,4 +222,33 @@ TEST(ClusterClient, UnreachableSeedIsAnError) {
   auto c = f.run(ClusterClient::connect(f.ex(), o));
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().code, Errc::kIoError);
+}
+
+TEST(ClusterClient, BlockingMultiKeyCallsSplitPerSlotAcrossNodes) {
+  FakeNode a, b;
+  a.last = 8191;
+  b.first = 8192;
+  a.other_port = b.port();
+  b.other_port = a.port();
+  a.topology = b.topology = shards({{0, 8191, a.port()}, {8192, 16383, b.port()}});
+  keel::ClientOptions o;
+  o.seeds = {Endpoint{"127.0.0.1", a.port()}};
+  auto c = keel::Client::connect(o);
+  ASSERT_TRUE(c) << c.error().to_string();
+  std::vector<std::string> keys = {"foo", "bar", "zzz", "{bar}.2", "hello", "somekey"};
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (auto& k : keys) pairs.emplace_back(k, "v-" + k);
+  ASSERT_TRUE(c->mset(pairs));
+  auto got = c->mget({"somekey", "nope", "foo", "bar", "{bar}.2"});
+  ASSERT_TRUE(got) << got.error().to_string();
+  EXPECT_EQ((*got)[0], "v-somekey");
+  EXPECT_EQ((*got)[1], std::nullopt);
+  EXPECT_EQ((*got)[2], "v-foo");
+  EXPECT_EQ((*got)[3], "v-bar");
+  EXPECT_EQ((*got)[4], "v-{bar}.2");
+  EXPECT_EQ(c->del({"foo", "bar", "nope"}).value(), 2);
+  // No redirect was needed: each key went to the node serving its slot.
+  EXPECT_EQ(c->redirects_followed(), 0u);
+  std::lock_guard lock(a.mu);
+  for (auto& [k, v] : a.data) EXPECT_LT(key_slot(k), 8192u) << k;
 }

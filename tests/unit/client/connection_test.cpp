@@ -22,6 +22,12 @@ std::string echo_server(const std::vector<std::string>& a) {
   if (a[0] == "GARBAGE") return "?garbage\r\n";
   if (a[0] == "PUSHME") return ">2\r\n+message\r\n$2\r\nhi\r\n+OK\r\n";
   if (a[0] == "MAP") return "%1\r\n+k\r\n,1.5\r\n";
+  if (a[0] == "BIG") {  // an array of N bulk strings "e<i>", a few MB on the wire
+    int n = std::stoi(a[1]);
+    std::string out = "*" + std::to_string(n) + "\r\n";
+    for (int i = 0; i < n; ++i) out += FakeRespServer::bulk("e" + std::to_string(i));
+    return out;
+  }
   return FakeRespServer::error("ERR unknown command '" + a[0] + "'");
 }
 
@@ -196,4 +202,20 @@ TEST(Connection, CloseFailsLaterCommandsWithClosed) {
   auto r = f.run(c->command({"PING"}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kClosed);
+}
+
+TEST(Connection, LargeRepliesArriveWholeAndInOrder) {
+  FakeRespServer server(echo_server);
+  AsyncFixture f;
+  auto c = f.run(must_connect(at(server)));
+  ASSERT_TRUE(c);
+  auto replies = f.run(c->pipeline({{"BIG", "300000"}, {"ECHO", "after"}, {"BIG", "3"}}));
+  ASSERT_TRUE(replies[0]) << replies[0].error().to_string();
+  ASSERT_EQ(replies[0]->elements.size(), 300000u);
+  EXPECT_EQ(replies[0]->elements[0].str, "e0");
+  EXPECT_EQ(replies[0]->elements[299999].str, "e299999");
+  ASSERT_TRUE(replies[1]);
+  EXPECT_EQ(replies[1]->str, "after");
+  ASSERT_TRUE(replies[2]);
+  EXPECT_EQ(replies[2]->elements.size(), 3u);
 }
