@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each comparing keel with its peer side by side in one run.
+# Figures go to stdout; resp_bench.py also rewrites its section of docs/benchmarks.md.
+# BENCH_ONLY=resp|meta|client|resilience|sdkx runs one of them.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
-/usr/bin/python3 "$here/bench/resp_bench.py" "$build"
-if [ -x "$build/bench/resilience/bench_resilience" ]; then
+only=${BENCH_ONLY:-}
+want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
+
+if want resp; then
+  echo "== keel vs redis-server (redis-benchmark)"
+  /usr/bin/python3 "$here/bench/resp_bench.py" "$build"
+fi
+if want meta; then
+  echo "== cluster metadata: 3-node keel (Rabia) vs 3-node etcd"
+  /usr/bin/python3 "$here/bench/meta/meta_bench.py" "$build"
+fi
+if want client; then
+  echo "== keel C++ client vs hiredis async"
+  "$build/bench/sdk/bench_client"
+fi
+if want resilience; then
+  echo "== SDK resilience decisions"
   "$build/bench/resilience/bench_resilience" --benchmark_min_time=0.2
 fi
-if [ -x "$build/bench/sdkx/bench_sdkx" ]; then
+if want sdkx; then
+  echo "== SDK peer selection and epoch cache"
   "$build/bench/sdkx/bench_sdkx" --benchmark_min_time=0.2
 fi
