@@ -182,8 +182,10 @@ class FunctionListener final : public SignalListener {
 };
 
 // Delivers signals to the listeners subscribed at the moment of emit. Subscribing and
-// unsubscribing are rare and take a lock; emit is lock-free when nobody listens and takes one
-// atomic shared_ptr load otherwise. Thread-safe.
+// unsubscribing copy the listener list under a lock; emit is lock-free when nobody listens and
+// otherwise copies the list's shared_ptr under that lock, then calls listeners outside it.
+// (Not std::atomic<std::shared_ptr>: GCC 12's implementation is reported racy by TSan.)
+// Thread-safe.
 class SignalBus {
  public:
   using Id = uint64_t;
@@ -208,10 +210,10 @@ class SignalBus {
     std::shared_ptr<SignalListener> listener;
   };
   using List = std::vector<Entry>;
-  mutable std::mutex mu_;  // serialises subscribe/unsubscribe
+  mutable std::mutex mu_;  // guards list_ and next_id_
   Id next_id_ = 1;
   std::atomic<bool> active_{false};
-  std::atomic<std::shared_ptr<const List>> list_;
+  std::shared_ptr<const List> list_;
 };
 
 // Emits when `bus` is non-null and has listeners; builds the event only then.

@@ -117,10 +117,10 @@ SignalBus::SignalBus() : list_(std::make_shared<const List>()) {}
 
 SignalBus::Id SignalBus::subscribe(std::shared_ptr<SignalListener> listener) {
   std::lock_guard lk(mu_);
-  auto next = std::make_shared<List>(*list_.load());
+  auto next = std::make_shared<List>(*list_);
   Id id = next_id_++;
   next->push_back(Entry{id, std::move(listener)});
-  list_.store(std::move(next));
+  list_ = std::move(next);
   active_.store(true, std::memory_order_release);
   return id;
 }
@@ -131,7 +131,7 @@ SignalBus::Id SignalBus::subscribe(std::function<void(const Signal&)> fn) {
 
 bool SignalBus::unsubscribe(Id id) {
   std::lock_guard lk(mu_);
-  auto next = std::make_shared<List>(*list_.load());
+  auto next = std::make_shared<List>(*list_);
   bool found = false;
   for (auto it = next->begin(); it != next->end(); ++it) {
     if (it->id == id) {
@@ -141,14 +141,21 @@ bool SignalBus::unsubscribe(Id id) {
     }
   }
   active_.store(!next->empty(), std::memory_order_release);
-  list_.store(std::move(next));
+  list_ = std::move(next);
   return found;
 }
 
-size_t SignalBus::listener_count() const { return list_.load()->size(); }
+size_t SignalBus::listener_count() const {
+  std::lock_guard lk(mu_);
+  return list_->size();
+}
 
 void SignalBus::emit(const Signal& s) const noexcept {
-  auto list = list_.load();
+  std::shared_ptr<const List> list;
+  {
+    std::lock_guard lk(mu_);  // a copy of the list; listeners run outside the lock
+    list = list_;
+  }
   for (const auto& e : *list) e.listener->on_signal(s);
 }
 
