@@ -38,6 +38,7 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
   ReplyParser parser;
   std::string wbuf, wout;
   bool writing = false, write_scheduled = false, timer_armed = false, open = false, in_read = false;
+  bool flush_after_read = false;
   Clock::time_point read_time;
   std::deque<Pending> pending;
   std::unordered_map<uint64_t, Result<Reply>> unclaimed;  // finished before a handler attached
@@ -98,10 +99,15 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
     deliver(std::move(h), std::unexpected(Error{Errc::kInvalidArgument, "a command's reply was awaited twice"}));
   }
 
-  // Writes are deferred to the end of the current handler so that commands issued together
-  // (a pipeline, or many coroutines resumed by one read) leave in one write.
+  // Writes are deferred so that commands issued together leave in one write: to the end of the
+  // read handler when issued while replies are handed out (the pipelined hot path), else to the
+  // end of the current handler (one post).
   void schedule_write() {
     if (writing || write_scheduled) return;
+    if (in_read) {  // issued while replies are handed out: written once the batch is done
+      flush_after_read = true;
+      return;
+    }
     write_scheduled = true;
     asio::post(ex, [self = shared_from_this()] {
       self->write_scheduled = false;
@@ -175,6 +181,10 @@ struct Connection::Impl : std::enable_shared_from_this<Connection::Impl> {
       if (p.has_handler) deliver(std::move(p.handler), std::move(r), true);
       else unclaimed.emplace(p.seq, std::move(r));
       if (!open) return;
+    }
+    if (flush_after_read) {
+      flush_after_read = false;
+      start_write();
     }
     start_read();
   }
