@@ -126,6 +126,13 @@ class Clients(unittest.TestCase):
         out = subprocess.run(["redis-cli", "-c", "-p", str(self.keel.port), "GET", "rc:7"],
                              capture_output=True, text=True, timeout=30).stdout
         self.assertEqual(out, "7\n")
+        # What a cluster client sends while following redirects or reading from replicas.
+        plain = redis.Redis(port=self.keel.port)
+        for cmd in ("ASKING", "READONLY", "READWRITE"):
+            self.assertTrue(plain.execute_command(cmd), cmd)
+        with self.assertRaises(redis.ResponseError) as e:
+            plain.execute_command("ASKING", "extra")
+        self.assertIn("wrong number of arguments for 'asking' command", str(e.exception))
         rc.close()
 
     def test_redis_cli(self):

@@ -74,6 +74,7 @@ void cmd_readonly(CmdCtx&, Args, Reply& r) { r.ok(); }
 void register_cluster_commands(std::vector<CommandSpec>& t) {
   t.push_back({"cluster", -2, kStale, 0, 0, 0, Routing::kLocal, cmd_cluster, "cluster", "A container for Redis Cluster commands.", "3.0.0"});
   t.push_back({"readonly", 1, kFast | kStale, 0, 0, 0, Routing::kLocal, cmd_readonly, "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node.", "3.0.0"});
+  t.push_back({"asking", 1, kFast | kStale, 0, 0, 0, Routing::kLocal, cmd_readonly, "cluster", "Signals that a cluster client is following an -ASK redirect.", "3.0.0"});
   t.push_back({"readwrite", 1, kFast | kStale, 0, 0, 0, Routing::kLocal, cmd_readonly, "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node.", "3.0.0"});
 }
 
