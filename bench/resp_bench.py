@@ -152,17 +152,46 @@ if QUICK:
     CONFIGS = CONFIGS[:2]
 
 
+def skip(label, t, ks):
+    """redis-benchmark's HSET puts every field in one hash ("myhash"); with -r that hash grows to
+    a million fields. keel's persistent engine journals a hash as one value, so each HSET
+    rewrites the whole hash: quadratic, and not finishing. Left out, and said so in the report."""
+    return t == "hset" and ks and "persistent" in label
+
+
+def load_log(path):
+    """Results printed by an earlier run (its stdout), so a run cut short can be completed by
+    running only the remaining configurations (BENCH_CONFIGS) and merging."""
+    results, memory = {}, {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 16 and f[4] in ("key", "keys") and f[6] == "ops/s":
+            ks = 1_000_000 if f[3] == "1M" else 0
+            results[(f[0], f[1], int(f[2][1:]), ks)] = {
+                "rps": float(f[5]), "p50": float(f[8]), "p99": float(f[11]), "cpu_us_per_req": float(f[14])}
+        elif "memory for 1M keys" in line:
+            memory[f[0]] = float(line.split(":")[1].split()[0]) * 2**20
+    return results, memory
+
+
 def main():
     if not os.path.exists(KEEL):
         sys.exit("keel binary not found at %s: run `make build` first" % KEEL)
     results = {}
     memory = {}
+    if os.environ.get("BENCH_MERGE_LOG"):
+        results, memory = load_log(os.environ["BENCH_MERGE_LOG"])
+    only = set(filter(None, os.environ.get("BENCH_CONFIGS", "").split(",")))
     shapes = [(t, p, ks) for ks in (0, 1_000_000) for p in (1, 16) for t in TESTS]
     if QUICK:
         shapes = [(t, p, 1_000_000) for p in (1, 16) for t in ("set", "get")]
     for label, kind, args, _ in CONFIGS:
+        if only and label not in only:
+            continue
         with Server(label, kind, args) as srv:
             for (t, p, ks) in shapes:
+                if skip(label, t, ks):
+                    continue
                 runs = [bench_once(srv, t, p, ks) for _ in range(ROUNDS)]
                 results[(label, t, p, ks)] = median_of(runs)
                 r = results[(label, t, p, ks)]
@@ -204,6 +233,10 @@ def write_report(results, memory, shapes):
             lines.append("| %s | %s | %d | %s | %.0f | %.3f | %.3f | %.2f | %s | %s |" %
                          (label, t.upper(), p, "1M" if ks else "1", r["rps"], r["p50"], r["p99"],
                           r["cpu_us_per_req"], ratio, cpu_ratio))
+    lines.append("")
+    lines.append("HSET over a million random fields is not run on the persistent engine: redis-benchmark puts "
+                 "every field in one hash and keel journals a hash as one value, so each HSET rewrites the "
+                 "whole hash (a known gap, see docs/resp.md).")
     if memory:
         lines.append("")
         lines.append("Memory for 1,000,000 keys with 64-byte values (growth of the server's RSS while loading with `redis-cli --pipe`):")

@@ -231,7 +231,10 @@ class RocksEngine final : public Engine {
     // In journal mode commit() syncs the whole batch; otherwise every write syncs itself.
     wopts_.sync = s_->config.fsync == FsyncPolicy::kAlways && !s_->config.journal_only;
   }
-  ~RocksEngine() override { abort_recount(); }
+  ~RocksEngine() override {
+    abort_recount();
+    (void)write_pending();  // best effort; commit() is where errors are reported
+  }
 
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
     claim(partition);
@@ -260,13 +263,13 @@ class RocksEngine final : public Engine {
     if (s_->config.journal_only) {  // the resident engine above keeps the counts
       rocksdb::Status st;
       if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
-        st = s_->db->Delete(wopts_, k);
+        st = pending_.Delete(k);
       } else {
         encode_value(value, buf_);
-        st = s_->db->Put(wopts_, k, buf_);
+        st = pending_.Put(k, buf_);
       }
       if (!st.ok()) return io_error("put", st);
-      return {};
+      return pending_written_if_large();
     }
     auto before = raw_state(k);
     if (!before) return std::unexpected(before.error());
@@ -289,8 +292,9 @@ class RocksEngine final : public Engine {
     claim(partition);
     std::string k = encode_key(partition, key);
     if (s_->config.journal_only) {
-      auto st = s_->db->Delete(wopts_, k);
+      auto st = pending_.Delete(k);
       if (!st.ok()) return io_error("delete", st);
+      if (auto w = pending_written_if_large(); !w) return std::unexpected(w.error());
       return true;  // liveness is known by the resident engine, not here
     }
     std::string raw;
@@ -347,19 +351,25 @@ class RocksEngine final : public Engine {
     };
     std::unordered_map<std::string, Track> touched;  // raw key -> state before / after the ops
     if (s_->config.journal_only) {
+      // Joins the pending batch whole (rolled back on error), so it reaches the log atomically.
+      pending_.SetSavePoint();
       for (const auto& op : ops) {
         claim(op.partition);
         std::string k = encode_key(op.partition, op.key);
+        rocksdb::Status st;
         if (op.value && !(op.value->expire_at_ms != 0 && op.value->expire_at_ms <= now_ms)) {
           encode_value(*op.value, buf_);
-          batch.Put(k, buf_);
+          st = pending_.Put(k, buf_);
         } else {
-          batch.Delete(k);
+          st = pending_.Delete(k);
+        }
+        if (!st.ok()) {
+          (void)pending_.RollbackToSavePoint();
+          return io_error("write batch", st);
         }
       }
-      auto st = s_->db->Write(wopts_, &batch);
-      if (!st.ok()) return io_error("write batch", st);
-      return {};
+      (void)pending_.PopSavePoint();
+      return pending_written_if_large();
     }
     for (const auto& op : ops) {
       claim(op.partition);
@@ -460,6 +470,7 @@ class RocksEngine final : public Engine {
       return make_error(Errc::kInvalidArgument,
                         fmt::format("partition {} out of range; allowed: 0..{}", partition,
                                     s_->config.partitions - 1));
+    if (auto st = write_pending(); !st) return st;  // earlier writes first, then the range delete
     auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(),
                                   partition_prefix(partition), partition_prefix(partition + 1));
     if (!st.ok()) return io_error("delete range", st);
@@ -470,6 +481,7 @@ class RocksEngine final : public Engine {
   }
 
   Status clear() override {
+    if (auto st = write_pending(); !st) return st;  // earlier writes first, then the range deletes
     // Range-deletes every run of consecutive partitions this engine owns.
     uint32_t p = 0;
     const uint32_t n = s_->config.partitions;
@@ -530,6 +542,7 @@ class RocksEngine final : public Engine {
   // for fsync=always, one fsync) per pipelined batch instead of one per command.
   Status commit() override {
     if (!s_->config.journal_only) return {};
+    if (auto w = write_pending(); !w) return w;
     auto st = s_->db->FlushWAL(/*sync=*/s_->config.fsync == FsyncPolicy::kAlways);
     if (!st.ok()) return io_error("flush WAL", st);
     if (s_->config.fsync == FsyncPolicy::kAlways) s_->syncs++;
@@ -537,6 +550,7 @@ class RocksEngine final : public Engine {
   }
 
   Status flush() override {
+    if (auto w = write_pending(); !w) return w;
     auto st = s_->db->FlushWAL(/*sync=*/true);
     if (!st.ok()) return io_error("sync WAL", st);
     s_->syncs++;
@@ -716,6 +730,21 @@ class RocksEngine final : public Engine {
   std::shared_ptr<Shared> s_;
   uint32_t index_;
   rocksdb::WriteOptions wopts_;
+  // Journal mode: the writes since the last commit(), written to RocksDB as one batch there
+  // (one write-group entry and one WAL record per pipelined batch instead of one per command).
+  rocksdb::WriteBatch pending_;
+  static constexpr size_t kPendingLimit = 4 << 20;  // written early past this size
+
+  Status write_pending() {
+    if (pending_.Count() == 0) return {};
+    auto st = s_->db->Write(wopts_, &pending_);
+    pending_.Clear();
+    if (!st.ok()) return io_error("write", st);
+    return {};
+  }
+  Status pending_written_if_large() {
+    return pending_.GetDataSize() > kPendingLimit ? write_pending() : Status{};
+  }
   Value last_;        // backs the ValueRef returned by get()
   Value scan_value_;  // backs the ValueRef passed to scan callbacks
   std::string buf_;
