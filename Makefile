@@ -5,6 +5,8 @@ KEEL_WERROR ?= OFF
 CMAKE_ARGS ?=
 SEEDS      ?= 5000
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
+# Relative paths in the cache key: a clone in another directory still hits the cache.
+export CCACHE_BASEDIR ?= $(CURDIR)
 
 .PHONY: all deps build run test bench fuzz soak asan format clean install
 
