@@ -19,7 +19,7 @@
 
 #include "base/clock.h"
 #include "base/random.h"
-#include "cluster/meta_service.h"
+#include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/server.h"
 #include "frontends/resp/command.h"

@@ -21,7 +21,7 @@
 
 #include "base/clock.h"
 #include "base/slots.h"
-#include "cluster/meta_service.h"
+#include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/metrics.h"
 #include "frontends/resp/server_async.h"

@@ -1,5 +1,5 @@
 // Three drivers (real transport, real record logs in temp dirs) in one process over loopback.
-#include "cluster/driver.h"
+#include "runtime/cluster/driver.h"
 
 #include <gtest/gtest.h>
 #include <arpa/inet.h>

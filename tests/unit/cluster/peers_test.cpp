@@ -1,6 +1,6 @@
 // Two and three transports on one io_context over loopback: handshake, delivery, reconnect
 // after a peer restarts, refusal of a foreign cluster, bounded queues.
-#include "cluster/peers.h"
+#include "runtime/cluster/peers.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "cluster/kv_machine.h"
+#include "runtime/cluster/kv_machine.h"
 
 #include <fmt/format.h>
 

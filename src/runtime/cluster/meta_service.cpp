@@ -1,4 +1,4 @@
-#include "cluster/meta_service.h"
+#include "runtime/cluster/meta_service.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -6,7 +6,7 @@
 #include <list>
 #include <map>
 
-#include "cluster/kv_machine.h"
+#include "runtime/cluster/kv_machine.h"
 #include "cluster/peer_address.h"
 
 namespace keel::cluster {

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "base/result.h"
-#include "cluster/driver.h"
-#include "cluster/meta_service.h"
+#include "runtime/cluster/driver.h"
+#include "runtime/cluster/meta_service.h"
 #include "meta/store.h"
 
 namespace keel::cluster {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "cluster/driver.h"
+#include "runtime/cluster/driver.h"
 
 namespace keel::cluster {
 

@@ -1,4 +1,4 @@
-#include "cluster/peers.h"
+#include "runtime/cluster/peers.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

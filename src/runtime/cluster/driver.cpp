@@ -1,4 +1,4 @@
-#include "cluster/driver.h"
+#include "runtime/cluster/driver.h"
 
 #include <xxhash.h>
 
@@ -20,8 +20,8 @@
 #include "base/assert.h"
 #include "base/clock.h"
 #include "base/random.h"
-#include "cluster/peers.h"
-#include "cluster/record_log.h"
+#include "runtime/cluster/peers.h"
+#include "runtime/cluster/record_log.h"
 #include "consensus/rabia/codec.h"
 #include "consensus/rabia/replica.h"
 

@@ -1,4 +1,4 @@
-#include "cluster/record_log.h"
+#include "runtime/cluster/record_log.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
