@@ -96,6 +96,26 @@ Status as_ok(Result<Reply> r) {
   return std::unexpected(reply_error(*r));
 }
 std::string str(std::string_view s) { return std::string(s); }
+
+// A counting command over many keys (DEL, EXISTS): with several nodes each slot's keys go to
+// that slot's node and the counts are summed; with one node it is one command.
+Result<int64_t> sum_per_slot(Client& c, const char* name, const std::vector<std::string>& keys,
+                             size_t nodes) {
+  if (keys.empty()) return int64_t{0};
+  std::map<uint32_t, std::vector<std::string>> by_slot;
+  if (nodes <= 1) by_slot = {{0, keys}};
+  else for (auto& k : keys) by_slot[key_slot(k)].push_back(k);
+  int64_t total = 0;
+  for (auto& [slot, ks] : by_slot) {
+    std::vector<std::string> args = {name};
+    args.insert(args.end(), ks.begin(), ks.end());
+    auto n = as_int(c.command(std::move(args)));
+    if (!n) return n;
+    total += *n;
+  }
+  return total;
+}
+
 }  // namespace
 
 Client::Result<std::optional<std::string>> Client::get(std::string_view key) {
@@ -113,36 +133,11 @@ Client::Status Client::set(std::string_view key, std::string_view value, Ttl ttl
 }
 
 Client::Result<int64_t> Client::del(const std::vector<std::string>& keys) {
-  if (keys.empty()) return int64_t{0};
-  // Each key on its own slot's node: sum per-slot DELs.
-  std::map<uint32_t, std::vector<std::string>> by_slot;
-  for (auto& k : keys) by_slot[key_slot(k)].push_back(k);
-  if (impl_->cc->node_count() <= 1) by_slot = {{0, keys}};
-  int64_t total = 0;
-  for (auto& [slot, ks] : by_slot) {
-    std::vector<std::string> args = {"DEL"};
-    args.insert(args.end(), ks.begin(), ks.end());
-    auto n = as_int(command(std::move(args)));
-    if (!n) return n;
-    total += *n;
-  }
-  return total;
+  return sum_per_slot(*this, "DEL", keys, impl_->cc->node_count());
 }
 
 Client::Result<int64_t> Client::exists(const std::vector<std::string>& keys) {
-  if (keys.empty()) return int64_t{0};
-  std::map<uint32_t, std::vector<std::string>> by_slot;
-  for (auto& k : keys) by_slot[key_slot(k)].push_back(k);
-  if (impl_->cc->node_count() <= 1) by_slot = {{0, keys}};
-  int64_t total = 0;
-  for (auto& [slot, ks] : by_slot) {
-    std::vector<std::string> args = {"EXISTS"};
-    args.insert(args.end(), ks.begin(), ks.end());
-    auto n = as_int(command(std::move(args)));
-    if (!n) return n;
-    total += *n;
-  }
-  return total;
+  return sum_per_slot(*this, "EXISTS", keys, impl_->cc->node_count());
 }
 
 Client::Result<bool> Client::exists(std::string_view key) {
