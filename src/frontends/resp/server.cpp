@@ -38,8 +38,13 @@ constexpr size_t kParseAhead = 32;              // requests parsed before any of
 
 // A request parsed ahead: its arguments are flat[first, first + argc); argc = 0 for an empty
 // request (a blank line) that only consumes bytes.
+// The command is looked up once, when parsed; the routed key's partition is computed once, when
+// prefetched (kNoPartition if it was not).
+constexpr uint32_t kNoPartition = UINT32_MAX;
 struct Pending {
   size_t first, argc, consumed;
+  const CommandSpec* spec = nullptr;
+  uint32_t partition = kNoPartition;
 };
 
 struct Connection {
@@ -126,8 +131,8 @@ struct Server::Impl {
     return true;
   }
   awaitable<void> serve(tcp::socket sock, unsigned shard_id);
-  awaitable<void> execute(Connection& c, Args argv);
-  void prefetch_keys(const Connection& c, const std::vector<Pending>& batch,
+  awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
+  void prefetch_keys(const Connection& c, std::vector<Pending>& batch,
                      const std::vector<std::string_view>& flat);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
                                     const std::vector<size_t>& key_pos);
@@ -178,27 +183,29 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
 }
 
 // Hands the engine of this connection's shard the keys of a parsed batch that it owns.
-void Server::Impl::prefetch_keys(const Connection& c, const std::vector<Pending>& batch,
+void Server::Impl::prefetch_keys(const Connection& c, std::vector<Pending>& batch,
                                  const std::vector<std::string_view>& flat) {
   storage::Engine::KeyRef keys[kParseAhead];
   size_t n = 0;
-  for (const Pending& p : batch) {
-    if (p.argc < 2) continue;
-    const CommandSpec* spec = find_command(flat[p.first]);
-    if (!spec || spec->routing != Routing::kKey || spec->first_key < 1 ||
+  for (Pending& p : batch) {
+    const CommandSpec* spec = p.spec;
+    if (p.argc < 2 || !spec || spec->routing != Routing::kKey || spec->first_key < 1 ||
         static_cast<size_t>(spec->first_key) >= p.argc)
       continue;
     std::string_view key = flat[p.first + static_cast<size_t>(spec->first_key)];
     uint32_t part = key_partition(key, shards.partitions());
+    p.partition = part;
     if (shards.owner(part) == c.shard) keys[n++] = {part, key};
   }
   if (n > 1) shards.shard(c.shard).engine->prefetch({keys, n});
 }
 
-awaitable<void> Server::Impl::execute(Connection& c, Args argv) {
+// `spec` is find_command(argv[0]) (null: unknown command); `partition` is the routed key's
+// partition if the caller computed it, else kNoPartition.
+awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpec* spec,
+                                      uint32_t partition) {
   auto& r = c.reply;
   r.set_protocol(c.client.protocol);
-  const CommandSpec* spec = find_command(argv[0]);
   if (!spec) {
     std::string args;
     for (size_t i = 1; i < argv.size() && args.size() < 128; ++i)
@@ -243,7 +250,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv) {
       break;
     case Routing::kKey: {
       std::string_view first = argv[static_cast<size_t>(spec->first_key)];
-      uint32_t part = key_partition(first, shards.partitions());
+      uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
       unsigned owner = shards.owner(part);
       bool one_shard = true;
       if (spec->last_key != spec->first_key && shards.size() > 1) {
@@ -630,6 +637,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
         if (res == Parser::Result::kRequest) {
           parser.args(data, argv);
           p.argc = argv.size();
+          p.spec = argv.empty() ? nullptr : find_command(argv[0]);
           flat.insert(flat.end(), argv.begin(), argv.end());
         }
         batch.push_back(p);
@@ -639,7 +647,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
       if (batch.empty() && !protocol_error) break;  // the rest is an incomplete request
       if (batch.size() > 1) prefetch_keys(c, batch, flat);
       for (const Pending& p : batch) {
-        if (p.argc > 0) co_await execute(c, Args(flat.data() + p.first, p.argc));
+        if (p.argc > 0) co_await execute(c, Args(flat.data() + p.first, p.argc), p.spec, p.partition);
         start += p.consumed;
         if (c.client.close_after_reply) {
           close = true;
