@@ -215,6 +215,9 @@ const std::vector<Setting>& settings() {
          else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
          return "";
        }},
+      {"cluster.start_timeout_ms", "slot s is started by member s mod n; the others wait this long for it (0: anyone starts at once)",
+       [](const Config& c) { return std::to_string(c.cluster_start_timeout_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_start_timeout_ms, v, 0, 1000); }},
       {"cluster.propose_delay_ms", "start a slot only with requests this old (larger, matching batches)",
        [](const Config& c) { return std::to_string(c.cluster_propose_delay_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.cluster_propose_delay_ms, v, 0, 1000); }},

@@ -40,6 +40,7 @@ struct Config {
   uint64_t cluster_dead_after_ms = 3000;
   uint64_t cluster_max_batch = 64;      // client requests per proposal
   bool cluster_join = false;            // start as a learner, wait for `keel cluster join`
+  uint64_t cluster_start_timeout_ms = 10;  // one starter per slot; the others wait this long for it
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
   // [log]
   std::string log_level = "info";

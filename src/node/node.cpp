@@ -320,6 +320,7 @@ Status Node::start() {
     d.max_batch = im.cfg.cluster_max_batch;
     d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
+    d.start_timeout_ms = static_cast<int64_t>(im.cfg.cluster_start_timeout_ms);
     im.meta = std::make_unique<cluster::MetaService>(d);
     auto pport = im.meta->start();
     if (!pport) return std::unexpected(pport.error());

@@ -27,7 +27,7 @@ int usage(const char* why) {
   fmt::print(
       stderr,
       "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
-      "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] "
+      "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] [--start-timeout MS] "
       "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
       "cold-start null-storm reconfig-partition steady\n",
       why);
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   uint64_t seeds = 0, first = 1, determinism = 0;
   std::optional<uint64_t> one;
   std::optional<Scenario> scenario;
-  int64_t propose_delay = -1, max_batch = -1;
+  int64_t propose_delay = -1, max_batch = -1, start_timeout = -1;
   bool trace = false, expect_failure = false, break_durability = false, break_rebroadcast = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
@@ -87,10 +87,10 @@ int main(int argc, char** argv) {
         break_rebroadcast = true;
       else
         return usage("--break takes durability or rebroadcast");
-    } else if (a == "--propose-delay" || a == "--batch") {
+    } else if (a == "--propose-delay" || a == "--batch" || a == "--start-timeout") {
       uint64_t v;
-      if (!num(v)) return usage("--propose-delay and --batch need a number");
-      (a == "--batch" ? max_batch : propose_delay) = static_cast<int64_t>(v);
+      if (!num(v)) return usage("--propose-delay, --batch and --start-timeout need a number");
+      (a == "--batch" ? max_batch : a == "--start-timeout" ? start_timeout : propose_delay) = static_cast<int64_t>(v);
     } else if (a == "--expect-failure") {
       expect_failure = true;
     } else if (a == "--trace") {
@@ -128,6 +128,7 @@ int main(int argc, char** argv) {
     o.break_durability = break_durability;
     o.break_rebroadcast = break_rebroadcast;
     o.propose_delay_ms = propose_delay;
+    o.start_timeout_ms = start_timeout;
     o.max_batch = max_batch;
     auto r = run(o);
     fmt::print("seed {} scenario {}: {} trace={:016x}\n", *one, scenario_name(o.scenario),
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
     o.break_durability = break_durability;
     o.break_rebroadcast = break_rebroadcast;
     o.propose_delay_ms = propose_delay;
+    o.start_timeout_ms = start_timeout;
     o.max_batch = max_batch;
     auto r = run(o);
     total.add(r.counters);

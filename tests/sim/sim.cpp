@@ -173,6 +173,7 @@ class Sim {
   size_t max_batch_ = 8;
   int64_t rebroadcast_ms_ = 40;
   int64_t propose_delay_ms_ = 0;
+  int64_t start_timeout_ms_ = 0;
   size_t catchup_batch_ = 64;
   size_t log_retain_ = 16;
   double p_drop_ = 0.02, p_dup_ = 0.02, p_drop_proposal_ = 0, p_drop_forward_ = 0;
@@ -196,6 +197,7 @@ rabia::Options Sim::replica_options(NodeId id) const {
   o.max_batch = max_batch_;
   o.rebroadcast_interval_ms = rebroadcast_ms_;
   o.propose_delay_ms = propose_delay_ms_;
+  o.start_timeout_ms = start_timeout_ms_;
   o.catchup_batch = catchup_batch_;
   o.log_retain = log_retain_;
   o.testing_votes_only_rebroadcast = opts_.break_rebroadcast;
@@ -209,6 +211,7 @@ void Sim::setup() {
   max_batch_ = std::array<size_t, 4>{1, 2, 8, 32}[rnd_.uniform(4)];
   rebroadcast_ms_ = rnd_.range(15, 80);
   propose_delay_ms_ = std::array<int64_t, 4>{0, 0, 5, 20}[rnd_.uniform(4)];
+  start_timeout_ms_ = std::array<int64_t, 4>{0, 10, 10, 40}[rnd_.uniform(4)];
   catchup_batch_ = rnd_.chance(0.5) ? 4 : 64;
   log_retain_ = rnd_.chance(0.5) ? 2 : 32;
   p_drop_ = rnd_.chance(0.3) ? 0 : rnd_.unit() * 0.15;
@@ -254,6 +257,7 @@ void Sim::setup() {
       break;
   }
   if (opts_.propose_delay_ms >= 0) propose_delay_ms_ = opts_.propose_delay_ms;
+  if (opts_.start_timeout_ms >= 0) start_timeout_ms_ = opts_.start_timeout_ms;
   if (opts_.max_batch > 0) max_batch_ = static_cast<size_t>(opts_.max_batch);
   size_t members = n;
   if (opts_.scenario == Scenario::kReconfigPartition)
@@ -293,9 +297,9 @@ void Sim::setup() {
     clients_.push_back(a);
   }
   log("setup seed={} scenario={} n={} members={} batch={} drop={:.3f} dup={:.3f} delay=[{},{}] "
-      "crash={:.4f} part={:.4f} clients={} propose_delay={}",
+      "crash={:.4f} part={:.4f} clients={} propose_delay={} start_timeout={}",
       opts_.seed, scenario_name(opts_.scenario), n, members, max_batch_, p_drop_, p_dup_,
-      delay_min_, delay_max_, p_crash_, p_partition_, clients_.size(), propose_delay_ms_);
+      delay_min_, delay_max_, p_crash_, p_partition_, clients_.size(), propose_delay_ms_, start_timeout_ms_);
 }
 
 void Sim::start(Node& n) {

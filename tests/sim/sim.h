@@ -68,6 +68,7 @@ struct Options {
   bool break_rebroadcast = false;
   // Overrides of seed-chosen knobs (-1: chosen by the seed).
   int64_t propose_delay_ms = -1;
+  int64_t start_timeout_ms = -1;
   int64_t max_batch = -1;
 };
 

@@ -243,16 +243,24 @@ void Replica::tick(int64_t now_ms) {
     if (to == opts_.self) to = config_.members[idle_probe_++ % config_.n()];
     if (to != opts_.self) request_catchup(to);
   }
+  may_start_ = true;
   progress();
+  may_start_ = false;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Outputs
 
-bool Replica::has_ready() const { return !out_.empty(); }
+bool Replica::has_ready() const { return !out_.empty() || start_deferred_; }
 
 Ready Replica::ready() {
   KEEL_ASSERT_MSG(!outstanding_, "ready() called twice without advance()");
+  if (start_deferred_) {
+    start_deferred_ = false;
+    may_start_ = true;
+    progress();
+    may_start_ = false;
+  }
   outstanding_ = true;
   Ready r = std::move(out_);
   out_ = Ready{};
@@ -341,6 +349,11 @@ bool Replica::progress_once() {
       if (opts_.propose_delay_ms > 0 &&
           queue_.begin()->timestamp_ms > now_ms_ - opts_.propose_delay_ms)
         return false;  // tick() starts the slot once the oldest request is old enough
+      if (!my_turn_to_start()) return false;  // the slot's starter proposes first
+    }
+    if (!may_start_) {
+      start_deferred_ = true;
+      return false;
     }
     make_proposal();
     return true;
@@ -488,22 +501,50 @@ std::optional<std::vector<Request>> Replica::majority_proposal() const {
   return std::nullopt;
 }
 
+bool Replica::my_turn_to_start() {
+  if (opts_.start_timeout_ms <= 0 || config_.n() <= 1) return true;
+  if (config_.members[next_slot_ % config_.n()] == opts_.self) return true;
+  if (wait_slot_ != next_slot_) {
+    wait_slot_ = next_slot_;
+    wait_since_ms_ = now_ms_;
+  }
+  return now_ms_ - wait_since_ms_ >= opts_.start_timeout_ms;  // checked again on tick()
+}
+
 void Replica::make_proposal() {
   KEEL_ASSERT(!cur_.my_proposal);
+  start_deferred_ = false;
+  // Joining a slot: propose the batch a peer proposed (the slot starter's if it came, else the
+  // first non-empty one). Its requests are pending here too (step() queues the requests of
+  // every proposal), so this is still "pending requests, oldest first", cut where the peer cut:
+  // the proposals match and the slot is decided on the fast path instead of NULL.
+  auto can_follow = [&](const std::vector<Request>& p) { return !p.empty() && p.size() <= opts_.max_batch; };
+  const std::vector<Request>* follow = nullptr;
+  if (config_.n() > 0) {
+    auto it = cur_.proposals.find(config_.members[next_slot_ % config_.n()]);
+    if (it != cur_.proposals.end() && can_follow(it->second)) follow = &it->second;
+  }
+  for (auto it = cur_.proposals.begin(); !follow && it != cur_.proposals.end(); ++it)
+    if (can_follow(it->second)) follow = &it->second;
   std::vector<Request> batch;
-  int64_t cutoff = INT64_MAX;
-  if (opts_.propose_delay_ms > 0) {
-    // Joining a slot a peer started: cut where the peers' proposals end (their clocks decided
-    // what was old enough), so the batches match; otherwise by our own clock.
+  if (follow) {
+    batch = *follow;
+  } else {
+    // Otherwise the oldest pending requests. Joining a slot a peer started: cut where the
+    // peers' proposals end, so that requests that reached this replica after the peer proposed
+    // do not make the batches differ. Starting a slot: everything pending, or
+    // (propose_delay_ms) what is old enough by our clock.
     int64_t peers = INT64_MIN;
     for (auto& [_, p] : cur_.proposals)
       for (auto& r : p) peers = std::max(peers, r.timestamp_ms);
-    cutoff = peers != INT64_MIN ? peers : now_ms_ - opts_.propose_delay_ms;
+    int64_t cutoff = peers != INT64_MIN ? peers
+                     : opts_.propose_delay_ms > 0 ? now_ms_ - opts_.propose_delay_ms
+                                                  : INT64_MAX;
+    // The queue is ordered by timestamp first, so the eligible requests are a prefix.
+    for (auto it = queue_.begin();
+         it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it)
+      batch.push_back(*it);
   }
-  // The queue is ordered by timestamp first, so the eligible requests are a prefix.
-  for (auto it = queue_.begin();
-       it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it)
-    batch.push_back(*it);
   cur_.my_proposal = batch;
   cur_.proposals[opts_.self] = batch;
   persist(Record{.kind = Record::Kind::kProposal, .slot = next_slot_, .requests = batch});

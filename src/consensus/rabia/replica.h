@@ -54,6 +54,12 @@ struct Options {
   // (by their timestamps), so forwards reach every replica first and batches match; a replica
   // joining a slot includes everything up to the newest request in its peers' proposals.
   int64_t propose_delay_ms = 0;
+  // 0: any replica with pending requests starts the next slot at once. > 0: slot s is started
+  // by members[s % n]; the others propose when its (or any) proposal arrives, or start
+  // themselves once they have waited this long (a starter that is down or slow). Replicas that
+  // start together from different queues (requests arriving everywhere at once) propose
+  // different batches and decide NULL; one starter per slot avoids that.
+  int64_t start_timeout_ms = 0;
   size_t catchup_batch = 64;  // decisions per kDecided answer
   size_t future_window = 4;   // slots ahead whose messages are buffered
   size_t log_retain = 4096;   // decided entries kept in memory to answer catch-up
@@ -107,6 +113,8 @@ class Replica {
   // Time moves. REQUIRES: now_ms never decreases.
   void tick(int64_t now_ms);
 
+  // True when there is output, or when this replica is due to propose for the current slot
+  // (it does so in ready(), after every input before it: one proposal per burst of requests).
   bool has_ready() const;
   // Takes everything produced since the last ready(). REQUIRES: previous Ready advanced.
   Ready ready();
@@ -154,6 +162,7 @@ class Replica {
   void apply_snapshot(const Snapshot& s, bool from_peer);
   void start_slot_if_ready();
   void make_proposal();
+  bool my_turn_to_start();
   void progress();
   bool progress_once();
   void on_decided_bit(Bit b);
@@ -195,6 +204,13 @@ class Replica {
   uint64_t idle_probe_ = 0;  // round robin over members for idle catch-up probes
   Ready out_;
   bool outstanding_ = false;  // a Ready was taken and not advanced
+  // Proposals are made at batch points (tick() and ready()), not on each propose()/step():
+  // requests and forwards that arrive together then go into one proposal, and replicas that
+  // receive the same burst propose the same batch (a NULL slot otherwise).
+  bool may_start_ = false;
+  Slot wait_slot_ = ~Slot{0};  // the slot this replica waits to see started ...
+  int64_t wait_since_ms_ = 0;  // ... since then (start_timeout_ms)
+  bool start_deferred_ = false;  // a proposal is due at the next batch point
   Stats stats_;
 };
 

@@ -467,6 +467,7 @@ Result<int> Driver::start() {
   ro.initial = im.initial_config();
   ro.max_batch = im.opt.max_batch;
   ro.propose_delay_ms = im.opt.propose_delay_ms;
+  ro.start_timeout_ms = im.opt.start_timeout_ms;
   ro.max_pending = std::max<size_t>(10000, im.opt.max_in_flight * 2);
   im.replica = std::make_unique<rabia::Replica>(ro, *records);
   im.tail = std::move(*records);

@@ -60,6 +60,7 @@ struct DriverOptions {
   int64_t dead_after_ms = 3000;
   size_t max_batch = 64;
   int64_t propose_delay_ms = 0;  // rabia::Options::propose_delay_ms
+  int64_t start_timeout_ms = 10;  // rabia::Options::start_timeout_ms
   size_t max_in_flight = 4096;    // lanes: concurrent submissions from this node
   uint64_t snapshot_every = 10000;  // slots between snapshots
   int64_t tick_ms = 5;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 
@@ -67,6 +68,84 @@ TEST(RabiaReplica, PersistsProposalBeforeSendingIt) {
   EXPECT_EQ(proposals, 2u);  // to 2 and 3, not to itself
   r.advance();
   EXPECT_FALSE(r.has_ready());
+}
+
+// The proposal of a Ready, if any.
+std::optional<std::vector<Request>> proposal_in(const Ready& rd) {
+  for (auto& m : rd.messages)
+    if (m.type == MsgType::kProposal) return m.requests;
+  return std::nullopt;
+}
+
+std::vector<uint64_t> seqs(const std::vector<Request>& b) {
+  std::vector<uint64_t> out;
+  for (auto& r : b) out.push_back(r.seq);
+  return out;
+}
+
+TEST(RabiaReplica, RequestsArrivingTogetherGoIntoOneProposal) {
+  Replica r(opts(1));
+  for (uint64_t s = 1; s <= 3; ++s) ASSERT_TRUE(r.propose(Request{.client_id = 1, .seq = s}));
+  // A forward from a peer in the same burst joins too.
+  Request fwd{.client_id = 2, .seq = 1, .timestamp_ms = 0, .origin = 2};
+  r.step(Message{.type = MsgType::kForward, .from = 2, .to = 1, .requests = {fwd}});
+  ASSERT_TRUE(r.has_ready());
+  auto p = proposal_in(r.ready());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->size(), 4u);
+}
+
+TEST(RabiaReplica, OnlyTheSlotStarterProposesFirstUntilTheTimeout) {
+  Options o = opts(2);  // slot 0 is started by members[0 % 3] = node 1
+  o.start_timeout_ms = 10;
+  Replica r(o);
+  r.tick(100);
+  ASSERT_TRUE(r.propose(Request{.client_id = 5, .seq = 1}));
+  Ready rd = r.ready();
+  EXPECT_FALSE(proposal_in(rd));  // a forward to the others, no proposal
+  r.advance();
+  r.tick(105);
+  if (r.has_ready()) {
+    EXPECT_FALSE(proposal_in(r.ready()));
+    r.advance();
+  }
+  r.tick(110);  // waited start_timeout_ms: the starter may be down; propose after all
+  ASSERT_TRUE(r.has_ready());
+  auto p = proposal_in(r.ready());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(seqs(*p), std::vector<uint64_t>{1});
+
+  // The starter itself proposes at once.
+  Options s = opts(1);
+  s.start_timeout_ms = 10;
+  Replica starter(s);
+  ASSERT_TRUE(starter.propose(Request{.client_id = 5, .seq = 1}));
+  EXPECT_TRUE(proposal_in(starter.ready()));
+}
+
+TEST(RabiaReplica, JoinerProposesTheStartersBatch) {
+  Options o = opts(2);
+  o.start_timeout_ms = 10;
+  Replica r(o);
+  // Node 2 holds three requests; node 1 (the starter of slot 0) proposes two of them: node 2
+  // proposes those two, not its whole queue, so the proposals match.
+  std::vector<Request> held;
+  for (uint64_t s = 1; s <= 3; ++s) held.push_back(Request{.client_id = 9, .seq = s, .timestamp_ms = 0, .origin = 1});
+  r.step(Message{.type = MsgType::kForward, .from = 1, .to = 2, .requests = held});
+  std::vector<Request> starter_batch(held.begin(), held.begin() + 2);
+  r.step(Message{.type = MsgType::kProposal, .from = 1, .to = 2, .slot = 0, .requests = starter_batch});
+  auto p = proposal_in(r.ready());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(seqs(*p), (std::vector<uint64_t>{1, 2}));
+  r.advance();
+
+  // The starter's batch is preferred over another joiner's that arrived first.
+  Replica q(o);
+  q.step(Message{.type = MsgType::kProposal, .from = 3, .to = 2, .slot = 0, .requests = {held[2]}});
+  q.step(Message{.type = MsgType::kProposal, .from = 1, .to = 2, .slot = 0, .requests = starter_batch});
+  p = proposal_in(q.ready());
+  ASSERT_TRUE(p);
+  EXPECT_EQ(seqs(*p), (std::vector<uint64_t>{1, 2}));
 }
 
 TEST(RabiaReplica, IgnoresMessagesFromNonMembersAndMisaddressed) {
