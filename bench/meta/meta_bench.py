@@ -12,7 +12,7 @@ Throughput is the sum over the three wrk; p50 is their mean, p99 their maximum (
 percentiles per process; merging them exactly is not possible from its output).
 
 keel runs in several configurations to show what batching does (cluster.max_batch,
-cluster.propose_delay_ms). Rabia's counters come from /v1/cluster/status after each run.
+cluster.start_timeout_ms = 0: every member starts slots, cluster.propose_delay_ms). Rabia's counters come from /v1/cluster/status after each run.
 
 Usage: bench/meta/meta_bench.py [BUILD_DIR]
   env: META_BENCH_SECONDS=10 META_BENCH_CONNS=48 META_BENCH_VALUE=100 META_BENCH_QUICK=1
@@ -61,7 +61,12 @@ function setup(thread)
   table.insert(threads, thread)
 end
 function init(args)
-  prefix = args[1] .. "-" .. id
+  -- keys are "bench/<prefix>" plus a 9-digit counter; the prefix is padded to a multiple of 3
+  -- bytes so that etcd's base64 key is b64(prefix) .. b64(counter), and the per-request work
+  -- in the load generator is the same small amount for both systems
+  prefix = "bench/" .. args[1] .. "-" .. id .. "-"
+  while #prefix % 3 ~= 0 do prefix = prefix .. "-" end
+  prefix64 = b64(prefix)
   value = string.rep("v", tonumber(args[2]))
   value64 = b64(value)
 end
@@ -70,14 +75,14 @@ end
 LUA_KEEL = LUA_COMMON + r"""
 function request()
   counter = counter + 1
-  return wrk.format("PUT", "/v1/meta/bench/" .. prefix .. "-" .. counter, nil, value)
+  return wrk.format("PUT", "/v1/meta/" .. prefix .. string.format("%09d", counter), nil, value)
 end
 """
 
 LUA_ETCD = LUA_COMMON + r"""
 function request()
   counter = counter + 1
-  local body = '{"key":"' .. b64("bench/" .. prefix .. "-" .. counter) .. '","value":"' .. value64 .. '"}'
+  local body = '{"key":"' .. prefix64 .. b64(string.format("%09d", counter)) .. '","value":"' .. value64 .. '"}'
   return wrk.format("POST", "/v3/kv/put", {["Content-Type"]="application/json"}, body)
 end
 """
@@ -215,7 +220,8 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     keel_configs = [
         ("keel max_batch=1", {"cluster.max_batch": 1}),
-        ("keel max_batch=64", {"cluster.max_batch": 64}),
+        ("keel max_batch=64 (default)", {"cluster.max_batch": 64}),
+        ("keel max_batch=64 start_timeout=0", {"cluster.max_batch": 64, "cluster.start_timeout_ms": 0}),
         ("keel max_batch=64 propose_delay=2ms", {"cluster.max_batch": 64, "cluster.propose_delay_ms": 2}),
     ]
     if QUICK:
