@@ -503,12 +503,17 @@ std::optional<std::vector<Request>> Replica::majority_proposal() const {
 
 bool Replica::my_turn_to_start() {
   if (opts_.start_timeout_ms <= 0 || config_.n() <= 1) return true;
-  if (config_.members[next_slot_ % config_.n()] == opts_.self) return true;
+  NodeId starter = config_.members[next_slot_ % config_.n()];
+  // A starter that let its last turn time out (down or cut off) is not waited for again until
+  // a proposal of it arrives.
+  if (starter == opts_.self || silent_starters_.contains(starter)) return true;
   if (wait_slot_ != next_slot_) {
     wait_slot_ = next_slot_;
     wait_since_ms_ = now_ms_;
   }
-  return now_ms_ - wait_since_ms_ >= opts_.start_timeout_ms;  // checked again on tick()
+  if (now_ms_ - wait_since_ms_ < opts_.start_timeout_ms) return false;  // checked again on tick()
+  silent_starters_.insert(starter);
+  return true;
 }
 
 void Replica::make_proposal() {
@@ -557,6 +562,7 @@ void Replica::handle_slot_message(const Message& m) {
   switch (m.type) {
     case MsgType::kProposal:
       cur_.proposals.try_emplace(m.from, m.requests);  // first message per sender counts
+      silent_starters_.erase(m.from);
       break;
     case MsgType::kState:
       if (m.phase == 0 || m.bit == Bit::kQuestion) return;

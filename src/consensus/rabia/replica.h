@@ -210,6 +210,7 @@ class Replica {
   bool may_start_ = false;
   Slot wait_slot_ = ~Slot{0};  // the slot this replica waits to see started ...
   int64_t wait_since_ms_ = 0;  // ... since then (start_timeout_ms)
+  std::set<NodeId> silent_starters_;  // let their last turn time out; not waited for
   bool start_deferred_ = false;  // a proposal is due at the next batch point
   Stats stats_;
 };

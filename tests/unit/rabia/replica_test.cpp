@@ -123,6 +123,47 @@ TEST(RabiaReplica, OnlyTheSlotStarterProposesFirstUntilTheTimeout) {
   EXPECT_TRUE(proposal_in(starter.ready()));
 }
 
+// Takes every Ready; returns the last proposal among them.
+std::optional<std::vector<Request>> drain_proposals(Replica& r) {
+  std::optional<std::vector<Request>> last;
+  while (r.has_ready()) {
+    if (auto p = proposal_in(r.ready())) last = p;
+    r.advance();
+  }
+  return last;
+}
+
+TEST(RabiaReplica, AStarterThatLetItsTurnTimeOutIsNotWaitedForAgain) {
+  Options o = opts(2);
+  o.start_timeout_ms = 10;
+  Replica r(o);
+  r.tick(100);
+  ASSERT_TRUE(r.propose(Request{.client_id = 5, .seq = 1}));
+  EXPECT_FALSE(drain_proposals(r));
+  r.tick(110);  // node 1 (starter of slot 0) stayed silent
+  ASSERT_TRUE(drain_proposals(r));
+  // Slots 0..2 are decided NULL elsewhere (learned from node 3); the request is pending again
+  // and slot 3 is node 1's turn: node 1 is not waited for, the proposal goes out at once.
+  std::vector<Decision> ds;
+  for (Slot s = 0; s < 3; ++s) ds.push_back(Decision{.slot = s, .null = true});
+  r.step(Message{.type = MsgType::kDecided, .from = 3, .to = 2, .slot = 0, .decisions = ds});
+  auto p = drain_proposals(r);
+  ASSERT_EQ(r.next_slot(), 3u);
+  ASSERT_TRUE(p);
+  // Once node 1 proposes again it is waited for at its next turn (slot 6).
+  r.step(Message{.type = MsgType::kProposal, .from = 1, .to = 2, .slot = 3, .requests = *p});
+  drain_proposals(r);
+  ds.clear();
+  for (Slot s = 3; s < 6; ++s) ds.push_back(Decision{.slot = s, .null = true});
+  r.step(Message{.type = MsgType::kDecided, .from = 3, .to = 2, .slot = 3, .decisions = ds});
+  EXPECT_FALSE(drain_proposals(r));
+  ASSERT_EQ(r.next_slot(), 6u);
+  r.tick(115);
+  EXPECT_FALSE(drain_proposals(r));
+  r.tick(125);
+  EXPECT_TRUE(drain_proposals(r));
+}
+
 TEST(RabiaReplica, JoinerProposesTheStartersBatch) {
   Options o = opts(2);
   o.start_timeout_ms = 10;
