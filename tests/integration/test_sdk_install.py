@@ -1,7 +1,10 @@
 """The client SDK as a user gets it: `cmake --install` into a temporary prefix, then the programs
-in examples/client and examples/resilience are built against that prefix with find_package(keel)
-and with pkg-config (keel-client.pc, keel-resilience.pc), and run against a real keel node."""
+in examples/client, examples/resilience and examples/sdk are built against that prefix with
+find_package(keel) and with pkg-config (keel-client.pc, keel-resilience.pc, keel-peers.pc,
+keel-config.pc, keel-epoch-cache.pc, keel-signal-metrics.pc), and run (against a real keel node
+where they need one)."""
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -11,6 +14,11 @@ from harness import KEEL_BIN, Keel
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.path.join(os.path.dirname(KEEL_BIN), "..", ".."))
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def run(cmd, **kw):
@@ -34,12 +42,33 @@ class SdkInstall(unittest.TestCase):
                   "lib/cmake/keel/keelConfig.cmake", "lib/cmake/keel/keel-targets.cmake",
                   "lib/pkgconfig/keel-client.pc", "include/keel/resilience/retry.h",
                   "include/keel/signals.h", "include/keel/clock.h", "lib/libkeel-resilience.a",
-                  "lib/pkgconfig/keel-resilience.pc"]:
+                  "lib/pkgconfig/keel-resilience.pc",
+                  "include/keel/peers.h", "lib/libkeel-peers.a", "lib/pkgconfig/keel-peers.pc",
+                  "include/keel/capacitor.h", "include/keel/config_file_watcher.h", "lib/libkeel-config.a",
+                  "lib/pkgconfig/keel-config.pc", "lib/cmake/keel/keel-config-targets.cmake",
+                  "include/keel/epoch_cache.h", "lib/pkgconfig/keel-epoch-cache.pc",
+                  "include/keel/signal_metrics.h", "lib/libkeel-signal-metrics.a",
+                  "lib/pkgconfig/keel-signal-metrics.pc", "lib/cmake/keel/keel-signal-metrics-targets.cmake"]:
             self.assertTrue(os.path.exists(os.path.join(self.prefix, f)), f + " not installed")
-        # Nothing from the source tree leaks into the installed headers.
-        for name in os.listdir(os.path.join(self.prefix, "include/keel/client")):
-            with open(os.path.join(self.prefix, "include/keel/client", name)) as h:
-                self.assertNotIn('#include "base/', h.read(), name)
+        # Nothing from the source tree leaks into the installed headers: every quoted include
+        # names a header installed beside them (system and third-party headers use <...>).
+        inc = os.path.join(self.prefix, "include")
+        headers = [os.path.join(d, n) for d, _, ns in os.walk(os.path.join(inc, "keel")) for n in ns]
+        self.assertGreaterEqual(len(headers), 25)
+        for h in headers:
+            for quoted in re.findall(r'#include "([^"]+)"', read(h)):
+                self.assertTrue(os.path.exists(os.path.join(inc, quoted)),
+                                "%s includes \"%s\", which is not installed" % (os.path.relpath(h, inc), quoted))
+        # The optional components' dependencies are named where a user looks for them.
+        config = read(os.path.join(self.prefix, "lib/cmake/keel/keelConfig.cmake"))
+        for dep in ("tomlplusplus", "prometheus-cpp", "spdlog", "nlohmann_json", "Boost"):
+            self.assertIn(dep, config)
+        pcs = {n: read(os.path.join(self.prefix, "lib/pkgconfig", n + ".pc"))
+               for n in ("keel-config", "keel-signal-metrics", "keel-peers")}
+        self.assertRegex(pcs["keel-config"], r"Requires: .*tomlplusplus")
+        self.assertRegex(pcs["keel-config"], r"Requires: .*nlohmann_json")
+        self.assertRegex(pcs["keel-signal-metrics"], r"Requires: .*prometheus-cpp-core.*spdlog")
+        self.assertRegex(pcs["keel-peers"], r"Requires: .*keel-resilience")
 
         # 1. CMake package: find_package(keel) -> keel::client.
         out_dir = os.path.join(self.tmp, "cmake-build")
@@ -50,6 +79,20 @@ class SdkInstall(unittest.TestCase):
         run(["cmake", "-S", os.path.join(ROOT, "examples/resilience"), "-B", res_dir, "-G", "Ninja",
              "-DCMAKE_PREFIX_PATH=" + self.prefix, "-DCMAKE_BUILD_TYPE=Release"])
         run(["cmake", "--build", res_dir])
+        sdk_dir = os.path.join(self.tmp, "cmake-build-sdk")
+        run(["cmake", "-S", os.path.join(ROOT, "examples/sdk"), "-B", sdk_dir, "-G", "Ninja",
+             "-DCMAKE_PREFIX_PATH=" + self.prefix, "-DCMAKE_BUILD_TYPE=Release"])
+        run(["cmake", "--build", sdk_dir])
+        # A component that does not exist is refused by name.
+        bad = os.path.join(self.tmp, "bad-component")
+        os.makedirs(bad)
+        with open(os.path.join(bad, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.25)\nproject(bad CXX)\n"
+                    "find_package(keel REQUIRED COMPONENTS config no_such_part)\n")
+        p = subprocess.run(["cmake", "-S", bad, "-B", os.path.join(bad, "b"), "-DCMAKE_PREFIX_PATH=" + self.prefix],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("no component named 'no_such_part'", p.stdout)
 
         # 2. pkg-config: keel-client.pc gives the flags.
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(self.prefix, "lib/pkgconfig"))
@@ -60,6 +103,22 @@ class SdkInstall(unittest.TestCase):
         res_flags = run(["pkg-config", "--cflags", "--libs", "keel-resilience", "keel-client"], env=env).split()
         res_pc_exe = os.path.join(self.tmp, "guarded-pc")
         run(["c++", "-O1", os.path.join(ROOT, "examples/resilience/guarded_get.cpp"), "-o", res_pc_exe] + res_flags)
+        sdk_flags = run(["pkg-config", "--cflags", "--libs", "keel-peers", "keel-config", "keel-epoch-cache",
+                         "keel-signal-metrics"], env=env).split()
+        for lib in ("-lkeel-peers", "-lkeel-config", "-lkeel-signal-metrics", "-lkeel-resilience",
+                    "-ltomlplusplus", "-lprometheus-cpp-core", "-lspdlog"):
+            self.assertIn(lib, sdk_flags)
+        sdk_pc_exe = os.path.join(self.tmp, "peers-config-pc")
+        run(["c++", "-O1", os.path.join(ROOT, "examples/sdk/peers_config.cpp"), "-o", sdk_pc_exe] + sdk_flags)
+        for i, exe in enumerate((os.path.join(sdk_dir, "sdk_peers_config"), sdk_pc_exe)):
+            work = os.path.join(self.tmp, "peers-config-%d" % i)
+            os.makedirs(work)
+            out = run([exe, work])
+            self.assertIn("config v1 peers=2", out)
+            self.assertIn("best reader=n2 n1=down", out)
+            self.assertIn("degraded kept=2 error=replicas: 5 is not in 1..peers", out)
+            self.assertIn("cache fresh=no", out)
+            self.assertIn("metrics ok", out)
 
         with Keel("--engine", "memory") as k:
             port = str(k.port)
