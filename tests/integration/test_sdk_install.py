@@ -120,7 +120,18 @@ class SdkInstall(unittest.TestCase):
             self.assertIn("cache fresh=no", out)
             self.assertIn("metrics ok", out)
 
-        with Keel("--engine", "memory") as k:
+        pp_flags = run(["pkg-config", "--cflags", "--libs", "keel-client"], env=env).split()
+        self.assertIn("-lkeel-peers", pp_flags)  # PeerPool's PeerManager comes with keel-client
+        pp_pc_exe = os.path.join(self.tmp, "peer-pool-pc")
+        run(["c++", "-O1", os.path.join(ROOT, "examples/client/peer_pool.cpp"), "-o", pp_pc_exe] + pp_flags)
+
+        with Keel("--engine", "memory") as k, Keel("--engine", "memory") as k2:
+            # PeerPool over two nodes, from both builds: every call answered, both nodes up.
+            for exe in (os.path.join(out_dir, "client_peer_pool"), pp_pc_exe):
+                out = run([exe, "127.0.0.1:%d" % k.port, "127.0.0.1:%d" % k2.port])
+                self.assertIn("ok=100", out)
+                self.assertIn("127.0.0.1:%d up" % k.port, out)
+                self.assertIn("127.0.0.1:%d up" % k2.port, out)
             port = str(k.port)
             out = run([os.path.join(out_dir, "client_quickstart"), "127.0.0.1", port])
             self.assertIn("greeting=hello visits=1", out)
