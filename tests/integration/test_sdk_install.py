@@ -10,7 +10,11 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import KEEL_BIN, Keel
+import time
+import urllib.error
+import urllib.request
+
+from harness import KEEL_BIN, Keel, free_port
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.path.join(os.path.dirname(KEEL_BIN), "..", ".."))
@@ -111,6 +115,9 @@ class SdkInstall(unittest.TestCase):
             self.assertIn(lib, sdk_flags)
         sdk_pc_exe = os.path.join(self.tmp, "peers-config-pc")
         run(["c++", "-O1", os.path.join(ROOT, "examples/sdk/peers_config.cpp"), "-o", sdk_pc_exe] + sdk_flags)
+        meta_pc_exe = os.path.join(self.tmp, "meta-config-pc")
+        meta_flags = run(["pkg-config", "--cflags", "--libs", "keel-config"], env=env).split()
+        run(["c++", "-O1", os.path.join(ROOT, "examples/sdk/meta_config.cpp"), "-o", meta_pc_exe] + meta_flags)
         for i, exe in enumerate((os.path.join(sdk_dir, "sdk_peers_config"), sdk_pc_exe)):
             work = os.path.join(self.tmp, "peers-config-%d" % i)
             os.makedirs(work)
@@ -120,6 +127,25 @@ class SdkInstall(unittest.TestCase):
             self.assertIn("degraded kept=2 error=replicas: 5 is not in 1..peers", out)
             self.assertIn("cache fresh=no", out)
             self.assertIn("metrics ok", out)
+
+        # ConfigMetaWatcher from the installed libkeel-config, against a one-member cluster node.
+        peer_port = free_port()
+        with Keel("--engine", "memory", "--shards", "1", "--node-id", "1", "--peer-port", str(peer_port),
+                  "--peers", "1@127.0.0.1:%d" % peer_port) as node:
+            body = b'{"max_connections": 64, "mode": "strict"}'
+            for _ in range(100):  # the fresh member may need a moment to decide its first slot
+                try:
+                    req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/svc/limits" % node.http_port,
+                                                 data=body, method="PUT")
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        if r.status == 200:
+                            break
+                except urllib.error.HTTPError:
+                    pass
+                time.sleep(0.1)
+            for exe in (os.path.join(sdk_dir, "sdk_meta_config"), meta_pc_exe):
+                out = run([exe, "127.0.0.1", str(node.http_port), "svc/limits"])
+                self.assertIn("state=Healthy max_connections=64 mode=strict", out)
 
         pp_flags = run(["pkg-config", "--cflags", "--libs", "keel-client"], env=env).split()
         self.assertIn("-lkeel-peers", pp_flags)  # PeerPool's PeerManager comes with keel-client
