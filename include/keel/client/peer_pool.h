@@ -19,7 +19,8 @@
 //
 // Threading: like Pool, a PeerPool belongs to its executor; command(), set_peers(), apply() and
 // pool_stats() are called on that executor's thread. select(), peers(), status() and close()
-// may be called from any thread.
+// may be called from any thread. Let the last reference go on the executor's thread (or once
+// it has stopped), as for Pool.
 #pragma once
 
 #include <chrono>
