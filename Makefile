@@ -51,6 +51,6 @@ format:
 clean:
 	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-asan
 
-# Installs the client SDK (headers, libkeel-client, CMake package, keel-client.pc).
+# Installs the C++ SDK (headers, static libraries, CMake package keel, pkg-config files).
 install: build
 	cmake --install $(BUILD) --prefix $${PREFIX:-/usr/local}

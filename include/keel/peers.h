@@ -181,4 +181,9 @@ class PeerManager {
   bool has_version_ = false;
 };
 
+// Spreading calls over the best peers: given the calls in flight on the peers select()
+// returned (best first), the index of the least busy among the first `spread` (at least the
+// first); ties go to the better ranked. Returns 0 for an empty span. Pure: PeerPool uses it.
+size_t pick_least_loaded(std::span<const size_t> in_flight, size_t spread);
+
 }  // namespace keel::sdk

@@ -303,4 +303,13 @@ PeerStatus PeerManager::status(std::string_view id, Instant now) const {
   return status_of(peers_[it->second], now);
 }
 
+size_t pick_least_loaded(std::span<const size_t> in_flight, size_t spread) {
+  const size_t n = std::min(in_flight.size(), std::max<size_t>(spread, 1));
+  size_t best = 0;
+  for (size_t i = 1; i < n; ++i) {
+    if (in_flight[i] < in_flight[best]) best = i;
+  }
+  return best;
+}
+
 }  // namespace keel::sdk

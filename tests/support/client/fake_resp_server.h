@@ -22,9 +22,10 @@ class FakeRespServer {
   // Returns the raw reply bytes; an empty string sends nothing (the reply never comes).
   using Handler = std::function<std::string(const std::vector<std::string>& args)>;
 
-  explicit FakeRespServer(Handler h) : handler_(std::move(h)), acceptor_(io_) {
+  // port 0: any free port. A given port lets a test bring a "node" back where it was.
+  explicit FakeRespServer(Handler h, uint16_t port = 0) : handler_(std::move(h)), acceptor_(io_) {
     namespace ip = boost::asio::ip;
-    ip::tcp::endpoint ep(ip::make_address("127.0.0.1"), 0);
+    ip::tcp::endpoint ep(ip::make_address("127.0.0.1"), port);
     acceptor_.open(ep.protocol());
     acceptor_.set_option(ip::tcp::acceptor::reuse_address(true));
     acceptor_.bind(ep);

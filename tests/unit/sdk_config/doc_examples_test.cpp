@@ -16,6 +16,7 @@
 
 #include "keel/capacitor.h"
 #include "keel/config_file_watcher.h"
+#include "keel/config_meta_watcher.h"
 #include "keel/epoch_cache.h"
 #include "keel/peers.h"
 #include "keel/signal_metrics.h"
@@ -102,6 +103,28 @@ TEST(DocExamples, ReactiveConfiguration) {
   EXPECT_EQ(config.state(), ConfigState::kHealthy);
   (*watcher)->stop();
   std::filesystem::remove_all(dir);
+}
+
+TEST(DocExamples, ReactiveConfigurationFromClusterMetadata) {
+  // Nothing listens on port 1: the example runs, and reports that it cannot reach the node.
+  // (tests/integration/config_meta_test.cpp runs the same watcher against a real node.)
+  const uint16_t http_port = 1;
+  // [doc:capacitor-meta]
+  Capacitor<AppConfig> config({.source = "meta:svc/app.json", .format = ConfigFormat::kJson},
+                              check);
+  auto watcher = ConfigMetaWatcher::start(config, {.host = "127.0.0.1",
+                                                   .port = http_port,  // a member's HTTP port
+                                                   .key = "svc/app.json"});
+  if (!watcher) throw std::runtime_error(watcher.error().message);
+  // Publish a version from anywhere:
+  //   curl -X PUT --data-binary @app.json http://HOST:PORT/v1/meta/svc/app.json
+  // [/doc:capacitor-meta]
+  for (int i = 0; i < 2000 && config.state() == ConfigState::kLoading; ++i) std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(config.state(), ConfigState::kEmpty);
+  ASSERT_TRUE(config.last_error());
+  EXPECT_NE(config.last_error()->message.find("cannot connect to 127.0.0.1:1"), std::string::npos)
+      << config.last_error()->message;
+  (*watcher)->stop();
 }
 
 TEST(DocExamples, ReactiveConfigurationManualClock) {
@@ -235,7 +258,7 @@ std::map<std::string, std::string> doc_blocks(const std::string& text) {
 TEST(DocExamples, DocMatchesExamples) {
   const auto src = source_regions(read_file(KEEL_SOURCE_DIR "/tests/unit/sdk_config/doc_examples_test.cpp"));
   const auto doc = doc_blocks(read_file(KEEL_SOURCE_DIR "/docs/sdk-config.md"));
-  ASSERT_EQ(src.size(), 6u);
+  ASSERT_EQ(src.size(), 7u);
   for (const auto& [name, code] : src) {
     auto it = doc.find(name);
     ASSERT_NE(it, doc.end()) << "docs/sdk-config.md has no '<!-- example: " << name << " -->'";

@@ -338,5 +338,30 @@ RC_GTEST_PROP(PeerManagerProps, DeterministicWhateverTheInputOrder, ()) {
   RC_ASSERT(ids(a.select(s.k, s.required, now)) == ids(a.select(s.k, s.required, now)));
 }
 
+TEST(PickLeastLoaded, LeastBusyOfTheFirstSpreadTiesToTheBetterRanked) {
+  const std::vector<size_t> load{3, 1, 1, 0};
+  EXPECT_EQ(pick_least_loaded(load, 1), 0u);  // spread 1: always the best
+  EXPECT_EQ(pick_least_loaded(load, 2), 1u);
+  EXPECT_EQ(pick_least_loaded(load, 3), 1u);  // tie between 1 and 2: the better ranked
+  EXPECT_EQ(pick_least_loaded(load, 4), 3u);
+  EXPECT_EQ(pick_least_loaded(load, 100), 3u);
+  EXPECT_EQ(pick_least_loaded(load, 0), 0u);  // treated as 1
+  EXPECT_EQ(pick_least_loaded({}, 2), 0u);
+}
+
+RC_GTEST_PROP(PickLeastLoadedProps, MatchesANaiveMinimum, (std::vector<uint8_t> raw, uint8_t spread)) {
+  std::vector<size_t> load(raw.begin(), raw.end());
+  const size_t got = pick_least_loaded(load, spread);
+  if (load.empty()) {
+    RC_ASSERT(got == 0u);
+    return;
+  }
+  const size_t n = std::min<size_t>(load.size(), std::max<size_t>(spread, 1));
+  size_t want = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (load[i] < load[want]) want = i;
+  RC_ASSERT(got == want);
+}
+
 }  // namespace
 }  // namespace keel::sdk

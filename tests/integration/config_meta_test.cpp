@@ -1,0 +1,193 @@
+// Capacitor fed by keel's cluster metadata (ConfigMetaWatcher) against a real single-member
+// cluster node: a put makes it healthy with the value; an invalid put degrades it and keeps
+// the last good value; a valid put swaps with (previous, next) reported; killing the node keeps
+// the last good value (degraded); after a restart it catches up. Waits are for a state with
+// generous bounds; nothing asserts how long anything took.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <mutex>
+#include <thread>
+
+#include "keel/capacitor.h"
+#include "keel/config_meta_watcher.h"
+#include "keel_process.h"
+
+namespace {
+
+using namespace keel::sdk;
+using keel::testing::KeelProcess;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+struct AppConfig {
+  std::string upstream;
+  int pool_size = 0;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AppConfig, upstream, pool_size)
+
+std::vector<std::string> check(const AppConfig& c) {
+  if (c.pool_size < 1 || c.pool_size > 1024) return {"pool_size: " + std::to_string(c.pool_size) + " is not in 1..1024"};
+  return {};
+}
+
+uint16_t free_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+std::pair<unsigned, std::string> request(http::verb verb, int port, const std::string& target, const std::string& body = "") {
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  boost::system::error_code ec;
+  s.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+  if (ec) return {0, ec.message()};
+  http::request<http::string_body> req{verb, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.body() = body;
+  req.prepare_payload();
+  http::write(s, req, ec);
+  if (ec) return {0, ec.message()};
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(s, buf, res, ec);
+  if (ec) return {0, ec.message()};
+  return {res.result_int(), res.body()};
+}
+
+// A metadata put; retried while the fresh node has no quorum yet (503).
+bool put(int port, const std::string& key, const std::string& value) {
+  for (int i = 0; i < 200; ++i) {
+    auto [status, body] = request(http::verb::put, port, "/v1/meta/" + key, value);
+    if (status == 200) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
+
+template <class Pred>
+bool eventually(Pred pred) {
+  for (int i = 0; i < 3000 && !pred(); ++i) std::this_thread::sleep_for(10ms);
+  return pred();
+}
+
+std::vector<std::string> node_args(uint16_t peer_port, int http_port) {
+  return {"--engine", "memory", "--shards", "1", "--node-id", "1", "--peer-port", std::to_string(peer_port),
+          "--peers", "1@127.0.0.1:" + std::to_string(peer_port), "--set", "server.http_port=" + std::to_string(http_port),
+          "--set", "cluster.heartbeat_ms=50"};
+}
+
+TEST(ConfigFromClusterMetadata, FollowsPutsKeepsTheLastGoodValueAndCatchesUpAfterARestart) {
+  const uint16_t peer_port = free_port();
+  const uint16_t http_port = free_port();
+  auto node = std::make_unique<KeelProcess>(node_args(peer_port, http_port));
+  ASSERT_TRUE(node->start()) << node->output();
+  ASSERT_EQ(node->http_port(), http_port);
+
+  Capacitor<AppConfig> config({.source = "meta", .format = ConfigFormat::kJson, .debounce = 10ms}, check);
+  std::mutex mu;
+  std::vector<std::pair<int, int>> changes;  // (previous pool_size or 0, next pool_size)
+  config.on_change([&](const auto& previous, const auto& next) {
+    std::lock_guard lock(mu);
+    changes.emplace_back(previous ? previous->pool_size : 0, next->pool_size);
+  });
+  auto watcher = ConfigMetaWatcher::start(config, {.port = http_port,
+                                                   .key = "svc/app.json",
+                                                   .watch_timeout = 1000ms,
+                                                   .request_timeout = 2000ms,
+                                                   .retry_initial = 20ms,
+                                                   .retry_max = 200ms});
+  ASSERT_TRUE(watcher) << watcher.error().message;
+  auto& w = **watcher;
+
+  // No key yet: nothing good was ever loaded.
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kEmpty; })) << config_state_name(config.state());
+  EXPECT_EQ(config.get(), nullptr);
+  EXPECT_NE(config.last_error()->message.find("does not exist"), std::string::npos) << config.last_error()->message;
+
+  ASSERT_TRUE(put(http_port, "svc/app.json", R"({"upstream": "a", "pool_size": 4})"));
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kHealthy && config.version() == 1; }));
+  EXPECT_EQ(config.get()->pool_size, 4);
+  EXPECT_EQ(config.get()->upstream, "a");
+
+  // A longer key under the same prefix is not ours.
+  ASSERT_TRUE(put(http_port, "svc/app.json.bak", R"({"upstream": "z", "pool_size": 99})"));
+  ASSERT_TRUE(put(http_port, "svc/app.json", R"({"upstream": "a", "pool_size": 0})"));  // invalid
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kDegraded; }));
+  EXPECT_EQ(config.get()->pool_size, 4) << "the last good value stays live";
+  EXPECT_NE(config.last_error()->message.find("pool_size: 0 is not in 1..1024"), std::string::npos);
+
+  ASSERT_TRUE(put(http_port, "svc/app.json", R"({"upstream": "b", "pool_size": 8})"));
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kHealthy && config.version() == 2; }));
+  EXPECT_EQ(config.get()->pool_size, 8);
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(changes, (std::vector<std::pair<int, int>>{{0, 4}, {4, 8}}));
+  }
+
+  // The node dies: the value stays, the state says the source is not current.
+  const std::string data_dir = node->data_dir();
+  node->kill9();
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kDegraded && w.failures() > 0; }));
+  EXPECT_EQ(config.get()->pool_size, 8);
+  EXPECT_NE(config.last_error()->message.find("metadata watch"), std::string::npos) << config.last_error()->message;
+  const uint64_t failures = w.failures();
+  ASSERT_TRUE(eventually([&] { return w.failures() >= failures + 2; })) << "it keeps retrying";
+  EXPECT_EQ(config.version(), 2u);
+
+  // Back on the same ports and data: the watcher reads again (same value: healthy) and follows.
+  auto again = std::make_unique<KeelProcess>(node_args(peer_port, http_port), data_dir);
+  ASSERT_TRUE(again->start()) << again->output();
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kHealthy; }));
+  EXPECT_EQ(config.version(), 2u);
+  ASSERT_TRUE(put(http_port, "svc/app.json", R"({"upstream": "c", "pool_size": 16})"));
+  ASSERT_TRUE(eventually([&] { return config.version() == 3; }));
+  EXPECT_EQ(config.state(), ConfigState::kHealthy);
+  EXPECT_EQ(config.get()->pool_size, 16);
+  EXPECT_GE(w.reads(), 2u);
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(changes, (std::vector<std::pair<int, int>>{{0, 4}, {4, 8}, {8, 16}}));
+  }
+
+  // Deleting the key is refused like a missing file: the last good value stays.
+  auto [status, body] = request(http::verb::delete_, http_port, "/v1/meta/svc/app.json");
+  ASSERT_EQ(status, 200u) << body;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kDegraded; }));
+  EXPECT_EQ(config.get()->pool_size, 16);
+  EXPECT_NE(config.last_error()->message.find("deleted"), std::string::npos) << config.last_error()->message;
+  w.stop();
+}
+
+TEST(ConfigFromClusterMetadata, ANodeWithoutTheClusterIsReportedNotHung) {
+  KeelProcess node({"--engine", "memory", "--shards", "1"});
+  ASSERT_TRUE(node.start()) << node.output();
+  Capacitor<AppConfig> config({.source = "meta", .format = ConfigFormat::kJson}, check);
+  auto watcher = ConfigMetaWatcher::start(
+      config, {.port = static_cast<uint16_t>(node.http_port()), .key = "k", .retry_initial = 20ms, .retry_max = 100ms});
+  ASSERT_TRUE(watcher) << watcher.error().message;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kEmpty; }));
+  EXPECT_NE(config.last_error()->message.find("503 UNAVAILABLE: cluster metadata is off"), std::string::npos)
+      << config.last_error()->message;
+}
+
+TEST(ConfigFromClusterMetadata, BadOptionsAreRefusedByName) {
+  Capacitor<AppConfig> config({.source = "meta", .format = ConfigFormat::kJson}, check);
+  auto no_key = ConfigMetaWatcher::start(config, {});
+  ASSERT_FALSE(no_key);
+  EXPECT_NE(no_key.error().message.find("key"), std::string::npos);
+  auto bad_domain = ConfigMetaWatcher::start(config, {.key = "k", .domain = "Bad Domain"});
+  ASSERT_FALSE(bad_domain);
+  EXPECT_NE(bad_domain.error().message.find("domain 'Bad Domain'"), std::string::npos);
+  auto bad_timeout = ConfigMetaWatcher::start(config, {.key = "k", .watch_timeout = 70000ms});
+  ASSERT_FALSE(bad_timeout);
+  EXPECT_NE(bad_timeout.error().message.find("watch_timeout"), std::string::npos);
+}
+
+}  // namespace
