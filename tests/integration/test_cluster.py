@@ -273,6 +273,10 @@ class ClusterConfigTest(unittest.TestCase):
         self.assertIn("expected ID@HOST:PORT", r.stderr)
         r = self.run_keel("--node-id", "1", "--peers", "1@127.0.0.1:5,1@127.0.0.1:6")
         self.assertIn("peer id 1 appears twice", r.stderr)
+        r = self.run_keel("--node-id", "1", "--peers", "1@127.0.0.1:5", "--set", "cluster.start_timeout_ms=5000")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cluster.start_timeout_ms", r.stderr)
+        self.assertIn("1000", r.stderr)
 
     def test_meta_is_off_without_a_cluster(self):
         with Keel("--engine", "memory") as k:
