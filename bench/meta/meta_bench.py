@@ -11,11 +11,15 @@ VALUE-byte value: keel `PUT /v1/meta/{key}`, etcd `POST /v3/kv/put` (JSON gatewa
 Throughput is the sum over the three wrk; p50 is their mean, p99 their maximum (wrk reports
 percentiles per process; merging them exactly is not possible from its output).
 
-keel runs in several configurations to show what batching does (cluster.max_batch,
-cluster.start_timeout_ms = 0: every member starts slots, cluster.propose_delay_ms). Rabia's counters come from /v1/cluster/status after each run.
+keel with its default settings and etcd run in alternating rounds (META_BENCH_ROUNDS, default
+3): the ratio is given per round and as the median. Then keel runs once in other configurations
+to show what batching and the slot starter do (cluster.max_batch = 1; cluster.start_timeout_ms =
+0: every member starts slots; cluster.propose_delay_ms). Rabia's counters come from
+/v1/cluster/status after each run.
 
 Usage: bench/meta/meta_bench.py [BUILD_DIR]
-  env: META_BENCH_SECONDS=10 META_BENCH_CONNS=48 META_BENCH_VALUE=100 META_BENCH_QUICK=1
+  env: META_BENCH_SECONDS=10 META_BENCH_CONNS=48 META_BENCH_VALUE=100 META_BENCH_ROUNDS=3
+       META_BENCH_QUICK=1 (one round, default settings only)
 Prints a table and writes bench/out/meta_bench.json.
 """
 import json
@@ -36,6 +40,7 @@ SECONDS = int(os.environ.get("META_BENCH_SECONDS", "10"))
 CONNS = int(os.environ.get("META_BENCH_CONNS", "48"))
 VALUE = int(os.environ.get("META_BENCH_VALUE", "100"))
 QUICK = os.environ.get("META_BENCH_QUICK") == "1"
+ROUNDS = int(os.environ.get("META_BENCH_ROUNDS", "1" if QUICK else "3"))
 OUT = os.path.join(ROOT, "bench/out")
 
 LUA_COMMON = r"""
@@ -211,6 +216,33 @@ def rabia_counters(statuses):
             "commands_per_sync": s["log"]["commands_per_sync"]}
 
 
+def run_keel(work, name, settings):
+    shutil.rmtree(work, ignore_errors=True)
+    c = KeelCluster(work, settings)
+    try:
+        r = run_wrk(c.http, LUA_KEEL, "k")
+        r["rabia"] = rabia_counters(c.status())
+    finally:
+        c.stop()
+    r["name"] = name
+    print("%-40s %9.0f puts/s  p50 %6.2f ms  p99 %7.2f ms  non2xx %d  %s" % (
+        name, r["rps"], r["p50_ms"], r["p99_ms"], r["non2xx"], json.dumps(r["rabia"])), flush=True)
+    return r
+
+
+def run_etcd(work):
+    shutil.rmtree(work, ignore_errors=True)
+    e = EtcdCluster(work)
+    try:
+        r = run_wrk(e.client, LUA_ETCD, "e")
+    finally:
+        e.stop()
+    r["name"] = "etcd %s" % subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.split()[2]
+    print("%-40s %9.0f puts/s  p50 %6.2f ms  p99 %7.2f ms  non2xx %d" % (r["name"], r["rps"], r["p50_ms"], r["p99_ms"], r["non2xx"]),
+          flush=True)
+    return r
+
+
 def main():
     if not os.path.exists(KEEL):
         sys.exit("build keel first: %s is missing" % KEEL)
@@ -218,49 +250,49 @@ def main():
         if not shutil.which(tool):
             sys.exit("%s is missing: run scripts/deps.sh bench" % tool)
     os.makedirs(OUT, exist_ok=True)
-    keel_configs = [
+    default = ("keel max_batch=64 (default)", {"cluster.max_batch": 64})
+    extra = [
         ("keel max_batch=1", {"cluster.max_batch": 1}),
-        ("keel max_batch=64 (default)", {"cluster.max_batch": 64}),
         ("keel max_batch=64 start_timeout=0", {"cluster.max_batch": 64, "cluster.start_timeout_ms": 0}),
         ("keel max_batch=64 propose_delay=2ms", {"cluster.max_batch": 64, "cluster.propose_delay_ms": 2}),
     ]
     if QUICK:
-        keel_configs = keel_configs[1:2]
-    results = []
+        extra = []
     work = os.path.join(OUT, "meta-tmp")
-    for name, settings in keel_configs:
-        shutil.rmtree(work, ignore_errors=True)
-        c = KeelCluster(work, settings)
-        try:
-            r = run_wrk(c.http, LUA_KEEL, "k")
-            r["rabia"] = rabia_counters(c.status())
-        finally:
-            c.stop()
-        r["name"] = name
-        results.append(r)
-        print("%-40s %9.0f puts/s  p50 %6.2f ms  p99 %7.2f ms  non2xx %d  %s" % (
-            name, r["rps"], r["p50_ms"], r["p99_ms"], r["non2xx"], json.dumps(r["rabia"])), flush=True)
+    results, pairs = [], []
+    # Rounds alternate keel (default settings) and etcd, so that both see the same machine
+    # conditions; the ratio is reported per round and as the median of the rounds.
+    for rnd in range(ROUNDS):
+        k = run_keel(work, default[0], default[1])
+        e = run_etcd(work)
+        pairs.append((k, e))
+        results += [k, e]
+    for name, settings in extra:
+        results.append(run_keel(work, name, settings))
     shutil.rmtree(work, ignore_errors=True)
-    e = EtcdCluster(work)
-    try:
-        r = run_wrk(e.client, LUA_ETCD, "e")
-    finally:
-        e.stop()
-    shutil.rmtree(work, ignore_errors=True)
-    r["name"] = "etcd %s" % subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.split()[2]
-    results.append(r)
-    print("%-40s %9.0f puts/s  p50 %6.2f ms  p99 %7.2f ms  non2xx %d" % (r["name"], r["rps"], r["p50_ms"], r["p99_ms"], r["non2xx"]))
-    etcd = results[-1]
+    etcd_rps = sorted(e["rps"] for _, e in pairs)[len(pairs) // 2]
     print("\n| system | puts/s | p50 ms | p99 ms | vs etcd | fast path | NULL slots | phases/decision | commands/slot |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        ra = r.get("rabia")
-        extra = ("%.0f%% | %d of %d | %.2f | %.1f" % (100 * ra["fast_path_share"], ra["null_slots"], ra["slots"],
-                                                       ra["phases_per_decision"], ra["commands_per_slot"])) if ra else "– | – | – | –"
-        print("| %s | %.0f | %.2f | %.2f | %.2fx | %s |" % (r["name"], r["rps"], r["p50_ms"], r["p99_ms"], r["rps"] / etcd["rps"], extra))
-    print("\n%d connections, %d-byte values, %d s per run, %d cores" % (CONNS, VALUE, SECONDS, os.cpu_count()))
+    for i, (k, e) in enumerate(pairs):
+        for r in (k, e):
+            ra = r.get("rabia")
+            extra_cols = ("%.0f%% | %d of %d | %.2f | %.1f" % (100 * ra["fast_path_share"], ra["null_slots"], ra["slots"],
+                                                               ra["phases_per_decision"], ra["commands_per_slot"])) if ra else "– | – | – | –"
+            print("| round %d: %s | %.0f | %.2f | %.2f | %.2fx | %s |" % (i + 1, r["name"], r["rps"], r["p50_ms"], r["p99_ms"],
+                                                                         r["rps"] / e["rps"], extra_cols))
+    for r in results[2 * len(pairs):]:
+        ra = r["rabia"]
+        print("| %s | %.0f | %.2f | %.2f | %.2fx (median etcd) | %.0f%% | %d of %d | %.2f | %.1f |" % (
+            r["name"], r["rps"], r["p50_ms"], r["p99_ms"], r["rps"] / etcd_rps, 100 * ra["fast_path_share"], ra["null_slots"],
+            ra["slots"], ra["phases_per_decision"], ra["commands_per_slot"]))
+    ratios = sorted(k["rps"] / e["rps"] for k, e in pairs)
+    p99_better = sum(1 for k, e in pairs if k["p99_ms"] <= e["p99_ms"])
+    print("\nkeel / etcd throughput per round: %s; median %.2fx; keel's p99 at or below etcd's in %d of %d rounds" % (
+        ", ".join("%.2fx" % x for x in ratios), ratios[len(ratios) // 2], p99_better, len(pairs)))
+    print("%d connections, %d-byte values, %d s per run, %d cores" % (CONNS, VALUE, SECONDS, os.cpu_count()))
     with open(os.path.join(OUT, "meta_bench.json"), "w") as f:
-        json.dump({"connections": CONNS, "value_bytes": VALUE, "seconds": SECONDS, "results": results}, f, indent=2)
+        json.dump({"connections": CONNS, "value_bytes": VALUE, "seconds": SECONDS, "rounds": ROUNDS, "results": results}, f,
+                  indent=2)
 
 
 if __name__ == "__main__":
