@@ -127,6 +127,9 @@ std::string encode_hello(const Hello& h) {
   w.varint(h.node_id);
   w.varint(h.wire_version);
   w.varint(h.config_epoch);
+  KEEL_ASSERT(h.initial_members.size() <= kMaxInitialMembers);
+  w.varint(h.initial_members.size());
+  for (auto id : h.initial_members) w.varint(id);
   return out;
 }
 
@@ -144,6 +147,16 @@ Result<Hello> decode_hello(std::string_view payload) {
   if (v > 255) return make_error(Errc::kCorruption, fmt::format("hello: wire version {} out of range", v));
   h.wire_version = static_cast<uint32_t>(v);
   KEEL_TRY_ASSIGN(h.config_epoch, r.varint());
+  if (!r.done()) {  // absent in hellos of older nodes
+    KEEL_TRY_ASSIGN(v, r.varint());
+    if (v > kMaxInitialMembers)
+      return make_error(Errc::kCorruption, fmt::format("hello: {} initial members, at most {} allowed", v, kMaxInitialMembers));
+    for (uint64_t i = 0, n = v; i < n; ++i) {
+      KEEL_TRY_ASSIGN(v, r.varint());
+      if (v == 0 || v > UINT32_MAX) return make_error(Errc::kCorruption, fmt::format("hello: member id {} out of range 1..2^32-1", v));
+      h.initial_members.push_back(static_cast<uint32_t>(v));
+    }
+  }
   return check_done(r, std::move(h), "hello");
 }
 

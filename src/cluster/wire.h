@@ -16,6 +16,7 @@
 // cluster/rabia_codec.
 #pragma once
 
+#include <vector>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -79,7 +80,12 @@ struct Hello {
   uint32_t node_id = 0;    // the sender's member id
   uint32_t wire_version = kWireVersion;
   uint64_t config_epoch = 0;
+  // The member list this node was bootstrapped with (cluster.peers), sorted; empty for a node
+  // started to join an existing cluster. Two nodes at configuration epoch 0 that list
+  // different members would count quorums differently: the handshake refuses that.
+  std::vector<uint32_t> initial_members;
 };
+inline constexpr size_t kMaxInitialMembers = 1024;
 std::string encode_hello(const Hello& h);
 Result<Hello> decode_hello(std::string_view payload);
 

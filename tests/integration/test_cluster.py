@@ -278,6 +278,31 @@ class ClusterConfigTest(unittest.TestCase):
         self.assertIn("cluster.start_timeout_ms", r.stderr)
         self.assertIn("1000", r.stderr)
 
+    def test_members_started_with_different_peer_lists_refuse_each_other(self):
+        root = tempfile.mkdtemp(prefix="keel-cluster-mismatch-")
+        ports = [free_port() for _ in range(3)]
+        lists = ["1@127.0.0.1:%d,2@127.0.0.1:%d,3@127.0.0.1:%d" % tuple(ports),
+                 "1@127.0.0.1:%d,2@127.0.0.1:%d,4@127.0.0.1:%d" % tuple(ports)]
+        nodes = [Keel("--engine", "memory", "--shards", "1", "--node-id", str(i + 1), "--peer-port", str(ports[i]),
+                      "--peers", lists[i], data_dir=os.path.join(root, "n%d" % (i + 1))) for i in range(2)]
+        try:
+            for k in nodes:
+                k.start()
+            deadline = time.time() + 20
+            err = ""
+            while time.time() < deadline and "started with members" not in err:
+                st, body = http("GET", nodes[0].http_port, "/v1/cluster/status")
+                err = next((m.get("link_error", "") for m in body["members"] if m["id"] == 2), "")
+                time.sleep(0.05)
+            self.assertIn("node 1 was started with members 1,2,3 but this node (node 2) with members 1,2,4", err)
+            self.assertFalse(body["quorum"])
+            st, body = http("PUT", nodes[0].http_port, "/v1/meta/x", b"v")
+            self.assertEqual(st, 503)
+        finally:
+            for k in nodes:
+                k.cleanup()
+            shutil.rmtree(root, ignore_errors=True)
+
     def test_meta_is_off_without_a_cluster(self):
         with Keel("--engine", "memory") as k:
             st, body = http("GET", k.http_port, "/v1/meta/x")

@@ -334,6 +334,9 @@ int cluster_status(ClusterCli& c) {
                 m.value("status", std::string()).c_str(), m.value("connected", false) ? "yes" : "no",
                 fmt::format("{} ms", m.value("silence_ms", 0ll)).c_str(),
                 static_cast<unsigned long long>(m.value("next_slot", 0ull)), m.value("self", false) ? "  (this node)" : "");
+  for (auto& m : j["members"])
+    if (m.contains("link_error"))
+      std::printf("  link to %d: %s\n", m.value("id", 0), m.value("link_error", std::string()).c_str());
   auto r = j["rabia"];
   std::printf("  rabia: %llu slots decided, fast path %.0f%%, %llu NULL, %.2f phases/decision; log %llu syncs, %.1f commands/sync\n",
               static_cast<unsigned long long>(r.value("slots_decided", 0ull)), 100 * r.value("fast_path_share", 0.0),

@@ -605,6 +605,7 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
     members.push_back(json{{"id", m.id}, {"address", m.address}, {"self", m.self}, {"connected", m.connected},
                            {"status", std::string(cluster::member_status_name(m.status))},
                            {"silence_ms", m.silence_ms}, {"next_slot", m.last_decided_slot}});
+    if (!m.link_error.empty()) members.back()["link_error"] = m.link_error;
   }
   double fast = s.decided_by_vote ? static_cast<double>(s.decided_phase1) / static_cast<double>(s.decided_by_vote) : 0.0;
   double phases = s.decided_by_vote ? static_cast<double>(s.phases_total) / static_cast<double>(s.decided_by_vote) : 0.0;

@@ -417,6 +417,8 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
         mi.last_decided_slot = replica->next_slot();
       } else {
         mi.connected = transport->connected(m.id);
+        for (auto& l : links)
+          if (l.id == m.id && !mi.connected) mi.link_error = l.last_error;
         mi.status = fd.status(m.id);
         mi.silence_ms = fd.silence_ms(m.id, now);
         mi.last_decided_slot = reported_slot[m.id];
@@ -490,6 +492,7 @@ Result<int> Driver::start() {
   to.bind = im.opt.bind;
   to.port = im.opt.peer_port;
   to.config_epoch = im.replica->config().epoch;
+  if (!im.opt.join) to.initial_members = im.initial_config().members;
   for (auto& m : im.opt.members)
     if (m.id != im.opt.node_id && im.replica->config().contains(m.id)) to.peers.push_back(m);
   std::weak_ptr<Impl> weak = impl_;

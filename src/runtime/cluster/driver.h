@@ -77,6 +77,7 @@ struct MemberInfo {
   MemberStatus status = MemberStatus::kUnknown;
   int64_t silence_ms = -1;
   uint64_t last_decided_slot = 0;  // as last reported in a heartbeat
+  std::string link_error;          // why our link to it is down (empty when connected)
 };
 
 struct DriverStatus {

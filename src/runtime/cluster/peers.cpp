@@ -15,6 +15,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "base/assert.h"
@@ -58,7 +59,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       : io(i), opt(std::move(o)), on_message(std::move(m)), on_link(std::move(l)) {}
 
   std::string hello_frame() const {
-    Hello h{opt.cluster_id, opt.node_id, kWireVersion, opt.config_epoch};
+    Hello h{opt.cluster_id, opt.node_id, kWireVersion, opt.config_epoch, opt.initial_members};
     return encode_frame(MsgType::kHello, encode_hello(h), opt.limits);
   }
 
@@ -249,6 +250,12 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         reject = fmt::format("node id {} is this node's own id; every member needs its own id", h->node_id);
       else if (h->wire_version != kWireVersion)
         reject = fmt::format("wire version {} is not supported (this node speaks {})", h->wire_version, kWireVersion);
+      else if (h->config_epoch == 0 && opt.config_epoch == 0 && !h->initial_members.empty() &&
+               !opt.initial_members.empty() && h->initial_members != opt.initial_members)
+        reject = fmt::format(
+            "node {} was started with members {} but this node (node {}) with members {}; every member of a new "
+            "cluster must list the same cluster.peers (a node joining later starts with cluster.join = yes)",
+            h->node_id, fmt::join(h->initial_members, ","), opt.node_id, fmt::join(opt.initial_members, ","));
       if (!reject.empty()) {
         spdlog::warn("cluster: refused a peer connection: {}", reject);
         std::string f = encode_frame(MsgType::kReject, reject.substr(0, kMaxRejectReasonBytes), opt.limits);

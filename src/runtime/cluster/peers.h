@@ -41,6 +41,7 @@ struct TransportOptions {
   int64_t backoff_max_ms = 1000;
   int64_t handshake_timeout_ms = 3000;
   uint64_t config_epoch = 0;
+  std::vector<uint32_t> initial_members;  // Hello::initial_members (empty: joining)
   WireLimits limits;
 };
 

@@ -124,6 +124,49 @@ TEST(PeerTransport, RefusesAForeignClusterWithTheReason) {
   io.run_for(std::chrono::milliseconds(50));
 }
 
+TEST(PeerTransport, RefusesAPeerBootstrappedWithOtherMembers) {
+  asio::io_context io;
+  auto o2 = opts(2, "blue");
+  o2.initial_members = {1, 2, 4};
+  PeerTransport t2(io, o2, [&](uint32_t, MsgType, std::string) {});
+  auto port = t2.start();
+  ASSERT_TRUE(port);
+  auto o1 = opts(1, "blue");
+  o1.initial_members = {1, 2, 3};
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*port)}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 2; }));
+  auto err = t1.stats()[0].last_error;
+  EXPECT_NE(err.find("node 1 was started with members 1,2,3 but this node (node 2) with members 1,2,4"), std::string::npos)
+      << err;
+  EXPECT_FALSE(t1.connected(2));
+  t1.stop();
+  t2.stop();
+  io.run_for(std::chrono::milliseconds(50));
+
+  // A node that joins (no initial list) or a cluster past its first configuration is not
+  // checked: the decided configuration governs there.
+  for (int variant = 0; variant < 2; ++variant) {
+    asio::io_context io2;
+    auto b2 = opts(2, "blue");
+    b2.initial_members = {1, 2, 4};
+    if (variant == 1) b2.config_epoch = 3;
+    PeerTransport u2(io2, b2, [&](uint32_t, MsgType, std::string) {});
+    auto p2 = u2.start();
+    ASSERT_TRUE(p2);
+    auto b1 = opts(1, "blue");
+    if (variant == 1) b1.initial_members = {1, 2, 3};
+    b1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*p2)}};
+    PeerTransport u1(io2, b1, {});
+    ASSERT_TRUE(u1.start());
+    EXPECT_TRUE(run_until(io2, [&] { return u1.connected(2); })) << "variant " << variant;
+    u1.stop();
+    u2.stop();
+    io2.run_for(std::chrono::milliseconds(50));
+  }
+}
+
 TEST(PeerTransport, QueueToADeadPeerIsBounded) {
   asio::io_context io;
   auto o1 = opts(1);

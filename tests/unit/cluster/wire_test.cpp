@@ -122,6 +122,26 @@ TEST(Wire, HelloAndHeartbeatRoundTrip) {
   EXPECT_EQ(db->last_decided_slot, 12345u);
   EXPECT_FALSE(decode_hello(""));
   EXPECT_FALSE(decode_hello(encode_hello(h) + "x"));
+  EXPECT_TRUE(d->initial_members.empty());
+  // The initial member list travels too; a hello without it (older nodes) still decodes.
+  h.initial_members = {1, 2, 3};
+  d = decode_hello(encode_hello(h));
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->initial_members, (std::vector<uint32_t>{1, 2, 3}));
+  std::string old_format = encode_hello(Hello{"prod-eu", 3, kWireVersion, 7});
+  old_format.pop_back();  // drop the empty list's count
+  d = decode_hello(old_format);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->initial_members.empty());
+  // A count beyond the bound is refused before anything is allocated; id 0 is refused.
+  std::string big = old_format + "\xff\x7f";
+  auto e = decode_hello(big);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message.find("at most 1024"), std::string::npos) << e.error().message;
+  std::string zero_id = old_format + std::string("\x01\x00", 2);
+  e = decode_hello(zero_id);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message.find("member id 0"), std::string::npos) << e.error().message;
   auto zero = encode_heartbeat(Heartbeat{0, 1, 1, 1});
   auto ez = decode_heartbeat(zero);
   ASSERT_FALSE(ez);
