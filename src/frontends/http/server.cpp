@@ -597,9 +597,10 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
   if (!meta)
     co_return json_response(req, bhttp::status::ok, json{{"enabled", false},
                                                          {"message", "this node is not in a cluster (cluster.node_id = 0)"}});
-  // status() blocks until the driver thread answers: run it off the HTTP shard's loop would be
-  // nicer, but it is a short hop and only operators call it.
-  auto s = meta->status();
+  auto start = [&](auto cb) { meta->status(cb); };
+  auto sr = co_await meta_call<cluster::DriverStatus>(start);
+  if (!sr) co_return meta_error(req, sr.error());
+  auto& s = *sr;
   json members = json::array();
   for (auto& m : s.members) {
     members.push_back(json{{"id", m.id}, {"address", m.address}, {"self", m.self}, {"connected", m.connected},

@@ -337,4 +337,10 @@ void MetaService::leave(uint32_t id, Cb<DriverStatus> cb) {
 
 DriverStatus MetaService::status() { return impl_->driver ? impl_->driver->status() : DriverStatus{}; }
 
+void MetaService::status(Cb<DriverStatus> cb) {
+  if (!impl_->driver) return cb(DriverStatus{});
+  auto* d = impl_->driver.get();
+  d->post([d, cb = std::move(cb)] { cb(d->status_on_driver_thread()); });
+}
+
 }  // namespace keel::cluster

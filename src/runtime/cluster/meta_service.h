@@ -91,7 +91,8 @@ class MetaService {
   void join(uint32_t id, std::string address, Cb<DriverStatus> cb);
   void leave(uint32_t id, Cb<DriverStatus> cb);
 
-  DriverStatus status();
+  DriverStatus status();                // blocks until the driver thread answers
+  void status(Cb<DriverStatus> cb);     // answered on the driver thread
   const MetaLimits& limits() const { return limits_; }
 
   struct Impl;
