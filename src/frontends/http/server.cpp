@@ -629,7 +629,7 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
                        {"fast_path_share", fast}, {"phases_per_decision", phases},
                        {"null_decisions", s.null_decisions}, {"coin_flips", s.coin_flips},
                        {"rebroadcasts", s.rebroadcasts}, {"snapshots_installed", s.snapshots_installed}}},
-            {"log", {{"bytes", s.log_bytes}, {"syncs", s.log_syncs},
+            {"log", {{"bytes", s.log_bytes}, {"syncs", s.log_syncs}, {"snapshots_written", s.snapshots_written},
                      {"commands_per_sync", static_cast<double>(s.commands_per_sync_x100) / 100.0}}},
             {"requests_no_quorum", s.requests_no_quorum},
             {"requests_timed_out", s.requests_timed_out}};

@@ -82,6 +82,8 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   int64_t last_now_ms = 0;
   uint64_t applied_commands = 0;
   uint64_t last_snapshot_slot = 0;
+  uint64_t log_bytes_at_snapshot = 0;  // the log's size right after the last rewrite
+  uint64_t snapshots_written = 0;
   uint64_t no_quorum = 0, timed_out = 0;
   uint64_t commands_synced = 0;
   std::deque<std::pair<int64_t, uint64_t>> rate;  // (mono ms, slots decided)
@@ -178,11 +180,18 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     }
     if (auto st = log.rewrite(keep); !st) return die(st.error().message);
     tail = std::move(keep);
+    log_bytes_at_snapshot = log.bytes();
+    ++snapshots_written;
   }
 
   void maybe_compact() {
     uint64_t next = replica->next_slot();
-    if (next - last_snapshot_slot < opt.snapshot_every) return;
+    // The log file holds the last snapshot and every record after it, as does `tail` in memory:
+    // the records after the snapshot are bounded by slots and by bytes (not the snapshot itself,
+    // or a state larger than the limit would be snapshotted at every slot).
+    if (next == last_snapshot_slot) return;
+    if (next - last_snapshot_slot < opt.snapshot_every && log.bytes() - log_bytes_at_snapshot < opt.snapshot_log_bytes)
+      return;
     auto st = replica->compact(next, sm->snapshot());
     if (st) {
       last_snapshot_slot = next;
@@ -445,6 +454,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     s.snapshots_installed = st.snapshots_installed;
     s.log_bytes = log.bytes();
     s.log_syncs = log.syncs();
+    s.snapshots_written = snapshots_written;
     s.commands_per_sync_x100 = log.syncs() ? commands_synced * 100 / log.syncs() : 0;
     s.requests_no_quorum = no_quorum;
     s.requests_timed_out = timed_out;
@@ -473,6 +483,7 @@ Result<int> Driver::start() {
   ro.max_pending = std::max<size_t>(10000, im.opt.max_in_flight * 2);
   im.replica = std::make_unique<rabia::Replica>(ro, *records);
   im.tail = std::move(*records);
+  im.log_bytes_at_snapshot = im.log.bytes();  // counts from here until the next snapshot
   // Rebuild the state machine from the snapshot and the decided log (no messages, no persist).
   im.flush();
   if (!im.fatal.empty()) return make_error(Errc::kIoError, im.fatal);

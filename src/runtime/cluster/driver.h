@@ -8,7 +8,8 @@
 //     3. restore the state machine from Ready.install, if any
 //     4. apply Ready.apply: run each decided command on the state machine, answer the client
 //        that submitted it (if it was submitted here)
-//     5. advance; every snapshot_every slots, compact (snapshot + log rewrite, rule R3)
+//     5. advance; every snapshot_every slots (or once the log holds snapshot_log_bytes),
+//        compact (snapshot + log rewrite, rule R3)
 //
 // Many client requests share one Ready, so one fsync covers a batch (group commit).
 //
@@ -62,7 +63,8 @@ struct DriverOptions {
   int64_t propose_delay_ms = 0;  // rabia::Options::propose_delay_ms
   int64_t start_timeout_ms = 10;  // rabia::Options::start_timeout_ms
   size_t max_in_flight = 4096;    // lanes: concurrent submissions from this node
-  uint64_t snapshot_every = 10000;  // slots between snapshots
+  uint64_t snapshot_every = 10000;          // slots between snapshots ...
+  uint64_t snapshot_log_bytes = 64u << 20;  // ... or sooner, once the record log is this large
   int64_t tick_ms = 5;
   // Start as a learner: the initial configuration is `members` without this node; it catches
   // up and becomes a voter once a member decides a reconfiguration that adds it.
@@ -98,6 +100,7 @@ struct DriverStatus {
   uint64_t snapshots_installed = 0;
   // Durability.
   uint64_t log_bytes = 0, log_syncs = 0, commands_per_sync_x100 = 0;
+  uint64_t snapshots_written = 0;  // by this node since it started
   uint64_t requests_no_quorum = 0, requests_timed_out = 0;
 };
 
