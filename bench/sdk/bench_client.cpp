@@ -6,6 +6,8 @@
 //   bench_client [--ops N] [--depths 1,16,64,256] [--value-bytes 32] [--port P]
 // Without --port it starts its own node (KEEL_BIN, or build/tools/keel/keel beside this binary).
 #include <hiredis/async.h>
+
+#include <algorithm>
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -237,27 +239,33 @@ int main(int argc, char** argv) {
       warm.set = true;
       if (only != "hiredis") bench_keel(ep, warm);
       if (only != "keel") bench_hiredis(ep, warm);
-      // The node hands connections to its shards round-robin and each run opens a new one, so
-      // runs go in ABBA order: each client gets each shard equally often. Means are reported.
+      // Runs alternate ABBA, so neither client always runs first (warmer caches, a quieter
+      // moment on the machine).
       if (!only.empty()) {
         Measure m = only == "keel" ? bench_keel(ep, w) : bench_hiredis(ep, w);
         std::printf("%-4s %6d %s %.0f ops/s %.0f cpu ns/op\n", set ? "SET" : "GET", depth, only.c_str(), m.ops_per_sec,
                     m.cpu_ns_per_op);
         continue;
       }
-      Measure k, h;
-      const int reps = 4;
+      // Medians over the rounds: one disturbed run (other work on this shared machine) does
+      // not move the figure.
+      const int reps = 6;
+      std::vector<Measure> km(reps), hm(reps);
       for (int rep = 0; rep < reps; ++rep) {
-        bool keel_first = rep % 2 == 0;
-        Measure a = keel_first ? bench_keel(ep, w) : bench_hiredis(ep, w);
-        Measure b = keel_first ? bench_hiredis(ep, w) : bench_keel(ep, w);
-        Measure& km = keel_first ? a : b;
-        Measure& hm = keel_first ? b : a;
-        k.ops_per_sec += km.ops_per_sec / reps;
-        k.cpu_ns_per_op += km.cpu_ns_per_op / reps;
-        h.ops_per_sec += hm.ops_per_sec / reps;
-        h.cpu_ns_per_op += hm.cpu_ns_per_op / reps;
+        if (rep % 2 == 0) {
+          km[rep] = bench_keel(ep, w);
+          hm[rep] = bench_hiredis(ep, w);
+        } else {
+          hm[rep] = bench_hiredis(ep, w);
+          km[rep] = bench_keel(ep, w);
+        }
       }
+      auto median = [](std::vector<Measure> v, double Measure::*f) {
+        std::sort(v.begin(), v.end(), [f](const Measure& a, const Measure& b) { return a.*f < b.*f; });
+        return (v[v.size() / 2 - 1].*f + v[v.size() / 2].*f) / 2;
+      };
+      Measure k{median(km, &Measure::ops_per_sec), median(km, &Measure::cpu_ns_per_op)};
+      Measure h{median(hm, &Measure::ops_per_sec), median(hm, &Measure::cpu_ns_per_op)};
       std::printf("%-4s %6d %12.0f %14.0f %6.2fx %14.0f %14.0f\n", set ? "SET" : "GET", depth, k.ops_per_sec,
                   h.ops_per_sec, k.ops_per_sec / h.ops_per_sec, k.cpu_ns_per_op, h.cpu_ns_per_op);
       std::fflush(stdout);
