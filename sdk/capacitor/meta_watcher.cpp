@@ -3,6 +3,12 @@
 // coroutine that reads, long-polls and retries, over a small bounded HTTP/1.1 client (Beast).
 #include "keel/config_meta_watcher.h"
 
+// GCC 12 with -fsanitize=address reports a false "maybe uninitialized" inside Beast's
+// basic_parser::body_limit(boost::optional<std::uint64_t>); the value is always set here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include <algorithm>
 #include <cctype>
 #include <boost/asio/co_spawn.hpp>

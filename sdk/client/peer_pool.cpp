@@ -155,6 +155,28 @@ Result<bool> PeerPool::apply(const sdk::TopologyUpdate& update) {
   return true;
 }
 
+asio::awaitable<Result<size_t>> PeerPool::refresh_topology() {
+  auto self = shared_from_this();
+  CallOptions call;
+  call.idempotent = true;
+  std::vector<std::string> cmd{"CLUSTER", "SHARDS"};
+  auto reply = co_await command(std::move(cmd), std::move(call));
+  if (!reply) co_return std::unexpected(reply.error());
+  auto nodes = cluster_nodes_from_shards(*reply);
+  if (!nodes) co_return std::unexpected(nodes.error());
+  if (nodes->empty()) co_return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS listed no node; the peer set is kept");
+  auto& s = *impl_;
+  std::lock_guard lock(s.mu);
+  if (s.closed) co_return make_error(Errc::kClosed, "peer pool is closed");
+  // Each refresh is newer than whatever was applied before (apply() ignores older versions).
+  auto update = sdk::topology_from_cluster_nodes(s.manager.topology_version() + 1, *nodes);
+  auto ok = s.manager.apply(update, s.clock->now());
+  if (!ok) co_return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS: " + ok.error().message);
+  s.drop_departed();
+  s.add_pools(update.peers);
+  co_return s.manager.size();
+}
+
 asio::awaitable<Result<Reply>> PeerPool::command(std::vector<std::string> args) {
   CallOptions call;  // a named local: GCC 12 mishandles temporaries inside co_await expressions
   co_return co_await command(std::move(args), std::move(call));

@@ -107,6 +107,38 @@ Result<Topology> Topology::from_cluster_shards(const Reply& reply) {
   return t;
 }
 
+Result<std::vector<sdk::ClusterNode>> cluster_nodes_from_shards(const Reply& reply) {
+  if (reply.is_error()) return make_error(Errc::kServerError, reply.str);
+  if (reply.type != ReplyType::kArray && reply.type != ReplyType::kSet)
+    return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS: expected an array of shards, got " +
+                                                  std::string(reply_type_name(reply.type)));
+  std::vector<sdk::ClusterNode> out;
+  for (const auto& shard : reply.elements) {
+    const Reply* nodes = shard.find("nodes");
+    if (!nodes || !nodes->is_aggregate())
+      return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS: a shard has no 'nodes' list");
+    for (const auto& node : nodes->elements) {
+      sdk::ClusterNode n;
+      n.id = as_text(node.find("id"));
+      if (n.id.empty()) return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS: a node has no 'id'");
+      auto port = as_int(node.find("port"), "port");
+      if (!port) port = as_int(node.find("tls-port"), "port");
+      if (!port) return std::unexpected(port.error());
+      if (*port <= 0 || *port > 65535)
+        return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS: port " + std::to_string(*port) + " is out of range");
+      n.port = static_cast<uint16_t>(*port);
+      n.endpoint = as_text(node.find("endpoint"));
+      if (n.endpoint.empty() || n.endpoint == "?") n.endpoint = as_text(node.find("ip"));
+      if (n.endpoint.empty()) n.endpoint = as_text(node.find("hostname"));
+      if (n.endpoint.empty()) return make_error(Errc::kUnexpectedReply, "CLUSTER SHARDS: node " + n.id + " has no endpoint or ip");
+      n.role = as_text(node.find("role"));
+      n.health = as_text(node.find("health"));
+      out.push_back(std::move(n));
+    }
+  }
+  return out;
+}
+
 const Endpoint* Topology::endpoint_for_slot(uint32_t slot) const {
   uint16_t idx = slot_owner_[slot & (kSlotCount - 1)];
   return idx == kNone ? nullptr : &endpoints_[idx];

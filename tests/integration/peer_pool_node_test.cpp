@@ -134,4 +134,35 @@ TEST(PeerPoolAgainstNodes, ADeadNodeIsSkippedUnderLoadAndChosenAgainAfterItRetur
   }(std::move(pool)));
 }
 
+TEST(PeerPoolAgainstNodes, PeersComeFromTheNodesClusterShards) {
+  auto node = start_node();
+  AsyncFixture f;
+  auto created = PeerPool::create(f.ex(), {{"seed", "127.0.0.1", static_cast<uint16_t>(node->resp_port()), {}}});
+  ASSERT_TRUE(created) << created.error().to_string();
+  auto pool = *created;
+  auto n = f.run([](std::shared_ptr<PeerPool> p) -> asio::awaitable<Result<size_t>> {
+    co_return co_await p->refresh_topology();
+  }(pool));
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_EQ(*n, 1u);
+  auto peers = pool->peers();
+  ASSERT_EQ(peers.size(), 1u);
+  EXPECT_NE(peers[0].view.id, "seed");  // the node's own id now
+  EXPECT_EQ(peers[0].view.port, node->resp_port());
+  EXPECT_EQ(peers[0].view.capabilities, (std::vector<std::string>{"primary", "read", "write"}));
+  auto r = f.run([](std::shared_ptr<PeerPool> p) -> asio::awaitable<Result<Reply>> {
+    CallOptions call;
+    call.required = {"write"};
+    std::vector<std::string> cmd{"SET", "topo:k", "v"};
+    co_return co_await p->command(std::move(cmd), std::move(call));
+  }(pool));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->str, "OK");
+  pool->close();
+  f.run([](std::shared_ptr<PeerPool> p) -> asio::awaitable<void> {
+    p.reset();
+    co_return;
+  }(std::move(pool)));
+}
+
 }  // namespace

@@ -94,6 +94,11 @@ class PeerPool : public std::enable_shared_from_this<PeerPool> {
   // their statistics and their Pool; peers that leave have their Pool closed.
   Status set_peers(std::vector<sdk::PeerSpec> peers);
   Result<bool> apply(const sdk::TopologyUpdate& update);
+  // Peers from the cluster topology: sends CLUSTER SHARDS to a peer (as an idempotent call)
+  // and applies its nodes (sdk::topology_from_cluster_nodes: a master can do "primary",
+  // "read", "write", a replica "replica", "read"; health "failed" is down), each refresh a
+  // newer version. Peer ids become the nodes' ids. Returns the number of peers now known.
+  asio::awaitable<Result<size_t>> refresh_topology();
 
   // The PeerManager's ranking now (any thread).
   std::vector<sdk::PeerView> select(size_t k, const std::vector<std::string>& required = {}) const;

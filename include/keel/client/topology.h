@@ -12,6 +12,7 @@
 #include "keel/client/options.h"
 #include "keel/client/reply.h"
 #include "keel/client/slots.h"
+#include "keel/peers.h"
 
 namespace keel::client {
 
@@ -51,6 +52,11 @@ class Topology {
   std::vector<Shard> shards_;
   std::vector<uint16_t> slot_owner_;  // 16384 indexes into endpoints_, kNone if unassigned
 };
+
+// The nodes of a CLUSTER SHARDS reply, as sdk::topology_from_cluster_nodes() takes them (id,
+// endpoint, port, role, health; a node in several shards is listed once per shard). Fails with
+// kUnexpectedReply naming the part that is missing or malformed, kServerError for an error reply.
+Result<std::vector<sdk::ClusterNode>> cluster_nodes_from_shards(const Reply& reply);
 
 struct Redirect {
   enum class Kind { kMoved, kAsk } kind = Kind::kMoved;

@@ -248,3 +248,48 @@ TEST_F(PeerPoolTest, ReplacingThePeerSetClosesDepartedPoolsAndKeepsStatistics) {
   ASSERT_FALSE(closed);
   EXPECT_EQ(closed.error().code, Errc::kClosed);
 }
+
+TEST_F(PeerPoolTest, PeersComeFromTheClusterTopology) {
+  std::mutex mu;
+  std::string shards;  // the CLUSTER SHARDS reply both nodes give, set once their ports are known
+  auto handler = [&](std::string name) {
+    return [&, name, inner = node(name, &clock, 0ms)](const std::vector<std::string>& a) -> std::string {
+      if (a[0] == "CLUSTER") {
+        std::lock_guard lock(mu);
+        return shards;
+      }
+      return inner(a);
+    };
+  };
+  FakeRespServer a(handler("a")), b(handler("b"));
+  auto node_map = [](std::string id, uint16_t port, std::string role, std::string health) {
+    return "%6\r\n+id\r\n+" + id + "\r\n+port\r\n:" + std::to_string(port) +
+           "\r\n+ip\r\n+127.0.0.1\r\n+endpoint\r\n+127.0.0.1\r\n+role\r\n+" + role +
+           "\r\n+health\r\n+" + health + "\r\n";
+  };
+  {
+    std::lock_guard lock(mu);
+    shards = "*1\r\n%2\r\n+slots\r\n*2\r\n:0\r\n:16383\r\n+nodes\r\n*2\r\n" +
+             node_map("node-a", a.port(), "master", "online") + node_map("node-b", b.port(), "replica", "failed");
+  }
+  // Seeded with one static peer; the topology replaces it with the cluster's node ids.
+  auto pool = make({{"seed", "127.0.0.1", b.port(), {}}}, options());
+  auto n = f.run([](std::shared_ptr<PeerPool> p) -> asio::awaitable<Result<size_t>> {
+    co_return co_await p->refresh_topology();
+  }(pool));
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_EQ(*n, 2u);
+  auto peers = pool->peers();
+  ASSERT_EQ(peers.size(), 2u);
+  EXPECT_EQ(peers[0].view.id, "node-a");
+  EXPECT_EQ(peers[0].view.status, PeerStatus::kUp);
+  EXPECT_EQ(peers[1].view.id, "node-b");
+  EXPECT_EQ(peers[1].view.status, PeerStatus::kDown);  // reported failed
+  CallOptions w;
+  w.required = {"write"};
+  for (int i = 0; i < 5; ++i) {
+    auto r = call(pool, {"GET", "k"}, w);
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->str, "a");
+  }
+}

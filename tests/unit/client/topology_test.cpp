@@ -91,3 +91,41 @@ TEST(Endpoint, ParseRefusesBadPorts) {
   ASSERT_FALSE(e);
   EXPECT_NE(e.error().message.find("1..65535"), std::string::npos);
 }
+
+TEST(Topology, ClusterNodesFeedThePeerManager) {
+  for (bool resp3 : {true, false}) {
+    auto n = [&](std::string id, std::string ip, int port, std::string role, std::string health) {
+      return map({Reply::bulk("id"), Reply::bulk(id), Reply::bulk("port"), Reply::integer_value(port),
+                  Reply::bulk("ip"), Reply::bulk(ip), Reply::bulk("endpoint"), Reply::bulk("?"),
+                  Reply::bulk("role"), Reply::bulk(role), Reply::bulk("health"), Reply::bulk(health)},
+                 resp3);
+    };
+    Reply r = Reply::array({
+        shard({0, 8191}, {n("m1", "10.0.0.1", 7000, "master", "online"), n("r1", "10.0.0.2", 7001, "replica", "loading")}, resp3),
+        shard({8192, 16383}, {n("m2", "10.0.0.3", 7002, "master", "failed")}, resp3),
+    });
+    auto nodes = cluster_nodes_from_shards(r);
+    ASSERT_TRUE(nodes) << nodes.error().to_string();
+    ASSERT_EQ(nodes->size(), 3u);
+    EXPECT_EQ((*nodes)[0].id, "m1");
+    EXPECT_EQ((*nodes)[0].endpoint, "10.0.0.1");  // "?" falls back to the ip
+    EXPECT_EQ((*nodes)[1].port, 7001);
+    EXPECT_EQ((*nodes)[2].health, "failed");
+
+    auto update = keel::sdk::topology_from_cluster_nodes(1, *nodes);
+    keel::sdk::PeerManager peers;
+    ASSERT_TRUE(peers.apply(update));
+    keel::sdk::Instant now{};
+    EXPECT_EQ(peers.status("m1", now), keel::sdk::PeerStatus::kUp);
+    EXPECT_EQ(peers.status("r1", now), keel::sdk::PeerStatus::kSuspect);
+    EXPECT_EQ(peers.status("m2", now), keel::sdk::PeerStatus::kDown);
+    std::vector<std::string> write{"write"};
+    auto writers = peers.select(3, write, now);
+    ASSERT_EQ(writers.size(), 1u);
+    EXPECT_EQ(writers[0].id, "m1");
+  }
+  auto no_id = cluster_nodes_from_shards(Reply::array({shard({0, 1}, {map({Reply::bulk("port"), Reply::integer_value(1)}, true)}, true)}));
+  ASSERT_FALSE(no_id);
+  EXPECT_NE(no_id.error().message.find("'id'"), std::string::npos);
+  EXPECT_EQ(cluster_nodes_from_shards(Reply::error("ERR cluster support disabled")).error().code, Errc::kServerError);
+}
