@@ -7,10 +7,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "base/assert.h"
 #include "base/codec.h"
 #include "consensus/rabia/codec.h"
 
@@ -22,20 +24,24 @@ std::unexpected<Error> io_error(const std::string& what, const std::string& path
   return make_error(Errc::kIoError, fmt::format("{} {}: {}", what, path, std::strerror(errno)));
 }
 
-Status write_all(int fd, std::string_view data, const std::string& path) {
+constexpr uint64_t kGrowBytes = 1 << 20;  // zeros written ahead of the records
+
+Status write_all(int fd, std::string_view data, uint64_t at, const std::string& path) {
   while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
+    ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(at));
     if (n < 0) {
       if (errno == EINTR) continue;
       return io_error("write", path);
     }
     data.remove_prefix(static_cast<size_t>(n));
+    at += static_cast<uint64_t>(n);
   }
   return {};
 }
 
 void frame(std::string& out, const rabia::Record& r) {
   std::string data = rabia::encode(r);
+  KEEL_ASSERT(!data.empty());  // a zero length marks the end of the log
   Writer w(out);
   w.u32be(static_cast<uint32_t>(data.size()));
   w.u32be(XXH32(data.data(), data.size(), 0));
@@ -82,6 +88,7 @@ Result<std::vector<rabia::Record>> RecordLog::open(const std::string& dir) {
     Reader r(std::string_view(all).substr(pos));
     uint32_t len = *r.u32be();
     uint32_t sum = *r.u32be();
+    if (len == 0) break;                     // the zeros ahead of the records (or a torn header)
     if (all.size() - pos - 8 < len) break;  // cut short
     std::string_view data(all.data() + pos + 8, len);
     if (XXH32(data.data(), data.size(), 0) != sum) break;
@@ -91,20 +98,42 @@ Result<std::vector<rabia::Record>> RecordLog::open(const std::string& dir) {
     out.push_back(std::move(*rec));
     pos += 8 + len;
   }
-  if (pos < all.size()) {
-    torn_ = all.size() - pos;
+  // After the intact records: zeros written ahead (clean), or something else — part of a record
+  // that was being written when the process died — which is cut off with the zeros.
+  size_t end = all.size();
+  while (end > pos && all[end - 1] == '\0') --end;
+  allocated_ = all.size();
+  if (end > pos) {
+    torn_ = end - pos;
     if (::ftruncate(fd_, static_cast<off_t>(pos)) != 0) return io_error("truncate", path_);
     if (::fsync(fd_) != 0) return io_error("fsync", path_);
+    allocated_ = pos;
   }
-  if (::lseek(fd_, static_cast<off_t>(pos), SEEK_SET) < 0) return io_error("seek", path_);
   bytes_ = pos;
   return out;
+}
+
+Status RecordLog::ensure_room(size_t n) {
+  if (bytes_ + n <= allocated_) return {};
+  uint64_t target = (bytes_ + n + kGrowBytes - 1) / kGrowBytes * kGrowBytes;
+  static const std::string zeros(kGrowBytes, '\0');
+  uint64_t from = allocated_;
+  while (allocated_ < target) {
+    size_t k = static_cast<size_t>(std::min<uint64_t>(target - allocated_, zeros.size()));
+    if (auto st = write_all(fd_, std::string_view(zeros).substr(0, k), allocated_, path_); !st) return st;
+    allocated_ += k;
+  }
+  // Start writing the zeros out now, so the next sync (which must wait for them) has less to do.
+  // Only a hint: durability still comes from sync().
+  (void)::sync_file_range(fd_, static_cast<off_t>(from), static_cast<off_t>(allocated_ - from), SYNC_FILE_RANGE_WRITE);
+  return {};
 }
 
 Status RecordLog::append(const rabia::Record& r) {
   std::string out;
   frame(out, r);
-  auto st = write_all(fd_, out, path_);
+  if (auto st = ensure_room(out.size()); !st) return st;
+  auto st = write_all(fd_, out, bytes_, path_);
   if (st) bytes_ += out.size();
   return st;
 }
@@ -121,16 +150,17 @@ Status RecordLog::rewrite(const std::vector<rabia::Record>& keep) {
   if (fd < 0) return io_error("open", tmp);
   std::string out;
   for (auto& r : keep) frame(out, r);
-  auto st = write_all(fd, out, tmp);
+  auto st = write_all(fd, out, 0, tmp);
   if (st && ::fsync(fd) != 0) st = io_error("fsync", tmp);
   ::close(fd);
   if (!st) return st;
   if (::rename(tmp.c_str(), path_.c_str()) != 0) return io_error("rename", tmp);
   if (auto d = fsync_dir(dir_); !d) return d;
   ::close(fd_);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
   if (fd_ < 0) return io_error("open", path_);
   bytes_ = out.size();
+  allocated_ = out.size();
   ++syncs_;
   return {};
 }

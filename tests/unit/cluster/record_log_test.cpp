@@ -31,6 +31,7 @@ struct TempDir {
 
 TEST(RecordLog, ReopensWhatWasSyncedAndCutsATornTail) {
   TempDir d;
+  uint64_t intact = 0;
   {
     RecordLog log;
     auto recs = log.open(d.path);
@@ -38,13 +39,24 @@ TEST(RecordLog, ReopensWhatWasSyncedAndCutsATornTail) {
     EXPECT_TRUE(recs->empty());
     for (uint64_t s = 0; s < 5; ++s) ASSERT_TRUE(log.append(decision(s, "cmd" + std::to_string(s))));
     ASSERT_TRUE(log.sync());
+    intact = log.bytes();
   }
-  // A crash in the middle of an append: half a record at the end.
-  auto full = std::filesystem::file_size(d.path + "/rabia.log");
+  // The file is grown with zeros ahead of the records; reopening finds the records, and the
+  // zeros are not a torn write.
+  EXPECT_GT(std::filesystem::file_size(d.path + "/rabia.log"), intact);
   {
-    int fd = ::open((d.path + "/rabia.log").c_str(), O_WRONLY | O_APPEND);
+    RecordLog log;
+    auto recs = log.open(d.path);
+    ASSERT_TRUE(recs);
+    EXPECT_EQ(recs->size(), 5u);
+    EXPECT_EQ(log.torn_bytes_dropped(), 0u);
+    EXPECT_EQ(log.bytes(), intact);
+  }
+  // A crash in the middle of an append: half a record right after the intact ones.
+  {
+    int fd = ::open((d.path + "/rabia.log").c_str(), O_WRONLY);
     ASSERT_GE(fd, 0);
-    ASSERT_EQ(::write(fd, "\x00\x00\x01\x00\xde\xad", 6), 6);
+    ASSERT_EQ(::pwrite(fd, "\x00\x00\x01\x00\xde\xad", 6, static_cast<off_t>(intact)), 6);
     ::close(fd);
   }
   RecordLog log;
@@ -53,7 +65,7 @@ TEST(RecordLog, ReopensWhatWasSyncedAndCutsATornTail) {
   ASSERT_EQ(recs->size(), 5u);
   EXPECT_EQ((*recs)[4].decision, decision(4, "cmd4").decision);
   EXPECT_EQ(log.torn_bytes_dropped(), 6u);
-  EXPECT_EQ(std::filesystem::file_size(d.path + "/rabia.log"), full);
+  EXPECT_EQ(std::filesystem::file_size(d.path + "/rabia.log"), intact);
   // Appends continue where the intact records end.
   ASSERT_TRUE(log.append(decision(5, "cmd5")));
   ASSERT_TRUE(log.sync());
@@ -63,15 +75,56 @@ TEST(RecordLog, ReopensWhatWasSyncedAndCutsATornTail) {
   EXPECT_EQ(r2->size(), 6u);
 }
 
+TEST(RecordLog, GarbageAfterTheZerosIsCutToo) {
+  TempDir d;
+  uint64_t intact = 0;
+  {
+    RecordLog log;
+    ASSERT_TRUE(log.open(d.path));
+    ASSERT_TRUE(log.append(decision(0, "a")));
+    ASSERT_TRUE(log.sync());
+    intact = log.bytes();
+  }
+  {
+    int fd = ::open((d.path + "/rabia.log").c_str(), O_WRONLY | O_APPEND);
+    ASSERT_EQ(::write(fd, "xyz", 3), 3);
+    ::close(fd);
+  }
+  RecordLog log;
+  auto recs = log.open(d.path);
+  ASSERT_TRUE(recs);
+  EXPECT_EQ(recs->size(), 1u);
+  EXPECT_GT(log.torn_bytes_dropped(), 3u);  // the zeros before it as well
+  EXPECT_EQ(std::filesystem::file_size(d.path + "/rabia.log"), intact);
+}
+
+TEST(RecordLog, GrowsAcrossManyChunks) {
+  TempDir d;
+  {
+    RecordLog log;
+    ASSERT_TRUE(log.open(d.path));
+    // ~3 MB of records: several 1 MiB growth steps, records straddling their edges.
+    for (uint64_t s = 0; s < 1000; ++s) ASSERT_TRUE(log.append(decision(s, std::string(3000 + s % 7, 'p'))));
+    ASSERT_TRUE(log.sync());
+  }
+  RecordLog log;
+  auto recs = log.open(d.path);
+  ASSERT_TRUE(recs);
+  ASSERT_EQ(recs->size(), 1000u);
+  EXPECT_EQ((*recs)[999].decision, decision(999, std::string(3000 + 999 % 7, 'p')).decision);
+  EXPECT_EQ(log.torn_bytes_dropped(), 0u);
+}
+
 TEST(RecordLog, FlippedByteInTheMiddleStopsTheReadThere) {
   TempDir d;
+  uint64_t size = 0;
   {
     RecordLog log;
     ASSERT_TRUE(log.open(d.path));
     for (uint64_t s = 0; s < 3; ++s) ASSERT_TRUE(log.append(decision(s, "x")));
     ASSERT_TRUE(log.sync());
+    size = log.bytes();
   }
-  auto size = std::filesystem::file_size(d.path + "/rabia.log");
   {
     int fd = ::open((d.path + "/rabia.log").c_str(), O_RDWR);
     char c;
