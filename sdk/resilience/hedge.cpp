@@ -52,4 +52,40 @@ HedgeDecision HedgePolicy::decide(Instant sent, Instant now, uint32_t fired, boo
   return HedgeDecision{true, next};
 }
 
+HedgeRun::Step HedgeRun::next(Instant now) {
+  if (winner_) return Step{StepKind::kFinish};
+  if (started_.empty()) {
+    if (stopped_) return Step{StepKind::kFinish};
+    started_.push_back(now);
+    done_.push_back(false);
+    return Step{StepKind::kLaunch, 0};
+  }
+  const bool all_ended = ended_ == started_.size();
+  if (stopped_ || now >= deadline_) {
+    return all_ended ? Step{StepKind::kFinish} : Step{StepKind::kWait, 0, sdk::kInstantMax};
+  }
+  // Only copies still running are worth hedging: once every copy failed, the run is over.
+  if (all_ended) return Step{StepKind::kFinish};
+  HedgeDecision d = policy_.decide(sent_, now, launched() - 1, false);
+  if (d.fire) {
+    uint32_t copy = launched();
+    started_.push_back(now);
+    done_.push_back(false);
+    return Step{StepKind::kLaunch, copy};
+  }
+  Instant until = d.next_check;
+  if (deadline_ < until) until = deadline_;  // wake at the deadline to stop hedging
+  return Step{StepKind::kWait, 0, until};
+}
+
+void HedgeRun::finished(uint32_t copy, bool ok, Instant now) {
+  if (copy >= started_.size() || done_[copy]) return;  // unknown or reported twice: ignored
+  done_[copy] = true;
+  ++ended_;
+  if (ok && !winner_) {
+    winner_ = copy;
+    policy_.record_latency(now - started_[copy]);
+  }
+}
+
 }  // namespace keel::resilience

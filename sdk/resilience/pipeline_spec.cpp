@@ -23,6 +23,7 @@ std::string_view stage_kind_name(StageKind k) noexcept {
     case StageKind::kFilter: return "filter";
     case StageKind::kSwitch: return "switch";
     case StageKind::kBulkhead: return "bulkhead";
+    case StageKind::kHedge: return "hedge";
   }
   return "unknown";
 }
@@ -30,7 +31,7 @@ std::string_view stage_kind_name(StageKind k) noexcept {
 namespace {
 
 constexpr std::string_view kAllowedTypes =
-    "call, sequence, retry, breaker, limiter, timeout, fallback, race, filter, switch, bulkhead";
+    "call, sequence, retry, breaker, limiter, timeout, fallback, race, filter, switch, bulkhead, hedge";
 
 struct TypeInfo {
   StageKind kind;
@@ -52,6 +53,7 @@ const std::unordered_map<std::string, TypeInfo>& types() {
       {"filter", {StageKind::kFilter, "predicate", true, false}},
       {"switch", {StageKind::kSwitch, "selector", false, false}},
       {"bulkhead", {StageKind::kBulkhead, "bulkhead", true, false}},
+      {"hedge", {StageKind::kHedge, nullptr, true, false}},
   };
   return t;
 }
@@ -91,6 +93,70 @@ std::string join(const std::vector<std::string>& v) {
     out += v[i];
   }
   return out;
+}
+
+// A hedge stage names a registered policy ("hedge") or carries its options inline.
+void parse_hedge(const json& js, StageSpec& s, std::set<std::string>& allowed, std::vector<std::string>& problems) {
+  static const char* const kInline[] = {"delay_ms", "max_hedges", "percentile", "window", "min_delay_ms", "max_delay_ms"};
+  allowed.insert("hedge");
+  for (const char* f : kInline) allowed.insert(f);
+  if (js.contains("hedge")) {
+    if (!js["hedge"].is_string() || js["hedge"].get<std::string>().empty()) {
+      problems.push_back(s.where + ".hedge: must be the name of a registered hedge policy");
+    } else {
+      s.ref = js["hedge"].get<std::string>();
+    }
+    for (const char* f : kInline)
+      if (js.contains(f))
+        problems.push_back(s.where + "." + f + ": a hedge stage naming a registered policy (\"hedge\") takes its options "
+                           "from that policy; give either \"hedge\" or inline options, not both");
+    return;
+  }
+  auto ms = [&](const char* f, uint64_t lo, uint64_t hi, bool required, sdk::Duration& out) {
+    if (!js.contains(f)) {
+      if (required)
+        problems.push_back(s.where + "." + f + ": a hedge stage needs \"" + f + "\", an integer in [" +
+                           std::to_string(lo) + ", " + std::to_string(hi) + "] (or \"hedge\", a registered policy)");
+      return;
+    }
+    const json& v = js[f];
+    if (!v.is_number_unsigned() || v.get<uint64_t>() < lo || v.get<uint64_t>() > hi) {
+      problems.push_back(s.where + "." + f + ": must be an integer in [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
+      return;
+    }
+    out = std::chrono::milliseconds(v.get<uint64_t>());
+  };
+  auto count = [&](const char* f, uint32_t lo, uint32_t hi, uint32_t& out) {
+    if (!js.contains(f)) return;
+    const json& v = js[f];
+    if (!v.is_number_unsigned() || v.get<uint64_t>() < lo || v.get<uint64_t>() > hi) {
+      problems.push_back(s.where + "." + f + ": must be an integer in [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
+      return;
+    }
+    out = static_cast<uint32_t>(v.get<uint64_t>());
+  };
+  ms("delay_ms", 1, 86'400'000, true, s.hedge.delay);
+  count("max_hedges", 1, 16, s.hedge.max_hedges);
+  count("window", 8, 65536, s.hedge.window);
+  if (js.contains("percentile")) {
+    const json& v = js["percentile"];
+    double p = v.is_number() ? v.get<double>() : -1;
+    if (!v.is_number() || !(p == 0 || (p > 0 && p < 100))) {
+      problems.push_back(s.where + ".percentile: must be a number, 0 (fixed delay) or in (0, 100) (adaptive delay)");
+    } else {
+      s.hedge.percentile = p;
+    }
+  }
+  const size_t before = problems.size();
+  ms("min_delay_ms", 1, 86'400'000, false, s.hedge.min_delay);
+  ms("max_delay_ms", 1, 86'400'000, false, s.hedge.max_delay);
+  const bool bounds_ok = problems.size() == before;
+  if (bounds_ok && s.hedge.max_delay < s.hedge.min_delay)
+    problems.push_back(s.where + ".max_delay_ms: must be >= min_delay_ms (" +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(s.hedge.min_delay).count()) +
+                       ")");
 }
 
 }  // namespace
@@ -231,6 +297,7 @@ Result<PipelineSpec> parse_checked(std::string_view text) {
         }
       }
     }
+    if (info.kind == StageKind::kHedge) parse_hedge(js, s, allowed, problems);
     if (info.kind == StageKind::kSwitch) {
       allowed.insert("routes");
       allowed.insert("default");
@@ -309,6 +376,12 @@ Status check_pipeline_references(const PipelineSpec& spec, const RegistryNames& 
       case StageKind::kFilter: reg = &names.predicates; what = "predicate"; break;
       case StageKind::kSwitch: reg = &names.selectors; what = "selector"; break;
       case StageKind::kBulkhead: reg = &names.bulkheads; what = "bulkhead"; break;
+      case StageKind::kHedge:
+        if (!s.ref.empty()) {  // inline options: nothing to look up
+          reg = &names.hedges;
+          what = "hedge policy";
+        }
+        break;
       default: break;
     }
     if (reg && !has(*reg, s.ref))

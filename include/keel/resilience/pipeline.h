@@ -7,12 +7,15 @@
 // live pipeline, swaps in a new version atomically (a bad description is refused and the live
 // one stays), and rolls back to the previous version on demand.
 //
-// Timeouts and races are cooperative: synchronous calls cannot be pre-empted, so a stage
+// Timeouts, races and hedges are cooperative: synchronous calls cannot be pre-empted, so a stage
 // hands the call a deadline (Context::deadline) and a cancellation flag (Context::cancelled()),
 // and replaces late results by kTimeout.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>  // hedge stage: the caller waits for copies between decisions
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -29,6 +32,7 @@
 #include "keel/resilience/bulkhead.h"
 #include "keel/resilience/circuit_breaker.h"
 #include "keel/resilience/error.h"
+#include "keel/resilience/hedge.h"
 #include "keel/resilience/pipeline_spec.h"
 #include "keel/resilience/rate_limiter.h"
 #include "keel/resilience/retry.h"
@@ -324,6 +328,93 @@ class BulkheadStage final : public Stage<T> {
   StagePtr<T> child_;
 };
 
+// The longest the hedge stage's caller waits (in real time) before it looks at the Context's
+// clock and its cancellation again. See HedgeStage.
+inline constexpr Duration kHedgePollSlice = std::chrono::milliseconds(5);
+
+// Hedged copies of one child: the child runs; if it has not answered when the policy says a
+// hedge is due, another copy starts (up to max_hedges, within the policy's retry budget); the
+// first success is returned and the other copies see Context::cancelled(); if every copy
+// fails, the error of the first copy (the original) is returned.
+//
+// Pure part: every decision — when a copy is due, the budget, max_hedges, stopping at the
+// deadline or after a success, which copy won, the latency recorded into the policy — is
+// HedgeRun's (hedge.h), fed with times read from the Context's clock (ctx.now()).
+// Effectful part (this shell only): each copy runs on its own thread with a copy of the
+// Context (its own Random seeded from the caller's, a cancellation flag shared by the copies),
+// and the calling thread waits between decisions on a condition variable that a copy notifies
+// when it ends. That wait's timeout is real time (steady_clock under the condition variable):
+// the Context-clock time until the next decision, capped at kHedgePollSlice so that a clock
+// moving on its own (a ManualClock advanced by a test) or a cancellation of the caller's own
+// Context is noticed. The real time waited changes no decision, only how soon it is taken.
+// As in the race stage, the copies' threads are joined before run() returns: a synchronous
+// call cannot be abandoned safely, so losers should honour cancelled() or the deadline.
+template <class T>
+class HedgeStage final : public Stage<T> {
+ public:
+  HedgeStage(std::string id, std::shared_ptr<HedgePolicy> p, StagePtr<T> child)
+      : Stage<T>(std::move(id), StageKind::kHedge), policy_(std::move(p)), child_(std::move(child)) {}
+  const HedgePolicy& policy() const noexcept { return *policy_; }
+
+  Result<T> run_stage(Context& ctx) const override {
+    struct Copy {
+      Copy(const Context& parent, uint64_t seed, std::shared_ptr<std::atomic<bool>> cancel)
+          : ctx(parent), rng(seed) {
+        ctx.random = &rng;
+        ctx.cancel = std::move(cancel);
+      }
+      Context ctx;
+      sdk::SeededRandom rng;
+      std::optional<Result<T>> result;
+      Instant ended{};
+    };
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Copy> copies;     // stable addresses; copy i is copies[i]
+    std::vector<uint32_t> ends;  // copies that ended and were not yet reported to the run
+    HedgeRun run(*policy_, ctx.now(), ctx.deadline);
+    std::vector<std::jthread> threads;  // declared last, so destroyed (joined) first
+    {
+      std::unique_lock lk(mu);
+      while (true) {
+        for (uint32_t i : ends) run.finished(i, copies[i].result->has_value(), copies[i].ended);
+        ends.clear();
+        if (ctx.cancelled()) run.stop();
+        const Instant now = ctx.now();
+        const HedgeRun::Step step = run.next(now);
+        if (step.kind == HedgeRun::StepKind::kFinish) break;
+        if (step.kind == HedgeRun::StepKind::kLaunch) {
+          Copy& c = copies.emplace_back(ctx, ctx.random->next_u64(), cancel);
+          const uint32_t i = step.copy;
+          threads.emplace_back([this, &c, &mu, &cv, &ends, i] {
+            Result<T> r = child_->run(c.ctx);
+            const Instant at = c.ctx.now();
+            std::lock_guard g(mu);
+            c.result = std::move(r);
+            c.ended = at;
+            ends.push_back(i);
+            cv.notify_one();
+          });
+          continue;
+        }
+        Duration wait = kHedgePollSlice;
+        if (step.until != sdk::kInstantMax) wait = std::clamp(step.until - now, Duration(0), kHedgePollSlice);
+        cv.wait_for(lk, wait, [&] { return !ends.empty(); });
+      }
+    }
+    cancel->store(true, std::memory_order_release);  // the losers (if any) may stop now
+    threads.clear();                                  // joins every copy
+    if (auto w = run.winner()) return std::move(*copies[*w].result);
+    if (copies.empty()) return fail(ErrorCode::kTimeout, "cancelled before the first copy started");
+    return std::move(*copies[0].result);
+  }
+
+ private:
+  std::shared_ptr<HedgePolicy> policy_;
+  StagePtr<T> child_;
+};
+
 }  // namespace detail
 
 // ---- stage factories (building in code) ----
@@ -382,6 +473,11 @@ StagePtr<T> bulkhead_stage(std::string id, std::shared_ptr<Bulkhead> b, StagePtr
 }
 
 template <class T>
+StagePtr<T> hedge_stage(std::string id, std::shared_ptr<HedgePolicy> policy, StagePtr<T> child) {
+  return std::make_shared<detail::HedgeStage<T>>(std::move(id), std::move(policy), std::move(child));
+}
+
+template <class T>
 class Pipeline {
  public:
   Pipeline(StagePtr<T> root, uint64_t version = 0, std::string description = {})
@@ -411,6 +507,9 @@ class Registry {
   void add_predicate(std::string name, std::function<bool(const Context&)> p) { predicates_[std::move(name)] = std::move(p); }
   void add_selector(std::string name, std::function<std::string(const Context&)> s) { selectors_[std::move(name)] = std::move(s); }
   void add_bulkhead(std::string name, std::shared_ptr<Bulkhead> b) { bulkheads_[std::move(name)] = std::move(b); }
+  // A hedge policy shared by every pipeline version that names it (its latency samples and
+  // budget persist across swaps); a hedge stage with inline options gets a policy of its own.
+  void add_hedge(std::string name, std::shared_ptr<HedgePolicy> h) { hedges_[std::move(name)] = std::move(h); }
   void set_signals(const sdk::SignalBus* s) { signals_ = s; }
 
   RegistryNames names() const {
@@ -423,6 +522,7 @@ class Registry {
     for (auto& [k, v] : predicates_) n.predicates.push_back(k);
     for (auto& [k, v] : selectors_) n.selectors.push_back(k);
     for (auto& [k, v] : bulkheads_) n.bulkheads.push_back(k);
+    for (auto& [k, v] : hedges_) n.hedges.push_back(k);
     return n;
   }
 
@@ -547,6 +647,28 @@ class Registry {
         out = bulkhead_stage<T>(s.id, *b, kids.at(0));
         break;
       }
+      case StageKind::kHedge: {
+        std::shared_ptr<HedgePolicy> policy;
+        if (!s.ref.empty()) {
+          auto* h = find(hedges_, s.ref);
+          if (!h) return missing("hedge policy");
+          policy = *h;
+        } else {
+          auto created = HedgePolicy::create({.name = s.id,
+                                              .max_hedges = s.hedge.max_hedges,
+                                              .delay = s.hedge.delay,
+                                              .percentile = s.hedge.percentile,
+                                              .window = s.hedge.window,
+                                              .min_delay = s.hedge.min_delay,
+                                              .max_delay = s.hedge.max_delay,
+                                              .budget = nullptr,
+                                              .signals = signals_});
+          if (!created) return std::unexpected(std::move(created.error()));
+          policy = std::move(*created);
+        }
+        out = hedge_stage<T>(s.id, std::move(policy), kids.at(0));
+        break;
+      }
     }
     built.emplace(id, out);
     return out;
@@ -560,6 +682,7 @@ class Registry {
   std::map<std::string, std::function<bool(const Context&)>> predicates_;
   std::map<std::string, std::function<std::string(const Context&)>> selectors_;
   std::map<std::string, std::shared_ptr<Bulkhead>> bulkheads_;
+  std::map<std::string, std::shared_ptr<HedgePolicy>> hedges_;
   const sdk::SignalBus* signals_ = nullptr;
 };
 

@@ -15,6 +15,8 @@
 //      {"id": "lookup","type": "fallback", "children": ["primary", "cache"]},
 //      {"id": "primary","type": "call",    "call": "db.get"},
 //      {"id": "cache", "type": "call",     "call": "cache.get"}]}
+//   a hedge stage: {"id": "fast", "type": "hedge", "delay_ms": 20, "max_hedges": 2, "child": "primary"}
+//              or {"id": "fast", "type": "hedge", "hedge": "search", "child": "primary"}
 #pragma once
 
 #include <cstdint>
@@ -41,6 +43,9 @@ enum class StageKind : uint8_t {
   kFilter,     // "predicate": registered predicate over the Context, "child"
   kSwitch,     // "selector": registered selector, "routes": {"value": "stage"}, optional "default"
   kBulkhead,   // "bulkhead": registered Bulkhead, "child"
+  kHedge,      // "child", and either "hedge": a registered HedgePolicy, or inline options:
+               // "delay_ms" (required), "max_hedges", "percentile", "window", "min_delay_ms",
+               // "max_delay_ms" (HedgeOptions' meanings, bounds and defaults)
 };
 std::string_view stage_kind_name(StageKind k) noexcept;
 
@@ -52,6 +57,14 @@ struct StageSpec {
   std::vector<std::pair<std::string, std::string>> routes;  // switch: value -> stage id
   std::string default_route;          // switch: stage id or empty
   sdk::Duration duration{0};          // timeout: the timeout; limiter: max wait
+  struct Hedge {                      // hedge with inline options (ref empty): HedgeOptions
+    uint32_t max_hedges = 1;
+    sdk::Duration delay{0};
+    double percentile = 0;
+    uint32_t window = 128;
+    sdk::Duration min_delay = std::chrono::milliseconds(1);
+    sdk::Duration max_delay = std::chrono::seconds(1);
+  } hedge;
   std::string where;                  // "stages[3]" for messages
 };
 
@@ -62,7 +75,7 @@ struct PipelineSpec {
 
 // Names the registry knows, per kind; pass 2 checks references against them.
 struct RegistryNames {
-  std::vector<std::string> calls, retries, breakers, limiters, predicates, selectors, bulkheads;
+  std::vector<std::string> calls, retries, breakers, limiters, predicates, selectors, bulkheads, hedges;
 };
 
 // Bounds of pass 1.
