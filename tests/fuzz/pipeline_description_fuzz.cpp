@@ -10,7 +10,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace keel::resilience;
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  static const RegistryNames names = {{"db.get", "cache.get"}, {"default"}, {"db"}, {"edge"}, {"ok"}, {"tier"}, {"pool"}};
+  static const RegistryNames names = {{"db.get", "cache.get"}, {"default"}, {"db"}, {"edge"}, {"ok"}, {"tier"}, {"pool"}, {"search"}};
   auto check = [&](std::string_view json) {
     auto spec = parse_pipeline_description(json);
     if (!spec) {

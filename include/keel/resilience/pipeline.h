@@ -380,7 +380,10 @@ class HedgeStage final : public Stage<T> {
       while (true) {
         for (uint32_t i : ends) run.finished(i, copies[i].result->has_value(), copies[i].ended);
         ends.clear();
-        if (ctx.cancelled()) run.stop();
+        if (ctx.cancelled()) {  // the caller's own race or hedge was decided elsewhere
+          run.stop();
+          cancel->store(true, std::memory_order_release);
+        }
         const Instant now = ctx.now();
         const HedgeRun::Step step = run.next(now);
         if (step.kind == HedgeRun::StepKind::kFinish) break;

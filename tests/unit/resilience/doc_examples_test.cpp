@@ -7,6 +7,13 @@
 #include <map>
 #include <sstream>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "keel/client/hedged.h"
 #include "keel/resilience/bulkhead.h"
 #include "keel/resilience/circuit_breaker.h"
 #include "keel/resilience/fallback.h"
@@ -178,6 +185,68 @@ TEST(DocExamples, Hedge) {
   EXPECT_TRUE(h.fire);
 }
 
+TEST(DocExamples, HedgeStage) {
+  sdk::ManualClock clock;
+  sdk::ManualSleeper sleeper(clock);
+  sdk::SeededRandom rng(1);
+  // doc:begin hedge_stage
+  RetryBudget budget({.ratio = 0.05, .initial_tokens = 10, .max_tokens = 50});  // hedges <= 5% extra
+  auto registry = std::make_shared<Registry<std::string>>();
+  registry->add_call("search.query", [](Context& ctx) -> Result<std::string> {
+    // a copy that lost sees ctx.cancelled(); a long call should check it and give up
+    (void)ctx;
+    return std::string("3 results");
+  });
+  registry->add_hedge("search", std::shared_ptr<HedgePolicy>(std::move(*HedgePolicy::create(
+      {.name = "search", .max_hedges = 2, .delay = 20ms, .percentile = 95, .budget = &budget}))));
+
+  PipelineSlot<std::string> slot("search", registry);
+  Result<uint64_t> v = slot.apply(R"({
+    "root": "fast",
+    "stages": [
+      {"id": "fast",  "type": "hedge", "hedge": "search", "child": "query"},
+      {"id": "query", "type": "call",  "call": "search.query"}
+    ]})");
+  // Inline options instead of a registered policy (no budget then):
+  //   {"id": "fast", "type": "hedge", "delay_ms": 20, "max_hedges": 2, "percentile": 95, "child": "query"}
+  // In code: hedge_stage<std::string>("fast", policy, call_stage<std::string>("query", fn))
+  Context ctx{.clock = &clock, .sleeper = &sleeper, .random = &rng};
+  Result<std::string> r = slot.run(ctx);  // "3 results"
+  // doc:end
+  ASSERT_TRUE(v) << v.error().message;
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(*r, "3 results");
+}
+
+TEST(DocExamples, HedgedAsync) {
+  namespace asio = boost::asio;
+  // Replica 0 is slow (it answers only when cancelled); the others answer at once.
+  auto replica = [](uint32_t i) -> asio::awaitable<client::Result<std::string>> {
+    if (i == 0) {
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::hours(1));
+      boost::system::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_return client::make_error(client::Errc::kTimeout, "slow replica");
+    }
+    co_return "profile from replica " + std::to_string(i);
+  };
+  // doc:begin hedged_async
+  auto hedge = std::move(*HedgePolicy::create({.name = "profile", .max_hedges = 2, .delay = 20ms}));
+  // Copy k of the request goes to replica k. Name the callable before co_await (GCC 12).
+  auto copy_fn = [replica](client::HedgeCopy copy) { return replica(copy.index()); };
+  asio::io_context io;
+  std::optional<client::Result<std::string>> answer;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    answer = co_await client::hedged(*hedge, copy_fn);  // on sdk::SteadyClock
+  }, asio::detached);
+  io.run();
+  // **answer == "profile from replica 1": replica 0 did not answer within 20 ms, so a hedge
+  // went to replica 1, which won; replica 0 was cancelled (its answer would be dropped).
+  // doc:end
+  ASSERT_TRUE(answer && *answer);
+  EXPECT_EQ(**answer, "profile from replica 1");
+}
+
 TEST(DocExamples, Pipeline) {
   // doc:begin pipeline
   auto registry = std::make_shared<Registry<std::string>>();
@@ -305,7 +374,7 @@ TEST(DocExamples, DocsShowTheCompiledExamples) {
     for (; j < sl.size() && sl[j].find("// doc:end") == std::string::npos; ++j) body.push_back(sl[j]);
     in_test[name] = dedent(body);
   }
-  EXPECT_GE(in_test.size(), 9u);
+  EXPECT_GE(in_test.size(), 11u);
   for (const auto& [name, code] : in_test) {
     ASSERT_TRUE(in_doc.count(name)) << "docs/sdk.md lacks example '" << name << "'";
     EXPECT_EQ(in_doc[name], code) << "docs/sdk.md example '" << name << "' differs from the compiled one";

@@ -298,6 +298,28 @@ TEST(HedgeStage, TheBudgetStopsHedgesInTheStage) {
   EXPECT_EQ(n.load(), 1);
 }
 
+TEST(HedgeStage, ACancelledCallerCancelsTheCopiesAndLaunchesNoMore) {
+  sdk::ManualClock clock;
+  sdk::ManualSleeper sleeper(clock);
+  sdk::SeededRandom rng(7);
+  std::atomic<int> n{0};
+  auto outer = std::make_shared<std::atomic<bool>>(false);  // as a race would set it
+  auto p = std::shared_ptr<HedgePolicy>(policy({.name = "h", .max_hedges = 2, .delay = 10ms}));
+  auto root = hedge_stage<int>("hedged", p, call_stage<int>("get", [&](Context& c) -> Result<int> {
+    ++n;
+    outer->store(true);                       // another branch of an enclosing race won
+    until([&] { return c.cancelled(); });     // the stage passes it on to its copies
+    clock.advance(1s);                        // every hedge is due now, but none may start
+    return fail(ErrorCode::kTimeout, "gave up");
+  }));
+  Context ctx{.clock = &clock, .sleeper = &sleeper, .random = &rng};
+  ctx.cancel = outer;
+  auto r = root->run(ctx);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().to_string(), "timeout: gave up (via hedged > get)");
+  EXPECT_EQ(n.load(), 1);
+}
+
 // The same hedge described in JSON (and YAML) and in code behaves the same.
 TEST(HedgeStage, ADescribedHedgeEqualsTheCodeBuiltOne) {
   struct Outcome {
