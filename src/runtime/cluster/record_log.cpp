@@ -24,7 +24,10 @@ std::unexpected<Error> io_error(const std::string& what, const std::string& path
   return make_error(Errc::kIoError, fmt::format("{} {}: {}", what, path, std::strerror(errno)));
 }
 
-constexpr uint64_t kGrowBytes = 1 << 20;  // zeros written ahead of the records
+// Zeros written ahead of the records. They reach the disk with the next sync (which pays for
+// them once per chunk); starting their writeback early with sync_file_range made later record
+// writes wait on pages under writeback (p99 90 ms instead of 10 in the 3-node bench).
+constexpr uint64_t kGrowBytes = 256 << 10;
 
 Status write_all(int fd, std::string_view data, uint64_t at, const std::string& path) {
   while (!data.empty()) {
@@ -117,15 +120,11 @@ Status RecordLog::ensure_room(size_t n) {
   if (bytes_ + n <= allocated_) return {};
   uint64_t target = (bytes_ + n + kGrowBytes - 1) / kGrowBytes * kGrowBytes;
   static const std::string zeros(kGrowBytes, '\0');
-  uint64_t from = allocated_;
   while (allocated_ < target) {
     size_t k = static_cast<size_t>(std::min<uint64_t>(target - allocated_, zeros.size()));
     if (auto st = write_all(fd_, std::string_view(zeros).substr(0, k), allocated_, path_); !st) return st;
     allocated_ += k;
   }
-  // Start writing the zeros out now, so the next sync (which must wait for them) has less to do.
-  // Only a hint: durability still comes from sync().
-  (void)::sync_file_range(fd_, static_cast<off_t>(from), static_cast<off_t>(allocated_ - from), SYNC_FILE_RANGE_WRITE);
   return {};
 }
 

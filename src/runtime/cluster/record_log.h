@@ -4,7 +4,7 @@
 // append() writes, sync() makes everything appended so far durable (fdatasync) — the driver
 // calls it once per Ready, before any message of that Ready leaves (rule R1 in replica.h).
 //
-// The file is grown ahead of the records in chunks of written zeros (not fallocate, whose
+// The file is grown ahead of the records in 256 KiB chunks of written zeros (not fallocate, whose
 // unwritten extents need a metadata update on the first write): a record then overwrites
 // blocks that already exist, and fdatasync has no file size or extent change to journal —
 // about half the time of a sync that appends, on ext4 here. A zero length marks the end.

@@ -103,7 +103,7 @@ TEST(RecordLog, GrowsAcrossManyChunks) {
   {
     RecordLog log;
     ASSERT_TRUE(log.open(d.path));
-    // ~3 MB of records: several 1 MiB growth steps, records straddling their edges.
+    // ~3 MB of records: many 256 KiB growth steps, records straddling their edges.
     for (uint64_t s = 0; s < 1000; ++s) ASSERT_TRUE(log.append(decision(s, std::string(3000 + s % 7, 'p'))));
     ASSERT_TRUE(log.sync());
   }
