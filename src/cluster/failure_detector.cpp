@@ -1,5 +1,7 @@
 #include "cluster/failure_detector.h"
 
+#include <algorithm>
+
 #include "base/assert.h"
 
 namespace keel::cluster {
@@ -40,6 +42,11 @@ std::vector<StatusChange> FailureDetector::heartbeat(uint32_t member, int64_t no
 
 std::vector<StatusChange> FailureDetector::tick(int64_t now_ms) {
   std::vector<StatusChange> out;
+  if (last_tick_ms_ >= 0 && now_ms - last_tick_ms_ > opt_.suspect_after_ms / 2) {
+    int64_t paused = now_ms - last_tick_ms_;
+    for (auto& [id, e] : members_) e.last_heard_ms = std::min(now_ms, e.last_heard_ms + paused);
+  }
+  last_tick_ms_ = std::max(last_tick_ms_, now_ms);
   for (auto& [id, e] : members_) {
     int64_t silent = now_ms - e.last_heard_ms;
     MemberStatus next = e.status;

@@ -7,6 +7,10 @@
 // kSuspect/kDead on the same timeouts counted from when it was added, so a node that never
 // comes up is reported, not silently ignored.
 //
+// A gap between two tick() calls longer than half of suspect_after_ms means this node itself
+// was paused (a long disk sync, a stop of the process): heartbeats could not be read, so the
+// gap is not held against anyone — every member's silence is counted without it.
+//
 // Status here is one node's opinion, for operators and for placement decisions; it never
 // decides quorums (those come from the configuration, see consensus/rabia).
 #pragma once
@@ -58,6 +62,7 @@ class FailureDetector {
   };
   FailureDetectorOptions opt_;
   std::map<uint32_t, Entry> members_;
+  int64_t last_tick_ms_ = -1;  // -1: no tick yet
 };
 
 }  // namespace keel::cluster
