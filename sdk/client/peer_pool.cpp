@@ -182,6 +182,18 @@ asio::awaitable<Result<Reply>> PeerPool::command(std::vector<std::string> args) 
   co_return co_await command(std::move(args), std::move(call));
 }
 
+namespace {
+// Error replies with which a server refuses a command without running it because it cannot
+// serve now (loading its data, busy with a script, its cluster or primary down): they say
+// something about the peer, and the command may go to another peer whatever it is.
+bool refused_unavailable(const Reply& r) {
+  if (!r.is_error()) return false;
+  for (std::string_view p : {"LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN"})
+    if (r.str.starts_with(p) && (r.str.size() == p.size() || r.str[p.size()] == ' ')) return true;
+  return false;
+}
+}  // namespace
+
 asio::awaitable<Result<Reply>> PeerPool::command(std::vector<std::string> args, CallOptions call) {
   auto self = shared_from_this();
   auto& s = *impl_;
@@ -189,6 +201,7 @@ asio::awaitable<Result<Reply>> PeerPool::command(std::vector<std::string> args, 
   std::vector<std::string_view> views(args.begin(), args.end());
   std::set<std::string> tried;
   std::optional<Error> last;
+  std::optional<Reply> refused;  // the last "cannot serve now" reply, if every peer answered so
   for (size_t attempt = 0; attempt < s.opts.max_attempts; ++attempt) {
     std::string id;
     std::shared_ptr<Pool> pool;
@@ -224,6 +237,12 @@ asio::awaitable<Result<Reply>> PeerPool::command(std::vector<std::string> args, 
     const auto t0 = s.clock->now();
     auto r = co_await (*lease)->async_command(views);
     const auto t1 = s.clock->now();
+    if (r && refused_unavailable(*r)) {
+      s.record(id, false, {});
+      refused = std::move(*r);
+      last.reset();
+      continue;  // not run there: any command may go to the next peer
+    }
     if (r) {
       s.record(id, true, t1 - t0);
       co_return r;
@@ -234,9 +253,11 @@ asio::awaitable<Result<Reply>> PeerPool::command(std::vector<std::string> args, 
     }
     s.record(id, false, {});
     last = Error{r.error().code, id + ": " + r.error().message};
+    refused.reset();
     if (!call.idempotent) break;
   }
   if (last) co_return std::unexpected(*last);
+  if (refused) co_return std::move(*refused);
   size_t known = 0;
   {
     std::lock_guard lock(s.mu);

@@ -11,7 +11,10 @@
 //
 // What counts as a failure of the peer: connecting failed or timed out, no connection became
 // free before acquire_timeout, the connection broke, a command timed out, or the reply was not
-// valid RESP. A server error reply (e.g. WRONGTYPE) is an answer: it counts as a success.
+// valid RESP, or the server refused the command without running it because it cannot serve now
+// (an error reply starting LOADING, BUSY, MASTERDOWN, CLUSTERDOWN or TRYAGAIN: such a call may
+// go to the next peer whatever it is; if every peer tried answers so, the last such reply is
+// returned). Any other server error reply (e.g. WRONGTYPE) is an answer: it counts as a success.
 //
 // Failover: a call is tried on up to max_attempts peers. It moves to the next peer whenever it
 // could not be sent (no connection was obtained), and after a failure once it may have been

@@ -226,6 +226,32 @@ TEST_F(PeerPoolTest, ServerErrorsAreAnswersAndBadInputIsRefused) {
   EXPECT_NE(dup.error().message.find("x"), std::string::npos);
 }
 
+TEST_F(PeerPoolTest, APeerThatCannotServeNowIsAFailureAndTheCallMovesOn) {
+  // "a" is loading its data: it refuses every command. "b" serves. Untried peers tie and the
+  // tie goes by id, so "a" is tried first.
+  auto loading = [&](const std::vector<std::string>& a) -> std::string {
+    if (a[0] == "HELLO") return "%1\r\n+proto\r\n:3\r\n";
+    return FakeRespServer::error("LOADING keel is loading the dataset in memory");
+  };
+  FakeRespServer a(loading), b(node("b", &clock, 5ms));
+  auto pool = make({{"a", "127.0.0.1", a.port(), {}}, {"b", "127.0.0.1", b.port(), {}}}, options());
+  // Not idempotent, yet it moves on: "a" did not run it.
+  auto r = call(pool, {"SET", "k", "v"});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_FALSE(r->is_error()) << r->str;
+  EXPECT_EQ(find(pool->peers(), "a").failures, 1u);
+  EXPECT_EQ(find(pool->peers(), "b").calls, 1u);
+  // Only the loading peer left: its refusal is the answer, and it goes down after down_after.
+  auto only = make({{"a", "127.0.0.1", a.port(), {}}}, options());
+  for (int i = 0; i < 3; ++i) {
+    auto x = call(only, {"GET", "k"});
+    ASSERT_TRUE(x);
+    ASSERT_TRUE(x->is_error());
+    EXPECT_TRUE(x->str.starts_with("LOADING")) << x->str;
+  }
+  EXPECT_EQ(only->status("a"), PeerStatus::kDown);
+}
+
 TEST_F(PeerPoolTest, ReplacingThePeerSetClosesDepartedPoolsAndKeepsStatistics) {
   FakeRespServer a(node("a", &clock, 2ms)), b(node("b", &clock, 2ms));
   auto pool = make({{"a", "127.0.0.1", a.port(), {}}, {"b", "127.0.0.1", b.port(), {}}}, options());
