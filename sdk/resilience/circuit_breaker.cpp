@@ -169,6 +169,19 @@ Status CircuitBreaker::try_acquire(Instant now) {
                                            std::to_string(retry_after.count()) + " ns");
 }
 
+bool CircuitBreaker::open_if_over_threshold(double fr, double sr, const char* prefix, Instant now) {
+  char reason[96];
+  if (fr >= o_.failure_rate_threshold) {
+    std::snprintf(reason, sizeof reason, "%sfailure rate %.1f%% >= %.1f%%", prefix, fr, o_.failure_rate_threshold);
+  } else if (sr >= o_.slow_call_rate_threshold) {
+    std::snprintf(reason, sizeof reason, "%sslow call rate %.1f%% >= %.1f%%", prefix, sr, o_.slow_call_rate_threshold);
+  } else {
+    return false;
+  }
+  transition(BreakerState::kOpen, now, reason, fr, sr);
+  return true;
+}
+
 void CircuitBreaker::record(bool failure, bool slow, Instant now) {
   std::lock_guard lk(mu_);
   char reason[96];
@@ -177,14 +190,7 @@ void CircuitBreaker::record(bool failure, bool slow, Instant now) {
       window_add(failure, slow, now);
       Totals t = window_totals(now);
       if (t.calls < minimum_calls_) return;
-      double fr = rate(t.failures, t.calls), sr = rate(t.slow, t.calls);
-      if (fr >= o_.failure_rate_threshold) {
-        std::snprintf(reason, sizeof reason, "failure rate %.1f%% >= %.1f%%", fr, o_.failure_rate_threshold);
-        transition(BreakerState::kOpen, now, reason, fr, sr);
-      } else if (sr >= o_.slow_call_rate_threshold) {
-        std::snprintf(reason, sizeof reason, "slow call rate %.1f%% >= %.1f%%", sr, o_.slow_call_rate_threshold);
-        transition(BreakerState::kOpen, now, reason, fr, sr);
-      }
+      open_if_over_threshold(rate(t.failures, t.calls), rate(t.slow, t.calls), "", now);
       return;
     }
     case BreakerState::kHalfOpen: {
@@ -195,13 +201,7 @@ void CircuitBreaker::record(bool failure, bool slow, Instant now) {
       ho_.slow += slow;
       if (ho_.calls < o_.permitted_calls_in_half_open) return;
       double fr = rate(ho_.failures, ho_.calls), sr = rate(ho_.slow, ho_.calls);
-      if (fr >= o_.failure_rate_threshold) {
-        std::snprintf(reason, sizeof reason, "half-open failure rate %.1f%% >= %.1f%%", fr, o_.failure_rate_threshold);
-        transition(BreakerState::kOpen, now, reason, fr, sr);
-      } else if (sr >= o_.slow_call_rate_threshold) {
-        std::snprintf(reason, sizeof reason, "half-open slow call rate %.1f%% >= %.1f%%", sr, o_.slow_call_rate_threshold);
-        transition(BreakerState::kOpen, now, reason, fr, sr);
-      } else {
+      if (!open_if_over_threshold(fr, sr, "half-open ", now)) {
         std::snprintf(reason, sizeof reason, "half-open failure rate %.1f%% < %.1f%%", fr, o_.failure_rate_threshold);
         transition(BreakerState::kClosed, now, reason, fr, sr);
       }

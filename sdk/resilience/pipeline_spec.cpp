@@ -422,15 +422,15 @@ Status check_pipeline_references(const PipelineSpec& spec, const RegistryNames& 
   if (problems.empty()) {
     // Reachability from root.
     std::vector<bool> reached(spec.stages.size(), false);
-    std::vector<size_t> todo = {index.at(spec.root)};
-    reached[todo[0]] = true;
-    while (!todo.empty()) {
-      size_t n = todo.back();
-      todo.pop_back();
+    std::vector<size_t> stack = {index.at(spec.root)};
+    reached[stack[0]] = true;
+    while (!stack.empty()) {
+      size_t n = stack.back();
+      stack.pop_back();
       for (size_t to : edges[n])
         if (!reached[to]) {
           reached[to] = true;
-          todo.push_back(to);
+          stack.push_back(to);
         }
     }
     for (size_t i = 0; i < spec.stages.size(); ++i)

@@ -105,6 +105,8 @@ class CircuitBreaker {
   void window_advance(int64_t second);
   void clear_window();
   void transition(BreakerState to, Instant now, const char* reason, double fr, double sr);
+  // REQUIRES mu_ held. Opens when a rate reaches its threshold (reason prefixed by `prefix`).
+  bool open_if_over_threshold(double fr, double sr, const char* prefix, Instant now);
   void check_half_open_timeout(Instant now);
 
   BreakerOptions o_;
