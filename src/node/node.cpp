@@ -19,6 +19,8 @@
 
 #include "base/clock.h"
 #include "base/random.h"
+#include "dht/effect.h"
+#include "dht/service.h"
 #include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/server.h"
@@ -80,6 +82,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<resp::Server> resp;
   std::unique_ptr<http::Server> http;
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
+  std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
   int resp_port = 0;
   int peer_port = 0;
   int http_port = 0;
@@ -160,6 +163,7 @@ struct Node::Impl final : resp::NodeView {
   std::string node_id() const override { return id; }
   std::string announce_ip() const override { return cfg.bind == "0.0.0.0" ? "127.0.0.1" : cfg.bind; }
   int announce_port() const override { return resp_port; }
+  std::shared_ptr<const dht::Topology> topology() const override { return dht ? dht->latest() : nullptr; }
   std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {
@@ -279,7 +283,14 @@ Status Node::start() {
   im.id = load_or_create_node_id(im.cfg);
   auto engines = storage::open_engines(im.cfg.storage, n, SystemClock::instance());
   if (!engines) return std::unexpected(engines.error());
-  im.engines = std::move(*engines);
+  // Every shard's engine sits behind the effect recorder, the one hook every write passes
+  // (it records nothing until a partition has replicas).
+  std::vector<dht::EffectRecorder*> recorders;
+  for (auto& e : *engines) {
+    auto rec = std::make_unique<dht::EffectRecorder>(std::move(e), im.cfg.storage.partitions);
+    recorders.push_back(rec.get());
+    im.engines.push_back(std::move(rec));
+  }
   im.shards = std::make_unique<runtime::ShardSet>(n, im.cfg.storage.partitions);
   for (unsigned i = 0; i < n; ++i) im.shards->shard(i).engine = im.engines[i].get();
 
@@ -326,6 +337,24 @@ Status Node::start() {
     if (!pport) return std::unexpected(pport.error());
     im.peer_port = *pport;
     im.http->set_meta(im.meta.get());
+    dht::ServiceOptions so;
+    so.self = d.node_id;
+    so.cluster_id = d.cluster_id;
+    so.bind = im.cfg.bind;
+    so.data_port = im.cfg.cluster_data_port;
+    so.resp_address = fmt::format("{}:{}", im.announce_ip(), im.resp_port);
+    so.name = im.id;
+    so.storage = im.cfg.cluster_storage;
+    so.partitions = im.cfg.storage.partitions;
+    so.copies = static_cast<uint32_t>(im.cfg.dht_replicas);
+    so.write_quorum = static_cast<uint32_t>(im.cfg.dht_write_quorum);
+    for (auto& m : d.members) so.initial_members.push_back(m.id);
+    so.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
+    so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);
+    im.dht = std::make_unique<dht::Service>(*im.shards, recorders, *im.meta, so);
+    auto dport = im.dht->start();
+    if (!dport) return std::unexpected(dport.error());
+    im.resp->set_dht(im.dht.get());
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}; members {}", d.node_id,
@@ -367,7 +396,9 @@ void Node::stop() {
   auto& im = *impl_;
   if (!im.shards || im.stopped.exchange(true)) return;
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
+    if (im.dht) im.dht->stop();
     if (im.meta) im.meta->stop();
+    im.dht.reset();
     im.meta.reset();
     im.http.reset();
     im.resp.reset();
@@ -383,6 +414,7 @@ void Node::stop() {
   }
   // Metadata after the front ends (no new requests), before the shards (HTTP handlers waiting
   // on it get their answer posted to shard 0).
+  if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {
     std::promise<Status> done;
@@ -393,8 +425,9 @@ void Node::stop() {
   }
   im.shards->stop_and_join();
   im.http.reset();
-  im.meta.reset();
   im.resp.reset();
+  im.dht.reset();
+  im.meta.reset();
   im.shards.reset();
   im.engines.clear();
   spdlog::info("keel stopped");

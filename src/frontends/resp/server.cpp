@@ -21,6 +21,7 @@
 #include "base/clock.h"
 #include "base/slots.h"
 #include "frontends/resp/family_util.h"
+#include "dht/service_async.h"
 #include "runtime/shards.h"
 
 namespace keel::resp {
@@ -56,6 +57,12 @@ struct Connection {
   bool error_reply = false;
   bool dirty = false;  // writes on this connection's shard not yet committed
   int64_t now_ms = 0;
+  bool forwarded = false;  // a request another node forwarded here: never forwarded again
+  // Cluster mode: the partitions of the command being run (checked on their shard) and what
+  // its reply must wait for (partition, lsn) before it is acknowledged.
+  std::vector<uint32_t> parts;
+  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  std::optional<Error> write_error;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
 
@@ -108,6 +115,7 @@ struct Server::Impl {
   // Changeable at run time (CONFIG SET maxclients / timeout).
   std::atomic<uint64_t> max_clients;
   std::atomic<uint64_t> timeout_s;
+  dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
@@ -138,6 +146,12 @@ struct Server::Impl {
                                     const std::vector<size_t>& key_pos);
   awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
   awaitable<Snapshot> collect();
+  // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
+  // waits for the write quorum), else forwards it to the primary.
+  awaitable<void> execute_routed(Connection& c, Args argv, const CommandSpec& spec,
+                                 const std::vector<size_t>& keys, uint32_t first_part);
+  void execute_forwarded(std::vector<std::string> argv, int protocol,
+                         std::function<void(std::string)> done);
 
   // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
   awaitable<void> run_handler(Connection& c, unsigned sid, const CommandSpec& spec, Args argv,
@@ -162,7 +176,25 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.routed_partition = routed_partition;
     size_t before = out.size();
     Reply r(out, proto);
-    spec.handler(ctx, argv, r);
+    if (dht && !c.parts.empty()) {
+      bool write = spec.flags & kWrite;
+      for (uint32_t p : c.parts) {
+        if (shards.owner(p) != sid) continue;
+        if (auto e = dht->check_local(sid, p, write, c.now_ms); !e.empty()) return r.error(e);
+      }
+      if (!write)
+        for (uint32_t p : c.parts)
+          if (shards.owner(p) == sid)
+            if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.emplace_back(p, lsn);
+      spec.handler(ctx, argv, r);
+      // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
+      // are committed locally, then shipped to the replicas.
+      auto waits = dht->after_write(sid, c.now_ms);
+      if (!waits) c.write_error = waits.error();
+      else c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+    } else {
+      spec.handler(ctx, argv, r);
+    }
     if (!(spec.flags & kWrite)) return;
     if (sid == c.shard) {
       c.dirty = true;  // committed once for the whole batch, before the replies are written
@@ -251,6 +283,10 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     case Routing::kKey: {
       std::string_view first = argv[static_cast<size_t>(spec->first_key)];
       uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
+      if (dht && dht->topology(c.shard)) {
+        co_await execute_routed(c, argv, *spec, command_keys(*spec, argv), part);
+        break;
+      }
       unsigned owner = shards.owner(part);
       bool one_shard = true;
       if (spec->last_key != spec->first_key && shards.size() > 1) {
@@ -271,6 +307,92 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+}
+
+awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const CommandSpec& spec,
+                                             const std::vector<size_t>& keys, uint32_t first_part) {
+  auto& r = c.reply;
+  auto topo = dht->topology(c.shard);
+  uint32_t self = topo->self;
+  c.parts.clear();
+  c.parts.push_back(first_part);
+  for (size_t k : keys) {
+    uint32_t p = key_partition(argv[k], shards.partitions());
+    if (std::find(c.parts.begin(), c.parts.end(), p) == c.parts.end()) c.parts.push_back(p);
+  }
+  uint32_t primary = topo->parts[first_part].primary;
+  for (uint32_t p : c.parts) {
+    if (topo->parts[p].primary != primary) {
+      c.parts.clear();
+      co_return r.error(
+          "CROSSSLOT Keys in request don't hash to the same slot (their partitions have different "
+          "primaries in this cluster; put the keys in one slot with a {hash tag})");
+    }
+  }
+  if (primary == 0) {
+    c.parts.clear();
+    co_return r.error("CLUSTERDOWN Hash slot not served (the partition map has no primary for it)");
+  }
+  if (primary != self) {
+    c.parts.clear();
+    if (c.forwarded)
+      co_return r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry",
+                                    first_part));
+    auto reply = co_await dht::forward(*dht, c.shard, primary, argv, c.client.protocol);
+    if (!reply) co_return r.error(reply.error().message);
+    c.out += *reply;
+    co_return;
+  }
+  c.waits.clear();
+  c.write_error.reset();
+  size_t before = c.out.size();
+  unsigned owner = shards.owner(first_part);
+  bool one_shard = true;
+  for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
+  if (one_shard) co_await run_handler(c, owner, spec, argv, c.out, argv[static_cast<size_t>(spec.first_key)].data(), first_part);
+  else co_await execute_multi_key(c, spec, argv, keys);
+  c.parts.clear();
+  Status st;
+  if (c.write_error) {
+    st = std::unexpected(*c.write_error);
+  } else {
+    // Each (partition, lsn) is waited for on the shard owning the partition.
+    std::map<unsigned, std::vector<std::pair<uint32_t, uint64_t>>> by_shard;
+    for (auto& w : c.waits) by_shard[shards.owner(w.first)].push_back(w);
+    for (auto& [sid, ws] : by_shard) {
+      st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
+      if (!st) break;
+    }
+  }
+  c.waits.clear();
+  if (!st) {
+    c.out.resize(before);
+    r.error(st.error().code == Errc::kTimeout ? "TIMEOUT " + st.error().message
+                                              : "ERR " + st.error().message);
+  }
+}
+
+void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
+                                     std::function<void(std::string)> done) {
+  static std::atomic<unsigned> next{0};
+  unsigned sid = next.fetch_add(1, std::memory_order_relaxed) % shards.size();
+  auto run = [this, sid, argv = std::move(argv), protocol,
+              done = std::move(done)]() mutable -> awaitable<void> {
+    Connection c(tcp::socket(shards.shard(sid).io), sid);
+    c.forwarded = true;
+    c.client.protocol = protocol;
+    c.client.addr = "forwarded";
+    c.now_ms = SystemClock::instance().now_ms();
+    std::vector<std::string_view> views(argv.begin(), argv.end());
+    const CommandSpec* spec = views.empty() ? nullptr : find_command(views[0]);
+    if (!views.empty()) co_await execute(c, Args(views.data(), views.size()), spec, kNoPartition);
+    if (!commit_local(c)) {
+      c.out.clear();
+      Reply(c.out, protocol).error("ERR the write could not be made durable on the primary");
+    }
+    done(std::move(c.out));
+  };
+  asio::co_spawn(shards.shard(sid).io, std::move(run), asio::detached);
 }
 
 // Commands whose keys live on several shards. Redis runs them atomically on one thread; here
@@ -811,6 +933,14 @@ awaitable<Snapshot> collect_snapshot(Server& server) { co_return co_await server
 uint64_t Server::open_connections() const { return impl_->open.load(); }
 void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
 void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
+void Server::set_dht(dht::Service* dht) {
+  impl_->dht = dht;
+  if (dht)
+    dht->set_executor([im = impl_.get()](std::vector<std::string> argv, int protocol,
+                                         std::function<void(std::string)> done) {
+      im->execute_forwarded(std::move(argv), protocol, std::move(done));
+    });
+}
 
 Snapshot Server::collect_blocking() {
   std::promise<Snapshot> p;
