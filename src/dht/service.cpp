@@ -44,7 +44,7 @@ constexpr size_t kMaxForwardArgs = 1 << 20;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
 enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3 };
-//   kForward:      varint id, u8 protocol, varint argc, argc x bytes
+//   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, bytes replication message
 
@@ -128,7 +128,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   // ---------------- data plane
   void send(uint32_t to, std::string payload) {
-    asio::post(dio, [self = shared_from_this(), to, payload = std::move(payload)] {
+    asio::post(dio, [self = shared_from_this(), to, payload = std::move(payload)]() mutable {
+      if (to == self->opt.self) return self->on_data(to, std::move(payload));  // e.g. a fence to our own copy
       if (self->transport) self->transport->send(to, cluster::MsgType::kData, payload);
     });
   }
@@ -147,9 +148,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (!kind) return;
     if (*kind == kForward) {
       auto id = r.varint();
+      auto addr = r.bytes(256);
       auto proto = r.u8();
       auto argc = r.varint();
-      if (!id || !proto || !argc || *argc == 0 || *argc > kMaxForwardArgs) return;
+      if (!id || !addr || !proto || !argc || *argc == 0 || *argc > kMaxForwardArgs) return;
+      // The reply goes back on our own link to the sender, which we may not know yet (its
+      // record can reach us after its first request).
+      if (auto a = cluster::parse_peer(fmt::format("{}@{}", from, *addr)); a && transport)
+        transport->add_peer(*a);
       std::vector<std::string> argv;
       argv.reserve(*argc);
       for (uint64_t i = 0; i < *argc; ++i) {
@@ -236,21 +242,27 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     uint64_t last = 0;
     for (auto& e : out.apply) {
-      if (auto r = apply_effect(*eng, p, e.effect, wnow); !r)
-        spdlog::error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
+      // An empty effect is an epoch's barrier: nothing to apply, but it is held all the same.
+      if (!e.effect.empty()) {
+        if (auto r = apply_effect(*eng, p, e.effect, wnow); !r)
+          spdlog::error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
+        applied = true;
+      }
       last = e.lsn;
-      applied = true;
     }
+    if (out.snapshot_done_lsn) last = std::max(last, out.snapshot_done_lsn);
     s.replicated += out.apply.size();
     if (applied) {
       if (auto r = eng->commit(); !r) {
-        spdlog::error("dht: commit failed on a replica of partition {}: {}", p, r.error().message);
+        spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
         last = 0;  // not durable: not acknowledged
       }
     }
     if (last) {
       copy.durable(last, now_ms());
-      for (auto& [to, m] : copy.take_output().send) send_repl(to, p, m);
+      auto more = copy.take_output();
+      for (auto& [to, m] : more.send) send_repl(to, p, m);
+      out.committed_lsn = std::max(out.committed_lsn, more.committed_lsn);
     }
     for (uint32_t to : out.snapshot_needed) start_snapshot(sid, p, to);
     wake(sid, p, out.committed_lsn, copy.is_primary());
@@ -306,9 +318,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             chunk.effects.push_back(std::move(e));
           });
       keys += chunk.effects.size();
-      chunk.last = !next;
-      send_repl(to, p, chunk);
-      cit->second->snapshot_chunk_sent(to, chunk.last, now_ms());
+      send_repl(to, p, cit->second->snapshot_chunk(to, std::move(chunk.effects), !next, now_ms()));
       drive(sid, p);
       if (!next) break;
       start = std::move(*next);
@@ -381,7 +391,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       c.primary = pv.primary;
       c.replicas = pv.replicas;
       c.write_quorum = std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size()));
-      it->second->configure(c, now);
+      if (auto st = it->second->configure(c, now); !st)
+        spdlog::error("dht: partition {} epoch {}: {}", p, c.epoch, st.error().message);
       eng->set_recorded(p, pv.primary == opt.self && !pv.replicas.empty());
       drive(sid, p);
     }
@@ -631,7 +642,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       for (auto r : pv.replicas)
         if (load.count(r)) ++load[r];
     }
-    for (uint32_t p = 0; p < t->parts.size() && changes.size() < 64; ++p) {
+    for (uint32_t p = 0; p < t->parts.size() && changes.size() < 256; ++p) {
       if (changes.count(p) || fencing.count(p)) continue;
       auto pv = t->parts[p];
       if (!pv.primary || dead(pv.primary)) continue;
@@ -691,11 +702,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
                asio::post(self->dio, [self, r, n, promoted] {
                  self->map_write_in_flight = false;
                  if (r) {
+                   std::map<uint32_t, int> to;
                    for (auto& [p, pv] : promoted) {
                      self->decided.erase(p);
                      ++self->failovers;
-                     spdlog::warn("dht: partition {} failed over to node {} (epoch {})", p, pv.primary, pv.epoch);
+                     ++to[pv.primary];
                    }
+                   for (auto& [node, count] : to)
+                     spdlog::warn("dht: {} partition(s) failed over to node {}", count, node);
                    spdlog::info("dht: partition map updated ({} partitions changed)", n);
                  } else {
                    spdlog::warn("dht: updating the partition map: {}", r.error().message);
@@ -770,9 +784,12 @@ void Service::stop() {
 std::shared_ptr<const Topology> Service::topology(unsigned shard) const { return impl_->st[shard]->topo; }
 
 std::shared_ptr<const Topology> Service::latest() const {
+  int cur = runtime::ShardSet::current();
   std::lock_guard lk(impl_->mu);
-  if (!impl_->latest) return nullptr;
-  auto t = std::make_shared<Topology>(*impl_->latest);
+  // On a shard thread, the topology that shard routes by.
+  auto base = cur >= 0 ? impl_->st[static_cast<unsigned>(cur)]->topo : impl_->latest;
+  if (!base) return nullptr;
+  auto t = std::make_shared<Topology>(*base);
   t->alive = impl_->alive_view;
   return t;
 }
@@ -897,6 +914,7 @@ awaitable<Result<std::string>> forward(Service& svc, unsigned shard, uint32_t no
   Writer w(out);
   w.u8(kForward);
   w.varint(id);
+  w.bytes(fmt::format("{}:{}", im.opt.bind, im.opt.data_port));
   w.u8(static_cast<uint8_t>(protocol));
   w.varint(argv.size());
   for (auto a : argv) w.bytes(a);

@@ -164,6 +164,7 @@ struct Node::Impl final : resp::NodeView {
   std::string announce_ip() const override { return cfg.bind == "0.0.0.0" ? "127.0.0.1" : cfg.bind; }
   int announce_port() const override { return resp_port; }
   std::shared_ptr<const dht::Topology> topology() const override { return dht ? dht->latest() : nullptr; }
+  bool clustered() const override { return dht != nullptr; }
   std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {

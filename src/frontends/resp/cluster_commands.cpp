@@ -170,6 +170,14 @@ void cmd_cluster(CmdCtx& c, Args a, Reply& r) {
   if (a.size() == 2 && (iequals(sub, "myid") || iequals(sub, "info") || iequals(sub, "slots") ||
                         iequals(sub, "shards") || iequals(sub, "nodes"))) {
     if (auto t = n.topology()) return cluster_from_topology(*t, sub, r);
+    if (n.clustered()) {
+      if (iequals(sub, "info"))
+        return r.verbatim("cluster_enabled:1\r\ncluster_state:fail\r\ncluster_slots_assigned:0\r\n"
+                          "cluster_slots_ok:0\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:16384\r\n"
+                          "cluster_known_nodes:1\r\ncluster_size:0\r\n");
+      if (!iequals(sub, "myid"))
+        return r.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
+    }
   }
   if (iequals(sub, "myid") && a.size() == 2) return r.bulk(n.node_id());
   if (iequals(sub, "info") && a.size() == 2) {

@@ -53,6 +53,7 @@ class NodeView {
   // Cluster mode: where every partition lives (null on a node outside a cluster, or before
   // the partition map is known).
   virtual std::shared_ptr<const dht::Topology> topology() const { return nullptr; }
+  virtual bool clustered() const { return false; }
 };
 
 struct CmdCtx {

@@ -283,7 +283,11 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     case Routing::kKey: {
       std::string_view first = argv[static_cast<size_t>(spec->first_key)];
       uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
-      if (dht && dht->topology(c.shard)) {
+      if (dht) {
+        if (!dht->topology(c.shard)) {
+          r.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
+          break;
+        }
         co_await execute_routed(c, argv, *spec, command_keys(*spec, argv), part);
         break;
       }
@@ -339,7 +343,8 @@ awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const Com
       co_return r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry",
                                     first_part));
     auto reply = co_await dht::forward(*dht, c.shard, primary, argv, c.client.protocol);
-    if (!reply) co_return r.error(reply.error().message);
+    if (!reply)
+      co_return r.error((reply.error().code == Errc::kTimeout ? "TIMEOUT " : "TRYAGAIN ") + reply.error().message);
     c.out += *reply;
     co_return;
   }
