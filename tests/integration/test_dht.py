@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
 
 import redis
 from redis.cluster import RedisCluster, ClusterNode
@@ -94,6 +95,26 @@ class DhtTest(unittest.TestCase):
         self.assertEqual(c.hgetall("h"), {b"f": b"1", b"g": b"2"})
         self.assertEqual(b.delete("k1"), 1)
         self.assertIsNone(c.get("k1"))
+
+    def test_http_kv_from_any_node(self):
+        import json
+        import urllib.request
+        def req(method, node, key, body=None):
+            r = urllib.request.Request("http://127.0.0.1:%d/v1/kv/%s" % (self.c.nodes[node].http_port, key),
+                                       data=body, method=method)
+            try:
+                with urllib.request.urlopen(r, timeout=10) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+        for i in range(30):
+            self.assertEqual(req("PUT", i % 3, "web%d" % i, b"v%d" % i)[0], 200)
+        for i in range(30):
+            st, body = req("GET", (i + 1) % 3, "web%d" % i)
+            self.assertEqual((st, body["value"]), (200, "v%d" % i))
+        self.assertEqual(self.c.client(2).get("web3"), b"v3")
+        self.assertEqual(req("DELETE", 1, "web3")[1]["deleted"], True)
+        self.assertEqual(req("GET", 0, "web3")[0], 404)
 
     def test_every_node_reports_the_same_map(self):
         maps = [slots_of(self.c.client(i).execute_command("CLUSTER", "SLOTS")) for i in range(3)]

@@ -151,7 +151,9 @@ struct Server::Impl {
   awaitable<void> execute_routed(Connection& c, Args argv, const CommandSpec& spec,
                                  const std::vector<size_t>& keys, uint32_t first_part);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
-                         std::function<void(std::string)> done);
+                         std::function<void(std::string)> done, bool forwarded = true);
+  awaitable<void> run_one(unsigned sid, std::vector<std::string> argv, int protocol,
+                          std::function<void(std::string)> done, bool forwarded);
 
   // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
   awaitable<void> run_handler(Connection& c, unsigned sid, const CommandSpec& spec, Args argv,
@@ -378,26 +380,30 @@ awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const Com
 }
 
 void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
-                                     std::function<void(std::string)> done) {
+                                     std::function<void(std::string)> done, bool forwarded) {
   static std::atomic<unsigned> next{0};
   unsigned sid = next.fetch_add(1, std::memory_order_relaxed) % shards.size();
-  auto run = [this, sid, argv = std::move(argv), protocol,
-              done = std::move(done)]() mutable -> awaitable<void> {
-    Connection c(tcp::socket(shards.shard(sid).io), sid);
-    c.forwarded = true;
-    c.client.protocol = protocol;
-    c.client.addr = "forwarded";
-    c.now_ms = SystemClock::instance().now_ms();
-    std::vector<std::string_view> views(argv.begin(), argv.end());
-    const CommandSpec* spec = views.empty() ? nullptr : find_command(views[0]);
-    if (!views.empty()) co_await execute(c, Args(views.data(), views.size()), spec, kNoPartition);
-    if (!commit_local(c)) {
-      c.out.clear();
-      Reply(c.out, protocol).error("ERR the write could not be made durable on the primary");
-    }
-    done(std::move(c.out));
-  };
-  asio::co_spawn(shards.shard(sid).io, std::move(run), asio::detached);
+  // A member coroutine with by-value parameters (they live in its frame), not a capturing
+  // coroutine lambda.
+  asio::co_spawn(shards.shard(sid).io, run_one(sid, std::move(argv), protocol, std::move(done), forwarded),
+                 asio::detached);
+}
+
+awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> argv, int protocol,
+                                      std::function<void(std::string)> done, bool forwarded) {
+  Connection c(tcp::socket(shards.shard(sid).io), sid);
+  c.forwarded = forwarded;
+  c.client.protocol = protocol;
+  c.client.addr = forwarded ? "forwarded" : "internal";
+  c.now_ms = SystemClock::instance().now_ms();
+  std::vector<std::string_view> views(argv.begin(), argv.end());
+  const CommandSpec* spec = views.empty() ? nullptr : find_command(views[0]);
+  if (!views.empty()) co_await execute(c, Args(views.data(), views.size()), spec, kNoPartition);
+  if (!commit_local(c)) {
+    c.out.clear();
+    Reply(c.out, protocol).error("ERR the write could not be made durable on the primary");
+  }
+  done(std::move(c.out));
 }
 
 // Commands whose keys live on several shards. Redis runs them atomically on one thread; here
@@ -938,6 +944,10 @@ awaitable<Snapshot> collect_snapshot(Server& server) { co_return co_await server
 uint64_t Server::open_connections() const { return impl_->open.load(); }
 void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
 void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
+bool Server::clustered() const { return impl_->dht != nullptr; }
+void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
+  impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);
+}
 void Server::set_dht(dht::Service* dht) {
   impl_->dht = dht;
   if (dht)
