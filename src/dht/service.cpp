@@ -876,7 +876,7 @@ ServiceStatus Service::status() {
 }
 
 awaitable<Status> wait_committed(Service& svc, unsigned shard,
-                                 std::vector<std::pair<uint32_t, uint64_t>> waits) {
+                                 const std::vector<std::pair<uint32_t, uint64_t>>& waits) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   auto ex = co_await asio::this_coro::executor;

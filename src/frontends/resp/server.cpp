@@ -63,6 +63,11 @@ struct Connection {
   std::vector<uint32_t> parts;
   std::vector<std::pair<uint32_t, uint64_t>> waits;
   std::optional<Error> write_error;
+  struct Deferred {
+    size_t begin, end;  // the reply's bytes in `out`
+    std::vector<std::pair<uint32_t, uint64_t>> waits;
+  };
+  std::vector<Deferred> deferred;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
 
@@ -148,6 +153,7 @@ struct Server::Impl {
   awaitable<Snapshot> collect();
   // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
   // waits for the write quorum), else forwards it to the primary.
+  awaitable<void> settle(Connection& c);
   awaitable<void> execute_routed(Connection& c, Args argv, const CommandSpec& spec,
                                  const std::vector<size_t>& keys, uint32_t first_part);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
@@ -359,24 +365,53 @@ awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const Com
   if (one_shard) co_await run_handler(c, owner, spec, argv, c.out, argv[static_cast<size_t>(spec.first_key)].data(), first_part);
   else co_await execute_multi_key(c, spec, argv, keys);
   c.parts.clear();
-  Status st;
   if (c.write_error) {
-    st = std::unexpected(*c.write_error);
-  } else {
-    // Each (partition, lsn) is waited for on the shard owning the partition.
-    std::map<unsigned, std::vector<std::pair<uint32_t, uint64_t>>> by_shard;
-    for (auto& w : c.waits) by_shard[shards.owner(w.first)].push_back(w);
-    for (auto& [sid, ws] : by_shard) {
-      st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
-      if (!st) break;
-    }
+    c.out.resize(before);
+    r.error("TIMEOUT outcome unknown: " + c.write_error->message);
+    c.write_error.reset();
+  } else if (!c.waits.empty()) {
+    // The reply waits for the write quorum, but the next pipelined command need not: replies
+    // are settled together before they are written (settle()).
+    c.deferred.push_back({before, c.out.size(), std::move(c.waits)});
   }
   c.waits.clear();
-  if (!st) {
-    c.out.resize(before);
-    r.error(st.error().code == Errc::kTimeout ? "TIMEOUT " + st.error().message
-                                              : "ERR " + st.error().message);
+}
+
+// Waits until every reply held back by the write quorum may go out: one wait per shard for
+// the highest LSN per partition. If a wait fails (the quorum did not answer in time, or this
+// node stopped being a primary), every held-back reply on that shard becomes a TIMEOUT error
+// (outcome unknown) — possibly also for a write that did reach its quorum, which is still a
+// true answer.
+awaitable<void> Server::Impl::settle(Connection& c) {
+  if (c.deferred.empty()) co_return;
+  std::map<unsigned, std::map<uint32_t, uint64_t>> by_shard;
+  for (auto& d : c.deferred)
+    for (auto& [p, lsn] : d.waits) {
+      auto& m = by_shard[shards.owner(p)][p];
+      m = std::max(m, lsn);
+    }
+  std::map<unsigned, std::string> failed;
+  for (auto& [sid, parts] : by_shard) {
+    std::vector<std::pair<uint32_t, uint64_t>> ws(parts.begin(), parts.end());
+    auto st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
+    if (!st) failed[sid] = st.error().message;
   }
+  if (!failed.empty()) {
+    std::string out;
+    size_t pos = 0;
+    for (auto& d : c.deferred) {
+      const std::string* why = nullptr;
+      for (auto& [p, lsn] : d.waits)
+        if (auto it = failed.find(shards.owner(p)); it != failed.end()) why = &it->second;
+      if (!why) continue;
+      out.append(c.out, pos, d.begin - pos);
+      Reply(out, c.client.protocol).error("TIMEOUT " + *why);
+      pos = d.end;
+    }
+    out.append(c.out, pos, std::string::npos);
+    c.out.swap(out);
+  }
+  c.deferred.clear();
 }
 
 void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
@@ -399,6 +434,7 @@ awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> arg
   std::vector<std::string_view> views(argv.begin(), argv.end());
   const CommandSpec* spec = views.empty() ? nullptr : find_command(views[0]);
   if (!views.empty()) co_await execute(c, Args(views.data(), views.size()), spec, kNoPartition);
+  co_await settle(c);
   if (!commit_local(c)) {
     c.out.clear();
     Reply(c.out, protocol).error("ERR the write could not be made durable on the primary");
@@ -787,6 +823,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
           break;
         }
         if (c.out.size() >= kFlushThreshold) {
+          co_await settle(c);
           if (!commit_local(c)) {
             close = true;
             c.out.clear();
@@ -814,6 +851,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
       std::memmove(in.data(), in.data() + start, used - start);
       used -= start;
     }
+    co_await settle(c);
     if (!c.out.empty() && !commit_local(c)) break;  // replies would acknowledge lost writes
     if (!c.out.empty()) {
       auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
