@@ -39,6 +39,21 @@ def free_port():
     return p
 
 
+def free_bus_port():
+    """A free port p whose cluster bus port p + 10000 is free too (Redis Cluster needs both)."""
+    import random
+    while True:
+        p = random.randint(20000, 29999)
+        try:
+            for q in (p, p + 10000):
+                s = socket.socket()
+                s.bind(("127.0.0.1", q))
+                s.close()
+            return p
+        except OSError:
+            continue
+
+
 def cli(port, *args):
     return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True,
                           text=True, timeout=30).stdout
@@ -91,7 +106,7 @@ class RedisCluster:
 
     def __enter__(self):
         self.root = tempfile.mkdtemp(prefix="redis-cbench-")
-        self.ports = [free_port() for _ in range(3)]
+        self.ports = [free_bus_port() for _ in range(3)]
         self.procs = []
         for p in self.ports:
             d = os.path.join(self.root, str(p))
