@@ -50,19 +50,23 @@ std::vector<NodeId> PartitionMap::nodes() const {
 
 Status validate(const PartitionMap& map) {
   if (!valid_partition_count(map.partition_count()))
-    return make_error(Errc::kInvalidArgument,
-                      fmt::format("partition map has {} partitions; allowed: a divisor of {} (1, 2, 4, ... {})",
-                                  map.partition_count(), kSlotCount, kSlotCount));
+    return make_error(
+        Errc::kInvalidArgument,
+        fmt::format("partition map has {} partitions; allowed: a divisor of {} (1, 2, 4, ... {})",
+                    map.partition_count(), kSlotCount, kSlotCount));
   for (uint32_t p = 0; p < map.partition_count(); ++p) {
     const auto& a = map.partitions[p];
     if (a.copy_count() > kMaxCopies)
-      return make_error(Errc::kInvalidArgument, fmt::format("partition {} has {} copies; at most {} are allowed", p,
-                                                            a.copy_count(), kMaxCopies));
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("partition {} has {} copies; at most {} are allowed", p,
+                                    a.copy_count(), kMaxCopies));
     auto c = a.copies();
     std::sort(c.begin(), c.end());
     if (auto dup = std::adjacent_find(c.begin(), c.end()); dup != c.end())
-      return make_error(Errc::kInvalidArgument,
-                        fmt::format("partition {} names node {} twice; each node holds at most one copy", p, *dup));
+      return make_error(
+          Errc::kInvalidArgument,
+          fmt::format("partition {} names node {} twice; each node holds at most one copy", p,
+                      *dup));
   }
   return {};
 }
@@ -120,7 +124,8 @@ std::string encode(const PartitionMap& map) {
 
 Result<PartitionMap> decode_partition_map(std::string_view bytes) {
   if (bytes.size() > kMaxEncodedMapBytes)
-    return corrupt(fmt::format("{} bytes; at most {} are allowed", bytes.size(), kMaxEncodedMapBytes));
+    return corrupt(
+        fmt::format("{} bytes; at most {} are allowed", bytes.size(), kMaxEncodedMapBytes));
   Reader r(bytes);
   auto format = r.u8();
   if (!format) return corrupt("empty input: expected the format byte");
@@ -138,14 +143,16 @@ Result<PartitionMap> decode_partition_map(std::string_view bytes) {
   if (!k) return std::unexpected(k.error());
   // Each node id takes at least one byte, and every node must hold a copy.
   if (*k == 0 || *k > r.remaining() || *k > *p * kMaxCopies)
-    return corrupt(fmt::format("node count {} is impossible for {} partitions in {} remaining bytes", *k, *p,
-                               r.remaining()));
+    return corrupt(
+        fmt::format("node count {} is impossible for {} partitions in {} remaining bytes", *k, *p,
+                    r.remaining()));
   std::vector<NodeId> table;
   table.reserve(*k);
   for (uint64_t i = 0; i < *k; ++i) {
     auto d = read_varint(r, fmt::format("node {}", i));
     if (!d) return std::unexpected(d.error());
-    if (i > 0 && *d == 0) return corrupt(fmt::format("node {} repeats node id {}; ids must ascend", i, table.back()));
+    if (i > 0 && *d == 0)
+      return corrupt(fmt::format("node {} repeats node id {}; ids must ascend", i, table.back()));
     uint64_t id = (i == 0 ? 0 : uint64_t{table.back()}) + *d;
     if (id > UINT32_MAX) return corrupt(fmt::format("node {} has id {}; ids are 32-bit", i, id));
     table.push_back(static_cast<NodeId>(id));
@@ -160,13 +167,15 @@ Result<PartitionMap> decode_partition_map(std::string_view bytes) {
     auto c = read_varint(r, fmt::format("partition {} copy count", part));
     if (!c) return std::unexpected(c.error());
     if (*c < 1 || *c > kMaxCopies)
-      return corrupt(fmt::format("partition {} has {} copies; allowed 1..{}", part, *c, kMaxCopies));
+      return corrupt(
+          fmt::format("partition {} has {} copies; allowed 1..{}", part, *c, kMaxCopies));
     for (uint64_t j = 0; j < *c; ++j) {
       auto idx = read_varint(r, fmt::format("partition {} copy {}", part, j));
       if (!idx) return std::unexpected(idx.error());
       if (*idx >= table.size())
-        return corrupt(fmt::format("partition {} copy {} refers to node #{}; the table has {} nodes", part, j, *idx,
-                                   table.size()));
+        return corrupt(
+            fmt::format("partition {} copy {} refers to node #{}; the table has {} nodes", part, j,
+                        *idx, table.size()));
       NodeId n = table[*idx];
       if (j > 0 && a.holds(n))
         return corrupt(fmt::format("partition {} names node {} twice", part, n));
@@ -177,9 +186,11 @@ Result<PartitionMap> decode_partition_map(std::string_view bytes) {
         a.replicas.push_back(n);
     }
   }
-  if (!r.done()) return corrupt(fmt::format("{} trailing bytes after the last partition", r.remaining()));
+  if (!r.done())
+    return corrupt(fmt::format("{} trailing bytes after the last partition", r.remaining()));
   for (size_t i = 0; i < used.size(); ++i)
-    if (!used[i]) return corrupt(fmt::format("node {} is in the table but holds no copy", table[i]));
+    if (!used[i])
+      return corrupt(fmt::format("node {} is in the table but holds no copy", table[i]));
   return map;
 }
 

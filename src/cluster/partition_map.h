@@ -50,7 +50,9 @@ struct SlotRange {
 // REQUIRES: valid_partition_count(partitions) and partition < partitions.
 SlotRange partition_slots(uint32_t partition, uint32_t partitions);
 // REQUIRES: valid_partition_count(partitions) and slot < kSlotCount.
-inline uint32_t partition_of_slot(uint32_t slot, uint32_t partitions) { return slot_partition(slot, partitions); }
+inline uint32_t partition_of_slot(uint32_t slot, uint32_t partitions) {
+  return slot_partition(slot, partitions);
+}
 
 struct PartitionMap {
   uint64_t version = 0;
@@ -58,7 +60,9 @@ struct PartitionMap {
 
   uint32_t partition_count() const { return static_cast<uint32_t>(partitions.size()); }
   const PartitionAssignment& at(uint32_t partition) const { return partitions.at(partition); }
-  SlotRange slots(uint32_t partition) const { return partition_slots(partition, partition_count()); }
+  SlotRange slots(uint32_t partition) const {
+    return partition_slots(partition, partition_count());
+  }
   const PartitionAssignment& for_slot(uint32_t slot) const {
     return partitions.at(partition_of_slot(slot, partition_count()));
   }

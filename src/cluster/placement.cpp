@@ -21,18 +21,21 @@ std::string_view role_name(Role r) {
 
 Status validate_members(std::span<const Member> members) {
   if (members.size() > kMaxMembers)
-    return make_error(Errc::kInvalidArgument,
-                      fmt::format("{} members; at most {} are allowed", members.size(), kMaxMembers));
+    return make_error(Errc::kInvalidArgument, fmt::format("{} members; at most {} are allowed",
+                                                          members.size(), kMaxMembers));
   std::unordered_set<NodeId> seen;
   for (const auto& m : members) {
     if (!seen.insert(m.id).second)
-      return make_error(Errc::kInvalidArgument, fmt::format("member {} is listed twice; ids must be unique", m.id));
-    if (m.weight == 0 || m.weight > kMaxWeight)
       return make_error(Errc::kInvalidArgument,
-                        fmt::format("member {} has weight {}; allowed 1..{}", m.id, m.weight, kMaxWeight));
+                        fmt::format("member {} is listed twice; ids must be unique", m.id));
+    if (m.weight == 0 || m.weight > kMaxWeight)
+      return make_error(
+          Errc::kInvalidArgument,
+          fmt::format("member {} has weight {}; allowed 1..{}", m.id, m.weight, kMaxWeight));
     if (m.zone.size() > kMaxZoneLength)
-      return make_error(Errc::kInvalidArgument, fmt::format("member {} has a zone label of {} bytes; at most {}", m.id,
-                                                            m.zone.size(), kMaxZoneLength));
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("member {} has a zone label of {} bytes; at most {}", m.id,
+                                    m.zone.size(), kMaxZoneLength));
   }
   return {};
 }
@@ -69,7 +72,8 @@ Placer::Placer(std::span<const Member> members) {
     if (it == zones.end()) it = zones.insert(zones.end(), std::string_view(m.zone));
     storage_.push_back({m.id, m.weight, static_cast<uint32_t>(it - zones.begin())});
   }
-  std::sort(storage_.begin(), storage_.end(), [](const Node& a, const Node& b) { return a.id < b.id; });
+  std::sort(storage_.begin(), storage_.end(),
+            [](const Node& a, const Node& b) { return a.id < b.id; });
 }
 
 bool Placer::is_storage(NodeId id) const {
@@ -89,9 +93,11 @@ template <class Nodes>
 std::vector<Scored> ranked(uint32_t partition, const Nodes& storage) {
   std::vector<Scored> s;
   s.reserve(storage.size());
-  for (const auto& n : storage) s.push_back({placement_score(partition, n.id, n.weight), n.id, n.zone});
-  std::sort(s.begin(), s.end(),
-            [](const Scored& a, const Scored& b) { return a.score != b.score ? a.score > b.score : a.id < b.id; });
+  for (const auto& n : storage)
+    s.push_back({placement_score(partition, n.id, n.weight), n.id, n.zone});
+  std::sort(s.begin(), s.end(), [](const Scored& a, const Scored& b) {
+    return a.score != b.score ? a.score > b.score : a.id < b.id;
+  });
   return s;
 }
 
@@ -135,17 +141,21 @@ std::vector<NodeId> place(uint32_t partition, std::span<const Member> members, u
   return Placer(members).place(partition, copies);
 }
 
-Result<PartitionMap> initial_map(std::span<const Member> members, uint32_t partitions, uint32_t copies) {
+Result<PartitionMap> initial_map(std::span<const Member> members, uint32_t partitions,
+                                 uint32_t copies) {
   if (auto ok = validate_members(members); !ok) return std::unexpected(ok.error());
   if (!valid_partition_count(partitions))
     return make_error(Errc::kInvalidArgument,
-                      fmt::format("partitions = {}; allowed: a divisor of {} (1, 2, 4, ... {})", partitions,
-                                  kSlotCount, kSlotCount));
+                      fmt::format("partitions = {}; allowed: a divisor of {} (1, 2, 4, ... {})",
+                                  partitions, kSlotCount, kSlotCount));
   if (copies < 1 || copies > kMaxCopies)
-    return make_error(Errc::kInvalidArgument, fmt::format("copies = {}; allowed 1..{}", copies, kMaxCopies));
-  if (std::none_of(members.begin(), members.end(), [](const Member& m) { return m.role == Role::kStorage; }))
     return make_error(Errc::kInvalidArgument,
-                      "no member has role storage; at least one storage member is needed to hold partitions");
+                      fmt::format("copies = {}; allowed 1..{}", copies, kMaxCopies));
+  if (std::none_of(members.begin(), members.end(),
+                   [](const Member& m) { return m.role == Role::kStorage; }))
+    return make_error(
+        Errc::kInvalidArgument,
+        "no member has role storage; at least one storage member is needed to hold partitions");
   PartitionMap map;
   map.version = 1;
   map.partitions.resize(partitions);

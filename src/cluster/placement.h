@@ -85,7 +85,7 @@ std::vector<NodeId> place(uint32_t partition, std::span<const Member> members, u
 // A fresh map (version 1, every epoch 1) placing every partition with place().
 // Errors: invalid members, no storage member, partitions not a divisor of 16384, copies
 // outside 1..kMaxCopies.
-Result<PartitionMap> initial_map(std::span<const Member> members, uint32_t partitions = kDefaultPartitions,
-                                 uint32_t copies = 3);
+Result<PartitionMap> initial_map(std::span<const Member> members,
+                                 uint32_t partitions = kDefaultPartitions, uint32_t copies = 3);
 
 }  // namespace keel::cluster

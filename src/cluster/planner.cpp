@@ -21,16 +21,20 @@ std::string_view move_kind_name(MoveKind k) {
 
 namespace {
 
-bool contains(std::span<const NodeId> v, NodeId n) { return std::find(v.begin(), v.end(), n) != v.end(); }
+bool contains(std::span<const NodeId> v, NodeId n) {
+  return std::find(v.begin(), v.end(), n) != v.end();
+}
 
 // The assignment with `dead` nodes dropped; the first surviving replica becomes primary if the
 // primary died. nullopt if no copy survives.
-std::optional<PartitionAssignment> without_dead(const PartitionAssignment& a, std::span<const NodeId> dead) {
+std::optional<PartitionAssignment> without_dead(const PartitionAssignment& a,
+                                                std::span<const NodeId> dead) {
   std::vector<NodeId> alive;
   for (NodeId n : a.copies())
     if (!contains(dead, n)) alive.push_back(n);
   if (alive.empty()) return std::nullopt;
-  PartitionAssignment out{.primary = alive[0], .replicas = {alive.begin() + 1, alive.end()}, .epoch = a.epoch};
+  PartitionAssignment out{
+      .primary = alive[0], .replicas = {alive.begin() + 1, alive.end()}, .epoch = a.epoch};
   if (out != a) ++out.epoch;
   return out;
 }
@@ -48,7 +52,8 @@ PartitionAssignment converge(const PartitionAssignment& a, const std::vector<Nod
   if (contains(ideal, a.primary)) {
     out.primary = a.primary;
   } else {
-    auto r = std::find_if(a.replicas.begin(), a.replicas.end(), [&](NodeId n) { return contains(ideal, n); });
+    auto r = std::find_if(a.replicas.begin(), a.replicas.end(),
+                          [&](NodeId n) { return contains(ideal, n); });
     out.primary = r != a.replicas.end() ? *r : adds[next_add++];
   }
   for (NodeId r : a.replicas) {
@@ -70,15 +75,19 @@ Result<Plan> plan(const PartitionMap& current, std::span<const Member> members, 
   if (auto ok = validate(current); !ok) return std::unexpected(ok.error());
   if (auto ok = validate_members(members); !ok) return std::unexpected(ok.error());
   if (copies < 1 || copies > kMaxCopies)
-    return make_error(Errc::kInvalidArgument, fmt::format("copies = {}; allowed 1..{}", copies, kMaxCopies));
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("copies = {}; allowed 1..{}", copies, kMaxCopies));
   for (const auto& m : members)
     if (contains(dead, m.id))
-      return make_error(Errc::kInvalidArgument,
-                        fmt::format("node {} is listed both as a member and as dead; a dead node is not a member", m.id));
+      return make_error(
+          Errc::kInvalidArgument,
+          fmt::format("node {} is listed both as a member and as dead; a dead node is not a member",
+                      m.id));
   Placer placer(members);
   if (placer.storage_count() == 0)
-    return make_error(Errc::kInvalidArgument,
-                      "no member has role storage; at least one storage member is needed to hold partitions");
+    return make_error(
+        Errc::kInvalidArgument,
+        "no member has role storage; at least one storage member is needed to hold partitions");
   Plan out;
   out.copies = static_cast<uint32_t>(std::min<size_t>(copies, placer.storage_count()));
   out.now = current;
@@ -117,34 +126,40 @@ std::vector<Move> diff(const PartitionMap& from, const PartitionMap& to) {
     const auto& b = to.partitions[p];
     for (NodeId x : b.copies())
       if (!a.holds(x)) moves.push_back({p, MoveKind::kAddCopy, x, a.primary});
-    if (a.primary != b.primary) moves.push_back({p, MoveKind::kChangePrimary, b.primary, b.primary});
+    if (a.primary != b.primary)
+      moves.push_back({p, MoveKind::kChangePrimary, b.primary, b.primary});
     for (NodeId x : a.copies())
       if (!b.holds(x)) moves.push_back({p, MoveKind::kRemoveCopy, x, x});
   }
   return moves;
 }
 
-Result<PartitionAssignment> fail_over(const PartitionAssignment& a, NodeId new_primary, std::span<const NodeId> dead) {
+Result<PartitionAssignment> fail_over(const PartitionAssignment& a, NodeId new_primary,
+                                      std::span<const NodeId> dead) {
   if (!contains(a.replicas, new_primary))
-    return make_error(Errc::kInvalidArgument, fmt::format("node {} is not a replica of this partition (replicas: {}); "
-                                                          "only a replica can take over",
-                                                          new_primary, fmt::join(a.replicas, ",")));
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("node {} is not a replica of this partition (replicas: {}); "
+                                  "only a replica can take over",
+                                  new_primary, fmt::join(a.replicas, ",")));
   if (contains(dead, new_primary))
-    return make_error(Errc::kInvalidArgument, fmt::format("node {} is dead; choose a live replica", new_primary));
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("node {} is dead; choose a live replica", new_primary));
   PartitionAssignment out{.primary = new_primary, .replicas = {}, .epoch = a.epoch + 1};
   for (NodeId r : a.replicas)
     if (r != new_primary && !contains(dead, r)) out.replicas.push_back(r);
   return out;
 }
 
-Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition, PartitionAssignment a) {
+Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition,
+                                     PartitionAssignment a) {
   if (partition >= map.partition_count())
-    return make_error(Errc::kInvalidArgument, fmt::format("partition {} does not exist; the map has 0..{}", partition,
-                                                          map.partition_count() - 1));
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("partition {} does not exist; the map has 0..{}", partition,
+                                  map.partition_count() - 1));
   if (a.epoch <= map.partitions[partition].epoch)
     return make_error(Errc::kInvalidArgument,
-                      fmt::format("partition {}: new epoch {} must be above the current epoch {}", partition, a.epoch,
-                                  map.partitions[partition].epoch));
+                      fmt::format("partition {}: new epoch {} must be above the current epoch {}",
+                                  partition, a.epoch, map.partitions[partition].epoch));
   PartitionMap out = map;
   out.partitions[partition] = std::move(a);
   ++out.version;
@@ -154,13 +169,15 @@ Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition
 
 // ---- Rebalancer ----
 
-Result<Rebalancer> Rebalancer::create(PartitionMap current, PartitionMap target, RebalanceOptions opt) {
+Result<Rebalancer> Rebalancer::create(PartitionMap current, PartitionMap target,
+                                      RebalanceOptions opt) {
   if (auto ok = validate(current); !ok) return std::unexpected(ok.error());
   if (auto ok = validate(target); !ok) return std::unexpected(ok.error());
   if (current.partition_count() != target.partition_count())
-    return make_error(Errc::kInvalidArgument,
-                      fmt::format("current map has {} partitions and target {}; the partition count is fixed",
-                                  current.partition_count(), target.partition_count()));
+    return make_error(
+        Errc::kInvalidArgument,
+        fmt::format("current map has {} partitions and target {}; the partition count is fixed",
+                    current.partition_count(), target.partition_count()));
   if (opt.max_transfers_per_node < 1)
     return make_error(Errc::kInvalidArgument, "max_transfers_per_node = 0; allowed: at least 1");
   return Rebalancer(std::move(current), std::move(target), opt);
@@ -217,8 +234,9 @@ std::vector<Transfer> Rebalancer::start() {
 Status Rebalancer::caught_up(uint32_t partition, NodeId node) {
   auto it = work_.find(partition);
   if (it == work_.end() || it->second.in_flight.erase(node) == 0)
-    return make_error(Errc::kNotFound,
-                      fmt::format("no transfer of partition {} to node {} is in flight", partition, node));
+    return make_error(
+        Errc::kNotFound,
+        fmt::format("no transfer of partition {} to node {} is in flight", partition, node));
   it->second.caught_up.insert(node);
   NodeId source = current_.partitions[partition].primary;
   --load_[source];
@@ -229,8 +247,9 @@ Status Rebalancer::caught_up(uint32_t partition, NodeId node) {
 Status Rebalancer::abandon(uint32_t partition, NodeId node) {
   auto it = work_.find(partition);
   if (it == work_.end() || it->second.in_flight.erase(node) == 0)
-    return make_error(Errc::kNotFound,
-                      fmt::format("no transfer of partition {} to node {} is in flight", partition, node));
+    return make_error(
+        Errc::kNotFound,
+        fmt::format("no transfer of partition {} to node {} is in flight", partition, node));
   // Back in target order, so the next start() offers it in the same place.
   auto& w = it->second;
   w.pending.push_back(node);

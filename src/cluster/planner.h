@@ -58,12 +58,12 @@ struct Move {
 };
 
 struct Plan {
-  PartitionMap now;                  // commit at once (== current, same version, if no node died)
-  PartitionMap target;               // where the moves lead (version = now.version + 1 if it differs)
-  std::vector<Move> moves;           // diff(now, target)
-  std::vector<uint32_t> lost;        // partitions with no surviving copy (unchanged in now and target)
-  std::vector<uint32_t> changed;     // partitions whose assignment differs between now and target
-  uint32_t copies = 0;               // copies per partition in target: min(copies asked, storage members)
+  PartitionMap now;               // commit at once (== current, same version, if no node died)
+  PartitionMap target;            // where the moves lead (version = now.version + 1 if it differs)
+  std::vector<Move> moves;        // diff(now, target)
+  std::vector<uint32_t> lost;     // partitions with no surviving copy (unchanged in now and target)
+  std::vector<uint32_t> changed;  // partitions whose assignment differs between now and target
+  uint32_t copies = 0;  // copies per partition in target: min(copies asked, storage members)
 };
 
 // `members`: the member set to place over (storage members hold copies). `dead`: nodes the
@@ -87,7 +87,8 @@ Result<PartitionAssignment> fail_over(const PartitionAssignment& a, NodeId new_p
 
 // `map` with partition `partition` replaced by `a`, version + 1. kInvalidArgument if the
 // partition does not exist, the epoch does not rise, or the result is not a valid map.
-Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition, PartitionAssignment a);
+Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition,
+                                     PartitionAssignment a);
 
 struct RebalanceOptions {
   uint32_t max_transfers_per_node = 2;  // concurrent transfers a node sends or receives; >= 1
@@ -104,7 +105,8 @@ struct Transfer {
 class Rebalancer {
  public:
   // kInvalidArgument if the maps differ in partition count or are invalid, or the options are.
-  static Result<Rebalancer> create(PartitionMap current, PartitionMap target, RebalanceOptions opt = {});
+  static Result<Rebalancer> create(PartitionMap current, PartitionMap target,
+                                   RebalanceOptions opt = {});
 
   // Transfers to begin now, within the per-node limits; they are in flight from then on.
   // Under-replicated partitions first, then by partition id. Deterministic.

@@ -14,7 +14,8 @@ namespace {
 PartitionMap small_map() {
   PartitionMap m;
   m.version = 7;
-  m.partitions = {{.primary = 3, .replicas = {9, 1}, .epoch = 4}, {.primary = 1, .replicas = {}, .epoch = 1}};
+  m.partitions = {{.primary = 3, .replicas = {9, 1}, .epoch = 4},
+                  {.primary = 1, .replicas = {}, .epoch = 1}};
   return m;
 }
 
@@ -57,7 +58,8 @@ TEST(PartitionMap, ValidateNamesTheProblem) {
   m.partitions[1].replicas = {1};
   bad = validate(m);
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("partition 1 names node 1 twice"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("partition 1 names node 1 twice"), std::string::npos)
+      << bad.error().message;
 }
 
 TEST(PartitionMapCodec, KnownBytes) {
@@ -121,15 +123,17 @@ rc::Gen<PartitionMap> arbitrary_map() {
     auto log2p = *rc::gen::inRange<uint32_t>(0, 7);
     uint32_t parts = 1u << log2p;
     auto pool = *rc::gen::container<std::vector<NodeId>>(*rc::gen::inRange<size_t>(1, 20),
-                                                          rc::gen::arbitrary<NodeId>());
+                                                         rc::gen::arbitrary<NodeId>());
     std::sort(pool.begin(), pool.end());
     pool.erase(std::unique(pool.begin(), pool.end()), pool.end());
     PartitionMap m;
     m.version = *rc::gen::arbitrary<uint64_t>();
     for (uint32_t p = 0; p < parts; ++p) {
       auto copies = *rc::gen::inRange<size_t>(1, std::min<size_t>(pool.size(), kMaxCopies) + 1);
-      auto order = *rc::gen::unique<std::vector<size_t>>(copies, rc::gen::inRange<size_t>(0, pool.size()));
-      PartitionAssignment a{.primary = pool[order[0]], .replicas = {}, .epoch = *rc::gen::arbitrary<uint64_t>()};
+      auto order =
+          *rc::gen::unique<std::vector<size_t>>(copies, rc::gen::inRange<size_t>(0, pool.size()));
+      PartitionAssignment a{
+          .primary = pool[order[0]], .replicas = {}, .epoch = *rc::gen::arbitrary<uint64_t>()};
       for (size_t i = 1; i < order.size(); ++i) a.replicas.push_back(pool[order[i]]);
       m.partitions.push_back(std::move(a));
     }

@@ -1,5 +1,6 @@
 #include "cluster/placement.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -8,8 +9,6 @@
 #include <iostream>
 #include <map>
 #include <set>
-
-#include <fmt/format.h>
 
 namespace keel::cluster {
 namespace {
@@ -40,7 +39,8 @@ TEST(Placement, ValidateMembersNamesTheField) {
   m = {{.id = 1, .weight = 0}};
   r = validate_members(m);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("weight 0; allowed 1..1000000"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("weight 0; allowed 1..1000000"), std::string::npos)
+      << r.error().message;
   m = {{.id = 1, .weight = 1, .zone = std::string(65, 'z')}};
   r = validate_members(m);
   ASSERT_FALSE(r);
@@ -103,11 +103,13 @@ Spread spread(const PartitionMap& map, const std::vector<Member>& members) {
 
 // The figures quoted in docs/partitions.md: print them, and assert the bound stated there.
 //
-// With equal weights each partition's copy set is a uniformly random k-subset of the N nodes
-// (a hash is not random, but is indistinguishable from it here), so a node's count is
-// Binomial(P, k/N): mean m = kP/N, deviation sqrt(m (1 - k/N)). The maximum over N <= 16 nodes
-// stays within about 3 deviations; m + 3.5 sqrt(m) is the asserted bound, which for P = 1024
-// gives max <= 1.25 m + 8 for every N in 2..16 (sqrt(m)/m shrinks as m grows).
+// With equal weights each partition's copy set is, to the hash, a uniformly random k-subset of
+// the N nodes, so a node's count is Binomial(P, k/N): mean m = kP/N, deviation
+// s = sqrt(m (1 - k/N)). For P = 1024 and N in 2..16 the largest node measured here is at most
+// 1.30 m (k = 1, N = 12), 1.17 m (k = 2), 1.13 m (k = 3): the sweep below (fixed ids, so exact
+// and repeatable) asserts max <= 1.25 m + 8 and min >= 0.75 m - 8 for each case. The property
+// after it (random ids) asserts m +- 5 s, a bound a correct placement breaks with probability
+// below 1e-6 per node — it is there to catch a broken hash or score, never by chance.
 TEST(PlacementBalance, EqualWeightsMeasured) {
   for (uint32_t copies : {1u, 2u, 3u}) {
     double worst_max = 0, worst_min = 10;
@@ -117,18 +119,16 @@ TEST(PlacementBalance, EqualWeightsMeasured) {
       ASSERT_TRUE(map);
       auto s = spread(*map, members);
       double mean = 1024.0 * copies / n;
-      double bound = mean + 3.5 * std::sqrt(mean * (1.0 - static_cast<double>(copies) / n));
-      EXPECT_LE(s.max, bound) << "N=" << n << " copies=" << copies;
       EXPECT_LE(s.max, 1.25 * mean + 8) << "N=" << n << " copies=" << copies;
-      EXPECT_GE(s.min, mean - 3.5 * std::sqrt(mean * (1.0 - static_cast<double>(copies) / n)))
-          << "N=" << n << " copies=" << copies;
+      EXPECT_GE(s.min, 0.75 * mean - 8) << "N=" << n << " copies=" << copies;
       worst_max = std::max(worst_max, s.max_over_mean);
       worst_min = std::min(worst_min, s.min_over_mean);
-      std::cout << fmt::format("copies={} N={:2} mean={:7.1f} max={:4} ({:.3f}x) min={:4} ({:.3f}x)\n", copies, n,
-                               mean, s.max, s.max_over_mean, s.min, s.min_over_mean);
+      std::cout << fmt::format(
+          "copies={} N={:2} mean={:7.1f} max={:4} ({:.3f}x) min={:4} ({:.3f}x)\n", copies, n, mean,
+          s.max, s.max_over_mean, s.min, s.min_over_mean);
     }
-    std::cout << fmt::format("copies={}: worst max/mean {:.3f}, worst min/mean {:.3f}\n", copies, worst_max,
-                             worst_min);
+    std::cout << fmt::format("copies={}: worst max/mean {:.3f}, worst min/mean {:.3f}\n", copies,
+                             worst_max, worst_min);
   }
 }
 
@@ -144,15 +144,16 @@ RC_GTEST_PROP(PlacementBalance, EqualWeightsAnyIds, ()) {
   auto s = spread(*map, members);
   double mean = 1024.0 * copies / n;
   double dev = std::sqrt(mean * (1.0 - static_cast<double>(copies) / n));
-  RC_ASSERT(s.max <= mean + 3.5 * dev + 1e-9);
-  RC_ASSERT(s.min >= mean - 3.5 * dev - 1e-9);
+  RC_ASSERT(s.max <= mean + 5 * dev + 1e-9);
+  RC_ASSERT(s.min >= mean - 5 * dev - 1e-9);
   // Primaries are balanced too (Binomial(P, 1/N)).
   double pm = 1024.0 / n;
-  for (const auto& m : members) RC_ASSERT(map->primaries_on(m.id) <= pm + 3.5 * std::sqrt(pm * (1 - 1.0 / n)) + 1e-9);
+  for (const auto& m : members)
+    RC_ASSERT(map->primaries_on(m.id) <= pm + 5 * std::sqrt(pm * (1 - 1.0 / n)) + 1e-9);
 }
 
 // Weighted HRW: a node of weight w ranks first with probability w / W exactly, so with one
-// copy its share of P partitions is Binomial(P, w / W); assert within 4 deviations. With more
+// copy its share of P partitions is Binomial(P, w / W); assert within 5.5 deviations. With more
 // copies a heavy node saturates (it can hold each partition once), so only the order of the
 // shares is asserted there: a heavier node never holds fewer copies than a node of at most
 // half its weight.
@@ -173,7 +174,7 @@ RC_GTEST_PROP(PlacementBalance, WeightsRespected, ()) {
     double mean = parts * p;
     double dev = std::sqrt(parts * p * (1 - p));
     double got = map->copies_on(m.id);
-    RC_ASSERT(std::abs(got - mean) <= 4 * dev + 1);
+    RC_ASSERT(std::abs(got - mean) <= 5.5 * dev + 1);
   }
   auto map3 = initial_map(members, 1024, std::min(n, 3u));
   RC_ASSERT(map3.has_value());
@@ -183,7 +184,9 @@ RC_GTEST_PROP(PlacementBalance, WeightsRespected, ()) {
 }
 
 TEST(PlacementBalance, WeightsMeasured) {
-  std::vector<Member> members = {{.id = 1, .weight = 1}, {.id = 2, .weight = 2}, {.id = 3, .weight = 3},
+  std::vector<Member> members = {{.id = 1, .weight = 1},
+                                 {.id = 2, .weight = 2},
+                                 {.id = 3, .weight = 3},
                                  {.id = 4, .weight = 4}};
   for (uint32_t copies : {1u, 2u}) {
     auto map = initial_map(members, 1024, copies);
@@ -221,7 +224,10 @@ RC_GTEST_PROP(Placement, GatewaysHoldNothing, ()) {
   auto n = *rc::gen::inRange<uint32_t>(2, 12);
   std::vector<Member> members;
   for (uint32_t i = 0; i < n; ++i)
-    members.push_back({.id = i + 1, .weight = 1, .zone = "", .role = i % 2 == 0 ? Role::kStorage : Role::kGateway});
+    members.push_back({.id = i + 1,
+                       .weight = 1,
+                       .zone = "",
+                       .role = i % 2 == 0 ? Role::kStorage : Role::kGateway});
   auto map = initial_map(members, 256, 3);
   RC_ASSERT(map.has_value());
   for (const auto& m : members)
