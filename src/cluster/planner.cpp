@@ -167,6 +167,13 @@ Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition
   return out;
 }
 
+std::vector<uint32_t> under_replicated(const PartitionMap& map, uint32_t copies) {
+  std::vector<uint32_t> out;
+  for (uint32_t p = 0; p < map.partition_count(); ++p)
+    if (map.partitions[p].copy_count() < copies) out.push_back(p);
+  return out;
+}
+
 // ---- Rebalancer ----
 
 Result<Rebalancer> Rebalancer::create(PartitionMap current, PartitionMap target,
@@ -280,6 +287,13 @@ std::optional<PartitionMap> Rebalancer::take_switch() {
   if (!any) return std::nullopt;
   ++current_.version;
   return current_;
+}
+
+std::vector<Transfer> Rebalancer::in_flight() const {
+  std::vector<Transfer> out;
+  for (const auto& [p, w] : work_)
+    for (NodeId n : w.in_flight) out.push_back({p, current_.partitions[p].primary, n});
+  return out;
 }
 
 size_t Rebalancer::pending_transfers() const {

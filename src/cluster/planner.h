@@ -90,6 +90,10 @@ Result<PartitionAssignment> fail_over(const PartitionAssignment& a, NodeId new_p
 Result<PartitionMap> with_assignment(const PartitionMap& map, uint32_t partition,
                                      PartitionAssignment a);
 
+// Partitions of `map` with fewer than `copies` copies, ascending (after a failure, until the
+// lost copies are re-created).
+std::vector<uint32_t> under_replicated(const PartitionMap& map, uint32_t copies);
+
 struct RebalanceOptions {
   uint32_t max_transfers_per_node = 2;  // concurrent transfers a node sends or receives; >= 1
 };
@@ -128,6 +132,8 @@ class Rebalancer {
   size_t in_flight_transfers() const;
   // Partitions still to switch.
   size_t remaining_partitions() const { return work_.size(); }
+  // The transfers in flight, by partition then target (for `keel cluster status`).
+  std::vector<Transfer> in_flight() const;
 
  private:
   struct Work {

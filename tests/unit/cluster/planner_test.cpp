@@ -267,6 +267,8 @@ TEST(Planner, PrimaryFailurePromotesFirstReplicaAndRepairs) {
   EXPECT_EQ(now.primary, a.replicas[0]);
   EXPECT_EQ(now.replicas, std::vector<NodeId>{a.replicas[1]});
   EXPECT_EQ(now.epoch, a.epoch + 1);
+  EXPECT_EQ(under_replicated(r->now, 3).size(), map->copies_on(victim));
+  EXPECT_TRUE(under_replicated(r->target, 3).empty());
   const auto& target = r->target.partitions[0];
   EXPECT_EQ(target.primary, now.primary);
   ASSERT_EQ(target.replicas.size(), 2u);
@@ -417,6 +419,8 @@ TEST(Rebalancer, RespectsPerNodeLimitAndRepairsFirst) {
   EXPECT_EQ(first[1], (Transfer{0, 1, 9}));
   EXPECT_TRUE(r->start().empty());  // node 9 is full
   EXPECT_EQ(r->in_flight_transfers(), 2u);
+  EXPECT_EQ(r->in_flight(), (std::vector<Transfer>{{0, 1, 9}, {2, 3, 9}}));
+  EXPECT_EQ(under_replicated(r->current(), 2), std::vector<uint32_t>{2});
   EXPECT_EQ(r->pending_transfers(), 2u);
   EXPECT_FALSE(r->take_switch());  // nothing caught up yet: the map does not change
 
@@ -487,6 +491,73 @@ TEST(Rebalancer, SwitchWithoutTransfersAndBadInput) {
   EXPECT_NE(bad.error().message.find("current map has 1 partitions and target 2"),
             std::string::npos);
   EXPECT_FALSE(Rebalancer::create(cur, target, {.max_transfers_per_node = 0}));
+}
+
+}  // namespace
+}  // namespace keel::cluster
+
+namespace keel::cluster {
+namespace {
+
+// Random interleavings of the runtime's reports (caught up, failed, commit a switch): no node
+// ever exceeds its transfer limit, no committed map ever has a partition with fewer copies than
+// it started with (a copy is given up only once its replacement is caught up), every switch
+// raises the epochs of exactly the partitions it changes, and the target is reached.
+RC_GTEST_PROP(Rebalancer, RandomInterleavingsAreSafe, ()) {
+  auto n = *rc::gen::inRange<uint32_t>(2, 8);
+  auto copies = *rc::gen::inRange<uint32_t>(1, 4);
+  auto members = members_of(ids(n));
+  auto map = initial_map(members, 64, copies);
+  RC_ASSERT(map.has_value());
+  // A join and a drain at once.
+  auto after_ids = ids(n + 1);
+  after_ids.erase(after_ids.begin() + *rc::gen::inRange<uint32_t>(0, n));
+  auto pl = plan(*map, members_of(after_ids), copies);
+  RC_ASSERT(pl.has_value());
+  auto limit = *rc::gen::inRange<uint32_t>(1, 4);
+  auto r = Rebalancer::create(pl->now, pl->target, {.max_transfers_per_node = limit});
+  RC_ASSERT(r.has_value());
+  PartitionMap committed = pl->now;
+  std::vector<Transfer> flying;
+  // A random phase, then (so that every run ends) everything in flight is reported caught up.
+  const int random_steps = *rc::gen::inRange(0, 400);
+  for (int step = 0; step < random_steps + 100000 && !r->done(); ++step) {
+    int action = step < random_steps ? *rc::gen::inRange(0, 4) : (flying.empty() ? 0 : 1);
+    if (action == 0 || flying.empty()) {
+      for (const auto& t : r->start()) flying.push_back(t);
+      std::map<NodeId, uint32_t> load;
+      for (const auto& t : flying) {
+        ++load[t.source];
+        ++load[t.target];
+      }
+      for (const auto& [node, l] : load) RC_ASSERT(l <= limit);
+      RC_ASSERT(r->in_flight().size() == flying.size());
+    } else {
+      auto i = *rc::gen::inRange<size_t>(0, flying.size());
+      auto t = flying[i];
+      flying.erase(flying.begin() + static_cast<std::ptrdiff_t>(i));
+      if (action == 3)
+        RC_ASSERT(r->abandon(t.partition, t.target).has_value());
+      else
+        RC_ASSERT(r->caught_up(t.partition, t.target).has_value());
+    }
+    if (auto m = r->take_switch()) {
+      RC_ASSERT(m->version == committed.version + 1);
+      RC_ASSERT(validate(*m).has_value());
+      for (uint32_t p = 0; p < m->partition_count(); ++p) {
+        const auto& before = committed.partitions[p];
+        const auto& a = m->partitions[p];
+        RC_ASSERT(a.copy_count() >=
+                  std::min(before.copy_count(), pl->target.partitions[p].copy_count()));
+        if (a == before) continue;
+        RC_ASSERT(a.epoch == before.epoch + 1);
+        RC_ASSERT(a.copies() == pl->target.partitions[p].copies());
+      }
+      committed = *m;
+    }
+  }
+  RC_ASSERT(r->done());
+  expect_same_assignment(committed, pl->target);
 }
 
 }  // namespace
