@@ -30,6 +30,18 @@
 // propose. After a crash, or when the map changes under it (a failover), the runtime builds
 // a new Rebalancer from the map in metadata and the stored target: the plan is a function of
 // the two maps, so it resumes where it was.
+//
+// How the runtime uses this:
+//  - member joins / drains (config change decided in metadata): r = plan(map, members, copies);
+//    store r.target in metadata; run a Rebalancer(map, r.target); commit each take_switch()
+//    map (re-propose the same map if the commit fails; rebuild the Rebalancer from the
+//    committed map and the stored target after a crash or a failover).
+//  - failure (the failure detector says dead): for each partition whose primary died, fence
+//    its replicas, pick the one holding every acknowledged write and commit
+//    with_assignment(map, p, fail_over(a, chosen, dead)) — or commit plan(...).now as it is
+//    if the first replica is the choice. Then plan() again from the committed map: its `now`
+//    is that map (nothing left to drop) and its target keeps the chosen primaries; run the
+//    moves as above to re-create the lost copies.
 #pragma once
 
 #include <cstdint>

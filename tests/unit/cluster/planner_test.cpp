@@ -312,6 +312,30 @@ TEST(Planner, FailOverToTheChosenReplica) {
   EXPECT_FALSE(with_assignment(map, 2, *b));
 }
 
+TEST(Planner, RuntimeChosenPrimaryIsKeptByTheNextPlan) {
+  auto members = members_of(ids(5));
+  auto map = initial_map(members, 32, 3);
+  ASSERT_TRUE(map);
+  const auto a = map->partitions[7];
+  NodeId victim = a.primary;
+  NodeId chosen = a.replicas[1];  // the second replica is the most up to date, say
+  std::vector<NodeId> dead = {victim};
+  auto fo = fail_over(a, chosen, dead);
+  ASSERT_TRUE(fo);
+  auto committed = with_assignment(*map, 7, *fo);
+  ASSERT_TRUE(committed);
+  std::vector<NodeId> rest;
+  for (NodeId id : ids(5))
+    if (id != victim) rest.push_back(id);
+  auto r = plan(*committed, members_of(rest), 3, dead);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->now.partitions[7], *fo);  // nothing more to drop there
+  EXPECT_EQ(r->target.partitions[7].primary, chosen);
+  EXPECT_EQ(r->target.partitions[7].replicas[0], a.replicas[0]);
+  EXPECT_EQ(r->target.partitions[7].replicas.size(), 2u);
+  EXPECT_EQ(r->target.partitions[7].epoch, fo->epoch + 1);
+}
+
 TEST(Planner, DrainingPrimaryHandsOverAtTheSwitch) {
   auto members = members_of(ids(4));
   auto map = initial_map(members, 16, 2);
