@@ -79,6 +79,7 @@ class Placer {
   std::vector<Node> storage_;  // ascending id
 };
 
+// One-off forms of Placer::preference / Placer::place. REQUIRES: validate_members(members).
 std::vector<NodeId> preference(uint32_t partition, std::span<const Member> members);
 std::vector<NodeId> place(uint32_t partition, std::span<const Member> members, uint32_t copies);
 
