@@ -10,6 +10,8 @@
 #include <map>
 #include <set>
 
+#include "binomial_bounds.h"
+
 namespace keel::cluster {
 namespace {
 
@@ -140,9 +142,9 @@ RC_GTEST_PROP(Planner, JoinMovesOnlyToTheNewcomer, ()) {
   uint32_t k = std::min(copies, n + 1);
   double mean = static_cast<double>(k) * 1024 / (n + 1);
   // Exactly the copies the newcomer ends with move, and that is Binomial(P, k/(N+1)): within
-  // 5 deviations of its mean (see placement_test for why 5).
+  // the bound of binomial_bounds.h.
   RC_ASSERT(adds == r->target.copies_on(newcomer));
-  RC_ASSERT(adds <= mean + 5 * std::sqrt(mean * (1 - static_cast<double>(k) / (n + 1))) + 1);
+  RC_ASSERT(adds <= testing::binomial_upper(mean));
   // Every changed partition: epoch + 1, one copy in, at most one out.
   for (uint32_t p : r->changed) {
     const auto& before = r->now.partitions[p];
