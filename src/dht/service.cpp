@@ -4,6 +4,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -91,6 +92,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   // Data plane thread.
   asio::io_context dio{1};
+  // Keeps dio.run() going until stop(), even when no operation is pending.
+  asio::executor_work_guard<asio::io_context::executor_type> dio_work{dio.get_executor()};
   std::unique_ptr<cluster::PeerTransport> transport;
   std::thread thread;
   std::atomic<bool> stopping{false};
@@ -578,12 +581,22 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (!pv.primary || !(dead(pv.primary) || restarted.count(pv.primary)) || decided.count(p)) continue;
       auto fit = fencing.find(p);
       if (fit != fencing.end() && fit->second.new_epoch > pv.epoch && now - fit->second.started_ms < 5000) continue;
+      bool any_replica = false;
+      for (uint32_t r : pv.replicas) any_replica |= !dead(r);
+      if (!any_replica) {
+        // No other copy to fence or promote. A primary that restarted keeps its partition (a
+        // persistent engine kept the data; a memory engine starts it empty) in a new epoch;
+        // a dead one leaves it unavailable until it returns.
+        if (!dead(pv.primary)) decided[p] = PartitionView{pv.epoch + 1, pv.primary, {}};
+        continue;
+      }
       Fencing f;
       f.new_epoch = pv.epoch + 1;
       f.started_ms = now;
       fencing[p] = f;
+      // Replicas that restarted answer too (they hold nothing the log knows of: LSN 0).
       for (uint32_t r : pv.replicas)
-        if (!dead(r) && !restarted.count(r)) send_repl(r, p, replication::Fence{f.new_epoch});
+        if (!dead(r)) send_repl(r, p, replication::Fence{f.new_epoch});
     }
     commit_decisions(t, restarted);
   }
@@ -709,7 +722,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
                      ++to[pv.primary];
                    }
                    for (auto& [node, count] : to)
-                     spdlog::warn("dht: {} partition(s) failed over to node {}", count, node);
+                     spdlog::warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
                    spdlog::info("dht: partition map updated ({} partitions changed)", n);
                  } else {
                    spdlog::warn("dht: updating the partition map: {}", r.error().message);
@@ -776,12 +789,32 @@ void Service::stop() {
     std::promise<void> done;
     asio::post(im.dio, [&] { done.set_value(); });
     done.get_future().wait();
+    im.dio_work.reset();
     im.dio.stop();
     im.thread.join();
   }
 }
 
 std::shared_ptr<const Topology> Service::topology(unsigned shard) const { return impl_->st[shard]->topo; }
+
+bool Service::wait_installed(int64_t timeout_ms) {
+  auto& im = *impl_;
+  for (int64_t waited = 0; waited <= timeout_ms; waited += 5) {
+    unsigned ready = 0;
+    for (unsigned i = 0; i < im.st.size(); ++i) {
+      std::promise<bool> has;
+      asio::post(im.shards.shard(i).io, [&, i] {
+        auto& t = im.st[i]->topo;
+        auto inc = t ? t->incarnations.find(im.opt.self) : decltype(t->incarnations.end()){};
+        has.set_value(t && inc != t->incarnations.end() && inc->second == im.incarnation);
+      });
+      ready += has.get_future().get();
+    }
+    if (ready == im.st.size()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
 
 std::shared_ptr<const Topology> Service::latest() const {
   int cur = runtime::ShardSet::current();
@@ -801,9 +834,9 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
     return fmt::format("TRYAGAIN partition {} has no primary on this node right now; retry", partition);
   int64_t now = now_ms();
   if (write) {
-    auto cs = it->second->status(now);
-    if (cs.fenced_epoch > cs.epoch)
-      return fmt::format("TRYAGAIN partition {} is failing over (epoch {} fenced); retry", partition, cs.epoch);
+    if (!it->second->writable())
+      return fmt::format("TRYAGAIN partition {} is failing over (this primary's epoch {} is fenced); retry",
+                         partition, it->second->config().epoch);
     return {};
   }
   if (!it->second->can_serve_reads(now))
@@ -817,8 +850,8 @@ uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
   auto& s = *impl_->st[shard];
   auto it = s.copies.find(partition);
   if (it == s.copies.end()) return 0;
-  auto cs = it->second->status(now_ms());
-  return cs.last_lsn > cs.committed_lsn ? cs.last_lsn : 0;
+  auto& c = *it->second;
+  return c.last_lsn() > c.committed_lsn() ? c.last_lsn() : 0;
 }
 
 Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned shard, int64_t) {
@@ -885,7 +918,7 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
     auto it = s.copies.find(p);
     if (it == s.copies.end())
       co_return make_error(Errc::kTimeout, fmt::format("outcome unknown: partition {} moved away from this node before the write was replicated; it may or may not have been applied", p));
-    if (it->second->status(now_ms()).committed_lsn >= lsn) continue;
+    if (it->second->committed_lsn() >= lsn) continue;
     Waiter w;
     w.lsn = lsn;
     w.timer = &timer;

@@ -76,6 +76,8 @@ class Service {
   void stop();
 
   const ServiceOptions& options() const { return opt_; }
+  // Not from a shard thread: waits until every shard routes by a partition map.
+  bool wait_installed(int64_t timeout_ms);
   // Shard thread: the topology this shard sees (null until the map is known).
   std::shared_ptr<const Topology> topology(unsigned shard) const;
   // Any thread: the newest topology, with the failure detector's view of each member.

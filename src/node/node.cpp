@@ -315,15 +315,20 @@ Status Node::start() {
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
-  if (im.cfg.cluster_node_id != 0) {
+  // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
+  // one-member cluster on the same code path (metadata, partition map, routing), whose peer
+  // and data ports are private (any free port, nobody dials them).
+  bool embedded = im.cfg.cluster_node_id == 0;
+  {
     auto peers = cluster::parse_peer_list(im.cfg.cluster_peers);
     if (!peers) return std::unexpected(peers.error());
     cluster::DriverOptions d;
-    d.node_id = im.cfg.cluster_node_id;
+    d.node_id = embedded ? 1 : im.cfg.cluster_node_id;
     d.cluster_id = im.cfg.cluster_id;
-    d.members = cluster::members_from(d.node_id, *peers, im.cfg.bind, im.cfg.cluster_peer_port);
+    d.peer_port = embedded ? 0 : im.cfg.cluster_peer_port;
+    d.members = embedded ? std::vector<cluster::PeerAddress>{{1, im.cfg.bind, 0}}
+                         : cluster::members_from(d.node_id, *peers, im.cfg.bind, im.cfg.cluster_peer_port);
     d.bind = im.cfg.bind;
-    d.peer_port = im.cfg.cluster_peer_port;
     d.data_dir = im.cfg.storage.data_dir + "/cluster";
     d.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     d.heartbeat_ms = static_cast<int64_t>(im.cfg.cluster_heartbeat_ms);
@@ -358,8 +363,11 @@ Status Node::start() {
     im.resp->set_dht(im.dht.get());
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
-    spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}; members {}", d.node_id,
-                 d.cluster_id, im.cfg.bind, im.peer_port, list);
+    if (embedded)
+      spdlog::info("embedded: a one-member cluster (set cluster.node_id and cluster.peers to form a larger one)");
+    else
+      spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
+                   d.node_id, d.cluster_id, im.cfg.bind, im.peer_port, im.cfg.bind, *dport, list);
   }
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
@@ -369,6 +377,11 @@ Status Node::start() {
     asio::co_spawn(im.shards->shard(i).io, im.maintenance(i), asio::detached);
   im.shards->start();
   im.running = true;
+  // The embedded node creates its partition map at once; it is ready when its shards route by
+  // it. (A member of a larger cluster waits for the others; until then it answers
+  // CLUSTERDOWN.)
+  if (embedded && !im.dht->wait_installed(30000))
+    return make_error(Errc::kUnavailable, "the embedded node did not create its partition map within 30 s");
   spdlog::info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
                im.cfg.bind, im.resp_port, im.cfg.bind, im.http_port, n,
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent",

@@ -235,6 +235,9 @@ class Copy {
   Output take_output();
   CopyStatus status(int64_t now_ms) const;
   uint64_t last_lsn() const { return last_; }
+  uint64_t committed_lsn() const { return commit_; }
+  // Primary of its epoch and not fenced for a newer one: a write may be applied and appended.
+  bool writable() const { return role_ == Role::kPrimary && !fenced(); }
   uint64_t last_epoch() const { return last_epoch_; }
   const Config& config() const { return cfg_; }
 
