@@ -282,10 +282,10 @@ void Sim::setup() {
       break;
   }
   // Byte bounds. Most seeds: small requests and batches cut by bytes now and then, and a third
-  // of them send every snapshot in chunks of 256 bytes (the sim's state is a few KiB), so the
+  // of them send every snapshot in chunks of 64 bytes and a third in chunks of 512 (the sim's state is a few KiB), so the
   // chunked transfer runs under every fault. large-state: a 64 KiB frame limit.
   {
-    static constexpr size_t kChunks[] = {256, 4096, 1u << 20};
+    static constexpr size_t kChunks[] = {64, 512, 1u << 20};
     chunk_bytes_ = kChunks[rnd_.uniform(3)];
     max_batch_bytes_ = rnd_.chance(0.5) ? max_request_bytes_ + 2 * rabia::kRequestOverheadBytes : (1u << 20);
     frame_limit_ = rabia::max_message_bytes(replica_options(1));
