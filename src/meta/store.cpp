@@ -347,7 +347,8 @@ Result<std::vector<Event>> Store::watch(std::string_view domain, std::string_vie
 
 std::vector<KeyValue> Store::list_all(std::string_view domain, std::string_view prefix) const {
   std::vector<KeyValue> out;
-  for (auto it = kv_.lower_bound(Key{std::string(domain), std::string(prefix)}); it != kv_.end(); ++it) {
+  for (auto it = kv_.lower_bound(Key{std::string(domain), std::string(prefix)}); it != kv_.end();
+       ++it) {
     if (it->first.first != domain || !it->first.second.starts_with(prefix)) break;
     out.push_back(it->second);
   }
@@ -357,9 +358,10 @@ std::vector<KeyValue> Store::list_all(std::string_view domain, std::string_view 
 Result<std::vector<Event>> Store::changes_since(std::string_view domain, std::string_view prefix,
                                                 uint64_t from_revision) const {
   if (from_revision <= compacted_)
-    return make_error(Errc::kOutOfRange,
-                      fmt::format("meta: revision {} compacted; the oldest watchable revision is {}",
-                                  from_revision, compacted_ + 1));
+    return make_error(
+        Errc::kOutOfRange,
+        fmt::format("meta: revision {} compacted; the oldest watchable revision is {}",
+                    from_revision, compacted_ + 1));
   std::vector<Event> out;
   auto it = std::lower_bound(history_.begin(), history_.end(), from_revision,
                              [](const Event& e, uint64_t r) { return e.revision < r; });

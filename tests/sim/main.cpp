@@ -27,7 +27,8 @@ int usage(const char* why) {
   fmt::print(
       stderr,
       "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
-      "[--trace] [--break durability|rebroadcast|chunking [--expect-failure]] [--propose-delay MS] [--start-timeout MS] "
+      "[--trace] [--break durability|rebroadcast|chunking [--expect-failure]] [--propose-delay MS] "
+      "[--start-timeout MS] "
       "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
       "cold-start null-storm reconfig-partition steady large-state\n",
       why);
@@ -39,12 +40,15 @@ void report(const Counters& k, double secs) {
   fmt::print(
       "seeds={} slots={} null_slots={} ({:.1f}%) requests_done={}\n"
       "weak-mvc decisions={} phase1(fast path)={:.1f}% phases/decision={:.3f} coin_flips={}\n"
-      "decisions by transfer={} snapshots installed={} snapshot chunks={} rebroadcasts={} crashes={} torn_writes={}\n"
-      "messages={} dropped={} largest message={} B largest state={} B wall={:.2f}s seeds/sec={:.1f}\n",
+      "decisions by transfer={} snapshots installed={} snapshot chunks={} rebroadcasts={} "
+      "crashes={} torn_writes={}\n"
+      "messages={} dropped={} largest message={} B largest state={} B wall={:.2f}s "
+      "seeds/sec={:.1f}\n",
       k.seeds, k.slots, k.null_slots, k.slots ? 100.0 * k.null_slots / k.slots : 0.0,
       k.requests_done, k.decided_by_vote, 100.0 * k.decided_phase1 / votes, k.phases_total / votes,
-      k.coin_flips, k.by_transfer, k.snapshots_installed, k.snapshot_chunks, k.rebroadcasts, k.crashes,
-      k.torn_writes, k.messages, k.dropped, k.max_message_bytes, k.max_state_bytes, secs, secs > 0 ? k.seeds / secs : 0.0);
+      k.coin_flips, k.by_transfer, k.snapshots_installed, k.snapshot_chunks, k.rebroadcasts,
+      k.crashes, k.torn_writes, k.messages, k.dropped, k.max_message_bytes, k.max_state_bytes, secs,
+      secs > 0 ? k.seeds / secs : 0.0);
 }
 
 }  // namespace

@@ -281,13 +281,14 @@ void Sim::setup() {
       heal_at_ = 8000;
       break;
   }
-  // Byte bounds. Most seeds: small requests and batches cut by bytes now and then, and a third
-  // of them send every snapshot in chunks of 64 bytes and a third in chunks of 512 (the sim's state is a few KiB), so the
-  // chunked transfer runs under every fault. large-state: a 64 KiB frame limit.
+  // Byte bounds. Requests of at most 512 bytes; half the seeds cut batches at a few hundred
+  // bytes; a third send every snapshot in chunks of 64 bytes and a third in chunks of 512 (the
+  // state is a few KiB), so the chunked transfer runs under every fault. large-state: below.
   {
     static constexpr size_t kChunks[] = {64, 512, 1u << 20};
     chunk_bytes_ = kChunks[rnd_.uniform(3)];
-    max_batch_bytes_ = rnd_.chance(0.5) ? max_request_bytes_ + 2 * rabia::kRequestOverheadBytes : (1u << 20);
+    max_batch_bytes_ =
+        rnd_.chance(0.5) ? max_request_bytes_ + 2 * rabia::kRequestOverheadBytes : (1u << 20);
     frame_limit_ = rabia::max_message_bytes(replica_options(1));
   }
   if (opts_.scenario == Scenario::kLargeState) {
@@ -416,8 +417,7 @@ void Sim::on_install(Node& n, const rabia::Snapshot& s) {
                      s.next_slot));
   if (s.next_slot > 0) {
     auto it = state_after_.find(s.next_slot - 1);
-    if (it != state_after_.end() &&
-        it->second != mix64(n.app.hash ^ n.app.store_hash()))
+    if (it != state_after_.end() && it->second != mix64(n.app.hash ^ n.app.store_hash()))
       fail(fmt::format("STATE: node {} installed a snapshot differing at slot {}", n.id,
                        s.next_slot - 1));
   }
@@ -450,7 +450,8 @@ void Sim::on_apply(Node& n, const Entry& e) {
   }
   n.app.next = e.slot + 1;
   const std::string store_bytes = n.app.store.snapshot();
-  res_.counters.max_state_bytes = std::max<uint64_t>(res_.counters.max_state_bytes, store_bytes.size());
+  res_.counters.max_state_bytes =
+      std::max<uint64_t>(res_.counters.max_state_bytes, store_bytes.size());
   const uint64_t state = mix64(n.app.hash ^ rabia::snapshot_checksum(store_bytes));
   auto [it, fresh] = state_after_.try_emplace(e.slot, state);
   if (!fresh && it->second != state)
@@ -531,7 +532,8 @@ void Sim::drain(Node& n) {
 void Sim::send(NodeId from, const Message& m) {
   res_.counters.messages++;
   std::string bytes = rabia::encode(m);
-  res_.counters.max_message_bytes = std::max<uint64_t>(res_.counters.max_message_bytes, bytes.size());
+  res_.counters.max_message_bytes =
+      std::max<uint64_t>(res_.counters.max_message_bytes, bytes.size());
   if (bytes.size() > frame_limit_) {
     // What the peer transport would do: drop it (on every resend). Never allowed.
     fail(fmt::format("FRAME: node {} sent a message of type {} of {} bytes; the frame limit is {}",
@@ -756,11 +758,15 @@ void Sim::check_large_state() {
   }
   const uint64_t state = n.app.store.snapshot().size();
   if (state <= frame_limit_ * 16)
-    fail(fmt::format("LARGE-STATE: node 3 holds {} bytes of state, not the several MiB this "
-                     "scenario needs (frame limit {})", state, frame_limit_));
+    fail(
+        fmt::format("LARGE-STATE: node 3 holds {} bytes of state, not the several MiB this "
+                    "scenario needs (frame limit {})",
+                    state, frame_limit_));
   else if (s.snapshots_installed == 0 || s.snapshot_chunks_received < 2)
-    fail(fmt::format("LARGE-STATE: node 3 caught up without a chunked snapshot ({} installed, {} "
-                     "chunks)", s.snapshots_installed, s.snapshot_chunks_received));
+    fail(
+        fmt::format("LARGE-STATE: node 3 caught up without a chunked snapshot ({} installed, {} "
+                    "chunks)",
+                    s.snapshots_installed, s.snapshot_chunks_received));
 }
 
 bool Sim::converged() const {

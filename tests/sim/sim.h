@@ -45,7 +45,7 @@ struct Counters {
   uint64_t coin_flips = 0;
   uint64_t rebroadcasts = 0;
   uint64_t snapshots_installed = 0;
-  uint64_t snapshot_chunks = 0;  // chunks accepted by receivers
+  uint64_t snapshot_chunks = 0;    // chunks accepted by receivers
   uint64_t max_message_bytes = 0;  // largest encoded message sent
   uint64_t max_state_bytes = 0;    // largest application state seen
   uint64_t crashes = 0;

@@ -30,9 +30,11 @@ struct Limits {
 inline constexpr size_t kRequestOverheadBytes = 48;   // ids, seq, timestamp, origin, kind, length
 inline constexpr size_t kBatchOverheadBytes = 10;     // the request count
 inline constexpr size_t kDecisionOverheadBytes = 12;  // slot, null flag
-inline constexpr size_t kMessageOverheadBytes = 64;   // version, type, from, to, slot, phase, counts
-inline constexpr size_t kChunkOverheadBytes = 48;     // total, offset, checksum, length
-inline size_t request_wire_bytes(const Request& r) { return r.payload.size() + kRequestOverheadBytes; }
+inline constexpr size_t kMessageOverheadBytes = 64;  // version, type, from, to, slot, phase, counts
+inline constexpr size_t kChunkOverheadBytes = 48;    // total, offset, checksum, length
+inline size_t request_wire_bytes(const Request& r) {
+  return r.payload.size() + kRequestOverheadBytes;
+}
 size_t batch_wire_bytes(const std::vector<Request>& batch);
 size_t decision_wire_bytes(const Decision& d);
 

@@ -71,7 +71,8 @@ Replica::Replica(Options opts, const std::vector<Record>& durable)
     : opts_(std::move(opts)), config_(normalized(opts_.initial)) {
   KEEL_ASSERT(opts_.max_batch > 0);
   KEEL_ASSERT(opts_.catchup_batch > 0);
-  KEEL_ASSERT_MSG(opts_.max_request_bytes + kRequestOverheadBytes + kBatchOverheadBytes <= opts_.max_batch_bytes,
+  KEEL_ASSERT_MSG(opts_.max_request_bytes + kRequestOverheadBytes + kBatchOverheadBytes <=
+                      opts_.max_batch_bytes,
                   "max_batch_bytes must hold one request of max_request_bytes");
   KEEL_ASSERT(opts_.snapshot_chunk_bytes > 0);
   // Own slot records (proposal/state/vote) by slot; only those of the first undecided slot
@@ -241,7 +242,8 @@ void Replica::tick(int64_t now_ms) {
     } else if (now_ms_ - incoming_->last_ms >= stale_ms()) {
       ++stats_.snapshot_transfers_discarded;  // the sender went quiet: ask anyone again
       incoming_.reset();
-    } else if (now_ms_ - std::max(incoming_->last_ms, incoming_->pull_ms) >= opts_.rebroadcast_interval_ms) {
+    } else if (now_ms_ - std::max(incoming_->last_ms, incoming_->pull_ms) >=
+               opts_.rebroadcast_interval_ms) {
       send_pull();  // the chunk (or our pull) was lost: ask for the same offset again
     }
   }
@@ -539,7 +541,8 @@ void Replica::make_proposal() {
   // every proposal), so this is still "pending requests, oldest first", cut where the peer cut:
   // the proposals match and the slot is decided on the fast path instead of NULL.
   auto can_follow = [&](const std::vector<Request>& p) {
-    return !p.empty() && p.size() <= opts_.max_batch && batch_wire_bytes(p) <= opts_.max_batch_bytes;
+    return !p.empty() && p.size() <= opts_.max_batch &&
+           batch_wire_bytes(p) <= opts_.max_batch_bytes;
   };
   const std::vector<Request>* follow = nullptr;
   if (config_.n() > 0) {
@@ -612,7 +615,8 @@ void Replica::handle_catchup(const Message& m) {
        ++it) {
     if (!out.decisions.empty() && it->first != out.decisions.back().slot + 1) break;
     // Bounded in bytes too (at least one decision; a decision is at most one batch).
-    if (!out.decisions.empty() && bytes + decision_wire_bytes(it->second) > opts_.max_batch_bytes) break;
+    if (!out.decisions.empty() && bytes + decision_wire_bytes(it->second) > opts_.max_batch_bytes)
+      break;
     bytes += decision_wire_bytes(it->second);
     out.decisions.push_back(it->second);
   }
@@ -708,8 +712,13 @@ void Replica::send_chunk(NodeId to, const Encoded& e, uint64_t offset) {
 void Replica::send_pull() {
   KEEL_ASSERT(incoming_);
   incoming_->pull_ms = now_ms_;
-  SnapshotChunk c{.total = incoming_->total, .offset = incoming_->bytes.size(), .checksum = incoming_->checksum};
-  send(Message{.type = MsgType::kSnapshotPull, .to = incoming_->from, .slot = incoming_->slot, .chunk = std::move(c)});
+  SnapshotChunk c{.total = incoming_->total,
+                  .offset = incoming_->bytes.size(),
+                  .checksum = incoming_->checksum};
+  send(Message{.type = MsgType::kSnapshotPull,
+               .to = incoming_->from,
+               .slot = incoming_->slot,
+               .chunk = std::move(c)});
 }
 
 void Replica::handle_pull(const Message& m) {
@@ -808,7 +817,8 @@ void Replica::rebroadcast() {
     // Not a member: hand pending requests to the members again (their forward may be lost).
     Message m{.type = MsgType::kForward};
     size_t bytes = kBatchOverheadBytes;
-    for (auto it = queue_.begin(); it != queue_.end() && m.requests.size() < opts_.max_batch; ++it) {
+    for (auto it = queue_.begin(); it != queue_.end() && m.requests.size() < opts_.max_batch;
+         ++it) {
       if (!m.requests.empty() && bytes + request_wire_bytes(*it) > opts_.max_batch_bytes) break;
       bytes += request_wire_bytes(*it);
       m.requests.push_back(*it);

@@ -116,10 +116,10 @@ struct Stats {
   uint64_t rebroadcasts = 0;
   uint64_t fetches = 0;  // decided 1 without holding the majority proposal
   uint64_t duplicates_dropped = 0;
-  uint64_t snapshots_sent = 0;       // transfers begun (whole, or chunk 0 offered)
+  uint64_t snapshots_sent = 0;  // transfers begun (whole, or chunk 0 offered)
   uint64_t snapshots_installed = 0;
   uint64_t snapshot_chunks_sent = 0;
-  uint64_t snapshot_chunks_received = 0;  // accepted in order
+  uint64_t snapshot_chunks_received = 0;      // accepted in order
   uint64_t snapshot_transfers_discarded = 0;  // stale or superseded partial transfers
   uint64_t snapshot_transfers_failed = 0;     // assembled bytes with a wrong checksum or decoding
   uint64_t protocol_violations = 0;  // peers that broke the protocol (e.g. durability rules)
@@ -274,7 +274,7 @@ class Replica {
   bool start_deferred_ = false;  // a proposal is due at the next batch point
   std::vector<Encoded> serving_;  // encodings of the latest snapshots (at most 2), on demand
   std::map<NodeId, std::pair<uint64_t, int64_t>> offered_;  // peer -> (checksum, when) chunk 0
-  std::optional<Incoming> incoming_;  // the transfer this replica receives
+  std::optional<Incoming> incoming_;                        // the transfer this replica receives
   Stats stats_;
 };
 

@@ -36,15 +36,20 @@ bool Subscription::active() const {
   return !state_->cancelled;
 }
 
-Result<std::shared_ptr<detail::SubscriptionState>> SubscriptionHub::make(std::string domain, std::string prefix,
-                                                                         uint64_t from_revision, SubscribeCallback cb) {
+Result<std::shared_ptr<detail::SubscriptionState>> SubscriptionHub::make(std::string domain,
+                                                                         std::string prefix,
+                                                                         uint64_t from_revision,
+                                                                         SubscribeCallback cb) {
   if (!valid_domain(domain))
-    return make_error(Errc::kInvalidArgument,
-                      fmt::format("domain '{}' is not allowed; allowed: 1 to 64 characters of a-z, 0-9, _ and -", domain));
+    return make_error(
+        Errc::kInvalidArgument,
+        fmt::format("domain '{}' is not allowed; allowed: 1 to 64 characters of a-z, 0-9, _ and -",
+                    domain));
   if (!cb) return make_error(Errc::kInvalidArgument, "a subscription needs a callback");
   if (count_.fetch_add(1) >= max_) {
     count_.fetch_sub(1);
-    return make_error(Errc::kLimitExceeded, fmt::format("too many metadata subscriptions on this node (limit {})", max_));
+    return make_error(Errc::kLimitExceeded,
+                      fmt::format("too many metadata subscriptions on this node (limit {})", max_));
   }
   auto s = std::make_shared<detail::SubscriptionState>();
   s->domain = std::move(domain);
@@ -55,7 +60,9 @@ Result<std::shared_ptr<detail::SubscriptionState>> SubscriptionHub::make(std::st
   return s;
 }
 
-void SubscriptionHub::attach(std::shared_ptr<detail::SubscriptionState> s) { subs_.push_back(std::move(s)); }
+void SubscriptionHub::attach(std::shared_ptr<detail::SubscriptionState> s) {
+  subs_.push_back(std::move(s));
+}
 
 void SubscriptionHub::reset_all() {
   for (auto& s : subs_) s->needs_reset = true;

@@ -36,7 +36,7 @@ namespace keel::cluster {
 struct KeyValue {
   std::string key;
   std::string value;
-  uint64_t version = 0;          // 1 on creation, +1 per put; 0 = absent
+  uint64_t version = 0;  // 1 on creation, +1 per put; 0 = absent
   uint64_t create_revision = 0;
   uint64_t mod_revision = 0;
   friend bool operator==(const KeyValue&, const KeyValue&) = default;
@@ -109,7 +109,8 @@ class SubscriptionHub {
   // Any thread: validates and counts a new subscription (kLimitExceeded beyond the limit); the
   // state is attached on the driver thread with attach(). from_revision 0: start with a reset.
   Result<std::shared_ptr<detail::SubscriptionState>> make(std::string domain, std::string prefix,
-                                                          uint64_t from_revision, SubscribeCallback cb);
+                                                          uint64_t from_revision,
+                                                          SubscribeCallback cb);
   void attach(std::shared_ptr<detail::SubscriptionState> s);
   // The store's state jumped (snapshot installed): every subscriber gets a reset next.
   void reset_all();

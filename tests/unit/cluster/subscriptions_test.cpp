@@ -39,8 +39,10 @@ struct Follower {
       for (auto& e : u.events) {
         EXPECT_GT(e.kv.mod_revision, revision) << "events out of order or repeated";
         revision = e.kv.mod_revision;
-        if (e.deleted) view.erase(e.kv.key);
-        else view[e.kv.key] = e.kv.value;
+        if (e.deleted)
+          view.erase(e.kv.key);
+        else
+          view[e.kv.key] = e.kv.value;
       }
       EXPECT_GE(u.revision, revision);
       revision = u.revision;
@@ -48,7 +50,8 @@ struct Follower {
   }
 };
 
-std::map<std::string, std::string> contents(const meta::Store& s, const std::string& d, const std::string& p) {
+std::map<std::string, std::string> contents(const meta::Store& s, const std::string& d,
+                                            const std::string& p) {
   std::map<std::string, std::string> out;
   for (auto& kv : s.list_all(d, p)) out[kv.key] = kv.value;
   return out;
@@ -70,12 +73,12 @@ TEST(Subscriptions, StartWithAResetThenDeliverEveryChangeOfThePrefixInOrder) {
   EXPECT_EQ(f.updates[0].contents[0].key, "svc/a");
   EXPECT_EQ(f.updates[0].revision, 1u);
 
-  ASSERT_TRUE(store.apply(put("routing", "svc/b", "1")));   // rev 2
-  ASSERT_TRUE(store.apply(put("routing", "other", "x")));   // rev 3: outside the prefix
-  ASSERT_TRUE(store.apply(put("cache", "svc/b", "y")));     // rev 4: another domain
-  ASSERT_TRUE(store.apply(put("routing", "svc/a", "2")));   // rev 5
+  ASSERT_TRUE(store.apply(put("routing", "svc/b", "1")));  // rev 2
+  ASSERT_TRUE(store.apply(put("routing", "other", "x")));  // rev 3: outside the prefix
+  ASSERT_TRUE(store.apply(put("cache", "svc/b", "y")));    // rev 4: another domain
+  ASSERT_TRUE(store.apply(put("routing", "svc/a", "2")));  // rev 5
   hub.deliver(store);
-  ASSERT_TRUE(store.apply(del("routing", "svc/b")));        // rev 6
+  ASSERT_TRUE(store.apply(del("routing", "svc/b")));  // rev 6
   hub.deliver(store);
   hub.deliver(store);  // nothing new: no update
   ASSERT_EQ(f.updates.size(), 3u);
@@ -99,7 +102,8 @@ TEST(Subscriptions, AStoreReplacedByASnapshotYieldsAResetWithItsContents) {
   ASSERT_TRUE(before.apply(put("parts", "p/1", "n1")));
   ASSERT_TRUE(before.apply(put("parts", "p/2", "n2")));
   meta::Store peer;
-  for (int i = 0; i < 20; ++i) ASSERT_TRUE(peer.apply(put("parts", "p/" + std::to_string(i % 7), "v" + std::to_string(i))));
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(peer.apply(put("parts", "p/" + std::to_string(i % 7), "v" + std::to_string(i))));
   ASSERT_TRUE(peer.apply(del("parts", "p/2")));
   ASSERT_TRUE(peer.apply(put("parts", "q/elsewhere", "z")));
   auto installed = meta::Store::restore(peer.snapshot());
@@ -138,7 +142,8 @@ TEST(Subscriptions, ASubscriberBehindTheKeptHistoryGetsAReset) {
   hub.attach(*s);
   Subscription handle(*s);
   hub.deliver(store);
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(store.apply(put("d", "k" + std::to_string(i % 3), std::to_string(i))));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(store.apply(put("d", "k" + std::to_string(i % 3), std::to_string(i))));
   hub.deliver(store);
   ASSERT_EQ(f.updates.size(), 2u);
   EXPECT_TRUE(f.updates[1].reset);

@@ -1,7 +1,5 @@
 #include "consensus/rabia/replica.h"
 
-#include "consensus/rabia/codec.h"
-
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -9,6 +7,8 @@
 #include <optional>
 #include <regex>
 #include <sstream>
+
+#include "consensus/rabia/codec.h"
 
 namespace keel::rabia {
 namespace {
@@ -262,8 +262,12 @@ TEST(RabiaReplica, DedupTableIsBoundedAndEvictsTheOldestClientEverywhere) {
 // compacted its log away) and a learner (2) that catches up from it. `fault` may drop (return
 // false) or alter a message in flight.
 struct Transfer {
-  Options o1{.self = 1, .initial = {.cluster_id = 7, .members = {1}}, .max_request_bytes = 1000,
-             .max_batch_bytes = 2000, .snapshot_chunk_bytes = 100, .log_retain = 0};
+  Options o1{.self = 1,
+             .initial = {.cluster_id = 7, .members = {1}},
+             .max_request_bytes = 1000,
+             .max_batch_bytes = 2000,
+             .snapshot_chunk_bytes = 100,
+             .log_retain = 0};
   Options o2 = [this] {
     Options o = o1;
     o.self = 2;
@@ -288,7 +292,8 @@ struct Transfer {
     }
   }
   void state(int seq, std::string app) {
-    ASSERT_TRUE(a.propose(Request{.client_id = 9, .seq = static_cast<uint64_t>(seq), .payload = "p"}));
+    ASSERT_TRUE(
+        a.propose(Request{.client_id = 9, .seq = static_cast<uint64_t>(seq), .payload = "p"}));
     pump(a);
     ASSERT_TRUE(a.compact(a.next_slot(), std::move(app)));
     pump(a);
