@@ -95,6 +95,7 @@ struct Node {
   int64_t drift_permille = 1000;
   int64_t down_until_ms = -1;
   uint64_t incarnation = 0;
+  size_t state_bytes = 0;  // size of the store after the last applied slot
   rabia::Stats stats_acc;  // stats of previous incarnations
 };
 
@@ -270,8 +271,8 @@ void Sim::setup() {
       break;
     case Scenario::kLargeState:
       // Node 3 is down while 6 clients write values of 8..30 KiB under distinct keys (about
-      // 4.5 MiB of state); it restarts at 5 s and must catch up by a snapshot, chunked because
-      // the frame limit is 64 KiB. Loss, duplication and reordering stay on (lost chunks).
+      // 4.5 MiB of state); it restarts once the others hold 3 MiB and must catch up by a
+      // snapshot, chunked because the frame limit is 64 KiB. Loss, duplication and reordering stay on (lost chunks).
       n = 3;
       p_crash_ = 0;
       p_partition_ = 0;
@@ -297,6 +298,8 @@ void Sim::setup() {
     max_batch_bytes_ = 40u << 10;
     chunk_bytes_ = 48u << 10;
     p_compact_ = 0.1;
+    max_batch_ = 32;  // batches are cut by bytes (1..4 values), not by a seed's small count
+    log_retain_ = 2;
   }
   if (opts_.break_chunking) chunk_bytes_ = size_t{1} << 30;
   if (opts_.propose_delay_ms >= 0) propose_delay_ms_ = opts_.propose_delay_ms;
@@ -450,6 +453,7 @@ void Sim::on_apply(Node& n, const Entry& e) {
   }
   n.app.next = e.slot + 1;
   const std::string store_bytes = n.app.store.snapshot();
+  n.state_bytes = store_bytes.size();
   res_.counters.max_state_bytes =
       std::max<uint64_t>(res_.counters.max_state_bytes, store_bytes.size());
   const uint64_t state = mix64(n.app.hash ^ rabia::snapshot_checksum(store_bytes));
@@ -739,7 +743,22 @@ void Sim::scenario_step() {
     case Scenario::kLargeState:
       if (now_ == 50) {
         crash(node(3), "scenario: down while the state grows");
-        node(3).down_until_ms = 5000;
+        node(3).down_until_ms = 1'000'000;
+      }
+      // Back once the others hold 3 MiB (or at 7 s, before the clients stop at 8 s).
+      // The others compact then (as a driver does every snapshot_every slots), so the slots
+      // node 3 lacks are gone from their logs and only a snapshot can bring it back.
+      if (!node(3).replica && node(3).down_until_ms > now_ &&
+          (node(1).state_bytes >= (3u << 20) || node(2).state_bytes >= (3u << 20) ||
+           now_ >= 7000)) {
+        node(3).down_until_ms = now_;
+        for (NodeId id : {1u, 2u}) {
+          Node& p = node(id);
+          if (!p.replica || p.replica->has_ready()) continue;
+          auto st = p.replica->compact(p.replica->next_slot(), p.app.serialize());
+          if (!st) fail(fmt::format("node {}: compact failed: {}", id, st.error().message));
+          drain(p);
+        }
       }
       break;
     default:
