@@ -82,8 +82,9 @@ class MetaService {
   // with the prefix's current contents (or, with from_revision > 0 still in the kept history,
   // the changes from that revision), then every change (put/delete with its revision), and a
   // reset again after a snapshot install or if the subscriber fell behind the history (see
-  // subscriptions.h). May be called before start() (the first update then follows start) or
-  // from a callback. The subscription lasts as long as the returned handle (or cancel()).
+  // subscriptions.h). May be called before start(), from the thread that calls start() (the
+  // first update then comes before any peer message is handled), or from a callback. After
+  // stop() no callback runs. The subscription lasts as long as the returned handle (or cancel()).
   // Errors: bad domain (kInvalidArgument), more than MetaLimits::max_subscriptions
   // (kLimitExceeded). The callback must not block for long: it holds up consensus on this node.
   Result<Subscription> subscribe(std::string domain, std::string prefix, SubscribeCallback cb,
