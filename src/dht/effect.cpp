@@ -94,7 +94,7 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
 }
 
 EffectRecorder::EffectRecorder(std::unique_ptr<storage::Engine> inner, uint32_t partitions)
-    : inner_(std::move(inner)), recorded_(partitions, 0) {
+    : inner_(std::move(inner)), recorded_(partitions, 0), primary_(partitions, 0) {
   inner_->set_removal_listener([this](uint32_t p, std::string_view key, RemovalCause) {
     if (recorded_[p]) encode_erase(buffer(p), key);
   });
@@ -172,6 +172,14 @@ Status EffectRecorder::write_batch(std::vector<BatchOp> ops, int64_t now_ms) {
 }
 
 Status EffectRecorder::clear() {
+  if (roles_known_) {
+    for (uint32_t p = 0; p < primary_.size(); ++p) {
+      if (!primary_[p]) continue;
+      if (auto st = inner_->drop_partition(p); !st) return st;
+      if (recorded_[p]) encode_drop(buffer(p));
+    }
+    return {};
+  }
   auto st = inner_->clear();
   if (st)
     for (uint32_t p = 0; p < recorded_.size(); ++p)

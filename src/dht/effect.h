@@ -53,6 +53,13 @@ class EffectRecorder final : public storage::Engine {
   // Whether changes to `partition` are recorded. Off for every partition at first (a single
   // node, or a partition without replicas, pays one branch per write).
   void set_recorded(uint32_t partition, bool on) { recorded_[partition] = on; }
+  // Cluster mode: whether this node is `partition`'s primary. Once any role is set, clear()
+  // (FLUSHALL) drops only the partitions this node is the primary of — a replica copy is the
+  // primary's to change.
+  void set_primary(uint32_t partition, bool on) {
+    primary_[partition] = on;
+    roles_known_ = true;
+  }
   bool recorded(uint32_t partition) const { return recorded_[partition]; }
 
   // The effects recorded since the last take: one (partition, effect) per partition touched,
@@ -95,6 +102,8 @@ class EffectRecorder final : public storage::Engine {
 
   std::unique_ptr<storage::Engine> inner_;
   std::vector<uint8_t> recorded_;
+  std::vector<uint8_t> primary_;
+  bool roles_known_ = false;
   std::vector<std::pair<uint32_t, std::string>> pending_;
 };
 

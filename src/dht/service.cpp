@@ -375,6 +375,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       auto& pv = t->parts[p];
       bool holds = welcome && t->holds(p, opt.self);
       auto it = s.copies.find(p);
+      eng->set_primary(p, holds && pv.primary == opt.self);
       if (!holds) {
         if (it != s.copies.end()) {
           s.copies.erase(it);
@@ -472,40 +473,32 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
              });
   }
 
-  void follow(uint64_t from) {
+  // Follows domain "dht" through an in-process subscription: a reset with every key, then
+  // each change in revision order (again a reset after a snapshot install). Driver thread.
+  void follow() {
     if (stopping) return;
-    meta.watch(kDomain, "", from, 10000, [self = shared_from_this(), from](Result<cluster::WatchResult> r) {
-      if (self->stopping) return;
-      if (!r) {
-        self->meta_retry([self, from] { self->follow(from); });
-        return;
+    auto sub = meta.subscribe(kDomain, "", [self = weak_from_this()](const cluster::MetaUpdate& u) {
+      auto s = self.lock();
+      if (!s || s->stopping) return;
+      if (u.reset) {
+        s->dht_keys.clear();
+        for (auto& kv : u.contents) s->dht_keys[kv.key] = kv;
       }
-      if (!r->events.empty()) {
-        for (auto& e : r->events) {
-          if (e.deleted) self->dht_keys.erase(e.kv.key);
-          else self->dht_keys[e.kv.key] = e.kv;
-        }
-        self->revision = r->revision;
-        self->rebuild();
+      for (auto& e : u.events) {
+        if (e.deleted) s->dht_keys.erase(e.kv.key);
+        else s->dht_keys[e.kv.key] = e.kv;
       }
-      self->follow(r->revision + 1);
+      s->revision = u.revision;
+      s->rebuild();
     });
+    if (!sub) {
+      spdlog::error("dht: cannot follow the partition map: {}", sub.error().message);
+      meta_retry([self = shared_from_this()] { self->follow(); });
+      return;
+    }
+    subscription = std::make_unique<cluster::Subscription>(std::move(*sub));
   }
-
-  void load() {
-    meta.list(kDomain, "", 100000, true, [self = shared_from_this()](Result<cluster::ListResult> r) {
-      if (self->stopping) return;
-      if (!r) {
-        self->meta_retry([self] { self->load(); });
-        return;
-      }
-      self->dht_keys.clear();
-      for (auto& kv : r->items) self->dht_keys[kv.key] = kv;
-      self->revision = r->revision;
-      self->rebuild();
-      self->follow(r->revision + 1);
-    });
-  }
+  std::unique_ptr<cluster::Subscription> subscription;
 
   void meta_retry(std::function<void()> f) {
     auto t = std::make_shared<asio::steady_timer>(dio, std::chrono::milliseconds(200));
@@ -528,7 +521,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
                  self->meta_retry([self] { self->publish_self(); });
                  return;
                }
-               self->load();
+               self->follow();
              });
   }
 
@@ -780,6 +773,7 @@ Result<int> Service::start() {
 void Service::stop() {
   auto& im = *impl_;
   if (im.stopping.exchange(true)) return;
+  if (im.subscription) im.subscription->cancel();
   asio::post(im.dio, [&im] {
     if (im.transport) im.transport->stop();
     if (im.manager_timer) im.manager_timer->cancel();
@@ -891,8 +885,13 @@ ServiceStatus Service::status() {
   }
   if (t) {
     s.map_version = t->version;
+    s.copies = t->copies;
+    s.write_quorum = t->write_quorum;
     s.partitions = static_cast<uint32_t>(t->parts.size());
+    for (auto& [id, n] : t->nodes) s.nodes[id];
     for (auto& pv : t->parts) {
+      if (pv.primary) ++s.nodes[pv.primary].primaries;
+      for (auto r : pv.replicas) ++s.nodes[r].replicas;
       if (pv.primary == im.opt.self) ++s.primaries_here;
       for (auto r : pv.replicas)
         if (r == im.opt.self) ++s.replicas_here;

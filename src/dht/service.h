@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -55,6 +56,11 @@ struct ServiceOptions {
 };
 
 struct ServiceStatus {
+  struct PerNode {
+    uint32_t primaries = 0, replicas = 0;
+  };
+  std::map<uint32_t, PerNode> nodes;  // copies per member, from the map this node knows
+  uint32_t copies = 0, write_quorum = 0;
   uint64_t map_version = 0;
   uint32_t partitions = 0, primaries_here = 0, replicas_here = 0;
   uint32_t under_replicated = 0;  // partitions with fewer copies than the target

@@ -364,6 +364,7 @@ Status Node::start() {
     auto dport = im.dht->start();
     if (!dport) return std::unexpected(dport.error());
     im.resp->set_dht(im.dht.get());
+    im.http->set_dht(im.dht.get());
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     if (embedded)

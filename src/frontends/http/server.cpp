@@ -21,6 +21,7 @@
 
 #include "base/clock.h"
 #include "base/slots.h"
+#include "dht/service.h"
 #include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/metrics.h"
@@ -163,6 +164,7 @@ uint64_t rss_bytes() {
 struct Server::Impl {
   runtime::ShardSet& shards;
   resp::Server& resp;
+  dht::Service* dht = nullptr;
   ServerOptions opt;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::atomic<bool> stopping{false};
@@ -488,6 +490,28 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::server, "keel");
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
+    if (dht) {
+      auto d = dht->status();
+      uint32_t self = dht->options().self;
+      auto& mine = d.nodes[self];
+      res.body() += fmt::format(
+          "# HELP keel_dht_partitions Partitions this node holds, by role.\n# TYPE keel_dht_partitions gauge\n"
+          "keel_dht_partitions{{role=\"primary\"}} {}\nkeel_dht_partitions{{role=\"replica\"}} {}\n"
+          "# HELP keel_dht_under_replicated_partitions Partitions with fewer copies than the target, in the map this node knows.\n"
+          "# TYPE keel_dht_under_replicated_partitions gauge\nkeel_dht_under_replicated_partitions {}\n"
+          "# HELP keel_dht_map_version Metadata revision of the partition map this node routes by.\n"
+          "# TYPE keel_dht_map_version gauge\nkeel_dht_map_version {}\n"
+          "# HELP keel_dht_forwarded_requests_total Commands forwarded to another node's primary.\n"
+          "# TYPE keel_dht_forwarded_requests_total counter\nkeel_dht_forwarded_requests_total {}\n"
+          "# HELP keel_dht_forward_errors_total Forwarded commands that got no answer in time.\n"
+          "# TYPE keel_dht_forward_errors_total counter\nkeel_dht_forward_errors_total {}\n"
+          "# HELP keel_dht_replicated_entries_total Log entries this node applied as a replica.\n"
+          "# TYPE keel_dht_replicated_entries_total counter\nkeel_dht_replicated_entries_total {}\n"
+          "# HELP keel_dht_failovers_total Partitions this node promoted a new primary for (as the failover manager).\n"
+          "# TYPE keel_dht_failovers_total counter\nkeel_dht_failovers_total {}\n",
+          mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
+          d.replicated_entries, d.failovers);
+    }
     co_return res;
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
@@ -779,6 +803,16 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
             {"commands_too_large", s.commands_too_large},
             {"requests_no_quorum", s.requests_no_quorum},
             {"requests_timed_out", s.requests_timed_out}};
+  if (dht) {
+    auto d = dht->status();
+    json per = json::array();
+    for (auto& [id, n] : d.nodes) per.push_back(json{{"id", id}, {"primaries", n.primaries}, {"replicas", n.replicas}});
+    body["partitions"] = json{{"map_version", d.map_version}, {"count", d.partitions}, {"copies", d.copies},
+                              {"write_quorum", d.write_quorum}, {"nodes", per},
+                              {"under_replicated", d.under_replicated},
+                              {"forwarded", d.forwarded}, {"forward_errors", d.forward_errors},
+                              {"replicated_entries", d.replicated_entries}, {"failovers", d.failovers}};
+  }
   co_return json_response(req, bhttp::status::ok, body);
 }
 
@@ -818,6 +852,7 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
                            "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
 }
 
+void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 
 Server::Server(runtime::ShardSet& shards, resp::Server& resp, ServerOptions options)

@@ -155,6 +155,17 @@ TEST(EffectRecorder, ClearTravelsAsADropPerRecordedPartition) {
   EXPECT_EQ(replica->size(), 0u);
 }
 
+TEST(EffectRecorder, FlushInAClusterDropsOnlyThePartitionsThisNodeIsPrimaryOf) {
+  EffectRecorder rec(memory(), 8);
+  rec.set_primary(0, true);
+  rec.set_primary(1, false);  // a replica copy: the primary's to change
+  ASSERT_TRUE(rec.set_string(0, "mine", "1", 0, 1));
+  ASSERT_TRUE(rec.set_string(1, "theirs", "1", 0, 1));
+  ASSERT_TRUE(rec.clear());
+  EXPECT_FALSE(rec.get(0, "mine", 1));
+  EXPECT_TRUE(rec.get(1, "theirs", 1));
+}
+
 TEST(ApplyEffect, GarbageIsRefusedWithTheReason) {
   auto e = memory();
   SeededRandom rnd(7);
