@@ -97,7 +97,8 @@ std::string encode(const Message& m) {
   return out;
 }
 
-Result<Message> decode(std::string_view bytes) {
+namespace {
+Result<Message> decode_fields(std::string_view bytes) {
   Reader rd(bytes);
   KEEL_REPL_TRY(version, rd.u8());
   if (version != kVersion)
@@ -213,6 +214,16 @@ Result<Message> decode(std::string_view bytes) {
   if (!rd.done())
     return bad(fmt::format("{} trailing bytes after the message", rd.remaining()));
   return result;
+}
+}  // namespace
+
+Result<Message> decode(std::string_view bytes) {
+  auto r = decode_fields(bytes);
+  // The byte reader reports truncation and overlong varints with its own codes; to a caller
+  // every one of them is a corrupt message.
+  if (!r && r.error().code != Errc::kCorruption)
+    return bad(r.error().message);
+  return r;
 }
 
 }  // namespace keel::replication

@@ -243,7 +243,10 @@ void Copy::advance_commit() {
   std::sort(d.begin(), d.end(), std::greater<>());
   uint64_t candidate = d[cfg_.write_quorum - 1];
   // Only an entry of this epoch is committed by counting (Raft's rule); it commits all before.
-  if (candidate > commit_ && candidate >= epoch_start_) commit_ = candidate;
+  if (candidate > commit_ && candidate >= epoch_start_) {
+    commit_ = candidate;
+    trim_log();
+  }
   out_.committed_lsn = commit_;
 }
 
