@@ -91,6 +91,7 @@ std::string encode(const Message& m) {
           w.varint(msg.last_lsn);
           w.varint(msg.epoch);
           w.varint(msg.last_epoch);
+          w.u8(msg.in_sync ? 1 : 0);
         }
       },
       m);
@@ -201,6 +202,9 @@ Result<Message> decode_fields(std::string_view bytes) {
       KEEL_REPL_TRY(last, rd.varint());
       KEEL_REPL_TRY(epoch, rd.varint());
       KEEL_REPL_TRY(le, rd.varint());
+      KEEL_REPL_TRY(sync, rd.u8());
+      if (sync > 1) return bad(fmt::format("fence ack in_sync flag {} (allowed: 0 or 1)", sync));
+      a.in_sync = sync == 1;
       a.new_epoch = ne;
       a.last_lsn = last;
       a.epoch = epoch;

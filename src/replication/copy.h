@@ -49,8 +49,9 @@
 //    to replace a primary at epoch e, the manager sends Fence{e+1} to the replicas; a fenced
 //    replica refuses Appends of epochs < e+1 from then on and answers FenceAck{last lsn and its
 //    epoch} (after any lease it granted has run out). choose_new_primary() picks, from at least
-//    fence_quorum() answers of copies configured in epoch e (or from every copy of the
-//    configuration), the copy with the highest (last_epoch, last_lsn). That copy holds every
+//    fence_quorum() answers of copies configured in epoch e and in sync in it (they hold e's
+//    barrier, so every write committed before e) — or from every copy of the configuration —
+//    the copy with the highest (last_epoch, last_lsn). That copy holds every
 //    committed write (each is on write_quorum copies; the fence quorum intersects them). The
 //    metadata then decides the new configuration with epoch e+1; configure() installs it.
 //  - Restarts: a copy that restarted is configured again only with an epoch decided AFTER its
@@ -137,6 +138,10 @@ struct FenceAck {
   uint64_t last_lsn = 0;
   uint64_t epoch = 0;  // the replica's configured epoch when it answered
   uint64_t last_epoch = 0;  // epoch of the entry at last_lsn
+  // It holds the first entry (barrier) of its configured epoch, hence every write committed
+  // before that epoch. False while it catches up: a copy re-added empty, or one whose data a
+  // snapshot reset, holds less than it may have acknowledged before.
+  bool in_sync = false;
 };
 using Message = std::variant<Append, AppendAck, SnapshotBegin, SnapshotChunk, Fence, FenceAck>;
 
@@ -267,6 +272,7 @@ class Copy {
   void on_snapshot_begin(NodeId from, const SnapshotBegin& b);
   void on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms);
   void on_fence(NodeId from, const Fence& f, int64_t now_ms);
+  void abort_snapshot(int64_t now_ms);
   void send_ack(bool mismatch, int64_t now_ms);
   void answer_fences(int64_t now_ms);
   bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
@@ -302,8 +308,9 @@ class Copy {
 // From FenceAcks gathered for epoch c.epoch + 1, the copy to promote: the highest
 // (last_epoch, last_lsn), ties broken by replica order (then the old primary). Answers count
 // only from members of c; enough means at least fence_quorum(c) answers from copies that were
-// configured in c.epoch (ack.epoch == c.epoch), or an answer from every member of c (after a
-// total outage, restarted copies answer with what they recovered). nullopt if too few.
+// configured in c.epoch and in sync (ack.epoch == c.epoch && ack.in_sync), or an answer from
+// every member of c (after a total outage, restarted copies answer with what they recovered).
+// nullopt if too few.
 std::optional<NodeId> choose_new_primary(const Config& c, const std::vector<std::pair<NodeId, FenceAck>>& acks);
 
 }  // namespace keel::replication

@@ -1,7 +1,8 @@
 // keel_repl_sim: runs the replication simulator (repl_sim.h). `--seeds N [--first S]` runs
-// seeds S..S+N-1 (scenario by seed: random, primary-partition, primary-crash, replica-churn in
-// turn); `--seed S [--scenario NAME] [--trace]` replays one. A failure prints the one command
-// that replays it. Wall-clock time is read here only to report seeds/sec.
+// seeds S..S+N-1 (scenario by seed: random, primary-partition, primary-crash, replica-churn,
+// failover-storm in turn); `--seed S [--scenario NAME] [--trace]` replays one. A failure
+// prints the one command that replays it. Wall-clock time is read here only to report
+// seeds/sec; the simulation itself never reads a clock.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -16,10 +17,11 @@ using namespace keel::replsim;
 namespace {
 
 Scenario scenario_for(uint64_t seed) {
-  static constexpr Scenario all[] = {Scenario::kRandom, Scenario::kPrimaryPartition,
-                                     Scenario::kRandom, Scenario::kPrimaryCrash,
-                                     Scenario::kRandom, Scenario::kReplicaChurn};
-  return all[seed % 6];
+  static constexpr Scenario all[] = {Scenario::kRandom,       Scenario::kPrimaryPartition,
+                                     Scenario::kRandom,       Scenario::kPrimaryCrash,
+                                     Scenario::kRandom,       Scenario::kReplicaChurn,
+                                     Scenario::kFailoverStorm, Scenario::kFailoverStorm};
+  return all[seed % 8];
 }
 
 int usage(const std::string& why) {
@@ -27,7 +29,7 @@ int usage(const std::string& why) {
              "keel_repl_sim: {}\nusage: keel_repl_sim --seeds N [--first S] [--scenario NAME] | "
              "--seed S [--scenario NAME] [--trace] | --determinism N\n"
              "  [--break promote-any|no-lease [--expect-failure]]\n"
-             "scenarios: random primary-partition primary-crash replica-churn\n",
+             "scenarios: random primary-partition primary-crash replica-churn failover-storm\n",
              why);
   return 2;
 }

@@ -25,6 +25,7 @@ std::optional<Scenario> parse_scenario(std::string_view s) {
   if (s == "primary-partition") return Scenario::kPrimaryPartition;
   if (s == "primary-crash") return Scenario::kPrimaryCrash;
   if (s == "replica-churn") return Scenario::kReplicaChurn;
+  if (s == "failover-storm") return Scenario::kFailoverStorm;
   return std::nullopt;
 }
 
@@ -34,6 +35,7 @@ const char* scenario_name(Scenario s) {
     case Scenario::kPrimaryPartition: return "primary-partition";
     case Scenario::kPrimaryCrash: return "primary-crash";
     case Scenario::kReplicaChurn: return "replica-churn";
+    case Scenario::kFailoverStorm: return "failover-storm";
   }
   return "?";
 }
@@ -199,7 +201,10 @@ class Sim {
       ++res_.counters.dropped;
       return;
     }
-    int copies = lossy && rng_.chance(dup_) ? 2 : 1;
+    // Peer messages may be duplicated; client requests ride a connection (TCP): a request is
+    // delivered at most once, its retry is a new attempt.
+    const bool client_msg = from >= kClientBase || to >= kClientBase;
+    int copies = lossy && !client_msg && rng_.chance(dup_) ? 2 : 1;
     for (int i = copies - 1; i >= 0; --i) {  // the last one sent takes the payload
       int64_t delay = rng_.range(1, max_delay_);
       int64_t at = now_ + delay;
@@ -263,7 +268,8 @@ class Sim {
   struct Fault {
     int64_t at;
     int kind;  // 0 partition on, 1 partition off, 2 crash, 3 restart, 4 crash the primary,
-               // 5 cut the link node-primary, 6 restore it
+               // 5 cut the link node-primary, 6 restore it, 7 isolate the current primary
+               // (with `node` = 1: together with a random other node)
     NodeId node;
     std::vector<int> sides;
   };
@@ -286,7 +292,8 @@ void Sim::setup() {
   n_nodes_ = static_cast<size_t>(rng_.range(3, 5));
   copies_ = static_cast<uint32_t>(rng_.range(2, 3));
   wq_ = static_cast<uint32_t>(rng_.range(1, copies_));
-  if (o_.scenario == Scenario::kPrimaryPartition || o_.scenario == Scenario::kPrimaryCrash) {
+  if (o_.scenario == Scenario::kPrimaryPartition || o_.scenario == Scenario::kPrimaryCrash ||
+      o_.scenario == Scenario::kFailoverStorm) {
     // Failover must keep acknowledged writes here: a write quorum of at least 2.
     copies_ = 3;
     wq_ = static_cast<uint32_t>(rng_.range(2, 3));
@@ -338,7 +345,8 @@ void Sim::setup() {
   for (int i = 0; i < nclients; ++i) {
     ClientState cs;
     cs.id = i;
-    cs.home = static_cast<NodeId>(1 + (o_.scenario == Scenario::kPrimaryPartition && i == 0
+    // In primary-partition, half the clients sit with the primary that will be cut off.
+    cs.home = static_cast<NodeId>(1 + (o_.scenario == Scenario::kPrimaryPartition && i % 2 == 0
                                            ? 0
                                            : rng_.below(n_nodes_)));
     cs.guess = 1;
@@ -378,6 +386,16 @@ void Sim::schedule_faults() {
       faults_.push_back({rng_.range(300, 1000), 5, 2, {}});
       faults_.push_back({at, 4, 0, {}});
       faults_.push_back({at, 6, 2, {}});
+      break;
+    }
+    case Scenario::kFailoverStorm: {
+      // Again and again, whoever is primary now is cut off, alone or with one other node,
+      // while the other side may already hold or miss its latest entries.
+      for (int64_t at = rng_.range(800, 1500); at < load_end_ - 500;
+           at += rng_.range(1500, 3500)) {
+        faults_.push_back({at, 7, static_cast<NodeId>(rng_.below(2)), {}});
+        faults_.push_back({at + rng_.range(1200, 3000), 1, 0, {}});
+      }
       break;
     }
     case Scenario::kReplicaChurn: {
@@ -848,6 +866,14 @@ void Sim::final_checks() {
                       bound_exceeded_at_, lost_.size(), wq_));
   } else {
     const Node& p = nodes_[meta_.cfg.primary];
+    // The primary's engine is exactly its log applied in order.
+    std::map<std::string, uint64_t> folded;
+    for (const auto& [epoch, id] : p.lineage)
+      if (id) folded[write_key_[id]] = id;
+    if (folded != p.state) {
+      fail(fmt::format("primary {} state differs from its log applied in order", p.id));
+      return;
+    }
     for (const AckedWrite& w : acked_) {
       if (w.lsn > p.lineage.size() || p.lineage[w.lsn - 1] != std::pair(w.epoch, w.id)) {
         fail(fmt::format("(b) acknowledged write {}={} (lsn {}, epoch {}) lost with {} of {} "
@@ -921,6 +947,13 @@ RunResult Sim::go() {
       } else if (f.kind == 6) {
         cut_.clear();
         trace("links restored");
+      } else if (f.kind == 7) {
+        side_.assign(n_nodes_ + 1, 0);
+        side_[meta_.cfg.primary] = 1;
+        if (f.node == 1) side_[1 + rng_.below(n_nodes_)] = 1;
+        manager_side_ = 0;
+        partitioned_ = true;
+        trace(fmt::format("primary {} isolated: {}", meta_.cfg.primary, fmt::join(side_, "")));
       } else if (f.kind == 4) {
         Node& victim = nodes_[meta_.cfg.primary];
         crash(victim);

@@ -13,7 +13,7 @@
 
 namespace keel::replsim {
 
-enum class Scenario { kRandom, kPrimaryPartition, kPrimaryCrash, kReplicaChurn };
+enum class Scenario { kRandom, kPrimaryPartition, kPrimaryCrash, kReplicaChurn, kFailoverStorm };
 std::optional<Scenario> parse_scenario(std::string_view s);
 const char* scenario_name(Scenario s);
 

@@ -20,7 +20,7 @@ std::vector<Message> samples() {
           SnapshotChunk{.epoch = 4, .snapshot_lsn = 100, .seq = 7, .effects = {"a", "", "ccc"},
                         .last = true},
           Fence{.new_epoch = 5},
-          FenceAck{.new_epoch = 5, .last_lsn = 77, .epoch = 4, .last_epoch = 4}};
+          FenceAck{.new_epoch = 5, .last_lsn = 77, .epoch = 4, .last_epoch = 4, .in_sync = true}};
 }
 
 std::string describe(const Message& m) { return encode(m); }

@@ -291,6 +291,7 @@ TEST(ReplicationCopy, FenceAnswerWaitsUntilTheGrantedLeaseRunsOut) {
   EXPECT_EQ(n.fence_acks[0].second.new_epoch, 2u);
   EXPECT_EQ(n.fence_acks[0].second.epoch, 1u);
   EXPECT_EQ(n.fence_acks[0].second.last_lsn, n.c(2).last_lsn());
+  EXPECT_TRUE(n.fence_acks[0].second.in_sync);  // it holds epoch 1's barrier
 }
 
 TEST(ReplicationCopy, RestartedCopyAnswersNoFenceBeforeALeaseLength) {
@@ -309,6 +310,7 @@ TEST(ReplicationCopy, RestartedCopyAnswersNoFenceBeforeALeaseLength) {
   EXPECT_EQ(ack.last_lsn, 7u);
   EXPECT_EQ(ack.last_epoch, 1u);
   EXPECT_EQ(ack.epoch, 0u);  // not configured since its restart
+  EXPECT_FALSE(ack.in_sync);
 }
 
 TEST(ReplicationCopy, LeaseExpiryStopsReads) {
@@ -356,8 +358,9 @@ TEST(ReplicationCopy, PrimaryWithoutReplicasAlwaysHoldsTheLease) {
 
 TEST(ReplicationCopy, ChooseNewPrimaryTakesTheMostUpToDateFromEnoughAnswers) {
   Config c = cfg3(2);  // fence quorum 2
-  auto ack = [](uint64_t last, uint64_t last_epoch, uint64_t epoch = 1) {
-    return FenceAck{.new_epoch = 2, .last_lsn = last, .epoch = epoch, .last_epoch = last_epoch};
+  auto ack = [](uint64_t last, uint64_t last_epoch, uint64_t epoch = 1, bool in_sync = true) {
+    return FenceAck{.new_epoch = 2, .last_lsn = last, .epoch = epoch, .last_epoch = last_epoch,
+                    .in_sync = in_sync};
   };
   EXPECT_EQ(choose_new_primary(c, {{2, ack(10, 1)}}), std::nullopt);  // too few
   EXPECT_EQ(choose_new_primary(c, {{2, ack(10, 1)}, {3, ack(12, 1)}}), 3u);
@@ -373,6 +376,8 @@ TEST(ReplicationCopy, ChooseNewPrimaryTakesTheMostUpToDateFromEnoughAnswers) {
   EXPECT_EQ(choose_new_primary(c, {{2, ack(1, 1)}, {2, ack(1, 1)}}), std::nullopt);
   // A copy restarted since epoch 1 (not configured in it) does not count toward the quorum ...
   EXPECT_EQ(choose_new_primary(c, {{2, ack(1, 1)}, {3, ack(9, 1, 0)}}), std::nullopt);
+  // Nor does one still catching up in epoch 1 (it may hold less than it once acknowledged).
+  EXPECT_EQ(choose_new_primary(c, {{2, ack(1, 1)}, {3, ack(0, 0, 1, false)}}), std::nullopt);
   // ... unless every copy answered (recovery after a total outage).
   EXPECT_EQ(choose_new_primary(c, {{2, ack(1, 1, 0)}, {3, ack(9, 1, 0)}, {1, ack(4, 1, 0)}}),
             3u);
@@ -517,6 +522,17 @@ TEST(ReplicationCopy, SnapshotWithALostChunkIsStartedOver) {
   n.q.push_back({1, 2, sb});
   (void)p.snapshot_chunk(2, {"x"}, false, n.now);  // lost
   n.q.push_back({1, 2, p.snapshot_chunk(2, {"y"}, true, n.now)});
+  // Replica 2 sees the begin and the gap: the transfer is aborted, the partial data dropped.
+  n.c(2).receive(1, n.q.front().m, n.now);
+  n.q.pop_front();
+  EXPECT_TRUE(n.c(2).take_output().reset_partition);
+  n.c(2).receive(1, n.q.front().m, n.now);
+  n.q.pop_front();
+  Output aborted = n.c(2).take_output();
+  EXPECT_TRUE(aborted.reset_partition);
+  EXPECT_TRUE(aborted.apply_snapshot.empty());
+  EXPECT_EQ(aborted.snapshot_done_lsn, 0u);
+  for (auto& [to, m] : aborted.send) n.q.push_back({2, to, m});
   n.deliver_all();
   EXPECT_EQ(n.c(2).last_lsn(), 0u);  // not installed
   n.now += 1000;
