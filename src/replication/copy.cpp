@@ -153,6 +153,12 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   cfg_ = c;
   peers_.clear();
   last_append_sent_ms_ = 0;
+  if (snap_in_progress_) {
+    // A transfer of the old epoch will not complete: drop what the engine got of it, so the
+    // engine holds exactly what this copy claims (nothing).
+    out_.apply_snapshot.clear();
+    out_.reset_partition = true;
+  }
   snap_in_progress_ = false;
   snap_done_lsn_ = 0;
   pending_fences_.erase(std::remove_if(pending_fences_.begin(), pending_fences_.end(),
@@ -160,7 +166,6 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
                         pending_fences_.end());
   if (c.primary == self_) {
     role_ = Role::kPrimary;
-    snap_in_progress_ = false;
     for (NodeId r : c.replicas) {
       Peer p;
       p.id = r;

@@ -856,6 +856,17 @@ bool Sim::converged(std::string* why) {
 }
 
 void Sim::final_checks() {
+  // Every engine holds exactly its log applied in order (replicas equal the primary already).
+  {
+    const Node& p = nodes_[meta_.cfg.primary];
+    std::map<std::string, uint64_t> folded;
+    for (const auto& [epoch, id] : p.lineage)
+      if (id) folded[write_key_[id]] = id;
+    if (folded != p.state) {
+      fail(fmt::format("(c) primary {} state differs from its log applied in order", p.id));
+      return;
+    }
+  }
   // (b) durability: every acknowledged write is in the final primary's log, at the LSN and
   // epoch where it was acknowledged, as long as at most write_quorum - 1 copies were lost.
   const bool within = lost_.size() + 1 <= wq_;
@@ -866,14 +877,6 @@ void Sim::final_checks() {
                       bound_exceeded_at_, lost_.size(), wq_));
   } else {
     const Node& p = nodes_[meta_.cfg.primary];
-    // The primary's engine is exactly its log applied in order.
-    std::map<std::string, uint64_t> folded;
-    for (const auto& [epoch, id] : p.lineage)
-      if (id) folded[write_key_[id]] = id;
-    if (folded != p.state) {
-      fail(fmt::format("primary {} state differs from its log applied in order", p.id));
-      return;
-    }
     for (const AckedWrite& w : acked_) {
       if (w.lsn > p.lineage.size() || p.lineage[w.lsn - 1] != std::pair(w.epoch, w.id)) {
         fail(fmt::format("(b) acknowledged write {}={} (lsn {}, epoch {}) lost with {} of {} "

@@ -543,6 +543,23 @@ TEST(ReplicationCopy, SnapshotWithALostChunkIsStartedOver) {
   EXPECT_EQ(n.snapshot_needed[1].size(), 2u);
 }
 
+// A transfer cut short by a new epoch leaves partial data in the engine: configure() drops it.
+TEST(ReplicationCopy, NewEpochDuringASnapshotResetsThePartition) {
+  Copy r(2);
+  ASSERT_TRUE(r.configure(Config{.epoch = 1, .primary = 1, .replicas = {2}, .write_quorum = 1}, 0));
+  r.receive(1, SnapshotBegin{.epoch = 1, .snapshot_lsn = 9, .snapshot_epoch = 1}, 0);
+  r.receive(1, SnapshotChunk{.epoch = 1, .snapshot_lsn = 9, .seq = 0, .effects = {"k=1"}}, 0);
+  Output during = r.take_output();
+  EXPECT_TRUE(during.reset_partition);
+  ASSERT_EQ(during.apply_snapshot.size(), 1u);
+  ASSERT_TRUE(r.configure(Config{.epoch = 2, .primary = 2, .replicas = {3}, .write_quorum = 1}, 0));
+  Output after = r.take_output();
+  EXPECT_TRUE(after.reset_partition);  // the partial "k=1" is dropped
+  EXPECT_EQ(r.last_lsn(), 1u);         // then only the new epoch's barrier
+  ASSERT_EQ(after.apply.size(), 1u);
+  EXPECT_TRUE(after.apply[0].effect.empty());
+}
+
 // A copy re-added empty is not in sync until it holds its epoch's barrier: its fence answer
 // does not count toward the quorum (it may hold less than it once acknowledged).
 TEST(ReplicationCopy, CopyCatchingUpAnswersFencesAsNotInSync) {
