@@ -827,7 +827,7 @@ void Sim::client_step(ClientState& c) {
   }
   if (c.busy && c.attempt == 0) {
     c.attempt = next_attempt_++;
-    c.attempt_deadline = now_ + 1500;
+    c.attempt_deadline = now_ + 500;
     send(ep, static_cast<int>(c.guess),
          ClientReq{.attempt = c.attempt, .write = c.op.write, .key = c.key, .value = c.op.value});
   }
