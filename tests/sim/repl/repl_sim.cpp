@@ -221,6 +221,7 @@ class Sim {
   void crash(Node& n);
   void restart(Node& n);
   void manager_step();
+  void check_promotion(NodeId chosen);
   void client_step(ClientState& c);
   void on_client_req(Node& n, int client, const ClientReq& r);
   void answer_reads(Node& n);
@@ -475,6 +476,9 @@ void Sim::drain(Node& n) {
     Output out = n.copy->take_output();
     bool again = false;
     if (out.reset_partition) {
+      // The copy drops what it held to be rebuilt from a snapshot: until the snapshot is in,
+      // it is a lost copy for the durability bound (counted once per incarnation).
+      if (!n.lineage.empty()) lose(n.id, n.incarnation);
       n.state.clear();
       n.key_lsn.clear();
       n.lineage.clear();
@@ -763,6 +767,7 @@ void Sim::manager_step() {
       chosen = replication::choose_new_primary(m.cfg, m.acks);
     }
     if (!chosen) return;
+    check_promotion(*chosen);
     Config next = m.cfg;
     next.epoch = m.cfg.epoch + 1;
     next.primary = *chosen;
@@ -794,6 +799,37 @@ void Sim::manager_step() {
     }
   }
   if (now_ >= m.next_push) push();
+}
+
+// (b) at every promotion: the new primary holds every acknowledged write that a replica still
+// in sync in the fenced epoch holds (such a copy holds the epoch's barrier, so its log is a
+// prefix of that epoch's primary log; the promotion rule must not lose what it holds). This
+// needs no loss counting: a copy that lost data is not in sync.
+void Sim::check_promotion(NodeId chosen) {
+  const Meta& m = meta_;
+  const Node& y = nodes_[chosen];
+  auto holds = [](const Node& n, const AckedWrite& w) {
+    return w.lsn <= n.lineage.size() && n.lineage[w.lsn - 1] == std::pair(w.epoch, w.id);
+  };
+  // The replaced primary counts only if it answered the fence: with write_quorum 1 what only
+  // it holds is lost with it, by design.
+  std::vector<NodeId> members = m.cfg.replicas;
+  for (const auto& [from, ack] : m.acks)
+    if (from == m.cfg.primary) members.push_back(m.cfg.primary);
+  for (const AckedWrite& w : acked_) {
+    if (holds(y, w)) continue;
+    for (NodeId x : members) {
+      const Node& n = nodes_[x];
+      if (!n.up || n.copy->config().epoch != m.cfg.epoch || n.copy->last_epoch() != m.cfg.epoch)
+        continue;
+      if (holds(n, w)) {
+        fail(fmt::format("(b) promoting node {} for epoch {} loses acknowledged write {}={} "
+                         "(lsn {}, epoch {}) that node {}, in sync in epoch {}, holds",
+                         chosen, m.cfg.epoch + 1, w.key, w.id, w.lsn, w.epoch, x, m.cfg.epoch));
+        return;
+      }
+    }
+  }
 }
 
 void Sim::client_step(ClientState& c) {
