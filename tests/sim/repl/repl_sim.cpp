@@ -106,6 +106,7 @@ struct InFlight {
   uint64_t seq;
   int from, to;
   Payload p;
+  uint64_t from_incarnation = 0;  // a node sender's incarnation when it sent (transport's boot id)
 };
 struct Later {
   bool operator()(const InFlight& a, const InFlight& b) const {
@@ -211,7 +212,8 @@ class Sim {
       auto& last = link_last_[{from, to}];
       if (!rng_.chance(reorder_)) at = std::max(at, last);  // FIFO unless reordered
       last = std::max(last, at);
-      net_.push_back(InFlight{at, seq_++, from, to, i ? p : std::move(p)});  // i == 0 last
+      uint64_t inc = from > 0 && from < kManager ? nodes_[from].incarnation : 0;
+      net_.push_back(InFlight{at, seq_++, from, to, i ? p : std::move(p), inc});  // i == 0 last
       std::push_heap(net_.begin(), net_.end(), Later{});
     }
   }
@@ -283,6 +285,7 @@ class Sim {
     std::map<NodeId, uint64_t> heard_inc;
     bool failing_over = false;
     std::vector<std::pair<NodeId, FenceAck>> acks;
+    std::map<NodeId, uint64_t> ack_inc;  // incarnation that sent each member's first answer
     int64_t next_fence = 0, next_push = 0;
   } meta_;
   uint64_t hash_ = 1469598103934665603ull;
@@ -633,8 +636,10 @@ void Sim::deliver(InFlight& m) {
       auto msg = replication::decode(*bytes);
       if (!msg) return fail("manager could not decode: " + msg.error().message);
       if (auto* fa = std::get_if<FenceAck>(&*msg)) {
-        if (meta_.failing_over && fa->new_epoch == meta_.cfg.epoch + 1)
+        if (meta_.failing_over && fa->new_epoch == meta_.cfg.epoch + 1) {
           meta_.acks.emplace_back(static_cast<NodeId>(m.from), *fa);
+          meta_.ack_inc.emplace(static_cast<NodeId>(m.from), m.from_incarnation);
+        }
       }
     } else if (auto* hb = std::get_if<Heartbeat>(&m.p)) {
       meta_.last_heard[static_cast<NodeId>(m.from)] = now_;
@@ -744,6 +749,7 @@ void Sim::manager_step() {
     if (lost) {
       m.failing_over = true;
       m.acks.clear();
+      m.ack_inc.clear();
       m.next_fence = now_;
       trace(fmt::format("manager: primary {} unreachable, fencing for epoch {}", p,
                         m.cfg.epoch + 1));
@@ -775,8 +781,9 @@ void Sim::manager_step() {
     for (NodeId x : members())
       if (x != *chosen) next.replicas.push_back(x);
     if (*chosen != p) lose(p, m.inc[p]);  // the old primary's copy no longer counts
-    // A member answering from a new incarnation joins with it.
-    for (const auto& [from, ack] : m.acks) m.inc[from] = std::max(m.inc[from], m.heard_inc[from]);
+    // A member is named with the incarnation that answered: if it restarted since, it will
+    // not take this configuration (and a restarted primary is replaced again).
+    for (const auto& [from, inc] : m.ack_inc) m.inc[from] = inc;
     m.cfg = next;
     m.failing_over = false;
     ++res_.counters.failovers;
@@ -808,6 +815,7 @@ void Sim::manager_step() {
 void Sim::check_promotion(NodeId chosen) {
   const Meta& m = meta_;
   const Node& y = nodes_[chosen];
+  if (!y.up || y.incarnation != m.ack_inc.at(chosen)) return;  // it will not take the config
   auto holds = [](const Node& n, const AckedWrite& w) {
     return w.lsn <= n.lineage.size() && n.lineage[w.lsn - 1] == std::pair(w.epoch, w.id);
   };
