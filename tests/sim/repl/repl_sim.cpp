@@ -47,6 +47,7 @@ void Counters::add(const Counters& o) {
   writes_unknown += o.writes_unknown;
   reads_ok += o.reads_ok;
   refusals += o.refusals;
+  backlog_full += o.backlog_full;
   failovers += o.failovers;
   readds += o.readds;
   crashes += o.crashes;
@@ -117,11 +118,13 @@ struct Later {
 std::string effect_of(const std::string& key, uint64_t id) {
   return key + "=" + std::to_string(id);
 }
+// "key=id", optionally followed by "#" and padding (large values exercise batching, the
+// in-flight window and the backlog limit).
 bool parse_effect(const std::string& e, std::string* key, uint64_t* id) {
   auto eq = e.find('=');
-  if (eq == std::string::npos) return false;
+  if (eq == std::string::npos || eq + 1 >= e.size()) return false;
   *key = e.substr(0, eq);
-  *id = std::stoull(e.substr(eq + 1));
+  *id = std::stoull(e.substr(eq + 1, e.find('#') - eq - 1));
   return true;
 }
 
@@ -246,6 +249,7 @@ class Sim {
   std::set<std::pair<int, int>> cut_;  // links cut in both directions (node pairs)
   double loss_ = 0, dup_ = 0, reorder_ = 0;
   int64_t max_delay_ = 10;
+  uint64_t pad_max_ = 0;  // values padded up to this many bytes
   std::vector<ClientState> clients_;
   std::vector<Op> history_;
   std::vector<std::string> history_keys_;
@@ -319,6 +323,7 @@ void Sim::setup() {
   reorder_ = rng_.chance(0.5) ? 0.0 : 0.05;
   max_delay_ = rng_.range(2, 15);
   load_end_ = rng_.range(7000, 10000);
+  pad_max_ = rng_.chance(0.3) ? 1000 : 0;
   nodes_.resize(n_nodes_ + 1);
   side_.assign(n_nodes_ + 1, 0);
   std::string engines;
@@ -358,9 +363,9 @@ void Sim::setup() {
     clients_.push_back(cs);
   }
   res_.setup = fmt::format("nodes={} copies={} write_quorum={} engines={} loss={:.2f} dup={:.2f} "
-                           "reorder={:.2f} delay<={} log_keep={}",
+                           "reorder={:.2f} delay<={} log_keep={} value_pad<={}",
                            n_nodes_, copies_, wq_, engines, loss_, dup_, reorder_, max_delay_,
-                           copt_.log_keep_bytes);
+                           copt_.log_keep_bytes, pad_max_);
   trace("setup " + res_.setup);
 }
 
@@ -600,8 +605,12 @@ void Sim::answer_reads(Node& n) {
 void Sim::on_client_req(Node& n, int client, const ClientReq& r) {
   NodeId hint = n.copy->config().primary;
   if (r.write) {
-    auto lsn = n.copy->append(effect_of(r.key, r.value), n.local(now_));
+    std::string effect = effect_of(r.key, r.value);
+    if (pad_max_) effect += "#" + std::string(r.value * 7919 % pad_max_, 'x');
+    auto lsn = n.copy->append(std::move(effect), n.local(now_));
     if (!lsn) {
+      if (lsn.error().message.find("backlog full") != std::string::npos)
+        ++res_.counters.backlog_full;
       send(n.id, client, ClientResp{.attempt = r.attempt, .ok = false, .hint = hint});
       return;
     }
