@@ -91,13 +91,15 @@ std::string encode(const Message& m) {
           w.varint(msg.last_lsn);
           w.varint(msg.epoch);
           w.varint(msg.last_epoch);
+          w.u8(msg.in_sync ? 1 : 0);
         }
       },
       m);
   return out;
 }
 
-Result<Message> decode(std::string_view bytes) {
+namespace {
+Result<Message> decode_fields(std::string_view bytes) {
   Reader rd(bytes);
   KEEL_REPL_TRY(version, rd.u8());
   if (version != kVersion)
@@ -200,6 +202,9 @@ Result<Message> decode(std::string_view bytes) {
       KEEL_REPL_TRY(last, rd.varint());
       KEEL_REPL_TRY(epoch, rd.varint());
       KEEL_REPL_TRY(le, rd.varint());
+      KEEL_REPL_TRY(sync, rd.u8());
+      if (sync > 1) return bad(fmt::format("fence ack in_sync flag {} (allowed: 0 or 1)", sync));
+      a.in_sync = sync == 1;
       a.new_epoch = ne;
       a.last_lsn = last;
       a.epoch = epoch;
@@ -213,6 +218,16 @@ Result<Message> decode(std::string_view bytes) {
   if (!rd.done())
     return bad(fmt::format("{} trailing bytes after the message", rd.remaining()));
   return result;
+}
+}  // namespace
+
+Result<Message> decode(std::string_view bytes) {
+  auto r = decode_fields(bytes);
+  // The byte reader reports truncation and overlong varints with its own codes; to a caller
+  // every one of them is a corrupt message.
+  if (!r && r.error().code != Errc::kCorruption)
+    return bad(r.error().message);
+  return r;
 }
 
 }  // namespace keel::replication

@@ -36,7 +36,7 @@ std::optional<NodeId> choose_new_primary(const Config& c,
   for (const FenceAck* a : by_member) {
     if (!a) continue;
     ++answered;
-    if (a->epoch == c.epoch) ++configured;
+    if (a->epoch == c.epoch && a->in_sync) ++configured;
   }
   if (configured < fence_quorum(c) && answered < order.size()) return std::nullopt;
   std::optional<size_t> best;
@@ -153,6 +153,12 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   cfg_ = c;
   peers_.clear();
   last_append_sent_ms_ = 0;
+  if (snap_in_progress_) {
+    // A transfer of the old epoch will not complete: drop what the engine got of it, so the
+    // engine holds exactly what this copy claims (nothing).
+    out_.apply_snapshot.clear();
+    out_.reset_partition = true;
+  }
   snap_in_progress_ = false;
   snap_done_lsn_ = 0;
   pending_fences_.erase(std::remove_if(pending_fences_.begin(), pending_fences_.end(),
@@ -160,7 +166,6 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
                         pending_fences_.end());
   if (c.primary == self_) {
     role_ = Role::kPrimary;
-    snap_in_progress_ = false;
     for (NodeId r : c.replicas) {
       Peer p;
       p.id = r;
@@ -243,7 +248,10 @@ void Copy::advance_commit() {
   std::sort(d.begin(), d.end(), std::greater<>());
   uint64_t candidate = d[cfg_.write_quorum - 1];
   // Only an entry of this epoch is committed by counting (Raft's rule); it commits all before.
-  if (candidate > commit_ && candidate >= epoch_start_) commit_ = candidate;
+  if (candidate > commit_ && candidate >= epoch_start_) {
+    commit_ = candidate;
+    trim_log();
+  }
   out_.committed_lsn = commit_;
 }
 
@@ -362,8 +370,7 @@ void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
   if (snap_in_progress_) {
     // The primary streams the log only after the last chunk: this transfer lost a chunk (or
     // its end). Abort; the mismatch makes the primary start over.
-    snap_in_progress_ = false;
-    send_ack(true, now_ms);
+    abort_snapshot(now_ms);
     return;
   }
   last_append_sent_ms_ = std::max(last_append_sent_ms_, a.sent_ms);
@@ -473,8 +480,7 @@ void Copy::on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms) {
   if (c.seq < snap_next_seq_) return;  // duplicate
   if (c.seq > snap_next_seq_) {
     // A chunk was lost: abort; the primary notices the mismatch and starts over.
-    snap_in_progress_ = false;
-    send_ack(true, now_ms);
+    abort_snapshot(now_ms);
     return;
   }
   ++snap_next_seq_;
@@ -490,6 +496,15 @@ void Copy::on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms) {
   out_.snapshot_done_lsn = snap_lsn_;
   snap_done_lsn_ = snap_lsn_;
   send_ack(false, now_ms);
+}
+
+void Copy::abort_snapshot(int64_t now_ms) {
+  // The engine holds part of a snapshot that matches no LSN: drop it, so what the engine holds
+  // is again exactly what this copy claims (nothing), whatever the primary sends next.
+  snap_in_progress_ = false;
+  out_.apply_snapshot.clear();
+  out_.reset_partition = true;
+  send_ack(true, now_ms);
 }
 
 void Copy::on_fence(NodeId from, const Fence& f, int64_t now_ms) {
@@ -511,6 +526,7 @@ void Copy::answer_fences(int64_t now_ms) {
     a.last_lsn = last_;
     a.last_epoch = last_epoch_;
     a.epoch = cfg_.epoch;
+    a.in_sync = cfg_.epoch > 0 && last_epoch_ == cfg_.epoch && !snap_in_progress_;
     out_.send.emplace_back(to, a);
   }
   pending_fences_.clear();

@@ -16,8 +16,8 @@
 //  - The primary numbers every write with the next LSN (1, 2, ...; a new primary continues
 //    from its own last LSN) and stamps it with its epoch; an LSN is only ever reused for a
 //    different entry after the entry it replaces was discarded as uncommitted, and the pair
-//    (lsn, epoch) names one entry everywhere. It streams entries to every
-//    replica in Append messages, batched up to Options::max_batch_bytes, with at most
+//    (lsn, epoch) names one entry everywhere. It streams entries to every replica in Append
+//    messages, batched up to Options::max_batch_bytes, with at most
 //    Options::max_inflight_bytes unacknowledged per replica (back-pressure: append() refuses
 //    with kUnavailable "replication backlog full" past Options::max_backlog_bytes).
 //  - A replica accepts an Append only if its epoch equals the replica's configured epoch, it
@@ -25,16 +25,16 @@
 //    (prev_lsn, prev_epoch) names the replica's last entry (or an entry it holds; entries it
 //    already holds are skipped). Else it answers mismatch with its last (lsn, epoch) so the
 //    primary resends from there, or sends a snapshot if its log no longer reaches back or the
-//    replica's last entry is not in the primary's log (diverged). Accepted entries come out in Output::apply; the runtime applies them and
-//    calls durable(lsn) once they are as durable as the engine promises; only then does the
-//    replica acknowledge that LSN.
+//    replica's last entry is not in the primary's log (diverged). Accepted entries come out in
+//    Output::apply; the runtime applies them and calls durable(lsn) once they are as durable
+//    as the engine promises; only then does the replica acknowledge that LSN.
 //  - The primary's commit LSN is the highest LSN held durably by `write_quorum` copies, the
 //    primary counted (its own durability also comes in through durable()), provided that entry
 //    was created in the current epoch (Raft's rule: an older entry is committed by a newer one
 //    above it, never by counting its copies). So that older entries commit without waiting
 //    for a client write, a primary starts every epoch with a BARRIER entry: an empty effect,
 //    which the runtime applies as nothing (but records as applied and reports durable).
-//    Output::committed rises monotonically; the runtime answers every client write with
+//    Output::committed_lsn rises monotonically; the runtime answers every client write with
 //    lsn <= committed, and answers a read of a key only once the LSN of that key's last write
 //    is committed (a read never shows a write that may still be lost).
 //  - Leases: every AppendAck grants the primary a read lease: the replica promises not to
@@ -46,11 +46,12 @@
 //    fence quorum (below) contains one of them. can_serve_reads(now) is false otherwise. With
 //    no replicas the primary always holds it.
 //  - Failover (driven by the runtime / the simulator's failover manager, decided in metadata):
-//    to replace a primary at epoch e, the manager sends Fence{e+1} to the replicas; a fenced
-//    replica refuses Appends of epochs < e+1 from then on and answers FenceAck{last lsn and its
+//    to replace a primary at epoch e, the manager sends Fence{e+1} to the members; a fenced
+//    copy refuses Appends of epochs < e+1 from then on and answers FenceAck{last lsn and its
 //    epoch} (after any lease it granted has run out). choose_new_primary() picks, from at least
-//    fence_quorum() answers of copies configured in epoch e (or from every copy of the
-//    configuration), the copy with the highest (last_epoch, last_lsn). That copy holds every
+//    fence_quorum() answers of copies configured in epoch e and in sync in it (they hold e's
+//    barrier, so every write committed before e) — or from every copy of the configuration —
+//    the copy with the highest (last_epoch, last_lsn). That copy holds every
 //    committed write (each is on write_quorum copies; the fence quorum intersects them). The
 //    metadata then decides the new configuration with epoch e+1; configure() installs it.
 //  - Restarts: a copy that restarted is configured again only with an epoch decided AFTER its
@@ -60,7 +61,8 @@
 //  - A new primary serves writes at once (continuing its LSNs) and reads once it holds a lease.
 //    Replicas of the new epoch whose log diverges (their last entry is not in the primary's
 //    log: uncommitted entries of an old primary) cannot undo applied effects: they get a
-//    snapshot.
+//    snapshot (reset_partition first: until it completes the copy holds nothing, and it is
+//    not in sync, so its fence answers do not count).
 #pragma once
 
 #include <climits>
@@ -137,6 +139,10 @@ struct FenceAck {
   uint64_t last_lsn = 0;
   uint64_t epoch = 0;  // the replica's configured epoch when it answered
   uint64_t last_epoch = 0;  // epoch of the entry at last_lsn
+  // It holds the first entry (barrier) of its configured epoch, hence every write committed
+  // before that epoch. False while it catches up: a copy re-added empty, or one whose data a
+  // snapshot reset, holds less than it may have acknowledged before.
+  bool in_sync = false;
 };
 using Message = std::variant<Append, AppendAck, SnapshotBegin, SnapshotChunk, Fence, FenceAck>;
 
@@ -270,6 +276,7 @@ class Copy {
   void on_snapshot_begin(NodeId from, const SnapshotBegin& b);
   void on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms);
   void on_fence(NodeId from, const Fence& f, int64_t now_ms);
+  void abort_snapshot(int64_t now_ms);
   void send_ack(bool mismatch, int64_t now_ms);
   void answer_fences(int64_t now_ms);
   bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
@@ -305,8 +312,9 @@ class Copy {
 // From FenceAcks gathered for epoch c.epoch + 1, the copy to promote: the highest
 // (last_epoch, last_lsn), ties broken by replica order (then the old primary). Answers count
 // only from members of c; enough means at least fence_quorum(c) answers from copies that were
-// configured in c.epoch (ack.epoch == c.epoch), or an answer from every member of c (after a
-// total outage, restarted copies answer with what they recovered). nullopt if too few.
+// configured in c.epoch and in sync (ack.epoch == c.epoch && ack.in_sync), or an answer from
+// every member of c (after a total outage, restarted copies answer with what they recovered).
+// nullopt if too few.
 std::optional<NodeId> choose_new_primary(const Config& c, const std::vector<std::pair<NodeId, FenceAck>>& acks);
 
 }  // namespace keel::replication
