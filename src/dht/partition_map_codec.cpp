@@ -5,21 +5,22 @@
 #include <fmt/format.h>
 
 #include "base/codec.h"
+#include "cluster/peer_address.h"
 
 namespace keel::dht {
 
 namespace {
-constexpr uint8_t kVersion = 1;
-constexpr uint64_t kMaxPartitions = 16384;
-constexpr uint64_t kMaxCopies = 16;
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
+constexpr uint8_t kVersion = 2;
+constexpr uint64_t kMaxCopies = cluster::kMaxCopies;
 }  // namespace
+
+cluster::PartitionMap to_cluster_map(const PartitionMapData& m) {
+  cluster::PartitionMap cm;
+  cm.version = 1;  // the metadata revision versions the map
+  cm.partitions.reserve(m.parts.size());
+  for (auto& p : m.parts) cm.partitions.push_back({p.primary, p.replicas, p.epoch});
+  return cm;
+}
 
 std::string encode_partition_map(const PartitionMapData& m) {
   std::string out;
@@ -27,18 +28,12 @@ std::string encode_partition_map(const PartitionMapData& m) {
   w.u8(kVersion);
   w.varint(m.copies);
   w.varint(m.write_quorum);
-  w.varint(m.parts.size());
-  for (auto& p : m.parts) {
-    w.varint(p.epoch);
-    w.varint(p.primary);
-    w.varint(p.replicas.size());
-    for (auto r : p.replicas) w.varint(r);
-  }
   w.varint(m.incarnations.size());
   for (auto& [id, inc] : m.incarnations) {
     w.varint(id);
     w.varint(inc);
   }
+  w.bytes(cluster::encode(to_cluster_map(m)));
   return out;
 }
 
@@ -48,58 +43,39 @@ Result<PartitionMapData> decode_partition_map(std::string_view bytes) {
     return make_error(Errc::kCorruption, fmt::format("partition map: {}", what));
   };
   auto v = r.u8();
-  if (!v || *v != kVersion) return bad("unknown version");
+  if (!v || *v != kVersion) return bad(fmt::format("unknown version (allowed: {})", kVersion));
   auto copies = r.varint();
   auto wq = r.varint();
-  auto n = r.varint();
-  if (!copies || !wq || !n || *copies < 1 || *copies > kMaxCopies || *wq < 1 || *wq > *copies ||
-      *n > kMaxPartitions)
-    return bad("bad header");
+  if (!copies || !wq || *copies < 1 || *copies > kMaxCopies || *wq < 1 || *wq > *copies)
+    return bad("bad copies or write quorum");
   PartitionMapData m;
   m.copies = static_cast<uint32_t>(*copies);
   m.write_quorum = static_cast<uint32_t>(*wq);
-  m.parts.resize(*n);
-  for (auto& p : m.parts) {
-    auto e = r.varint();
-    auto pr = r.varint();
-    auto nr = r.varint();
-    if (!e || !pr || !nr || *nr > kMaxCopies) return bad("truncated partition");
-    p.epoch = *e;
-    p.primary = static_cast<uint32_t>(*pr);
-    for (uint64_t i = 0; i < *nr; ++i) {
-      auto id = r.varint();
-      if (!id) return bad("truncated replica list");
-      p.replicas.push_back(static_cast<uint32_t>(*id));
-    }
-  }
   auto ni = r.varint();
-  if (!ni || *ni > 65536) return bad("bad incarnation count");
+  if (!ni || *ni > cluster::kMaxNodeId) return bad("bad incarnation count");
   for (uint64_t i = 0; i < *ni; ++i) {
     auto id = r.varint();
     auto inc = r.varint();
     if (!id || !inc) return bad("truncated incarnations");
     m.incarnations[static_cast<uint32_t>(*id)] = *inc;
   }
-  if (!r.done()) return bad("trailing bytes");
+  auto body = r.bytes(cluster::kMaxEncodedMapBytes);
+  if (!body || !r.done()) return bad("truncated or trailing bytes");
+  auto cm = cluster::decode_partition_map(*body);
+  if (!cm) return std::unexpected(cm.error());
+  for (auto& a : cm->partitions) m.parts.push_back({a.epoch, a.primary, a.replicas});
   return m;
 }
 
-PartitionMapData initial_partition_map(const std::vector<uint32_t>& storage, uint32_t partitions,
-                                       uint32_t copies, uint32_t write_quorum) {
+Result<PartitionMapData> initial_partition_map(const std::vector<cluster::Member>& members,
+                                               uint32_t partitions, uint32_t copies,
+                                               uint32_t write_quorum) {
+  auto cm = cluster::initial_map(members, partitions, copies);
+  if (!cm) return std::unexpected(cm.error());
   PartitionMapData m;
   m.copies = copies;
   m.write_quorum = std::min(write_quorum, copies);
-  uint32_t placed = std::min<uint32_t>(copies, static_cast<uint32_t>(storage.size()));
-  m.parts.resize(partitions);
-  for (uint32_t p = 0; p < partitions; ++p) {
-    std::vector<std::pair<uint64_t, uint32_t>> ranked;
-    for (auto id : storage) ranked.emplace_back(mix((uint64_t{p} << 32) ^ id), id);
-    std::sort(ranked.rbegin(), ranked.rend());
-    auto& pv = m.parts[p];
-    pv.epoch = 1;
-    pv.primary = ranked[0].second;
-    for (uint32_t i = 1; i < placed; ++i) pv.replicas.push_back(ranked[i].second);
-  }
+  for (auto& a : cm->partitions) m.parts.push_back({a.epoch, a.primary, a.replicas});
   return m;
 }
 

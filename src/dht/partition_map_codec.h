@@ -1,4 +1,6 @@
-// The partition map as the data path stores it in metadata (domain "dht", key "map").
+// The partition map as the data path stores it in metadata (domain "dht", key "map"): the
+// canonical cluster::PartitionMap encoding (placement, epochs) plus what the data path adds —
+// target copies, write quorum, and each member's acknowledged incarnation.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "cluster/placement.h"
 #include "dht/topology.h"
 
 namespace keel::dht {
@@ -24,8 +27,12 @@ struct PartitionMapData {
 
 std::string encode_partition_map(const PartitionMapData& m);
 Result<PartitionMapData> decode_partition_map(std::string_view bytes);
-// Places `partitions` partitions over `storage` nodes.
-PartitionMapData initial_partition_map(const std::vector<uint32_t>& storage, uint32_t partitions,
-                                       uint32_t copies, uint32_t write_quorum);
+// The partition map as cluster::PartitionMap holds it (validated, canonical encoding).
+cluster::PartitionMap to_cluster_map(const PartitionMapData& m);
+// Places `partitions` partitions over the storage members by weighted rendezvous hashing,
+// copies spread over zones (cluster/placement.h).
+Result<PartitionMapData> initial_partition_map(const std::vector<cluster::Member>& members,
+                                               uint32_t partitions, uint32_t copies,
+                                               uint32_t write_quorum);
 
 }  // namespace keel::dht

@@ -452,16 +452,28 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     publish(t);
   }
 
+  static cluster::Member member_of(const NodeRecord& n) {
+    return cluster::Member{n.id, std::max<uint32_t>(1, n.weight), n.zone,
+                           n.storage ? cluster::Role::kStorage : cluster::Role::kGateway};
+  }
+
   void maybe_create_map(const Topology& t) {
     if (creating_map) return;
-    std::vector<uint32_t> storage;
+    std::vector<cluster::Member> members;
+    bool any_storage = false;
     for (uint32_t id : opt.initial_members) {
       auto* n = t.node(id);
       if (!n) return;  // wait until every initial member has published its addresses
-      if (n->storage) storage.push_back(id);
+      members.push_back(member_of(*n));
+      any_storage |= n->storage;
     }
-    if (storage.empty()) return;
-    PartitionMapData m = initial_partition_map(storage, opt.partitions, opt.copies, opt.write_quorum);
+    if (!any_storage) return;
+    auto made = initial_partition_map(members, opt.partitions, opt.copies, opt.write_quorum);
+    if (!made) {
+      spdlog::error("dht: cannot place the partitions: {}", made.error().message);
+      return;
+    }
+    PartitionMapData m = std::move(*made);
     for (auto& [id, n] : t.nodes) m.incarnations[id] = n.incarnation;
     creating_map = true;
     meta.put(kDomain, kMapKey, encode_partition_map(m), uint64_t{0},
@@ -514,6 +526,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     n.name = opt.name;
     n.storage = opt.storage;
     n.incarnation = incarnation;
+    n.weight = opt.weight;
+    n.zone = opt.zone;
     meta.put(kDomain, fmt::format("node/{}", opt.self), encode_node(n), std::nullopt,
              [self = shared_from_this()](Result<cluster::WriteResult> r) {
                if (self->stopping) return;
@@ -638,32 +652,28 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   void commit_decisions(std::shared_ptr<const Topology> t, const std::set<uint32_t>& restarted) {
     if (map_write_in_flight) return;
     // Re-create lost copies: a partition with fewer copies than the target gets a replica on
-    // the live storage node holding the fewest copies.
+    // the live storage member that placement (weighted rendezvous, zone spread) puts first
+    // among those not holding it.
     std::map<uint32_t, PartitionView> changes = decided;
-    std::map<uint32_t, uint32_t> load;
+    std::vector<cluster::Member> live;
     for (auto& [id, n] : t->nodes)
-      if (n.storage && !dead(id) && !restarted.count(id)) load[id] = 0;
-    for (auto& pv : t->parts) {
-      if (load.count(pv.primary)) ++load[pv.primary];
-      for (auto r : pv.replicas)
-        if (load.count(r)) ++load[r];
-    }
-    for (uint32_t p = 0; p < t->parts.size() && changes.size() < 256; ++p) {
+      if (n.storage && !dead(id) && !restarted.count(id)) live.push_back(member_of(n));
+    std::optional<cluster::Placer> placer;
+    if (cluster::validate_members(live)) placer.emplace(live);
+    for (uint32_t p = 0; p < t->parts.size() && changes.size() < 256 && placer; ++p) {
       if (changes.count(p) || fencing.count(p)) continue;
       auto pv = t->parts[p];
       if (!pv.primary || dead(pv.primary)) continue;
       bool changed = false;
       std::erase_if(pv.replicas, [&](uint32_t r) { return dead(r) && (changed = true); });
-      while (1 + pv.replicas.size() < t->copies) {
-        uint32_t best = 0;
-        for (auto& [id, l] : load)
-          if (id != pv.primary && std::find(pv.replicas.begin(), pv.replicas.end(), id) == pv.replicas.end() &&
-              (!best || l < load[best]))
-            best = id;
-        if (!best) break;
-        pv.replicas.push_back(best);
-        ++load[best];
-        changed = true;
+      if (1 + pv.replicas.size() < t->copies) {
+        for (uint32_t id : placer->place(p, t->copies + static_cast<uint32_t>(pv.replicas.size()) + 1)) {
+          if (1 + pv.replicas.size() >= t->copies) break;
+          if (id == pv.primary || std::find(pv.replicas.begin(), pv.replicas.end(), id) != pv.replicas.end())
+            continue;
+          pv.replicas.push_back(id);
+          changed = true;
+        }
       }
       if (changed) {
         pv.epoch += 1;

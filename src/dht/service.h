@@ -46,6 +46,8 @@ struct ServiceOptions {
   std::string resp_address;   // host:port clients use
   std::string name;           // 40 hex (CLUSTER MYID)
   bool storage = true;
+  uint32_t weight = 1;        // cluster.weight
+  std::string zone;           // cluster.zone
   uint32_t partitions = 1024;
   uint32_t copies = 1;        // primary + replicas, for a new map
   uint32_t write_quorum = 1;  // copies that must hold a write before it is acknowledged

@@ -14,8 +14,8 @@ bool Topology::holds(uint32_t partition, uint32_t node) const {
 
 // "resp=H:P data=H:P name=HEX role=storage|gateway"
 std::string encode_node(const NodeRecord& n) {
-  return fmt::format("resp={} data={} name={} role={} incarnation={}", n.resp, n.data, n.name,
-                     n.storage ? "storage" : "gateway", n.incarnation);
+  return fmt::format("resp={} data={} name={} role={} incarnation={} weight={} zone={}", n.resp, n.data,
+                     n.name, n.storage ? "storage" : "gateway", n.incarnation, n.weight, n.zone);
 }
 
 Result<NodeRecord> decode_node(std::string_view text) {
@@ -35,6 +35,8 @@ Result<NodeRecord> decode_node(std::string_view text) {
     else if (k == "name") n.name = v;
     else if (k == "role") n.storage = v != "gateway";
     else if (k == "incarnation") n.incarnation = std::strtoull(std::string(v).c_str(), nullptr, 10);
+    else if (k == "weight") n.weight = static_cast<uint32_t>(std::strtoul(std::string(v).c_str(), nullptr, 10));
+    else if (k == "zone") n.zone = v;
   }
   if (n.data.empty()) return make_error(Errc::kCorruption, "node record: no data address");
   return n;

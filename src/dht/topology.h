@@ -21,6 +21,8 @@ struct NodeRecord {
   std::string name;  // 40 hex characters (CLUSTER MYID)
   bool storage = true;  // false: a gateway (serves clients, holds no partition)
   uint64_t incarnation = 0;  // when this node process started (wall ms): a restart changes it
+  uint32_t weight = 1;       // relative share of partition copies (cluster.weight)
+  std::string zone;          // failure domain (cluster.zone): copies of a partition spread over zones
 };
 std::string encode_node(const NodeRecord& n);
 Result<NodeRecord> decode_node(std::string_view text);

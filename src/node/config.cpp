@@ -242,6 +242,16 @@ const std::vector<Setting>& settings() {
          else return fmt::format("'{}' is not allowed; allowed: storage, gateway", v);
          return "";
        }},
+      {"cluster.weight", "relative share of partition copies this node holds (placement is weighted rendezvous hashing)",
+       [](const Config& c) { return std::to_string(c.cluster_weight); },
+       [](Config& c, const std::string& v) { return set_u64(c.cluster_weight, v, 1, 1000000); }},
+      {"cluster.zone", "failure domain (rack, zone): the copies of a partition go to different zones when there are enough",
+       [](const Config& c) { return c.cluster_zone; },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.size() > 64) return fmt::format("'{}' is too long; allowed: at most 64 characters", v);
+         c.cluster_zone = v;
+         return "";
+       }},
       {"dht.replicas", "copies of each partition, the primary counted (fixed when the cluster's partition map is created)",
        [](const Config& c) { return std::to_string(c.dht_replicas); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_replicas, v, 1, 7); }},

@@ -46,6 +46,8 @@ struct Config {
   uint64_t cluster_start_timeout_ms = 10;  // one starter per slot; the others wait this long for it
   int cluster_data_port = 0;            // the data plane (forwarding, replication); 0 = any free port
   bool cluster_storage = true;          // role: storage (holds partitions) or gateway (holds none)
+  uint64_t cluster_weight = 1;          // relative share of partition copies
+  std::string cluster_zone;             // failure domain: copies of a partition go to different zones
   uint64_t dht_replicas = 2;            // copies of each partition, the primary counted
   uint64_t dht_write_quorum = 2;        // copies holding a write before it is acknowledged
   uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)

@@ -354,6 +354,8 @@ Status Node::start() {
     so.resp_address = fmt::format("{}:{}", im.announce_ip(), im.resp_port);
     so.name = im.id;
     so.storage = im.cfg.cluster_storage;
+    so.weight = static_cast<uint32_t>(im.cfg.cluster_weight);
+    so.zone = im.cfg.cluster_zone;
     so.partitions = im.cfg.storage.partitions;
     so.copies = static_cast<uint32_t>(im.cfg.dht_replicas);
     so.write_quorum = static_cast<uint32_t>(im.cfg.dht_write_quorum);

@@ -19,7 +19,7 @@ from harness import Keel, free_port
 
 
 class DhtCluster:
-    def __init__(self, n=3, replicas=2, quorum=2, extra=()):
+    def __init__(self, n=3, replicas=2, quorum=2, extra=(), zones=None):
         self.root = tempfile.mkdtemp(prefix="keel-dht-it-")
         self.peer_ports = [free_port() for _ in range(n)]
         peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(self.peer_ports))
@@ -34,7 +34,9 @@ class DhtCluster:
                                    "--set", "cluster.suspect_after_ms=300",
                                    "--set", "cluster.dead_after_ms=1000",
                                    "--set", "dht.replicas=%d" % replicas,
-                                   "--set", "dht.write_quorum=%d" % quorum, *extra, data_dir=d))
+                                   "--set", "dht.write_quorum=%d" % quorum,
+                                   *(("--set", "cluster.zone=%s" % zones[i]) if zones else ()),
+                                   *extra, data_dir=d))
 
     def start(self):
         for k in self.nodes:
@@ -154,6 +156,19 @@ class DhtTest(unittest.TestCase):
         with self.assertRaises(redis.ResponseError) as e:
             a.mset({k1: "1", k2: "2"})
         self.assertIn("CROSSSLOT", str(e.exception))
+
+
+class ZoneTest(unittest.TestCase):
+    def test_copies_of_a_partition_land_in_different_zones(self):
+        c = DhtCluster(zones=["a", "a", "b"]).start()
+        try:
+            slots = slots_of(c.client(0).execute_command("CLUSTER", "SLOTS"))
+            zone_b = c.nodes[2].port
+            # Two copies, two zones: the only node of zone b holds a copy of every partition.
+            self.assertTrue(all(p == zone_b or zone_b in reps for (p, reps) in slots.values()))
+            self.assertEqual(sum(hi - lo + 1 for (lo, hi) in slots), 16384)
+        finally:
+            c.cleanup()
 
 
 class FailoverTest(unittest.TestCase):
