@@ -800,6 +800,7 @@ void Service::stop() {
 }
 
 std::shared_ptr<const Topology> Service::topology(unsigned shard) const { return impl_->st[shard]->topo; }
+const Topology* Service::current(unsigned shard) const { return impl_->st[shard]->topo.get(); }
 
 bool Service::wait_installed(int64_t timeout_ms) {
   auto& im = *impl_;

@@ -88,6 +88,8 @@ class Service {
   bool wait_installed(int64_t timeout_ms);
   // Shard thread: the topology this shard sees (null until the map is known).
   std::shared_ptr<const Topology> topology(unsigned shard) const;
+  // The same without a reference count, valid until this shard's next suspension point.
+  const Topology* current(unsigned shard) const;
   // Any thread: the newest topology, with the failure detector's view of each member.
   std::shared_ptr<const Topology> latest() const;
 

@@ -292,11 +292,13 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       std::string_view first = argv[static_cast<size_t>(spec->first_key)];
       uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
       if (dht) {
-        if (!dht->topology(c.shard)) {
+        if (!dht->current(c.shard)) {
           r.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
           break;
         }
-        co_await execute_routed(c, argv, *spec, command_keys(*spec, argv), part);
+        static const std::vector<size_t> kNoOtherKeys;
+        if (spec->last_key == spec->first_key) co_await execute_routed(c, argv, *spec, kNoOtherKeys, part);
+        else co_await execute_routed(c, argv, *spec, command_keys(*spec, argv), part);
         break;
       }
       unsigned owner = shards.owner(part);
@@ -324,7 +326,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
 awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const CommandSpec& spec,
                                              const std::vector<size_t>& keys, uint32_t first_part) {
   auto& r = c.reply;
-  auto topo = dht->topology(c.shard);
+  const dht::Topology* topo = dht->current(c.shard);  // not used past the first suspension
   uint32_t self = topo->self;
   c.parts.clear();
   c.parts.push_back(first_part);
