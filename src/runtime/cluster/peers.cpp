@@ -71,7 +71,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   LinkHandler on_link;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::map<uint32_t, std::shared_ptr<Peer>> peers;
-  std::map<tcp::socket*, uint32_t> inbound_socks;  // -> the peer's id once handshaken (0 before)
+  std::set<tcp::socket*> inbound_socks;
   bool stopping = false;
   SeededRandom rng{system_seed()};
 
@@ -212,7 +212,9 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       *state = 2;
       deadline->cancel();
       if (stopping || p->removed) break;
+      int dials = attempt;
       attempt = 0;
+      auto up_at = std::chrono::steady_clock::now();
       p->sock = std::move(sock);
       p->st.last_error.clear();
       set_connected(*p, true);
@@ -224,7 +226,11 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       p->sock.reset();
       set_connected(*p, false);
       if (!stopping) spdlog::info("cluster: lost peer {}: {}", p->addr.to_string(), p->st.last_error);
-      attempt = 1;
+      // A link that did not outlive one maximal backoff keeps the backoff growing: a peer that
+      // accepts and drops us at once (or a flapping failure detector) is redialled at most
+      // about once per backoff_max_ms, not in a loop.
+      bool short_lived = std::chrono::steady_clock::now() - up_at < std::chrono::milliseconds(opt.backoff_max_ms);
+      attempt = short_lived ? dials + 1 : 1;
     }
   }
 
@@ -273,7 +279,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   awaitable<void> inbound(std::shared_ptr<tcp::socket> sp) {
     auto self = shared_from_this();
     tcp::socket& sock = *sp;
-    inbound_socks[&sock] = 0;
+    inbound_socks.insert(&sock);
     boost::system::error_code ig;
     tune_peer_socket(sock, opt.user_timeout_ms);
     FrameDecoder dec(opt.limits);
@@ -309,11 +315,6 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     if (from != 0) {
-      // A peer keeps one outbound link: its older inbound connections are ones it gave up on
-      // (their FIN may have been lost in a partition). Close them rather than keep them open.
-      for (auto& [other, id] : inbound_socks)
-        if (id == from && other != &sock) other->close(ig);
-      inbound_socks[&sock] = from;
       auto it = peers.find(from);
       if (it != peers.end()) {
         peer = it->second;
@@ -453,7 +454,7 @@ void PeerTransport::stop() {
     if (p->sock) p->sock->close(ig);
     if (p->wake) p->wake->cancel();
   }
-  for (auto& [s, id] : im.inbound_socks) s->close(ig);
+  for (auto* s : im.inbound_socks) s->close(ig);
 }
 
 std::vector<PeerLinkStats> PeerTransport::stats() const {

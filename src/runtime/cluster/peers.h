@@ -16,9 +16,9 @@
 //     SYN into a black hole is retried within ~connect_timeout_ms + backoff_max_ms of a heal;
 //   - peer sockets set TCP_USER_TIMEOUT (unacknowledged data older than user_timeout_ms
 //     breaks the connection) and TCP keepalive, so a link that is blackholed in one direction
-//     only, or an inbound connection whose FIN was lost, fails on its own.
-// A new inbound connection from a peer replaces the older ones from it (a peer keeps one
-// outbound link, so an older inbound connection is one it gave up on).
+//     only, or an inbound connection whose FIN was lost, fails on its own. (A new inbound
+//     connection does not close older ones from the same peer: after a heal, a dial the peer
+//     gave up on can arrive later than its live one, and would then replace the live link.)
 //
 // Send queues are bounded (frames and bytes). When a peer's queue is full, new frames to it
 // are dropped and counted: the consensus core tolerates loss (it re-broadcasts while stalled),
