@@ -206,6 +206,15 @@ const std::vector<Setting>& settings() {
       {"cluster.max_batch", "most client requests carried by one consensus proposal",
        [](const Config& c) { return std::to_string(c.cluster_max_batch); },
        [](Config& c, const std::string& v) { return set_u64(c.cluster_max_batch, v, 1, 4096); }},
+      {"cluster.max_command_bytes", "largest metadata command (a larger one is refused at submission)",
+       [](const Config& c) { return std::to_string(c.cluster_max_command_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.cluster_max_command_bytes, v, 1 << 10, (4 << 20) - 1); }},
+      {"cluster.max_batch_bytes", "most bytes of commands one consensus proposal or catch-up answer carries",
+       [](const Config& c) { return std::to_string(c.cluster_max_batch_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.cluster_max_batch_bytes, v, 64 << 10, (16 << 20) - 128); }},
+      {"cluster.snapshot_chunk_bytes", "a metadata snapshot larger than this travels to a lagging member in chunks of this size",
+       [](const Config& c) { return std::to_string(c.cluster_snapshot_chunk_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.cluster_snapshot_chunk_bytes, v, 4 << 10, (16 << 20) - 128); }},
       {"cluster.join", "yes: start as a learner outside the configuration and wait for `keel cluster join`",
        [](const Config& c) { return std::string(c.cluster_join ? "yes" : "no"); },
        [](Config& c, const std::string& v) -> std::string {
@@ -368,6 +377,10 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       if (!others)
         problems.push_back({"cluster.join", "needs cluster.peers to list the current members to learn from"});
     }
+    if (c.cluster_max_command_bytes + 59 > c.cluster_max_batch_bytes)
+      problems.push_back({"cluster.max_batch_bytes",
+                          fmt::format("must hold one command of cluster.max_command_bytes ({}) plus 59 bytes of headers",
+                                      c.cluster_max_command_bytes)});
     if (c.cluster_suspect_after_ms <= c.cluster_heartbeat_ms)
       problems.push_back({"cluster.suspect_after_ms", fmt::format("must exceed cluster.heartbeat_ms ({})", c.cluster_heartbeat_ms)});
     if (c.cluster_dead_after_ms <= c.cluster_suspect_after_ms)

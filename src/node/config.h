@@ -39,6 +39,9 @@ struct Config {
   uint64_t cluster_suspect_after_ms = 1000;
   uint64_t cluster_dead_after_ms = 3000;
   uint64_t cluster_max_batch = 64;      // client requests per proposal
+  uint64_t cluster_max_command_bytes = 2ull << 20;    // one metadata command (larger: refused)
+  uint64_t cluster_max_batch_bytes = 8ull << 20;      // one proposal / catch-up answer
+  uint64_t cluster_snapshot_chunk_bytes = 1ull << 20;  // larger snapshots travel in chunks
   bool cluster_join = false;            // start as a learner, wait for `keel cluster join`
   uint64_t cluster_start_timeout_ms = 10;  // one starter per slot; the others wait this long for it
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)

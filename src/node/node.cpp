@@ -318,6 +318,9 @@ Status Node::start() {
     d.suspect_after_ms = static_cast<int64_t>(im.cfg.cluster_suspect_after_ms);
     d.dead_after_ms = static_cast<int64_t>(im.cfg.cluster_dead_after_ms);
     d.max_batch = im.cfg.cluster_max_batch;
+    d.max_command_bytes = im.cfg.cluster_max_command_bytes;
+    d.max_batch_bytes = im.cfg.cluster_max_batch_bytes;
+    d.snapshot_chunk_bytes = im.cfg.cluster_snapshot_chunk_bytes;
     d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
     d.start_timeout_ms = static_cast<int64_t>(im.cfg.cluster_start_timeout_ms);

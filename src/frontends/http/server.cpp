@@ -631,6 +631,12 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
                        {"rebroadcasts", s.rebroadcasts}, {"snapshots_installed", s.snapshots_installed}}},
             {"log", {{"bytes", s.log_bytes}, {"syncs", s.log_syncs}, {"snapshots_written", s.snapshots_written},
                      {"commands_per_sync", static_cast<double>(s.commands_per_sync_x100) / 100.0}}},
+            {"snapshot_transfer", {{"snapshots_sent", s.snapshots_sent}, {"chunks_sent", s.snapshot_chunks_sent},
+                                   {"chunks_received", s.snapshot_chunks_received},
+                                   {"transfers_discarded", s.snapshot_transfers_discarded},
+                                   {"transfers_failed", s.snapshot_transfers_failed}}},
+            {"messages_oversized", s.messages_oversized},
+            {"commands_too_large", s.commands_too_large},
             {"requests_no_quorum", s.requests_no_quorum},
             {"requests_timed_out", s.requests_timed_out}};
   co_return json_response(req, bhttp::status::ok, body);
