@@ -8,7 +8,7 @@ export CCACHE_DIR ?= $(HOME)/.cache/ccache
 # Relative paths in the cache key: a clone in another directory still hits the cache.
 export CCACHE_BASEDIR ?= $(CURDIR)
 
-.PHONY: all deps build run test bench fuzz soak asan format clean install
+.PHONY: all deps build run test fault bench fuzz soak asan format clean install
 
 all: build
 
@@ -26,6 +26,13 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# Fault tests with real processes (tests/fault): partitions of 5 s and 20 s through a
+# blackholing proxy, heal -> rejoin figures printed. `make test` runs a short subset.
+FAULT_PARTITIONS ?= 5,20
+fault: build
+	KEEL_BIN=$(CURDIR)/$(BUILD)/tools/keel/keel KEEL_FAULT_PARTITIONS=$(FAULT_PARTITIONS) PYTHONDONTWRITEBYTECODE=1 \
+	  python3 -m unittest discover -v -s tests/fault -p 'test_*.py'
 
 bench:
 	@scripts/deps.sh bench

@@ -13,7 +13,7 @@ std::string_view errc_name(Errc c) {
     case Errc::kLimitExceeded: return "LIMIT_EXCEEDED";
     case Errc::kOutOfMemory: return "OUT_OF_MEMORY";
     case Errc::kUnavailable: return "UNAVAILABLE";
-    case Errc::kTimeout: return "TIMEOUT";
+    case Errc::kTimeout: return "DEADLINE_EXCEEDED";
     case Errc::kConflict: return "CONFLICT";
     case Errc::kIoError: return "IO_ERROR";
     case Errc::kCorruption: return "CORRUPTION";

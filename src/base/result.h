@@ -18,8 +18,11 @@ enum class Errc {
   kOutOfRange,       // numeric overflow, index past the end
   kLimitExceeded,    // a configured bound was hit (size, count, memory)
   kOutOfMemory,      // maxmemory reached under the noeviction policy
-  kUnavailable,      // transient: retry may succeed (no quorum, peer down)
-  kTimeout,
+  // The two ways a request can fail for want of the cluster differ in what the caller knows:
+  kUnavailable,      // refused before it was submitted (no quorum, not a member, peer down):
+                     // nothing was or will be applied; a retry may succeed and is safe
+  kTimeout,          // a deadline passed after submission: for a write the outcome is
+                     // unknown (it may still be applied later); "DEADLINE_EXCEEDED"
   kConflict,         // compare-and-set lost, expected version mismatch
   kIoError,          // disk or network failure
   kCorruption,       // checksum or format failure in stored or received bytes

@@ -24,6 +24,10 @@ inline void reply_status_error(Reply& r, const Error& e) {
   switch (e.code) {
     case Errc::kOutOfMemory: r.error("OOM " + e.message); break;
     case Errc::kWrongType: r.wrong_type(); break;
+    // Redis's definite refusal (clients treat it as "not run", e.g. the SDK's PeerPool moves
+    // on) only when nothing was applied; an unknown outcome must not look like one.
+    case Errc::kUnavailable: r.error("CLUSTERDOWN " + e.message); break;
+    case Errc::kTimeout: r.error("TIMEOUT " + e.message); break;
     default: r.error("ERR " + e.message); break;
   }
 }

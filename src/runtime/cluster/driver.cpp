@@ -186,7 +186,8 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   void die(const std::string& why) {
     fatal = why;
     spdlog::critical("cluster: the record log failed ({}); this node stops taking part in consensus", why);
-    fail_all(Errc::kIoError, "this node's consensus log failed: " + why);
+    fail_all(Errc::kIoError, "outcome unknown: this node's consensus log failed (" + why +
+                                 ") after the request was submitted; the other members may still apply it");
   }
 
   void rewrite_log() {
@@ -288,7 +289,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void reconfigure(MembersChange change, Callback cb) {
-    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping"));
+    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping; the request was not submitted"));
     auto next = change(replica->config().members);
     if (!next) return cb(std::unexpected(next.error()));
     std::sort(next->begin(), next->end());
@@ -330,7 +331,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void submit(char envelope, std::string command, Callback cb, std::function<std::string(StateMachine&)> read) {
-    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping"));
+    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping; the request was not submitted"));
     if (command.size() > opt.max_command_bytes) {
       ++too_large;
       return cb(make_error(Errc::kLimitExceeded,
@@ -389,6 +390,12 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
 
   void status_changed(const StatusChange& c) {
     spdlog::info("cluster: member {} is {} (was {})", c.member, member_status_name(c.to), member_status_name(c.from));
+    // Silence on a link TCP still calls up is what a partition looks like: redial it now
+    // rather than wait for the kernel's retransmission backoff to notice (PeerTransport).
+    if (transport && (c.to == MemberStatus::kSuspect || c.to == MemberStatus::kDead) &&
+        transport->reconnect(c.member, fmt::format("nothing heard from member {} for {} ms; redialling", c.member,
+                                                   fd.silence_ms(c.member, mono_ms()))))
+      spdlog::info("cluster: closed the link to member {} ({}) to redial it", c.member, member_status_name(c.to));
     for (auto& h : status_hooks) h(c);
   }
 
@@ -414,9 +421,16 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
       it = pending.erase(it);
       free_lanes.push_back(p.lane);
       ++timed_out;
-      p.cb(make_error(Errc::kUnavailable,
-                      fmt::format("no quorum: not decided within {} ms ({}); the request may still be applied later",
-                                  opt.request_timeout_ms, quorum_text())));
+      // Submitted, so no longer ours to refuse: the core keeps it queued and peers may hold
+      // it, so it can still be decided. Only a read (a barrier) is known to have changed nothing.
+      p.cb(make_error(Errc::kTimeout,
+                      p.read ? fmt::format("the linearizable read was not served within {} ms ({}); nothing was changed, "
+                                           "retrying is safe",
+                                           opt.request_timeout_ms, quorum_text())
+                             : fmt::format("outcome unknown: the request was submitted but not decided within {} ms ({}); "
+                                           "it may still be applied later, so read before retrying a write that is not "
+                                           "idempotent",
+                                           opt.request_timeout_ms, quorum_text())));
     }
     if (rate.empty() || now - rate.back().first >= 1000) {
       rate.emplace_back(now, replica->stats().slots_decided);
@@ -588,7 +602,8 @@ void Driver::stop() {
   asio::post(im.io, [&] {
     im.stopping = true;
     im.flush();  // persist what was decided
-    im.fail_all(Errc::kUnavailable, "this node is stopping");
+    im.fail_all(Errc::kTimeout, "outcome unknown: this node is stopping while the request was submitted; the other "
+                                "members may still apply it");
     im.ticker.cancel();
     im.transport->stop();
     done.set_value();

@@ -16,8 +16,16 @@
 // Clients submit from any thread; callbacks run on the driver thread (post them elsewhere if
 // needed). A submission fails at once with kUnavailable "no quorum" if fewer than a majority of
 // the configured members are reachable (this node + members whose link is up and that the
-// failure detector has heard from and not declared dead), and with kUnavailable after
-// request_timeout_ms otherwise.
+// failure detector has heard from and not declared dead): such a refusal is definite, nothing
+// was or will be applied. Once submitted, a request that is not decided within
+// request_timeout_ms fails with kTimeout: its outcome is unknown (it stays queued in the core
+// and on peers, and may be applied later). The same holds for requests still waiting when the
+// node stops. docs/consistency.md has the table.
+//
+// When the failure detector suspects a member (or declares it dead), the driver closes and
+// redials its outbound link (PeerTransport::reconnect), so a partition's silently dropped
+// connection is replaced within about a second of the heal instead of waiting on TCP's
+// retransmission backoff.
 //
 // Sizes: every consensus message the driver sends fits one peer frame (wire.h WireLimits,
 // 16 MiB) by construction: a command is at most max_command_bytes (larger ones are refused at

@@ -14,6 +14,9 @@
 #include <map>
 #include <set>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -30,7 +33,24 @@ using tcp = asio::ip::tcp;
 
 namespace {
 constexpr auto kTok = asio::as_tuple(use_awaitable);
+
+// Peer sockets fail on their own when the other side stops acknowledging: TCP_USER_TIMEOUT
+// bounds how long sent data may stay unacknowledged, keepalive probes an idle link (an inbound
+// link carries nothing back to its dialer after the handshake).
+void tune_peer_socket(tcp::socket& s, int64_t user_timeout_ms) {
+  boost::system::error_code ig;
+  s.set_option(tcp::no_delay(true), ig);
+  if (user_timeout_ms <= 0) return;
+  s.set_option(asio::socket_base::keep_alive(true), ig);
+  int idle_s = static_cast<int>(std::max<int64_t>(1, user_timeout_ms / 5000));
+  int count = 4;
+  int interval_s = static_cast<int>(std::max<int64_t>(1, user_timeout_ms / 1000 / count));
+  s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPIDLE>(idle_s), ig);
+  s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPINTVL>(interval_s), ig);
+  s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPCNT>(count), ig);
+  s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_USER_TIMEOUT>(static_cast<int>(user_timeout_ms)), ig);
 }
+}  // namespace
 
 struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   struct Peer {
@@ -126,52 +146,75 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       }
       ++attempt;
       auto sock = std::make_shared<tcp::socket>(io);
-      tcp::resolver resolver(io);
-      auto [rec, results] = co_await resolver.async_resolve(p->addr.host, std::to_string(p->addr.port), kTok);
-      if (rec) {
+      auto resolver = std::make_shared<tcp::resolver>(io);
+      // One deadline for the whole dial: a SYN or a Hello into a black hole must not wait on
+      // the kernel's connect timeout (minutes) or its retransmission backoff.
+      auto deadline = std::make_shared<asio::steady_timer>(io);
+      auto state = std::make_shared<int>(0);  // 0 dialling, 1 timed out, 2 finished
+      deadline->expires_after(std::chrono::milliseconds(opt.connect_timeout_ms));
+      deadline->async_wait([sock, resolver, state](const boost::system::error_code& ec) {
+        if (ec || *state != 0) return;
+        *state = 1;
+        boost::system::error_code ignore;
+        resolver->cancel();
+        sock->close(ignore);
+      });
+      auto fail = [&](std::string what) {
         ++p->st.connect_failures;
-        p->st.last_error = fmt::format("cannot resolve {}: {}", p->addr.host, rec.message());
+        p->st.last_error = *state == 1 ? fmt::format("no connection to {}:{} within {} ms (connect_timeout_ms)", p->addr.host,
+                                                     p->addr.port, opt.connect_timeout_ms)
+                                       : std::move(what);
+        *state = 2;
+        deadline->cancel();
+      };
+      auto [rec, results] = co_await resolver->async_resolve(p->addr.host, std::to_string(p->addr.port), kTok);
+      if (rec) {
+        fail(fmt::format("cannot resolve {}: {}", p->addr.host, rec.message()));
         continue;
       }
       auto [cec, ep] = co_await asio::async_connect(*sock, results, kTok);
       if (cec) {
-        ++p->st.connect_failures;
-        p->st.last_error = fmt::format("connect to {}:{}: {}", p->addr.host, p->addr.port, cec.message());
+        fail(fmt::format("connect to {}:{}: {}", p->addr.host, p->addr.port, cec.message()));
         continue;
       }
       boost::system::error_code ig;
-      sock->set_option(tcp::no_delay(true), ig);
+      tune_peer_socket(*sock, opt.user_timeout_ms);
       std::string hello = hello_frame();
       auto [wec, wn] = co_await asio::async_write(*sock, asio::buffer(hello), kTok);
       if (wec) {
-        ++p->st.connect_failures;
-        p->st.last_error = "handshake write: " + wec.message();
+        fail("handshake write: " + wec.message());
         continue;
       }
       FrameDecoder dec(opt.limits);
       auto reply = co_await read_one(sock, dec);
       if (!reply) {
-        ++p->st.connect_failures;
-        p->st.last_error = reply.error().message;
+        fail(reply.error().message);
         continue;
       }
       if (reply->type == MsgType::kReject) {
-        ++p->st.connect_failures;
-        p->st.last_error = "peer refused the handshake: " + reply->payload.substr(0, kMaxRejectReasonBytes);
+        fail("peer refused the handshake: " + reply->payload.substr(0, kMaxRejectReasonBytes));
         spdlog::warn("cluster: peer {} refused our handshake: {}", p->addr.to_string(), p->st.last_error);
         continue;
       }
       auto h = reply->type == MsgType::kHello ? decode_hello(reply->payload)
                                                : Result<Hello>(make_error(Errc::kCorruption, "expected hello"));
       if (!h || h->cluster_id != opt.cluster_id || h->node_id != p->addr.id) {
-        ++p->st.connect_failures;
-        p->st.last_error = !h ? h.error().message
-                              : fmt::format("peer at {}:{} is node {} of cluster '{}', expected node {} of '{}'",
-                                            p->addr.host, p->addr.port, h->node_id, h->cluster_id, p->addr.id, opt.cluster_id);
+        fail(!h ? h.error().message
+                : fmt::format("peer at {}:{} is node {} of cluster '{}', expected node {} of '{}'", p->addr.host,
+                              p->addr.port, h->node_id, h->cluster_id, p->addr.id, opt.cluster_id));
         spdlog::warn("cluster: {}", p->st.last_error);
         continue;
       }
+      if (*state == 1) {  // the deadline closed the socket just as the Hello arrived
+        fail("");
+        continue;
+      }
+      *state = 2;
+      deadline->cancel();
+      if (stopping || p->removed) break;
+      int dials = attempt;
       attempt = 0;
+      auto up_at = std::chrono::steady_clock::now();
       p->sock = std::move(sock);
       p->st.last_error.clear();
       set_connected(*p, true);
@@ -183,7 +226,11 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       p->sock.reset();
       set_connected(*p, false);
       if (!stopping) spdlog::info("cluster: lost peer {}: {}", p->addr.to_string(), p->st.last_error);
-      attempt = 1;
+      // A link that did not outlive one maximal backoff keeps the backoff growing: a peer that
+      // accepts and drops us at once (or a flapping failure detector) is redialled at most
+      // about once per backoff_max_ms, not in a loop.
+      bool short_lived = std::chrono::steady_clock::now() - up_at < std::chrono::milliseconds(opt.backoff_max_ms);
+      attempt = short_lived ? dials + 1 : 1;
     }
   }
 
@@ -195,7 +242,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kTok);
       if (ec) break;
     }
-    if (p->sock == s) {
+    if (p->sock == s && s->is_open()) {  // not closed by us (reconnect, stop)
       p->st.last_error = "peer closed the connection";
       boost::system::error_code ig;
       s->close(ig);
@@ -234,7 +281,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     tcp::socket& sock = *sp;
     inbound_socks.insert(&sock);
     boost::system::error_code ig;
-    sock.set_option(tcp::no_delay(true), ig);
+    tune_peer_socket(sock, opt.user_timeout_ms);
     FrameDecoder dec(opt.limits);
     auto first = co_await read_one(sp, dec);
     uint32_t from = 0;
@@ -389,6 +436,20 @@ void PeerTransport::remove_peer(uint32_t id) {
   boost::system::error_code ig;
   if (p->sock) p->sock->close(ig);
   if (p->wake) p->wake->cancel();
+}
+
+bool PeerTransport::reconnect(uint32_t peer, std::string why) {
+  auto it = impl_->peers.find(peer);
+  if (it == impl_->peers.end() || impl_->stopping) return false;
+  auto& p = *it->second;
+  if (!p.connected || !p.sock) return false;
+  p.st.last_error = std::move(why);
+  ++p.st.redials;
+  boost::system::error_code ig;
+  p.sock->close(ig);
+  if (p.wake) p.wake->cancel();
+  impl_->set_connected(p, false);  // down from now on; the outbound loop redials after the backoff
+  return true;
 }
 
 void PeerTransport::stop() {

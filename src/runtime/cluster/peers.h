@@ -5,7 +5,20 @@
 // a handshake: the dialer sends Hello (cluster id, its node id); the acceptor answers Hello or
 // Reject (wrong cluster id, unknown wire version, its own id) and closes on Reject. A broken
 // outbound connection is redialled with exponential backoff (backoff_min_ms doubling up to
-// backoff_max_ms, with jitter).
+// backoff_max_ms, with jitter from the runtime's random source).
+//
+// A partition that silently drops packets breaks nothing TCP can see: writes keep landing in
+// the socket buffer and the kernel retransmits with a doubling backoff, so after the heal the
+// old connection could stay mute for as long as the partition lasted. Three things bound that:
+//   - reconnect(peer): the owner (the driver, when its failure detector suspects the peer)
+//     closes the outbound link and redials it with the usual backoff;
+//   - every dial (resolve, connect, Hello exchange) has a deadline, connect_timeout_ms, so a
+//     SYN into a black hole is retried within ~connect_timeout_ms + backoff_max_ms of a heal;
+//   - peer sockets set TCP_USER_TIMEOUT (unacknowledged data older than user_timeout_ms
+//     breaks the connection) and TCP keepalive, so a link that is blackholed in one direction
+//     only, or an inbound connection whose FIN was lost, fails on its own. (A new inbound
+//     connection does not close older ones from the same peer: after a heal, a dial the peer
+//     gave up on can arrive later than its live one, and would then replace the live link.)
 //
 // Send queues are bounded (frames and bytes). When a peer's queue is full, new frames to it
 // are dropped and counted: the consensus core tolerates loss (it re-broadcasts while stalled),
@@ -39,7 +52,9 @@ struct TransportOptions {
   size_t max_queue_bytes = 64u << 20; // per peer
   int64_t backoff_min_ms = 50;
   int64_t backoff_max_ms = 1000;
-  int64_t handshake_timeout_ms = 3000;
+  int64_t handshake_timeout_ms = 3000;  // an inbound connection must send its Hello within this
+  int64_t connect_timeout_ms = 500;     // a dial: resolve + connect + Hello exchange
+  int64_t user_timeout_ms = 5000;       // TCP_USER_TIMEOUT and keepalive bound; 0 = kernel default
   uint64_t config_epoch = 0;
   std::vector<uint32_t> initial_members;  // Hello::initial_members (empty: joining)
   WireLimits limits;
@@ -56,6 +71,7 @@ struct PeerLinkStats {
   uint64_t frames_oversized = 0;  // payload above limits.max_payload_bytes (logged once per peer)
   uint64_t connects = 0;       // successful handshakes on the outbound link
   uint64_t connect_failures = 0;
+  uint64_t redials = 0;        // links closed by reconnect() (peer suspected)
   size_t queue_frames = 0;
   size_t queue_bytes = 0;
   std::string last_error;
@@ -83,6 +99,10 @@ class PeerTransport {
   // Adds a peer at run time (reconfiguration). No-op if known.
   void add_peer(const PeerAddress& p);
   void remove_peer(uint32_t id);
+  // Closes the outbound link to `peer` if it is up (recording `why` as its last error) and
+  // redials it after the backoff. A dial in progress is left alone (it has its own deadline).
+  // Returns whether a link was closed.
+  bool reconnect(uint32_t peer, std::string why);
   // Closes every connection and stops dialling. Idempotent.
   void stop();
 

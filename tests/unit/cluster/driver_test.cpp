@@ -71,8 +71,10 @@ struct Cluster {
   std::vector<std::shared_ptr<ListMachine>> sms;
   std::vector<std::unique_ptr<Driver>> drivers;
 
-  explicit Cluster(uint64_t snapshot_every = 10000, uint64_t snapshot_log_bytes = 64u << 20)
-      : snapshot_every_(snapshot_every), snapshot_log_bytes_(snapshot_log_bytes) {
+  explicit Cluster(uint64_t snapshot_every = 10000, uint64_t snapshot_log_bytes = 64u << 20,
+                   int64_t request_timeout_ms = 3000, int64_t suspect_after_ms = 100)
+      : snapshot_every_(snapshot_every), snapshot_log_bytes_(snapshot_log_bytes),
+        request_timeout_ms_(request_timeout_ms), suspect_after_ms_(suspect_after_ms) {
     root = std::filesystem::temp_directory_path() / ("keel-driver-" + std::to_string(system_seed()));
     for (uint32_t i = 1; i <= 3; ++i) members.push_back({i, "127.0.0.1", free_port()});
     sms.resize(3);
@@ -90,10 +92,10 @@ struct Cluster {
     o.members = members;
     o.peer_port = members[i].port;
     o.data_dir = root + "/n" + std::to_string(i + 1);
-    o.request_timeout_ms = 3000;
+    o.request_timeout_ms = request_timeout_ms_;
     o.heartbeat_ms = 20;
-    o.suspect_after_ms = 100;
-    o.dead_after_ms = 300;
+    o.suspect_after_ms = suspect_after_ms_;
+    o.dead_after_ms = suspect_after_ms_ * 3;
     o.snapshot_every = snapshot_every_;
     o.snapshot_log_bytes = snapshot_log_bytes_;
     sms[i] = std::make_shared<ListMachine>();
@@ -139,6 +141,8 @@ struct Cluster {
   }
   uint64_t snapshot_every_;
   uint64_t snapshot_log_bytes_;
+  int64_t request_timeout_ms_;
+  int64_t suspect_after_ms_;
 };
 
 TEST(Driver, WritesThroughAnyNodeApplyInOneOrderEverywhere) {
@@ -175,12 +179,13 @@ TEST(Driver, MinorityDownKeepsWritingMajorityDownFailsFastThenRecovers) {
   Result<std::string> r;
   for (int k = 0; k < 200; ++k) {
     r = c.put(0, "c");
-    if (!r) break;
+    if (!r && r.error().code == Errc::kUnavailable) break;  // (kTimeout: submitted as node 2 left)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Errc::kUnavailable);
   EXPECT_NE(r.error().message.find("no quorum"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("was not applied"), std::string::npos) << r.error().message;
   // Node 2 comes back from its log: writes succeed again and it holds a, b.
   c.start(1);
   ASSERT_TRUE(c.put_eventually(0, "d"));
@@ -196,6 +201,30 @@ TEST(Driver, MinorityDownKeepsWritingMajorityDownFailsFastThenRecovers) {
   ASSERT_TRUE(c.converged({2}, n1.size()));
   auto n3 = c.sms[2]->copy();
   EXPECT_EQ(std::vector<std::string>(n3.begin(), n3.begin() + n1.size()), n1);
+}
+
+TEST(Driver, ASubmittedRequestThatTimesOutHasAnUnknownOutcomeAndMayStillApply) {
+  // The failure detector is slower than the request deadline, so mute peers still count as
+  // reachable: the request is submitted, then not decided in time.
+  Cluster c(10000, 64u << 20, /*request_timeout_ms=*/300, /*suspect_after_ms=*/5000);
+  ASSERT_TRUE(c.all_quorum());
+  ASSERT_TRUE(c.put(0, "a"));
+  // Nodes 2 and 3 freeze (their driver threads block): their links stay up, they answer nothing.
+  std::promise<void> thaw;
+  std::shared_future<void> thawed = thaw.get_future().share();
+  c.drivers[1]->post([thawed] { thawed.wait(); });
+  c.drivers[2]->post([thawed] { thawed.wait(); });
+  auto r = c.put(0, "b");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kTimeout) << r.error().message;
+  EXPECT_NE(r.error().message.find("outcome unknown"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("may still be applied"), std::string::npos) << r.error().message;
+  // It was submitted: once the peers answer, it is decided and applied everywhere.
+  thaw.set_value();
+  ASSERT_TRUE(c.converged({0, 1, 2}, 2));
+  EXPECT_EQ(c.sms[0]->copy(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(c.sms[1]->copy(), c.sms[0]->copy());
+  EXPECT_EQ(c.drivers[0]->status().requests_timed_out, 1u);
 }
 
 TEST(Driver, SnapshotsTruncateTheLogAndRestartRestoresState) {

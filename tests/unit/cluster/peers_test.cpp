@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
@@ -183,6 +184,66 @@ TEST(PeerTransport, QueueToADeadPeerIsBounded) {
   ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 2; }));
   EXPECT_NE(t1.stats()[0].last_error.find("connect to 127.0.0.1:1"), std::string::npos) << t1.stats()[0].last_error;
   t1.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST(PeerTransport, ReconnectClosesTheLinkAndRedialsIt) {
+  asio::io_context io;
+  Received r;
+  auto o2 = opts(2);
+  PeerTransport t2(io, o2, [&](uint32_t f, MsgType, std::string p) { r.msgs.emplace_back(f, p); });
+  auto port = t2.start();
+  ASSERT_TRUE(port);
+  auto o1 = opts(1);
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*port)}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  EXPECT_FALSE(t1.reconnect(2, "not up yet"));  // a dial in progress is left alone
+  ASSERT_TRUE(run_until(io, [&] { return t1.connected(2); }));
+  EXPECT_FALSE(t1.reconnect(7, "x"));  // not a peer
+  ASSERT_TRUE(t1.reconnect(2, "nothing heard from member 2"));
+  EXPECT_FALSE(t1.connected(2));
+  EXPECT_EQ(t1.stats()[0].last_error, "nothing heard from member 2");
+  // Frames sent while the link is down are queued (within the bounds) and delivered after.
+  ASSERT_TRUE(t1.send(2, MsgType::kRabia, "after"));
+  ASSERT_TRUE(run_until(io, [&] { return r.msgs.size() == 1 && t1.connected(2); }));
+  EXPECT_EQ(r.msgs[0], (std::pair<uint32_t, std::string>{1, "after"}));
+  auto st = t1.stats()[0];
+  EXPECT_EQ(st.redials, 1u);
+  EXPECT_EQ(st.connects, 2u);
+  t1.stop();
+  t2.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST(PeerTransport, ADialIntoSilenceFailsAtItsDeadlineAndIsRetried) {
+  // A listener that accepts and never answers the Hello: what a peer behind a black hole
+  // looks like once the SYN got through (or a proxy that stopped forwarding).
+  asio::io_context io;
+  asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+  std::vector<std::shared_ptr<asio::ip::tcp::socket>> held;
+  std::function<void()> accept = [&] {
+    auto s = std::make_shared<asio::ip::tcp::socket>(io);
+    silent.async_accept(*s, [&, s](const boost::system::error_code& ec) {
+      if (ec) return;
+      held.push_back(s);
+      accept();
+    });
+  };
+  accept();
+  auto o1 = opts(1);
+  o1.connect_timeout_ms = 100;
+  o1.handshake_timeout_ms = 60000;  // the dial's own deadline must end it, not this one
+  o1.peers = {{2, "127.0.0.1", silent.local_endpoint().port()}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 3; }));
+  auto st = t1.stats()[0];
+  EXPECT_NE(st.last_error.find("within 100 ms (connect_timeout_ms)"), std::string::npos) << st.last_error;
+  EXPECT_FALSE(t1.connected(2));
+  EXPECT_GE(held.size(), 3u);  // each attempt was a new connection
+  t1.stop();
+  silent.close();
   io.run_for(std::chrono::milliseconds(50));
 }
 

@@ -1,5 +1,7 @@
 #include "frontends/resp/reply.h"
 
+#include "frontends/resp/family_util.h"
+
 #include <gtest/gtest.h>
 
 namespace keel::resp {
@@ -30,6 +32,20 @@ TEST(Reply, FormatDoubleLikeRedis) {
   EXPECT_EQ(format_double(3.0L), "3");
   EXPECT_EQ(format_double(5.0e3L), "5000");
   EXPECT_EQ(format_double(-0.0L), "0");
+}
+
+// A definite refusal uses Redis's "not run" error; an unknown outcome must not look like one.
+TEST(Reply, RefusalAndUnknownOutcomeHaveDifferentPrefixes) {
+  std::string out;
+  Reply r(out);
+  reply_status_error(r, Error{Errc::kUnavailable, "no quorum: 1 of 3 members reachable, 2 needed; the request was not applied"});
+  EXPECT_EQ(out, "-CLUSTERDOWN no quorum: 1 of 3 members reachable, 2 needed; the request was not applied\r\n");
+  out.clear();
+  reply_status_error(r, Error{Errc::kTimeout, "outcome unknown: not decided within 2000 ms"});
+  EXPECT_EQ(out, "-TIMEOUT outcome unknown: not decided within 2000 ms\r\n");
+  out.clear();
+  reply_status_error(r, Error{Errc::kInvalidArgument, "bad"});
+  EXPECT_EQ(out, "-ERR bad\r\n");
 }
 
 }  // namespace keel::resp
