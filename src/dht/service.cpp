@@ -75,6 +75,10 @@ struct PendingForward {
 struct ShardState {
   std::shared_ptr<const Topology> topo;
   std::unordered_map<uint32_t, std::unique_ptr<replication::Copy>> copies;
+  std::vector<replication::Copy*> by_part;  // copies[p].get() or null: the hot path's lookup
+  // Partitions whose copy has timers to run (replicas to stream to, or a primary to follow):
+  // a primary without replicas has none, and the tick never visits it.
+  std::vector<uint32_t> active;
   std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
@@ -124,7 +128,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   Impl(runtime::ShardSet& s, std::vector<EffectRecorder*> r, cluster::MetaService& m, ServiceOptions o)
       : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)) {
-    for (unsigned i = 0; i < shards.size(); ++i) st.push_back(std::make_unique<ShardState>());
+    for (unsigned i = 0; i < shards.size(); ++i) {
+      st.push_back(std::make_unique<ShardState>());
+      st.back()->by_part.assign(opt.partitions, nullptr);
+    }
   }
 
   unsigned owner(uint32_t p) const { return p % static_cast<unsigned>(st.size()); }
@@ -344,7 +351,9 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       int64_t now = now_ms();
       // Keys the engine expired or evicted during maintenance travel as deletions.
       flush_background_effects(sid, now);
-      for (auto& [p, c] : s.copies) {
+      for (uint32_t p : s.active) {
+        auto* c = s.by_part[p];
+        if (!c) continue;
         c->tick(now);
         drive(sid, p);
       }
@@ -379,6 +388,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (!holds) {
         if (it != s.copies.end()) {
           s.copies.erase(it);
+          s.by_part[p] = nullptr;
           eng->set_recorded(p, false);
           if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
           wake(sid, p, 0, false);
@@ -389,6 +399,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         replication::Options ro;
         ro.lease_ms = opt.lease_ms;
         it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, ro)).first;
+        s.by_part[p] = it->second.get();
       }
       replication::Config c;
       c.epoch = pv.epoch;
@@ -400,6 +411,9 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       eng->set_recorded(p, pv.primary == opt.self && !pv.replicas.empty());
       drive(sid, p);
     }
+    s.active.clear();
+    for (auto& [p, c] : s.copies)
+      if (!(c->is_primary() && c->config().replicas.empty())) s.active.push_back(p);
   }
 
   void publish(std::shared_ptr<const Topology> t) {
@@ -833,18 +847,16 @@ std::shared_ptr<const Topology> Service::latest() const {
 }
 
 std::string Service::check_local(unsigned shard, uint32_t partition, bool write, int64_t) {
-  auto& s = *impl_->st[shard];
-  auto it = s.copies.find(partition);
-  if (it == s.copies.end() || !it->second->is_primary())
+  auto* c = impl_->st[shard]->by_part[partition];
+  if (!c || !c->is_primary())
     return fmt::format("TRYAGAIN partition {} has no primary on this node right now; retry", partition);
-  int64_t now = now_ms();
   if (write) {
-    if (!it->second->writable())
+    if (!c->writable())
       return fmt::format("TRYAGAIN partition {} is failing over (this primary's epoch {} is fenced); retry",
-                         partition, it->second->config().epoch);
+                         partition, c->config().epoch);
     return {};
   }
-  if (!it->second->can_serve_reads(now))
+  if (!c->config().replicas.empty() && !c->can_serve_reads(now_ms()))
     return fmt::format("TRYAGAIN partition {}: this primary's read lease has lapsed (its replicas "
                        "have not answered lately); retry",
                        partition);
@@ -852,11 +864,9 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
 }
 
 uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
-  auto& s = *impl_->st[shard];
-  auto it = s.copies.find(partition);
-  if (it == s.copies.end()) return 0;
-  auto& c = *it->second;
-  return c.last_lsn() > c.committed_lsn() ? c.last_lsn() : 0;
+  auto* c = impl_->st[shard]->by_part[partition];
+  if (!c) return 0;
+  return c->last_lsn() > c->committed_lsn() ? c->last_lsn() : 0;
 }
 
 Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned shard, int64_t) {
