@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/random.h"
 #include "runtime/cluster/meta_service.h"
+#include "services/cache/service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/server.h"
 #include "frontends/resp/command.h"
@@ -80,6 +81,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<resp::Server> resp;
   std::unique_ptr<http::Server> http;
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
+  std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   int resp_port = 0;
   int peer_port = 0;
   int http_port = 0;
@@ -294,6 +296,10 @@ Status Node::start() {
   ro.timeout_s = im.cfg.timeout_s;
   im.resp = std::make_unique<resp::Server>(
       *im.shards, im, ro, [&im](std::string_view sec, const resp::Snapshot& s) { return im.info(sec, s); });
+  im.caches = std::make_unique<cache::Service>(
+      *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
+                                                                             : cache::EngineKind::kPersistent);
+  im.resp->set_caches(im.caches.get());
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
   im.resp_port = *port;
@@ -303,6 +309,7 @@ Status Node::start() {
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
+  im.http->set_caches(im.caches.get());
   if (im.cfg.cluster_node_id != 0) {
     auto peers = cluster::parse_peer_list(im.cfg.cluster_peers);
     if (!peers) return std::unexpected(peers.error());
@@ -326,6 +333,8 @@ Status Node::start() {
     if (!pport) return std::unexpected(pport.error());
     im.peer_port = *pport;
     im.http->set_meta(im.meta.get());
+    im.caches->set_meta(im.meta.get());
+    im.caches->start();
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}; members {}", d.node_id,
@@ -371,6 +380,7 @@ void Node::stop() {
     im.meta.reset();
     im.http.reset();
     im.resp.reset();
+    im.caches.reset();
     im.shards.reset();
     im.engines.clear();
     return;
@@ -383,6 +393,7 @@ void Node::stop() {
   }
   // Metadata after the front ends (no new requests), before the shards (HTTP handlers waiting
   // on it get their answer posted to shard 0).
+  if (im.caches) im.caches->stop();
   if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {
     std::promise<Status> done;
@@ -395,6 +406,7 @@ void Node::stop() {
   im.http.reset();
   im.meta.reset();
   im.resp.reset();
+  im.caches.reset();
   im.shards.reset();
   im.engines.clear();
   spdlog::info("keel stopped");

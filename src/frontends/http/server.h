@@ -18,6 +18,9 @@ class Server;
 namespace keel::cluster {
 class MetaService;
 }
+namespace keel::cache {
+class Service;
+}
 
 namespace keel::http {
 
@@ -36,6 +39,8 @@ class Server {
   ~Server();
   // Serves /v1/meta and /v1/cluster from `meta` (a cluster member). Call before start().
   void set_meta(cluster::MetaService* meta);
+  // Serves /v1/caches (frontends/http/caches.h). Call before start().
+  void set_caches(cache::Service* caches);
   Result<int> start();  // returns the bound port
   void shutdown();
 

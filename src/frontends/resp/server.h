@@ -16,6 +16,9 @@
 namespace keel::runtime {
 class ShardSet;
 }
+namespace keel::cache {
+class Service;
+}
 
 namespace keel::resp {
 
@@ -52,6 +55,8 @@ class Server {
   // Run-time changes (CONFIG SET): safe from any thread.
   void set_max_clients(uint64_t n);
   void set_timeout_s(uint64_t s);
+  // The caching service behind the CACHE.* commands. Call before start().
+  void set_caches(cache::Service* caches);
 
   // Collects statistics from every shard. From a non-shard thread only (it blocks); shard
   // coroutines use collect_snapshot() in server_async.h.

@@ -330,6 +330,12 @@ json to_json(const Definition& d) {
   return j;
 }
 
+std::string no_such_cache_message(std::string_view name) {
+  return fmt::format("no cache named '{}'; create it with CACHE.CREATE {} (or PUT /v1/caches/{}); "
+                     "CACHE.LIST shows the caches",
+                     name, name, name);
+}
+
 uint64_t per_partition(uint64_t limit, uint32_t partitions) {
   if (limit == 0 || partitions == 0) return limit;
   return (limit + partitions - 1) / partitions;

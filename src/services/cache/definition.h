@@ -72,6 +72,9 @@ Result<Definition> from_json(std::string_view name, const nlohmann::json& body);
 Result<Definition> from_json_text(std::string_view name, std::string_view text);
 nlohmann::json to_json(const Definition& d);  // canonical; from_json(to_json(d)) == d
 
+// "no cache named 'x'; create it with ..." (for every front end).
+std::string no_such_cache_message(std::string_view name);
+
 // The whole-definition rules (quorum within replicas, ...), run by both parsers.
 Status validate(const Definition& d);
 

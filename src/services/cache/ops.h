@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -21,6 +22,9 @@ struct Active {
   Definition def;
   uint64_t generation = 0;  // the metadata revision of the create (or last clear)
 };
+
+// What a shard knows of the caches: name → active definition.
+using Catalog = std::map<std::string, Active, std::less<>>;
 
 struct Got {
   std::string value;
