@@ -155,6 +155,24 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     co_return total;
   }
 
+  // The live entries of `a`'s generation on this node.
+  Task<Usage> usage(const Active& a, int64_t now) {
+    Usage total;
+    for (unsigned i = 0; i < shards.size(); ++i) {
+      auto work = [&] {
+        auto& eng = *shards.shard(i).engine;
+        for (uint32_t p = 0; p < shards.partitions(); ++p) {
+          if (shards.owner(p) != i) continue;
+          auto u = usage_in_partition(eng, p, a, now);
+          total.entries += u.entries;
+          total.bytes += u.bytes;
+        }
+      };
+      co_await runtime::run_on(shards.shard(i), work);
+    }
+    co_return total;
+  }
+
   // ---- following metadata ----
 
   void observe_put(const cluster::KeyValue& kv) {
@@ -314,19 +332,9 @@ Task<Result<Info>> Service::info(std::string name) {
   auto l = co_await im.load(name);
   if (!l) co_return std::unexpected(l.error());
   Info info{l->active, 0, 0, im.shards.partitions()};
-  int64_t now = SystemClock::instance().now_ms();
-  for (unsigned i = 0; i < im.shards.size(); ++i) {
-    auto work = [&] {
-      auto& eng = *im.shards.shard(i).engine;
-      for (uint32_t p = 0; p < im.shards.partitions(); ++p) {
-        if (im.shards.owner(p) != i) continue;
-        auto u = usage_in_partition(eng, p, l->active, now);
-        info.entries += u.entries;
-        info.bytes += u.bytes;
-      }
-    };
-    co_await runtime::run_on(im.shards.shard(i), work);
-  }
+  auto u = co_await im.usage(l->active, SystemClock::instance().now_ms());
+  info.entries = u.entries;
+  info.bytes = u.bytes;
   co_return info;
 }
 
@@ -335,6 +343,9 @@ Task<Result<uint64_t>> Service::drop(std::string name) {
   if (!im.meta) co_return std::unexpected(no_meta());
   auto l = co_await im.load(name);
   if (!l) co_return std::unexpected(l.error());
+  // What the cache holds here when it goes (the purge itself may be shared with the watch,
+  // which sees this change too).
+  uint64_t held = (co_await im.usage(l->active, SystemClock::instance().now_ms())).entries;
   auto start = [&](auto cb) { im.meta->del(kMetaDomain, name, l->version, cb); };
   auto r = co_await meta_call<cluster::WriteResult>(start);
   if (!r) {
@@ -343,7 +354,8 @@ Task<Result<uint64_t>> Service::drop(std::string name) {
     co_return std::unexpected(r.error());
   }
   if (im.apply(name, std::nullopt, r->revision)) co_await im.publish_and_wait();
-  co_return co_await im.purge_all(name, std::nullopt, SystemClock::instance().now_ms());
+  co_await im.purge_all(name, std::nullopt, SystemClock::instance().now_ms());
+  co_return held;
 }
 
 Task<Result<uint64_t>> Service::clear(std::string name) {
@@ -353,6 +365,7 @@ Task<Result<uint64_t>> Service::clear(std::string name) {
   if (!l) co_return std::unexpected(l.error());
   // Rewriting the definition gives it a new revision, so a new generation: every entry written
   // before is unreachable at once, then purged.
+  uint64_t held = (co_await im.usage(l->active, SystemClock::instance().now_ms())).entries;
   auto start = [&](auto cb) { im.meta->put(kMetaDomain, name, l->value, l->version, cb); };
   auto r = co_await meta_call<cluster::WriteResult>(start);
   if (!r) {
@@ -361,7 +374,8 @@ Task<Result<uint64_t>> Service::clear(std::string name) {
     co_return std::unexpected(r.error());
   }
   if (im.apply(name, Active{l->active.def, r->revision}, r->revision)) co_await im.publish_and_wait();
-  co_return co_await im.purge_all(name, r->revision, SystemClock::instance().now_ms());
+  co_await im.purge_all(name, r->revision, SystemClock::instance().now_ms());
+  co_return held;
 }
 
 namespace {

@@ -59,8 +59,10 @@ class Service {
   Task<Result<Active>> create(Definition d);
   Task<Result<std::vector<Active>>> list();
   Task<Result<Info>> info(std::string name);
-  Task<Result<uint64_t>> drop(std::string name);   // entries removed on this node
-  Task<Result<uint64_t>> clear(std::string name);  // entries removed on this node
+  // Both return the number of entries the cache held on this node just before the change;
+  // when they answer, those entries are unreachable and erased from this node's shards.
+  Task<Result<uint64_t>> drop(std::string name);
+  Task<Result<uint64_t>> clear(std::string name);
 
   // Entry operations for front ends that are not shard handlers: hop to the key's shard.
   // A cache this node does not know yet is looked up in metadata before kNotFound.
