@@ -222,3 +222,105 @@ class CachesTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def wait_quorum(port, limit=30):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        st, body = http("GET", port, "/v1/cluster/status")
+        if st == 200 and body.get("quorum"):
+            return
+        time.sleep(0.05)
+    raise AssertionError("no quorum on the node with HTTP port %d" % port)
+
+
+def eventually(pred, limit=20):
+    """Polls `pred` until it is true (at most `limit` seconds); no timing is asserted."""
+    deadline = time.time() + limit
+    while not pred() and time.time() < deadline:
+        time.sleep(0.02)
+    return pred()
+
+
+class PersistentCacheTest(unittest.TestCase):
+    """With the persistent engine (keel's default), definitions (in the metadata's log) and
+    entries (in the engine) survive a restart."""
+
+    def test_definitions_and_entries_survive_a_restart(self):
+        import tempfile, shutil
+        d = tempfile.mkdtemp(prefix="keel-cache-it-")
+        peer = free_port()
+        args = ("--node-id", "1", "--peer-port", str(peer), "--peers", "1@127.0.0.1:%d" % peer)
+        try:
+            k = Keel(*args, data_dir=d).start()
+            wait_quorum(k.http_port)
+            r = redis.Redis(port=k.port, decode_responses=True)
+            r.execute_command("CACHE.CREATE", "durable", "MAXENTRIES", "2048", "ENGINE", "persistent")
+            r.execute_command("CACHE.PUT", "durable", "{t}a", "1")
+            r.execute_command("CACHE.PUT", "durable", "{t}b", "2")
+            r.execute_command("CACHE.PUT", "durable", "{t}c", "3")  # evicts {t}a
+            r.close()
+            k.stop()
+            k = Keel(*args, data_dir=d).start()
+            wait_quorum(k.http_port)
+            r = redis.Redis(port=k.port, decode_responses=True)
+            self.assertTrue(eventually(lambda: "durable" in r.execute_command("CACHE.LIST")))
+            self.assertTrue(eventually(lambda: self._get(r, "durable", "{t}b") == "2"))
+            self.assertIsNone(r.execute_command("CACHE.GET", "durable", "{t}a"))
+            self.assertEqual(r.execute_command("CACHE.GET", "durable", "{t}c"), "3")
+            r.close()
+            k.cleanup()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    @staticmethod
+    def _get(r, name, key):
+        try:
+            return r.execute_command("CACHE.GET", name, key)
+        except redis.ResponseError:
+            return None  # the definition may not be installed yet right after the restart
+
+
+class ThreeNodeCacheTest(unittest.TestCase):
+    """Definitions are cluster metadata: a cache created through one node is known to all, and a
+    drop through one node removes the entries every node holds."""
+
+    def test_every_node_knows_every_cache(self):
+        n = 3
+        peers_ports = [free_port() for _ in range(n)]
+        peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(peers_ports))
+        nodes = [Keel("--engine", "memory", "--shards", "1", "--node-id", str(i + 1), "--peer-port",
+                      str(peers_ports[i]), "--peers", peers, "--set", "cluster.heartbeat_ms=50") for i in range(n)]
+        try:
+            for k in nodes:
+                k.start()
+            for k in nodes:
+                wait_quorum(k.http_port)
+            rs = [redis.Redis(port=k.port, decode_responses=True) for k in nodes]
+            self.assertEqual(rs[0].execute_command("CACHE.CREATE", "shared", "TTL", "1h"), "OK")
+            # HTTP on another node reads the metadata when it does not know the cache yet.
+            st, body = http("PUT", nodes[2].http_port, "/v1/caches/shared/entries/k3", "v3")
+            self.assertEqual(st, 200, body)
+            # RESP on another node knows it once the watch has delivered it.
+            def put_on_1():
+                try:
+                    return rs[1].execute_command("CACHE.PUT", "shared", "k1", "v1") == "OK"
+                except redis.ResponseError:
+                    return False
+            self.assertTrue(eventually(put_on_1))
+            self.assertEqual(rs[1].execute_command("CACHE.GET", "shared", "k1"), "v1")
+            for r in rs:
+                self.assertIn("shared", r.execute_command("CACHE.LIST"))
+            # A conflicting definition through another node is refused; nothing changes.
+            with self.assertRaises(redis.ResponseError) as cm:
+                rs[2].execute_command("CACHE.CREATE", "shared", "TTL", "2h")
+            self.assertIn("already exists with a different definition", str(cm.exception))
+            # Drop through node 1: every node's entries go (each node erases its own).
+            self.assertEqual(rs[0].execute_command("CACHE.DROP", "shared"), 0)
+            self.assertTrue(eventually(lambda: rs[1].dbsize() == 0 and rs[2].dbsize() == 0),
+                            "entries left: %d on node 2, %d on node 3" % (rs[1].dbsize(), rs[2].dbsize()))
+            for r in rs:
+                self.assertNotIn("shared", r.execute_command("CACHE.LIST"))
+        finally:
+            for k in nodes:
+                k.cleanup()
