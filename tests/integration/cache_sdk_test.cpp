@@ -42,8 +42,9 @@ class CacheSdk : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     uint16_t peer = free_port();
-    node_ = new KeelProcess({"--engine", "memory", "--shards", "2", "--node-id", "1", "--peer-port",
-                             std::to_string(peer), "--peers", "1@127.0.0.1:" + std::to_string(peer)});
+    node_ =
+        new KeelProcess({"--engine", "memory", "--shards", "2", "--node-id", "1", "--peer-port",
+                         std::to_string(peer), "--peers", "1@127.0.0.1:" + std::to_string(peer)});
     ASSERT_TRUE(node_->start()) << node_->output();
   }
   static void TearDownTestSuite() {
@@ -58,7 +59,8 @@ class CacheSdk : public ::testing::Test {
   // The fresh member may need a moment before its first metadata decision: retry while the
   // answer is CLUSTERDOWN (nothing applied), at most ~10 s.
   template <class C>
-  static Result<C> open_when_ready(keel::Client& c, const std::string& name, const keel::CacheConfig& cfg = {}) {
+  static Result<C> open_when_ready(keel::Client& c, const std::string& name,
+                                   const keel::CacheConfig& cfg = {}) {
     for (int i = 0;; ++i) {
       auto r = C::open(c, name, cfg);
       if (r || i == 200 || r.error().message.find("CLUSTERDOWN") == std::string::npos) return r;
@@ -85,7 +87,8 @@ TEST_F(CacheSdk, StringsThroughANamedCache) {
   EXPECT_EQ(greetings->get("en").value(), std::nullopt);
   // A short TTL of its own expires (bounded wait; no timing is asserted).
   ASSERT_TRUE(greetings->put_with_ttl("brief", "x", 30ms));
-  for (int i = 0; i < 500 && greetings->get("brief").value().has_value(); ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && greetings->get("brief").value().has_value(); ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(greetings->get("brief").value(), std::nullopt);
   EXPECT_FALSE(greetings->put_with_ttl("k", "v", 0ms));
 }
@@ -102,13 +105,15 @@ TEST_F(CacheSdk, IntegersBytesJsonDefaultTtlAndClear) {
   ASSERT_TRUE((keel::Cache<int, int64_t>::open(c, "counts", cfg)));
   auto other = keel::Cache<int, int64_t>::open(c, "counts", keel::CacheConfig{.replicas = 2});
   ASSERT_FALSE(other);
-  EXPECT_NE(other.error().message.find("already exists with a different definition"), std::string::npos)
+  EXPECT_NE(other.error().message.find("already exists with a different definition"),
+            std::string::npos)
       << other.error().message;
   ASSERT_TRUE(counts->put_with_ttl(7, -42, 1h));
   EXPECT_EQ(counts->get(7).value(), -42);
   // The defaultTtl (40 ms) applies to put without a ttl: the entry goes away by itself.
   ASSERT_TRUE(counts->put(8, 1));
-  for (int i = 0; i < 500 && counts->get(8).value().has_value(); ++i) std::this_thread::sleep_for(10ms);
+  for (int i = 0; i < 500 && counts->get(8).value().has_value(); ++i)
+    std::this_thread::sleep_for(10ms);
   EXPECT_EQ(counts->get(8).value(), std::nullopt);
   EXPECT_EQ(counts->get(7).value(), -42);  // its own hour still runs
   // Bytes that are not an integer are reported, not misread.
@@ -145,10 +150,13 @@ TEST_F(CacheSdk, RefusalsNameWhatIsWrong) {
       c, "q", keel::CacheConfig{.replicas = 2, .write_quorum = 3});
   ASSERT_FALSE(quorum);
   EXPECT_EQ(quorum.error().code, Errc::kServerError);
-  EXPECT_NE(quorum.error().message.find("writeQuorum"), std::string::npos) << quorum.error().message;
-  auto size = keel::Cache<std::string, std::string>::open(c, "s", keel::CacheConfig{.max_memory = "256"});
+  EXPECT_NE(quorum.error().message.find("writeQuorum"), std::string::npos)
+      << quorum.error().message;
+  auto size =
+      keel::Cache<std::string, std::string>::open(c, "s", keel::CacheConfig{.max_memory = "256"});
   ASSERT_FALSE(size);
-  EXPECT_NE(size.error().message.find("maxMemory (MAXMEMORY) '256' has no unit"), std::string::npos) << size.error().message;
+  EXPECT_NE(size.error().message.find("maxMemory (MAXMEMORY) '256' has no unit"), std::string::npos)
+      << size.error().message;
   // Nothing was defined by the refusals; a bound cache that does not exist says so.
   auto ghost = keel::Cache<std::string, std::string>::bind(c, "q");
   auto g = ghost->get("k");
@@ -164,7 +172,8 @@ TEST_F(CacheSdk, TheDefaultCacheIsThePlainKeyspace) {
   EXPECT_EQ(c.get("visits").value(), "3");
   ASSERT_TRUE(c.set("visits", "4"));
   EXPECT_EQ(plain->get("visits").value(), 4);
-  EXPECT_FALSE((keel::Cache<std::string, int>::open(c, "default", keel::CacheConfig{.replicas = 2})));
+  EXPECT_FALSE(
+      (keel::Cache<std::string, int>::open(c, "default", keel::CacheConfig{.replicas = 2})));
 }
 
 }  // namespace

@@ -61,14 +61,15 @@ struct IntegralCodec {
     T v{};
     auto [p, ec] = std::from_chars(b.data(), b.data() + b.size(), v);
     if (b.empty() || ec != std::errc() || p != b.data() + b.size())
-      return make_error(Errc::kUnexpectedReply, "cached value '" + std::string(b.substr(0, 80)) +
-                                                    "' is not a decimal integer in the range of the type");
+      return make_error(Errc::kUnexpectedReply,
+                        "cached value '" + std::string(b.substr(0, 80)) +
+                            "' is not a decimal integer in the range of the type");
     return v;
   }
 };
 template <std::integral T>
-  requires(!std::same_as<T, bool>)
-struct DefaultCodec<T> : IntegralCodec<T> {};
+requires(!std::same_as<T, bool>) struct DefaultCodec<T> : IntegralCodec<T> {
+};
 
 // Keys: strings as they are, integers in decimal.
 template <class K>
@@ -93,8 +94,8 @@ struct CacheConfig {
   std::optional<std::string> eviction;    // "lru", "lfu", "none"
   std::optional<std::string> max_memory;  // "256mb"
   std::optional<uint64_t> max_entries;
-  std::optional<std::string> read_from;   // "primary", "replica"
-  std::optional<std::string> engine;      // "memory", "persistent"
+  std::optional<std::string> read_from;  // "primary", "replica"
+  std::optional<std::string> engine;     // "memory", "persistent"
 
   // CACHE.CREATE name <options>
   std::vector<std::string> create_command(const std::string& name) const {
@@ -116,17 +117,19 @@ struct CacheConfig {
 };
 
 template <class K, class V, class Codec = DefaultCodec<V>, class KCodec = KeyCodec<K>>
-  requires ValueCodec<Codec, V>
+requires ValueCodec<Codec, V>
 class Cache {
  public:
   // Defines the cache on the server unless it exists with the same definition, then binds to
   // it. Names are 1..64 characters of [A-Za-z0-9_.-]; "default" (the plain keyspace) is bound
   // without a definition, so `config` must be empty for it.
-  static Result<Cache> open(keel::Client& client, std::string name, const CacheConfig& config = {}) {
+  static Result<Cache> open(keel::Client& client, std::string name,
+                            const CacheConfig& config = {}) {
     if (auto st = check_name(name); !st) return std::unexpected(st.error());
     if (name == "default") {
       if (config.create_command(name).size() > 2)
-        return make_error(Errc::kInvalidArgument, "the default cache is the plain keyspace: it takes no CacheConfig");
+        return make_error(Errc::kInvalidArgument,
+                          "the default cache is the plain keyspace: it takes no CacheConfig");
       return Cache(client, std::move(name));
     }
     auto r = client.checked(config.create_command(name));
@@ -146,7 +149,8 @@ class Cache {
     auto r = client_->checked({"CACHE.GET", name_, KCodec::encode(key)});
     if (!r) return std::unexpected(r.error());
     if (r->is_null()) return std::optional<V>{};
-    if (!r->is_string()) return make_error(Errc::kUnexpectedReply, "CACHE.GET answered " + r->debug_string());
+    if (!r->is_string())
+      return make_error(Errc::kUnexpectedReply, "CACHE.GET answered " + r->debug_string());
     auto v = Codec::decode(r->str);
     if (!v) return std::unexpected(v.error());
     return std::optional<V>{std::move(*v)};
@@ -154,17 +158,21 @@ class Cache {
 
   // Stores the entry with the cache's default TTL (none if the cache has none).
   Status put(const K& key, const V& value) {
-    return status_of(client_->checked({"CACHE.PUT", name_, KCodec::encode(key), Codec::encode(value)}));
+    return status_of(
+        client_->checked({"CACHE.PUT", name_, KCodec::encode(key), Codec::encode(value)}));
   }
 
   // Stores the entry with its own TTL (the seed interface's putWithTtl); ttl must be positive.
   Status put_with_ttl(const K& key, const V& value, std::chrono::milliseconds ttl) {
     if (ttl.count() <= 0)
-      return make_error(Errc::kInvalidArgument, "ttl must be positive, got " + std::to_string(ttl.count()) + " ms");
-    return status_of(client_->checked(
-        {"CACHE.PUT", name_, KCodec::encode(key), Codec::encode(value), "PX", std::to_string(ttl.count())}));
+      return make_error(Errc::kInvalidArgument,
+                        "ttl must be positive, got " + std::to_string(ttl.count()) + " ms");
+    return status_of(client_->checked({"CACHE.PUT", name_, KCodec::encode(key),
+                                       Codec::encode(value), "PX", std::to_string(ttl.count())}));
   }
-  Status put(const K& key, const V& value, std::chrono::milliseconds ttl) { return put_with_ttl(key, value, ttl); }
+  Status put(const K& key, const V& value, std::chrono::milliseconds ttl) {
+    return put_with_ttl(key, value, ttl);
+  }
 
   // True if an entry was removed.
   Result<bool> remove(const K& key) {
@@ -185,12 +193,14 @@ class Cache {
   static Status check_name(const std::string& name) {
     if (name.empty() || name.size() > 64)
       return make_error(Errc::kInvalidArgument,
-                        "cache name must be 1..64 characters of [A-Za-z0-9_.-] (got " + std::to_string(name.size()) + ")");
+                        "cache name must be 1..64 characters of [A-Za-z0-9_.-] (got " +
+                            std::to_string(name.size()) + ")");
     for (char c : name) {
-      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                c == '-' || c == '.';
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-' || c == '.';
       if (!ok)
-        return make_error(Errc::kInvalidArgument, "cache name '" + name + "' has '" + std::string(1, c) +
+        return make_error(Errc::kInvalidArgument, "cache name '" + name + "' has '" +
+                                                      std::string(1, c) +
                                                       "'; allowed: letters, digits, '_', '-', '.'");
     }
     return {};
@@ -209,8 +219,10 @@ class Cache {
 }  // namespace keel::client
 
 namespace keel {
-// keel::Cache<K, V>: the seed interface's cache(name, config) is Cache<K, V>::open(client, name, config).
-template <class K, class V, class Codec = client::DefaultCodec<V>, class KCodec = client::KeyCodec<K>>
+// keel::Cache<K, V>: the seed interface's cache(name, config) is Cache<K, V>::open(client, name,
+// config).
+template <class K, class V, class Codec = client::DefaultCodec<V>,
+          class KCodec = client::KeyCodec<K>>
 using Cache = client::Cache<K, V, Codec, KCodec>;
 using client::CacheConfig;
 }  // namespace keel

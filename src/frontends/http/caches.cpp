@@ -1,8 +1,8 @@
 #include "frontends/http/caches.h"
 
-#include <charconv>
-
 #include <fmt/format.h>
+
+#include <charconv>
 
 #include "base/clock.h"
 #include "frontends/http/server.h"
@@ -16,26 +16,39 @@ using json = nlohmann::json;
 
 unsigned status_for(Errc c) {
   switch (c) {
-    case Errc::kInvalidArgument: return 400;
-    case Errc::kNotFound: return 404;
+    case Errc::kInvalidArgument:
+      return 400;
+    case Errc::kNotFound:
+      return 404;
     case Errc::kAlreadyExists:
-    case Errc::kConflict: return 409;
-    case Errc::kLimitExceeded: return 413;
-    case Errc::kOutOfMemory: return 507;
-    case Errc::kUnavailable: return 503;
-    case Errc::kTimeout: return 504;
-    case Errc::kWrongType: return 409;
-    default: return 500;
+    case Errc::kConflict:
+      return 409;
+    case Errc::kLimitExceeded:
+      return 413;
+    case Errc::kOutOfMemory:
+      return 507;
+    case Errc::kUnavailable:
+      return 503;
+    case Errc::kTimeout:
+      return 504;
+    case Errc::kWrongType:
+      return 409;
+    default:
+      return 500;
   }
 }
 
 CacheAnswer error(unsigned status, std::string_view code, std::string message) {
-  return CacheAnswer{status, json{{"error", {{"code", code}, {"message", std::move(message)}}}}, ""};
+  return CacheAnswer{status, json{{"error", {{"code", code}, {"message", std::move(message)}}}},
+                     ""};
 }
-CacheAnswer error(const Error& e) { return error(status_for(e.code), errc_name(e.code), e.message); }
+CacheAnswer error(const Error& e) {
+  return error(status_for(e.code), errc_name(e.code), e.message);
+}
 
 CacheAnswer not_allowed(std::string_view method, std::string_view route, std::string allow) {
-  auto a = error(405, "METHOD_NOT_ALLOWED", fmt::format("{} is not allowed on {}; allowed: {}", method, route, allow));
+  auto a = error(405, "METHOD_NOT_ALLOWED",
+                 fmt::format("{} is not allowed on {}; allowed: {}", method, route, allow));
   a.allow = std::move(allow);
   return a;
 }
@@ -84,15 +97,17 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
 
   if (tail.empty()) {  // /v1/caches/{name}
     if (method == "PUT" || method == "POST") {
-      auto d = cache::from_json_text(name, body.empty() ? std::string_view("{}") : std::string_view(body));
+      auto d = cache::from_json_text(
+          name, body.empty() ? std::string_view("{}") : std::string_view(body));
       if (!d) co_return error(d.error());
       auto r = co_await svc->create(std::move(*d));
       if (!r) co_return error(r.error());
       co_return CacheAnswer{200, active_json(*r), ""};
     }
     if (name == cache::kDefaultCache)
-      co_return error(400, "INVALID_ARGUMENT", "'default' is the plain keyspace, not a named cache: it has no definition "
-                                               "and cannot be dropped (use /v1/caches/default/entries/{key} for its keys)");
+      co_return error(400, "INVALID_ARGUMENT",
+                      "'default' is the plain keyspace, not a named cache: it has no definition "
+                      "and cannot be dropped (use /v1/caches/default/entries/{key} for its keys)");
     if (method == "GET") {
       auto r = co_await svc->info(name);
       if (!r) co_return error(r.error());
@@ -101,43 +116,56 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
       j["bytes"] = r->bytes;
       j["partitions"] = r->partitions;
       const auto& d = r->active.def;
-      j["partitionMaxEntries"] = d.max_entries ? json(cache::per_partition(d.max_entries, r->partitions)) : json(nullptr);
-      j["partitionMaxMemory"] =
-          d.max_memory_bytes ? json(cache::per_partition(d.max_memory_bytes, r->partitions)) : json(nullptr);
+      j["partitionMaxEntries"] =
+          d.max_entries ? json(cache::per_partition(d.max_entries, r->partitions)) : json(nullptr);
+      j["partitionMaxMemory"] = d.max_memory_bytes
+                                    ? json(cache::per_partition(d.max_memory_bytes, r->partitions))
+                                    : json(nullptr);
       co_return CacheAnswer{200, j, ""};
     }
     if (method == "DELETE") {
       auto r = co_await svc->drop(name);
       if (!r) co_return error(r.error());
-      co_return CacheAnswer{200, json{{"name", name}, {"dropped", true}, {"entriesRemoved", *r}}, ""};
+      co_return CacheAnswer{200, json{{"name", name}, {"dropped", true}, {"entriesRemoved", *r}},
+                            ""};
     }
     co_return not_allowed(method, "/v1/caches/{name}", "GET, PUT, DELETE");
   }
 
   if (tail == "/entries" || tail == "/entries/") {
-    if (method != "DELETE") co_return not_allowed(method, "/v1/caches/{name}/entries", "DELETE (clears the cache)");
+    if (method != "DELETE")
+      co_return not_allowed(method, "/v1/caches/{name}/entries", "DELETE (clears the cache)");
     if (name == cache::kDefaultCache)
-      co_return error(400, "INVALID_ARGUMENT", "the default cache is the plain keyspace; clear it with FLUSHALL");
+      co_return error(400, "INVALID_ARGUMENT",
+                      "the default cache is the plain keyspace; clear it with FLUSHALL");
     auto r = co_await svc->clear(name);
     if (!r) co_return error(r.error());
     co_return CacheAnswer{200, json{{"name", name}, {"cleared", true}, {"entriesRemoved", *r}}, ""};
   }
 
   if (!tail.starts_with("/entries/"))
-    co_return error(404, "NOT_FOUND", fmt::format("no route for {} {}; cache routes: /v1/caches, /v1/caches/{{name}}, "
-                                                  "/v1/caches/{{name}}/entries, /v1/caches/{{name}}/entries/{{key}}",
-                                                  method, path));
+    co_return error(
+        404, "NOT_FOUND",
+        fmt::format("no route for {} {}; cache routes: /v1/caches, /v1/caches/{{name}}, "
+                    "/v1/caches/{{name}}/entries, /v1/caches/{{name}}/entries/{{key}}",
+                    method, path));
   std::string key;
-  if (!url_decode(tail.substr(9), key, false)) co_return error(400, "INVALID_ARGUMENT", "malformed percent-escape in the key");
-  if (key.empty()) co_return error(400, "INVALID_ARGUMENT", "the key must not be empty: use /v1/caches/{name}/entries/{key}");
+  if (!url_decode(tail.substr(9), key, false))
+    co_return error(400, "INVALID_ARGUMENT", "malformed percent-escape in the key");
+  if (key.empty())
+    co_return error(400, "INVALID_ARGUMENT",
+                    "the key must not be empty: use /v1/caches/{name}/entries/{key}");
 
   if (method == "GET") {
     auto r = co_await svc->get(name, key, now);
     if (!r) co_return error(r.error());
-    if (!*r) co_return error(404, "NOT_FOUND", fmt::format("key '{}' is not in cache '{}'", key, name));
+    if (!*r)
+      co_return error(404, "NOT_FOUND", fmt::format("key '{}' is not in cache '{}'", key, name));
     json j{{"cache", name}, {"key", key}};
-    if (valid_utf8((*r)->value)) j["value"] = (*r)->value;
-    else j["value_hex"] = fmt::format("{:02x}", fmt::join((*r)->value, ""));
+    if (valid_utf8((*r)->value))
+      j["value"] = (*r)->value;
+    else
+      j["value_hex"] = fmt::format("{:02x}", fmt::join((*r)->value, ""));
     j["ttl_ms"] = (*r)->expire_at_ms ? std::max<int64_t>(0, (*r)->expire_at_ms - now) : -1;
     co_return CacheAnswer{200, j, ""};
   }
@@ -150,14 +178,24 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
     } else if (auto* tm = query("ttl_ms")) {
       int64_t v = 0;
       auto [p, ec] = std::from_chars(tm->data(), tm->data() + tm->size(), v);
-      if (tm->empty() || ec != std::errc() || p != tm->data() + tm->size() || v <= 0 || v > cache::kMaxTtlMs)
-        co_return error(400, "INVALID_ARGUMENT",
-                        fmt::format("ttl_ms must be a positive integer number of milliseconds up to 2^50, got '{}'", *tm));
+      if (tm->empty() || ec != std::errc() || p != tm->data() + tm->size() || v <= 0 ||
+          v > cache::kMaxTtlMs)
+        co_return error(
+            400, "INVALID_ARGUMENT",
+            fmt::format(
+                "ttl_ms must be a positive integer number of milliseconds up to 2^50, got '{}'",
+                *tm));
       ttl = v;
     }
     auto r = co_await svc->put(name, key, body, ttl, now);
     if (!r) co_return error(r.error());
-    co_return CacheAnswer{200, json{{"cache", name}, {"key", key}, {"stored", true}, {"bytes", body.size()}, {"evicted", r->evicted}}, ""};
+    co_return CacheAnswer{200,
+                          json{{"cache", name},
+                               {"key", key},
+                               {"stored", true},
+                               {"bytes", body.size()},
+                               {"evicted", r->evicted}},
+                          ""};
   }
   if (method == "DELETE") {
     auto r = co_await svc->remove(name, key, now);

@@ -13,10 +13,9 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace keel::cache {
 class Service;

@@ -12,11 +12,16 @@ namespace {
 // Metadata errors in Redis's words: CLUSTERDOWN only when nothing was or will be applied.
 void reply_error(Reply& r, const Error& e) {
   switch (e.code) {
-    case Errc::kUnavailable: r.error("CLUSTERDOWN " + e.message); break;
-    case Errc::kTimeout:
-      r.error("ERR " + e.message + " (the outcome is unknown: the change may still be applied; check with CACHE.INFO)");
+    case Errc::kUnavailable:
+      r.error("CLUSTERDOWN " + e.message);
       break;
-    default: r.error("ERR " + e.message); break;
+    case Errc::kTimeout:
+      r.error("ERR " + e.message +
+              " (the outcome is unknown: the change may still be applied; check with CACHE.INFO)");
+      break;
+    default:
+      r.error("ERR " + e.message);
+      break;
   }
 }
 
@@ -51,10 +56,13 @@ void reply_info(Reply& r, const cache::Info& info) {
   r.bulk("partitions");
   r.integer(info.partitions);
   r.bulk("partitionMaxEntries");
-  d.max_entries ? r.integer(static_cast<int64_t>(cache::per_partition(d.max_entries, info.partitions))) : r.null();
+  d.max_entries
+      ? r.integer(static_cast<int64_t>(cache::per_partition(d.max_entries, info.partitions)))
+      : r.null();
   r.bulk("partitionMaxMemory");
-  d.max_memory_bytes ? r.integer(static_cast<int64_t>(cache::per_partition(d.max_memory_bytes, info.partitions)))
-                     : r.null();
+  d.max_memory_bytes
+      ? r.integer(static_cast<int64_t>(cache::per_partition(d.max_memory_bytes, info.partitions)))
+      : r.null();
 }
 
 }  // namespace
@@ -78,8 +86,10 @@ boost::asio::awaitable<void> execute_cache_admin(cache::Service& caches, const C
   }
   std::string cname(a[1]);
   if (cname == cache::kDefaultCache)
-    co_return r.error(fmt::format("ERR '{}' is the plain keyspace, not a named cache; {} does not apply to it "
-                                  "(use INFO keyspace, FLUSHALL)", cname, spec.name));
+    co_return r.error(
+        fmt::format("ERR '{}' is the plain keyspace, not a named cache; {} does not apply to it "
+                    "(use INFO keyspace, FLUSHALL)",
+                    cname, spec.name));
   if (name == "cache.info") {
     auto res = co_await caches.info(cname);
     if (!res) co_return reply_error(r, res.error());

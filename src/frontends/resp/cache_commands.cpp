@@ -35,9 +35,15 @@ bool resolve(CmdCtx& c, std::string_view name, const Active*& a, Reply& r) {
 
 void reply_cache_error(Reply& r, const Error& e) {
   switch (e.code) {
-    case Errc::kOutOfMemory: r.error("OOM " + e.message); break;
-    case Errc::kWrongType: r.wrong_type(); break;
-    default: r.error("ERR " + e.message); break;
+    case Errc::kOutOfMemory:
+      r.error("OOM " + e.message);
+      break;
+    case Errc::kWrongType:
+      r.wrong_type();
+      break;
+    default:
+      r.error("ERR " + e.message);
+      break;
   }
 }
 
@@ -75,16 +81,19 @@ void cmd_cache_put(CmdCtx& c, Args a, Reply& r) {
         return r.error("ERR invalid expire time in 'cache.put' command; allowed: 1 to 2^50 ms");
       ttl = secs ? v * 1000 : v;
     } else {
-      return r.error("ERR unknown option '" + std::string(a[4]) + "'; allowed: TTL duration (e.g. 30s), EX seconds, PX milliseconds");
+      return r.error("ERR unknown option '" + std::string(a[4]) +
+                     "'; allowed: TTL duration (e.g. 30s), EX seconds, PX milliseconds");
     }
   }
   if (!resolve(c, a[1], cache, r)) return;
   if (!cache) {
-    auto st = c.engine->set_string(c.partition(a[2]), a[2], a[3], ttl ? c.now_ms + *ttl : 0, c.now_ms);
+    auto st =
+        c.engine->set_string(c.partition(a[2]), a[2], a[3], ttl ? c.now_ms + *ttl : 0, c.now_ms);
     if (!st) return reply_status_error(r, st.error());
     return r.ok();
   }
-  auto put = cache::put(*c.engine, c.partition(a[2]), c.partitions, *cache, a[2], a[3], ttl, c.now_ms);
+  auto put =
+      cache::put(*c.engine, c.partition(a[2]), c.partitions, *cache, a[2], a[3], ttl, c.now_ms);
   if (!put) return reply_cache_error(r, put.error());
   r.ok();
 }
@@ -105,14 +114,26 @@ void register_cache_commands(std::vector<CommandSpec>& t) {
   constexpr auto K = Routing::kKey;
   constexpr auto L = Routing::kLocal;
   // CACHE.GET may record the access (lru/lfu order of a bounded cache): a write.
-  t.push_back({"cache.get", 3, kWrite | kFast, 2, 2, 1, K, cmd_cache_get, "cache", "Returns the value of a key in a named cache.", "0.1.0"});
-  t.push_back({"cache.put", -4, kWrite | kDenyOom, 2, 2, 1, K, cmd_cache_put, "cache", "Stores a value in a named cache, with the cache's default TTL unless TTL, EX or PX is given.", "0.1.0"});
-  t.push_back({"cache.del", 3, kWrite | kFast, 2, 2, 1, K, cmd_cache_del, "cache", "Removes a key from a named cache.", "0.1.0"});
-  t.push_back({"cache.create", -2, kWrite, 0, 0, 0, L, nullptr, "cache", "Defines a named cache (REPLICAS, QUORUM, TTL, EVICTION, MAXMEMORY, MAXENTRIES, READFROM, ENGINE).", "0.1.0"});
-  t.push_back({"cache.info", 2, kReadonly, 0, 0, 0, L, nullptr, "cache", "Returns a named cache's definition and its entries on this node.", "0.1.0"});
-  t.push_back({"cache.list", 1, kReadonly, 0, 0, 0, L, nullptr, "cache", "Lists the named caches.", "0.1.0"});
-  t.push_back({"cache.drop", 2, kWrite, 0, 0, 0, L, nullptr, "cache", "Removes a named cache's definition and its entries.", "0.1.0"});
-  t.push_back({"cache.clear", 2, kWrite, 0, 0, 0, L, nullptr, "cache", "Removes every entry of a named cache.", "0.1.0"});
+  t.push_back({"cache.get", 3, kWrite | kFast, 2, 2, 1, K, cmd_cache_get, "cache",
+               "Returns the value of a key in a named cache.", "0.1.0"});
+  t.push_back({"cache.put", -4, kWrite | kDenyOom, 2, 2, 1, K, cmd_cache_put, "cache",
+               "Stores a value in a named cache, with the cache's default TTL unless TTL, EX or PX "
+               "is given.",
+               "0.1.0"});
+  t.push_back({"cache.del", 3, kWrite | kFast, 2, 2, 1, K, cmd_cache_del, "cache",
+               "Removes a key from a named cache.", "0.1.0"});
+  t.push_back({"cache.create", -2, kWrite, 0, 0, 0, L, nullptr, "cache",
+               "Defines a named cache (REPLICAS, QUORUM, TTL, EVICTION, MAXMEMORY, MAXENTRIES, "
+               "READFROM, ENGINE).",
+               "0.1.0"});
+  t.push_back({"cache.info", 2, kReadonly, 0, 0, 0, L, nullptr, "cache",
+               "Returns a named cache's definition and its entries on this node.", "0.1.0"});
+  t.push_back({"cache.list", 1, kReadonly, 0, 0, 0, L, nullptr, "cache", "Lists the named caches.",
+               "0.1.0"});
+  t.push_back({"cache.drop", 2, kWrite, 0, 0, 0, L, nullptr, "cache",
+               "Removes a named cache's definition and its entries.", "0.1.0"});
+  t.push_back({"cache.clear", 2, kWrite, 0, 0, 0, L, nullptr, "cache",
+               "Removes every entry of a named cache.", "0.1.0"});
 }
 
 }  // namespace keel::resp

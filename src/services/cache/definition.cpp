@@ -1,11 +1,11 @@
 #include "services/cache/definition.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <limits>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace keel::cache {
@@ -37,19 +37,23 @@ bool split_number(std::string_view text, uint64_t& number, std::string& unit) {
 constexpr const char* kSizeUnits = "b, k, kb, m, mb, g, gb, t, tb (e.g. 256mb)";
 constexpr const char* kDurationUnits = "ms, s, m, h, d (e.g. 60s)";
 
-Result<uint32_t> parse_count(std::string_view field, std::string_view text, uint64_t lo, uint64_t hi) {
+Result<uint32_t> parse_count(std::string_view field, std::string_view text, uint64_t lo,
+                             uint64_t hi) {
   uint64_t n = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (text.empty() || ec != std::errc() || p != text.data() + text.size() || n < lo || n > hi)
-    return invalid(fmt::format("{} must be an integer from {} to {}, got '{}'", field, lo, hi, text));
+    return invalid(
+        fmt::format("{} must be an integer from {} to {}, got '{}'", field, lo, hi, text));
   return static_cast<uint32_t>(n);
 }
 
 Result<uint64_t> parse_entries(std::string_view field, std::string_view text) {
   uint64_t n = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (text.empty() || ec != std::errc() || p != text.data() + text.size() || n < 1 || n > (uint64_t{1} << 48))
-    return invalid(fmt::format("{} must be an integer from 1 to 2^48 (the number of entries), got '{}'", field, text));
+  if (text.empty() || ec != std::errc() || p != text.data() + text.size() || n < 1 ||
+      n > (uint64_t{1} << 48))
+    return invalid(fmt::format(
+        "{} must be an integer from 1 to 2^48 (the number of entries), got '{}'", field, text));
   return n;
 }
 
@@ -79,30 +83,41 @@ Result<EngineKind> parse_engine(std::string_view field, std::string_view text) {
 
 std::string_view eviction_name(Eviction e) {
   switch (e) {
-    case Eviction::kLru: return "lru";
-    case Eviction::kLfu: return "lfu";
-    case Eviction::kNone: return "none";
+    case Eviction::kLru:
+      return "lru";
+    case Eviction::kLfu:
+      return "lfu";
+    case Eviction::kNone:
+      return "none";
   }
   return "?";
 }
-std::string_view read_from_name(ReadFrom r) { return r == ReadFrom::kPrimary ? "primary" : "replica"; }
-std::string_view engine_name(EngineKind e) { return e == EngineKind::kMemory ? "memory" : "persistent"; }
+std::string_view read_from_name(ReadFrom r) {
+  return r == ReadFrom::kPrimary ? "primary" : "replica";
+}
+std::string_view engine_name(EngineKind e) {
+  return e == EngineKind::kMemory ? "memory" : "persistent";
+}
 
 Status check_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes)
-    return invalid(fmt::format("name must be 1 to {} characters of [A-Za-z0-9_.-], got {} characters",
-                               kMaxNameBytes, name.size()));
+    return invalid(
+        fmt::format("name must be 1 to {} characters of [A-Za-z0-9_.-], got {} characters",
+                    kMaxNameBytes, name.size()));
   for (char c : name) {
     bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
     if (!ok) {
-      auto shown = std::isprint(static_cast<unsigned char>(c)) ? fmt::format("'{}'", c)
-                                                               : fmt::format("byte 0x{:02x}", static_cast<unsigned char>(c));
-      return invalid(fmt::format("name '{}' has {}; allowed: letters, digits, '_', '-', '.'", name, shown));
+      auto shown = std::isprint(static_cast<unsigned char>(c))
+                       ? fmt::format("'{}'", c)
+                       : fmt::format("byte 0x{:02x}", static_cast<unsigned char>(c));
+      return invalid(
+          fmt::format("name '{}' has {}; allowed: letters, digits, '_', '-', '.'", name, shown));
     }
   }
   if (name == kDefaultCache)
-    return invalid("name 'default' is reserved: it is the plain keyspace that plain Redis commands use; "
-                   "choose another name");
+    return invalid(
+        "name 'default' is reserved: it is the plain keyspace that plain Redis commands use; "
+        "choose another name");
   return {};
 }
 
@@ -110,21 +125,33 @@ Result<uint64_t> parse_size(std::string_view field, std::string_view text) {
   uint64_t n = 0;
   std::string unit;
   if (!split_number(text, n, unit))
-    return invalid(fmt::format("{} must be a size with a unit ({}), got '{}'", field, kSizeUnits, text));
+    return invalid(
+        fmt::format("{} must be a size with a unit ({}), got '{}'", field, kSizeUnits, text));
   uint64_t mult = 0;
-  if (unit == "b") mult = 1;
-  else if (unit == "k") mult = 1000;
-  else if (unit == "kb") mult = 1024;
-  else if (unit == "m") mult = 1000 * 1000;
-  else if (unit == "mb") mult = 1024 * 1024;
-  else if (unit == "g") mult = 1000ull * 1000 * 1000;
-  else if (unit == "gb") mult = 1024ull * 1024 * 1024;
-  else if (unit == "t") mult = 1000ull * 1000 * 1000 * 1000;
-  else if (unit == "tb") mult = 1024ull * 1024 * 1024 * 1024;
+  if (unit == "b")
+    mult = 1;
+  else if (unit == "k")
+    mult = 1000;
+  else if (unit == "kb")
+    mult = 1024;
+  else if (unit == "m")
+    mult = 1000 * 1000;
+  else if (unit == "mb")
+    mult = 1024 * 1024;
+  else if (unit == "g")
+    mult = 1000ull * 1000 * 1000;
+  else if (unit == "gb")
+    mult = 1024ull * 1024 * 1024;
+  else if (unit == "t")
+    mult = 1000ull * 1000 * 1000 * 1000;
+  else if (unit == "tb")
+    mult = 1024ull * 1024 * 1024 * 1024;
   if (mult == 0) {
     if (unit.empty())
-      return invalid(fmt::format("{} '{}' has no unit; allowed units: {}", field, text, kSizeUnits));
-    return invalid(fmt::format("{} '{}' has unknown unit '{}'; allowed units: {}", field, text, unit, kSizeUnits));
+      return invalid(
+          fmt::format("{} '{}' has no unit; allowed units: {}", field, text, kSizeUnits));
+    return invalid(fmt::format("{} '{}' has unknown unit '{}'; allowed units: {}", field, text,
+                               unit, kSizeUnits));
   }
   if (n == 0 || n > (uint64_t{1} << 60) / mult)
     return invalid(fmt::format("{} must be from 1b to 1024pb, got '{}'", field, text));
@@ -135,20 +162,29 @@ Result<int64_t> parse_duration_ms(std::string_view field, std::string_view text)
   uint64_t n = 0;
   std::string unit;
   if (!split_number(text, n, unit))
-    return invalid(fmt::format("{} must be a duration with a unit ({}), got '{}'", field, kDurationUnits, text));
+    return invalid(fmt::format("{} must be a duration with a unit ({}), got '{}'", field,
+                               kDurationUnits, text));
   int64_t mult = 0;
-  if (unit == "ms") mult = 1;
-  else if (unit == "s") mult = 1000;
-  else if (unit == "m") mult = 60'000;
-  else if (unit == "h") mult = 3'600'000;
-  else if (unit == "d") mult = 86'400'000;
+  if (unit == "ms")
+    mult = 1;
+  else if (unit == "s")
+    mult = 1000;
+  else if (unit == "m")
+    mult = 60'000;
+  else if (unit == "h")
+    mult = 3'600'000;
+  else if (unit == "d")
+    mult = 86'400'000;
   if (mult == 0) {
     if (unit.empty())
-      return invalid(fmt::format("{} '{}' has no unit; allowed units: {}", field, text, kDurationUnits));
-    return invalid(fmt::format("{} '{}' has unknown unit '{}'; allowed units: {}", field, text, unit, kDurationUnits));
+      return invalid(
+          fmt::format("{} '{}' has no unit; allowed units: {}", field, text, kDurationUnits));
+    return invalid(fmt::format("{} '{}' has unknown unit '{}'; allowed units: {}", field, text,
+                               unit, kDurationUnits));
   }
   if (n == 0 || n > static_cast<uint64_t>(kMaxTtlMs / mult))
-    return invalid(fmt::format("{} must be from 1ms to 2^50 ms (about 35000 years), got '{}'", field, text));
+    return invalid(
+        fmt::format("{} must be from 1ms to 2^50 ms (about 35000 years), got '{}'", field, text));
   return static_cast<int64_t>(n) * mult;
 }
 
@@ -173,10 +209,11 @@ Status validate(const Definition& d) {
   if (d.replicas < 1 || d.replicas > kMaxReplicas)
     return invalid(fmt::format("replicas must be from 1 to {}, got {}", kMaxReplicas, d.replicas));
   if (d.write_quorum < 1 || d.write_quorum > d.replicas)
-    return invalid(fmt::format("writeQuorum (QUORUM) must be from 1 to replicas ({}), got {}", d.replicas,
-                               d.write_quorum));
+    return invalid(fmt::format("writeQuorum (QUORUM) must be from 1 to replicas ({}), got {}",
+                               d.replicas, d.write_quorum));
   if (d.default_ttl_ms < 0 || d.default_ttl_ms > kMaxTtlMs)
-    return invalid(fmt::format("defaultTtl (TTL) must be from 1ms to 2^50 ms, got {} ms", d.default_ttl_ms));
+    return invalid(
+        fmt::format("defaultTtl (TTL) must be from 1ms to 2^50 ms, got {} ms", d.default_ttl_ms));
   return {};
 }
 
@@ -237,7 +274,9 @@ Result<Definition> parse_options(std::string_view name, std::span<const std::str
     } else {
       return invalid(fmt::format("unknown option '{}'; options: {}", a[i], kOptions));
     }
-    if (seen[idx]) return invalid(fmt::format("option '{}' is given twice; give each option at most once", a[i]));
+    if (seen[idx])
+      return invalid(
+          fmt::format("option '{}' is given twice; give each option at most once", a[i]));
     seen[idx] = true;
   }
   if (auto st = validate(d); !st) return std::unexpected(st.error());
@@ -251,7 +290,8 @@ Result<Definition> from_json(std::string_view name, const json& body) {
   constexpr std::string_view kFields =
       "replicas, writeQuorum, defaultTtl, eviction, maxMemory, maxEntries, readFrom, engine";
   if (!body.is_object())
-    return invalid(fmt::format("the definition must be a JSON object with the fields {} (all optional)", kFields));
+    return invalid(fmt::format(
+        "the definition must be a JSON object with the fields {} (all optional)", kFields));
   auto text = [&](const std::string& f) -> Result<std::string> {
     if (!body[f].is_string())
       return invalid(fmt::format("{} must be a string, got {}", f, body[f].dump()));
@@ -259,8 +299,10 @@ Result<Definition> from_json(std::string_view name, const json& body) {
   };
   for (auto& [field, value] : body.items()) {
     if (field == "replicas" || field == "writeQuorum") {
-      if (!value.is_number_unsigned() || value.get<uint64_t>() < 1 || value.get<uint64_t>() > kMaxReplicas)
-        return invalid(fmt::format("{} must be an integer from 1 to {}, got {}", field, kMaxReplicas, value.dump()));
+      if (!value.is_number_unsigned() || value.get<uint64_t>() < 1 ||
+          value.get<uint64_t>() > kMaxReplicas)
+        return invalid(fmt::format("{} must be an integer from 1 to {}, got {}", field,
+                                   kMaxReplicas, value.dump()));
       (field == "replicas" ? d.replicas : d.write_quorum) = value.get<uint32_t>();
     } else if (field == "defaultTtl") {
       if (value.is_null()) continue;
@@ -272,7 +314,8 @@ Result<Definition> from_json(std::string_view name, const json& body) {
     } else if (field == "maxMemory") {
       if (value.is_null()) continue;
       if (value.is_number())
-        return invalid(fmt::format("maxMemory {} has no unit; give a string with a unit ({})", value.dump(), kSizeUnits));
+        return invalid(fmt::format("maxMemory {} has no unit; give a string with a unit ({})",
+                                   value.dump(), kSizeUnits));
       auto t = text(field);
       if (!t) return std::unexpected(t.error());
       auto r = parse_size(field, *t);
@@ -280,8 +323,10 @@ Result<Definition> from_json(std::string_view name, const json& body) {
       d.max_memory_bytes = *r;
     } else if (field == "maxEntries") {
       if (value.is_null()) continue;
-      if (!value.is_number_unsigned() || value.get<uint64_t>() < 1 || value.get<uint64_t>() > (uint64_t{1} << 48))
-        return invalid(fmt::format("maxEntries must be an integer from 1 to 2^48, got {}", value.dump()));
+      if (!value.is_number_unsigned() || value.get<uint64_t>() < 1 ||
+          value.get<uint64_t>() > (uint64_t{1} << 48))
+        return invalid(
+            fmt::format("maxEntries must be an integer from 1 to 2^48, got {}", value.dump()));
       d.max_entries = value.get<uint64_t>();
     } else if (field == "eviction" || field == "readFrom" || field == "engine") {
       auto t = text(field);
@@ -301,8 +346,10 @@ Result<Definition> from_json(std::string_view name, const json& body) {
       }
     } else if (field == "name") {
       if (!value.is_string() || value.get<std::string>() != name)
-        return invalid(fmt::format("name in the body ({}) differs from the name in the path ('{}'); omit it or make them equal",
-                                   value.dump(), name));
+        return invalid(
+            fmt::format("name in the body ({}) differs from the name in the path ('{}'); omit it "
+                        "or make them equal",
+                        value.dump(), name));
     } else {
       return invalid(fmt::format("unknown field '{}'; fields: {}", field, kFields));
     }
@@ -313,7 +360,9 @@ Result<Definition> from_json(std::string_view name, const json& body) {
 
 Result<Definition> from_json_text(std::string_view name, std::string_view text) {
   json body = json::parse(text, nullptr, false);
-  if (body.is_discarded()) return invalid("the definition is not valid JSON; send an object such as {\"maxEntries\": 1000}");
+  if (body.is_discarded())
+    return invalid(
+        "the definition is not valid JSON; send an object such as {\"maxEntries\": 1000}");
   return from_json(name, body);
 }
 
@@ -331,9 +380,10 @@ json to_json(const Definition& d) {
 }
 
 std::string no_such_cache_message(std::string_view name) {
-  return fmt::format("no cache named '{}'; create it with CACHE.CREATE {} (or PUT /v1/caches/{}); "
-                     "CACHE.LIST shows the caches",
-                     name, name, name);
+  return fmt::format(
+      "no cache named '{}'; create it with CACHE.CREATE {} (or PUT /v1/caches/{}); "
+      "CACHE.LIST shows the caches",
+      name, name, name);
 }
 
 uint64_t per_partition(uint64_t limit, uint32_t partitions) {

@@ -7,12 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "base/result.h"
 
@@ -57,8 +56,8 @@ Status check_name(std::string_view name);
 Result<uint64_t> parse_size(std::string_view field, std::string_view text);
 // "60s", "500ms", "5m", "2h", "1d". A number without a unit is refused.
 Result<int64_t> parse_duration_ms(std::string_view field, std::string_view text);
-std::string format_size(uint64_t bytes);         // the largest exact binary unit: "256mb"
-std::string format_duration(int64_t ms);         // the largest exact unit: "60s", "1500ms"
+std::string format_size(uint64_t bytes);  // the largest exact binary unit: "256mb"
+std::string format_duration(int64_t ms);  // the largest exact unit: "60s", "1500ms"
 
 // CACHE.CREATE name [REPLICAS n] [QUORUM n] [TTL dur] [EVICTION lru|lfu|none]
 //   [MAXMEMORY size] [MAXENTRIES n] [READFROM primary|replica] [ENGINE memory|persistent]

@@ -1,9 +1,9 @@
 #include "services/cache/keyspace.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <numeric>
-
-#include <fmt/format.h>
 
 #include "base/slots.h"
 
@@ -60,7 +60,8 @@ void put_be(std::string& s, size_t at, uint64_t v, int bytes) {
 }
 uint64_t get_be(std::string_view s, size_t at, int bytes) {
   uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
+  for (int i = 0; i < bytes; ++i)
+    v = (v << 8) | static_cast<unsigned char>(s[at + static_cast<size_t>(i)]);
   return v;
 }
 }  // namespace
@@ -99,7 +100,9 @@ std::optional<std::vector<size_t>> choose_victims(const std::vector<Candidate>& 
   uint64_t count = c.size() + 1;
   uint64_t bytes = incoming_bytes;
   for (auto& x : c) bytes += x.bytes;
-  auto over = [&] { return (max_entries != 0 && count > max_entries) || (max_bytes != 0 && bytes > max_bytes); };
+  auto over = [&] {
+    return (max_entries != 0 && count > max_entries) || (max_bytes != 0 && bytes > max_bytes);
+  };
   std::vector<size_t> out;
   if (!over()) return out;
   if (policy == Eviction::kNone) return std::nullopt;

@@ -1,8 +1,8 @@
 #include "services/cache/ops.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "services/cache/keyspace.h"
 
@@ -81,7 +81,8 @@ Result<PutOutcome> put(storage::Engine& e, uint32_t partition, uint32_t partitio
   int64_t stamp = next_access_stamp(now_ms);
   uint32_t hits = 1;
   if (auto cur = e.get(partition, key, now_ms); cur && cur->type == ValueType::kString) {
-    if (auto old = decode_entry(cur->str)) hits = old->hits == UINT32_MAX ? old->hits : old->hits + 1;
+    if (auto old = decode_entry(cur->str))
+      hits = old->hits == UINT32_MAX ? old->hits : old->hits + 1;
   }
   std::vector<storage::Engine::BatchOp> ops;
   PutOutcome out;
@@ -89,31 +90,38 @@ Result<PutOutcome> put(storage::Engine& e, uint32_t partition, uint32_t partitio
     uint64_t max_entries = per_partition(d.max_entries, partitions);
     uint64_t max_bytes = per_partition(d.max_memory_bytes, partitions);
     std::vector<Candidate> cands;
-    for_each_with_prefix(e, partition, generation_prefix(d.name, c.generation), now_ms,
-                         [&](std::string_view k, const ValueRef& v) {
-                           if (k == key || v.type != ValueType::kString) return;  // replaced
-                           auto entry = decode_entry(v.str);
-                           auto ek = parse_entry_key(k);
-                           if (!entry || !ek) return;
-                           cands.push_back(Candidate{std::string(k), entry_bytes(ek->user_key, entry->value),
-                                                     entry->access_ms, entry->hits});
-                         });
+    for_each_with_prefix(
+        e, partition, generation_prefix(d.name, c.generation), now_ms,
+        [&](std::string_view k, const ValueRef& v) {
+          if (k == key || v.type != ValueType::kString) return;  // replaced
+          auto entry = decode_entry(v.str);
+          auto ek = parse_entry_key(k);
+          if (!entry || !ek) return;
+          cands.push_back(Candidate{std::string(k), entry_bytes(ek->user_key, entry->value),
+                                    entry->access_ms, entry->hits});
+        });
     uint64_t incoming = entry_bytes(user_key, value);
     auto victims = choose_victims(cands, d.eviction, max_entries, max_bytes, incoming);
     if (!victims) {
       if (max_bytes != 0 && incoming > max_bytes)
-        return make_error(Errc::kLimitExceeded,
-                          fmt::format("entry of {} bytes exceeds cache '{}''s share of maxMemory per partition "
-                                      "({} bytes = {} / {} partitions); allowed: entries up to {} bytes, or a larger maxMemory",
-                                      incoming, d.name, max_bytes, format_size(d.max_memory_bytes), partitions, max_bytes));
-      return make_error(Errc::kOutOfMemory,
-                        fmt::format("cache '{}' is full (maxEntries {}, maxMemory {}; this partition's share: {} entries, "
-                                    "{} bytes) and its eviction is none; remove entries, or define the cache with "
-                                    "eviction lru or lfu",
-                                    d.name, d.max_entries ? std::to_string(d.max_entries) : "unbounded",
-                                    d.max_memory_bytes ? format_size(d.max_memory_bytes) : "unbounded",
-                                    max_entries ? std::to_string(max_entries) : "unbounded",
-                                    max_bytes ? std::to_string(max_bytes) : "unbounded"));
+        return make_error(
+            Errc::kLimitExceeded,
+            fmt::format("entry of {} bytes exceeds cache '{}''s share of maxMemory per partition "
+                        "({} bytes = {} / {} partitions); allowed: entries up to {} bytes, or a "
+                        "larger maxMemory",
+                        incoming, d.name, max_bytes, format_size(d.max_memory_bytes), partitions,
+                        max_bytes));
+      return make_error(
+          Errc::kOutOfMemory,
+          fmt::format(
+              "cache '{}' is full (maxEntries {}, maxMemory {}; this partition's share: {} "
+              "entries, "
+              "{} bytes) and its eviction is none; remove entries, or define the cache with "
+              "eviction lru or lfu",
+              d.name, d.max_entries ? std::to_string(d.max_entries) : "unbounded",
+              d.max_memory_bytes ? format_size(d.max_memory_bytes) : "unbounded",
+              max_entries ? std::to_string(max_entries) : "unbounded",
+              max_bytes ? std::to_string(max_bytes) : "unbounded"));
     }
     for (size_t i : *victims) ops.push_back({partition, cands[i].key, std::nullopt});
     out.evicted = victims->size();
@@ -133,20 +141,21 @@ Result<PutOutcome> put(storage::Engine& e, uint32_t partition, uint32_t partitio
   return out;
 }
 
-Result<bool> remove(storage::Engine& e, uint32_t partition, const Active& c, std::string_view user_key,
-                    int64_t now_ms) {
+Result<bool> remove(storage::Engine& e, uint32_t partition, const Active& c,
+                    std::string_view user_key, int64_t now_ms) {
   return e.erase(partition, entry_key(c.def.name, c.generation, user_key), now_ms);
 }
 
 Result<uint64_t> purge_partition(storage::Engine& e, uint32_t partition, std::string_view name,
                                  std::optional<uint64_t> keep_generation, int64_t now_ms) {
   std::vector<std::string> doomed;
-  for_each_with_prefix(e, partition, name_prefix(name), now_ms, [&](std::string_view k, const ValueRef&) {
-    auto ek = parse_entry_key(k);
-    if (!ek || ek->name != name) return;
-    if (keep_generation && ek->generation == *keep_generation) return;
-    doomed.emplace_back(k);
-  });
+  for_each_with_prefix(e, partition, name_prefix(name), now_ms,
+                       [&](std::string_view k, const ValueRef&) {
+                         auto ek = parse_entry_key(k);
+                         if (!ek || ek->name != name) return;
+                         if (keep_generation && ek->generation == *keep_generation) return;
+                         doomed.emplace_back(k);
+                       });
   uint64_t n = 0;
   for (auto& k : doomed) {
     auto r = e.erase(partition, k, now_ms);
@@ -160,7 +169,8 @@ Usage usage_in_partition(storage::Engine& e, uint32_t partition, const Active& c
   Usage u;
   for_each_with_prefix(e, partition, generation_prefix(c.def.name, c.generation), now_ms,
                        [&](std::string_view k, const ValueRef& v) {
-                         auto entry = v.type == ValueType::kString ? decode_entry(v.str) : std::nullopt;
+                         auto entry =
+                             v.type == ValueType::kString ? decode_entry(v.str) : std::nullopt;
                          auto ek = parse_entry_key(k);
                          if (!entry || !ek) return;
                          ++u.entries;

@@ -55,8 +55,8 @@ Result<PutOutcome> put(storage::Engine& e, uint32_t partition, uint32_t partitio
                        std::optional<int64_t> ttl_ms, int64_t now_ms);
 
 // True if a live entry was removed.
-Result<bool> remove(storage::Engine& e, uint32_t partition, const Active& c, std::string_view user_key,
-                    int64_t now_ms);
+Result<bool> remove(storage::Engine& e, uint32_t partition, const Active& c,
+                    std::string_view user_key, int64_t now_ms);
 
 // Erases the entries of `name` in one partition: every generation, or every generation but
 // `keep_generation`. Returns how many were erased.

@@ -1,16 +1,16 @@
 #include "services/cache/service.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <atomic>
 #include <chrono>
 #include <mutex>
-#include <set>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <set>
 
 #include "base/slots.h"
 #include "runtime/cluster/meta_service.h"
@@ -21,7 +21,9 @@ namespace keel::cache {
 
 namespace asio = boost::asio;
 
-Error no_such_cache(std::string_view name) { return Error{Errc::kNotFound, no_such_cache_message(name)}; }
+Error no_such_cache(std::string_view name) {
+  return Error{Errc::kNotFound, no_such_cache_message(name)};
+}
 
 namespace {
 
@@ -29,9 +31,10 @@ constexpr size_t kMaxCaches = 10000;
 constexpr int64_t kWatchTimeoutMs = 30000;
 
 Error no_meta() {
-  return Error{Errc::kUnavailable,
-               "caches keep their definitions in cluster metadata, which is off on this node: start keel "
-               "as a cluster member (--node-id 1 --peers 1@127.0.0.1:9380 makes a one-member cluster)"};
+  return Error{
+      Errc::kUnavailable,
+      "caches keep their definitions in cluster metadata, which is off on this node: start keel "
+      "as a cluster member (--node-id 1 --peers 1@127.0.0.1:9380 makes a one-member cluster)"};
 }
 
 // co_await meta_call<T>(start), start = [&](auto cb) { meta->get(..., cb); }: runs a MetaService
@@ -119,7 +122,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // Erases the entries of `name` (all generations, or all but `keep`) in shard i's partitions.
-  uint64_t purge_shard(unsigned i, const std::string& name, std::optional<uint64_t> keep, int64_t now) {
+  uint64_t purge_shard(unsigned i, const std::string& name, std::optional<uint64_t> keep,
+                       int64_t now) {
     auto& sh = shards.shard(i);
     uint64_t n = 0;
     for (uint32_t p = 0; p < shards.partitions(); ++p) {
@@ -178,10 +182,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   void observe_put(const cluster::KeyValue& kv) {
     auto d = from_json_text(kv.key, kv.value);
     if (!d) {
-      spdlog::warn("cache '{}': the definition in metadata is not valid ({}); ignored", kv.key, d.error().message);
+      spdlog::warn("cache '{}': the definition in metadata is not valid ({}); ignored", kv.key,
+                   d.error().message);
       return;
     }
-    if (apply(kv.key, Active{*d, kv.mod_revision}, kv.mod_revision)) post_purge(kv.key, kv.mod_revision);
+    if (apply(kv.key, Active{*d, kv.mod_revision}, kv.mod_revision))
+      post_purge(kv.key, kv.mod_revision);
   }
 
   void observe_delete(const std::string& name, uint64_t rev) {
@@ -218,27 +224,32 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   void watch_from(uint64_t from) {
     if (stopping) return;
     auto self = shared_from_this();
-    meta->watch(kMetaDomain, "", from, kWatchTimeoutMs, [self, from](Result<cluster::WatchResult> r) {
-      if (self->stopping) return;
-      if (!r) {  // compacted history, no quorum, shutting down: list again after a pause
-        spdlog::debug("caches: watching definitions failed ({}); listing again", r.error().message);
-        self->retry_later();
-        return;
-      }
-      for (auto& ev : r->events) {
-        if (ev.deleted) self->observe_delete(ev.kv.key, ev.kv.mod_revision);
-        else self->observe_put(ev.kv);
-      }
-      if (!r->events.empty()) self->post_publish();
-      self->watch_from(std::max(from, r->revision + 1));
-    });
+    meta->watch(
+        kMetaDomain, "", from, kWatchTimeoutMs, [self, from](Result<cluster::WatchResult> r) {
+          if (self->stopping) return;
+          if (!r) {  // compacted history, no quorum, shutting down: list again after a pause
+            spdlog::debug("caches: watching definitions failed ({}); listing again",
+                          r.error().message);
+            self->retry_later();
+            return;
+          }
+          for (auto& ev : r->events) {
+            if (ev.deleted)
+              self->observe_delete(ev.kv.key, ev.kv.mod_revision);
+            else
+              self->observe_put(ev.kv);
+          }
+          if (!r->events.empty()) self->post_publish();
+          self->watch_from(std::max(from, r->revision + 1));
+        });
   }
 
   void retry_later() {
     auto self = shared_from_this();
     asio::post(shards.shard(0).io, [self] {
       if (self->stopping) return;
-      if (!self->retry) self->retry = std::make_unique<asio::steady_timer>(self->shards.shard(0).io);
+      if (!self->retry)
+        self->retry = std::make_unique<asio::steady_timer>(self->shards.shard(0).io);
       self->retry->expires_after(std::chrono::milliseconds(500));
       self->retry->async_wait([self](boost::system::error_code ec) {
         if (!ec) self->relist();
@@ -263,7 +274,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       co_return std::unexpected(r.error());
     }
     auto d = from_json_text(name, r->value);
-    if (!d) co_return std::unexpected(Error{Errc::kCorruption, fmt::format("cache '{}': stored definition is invalid: {}", name, d.error().message)});
+    if (!d)
+      co_return std::unexpected(Error{
+          Errc::kCorruption,
+          fmt::format("cache '{}': stored definition is invalid: {}", name, d.error().message)});
     Loaded l{Active{*d, r->mod_revision}, r->version, r->value};
     if (apply(name, l.active, r->mod_revision)) co_await publish_and_wait();
     co_return l;
@@ -287,10 +301,12 @@ Task<Result<Active>> Service::create(Definition d) {
   if (!d.engine) {
     d.engine = im.node_engine;
   } else if (*d.engine != im.node_engine) {
-    co_return make_error(Errc::kInvalidArgument,
-                         fmt::format("engine '{}' is not available: this node keeps its data in the {} engine "
-                                     "(storage.engine); allowed: {} (or leave engine out)",
-                                     engine_name(*d.engine), engine_name(im.node_engine), engine_name(im.node_engine)));
+    co_return make_error(
+        Errc::kInvalidArgument,
+        fmt::format("engine '{}' is not available: this node keeps its data in the {} engine "
+                    "(storage.engine); allowed: {} (or leave engine out)",
+                    engine_name(*d.engine), engine_name(im.node_engine),
+                    engine_name(im.node_engine)));
   }
   if (auto st = validate(d); !st) co_return std::unexpected(st.error());
   std::string value = to_json(d).dump();
@@ -300,12 +316,16 @@ Task<Result<Active>> Service::create(Definition d) {
   if (!r) {
     if (r.error().code != Errc::kConflict) co_return std::unexpected(r.error());
     auto existing = co_await im.load(name);
-    if (!existing) co_return make_error(Errc::kConflict, fmt::format("cache '{}' changed while it was being created; try again", name));
+    if (!existing)
+      co_return make_error(
+          Errc::kConflict,
+          fmt::format("cache '{}' changed while it was being created; try again", name));
     if (existing->active.def == d) co_return existing->active;  // the same definition: idempotent
-    co_return make_error(Errc::kAlreadyExists,
-                         fmt::format("cache '{}' already exists with a different definition ({}); drop it first "
-                                     "(CACHE.DROP {}) or create it with the same definition",
-                                     name, existing->value, name));
+    co_return make_error(
+        Errc::kAlreadyExists,
+        fmt::format("cache '{}' already exists with a different definition ({}); drop it first "
+                    "(CACHE.DROP {}) or create it with the same definition",
+                    name, existing->value, name));
   }
   Active a{d, r->revision};
   if (im.apply(name, a, r->revision)) co_await im.publish_and_wait();
@@ -350,7 +370,9 @@ Task<Result<uint64_t>> Service::drop(std::string name) {
   auto r = co_await meta_call<cluster::WriteResult>(start);
   if (!r) {
     if (r.error().code == Errc::kConflict || r.error().code == Errc::kNotFound)
-      co_return make_error(Errc::kConflict, fmt::format("cache '{}' changed while it was being dropped; try again", name));
+      co_return make_error(
+          Errc::kConflict,
+          fmt::format("cache '{}' changed while it was being dropped; try again", name));
     co_return std::unexpected(r.error());
   }
   if (im.apply(name, std::nullopt, r->revision)) co_await im.publish_and_wait();
@@ -370,10 +392,13 @@ Task<Result<uint64_t>> Service::clear(std::string name) {
   auto r = co_await meta_call<cluster::WriteResult>(start);
   if (!r) {
     if (r.error().code == Errc::kConflict)
-      co_return make_error(Errc::kConflict, fmt::format("cache '{}' changed while it was being cleared; try again", name));
+      co_return make_error(
+          Errc::kConflict,
+          fmt::format("cache '{}' changed while it was being cleared; try again", name));
     co_return std::unexpected(r.error());
   }
-  if (im.apply(name, Active{l->active.def, r->revision}, r->revision)) co_await im.publish_and_wait();
+  if (im.apply(name, Active{l->active.def, r->revision}, r->revision))
+    co_await im.publish_and_wait();
   co_await im.purge_all(name, r->revision, SystemClock::instance().now_ms());
   co_return held;
 }
@@ -383,7 +408,8 @@ namespace {
 // Runs `op(engine, partition, active-or-null)` on the key's shard; a cache this node does not
 // know yet is loaded from metadata once. The default cache passes a null Active.
 template <class R, class Op>
-Task<Result<R>> on_entry(Service::Impl& im, Service& svc, const std::string& name, const std::string& key, Op& op) {
+Task<Result<R>> on_entry(Service::Impl& im, Service& svc, const std::string& name,
+                         const std::string& key, Op& op) {
   uint32_t part = key_partition(key, im.shards.partitions());
   unsigned sid = im.shards.owner(part);
   auto& sh = im.shards.shard(sid);
@@ -423,7 +449,9 @@ Task<Result<std::optional<Got>>> Service::get(std::string name, std::string key,
     auto v = e.get(part, key, now);
     if (!v) return std::optional<Got>{};
     if (v->type != storage::ValueType::kString)
-      return make_error(Errc::kWrongType, fmt::format("key '{}' of the default cache holds a hash, not a string", key));
+      return make_error(
+          Errc::kWrongType,
+          fmt::format("key '{}' of the default cache holds a hash, not a string", key));
     return std::optional<Got>{Got{std::string(v->str), v->expire_at_ms}};
   };
   co_return co_await on_entry<std::optional<Got>>(*impl_, *this, name, key, op);

@@ -1,8 +1,8 @@
 #include "services/cache/definition.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
 #include <vector>
 
 namespace keel::cache {
@@ -21,8 +21,9 @@ void expect_refused(const Result<Definition>& r, std::string_view field, std::st
 }
 
 TEST(CacheDefinition, ParsesEveryOption) {
-  auto d = parse("sessions", {"REPLICAS", "3", "QUORUM", "2", "TTL", "60s", "EVICTION", "lfu", "MAXMEMORY",
-                              "256mb", "MAXENTRIES", "5000", "READFROM", "replica", "ENGINE", "memory"});
+  auto d = parse("sessions",
+                 {"REPLICAS", "3", "QUORUM", "2", "TTL", "60s", "EVICTION", "lfu", "MAXMEMORY",
+                  "256mb", "MAXENTRIES", "5000", "READFROM", "replica", "ENGINE", "memory"});
   ASSERT_TRUE(d) << d.error().message;
   EXPECT_EQ(d->name, "sessions");
   EXPECT_EQ(d->replicas, 3u);
@@ -47,7 +48,8 @@ TEST(CacheDefinition, DefaultsAndCaseInsensitiveOptions) {
 }
 
 TEST(CacheDefinition, RefusesBadDefinitionsNamingTheField) {
-  expect_refused(parse("c", {"REPLICAS", "2", "QUORUM", "3"}), "writeQuorum", "from 1 to replicas (2)");
+  expect_refused(parse("c", {"REPLICAS", "2", "QUORUM", "3"}), "writeQuorum",
+                 "from 1 to replicas (2)");
   expect_refused(parse("c", {"EVICTION", "random"}), "eviction", "lru, lfu, none");
   expect_refused(parse("c", {"MAXMEMORY", "256"}), "maxMemory", "mb");
   expect_refused(parse("c", {"MAXMEMORY", "12parsecs"}), "maxMemory", "allowed units");
@@ -60,7 +62,8 @@ TEST(CacheDefinition, RefusesBadDefinitionsNamingTheField) {
   expect_refused(parse("c", {"COLOUR", "blue"}), "unknown option 'COLOUR'", "MAXENTRIES");
   expect_refused(parse("c", {"TTL"}), "needs a value", "options");
   expect_refused(parse("c", {"TTL", "1s", "ttl", "2s"}), "given twice", "at most once");
-  expect_refused(parse("bad name", {}), "name 'bad name' has ' '", "letters, digits, '_', '-', '.'");
+  expect_refused(parse("bad name", {}), "name 'bad name' has ' '",
+                 "letters, digits, '_', '-', '.'");
   expect_refused(parse("a/b", {}), "'/'", "allowed");
   expect_refused(parse("", {}), "name must be 1 to 64", "[A-Za-z0-9_.-]");
   expect_refused(parse(std::string(65, 'x'), {}), "name must be 1 to 64", "65");
@@ -83,8 +86,8 @@ TEST(CacheDefinition, Units) {
 }
 
 TEST(CacheDefinition, JsonRoundTripAndRefusals) {
-  auto d = parse("users", {"REPLICAS", "3", "QUORUM", "2", "TTL", "90s", "MAXMEMORY", "64mb", "MAXENTRIES", "10",
-                           "ENGINE", "persistent"});
+  auto d = parse("users", {"REPLICAS", "3", "QUORUM", "2", "TTL", "90s", "MAXMEMORY", "64mb",
+                           "MAXENTRIES", "10", "ENGINE", "persistent"});
   ASSERT_TRUE(d);
   auto j = to_json(*d);
   EXPECT_EQ(j["defaultTtl"], "90s");
@@ -94,7 +97,8 @@ TEST(CacheDefinition, JsonRoundTripAndRefusals) {
   EXPECT_EQ(*back, *d);
 
   auto bad = [](const char* body) { return from_json_text("c", body); };
-  expect_refused(bad(R"({"replicas": 1, "writeQuorum": 2})"), "writeQuorum", "from 1 to replicas (1)");
+  expect_refused(bad(R"({"replicas": 1, "writeQuorum": 2})"), "writeQuorum",
+                 "from 1 to replicas (1)");
   expect_refused(bad(R"({"maxMemory": 1024})"), "maxMemory 1024 has no unit", "mb");
   expect_refused(bad(R"({"maxMemory": "1024"})"), "maxMemory '1024' has no unit", "mb");
   expect_refused(bad(R"({"eviction": "fifo"})"), "eviction", "lru, lfu, none");

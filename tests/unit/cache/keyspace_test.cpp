@@ -11,7 +11,9 @@ using namespace std::string_literals;
 
 TEST(CacheKeyspace, EntryKeysRoundTrip) {
   auto k = entry_key("users", 0x2a, "alice");
-  EXPECT_EQ(k, "\xff" "c:users:000000000000002a\0alice"s);
+  EXPECT_EQ(k,
+            "\xff"
+            "c:users:000000000000002a\0alice"s);
   auto p = parse_entry_key(k);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->name, "users");
@@ -24,8 +26,12 @@ TEST(CacheKeyspace, EntryKeysRoundTrip) {
   EXPECT_EQ(q->name, "a.b-c_1");
   EXPECT_EQ(q->user_key, "\0\xff{x}"s);
   EXPECT_FALSE(parse_entry_key("plain"));
-  EXPECT_FALSE(parse_entry_key("\xff" "c:users\0k"s));
-  EXPECT_FALSE(parse_entry_key("\xff" "q:users:000000000000002a\0k"s));
+  EXPECT_FALSE(
+      parse_entry_key("\xff"
+                      "c:users\0k"s));
+  EXPECT_FALSE(
+      parse_entry_key("\xff"
+                      "q:users:000000000000002a\0k"s));
 }
 
 // A cache entry lands in the slot (so the partition and the shard) of the user's key; hash
@@ -63,9 +69,7 @@ TEST(CacheKeyspace, EntryHeader) {
   EXPECT_FALSE(touch_entry(plain, 1));
 }
 
-std::vector<Candidate> cands() {
-  return {{"a", 10, 300, 1}, {"b", 10, 100, 9}, {"c", 10, 200, 2}};
-}
+std::vector<Candidate> cands() { return {{"a", 10, 300, 1}, {"b", 10, 100, 9}, {"c", 10, 200, 2}}; }
 
 TEST(CacheKeyspace, VictimsLruLfuNone) {
   // Room for one more: nothing goes.

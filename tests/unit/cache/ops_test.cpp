@@ -117,7 +117,7 @@ TEST_F(CacheOps, NoneRefusesWhenFullAndWritesNothing) {
 TEST_F(CacheOps, MaxMemoryCountsKeyAndValueBytes) {
   Active a = make(1, Eviction::kLru, 0, 100 * kParts);  // 100 bytes per partition
   std::string v50(50, 'x');
-  ASSERT_TRUE(put(a, "{t}a", v50));  // 4 + 50
+  ASSERT_TRUE(put(a, "{t}a", v50));             // 4 + 50
   ASSERT_EQ(put(a, "{t}b", v50)->evicted, 1u);  // 108 > 100: a goes
   EXPECT_EQ(get(a, "{t}a"), std::nullopt);
   auto big = put(a, "{t}z", std::string(200, 'y'));
