@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "base/slots.h"
 #include "services/cache/keyspace.h"
 
 namespace keel::cache {
@@ -156,6 +157,27 @@ Result<uint64_t> purge_partition(storage::Engine& e, uint32_t partition, std::st
                          if (keep_generation && ek->generation == *keep_generation) return;
                          doomed.emplace_back(k);
                        });
+  uint64_t n = 0;
+  for (auto& k : doomed) {
+    auto r = e.erase(partition, k, now_ms);
+    if (!r) return std::unexpected(r.error());
+    n += *r ? 1 : 0;
+  }
+  return n;
+}
+
+Result<uint64_t> purge_stale(storage::Engine& e, uint32_t partition, const Catalog& catalog,
+                             int64_t now_ms) {
+  std::string all;
+  all.push_back(kServiceKeyMark);
+  all.append("c:");
+  std::vector<std::string> doomed;
+  for_each_with_prefix(e, partition, all, now_ms, [&](std::string_view k, const ValueRef&) {
+    auto ek = parse_entry_key(k);
+    if (!ek) return;
+    auto it = catalog.find(ek->name);
+    if (it == catalog.end() || it->second.generation != ek->generation) doomed.emplace_back(k);
+  });
   uint64_t n = 0;
   for (auto& k : doomed) {
     auto r = e.erase(partition, k, now_ms);

@@ -63,6 +63,11 @@ Result<bool> remove(storage::Engine& e, uint32_t partition, const Active& c,
 Result<uint64_t> purge_partition(storage::Engine& e, uint32_t partition, std::string_view name,
                                  std::optional<uint64_t> keep_generation, int64_t now_ms);
 
+// Erases, in one partition, the cache entries whose cache is not in `catalog` or whose
+// generation is not the catalog's. Returns how many were erased.
+Result<uint64_t> purge_stale(storage::Engine& e, uint32_t partition, const Catalog& catalog,
+                             int64_t now_ms);
+
 struct Usage {
   uint64_t entries = 0;
   uint64_t bytes = 0;

@@ -80,11 +80,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   Impl(runtime::ShardSet& s, EngineKind e) : shards(s), node_engine(e), per_shard(s.size()) {}
 
-  // True if the change is newer than what is known.
-  bool apply(const std::string& name, std::optional<Active> a, uint64_t rev) {
+  // True if the change is newer than what is known; `had_active` tells whether the name had a
+  // definition before it.
+  bool apply(const std::string& name, std::optional<Active> a, uint64_t rev,
+             bool* had_active = nullptr) {
     std::lock_guard lock(mu);
     auto& k = known[name];
     if (rev < k.rev || (rev == k.rev && k.rev != 0)) return false;
+    if (had_active) *had_active = k.active.has_value();
     k.active = std::move(a);
     k.rev = rev;
     return true;
@@ -121,42 +124,61 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  // Erases the entries of `name` (all generations, or all but `keep`) in shard i's partitions.
-  uint64_t purge_shard(unsigned i, const std::string& name, std::optional<uint64_t> keep,
-                       int64_t now) {
-    auto& sh = shards.shard(i);
-    uint64_t n = 0;
-    for (uint32_t p = 0; p < shards.partitions(); ++p) {
-      if (shards.owner(p) != i) continue;
-      auto r = purge_partition(*sh.engine, p, name, keep, now);
-      if (!r) {
-        spdlog::warn("cache '{}': purging partition {} failed: {}", name, p, r.error().message);
-        continue;
-      }
-      n += *r;
+  // Erases the entries of `name` (all generations, or all but `keep`) in one partition, on its
+  // shard's thread. One partition at a time, so other work on the shard interleaves with a
+  // large purge.
+  uint64_t purge_one(uint32_t p, const std::string& name, std::optional<uint64_t> keep,
+                     int64_t now) {
+    auto& eng = *shards.shard(shards.owner(p)).engine;
+    auto r = purge_partition(eng, p, name, keep, now);
+    if (!r) {
+      spdlog::warn("cache '{}': purging partition {} failed: {}", name, p, r.error().message);
+      return 0;
     }
-    if (n) {
-      if (auto st = sh.engine->commit(); !st)
+    if (*r) {
+      if (auto st = eng.commit(); !st)
         spdlog::warn("cache '{}': commit after purge failed: {}", name, st.error().message);
     }
-    return n;
+    return *r;
   }
 
   void post_purge(const std::string& name, std::optional<uint64_t> keep) {
     auto self = shared_from_this();
-    for (unsigned i = 0; i < shards.size(); ++i)
-      asio::post(shards.shard(i).io, [self, i, name, keep] {
-        if (!self->stopping) self->purge_shard(i, name, keep, SystemClock::instance().now_ms());
+    for (uint32_t p = 0; p < shards.partitions(); ++p)
+      asio::post(shards.shard(shards.owner(p)).io, [self, p, name, keep] {
+        if (!self->stopping) self->purge_one(p, name, keep, SystemClock::instance().now_ms());
       });
   }
 
   Task<uint64_t> purge_all(const std::string& name, std::optional<uint64_t> keep, int64_t now) {
     uint64_t total = 0;
-    for (unsigned i = 0; i < shards.size(); ++i) {
-      auto work = [&] { total += purge_shard(i, name, keep, now); };
-      co_await runtime::run_on(shards.shard(i), work);
+    for (uint32_t p = 0; p < shards.partitions(); ++p) {
+      auto work = [&] { total += purge_one(p, name, keep, now); };
+      co_await runtime::run_on(shards.shard(shards.owner(p)), work);
     }
     co_return total;
+  }
+
+  // After (re)listing the definitions: erases, partition by partition, the entries of caches
+  // that no longer exist or of their old generations (left by a drop or clear this node missed
+  // while it was down, or by a purge a crash interrupted). Runs after the catalog it checks
+  // against was posted to the shard, so it sees that catalog.
+  void post_collect_garbage() {
+    auto self = shared_from_this();
+    for (uint32_t p = 0; p < shards.partitions(); ++p) {
+      unsigned sid = shards.owner(p);
+      asio::post(shards.shard(sid).io, [self, p, sid] {
+        if (self->stopping) return;
+        auto& eng = *self->shards.shard(sid).engine;
+        auto r =
+            purge_stale(eng, p, *self->per_shard[sid].catalog, SystemClock::instance().now_ms());
+        if (!r)
+          spdlog::warn("caches: collecting stale entries in partition {} failed: {}", p,
+                       r.error().message);
+        else if (*r && !eng.commit())
+          spdlog::warn("caches: commit after collecting stale entries failed");
+      });
+    }
   }
 
   // The live entries of `a`'s generation on this node.
@@ -186,7 +208,11 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
                    d.error().message);
       return;
     }
-    if (apply(kv.key, Active{*d, kv.mod_revision}, kv.mod_revision))
+    // A new generation of a cache this node knew (a clear, or a drop and create it saw only the
+    // end of) leaves old entries to erase; a first definition has none (leftovers of an
+    // incarnation this node never saw go in the garbage pass after a listing).
+    bool had = false;
+    if (apply(kv.key, Active{*d, kv.mod_revision}, kv.mod_revision, &had) && had)
       post_purge(kv.key, kv.mod_revision);
   }
 
@@ -217,6 +243,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       for (auto& n : gone) self->observe_delete(n, r->revision);
       self->post_publish();
+      self->post_collect_garbage();
       self->watch_from(r->revision + 1);
     });
   }

@@ -154,5 +154,24 @@ TEST_F(CacheOps, GenerationsIsolateAndPurgeRemovesOldOnes) {
   EXPECT_EQ(get(other, "k"), "other");
 }
 
+// The garbage pass keeps exactly the current generation of the caches in the catalog.
+TEST_F(CacheOps, PurgeStaleKeepsOnlyCurrentGenerationsOfKnownCaches) {
+  Active cur = make(5, Eviction::kLru, 0);
+  Active old = make(4, Eviction::kLru, 0);
+  Active gone = make(1, Eviction::kLru, 0);
+  gone.def.name = "gone";
+  for (auto* a : {&cur, &old, &gone}) ASSERT_TRUE(put(*a, "{t}k", "v"));
+  ASSERT_TRUE(eng().set_string(part("{t}k"), "{t}plain", "p", 0, clock.now_ms()));
+  Catalog catalog;
+  catalog.emplace("c", cur);
+  auto n = purge_stale(eng(), part("{t}k"), catalog, clock.now_ms());
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ(get(cur, "{t}k"), "v");
+  EXPECT_EQ(get(old, "{t}k"), std::nullopt);
+  EXPECT_EQ(get(gone, "{t}k"), std::nullopt);
+  EXPECT_TRUE(eng().get(part("{t}k"), "{t}plain", clock.now_ms()));  // plain keys untouched
+}
+
 }  // namespace
 }  // namespace keel::cache
