@@ -76,7 +76,6 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::mutex mu;
   std::map<std::string, Known, std::less<>> known;
   uint64_t seq = 0;
-  std::unique_ptr<asio::steady_timer> retry;  // on shard 0
 
   Impl(runtime::ShardSet& s, EngineKind e) : shards(s), node_engine(e), per_shard(s.size()) {}
 
@@ -272,15 +271,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void retry_later() {
+    // The timer lives in its own handler (not in Impl), so shutting the shard's loop down
+    // destroys it with the handler.
     auto self = shared_from_this();
-    asio::post(shards.shard(0).io, [self] {
-      if (self->stopping) return;
-      if (!self->retry)
-        self->retry = std::make_unique<asio::steady_timer>(self->shards.shard(0).io);
-      self->retry->expires_after(std::chrono::milliseconds(500));
-      self->retry->async_wait([self](boost::system::error_code ec) {
-        if (!ec) self->relist();
-      });
+    auto timer =
+        std::make_shared<asio::steady_timer>(shards.shard(0).io, std::chrono::milliseconds(500));
+    timer->async_wait([self, timer](boost::system::error_code ec) {
+      if (!ec && !self->stopping) self->relist();
     });
   }
 
