@@ -34,6 +34,7 @@ bench:
 
 soak: build
 	KEEL_SIM_SEEDS=$(SEEDS) $(BUILD)/tests/sim/keel_sim --seeds $(SEEDS)
+	$(BUILD)/tests/sim/keel_repl_sim --seeds $$(( $(SEEDS) * 4 )) --first 100000
 
 fuzz:
 	@scripts/deps.sh test

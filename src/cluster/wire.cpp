@@ -15,6 +15,7 @@ std::string_view msg_type_name(MsgType t) {
     case MsgType::kReject: return "reject";
     case MsgType::kHeartbeat: return "heartbeat";
     case MsgType::kRabia: return "rabia";
+    case MsgType::kData: return "data";
   }
   return "unknown";
 }

@@ -37,8 +37,9 @@ enum class MsgType : uint8_t {
   kReject = 2,     // handshake refused; payload is the reason; the sender closes
   kHeartbeat = 3,  // liveness + progress, every heartbeat interval
   kRabia = 4,      // a consensus message (cluster/rabia_codec)
+  kData = 5,       // the data plane (src/dht): forwarded commands, partition replication
 };
-inline constexpr uint8_t kMaxMsgType = 4;
+inline constexpr uint8_t kMaxMsgType = 5;
 std::string_view msg_type_name(MsgType t);
 
 struct WireLimits {

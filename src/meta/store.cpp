@@ -345,6 +345,31 @@ Result<std::vector<Event>> Store::watch(std::string_view domain, std::string_vie
   return out;
 }
 
+std::vector<KeyValue> Store::list_all(std::string_view domain, std::string_view prefix) const {
+  std::vector<KeyValue> out;
+  for (auto it = kv_.lower_bound(Key{std::string(domain), std::string(prefix)}); it != kv_.end();
+       ++it) {
+    if (it->first.first != domain || !it->first.second.starts_with(prefix)) break;
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+Result<std::vector<Event>> Store::changes_since(std::string_view domain, std::string_view prefix,
+                                                uint64_t from_revision) const {
+  if (from_revision <= compacted_)
+    return make_error(
+        Errc::kOutOfRange,
+        fmt::format("meta: revision {} compacted; the oldest watchable revision is {}",
+                    from_revision, compacted_ + 1));
+  std::vector<Event> out;
+  auto it = std::lower_bound(history_.begin(), history_.end(), from_revision,
+                             [](const Event& e, uint64_t r) { return e.revision < r; });
+  for (; it != history_.end(); ++it)
+    if (it->kv.domain == domain && it->kv.key.starts_with(prefix)) out.push_back(*it);
+  return out;
+}
+
 std::vector<std::string> Store::domains() const {
   std::vector<std::string> out;
   for (auto& [k, _] : kv_)

@@ -108,6 +108,12 @@ class Store {
   Result<std::vector<Event>> watch(std::string_view domain, std::string_view prefix,
                                    uint64_t from_revision, size_t limit = SIZE_MAX) const;
 
+  // Unbounded variants for in-process readers (subscriptions): every key of the prefix, and
+  // every kept event from from_revision on (same kOutOfRange error as watch()).
+  std::vector<KeyValue> list_all(std::string_view domain, std::string_view prefix) const;
+  Result<std::vector<Event>> changes_since(std::string_view domain, std::string_view prefix,
+                                           uint64_t from_revision) const;
+
   uint64_t revision() const { return revision_; }
   // Oldest revision watch() can still serve.
   uint64_t oldest_watchable() const { return compacted_ + 1; }

@@ -206,6 +206,15 @@ const std::vector<Setting>& settings() {
       {"cluster.max_batch", "most client requests carried by one consensus proposal",
        [](const Config& c) { return std::to_string(c.cluster_max_batch); },
        [](Config& c, const std::string& v) { return set_u64(c.cluster_max_batch, v, 1, 4096); }},
+      {"cluster.max_command_bytes", "largest metadata command (a larger one is refused at submission)",
+       [](const Config& c) { return std::to_string(c.cluster_max_command_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.cluster_max_command_bytes, v, 1 << 10, (4 << 20) - 1); }},
+      {"cluster.max_batch_bytes", "most bytes of commands one consensus proposal or catch-up answer carries",
+       [](const Config& c) { return std::to_string(c.cluster_max_batch_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.cluster_max_batch_bytes, v, 64 << 10, (16 << 20) - 128); }},
+      {"cluster.snapshot_chunk_bytes", "a metadata snapshot larger than this travels to a lagging member in chunks of this size",
+       [](const Config& c) { return std::to_string(c.cluster_snapshot_chunk_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.cluster_snapshot_chunk_bytes, v, 4 << 10, (16 << 20) - 128); }},
       {"cluster.join", "yes: start as a learner outside the configuration and wait for `keel cluster join`",
        [](const Config& c) { return std::string(c.cluster_join ? "yes" : "no"); },
        [](Config& c, const std::string& v) -> std::string {
@@ -221,6 +230,31 @@ const std::vector<Setting>& settings() {
       {"cluster.propose_delay_ms", "start a slot only with requests this old (larger, matching batches)",
        [](const Config& c) { return std::to_string(c.cluster_propose_delay_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.cluster_propose_delay_ms, v, 0, 1000); }},
+      {"cluster.data_port", "port of the data plane between members (forwarding, replication); 0 = any free port, published in metadata",
+       [](const Config& c) { return std::to_string(c.cluster_data_port); },
+       [](Config& c, const std::string& v) { return set_port(c.cluster_data_port, v); }},
+      {"cluster.role", "storage: holds partitions; gateway: serves clients and holds none",
+       [](const Config& c) { return std::string(c.cluster_storage ? "storage" : "gateway"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "storage") c.cluster_storage = true;
+         else if (l == "gateway") c.cluster_storage = false;
+         else return fmt::format("'{}' is not allowed; allowed: storage, gateway", v);
+         return "";
+       }},
+      {"dht.replicas", "copies of each partition, the primary counted (fixed when the cluster's partition map is created)",
+       [](const Config& c) { return std::to_string(c.dht_replicas); },
+       [](Config& c, const std::string& v) { return set_u64(c.dht_replicas, v, 1, 7); }},
+      {"dht.write_quorum", "copies (the primary counted) that hold a write before it is acknowledged",
+       [](const Config& c) { return std::to_string(c.dht_write_quorum); },
+       [](Config& c, const std::string& v) { return set_u64(c.dht_write_quorum, v, 1, 7); }},
+      {"dht.lease_ms", "a primary serves reads only while its replicas have renewed its lease within this time (0: half of cluster.dead_after_ms)",
+       [](const Config& c) { return std::to_string(c.dht_lease_ms); },
+       [](Config& c, const std::string& v) {
+         auto e = set_u64(c.dht_lease_ms, v, 0, 60000);
+         if (e.empty() && c.dht_lease_ms != 0 && c.dht_lease_ms < 20) return fmt::format("{} is not allowed; allowed: 0 (half of cluster.dead_after_ms) or 20..60000", v);
+         return e;
+       }},
       {"log.level", "trace, debug, info, warn, error, off",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
@@ -368,8 +402,16 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       if (!others)
         problems.push_back({"cluster.join", "needs cluster.peers to list the current members to learn from"});
     }
+    if (c.cluster_max_command_bytes + 59 > c.cluster_max_batch_bytes)
+      problems.push_back({"cluster.max_batch_bytes",
+                          fmt::format("must hold one command of cluster.max_command_bytes ({}) plus 59 bytes of headers",
+                                      c.cluster_max_command_bytes)});
     if (c.cluster_suspect_after_ms <= c.cluster_heartbeat_ms)
       problems.push_back({"cluster.suspect_after_ms", fmt::format("must exceed cluster.heartbeat_ms ({})", c.cluster_heartbeat_ms)});
+    if (c.dht_write_quorum > c.dht_replicas)
+      problems.push_back({"dht.write_quorum", fmt::format("{} is more than dht.replicas ({}); allowed: 1..dht.replicas", c.dht_write_quorum, c.dht_replicas)});
+    if (c.dht_lease_ms != 0 && c.dht_lease_ms >= c.cluster_dead_after_ms)
+      problems.push_back({"dht.lease_ms", fmt::format("must be below cluster.dead_after_ms ({}): a replica answers a failover only once the lease it granted has run out", c.cluster_dead_after_ms)});
     if (c.cluster_dead_after_ms <= c.cluster_suspect_after_ms)
       problems.push_back({"cluster.dead_after_ms", fmt::format("must exceed cluster.suspect_after_ms ({})", c.cluster_suspect_after_ms)});
   }

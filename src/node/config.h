@@ -39,8 +39,16 @@ struct Config {
   uint64_t cluster_suspect_after_ms = 1000;
   uint64_t cluster_dead_after_ms = 3000;
   uint64_t cluster_max_batch = 64;      // client requests per proposal
+  uint64_t cluster_max_command_bytes = 2ull << 20;    // one metadata command (larger: refused)
+  uint64_t cluster_max_batch_bytes = 8ull << 20;      // one proposal / catch-up answer
+  uint64_t cluster_snapshot_chunk_bytes = 1ull << 20;  // larger snapshots travel in chunks
   bool cluster_join = false;            // start as a learner, wait for `keel cluster join`
   uint64_t cluster_start_timeout_ms = 10;  // one starter per slot; the others wait this long for it
+  int cluster_data_port = 0;            // the data plane (forwarding, replication); 0 = any free port
+  bool cluster_storage = true;          // role: storage (holds partitions) or gateway (holds none)
+  uint64_t dht_replicas = 2;            // copies of each partition, the primary counted
+  uint64_t dht_write_quorum = 2;        // copies holding a write before it is acknowledged
+  uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
   // [log]
   std::string log_level = "info";

@@ -19,6 +19,8 @@
 
 #include "base/clock.h"
 #include "base/random.h"
+#include "dht/effect.h"
+#include "dht/service.h"
 #include "runtime/cluster/meta_service.h"
 #include "services/cache/service.h"
 #include "cluster/peer_address.h"
@@ -82,6 +84,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<http::Server> http;
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
+  std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
   int resp_port = 0;
   int peer_port = 0;
   int http_port = 0;
@@ -162,6 +165,8 @@ struct Node::Impl final : resp::NodeView {
   std::string node_id() const override { return id; }
   std::string announce_ip() const override { return cfg.bind == "0.0.0.0" ? "127.0.0.1" : cfg.bind; }
   int announce_port() const override { return resp_port; }
+  std::shared_ptr<const dht::Topology> topology() const override { return dht ? dht->latest() : nullptr; }
+  bool clustered() const override { return dht != nullptr; }
   std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {
@@ -281,7 +286,14 @@ Status Node::start() {
   im.id = load_or_create_node_id(im.cfg);
   auto engines = storage::open_engines(im.cfg.storage, n, SystemClock::instance());
   if (!engines) return std::unexpected(engines.error());
-  im.engines = std::move(*engines);
+  // Every shard's engine sits behind the effect recorder, the one hook every write passes
+  // (it records nothing until a partition has replicas).
+  std::vector<dht::EffectRecorder*> recorders;
+  for (auto& e : *engines) {
+    auto rec = std::make_unique<dht::EffectRecorder>(std::move(e), im.cfg.storage.partitions);
+    recorders.push_back(rec.get());
+    im.engines.push_back(std::move(rec));
+  }
   im.shards = std::make_unique<runtime::ShardSet>(n, im.cfg.storage.partitions);
   for (unsigned i = 0; i < n; ++i) im.shards->shard(i).engine = im.engines[i].get();
 
@@ -310,21 +322,29 @@ Status Node::start() {
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
-  if (im.cfg.cluster_node_id != 0) {
+  // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
+  // one-member cluster on the same code path (metadata, partition map, routing), whose peer
+  // and data ports are private (any free port, nobody dials them).
+  bool embedded = im.cfg.cluster_node_id == 0;
+  {
     auto peers = cluster::parse_peer_list(im.cfg.cluster_peers);
     if (!peers) return std::unexpected(peers.error());
     cluster::DriverOptions d;
-    d.node_id = im.cfg.cluster_node_id;
+    d.node_id = embedded ? 1 : im.cfg.cluster_node_id;
     d.cluster_id = im.cfg.cluster_id;
-    d.members = cluster::members_from(d.node_id, *peers, im.cfg.bind, im.cfg.cluster_peer_port);
+    d.peer_port = embedded ? 0 : im.cfg.cluster_peer_port;
+    d.members = embedded ? std::vector<cluster::PeerAddress>{{1, im.cfg.bind, 0}}
+                         : cluster::members_from(d.node_id, *peers, im.cfg.bind, im.cfg.cluster_peer_port);
     d.bind = im.cfg.bind;
-    d.peer_port = im.cfg.cluster_peer_port;
     d.data_dir = im.cfg.storage.data_dir + "/cluster";
     d.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     d.heartbeat_ms = static_cast<int64_t>(im.cfg.cluster_heartbeat_ms);
     d.suspect_after_ms = static_cast<int64_t>(im.cfg.cluster_suspect_after_ms);
     d.dead_after_ms = static_cast<int64_t>(im.cfg.cluster_dead_after_ms);
     d.max_batch = im.cfg.cluster_max_batch;
+    d.max_command_bytes = im.cfg.cluster_max_command_bytes;
+    d.max_batch_bytes = im.cfg.cluster_max_batch_bytes;
+    d.snapshot_chunk_bytes = im.cfg.cluster_snapshot_chunk_bytes;
     d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
     d.start_timeout_ms = static_cast<int64_t>(im.cfg.cluster_start_timeout_ms);
@@ -333,12 +353,34 @@ Status Node::start() {
     if (!pport) return std::unexpected(pport.error());
     im.peer_port = *pport;
     im.http->set_meta(im.meta.get());
+    dht::ServiceOptions so;
+    so.self = d.node_id;
+    so.cluster_id = d.cluster_id;
+    so.bind = im.cfg.bind;
+    so.data_port = im.cfg.cluster_data_port;
+    so.resp_address = fmt::format("{}:{}", im.announce_ip(), im.resp_port);
+    so.name = im.id;
+    so.storage = im.cfg.cluster_storage;
+    so.partitions = im.cfg.storage.partitions;
+    so.copies = static_cast<uint32_t>(im.cfg.dht_replicas);
+    so.write_quorum = static_cast<uint32_t>(im.cfg.dht_write_quorum);
+    for (auto& m : d.members) so.initial_members.push_back(m.id);
+    so.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
+    so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);
+    im.dht = std::make_unique<dht::Service>(*im.shards, recorders, *im.meta, so);
+    auto dport = im.dht->start();
+    if (!dport) return std::unexpected(dport.error());
+    im.resp->set_dht(im.dht.get());
+    im.http->set_dht(im.dht.get());
     im.caches->set_meta(im.meta.get());
     im.caches->start();
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
-    spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}; members {}", d.node_id,
-                 d.cluster_id, im.cfg.bind, im.peer_port, list);
+    if (embedded)
+      spdlog::info("embedded: a one-member cluster (set cluster.node_id and cluster.peers to form a larger one)");
+    else
+      spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
+                   d.node_id, d.cluster_id, im.cfg.bind, im.peer_port, im.cfg.bind, *dport, list);
   }
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
@@ -348,6 +390,11 @@ Status Node::start() {
     asio::co_spawn(im.shards->shard(i).io, im.maintenance(i), asio::detached);
   im.shards->start();
   im.running = true;
+  // The embedded node creates its partition map at once; it is ready when its shards route by
+  // it. (A member of a larger cluster waits for the others; until then it answers
+  // CLUSTERDOWN.)
+  if (embedded && !im.dht->wait_installed(30000))
+    return make_error(Errc::kUnavailable, "the embedded node did not create its partition map within 30 s");
   spdlog::info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
                im.cfg.bind, im.resp_port, im.cfg.bind, im.http_port, n,
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent",
@@ -376,7 +423,9 @@ void Node::stop() {
   auto& im = *impl_;
   if (!im.shards || im.stopped.exchange(true)) return;
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
+    if (im.dht) im.dht->stop();
     if (im.meta) im.meta->stop();
+    im.dht.reset();
     im.meta.reset();
     im.http.reset();
     im.resp.reset();
@@ -394,6 +443,7 @@ void Node::stop() {
   // Metadata after the front ends (no new requests), before the shards (HTTP handlers waiting
   // on it get their answer posted to shard 0).
   if (im.caches) im.caches->stop();
+  if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {
     std::promise<Status> done;
@@ -404,9 +454,10 @@ void Node::stop() {
   }
   im.shards->stop_and_join();
   im.http.reset();
-  im.meta.reset();
   im.resp.reset();
   im.caches.reset();
+  im.dht.reset();
+  im.meta.reset();
   im.shards.reset();
   im.engines.clear();
   spdlog::info("keel stopped");

@@ -13,41 +13,64 @@
 // harmless (idempotent) — catch-up may resend.
 //
 // Protocol summary (messages below):
-//  - The primary numbers every write with the next LSN (1, 2, ...; per partition, never reused
-//    across epochs: a new primary continues from its own last LSN) and streams entries to every
-//    replica in Append messages, batched up to Options::max_batch_bytes, with at most
+//  - The primary numbers every write with the next LSN (1, 2, ...; a new primary continues
+//    from its own last LSN) and stamps it with its epoch; an LSN is only ever reused for a
+//    different entry after the entry it replaces was discarded as uncommitted, and the pair
+//    (lsn, epoch) names one entry everywhere. It streams entries to every replica in Append
+//    messages, batched up to Options::max_batch_bytes, with at most
 //    Options::max_inflight_bytes unacknowledged per replica (back-pressure: append() refuses
 //    with kUnavailable "replication backlog full" past Options::max_backlog_bytes).
-//  - A replica accepts an Append only if its epoch equals the replica's configured epoch and it
-//    is not fenced for a newer epoch, and prev_lsn == its last LSN (else it answers with its
-//    last LSN so the primary resends from there, or from a snapshot if the log no longer
-//    reaches back). Accepted entries come out in Output::apply; the runtime applies them and
-//    calls durable(lsn) once they are as durable as the engine promises; only then does the
-//    replica acknowledge that LSN.
+//  - A replica accepts an Append only if its epoch equals the replica's configured epoch, it
+//    comes from the configured primary, the replica is not fenced for a newer epoch, and
+//    (prev_lsn, prev_epoch) names the replica's last entry (or an entry it holds; entries it
+//    already holds are skipped). Else it answers mismatch with its last (lsn, epoch) so the
+//    primary resends from there, or sends a snapshot if its log no longer reaches back or the
+//    replica's last entry is not in the primary's log (diverged). Accepted entries come out in
+//    Output::apply; the runtime applies them and calls durable(lsn) once they are as durable
+//    as the engine promises; only then does the replica acknowledge that LSN.
 //  - The primary's commit LSN is the highest LSN held durably by `write_quorum` copies, the
-//    primary counted (its own durability also comes in through durable()). Output::committed
-//    rises monotonically; the runtime answers every client write with lsn <= committed.
+//    primary counted (its own durability also comes in through durable()), provided that entry
+//    was created in the current epoch (Raft's rule: an older entry is committed by a newer one
+//    above it, never by counting its copies). So that older entries commit without waiting
+//    for a client write, a primary starts every epoch with a BARRIER entry: an empty effect,
+//    which the runtime applies as nothing (but records as applied and reports durable).
+//    Output::committed_lsn rises monotonically; the runtime answers every client write with
+//    lsn <= committed, and answers a read of a key only once the LSN of that key's last write
+//    is committed (a read never shows a write that may still be lost).
 //  - Leases: every AppendAck grants the primary a read lease: the replica promises not to
 //    answer a Fence for a newer epoch until lease_ms after it sent the ack, by its own clock.
+//    A copy that restarted may have granted one just before it crashed, so it answers no Fence
+//    until lease_ms after the first time it is called.
 //    The primary holds the lease until (send time of the Append that was acked) + lease_ms -
 //    max_drift_ms, by its own clock, counting only grants from enough replicas that every
 //    fence quorum (below) contains one of them. can_serve_reads(now) is false otherwise. With
 //    no replicas the primary always holds it.
 //  - Failover (driven by the runtime / the simulator's failover manager, decided in metadata):
-//    to replace a primary at epoch e, the manager sends Fence{e+1} to the replicas; a fenced
-//    replica refuses Appends of epochs < e+1 from then on and answers FenceAck{last lsn} (after
-//    any lease it granted has run out). choose_new_primary() picks, from at least
-//    fence_quorum() answers, the replica with the highest last LSN. That replica holds every
+//    to replace a primary at epoch e, the manager sends Fence{e+1} to the members; a fenced
+//    copy refuses Appends of epochs < e+1 from then on and answers FenceAck{last lsn and its
+//    epoch} (after any lease it granted has run out). choose_new_primary() picks, from at least
+//    fence_quorum() answers of copies configured in epoch e and in sync in it (they hold e's
+//    barrier, so every write committed before e) — or from every copy of the configuration —
+//    the copy with the highest (last_epoch, last_lsn). That copy holds every
 //    committed write (each is on write_quorum copies; the fence quorum intersects them). The
 //    metadata then decides the new configuration with epoch e+1; configure() installs it.
+//  - Restarts: a copy that restarted is configured again only with an epoch decided AFTER its
+//    restart (the failover manager bumps the epoch to re-add it): it forgot which Fences it
+//    answered, so it must never rejoin the epoch it was fenced in. A persistent engine tells
+//    the new Copy what it holds with recover(); a memory engine starts empty.
 //  - A new primary serves writes at once (continuing its LSNs) and reads once it holds a lease.
-//    Replicas of the new epoch whose log diverges (they hold uncommitted entries of the old
-//    primary past the new primary's last LSN) are told to truncate: they get a snapshot.
+//    Replicas of the new epoch whose log diverges (their last entry is not in the primary's
+//    log: uncommitted entries of an old primary) cannot undo applied effects: they get a
+//    snapshot (reset_partition first: until it completes the copy holds nothing, and it is
+//    not in sync, so its fence answers do not count).
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -59,7 +82,8 @@ using NodeId = uint32_t;
 
 struct Entry {
   uint64_t lsn = 0;
-  std::string effect;
+  uint64_t epoch = 0;  // the epoch of the primary that created it
+  std::string effect;  // empty: an epoch's barrier entry (apply nothing)
 };
 
 // A partition's configuration, as decided in metadata.
@@ -80,6 +104,7 @@ uint32_t fence_quorum(const Config& c);
 struct Append {
   uint64_t epoch = 0;
   uint64_t prev_lsn = 0;  // entries[0].lsn == prev_lsn + 1 (no entries: a heartbeat)
+  uint64_t prev_epoch = 0;  // epoch of the entry at prev_lsn (0 when prev_lsn is 0)
   std::vector<Entry> entries;
   uint64_t commit_lsn = 0;
   int64_t sent_ms = 0;  // primary's clock; echoed in the ack (lease accounting)
@@ -88,7 +113,8 @@ struct AppendAck {
   uint64_t epoch = 0;
   uint64_t durable_lsn = 0;  // the replica holds every entry through this LSN durably
   uint64_t last_lsn = 0;     // ... and has received through this one
-  bool mismatch = false;     // prev_lsn did not match: resend from durable_lsn + 1
+  uint64_t last_epoch = 0;   // epoch of the entry at last_lsn
+  bool mismatch = false;     // prev did not match: resend after last, or send a snapshot
   int64_t echo_sent_ms = 0;
 };
 // Snapshot transfer: the primary streams the partition's live keys as effects, then the log
@@ -96,9 +122,12 @@ struct AppendAck {
 struct SnapshotBegin {
   uint64_t epoch = 0;
   uint64_t snapshot_lsn = 0;  // entries after this LSN follow as Appends
+  uint64_t snapshot_epoch = 0;  // epoch of the entry at snapshot_lsn
 };
 struct SnapshotChunk {
   uint64_t epoch = 0;
+  uint64_t snapshot_lsn = 0;  // which transfer (a stale chunk is ignored)
+  uint32_t seq = 0;           // 0, 1, ...: a gap aborts the transfer (the primary restarts it)
   std::vector<std::string> effects;
   bool last = false;
 };
@@ -109,11 +138,21 @@ struct FenceAck {
   uint64_t new_epoch = 0;
   uint64_t last_lsn = 0;
   uint64_t epoch = 0;  // the replica's configured epoch when it answered
+  uint64_t last_epoch = 0;  // epoch of the entry at last_lsn
+  // It holds the first entry (barrier) of its configured epoch, hence every write committed
+  // before that epoch. False while it catches up: a copy re-added empty, or one whose data a
+  // snapshot reset, holds less than it may have acknowledged before.
+  bool in_sync = false;
 };
 using Message = std::variant<Append, AppendAck, SnapshotBegin, SnapshotChunk, Fence, FenceAck>;
 
+// Layout: version byte, type byte, fields as varints / length-prefixed bytes (src/base codec).
 std::string encode(const Message& m);
-Result<Message> decode(std::string_view bytes);  // bounded; kCorruption names what is wrong
+// Bounded: at most kMaxDecodeEntries entries/effects per message and kMaxEffectBytes per
+// effect, checked before allocating; kCorruption names what is wrong.
+inline constexpr size_t kMaxDecodeEntries = 1 << 20;
+inline constexpr size_t kMaxEffectBytes = 64 << 20;
+Result<Message> decode(std::string_view bytes);
 
 struct Options {
   size_t max_batch_bytes = 256 << 10;     // effects per Append
@@ -130,12 +169,19 @@ enum class Role { kNone, kPrimary, kReplica };
 
 struct Output {
   std::vector<std::pair<NodeId, Message>> send;
-  std::vector<Entry> apply;  // replica: effects to apply to the engine, in LSN order
+  // Entries to apply to the engine, in LSN order: on a replica every accepted entry; on a
+  // primary only the barrier it creates when it takes an epoch (empty effect: apply nothing,
+  // but record the LSN/epoch as applied and report it through durable()).
+  std::vector<Entry> apply;
   // Replica: a snapshot is starting: drop the partition's keys before applying what follows.
   bool reset_partition = false;
   std::vector<std::string> apply_snapshot;  // replica: snapshot effects to apply (any order)
+  // Replica: the snapshot is complete; the copy now holds everything through this LSN (call
+  // durable(lsn) once the snapshot's effects are durable). 0: none completed.
+  uint64_t snapshot_done_lsn = 0;
   // Primary: stream a snapshot to this replica (runtime scans the engine, sends chunks with
   // snapshot_chunk(); starting LSN is given by begin_snapshot()).
+  // A transfer that stalls is noticed by the usual mismatch path and requested again here.
   std::vector<NodeId> snapshot_needed;
   uint64_t committed_lsn = 0;  // primary: every write with lsn <= this is acknowledged
 };
@@ -143,7 +189,7 @@ struct Output {
 struct CopyStatus {
   Role role = Role::kNone;
   uint64_t epoch = 0;
-  uint64_t last_lsn = 0, durable_lsn = 0, committed_lsn = 0;
+  uint64_t last_lsn = 0, last_epoch = 0, durable_lsn = 0, committed_lsn = 0;
   uint64_t fenced_epoch = 0;
   bool lease = false;
   struct ReplicaState {
@@ -159,12 +205,21 @@ class Copy {
  public:
   Copy(NodeId self, Options opt = {});
 
+  // After a restart with a persistent engine, before configure(): the engine holds every entry
+  // through `lsn` durably, the last of them created in `epoch`. (A memory engine skips this:
+  // it restarts empty.) The in-memory log is gone, so a lagging replica of this copy gets a
+  // snapshot.
+  void recover(uint64_t lsn, uint64_t epoch);
+
   // Installs a decided configuration (called for every new epoch, in epoch order; an older or
-  // equal epoch is ignored). last_lsn continues from what this copy holds.
-  void configure(const Config& c, int64_t now_ms);
+  // equal epoch is ignored). last_lsn continues from what this copy holds. kInvalidArgument
+  // (nothing changes) when the configuration is malformed: write_quorum 0 or above the number
+  // of copies, the primary among the replicas, a replica listed twice.
+  Status configure(const Config& c, int64_t now_ms);
 
   // Primary only: numbers a write's effect. kUnavailable if not the primary, fenced, or the
-  // backlog is full (the message says which).
+  // backlog is full (the message says which); kInvalidArgument for an empty effect (reserved
+  // for barriers).
   Result<uint64_t> append(std::string effect, int64_t now_ms);
   // Local durability: entries through `lsn` are as durable as the engine promises.
   void durable(uint64_t lsn, int64_t now_ms);
@@ -174,19 +229,92 @@ class Copy {
   void receive(NodeId from, const Message& m, int64_t now_ms);
   void tick(int64_t now_ms);
 
-  // Primary, snapshot to `to`: begin_snapshot returns the SnapshotBegin to send (its LSN is
-  // the primary's last LSN now); chunks go out through send_snapshot_chunk; after the last
-  // chunk the replica is streamed the log from snapshot_lsn + 1.
+  // Primary, snapshot to `to` (after it was listed in Output::snapshot_needed): begin_snapshot
+  // returns the SnapshotBegin to send (its LSN is the primary's last LSN now; the runtime
+  // scans the engine from here on); each batch of effects goes out as the SnapshotChunk that
+  // snapshot_chunk() returns, the last one with last = true; after it the replica is streamed
+  // the log from snapshot_lsn + 1.
   SnapshotBegin begin_snapshot(NodeId to, int64_t now_ms);
-  void snapshot_chunk_sent(NodeId to, bool last, int64_t now_ms);
+  SnapshotChunk snapshot_chunk(NodeId to, std::vector<std::string> effects, bool last,
+                               int64_t now_ms);
 
   Output take_output();
   CopyStatus status(int64_t now_ms) const;
-  uint64_t last_lsn() const;
+  uint64_t last_lsn() const { return last_; }
+  uint64_t committed_lsn() const { return commit_; }
+  // Primary of its epoch and not fenced for a newer one: a write may be applied and appended.
+  bool writable() const { return role_ == Role::kPrimary && !fenced(); }
+  uint64_t last_epoch() const { return last_epoch_; }
+  const Config& config() const { return cfg_; }
+
+ private:
+  struct Peer {
+    NodeId id = 0;
+    uint64_t next = 1;        // next LSN to send
+    uint64_t acked = 0;       // durable on the replica (acks of this epoch)
+    uint64_t received = 0;    // received by the replica (acks of this epoch)
+    int64_t last_send_ms = INT64_MIN / 2;
+    int64_t last_progress_ms = 0;  // last ack that moved received/acked, or (re)start
+    int64_t lease_until_ms = INT64_MIN / 2;  // primary clock
+    bool want_snapshot = false;  // listed in snapshot_needed, waiting for begin_snapshot
+    bool snapshotting = false;   // chunks being sent
+    uint64_t snap_lsn = 0;
+    uint32_t snap_seq = 0;
+  };
+
+  void see(int64_t now_ms);
+  uint64_t epoch_at(uint64_t lsn, bool* known) const;
+  size_t bytes_between(uint64_t from_lsn, uint64_t to_lsn) const;  // entries (from, to]
+  void push_entry(Entry e);
+  void trim_log();
+  void flush(int64_t now_ms, bool only_idle);
+  void send_to(Peer& p, int64_t now_ms);
+  void pump(Peer& p, int64_t now_ms);
+  void advance_commit();
+  void on_append(NodeId from, const Append& a, int64_t now_ms);
+  void on_ack(NodeId from, const AppendAck& a, int64_t now_ms);
+  void on_snapshot_begin(NodeId from, const SnapshotBegin& b);
+  void on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms);
+  void on_fence(NodeId from, const Fence& f, int64_t now_ms);
+  void abort_snapshot(int64_t now_ms);
+  void send_ack(bool mismatch, int64_t now_ms);
+  void answer_fences(int64_t now_ms);
+  bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
+  Peer* peer(NodeId id);
+  size_t lease_grants_needed() const;
+
+  NodeId self_;
+  Options opt_;
+  Config cfg_;
+  Role role_ = Role::kNone;
+  uint64_t last_ = 0, last_epoch_ = 0, durable_ = 0, commit_ = 0;
+  uint64_t epoch_start_ = 0;  // primary: LSN of this epoch's barrier
+  uint64_t fenced_epoch_ = 0;
+  // The log: entries log_[i] has LSN log_first_ + i; entries before it were trimmed (their
+  // positions are known only as base_lsn_/base_epoch_, the entry just before log_first_).
+  std::vector<Entry> log_;  // a ring would trim in O(1); trim is amortized by batching
+  std::vector<size_t> cum_bytes_;  // cum_bytes_[i]: effect bytes of log_[0..i]
+  uint64_t log_first_ = 1;
+  uint64_t base_lsn_ = 0, base_epoch_ = 0;
+  std::vector<Peer> peers_;
+  // Replica state.
+  int64_t last_append_sent_ms_ = 0;  // echo for acks sent from durable()
+  bool clock_seen_ = false;
+  int64_t promise_until_ms_ = 0;  // no Fence answered before this (own clock)
+  std::vector<std::pair<NodeId, uint64_t>> pending_fences_;  // (manager, new_epoch)
+  bool snap_in_progress_ = false;
+  uint64_t snap_lsn_ = 0, snap_epoch_ = 0;
+  uint32_t snap_next_seq_ = 0;
+  uint64_t snap_done_lsn_ = 0;
+  Output out_;
 };
 
-// From FenceAcks gathered for `new_epoch` (at least fence_quorum(c) of c's replicas), the
-// replica to promote: the highest last_lsn, ties broken by replica order. nullopt if too few.
+// From FenceAcks gathered for epoch c.epoch + 1, the copy to promote: the highest
+// (last_epoch, last_lsn), ties broken by replica order (then the old primary). Answers count
+// only from members of c; enough means at least fence_quorum(c) answers from copies that were
+// configured in c.epoch and in sync (ack.epoch == c.epoch && ack.in_sync), or an answer from
+// every member of c (after a total outage, restarted copies answer with what they recovered).
+// nullopt if too few.
 std::optional<NodeId> choose_new_primary(const Config& c, const std::vector<std::pair<NodeId, FenceAck>>& acks);
 
 }  // namespace keel::replication

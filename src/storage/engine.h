@@ -129,6 +129,16 @@ class Engine {
   virtual void prefetch(std::span<const KeyRef> keys) { (void)keys; }
 
   virtual EngineStats stats() const = 0;
+
+  // Keys the engine removes on its own — a TTL that passed (found on access or by active
+  // expiry) or an eviction under maxmemory — are reported here, on the engine's thread, right
+  // after the removal. The replication hook (src/dht) turns them into deletions for the
+  // partition's replicas, so expiry and eviction are decided by the primary alone. Engines
+  // that never remove keys on their own may ignore it.
+  enum class RemovalCause : uint8_t { kExpired, kEvicted };
+  using RemovalListener =
+      std::function<void(uint32_t partition, std::string_view key, RemovalCause cause)>;
+  virtual void set_removal_listener(RemovalListener listener) { (void)listener; }
 };
 
 enum class EvictionPolicy {

@@ -169,7 +169,9 @@ TEST(ConfigFromClusterMetadata, FollowsPutsKeepsTheLastGoodValueAndCatchesUpAfte
   w.stop();
 }
 
-TEST(ConfigFromClusterMetadata, ANodeWithoutTheClusterIsReportedNotHung) {
+// A node started without cluster settings is a one-member cluster: its metadata serves the
+// watcher, a missing key is reported (not a hang), and a put reaches the configuration.
+TEST(ConfigFromClusterMetadata, AnEmbeddedNodeServesItsOwnMetadata) {
   KeelProcess node({"--engine", "memory", "--shards", "1"});
   ASSERT_TRUE(node.start()) << node.output();
   Capacitor<AppConfig> config({.source = "meta", .format = ConfigFormat::kJson}, check);
@@ -177,8 +179,11 @@ TEST(ConfigFromClusterMetadata, ANodeWithoutTheClusterIsReportedNotHung) {
       config, {.port = static_cast<uint16_t>(node.http_port()), .key = "k", .retry_initial = 20ms, .retry_max = 100ms});
   ASSERT_TRUE(watcher) << watcher.error().message;
   ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kEmpty; }));
-  EXPECT_NE(config.last_error()->message.find("503 UNAVAILABLE: cluster metadata is off"), std::string::npos)
-      << config.last_error()->message;
+  EXPECT_NE(config.last_error()->message.find("does not exist"), std::string::npos) << config.last_error()->message;
+  auto [status, body] = request(http::verb::put, node.http_port(), "/v1/meta/k", R"({"upstream": "a", "pool_size": 4})");
+  ASSERT_EQ(status, 200u) << body;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kHealthy && config.get()->pool_size == 4; }))
+      << config_state_name(config.state());
 }
 
 TEST(ConfigFromClusterMetadata, BadOptionsAreRefusedByName) {

@@ -303,14 +303,19 @@ class ClusterConfigTest(unittest.TestCase):
                 k.cleanup()
             shutil.rmtree(root, ignore_errors=True)
 
-    def test_meta_is_off_without_a_cluster(self):
+    def test_embedded_node_is_a_one_member_cluster(self):
+        # Without cluster settings a node is the embedded default: a one-member cluster with
+        # its own metadata and partition map, on the same code path as a larger cluster.
         with Keel("--engine", "memory") as k:
             st, body = http("GET", k.http_port, "/v1/meta/x")
-            self.assertEqual(st, 503)
-            self.assertIn("cluster metadata is off", body["error"]["message"])
+            self.assertEqual(st, 404)
+            st, body = http("PUT", k.http_port, "/v1/meta/x", b"v")
+            self.assertEqual(st, 200)
+            st, body = http("GET", k.http_port, "/v1/meta/x")
+            self.assertEqual((st, body["value"]), (200, "v"))
             st, body = http("GET", k.http_port, "/v1/cluster/status")
-            self.assertEqual((st, body["enabled"]), (200, False))
-
+            self.assertEqual((st, body["enabled"], body["quorum"]), (200, True, True))
+            self.assertEqual(len(body["members"]), 1)
 
 if __name__ == "__main__":
     unittest.main()

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import unittest
 
 from harness import KEEL_BIN
@@ -44,28 +45,59 @@ class ClusterCli(unittest.TestCase):
         with open(os.path.join(ROOT, "README.md")) as f:
             readme = f.read()
         section = readme.split("## A 3-node cluster", 1)[1].split("\n## ", 1)[0]
-        block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
-        cmds = [line for line in block.splitlines() if line.strip()]
-        self.assertEqual(len(cmds), 5, cmds)
+        blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+        self.assertEqual(len(blocks), 3, blocks)
+        start = [line for line in blocks[0].splitlines() if line.strip()]
+        self.assertEqual(len(start), 2, start)
         busy = [p for p in (16380, 16480, 16580, 16382, 16482, 16582) if port_busy(p)]
         if busy:
             self.skipTest("the README's default ports are in use here: %s" % busy)
-        up = self.sh(cmds[0])
+        up = self.sh(start[0])
         self.assertEqual(up.returncode, 0, up.stdout + up.stderr)
         self.assertIn("keel cluster of 3 node(s) is up", up.stdout)
         self.assertRegex(up.stdout, r"\n  3 +\d+ +16382 +16482 +16582 ")
-        st = self.sh(cmds[1])
+        # The partition map is created once every member has published its addresses.
+        deadline = time.time() + 30
+        while "cluster_state:ok" not in self.sh("redis-cli -p 16382 CLUSTER INFO").stdout:
+            self.assertLess(time.time(), deadline, "no partition map within 30 s")
+            time.sleep(0.1)
+        st = self.sh(start[1])
         self.assertEqual(st.returncode, 0, st.stdout + st.stderr)
         self.assertIn("health: ok", st.stdout)
         self.assertEqual(len(re.findall(r"\n  [123] +127\.0\.0\.1:1658[0-2] +alive", st.stdout)), 3, st.stdout)
-        put = self.sh(cmds[2])
-        self.assertEqual(json.loads(put.stdout)["version"], 1, put.stdout)
-        get = self.sh(cmds[3])
-        self.assertEqual(json.loads(get.stdout)["value"], "hello", get.stdout)
-        down = self.sh(cmds[4])
-        self.assertEqual(down.returncode, 0, down.stderr)
-        self.assertIn("stopped 3 node(s)", down.stdout)
-        again = self.sh(cmds[1])
+        self.assertIn("partitions: 1024, 2 copies each (write quorum 2)", st.stdout)
+        # The session: every "$ command" line prints exactly the lines that follow it.
+        lines = blocks[1].splitlines()
+        i = 0
+        while i < len(lines):
+            self.assertTrue(lines[i].startswith("$ "), lines[i])
+            cmd = lines[i][2:].split("  #")[0]
+            expected = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith("$ "):
+                expected.append(lines[i])
+                i += 1
+            # At a terminal redis-cli quotes strings; here its stdout is a pipe, so ask for the
+            # terminal's format (a command piped into another program prints raw, as shown).
+            if "|" not in cmd:
+                cmd = cmd.replace("redis-cli ", "redis-cli --no-raw ", 1)
+            out = self.sh(cmd)
+            self.assertEqual(out.stdout.splitlines(), expected, cmd + "\n" + out.stderr)
+        # "What a client sees when a node dies": the kill command in the text works, and once
+        # the failover is decided every key is served again with its value.
+        kill = re.search(r"\(`(kill -9 [^`]+)`", section).group(1)
+        self.assertEqual(self.sh(kill).returncode, 0)
+        deadline = time.time() + 30
+        while self.sh("redis-cli -p 16380 GET user:1").stdout.strip() != '"ada"' and \
+                self.sh("redis-cli -p 16380 GET user:1").stdout.strip() != "ada":
+            self.assertLess(time.time(), deadline, "user:1 not served 30 s after a node died")
+            time.sleep(0.2)
+        down = [line for line in blocks[2].splitlines() if line.strip()]
+        self.assertEqual(len(down), 1)
+        out = self.sh(down[0])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("stopped", out.stdout)
+        again = self.sh(start[1])
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("cannot reach", again.stderr)
 

@@ -27,9 +27,10 @@ int usage(const char* why) {
   fmt::print(
       stderr,
       "keel_sim: {}\nusage: keel_sim --seeds N [--first S] | --seed S [--scenario NAME] "
-      "[--trace] [--break durability|rebroadcast [--expect-failure]] [--propose-delay MS] [--start-timeout MS] "
+      "[--trace] [--break durability|rebroadcast|chunking [--expect-failure]] [--propose-delay MS] "
+      "[--start-timeout MS] "
       "[--batch N] | --determinism N\nscenarios: random proposal-loss stale-restart-minority "
-      "cold-start null-storm reconfig-partition steady\n",
+      "cold-start null-storm reconfig-partition steady large-state\n",
       why);
   return 2;
 }
@@ -39,12 +40,15 @@ void report(const Counters& k, double secs) {
   fmt::print(
       "seeds={} slots={} null_slots={} ({:.1f}%) requests_done={}\n"
       "weak-mvc decisions={} phase1(fast path)={:.1f}% phases/decision={:.3f} coin_flips={}\n"
-      "decisions by transfer={} snapshots installed={} rebroadcasts={} crashes={} torn_writes={}\n"
-      "messages={} dropped={} wall={:.2f}s seeds/sec={:.1f}\n",
+      "decisions by transfer={} snapshots installed={} snapshot chunks={} rebroadcasts={} "
+      "crashes={} torn_writes={}\n"
+      "messages={} dropped={} largest message={} B largest state={} B wall={:.2f}s "
+      "seeds/sec={:.1f}\n",
       k.seeds, k.slots, k.null_slots, k.slots ? 100.0 * k.null_slots / k.slots : 0.0,
       k.requests_done, k.decided_by_vote, 100.0 * k.decided_phase1 / votes, k.phases_total / votes,
-      k.coin_flips, k.by_transfer, k.snapshots_installed, k.rebroadcasts, k.crashes, k.torn_writes,
-      k.messages, k.dropped, secs, secs > 0 ? k.seeds / secs : 0.0);
+      k.coin_flips, k.by_transfer, k.snapshots_installed, k.snapshot_chunks, k.rebroadcasts,
+      k.crashes, k.torn_writes, k.messages, k.dropped, k.max_message_bytes, k.max_state_bytes, secs,
+      secs > 0 ? k.seeds / secs : 0.0);
 }
 
 }  // namespace
@@ -54,7 +58,8 @@ int main(int argc, char** argv) {
   std::optional<uint64_t> one;
   std::optional<Scenario> scenario;
   int64_t propose_delay = -1, max_batch = -1, start_timeout = -1;
-  bool trace = false, expect_failure = false, break_durability = false, break_rebroadcast = false;
+  bool trace = false, expect_failure = false, break_durability = false, break_rebroadcast = false,
+       break_chunking = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     auto num = [&](uint64_t& out) {
@@ -79,14 +84,16 @@ int main(int argc, char** argv) {
       if (!scenario) return usage(fmt::format("unknown scenario '{}'", argv[i]).c_str());
     } else if (a == "--break") {
       // Deliberately broken variants, to show the checkers catch them (use --expect-failure).
-      if (i + 1 >= argc) return usage("--break needs durability|rebroadcast");
+      if (i + 1 >= argc) return usage("--break needs durability|rebroadcast|chunking");
       std::string_view what = argv[++i];
       if (what == "durability")
         break_durability = true;
       else if (what == "rebroadcast")
         break_rebroadcast = true;
+      else if (what == "chunking")
+        break_chunking = true;
       else
-        return usage("--break takes durability or rebroadcast");
+        return usage("--break takes durability, rebroadcast or chunking");
     } else if (a == "--propose-delay" || a == "--batch" || a == "--start-timeout") {
       uint64_t v;
       if (!num(v)) return usage("--propose-delay, --batch and --start-timeout need a number");
@@ -127,6 +134,7 @@ int main(int argc, char** argv) {
     Options o{.seed = *one, .scenario = scenario ? *scenario : scenario_for(*one), .trace = trace};
     o.break_durability = break_durability;
     o.break_rebroadcast = break_rebroadcast;
+    o.break_chunking = break_chunking;
     o.propose_delay_ms = propose_delay;
     o.start_timeout_ms = start_timeout;
     o.max_batch = max_batch;
@@ -143,6 +151,7 @@ int main(int argc, char** argv) {
     Options o{.seed = s, .scenario = scenario ? *scenario : scenario_for(s)};
     o.break_durability = break_durability;
     o.break_rebroadcast = break_rebroadcast;
+    o.break_chunking = break_chunking;
     o.propose_delay_ms = propose_delay;
     o.start_timeout_ms = start_timeout;
     o.max_batch = max_batch;
@@ -154,6 +163,7 @@ int main(int argc, char** argv) {
                  s, scenario_name(o.scenario), r.failure, argv[0], s, scenario_name(o.scenario),
                  break_durability    ? " --break durability"
                  : break_rebroadcast ? " --break rebroadcast"
+                 : break_chunking    ? " --break chunking"
                                      : "");
       if (failures >= 5) break;
     }

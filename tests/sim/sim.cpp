@@ -26,10 +26,10 @@ using rabia::Slot;
 
 namespace {
 
-constexpr std::array<Scenario, 7> kAll = {
+constexpr std::array<Scenario, 8> kAll = {
     Scenario::kRandom,    Scenario::kProposalLoss, Scenario::kStaleRestartMinority,
     Scenario::kColdStart, Scenario::kNullStorm,    Scenario::kReconfigPartition,
-    Scenario::kSteady};
+    Scenario::kSteady,    Scenario::kLargeState};
 
 uint64_t hash_str(std::string_view s) {
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -55,6 +55,9 @@ struct App {
   meta::Store store{meta::Limits{.max_history = 64}};
   uint64_t hash = 0;
   Slot next = 0;
+
+  // The store's bytes, hashed 8 bytes at a time (states of several MiB are hashed per slot).
+  uint64_t store_hash() const { return rabia::snapshot_checksum(store.snapshot()); }
 
   std::string serialize() const {
     std::string out;
@@ -92,6 +95,7 @@ struct Node {
   int64_t drift_permille = 1000;
   int64_t down_until_ms = -1;
   uint64_t incarnation = 0;
+  size_t state_bytes = 0;  // size of the store after the last applied slot
   rabia::Stats stats_acc;  // stats of previous incarnations
 };
 
@@ -147,6 +151,7 @@ class Sim {
   void faults_step();
   void scenario_step();
   void partition_random();
+  void check_large_state();
   meta::Command random_command(const Client& c);
   bool blocked(NodeId from, NodeId to) const { return blocked_.contains({from, to}); }
   bool converged() const;
@@ -176,6 +181,12 @@ class Sim {
   int64_t start_timeout_ms_ = 0;
   size_t catchup_batch_ = 64;
   size_t log_retain_ = 16;
+  // Byte bounds: the sim's "transport" carries frames of at most frame_limit_ bytes, and a
+  // larger message is a failure (the real transport would drop it on every resend).
+  size_t max_request_bytes_ = 512;
+  size_t max_batch_bytes_ = 4u << 20;
+  size_t chunk_bytes_ = 1u << 20;
+  size_t frame_limit_ = 16u << 20;
   double p_drop_ = 0.02, p_dup_ = 0.02, p_drop_proposal_ = 0, p_drop_forward_ = 0;
   int64_t delay_min_ = 1, delay_max_ = 5;
   double p_crash_ = 0, p_torn_ = 0.3, p_partition_ = 0;
@@ -200,6 +211,9 @@ rabia::Options Sim::replica_options(NodeId id) const {
   o.start_timeout_ms = start_timeout_ms_;
   o.catchup_batch = catchup_batch_;
   o.log_retain = log_retain_;
+  o.max_request_bytes = max_request_bytes_;
+  o.max_batch_bytes = max_batch_bytes_;
+  o.snapshot_chunk_bytes = chunk_bytes_;
   o.testing_votes_only_rebroadcast = opts_.break_rebroadcast;
   return o;
 }
@@ -255,7 +269,39 @@ void Sim::setup() {
       p_crash_ = 0;
       p_partition_ = 0;
       break;
+    case Scenario::kLargeState:
+      // Node 3 is down while 6 clients write values of 8..30 KiB under distinct keys (about
+      // 4.5 MiB of state); it restarts once the others hold 3 MiB and must catch up by a
+      // snapshot, chunked because the frame limit is 64 KiB. Loss, duplication and reordering stay on (lost chunks).
+      n = 3;
+      p_crash_ = 0;
+      p_partition_ = 0;
+      nclients = 6;
+      quota = 40;
+      think_ms_ = rnd_.range(0, 5);
+      heal_at_ = 8000;
+      break;
   }
+  // Byte bounds. Requests of at most 512 bytes; half the seeds cut batches at a few hundred
+  // bytes; a third send every snapshot in chunks of 64 bytes and a third in chunks of 512 (the
+  // state is a few KiB), so the chunked transfer runs under every fault. large-state: below.
+  {
+    static constexpr size_t kChunks[] = {64, 512, 1u << 20};
+    chunk_bytes_ = kChunks[rnd_.uniform(3)];
+    max_batch_bytes_ =
+        rnd_.chance(0.5) ? max_request_bytes_ + 2 * rabia::kRequestOverheadBytes : (1u << 20);
+    frame_limit_ = rabia::max_message_bytes(replica_options(1));
+  }
+  if (opts_.scenario == Scenario::kLargeState) {
+    frame_limit_ = 64u << 10;
+    max_request_bytes_ = 32u << 10;
+    max_batch_bytes_ = 40u << 10;
+    chunk_bytes_ = 48u << 10;
+    p_compact_ = 0.1;
+    max_batch_ = 32;  // batches are cut by bytes (1..4 values), not by a seed's small count
+    log_retain_ = 2;
+  }
+  if (opts_.break_chunking) chunk_bytes_ = size_t{1} << 30;
   if (opts_.propose_delay_ms >= 0) propose_delay_ms_ = opts_.propose_delay_ms;
   if (opts_.start_timeout_ms >= 0) start_timeout_ms_ = opts_.start_timeout_ms;
   if (opts_.max_batch > 0) max_batch_ = static_cast<size_t>(opts_.max_batch);
@@ -296,6 +342,9 @@ void Sim::setup() {
     a.next_action_ms = rnd_.range(200, 600);
     clients_.push_back(a);
   }
+  if (!opts_.break_chunking && rabia::max_message_bytes(replica_options(1)) > frame_limit_)
+    fail(fmt::format("setup: the replicas may send {} bytes, above the frame limit of {}",
+                     rabia::max_message_bytes(replica_options(1)), frame_limit_));
   log("setup seed={} scenario={} n={} members={} batch={} drop={:.3f} dup={:.3f} delay=[{},{}] "
       "crash={:.4f} part={:.4f} clients={} propose_delay={} start_timeout={}",
       opts_.seed, scenario_name(opts_.scenario), n, members, max_batch_, p_drop_, p_dup_,
@@ -334,6 +383,7 @@ void Sim::crash(Node& n, const char* why) {
   n.stats_acc.coin_flips += s.coin_flips;
   n.stats_acc.rebroadcasts += s.rebroadcasts;
   n.stats_acc.snapshots_installed += s.snapshots_installed;
+  n.stats_acc.snapshot_chunks_received += s.snapshot_chunks_received;
   n.replica.reset();
   res_.counters.crashes++;
   trace(2, n.id);
@@ -370,8 +420,7 @@ void Sim::on_install(Node& n, const rabia::Snapshot& s) {
                      s.next_slot));
   if (s.next_slot > 0) {
     auto it = state_after_.find(s.next_slot - 1);
-    if (it != state_after_.end() &&
-        it->second != mix64(n.app.hash ^ hash_str(n.app.store.snapshot())))
+    if (it != state_after_.end() && it->second != mix64(n.app.hash ^ n.app.store_hash()))
       fail(fmt::format("STATE: node {} installed a snapshot differing at slot {}", n.id,
                        s.next_slot - 1));
   }
@@ -403,7 +452,11 @@ void Sim::on_apply(Node& n, const Entry& e) {
       }
   }
   n.app.next = e.slot + 1;
-  const uint64_t state = mix64(n.app.hash ^ hash_str(n.app.store.snapshot()));
+  const std::string store_bytes = n.app.store.snapshot();
+  n.state_bytes = store_bytes.size();
+  res_.counters.max_state_bytes =
+      std::max<uint64_t>(res_.counters.max_state_bytes, store_bytes.size());
+  const uint64_t state = mix64(n.app.hash ^ rabia::snapshot_checksum(store_bytes));
   auto [it, fresh] = state_after_.try_emplace(e.slot, state);
   if (!fresh && it->second != state)
     fail(
@@ -483,6 +536,15 @@ void Sim::drain(Node& n) {
 void Sim::send(NodeId from, const Message& m) {
   res_.counters.messages++;
   std::string bytes = rabia::encode(m);
+  res_.counters.max_message_bytes =
+      std::max<uint64_t>(res_.counters.max_message_bytes, bytes.size());
+  if (bytes.size() > frame_limit_) {
+    // What the peer transport would do: drop it (on every resend). Never allowed.
+    fail(fmt::format("FRAME: node {} sent a message of type {} of {} bytes; the frame limit is {}",
+                     from, static_cast<int>(m.type), bytes.size(), frame_limit_));
+    res_.counters.dropped++;
+    return;
+  }
   if (blocked(from, m.to) || rnd_.chance(p_drop_) ||
       (m.type == MsgType::kProposal && !healed_ && rnd_.chance(p_drop_proposal_)) ||
       (m.type == MsgType::kForward && !healed_ && rnd_.chance(p_drop_forward_))) {
@@ -574,6 +636,15 @@ void Sim::clients_step() {
 meta::Command Sim::random_command(const Client& c) {
   static const char* kDomains[] = {"members", "partitions"};
   meta::Command cmd;
+  if (opts_.scenario == Scenario::kLargeState && !rnd_.chance(0.1)) {
+    // A large definition under its own key: the state grows by 8..30 KiB.
+    size_t len = rnd_.range(8 << 10, 30 << 10);
+    std::string v(len, static_cast<char>('a' + c.seq % 26));
+    for (size_t i = 0; i < len; i += 997) v[i] = static_cast<char>('A' + (c.id + i) % 26);
+    cmd.op = meta::Command::Op::kPut;
+    cmd.put = meta::Put{"partitions", fmt::format("big/{}/{}", c.id, c.seq), std::move(v)};
+    return cmd;
+  }
   std::string d = kDomains[rnd_.uniform(2)];
   std::string k = fmt::format("k{}", rnd_.uniform(6));
   std::string v = fmt::format("{}:{}", c.id, c.seq + 0);
@@ -669,9 +740,52 @@ void Sim::scenario_step() {
         log("scenario: member 3 partitioned{}", asym ? " (inbound only)" : "");
       }
       break;
+    case Scenario::kLargeState:
+      if (now_ == 50) {
+        crash(node(3), "scenario: down while the state grows");
+        node(3).down_until_ms = 1'000'000;
+      }
+      // Back once the others hold 3 MiB (or at 7 s, before the clients stop at 8 s).
+      // The others compact then (as a driver does every snapshot_every slots), so the slots
+      // node 3 lacks are gone from their logs and only a snapshot can bring it back.
+      if (!node(3).replica && node(3).down_until_ms > now_ &&
+          (node(1).state_bytes >= (3u << 20) || node(2).state_bytes >= (3u << 20) ||
+           now_ >= 7000)) {
+        node(3).down_until_ms = now_;
+        for (NodeId id : {1u, 2u}) {
+          Node& p = node(id);
+          if (!p.replica || p.replica->has_ready()) continue;
+          auto st = p.replica->compact(p.replica->next_slot(), p.app.serialize());
+          if (!st) fail(fmt::format("node {}: compact failed: {}", id, st.error().message));
+          drain(p);
+        }
+      }
+      break;
     default:
       break;
   }
+}
+
+// large-state: the replica that was down caught up by a chunked snapshot of a state larger
+// than a frame (the old code sent it whole: a frame over the limit, dropped on every resend).
+void Sim::check_large_state() {
+  Node& n = node(3);
+  rabia::Stats s = n.stats_acc;
+  if (n.replica) {
+    s.snapshots_installed += n.replica->stats().snapshots_installed;
+    s.snapshot_chunks_received += n.replica->stats().snapshot_chunks_received;
+  }
+  const uint64_t state = n.app.store.snapshot().size();
+  if (state <= frame_limit_ * 16)
+    fail(
+        fmt::format("LARGE-STATE: node 3 holds {} bytes of state, not the several MiB this "
+                    "scenario needs (frame limit {})",
+                    state, frame_limit_));
+  else if (s.snapshots_installed == 0 || s.snapshot_chunks_received < 2)
+    fail(
+        fmt::format("LARGE-STATE: node 3 caught up without a chunked snapshot ({} installed, {} "
+                    "chunks)",
+                    s.snapshots_installed, s.snapshot_chunks_received));
 }
 
 bool Sim::converged() const {
@@ -732,6 +846,7 @@ Result Sim::run() {
     fail(fmt::format("LIVENESS: not converged {}ms after healing ({} requests open;{})", bound_ms_,
                      open, st));
   }
+  if (res_.ok && opts_.scenario == Scenario::kLargeState) check_large_state();
   // Counters.
   Counters& k = res_.counters;
   k.seeds = 1;
@@ -748,6 +863,7 @@ Result Sim::run() {
       s.coin_flips += c.coin_flips;
       s.rebroadcasts += c.rebroadcasts;
       s.snapshots_installed += c.snapshots_installed;
+      s.snapshot_chunks_received += c.snapshot_chunks_received;
     }
     k.decided_by_vote += s.decided_by_vote;
     k.decided_phase1 += s.decided_phase1;
@@ -756,6 +872,7 @@ Result Sim::run() {
     k.coin_flips += s.coin_flips;
     k.rebroadcasts += s.rebroadcasts;
     k.snapshots_installed += s.snapshots_installed;
+    k.snapshot_chunks += s.snapshot_chunks_received;
   }
   log("end: {} slots ({} NULL), ok={} {}", k.slots, k.null_slots, res_.ok, res_.failure);
   return res_;
@@ -779,6 +896,8 @@ const char* scenario_name(Scenario s) {
       return "reconfig-partition";
     case Scenario::kSteady:
       return "steady";
+    case Scenario::kLargeState:
+      return "large-state";
   }
   return "?";
 }
@@ -800,6 +919,9 @@ void Counters::add(const Counters& o) {
   coin_flips += o.coin_flips;
   rebroadcasts += o.rebroadcasts;
   snapshots_installed += o.snapshots_installed;
+  snapshot_chunks += o.snapshot_chunks;
+  max_message_bytes = std::max(max_message_bytes, o.max_message_bytes);
+  max_state_bytes = std::max(max_state_bytes, o.max_state_bytes);
   crashes += o.crashes;
   torn_writes += o.torn_writes;
   requests_done += o.requests_done;

@@ -26,6 +26,9 @@ enum class Scenario {
   kNullStorm,             // differing proposals: forwards lost, many concurrent clients
   kReconfigPartition,     // membership changes while a member is partitioned away
   kSteady,                // no faults at all: the baseline for the protocol counters
+  // The replicated state grows to several MiB while the frame limit is 64 KiB: a replica that
+  // was down catches up by a snapshot that must travel in chunks.
+  kLargeState,
 };
 
 const char* scenario_name(Scenario s);
@@ -42,6 +45,9 @@ struct Counters {
   uint64_t coin_flips = 0;
   uint64_t rebroadcasts = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t snapshot_chunks = 0;    // chunks accepted by receivers
+  uint64_t max_message_bytes = 0;  // largest encoded message sent
+  uint64_t max_state_bytes = 0;    // largest application state seen
   uint64_t crashes = 0;
   uint64_t torn_writes = 0;  // crashes that lost part of a Ready's records
   uint64_t requests_done = 0;
@@ -66,6 +72,8 @@ struct Options {
   bool break_durability = false;
   // Test hook: stalled replicas re-broadcast votes but not proposals.
   bool break_rebroadcast = false;
+  // Test hook: snapshots travel whole whatever their size (the behaviour before chunking).
+  bool break_chunking = false;
   // Overrides of seed-chosen knobs (-1: chosen by the seed).
   int64_t propose_delay_ms = -1;
   int64_t start_timeout_ms = -1;

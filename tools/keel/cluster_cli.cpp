@@ -342,6 +342,23 @@ int cluster_status(ClusterCli& c) {
               static_cast<unsigned long long>(r.value("slots_decided", 0ull)), 100 * r.value("fast_path_share", 0.0),
               static_cast<unsigned long long>(r.value("null_decisions", 0ull)), r.value("phases_per_decision", 0.0),
               static_cast<unsigned long long>(j["log"].value("syncs", 0ull)), j["log"].value("commands_per_sync", 0.0));
+  if (j.contains("partitions")) {
+    auto& p = j["partitions"];
+    unsigned total = p.value("count", 0u);
+    std::printf("  partitions: %u, %u copies each (write quorum %u), map version %llu; %u under-replicated; "
+                "%llu failovers decided here\n",
+                total, p.value("copies", 0u), p.value("write_quorum", 0u),
+                static_cast<unsigned long long>(p.value("map_version", 0ull)), p.value("under_replicated", 0u),
+                static_cast<unsigned long long>(p.value("failovers", 0ull)));
+    std::printf("  %-4s %-10s %-10s %s\n", "node", "primaries", "replicas", "share of primaries");
+    for (auto& n : p["nodes"]) {
+      unsigned prim = n.value("primaries", 0u);
+      int bar = total ? static_cast<int>(40.0 * prim / total + 0.5) : 0;
+      std::printf("  %-4u %-10u %-10u %s\n", n.value("id", 0u), prim, n.value("replicas", 0u),
+                  std::string(static_cast<size_t>(bar), '#').c_str());
+    }
+    std::printf("  moves: none (rebalancing onto a new member is not built yet; lost copies are re-created)\n");
+  }
   return j.value("quorum", false) ? 0 : 3;
 }
 

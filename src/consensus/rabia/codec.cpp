@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "base/codec.h"
+#include "base/random.h"
 
 namespace keel::rabia {
 namespace {
@@ -146,6 +147,36 @@ Result<Snapshot> get_snapshot(Reader& rd, const Limits& l) {
   return s;
 }
 
+void put_chunk(Writer& w, const SnapshotChunk& c) {
+  w.varint(c.total);
+  w.varint(c.offset);
+  w.u64be(c.checksum);
+  w.bytes(c.data);
+}
+
+Result<SnapshotChunk> get_chunk(Reader& rd, const Limits& l, bool with_data) {
+  SnapshotChunk c;
+  KEEL_TRY_ASSIGN(total, rd.varint());
+  KEEL_TRY_ASSIGN(offset, rd.varint());
+  KEEL_TRY_ASSIGN(sum, rd.u64be());
+  KEEL_TRY_ASSIGN(data, rd.bytes(l.max_chunk_bytes));
+  // The whole snapshot is bounded like a snapshot record: its app state plus the dedup table
+  // and configuration (a few MiB at most).
+  const uint64_t max_total = l.max_app_state_bytes + l.max_dedup * 30 + (1u << 20);
+  if (total > max_total)
+    return bad(fmt::format("snapshot of {} bytes exceeds the limit of {} bytes", total, max_total));
+  if (offset > total || data.size() > total - offset)
+    return bad(fmt::format("chunk [{}, +{}) lies outside the snapshot of {} bytes", offset,
+                           data.size(), total));
+  if (!with_data && !data.empty()) return bad("a snapshot pull carries no data");
+  if (with_data && data.empty()) return bad("a snapshot chunk carries no data");
+  c.total = total;
+  c.offset = offset;
+  c.checksum = sum;
+  c.data = std::string(data);
+  return c;
+}
+
 Result<Bit> get_bit(Reader& rd, bool allow_question) {
   KEEL_TRY_ASSIGN(b, rd.u8());
   if (b > 2 || (b == 2 && !allow_question))
@@ -162,6 +193,30 @@ Status check_version(Reader& rd) {
 }
 
 }  // namespace
+
+size_t batch_wire_bytes(const std::vector<Request>& batch) {
+  size_t n = kBatchOverheadBytes;
+  for (const auto& r : batch) n += request_wire_bytes(r);
+  return n;
+}
+
+size_t decision_wire_bytes(const Decision& d) {
+  return kDecisionOverheadBytes + (d.null ? 0 : batch_wire_bytes(d.batch));
+}
+
+uint64_t snapshot_checksum(std::string_view b) {
+  uint64_t h = mix64(0x736e61702d73756dULL ^ b.size());  // "snap-sum"
+  size_t i = 0;
+  for (; i + 8 <= b.size(); i += 8) {
+    uint64_t v = 0;  // little-endian whatever the host: every member computes the same sum
+    for (size_t k = 0; k < 8; ++k) v |= uint64_t{static_cast<unsigned char>(b[i + k])} << (8 * k);
+    h = mix64(h ^ v) + i;
+  }
+  uint64_t tail = 0;
+  for (size_t k = 0; i + k < b.size(); ++k)
+    tail |= uint64_t{static_cast<unsigned char>(b[i + k])} << (8 * k);
+  return mix64(h ^ tail);
+}
 
 std::string encode(const Message& m) {
   std::string out;
@@ -194,6 +249,11 @@ std::string encode(const Message& m) {
     case MsgType::kSnapshot:
       put_snapshot(w, m.snapshot ? *m.snapshot : Snapshot{});
       break;
+    case MsgType::kSnapshotChunk:
+    case MsgType::kSnapshotPull:
+      w.varint(m.slot);
+      put_chunk(w, m.chunk ? *m.chunk : SnapshotChunk{});
+      break;
   }
   return out;
 }
@@ -203,7 +263,7 @@ Result<Message> decode_message(std::string_view in, const Limits& l) {
   if (auto s = check_version(rd); !s) return std::unexpected(s.error());
   Message m;
   KEEL_TRY_ASSIGN(type, rd.u8());
-  if (type < 1 || type > 7) return bad(fmt::format("message type {} unknown (allowed 1..7)", type));
+  if (type < 1 || type > 9) return bad(fmt::format("message type {} unknown (allowed 1..9)", type));
   m.type = static_cast<MsgType>(type);
   KEEL_TRY_ASSIGN(from, rd.varint());
   KEEL_TRY_ASSIGN(to, rd.varint());
@@ -255,6 +315,14 @@ Result<Message> decode_message(std::string_view in, const Limits& l) {
     case MsgType::kSnapshot: {
       KEEL_TRY_ASSIGN(s, get_snapshot(rd, l));
       m.snapshot = std::move(s);
+      break;
+    }
+    case MsgType::kSnapshotChunk:
+    case MsgType::kSnapshotPull: {
+      KEEL_TRY_ASSIGN(slot, rd.varint());
+      KEEL_TRY_ASSIGN(c, get_chunk(rd, l, m.type == MsgType::kSnapshotChunk));
+      m.slot = slot;
+      m.chunk = std::move(c);
       break;
     }
   }

@@ -17,11 +17,29 @@ inline constexpr uint8_t kCodecVersion = 1;
 struct Limits {
   size_t max_requests = 4096;   // requests in one message or record
   size_t max_decisions = 1024;  // decisions in one kDecided
-  size_t max_payload_bytes = 1 << 20;
+  size_t max_payload_bytes = 4u << 20;  // one request (Options::max_request_bytes must fit)
   size_t max_app_state_bytes = 256u << 20;
   size_t max_members = 64;
   size_t max_dedup = kMaxDedupClients;
+  size_t max_chunk_bytes = 16u << 20;  // data in one kSnapshotChunk
 };
+
+// Upper bounds of encoded sizes, used by the core to keep every message it sends under the
+// transport's frame limit (Options::max_batch_bytes, snapshot_chunk_bytes). Each is >= the
+// exact encoding: varints count at their widest.
+inline constexpr size_t kRequestOverheadBytes = 48;   // ids, seq, timestamp, origin, kind, length
+inline constexpr size_t kBatchOverheadBytes = 10;     // the request count
+inline constexpr size_t kDecisionOverheadBytes = 12;  // slot, null flag
+inline constexpr size_t kMessageOverheadBytes = 64;  // version, type, from, to, slot, phase, counts
+inline constexpr size_t kChunkOverheadBytes = 48;    // total, offset, checksum, length
+inline size_t request_wire_bytes(const Request& r) {
+  return r.payload.size() + kRequestOverheadBytes;
+}
+size_t batch_wire_bytes(const std::vector<Request>& batch);
+size_t decision_wire_bytes(const Decision& d);
+
+// Checksum of an encoded snapshot for chunked transfer: deterministic, no I/O.
+uint64_t snapshot_checksum(std::string_view bytes);
 
 std::string encode(const Message& m);
 Result<Message> decode_message(std::string_view in, const Limits& limits = {});

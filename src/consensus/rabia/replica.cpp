@@ -7,11 +7,17 @@
 #include "base/assert.h"
 #include "base/codec.h"
 #include "base/random.h"
+#include "consensus/rabia/codec.h"
 
 namespace keel::rabia {
 
 bool Config::contains(NodeId id) const {
   return std::binary_search(members.begin(), members.end(), id);
+}
+
+size_t max_message_bytes(const Options& o) {
+  return kMessageOverheadBytes + std::max(o.max_batch_bytes + kDecisionOverheadBytes,
+                                          o.snapshot_chunk_bytes + kChunkOverheadBytes);
 }
 
 Bit common_coin(uint64_t cluster_id, uint64_t epoch, Slot slot, Phase phase) {
@@ -65,6 +71,10 @@ Replica::Replica(Options opts, const std::vector<Record>& durable)
     : opts_(std::move(opts)), config_(normalized(opts_.initial)) {
   KEEL_ASSERT(opts_.max_batch > 0);
   KEEL_ASSERT(opts_.catchup_batch > 0);
+  KEEL_ASSERT_MSG(opts_.max_request_bytes + kRequestOverheadBytes + kBatchOverheadBytes <=
+                      opts_.max_batch_bytes,
+                  "max_batch_bytes must hold one request of max_request_bytes");
+  KEEL_ASSERT(opts_.snapshot_chunk_bytes > 0);
   // Own slot records (proposal/state/vote) by slot; only those of the first undecided slot
   // survive replay: they are what this replica already said and must keep saying (R1).
   std::map<Slot, std::vector<const Record*>> own;
@@ -211,17 +221,13 @@ void Replica::step(const Message& m) {
       handle_catchup(m);
       break;
     case MsgType::kSnapshot:
-      if (m.snapshot && m.snapshot->config.cluster_id == config_.cluster_id &&
-          m.snapshot->next_slot > next_slot_ && !m.snapshot->config.members.empty()) {
-        Record rec;
-        rec.kind = Record::Kind::kSnapshot;
-        rec.slot = m.snapshot->next_slot;
-        rec.snapshot = *m.snapshot;
-        persist(std::move(rec));
-        apply_snapshot(*m.snapshot, /*from_peer=*/true);
-        // The sender may have decided slots after its snapshot: ask for them at once.
-        send(Message{.type = MsgType::kCatchUp, .to = m.from, .slot = next_slot_});
-      }
+      if (m.snapshot) install_from_peer(*m.snapshot, m.from);
+      break;
+    case MsgType::kSnapshotChunk:
+      handle_chunk(m);
+      break;
+    case MsgType::kSnapshotPull:
+      handle_pull(m);
       break;
   }
   progress();
@@ -230,6 +236,17 @@ void Replica::step(const Message& m) {
 void Replica::tick(int64_t now_ms) {
   KEEL_ASSERT(now_ms >= now_ms_);
   now_ms_ = now_ms;
+  if (incoming_) {
+    if (incoming_->slot <= next_slot_) {
+      incoming_.reset();  // caught up another way: the transfer is of no use any more
+    } else if (now_ms_ - incoming_->last_ms >= stale_ms()) {
+      ++stats_.snapshot_transfers_discarded;  // the sender went quiet: ask anyone again
+      incoming_.reset();
+    } else if (now_ms_ - std::max(incoming_->last_ms, incoming_->pull_ms) >=
+               opts_.rebroadcast_interval_ms) {
+      send_pull();  // the chunk (or our pull) was lost: ask for the same offset again
+    }
+  }
   const bool in_flight = cur_.my_proposal.has_value() || cur_.decided.has_value() ||
                          !queue_.empty() || !future_decisions_.empty();
   if (in_flight && now_ms_ - last_progress_ms_ >= opts_.rebroadcast_interval_ms) {
@@ -523,7 +540,10 @@ void Replica::make_proposal() {
   // first non-empty one). Its requests are pending here too (step() queues the requests of
   // every proposal), so this is still "pending requests, oldest first", cut where the peer cut:
   // the proposals match and the slot is decided on the fast path instead of NULL.
-  auto can_follow = [&](const std::vector<Request>& p) { return !p.empty() && p.size() <= opts_.max_batch; };
+  auto can_follow = [&](const std::vector<Request>& p) {
+    return !p.empty() && p.size() <= opts_.max_batch &&
+           batch_wire_bytes(p) <= opts_.max_batch_bytes;
+  };
   const std::vector<Request>* follow = nullptr;
   if (config_.n() > 0) {
     auto it = cur_.proposals.find(config_.members[next_slot_ % config_.n()]);
@@ -545,10 +565,15 @@ void Replica::make_proposal() {
     int64_t cutoff = peers != INT64_MIN ? peers
                      : opts_.propose_delay_ms > 0 ? now_ms_ - opts_.propose_delay_ms
                                                   : INT64_MAX;
-    // The queue is ordered by timestamp first, so the eligible requests are a prefix.
+    // The queue is ordered by timestamp first, so the eligible requests are a prefix; it is
+    // cut at max_batch requests or max_batch_bytes (one request always fits).
+    size_t bytes = kBatchOverheadBytes;
     for (auto it = queue_.begin();
-         it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it)
+         it != queue_.end() && batch.size() < opts_.max_batch && it->timestamp_ms <= cutoff; ++it) {
+      if (!batch.empty() && bytes + request_wire_bytes(*it) > opts_.max_batch_bytes) break;
+      bytes += request_wire_bytes(*it);
       batch.push_back(*it);
+    }
   }
   cur_.my_proposal = batch;
   cur_.proposals[opts_.self] = batch;
@@ -581,15 +606,18 @@ void Replica::handle_catchup(const Message& m) {
   if (m.slot >= next_slot_) return;  // we do not know more than the asker
   const bool compacted = snapshot_ && (log_.empty() || m.slot < log_.begin()->first);
   if (compacted || !log_.contains(m.slot)) {
-    if (!snapshot_) return;
-    ++stats_.snapshots_sent;
-    send(Message{.type = MsgType::kSnapshot, .to = m.from, .snapshot = *snapshot_});
+    offer_snapshot(m.from);
     return;
   }
   Message out{.type = MsgType::kDecided, .to = m.from};
+  size_t bytes = 0;
   for (auto it = log_.find(m.slot); it != log_.end() && out.decisions.size() < opts_.catchup_batch;
        ++it) {
     if (!out.decisions.empty() && it->first != out.decisions.back().slot + 1) break;
+    // Bounded in bytes too (at least one decision; a decision is at most one batch).
+    if (!out.decisions.empty() && bytes + decision_wire_bytes(it->second) > opts_.max_batch_bytes)
+      break;
+    bytes += decision_wire_bytes(it->second);
     out.decisions.push_back(it->second);
   }
   send(std::move(out));
@@ -601,9 +629,12 @@ void Replica::handle_decided(const Message& m) {
     if (d.slot < next_slot_ || d.slot >= horizon) continue;
     future_decisions_.try_emplace(d.slot, d);
   }
-  // A full batch means the sender may have more.
-  if (m.decisions.size() >= opts_.catchup_batch && !m.decisions.empty() &&
-      m.decisions.back().slot + 1 >= next_slot_)
+  // A full batch (by count, or past half the byte budget: the sender may have cut it there)
+  // means the sender may have more. Other cuts are continued by the regular catch-up.
+  size_t bytes = 0;
+  for (const auto& d : m.decisions) bytes += decision_wire_bytes(d);
+  if ((m.decisions.size() >= opts_.catchup_batch || bytes >= opts_.max_batch_bytes / 2) &&
+      !m.decisions.empty() && m.decisions.back().slot + 1 >= next_slot_)
     send(Message{.type = MsgType::kCatchUp, .to = m.from, .slot = m.decisions.back().slot + 1});
 }
 
@@ -622,6 +653,146 @@ void Replica::apply_snapshot(const Snapshot& s, bool from_peer) {
   out_.install = s;
   if (from_peer) ++stats_.snapshots_installed;
   drop_executed_from_queue();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshot transfer
+
+int64_t Replica::stale_ms() const {
+  return opts_.snapshot_stale_ms > 0 ? opts_.snapshot_stale_ms : 20 * opts_.rebroadcast_interval_ms;
+}
+
+bool Replica::transfer_active() const {
+  return incoming_ && incoming_->slot > next_slot_ && now_ms_ - incoming_->last_ms < stale_ms();
+}
+
+const Replica::Encoded& Replica::latest_encoding() {
+  KEEL_ASSERT(snapshot_);
+  if (serving_.empty() || serving_.back().slot != snapshot_->next_slot) {
+    Encoded e;
+    e.slot = snapshot_->next_slot;
+    e.bytes = encode(*snapshot_);
+    e.checksum = snapshot_checksum(e.bytes);
+    serving_.push_back(std::move(e));
+    if (serving_.size() > 2) serving_.erase(serving_.begin());
+  }
+  return serving_.back();
+}
+
+void Replica::offer_snapshot(NodeId to) {
+  if (!snapshot_) return;
+  const Encoded& e = latest_encoding();
+  if (e.bytes.size() <= opts_.snapshot_chunk_bytes) {
+    ++stats_.snapshots_sent;
+    send(Message{.type = MsgType::kSnapshot, .to = to, .snapshot = *snapshot_});
+    return;
+  }
+  // A peer that is pulling this snapshot keeps asking for catch-up now and then (its proposals
+  // for old slots, idle probes): do not start its transfer over with chunk 0 each time.
+  auto it = offered_.find(to);
+  if (it != offered_.end() && it->second.first == e.checksum &&
+      now_ms_ - it->second.second < 4 * opts_.rebroadcast_interval_ms)
+    return;
+  if (offered_.size() >= 256) offered_.clear();  // bounded (ids come from the network)
+  offered_[to] = {e.checksum, now_ms_};
+  ++stats_.snapshots_sent;
+  send_chunk(to, e, 0);
+}
+
+void Replica::send_chunk(NodeId to, const Encoded& e, uint64_t offset) {
+  KEEL_ASSERT(offset < e.bytes.size());
+  SnapshotChunk c{.total = e.bytes.size(),
+                  .offset = offset,
+                  .checksum = e.checksum,
+                  .data = e.bytes.substr(offset, opts_.snapshot_chunk_bytes)};
+  ++stats_.snapshot_chunks_sent;
+  send(Message{.type = MsgType::kSnapshotChunk, .to = to, .slot = e.slot, .chunk = std::move(c)});
+}
+
+void Replica::send_pull() {
+  KEEL_ASSERT(incoming_);
+  incoming_->pull_ms = now_ms_;
+  SnapshotChunk c{.total = incoming_->total,
+                  .offset = incoming_->bytes.size(),
+                  .checksum = incoming_->checksum};
+  send(Message{.type = MsgType::kSnapshotPull,
+               .to = incoming_->from,
+               .slot = incoming_->slot,
+               .chunk = std::move(c)});
+}
+
+void Replica::handle_pull(const Message& m) {
+  if (!m.chunk) return;
+  for (const Encoded& e : serving_) {
+    if (e.slot == m.slot && e.checksum == m.chunk->checksum && e.bytes.size() == m.chunk->total) {
+      if (m.chunk->offset < e.bytes.size()) send_chunk(m.from, e, m.chunk->offset);
+      return;
+    }
+  }
+  // That encoding is gone here (two compactions since): offer the current snapshot; the puller
+  // discards its partial transfer when chunk 0 of a newer snapshot arrives.
+  offered_.erase(m.from);
+  offer_snapshot(m.from);
+}
+
+void Replica::handle_chunk(const Message& m) {
+  if (!m.chunk || m.chunk->data.empty()) return;
+  const SnapshotChunk& c = *m.chunk;
+  if (m.slot <= next_slot_) return;  // nothing to learn from it
+  if (c.total > opts_.max_snapshot_bytes) {
+    ++stats_.snapshot_transfers_failed;  // refused: larger than this replica accepts
+    return;
+  }
+  const bool same = incoming_ && incoming_->slot == m.slot && incoming_->checksum == c.checksum &&
+                    incoming_->total == c.total;
+  if (!same) {
+    if (c.offset != 0) return;  // a piece of a transfer this replica does not run
+    // Keep a live transfer of a snapshot at least as new; a newer snapshot or a stale transfer
+    // gives way.
+    if (incoming_ && incoming_->slot >= m.slot && transfer_active()) return;
+    if (incoming_) ++stats_.snapshot_transfers_discarded;
+    incoming_ = Incoming{.from = m.from, .slot = m.slot, .total = c.total, .checksum = c.checksum};
+  } else if (incoming_->from != m.from) {
+    // The same snapshot from another member: continue from whoever answers.
+    incoming_->from = m.from;
+  }
+  if (c.offset != incoming_->bytes.size()) return;  // duplicate or reordered: the pull repeats
+  incoming_->bytes += c.data;
+  incoming_->last_ms = now_ms_;
+  ++stats_.snapshot_chunks_received;
+  if (incoming_->bytes.size() < incoming_->total) {
+    send_pull();
+    return;
+  }
+  Incoming in = std::move(*incoming_);
+  incoming_.reset();
+  if (snapshot_checksum(in.bytes) != in.checksum) {
+    ++stats_.snapshot_transfers_failed;
+    return;  // the next catch-up starts a new transfer
+  }
+  Limits limits;
+  limits.max_app_state_bytes = opts_.max_snapshot_bytes;
+  auto s = decode_snapshot(in.bytes, limits);
+  if (!s || s->next_slot != in.slot) {
+    ++stats_.snapshot_transfers_failed;
+    return;
+  }
+  install_from_peer(*s, in.from);
+}
+
+void Replica::install_from_peer(const Snapshot& snap, NodeId from) {
+  if (snap.config.cluster_id != config_.cluster_id || snap.next_slot <= next_slot_ ||
+      snap.config.members.empty())
+    return;
+  Record rec;
+  rec.kind = Record::Kind::kSnapshot;
+  rec.slot = snap.next_slot;
+  rec.snapshot = snap;
+  persist(std::move(rec));
+  apply_snapshot(snap, /*from_peer=*/true);
+  if (incoming_ && incoming_->slot <= next_slot_) incoming_.reset();
+  // The sender may have decided slots after its snapshot: ask for them at once.
+  send(Message{.type = MsgType::kCatchUp, .to = from, .slot = next_slot_});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,17 +816,23 @@ void Replica::rebroadcast() {
   if (!is_member() && !queue_.empty()) {
     // Not a member: hand pending requests to the members again (their forward may be lost).
     Message m{.type = MsgType::kForward};
-    for (auto it = queue_.begin(); it != queue_.end() && m.requests.size() < opts_.max_batch; ++it)
+    size_t bytes = kBatchOverheadBytes;
+    for (auto it = queue_.begin(); it != queue_.end() && m.requests.size() < opts_.max_batch;
+         ++it) {
+      if (!m.requests.empty() && bytes + request_wire_bytes(*it) > opts_.max_batch_bytes) break;
+      bytes += request_wire_bytes(*it);
       m.requests.push_back(*it);
+    }
     broadcast(std::move(m));
   }
-  if (cur_.decided || !future_decisions_.empty() || !is_member()) {
+  if ((cur_.decided || !future_decisions_.empty() || !is_member()) && !transfer_active()) {
     for (NodeId m : config_.members)
       if (m != opts_.self) send(Message{.type = MsgType::kCatchUp, .to = m, .slot = next_slot_});
   }
 }
 
 void Replica::request_catchup(NodeId to) {
+  if (transfer_active()) return;  // a snapshot is on its way: its pulls drive the catch-up
   if (now_ms_ - last_catchup_ms_ < opts_.rebroadcast_interval_ms / 2 + 1) return;
   last_catchup_ms_ = now_ms_;
   send(Message{.type = MsgType::kCatchUp, .to = to, .slot = next_slot_});

@@ -29,6 +29,25 @@
 //   R4. Received messages are never persisted: after a restart the replica re-broadcasts its
 //       own records for its current slot and peers re-send theirs (stalled-replica rule).
 // Restart: build the Replica from the durable records (in the order they were persisted).
+//
+// MESSAGE SIZES: every message this core emits is at most max_message_bytes(options) bytes
+// encoded (codec.h), so a driver whose transport frames hold that much never has to drop one.
+// Proposals, kDecided answers and non-member forwards are cut at max_batch_bytes (at least one
+// request or decision each; a request is at most max_request_bytes, which fits a batch).
+//
+// SNAPSHOT TRANSFER: a snapshot whose encoding fits snapshot_chunk_bytes travels whole
+// (kSnapshot). A larger one travels in chunks pulled by the receiver, one in flight at a time:
+// the sender answers a catch-up with chunk 0 (kSnapshotChunk: snapshot slot, total size,
+// checksum of the whole encoding, data); the receiver appends in order and asks for the next
+// offset (kSnapshotPull); a pull whose chunk is lost is sent again after rebroadcast_interval;
+// the assembled bytes are checked (length, checksum, decoding) before they are persisted and
+// installed, exactly like a whole kSnapshot. A transfer that makes no progress for
+// snapshot_stale_ms, or that a newer snapshot supersedes, is discarded. The sender keeps the
+// encodings of its two latest snapshots, so one compaction during a transfer does not restart
+// it; a pull for an encoding it no longer holds is answered with chunk 0 of the current one.
+// Chunking lives here, in the pure core, rather than in the driver: the simulator then runs it
+// under loss, duplication, reordering, crashes and partitions like every other message, and
+// the transfer's progress is decided by the same tick() clock as the rest of the protocol.
 #pragma once
 
 #include <cstdint>
@@ -49,6 +68,16 @@ struct Options {
   size_t max_batch = 16;        // requests per proposal
   size_t max_pending = 10'000;  // pending queue bound; propose() refuses beyond it
   size_t max_request_bytes = 1 << 20;
+  // Bytes (codec.h request_wire_bytes) of one proposal, one kDecided answer, one forward.
+  // REQUIRES: max_request_bytes + kRequestOverheadBytes + kBatchOverheadBytes <= max_batch_bytes.
+  size_t max_batch_bytes = 4u << 20;
+  // A snapshot whose encoding is larger travels in chunks of this many bytes.
+  size_t snapshot_chunk_bytes = 1u << 20;
+  // The largest snapshot encoding accepted from a peer (a larger transfer is refused).
+  size_t max_snapshot_bytes = (256u << 20) + (4u << 20);
+  // An incoming transfer without progress for this long is discarded (0: 20 rebroadcast
+  // intervals).
+  int64_t snapshot_stale_ms = 0;
   int64_t rebroadcast_interval_ms = 50;  // a stalled replica re-sends its slot messages
   // 0: propose the queue head at once. > 0: start a slot only with requests at least this old
   // (by their timestamps), so forwards reach every replica first and batches match; a replica
@@ -87,10 +116,17 @@ struct Stats {
   uint64_t rebroadcasts = 0;
   uint64_t fetches = 0;  // decided 1 without holding the majority proposal
   uint64_t duplicates_dropped = 0;
-  uint64_t snapshots_sent = 0;
+  uint64_t snapshots_sent = 0;  // transfers begun (whole, or chunk 0 offered)
   uint64_t snapshots_installed = 0;
+  uint64_t snapshot_chunks_sent = 0;
+  uint64_t snapshot_chunks_received = 0;      // accepted in order
+  uint64_t snapshot_transfers_discarded = 0;  // stale or superseded partial transfers
+  uint64_t snapshot_transfers_failed = 0;     // assembled bytes with a wrong checksum or decoding
   uint64_t protocol_violations = 0;  // peers that broke the protocol (e.g. durability rules)
 };
+
+// The largest encoded message a replica with these options sends (codec.h encode(Message)).
+size_t max_message_bytes(const Options& o);
 
 // The common coin: a deterministic function of (cluster id, epoch, slot, phase).
 Bit common_coin(uint64_t cluster_id, uint64_t epoch, Slot slot, Phase phase);
@@ -179,6 +215,30 @@ class Replica {
   bool executed(const Request& r) const;
   void drop_executed_from_queue();
   void request_catchup(NodeId to);
+  // Snapshot transfer (see SNAPSHOT TRANSFER above).
+  struct Encoded {
+    Slot slot = 0;
+    uint64_t checksum = 0;
+    std::string bytes;
+  };
+  struct Incoming {
+    NodeId from = 0;
+    Slot slot = 0;
+    uint64_t total = 0;
+    uint64_t checksum = 0;
+    std::string bytes;
+    int64_t last_ms = 0;  // last chunk accepted
+    int64_t pull_ms = 0;  // last pull sent
+  };
+  const Encoded& latest_encoding();
+  void offer_snapshot(NodeId to);
+  void send_chunk(NodeId to, const Encoded& e, uint64_t offset);
+  void send_pull();
+  void handle_chunk(const Message& m);
+  void handle_pull(const Message& m);
+  void install_from_peer(const Snapshot& s, NodeId from);
+  bool transfer_active() const;
+  int64_t stale_ms() const;
 
   Options opts_;
   Config config_;
@@ -212,6 +272,9 @@ class Replica {
   int64_t wait_since_ms_ = 0;  // ... since then (start_timeout_ms)
   std::set<NodeId> silent_starters_;  // let their last turn time out; not waited for
   bool start_deferred_ = false;  // a proposal is due at the next batch point
+  std::vector<Encoded> serving_;  // encodings of the latest snapshots (at most 2), on demand
+  std::map<NodeId, std::pair<uint64_t, int64_t>> offered_;  // peer -> (checksum, when) chunk 0
+  std::optional<Incoming> incoming_;                        // the transfer this replica receives
   Stats stats_;
 };
 

@@ -97,7 +97,21 @@ enum class MsgType : uint8_t {
   kVote = 4,      // slot, phase, bit (0/1/?)
   kDecided = 5,   // decisions (consecutive slots); answer to anything about a decided slot
   kCatchUp = 6,   // slot = first slot the sender lacks; asks for decisions or a snapshot
-  kSnapshot = 7,  // snapshot: answer to kCatchUp for compacted slots
+  kSnapshot = 7,  // snapshot: answer to kCatchUp for compacted slots (when it fits one chunk)
+  // A snapshot larger than Options::snapshot_chunk_bytes travels in chunks, pulled by the
+  // receiver one at a time (see replica.h, "Snapshot transfer"):
+  kSnapshotChunk = 8,  // slot = snapshot's next_slot; chunk = {total, offset, checksum, data}
+  kSnapshotPull = 9,   // slot, chunk = {total, offset wanted, checksum}: send me this chunk
+};
+
+// One piece of an encoded Snapshot (codec.h encode(Snapshot)), identified by the snapshot's
+// next_slot (Message::slot) and the checksum of the whole encoding.
+struct SnapshotChunk {
+  uint64_t total = 0;     // bytes of the whole encoded snapshot
+  uint64_t offset = 0;    // where `data` starts (kSnapshotPull: the offset wanted)
+  uint64_t checksum = 0;  // snapshot_checksum() of the whole encoding
+  std::string data;       // empty in kSnapshotPull
+  friend bool operator==(const SnapshotChunk&, const SnapshotChunk&) = default;
 };
 
 struct Message {
@@ -110,6 +124,7 @@ struct Message {
   std::vector<Request> requests;
   std::vector<Decision> decisions;
   std::optional<Snapshot> snapshot;
+  std::optional<SnapshotChunk> chunk;  // kSnapshotChunk, kSnapshotPull
   friend bool operator==(const Message&, const Message&) = default;
 };
 

@@ -72,11 +72,56 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+// One RESP2 value: '+', '-', ':' or '$' (null: is_null).
+struct Resp2 {
+  char kind = 0;
+  std::string text;
+  bool is_null = false;
+  int64_t number = 0;
+};
+Resp2 parse_resp2(std::string_view s) {
+  Resp2 r;
+  if (s.size() < 3) return r;
+  r.kind = s[0];
+  size_t nl = s.find("\r\n");
+  std::string_view head = s.substr(1, nl == std::string_view::npos ? s.size() - 1 : nl - 1);
+  if (r.kind == '+' || r.kind == '-') {
+    r.text = head;
+  } else if (r.kind == ':') {
+    std::from_chars(head.data(), head.data() + head.size(), r.number);
+  } else if (r.kind == '$') {
+    int64_t len = -1;
+    std::from_chars(head.data(), head.data() + head.size(), len);
+    if (len < 0)
+      r.is_null = true;
+    else
+      r.text = s.substr(nl + 2, static_cast<size_t>(len));
+  }
+  return r;
+}
+
+// A RESP error reply of an entry command as an HTTP answer.
+CacheAnswer resp_error(const std::string& err) {
+  auto rest = [&](size_t n) { return err.substr(std::min(n, err.size())); };
+  if (err.starts_with("ERR no cache named")) return error(404, "NOT_FOUND", rest(4));
+  if (err.starts_with("ERR invalid expire") || err.starts_with("ERR name") ||
+      err.starts_with("ERR TTL"))
+    return error(400, "INVALID_ARGUMENT", rest(4));
+  if (err.starts_with("OOM ")) return error(507, "OUT_OF_MEMORY", rest(4));
+  if (err.starts_with("WRONGTYPE ")) return error(409, "WRONG_TYPE", rest(10));
+  if (err.starts_with("TIMEOUT ")) return error(504, "DEADLINE_EXCEEDED", rest(8));
+  if (err.starts_with("TRYAGAIN ") || err.starts_with("CLUSTERDOWN "))
+    return error(503, "UNAVAILABLE", err.substr(err.find(' ') + 1));
+  if (err.starts_with("ERR entry of")) return error(413, "LIMIT_EXCEEDED", rest(4));
+  return error(500, "INTERNAL", err);
+}
+
 }  // namespace
 
 boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::string_view method,
                                                   std::string_view path, const QueryLookup& query,
-                                                  const std::string& body) {
+                                                  const std::string& body,
+                                                  const CommandRunner& run) {
   if (!svc) co_return error(503, "UNAVAILABLE", "the caching service is not running on this node");
   std::string_view rest = path.substr(std::string_view("/v1/caches").size());
   if (rest.empty() || rest == "/") {
@@ -157,6 +202,22 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
                     "the key must not be empty: use /v1/caches/{name}/entries/{key}");
 
   if (method == "GET") {
+    if (run) {
+      std::vector<std::string> cmd{"CACHE.GET", name, key};
+      auto v = parse_resp2(co_await run(cmd));
+      if (v.kind == '-') co_return resp_error(v.text);
+      if (v.is_null)
+        co_return error(404, "NOT_FOUND", fmt::format("key '{}' is not in cache '{}'", key, name));
+      std::vector<std::string> tcmd{"CACHE.TTL", name, key};
+      auto t = parse_resp2(co_await run(tcmd));
+      json j{{"cache", name}, {"key", key}};
+      if (valid_utf8(v.text))
+        j["value"] = v.text;
+      else
+        j["value_hex"] = fmt::format("{:02x}", fmt::join(v.text, ""));
+      j["ttl_ms"] = t.kind == ':' && t.number >= 0 ? t.number : -1;
+      co_return CacheAnswer{200, j, ""};
+    }
     auto r = co_await svc->get(name, key, now);
     if (!r) co_return error(r.error());
     if (!*r)
@@ -187,6 +248,17 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
                 *tm));
       ttl = v;
     }
+    if (run) {
+      std::vector<std::string> cmd{"CACHE.PUT", name, key, body};
+      if (ttl) {
+        cmd.push_back("PX");
+        cmd.push_back(std::to_string(*ttl));
+      }
+      auto v = parse_resp2(co_await run(cmd));
+      if (v.kind == '-') co_return resp_error(v.text);
+      co_return CacheAnswer{
+          200, json{{"cache", name}, {"key", key}, {"stored", true}, {"bytes", body.size()}}, ""};
+    }
     auto r = co_await svc->put(name, key, body, ttl, now);
     if (!r) co_return error(r.error());
     co_return CacheAnswer{200,
@@ -198,6 +270,13 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
                           ""};
   }
   if (method == "DELETE") {
+    if (run) {
+      std::vector<std::string> cmd{"CACHE.DEL", name, key};
+      auto v = parse_resp2(co_await run(cmd));
+      if (v.kind == '-') co_return resp_error(v.text);
+      co_return CacheAnswer{200, json{{"cache", name}, {"key", key}, {"deleted", v.number > 0}},
+                            ""};
+    }
     auto r = co_await svc->remove(name, key, now);
     if (!r) co_return error(r.error());
     co_return CacheAnswer{200, json{{"cache", name}, {"key", key}, {"deleted", *r}}, ""};

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keel::cache {
 class Service;
@@ -30,10 +31,16 @@ struct CacheAnswer {
 };
 
 using QueryLookup = std::function<const std::string*(std::string_view name)>;
+// Runs a command through the RESP server (routing to the key's primary, forwarding, write
+// quorum) and returns its RESP2 reply. Entry routes use it, so an entry reached over HTTP
+// lives where the same entry reached over RESP does.
+using CommandRunner =
+    std::function<boost::asio::awaitable<std::string>(const std::vector<std::string>& argv)>;
 
 // `path` starts with /v1/caches; `svc` may be null (no caching service on this node).
 boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::string_view method,
                                                   std::string_view path, const QueryLookup& query,
-                                                  const std::string& body);
+                                                  const std::string& body,
+                                                  const CommandRunner& run);
 
 }  // namespace keel::http

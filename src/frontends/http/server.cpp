@@ -21,6 +21,7 @@
 
 #include "base/clock.h"
 #include "base/slots.h"
+#include "dht/service.h"
 #include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/caches.h"
@@ -164,6 +165,7 @@ uint64_t rss_bytes() {
 struct Server::Impl {
   runtime::ShardSet& shards;
   resp::Server& resp;
+  dht::Service* dht = nullptr;
   ServerOptions opt;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::atomic<bool> stopping{false};
@@ -180,6 +182,9 @@ struct Server::Impl {
 
   awaitable<Response> handle(const Request& req);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
+  awaitable<Response> handle_kv_routed(const Request& req, const std::string& key, const Query& q);
+  // Runs a command through the RESP server (routing, forwarding, write quorum); its RESP2 reply.
+  awaitable<std::string> run_command(const std::vector<std::string>& argv);
   awaitable<Response> handle_list(const Request& req, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
@@ -188,8 +193,145 @@ struct Server::Impl {
   awaitable<void> accept_loop();
 };
 
+namespace {
+// A RESP2 reply read back for HTTP: one value (simple string, error, integer, bulk or null,
+// or an array of bulks).
+struct Resp2 {
+  char kind = 0;  // '+', '-', ':', '$' (null: is_null), '*'
+  std::string text;
+  bool is_null = false;
+  int64_t number = 0;
+  std::vector<std::string> items;
+};
+Resp2 parse_resp2(std::string_view s) {
+  Resp2 r;
+  if (s.empty()) return r;
+  r.kind = s[0];
+  size_t nl = s.find("\r\n");
+  std::string_view head = s.substr(1, nl == std::string_view::npos ? s.size() - 1 : nl - 1);
+  if (r.kind == '+' || r.kind == '-') {
+    r.text = head;
+  } else if (r.kind == ':') {
+    std::from_chars(head.data(), head.data() + head.size(), r.number);
+  } else if (r.kind == '$') {
+    int64_t len = -1;
+    std::from_chars(head.data(), head.data() + head.size(), len);
+    if (len < 0) r.is_null = true;
+    else r.text = s.substr(nl + 2, static_cast<size_t>(len));
+  } else if (r.kind == '*') {
+    int64_t n = 0;
+    std::from_chars(head.data(), head.data() + head.size(), n);
+    size_t pos = nl + 2;
+    for (int64_t i = 0; i < n && pos < s.size(); ++i) {
+      size_t e = s.find("\r\n", pos);
+      int64_t len = -1;
+      std::from_chars(s.data() + pos + 1, s.data() + e, len);
+      if (len < 0) {
+        r.items.emplace_back();
+        pos = e + 2;
+        continue;
+      }
+      r.items.emplace_back(s.substr(e + 2, static_cast<size_t>(len)));
+      pos = e + 2 + static_cast<size_t>(len) + 2;
+    }
+  }
+  return r;
+}
+
+// An error reply from the data path as an HTTP answer: a definite refusal (nothing applied)
+// is 503 UNAVAILABLE; an unknown outcome is 504 DEADLINE_EXCEEDED.
+Response resp_error_response(const Request& req, const std::string& err) {
+  if (err.starts_with("TIMEOUT "))
+    return error_response(req, bhttp::status::gateway_timeout, "DEADLINE_EXCEEDED", err.substr(8));
+  if (err.starts_with("TRYAGAIN ") || err.starts_with("CLUSTERDOWN "))
+    return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", err.substr(err.find(' ') + 1));
+  if (err.starts_with("WRONGTYPE "))
+    return error_response(req, bhttp::status::conflict, "WRONG_TYPE", err.substr(10));
+  if (err.starts_with("OOM "))
+    return error_response(req, bhttp::status::insufficient_storage, "OUT_OF_MEMORY", err.substr(4));
+  return error_response(req, bhttp::status::internal_server_error, "INTERNAL", err);
+}
+}  // namespace
+
+// `argv` lives in the caller's frame until this completes (GCC 12 mishandles by-value
+// container parameters of coroutines called inside co_await).
+awaitable<std::string> Server::Impl::run_command(const std::vector<std::string>& argv) {
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::string)>(
+      [this, &argv](auto handler) {
+        auto ex = asio::get_associated_executor(handler);
+        // std::function needs a copyable target; the handler is move-only.
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        resp.run(argv, [h, ex](std::string reply) {
+          asio::post(ex, [h, reply = std::move(reply)]() mutable { std::move(*h)(std::move(reply)); });
+        });
+      },
+      use_awaitable);
+}
+
+// Cluster mode: the key's partition may live on another node, so the request runs as the
+// equivalent commands through the RESP server, which routes and forwards them.
+awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std::string& key, const Query& q) {
+  auto method = req.method();
+  if (method == bhttp::verb::get) {
+    std::vector<std::string> cmd{"TYPE", key};  // (GCC 12: no braced lists inside co_await)
+    auto type = parse_resp2(co_await run_command(cmd));
+    if (type.kind == '-') co_return resp_error_response(req, type.text);
+    if (type.text == "none") co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("key '{}' does not exist", key));
+    json body;
+    body["key"] = key;
+    cmd = {type.text == "hash" ? "HGETALL" : "GET", key};
+    auto v = parse_resp2(co_await run_command(cmd));
+    if (v.kind == '-') co_return resp_error_response(req, v.text);
+    if (type.text == "hash") {
+      body["type"] = "hash";
+      json fields = json::object();
+      for (size_t i = 0; i + 1 < v.items.size(); i += 2) {
+        auto& f = v.items[i];
+        auto& val = v.items[i + 1];
+        if (valid_utf8(f) && valid_utf8(val)) fields[f] = val;
+        else fields[valid_utf8(f) ? f : "base64:" + base64(f)] = "base64:" + base64(val);
+      }
+      body["fields"] = std::move(fields);
+    } else {
+      if (v.is_null) co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("key '{}' does not exist", key));
+      body["type"] = "string";
+      put_bytes(body, "value", v.text);
+    }
+    cmd = {"PTTL", key};
+    auto ttl = parse_resp2(co_await run_command(cmd));
+    body["ttl_ms"] = ttl.kind == ':' && ttl.number >= 0 ? ttl.number : -1;
+    co_return json_response(req, bhttp::status::ok, body);
+  }
+  if (method == bhttp::verb::put || method == bhttp::verb::post) {
+    std::vector<std::string> argv{"SET", key, std::string(req.body())};
+    if (auto* t = q.get("ttl_ms")) {
+      int64_t ttl = 0;
+      auto [p, ec] = std::from_chars(t->data(), t->data() + t->size(), ttl);
+      if (ec != std::errc() || p != t->data() + t->size() || ttl <= 0 || ttl > (int64_t{1} << 50))
+        co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                                 fmt::format("ttl_ms must be a positive integer number of milliseconds up to 2^50, got '{}'", *t));
+      argv.push_back("PX");
+      argv.push_back(std::to_string(ttl));
+    }
+    auto r = parse_resp2(co_await run_command(argv));
+    if (r.kind == '-') co_return resp_error_response(req, r.text);
+    co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"stored", true}, {"bytes", req.body().size()}});
+  }
+  if (method == bhttp::verb::delete_) {
+    std::vector<std::string> cmd{"DEL", key};
+    auto r = parse_resp2(co_await run_command(cmd));
+    if (r.kind == '-') co_return resp_error_response(req, r.text);
+    co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r.number > 0}});
+  }
+  auto res = error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                            fmt::format("{} is not allowed on /v1/kv/{{key}}; allowed: GET, PUT, DELETE", std::string(req.method_string())));
+  res.set(bhttp::field::allow, "GET, PUT, DELETE");
+  co_return res;
+}
+
 awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::string& key, const Query& q) {
   if (key.empty()) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "the key must not be empty: use /v1/kv/{key}");
+  if (resp.clustered()) co_return co_await handle_kv_routed(req, key, q);
   auto& shard = owner_of(key);
   uint32_t part = key_partition(key, shards.partitions());
   int64_t now = SystemClock::instance().now_ms();
@@ -350,6 +492,28 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::server, "keel");
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
+    if (dht) {
+      auto d = dht->status();
+      uint32_t self = dht->options().self;
+      auto& mine = d.nodes[self];
+      res.body() += fmt::format(
+          "# HELP keel_dht_partitions Partitions this node holds, by role.\n# TYPE keel_dht_partitions gauge\n"
+          "keel_dht_partitions{{role=\"primary\"}} {}\nkeel_dht_partitions{{role=\"replica\"}} {}\n"
+          "# HELP keel_dht_under_replicated_partitions Partitions with fewer copies than the target, in the map this node knows.\n"
+          "# TYPE keel_dht_under_replicated_partitions gauge\nkeel_dht_under_replicated_partitions {}\n"
+          "# HELP keel_dht_map_version Metadata revision of the partition map this node routes by.\n"
+          "# TYPE keel_dht_map_version gauge\nkeel_dht_map_version {}\n"
+          "# HELP keel_dht_forwarded_requests_total Commands forwarded to another node's primary.\n"
+          "# TYPE keel_dht_forwarded_requests_total counter\nkeel_dht_forwarded_requests_total {}\n"
+          "# HELP keel_dht_forward_errors_total Forwarded commands that got no answer in time.\n"
+          "# TYPE keel_dht_forward_errors_total counter\nkeel_dht_forward_errors_total {}\n"
+          "# HELP keel_dht_replicated_entries_total Log entries this node applied as a replica.\n"
+          "# TYPE keel_dht_replicated_entries_total counter\nkeel_dht_replicated_entries_total {}\n"
+          "# HELP keel_dht_failovers_total Partitions this node promoted a new primary for (as the failover manager).\n"
+          "# TYPE keel_dht_failovers_total counter\nkeel_dht_failovers_total {}\n",
+          mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
+          d.replicated_entries, d.failovers);
+    }
     co_return res;
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
@@ -361,8 +525,11 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
   }
   if (path == "/v1/caches" || path.starts_with("/v1/caches/")) {
     auto query = [&q](std::string_view k) { return q.get(k); };
+    // Entries travel as CACHE.* commands through the RESP server (routing to the primary).
+    CommandRunner runner;
+    if (resp.clustered()) runner = [this](const std::vector<std::string>& argv) { return run_command(argv); };
     auto a = co_await handle_caches(caches, std::string_view(req.method_string().data(), req.method_string().size()),
-                                    path, query, req.body());
+                                    path, query, req.body(), runner);
     auto res = json_response(req, static_cast<bhttp::status>(a.status), a.body);
     if (!a.allow.empty()) res.set(bhttp::field::allow, a.allow);
     co_return res;
@@ -641,8 +808,24 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
                        {"rebroadcasts", s.rebroadcasts}, {"snapshots_installed", s.snapshots_installed}}},
             {"log", {{"bytes", s.log_bytes}, {"syncs", s.log_syncs}, {"snapshots_written", s.snapshots_written},
                      {"commands_per_sync", static_cast<double>(s.commands_per_sync_x100) / 100.0}}},
+            {"snapshot_transfer", {{"snapshots_sent", s.snapshots_sent}, {"chunks_sent", s.snapshot_chunks_sent},
+                                   {"chunks_received", s.snapshot_chunks_received},
+                                   {"transfers_discarded", s.snapshot_transfers_discarded},
+                                   {"transfers_failed", s.snapshot_transfers_failed}}},
+            {"messages_oversized", s.messages_oversized},
+            {"commands_too_large", s.commands_too_large},
             {"requests_no_quorum", s.requests_no_quorum},
             {"requests_timed_out", s.requests_timed_out}};
+  if (dht) {
+    auto d = dht->status();
+    json per = json::array();
+    for (auto& [id, n] : d.nodes) per.push_back(json{{"id", id}, {"primaries", n.primaries}, {"replicas", n.replicas}});
+    body["partitions"] = json{{"map_version", d.map_version}, {"count", d.partitions}, {"copies", d.copies},
+                              {"write_quorum", d.write_quorum}, {"nodes", per},
+                              {"under_replicated", d.under_replicated},
+                              {"forwarded", d.forwarded}, {"forward_errors", d.forward_errors},
+                              {"replicated_entries", d.replicated_entries}, {"failovers", d.failovers}};
+  }
   co_return json_response(req, bhttp::status::ok, body);
 }
 
@@ -682,6 +865,7 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
                            "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
 }
 
+void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 

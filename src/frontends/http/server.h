@@ -21,6 +21,9 @@ class MetaService;
 namespace keel::cache {
 class Service;
 }
+namespace keel::dht {
+class Service;
+}
 
 namespace keel::http {
 
@@ -41,6 +44,8 @@ class Server {
   void set_meta(cluster::MetaService* meta);
   // Serves /v1/caches (frontends/http/caches.h). Call before start().
   void set_caches(cache::Service* caches);
+  // Adds the partition figures to /v1/cluster/status and /metrics.
+  void set_dht(dht::Service* dht);
   Result<int> start();  // returns the bound port
   void shutdown();
 

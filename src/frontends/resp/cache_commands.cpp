@@ -7,6 +7,7 @@
 // server runs them as coroutines (cache_admin.cpp); they are registered here for COMMAND.
 #include "frontends/resp/family_util.h"
 #include "services/cache/definition.h"
+#include "services/cache/keyspace.h"
 
 namespace keel::resp {
 namespace {
@@ -108,6 +109,18 @@ void cmd_cache_del(CmdCtx& c, Args a, Reply& r) {
   r.integer(*removed ? 1 : 0);
 }
 
+// CACHE.TTL name key: milliseconds left, -1 without expiry, -2 if absent (as PTTL).
+void cmd_cache_ttl(CmdCtx& c, Args a, Reply& r) {
+  const Active* cache = nullptr;
+  if (!resolve(c, a[1], cache, r)) return;
+  std::string key =
+      cache ? cache::entry_key(cache->def.name, cache->generation, a[2]) : std::string(a[2]);
+  auto v = c.engine->get(c.partition(a[2]), key, c.now_ms);
+  if (!v) return r.integer(-2);
+  if (v->expire_at_ms == 0) return r.integer(-1);
+  r.integer(std::max<int64_t>(0, v->expire_at_ms - c.now_ms));
+}
+
 }  // namespace
 
 void register_cache_commands(std::vector<CommandSpec>& t) {
@@ -120,6 +133,10 @@ void register_cache_commands(std::vector<CommandSpec>& t) {
                "Stores a value in a named cache, with the cache's default TTL unless TTL, EX or PX "
                "is given.",
                "0.1.0"});
+  t.push_back(
+      {"cache.ttl", 3, kReadonly | kFast, 2, 2, 1, K, cmd_cache_ttl, "cache",
+       "Returns the milliseconds an entry of a named cache has left (-1: no expiry, -2: absent).",
+       "0.1.0"});
   t.push_back({"cache.del", 3, kWrite | kFast, 2, 2, 1, K, cmd_cache_del, "cache",
                "Removes a key from a named cache.", "0.1.0"});
   t.push_back({"cache.create", -2, kWrite, 0, 0, 0, L, nullptr, "cache",

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/random.h"
+#include "dht/topology.h"
 #include "frontends/resp/reply.h"
 #include "services/cache/ops.h"
 #include "storage/engine.h"
@@ -50,6 +51,10 @@ class NodeView {
   virtual std::string node_id() const = 0;  // 40 hex characters
   virtual std::string announce_ip() const = 0;
   virtual int announce_port() const = 0;
+  // Cluster mode: where every partition lives (null on a node outside a cluster, or before
+  // the partition map is known).
+  virtual std::shared_ptr<const dht::Topology> topology() const { return nullptr; }
+  virtual bool clustered() const { return false; }
 };
 
 struct CmdCtx {

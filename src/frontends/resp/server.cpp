@@ -23,6 +23,7 @@
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/family_util.h"
 #include "services/cache/service.h"
+#include "dht/service_async.h"
 #include "runtime/shards.h"
 
 namespace keel::resp {
@@ -58,6 +59,17 @@ struct Connection {
   bool error_reply = false;
   bool dirty = false;  // writes on this connection's shard not yet committed
   int64_t now_ms = 0;
+  bool forwarded = false;  // a request another node forwarded here: never forwarded again
+  // Cluster mode: the partitions of the command being run (checked on their shard) and what
+  // its reply must wait for (partition, lsn) before it is acknowledged.
+  std::vector<uint32_t> parts;
+  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  std::optional<Error> write_error;
+  struct Deferred {
+    size_t begin, end;  // the reply's bytes in `out`
+    std::vector<std::pair<uint32_t, uint64_t>> waits;
+  };
+  std::vector<Deferred> deferred;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
 
@@ -111,6 +123,7 @@ struct Server::Impl {
   std::atomic<uint64_t> max_clients;
   std::atomic<uint64_t> timeout_s;
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
+  dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
@@ -141,6 +154,15 @@ struct Server::Impl {
                                     const std::vector<size_t>& key_pos);
   awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
   awaitable<Snapshot> collect();
+  // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
+  // waits for the write quorum), else forwards it to the primary.
+  awaitable<void> settle(Connection& c);
+  awaitable<void> execute_routed(Connection& c, Args argv, const CommandSpec& spec,
+                                 const std::vector<size_t>& keys, uint32_t first_part);
+  void execute_forwarded(std::vector<std::string> argv, int protocol,
+                         std::function<void(std::string)> done, bool forwarded = true);
+  awaitable<void> run_one(unsigned sid, std::vector<std::string> argv, int protocol,
+                          std::function<void(std::string)> done, bool forwarded);
 
   // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
   awaitable<void> run_handler(Connection& c, unsigned sid, const CommandSpec& spec, Args argv,
@@ -166,7 +188,25 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.routed_partition = routed_partition;
     size_t before = out.size();
     Reply r(out, proto);
-    spec.handler(ctx, argv, r);
+    if (dht && !c.parts.empty()) {
+      bool write = spec.flags & kWrite;
+      for (uint32_t p : c.parts) {
+        if (shards.owner(p) != sid) continue;
+        if (auto e = dht->check_local(sid, p, write, c.now_ms); !e.empty()) return r.error(e);
+      }
+      if (!write)
+        for (uint32_t p : c.parts)
+          if (shards.owner(p) == sid)
+            if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.emplace_back(p, lsn);
+      spec.handler(ctx, argv, r);
+      // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
+      // are committed locally, then shipped to the replicas.
+      auto waits = dht->after_write(sid, c.now_ms);
+      if (!waits) c.write_error = waits.error();
+      else c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+    } else {
+      spec.handler(ctx, argv, r);
+    }
     if (!(spec.flags & kWrite)) return;
     if (sid == c.shard) {
       c.dirty = true;  // committed once for the whole batch, before the replies are written
@@ -258,6 +298,14 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     case Routing::kKey: {
       std::string_view first = argv[static_cast<size_t>(spec->first_key)];
       uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
+      if (dht) {
+        if (!dht->topology(c.shard)) {
+          r.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
+          break;
+        }
+        co_await execute_routed(c, argv, *spec, command_keys(*spec, argv), part);
+        break;
+      }
       unsigned owner = shards.owner(part);
       bool one_shard = true;
       if (spec->last_key != spec->first_key && shards.size() > 1) {
@@ -278,6 +326,127 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+}
+
+awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const CommandSpec& spec,
+                                             const std::vector<size_t>& keys, uint32_t first_part) {
+  auto& r = c.reply;
+  auto topo = dht->topology(c.shard);
+  uint32_t self = topo->self;
+  c.parts.clear();
+  c.parts.push_back(first_part);
+  for (size_t k : keys) {
+    uint32_t p = key_partition(argv[k], shards.partitions());
+    if (std::find(c.parts.begin(), c.parts.end(), p) == c.parts.end()) c.parts.push_back(p);
+  }
+  uint32_t primary = topo->parts[first_part].primary;
+  for (uint32_t p : c.parts) {
+    if (topo->parts[p].primary != primary) {
+      c.parts.clear();
+      co_return r.error(
+          "CROSSSLOT Keys in request don't hash to the same slot (their partitions have different "
+          "primaries in this cluster; put the keys in one slot with a {hash tag})");
+    }
+  }
+  if (primary == 0) {
+    c.parts.clear();
+    co_return r.error("CLUSTERDOWN Hash slot not served (the partition map has no primary for it)");
+  }
+  if (primary != self) {
+    c.parts.clear();
+    if (c.forwarded)
+      co_return r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry",
+                                    first_part));
+    auto reply = co_await dht::forward(*dht, c.shard, primary, argv, c.client.protocol);
+    if (!reply)
+      co_return r.error((reply.error().code == Errc::kTimeout ? "TIMEOUT " : "TRYAGAIN ") + reply.error().message);
+    c.out += *reply;
+    co_return;
+  }
+  c.waits.clear();
+  c.write_error.reset();
+  size_t before = c.out.size();
+  unsigned owner = shards.owner(first_part);
+  bool one_shard = true;
+  for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
+  if (one_shard) co_await run_handler(c, owner, spec, argv, c.out, argv[static_cast<size_t>(spec.first_key)].data(), first_part);
+  else co_await execute_multi_key(c, spec, argv, keys);
+  c.parts.clear();
+  if (c.write_error) {
+    c.out.resize(before);
+    r.error("TIMEOUT outcome unknown: " + c.write_error->message);
+    c.write_error.reset();
+  } else if (!c.waits.empty()) {
+    // The reply waits for the write quorum, but the next pipelined command need not: replies
+    // are settled together before they are written (settle()).
+    c.deferred.push_back({before, c.out.size(), std::move(c.waits)});
+  }
+  c.waits.clear();
+}
+
+// Waits until every reply held back by the write quorum may go out: one wait per shard for
+// the highest LSN per partition. If a wait fails (the quorum did not answer in time, or this
+// node stopped being a primary), every held-back reply on that shard becomes a TIMEOUT error
+// (outcome unknown) — possibly also for a write that did reach its quorum, which is still a
+// true answer.
+awaitable<void> Server::Impl::settle(Connection& c) {
+  if (c.deferred.empty()) co_return;
+  std::map<unsigned, std::map<uint32_t, uint64_t>> by_shard;
+  for (auto& d : c.deferred)
+    for (auto& [p, lsn] : d.waits) {
+      auto& m = by_shard[shards.owner(p)][p];
+      m = std::max(m, lsn);
+    }
+  std::map<unsigned, std::string> failed;
+  for (auto& [sid, parts] : by_shard) {
+    std::vector<std::pair<uint32_t, uint64_t>> ws(parts.begin(), parts.end());
+    auto st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
+    if (!st) failed[sid] = st.error().message;
+  }
+  if (!failed.empty()) {
+    std::string out;
+    size_t pos = 0;
+    for (auto& d : c.deferred) {
+      const std::string* why = nullptr;
+      for (auto& [p, lsn] : d.waits)
+        if (auto it = failed.find(shards.owner(p)); it != failed.end()) why = &it->second;
+      if (!why) continue;
+      out.append(c.out, pos, d.begin - pos);
+      Reply(out, c.client.protocol).error("TIMEOUT " + *why);
+      pos = d.end;
+    }
+    out.append(c.out, pos, std::string::npos);
+    c.out.swap(out);
+  }
+  c.deferred.clear();
+}
+
+void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
+                                     std::function<void(std::string)> done, bool forwarded) {
+  static std::atomic<unsigned> next{0};
+  unsigned sid = next.fetch_add(1, std::memory_order_relaxed) % shards.size();
+  // A member coroutine with by-value parameters (they live in its frame), not a capturing
+  // coroutine lambda.
+  asio::co_spawn(shards.shard(sid).io, run_one(sid, std::move(argv), protocol, std::move(done), forwarded),
+                 asio::detached);
+}
+
+awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> argv, int protocol,
+                                      std::function<void(std::string)> done, bool forwarded) {
+  Connection c(tcp::socket(shards.shard(sid).io), sid);
+  c.forwarded = forwarded;
+  c.client.protocol = protocol;
+  c.client.addr = forwarded ? "forwarded" : "internal";
+  c.now_ms = SystemClock::instance().now_ms();
+  std::vector<std::string_view> views(argv.begin(), argv.end());
+  const CommandSpec* spec = views.empty() ? nullptr : find_command(views[0]);
+  if (!views.empty()) co_await execute(c, Args(views.data(), views.size()), spec, kNoPartition);
+  co_await settle(c);
+  if (!commit_local(c)) {
+    c.out.clear();
+    Reply(c.out, protocol).error("ERR the write could not be made durable on the primary");
+  }
+  done(std::move(c.out));
 }
 
 // Commands whose keys live on several shards. Redis runs them atomically on one thread; here
@@ -661,6 +830,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
           break;
         }
         if (c.out.size() >= kFlushThreshold) {
+          co_await settle(c);
           if (!commit_local(c)) {
             close = true;
             c.out.clear();
@@ -688,6 +858,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
       std::memmove(in.data(), in.data() + start, used - start);
       used -= start;
     }
+    co_await settle(c);
     if (!c.out.empty() && !commit_local(c)) break;  // replies would acknowledge lost writes
     if (!c.out.empty()) {
       auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
@@ -819,6 +990,18 @@ uint64_t Server::open_connections() const { return impl_->open.load(); }
 void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
 void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
+bool Server::clustered() const { return impl_->dht != nullptr; }
+void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
+  impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);
+}
+void Server::set_dht(dht::Service* dht) {
+  impl_->dht = dht;
+  if (dht)
+    dht->set_executor([im = impl_.get()](std::vector<std::string> argv, int protocol,
+                                         std::function<void(std::string)> done) {
+      im->execute_forwarded(std::move(argv), protocol, std::move(done));
+    });
+}
 
 Snapshot Server::collect_blocking() {
   std::promise<Snapshot> p;

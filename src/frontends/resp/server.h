@@ -19,6 +19,9 @@ class ShardSet;
 namespace keel::cache {
 class Service;
 }
+namespace keel::dht {
+class Service;
+}
 
 namespace keel::resp {
 
@@ -57,6 +60,12 @@ class Server {
   void set_timeout_s(uint64_t s);
   // The caching service behind the CACHE.* commands. Call before start().
   void set_caches(cache::Service* caches);
+  // Cluster mode: key commands are routed by the distributed hash map (set before start()).
+  void set_dht(dht::Service* dht);
+  bool clustered() const;
+  // Runs one command as a client would (routing, forwarding, write quorum) on some shard and
+  // hands its RESP2 reply to `done` on that shard's thread. For the other doors (HTTP).
+  void run(std::vector<std::string> argv, std::function<void(std::string)> done);
 
   // Collects statistics from every shard. From a non-shard thread only (it blocks); shard
   // coroutines use collect_snapshot() in server_async.h.

@@ -75,6 +75,9 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
 
   std::function<std::optional<PeerAddress>(uint32_t)> address_book;
   std::vector<std::function<void()>> applied_hooks;
+  std::vector<std::function<void()>> installed_hooks;
+  uint64_t oversized = 0, too_large = 0;
+  bool oversize_logged = false;
   std::vector<std::function<void(const StatusChange&)>> status_hooks;
   std::map<uint32_t, uint64_t> reported_slot;  // from heartbeats
   uint64_t hb_seq = 0;
@@ -143,20 +146,41 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
       }
       // 2. Then send.
       KEEL_ASSERT(transport || rd.messages.empty());
-      for (auto& m : rd.messages) transport->send(m.to, MsgType::kRabia, rabia::encode(m));
+      for (auto& m : rd.messages) send(m);
       // 3. Install, 4. apply.
+      bool installed = false;
       if (rd.install) {
         if (auto st = sm->restore(rd.install->app_state); !st)
           return die("restoring the metadata snapshot failed: " + st.error().message);
         last_snapshot_slot = rd.install->next_slot;
+        installed = transport != nullptr;  // not the replay at start
       }
-      bool any = false;
+      if (installed)
+        for (auto& h : installed_hooks) h();
+      bool any = installed;
       for (auto& e : rd.apply) any |= apply(e);
       replica->advance();
       if (any)
         for (auto& h : applied_hooks) h();
       maybe_compact();
     }
+  }
+
+  // The core keeps every message under max_message_bytes (checked against the frame limit at
+  // start), so this never refuses one; if it ever must, it says so instead of letting the
+  // transport drop the frame silently on every resend.
+  void send(const rabia::Message& m) {
+    std::string bytes = rabia::encode(m);
+    if (bytes.size() > opt.max_frame_bytes) {
+      ++oversized;
+      if (!oversize_logged)
+        spdlog::error("cluster: a consensus message (type {}) to node {} is {} bytes, above the frame limit of {} "
+                      "bytes; it is not sent (counted in messages_oversized; logged once)",
+                      static_cast<int>(m.type), m.to, bytes.size(), opt.max_frame_bytes);
+      oversize_logged = true;
+      return;
+    }
+    transport->send(m.to, MsgType::kRabia, bytes);
   }
 
   void die(const std::string& why) {
@@ -307,6 +331,13 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
 
   void submit(char envelope, std::string command, Callback cb, std::function<std::string(StateMachine&)> read) {
     if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping"));
+    if (command.size() > opt.max_command_bytes) {
+      ++too_large;
+      return cb(make_error(Errc::kLimitExceeded,
+                           fmt::format("metadata command of {} bytes exceeds the limit of {} bytes (cluster.max_command_bytes); "
+                                       "it was not applied",
+                                       command.size(), opt.max_command_bytes)));
+    }
     if (!fatal.empty()) return cb(make_error(Errc::kIoError, "this node's consensus log failed: " + fatal));
     if (!replica->is_member())
       return cb(make_error(Errc::kUnavailable, fmt::format("node {} is not a member of the current configuration", opt.node_id)));
@@ -452,6 +483,13 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     s.coin_flips = st.coin_flips;
     s.rebroadcasts = st.rebroadcasts;
     s.snapshots_installed = st.snapshots_installed;
+    s.snapshots_sent = st.snapshots_sent;
+    s.snapshot_chunks_sent = st.snapshot_chunks_sent;
+    s.snapshot_chunks_received = st.snapshot_chunks_received;
+    s.snapshot_transfers_discarded = st.snapshot_transfers_discarded;
+    s.snapshot_transfers_failed = st.snapshot_transfers_failed;
+    s.messages_oversized = oversized;
+    s.commands_too_large = too_large;
     s.log_bytes = log.bytes();
     s.log_syncs = log.syncs();
     s.snapshots_written = snapshots_written;
@@ -478,9 +516,32 @@ Result<int> Driver::start() {
   ro.self = im.opt.node_id;
   ro.initial = im.initial_config();
   ro.max_batch = im.opt.max_batch;
+  ro.log_retain = im.opt.log_retain;
   ro.propose_delay_ms = im.opt.propose_delay_ms;
   ro.start_timeout_ms = im.opt.start_timeout_ms;
   ro.max_pending = std::max<size_t>(10000, im.opt.max_in_flight * 2);
+  // Byte bounds: refuse settings under which a message could outgrow a peer frame.
+  ro.max_request_bytes = im.opt.max_command_bytes + 1;  // + the envelope byte
+  ro.max_batch_bytes = im.opt.max_batch_bytes;
+  ro.snapshot_chunk_bytes = im.opt.snapshot_chunk_bytes;
+  if (im.opt.snapshot_chunk_bytes == 0)
+    return make_error(Errc::kInvalidArgument, "cluster.snapshot_chunk_bytes must be at least 1");
+  if (ro.max_request_bytes > rabia::Limits{}.max_payload_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("cluster.max_command_bytes = {} is above the largest request the consensus codec "
+                                  "accepts ({} bytes)", im.opt.max_command_bytes, rabia::Limits{}.max_payload_bytes - 1));
+  if (ro.max_request_bytes + rabia::kRequestOverheadBytes + rabia::kBatchOverheadBytes > ro.max_batch_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("cluster.max_batch_bytes = {} cannot hold one command of cluster.max_command_bytes = {}; "
+                                  "allowed: max_batch_bytes >= max_command_bytes + {}",
+                                  im.opt.max_batch_bytes, im.opt.max_command_bytes,
+                                  1 + rabia::kRequestOverheadBytes + rabia::kBatchOverheadBytes));
+  if (rabia::max_message_bytes(ro) > im.opt.max_frame_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("cluster.max_batch_bytes = {} and cluster.snapshot_chunk_bytes = {} make consensus "
+                                  "messages of up to {} bytes, above the peer frame limit of {} bytes; lower them",
+                                  im.opt.max_batch_bytes, im.opt.snapshot_chunk_bytes, rabia::max_message_bytes(ro),
+                                  im.opt.max_frame_bytes));
   im.replica = std::make_unique<rabia::Replica>(ro, *records);
   im.tail = std::move(*records);
   im.log_bytes_at_snapshot = im.log.bytes();  // counts from here until the next snapshot
@@ -503,6 +564,7 @@ Result<int> Driver::start() {
   to.bind = im.opt.bind;
   to.port = im.opt.peer_port;
   to.config_epoch = im.replica->config().epoch;
+  to.limits.max_payload_bytes = static_cast<uint32_t>(im.opt.max_frame_bytes);
   if (!im.opt.join) to.initial_members = im.initial_config().members;
   for (auto& m : im.opt.members)
     if (m.id != im.opt.node_id && im.replica->config().contains(m.id)) to.peers.push_back(m);
@@ -572,6 +634,10 @@ void Driver::after(int64_t ms, std::function<void()> f) {
 
 void Driver::on_applied(std::function<void()> f) {
   asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->applied_hooks.push_back(std::move(f)); });
+}
+
+void Driver::on_installed(std::function<void()> f) {
+  asio::post(impl_->io, [self = impl_, f = std::move(f)]() mutable { self->installed_hooks.push_back(std::move(f)); });
 }
 
 void Driver::on_member_status(std::function<void(const StatusChange&)> f) {

@@ -19,6 +19,13 @@
 // failure detector has heard from and not declared dead), and with kUnavailable after
 // request_timeout_ms otherwise.
 //
+// Sizes: every consensus message the driver sends fits one peer frame (wire.h WireLimits,
+// 16 MiB) by construction: a command is at most max_command_bytes (larger ones are refused at
+// submission), proposals and catch-up answers are cut at max_batch_bytes, and snapshots larger
+// than snapshot_chunk_bytes travel in chunks (consensus/rabia/replica.h). start() refuses
+// settings that would break this. Should a message still not fit, it is counted
+// (DriverStatus::messages_oversized) and logged once with its size, never dropped silently.
+//
 // Each submission occupies a "lane" (a client id of this process) until it is decided or
 // times out, so the core's (client id, seq) deduplication never sees seq n+1 executed before
 // seq n of a waiting client.
@@ -60,11 +67,18 @@ struct DriverOptions {
   int64_t suspect_after_ms = 1000;
   int64_t dead_after_ms = 3000;
   size_t max_batch = 64;
+  // Byte bounds (see "Sizes" above). max_command_bytes + 59 <= max_batch_bytes, and
+  // max_batch_bytes and snapshot_chunk_bytes (+ 76 bytes of headers) must fit one frame.
+  size_t max_command_bytes = 2u << 20;     // one submitted command (its encoding)
+  size_t max_batch_bytes = 8u << 20;       // one proposal / catch-up answer
+  size_t snapshot_chunk_bytes = 1u << 20;  // snapshots larger than this travel in chunks
+  size_t max_frame_bytes = 16u << 20;      // the peer transport's frame payload limit
   int64_t propose_delay_ms = 0;  // rabia::Options::propose_delay_ms
   int64_t start_timeout_ms = 10;  // rabia::Options::start_timeout_ms
   size_t max_in_flight = 4096;    // lanes: concurrent submissions from this node
   uint64_t snapshot_every = 10000;          // slots between snapshots ...
   uint64_t snapshot_log_bytes = 64u << 20;  // ... or sooner, once the record log is this large
+  size_t log_retain = 4096;  // decided slots kept in memory after a snapshot to answer catch-up
   int64_t tick_ms = 5;
   // Start as a learner: the initial configuration is `members` without this node; it catches
   // up and becomes a voter once a member decides a reconfiguration that adds it.
@@ -98,6 +112,10 @@ struct DriverStatus {
   uint64_t slots_decided = 0, decided_by_vote = 0, decided_by_transfer = 0, decided_phase1 = 0;
   uint64_t phases_total = 0, null_decisions = 0, coin_flips = 0, rebroadcasts = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t snapshots_sent = 0, snapshot_chunks_sent = 0, snapshot_chunks_received = 0;
+  uint64_t snapshot_transfers_discarded = 0, snapshot_transfers_failed = 0;
+  uint64_t messages_oversized = 0;  // consensus messages larger than a frame (never expected)
+  uint64_t commands_too_large = 0;  // submissions refused for their size
   // Durability.
   uint64_t log_bytes = 0, log_syncs = 0, commands_per_sync_x100 = 0;
   uint64_t snapshots_written = 0;  // by this node since it started
@@ -136,6 +154,10 @@ class Driver {
   void after(int64_t ms, std::function<void()> f);
   // Called on the driver thread after every batch of applied commands.
   void on_applied(std::function<void()> f);
+  // Called on the driver thread right after the state machine was restored from a snapshot
+  // received from a peer (a lagging node catching up): its state jumped, so anything derived
+  // from it incrementally must be rebuilt. The on_applied hooks run after it.
+  void on_installed(std::function<void()> f);
   // Called on the driver thread when the failure detector changes a member's status.
   void on_member_status(std::function<void(const StatusChange&)> f);
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <list>
 #include <map>
 
@@ -25,11 +26,13 @@ struct MetaService::Impl : std::enable_shared_from_this<Impl> {
     bool done = false;
   };
   std::list<std::shared_ptr<Watcher>> watchers;  // driver thread only
+  SubscriptionHub subs;                           // driver thread only (see subscriptions.h)
+  std::atomic<bool> started{false};  // subscribe() before start() attaches directly
   // Member health as this node last recorded it in metadata (driver thread only).
   std::map<uint32_t, MemberStatus> observed, recorded;
   std::map<uint32_t, bool> recording;
 
-  Impl(DriverOptions o, MetaLimits l) : opt(std::move(o)), limits(l) {
+  Impl(DriverOptions o, MetaLimits l) : opt(std::move(o)), limits(l), subs(l.max_subscriptions) {
     meta::Limits ml;
     ml.max_key_bytes = l.max_key_bytes;
     ml.max_value_bytes = l.max_value_bytes;
@@ -109,12 +112,26 @@ MetaService::~MetaService() { stop(); }
 Result<int> MetaService::start() {
   auto& im = *impl_;
   im.driver = std::make_unique<Driver>(im.opt, im.sm);
+  std::weak_ptr<Impl> weak = impl_;
+  // Hooks first: they are queued before the driver thread runs, so no applied batch or
+  // snapshot install from a peer can come before them.
+  im.driver->on_applied([weak] {
+    if (auto s = weak.lock()) {
+      s->wake_watchers();
+      s->subs.deliver(s->sm->store());
+    }
+  });
+  im.driver->on_installed([weak] {
+    if (auto s = weak.lock()) s->subs.reset_all();
+  });
+  // Subscriptions made before start get their first update (a reset of the state rebuilt from
+  // this node's log) before any peer message is handled.
+  im.driver->post([weak] {
+    if (auto s = weak.lock()) s->subs.deliver(s->sm->store());
+  });
+  im.started = true;
   auto port = im.driver->start();
   if (!port) return port;
-  std::weak_ptr<Impl> weak = impl_;
-  im.driver->on_applied([weak] {
-    if (auto s = weak.lock()) s->wake_watchers();
-  });
   im.driver->set_address_book([weak](uint32_t id) -> std::optional<PeerAddress> {
     auto s = weak.lock();
     if (!s) return std::nullopt;
@@ -143,6 +160,7 @@ void MetaService::stop() {
   impl_->driver->post([weak] {
     auto s = weak.lock();
     if (!s) return;
+    s->subs.clear();
     auto all = std::move(s->watchers);
     s->watchers.clear();
     for (auto& w : all)
@@ -277,6 +295,27 @@ void MetaService::watch(std::string domain, std::string prefix, uint64_t from, i
       w->cb(WatchResult{{}, s->sm->store().revision()});
     });
   });
+}
+
+Result<Subscription> MetaService::subscribe(std::string domain, std::string prefix, SubscribeCallback cb,
+                                            uint64_t from_revision) {
+  if (prefix.size() > limits_.max_key_bytes)
+    return make_error(Errc::kInvalidArgument, fmt::format("prefix of {} bytes exceeds the key limit of {} bytes",
+                                                          prefix.size(), limits_.max_key_bytes));
+  auto st = impl_->subs.make(std::move(domain), std::move(prefix), from_revision, std::move(cb));
+  if (!st) return std::unexpected(st.error());
+  if (!impl_->started) {
+    impl_->subs.attach(*st);  // no driver thread yet; start() delivers
+  } else {
+    std::weak_ptr<Impl> weak = impl_;
+    impl_->driver->post([weak, s = *st] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->subs.attach(s);
+      self->subs.deliver(self->sm->store());
+    });
+  }
+  return Subscription(*st);
 }
 
 void MetaService::join(uint32_t id, std::string address, Cb<DriverStatus> cb) {

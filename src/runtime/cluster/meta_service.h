@@ -8,6 +8,9 @@
 // Watches long-poll: they return the events after `from_revision` as soon as there are any,
 // or an empty list when `timeout_ms` passes.
 //
+// Node components follow metadata with subscribe() (in-process, pushed on the driver thread,
+// survives history compaction and snapshot installs; see subscriptions.h).
+//
 // Every method may be called from any thread; callbacks run on the driver thread.
 #pragma once
 
@@ -20,26 +23,14 @@
 
 #include "base/result.h"
 #include "runtime/cluster/driver.h"
+#include "runtime/cluster/subscriptions.h"  // KeyValue, WatchEvent, MetaUpdate, Subscription
 
 namespace keel::cluster {
-
-struct KeyValue {
-  std::string key;
-  std::string value;
-  uint64_t version = 0;          // 1 on creation, +1 per put; 0 = absent
-  uint64_t create_revision = 0;
-  uint64_t mod_revision = 0;
-};
 
 struct WriteResult {
   uint64_t revision = 0;  // the store's revision after this write
   uint64_t version = 0;   // the key's version after a put
   bool existed = false;   // delete: whether the key was there
-};
-
-struct WatchEvent {
-  bool deleted = false;
-  KeyValue kv;  // kv.mod_revision is the event's revision
 };
 
 struct WatchResult {
@@ -60,6 +51,7 @@ struct MetaLimits {
   size_t max_watch_events = 1000;
   int64_t max_watch_timeout_ms = 60000;
   size_t max_watchers = 10000;
+  size_t max_subscriptions = 1024;  // in-process subscribe() on this node
 };
 
 inline constexpr const char* kDefaultDomain = "app";
@@ -84,6 +76,19 @@ class MetaService {
   void get(std::string domain, std::string key, bool stale, Cb<KeyValue> cb);  // kNotFound if absent
   void list(std::string domain, std::string prefix, size_t limit, bool stale, Cb<ListResult> cb);
   void watch(std::string domain, std::string prefix, uint64_t from_revision, int64_t timeout_ms, Cb<WatchResult> cb);
+
+  // In-process subscription to the keys of `domain` starting with `prefix` ("" = the whole
+  // domain). `cb` runs on the driver thread with MetaUpdates in revision order: first a reset
+  // with the prefix's current contents (or, with from_revision > 0 still in the kept history,
+  // the changes from that revision), then every change (put/delete with its revision), and a
+  // reset again after a snapshot install or if the subscriber fell behind the history (see
+  // subscriptions.h). May be called before start(), from the thread that calls start() (the
+  // first update then comes before any peer message is handled), or from a callback. After
+  // stop() no callback runs. The subscription lasts as long as the returned handle (or cancel()).
+  // Errors: bad domain (kInvalidArgument), more than MetaLimits::max_subscriptions
+  // (kLimitExceeded). The callback must not block for long: it holds up consensus on this node.
+  Result<Subscription> subscribe(std::string domain, std::string prefix, SubscribeCallback cb,
+                                 uint64_t from_revision = 0);
 
   // Decided reconfiguration. join: records `address` (HOST:PORT) under domain "members", key
   // "addr/<id>", then adds `id` to the configuration; the node must be running with

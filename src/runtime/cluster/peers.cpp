@@ -356,7 +356,15 @@ bool PeerTransport::send(uint32_t to, MsgType type, std::string_view payload) {
   if (it == im.peers.end() || im.stopping) return false;
   auto& p = *it->second;
   size_t size = kFrameHeaderBytes + payload.size() + kFrameTrailerBytes;
-  if (payload.size() > im.opt.limits.max_payload_bytes || p.queue.size() >= im.opt.max_queue_frames ||
+  if (payload.size() > im.opt.limits.max_payload_bytes) {
+    // Never silent: a frame this large would be refused by every receiver.
+    if (p.st.frames_oversized++ == 0)
+      spdlog::error("cluster: a {} frame of {} bytes to peer {} exceeds the frame limit of {} bytes; not sent "
+                    "(logged once per peer, counted in frames_oversized)",
+                    msg_type_name(type), payload.size(), to, im.opt.limits.max_payload_bytes);
+    return false;
+  }
+  if (p.queue.size() >= im.opt.max_queue_frames ||
       p.queue_bytes + size > im.opt.max_queue_bytes) {
     ++p.st.frames_dropped;
     return false;

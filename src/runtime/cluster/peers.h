@@ -53,6 +53,7 @@ struct PeerLinkStats {
   uint64_t frames_sent = 0;
   uint64_t frames_received = 0;
   uint64_t frames_dropped = 0; // queue full
+  uint64_t frames_oversized = 0;  // payload above limits.max_payload_bytes (logged once per peer)
   uint64_t connects = 0;       // successful handshakes on the outbound link
   uint64_t connect_failures = 0;
   size_t queue_frames = 0;
@@ -76,7 +77,8 @@ class PeerTransport {
   // Binds the acceptor and starts dialling. Returns the bound peer port.
   Result<int> start();
   // Queues a frame to `to`. Returns false (and counts a drop) if the queue is full or `to` is
-  // not a configured peer.
+  // not a configured peer; a payload above the frame limit is refused, counted as oversized
+  // and logged (once per peer) with its size.
   bool send(uint32_t to, MsgType type, std::string_view payload);
   // Adds a peer at run time (reconfiguration). No-op if known.
   void add_peer(const PeerAddress& p);

@@ -501,6 +501,7 @@ class MemoryEngine final : public Engine {
           unlink_and_free(s.partition, l);
           ++expired_total_;
           ++expired;
+          if (removed_) removed_(s.partition, key, RemovalCause::kExpired);
         }
       }
       sampled += round;
@@ -514,6 +515,8 @@ class MemoryEngine final : public Engine {
   }
 
   Status flush() override { return {}; }
+
+  void set_removal_listener(RemovalListener listener) override { removed_ = std::move(listener); }
 
   EngineStats stats() const override {
     EngineStats s;
@@ -641,8 +644,10 @@ class MemoryEngine final : public Engine {
     Entry** link = find_link(parts_[partition], h, key);
     if (!link) return nullptr;
     if (!alive(*link, now_ms)) {
+      std::string removed_key = removed_ ? std::string(key) : std::string();
       unlink_and_free(partition, link);
       ++expired_total_;
+      if (removed_) removed_(partition, removed_key, RemovalCause::kExpired);
       return nullptr;
     }
     return link;
@@ -923,6 +928,7 @@ class MemoryEngine final : public Engine {
     KEEL_ASSERT(l && *l == s.entry);
     unlink_and_free(s.partition, l);
     ++evicted_total_;
+    if (removed_) removed_(s.partition, key, RemovalCause::kEvicted);
   }
 
   Status ensure_room(int64_t extra, const Entry* protect, int64_t now_ms) {
@@ -947,6 +953,7 @@ class MemoryEngine final : public Engine {
   uint64_t keys_ = 0;
   uint64_t used_ = 0;
   uint64_t expired_total_ = 0;
+  RemovalListener removed_;
   uint64_t evicted_total_ = 0;
 };
 

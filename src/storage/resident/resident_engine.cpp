@@ -108,6 +108,9 @@ class ResidentEngine final : public Engine {
   }
 
   Status flush() override { return log_->flush(); }
+  void set_removal_listener(RemovalListener listener) override {
+    mem_->set_removal_listener(std::move(listener));
+  }
   Status commit() override { return fail_on(log_->commit()); }
 
   EngineStats stats() const override {

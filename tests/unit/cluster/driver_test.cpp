@@ -13,6 +13,8 @@
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "base/random.h"
 
 namespace keel::cluster {
@@ -240,6 +242,48 @@ TEST(Driver, TheLogIsBoundedInBytesAsWellAsSlots) {
   c.stop(2);
   c.start(2);
   EXPECT_EQ(c.sms[2]->copy(), before);
+}
+
+TEST(Driver, SettingsUnderWhichAMessageCouldOutgrowAFrameAreRefusedAtStart) {
+  auto root = std::filesystem::temp_directory_path() / ("keel-driver-limits-" + std::to_string(system_seed()));
+  auto try_start = [&](auto tweak) {
+    DriverOptions o;
+    o.node_id = 1;
+    o.members = {{1, "127.0.0.1", 0}};
+    o.peer_port = 0;
+    o.data_dir = root.string();
+    tweak(o);
+    Driver d(o, std::make_shared<ListMachine>());
+    return d.start();
+  };
+  auto big_batch = try_start([](DriverOptions& o) { o.max_frame_bytes = 1 << 20; });  // batch 8 MiB
+  ASSERT_FALSE(big_batch);
+  EXPECT_EQ(big_batch.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(big_batch.error().message.find("above the peer frame limit of 1048576 bytes"), std::string::npos)
+      << big_batch.error().message;
+  auto small_batch = try_start([](DriverOptions& o) { o.max_batch_bytes = o.max_command_bytes; });
+  ASSERT_FALSE(small_batch);
+  EXPECT_NE(small_batch.error().message.find("cannot hold one command"), std::string::npos) << small_batch.error().message;
+  auto ok = try_start([](DriverOptions&) {});
+  EXPECT_TRUE(ok) << ok.error().message;
+  std::filesystem::remove_all(root);
+}
+
+TEST(Driver, ACommandAboveTheLimitIsRefusedWithItsSizeAndTheLimit) {
+  Cluster c;
+  ASSERT_TRUE(c.all_quorum());
+  const size_t limit = DriverOptions{}.max_command_bytes;
+  auto r = c.put(0, std::string(limit + 1, 'x'));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kLimitExceeded);
+  EXPECT_NE(r.error().message.find(fmt::format("command of {} bytes exceeds the limit of {} bytes", limit + 1, limit)),
+            std::string::npos)
+      << r.error().message;
+  auto at = c.put(0, std::string(limit, 'y'));  // exactly the limit: replicated
+  ASSERT_TRUE(at) << at.error().message;
+  ASSERT_TRUE(c.converged({0, 1, 2}, 1));
+  EXPECT_EQ(c.sms[2]->copy().back().size(), limit);
+  EXPECT_EQ(c.drivers[0]->status().commands_too_large, 1u);
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <future>
 #include <thread>
 
@@ -40,8 +42,9 @@ Result<T> call(F f) {
 
 struct Trio {
   std::string root = std::filesystem::temp_directory_path() / ("keel-meta-" + std::to_string(system_seed()));
+  std::vector<DriverOptions> opts;
   std::vector<std::unique_ptr<MetaService>> s;
-  Trio() {
+  explicit Trio(std::function<void(DriverOptions&)> tweak = {}) {
     std::vector<PeerAddress> members;
     for (uint32_t i = 1; i <= 3; ++i) members.push_back({i, "127.0.0.1", free_port()});
     for (int i = 0; i < 3; ++i) {
@@ -53,13 +56,18 @@ struct Trio {
       o.heartbeat_ms = 20;
       o.suspect_after_ms = 100;
       o.dead_after_ms = 300;
+      if (tweak) tweak(o);
+      opts.push_back(o);
       s.push_back(std::make_unique<MetaService>(o));
       auto p = s.back()->start();
       EXPECT_TRUE(p) << p.error().message;
     }
+    wait_quorum();
+  }
+  void wait_quorum() {
     for (int k = 0; k < 1000; ++k) {
       bool ok = true;
-      for (auto& m : s) ok &= m->status().quorum;
+      for (auto& m : s) ok &= !m || m->status().quorum;
       if (ok) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -70,6 +78,15 @@ struct Trio {
   }
   Result<WriteResult> put(int i, std::string k, std::string v, std::optional<uint64_t> prev = {}) {
     return call<WriteResult>([&](auto cb) { s[i]->put("app", k, v, prev, cb); });
+  }  // Retries a refusal for want of a quorum (a loaded machine delays heartbeats): bounded.
+  Result<WriteResult> put_eventually(int i, const std::string& k, const std::string& v) {
+    Result<WriteResult> r;
+    for (int n = 0; n < 200; ++n) {
+      r = put(i, k, v);
+      if (r || r.error().message.find("no quorum") == std::string::npos) return r;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return r;
   }
 };
 
@@ -134,6 +151,150 @@ TEST(MetaService, WatchReturnsEventsFromARevisionAndLongPolls) {
   ASSERT_TRUE(woke);
   ASSERT_EQ(woke->events.size(), 1u);
   EXPECT_EQ(woke->events[0].kv.key, "cfg/z");
+}
+
+// A subscriber's view, fed on the driver thread and read by the test thread.
+struct Follower {
+  std::mutex mu;
+  std::vector<MetaUpdate> updates;
+  std::map<std::string, std::string> view;
+  std::vector<std::pair<uint64_t, std::string>> changes;  // (revision, "put k=v" / "del k")
+  uint64_t revision = 0;
+  bool out_of_order = false;
+  SubscribeCallback cb() {
+    return [this](const MetaUpdate& u) {
+      std::lock_guard l(mu);
+      updates.push_back(u);
+      if (u.reset) {
+        view.clear();
+        for (auto& kv : u.contents) view[kv.key] = kv.value;
+      }
+      for (auto& e : u.events) {
+        out_of_order |= e.kv.mod_revision <= revision;
+        revision = e.kv.mod_revision;
+        changes.emplace_back(e.kv.mod_revision, e.deleted ? "del " + e.kv.key : "put " + e.kv.key + "=" + e.kv.value);
+        if (e.deleted) view.erase(e.kv.key);
+        else view[e.kv.key] = e.kv.value;
+      }
+      revision = u.revision;
+    };
+  }
+  // Bounded wait until the view reached `rev`.
+  bool reaches(uint64_t rev) {
+    for (int k = 0; k < 1000; ++k) {
+      {
+        std::lock_guard l(mu);
+        if (revision >= rev) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+};
+
+std::map<std::string, std::string> listed(MetaService& m, const std::string& prefix) {
+  auto l = call<ListResult>([&](auto cb) { m.list("app", prefix, 100000, false, cb); });
+  EXPECT_TRUE(l);
+  std::map<std::string, std::string> out;
+  if (l)
+    for (auto& kv : l->items) out[kv.key] = kv.value;
+  return out;
+}
+
+TEST(MetaService, SubscribeDeliversEveryChangeOfItsPrefixInOrder) {
+  Trio t;
+  ASSERT_TRUE(t.put_eventually(0, "svc/pre", "0"));
+  Follower f;
+  auto sub = t.s[1]->subscribe("app", "svc/", f.cb());
+  ASSERT_TRUE(sub) << sub.error().message;
+  ASSERT_TRUE(f.reaches(1));
+  std::vector<Result<WriteResult>> w;
+  w.push_back(t.put_eventually(0, "svc/a", "1"));
+  w.push_back(t.put_eventually(2, "other/x", "1"));  // outside the prefix
+  w.push_back(t.put_eventually(1, "svc/b", "2"));
+  w.push_back(t.put_eventually(2, "svc/a", "3"));
+  w.push_back(call<WriteResult>([&](auto cb) { t.s[0]->del("app", "svc/pre", std::nullopt, cb); }));
+  for (auto& r : w) ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(f.reaches(w.back()->revision));
+  std::lock_guard l(f.mu);
+  EXPECT_TRUE(f.updates.front().reset);
+  ASSERT_EQ(f.updates.front().contents.size(), 1u);
+  EXPECT_EQ(f.updates.front().contents[0].key, "svc/pre");
+  EXPECT_FALSE(f.out_of_order);
+  std::vector<std::pair<uint64_t, std::string>> want = {{w[0]->revision, "put svc/a=1"},
+                                                        {w[2]->revision, "put svc/b=2"},
+                                                        {w[3]->revision, "put svc/a=3"},
+                                                        {w[4]->revision, "del svc/pre"}};
+  EXPECT_EQ(f.changes, want);
+  for (size_t i = 1; i < f.updates.size(); ++i) EXPECT_FALSE(f.updates[i].reset) << "update " << i;
+}
+
+TEST(MetaService, ACatchUpBySnapshotLargerThanAFrameYieldsAResetWithTheFullContents) {
+  // Small frames and chunks: a state of ~40 KiB is larger than a 16 KiB frame, so node 3 can
+  // only catch up by a chunked snapshot (peers keep 2 decisions after each snapshot).
+  Trio t([](DriverOptions& o) {
+    o.snapshot_every = 5;
+    o.log_retain = 2;
+    o.max_frame_bytes = 16 << 10;
+    o.max_batch_bytes = 12 << 10;
+    o.max_command_bytes = 4 << 10;
+    o.snapshot_chunk_bytes = 4 << 10;
+  });
+  ASSERT_TRUE(t.put_eventually(0, "svc/early", "e"));
+  t.s[2].reset();  // node 3 stops
+  const std::string big(1000, 'v');
+  Result<WriteResult> last;
+  for (int i = 0; i < 40; ++i) {
+    last = t.put_eventually(i % 2, "svc/k" + std::to_string(i), big + std::to_string(i));
+    ASSERT_TRUE(last) << last.error().message;
+  }
+  // A command above the limit is refused at submission, with its size and the limit.
+  auto huge = t.put_eventually(0, "svc/huge", std::string(5000, 'x'));
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().code, Errc::kLimitExceeded);
+  EXPECT_NE(huge.error().message.find("exceeds the limit of 4096 bytes"), std::string::npos) << huge.error().message;
+  // Node 3 restarts with a subscription made before start: a reset from its own log first,
+  // then a reset from the installed snapshot holding everything written while it was down.
+  t.s[2] = std::make_unique<MetaService>(t.opts[2]);
+  Follower f;
+  auto sub = t.s[2]->subscribe("app", "svc/", f.cb());
+  ASSERT_TRUE(sub) << sub.error().message;
+  auto p = t.s[2]->start();
+  ASSERT_TRUE(p) << p.error().message;
+  ASSERT_TRUE(f.reaches(last->revision));
+  auto want = listed(*t.s[0], "svc/");
+  ASSERT_EQ(want.size(), 41u);
+  {
+    std::lock_guard l(f.mu);
+    EXPECT_EQ(f.view, want);
+    // First: node 3's own state (its log ends before the writes it missed).
+    ASSERT_TRUE(f.updates.front().reset);
+    EXPECT_LE(f.updates.front().contents.size(), 1u);
+    // Then the install: a reset holding exactly the writes the peers' snapshot covers, which
+    // were made in order: svc/early and svc/k0 .. svc/k(m-1), each with its value.
+    const MetaUpdate* install = nullptr;
+    for (size_t i = 1; i < f.updates.size(); ++i)
+      if (f.updates[i].reset) install = &f.updates[i];
+    ASSERT_NE(install, nullptr) << "no reset after the snapshot install";
+    ASSERT_GE(install->contents.size(), 20u);
+    std::map<std::string, std::string> expect{{"svc/early", "e"}};
+    for (size_t i = 0; i + 1 < install->contents.size(); ++i)
+      expect["svc/k" + std::to_string(i)] = big + std::to_string(i);
+    std::map<std::string, std::string> got;
+    for (auto& kv : install->contents) got[kv.key] = kv.value;
+    EXPECT_EQ(got, expect);
+  }
+  auto st = t.s[2]->status();
+  EXPECT_GE(st.snapshots_installed, 1u);
+  EXPECT_GE(st.snapshot_chunks_received, 2u);
+  for (auto& m : t.s) EXPECT_EQ(m->status().messages_oversized, 0u);
+  // And it keeps following: a later write arrives as an event.
+  auto after = t.put_eventually(0, "svc/after", "x");
+  ASSERT_TRUE(after);
+  ASSERT_TRUE(f.reaches(after->revision));
+  std::lock_guard l(f.mu);
+  EXPECT_EQ(f.view["svc/after"], "x");
+  EXPECT_FALSE(f.updates.back().reset);
 }
 
 TEST(MetaMachine, RepliesCarryOutcomesAndSnapshotRestores) {

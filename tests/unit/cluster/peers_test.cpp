@@ -186,5 +186,23 @@ TEST(PeerTransport, QueueToADeadPeerIsBounded) {
   io.run_for(std::chrono::milliseconds(50));
 }
 
+TEST(PeerTransport, AFrameAboveTheLimitIsCountedAsOversizedNotSilentlyDropped) {
+  asio::io_context io;
+  auto o1 = opts(1);
+  o1.peers = {{2, "127.0.0.1", 1}};
+  o1.limits.max_payload_bytes = 1024;
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  EXPECT_TRUE(t1.send(2, MsgType::kRabia, std::string(1024, 'a')));  // exactly the limit
+  EXPECT_FALSE(t1.send(2, MsgType::kRabia, std::string(1025, 'b')));
+  EXPECT_FALSE(t1.send(2, MsgType::kRabia, std::string(5000, 'c')));
+  auto st = t1.stats();
+  EXPECT_EQ(st[0].frames_oversized, 2u);
+  EXPECT_EQ(st[0].frames_dropped, 0u);  // not mistaken for a full queue
+  EXPECT_EQ(st[0].queue_frames, 1u);
+  t1.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
 }  // namespace
 }  // namespace keel::cluster

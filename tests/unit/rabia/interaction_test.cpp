@@ -48,6 +48,10 @@ const char* type_name(MsgType t) {
       return "CATCHUP";
     case MsgType::kSnapshot:
       return "SNAPSHOT";
+    case MsgType::kSnapshotChunk:
+      return "CHUNK";
+    case MsgType::kSnapshotPull:
+      return "PULL";
   }
   return "?";
 }
@@ -79,6 +83,9 @@ std::string describe(const Message& m) {
       return s + fmt::format(" from s={}", m.slot);
     case MsgType::kSnapshot:
       return s + fmt::format(" next={}", m.snapshot->next_slot);
+    case MsgType::kSnapshotChunk:
+    case MsgType::kSnapshotPull:
+      return s + fmt::format(" next={} at={}/{}", m.slot, m.chunk->offset, m.chunk->total);
   }
   return s;
 }

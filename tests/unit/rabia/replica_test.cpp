@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <regex>
 #include <sstream>
+
+#include "consensus/rabia/codec.h"
 
 namespace keel::rabia {
 namespace {
@@ -253,6 +256,124 @@ TEST(RabiaReplica, DedupTableIsBoundedAndEvictsTheOldestClientEverywhere) {
     EXPECT_EQ(x->executed_seq(11), 0u);  // next oldest evicted on both
     EXPECT_EQ(x->executed_seq(12), 1u);
   }
+}
+
+// Chunked snapshot transfer between a single-member replica (1, it decides alone and has
+// compacted its log away) and a learner (2) that catches up from it. `fault` may drop (return
+// false) or alter a message in flight.
+struct Transfer {
+  Options o1{.self = 1,
+             .initial = {.cluster_id = 7, .members = {1}},
+             .max_request_bytes = 1000,
+             .max_batch_bytes = 2000,
+             .snapshot_chunk_bytes = 100,
+             .log_retain = 0};
+  Options o2 = [this] {
+    Options o = o1;
+    o.self = 2;
+    return o;
+  }();
+  Replica a{o1}, b{o2};
+  int64_t now = 0;
+  size_t largest = 0;
+  std::optional<Snapshot> installed;  // last install at b
+  std::function<bool(Message&)> fault = [](Message&) { return true; };
+
+  void pump(Replica& r) {
+    while (r.has_ready()) {
+      Ready rd = r.ready();
+      for (auto& m : rd.messages) {
+        largest = std::max(largest, encode(m).size());
+        if (!fault(m)) continue;
+        (m.to == 1 ? a : b).step(m);
+      }
+      if (&r == &b && rd.install) installed = rd.install;
+      r.advance();
+    }
+  }
+  void state(int seq, std::string app) {
+    ASSERT_TRUE(
+        a.propose(Request{.client_id = 9, .seq = static_cast<uint64_t>(seq), .payload = "p"}));
+    pump(a);
+    ASSERT_TRUE(a.compact(a.next_slot(), std::move(app)));
+    pump(a);
+  }
+  // Advances time until b reached a's slot (bounded).
+  bool run(int64_t ms) {
+    for (int64_t end = now + ms; now < end; now += 5) {
+      a.tick(now);
+      b.tick(now);
+      for (int k = 0; k < 4; ++k) {
+        pump(a);
+        pump(b);
+      }
+      if (b.next_slot() == a.next_slot() && installed) return true;
+    }
+    return false;
+  }
+};
+
+std::string app_state(size_t n, char c) {
+  std::string s(n, c);
+  for (size_t i = 0; i < n; i += 7) s[i] = static_cast<char>('a' + i % 26);
+  return s;
+}
+
+TEST(RabiaSnapshotTransfer, ALargeSnapshotTravelsInBoundedChunksThroughLoss) {
+  Transfer t;
+  t.state(1, app_state(1500, 'x'));
+  int n = 0;
+  t.fault = [&](Message& m) { return !(m.type == MsgType::kSnapshotChunk && ++n % 3 == 0); };
+  ASSERT_TRUE(t.run(20000));
+  ASSERT_TRUE(t.installed);
+  EXPECT_EQ(t.installed->app_state, app_state(1500, 'x'));
+  EXPECT_EQ(t.b.stats().snapshots_installed, 1u);
+  // ~1.5 KB in chunks of 100: every chunk accepted once, the lost ones pulled again.
+  EXPECT_GE(t.b.stats().snapshot_chunks_received, 15u);
+  EXPECT_GT(t.a.stats().snapshot_chunks_sent, t.b.stats().snapshot_chunks_received);
+  EXPECT_LE(t.largest, max_message_bytes(t.o1));
+  EXPECT_LT(t.largest, 300u);  // a whole snapshot would be ~1.5 KB
+}
+
+TEST(RabiaSnapshotTransfer, ACorruptedChunkFailsTheChecksumAndTheTransferStartsOver) {
+  Transfer t;
+  t.state(1, app_state(1200, 'y'));
+  bool corrupted = false;
+  t.fault = [&](Message& m) {
+    if (m.type == MsgType::kSnapshotChunk && m.chunk->offset == 500 && !corrupted) {
+      m.chunk->data[3] ^= 0x20;
+      corrupted = true;
+    }
+    return true;
+  };
+  ASSERT_TRUE(t.run(20000));
+  EXPECT_TRUE(corrupted);
+  EXPECT_EQ(t.b.stats().snapshot_transfers_failed, 1u);
+  EXPECT_EQ(t.installed->app_state, app_state(1200, 'y'));  // the second transfer, intact
+  EXPECT_EQ(t.b.stats().snapshots_installed, 1u);
+}
+
+TEST(RabiaSnapshotTransfer, AStalledTransferIsDiscardedAndANewerSnapshotReplacesIt) {
+  Transfer t;
+  t.state(1, app_state(1000, 'z'));
+  // The sender goes quiet after the third chunk, long enough for the receiver to give up.
+  bool quiet = false;
+  int chunks = 0;
+  t.fault = [&](Message& m) {
+    if (m.type == MsgType::kSnapshotChunk && ++chunks == 3) quiet = true;
+    return !(quiet && m.to == 2);  // nothing reaches the receiver while quiet
+  };
+  EXPECT_FALSE(t.run(3 * 20 * t.o2.rebroadcast_interval_ms));
+  EXPECT_GE(t.b.stats().snapshot_transfers_discarded, 1u);
+  EXPECT_FALSE(t.installed);
+  // Meanwhile the sender moved on twice (the old encoding is gone); the network heals.
+  t.state(2, app_state(1100, 'w'));
+  t.state(3, app_state(900, 'v'));
+  quiet = false;
+  chunks = 100;
+  ASSERT_TRUE(t.run(20000));
+  EXPECT_EQ(t.installed->app_state, app_state(900, 'v'));
+  EXPECT_EQ(t.b.next_slot(), t.a.next_slot());
 }
 
 // The core is pure: its sources include no clock, socket, thread, file or random device.

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""The distributed hash map vs Redis Cluster, side by side, with `redis-benchmark --cluster`.
+
+Starts a 3-master Redis Cluster (Debian's redis-server, cluster-enabled, no replicas: Redis
+replicates asynchronously anyway) and 3-node keel clusters (replicas 2 with write quorum 2,
+and replicas 2 with write quorum 1), all on loopback, and runs SET and GET with 50 clients,
+-P 1 and -P 16, -r 1000000, ROUNDS times each in alternation; prints medians and keel/Redis
+ratios. Then measures keel's failover time: kill -9 of a node under a write load, to the first
+successful write of a key whose primary was on it (median of FAILOVERS runs).
+
+Usage: bench/cluster/cluster_bench.py BUILD_DIR
+Environment: CLUSTER_BENCH_ROUNDS=3 CLUSTER_BENCH_REQUESTS=200000 CLUSTER_BENCH_FAILOVERS=3
+"""
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
+KEEL = os.path.join(BUILD, "tools/keel/keel")
+ROUNDS = int(os.environ.get("CLUSTER_BENCH_ROUNDS", "3"))
+REQUESTS = int(os.environ.get("CLUSTER_BENCH_REQUESTS", "200000"))
+FAILOVERS = int(os.environ.get("CLUSTER_BENCH_FAILOVERS", "3"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def free_bus_port():
+    """A free port p whose cluster bus port p + 10000 is free too (Redis Cluster needs both)."""
+    import random
+    while True:
+        p = random.randint(20000, 29999)
+        try:
+            for q in (p, p + 10000):
+                s = socket.socket()
+                s.bind(("127.0.0.1", q))
+                s.close()
+            return p
+        except OSError:
+            continue
+
+
+def cli(port, *args):
+    return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True,
+                          text=True, timeout=30).stdout
+
+
+def wait_state_ok(ports, limit=60):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if all("cluster_state:ok" in cli(p, "cluster", "info") for p in ports):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("cluster on %s never reached cluster_state:ok" % ports)
+
+
+class KeelCluster:
+    def __init__(self, quorum, replicas=2, n=3):
+        self.quorum, self.replicas, self.n = quorum, replicas, n
+        self.name = "keel W%d/R%d" % (quorum, replicas)
+
+    def __enter__(self):
+        self.root = tempfile.mkdtemp(prefix="keel-cbench-")
+        peer = [free_port() for _ in range(self.n)]
+        self.ports = [free_port() for _ in range(self.n)]
+        peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(peer))
+        self.procs = []
+        for i in range(self.n):
+            d = os.path.join(self.root, "n%d" % i)
+            os.makedirs(d)
+            self.procs.append(subprocess.Popen(
+                [KEEL, "serve", "--engine", "memory", "--shards", "1", "--port", str(self.ports[i]),
+                 "--http-port", "0", "--data-dir", d, "--node-id", str(i + 1), "--peer-port", str(peer[i]),
+                 "--peers", peers, "--log-level", "warn",
+                 "--set", "cluster.heartbeat_ms=50", "--set", "cluster.suspect_after_ms=300",
+                 "--set", "cluster.dead_after_ms=1000",
+                 "--set", "dht.replicas=%d" % self.replicas, "--set", "dht.write_quorum=%d" % self.quorum],
+                stdout=open(os.path.join(d, "log"), "wb"), stderr=subprocess.STDOUT))
+        wait_state_ok(self.ports)
+        return self
+
+    def __exit__(self, *a):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RedisCluster:
+    name = "redis-cluster"
+
+    def __enter__(self):
+        self.root = tempfile.mkdtemp(prefix="redis-cbench-")
+        self.ports = [free_bus_port() for _ in range(3)]
+        self.procs = []
+        for p in self.ports:
+            d = os.path.join(self.root, str(p))
+            os.makedirs(d)
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(p), "--cluster-enabled", "yes", "--cluster-config-file",
+                 os.path.join(d, "nodes.conf"), "--dir", d, "--save", "", "--appendonly", "no",
+                 "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in self.ports:
+            for _ in range(100):
+                if cli(p, "ping").strip() == "PONG":
+                    break
+                time.sleep(0.05)
+        subprocess.run(["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % p for p in self.ports] +
+                       ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, timeout=60)
+        wait_state_ok(self.ports)
+        return self
+
+    def __exit__(self, *a):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def bench(port, test, pipeline):
+    out = subprocess.run(["redis-benchmark", "--cluster", "-p", str(port), "-t", test, "-n", str(REQUESTS),
+                          "-c", "50", "-P", str(pipeline), "-r", "1000000", "-d", "64", "--csv"],
+                         capture_output=True, text=True, timeout=600).stdout
+    rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] not in ("test",)]
+    if not rows:
+        raise RuntimeError("redis-benchmark gave no result:\n" + out)
+    return float(rows[-1][1]), float(rows[-1][4]), float(rows[-1][6])  # rps, p50, p99
+
+
+def failover_time():
+    """kill -9 of node 3 under writes: seconds to the first successful write of a key that
+    node 3 was the primary of."""
+    import redis
+    with KeelCluster(quorum=2) as c:
+        r = redis.Redis(port=c.ports[0], socket_timeout=5)
+        slots = r.execute_command("CLUSTER", "SLOTS")
+        victim = c.ports[2]
+        key = next("fk%d" % i for i in range(100000)
+                   if any(s[0] <= r.execute_command("CLUSTER", "KEYSLOT", "fk%d" % i) <= s[1] and s[2][1] == victim
+                          for s in slots))
+        for i in range(200):
+            r.set(key, i)
+        c.procs[2].send_signal(signal.SIGKILL)
+        t0 = time.time()
+        while True:
+            try:
+                r.set(key, "after")
+                return time.time() - t0
+            except redis.RedisError:
+                time.sleep(0.005)
+            if time.time() - t0 > 30:
+                raise RuntimeError("no successful write 30 s after the kill")
+
+
+def main():
+    for b in ("redis-server", "redis-benchmark", "redis-cli"):
+        if not shutil.which(b):
+            sys.exit("%s not found: run scripts/deps.sh bench" % b)
+    results = {}
+    systems = [RedisCluster, lambda: KeelCluster(2), lambda: KeelCluster(1)]
+    names = ["redis-cluster", "keel W2/R2", "keel W1/R2"]
+    for rnd in range(ROUNDS):
+        for name, make in zip(names, systems):
+            with make() as s:
+                for test in ("set", "get"):
+                    for pl in (1, 16):
+                        rps, p50, p99 = bench(s.ports[0], test, pl)
+                        results.setdefault((name, test, pl), []).append((rps, p50, p99))
+                        print("round %d %-14s %-3s -P %-2d %10.0f ops/s  p50 %.3f ms  p99 %.3f ms" %
+                              (rnd + 1, name, test.upper(), pl, rps, p50, p99), flush=True)
+    print()
+    print("| command | -P | redis-cluster ops/s | keel W2/R2 ops/s | ratio | keel W1/R2 ops/s | ratio | p99 ms redis / W2 / W1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for test in ("set", "get"):
+        for pl in (1, 16):
+            med = {n: statistics.median(x[0] for x in results[(n, test, pl)]) for n in names}
+            p99 = {n: statistics.median(x[2] for x in results[(n, test, pl)]) for n in names}
+            base = med["redis-cluster"]
+            print("| %s | %d | %.0f | %.0f | %.2fx | %.0f | %.2fx | %.2f / %.2f / %.2f |" %
+                  (test.upper(), pl, base, med["keel W2/R2"], med["keel W2/R2"] / base,
+                   med["keel W1/R2"], med["keel W1/R2"] / base,
+                   p99["redis-cluster"], p99["keel W2/R2"], p99["keel W1/R2"]))
+    times = [failover_time() for _ in range(FAILOVERS)]
+    print()
+    print("failover (kill -9 to the first successful write on the victim's key), %d runs: median %.2f s (%s)" %
+          (len(times), statistics.median(times), ", ".join("%.2f" % t for t in times)))
+    print("rebalancing speed: not measured (moving partitions to a joining node is not built yet)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+#include "dht/effect.h"
+
+#include <fmt/format.h>
+
+#include "base/codec.h"
+
+namespace keel::dht {
+
+using storage::Value;
+using storage::ValueType;
+
+namespace {
+enum Op : uint8_t { kPut = 1, kErase = 2, kDrop = 3 };
+constexpr uint64_t kMaxHashFields = 1ull << 32;
+}  // namespace
+
+void encode_put_string(std::string& out, std::string_view key, std::string_view value,
+                       int64_t expire_at_ms) {
+  Writer w(out);
+  w.u8(kPut);
+  w.bytes(key);
+  w.u8(static_cast<uint8_t>(ValueType::kString));
+  w.svarint(expire_at_ms);
+  w.bytes(value);
+}
+
+void encode_put(std::string& out, std::string_view key, const Value& v) {
+  if (v.type == ValueType::kString) return encode_put_string(out, key, v.str, v.expire_at_ms);
+  Writer w(out);
+  w.u8(kPut);
+  w.bytes(key);
+  w.u8(static_cast<uint8_t>(v.type));
+  w.svarint(v.expire_at_ms);
+  w.varint(v.hash.size());
+  for (auto& [f, val] : v.hash) {
+    w.bytes(f);
+    w.bytes(val);
+  }
+}
+
+void encode_erase(std::string& out, std::string_view key) {
+  Writer w(out);
+  w.u8(kErase);
+  w.bytes(key);
+}
+
+void encode_drop(std::string& out) { Writer(out).u8(kDrop); }
+
+Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_view effect,
+                    int64_t now_ms) {
+  Reader r(effect);
+  auto bad = [](std::string_view what) {
+    return make_error(Errc::kCorruption, fmt::format("replicated effect: {}", what));
+  };
+  while (!r.done()) {
+    auto op = r.u8();
+    if (!op) return bad("truncated op");
+    if (*op == kDrop) {
+      if (auto st = engine.drop_partition(partition); !st) return st;
+      continue;
+    }
+    if (*op != kPut && *op != kErase) return bad(fmt::format("unknown op {} (allowed: 1 put, 2 erase, 3 drop)", *op));
+    auto key = r.bytes(kMaxEffectKeyBytes);
+    if (!key) return bad("truncated key");
+    if (*op == kErase) {
+      if (auto e = engine.erase(partition, *key, now_ms); !e) return std::unexpected(e.error());
+      continue;
+    }
+    auto type = r.u8();
+    auto exp = r.svarint();
+    if (!type || !exp) return bad("truncated value header");
+    Value v;
+    v.expire_at_ms = *exp;
+    if (*type == static_cast<uint8_t>(ValueType::kString)) {
+      auto s = r.bytes();
+      if (!s) return bad("truncated string value");
+      if (auto st = engine.set_string(partition, *key, *s, *exp, now_ms); !st) return st;
+      continue;
+    }
+    if (*type != static_cast<uint8_t>(ValueType::kHash))
+      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash)", *type));
+    v.type = ValueType::kHash;
+    auto n = r.varint();
+    if (!n || *n > kMaxHashFields || *n > r.remaining()) return bad("bad hash field count");
+    for (uint64_t i = 0; i < *n; ++i) {
+      auto f = r.bytes();
+      auto val = r.bytes();
+      if (!f || !val) return bad("truncated hash field");
+      v.hash.emplace(std::string(*f), std::string(*val));
+    }
+    if (auto st = engine.put(partition, *key, std::move(v), now_ms); !st) return st;
+  }
+  return {};
+}
+
+EffectRecorder::EffectRecorder(std::unique_ptr<storage::Engine> inner, uint32_t partitions)
+    : inner_(std::move(inner)), recorded_(partitions, 0), primary_(partitions, 0) {
+  inner_->set_removal_listener([this](uint32_t p, std::string_view key, RemovalCause) {
+    if (recorded_[p]) encode_erase(buffer(p), key);
+  });
+}
+
+std::string& EffectRecorder::buffer(uint32_t partition) {
+  // Commands touch one partition, or a few: a linear search beats a map.
+  for (auto& [p, buf] : pending_)
+    if (p == partition) return buf;
+  pending_.emplace_back(partition, std::string());
+  return pending_.back().second;
+}
+
+std::vector<std::pair<uint32_t, std::string>> EffectRecorder::take() {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  out.swap(pending_);
+  return out;
+}
+
+std::optional<storage::ValueRef> EffectRecorder::get(uint32_t partition, std::string_view key,
+                                                     int64_t now_ms) {
+  return inner_->get(partition, key, now_ms);
+}
+
+Status EffectRecorder::set_string(uint32_t partition, std::string_view key,
+                                  std::string_view value, int64_t expire_at_ms, int64_t now_ms) {
+  auto st = inner_->set_string(partition, key, value, expire_at_ms, now_ms);
+  if (st && recorded_[partition]) encode_put_string(buffer(partition), key, value, expire_at_ms);
+  return st;
+}
+
+Status EffectRecorder::put(uint32_t partition, std::string_view key, Value value,
+                           int64_t now_ms) {
+  std::string rec;
+  if (recorded_[partition]) encode_put(rec, key, value);
+  auto st = inner_->put(partition, key, std::move(value), now_ms);
+  if (st && recorded_[partition]) buffer(partition) += rec;
+  return st;
+}
+
+Result<bool> EffectRecorder::erase(uint32_t partition, std::string_view key, int64_t now_ms) {
+  auto r = inner_->erase(partition, key, now_ms);
+  if (r && *r && recorded_[partition]) encode_erase(buffer(partition), key);
+  return r;
+}
+
+Status EffectRecorder::update(uint32_t partition, std::string_view key, int64_t now_ms,
+                              const UpdateFn& fn) {
+  if (!recorded_[partition]) return inner_->update(partition, key, now_ms, fn);
+  // The key's resulting state is recorded once the engine accepted the change.
+  std::string rec;
+  auto st = inner_->update(partition, key, now_ms, [&](Value* cur, Value* scratch) {
+    auto action = fn(cur, scratch);
+    if (action == storage::UpdateAction::kWrite) encode_put(rec, key, cur ? *cur : *scratch);
+    else if (action == storage::UpdateAction::kErase && cur) encode_erase(rec, key);
+    return action;
+  });
+  if (st) buffer(partition) += rec;
+  return st;
+}
+
+Status EffectRecorder::write_batch(std::vector<BatchOp> ops, int64_t now_ms) {
+  std::vector<std::pair<uint32_t, std::string>> recs;
+  for (auto& op : ops) {
+    if (!recorded_[op.partition]) continue;
+    std::string rec;
+    if (op.value) encode_put(rec, op.key, *op.value);
+    else encode_erase(rec, op.key);
+    recs.emplace_back(op.partition, std::move(rec));
+  }
+  auto st = inner_->write_batch(std::move(ops), now_ms);
+  if (st)
+    for (auto& [p, rec] : recs) buffer(p) += rec;
+  return st;
+}
+
+Status EffectRecorder::clear() {
+  if (roles_known_) {
+    for (uint32_t p = 0; p < primary_.size(); ++p) {
+      if (!primary_[p]) continue;
+      if (auto st = inner_->drop_partition(p); !st) return st;
+      if (recorded_[p]) encode_drop(buffer(p));
+    }
+    return {};
+  }
+  auto st = inner_->clear();
+  if (st)
+    for (uint32_t p = 0; p < recorded_.size(); ++p)
+      if (recorded_[p]) encode_drop(buffer(p));
+  return st;
+}
+
+}  // namespace keel::dht

@@ -1,0 +1,973 @@
+#include "dht/service.h"
+#include "dht/service_async.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/clock.h"
+#include "base/codec.h"
+#include "dht/partition_map_codec.h"
+#include "replication/copy.h"
+#include "runtime/cluster/meta_service.h"
+#include "runtime/cluster/peers.h"
+#include "runtime/shards.h"
+
+namespace keel::dht {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+constexpr const char* kDomain = "dht";
+constexpr const char* kMapKey = "map";
+constexpr int64_t kTickMs = 10;
+constexpr size_t kSnapshotChunkBytes = 256 << 10;
+constexpr size_t kMaxForwardArgs = 1 << 20;
+
+// Data-plane payloads (frame type kData): u8 kind, then:
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3 };
+//   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
+//   kForwardReply: varint id, bytes reply
+//   kRepl:         varint partition, bytes replication message
+
+int64_t now_ms() { return SystemClock::instance().monotonic_ns() / 1000000; }
+int64_t wall_ms() { return SystemClock::instance().now_ms(); }
+
+std::optional<cluster::PeerAddress> data_address(const NodeRecord& n) {
+  auto p = cluster::parse_peer(fmt::format("{}@{}", n.id, n.data));
+  if (!p) return std::nullopt;
+  return *p;
+}
+
+}  // namespace
+
+struct Waiter {
+  uint64_t lsn = 0;
+  asio::steady_timer* timer = nullptr;
+  bool done = false;
+  bool failed = false;
+};
+
+struct PendingForward {
+  asio::steady_timer* timer = nullptr;
+  std::optional<std::string> reply;
+};
+
+struct ShardState {
+  std::shared_ptr<const Topology> topo;
+  std::unordered_map<uint32_t, std::unique_ptr<replication::Copy>> copies;
+  std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
+  std::unordered_map<uint64_t, PendingForward*> forwards;
+  uint64_t next_forward = 1;
+  std::set<uint32_t> snapshots;  // partitions streaming a snapshot from here
+  std::unique_ptr<asio::steady_timer> ticker;
+  std::atomic<uint64_t> forwarded{0}, forward_errors{0}, replicated{0};
+};
+
+struct Service::Impl : std::enable_shared_from_this<Impl> {
+  runtime::ShardSet& shards;
+  std::vector<EffectRecorder*> recorders;
+  cluster::MetaService& meta;
+  ServiceOptions opt;
+  std::vector<std::unique_ptr<ShardState>> st;
+
+  // Data plane thread.
+  asio::io_context dio{1};
+  // Keeps dio.run() going until stop(), even when no operation is pending.
+  asio::executor_work_guard<asio::io_context::executor_type> dio_work{dio.get_executor()};
+  std::unique_ptr<cluster::PeerTransport> transport;
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  Exec exec;
+  uint64_t incarnation = 0;  // this process's start (wall ms)
+
+  // Metadata followed (driver thread writes, data thread reads: under mu).
+  std::mutex mu;
+  std::map<std::string, cluster::KeyValue> dht_keys;
+  uint64_t revision = 0;
+  std::shared_ptr<const Topology> latest;
+  std::map<uint32_t, bool> alive_view;  // member -> not declared dead (manager's last view)
+  bool creating_map = false;
+
+  // Failover manager (data thread).
+  struct Fencing {
+    uint64_t new_epoch = 0;
+    std::vector<std::pair<uint32_t, replication::FenceAck>> acks;
+    int64_t started_ms = 0;
+  };
+  std::map<uint32_t, Fencing> fencing;
+  std::map<uint32_t, PartitionView> decided;  // ready to commit to the map
+  bool map_write_in_flight = false;
+  std::map<uint32_t, cluster::MemberStatus> members;
+  bool quorum = false;
+  std::atomic<uint64_t> failovers{0};
+  std::unique_ptr<asio::steady_timer> manager_timer;
+
+  Impl(runtime::ShardSet& s, std::vector<EffectRecorder*> r, cluster::MetaService& m, ServiceOptions o)
+      : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)) {
+    for (unsigned i = 0; i < shards.size(); ++i) st.push_back(std::make_unique<ShardState>());
+  }
+
+  unsigned owner(uint32_t p) const { return p % static_cast<unsigned>(st.size()); }
+
+  // ---------------- data plane
+  void send(uint32_t to, std::string payload) {
+    asio::post(dio, [self = shared_from_this(), to, payload = std::move(payload)]() mutable {
+      if (to == self->opt.self) return self->on_data(to, std::move(payload));  // e.g. a fence to our own copy
+      if (self->transport) self->transport->send(to, cluster::MsgType::kData, payload);
+    });
+  }
+  void send_repl(uint32_t to, uint32_t partition, const replication::Message& m) {
+    std::string out;
+    Writer w(out);
+    w.u8(kRepl);
+    w.varint(partition);
+    w.bytes(replication::encode(m));
+    send(to, std::move(out));
+  }
+
+  void on_data(uint32_t from, std::string payload) {
+    Reader r(payload);
+    auto kind = r.u8();
+    if (!kind) return;
+    if (*kind == kForward) {
+      auto id = r.varint();
+      auto addr = r.bytes(256);
+      auto proto = r.u8();
+      auto argc = r.varint();
+      if (!id || !addr || !proto || !argc || *argc == 0 || *argc > kMaxForwardArgs) return;
+      // The reply goes back on our own link to the sender, which we may not know yet (its
+      // record can reach us after its first request).
+      if (auto a = cluster::parse_peer(fmt::format("{}@{}", from, *addr)); a && transport)
+        transport->add_peer(*a);
+      std::vector<std::string> argv;
+      argv.reserve(*argc);
+      for (uint64_t i = 0; i < *argc; ++i) {
+        auto a = r.bytes();
+        if (!a) return;
+        argv.emplace_back(*a);
+      }
+      if (!exec) return;
+      exec(std::move(argv), *proto, [self = shared_from_this(), from, id = *id](std::string reply) {
+        std::string out;
+        Writer w(out);
+        w.u8(kForwardReply);
+        w.varint(id);
+        w.bytes(reply);
+        self->send(from, std::move(out));
+      });
+      return;
+    }
+    if (*kind == kForwardReply) {
+      auto id = r.varint();
+      auto reply = r.bytes();
+      if (!id || !reply) return;
+      unsigned sid = static_cast<unsigned>(*id & 0xff);
+      if (sid >= st.size()) return;
+      asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, id = *id, rep = std::string(*reply)] {
+        auto& s = *self->st[sid];
+        auto it = s.forwards.find(id);
+        if (it == s.forwards.end()) return;  // timed out already
+        it->second->reply = rep;
+        it->second->timer->cancel();
+      });
+      return;
+    }
+    if (*kind == kRepl) {
+      auto part = r.varint();
+      auto bytes = r.bytes();
+      if (!part || !bytes || *part >= opt.partitions) return;
+      auto msg = replication::decode(*bytes);
+      if (!msg) {
+        spdlog::warn("dht: bad replication message from node {}: {}", from, msg.error().message);
+        return;
+      }
+      uint32_t p = static_cast<uint32_t>(*part);
+      if (auto* ack = std::get_if<replication::FenceAck>(&*msg)) {
+        on_fence_ack(from, p, *ack);  // addressed to the failover manager (this thread)
+        return;
+      }
+      unsigned sid = owner(p);
+      asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, p, from, m = std::move(*msg)] {
+        auto& s = *self->st[sid];
+        auto it = s.copies.find(p);
+        if (it == s.copies.end()) {
+          // Not (yet) configured here. A fence must still be answered for failover to
+          // proceed: this node holds nothing of the partition.
+          if (auto* f = std::get_if<replication::Fence>(&m))
+            self->send_repl(from, p, replication::FenceAck{f->new_epoch, 0, 0});
+          return;
+        }
+        it->second->receive(from, m, now_ms());
+        self->drive(sid, p);
+      });
+    }
+  }
+
+  // ---------------- shard side
+  // Takes a copy's output and does what it asks. Shard thread.
+  void drive(unsigned sid, uint32_t p) {
+    auto& s = *st[sid];
+    auto it = s.copies.find(p);
+    if (it == s.copies.end()) return;
+    auto& copy = *it->second;
+    auto out = copy.take_output();
+    for (auto& [to, m] : out.send) send_repl(to, p, m);
+    auto* eng = recorders[sid];
+    int64_t wnow = wall_ms();
+    bool applied = false;
+    if (out.reset_partition) {
+      if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+      applied = true;
+    }
+    for (auto& e : out.apply_snapshot) {
+      if (auto r = apply_effect(*eng, p, e, wnow); !r) spdlog::error("dht: snapshot of partition {}: {}", p, r.error().message);
+      applied = true;
+    }
+    uint64_t last = 0;
+    for (auto& e : out.apply) {
+      // An empty effect is an epoch's barrier: nothing to apply, but it is held all the same.
+      if (!e.effect.empty()) {
+        if (auto r = apply_effect(*eng, p, e.effect, wnow); !r)
+          spdlog::error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
+        applied = true;
+      }
+      last = e.lsn;
+    }
+    if (out.snapshot_done_lsn) last = std::max(last, out.snapshot_done_lsn);
+    s.replicated += out.apply.size();
+    if (applied) {
+      if (auto r = eng->commit(); !r) {
+        spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
+        last = 0;  // not durable: not acknowledged
+      }
+    }
+    if (last) {
+      copy.durable(last, now_ms());
+      auto more = copy.take_output();
+      for (auto& [to, m] : more.send) send_repl(to, p, m);
+      out.committed_lsn = std::max(out.committed_lsn, more.committed_lsn);
+    }
+    for (uint32_t to : out.snapshot_needed) start_snapshot(sid, p, to);
+    wake(sid, p, out.committed_lsn, copy.is_primary());
+  }
+
+  void wake(unsigned sid, uint32_t p, uint64_t committed, bool primary) {
+    auto& s = *st[sid];
+    auto wit = s.waiters.find(p);
+    if (wit == s.waiters.end()) return;
+    auto& ws = wit->second;
+    for (auto* w : ws) {
+      if (committed >= w->lsn) w->done = true;
+      else if (!primary) w->failed = true;
+      if (w->done || w->failed) w->timer->cancel();
+    }
+    std::erase_if(ws, [](Waiter* w) { return w->done || w->failed; });
+    if (ws.empty()) s.waiters.erase(wit);
+  }
+
+  // Streams partition p's keys to replica `to`, then lets the log follow. Shard thread.
+  void start_snapshot(unsigned sid, uint32_t p, uint32_t to) {
+    auto& s = *st[sid];
+    if (!s.snapshots.insert(p).second) return;
+    asio::co_spawn(shards.shard(sid).io, snapshot(sid, p, to), asio::detached);
+  }
+  awaitable<void> snapshot(unsigned sid, uint32_t p, uint32_t to) {
+    auto self = shared_from_this();
+    auto& s = *st[sid];
+    auto it = s.copies.find(p);
+    if (it == s.copies.end()) {
+      s.snapshots.erase(p);
+      co_return;
+    }
+    send_repl(to, p, it->second->begin_snapshot(to, now_ms()));
+    std::string start;
+    uint64_t keys = 0;
+    asio::steady_timer pause(shards.shard(sid).io);
+    for (;;) {
+      auto cit = s.copies.find(p);
+      if (cit == s.copies.end() || !cit->second->is_primary() || stopping) break;
+      replication::SnapshotChunk chunk;
+      size_t bytes = 0;
+      std::optional<std::string> next = recorders[sid]->scan_partition(
+          p, start, 256, wall_ms(), [&](std::string_view key, const storage::ValueRef& v) {
+            storage::Value val;
+            val.type = v.type;
+            val.expire_at_ms = v.expire_at_ms;
+            if (v.type == storage::ValueType::kString) val.str.assign(v.str);
+            else val.hash = *v.hash;
+            std::string e;
+            encode_put(e, key, val);
+            bytes += e.size();
+            chunk.effects.push_back(std::move(e));
+          });
+      keys += chunk.effects.size();
+      send_repl(to, p, cit->second->snapshot_chunk(to, std::move(chunk.effects), !next, now_ms()));
+      drive(sid, p);
+      if (!next) break;
+      start = std::move(*next);
+      // Let the shard serve requests between chunks, and bound the rate.
+      pause.expires_after(std::chrono::milliseconds(bytes >= kSnapshotChunkBytes ? 5 : 1));
+      co_await pause.async_wait(asio::as_tuple(use_awaitable));
+    }
+    spdlog::info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
+    s.snapshots.erase(p);
+  }
+
+  awaitable<void> ticker(unsigned sid) {
+    auto self = shared_from_this();
+    auto& s = *st[sid];
+    s.ticker = std::make_unique<asio::steady_timer>(shards.shard(sid).io);
+    while (!stopping) {
+      s.ticker->expires_after(std::chrono::milliseconds(kTickMs));
+      co_await s.ticker->async_wait(asio::as_tuple(use_awaitable));
+      if (stopping) break;
+      int64_t now = now_ms();
+      // Keys the engine expired or evicted during maintenance travel as deletions.
+      flush_background_effects(sid, now);
+      for (auto& [p, c] : s.copies) {
+        c->tick(now);
+        drive(sid, p);
+      }
+    }
+  }
+
+  // Effects recorded outside a command (expiry, eviction): appended without a waiter.
+  void flush_background_effects(unsigned sid, int64_t now) {
+    if (!recorders[sid]->has_pending()) return;
+    for (auto& [p, effect] : recorders[sid]->take()) {
+      auto it = st[sid]->copies.find(p);
+      if (it == st[sid]->copies.end() || !it->second->is_primary()) continue;
+      if (auto lsn = it->second->append(std::move(effect), now); lsn) it->second->durable(*lsn, now);
+    }
+  }
+
+  // A new topology for shard `sid`: (re)configure the copies it owns. Shard thread.
+  void install(unsigned sid, std::shared_ptr<const Topology> t) {
+    auto& s = *st[sid];
+    s.topo = t;
+    int64_t now = now_ms();
+    auto* eng = recorders[sid];
+    // Until the map acknowledges this incarnation (bumping the epochs of what it lists here),
+    // this process serves nothing: it may have answered fences before it restarted.
+    auto inc = t->incarnations.find(opt.self);
+    bool welcome = inc != t->incarnations.end() && inc->second == incarnation;
+    for (uint32_t p = sid; p < t->parts.size(); p += static_cast<uint32_t>(st.size())) {
+      auto& pv = t->parts[p];
+      bool holds = welcome && t->holds(p, opt.self);
+      auto it = s.copies.find(p);
+      eng->set_primary(p, holds && pv.primary == opt.self);
+      if (!holds) {
+        if (it != s.copies.end()) {
+          s.copies.erase(it);
+          eng->set_recorded(p, false);
+          if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+          wake(sid, p, 0, false);
+        }
+        continue;
+      }
+      if (it == s.copies.end()) {
+        replication::Options ro;
+        ro.lease_ms = opt.lease_ms;
+        it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, ro)).first;
+      }
+      replication::Config c;
+      c.epoch = pv.epoch;
+      c.primary = pv.primary;
+      c.replicas = pv.replicas;
+      c.write_quorum = std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size()));
+      if (auto st = it->second->configure(c, now); !st)
+        spdlog::error("dht: partition {} epoch {}: {}", p, c.epoch, st.error().message);
+      eng->set_recorded(p, pv.primary == opt.self && !pv.replicas.empty());
+      drive(sid, p);
+    }
+  }
+
+  void publish(std::shared_ptr<const Topology> t) {
+    {
+      std::lock_guard lk(mu);
+      latest = t;
+    }
+    for (unsigned i = 0; i < st.size(); ++i)
+      asio::post(shards.shard(i).io, [self = shared_from_this(), i, t] { self->install(i, t); });
+    asio::post(dio, [self = shared_from_this(), t] {
+      if (!self->transport) return;
+      for (auto& [id, n] : t->nodes)
+        if (id != self->opt.self)
+          if (auto a = data_address(n)) self->transport->add_peer(*a);
+    });
+  }
+
+  // ---------------- metadata (driver thread callbacks)
+  void rebuild() {
+    auto t = std::make_shared<Topology>();
+    t->self = opt.self;
+    t->version = revision;
+    for (auto& [k, kv] : dht_keys) {
+      if (k.rfind("node/", 0) == 0) {
+        auto n = decode_node(kv.value);
+        if (!n) continue;
+        n->id = static_cast<uint32_t>(std::strtoul(k.c_str() + 5, nullptr, 10));
+        t->nodes[n->id] = *n;
+      }
+    }
+    auto mit = dht_keys.find(kMapKey);
+    if (mit == dht_keys.end()) {
+      maybe_create_map(*t);
+      return;
+    }
+    auto m = decode_partition_map(mit->second.value);
+    if (!m) {
+      spdlog::error("dht: the partition map in metadata is unreadable: {}", m.error().message);
+      return;
+    }
+    t->version = mit->second.mod_revision;
+    {
+      std::lock_guard lk(mu);
+      latest_map = std::make_pair(mit->second.value, mit->second.version);
+    }
+    t->copies = m->copies;
+    t->write_quorum = m->write_quorum;
+    t->parts = std::move(m->parts);
+    t->incarnations = std::move(m->incarnations);
+    publish(t);
+  }
+
+  void maybe_create_map(const Topology& t) {
+    if (creating_map) return;
+    std::vector<uint32_t> storage;
+    for (uint32_t id : opt.initial_members) {
+      auto* n = t.node(id);
+      if (!n) return;  // wait until every initial member has published its addresses
+      if (n->storage) storage.push_back(id);
+    }
+    if (storage.empty()) return;
+    PartitionMapData m = initial_partition_map(storage, opt.partitions, opt.copies, opt.write_quorum);
+    for (auto& [id, n] : t.nodes) m.incarnations[id] = n.incarnation;
+    creating_map = true;
+    meta.put(kDomain, kMapKey, encode_partition_map(m), uint64_t{0},
+             [self = shared_from_this()](Result<cluster::WriteResult> r) {
+               self->creating_map = false;
+               if (r) spdlog::info("dht: created the partition map");
+               else if (r.error().code != Errc::kConflict)
+                 spdlog::warn("dht: creating the partition map: {}", r.error().message);
+             });
+  }
+
+  // Follows domain "dht" through an in-process subscription: a reset with every key, then
+  // each change in revision order (again a reset after a snapshot install). Driver thread.
+  void follow() {
+    if (stopping) return;
+    auto sub = meta.subscribe(kDomain, "", [self = weak_from_this()](const cluster::MetaUpdate& u) {
+      auto s = self.lock();
+      if (!s || s->stopping) return;
+      if (u.reset) {
+        s->dht_keys.clear();
+        for (auto& kv : u.contents) s->dht_keys[kv.key] = kv;
+      }
+      for (auto& e : u.events) {
+        if (e.deleted) s->dht_keys.erase(e.kv.key);
+        else s->dht_keys[e.kv.key] = e.kv;
+      }
+      s->revision = u.revision;
+      s->rebuild();
+    });
+    if (!sub) {
+      spdlog::error("dht: cannot follow the partition map: {}", sub.error().message);
+      meta_retry([self = shared_from_this()] { self->follow(); });
+      return;
+    }
+    subscription = std::make_unique<cluster::Subscription>(std::move(*sub));
+  }
+  std::unique_ptr<cluster::Subscription> subscription;
+
+  void meta_retry(std::function<void()> f) {
+    auto t = std::make_shared<asio::steady_timer>(dio, std::chrono::milliseconds(200));
+    t->async_wait([t, f = std::move(f)](const boost::system::error_code& ec) {
+      if (!ec) f();
+    });
+  }
+
+  void publish_self() {
+    NodeRecord n;
+    n.resp = opt.resp_address;
+    n.data = fmt::format("{}:{}", opt.bind, opt.data_port);
+    n.name = opt.name;
+    n.storage = opt.storage;
+    n.incarnation = incarnation;
+    meta.put(kDomain, fmt::format("node/{}", opt.self), encode_node(n), std::nullopt,
+             [self = shared_from_this()](Result<cluster::WriteResult> r) {
+               if (self->stopping) return;
+               if (!r) {
+                 self->meta_retry([self] { self->publish_self(); });
+                 return;
+               }
+               self->follow();
+             });
+  }
+
+  // ---------------- failover manager (data thread)
+  awaitable<void> manager() {
+    auto self = shared_from_this();
+    manager_timer = std::make_unique<asio::steady_timer>(dio);
+    while (!stopping) {
+      manager_timer->expires_after(std::chrono::milliseconds(200));
+      co_await manager_timer->async_wait(asio::as_tuple(use_awaitable));
+      if (stopping) break;
+      meta.status([self](Result<cluster::DriverStatus> r) {
+        if (!r) return;
+        asio::post(self->dio, [self, s = std::move(*r)] { self->manage(s); });
+      });
+    }
+  }
+
+  bool dead(uint32_t id) const {
+    auto it = members.find(id);
+    return it != members.end() && it->second == cluster::MemberStatus::kDead;
+  }
+
+  void manage(const cluster::DriverStatus& s) {
+    members.clear();
+    for (auto& m : s.members) members[m.id] = m.self ? cluster::MemberStatus::kAlive : m.status;
+    quorum = s.quorum;
+    {
+      std::lock_guard lk(mu);
+      alive_view.clear();
+      for (auto& [id, st] : members) alive_view[id] = st != cluster::MemberStatus::kDead;
+    }
+    std::shared_ptr<const Topology> t;
+    {
+      std::lock_guard lk(mu);
+      t = latest;
+    }
+    if (!t || !quorum) return;
+    // The manager is the lowest-numbered live storage member; if two think they are, the
+    // map's compare-and-set lets one win.
+    for (auto& [id, n] : t->nodes)
+      if (n.storage && !dead(id)) {
+        if (id != opt.self) return;
+        break;
+      }
+    int64_t now = now_ms();
+    auto restarted = restarted_nodes(*t);
+    for (uint32_t p = 0; p < t->parts.size(); ++p) {
+      auto& pv = t->parts[p];
+      if (!pv.primary || !(dead(pv.primary) || restarted.count(pv.primary)) || decided.count(p)) continue;
+      auto fit = fencing.find(p);
+      if (fit != fencing.end() && fit->second.new_epoch > pv.epoch && now - fit->second.started_ms < 5000) continue;
+      bool any_replica = false;
+      for (uint32_t r : pv.replicas) any_replica |= !dead(r);
+      if (!any_replica) {
+        // No other copy to fence or promote. A primary that restarted keeps its partition (a
+        // persistent engine kept the data; a memory engine starts it empty) in a new epoch;
+        // a dead one leaves it unavailable until it returns.
+        if (!dead(pv.primary)) decided[p] = PartitionView{pv.epoch + 1, pv.primary, {}};
+        continue;
+      }
+      Fencing f;
+      f.new_epoch = pv.epoch + 1;
+      f.started_ms = now;
+      fencing[p] = f;
+      // Replicas that restarted answer too (they hold nothing the log knows of: LSN 0).
+      for (uint32_t r : pv.replicas)
+        if (!dead(r)) send_repl(r, p, replication::Fence{f.new_epoch});
+    }
+    commit_decisions(t, restarted);
+  }
+
+  // Live members whose record names an incarnation the map has not acknowledged: they
+  // restarted (or are new) since the epochs of their partitions were decided.
+  std::set<uint32_t> restarted_nodes(const Topology& t) {
+    std::set<uint32_t> out;
+    for (auto& [id, n] : t.nodes) {
+      if (dead(id)) continue;
+      auto it = t.incarnations.find(id);
+      if (it == t.incarnations.end() || it->second != n.incarnation) out.insert(id);
+    }
+    return out;
+  }
+
+  void on_fence_ack(uint32_t from, uint32_t p, const replication::FenceAck& ack) {
+    auto it = fencing.find(p);
+    if (it == fencing.end() || ack.new_epoch != it->second.new_epoch) return;
+    std::shared_ptr<const Topology> t;
+    {
+      std::lock_guard lk(mu);
+      t = latest;
+    }
+    if (!t || p >= t->parts.size()) return;
+    auto& acks = it->second.acks;
+    for (auto& [id, a] : acks)
+      if (id == from) return;
+    acks.emplace_back(from, ack);
+    auto& pv = t->parts[p];
+    replication::Config c{pv.epoch, pv.primary, pv.replicas,
+                          std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size()))};
+    auto chosen = replication::choose_new_primary(c, acks);
+    if (!chosen) return;
+    PartitionView next;
+    next.epoch = it->second.new_epoch;
+    next.primary = *chosen;
+    for (uint32_t r : pv.replicas)
+      if (r != *chosen && !dead(r)) next.replicas.push_back(r);
+    // A primary that restarted stays a copy (it is re-filled by a snapshot); a dead one goes.
+    if (!dead(pv.primary)) next.replicas.push_back(pv.primary);
+    decided[p] = next;
+    fencing.erase(it);
+  }
+
+  void commit_decisions(std::shared_ptr<const Topology> t, const std::set<uint32_t>& restarted) {
+    if (map_write_in_flight) return;
+    // Re-create lost copies: a partition with fewer copies than the target gets a replica on
+    // the live storage node holding the fewest copies.
+    std::map<uint32_t, PartitionView> changes = decided;
+    std::map<uint32_t, uint32_t> load;
+    for (auto& [id, n] : t->nodes)
+      if (n.storage && !dead(id) && !restarted.count(id)) load[id] = 0;
+    for (auto& pv : t->parts) {
+      if (load.count(pv.primary)) ++load[pv.primary];
+      for (auto r : pv.replicas)
+        if (load.count(r)) ++load[r];
+    }
+    for (uint32_t p = 0; p < t->parts.size() && changes.size() < 256; ++p) {
+      if (changes.count(p) || fencing.count(p)) continue;
+      auto pv = t->parts[p];
+      if (!pv.primary || dead(pv.primary)) continue;
+      bool changed = false;
+      std::erase_if(pv.replicas, [&](uint32_t r) { return dead(r) && (changed = true); });
+      while (1 + pv.replicas.size() < t->copies) {
+        uint32_t best = 0;
+        for (auto& [id, l] : load)
+          if (id != pv.primary && std::find(pv.replicas.begin(), pv.replicas.end(), id) == pv.replicas.end() &&
+              (!best || l < load[best]))
+            best = id;
+        if (!best) break;
+        pv.replicas.push_back(best);
+        ++load[best];
+        changed = true;
+      }
+      if (changed) {
+        pv.epoch += 1;
+        changes[p] = pv;
+      }
+    }
+    // Acknowledge a restarted member's incarnation once every partition it was the primary of
+    // has a new primary in this write; the partitions it is a replica of get a new epoch.
+    std::map<uint32_t, uint64_t> acknowledged;
+    for (uint32_t id : restarted) {
+      bool ready = true;
+      for (uint32_t p = 0; p < t->parts.size() && ready; ++p)
+        if (t->parts[p].primary == id && !decided.count(p)) ready = false;
+      if (!ready) continue;
+      for (uint32_t p = 0; p < t->parts.size(); ++p) {
+        auto& pv = t->parts[p];
+        if (changes.count(p) || !t->holds(p, id)) continue;
+        auto next = pv;
+        next.epoch += 1;
+        changes[p] = next;
+      }
+      acknowledged[id] = t->node(id)->incarnation;
+    }
+    if (changes.empty() && acknowledged.empty()) return;
+    auto mit = dht_keys_copy_map();
+    if (!mit) return;
+    auto [value, version] = *mit;
+    auto m = decode_partition_map(value);
+    if (!m) return;
+    for (auto& [p, pv] : changes) {
+      if (m->parts[p].epoch + 1 != pv.epoch) {  // decided on a stale map: start over
+        decided.clear();
+        return;
+      }
+      m->parts[p] = pv;
+    }
+    for (auto& [id, inc] : acknowledged) m->incarnations[id] = inc;
+    map_write_in_flight = true;
+    size_t n = changes.size();
+    meta.put(kDomain, kMapKey, encode_partition_map(*m), version,
+             [self = shared_from_this(), n, promoted = decided](Result<cluster::WriteResult> r) {
+               asio::post(self->dio, [self, r, n, promoted] {
+                 self->map_write_in_flight = false;
+                 if (r) {
+                   std::map<uint32_t, int> to;
+                   for (auto& [p, pv] : promoted) {
+                     self->decided.erase(p);
+                     ++self->failovers;
+                     ++to[pv.primary];
+                   }
+                   for (auto& [node, count] : to)
+                     spdlog::warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
+                   spdlog::info("dht: partition map updated ({} partitions changed)", n);
+                 } else {
+                   spdlog::warn("dht: updating the partition map: {}", r.error().message);
+                   self->decided.clear();
+                 }
+               });
+             });
+  }
+
+  std::optional<std::pair<std::string, uint64_t>> dht_keys_copy_map() {
+    // dht_keys belongs to the driver thread; the map's current value and version are read
+    // from the published topology's source instead.
+    std::lock_guard lk(mu);
+    if (!latest_map) return std::nullopt;
+    return *latest_map;
+  }
+  std::optional<std::pair<std::string, uint64_t>> latest_map;  // under mu
+};
+
+
+// ---------------- public API
+
+Service::Service(runtime::ShardSet& shards, std::vector<EffectRecorder*> recorders,
+                 cluster::MetaService& meta, ServiceOptions opt)
+    : opt_(opt), impl_(std::make_shared<Impl>(shards, std::move(recorders), meta, std::move(opt))) {}
+
+Service::~Service() { stop(); }
+
+Result<int> Service::start() {
+  auto& im = *impl_;
+  cluster::TransportOptions to;
+  to.cluster_id = im.opt.cluster_id;
+  to.node_id = im.opt.self;
+  to.bind = im.opt.bind;
+  to.port = im.opt.data_port;
+  std::weak_ptr<Impl> weak = impl_;
+  im.transport = std::make_unique<cluster::PeerTransport>(
+      im.dio, to, [weak](uint32_t from, cluster::MsgType type, std::string payload) {
+        if (type != cluster::MsgType::kData) return;
+        if (auto self = weak.lock()) self->on_data(from, std::move(payload));
+      });
+  auto port = im.transport->start();
+  if (!port) return port;
+  im.incarnation = static_cast<uint64_t>(wall_ms());
+  im.opt.data_port = *port;
+  opt_.data_port = *port;
+  for (unsigned i = 0; i < im.st.size(); ++i)
+    asio::co_spawn(im.shards.shard(i).io, im.ticker(i), asio::detached);
+  asio::co_spawn(im.dio, im.manager(), asio::detached);
+  im.thread = std::thread([&im] { im.dio.run(); });
+  im.publish_self();
+  return *port;
+}
+
+void Service::stop() {
+  auto& im = *impl_;
+  if (im.stopping.exchange(true)) return;
+  if (im.subscription) im.subscription->cancel();
+  asio::post(im.dio, [&im] {
+    if (im.transport) im.transport->stop();
+    if (im.manager_timer) im.manager_timer->cancel();
+  });
+  if (im.thread.joinable()) {
+    // Let the transport close its sockets, then stop the loop.
+    std::promise<void> done;
+    asio::post(im.dio, [&] { done.set_value(); });
+    done.get_future().wait();
+    im.dio_work.reset();
+    im.dio.stop();
+    im.thread.join();
+  }
+}
+
+std::shared_ptr<const Topology> Service::topology(unsigned shard) const { return impl_->st[shard]->topo; }
+
+bool Service::wait_installed(int64_t timeout_ms) {
+  auto& im = *impl_;
+  for (int64_t waited = 0; waited <= timeout_ms; waited += 5) {
+    unsigned ready = 0;
+    for (unsigned i = 0; i < im.st.size(); ++i) {
+      std::promise<bool> has;
+      asio::post(im.shards.shard(i).io, [&, i] {
+        auto& t = im.st[i]->topo;
+        auto inc = t ? t->incarnations.find(im.opt.self) : decltype(t->incarnations.end()){};
+        has.set_value(t && inc != t->incarnations.end() && inc->second == im.incarnation);
+      });
+      ready += has.get_future().get();
+    }
+    if (ready == im.st.size()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+std::shared_ptr<const Topology> Service::latest() const {
+  int cur = runtime::ShardSet::current();
+  std::lock_guard lk(impl_->mu);
+  // On a shard thread, the topology that shard routes by.
+  auto base = cur >= 0 ? impl_->st[static_cast<unsigned>(cur)]->topo : impl_->latest;
+  if (!base) return nullptr;
+  auto t = std::make_shared<Topology>(*base);
+  t->alive = impl_->alive_view;
+  return t;
+}
+
+std::string Service::check_local(unsigned shard, uint32_t partition, bool write, int64_t) {
+  auto& s = *impl_->st[shard];
+  auto it = s.copies.find(partition);
+  if (it == s.copies.end() || !it->second->is_primary())
+    return fmt::format("TRYAGAIN partition {} has no primary on this node right now; retry", partition);
+  int64_t now = now_ms();
+  if (write) {
+    if (!it->second->writable())
+      return fmt::format("TRYAGAIN partition {} is failing over (this primary's epoch {} is fenced); retry",
+                         partition, it->second->config().epoch);
+    return {};
+  }
+  if (!it->second->can_serve_reads(now))
+    return fmt::format("TRYAGAIN partition {}: this primary's read lease has lapsed (its replicas "
+                       "have not answered lately); retry",
+                       partition);
+  return {};
+}
+
+uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
+  auto& s = *impl_->st[shard];
+  auto it = s.copies.find(partition);
+  if (it == s.copies.end()) return 0;
+  auto& c = *it->second;
+  return c.last_lsn() > c.committed_lsn() ? c.last_lsn() : 0;
+}
+
+Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned shard, int64_t) {
+  auto& im = *impl_;
+  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  auto* rec = im.recorders[shard];
+  if (!rec->has_pending()) return waits;
+  if (auto c = rec->commit(); !c) return std::unexpected(c.error());
+  int64_t now = now_ms();
+  std::optional<Error> err;
+  for (auto& [p, effect] : rec->take()) {
+    auto& s = *im.st[shard];
+    auto it = s.copies.find(p);
+    if (it == s.copies.end()) continue;
+    auto lsn = it->second->append(std::move(effect), now);
+    if (!lsn) {
+      err = lsn.error();
+      continue;
+    }
+    it->second->durable(*lsn, now);
+    waits.emplace_back(p, *lsn);
+    im.drive(shard, p);
+  }
+  if (err) return std::unexpected(*err);
+  return waits;
+}
+
+void Service::set_executor(Exec exec) { impl_->exec = std::move(exec); }
+
+ServiceStatus Service::status() {
+  auto& im = *impl_;
+  ServiceStatus s;
+  std::shared_ptr<const Topology> t;
+  {
+    std::lock_guard lk(im.mu);
+    t = im.latest;
+  }
+  if (t) {
+    s.map_version = t->version;
+    s.copies = t->copies;
+    s.write_quorum = t->write_quorum;
+    s.partitions = static_cast<uint32_t>(t->parts.size());
+    for (auto& [id, n] : t->nodes) s.nodes[id];
+    for (auto& pv : t->parts) {
+      if (pv.primary) ++s.nodes[pv.primary].primaries;
+      for (auto r : pv.replicas) ++s.nodes[r].replicas;
+      if (pv.primary == im.opt.self) ++s.primaries_here;
+      for (auto r : pv.replicas)
+        if (r == im.opt.self) ++s.replicas_here;
+      if (1 + pv.replicas.size() < t->copies) ++s.under_replicated;
+    }
+  }
+  for (auto& st : im.st) {
+    s.forwarded += st->forwarded;
+    s.forward_errors += st->forward_errors;
+    s.replicated_entries += st->replicated;
+  }
+  s.failovers = im.failovers;
+  return s;
+}
+
+awaitable<Status> wait_committed(Service& svc, unsigned shard,
+                                 const std::vector<std::pair<uint32_t, uint64_t>>& waits) {
+  auto& im = svc.impl();
+  auto& s = *im.st[shard];
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  for (auto& [p, lsn] : waits) {
+    auto it = s.copies.find(p);
+    if (it == s.copies.end())
+      co_return make_error(Errc::kTimeout, fmt::format("outcome unknown: partition {} moved away from this node before the write was replicated; it may or may not have been applied", p));
+    if (it->second->committed_lsn() >= lsn) continue;
+    Waiter w;
+    w.lsn = lsn;
+    w.timer = &timer;
+    s.waiters[p].push_back(&w);
+    timer.expires_after(std::chrono::milliseconds(im.opt.request_timeout_ms));
+    co_await timer.async_wait(asio::as_tuple(use_awaitable));
+    if (!w.done) {
+      auto wit = s.waiters.find(p);
+      if (wit != s.waiters.end()) std::erase(wit->second, &w);
+      co_return make_error(
+          Errc::kTimeout,
+          fmt::format("outcome unknown: the write was applied on partition {}'s primary but fewer than "
+                      "write_quorum copies confirmed it within {} ms{}; it may or may not survive a failover",
+                      p, im.opt.request_timeout_ms, w.failed ? " (this node stopped being the primary)" : ""));
+    }
+  }
+  co_return Status{};
+}
+
+awaitable<Result<std::string>> forward(Service& svc, unsigned shard, uint32_t node,
+                                       std::span<const std::string_view> argv, int protocol) {
+  auto& im = svc.impl();
+  auto& s = *im.st[shard];
+  uint64_t id = (s.next_forward++ << 8) | shard;
+  std::string out;
+  Writer w(out);
+  w.u8(kForward);
+  w.varint(id);
+  w.bytes(fmt::format("{}:{}", im.opt.bind, im.opt.data_port));
+  w.u8(static_cast<uint8_t>(protocol));
+  w.varint(argv.size());
+  for (auto a : argv) w.bytes(a);
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  PendingForward pf;
+  pf.timer = &timer;
+  s.forwards[id] = &pf;
+  ++s.forwarded;
+  im.send(node, std::move(out));
+  timer.expires_after(std::chrono::milliseconds(im.opt.request_timeout_ms));
+  co_await timer.async_wait(asio::as_tuple(use_awaitable));
+  s.forwards.erase(id);
+  if (!pf.reply) {
+    ++s.forward_errors;
+    co_return make_error(Errc::kTimeout,
+                         fmt::format("outcome unknown: node {} (the key's primary) did not answer within {} ms; "
+                                     "the command may or may not have run",
+                                     node, im.opt.request_timeout_ms));
+  }
+  co_return std::move(*pf.reply);
+}
+
+}  // namespace keel::dht

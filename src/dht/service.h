@@ -1,0 +1,122 @@
+// The distributed hash map on one node: routing a key to its partition's primary, forwarding
+// to it, and replicating every write's effect to the partition's replicas (src/replication
+// drives the protocol; this is its effectful shell).
+//
+//  - The partition map lives in cluster metadata (domain "dht", key "map"), each member's
+//    addresses under "node/<id>". The service follows them through the metadata service and
+//    hands every shard an immutable Topology.
+//  - Each shard keeps one replication::Copy per partition it owns (p % shards == shard) that
+//    this node holds, configured from the map. A write on the primary is recorded by the
+//    shard's EffectRecorder (the one hook), appended to the Copy's log, streamed to the
+//    replicas over the data plane, and answered once write_quorum copies hold it.
+//  - The data plane is a peer transport (cluster/wire frames, type kData) on its own thread and
+//    port (cluster.data_port), separate from the Rabia driver's.
+//
+// Threading: the shard-facing calls run on the calling shard's thread and touch only that
+// shard's state. Include service_async.h (Asio) only from .cpp files.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "dht/effect.h"
+#include "dht/topology.h"
+
+namespace keel::runtime {
+class ShardSet;
+}
+namespace keel::cluster {
+class MetaService;
+}
+
+namespace keel::dht {
+
+struct ServiceOptions {
+  uint32_t self = 0;
+  std::string cluster_id = "keel";
+  std::string bind = "127.0.0.1";
+  int data_port = 0;          // 0 = any free port (published in metadata)
+  std::string resp_address;   // host:port clients use
+  std::string name;           // 40 hex (CLUSTER MYID)
+  bool storage = true;
+  uint32_t partitions = 1024;
+  uint32_t copies = 1;        // primary + replicas, for a new map
+  uint32_t write_quorum = 1;  // copies that must hold a write before it is acknowledged
+  std::vector<uint32_t> initial_members;  // the members a new map is placed over
+  int64_t request_timeout_ms = 2000;      // forwarding and quorum waits
+  int64_t lease_ms = 2000;
+  int64_t failover_after_ms = 0;  // 0: when the failure detector declares the primary dead
+};
+
+struct ServiceStatus {
+  struct PerNode {
+    uint32_t primaries = 0, replicas = 0;
+  };
+  std::map<uint32_t, PerNode> nodes;  // copies per member, from the map this node knows
+  uint32_t copies = 0, write_quorum = 0;
+  uint64_t map_version = 0;
+  uint32_t partitions = 0, primaries_here = 0, replicas_here = 0;
+  uint32_t under_replicated = 0;  // partitions with fewer copies than the target
+  uint64_t forwarded = 0, forward_errors = 0, replicated_entries = 0, failovers = 0;
+};
+
+class Service {
+ public:
+  Service(runtime::ShardSet& shards, std::vector<EffectRecorder*> recorders,
+          cluster::MetaService& meta, ServiceOptions opt);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // Binds the data port, starts the data-plane thread, publishes this node's record and
+  // follows the map (creating it if this node is the first to find it absent). Returns the
+  // bound data port.
+  Result<int> start();
+  void stop();
+
+  const ServiceOptions& options() const { return opt_; }
+  // Not from a shard thread: waits until every shard routes by a partition map.
+  bool wait_installed(int64_t timeout_ms);
+  // Shard thread: the topology this shard sees (null until the map is known).
+  std::shared_ptr<const Topology> topology(unsigned shard) const;
+  // Any thread: the newest topology, with the failure detector's view of each member.
+  std::shared_ptr<const Topology> latest() const;
+
+  // Shard thread: whether this node may run a command on `partition` now. "" if it may;
+  // else the error reply (without the leading '-'): the primary is elsewhere or unknown, or
+  // (reads) this primary's lease has lapsed, or (writes) it was fenced.
+  std::string check_local(unsigned shard, uint32_t partition, bool write, int64_t now_ms);
+  // Shard thread, for a read on `partition`: the LSN it must wait for before its reply goes out
+  // (the partition's last write, when not yet committed: a read never shows a write that a
+  // failover could still lose), or 0.
+  uint64_t read_fence(unsigned shard, uint32_t partition, int64_t now_ms);
+  // Shard thread, after a write command ran on it: the recorded effects are appended to their
+  // partitions' logs and shipped. Returns what the reply must wait for: (partition, lsn).
+  // An append refused (backlog full) is returned as an error; the write is already applied
+  // locally, so the caller reports an unknown outcome.
+  Result<std::vector<std::pair<uint32_t, uint64_t>>> after_write(unsigned shard, int64_t now_ms);
+
+  // A forwarded request is executed by `exec` (the RESP server): argv and protocol in, the
+  // reply bytes out through the callback, on any shard.
+  using Exec = std::function<void(std::vector<std::string> argv, int protocol,
+                                  std::function<void(std::string)> done)>;
+  void set_executor(Exec exec);
+
+  ServiceStatus status();
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  ServiceOptions opt_;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace keel::dht

@@ -1,0 +1,29 @@
+// The awaitable side of dht::Service for the RESP server's coroutines. Includes Asio: include
+// it only from .cpp files.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "dht/service.h"
+
+namespace keel::dht {
+
+// Resumes once every (partition, lsn) is held by write_quorum copies. kTimeout (outcome
+// unknown: the write is applied here and may survive) after request_timeout_ms, or
+// kUnavailable-free kTimeout as well when this node stops being the partition's primary.
+boost::asio::awaitable<Status> wait_committed(Service& s, unsigned shard,
+                                              const std::vector<std::pair<uint32_t, uint64_t>>& waits);  // lives in the caller's frame
+
+// Runs `argv` on node `node` (the partition's primary) and returns its reply bytes, encoded
+// for `protocol`. kUnavailable if the request could not be sent (nothing ran), kTimeout if no
+// answer came within request_timeout_ms (it may have run).
+boost::asio::awaitable<Result<std::string>> forward(Service& s, unsigned shard, uint32_t node,
+                                                    std::span<const std::string_view> argv,
+                                                    int protocol);
+
+}  // namespace keel::dht

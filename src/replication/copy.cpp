@@ -1,0 +1,595 @@
+#include "replication/copy.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace keel::replication {
+
+namespace {
+// Bytes counted per entry beside its effect (LSN, epoch, framing), so that back-pressure and
+// the log bound also hold for many tiny effects.
+constexpr size_t kEntryOverhead = 16;
+}  // namespace
+
+uint32_t fence_quorum(const Config& c) {
+  const int64_t replicas = static_cast<int64_t>(c.replicas.size());
+  const int64_t copies = replicas + 1;
+  const int64_t q = std::min(replicas, copies - static_cast<int64_t>(c.write_quorum) + 1);
+  return static_cast<uint32_t>(std::max<int64_t>(q, 1));
+}
+
+std::optional<NodeId> choose_new_primary(const Config& c,
+                                         const std::vector<std::pair<NodeId, FenceAck>>& acks) {
+  // Members in preference order for ties: replicas in order, then the old primary.
+  std::vector<NodeId> order = c.replicas;
+  order.push_back(c.primary);
+  std::vector<const FenceAck*> by_member(order.size(), nullptr);
+  for (const auto& [from, ack] : acks) {
+    if (ack.new_epoch != c.epoch + 1) continue;
+    auto it = std::find(order.begin(), order.end(), from);
+    if (it == order.end()) continue;
+    const FenceAck*& slot = by_member[static_cast<size_t>(it - order.begin())];
+    if (!slot) slot = &ack;  // the first answer of a member counts
+  }
+  size_t configured = 0, answered = 0;
+  for (const FenceAck* a : by_member) {
+    if (!a) continue;
+    ++answered;
+    if (a->epoch == c.epoch && a->in_sync) ++configured;
+  }
+  if (configured < fence_quorum(c) && answered < order.size()) return std::nullopt;
+  std::optional<size_t> best;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const FenceAck* a = by_member[i];
+    if (!a) continue;
+    if (!best || std::pair(a->last_epoch, a->last_lsn) >
+                     std::pair(by_member[*best]->last_epoch, by_member[*best]->last_lsn))
+      best = i;
+  }
+  return order[*best];
+}
+
+Copy::Copy(NodeId self, Options opt) : self_(self), opt_(opt) {}
+
+void Copy::see(int64_t now_ms) {
+  if (clock_seen_) return;
+  clock_seen_ = true;
+  // This copy may have granted a lease just before a crash it does not remember.
+  promise_until_ms_ = now_ms + opt_.lease_ms;
+}
+
+void Copy::recover(uint64_t lsn, uint64_t epoch) {
+  last_ = durable_ = lsn;
+  last_epoch_ = epoch;
+  base_lsn_ = lsn;
+  base_epoch_ = epoch;
+  log_first_ = lsn + 1;
+  log_.clear();
+  cum_bytes_.clear();
+}
+
+uint64_t Copy::epoch_at(uint64_t lsn, bool* known) const {
+  *known = true;
+  if (lsn == 0) return 0;
+  if (lsn == base_lsn_) return base_epoch_;
+  if (lsn >= log_first_ && lsn < log_first_ + log_.size()) return log_[lsn - log_first_].epoch;
+  *known = false;
+  return 0;
+}
+
+size_t Copy::bytes_between(uint64_t from_lsn, uint64_t to_lsn) const {
+  // Effect bytes of the entries with from_lsn < lsn <= to_lsn that are in the log.
+  auto upto = [&](uint64_t lsn) -> size_t {
+    if (lsn < log_first_ || log_.empty()) return 0;
+    uint64_t i = std::min<uint64_t>(lsn - log_first_, log_.size() - 1);
+    return cum_bytes_[i];
+  };
+  if (to_lsn <= from_lsn) return 0;
+  return upto(to_lsn) - upto(from_lsn);
+}
+
+void Copy::push_entry(Entry e) {
+  size_t before = cum_bytes_.empty() ? 0 : cum_bytes_.back();
+  cum_bytes_.push_back(before + e.effect.size() + kEntryOverhead);
+  last_ = e.lsn;
+  last_epoch_ = e.epoch;
+  log_.push_back(std::move(e));
+}
+
+void Copy::trim_log() {
+  // Every uncommitted entry stays; committed ones are kept up to log_keep_bytes (trimmed with
+  // hysteresis: only once they take twice that, so the front is erased rarely).
+  uint64_t keep_above = role_ == Role::kReplica ? std::min(commit_, durable_) : commit_;
+  if (keep_above < log_first_) return;
+  if (bytes_between(log_first_ - 1, keep_above) <= 2 * opt_.log_keep_bytes) return;
+  size_t drop = 0;
+  while (drop < log_.size() && log_first_ + drop <= keep_above &&
+         bytes_between(log_first_ + drop - 1, keep_above) > opt_.log_keep_bytes)
+    ++drop;
+  if (drop == 0) return;
+  base_lsn_ = log_first_ + drop - 1;
+  base_epoch_ = log_[drop - 1].epoch;
+  size_t dropped_bytes = cum_bytes_[drop - 1];
+  log_.erase(log_.begin(), log_.begin() + static_cast<ptrdiff_t>(drop));
+  cum_bytes_.erase(cum_bytes_.begin(), cum_bytes_.begin() + static_cast<ptrdiff_t>(drop));
+  for (auto& b : cum_bytes_) b -= dropped_bytes;
+  log_first_ += drop;
+}
+
+Copy::Peer* Copy::peer(NodeId id) {
+  for (auto& p : peers_)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+size_t Copy::lease_grants_needed() const {
+  // Grants from enough replicas that every fence quorum contains one of them.
+  if (cfg_.replicas.empty()) return 0;
+  return cfg_.replicas.size() - fence_quorum(cfg_) + 1;
+}
+
+Status Copy::configure(const Config& c, int64_t now_ms) {
+  see(now_ms);
+  const size_t copies = c.replicas.size() + 1;
+  if (c.write_quorum == 0 || c.write_quorum > copies)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("replication config epoch {}: write_quorum {} is not allowed "
+                                  "(allowed: 1..{}, the number of copies)",
+                                  c.epoch, c.write_quorum, copies));
+  for (size_t i = 0; i < c.replicas.size(); ++i) {
+    if (c.replicas[i] == c.primary)
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("replication config epoch {}: primary {} is also listed as "
+                                    "a replica (replicas exclude the primary)",
+                                    c.epoch, c.primary));
+    for (size_t j = 0; j < i; ++j)
+      if (c.replicas[j] == c.replicas[i])
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("replication config epoch {}: replica {} is listed twice",
+                                      c.epoch, c.replicas[i]));
+  }
+  if (c.epoch <= cfg_.epoch) return {};
+  cfg_ = c;
+  peers_.clear();
+  last_append_sent_ms_ = 0;
+  if (snap_in_progress_) {
+    // A transfer of the old epoch will not complete: drop what the engine got of it, so the
+    // engine holds exactly what this copy claims (nothing).
+    out_.apply_snapshot.clear();
+    out_.reset_partition = true;
+  }
+  snap_in_progress_ = false;
+  snap_done_lsn_ = 0;
+  pending_fences_.erase(std::remove_if(pending_fences_.begin(), pending_fences_.end(),
+                                       [&](const auto& f) { return f.second <= c.epoch; }),
+                        pending_fences_.end());
+  if (c.primary == self_) {
+    role_ = Role::kPrimary;
+    for (NodeId r : c.replicas) {
+      Peer p;
+      p.id = r;
+      p.next = last_ + 1;
+      p.last_progress_ms = now_ms;
+      peers_.push_back(p);
+    }
+    // The barrier: the first entry of the epoch; committing it commits everything before it.
+    Entry b{.lsn = last_ + 1, .epoch = c.epoch, .effect = {}};
+    epoch_start_ = b.lsn;
+    out_.apply.push_back(b);
+    push_entry(std::move(b));
+    flush(now_ms, false);
+  } else if (std::find(c.replicas.begin(), c.replicas.end(), self_) != c.replicas.end()) {
+    role_ = Role::kReplica;
+  } else {
+    role_ = Role::kNone;
+  }
+  return {};
+}
+
+Result<uint64_t> Copy::append(std::string effect, int64_t now_ms) {
+  see(now_ms);
+  if (role_ != Role::kPrimary)
+    return make_error(Errc::kUnavailable,
+                      fmt::format("not the primary of this partition (epoch {}, primary {})",
+                                  cfg_.epoch, cfg_.primary));
+  if (fenced())
+    return make_error(Errc::kUnavailable,
+                      fmt::format("primary of epoch {} is fenced for epoch {} (failover under "
+                                  "way)",
+                                  cfg_.epoch, fenced_epoch_));
+  if (effect.empty())
+    return make_error(Errc::kInvalidArgument,
+                      "empty effect (reserved for epoch barriers; a write has an effect)");
+  size_t backlog = bytes_between(commit_, last_);
+  if (backlog + effect.size() + kEntryOverhead > opt_.max_backlog_bytes)
+    return make_error(Errc::kUnavailable,
+                      fmt::format("replication backlog full ({} bytes not yet committed, limit "
+                                  "{})",
+                                  backlog, opt_.max_backlog_bytes));
+  Entry e{.lsn = last_ + 1, .epoch = cfg_.epoch, .effect = std::move(effect)};
+  uint64_t lsn = e.lsn;
+  push_entry(std::move(e));
+  flush(now_ms, true);
+  return lsn;
+}
+
+void Copy::durable(uint64_t lsn, int64_t now_ms) {
+  see(now_ms);
+  lsn = std::min(lsn, last_);
+  if (snap_in_progress_ || lsn <= durable_) return;
+  durable_ = lsn;
+  if (role_ == Role::kPrimary) {
+    advance_commit();
+    flush(now_ms, true);
+  } else if (role_ == Role::kReplica && !fenced()) {
+    send_ack(false, now_ms);
+  }
+}
+
+bool Copy::is_primary() const { return role_ == Role::kPrimary && !fenced(); }
+
+bool Copy::can_serve_reads(int64_t now_ms) const {
+  if (!is_primary()) return false;
+  size_t need = lease_grants_needed();
+  if (need == 0) return true;
+  size_t held = 0;
+  for (const auto& p : peers_)
+    if (p.lease_until_ms > now_ms) ++held;
+  return held >= need;
+}
+
+void Copy::advance_commit() {
+  if (role_ != Role::kPrimary) return;
+  std::vector<uint64_t> d;
+  d.push_back(durable_);
+  for (const auto& p : peers_) d.push_back(p.acked);
+  if (d.size() < cfg_.write_quorum) return;
+  std::sort(d.begin(), d.end(), std::greater<>());
+  uint64_t candidate = d[cfg_.write_quorum - 1];
+  // Only an entry of this epoch is committed by counting (Raft's rule); it commits all before.
+  if (candidate > commit_ && candidate >= epoch_start_) {
+    commit_ = candidate;
+    trim_log();
+  }
+  out_.committed_lsn = commit_;
+}
+
+void Copy::send_to(Peer& p, int64_t now_ms) {
+  if (p.snapshotting || p.want_snapshot) return;
+  bool known = false;
+  uint64_t prev_epoch = epoch_at(p.next - 1, &known);
+  if (!known || p.next < log_first_) {
+    // The log no longer reaches back to where this replica is.
+    p.want_snapshot = true;
+    out_.snapshot_needed.push_back(p.id);
+    return;
+  }
+  Append a;
+  a.epoch = cfg_.epoch;
+  a.prev_lsn = p.next - 1;
+  a.prev_epoch = prev_epoch;
+  a.commit_lsn = commit_;
+  a.sent_ms = now_ms;
+  if (p.next == p.received + 1) p.last_progress_ms = now_ms;  // nothing was in flight
+  size_t bytes = 0;
+  while (p.next <= last_) {
+    const Entry& e = log_[p.next - log_first_];
+    const size_t cost = e.effect.size() + kEntryOverhead;
+    if (!a.entries.empty() && bytes + cost > opt_.max_batch_bytes) break;
+    if (p.next > p.received + 1 &&
+        bytes_between(p.received, p.next - 1) + cost > opt_.max_inflight_bytes)
+      break;  // back-pressure: wait for acks
+    bytes += cost;
+    a.entries.push_back(e);
+    ++p.next;
+  }
+  p.last_send_ms = now_ms;
+  out_.send.emplace_back(p.id, std::move(a));
+}
+
+void Copy::flush(int64_t now_ms, bool only_idle) {
+  if (role_ != Role::kPrimary || fenced()) return;
+  for (auto& p : peers_) {
+    if (p.snapshotting || p.want_snapshot) continue;
+    bool has_new = p.next <= last_;
+    bool idle = p.next == p.received + 1;  // nothing unacknowledged in flight
+    if (has_new && (idle || !only_idle)) pump(p, now_ms);
+  }
+}
+
+void Copy::pump(Peer& p, int64_t now_ms) {
+  // Send as many batches as the in-flight window allows.
+  for (int i = 0; i < 64 && p.next <= last_; ++i) {
+    uint64_t before = p.next;
+    send_to(p, now_ms);
+    if (p.next == before) break;
+  }
+}
+
+void Copy::tick(int64_t now_ms) {
+  see(now_ms);
+  answer_fences(now_ms);
+  if (role_ != Role::kPrimary || fenced()) return;
+  for (auto& p : peers_) {
+    if (p.snapshotting || p.want_snapshot) continue;
+    if (p.next > p.received + 1 && now_ms - p.last_progress_ms >= opt_.resend_after_ms) {
+      // Unacknowledged entries: resend from what the replica is known to have received.
+      p.next = p.received + 1;
+      p.last_progress_ms = now_ms;
+      send_to(p, now_ms);
+    } else if (p.next <= last_) {
+      pump(p, now_ms);
+    } else if (now_ms - p.last_send_ms >= opt_.heartbeat_ms) {
+      send_to(p, now_ms);  // heartbeat: renews the lease, carries the commit LSN
+    }
+  }
+}
+
+void Copy::receive(NodeId from, const Message& m, int64_t now_ms) {
+  see(now_ms);
+  std::visit(
+      [&](const auto& msg) {
+        using T = std::decay_t<decltype(msg)>;
+        if constexpr (std::is_same_v<T, Append>) on_append(from, msg, now_ms);
+        else if constexpr (std::is_same_v<T, AppendAck>) on_ack(from, msg, now_ms);
+        else if constexpr (std::is_same_v<T, SnapshotBegin>) on_snapshot_begin(from, msg);
+        else if constexpr (std::is_same_v<T, SnapshotChunk>) on_snapshot_chunk(from, msg, now_ms);
+        else if constexpr (std::is_same_v<T, Fence>) on_fence(from, msg, now_ms);
+        else {
+          // FenceAck: answers go to the failover manager, never to a copy.
+        }
+      },
+      m);
+  answer_fences(now_ms);
+}
+
+void Copy::send_ack(bool mismatch, int64_t now_ms) {
+  AppendAck a;
+  a.epoch = cfg_.epoch;
+  a.durable_lsn = std::min(durable_, last_);
+  a.last_lsn = last_;
+  a.last_epoch = last_epoch_;
+  a.mismatch = mismatch;
+  a.echo_sent_ms = last_append_sent_ms_;
+  if (!mismatch) promise_until_ms_ = std::max(promise_until_ms_, now_ms + opt_.lease_ms);
+  out_.send.emplace_back(cfg_.primary, a);
+}
+
+void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
+  if (a.epoch < std::max(cfg_.epoch, fenced_epoch_)) {
+    // A deposed primary: tell it the epoch it lost to (it stops serving).
+    AppendAck nack;
+    nack.epoch = std::max(cfg_.epoch, fenced_epoch_);
+    nack.mismatch = true;
+    out_.send.emplace_back(from, nack);
+    return;
+  }
+  if (role_ != Role::kReplica || a.epoch != cfg_.epoch || from != cfg_.primary || fenced())
+    return;
+  if (snap_in_progress_) {
+    // The primary streams the log only after the last chunk: this transfer lost a chunk (or
+    // its end). Abort; the mismatch makes the primary start over.
+    abort_snapshot(now_ms);
+    return;
+  }
+  last_append_sent_ms_ = std::max(last_append_sent_ms_, a.sent_ms);
+  bool known = false;
+  uint64_t mine = a.prev_lsn <= last_ ? epoch_at(a.prev_lsn, &known) : 0;
+  if (a.prev_lsn > last_ || !known || mine != a.prev_epoch) {
+    send_ack(true, now_ms);
+    return;
+  }
+  for (const Entry& e : a.entries) {
+    if (e.lsn <= last_) {
+      bool k = false;
+      uint64_t ep = epoch_at(e.lsn, &k);
+      if (k && ep == e.epoch) continue;  // already held
+      send_ack(true, now_ms);            // diverged (or unverifiable): the primary decides
+      return;
+    }
+    if (e.lsn != last_ + 1) break;  // malformed batch: keep what is contiguous
+    out_.apply.push_back(e);
+    push_entry(e);
+  }
+  commit_ = std::max(commit_, std::min(a.commit_lsn, last_));
+  trim_log();
+  send_ack(false, now_ms);
+}
+
+void Copy::on_ack(NodeId from, const AppendAck& a, int64_t now_ms) {
+  if (a.epoch > cfg_.epoch) {
+    fenced_epoch_ = std::max(fenced_epoch_, a.epoch);  // a newer epoch exists: stop serving
+    return;
+  }
+  if (role_ != Role::kPrimary || a.epoch != cfg_.epoch || fenced()) return;
+  Peer* p = peer(from);
+  if (!p) return;
+  if (a.mismatch) {
+    if (p->snapshotting) return;
+    bool known = false;
+    uint64_t ep = a.last_lsn <= last_ ? epoch_at(a.last_lsn, &known) : 0;
+    if (a.last_lsn <= last_ && known && ep == a.last_epoch) {
+      p->next = a.last_lsn + 1;  // resend after what it holds
+      p->received = a.last_lsn;
+      p->acked = std::max(p->acked, std::min(a.durable_lsn, a.last_lsn));
+      p->last_progress_ms = now_ms;
+      send_to(*p, now_ms);
+    } else if (!p->want_snapshot) {
+      // Its last entry is not in this log (diverged) or the log no longer reaches back.
+      p->want_snapshot = true;
+      out_.snapshot_needed.push_back(p->id);
+    }
+    return;
+  }
+  {
+    // The ack must name an entry of this log; else the replica diverged (it holds entries of a
+    // deposed primary past this one's log): it needs a snapshot, and its acks count for nothing.
+    bool known = false;
+    uint64_t ep = a.last_lsn <= last_ ? epoch_at(a.last_lsn, &known) : 0;
+    if (a.last_lsn > last_ || (known && ep != a.last_epoch)) {
+      if (!p->want_snapshot && !p->snapshotting) {
+        p->want_snapshot = true;
+        out_.snapshot_needed.push_back(p->id);
+      }
+      return;
+    }
+  }
+  if (a.echo_sent_ms > 0)  // 0: the replica has no Append of this epoch to vouch for
+    p->lease_until_ms =
+        std::max(p->lease_until_ms, a.echo_sent_ms + opt_.lease_ms - opt_.max_drift_ms);
+  if (a.last_lsn > p->received || a.durable_lsn > p->acked) p->last_progress_ms = now_ms;
+  p->received = std::max(p->received, std::min(a.last_lsn, last_));
+  p->acked = std::max(p->acked, std::min(a.durable_lsn, p->received));
+  if (p->next < p->received + 1) p->next = p->received + 1;
+  advance_commit();
+  trim_log();
+  // Acks free in-flight room: send what waits.
+  if (p->next <= last_) pump(*p, now_ms);
+}
+
+void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b) {
+  if (role_ != Role::kReplica || b.epoch != cfg_.epoch || from != cfg_.primary || fenced())
+    return;
+  if (snap_in_progress_ && snap_lsn_ == b.snapshot_lsn && snap_next_seq_ == 0) return;  // dup
+  // A late duplicate of a transfer already installed would wipe the copy for nothing.
+  if (!snap_in_progress_ && snap_done_lsn_ == b.snapshot_lsn && last_ >= b.snapshot_lsn &&
+      b.snapshot_lsn > 0)
+    return;
+  snap_in_progress_ = true;
+  snap_lsn_ = b.snapshot_lsn;
+  snap_epoch_ = b.snapshot_epoch;
+  snap_next_seq_ = 0;
+  // Drop everything: until the snapshot completes this copy holds nothing it can vouch for.
+  log_.clear();
+  cum_bytes_.clear();
+  last_ = durable_ = commit_ = 0;
+  last_epoch_ = 0;
+  base_lsn_ = base_epoch_ = 0;
+  log_first_ = 1;
+  out_.reset_partition = true;
+  out_.apply.clear();
+  out_.apply_snapshot.clear();
+  out_.snapshot_done_lsn = 0;
+}
+
+void Copy::on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms) {
+  if (role_ != Role::kReplica || c.epoch != cfg_.epoch || from != cfg_.primary || fenced() ||
+      !snap_in_progress_ || c.snapshot_lsn != snap_lsn_)
+    return;
+  if (c.seq < snap_next_seq_) return;  // duplicate
+  if (c.seq > snap_next_seq_) {
+    // A chunk was lost: abort; the primary notices the mismatch and starts over.
+    abort_snapshot(now_ms);
+    return;
+  }
+  ++snap_next_seq_;
+  for (auto& e : c.effects) out_.apply_snapshot.push_back(std::move(e));
+  if (!c.last) return;
+  snap_in_progress_ = false;
+  last_ = snap_lsn_;
+  last_epoch_ = snap_epoch_;
+  base_lsn_ = snap_lsn_;
+  base_epoch_ = snap_epoch_;
+  log_first_ = snap_lsn_ + 1;
+  durable_ = 0;
+  out_.snapshot_done_lsn = snap_lsn_;
+  snap_done_lsn_ = snap_lsn_;
+  send_ack(false, now_ms);
+}
+
+void Copy::abort_snapshot(int64_t now_ms) {
+  // The engine holds part of a snapshot that matches no LSN: drop it, so what the engine holds
+  // is again exactly what this copy claims (nothing), whatever the primary sends next.
+  snap_in_progress_ = false;
+  out_.apply_snapshot.clear();
+  out_.reset_partition = true;
+  send_ack(true, now_ms);
+}
+
+void Copy::on_fence(NodeId from, const Fence& f, int64_t now_ms) {
+  if (f.new_epoch <= cfg_.epoch) return;  // already configured past it
+  fenced_epoch_ = std::max(fenced_epoch_, f.new_epoch);
+  for (const auto& pf : pending_fences_)
+    if (pf.first == from && pf.second == f.new_epoch) return;
+  pending_fences_.emplace_back(from, f.new_epoch);
+  (void)now_ms;
+}
+
+void Copy::answer_fences(int64_t now_ms) {
+  if (pending_fences_.empty()) return;
+  // A replica answers only once every lease it granted has run out (by its own clock).
+  if (role_ != Role::kPrimary && now_ms < promise_until_ms_) return;
+  for (const auto& [to, epoch] : pending_fences_) {
+    FenceAck a;
+    a.new_epoch = epoch;
+    a.last_lsn = last_;
+    a.last_epoch = last_epoch_;
+    a.epoch = cfg_.epoch;
+    a.in_sync = cfg_.epoch > 0 && last_epoch_ == cfg_.epoch && !snap_in_progress_;
+    out_.send.emplace_back(to, a);
+  }
+  pending_fences_.clear();
+}
+
+SnapshotBegin Copy::begin_snapshot(NodeId to, int64_t now_ms) {
+  see(now_ms);
+  SnapshotBegin b;
+  b.epoch = cfg_.epoch;
+  b.snapshot_lsn = last_;
+  b.snapshot_epoch = last_epoch_;
+  if (Peer* p = peer(to); p && role_ == Role::kPrimary) {
+    p->want_snapshot = false;
+    p->snapshotting = true;
+    p->snap_lsn = last_;
+    p->snap_seq = 0;
+    p->last_progress_ms = now_ms;
+  }
+  return b;
+}
+
+SnapshotChunk Copy::snapshot_chunk(NodeId to, std::vector<std::string> effects, bool last,
+                                   int64_t now_ms) {
+  see(now_ms);
+  SnapshotChunk c;
+  c.epoch = cfg_.epoch;
+  c.effects = std::move(effects);
+  c.last = last;
+  Peer* p = peer(to);
+  if (!p || !p->snapshotting) return c;  // not a transfer in progress: seq 0 of lsn 0 (ignored)
+  c.snapshot_lsn = p->snap_lsn;
+  c.seq = p->snap_seq++;
+  if (last) {
+    p->snapshotting = false;
+    p->next = p->snap_lsn + 1;
+    p->received = p->snap_lsn;  // assumed; a mismatch answer corrects it
+    p->acked = 0;
+    p->last_progress_ms = now_ms;
+  }
+  return c;
+}
+
+Output Copy::take_output() {
+  Output o = std::move(out_);
+  out_ = Output{};
+  o.committed_lsn = commit_;
+  return o;
+}
+
+CopyStatus Copy::status(int64_t now_ms) const {
+  CopyStatus s;
+  s.role = role_;
+  s.epoch = cfg_.epoch;
+  s.last_lsn = last_;
+  s.last_epoch = last_epoch_;
+  s.durable_lsn = durable_;
+  s.committed_lsn = commit_;
+  s.fenced_epoch = fenced_epoch_;
+  s.lease = can_serve_reads(now_ms);
+  for (const auto& p : peers_)
+    s.replicas.push_back({.id = p.id, .acked_lsn = p.acked, .snapshotting = p.snapshotting});
+  s.backlog_bytes = bytes_between(commit_, last_);
+  return s;
+}
+
+}  // namespace keel::replication

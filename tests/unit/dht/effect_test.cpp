@@ -1,0 +1,186 @@
+// The effect recorder: whatever a sequence of writes does to a primary's engine, applying the
+// recorded effects to an empty engine gives the same keys, values and expiry times.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "base/random.h"
+#include "dht/effect.h"
+#include "storage/memory/memory_engine.h"
+
+namespace keel::dht {
+namespace {
+
+using storage::UpdateAction;
+using storage::Value;
+using storage::ValueType;
+
+std::unique_ptr<storage::Engine> memory(uint32_t partitions = 8) {
+  storage::EngineConfig c;
+  c.kind = storage::EngineConfig::Kind::kMemory;
+  c.partitions = partitions;
+  return storage::make_memory_engine(c, 1);
+}
+
+// Every live key of `e` as "key -> type|expiry|value" (hash fields sorted).
+std::map<std::string, std::string> dump(storage::Engine& e, uint32_t partitions, int64_t now) {
+  std::map<std::string, std::string> out;
+  for (uint32_t p = 0; p < partitions; ++p) {
+    std::string start;
+    for (;;) {
+      auto next = e.scan_partition(p, start, 100, now, [&](std::string_view k, const storage::ValueRef& v) {
+        std::string s = std::to_string(p) + "|" + std::to_string(static_cast<int>(v.type)) + "|" +
+                        std::to_string(v.expire_at_ms) + "|";
+        if (v.type == ValueType::kString) {
+          s += v.str;
+        } else {
+          std::map<std::string, std::string> sorted(v.hash->begin(), v.hash->end());
+          for (auto& [f, x] : sorted) s += f + "=" + x + ";";
+        }
+        out[std::string(k)] = s;
+      });
+      if (!next) break;
+      start = *next;
+    }
+  }
+  return out;
+}
+
+TEST(EffectRecorder, RecordsNothingForPartitionsNotRecorded) {
+  EffectRecorder rec(memory(), 8);
+  ASSERT_TRUE(rec.set_string(1, "a", "1", 0, 1000));
+  EXPECT_FALSE(rec.has_pending());
+  rec.set_recorded(1, true);
+  ASSERT_TRUE(rec.set_string(2, "b", "1", 0, 1000));
+  EXPECT_FALSE(rec.has_pending());
+  ASSERT_TRUE(rec.set_string(1, "c", "1", 0, 1000));
+  ASSERT_TRUE(rec.has_pending());
+  auto effects = rec.take();
+  ASSERT_EQ(effects.size(), 1u);
+  EXPECT_EQ(effects[0].first, 1u);
+  EXPECT_FALSE(rec.has_pending());
+}
+
+TEST(EffectRecorder, AbsoluteExpiryAndLazyExpiryTravel) {
+  EffectRecorder rec(memory(), 8);
+  rec.set_recorded(3, true);
+  ASSERT_TRUE(rec.set_string(3, "k", "v", 5000, 1000));  // SET k v PX 4000 at t=1000
+  auto replica = memory();
+  for (auto& [p, e] : rec.take()) ASSERT_TRUE(apply_effect(*replica, p, e, 1000));
+  auto got = replica->get(3, "k", 1000);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->expire_at_ms, 5000);  // absolute: the replica's clock does not move it
+  // The primary finds the key expired on access: the deletion travels.
+  EXPECT_FALSE(rec.get(3, "k", 6000));
+  auto effects = rec.take();
+  ASSERT_EQ(effects.size(), 1u);
+  ASSERT_TRUE(apply_effect(*replica, 3, effects[0].second, 1000));  // replica clock still early
+  EXPECT_FALSE(replica->get(3, "k", 1000));
+}
+
+TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
+  constexpr uint32_t kParts = 4;
+  for (uint64_t seed = 1; seed <= 30; ++seed) {
+    SeededRandom rnd(seed);
+    EffectRecorder rec(memory(kParts), kParts);
+    for (uint32_t p = 0; p < kParts; ++p) rec.set_recorded(p, true);
+    auto replica = memory(kParts);
+    int64_t now = 1000;
+    for (int i = 0; i < 400; ++i) {
+      now += static_cast<int64_t>(rnd.uniform(20));
+      uint32_t p = static_cast<uint32_t>(rnd.uniform(kParts));
+      std::string key = "k" + std::to_string(rnd.uniform(12));
+      switch (rnd.uniform(7)) {
+        case 0:
+          (void)rec.set_string(p, key, "s" + std::to_string(i), rnd.chance(0.3) ? now + 50 : 0, now);
+          break;
+        case 1: {
+          Value v;
+          v.type = ValueType::kHash;
+          v.hash["f"] = std::to_string(i);
+          (void)rec.put(p, key, v, now);
+          break;
+        }
+        case 2:
+          (void)rec.erase(p, key, now);
+          break;
+        case 3:  // HSET-like in-place change, or an INCR-like string change
+          (void)rec.update(p, key, now, [&](Value* cur, Value* scratch) {
+            if (!cur) {
+              scratch->type = ValueType::kString;
+              scratch->str = "1";
+              return UpdateAction::kWrite;
+            }
+            if (cur->type == ValueType::kHash) cur->hash["g" + std::to_string(i % 3)] = "x";
+            else cur->str += "+";
+            return UpdateAction::kWrite;
+          });
+          break;
+        case 4:
+          (void)rec.update(p, key, now, [](Value* cur, Value*) {
+            return cur ? UpdateAction::kErase : UpdateAction::kKeep;
+          });
+          break;
+        case 5: {
+          std::vector<storage::Engine::BatchOp> ops;
+          ops.push_back({p, key, std::nullopt});
+          Value v;
+          v.str = "b";
+          ops.push_back({(p + 1) % kParts, key + "b", v});
+          (void)rec.write_batch(std::move(ops), now);
+          break;
+        }
+        case 6:
+          (void)rec.get(p, key, now);  // may expire it
+          break;
+      }
+      if (rnd.chance(0.2)) rec.maintenance(now, 100);
+      if (rnd.chance(0.5)) {
+        for (auto& [part, e] : rec.take()) ASSERT_TRUE(apply_effect(*replica, part, e, now));
+      }
+    }
+    for (auto& [part, e] : rec.take()) ASSERT_TRUE(apply_effect(*replica, part, e, now));
+    EXPECT_EQ(dump(rec, kParts, now), dump(*replica, kParts, now)) << "seed " << seed;
+  }
+}
+
+TEST(EffectRecorder, ClearTravelsAsADropPerRecordedPartition) {
+  EffectRecorder rec(memory(), 8);
+  rec.set_recorded(0, true);
+  auto replica = memory();
+  ASSERT_TRUE(replica->set_string(0, "old", "x", 0, 1));
+  ASSERT_TRUE(rec.set_string(0, "a", "1", 0, 1));
+  ASSERT_TRUE(rec.clear());
+  for (auto& [p, e] : rec.take()) ASSERT_TRUE(apply_effect(*replica, p, e, 1));
+  EXPECT_EQ(replica->size(), 0u);
+}
+
+TEST(EffectRecorder, FlushInAClusterDropsOnlyThePartitionsThisNodeIsPrimaryOf) {
+  EffectRecorder rec(memory(), 8);
+  rec.set_primary(0, true);
+  rec.set_primary(1, false);  // a replica copy: the primary's to change
+  ASSERT_TRUE(rec.set_string(0, "mine", "1", 0, 1));
+  ASSERT_TRUE(rec.set_string(1, "theirs", "1", 0, 1));
+  ASSERT_TRUE(rec.clear());
+  EXPECT_FALSE(rec.get(0, "mine", 1));
+  EXPECT_TRUE(rec.get(1, "theirs", 1));
+}
+
+TEST(ApplyEffect, GarbageIsRefusedWithTheReason) {
+  auto e = memory();
+  SeededRandom rnd(7);
+  for (int i = 0; i < 2000; ++i) {
+    std::string junk(rnd.uniform(40), '\0');
+    for (auto& ch : junk) ch = static_cast<char>(rnd.uniform(256));
+    auto st = apply_effect(*e, 0, junk, 1);  // must not crash or hang
+    if (!st) {
+      EXPECT_EQ(st.error().code, Errc::kCorruption);
+    }
+  }
+  auto st = apply_effect(*e, 0, std::string("\x09", 1), 1);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("unknown op 9"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace keel::dht
