@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "keel/client/cache.h"
@@ -51,10 +52,18 @@ class CacheSdk : public ::testing::Test {
     delete node_;
     node_ = nullptr;
   }
+  // A fresh member answers CLUSTERDOWN until it knows the partition map: retry that (nothing
+  // was applied), at most ~10 s.
   static keel::Client connect() {
-    auto c = keel::Client::connect("127.0.0.1", static_cast<uint16_t>(node_->resp_port()));
-    EXPECT_TRUE(c) << c.error().to_string();
-    return std::move(*c);
+    for (int i = 0;; ++i) {
+      auto c = keel::Client::connect("127.0.0.1", static_cast<uint16_t>(node_->resp_port()));
+      if (c) return std::move(*c);
+      if (i == 200 || c.error().message.find("CLUSTERDOWN") == std::string::npos) {
+        ADD_FAILURE() << c.error().to_string();
+        std::abort();
+      }
+      std::this_thread::sleep_for(50ms);
+    }
   }
   // The fresh member may need a moment before its first metadata decision: retry while the
   // answer is CLUSTERDOWN (nothing applied), at most ~10 s.

@@ -27,6 +27,23 @@ def http(method, port, path, body=None, timeout=10):
         return e.code, json.loads(e.read())
 
 
+def wait_data_ready(port, limit=30):
+    """A fresh or restarted member answers CLUSTERDOWN or TRYAGAIN (nothing applied) until it
+    knows the partition map and holds its primaries."""
+    r = redis.Redis(port=port, decode_responses=True)
+    deadline = time.time() + limit
+    while True:
+        try:
+            r.set("cache-it-ready", "1")
+            r.delete("cache-it-ready")
+            r.close()
+            return
+        except redis.ResponseError as e:
+            time.sleep(0.02)
+            if not str(e).startswith(("CLUSTERDOWN", "TRYAGAIN")) or time.time() > deadline:
+                raise
+
+
 class CachesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -42,6 +59,7 @@ class CachesTest(unittest.TestCase):
             time.sleep(0.05)
         else:
             raise AssertionError("the one-member cluster did not reach quorum")
+        wait_data_ready(cls.keel.port)
         cls.r = redis.Redis(port=cls.keel.port, decode_responses=True)
 
     @classmethod
@@ -254,6 +272,7 @@ class PersistentCacheTest(unittest.TestCase):
         try:
             k = Keel(*args, data_dir=d).start()
             wait_quorum(k.http_port)
+            wait_data_ready(k.port)
             r = redis.Redis(port=k.port, decode_responses=True)
             r.execute_command("CACHE.CREATE", "durable", "MAXENTRIES", "2048", "ENGINE", "persistent")
             r.execute_command("CACHE.PUT", "durable", "{t}a", "1")
@@ -263,6 +282,7 @@ class PersistentCacheTest(unittest.TestCase):
             k.stop()
             k = Keel(*args, data_dir=d).start()
             wait_quorum(k.http_port)
+            wait_data_ready(k.port)
             r = redis.Redis(port=k.port, decode_responses=True)
             self.assertTrue(eventually(lambda: "durable" in r.execute_command("CACHE.LIST")))
             self.assertTrue(eventually(lambda: self._get(r, "durable", "{t}b") == "2"))
@@ -296,6 +316,8 @@ class ThreeNodeCacheTest(unittest.TestCase):
                 k.start()
             for k in nodes:
                 wait_quorum(k.http_port)
+            for k in nodes:
+                wait_data_ready(k.port)
             rs = [redis.Redis(port=k.port, decode_responses=True) for k in nodes]
             self.assertEqual(rs[0].execute_command("CACHE.CREATE", "shared", "TTL", "1h"), "OK")
             # HTTP on another node, once its watch has delivered the definition.

@@ -13,6 +13,7 @@ import unittest
 import urllib.request
 
 from harness import Keel, free_port
+from test_caches import wait_data_ready
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BLOCK = re.compile(r"```console\n(.*?)```", re.S)
@@ -50,6 +51,7 @@ class CachesDoc(unittest.TestCase):
                     if json.loads(r.read()).get("quorum"):
                         break
                 time.sleep(0.05)
+            wait_data_ready(k.port)
             checked = 0
             for command, expected in todo:
                 argv = shlex.split(command)
