@@ -1,5 +1,6 @@
 // quickstart: the blocking keel::Client and a typed Cache.
 //   client_quickstart [host] [port]      (default 127.0.0.1 6380)
+// The cache part needs a node with cluster metadata (a one-member cluster will do: docs/caches.md).
 #include <keel/client/cache.h>
 #include <keel/client/client.h>
 
@@ -30,9 +31,15 @@ int main(int argc, char** argv) {
   // doc:end
 
   // doc:begin client-cache
-  // A named cache keeps its entries under "cache:<name>:<key>".
-  auto sessions = keel::client::Cache<std::string, std::string>::open(*client, "sessions");
-  if (!sessions || !sessions->put("s-42", "user=ada", 30min)) return 1;
+  // A named cache on the server (defined once, idempotently): entries expire after 30 min
+  // unless a put says otherwise; at most ~100000 entries, least recently used go first.
+  auto sessions = keel::Cache<std::string, std::string>::open(
+      *client, "sessions", {.default_ttl = 30min, .eviction = "lru", .max_entries = 100000});
+  if (!sessions) {
+    std::fprintf(stderr, "cache: %s\n", sessions.error().to_string().c_str());
+    return 1;
+  }
+  if (!sessions->put("s-42", "user=ada") || !sessions->put_with_ttl("s-43", "user=bob", 5min)) return 1;
   auto s = sessions->get("s-42");
   if (!s || !*s) return 1;
   std::printf("session=%s\n", (*s)->c_str());

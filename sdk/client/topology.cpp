@@ -192,6 +192,13 @@ std::optional<uint32_t> command_slot(std::span<const std::string> args) {
       "script", "function", "acl", "latency", "slowlog", "monitor", "swapdb", "role", "lolwut"};
   for (auto n : kNoKey)
     if (ieq(args[0], n)) return std::nullopt;
+  // Named caches: CACHE.GET/PUT/DEL name key ... are routed by the user's key (the server keeps
+  // the entry in that key's slot); the other CACHE.* commands have no key.
+  if (args[0].size() > 6 && ieq(args[0].substr(0, 6), "cache.")) {
+    auto sub = std::string_view(args[0]).substr(6);
+    if ((ieq(sub, "get") || ieq(sub, "put") || ieq(sub, "del")) && args.size() >= 3) return key_slot(args[2]);
+    return std::nullopt;
+  }
   // EVAL/EVALSHA/FCALL: script numkeys key...
   if (ieq(args[0], "eval") || ieq(args[0], "evalsha") || ieq(args[0], "fcall")) {
     if (args.size() < 4 || args[2] == "0") return std::nullopt;

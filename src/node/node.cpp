@@ -22,6 +22,7 @@
 #include "dht/effect.h"
 #include "dht/service.h"
 #include "runtime/cluster/meta_service.h"
+#include "services/cache/service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/server.h"
 #include "frontends/resp/command.h"
@@ -82,6 +83,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<resp::Server> resp;
   std::unique_ptr<http::Server> http;
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
+  std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
   int resp_port = 0;
   int peer_port = 0;
@@ -306,6 +308,10 @@ Status Node::start() {
   ro.timeout_s = im.cfg.timeout_s;
   im.resp = std::make_unique<resp::Server>(
       *im.shards, im, ro, [&im](std::string_view sec, const resp::Snapshot& s) { return im.info(sec, s); });
+  im.caches = std::make_unique<cache::Service>(
+      *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
+                                                                             : cache::EngineKind::kPersistent);
+  im.resp->set_caches(im.caches.get());
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
   im.resp_port = *port;
@@ -315,6 +321,7 @@ Status Node::start() {
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
+  im.http->set_caches(im.caches.get());
   // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
   // one-member cluster on the same code path (metadata, partition map, routing), whose peer
   // and data ports are private (any free port, nobody dials them).
@@ -367,6 +374,8 @@ Status Node::start() {
     if (!dport) return std::unexpected(dport.error());
     im.resp->set_dht(im.dht.get());
     im.http->set_dht(im.dht.get());
+    im.caches->set_meta(im.meta.get());
+    im.caches->start();
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     if (embedded)
@@ -422,6 +431,7 @@ void Node::stop() {
     im.meta.reset();
     im.http.reset();
     im.resp.reset();
+    im.caches.reset();
     im.shards.reset();
     im.engines.clear();
     return;
@@ -434,6 +444,7 @@ void Node::stop() {
   }
   // Metadata after the front ends (no new requests), before the shards (HTTP handlers waiting
   // on it get their answer posted to shard 0).
+  if (im.caches) im.caches->stop();
   if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {
@@ -446,6 +457,7 @@ void Node::stop() {
   im.shards->stop_and_join();
   im.http.reset();
   im.resp.reset();
+  im.caches.reset();
   im.dht.reset();
   im.meta.reset();
   im.shards.reset();

@@ -1,6 +1,6 @@
 // The C++ client SDK against a real keel node (memory engine): the blocking facade, RESP3 and
 // pipelining on the async client, the pool under 1000 concurrent operations, reconnecting after
-// the node is killed and restarted, MOVED through a fake node to the real one, typed caches.
+// the node is killed and restarted, MOVED through a fake node to the real one. (Typed caches: cache_sdk_test.cpp.)
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,9 +10,7 @@
 #include "async_fixture.h"
 #include "fake_resp_server.h"
 #include "keel/client/async.h"
-#include "keel/client/cache.h"
 #include "keel/client/client.h"
-#include "keel/client/json_codec.h"
 #include "keel_process.h"
 
 using namespace keel::client;
@@ -292,47 +290,3 @@ TEST(ClientCluster, FollowsMovedFromAFakeNodeToARealKeelNode) {
   EXPECT_EQ(c->topology().endpoint_for_slot(key_slot("other:key"))->port, real);
 }
 
-struct User {
-  std::string name;
-  int age = 0;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(User, name, age)
-
-TEST_F(ClientIt, TypedCachesWithStringBytesAndJsonCodecs) {
-  auto c = connect(*node_);
-  auto strings = Cache<std::string, std::string>::open(c, "greetings");
-  ASSERT_TRUE(strings);
-  ASSERT_TRUE(strings->put("en", "hello"));
-  EXPECT_EQ(strings->get("en").value(), "hello");
-  EXPECT_EQ(c.get("cache:greetings:en").value(), "hello");  // the documented key layout
-  EXPECT_TRUE(strings->remove("en").value());
-  EXPECT_FALSE(strings->remove("en").value());
-  EXPECT_EQ(strings->get("en").value(), std::nullopt);
-
-  auto bytes = Cache<int, std::vector<std::byte>>::open(c, "blobs", {.default_ttl = 60s});
-  ASSERT_TRUE(bytes);
-  std::vector<std::byte> blob = {std::byte{0}, std::byte{0xff}, std::byte{'\r'}, std::byte{'\n'}};
-  ASSERT_TRUE(bytes->put(7, blob));
-  EXPECT_EQ(bytes->get(7).value(), blob);
-  auto ttl = c.ttl("cache:blobs:7");
-  ASSERT_TRUE(ttl && ttl->has_value());  // default_ttl applied
-
-  auto users = Cache<std::string, User, JsonCodec<User>>::open(c, "users");
-  ASSERT_TRUE(users);
-  ASSERT_TRUE(users->put("u1", User{"Ada", 36}, 10s));
-  auto u = users->get("u1");
-  ASSERT_TRUE(u && u->has_value());
-  EXPECT_EQ((*u)->name, "Ada");
-  EXPECT_EQ((*u)->age, 36);
-  ASSERT_TRUE(c.set("cache:users:bad", "{not json"));
-  auto bad = users->get("bad");
-  ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("not valid JSON"), std::string::npos);
-  ASSERT_TRUE(c.set("cache:users:shape", "{\"name\": 5}"));
-  EXPECT_FALSE(users->get("shape"));
-
-  auto invalid = Cache<std::string, std::string>::open(c, "has space");
-  ASSERT_FALSE(invalid);
-  EXPECT_EQ(invalid.error().code, Errc::kInvalidArgument);
-  EXPECT_NE(invalid.error().message.find("allowed"), std::string::npos);
-}

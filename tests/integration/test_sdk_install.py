@@ -146,6 +146,13 @@ class SdkInstall(unittest.TestCase):
             for exe in (os.path.join(sdk_dir, "sdk_meta_config"), meta_pc_exe):
                 out = run([exe, "127.0.0.1", str(node.http_port), "svc/limits"])
                 self.assertIn("state=Healthy max_connections=64 mode=strict", out)
+            # The quickstart's typed Cache is a server-side named cache: cluster metadata needed.
+            out = run([os.path.join(out_dir, "client_quickstart"), "127.0.0.1", str(node.port)])
+            self.assertIn("greeting=hello visits=1", out)
+            self.assertIn("session=user=ada", out)
+            out = run([pc_exe, "127.0.0.1", str(node.port)])
+            self.assertIn("greeting=hello visits=2", out)
+            self.assertIn("session=user=ada", out)
 
         pp_flags = run(["pkg-config", "--cflags", "--libs", "keel-client"], env=env).split()
         self.assertIn("-lkeel-peers", pp_flags)  # PeerPool's PeerManager comes with keel-client
@@ -160,11 +167,6 @@ class SdkInstall(unittest.TestCase):
                 self.assertIn("127.0.0.1:%d up" % k.port, out)
                 self.assertIn("127.0.0.1:%d up" % k2.port, out)
             port = str(k.port)
-            out = run([os.path.join(out_dir, "client_quickstart"), "127.0.0.1", port])
-            self.assertIn("greeting=hello visits=1", out)
-            self.assertIn("session=user=ada", out)
-            out = run([pc_exe, "127.0.0.1", port])
-            self.assertIn("greeting=hello visits=2", out)
             for exe in (os.path.join(res_dir, "resilience_guarded_get"), res_pc_exe):
                 self.assertIn("guarded=yes breaker=CLOSED", run([exe, "127.0.0.1", port]))
             out = run([os.path.join(out_dir, "client_async"), "127.0.0.1", port])

@@ -24,6 +24,7 @@
 #include "dht/service.h"
 #include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
+#include "frontends/http/caches.h"
 #include "frontends/http/metrics.h"
 #include "frontends/resp/server_async.h"
 #include "runtime/shards.h"
@@ -171,6 +172,7 @@ struct Server::Impl {
   std::atomic<uint64_t> requests{0};
   std::list<beast::tcp_stream*> sessions;  // touched only on shard 0
   cluster::MetaService* meta = nullptr;
+  cache::Service* caches = nullptr;
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
 
@@ -521,6 +523,17 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return co_await handle_cluster_status(req);
   }
+  if (path == "/v1/caches" || path.starts_with("/v1/caches/")) {
+    auto query = [&q](std::string_view k) { return q.get(k); };
+    // Entries travel as CACHE.* commands through the RESP server (routing to the primary).
+    CommandRunner runner;
+    if (resp.clustered()) runner = [this](const std::vector<std::string>& argv) { return run_command(argv); };
+    auto a = co_await handle_caches(caches, std::string_view(req.method_string().data(), req.method_string().size()),
+                                    path, query, req.body(), runner);
+    auto res = json_response(req, static_cast<bhttp::status>(a.status), a.body);
+    if (!a.allow.empty()) res.set(bhttp::field::allow, a.allow);
+    co_return res;
+  }
   if (path == "/v1/kv" || path == "/v1/kv/") {
     if (req.method() != bhttp::verb::get)
       co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET to list keys; PUT and DELETE take /v1/kv/{key}");
@@ -533,7 +546,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/cluster/status, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/cluster/status, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -854,6 +867,7 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
 
 void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
+void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 
 Server::Server(runtime::ShardSet& shards, resp::Server& resp, ServerOptions options)
     : impl_(std::make_unique<Impl>(shards, resp, std::move(options))) {}

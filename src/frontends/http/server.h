@@ -18,6 +18,9 @@ class Server;
 namespace keel::cluster {
 class MetaService;
 }
+namespace keel::cache {
+class Service;
+}
 namespace keel::dht {
 class Service;
 }
@@ -39,6 +42,8 @@ class Server {
   ~Server();
   // Serves /v1/meta and /v1/cluster from `meta` (a cluster member). Call before start().
   void set_meta(cluster::MetaService* meta);
+  // Serves /v1/caches (frontends/http/caches.h). Call before start().
+  void set_caches(cache::Service* caches);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
   Result<int> start();  // returns the bound port

@@ -25,6 +25,7 @@ struct Table {
     register_key_commands(specs);
     register_hash_commands(specs);
     register_cluster_commands(specs);
+    register_cache_commands(specs);
     for (auto& s : specs) {
       by_name.emplace(std::string(s.name), &s);
       sorted.push_back(&s);

@@ -15,6 +15,7 @@
 #include "base/random.h"
 #include "dht/topology.h"
 #include "frontends/resp/reply.h"
+#include "services/cache/ops.h"
 #include "storage/engine.h"
 
 namespace keel::resp {
@@ -63,6 +64,7 @@ struct CmdCtx {
   ClientState* client = nullptr;
   NodeView* node = nullptr;
   Random* random = nullptr;  // the shard's seeded generator (HRANDFIELD, RANDOMKEY)
+  const cache::Catalog* caches = nullptr;  // the named caches this shard knows (CACHE.*)
   // The router already hashed the first key; handlers asking for the same argument get the
   // cached partition instead of a second CRC16.
   const char* routed_key = nullptr;
@@ -102,7 +104,8 @@ struct CommandSpec {
   uint32_t flags;
   int first_key, last_key, key_step;
   Routing routing;
-  Handler handler;         // null for commands the server implements itself
+  Handler handler;         // null for commands the server implements itself (group "cache":
+                           // the caching service's coroutines, cache_admin.h)
   std::string_view group;  // "string", "generic", "hash", "connection", "server"
   std::string_view summary;
   std::string_view since = "1.0.0";
@@ -127,6 +130,7 @@ void register_key_commands(std::vector<CommandSpec>& t);
 void register_hash_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
+void register_cache_commands(std::vector<CommandSpec>& t);
 
 // Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).
 void reply_command_info(const CommandSpec& c, Reply& r);

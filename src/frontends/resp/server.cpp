@@ -20,7 +20,9 @@
 
 #include "base/clock.h"
 #include "base/slots.h"
+#include "frontends/resp/cache_admin.h"
 #include "frontends/resp/family_util.h"
+#include "services/cache/service.h"
 #include "dht/service_async.h"
 #include "runtime/shards.h"
 
@@ -120,6 +122,7 @@ struct Server::Impl {
   // Changeable at run time (CONFIG SET maxclients / timeout).
   std::atomic<uint64_t> max_clients;
   std::atomic<uint64_t> timeout_s;
+  cache::Service* caches = nullptr;  // CACHE.* (set before start)
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
@@ -180,6 +183,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.client = &c.client;
     ctx.node = &node;
     ctx.random = &target.random;
+    ctx.caches = caches ? &caches->catalog(sid) : nullptr;
     ctx.routed_key = routed_key;
     ctx.routed_partition = routed_partition;
     size_t before = out.size();
@@ -284,6 +288,9 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           co_await runtime::run_on(shards.shard(i), gather);
         }
         r.verbatim(lines);
+      } else if (!spec->handler) {  // CACHE.CREATE, INFO, LIST, DROP, CLEAR
+        if (caches) co_await execute_cache_admin(*caches, *spec, argv, r);
+        else r.error("ERR the caching service is not running on this node");
       } else {
         co_await run_handler(c, c.shard, *spec, argv, c.out);
       }
@@ -984,6 +991,7 @@ awaitable<Snapshot> collect_snapshot(Server& server) { co_return co_await server
 uint64_t Server::open_connections() const { return impl_->open.load(); }
 void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
 void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
+void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
   impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);

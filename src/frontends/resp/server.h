@@ -16,6 +16,9 @@
 namespace keel::runtime {
 class ShardSet;
 }
+namespace keel::cache {
+class Service;
+}
 namespace keel::dht {
 class Service;
 }
@@ -55,6 +58,8 @@ class Server {
   // Run-time changes (CONFIG SET): safe from any thread.
   void set_max_clients(uint64_t n);
   void set_timeout_s(uint64_t s);
+  // The caching service behind the CACHE.* commands. Call before start().
+  void set_caches(cache::Service* caches);
   // Cluster mode: key commands are routed by the distributed hash map (set before start()).
   void set_dht(dht::Service* dht);
   bool clustered() const;

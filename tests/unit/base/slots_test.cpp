@@ -38,3 +38,20 @@ TEST(Slots, Partitions) {
 }
 
 }  // namespace keel
+
+namespace keel {
+
+// A service key (0xFF, namespace, 0x00, user key) hashes as its user key, hash tags included.
+TEST(Slots, ServiceKeysHashAsTheirUserKey) {
+  using namespace std::string_literals;
+  EXPECT_EQ(key_slot("\xff" "c:users:1\0foo"s), key_slot("foo"));
+  EXPECT_EQ(key_slot("\xff" "c:users:1\0{user1}.name"s), key_slot("user1"));
+  EXPECT_EQ(key_slot("\xff" "c:users:1\0"s), key_slot(""));
+  // Without the 0x00 separator, or without the 0xFF mark, a key is an ordinary key.
+  EXPECT_EQ(user_key_of("\xff" "nosep"s), "\xff" "nosep"s);
+  EXPECT_EQ(key_slot("\xff" "nosep"s), crc16_xmodem("\xff" "nosep"s) & (kSlotCount - 1));
+  EXPECT_EQ(user_key_of("ab\0cd"s), "ab\0cd"s);
+  EXPECT_NE(key_slot("\xff" "c:a:1\0foo"s), key_slot("\xff" "c:a:1\0bar"s));
+}
+
+}  // namespace keel

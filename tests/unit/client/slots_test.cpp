@@ -42,3 +42,20 @@ TEST(Slots, CommandSlotUsesTheFirstKey) {
   std::vector<std::string> eval = {"EVAL", "return 1", "1", "bar"};
   EXPECT_EQ(command_slot(eval), key_slot("bar"));
 }
+
+// CACHE.GET/PUT/DEL route by the user's key (argument 2), not by the cache name; the other
+// cache commands have no key.
+TEST(Slots, CacheCommandsRouteByTheUserKey) {
+  std::vector<std::string> get = {"CACHE.GET", "users", "alice"};
+  EXPECT_EQ(command_slot(get), key_slot("alice"));
+  std::vector<std::string> put = {"cache.put", "users", "{t}x", "v", "TTL", "1s"};
+  EXPECT_EQ(command_slot(put), key_slot("t"));
+  std::vector<std::string> del = {"Cache.Del", "users", "bob"};
+  EXPECT_EQ(command_slot(del), key_slot("bob"));
+  std::vector<std::string> create = {"CACHE.CREATE", "users", "TTL", "1s"};
+  EXPECT_EQ(command_slot(create), std::nullopt);
+  std::vector<std::string> info = {"CACHE.INFO", "users"};
+  EXPECT_EQ(command_slot(info), std::nullopt);
+  using namespace std::string_literals;
+  EXPECT_EQ(key_slot("\xff" "c:users:0000000000000001\0alice"s), key_slot("alice"));
+}

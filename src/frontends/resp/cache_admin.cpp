@@ -1,0 +1,106 @@
+#include "frontends/resp/cache_admin.h"
+
+#include <fmt/format.h>
+
+#include "frontends/resp/family_util.h"
+#include "services/cache/service.h"
+
+namespace keel::resp {
+
+namespace {
+
+// Metadata errors in Redis's words: CLUSTERDOWN only when nothing was or will be applied.
+void reply_error(Reply& r, const Error& e) {
+  switch (e.code) {
+    case Errc::kUnavailable:
+      r.error("CLUSTERDOWN " + e.message);
+      break;
+    case Errc::kTimeout:
+      r.error("ERR " + e.message +
+              " (the outcome is unknown: the change may still be applied; check with CACHE.INFO)");
+      break;
+    default:
+      r.error("ERR " + e.message);
+      break;
+  }
+}
+
+void reply_info(Reply& r, const cache::Info& info) {
+  const auto& d = info.active.def;
+  auto opt_text = [&](bool set, const std::string& v) { set ? r.bulk(v) : r.null(); };
+  r.map(15);
+  r.bulk("name");
+  r.bulk(d.name);
+  r.bulk("replicas");
+  r.integer(d.replicas);
+  r.bulk("writeQuorum");
+  r.integer(d.write_quorum);
+  r.bulk("defaultTtl");
+  opt_text(d.default_ttl_ms != 0, cache::format_duration(d.default_ttl_ms));
+  r.bulk("eviction");
+  r.bulk(cache::eviction_name(d.eviction));
+  r.bulk("maxMemory");
+  opt_text(d.max_memory_bytes != 0, cache::format_size(d.max_memory_bytes));
+  r.bulk("maxEntries");
+  d.max_entries ? r.integer(static_cast<int64_t>(d.max_entries)) : r.null();
+  r.bulk("readFrom");
+  r.bulk(cache::read_from_name(d.read_from));
+  r.bulk("engine");
+  r.bulk(d.engine ? cache::engine_name(*d.engine) : "");
+  r.bulk("generation");
+  r.integer(static_cast<int64_t>(info.active.generation));
+  r.bulk("entries");
+  r.integer(static_cast<int64_t>(info.entries));
+  r.bulk("bytes");
+  r.integer(static_cast<int64_t>(info.bytes));
+  r.bulk("partitions");
+  r.integer(info.partitions);
+  r.bulk("partitionMaxEntries");
+  d.max_entries
+      ? r.integer(static_cast<int64_t>(cache::per_partition(d.max_entries, info.partitions)))
+      : r.null();
+  r.bulk("partitionMaxMemory");
+  d.max_memory_bytes
+      ? r.integer(static_cast<int64_t>(cache::per_partition(d.max_memory_bytes, info.partitions)))
+      : r.null();
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> execute_cache_admin(cache::Service& caches, const CommandSpec& spec,
+                                                 Args a, Reply& r) {
+  std::string_view name = spec.name;
+  if (name == "cache.create") {
+    auto d = cache::parse_options(a[1], a.subspan(2));
+    if (!d) co_return r.error("ERR " + d.error().message);
+    auto res = co_await caches.create(std::move(*d));
+    if (!res) co_return reply_error(r, res.error());
+    co_return r.ok();
+  }
+  if (name == "cache.list") {
+    auto res = co_await caches.list();
+    if (!res) co_return reply_error(r, res.error());
+    r.array(res->size());
+    for (auto& c : *res) r.bulk(c.def.name);
+    co_return;
+  }
+  std::string cname(a[1]);
+  if (cname == cache::kDefaultCache)
+    co_return r.error(
+        fmt::format("ERR '{}' is the plain keyspace, not a named cache; {} does not apply to it "
+                    "(use INFO keyspace, FLUSHALL)",
+                    cname, spec.name));
+  if (name == "cache.info") {
+    auto res = co_await caches.info(cname);
+    if (!res) co_return reply_error(r, res.error());
+    co_return reply_info(r, *res);
+  }
+  if (name == "cache.drop" || name == "cache.clear") {
+    auto res = name == "cache.drop" ? co_await caches.drop(cname) : co_await caches.clear(cname);
+    if (!res) co_return reply_error(r, res.error());
+    co_return r.integer(static_cast<int64_t>(*res));
+  }
+  r.error(fmt::format("ERR unknown cache command '{}'", spec.name));
+}
+
+}  // namespace keel::resp
