@@ -79,6 +79,9 @@ struct ShardState {
   // Partitions whose copy has timers to run (replicas to stream to, or a primary to follow):
   // a primary without replicas has none, and the tick never visits it.
   std::vector<uint32_t> active;
+  // 1: this node is the partition's primary and it has no replicas. Nothing can fence such a
+  // copy (fences go to replicas), so the hot path serves it without touching the Copy.
+  std::vector<uint8_t> lone;
   std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
@@ -131,6 +134,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     for (unsigned i = 0; i < shards.size(); ++i) {
       st.push_back(std::make_unique<ShardState>());
       st.back()->by_part.assign(opt.partitions, nullptr);
+      st.back()->lone.assign(opt.partitions, 0);
     }
   }
 
@@ -412,8 +416,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       drive(sid, p);
     }
     s.active.clear();
-    for (auto& [p, c] : s.copies)
-      if (!(c->is_primary() && c->config().replicas.empty())) s.active.push_back(p);
+    for (uint32_t p = sid; p < s.lone.size(); p += static_cast<uint32_t>(st.size())) s.lone[p] = 0;
+    for (auto& [p, c] : s.copies) {
+      bool lone = c->is_primary() && c->config().replicas.empty();
+      s.lone[p] = lone;
+      if (!lone) s.active.push_back(p);
+    }
   }
 
   void publish(std::shared_ptr<const Topology> t) {
@@ -847,7 +855,9 @@ std::shared_ptr<const Topology> Service::latest() const {
 }
 
 std::string Service::check_local(unsigned shard, uint32_t partition, bool write, int64_t) {
-  auto* c = impl_->st[shard]->by_part[partition];
+  auto& s = *impl_->st[shard];
+  if (s.lone[partition]) return {};
+  auto* c = s.by_part[partition];
   if (!c || !c->is_primary())
     return fmt::format("TRYAGAIN partition {} has no primary on this node right now; retry", partition);
   if (write) {
@@ -864,7 +874,9 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
 }
 
 uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
-  auto* c = impl_->st[shard]->by_part[partition];
+  auto& s = *impl_->st[shard];
+  if (s.lone[partition]) return 0;  // nothing is appended to a lone primary's log
+  auto* c = s.by_part[partition];
   if (!c) return 0;
   return c->last_lsn() > c->committed_lsn() ? c->last_lsn() : 0;
 }

@@ -157,8 +157,10 @@ struct Server::Impl {
   // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
   // waits for the write quorum), else forwards it to the primary.
   awaitable<void> settle(Connection& c);
-  awaitable<void> execute_routed(Connection& c, Args argv, const CommandSpec& spec,
-                                 const std::vector<size_t>& keys, uint32_t first_part);
+  static constexpr uint32_t kNowhere = UINT32_MAX;
+  uint32_t route(Connection& c, Args argv, const std::vector<size_t>& keys, uint32_t first_part);
+  awaitable<void> execute_forward(Connection& c, Args argv, uint32_t node);
+  void after_routed(Connection& c, size_t before);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
                          std::function<void(std::string)> done, bool forwarded = true);
   awaitable<void> run_one(unsigned sid, std::vector<std::string> argv, int protocol,
@@ -304,8 +306,23 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           break;
         }
         static const std::vector<size_t> kNoOtherKeys;
-        if (spec->last_key == spec->first_key) co_await execute_routed(c, argv, *spec, kNoOtherKeys, part);
-        else co_await execute_routed(c, argv, *spec, command_keys(*spec, argv), part);
+        std::vector<size_t> keys;
+        if (spec->last_key != spec->first_key) keys = command_keys(*spec, argv);
+        uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
+        if (where == kNowhere) break;
+        if (where != 0) {
+          co_await execute_forward(c, argv, where);
+          break;
+        }
+        size_t before = c.out.size();
+        c.waits.clear();
+        c.write_error.reset();
+        unsigned owner = shards.owner(part);
+        bool one_shard = true;
+        for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
+        if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out, first.data(), part);
+        else co_await execute_multi_key(c, *spec, argv, keys);
+        after_routed(c, before);
         break;
       }
       unsigned owner = shards.owner(part);
@@ -330,11 +347,12 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
 }
 
-awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const CommandSpec& spec,
-                                             const std::vector<size_t>& keys, uint32_t first_part) {
+// Where a key command runs (no suspension): here (0), on another node (its id), or nowhere
+// (an error reply was written). Fills c.parts with the command's partitions.
+uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>& keys,
+                             uint32_t first_part) {
   auto& r = c.reply;
-  const dht::Topology* topo = dht->current(c.shard);  // not used past the first suspension
-  uint32_t self = topo->self;
+  const dht::Topology* topo = dht->current(c.shard);
   c.parts.clear();
   c.parts.push_back(first_part);
   for (size_t k : keys) {
@@ -345,42 +363,43 @@ awaitable<void> Server::Impl::execute_routed(Connection& c, Args argv, const Com
   for (uint32_t p : c.parts) {
     if (topo->parts[p].primary != primary) {
       c.parts.clear();
-      co_return r.error(
-          "CROSSSLOT Keys in request don't hash to the same slot (their partitions have different "
-          "primaries in this cluster; put the keys in one slot with a {hash tag})");
+      r.error("CROSSSLOT Keys in request don't hash to the same slot (their partitions have different "
+              "primaries in this cluster; put the keys in one slot with a {hash tag})");
+      return kNowhere;
     }
   }
   if (primary == 0) {
     c.parts.clear();
-    co_return r.error("CLUSTERDOWN Hash slot not served (the partition map has no primary for it)");
+    r.error("CLUSTERDOWN Hash slot not served (the partition map has no primary for it)");
+    return kNowhere;
   }
-  if (primary != self) {
-    c.parts.clear();
-    if (c.forwarded)
-      co_return r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry",
-                                    first_part));
-    auto reply = co_await dht::forward(*dht, c.shard, primary, argv, c.client.protocol);
-    if (!reply)
-      co_return r.error((reply.error().code == Errc::kTimeout ? "TIMEOUT " : "TRYAGAIN ") + reply.error().message);
-    c.out += *reply;
-    co_return;
+  if (primary == topo->self) return 0;
+  c.parts.clear();
+  if (c.forwarded) {
+    r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry", first_part));
+    return kNowhere;
   }
-  c.waits.clear();
-  c.write_error.reset();
-  size_t before = c.out.size();
-  unsigned owner = shards.owner(first_part);
-  bool one_shard = true;
-  for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
-  if (one_shard) co_await run_handler(c, owner, spec, argv, c.out, argv[static_cast<size_t>(spec.first_key)].data(), first_part);
-  else co_await execute_multi_key(c, spec, argv, keys);
+  return primary;
+}
+
+awaitable<void> Server::Impl::execute_forward(Connection& c, Args argv, uint32_t node) {
+  auto reply = co_await dht::forward(*dht, c.shard, node, argv, c.client.protocol);
+  if (!reply)
+    co_return c.reply.error((reply.error().code == Errc::kTimeout ? "TIMEOUT " : "TRYAGAIN ") +
+                            reply.error().message);
+  c.out += *reply;
+}
+
+// After a key command ran here: its reply is held back until its writes (or, for a read, the
+// partition's earlier writes) hold the write quorum; the next pipelined command need not wait
+// for that (settle()).
+void Server::Impl::after_routed(Connection& c, size_t before) {
   c.parts.clear();
   if (c.write_error) {
     c.out.resize(before);
-    r.error("TIMEOUT outcome unknown: " + c.write_error->message);
+    c.reply.error("TIMEOUT outcome unknown: " + c.write_error->message);
     c.write_error.reset();
   } else if (!c.waits.empty()) {
-    // The reply waits for the write quorum, but the next pipelined command need not: replies
-    // are settled together before they are written (settle()).
     c.deferred.push_back({before, c.out.size(), std::move(c.waits)});
   }
   c.waits.clear();
