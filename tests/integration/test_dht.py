@@ -118,6 +118,21 @@ class DhtTest(unittest.TestCase):
         self.assertEqual(req("DELETE", 1, "web3")[1]["deleted"], True)
         self.assertEqual(req("GET", 0, "web3")[0], 404)
 
+    def test_keys_in_slot_on_the_primary(self):
+        a = self.c.client(0)
+        a.set("{slotted}1", "x")
+        a.set("{slotted}2", "y")
+        slot = a.execute_command("CLUSTER", "KEYSLOT", "{slotted}1")
+        maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
+        port = next(p for (lo, hi), (p, _) in maps.items() if lo <= slot <= hi)
+        primary = redis.Redis(port=port)
+        self.assertEqual(primary.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot), 2)
+        self.assertEqual(sorted(primary.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10)),
+                         [b"{slotted}1", b"{slotted}2"])
+        with self.assertRaises(redis.ResponseError) as e:
+            primary.execute_command("CLUSTER", "COUNTKEYSINSLOT", 16384)
+        self.assertIn("Invalid slot", str(e.exception))
+
     def test_every_node_reports_the_same_map(self):
         maps = [slots_of(self.c.client(i).execute_command("CLUSTER", "SLOTS")) for i in range(3)]
         self.assertEqual(maps[0], maps[1])

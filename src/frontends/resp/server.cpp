@@ -157,6 +157,7 @@ struct Server::Impl {
   // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
   // waits for the write quorum), else forwards it to the primary.
   awaitable<void> settle(Connection& c);
+  awaitable<void> cluster_keys_in_slot(Connection& c, Args argv);
   static constexpr uint32_t kNowhere = UINT32_MAX;
   uint32_t route(Connection& c, Args argv, const std::vector<size_t>& keys, uint32_t first_part);
   awaitable<void> execute_forward(Connection& c, Args argv, uint32_t node);
@@ -290,6 +291,9 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           co_await runtime::run_on(shards.shard(i), gather);
         }
         r.verbatim(lines);
+      } else if (spec->name == "cluster" && argv.size() >= 3 &&
+                 (iequals(argv[1], "countkeysinslot") || iequals(argv[1], "getkeysinslot"))) {
+        co_await cluster_keys_in_slot(c, argv);
       } else if (!spec->handler) {  // CACHE.CREATE, INFO, LIST, DROP, CLEAR
         if (caches) co_await execute_cache_admin(*caches, *spec, argv, r);
         else r.error("ERR the caching service is not running on this node");
@@ -345,6 +349,42 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+}
+
+// CLUSTER COUNTKEYSINSLOT slot | CLUSTER GETKEYSINSLOT slot count: the keys of one slot that
+// this node holds (as in Redis Cluster, a node answers for its own data), read on the shard
+// owning the slot's partition.
+awaitable<void> Server::Impl::cluster_keys_in_slot(Connection& c, Args argv) {
+  auto& r = c.reply;
+  bool get = iequals(argv[1], "getkeysinslot");
+  if (argv.size() != (get ? 4u : 3u))
+    co_return r.error(fmt::format("ERR wrong number of arguments for 'cluster|{}' command", to_lower(argv[1])));
+  int64_t slot = 0, count = 0;
+  if (!parse_int64(argv[2], slot) || slot < 0 || slot >= kSlotCount)
+    co_return r.error("ERR Invalid slot");
+  if (get && (!parse_int64(argv[3], count) || count < 0))
+    co_return r.error("ERR Invalid number of keys");
+  uint32_t part = slot_partition(static_cast<uint32_t>(slot), shards.partitions());
+  auto& owner = shards.shard(shards.owner(part));
+  int64_t n = 0;
+  std::vector<std::string> keys;
+  int64_t now = c.now_ms;
+  auto work = [&] {
+    std::string start;
+    for (;;) {
+      auto next = owner.engine->scan_partition(part, start, 1024, now, [&](std::string_view k, const ValueRef&) {
+        if (key_slot(k) != static_cast<uint32_t>(slot)) return;
+        ++n;
+        if (get && static_cast<int64_t>(keys.size()) < count) keys.emplace_back(k);
+      });
+      if (!next || (get && static_cast<int64_t>(keys.size()) >= count)) break;
+      start = std::move(*next);
+    }
+  };
+  co_await runtime::run_on(owner, work);
+  if (!get) co_return r.integer(n);
+  r.array(keys.size());
+  for (auto& k : keys) r.bulk(k);
 }
 
 // Where a key command runs (no suspension): here (0), on another node (its id), or nowhere
