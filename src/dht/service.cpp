@@ -82,6 +82,11 @@ struct ShardState {
   // 1: this node is the partition's primary and it has no replicas. Nothing can fence such a
   // copy (fences go to replicas), so the hot path serves it without touching the Copy.
   std::vector<uint8_t> lone;
+  // Partitions with entries appended since their last shipment, shipped together once the
+  // current handler returns to the loop: the writes of a pipelined batch (and of every
+  // connection served meanwhile) go out in one Append.
+  std::vector<uint32_t> to_ship;
+  bool ship_posted = false;
   std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
@@ -280,6 +285,24 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     for (uint32_t to : out.snapshot_needed) start_snapshot(sid, p, to);
     wake(sid, p, out.committed_lsn, copy.is_primary());
+  }
+
+  void ship_later(unsigned sid, uint32_t p) {
+    auto& s = *st[sid];
+    if (std::find(s.to_ship.begin(), s.to_ship.end(), p) == s.to_ship.end()) s.to_ship.push_back(p);
+    if (s.ship_posted) return;
+    s.ship_posted = true;
+    asio::post(shards.shard(sid).io, [self = shared_from_this(), sid] {
+      auto& s = *self->st[sid];
+      s.ship_posted = false;
+      auto parts = std::move(s.to_ship);
+      s.to_ship.clear();
+      int64_t now = now_ms();
+      for (uint32_t p : parts) {
+        if (auto* c = s.by_part[p]) c->ship(now);
+        self->drive(sid, p);
+      }
+    });
   }
 
   void wake(unsigned sid, uint32_t p, uint64_t committed, bool primary) {
@@ -900,7 +923,7 @@ Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned
     }
     it->second->durable(*lsn, now);
     waits.emplace_back(p, *lsn);
-    im.drive(shard, p);
+    im.ship_later(shard, p);
   }
   if (err) return std::unexpected(*err);
   return waits;

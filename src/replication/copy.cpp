@@ -288,6 +288,8 @@ void Copy::send_to(Peer& p, int64_t now_ms) {
   out_.send.emplace_back(p.id, std::move(a));
 }
 
+void Copy::ship(int64_t now_ms) { flush(now_ms, false); }
+
 void Copy::flush(int64_t now_ms, bool only_idle) {
   if (role_ != Role::kPrimary || fenced()) return;
   for (auto& p : peers_) {

@@ -223,6 +223,10 @@ class Copy {
   Result<uint64_t> append(std::string effect, int64_t now_ms);
   // Local durability: entries through `lsn` are as durable as the engine promises.
   void durable(uint64_t lsn, int64_t now_ms);
+  // Primary: sends the entries appended so far to every replica now, within each replica's
+  // in-flight window, instead of waiting for the previous Append's ack (append() sends at
+  // once only to an idle replica). The runtime calls it once per batch of writes.
+  void ship(int64_t now_ms);
   bool can_serve_reads(int64_t now_ms) const;
   bool is_primary() const;
 

@@ -461,7 +461,10 @@ awaitable<void> Server::Impl::settle(Connection& c) {
   std::map<unsigned, std::string> failed;
   for (auto& [sid, parts] : by_shard) {
     std::vector<std::pair<uint32_t, uint64_t>> ws(parts.begin(), parts.end());
-    auto st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
+    // On this connection's own shard the wait runs inline; elsewhere it hops there.
+    auto st = sid == c.shard ? co_await dht::wait_committed(*dht, sid, ws)
+                             : co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws),
+                                                       use_awaitable);
     if (!st) failed[sid] = st.error().message;
   }
   if (!failed.empty()) {
