@@ -54,7 +54,6 @@ struct ServiceOptions {
   std::vector<uint32_t> initial_members;  // the members a new map is placed over
   int64_t request_timeout_ms = 2000;      // forwarding and quorum waits
   int64_t lease_ms = 2000;
-  int64_t failover_after_ms = 0;  // 0: when the failure detector declares the primary dead
 };
 
 struct ServiceStatus {
