@@ -102,12 +102,11 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   ServiceOptions opt;
   std::vector<std::unique_ptr<ShardState>> st;
 
-  // Data plane thread.
-  asio::io_context dio{1};
-  // Keeps dio.run() going until stop(), even when no operation is pending.
-  asio::executor_work_guard<asio::io_context::executor_type> dio_work{dio.get_executor()};
+  // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
+  // partition of shard 0 needs no hop at all, and no thread of its own competes for the cores.
+  asio::io_context& dio;
+  std::atomic<bool> loops_running{false};  // set by the first tick: shard loops are running
   std::unique_ptr<cluster::PeerTransport> transport;
-  std::thread thread;
   std::atomic<bool> stopping{false};
   Exec exec;
   uint64_t incarnation = 0;  // this process's start (wall ms)
@@ -135,7 +134,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<asio::steady_timer> manager_timer;
 
   Impl(runtime::ShardSet& s, std::vector<EffectRecorder*> r, cluster::MetaService& m, ServiceOptions o)
-      : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)) {
+      : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)), dio(s.shard(0).io) {
     for (unsigned i = 0; i < shards.size(); ++i) {
       st.push_back(std::make_unique<ShardState>());
       st.back()->by_part.assign(opt.partitions, nullptr);
@@ -147,10 +146,20 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   // ---------------- data plane
   void send(uint32_t to, std::string payload) {
+    if (runtime::ShardSet::current() == 0) return send_here(to, std::move(payload));
     asio::post(dio, [self = shared_from_this(), to, payload = std::move(payload)]() mutable {
-      if (to == self->opt.self) return self->on_data(to, std::move(payload));  // e.g. a fence to our own copy
-      if (self->transport) self->transport->send(to, cluster::MsgType::kData, payload);
+      self->send_here(to, std::move(payload));
     });
+  }
+  // On shard 0's loop.
+  void send_here(uint32_t to, std::string payload) {
+    if (to == opt.self) {  // e.g. a fence to our own copy: delivered as if it arrived
+      asio::post(dio, [self = shared_from_this(), to, payload = std::move(payload)]() mutable {
+        self->on_data(to, std::move(payload));
+      });
+      return;
+    }
+    if (transport) transport->send(to, cluster::MsgType::kData, payload);
   }
   void send_repl(uint32_t to, uint32_t partition, const replication::Message& m) {
     std::string out;
@@ -370,6 +379,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   awaitable<void> ticker(unsigned sid) {
     auto self = shared_from_this();
     auto& s = *st[sid];
+    loops_running = true;
     s.ticker = std::make_unique<asio::steady_timer>(shards.shard(sid).io);
     while (!stopping) {
       s.ticker->expires_after(std::chrono::milliseconds(kTickMs));
@@ -820,7 +830,6 @@ Result<int> Service::start() {
   for (unsigned i = 0; i < im.st.size(); ++i)
     asio::co_spawn(im.shards.shard(i).io, im.ticker(i), asio::detached);
   asio::co_spawn(im.dio, im.manager(), asio::detached);
-  im.thread = std::thread([&im] { im.dio.run(); });
   im.publish_self();
   return *port;
 }
@@ -829,19 +838,21 @@ void Service::stop() {
   auto& im = *impl_;
   if (im.stopping.exchange(true)) return;
   if (im.subscription) im.subscription->cancel();
-  asio::post(im.dio, [&im] {
+  auto close = [&im] {
     if (im.transport) im.transport->stop();
+    im.transport.reset();
     if (im.manager_timer) im.manager_timer->cancel();
-  });
-  if (im.thread.joinable()) {
-    // Let the transport close its sockets, then stop the loop.
-    std::promise<void> done;
-    asio::post(im.dio, [&] { done.set_value(); });
-    done.get_future().wait();
-    im.dio_work.reset();
-    im.dio.stop();
-    im.thread.join();
+  };
+  if (!im.loops_running) {  // the shard loops never ran: nothing runs concurrently
+    close();
+    return;
   }
+  std::promise<void> done;
+  asio::post(im.dio, [&] {
+    close();
+    done.set_value();
+  });
+  done.get_future().wait();
 }
 
 std::shared_ptr<const Topology> Service::topology(unsigned shard) const { return impl_->st[shard]->topo; }

@@ -9,8 +9,9 @@
 //    this node holds, configured from the map. A write on the primary is recorded by the
 //    shard's EffectRecorder (the one hook), appended to the Copy's log, streamed to the
 //    replicas over the data plane, and answered once write_quorum copies hold it.
-//  - The data plane is a peer transport (cluster/wire frames, type kData) on its own thread and
-//    port (cluster.data_port), separate from the Rabia driver's.
+//  - The data plane is a peer transport (cluster/wire frames, type kData) on its own port
+//    (cluster.data_port), separate from the Rabia driver's, run by shard 0's event loop (a
+//    message for another shard hops there by message passing).
 //
 // Threading: the shard-facing calls run on the calling shard's thread and touch only that
 // shard's state. Include service_async.h (Asio) only from .cpp files.
