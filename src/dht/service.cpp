@@ -117,6 +117,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   uint64_t revision = 0;
   std::shared_ptr<const Topology> latest;
   std::map<uint32_t, bool> alive_view;  // member -> not declared dead (manager's last view)
+  std::optional<std::pair<std::string, uint64_t>> latest_map;  // encoded map and its version
   bool creating_map = false;
 
   // Failover manager (data thread).
@@ -753,9 +754,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       acknowledged[id] = t->node(id)->incarnation;
     }
     if (changes.empty() && acknowledged.empty()) return;
-    auto mit = dht_keys_copy_map();
-    if (!mit) return;
-    auto [value, version] = *mit;
+    std::optional<std::pair<std::string, uint64_t>> current;  // the map as last followed
+    {
+      std::lock_guard lk(mu);
+      current = latest_map;
+    }
+    if (!current) return;
+    auto [value, version] = *current;
     auto m = decode_partition_map(value);
     if (!m) return;
     for (auto& [p, pv] : changes) {
@@ -790,14 +795,6 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
              });
   }
 
-  std::optional<std::pair<std::string, uint64_t>> dht_keys_copy_map() {
-    // dht_keys belongs to the driver thread; the map's current value and version are read
-    // from the published topology's source instead.
-    std::lock_guard lk(mu);
-    if (!latest_map) return std::nullopt;
-    return *latest_map;
-  }
-  std::optional<std::pair<std::string, uint64_t>> latest_map;  // under mu
 };
 
 

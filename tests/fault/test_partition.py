@@ -17,23 +17,12 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Keel, free_port  # noqa: E402
+from harness import Keel, free_port, http  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 
 PARTITIONS = [float(x) for x in os.environ.get("KEEL_FAULT_PARTITIONS", "5").split(",") if x.strip()]
-
-
-def http(method, port, path, body=None, timeout=10):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 class ProxiedCluster:

@@ -11,6 +11,9 @@ import socket
 import subprocess
 import tempfile
 import time
+import json
+import urllib.error
+import urllib.request
 
 KEEL_BIN = os.environ.get("KEEL_BIN", os.path.join(os.path.dirname(__file__), "../../build/tools/keel/keel"))
 READY = re.compile(r"ready: RESP on [^:]+:(\d+), HTTP on [^:]+:(\d+)")
@@ -195,3 +198,14 @@ class Raw:
 
     def close(self):
         self.s.close()
+
+
+def http(method, port, path, body=None, timeout=10):
+    """One JSON request to a node's HTTP port: (status, decoded body), error statuses included."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())

@@ -9,22 +9,10 @@ behind, and that CACHE.DROP and CACHE.CLEAR remove the entries from the keyspace
 import json
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 import redis
 
-from harness import Keel, free_port
-
-
-def http(method, port, path, body=None, timeout=10):
-    data = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+from harness import Keel, free_port, http
 
 
 def wait_data_ready(port, limit=30):

@@ -4,7 +4,6 @@ A write through any node is readable on all; kill -9 of one node under load leav
 working; the node restarts and catches up; with two of three down writes fail fast with
 "no quorum" and work again once a node returns; no acknowledged write is ever lost.
 """
-import json
 import os
 import random
 import shutil
@@ -13,19 +12,8 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
-from harness import KEEL_BIN, Keel, free_port
-
-
-def http(method, port, path, body=None, timeout=10):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+from harness import KEEL_BIN, Keel, free_port, http
 
 
 class Cluster:

@@ -10,12 +10,11 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.error
 
 import redis
 from redis.cluster import RedisCluster, ClusterNode
 
-from harness import Keel, free_port
+from harness import Keel, free_port, http
 
 
 class DhtCluster:
@@ -99,16 +98,8 @@ class DhtTest(unittest.TestCase):
         self.assertIsNone(c.get("k1"))
 
     def test_http_kv_from_any_node(self):
-        import json
-        import urllib.request
         def req(method, node, key, body=None):
-            r = urllib.request.Request("http://127.0.0.1:%d/v1/kv/%s" % (self.c.nodes[node].http_port, key),
-                                       data=body, method=method)
-            try:
-                with urllib.request.urlopen(r, timeout=10) as resp:
-                    return resp.status, json.loads(resp.read())
-            except urllib.error.HTTPError as e:
-                return e.code, json.loads(e.read())
+            return http(method, self.c.nodes[node].http_port, "/v1/kv/%s" % key, body)
         for i in range(30):
             self.assertEqual(req("PUT", i % 3, "web%d" % i, b"v%d" % i)[0], 200)
         for i in range(30):

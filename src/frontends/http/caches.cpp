@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "base/clock.h"
+#include "frontends/http/resp_reply.h"
 #include "frontends/http/server.h"
 #include "services/cache/service.h"
 
@@ -59,47 +60,6 @@ json active_json(const cache::Active& a) {
   return j;
 }
 
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    i += n;
-  }
-  return true;
-}
-
-// One RESP2 value: '+', '-', ':' or '$' (null: is_null).
-struct Resp2 {
-  char kind = 0;
-  std::string text;
-  bool is_null = false;
-  int64_t number = 0;
-};
-Resp2 parse_resp2(std::string_view s) {
-  Resp2 r;
-  if (s.size() < 3) return r;
-  r.kind = s[0];
-  size_t nl = s.find("\r\n");
-  std::string_view head = s.substr(1, nl == std::string_view::npos ? s.size() - 1 : nl - 1);
-  if (r.kind == '+' || r.kind == '-') {
-    r.text = head;
-  } else if (r.kind == ':') {
-    std::from_chars(head.data(), head.data() + head.size(), r.number);
-  } else if (r.kind == '$') {
-    int64_t len = -1;
-    std::from_chars(head.data(), head.data() + head.size(), len);
-    if (len < 0)
-      r.is_null = true;
-    else
-      r.text = s.substr(nl + 2, static_cast<size_t>(len));
-  }
-  return r;
-}
-
 // A RESP error reply of an entry command as an HTTP answer.
 CacheAnswer resp_error(const std::string& err) {
   auto rest = [&](size_t n) { return err.substr(std::min(n, err.size())); };
@@ -107,13 +67,9 @@ CacheAnswer resp_error(const std::string& err) {
   if (err.starts_with("ERR invalid expire") || err.starts_with("ERR name") ||
       err.starts_with("ERR TTL"))
     return error(400, "INVALID_ARGUMENT", rest(4));
-  if (err.starts_with("OOM ")) return error(507, "OUT_OF_MEMORY", rest(4));
-  if (err.starts_with("WRONGTYPE ")) return error(409, "WRONG_TYPE", rest(10));
-  if (err.starts_with("TIMEOUT ")) return error(504, "DEADLINE_EXCEEDED", rest(8));
-  if (err.starts_with("TRYAGAIN ") || err.starts_with("CLUSTERDOWN "))
-    return error(503, "UNAVAILABLE", err.substr(err.find(' ') + 1));
   if (err.starts_with("ERR entry of")) return error(413, "LIMIT_EXCEEDED", rest(4));
-  return error(500, "INTERNAL", err);
+  auto e = resp_error_to_http(err);  // the data path's own errors, as for /v1/kv
+  return error(e.status, e.code, std::move(e.message));
 }
 
 }  // namespace

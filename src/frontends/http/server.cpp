@@ -22,10 +22,12 @@
 #include "base/clock.h"
 #include "base/slots.h"
 #include "dht/service.h"
+#include "runtime/cluster/meta_await.h"
 #include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/caches.h"
 #include "frontends/http/metrics.h"
+#include "frontends/http/resp_reply.h"
 #include "frontends/resp/server_async.h"
 #include "runtime/shards.h"
 
@@ -67,19 +69,6 @@ bool url_decode(std::string_view in, std::string& out, bool plus_is_space) {
 }
 
 namespace {
-
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    i += n;
-  }
-  return true;
-}
 
 std::string base64(std::string_view s) {
   std::string out(4 * ((s.size() + 2) / 3), '\0');
@@ -194,62 +183,10 @@ struct Server::Impl {
 };
 
 namespace {
-// A RESP2 reply read back for HTTP: one value (simple string, error, integer, bulk or null,
-// or an array of bulks).
-struct Resp2 {
-  char kind = 0;  // '+', '-', ':', '$' (null: is_null), '*'
-  std::string text;
-  bool is_null = false;
-  int64_t number = 0;
-  std::vector<std::string> items;
-};
-Resp2 parse_resp2(std::string_view s) {
-  Resp2 r;
-  if (s.empty()) return r;
-  r.kind = s[0];
-  size_t nl = s.find("\r\n");
-  std::string_view head = s.substr(1, nl == std::string_view::npos ? s.size() - 1 : nl - 1);
-  if (r.kind == '+' || r.kind == '-') {
-    r.text = head;
-  } else if (r.kind == ':') {
-    std::from_chars(head.data(), head.data() + head.size(), r.number);
-  } else if (r.kind == '$') {
-    int64_t len = -1;
-    std::from_chars(head.data(), head.data() + head.size(), len);
-    if (len < 0) r.is_null = true;
-    else r.text = s.substr(nl + 2, static_cast<size_t>(len));
-  } else if (r.kind == '*') {
-    int64_t n = 0;
-    std::from_chars(head.data(), head.data() + head.size(), n);
-    size_t pos = nl + 2;
-    for (int64_t i = 0; i < n && pos < s.size(); ++i) {
-      size_t e = s.find("\r\n", pos);
-      int64_t len = -1;
-      std::from_chars(s.data() + pos + 1, s.data() + e, len);
-      if (len < 0) {
-        r.items.emplace_back();
-        pos = e + 2;
-        continue;
-      }
-      r.items.emplace_back(s.substr(e + 2, static_cast<size_t>(len)));
-      pos = e + 2 + static_cast<size_t>(len) + 2;
-    }
-  }
-  return r;
-}
-
-// An error reply from the data path as an HTTP answer: a definite refusal (nothing applied)
-// is 503 UNAVAILABLE; an unknown outcome is 504 DEADLINE_EXCEEDED.
+// An error reply from the data path as an HTTP answer (resp_reply.h).
 Response resp_error_response(const Request& req, const std::string& err) {
-  if (err.starts_with("TIMEOUT "))
-    return error_response(req, bhttp::status::gateway_timeout, "DEADLINE_EXCEEDED", err.substr(8));
-  if (err.starts_with("TRYAGAIN ") || err.starts_with("CLUSTERDOWN "))
-    return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", err.substr(err.find(' ') + 1));
-  if (err.starts_with("WRONGTYPE "))
-    return error_response(req, bhttp::status::conflict, "WRONG_TYPE", err.substr(10));
-  if (err.starts_with("OOM "))
-    return error_response(req, bhttp::status::insufficient_storage, "OUT_OF_MEMORY", err.substr(4));
-  return error_response(req, bhttp::status::internal_server_error, "INTERNAL", err);
+  auto e = resp_error_to_http(err);
+  return error_response(req, static_cast<bhttp::status>(e.status), e.code, std::move(e.message));
 }
 }  // namespace
 
@@ -624,23 +561,6 @@ awaitable<void> Server::Impl::accept_loop() {
 
 namespace {
 
-// co_await meta_call<T>(start) with start = [&](auto cb) { meta->put(..., cb); }: runs a
-// MetaService call and resumes on the calling coroutine's executor with its result.
-// `start` is held by reference and must capture only references: GCC 12 destroys non-trivial
-// captures of an initiation object passed through use_awaitable's coroutine frame twice.
-template <class T, class Start>
-awaitable<Result<T>> meta_call(Start& start) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<T>)>(
-      [&start](auto handler) {
-        auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        start([h](Result<T> r) {
-          auto ex = asio::get_associated_executor(*h);
-          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-        });
-      },
-      use_awaitable);
-}
-
 bhttp::status status_for(Errc c) {
   switch (c) {
     case Errc::kInvalidArgument: return bhttp::status::bad_request;
@@ -710,7 +630,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     uint64_t f = from.value_or(0);
     int64_t t = static_cast<int64_t>(timeout.value_or(30000));
     auto start = [&](auto cb) { meta->watch(domain, prefix, f, t, cb); };
-    auto r = co_await meta_call<cluster::WatchResult>(start);
+    auto r = co_await cluster::meta_call<cluster::WatchResult>(start);
     if (!r) co_return meta_error(req, r.error());
     json events = json::array();
     for (auto& e : r->events) {
@@ -729,7 +649,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     std::string prefix = q.get("prefix") ? *q.get("prefix") : std::string();
     size_t l = limit.value_or(1000);
     auto start = [&](auto cb) { meta->list(domain, prefix, l, stale, cb); };
-    auto r = co_await meta_call<cluster::ListResult>(start);
+    auto r = co_await cluster::meta_call<cluster::ListResult>(start);
     if (!r) co_return meta_error(req, r.error());
     json items = json::array();
     for (auto& kv : r->items) items.push_back(kv_json(kv));
@@ -745,7 +665,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
 
   if (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head) {
     auto start = [&](auto cb) { meta->get(domain, key, stale, cb); };
-    auto r = co_await meta_call<cluster::KeyValue>(start);
+    auto r = co_await cluster::meta_call<cluster::KeyValue>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, kv_json(*r));
   }
@@ -754,13 +674,13 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
       co_return error_response(req, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
                                fmt::format("value of {} bytes exceeds the limit of {} bytes", req.body().size(), lim.max_value_bytes));
     auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb); };
-    auto r = co_await meta_call<cluster::WriteResult>(start);
+    auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"version", r->version}, {"revision", r->revision}});
   }
   if (req.method() == bhttp::verb::delete_) {
     auto start = [&](auto cb) { meta->del(domain, key, prev, cb); };
-    auto r = co_await meta_call<cluster::WriteResult>(start);
+    auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r->existed}, {"revision", r->revision}});
   }
@@ -775,7 +695,7 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
     co_return json_response(req, bhttp::status::ok, json{{"enabled", false},
                                                          {"message", "this node is not in a cluster (cluster.node_id = 0)"}});
   auto start = [&](auto cb) { meta->status(cb); };
-  auto sr = co_await meta_call<cluster::DriverStatus>(start);
+  auto sr = co_await cluster::meta_call<cluster::DriverStatus>(start);
   if (!sr) co_return meta_error(req, sr.error());
   auto& s = *sr;
   json members = json::array();
@@ -848,7 +768,7 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
     if (id == 0 || id > cluster::kMaxNodeId) co_return bad(fmt::format("id {} is out of range; allowed: 1..{}", id, cluster::kMaxNodeId));
     std::string address = body["address"].get<std::string>();
     auto start = [&](auto cb) { meta->join(static_cast<uint32_t>(id), address, cb); };
-    auto r = co_await meta_call<cluster::DriverStatus>(start);
+    auto r = co_await cluster::meta_call<cluster::DriverStatus>(start);
     co_return reply(r);
   }
   if (path.starts_with("/v1/cluster/members/") && req.method() == bhttp::verb::delete_) {
@@ -858,7 +778,7 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
     if (idtext.empty() || ec != std::errc() || p != idtext.data() + idtext.size() || id == 0 || id > cluster::kMaxNodeId)
       co_return bad(fmt::format("'{}' is not a member id; allowed: 1..{}", idtext, cluster::kMaxNodeId));
     auto start = [&](auto cb) { meta->leave(static_cast<uint32_t>(id), cb); };
-    auto r = co_await meta_call<cluster::DriverStatus>(start);
+    auto r = co_await cluster::meta_call<cluster::DriverStatus>(start);
     co_return reply(r);
   }
   co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",

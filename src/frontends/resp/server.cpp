@@ -205,8 +205,14 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
       auto waits = dht->after_write(sid, c.now_ms);
-      if (!waits) c.write_error = waits.error();
-      else c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+      if (!waits) {
+        c.write_error = waits.error();
+      } else if (!waits->empty()) {
+        // after_write committed this shard's engine (every write so far) before shipping.
+        c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+        if (sid == c.shard) c.dirty = false;
+        return;
+      }
     } else {
       spec.handler(ctx, argv, r);
     }

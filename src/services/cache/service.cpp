@@ -13,6 +13,7 @@
 #include <set>
 
 #include "base/slots.h"
+#include "runtime/cluster/meta_await.h"
 #include "runtime/cluster/meta_service.h"
 #include "runtime/shards.h"
 #include "services/cache/keyspace.h"
@@ -35,21 +36,6 @@ Error no_meta() {
       Errc::kUnavailable,
       "caches keep their definitions in cluster metadata, which is off on this node: start keel "
       "as a cluster member (--node-id 1 --peers 1@127.0.0.1:9380 makes a one-member cluster)"};
-}
-
-// co_await meta_call<T>(start), start = [&](auto cb) { meta->get(..., cb); }: runs a MetaService
-// call and resumes on the calling coroutine's executor. `start` must capture only references.
-template <class T, class Start>
-Task<Result<T>> meta_call(Start& start) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(Result<T>)>(
-      [&start](auto handler) {
-        auto h = std::make_shared<decltype(handler)>(std::move(handler));
-        start([h](Result<T> r) {
-          auto ex = asio::get_associated_executor(*h);
-          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
-        });
-      },
-      asio::use_awaitable);
 }
 
 }  // namespace
@@ -292,7 +278,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   Task<Result<Loaded>> load(const std::string& name) {
     if (auto st = check_name(name); !st) co_return std::unexpected(st.error());
     auto start = [&](auto cb) { meta->get(kMetaDomain, name, false, cb); };
-    auto r = co_await meta_call<cluster::KeyValue>(start);
+    auto r = co_await cluster::meta_call<cluster::KeyValue>(start);
     if (!r) {
       if (r.error().code == Errc::kNotFound) co_return std::unexpected(no_such_cache(name));
       co_return std::unexpected(r.error());
@@ -336,7 +322,7 @@ Task<Result<Active>> Service::create(Definition d) {
   std::string value = to_json(d).dump();
   std::string name = d.name;
   auto start = [&](auto cb) { im.meta->put(kMetaDomain, name, value, uint64_t{0}, cb); };
-  auto r = co_await meta_call<cluster::WriteResult>(start);
+  auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
   if (!r) {
     if (r.error().code != Errc::kConflict) co_return std::unexpected(r.error());
     auto existing = co_await im.load(name);
@@ -360,7 +346,7 @@ Task<Result<std::vector<Active>>> Service::list() {
   auto& im = *impl_;
   if (!im.meta) co_return std::unexpected(no_meta());
   auto start = [&](auto cb) { im.meta->list(kMetaDomain, "", kMaxCaches, false, cb); };
-  auto r = co_await meta_call<cluster::ListResult>(start);
+  auto r = co_await cluster::meta_call<cluster::ListResult>(start);
   if (!r) co_return std::unexpected(r.error());
   std::vector<Active> out;
   for (auto& kv : r->items) {
@@ -391,7 +377,7 @@ Task<Result<uint64_t>> Service::drop(std::string name) {
   // which sees this change too).
   uint64_t held = (co_await im.usage(l->active, SystemClock::instance().now_ms())).entries;
   auto start = [&](auto cb) { im.meta->del(kMetaDomain, name, l->version, cb); };
-  auto r = co_await meta_call<cluster::WriteResult>(start);
+  auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
   if (!r) {
     if (r.error().code == Errc::kConflict || r.error().code == Errc::kNotFound)
       co_return make_error(
@@ -413,7 +399,7 @@ Task<Result<uint64_t>> Service::clear(std::string name) {
   // before is unreachable at once, then purged.
   uint64_t held = (co_await im.usage(l->active, SystemClock::instance().now_ms())).entries;
   auto start = [&](auto cb) { im.meta->put(kMetaDomain, name, l->value, l->version, cb); };
-  auto r = co_await meta_call<cluster::WriteResult>(start);
+  auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
   if (!r) {
     if (r.error().code == Errc::kConflict)
       co_return make_error(
