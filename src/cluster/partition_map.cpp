@@ -153,8 +153,10 @@ Result<PartitionMap> decode_partition_map(std::string_view bytes) {
     if (!d) return std::unexpected(d.error());
     if (i > 0 && *d == 0)
       return corrupt(fmt::format("node {} repeats node id {}; ids must ascend", i, table.back()));
+    // Checked before adding, so that a huge delta cannot wrap around to a small id.
+    if (*d > UINT32_MAX || (i == 0 ? 0 : uint64_t{table.back()}) + *d > UINT32_MAX)
+      return corrupt(fmt::format("node {} id delta {} takes it beyond 32 bits", i, *d));
     uint64_t id = (i == 0 ? 0 : uint64_t{table.back()}) + *d;
-    if (id > UINT32_MAX) return corrupt(fmt::format("node {} has id {}; ids are 32-bit", i, id));
     table.push_back(static_cast<NodeId>(id));
   }
   std::vector<bool> used(table.size(), false);
