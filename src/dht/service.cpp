@@ -354,11 +354,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       size_t bytes = 0;
       std::optional<std::string> next = recorders[sid]->scan_partition(
           p, start, 256, wall_ms(), [&](std::string_view key, const storage::ValueRef& v) {
-            storage::Value val;
-            val.type = v.type;
-            val.expire_at_ms = v.expire_at_ms;
-            if (v.type == storage::ValueType::kString) val.str.assign(v.str);
-            else val.hash = *v.hash;
+            storage::Value val = storage::copy_value(v);
             std::string e;
             encode_put(e, key, val);
             bytes += e.size();

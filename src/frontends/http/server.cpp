@@ -291,6 +291,18 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
       if (v->type == storage::ValueType::kString) {
         body["type"] = "string";
         put_bytes(body, "value", v->str);
+      } else if (v->type == storage::ValueType::kList || v->type == storage::ValueType::kSet) {
+        bool list = v->type == storage::ValueType::kList;
+        body["type"] = list ? "list" : "set";
+        json items = json::array();
+        auto add = [&](const std::string& s) {
+          items.push_back(valid_utf8(s) ? s : "base64:" + base64(s));
+        };
+        if (list)
+          for (size_t i = 0; i < v->list->size(); ++i) add((*v->list)[i]);
+        else
+          for (auto& m : *v->set) add(m);
+        body[list ? "items" : "members"] = std::move(items);
       } else {
         body["type"] = "hash";
         json fields = json::object();

@@ -15,6 +15,7 @@
 #include <future>
 #include <list>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -23,6 +24,7 @@
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/family_util.h"
+#include "frontends/resp/scratch_engine.h"
 #include "services/cache/service.h"
 #include "dht/service_async.h"
 #include "observe/tracer.h"
@@ -159,6 +161,8 @@ struct Server::Impl {
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
                                     const std::vector<size_t>& key_pos);
   awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
+  awaitable<void> execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
+                                   const std::vector<size_t>& key_pos);
   awaitable<Snapshot> collect();
   // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
   // waits for the write quorum), else forwards it to the primary.
@@ -323,7 +327,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         }
         static const std::vector<size_t> kNoOtherKeys;
         std::vector<size_t> keys;
-        if (spec->last_key != spec->first_key) keys = command_keys(*spec, argv);
+        if (has_other_keys(*spec)) keys = command_keys(*spec, argv);
         uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
         if (where == kNowhere) break;
         if (where != 0) {
@@ -343,7 +347,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       }
       unsigned owner = shards.owner(part);
       bool one_shard = true;
-      if (spec->last_key != spec->first_key && shards.size() > 1) {
+      if (has_other_keys(*spec) && shards.size() > 1) {
         for (size_t k : command_keys(*spec, argv))
           one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
       }
@@ -688,12 +692,7 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
         if (v) value.emplace();  // exists, but not moved
         return;
       }
-      Value copy;
-      copy.type = v->type;
-      copy.expire_at_ms = v->expire_at_ms;
-      if (v->type == ValueType::kString) copy.str.assign(v->str);
-      else copy.hash = *v->hash;
-      value = std::move(copy);
+      value = storage::copy_value(*v);
       if (take) {
         auto e = s_src.engine->erase(p_src, src, now);
         if (!e) st = std::unexpected(e.error());
@@ -718,7 +717,61 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
     co_return;
   }
 
+  if (spec.group == "list" || spec.group == "set") {
+    co_await execute_gathered(c, spec, argv, key_pos);
+    co_return;
+  }
+
   r.error("CROSSSLOT Keys in request don't hash to the same slot");
+}
+
+// A list or set command over keys on several shards (SINTER, SMOVE, LMOVE, S*STORE...): the
+// keys are copied here, the ordinary handler runs against the copies (scratch_engine.h), and
+// each key it changed is written back to its shard. Not atomic across shards, like the rest.
+awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
+                                               const std::vector<size_t>& key_pos) {
+  const uint32_t parts = shards.partitions();
+  const int64_t now = c.now_ms;
+  ScratchEngine scratch;
+  std::set<std::string_view> seen;
+  for (size_t pos : key_pos) {
+    std::string_view k = argv[pos];
+    if (!seen.insert(k).second) continue;
+    uint32_t part = key_partition(k, parts);
+    auto& sh = shards.shard(shards.owner(part));
+    auto read = [&] {
+      if (auto v = sh.engine->get(part, k, now)) scratch.load(part, k, storage::copy_value(*v));
+    };
+    co_await runtime::run_on(sh, read);
+  }
+  std::string out;
+  {
+    CmdCtx ctx;
+    ctx.engine = &scratch;
+    ctx.partitions = parts;
+    ctx.now_ms = now;
+    ctx.client = &c.client;
+    ctx.node = &node;
+    ctx.random = &shards.shard(c.shard).random;
+    Reply r(out, c.client.protocol);
+    spec.handler(ctx, argv, r);
+  }
+  for (const auto& k : scratch.changed()) {
+    auto& sh = shards.shard(shards.owner(k.first));
+    const Value* v = scratch.value(k);
+    Status st;
+    auto write = [&] {
+      if (v) {
+        st = sh.engine->put(k.first, k.second, *v, now);
+      } else if (auto e = sh.engine->erase(k.first, k.second, now); !e) {
+        st = std::unexpected(e.error());
+      }
+      if (st) st = sh.engine->commit();
+    };
+    co_await runtime::run_on(sh, write);
+    if (!st) co_return reply_status_error(c.reply, st.error());
+  }
+  c.out += out;
 }
 
 awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec, Args argv) {
@@ -765,7 +818,7 @@ awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec
         ecur = s.engine->scan(ecur, count, c.now_ms, [&](std::string_view k, const ValueRef& v) {
           ++got;
           if (!pattern.empty() && !glob_match(pattern, k)) return;
-          if (!type.empty() && !iequals(type, v.type == ValueType::kString ? "string" : "hash")) return;
+          if (!type.empty() && !iequals(type, storage::type_name(v.type))) return;
           keys.emplace_back(k);
         });
       };
