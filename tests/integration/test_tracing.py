@@ -233,6 +233,32 @@ class TracingTest(unittest.TestCase):
         finally:
             col.close()
 
+    def test_json_logs_carry_the_trace_of_the_command(self):
+        col = Collector()
+        try:
+            with keel(col, "--set", "trace.sample_ratio=0", "--set", "log.format=json") as k:
+                a = Raw(k.port)
+                a.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (TRACE, PARENT))
+                self.assertEqual(a.cmd("CONFIG", "SET", "loglevel", "info"), b"+OK\r\n")
+                a.cmd("CLIENT", "TRACEPARENT", "CLEAR")
+                self.assertEqual(a.cmd("CONFIG", "SET", "maxclients", "100"), b"+OK\r\n")
+                a.close()
+                span = col.wait_span(lambda s: s["name"] == "CONFIG", "the CONFIG span")
+                lines = [json.loads(l) for l in k.output().splitlines() if l.startswith("{")]
+                traced = [l for l in lines if l["msg"] == "CONFIG SET loglevel info"]
+                self.assertEqual(len(traced), 1, lines)
+                self.assertEqual(traced[0]["trace_id"], TRACE)
+                self.assertEqual(traced[0]["span_id"], span["spanId"])
+                self.assertEqual(span["parentSpanId"], PARENT)
+                plain = [l for l in lines if l["msg"] == "CONFIG SET maxclients 100"]
+                self.assertEqual(len(plain), 1, lines)
+                self.assertNotIn("trace_id", plain[0])
+                ready = [l for l in lines if "ready: RESP on" in l["msg"]]
+                self.assertEqual(len(ready), 1)
+                self.assertNotIn("trace_id", ready[0])
+        finally:
+            col.close()
+
     def test_trace_settings_are_checked(self):
         def check(text):
             fd, path = tempfile.mkstemp(suffix=".toml")

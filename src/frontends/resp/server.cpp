@@ -27,6 +27,7 @@
 #include "frontends/resp/scratch_engine.h"
 #include "services/cache/service.h"
 #include "dht/service_async.h"
+#include "observe/log_context.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
 
@@ -74,6 +75,9 @@ struct Connection {
     std::vector<std::pair<uint32_t, uint64_t>> waits;
   };
   std::vector<Deferred> deferred;
+  // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
+  // drawn before it runs so that what its handler logs carries them (observe/log_context.h).
+  std::optional<observe::LogContext> log_ctx;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
 
@@ -189,6 +193,9 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
   auto& target = shards.shard(sid);
   int proto = c.client.protocol;
   auto work = [&] {
+    std::optional<observe::LogScope> log_scope;
+    if (c.log_ctx) [[unlikely]]
+      log_scope.emplace(&*c.log_ctx);
     CmdCtx ctx;
     ctx.engine = target.engine;
     ctx.partitions = shards.partitions();
@@ -288,6 +295,12 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   c.client.last_cmd.assign(spec->name);
   size_t before = c.out.size();
   int64_t t0 = SystemClock::instance().monotonic_ns();
+  if (tracer) [[unlikely]] {
+    if (c.client.trace_parent)
+      c.log_ctx = observe::LogContext{c.client.trace_parent->trace_id, observe::span_id_from(tracer->random(c.shard))};
+    else
+      c.log_ctx.reset();
+  }
 
   switch (spec->routing) {
     case Routing::kLocal:
@@ -389,7 +402,7 @@ void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t
   } else {
     s.trace_id = observe::trace_id_from(tracer->random(c.shard), low);
   }
-  s.span_id = observe::span_id_from(tracer->random(c.shard));
+  s.span_id = c.log_ctx ? c.log_ctx->span_id : observe::span_id_from(tracer->random(c.shard));
   s.name.assign(spec.name);
   for (auto& ch : s.name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   // Wall-clock end = now minus the time since the command ended (monotonic).
