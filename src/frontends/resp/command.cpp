@@ -26,6 +26,7 @@ struct Table {
     register_hash_commands(specs);
     register_list_commands(specs);
     register_set_commands(specs);
+    register_zset_commands(specs);
     register_cluster_commands(specs);
     register_cache_commands(specs);
     for (auto& s : specs) {
