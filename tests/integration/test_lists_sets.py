@@ -71,6 +71,13 @@ def random_zset_command(rng):
         ["ZLEXCOUNT", "zlex", rng.choice(LEX), rng.choice(LEX)],
         ["ZREMRANGEBYLEX", "zlex", rng.choice(LEX), rng.choice(LEX)],
         ["EXISTS", k], ["TYPE", k],
+        # several keys (on different shards: copied, run, written back)
+        ["ZUNIONSTORE", k, "2", rng.choice(ZSET_KEYS), rng.choice(ZSET_KEYS), "WEIGHTS", "2", "0.5"],
+        ["ZINTERSTORE", k, "2", rng.choice(ZSET_KEYS), rng.choice(ZSET_KEYS), "AGGREGATE", rng.choice(["MIN", "MAX", "SUM"])],
+        ["ZDIFFSTORE", k, "2", rng.choice(ZSET_KEYS), rng.choice(ZSET_KEYS)],
+        ["ZUNION", "3", *ZSET_KEYS, "WITHSCORES"], ["ZINTER", "2", k, rng.choice(ZSET_KEYS), "WITHSCORES"],
+        ["ZDIFF", "2", k, rng.choice(ZSET_KEYS)], ["ZINTERCARD", "2", k, rng.choice(ZSET_KEYS)],
+        ["ZRANGESTORE", k, rng.choice(ZSET_KEYS), i, j], ["ZMPOP", "2", k, rng.choice(ZSET_KEYS), rng.choice(["MIN", "MAX"])],
     ])
 
 
@@ -166,6 +173,21 @@ class RandomChoicesAndScans(unittest.TestCase):
         self.assertEqual(set(seen), members)
         cursor, page = k.sscan("scanme", 0, match="x1??", count=5000)
         self.assertTrue(all(len(m) == 4 and m.startswith(b"x1") for m in page))
+
+    def test_zscan_visits_every_member_exactly_once_with_its_score(self):
+        k = self.k
+        want = {b"y%d" % i: i / 4 for i in range(2000)}
+        k.zadd("zscanme", want)
+        got = {}
+        cursor = 0
+        for _ in range(10000):
+            cursor, page = k.zscan("zscanme", cursor, count=100)
+            for m, sc in page:
+                self.assertNotIn(m, got)
+                got[m] = sc
+            if cursor == 0:
+                break
+        self.assertEqual(got, want)
 
     def test_type_scan_type_and_object_encoding(self):
         k = self.k

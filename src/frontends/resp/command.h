@@ -110,8 +110,8 @@ struct CommandSpec {
   std::string_view summary;
   std::string_view since = "1.0.0";
   uint16_t index = 0;  // position in all_commands(): indexes per-command statistics
-  // > 0: the keys are counted by argv[numkeys_index] and follow it (LMPOP, SINTERCARD);
-  // first_key is then numkeys_index + 1 and last_key is ignored.
+  // > 0: the keys are counted by argv[numkeys_index] and follow it (LMPOP, SINTERCARD), after
+  // any fixed keys from first_key up to it (ZUNIONSTORE's destination); last_key is ignored.
   int numkeys_index = 0;
 };
 

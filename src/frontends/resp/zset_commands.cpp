@@ -388,15 +388,49 @@ void cmd_zrevrank(CmdCtx& c, Args a, Reply& r) { rank_common(c, a, r, true); }
 
 enum class RangeKind { kAuto, kRank, kScore, kLex };
 
+// Collects elements [first, first + n) in ascending rank order, or descending from `first`.
+void collect_range(const ZSetValue& z, size_t first, size_t n, bool reverse,
+                   std::vector<std::pair<std::string, double>>& out) {
+  if (n == 0) return;
+  auto it = z.at(first);
+  for (size_t i = 0; i < n; ++i) {
+    out.emplace_back(*it->member, it->score);
+    if (i + 1 < n) {
+      if (reverse) --it;
+      else ++it;
+    }
+  }
+}
+
+// Stores `elements` as the sorted set `dst` (replacing whatever it held; removed when empty)
+// and replies with their count.
+void store_zset(CmdCtx& c, std::string_view dst, ZSetValue z, Reply& r) {
+  const int64_t n = static_cast<int64_t>(z.size());
+  if (z.empty()) {
+    if (auto e = c.engine->erase(c.partition(dst), dst, c.now_ms); !e)
+      return reply_status_error(r, e.error());
+    return r.integer(0);
+  }
+  Value v;
+  v.type = ValueType::kZSet;
+  v.zset = std::move(z);
+  if (auto st = c.engine->put(c.partition(dst), dst, std::move(v), c.now_ms); !st)
+    return reply_status_error(r, st.error());
+  r.integer(n);
+}
+
 // The ZRANGE family. `kind`/`reverse` fixed by the legacy commands; ZRANGE reads them from
-// its options (BYSCORE, BYLEX, REV).
-void range_common(CmdCtx& c, Args a, Reply& r, RangeKind kind, bool rev_fixed, bool reverse) {
+// its options (BYSCORE, BYLEX, REV). ZRANGESTORE (`store`): the source key is argument 2 and
+// the result goes to argument 1.
+void range_common(CmdCtx& c, Args a, Reply& r, RangeKind kind, bool rev_fixed, bool reverse,
+                  bool store = false) {
+  const size_t base = store ? 2 : 1;
   bool withscores = false;
   int64_t offset = 0, limit = -1;
   bool has_limit = false;
-  for (size_t j = 4; j < a.size(); ++j) {
+  for (size_t j = base + 3; j < a.size(); ++j) {
     const size_t left = a.size() - j - 1;
-    if (iequals(a[j], "withscores")) {
+    if (!store && iequals(a[j], "withscores")) {
       withscores = true;
     } else if (iequals(a[j], "limit") && left >= 2) {
       if (!parse_int64(a[j + 1], offset) || !parse_int64(a[j + 2], limit)) return r.not_integer();
@@ -417,7 +451,7 @@ void range_common(CmdCtx& c, Args a, Reply& r, RangeKind kind, bool rev_fixed, b
     return r.error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
   if (withscores && kind == RangeKind::kLex)
     return r.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
-  std::string_view min = a[2], max = a[3];
+  std::string_view min = a[base + 1], max = a[base + 2];
   if (reverse && kind != RangeKind::kRank) std::swap(min, max);
   int64_t start = 0, end = 0;
   ScoreRange sr;
@@ -436,8 +470,37 @@ void range_common(CmdCtx& c, Args a, Reply& r, RangeKind kind, bool rev_fixed, b
       break;
   }
   std::optional<ValueRef> v;
-  if (!zset_lookup(c, a[1], v, r)) return;
-  if (!v) return r.array(0);
+  if (!zset_lookup(c, a[base], v, r)) return;
+  if (!v) return store ? store_zset(c, a[1], {}, r) : r.array(0);
+  if (store) {
+    // Copy the range out first: the destination may be the source.
+    std::vector<std::pair<std::string, double>> picked;
+    const ZSetValue& z = *v->zset;
+    const int64_t len = static_cast<int64_t>(z.size());
+    if (kind == RangeKind::kRank) {
+      if (start < 0) start += len;
+      if (end < 0) end += len;
+      if (start < 0) start = 0;
+      if (!(start > end || start >= len)) {
+        if (end >= len) end = len - 1;
+        const size_t n = static_cast<size_t>(end - start + 1);
+        if (reverse) collect_range(z, static_cast<size_t>(len - 1 - start), n, true, picked);
+        else collect_range(z, static_cast<size_t>(start), n, false, picked);
+      }
+    } else {
+      auto [lo, hi] = kind == RangeKind::kScore ? score_ranks(z, sr) : lex_ranks(z, lmin, lmax);
+      const size_t span = hi - lo;
+      if (offset >= 0 && static_cast<uint64_t>(offset) < span && limit != 0) {
+        size_t n = span - static_cast<size_t>(offset);
+        if (limit > 0) n = std::min<size_t>(n, static_cast<size_t>(limit));
+        if (reverse) collect_range(z, hi - 1 - static_cast<size_t>(offset), n, true, picked);
+        else collect_range(z, lo + static_cast<size_t>(offset), n, false, picked);
+      }
+    }
+    ZSetValue out;
+    for (auto& [m, sc] : picked) out.set(m, sc);
+    return store_zset(c, a[1], std::move(out), r);
+  }
   const ZSetValue& z = *v->zset;
   const int64_t len = static_cast<int64_t>(z.size());
   if (kind == RangeKind::kRank) {
@@ -452,6 +515,9 @@ void range_common(CmdCtx& c, Args a, Reply& r, RangeKind kind, bool rev_fixed, b
   }
   auto [lo, hi] = kind == RangeKind::kScore ? score_ranks(z, sr) : lex_ranks(z, lmin, lmax);
   reply_limited(r, z, lo, hi, reverse, offset, limit, withscores);
+}
+void cmd_zrangestore(CmdCtx& c, Args a, Reply& r) {
+  range_common(c, a, r, RangeKind::kAuto, false, false, true);
 }
 void cmd_zrange(CmdCtx& c, Args a, Reply& r) { range_common(c, a, r, RangeKind::kAuto, false, false); }
 void cmd_zrevrange(CmdCtx& c, Args a, Reply& r) {
@@ -588,6 +654,253 @@ void cmd_zrandmember(CmdCtx& c, Args a, Reply& r) {
   }
 }
 
+enum class ZOp { kUnion, kInter, kDiff };
+enum class Aggregate { kSum, kMin, kMax };
+
+void aggregate_into(double& target, double val, Aggregate agg) {
+  switch (agg) {
+    case Aggregate::kSum:
+      target += val;
+      if (std::isnan(target)) target = 0;  // inf + -inf, as Redis
+      break;
+    case Aggregate::kMin: target = val < target ? val : target; break;
+    case Aggregate::kMax: target = val > target ? val : target; break;
+  }
+}
+
+// ZUNION/ZINTER/ZDIFF numkeys key... [WEIGHTS w...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES],
+// their STOREs (destination first), and ZINTERCARD numkeys key... [LIMIT n]. A plain set
+// counts as a sorted set whose members all score 1, as in Redis.
+void zsetop_common(CmdCtx& c, Args a, Reply& r, ZOp op, bool store, bool card_only) {
+  const size_t numkeys_at = store ? 2 : 1;
+  int64_t setnum;
+  if (!parse_int64(a[numkeys_at], setnum)) return r.not_integer();
+  if (setnum < 1)
+    return r.error("ERR at least 1 input key is needed for '" + to_lower(a[0]) + "' command");
+  if (setnum > static_cast<int64_t>(a.size() - (numkeys_at + 1))) return r.syntax_error();
+  const size_t n = static_cast<size_t>(setnum);
+  // Read the inputs (copies: a persistent engine's view lasts only until its next read).
+  std::vector<std::vector<std::pair<std::string, double>>> inputs(n);
+  std::vector<std::unordered_map<std::string, double>> index(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto v = lookup(c, a[numkeys_at + 1 + i]);
+    if (!v) continue;
+    if (v->type == ValueType::kZSet) {
+      for (auto it = v->zset->tree().begin(); it != v->zset->tree().end(); ++it)
+        inputs[i].emplace_back(*it->member, it->score);
+    } else if (v->type == ValueType::kSet) {
+      for (auto& m : *v->set) inputs[i].emplace_back(m, 1.0);
+    } else {
+      return r.wrong_type();
+    }
+  }
+  std::vector<double> weights(n, 1.0);
+  Aggregate agg = Aggregate::kSum;
+  bool withscores = false;
+  int64_t limit = 0;
+  for (size_t j = numkeys_at + 1 + n; j < a.size();) {
+    const size_t remaining = a.size() - j;
+    if (op != ZOp::kDiff && !card_only && remaining >= n + 1 && iequals(a[j], "weights")) {
+      ++j;
+      for (size_t i = 0; i < n; ++i, ++j)
+        if (!parse_score(a[j], weights[i])) return r.error("ERR weight value is not a float");
+    } else if (op != ZOp::kDiff && !card_only && remaining >= 2 && iequals(a[j], "aggregate")) {
+      if (iequals(a[j + 1], "sum")) agg = Aggregate::kSum;
+      else if (iequals(a[j + 1], "min")) agg = Aggregate::kMin;
+      else if (iequals(a[j + 1], "max")) agg = Aggregate::kMax;
+      else return r.syntax_error();
+      j += 2;
+    } else if (!store && !card_only && iequals(a[j], "withscores")) {
+      withscores = true;
+      ++j;
+    } else if (card_only && remaining >= 2 && iequals(a[j], "limit")) {
+      if (!parse_int64(a[j + 1], limit) || limit < 0) return r.error("ERR LIMIT can't be negative");
+      j += 2;
+    } else {
+      return r.syntax_error();
+    }
+  }
+  for (size_t i = 0; i < n; ++i)
+    for (auto& [m, sc] : inputs[i]) index[i].emplace(m, sc);
+  ZSetValue out;
+  int64_t cardinality = 0;
+  auto weighted = [&](size_t i, double sc) {
+    double v = weights[i] * sc;
+    return std::isnan(v) ? 0.0 : v;
+  };
+  if (op == ZOp::kInter) {
+    size_t smallest = 0;
+    for (size_t i = 1; i < n; ++i)
+      if (inputs[i].size() < inputs[smallest].size()) smallest = i;
+    for (auto& [m, sc] : inputs[smallest]) {
+      double score = weighted(smallest, sc);
+      bool all = true;
+      // Aggregate in input order, skipping the walked input, as Redis's sorted order would
+      // for equal cardinalities; scores are the same either way for SUM up to rounding.
+      for (size_t i = 0; i < n && all; ++i) {
+        if (i == smallest) continue;
+        auto it = index[i].find(m);
+        if (it == index[i].end()) all = false;
+        else aggregate_into(score, weighted(i, it->second), agg);
+      }
+      if (!all) continue;
+      if (card_only) {
+        ++cardinality;
+        if (limit && cardinality >= limit) break;
+      } else {
+        out.set(m, score);
+      }
+    }
+  } else if (op == ZOp::kUnion) {
+    std::unordered_map<std::string, double> acc;
+    for (size_t i = 0; i < n; ++i)
+      for (auto& [m, sc] : inputs[i]) {
+        auto [it, added] = acc.try_emplace(m, weighted(i, sc));
+        if (!added) aggregate_into(it->second, weighted(i, sc), agg);
+      }
+    for (auto& [m, sc] : acc) out.set(m, sc);
+  } else {
+    for (auto& [m, sc] : inputs[0]) {
+      bool elsewhere = false;
+      for (size_t i = 1; i < n && !elsewhere; ++i) elsewhere = index[i].count(m) > 0;
+      if (!elsewhere) out.set(m, sc);
+    }
+  }
+  if (card_only) return r.integer(cardinality);
+  if (store) return store_zset(c, a[1], std::move(out), r);
+  reply_range(r, out, 0, out.size(), false, withscores);
+}
+void cmd_zunion(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kUnion, false, false); }
+void cmd_zinter(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kInter, false, false); }
+void cmd_zdiff(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kDiff, false, false); }
+void cmd_zunionstore(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kUnion, true, false); }
+void cmd_zinterstore(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kInter, true, false); }
+void cmd_zdiffstore(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kDiff, true, false); }
+void cmd_zintercard(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kInter, false, true); }
+
+// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
+void cmd_zmpop(CmdCtx& c, Args a, Reply& r) {
+  int64_t numkeys;
+  if (!parse_int64(a[1], numkeys) || numkeys < 1)
+    return r.error("ERR numkeys should be greater than 0");
+  if (numkeys >= static_cast<int64_t>(a.size()) - 2) return r.syntax_error();
+  const size_t where_idx = 2 + static_cast<size_t>(numkeys);
+  bool max;
+  if (iequals(a[where_idx], "min")) max = false;
+  else if (iequals(a[where_idx], "max")) max = true;
+  else return r.syntax_error();
+  int64_t count = -1;
+  for (size_t j = where_idx + 1; j < a.size(); ++j) {
+    if (count == -1 && iequals(a[j], "count") && j + 1 < a.size()) {
+      if (!parse_int64(a[++j], count) || count < 1)
+        return r.error("ERR count should be greater than 0");
+    } else {
+      return r.syntax_error();
+    }
+  }
+  if (count == -1) count = 1;
+  for (size_t k = 2; k < where_idx; ++k) {
+    std::optional<ValueRef> v;
+    if (!zset_lookup(c, a[k], v, r)) return;
+    if (!v) continue;
+    std::vector<std::pair<std::string, double>> popped;
+    if (!zset_update(c, a[k], r, false, [&](ZSetValue& z) {
+          int64_t left = count;
+          while (left-- > 0 && !z.empty()) {
+            auto it = max ? z.at(z.size() - 1) : z.at(0);
+            popped.emplace_back(*it->member, it->score);
+            z.erase(popped.back().first);
+          }
+          return true;
+        }))
+      return;
+    r.array(2);
+    r.bulk(a[k]);
+    r.array(popped.size());
+    for (auto& [m, sc] : popped) {
+      r.array(2);
+      r.bulk(m);
+      reply_score(r, sc);
+    }
+    return;
+  }
+  r.null_array();
+}
+
+// ZSCAN key cursor [MATCH pattern] [COUNT count]: a sorted set of at most 128 members in one
+// call with cursor 0, in score order (as Redis does for small, listpack-encoded sets); a
+// larger one paged like HSCAN/SSCAN by a 64-bit hash of each member. Scores are bulk strings.
+void cmd_zscan(CmdCtx& c, Args a, Reply& r) {
+  constexpr size_t kWholeLimit = 128;
+  constexpr size_t kMaxPasses = 64;
+  uint64_t cursor = 0;
+  {
+    auto s = a[2];
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), cursor);
+    if (s.empty() || ec != std::errc() || p != s.data() + s.size())
+      return r.error("ERR invalid cursor");
+  }
+  std::optional<ValueRef> v;
+  if (!zset_lookup(c, a[1], v, r)) return;
+  if (!v) {
+    r.array(2);
+    r.bulk("0");
+    return r.array(0);
+  }
+  std::string_view pattern;
+  size_t count = 10;
+  for (size_t i = 3; i < a.size(); ++i) {
+    const bool more = i + 1 < a.size();
+    if (iequals(a[i], "count") && more) {
+      int64_t n;
+      if (!parse_int64(a[++i], n)) return r.not_integer();
+      if (n < 1) return r.syntax_error();
+      count = static_cast<size_t>(std::min<int64_t>(n, 1 << 20));
+    } else if (iequals(a[i], "match") && more) {
+      pattern = a[++i];
+    } else {
+      return r.syntax_error();
+    }
+  }
+  const ZSetValue& z = *v->zset;
+  std::vector<std::pair<const std::string*, double>> page;
+  uint64_t next = 0;
+  if (z.size() <= kWholeLimit) {
+    if (cursor == 0)
+      for (auto it = z.tree().begin(); it != z.tree().end(); ++it) page.emplace_back(it->member, it->score);
+  } else {
+    std::vector<std::pair<uint64_t, std::pair<const std::string*, double>>> ahead;
+    for (auto& [m, sc] : z.dict()) {
+      uint64_t h = scan_order(m);
+      if (h >= cursor) ahead.push_back({h, {&m, sc}});
+    }
+    size_t want = std::max(count, (z.size() + kMaxPasses - 1) / kMaxPasses);
+    if (ahead.size() > want) {
+      std::nth_element(ahead.begin(), ahead.begin() + static_cast<std::ptrdiff_t>(want - 1),
+                       ahead.end(), [](auto& x, auto& y) { return x.first < y.first; });
+      uint64_t last = ahead[want - 1].first;
+      bool more = false;
+      for (auto& [h, e] : ahead) {
+        if (h <= last) page.push_back(e);
+        else more = true;
+      }
+      next = (!more || last == UINT64_MAX) ? 0 : last + 1;
+    } else {
+      for (auto& [h, e] : ahead) page.push_back(e);
+    }
+  }
+  r.array(2);
+  r.bulk(std::to_string(next));
+  size_t matched = 0;
+  for (auto& [m, sc] : page) matched += pattern.empty() || glob_match(pattern, *m);
+  r.array(matched * 2);
+  for (auto& [m, sc] : page) {
+    if (!pattern.empty() && !glob_match(pattern, *m)) continue;
+    r.bulk(*m);
+    r.bulk(score_string(sc));
+  }
+}
+
 }  // namespace
 
 void register_zset_commands(std::vector<CommandSpec>& t) {
@@ -613,6 +926,16 @@ void register_zset_commands(std::vector<CommandSpec>& t) {
   t.push_back({"zremrangebylex", 4, kWrite, 1, 1, 1, Routing::kKey, cmd_zremrangebylex, "sorted-set", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", "2.8.9"});
   t.push_back({"zpopmin", -2, kWrite | kFast, 1, 1, 1, Routing::kKey, cmd_zpopmin, "sorted-set", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "5.0.0"});
   t.push_back({"zpopmax", -2, kWrite | kFast, 1, 1, 1, Routing::kKey, cmd_zpopmax, "sorted-set", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "5.0.0"});
+  t.push_back({"zrangestore", -5, W, 1, 2, 1, Routing::kKey, cmd_zrangestore, "sorted-set", "Stores a range of members from sorted set in a key.", "6.2.0"});
+  t.push_back({"zunion", -3, kReadonly, 2, 2, 1, Routing::kKey, cmd_zunion, "sorted-set", "Returns the union of multiple sorted sets.", "6.2.0", 0, 1});
+  t.push_back({"zinter", -3, kReadonly, 2, 2, 1, Routing::kKey, cmd_zinter, "sorted-set", "Returns the intersect of multiple sorted sets.", "6.2.0", 0, 1});
+  t.push_back({"zdiff", -3, kReadonly, 2, 2, 1, Routing::kKey, cmd_zdiff, "sorted-set", "Returns the difference between multiple sorted sets.", "6.2.0", 0, 1});
+  t.push_back({"zintercard", -3, kReadonly, 2, 2, 1, Routing::kKey, cmd_zintercard, "sorted-set", "Returns the number of members of the intersect of multiple sorted sets.", "7.0.0", 0, 1});
+  t.push_back({"zunionstore", -4, W, 1, 1, 1, Routing::kKey, cmd_zunionstore, "sorted-set", "Stores the union of multiple sorted sets in a key.", "2.0.0", 0, 2});
+  t.push_back({"zinterstore", -4, W, 1, 1, 1, Routing::kKey, cmd_zinterstore, "sorted-set", "Stores the intersect of multiple sorted sets in a key.", "2.0.0", 0, 2});
+  t.push_back({"zdiffstore", -4, W, 1, 1, 1, Routing::kKey, cmd_zdiffstore, "sorted-set", "Stores the difference of multiple sorted sets in a key.", "6.2.0", 0, 2});
+  t.push_back({"zmpop", -4, kWrite, 2, 2, 1, Routing::kKey, cmd_zmpop, "sorted-set", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "7.0.0", 0, 1});
+  t.push_back({"zscan", -3, kReadonly | kRandom, 1, 1, 1, Routing::kKey, cmd_zscan, "sorted-set", "Iterates over members and scores of a sorted set.", "2.8.0"});
   t.push_back({"zrandmember", -2, kReadonly | kRandom, 1, 1, 1, Routing::kKey, cmd_zrandmember, "sorted-set", "Returns one or more random members from a sorted set.", "6.2.0"});
 }
 
