@@ -900,6 +900,23 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
   return {};
 }
 
+Service::ShardHealth Service::shard_health(unsigned shard) {
+  auto& s = *impl_->st[shard];
+  ShardHealth h;
+  h.has_map = s.topo != nullptr;
+  int64_t now = now_ms();
+  for (auto& [p, c] : s.copies) {
+    if (!c->is_primary()) {
+      if (c->config().primary != impl_->opt.self) ++h.replicas;
+      continue;
+    }
+    ++h.primaries;
+    if (!c->writable()) ++h.fenced;
+    else if (!s.lone[p] && !c->config().replicas.empty() && !c->can_serve_reads(now)) ++h.lease_lapsed;
+  }
+  return h;
+}
+
 uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
   auto& s = *impl_->st[shard];
   if (s.lone[partition]) return 0;  // nothing is appended to a lone primary's log

@@ -15,6 +15,7 @@
 #include "base/random.h"
 #include "dht/topology.h"
 #include "frontends/resp/reply.h"
+#include "observe/trace_context.h"
 #include "services/cache/ops.h"
 #include "storage/engine.h"
 
@@ -34,6 +35,8 @@ struct ClientState {
   std::string last_cmd;
   bool authenticated = true;
   bool close_after_reply = false;  // QUIT, protocol errors
+  // CLIENT TRACEPARENT: the remote parent of every command this connection runs from now on.
+  std::optional<observe::TraceParent> trace_parent;
 };
 
 // Read-mostly facts about the node that handlers can report (INFO, CONFIG GET, HELLO).

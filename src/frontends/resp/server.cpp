@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <unistd.h>
@@ -26,6 +27,7 @@
 #include "frontends/resp/scratch_engine.h"
 #include "services/cache/service.h"
 #include "dht/service_async.h"
+#include "observe/tracer.h"
 #include "runtime/shards.h"
 
 namespace keel::resp {
@@ -126,6 +128,7 @@ struct Server::Impl {
   std::atomic<uint64_t> timeout_s;
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
+  observe::Tracer* tracer = nullptr;  // set before start: spans of commands (observe/tracer.h)
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
@@ -150,6 +153,9 @@ struct Server::Impl {
   }
   awaitable<void> serve(tcp::socket sock, unsigned shard_id);
   awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
+  // The sampler's verdict on a finished command, and its span if kept (tracer != null).
+  void trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
+                     size_t reply_begin);
   void prefetch_keys(const Connection& c, std::vector<Pending>& batch,
                      const std::vector<std::string_view>& flat);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
@@ -359,6 +365,50 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+  if (tracer) [[unlikely]]
+    trace_command(c, *spec, t0, dt, failed, before);
+}
+
+void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns,
+                                 bool failed, size_t reply_begin) {
+  auto& parent = c.client.trace_parent;
+  uint64_t low = 0;
+  bool head;
+  if (parent) {
+    head = observe::Sampler::head_parent(parent->sampled());
+  } else {
+    low = tracer->random(c.shard);
+    head = tracer->sampler().head_root(low);
+  }
+  if (!tracer->sampler().keep(head, failed, dt_ns)) return;
+  observe::SpanData s;
+  if (parent) {
+    s.trace_id = parent->trace_id;
+    s.parent_span_id = parent->span_id;
+    s.trace_state = parent->trace_state;
+  } else {
+    s.trace_id = observe::trace_id_from(tracer->random(c.shard), low);
+  }
+  s.span_id = observe::span_id_from(tracer->random(c.shard));
+  s.name.assign(spec.name);
+  for (auto& ch : s.name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  // Wall-clock end = now minus the time since the command ended (monotonic).
+  int64_t end_mono = t0_ns + dt_ns;
+  s.end_unix_ns = observe::Tracer::now_unix_ns() - (SystemClock::instance().monotonic_ns() - end_mono);
+  s.start_unix_ns = s.end_unix_ns - dt_ns;
+  s.attributes.push_back({"db.system.name", std::string("keel")});
+  s.attributes.push_back({"db.operation.name", s.name});
+  s.attributes.push_back({"client.address", c.client.addr});
+  s.attributes.push_back({"keel.shard", static_cast<int64_t>(c.shard)});
+  if (c.forwarded) s.attributes.push_back({"keel.forwarded", true});
+  if (failed && reply_begin < c.out.size()) {
+    std::string_view err(c.out.data() + reply_begin + 1, c.out.size() - reply_begin - 1);
+    err = err.substr(0, std::min(err.find("\r\n"), size_t{256}));
+    s.status_code = observe::kStatusError;
+    s.status_message.assign(err);
+    s.attributes.push_back({"error.type", std::string(err.substr(0, err.find(' ')))});
+  }
+  tracer->record(c.shard, std::move(s));
 }
 
 // CLUSTER COUNTKEYSINSLOT slot | CLUSTER GETKEYSINSLOT slot count: the keys of one slot that
@@ -1117,6 +1167,7 @@ bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
   impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);
 }
+void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
 void Server::set_dht(dht::Service* dht) {
   impl_->dht = dht;
   if (dht)
