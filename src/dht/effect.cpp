@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+#include <cstring>
+
 #include "base/codec.h"
 
 namespace keel::dht {
@@ -39,6 +42,15 @@ void encode_put(std::string& out, std::string_view key, const Value& v) {
     case ValueType::kSet:
       w.varint(v.set.size());
       for (auto& m : v.set) w.bytes(m);
+      return;
+    case ValueType::kZSet:
+      w.varint(v.zset.size());
+      for (auto& [m, score] : v.zset.dict()) {
+        w.bytes(m);
+        uint64_t bits;
+        std::memcpy(&bits, &score, sizeof bits);
+        w.u64be(bits);
+      }
       return;
     default:
       break;
@@ -89,6 +101,22 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       if (auto st = engine.set_string(partition, *key, *s, *exp, now_ms); !st) return st;
       continue;
     }
+    if (*type == static_cast<uint8_t>(ValueType::kZSet)) {
+      v.type = ValueType::kZSet;
+      auto n = r.varint();
+      if (!n || *n > kMaxHashFields || *n > r.remaining() / 9) return bad("bad zset member count");
+      for (uint64_t i = 0; i < *n; ++i) {
+        auto m = r.bytes();
+        auto bits = r.u64be();
+        if (!m || !bits) return bad("truncated zset member");
+        double score;
+        std::memcpy(&score, &*bits, sizeof score);
+        if (std::isnan(score)) return bad("zset score is NaN");
+        v.zset.set(*m, score);
+      }
+      if (auto st = engine.put(partition, *key, std::move(v), now_ms); !st) return st;
+      continue;
+    }
     if (*type == static_cast<uint8_t>(ValueType::kList) ||
         *type == static_cast<uint8_t>(ValueType::kSet)) {
       const bool list = *type == static_cast<uint8_t>(ValueType::kList);
@@ -107,7 +135,7 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       continue;
     }
     if (*type != static_cast<uint8_t>(ValueType::kHash))
-      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash, 2 list, 3 set)",
+      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash, 2 list, 3 set, 4 zset)",
                              *type));
     v.type = ValueType::kHash;
     auto n = r.varint();

@@ -17,6 +17,8 @@
 //                                                     or a hash: varint n, n x (bytes f, bytes v)
 //                                                     or a list: varint n, n x bytes (head first)
 //                                                     or a set:  varint n, n x bytes
+//                                                     or a zset: varint n, n x (bytes m, u64be
+//                                                                score's IEEE-754 bits)
 //   erase: bytes key
 #pragma once
 

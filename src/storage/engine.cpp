@@ -44,6 +44,7 @@ std::string_view type_name(ValueType t) {
     case ValueType::kHash: return "hash";
     case ValueType::kList: return "list";
     case ValueType::kSet: return "set";
+    case ValueType::kZSet: return "zset";
   }
   return "none";
 }
@@ -57,6 +58,7 @@ Value copy_value(const ValueRef& r) {
     case ValueType::kHash: v.hash = *r.hash; break;
     case ValueType::kList: v.list = *r.list; break;
     case ValueType::kSet: v.set = *r.set; break;
+    case ValueType::kZSet: v.zset = *r.zset; break;
   }
   return v;
 }
@@ -70,6 +72,7 @@ ValueRef ref_to(const Value& v) {
     case ValueType::kHash: r.hash = &v.hash; break;
     case ValueType::kList: r.list = &v.list; break;
     case ValueType::kSet: r.set = &v.set; break;
+    case ValueType::kZSet: r.zset = &v.zset; break;
   }
   return r;
 }
@@ -80,6 +83,7 @@ bool empty_collection(const Value& v) {
     case ValueType::kHash: return v.hash.empty();
     case ValueType::kList: return v.list.empty();
     case ValueType::kSet: return v.set.empty();
+    case ValueType::kZSet: return v.zset.empty();
   }
   return false;
 }

@@ -20,11 +20,12 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "storage/list_value.h"
+#include "storage/zset_value.h"
 
 namespace keel::storage {
 
 // The numbers are part of the stored and replicated formats: never renumber.
-enum class ValueType : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3 };
+enum class ValueType : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3, kZSet = 4 };
 
 using HashMap = std::unordered_map<std::string, std::string>;
 using SetMembers = std::unordered_set<std::string>;
@@ -39,6 +40,7 @@ struct Value {
   HashMap hash;             // type == kHash
   ListValue list;           // type == kList
   SetMembers set;           // type == kSet
+  ZSetValue zset;           // type == kZSet
   int64_t expire_at_ms = 0;  // 0 = never expires
 };
 
@@ -49,6 +51,7 @@ struct ValueRef {
   const HashMap* hash = nullptr;
   const ListValue* list = nullptr;
   const SetMembers* set = nullptr;
+  const ZSetValue* zset = nullptr;
   int64_t expire_at_ms = 0;
 };
 

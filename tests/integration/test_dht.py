@@ -230,7 +230,7 @@ class FailoverTest(unittest.TestCase):
 
 
 class CollectionsFailoverTest(unittest.TestCase):
-    """Lists and sets take the one replication path: written through one node, read through
+    """Lists, sets and sorted sets take the one replication path: written through one node, read through
     another, and still whole after their primary is killed with kill -9."""
 
     def test_list_and_set_survive_the_loss_of_their_primary(self):
@@ -263,11 +263,17 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(len(popped), 3)
             self.assertTrue(a.smove(skey, skey2, "m2") or b"m2" in popped)
             want_set = {b"m%d" % i for i in range(3, 40)} - set(popped)
+            zkey = tag + "board"
+            self.assertEqual(a.zadd(zkey, {"p%d" % i: i for i in range(20)}), 20)
+            self.assertEqual(a.zincrby(zkey, 100, "p5"), 105.0)
+            self.assertEqual(a.zpopmin(zkey, 2), [(b"p0", 0.0), (b"p1", 1.0)])
+            want_board = [(b"p%d" % i, float(i)) for i in range(2, 20) if i != 5] + [(b"p5", 105.0)]
             # Read through another node (forwarded to the primary).
             self.assertEqual(b.lrange(lkey, 0, -1), want_list)
             self.assertEqual(b.smembers(skey), want_set)
             self.assertEqual(b.type(lkey), b"list")
             self.assertEqual(b.type(skey), b"set")
+            self.assertEqual(b.zrange(zkey, 0, -1, withscores=True), want_board)
 
             c.nodes[2].kill9()
             deadline = time.time() + 30
@@ -282,6 +288,8 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(got_list, want_list)
             self.assertEqual(got_set, want_set)
             self.assertEqual(a.lrange(lkey2, 0, -1), [b"e47"])
+            self.assertEqual(b.zrange(zkey, 0, -1, withscores=True), want_board)
+            self.assertEqual(a.zrevrank(zkey, "p5"), 0)
             # The new primary takes writes on them.
             self.assertEqual(b.rpush(lkey, "more"), len(want_list) + 1)
             self.assertEqual(a.sadd(skey, "new"), 1)

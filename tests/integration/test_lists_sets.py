@@ -1,4 +1,4 @@
-"""Lists and sets beyond the fixed parity cases: random command sequences sent to keel and to
+"""Lists, sets and sorted sets beyond the fixed parity cases: random command sequences sent to keel and to
 Debian's redis-server must get the same replies (Redis is the model), keys spread over shards;
 random choices (SPOP, SRANDMEMBER) and SSCAN checked by their properties; and lists and sets
 surviving a kill -9 of a persistent node with fsync = always."""
@@ -45,6 +45,42 @@ def random_set_command(rng):
     ])
 
 
+ZSET_KEYS = ["z0", "z1", "z2"]
+SCORES = ["0", "1", "2", "-1", "0.5", "2.5", "-inf", "+inf"]
+BOUNDS = ["-inf", "+inf", "0", "(0", "1", "(1", "2.5", "(-1"]
+LEX = ["-", "+", "[a", "(a", "[c", "(d", "[1"]
+
+
+def random_zset_command(rng):
+    k = rng.choice(ZSET_KEYS)
+    s, s2 = rng.choice(SCORES), rng.choice(SCORES)
+    v, v2 = rng.choice(VALUES), rng.choice(VALUES)
+    lo, hi = rng.choice(BOUNDS), rng.choice(BOUNDS)
+    i, j = str(rng.randint(-6, 6)), str(rng.randint(-6, 6))
+    opts = rng.sample(["NX", "XX", "GT", "LT", "CH"], rng.randint(0, 2))
+    return rng.choice([
+        ["ZADD", k, *opts, s, v, s2, v2], ["ZADD", k, s, v], ["ZADD", k, "INCR", s, v],
+        ["ZINCRBY", k, rng.choice(["1", "-0.5", "3"]), v], ["ZREM", k, v, v2], ["ZCARD", k],
+        ["ZSCORE", k, v], ["ZMSCORE", k, v, v2], ["ZRANK", k, v], ["ZREVRANK", k, v],
+        ["ZCOUNT", k, lo, hi], ["ZRANGE", k, i, j], ["ZRANGE", k, i, j, "REV", "WITHSCORES"],
+        ["ZRANGE", k, lo, hi, "BYSCORE", "LIMIT", str(rng.randint(0, 3)), str(rng.randint(-1, 3))],
+        ["ZRANGEBYSCORE", k, lo, hi, "WITHSCORES"], ["ZREVRANGEBYSCORE", k, hi, lo],
+        ["ZREVRANGE", k, i, j, "WITHSCORES"], ["ZREMRANGEBYRANK", k, i, j],
+        ["ZREMRANGEBYSCORE", k, lo, hi], ["ZPOPMIN", k], ["ZPOPMAX", k, str(rng.randint(0, 3))],
+        ["ZADD", "zlex", "0", v, "0", v2], ["ZRANGEBYLEX", "zlex", rng.choice(LEX), rng.choice(LEX)],
+        ["ZLEXCOUNT", "zlex", rng.choice(LEX), rng.choice(LEX)],
+        ["ZREMRANGEBYLEX", "zlex", rng.choice(LEX), rng.choice(LEX)],
+        ["EXISTS", k], ["TYPE", k],
+        # several keys (on different shards: copied, run, written back)
+        ["ZUNIONSTORE", k, "2", rng.choice(ZSET_KEYS), rng.choice(ZSET_KEYS), "WEIGHTS", "2", "0.5"],
+        ["ZINTERSTORE", k, "2", rng.choice(ZSET_KEYS), rng.choice(ZSET_KEYS), "AGGREGATE", rng.choice(["MIN", "MAX", "SUM"])],
+        ["ZDIFFSTORE", k, "2", rng.choice(ZSET_KEYS), rng.choice(ZSET_KEYS)],
+        ["ZUNION", "3", *ZSET_KEYS, "WITHSCORES"], ["ZINTER", "2", k, rng.choice(ZSET_KEYS), "WITHSCORES"],
+        ["ZDIFF", "2", k, rng.choice(ZSET_KEYS)], ["ZINTERCARD", "2", k, rng.choice(ZSET_KEYS)],
+        ["ZRANGESTORE", k, rng.choice(ZSET_KEYS), i, j], ["ZMPOP", "2", k, rng.choice(ZSET_KEYS), rng.choice(["MIN", "MAX"])],
+    ])
+
+
 def canonical(cmd, reply):
     """Set-valued replies compare as sorted lists; everything else as is."""
     if cmd[0] in ("SMEMBERS", "SINTER", "SUNION", "SDIFF") and isinstance(reply, (list, set)):
@@ -58,6 +94,8 @@ class RandomSequencesMatchRedis(unittest.TestCase):
         with RedisServer() as rs, Keel("--engine", "memory", "--shards", "2") as ks:
             r = redis.Redis(port=rs.port)
             k = redis.Redis(port=ks.port)
+            for cl in (r, k):  # compare what the servers sent, not redis-py's parse of it
+                cl.response_callbacks.clear()
             for step in range(steps):
                 cmd = make(rng)
                 outs = []
@@ -75,6 +113,10 @@ class RandomSequencesMatchRedis(unittest.TestCase):
     def test_sets(self):
         for seed in range(1, 6):
             self.run_sequence(random_set_command, seed, 400)
+
+    def test_sorted_sets(self):
+        for seed in range(1, 6):
+            self.run_sequence(random_zset_command, seed, 500)
 
 
 class RandomChoicesAndScans(unittest.TestCase):
@@ -132,6 +174,21 @@ class RandomChoicesAndScans(unittest.TestCase):
         cursor, page = k.sscan("scanme", 0, match="x1??", count=5000)
         self.assertTrue(all(len(m) == 4 and m.startswith(b"x1") for m in page))
 
+    def test_zscan_visits_every_member_exactly_once_with_its_score(self):
+        k = self.k
+        want = {b"y%d" % i: i / 4 for i in range(2000)}
+        k.zadd("zscanme", want)
+        got = {}
+        cursor = 0
+        for _ in range(10000):
+            cursor, page = k.zscan("zscanme", cursor, count=100)
+            for m, sc in page:
+                self.assertNotIn(m, got)
+                got[m] = sc
+            if cursor == 0:
+                break
+        self.assertEqual(got, want)
+
     def test_type_scan_type_and_object_encoding(self):
         k = self.k
         k.rpush("tl", "a")
@@ -146,6 +203,10 @@ class RandomChoicesAndScans(unittest.TestCase):
         self.assertEqual(k.object("encoding", "tl"), b"ringbuffer")
         self.assertEqual(k.object("encoding", "ts"), b"hashtable")
         self.assertEqual(k.object("encoding", "tstr"), b"raw")
+        k.zadd("tz", {"a": 1})
+        self.assertEqual(k.type("tz"), b"zset")
+        self.assertEqual(set(k.scan_iter(match="t*", _type="zset")), {b"tz"})
+        self.assertEqual(k.object("encoding", "tz"), b"rbtree")
         self.assertIsNone(k.object("encoding", "nothing"))
 
     def test_long_list_ends_and_middle(self):
@@ -179,6 +240,9 @@ class Persistence(unittest.TestCase):
             k.sadd("tags", *["t%d" % i for i in range(50)])
             popped = k.spop("tags", 5)
             k.sinterstore("tags-copy", "tags")
+            k.zadd("board", {"p%d" % i: i * 1.5 for i in range(30)})
+            k.zincrby("board", 100, "p3")
+            k.zpopmin("board", 2)
             keel.kill9()
             keel = Keel("--engine", "persistent", "--fsync", "always", data_dir=d).start()
             k = redis.Redis(port=keel.port)
@@ -187,6 +251,11 @@ class Persistence(unittest.TestCase):
             want = {b"t%d" % i for i in range(50)} - set(popped)
             self.assertEqual(k.smembers("tags"), want)
             self.assertEqual(k.smembers("tags-copy"), want)
+            self.assertEqual(k.zrange("board", 0, 2, withscores=True),
+                             [(b"p2", 3.0), (b"p4", 6.0), (b"p5", 7.5)])
+            self.assertEqual(k.zrevrank("board", "p3"), 0)
+            self.assertEqual(k.zscore("board", "p3"), 104.5)
+            self.assertEqual(k.zcard("board"), 28)
         finally:
             if keel is not None and keel.proc is not None and keel.proc.poll() is None:
                 keel.cleanup()

@@ -150,6 +150,82 @@ CASES = [
     ["SSCAN", "s3", "0", "MATCH", "e*"], ["SSCAN", "s3", "0", "COUNT", "0"],
     ["SSCAN", "s3", "x"], ["SSCAN", "nos", "0"], ["SSCAN", "nos", "0", "COUNT", "0"], ["SSCAN", "s", "0"],
     ["SSCAN", "s3", "0", "TYPE", "set"], ["SSCAN", "s3", "0", "COUNT", "x"],
+    # sorted sets
+    ["ZADD", "z", "1", "a", "2", "b", "3", "c"], ["ZADD", "z", "1.5", "a", "4", "d"], ["ZCARD", "z"],
+    ["ZADD", "z"], ["ZADD", "z", "1"], ["ZADD", "z", "x", "a"], ["ZADD", "z", "nan", "a"],
+    ["ZADD", "z", "NX", "XX", "1", "a"], ["ZADD", "z", "GT", "LT", "1", "a"], ["ZADD", "z", "NX", "GT", "1", "a"],
+    ["ZADD", "z", "INCR", "1", "a", "2", "b"], ["ZADD", "z", "NX", "5", "a", "5", "e"], ["ZSCORE", "z", "a"],
+    ["ZADD", "z", "XX", "CH", "0.5", "a", "9", "nothere"], ["ZADD", "z", "GT", "CH", "0.25", "a", "5", "b"],
+    ["ZADD", "z", "LT", "CH", "0.25", "a", "7", "b"], ["ZADD", "z", "INCR", "2.5", "a"],
+    ["ZADD", "z", "INCR", "NX", "1", "a"], ["ZADD", "z", "INCR", "XX", "1", "nothere"],
+    ["ZADD", "z", "GT", "INCR", "-1", "a"], ["ZADD", "noz", "XX", "1", "a"], ["EXISTS", "noz"],
+    ["ZADD", "z", "1e20", "big", "-inf", "low", "+inf", "high"], ["ZSCORE", "z", "big"],
+    ["ZSCORE", "z", "low"], ["ZSCORE", "z", "high"], ["ZSCORE", "z", "nothere"], ["ZSCORE", "noz", "a"],
+    ["ZSCORE", "s", "a"], ["ZADD", "s", "1", "a"], ["ZADD", "z", "INCR", "inf", "high"],
+    ["ZADD", "z", "INCR", "-inf", "high"], ["ZMSCORE", "z", "a", "nothere", "b"], ["ZMSCORE", "noz", "a"],
+    ["ZINCRBY", "z", "2", "b"], ["ZINCRBY", "z", "x", "b"], ["ZINCRBY", "z", "1", "newm"],
+    ["ZRANGE", "z", "0", "-1"], ["ZRANGE", "z", "0", "-1", "WITHSCORES"], ["ZRANGE", "z", "-3", "-2"],
+    ["ZRANGE", "z", "5", "1"], ["ZRANGE", "z", "0", "100", "REV"], ["ZRANGE", "z", "x", "1"],
+    ["ZRANGE", "noz", "0", "-1"], ["ZRANGE", "s", "0", "-1"], ["ZRANGE", "z", "0", "1", "LIMIT", "0", "1"],
+    ["ZRANGE", "z", "0", "1", "BAD"], ["ZRANGE", "z", "(1", "5", "BYSCORE"],
+    ["ZRANGE", "z", "5", "(1", "BYSCORE", "REV", "WITHSCORES"], ["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "1", "2"],
+    ["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "-1", "2"], ["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "2", "-1"],
+    ["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "100", "1"], ["ZRANGE", "z", "-inf", "+inf", "BYSCORE", "LIMIT", "0", "0"],
+    ["ZRANGE", "z", "x", "1", "BYSCORE"], ["ZRANGE", "z", "1", "(", "BYSCORE"], ["ZRANGE", "z", "[a", "[c", "BYLEX"],
+    ["ZRANGE", "z", "-", "+", "BYLEX", "WITHSCORES"], ["ZRANGE", "z", "a", "c", "BYLEX"],
+    ["ZRANGE", "z", "0", "1", "BYSCORE", "BYLEX"],
+    ["ZRANGEBYSCORE", "z", "1", "5"], ["ZRANGEBYSCORE", "z", "(1", "(5", "WITHSCORES"],
+    ["ZRANGEBYSCORE", "z", "-inf", "+inf", "LIMIT", "1", "3"], ["ZRANGEBYSCORE", "z", "1", "5", "REV"],
+    ["ZRANGEBYSCORE", "z", "1", "5", "BYSCORE"], ["ZRANGEBYSCORE", "z", "a", "5"],
+    ["ZREVRANGEBYSCORE", "z", "5", "1"], ["ZREVRANGEBYSCORE", "z", "+inf", "-inf", "WITHSCORES", "LIMIT", "1", "2"],
+    ["ZREVRANGEBYSCORE", "z", "1", "5"], ["ZREVRANGE", "z", "0", "2"], ["ZREVRANGE", "z", "0", "2", "WITHSCORES"],
+    ["ZREVRANGE", "z", "0", "2", "BAD"],
+    ["ZCOUNT", "z", "-inf", "+inf"], ["ZCOUNT", "z", "(1", "5"], ["ZCOUNT", "z", "5", "1"], ["ZCOUNT", "z", "x", "1"],
+    ["ZCOUNT", "noz", "0", "1"], ["ZRANK", "z", "b"], ["ZRANK", "z", "nothere"], ["ZRANK", "noz", "a"],
+    ["ZREVRANK", "z", "b"], ["ZREVRANK", "z", "low"], ["ZRANK", "s", "a"],
+    ["ZADD", "lex", "0", "a", "0", "b", "0", "c", "0", "d", "0", "e"], ["ZRANGEBYLEX", "lex", "[b", "(e"],
+    ["ZRANGEBYLEX", "lex", "-", "+", "LIMIT", "1", "2"], ["ZREVRANGEBYLEX", "lex", "+", "[c"],
+    ["ZRANGEBYLEX", "lex", "b", "e"], ["ZLEXCOUNT", "lex", "[b", "[d"], ["ZLEXCOUNT", "lex", "-", "+"],
+    ["ZLEXCOUNT", "lex", "(a", "(a"], ["ZLEXCOUNT", "lex", "x", "+"], ["ZREMRANGEBYLEX", "lex", "[a", "[b"],
+    ["ZRANGE", "lex", "0", "-1"], ["ZREMRANGEBYLEX", "lex", "-", "+"], ["EXISTS", "lex"],
+    ["ZREM", "z", "a", "nothere"], ["ZREM", "noz", "a"], ["ZREM", "s", "a"],
+    ["ZPOPMIN", "z"], ["ZPOPMAX", "z"], ["ZPOPMIN", "z", "2"], ["ZPOPMAX", "z", "0"], ["ZPOPMIN", "z", "-1"],
+    ["ZPOPMIN", "z", "x"], ["ZPOPMIN", "z", "1", "2"], ["ZPOPMIN", "noz"], ["ZPOPMIN", "noz", "2"],
+    ["ZPOPMIN", "s"], ["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+    ["ZADD", "zr", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"], ["ZREMRANGEBYRANK", "zr", "1", "2"],
+    ["ZREMRANGEBYRANK", "zr", "x", "2"], ["ZREMRANGEBYRANK", "zr", "5", "9"], ["ZREMRANGEBYRANK", "noz", "0", "1"],
+    ["ZREMRANGEBYSCORE", "zr", "(1", "5"], ["ZREMRANGEBYSCORE", "zr", "x", "5"], ["ZRANGE", "zr", "0", "-1"],
+    ["ZREMRANGEBYSCORE", "zr", "-inf", "+inf"], ["EXISTS", "zr"],
+    ["ZADD", "z1", "7", "only"], ["ZRANDMEMBER", "z1"], ["ZRANDMEMBER", "z1", "3"], ["ZRANDMEMBER", "z1", "-2", "WITHSCORES"],
+    ["ZRANDMEMBER", "z1", "0"], ["ZRANDMEMBER", "z1", "x"], ["ZRANDMEMBER", "z1", "1", "BAD"],
+    ["ZRANDMEMBER", "z1", "1", "WITHSCORES", "x"], ["ZRANDMEMBER", "noz"], ["ZRANDMEMBER", "noz", "2"],
+    ["ZRANDMEMBER", "z1", "-9223372036854775807", "WITHSCORES"], ["ZRANDMEMBER", "s"],
+    ["TYPE", "z1"], ["LPUSH", "z1", "x"], ["SADD", "z1", "x"],
+    ["ZADD", "{u}a", "1", "x", "2", "y", "3", "z"], ["ZADD", "{u}b", "10", "y", "20", "z", "30", "w"],
+    ["SADD", "{u}s", "z", "v"], ["ZUNION", "2", "{u}a", "{u}b"], ["ZUNION", "2", "{u}a", "{u}b", "WITHSCORES"],
+    ["ZUNION", "3", "{u}a", "{u}b", "{u}s", "WEIGHTS", "1", "2", "0.5", "WITHSCORES"],
+    ["ZUNION", "2", "{u}a", "{u}b", "AGGREGATE", "MAX", "WITHSCORES"], ["ZUNION", "2", "{u}a", "{u}b", "AGGREGATE", "BAD"],
+    ["ZUNION", "2", "{u}a", "{u}b", "WEIGHTS", "1"], ["ZUNION", "2", "{u}a", "{u}b", "WEIGHTS", "1", "x"],
+    ["ZUNION", "0", "{u}a"], ["ZUNION", "x", "{u}a"], ["ZUNION", "3", "{u}a", "{u}b"], ["ZUNION", "2", "{u}a", "{u}nope", "WITHSCORES"],
+    ["ZINTER", "2", "{u}a", "{u}b", "WITHSCORES"], ["ZINTER", "3", "{u}a", "{u}b", "{u}s", "AGGREGATE", "MIN", "WITHSCORES"],
+    ["ZINTER", "2", "{u}a", "{u}nope"], ["ZINTER", "2", "{u}a", "{u}str"], ["SET", "{u}str", "x"],
+    ["ZINTER", "2", "{u}a", "{u}str"], ["ZDIFF", "2", "{u}a", "{u}b", "WITHSCORES"], ["ZDIFF", "1", "{u}a"],
+    ["ZDIFF", "2", "{u}a", "{u}b", "WEIGHTS", "1", "1"], ["ZDIFF", "2", "{u}nope", "{u}a"],
+    ["ZINTERCARD", "2", "{u}a", "{u}b"], ["ZINTERCARD", "2", "{u}a", "{u}b", "LIMIT", "1"],
+    ["ZINTERCARD", "2", "{u}a", "{u}b", "LIMIT", "-1"], ["ZINTERCARD", "2", "{u}a", "{u}b", "WITHSCORES"],
+    ["ZUNIONSTORE", "{u}d", "2", "{u}a", "{u}b", "WEIGHTS", "2", "1"], ["ZRANGE", "{u}d", "0", "-1", "WITHSCORES"],
+    ["ZINTERSTORE", "{u}d", "2", "{u}a", "{u}b"], ["ZRANGE", "{u}d", "0", "-1", "WITHSCORES"],
+    ["ZDIFFSTORE", "{u}d", "2", "{u}a", "{u}a"], ["EXISTS", "{u}d"], ["ZUNIONSTORE", "{u}d", "1", "{u}a", "WITHSCORES"],
+    ["ZINTERSTORE", "{u}d", "0", "{u}a"], ["ZUNIONSTORE", "{u}str", "1", "{u}s"], ["TYPE", "{u}str"],
+    ["ZRANGESTORE", "{u}r", "{u}a", "0", "1"], ["ZRANGE", "{u}r", "0", "-1", "WITHSCORES"],
+    ["ZRANGESTORE", "{u}r", "{u}b", "(10", "+inf", "BYSCORE", "LIMIT", "0", "1"], ["ZRANGE", "{u}r", "0", "-1", "WITHSCORES"],
+    ["ZRANGESTORE", "{u}r", "{u}b", "0", "-1", "WITHSCORES"], ["ZRANGESTORE", "{u}r", "{u}nope", "0", "-1"],
+    ["EXISTS", "{u}r"], ["ZRANGESTORE", "{u}a", "{u}a", "0", "0", "REV"], ["ZRANGE", "{u}a", "0", "-1"],
+    ["ZMPOP", "2", "{u}nope", "{u}b", "MIN"], ["ZMPOP", "2", "{u}nope", "{u}b", "MAX", "COUNT", "5"],
+    ["ZMPOP", "1", "{u}nope", "MIN"], ["ZMPOP", "0", "{u}b", "MIN"], ["ZMPOP", "1", "{u}b", "UP"],
+    ["ZMPOP", "1", "{u}b", "MIN", "COUNT", "0"], ["ZMPOP", "3", "{u}b", "MIN"], ["ZMPOP", "1", "{u}str", "MIN"],
+    ["ZADD", "zs", "1", "a", "2.5", "b", "-3", "c"], ["ZSCAN", "zs", "0"], ["ZSCAN", "zs", "0", "MATCH", "b*"],
+    ["ZSCAN", "zs", "0", "COUNT", "0"], ["ZSCAN", "zs", "x"], ["ZSCAN", "noz", "0"], ["ZSCAN", "s", "0"],
     # types
     ["TYPE", "l"], ["TYPE", "s3"], ["TYPE", "nol"], ["LPUSH", "s3", "x"], ["SADD", "l", "x"], ["GET", "l"],
     ["HGET", "s3", "f"], ["APPEND", "l", "x"], ["OBJECT", "ENCODING", "nol"],
@@ -196,7 +272,11 @@ class RedisParity(unittest.TestCase):
                  ["SADD", "s", "m"], ["SMEMBERS", "s"], ["SMEMBERS", "nos"], ["SPOP", "nos", "1"],
                  ["SPOP", "s", "0"], ["SINTER", "s", "nos"], ["SUNION", "s"], ["SDIFF", "s"],
                  ["SRANDMEMBER", "s", "2"], ["SRANDMEMBER", "nos"], ["SSCAN", "s", "0"],
-                 ["SPOP", "s", "5"], ["OBJECT", "ENCODING", "nos"]]
+                 ["SPOP", "s", "5"], ["OBJECT", "ENCODING", "nos"],
+                 ["ZADD", "z", "1", "a", "2.5", "b"], ["ZSCORE", "z", "b"], ["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+                 ["ZRANGEBYSCORE", "z", "-inf", "+inf", "WITHSCORES"], ["ZPOPMIN", "z"], ["ZADD", "z", "1", "a"],
+                 ["ZPOPMIN", "z", "1"], ["ZPOPMAX", "noz"], ["ZMSCORE", "z", "a", "b"], ["ZINCRBY", "z", "1", "b"],
+                 ["ZADD", "z", "INCR", "1", "b"], ["ZRANDMEMBER", "z", "1", "WITHSCORES"], ["ZSCORE", "noz", "a"]]
         with RedisServer() as redis, Keel("--engine", "memory") as keel:
             r, k = Raw(redis.port), Raw(keel.port)
             r.cmd("HELLO", "3")
@@ -235,6 +315,20 @@ class Redis72Only(unittest.TestCase):
                 b"-ERR value is out of range, value must between -9223372036854775807 and "
                 b"9223372036854775807\r\n")
             self.assertEqual(k.cmd("LPOS", "p", "a", "RANK", "-9223372036854775807"), b"$-1\r\n")
+            # ZRANK/ZREVRANK WITHSCORE (7.2); scores printed with the shortest round-trip digits.
+            k.cmd("ZADD", "z", "1", "a", "0.1", "b")
+            self.assertEqual(k.cmd("ZRANK", "z", "a", "WITHSCORE"), b"*2\r\n:1\r\n$1\r\n1\r\n")
+            self.assertEqual(k.cmd("ZREVRANK", "z", "b", "WITHSCORE"), b"*2\r\n:1\r\n$3\r\n0.1\r\n")
+            self.assertEqual(k.cmd("ZRANK", "z", "x", "WITHSCORE"), b"*-1\r\n")
+            self.assertEqual(k.cmd("ZRANK", "z", "a", "BAD"), b"-ERR syntax error\r\n")
+            self.assertEqual(k.cmd("ZRANK", "z", "a", "WITHSCORE", "x"),
+                             b"-ERR wrong number of arguments for 'zrank' command\r\n")
+            self.assertEqual(k.cmd("ZINCRBY", "z", "0.2", "b"), b"$19\r\n0.30000000000000004\r\n")
+            self.assertEqual(k.cmd("ZADD", "z", "0.000001", "c", "1e-7", "d", "123456789012345678901234", "e"), b":3\r\n")
+            self.assertEqual(k.cmd("ZMSCORE", "z", "c", "d", "e"),
+                             b"*3\r\n$8\r\n0.000001\r\n$4\r\n1e-7\r\n$24\r\n123456789012345690000000\r\n")
+            self.assertEqual(k.cmd("ZADD", "z", "1e300", "f"), b":1\r\n")
+            self.assertEqual(k.cmd("ZSCORE", "z", "f"), b"$6\r\n1e+300\r\n")
             k.close()
 
 

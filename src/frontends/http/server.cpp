@@ -291,6 +291,15 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
       if (v->type == storage::ValueType::kString) {
         body["type"] = "string";
         put_bytes(body, "value", v->str);
+      } else if (v->type == storage::ValueType::kZSet) {
+        body["type"] = "zset";
+        json members = json::array();
+        for (auto it = v->zset->tree().begin(); it != v->zset->tree().end(); ++it) {
+          const std::string& m = *it->member;
+          members.push_back({{"member", valid_utf8(m) ? m : "base64:" + base64(m)},
+                             {"score", it->score}});
+        }
+        body["members"] = std::move(members);
       } else if (v->type == storage::ValueType::kList || v->type == storage::ValueType::kSet) {
         bool list = v->type == storage::ValueType::kList;
         body["type"] = list ? "list" : "set";

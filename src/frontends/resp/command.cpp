@@ -26,6 +26,7 @@ struct Table {
     register_hash_commands(specs);
     register_list_commands(specs);
     register_set_commands(specs);
+    register_zset_commands(specs);
     register_cluster_commands(specs);
     register_cache_commands(specs);
     for (auto& s : specs) {
@@ -63,6 +64,8 @@ std::vector<size_t> command_keys(const CommandSpec& c, Args argv) {
     // An unreadable count leaves the first position only: the handler replies the error.
     int64_t n = 0;
     const size_t at = static_cast<size_t>(c.numkeys_index);
+    // Keys before the count (ZUNIONSTORE's destination).
+    for (size_t i = static_cast<size_t>(c.first_key); i < at && i < argv.size(); ++i) keys.push_back(i);
     if (at >= argv.size() || !parse_int64(argv[at], n) || n < 1) n = 1;
     for (size_t i = at + 1; i < argv.size() && i <= at + static_cast<uint64_t>(n); ++i)
       keys.push_back(i);

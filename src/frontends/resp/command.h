@@ -113,8 +113,8 @@ struct CommandSpec {
   std::string_view summary;
   std::string_view since = "1.0.0";
   uint16_t index = 0;  // position in all_commands(): indexes per-command statistics
-  // > 0: the keys are counted by argv[numkeys_index] and follow it (LMPOP, SINTERCARD);
-  // first_key is then numkeys_index + 1 and last_key is ignored.
+  // > 0: the keys are counted by argv[numkeys_index] and follow it (LMPOP, SINTERCARD), after
+  // any fixed keys from first_key up to it (ZUNIONSTORE's destination); last_key is ignored.
   int numkeys_index = 0;
 };
 
@@ -141,6 +141,7 @@ void register_key_commands(std::vector<CommandSpec>& t);
 void register_hash_commands(std::vector<CommandSpec>& t);
 void register_list_commands(std::vector<CommandSpec>& t);
 void register_set_commands(std::vector<CommandSpec>& t);
+void register_zset_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);

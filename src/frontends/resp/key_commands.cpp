@@ -30,7 +30,8 @@ void cmd_type(CmdCtx& c, Args a, Reply& r) {
 }
 
 // OBJECT ENCODING key: how keel holds the value (docs/data-types.md): strings as raw bytes,
-// hashes and sets in hash tables, lists in a ring buffer.
+// hashes and sets in hash tables, lists in a ring buffer, sorted sets in a hash table plus an
+// order-statistic red-black tree.
 void cmd_object(CmdCtx& c, Args a, Reply& r) {
   if (!iequals(a[1], "encoding"))
     return r.error("ERR unknown subcommand '" + std::string(a[1].substr(0, 128)) +
@@ -43,6 +44,7 @@ void cmd_object(CmdCtx& c, Args a, Reply& r) {
     case ValueType::kHash:
     case ValueType::kSet: return r.bulk("hashtable");
     case ValueType::kList: return r.bulk("ringbuffer");
+    case ValueType::kZSet: return r.bulk("rbtree");
   }
 }
 

@@ -730,7 +730,7 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
     co_return;
   }
 
-  if (spec.group == "list" || spec.group == "set") {
+  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set") {
     co_await execute_gathered(c, spec, argv, key_pos);
     co_return;
   }

@@ -172,8 +172,24 @@ uint64_t set_value_bytes(const Value& v) {
   return total + sampled * n / members;
 }
 
+// Sorted sets: per member a map node and a tree node (score, pointer, links, subtree size).
+uint64_t zset_value_bytes(const Value& v) {
+  constexpr uint64_t kNodeBytes = 64 + 64;
+  uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.zset.dict().bucket_count();
+  const size_t n = v.zset.size();
+  if (n == 0) return total;
+  uint64_t sampled = 0, members = 0;
+  const size_t limit = n > 128 ? 64 : n;
+  for (const auto& [m, s] : v.zset.dict()) {
+    sampled += kNodeBytes + string_heap_bytes(m);
+    if (++members == limit) break;
+  }
+  return total + sampled * n / members;
+}
+
 uint64_t hash_value_bytes(const Value& v) {
   if (v.type == ValueType::kList) return list_value_bytes(v);
+  if (v.type == ValueType::kZSet) return zset_value_bytes(v);
   if (v.type == ValueType::kSet) return set_value_bytes(v);
   constexpr uint64_t kNodeBytes = 96;
   uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.hash.bucket_count();
@@ -623,6 +639,7 @@ class MemoryEngine final : public Engine {
       r.hash = &box->value.hash;
       r.list = &box->value.list;
       r.set = &box->value.set;
+      r.zset = &box->value.zset;
     } else {
       r.type = ValueType::kString;
       r.str = str_of(e);

@@ -10,6 +10,8 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <atomic>
 #include <filesystem>
 #include <map>
@@ -31,6 +33,8 @@ namespace {
 //   hash body:   varint field count, then per field: bytes(name) bytes(value)
 //   list body:   varint element count, then per element (head first): bytes(element)
 //   set body:    varint member count, then per member (sorted): bytes(member)
+//   zset body:   varint member count, then per member (sorted by member): bytes(member),
+//                u64be IEEE-754 bits of the score
 // The fixed-position expiry lets the compaction filter decide without decoding the body.
 constexpr uint8_t kFormatVersion = 1;
 constexpr size_t kValueHeaderBytes = 10;
@@ -72,6 +76,18 @@ void encode_value(const Value& v, std::string& out) {
   } else if (v.type == ValueType::kList) {
     w.varint(v.list.size());
     for (size_t i = 0; i < v.list.size(); ++i) w.bytes(v.list[i]);
+  } else if (v.type == ValueType::kZSet) {
+    w.varint(v.zset.size());
+    std::vector<const std::pair<const std::string, double>*> members;
+    members.reserve(v.zset.size());
+    for (const auto& kv : v.zset.dict()) members.push_back(&kv);
+    std::sort(members.begin(), members.end(), [](auto* a, auto* b) { return a->first < b->first; });
+    for (const auto* kv : members) {
+      w.bytes(kv->first);
+      uint64_t bits;
+      std::memcpy(&bits, &kv->second, sizeof bits);
+      w.u64be(bits);
+    }
   } else if (v.type == ValueType::kSet) {
     w.varint(v.set.size());
     std::vector<const std::string*> members;
@@ -123,9 +139,30 @@ Status decode_value(std::string_view raw, Value& out) {
   out.hash.clear();
   out.list.clear();
   out.set.clear();
+  out.zset.clear();
   if (*type == static_cast<uint8_t>(ValueType::kString)) {
     out.type = ValueType::kString;
     out.str.assign(raw.substr(kValueHeaderBytes));
+    return {};
+  }
+  if (*type == static_cast<uint8_t>(ValueType::kZSet)) {
+    out.type = ValueType::kZSet;
+    auto n = r.varint();
+    if (!n) return std::unexpected(n.error());
+    if (*n > r.remaining() / 9)
+      return make_error(Errc::kCorruption,
+                        fmt::format("zset claims {} members in {} bytes", *n, r.remaining()));
+    for (uint64_t i = 0; i < *n; ++i) {
+      auto m = r.bytes();
+      if (!m) return std::unexpected(m.error());
+      auto bits = r.u64be();
+      if (!bits) return std::unexpected(bits.error());
+      double score;
+      std::memcpy(&score, &*bits, sizeof score);
+      if (std::isnan(score)) return make_error(Errc::kCorruption, "stored zset score is NaN");
+      out.zset.set(*m, score);
+    }
+    if (!r.done()) return make_error(Errc::kCorruption, "trailing bytes after a stored zset");
     return {};
   }
   if (*type == static_cast<uint8_t>(ValueType::kList) ||

@@ -39,6 +39,9 @@ std::map<std::string, std::string> dump(storage::Engine& e, uint32_t partitions,
         } else if (v.type == ValueType::kSet) {
           std::set<std::string> sorted(v.set->begin(), v.set->end());
           for (auto& m : sorted) s += m + ";";
+        } else if (v.type == ValueType::kZSet) {
+          for (auto it = v.zset->tree().begin(); it != v.zset->tree().end(); ++it)
+            s += *it->member + "@" + std::to_string(it->score) + ";";
         } else {
           std::map<std::string, std::string> sorted(v.hash->begin(), v.hash->end());
           for (auto& [f, x] : sorted) s += f + "=" + x + ";";
@@ -96,7 +99,7 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
       now += static_cast<int64_t>(rnd.uniform(20));
       uint32_t p = static_cast<uint32_t>(rnd.uniform(kParts));
       std::string key = "k" + std::to_string(rnd.uniform(12));
-      switch (rnd.uniform(10)) {
+      switch (rnd.uniform(11)) {
         case 0:
           (void)rec.set_string(p, key, "s" + std::to_string(i), rnd.chance(0.3) ? now + 50 : 0, now);
           break;
@@ -163,6 +166,19 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
               return t->set.empty() ? UpdateAction::kErase : UpdateAction::kWrite;
             }
             t->set.insert("m" + std::to_string(rnd.uniform(6)));
+            return UpdateAction::kWrite;
+          });
+          break;
+        case 10:  // ZADD/ZPOPMIN-like, in place
+          (void)rec.update(p, key, now, [&](Value* cur, Value* scratch) {
+            if (cur && cur->type != ValueType::kZSet) return UpdateAction::kKeep;
+            Value* t = cur ? cur : scratch;
+            t->type = ValueType::kZSet;
+            if (cur && rnd.chance(0.3)) {
+              (void)t->zset.erase(*t->zset.at(0)->member);
+              return t->zset.empty() ? UpdateAction::kErase : UpdateAction::kWrite;
+            }
+            t->zset.set("z" + std::to_string(rnd.uniform(6)), static_cast<double>(rnd.uniform(100)) / 4);
             return UpdateAction::kWrite;
           });
           break;

@@ -85,6 +85,11 @@ struct Runner {
       v.type = ValueType::kHash;
       size_t n = rng.uniform(4);
       for (size_t i = 0; i < n; ++i) v.hash["f" + std::to_string(rng.uniform(6))] = random_str();
+    } else if (kind == 8 && rng.chance(0.5)) {
+      v.type = ValueType::kZSet;
+      size_t n = 1 + rng.uniform(6);
+      for (size_t i = 0; i < n; ++i)
+        v.zset.set("z" + std::to_string(rng.uniform(8)), static_cast<double>(rng.range(-20, 20)) / 8);
     } else if (kind == 8) {
       v.type = ValueType::kList;
       size_t n = 1 + rng.uniform(6);
@@ -158,6 +163,8 @@ struct Runner {
                 cur->list.push_front(extra);
               } else if (cur->type == ValueType::kSet) {
                 cur->set.insert(extra);
+              } else if (cur->type == ValueType::kZSet) {
+                cur->zset.set(extra, static_cast<double>(extra.size()));
               } else {
                 cur->hash["g"] = extra;
               }

@@ -84,6 +84,7 @@ inline bool same_value(const Value& a, const Value& b) {
     case ValueType::kHash: return a.hash == b.hash;
     case ValueType::kList: return a.list == b.list;
     case ValueType::kSet: return a.set == b.set;
+    case ValueType::kZSet: return a.zset == b.zset;
   }
   return false;
 }
