@@ -31,6 +31,18 @@ void encode_put(std::string& out, std::string_view key, const Value& v) {
   w.bytes(key);
   w.u8(static_cast<uint8_t>(v.type));
   w.svarint(v.expire_at_ms);
+  switch (v.type) {
+    case ValueType::kList:
+      w.varint(v.list.size());
+      for (size_t i = 0; i < v.list.size(); ++i) w.bytes(v.list[i]);
+      return;
+    case ValueType::kSet:
+      w.varint(v.set.size());
+      for (auto& m : v.set) w.bytes(m);
+      return;
+    default:
+      break;
+  }
   w.varint(v.hash.size());
   for (auto& [f, val] : v.hash) {
     w.bytes(f);
@@ -77,8 +89,26 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       if (auto st = engine.set_string(partition, *key, *s, *exp, now_ms); !st) return st;
       continue;
     }
+    if (*type == static_cast<uint8_t>(ValueType::kList) ||
+        *type == static_cast<uint8_t>(ValueType::kSet)) {
+      const bool list = *type == static_cast<uint8_t>(ValueType::kList);
+      v.type = list ? ValueType::kList : ValueType::kSet;
+      auto n = r.varint();
+      if (!n || *n > kMaxHashFields || *n > r.remaining()) return bad("bad element count");
+      if (list) v.list.reserve(*n);
+      else v.set.reserve(*n);
+      for (uint64_t i = 0; i < *n; ++i) {
+        auto e = r.bytes();
+        if (!e) return bad("truncated element");
+        if (list) v.list.push_back(std::string(*e));
+        else v.set.emplace(*e);
+      }
+      if (auto st = engine.put(partition, *key, std::move(v), now_ms); !st) return st;
+      continue;
+    }
     if (*type != static_cast<uint8_t>(ValueType::kHash))
-      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash)", *type));
+      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash, 2 list, 3 set)",
+                             *type));
     v.type = ValueType::kHash;
     auto n = r.varint();
     if (!n || *n > kMaxHashFields || *n > r.remaining()) return bad("bad hash field count");

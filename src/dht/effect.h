@@ -15,6 +15,8 @@
 //   u8 op: 1 = put, 2 = erase, 3 = drop every key of the partition (FLUSHALL)
 //   put:   bytes key, u8 type, svarint expire_at_ms, then a string: bytes value
 //                                                     or a hash: varint n, n x (bytes f, bytes v)
+//                                                     or a list: varint n, n x bytes (head first)
+//                                                     or a set:  varint n, n x bytes
 //   erase: bytes key
 #pragma once
 

@@ -587,11 +587,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       size_t bytes = 0;
       std::optional<std::string> next = recorders[sid]->scan_partition(
           p, start, 256, wall_ms(), [&](std::string_view key, const storage::ValueRef& v) {
-            storage::Value val;
-            val.type = v.type;
-            val.expire_at_ms = v.expire_at_ms;
-            if (v.type == storage::ValueType::kString) val.str.assign(v.str);
-            else val.hash = *v.hash;
+            storage::Value val = storage::copy_value(v);
             std::string e;
             encode_put(e, key, val);
             bytes += e.size();
@@ -1390,6 +1386,23 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
                        "have not answered lately); retry",
                        partition);
   return {};
+}
+
+Service::ShardHealth Service::shard_health(unsigned shard) {
+  auto& s = *impl_->st[shard];
+  ShardHealth h;
+  h.has_map = s.topo != nullptr;
+  int64_t now = now_ms();
+  for (auto& [p, c] : s.copies) {
+    if (!c->is_primary()) {
+      if (c->config().primary != impl_->opt.self) ++h.replicas;
+      continue;
+    }
+    ++h.primaries;
+    if (!c->writable()) ++h.fenced;
+    else if (!s.lone[p] && !c->config().replicas.empty() && !c->can_serve_reads(now)) ++h.lease_lapsed;
+  }
+  return h;
 }
 
 uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {

@@ -132,6 +132,14 @@ class Service {
 
   ServiceStatus status();
 
+  // Shard thread: the partitions this shard serves as primary, and how many of them cannot
+  // serve now (fenced: no writes; lease lapsed: no reads). For /health/ready.
+  struct ShardHealth {
+    bool has_map = false;
+    uint32_t primaries = 0, fenced = 0, lease_lapsed = 0, replicas = 0;
+  };
+  ShardHealth shard_health(unsigned shard);
+
   struct Impl;
   Impl& impl() { return *impl_; }
 

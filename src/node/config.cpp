@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "cluster/peer_address.h"
+#include "observe/export_core.h"
 
 namespace keel::node {
 namespace {
@@ -282,6 +283,61 @@ const std::vector<Setting>& settings() {
            }
          return fmt::format("'{}' is not a level; allowed: trace, debug, info, warn, error, off", v);
        }},
+      {"health.stall_after_ms", "a background task (shard maintenance, health poller) silent this long fails /health/ready",
+       [](const Config& c) { return std::to_string(c.health_stall_after_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.health_stall_after_ms, v, 1000, 600000); }},
+      {"trace.endpoint", "OTLP/HTTP traces URL (empty = tracing off)",
+       [](const Config& c) { return c.trace_endpoint; },
+       [](Config& c, const std::string& v) -> std::string {
+         std::string why;
+         if (!v.empty() && !observe::parse_http_url(v, why)) return fmt::format("'{}': {}", v, why);
+         c.trace_endpoint = v;
+         return "";
+       }},
+      {"trace.sample_ratio", "share of new traces sampled, 0..1",
+       [](const Config& c) { return fmt::format("{}", c.trace_sample_ratio); },
+       [](Config& c, const std::string& v) -> std::string {
+         double d = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+         if (v.empty() || ec != std::errc() || p != v.data() + v.size() || !(d >= 0.0 && d <= 1.0))
+           return fmt::format("'{}' is not allowed; allowed: a decimal number from 0 to 1 (0.01 = 1%)", v);
+         c.trace_sample_ratio = d;
+         return "";
+       }},
+      {"trace.slow_ms", "keep the span of every request at least this slow (0 = off)",
+       [](const Config& c) { return std::to_string(c.trace_slow_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_slow_ms, v, 0, 3600000); }},
+      {"trace.keep_errors", "keep the span of every request answered with an error",
+       [](const Config& c) { return std::string(c.trace_keep_errors ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true") c.trace_keep_errors = true;
+         else if (l == "no" || l == "false") c.trace_keep_errors = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"trace.queue_size", "spans waiting for export (more are dropped and counted)",
+       [](const Config& c) { return std::to_string(c.trace_queue_size); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_queue_size, v, 64, 1000000); }},
+      {"trace.batch_size", "spans per export request",
+       [](const Config& c) { return std::to_string(c.trace_batch_size); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_batch_size, v, 1, 65536); }},
+      {"trace.batch_delay_ms", "a span waits at most this long for its batch",
+       [](const Config& c) { return std::to_string(c.trace_batch_delay_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_batch_delay_ms, v, 1, 60000); }},
+      {"trace.export_timeout_ms", "one export request, connect to last byte",
+       [](const Config& c) { return std::to_string(c.trace_export_timeout_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_export_timeout_ms, v, 100, 600000); }},
+      {"trace.max_retries", "retries of a batch answered 429/502/503/504 or not at all",
+       [](const Config& c) { return std::to_string(c.trace_max_retries); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_max_retries, v, 0, 100); }},
+      {"trace.service_name", "service.name of the exported spans",
+       [](const Config& c) { return c.trace_service_name; },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty() || v.size() > 128) return "allowed: 1 to 128 characters";
+         c.trace_service_name = v;
+         return "";
+       }},
       {"log.format", "text or json",
        [](const Config& c) { return c.log_format; },
        [](Config& c, const std::string& v) -> std::string {
@@ -357,7 +413,7 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, cluster, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, health, trace, log"});
       continue;
     }
     for (auto& [key, val] : *t) {
@@ -375,10 +431,11 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
           problems.push_back({full, "expected an array of strings"});
           continue;
         }
-      } else if (auto i = val.value<int64_t>()) text = std::to_string(*i);
-      else if (auto b = val.value<bool>()) text = *b ? "yes" : "no";
+      } else if (auto* b = val.as_boolean()) text = b->get() ? "yes" : "no";  // before integers: toml++ converts true to 1
+      else if (auto i = val.value<int64_t>()) text = std::to_string(*i);
+      else if (auto d = val.value<double>()) text = fmt::format("{}", *d);  // trace.sample_ratio = 0.01
       else {
-        problems.push_back({full, "expected a string or an integer"});
+        problems.push_back({full, "expected a string, a number or a boolean"});
         continue;
       }
       apply(c, full, text, problems);
@@ -431,6 +488,9 @@ void validate(const Config& c, std::vector<Problem>& problems) {
     if (c.cluster_dead_after_ms <= c.cluster_suspect_after_ms)
       problems.push_back({"cluster.dead_after_ms", fmt::format("must exceed cluster.suspect_after_ms ({})", c.cluster_suspect_after_ms)});
   }
+  if (c.trace_batch_size > c.trace_queue_size)
+    problems.push_back({"trace.batch_size", fmt::format("{} is more than trace.queue_size ({}); allowed: 1..trace.queue_size",
+                                                        c.trace_batch_size, c.trace_queue_size)});
   if (c.storage.kind == storage::EngineConfig::Kind::kPersistent && c.storage.max_memory_bytes != 0)
     problems.push_back({"storage.maxmemory",
                         "applies only to the memory engine; set storage.engine = \"memory\" or maxmemory = 0"});

@@ -54,6 +54,19 @@ struct Config {
   uint64_t dht_rebalance_mb_per_s = 64;  // bandwidth of the snapshots a node sends (0: unlimited)
   uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
+  // [health]
+  uint64_t health_stall_after_ms = 5000;  // a background task silent this long fails /health/ready
+  // [trace] (OTLP/HTTP JSON export of request spans; off while endpoint is empty)
+  std::string trace_endpoint;            // http://HOST:PORT/v1/traces
+  double trace_sample_ratio = 0.01;      // share of new traces sampled (0..1)
+  uint64_t trace_slow_ms = 100;          // keep every request at least this slow (0 = off)
+  bool trace_keep_errors = true;         // keep every request answered with an error
+  uint64_t trace_queue_size = 2048;      // spans waiting for export; more are dropped and counted
+  uint64_t trace_batch_size = 512;       // spans per export request
+  uint64_t trace_batch_delay_ms = 1000;  // a span waits at most this long for its batch
+  uint64_t trace_export_timeout_ms = 10000;
+  uint64_t trace_max_retries = 5;        // retries of a batch on 429/502/503/504 or no answer
+  std::string trace_service_name = "keel";
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

@@ -6,6 +6,8 @@
 
 #include <chrono>
 
+#include "observe/log_context.h"
+
 namespace keel::node {
 namespace {
 
@@ -28,7 +30,16 @@ class JsonFormatter final : public spdlog::formatter {
           else dest.push_back(c);
       }
     }
-    dest.append(std::string_view("\"}\n"));
+    dest.push_back('"');
+    // The request this line was logged for, when a front end set one (observe/log_context.h).
+    if (auto* ctx = observe::current_log_context()) {
+      dest.append(std::string_view(R"(,"trace_id":")"));
+      dest.append(observe::to_hex(ctx->trace_id));
+      dest.append(std::string_view(R"(","span_id":")"));
+      dest.append(observe::to_hex(ctx->span_id));
+      dest.push_back('"');
+    }
+    dest.append(std::string_view("}\n"));
   }
   std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };

@@ -7,7 +7,11 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -28,6 +32,8 @@
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
 #include "node/logging.h"
+#include "observe/health_board.h"
+#include "observe/tracer.h"
 #include "runtime/shards.h"
 
 namespace keel::node {
@@ -85,6 +91,12 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
+  std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
+  std::thread health_thread;
+  std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
+  std::mutex health_mu;
+  std::condition_variable health_cv;
+  bool health_stop = false;
   int resp_port = 0;
   int peer_port = 0;
   int http_port = 0;
@@ -271,6 +283,64 @@ struct Node::Impl final : resp::NodeView {
       auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec || stopped) co_return;
       s.engine->maintenance(SystemClock::instance().now_ms(), 2000);
+      if (tracer) tracer->flush(sid);
+      if (health) {
+        observe::ShardReport r;
+        if (dht) {
+          auto h = dht->shard_health(sid);
+          r = {h.has_map, h.primaries, h.fenced, h.lease_lapsed, h.replicas};
+        }
+        health->shard_report(sid, SystemClock::instance().monotonic_ns() / 1000000, r);
+      }
+    }
+  }
+
+  // Writes, syncs and removes a probe file in the data directory: "" if that worked.
+  std::string probe_storage() const {
+    std::string path = cfg.storage.data_dir + "/.keel-health-probe";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return fmt::format("cannot create {}: {}", path, std::strerror(errno));
+    std::string err;
+    if (::write(fd, "ok\n", 3) != 3) err = fmt::format("cannot write {}: {}", path, std::strerror(errno));
+    else if (::fsync(fd) != 0) err = fmt::format("cannot sync {}: {}", path, std::strerror(errno));
+    ::close(fd);
+    ::unlink(path.c_str());
+    return err;
+  }
+
+  // The health poller thread: every 500 ms, probes storage and asks the metadata service for
+  // its status (waiting at most 1 s), and posts both to the health board.
+  void health_poller() {
+    for (;;) {
+      std::string storage_error = probe_storage();
+      observe::MetadataFacts mf;
+      if (meta) {
+        auto p = std::make_shared<std::promise<Result<cluster::DriverStatus>>>();
+        auto f = p->get_future();
+        meta->status([p](Result<cluster::DriverStatus> s) { p->set_value(std::move(s)); });
+        if (f.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
+          mf.error = "no answer to a status request within 1000 ms";
+        } else if (auto r = f.get(); !r) {
+          mf.error = r.error().message;
+        } else {
+          auto& s = *r;
+          mf.answered = true;
+          mf.quorum = s.quorum;
+          mf.members = static_cast<uint32_t>(s.config_members.size());
+          for (auto& m : s.members) {
+            bool member = std::find(s.config_members.begin(), s.config_members.end(), m.id) != s.config_members.end();
+            if (member && (m.self || (m.connected && (m.status == cluster::MemberStatus::kAlive ||
+                                                      m.status == cluster::MemberStatus::kSuspect))))
+              ++mf.reachable;
+          }
+        }
+      } else {
+        mf.error = "this node runs no metadata service";
+      }
+      uint64_t map_version = dht ? dht->status().map_version : 0;
+      health->poller_report(SystemClock::instance().monotonic_ns() / 1000000, std::move(storage_error), mf, map_version);
+      std::unique_lock lk(health_mu);
+      if (health_cv.wait_for(lk, std::chrono::milliseconds(500), [&] { return health_stop; })) return;
     }
   }
 };
@@ -312,6 +382,28 @@ Status Node::start() {
       *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
                                                                              : cache::EngineKind::kPersistent);
   im.resp->set_caches(im.caches.get());
+  if (!im.cfg.trace_endpoint.empty()) {
+    observe::TracerOptions to;
+    std::string why;
+    to.endpoint = *observe::parse_http_url(im.cfg.trace_endpoint, why);  // validated with the config
+    to.service_name = im.cfg.trace_service_name;
+    to.instance_id = im.id;
+    to.version = kVersion;
+    to.sampler.ratio = im.cfg.trace_sample_ratio;
+    to.sampler.slow_ns = static_cast<int64_t>(im.cfg.trace_slow_ms) * 1000000;
+    to.sampler.keep_errors = im.cfg.trace_keep_errors;
+    to.exporter.max_queue_spans = im.cfg.trace_queue_size;
+    to.exporter.max_batch_spans = im.cfg.trace_batch_size;
+    to.exporter.batch_delay_ms = static_cast<int64_t>(im.cfg.trace_batch_delay_ms);
+    to.exporter.max_retries = static_cast<uint32_t>(im.cfg.trace_max_retries);
+    to.export_timeout_ms = static_cast<int64_t>(im.cfg.trace_export_timeout_ms);
+    im.tracer = std::make_unique<observe::Tracer>(to, n);
+    im.tracer->start();
+    im.resp->set_tracer(im.tracer.get());
+    spdlog::info("tracing: OTLP/HTTP JSON to {}, sampling {} of new traces, keeping errors: {}, slow: {}",
+                 im.cfg.trace_endpoint, im.cfg.trace_sample_ratio, im.cfg.trace_keep_errors ? "yes" : "no",
+                 im.cfg.trace_slow_ms ? fmt::format(">= {} ms", im.cfg.trace_slow_ms) : std::string("off"));
+  }
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
   im.resp_port = *port;
@@ -322,6 +414,7 @@ Status Node::start() {
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
+  if (im.tracer) im.http->set_tracer(im.tracer.get());
   // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
   // one-member cluster on the same code path (metadata, partition map, routing), whose peer
   // and data ports are private (any free port, nobody dials them).
@@ -386,6 +479,10 @@ Status Node::start() {
       spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
                    d.node_id, d.cluster_id, im.cfg.bind, im.peer_port, im.cfg.bind, *dport, list);
   }
+  // Every engine probes the data directory: it holds the cluster metadata log even when the
+  // data itself lives in memory.
+  im.health = std::make_unique<observe::HealthBoard>(n, true, static_cast<int64_t>(im.cfg.health_stall_after_ms));
+  im.http->set_health(im.health.get());
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
   im.http_port = *hport;
@@ -394,11 +491,18 @@ Status Node::start() {
     asio::co_spawn(im.shards->shard(i).io, im.maintenance(i), asio::detached);
   im.shards->start();
   im.running = true;
+  im.health_thread = std::thread([&im] { im.health_poller(); });
   // The embedded node creates its partition map at once; it is ready when its shards route by
   // it. (A member of a larger cluster waits for the others; until then it answers
   // CLUSTERDOWN.)
   if (embedded && !im.dht->wait_installed(30000))
     return make_error(Errc::kUnavailable, "the embedded node did not create its partition map within 30 s");
+  // An embedded node needs nobody else: it says it is ready once /health/ready agrees (its
+  // shards and the health poller report within a few hundred ms).
+  for (int i = 0; embedded && i < 100; ++i) {
+    if (observe::all_ok(im.health->readiness(SystemClock::instance().monotonic_ns() / 1000000))) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   spdlog::info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
                im.cfg.bind, im.resp_port, im.cfg.bind, im.http_port, n,
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent",
@@ -429,6 +533,7 @@ void Node::stop() {
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
     if (im.dht) im.dht->stop();
     if (im.meta) im.meta->stop();
+    if (im.tracer) im.tracer->stop();
     im.dht.reset();
     im.meta.reset();
     im.http.reset();
@@ -439,6 +544,14 @@ void Node::stop() {
     return;
   }
   if (im.http) im.http->shutdown();
+  if (im.health_thread.joinable()) {
+    {
+      std::lock_guard lk(im.health_mu);
+      im.health_stop = true;
+    }
+    im.health_cv.notify_all();
+    im.health_thread.join();
+  }
   if (im.resp) {
     im.resp->shutdown();
     for (int i = 0; i < 500 && im.resp->open_connections() > 0; ++i)
@@ -457,6 +570,10 @@ void Node::stop() {
     if (!st) spdlog::error("flushing shard {} failed: {}", i, st.error().message);
   }
   im.shards->stop_and_join();
+  if (im.tracer) {  // the shards are gone: hand over what they buffered, then export it
+    for (unsigned i = 0; i < im.shards->size(); ++i) im.tracer->flush(i);
+    im.tracer->stop();
+  }
   im.http.reset();
   im.resp.reset();
   im.caches.reset();

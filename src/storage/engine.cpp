@@ -38,6 +38,52 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 }  // namespace
 
+std::string_view type_name(ValueType t) {
+  switch (t) {
+    case ValueType::kString: return "string";
+    case ValueType::kHash: return "hash";
+    case ValueType::kList: return "list";
+    case ValueType::kSet: return "set";
+  }
+  return "none";
+}
+
+Value copy_value(const ValueRef& r) {
+  Value v;
+  v.type = r.type;
+  v.expire_at_ms = r.expire_at_ms;
+  switch (r.type) {
+    case ValueType::kString: v.str.assign(r.str); break;
+    case ValueType::kHash: v.hash = *r.hash; break;
+    case ValueType::kList: v.list = *r.list; break;
+    case ValueType::kSet: v.set = *r.set; break;
+  }
+  return v;
+}
+
+ValueRef ref_to(const Value& v) {
+  ValueRef r;
+  r.type = v.type;
+  r.expire_at_ms = v.expire_at_ms;
+  switch (v.type) {
+    case ValueType::kString: r.str = v.str; break;
+    case ValueType::kHash: r.hash = &v.hash; break;
+    case ValueType::kList: r.list = &v.list; break;
+    case ValueType::kSet: r.set = &v.set; break;
+  }
+  return r;
+}
+
+bool empty_collection(const Value& v) {
+  switch (v.type) {
+    case ValueType::kString: return false;
+    case ValueType::kHash: return v.hash.empty();
+    case ValueType::kList: return v.list.empty();
+    case ValueType::kSet: return v.set.empty();
+  }
+  return false;
+}
+
 std::string_view eviction_policy_name(EvictionPolicy p) {
   for (const auto& e : kEvictionNames)
     if (e.policy == p) return e.name;

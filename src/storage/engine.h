@@ -14,22 +14,31 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/clock.h"
 #include "base/result.h"
+#include "storage/list_value.h"
 
 namespace keel::storage {
 
-enum class ValueType : uint8_t { kString = 0, kHash = 1 };
+// The numbers are part of the stored and replicated formats: never renumber.
+enum class ValueType : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3 };
 
 using HashMap = std::unordered_map<std::string, std::string>;
+using SetMembers = std::unordered_set<std::string>;
 
-// An owned value.
+// Redis's name for the type (TYPE, SCAN TYPE).
+std::string_view type_name(ValueType t);
+
+// An owned value. Only the member of `type` is meaningful; the others are empty.
 struct Value {
   ValueType type = ValueType::kString;
   std::string str;          // type == kString
   HashMap hash;             // type == kHash
+  ListValue list;           // type == kList
+  SetMembers set;           // type == kSet
   int64_t expire_at_ms = 0;  // 0 = never expires
 };
 
@@ -38,8 +47,17 @@ struct ValueRef {
   ValueType type = ValueType::kString;
   std::string_view str;
   const HashMap* hash = nullptr;
+  const ListValue* list = nullptr;
+  const SetMembers* set = nullptr;
   int64_t expire_at_ms = 0;
 };
+
+// An owned copy of what `r` shows.
+Value copy_value(const ValueRef& r);
+// A view of `v` (valid while `v` is).
+ValueRef ref_to(const Value& v);
+// Whether the value of `type` is empty (a collection with no elements; never a string).
+bool empty_collection(const Value& v);
 
 // What an update callback decided.
 enum class UpdateAction { kKeep, kWrite, kErase };

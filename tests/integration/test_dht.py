@@ -336,6 +336,65 @@ class RebalanceTest(unittest.TestCase):
             if os.environ.get("KEEL_DEBUG_LOGS"):
                 for i, k in enumerate(c.nodes):
                     print("==== node %d\n%s" % (i + 1, k.output()[-20000:]))
+
+class CollectionsFailoverTest(unittest.TestCase):
+    """Lists and sets take the one replication path: written through one node, read through
+    another, and still whole after their primary is killed with kill -9."""
+
+    def test_list_and_set_survive_the_loss_of_their_primary(self):
+        c = DhtCluster().start()
+        try:
+            a, b = c.client(0), c.client(1)
+            maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
+            victim = c.nodes[2].port
+
+            def primary(key):
+                s = a.execute_command("CLUSTER", "KEYSLOT", key)
+                return next(p for (lo, hi), (p, _) in maps.items() if lo <= s <= hi)
+
+            # Keys whose primary is the node that will be killed; written through node 1.
+            lkey = next("{q%d}list" % i for i in range(1000) if primary("{q%d}list" % i) == victim)
+            tag = lkey[:lkey.index("}") + 1]
+            skey, lkey2, skey2 = tag + "set", tag + "list2", tag + "set2"
+            self.assertEqual(a.rpush(lkey, *["e%d" % i for i in range(50)]), 50)
+            self.assertEqual(a.lpush(lkey, "head"), 51)
+            self.assertEqual(a.lpop(lkey), b"head")
+            self.assertEqual(a.rpop(lkey, 2), [b"e49", b"e48"])
+            self.assertEqual(a.lset(lkey, 0, "first"), True)
+            self.assertEqual(a.linsert(lkey, "AFTER", "e10", "after10"), 49)
+            self.assertEqual(a.lmove(lkey, lkey2, "RIGHT", "LEFT"), b"e47")
+            want_list = [b"first"] + [b"e%d" % i for i in range(1, 11)] + [b"after10"] + \
+                [b"e%d" % i for i in range(11, 47)]
+            self.assertEqual(a.sadd(skey, *["m%d" % i for i in range(40)]), 40)
+            self.assertEqual(a.srem(skey, "m0", "m1"), 2)
+            popped = a.spop(skey, 3)  # a random choice: it must travel as the resulting set
+            self.assertEqual(len(popped), 3)
+            self.assertTrue(a.smove(skey, skey2, "m2") or b"m2" in popped)
+            want_set = {b"m%d" % i for i in range(3, 40)} - set(popped)
+            # Read through another node (forwarded to the primary).
+            self.assertEqual(b.lrange(lkey, 0, -1), want_list)
+            self.assertEqual(b.smembers(skey), want_set)
+            self.assertEqual(b.type(lkey), b"list")
+            self.assertEqual(b.type(skey), b"set")
+
+            c.nodes[2].kill9()
+            deadline = time.time() + 30
+            got_list = got_set = None
+            while time.time() < deadline:
+                try:
+                    got_list = b.lrange(lkey, 0, -1)
+                    got_set = a.smembers(skey)
+                    break
+                except redis.RedisError:
+                    time.sleep(0.1)
+            self.assertEqual(got_list, want_list)
+            self.assertEqual(got_set, want_set)
+            self.assertEqual(a.lrange(lkey2, 0, -1), [b"e47"])
+            # The new primary takes writes on them.
+            self.assertEqual(b.rpush(lkey, "more"), len(want_list) + 1)
+            self.assertEqual(a.sadd(skey, "new"), 1)
+            self.assertEqual(b.scard(skey), len(want_set) + 1)
+        finally:
             c.cleanup()
 
 

@@ -99,7 +99,10 @@ class Http(unittest.TestCase):
 
     def test_health(self):
         self.assertEqual(self.call_json("GET", "/health/live"), (200, {"status": "live"}))
-        self.assertEqual(self.call_json("GET", "/health/ready"), (200, {"status": "ready"}))
+        status, body = self.call_json("GET", "/health/ready")
+        self.assertEqual((status, body["status"]), (200, "ready"))
+        self.assertEqual(sorted(body["checks"]), ["metadata", "partitions", "storage", "tasks"])
+        self.assertTrue(all(c["ok"] for c in body["checks"].values()), body)
 
     def test_metrics(self):
         r = redis.Redis(port=self.keel.port)

@@ -72,6 +72,87 @@ CASES = [
     ["HRANDFIELD", "hs", "-2"], ["HRANDFIELD", "hs", "2", "WITHVALUES"],
     ["HSCAN", "hs", "0"], ["HSCAN", "hs", "0", "MATCH", "on*"], ["HSCAN", "hs", "0", "COUNT", "0"],
     ["HSCAN", "hs", "x"],
+    # lists
+    ["LPUSH", "l", "a", "b", "c"], ["RPUSH", "l", "d", "e"], ["LRANGE", "l", "0", "-1"],
+    ["LPUSH", "l"], ["LPUSHX", "nol", "x"], ["RPUSHX", "nol", "x"], ["EXISTS", "nol"],
+    ["LPUSHX", "l", "z"], ["RPUSHX", "l", "y", "x"], ["LLEN", "l"], ["LLEN", "nol"], ["LLEN", "s"],
+    ["LRANGE", "l", "1", "3"], ["LRANGE", "l", "-3", "-1"], ["LRANGE", "l", "-100", "100"],
+    ["LRANGE", "l", "5", "2"], ["LRANGE", "l", "100", "200"], ["LRANGE", "l", "x", "1"],
+    ["LRANGE", "l", "0", "y"], ["LRANGE", "nol", "0", "-1"], ["LRANGE", "s", "0", "-1"],
+    ["LINDEX", "l", "0"], ["LINDEX", "l", "-1"], ["LINDEX", "l", "100"], ["LINDEX", "l", "x"],
+    ["LINDEX", "nol", "x"], ["LINDEX", "s", "0"],
+    ["LSET", "l", "0", "first"], ["LSET", "l", "-1", "last"], ["LSET", "l", "100", "v"],
+    ["LSET", "l", "x", "v"], ["LSET", "nol", "0", "v"], ["LSET", "nol", "x", "v"], ["LSET", "s", "0", "v"],
+    ["LRANGE", "l", "0", "-1"],
+    ["LINSERT", "l", "BEFORE", "b", "ins1"], ["LINSERT", "l", "after", "b", "ins2"],
+    ["LINSERT", "l", "BEFORE", "nothere", "v"], ["LINSERT", "l", "MIDDLE", "b", "v"],
+    ["LINSERT", "nol", "BEFORE", "b", "v"], ["LINSERT", "s", "BEFORE", "b", "v"], ["LRANGE", "l", "0", "-1"],
+    ["RPUSH", "r", "x", "a", "x", "b", "x", "c", "x"], ["LREM", "r", "2", "x"], ["LRANGE", "r", "0", "-1"],
+    ["LREM", "r", "-1", "x"], ["LRANGE", "r", "0", "-1"], ["LREM", "r", "0", "x"], ["LRANGE", "r", "0", "-1"],
+    ["LREM", "r", "0", "nothere"], ["LREM", "r", "x", "a"], ["LREM", "nol", "0", "a"], ["LREM", "s", "0", "a"],
+    ["LREM", "r", "0", "a"], ["LREM", "r", "0", "b"], ["LREM", "r", "0", "c"], ["EXISTS", "r"],
+    ["RPUSH", "t", "1", "2", "3", "4", "5", "6"], ["LTRIM", "t", "1", "-2"], ["LRANGE", "t", "0", "-1"],
+    ["LTRIM", "t", "0", "100"], ["LRANGE", "t", "0", "-1"], ["LTRIM", "t", "x", "1"], ["LTRIM", "nol", "0", "1"],
+    ["LTRIM", "s", "0", "1"], ["LTRIM", "t", "5", "1"], ["EXISTS", "t"],
+    ["RPUSH", "p", "a", "b", "c", "1", "2", "3", "c", "c"], ["LPOS", "p", "c"], ["LPOS", "p", "c", "RANK", "2"],
+    ["LPOS", "p", "c", "RANK", "-1"], ["LPOS", "p", "c", "COUNT", "2"], ["LPOS", "p", "c", "COUNT", "0"],
+    ["LPOS", "p", "c", "RANK", "-2", "COUNT", "0"], ["LPOS", "p", "c", "MAXLEN", "3"],
+    ["LPOS", "p", "c", "COUNT", "0", "MAXLEN", "7"], ["LPOS", "p", "zz"], ["LPOS", "p", "zz", "COUNT", "0"],
+    ["LPOS", "p", "c", "RANK", "0"], ["LPOS", "p", "c", "RANK", "x"], ["LPOS", "p", "c", "COUNT", "-1"],
+    ["LPOS", "p", "c", "COUNT", "x"], ["LPOS", "p", "c", "MAXLEN", "-1"], ["LPOS", "p", "c", "BAD"],
+    ["LPOS", "p", "c", "RANK"], ["LPOS", "nol", "c"],
+    ["LPOS", "nol", "c", "COUNT", "1"], ["LPOS", "s", "c"],
+    ["LPOP", "p"], ["RPOP", "p"], ["LPOP", "p", "2"], ["RPOP", "p", "2"], ["LPOP", "p", "0"],
+    ["LPOP", "p", "-1"], ["LPOP", "p", "x"], ["LPOP", "p", "1", "2"], ["LPOP", "nol"], ["LPOP", "nol", "2"],
+    ["RPOP", "nol", "0"], ["LPOP", "s"], ["RPOP", "p", "100"], ["EXISTS", "p"], ["RPOP", "p"],
+    ["RPUSH", "m1", "a", "b", "c"], ["LMOVE", "m1", "m2", "LEFT", "RIGHT"], ["LMOVE", "m1", "m2", "RIGHT", "LEFT"],
+    ["LRANGE", "m1", "0", "-1"], ["LRANGE", "m2", "0", "-1"], ["LMOVE", "m1", "m1", "LEFT", "RIGHT"],
+    ["LMOVE", "m1", "m2", "UP", "LEFT"], ["LMOVE", "nol", "m2", "LEFT", "LEFT"], ["LMOVE", "m1", "s", "LEFT", "LEFT"],
+    ["LMOVE", "s", "m1", "LEFT", "LEFT"], ["LMOVE", "nol", "s", "LEFT", "LEFT"], ["RPOPLPUSH", "m2", "m1"],
+    ["RPOPLPUSH", "m2", "m1"], ["RPOPLPUSH", "m2", "m1"], ["EXISTS", "m2"], ["RPOPLPUSH", "nol", "m1"],
+    ["LRANGE", "m1", "0", "-1"],
+    ["LMPOP", "2", "nol", "m1", "LEFT"], ["LMPOP", "2", "nol", "m1", "RIGHT", "COUNT", "10"],
+    ["LMPOP", "1", "nol", "LEFT"], ["LMPOP", "0", "nol", "LEFT"], ["LMPOP", "x", "nol", "LEFT"],
+    ["LMPOP", "3", "nol", "LEFT"], ["LMPOP", "1", "nol", "UP"], ["LMPOP", "1", "nol", "LEFT", "COUNT", "0"],
+    ["LMPOP", "1", "nol", "LEFT", "COUNT", "1", "COUNT", "2"], ["LMPOP", "1", "nol", "LEFT", "BAD"],
+    ["LMPOP", "2", "nol", "s", "LEFT"], ["LMPOP", "1", "l", "LEFT"],
+    # sets
+    ["SADD", "st", "a", "b", "c"], ["SADD", "st", "a", "d"], ["SADD", "st"], ["SCARD", "st"], ["SCARD", "nos"],
+    ["SMEMBERS", "st", U], ["SMEMBERS", "nos"], ["SISMEMBER", "st", "a"], ["SISMEMBER", "st", "z"],
+    ["SISMEMBER", "nos", "a"], ["SMISMEMBER", "st", "a", "z", "b"], ["SMISMEMBER", "nos", "a"],
+    ["SREM", "st", "a", "z"], ["SREM", "nos", "a"], ["SADD", "s", "x"], ["SREM", "s", "x"], ["SCARD", "s"],
+    ["SMEMBERS", "s"], ["SISMEMBER", "s", "x"], ["SMISMEMBER", "s", "x"],
+    ["SADD", "s1", "a", "b", "c", "d"], ["SADD", "s2", "c", "d", "e"], ["SADD", "s3", "d", "e", "f"],
+    ["SINTER", "s1", "s2", U], ["SINTER", "s1", "s2", "s3", U], ["SINTER", "s1", "nos"], ["SINTER", "s1", "s"],
+    ["SINTER", "nos", "s"], ["SUNION", "s1", "s2", U], ["SUNION", "s1", "nos", U], ["SUNION", "nos"],
+    ["SUNION", "s1", "s"], ["SDIFF", "s1", "s2", U], ["SDIFF", "s1", "s2", "s3", U], ["SDIFF", "nos", "s1"],
+    ["SDIFF", "s1", "nos", U], ["SDIFF", "s1", "s"],
+    ["SINTERCARD", "2", "s1", "s2"], ["SINTERCARD", "2", "s1", "s2", "LIMIT", "1"],
+    ["SINTERCARD", "2", "s1", "s2", "LIMIT", "0"], ["SINTERCARD", "2", "s1", "nos"],
+    ["SINTERCARD", "0", "s1"], ["SINTERCARD", "x", "s1"], ["SINTERCARD", "3", "s1", "s2"],
+    ["SINTERCARD", "2", "s1", "s2", "LIMIT", "-1"], ["SINTERCARD", "2", "s1", "s2", "BAD"],
+    ["SINTERCARD", "2", "s1", "s"],
+    ["SINTERSTORE", "d1", "s1", "s2"], ["SMEMBERS", "d1", U], ["SUNIONSTORE", "d2", "s1", "s2"],
+    ["SCARD", "d2"], ["SDIFFSTORE", "d3", "s1", "s2"], ["SMEMBERS", "d3", U], ["SINTERSTORE", "d1", "s1", "nos"],
+    ["EXISTS", "d1"], ["SET", "d4", "str"], ["EXPIRE", "d4", "100"], ["SUNIONSTORE", "d4", "s1"], ["TYPE", "d4"],
+    ["TTL", "d4"], ["SDIFFSTORE", "d4", "s1", "s"], ["SDIFFSTORE", "d4", "s1", "s1"], ["EXISTS", "d4"],
+    ["SUNIONSTORE", "s1", "s1", "s2"], ["SCARD", "s1"],
+    ["SMOVE", "s1", "s9", "a"], ["SMOVE", "s1", "s9", "a"], ["SMOVE", "nos", "s9", "a"], ["SMOVE", "nos", "s", "a"],
+    ["SMOVE", "s1", "s", "b"], ["SMOVE", "s", "s1", "b"], ["SMOVE", "s9", "s9", "a"], ["SMOVE", "s9", "s9", "z"],
+    ["SMOVE", "s9", "s1", "a"], ["EXISTS", "s9"], ["SISMEMBER", "s1", "a"],
+    ["SADD", "one", "only"], ["SRANDMEMBER", "one"], ["SRANDMEMBER", "one", "3"], ["SRANDMEMBER", "one", "-3"],
+    ["SRANDMEMBER", "one", "0"], ["SRANDMEMBER", "one", "x"], ["SRANDMEMBER", "one", "1", "2"],
+    ["SRANDMEMBER", "nos"], ["SRANDMEMBER", "nos", "2"], ["SRANDMEMBER", "s"],
+    ["SRANDMEMBER", "one", "-9223372036854775808"], ["SRANDMEMBER", "s2", "10", U],
+    ["SPOP", "nos"], ["SPOP", "nos", "2"], ["SPOP", "one", "0"], ["SPOP", "one", "-1"], ["SPOP", "one", "x"],
+    ["SPOP", "one", "1", "2"], ["SPOP", "s"], ["SPOP", "one"], ["EXISTS", "one"], ["SPOP", "s2", "10", U],
+    ["EXISTS", "s2"], ["SADD", "one", "x"], ["SPOP", "one", "1"],
+    ["SSCAN", "s3", "0", "MATCH", "e*"], ["SSCAN", "s3", "0", "COUNT", "0"],
+    ["SSCAN", "s3", "x"], ["SSCAN", "nos", "0"], ["SSCAN", "nos", "0", "COUNT", "0"], ["SSCAN", "s", "0"],
+    ["SSCAN", "s3", "0", "TYPE", "set"], ["SSCAN", "s3", "0", "COUNT", "x"],
+    # types
+    ["TYPE", "l"], ["TYPE", "s3"], ["TYPE", "nol"], ["LPUSH", "s3", "x"], ["SADD", "l", "x"], ["GET", "l"],
+    ["HGET", "s3", "f"], ["APPEND", "l", "x"], ["OBJECT", "ENCODING", "nol"],
     # server
     ["DBSIZE"], ["KEYS", "h*", U], ["KEYS", "[a-c]*", U], ["TYPE", "hs"], ["CONFIG", "GET", "maxmemory-policy"],
     ["COMMAND", "GETKEYS", "SET", "k", "v"], ["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"],
@@ -109,6 +190,26 @@ class RedisParity(unittest.TestCase):
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_resp3_list_and_set_replies_match(self):
+        cases = [["RPUSH", "l", "a", "b"], ["LPOP", "l", "1"], ["LPOP", "nol", "2"], ["LPOP", "nol"],
+                 ["LPOS", "nol", "a"], ["LMPOP", "1", "nol", "LEFT"], ["LMPOP", "1", "l", "RIGHT"],
+                 ["SADD", "s", "m"], ["SMEMBERS", "s"], ["SMEMBERS", "nos"], ["SPOP", "nos", "1"],
+                 ["SPOP", "s", "0"], ["SINTER", "s", "nos"], ["SUNION", "s"], ["SDIFF", "s"],
+                 ["SRANDMEMBER", "s", "2"], ["SRANDMEMBER", "nos"], ["SSCAN", "s", "0"],
+                 ["SPOP", "s", "5"], ["OBJECT", "ENCODING", "nos"]]
+        with RedisServer() as redis, Keel("--engine", "memory") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            r.cmd("HELLO", "3")
+            k.cmd("HELLO", "3")
+            mismatches = []
+            for args in cases:
+                a, b = r.cmd(*args), k.cmd(*args)
+                if a != b:
+                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+            r.close()
+            k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
     def test_protocol_errors_match(self):
         with RedisServer() as redis, Keel("--engine", "memory") as keel:
             for payload in [b"*1\r\n$-5\r\n", b"*abc\r\n", b"*1\r\n:5\r\n", b"*1\r\n$x\r\n",
@@ -120,6 +221,21 @@ class RedisParity(unittest.TestCase):
                 self.assertTrue(k.closed(), "keel must close the connection after %r" % payload)
                 r.close()
                 k.close()
+
+
+class Redis72Only(unittest.TestCase):
+    """Where Debian's redis-server (7.0) and Redis 7.2 differ, keel answers as 7.2 does."""
+
+    def test_lpos_rank_range_is_checked(self):
+        with Keel("--engine", "memory") as keel:
+            k = Raw(keel.port)
+            k.cmd("RPUSH", "p", "a")
+            self.assertEqual(
+                k.cmd("LPOS", "p", "a", "RANK", "-9223372036854775808"),
+                b"-ERR value is out of range, value must between -9223372036854775807 and "
+                b"9223372036854775807\r\n")
+            self.assertEqual(k.cmd("LPOS", "p", "a", "RANK", "-9223372036854775807"), b"$-1\r\n")
+            k.close()
 
 
 class SingleDatabase(unittest.TestCase):

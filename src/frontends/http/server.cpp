@@ -29,6 +29,8 @@
 #include "frontends/http/metrics.h"
 #include "frontends/http/resp_reply.h"
 #include "frontends/resp/server_async.h"
+#include "observe/health_board.h"
+#include "observe/tracer.h"
 #include "runtime/shards.h"
 
 namespace keel::http {
@@ -162,6 +164,8 @@ struct Server::Impl {
   std::list<beast::tcp_stream*> sessions;  // touched only on shard 0
   cluster::MetaService* meta = nullptr;
   cache::Service* caches = nullptr;
+  observe::HealthBoard* health = nullptr;
+  observe::Tracer* tracer = nullptr;
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
 
@@ -170,6 +174,8 @@ struct Server::Impl {
   }
 
   awaitable<Response> handle(const Request& req);
+  Response handle_health(const Request& req, std::string_view path, const Query& q);
+  void trace_request(const Request& req, Response& res, int64_t t0_ns);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
   awaitable<Response> handle_kv_routed(const Request& req, const std::string& key, const Query& q);
   // Runs a command through the RESP server (routing, forwarding, write quorum); its RESP2 reply.
@@ -285,6 +291,18 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
       if (v->type == storage::ValueType::kString) {
         body["type"] = "string";
         put_bytes(body, "value", v->str);
+      } else if (v->type == storage::ValueType::kList || v->type == storage::ValueType::kSet) {
+        bool list = v->type == storage::ValueType::kList;
+        body["type"] = list ? "list" : "set";
+        json items = json::array();
+        auto add = [&](const std::string& s) {
+          items.push_back(valid_utf8(s) ? s : "base64:" + base64(s));
+        };
+        if (list)
+          for (size_t i = 0; i < v->list->size(); ++i) add((*v->list)[i]);
+        else
+          for (auto& m : *v->set) add(m);
+        body[list ? "items" : "members"] = std::move(items);
       } else {
         body["type"] = "hash";
         json fields = json::object();
@@ -413,14 +431,9 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the query string");
   bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
 
-  if (path == "/health/live") {
+  if (path == "/health/live" || path == "/health/ready" || path.starts_with("/health/ready/")) {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
-    co_return json_response(req, bhttp::status::ok, json{{"status", "live"}});
-  }
-  if (path == "/health/ready") {
-    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
-    if (stopping) co_return json_response(req, bhttp::status::service_unavailable, json{{"status", "stopping"}});
-    co_return json_response(req, bhttp::status::ok, json{{"status", "ready"}});
+    co_return handle_health(req, path, q);
   }
   if (path == "/metrics") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
@@ -459,6 +472,28 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
           d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
           d.snapshot_bytes_sent);
+    }
+    if (tracer) {
+      auto t = tracer->stats();
+      auto& e = t.export_counters;
+      res.body() += fmt::format(
+          "# HELP keel_trace_spans_queued_total Spans kept by the sampler and queued for export.\n"
+          "# TYPE keel_trace_spans_queued_total counter\nkeel_trace_spans_queued_total {}\n"
+          "# HELP keel_trace_spans_exported_total Spans the OTLP collector accepted.\n"
+          "# TYPE keel_trace_spans_exported_total counter\nkeel_trace_spans_exported_total {}\n"
+          "# HELP keel_trace_spans_dropped_total Spans lost before export: queue full, export failed (not retryable or out of retries), rejected by the collector (partial success).\n"
+          "# TYPE keel_trace_spans_dropped_total counter\n"
+          "keel_trace_spans_dropped_total{{reason=\"queue_full\"}} {}\n"
+          "keel_trace_spans_dropped_total{{reason=\"export_failed\"}} {}\n"
+          "keel_trace_spans_dropped_total{{reason=\"rejected\"}} {}\n"
+          "# HELP keel_trace_export_requests_total OTLP export requests sent, retries included.\n"
+          "# TYPE keel_trace_export_requests_total counter\nkeel_trace_export_requests_total {}\n"
+          "# HELP keel_trace_export_retries_total OTLP export requests that were retries.\n"
+          "# TYPE keel_trace_export_retries_total counter\nkeel_trace_export_retries_total {}\n"
+          "# HELP keel_trace_queue_spans Spans waiting for export.\n"
+          "# TYPE keel_trace_queue_spans gauge\nkeel_trace_queue_spans {}\n",
+          e.queued, e.exported, e.dropped_queue_full + t.dropped_handoff, e.dropped_failed, e.rejected,
+          e.requests, e.retries, t.queue_spans);
     }
     co_return res;
   }
@@ -540,7 +575,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     }
     auto req = parser.release();
     ++requests;
+    int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
     Response res = co_await handle(req);
+    if (tracer) trace_request(req, res, t0);
     bool keep = req.keep_alive() && !stopping;
     res.keep_alive(keep);
     if (req.method() == bhttp::verb::head) {
@@ -766,6 +803,123 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
   co_return json_response(req, bhttp::status::ok, body);
 }
 
+namespace {
+// The route a path matched, as a template: a span name with a bounded set of values.
+std::string_view http_route(std::string_view path) {
+  if (path == "/v1/kv" || path == "/v1/kv/") return "/v1/kv";
+  if (path.starts_with("/v1/kv/")) return "/v1/kv/{key}";
+  if (path == "/v1/caches") return "/v1/caches";
+  if (path.starts_with("/v1/caches/")) return "/v1/caches/{name}";
+  if (path == "/v1/meta/watch") return "/v1/meta/watch";
+  if (path == "/v1/meta") return "/v1/meta";
+  if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
+  if (path == "/v1/cluster/members") return "/v1/cluster/members";
+  if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
+  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready"})
+    if (path == r) return r;
+  if (path.starts_with("/health/ready/")) return "/health/ready/{check}";
+  return "unmatched";
+}
+}  // namespace
+
+// W3C Trace Context on HTTP: a valid `traceparent` makes the request's span its child (and
+// `tracestate` is carried on); the answer names the recorded span in `traceresponse` (Trace
+// Context Level 2) when the span is kept. 5xx answers are errors (kept when trace.keep_errors).
+void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_ns) {
+  int64_t end_mono = SystemClock::instance().monotonic_ns();
+  int64_t dt = end_mono - t0_ns;
+  std::optional<observe::TraceParent> parent;
+  if (auto it = req.find("traceparent"); it != req.end()) {
+    parent = observe::parse_traceparent(std::string_view(it->value().data(), it->value().size()));
+    if (parent) {
+      if (auto ts = req.find("tracestate"); ts != req.end())
+        parent->trace_state = observe::parse_tracestate(std::string_view(ts->value().data(), ts->value().size()));
+    }
+  }
+  int status = static_cast<int>(res.result_int());
+  bool error = status >= 500;
+  uint64_t low = 0;
+  bool head;
+  if (parent) head = observe::Sampler::head_parent(parent->sampled());
+  else head = tracer->sampler().head_root(low = tracer->random(0));
+  if (!tracer->sampler().keep(head, error, dt)) return;
+  observe::SpanData s;
+  if (parent) {
+    s.trace_id = parent->trace_id;
+    s.parent_span_id = parent->span_id;
+    s.trace_state = parent->trace_state;
+  } else {
+    s.trace_id = observe::trace_id_from(tracer->random(0), low);
+  }
+  s.span_id = observe::span_id_from(tracer->random(0));
+  std::string_view target(req.target().data(), req.target().size());
+  std::string_view path = target.substr(0, target.find('?'));
+  auto route = http_route(path);
+  std::string method(req.method_string());
+  s.name = method + " " + std::string(route);
+  s.end_unix_ns = observe::Tracer::now_unix_ns() - (SystemClock::instance().monotonic_ns() - end_mono);
+  s.start_unix_ns = s.end_unix_ns - dt;
+  s.attributes.push_back({"http.request.method", method});
+  s.attributes.push_back({"http.route", std::string(route)});
+  s.attributes.push_back({"url.path", std::string(path.substr(0, 256))});
+  s.attributes.push_back({"http.response.status_code", static_cast<int64_t>(status)});
+  if (error) {
+    s.status_code = observe::kStatusError;
+    s.attributes.push_back({"error.type", std::to_string(status)});
+  }
+  res.set("traceresponse", observe::format_traceparent(s.trace_id, s.span_id, observe::kFlagSampled));
+  tracer->record(0, std::move(s));
+}
+
+// /health/live: 200 while the HTTP loop answers. /health/ready: 200 when every check passes,
+// else 503 (observe/health.h says what each check means); JSON by default, Kubernetes' plain
+// text with ?verbose; /health/ready/<check> answers for one check.
+Response Server::Impl::handle_health(const Request& req, std::string_view path, const Query& q) {
+  bool verbose = q.get("verbose") != nullptr;
+  auto text = [&](bhttp::status st, std::string body) {
+    Response res{st, req.version()};
+    res.set(bhttp::field::server, "keel");
+    res.set(bhttp::field::content_type, "text/plain; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
+    res.body() = std::move(body);
+    return res;
+  };
+  std::vector<observe::CheckResult> checks;
+  std::string what = "livez";
+  if (path == "/health/live") {
+    checks.push_back({"ping", true, "the HTTP event loop answers"});
+  } else {
+    what = "readyz";
+    if (stopping) checks.push_back({"shutdown", false, "the node is stopping"});
+    if (health) {
+      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000)) checks.push_back(std::move(c));
+    }
+    if (path.starts_with("/health/ready/")) {
+      auto name = path.substr(14);
+      std::vector<observe::CheckResult> one;
+      std::string names;
+      for (auto& c : checks) {
+        if (c.name == name) one.push_back(c);
+        names += (names.empty() ? "" : ", ") + c.name;
+      }
+      if (one.empty())
+        return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                              fmt::format("no health check '{}'; checks: {}", name, names));
+      checks = std::move(one);
+    }
+  }
+  bool ok = observe::all_ok(checks);
+  auto st = ok ? bhttp::status::ok : bhttp::status::service_unavailable;
+  if (verbose) return text(st, observe::render_verbose(checks, what));
+  json jc = json::object();
+  for (auto& c : checks) jc[c.name] = json{{"ok", c.ok}, {"detail", c.detail}};
+  if (path == "/health/live") return json_response(req, st, json{{"status", "live"}});
+  std::string status = ok ? "ready" : stopping ? "stopping" : "not_ready";
+  auto res = json_response(req, st, json{{"status", status}, {"checks", jc}});
+  res.set(bhttp::field::cache_control, "no-store");
+  return res;
+}
+
 // POST /v1/cluster/members {"id": N, "address": "HOST:PORT"} adds a member; DELETE
 // /v1/cluster/members/{id} removes one. Both are decided reconfigurations.
 awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std::string_view path) {
@@ -803,6 +957,8 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
 }
 
 void Server::set_dht(dht::Service* d) { impl_->dht = d; }
+void Server::set_health(observe::HealthBoard* board) { impl_->health = board; }
+void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 

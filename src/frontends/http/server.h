@@ -1,5 +1,5 @@
 // The HTTP/1.1 + JSON front end (Boost.Beast): /v1/kv, /v1/meta, /v1/cluster/status, /metrics,
-// /health/live, /health/ready.
+// /health/live, /health/ready (?verbose, /health/ready/<check>).
 // Errors are {"error": {"code": "...", "message": "..."}} with a fitting status.
 #pragma once
 
@@ -24,6 +24,10 @@ class Service;
 namespace keel::dht {
 class Service;
 }
+namespace keel::observe {
+class HealthBoard;
+class Tracer;
+}
 
 namespace keel::http {
 
@@ -46,6 +50,11 @@ class Server {
   void set_caches(cache::Service* caches);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
+  // Answers /health/ready from `board` (observe/health_board.h). Call before start().
+  void set_health(observe::HealthBoard* board);
+  // Records a span per request as the tracer's sampler decides, reading and answering W3C
+  // traceparent/tracestate; adds the tracer's figures to /metrics. Call before start().
+  void set_tracer(observe::Tracer* tracer);
   Result<int> start();  // returns the bound port
   void shutdown();
 

@@ -24,6 +24,8 @@ struct Table {
     register_string_commands(specs);
     register_key_commands(specs);
     register_hash_commands(specs);
+    register_list_commands(specs);
+    register_set_commands(specs);
     register_cluster_commands(specs);
     register_cache_commands(specs);
     for (auto& s : specs) {
@@ -57,6 +59,15 @@ const std::vector<const CommandSpec*>& all_commands() { return table().sorted; }
 std::vector<size_t> command_keys(const CommandSpec& c, Args argv) {
   std::vector<size_t> keys;
   if (c.first_key <= 0) return keys;
+  if (c.numkeys_index > 0) {
+    // An unreadable count leaves the first position only: the handler replies the error.
+    int64_t n = 0;
+    const size_t at = static_cast<size_t>(c.numkeys_index);
+    if (at >= argv.size() || !parse_int64(argv[at], n) || n < 1) n = 1;
+    for (size_t i = at + 1; i < argv.size() && i <= at + static_cast<uint64_t>(n); ++i)
+      keys.push_back(i);
+    return keys;
+  }
   int last = c.last_key < 0 ? static_cast<int>(argv.size()) + c.last_key : c.last_key;
   int step = c.key_step > 0 ? c.key_step : 1;
   for (int i = c.first_key; i <= last && i < static_cast<int>(argv.size()); i += step)

@@ -15,6 +15,7 @@
 #include "base/random.h"
 #include "dht/topology.h"
 #include "frontends/resp/reply.h"
+#include "observe/trace_context.h"
 #include "services/cache/ops.h"
 #include "storage/engine.h"
 
@@ -34,6 +35,8 @@ struct ClientState {
   std::string last_cmd;
   bool authenticated = true;
   bool close_after_reply = false;  // QUIT, protocol errors
+  // CLIENT TRACEPARENT: the remote parent of every command this connection runs from now on.
+  std::optional<observe::TraceParent> trace_parent;
 };
 
 // Read-mostly facts about the node that handlers can report (INFO, CONFIG GET, HELLO).
@@ -110,6 +113,9 @@ struct CommandSpec {
   std::string_view summary;
   std::string_view since = "1.0.0";
   uint16_t index = 0;  // position in all_commands(): indexes per-command statistics
+  // > 0: the keys are counted by argv[numkeys_index] and follow it (LMPOP, SINTERCARD);
+  // first_key is then numkeys_index + 1 and last_key is ignored.
+  int numkeys_index = 0;
 };
 
 // All commands, looked up by lower-cased name. Case-insensitive find.
@@ -121,6 +127,11 @@ inline bool arity_ok(const CommandSpec& c, size_t argc) {
   return c.arity >= 0 ? argc == static_cast<size_t>(c.arity) : argc >= static_cast<size_t>(-c.arity);
 }
 
+// Whether a command may name keys beyond its first one.
+inline bool has_other_keys(const CommandSpec& c) {
+  return c.last_key != c.first_key || c.numkeys_index > 0;
+}
+
 // Key argument positions of a command invocation (for routing and COMMAND GETKEYS).
 std::vector<size_t> command_keys(const CommandSpec& c, Args argv);
 
@@ -128,6 +139,8 @@ std::vector<size_t> command_keys(const CommandSpec& c, Args argv);
 void register_string_commands(std::vector<CommandSpec>& t);
 void register_key_commands(std::vector<CommandSpec>& t);
 void register_hash_commands(std::vector<CommandSpec>& t);
+void register_list_commands(std::vector<CommandSpec>& t);
+void register_set_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "base/random.h"
 #include "frontends/resp/command.h"
 
 namespace keel::resp {
@@ -17,6 +18,13 @@ using storage::ValueType;
 // Looks up a key; nullopt if absent.
 inline std::optional<ValueRef> lookup(CmdCtx& c, std::string_view key) {
   return c.engine->get(c.partition(key), key, c.now_ms);
+}
+
+// The order HSCAN and SSCAN walk a large collection in: a fixed 64-bit hash of the element.
+inline uint64_t scan_order(std::string_view element) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a mixer for a uniform spread
+  for (unsigned char ch : element) h = (h ^ ch) * 0x100000001b3ULL;
+  return mix64(h);
 }
 
 // Replies with an engine error using Redis's wording where one exists.

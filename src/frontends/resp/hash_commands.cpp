@@ -12,11 +12,7 @@ namespace keel::resp {
 namespace {
 
 // The order HSCAN walks a large hash in: a fixed 64-bit hash of the field.
-uint64_t hscan_order(std::string_view field) {
-  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a, then a mixer for a uniform spread
-  for (unsigned char ch : field) h = (h ^ ch) * 0x100000001b3ULL;
-  return mix64(h);
-}
+uint64_t hscan_order(std::string_view field) { return scan_order(field); }
 
 // Looks up a hash. Replies WRONGTYPE and returns false if the key holds something else.
 bool hash_lookup(CmdCtx& c, std::string_view key, std::optional<ValueRef>& out, Reply& r) {

@@ -26,7 +26,24 @@ void cmd_exists(CmdCtx& c, Args a, Reply& r) {
 void cmd_type(CmdCtx& c, Args a, Reply& r) {
   auto v = lookup(c, a[1]);
   if (!v) return r.simple("none");
-  r.simple(v->type == ValueType::kString ? "string" : "hash");
+  r.simple(storage::type_name(v->type));
+}
+
+// OBJECT ENCODING key: how keel holds the value (docs/data-types.md): strings as raw bytes,
+// hashes and sets in hash tables, lists in a ring buffer.
+void cmd_object(CmdCtx& c, Args a, Reply& r) {
+  if (!iequals(a[1], "encoding"))
+    return r.error("ERR unknown subcommand '" + std::string(a[1].substr(0, 128)) +
+                   "'. Try OBJECT HELP.");
+  if (a.size() != 3) return r.error("ERR wrong number of arguments for 'object|encoding' command");
+  auto v = lookup(c, a[2]);
+  if (!v) return r.null();
+  switch (v->type) {
+    case ValueType::kString: return r.bulk("raw");
+    case ValueType::kHash:
+    case ValueType::kSet: return r.bulk("hashtable");
+    case ValueType::kList: return r.bulk("ringbuffer");
+  }
 }
 
 // EXPIRE key seconds [NX | XX | GT | LT] and its PEXPIRE/EXPIREAT/PEXPIREAT siblings.
@@ -164,11 +181,7 @@ void cmd_copy(CmdCtx& c, Args a, Reply& r) {
   auto src = lookup(c, a[1]);
   if (!src) return r.integer(0);
   if (!replace && lookup(c, a[2])) return r.integer(0);
-  Value v;
-  v.type = src->type;
-  v.expire_at_ms = src->expire_at_ms;
-  if (src->type == ValueType::kString) v.str.assign(src->str);
-  else v.hash = *src->hash;
+  Value v = storage::copy_value(*src);
   auto st = c.engine->put(c.partition(a[2]), a[2], std::move(v), c.now_ms);
   if (!st) return reply_status_error(r, st.error());
   r.integer(1);
@@ -177,6 +190,7 @@ void cmd_copy(CmdCtx& c, Args a, Reply& r) {
 }  // namespace
 
 void register_key_commands(std::vector<CommandSpec>& t) {
+  t.push_back({"object", -3, kReadonly, 2, 2, 1, Routing::kKey, cmd_object, "generic", "A container for object introspection commands (keel: OBJECT ENCODING).", "2.2.3"});
   t.push_back({"del", -2, kWrite, 1, -1, 1, Routing::kKey, cmd_del, "generic", "Deletes one or more keys."});
   t.push_back({"unlink", -2, kWrite | kFast, 1, -1, 1, Routing::kKey, cmd_del, "generic", "Asynchronously deletes one or more keys."});
   t.push_back({"exists", -2, kReadonly | kFast, 1, -1, 1, Routing::kKey, cmd_exists, "generic", "Determines whether one or more keys exist."});

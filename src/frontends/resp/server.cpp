@@ -8,12 +8,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <unistd.h>
 #include <future>
 #include <list>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -22,8 +24,11 @@
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/family_util.h"
+#include "frontends/resp/scratch_engine.h"
 #include "services/cache/service.h"
 #include "dht/service_async.h"
+#include "observe/log_context.h"
+#include "observe/tracer.h"
 #include "runtime/shards.h"
 
 namespace keel::resp {
@@ -70,6 +75,9 @@ struct Connection {
     std::vector<std::pair<uint32_t, uint64_t>> waits;
   };
   std::vector<Deferred> deferred;
+  // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
+  // drawn before it runs so that what its handler logs carries them (observe/log_context.h).
+  std::optional<observe::LogContext> log_ctx;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
 };
 
@@ -124,6 +132,7 @@ struct Server::Impl {
   std::atomic<uint64_t> timeout_s;
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
+  observe::Tracer* tracer = nullptr;  // set before start: spans of commands (observe/tracer.h)
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
@@ -148,11 +157,16 @@ struct Server::Impl {
   }
   awaitable<void> serve(tcp::socket sock, unsigned shard_id);
   awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
+  // The sampler's verdict on a finished command, and its span if kept (tracer != null).
+  void trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
+                     size_t reply_begin);
   void prefetch_keys(const Connection& c, std::vector<Pending>& batch,
                      const std::vector<std::string_view>& flat);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
                                     const std::vector<size_t>& key_pos);
   awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
+  awaitable<void> execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
+                                   const std::vector<size_t>& key_pos);
   awaitable<Snapshot> collect();
   // Cluster mode, a key command: runs it here if this node is its partitions' primary (and
   // waits for the write quorum), else forwards it to the primary.
@@ -180,6 +194,9 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
   auto& target = shards.shard(sid);
   int proto = c.client.protocol;
   auto work = [&] {
+    std::optional<observe::LogScope> log_scope;
+    if (c.log_ctx) [[unlikely]]
+      log_scope.emplace(&*c.log_ctx);
     CmdCtx ctx;
     ctx.engine = target.engine;
     ctx.partitions = shards.partitions();
@@ -279,6 +296,12 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   c.client.last_cmd.assign(spec->name);
   size_t before = c.out.size();
   int64_t t0 = SystemClock::instance().monotonic_ns();
+  if (tracer) [[unlikely]] {
+    if (c.client.trace_parent)
+      c.log_ctx = observe::LogContext{c.client.trace_parent->trace_id, observe::span_id_from(tracer->random(c.shard))};
+    else
+      c.log_ctx.reset();
+  }
 
   switch (spec->routing) {
     case Routing::kLocal:
@@ -318,6 +341,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         }
         static const std::vector<size_t> kNoOtherKeys;
         std::vector<size_t> keys;
+<<<<<<< HEAD
         if (spec->last_key != spec->first_key) keys = command_keys(*spec, argv);
         // A command on one partition refused with TRYAGAIN (the partition is moving or failing
         // over: nothing ran) is tried again here, routed by the newest map, until the request
@@ -348,12 +372,20 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           if (now + pause_ms > give_up) break;
           c.out.resize(before);
           co_await pause(c.shard, pause_ms);
+=======
+        if (has_other_keys(*spec)) keys = command_keys(*spec, argv);
+        uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
+        if (where == kNowhere) break;
+        if (where != 0) {
+          co_await execute_forward(c, argv, where);
+          break;
+>>>>>>> main
         }
         break;
       }
       unsigned owner = shards.owner(part);
       bool one_shard = true;
-      if (spec->last_key != spec->first_key && shards.size() > 1) {
+      if (has_other_keys(*spec) && shards.size() > 1) {
         for (size_t k : command_keys(*spec, argv))
           one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
       }
@@ -371,6 +403,50 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+  if (tracer) [[unlikely]]
+    trace_command(c, *spec, t0, dt, failed, before);
+}
+
+void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns,
+                                 bool failed, size_t reply_begin) {
+  auto& parent = c.client.trace_parent;
+  uint64_t low = 0;
+  bool head;
+  if (parent) {
+    head = observe::Sampler::head_parent(parent->sampled());
+  } else {
+    low = tracer->random(c.shard);
+    head = tracer->sampler().head_root(low);
+  }
+  if (!tracer->sampler().keep(head, failed, dt_ns)) return;
+  observe::SpanData s;
+  if (parent) {
+    s.trace_id = parent->trace_id;
+    s.parent_span_id = parent->span_id;
+    s.trace_state = parent->trace_state;
+  } else {
+    s.trace_id = observe::trace_id_from(tracer->random(c.shard), low);
+  }
+  s.span_id = c.log_ctx ? c.log_ctx->span_id : observe::span_id_from(tracer->random(c.shard));
+  s.name.assign(spec.name);
+  for (auto& ch : s.name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  // Wall-clock end = now minus the time since the command ended (monotonic).
+  int64_t end_mono = t0_ns + dt_ns;
+  s.end_unix_ns = observe::Tracer::now_unix_ns() - (SystemClock::instance().monotonic_ns() - end_mono);
+  s.start_unix_ns = s.end_unix_ns - dt_ns;
+  s.attributes.push_back({"db.system.name", std::string("keel")});
+  s.attributes.push_back({"db.operation.name", s.name});
+  s.attributes.push_back({"client.address", c.client.addr});
+  s.attributes.push_back({"keel.shard", static_cast<int64_t>(c.shard)});
+  if (c.forwarded) s.attributes.push_back({"keel.forwarded", true});
+  if (failed && reply_begin < c.out.size()) {
+    std::string_view err(c.out.data() + reply_begin + 1, c.out.size() - reply_begin - 1);
+    err = err.substr(0, std::min(err.find("\r\n"), size_t{256}));
+    s.status_code = observe::kStatusError;
+    s.status_message.assign(err);
+    s.attributes.push_back({"error.type", std::string(err.substr(0, err.find(' ')))});
+  }
+  tracer->record(c.shard, std::move(s));
 }
 
 // CLUSTER COUNTKEYSINSLOT slot | CLUSTER GETKEYSINSLOT slot count: the keys of one slot that
@@ -659,12 +735,7 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
         if (v) value.emplace();  // exists, but not moved
         return;
       }
-      Value copy;
-      copy.type = v->type;
-      copy.expire_at_ms = v->expire_at_ms;
-      if (v->type == ValueType::kString) copy.str.assign(v->str);
-      else copy.hash = *v->hash;
-      value = std::move(copy);
+      value = storage::copy_value(*v);
       if (take) {
         auto e = s_src.engine->erase(p_src, src, now);
         if (!e) st = std::unexpected(e.error());
@@ -689,7 +760,61 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
     co_return;
   }
 
+  if (spec.group == "list" || spec.group == "set") {
+    co_await execute_gathered(c, spec, argv, key_pos);
+    co_return;
+  }
+
   r.error("CROSSSLOT Keys in request don't hash to the same slot");
+}
+
+// A list or set command over keys on several shards (SINTER, SMOVE, LMOVE, S*STORE...): the
+// keys are copied here, the ordinary handler runs against the copies (scratch_engine.h), and
+// each key it changed is written back to its shard. Not atomic across shards, like the rest.
+awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
+                                               const std::vector<size_t>& key_pos) {
+  const uint32_t parts = shards.partitions();
+  const int64_t now = c.now_ms;
+  ScratchEngine scratch;
+  std::set<std::string_view> seen;
+  for (size_t pos : key_pos) {
+    std::string_view k = argv[pos];
+    if (!seen.insert(k).second) continue;
+    uint32_t part = key_partition(k, parts);
+    auto& sh = shards.shard(shards.owner(part));
+    auto read = [&] {
+      if (auto v = sh.engine->get(part, k, now)) scratch.load(part, k, storage::copy_value(*v));
+    };
+    co_await runtime::run_on(sh, read);
+  }
+  std::string out;
+  {
+    CmdCtx ctx;
+    ctx.engine = &scratch;
+    ctx.partitions = parts;
+    ctx.now_ms = now;
+    ctx.client = &c.client;
+    ctx.node = &node;
+    ctx.random = &shards.shard(c.shard).random;
+    Reply r(out, c.client.protocol);
+    spec.handler(ctx, argv, r);
+  }
+  for (const auto& k : scratch.changed()) {
+    auto& sh = shards.shard(shards.owner(k.first));
+    const Value* v = scratch.value(k);
+    Status st;
+    auto write = [&] {
+      if (v) {
+        st = sh.engine->put(k.first, k.second, *v, now);
+      } else if (auto e = sh.engine->erase(k.first, k.second, now); !e) {
+        st = std::unexpected(e.error());
+      }
+      if (st) st = sh.engine->commit();
+    };
+    co_await runtime::run_on(sh, write);
+    if (!st) co_return reply_status_error(c.reply, st.error());
+  }
+  c.out += out;
 }
 
 awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec, Args argv) {
@@ -736,7 +861,7 @@ awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec
         ecur = s.engine->scan(ecur, count, c.now_ms, [&](std::string_view k, const ValueRef& v) {
           ++got;
           if (!pattern.empty() && !glob_match(pattern, k)) return;
-          if (!type.empty() && !iequals(type, v.type == ValueType::kString ? "string" : "hash")) return;
+          if (!type.empty() && !iequals(type, storage::type_name(v.type))) return;
           keys.emplace_back(k);
         });
       };
@@ -1085,6 +1210,7 @@ bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
   impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);
 }
+void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
 void Server::set_dht(dht::Service* dht) {
   impl_->dht = dht;
   if (dht)

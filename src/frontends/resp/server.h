@@ -22,6 +22,9 @@ class Service;
 namespace keel::dht {
 class Service;
 }
+namespace keel::observe {
+class Tracer;
+}
 
 namespace keel::resp {
 
@@ -62,6 +65,9 @@ class Server {
   void set_caches(cache::Service* caches);
   // Cluster mode: key commands are routed by the distributed hash map (set before start()).
   void set_dht(dht::Service* dht);
+  // Records a span per command, as the tracer's sampler decides (null: no tracing, the
+  // default; one branch per command). Call before start().
+  void set_tracer(observe::Tracer* tracer);
   bool clustered() const;
   // Runs one command as a client would (routing, forwarding, write quorum) on some shard and
   // hands its RESP2 reply to `done` on that shard's thread. For the other doors (HTTP).

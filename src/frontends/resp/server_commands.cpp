@@ -232,9 +232,29 @@ void cmd_client(CmdCtx& c, Args a, Reply& r) {
       return r.error("ERR Unrecognized option '" + std::string(a[2]) + "'");
     return r.ok();
   }
+  if (iequals(sub, "traceparent") && a.size() == 2) {
+    auto& p = c.client->trace_parent;
+    return p ? r.bulk(observe::format_traceparent(p->trace_id, p->span_id, p->flags)) : r.null();
+  }
+  if (iequals(sub, "traceparent") && (a.size() == 3 || a.size() == 4)) {
+    if (a.size() == 3 && iequals(a[2], "clear")) {
+      c.client->trace_parent.reset();
+      return r.ok();
+    }
+    auto p = observe::parse_traceparent(a[2]);
+    if (!p)
+      return r.error("ERR invalid traceparent '" + std::string(a[2].substr(0, 64)) +
+                     "': expected 00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>, lower case, "
+                     "ids not all zero (W3C Trace Context), or CLEAR");
+    if (a.size() == 4) p->trace_state = observe::parse_tracestate(a[3]);
+    c.client->trace_parent = std::move(*p);
+    return r.ok();
+  }
   if (iequals(sub, "help")) {
-    r.array(5);
-    for (auto l : {"CLIENT ID", "CLIENT SETNAME <name>", "CLIENT GETNAME", "CLIENT LIST", "CLIENT INFO"})
+    r.array(7);
+    for (auto l : {"CLIENT ID", "CLIENT SETNAME <name>", "CLIENT GETNAME", "CLIENT LIST", "CLIENT INFO",
+                   "CLIENT TRACEPARENT [<traceparent> [<tracestate>] | CLEAR]",
+                   "    Make every later command of this connection a child span of <traceparent> (W3C)."})
       r.simple(l);
     return;
   }

@@ -22,8 +22,8 @@ namespace {
 //          8  u32 meta           flags << 24 | access (24 bits, Redis's layout):
 //                                  LRU: seconds; LFU: minutes (16 bits) << 8 | log counter
 //         12  [i64 expire_at_ms, u32 index into volatile_]   only with kFlagExpiry
-//             varint key_len, varint val_len (val_len of a hash = sizeof(HashBox*))
-//             key bytes, value bytes (or a HashBox* for a hash)
+//             varint key_len, varint val_len (val_len of a collection = sizeof(HashBox*))
+//             key bytes, value bytes (or a HashBox* for a hash, list or set)
 //
 // With a 10-byte key and a 64-byte value that is 88 bytes: glibc's 96-byte chunk. No per-entry
 // hash is stored: rehashing recomputes it (as Redis does).
@@ -45,9 +45,11 @@ constexpr unsigned kLfuLogFactor = 10;      // Redis's lfu-log-factor default
 constexpr unsigned kLfuDecayMinutes = 1;    // Redis's lfu-decay-time default
 
 // A hash value lives in its own heap object so update() can hand it out for in-place changes.
+// (Lists and sets live in the same kind of box; `type` is the type stored.)
 struct HashBox {
   Value value;
   uint64_t accounted_bytes = 0;  // what used_ was charged for it, re-measured on change
+  ValueType type = ValueType::kHash;
 };
 
 template <class T>
@@ -144,7 +146,35 @@ uint64_t string_heap_bytes(const std::string& s) {
 // unordered_map node (next + pair<string,string> + cached hash, rounded by malloc) plus any
 // out-of-line string storage. Hashes above 128 fields are measured on a sample of 64 fields
 // and extrapolated so that re-measuring after each update() stays O(1)-ish.
+// Lists: the ring buffer's slots plus each element's out-of-line bytes; sets: like a hash's
+// nodes with one string each. Both sampled the same way.
+uint64_t list_value_bytes(const Value& v) {
+  uint64_t total = sizeof(size_t) + sizeof(HashBox) + sizeof(std::string) * v.list.capacity();
+  const size_t n = v.list.size();
+  if (n == 0) return total;
+  const size_t limit = n > 128 ? 64 : n;
+  uint64_t sampled = 0;
+  for (size_t i = 0; i < limit; ++i) sampled += string_heap_bytes(v.list[i * (n / limit)]);
+  return total + sampled * n / limit;
+}
+
+uint64_t set_value_bytes(const Value& v) {
+  constexpr uint64_t kNodeBytes = 64;
+  uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.set.bucket_count();
+  const size_t n = v.set.size();
+  if (n == 0) return total;
+  uint64_t sampled = 0, members = 0;
+  const size_t limit = n > 128 ? 64 : n;
+  for (const auto& m : v.set) {
+    sampled += kNodeBytes + string_heap_bytes(m);
+    if (++members == limit) break;
+  }
+  return total + sampled * n / members;
+}
+
 uint64_t hash_value_bytes(const Value& v) {
+  if (v.type == ValueType::kList) return list_value_bytes(v);
+  if (v.type == ValueType::kSet) return set_value_bytes(v);
   constexpr uint64_t kNodeBytes = 96;
   uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.hash.bucket_count();
   const size_t n = v.hash.size();
@@ -327,7 +357,7 @@ class MemoryEngine final : public Engine {
         used_ > config_.max_memory_bytes)
       return oom();
     HashBox* box = box_of(e);
-    box->value.type = ValueType::kHash;
+    box->value.type = box->type;
     box->value.expire_at_ms = expire_of(e);
     UpdateAction act = fn(&box->value, &scratch);
     if (act == UpdateAction::kErase) return erase_link_fresh(partition, key, h);
@@ -335,17 +365,17 @@ class MemoryEngine final : public Engine {
     link = find_link(parts_[partition], h, key);
     KEEL_ASSERT(link && *link == e);
     if (act == UpdateAction::kKeep) {
-      box->value.type = ValueType::kHash;
+      box->value.type = box->type;
       box->value.expire_at_ms = expire_of(e);
       remeasure(box);
       return {};
     }
     Value& v = box->value;
-    if (v.type != ValueType::kHash || (v.expire_at_ms != 0 && v.expire_at_ms <= now_ms) ||
+    if (v.type != box->type || (v.expire_at_ms != 0 && v.expire_at_ms <= now_ms) ||
         v.expire_at_ms < 0) {
       Value moved = std::move(v);
       v = Value{};
-      v.type = ValueType::kHash;
+      v.type = box->type;
       remeasure(box);
       if (moved.expire_at_ms < 0) moved.expire_at_ms = 0;
       return put(partition, key, std::move(moved), now_ms);
@@ -557,7 +587,8 @@ class MemoryEngine final : public Engine {
   Entry* make_entry(std::string_view key, Value value) {
     if (value.type == ValueType::kString)
       return alloc_entry(key, false, value.str, nullptr, value.expire_at_ms);
-    auto* box = new HashBox{std::move(value), 0};
+    const ValueType type = value.type;
+    auto* box = new HashBox{std::move(value), 0, type};
     box->value.str.clear();
     box->accounted_bytes = hash_value_bytes(box->value);
     return alloc_entry(key, true, {}, box, box->value.expire_at_ms);
@@ -587,8 +618,11 @@ class MemoryEngine final : public Engine {
     ValueRef r;
     r.expire_at_ms = expire_of(e);
     if (is_hash(e)) {
-      r.type = ValueType::kHash;
-      r.hash = &box_of(e)->value.hash;
+      const HashBox* box = box_of(e);
+      r.type = box->type;
+      r.hash = &box->value.hash;
+      r.list = &box->value.list;
+      r.set = &box->value.set;
     } else {
       r.type = ValueType::kString;
       r.str = str_of(e);

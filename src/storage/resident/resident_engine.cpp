@@ -8,14 +8,7 @@
 namespace keel::storage {
 namespace {
 
-Value copy_of(const ValueRef& r) {
-  Value v;
-  v.type = r.type;
-  v.expire_at_ms = r.expire_at_ms;
-  if (r.type == ValueType::kString) v.str.assign(r.str);
-  else v.hash = *r.hash;
-  return v;
-}
+Value copy_of(const ValueRef& r) { return copy_value(r); }
 
 class ResidentEngine final : public Engine {
  public:

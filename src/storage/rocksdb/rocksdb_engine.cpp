@@ -29,6 +29,8 @@ namespace {
 // value = u8 version (1) ++ u8 type ++ u64be expire_at_ms (0 = none) ++ body
 //   string body: the raw bytes
 //   hash body:   varint field count, then per field: bytes(name) bytes(value)
+//   list body:   varint element count, then per element (head first): bytes(element)
+//   set body:    varint member count, then per member (sorted): bytes(member)
 // The fixed-position expiry lets the compaction filter decide without decoding the body.
 constexpr uint8_t kFormatVersion = 1;
 constexpr size_t kValueHeaderBytes = 10;
@@ -67,6 +69,16 @@ void encode_value(const Value& v, std::string& out) {
   w.u64be(static_cast<uint64_t>(v.expire_at_ms));
   if (v.type == ValueType::kString) {
     w.raw(v.str);
+  } else if (v.type == ValueType::kList) {
+    w.varint(v.list.size());
+    for (size_t i = 0; i < v.list.size(); ++i) w.bytes(v.list[i]);
+  } else if (v.type == ValueType::kSet) {
+    w.varint(v.set.size());
+    std::vector<const std::string*> members;
+    members.reserve(v.set.size());
+    for (const auto& m : v.set) members.push_back(&m);
+    std::sort(members.begin(), members.end(), [](auto* a, auto* b) { return *a < *b; });
+    for (const auto* m : members) w.bytes(*m);
   } else {
     w.varint(v.hash.size());
     // Sorted, so equal hashes encode equally.
@@ -109,9 +121,31 @@ Status decode_value(std::string_view raw, Value& out) {
   out.expire_at_ms = static_cast<int64_t>(*expire);
   out.str.clear();
   out.hash.clear();
+  out.list.clear();
+  out.set.clear();
   if (*type == static_cast<uint8_t>(ValueType::kString)) {
     out.type = ValueType::kString;
     out.str.assign(raw.substr(kValueHeaderBytes));
+    return {};
+  }
+  if (*type == static_cast<uint8_t>(ValueType::kList) ||
+      *type == static_cast<uint8_t>(ValueType::kSet)) {
+    const bool list = *type == static_cast<uint8_t>(ValueType::kList);
+    out.type = list ? ValueType::kList : ValueType::kSet;
+    auto n = r.varint();
+    if (!n) return std::unexpected(n.error());
+    if (*n > r.remaining())
+      return make_error(Errc::kCorruption, fmt::format("{} claims {} elements in {} bytes",
+                                                       list ? "list" : "set", *n, r.remaining()));
+    if (list) out.list.reserve(*n);
+    else out.set.reserve(*n);
+    for (uint64_t i = 0; i < *n; ++i) {
+      auto e = r.bytes();
+      if (!e) return std::unexpected(e.error());
+      if (list) out.list.push_back(std::string(*e));
+      else out.set.emplace(*e);
+    }
+    if (!r.done()) return make_error(Errc::kCorruption, "trailing bytes after a stored collection");
     return {};
   }
   if (*type != static_cast<uint8_t>(ValueType::kHash))
@@ -715,17 +749,7 @@ class RocksEngine final : public Engine {
     return cursor_seq_ == 0 ? 1 : cursor_seq_;
   }
 
-  static ValueRef ref_of(const Value& v) {
-    ValueRef r;
-    r.type = v.type;
-    r.expire_at_ms = v.expire_at_ms;
-    if (v.type == ValueType::kString) {
-      r.str = v.str;
-    } else {
-      r.hash = &v.hash;
-    }
-    return r;
-  }
+  static ValueRef ref_of(const Value& v) { return ref_to(v); }
 
   std::shared_ptr<Shared> s_;
   uint32_t index_;

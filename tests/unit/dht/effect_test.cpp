@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "base/random.h"
 #include "dht/effect.h"
@@ -33,6 +34,11 @@ std::map<std::string, std::string> dump(storage::Engine& e, uint32_t partitions,
                         std::to_string(v.expire_at_ms) + "|";
         if (v.type == ValueType::kString) {
           s += v.str;
+        } else if (v.type == ValueType::kList) {
+          for (size_t i = 0; i < v.list->size(); ++i) s += (*v.list)[i] + ",";
+        } else if (v.type == ValueType::kSet) {
+          std::set<std::string> sorted(v.set->begin(), v.set->end());
+          for (auto& m : sorted) s += m + ";";
         } else {
           std::map<std::string, std::string> sorted(v.hash->begin(), v.hash->end());
           for (auto& [f, x] : sorted) s += f + "=" + x + ";";
@@ -90,7 +96,7 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
       now += static_cast<int64_t>(rnd.uniform(20));
       uint32_t p = static_cast<uint32_t>(rnd.uniform(kParts));
       std::string key = "k" + std::to_string(rnd.uniform(12));
-      switch (rnd.uniform(7)) {
+      switch (rnd.uniform(10)) {
         case 0:
           (void)rec.set_string(p, key, "s" + std::to_string(i), rnd.chance(0.3) ? now + 50 : 0, now);
           break;
@@ -133,6 +139,42 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
         case 6:
           (void)rec.get(p, key, now);  // may expire it
           break;
+        case 7:  // LPUSH/RPUSH/LPOP-like, in place
+          (void)rec.update(p, key, now, [&](Value* cur, Value* scratch) {
+            if (cur && cur->type != ValueType::kList) return UpdateAction::kKeep;
+            Value* t = cur ? cur : scratch;
+            t->type = ValueType::kList;
+            if (cur && rnd.chance(0.3)) {
+              (void)t->list.pop_front();
+              return t->list.empty() ? UpdateAction::kErase : UpdateAction::kWrite;
+            }
+            if (rnd.chance(0.5)) t->list.push_front("l" + std::to_string(i));
+            else t->list.push_back("r" + std::to_string(i));
+            return UpdateAction::kWrite;
+          });
+          break;
+        case 8:  // SADD/SPOP-like, in place
+          (void)rec.update(p, key, now, [&](Value* cur, Value* scratch) {
+            if (cur && cur->type != ValueType::kSet) return UpdateAction::kKeep;
+            Value* t = cur ? cur : scratch;
+            t->type = ValueType::kSet;
+            if (cur && rnd.chance(0.3)) {
+              t->set.erase(t->set.begin());
+              return t->set.empty() ? UpdateAction::kErase : UpdateAction::kWrite;
+            }
+            t->set.insert("m" + std::to_string(rnd.uniform(6)));
+            return UpdateAction::kWrite;
+          });
+          break;
+        case 9: {  // S*STORE-like replacement with an expiry
+          Value v;
+          v.type = rnd.chance(0.5) ? ValueType::kSet : ValueType::kList;
+          if (v.type == ValueType::kSet) v.set = {"a", "b" + std::to_string(i)};
+          else v.list.push_back("x" + std::to_string(i));
+          v.expire_at_ms = rnd.chance(0.3) ? now + 40 : 0;
+          (void)rec.put(p, key, std::move(v), now);
+          break;
+        }
       }
       if (rnd.chance(0.2)) rec.maintenance(now, 100);
       if (rnd.chance(0.5)) {

@@ -1,6 +1,8 @@
 // Both engines against a dumb model (std::map with expiry) under random operation sequences,
 // with a ManualClock advanced between operations so TTLs fire in the middle of sequences.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
 
@@ -76,12 +78,21 @@ struct Runner {
   }
   Value random_value() {
     Value v;
-    if (rng.chance(0.7)) {
+    const uint64_t kind = rng.uniform(10);
+    if (kind < 6) {
       v.str = random_str();
-    } else {
+    } else if (kind < 8) {
       v.type = ValueType::kHash;
       size_t n = rng.uniform(4);
       for (size_t i = 0; i < n; ++i) v.hash["f" + std::to_string(rng.uniform(6))] = random_str();
+    } else if (kind == 8) {
+      v.type = ValueType::kList;
+      size_t n = 1 + rng.uniform(6);
+      for (size_t i = 0; i < n; ++i) v.list.push_back(random_str());
+    } else {
+      v.type = ValueType::kSet;
+      size_t n = 1 + rng.uniform(6);
+      for (size_t i = 0; i < n; ++i) v.set.insert("m" + std::to_string(rng.uniform(8)));
     }
     v.expire_at_ms = random_expiry();
     return v;
@@ -143,6 +154,10 @@ struct Runner {
             case 0:
               if (cur->type == ValueType::kString) {
                 cur->str += extra;
+              } else if (cur->type == ValueType::kList) {
+                cur->list.push_front(extra);
+              } else if (cur->type == ValueType::kSet) {
+                cur->set.insert(extra);
               } else {
                 cur->hash["g"] = extra;
               }
@@ -156,6 +171,10 @@ struct Runner {
               return UpdateAction::kKeep;
             default:
               if (cur->type == ValueType::kHash) cur->hash.erase("f1");
+              if (cur->type == ValueType::kList && cur->list.size() > 1) (void)cur->list.pop_back();
+              // The smallest member: iteration order differs between engines and the model.
+              if (cur->type == ValueType::kSet && cur->set.size() > 1)
+                cur->set.erase(*std::min_element(cur->set.begin(), cur->set.end()));
               return UpdateAction::kWrite;
           }
         };

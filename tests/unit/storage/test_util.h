@@ -74,20 +74,18 @@ struct EngineHarness {
 };
 
 inline Value to_value(const ValueRef& r) {
-  Value v;
-  v.type = r.type;
-  v.expire_at_ms = r.expire_at_ms;
-  if (r.type == ValueType::kString) {
-    v.str.assign(r.str);
-  } else {
-    v.hash = *r.hash;
-  }
-  return v;
+  return copy_value(r);
 }
 
 inline bool same_value(const Value& a, const Value& b) {
-  return a.type == b.type && a.expire_at_ms == b.expire_at_ms &&
-         (a.type == ValueType::kString ? a.str == b.str : a.hash == b.hash);
+  if (a.type != b.type || a.expire_at_ms != b.expire_at_ms) return false;
+  switch (a.type) {
+    case ValueType::kString: return a.str == b.str;
+    case ValueType::kHash: return a.hash == b.hash;
+    case ValueType::kList: return a.list == b.list;
+    case ValueType::kSet: return a.set == b.set;
+  }
+  return false;
 }
 
 inline Value str_value(std::string s, int64_t expire_at_ms = 0) {

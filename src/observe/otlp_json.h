@@ -1,0 +1,51 @@
+// Finished spans and their OTLP/HTTP JSON encoding (opentelemetry-proto's JSON mapping:
+// trace and span ids as lower-case hex, enums as integers, 64-bit integers as decimal
+// strings). Pure.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "observe/trace_context.h"
+
+namespace keel::observe {
+
+struct Attribute {
+  std::string key;
+  std::variant<std::string, int64_t, bool> value;
+};
+
+inline constexpr int kSpanKindServer = 2;   // SPAN_KIND_SERVER
+inline constexpr int kStatusUnset = 0, kStatusError = 2;
+
+struct SpanData {
+  TraceId trace_id{};
+  SpanId span_id{};
+  SpanId parent_span_id{};  // all zero: a root span
+  std::string trace_state;
+  std::string name;
+  int kind = kSpanKindServer;
+  int64_t start_unix_ns = 0, end_unix_ns = 0;
+  std::vector<Attribute> attributes;
+  int status_code = kStatusUnset;
+  std::string status_message;
+};
+
+struct Resource {
+  std::vector<Attribute> attributes;  // service.name, service.instance.id, ...
+  std::string scope_name = "keel";
+  std::string scope_version;
+};
+
+// One ExportTraceServiceRequest: {"resourceSpans":[{"resource":…,"scopeSpans":[{"scope":…,"spans":[…]}]}]}.
+std::string encode_export_request(const Resource& resource, const std::vector<SpanData>& spans);
+
+// An ExportTraceServiceResponse body: how many spans the collector rejected (partialSuccess)
+// and its message. An empty or unparsable body means full success (0, "").
+std::pair<uint64_t, std::string> parse_partial_success(std::string_view body);
+
+}  // namespace keel::observe

@@ -1,0 +1,90 @@
+// The tracer: the effectful shell around the sampler (sampler.h) and the exporter's policy
+// (export_core.h). Front ends ask it whether to keep a finished request and hand it the span;
+// a thread of its own sends batches to the OTLP/HTTP collector (JSON encoding).
+//
+// Threading: random(), record() and flush() are called on shard `shard`'s thread only and touch
+// only that shard's state, except when handing a full buffer (64 spans) or a flush to the
+// exporter: one short mutex section, never a wait on the network. The hand-off is bounded:
+// spans beyond max_queue_spans waiting for the exporter are dropped and counted.
+// Asio/Beast stay in tracer.cpp.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/random.h"
+#include "observe/export_core.h"
+#include "observe/sampler.h"
+
+namespace keel::observe {
+
+struct TracerOptions {
+  HttpUrl endpoint;                  // the collector's traces URL (…/v1/traces)
+  std::string service_name = "keel";
+  std::string instance_id;           // service.instance.id: the node's id
+  std::string version;               // service.version
+  SamplerOptions sampler;
+  ExportOptions exporter;
+  int64_t export_timeout_ms = 10000;  // one export request, connect to last byte
+};
+
+struct TracerStats {
+  ExportCounters export_counters;
+  uint64_t dropped_handoff = 0;  // spans dropped before reaching the exporter's queue
+  uint64_t queue_spans = 0;      // waiting in the exporter's queue now
+};
+
+class Tracer {
+ public:
+  Tracer(TracerOptions opt, unsigned shards);
+  ~Tracer();
+  Tracer(const Tracer&) = delete;
+  Tracer& operator=(const Tracer&) = delete;
+
+  void start();  // the exporter thread
+  // Sends what is queued (waiting at most export_timeout_ms past the last batch) and joins
+  // the thread. REQUIRES: no shard calls record() any more.
+  void stop();
+
+  const Sampler& sampler() const { return sampler_; }
+  // Shard thread: 64 random bits from the shard's own generator.
+  uint64_t random(unsigned shard) { return local_[shard].rng.next_u64(); }
+  // Shard thread: a finished span to export.
+  void record(unsigned shard, SpanData span);
+  // Shard thread: hands the shard's buffered spans to the exporter (the node calls it every
+  // 100 ms from each shard's maintenance timer).
+  void flush(unsigned shard);
+  // Wall-clock nanoseconds since the epoch (span timestamps).
+  static int64_t now_unix_ns();
+
+  TracerStats stats() const;
+
+ private:
+  static constexpr size_t kLocalBatch = 64;
+  struct alignas(64) Local {
+    SeededRandom rng{0};
+    std::vector<SpanData> buf;
+  };
+  void run();
+
+  TracerOptions opt_;
+  Sampler sampler_;
+  std::unique_ptr<Local[]> local_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<SpanData> inbox_;  // guarded by mu_
+  bool stop_ = false;            // guarded by mu_
+  std::thread thread_;
+  std::atomic<uint64_t> dropped_handoff_{0};
+  ExportCounters published_;     // guarded by mu_: the exporter's counters as of its last round
+  uint64_t published_queue_ = 0;  // guarded by mu_
+};
+
+}  // namespace keel::observe
