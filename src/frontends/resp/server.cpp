@@ -341,8 +341,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         }
         static const std::vector<size_t> kNoOtherKeys;
         std::vector<size_t> keys;
-<<<<<<< HEAD
-        if (spec->last_key != spec->first_key) keys = command_keys(*spec, argv);
+        if (has_other_keys(*spec)) keys = command_keys(*spec, argv);
         // A command on one partition refused with TRYAGAIN (the partition is moving or failing
         // over: nothing ran) is tried again here, routed by the newest map, until the request
         // timeout: the client sees a slower reply, not the error. A node serving a forwarded
@@ -372,14 +371,6 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           if (now + pause_ms > give_up) break;
           c.out.resize(before);
           co_await pause(c.shard, pause_ms);
-=======
-        if (has_other_keys(*spec)) keys = command_keys(*spec, argv);
-        uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
-        if (where == kNowhere) break;
-        if (where != 0) {
-          co_await execute_forward(c, argv, where);
-          break;
->>>>>>> main
         }
         break;
       }
