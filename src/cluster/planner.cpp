@@ -134,6 +134,23 @@ std::vector<Move> diff(const PartitionMap& from, const PartitionMap& to) {
   return moves;
 }
 
+PartitionMap prefer_placed_primaries(const PartitionMap& current, PartitionMap target,
+                                     std::span<const Member> members, uint32_t copies) {
+  Placer placer(members);
+  for (uint32_t p = 0; p < target.partition_count(); ++p) {
+    auto& t = target.partitions[p];
+    auto placed = placer.place(p, copies);
+    if (placed.empty() || placed[0] == t.primary || !t.holds(placed[0])) continue;
+    NodeId first = placed[0];
+    for (auto& r : t.replicas)
+      if (r == first) r = t.primary;  // the old primary takes the new one's replica slot
+    t.primary = first;
+    const auto& c = current.partitions[p];
+    t.epoch = c.epoch + ((t.primary != c.primary || t.replicas != c.replicas) ? 1 : 0);
+  }
+  return target;
+}
+
 Result<PartitionAssignment> fail_over(const PartitionAssignment& a, NodeId new_primary,
                                       std::span<const NodeId> dead) {
   if (!contains(a.replicas, new_primary))

@@ -86,6 +86,17 @@ struct Plan {
 Result<Plan> plan(const PartitionMap& current, std::span<const Member> members, uint32_t copies,
                   std::span<const NodeId> dead = {});
 
+// plan() keeps every primary that stays a copy, so a newcomer receives replicas only and
+// serves no primaries. The runtime balances primaries too: in `target` (a plan's target over
+// `members`), the primary of each partition becomes the copy placement ranks first (the top
+// of place()), when that node holds a copy in the target; the old primary takes its place in
+// the replica order. On a join with a converged map this moves the primaries of the
+// partitions the newcomer ranks first in, about P/N — the fewest that balance primaries.
+// Changed partitions get epoch + 1 relative to `current` (once). REQUIRES: `target` came from
+// plan(current, members, copies).
+PartitionMap prefer_placed_primaries(const PartitionMap& current, PartitionMap target,
+                                     std::span<const Member> members, uint32_t copies);
+
 // The moves from one map to another: per partition (ascending), adds (target order), the
 // primary change, removes (map order). REQUIRES: same partition count.
 std::vector<Move> diff(const PartitionMap& from, const PartitionMap& to);

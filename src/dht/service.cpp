@@ -23,6 +23,7 @@
 
 #include "base/clock.h"
 #include "base/codec.h"
+#include "cluster/planner.h"
 #include "dht/partition_map_codec.h"
 #include "replication/copy.h"
 #include "runtime/cluster/meta_service.h"
@@ -44,10 +45,20 @@ constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
-enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3 };
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, bytes replication message
+//   kMove:         u8 op, varint partition, varint epoch, varint node, then per op (rebalancing):
+enum MoveOp : uint8_t {
+  kLearn = 1,          // manager -> primary and learner: stream `node` the partition. + primary
+  kLearnProgress = 2,  // primary -> manager, about learner `node`. + acked, u8 snapshotting, commit
+  kHandOver = 3,       // manager -> primary: hand the partition over to `node`
+  kHandedOver = 4,     // primary -> manager: `node` holds every entry; nothing is acknowledged here
+};
+// A primary forgets a learner the manager stopped renewing for this long.
+constexpr int64_t kLearnerExpiryMs = 3000;
+constexpr int64_t kMoveReportMs = 20;
 
 int64_t now_ms() { return SystemClock::instance().monotonic_ns() / 1000000; }
 int64_t wall_ms() { return SystemClock::instance().now_ms(); }
@@ -90,8 +101,24 @@ struct ShardState {
   std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
-  std::set<uint32_t> snapshots;  // partitions streaming a snapshot from here
-  std::unique_ptr<asio::steady_timer> ticker;
+  std::set<std::pair<uint32_t, uint32_t>> snapshots;  // (partition, to) streaming from here
+  // Rebalancing, primary side: learners streamed to (partition -> learner -> state) and
+  // handovers under way. Learner side: partitions copied here as a learner, with the epoch.
+  struct Learner {
+    uint32_t manager = 0;
+    int64_t renewed_ms = 0, reported_ms = 0;
+  };
+  std::map<uint32_t, std::map<uint32_t, Learner>> learners;
+  struct HandOver {
+    uint32_t manager = 0, to = 0;
+    int64_t reported_ms = 0;
+  };
+  std::map<uint32_t, HandOver> handovers;
+  struct Learning {
+    uint64_t epoch = 0;
+    int64_t renewed_ms = 0;
+  };
+  std::map<uint32_t, Learning> learning;
   std::atomic<uint64_t> forwarded{0}, forward_errors{0}, replicated{0};
 };
 
@@ -132,7 +159,25 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::map<uint32_t, cluster::MemberStatus> members;
   bool quorum = false;
   std::atomic<uint64_t> failovers{0};
-  std::unique_ptr<asio::steady_timer> manager_timer;
+
+  // Rebalancing (data thread): moves run by this node while it is the manager.
+  struct Transfer {
+    uint32_t from = 0;        // the partition's primary
+    int64_t renewed_ms = 0;   // last kLearn sent
+    uint64_t epoch = 0;
+    bool caught_up = false;   // the primary reported the learner holds its committed log
+  };
+  std::map<std::pair<uint32_t, uint32_t>, Transfer> transfers;  // (partition, learner)
+  std::map<uint32_t, std::pair<uint64_t, uint32_t>> handed_over;  // partition -> (epoch, to)
+  std::map<uint32_t, int64_t> handover_asked;  // partition -> when kHandOver was last sent
+  bool rebalance_posted = false;
+  uint64_t map_written = 0;  // the map version our last switch wrote (plan again once followed)
+  std::atomic<uint64_t> partitions_moved{0};
+  std::atomic<uint32_t> transfers_in_flight{0};
+  std::vector<ServiceStatus::Transfer> transfer_view;  // under mu
+  // Any node: the rebalance as seen from the map (under mu).
+  uint32_t rebalance_total = 0, rebalance_remaining = 0;
+  int64_t rebalance_began_ms = 0;
 
   Impl(runtime::ShardSet& s, std::vector<EffectRecorder*> r, cluster::MetaService& m, ServiceOptions o)
       : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)), dio(s.shard(0).io) {
@@ -218,6 +263,39 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       });
       return;
     }
+    if (*kind == kMove) {
+      auto op = r.u8();
+      auto part = r.varint();
+      auto epoch = r.varint();
+      auto node = r.varint();
+      if (!op || !part || !epoch || !node || *part >= opt.partitions || *node > UINT32_MAX) return;
+      uint32_t p = static_cast<uint32_t>(*part), n = static_cast<uint32_t>(*node);
+      if (*op == kLearnProgress) {  // to the manager (this thread)
+        auto acked = r.varint();
+        auto snap = r.varint();
+        auto commit = r.varint();
+        if (acked && snap && commit) on_learn_progress(p, *epoch, n, *acked, *snap != 0, *commit);
+        return;
+      }
+      if (*op == kHandedOver) {
+        on_handed_over(p, *epoch, n);
+        return;
+      }
+      uint64_t primary = 0;
+      if (*op == kLearn) {
+        auto pr = r.varint();
+        if (!pr || *pr > UINT32_MAX) return;
+        primary = *pr;
+      } else if (*op != kHandOver) {
+        return;
+      }
+      unsigned sid = owner(p);
+      asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, from, op = *op, p, e = *epoch, n, primary] {
+        if (op == kLearn) self->on_learn(sid, from, p, e, n, static_cast<uint32_t>(primary));
+        else self->on_hand_over(sid, from, p, e, n);
+      });
+      return;
+    }
     if (*kind == kRepl) {
       auto part = r.varint();
       auto bytes = r.bytes();
@@ -246,6 +324,161 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         it->second->receive(from, m, now_ms());
         self->drive(sid, p);
       });
+    }
+  }
+
+  void send_move(uint32_t to, MoveOp op, uint32_t p, uint64_t epoch, uint32_t node,
+                 std::initializer_list<uint64_t> more = {}) {
+    std::string out;
+    Writer w(out);
+    w.u8(kMove);
+    w.u8(op);
+    w.varint(p);
+    w.varint(epoch);
+    w.varint(node);
+    for (uint64_t v : more) w.varint(v);
+    send(to, std::move(out));
+  }
+
+  // ---------------- rebalancing, shard side
+  // kLearn: on the primary, stream the partition to `learner` too; on the learner, become a
+  // copy that receives that stream (not in the map: routing ignores it until the switch).
+  void on_learn(unsigned sid, uint32_t manager, uint32_t p, uint64_t epoch, uint32_t learner,
+                uint32_t primary) {
+    auto& s = *st[sid];
+    const Topology* t = s.topo.get();
+    if (!t || p >= t->parts.size() || t->parts[p].epoch != epoch || t->parts[p].primary != primary) return;
+    int64_t now = now_ms();
+    if (primary == opt.self) {
+      auto* c = s.by_part[p];
+      if (!c || !c->writable() || c->config().epoch != epoch || t->holds(p, learner)) return;
+      auto& ls = s.learners[p];
+      bool added = !ls.count(learner);
+      auto& l = ls[learner];
+      l.manager = manager;
+      l.renewed_ms = now;
+      if (added) apply_learners(sid, p);
+      return;
+    }
+    if (learner != opt.self || t->holds(p, opt.self)) return;
+    if (auto lit = s.learning.find(p); lit != s.learning.end() && lit->second.epoch == epoch) {
+      lit->second.renewed_ms = now;
+      return;
+    }
+    if (s.copies.count(p)) return;
+    replication::Options ro;
+    ro.lease_ms = opt.lease_ms;
+    auto copy = std::make_unique<replication::Copy>(opt.self, ro);
+    auto& pv = t->parts[p];
+    replication::Config c{pv.epoch, pv.primary, pv.replicas,
+                          std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size())),
+                          {opt.self}};
+    if (auto r = copy->configure(c, now); !r) {
+      spdlog::error("dht: learning partition {}: {}", p, r.error().message);
+      return;
+    }
+    auto* eng = recorders[sid];
+    eng->set_primary(p, false);
+    eng->set_recorded(p, false);
+    // Whatever an earlier, abandoned transfer left is dropped: the primary's snapshot refills it.
+    if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+    s.by_part[p] = copy.get();
+    s.copies.emplace(p, std::move(copy));
+    s.learning[p] = {epoch, now};
+    s.active.push_back(p);
+    drive(sid, p);
+  }
+
+  // The primary's learner list changed: tell the copy, and whether the hot path may skip it.
+  void apply_learners(unsigned sid, uint32_t p) {
+    auto& s = *st[sid];
+    auto* c = s.by_part[p];
+    if (!c) return;
+    std::vector<uint32_t> ids;
+    if (auto it = s.learners.find(p); it != s.learners.end())
+      for (auto& [id, l] : it->second) ids.push_back(id);
+    if (auto r = c->set_learners(ids, now_ms()); !r) {
+      spdlog::warn("dht: learners of partition {}: {}", p, r.error().message);
+      return;
+    }
+    if (ids.empty()) s.learners.erase(p);
+    bool lone = c->is_primary() && c->config().replicas.empty() && ids.empty();
+    if (s.lone[p] && !lone) s.active.push_back(p);
+    if (!s.lone[p] && lone) std::erase(s.active, p);
+    s.lone[p] = lone;
+    recorders[sid]->set_recorded(p, c->is_primary() && !lone);
+    drive(sid, p);
+  }
+
+  void on_hand_over(unsigned sid, uint32_t manager, uint32_t p, uint64_t epoch, uint32_t to) {
+    auto& s = *st[sid];
+    auto* c = s.by_part[p];
+    if (!c || !c->is_primary() || c->config().epoch != epoch) return;
+    if (auto r = c->hand_over(to, now_ms()); !r) {
+      spdlog::warn("dht: handing partition {} over to node {}: {}", p, to, r.error().message);
+      return;
+    }
+    if (!s.handovers.count(p)) spdlog::info("dht: handing partition {} over to node {}", p, to);
+    s.handovers[p] = {manager, to, s.handovers.count(p) ? s.handovers[p].reported_ms : 0};
+    drive(sid, p);
+  }
+
+  // Every tick: report learners' progress and finished handovers to the manager that asked,
+  // and forget learners it stopped renewing.
+  void report_moves(unsigned sid, int64_t now) {
+    auto& s = *st[sid];
+    for (auto it = s.learners.begin(); it != s.learners.end();) {
+      uint32_t p = it->first;
+      auto* c = s.by_part[p];
+      if (!c || !c->is_primary()) {
+        it = s.learners.erase(it);
+        continue;
+      }
+      bool expired = false;
+      for (auto lit = it->second.begin(); lit != it->second.end();) {
+        auto& l = lit->second;
+        if (now - l.renewed_ms > kLearnerExpiryMs) {
+          lit = it->second.erase(lit);
+          expired = true;
+          continue;
+        }
+        if (now - l.reported_ms >= kMoveReportMs) {
+          l.reported_ms = now;
+          if (auto pr = c->progress(lit->first))
+            send_move(l.manager, kLearnProgress, p, c->config().epoch, lit->first,
+                      {pr->acked, pr->snapshotting ? 1u : 0u, c->committed_lsn()});
+        }
+        ++lit;
+      }
+      ++it;
+      if (expired) apply_learners(sid, p);  // may erase p from s.learners (it was advanced)
+    }
+    // A learner copy the manager stopped renewing (the move was dropped) is dropped here too.
+    for (auto it = s.learning.begin(); it != s.learning.end();) {
+      uint32_t p = it->first;
+      if (now - it->second.renewed_ms <= kLearnerExpiryMs) {
+        ++it;
+        continue;
+      }
+      it = s.learning.erase(it);
+      if (s.copies.erase(p)) {
+        s.by_part[p] = nullptr;
+        std::erase(s.active, p);
+        if (auto r = recorders[sid]->drop_partition(p); !r)
+          spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+      }
+    }
+    for (auto it = s.handovers.begin(); it != s.handovers.end();) {
+      auto* c = s.by_part[it->first];
+      if (!c || !c->is_primary() || c->handing_over_to() != it->second.to) {
+        it = s.handovers.erase(it);
+        continue;
+      }
+      if (c->handover_done() && now - it->second.reported_ms >= kMoveReportMs) {
+        it->second.reported_ms = now;
+        send_move(it->second.manager, kHandedOver, it->first, c->config().epoch, it->second.to);
+      }
+      ++it;
     }
   }
 
@@ -332,7 +565,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // Streams partition p's keys to replica `to`, then lets the log follow. Shard thread.
   void start_snapshot(unsigned sid, uint32_t p, uint32_t to) {
     auto& s = *st[sid];
-    if (!s.snapshots.insert(p).second) return;
+    if (!s.snapshots.insert({p, to}).second) return;
     asio::co_spawn(shards.shard(sid).io, snapshot(sid, p, to), asio::detached);
   }
   awaitable<void> snapshot(unsigned sid, uint32_t p, uint32_t to) {
@@ -340,7 +573,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto& s = *st[sid];
     auto it = s.copies.find(p);
     if (it == s.copies.end()) {
-      s.snapshots.erase(p);
+      s.snapshots.erase({p, to});
       co_return;
     }
     send_repl(to, p, it->second->begin_snapshot(to, now_ms()));
@@ -365,26 +598,46 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       drive(sid, p);
       if (!next) break;
       start = std::move(*next);
-      // Let the shard serve requests between chunks, and bound the rate.
-      pause.expires_after(std::chrono::milliseconds(bytes >= kSnapshotChunkBytes ? 5 : 1));
+      // Let the shard serve requests between chunks, and keep every snapshot this node sends
+      // together within dht.rebalance_mb_per_s.
+      snapshot_bytes += bytes;
+      pause.expires_after(std::chrono::nanoseconds(std::max<int64_t>(throttle(bytes), 1000000)));
       co_await pause.async_wait(asio::as_tuple(use_awaitable));
     }
     spdlog::info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
-    s.snapshots.erase(p);
+    s.snapshots.erase({p, to});
   }
+
+  // Reserves `bytes` of the node's snapshot bandwidth: how long to wait before sending more.
+  int64_t throttle(size_t bytes) {
+    if (opt.rebalance_bytes_per_s == 0) return 0;
+    std::lock_guard lk(throttle_mu);
+    int64_t now = SystemClock::instance().monotonic_ns();
+    int64_t start = std::max(now, throttle_next_ns);
+    throttle_next_ns = start + static_cast<int64_t>(static_cast<double>(bytes) * 1e9 /
+                                                    static_cast<double>(opt.rebalance_bytes_per_s));
+    return throttle_next_ns - now;
+  }
+  std::mutex throttle_mu;
+  int64_t throttle_next_ns = 0;
+  std::atomic<uint64_t> snapshot_bytes{0};
 
   awaitable<void> ticker(unsigned sid) {
     auto self = shared_from_this();
     auto& s = *st[sid];
     loops_running = true;
-    s.ticker = std::make_unique<asio::steady_timer>(shards.shard(sid).io);
+    // The timer lives in this frame, so it goes with its own loop at shutdown (a timer owned
+    // by Impl could outlive the loop it belongs to: the last reference to Impl may drop while
+    // another shard's loop is destroyed).
+    asio::steady_timer tick(shards.shard(sid).io);
     while (!stopping) {
-      s.ticker->expires_after(std::chrono::milliseconds(kTickMs));
-      co_await s.ticker->async_wait(asio::as_tuple(use_awaitable));
+      tick.expires_after(std::chrono::milliseconds(kTickMs));
+      co_await tick.async_wait(asio::as_tuple(use_awaitable));
       if (stopping) break;
       int64_t now = now_ms();
       // Keys the engine expired or evicted during maintenance travel as deletions.
       flush_background_effects(sid, now);
+      if (!s.learners.empty() || !s.handovers.empty() || !s.learning.empty()) report_moves(sid, now);
       for (uint32_t p : s.active) {
         auto* c = s.by_part[p];
         if (!c) continue;
@@ -418,6 +671,16 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       auto& pv = t->parts[p];
       bool holds = welcome && t->holds(p, opt.self);
       auto it = s.copies.find(p);
+      if (it == s.copies.end() || it->second->config().epoch != pv.epoch) {
+        // A new epoch ends the moves of the old one (the manager renews those still wanted).
+        s.learners.erase(p);
+        s.handovers.erase(p);
+      }
+      if (auto lit = s.learning.find(p); lit != s.learning.end()) {
+        if (!holds && welcome && it != s.copies.end() && lit->second.epoch == pv.epoch)
+          continue;  // a learner of this epoch: kept until the switch names it, or a new epoch
+        s.learning.erase(lit);
+      }
       eng->set_primary(p, holds && pv.primary == opt.self);
       if (!holds) {
         if (it != s.copies.end()) {
@@ -448,9 +711,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     s.active.clear();
     for (uint32_t p = sid; p < s.lone.size(); p += static_cast<uint32_t>(st.size())) s.lone[p] = 0;
     for (auto& [p, c] : s.copies) {
-      bool lone = c->is_primary() && c->config().replicas.empty();
+      bool lone = c->is_primary() && c->config().replicas.empty() && !s.learners.count(p);
       s.lone[p] = lone;
       if (!lone) s.active.push_back(p);
+      if (c->is_primary()) eng->set_recorded(p, !lone);
     }
   }
 
@@ -502,6 +766,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     t->parts = std::move(m->parts);
     t->incarnations = std::move(m->incarnations);
     publish(t);
+    asio::post(dio, [self = shared_from_this()] { self->rebalance_soon(); });  // the next moves
   }
 
   static cluster::Member member_of(const NodeRecord& n) {
@@ -594,10 +859,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // ---------------- failover manager (data thread)
   awaitable<void> manager() {
     auto self = shared_from_this();
-    manager_timer = std::make_unique<asio::steady_timer>(dio);
+    asio::steady_timer timer(dio);  // in this frame: see ticker()
     while (!stopping) {
-      manager_timer->expires_after(std::chrono::milliseconds(200));
-      co_await manager_timer->async_wait(asio::as_tuple(use_awaitable));
+      timer.expires_after(std::chrono::milliseconds(200));
+      co_await timer.async_wait(asio::as_tuple(use_awaitable));
       if (stopping) break;
       meta.status([self](Result<cluster::DriverStatus> r) {
         if (!r) return;
@@ -626,6 +891,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       t = latest;
     }
     if (!t || !quorum) return;
+    measure_rebalance(*t);
     // The manager is the lowest-numbered live storage member; if two think they are, the
     // map's compare-and-set lets one win.
     for (auto& [id, n] : t->nodes)
@@ -658,6 +924,227 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         if (!dead(r)) send_repl(r, p, replication::Fence{f.new_epoch});
     }
     commit_decisions(t, restarted);
+    rebalance();
+  }
+
+  // ---------------- rebalancing (data thread, on the manager)
+  // The storage members partitions are placed over: live members of the cluster whose
+  // incarnation the map acknowledged. nullopt while the map still names a dead or restarted
+  // member (failover and re-creation come first) or has a partition without a primary.
+  std::optional<std::vector<cluster::Member>> placement_members(const Topology& t) {
+    std::vector<cluster::Member> out;
+    auto acknowledged = [&](uint32_t id) {
+      auto n = t.nodes.find(id);
+      auto inc = t.incarnations.find(id);
+      return n != t.nodes.end() && inc != t.incarnations.end() && inc->second == n->second.incarnation;
+    };
+    for (auto& pv : t.parts) {
+      if (!pv.primary || dead(pv.primary) || !acknowledged(pv.primary)) return std::nullopt;
+      for (uint32_t r : pv.replicas)
+        if (dead(r) || !acknowledged(r)) return std::nullopt;
+    }
+    for (auto& [id, n] : t.nodes)
+      if (n.storage && members.count(id) && !dead(id) && acknowledged(id)) out.push_back(member_of(n));
+    return out;
+  }
+
+  // Every node: how many partitions are not yet where placement puts them, for status.
+  void measure_rebalance(const Topology& t) {
+    uint32_t remaining = 0;
+    if (auto live = placement_members(t); live && !live->empty())
+      if (auto target = rebalance_target(cluster_map(t), *live, t.copies)) remaining = static_cast<uint32_t>(target->second.size());
+    std::lock_guard lk(mu);
+    rebalance_remaining = remaining;
+    if (remaining == 0) {
+      rebalance_total = 0;
+    } else if (rebalance_total == 0 || remaining > rebalance_total) {
+      rebalance_total = remaining;  // a rebalance begins (or grows: a member joined meanwhile)
+      rebalance_began_ms = now_ms();
+    }
+  }
+
+  // Where the partitions should be over `live` (placement's copies, and placement's first
+  // choice as primary), and the partitions that are not there yet.
+  static std::optional<std::pair<cluster::PartitionMap, std::vector<uint32_t>>> rebalance_target(
+      const cluster::PartitionMap& cur, const std::vector<cluster::Member>& live, uint32_t copies) {
+    auto pl = cluster::plan(cur, live, copies);
+    if (!pl) return std::nullopt;
+    auto target = cluster::prefer_placed_primaries(pl->now, std::move(pl->target), live, copies);
+    std::vector<uint32_t> changed;
+    for (uint32_t p = 0; p < cur.partition_count(); ++p) {
+      auto& a = cur.partitions[p];
+      auto& b = target.partitions[p];
+      if (a.primary != b.primary || a.replicas != b.replicas) changed.push_back(p);
+    }
+    return std::make_pair(std::move(target), std::move(changed));
+  }
+
+  static cluster::PartitionMap cluster_map(const Topology& t) {
+    PartitionMapData d;
+    d.parts = t.parts;
+    return to_cluster_map(d);
+  }
+
+  void on_learn_progress(uint32_t p, uint64_t epoch, uint32_t learner, uint64_t acked, bool snapshotting,
+                         uint64_t commit) {
+    auto it = transfers.find({p, learner});
+    if (it == transfers.end() || it->second.epoch != epoch) return;
+    bool caught = !snapshotting && acked > 0 && acked >= commit;
+    if (caught && !it->second.caught_up) {
+      it->second.caught_up = true;
+      rebalance_soon();
+    }
+  }
+
+  void on_handed_over(uint32_t p, uint64_t epoch, uint32_t to) {
+    auto& h = handed_over[p];
+    if (h == std::make_pair(epoch, to)) return;
+    h = {epoch, to};
+    rebalance_soon();
+  }
+
+  void rebalance_soon() {
+    if (rebalance_posted) return;
+    rebalance_posted = true;
+    asio::post(dio, [self = shared_from_this()] {
+      self->rebalance_posted = false;
+      std::shared_ptr<const Topology> t;
+      {
+        std::lock_guard lk(self->mu);
+        t = self->latest;
+      }
+      if (t && self->quorum) self->measure_rebalance(*t);
+      self->rebalance();
+    });
+  }
+
+  // One step of the moves from the map to where placement puts the partitions over the
+  // current members (cluster::plan): a new copy is first a learner, streamed to by the primary
+  // (snapshot, then the log); once every new copy of a partition is caught up — and, when its
+  // primary changes, once the old primary handed over (it stopped taking writes and the new one
+  // holds all it has) — the partition switches to its target assignment, epoch + 1, by a
+  // compare-and-set of the map. Stateless across managers: a new manager plans from the map.
+  void rebalance() {
+    std::shared_ptr<const Topology> t;
+    {
+      std::lock_guard lk(mu);
+      t = latest;
+    }
+    if (!t || !quorum || map_write_in_flight || !fencing.empty() || !decided.empty() || stopping) return;
+    for (auto& [id, n] : t->nodes)  // only the manager runs moves
+      if (n.storage && !dead(id) && members.count(id)) {
+        if (id != opt.self) return clear_moves();
+        break;
+      }
+    auto live = placement_members(*t);
+    if (!live || live->empty()) return;
+    cluster::PartitionMap cur = cluster_map(*t);
+    auto planned = rebalance_target(cur, *live, t->copies);
+    if (!planned) {
+      spdlog::warn("dht: cannot plan the partition moves over {} members", live->size());
+      return;
+    }
+    const auto& [target_map, changed] = *planned;
+    if (changed.empty()) return clear_moves();
+    int64_t now = now_ms();
+    std::erase_if(transfers, [&](const auto& e) {  // no longer wanted (the members changed)
+      return !target_map.partitions[e.first.first].holds(e.first.second);
+    });
+    std::map<uint32_t, uint32_t> load;
+    // Forget transfers the map overtook (switched, or a new epoch from a failover).
+    std::erase_if(transfers, [&](const auto& e) {
+      auto& a = cur.partitions[e.first.first];
+      return a.epoch != e.second.epoch || a.holds(e.first.second);
+    });
+    for (auto& [key, tr] : transfers) {
+      ++load[tr.from];
+      ++load[key.second];
+    }
+    std::vector<uint32_t> ready;
+    for (uint32_t p : changed) {
+      const auto& a = cur.partitions[p];
+      const auto& target = target_map.partitions[p];
+      bool all_caught = true;
+      for (uint32_t n : target.copies()) {
+        if (a.holds(n)) continue;
+        auto it = transfers.find({p, n});
+        if (it == transfers.end()) {
+          all_caught = false;
+          if (load[a.primary] >= opt.rebalance_transfers || load[n] >= opt.rebalance_transfers) continue;
+          ++load[a.primary];
+          ++load[n];
+          it = transfers.emplace(std::make_pair(p, n), Transfer{a.primary, 0, a.epoch, false}).first;
+        }
+        all_caught &= it->second.caught_up;
+        if (now - it->second.renewed_ms >= 200) {  // (re)start it, and keep the primary streaming
+          it->second.renewed_ms = now;
+          send_move(n, kLearn, p, a.epoch, n, {a.primary});
+          send_move(a.primary, kLearn, p, a.epoch, n, {a.primary});
+        }
+      }
+      if (!all_caught) continue;
+      if (target.primary != a.primary) {
+        auto h = handed_over.find(p);
+        if (h == handed_over.end() || h->second != std::make_pair(a.epoch, target.primary)) {
+          auto& asked = handover_asked[p];
+          if (now - asked >= 200) {
+            asked = now;
+            send_move(a.primary, kHandOver, p, a.epoch, target.primary);
+          }
+          continue;
+        }
+      }
+      ready.push_back(p);
+    }
+    publish_moves();
+    if (ready.empty()) return;
+    std::optional<std::pair<std::string, uint64_t>> current;
+    {
+      std::lock_guard lk(mu);
+      current = latest_map;
+    }
+    if (!current || current->second < map_written) return;  // our last switch is not followed yet
+    auto m = decode_partition_map(current->first);
+    if (!m || m->parts.size() != cur.partitions.size()) return;
+    for (uint32_t p : ready) {
+      if (m->parts[p].epoch != cur.partitions[p].epoch) return;  // the map moved on: plan again
+      const auto& target = target_map.partitions[p];
+      m->parts[p] = PartitionView{cur.partitions[p].epoch + 1, target.primary, target.replicas};
+    }
+    map_write_in_flight = true;
+    meta.put(kDomain, kMapKey, encode_partition_map(*m), current->second,
+             [self = shared_from_this(), ready](Result<cluster::WriteResult> r) {
+               asio::post(self->dio, [self, r, ready] {
+                 self->map_write_in_flight = false;
+                 if (!r) {
+                   spdlog::warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
+                   return;
+                 }
+                 self->map_written = r->version;
+                 for (uint32_t p : ready) {
+                   self->handed_over.erase(p);
+                   self->handover_asked.erase(p);
+                 }
+                 self->partitions_moved += ready.size();
+                 spdlog::info("dht: {} partition(s) switched to their new copies", ready.size());
+                 self->rebalance_soon();
+               });
+             });
+  }
+
+  void clear_moves() {
+    transfers.clear();
+    handed_over.clear();
+    handover_asked.clear();
+    publish_moves();
+  }
+
+  void publish_moves() {
+    std::vector<ServiceStatus::Transfer> v;
+    for (auto& [key, tr] : transfers) v.push_back({key.first, tr.from, key.second, tr.caught_up});
+    transfers_in_flight = static_cast<uint32_t>(v.size());
+    std::lock_guard lk(mu);
+    transfer_view = std::move(v);
   }
 
   // Live members whose record names an incarnation the map has not acknowledged: they
@@ -834,7 +1321,6 @@ void Service::stop() {
   auto close = [&im] {
     if (im.transport) im.transport->stop();
     im.transport.reset();
-    if (im.manager_timer) im.manager_timer->cancel();
   };
   if (!im.loops_running) {  // the shard loops never ran: nothing runs concurrently
     close();
@@ -887,6 +1373,8 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
   auto* c = s.by_part[partition];
   if (!c || !c->is_primary())
     return fmt::format("TRYAGAIN partition {} has no primary on this node right now; retry", partition);
+  if (uint32_t to = c->handing_over_to())
+    return fmt::format("TRYAGAIN partition {} is moving to node {} (rebalancing); retry", partition, to);
   if (write) {
     if (!c->writable())
       return fmt::format("TRYAGAIN partition {} is failing over (this primary's epoch {} is fenced); retry",
@@ -981,6 +1469,19 @@ ServiceStatus Service::status() {
     s.replicated_entries += st->replicated;
   }
   s.failovers = im.failovers;
+  s.partitions_moved = im.partitions_moved;
+  s.transfers_in_flight = im.transfers_in_flight;
+  s.snapshot_bytes_sent = im.snapshot_bytes;
+  {
+    std::lock_guard lk(im.mu);
+    s.transfers = im.transfer_view;
+    s.rebalance_remaining = im.rebalance_remaining;
+    s.rebalance_total = im.rebalance_total;
+    uint32_t done = s.rebalance_total - std::min(s.rebalance_total, s.rebalance_remaining);
+    int64_t elapsed = now_ms() - im.rebalance_began_ms;
+    if (s.rebalance_remaining && done)
+      s.rebalance_eta_s = (elapsed * s.rebalance_remaining / done + 999) / 1000;
+  }
   return s;
 }
 

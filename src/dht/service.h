@@ -55,6 +55,10 @@ struct ServiceOptions {
   std::vector<uint32_t> initial_members;  // the members a new map is placed over
   int64_t request_timeout_ms = 2000;      // forwarding and quorum waits
   int64_t lease_ms = 2000;
+  // Rebalancing: partitions a node sends or receives at once, and the bandwidth every
+  // snapshot this node sends shares (0 = unlimited).
+  uint32_t rebalance_transfers = 4;
+  uint64_t rebalance_bytes_per_s = 64 << 20;
 };
 
 struct ServiceStatus {
@@ -67,6 +71,19 @@ struct ServiceStatus {
   uint32_t partitions = 0, primaries_here = 0, replicas_here = 0;
   uint32_t under_replicated = 0;  // partitions with fewer copies than the target
   uint64_t forwarded = 0, forward_errors = 0, replicated_entries = 0, failovers = 0;
+  // Rebalancing, as this node sees it: partitions whose copies are not yet where placement
+  // puts them over the current members, out of how many when this rebalance began, and an
+  // estimate of the time left (-1: unknown). The figures of the moves themselves are kept by
+  // the member that runs them (the failover manager): transfers in flight and partitions moved.
+  uint32_t rebalance_remaining = 0, rebalance_total = 0;
+  int64_t rebalance_eta_s = -1;
+  uint32_t transfers_in_flight = 0;
+  uint64_t partitions_moved = 0, snapshot_bytes_sent = 0;
+  struct Transfer {
+    uint32_t partition = 0, from = 0, to = 0;
+    bool caught_up = false;
+  };
+  std::vector<Transfer> transfers;  // on the member running the moves
 };
 
 class Service {

@@ -259,6 +259,12 @@ const std::vector<Setting>& settings() {
       {"dht.write_quorum", "copies (the primary counted) that hold a write before it is acknowledged",
        [](const Config& c) { return std::to_string(c.dht_write_quorum); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_write_quorum, v, 1, 7); }},
+      {"dht.rebalance_transfers", "partitions a node sends or receives at once while partitions move (rebalancing, lost copies)",
+       [](const Config& c) { return std::to_string(c.dht_rebalance_transfers); },
+       [](Config& c, const std::string& v) { return set_u64(c.dht_rebalance_transfers, v, 1, 64); }},
+      {"dht.rebalance_mb_per_s", "MiB per second the partition snapshots a node sends may take together (0: unlimited)",
+       [](const Config& c) { return std::to_string(c.dht_rebalance_mb_per_s); },
+       [](Config& c, const std::string& v) { return set_u64(c.dht_rebalance_mb_per_s, v, 0, 100000); }},
       {"dht.lease_ms", "a primary serves reads only while its replicas have renewed its lease within this time (0: half of cluster.dead_after_ms)",
        [](const Config& c) { return std::to_string(c.dht_lease_ms); },
        [](Config& c, const std::string& v) {

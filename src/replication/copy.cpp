@@ -137,6 +137,17 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
                       fmt::format("replication config epoch {}: write_quorum {} is not allowed "
                                   "(allowed: 1..{}, the number of copies)",
                                   c.epoch, c.write_quorum, copies));
+  for (size_t i = 0; i < c.learners.size(); ++i) {
+    NodeId l = c.learners[i];
+    bool twice = std::find(c.learners.begin(), c.learners.begin() + static_cast<ptrdiff_t>(i), l) !=
+                 c.learners.begin() + static_cast<ptrdiff_t>(i);
+    if (l == c.primary || twice ||
+        std::find(c.replicas.begin(), c.replicas.end(), l) != c.replicas.end())
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("replication config epoch {}: learner {} is also the primary, "
+                                    "a replica or listed twice (learners are other nodes)",
+                                    c.epoch, l));
+  }
   for (size_t i = 0; i < c.replicas.size(); ++i) {
     if (c.replicas[i] == c.primary)
       return make_error(Errc::kInvalidArgument,
@@ -152,6 +163,7 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   if (c.epoch <= cfg_.epoch) return {};
   cfg_ = c;
   peers_.clear();
+  handover_to_ = 0;
   last_append_sent_ms_ = 0;
   if (snap_in_progress_) {
     // A transfer of the old epoch will not complete: drop what the engine got of it, so the
@@ -173,13 +185,22 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
       p.last_progress_ms = now_ms;
       peers_.push_back(p);
     }
+    for (NodeId l : c.learners) {
+      Peer p;
+      p.id = l;
+      p.next = last_ + 1;
+      p.last_progress_ms = now_ms;
+      p.learner = true;
+      peers_.push_back(p);
+    }
     // The barrier: the first entry of the epoch; committing it commits everything before it.
     Entry b{.lsn = last_ + 1, .epoch = c.epoch, .effect = {}};
     epoch_start_ = b.lsn;
     out_.apply.push_back(b);
     push_entry(std::move(b));
     flush(now_ms, false);
-  } else if (std::find(c.replicas.begin(), c.replicas.end(), self_) != c.replicas.end()) {
+  } else if (std::find(c.replicas.begin(), c.replicas.end(), self_) != c.replicas.end() ||
+             std::find(c.learners.begin(), c.learners.end(), self_) != c.learners.end()) {
     role_ = Role::kReplica;
   } else {
     role_ = Role::kNone;
@@ -198,6 +219,10 @@ Result<uint64_t> Copy::append(std::string effect, int64_t now_ms) {
                       fmt::format("primary of epoch {} is fenced for epoch {} (failover under "
                                   "way)",
                                   cfg_.epoch, fenced_epoch_));
+  if (handover_to_)
+    return make_error(Errc::kUnavailable,
+                      fmt::format("primary of epoch {} is handing the partition over to node {}",
+                                  cfg_.epoch, handover_to_));
   if (effect.empty())
     return make_error(Errc::kInvalidArgument,
                       "empty effect (reserved for epoch barriers; a write has an effect)");
@@ -230,20 +255,80 @@ void Copy::durable(uint64_t lsn, int64_t now_ms) {
 bool Copy::is_primary() const { return role_ == Role::kPrimary && !fenced(); }
 
 bool Copy::can_serve_reads(int64_t now_ms) const {
-  if (!is_primary()) return false;
+  if (!is_primary() || handover_to_) return false;
   size_t need = lease_grants_needed();
   if (need == 0) return true;
   size_t held = 0;
   for (const auto& p : peers_)
-    if (p.lease_until_ms > now_ms) ++held;
+    if (!p.learner && p.lease_until_ms > now_ms) ++held;
   return held >= need;
+}
+
+Status Copy::set_learners(std::vector<NodeId> learners, int64_t now_ms) {
+  see(now_ms);
+  if (role_ != Role::kPrimary)
+    return make_error(Errc::kUnavailable, "set_learners: this copy is not the primary");
+  Config c = cfg_;
+  c.learners = std::move(learners);
+  for (size_t i = 0; i < c.learners.size(); ++i) {
+    NodeId l = c.learners[i];
+    if (l == c.primary || std::count(c.learners.begin(), c.learners.end(), l) > 1 ||
+        std::find(c.replicas.begin(), c.replicas.end(), l) != c.replicas.end())
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("learner {} is the primary, a replica or listed twice", l));
+  }
+  std::erase_if(peers_, [&](const Peer& p) {
+    return p.learner && std::find(c.learners.begin(), c.learners.end(), p.id) == c.learners.end() &&
+           p.id != handover_to_;
+  });
+  for (NodeId l : c.learners) {
+    if (peer(l)) continue;
+    Peer p;
+    p.id = l;
+    p.next = last_ + 1;
+    p.last_progress_ms = now_ms;
+    p.learner = true;
+    peers_.push_back(p);
+    if (!fenced()) send_to(peers_.back(), now_ms);  // its answer says where it is
+  }
+  cfg_.learners = std::move(c.learners);
+  return {};
+}
+
+Status Copy::hand_over(NodeId to, int64_t now_ms) {
+  see(now_ms);
+  if (role_ != Role::kPrimary || fenced())
+    return make_error(Errc::kUnavailable, "hand_over: this copy is not a serving primary");
+  if (!peer(to))
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("hand_over: node {} is neither a replica nor a learner", to));
+  if (handover_to_ && handover_to_ != to)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("hand_over: already handing over to node {}", handover_to_));
+  handover_to_ = to;
+  flush(now_ms, false);
+  return {};
+}
+
+bool Copy::handover_done() const {
+  if (!handover_to_ || role_ != Role::kPrimary || fenced()) return false;
+  for (const auto& p : peers_)
+    if (p.id == handover_to_) return !p.snapshotting && !p.want_snapshot && p.acked >= last_;
+  return false;
+}
+
+std::optional<Copy::PeerProgress> Copy::progress(NodeId id) const {
+  for (const auto& p : peers_)
+    if (p.id == id) return PeerProgress{p.acked, p.snapshotting || p.want_snapshot};
+  return std::nullopt;
 }
 
 void Copy::advance_commit() {
   if (role_ != Role::kPrimary) return;
   std::vector<uint64_t> d;
   d.push_back(durable_);
-  for (const auto& p : peers_) d.push_back(p.acked);
+  for (const auto& p : peers_)
+    if (!p.learner) d.push_back(p.acked);
   if (d.size() < cfg_.write_quorum) return;
   std::sort(d.begin(), d.end(), std::greater<>());
   uint64_t candidate = d[cfg_.write_quorum - 1];

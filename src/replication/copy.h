@@ -92,6 +92,10 @@ struct Config {
   NodeId primary = 0;
   std::vector<NodeId> replicas;  // ordered, primary excluded
   uint32_t write_quorum = 1;     // copies (primary counted) that must hold a write to ack it
+  // Copies being filled (rebalancing): streamed to like replicas, but they count for nothing:
+  // not for the write quorum, the read lease or a failover. Not part of the decided map; the
+  // primary learns them through set_learners(), a learner's own copy through configure().
+  std::vector<NodeId> learners;
 };
 
 // Replicas whose answers a failover needs: enough that their highest LSN covers every
@@ -230,6 +234,28 @@ class Copy {
   bool can_serve_reads(int64_t now_ms) const;
   bool is_primary() const;
 
+  // Primary: the learners of this epoch (replacing the previous list; the epoch does not
+  // change). A new learner is streamed to from the primary's last LSN (a mismatch brings it a
+  // snapshot). kInvalidArgument if one is the primary or a replica, or is listed twice.
+  Status set_learners(std::vector<NodeId> learners, int64_t now_ms);
+  // Planned handover (rebalancing): this primary stops taking writes and serving reads, but
+  // keeps streaming what it has to its replicas and learners, so that `to` (a replica or a
+  // learner) comes to hold every entry — hence every write this primary acknowledged. Once
+  // handover_done(), the metadata may make `to` primary in epoch + 1: nothing can be
+  // acknowledged here any more. There is no way back except a new configuration.
+  // kInvalidArgument if `to` is not a replica or learner; kUnavailable if not the primary.
+  Status hand_over(NodeId to, int64_t now_ms);
+  // The handover target holds (durably) every entry this primary has.
+  bool handover_done() const;
+  NodeId handing_over_to() const { return handover_to_; }
+  // Primary: how far a replica or learner is: (durably acknowledged LSN, snapshot streaming).
+  // nullopt if it is not one.
+  struct PeerProgress {
+    uint64_t acked = 0;
+    bool snapshotting = false;
+  };
+  std::optional<PeerProgress> progress(NodeId peer) const;
+
   void receive(NodeId from, const Message& m, int64_t now_ms);
   void tick(int64_t now_ms);
 
@@ -246,8 +272,9 @@ class Copy {
   CopyStatus status(int64_t now_ms) const;
   uint64_t last_lsn() const { return last_; }
   uint64_t committed_lsn() const { return commit_; }
-  // Primary of its epoch and not fenced for a newer one: a write may be applied and appended.
-  bool writable() const { return role_ == Role::kPrimary && !fenced(); }
+  // Primary of its epoch, not fenced for a newer one and not handing over: a write may be
+  // applied and appended.
+  bool writable() const { return role_ == Role::kPrimary && !fenced() && handover_to_ == 0; }
   uint64_t last_epoch() const { return last_epoch_; }
   const Config& config() const { return cfg_; }
 
@@ -264,6 +291,7 @@ class Copy {
     bool snapshotting = false;   // chunks being sent
     uint64_t snap_lsn = 0;
     uint32_t snap_seq = 0;
+    bool learner = false;  // counts for neither the write quorum nor the lease
   };
 
   void see(int64_t now_ms);
@@ -294,6 +322,7 @@ class Copy {
   uint64_t last_ = 0, last_epoch_ = 0, durable_ = 0, commit_ = 0;
   uint64_t epoch_start_ = 0;  // primary: LSN of this epoch's barrier
   uint64_t fenced_epoch_ = 0;
+  NodeId handover_to_ = 0;  // primary handing over (0: not)
   // The log: entries log_[i] has LSN log_first_ + i; entries before it were trimmed (their
   // positions are known only as base_lsn_/base_epoch_, the entry just before log_first_).
   std::vector<Entry> log_;  // a ring would trim in O(1); trim is amortized by batching

@@ -5,6 +5,7 @@ over without losing an acknowledged write.
 """
 import os
 import shutil
+import subprocess
 import signal
 import tempfile
 import threading
@@ -14,7 +15,7 @@ import unittest
 import redis
 from redis.cluster import RedisCluster, ClusterNode
 
-from harness import Keel, free_port, http
+from harness import KEEL_BIN, Keel, free_port, http
 
 
 class DhtCluster:
@@ -22,20 +23,43 @@ class DhtCluster:
         self.root = tempfile.mkdtemp(prefix="keel-dht-it-")
         self.peer_ports = [free_port() for _ in range(n)]
         peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(self.peer_ports))
+        self.settings = ["--engine", "memory", "--shards", "2",
+                         "--set", "cluster.request_timeout_ms=3000",
+                         "--set", "cluster.heartbeat_ms=50",
+                         "--set", "cluster.suspect_after_ms=300",
+                         "--set", "cluster.dead_after_ms=1000",
+                         "--set", "dht.replicas=%d" % replicas,
+                         "--set", "dht.write_quorum=%d" % quorum, *extra]
         self.nodes = []
         for i in range(n):
             d = os.path.join(self.root, "n%d" % (i + 1))
             os.makedirs(d)
-            self.nodes.append(Keel("--engine", "memory", "--shards", "2", "--node-id", str(i + 1),
+            self.nodes.append(Keel(*self.settings, "--node-id", str(i + 1),
                                    "--peer-port", str(self.peer_ports[i]), "--peers", peers,
-                                   "--set", "cluster.request_timeout_ms=3000",
-                                   "--set", "cluster.heartbeat_ms=50",
-                                   "--set", "cluster.suspect_after_ms=300",
-                                   "--set", "cluster.dead_after_ms=1000",
-                                   "--set", "dht.replicas=%d" % replicas,
-                                   "--set", "dht.write_quorum=%d" % quorum,
                                    *(("--set", "cluster.zone=%s" % zones[i]) if zones else ()),
-                                   *extra, data_dir=d))
+                                   data_dir=d))
+
+    def add_node(self):
+        """Starts one more node outside the configuration (--join yes) and adds it with
+        `keel cluster join`, as docs/operations show. Returns its index."""
+        i = len(self.nodes)
+        port = free_port()
+        peers = ",".join("%d@127.0.0.1:%d" % (j + 1, p) for j, p in enumerate(self.peer_ports))
+        self.peer_ports.append(port)
+        d = os.path.join(self.root, "n%d" % (i + 1))
+        os.makedirs(d)
+        self.nodes.append(Keel(*self.settings, "--node-id", str(i + 1), "--peer-port", str(port),
+                               "--peers", peers + ",%d@127.0.0.1:%d" % (i + 1, port), "--join", "yes",
+                               data_dir=d).start())
+        j = subprocess.run([KEEL_BIN, "cluster", "join", "--http", "127.0.0.1:%d" % self.nodes[0].http_port,
+                            "--id", str(i + 1), "--address", "127.0.0.1:%d" % port],
+                           capture_output=True, text=True, timeout=60)
+        assert j.returncode == 0, j.stdout + j.stderr
+        return i
+
+    def rebalance(self, i):
+        st, body = http("GET", self.nodes[i].http_port, "/v1/cluster/status")
+        return body["partitions"]
 
     def start(self):
         for k in self.nodes:
@@ -228,6 +252,90 @@ class FailoverTest(unittest.TestCase):
         finally:
             c.cleanup()
 
+
+class RebalanceTest(unittest.TestCase):
+    def test_fourth_node_under_load_takes_its_share_without_client_errors(self):
+        # Snapshots throttled to 1 MiB/s: the moves take a while under load, and still finish.
+        c = DhtCluster(extra=("--set", "dht.rebalance_mb_per_s=1")).start()
+        try:
+            a = c.client(0)
+            for i in range(3000):
+                a.set("pre%d" % i, "x" * 100)
+            acked = {}
+            errors = []
+            stop = threading.Event()
+
+            def writer(node, prefix):
+                cl = c.client(node)
+                i = 0
+                while not stop.is_set():
+                    key = "%s%d" % (prefix, i % 1000)
+                    try:
+                        cl.set(key, str(i))
+                        acked[key] = str(i)
+                        if cl.get(key) is None:
+                            errors.append("read of %s after its write found nothing" % key)
+                    except redis.RedisError as e:
+                        errors.append(str(e))
+                        time.sleep(0.01)
+                    i += 1
+
+            threads = [threading.Thread(target=writer, args=(n, "w%d-" % n)) for n in (0, 1, 2)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            n4 = c.add_node()
+            began = time.time()
+            status = None
+            settled = 0
+            while time.time() - began < 120 and settled < 3:
+                status = c.rebalance(0)
+                mine = {n["id"]: n for n in status["nodes"]}.get(4)
+                quiet = status["rebalance"]["remaining"] == 0 and not status["rebalance"]["transfers"]
+                settled = settled + 1 if quiet and mine and mine["primaries"] + mine["replicas"] > 0 else 0
+                time.sleep(0.3)
+            took = time.time() - began
+            stop.set()
+            for t in threads:
+                t.join()
+            print("rebalance onto node 4: %.1f s; %d keys written meanwhile, %d client errors; status %s" %
+                  (took, len(acked), len(errors), {k: status[k] for k in ("nodes", "rebalance")}))
+            self.assertEqual(status["rebalance"]["remaining"], 0, status)
+            per = {n["id"]: n for n in status["nodes"]}
+            # 1024 partitions x 2 copies over 4 equal members: 512 each, within the planner's
+            # balance bound (docs/partitions.md).
+            for node in (1, 2, 3, 4):
+                copies = per[node]["primaries"] + per[node]["replicas"]
+                self.assertGreater(copies, 400, per)
+                self.assertLess(copies, 650, per)
+            self.assertEqual(errors, [])
+            # Every write is readable from every node, the new one included.
+            for node in (0, 1, n4):
+                cl = c.client(node)
+                keys = ["pre%d" % i for i in range(0, 3000, 7)] + sorted(acked)
+                for k in keys:
+                    want = acked.get(k, "x" * 100)
+                    self.assertEqual(cl.get(k), want.encode(), (node, k))
+            # The new member holds copies: killing an old one still loses nothing.
+            c.nodes[1].kill9()
+            cl = c.client(n4)
+
+            def read(k):
+                for _ in range(100):
+                    try:
+                        return cl.get(k)
+                    except redis.RedisError:
+                        time.sleep(0.1)  # until the failover of node 2's partitions
+                return None
+            lost = [k for k, v in acked.items() if read(k) != v.encode()]
+            self.assertEqual(lost, [])
+            out = subprocess.run([KEEL_BIN, "cluster", "status", "--http", "127.0.0.1:%d" % c.nodes[n4].http_port],
+                                 capture_output=True, text=True, timeout=30).stdout
+            self.assertIn("partitions: 1024", out)
+        finally:
+            if os.environ.get("KEEL_DEBUG_LOGS"):
+                for i, k in enumerate(c.nodes):
+                    print("==== node %d\n%s" % (i + 1, k.output()[-20000:]))
 
 class CollectionsFailoverTest(unittest.TestCase):
     """Lists, sets and sorted sets take the one replication path: written through one node, read through

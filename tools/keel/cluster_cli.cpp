@@ -357,7 +357,21 @@ int cluster_status(ClusterCli& c) {
       std::printf("  %-4u %-10u %-10u %s\n", n.value("id", 0u), prim, n.value("replicas", 0u),
                   std::string(static_cast<size_t>(bar), '#').c_str());
     }
-    std::printf("  moves: none (rebalancing onto a new member is not built yet; lost copies are re-created)\n");
+    auto& rb = p["rebalance"];
+    unsigned remaining = rb.value("remaining", 0u), all = rb.value("total", 0u);
+    if (remaining == 0) {
+      std::printf("  moves: none (every partition is where placement puts it)\n");
+    } else {
+      unsigned done = all > remaining ? all - remaining : 0;
+      int bar = all ? static_cast<int>(30.0 * done / all + 0.5) : 0;
+      std::string eta = rb["eta_s"].is_null() ? "unknown" : fmt::format("{} s", rb["eta_s"].get<int64_t>());
+      std::printf("  moves: %u of %u partitions switched [%s%s] %.0f%%, %u to go, ETA %s\n", done, all,
+                  std::string(static_cast<size_t>(bar), '#').c_str(), std::string(static_cast<size_t>(30 - bar), '.').c_str(),
+                  all ? 100.0 * done / all : 0.0, remaining, eta.c_str());
+      for (auto& t : rb["transfers"])
+        std::printf("    partition %-5u node %u -> node %u  %s\n", t.value("partition", 0u), t.value("from", 0u),
+                    t.value("to", 0u), t.value("caught_up", false) ? "caught up, switching" : "copying");
+    }
   }
   return j.value("quorum", false) ? 0 : 3;
 }

@@ -469,9 +469,18 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# HELP keel_dht_replicated_entries_total Log entries this node applied as a replica.\n"
           "# TYPE keel_dht_replicated_entries_total counter\nkeel_dht_replicated_entries_total {}\n"
           "# HELP keel_dht_failovers_total Partitions this node promoted a new primary for (as the failover manager).\n"
-          "# TYPE keel_dht_failovers_total counter\nkeel_dht_failovers_total {}\n",
+          "# TYPE keel_dht_failovers_total counter\nkeel_dht_failovers_total {}\n"
+          "# HELP keel_dht_rebalance_remaining_partitions Partitions whose copies are not yet where placement puts them over the current members.\n"
+          "# TYPE keel_dht_rebalance_remaining_partitions gauge\nkeel_dht_rebalance_remaining_partitions {}\n"
+          "# HELP keel_dht_rebalance_transfers Partition copies being filled now (on the member that runs the moves).\n"
+          "# TYPE keel_dht_rebalance_transfers gauge\nkeel_dht_rebalance_transfers {}\n"
+          "# HELP keel_dht_rebalance_partitions_moved_total Partitions switched to new copies by this node (as the member running the moves).\n"
+          "# TYPE keel_dht_rebalance_partitions_moved_total counter\nkeel_dht_rebalance_partitions_moved_total {}\n"
+          "# HELP keel_dht_snapshot_sent_bytes_total Bytes of partition snapshots this node sent to new or lagging copies.\n"
+          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n",
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
-          d.replicated_entries, d.failovers);
+          d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
+          d.snapshot_bytes_sent);
     }
     if (tracer) {
       auto t = tracer->stats();
@@ -791,6 +800,14 @@ awaitable<Response> Server::Impl::handle_cluster_status(const Request& req) {
                               {"under_replicated", d.under_replicated},
                               {"forwarded", d.forwarded}, {"forward_errors", d.forward_errors},
                               {"replicated_entries", d.replicated_entries}, {"failovers", d.failovers}};
+    json moving = json::array();
+    for (auto& t : d.transfers)
+      moving.push_back(json{{"partition", t.partition}, {"from", t.from}, {"to", t.to}, {"caught_up", t.caught_up}});
+    body["partitions"]["rebalance"] =
+        json{{"remaining", d.rebalance_remaining}, {"total", d.rebalance_total},
+             {"eta_s", d.rebalance_eta_s < 0 ? json(nullptr) : json(d.rebalance_eta_s)},
+             {"transfers", moving}, {"partitions_moved", d.partitions_moved},
+             {"snapshot_bytes_sent", d.snapshot_bytes_sent}};
   }
   co_return json_response(req, bhttp::status::ok, body);
 }

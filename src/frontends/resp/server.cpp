@@ -175,6 +175,7 @@ struct Server::Impl {
   static constexpr uint32_t kNowhere = UINT32_MAX;
   uint32_t route(Connection& c, Args argv, const std::vector<size_t>& keys, uint32_t first_part);
   awaitable<void> execute_forward(Connection& c, Args argv, uint32_t node);
+  awaitable<void> pause(unsigned shard, int64_t ms);
   void after_routed(Connection& c, size_t before);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
                          std::function<void(std::string)> done, bool forwarded = true);
@@ -341,21 +342,36 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         static const std::vector<size_t> kNoOtherKeys;
         std::vector<size_t> keys;
         if (has_other_keys(*spec)) keys = command_keys(*spec, argv);
-        uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
-        if (where == kNowhere) break;
-        if (where != 0) {
-          co_await execute_forward(c, argv, where);
-          break;
+        // A command on one partition refused with TRYAGAIN (the partition is moving or failing
+        // over: nothing ran) is tried again here, routed by the newest map, until the request
+        // timeout: the client sees a slower reply, not the error. A node serving a forwarded
+        // command leaves that to the node the client is connected to.
+        bool one_partition = !c.forwarded;
+        for (size_t k : keys) one_partition &= key_partition(argv[k], shards.partitions()) == part;
+        int64_t give_up = 0;
+        for (int64_t pause_ms = 2;; pause_ms = std::min<int64_t>(pause_ms * 2, 50)) {
+          size_t before = c.out.size();
+          uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
+          if (where == kNowhere) break;
+          if (where != 0) {
+            co_await execute_forward(c, argv, where);
+          } else {
+            c.waits.clear();
+            c.write_error.reset();
+            unsigned owner = shards.owner(part);
+            bool one_shard = true;
+            for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
+            if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out, first.data(), part);
+            else co_await execute_multi_key(c, *spec, argv, keys);
+            after_routed(c, before);
+          }
+          if (!one_partition || c.out.compare(before, 9, "-TRYAGAIN") != 0) break;
+          int64_t now = SystemClock::instance().monotonic_ns() / 1000000;
+          if (give_up == 0) give_up = now + dht->options().request_timeout_ms;
+          if (now + pause_ms > give_up) break;
+          c.out.resize(before);
+          co_await pause(c.shard, pause_ms);
         }
-        size_t before = c.out.size();
-        c.waits.clear();
-        c.write_error.reset();
-        unsigned owner = shards.owner(part);
-        bool one_shard = true;
-        for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
-        if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out, first.data(), part);
-        else co_await execute_multi_key(c, *spec, argv, keys);
-        after_routed(c, before);
         break;
       }
       unsigned owner = shards.owner(part);
@@ -493,6 +509,11 @@ uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>
     return kNowhere;
   }
   return primary;
+}
+
+awaitable<void> Server::Impl::pause(unsigned shard, int64_t ms) {
+  asio::steady_timer t(shards.shard(shard).io, std::chrono::milliseconds(ms));
+  co_await t.async_wait(asio::as_tuple(use_awaitable));
 }
 
 awaitable<void> Server::Impl::execute_forward(Connection& c, Args argv, uint32_t node) {

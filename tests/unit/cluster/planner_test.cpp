@@ -112,6 +112,43 @@ TEST(Planner, JoinAndLeaveMeasured) {
   }
 }
 
+// plan() gives a newcomer replicas only; prefer_placed_primaries() then hands it the primaries
+// of the partitions it ranks first in: about P/N, and no other primary moves.
+TEST(Planner, PlacedPrimariesGiveTheNewcomerItsShareAndMoveNoOther) {
+  for (uint32_t copies : {1u, 2u, 3u}) {
+    auto members = members_of(ids(3));
+    auto map = initial_map(members, 1024, copies);
+    ASSERT_TRUE(map);
+    // A converged map already has placed primaries: nothing changes.
+    auto same = prefer_placed_primaries(*map, *map, members, copies);
+    EXPECT_EQ(same, *map);
+    auto grown = members_of(ids(4));
+    auto pl = plan(*map, grown, copies);
+    ASSERT_TRUE(pl);
+    auto t = prefer_placed_primaries(pl->now, pl->target, grown, copies);
+    ASSERT_TRUE(validate(t));
+    uint32_t to_newcomer = 0;
+    for (uint32_t p = 0; p < 1024; ++p) {
+      const auto& before = map->partitions[p];
+      const auto& after = t.partitions[p];
+      // The copy set is plan()'s; only the order may differ.
+      auto a = pl->target.partitions[p].copies(), b = after.copies();
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      EXPECT_EQ(a, b) << "partition " << p;
+      if (after.primary != before.primary) {
+        EXPECT_EQ(after.primary, 4u) << "partition " << p << ": a primary moved to an old member";
+        ++to_newcomer;
+      }
+      bool changed = after.primary != before.primary || after.replicas != before.replicas;
+      EXPECT_EQ(after.epoch, before.epoch + (changed ? 1 : 0)) << "partition " << p;
+    }
+    // Binomial(1024, 1/4): mean 256, sd ~13.9; 5 sd either side.
+    EXPECT_GT(to_newcomer, 186u) << "copies " << copies;
+    EXPECT_LT(to_newcomer, 326u) << "copies " << copies;
+  }
+}
+
 // A join moves copies to the newcomer and nowhere else: about copies * P / N of them
 // (Binomial(P, copies/N)); each changed partition gives up exactly one copy (none if it had
 // fewer than `copies`); the primary moves only if its copy is the one given up: never with

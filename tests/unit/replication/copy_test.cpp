@@ -597,6 +597,124 @@ TEST(ReplicationCopy, CopyCatchingUpAnswersFencesAsNotInSync) {
 
 // The core is pure: no file of src/replication includes or names a clock, socket, thread,
 // file or random device (every .h/.cpp there is checked, so a new file is covered too).
+TEST(ReplicationCopy, LearnerIsStreamedToButCountsForNeitherQuorumNorLease) {
+  Net n({1, 2, 3});
+  n.auto_durable[2] = false;
+  Config c{.epoch = 1, .primary = 1, .replicas = {2}, .write_quorum = 2};
+  ASSERT_TRUE(n.c(1).configure(c, n.now));
+  ASSERT_TRUE(n.c(2).configure(c, n.now));
+  Config lc = c;
+  lc.learners = {3};
+  ASSERT_TRUE(n.c(3).configure(lc, n.now));  // the learner's own copy
+  ASSERT_TRUE(n.c(1).set_learners({3}, n.now));
+  for (NodeId id : {1u, 2u, 3u}) n.collect(id);
+  n.deliver_all();
+  uint64_t lsn = n.write(1, "a");
+  n.deliver_all();
+  // The learner holds it durably, the replica only received it: primary + learner is not a
+  // write quorum of 2.
+  EXPECT_EQ(n.c(3).last_lsn(), lsn);
+  EXPECT_LT(n.committed[1], lsn);
+  // Cut off from the replica past its lease, the primary holds none, however often the learner
+  // answers.
+  for (int i = 0; i < 30; ++i) {
+    n.now += 100;
+    n.tick_all();
+    std::erase_if(n.q, [](const Net::Msg& m) { return m.to == 2 || m.from == 2; });
+    n.deliver_all();
+  }
+  EXPECT_FALSE(n.c(1).can_serve_reads(n.now));
+  ASSERT_TRUE(n.c(1).progress(3));
+  EXPECT_EQ(n.c(1).progress(3)->acked, lsn);
+  n.c(2).durable(lsn, n.now);
+  n.collect(2);
+  n.deliver_all();
+  EXPECT_EQ(n.committed[1], lsn);
+  n.now += 100;  // the next heartbeat's ack renews the replica's grant
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_TRUE(n.c(1).can_serve_reads(n.now));
+  // Dropped from the list: no longer streamed to.
+  ASSERT_TRUE(n.c(1).set_learners({}, n.now));
+  EXPECT_FALSE(n.c(1).progress(3));
+  n.write(1, "b");
+  n.deliver_all();
+  EXPECT_EQ(n.c(3).last_lsn(), lsn);
+  // A learner is another node: not the primary, not a replica.
+  EXPECT_FALSE(n.c(1).set_learners({2}, n.now));
+  EXPECT_FALSE(n.c(1).set_learners({1}, n.now));
+  Config bad = c;
+  bad.learners = {2};
+  EXPECT_FALSE(Copy(5).configure(bad, n.now));
+}
+
+TEST(ReplicationCopy, NewLearnerWithATrimmedLogGetsASnapshot) {
+  Options o;
+  o.log_keep_bytes = 40;
+  Net n({1, 2}, o);
+  Config c{.epoch = 1, .primary = 1, .replicas = {}, .write_quorum = 1};
+  ASSERT_TRUE(n.c(1).configure(c, n.now));
+  n.collect(1);
+  for (int i = 0; i < 20; ++i) n.write(1, "value" + std::to_string(i));
+  Config lc = c;
+  lc.learners = {2};
+  ASSERT_TRUE(n.c(2).configure(lc, n.now));
+  ASSERT_TRUE(n.c(1).set_learners({2}, n.now));
+  n.collect(1);
+  n.deliver_all();
+  ASSERT_EQ(n.snapshot_needed[1], std::vector<NodeId>{2});
+  ASSERT_TRUE(n.c(1).progress(2)->snapshotting);
+  n.q.push_back({1, 2, n.c(1).begin_snapshot(2, n.now)});
+  n.q.push_back({1, 2, n.c(1).snapshot_chunk(2, {"state"}, true, n.now)});
+  n.deliver_all();
+  n.now += 100;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(2).last_lsn(), n.c(1).last_lsn());
+  EXPECT_FALSE(n.c(1).progress(2)->snapshotting);
+  EXPECT_EQ(n.c(1).progress(2)->acked, n.c(1).last_lsn());
+}
+
+TEST(ReplicationCopy, HandoverStopsWritesAndReadsAndEndsWhenTheTargetHoldsEverything) {
+  Net n({1, 2, 3});
+  n.configure_all(cfg3(2));
+  n.deliver_all();
+  n.write(1, "a");
+  n.deliver_all();
+  ASSERT_TRUE(n.c(1).can_serve_reads(n.now));
+  EXPECT_FALSE(n.c(1).hand_over(7, n.now));  // not a replica or learner
+  // An entry replica 3 has not received yet.
+  uint64_t lsn = n.write(1, "b");
+  std::deque<Net::Msg> held;
+  for (auto& m : n.q)
+    if (m.to == 3) held.push_back(m);
+  std::erase_if(n.q, [](const Net::Msg& m) { return m.to == 3; });
+  n.deliver_all();
+  ASSERT_TRUE(n.c(1).hand_over(3, n.now));
+  n.collect(1);
+  EXPECT_FALSE(n.c(1).writable());
+  EXPECT_FALSE(n.c(1).can_serve_reads(n.now));
+  auto refused = n.c(1).append("c", n.now);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("handing the partition over to node 3"), std::string::npos);
+  EXPECT_FALSE(n.c(1).handover_done());
+  // The primary keeps streaming (a resend after the timeout) until the target holds `b`.
+  n.now += 300;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(3).last_lsn(), lsn);
+  EXPECT_TRUE(n.c(1).handover_done());
+  // The next epoch makes 3 primary: it continues from everything 1 acknowledged.
+  Config next{.epoch = 2, .primary = 3, .replicas = {1, 2}, .write_quorum = 2};
+  n.configure_all(next);
+  n.deliver_all();
+  EXPECT_EQ(n.c(1).handing_over_to(), 0u);
+  uint64_t after = n.write(3, "c");
+  n.deliver_all();
+  EXPECT_EQ(after, lsn + 2);  // b, then epoch 2's barrier, then c
+  EXPECT_EQ(n.committed[3], after);
+}
+
 TEST(ReplicationCopy, CoreUsesNoClockSocketThreadFileOrRandomness) {
   std::regex banned(
       R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic|condition_variable)[^>]*>|steady_clock|system_clock|random_device|this_thread|fopen|gettimeofday|clock_gettime)");
