@@ -376,6 +376,16 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(a.zincrby(zkey, 100, "p5"), 105.0)
             self.assertEqual(a.zpopmin(zkey, 2), [(b"p0", 0.0), (b"p1", 1.0)])
             want_board = [(b"p%d" % i, float(i)) for i in range(2, 20) if i != 5] + [(b"p5", 105.0)]
+            # Keys in different slots with the same primary (no hash tag): served there, across
+            # its shards (copied, run, written back), and replicated like the rest.
+            mine = [k for k in ("x%d" % i for i in range(400)) if primary(k) == victim][:6]
+            s1, s2, dst, l1, l2, zdst = mine
+            a.sadd(s1, "p", "q")
+            a.sadd(s2, "q", "r")
+            self.assertEqual(a.sunionstore(dst, [s1, s2]), 3)
+            self.assertEqual(a.rpush(l1, "one", "two"), 2)
+            self.assertEqual(a.lmove(l1, l2, "LEFT", "RIGHT"), b"one")
+            self.assertEqual(a.zunionstore(zdst, {s1: 2, s2: 1}), 3)
             # Read through another node (forwarded to the primary).
             self.assertEqual(b.lrange(lkey, 0, -1), want_list)
             self.assertEqual(b.smembers(skey), want_set)
@@ -396,6 +406,9 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(got_list, want_list)
             self.assertEqual(got_set, want_set)
             self.assertEqual(a.lrange(lkey2, 0, -1), [b"e47"])
+            self.assertEqual(b.smembers(dst), {b"p", b"q", b"r"})
+            self.assertEqual((a.lrange(l1, 0, -1), a.lrange(l2, 0, -1)), ([b"two"], [b"one"]))
+            self.assertEqual(b.zrange(zdst, 0, -1, withscores=True), [(b"r", 1.0), (b"p", 2.0), (b"q", 3.0)])
             self.assertEqual(b.zrange(zkey, 0, -1, withscores=True), want_board)
             self.assertEqual(a.zrevrank(zkey, "p5"), 0)
             # The new primary takes writes on them.

@@ -759,24 +759,38 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
   r.error("CROSSSLOT Keys in request don't hash to the same slot");
 }
 
-// A list or set command over keys on several shards (SINTER, SMOVE, LMOVE, S*STORE...): the
-// keys are copied here, the ordinary handler runs against the copies (scratch_engine.h), and
-// each key it changed is written back to its shard. Not atomic across shards, like the rest.
+// A list, set or sorted-set command over keys on several shards (SINTER, SMOVE, LMOVE,
+// S*STORE, ZUNIONSTORE...): the keys are copied here, the ordinary handler runs against the
+// copies (scratch_engine.h), and each key it changed is written back to its shard. Not atomic
+// across shards, like the rest. In a cluster each shard's part is checked (primary, lease,
+// fence) and its reply waits for the write quorum (or a read's fence), as run_handler does.
 awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
                                                const std::vector<size_t>& key_pos) {
   const uint32_t parts = shards.partitions();
   const int64_t now = c.now_ms;
+  const bool write = spec.flags & kWrite;
   ScratchEngine scratch;
   std::set<std::string_view> seen;
+  std::string refused;
   for (size_t pos : key_pos) {
     std::string_view k = argv[pos];
     if (!seen.insert(k).second) continue;
     uint32_t part = key_partition(k, parts);
-    auto& sh = shards.shard(shards.owner(part));
+    const unsigned sid = shards.owner(part);
+    auto& sh = shards.shard(sid);
     auto read = [&] {
+      if (dht) {
+        if (auto e = dht->check_local(sid, part, write, now); !e.empty()) {
+          refused = std::move(e);
+          return;
+        }
+        if (!write)
+          if (uint64_t lsn = dht->read_fence(sid, part, now)) c.waits.emplace_back(part, lsn);
+      }
       if (auto v = sh.engine->get(part, k, now)) scratch.load(part, k, storage::copy_value(*v));
     };
     co_await runtime::run_on(sh, read);
+    if (!refused.empty()) co_return c.reply.error(refused);
   }
   std::string out;
   {
@@ -791,18 +805,28 @@ awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec&
     spec.handler(ctx, argv, r);
   }
   for (const auto& k : scratch.changed()) {
-    auto& sh = shards.shard(shards.owner(k.first));
+    const unsigned sid = shards.owner(k.first);
+    auto& sh = shards.shard(sid);
     const Value* v = scratch.value(k);
     Status st;
-    auto write = [&] {
+    auto write_back = [&] {
       if (v) {
         st = sh.engine->put(k.first, k.second, *v, now);
       } else if (auto e = sh.engine->erase(k.first, k.second, now); !e) {
         st = std::unexpected(e.error());
       }
-      if (st) st = sh.engine->commit();
+      if (!st) return;
+      if (dht) {
+        // Ship the effects; the reply waits for their quorum (after_routed). after_write
+        // commits this shard's engine first.
+        auto waits = dht->after_write(sid, now);
+        if (!waits) c.write_error = waits.error();
+        else c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+        return;
+      }
+      st = sh.engine->commit();
     };
-    co_await runtime::run_on(sh, write);
+    co_await runtime::run_on(sh, write_back);
     if (!st) co_return reply_status_error(c.reply, st.error());
   }
   c.out += out;
