@@ -18,7 +18,7 @@ keys = int(os.environ.get("BENCH_KEYS", "50000"))
 size = int(os.environ.get("BENCH_VALUE", "1000"))
 rate = os.environ.get("BENCH_MB_PER_S", "0")
 
-c = DhtCluster(extra=("--set", "dht.rebalance_mb_per_s=%s" % rate, "--set", "dht.rebalance_transfers=8")).start()
+c = DhtCluster(extra=("--set", "dht.rebalance=yes", "--set", "dht.rebalance_mb_per_s=%s" % rate, "--set", "dht.rebalance_transfers=8")).start()
 try:
     p = c.client(0).pipeline(transaction=False)
     for i in range(keys):
