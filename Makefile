@@ -33,6 +33,8 @@ FAULT_PARTITIONS ?= 5,20
 fault: build
 	KEEL_BIN=$(CURDIR)/$(BUILD)/tools/keel/keel KEEL_FAULT_PARTITIONS=$(FAULT_PARTITIONS) PYTHONDONTWRITEBYTECODE=1 \
 	  python3 -m unittest discover -v -s tests/fault -p 'test_*.py'
+	cd tests/integration && KEEL_BIN=$(CURDIR)/$(BUILD)/tools/keel/keel KEEL_REBALANCE_TEST=1 PYTHONDONTWRITEBYTECODE=1 \
+	  python3 -m unittest -v test_dht.RebalanceTest
 
 bench:
 	@scripts/deps.sh bench

@@ -1030,6 +1030,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       std::lock_guard lk(mu);
       t = latest;
     }
+    if (!opt.rebalance) return;
     if (!t || !quorum || map_write_in_flight || !fencing.empty() || !decided.empty() || stopping) return;
     for (auto& [id, n] : t->nodes)  // only the manager runs moves
       if (n.storage && !dead(id) && members.count(id)) {

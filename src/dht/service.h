@@ -57,6 +57,7 @@ struct ServiceOptions {
   int64_t lease_ms = 2000;
   // Rebalancing: partitions a node sends or receives at once, and the bandwidth every
   // snapshot this node sends shares (0 = unlimited).
+  bool rebalance = false;  // dht.rebalance: run the moves (off by default, see docs/dht.md)
   uint32_t rebalance_transfers = 4;
   uint64_t rebalance_bytes_per_s = 64 << 20;
 };

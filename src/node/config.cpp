@@ -259,6 +259,14 @@ const std::vector<Setting>& settings() {
       {"dht.write_quorum", "copies (the primary counted) that hold a write before it is acknowledged",
        [](const Config& c) { return std::to_string(c.dht_write_quorum); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_write_quorum, v, 1, 7); }},
+      {"dht.rebalance", "move partitions onto joining members and off leaving ones in the background (yes/no; experimental, off by default)",
+       [](const Config& c) { return std::string(c.dht_rebalance ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v == "yes" || v == "on" || v == "true") c.dht_rebalance = true;
+         else if (v == "no" || v == "off" || v == "false") c.dht_rebalance = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
       {"dht.rebalance_transfers", "partitions a node sends or receives at once while partitions move (rebalancing, lost copies)",
        [](const Config& c) { return std::to_string(c.dht_rebalance_transfers); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_rebalance_transfers, v, 1, 64); }},
