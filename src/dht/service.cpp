@@ -919,9 +919,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       f.new_epoch = pv.epoch + 1;
       f.started_ms = now;
       fencing[p] = f;
-      // Replicas that restarted answer too (they hold nothing the log knows of: LSN 0).
+      // Replicas that restarted answer too (they hold nothing the log knows of: LSN 0). So does
+      // a primary that restarted: when every copy restarted, only an answer from every member
+      // lets the partition have a primary again (else it stays without one, and the members
+      // whose incarnation waits on it never serve anything).
       for (uint32_t r : pv.replicas)
         if (!dead(r)) send_repl(r, p, replication::Fence{f.new_epoch});
+      if (!dead(pv.primary)) send_repl(pv.primary, p, replication::Fence{f.new_epoch});
     }
     commit_decisions(t, restarted);
     rebalance();
@@ -1184,7 +1188,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     for (uint32_t r : pv.replicas)
       if (r != *chosen && !dead(r)) next.replicas.push_back(r);
     // A primary that restarted stays a copy (it is re-filled by a snapshot); a dead one goes.
-    if (!dead(pv.primary)) next.replicas.push_back(pv.primary);
+    if (!dead(pv.primary) && pv.primary != *chosen) next.replicas.push_back(pv.primary);
     decided[p] = next;
     fencing.erase(it);
   }

@@ -339,6 +339,52 @@ class RebalanceTest(unittest.TestCase):
                 for i, k in enumerate(c.nodes):
                     print("==== node %d\n%s" % (i + 1, k.output()[-20000:]))
 
+class RestartTest(unittest.TestCase):
+    def test_every_partition_serves_again_after_two_of_three_restart(self):
+        # Memory engines: partitions whose two copies were both on the restarted nodes come back
+        # empty (beyond what two copies can keep); every other key keeps its value, and every
+        # partition has a primary that serves reads again.
+        c = DhtCluster(extra=("--set", "cluster.request_timeout_ms=500")).start()
+        try:
+            a = c.client(0)
+            keys = ["r%d" % i for i in range(400)]
+            for k in keys:
+                a.set(k, "v" + k)
+            for i in (1, 2):
+                c.nodes[i].kill9()
+            time.sleep(1.5)
+            for i in (1, 2):
+                c.nodes[i].start()
+            values = {}
+
+            def probe(part):
+                cl = c.client(0)
+                for k in part:
+                    try:
+                        values[k] = cl.get(k)
+                    except redis.RedisError:
+                        pass
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                pending = [k for k in keys if k not in values]
+                if not pending:
+                    break
+                threads = [threading.Thread(target=probe, args=(pending[i::16],)) for i in range(16)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            kept = sum(1 for v in values.values() if v is not None)
+            print("after 2 of 3 restarted: %d of %d keys readable, %d kept their value" % (len(values), len(keys), kept))
+            self.assertEqual([k for k in keys if k not in values][:5], [])
+            # Partitions with a copy on the surviving node (2 of every 3) kept their keys.
+            self.assertGreater(kept, len(keys) // 2)
+            for k, v in values.items():
+                self.assertIn(v, (None, ("v" + k).encode()))
+        finally:
+            c.cleanup()
+
+
 class CollectionsFailoverTest(unittest.TestCase):
     """Lists, sets and sorted sets take the one replication path: written through one node, read through
     another, and still whole after their primary is killed with kill -9."""

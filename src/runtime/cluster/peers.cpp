@@ -423,7 +423,13 @@ bool PeerTransport::send(uint32_t to, MsgType type, std::string_view payload) {
 }
 
 void PeerTransport::add_peer(const PeerAddress& p) {
-  if (impl_->peers.count(p.id) || p.id == impl_->opt.node_id || impl_->stopping) return;
+  if (p.id == impl_->opt.node_id || impl_->stopping) return;
+  if (auto it = impl_->peers.find(p.id); it != impl_->peers.end()) {
+    if (it->second->addr == p) return;
+    // The peer restarted on another port (a data plane listening on port 0): frames queued
+    // for the old address are dropped with the old link, as if it had been lost.
+    remove_peer(p.id);
+  }
   impl_->start_peer(p);
 }
 

@@ -96,7 +96,8 @@ class PeerTransport {
   // not a configured peer; a payload above the frame limit is refused, counted as oversized
   // and logged (once per peer) with its size.
   bool send(uint32_t to, MsgType type, std::string_view payload);
-  // Adds a peer at run time (reconfiguration). No-op if known.
+  // Adds a peer at run time (reconfiguration). No-op if known at this address; a known peer
+  // at another address (it restarted elsewhere) is redialled there.
   void add_peer(const PeerAddress& p);
   void remove_peer(uint32_t id);
   // Closes the outbound link to `peer` if it is up (recording `why` as its last error) and

@@ -104,6 +104,42 @@ TEST(PeerTransport, ReconnectsWhenThePeerComesBack) {
   io.run_for(std::chrono::milliseconds(50));
 }
 
+TEST(PeerTransport, FollowsAPeerThatComesBackOnAnotherPort) {
+  asio::io_context io;
+  Received r;
+  auto o2 = opts(2);
+  auto t2 = std::make_unique<PeerTransport>(io, o2, [&](uint32_t f, MsgType, std::string p) { r.msgs.emplace_back(f, p); });
+  auto port = t2->start();
+  ASSERT_TRUE(port);
+  PeerTransport t1(io, opts(1), {});
+  ASSERT_TRUE(t1.start());
+  t1.add_peer({2, "127.0.0.1", static_cast<uint16_t>(*port)});
+  t1.send(2, MsgType::kData, "before");
+  ASSERT_TRUE(run_until(io, [&] { return r.msgs.size() == 1; }));
+  t2->stop();
+  t2.reset();
+  ASSERT_TRUE(run_until(io, [&] { return !t1.connected(2); }));
+  // Restarted with port 0: a new port, learnt from its new record. Adding the same address
+  // again changes nothing; the new one replaces the old link.
+  t2 = std::make_unique<PeerTransport>(io, o2, [&](uint32_t f, MsgType, std::string p) { r.msgs.emplace_back(f, p); });
+  auto port2 = t2->start();
+  ASSERT_TRUE(port2);
+  ASSERT_NE(*port2, *port);
+  t1.add_peer({2, "127.0.0.1", static_cast<uint16_t>(*port)});
+  t1.add_peer({2, "127.0.0.1", static_cast<uint16_t>(*port2)});
+  t1.add_peer({2, "127.0.0.1", static_cast<uint16_t>(*port2)});
+  ASSERT_TRUE(run_until(io, [&] { return t1.connected(2); }));
+  t1.send(2, MsgType::kData, "after");
+  ASSERT_TRUE(run_until(io, [&] { return r.msgs.size() == 2; }));
+  EXPECT_EQ(r.msgs[1].second, "after");
+  auto st = t1.stats();
+  ASSERT_EQ(st.size(), 1u);
+  EXPECT_EQ(st[0].address, "127.0.0.1:" + std::to_string(*port2));
+  t1.stop();
+  t2->stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
 TEST(PeerTransport, RefusesAForeignClusterWithTheReason) {
   asio::io_context io;
   int delivered = 0;
