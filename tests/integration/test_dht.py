@@ -385,6 +385,40 @@ class RestartTest(unittest.TestCase):
             c.cleanup()
 
 
+class QuorumTimeoutTest(unittest.TestCase):
+    def test_writes_that_miss_their_quorum_time_out_and_the_node_lives_on(self):
+        # A replica frozen (SIGSTOP): writes to its partitions cannot reach write_quorum 2 and
+        # answer TIMEOUT (outcome unknown) after cluster.request_timeout_ms, on whichever shard
+        # the key lives (a GCC 12 bug once double-freed that error when it came from another
+        # shard than the connection's). Every node stays up and serves again after failover.
+        c = DhtCluster(extra=("--set", "cluster.request_timeout_ms=400")).start()
+        try:
+            os.kill(c.nodes[1].proc.pid, signal.SIGSTOP)
+            replies = []
+
+            def writer(t):
+                cl = c.client(0 if t % 2 == 0 else 2)
+                for i in range(6):
+                    try:
+                        cl.set("qt-%d-%d" % (t, i), "v")
+                        replies.append("OK")
+                    except redis.RedisError as e:
+                        replies.append(str(e).split(" ")[0])
+            threads = [threading.Thread(target=writer, args=(t,)) for t in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            print("with a replica frozen: %d replies, %d TIMEOUT" % (len(replies), replies.count("TIMEOUT")))
+            self.assertIn("TIMEOUT", replies)
+            for i in (0, 2):
+                self.assertIsNone(c.nodes[i].proc.poll(), c.nodes[i].output()[-3000:])
+                self.assertTrue(c.client(i).ping())
+        finally:
+            os.kill(c.nodes[1].proc.pid, signal.SIGCONT)
+            c.cleanup()
+
+
 class CollectionsFailoverTest(unittest.TestCase):
     """Lists, sets and sorted sets take the one replication path: written through one node, read through
     another, and still whole after their primary is killed with kill -9."""

@@ -96,7 +96,11 @@ boost::asio::awaitable<void> execute_cache_admin(cache::Service& caches, const C
     co_return reply_info(r, *res);
   }
   if (name == "cache.drop" || name == "cache.clear") {
-    auto res = name == "cache.drop" ? co_await caches.drop(cname) : co_await caches.clear(cname);
+    // Two statements, not a conditional expression: GCC 12 destroys a co_await's result in
+    // `?:` twice.
+    Result<uint64_t> res = uint64_t{0};
+    if (name == "cache.drop") res = co_await caches.drop(cname);
+    else res = co_await caches.clear(cname);
     if (!res) co_return reply_error(r, res.error());
     co_return r.integer(static_cast<int64_t>(*res));
   }

@@ -556,9 +556,13 @@ awaitable<void> Server::Impl::settle(Connection& c) {
   for (auto& [sid, parts] : by_shard) {
     std::vector<std::pair<uint32_t, uint64_t>> ws(parts.begin(), parts.end());
     // On this connection's own shard the wait runs inline; elsewhere it hops there.
-    auto st = sid == c.shard ? co_await dht::wait_committed(*dht, sid, ws)
-                             : co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws),
-                                                       use_awaitable);
+    // Not `cond ? co_await a : co_await b`: GCC 12 destroys the result of a co_await in a
+    // conditional expression twice (a double free once it holds an error message).
+    Status st;
+    if (sid == c.shard)
+      st = co_await dht::wait_committed(*dht, sid, ws);
+    else
+      st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
     if (!st) failed[sid] = st.error().message;
   }
   if (!failed.empty()) {
