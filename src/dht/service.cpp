@@ -891,7 +891,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       t = latest;
     }
     if (!t || !quorum) return;
-    measure_rebalance(*t);
+    auto moves = plan_moves(*t);
+    measure_rebalance(moves);
     // The manager is the lowest-numbered live storage member; if two think they are, the
     // map's compare-and-set lets one win.
     for (auto& [id, n] : t->nodes)
@@ -928,7 +929,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (!dead(pv.primary)) send_repl(pv.primary, p, replication::Fence{f.new_epoch});
     }
     commit_decisions(t, restarted);
-    rebalance();
+    rebalance(*t, moves);
   }
 
   // ---------------- rebalancing (data thread, on the manager)
@@ -952,11 +953,43 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     return out;
   }
 
+  // Where placement puts the partitions over the current members, and which are not there yet.
+  struct MovePlan {
+    size_t members = 0;
+    cluster::PartitionMap cur;     // the map now
+    cluster::PartitionMap target;  // where the partitions should be
+    std::vector<uint32_t> changed; // partitions whose copies or primary differ
+  };
+  // nullopt: no moves to plan now (a dead or restarted member in the map, no members), or the
+  // planner could not place them (logged).
+  std::optional<MovePlan> plan_moves(const Topology& t) {
+    auto live = placement_members(t);
+    if (!live || live->empty()) return std::nullopt;
+    MovePlan mp;
+    mp.members = live->size();
+    mp.cur = cluster_map(t);
+    auto pl = cluster::plan(mp.cur, *live, t.copies);
+    if (!pl) {
+      if (pl.error().message != plan_error)  // once, not every step
+        spdlog::warn("dht: cannot plan the partition moves over {} members: {}", live->size(), pl.error().message);
+      plan_error = pl.error().message;
+      return std::nullopt;
+    }
+    plan_error.clear();
+    mp.target = cluster::prefer_placed_primaries(pl->now, std::move(pl->target), *live, t.copies);
+    for (uint32_t p = 0; p < mp.cur.partition_count(); ++p) {
+      auto& a = mp.cur.partitions[p];
+      auto& b = mp.target.partitions[p];
+      if (a.primary != b.primary || a.replicas != b.replicas) mp.changed.push_back(p);
+    }
+    return mp;
+  }
+
+  std::string plan_error;  // the planner's last refusal (data thread)
+
   // Every node: how many partitions are not yet where placement puts them, for status.
-  void measure_rebalance(const Topology& t) {
-    uint32_t remaining = 0;
-    if (auto live = placement_members(t); live && !live->empty())
-      if (auto target = rebalance_target(cluster_map(t), *live, t.copies)) remaining = static_cast<uint32_t>(target->second.size());
+  void measure_rebalance(const std::optional<MovePlan>& mp) {
+    uint32_t remaining = mp ? static_cast<uint32_t>(mp->changed.size()) : 0;
     std::lock_guard lk(mu);
     rebalance_remaining = remaining;
     if (remaining == 0) {
@@ -965,22 +998,6 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       rebalance_total = remaining;  // a rebalance begins (or grows: a member joined meanwhile)
       rebalance_began_ms = now_ms();
     }
-  }
-
-  // Where the partitions should be over `live` (placement's copies, and placement's first
-  // choice as primary), and the partitions that are not there yet.
-  static std::optional<std::pair<cluster::PartitionMap, std::vector<uint32_t>>> rebalance_target(
-      const cluster::PartitionMap& cur, const std::vector<cluster::Member>& live, uint32_t copies) {
-    auto pl = cluster::plan(cur, live, copies);
-    if (!pl) return std::nullopt;
-    auto target = cluster::prefer_placed_primaries(pl->now, std::move(pl->target), live, copies);
-    std::vector<uint32_t> changed;
-    for (uint32_t p = 0; p < cur.partition_count(); ++p) {
-      auto& a = cur.partitions[p];
-      auto& b = target.partitions[p];
-      if (a.primary != b.primary || a.replicas != b.replicas) changed.push_back(p);
-    }
-    return std::make_pair(std::move(target), std::move(changed));
   }
 
   static cluster::PartitionMap cluster_map(const Topology& t) {
@@ -1017,8 +1034,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         std::lock_guard lk(self->mu);
         t = self->latest;
       }
-      if (t && self->quorum) self->measure_rebalance(*t);
-      self->rebalance();
+      if (!t || !self->quorum) return;
+      auto moves = self->plan_moves(*t);
+      self->measure_rebalance(moves);
+      self->rebalance(*t, moves);
     });
   }
 
@@ -1028,28 +1047,18 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // primary changes, once the old primary handed over (it stopped taking writes and the new one
   // holds all it has) — the partition switches to its target assignment, epoch + 1, by a
   // compare-and-set of the map. Stateless across managers: a new manager plans from the map.
-  void rebalance() {
-    std::shared_ptr<const Topology> t;
-    {
-      std::lock_guard lk(mu);
-      t = latest;
-    }
+  void rebalance(const Topology& t, const std::optional<MovePlan>& mp) {
     if (!opt.rebalance) return;
-    if (!t || !quorum || map_write_in_flight || !fencing.empty() || !decided.empty() || stopping) return;
-    for (auto& [id, n] : t->nodes)  // only the manager runs moves
+    if (!quorum || map_write_in_flight || !fencing.empty() || !decided.empty() || stopping) return;
+    for (auto& [id, n] : t.nodes)  // only the manager runs moves
       if (n.storage && !dead(id) && members.count(id)) {
         if (id != opt.self) return clear_moves();
         break;
       }
-    auto live = placement_members(*t);
-    if (!live || live->empty()) return;
-    cluster::PartitionMap cur = cluster_map(*t);
-    auto planned = rebalance_target(cur, *live, t->copies);
-    if (!planned) {
-      spdlog::warn("dht: cannot plan the partition moves over {} members", live->size());
-      return;
-    }
-    const auto& [target_map, changed] = *planned;
+    if (!mp) return;
+    const auto& cur = mp->cur;
+    const auto& target_map = mp->target;
+    const auto& changed = mp->changed;
     if (changed.empty()) return clear_moves();
     int64_t now = now_ms();
     std::erase_if(transfers, [&](const auto& e) {  // no longer wanted (the members changed)
@@ -1103,38 +1112,31 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     publish_moves();
     if (ready.empty()) return;
-    std::optional<std::pair<std::string, uint64_t>> current;
-    {
-      std::lock_guard lk(mu);
-      current = latest_map;
-    }
-    if (!current || current->second < map_written) return;  // our last switch is not followed yet
-    auto m = decode_partition_map(current->first);
-    if (!m || m->parts.size() != cur.partitions.size()) return;
-    for (uint32_t p : ready) {
-      if (m->parts[p].epoch != cur.partitions[p].epoch) return;  // the map moved on: plan again
-      const auto& target = target_map.partitions[p];
-      m->parts[p] = PartitionView{cur.partitions[p].epoch + 1, target.primary, target.replicas};
-    }
-    map_write_in_flight = true;
-    meta.put(kDomain, kMapKey, encode_partition_map(*m), current->second,
-             [self = shared_from_this(), ready](Result<cluster::WriteResult> r) {
-               asio::post(self->dio, [self, r, ready] {
-                 self->map_write_in_flight = false;
-                 if (!r) {
-                   spdlog::warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
-                   return;
-                 }
-                 self->map_written = r->version;
-                 for (uint32_t p : ready) {
-                   self->handed_over.erase(p);
-                   self->handover_asked.erase(p);
-                 }
-                 self->partitions_moved += ready.size();
-                 spdlog::info("dht: {} partition(s) switched to their new copies", ready.size());
-                 self->rebalance_soon();
-               });
-             });
+    propose_map(
+        [&](PartitionMapData& m, uint64_t version) {
+          if (version < map_written || m.parts.size() != cur.partitions.size())
+            return false;  // our last switch is not followed yet
+          for (uint32_t p : ready) {
+            if (m.parts[p].epoch != cur.partitions[p].epoch) return false;  // the map moved on: plan again
+            const auto& target = target_map.partitions[p];
+            m.parts[p] = PartitionView{cur.partitions[p].epoch + 1, target.primary, target.replicas};
+          }
+          return true;
+        },
+        [self = shared_from_this(), ready](const Result<cluster::WriteResult>& r) {
+          if (!r) {
+            spdlog::warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
+            return;
+          }
+          self->map_written = r->version;
+          for (uint32_t p : ready) {
+            self->handed_over.erase(p);
+            self->handover_asked.erase(p);
+          }
+          self->partitions_moved += ready.size();
+          spdlog::info("dht: {} partition(s) switched to their new copies", ready.size());
+          self->rebalance_soon();
+        });
   }
 
   void clear_moves() {
@@ -1242,43 +1244,56 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       acknowledged[id] = t->node(id)->incarnation;
     }
     if (changes.empty() && acknowledged.empty()) return;
-    std::optional<std::pair<std::string, uint64_t>> current;  // the map as last followed
+    size_t n = changes.size();
+    propose_map(
+        [&](PartitionMapData& m, uint64_t) {
+          for (auto& [p, pv] : changes) {
+            if (m.parts[p].epoch + 1 != pv.epoch) {  // decided on a stale map: start over
+              decided.clear();
+              return false;
+            }
+            m.parts[p] = pv;
+          }
+          for (auto& [id, inc] : acknowledged) m.incarnations[id] = inc;
+          return true;
+        },
+        [self = shared_from_this(), n, promoted = decided](const Result<cluster::WriteResult>& r) {
+          if (!r) {
+            spdlog::warn("dht: updating the partition map: {}", r.error().message);
+            self->decided.clear();
+            return;
+          }
+          std::map<uint32_t, int> to;
+          for (auto& [p, pv] : promoted) {
+            self->decided.erase(p);
+            ++self->failovers;
+            ++to[pv.primary];
+          }
+          for (auto& [node, count] : to)
+            spdlog::warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
+          spdlog::info("dht: partition map updated ({} partitions changed)", n);
+        });
+  }
+
+  // Reads the map as last followed, lets `edit` change it (false: leave it), and writes it back
+  // with a compare-and-set on the version it was read at, so a map that moved on meanwhile
+  // wins. `done` runs on the data thread once the write is decided. One write at a time.
+  void propose_map(const std::function<bool(PartitionMapData&, uint64_t version)>& edit,
+                   std::function<void(const Result<cluster::WriteResult>&)> done) {
+    std::optional<std::pair<std::string, uint64_t>> current;
     {
       std::lock_guard lk(mu);
       current = latest_map;
     }
     if (!current) return;
-    auto [value, version] = *current;
-    auto m = decode_partition_map(value);
-    if (!m) return;
-    for (auto& [p, pv] : changes) {
-      if (m->parts[p].epoch + 1 != pv.epoch) {  // decided on a stale map: start over
-        decided.clear();
-        return;
-      }
-      m->parts[p] = pv;
-    }
-    for (auto& [id, inc] : acknowledged) m->incarnations[id] = inc;
+    auto m = decode_partition_map(current->first);
+    if (!m || !edit(*m, current->second)) return;
     map_write_in_flight = true;
-    size_t n = changes.size();
-    meta.put(kDomain, kMapKey, encode_partition_map(*m), version,
-             [self = shared_from_this(), n, promoted = decided](Result<cluster::WriteResult> r) {
-               asio::post(self->dio, [self, r, n, promoted] {
+    meta.put(kDomain, kMapKey, encode_partition_map(*m), current->second,
+             [self = shared_from_this(), done = std::move(done)](Result<cluster::WriteResult> r) {
+               asio::post(self->dio, [self, r, done] {
                  self->map_write_in_flight = false;
-                 if (r) {
-                   std::map<uint32_t, int> to;
-                   for (auto& [p, pv] : promoted) {
-                     self->decided.erase(p);
-                     ++self->failovers;
-                     ++to[pv.primary];
-                   }
-                   for (auto& [node, count] : to)
-                     spdlog::warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
-                   spdlog::info("dht: partition map updated ({} partitions changed)", n);
-                 } else {
-                   spdlog::warn("dht: updating the partition map: {}", r.error().message);
-                   self->decided.clear();
-                 }
+                 done(r);
                });
              });
   }
