@@ -20,9 +20,11 @@ READY = re.compile(r"ready: RESP on [^:]+:(\d+), HTTP on [^:]+:(\d+)")
 
 
 class Keel:
-    """A keel node. `args` are extra `keel serve` flags."""
+    """A keel node. `args` are extra `keel serve` flags; `prefix` runs it through another
+    command (e.g. `ip netns exec NS`)."""
 
-    def __init__(self, *args, data_dir=None, env=None):
+    def __init__(self, *args, data_dir=None, env=None, prefix=()):
+        self.prefix = list(prefix)
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="keel-it-")
         self.args = list(args)
@@ -32,7 +34,7 @@ class Keel:
         self.log_path = None
 
     def start(self, timeout=20):
-        cmd = [KEEL_BIN, "serve", "--port", "0", "--http-port", "0", "--data-dir", self.data_dir] + self.args
+        cmd = self.prefix + [KEEL_BIN, "serve", "--port", "0", "--http-port", "0", "--data-dir", self.data_dir] + self.args
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
