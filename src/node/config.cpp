@@ -259,7 +259,7 @@ const std::vector<Setting>& settings() {
       {"dht.write_quorum", "copies (the primary counted) that hold a write before it is acknowledged",
        [](const Config& c) { return std::to_string(c.dht_write_quorum); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_write_quorum, v, 1, 7); }},
-      {"dht.rebalance", "move partitions onto joining members and off leaving ones in the background (yes/no; experimental, off by default)",
+      {"dht.rebalance", "move partitions onto joining members and off leaving ones in the background (yes/no)",
        [](const Config& c) { return std::string(c.dht_rebalance ? "yes" : "no"); },
        [](Config& c, const std::string& v) -> std::string {
          if (v == "yes" || v == "on" || v == "true") c.dht_rebalance = true;

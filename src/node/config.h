@@ -50,7 +50,7 @@ struct Config {
   std::string cluster_zone;             // failure domain: copies of a partition go to different zones
   uint64_t dht_replicas = 2;            // copies of each partition, the primary counted
   uint64_t dht_write_quorum = 2;        // copies holding a write before it is acknowledged
-  bool dht_rebalance = false;            // run partition moves onto new members (experimental)
+  bool dht_rebalance = true;             // run partition moves onto new members and off leaving ones
   uint64_t dht_rebalance_transfers = 4;  // partitions a node sends or receives at once while rebalancing
   uint64_t dht_rebalance_mb_per_s = 64;  // bandwidth of the snapshots a node sends (0: unlimited)
   uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)

@@ -253,12 +253,10 @@ class FailoverTest(unittest.TestCase):
             c.cleanup()
 
 
-@unittest.skipUnless(os.environ.get("KEEL_REBALANCE_TEST"),
-                     "dht.rebalance is experimental (a crash under load is open): `make fault` runs this")
 class RebalanceTest(unittest.TestCase):
     def test_fourth_node_under_load_takes_its_share_without_client_errors(self):
         # Snapshots throttled to 1 MiB/s: the moves take a while under load, and still finish.
-        c = DhtCluster(extra=("--set", "dht.rebalance=yes", "--set", "dht.rebalance_mb_per_s=1")).start()
+        c = DhtCluster(extra=("--set", "dht.rebalance_mb_per_s=1")).start()
         try:
             a = c.client(0)
             for i in range(3000):
