@@ -418,7 +418,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       spdlog::warn("dht: handing partition {} over to node {}: {}", p, to, r.error().message);
       return;
     }
-    if (!s.handovers.count(p)) spdlog::info("dht: handing partition {} over to node {}", p, to);
+    if (!s.handovers.count(p)) {
+      if (to == opt.self) spdlog::info("dht: partition {} stops for its switch to new copies", p);
+      else spdlog::info("dht: handing partition {} over to node {}", p, to);
+    }
     s.handovers[p] = {manager, to, s.handovers.count(p) ? s.handovers[p].reported_ms : 0};
     drive(sid, p);
   }
@@ -1097,7 +1100,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         }
       }
       if (!all_caught) continue;
-      if (target.primary != a.primary) {
+      // A new primary, or a copy dropped: first the primary stops and waits until the new
+      // primary and every new copy hold all it has (hand_over; to itself when it stays), so
+      // every acknowledged write is on write_quorum copies of the new assignment.
+      bool drops = false;
+      for (uint32_t n : a.copies()) drops |= !target.holds(n);
+      if (target.primary != a.primary || drops) {
         auto h = handed_over.find(p);
         if (h == handed_over.end() || h->second != std::make_pair(a.epoch, target.primary)) {
           auto& asked = handover_asked[p];
@@ -1394,7 +1402,9 @@ std::string Service::check_local(unsigned shard, uint32_t partition, bool write,
   if (!c || !c->is_primary())
     return fmt::format("TRYAGAIN partition {} has no primary on this node right now; retry", partition);
   if (uint32_t to = c->handing_over_to())
-    return fmt::format("TRYAGAIN partition {} is moving to node {} (rebalancing); retry", partition, to);
+    return to == impl_->opt.self
+               ? fmt::format("TRYAGAIN partition {} is switching to its new copies (rebalancing); retry", partition)
+               : fmt::format("TRYAGAIN partition {} is moving to node {} (rebalancing); retry", partition, to);
   if (write) {
     if (!c->writable())
       return fmt::format("TRYAGAIN partition {} is failing over (this primary's epoch {} is fenced); retry",

@@ -219,6 +219,10 @@ Result<uint64_t> Copy::append(std::string effect, int64_t now_ms) {
                       fmt::format("primary of epoch {} is fenced for epoch {} (failover under "
                                   "way)",
                                   cfg_.epoch, fenced_epoch_));
+  if (handover_to_ == self_)
+    return make_error(Errc::kUnavailable,
+                      fmt::format("primary of epoch {} is switching the partition to its new copies",
+                                  cfg_.epoch));
   if (handover_to_)
     return make_error(Errc::kUnavailable,
                       fmt::format("primary of epoch {} is handing the partition over to node {}",
@@ -299,9 +303,9 @@ Status Copy::hand_over(NodeId to, int64_t now_ms) {
   see(now_ms);
   if (role_ != Role::kPrimary || fenced())
     return make_error(Errc::kUnavailable, "hand_over: this copy is not a serving primary");
-  if (!peer(to))
+  if (to != self_ && !peer(to))
     return make_error(Errc::kInvalidArgument,
-                      fmt::format("hand_over: node {} is neither a replica nor a learner", to));
+                      fmt::format("hand_over: node {} is neither this primary, a replica nor a learner", to));
   if (handover_to_ && handover_to_ != to)
     return make_error(Errc::kInvalidArgument,
                       fmt::format("hand_over: already handing over to node {}", handover_to_));
@@ -311,10 +315,14 @@ Status Copy::hand_over(NodeId to, int64_t now_ms) {
 }
 
 bool Copy::handover_done() const {
-  if (!handover_to_ || role_ != Role::kPrimary || fenced()) return false;
-  for (const auto& p : peers_)
-    if (p.id == handover_to_) return !p.snapshotting && !p.want_snapshot && p.acked >= last_;
-  return false;
+  if (!handover_to_ || role_ != Role::kPrimary || fenced() || durable_ < last_) return false;
+  bool target = handover_to_ == self_;
+  for (const auto& p : peers_) {
+    if (!p.learner && p.id != handover_to_) continue;
+    if (p.snapshotting || p.want_snapshot || p.acked < last_) return false;
+    target |= p.id == handover_to_;
+  }
+  return target;
 }
 
 std::optional<Copy::PeerProgress> Copy::progress(NodeId id) const {

@@ -240,12 +240,17 @@ class Copy {
   Status set_learners(std::vector<NodeId> learners, int64_t now_ms);
   // Planned handover (rebalancing): this primary stops taking writes and serving reads, but
   // keeps streaming what it has to its replicas and learners, so that `to` (a replica or a
-  // learner) comes to hold every entry — hence every write this primary acknowledged. Once
-  // handover_done(), the metadata may make `to` primary in epoch + 1: nothing can be
-  // acknowledged here any more. There is no way back except a new configuration.
-  // kInvalidArgument if `to` is not a replica or learner; kUnavailable if not the primary.
+  // learner, or this primary itself when it stays primary) and every learner come to hold
+  // every entry — hence every write this primary acknowledged. Once handover_done(), the
+  // metadata may switch to epoch + 1 with `to` as primary and the learners as copies: nothing
+  // can be acknowledged here any more, and every acknowledged write is on write_quorum copies
+  // of the new configuration (the primary and each learner hold all of them; the replicas
+  // kept hold what they held). There is no way back except a new configuration.
+  // kInvalidArgument if `to` is not this primary, a replica or a learner; kUnavailable if not
+  // the primary.
   Status hand_over(NodeId to, int64_t now_ms);
-  // The handover target holds (durably) every entry this primary has.
+  // This primary, the handover target and every learner hold (durably) every entry this
+  // primary has.
   bool handover_done() const;
   NodeId handing_over_to() const { return handover_to_; }
   // Primary: how far a replica or learner is: (durably acknowledged LSN, snapshot streaming).

@@ -336,6 +336,8 @@ class RebalanceTest(unittest.TestCase):
             if os.environ.get("KEEL_DEBUG_LOGS"):
                 for i, k in enumerate(c.nodes):
                     print("==== node %d\n%s" % (i + 1, k.output()[-20000:]))
+            c.cleanup()
+
 
 class RestartTest(unittest.TestCase):
     def test_every_partition_serves_again_after_two_of_three_restart(self):

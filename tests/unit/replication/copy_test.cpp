@@ -715,6 +715,75 @@ TEST(ReplicationCopy, HandoverStopsWritesAndReadsAndEndsWhenTheTargetHoldsEveryt
   EXPECT_EQ(n.committed[3], after);
 }
 
+// A move that replaces replica 3 by learner 4 and keeps primary 1: writes acknowledged by
+// {1, 3} before the switch must be on two copies of {1, 2, 4} after it, so the primary stops
+// (hand_over to itself) until the learner holds everything.
+TEST(ReplicationCopy, HandoverToItselfEndsWhenEveryLearnerHoldsEverything) {
+  Net n({1, 2, 3, 4});
+  Config lc = cfg3(2);
+  lc.learners = {4};
+  for (NodeId id : {1u, 2u, 3u, 4u}) {
+    ASSERT_TRUE(n.c(id).configure(id == 4 ? lc : cfg3(2), n.now));
+    n.collect(id);
+  }
+  ASSERT_TRUE(n.c(1).set_learners({4}, n.now));
+  n.collect(1);
+  n.deliver_all();
+  n.write(1, "a");
+  n.deliver_all();
+  // `b` reaches the replicas (it is acknowledged) but not the learner yet.
+  uint64_t lsn = n.write(1, "b");
+  std::erase_if(n.q, [](const Net::Msg& m) { return m.to == 4; });
+  n.deliver_all();
+  ASSERT_EQ(n.committed[1], lsn);
+  EXPECT_FALSE(n.c(1).hand_over(9, n.now));
+  ASSERT_TRUE(n.c(1).hand_over(1, n.now));
+  EXPECT_FALSE(n.c(1).writable());
+  EXPECT_FALSE(n.c(1).can_serve_reads(n.now));
+  auto refused = n.c(1).append("c", n.now);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("switching the partition to its new copies"), std::string::npos);
+  EXPECT_FALSE(n.c(1).handover_done());  // the learner lacks `b`
+  n.now += 300;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(4).last_lsn(), lsn);
+  EXPECT_TRUE(n.c(1).handover_done());
+  // Epoch 2 drops replica 3 for 4; the primary takes writes again.
+  Config next{.epoch = 2, .primary = 1, .replicas = {2, 4}, .write_quorum = 2};
+  for (NodeId id : {1u, 2u, 4u}) ASSERT_TRUE(n.c(id).configure(next, n.now));
+  for (NodeId id : {1u, 2u, 4u}) n.collect(id);
+  n.deliver_all();
+  EXPECT_EQ(n.c(1).handing_over_to(), 0u);
+  uint64_t after = n.write(1, "c");
+  n.deliver_all();
+  EXPECT_EQ(n.committed[1], after);
+}
+
+// Handing over to a replica waits for the learners too.
+TEST(ReplicationCopy, HandoverToAReplicaAlsoWaitsForTheLearners) {
+  Net n({1, 2, 3, 4});
+  Config lc = cfg3(2);
+  lc.learners = {4};
+  for (NodeId id : {1u, 2u, 3u, 4u}) {
+    ASSERT_TRUE(n.c(id).configure(id == 4 ? lc : cfg3(2), n.now));
+    n.collect(id);
+  }
+  ASSERT_TRUE(n.c(1).set_learners({4}, n.now));
+  n.collect(1);
+  n.deliver_all();
+  uint64_t lsn = n.write(1, "a");
+  std::erase_if(n.q, [](const Net::Msg& m) { return m.to == 4; });
+  n.deliver_all();
+  ASSERT_TRUE(n.c(1).hand_over(2, n.now));
+  EXPECT_FALSE(n.c(1).handover_done());  // replica 2 holds `a`, learner 4 does not
+  EXPECT_EQ(n.c(2).last_lsn(), lsn);
+  n.now += 300;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_TRUE(n.c(1).handover_done());
+}
+
 TEST(ReplicationCopy, CoreUsesNoClockSocketThreadFileOrRandomness) {
   std::regex banned(
       R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic|condition_variable)[^>]*>|steady_clock|system_clock|random_device|this_thread|fopen|gettimeofday|clock_gettime)");
