@@ -20,16 +20,17 @@ Scenario scenario_for(uint64_t seed) {
   static constexpr Scenario all[] = {Scenario::kRandom,       Scenario::kPrimaryPartition,
                                      Scenario::kRandom,       Scenario::kPrimaryCrash,
                                      Scenario::kRandom,       Scenario::kReplicaChurn,
-                                     Scenario::kFailoverStorm, Scenario::kFailoverStorm};
-  return all[seed % 8];
+                                     Scenario::kFailoverStorm, Scenario::kFailoverStorm,
+                                     Scenario::kMove,          Scenario::kMove};
+  return all[seed % 10];
 }
 
 int usage(const std::string& why) {
   fmt::print(stderr,
              "keel_repl_sim: {}\nusage: keel_repl_sim --seeds N [--first S] [--scenario NAME] | "
              "--seed S [--scenario NAME] [--trace] | --determinism N\n"
-             "  [--break promote-any|no-lease [--expect-failure]]\n"
-             "scenarios: random primary-partition primary-crash replica-churn failover-storm\n",
+             "  [--break promote-any|no-lease|no-stop [--expect-failure]]\n"
+             "scenarios: random primary-partition primary-crash replica-churn failover-storm move\n",
              why);
   return 2;
 }
@@ -38,11 +39,11 @@ void report(const Counters& k, double secs) {
   fmt::print(
       "seeds={} ops={} writes_acked={} writes_unknown={} reads_ok={} refusals={} "
       "(backlog full {})\n"
-      "failovers={} readds={} crashes={} snapshots={} beyond_bound={} lin_states={} "
+      "failovers={} readds={} moves={} (abandoned {}) crashes={} snapshots={} beyond_bound={} lin_states={} "
       "lin_gave_up={}\nmessages={} dropped={} wall={:.2f}s seeds/sec={:.1f}\n",
       k.seeds, k.ops, k.writes_acked, k.writes_unknown, k.reads_ok, k.refusals, k.backlog_full,
       k.failovers,
-      k.readds, k.crashes, k.snapshots, k.beyond_bound, k.lin_states, k.lin_gave_up, k.messages,
+      k.readds, k.moves, k.moves_abandoned, k.crashes, k.snapshots, k.beyond_bound, k.lin_states, k.lin_gave_up, k.messages,
       k.dropped, secs, secs > 0 ? k.seeds / secs : 0.0);
 }
 
@@ -77,10 +78,10 @@ int main(int argc, char** argv) {
       scenario = parse_scenario(argv[++i]);
       if (!scenario) return usage(fmt::format("unknown scenario '{}'", argv[i]));
     } else if (a == "--break") {
-      if (i + 1 >= argc) return usage("--break needs promote-any or no-lease");
+      if (i + 1 >= argc) return usage("--break needs promote-any, no-lease or no-stop");
       brk = argv[++i];
-      if (brk != "promote-any" && brk != "no-lease")
-        return usage(fmt::format("--break '{}' unknown (allowed: promote-any, no-lease)", brk));
+      if (brk != "promote-any" && brk != "no-lease" && brk != "no-stop")
+        return usage(fmt::format("--break '{}' unknown (allowed: promote-any, no-lease, no-stop)", brk));
     } else if (a == "--expect-failure") {
       expect_failure = true;
     } else if (a == "--trace") {
@@ -93,6 +94,7 @@ int main(int argc, char** argv) {
     Options o{.seed = s, .scenario = scenario ? *scenario : scenario_for(s), .trace = false};
     o.break_promote_any = brk == "promote-any";
     o.break_no_lease = brk == "no-lease";
+    o.break_no_stop = brk == "no-stop";
     return o;
   };
   auto t0 = std::chrono::steady_clock::now();

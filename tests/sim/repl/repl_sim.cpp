@@ -26,6 +26,7 @@ std::optional<Scenario> parse_scenario(std::string_view s) {
   if (s == "primary-crash") return Scenario::kPrimaryCrash;
   if (s == "replica-churn") return Scenario::kReplicaChurn;
   if (s == "failover-storm") return Scenario::kFailoverStorm;
+  if (s == "move") return Scenario::kMove;
   return std::nullopt;
 }
 
@@ -36,6 +37,7 @@ const char* scenario_name(Scenario s) {
     case Scenario::kPrimaryCrash: return "primary-crash";
     case Scenario::kReplicaChurn: return "replica-churn";
     case Scenario::kFailoverStorm: return "failover-storm";
+    case Scenario::kMove: return "move";
   }
   return "?";
 }
@@ -50,6 +52,8 @@ void Counters::add(const Counters& o) {
   backlog_full += o.backlog_full;
   failovers += o.failovers;
   readds += o.readds;
+  moves += o.moves;
+  moves_abandoned += o.moves_abandoned;
   crashes += o.crashes;
   snapshots += o.snapshots;
   messages += o.messages;
@@ -97,10 +101,27 @@ struct Configure {
   Config c;
   std::map<NodeId, uint64_t> incarnation;
 };
+// What a node tells the manager every 100 ms: its incarnation, and as a primary how the move
+// under way stands (the progress of its learners, whether its stop is done).
 struct Heartbeat {
   uint64_t incarnation = 0;
+  uint64_t epoch = 0;
+  bool primary = false;
+  uint64_t committed = 0;
+  std::vector<std::pair<NodeId, replication::Copy::PeerProgress>> learners;
+  bool handover_done = false;
 };
-using Payload = std::variant<std::string, ClientReq, ClientResp, Configure, Heartbeat>;
+// Manager -> primary and learner: stream the partition of `c` (its learners set) to the learner.
+struct Learn {
+  Config c;
+  uint64_t incarnation = 0;  // the learner's, as the manager heard it
+};
+// Manager -> primary: stop for the switch, handing over to `to` (itself when it stays).
+struct HandOver {
+  uint64_t epoch = 0;
+  NodeId to = 0;
+};
+using Payload = std::variant<std::string, ClientReq, ClientResp, Configure, Heartbeat, Learn, HandOver>;
 
 struct InFlight {
   int64_t at;
@@ -211,6 +232,7 @@ class Sim {
     int copies = lossy && !client_msg && rng_.chance(dup_) ? 2 : 1;
     for (int i = copies - 1; i >= 0; --i) {  // the last one sent takes the payload
       int64_t delay = rng_.range(1, max_delay_);
+      if (auto sl = slow_.find({from, to}); sl != slow_.end()) delay += sl->second;
       int64_t at = now_ + delay;
       auto& last = link_last_[{from, to}];
       if (!rng_.chance(reorder_)) at = std::max(at, last);  // FIFO unless reordered
@@ -226,6 +248,9 @@ class Sim {
   void crash(Node& n);
   void restart(Node& n);
   void manager_step();
+  bool move_step();
+  void start_move();
+  void on_learn(Node& n, const Learn& l);
   void check_promotion(NodeId chosen);
   void client_step(ClientState& c);
   void on_client_req(Node& n, int client, const ClientReq& r);
@@ -247,6 +272,7 @@ class Sim {
   int manager_side_ = 0;
   bool partitioned_ = false;
   std::set<std::pair<int, int>> cut_;  // links cut in both directions (node pairs)
+  std::map<std::pair<int, int>, int64_t> slow_;  // extra delay on a link (one direction)
   double loss_ = 0, dup_ = 0, reorder_ = 0;
   int64_t max_delay_ = 10;
   uint64_t pad_max_ = 0;  // values padded up to this many bytes
@@ -276,7 +302,8 @@ class Sim {
     int64_t at;
     int kind;  // 0 partition on, 1 partition off, 2 crash, 3 restart, 4 crash the primary,
                // 5 cut the link node-primary, 6 restore it, 7 isolate the current primary
-               // (with `node` = 1: together with a random other node)
+               // (with `node` = 1: together with a random other node), 8 start a move,
+               // 9 crash the primary of the next switch as it happens
     NodeId node;
     std::vector<int> sides;
   };
@@ -291,6 +318,19 @@ class Sim {
     std::vector<std::pair<NodeId, FenceAck>> acks;
     std::map<NodeId, uint64_t> ack_inc;  // incarnation that sent each member's first answer
     int64_t next_fence = 0, next_push = 0;
+    std::map<NodeId, Heartbeat> reports;  // each node's last heartbeat
+    // A move under way (rebalancing): the learner is streamed to, then the primary stops (when
+    // the primary changes or a copy is dropped) until the new primary and the learner hold
+    // everything, then the switch to `target` in epoch + 1.
+    struct Move {
+      bool active = false;
+      uint64_t base_epoch = 0;
+      Config target;
+      NodeId learner = 0;
+      int64_t started = 0, next_learn = 0, next_stop = 0;
+      bool stop_sent = false;
+    } move;
+    bool crash_after_switch = false;  // fault: the next switch's primary crashes at once
   } meta_;
   uint64_t hash_ = 1469598103934665603ull;
   void mix(uint64_t v) { hash_ = (hash_ ^ v) * 1099511628211ull; }
@@ -309,6 +349,10 @@ void Sim::setup() {
   if (o_.break_no_lease) {
     copies_ = 3;
     wq_ = 2;
+  }
+  if (o_.scenario == Scenario::kMove) {
+    n_nodes_ = static_cast<size_t>(rng_.range(4, 5));  // spare nodes to move to
+    wq_ = static_cast<uint32_t>(rng_.range(2, copies_));
   }
   copt_.lease_ms = 2000;
   copt_.max_drift_ms = 200;
@@ -416,6 +460,17 @@ void Sim::schedule_faults() {
       }
       break;
     }
+    case Scenario::kMove: {
+      // Moves one after another; now and then the primary crashes (sometimes right at a
+      // switch, losing what it had not sent), or a partition cuts the nodes in two.
+      for (int64_t at = rng_.range(300, 800); at < load_end_ - 1000; at += rng_.range(800, 2000)) {
+        faults_.push_back({at, 8, 0, {}});
+        if (rng_.chance(0.3)) faults_.push_back({at + 1, 9, 0, {}});
+      }
+      if (rng_.chance(0.3)) faults_.push_back({rng_.range(1000, load_end_ - 1000), 4, 0, {}});
+      if (rng_.chance(0.3)) partition(rng_.range(1000, load_end_ - 2000), rng_.range(300, 2500), random_sides());
+      break;
+    }
     case Scenario::kRandom: {
       int parts = static_cast<int>(rng_.below(3));
       for (int k = 0; k < parts; ++k)
@@ -447,7 +502,8 @@ void Sim::crash(Node& n) {
   n.pending_reads.clear();
   n.snaps.clear();
   bool member = n.id == meta_.cfg.primary ||
-                std::count(meta_.cfg.replicas.begin(), meta_.cfg.replicas.end(), n.id);
+                std::count(meta_.cfg.replicas.begin(), meta_.cfg.replicas.end(), n.id) ||
+                (meta_.move.active && meta_.move.learner == n.id);  // about to be one
   if (n.persistent) {
     n.lineage.resize(std::min<size_t>(n.lineage.size(), n.durable));  // unsynced writes lost
   } else {
@@ -653,6 +709,7 @@ void Sim::deliver(InFlight& m) {
     } else if (auto* hb = std::get_if<Heartbeat>(&m.p)) {
       meta_.last_heard[static_cast<NodeId>(m.from)] = now_;
       meta_.heard_inc[static_cast<NodeId>(m.from)] = hb->incarnation;
+      meta_.reports[static_cast<NodeId>(m.from)] = *hb;
     }
     return;
   }
@@ -709,7 +766,53 @@ void Sim::deliver(InFlight& m) {
     if (!st) return fail("configure refused: " + st.error().message);
     trace(fmt::format("node {} configured epoch {} primary {}", n.id, c.epoch, c.primary));
     drain(n);
+  } else if (auto* l = std::get_if<Learn>(&m.p)) {
+    on_learn(n, *l);
+  } else if (auto* h = std::get_if<HandOver>(&m.p)) {
+    if (!n.copy->is_primary() || n.copy->config().epoch != h->epoch) return;
+    if (n.copy->handing_over_to() != h->to) {
+      auto st = n.copy->hand_over(h->to, n.local(now_));
+      if (!st) return fail("hand_over refused: " + st.error().message);
+      trace(fmt::format("node {} stops epoch {} for its switch (to {})", n.id, h->epoch, h->to));
+    }
+    drain(n);
   }
+}
+
+// A move's learner: on the primary, stream to it; on the learner, become a copy that receives
+// that stream, starting empty (as the service drops what a node held of the partition).
+void Sim::on_learn(Node& n, const Learn& l) {
+  const Config& c = l.c;
+  const Config& mine = n.copy->config();
+  if (c.primary == n.id) {
+    if (!n.copy->is_primary() || mine.epoch != c.epoch || n.copy->handing_over_to()) return;
+    if (mine.learners != c.learners) {
+      auto st = n.copy->set_learners(c.learners, n.local(now_));
+      if (!st) return fail("set_learners refused: " + st.error().message);
+    }
+    drain(n);
+    return;
+  }
+  if (std::find(c.learners.begin(), c.learners.end(), n.id) == c.learners.end() ||
+      l.incarnation != n.incarnation || mine.epoch > c.epoch)
+    return;
+  if (mine.epoch == c.epoch &&
+      (std::find(mine.learners.begin(), mine.learners.end(), n.id) != mine.learners.end() ||
+       mine.primary == n.id || std::find(mine.replicas.begin(), mine.replicas.end(), n.id) != mine.replicas.end()))
+    return;  // already its learner (or a member: the manager's view is stale)
+  n.copy = std::make_unique<Copy>(n.id, copt_);
+  n.state.clear();
+  n.key_lsn.clear();
+  n.lineage.clear();
+  n.durable = 0;
+  n.committed = 0;
+  n.pending_writes.clear();
+  n.pending_reads.clear();
+  n.snaps.clear();
+  auto st = n.copy->configure(c, n.local(now_));
+  if (!st) return fail("learner configure refused: " + st.error().message);
+  trace(fmt::format("node {} learns epoch {} from primary {}", n.id, c.epoch, c.primary));
+  drain(n);
 }
 
 void Sim::node_tick(Node& n) {
@@ -737,7 +840,16 @@ void Sim::node_tick(Node& n) {
   }
   std::erase_if(n.snaps, [](const Node::SnapOut& s) { return s.next >= s.chunks.size(); });
   std::erase_if(n.pending_reads, [&](const Node::PendingRead& r) { return now_ > r.deadline; });
-  if (now_ % 100 == 0) send(n.id, kManager, Heartbeat{n.incarnation});
+  if (now_ % 100 == 0) {
+    Heartbeat hb{.incarnation = n.incarnation};
+    hb.epoch = n.copy->config().epoch;
+    hb.primary = n.copy->is_primary();
+    hb.committed = n.copy->committed_lsn();
+    for (NodeId l : n.copy->config().learners)
+      if (auto pr = n.copy->progress(l)) hb.learners.emplace_back(l, *pr);
+    hb.handover_done = n.copy->handover_done();
+    send(n.id, kManager, std::move(hb));
+  }
   drain(n);
 }
 
@@ -814,7 +926,120 @@ void Sim::manager_step() {
       return;
     }
   }
+  if (move_step()) return;
   if (now_ >= m.next_push) push();
+}
+
+void Sim::start_move() {
+  Meta& m = meta_;
+  if (m.failing_over || m.move.active) return;
+  std::vector<NodeId> members = m.cfg.replicas;
+  members.insert(members.begin(), m.cfg.primary);
+  std::vector<NodeId> spare;
+  for (NodeId i = 1; i <= n_nodes_; ++i)
+    if (std::find(members.begin(), members.end(), i) == members.end()) spare.push_back(i);
+  Meta::Move mv;
+  mv.active = true;
+  mv.base_epoch = m.cfg.epoch;
+  mv.started = now_;
+  Config t = m.cfg;
+  t.epoch = m.cfg.epoch + 1;
+  t.learners.clear();
+  std::vector<NodeId> copies = members;
+  if (!spare.empty() && rng_.chance(0.8)) {
+    // One copy moves to a spare node; the primary stays, or moves there, or to a kept copy.
+    mv.learner = spare[rng_.below(spare.size())];
+    NodeId drop = members[rng_.below(members.size())];
+    std::erase(copies, drop);
+    copies.push_back(mv.learner);
+    t.primary = drop != m.cfg.primary && !rng_.chance(0.3) ? m.cfg.primary : copies[rng_.below(copies.size())];
+  } else {
+    if (m.cfg.replicas.empty()) return;
+    t.primary = m.cfg.replicas[rng_.below(m.cfg.replicas.size())];  // a new primary, same copies
+  }
+  t.replicas.clear();
+  for (NodeId x : copies)
+    if (x != t.primary) t.replicas.push_back(x);
+  mv.target = t;
+  m.move = mv;
+  // Half the time the learner sits behind a slow link: it lags the replicas it replaces.
+  slow_.clear();
+  if (mv.learner && rng_.chance(0.5))
+    slow_[{static_cast<int>(m.cfg.primary), static_cast<int>(mv.learner)}] = rng_.range(20, 60);
+  trace(fmt::format("manager: move epoch {} -> primary {} replicas {} (learner {})", m.cfg.epoch, t.primary,
+                    fmt::join(t.replicas, ","), mv.learner));
+}
+
+// One step of the move under way; true if it sent something or switched (skip the push).
+bool Sim::move_step() {
+  Meta& m = meta_;
+  Meta::Move& mv = m.move;
+  if (!mv.active) return false;
+  if (m.cfg.epoch != mv.base_epoch || (!mv.stop_sent && now_ - mv.started > 5000)) {
+    // Overtaken by a failover or a re-add, or not caught up in time: dropped (a stopped
+    // primary stays stopped until that new epoch, as in the service).
+    ++res_.counters.moves_abandoned;
+    trace(fmt::format("manager: move from epoch {} abandoned", mv.base_epoch));
+    mv = {};
+    return false;
+  }
+  auto rit = m.reports.find(m.cfg.primary);
+  const Heartbeat* r = rit != m.reports.end() && rit->second.epoch == m.cfg.epoch && rit->second.primary
+                           ? &rit->second
+                           : nullptr;
+  bool caught = true;
+  if (mv.learner) {
+    if (now_ >= mv.next_learn) {
+      Config lc = m.cfg;
+      lc.learners = {mv.learner};
+      Learn l{lc, m.heard_inc[mv.learner]};
+      send(kManager, static_cast<int>(m.cfg.primary), l);
+      send(kManager, static_cast<int>(mv.learner), l);
+      mv.next_learn = now_ + 200;
+    }
+    caught = false;
+    if (r)
+      for (const auto& [id, pr] : r->learners)
+        if (id == mv.learner) caught = !pr.snapshotting && pr.acked > 0 && pr.acked >= r->committed;
+  }
+  if (!caught) return false;
+  std::vector<NodeId> now_copies = m.cfg.replicas;
+  now_copies.push_back(m.cfg.primary);
+  bool drops = false;
+  for (NodeId x : now_copies)
+    drops |= x != mv.target.primary &&
+             std::find(mv.target.replicas.begin(), mv.target.replicas.end(), x) == mv.target.replicas.end();
+  bool stop = mv.target.primary != m.cfg.primary || drops;
+  if (o_.break_no_stop && mv.target.primary == m.cfg.primary) stop = false;  // broken on purpose
+  if (stop && !(r && r->handover_done)) {
+    if (now_ >= mv.next_stop) {
+      send(kManager, static_cast<int>(m.cfg.primary), HandOver{m.cfg.epoch, mv.target.primary});
+      mv.next_stop = now_ + 200;
+      mv.stop_sent = true;
+    }
+    return false;
+  }
+  // The switch.
+  if (mv.learner) m.inc[mv.learner] = m.heard_inc[mv.learner];
+  NodeId was = m.cfg.primary;
+  m.cfg = mv.target;
+  m.reports.clear();
+  ++res_.counters.moves;
+  trace(fmt::format("manager: switch to epoch {} primary {} (was {}) replicas {}", m.cfg.epoch, m.cfg.primary, was,
+                    fmt::join(m.cfg.replicas, ",")));
+  mv = {};
+  for (NodeId i = 1; i <= n_nodes_; ++i) send(kManager, static_cast<int>(i), Configure{m.cfg, m.inc});
+  m.next_push = now_ + 100;
+  if (m.crash_after_switch) {
+    // The fault: the new primary crashes at once, and what it had not sent yet is lost.
+    m.crash_after_switch = false;
+    Node& victim = nodes_[m.cfg.primary];
+    std::erase_if(net_, [&](const InFlight& f) { return f.from == static_cast<int>(victim.id); });
+    std::make_heap(net_.begin(), net_.end(), Later{});
+    crash(victim);
+    victim.restart_at = now_ + rng_.range(1500, 3000);
+  }
+  return true;
 }
 
 // (b) at every promotion: the new primary holds every acknowledged write that a replica still
@@ -1010,6 +1235,10 @@ RunResult Sim::go() {
         manager_side_ = 0;
         partitioned_ = true;
         trace(fmt::format("primary {} isolated: {}", meta_.cfg.primary, fmt::join(side_, "")));
+      } else if (f.kind == 8) {
+        start_move();
+      } else if (f.kind == 9) {
+        meta_.crash_after_switch = true;
       } else if (f.kind == 4) {
         Node& victim = nodes_[meta_.cfg.primary];
         crash(victim);
@@ -1021,6 +1250,7 @@ RunResult Sim::go() {
       partitioned_ = false;
       loss_ = dup_ = 0;
       cut_.clear();
+      slow_.clear();
       for (size_t i = 1; i <= n_nodes_; ++i)
         if (!nodes_[i].up) restart(nodes_[i]);
       trace("heal: partitions off, no loss, every node up");

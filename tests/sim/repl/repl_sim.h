@@ -4,7 +4,8 @@
 // through the codec), crashes that lose what was not yet durable (memory engines lose all),
 // restarts, clock drift; a metadata service with a failover manager; clients writing and
 // reading single-key registers. Checkers: linearizability of the client history, no
-// acknowledged write lost within the durability bound, convergence after healing.
+// acknowledged write lost within the durability bound, convergence after healing. The
+// manager also moves the partition (rebalancing: a learner, the primary's stop, the switch).
 #pragma once
 
 #include <cstdint>
@@ -13,7 +14,7 @@
 
 namespace keel::replsim {
 
-enum class Scenario { kRandom, kPrimaryPartition, kPrimaryCrash, kReplicaChurn, kFailoverStorm };
+enum class Scenario { kRandom, kPrimaryPartition, kPrimaryCrash, kReplicaChurn, kFailoverStorm, kMove };
 std::optional<Scenario> parse_scenario(std::string_view s);
 const char* scenario_name(Scenario s);
 
@@ -23,11 +24,12 @@ struct Options {
   bool trace = false;
   bool break_promote_any = false;  // promote the first replica that answers the fence
   bool break_no_lease = false;     // a primary serves reads without holding the lease
+  bool break_no_stop = false;      // a move that keeps its primary switches without stopping it
 };
 
 struct Counters {
   uint64_t seeds = 0, ops = 0, writes_acked = 0, writes_unknown = 0, reads_ok = 0,
-           refusals = 0, backlog_full = 0, failovers = 0, readds = 0, crashes = 0, snapshots = 0, messages = 0,
+           refusals = 0, backlog_full = 0, failovers = 0, readds = 0, moves = 0, moves_abandoned = 0, crashes = 0, snapshots = 0, messages = 0,
            dropped = 0, beyond_bound = 0, lin_states = 0, lin_gave_up = 0;
   void add(const Counters& o);
 };
