@@ -4,6 +4,7 @@ Every server listens on a free loopback port chosen by the kernel (port 0) and u
 temporary data directory; everything is cleaned up when the test ends.
 """
 import os
+import random
 import re
 import shutil
 import signal
@@ -95,12 +96,29 @@ class Keel:
         self.cleanup()
 
 
+_given_ports = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port for a server whose address must be known before it starts (a cluster's peer
+    ports). Chosen below the kernel's ephemeral range (32768-60999 here): a port the kernel
+    handed out could be handed out again — to another server listening on port 0, or to an
+    outgoing connection — before the node binds it."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(20000, 32000)
+        if port in _given_ports:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 class RedisServer:
