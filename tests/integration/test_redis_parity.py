@@ -290,6 +290,54 @@ class RedisParity(unittest.TestCase):
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_transactions_and_blocking_commands_match(self):
+        # Run in order on one connection each; keel with two shards, so the keys spread.
+        cases = [
+            ["MULTI"], ["SET", "ta", "1"], ["INCR", "ta"], ["LPUSH", "ta", "x"], ["GET", "ta"], ["EXEC"],
+            ["EXEC"], ["DISCARD"], ["MULTI"], ["MULTI"], ["WATCH", "ta"], ["PING"], ["EXEC"],
+            ["MULTI"], ["NOSUCHCOMMAND", "x"], ["SET", "ta", "2"], ["EXEC"], ["GET", "ta"],
+            ["MULTI"], ["SET", "ta"], ["EXEC"], ["MULTI"], ["SET", "ta", "9"], ["DISCARD"], ["GET", "ta"],
+            ["WATCH", "ta", "tb"], ["UNWATCH"], ["WATCH"], ["WATCH", "ta"], ["SET", "ta", "3"], ["MULTI"],
+            ["GET", "ta"], ["EXEC"], ["WATCH", "ta", "tb"], ["MULTI"], ["MSET", "ta", "4", "tb", "5"],
+            ["UNWATCH"], ["EXEC"], ["MGET", "ta", "tb"],
+            ["MULTI"], ["BLPOP", "nol", "0"], ["BRPOP", "nol", "1"], ["BLMPOP", "0", "1", "nol", "LEFT"],
+            ["BZPOPMIN", "noz", "0"], ["BZMPOP", "0", "1", "noz", "MIN"], ["BLMOVE", "nol", "x", "LEFT", "RIGHT", "0"],
+            ["BRPOPLPUSH", "nol", "x", "0"], ["BLPOP", "nol", "-1"], ["EXEC"],
+            ["BLPOP", "l", "-1"], ["BLPOP", "l", "abc"], ["BLPOP", "l"],
+            ["BLMPOP", "0", "0", "l", "LEFT"], ["BLMPOP", "-1", "1", "l", "LEFT"], ["BLMPOP", "0", "1", "l", "UP"],
+            ["BLMPOP", "0", "1", "l", "LEFT", "COUNT", "0"], ["BLMPOP", "0", "2", "l", "LEFT"],
+            ["BLMOVE", "a", "b", "UP", "LEFT", "0"], ["BLMOVE", "a", "b", "LEFT", "LEFT", "-1"],
+            ["BRPOPLPUSH", "a", "b", "x"], ["BZPOPMIN", "z", "-1"], ["BZPOPMAX", "z", "nan"],
+            ["BZMPOP", "0", "1", "z", "UP"], ["BZMPOP", "x", "1", "z", "MIN"],
+            ["SET", "str", "x"], ["BLPOP", "str", "0"], ["BLPOP", "nol", "str", "0"], ["BZPOPMIN", "str", "0"],
+            ["BLMOVE", "str", "x", "LEFT", "LEFT", "0"], ["BLMPOP", "0", "1", "str", "LEFT"],
+            ["RPUSH", "bl", "a", "b", "c", "d"], ["BLPOP", "nol", "bl", "0"], ["BRPOP", "bl", "0"],
+            ["BLMPOP", "0", "2", "nol", "bl", "RIGHT", "COUNT", "5"], ["RPUSH", "bl", "a", "b"],
+            ["BLMOVE", "bl", "bl2", "LEFT", "RIGHT", "0"], ["BRPOPLPUSH", "bl", "bl2", "0"], ["LRANGE", "bl2", "0", "-1"],
+            ["BLMOVE", "bl2", "str", "LEFT", "LEFT", "0"], ["LRANGE", "bl2", "0", "-1"],
+            ["ZADD", "bz", "1", "a", "2", "b", "3", "c", "4", "d"], ["BZPOPMIN", "noz", "bz", "0"],
+            ["BZPOPMAX", "bz", "0"], ["BZMPOP", "0", "1", "bz", "MIN", "COUNT", "3"], ["EXISTS", "bz"],
+            ["WATCH", "w"], ["SET", "w", "1"], ["MULTI"], ["PING"], ["EXEC"],
+            ["WATCH", "w"], ["MULTI"], ["FLUSHALL"], ["EXEC"], ["DBSIZE"],
+        ]
+        cases3 = [["ZADD", "bz", "1", "a", "2", "b"], ["BZPOPMIN", "bz", "0"],
+                  ["BZMPOP", "0", "1", "bz", "MAX"], ["MULTI"], ["BLPOP", "nol", "0"], ["EXEC"],
+                  ["WATCH", "w"], ["SET", "w", "1"], ["MULTI"], ["EXEC"]]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            mismatches = []
+            for seq in (cases, cases3):
+                r, k = Raw(redis.port), Raw(keel.port)
+                if seq is cases3:
+                    r.cmd("HELLO", "3")
+                    k.cmd("HELLO", "3")
+                for args in seq:
+                    a, b = r.cmd(*args), k.cmd(*args)
+                    if a != b:
+                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+                r.close()
+                k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
     def test_protocol_errors_match(self):
         with RedisServer() as redis, Keel("--engine", "memory") as keel:
             for payload in [b"*1\r\n$-5\r\n", b"*abc\r\n", b"*1\r\n:5\r\n", b"*1\r\n$x\r\n",
@@ -329,6 +377,8 @@ class Redis72Only(unittest.TestCase):
                              b"*3\r\n$8\r\n0.000001\r\n$4\r\n1e-7\r\n$24\r\n123456789012345690000000\r\n")
             self.assertEqual(k.cmd("ZADD", "z", "1e300", "f"), b":1\r\n")
             self.assertEqual(k.cmd("ZSCORE", "z", "f"), b"$6\r\n1e+300\r\n")
+            # An infinite timeout is out of range (7.0 cast it to a negative number).
+            self.assertEqual(k.cmd("BLPOP", "l", "inf"), b"-ERR timeout is out of range\r\n")
             k.close()
 
 
