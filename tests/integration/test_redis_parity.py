@@ -338,6 +338,26 @@ class RedisParity(unittest.TestCase):
                 k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_encoding_knobs_are_accepted_and_reported(self):
+        cases = [["CONFIG", "SET", "hash-max-ziplist-entries", "256"], ["CONFIG", "GET", "hash-max-listpack-entries"],
+                 ["CONFIG", "GET", "hash-max-ziplist-entries"], ["CONFIG", "SET", "zset-max-listpack-value", "32"],
+                 ["CONFIG", "GET", "zset-max-ziplist-value"], ["CONFIG", "SET", "set-max-intset-entries", "1024"],
+                 ["CONFIG", "GET", "set-max-intset-entries"], ["CONFIG", "SET", "list-max-listpack-size", "-1"],
+                 ["CONFIG", "GET", "list-max-ziplist-size"], ["CONFIG", "SET", "list-compress-depth", "1"],
+                 ["CONFIG", "GET", "list-compress-depth"]]
+        with RedisServer() as redis, Keel("--engine", "memory") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            for args in cases:
+                self.assertEqual(r.cmd(*args), k.cmd(*args), args)
+            self.assertTrue(k.cmd("CONFIG", "SET", "hash-max-listpack-entries", "x").startswith(
+                b"-ERR CONFIG SET failed (possibly related to argument 'hash-max-listpack-entries')"))
+            cpu = k.cmd("INFO", "cpu").decode()
+            self.assertIn("# CPU", cpu)
+            self.assertRegex(cpu, r"used_cpu_user:\d+\.\d{6}")
+            self.assertRegex(cpu, r"used_cpu_sys:\d+\.\d{6}")
+            r.close()
+            k.close()
+
     def test_protocol_errors_match(self):
         with RedisServer() as redis, Keel("--engine", "memory") as keel:
             for payload in [b"*1\r\n$-5\r\n", b"*abc\r\n", b"*1\r\n:5\r\n", b"*1\r\n$x\r\n",
