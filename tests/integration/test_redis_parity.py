@@ -338,6 +338,44 @@ class RedisParity(unittest.TestCase):
                 k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_bitmap_commands_match(self):
+        cases = [
+            ["SETBIT", "b", "7", "1"], ["SETBIT", "b", "7", "1"], ["GETBIT", "b", "7"], ["GETBIT", "b", "6"],
+            ["GETBIT", "b", "100"], ["GETBIT", "nob", "3"], ["GET", "b"], ["SETBIT", "b", "20", "1"], ["STRLEN", "b"],
+            ["SETBIT", "b", "-1", "1"], ["SETBIT", "b", "x", "1"], ["SETBIT", "b", "4294967296", "1"],
+            ["SETBIT", "b", "1", "2"], ["SETBIT", "b", "1", "-1"], ["SETBIT", "b", "1", "x"], ["GETBIT", "b", "-1"],
+            ["SETBIT", "b", "7", "0"], ["GET", "b"], ["SET", "bs", "foobar"], ["EXPIRE", "bs", "100"],
+            ["SETBIT", "bs", "0", "1"], ["TTL", "bs"], ["GET", "bs"],
+            ["BITCOUNT", "bs"], ["BITCOUNT", "bs", "0", "0"], ["BITCOUNT", "bs", "1", "1"], ["BITCOUNT", "bs", "-2", "-1"],
+            ["BITCOUNT", "bs", "5", "30", "BIT"], ["BITCOUNT", "bs", "-3", "-1", "BIT"], ["BITCOUNT", "bs", "0", "-1", "BYTE"],
+            ["BITCOUNT", "bs", "-1", "-2"], ["BITCOUNT", "bs", "3", "1"], ["BITCOUNT", "bs", "0"], ["BITCOUNT", "bs", "0", "1", "BAD"],
+            ["BITCOUNT", "bs", "x", "1"], ["BITCOUNT", "nob"], ["BITCOUNT", "nob", "0", "5"], ["LPUSH", "bl", "a"],
+            ["BITCOUNT", "bl"], ["GETBIT", "bl", "0"], ["SETBIT", "bl", "0", "1"], ["BITPOS", "bl", "1"],
+            ["SET", "bp", "\xff\xf0\x00"], ["BITPOS", "bp", "0"], ["BITPOS", "bp", "1"], ["BITPOS", "bp", "1", "2"],
+            ["BITPOS", "bp", "0", "0", "0"], ["BITPOS", "bp", "1", "2", "-1"], ["BITPOS", "bp", "0", "0", "-1"],
+            ["BITPOS", "bp", "1", "7", "15", "BIT"], ["BITPOS", "bp", "0", "7", "15", "BIT"], ["BITPOS", "bp", "0", "1", "1"],
+            ["BITPOS", "bp", "0", "-3", "-3"], ["BITPOS", "bp", "2"], ["BITPOS", "bp", "x"], ["BITPOS", "bp", "1", "x"],
+            ["BITPOS", "bp", "1", "0", "1", "BAD"], ["BITPOS", "bp", "1", "0", "1", "BIT", "x"], ["BITPOS", "nob", "0"],
+            ["BITPOS", "nob", "1"], ["SET", "ones", "\xff\xff"], ["BITPOS", "ones", "0"], ["BITPOS", "ones", "0", "0"],
+            ["BITPOS", "ones", "0", "0", "-1"], ["BITPOS", "ones", "0", "3", "9", "BIT"], ["BITPOS", "ones", "1", "5", "1"],
+            ["SET", "k1", "foobar"], ["SET", "k2", "abcdef"], ["SET", "k3", "x"],
+            ["BITOP", "AND", "dest", "k1", "k2"], ["GET", "dest"], ["BITOP", "OR", "dest", "k1", "k2", "k3"], ["GET", "dest"],
+            ["BITOP", "XOR", "dest", "k1", "k3", "nob"], ["GET", "dest"], ["BITOP", "NOT", "dest", "k3"], ["GET", "dest"],
+            ["BITOP", "NOT", "dest", "k1", "k2"], ["BITOP", "NAND", "dest", "k1"], ["BITOP", "AND", "dest", "k1", "bl"],
+            ["BITOP", "AND", "dest", "nob", "nob2"], ["EXISTS", "dest"], ["BITOP", "OR", "k1", "k1"], ["BITOP", "AND", "dest"],
+        ]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            mismatches = []
+            for args in cases:
+                args = [a.encode("latin-1") for a in args]  # "\xff" is one byte
+                a, b = r.cmd(*args), k.cmd(*args)
+                if a != b:
+                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (args, a, b))
+            r.close()
+            k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
     def test_encoding_knobs_are_accepted_and_reported(self):
         cases = [["CONFIG", "SET", "hash-max-ziplist-entries", "256"], ["CONFIG", "GET", "hash-max-listpack-entries"],
                  ["CONFIG", "GET", "hash-max-ziplist-entries"], ["CONFIG", "SET", "zset-max-listpack-value", "32"],

@@ -148,6 +148,7 @@ void register_hash_commands(std::vector<CommandSpec>& t);
 void register_list_commands(std::vector<CommandSpec>& t);
 void register_set_commands(std::vector<CommandSpec>& t);
 void register_zset_commands(std::vector<CommandSpec>& t);
+void register_bitmap_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);

@@ -933,7 +933,7 @@ awaitable<void> Server::Impl::execute_multi_key_locked(Connection& c, const Comm
     co_return;
   }
 
-  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set") {
+  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set" || spec.group == "bitmap") {
     co_await execute_gathered(c, spec, argv, key_pos);
     co_return;
   }
