@@ -153,8 +153,9 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
 
 EffectRecorder::EffectRecorder(std::unique_ptr<storage::Engine> inner, uint32_t partitions)
     : inner_(std::move(inner)), recorded_(partitions, 0), primary_(partitions, 0) {
-  inner_->set_removal_listener([this](uint32_t p, std::string_view key, RemovalCause) {
+  inner_->set_removal_listener([this](uint32_t p, std::string_view key, RemovalCause cause) {
     if (recorded_[p]) encode_erase(buffer(p), key);
+    changed(p, key, cause == RemovalCause::kExpired);
   });
 }
 
@@ -181,6 +182,7 @@ Status EffectRecorder::set_string(uint32_t partition, std::string_view key,
                                   std::string_view value, int64_t expire_at_ms, int64_t now_ms) {
   auto st = inner_->set_string(partition, key, value, expire_at_ms, now_ms);
   if (st && recorded_[partition]) encode_put_string(buffer(partition), key, value, expire_at_ms);
+  if (st) changed(partition, key);
   return st;
 }
 
@@ -190,31 +192,45 @@ Status EffectRecorder::put(uint32_t partition, std::string_view key, Value value
   if (recorded_[partition]) encode_put(rec, key, value);
   auto st = inner_->put(partition, key, std::move(value), now_ms);
   if (st && recorded_[partition]) buffer(partition) += rec;
+  if (st) changed(partition, key);
   return st;
 }
 
 Result<bool> EffectRecorder::erase(uint32_t partition, std::string_view key, int64_t now_ms) {
   auto r = inner_->erase(partition, key, now_ms);
   if (r && *r && recorded_[partition]) encode_erase(buffer(partition), key);
+  if (r && *r) changed(partition, key);
   return r;
 }
 
 Status EffectRecorder::update(uint32_t partition, std::string_view key, int64_t now_ms,
                               const UpdateFn& fn) {
-  if (!recorded_[partition]) return inner_->update(partition, key, now_ms, fn);
+  const bool observed = observer_ && observer_->interested;
+  if (!recorded_[partition] && !observed) return inner_->update(partition, key, now_ms, fn);
   // The key's resulting state is recorded once the engine accepted the change.
   std::string rec;
+  bool touched = false;
+  const bool record = recorded_[partition];
   auto st = inner_->update(partition, key, now_ms, [&](Value* cur, Value* scratch) {
     auto action = fn(cur, scratch);
-    if (action == storage::UpdateAction::kWrite) encode_put(rec, key, cur ? *cur : *scratch);
-    else if (action == storage::UpdateAction::kErase && cur) encode_erase(rec, key);
+    if (action == storage::UpdateAction::kWrite) {
+      touched = true;
+      if (record) encode_put(rec, key, cur ? *cur : *scratch);
+    } else if (action == storage::UpdateAction::kErase && cur) {
+      touched = true;
+      if (record) encode_erase(rec, key);
+    }
     return action;
   });
-  if (st) buffer(partition) += rec;
+  if (st && record) buffer(partition) += rec;
+  if (st && touched) changed(partition, key);
   return st;
 }
 
 Status EffectRecorder::write_batch(std::vector<BatchOp> ops, int64_t now_ms) {
+  std::vector<std::pair<uint32_t, std::string>> touched;
+  if (observer_ && observer_->interested)
+    for (auto& op : ops) touched.emplace_back(op.partition, op.key);
   std::vector<std::pair<uint32_t, std::string>> recs;
   for (auto& op : ops) {
     if (!recorded_[op.partition]) continue;
@@ -226,10 +242,13 @@ Status EffectRecorder::write_batch(std::vector<BatchOp> ops, int64_t now_ms) {
   auto st = inner_->write_batch(std::move(ops), now_ms);
   if (st)
     for (auto& [p, rec] : recs) buffer(p) += rec;
+  if (st)
+    for (auto& [p, k] : touched) changed(p, k);
   return st;
 }
 
 Status EffectRecorder::clear() {
+  if (observer_ && observer_->interested) observer_->clearing(*inner_);
   if (roles_known_) {
     for (uint32_t p = 0; p < primary_.size(); ++p) {
       if (!primary_[p]) continue;

@@ -100,15 +100,20 @@ class EffectRecorder final : public storage::Engine {
   void prefetch(std::span<const KeyRef> keys) override { inner_->prefetch(keys); }
   storage::EngineStats stats() const override { return inner_->stats(); }
   void set_removal_listener(RemovalListener) override {}  // the recorder listens itself
+  void set_key_observer(KeyObserver* observer) override { observer_ = observer; }
 
  private:
   std::string& buffer(uint32_t partition);
+  void changed(uint32_t partition, std::string_view key, bool expired = false) {
+    if (observer_ && observer_->interested) observer_->key_changed(partition, key, expired);
+  }
 
   std::unique_ptr<storage::Engine> inner_;
   std::vector<uint8_t> recorded_;
   std::vector<uint8_t> primary_;
   bool roles_known_ = false;
   std::vector<std::pair<uint32_t, std::string>> pending_;
+  KeyObserver* observer_ = nullptr;
 };
 
 }  // namespace keel::dht

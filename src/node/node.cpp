@@ -1,5 +1,6 @@
 #include "node/node.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -108,6 +109,21 @@ struct Node::Impl final : resp::NodeView {
   explicit Impl(Config c) : cfg(std::move(c)) {}
   // CONFIG GET/SET run on any shard thread; cfg is read and written under this lock.
   mutable std::mutex config_mu;
+  // Redis's encoding knobs: clients and test suites set them; keel's collections have one
+  // encoding each, so they are accepted, kept and reported by CONFIG GET, and change nothing.
+  // The *-ziplist-* names are aliases of the *-listpack-* ones, as in Redis 7.
+  std::map<std::string, std::string, std::less<>> encoding_knobs = {
+      {"hash-max-listpack-entries", "128"}, {"hash-max-listpack-value", "64"},
+      {"list-max-listpack-size", "-2"},     {"list-compress-depth", "0"},
+      {"set-max-intset-entries", "512"},    {"set-max-listpack-entries", "128"},
+      {"set-max-listpack-value", "64"},     {"zset-max-listpack-entries", "128"},
+      {"zset-max-listpack-value", "64"},    {"stream-node-max-bytes", "4096"},
+      {"stream-node-max-entries", "100"}};
+  static std::string knob_name(std::string_view name) {
+    std::string n(name);
+    if (auto at = n.find("-ziplist-"); at != std::string::npos) n.replace(at, 9, "-listpack-");
+    return n;
+  }
 
   // --- NodeView (read by CONFIG, AUTH, HELLO on any shard: fields read here are immutable
   // after start except through config_set, which only touches run-time-safe settings).
@@ -135,6 +151,11 @@ struct Node::Impl final : resp::NodeView {
         {"appendfsync", std::string(storage::fsync_policy_name(cfg.storage.fsync))},
         {"dir", cfg.storage.data_dir},
     };
+    for (auto& kv : encoding_knobs) {
+      all.push_back(kv);
+      if (auto at = kv.first.find("-listpack-"); at != std::string::npos && kv.first[0] != 's')
+        all.emplace_back(kv.first.substr(0, at) + "-ziplist-" + kv.first.substr(at + 10), kv.second);
+    }
     for (auto& kv : describe(cfg)) all.push_back(kv);
     for (auto& kv : all)
       if (resp::glob_match(pattern, kv.first, true)) out.push_back(kv);
@@ -147,6 +168,14 @@ struct Node::Impl final : resp::NodeView {
         {"maxclients", "server.max_clients"}, {"timeout", "server.timeout_s"},
         {"loglevel", "log.level"},           {"server.max_clients", "server.max_clients"},
         {"server.timeout_s", "server.timeout_s"}, {"log.level", "log.level"}};
+    if (auto knob = encoding_knobs.find(knob_name(name)); knob != encoding_knobs.end()) {
+      int64_t n = 0;
+      if (!resp::parse_int64(value, n)) return "argument couldn't be parsed into an integer";
+      std::lock_guard lock(config_mu);
+      knob->second = std::to_string(n);
+      spdlog::info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
+      return "";
+    }
     auto it = kAliases.find(name);
     if (it == kAliases.end())
       return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel); "
@@ -231,6 +260,19 @@ struct Node::Impl final : resp::NodeView {
       line("fsync", storage::fsync_policy_name(cfg.storage.fsync));
       line("wal_syncs", s.engine.syncs_total);
       line("disk_bytes", s.engine.disk_bytes);
+      o += "\r\n";
+    }
+    if (want("cpu")) {
+      // getrusage: this process's CPU time, and that of children it waited for.
+      rusage self{}, children{};
+      getrusage(RUSAGE_SELF, &self);
+      getrusage(RUSAGE_CHILDREN, &children);
+      auto secs = [](const timeval& t) { return fmt::format("{}.{:06}", t.tv_sec, t.tv_usec); };
+      o += "# CPU\r\n";
+      line("used_cpu_sys", secs(self.ru_stime));
+      line("used_cpu_user", secs(self.ru_utime));
+      line("used_cpu_sys_children", secs(children.ru_stime));
+      line("used_cpu_user_children", secs(children.ru_utime));
       o += "\r\n";
     }
     if (want("stats")) {

@@ -160,6 +160,21 @@ class Engine {
   using RemovalListener =
       std::function<void(uint32_t partition, std::string_view key, RemovalCause cause)>;
   virtual void set_removal_listener(RemovalListener listener) { (void)listener; }
+
+  // Told of every key that changes, on the engine's thread, right after the change: what WATCH
+  // and blocking pops need (frontends/resp/key_events.h). Only the effect recorder (src/dht),
+  // which wraps every shard's engine, reports; other engines ignore it. Costs one branch per
+  // write while `interested` is false.
+  class KeyObserver {
+   public:
+    virtual ~KeyObserver() = default;
+    // `key` was written or removed; `expired`: removed because its TTL passed.
+    virtual void key_changed(uint32_t partition, std::string_view key, bool expired) = 0;
+    // Every key of `engine` (the store itself) is about to be removed (FLUSHALL).
+    virtual void clearing(Engine& engine) = 0;
+    bool interested = false;
+  };
+  virtual void set_key_observer(KeyObserver* observer) { (void)observer; }
 };
 
 enum class EvictionPolicy {

@@ -15,7 +15,7 @@ import unittest
 import redis
 from redis.cluster import RedisCluster, ClusterNode
 
-from harness import KEEL_BIN, Keel, free_port, http
+from harness import KEEL_BIN, Keel, Raw, free_port, http
 
 
 class DhtCluster:
@@ -120,6 +120,48 @@ class DhtTest(unittest.TestCase):
         self.assertEqual(c.hgetall("h"), {b"f": b"1", b"g": b"2"})
         self.assertEqual(b.delete("k1"), 1)
         self.assertIsNone(c.get("k1"))
+
+    def test_transactions_and_blocking_pops_in_a_cluster(self):
+        k = Raw(self.c.nodes[0].port)
+        # Keys whose slot node 1 is the primary of, and one it is not.
+        local, remote = [], None
+        for i in range(400):
+            tag = "{tx%d}" % i
+            k.cmd("MULTI")
+            queued = k.cmd("SET", tag + "a", "1")
+            k.cmd("DISCARD")
+            if queued == b"+QUEUED\r\n":
+                local.append(tag)
+            elif queued.startswith(b"-MOVED ") and remote is None:
+                remote = tag
+            if len(local) >= 2 and remote:
+                break
+        self.assertTrue(len(local) >= 2 and remote, (local, remote))
+        t, u = local
+        k.cmd("MULTI")
+        k.cmd("SET", t + "a", "1")
+        k.cmd("INCR", t + "b")
+        self.assertEqual(k.cmd("EXEC"), b"*2\r\n+OK\r\n:1\r\n")
+        # Keys of two slots, even both served here, are refused as in Redis Cluster.
+        k.cmd("MULTI")
+        k.cmd("SET", t + "a", "2")
+        self.assertEqual(k.cmd("SET", u + "a", "2"), b"-CROSSSLOT Keys in request don't hash to the same slot\r\n")
+        self.assertEqual(k.cmd("EXEC"), b"-EXECABORT Transaction discarded because of previous errors.\r\n")
+        k.cmd("MULTI")
+        self.assertTrue(k.cmd("SET", remote + "a", "2").startswith(b"-MOVED "))
+        self.assertTrue(k.cmd("EXEC").startswith(b"-EXECABORT"))
+        # WATCH sees a write that reached the primary through another node.
+        k.cmd("WATCH", t + "a")
+        self.c.client(2).set(t + "a", "changed")
+        k.cmd("MULTI")
+        k.cmd("GET", t + "a")
+        self.assertEqual(k.cmd("EXEC"), b"*-1\r\n")
+        # A blocked client is woken by a push sent to another node.
+        k.send(b"*3\r\n$5\r\nBLPOP\r\n$%d\r\n%s\r\n$1\r\n0\r\n" % (len(t) + 1, (t + "q").encode()))
+        time.sleep(0.3)
+        self.c.client(1).rpush(t + "q", "job")
+        self.assertEqual(k.read_reply(), b"*2\r\n$%d\r\n%s\r\n$3\r\njob\r\n" % (len(t) + 1, (t + "q").encode()))
+        k.close()
 
     def test_http_kv_from_any_node(self):
         def req(method, node, key, body=None):

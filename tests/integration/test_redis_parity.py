@@ -290,6 +290,112 @@ class RedisParity(unittest.TestCase):
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_transactions_and_blocking_commands_match(self):
+        # Run in order on one connection each; keel with two shards, so the keys spread.
+        cases = [
+            ["MULTI"], ["SET", "ta", "1"], ["INCR", "ta"], ["LPUSH", "ta", "x"], ["GET", "ta"], ["EXEC"],
+            ["EXEC"], ["DISCARD"], ["MULTI"], ["MULTI"], ["WATCH", "ta"], ["PING"], ["EXEC"],
+            ["MULTI"], ["NOSUCHCOMMAND", "x"], ["SET", "ta", "2"], ["EXEC"], ["GET", "ta"],
+            ["MULTI"], ["SET", "ta"], ["EXEC"], ["MULTI"], ["SET", "ta", "9"], ["DISCARD"], ["GET", "ta"],
+            ["WATCH", "ta", "tb"], ["UNWATCH"], ["WATCH"], ["WATCH", "ta"], ["SET", "ta", "3"], ["MULTI"],
+            ["GET", "ta"], ["EXEC"], ["WATCH", "ta", "tb"], ["MULTI"], ["MSET", "ta", "4", "tb", "5"],
+            ["UNWATCH"], ["EXEC"], ["MGET", "ta", "tb"],
+            ["MULTI"], ["BLPOP", "nol", "0"], ["BRPOP", "nol", "1"], ["BLMPOP", "0", "1", "nol", "LEFT"],
+            ["BZPOPMIN", "noz", "0"], ["BZMPOP", "0", "1", "noz", "MIN"], ["BLMOVE", "nol", "x", "LEFT", "RIGHT", "0"],
+            ["BRPOPLPUSH", "nol", "x", "0"], ["BLPOP", "nol", "-1"], ["EXEC"],
+            ["BLPOP", "l", "-1"], ["BLPOP", "l", "abc"], ["BLPOP", "l"],
+            ["BLMPOP", "0", "0", "l", "LEFT"], ["BLMPOP", "-1", "1", "l", "LEFT"], ["BLMPOP", "0", "1", "l", "UP"],
+            ["BLMPOP", "0", "1", "l", "LEFT", "COUNT", "0"], ["BLMPOP", "0", "2", "l", "LEFT"],
+            ["BLMOVE", "a", "b", "UP", "LEFT", "0"], ["BLMOVE", "a", "b", "LEFT", "LEFT", "-1"],
+            ["BRPOPLPUSH", "a", "b", "x"], ["BZPOPMIN", "z", "-1"], ["BZPOPMAX", "z", "nan"],
+            ["BZMPOP", "0", "1", "z", "UP"], ["BZMPOP", "x", "1", "z", "MIN"],
+            ["SET", "str", "x"], ["BLPOP", "str", "0"], ["BLPOP", "nol", "str", "0"], ["BZPOPMIN", "str", "0"],
+            ["BLMOVE", "str", "x", "LEFT", "LEFT", "0"], ["BLMPOP", "0", "1", "str", "LEFT"],
+            ["RPUSH", "bl", "a", "b", "c", "d"], ["BLPOP", "nol", "bl", "0"], ["BRPOP", "bl", "0"],
+            ["BLMPOP", "0", "2", "nol", "bl", "RIGHT", "COUNT", "5"], ["RPUSH", "bl", "a", "b"],
+            ["BLMOVE", "bl", "bl2", "LEFT", "RIGHT", "0"], ["BRPOPLPUSH", "bl", "bl2", "0"], ["LRANGE", "bl2", "0", "-1"],
+            ["BLMOVE", "bl2", "str", "LEFT", "LEFT", "0"], ["LRANGE", "bl2", "0", "-1"],
+            ["ZADD", "bz", "1", "a", "2", "b", "3", "c", "4", "d"], ["BZPOPMIN", "noz", "bz", "0"],
+            ["BZPOPMAX", "bz", "0"], ["BZMPOP", "0", "1", "bz", "MIN", "COUNT", "3"], ["EXISTS", "bz"],
+            ["WATCH", "w"], ["SET", "w", "1"], ["MULTI"], ["PING"], ["EXEC"],
+            ["WATCH", "w"], ["MULTI"], ["FLUSHALL"], ["EXEC"], ["DBSIZE"],
+        ]
+        cases3 = [["ZADD", "bz", "1", "a", "2", "b"], ["BZPOPMIN", "bz", "0"],
+                  ["BZMPOP", "0", "1", "bz", "MAX"], ["MULTI"], ["BLPOP", "nol", "0"], ["EXEC"],
+                  ["WATCH", "w"], ["SET", "w", "1"], ["MULTI"], ["EXEC"]]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            mismatches = []
+            for seq in (cases, cases3):
+                r, k = Raw(redis.port), Raw(keel.port)
+                if seq is cases3:
+                    r.cmd("HELLO", "3")
+                    k.cmd("HELLO", "3")
+                for args in seq:
+                    a, b = r.cmd(*args), k.cmd(*args)
+                    if a != b:
+                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+                r.close()
+                k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
+    def test_bitmap_commands_match(self):
+        cases = [
+            ["SETBIT", "b", "7", "1"], ["SETBIT", "b", "7", "1"], ["GETBIT", "b", "7"], ["GETBIT", "b", "6"],
+            ["GETBIT", "b", "100"], ["GETBIT", "nob", "3"], ["GET", "b"], ["SETBIT", "b", "20", "1"], ["STRLEN", "b"],
+            ["SETBIT", "b", "-1", "1"], ["SETBIT", "b", "x", "1"], ["SETBIT", "b", "4294967296", "1"],
+            ["SETBIT", "b", "1", "2"], ["SETBIT", "b", "1", "-1"], ["SETBIT", "b", "1", "x"], ["GETBIT", "b", "-1"],
+            ["SETBIT", "b", "7", "0"], ["GET", "b"], ["SET", "bs", "foobar"], ["EXPIRE", "bs", "100"],
+            ["SETBIT", "bs", "0", "1"], ["TTL", "bs"], ["GET", "bs"],
+            ["BITCOUNT", "bs"], ["BITCOUNT", "bs", "0", "0"], ["BITCOUNT", "bs", "1", "1"], ["BITCOUNT", "bs", "-2", "-1"],
+            ["BITCOUNT", "bs", "5", "30", "BIT"], ["BITCOUNT", "bs", "-3", "-1", "BIT"], ["BITCOUNT", "bs", "0", "-1", "BYTE"],
+            ["BITCOUNT", "bs", "-1", "-2"], ["BITCOUNT", "bs", "3", "1"], ["BITCOUNT", "bs", "0"], ["BITCOUNT", "bs", "0", "1", "BAD"],
+            ["BITCOUNT", "bs", "x", "1"], ["BITCOUNT", "nob"], ["BITCOUNT", "nob", "0", "5"], ["LPUSH", "bl", "a"],
+            ["BITCOUNT", "bl"], ["GETBIT", "bl", "0"], ["SETBIT", "bl", "0", "1"], ["BITPOS", "bl", "1"],
+            ["SET", "bp", "\xff\xf0\x00"], ["BITPOS", "bp", "0"], ["BITPOS", "bp", "1"], ["BITPOS", "bp", "1", "2"],
+            ["BITPOS", "bp", "0", "0", "0"], ["BITPOS", "bp", "1", "2", "-1"], ["BITPOS", "bp", "0", "0", "-1"],
+            ["BITPOS", "bp", "1", "7", "15", "BIT"], ["BITPOS", "bp", "0", "7", "15", "BIT"], ["BITPOS", "bp", "0", "1", "1"],
+            ["BITPOS", "bp", "0", "-3", "-3"], ["BITPOS", "bp", "2"], ["BITPOS", "bp", "x"], ["BITPOS", "bp", "1", "x"],
+            ["BITPOS", "bp", "1", "0", "1", "BAD"], ["BITPOS", "bp", "1", "0", "1", "BIT", "x"], ["BITPOS", "nob", "0"],
+            ["BITPOS", "nob", "1"], ["SET", "ones", "\xff\xff"], ["BITPOS", "ones", "0"], ["BITPOS", "ones", "0", "0"],
+            ["BITPOS", "ones", "0", "0", "-1"], ["BITPOS", "ones", "0", "3", "9", "BIT"], ["BITPOS", "ones", "1", "5", "1"],
+            ["SET", "k1", "foobar"], ["SET", "k2", "abcdef"], ["SET", "k3", "x"],
+            ["BITOP", "AND", "dest", "k1", "k2"], ["GET", "dest"], ["BITOP", "OR", "dest", "k1", "k2", "k3"], ["GET", "dest"],
+            ["BITOP", "XOR", "dest", "k1", "k3", "nob"], ["GET", "dest"], ["BITOP", "NOT", "dest", "k3"], ["GET", "dest"],
+            ["BITOP", "NOT", "dest", "k1", "k2"], ["BITOP", "NAND", "dest", "k1"], ["BITOP", "AND", "dest", "k1", "bl"],
+            ["BITOP", "AND", "dest", "nob", "nob2"], ["EXISTS", "dest"], ["BITOP", "OR", "k1", "k1"], ["BITOP", "AND", "dest"],
+        ]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            mismatches = []
+            for args in cases:
+                args = [a.encode("latin-1") for a in args]  # "\xff" is one byte
+                a, b = r.cmd(*args), k.cmd(*args)
+                if a != b:
+                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (args, a, b))
+            r.close()
+            k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
+    def test_encoding_knobs_are_accepted_and_reported(self):
+        cases = [["CONFIG", "SET", "hash-max-ziplist-entries", "256"], ["CONFIG", "GET", "hash-max-listpack-entries"],
+                 ["CONFIG", "GET", "hash-max-ziplist-entries"], ["CONFIG", "SET", "zset-max-listpack-value", "32"],
+                 ["CONFIG", "GET", "zset-max-ziplist-value"], ["CONFIG", "SET", "set-max-intset-entries", "1024"],
+                 ["CONFIG", "GET", "set-max-intset-entries"], ["CONFIG", "SET", "list-max-listpack-size", "-1"],
+                 ["CONFIG", "GET", "list-max-ziplist-size"], ["CONFIG", "SET", "list-compress-depth", "1"],
+                 ["CONFIG", "GET", "list-compress-depth"]]
+        with RedisServer() as redis, Keel("--engine", "memory") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            for args in cases:
+                self.assertEqual(r.cmd(*args), k.cmd(*args), args)
+            self.assertTrue(k.cmd("CONFIG", "SET", "hash-max-listpack-entries", "x").startswith(
+                b"-ERR CONFIG SET failed (possibly related to argument 'hash-max-listpack-entries')"))
+            cpu = k.cmd("INFO", "cpu").decode()
+            self.assertIn("# CPU", cpu)
+            self.assertRegex(cpu, r"used_cpu_user:\d+\.\d{6}")
+            self.assertRegex(cpu, r"used_cpu_sys:\d+\.\d{6}")
+            r.close()
+            k.close()
+
     def test_protocol_errors_match(self):
         with RedisServer() as redis, Keel("--engine", "memory") as keel:
             for payload in [b"*1\r\n$-5\r\n", b"*abc\r\n", b"*1\r\n:5\r\n", b"*1\r\n$x\r\n",
@@ -329,6 +435,8 @@ class Redis72Only(unittest.TestCase):
                              b"*3\r\n$8\r\n0.000001\r\n$4\r\n1e-7\r\n$24\r\n123456789012345690000000\r\n")
             self.assertEqual(k.cmd("ZADD", "z", "1e300", "f"), b":1\r\n")
             self.assertEqual(k.cmd("ZSCORE", "z", "f"), b"$6\r\n1e+300\r\n")
+            # An infinite timeout is out of range (7.0 cast it to a negative number).
+            self.assertEqual(k.cmd("BLPOP", "l", "inf"), b"-ERR timeout is out of range\r\n")
             k.close()
 
 

@@ -27,6 +27,7 @@ struct Table {
     register_list_commands(specs);
     register_set_commands(specs);
     register_zset_commands(specs);
+    register_bitmap_commands(specs);
     register_cluster_commands(specs);
     register_cache_commands(specs);
     for (auto& s : specs) {

@@ -37,6 +37,11 @@ struct ClientState {
   bool close_after_reply = false;  // QUIT, protocol errors
   // CLIENT TRACEPARENT: the remote parent of every command this connection runs from now on.
   std::optional<observe::TraceParent> trace_parent;
+  // A blocking command (BLPOP ...) found nothing to pop: it replied as a timeout would (what a
+  // client inside MULTI gets), and the server blocks the client instead, for
+  // `block_timeout_ms` (0: forever) as the handler parsed it.
+  bool would_block = false;
+  int64_t block_timeout_ms = 0;
 };
 
 // Read-mostly facts about the node that handlers can report (INFO, CONFIG GET, HELLO).
@@ -99,6 +104,7 @@ enum CommandFlag : uint32_t {
   kStale = 1u << 7,
   kNoScript = 1u << 8,
   kRandom = 1u << 9,
+  kBlocking = 1u << 10,  // may block the client (BLPOP, BZPOPMIN, ...)
 };
 
 struct CommandSpec {
@@ -142,6 +148,7 @@ void register_hash_commands(std::vector<CommandSpec>& t);
 void register_list_commands(std::vector<CommandSpec>& t);
 void register_set_commands(std::vector<CommandSpec>& t);
 void register_zset_commands(std::vector<CommandSpec>& t);
+void register_bitmap_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);

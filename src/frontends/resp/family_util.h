@@ -2,6 +2,7 @@
 #pragma once
 
 #include <climits>
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -43,6 +44,35 @@ inline void reply_status_error(Reply& r, const Error& e) {
 inline std::string wrong_args(std::string_view cmd) {
   return "ERR wrong number of arguments for '" + to_lower(cmd) + "' command";
 }
+
+// A blocking command's timeout in seconds (float), as Redis's getTimeoutFromObjectOrReply:
+// stores it in milliseconds (0 = forever) for the server, or replies the error.
+inline bool parse_block_timeout(CmdCtx& c, std::string_view s, Reply& r) {
+  long double v = 0;
+  if (!parse_long_double(s, v)) {
+    r.error("ERR timeout is not a float or out of range");
+    return false;
+  }
+  v = std::ceil(v * 1000.0L);
+  if (v > static_cast<long double>(LLONG_MAX)) {
+    r.error("ERR timeout is out of range");
+    return false;
+  }
+  if (v < 0) {
+    r.error("ERR timeout is negative");
+    return false;
+  }
+  auto ms = static_cast<int64_t>(v);
+  if (ms > 0 && ms > LLONG_MAX - c.now_ms) {
+    r.error("ERR timeout is out of range");
+    return false;
+  }
+  c.client->block_timeout_ms = ms;
+  return true;
+}
+
+// A blocking command found nothing: it replies as on a timeout and asks the server to block.
+inline void would_block(CmdCtx& c) { c.client->would_block = true; }
 
 // Converts a relative or absolute expire option into an absolute deadline in ms.
 // Returns false (invalid expire) on non-positive or overflowing values, like Redis.

@@ -364,12 +364,14 @@ void cmd_lmove(CmdCtx& c, Args a, Reply& r) {
 void cmd_rpoplpush(CmdCtx& c, Args a, Reply& r) { move_common(c, a[1], a[2], false, true, r); }
 
 // LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]
-void cmd_lmpop(CmdCtx& c, Args a, Reply& r) {
+// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]: `blocking` (the timeout is
+// parsed after the other arguments, as Redis does).
+void lmpop_common(CmdCtx& c, Args a, Reply& r, size_t numkeys_idx, bool blocking) {
   int64_t numkeys;
-  if (!parse_long(a[1], numkeys) || numkeys < 1)
+  if (!parse_long(a[numkeys_idx], numkeys) || numkeys < 1)
     return r.error("ERR numkeys should be greater than 0");
-  if (numkeys >= static_cast<int64_t>(a.size()) - 2) return r.syntax_error();
-  const size_t where_idx = 2 + static_cast<size_t>(numkeys);
+  if (numkeys >= static_cast<int64_t>(a.size() - numkeys_idx) - 1) return r.syntax_error();
+  const size_t where_idx = numkeys_idx + 1 + static_cast<size_t>(numkeys);
   bool left;
   if (!parse_side(a[where_idx], left)) return r.syntax_error();
   int64_t count = -1;
@@ -382,7 +384,8 @@ void cmd_lmpop(CmdCtx& c, Args a, Reply& r) {
     }
   }
   if (count == -1) count = 1;
-  for (size_t k = 2; k < where_idx; ++k) {
+  if (blocking && !parse_block_timeout(c, a[1], r)) return;
+  for (size_t k = numkeys_idx + 1; k < where_idx; ++k) {
     std::optional<ValueRef> v;
     if (!list_lookup(c, a[k], v, r)) return;
     if (!v) continue;
@@ -398,8 +401,55 @@ void cmd_lmpop(CmdCtx& c, Args a, Reply& r) {
     for (auto& s : popped) r.bulk(s);
     return;
   }
+  if (blocking) would_block(c);
   r.null_array();
 }
+void cmd_lmpop(CmdCtx& c, Args a, Reply& r) { lmpop_common(c, a, r, 1, false); }
+void cmd_blmpop(CmdCtx& c, Args a, Reply& r) { lmpop_common(c, a, r, 2, true); }
+
+// BLPOP / BRPOP key [key ...] timeout: pops from the first non-empty list, replying
+// [key, element]; blocks if every list is empty.
+void bpop_common(CmdCtx& c, Args a, Reply& r, bool left) {
+  if (!parse_block_timeout(c, a.back(), r)) return;
+  for (size_t k = 1; k + 1 < a.size(); ++k) {
+    std::optional<ValueRef> v;
+    if (!list_lookup(c, a[k], v, r)) return;
+    if (!v) continue;
+    std::string value;
+    if (!list_update(c, a[k], r, Missing::kSkip, [&](ListValue& l) {
+          value = left ? l.pop_front() : l.pop_back();
+          return true;
+        }))
+      return;
+    r.array(2);
+    r.bulk(a[k]);
+    r.bulk(value);
+    return;
+  }
+  would_block(c);
+  r.null_array();
+}
+void cmd_blpop(CmdCtx& c, Args a, Reply& r) { bpop_common(c, a, r, true); }
+void cmd_brpop(CmdCtx& c, Args a, Reply& r) { bpop_common(c, a, r, false); }
+
+// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout, BRPOPLPUSH source destination timeout.
+void blmove_common(CmdCtx& c, Args a, Reply& r, bool from_left, bool to_left,
+                   std::string_view timeout) {
+  if (!parse_block_timeout(c, timeout, r)) return;
+  std::optional<ValueRef> s;
+  if (!list_lookup(c, a[1], s, r)) return;
+  if (!s) {
+    would_block(c);
+    return r.null();
+  }
+  move_common(c, a[1], a[2], from_left, to_left, r);
+}
+void cmd_blmove(CmdCtx& c, Args a, Reply& r) {
+  bool from_left, to_left;
+  if (!parse_side(a[3], from_left) || !parse_side(a[4], to_left)) return r.syntax_error();
+  blmove_common(c, a, r, from_left, to_left, a[5]);
+}
+void cmd_brpoplpush(CmdCtx& c, Args a, Reply& r) { blmove_common(c, a, r, false, true, a[3]); }
 
 }  // namespace
 
@@ -422,6 +472,12 @@ void register_list_commands(std::vector<CommandSpec>& t) {
   t.push_back({"lmove", 5, W, 1, 2, 1, Routing::kKey, cmd_lmove, "list", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "6.2.0"});
   t.push_back({"rpoplpush", 3, W, 1, 2, 1, Routing::kKey, cmd_rpoplpush, "list", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "1.2.0"});
   t.push_back({"lmpop", -4, kWrite, 2, 2, 1, Routing::kKey, cmd_lmpop, "list", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "7.0.0", 0, 1});
+  const uint32_t B = kWrite | kBlocking;
+  t.push_back({"blpop", -3, B, 1, -2, 1, Routing::kKey, cmd_blpop, "list", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "2.0.0"});
+  t.push_back({"brpop", -3, B, 1, -2, 1, Routing::kKey, cmd_brpop, "list", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "2.0.0"});
+  t.push_back({"blmove", 6, B | kDenyOom, 1, 2, 1, Routing::kKey, cmd_blmove, "list", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "6.2.0"});
+  t.push_back({"brpoplpush", 4, B | kDenyOom, 1, 2, 1, Routing::kKey, cmd_brpoplpush, "list", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", "2.2.0"});
+  t.push_back({"blmpop", -5, B, 3, 3, 1, Routing::kKey, cmd_blmpop, "list", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "7.0.0", 0, 2});
 }
 
 }  // namespace keel::resp

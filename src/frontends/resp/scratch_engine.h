@@ -1,8 +1,8 @@
 // A tiny in-memory Engine holding copies of a few keys, for commands whose keys live on
 // different shards of this node (SINTER, SMOVE, LMOVE, S*STORE ... across shards): the server
 // copies each key in from its shard, runs the command's ordinary handler against this engine,
-// then writes every key the handler changed back to its own shard. Each shard's part is atomic,
-// the whole is not — the same promise as the other cross-shard multi-key commands (resp.md).
+// then writes every key the handler changed back to its own shard. The server closes those
+// shards' gates meanwhile (server.cpp, execute_multi_key), so the whole is atomic.
 #pragma once
 
 #include <map>

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <future>
 #include <list>
@@ -24,6 +25,7 @@
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/family_util.h"
+#include "frontends/resp/key_events.h"
 #include "frontends/resp/scratch_engine.h"
 #include "services/cache/service.h"
 #include "dht/service_async.h"
@@ -78,13 +80,42 @@ struct Connection {
   // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
   // drawn before it runs so that what its handler logs carries them (observe/log_context.h).
   std::optional<observe::LogContext> log_ctx;
+  // MULTI / EXEC / WATCH.
+  struct Tx {
+    bool multi = false;
+    bool aborted = false;  // a command could not be queued: EXEC answers EXECABORT
+    std::vector<std::vector<std::string>> queued;
+    std::shared_ptr<WatchFlag> flag = std::make_shared<WatchFlag>();
+    struct Watched {
+      std::string key;
+      unsigned shard;
+      int64_t expire_at_ms;  // when WATCHed (0: none, or absent)
+    };
+    std::vector<Watched> watched;
+    int64_t slot = -1;  // cluster mode: the slot every key of the transaction is in
+  } tx;
+  int gates = 0;  // > 0: holds shard gates (running EXEC or an atomic multi-key command)
+  bool deny_blocking = false;  // inside EXEC, or no client to block for (HTTP, forwarded)
+  bool blocked = false;        // waiting in a blocking command (the idle sweep spares it)
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
+};
+
+// A client blocked in BLPOP & co., with the timer it sleeps on (key_events.h).
+struct Blocker final : BlockedClient {
+  explicit Blocker(asio::io_context& io) : timer(io) {}
+  asio::steady_timer timer;
+  // On the client's shard's thread only:
+  bool served = false;    // a shard claimed and served it (reply filled)
+  bool hangup = false;    // the peer closed the connection
+  bool readable = false;  // more requests arrived (pipelined): stop watching for a hangup
 };
 
 
 struct PerShard {
   std::unique_ptr<tcp::acceptor> acceptor;
   std::list<Connection*> connections;
+  KeyEvents events;      // watched keys, blocked clients, the gate (key_events.h)
+  bool serving = false;  // serve_ready() is running
 };
 
 // Splits a reply made of `n` top-level RESP values (bulk, null, integer, simple, error) into
@@ -136,7 +167,75 @@ struct Server::Impl {
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
-        max_clients(opt.max_clients), timeout_s(opt.timeout_s) {}
+        max_clients(opt.max_clients), timeout_s(opt.timeout_s) {
+    for (unsigned i = 0; i < shards.size(); ++i) {
+      auto& ev = per_shard[i].events;
+      ev.set_partitions(shards.partitions());
+      // A key became ready outside a command (a write by another path): serve it soon.
+      ev.on_ready = [this, i] { asio::post(shards.shard(i).io, [this, i] { serve_ready(i); }); };
+      if (auto* e = shards.shard(i).engine) e->set_key_observer(&ev);
+    }
+  }
+  ~Impl() {
+    for (unsigned i = 0; i < shards.size(); ++i)
+      if (auto* e = shards.shard(i).engine) e->set_key_observer(nullptr);
+  }
+
+  // co_await when_free(sid, f): runs f() on shard `sid` once no connection holds its gate (at
+  // once if none does; else after the holder opens it, in arrival order), then resumes the
+  // caller on its own executor.
+  template <class F>
+  auto when_free(unsigned sid, F& f) {
+    auto& target = shards.shard(sid);
+    auto& ev = per_shard[sid].events;
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&target, &ev, &f](auto handler) {
+          auto attempt = [&ev, &f](auto h) {
+            auto finish = [&f](auto hh) {
+              f();
+              auto ex = asio::get_associated_executor(hh);
+              asio::post(ex, std::move(hh));
+            };
+            if (!ev.gate.held) return finish(std::move(h));
+            ev.gate.waiting.emplace_back(
+                [finish, h = std::move(h)]() mutable { finish(std::move(h)); });
+          };
+          if (runtime::ShardSet::current() == static_cast<int>(target.id))
+            attempt(std::move(handler));
+          else
+            asio::post(target.io, [attempt, h = std::move(handler)]() mutable { attempt(std::move(h)); });
+        },
+        asio::use_awaitable);
+  }
+  // Closes the gates of `sids` (sorted, distinct: the fixed order makes two transactions
+  // unable to wait for each other) for connection `c`; its commands pass them until
+  // unlock_shards. Other clients' commands on those shards wait; blocked clients are served
+  // when the gates open.
+  awaitable<void> lock_shards(Connection& c, const std::vector<unsigned>& sids);
+  awaitable<void> unlock_shards(Connection& c, const std::vector<unsigned>& sids);
+
+  // Transactions (MULTI EXEC DISCARD WATCH UNWATCH).
+  awaitable<void> execute_tx(Connection& c, const CommandSpec& spec, Args argv);
+  void queue_command(Connection& c, const CommandSpec& spec, Args argv);
+  awaitable<void> watch(Connection& c, Args argv);
+  awaitable<void> exec(Connection& c);
+  awaitable<void> unwatch_all(Connection& c);
+  void discard_tx(Connection& c) {
+    c.tx.multi = false;
+    c.tx.aborted = false;
+    c.tx.queued.clear();
+    c.tx.slot = -1;
+  }
+  // Cluster mode: "" if this node is the primary of `key`'s partition, else the error to send.
+  std::string not_here(Connection& c, std::string_view key);
+
+  // Blocking commands.
+  awaitable<void> block(Connection& c, const CommandSpec& spec, Args argv);
+  bool ready_for(unsigned sid, const BlockedClient& b, std::string_view key, int64_t now_ms);
+  void serve_blocked(unsigned sid, BlockedClient& b, std::string_view key, int64_t now_ms);
+  // Serves the clients blocked on this shard's ready keys, first blocked first (on the shard's
+  // thread; not while its gate is closed).
+  void serve_ready(unsigned sid);
 
   awaitable<void> accept_loop(unsigned shard_id);
   awaitable<void> idle_sweep(unsigned shard_id);
@@ -162,8 +261,11 @@ struct Server::Impl {
                      size_t reply_begin);
   void prefetch_keys(const Connection& c, std::vector<Pending>& batch,
                      const std::vector<std::string_view>& flat);
+  awaitable<void> execute_key(Connection& c, const CommandSpec& spec, Args argv, uint32_t partition);
   awaitable<void> execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
                                     const std::vector<size_t>& key_pos);
+  awaitable<void> execute_multi_key_locked(Connection& c, const CommandSpec& spec, Args argv,
+                                           const std::vector<size_t>& key_pos);
   awaitable<void> execute_all(Connection& c, const CommandSpec& spec, Args argv);
   awaitable<void> execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
                                    const std::vector<size_t>& key_pos);
@@ -245,12 +347,19 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
       Reply(out, proto).error("ERR the write could not be made durable: " + st.error().message);
     }
   };
-  if (sid == c.shard) {
+  // Clients blocked on keys this command filled are served right after it, before anything
+  // else runs on the shard.
+  auto work_then_serve = [&] {
     work();
+    serve_ready(sid);
+  };
+  if (sid == c.shard && (c.gates > 0 || !per_shard[sid].events.gate.held)) {
+    work_then_serve();
     co_return;
   }
-  ++shards.shard(c.shard).stats.cross_shard_hops;
-  co_await runtime::run_on(target, work);
+  if (sid != c.shard) ++shards.shard(c.shard).stats.cross_shard_hops;
+  if (c.gates > 0) co_await runtime::run_on(target, work_then_serve);
+  else co_await when_free(sid, work_then_serve);
 }
 
 // Hands the engine of this connection's shard the keys of a parsed batch that it owns.
@@ -278,6 +387,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& r = c.reply;
   r.set_protocol(c.client.protocol);
   if (!spec) {
+    if (c.tx.multi) c.tx.aborted = true;
     std::string args;
     for (size_t i = 1; i < argv.size() && args.size() < 128; ++i)
       args += fmt::format("'{}' ", argv[i].substr(0, 128));
@@ -286,11 +396,19 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     co_return;
   }
   if (!arity_ok(*spec, argv.size())) {
+    if (c.tx.multi) c.tx.aborted = true;
     r.error(wrong_args(spec->name));
     co_return;
   }
   if (!c.client.authenticated && !(spec->flags & kNoAuth)) {
+    if (c.tx.multi) c.tx.aborted = true;
     r.error("NOAUTH Authentication required.");
+    co_return;
+  }
+  // Inside MULTI every command but these is queued for EXEC (Redis's processCommand).
+  if (c.tx.multi && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" &&
+      spec->name != "watch" && spec->name != "quit" && spec->name != "reset") {
+    queue_command(c, *spec, argv);
     co_return;
   }
   c.client.last_cmd.assign(spec->name);
@@ -305,7 +423,13 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
 
   switch (spec->routing) {
     case Routing::kLocal:
-      if (spec->name == "client" && argv.size() == 2 && iequals(argv[1], "list")) {
+      if (spec->group == "transactions") {
+        co_await execute_tx(c, *spec, argv);
+      } else if (spec->name == "reset") {
+        discard_tx(c);
+        co_await unwatch_all(c);
+        co_await run_handler(c, c.shard, *spec, argv, c.out);
+      } else if (spec->name == "client" && argv.size() == 2 && iequals(argv[1], "list")) {
         std::string lines;
         for (unsigned i = 0; i < shards.size(); ++i) {
           auto gather = [&, i] {
@@ -332,56 +456,19 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       }
       break;
     case Routing::kKey: {
-      std::string_view first = argv[static_cast<size_t>(spec->first_key)];
-      uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
-      if (dht) {
-        if (!dht->current(c.shard)) {
-          r.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
-          break;
-        }
-        static const std::vector<size_t> kNoOtherKeys;
-        std::vector<size_t> keys;
-        if (has_other_keys(*spec)) keys = command_keys(*spec, argv);
-        // A command on one partition refused with TRYAGAIN (the partition is moving or failing
-        // over: nothing ran) is tried again here, routed by the newest map, until the request
-        // timeout: the client sees a slower reply, not the error. A node serving a forwarded
-        // command leaves that to the node the client is connected to.
-        bool one_partition = !c.forwarded;
-        for (size_t k : keys) one_partition &= key_partition(argv[k], shards.partitions()) == part;
-        int64_t give_up = 0;
-        for (int64_t pause_ms = 2;; pause_ms = std::min<int64_t>(pause_ms * 2, 50)) {
-          size_t before = c.out.size();
-          uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
-          if (where == kNowhere) break;
-          if (where != 0) {
-            co_await execute_forward(c, argv, where);
-          } else {
-            c.waits.clear();
-            c.write_error.reset();
-            unsigned owner = shards.owner(part);
-            bool one_shard = true;
-            for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
-            if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out, first.data(), part);
-            else co_await execute_multi_key(c, *spec, argv, keys);
-            after_routed(c, before);
-          }
-          if (!one_partition || c.out.compare(before, 9, "-TRYAGAIN") != 0) break;
-          int64_t now = SystemClock::instance().monotonic_ns() / 1000000;
-          if (give_up == 0) give_up = now + dht->options().request_timeout_ms;
-          if (now + pause_ms > give_up) break;
-          c.out.resize(before);
-          co_await pause(c.shard, pause_ms);
-        }
+      if (!(spec->flags & kBlocking)) {
+        co_await execute_key(c, *spec, argv, partition);
         break;
       }
-      unsigned owner = shards.owner(part);
-      bool one_shard = true;
-      if (has_other_keys(*spec) && shards.size() > 1) {
-        for (size_t k : command_keys(*spec, argv))
-          one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
+      c.client.would_block = false;
+      co_await execute_key(c, *spec, argv, partition);
+      if (c.client.would_block && !c.deny_blocking) {
+        // Nothing to pop: instead of the timeout reply the handler gave, block.
+        c.out.resize(before);
+        while (!c.deferred.empty() && c.deferred.back().begin >= before) c.deferred.pop_back();
+        co_await block(c, *spec, argv);
       }
-      if (one_shard) co_await run_handler(c, owner, *spec, argv, c.out, first.data(), part);
-      else co_await execute_multi_key(c, *spec, argv, command_keys(*spec, argv));
+      c.client.would_block = false;
       break;
     }
     case Routing::kAll:
@@ -397,6 +484,62 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   if (tracer) [[unlikely]]
     trace_command(c, *spec, t0, dt, failed, before);
 }
+
+// A key command: runs it on the shard owning its keys (or, in a cluster, on the node that is
+// their primary). `partition` is the routed key's partition if known, else kNoPartition.
+awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec, Args argv,
+                                          uint32_t partition) {
+  std::string_view first = argv[static_cast<size_t>(spec.first_key)];
+  uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
+  if (dht) {
+    if (!dht->current(c.shard)) {
+      co_return c.reply.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
+    }
+    static const std::vector<size_t> kNoOtherKeys;
+    std::vector<size_t> keys;
+    if (has_other_keys(spec)) keys = command_keys(spec, argv);
+    // A command on one partition refused with TRYAGAIN (the partition is moving or failing
+    // over: nothing ran) is tried again here, routed by the newest map, until the request
+    // timeout: the client sees a slower reply, not the error. A node serving a forwarded
+    // command leaves that to the node the client is connected to.
+    bool one_partition = !c.forwarded;
+    for (size_t k : keys) one_partition &= key_partition(argv[k], shards.partitions()) == part;
+    int64_t give_up = 0;
+    for (int64_t pause_ms = 2;; pause_ms = std::min<int64_t>(pause_ms * 2, 50)) {
+      size_t before = c.out.size();
+      uint32_t where = route(c, argv, keys.empty() ? kNoOtherKeys : keys, part);
+      if (where == kNowhere) break;
+      if (where != 0) {
+        co_await execute_forward(c, argv, where);
+      } else {
+        c.waits.clear();
+        c.write_error.reset();
+        unsigned owner = shards.owner(part);
+        bool one_shard = true;
+        for (uint32_t p : c.parts) one_shard &= shards.owner(p) == owner;
+        if (one_shard) co_await run_handler(c, owner, spec, argv, c.out, first.data(), part);
+        else co_await execute_multi_key(c, spec, argv, keys);
+        after_routed(c, before);
+      }
+      if (!one_partition || c.out.compare(before, 9, "-TRYAGAIN") != 0) break;
+      int64_t now = SystemClock::instance().monotonic_ns() / 1000000;
+      if (give_up == 0) give_up = now + dht->options().request_timeout_ms;
+      if (now + pause_ms > give_up) break;
+      c.out.resize(before);
+      co_await pause(c.shard, pause_ms);
+    }
+    co_return;
+  }
+  unsigned owner = shards.owner(part);
+  bool one_shard = true;
+  if (has_other_keys(spec) && shards.size() > 1) {
+    for (size_t k : command_keys(spec, argv))
+      one_shard &= shards.owner(key_partition(argv[k], shards.partitions())) == owner;
+  }
+  if (one_shard) co_await run_handler(c, owner, spec, argv, c.out, first.data(), part);
+  else co_await execute_multi_key(c, spec, argv, command_keys(spec, argv));
+}
+
 
 void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns,
                                  bool failed, size_t reply_begin) {
@@ -597,6 +740,7 @@ awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> arg
                                       std::function<void(std::string)> done, bool forwarded) {
   Connection c(tcp::socket(shards.shard(sid).io), sid);
   c.forwarded = forwarded;
+  c.deny_blocking = true;  // no client connection to block: a blocking command answers at once
   c.client.protocol = protocol;
   c.client.addr = forwarded ? "forwarded" : "internal";
   c.now_ms = SystemClock::instance().now_ms();
@@ -611,10 +755,44 @@ awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> arg
   done(std::move(c.out));
 }
 
-// Commands whose keys live on several shards. Redis runs them atomically on one thread; here
-// each shard's part is atomic, the whole is not (documented in docs/resp.md).
+// Commands whose keys live on several shards of this node. Redis runs them atomically on one
+// thread; here the gates of the shards holding the keys are closed while the command runs, so
+// no other client's command on those shards interleaves with it (MSETNX checks and sets,
+// RENAME moves, SINTERSTORE reads and stores as one step).
 awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec& spec, Args argv,
                                                 const std::vector<size_t>& key_pos) {
+  if (c.gates > 0) co_return co_await execute_multi_key_locked(c, spec, argv, key_pos);
+  std::vector<unsigned> sids;
+  for (size_t k : key_pos) sids.push_back(shards.owner(key_partition(argv[k], shards.partitions())));
+  std::sort(sids.begin(), sids.end());
+  sids.erase(std::unique(sids.begin(), sids.end()), sids.end());
+  co_await lock_shards(c, sids);
+  co_await execute_multi_key_locked(c, spec, argv, key_pos);
+  co_await unlock_shards(c, sids);
+}
+
+awaitable<void> Server::Impl::lock_shards(Connection& c, const std::vector<unsigned>& sids) {
+  for (unsigned sid : sids) {
+    auto& ev = per_shard[sid].events;
+    auto take = [&ev] { ev.gate.held = true; };
+    co_await when_free(sid, take);
+  }
+  ++c.gates;
+}
+
+awaitable<void> Server::Impl::unlock_shards(Connection& c, const std::vector<unsigned>& sids) {
+  --c.gates;
+  for (unsigned sid : sids) {
+    auto open = [this, sid] {
+      per_shard[sid].events.open_gate();
+      serve_ready(sid);
+    };
+    co_await runtime::run_on(shards.shard(sid), open);
+  }
+}
+
+awaitable<void> Server::Impl::execute_multi_key_locked(Connection& c, const CommandSpec& spec,
+                                                       Args argv, const std::vector<size_t>& key_pos) {
   auto& r = c.reply;
   auto owner_of = [&](std::string_view k) { return shards.owner(key_partition(k, shards.partitions())); };
   std::string_view name = spec.name;
@@ -674,7 +852,7 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
       r.error(wrong_args(name));
       co_return;
     }
-    // Check every key first, then write each shard's part. Not atomic across shards.
+    // Check every key first, then write each shard's part (atomic: the shards' gates are closed).
     for (size_t p : key_pos) {
       std::string out;
       std::array<std::string_view, 2> sub{"exists", argv[p]};
@@ -755,7 +933,7 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
     co_return;
   }
 
-  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set") {
+  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set" || spec.group == "bitmap") {
     co_await execute_gathered(c, spec, argv, key_pos);
     co_return;
   }
@@ -765,8 +943,8 @@ awaitable<void> Server::Impl::execute_multi_key(Connection& c, const CommandSpec
 
 // A list, set or sorted-set command over keys on several shards (SINTER, SMOVE, LMOVE,
 // S*STORE, ZUNIONSTORE...): the keys are copied here, the ordinary handler runs against the
-// copies (scratch_engine.h), and each key it changed is written back to its shard. Not atomic
-// across shards, like the rest. In a cluster each shard's part is checked (primary, lease,
+// copies (scratch_engine.h), and each key it changed is written back to its shard. Atomic
+// because the caller closed the shards' gates (execute_multi_key). In a cluster each shard's part is checked (primary, lease,
 // fence) and its reply waits for the write quorum (or a read's fence), as run_handler does.
 awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec& spec, Args argv,
                                                const std::vector<size_t>& key_pos) {
@@ -834,6 +1012,371 @@ awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec&
     if (!st) co_return reply_status_error(c.reply, st.error());
   }
   c.out += out;
+}
+
+// ---- Transactions -------------------------------------------------------------------------
+//
+// MULTI queues commands on the connection; EXEC closes the gates of every shard the queued
+// commands and the watched keys live on (in shard order), checks the WATCH flag and the
+// watched keys' expiry, runs the commands one after the other, and opens the gates. Other
+// clients' commands on those shards wait at the gate meanwhile, so none of them interleaves
+// with the transaction; commands on other shards go on. Blocking commands inside EXEC answer
+// as if they timed out, as in Redis.
+
+awaitable<void> Server::Impl::execute_tx(Connection& c, const CommandSpec& spec, Args argv) {
+  auto& r = c.reply;
+  std::string_view name = spec.name;
+  if (name == "multi") {
+    if (c.tx.multi) co_return r.error("ERR MULTI calls can not be nested");
+    discard_tx(c);
+    c.tx.multi = true;
+    co_return r.ok();
+  }
+  if (name == "discard") {
+    if (!c.tx.multi) co_return r.error("ERR DISCARD without MULTI");
+    discard_tx(c);
+    co_await unwatch_all(c);
+    co_return r.ok();
+  }
+  if (name == "watch") {
+    if (c.tx.multi) co_return r.error("ERR WATCH inside MULTI is not allowed");
+    co_return co_await watch(c, argv);
+  }
+  if (name == "unwatch") {
+    co_await unwatch_all(c);
+    co_return r.ok();
+  }
+  co_await exec(c);
+}
+
+std::string Server::Impl::not_here(Connection& c, std::string_view key) {
+  const dht::Topology* topo = dht->current(c.shard);
+  if (!topo) return "CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)";
+  const uint32_t primary = topo->parts[key_partition(key, shards.partitions())].primary;
+  if (primary == topo->self) return "";
+  const dht::NodeRecord* n = topo->node(primary);
+  if (primary == 0 || !n) return "CLUSTERDOWN Hash slot not served (the partition map has no primary for it)";
+  return fmt::format("MOVED {} {}", key_slot(key), n->resp);
+}
+
+void Server::Impl::queue_command(Connection& c, const CommandSpec& spec, Args argv) {
+  auto& r = c.reply;
+  if (dht && spec.routing == Routing::kKey) {
+    // In a cluster of several nodes a transaction's keys share one slot, served by this node
+    // (Redis Cluster's rule: a slot never splits, so they stay together through failovers). A
+    // single node (the embedded one-member cluster) takes any keys.
+    const dht::Topology* topo = dht->current(c.shard);
+    const bool several = topo && topo->nodes.size() > 1;
+    for (size_t k : command_keys(spec, argv)) {
+      const auto slot = static_cast<int64_t>(key_slot(argv[k]));
+      if (c.tx.slot == -1) c.tx.slot = slot;
+      if (several && c.tx.slot != slot) {
+        c.tx.aborted = true;
+        return r.error("CROSSSLOT Keys in request don't hash to the same slot");
+      }
+      if (auto e = not_here(c, argv[k]); !e.empty()) {
+        c.tx.aborted = true;
+        return r.error(e);
+      }
+    }
+  }
+  c.tx.queued.emplace_back(argv.begin(), argv.end());
+  r.simple("QUEUED");
+}
+
+awaitable<void> Server::Impl::watch(Connection& c, Args argv) {
+  auto& r = c.reply;
+  if (dht)
+    for (size_t i = 1; i < argv.size(); ++i)
+      if (auto e = not_here(c, argv[i]); !e.empty()) co_return r.error(e);
+  // No point in watching more once a watched key changed (Redis does the same).
+  if (c.tx.flag->dirty.load()) co_return r.ok();
+  for (size_t i = 1; i < argv.size(); ++i) {
+    std::string_view key = argv[i];
+    bool dup = false;
+    for (auto& w : c.tx.watched) dup |= w.key == key;
+    if (dup) continue;
+    const uint32_t part = key_partition(key, shards.partitions());
+    const unsigned sid = shards.owner(part);
+    int64_t expire_at = 0;
+    const int64_t now = c.now_ms;
+    auto reg = [&] {
+      // Looked up first: a key found expired here is removed before the watch starts.
+      auto v = shards.shard(sid).engine->get(part, key, now);
+      if (v) expire_at = v->expire_at_ms;
+      per_shard[sid].events.watch(key, c.tx.flag, v.has_value());
+    };
+    co_await when_free(sid, reg);
+    c.tx.watched.push_back({std::string(key), sid, expire_at});
+  }
+  r.ok();
+}
+
+awaitable<void> Server::Impl::unwatch_all(Connection& c) {
+  if (!c.tx.watched.empty()) {
+    std::map<unsigned, std::vector<std::string>> by_shard;
+    for (auto& w : c.tx.watched) by_shard[w.shard].push_back(std::move(w.key));
+    c.tx.watched.clear();
+    const WatchFlag* flag = c.tx.flag.get();
+    for (auto it = by_shard.begin(); it != by_shard.end(); ++it) {
+      const unsigned sid = it->first;
+      const std::vector<std::string>& keys = it->second;
+      auto remove = [&] {
+        for (auto& k : keys) per_shard[sid].events.unwatch(k, flag);
+      };
+      co_await runtime::run_on(shards.shard(sid), remove);
+    }
+  }
+  c.tx.flag->dirty.store(false);
+}
+
+awaitable<void> Server::Impl::exec(Connection& c) {
+  auto& r = c.reply;
+  if (!c.tx.multi) co_return r.error("ERR EXEC without MULTI");
+  std::vector<std::vector<std::string>> queued = std::move(c.tx.queued);
+  const bool aborted = c.tx.aborted;
+  discard_tx(c);
+  if (aborted) {
+    co_await unwatch_all(c);
+    co_return r.error("EXECABORT Transaction discarded because of previous errors.");
+  }
+  // The shards to close: those of every queued command's keys and of the watched keys.
+  std::vector<std::vector<std::string_view>> cmds(queued.size());
+  std::vector<unsigned> sids;
+  for (auto& w : c.tx.watched) sids.push_back(w.shard);
+  for (size_t i = 0; i < queued.size(); ++i) {
+    cmds[i].assign(queued[i].begin(), queued[i].end());
+    const CommandSpec* spec = find_command(cmds[i][0]);
+    if (!spec) continue;
+    Args args(cmds[i].data(), cmds[i].size());
+    if (spec->routing == Routing::kAll) {
+      for (unsigned s = 0; s < shards.size(); ++s) sids.push_back(s);
+    } else if (spec->routing == Routing::kKey) {
+      for (size_t k : command_keys(*spec, args))
+        sids.push_back(shards.owner(key_partition(args[k], shards.partitions())));
+    }
+  }
+  std::sort(sids.begin(), sids.end());
+  sids.erase(std::unique(sids.begin(), sids.end()), sids.end());
+  const bool lock = c.gates == 0 && !sids.empty();
+  if (lock) co_await lock_shards(c, sids);
+  // With the gates closed no write can reach a watched key until the commands ran.
+  bool dirty = c.tx.flag->dirty.load();
+  const int64_t now = SystemClock::instance().now_ms();
+  for (auto& w : c.tx.watched) dirty |= w.expire_at_ms != 0 && w.expire_at_ms <= now;
+  if (dirty) {
+    if (lock) co_await unlock_shards(c, sids);
+    co_await unwatch_all(c);
+    co_return r.null_array();
+  }
+  r.array(cmds.size());
+  const bool deny = c.deny_blocking;
+  c.deny_blocking = true;
+  for (auto& cmd : cmds)
+    co_await execute(c, Args(cmd.data(), cmd.size()), find_command(cmd[0]), kNoPartition);
+  c.deny_blocking = deny;
+  if (lock) co_await unlock_shards(c, sids);
+  co_await unwatch_all(c);
+}
+
+// ---- Blocking commands ---------------------------------------------------------------------
+//
+// A blocking command first runs like its non-blocking form. If it found nothing, the client
+// is registered, in order, on every key it waits for (on the key's shard) and sleeps on a
+// timer. A write to such a key marks it ready (KeyEvents is the engine's key observer); right
+// after the command that wrote it (or when a transaction opens the shard's gate) the shard
+// serves its blocked clients first come, first served: it claims one, runs its command on
+// that key alone, and wakes it with the reply. The shard thread never waits; a blocked client
+// costs a timer and a registration per key. A timeout or a hangup claims the client itself,
+// and every registration is removed before the command returns.
+
+namespace {
+
+bool is_move(const CommandSpec& spec) { return spec.name == "blmove" || spec.name == "brpoplpush"; }
+
+// The keys a blocking command waits on (distinct, in order): BLMOVE waits on its source only.
+std::vector<std::string> blocking_keys(const CommandSpec& spec, Args argv) {
+  std::vector<std::string> keys;
+  if (is_move(spec)) {
+    keys.emplace_back(argv[1]);
+    return keys;
+  }
+  for (size_t k : command_keys(spec, argv))
+    if (std::find(keys.begin(), keys.end(), argv[k]) == keys.end()) keys.emplace_back(argv[k]);
+  return keys;
+}
+
+}  // namespace
+
+bool Server::Impl::ready_for(unsigned sid, const BlockedClient& b, std::string_view key,
+                             int64_t now_ms) {
+  const uint32_t part = key_partition(key, shards.partitions());
+  auto v = shards.shard(sid).engine->get(part, key, now_ms);
+  // An empty collection is never stored, so a key of the right type has something to pop.
+  if (!v || v->type != (b.spec->group == "sorted-set" ? ValueType::kZSet : ValueType::kList))
+    return false;
+  return !dht || dht->check_local(sid, part, true, now_ms).empty();
+}
+
+void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_view key,
+                                 int64_t now_ms) {
+  // The command on this key alone (the other keys it waits on may be on other shards).
+  std::vector<std::string_view> args;
+  const auto& a = b.argv;
+  const std::string_view name = b.spec->name;
+  if (name == "blmpop" || name == "bzmpop") {
+    int64_t numkeys = 0;
+    parse_int64(a[2], numkeys);
+    args = {a[0], a[1], "1", key};
+    for (size_t i = 3 + static_cast<size_t>(numkeys); i < a.size(); ++i) args.push_back(a[i]);
+  } else if (is_move(*b.spec)) {
+    args.assign(a.begin(), a.end());
+  } else {
+    args = {a[0], key, a.back()};
+  }
+  auto& target = shards.shard(sid);
+  ClientState client;
+  client.protocol = b.protocol;
+  CmdCtx ctx;
+  ctx.engine = target.engine;
+  ctx.partitions = shards.partitions();
+  ctx.now_ms = now_ms;
+  ctx.client = &client;
+  ctx.node = &node;
+  ctx.random = &target.random;
+  Reply r(b.reply, b.protocol);
+  b.spec->handler(ctx, Args(args.data(), args.size()), r);
+  if (dht) {
+    auto waits = dht->after_write(sid, now_ms);
+    if (!waits) {
+      b.write_error = waits.error().message;
+      return;
+    }
+    b.waits = std::move(*waits);
+    if (!b.waits.empty()) return;  // after_write committed
+  }
+  if (auto st = target.engine->commit(); !st) {
+    b.reply.clear();
+    Reply(b.reply, b.protocol).error("ERR the write could not be made durable: " + st.error().message);
+  }
+}
+
+void Server::Impl::serve_ready(unsigned sid) {
+  auto& ps = per_shard[sid];
+  auto& ev = ps.events;
+  if (!ev.has_ready() || ev.gate.held || ps.serving) return;
+  ps.serving = true;
+  const int64_t now = SystemClock::instance().now_ms();
+  while (auto key = ev.next_ready()) {
+    while (auto* queue = ev.waiters(*key)) {
+      std::shared_ptr<BlockedClient> w = queue->front();
+      if (!ready_for(sid, *w, *key, now)) break;  // empty, or holds another type: keep waiting
+      if (!w->try_claim()) continue;  // served elsewhere, or timed out: waiters() drops it
+      queue->pop_front();
+      if (!w->wake_only) serve_blocked(sid, *w, *key, now);
+      auto b = std::static_pointer_cast<Blocker>(w);
+      asio::post(shards.shard(b->conn_shard).io, [b] {
+        b->served = true;
+        b->timer.cancel();
+      });
+      // A client woken to move across shards runs its move itself; the key is looked at again
+      // when that changes it (or when the client blocks again).
+      if (w->wake_only) break;
+    }
+  }
+  ps.serving = false;
+}
+
+awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args argv) {
+  using clock = std::chrono::steady_clock;
+  const int64_t timeout_ms = c.client.block_timeout_ms;
+  const auto deadline =
+      timeout_ms > 0 ? clock::now() + std::chrono::milliseconds(timeout_ms) : clock::time_point::max();
+  const std::vector<std::string> keys = blocking_keys(spec, argv);
+  for (;;) {
+    auto b = std::make_shared<Blocker>(shards.shard(c.shard).io);
+    b->argv.assign(argv.begin(), argv.end());
+    b->spec = &spec;
+    b->protocol = c.client.protocol;
+    b->conn_shard = c.shard;
+    if (is_move(spec))
+      b->wake_only = shards.owner(key_partition(argv[1], shards.partitions())) !=
+                     shards.owner(key_partition(argv[2], shards.partitions()));
+    for (const auto& k : keys) {
+      const unsigned sid = shards.owner(key_partition(k, shards.partitions()));
+      auto reg = [&] {
+        auto& ev = per_shard[sid].events;
+        ev.block(k, b);
+        // Filled between the first try and now: serve at once (whoever blocked first).
+        if (ready_for(sid, *b, k, SystemClock::instance().now_ms())) ev.mark_ready(k);
+        serve_ready(sid);
+      };
+      co_await runtime::run_on(shards.shard(sid), reg);
+    }
+    // A hangup while blocked ends the wait (Redis notices it too); pipelined requests behind
+    // the blocking one stop the watch and wait their turn.
+    c.sock.async_wait(tcp::socket::wait_read, [b, fd = c.sock.native_handle()](boost::system::error_code ec) {
+      if (ec == asio::error::operation_aborted) return;
+      char ch;
+      ssize_t n = ec ? 0 : ::recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) b->readable = true;
+      else b->hangup = true;
+      b->timer.cancel();
+    });
+    b->timer.expires_at(deadline);
+    c.blocked = true;
+    bool timed_out = false;
+    while (!b->served) {  // (served already if a shard served it while it registered)
+      auto [ec] = co_await b->timer.async_wait(asio::as_tuple(use_awaitable));
+      if (b->served) break;
+      if (b->hangup || (!ec && !b->readable)) {
+        if (b->try_claim()) {
+          timed_out = !b->hangup;
+          break;
+        }
+        // A shard claimed it first: its reply is on the way.
+        b->timer.expires_at(clock::time_point::max());
+        continue;
+      }
+      b->readable = false;
+    }
+    c.blocked = false;
+    boost::system::error_code ignored;
+    c.sock.cancel(ignored);  // the hangup watch
+    for (const auto& k : keys) {
+      const unsigned sid = shards.owner(key_partition(k, shards.partitions()));
+      auto unreg = [&] { per_shard[sid].events.unblock(k, b.get()); };
+      co_await runtime::run_on(shards.shard(sid), unreg);
+    }
+    if (!b->served) {
+      if (!timed_out) {
+        c.client.close_after_reply = true;  // hung up: nothing to answer
+        co_return;
+      }
+      if (is_move(spec)) c.reply.null();
+      else c.reply.null_array();
+      co_return;
+    }
+    const size_t before = c.out.size();
+    if (b->wake_only) {
+      // Move across shards as a plain command (atomic: it closes both shards' gates). If
+      // another client took the element first, block again.
+      c.client.would_block = false;
+      co_await execute_key(c, spec, argv, kNoPartition);
+      if (!c.client.would_block) co_return;
+      c.out.resize(before);
+      while (!c.deferred.empty() && c.deferred.back().begin >= before) c.deferred.pop_back();
+      continue;
+    }
+    c.out += b->reply;
+    if (b->write_error) {
+      c.out.resize(before);
+      c.reply.error("TIMEOUT outcome unknown: " + *b->write_error);
+    } else if (!b->waits.empty()) {
+      c.deferred.push_back({before, c.out.size(), std::move(b->waits)});
+    }
+    co_return;
+  }
 }
 
 awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec, Args argv) {
@@ -1105,6 +1648,8 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
     }
     if (close || stopping.load(std::memory_order_relaxed)) break;
   }
+  // A disconnect leaves no watch behind.
+  if (!c.tx.watched.empty()) co_await unwatch_all(c);
   c.sock.shutdown(tcp::socket::shutdown_both, ec);
   c.sock.close(ec);
   ps.connections.erase(self);
@@ -1166,7 +1711,7 @@ awaitable<void> Server::Impl::idle_sweep(unsigned shard_id) {
     auto limit = static_cast<int64_t>(timeout_s.load(std::memory_order_relaxed));
     if (limit == 0) continue;
     for (auto* c : per_shard[shard_id].connections) {
-      if (now - c->client.last_cmd_ms > limit * 1000) {
+      if (!c->blocked && now - c->client.last_cmd_ms > limit * 1000) {
         spdlog::debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
                       limit);
         boost::system::error_code sec;

@@ -90,6 +90,10 @@ void cmd_reset(CmdCtx& c, Args, Reply& r) {
   r.simple("RESET");
 }
 
+void cmd_tx_stub(CmdCtx&, Args a, Reply& r) {
+  r.error("ERR '" + to_lower(a[0]) + "' is run by the server, not by a handler");
+}
+
 void cmd_time(CmdCtx& c, Args, Reply& r) {
   r.array(2);
   r.bulk(std::to_string(c.now_ms / 1000));
@@ -106,7 +110,9 @@ void reply_flags(uint32_t f, Reply& r) {
   if (f & kLoading) names.push_back("loading");
   if (f & kStale) names.push_back("stale");
   if (f & kFast) names.push_back("fast");
+  if (f & kNoScript) names.push_back("noscript");
   if (f & kRandom) names.push_back("random");
+  if (f & kBlocking) names.push_back("blocking");
   r.set(names.size());
   for (auto n : names) r.simple(n);
 }
@@ -298,6 +304,14 @@ void register_server_commands(std::vector<CommandSpec>& t) {
   t.push_back({"select", 2, kFast | kStale, 0, 0, 0, L, cmd_select, "connection", "Changes the selected database."});
   t.push_back({"quit", -1, kFast | kNoAuth | kStale, 0, 0, 0, L, cmd_quit, "connection", "Closes the connection."});
   t.push_back({"reset", 1, kFast | kNoAuth | kStale, 0, 0, 0, L, cmd_reset, "connection", "Resets the connection.", "6.2.0"});
+  // MULTI EXEC DISCARD WATCH UNWATCH: per-connection state the server keeps (server.cpp runs
+  // them; these handlers are never called).
+  const uint32_t TX = kNoScript | kLoading | kStale;
+  t.push_back({"multi", 1, TX | kFast, 0, 0, 0, L, cmd_tx_stub, "transactions", "Starts a transaction.", "1.2.0"});
+  t.push_back({"exec", 1, TX, 0, 0, 0, L, cmd_tx_stub, "transactions", "Executes all commands in a transaction.", "1.2.0"});
+  t.push_back({"discard", 1, TX | kFast, 0, 0, 0, L, cmd_tx_stub, "transactions", "Discards a transaction.", "2.0.0"});
+  t.push_back({"watch", -2, TX | kFast, 1, -1, 1, L, cmd_tx_stub, "transactions", "Monitors changes to keys to determine the execution of a transaction.", "2.2.0"});
+  t.push_back({"unwatch", 1, TX | kFast, 0, 0, 0, L, cmd_tx_stub, "transactions", "Forgets about watched keys of a transaction.", "2.2.0"});
   t.push_back({"time", 1, kFast | kRandom | kStale, 0, 0, 0, L, cmd_time, "server", "Returns the server time."});
   t.push_back({"command", -1, kRandom | kStale, 0, 0, 0, L, cmd_command, "server", "Returns detailed information about all commands."});
   t.push_back({"config", -2, kAdmin | kStale, 0, 0, 0, L, cmd_config, "server", "A container for server configuration commands."});

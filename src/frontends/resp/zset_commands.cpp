@@ -779,12 +779,14 @@ void cmd_zdiffstore(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::k
 void cmd_zintercard(CmdCtx& c, Args a, Reply& r) { zsetop_common(c, a, r, ZOp::kInter, false, true); }
 
 // ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
-void cmd_zmpop(CmdCtx& c, Args a, Reply& r) {
+// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: `blocking` (the timeout is parsed
+// after the other arguments, as Redis does).
+void zmpop_common(CmdCtx& c, Args a, Reply& r, size_t numkeys_idx, bool blocking) {
   int64_t numkeys;
-  if (!parse_int64(a[1], numkeys) || numkeys < 1)
+  if (!parse_int64(a[numkeys_idx], numkeys) || numkeys < 1)
     return r.error("ERR numkeys should be greater than 0");
-  if (numkeys >= static_cast<int64_t>(a.size()) - 2) return r.syntax_error();
-  const size_t where_idx = 2 + static_cast<size_t>(numkeys);
+  if (numkeys >= static_cast<int64_t>(a.size() - numkeys_idx) - 1) return r.syntax_error();
+  const size_t where_idx = numkeys_idx + 1 + static_cast<size_t>(numkeys);
   bool max;
   if (iequals(a[where_idx], "min")) max = false;
   else if (iequals(a[where_idx], "max")) max = true;
@@ -799,7 +801,8 @@ void cmd_zmpop(CmdCtx& c, Args a, Reply& r) {
     }
   }
   if (count == -1) count = 1;
-  for (size_t k = 2; k < where_idx; ++k) {
+  if (blocking && !parse_block_timeout(c, a[1], r)) return;
+  for (size_t k = numkeys_idx + 1; k < where_idx; ++k) {
     std::optional<ValueRef> v;
     if (!zset_lookup(c, a[k], v, r)) return;
     if (!v) continue;
@@ -824,8 +827,39 @@ void cmd_zmpop(CmdCtx& c, Args a, Reply& r) {
     }
     return;
   }
+  if (blocking) would_block(c);
   r.null_array();
 }
+void cmd_zmpop(CmdCtx& c, Args a, Reply& r) { zmpop_common(c, a, r, 1, false); }
+void cmd_bzmpop(CmdCtx& c, Args a, Reply& r) { zmpop_common(c, a, r, 2, true); }
+
+// BZPOPMIN / BZPOPMAX key [key ...] timeout: [key, member, score] from the first non-empty
+// sorted set; blocks if every one is empty.
+void bzpop_common(CmdCtx& c, Args a, Reply& r, bool max) {
+  if (!parse_block_timeout(c, a.back(), r)) return;
+  for (size_t k = 1; k + 1 < a.size(); ++k) {
+    std::optional<ValueRef> v;
+    if (!zset_lookup(c, a[k], v, r)) return;
+    if (!v) continue;
+    std::pair<std::string, double> popped;
+    if (!zset_update(c, a[k], r, false, [&](ZSetValue& z) {
+          auto it = max ? z.at(z.size() - 1) : z.at(0);
+          popped = {*it->member, it->score};
+          z.erase(popped.first);
+          return true;
+        }))
+      return;
+    r.array(3);
+    r.bulk(a[k]);
+    r.bulk(popped.first);
+    reply_score(r, popped.second);
+    return;
+  }
+  would_block(c);
+  r.null_array();
+}
+void cmd_bzpopmin(CmdCtx& c, Args a, Reply& r) { bzpop_common(c, a, r, false); }
+void cmd_bzpopmax(CmdCtx& c, Args a, Reply& r) { bzpop_common(c, a, r, true); }
 
 // ZSCAN key cursor [MATCH pattern] [COUNT count]: a sorted set of at most 128 members in one
 // call with cursor 0, in score order (as Redis does for small, listpack-encoded sets); a
@@ -935,6 +969,10 @@ void register_zset_commands(std::vector<CommandSpec>& t) {
   t.push_back({"zinterstore", -4, W, 1, 1, 1, Routing::kKey, cmd_zinterstore, "sorted-set", "Stores the intersect of multiple sorted sets in a key.", "2.0.0", 0, 2});
   t.push_back({"zdiffstore", -4, W, 1, 1, 1, Routing::kKey, cmd_zdiffstore, "sorted-set", "Stores the difference of multiple sorted sets in a key.", "6.2.0", 0, 2});
   t.push_back({"zmpop", -4, kWrite, 2, 2, 1, Routing::kKey, cmd_zmpop, "sorted-set", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "7.0.0", 0, 1});
+  const uint32_t B = kWrite | kBlocking;
+  t.push_back({"bzpopmin", -3, B | kFast, 1, -2, 1, Routing::kKey, cmd_bzpopmin, "sorted-set", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "5.0.0"});
+  t.push_back({"bzpopmax", -3, B | kFast, 1, -2, 1, Routing::kKey, cmd_bzpopmax, "sorted-set", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "5.0.0"});
+  t.push_back({"bzmpop", -5, B, 3, 3, 1, Routing::kKey, cmd_bzmpop, "sorted-set", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "7.0.0", 0, 2});
   t.push_back({"zscan", -3, kReadonly | kRandom, 1, 1, 1, Routing::kKey, cmd_zscan, "sorted-set", "Iterates over members and scores of a sorted set.", "2.8.0"});
   t.push_back({"zrandmember", -2, kReadonly | kRandom, 1, 1, 1, Routing::kKey, cmd_zrandmember, "sorted-set", "Returns one or more random members from a sorted set.", "6.2.0"});
 }
