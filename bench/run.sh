@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each comparing keel with its peer side by side in one run.
 # Figures go to stdout; resp_bench.py also rewrites its section of docs/benchmarks.md.
-# BENCH_ONLY=resp|cluster|meta|client|resilience|sdkx runs one of them.
+# BENCH_ONLY=resp|cluster|meta|gateway|client|resilience|sdkx runs one of them.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,6 +19,10 @@ fi
 if want meta; then
   echo "== cluster metadata: 3-node keel (Rabia) vs 3-node etcd"
   /usr/bin/python3 "$here/bench/meta/meta_bench.py" "$build"
+fi
+if want gateway; then
+  echo "== HTTP gateway: keel vs nginx reverse proxy (wrk, same upstream)"
+  /usr/bin/python3 "$here/bench/gateway/gateway_bench.py" "$build"
 fi
 if want client; then
   echo "== keel C++ client vs hiredis async"

@@ -25,6 +25,7 @@ test_pkgs=(
 bench_pkgs=(
   redis-server                                 # the peer keel is compared with (also a test dep)
   etcd-server wrk                              # bench/meta: 3-node etcd vs keel metadata, HTTP load
+  nginx                                        # bench/gateway: the reverse proxy keel's gateway is compared with
 )
 
 what=${1:-test}

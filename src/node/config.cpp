@@ -9,6 +9,8 @@
 #include <thread>
 #include <toml++/toml.h>
 
+#include "gateway/table.h"
+
 #include "cluster/peer_address.h"
 #include "observe/export_core.h"
 
@@ -291,6 +293,49 @@ const std::vector<Setting>& settings() {
            }
          return fmt::format("'{}' is not a level; allowed: trace, debug, info, warn, error, off", v);
        }},
+      {"gateway.enabled", "forward requests that match a gateway route (yes/no); keel's own paths come first on the HTTP port",
+       [](const Config& c) { return std::string(c.gateway_enabled ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v == "yes" || v == "on" || v == "true") c.gateway_enabled = true;
+         else if (v == "no" || v == "off" || v == "false") c.gateway_enabled = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"gateway.port", "a dedicated gateway listener where every request is routed (0 = none; keel's HTTP port routes too)",
+       [](const Config& c) { return std::to_string(c.gateway_port); },
+       [](Config& c, const std::string& v) { return set_port(c.gateway_port, v); }},
+      {"gateway.routes_file", "file of 'METHOD:/path => service' lines: routes served by every instance of the service",
+       [](const Config& c) { return c.gateway_routes_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.gateway_routes_file = v;
+         return "";
+       }},
+      {"gateway.balancer", "least_request (power of two choices) or round_robin",
+       [](const Config& c) { return c.gateway_balancer; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto p = gateway::parse_policy(v);
+         if (!p) return p.error().message;
+         c.gateway_balancer = std::string(gateway::policy_name(*p));
+         return "";
+       }},
+      {"gateway.connect_timeout_ms", "connecting to an upstream instance",
+       [](const Config& c) { return std::to_string(c.gateway_connect_timeout_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.gateway_connect_timeout_ms, v, 10, 60000); }},
+      {"gateway.request_timeout_ms", "one upstream attempt, request sent to the last byte of the answer (then 504)",
+       [](const Config& c) { return std::to_string(c.gateway_request_timeout_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.gateway_request_timeout_ms, v, 10, 3600000); }},
+      {"gateway.retries", "other instances tried after a connect failure, for idempotent methods only",
+       [](const Config& c) { return std::to_string(c.gateway_retries); },
+       [](Config& c, const std::string& v) { return set_u64(c.gateway_retries, v, 0, 10); }},
+      {"gateway.pool_max_idle", "kept-alive connections per upstream instance",
+       [](const Config& c) { return std::to_string(c.gateway_pool_max_idle); },
+       [](Config& c, const std::string& v) { return set_u64(c.gateway_pool_max_idle, v, 0, 10000); }},
+      {"gateway.max_body", "largest request body the gateway forwards (then 413)",
+       [](const Config& c) { return std::to_string(c.gateway_max_body); },
+       [](Config& c, const std::string& v) { return set_size(c.gateway_max_body, v, 0, 1ull << 30); }},
+      {"gateway.max_response", "largest upstream answer the gateway relays (then 502)",
+       [](const Config& c) { return std::to_string(c.gateway_max_response); },
+       [](Config& c, const std::string& v) { return set_size(c.gateway_max_response, v, 1024, 4ull << 30); }},
       {"health.stall_after_ms", "a background task (shard maintenance, health poller) silent this long fails /health/ready",
        [](const Config& c) { return std::to_string(c.health_stall_after_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.health_stall_after_ms, v, 1000, 600000); }},
@@ -421,7 +466,7 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, health, trace, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, log"});
       continue;
     }
     for (auto& [key, val] : *t) {

@@ -68,6 +68,17 @@ struct Config {
   uint64_t trace_export_timeout_ms = 10000;
   uint64_t trace_max_retries = 5;        // retries of a batch on 429/502/503/504 or no answer
   std::string trace_service_name = "keel";
+  // [gateway] (HTTP routing gateway: docs/gateway.md)
+  bool gateway_enabled = true;              // forward requests that match a route (HTTP door, gateway.port)
+  int gateway_port = 0;                     // a dedicated listener where every request is routed; 0 = none
+  std::string gateway_routes_file;          // "METHOD:/path => service" lines; "" = none
+  std::string gateway_balancer = "least_request";  // least_request (p2c) or round_robin
+  uint64_t gateway_connect_timeout_ms = 2000;
+  uint64_t gateway_request_timeout_ms = 30000;  // one attempt, request sent to last byte of the answer
+  uint64_t gateway_retries = 2;             // other instances tried after a connect failure (idempotent methods)
+  uint64_t gateway_pool_max_idle = 32;      // kept-alive connections per upstream instance
+  uint64_t gateway_max_body = 16ull << 20;  // request body
+  uint64_t gateway_max_response = 64ull << 20;
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

@@ -29,7 +29,10 @@
 #include "runtime/cluster/meta_service.h"
 #include "services/cache/service.h"
 #include "cluster/peer_address.h"
+#include "frontends/http/gateway.h"
 #include "frontends/http/server.h"
+#include "gateway/route.h"
+#include "services/routing/service.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
 #include "node/logging.h"
@@ -89,6 +92,10 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<runtime::ShardSet> shards;
   std::unique_ptr<resp::Server> resp;
   std::unique_ptr<http::Server> http;
+  std::unique_ptr<routing::Service> routes;     // the gateway's route table (registrations in `meta`)
+  std::unique_ptr<http::Gateway> gateway;       // the proxy, when gateway.enabled
+  std::unique_ptr<http::Server> gateway_http;   // the dedicated gateway listener, when gateway.port
+  int gateway_port = 0;
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
@@ -456,6 +463,31 @@ Status Node::start() {
   ho.max_body_bytes = im.cfg.http_max_body;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
+  {
+    routing::Options rop;
+    if (!im.cfg.gateway_routes_file.empty()) {
+      std::ifstream f(im.cfg.gateway_routes_file, std::ios::binary);
+      if (!f)
+        return make_error(Errc::kInvalidArgument, fmt::format("gateway.routes_file: cannot read '{}'", im.cfg.gateway_routes_file));
+      std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      auto routes = gateway::parse_routes_file(text);
+      if (!routes)
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("gateway.routes_file '{}': {}", im.cfg.gateway_routes_file, routes.error().message));
+      rop.static_routes = std::move(*routes);
+    }
+    im.routes = std::make_unique<routing::Service>(*im.shards, std::move(rop));
+    http::GatewayOptions go;
+    go.policy = *gateway::parse_policy(im.cfg.gateway_balancer);  // validated with the config
+    go.connect_timeout_ms = static_cast<int64_t>(im.cfg.gateway_connect_timeout_ms);
+    go.request_timeout_ms = static_cast<int64_t>(im.cfg.gateway_request_timeout_ms);
+    go.retries = static_cast<uint32_t>(im.cfg.gateway_retries);
+    go.pool_max_idle = static_cast<uint32_t>(im.cfg.gateway_pool_max_idle);
+    go.max_body_bytes = im.cfg.gateway_max_body;
+    go.max_response_bytes = im.cfg.gateway_max_response;
+    im.gateway = std::make_unique<http::Gateway>(*im.routes, go);
+    if (im.cfg.gateway_enabled) im.http->set_gateway(im.gateway.get());
+  }
   if (im.tracer) im.http->set_tracer(im.tracer.get());
   // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
   // one-member cluster on the same code path (metadata, partition map, routing), whose peer
@@ -514,6 +546,8 @@ Status Node::start() {
     im.http->set_dht(im.dht.get());
     im.caches->set_meta(im.meta.get());
     im.caches->start();
+    im.routes->set_meta(im.meta.get());
+    im.routes->start();
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     if (embedded)
@@ -529,6 +563,18 @@ Status Node::start() {
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
   im.http_port = *hport;
+  if (im.cfg.gateway_enabled && im.cfg.gateway_port != 0) {
+    http::ServerOptions gho = ho;
+    gho.port = im.cfg.gateway_port;
+    gho.max_body_bytes = im.cfg.gateway_max_body;
+    gho.gateway_only = true;
+    im.gateway_http = std::make_unique<http::Server>(*im.shards, *im.resp, gho);
+    im.gateway_http->set_gateway(im.gateway.get());
+    auto gport = im.gateway_http->start();
+    if (!gport) return std::unexpected(gport.error());
+    im.gateway_port = *gport;
+    spdlog::info("gateway: routing every request on {}:{} ({} balancing)", im.cfg.bind, im.gateway_port, im.cfg.gateway_balancer);
+  }
 
   for (unsigned i = 0; i < n; ++i)
     asio::co_spawn(im.shards->shard(i).io, im.maintenance(i), asio::detached);
@@ -579,7 +625,10 @@ void Node::stop() {
     if (im.tracer) im.tracer->stop();
     im.dht.reset();
     im.meta.reset();
+    im.gateway_http.reset();
     im.http.reset();
+    im.gateway.reset();
+    im.routes.reset();
     im.resp.reset();
     im.caches.reset();
     im.shards.reset();
@@ -587,6 +636,7 @@ void Node::stop() {
     return;
   }
   if (im.http) im.http->shutdown();
+  if (im.gateway_http) im.gateway_http->shutdown();
   if (im.health_thread.joinable()) {
     {
       std::lock_guard lk(im.health_mu);
@@ -603,6 +653,7 @@ void Node::stop() {
   // Metadata after the front ends (no new requests), before the shards (HTTP handlers waiting
   // on it get their answer posted to shard 0).
   if (im.caches) im.caches->stop();
+  if (im.routes) im.routes->stop();
   if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {
@@ -617,7 +668,10 @@ void Node::stop() {
     for (unsigned i = 0; i < im.shards->size(); ++i) im.tracer->flush(i);
     im.tracer->stop();
   }
+  im.gateway_http.reset();
   im.http.reset();
+  im.gateway.reset();  // its pooled upstream sockets belong to shard 0's loop: before the shards
+  im.routes.reset();
   im.resp.reset();
   im.caches.reset();
   im.dht.reset();

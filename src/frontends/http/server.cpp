@@ -26,6 +26,7 @@
 #include "runtime/cluster/meta_service.h"
 #include "cluster/peer_address.h"
 #include "frontends/http/caches.h"
+#include "frontends/http/gateway_impl.h"
 #include "frontends/http/metrics.h"
 #include "frontends/http/resp_reply.h"
 #include "frontends/resp/server_async.h"
@@ -166,6 +167,7 @@ struct Server::Impl {
   cache::Service* caches = nullptr;
   observe::HealthBoard* health = nullptr;
   observe::Tracer* tracer = nullptr;
+  Gateway* gateway = nullptr;
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
 
@@ -189,6 +191,12 @@ struct Server::Impl {
 };
 
 namespace {
+// Paths keel answers itself on the HTTP door; everything else may be a gateway route.
+bool keel_path(std::string_view target) {
+  return target.starts_with("/v1/") || target == "/v1" || target.starts_with("/health/") ||
+         target.starts_with("/metrics");
+}
+
 // An error reply from the data path as an HTTP answer (resp_reply.h).
 Response resp_error_response(const Request& req, const std::string& err) {
   auto e = resp_error_to_http(err);
@@ -507,6 +515,11 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return res;
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
+  if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
+    if (!gateway)
+      co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "the gateway is off on this node (gateway.enabled = no)");
+    co_return co_await gateway->impl().handle_api(req, path, qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1));
+  }
   if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/"))
     co_return co_await handle_cluster_members(req, path);
   if (path == "/v1/cluster/status") {
@@ -536,11 +549,13 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/cluster/status, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
 awaitable<void> Server::Impl::session(tcp::socket sock) {
+  boost::system::error_code rec;
+  std::string client_ip = sock.remote_endpoint(rec).address().to_string();
   beast::tcp_stream stream(std::move(sock));
   sessions.push_front(&stream);
   auto self = sessions.begin();
@@ -585,11 +600,21 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     auto req = parser.release();
     ++requests;
     int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
-    Response res = co_await handle(req);
-    if (tracer) trace_request(req, res, t0);
     bool keep = req.keep_alive() && !stopping;
+    // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
+    std::optional<Response> answer;
+    bool proxied = false;
+    if (gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
+      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only);
+      proxied = answer.has_value();
+    }
+    if (!answer) answer = co_await handle(req);
+    Response& res = *answer;
+    if (tracer) trace_request(req, res, t0);
     res.keep_alive(keep);
-    if (req.method() == bhttp::verb::head) {
+    if (proxied && req.method() == bhttp::verb::head) {
+      // The upstream's answer to HEAD: its Content-Length stands.
+    } else if (req.method() == bhttp::verb::head) {
       res.prepare_payload();
       res.body().clear();
     } else {
@@ -970,6 +995,7 @@ void Server::set_health(observe::HealthBoard* board) { impl_->health = board; }
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
+void Server::set_gateway(Gateway* gateway) { impl_->gateway = gateway; }
 
 Server::Server(runtime::ShardSet& shards, resp::Server& resp, ServerOptions options)
     : impl_(std::make_unique<Impl>(shards, resp, std::move(options))) {}

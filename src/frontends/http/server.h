@@ -24,6 +24,9 @@ class Service;
 namespace keel::dht {
 class Service;
 }
+namespace keel::http {
+class Gateway;
+}
 namespace keel::observe {
 class HealthBoard;
 class Tracer;
@@ -38,6 +41,8 @@ struct ServerOptions {
   uint32_t max_header_bytes = 16 * 1024;
   uint32_t idle_timeout_s = 60;
   uint32_t max_list_limit = 1000;
+  // A dedicated gateway listener (gateway.port): every request goes to the gateway's routes.
+  bool gateway_only = false;
 };
 
 class Server {
@@ -55,6 +60,9 @@ class Server {
   // Records a span per request as the tracer's sampler decides, reading and answering W3C
   // traceparent/tracestate; adds the tracer's figures to /metrics. Call before start().
   void set_tracer(observe::Tracer* tracer);
+  // Serves /v1/routes and forwards requests that match a gateway route (frontends/http/gateway.h).
+  // On the HTTP door keel's own paths (/v1/..., /health/..., /metrics) come first. Call before start().
+  void set_gateway(Gateway* gateway);
   Result<int> start();  // returns the bound port
   void shutdown();
 

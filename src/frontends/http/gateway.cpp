@@ -1,0 +1,440 @@
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "base/clock.h"
+#include "frontends/http/gateway_impl.h"
+#include "frontends/http/server.h"
+#include "observe/trace_context.h"
+#include "services/routing/service.h"
+
+namespace keel::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+
+namespace {
+
+GwResponse json_answer(unsigned version, bhttp::status st, const json& body) {
+  GwResponse res{st, version};
+  res.set(bhttp::field::server, "keel");
+  res.set(bhttp::field::content_type, "application/json");
+  res.body() = body.dump() + "\n";
+  return res;
+}
+
+GwResponse error_answer(unsigned version, bhttp::status st, std::string_view code, std::string message,
+                        json extra = json::object()) {
+  json e{{"code", code}, {"message", std::move(message)}};
+  for (auto& [k, v] : extra.items()) e[k] = v;
+  return json_answer(version, st, json{{"error", e}});
+}
+
+bhttp::status status_for(Errc c) {
+  switch (c) {
+    case Errc::kInvalidArgument:
+      return bhttp::status::bad_request;
+    case Errc::kNotFound:
+      return bhttp::status::not_found;
+    case Errc::kConflict:
+      return bhttp::status::conflict;
+    case Errc::kLimitExceeded:
+      return bhttp::status::payload_too_large;
+    case Errc::kUnavailable:
+      return bhttp::status::service_unavailable;
+    case Errc::kTimeout:
+      return bhttp::status::gateway_timeout;
+    default:
+      return bhttp::status::internal_server_error;
+  }
+}
+
+bool idempotent(bhttp::verb v) {
+  return v == bhttp::verb::get || v == bhttp::verb::head || v == bhttp::verb::put || v == bhttp::verb::delete_ ||
+         v == bhttp::verb::options;
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) and those a Connection header names.
+template <class Fields>
+void strip_hop_by_hop(Fields& f) {
+  std::vector<std::string> named;
+  for (auto it = f.find(bhttp::field::connection); it != f.end() && it->name() == bhttp::field::connection; ++it) {
+    std::string_view v(it->value().data(), it->value().size());
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      auto tok = v.substr(0, comma);
+      while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
+      while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
+      if (!tok.empty()) named.emplace_back(tok);
+      v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+    }
+  }
+  for (auto& n : named) f.erase(n);
+  for (auto h : {bhttp::field::connection, bhttp::field::keep_alive, bhttp::field::proxy_connection, bhttp::field::te,
+                 bhttp::field::trailer, bhttp::field::transfer_encoding, bhttp::field::upgrade})
+    f.erase(h);
+}
+
+std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
+
+}  // namespace
+
+Gateway::Impl::Impl(routing::Service& r, GatewayOptions o) : routes(r), opt(o), rng(system_seed()) {}
+
+Gateway::Gateway(routing::Service& routes, GatewayOptions opt) : impl_(std::make_unique<Impl>(routes, opt)) {}
+Gateway::~Gateway() = default;
+routing::Service& Gateway::routes() { return impl_->routes; }
+
+std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
+  while (!up.idle.empty()) {
+    auto c = std::move(up.idle.back());
+    up.idle.pop_back();
+    // A kept-alive connection the upstream closed (or that carries unexpected bytes) is not
+    // reused: a non-blocking peek tells without consuming anything.
+    char byte;
+    ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
+  }
+  return nullptr;
+}
+
+awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& address, Upstream& up, GwRequest& out,
+                                                         bool can_retry) {
+  auto ex = co_await asio::this_coro::executor;
+  for (int pass = 0; pass < 2; ++pass) {
+    auto c = take_idle(up);
+    bool reused = c != nullptr;
+    if (!c) {
+      c = std::make_unique<Conn>(ex);
+      auto colon = address.rfind(':');
+      std::string host = address.substr(0, colon);
+      std::string port = address.substr(colon + 1);
+      boost::system::error_code aec;
+      auto ip = asio::ip::make_address(host, aec);
+      std::vector<tcp::endpoint> eps;
+      if (!aec) {
+        unsigned p = 0;
+        std::from_chars(port.data(), port.data() + port.size(), p);
+        eps.emplace_back(ip, static_cast<unsigned short>(p));
+      } else {
+        tcp::resolver resolver(ex);
+        auto [rec, results] = co_await resolver.async_resolve(host, port, asio::as_tuple(use_awaitable));
+        if (rec) {
+          Attempt a;
+          a.fail = Fail::kConnect;
+          a.why = fmt::format("resolving '{}' failed: {}", host, rec.message());
+          co_return a;
+        }
+        for (auto& r : results) eps.push_back(r.endpoint());
+      }
+      c->stream.expires_after(std::chrono::milliseconds(opt.connect_timeout_ms));
+      auto [cec, ep] = co_await c->stream.async_connect(eps, asio::as_tuple(use_awaitable));
+      if (cec) {
+        Attempt a;
+        a.fail = Fail::kConnect;
+        a.why = cec == beast::error::timeout ? fmt::format("connect timed out after {} ms", opt.connect_timeout_ms)
+                                             : "connect failed: " + cec.message();
+        co_return a;
+      }
+      boost::system::error_code nec;
+      c->stream.socket().set_option(tcp::no_delay(true), nec);
+    }
+    c->stream.expires_after(std::chrono::milliseconds(opt.request_timeout_ms));
+    auto [wec, wn] = co_await bhttp::async_write(c->stream, out, asio::as_tuple(use_awaitable));
+    if (wec) {
+      // A kept-alive connection closed under us: the request did not get through; once more
+      // on a fresh connection.
+      if (reused && wec != beast::error::timeout) continue;
+      Attempt a;
+      a.fail = wec == beast::error::timeout ? Fail::kTimeout : Fail::kBroken;
+      a.why = wec == beast::error::timeout ? fmt::format("no answer within {} ms", opt.request_timeout_ms)
+                                           : "sending the request failed: " + wec.message();
+      co_return a;
+    }
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(opt.max_response_bytes);
+    if (out.method() == bhttp::verb::head) parser.skip(true);
+    auto [rec, rn] = co_await bhttp::async_read(c->stream, c->buf, parser, asio::as_tuple(use_awaitable));
+    if (rec) {
+      Attempt a;
+      if (rec == beast::error::timeout) {
+        a.fail = Fail::kTimeout;
+        a.why = fmt::format("no answer within {} ms (gateway.request_timeout_ms)", opt.request_timeout_ms);
+        co_return a;
+      }
+      // Closed before a byte of the answer on a reused connection: the upstream dropped an idle
+      // connection as we sent; it did not take the request. Idempotent requests go again.
+      if (reused && !parser.got_some() && can_retry) continue;
+      a.fail = rec == bhttp::error::body_limit ? Fail::kTooLarge : Fail::kBroken;
+      a.why = rec == bhttp::error::body_limit
+                  ? fmt::format("the answer is larger than gateway.max_response_bytes ({} bytes)", opt.max_response_bytes)
+                  : "reading the answer failed: " + rec.message();
+      co_return a;
+    }
+    Attempt a;
+    a.res = parser.release();
+    if (a.res.keep_alive() && up.idle.size() < opt.pool_max_idle) {
+      c->stream.expires_never();
+      up.idle.push_back(std::move(c));
+    }
+    co_return a;
+  }
+  Attempt a;
+  a.fail = Fail::kBroken;
+  a.why = "the upstream closed the connection before answering";
+  co_return a;
+}
+
+awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const std::string& client_ip,
+                                                          bool answer_unmatched) {
+  unsigned ver = req.version();
+  auto snap = routes.snapshot();
+  const auto& table = snap->table;
+  std::string_view target = sv(req.target());
+  std::string_view method = sv(req.method_string());
+  auto segs = gateway::split_path(target, routes.options().routes);
+  if (!segs) {
+    if (!answer_unmatched) co_return std::nullopt;
+    co_return error_answer(ver, bhttp::status::bad_request, "INVALID_ARGUMENT", segs.error().message);
+  }
+  std::string host;
+  if (auto h = req.find(bhttp::field::host); h != req.end()) host = gateway::normalize_host(sv(h->value()));
+  auto entry = table.matcher().find(method, host, *segs);
+  if (!entry) {
+    if (!answer_unmatched) co_return std::nullopt;
+    co_return error_answer(ver, bhttp::status::not_found, "NOT_FOUND",
+                           fmt::format("no route matches {} {}; GET /v1/routes on keel's HTTP port lists the routes",
+                                       method, target.substr(0, target.find('?')).substr(0, 200)));
+  }
+  const auto& route = table.matcher().entries()[*entry].route;
+  if (req.body().size() > opt.max_body_bytes)
+    co_return error_answer(ver, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
+                           fmt::format("request body of {} bytes exceeds gateway.max_body_bytes ({})", req.body().size(),
+                                       opt.max_body_bytes));
+
+  // Drop pools of instances no longer in the table (none in use).
+  if (snap->revision != pruned_at_revision) {
+    pruned_at_revision = snap->revision;
+    std::set<std::string_view> live;
+    for (auto& i : table.instances()) live.insert(i.address);
+    std::erase_if(upstreams, [&](const auto& kv) { return kv.second.inflight == 0 && !live.count(kv.first); });
+  }
+
+  int64_t now = SystemClock::instance().now_ms();
+  std::vector<uint32_t> candidates;
+  for (uint32_t i : table.targets(*entry))
+    if (table.instances()[i].expires_at_ms > now) candidates.push_back(i);
+  if (candidates.empty()) {
+    ++errors_503;
+    co_return error_answer(ver, bhttp::status::service_unavailable, "UNAVAILABLE",
+                           fmt::format("no live instance of service '{}' for route '{}': {}", route.service,
+                                       route.text(),
+                                       table.targets(*entry).empty() ? "none is registered"
+                                                                     : "every registered instance's lease has ended"),
+                           json{{"service", route.service}, {"route", route.text()}});
+  }
+
+  // What the upstream sees: hop-by-hop headers gone, X-Forwarded-*, a trace parent.
+  std::string orig_host = host.empty() ? std::string() : std::string(sv(req[bhttp::field::host]));
+  strip_hop_by_hop(req);
+  if (auto xff = req.find("X-Forwarded-For"); xff != req.end())
+    req.set("X-Forwarded-For", fmt::format("{}, {}", sv(xff->value()), client_ip));
+  else
+    req.set("X-Forwarded-For", client_ip);
+  req.set("X-Forwarded-Proto", "http");
+  if (!orig_host.empty()) req.set("X-Forwarded-Host", orig_host);
+  bool started_trace = false;
+  if (auto tp = req.find("traceparent"); tp == req.end() || !observe::parse_traceparent(sv(tp->value()))) {
+    req.set("traceparent", observe::format_traceparent(observe::trace_id_from(rng.next_u64(), rng.next_u64()),
+                                                       observe::span_id_from(rng.next_u64()), 0));
+    req.erase("tracestate");
+    started_trace = true;
+  }
+  req.keep_alive(true);
+  req.prepare_payload();
+  bool may_retry = idempotent(req.method());
+
+  std::vector<std::string> failures;
+  std::set<uint32_t> tried;
+  std::optional<GwResponse> answer;
+  for (uint32_t attempt = 0; attempt <= opt.retries; ++attempt) {
+    std::vector<uint32_t> left;
+    for (uint32_t i : candidates)
+      if (!tried.count(i)) left.push_back(i);
+    if (left.empty()) break;
+    size_t k;
+    if (opt.policy == gateway::Policy::kRoundRobin) {
+      k = gateway::pick_round_robin(left.size(), rr_cursor);
+    } else {
+      std::vector<gateway::Load> loads;
+      for (uint32_t i : left) {
+        auto it = upstreams.find(table.instances()[i].address);
+        loads.push_back(gateway::Load{it == upstreams.end() ? 0u : it->second.inflight, table.instances()[i].meta.weight});
+      }
+      k = gateway::pick_least_request(loads, rng);
+    }
+    const auto& inst = table.instances()[left[k]];
+    tried.insert(left[k]);
+    auto& up = upstreams[inst.address];
+    ++up.inflight;
+    if (attempt > 0) ++retries;
+    auto a = co_await forward(inst.address, up, req, may_retry);
+    --up.inflight;
+    std::string who = fmt::format("{}/{} ({})", inst.service, inst.id, inst.address);
+    if (a.fail == Fail::kNone) {
+      strip_hop_by_hop(a.res);
+      a.res.version(ver);
+      ++proxied;
+      answer = std::move(a.res);
+      break;
+    }
+    failures.push_back(fmt::format("{}: {}", who, a.why));
+    if (a.fail == Fail::kTimeout) {
+      ++errors_504;
+      answer = error_answer(ver, bhttp::status::gateway_timeout, "UPSTREAM_TIMEOUT",
+                            fmt::format("upstream {} of route '{}': {}", who, route.text(), a.why),
+                            json{{"upstream", inst.service + "/" + inst.id}, {"address", inst.address}});
+      break;
+    }
+    if (a.fail != Fail::kConnect || !may_retry) break;  // reached the upstream, or not idempotent
+  }
+  if (!answer) {
+    ++errors_502;
+    std::string tried_text;
+    for (auto& f : failures) tried_text += (tried_text.empty() ? "" : "; ") + f;
+    json ups = json::array();
+    for (uint32_t i : tried) ups.push_back(table.instances()[i].service + "/" + table.instances()[i].id);
+    json extra{{"attempts", failures.size()}, {"upstreams", ups}};
+    answer = error_answer(ver, bhttp::status::bad_gateway, "BAD_GATEWAY",
+                          fmt::format("route '{}' of service '{}': {}{}", route.text(), route.service, tried_text,
+                                      may_retry ? "" : " (not retried: the method is not idempotent)"),
+                          extra);
+  }
+  if (started_trace) req.erase("traceparent");
+  co_return answer;
+}
+
+awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::string_view path, std::string_view query) {
+  unsigned ver = req.version();
+  auto method = req.method();
+  if (path == "/v1/routes" || path == "/v1/routes/") {
+    if (method != bhttp::verb::get && method != bhttp::verb::head)
+      co_return error_answer(ver, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                             "use GET /v1/routes; register with PUT /v1/routes/services/{service}/instances/{id}");
+    auto snap = routes.snapshot();
+    const auto& t = snap->table;
+    int64_t now = SystemClock::instance().now_ms();
+    json instances = json::array();
+    for (auto& i : t.instances()) {
+      json rs = json::array();
+      for (auto& r : i.routes) rs.push_back(r.text());
+      instances.push_back(json{{"service", i.service},
+                               {"id", i.id},
+                               {"address", i.address},
+                               {"routes", rs},
+                               {"lease_ms", i.lease_ms},
+                               {"expires_in_ms", std::max<int64_t>(0, i.expires_at_ms - now)},
+                               {"metadata", {{"version", i.meta.version}, {"zone", i.meta.zone}, {"weight", i.meta.weight}}}});
+    }
+    json rts = json::array();
+    for (uint32_t e = 0; e < t.matcher().size(); ++e) {
+      json ids = json::array();
+      for (uint32_t i : t.targets(e)) ids.push_back(t.instances()[i].id);
+      rts.push_back(json{{"route", t.matcher().entries()[e].route.text()},
+                         {"service", t.matcher().entries()[e].route.service},
+                         {"instances", ids}});
+    }
+    co_return json_answer(ver, bhttp::status::ok,
+                          json{{"revision", snap->revision},
+                               {"routes", rts},
+                               {"instances", instances},
+                               {"balancer", gateway::policy_name(opt.policy)},
+                               {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
+                                          {"errors_503", errors_503}, {"errors_504", errors_504}}}});
+  }
+  if (path == "/v1/routes/match") {
+    std::string m = "GET", p, h;
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      auto part = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      auto eq = part.find('=');
+      std::string v;
+      if (eq == std::string_view::npos || !url_decode(part.substr(eq + 1), v, true)) continue;
+      auto k = part.substr(0, eq);
+      if (k == "method") m = v;
+      else if (k == "path") p = v;
+      else if (k == "host") h = v;
+    }
+    if (p.empty())
+      co_return error_answer(ver, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                             "give the request to match: /v1/routes/match?method=GET&path=/api/orders/7[&host=HOST]");
+    auto snap = routes.snapshot();
+    auto r = snap->table.matcher().match(m, h, p);
+    if (!r)
+      co_return error_answer(ver, bhttp::status::not_found, "NOT_FOUND", fmt::format("no route matches {} {}", m, p));
+    json params = json::object();
+    for (auto& [k, v] : r->params) params[k] = v;
+    json ids = json::array();
+    for (uint32_t i : snap->table.targets(r->entry)) ids.push_back(snap->table.instances()[i].id);
+    const auto& rt = snap->table.matcher().entries()[r->entry].route;
+    co_return json_answer(ver, bhttp::status::ok,
+                          json{{"route", rt.text()}, {"service", rt.service}, {"params", params}, {"instances", ids}});
+  }
+  constexpr std::string_view kPrefix = "/v1/routes/services/";
+  auto usage = [&] {
+    return error_answer(ver, bhttp::status::not_found, "NOT_FOUND",
+                        fmt::format("no route for {} {}; gateway routes: GET /v1/routes, GET /v1/routes/match, "
+                                    "PUT|DELETE /v1/routes/services/{{service}}/instances/{{id}}",
+                                    sv(req.method_string()), path.substr(0, 200)));
+  };
+  if (!path.starts_with(kPrefix)) co_return usage();
+  auto rest = path.substr(kPrefix.size());
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos || !rest.substr(slash).starts_with("/instances/")) co_return usage();
+  std::string service, id;
+  if (!url_decode(rest.substr(0, slash), service, false) ||
+      !url_decode(rest.substr(slash + std::string_view("/instances/").size()), id, false))
+    co_return error_answer(ver, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the path");
+  if (method == bhttp::verb::put || method == bhttp::verb::post) {
+    auto r = co_await routes.register_instance(service, id, req.body());
+    if (!r) co_return error_answer(ver, status_for(r.error().code), errc_name(r.error().code), r.error().message);
+    json rs = json::array();
+    for (auto& x : r->routes) rs.push_back(x.text());
+    co_return json_answer(ver, bhttp::status::ok,
+                          json{{"service", r->service},
+                               {"id", r->id},
+                               {"address", r->address},
+                               {"routes", rs},
+                               {"lease_ms", r->lease_ms},
+                               {"expires_at_ms", r->expires_at_ms}});
+  }
+  if (method == bhttp::verb::delete_) {
+    auto r = co_await routes.deregister(service, id);
+    if (!r) co_return error_answer(ver, status_for(r.error().code), errc_name(r.error().code), r.error().message);
+    co_return json_answer(ver, bhttp::status::ok, json{{"service", service}, {"id", id}, {"deregistered", *r}});
+  }
+  auto res = error_answer(ver, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                          fmt::format("{} is not allowed on /v1/routes/services/{{service}}/instances/{{id}}; "
+                                      "allowed: PUT (register or renew), DELETE",
+                                      sv(req.method_string())));
+  res.set(bhttp::field::allow, "PUT, POST, DELETE");
+  co_return res;
+}
+
+}  // namespace keel::http

@@ -1,0 +1,50 @@
+// The HTTP routing gateway's proxy and its admin routes (docs/gateway.md):
+//   GET              /v1/routes                                        the route table
+//   GET              /v1/routes/match?method=GET&path=/x[&host=h]      which route would answer
+//   PUT (or POST)    /v1/routes/services/{service}/instances/{id}      register / renew (JSON body)
+//   DELETE           /v1/routes/services/{service}/instances/{id}      deregister
+// Every other request that matches a route is forwarded to one of the route's instances
+// (HTTP/1.1, a bounded keep-alive pool per instance, X-Forwarded-For/Proto/Host, W3C
+// traceparent passed on or started), chosen by the configured balancer; connect failures of
+// idempotent methods are retried on another instance. Gateway errors are JSON: 502 (which
+// upstream failed and why), 503 (no live instance), 504 (upstream timeout).
+//
+// The proxy runs on the HTTP server's event loop (shard 0): its pools and counters are touched
+// only there. This header has no Asio or Beast; the server includes gateway_impl.h.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "gateway/table.h"
+
+namespace keel::routing {
+class Service;
+}
+
+namespace keel::http {
+
+struct GatewayOptions {
+  gateway::Policy policy = gateway::Policy::kLeastRequest;
+  int64_t connect_timeout_ms = 2000;
+  int64_t request_timeout_ms = 30000;  // one attempt: sending the request to the last byte of the answer
+  uint32_t retries = 2;                // further instances tried after a connect failure (idempotent methods)
+  uint32_t pool_max_idle = 32;         // kept-alive upstream connections per instance
+  uint64_t max_body_bytes = 16ull << 20;
+  uint64_t max_response_bytes = 64ull << 20;
+};
+
+class Gateway {
+ public:
+  Gateway(routing::Service& routes, GatewayOptions opt);
+  ~Gateway();
+  routing::Service& routes();
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace keel::http

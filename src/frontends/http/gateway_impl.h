@@ -1,0 +1,62 @@
+// Gateway::Impl: the proxy on Beast. Includes Asio and Beast: include only from .cpp files of
+// frontends/http.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/random.h"
+#include "frontends/http/gateway.h"
+
+namespace keel::http {
+
+using GwRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using GwResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+struct Gateway::Impl {
+  Impl(routing::Service& r, GatewayOptions o);
+
+  // A request that matches a route: forwarded (the answer, or a gateway error). nullopt when no
+  // route matches (the caller answers for itself). `req` gains X-Forwarded-* headers.
+  // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
+  boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
+                                                          bool answer_unmatched);
+  // /v1/routes and below.
+  boost::asio::awaitable<GwResponse> handle_api(const GwRequest& req, std::string_view path, std::string_view query);
+
+  struct Conn {
+    explicit Conn(const boost::asio::any_io_executor& ex) : stream(ex) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buf;
+  };
+  struct Upstream {
+    std::vector<std::unique_ptr<Conn>> idle;
+    uint32_t inflight = 0;
+  };
+  enum class Fail : uint8_t { kNone, kConnect, kBroken, kTimeout, kTooLarge };
+  struct Attempt {
+    Fail fail = Fail::kNone;
+    std::string why;
+    GwResponse res;
+  };
+  boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent);
+  std::unique_ptr<Conn> take_idle(Upstream& up);
+
+  routing::Service& routes;
+  GatewayOptions opt;
+  SeededRandom rng;
+  uint64_t rr_cursor = 0;
+  std::unordered_map<std::string, Upstream> upstreams;  // by address; shard 0 only
+  uint64_t pruned_at_revision = 0;
+  // Counters (shard 0 only), shown by GET /v1/routes.
+  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0;
+};
+
+}  // namespace keel::http

@@ -1,0 +1,81 @@
+// Routes of the HTTP gateway: a method, an optional host and a path template, pointing at a
+// service. Pure: parsing and printing only, no I/O.
+//
+// Path templates are '/'-separated segments (empty segments are ignored, so "/a//b/" is
+// "/a/b"):
+//   orders        a literal segment: matches exactly that text (case-sensitive, not decoded)
+//   {orderId}     a parameter: matches any one non-empty segment; '*' is an anonymous one
+//   {rest=**}     a catch-all: matches zero or more remaining segments; '**' is an anonymous
+//                 one. Only as the last segment. "/static/**" is a prefix match on /static.
+// A template without a catch-all is an exact match.
+//
+// Route text: "METHOD PATH" or "METHOD:PATH" (the blueprint form), optionally followed by
+// " host=HOST". METHOD is one of GET HEAD POST PUT DELETE PATCH OPTIONS, or '*' / ANY for any
+// method. A routes file has one "ROUTE => SERVICE" per line; '#' starts a comment.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace keel::gateway {
+
+struct Limits {
+  size_t max_route_bytes = 1024;      // one route text
+  size_t max_segments = 32;           // segments of a template (and of a path that is matched)
+  size_t max_path_bytes = 8192;       // a request path that is matched
+  size_t max_host_bytes = 253;
+  size_t max_file_bytes = 1 << 20;    // a routes file
+  size_t max_file_lines = 10000;
+  size_t max_routes = 100000;         // routes in one table
+};
+
+enum class SegKind : uint8_t { kLiteral = 0, kParam = 1, kRest = 2 };
+
+struct Segment {
+  SegKind kind = SegKind::kLiteral;
+  std::string text;  // literal: the text; param/rest: the name ("" when anonymous)
+  friend bool operator==(const Segment&, const Segment&) = default;
+};
+
+struct Template {
+  std::vector<Segment> segs;
+  bool has_rest() const { return !segs.empty() && segs.back().kind == SegKind::kRest; }
+  std::string text() const;  // canonical: "/orders/{id}", "/static/{rest=**}", "/" for none
+  friend bool operator==(const Template&, const Template&) = default;
+};
+
+Result<Template> parse_template(std::string_view path, const Limits& limits = {});
+
+struct RouteSpec {
+  std::string method = "*";  // upper case, or "*" for any
+  std::string host;          // lower case, without port; "" = any host
+  Template path;
+  std::string service;  // set by a routes file line or by the registration that holds it
+  // Canonical route text, without the service: "GET /orders/{id}", "* /static/** host=a.b".
+  std::string text() const;
+  friend bool operator==(const RouteSpec&, const RouteSpec&) = default;
+};
+
+// "GET /orders", "POST:/api/orders", "* /static/**", "GET /x host=api.example.com".
+Result<RouteSpec> parse_route(std::string_view text, const Limits& limits = {});
+
+// "POST:/api/orders => place-order" (a route, "=>", a service name).
+Result<RouteSpec> parse_route_line(std::string_view line, const Limits& limits = {});
+
+// A whole routes file. The error names the line ("line 3: ...").
+Result<std::vector<RouteSpec>> parse_routes_file(std::string_view text, const Limits& limits = {});
+
+// Service and instance names: [A-Za-z0-9._-]{1,128} (service names also key metadata).
+Status check_name(std::string_view what, std::string_view name);
+
+// Splits a request path into segments (ignoring empty ones and anything from '?' on).
+// Error if the path does not start with '/', is longer than max_path_bytes or has more than
+// max_segments segments.
+Result<std::vector<std::string_view>> split_path(std::string_view path, const Limits& limits = {});
+
+}  // namespace keel::gateway

@@ -1,0 +1,309 @@
+"""The HTTP routing gateway against real upstreams (Python http.server instances).
+
+Instances register themselves with PUT /v1/routes/services/{service}/instances/{id}; requests
+through keel's HTTP port are routed by path and method, balanced across instances, retried on
+another instance when one refuses connections (idempotent methods), answered 503 when a route's
+service has no instance, 502 when the upstream fails, 504 when it is too slow. Leases end and
+take the instance out. In a 3-node cluster a route registered on node 1 serves on node 3.
+"""
+import http.client as hclient
+import http.server as hserver
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import unittest
+
+from harness import Keel, free_port, http
+
+
+class Upstream:
+    """A tiny HTTP/1.1 server answering JSON that says who answered and what it received."""
+
+    def __init__(self, name):
+        self.name = name
+        self.hits = 0
+        outer = self
+
+        class Handler(hserver.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def answer(self):
+                outer.hits += 1
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n).decode() if n else ""
+                if self.path.startswith("/slow"):
+                    time.sleep(2.5)
+                out = json.dumps({"name": outer.name, "method": self.command, "path": self.path, "body": body,
+                                  "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    try:
+                        self.wfile.write(out)
+                    except BrokenPipeError:  # the gateway gave up on a slow answer
+                        pass
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = answer
+
+        self.server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.address = "127.0.0.1:%d" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    """(status, headers, decoded JSON body) of one request to keel."""
+    c = hclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), (json.loads(data) if data else None)
+    finally:
+        c.close()
+
+
+def register(port, service, iid, address, routes, lease_ms=30000, **meta):
+    body = {"address": address, "routes": routes, "lease_ms": lease_ms}
+    if meta:
+        body["metadata"] = meta
+    return http("PUT", port, "/v1/routes/services/%s/instances/%s" % (service, iid), json.dumps(body))
+
+
+def eventually(pred, limit=15, step=0.05):
+    deadline = time.time() + limit
+    while True:
+        v = pred()
+        if v or time.time() > deadline:
+            return v
+        time.sleep(step)
+
+
+class GatewayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="keel-gw-it-")
+        cls.routes_file = os.path.join(cls.dir, "routes.txt")
+        with open(cls.routes_file, "w") as f:
+            f.write("# routes whose service registers without routes\nGET:/reports/** => reports\n")
+        cls.gw_port = free_port()
+        cls.keel = Keel("--engine", "memory", "--shards", "1",
+                        "--set", "gateway.request_timeout_ms=1000",
+                        "--set", "gateway.routes_file=" + cls.routes_file,
+                        "--set", "gateway.port=%d" % cls.gw_port).start()
+        cls.port = cls.keel.http_port
+        cls.a, cls.b = Upstream("a"), Upstream("b")
+        for name, up in (("a-1", cls.a), ("b-1", cls.b)):
+            st, body = register(cls.port, "items", name, up.address,
+                                ["GET /api/items/{id}", "POST /api/items", "PUT /api/items/{id}", "GET /slow"])
+            assert st == 200, body
+        st, body = register(cls.port, "items", "a-1", cls.a.address,
+                            ["GET /api/items/{id}", "POST /api/items", "PUT /api/items/{id}", "GET /slow", "GET /only-a"])
+        assert st == 200, body
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.a.stop()
+        cls.b.stop()
+        cls.keel.cleanup()
+
+    def test_routes_by_path_and_method_and_balances_across_both(self):
+        names = []
+        for i in range(40):
+            st, _, body = request(self.port, "GET", "/api/items/%d?x=1" % i)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(body["path"], "/api/items/%d?x=1" % i)
+            names.append(body["name"])
+        self.assertGreaterEqual(names.count("a"), 5, names)
+        self.assertGreaterEqual(names.count("b"), 5, names)
+        for _ in range(5):
+            st, _, body = request(self.port, "GET", "/only-a")
+            self.assertEqual((st, body["name"]), (200, "a"))
+        st, _, body = request(self.port, "POST", "/api/items", body=b'{"n": 1}',
+                              headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 200)
+        self.assertEqual((body["method"], body["body"]), ("POST", '{"n": 1}'))
+        # No route: keel's own 404; a method no route takes: 404 too.
+        st, _, body = request(self.port, "GET", "/nowhere")
+        self.assertEqual(st, 404)
+        self.assertEqual(body["error"]["code"], "NOT_FOUND")
+        st, _, body = request(self.port, "DELETE", "/api/items/1")
+        self.assertEqual(st, 404)
+        # keel's own paths come first on the HTTP door.
+        st, _, body = request(self.port, "GET", "/v1/routes")
+        self.assertEqual(st, 200)
+        self.assertIn("GET /api/items/{id}", [r["route"] for r in body["routes"]])
+
+    def test_forwarded_headers_and_trace_context(self):
+        st, _, body = request(self.port, "GET", "/api/items/7", headers={"Host": "shop.example:8080"})
+        self.assertEqual(st, 200)
+        h = body["headers"]
+        self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(h["x-forwarded-host"], "shop.example:8080")
+        self.assertRegex(h["traceparent"], r"^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$")  # started when absent
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        st, _, body = request(self.port, "GET", "/api/items/8",
+                              headers={"traceparent": tp, "X-Forwarded-For": "10.0.0.1", "Connection": "keep-alive, X-Secret",
+                                       "X-Secret": "hop"})
+        self.assertEqual(body["headers"]["traceparent"], tp)
+        self.assertEqual(body["headers"]["x-forwarded-for"], "10.0.0.1, 127.0.0.1")
+        self.assertNotIn("x-secret", body["headers"])  # named by Connection: hop-by-hop
+
+    def test_503_when_no_instance_is_registered(self):
+        st, _, body = request(self.port, "GET", "/reports/2024/q1")
+        self.assertEqual(st, 503, body)
+        self.assertEqual(body["error"]["code"], "UNAVAILABLE")
+        self.assertIn("service 'reports'", body["error"]["message"])
+        self.assertIn("none is registered", body["error"]["message"])
+        # An instance of the service registering without routes gets the file's route.
+        r = Upstream("r")
+        try:
+            st, body = register(self.port, "reports", "r-1", r.address, [])
+            self.assertEqual(st, 200, body)
+            st, _, body = request(self.port, "GET", "/reports/2024/q1")
+            self.assertEqual((st, body["name"], body["path"]), (200, "r", "/reports/2024/q1"))
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/reports/instances/r-1")
+            r.stop()
+        st, _, body = request(self.port, "GET", "/reports/2024/q1")
+        self.assertEqual(st, 503)
+
+    def test_502_and_retry_when_an_instance_dies(self):
+        live, dead = Upstream("live"), Upstream("dead")
+        routes = ["GET /flaky/{id}", "POST /flaky"]
+        try:
+            for iid, up in (("live", live), ("dead", dead)):
+                st, body = register(self.port, "flaky", iid, up.address, routes)
+                self.assertEqual(st, 200, body)
+            dead.stop()  # connections to its port are now refused
+            before = http("GET", self.port, "/v1/routes")[1]["stats"]["retries"]
+            for i in range(20):
+                st, _, body = request(self.port, "GET", "/flaky/%d" % i)
+                self.assertEqual((st, body["name"]), (200, "live"), body)
+            after = http("GET", self.port, "/v1/routes")[1]["stats"]["retries"]
+            self.assertGreater(after, before)  # some GETs went to the dead one first
+            # POST is not idempotent: it is not retried, so some attempts answer 502.
+            statuses = [request(self.port, "POST", "/flaky", body=b"x")[0] for _ in range(20)]
+            self.assertIn(502, statuses)
+            self.assertIn(200, statuses)
+            st, _, body = request(self.port, "POST", "/flaky", body=b"x")
+            while st != 502:
+                st, _, body = request(self.port, "POST", "/flaky", body=b"x")
+            self.assertEqual(body["error"]["code"], "BAD_GATEWAY")
+            self.assertIn("flaky/dead (%s)" % dead.address, body["error"]["message"])
+            self.assertIn("connect failed", body["error"]["message"])
+            self.assertIn("not retried", body["error"]["message"])
+            # Only a dead instance: 502 naming it, after trying it.
+            http("DELETE", self.port, "/v1/routes/services/flaky/instances/live")
+            st, _, body = request(self.port, "GET", "/flaky/1")
+            self.assertEqual(st, 502)
+            self.assertEqual(body["error"]["upstreams"], ["flaky/dead"])
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/flaky/instances/live")
+            http("DELETE", self.port, "/v1/routes/services/flaky/instances/dead")
+            live.stop()
+
+    def test_504_when_the_upstream_is_too_slow(self):
+        t0 = time.time()
+        st, _, body = request(self.port, "GET", "/slow")
+        self.assertEqual(st, 504, body)
+        self.assertEqual(body["error"]["code"], "UPSTREAM_TIMEOUT")
+        self.assertIn("no answer within 1000 ms", body["error"]["message"])
+        self.assertLess(time.time() - t0, 2.4)
+
+    def test_lease_expiry_removes_the_instance_and_renewal_keeps_it(self):
+        gone, kept = Upstream("gone"), Upstream("kept")
+        try:
+            st, body = register(self.port, "leased", "gone", gone.address, ["GET /lease/gone"], lease_ms=800)
+            self.assertEqual(st, 200, body)
+            st, body = register(self.port, "leased", "kept", kept.address, ["GET /lease/kept"], lease_ms=800)
+            self.assertEqual(st, 200, body)
+            self.assertEqual(request(self.port, "GET", "/lease/gone")[0], 200)
+            t_end = time.time() + 2.0
+            while time.time() < t_end:  # renew one of them only
+                st, body = register(self.port, "leased", "kept", kept.address, ["GET /lease/kept"], lease_ms=800)
+                self.assertEqual(st, 200, body)
+                time.sleep(0.2)
+            st, _, body = request(self.port, "GET", "/lease/gone")
+            self.assertIn(st, (404, 503), body)
+            hits = gone.hits
+            for _ in range(5):
+                self.assertIn(request(self.port, "GET", "/lease/gone")[0], (404, 503))
+            self.assertEqual(gone.hits, hits)  # nothing reached the expired instance
+            st, _, body = request(self.port, "GET", "/lease/kept")
+            self.assertEqual((st, body["name"]), (200, "kept"))
+            # The reaper removed it from metadata too: /v1/routes no longer lists it.
+            ids = lambda: [i["id"] for i in http("GET", self.port, "/v1/routes")[1]["instances"] if i["service"] == "leased"]
+            self.assertTrue(eventually(lambda: ids() == ["kept"]), ids())
+            st, body = http("GET", self.port, "/v1/meta/leased/gone?domain=routes")
+            self.assertEqual(st, 404, body)
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/leased/instances/kept")
+            gone.stop()
+            kept.stop()
+
+    def test_registration_errors_and_deregistration(self):
+        st, body = http("PUT", self.port, "/v1/routes/services/x/instances/1",
+                        json.dumps({"address": "127.0.0.1:1", "routes": ["FETCH /a"]}))
+        self.assertEqual(st, 400)
+        self.assertIn('"routes"[0]', body["error"]["message"])
+        self.assertIn("not one of GET", body["error"]["message"])
+        st, body = http("PUT", self.port, "/v1/routes/services/x/instances/1", json.dumps({"routes": []}))
+        self.assertEqual(st, 400)
+        self.assertIn('"address" is required', body["error"]["message"])
+        st, body = http("PUT", self.port, "/v1/routes/services/x/instances/1", "nope")
+        self.assertEqual(st, 400)
+        st, body = http("DELETE", self.port, "/v1/routes/services/x/instances/never")
+        self.assertEqual((st, body["deregistered"]), (200, False))
+        st, body = http("GET", self.port, "/v1/routes/match?method=GET&path=/api/items/42")
+        self.assertEqual(st, 200)
+        self.assertEqual((body["route"], body["params"]), ("GET /api/items/{id}", {"id": "42"}))
+
+    def test_dedicated_listener_routes_everything(self):
+        st, _, body = request(self.gw_port, "GET", "/api/items/3")
+        self.assertEqual(st, 200)
+        self.assertIn(body["name"], ("a", "b"))
+        st, _, body = request(self.gw_port, "GET", "/v1/routes")  # not keel's API here
+        self.assertEqual(st, 404)
+        self.assertIn("no route matches GET /v1/routes", body["error"]["message"])
+
+
+class GatewayClusterTest(unittest.TestCase):
+    def test_a_route_registered_on_node_1_serves_on_node_3(self):
+        from test_cluster import Cluster
+        c = Cluster().start()
+        up = Upstream("u")
+        try:
+            st, body = eventually(lambda: (lambda r: r if r[0] == 200 else None)(
+                register(c.port(0), "orders", "o-1", up.address, ["GET /orders/{id}"])), limit=30)
+            self.assertEqual(st, 200, body)
+            ok = eventually(lambda: request(c.port(2), "GET", "/orders/9")[0] == 200)
+            self.assertTrue(ok)
+            st, _, body = request(c.port(2), "GET", "/orders/9")
+            self.assertEqual((st, body["name"], body["path"]), (200, "u", "/orders/9"))
+            # Deregistered on node 2: node 3 stops routing it.
+            st, body = http("DELETE", c.port(1), "/v1/routes/services/orders/instances/o-1")
+            self.assertEqual((st, body["deregistered"]), (200, True))
+            self.assertTrue(eventually(lambda: request(c.port(2), "GET", "/orders/9")[0] == 404))
+        finally:
+            up.stop()
+            c.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
