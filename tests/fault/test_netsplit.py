@@ -26,7 +26,7 @@ import unittest
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import KEEL_BIN, Keel  # noqa: E402
+from harness import KEEL_BIN, Keel, wait_cluster_ok  # noqa: E402
 
 PARTITIONS = [float(x) for x in os.environ.get("KEEL_FAULT_PARTITIONS", "5").split(",") if x.strip()]
 LINCHECK = os.environ.get("KEEL_LINCHECK") or os.path.join(
@@ -106,18 +106,7 @@ class NetnsCluster:
                            socket_connect_timeout=timeout)
 
     def wait_ok(self, i, limit):
-        deadline = time.time() + limit
-        while time.time() < deadline:
-            try:
-                info = self.client(i).execute_command("CLUSTER", "INFO")
-                if isinstance(info, bytes):
-                    info = info.decode()
-                if "cluster_state:ok" in info:
-                    return
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("node %d did not reach cluster_state:ok:\n%s" % (i + 1, self.nodes[i].output()[-3000:]))
+        wait_cluster_ok(lambda: self.client(i), "node %d" % (i + 1), self.nodes[i].output, limit)
 
     def cut(self, side_a, side_b):
         for a in side_a:

@@ -99,6 +99,24 @@ class Keel:
 _given_ports = set()
 
 
+def wait_cluster_ok(client, what, output, limit=30):
+    """Waits until `client()` answers CLUSTER INFO with cluster_state:ok (the node knows a
+    complete partition map); else fails naming `what` with the tail of `output()`."""
+    import redis  # only the cluster tests need it
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            info = client().execute_command("CLUSTER", "INFO")
+            if isinstance(info, bytes):
+                info = info.decode()
+            if "cluster_state:ok" in info:
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("%s never saw a complete partition map:\n%s" % (what, output()[-3000:]))
+
+
 def free_port():
     """A port for a server whose address must be known before it starts (a cluster's peer
     ports). Chosen below the kernel's ephemeral range (32768-60999 here): a port the kernel

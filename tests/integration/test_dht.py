@@ -15,7 +15,7 @@ import unittest
 import redis
 from redis.cluster import RedisCluster, ClusterNode
 
-from harness import KEEL_BIN, Keel, Raw, free_port, http
+from harness import KEEL_BIN, Keel, Raw, free_port, http, wait_cluster_ok
 
 
 class DhtCluster:
@@ -72,18 +72,7 @@ class DhtCluster:
         return redis.Redis(port=self.nodes[i].port, socket_timeout=10)
 
     def wait_state_ok(self, i, limit=30):
-        deadline = time.time() + limit
-        while time.time() < deadline:
-            try:
-                info = self.client(i).execute_command("CLUSTER", "INFO")
-                if isinstance(info, bytes):
-                    info = info.decode()
-                if "cluster_state:ok" in info:
-                    return
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("node %d never saw a complete partition map:\n%s" % (i + 1, self.nodes[i].output()[-3000:]))
+        wait_cluster_ok(lambda: self.client(i), "node %d" % (i + 1), self.nodes[i].output, limit)
 
     def cleanup(self):
         for k in self.nodes:
