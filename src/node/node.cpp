@@ -241,6 +241,7 @@ struct Node::Impl final : resp::NodeView {
       line("arch_bits", 64);
       line("process_id", getpid());
       line("tcp_port", resp_port);
+      line("tls_port", tls_port);
       line("http_port", http_port);
       line("shards", s.shards);
       line("uptime_in_seconds", (now - started_ms) / 1000);
@@ -301,6 +302,7 @@ struct Node::Impl final : resp::NodeView {
       line("expired_keys", s.engine.expired_keys_total);
       line("evicted_keys", s.engine.evicted_keys_total);
       line("protocol_errors", s.stats.protocol_errors);
+      line("tls_handshake_failures", s.stats.tls_handshake_failures);
       line("cross_shard_hops", s.stats.cross_shard_hops);
       o += "\r\n";
     }

@@ -2,11 +2,14 @@
 TLS beside plaintext, with real clients (redis-cli --tls, redis-py ssl=True), and client
 certificates required (tls.auth_clients = yes)."""
 import os
+import re
 import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
+import urllib.request
 
 import redis
 
@@ -144,7 +147,19 @@ class TlsTest(unittest.TestCase):
                       "-p", str(port), "ping")
         self.assertEqual(r.stdout.strip(), "PONG", r.stderr)
         # Plaintext still works beside it.
-        self.assertEqual(redis.Redis(port=k.port, socket_timeout=5).get("who"), b"alice")
+        plain = redis.Redis(port=k.port, socket_timeout=5)
+        self.assertEqual(plain.get("who"), b"alice")
+        # The refusals are counted (INFO and /metrics).
+        deadline = time.time() + 5
+        while plain.info("stats")["tls_handshake_failures"] < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertGreaterEqual(plain.info("stats")["tls_handshake_failures"], 3)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % k.http_port, timeout=5) as resp:
+            metrics = resp.read().decode()
+        m = re.search(r"^keel_tls_handshake_failures_total (\S+)$", metrics, re.M)
+        self.assertIsNotNone(m, "keel_tls_handshake_failures_total missing from /metrics")
+        self.assertGreaterEqual(float(m.group(1)), 3)
+        self.assertEqual(plain.info("server")["tls_port"], port)
 
     def test_optional_client_certificates(self):
         k, port = self.start("optional")

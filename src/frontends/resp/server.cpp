@@ -1567,6 +1567,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
     *handshaken = true;
     deadline.cancel();
     if (hec) {
+      ++shard.stats.tls_handshake_failures;
       spdlog::debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
     } else {
       co_await serve_stream(c, stream);
