@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.request
@@ -112,6 +113,16 @@ class TlsTest(unittest.TestCase):
         c.set("big", big)
         self.assertEqual(plain.get("big"), big)
         self.assertEqual(c.get("p1999"), b"v1999")
+        # Blocking commands over TLS: a timeout, and a wake-up by a push on the plaintext port.
+        self.assertIsNone(c.blpop("q", timeout=0.2))
+        t = threading.Timer(0.3, lambda: plain.rpush("q", "item"))
+        t.start()
+        self.assertEqual(c.blpop("q", timeout=5), (b"q", b"item"))
+        t.join()
+        # MULTI/EXEC over TLS.
+        tx = c.pipeline(transaction=True)
+        tx.incr("n").incr("n")
+        self.assertEqual(tx.execute(), [1, 2])
         # The server's certificate is checked by the client: a client trusting another CA refuses.
         other = redis.Redis(port=port, ssl=True, ssl_ca_certs=os.path.join(self.other, "ca.crt"), socket_timeout=5)
         with self.assertRaises(redis.exceptions.ConnectionError):
