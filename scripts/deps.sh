@@ -20,6 +20,7 @@ test_pkgs=(
   clang-16 libclang-rt-16-dev                  # libFuzzer (clang 16: the oldest whose concepts
                                                # support lets libstdc++ 12 enable std::expected)
   curl procps redis-server                    # redis-server: the reference for reply parity tests
+  openssl                                      # test_tls: openssl x509 / verify read the issued certificates
   prometheus                                   # promtool checks the /metrics exposition
 )
 bench_pkgs=(

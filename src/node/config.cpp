@@ -391,6 +391,41 @@ const std::vector<Setting>& settings() {
          c.trace_service_name = v;
          return "";
        }},
+      {"tls.port", "RESP over TLS on this port (0 = off); the plaintext server.resp_port stays open",
+       [](const Config& c) { return std::to_string(c.tls_port); },
+       [](Config& c, const std::string& v) -> std::string {
+         uint64_t n;
+         if (!parse_u64(v, n) || n > 65535) return fmt::format("'{}' is not a port; allowed: 0..65535 (0 = TLS off)", v);
+         c.tls_port = static_cast<int>(n);
+         return "";
+       }},
+      {"tls.cert_file", "this node's certificate, PEM (e.g. from `keel cert issue --node ID`)",
+       [](const Config& c) { return c.tls_cert_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.tls_cert_file = v;
+         return "";
+       }},
+      {"tls.key_file", "the certificate's private key, PEM",
+       [](const Config& c) { return c.tls_key_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.tls_key_file = v;
+         return "";
+       }},
+      {"tls.ca_cert_file", "CA certificate that client certificates must chain to (e.g. ca.crt of `keel cert init`)",
+       [](const Config& c) { return c.tls_ca_cert_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.tls_ca_cert_file = v;
+         return "";
+       }},
+      {"tls.auth_clients", "client certificates: yes (required), optional (checked when presented), no (not asked for)",
+       [](const Config& c) { return c.tls_auth_clients; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l != "yes" && l != "no" && l != "optional")
+           return fmt::format("'{}' is not allowed; allowed: yes, no, optional", v);
+         c.tls_auth_clients = l;
+         return "";
+       }},
       {"log.format", "text or json",
        [](const Config& c) { return c.log_format; },
        [](Config& c, const std::string& v) -> std::string {
@@ -466,7 +501,7 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, log"});
       continue;
     }
     for (auto& [key, val] : *t) {
@@ -540,6 +575,18 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       problems.push_back({"dht.lease_ms", fmt::format("must be below cluster.dead_after_ms ({}): a replica answers a failover only once the lease it granted has run out", c.cluster_dead_after_ms)});
     if (c.cluster_dead_after_ms <= c.cluster_suspect_after_ms)
       problems.push_back({"cluster.dead_after_ms", fmt::format("must exceed cluster.suspect_after_ms ({})", c.cluster_suspect_after_ms)});
+  }
+  if (c.tls_port != 0) {
+    if (c.tls_port == c.resp_port || c.tls_port == c.http_port)
+      problems.push_back({"tls.port", fmt::format("{} is already the RESP or HTTP port; give TLS its own port", c.tls_port)});
+    if (c.tls_cert_file.empty())
+      problems.push_back({"tls.cert_file", "must be set when tls.port is set: the node's certificate (PEM)"});
+    if (c.tls_key_file.empty())
+      problems.push_back({"tls.key_file", "must be set when tls.port is set: the certificate's private key (PEM)"});
+    if (c.tls_auth_clients != "no" && c.tls_ca_cert_file.empty())
+      problems.push_back({"tls.ca_cert_file",
+                          fmt::format("must be set when tls.auth_clients is {}: client certificates are checked against it "
+                                      "(or set tls.auth_clients = no)", c.tls_auth_clients)});
   }
   if (c.trace_batch_size > c.trace_queue_size)
     problems.push_back({"trace.batch_size", fmt::format("{} is more than trace.queue_size ({}); allowed: 1..trace.queue_size",

@@ -79,6 +79,12 @@ struct Config {
   uint64_t gateway_pool_max_idle = 32;      // kept-alive connections per upstream instance
   uint64_t gateway_max_body = 16ull << 20;  // request body
   uint64_t gateway_max_response = 64ull << 20;
+  // [tls] (RESP over TLS on a second port, Redis's model: docs/security.md)
+  int tls_port = 0;                  // 0 = off
+  std::string tls_cert_file;         // this node's certificate (PEM)
+  std::string tls_key_file;          // its private key (PEM)
+  std::string tls_ca_cert_file;      // CA that client certificates must chain to
+  std::string tls_auth_clients = "yes";  // yes | no | optional (client certificates)
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

@@ -35,6 +35,7 @@
 #include "services/routing/service.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
+#include "security/tls.h"
 #include "node/logging.h"
 #include "observe/health_board.h"
 #include "observe/tracer.h"
@@ -106,6 +107,7 @@ struct Node::Impl final : resp::NodeView {
   std::condition_variable health_cv;
   bool health_stop = false;
   int resp_port = 0;
+  int tls_port = 0;  // bound RESP-over-TLS port (0: off)
   int peer_port = 0;
   int http_port = 0;
   int64_t started_ms = SystemClock::instance().now_ms();
@@ -157,6 +159,11 @@ struct Node::Impl final : resp::NodeView {
         {"appendonly", cfg.storage.kind == storage::EngineConfig::Kind::kPersistent ? "yes" : "no"},
         {"appendfsync", std::string(storage::fsync_policy_name(cfg.storage.fsync))},
         {"dir", cfg.storage.data_dir},
+        {"tls-port", std::to_string(tls_port)},
+        {"tls-cert-file", cfg.tls_cert_file},
+        {"tls-key-file", cfg.tls_key_file},
+        {"tls-ca-cert-file", cfg.tls_ca_cert_file},
+        {"tls-auth-clients", cfg.tls_auth_clients},
     };
     for (auto& kv : encoding_knobs) {
       all.push_back(kv);
@@ -234,6 +241,7 @@ struct Node::Impl final : resp::NodeView {
       line("arch_bits", 64);
       line("process_id", getpid());
       line("tcp_port", resp_port);
+      line("tls_port", tls_port);
       line("http_port", http_port);
       line("shards", s.shards);
       line("uptime_in_seconds", (now - started_ms) / 1000);
@@ -294,6 +302,7 @@ struct Node::Impl final : resp::NodeView {
       line("expired_keys", s.engine.expired_keys_total);
       line("evicted_keys", s.engine.evicted_keys_total);
       line("protocol_errors", s.stats.protocol_errors);
+      line("tls_handshake_failures", s.stats.tls_handshake_failures);
       line("cross_shard_hops", s.stats.cross_shard_hops);
       o += "\r\n";
     }
@@ -425,6 +434,19 @@ Status Node::start() {
   ro.max_clients = im.cfg.max_clients;
   ro.query_buffer_limit = im.cfg.query_buffer_limit;
   ro.timeout_s = im.cfg.timeout_s;
+  if (im.cfg.tls_port != 0) {
+    security::TlsServerFiles tf;
+    tf.cert_file = im.cfg.tls_cert_file;
+    tf.key_file = im.cfg.tls_key_file;
+    tf.ca_cert_file = im.cfg.tls_ca_cert_file;
+    auto auth = security::parse_client_auth(im.cfg.tls_auth_clients);
+    if (!auth) return make_error(Errc::kInvalidArgument, "tls.auth_clients: " + auth.error().message);
+    tf.auth = *auth;
+    auto ctx = security::make_server_context(tf);
+    if (!ctx) return std::unexpected(ctx.error());
+    ro.tls = std::move(*ctx);
+    ro.tls_port = im.cfg.tls_port;
+  }
   im.resp = std::make_unique<resp::Server>(
       *im.shards, im, ro, [&im](std::string_view sec, const resp::Snapshot& s) { return im.info(sec, s); });
   im.caches = std::make_unique<cache::Service>(
@@ -456,6 +478,9 @@ Status Node::start() {
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
   im.resp_port = *port;
+  im.tls_port = im.resp->tls_port();
+  if (im.tls_port)
+    spdlog::info("RESP over TLS on {}:{} (client certificates: {})", im.cfg.bind, im.tls_port, im.cfg.tls_auth_clients);
 
   http::ServerOptions ho;
   ho.bind = im.cfg.bind;

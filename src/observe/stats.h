@@ -42,6 +42,7 @@ struct ShardStats {
   uint64_t connections_total = 0;
   uint64_t rejected_connections = 0;
   uint64_t protocol_errors = 0;
+  uint64_t tls_handshake_failures = 0;  // RESP over TLS: handshakes refused or broken off
   uint64_t net_input_bytes = 0;
   uint64_t net_output_bytes = 0;
   uint64_t cross_shard_hops = 0;
@@ -53,6 +54,7 @@ struct ShardStats {
     connections_total += o.connections_total;
     rejected_connections += o.rejected_connections;
     protocol_errors += o.protocol_errors;
+    tls_handshake_failures += o.tls_handshake_failures;
     net_input_bytes += o.net_input_bytes;
     net_output_bytes += o.net_output_bytes;
     cross_shard_hops += o.cross_shard_hops;

@@ -65,6 +65,7 @@ std::string render_metrics(const resp::Snapshot& s, uint64_t rss_bytes, uint64_t
   fams.push_back(single("keel_connections_total", "RESP connections accepted", MetricType::Counter, static_cast<double>(st.connections_total)));
   fams.push_back(single("keel_rejected_connections_total", "RESP connections refused at max_clients", MetricType::Counter, static_cast<double>(st.rejected_connections)));
   fams.push_back(single("keel_protocol_errors_total", "RESP connections closed for a protocol error", MetricType::Counter, static_cast<double>(st.protocol_errors)));
+  fams.push_back(single("keel_tls_handshake_failures_total", "RESP over TLS connections whose handshake failed (no or a bad client certificate, plaintext, timeout)", MetricType::Counter, static_cast<double>(st.tls_handshake_failures)));
   fams.push_back(single("keel_net_input_bytes_total", "Bytes read from RESP clients", MetricType::Counter, static_cast<double>(st.net_input_bytes)));
   fams.push_back(single("keel_net_output_bytes_total", "Bytes written to RESP clients", MetricType::Counter, static_cast<double>(st.net_output_bytes)));
   fams.push_back(single("keel_cross_shard_hops_total", "Commands executed on a shard other than their connection's", MetricType::Counter, static_cast<double>(st.cross_shard_hops)));

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <atomic>
@@ -113,6 +114,7 @@ struct Blocker final : BlockedClient {
 
 struct PerShard {
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<tcp::acceptor> tls_acceptor;  // shard 0, while TLS is on
   std::list<Connection*> connections;
   KeyEvents events;      // watched keys, blocked clients, the gate (key_events.h)
   bool serving = false;  // serve_ready() is running
@@ -158,6 +160,7 @@ struct Server::Impl {
   std::atomic<uint64_t> open{0};
   std::atomic<uint64_t> next_client_id{1};
   std::atomic<bool> stopping{false};
+  int bound_tls_port = 0;
   // Changeable at run time (CONFIG SET maxclients / timeout).
   std::atomic<uint64_t> max_clients;
   std::atomic<uint64_t> timeout_s;
@@ -237,7 +240,7 @@ struct Server::Impl {
   // thread; not while its gate is closed).
   void serve_ready(unsigned sid);
 
-  awaitable<void> accept_loop(unsigned shard_id);
+  awaitable<void> accept_loop(unsigned shard_id, bool tls);
   awaitable<void> idle_sweep(unsigned shard_id);
 
   // Commits this connection's writes on its own shard (group commit for the batch). On
@@ -254,7 +257,10 @@ struct Server::Impl {
     }
     return true;
   }
-  awaitable<void> serve(tcp::socket sock, unsigned shard_id);
+  awaitable<void> serve(tcp::socket sock, unsigned shard_id, bool tls);
+  // The connection's read-parse-execute-write loop over a plain socket or a TLS stream.
+  template <class Stream>
+  awaitable<void> serve_stream(Connection& c, Stream& stream);
   awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
   // The sampler's verdict on a finished command, and its span if kept (tracer != null).
   void trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
@@ -1524,7 +1530,7 @@ awaitable<Snapshot> Server::Impl::collect() {
   co_return snap;
 }
 
-awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
+awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tls) {
   auto& shard = shards.shard(shard_id);
   Connection c(std::move(sock), shard_id);
   auto& ps = per_shard[shard_id];
@@ -1541,6 +1547,44 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
   if (!ec) c.client.laddr = fmt::format("{}:{}", lep.address().to_string(), lep.port());
   c.sock.set_option(tcp::no_delay(true), ec);
 
+  if (!tls) {
+    co_await serve_stream(c, c.sock);
+  } else {
+    // RESP over TLS: the same loop over the TLS stream (the socket stays the connection's,
+    // so shutdown, the idle sweep and the hangup watch work on it as for plain clients).
+    asio::ssl::stream<tcp::socket&> stream(c.sock, *opt.tls);
+    // A client that connects and never completes the handshake is dropped after 10 s.
+    auto handshaken = std::make_shared<bool>(false);
+    asio::steady_timer deadline(shard.io);
+    deadline.expires_after(std::chrono::seconds(10));
+    deadline.async_wait([handshaken, sock = &c.sock](boost::system::error_code tec) {
+      if (tec || *handshaken) return;
+      boost::system::error_code ignored;
+      sock->shutdown(tcp::socket::shutdown_both, ignored);
+      sock->cancel(ignored);
+    });
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
+    *handshaken = true;
+    deadline.cancel();
+    if (hec) {
+      ++shard.stats.tls_handshake_failures;
+      spdlog::debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
+    } else {
+      co_await serve_stream(c, stream);
+    }
+  }
+
+  // A disconnect leaves no watch behind.
+  if (!c.tx.watched.empty()) co_await unwatch_all(c);
+  c.sock.shutdown(tcp::socket::shutdown_both, ec);
+  c.sock.close(ec);
+  ps.connections.erase(self);
+  open.fetch_sub(1);
+}
+
+template <class Stream>
+awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
+  auto& shard = shards.shard(c.shard);
   Parser parser(opt.limits);
   std::string in;
   in.resize(kReadChunk);
@@ -1560,7 +1604,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
                    c.client.addr, opt.query_buffer_limit);
       break;
     }
-    auto [rec, n] = co_await c.sock.async_read_some(asio::buffer(in.data() + used, in.size() - used),
+    auto [rec, n] = co_await stream.async_read_some(asio::buffer(in.data() + used, in.size() - used),
                                                     asio::as_tuple(use_awaitable));
     if (rec || n == 0) break;
     used += n;
@@ -1614,7 +1658,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
             c.out.clear();
             break;
           }
-          auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
+          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(c.out), asio::as_tuple(use_awaitable));
           shard.stats.net_output_bytes += wn;
           c.out.clear();
           if (wec) {
@@ -1639,7 +1683,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
     co_await settle(c);
     if (!c.out.empty() && !commit_local(c)) break;  // replies would acknowledge lost writes
     if (!c.out.empty()) {
-      auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(c.out), asio::as_tuple(use_awaitable));
+      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(c.out), asio::as_tuple(use_awaitable));
       shard.stats.net_output_bytes += wn;
       // Keep the buffer's capacity for the next batch unless one huge reply inflated it.
       if (c.out.capacity() > (1 << 20)) std::string().swap(c.out);
@@ -1648,22 +1692,17 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id) {
     }
     if (close || stopping.load(std::memory_order_relaxed)) break;
   }
-  // A disconnect leaves no watch behind.
-  if (!c.tx.watched.empty()) co_await unwatch_all(c);
-  c.sock.shutdown(tcp::socket::shutdown_both, ec);
-  c.sock.close(ec);
-  ps.connections.erase(self);
-  open.fetch_sub(1);
 }
 
 // One acceptor (on shard 0) hands connections to shards round-robin. (SO_REUSEPORT on every
 // shard would spread them too, but would also let a second keel silently share the port.)
-awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
+awaitable<void> Server::Impl::accept_loop(unsigned shard_id, bool tls) {
   auto& ps = per_shard[shard_id];
   auto& shard = shards.shard(shard_id);
+  auto& acceptor = tls ? *ps.tls_acceptor : *ps.acceptor;
   unsigned next = 0;
   for (;;) {
-    auto [ec, sock] = co_await ps.acceptor->async_accept(asio::as_tuple(use_awaitable));
+    auto [ec, sock] = co_await acceptor.async_accept(asio::as_tuple(use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) co_return;
       spdlog::warn("accept failed: {}", ec.message());
@@ -1671,6 +1710,11 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
     }
     if (open.load() >= max_clients.load(std::memory_order_relaxed)) {
       ++shard.stats.rejected_connections;
+      if (tls) {  // no handshake yet: the message could not be read; just close
+        boost::system::error_code cec;
+        sock.close(cec);
+        continue;
+      }
       static const char kMsg[] = "-ERR max number of clients reached\r\n";
       boost::system::error_code wec;
       asio::write(sock, asio::buffer(kMsg, sizeof kMsg - 1), wec);
@@ -1680,12 +1724,12 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
     open.fetch_add(1);
     unsigned target = next++ % shards.size();
     if (target == shard_id) {
-      asio::co_spawn(shard.io, serve(std::move(sock), target), asio::detached);
+      asio::co_spawn(shard.io, serve(std::move(sock), target, tls), asio::detached);
       continue;
     }
     auto protocol = sock.local_endpoint().protocol();
     int fd = sock.release();
-    asio::post(shards.shard(target).io, [this, fd, protocol, target] {
+    asio::post(shards.shard(target).io, [this, fd, protocol, target, tls] {
       tcp::socket moved(shards.shard(target).io);
       boost::system::error_code aec;
       moved.assign(protocol, fd, aec);
@@ -1694,7 +1738,7 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id) {
         open.fetch_sub(1);
         return;
       }
-      asio::co_spawn(shards.shard(target).io, serve(std::move(moved), target), asio::detached);
+      asio::co_spawn(shards.shard(target).io, serve(std::move(moved), target, tls), asio::detached);
     });
   }
 }
@@ -1742,7 +1786,21 @@ Result<int> Server::start() {
     return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
   int port = acc->local_endpoint().port();
   im.per_shard[0].acceptor = std::move(acc);
-  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0), asio::detached);
+  if (im.opt.tls) {
+    auto tacc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+    tcp::endpoint tep(addr, static_cast<unsigned short>(im.opt.tls_port));
+    tacc->open(tep.protocol(), ec);
+    if (!ec) tacc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) tacc->bind(tep, ec);
+    if (!ec) tacc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return make_error(Errc::kIoError, fmt::format("cannot listen for RESP over TLS on {}:{} (tls.port): {}", im.opt.bind,
+                                                    im.opt.tls_port, ec.message()));
+    im.bound_tls_port = tacc->local_endpoint().port();
+    im.per_shard[0].tls_acceptor = std::move(tacc);
+    asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, true), asio::detached);
+  }
+  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, false), asio::detached);
   for (unsigned i = 0; i < im.shards.size(); ++i)
     asio::co_spawn(im.shards.shard(i).io, im.idle_sweep(i), asio::detached);
   return port;
@@ -1756,6 +1814,7 @@ void Server::shutdown() {
     asio::post(im.shards.shard(i).io, [&, i] {
       boost::system::error_code ec;
       if (im.per_shard[i].acceptor) im.per_shard[i].acceptor->close(ec);
+      if (im.per_shard[i].tls_acceptor) im.per_shard[i].tls_acceptor->close(ec);
       // Pending reads complete with EOF; requests already read are answered first.
       for (auto* c : im.per_shard[i].connections) c->sock.shutdown(tcp::socket::shutdown_receive, ec);
       done.set_value();
@@ -1767,6 +1826,7 @@ void Server::shutdown() {
 awaitable<Snapshot> collect_snapshot(Server& server) { co_return co_await server.impl()->collect(); }
 
 uint64_t Server::open_connections() const { return impl_->open.load(); }
+int Server::tls_port() const { return impl_->bound_tls_port; }
 void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
 void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }

@@ -13,6 +13,9 @@
 #include "frontends/resp/parser.h"
 #include "observe/stats.h"
 
+namespace boost::asio::ssl {
+class context;
+}
 namespace keel::runtime {
 class ShardSet;
 }
@@ -35,6 +38,10 @@ struct ServerOptions {
   uint64_t max_clients = 10000;
   uint64_t query_buffer_limit = 1ull << 30;
   uint64_t timeout_s = 0;
+  // A second listener speaking RESP over TLS (Redis's tls-port), on while `tls` is set: the
+  // same connection code runs over the TLS stream. 0 = any free port.
+  int tls_port = 0;
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
 // A point-in-time copy of everything INFO and /metrics report, merged over shards.
@@ -54,6 +61,8 @@ class Server {
 
   // Binds and starts accepting on every shard. Returns the bound port.
   Result<int> start();
+  // The bound TLS port after start() (0 while TLS is off).
+  int tls_port() const;
   // Stops accepting and ends every connection after its in-flight replies are written.
   void shutdown();
   // Connections still open (for the shutdown drain).
