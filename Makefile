@@ -4,6 +4,9 @@ JOBS       ?= $(shell nproc)
 KEEL_WERROR ?= OFF
 CMAKE_ARGS ?=
 SEEDS      ?= 5000
+# Debian's Python, where scripts/deps.sh installs the test clients (python3-redis): not a
+# python3 that PATH may find first (pyenv, a venv).
+PYTHON     ?= /usr/bin/python3
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 # Relative paths in the cache key: a clone in another directory still hits the cache.
 export CCACHE_BASEDIR ?= $(CURDIR)
@@ -34,9 +37,9 @@ test: build
 FAULT_PARTITIONS ?= 5,20
 fault: build
 	KEEL_BIN=$(CURDIR)/$(BUILD)/tools/keel/keel KEEL_FAULT_PARTITIONS=$(FAULT_PARTITIONS) PYTHONDONTWRITEBYTECODE=1 \
-	  python3 -m unittest discover -v -s tests/fault -p 'test_*.py'
+	  $(PYTHON) -m unittest discover -v -s tests/fault -p 'test_*.py'
 	cd tests/integration && for i in 1 2 3; do KEEL_BIN=$(CURDIR)/$(BUILD)/tools/keel/keel PYTHONDONTWRITEBYTECODE=1 \
-	  python3 -m unittest -v test_dht.RebalanceTest || exit 1; done
+	  $(PYTHON) -m unittest -v test_dht.RebalanceTest || exit 1; done
 
 bench:
 	@scripts/deps.sh bench
