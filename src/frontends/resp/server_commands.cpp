@@ -90,7 +90,7 @@ void cmd_reset(CmdCtx& c, Args, Reply& r) {
   r.simple("RESET");
 }
 
-void cmd_tx_stub(CmdCtx&, Args a, Reply& r) {
+void cmd_run_by_server(CmdCtx&, Args a, Reply& r) {
   r.error("ERR '" + to_lower(a[0]) + "' is run by the server, not by a handler");
 }
 
@@ -307,11 +307,11 @@ void register_server_commands(std::vector<CommandSpec>& t) {
   // MULTI EXEC DISCARD WATCH UNWATCH: per-connection state the server keeps (server.cpp runs
   // them; these handlers are never called).
   const uint32_t TX = kNoScript | kLoading | kStale;
-  t.push_back({"multi", 1, TX | kFast, 0, 0, 0, L, cmd_tx_stub, "transactions", "Starts a transaction.", "1.2.0"});
-  t.push_back({"exec", 1, TX, 0, 0, 0, L, cmd_tx_stub, "transactions", "Executes all commands in a transaction.", "1.2.0"});
-  t.push_back({"discard", 1, TX | kFast, 0, 0, 0, L, cmd_tx_stub, "transactions", "Discards a transaction.", "2.0.0"});
-  t.push_back({"watch", -2, TX | kFast, 1, -1, 1, L, cmd_tx_stub, "transactions", "Monitors changes to keys to determine the execution of a transaction.", "2.2.0"});
-  t.push_back({"unwatch", 1, TX | kFast, 0, 0, 0, L, cmd_tx_stub, "transactions", "Forgets about watched keys of a transaction.", "2.2.0"});
+  t.push_back({"multi", 1, TX | kFast, 0, 0, 0, L, cmd_run_by_server, "transactions", "Starts a transaction.", "1.2.0"});
+  t.push_back({"exec", 1, TX, 0, 0, 0, L, cmd_run_by_server, "transactions", "Executes all commands in a transaction.", "1.2.0"});
+  t.push_back({"discard", 1, TX | kFast, 0, 0, 0, L, cmd_run_by_server, "transactions", "Discards a transaction.", "2.0.0"});
+  t.push_back({"watch", -2, TX | kFast, 1, -1, 1, L, cmd_run_by_server, "transactions", "Monitors changes to keys to determine the execution of a transaction.", "2.2.0"});
+  t.push_back({"unwatch", 1, TX | kFast, 0, 0, 0, L, cmd_run_by_server, "transactions", "Forgets about watched keys of a transaction.", "2.2.0"});
   t.push_back({"time", 1, kFast | kRandom | kStale, 0, 0, 0, L, cmd_time, "server", "Returns the server time."});
   t.push_back({"command", -1, kRandom | kStale, 0, 0, 0, L, cmd_command, "server", "Returns detailed information about all commands."});
   t.push_back({"config", -2, kAdmin | kStale, 0, 0, 0, L, cmd_config, "server", "A container for server configuration commands."});
