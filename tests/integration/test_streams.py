@@ -256,7 +256,7 @@ class StreamPersistenceTest(unittest.TestCase):
                 c = redis.Redis(port=k.port, decode_responses=True, socket_timeout=5)
                 while not stop.is_set():
                     try:
-                        got = c.xreadgroup("g", "w", {stream: ">"}, count=20)
+                        got = c.xreadgroup("g", "w", {stream: ">"}, count=20, block=100)
                         ids = [e[0] for e in got[0][1]] if got else []
                         delivered[stream].update(ids)
                         half = ids[: len(ids) // 2]
@@ -271,11 +271,18 @@ class StreamPersistenceTest(unittest.TestCase):
             threads = [threading.Thread(target=f, args=(s,)) for s in ("s0", "s1") for f in (producer, consumer)]
             for t in threads:
                 t.start()
-            time.sleep(1.5)
+            # Every write journals the whole stream (see docs/data-types.md): with fsync = always
+            # that is slow, so the run is long enough for some hundreds of writes.
+            deadline = time.time() + 10
+            while time.time() < deadline and (sum(len(v) for v in added.values()) < 300 or
+                                              sum(len(v) for v in acked.values()) < 30):
+                time.sleep(0.1)
             k.kill9()
             stop.set()
             for t in threads:
                 t.join()
+            print("streams kill -9: %d XADDs and %d XACKed entries acknowledged" %
+                  (sum(len(v) for v in added.values()), sum(len(v) for v in acked.values())))
             self.assertGreater(sum(len(v) for v in added.values()), 100, "the producers should have made progress")
             self.assertGreater(sum(len(v) for v in acked.values()), 10, "the consumers should have acknowledged")
             k2 = Keel("--engine", "persistent", data_dir=d).start()

@@ -75,7 +75,8 @@ std::pair<size_t, size_t> streams_range(Args argv) {
 
 size_t routing_key_index(const CommandSpec& c, Args argv) {
   if (c.streams_keys) return streams_range(argv).first;
-  return static_cast<size_t>(c.first_key);
+  // A container command without its key (XGROUP HELP): the handler answers it.
+  return static_cast<size_t>(c.first_key) < argv.size() ? static_cast<size_t>(c.first_key) : 0;
 }
 
 std::vector<size_t> command_keys(const CommandSpec& c, Args argv) {

@@ -476,8 +476,36 @@ void subcommand_syntax(Args a, Reply& r) {
                       a[1].substr(0, 128), cmd));
 }
 
+// Redis's addReplyHelp: a header, the lines, and HELP's own.
+void reply_help(Args a, std::initializer_list<std::string_view> lines, Reply& r) {
+  std::string cmd(a[0]);
+  for (auto& ch : cmd) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  r.array(lines.size() + 3);
+  r.simple(cmd + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+  for (auto l : lines) r.simple(l);
+  r.simple("HELP");
+  r.simple("    Print this help.");
+}
+
 void cmd_xgroup(CmdCtx& c, Args a, Reply& r) {
   std::string_view opt = a[1];
+  if (iequals(opt, "help")) {
+    if (a.size() != 2) return r.error("ERR wrong number of arguments for 'xgroup|help' command");
+    return reply_help(a,
+                      {"CREATE <key> <groupname> <id|$> [option]",
+                       "    Create a new consumer group. Options are:", "    * MKSTREAM",
+                       "      Create the empty stream if it does not exist.",
+                       "    * ENTRIESREAD entries_read",
+                       "      Set the group's entries_read counter (internal use).",
+                       "CREATECONSUMER <key> <groupname> <consumer>",
+                       "    Create a new consumer in the specified group.",
+                       "DELCONSUMER <key> <groupname> <consumer>",
+                       "    Remove the specified consumer.", "DESTROY <key> <groupname>",
+                       "    Remove the specified group.",
+                       "SETID <key> <groupname> <id|$> [ENTRIESREAD entries_read]",
+                       "    Set the current group ID and entries_read counter."},
+                      r);
+  }
   const bool create = iequals(opt, "create"), setid = iequals(opt, "setid");
   bool mkstream = false;
   int64_t entries_read = StreamGroup::kInvalidEntriesRead;
@@ -1224,11 +1252,20 @@ void xinfo_stream(CmdCtx& c, Args a, const StreamValue& s, Reply& r) {
 
 void cmd_xinfo(CmdCtx& c, Args a, Reply& r) {
   std::string_view opt = a[1];
+  if (iequals(opt, "help")) {
+    if (a.size() != 2) return r.error("ERR wrong number of arguments for 'xinfo|help' command");
+    return reply_help(a,
+                      {"CONSUMERS <key> <groupname>", "    Show consumers of <groupname>.",
+                       "GROUPS <key>", "    Show the stream consumer groups.",
+                       "STREAM <key> [FULL [COUNT <count>]",
+                       "    Show information about the stream."},
+                      r);
+  }
   const bool consumers = iequals(opt, "consumers"), groups = iequals(opt, "groups"),
              stream = iequals(opt, "stream");
   if (!consumers && !groups && !stream)
     return r.error(fmt::format("ERR unknown subcommand '{}'. Try XINFO HELP.", opt.substr(0, 128)));
-  if ((consumers && a.size() != 4) || (groups && a.size() != 3))
+  if ((consumers && a.size() != 4) || (groups && a.size() != 3) || (stream && a.size() < 3))
     return r.error(fmt::format("ERR wrong number of arguments for 'xinfo|{}' command", to_lower(opt)));
   const StreamValue* s;
   if (!stream_lookup(c, a[2], s, r)) return;
@@ -1351,12 +1388,12 @@ void register_stream_commands(std::vector<CommandSpec>& t) {
   t.push_back({"xdel", -3, kWrite | kFast, 1, 1, 1, Routing::kKey, cmd_xdel, "stream", "Returns the number of messages after removing them from a stream.", "5.0.0"});
   t.push_back({"xtrim", -4, kWrite, 1, 1, 1, Routing::kKey, cmd_xtrim, "stream", "Deletes messages from the beginning of a stream.", "5.0.0"});
   t.push_back({"xsetid", -3, W | kFast, 1, 1, 1, Routing::kKey, cmd_xsetid, "stream", "An internal command for replicating stream values.", "5.0.0"});
-  t.push_back({"xgroup", -4, W, 2, 2, 1, Routing::kKey, cmd_xgroup, "stream", "A container for consumer groups commands (CREATE SETID DESTROY CREATECONSUMER DELCONSUMER).", "5.0.0"});
+  t.push_back({"xgroup", -2, W, 2, 2, 1, Routing::kKey, cmd_xgroup, "stream", "A container for consumer groups commands (CREATE SETID DESTROY CREATECONSUMER DELCONSUMER).", "5.0.0"});
   t.push_back({"xack", -4, kWrite | kFast, 1, 1, 1, Routing::kKey, cmd_xack, "stream", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream.", "5.0.0"});
   t.push_back({"xpending", -3, kReadonly, 1, 1, 1, Routing::kKey, cmd_xpending, "stream", "Returns the information and entries from a stream consumer group's pending entries list.", "5.0.0"});
   t.push_back({"xclaim", -6, kWrite | kFast, 1, 1, 1, Routing::kKey, cmd_xclaim, "stream", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member.", "5.0.0"});
   t.push_back({"xautoclaim", -6, kWrite | kFast, 1, 1, 1, Routing::kKey, cmd_xautoclaim, "stream", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member.", "6.2.0"});
-  t.push_back({"xinfo", -3, kReadonly, 2, 2, 1, Routing::kKey, cmd_xinfo, "stream", "A container for stream introspection commands (STREAM [FULL] GROUPS CONSUMERS).", "5.0.0"});
+  t.push_back({"xinfo", -2, kReadonly, 2, 2, 1, Routing::kKey, cmd_xinfo, "stream", "A container for stream introspection commands (STREAM [FULL] GROUPS CONSUMERS).", "5.0.0"});
   CommandSpec xread{"xread", -4, kReadonly | B, 1, -1, 1, Routing::kKey, cmd_xread, "stream", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", "5.0.0"};
   xread.streams_keys = true;
   t.push_back(xread);
