@@ -328,11 +328,14 @@ uint64_t StreamValue::heap_bytes() const {
   if (!d_) return 0;
   constexpr uint64_t kMapNodeBytes = 48;
   uint64_t total = sizeof(Data);
-  for (auto& [id, n] : d_->nodes) total += kMapNodeBytes + sizeof(StreamId) + sizeof(Node) + n.data.capacity();
+  for (auto& [id, n] : d_->nodes)
+    total += kMapNodeBytes + sizeof(StreamId) + sizeof(Node) + n.data.capacity();
   for (auto& [name, g] : d_->groups) {
     total += kMapNodeBytes + sizeof(StreamGroup) + name.size();
-    total += g.pel.size() * (kMapNodeBytes + sizeof(StreamId) + sizeof(StreamNack) + 2 * kMapNodeBytes);
-    for (auto& [cname, c] : g.consumers) total += kMapNodeBytes + sizeof(StreamConsumer) + cname.size();
+    total +=
+        g.pel.size() * (kMapNodeBytes + sizeof(StreamId) + sizeof(StreamNack) + 2 * kMapNodeBytes);
+    for (auto& [cname, c] : g.consumers)
+      total += kMapNodeBytes + sizeof(StreamConsumer) + cname.size();
   }
   return total;
 }

@@ -63,9 +63,9 @@ struct StreamNack {
 };
 
 struct StreamConsumer {
-  int64_t seen_time_ms = 0;    // last interaction (read, claim)
+  int64_t seen_time_ms = 0;     // last interaction (read, claim)
   int64_t active_time_ms = -1;  // last successful delivery or claim; -1: never
-  std::set<StreamId> pending;  // ids of the group's PEL owned by this consumer
+  std::set<StreamId> pending;   // ids of the group's PEL owned by this consumer
 };
 
 struct StreamGroup {

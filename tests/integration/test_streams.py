@@ -95,6 +95,29 @@ class StreamsTest(unittest.TestCase):
         self.assertEqual(r.xread({"old": "0", "fresh": "0"}, count=1),
                          [["old", [("1-0", {"f": "v"})]], ["fresh", [("3-0", {"n": "1"})]]])
 
+    def test_a_reader_waiting_for_a_later_id_does_not_hold_up_the_others(self):
+        r = self.client()
+        r.xadd("hol", {"f": "0"}, id="1-0")
+        got = {}
+
+        def reader(name, ident):
+            got[name] = self.client().xread({"hol": ident}, block=3000)
+
+        far = threading.Thread(target=reader, args=("far", "999-0"))
+        far.start()
+        time.sleep(0.2)  # blocked first
+        near = threading.Thread(target=reader, args=("near", "$"))
+        near.start()
+        time.sleep(0.3)
+        r.xadd("hol", {"f": "5"}, id="5-0")
+        near.join(3)
+        self.assertFalse(near.is_alive(), "the reader behind one waiting for 999-0 was not served")
+        self.assertEqual(got["near"], [["hol", [("5-0", {"f": "5"})]]])
+        self.assertTrue(far.is_alive())
+        r.xadd("hol", {"f": "x"}, id="1000-0")
+        far.join(3)
+        self.assertEqual(got["far"], [["hol", [("1000-0", {"f": "x"})]]])
+
     def test_consumer_group_killed_consumer_is_claimed_with_xautoclaim(self):
         r = self.client()
         self.assertTrue(r.xgroup_create("jobs", "workers", id="0", mkstream=True))

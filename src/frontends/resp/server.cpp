@@ -1298,6 +1298,29 @@ void Server::Impl::serve_ready(unsigned sid) {
   ps.serving = true;
   const int64_t now = SystemClock::instance().now_ms();
   while (auto key = ev.next_ready()) {
+    auto* readers = ev.waiters(*key);
+    if (readers && std::any_of(readers->begin(), readers->end(),
+                               [](const auto& w) { return w->spec->group == "stream"; })) {
+      // XREAD / XREADGROUP clients wait for different things (entries after their own id, or
+      // after their group's last id): each is looked at, in the order they blocked, and one
+      // that cannot be served yet does not hold up those behind it.
+      for (size_t i = 0; i < readers->size();) {
+        std::shared_ptr<BlockedClient> w = (*readers)[i];
+        if (w->claimed() || !ready_for(sid, *w, *key, now) || !w->try_claim()) {
+          ++i;
+          continue;
+        }
+        readers->erase(readers->begin() + static_cast<std::ptrdiff_t>(i));
+        serve_blocked(sid, *w, *key, now);
+        auto b = std::static_pointer_cast<Blocker>(w);
+        asio::post(shards.shard(b->conn_shard).io, [b] {
+          b->served = true;
+          b->timer.cancel();
+        });
+      }
+      (void)ev.waiters(*key);  // drops the key once nobody waits on it
+      continue;
+    }
     while (auto* queue = ev.waiters(*key)) {
       std::shared_ptr<BlockedClient> w = queue->front();
       if (!ready_for(sid, *w, *key, now)) break;  // empty, or holds another type: keep waiting

@@ -1,6 +1,8 @@
 // StreamValue (the stream value) against a std::map of ids under random XADD / XDEL / XTRIM /
 // XSETID sequences: ranges in both directions, lengths, first/last ids, and the stored form
 // (encode, decode) must agree with the model; a decode of damaged bytes fails cleanly.
+#include "storage/stream_value.h"
+
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <rapidcheck/gtest.h>
@@ -11,7 +13,6 @@
 
 #include "base/codec.h"
 #include "base/random.h"
-#include "storage/stream_value.h"
 
 namespace keel::storage {
 namespace {
@@ -92,12 +93,15 @@ TEST(StreamValue, AgreesWithAMapUnderRandomOperations) {
         case 1:
         case 2: {  // XADD: a larger id; field names shared often (the compact form), not always
           StreamId id = last;
-          if (rng.chance(0.3)) id = {last.ms + 1 + rng.uniform(3), rng.uniform(3)};
-          else id.incr();
+          if (rng.chance(0.3))
+            id = {last.ms + 1 + rng.uniform(3), rng.uniform(3)};
+          else
+            id.incr();
           std::vector<std::string> fv;
           const size_t nf = 1 + rng.uniform(3);
           for (size_t f = 0; f < nf; ++f) {
-            fv.push_back(rng.chance(0.8) ? "f" + std::to_string(f) : "x" + std::to_string(rng.uniform(5)));
+            fv.push_back(rng.chance(0.8) ? "f" + std::to_string(f)
+                                         : "x" + std::to_string(rng.uniform(5)));
             fv.push_back(std::string(rng.uniform(6), static_cast<char>('a' + rng.uniform(26))));
           }
           std::vector<std::string_view> views(fv.begin(), fv.end());
@@ -125,8 +129,10 @@ TEST(StreamValue, AgreesWithAMapUnderRandomOperations) {
           const uint64_t removed = s.trim_maxlen(maxlen, approx, approx ? 100 * 100 : 0);
           RC_ASSERT(removed <= before);
           for (uint64_t j = 0; j < removed; ++j) m.erase(m.begin());
-          if (!approx) RC_ASSERT(m.size() == std::min<size_t>(before, maxlen));
-          else RC_ASSERT(m.size() >= std::min<size_t>(before, maxlen));
+          if (!approx)
+            RC_ASSERT(m.size() == std::min<size_t>(before, maxlen));
+          else
+            RC_ASSERT(m.size() >= std::min<size_t>(before, maxlen));
           break;
         }
         case 5: {  // XTRIM MINID, exact or ~
