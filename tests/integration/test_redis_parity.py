@@ -410,6 +410,9 @@ class RedisParity(unittest.TestCase):
             ["XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "m", ">"], ["EXEC"],
             ["XADD", "t", "1-0", "f", "v"], ["XADD", "t", "2-0", "f", "w"], ["XADD", "t", "3-0", "g", "x", "h", "y"],
             ["XTRIM", "t", "MAXLEN", "=", "1"], ["XRANGE", "t", "-", "+"], ["XTRIM", "t", "MINID", "~", "9"],
+            ["COMMAND", "GETKEYS", "XREAD", "COUNT", "2", "STREAMS", "a", "b", "0", "0"],
+            ["COMMAND", "GETKEYS", "XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "a", ">"],
+            ["COMMAND", "GETKEYS", "XGROUP", "CREATE", "k", "g", "$"], ["COMMAND", "GETKEYS", "XADD", "k", "*", "a", "b"],
         ]
         # RESP3: XREAD / XREADGROUP answer maps, a timeout is a null.
         cases3 = [["XADD", "r", "1-0", "a", "b"], ["XADD", "r2", "1-0", "c", "d"], ["XREAD", "STREAMS", "r", "r2", "0", "0"],

@@ -11,6 +11,7 @@ import time
 import unittest
 
 import redis
+from redis.cluster import RedisCluster, ClusterNode
 
 from harness import Keel, Raw
 from test_dht import DhtCluster
@@ -341,6 +342,18 @@ class StreamClusterTest(unittest.TestCase):
             for cl in (b, z):
                 self.assertEqual([cl.xrange("cs%d" % i) for i in range(20)],
                                  [[("%d-1" % (i + 1), {"i": str(i)})] for i in range(20)])
+            # A Redis Cluster client routes the stream commands by itself (XREAD's keys come
+            # from COMMAND GETKEYS, as it is "movablekeys").
+            rc = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", c.nodes[1].port)],
+                              decode_responses=True, socket_timeout=10)
+            for i in range(10):
+                rc.xadd("rc%d" % i, {"v": str(i)}, id="1-%d" % (i + 1))
+            self.assertEqual([rc.xread({"rc%d" % i: "0"}) for i in range(10)],
+                             [[["rc%d" % i, [("1-%d" % (i + 1), {"v": str(i)})]]] for i in range(10)])
+            rc.xgroup_create("rc3", "g", id="0")
+            self.assertEqual(rc.xreadgroup("g", "c", {"rc3": ">"}), [["rc3", [("1-4", {"v": "3"})]]])
+            self.assertEqual(rc.xack("rc3", "g", "1-4"), 1)
+            rc.close()
             # Consumer groups through non-primary nodes (forwarded to the primary): find keys
             # node 1 is not the primary of.
             raw = Raw(c.nodes[0].port)
