@@ -816,7 +816,10 @@ void read_common(CmdCtx& c, Args a, Reply& r) {
           if (!newest[i]) {
             if (pr.protocol() == 2) pr.array(2);
             pr.bulk(key);
-            deliver_history(s, *g, o.consumer, ids[i], o.count, c.now_ms, pr);
+            // Entries after the id given, as for XREAD (at the last possible id: from it).
+            StreamId from = ids[i];
+            from.incr();
+            deliver_history(s, *g, o.consumer, from, o.count, c.now_ms, pr);
             any = true;
           } else if (auto last = s.last_entry_id(); last && *last > g->last_id) {
             if (pr.protocol() == 2) pr.array(2);
