@@ -315,6 +315,10 @@ def random_stream_command(rng, state):
         lambda: ["XACK", k, g, some_id(), some_id()],
         lambda: ["XPENDING", k, g],
         lambda: ["XAUTOCLAIM", k, g, c, "0", rng.choice(["0-0", some_id()]), "COUNT", str(rng.randint(1, 4)), "JUSTID"],
+        lambda: ["XCLAIM", k, g, c, "0", some_id(), some_id()] +
+        rng.choice([[], ["JUSTID"], ["FORCE"], ["RETRYCOUNT", "3", "JUSTID"], ["FORCE", "JUSTID"]]),
+        lambda: ["XREAD", "COUNT", str(rng.randint(0, 3)), "STREAMS", k, k2, some_id(), some_id()],
+        lambda: ["XREADGROUP", "GROUP", g, c, "COUNT", "2", "STREAMS", k, k2, ">", ">"],
         lambda: ["XSETID", k, setid()],
         lambda: ["XINFO", "GROUPS", k],
         lambda: ["EXISTS", k], lambda: ["TYPE", k],
