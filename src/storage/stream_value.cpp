@@ -149,7 +149,9 @@ void StreamValue::append(StreamId id, std::span<const std::string_view> fv) {
       node = &n;
       master = it->first;
     } else {
+      d.node_bytes -= node_cost(n);
       n.data.shrink_to_fit();  // a full node never grows again
+      d.node_bytes += node_cost(n);
     }
   }
   if (!node) {
@@ -176,6 +178,7 @@ void StreamValue::append(StreamId id, std::span<const std::string_view> fv) {
       }
     }
   }
+  d.node_bytes -= node->total ? node_cost(*node) : 0;
   Writer w(node->data);
   w.u8(same ? kSameFields : 0);
   w.varint(id.ms - master.ms);
@@ -188,6 +191,7 @@ void StreamValue::append(StreamId id, std::span<const std::string_view> fv) {
   }
   ++node->total;
   ++node->live;
+  d.node_bytes += node_cost(*node);
   node->last = id;
   ++d.length;
   ++d.entries_added;
@@ -214,7 +218,10 @@ bool StreamValue::erase(StreamId id) {
     if (e.id != id) continue;
     if (e.deleted) return false;
     mark_deleted(it, e);
-    if (it->second.live == 0) d_->nodes.erase(it);
+    if (it->second.live == 0) {
+      d_->node_bytes -= node_cost(it->second);
+      d_->nodes.erase(it);
+    }
     if (id > d_->max_deleted_id) d_->max_deleted_id = id;
     return true;
   }
@@ -230,6 +237,7 @@ uint64_t StreamValue::trim_maxlen(uint64_t maxlen, bool approx, uint64_t limit) 
     const uint64_t entries = it->second.live;
     if (limit && deleted + entries > limit) break;
     if (d_->length - entries >= maxlen) {
+      d_->node_bytes -= node_cost(it->second);
       nodes.erase(it);
       d_->length -= entries;
       deleted += entries;
@@ -258,6 +266,7 @@ uint64_t StreamValue::trim_minid(StreamId minid, bool approx, uint64_t limit) {
     const uint64_t entries = it->second.live;
     if (limit && deleted + entries > limit) break;
     if (it->second.last < minid) {
+      d_->node_bytes -= node_cost(it->second);
       nodes.erase(it);
       d_->length -= entries;
       deleted += entries;
@@ -272,7 +281,10 @@ uint64_t StreamValue::trim_minid(StreamId minid, bool approx, uint64_t limit) {
       mark_deleted(it, e);
       ++deleted;
     }
-    if (it->second.live == 0) nodes.erase(it);
+    if (it->second.live == 0) {
+      d_->node_bytes -= node_cost(it->second);
+      nodes.erase(it);
+    }
     break;
   }
   return deleted;
@@ -324,12 +336,23 @@ bool StreamValue::range_has_tombstones(StreamId start, StreamId end) const {
   return start <= maxdel && maxdel <= end;
 }
 
+namespace {
+constexpr uint64_t kMapNodeBytes = 48;
+}
+
+uint64_t StreamValue::node_cost(const Node& n) {
+  return kMapNodeBytes + sizeof(StreamId) + sizeof(Node) + n.data.capacity();
+}
+
+void StreamValue::recount() {
+  if (!d_) return;
+  d_->node_bytes = 0;
+  for (auto& [id, n] : d_->nodes) d_->node_bytes += node_cost(n);
+}
+
 uint64_t StreamValue::heap_bytes() const {
   if (!d_) return 0;
-  constexpr uint64_t kMapNodeBytes = 48;
-  uint64_t total = sizeof(Data);
-  for (auto& [id, n] : d_->nodes)
-    total += kMapNodeBytes + sizeof(StreamId) + sizeof(Node) + n.data.capacity();
+  uint64_t total = sizeof(Data) + d_->node_bytes;
   for (auto& [name, g] : d_->groups) {
     total += kMapNodeBytes + sizeof(StreamGroup) + name.size();
     total +=
@@ -414,6 +437,7 @@ Result<StreamValue> StreamValue::decode(Reader& r) {
     n.last = dec.back().id;
     prev_last = n.last;
     live_total += live_here;
+    d.node_bytes += node_cost(n);
     d.nodes.emplace(*master, std::move(n));
   }
   if (live_total != *length) return corrupt("length mismatch");

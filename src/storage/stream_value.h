@@ -83,9 +83,14 @@ class StreamValue {
   static constexpr size_t kNodeMaxBytes = 4096;
 
   StreamValue() = default;
-  StreamValue(const StreamValue& o) : d_(o.d_ ? std::make_unique<Data>(*o.d_) : nullptr) {}
+  StreamValue(const StreamValue& o) : d_(o.d_ ? std::make_unique<Data>(*o.d_) : nullptr) {
+    recount();
+  }
   StreamValue& operator=(const StreamValue& o) {
-    if (this != &o) d_ = o.d_ ? std::make_unique<Data>(*o.d_) : nullptr;
+    if (this != &o) {
+      d_ = o.d_ ? std::make_unique<Data>(*o.d_) : nullptr;
+      recount();
+    }
     return *this;
   }
   StreamValue(StreamValue&&) noexcept = default;
@@ -134,7 +139,8 @@ class StreamValue {
   int64_t estimate_distance(StreamId id) const;
   bool range_has_tombstones(StreamId start, StreamId end) const;
 
-  // Approximate heap bytes (memory accounting).
+  // Approximate heap bytes (memory accounting). O(number of groups), not of entries: the
+  // memory engine measures a value after every write.
   uint64_t heap_bytes() const;
 
   // The stored and replicated form (one format for both: storage/rocksdb and dht/effect).
@@ -159,7 +165,11 @@ class StreamValue {
     StreamId max_deleted_id;
     uint64_t entries_added = 0;
     std::map<std::string, StreamGroup, std::less<>> groups;
+    uint64_t node_bytes = 0;  // what the nodes cost (kept as they change: heap_bytes is O(groups))
   };
+  static uint64_t node_cost(const Node& n);
+  // Recomputes node_bytes (a copy's strings have other capacities than the original's).
+  void recount();
   // One decoded entry of a node: its id, where its flags byte is, and its fields.
   struct Decoded {
     StreamId id;

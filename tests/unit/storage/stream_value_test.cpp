@@ -76,6 +76,11 @@ void check(const StreamValue& s, const Model& m, SeededRandom& rng) {
   RC_ASSERT(r.done());
   RC_ASSERT(*back == s);
   RC_ASSERT(back->size() == s.size());
+  // The memory estimate is kept as the stream changes: a copy (which recounts) agrees on it
+  // up to the strings' spare capacity.
+  const StreamValue copy = s;
+  RC_ASSERT(copy.heap_bytes() <= s.heap_bytes());
+  RC_ASSERT(s.heap_bytes() <= copy.heap_bytes() * 2 + 4096);
   RC_ASSERT(back->last_id() == s.last_id());
 }
 
