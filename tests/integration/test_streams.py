@@ -14,7 +14,7 @@ import unittest
 import redis
 from redis.cluster import RedisCluster, ClusterNode
 
-from harness import Keel, Raw, RedisServer
+from harness import Keel, Raw, RedisServer, http
 from test_dht import DhtCluster
 
 
@@ -64,6 +64,11 @@ class StreamsTest(unittest.TestCase):
         self.assertEqual(r.xtrim("s", maxlen=2, approximate=False), 1)
         self.assertEqual([e[0] for e in r.xrange("s")], ["5-0", auto])
         self.assertEqual(r.type("s"), "stream")
+        # The HTTP door's /v1/kv/{key} serves strings and hashes: a stream is refused as a
+        # list is, with a clear error (the streams door, /v1/streams, is not built yet).
+        r.rpush("a-list", "x")
+        self.assertEqual(http("GET", self.k.http_port, "/v1/kv/s"), http("GET", self.k.http_port, "/v1/kv/a-list"))
+        self.assertEqual(http("GET", self.k.http_port, "/v1/kv/s")[0], 409)
         # A stream emptied by XDEL stays (as in Redis), with its last id.
         r.xdel("s", "5-0", auto)
         self.assertEqual(r.xlen("s"), 0)
