@@ -272,22 +272,13 @@ class SlowSubscriber(unittest.TestCase):
             stats = admin.info("stats")
             self.assertEqual(stats["client_output_buffer_limit_disconnections"], 1)
             self.assertIn("over the pubsub limit", keel.output())
-            st, text = 0, ""
             with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % keel.http_port, timeout=10) as r:
                 text = r.read().decode()
             self.assertIn("keel_client_output_buffer_limit_disconnections_total 1", text)
-            # The slow socket sees its subscription confirmation, some messages, then EOF.
-            slow.settimeout(10)
-            total = 0
-            while True:
-                try:
-                    chunk = slow.recv(1 << 20)
-                except ConnectionResetError:
-                    break
-                if not chunk:
-                    break
-                total += len(chunk)
-            self.assertLess(total, 12 * 1024 * 1024)
+            # The node closed the slow connection (what its kernel buffers still hold trickles
+            # into a 4 KB window: not read here) and forgot its subscription.
+            subscribers = [c for c in admin.client_list() if c["cmd"] == "subscribe"]
+            self.assertEqual(len(subscribers), 1, subscribers)
             slow.close()
             self.assertEqual(admin.pubsub_numsub("flow"), [("flow", 1)])
             fast.close()
