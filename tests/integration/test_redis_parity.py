@@ -374,6 +374,31 @@ class RedisParity(unittest.TestCase):
                 k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_pubsub_glob_patterns_match(self):
+        # PUBSUB CHANNELS <pattern> applies the same matcher as PSUBSCRIBE (Redis's
+        # stringmatchlen). Redis lists channels in hash order: compared as sets.
+        channels = ["news.tech", "news.", "news", "hello", "hallo", "hxllo", "h*llo", "user:42",
+                    "user:x", "a]b", "a[b", "a-b", "A.B", "", "x\\y"]
+        patterns = ["*", "news.*", "h?llo", "h[ae]llo", "h[^e]llo", "h[a-e]llo", "h[e-a]llo", "h\\*llo",
+                    "user:[0-9]*", "a[]]b", "a[\\]]b", "a[[]b", "[a-]-b", "a.b", "A.?", "*[", "[",
+                    "news*[", "x\\\\y", "?*"]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            results = {}
+            for name, port in (("redis", redis.port), ("keel", keel.port)):
+                sub, q = Raw(port), Raw(port)
+                for ch in channels:
+                    sub.cmd("SUBSCRIBE", ch)
+                out = []
+                for p in patterns:
+                    reply = q.cmd("PUBSUB", "CHANNELS", p)
+                    items = reply.split(b"\r\n")[1:-1]
+                    out.append((p, sorted(items[1::2])))
+                results[name] = out
+                sub.close()
+                q.close()
+            self.maxDiff = None
+            self.assertEqual(results["redis"], results["keel"])
+
     def test_bitmap_commands_match(self):
         cases = [
             ["SETBIT", "b", "7", "1"], ["SETBIT", "b", "7", "1"], ["GETBIT", "b", "7"], ["GETBIT", "b", "6"],

@@ -571,7 +571,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -980,6 +980,7 @@ namespace {
 std::string_view http_route(std::string_view path) {
   if (path == "/v1/kv" || path == "/v1/kv/") return "/v1/kv";
   if (path.starts_with("/v1/kv/")) return "/v1/kv/{key}";
+  if (path.starts_with("/v1/pubsub/")) return "/v1/pubsub/{channel}";
   if (path == "/v1/caches") return "/v1/caches";
   if (path.starts_with("/v1/caches/")) return "/v1/caches/{name}";
   if (path == "/v1/meta/watch") return "/v1/meta/watch";

@@ -67,7 +67,8 @@ size_t PubSubRegistry::publish(bool shard, std::string_view channel,
       ++receivers;
     }
   }
-  if (shard) return receivers;
+  // Redis's stringmatchlen never matches an empty string, even with "*".
+  if (shard || channel.empty()) return receivers;
   for (const auto& [pattern, subscribers] : index(PubKind::kPattern)) {
     if (!glob_match(pattern, channel)) continue;
     for (ClientId c : subscribers) {
@@ -87,7 +88,7 @@ size_t PubSubRegistry::numsub(PubKind kind, std::string_view channel) const {
 void PubSubRegistry::channels(PubKind kind, const std::string* pattern, std::vector<std::string>& out) const {
   for (const auto& [name, subscribers] : index(kind)) {
     KEEL_ASSERT(!subscribers.empty());
-    if (!pattern || glob_match(*pattern, name)) out.push_back(name);
+    if (!pattern || (!name.empty() && glob_match(*pattern, name))) out.push_back(name);
   }
 }
 

@@ -114,6 +114,7 @@ struct Connection final : PubSubSink {
     bool active = false;   // everything goes through here from now on
     bool dead = false;     // cut off, or a write failed: output is dropped
     bool writing = false;  // `inflight` is being written
+    bool kick_posted = false;  // a write starts once the current handler returns
     std::string queued, inflight;
     int64_t soft_since_ms = 0;  // since when the output has been at or above the soft limit
     std::function<void()> start;  // async_write(inflight) on the connection's stream
@@ -1863,7 +1864,15 @@ void Server::Impl::outbox_added(Connection& c) {
     c.ob.soft_since_ms = 0;
   }
   if (over) return cut_off(c, pending);
-  kick(c);
+  // The write starts once the current handler returns (Redis writes before its next poll too):
+  // the messages of every PUBLISH that runs meanwhile go out in one write.
+  if (c.ob.writing || c.ob.kick_posted) return;
+  c.ob.kick_posted = true;
+  asio::post(shards.shard(c.shard).io, [this, &c] {
+    c.ob.kick_posted = false;
+    kick(c);
+    if (c.ob.waiter) c.ob.waiter->cancel();
+  });
 }
 
 void Server::Impl::kick(Connection& c) {
@@ -1936,14 +1945,15 @@ awaitable<void> Server::Impl::pubsub_flush(Connection& c) {
 }
 
 // The connection ends: no more messages; its last replies (QUIT's +OK) get one second to be
-// written, then whatever is in flight is abandoned. Returns once no write refers to it.
+// written, then whatever is in flight is abandoned. Returns once no write or posted kick
+// refers to it.
 awaitable<void> Server::Impl::pubsub_finish(Connection& c) {
   pubsub_leave(c);
   auto& io = shards.shard(c.shard).io;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
-    kick(c);
-    if (!c.ob.writing) break;
+    if (!c.ob.kick_posted) kick(c);
+    if (!c.ob.writing && !c.ob.kick_posted) break;  // nothing refers to the connection now
     asio::steady_timer t(io, c.ob.dead ? std::chrono::steady_clock::time_point::max() : deadline);
     c.ob.waiter = &t;
     auto [ec] = co_await t.async_wait(asio::as_tuple(use_awaitable));

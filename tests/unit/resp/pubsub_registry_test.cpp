@@ -155,3 +155,35 @@ TEST(PubSubFrames, Resp2AndResp3) {
 
 }  // namespace
 }  // namespace keel::resp
+
+namespace keel::resp {
+namespace {
+
+// Patterns are matched by glob_match (command.h), the matcher KEYS and SCAN MATCH use, with
+// Redis's stringmatchlen syntax.
+TEST(PubSubPatterns, RedisGlobSyntax) {
+  struct Case {
+    const char* pattern;
+    const char* channel;
+    bool match;
+  };
+  const Case cases[] = {
+      {"*", "", false},  // Redis's stringmatchlen never matches an empty channel
+      {"*", "anything", true},     {"news.*", "news.", true},
+      {"news.*", "news", false}, {"h?llo", "hello", true},    {"h?llo", "hllo", false},
+      {"h[ae]llo", "hallo", true}, {"h[ae]llo", "hillo", false}, {"h[^e]llo", "hallo", true},
+      {"h[^e]llo", "hello", false}, {"h[a-c]llo", "hbllo", true}, {"h[c-a]llo", "hbllo", true},
+      {"h[a-c]llo", "hdllo", false}, {"h\\*llo", "h*llo", true}, {"h\\*llo", "hello", false},
+      {"a*b*c", "aXXbYYc", true}, {"a*b*c", "aXXbYY", false}, {"**x", "x", true},
+      {"[\\]]", "]", true},       {"user:[0-9]*", "user:42", true}, {"user:[0-9]*", "user:x", false},
+  };
+  for (const auto& c : cases) {
+    PubSubRegistry reg;
+    reg.subscribe(1, PubKind::kPattern, c.pattern);
+    size_t n = reg.publish(false, c.channel, [](uint64_t, const std::string*) {});
+    EXPECT_EQ(n, c.match ? 1u : 0u) << c.pattern << " vs " << c.channel;
+  }
+}
+
+}  // namespace
+}  // namespace keel::resp
