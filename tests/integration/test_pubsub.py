@@ -286,6 +286,26 @@ class SlowSubscriber(unittest.TestCase):
             self.assertEqual(admin.pubsub_numsub("flow"), [("flow", 1)])
             fast.close()
 
+    def test_sse_stream_that_stops_reading_is_cut_off(self):
+        with Keel("--engine", "memory", "--shards", "2", "--set", "limits.pubsub_output_hard=512kb") as keel:
+            admin = redis.Redis(port=keel.port, decode_responses=True)
+            sse = socket.socket()
+            sse.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sse.connect(("127.0.0.1", keel.http_port))
+            sse.sendall(b"GET /v1/pubsub/feed HTTP/1.1\r\nHost: x\r\n\r\n")
+            buf = b""
+            while b"event: subscribe" not in buf:
+                buf += sse.recv(4096)
+            payload = "y" * (32 * 1024)
+            for i in range(200):  # 6.4 MB, never read
+                admin.publish("feed", payload)
+                if admin.pubsub_numsub("feed") == [("feed", 0)]:
+                    break
+            wait_for(lambda: admin.pubsub_numsub("feed") == [("feed", 0)], "the SSE stream to be cut off")
+            self.assertEqual(admin.info("stats")["client_output_buffer_limit_disconnections"], 1)
+            self.assertIn("closing SSE subscriber", keel.output())
+            sse.close()
+
     def test_bad_limits_are_refused(self):
         with Keel("--engine", "memory") as keel:
             r = redis.Redis(port=keel.port, decode_responses=True)
@@ -368,6 +388,27 @@ class Cluster(unittest.TestCase):
             o.close()
         r.close()
 
+
+class ClusterDeadPeer(unittest.TestCase):
+    def test_publish_does_not_wait_for_a_dead_node(self):
+        c = DhtCluster(n=3, replicas=2, quorum=1)
+        try:
+            c.start()
+            ps = c.client(1).pubsub()
+            ps.subscribe("x")
+            self.assertEqual(ps.get_message(timeout=5)["type"], "subscribe")
+            c.nodes[2].kill9()
+            pub = c.client(0)
+            t0 = time.time()
+            for i in range(300):
+                self.assertEqual(pub.publish("x", "m%d" % i), 0)  # no receiver on node 1 itself
+            # The fan-out to the dead member is queued (bounded) or dropped, never waited for.
+            self.assertLess(time.time() - t0, 5)
+            got = [ps.get_message(timeout=5) for _ in range(300)]
+            self.assertEqual([m["data"] for m in got], [b"m%d" % i for i in range(300)])
+            ps.close()
+        finally:
+            c.cleanup()
 
 if __name__ == "__main__":
     unittest.main()
