@@ -147,6 +147,9 @@ struct PerShard {
   // deliver to each subscriber id.
   PubSubRegistry pubsub;
   std::unordered_map<uint64_t, PubSubSink*> sinks;
+  // pubsub.clients(), readable from any shard: a PUBLISH skips shards without subscribers. A
+  // subscription stored before its confirmation was sent is seen by any later PUBLISH.
+  std::atomic<size_t> subscribers{0};
 };
 
 // Splits a reply made of `n` top-level RESP values (bulk, null, integer, simple, error) into
@@ -311,6 +314,9 @@ struct Server::Impl {
   void written(Connection& c, boost::system::error_code ec, size_t n);
   void cut_off(Connection& c, size_t pending);
   void pubsub_leave(Connection& c);
+  void pubsub_changed(unsigned sid) {
+    per_shard[sid].subscribers.store(per_shard[sid].pubsub.clients(), std::memory_order_release);
+  }
   awaitable<void> pubsub_flush(Connection& c);
   awaitable<void> pubsub_finish(Connection& c);
   template <class Stream>
@@ -1923,6 +1929,7 @@ void Server::Impl::pubsub_leave(Connection& c) {
   if (c.client.pubsub > 0) ps.pubsub.remove_client(c.client.id);
   ps.sinks.erase(c.client.id);
   c.client.pubsub = 0;
+  pubsub_changed(c.shard);
 }
 
 // The replies so far go out behind the messages already queued (and before any message that
@@ -1985,6 +1992,7 @@ awaitable<int64_t> Server::Impl::publish_here(unsigned from, bool shard_channel,
                                               std::string_view message) {
   int64_t receivers = 0;
   for (unsigned i = 0; i < shards.size(); ++i) {
+    if (i != from && per_shard[i].subscribers.load(std::memory_order_acquire) == 0) continue;
     size_t n = 0;
     auto work = [&] { n = deliver(i, shard_channel, channel, message); };
     if (i == from) work();
@@ -1997,7 +2005,8 @@ awaitable<int64_t> Server::Impl::publish_here(unsigned from, bool shard_channel,
 void Server::Impl::publish_from_peer(bool shard_channel, std::string channel, std::string message) {
   auto m = std::make_shared<const std::pair<std::string, std::string>>(std::move(channel), std::move(message));
   for (unsigned i = 0; i < shards.size(); ++i)
-    asio::post(shards.shard(i).io, [this, i, shard_channel, m] { deliver(i, shard_channel, m->first, m->second); });
+    if (per_shard[i].subscribers.load(std::memory_order_acquire) > 0)
+      asio::post(shards.shard(i).io, [this, i, shard_channel, m] { deliver(i, shard_channel, m->first, m->second); });
 }
 
 // Cluster mode, SSUBSCRIBE: "" if this node may serve the shard channels (an owner of their
@@ -2093,6 +2102,7 @@ awaitable<void> Server::Impl::execute_pubsub(Connection& c, const CommandSpec& s
   }
   c.client.pubsub = ps.pubsub.total(id);
   if (c.client.pubsub == 0) ps.sinks.erase(id);
+  pubsub_changed(c.shard);
   co_await pubsub_flush(c);
 }
 
@@ -2321,6 +2331,7 @@ uint64_t Server::subscribe_sink(unsigned shard, PubKind kind, std::string_view n
   const uint64_t id = impl_->next_sink_id();
   ps.pubsub.subscribe(id, kind, name);
   ps.sinks[id] = sink;
+  impl_->pubsub_changed(shard);
   return id;
 }
 void Server::unsubscribe_sink(unsigned shard, uint64_t id) {
@@ -2328,6 +2339,7 @@ void Server::unsubscribe_sink(unsigned shard, uint64_t id) {
   auto& ps = impl_->per_shard[shard];
   ps.pubsub.remove_client(id);
   ps.sinks.erase(id);
+  impl_->pubsub_changed(shard);
 }
 void Server::count_output_limit_disconnection(unsigned shard) {
   ++impl_->shards.shard(shard).stats.client_output_buffer_limit_disconnections;
