@@ -306,6 +306,27 @@ class SlowSubscriber(unittest.TestCase):
             self.assertIn("closing SSE subscriber", keel.output())
             sse.close()
 
+    def test_blocked_resp3_subscriber_cut_off_leaves_nothing_behind(self):
+        # RESP3 allows BLPOP while subscribed; a cut-off ends the wait as a hangup would.
+        with Keel("--engine", "memory", "--shards", "2", "--set", "limits.pubsub_output_hard=256kb") as keel:
+            admin = redis.Redis(port=keel.port, decode_responses=True)
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", keel.port))
+            s.sendall(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nbx\r\n"
+                      b"*3\r\n$5\r\nBLPOP\r\n$6\r\nnolist\r\n$1\r\n0\r\n")
+            wait_for(lambda: any(c["cmd"] == "blpop" for c in admin.client_list()), "the client to block")
+            payload = "z" * (32 * 1024)
+            for _ in range(200):
+                admin.publish("bx", payload)
+            wait_for(lambda: not any(c["cmd"] == "blpop" for c in admin.client_list()),
+                     "the blocked subscriber to be closed")
+            self.assertEqual(admin.info("stats")["client_output_buffer_limit_disconnections"], 1)
+            self.assertEqual(admin.pubsub_numsub("bx"), [("bx", 0)])
+            admin.lpush("nolist", "v")  # nobody is blocked on it any more
+            self.assertEqual(admin.lrange("nolist", 0, -1), ["v"])
+            s.close()
+
     def test_bad_limits_are_refused(self):
         with Keel("--engine", "memory") as keel:
             r = redis.Redis(port=keel.port, decode_responses=True)

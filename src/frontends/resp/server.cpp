@@ -18,7 +18,6 @@
 #include <list>
 #include <map>
 #include <set>
-#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -64,6 +63,8 @@ struct Pending {
   uint32_t partition = kNoPartition;
 };
 
+struct Blocker;
+
 struct Connection final : PubSubSink {
   tcp::socket sock;
   unsigned shard;
@@ -105,6 +106,7 @@ struct Connection final : PubSubSink {
   bool deny_blocking = false;  // inside EXEC, or no client to block for (HTTP, forwarded)
   bool blocked = false;        // waiting in a blocking command (the idle sweep spares it)
   bool internal = false;       // no client socket: HTTP's run() or a forwarded request
+  Blocker* blocker = nullptr;  // while blocked: woken as by a hangup if the outbox dies
   // Pub/sub. Once the connection subscribed, everything it sends goes through `ob`: messages
   // from any shard or node are appended while the connection waits for requests, and the
   // replies of its commands are appended in order behind them. One write is in flight at a
@@ -313,6 +315,7 @@ struct Server::Impl {
   void kick(Connection& c);
   void written(Connection& c, boost::system::error_code ec, size_t n);
   void cut_off(Connection& c, size_t pending);
+  void wake_blocked(Connection& c);
   void pubsub_leave(Connection& c);
   void pubsub_changed(unsigned sid) {
     per_shard[sid].subscribers.store(per_shard[sid].pubsub.clients(), std::memory_order_release);
@@ -1419,17 +1422,19 @@ awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args
     // the blocking one stop the watch and wait their turn.
     // (Not on a subscribed connection: cancelling the watch would cancel its outbox's write
     // too; a hangup there is noticed when the wait ends.)
-    if (!c.ob.active)
-    c.sock.async_wait(tcp::socket::wait_read, [b, fd = c.sock.native_handle()](boost::system::error_code ec) {
-      if (ec == asio::error::operation_aborted) return;
-      char ch;
-      ssize_t n = ec ? 0 : ::recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) b->readable = true;
-      else b->hangup = true;
-      b->timer.cancel();
-    });
+    if (!c.ob.active) {
+      c.sock.async_wait(tcp::socket::wait_read, [b, fd = c.sock.native_handle()](boost::system::error_code ec) {
+        if (ec == asio::error::operation_aborted) return;
+        char ch;
+        ssize_t n = ec ? 0 : ::recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) b->readable = true;
+        else b->hangup = true;
+        b->timer.cancel();
+      });
+    }
     b->timer.expires_at(deadline);
     c.blocked = true;
+    c.blocker = b.get();
     bool timed_out = false;
     while (!b->served) {  // (served already if a shard served it while it registered)
       auto [ec] = co_await b->timer.async_wait(asio::as_tuple(use_awaitable));
@@ -1446,6 +1451,7 @@ awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args
       b->readable = false;
     }
     c.blocked = false;
+    c.blocker = nullptr;
     boost::system::error_code ignored;
     if (!c.ob.active) c.sock.cancel(ignored);  // the hangup watch
     for (const auto& k : keys) {
@@ -1900,6 +1906,7 @@ void Server::Impl::written(Connection& c, boost::system::error_code ec, size_t n
       boost::system::error_code ignored;
       c.sock.shutdown(tcp::socket::shutdown_both, ignored);
       c.sock.cancel(ignored);
+      wake_blocked(c);
     }
     std::string().swap(c.ob.inflight);
   } else {
@@ -1922,6 +1929,15 @@ void Server::Impl::cut_off(Connection& c, size_t pending) {
   c.sock.shutdown(tcp::socket::shutdown_both, ignored);
   c.sock.cancel(ignored);  // the write in flight ends (written() frees it), and the read loop
   if (c.ob.waiter) c.ob.waiter->cancel();
+  wake_blocked(c);
+}
+
+// A subscribed client blocked in BLPOP & co. (RESP3) whose outbox died ends its wait as if it
+// had hung up (its hangup watch is off while it subscribes).
+void Server::Impl::wake_blocked(Connection& c) {
+  if (!c.blocker) return;
+  c.blocker->hangup = true;
+  c.blocker->timer.cancel();
 }
 
 void Server::Impl::pubsub_leave(Connection& c) {
