@@ -73,6 +73,7 @@ std::optional<cluster::PeerAddress> data_address(const NodeRecord& n) {
 
 struct Waiter {
   uint64_t lsn = 0;
+  uint32_t quorum = 0;  // copies that must hold it; 0: the partition's write quorum
   asio::steady_timer* timer = nullptr;
   bool done = false;
   bool failed = false;
@@ -128,6 +129,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   cluster::MetaService& meta;
   ServiceOptions opt;
   std::vector<std::unique_ptr<ShardState>> st;
+  // Per partition: fresh_as_of_ms of this node's replica copy (monotonic ms; INT64_MIN when it
+  // holds none), written by the partition's shard, read by any (replica reads).
+  std::unique_ptr<std::atomic<int64_t>[]> replica_fresh;
+  std::atomic<uint64_t> replica_reads{0};
 
   // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
   // partition of shard 0 needs no hop at all, and no thread of its own competes for the cores.
@@ -181,6 +186,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   Impl(runtime::ShardSet& s, std::vector<EffectRecorder*> r, cluster::MetaService& m, ServiceOptions o)
       : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)), dio(s.shard(0).io) {
+    replica_fresh = std::make_unique<std::atomic<int64_t>[]>(opt.partitions);
+    for (uint32_t p = 0; p < opt.partitions; ++p) replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
     for (unsigned i = 0; i < shards.size(); ++i) {
       st.push_back(std::make_unique<ShardState>());
       st.back()->by_part.assign(opt.partitions, nullptr);
@@ -466,6 +473,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       it = s.learning.erase(it);
       if (s.copies.erase(p)) {
         s.by_part[p] = nullptr;
+        replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         std::erase(s.active, p);
         if (auto r = recorders[sid]->drop_partition(p); !r)
           spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
@@ -530,7 +538,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       out.committed_lsn = std::max(out.committed_lsn, more.committed_lsn);
     }
     for (uint32_t to : out.snapshot_needed) start_snapshot(sid, p, to);
-    wake(sid, p, out.committed_lsn, copy.is_primary());
+    wake(sid, p, &copy);
+    replica_fresh[p].store(copy.fresh_as_of_ms(), std::memory_order_relaxed);
   }
 
   void ship_later(unsigned sid, uint32_t p) {
@@ -551,13 +560,16 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
-  void wake(unsigned sid, uint32_t p, uint64_t committed, bool primary) {
+  // Resumes the waits on partition p that its copy now satisfies, and fails them all when this
+  // node is no longer p's primary (copy null: dropped).
+  void wake(unsigned sid, uint32_t p, const replication::Copy* copy) {
     auto& s = *st[sid];
     auto wit = s.waiters.find(p);
     if (wit == s.waiters.end()) return;
     auto& ws = wit->second;
+    const bool primary = copy && copy->is_primary();
     for (auto* w : ws) {
-      if (committed >= w->lsn) w->done = true;
+      if (primary && copy->held_by(w->quorum) >= w->lsn) w->done = true;
       else if (!primary) w->failed = true;
       if (w->done || w->failed) w->timer->cancel();
     }
@@ -691,7 +703,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
           s.by_part[p] = nullptr;
           eng->set_recorded(p, false);
           if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
-          wake(sid, p, 0, false);
+          wake(sid, p, nullptr);
+          replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         }
         continue;
       }
@@ -1443,9 +1456,18 @@ uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
   return c->last_lsn() > c->committed_lsn() ? c->last_lsn() : 0;
 }
 
-Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned shard, int64_t) {
+void Service::note_replica_read() { impl_->replica_reads.fetch_add(1, std::memory_order_relaxed); }
+
+int64_t Service::replica_lag_ms(uint32_t partition) const {
+  if (partition >= impl_->opt.partitions) return -1;
+  int64_t fresh = impl_->replica_fresh[partition].load(std::memory_order_relaxed);
+  if (fresh == INT64_MIN) return -1;
+  return std::max<int64_t>(0, now_ms() - fresh);
+}
+
+Result<std::vector<Wait>> Service::after_write(unsigned shard, int64_t) {
   auto& im = *impl_;
-  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  std::vector<Wait> waits;
   auto* rec = im.recorders[shard];
   if (!rec->has_pending()) return waits;
   if (auto c = rec->commit(); !c) return std::unexpected(c.error());
@@ -1461,7 +1483,7 @@ Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned
       continue;
     }
     it->second->durable(*lsn, now);
-    waits.emplace_back(p, *lsn);
+    waits.push_back({p, *lsn, 0});
     im.ship_later(shard, p);
   }
   if (err) return std::unexpected(*err);
@@ -1493,6 +1515,8 @@ ServiceStatus Service::status() {
       if (1 + pv.replicas.size() < t->copies) ++s.under_replicated;
     }
   }
+  s.replica_reads = im.replica_reads.load(std::memory_order_relaxed);
+  for (uint32_t p = 0; p < im.opt.partitions; ++p) s.replica_lag_max_ms = std::max(s.replica_lag_max_ms, replica_lag_ms(p));
   for (auto& st : im.st) {
     s.forwarded += st->forwarded;
     s.forward_errors += st->forward_errors;
@@ -1516,18 +1540,19 @@ ServiceStatus Service::status() {
 }
 
 awaitable<Status> wait_committed(Service& svc, unsigned shard,
-                                 const std::vector<std::pair<uint32_t, uint64_t>>& waits) {
+                                 const std::vector<Wait>& waits) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
-  for (auto& [p, lsn] : waits) {
+  for (auto& [p, lsn, quorum] : waits) {
     auto it = s.copies.find(p);
     if (it == s.copies.end())
       co_return make_error(Errc::kTimeout, fmt::format("outcome unknown: partition {} moved away from this node before the write was replicated; it may or may not have been applied", p));
-    if (it->second->committed_lsn() >= lsn) continue;
+    if (it->second->held_by(quorum) >= lsn) continue;
     Waiter w;
     w.lsn = lsn;
+    w.quorum = quorum;
     w.timer = &timer;
     s.waiters[p].push_back(&w);
     timer.expires_after(std::chrono::milliseconds(im.opt.request_timeout_ms));
