@@ -197,6 +197,17 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   unsigned owner(uint32_t p) const { return p % static_cast<unsigned>(st.size()); }
 
+  // An idle partition's primary renews its lease (and tells its replicas the commit LSN) four
+  // times per lease, at most every 250 ms: enough margin for the lease, replica reads fresh
+  // well within dht.replica_read_max_lag_ms, and few messages for a node's hundreds of
+  // partitions (each heartbeat is a message and an ack).
+  replication::Options copy_options() const {
+    replication::Options ro;
+    ro.lease_ms = opt.lease_ms;
+    ro.heartbeat_ms = std::clamp<int64_t>(opt.lease_ms / 4, 10, 250);
+    return ro;
+  }
+
   // ---------------- data plane
   void send(uint32_t to, std::string payload) {
     if (runtime::ShardSet::current() == 0) return send_here(to, std::move(payload));
@@ -373,9 +384,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     if (s.copies.count(p)) return;
-    replication::Options ro;
-    ro.lease_ms = opt.lease_ms;
-    auto copy = std::make_unique<replication::Copy>(opt.self, ro);
+    auto copy = std::make_unique<replication::Copy>(opt.self, copy_options());
     auto& pv = t->parts[p];
     replication::Config c{pv.epoch, pv.primary, pv.replicas,
                           std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size())),
@@ -573,8 +582,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       else if (!primary) w->failed = true;
       if (w->done || w->failed) w->timer->cancel();
     }
+    // The partition's (empty) list is kept for its next waits: at most one per partition.
     std::erase_if(ws, [](Waiter* w) { return w->done || w->failed; });
-    if (ws.empty()) s.waiters.erase(wit);
   }
 
   // Streams partition p's keys to replica `to`, then lets the log follow. Shard thread.
@@ -657,7 +666,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         auto* c = s.by_part[p];
         if (!c) continue;
         c->tick(now);
-        drive(sid, p);
+        if (c->has_output()) drive(sid, p);  // most ticks of a busy copy send nothing
       }
     }
   }
@@ -709,9 +718,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       if (it == s.copies.end()) {
-        replication::Options ro;
-        ro.lease_ms = opt.lease_ms;
-        it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, ro)).first;
+        it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, copy_options())).first;
         s.by_part[p] = it->second.get();
       }
       replication::Config c;
@@ -981,6 +988,21 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::optional<MovePlan> plan_moves(const Topology& t) {
     auto live = placement_members(t);
     if (!live || live->empty()) return std::nullopt;
+    // The plan depends only on the map and the members: steps that see neither change (every
+    // 200 ms, on every node) reuse it instead of hashing every partition again.
+    if (last_plan && last_plan_version == t.version && last_plan_members == *live) return last_plan;
+    auto mp = compute_plan(t, *live);
+    last_plan = mp;
+    last_plan_version = t.version;
+    last_plan_members = std::move(*live);
+    return mp;
+  }
+  std::optional<MovePlan> last_plan;  // data thread
+  uint64_t last_plan_version = 0;
+  std::vector<cluster::Member> last_plan_members;
+
+  std::optional<MovePlan> compute_plan(const Topology& t, const std::vector<cluster::Member>& live_members) {
+    const auto* live = &live_members;
     MovePlan mp;
     mp.members = live->size();
     mp.cur = cluster_map(t);
@@ -1545,6 +1567,8 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
   auto& s = *im.st[shard];
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
+  // One deadline for all of them (a wait on several partitions is not several timeouts).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(im.opt.request_timeout_ms);
   for (auto& [p, lsn, quorum] : waits) {
     auto it = s.copies.find(p);
     if (it == s.copies.end())
@@ -1555,7 +1579,7 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
     w.quorum = quorum;
     w.timer = &timer;
     s.waiters[p].push_back(&w);
-    timer.expires_after(std::chrono::milliseconds(im.opt.request_timeout_ms));
+    timer.expires_at(deadline);
     co_await timer.async_wait(asio::as_tuple(use_awaitable));
     if (!w.done) {
       auto wit = s.waiters.find(p);

@@ -274,6 +274,11 @@ class Copy {
                                int64_t now_ms);
 
   Output take_output();
+  // Whether take_output() has anything to do (the runtime's timer skips copies without).
+  bool has_output() const {
+    return !out_.send.empty() || !out_.apply.empty() || out_.reset_partition ||
+           !out_.apply_snapshot.empty() || out_.snapshot_done_lsn != 0 || !out_.snapshot_needed.empty();
+  }
   CopyStatus status(int64_t now_ms) const;
   uint64_t last_lsn() const { return last_; }
   uint64_t committed_lsn() const { return commit_; }

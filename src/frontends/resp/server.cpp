@@ -736,17 +736,21 @@ void Server::Impl::after_routed(Connection& c, size_t before) {
 // true answer.
 awaitable<void> Server::Impl::settle(Connection& c) {
   if (c.deferred.empty()) co_return;
-  // Per shard, the highest LSN per (partition, quorum).
-  std::map<unsigned, std::map<std::pair<uint32_t, uint32_t>, uint64_t>> by_shard;
+  // Per shard, the highest LSN per (partition, quorum). A handful of waits: flat vectors.
+  std::vector<std::pair<unsigned, std::vector<dht::Wait>>> by_shard;
   for (auto& d : c.deferred)
     for (auto& w : d.waits) {
-      auto& m = by_shard[shards.owner(w.partition)][{w.partition, w.quorum}];
-      m = std::max(m, w.lsn);
+      unsigned sid = shards.owner(w.partition);
+      auto sit = std::find_if(by_shard.begin(), by_shard.end(), [&](const auto& e) { return e.first == sid; });
+      if (sit == by_shard.end()) sit = by_shard.insert(by_shard.end(), {sid, {}});
+      auto wit = std::find_if(sit->second.begin(), sit->second.end(), [&](const dht::Wait& x) {
+        return x.partition == w.partition && x.quorum == w.quorum;
+      });
+      if (wit == sit->second.end()) sit->second.push_back(w);
+      else wit->lsn = std::max(wit->lsn, w.lsn);
     }
   std::map<unsigned, std::string> failed;
-  for (auto& [sid, parts] : by_shard) {
-    std::vector<dht::Wait> ws;
-    for (auto& [pq, lsn] : parts) ws.push_back({pq.first, lsn, pq.second});
+  for (auto& [sid, ws] : by_shard) {
     // On this connection's own shard the wait runs inline; elsewhere it hops there.
     // Not `cond ? co_await a : co_await b`: GCC 12 destroys the result of a co_await in a
     // conditional expression twice (a double free once it holds an error message).
