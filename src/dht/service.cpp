@@ -894,6 +894,32 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // A node that left the configuration (keel cluster leave) while the map still names it as a
+  // copy is no longer watched by the failure detector: while it drains it is alive, but if it
+  // stops first its partitions would never fail over. So the data plane watches it: once its
+  // link has been down for two lease lengths (the failure detector's dead_after by default),
+  // it counts as dead here, and its partitions fail over like any other dead member's.
+  void watch_departed(const Topology& t) {
+    int64_t now = now_ms();
+    std::set<uint32_t> named;
+    for (auto& pv : t.parts) {
+      if (pv.primary) named.insert(pv.primary);
+      named.insert(pv.replicas.begin(), pv.replicas.end());
+    }
+    std::erase_if(departed_down_since, [&](const auto& e) { return !named.count(e.first) || members.count(e.first); });
+    for (uint32_t id : named) {
+      if (id == opt.self || members.count(id)) continue;
+      if (transport && transport->connected(id)) {
+        departed_down_since.erase(id);
+        continue;
+      }
+      auto [it, fresh] = departed_down_since.emplace(id, now);
+      if (fresh) spdlog::info("dht: node {} left the configuration and its data link is down; its partitions fail over in {} ms unless it comes back", id, 2 * opt.lease_ms);
+      if (now - it->second >= 2 * opt.lease_ms) members[id] = cluster::MemberStatus::kDead;
+    }
+  }
+  std::map<uint32_t, int64_t> departed_down_since;  // data thread
+
   bool dead(uint32_t id) const {
     auto it = members.find(id);
     return it != members.end() && it->second == cluster::MemberStatus::kDead;
@@ -903,15 +929,16 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     members.clear();
     for (auto& m : s.members) members[m.id] = m.self ? cluster::MemberStatus::kAlive : m.status;
     quorum = s.quorum;
-    {
-      std::lock_guard lk(mu);
-      alive_view.clear();
-      for (auto& [id, st] : members) alive_view[id] = st != cluster::MemberStatus::kDead;
-    }
     std::shared_ptr<const Topology> t;
     {
       std::lock_guard lk(mu);
       t = latest;
+    }
+    if (t) watch_departed(*t);
+    {
+      std::lock_guard lk(mu);
+      alive_view.clear();
+      for (auto& [id, st] : members) alive_view[id] = st != cluster::MemberStatus::kDead;
     }
     if (!t || !quorum) return;
     auto moves = plan_moves(*t);

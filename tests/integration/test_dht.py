@@ -596,6 +596,46 @@ class ReplicaReadTest(unittest.TestCase):
         self.assertLess(lag, 1.0)
 
 
+class LeaverStoppedTest(unittest.TestCase):
+    """A member removed with `keel cluster leave` and stopped before its copies moved (here
+    they never move: dht.rebalance = no) is no longer watched by the failure detector; its
+    partitions still fail over, found dead by the data plane, and no acknowledged write is lost."""
+
+    def test_partitions_of_a_stopped_leaver_fail_over(self):
+        c = DhtCluster(extra=("--set", "dht.rebalance=no")).start()
+        try:
+            a = c.client(0)
+            maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
+            keys = ["lv-%d" % i for i in range(200)]
+            for k in keys:
+                self.assertTrue(a.set(k, "v-" + k))
+            on3 = [k for k in keys if next(v for (lo, hi), v in maps.items()
+                                           if lo <= a.execute_command("CLUSTER", "KEYSLOT", k) <= hi)[0]
+                   == c.nodes[2].port]
+            self.assertGreater(len(on3), 20)
+            lv = subprocess.run([KEEL_BIN, "cluster", "leave", "--http", "127.0.0.1:%d" % c.nodes[0].http_port,
+                                 "--id", "3"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(lv.returncode, 0, lv.stdout + lv.stderr)
+            c.nodes[2].proc.kill()
+            c.nodes[2].proc.wait()
+            t0 = time.time()
+            while True:  # the first write to a key node 3 was the primary of
+                try:
+                    a.set(on3[0], "after")
+                    break
+                except redis.RedisError as e:
+                    self.assertLess(time.time() - t0, 30, "no failover: %s" % e)
+                    time.sleep(0.2)
+            print("node 3 left and was killed: a write to its partition succeeded after %.1f s" % (time.time() - t0))
+            for k in keys:
+                want = b"after" if k == on3[0] else ("v-" + k).encode()
+                self.assertEqual(a.get(k), want, k)
+            for k in on3:
+                self.assertTrue(a.set(k, "w"))
+        finally:
+            c.cleanup()
+
+
 class CollectionsFailoverTest(unittest.TestCase):
     """Lists, sets and sorted sets take the one replication path: written through one node, read through
     another, and still whole after their primary is killed with kill -9."""
