@@ -10,9 +10,6 @@ PYTHON     ?= /usr/bin/python3
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
 # Relative paths in the cache key: a clone in another directory still hits the cache.
 export CCACHE_BASEDIR ?= $(CURDIR)
-# Debug info names the build directory; without this, ccache keys on it and a fresh clone in a
-# new directory compiles cold (about 25 minutes on 2 cores instead of a few).
-export CCACHE_NOHASHDIR ?= 1
 
 .PHONY: all deps build run test fault bench fuzz soak asan format clean install
 
