@@ -919,6 +919,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
   }
   std::map<uint32_t, int64_t> departed_down_since;  // data thread
+  ServiceStatus seen;  // under mu: the member figures of status()
 
   bool dead(uint32_t id) const {
     auto it = members.find(id);
@@ -939,6 +940,15 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       std::lock_guard lk(mu);
       alive_view.clear();
       for (auto& [id, st] : members) alive_view[id] = st != cluster::MemberStatus::kDead;
+      seen = ServiceStatus{};
+      seen.members_known = true;
+      seen.quorum = quorum;
+      for (auto& m : s.members) {  // the configured members (a departed one is not counted)
+        auto st = m.self ? cluster::MemberStatus::kAlive : m.status;
+        if (st == cluster::MemberStatus::kDead) ++seen.members_dead;
+        else if (st == cluster::MemberStatus::kSuspect) ++seen.members_suspect;
+        else ++seen.members_alive;
+      }
     }
     if (!t || !quorum) return;
     auto moves = plan_moves(*t);
@@ -1563,6 +1573,14 @@ ServiceStatus Service::status() {
         if (r == im.opt.self) ++s.replicas_here;
       if (1 + pv.replicas.size() < t->copies) ++s.under_replicated;
     }
+  }
+  {
+    std::lock_guard lk(im.mu);
+    s.members_known = im.seen.members_known;
+    s.quorum = im.seen.quorum;
+    s.members_alive = im.seen.members_alive;
+    s.members_suspect = im.seen.members_suspect;
+    s.members_dead = im.seen.members_dead;
   }
   s.replica_reads = im.replica_reads.load(std::memory_order_relaxed);
   for (uint32_t p = 0; p < im.opt.partitions; ++p) s.replica_lag_max_ms = std::max(s.replica_lag_max_ms, replica_lag_ms(p));

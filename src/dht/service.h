@@ -92,6 +92,10 @@ struct ServiceStatus {
   // its primary its most lagging in-sync replica copy may be (-1: it holds none in sync).
   uint64_t replica_reads = 0;
   int64_t replica_lag_max_ms = -1;
+  // The cluster as this node's failure detector last saw it (refreshed every 200 ms): members
+  // by state, and whether a quorum of them is reachable. known = false before the first look.
+  bool members_known = false, quorum = false;
+  uint32_t members_alive = 0, members_suspect = 0, members_dead = 0;
 };
 
 class Service {

@@ -519,6 +519,12 @@ awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec
     // command leaves that to the node the client is connected to.
     bool one_partition = !c.forwarded;
     for (size_t k : keys) one_partition &= key_partition(argv[k], shards.partitions()) == part;
+    if (spec.group == "cache" && caches && argv.size() > 1 && argv[1] != cache::kDefaultCache &&
+        !caches->catalog(c.shard).count(argv[1])) {
+      // A cache created through another node a moment ago may not have reached this node's
+      // catalog yet: look it up in metadata (linearizable) before answering "no cache named".
+      co_await caches->learn(std::string(argv[1]));
+    }
     c.replica_ok = replica_eligible(c, spec, argv);
     int64_t give_up = 0;
     for (int64_t pause_ms = 2;; pause_ms = std::min<int64_t>(pause_ms * 2, 50)) {
