@@ -275,6 +275,9 @@ const std::vector<Setting>& settings() {
       {"dht.rebalance_mb_per_s", "MiB per second the partition snapshots a node sends may take together (0: unlimited)",
        [](const Config& c) { return std::to_string(c.dht_rebalance_mb_per_s); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_rebalance_mb_per_s, v, 0, 100000); }},
+      {"dht.replica_read_max_lag_ms", "a replica answers reads (a cache with readFrom replica, a READONLY connection) only while it is at most this far behind its primary; else the read goes to the primary",
+       [](const Config& c) { return std::to_string(c.dht_replica_read_max_lag_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.dht_replica_read_max_lag_ms, v, 0, 3600000); }},
       {"dht.lease_ms", "a primary serves reads only while its replicas have renewed its lease within this time (0: half of cluster.dead_after_ms)",
        [](const Config& c) { return std::to_string(c.dht_lease_ms); },
        [](Config& c, const std::string& v) {

@@ -35,6 +35,7 @@
 #include "services/routing/service.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
+#include "security/pki.h"
 #include "security/tls.h"
 #include "node/logging.h"
 #include "observe/health_board.h"
@@ -486,6 +487,12 @@ Status Node::start() {
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
+  ho.data_dir = im.cfg.storage.data_dir;
+  if (im.tls_port) {
+    std::ifstream f(im.cfg.tls_cert_file, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (auto info = security::inspect(pem)) ho.tls_cert_not_after = info->not_after;
+  }
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
   {
@@ -561,6 +568,7 @@ Status Node::start() {
     for (auto& m : d.members) so.initial_members.push_back(m.id);
     so.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     so.rebalance = im.cfg.dht_rebalance;
+    so.replica_read_max_lag_ms = static_cast<int64_t>(im.cfg.dht_replica_read_max_lag_ms);
     so.rebalance_transfers = static_cast<uint32_t>(im.cfg.dht_rebalance_transfers);
     so.rebalance_bytes_per_s = im.cfg.dht_rebalance_mb_per_s << 20;
     so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);

@@ -1,3 +1,4 @@
+#include <sys/statvfs.h>
 #include "frontends/http/server.h"
 
 #include <openssl/evp.h>
@@ -459,6 +460,22 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::server, "keel");
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
+    if (opt.tls_cert_not_after)
+      res.body() += fmt::format(
+          "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
+          "# TYPE keel_tls_certificate_expiry_timestamp_seconds gauge\n"
+          "keel_tls_certificate_expiry_timestamp_seconds{{listener=\"resp\"}} {}\n",
+          opt.tls_cert_not_after);
+    if (!opt.data_dir.empty()) {
+      struct statvfs fs {};
+      if (::statvfs(opt.data_dir.c_str(), &fs) == 0)
+        res.body() += fmt::format(
+            "# HELP keel_disk_free_bytes Space left for keel on the filesystem of the data directory.\n"
+            "# TYPE keel_disk_free_bytes gauge\nkeel_disk_free_bytes {}\n"
+            "# HELP keel_disk_size_bytes Size of the filesystem of the data directory.\n"
+            "# TYPE keel_disk_size_bytes gauge\nkeel_disk_size_bytes {}\n",
+            static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize, static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize);
+    }
     if (dht) {
       auto d = dht->status();
       uint32_t self = dht->options().self;
@@ -485,10 +502,23 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# HELP keel_dht_rebalance_partitions_moved_total Partitions switched to new copies by this node (as the member running the moves).\n"
           "# TYPE keel_dht_rebalance_partitions_moved_total counter\nkeel_dht_rebalance_partitions_moved_total {}\n"
           "# HELP keel_dht_snapshot_sent_bytes_total Bytes of partition snapshots this node sent to new or lagging copies.\n"
-          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n",
+          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n"
+          "# HELP keel_dht_replica_reads_total Reads this node answered from a replica copy (readFrom replica, READONLY).\n"
+          "# TYPE keel_dht_replica_reads_total counter\nkeel_dht_replica_reads_total {}\n"
+          "# HELP keel_dht_replica_lag_seconds How far behind its primary this node's most lagging in-sync replica copy may be (-1: none).\n"
+          "# TYPE keel_dht_replica_lag_seconds gauge\nkeel_dht_replica_lag_seconds {}\n",
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
           d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
-          d.snapshot_bytes_sent);
+          d.snapshot_bytes_sent, d.replica_reads,
+          d.replica_lag_max_ms < 0 ? -1.0 : static_cast<double>(d.replica_lag_max_ms) / 1000.0);
+      if (d.members_known)
+        res.body() += fmt::format(
+            "# HELP keel_cluster_members Configured cluster members by state, as this node's failure detector sees them.\n"
+            "# TYPE keel_cluster_members gauge\n"
+            "keel_cluster_members{{state=\"alive\"}} {}\nkeel_cluster_members{{state=\"suspect\"}} {}\nkeel_cluster_members{{state=\"dead\"}} {}\n"
+            "# HELP keel_cluster_quorum Whether this node reaches a quorum of the members (1) or not (0): without it, metadata and failover stop.\n"
+            "# TYPE keel_cluster_quorum gauge\nkeel_cluster_quorum {}\n",
+            d.members_alive, d.members_suspect, d.members_dead, d.quorum ? 1 : 0);
     }
     if (tracer) {
       auto t = tracer->stats();
