@@ -974,7 +974,9 @@ Response Server::Impl::handle_health(const Request& req, std::string_view path, 
     what = "readyz";
     if (stopping) checks.push_back({"shutdown", false, "the node is stopping"});
     if (health) {
-      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000)) checks.push_back(std::move(c));
+      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000,
+                                       SystemClock::instance().now_ms() / 1000))
+        checks.push_back(std::move(c));
     }
     if (path.starts_with("/health/ready/")) {
       auto name = path.substr(14);
