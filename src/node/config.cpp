@@ -342,6 +342,9 @@ const std::vector<Setting>& settings() {
       {"health.stall_after_ms", "a background task (shard maintenance, health poller) silent this long fails /health/ready",
        [](const Config& c) { return std::to_string(c.health_stall_after_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.health_stall_after_ms, v, 1000, 600000); }},
+      {"health.tls_min_days", "a TLS certificate the node serves that expires within this many days fails /health/ready (check certificates)",
+       [](const Config& c) { return std::to_string(c.health_tls_min_days); },
+       [](Config& c, const std::string& v) { return set_u64(c.health_tls_min_days, v, 0, 3650); }},
       {"trace.endpoint", "OTLP/HTTP traces URL (empty = tracing off)",
        [](const Config& c) { return c.trace_endpoint; },
        [](Config& c, const std::string& v) -> std::string {

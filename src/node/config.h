@@ -57,6 +57,7 @@ struct Config {
   uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
   // [health]
+  uint64_t health_tls_min_days = 3;     // a served TLS certificate expiring sooner fails /health/ready
   uint64_t health_stall_after_ms = 5000;  // a background task silent this long fails /health/ready
   // [trace] (OTLP/HTTP JSON export of request spans; off while endpoint is empty)
   std::string trace_endpoint;            // http://HOST:PORT/v1/traces

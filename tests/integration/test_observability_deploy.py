@@ -13,7 +13,7 @@ import urllib.request
 
 import redis
 
-from harness import KEEL_BIN, Keel, free_port
+from harness import KEEL_BIN, Keel, free_port, http
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 DEPLOY = os.path.join(ROOT, "deploy", "observability")
@@ -71,7 +71,7 @@ class DeployObservabilityTest(unittest.TestCase):
         pki = tempfile.mkdtemp(prefix="keel-obs-pki-")
         self.addCleanup(shutil.rmtree, pki, True)
         for args in (["cert", "init", "--dir", pki, "--cluster", "obs"],
-                     ["cert", "issue", "--node", "1", "--dir", pki, "--host", "127.0.0.1"]):
+                     ["cert", "issue", "--node", "1", "--dir", pki, "--host", "127.0.0.1", "--ttl", "1d"]):
             subprocess.run([KEEL_BIN, *args], check=True, capture_output=True, timeout=60)
         peer = free_port()
         k = Keel("--engine", "memory", "--node-id", "1", "--peer-port", str(peer),
@@ -94,6 +94,15 @@ class DeployObservabilityTest(unittest.TestCase):
             time.sleep(0.1)
         missing = {m: where for m, where in wanted.items() if m not in exported}
         self.assertEqual(missing, {}, "read by a dashboard or an alert but not exported")
+
+        # The certificate lives one day: below health.tls_min_days (3), so readiness says so,
+        # and the metric gives its expiry.
+        expiry = float(re.search(r'^keel_tls_certificate_expiry_timestamp_seconds\{listener="resp"\} (\S+)$',
+                                 body, re.M).group(1))
+        self.assertAlmostEqual(expiry - time.time(), 86400, delta=600)
+        st, ready = http("GET", k.http_port, "/health/ready/certificates")
+        self.assertEqual(st, 503, ready)
+        self.assertIn("the resp certificate: 1.0 days left (at least 3 required", json.dumps(ready))
 
 
 if __name__ == "__main__":

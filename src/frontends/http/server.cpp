@@ -1,7 +1,7 @@
-#include <sys/statvfs.h>
 #include "frontends/http/server.h"
 
 #include <openssl/evp.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -30,6 +30,7 @@
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/metrics.h"
 #include "frontends/http/resp_reply.h"
+#include "frontends/http/ui_page.h"
 #include "frontends/resp/server_async.h"
 #include "observe/health_board.h"
 #include "observe/tracer.h"
@@ -195,7 +196,8 @@ namespace {
 // Paths keel answers itself on the HTTP door; everything else may be a gateway route.
 bool keel_path(std::string_view target) {
   return target.starts_with("/v1/") || target == "/v1" || target.starts_with("/health/") ||
-         target.starts_with("/metrics");
+         target.starts_with("/metrics") || target == "/ui" || target.starts_with("/ui/") ||
+         target.starts_with("/ui?");
 }
 
 // An error reply from the data path as an HTTP answer (resp_reply.h).
@@ -452,6 +454,22 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
   if (path == "/health/live" || path == "/health/ready" || path.starts_with("/health/ready/")) {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return handle_health(req, path, q);
+  }
+  if (path == "/ui" || path == "/ui/") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    Response res{path == "/ui" ? bhttp::status::moved_permanently : bhttp::status::ok, req.version()};
+    res.set(bhttp::field::server, "keel");
+    if (path == "/ui") {
+      res.set(bhttp::field::location, "/ui/");
+      co_return res;
+    }
+    res.set(bhttp::field::content_type, "text/html; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-cache");
+    // The page loads nothing from elsewhere: say so to the browser as well.
+    res.set("Content-Security-Policy",
+            "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    res.body() = std::string(ui_page());
+    co_return res;
   }
   if (path == "/metrics") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
@@ -879,7 +897,7 @@ std::string_view http_route(std::string_view path) {
   if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
-  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready"})
+  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
   if (path.starts_with("/health/ready/")) return "/health/ready/{check}";
   return "unmatched";
@@ -956,7 +974,9 @@ Response Server::Impl::handle_health(const Request& req, std::string_view path, 
     what = "readyz";
     if (stopping) checks.push_back({"shutdown", false, "the node is stopping"});
     if (health) {
-      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000)) checks.push_back(std::move(c));
+      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000,
+                                       SystemClock::instance().now_ms() / 1000))
+        checks.push_back(std::move(c));
     }
     if (path.starts_with("/health/ready/")) {
       auto name = path.substr(14);
