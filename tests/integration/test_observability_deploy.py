@@ -86,7 +86,7 @@ class DeployObservabilityTest(unittest.TestCase):
         r.set("a", "1")
         r.get("a")
         exported = set()
-        for _ in range(50):
+        for _ in range(200):  # the cluster families appear once the node has a partition map
             body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % k.http_port, timeout=10).read().decode()
             exported = set(re.findall(r"^# TYPE (keel_[a-z_]+) ", body, re.M))
             if "keel_cluster_quorum" in exported:
