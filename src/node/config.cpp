@@ -284,6 +284,9 @@ const std::vector<Setting>& settings() {
       {"dht.rebalance_mb_per_s", "MiB per second the partition snapshots a node sends may take together (0: unlimited)",
        [](const Config& c) { return std::to_string(c.dht_rebalance_mb_per_s); },
        [](Config& c, const std::string& v) { return set_u64(c.dht_rebalance_mb_per_s, v, 0, 100000); }},
+      {"dht.replica_read_max_lag_ms", "a replica answers reads (a cache with readFrom replica, a READONLY connection) only while it is at most this far behind its primary; else the read goes to the primary",
+       [](const Config& c) { return std::to_string(c.dht_replica_read_max_lag_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.dht_replica_read_max_lag_ms, v, 0, 3600000); }},
       {"dht.lease_ms", "a primary serves reads only while its replicas have renewed its lease within this time (0: half of cluster.dead_after_ms)",
        [](const Config& c) { return std::to_string(c.dht_lease_ms); },
        [](Config& c, const std::string& v) {
@@ -348,6 +351,9 @@ const std::vector<Setting>& settings() {
       {"health.stall_after_ms", "a background task (shard maintenance, health poller) silent this long fails /health/ready",
        [](const Config& c) { return std::to_string(c.health_stall_after_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.health_stall_after_ms, v, 1000, 600000); }},
+      {"health.tls_min_days", "a TLS certificate the node serves that expires within this many days fails /health/ready (check certificates)",
+       [](const Config& c) { return std::to_string(c.health_tls_min_days); },
+       [](Config& c, const std::string& v) { return set_u64(c.health_tls_min_days, v, 0, 3650); }},
       {"trace.endpoint", "OTLP/HTTP traces URL (empty = tracing off)",
        [](const Config& c) { return c.trace_endpoint; },
        [](Config& c, const std::string& v) -> std::string {

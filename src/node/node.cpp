@@ -35,6 +35,7 @@
 #include "services/routing/service.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
+#include "security/pki.h"
 #include "security/tls.h"
 #include "node/logging.h"
 #include "observe/health_board.h"
@@ -100,6 +101,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
+  int64_t tls_not_after = 0;  // the RESP TLS listener's certificate: unix seconds (0: no TLS)
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
   std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
@@ -544,6 +546,14 @@ Status Node::start() {
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
+  ho.data_dir = im.cfg.storage.data_dir;
+  if (im.tls_port) {
+    // The served certificate's expiry, for /metrics and the `certificates` readiness check.
+    std::ifstream f(im.cfg.tls_cert_file, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (auto info = security::inspect(pem)) im.tls_not_after = info->not_after;
+  }
+  ho.tls_cert_not_after = im.tls_not_after;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
   {
@@ -619,6 +629,7 @@ Status Node::start() {
     for (auto& m : d.members) so.initial_members.push_back(m.id);
     so.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     so.rebalance = im.cfg.dht_rebalance;
+    so.replica_read_max_lag_ms = static_cast<int64_t>(im.cfg.dht_replica_read_max_lag_ms);
     so.rebalance_transfers = static_cast<uint32_t>(im.cfg.dht_rebalance_transfers);
     so.rebalance_bytes_per_s = im.cfg.dht_rebalance_mb_per_s << 20;
     so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);
@@ -643,6 +654,8 @@ Status Node::start() {
   // data itself lives in memory.
   im.health = std::make_unique<observe::HealthBoard>(n, true, static_cast<int64_t>(im.cfg.health_stall_after_ms));
   im.http->set_health(im.health.get());
+  if (im.tls_not_after)
+    im.health->set_certificates({{"resp", im.tls_not_after}}, static_cast<int64_t>(im.cfg.health_tls_min_days));
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
   im.http_port = *hport;

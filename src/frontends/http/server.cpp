@@ -1,6 +1,7 @@
 #include "frontends/http/server.h"
 
 #include <openssl/evp.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -31,6 +32,7 @@
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/metrics.h"
 #include "frontends/http/resp_reply.h"
+#include "frontends/http/ui_page.h"
 #include "frontends/resp/server_async.h"
 #include "observe/health_board.h"
 #include "observe/tracer.h"
@@ -198,7 +200,8 @@ namespace {
 // Paths keel answers itself on the HTTP door; everything else may be a gateway route.
 bool keel_path(std::string_view target) {
   return target.starts_with("/v1/") || target == "/v1" || target.starts_with("/health/") ||
-         target.starts_with("/metrics");
+         target.starts_with("/metrics") || target == "/ui" || target.starts_with("/ui/") ||
+         target.starts_with("/ui?");
 }
 
 // An error reply from the data path as an HTTP answer (resp_reply.h).
@@ -456,6 +459,22 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return handle_health(req, path, q);
   }
+  if (path == "/ui" || path == "/ui/") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    Response res{path == "/ui" ? bhttp::status::moved_permanently : bhttp::status::ok, req.version()};
+    res.set(bhttp::field::server, "keel");
+    if (path == "/ui") {
+      res.set(bhttp::field::location, "/ui/");
+      co_return res;
+    }
+    res.set(bhttp::field::content_type, "text/html; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-cache");
+    // The page loads nothing from elsewhere: say so to the browser as well.
+    res.set("Content-Security-Policy",
+            "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    res.body() = std::string(ui_page());
+    co_return res;
+  }
   if (path == "/metrics") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     auto snap = co_await resp::collect_snapshot(resp);
@@ -463,6 +482,22 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::server, "keel");
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
+    if (opt.tls_cert_not_after)
+      res.body() += fmt::format(
+          "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
+          "# TYPE keel_tls_certificate_expiry_timestamp_seconds gauge\n"
+          "keel_tls_certificate_expiry_timestamp_seconds{{listener=\"resp\"}} {}\n",
+          opt.tls_cert_not_after);
+    if (!opt.data_dir.empty()) {
+      struct statvfs fs {};
+      if (::statvfs(opt.data_dir.c_str(), &fs) == 0)
+        res.body() += fmt::format(
+            "# HELP keel_disk_free_bytes Space left for keel on the filesystem of the data directory.\n"
+            "# TYPE keel_disk_free_bytes gauge\nkeel_disk_free_bytes {}\n"
+            "# HELP keel_disk_size_bytes Size of the filesystem of the data directory.\n"
+            "# TYPE keel_disk_size_bytes gauge\nkeel_disk_size_bytes {}\n",
+            static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize, static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize);
+    }
     if (dht) {
       auto d = dht->status();
       uint32_t self = dht->options().self;
@@ -489,10 +524,23 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# HELP keel_dht_rebalance_partitions_moved_total Partitions switched to new copies by this node (as the member running the moves).\n"
           "# TYPE keel_dht_rebalance_partitions_moved_total counter\nkeel_dht_rebalance_partitions_moved_total {}\n"
           "# HELP keel_dht_snapshot_sent_bytes_total Bytes of partition snapshots this node sent to new or lagging copies.\n"
-          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n",
+          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n"
+          "# HELP keel_dht_replica_reads_total Reads this node answered from a replica copy (readFrom replica, READONLY).\n"
+          "# TYPE keel_dht_replica_reads_total counter\nkeel_dht_replica_reads_total {}\n"
+          "# HELP keel_dht_replica_lag_seconds How far behind its primary this node's most lagging in-sync replica copy may be (-1: none).\n"
+          "# TYPE keel_dht_replica_lag_seconds gauge\nkeel_dht_replica_lag_seconds {}\n",
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
           d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
-          d.snapshot_bytes_sent);
+          d.snapshot_bytes_sent, d.replica_reads,
+          d.replica_lag_max_ms < 0 ? -1.0 : static_cast<double>(d.replica_lag_max_ms) / 1000.0);
+      if (d.members_known)
+        res.body() += fmt::format(
+            "# HELP keel_cluster_members Configured cluster members by state, as this node's failure detector sees them.\n"
+            "# TYPE keel_cluster_members gauge\n"
+            "keel_cluster_members{{state=\"alive\"}} {}\nkeel_cluster_members{{state=\"suspect\"}} {}\nkeel_cluster_members{{state=\"dead\"}} {}\n"
+            "# HELP keel_cluster_quorum Whether this node reaches a quorum of the members (1) or not (0): without it, metadata and failover stop.\n"
+            "# TYPE keel_cluster_quorum gauge\nkeel_cluster_quorum {}\n",
+            d.members_alive, d.members_suspect, d.members_dead, d.quorum ? 1 : 0);
     }
     if (tracer) {
       auto t = tracer->stats();
@@ -988,7 +1036,7 @@ std::string_view http_route(std::string_view path) {
   if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
-  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready"})
+  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
   if (path.starts_with("/health/ready/")) return "/health/ready/{check}";
   return "unmatched";
@@ -1065,7 +1113,9 @@ Response Server::Impl::handle_health(const Request& req, std::string_view path, 
     what = "readyz";
     if (stopping) checks.push_back({"shutdown", false, "the node is stopping"});
     if (health) {
-      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000)) checks.push_back(std::move(c));
+      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000,
+                                       SystemClock::instance().now_ms() / 1000))
+        checks.push_back(std::move(c));
     }
     if (path.starts_with("/health/ready/")) {
       auto name = path.substr(14);

@@ -40,6 +40,7 @@ struct ClientState {
   // A blocking command (BLPOP ...) found nothing to pop: it replied as a timeout would (what a
   // client inside MULTI gets), and the server blocks the client instead, for
   // `block_timeout_ms` (0: forever) as the handler parsed it.
+  bool readonly = false;  // READONLY: reads may be answered by a replica copy (cluster mode)
   bool would_block = false;
   int64_t block_timeout_ms = 0;
   // Channels, patterns and shard channels subscribed to (> 0: subscribed mode; in RESP2 only
@@ -76,6 +77,12 @@ struct CmdCtx {
   NodeView* node = nullptr;
   Random* random = nullptr;  // the shard's seeded generator (HRANDFIELD, RANDOMKEY)
   const cache::Catalog* caches = nullptr;  // the named caches this shard knows (CACHE.*)
+  // Set by a command that writes a named cache: the copies its writes must reach before the
+  // reply (the cache's writeQuorum); 0: the partition's write quorum.
+  uint32_t write_quorum = 0;
+  // A replica copy answers this read (readFrom replica, READONLY): it must change nothing a
+  // primary would record (CACHE.GET does not note the access).
+  bool replica_read = false;
   // The router already hashed the first key; handlers asking for the same argument get the
   // cached partition instead of a second CRC16.
   const char* routed_key = nullptr;

@@ -78,11 +78,14 @@ struct Connection final : PubSubSink {
   // Cluster mode: the partitions of the command being run (checked on their shard) and what
   // its reply must wait for (partition, lsn) before it is acknowledged.
   std::vector<uint32_t> parts;
-  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  std::vector<dht::Wait> waits;
   std::optional<Error> write_error;
+  // The command may be answered by a replica copy here (replica_ok: a read of a cache with
+  // readFrom replica, or a read on a READONLY connection); replica_read: route() chose to.
+  bool replica_ok = false, replica_read = false;
   struct Deferred {
     size_t begin, end;  // the reply's bytes in `out`
-    std::vector<std::pair<uint32_t, uint64_t>> waits;
+    std::vector<dht::Wait> waits;
   };
   std::vector<Deferred> deferred;
   // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
@@ -369,6 +372,7 @@ struct Server::Impl {
   static constexpr uint32_t kNowhere = UINT32_MAX;
   uint32_t route(Connection& c, Args argv, const std::vector<size_t>& keys, uint32_t first_part);
   awaitable<void> execute_forward(Connection& c, Args argv, uint32_t node);
+  bool replica_eligible(const Connection& c, const CommandSpec& spec, Args argv) const;
   awaitable<void> pause(unsigned shard, int64_t ms);
   void after_routed(Connection& c, size_t before);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
@@ -401,18 +405,15 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.caches = caches ? &caches->catalog(sid) : nullptr;
     ctx.routed_key = routed_key;
     ctx.routed_partition = routed_partition;
+    ctx.replica_read = c.replica_read;
     size_t before = out.size();
     Reply r(out, proto);
-    if (dht && !c.parts.empty()) {
+    if (dht && !c.parts.empty() && !c.replica_read) {
       bool write = spec.flags & kWrite;
       for (uint32_t p : c.parts) {
         if (shards.owner(p) != sid) continue;
         if (auto e = dht->check_local(sid, p, write, c.now_ms); !e.empty()) return r.error(e);
       }
-      if (!write)
-        for (uint32_t p : c.parts)
-          if (shards.owner(p) == sid)
-            if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.emplace_back(p, lsn);
       spec.handler(ctx, argv, r);
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
@@ -421,10 +422,18 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
         c.write_error = waits.error();
       } else if (!waits->empty()) {
         // after_write committed this shard's engine (every write so far) before shipping.
+        for (auto& w : *waits) w.quorum = ctx.write_quorum;  // a named cache's writeQuorum
         c.waits.insert(c.waits.end(), waits->begin(), waits->end());
         if (sid == c.shard) c.dirty = false;
         return;
       }
+      // Nothing written (a read, or a write that changed nothing: SETNX on a taken key,
+      // CACHE.GET): the reply may still show earlier writes, so it waits until they are held
+      // as a write of this command would be — a read never shows a write a failover could
+      // still lose.
+      for (uint32_t p : c.parts)
+        if (shards.owner(p) == sid)
+          if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.push_back({p, lsn, ctx.write_quorum});
     } else {
       spec.handler(ctx, argv, r);
     }
@@ -607,6 +616,13 @@ awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec
     // command leaves that to the node the client is connected to.
     bool one_partition = !c.forwarded;
     for (size_t k : keys) one_partition &= key_partition(argv[k], shards.partitions()) == part;
+    if (spec.group == "cache" && caches && argv.size() > 1 && argv[1] != cache::kDefaultCache &&
+        !caches->catalog(c.shard).count(argv[1])) {
+      // A cache created through another node a moment ago may not have reached this node's
+      // catalog yet: look it up in metadata (linearizable) before answering "no cache named".
+      co_await caches->learn(std::string(argv[1]));
+    }
+    c.replica_ok = replica_eligible(c, spec, argv);
     int64_t give_up = 0;
     for (int64_t pause_ms = 2;; pause_ms = std::min<int64_t>(pause_ms * 2, 50)) {
       size_t before = c.out.size();
@@ -722,6 +738,20 @@ awaitable<void> Server::Impl::cluster_keys_in_slot(Connection& c, Args argv) {
   for (auto& k : keys) r.bulk(k);
 }
 
+// Whether a replica copy may answer this command: a read of a named cache whose readFrom is
+// replica (CACHE.GET, CACHE.TTL), or a read-only command on a connection that sent READONLY
+// (Redis Cluster's way to read from replicas).
+bool Server::Impl::replica_eligible(const Connection& c, const CommandSpec& spec, Args argv) const {
+  if (spec.group == "cache") {
+    if (spec.name != "cache.get" && spec.name != "cache.ttl") return false;
+    if (!caches || argv.size() < 2) return false;
+    const auto& catalog = caches->catalog(c.shard);
+    auto it = catalog.find(argv[1]);
+    return it != catalog.end() && it->second.def.read_from == cache::ReadFrom::kReplica;
+  }
+  return c.client.readonly && (spec.flags & kReadonly) && !(spec.flags & (kWrite | kBlocking));
+}
+
 // Where a key command runs (no suspension): here (0), on another node (its id), or nowhere
 // (an error reply was written). Fills c.parts with the command's partitions.
 uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>& keys,
@@ -729,6 +759,7 @@ uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>
   auto& r = c.reply;
   const dht::Topology* topo = dht->current(c.shard);
   c.parts.clear();
+  c.replica_read = false;
   c.parts.push_back(first_part);
   for (size_t k : keys) {
     uint32_t p = key_partition(argv[k], shards.partitions());
@@ -749,6 +780,22 @@ uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>
     return kNowhere;
   }
   if (primary == topo->self) return 0;
+  if (c.replica_ok) {
+    // A read a replica may answer: here, if this node holds an in-sync replica copy of every
+    // partition it reads, fresh enough (dht.replica_read_max_lag_ms); else the primary's.
+    bool here = true;
+    for (uint32_t p : c.parts) {
+      const auto& reps = topo->parts[p].replicas;
+      int64_t lag = dht->replica_lag_ms(p);
+      here &= std::find(reps.begin(), reps.end(), topo->self) != reps.end() && lag >= 0 &&
+              lag <= dht->options().replica_read_max_lag_ms;
+    }
+    if (here) {
+      c.replica_read = true;
+      dht->note_replica_read();
+      return 0;
+    }
+  }
   c.parts.clear();
   if (c.forwarded) {
     r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry", first_part));
@@ -792,15 +839,21 @@ void Server::Impl::after_routed(Connection& c, size_t before) {
 // true answer.
 awaitable<void> Server::Impl::settle(Connection& c) {
   if (c.deferred.empty()) co_return;
-  std::map<unsigned, std::map<uint32_t, uint64_t>> by_shard;
+  // Per shard, the highest LSN per (partition, quorum). A handful of waits: flat vectors.
+  std::vector<std::pair<unsigned, std::vector<dht::Wait>>> by_shard;
   for (auto& d : c.deferred)
-    for (auto& [p, lsn] : d.waits) {
-      auto& m = by_shard[shards.owner(p)][p];
-      m = std::max(m, lsn);
+    for (auto& w : d.waits) {
+      unsigned sid = shards.owner(w.partition);
+      auto sit = std::find_if(by_shard.begin(), by_shard.end(), [&](const auto& e) { return e.first == sid; });
+      if (sit == by_shard.end()) sit = by_shard.insert(by_shard.end(), {sid, {}});
+      auto wit = std::find_if(sit->second.begin(), sit->second.end(), [&](const dht::Wait& x) {
+        return x.partition == w.partition && x.quorum == w.quorum;
+      });
+      if (wit == sit->second.end()) sit->second.push_back(w);
+      else wit->lsn = std::max(wit->lsn, w.lsn);
     }
   std::map<unsigned, std::string> failed;
-  for (auto& [sid, parts] : by_shard) {
-    std::vector<std::pair<uint32_t, uint64_t>> ws(parts.begin(), parts.end());
+  for (auto& [sid, ws] : by_shard) {
     // On this connection's own shard the wait runs inline; elsewhere it hops there.
     // Not `cond ? co_await a : co_await b`: GCC 12 destroys the result of a co_await in a
     // conditional expression twice (a double free once it holds an error message).
@@ -816,8 +869,8 @@ awaitable<void> Server::Impl::settle(Connection& c) {
     size_t pos = 0;
     for (auto& d : c.deferred) {
       const std::string* why = nullptr;
-      for (auto& [p, lsn] : d.waits)
-        if (auto it = failed.find(shards.owner(p)); it != failed.end()) why = &it->second;
+      for (auto& w : d.waits)
+        if (auto it = failed.find(shards.owner(w.partition)); it != failed.end()) why = &it->second;
       if (!why) continue;
       out.append(c.out, pos, d.begin - pos);
       Reply(out, c.client.protocol).error("TIMEOUT " + *why);
@@ -1066,13 +1119,13 @@ awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec&
     const unsigned sid = shards.owner(part);
     auto& sh = shards.shard(sid);
     auto read = [&] {
-      if (dht) {
+      if (dht && !c.replica_read) {
         if (auto e = dht->check_local(sid, part, write, now); !e.empty()) {
           refused = std::move(e);
           return;
         }
         if (!write)
-          if (uint64_t lsn = dht->read_fence(sid, part, now)) c.waits.emplace_back(part, lsn);
+          if (uint64_t lsn = dht->read_fence(sid, part, now)) c.waits.push_back({part, lsn, 0});
       }
       if (auto v = sh.engine->get(part, k, now)) scratch.load(part, k, storage::copy_value(*v));
     };

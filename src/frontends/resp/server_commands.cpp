@@ -91,6 +91,7 @@ void cmd_quit(CmdCtx& c, Args, Reply& r) {
 void cmd_reset(CmdCtx& c, Args, Reply& r) {
   c.client->protocol = 2;
   c.client->name.clear();
+  c.client->readonly = false;  // as Redis: RESET leaves READONLY mode
   c.client->authenticated = !c.node->auth_required();
   r.set_protocol(2);
   r.simple("RESET");
