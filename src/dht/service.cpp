@@ -45,10 +45,11 @@ constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
-enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4 };
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, bytes replication message
+//   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
 //   kMove:         u8 op, varint partition, varint epoch, varint node, then per op (rebalancing):
 enum MoveOp : uint8_t {
   kLearn = 1,          // manager -> primary and learner: stream `node` the partition. + primary
@@ -141,6 +142,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<cluster::PeerTransport> transport;
   std::atomic<bool> stopping{false};
   Exec exec;
+  PublishHandler on_publish;
+  std::atomic<uint64_t> publish_dropped{0};
   uint64_t incarnation = 0;  // this process's start (wall ms)
 
   // Metadata followed (driver thread writes, data thread reads: under mu).
@@ -264,6 +267,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         w.bytes(reply);
         self->send(from, std::move(out));
       });
+      return;
+    }
+    if (*kind == kPublish) {
+      auto shard_channel = r.u8();
+      auto channel = r.bytes();
+      auto message = r.bytes();
+      if (!shard_channel || !channel || !message || !on_publish) return;
+      on_publish(*shard_channel != 0, std::string(*channel), std::string(*message));
       return;
     }
     if (*kind == kForwardReply) {
@@ -1550,6 +1561,27 @@ Result<std::vector<Wait>> Service::after_write(unsigned shard, int64_t) {
 }
 
 void Service::set_executor(Exec exec) { impl_->exec = std::move(exec); }
+
+void Service::publish(const std::vector<uint32_t>& nodes, bool shard_channel, std::string_view channel,
+                      std::string_view message) {
+  std::string out;
+  Writer w(out);
+  w.u8(kPublish);
+  w.u8(shard_channel ? 1 : 0);
+  w.bytes(channel);
+  w.bytes(message);
+  auto send_all = [self = impl_, nodes, out = std::move(out)] {
+    for (uint32_t to : nodes) {
+      if (to == self->opt.self) continue;
+      if (!self->transport || !self->transport->send(to, cluster::MsgType::kData, out)) ++self->publish_dropped;
+    }
+  };
+  if (runtime::ShardSet::current() == 0) send_all();
+  else asio::post(impl_->dio, std::move(send_all));
+}
+
+void Service::set_publish_handler(PublishHandler handler) { impl_->on_publish = std::move(handler); }
+uint64_t Service::publish_dropped() const { return impl_->publish_dropped.load(); }
 
 ServiceStatus Service::status() {
   auto& im = *impl_;

@@ -148,6 +148,17 @@ class Service {
                                   std::function<void(std::string)> done)>;
   void set_executor(Exec exec);
 
+  // Cluster pub/sub over the data plane: sends a PUBLISH (or, `shard_channel`, an SPUBLISH) to
+  // `nodes`. Any thread; never waits: a message a peer's queue cannot take (full, oversized,
+  // unknown peer) is dropped and counted (publish_dropped). At most once, like Redis's.
+  void publish(const std::vector<uint32_t>& nodes, bool shard_channel, std::string_view channel,
+               std::string_view message);
+  // Who receives the messages other members publish (the RESP server): called on shard 0's
+  // thread. Set before start().
+  using PublishHandler = std::function<void(bool shard_channel, std::string channel, std::string message)>;
+  void set_publish_handler(PublishHandler handler);
+  uint64_t publish_dropped() const;
+
   ServiceStatus status();
 
   // Shard thread: the partitions this shard serves as primary, and how many of them cannot

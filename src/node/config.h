@@ -29,6 +29,12 @@ struct Config {
   uint64_t max_inline_len = 64 * 1024;
   uint64_t query_buffer_limit = 1ull << 30;
   uint64_t http_max_body = 16ull << 20;
+  // Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`: a subscriber (RESP or SSE) whose
+  // unsent output reaches the hard limit, or stays at or above the soft one for longer than
+  // the soft seconds, is disconnected. 0 disables a limit.
+  uint64_t pubsub_output_hard = 32ull << 20;
+  uint64_t pubsub_output_soft = 8ull << 20;
+  uint64_t pubsub_output_soft_s = 60;
   // [cluster] (consensus-replicated metadata; off while node_id is 0)
   uint32_t cluster_node_id = 0;         // 1..65535; 0 = not part of a cluster
   int cluster_peer_port = 9380;

@@ -156,6 +156,9 @@ struct Node::Impl final : resp::NodeView {
         {"maxmemory-samples", std::to_string(cfg.storage.eviction_samples)},
         {"proto-max-bulk-len", std::to_string(cfg.proto_max_bulk_len)},
         {"client-query-buffer-limit", std::to_string(cfg.query_buffer_limit)},
+        {"client-output-buffer-limit",
+         fmt::format("normal {} slave {} pubsub {} {} {}", obuf_normal, obuf_replica, cfg.pubsub_output_hard,
+                     cfg.pubsub_output_soft, cfg.pubsub_output_soft_s)},
         {"databases", "1"},
         {"save", ""},
         {"appendonly", cfg.storage.kind == storage::EngineConfig::Kind::kPersistent ? "yes" : "no"},
@@ -192,9 +195,11 @@ struct Node::Impl final : resp::NodeView {
       spdlog::info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
       return "";
     }
+    if (resp::iequals(name, "client-output-buffer-limit")) return set_output_buffer_limit(value);
     auto it = kAliases.find(name);
     if (it == kAliases.end())
-      return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel); "
+      return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel, "
+                         "client-output-buffer-limit); "
                          "set it in keel.toml, a KEEL_* variable or a flag and restart",
                          name);
     std::string v(value);
@@ -214,6 +219,50 @@ struct Node::Impl final : resp::NodeView {
     spdlog::info("CONFIG SET {} {}", name, value);
     return "";
   }
+  // CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <soft seconds> ...", Redis's
+  // syntax. The pubsub class is enforced (limits.pubsub_output_*); keel has no replica
+  // clients and does not cut off normal clients, so those classes are kept only to be
+  // reported back, as Redis's encoding knobs are.
+  std::string set_output_buffer_limit(std::string_view value) {
+    std::vector<std::string> words;
+    for (size_t i = 0; i < value.size();) {
+      size_t j = value.find(' ', i);
+      if (j == std::string_view::npos) j = value.size();
+      if (j > i) words.emplace_back(value.substr(i, j - i));
+      i = j + 1;
+    }
+    if (words.empty() || words.size() % 4 != 0) return "Wrong number of arguments in buffer limit configuration.";
+    std::lock_guard lock(config_mu);
+    Config next = cfg;
+    std::string normal = obuf_normal, replica = obuf_replica;
+    for (size_t i = 0; i < words.size(); i += 4) {
+      const std::string cls = resp::to_lower(words[i]);
+      uint64_t hard = 0, soft = 0;
+      int64_t secs = 0;
+      if (cls != "normal" && cls != "slave" && cls != "replica" && cls != "pubsub")
+        return fmt::format("Invalid client class specified in buffer limit configuration: '{}' (allowed: normal, replica, slave, pubsub)", words[i]);
+      if (!parse_size(words[i + 1], hard) || !parse_size(words[i + 2], soft) ||
+          !resp::parse_int64(words[i + 3], secs) || secs < 0 || secs > 31536000)
+        return "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+      const std::string triple = fmt::format("{} {} {}", hard, soft, secs);
+      if (cls == "normal") {
+        normal = triple;
+      } else if (cls == "pubsub") {
+        next.pubsub_output_hard = hard;
+        next.pubsub_output_soft = soft;
+        next.pubsub_output_soft_s = static_cast<uint64_t>(secs);
+      } else {
+        replica = triple;
+      }
+    }
+    cfg = next;
+    obuf_normal = normal;
+    obuf_replica = replica;
+    if (resp) resp->set_pubsub_limits({cfg.pubsub_output_hard, cfg.pubsub_output_soft, cfg.pubsub_output_soft_s});
+    spdlog::info("CONFIG SET client-output-buffer-limit {}", value);
+    return "";
+  }
+  std::string obuf_normal = "0 0 0", obuf_replica = "268435456 67108864 60";
   bool auth(std::string_view user, std::string_view password) const override {
     return user == "default" && !cfg.requirepass.empty() && password == cfg.requirepass;
   }
@@ -306,6 +355,14 @@ struct Node::Impl final : resp::NodeView {
       line("protocol_errors", s.stats.protocol_errors);
       line("tls_handshake_failures", s.stats.tls_handshake_failures);
       line("cross_shard_hops", s.stats.cross_shard_hops);
+      // Summed over shards: a channel subscribed to on two shards counts twice here (PUBSUB
+      // CHANNELS and NUMPAT give the distinct names).
+      line("pubsub_channels", s.stats.pubsub_channels);
+      line("pubsub_patterns", s.stats.pubsub_patterns);
+      line("pubsubshard_channels", s.stats.pubsub_shard_channels);
+      line("client_output_buffer_limit_disconnections", s.stats.client_output_buffer_limit_disconnections);
+      line("pubsub_messages_delivered", s.stats.pubsub_messages_delivered);
+      line("pubsub_fanout_dropped", s.stats.pubsub_fanout_dropped);
       o += "\r\n";
     }
     if (all || section == "commandstats") {
@@ -436,6 +493,7 @@ Status Node::start() {
   ro.max_clients = im.cfg.max_clients;
   ro.query_buffer_limit = im.cfg.query_buffer_limit;
   ro.timeout_s = im.cfg.timeout_s;
+  ro.pubsub_limits = {im.cfg.pubsub_output_hard, im.cfg.pubsub_output_soft, im.cfg.pubsub_output_soft_s};
   if (im.cfg.tls_port != 0) {
     security::TlsServerFiles tf;
     tf.cert_file = im.cfg.tls_cert_file;

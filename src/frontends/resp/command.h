@@ -43,6 +43,9 @@ struct ClientState {
   bool readonly = false;  // READONLY: reads may be answered by a replica copy (cluster mode)
   bool would_block = false;
   int64_t block_timeout_ms = 0;
+  // Channels, patterns and shard channels subscribed to (> 0: subscribed mode; in RESP2 only
+  // the pub/sub commands, PING, QUIT and RESET may run, and PING answers ["pong", arg]).
+  size_t pubsub = 0;
 };
 
 // Read-mostly facts about the node that handlers can report (INFO, CONFIG GET, HELLO).
@@ -159,6 +162,7 @@ void register_bitmap_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);
+void register_pubsub_commands(std::vector<CommandSpec>& t);
 
 // Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).
 void reply_command_info(const CommandSpec& c, Reply& r);

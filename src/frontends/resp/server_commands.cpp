@@ -7,8 +7,14 @@
 namespace keel::resp {
 namespace {
 
-void cmd_ping(CmdCtx&, Args a, Reply& r) {
+void cmd_ping(CmdCtx& c, Args a, Reply& r) {
   if (a.size() > 2) return r.error(wrong_args(a[0]));
+  if (c.client && c.client->pubsub > 0 && r.protocol() == 2) {
+    r.array(2);
+    r.bulk("pong");
+    r.bulk(a.size() == 2 ? a[1] : std::string_view());
+    return;
+  }
   a.size() == 2 ? r.bulk(a[1]) : r.simple("PONG");
 }
 
