@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each comparing keel with its peer side by side in one run.
 # Figures go to stdout; resp_bench.py also rewrites its section of docs/benchmarks.md.
-# BENCH_ONLY=resp|cluster|meta|gateway|client|resilience|sdkx runs one of them.
+# BENCH_ONLY=resp|pubsub|cluster|meta|gateway|client|resilience|sdkx runs one of them.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +11,10 @@ want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 if want resp; then
   echo "== keel vs redis-server (redis-benchmark)"
   /usr/bin/python3 "$here/bench/resp_bench.py" "$build"
+fi
+if want pubsub; then
+  echo "== pub/sub: PUBLISH with 1, 10, 100 subscribers, keel vs redis-server (redis-benchmark)"
+  /usr/bin/python3 "$here/bench/pubsub/pubsub_bench.py" "$build"
 fi
 if want cluster; then
   echo "== distributed hash map: 3-node keel vs 3-master Redis Cluster (redis-benchmark --cluster)"

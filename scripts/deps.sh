@@ -21,7 +21,8 @@ test_pkgs=(
                                                # support lets libstdc++ 12 enable std::expected)
   curl procps redis-server                    # redis-server: the reference for reply parity tests
   openssl                                      # test_tls: openssl x509 / verify read the issued certificates
-  prometheus                                   # promtool checks the /metrics exposition
+  prometheus                                   # promtool checks the /metrics exposition and the alert rules
+  chromium                                     # test_ui: the admin page in a real (headless) browser
 )
 bench_pkgs=(
   redis-server                                 # the peer keel is compared with (also a test dep)

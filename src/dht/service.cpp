@@ -45,10 +45,11 @@ constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
-enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4 };
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, bytes replication message
+//   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
 //   kMove:         u8 op, varint partition, varint epoch, varint node, then per op (rebalancing):
 enum MoveOp : uint8_t {
   kLearn = 1,          // manager -> primary and learner: stream `node` the partition. + primary
@@ -73,6 +74,7 @@ std::optional<cluster::PeerAddress> data_address(const NodeRecord& n) {
 
 struct Waiter {
   uint64_t lsn = 0;
+  uint32_t quorum = 0;  // copies that must hold it; 0: the partition's write quorum
   asio::steady_timer* timer = nullptr;
   bool done = false;
   bool failed = false;
@@ -128,6 +130,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   cluster::MetaService& meta;
   ServiceOptions opt;
   std::vector<std::unique_ptr<ShardState>> st;
+  // Per partition: fresh_as_of_ms of this node's replica copy (monotonic ms; INT64_MIN when it
+  // holds none), written by the partition's shard, read by any (replica reads).
+  std::unique_ptr<std::atomic<int64_t>[]> replica_fresh;
+  std::atomic<uint64_t> replica_reads{0};
 
   // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
   // partition of shard 0 needs no hop at all, and no thread of its own competes for the cores.
@@ -136,6 +142,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<cluster::PeerTransport> transport;
   std::atomic<bool> stopping{false};
   Exec exec;
+  PublishHandler on_publish;
+  std::atomic<uint64_t> publish_dropped{0};
   uint64_t incarnation = 0;  // this process's start (wall ms)
 
   // Metadata followed (driver thread writes, data thread reads: under mu).
@@ -181,6 +189,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   Impl(runtime::ShardSet& s, std::vector<EffectRecorder*> r, cluster::MetaService& m, ServiceOptions o)
       : shards(s), recorders(std::move(r)), meta(m), opt(std::move(o)), dio(s.shard(0).io) {
+    replica_fresh = std::make_unique<std::atomic<int64_t>[]>(opt.partitions);
+    for (uint32_t p = 0; p < opt.partitions; ++p) replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
     for (unsigned i = 0; i < shards.size(); ++i) {
       st.push_back(std::make_unique<ShardState>());
       st.back()->by_part.assign(opt.partitions, nullptr);
@@ -189,6 +199,17 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   }
 
   unsigned owner(uint32_t p) const { return p % static_cast<unsigned>(st.size()); }
+
+  // An idle partition's primary renews its lease (and tells its replicas the commit LSN) four
+  // times per lease, at most every 250 ms: enough margin for the lease, replica reads fresh
+  // well within dht.replica_read_max_lag_ms, and few messages for a node's hundreds of
+  // partitions (each heartbeat is a message and an ack).
+  replication::Options copy_options() const {
+    replication::Options ro;
+    ro.lease_ms = opt.lease_ms;
+    ro.heartbeat_ms = std::clamp<int64_t>(opt.lease_ms / 4, 10, 250);
+    return ro;
+  }
 
   // ---------------- data plane
   void send(uint32_t to, std::string payload) {
@@ -246,6 +267,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         w.bytes(reply);
         self->send(from, std::move(out));
       });
+      return;
+    }
+    if (*kind == kPublish) {
+      auto shard_channel = r.u8();
+      auto channel = r.bytes();
+      auto message = r.bytes();
+      if (!shard_channel || !channel || !message || !on_publish) return;
+      on_publish(*shard_channel != 0, std::string(*channel), std::string(*message));
       return;
     }
     if (*kind == kForwardReply) {
@@ -366,9 +395,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     if (s.copies.count(p)) return;
-    replication::Options ro;
-    ro.lease_ms = opt.lease_ms;
-    auto copy = std::make_unique<replication::Copy>(opt.self, ro);
+    auto copy = std::make_unique<replication::Copy>(opt.self, copy_options());
     auto& pv = t->parts[p];
     replication::Config c{pv.epoch, pv.primary, pv.replicas,
                           std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size())),
@@ -466,6 +493,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       it = s.learning.erase(it);
       if (s.copies.erase(p)) {
         s.by_part[p] = nullptr;
+        replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         std::erase(s.active, p);
         if (auto r = recorders[sid]->drop_partition(p); !r)
           spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
@@ -530,7 +558,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       out.committed_lsn = std::max(out.committed_lsn, more.committed_lsn);
     }
     for (uint32_t to : out.snapshot_needed) start_snapshot(sid, p, to);
-    wake(sid, p, out.committed_lsn, copy.is_primary());
+    wake(sid, p, &copy);
+    replica_fresh[p].store(copy.fresh_as_of_ms(), std::memory_order_relaxed);
   }
 
   void ship_later(unsigned sid, uint32_t p) {
@@ -551,18 +580,21 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     });
   }
 
-  void wake(unsigned sid, uint32_t p, uint64_t committed, bool primary) {
+  // Resumes the waits on partition p that its copy now satisfies, and fails them all when this
+  // node is no longer p's primary (copy null: dropped).
+  void wake(unsigned sid, uint32_t p, const replication::Copy* copy) {
     auto& s = *st[sid];
     auto wit = s.waiters.find(p);
     if (wit == s.waiters.end()) return;
     auto& ws = wit->second;
+    const bool primary = copy && copy->is_primary();
     for (auto* w : ws) {
-      if (committed >= w->lsn) w->done = true;
+      if (primary && copy->held_by(w->quorum) >= w->lsn) w->done = true;
       else if (!primary) w->failed = true;
       if (w->done || w->failed) w->timer->cancel();
     }
+    // The partition's (empty) list is kept for its next waits: at most one per partition.
     std::erase_if(ws, [](Waiter* w) { return w->done || w->failed; });
-    if (ws.empty()) s.waiters.erase(wit);
   }
 
   // Streams partition p's keys to replica `to`, then lets the log follow. Shard thread.
@@ -645,7 +677,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         auto* c = s.by_part[p];
         if (!c) continue;
         c->tick(now);
-        drive(sid, p);
+        if (c->has_output()) drive(sid, p);  // most ticks of a busy copy send nothing
       }
     }
   }
@@ -691,14 +723,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
           s.by_part[p] = nullptr;
           eng->set_recorded(p, false);
           if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
-          wake(sid, p, 0, false);
+          wake(sid, p, nullptr);
+          replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         }
         continue;
       }
       if (it == s.copies.end()) {
-        replication::Options ro;
-        ro.lease_ms = opt.lease_ms;
-        it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, ro)).first;
+        it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, copy_options())).first;
         s.by_part[p] = it->second.get();
       }
       replication::Config c;
@@ -874,6 +905,33 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  // A node that left the configuration (keel cluster leave) while the map still names it as a
+  // copy is no longer watched by the failure detector: while it drains it is alive, but if it
+  // stops first its partitions would never fail over. So the data plane watches it: once its
+  // link has been down for two lease lengths (the failure detector's dead_after by default),
+  // it counts as dead here, and its partitions fail over like any other dead member's.
+  void watch_departed(const Topology& t) {
+    int64_t now = now_ms();
+    std::set<uint32_t> named;
+    for (auto& pv : t.parts) {
+      if (pv.primary) named.insert(pv.primary);
+      named.insert(pv.replicas.begin(), pv.replicas.end());
+    }
+    std::erase_if(departed_down_since, [&](const auto& e) { return !named.count(e.first) || members.count(e.first); });
+    for (uint32_t id : named) {
+      if (id == opt.self || members.count(id)) continue;
+      if (transport && transport->connected(id)) {
+        departed_down_since.erase(id);
+        continue;
+      }
+      auto [it, fresh] = departed_down_since.emplace(id, now);
+      if (fresh) spdlog::info("dht: node {} left the configuration and its data link is down; its partitions fail over in {} ms unless it comes back", id, 2 * opt.lease_ms);
+      if (now - it->second >= 2 * opt.lease_ms) members[id] = cluster::MemberStatus::kDead;
+    }
+  }
+  std::map<uint32_t, int64_t> departed_down_since;  // data thread
+  ServiceStatus seen;  // under mu: the member figures of status()
+
   bool dead(uint32_t id) const {
     auto it = members.find(id);
     return it != members.end() && it->second == cluster::MemberStatus::kDead;
@@ -883,15 +941,25 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     members.clear();
     for (auto& m : s.members) members[m.id] = m.self ? cluster::MemberStatus::kAlive : m.status;
     quorum = s.quorum;
-    {
-      std::lock_guard lk(mu);
-      alive_view.clear();
-      for (auto& [id, st] : members) alive_view[id] = st != cluster::MemberStatus::kDead;
-    }
     std::shared_ptr<const Topology> t;
     {
       std::lock_guard lk(mu);
       t = latest;
+    }
+    if (t) watch_departed(*t);
+    {
+      std::lock_guard lk(mu);
+      alive_view.clear();
+      for (auto& [id, st] : members) alive_view[id] = st != cluster::MemberStatus::kDead;
+      seen = ServiceStatus{};
+      seen.members_known = true;
+      seen.quorum = quorum;
+      for (auto& m : s.members) {  // the configured members (a departed one is not counted)
+        auto st = m.self ? cluster::MemberStatus::kAlive : m.status;
+        if (st == cluster::MemberStatus::kDead) ++seen.members_dead;
+        else if (st == cluster::MemberStatus::kSuspect) ++seen.members_suspect;
+        else ++seen.members_alive;
+      }
     }
     if (!t || !quorum) return;
     auto moves = plan_moves(*t);
@@ -968,6 +1036,21 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::optional<MovePlan> plan_moves(const Topology& t) {
     auto live = placement_members(t);
     if (!live || live->empty()) return std::nullopt;
+    // The plan depends only on the map and the members: steps that see neither change (every
+    // 200 ms, on every node) reuse it instead of hashing every partition again.
+    if (last_plan && last_plan_version == t.version && last_plan_members == *live) return last_plan;
+    auto mp = compute_plan(t, *live);
+    last_plan = mp;
+    last_plan_version = t.version;
+    last_plan_members = std::move(*live);
+    return mp;
+  }
+  std::optional<MovePlan> last_plan;  // data thread
+  uint64_t last_plan_version = 0;
+  std::vector<cluster::Member> last_plan_members;
+
+  std::optional<MovePlan> compute_plan(const Topology& t, const std::vector<cluster::Member>& live_members) {
+    const auto* live = &live_members;
     MovePlan mp;
     mp.members = live->size();
     mp.cur = cluster_map(t);
@@ -1443,9 +1526,18 @@ uint64_t Service::read_fence(unsigned shard, uint32_t partition, int64_t) {
   return c->last_lsn() > c->committed_lsn() ? c->last_lsn() : 0;
 }
 
-Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned shard, int64_t) {
+void Service::note_replica_read() { impl_->replica_reads.fetch_add(1, std::memory_order_relaxed); }
+
+int64_t Service::replica_lag_ms(uint32_t partition) const {
+  if (partition >= impl_->opt.partitions) return -1;
+  int64_t fresh = impl_->replica_fresh[partition].load(std::memory_order_relaxed);
+  if (fresh == INT64_MIN) return -1;
+  return std::max<int64_t>(0, now_ms() - fresh);
+}
+
+Result<std::vector<Wait>> Service::after_write(unsigned shard, int64_t) {
   auto& im = *impl_;
-  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  std::vector<Wait> waits;
   auto* rec = im.recorders[shard];
   if (!rec->has_pending()) return waits;
   if (auto c = rec->commit(); !c) return std::unexpected(c.error());
@@ -1461,7 +1553,7 @@ Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned
       continue;
     }
     it->second->durable(*lsn, now);
-    waits.emplace_back(p, *lsn);
+    waits.push_back({p, *lsn, 0});
     im.ship_later(shard, p);
   }
   if (err) return std::unexpected(*err);
@@ -1469,6 +1561,27 @@ Result<std::vector<std::pair<uint32_t, uint64_t>>> Service::after_write(unsigned
 }
 
 void Service::set_executor(Exec exec) { impl_->exec = std::move(exec); }
+
+void Service::publish(const std::vector<uint32_t>& nodes, bool shard_channel, std::string_view channel,
+                      std::string_view message) {
+  std::string out;
+  Writer w(out);
+  w.u8(kPublish);
+  w.u8(shard_channel ? 1 : 0);
+  w.bytes(channel);
+  w.bytes(message);
+  auto send_all = [self = impl_, nodes, out = std::move(out)] {
+    for (uint32_t to : nodes) {
+      if (to == self->opt.self) continue;
+      if (!self->transport || !self->transport->send(to, cluster::MsgType::kData, out)) ++self->publish_dropped;
+    }
+  };
+  if (runtime::ShardSet::current() == 0) send_all();
+  else asio::post(impl_->dio, std::move(send_all));
+}
+
+void Service::set_publish_handler(PublishHandler handler) { impl_->on_publish = std::move(handler); }
+uint64_t Service::publish_dropped() const { return impl_->publish_dropped.load(); }
 
 ServiceStatus Service::status() {
   auto& im = *impl_;
@@ -1493,6 +1606,16 @@ ServiceStatus Service::status() {
       if (1 + pv.replicas.size() < t->copies) ++s.under_replicated;
     }
   }
+  {
+    std::lock_guard lk(im.mu);
+    s.members_known = im.seen.members_known;
+    s.quorum = im.seen.quorum;
+    s.members_alive = im.seen.members_alive;
+    s.members_suspect = im.seen.members_suspect;
+    s.members_dead = im.seen.members_dead;
+  }
+  s.replica_reads = im.replica_reads.load(std::memory_order_relaxed);
+  for (uint32_t p = 0; p < im.opt.partitions; ++p) s.replica_lag_max_ms = std::max(s.replica_lag_max_ms, replica_lag_ms(p));
   for (auto& st : im.st) {
     s.forwarded += st->forwarded;
     s.forward_errors += st->forward_errors;
@@ -1516,21 +1639,24 @@ ServiceStatus Service::status() {
 }
 
 awaitable<Status> wait_committed(Service& svc, unsigned shard,
-                                 const std::vector<std::pair<uint32_t, uint64_t>>& waits) {
+                                 const std::vector<Wait>& waits) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
-  for (auto& [p, lsn] : waits) {
+  // One deadline for all of them (a wait on several partitions is not several timeouts).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(im.opt.request_timeout_ms);
+  for (auto& [p, lsn, quorum] : waits) {
     auto it = s.copies.find(p);
     if (it == s.copies.end())
       co_return make_error(Errc::kTimeout, fmt::format("outcome unknown: partition {} moved away from this node before the write was replicated; it may or may not have been applied", p));
-    if (it->second->committed_lsn() >= lsn) continue;
+    if (it->second->held_by(quorum) >= lsn) continue;
     Waiter w;
     w.lsn = lsn;
+    w.quorum = quorum;
     w.timer = &timer;
     s.waiters[p].push_back(&w);
-    timer.expires_after(std::chrono::milliseconds(im.opt.request_timeout_ms));
+    timer.expires_at(deadline);
     co_await timer.async_wait(asio::as_tuple(use_awaitable));
     if (!w.done) {
       auto wit = s.waiters.find(p);

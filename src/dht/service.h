@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "dht/wait.h"
 #include "dht/effect.h"
 #include "dht/topology.h"
 
@@ -55,6 +56,8 @@ struct ServiceOptions {
   std::vector<uint32_t> initial_members;  // the members a new map is placed over
   int64_t request_timeout_ms = 2000;      // forwarding and quorum waits
   int64_t lease_ms = 2000;
+  // Reads from replicas (readFrom replica, READONLY) only from a replica this fresh.
+  int64_t replica_read_max_lag_ms = 1000;
   // Rebalancing: partitions a node sends or receives at once, and the bandwidth every
   // snapshot this node sends shares (0 = unlimited).
   bool rebalance = false;  // dht.rebalance: run the moves (off by default, see docs/dht.md)
@@ -85,6 +88,14 @@ struct ServiceStatus {
     bool caught_up = false;
   };
   std::vector<Transfer> transfers;  // on the member running the moves
+  // Reads from replicas: how many this node answered from a replica copy, and how far behind
+  // its primary its most lagging in-sync replica copy may be (-1: it holds none in sync).
+  uint64_t replica_reads = 0;
+  int64_t replica_lag_max_ms = -1;
+  // The cluster as this node's failure detector last saw it (refreshed every 200 ms): members
+  // by state, and whether a quorum of them is reachable. known = false before the first look.
+  bool members_known = false, quorum = false;
+  uint32_t members_alive = 0, members_suspect = 0, members_dead = 0;
 };
 
 class Service {
@@ -119,17 +130,34 @@ class Service {
   // (the partition's last write, when not yet committed: a read never shows a write that a
   // failover could still lose), or 0.
   uint64_t read_fence(unsigned shard, uint32_t partition, int64_t now_ms);
+  // Any thread: how far (ms) this node's replica copy of `partition` may be behind its primary
+  // — it has applied every write the primary had acknowledged that long ago (plus one
+  // message's flight) — or -1 if this node holds no replica copy that is in sync.
+  int64_t replica_lag_ms(uint32_t partition) const;
+  // Any thread: counts a read answered from a replica copy here (ServiceStatus::replica_reads).
+  void note_replica_read();
   // Shard thread, after a write command ran on it: the recorded effects are appended to their
-  // partitions' logs and shipped. Returns what the reply must wait for: (partition, lsn).
+  // partitions' logs and shipped. Returns what the reply must wait for (quorum 0).
   // An append refused (backlog full) is returned as an error; the write is already applied
   // locally, so the caller reports an unknown outcome.
-  Result<std::vector<std::pair<uint32_t, uint64_t>>> after_write(unsigned shard, int64_t now_ms);
+  Result<std::vector<Wait>> after_write(unsigned shard, int64_t now_ms);
 
   // A forwarded request is executed by `exec` (the RESP server): argv and protocol in, the
   // reply bytes out through the callback, on any shard.
   using Exec = std::function<void(std::vector<std::string> argv, int protocol,
                                   std::function<void(std::string)> done)>;
   void set_executor(Exec exec);
+
+  // Cluster pub/sub over the data plane: sends a PUBLISH (or, `shard_channel`, an SPUBLISH) to
+  // `nodes`. Any thread; never waits: a message a peer's queue cannot take (full, oversized,
+  // unknown peer) is dropped and counted (publish_dropped). At most once, like Redis's.
+  void publish(const std::vector<uint32_t>& nodes, bool shard_channel, std::string_view channel,
+               std::string_view message);
+  // Who receives the messages other members publish (the RESP server): called on shard 0's
+  // thread. Set before start().
+  using PublishHandler = std::function<void(bool shard_channel, std::string channel, std::string message)>;
+  void set_publish_handler(PublishHandler handler);
+  uint64_t publish_dropped() const;
 
   ServiceStatus status();
 

@@ -13,11 +13,11 @@
 
 namespace keel::dht {
 
-// Resumes once every (partition, lsn) is held by write_quorum copies. kTimeout (outcome
+// Resumes once every wait's LSN is held by its quorum of copies. kTimeout (outcome
 // unknown: the write is applied here and may survive) after request_timeout_ms, or
 // kUnavailable-free kTimeout as well when this node stops being the partition's primary.
 boost::asio::awaitable<Status> wait_committed(Service& s, unsigned shard,
-                                              const std::vector<std::pair<uint32_t, uint64_t>>& waits);  // lives in the caller's frame
+                                              const std::vector<Wait>& waits);  // lives in the caller's frame
 
 // Runs `argv` on node `node` (the partition's primary) and returns its reply bytes, encoded
 // for `protocol`. kUnavailable if the request could not be sent (nothing ran), kTimeout if no

@@ -29,6 +29,12 @@ struct Config {
   uint64_t max_inline_len = 64 * 1024;
   uint64_t query_buffer_limit = 1ull << 30;
   uint64_t http_max_body = 16ull << 20;
+  // Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`: a subscriber (RESP or SSE) whose
+  // unsent output reaches the hard limit, or stays at or above the soft one for longer than
+  // the soft seconds, is disconnected. 0 disables a limit.
+  uint64_t pubsub_output_hard = 32ull << 20;
+  uint64_t pubsub_output_soft = 8ull << 20;
+  uint64_t pubsub_output_soft_s = 60;
   // [cluster] (consensus-replicated metadata; off while node_id is 0)
   uint32_t cluster_node_id = 0;         // 1..65535; 0 = not part of a cluster
   int cluster_peer_port = 9380;
@@ -53,9 +59,11 @@ struct Config {
   bool dht_rebalance = true;             // run partition moves onto new members and off leaving ones
   uint64_t dht_rebalance_transfers = 4;  // partitions a node sends or receives at once while rebalancing
   uint64_t dht_rebalance_mb_per_s = 64;  // bandwidth of the snapshots a node sends (0: unlimited)
+  uint64_t dht_replica_read_max_lag_ms = 1000;  // a replica serves reads only this fresh (readFrom replica, READONLY)
   uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)
   // [health]
+  uint64_t health_tls_min_days = 3;     // a served TLS certificate expiring sooner fails /health/ready
   uint64_t health_stall_after_ms = 5000;  // a background task silent this long fails /health/ready
   // [trace] (OTLP/HTTP JSON export of request spans; off while endpoint is empty)
   std::string trace_endpoint;            // http://HOST:PORT/v1/traces

@@ -35,6 +35,7 @@
 #include "services/routing/service.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
+#include "security/pki.h"
 #include "security/tls.h"
 #include "node/logging.h"
 #include "observe/health_board.h"
@@ -100,6 +101,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
+  int64_t tls_not_after = 0;  // the RESP TLS listener's certificate: unix seconds (0: no TLS)
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
   std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
@@ -154,6 +156,9 @@ struct Node::Impl final : resp::NodeView {
         {"maxmemory-samples", std::to_string(cfg.storage.eviction_samples)},
         {"proto-max-bulk-len", std::to_string(cfg.proto_max_bulk_len)},
         {"client-query-buffer-limit", std::to_string(cfg.query_buffer_limit)},
+        {"client-output-buffer-limit",
+         fmt::format("normal {} slave {} pubsub {} {} {}", obuf_normal, obuf_replica, cfg.pubsub_output_hard,
+                     cfg.pubsub_output_soft, cfg.pubsub_output_soft_s)},
         {"databases", "1"},
         {"save", ""},
         {"appendonly", cfg.storage.kind == storage::EngineConfig::Kind::kPersistent ? "yes" : "no"},
@@ -190,9 +195,11 @@ struct Node::Impl final : resp::NodeView {
       spdlog::info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
       return "";
     }
+    if (resp::iequals(name, "client-output-buffer-limit")) return set_output_buffer_limit(value);
     auto it = kAliases.find(name);
     if (it == kAliases.end())
-      return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel); "
+      return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel, "
+                         "client-output-buffer-limit); "
                          "set it in keel.toml, a KEEL_* variable or a flag and restart",
                          name);
     std::string v(value);
@@ -212,6 +219,50 @@ struct Node::Impl final : resp::NodeView {
     spdlog::info("CONFIG SET {} {}", name, value);
     return "";
   }
+  // CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <soft seconds> ...", Redis's
+  // syntax. The pubsub class is enforced (limits.pubsub_output_*); keel has no replica
+  // clients and does not cut off normal clients, so those classes are kept only to be
+  // reported back, as Redis's encoding knobs are.
+  std::string set_output_buffer_limit(std::string_view value) {
+    std::vector<std::string> words;
+    for (size_t i = 0; i < value.size();) {
+      size_t j = value.find(' ', i);
+      if (j == std::string_view::npos) j = value.size();
+      if (j > i) words.emplace_back(value.substr(i, j - i));
+      i = j + 1;
+    }
+    if (words.empty() || words.size() % 4 != 0) return "Wrong number of arguments in buffer limit configuration.";
+    std::lock_guard lock(config_mu);
+    Config next = cfg;
+    std::string normal = obuf_normal, replica = obuf_replica;
+    for (size_t i = 0; i < words.size(); i += 4) {
+      const std::string cls = resp::to_lower(words[i]);
+      uint64_t hard = 0, soft = 0;
+      int64_t secs = 0;
+      if (cls != "normal" && cls != "slave" && cls != "replica" && cls != "pubsub")
+        return fmt::format("Invalid client class specified in buffer limit configuration: '{}' (allowed: normal, replica, slave, pubsub)", words[i]);
+      if (!parse_size(words[i + 1], hard) || !parse_size(words[i + 2], soft) ||
+          !resp::parse_int64(words[i + 3], secs) || secs < 0 || secs > 31536000)
+        return "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+      const std::string triple = fmt::format("{} {} {}", hard, soft, secs);
+      if (cls == "normal") {
+        normal = triple;
+      } else if (cls == "pubsub") {
+        next.pubsub_output_hard = hard;
+        next.pubsub_output_soft = soft;
+        next.pubsub_output_soft_s = static_cast<uint64_t>(secs);
+      } else {
+        replica = triple;
+      }
+    }
+    cfg = next;
+    obuf_normal = normal;
+    obuf_replica = replica;
+    if (resp) resp->set_pubsub_limits({cfg.pubsub_output_hard, cfg.pubsub_output_soft, cfg.pubsub_output_soft_s});
+    spdlog::info("CONFIG SET client-output-buffer-limit {}", value);
+    return "";
+  }
+  std::string obuf_normal = "0 0 0", obuf_replica = "268435456 67108864 60";
   bool auth(std::string_view user, std::string_view password) const override {
     return user == "default" && !cfg.requirepass.empty() && password == cfg.requirepass;
   }
@@ -304,6 +355,14 @@ struct Node::Impl final : resp::NodeView {
       line("protocol_errors", s.stats.protocol_errors);
       line("tls_handshake_failures", s.stats.tls_handshake_failures);
       line("cross_shard_hops", s.stats.cross_shard_hops);
+      // Summed over shards: a channel subscribed to on two shards counts twice here (PUBSUB
+      // CHANNELS and NUMPAT give the distinct names).
+      line("pubsub_channels", s.stats.pubsub_channels);
+      line("pubsub_patterns", s.stats.pubsub_patterns);
+      line("pubsubshard_channels", s.stats.pubsub_shard_channels);
+      line("client_output_buffer_limit_disconnections", s.stats.client_output_buffer_limit_disconnections);
+      line("pubsub_messages_delivered", s.stats.pubsub_messages_delivered);
+      line("pubsub_fanout_dropped", s.stats.pubsub_fanout_dropped);
       o += "\r\n";
     }
     if (all || section == "commandstats") {
@@ -434,6 +493,7 @@ Status Node::start() {
   ro.max_clients = im.cfg.max_clients;
   ro.query_buffer_limit = im.cfg.query_buffer_limit;
   ro.timeout_s = im.cfg.timeout_s;
+  ro.pubsub_limits = {im.cfg.pubsub_output_hard, im.cfg.pubsub_output_soft, im.cfg.pubsub_output_soft_s};
   if (im.cfg.tls_port != 0) {
     security::TlsServerFiles tf;
     tf.cert_file = im.cfg.tls_cert_file;
@@ -486,6 +546,14 @@ Status Node::start() {
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
+  ho.data_dir = im.cfg.storage.data_dir;
+  if (im.tls_port) {
+    // The served certificate's expiry, for /metrics and the `certificates` readiness check.
+    std::ifstream f(im.cfg.tls_cert_file, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (auto info = security::inspect(pem)) im.tls_not_after = info->not_after;
+  }
+  ho.tls_cert_not_after = im.tls_not_after;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
   {
@@ -561,6 +629,7 @@ Status Node::start() {
     for (auto& m : d.members) so.initial_members.push_back(m.id);
     so.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     so.rebalance = im.cfg.dht_rebalance;
+    so.replica_read_max_lag_ms = static_cast<int64_t>(im.cfg.dht_replica_read_max_lag_ms);
     so.rebalance_transfers = static_cast<uint32_t>(im.cfg.dht_rebalance_transfers);
     so.rebalance_bytes_per_s = im.cfg.dht_rebalance_mb_per_s << 20;
     so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);
@@ -585,6 +654,8 @@ Status Node::start() {
   // data itself lives in memory.
   im.health = std::make_unique<observe::HealthBoard>(n, true, static_cast<int64_t>(im.cfg.health_stall_after_ms));
   im.http->set_health(im.health.get());
+  if (im.tls_not_after)
+    im.health->set_certificates({{"resp", im.tls_not_after}}, static_cast<int64_t>(im.cfg.health_tls_min_days));
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
   im.http_port = *hport;

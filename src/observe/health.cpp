@@ -45,6 +45,22 @@ CheckResult check_tasks(const std::vector<TaskFacts>& tasks, int64_t stall_after
   return {"tasks", true, fmt::format("{} tasks running", tasks.size())};
 }
 
+CheckResult check_certificates(const std::vector<CertificateFacts>& certs, int64_t now_unix_s, int64_t min_days) {
+  std::string why, ok;
+  for (auto& c : certs) {
+    int64_t left_s = c.not_after_s - now_unix_s;
+    std::string left = left_s <= 0 ? "expired" : fmt::format("{:.1f} days left", static_cast<double>(left_s) / 86400);
+    if (left_s < min_days * 86400) {
+      why += fmt::format("{}the {} certificate: {} (at least {} required; renew it, see docs/operations.md)",
+                         why.empty() ? "" : "; ", c.listener, left, min_days);
+    } else {
+      ok += fmt::format("{}{}: {}", ok.empty() ? "" : ", ", c.listener, left);
+    }
+  }
+  if (!why.empty()) return {"certificates", false, why};
+  return {"certificates", true, ok};
+}
+
 bool all_ok(const std::vector<CheckResult>& checks) {
   for (auto& c : checks)
     if (!c.ok) return false;

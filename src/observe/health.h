@@ -14,6 +14,8 @@
 //                (a gateway, or all copies elsewhere) passes once it routes by a map.
 //  - tasks       every shard's event loop and maintenance timer ran recently (within
 //                stall_after_ms), and the metadata service answered within its deadline.
+//  - certificates (only when a TLS listener is on) every certificate the node serves is valid
+//                for at least min_days more days.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +58,13 @@ struct TaskFacts {
   int64_t silent_ms = 0; // since it last reported; < 0: it never did
 };
 
+struct CertificateFacts {
+  std::string listener;    // "resp", ...
+  int64_t not_after_s = 0; // unix seconds
+};
+
 CheckResult check_storage(const StorageFacts& f);
+CheckResult check_certificates(const std::vector<CertificateFacts>& certs, int64_t now_unix_s, int64_t min_days);
 CheckResult check_metadata(const MetadataFacts& f);
 CheckResult check_partitions(const PartitionFacts& f);
 CheckResult check_tasks(const std::vector<TaskFacts>& tasks, int64_t stall_after_ms);

@@ -24,7 +24,13 @@ void HealthBoard::poller_report(int64_t now_ms, std::string storage_error, const
   map_version_ = map_version;
 }
 
-std::vector<CheckResult> HealthBoard::readiness(int64_t now_ms) const {
+void HealthBoard::set_certificates(std::vector<CertificateFacts> certs, int64_t min_days) {
+  std::lock_guard lk(mu_);
+  certs_ = std::move(certs);
+  cert_min_days_ = min_days;
+}
+
+std::vector<CheckResult> HealthBoard::readiness(int64_t now_ms, int64_t now_unix_s) const {
   std::lock_guard lk(mu_);
   std::vector<CheckResult> out;
   bool poller_fresh = poller_seen_ms_ >= 0 && now_ms - poller_seen_ms_ <= stall_after_ms_;
@@ -53,6 +59,7 @@ std::vector<CheckResult> HealthBoard::readiness(int64_t now_ms) const {
     tasks.push_back({fmt::format("shard {} maintenance", i), shard_seen_ms_[i] < 0 ? -1 : now_ms - shard_seen_ms_[i]});
   tasks.push_back({"health poller", poller_seen_ms_ < 0 ? -1 : now_ms - poller_seen_ms_});
   out.push_back(check_tasks(tasks, stall_after_ms_));
+  if (!certs_.empty()) out.push_back(check_certificates(certs_, now_unix_s, cert_min_days_));
   return out;
 }
 

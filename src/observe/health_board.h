@@ -32,7 +32,10 @@ class HealthBoard {
 
   // The readiness checks as of now_ms (monotonic). A node without a metadata service (never
   // the case in keel, where every node runs one) would leave metadata unanswered.
-  std::vector<CheckResult> readiness(int64_t now_ms) const;
+  std::vector<CheckResult> readiness(int64_t now_ms, int64_t now_unix_s = 0) const;
+  // The certificates the node serves (TLS listeners): adds the `certificates` check, which
+  // fails when one expires within min_days.
+  void set_certificates(std::vector<CertificateFacts> certs, int64_t min_days);
   int64_t stall_after_ms() const { return stall_after_ms_; }
 
  private:
@@ -45,6 +48,8 @@ class HealthBoard {
   std::string storage_error_;
   MetadataFacts meta_;
   uint64_t map_version_ = 0;
+  std::vector<CertificateFacts> certs_;
+  int64_t cert_min_days_ = 0;
 };
 
 }  // namespace keel::observe

@@ -46,6 +46,15 @@ struct ShardStats {
   uint64_t net_input_bytes = 0;
   uint64_t net_output_bytes = 0;
   uint64_t cross_shard_hops = 0;
+  // Pub/sub: messages delivered to subscribers (one per receiving subscription), subscribers
+  // cut off by the pubsub output-buffer limit, and cluster fan-out frames a peer queue refused.
+  uint64_t pubsub_messages_delivered = 0;
+  uint64_t client_output_buffer_limit_disconnections = 0;
+  uint64_t pubsub_channels = 0;  // gauge, merged as a sum: channels with a subscriber per shard
+  uint64_t pubsub_patterns = 0;  // gauge, idem
+  uint64_t pubsub_shard_channels = 0;  // gauge, idem
+  uint64_t pubsub_fanout_dropped = 0;  // set by the server from the dht service's counter
+  uint64_t pubsub_clients = 0;   // gauge: connections (and SSE streams) in subscribed mode
 
   void merge(const ShardStats& o) {
     if (commands.size() < o.commands.size()) commands.resize(o.commands.size());
@@ -58,6 +67,13 @@ struct ShardStats {
     net_input_bytes += o.net_input_bytes;
     net_output_bytes += o.net_output_bytes;
     cross_shard_hops += o.cross_shard_hops;
+    pubsub_messages_delivered += o.pubsub_messages_delivered;
+    client_output_buffer_limit_disconnections += o.client_output_buffer_limit_disconnections;
+    pubsub_channels += o.pubsub_channels;
+    pubsub_patterns += o.pubsub_patterns;
+    pubsub_shard_channels += o.pubsub_shard_channels;
+    pubsub_fanout_dropped += o.pubsub_fanout_dropped;
+    pubsub_clients += o.pubsub_clients;
   }
 };
 

@@ -163,6 +163,7 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   if (c.epoch <= cfg_.epoch) return {};
   cfg_ = c;
   peers_.clear();
+  fresh_as_of_ms_ = INT64_MIN;
   handover_to_ = 0;
   last_append_sent_ms_ = 0;
   if (snap_in_progress_) {
@@ -178,21 +179,8 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
                         pending_fences_.end());
   if (c.primary == self_) {
     role_ = Role::kPrimary;
-    for (NodeId r : c.replicas) {
-      Peer p;
-      p.id = r;
-      p.next = last_ + 1;
-      p.last_progress_ms = now_ms;
-      peers_.push_back(p);
-    }
-    for (NodeId l : c.learners) {
-      Peer p;
-      p.id = l;
-      p.next = last_ + 1;
-      p.last_progress_ms = now_ms;
-      p.learner = true;
-      peers_.push_back(p);
-    }
+    for (NodeId r : c.replicas) peers_.push_back(new_peer(r, false, now_ms));
+    for (NodeId l : c.learners) peers_.push_back(new_peer(l, true, now_ms));
     // The barrier: the first entry of the epoch; committing it commits everything before it.
     Entry b{.lsn = last_ + 1, .epoch = c.epoch, .effect = {}};
     epoch_start_ = b.lsn;
@@ -287,12 +275,7 @@ Status Copy::set_learners(std::vector<NodeId> learners, int64_t now_ms) {
   });
   for (NodeId l : c.learners) {
     if (peer(l)) continue;
-    Peer p;
-    p.id = l;
-    p.next = last_ + 1;
-    p.last_progress_ms = now_ms;
-    p.learner = true;
-    peers_.push_back(p);
+    peers_.push_back(new_peer(l, true, now_ms));
     if (!fenced()) send_to(peers_.back(), now_ms);  // its answer says where it is
   }
   cfg_.learners = std::move(c.learners);
@@ -346,6 +329,28 @@ void Copy::advance_commit() {
     trim_log();
   }
   out_.committed_lsn = commit_;
+}
+
+Copy::Peer Copy::new_peer(NodeId id, bool learner, int64_t now_ms) const {
+  Peer p;
+  p.id = id;
+  p.next = last_ + 1;  // a mismatch answer says where it really is
+  p.last_progress_ms = now_ms;
+  p.learner = learner;
+  return p;
+}
+
+uint64_t Copy::held_by(uint32_t k) const {
+  if (role_ != Role::kPrimary) return 0;
+  if (k == 0 || k == cfg_.write_quorum) return commit_;
+  std::vector<uint64_t> d;
+  d.push_back(durable_);
+  for (const auto& p : peers_)
+    if (!p.learner) d.push_back(p.acked);
+  k = std::min<uint32_t>(k, static_cast<uint32_t>(d.size()));
+  std::nth_element(d.begin(), d.begin() + (k - 1), d.end(), std::greater<>());
+  uint64_t held = d[k - 1];
+  return k > cfg_.write_quorum ? std::min(held, commit_) : held;
 }
 
 void Copy::send_to(Peer& p, int64_t now_ms) {
@@ -488,6 +493,7 @@ void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
     push_entry(e);
   }
   commit_ = std::max(commit_, std::min(a.commit_lsn, last_));
+  if (last_ >= a.commit_lsn) fresh_as_of_ms_ = now_ms;
   trim_log();
   send_ack(false, now_ms);
 }
@@ -552,6 +558,7 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b) {
       b.snapshot_lsn > 0)
     return;
   snap_in_progress_ = true;
+  fresh_as_of_ms_ = INT64_MIN;
   snap_lsn_ = b.snapshot_lsn;
   snap_epoch_ = b.snapshot_epoch;
   snap_next_seq_ = 0;

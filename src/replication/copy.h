@@ -274,9 +274,27 @@ class Copy {
                                int64_t now_ms);
 
   Output take_output();
+  // Whether take_output() has anything to do (the runtime's timer skips copies without).
+  bool has_output() const {
+    return !out_.send.empty() || !out_.apply.empty() || out_.reset_partition ||
+           !out_.apply_snapshot.empty() || out_.snapshot_done_lsn != 0 || !out_.snapshot_needed.empty();
+  }
   CopyStatus status(int64_t now_ms) const;
   uint64_t last_lsn() const { return last_; }
   uint64_t committed_lsn() const { return commit_; }
+  // Primary: the highest LSN durably held by `k` copies (the primary counted, learners not):
+  // what a write that asks for its own quorum waits for (a named cache's writeQuorum). With k
+  // equal to the configured write_quorum this is committed_lsn(). k above write_quorum also
+  // waits for committed_lsn() (so the epoch rule holds); k below it may be answered before the
+  // write is committed, and such a write is lost if the primary is lost before it commits. k
+  // is capped at the number of copies. 0 on a replica.
+  uint64_t held_by(uint32_t k) const;
+  // Replica: the last time (now_ms of the call) it received an Append after which it held
+  // every entry up to the primary's commit LSN carried in it — so it reflected every write
+  // acknowledged before the primary sent it. INT64_MIN if never since it became a replica in
+  // its current epoch, or if it is not a replica. Reads served by a replica are at most
+  // (now - fresh_as_of_ms()) plus one message's flight behind the primary.
+  int64_t fresh_as_of_ms() const { return role_ == Role::kReplica ? fresh_as_of_ms_ : INT64_MIN; }
   // Primary of its epoch, not fenced for a newer one and not handing over: a write may be
   // applied and appended.
   bool writable() const { return role_ == Role::kPrimary && !fenced() && handover_to_ == 0; }
@@ -318,6 +336,7 @@ class Copy {
   void answer_fences(int64_t now_ms);
   bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
   Peer* peer(NodeId id);
+  Peer new_peer(NodeId id, bool learner, int64_t now_ms) const;
   size_t lease_grants_needed() const;
 
   NodeId self_;
@@ -341,6 +360,7 @@ class Copy {
   int64_t promise_until_ms_ = 0;  // no Fence answered before this (own clock)
   std::vector<std::pair<NodeId, uint64_t>> pending_fences_;  // (manager, new_epoch)
   bool snap_in_progress_ = false;
+  int64_t fresh_as_of_ms_ = INT64_MIN;
   uint64_t snap_lsn_ = 0, snap_epoch_ = 0;
   uint32_t snap_next_seq_ = 0;
   uint64_t snap_done_lsn_ = 0;

@@ -46,7 +46,7 @@ class ClusterCli(unittest.TestCase):
             readme = f.read()
         section = readme.split("## A 3-node cluster", 1)[1].split("\n## ", 1)[0]
         blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-        self.assertEqual(len(blocks), 3, blocks)
+        self.assertEqual(len(blocks), 4, blocks)  # up, a session, a named cache, down
         start = [line for line in blocks[0].splitlines() if line.strip()]
         self.assertEqual(len(start), 2, start)
         busy = [p for p in (16380, 16480, 16580, 16382, 16482, 16582) if port_busy(p)]
@@ -66,23 +66,25 @@ class ClusterCli(unittest.TestCase):
         self.assertIn("health: ok", st.stdout)
         self.assertEqual(len(re.findall(r"\n  [123] +127\.0\.0\.1:1658[0-2] +alive", st.stdout)), 3, st.stdout)
         self.assertIn("partitions: 1024, 2 copies each (write quorum 2)", st.stdout)
-        # The session: every "$ command" line prints exactly the lines that follow it.
-        lines = blocks[1].splitlines()
-        i = 0
-        while i < len(lines):
-            self.assertTrue(lines[i].startswith("$ "), lines[i])
-            cmd = lines[i][2:].split("  #")[0]
-            expected = []
-            i += 1
-            while i < len(lines) and not lines[i].startswith("$ "):
-                expected.append(lines[i])
+        # The sessions (keys, then a named cache): every "$ command" line prints exactly the
+        # lines that follow it.
+        for block in blocks[1:3]:
+            lines = block.splitlines()
+            i = 0
+            while i < len(lines):
+                self.assertTrue(lines[i].startswith("$ "), lines[i])
+                cmd = lines[i][2:].split("  #")[0]
+                expected = []
                 i += 1
-            # At a terminal redis-cli quotes strings; here its stdout is a pipe, so ask for the
-            # terminal's format (a command piped into another program prints raw, as shown).
-            if "|" not in cmd:
-                cmd = cmd.replace("redis-cli ", "redis-cli --no-raw ", 1)
-            out = self.sh(cmd)
-            self.assertEqual(out.stdout.splitlines(), expected, cmd + "\n" + out.stderr)
+                while i < len(lines) and not lines[i].startswith("$ "):
+                    expected.append(lines[i])
+                    i += 1
+                # At a terminal redis-cli quotes strings; here its stdout is a pipe, so ask for
+                # the terminal's format (a command piped into another program prints raw).
+                if "|" not in cmd:
+                    cmd = cmd.replace("redis-cli ", "redis-cli --no-raw ", 1)
+                out = self.sh(cmd)
+                self.assertEqual(out.stdout.splitlines(), expected, cmd + "\n" + out.stderr)
         # "What a client sees when a node dies": the kill command in the text works, and once
         # the failover is decided every key is served again with its value.
         kill = re.search(r"\(`(kill -9 [^`]+)`", section).group(1)
@@ -92,7 +94,7 @@ class ClusterCli(unittest.TestCase):
                 self.sh("redis-cli -p 16380 GET user:1").stdout.strip() != "ada":
             self.assertLess(time.time(), deadline, "user:1 not served 30 s after a node died")
             time.sleep(0.2)
-        down = [line for line in blocks[2].splitlines() if line.strip()]
+        down = [line for line in blocks[3].splitlines() if line.strip()]
         self.assertEqual(len(down), 1)
         out = self.sh(down[0])
         self.assertEqual(out.returncode, 0, out.stderr)

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 import redis
 from redis.cluster import RedisCluster, ClusterNode
@@ -447,6 +448,191 @@ class QuorumTimeoutTest(unittest.TestCase):
                 self.assertTrue(c.client(i).ping())
         finally:
             os.kill(c.nodes[1].proc.pid, signal.SIGCONT)
+            c.cleanup()
+
+
+def metric(port, name):
+    """One unlabelled sample of a node's /metrics."""
+    req = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10)
+    for line in req.read().decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric %s" % name)
+
+
+def keys_placed(cl, want_primary, want_replica, prefix, n):
+    """n keys whose partition has primary port want_primary and a replica on port want_replica."""
+    maps = slots_of(cl.execute_command("CLUSTER", "SLOTS"))
+    out = []
+    for i in range(100000):
+        k = "%s%d" % (prefix, i)
+        s = cl.execute_command("CLUSTER", "KEYSLOT", k)
+        p, reps = next(v for (lo, hi), v in maps.items() if lo <= s <= hi)
+        if p == want_primary and want_replica in reps:
+            out.append(k)
+            if len(out) == n:
+                return out
+    raise AssertionError("no keys placed so")
+
+
+class CacheQuorumTest(unittest.TestCase):
+    """A named cache's writeQuorum applies to each of its writes, above or below the cluster's
+    dht.write_quorum: with a replica frozen, a cache asking for 1 copy is still answered and a
+    cache asking for 2 is not, whatever the plain keyspace does."""
+
+    def frozen_replica_replies(self, cluster_quorum):
+        # No failover while the replica is frozen (dead_after_ms): the quorum is what is tested.
+        c = DhtCluster(quorum=cluster_quorum, extra=("--set", "cluster.request_timeout_ms=500",
+                                                     "--set", "cluster.suspect_after_ms=30000",
+                                                     "--set", "cluster.dead_after_ms=60000")).start()
+        try:
+            a = c.client(0)
+            self.assertTrue(a.execute_command("CACHE.CREATE", "fast", "REPLICAS", "2", "QUORUM", "1"))
+            self.assertTrue(a.execute_command("CACHE.CREATE", "safe", "REPLICAS", "2", "QUORUM", "2"))
+            keys = keys_placed(a, c.nodes[0].port, c.nodes[1].port, "cq", 5)
+            for k in keys:  # every copy is live: every write is answered
+                self.assertTrue(a.execute_command("CACHE.PUT", "fast", k, "v0"))
+                self.assertTrue(a.execute_command("CACHE.PUT", "safe", k, "v0"))
+                self.assertTrue(a.set(k, "v0"))
+            os.kill(c.nodes[1].proc.pid, signal.SIGSTOP)
+            try:
+                out = {"fast": [], "safe": [], "plain": []}
+                for k in keys:
+                    for what, cmd in (("fast", ("CACHE.PUT", "fast", k, "v1")),
+                                      ("safe", ("CACHE.PUT", "safe", k, "v1")),
+                                      ("plain", ("SET", k, "v1"))):
+                        try:
+                            a.execute_command(*cmd)
+                            out[what].append("OK")
+                        except redis.RedisError as e:
+                            out[what].append(str(e).split(" ")[0])
+                return out
+            finally:
+                os.kill(c.nodes[1].proc.pid, signal.SIGCONT)
+        finally:
+            c.cleanup()
+
+    def test_a_cache_quorum_below_the_clusters(self):
+        out = self.frozen_replica_replies(cluster_quorum=2)
+        print("dht.write_quorum 2, a replica frozen:", out)
+        self.assertEqual(out["fast"], ["OK"] * 5)
+        self.assertEqual(out["safe"], ["TIMEOUT"] * 5)
+        self.assertEqual(out["plain"], ["TIMEOUT"] * 5)
+
+    def test_a_cache_quorum_above_the_clusters(self):
+        out = self.frozen_replica_replies(cluster_quorum=1)
+        print("dht.write_quorum 1, a replica frozen:", out)
+        self.assertEqual(out["fast"], ["OK"] * 5)
+        self.assertEqual(out["safe"], ["TIMEOUT"] * 5)
+        self.assertEqual(out["plain"], ["OK"] * 5)
+
+
+class ReplicaReadTest(unittest.TestCase):
+    """readFrom replica (and READONLY, as in Redis Cluster): a node holding an in-sync replica
+    copy answers the read itself instead of forwarding it to the primary."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = DhtCluster().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.cleanup()
+
+    def test_reads_answered_by_the_replica_copy(self):
+        c = self.c
+        a, b = c.client(0), c.client(1)
+        self.assertTrue(a.execute_command("CACHE.CREATE", "near", "REPLICAS", "2", "QUORUM", "2", "READFROM", "replica"))
+        self.assertTrue(a.execute_command("CACHE.CREATE", "far", "REPLICAS", "2", "QUORUM", "2"))
+        # Keys node 1 is the primary of and node 2 holds a replica of; read through node 2.
+        keys = keys_placed(a, c.nodes[0].port, c.nodes[1].port, "rr", 20)
+        for k in keys:
+            a.execute_command("CACHE.PUT", "near", k, "n-" + k)
+            a.execute_command("CACHE.PUT", "far", k, "f-" + k)
+            a.set(k, "p-" + k)
+        hp = c.nodes[1].http_port
+
+        def counts():
+            return metric(hp, "keel_dht_replica_reads_total"), metric(hp, "keel_dht_forwarded_requests_total")
+
+        # Node 2's shards learn the definitions from metadata shortly after the create.
+        deadline = time.time() + 10
+        while True:
+            r, _ = counts()
+            b.execute_command("CACHE.GET", "far", keys[0])
+            b.execute_command("CACHE.GET", "near", keys[0])
+            if counts()[0] > r:
+                break
+            self.assertLess(time.time(), deadline, "node 2 never read from its replica copy")
+            time.sleep(0.05)
+
+        r0, f0 = counts()
+        for k in keys:  # written with quorum 2 of 2 copies: the replica has each of them
+            self.assertEqual(b.execute_command("CACHE.GET", "near", k), ("n-" + k).encode())
+        r1, f1 = counts()
+        self.assertEqual((r1 - r0, f1 - f0), (20, 0))
+        for k in keys:
+            self.assertEqual(b.execute_command("CACHE.GET", "far", k), ("f-" + k).encode())
+        r2, f2 = counts()
+        self.assertEqual((r2 - r1, f2 - f1), (0, 20))
+        # A write to a readFrom replica cache still goes to the primary.
+        b.execute_command("CACHE.PUT", "near", keys[0], "changed")
+        self.assertEqual(b.execute_command("CACHE.GET", "near", keys[0]), b"changed")
+        r3, f3 = counts()
+        self.assertEqual((r3 - r2, f3 - f2), (1, 1))
+        # READONLY: a plain read on this connection is answered here; READWRITE undoes it.
+        ro = c.client(1)
+        self.assertTrue(ro.execute_command("READONLY"))
+        for k in keys:
+            self.assertEqual(ro.get(k), ("p-" + k).encode())
+        r4, f4 = counts()
+        self.assertEqual((r4 - r3, f4 - f3), (20, 0))
+        self.assertTrue(ro.execute_command("READWRITE"))
+        self.assertEqual(ro.get(keys[0]), ("p-" + keys[0]).encode())
+        r5, f5 = counts()
+        self.assertEqual((r5 - r4, f5 - f4), (0, 1))
+        lag = metric(hp, "keel_dht_replica_lag_seconds")
+        self.assertGreaterEqual(lag, 0)
+        self.assertLess(lag, 1.0)
+
+
+class LeaverStoppedTest(unittest.TestCase):
+    """A member removed with `keel cluster leave` and stopped before its copies moved (here
+    they never move: dht.rebalance = no) is no longer watched by the failure detector; its
+    partitions still fail over, found dead by the data plane, and no acknowledged write is lost."""
+
+    def test_partitions_of_a_stopped_leaver_fail_over(self):
+        c = DhtCluster(extra=("--set", "dht.rebalance=no")).start()
+        try:
+            a = c.client(0)
+            maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
+            keys = ["lv-%d" % i for i in range(200)]
+            for k in keys:
+                self.assertTrue(a.set(k, "v-" + k))
+            on3 = [k for k in keys if next(v for (lo, hi), v in maps.items()
+                                           if lo <= a.execute_command("CLUSTER", "KEYSLOT", k) <= hi)[0]
+                   == c.nodes[2].port]
+            self.assertGreater(len(on3), 20)
+            lv = subprocess.run([KEEL_BIN, "cluster", "leave", "--http", "127.0.0.1:%d" % c.nodes[0].http_port,
+                                 "--id", "3"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(lv.returncode, 0, lv.stdout + lv.stderr)
+            c.nodes[2].proc.kill()
+            c.nodes[2].proc.wait()
+            t0 = time.time()
+            while True:  # the first write to a key node 3 was the primary of
+                try:
+                    a.set(on3[0], "after")
+                    break
+                except redis.RedisError as e:
+                    self.assertLess(time.time() - t0, 30, "no failover: %s" % e)
+                    time.sleep(0.2)
+            print("node 3 left and was killed: a write to its partition succeeded after %.1f s" % (time.time() - t0))
+            for k in keys:
+                want = b"after" if k == on3[0] else ("v-" + k).encode()
+                self.assertEqual(a.get(k), want, k)
+            for k in on3:
+                self.assertTrue(a.set(k, "w"))
+        finally:
             c.cleanup()
 
 

@@ -435,6 +435,67 @@ class RedisParity(unittest.TestCase):
                 k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def test_pubsub_replies_match(self):
+        # One connection each, in order: introspection and errors, then subscribed mode (RESP2:
+        # the allowed commands and the refusal of others), then the same in RESP3 (push frames,
+        # every command allowed). Only one subscriber, so every count is deterministic.
+        cases = [
+            ["UNSUBSCRIBE"], ["PUNSUBSCRIBE"], ["SUNSUBSCRIBE"], ["UNSUBSCRIBE", "nope"],
+            ["PUBLISH", "ch", "x"], ["SPUBLISH", "ch", "x"], ["PUBLISH", "ch"], ["SUBSCRIBE"], ["PSUBSCRIBE"],
+            ["PUBSUB"], ["PUBSUB", "NUMSUB"], ["PUBSUB", "NUMSUB", "a", "b"], ["PUBSUB", "NUMPAT"],
+            ["PUBSUB", "CHANNELS"], ["PUBSUB", "CHANNELS", "*"], ["PUBSUB", "SHARDCHANNELS"],
+            ["PUBSUB", "SHARDNUMSUB", "a"], ["PUBSUB", "NOPE"], ["PUBSUB", "NUMPAT", "x"],
+            ["PUBSUB", "CHANNELS", "a", "b"], ["PUBSUB", "numpat"],
+            ["SUBSCRIBE", "a"], ["SUBSCRIBE", "a"], ["PSUBSCRIBE", "p*"], ["SSUBSCRIBE", "s"], ["PING"],
+            ["PING", "hi"], ["PING", "a", "b"], ["GET", "k"], ["SET", "k", "v"], ["CONFIG", "GET", "x"],
+            ["PUBLISH", "a", "x"], ["MULTI"], ["UNSUBSCRIBE", "a"], ["UNSUBSCRIBE", "zz"],
+            ["PUNSUBSCRIBE", "p*"], ["PING"], ["SUNSUBSCRIBE", "s"], ["PING"], ["GET", "k"],
+            ["SUBSCRIBE", "b"], ["RESET"], ["GET", "k"],
+        ]
+        cases3 = [["SUBSCRIBE", "a"], ["GET", "k"], ["PING"], ["PSUBSCRIBE", "x*"], ["SSUBSCRIBE", "s"],
+                  ["PUBSUB", "NUMSUB", "a"], ["PUBSUB", "NUMPAT"], ["PUBSUB", "CHANNELS"],
+                  ["PUBSUB", "SHARDCHANNELS"], ["UNSUBSCRIBE", "a"], ["UNSUBSCRIBE"], ["PUNSUBSCRIBE"],
+                  ["SUNSUBSCRIBE"], ["SUNSUBSCRIBE"]]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            mismatches = []
+            for seq in (cases, cases3):
+                r, k = Raw(redis.port), Raw(keel.port)
+                if seq is cases3:
+                    r.cmd("HELLO", "3")
+                    k.cmd("HELLO", "3")
+                for args in seq:
+                    a, b = r.cmd(*args), k.cmd(*args)
+                    if a != b:
+                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+                r.close()
+                k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
+    def test_pubsub_glob_patterns_match(self):
+        # PUBSUB CHANNELS <pattern> applies the same matcher as PSUBSCRIBE (Redis's
+        # stringmatchlen). Redis lists channels in hash order: compared as sets.
+        channels = ["news.tech", "news.", "news", "hello", "hallo", "hxllo", "h*llo", "user:42",
+                    "user:x", "a]b", "a[b", "a-b", "A.B", "", "x\\y"]
+        patterns = ["*", "news.*", "h?llo", "h[ae]llo", "h[^e]llo", "h[a-e]llo", "h[e-a]llo", "h\\*llo",
+                    "user:[0-9]*", "a[]]b", "a[\\]]b", "a[[]b", "[a-]-b", "a.b", "A.?", "*[", "[",
+                    "news*[", "x\\\\y", "?*"]
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            results = {}
+            for name, port in (("redis", redis.port), ("keel", keel.port)):
+                sub, q = Raw(port), Raw(port)
+                for ch in channels:
+                    sub.cmd("SUBSCRIBE", ch)
+                out = []
+                for p in patterns:
+                    reply = q.cmd("PUBSUB", "CHANNELS", p)
+                    items = reply.split(b"\r\n")[1:-1]
+                    out.append((p, sorted(items[1::2])))
+                results[name] = out
+                sub.close()
+                q.close()
+            self.maxDiff = None
+            self.assertEqual(results["redis"], results["keel"])
+
     def test_bitmap_commands_match(self):
         cases = [
             ["SETBIT", "b", "7", "1"], ["SETBIT", "b", "7", "1"], ["GETBIT", "b", "7"], ["GETBIT", "b", "6"],

@@ -69,6 +69,10 @@ std::string render_metrics(const resp::Snapshot& s, uint64_t rss_bytes, uint64_t
   fams.push_back(single("keel_net_input_bytes_total", "Bytes read from RESP clients", MetricType::Counter, static_cast<double>(st.net_input_bytes)));
   fams.push_back(single("keel_net_output_bytes_total", "Bytes written to RESP clients", MetricType::Counter, static_cast<double>(st.net_output_bytes)));
   fams.push_back(single("keel_cross_shard_hops_total", "Commands executed on a shard other than their connection's", MetricType::Counter, static_cast<double>(st.cross_shard_hops)));
+  fams.push_back(single("keel_pubsub_messages_delivered_total", "Pub/sub messages delivered to subscribers on this node (one per receiving subscription)", MetricType::Counter, static_cast<double>(st.pubsub_messages_delivered)));
+  fams.push_back(single("keel_client_output_buffer_limit_disconnections_total", "Subscribers disconnected for exceeding the pubsub output-buffer limit (client-output-buffer-limit)", MetricType::Counter, static_cast<double>(st.client_output_buffer_limit_disconnections)));
+  fams.push_back(single("keel_pubsub_fanout_dropped_total", "Cluster pub/sub messages not sent to a peer because its queue was full or it was unreachable", MetricType::Counter, static_cast<double>(st.pubsub_fanout_dropped)));
+  fams.push_back(single("keel_pubsub_clients", "Connections and SSE streams in subscribed mode", MetricType::Gauge, static_cast<double>(st.pubsub_clients)));
   fams.push_back(single("keel_keys", "Keys stored", MetricType::Gauge, static_cast<double>(e.keys)));
   fams.push_back(single("keel_keys_with_expiry", "Keys with a TTL", MetricType::Gauge, static_cast<double>(e.keys_with_expiry)));
   fams.push_back(single("keel_memory_used_bytes", "Bytes accounted by the storage engines", MetricType::Gauge, static_cast<double>(e.used_memory_bytes)));

@@ -1,12 +1,15 @@
 #include "frontends/http/server.h"
 
 #include <openssl/evp.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <atomic>
@@ -29,6 +32,7 @@
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/metrics.h"
 #include "frontends/http/resp_reply.h"
+#include "frontends/http/ui_page.h"
 #include "frontends/resp/server_async.h"
 #include "observe/health_board.h"
 #include "observe/tracer.h"
@@ -187,6 +191,8 @@ struct Server::Impl {
   awaitable<Response> handle_cluster_status(const Request& req);
   awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
   awaitable<void> session(tcp::socket sock);
+  // GET /v1/pubsub/{channel}: the rest of the connection is a Server-Sent Events stream.
+  awaitable<void> serve_sse(beast::tcp_stream& stream, const Request& req);
   awaitable<void> accept_loop();
 };
 
@@ -194,7 +200,8 @@ namespace {
 // Paths keel answers itself on the HTTP door; everything else may be a gateway route.
 bool keel_path(std::string_view target) {
   return target.starts_with("/v1/") || target == "/v1" || target.starts_with("/health/") ||
-         target.starts_with("/metrics");
+         target.starts_with("/metrics") || target == "/ui" || target.starts_with("/ui/") ||
+         target.starts_with("/ui?");
 }
 
 // An error reply from the data path as an HTTP answer (resp_reply.h).
@@ -457,6 +464,22 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return handle_health(req, path, q);
   }
+  if (path == "/ui" || path == "/ui/") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    Response res{path == "/ui" ? bhttp::status::moved_permanently : bhttp::status::ok, req.version()};
+    res.set(bhttp::field::server, "keel");
+    if (path == "/ui") {
+      res.set(bhttp::field::location, "/ui/");
+      co_return res;
+    }
+    res.set(bhttp::field::content_type, "text/html; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-cache");
+    // The page loads nothing from elsewhere: say so to the browser as well.
+    res.set("Content-Security-Policy",
+            "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'");
+    res.body() = std::string(ui_page());
+    co_return res;
+  }
   if (path == "/metrics") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     auto snap = co_await resp::collect_snapshot(resp);
@@ -464,6 +487,22 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::server, "keel");
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
+    if (opt.tls_cert_not_after)
+      res.body() += fmt::format(
+          "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
+          "# TYPE keel_tls_certificate_expiry_timestamp_seconds gauge\n"
+          "keel_tls_certificate_expiry_timestamp_seconds{{listener=\"resp\"}} {}\n",
+          opt.tls_cert_not_after);
+    if (!opt.data_dir.empty()) {
+      struct statvfs fs {};
+      if (::statvfs(opt.data_dir.c_str(), &fs) == 0)
+        res.body() += fmt::format(
+            "# HELP keel_disk_free_bytes Space left for keel on the filesystem of the data directory.\n"
+            "# TYPE keel_disk_free_bytes gauge\nkeel_disk_free_bytes {}\n"
+            "# HELP keel_disk_size_bytes Size of the filesystem of the data directory.\n"
+            "# TYPE keel_disk_size_bytes gauge\nkeel_disk_size_bytes {}\n",
+            static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize, static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize);
+    }
     if (dht) {
       auto d = dht->status();
       uint32_t self = dht->options().self;
@@ -490,10 +529,23 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# HELP keel_dht_rebalance_partitions_moved_total Partitions switched to new copies by this node (as the member running the moves).\n"
           "# TYPE keel_dht_rebalance_partitions_moved_total counter\nkeel_dht_rebalance_partitions_moved_total {}\n"
           "# HELP keel_dht_snapshot_sent_bytes_total Bytes of partition snapshots this node sent to new or lagging copies.\n"
-          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n",
+          "# TYPE keel_dht_snapshot_sent_bytes_total counter\nkeel_dht_snapshot_sent_bytes_total {}\n"
+          "# HELP keel_dht_replica_reads_total Reads this node answered from a replica copy (readFrom replica, READONLY).\n"
+          "# TYPE keel_dht_replica_reads_total counter\nkeel_dht_replica_reads_total {}\n"
+          "# HELP keel_dht_replica_lag_seconds How far behind its primary this node's most lagging in-sync replica copy may be (-1: none).\n"
+          "# TYPE keel_dht_replica_lag_seconds gauge\nkeel_dht_replica_lag_seconds {}\n",
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
           d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
-          d.snapshot_bytes_sent);
+          d.snapshot_bytes_sent, d.replica_reads,
+          d.replica_lag_max_ms < 0 ? -1.0 : static_cast<double>(d.replica_lag_max_ms) / 1000.0);
+      if (d.members_known)
+        res.body() += fmt::format(
+            "# HELP keel_cluster_members Configured cluster members by state, as this node's failure detector sees them.\n"
+            "# TYPE keel_cluster_members gauge\n"
+            "keel_cluster_members{{state=\"alive\"}} {}\nkeel_cluster_members{{state=\"suspect\"}} {}\nkeel_cluster_members{{state=\"dead\"}} {}\n"
+            "# HELP keel_cluster_quorum Whether this node reaches a quorum of the members (1) or not (0): without it, metadata and failover stop.\n"
+            "# TYPE keel_cluster_quorum gauge\nkeel_cluster_quorum {}\n",
+            d.members_alive, d.members_suspect, d.members_dead, d.quorum ? 1 : 0);
     }
     if (tracer) {
       auto t = tracer->stats();
@@ -542,6 +594,24 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     if (!a.allow.empty()) res.set(bhttp::field::allow, a.allow);
     co_return res;
   }
+  if (path == "/v1/pubsub" || path.starts_with("/v1/pubsub/")) {
+    std::string channel;
+    if (!url_decode(path.substr(std::min<size_t>(path.size(), 11)), channel, false))
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the channel");
+    if (channel.empty())
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                               "the channel must not be empty: use /v1/pubsub/{channel}");
+    if (req.method() != bhttp::verb::post)
+      co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                               fmt::format("{} is not allowed on /v1/pubsub/{{channel}}; allowed: POST (publish the body), "
+                                           "GET (subscribe: Server-Sent Events)",
+                                           std::string(req.method_string())));
+    // PUBLISH through the RESP server: every node's subscribers, RESP and SSE alike.
+    std::vector<std::string> cmd{"PUBLISH", channel, std::string(req.body())};
+    auto reply = parse_resp2(co_await run_command(cmd));
+    if (reply.kind == '-') co_return resp_error_response(req, reply.text);
+    co_return json_response(req, bhttp::status::ok, json{{"receivers", reply.number}});
+  }
   if (path == "/v1/kv" || path == "/v1/kv/") {
     if (req.method() != bhttp::verb::get)
       co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET to list keys; PUT and DELETE take /v1/kv/{key}");
@@ -554,7 +624,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -613,6 +683,11 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only);
       proxied = answer.has_value();
     }
+    if (!answer && req.method() == bhttp::verb::get &&
+        std::string_view(req.target().data(), req.target().size()).starts_with("/v1/pubsub/")) {
+      co_await serve_sse(stream, req);
+      break;
+    }
     if (!answer) answer = co_await handle(req);
     Response& res = *answer;
     if (tracer) trace_request(req, res, t0);
@@ -631,6 +706,117 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
   boost::system::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
   sessions.erase(self);
+}
+
+namespace {
+
+// One SSE stream's subscription: messages arrive on shard 0's thread (where HTTP sessions run)
+// and wait in `queued` for the session to write them. The pubsub output-buffer limit applies
+// as to a RESP subscriber: past it the stream is cut off, counted and logged.
+struct SseSink final : resp::PubSubSink {
+  SseSink(asio::io_context& io, resp::Server& r, tcp::socket& s, std::string peer)
+      : wake(io), resp(r), sock(s), peer(std::move(peer)) {}
+  asio::steady_timer wake;  // the session sleeps on it; a message cancels it
+  resp::Server& resp;
+  tcp::socket& sock;
+  std::string peer;
+  std::string queued;
+  size_t inflight = 0;  // bytes of the write under way
+  bool dead = false;
+  int64_t soft_since_ms = 0;
+
+  void message(resp::PubKind, const std::string* pattern, std::string_view channel,
+               std::string_view payload) override {
+    if (dead) return;
+    json j;
+    put_bytes(j, "channel", channel);
+    if (pattern) put_bytes(j, "pattern", *pattern);
+    put_bytes(j, "message", payload);
+    queued += "event: message\ndata: " + j.dump() + "\n\n";  // dump() escapes newlines
+    const auto lim = resp.pubsub_limits();
+    const size_t pending = queued.size() + inflight;
+    bool over = lim.hard_bytes > 0 && pending >= lim.hard_bytes;
+    if (!over && lim.soft_bytes > 0 && pending >= lim.soft_bytes) {
+      const int64_t now = SystemClock::instance().monotonic_ns() / 1000000;
+      if (soft_since_ms == 0) soft_since_ms = now;
+      else if (now - soft_since_ms > static_cast<int64_t>(lim.soft_s) * 1000) over = true;
+    } else if (!over) {
+      soft_since_ms = 0;
+    }
+    if (over) {
+      dead = true;
+      resp.count_output_limit_disconnection(0);
+      spdlog::warn("closing SSE subscriber {}: its output buffer reached {} bytes, over the pubsub limit "
+                   "(client-output-buffer-limit pubsub {} {} {}); it reads slower than messages arrive",
+                   peer, pending, lim.hard_bytes, lim.soft_bytes, lim.soft_s);
+      std::string().swap(queued);
+      boost::system::error_code ignored;
+      sock.shutdown(tcp::socket::shutdown_both, ignored);
+      sock.cancel(ignored);
+    }
+    wake.cancel();
+  }
+};
+
+}  // namespace
+
+// GET /v1/pubsub/{channel}[?pattern=true]: an `event: subscribe` first (the subscription is
+// active from then on), then an `event: message` per message with a JSON `data` line
+// ({"channel", "message"} and "pattern" for a pattern subscription; "..._base64" for bytes
+// that are not UTF-8), and a comment line every 15 s of silence so that a proxy keeps the
+// stream open and a closed client is noticed.
+awaitable<void> Server::Impl::serve_sse(beast::tcp_stream& stream, const Request& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  const auto qpos = target.find('?');
+  const std::string_view path = target.substr(0, qpos);
+  Query q;
+  std::string channel;
+  std::optional<Response> err;
+  if (qpos != std::string_view::npos && !parse_query(target.substr(qpos + 1), q))
+    err = error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the query string");
+  else if (!url_decode(path.substr(11), channel, false))
+    err = error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the channel");
+  else if (channel.empty())
+    err = error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "the channel must not be empty: use /v1/pubsub/{channel}");
+  const std::string* pattern_arg = q.get("pattern");
+  if (!err && pattern_arg && *pattern_arg != "true" && *pattern_arg != "false")
+    err = error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                         fmt::format("pattern must be true or false, got '{}'", *pattern_arg));
+  if (err) {
+    err->keep_alive(false);
+    err->prepare_payload();
+    co_await bhttp::async_write(stream, *err, asio::as_tuple(use_awaitable));
+    co_return;
+  }
+  const bool pattern = pattern_arg && *pattern_arg == "true";
+  stream.expires_never();
+  boost::system::error_code ec;
+  auto peer = stream.socket().remote_endpoint(ec);
+  SseSink sink(shards.shard(0).io, resp, stream.socket(),
+               ec ? std::string("?") : fmt::format("{}:{}", peer.address().to_string(), peer.port()));
+  json hello;
+  put_bytes(hello, pattern ? "pattern" : "channel", channel);
+  sink.queued =
+      "HTTP/1.1 200 OK\r\nServer: keel\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+      "Connection: close\r\n\r\nevent: subscribe\ndata: " + hello.dump() + "\n\n";
+  const uint64_t id = resp.subscribe_sink(0, pattern ? resp::PubKind::kPattern : resp::PubKind::kChannel, channel, &sink);
+  int idle_s = 0;
+  while (!sink.dead && !stopping) {
+    if (!sink.queued.empty()) {
+      std::string out;
+      out.swap(sink.queued);
+      sink.inflight = out.size();
+      auto [wec, wn] = co_await asio::async_write(stream.socket(), asio::buffer(out), asio::as_tuple(use_awaitable));
+      sink.inflight = 0;
+      if (wec) break;
+      idle_s = 0;
+      continue;
+    }
+    sink.wake.expires_after(std::chrono::seconds(1));
+    auto [tec] = co_await sink.wake.async_wait(asio::as_tuple(use_awaitable));
+    if (!tec && ++idle_s >= 15) sink.queued += ": keep-alive\n\n";
+  }
+  resp.unsubscribe_sink(0, id);
 }
 
 awaitable<void> Server::Impl::accept_loop() {
@@ -847,6 +1033,7 @@ namespace {
 std::string_view http_route(std::string_view path) {
   if (path == "/v1/kv" || path == "/v1/kv/") return "/v1/kv";
   if (path.starts_with("/v1/kv/")) return "/v1/kv/{key}";
+  if (path.starts_with("/v1/pubsub/")) return "/v1/pubsub/{channel}";
   if (path == "/v1/caches") return "/v1/caches";
   if (path.starts_with("/v1/caches/")) return "/v1/caches/{name}";
   if (path == "/v1/meta/watch") return "/v1/meta/watch";
@@ -854,7 +1041,7 @@ std::string_view http_route(std::string_view path) {
   if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
-  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready"})
+  for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
   if (path.starts_with("/health/ready/")) return "/health/ready/{check}";
   return "unmatched";
@@ -931,7 +1118,9 @@ Response Server::Impl::handle_health(const Request& req, std::string_view path, 
     what = "readyz";
     if (stopping) checks.push_back({"shutdown", false, "the node is stopping"});
     if (health) {
-      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000)) checks.push_back(std::move(c));
+      for (auto& c : health->readiness(SystemClock::instance().monotonic_ns() / 1000000,
+                                       SystemClock::instance().now_ms() / 1000))
+        checks.push_back(std::move(c));
     }
     if (path.starts_with("/health/ready/")) {
       auto name = path.substr(14);

@@ -43,6 +43,11 @@ struct ServerOptions {
   uint32_t max_list_limit = 1000;
   // A dedicated gateway listener (gateway.port): every request goes to the gateway's routes.
   bool gateway_only = false;
+  // The node's data directory: /metrics reports the free space of its filesystem.
+  std::string data_dir;
+  // When the RESP TLS listener is on: its certificate's notAfter (unix seconds), for
+  // keel_tls_certificate_expiry_timestamp_seconds (0: no TLS listener).
+  int64_t tls_cert_not_after = 0;
 };
 
 class Server {

@@ -27,6 +27,9 @@ bool resolve(CmdCtx& c, std::string_view name, const Active*& a, Reply& r) {
     auto it = c.caches->find(name);
     if (it != c.caches->end()) {
       a = &it->second;
+      // Its writes are acknowledged once the cache's writeQuorum copies hold them (capped at
+      // the copies its partition has), and so is a reply that shows them.
+      c.write_quorum = a->def.write_quorum;
       return true;
     }
   }
@@ -58,7 +61,9 @@ void cmd_cache_get(CmdCtx& c, Args a, Reply& r) {
     if (v->type != ValueType::kString) return r.wrong_type();
     return r.bulk(v->str);
   }
-  auto got = cache::get(*c.engine, c.partition(a[2]), *cache, a[2], c.now_ms);
+  // A replica answering (readFrom replica) does not note the access: the primary's order is
+  // the one eviction goes by.
+  auto got = cache::get(*c.engine, c.partition(a[2]), *cache, a[2], c.now_ms, !c.replica_read);
   if (!got) return reply_cache_error(r, got.error());
   if (!*got) return r.null();
   r.bulk((*got)->value);

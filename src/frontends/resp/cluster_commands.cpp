@@ -234,8 +234,14 @@ void cmd_cluster(CmdCtx& c, Args a, Reply& r) {
           "'. Try CLUSTER HELP.");
 }
 
-// READONLY/READWRITE: accepted so cluster clients that send them on connect work.
-void cmd_readonly(CmdCtx&, Args, Reply& r) { r.ok(); }
+// READONLY / READWRITE: as in Redis Cluster, READONLY lets this connection's reads be answered
+// by a replica copy on the node it is connected to (when in sync and fresh enough); ASKING is
+// accepted so cluster clients that send it work (keel never answers -ASK).
+void cmd_readonly(CmdCtx& c, Args a, Reply& r) {
+  if (iequals(a[0], "readonly")) c.client->readonly = true;
+  else if (iequals(a[0], "readwrite")) c.client->readonly = false;
+  r.ok();
+}
 
 }  // namespace
 

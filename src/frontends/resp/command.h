@@ -40,11 +40,15 @@ struct ClientState {
   // A blocking command (BLPOP ...) found nothing to pop: it replied as a timeout would (what a
   // client inside MULTI gets), and the server blocks the client instead, for
   // `block_timeout_ms` (0: forever) as the handler parsed it.
+  bool readonly = false;  // READONLY: reads may be answered by a replica copy (cluster mode)
   bool would_block = false;
   int64_t block_timeout_ms = 0;
   // Set with would_block by a command that blocks with other arguments than it was given
   // (XREAD's "$" resolved to the stream's last id); empty: the command as given.
   std::vector<std::string> block_argv;
+  // Channels, patterns and shard channels subscribed to (> 0: subscribed mode; in RESP2 only
+  // the pub/sub commands, PING, QUIT and RESET may run, and PING answers ["pong", arg]).
+  size_t pubsub = 0;
 };
 
 // Read-mostly facts about the node that handlers can report (INFO, CONFIG GET, HELLO).
@@ -76,6 +80,12 @@ struct CmdCtx {
   NodeView* node = nullptr;
   Random* random = nullptr;  // the shard's seeded generator (HRANDFIELD, RANDOMKEY)
   const cache::Catalog* caches = nullptr;  // the named caches this shard knows (CACHE.*)
+  // Set by a command that writes a named cache: the copies its writes must reach before the
+  // reply (the cache's writeQuorum); 0: the partition's write quorum.
+  uint32_t write_quorum = 0;
+  // A replica copy answers this read (readFrom replica, READONLY): it must change nothing a
+  // primary would record (CACHE.GET does not note the access).
+  bool replica_read = false;
   // The router already hashed the first key; handlers asking for the same argument get the
   // cached partition instead of a second CRC16.
   const char* routed_key = nullptr;
@@ -168,6 +178,7 @@ void register_stream_commands(std::vector<CommandSpec>& t);
 // what the blocked command `argv` waits for, and that command narrowed to `key` alone.
 bool stream_block_ready(const storage::ValueRef* v, Args argv, std::string_view key);
 std::vector<std::string> stream_block_args(Args argv, std::string_view key);
+void register_pubsub_commands(std::vector<CommandSpec>& t);
 
 // Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).
 void reply_command_info(const CommandSpec& c, Reply& r);

@@ -24,6 +24,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "dht/wait.h"
 #include "storage/engine.h"
 
 namespace keel::resp {
@@ -58,7 +59,7 @@ struct BlockedClient {
 
   // Filled by the serving shard before wake(); read by the client after it woke.
   std::string reply;
-  std::vector<std::pair<uint32_t, uint64_t>> waits;  // cluster: write quorum to wait for
+  std::vector<dht::Wait> waits;  // cluster: write quorum to wait for
   std::optional<std::string> write_error;
 
  private:

@@ -22,11 +22,13 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "base/assert.h"
 #include "base/clock.h"
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/family_util.h"
 #include "frontends/resp/key_events.h"
+#include "frontends/resp/pubsub_registry.h"
 #include "frontends/resp/scratch_engine.h"
 #include "services/cache/service.h"
 #include "dht/service_async.h"
@@ -46,6 +48,9 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kFlushThreshold = 64 * 1024;  // write replies mid-batch past this size
 constexpr size_t kParseAhead = 32;              // requests parsed before any of them runs
+// A subscribed connection stops reading requests while this much output waits behind the
+// write in flight (the output-buffer limit bounds what messages add; this bounds replies).
+constexpr size_t kPushBackpressure = 1 << 20;
 
 // A request parsed ahead: its arguments are flat[first, first + argc); argc = 0 for an empty
 // request (a blank line) that only consumes bytes.
@@ -58,7 +63,9 @@ struct Pending {
   uint32_t partition = kNoPartition;
 };
 
-struct Connection {
+struct Blocker;
+
+struct Connection final : PubSubSink {
   tcp::socket sock;
   unsigned shard;
   ClientState client;
@@ -71,11 +78,14 @@ struct Connection {
   // Cluster mode: the partitions of the command being run (checked on their shard) and what
   // its reply must wait for (partition, lsn) before it is acknowledged.
   std::vector<uint32_t> parts;
-  std::vector<std::pair<uint32_t, uint64_t>> waits;
+  std::vector<dht::Wait> waits;
   std::optional<Error> write_error;
+  // The command may be answered by a replica copy here (replica_ok: a read of a cache with
+  // readFrom replica, or a read on a READONLY connection); replica_read: route() chose to.
+  bool replica_ok = false, replica_read = false;
   struct Deferred {
     size_t begin, end;  // the reply's bytes in `out`
-    std::vector<std::pair<uint32_t, uint64_t>> waits;
+    std::vector<dht::Wait> waits;
   };
   std::vector<Deferred> deferred;
   // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
@@ -98,7 +108,27 @@ struct Connection {
   int gates = 0;  // > 0: holds shard gates (running EXEC or an atomic multi-key command)
   bool deny_blocking = false;  // inside EXEC, or no client to block for (HTTP, forwarded)
   bool blocked = false;        // waiting in a blocking command (the idle sweep spares it)
+  bool internal = false;       // no client socket: HTTP's run() or a forwarded request
+  Blocker* blocker = nullptr;  // while blocked: woken as by a hangup if the outbox dies
+  // Pub/sub. Once the connection subscribed, everything it sends goes through `ob`: messages
+  // from any shard or node are appended while the connection waits for requests, and the
+  // replies of its commands are appended in order behind them. One write is in flight at a
+  // time; the pubsub output-buffer limit is checked on every append (Redis's
+  // checkClientOutputBufferLimits).
+  struct Outbox {
+    bool active = false;   // everything goes through here from now on
+    bool dead = false;     // cut off, or a write failed: output is dropped
+    bool writing = false;  // `inflight` is being written
+    bool kick_posted = false;  // a write starts once the current handler returns
+    std::string queued, inflight;
+    int64_t soft_since_ms = 0;  // since when the output has been at or above the soft limit
+    std::function<void()> start;  // async_write(inflight) on the connection's stream
+    asio::steady_timer* waiter = nullptr;  // cancelled when a write ends or the outbox dies
+  } ob;
+  Server::Impl* owner = nullptr;
   explicit Connection(tcp::socket s, unsigned sh) : sock(std::move(s)), shard(sh) {}
+  void message(PubKind kind, const std::string* pattern, std::string_view channel,
+               std::string_view payload) override;
 };
 
 // A client blocked in BLPOP & co., with the timer it sleeps on (key_events.h).
@@ -118,6 +148,13 @@ struct PerShard {
   std::list<Connection*> connections;
   KeyEvents events;      // watched keys, blocked clients, the gate (key_events.h)
   bool serving = false;  // serve_ready() is running
+  // Pub/sub: the subscriptions of this shard's connections (and SSE streams), and where to
+  // deliver to each subscriber id.
+  PubSubRegistry pubsub;
+  std::unordered_map<uint64_t, PubSubSink*> sinks;
+  // pubsub.clients(), readable from any shard: a PUBLISH skips shards without subscribers. A
+  // subscription stored before its confirmation was sent is seen by any later PUBLISH.
+  std::atomic<size_t> subscribers{0};
 };
 
 // Splits a reply made of `n` top-level RESP values (bulk, null, integer, simple, error) into
@@ -149,6 +186,28 @@ int64_t reply_header_number(std::string_view s, std::string_view& rest) {
   return n;
 }
 
+bool allowed_when_subscribed(std::string_view name) {
+  return name == "ping" || name == "subscribe" || name == "ssubscribe" || name == "psubscribe" ||
+         name == "unsubscribe" || name == "sunsubscribe" || name == "punsubscribe" || name == "quit" ||
+         name == "reset";
+}
+
+// The name Redis reports for a command in errors: "config|get" for a container's subcommand.
+std::string full_name(const CommandSpec& spec, Args argv) {
+  static const std::set<std::string_view> kContainers = {
+      "client", "config", "command", "cluster", "object", "memory", "pubsub", "script",
+      "function", "xinfo", "xgroup", "acl", "latency", "slowlog", "module"};
+  std::string name(spec.name);
+  if (argv.size() >= 2 && kContainers.count(spec.name)) name += "|" + to_lower(argv[1]);
+  return name;
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& ch : out) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  return out;
+}
+
 }  // namespace
 
 struct Server::Impl {
@@ -164,13 +223,16 @@ struct Server::Impl {
   // Changeable at run time (CONFIG SET maxclients / timeout).
   std::atomic<uint64_t> max_clients;
   std::atomic<uint64_t> timeout_s;
+  std::atomic<uint64_t> obuf_hard, obuf_soft, obuf_soft_s;  // PubSubLimits, CONFIG SET-able
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
   observe::Tracer* tracer = nullptr;  // set before start: spans of commands (observe/tracer.h)
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
-        max_clients(opt.max_clients), timeout_s(opt.timeout_s) {
+        max_clients(opt.max_clients), timeout_s(opt.timeout_s),
+        obuf_hard(opt.pubsub_limits.hard_bytes), obuf_soft(opt.pubsub_limits.soft_bytes),
+        obuf_soft_s(opt.pubsub_limits.soft_s) {
     for (unsigned i = 0; i < shards.size(); ++i) {
       auto& ev = per_shard[i].events;
       ev.set_partitions(shards.partitions());
@@ -240,6 +302,33 @@ struct Server::Impl {
   // thread; not while its gate is closed).
   void serve_ready(unsigned sid);
 
+  // Pub/sub (see "Pub/sub" below).
+  awaitable<void> execute_pubsub(Connection& c, const CommandSpec& spec, Args argv);
+  awaitable<void> pubsub_introspect(Connection& c, Args argv);
+  std::string shard_channel_refusal(Connection& c, Args argv);
+  // Delivers a message to the subscribers of every shard of this node; returns how many.
+  awaitable<int64_t> publish_here(unsigned from, bool shard_channel, std::string_view channel,
+                                  std::string_view message);
+  // A message from another node (the data plane, any thread): delivered on every shard.
+  void publish_from_peer(bool shard_channel, std::string channel, std::string message);
+  size_t deliver(unsigned sid, bool shard_channel, std::string_view channel, std::string_view message);
+  void push_message(Connection& c, PubKind kind, const std::string* pattern, std::string_view channel,
+                    std::string_view payload);
+  void outbox_added(Connection& c);
+  void kick(Connection& c);
+  void written(Connection& c, boost::system::error_code ec, size_t n);
+  void cut_off(Connection& c, size_t pending);
+  void wake_blocked(Connection& c);
+  void pubsub_leave(Connection& c);
+  void pubsub_changed(unsigned sid) {
+    per_shard[sid].subscribers.store(per_shard[sid].pubsub.clients(), std::memory_order_release);
+  }
+  awaitable<void> pubsub_flush(Connection& c);
+  awaitable<void> pubsub_finish(Connection& c);
+  template <class Stream>
+  awaitable<bool> write_out(Connection& c, Stream& stream);
+  uint64_t next_sink_id() { return next_client_id.fetch_add(1); }
+
   awaitable<void> accept_loop(unsigned shard_id, bool tls);
   awaitable<void> idle_sweep(unsigned shard_id);
 
@@ -283,6 +372,7 @@ struct Server::Impl {
   static constexpr uint32_t kNowhere = UINT32_MAX;
   uint32_t route(Connection& c, Args argv, const std::vector<size_t>& keys, uint32_t first_part);
   awaitable<void> execute_forward(Connection& c, Args argv, uint32_t node);
+  bool replica_eligible(const Connection& c, const CommandSpec& spec, Args argv) const;
   awaitable<void> pause(unsigned shard, int64_t ms);
   void after_routed(Connection& c, size_t before);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
@@ -315,18 +405,15 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.caches = caches ? &caches->catalog(sid) : nullptr;
     ctx.routed_key = routed_key;
     ctx.routed_partition = routed_partition;
+    ctx.replica_read = c.replica_read;
     size_t before = out.size();
     Reply r(out, proto);
-    if (dht && !c.parts.empty()) {
+    if (dht && !c.parts.empty() && !c.replica_read) {
       bool write = spec.flags & kWrite;
       for (uint32_t p : c.parts) {
         if (shards.owner(p) != sid) continue;
         if (auto e = dht->check_local(sid, p, write, c.now_ms); !e.empty()) return r.error(e);
       }
-      if (!write)
-        for (uint32_t p : c.parts)
-          if (shards.owner(p) == sid)
-            if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.emplace_back(p, lsn);
       spec.handler(ctx, argv, r);
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
@@ -335,10 +422,18 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
         c.write_error = waits.error();
       } else if (!waits->empty()) {
         // after_write committed this shard's engine (every write so far) before shipping.
+        for (auto& w : *waits) w.quorum = ctx.write_quorum;  // a named cache's writeQuorum
         c.waits.insert(c.waits.end(), waits->begin(), waits->end());
         if (sid == c.shard) c.dirty = false;
         return;
       }
+      // Nothing written (a read, or a write that changed nothing: SETNX on a taken key,
+      // CACHE.GET): the reply may still show earlier writes, so it waits until they are held
+      // as a write of this command would be — a read never shows a write a failover could
+      // still lose.
+      for (uint32_t p : c.parts)
+        if (shards.owner(p) == sid)
+          if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.push_back({p, lsn, ctx.write_quorum});
     } else {
       spec.handler(ctx, argv, r);
     }
@@ -411,6 +506,14 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     r.error("NOAUTH Authentication required.");
     co_return;
   }
+  // RESP2 subscribed mode: only these may run (Redis's processCommand); RESP3 has no limits.
+  if (c.client.pubsub > 0 && c.client.protocol == 2 && !allowed_when_subscribed(spec->name)) {
+    if (c.tx.multi) c.tx.aborted = true;
+    r.error(fmt::format("ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / "
+                        "RESET are allowed in this context",
+                        full_name(*spec, argv)));
+    co_return;
+  }
   // Inside MULTI every command but these is queued for EXEC (Redis's processCommand).
   if (c.tx.multi && spec->name != "exec" && spec->name != "discard" && spec->name != "multi" &&
       spec->name != "watch" && spec->name != "quit" && spec->name != "reset") {
@@ -429,11 +532,14 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
 
   switch (spec->routing) {
     case Routing::kLocal:
-      if (spec->group == "transactions") {
+      if (spec->group == "pubsub") {
+        co_await execute_pubsub(c, *spec, argv);
+      } else if (spec->group == "transactions") {
         co_await execute_tx(c, *spec, argv);
       } else if (spec->name == "reset") {
         discard_tx(c);
         co_await unwatch_all(c);
+        pubsub_leave(c);  // silently, as Redis's RESET
         co_await run_handler(c, c.shard, *spec, argv, c.out);
       } else if (spec->name == "client" && argv.size() == 2 && iequals(argv[1], "list")) {
         std::string lines;
@@ -520,6 +626,13 @@ awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec
     // command leaves that to the node the client is connected to.
     bool one_partition = !c.forwarded;
     for (size_t k : keys) one_partition &= key_partition(argv[k], shards.partitions()) == part;
+    if (spec.group == "cache" && caches && argv.size() > 1 && argv[1] != cache::kDefaultCache &&
+        !caches->catalog(c.shard).count(argv[1])) {
+      // A cache created through another node a moment ago may not have reached this node's
+      // catalog yet: look it up in metadata (linearizable) before answering "no cache named".
+      co_await caches->learn(std::string(argv[1]));
+    }
+    c.replica_ok = replica_eligible(c, spec, argv);
     int64_t give_up = 0;
     for (int64_t pause_ms = 2;; pause_ms = std::min<int64_t>(pause_ms * 2, 50)) {
       size_t before = c.out.size();
@@ -635,6 +748,20 @@ awaitable<void> Server::Impl::cluster_keys_in_slot(Connection& c, Args argv) {
   for (auto& k : keys) r.bulk(k);
 }
 
+// Whether a replica copy may answer this command: a read of a named cache whose readFrom is
+// replica (CACHE.GET, CACHE.TTL), or a read-only command on a connection that sent READONLY
+// (Redis Cluster's way to read from replicas).
+bool Server::Impl::replica_eligible(const Connection& c, const CommandSpec& spec, Args argv) const {
+  if (spec.group == "cache") {
+    if (spec.name != "cache.get" && spec.name != "cache.ttl") return false;
+    if (!caches || argv.size() < 2) return false;
+    const auto& catalog = caches->catalog(c.shard);
+    auto it = catalog.find(argv[1]);
+    return it != catalog.end() && it->second.def.read_from == cache::ReadFrom::kReplica;
+  }
+  return c.client.readonly && (spec.flags & kReadonly) && !(spec.flags & (kWrite | kBlocking));
+}
+
 // Where a key command runs (no suspension): here (0), on another node (its id), or nowhere
 // (an error reply was written). Fills c.parts with the command's partitions.
 uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>& keys,
@@ -642,6 +769,7 @@ uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>
   auto& r = c.reply;
   const dht::Topology* topo = dht->current(c.shard);
   c.parts.clear();
+  c.replica_read = false;
   c.parts.push_back(first_part);
   for (size_t k : keys) {
     uint32_t p = key_partition(argv[k], shards.partitions());
@@ -662,6 +790,22 @@ uint32_t Server::Impl::route(Connection& c, Args argv, const std::vector<size_t>
     return kNowhere;
   }
   if (primary == topo->self) return 0;
+  if (c.replica_ok) {
+    // A read a replica may answer: here, if this node holds an in-sync replica copy of every
+    // partition it reads, fresh enough (dht.replica_read_max_lag_ms); else the primary's.
+    bool here = true;
+    for (uint32_t p : c.parts) {
+      const auto& reps = topo->parts[p].replicas;
+      int64_t lag = dht->replica_lag_ms(p);
+      here &= std::find(reps.begin(), reps.end(), topo->self) != reps.end() && lag >= 0 &&
+              lag <= dht->options().replica_read_max_lag_ms;
+    }
+    if (here) {
+      c.replica_read = true;
+      dht->note_replica_read();
+      return 0;
+    }
+  }
   c.parts.clear();
   if (c.forwarded) {
     r.error(fmt::format("TRYAGAIN partition {} moved while the request was forwarded; retry", first_part));
@@ -705,15 +849,21 @@ void Server::Impl::after_routed(Connection& c, size_t before) {
 // true answer.
 awaitable<void> Server::Impl::settle(Connection& c) {
   if (c.deferred.empty()) co_return;
-  std::map<unsigned, std::map<uint32_t, uint64_t>> by_shard;
+  // Per shard, the highest LSN per (partition, quorum). A handful of waits: flat vectors.
+  std::vector<std::pair<unsigned, std::vector<dht::Wait>>> by_shard;
   for (auto& d : c.deferred)
-    for (auto& [p, lsn] : d.waits) {
-      auto& m = by_shard[shards.owner(p)][p];
-      m = std::max(m, lsn);
+    for (auto& w : d.waits) {
+      unsigned sid = shards.owner(w.partition);
+      auto sit = std::find_if(by_shard.begin(), by_shard.end(), [&](const auto& e) { return e.first == sid; });
+      if (sit == by_shard.end()) sit = by_shard.insert(by_shard.end(), {sid, {}});
+      auto wit = std::find_if(sit->second.begin(), sit->second.end(), [&](const dht::Wait& x) {
+        return x.partition == w.partition && x.quorum == w.quorum;
+      });
+      if (wit == sit->second.end()) sit->second.push_back(w);
+      else wit->lsn = std::max(wit->lsn, w.lsn);
     }
   std::map<unsigned, std::string> failed;
-  for (auto& [sid, parts] : by_shard) {
-    std::vector<std::pair<uint32_t, uint64_t>> ws(parts.begin(), parts.end());
+  for (auto& [sid, ws] : by_shard) {
     // On this connection's own shard the wait runs inline; elsewhere it hops there.
     // Not `cond ? co_await a : co_await b`: GCC 12 destroys the result of a co_await in a
     // conditional expression twice (a double free once it holds an error message).
@@ -729,8 +879,8 @@ awaitable<void> Server::Impl::settle(Connection& c) {
     size_t pos = 0;
     for (auto& d : c.deferred) {
       const std::string* why = nullptr;
-      for (auto& [p, lsn] : d.waits)
-        if (auto it = failed.find(shards.owner(p)); it != failed.end()) why = &it->second;
+      for (auto& w : d.waits)
+        if (auto it = failed.find(shards.owner(w.partition)); it != failed.end()) why = &it->second;
       if (!why) continue;
       out.append(c.out, pos, d.begin - pos);
       Reply(out, c.client.protocol).error("TIMEOUT " + *why);
@@ -757,6 +907,8 @@ awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> arg
   Connection c(tcp::socket(shards.shard(sid).io), sid);
   c.forwarded = forwarded;
   c.deny_blocking = true;  // no client connection to block: a blocking command answers at once
+  c.internal = true;
+  c.owner = this;
   c.client.protocol = protocol;
   c.client.addr = forwarded ? "forwarded" : "internal";
   c.now_ms = SystemClock::instance().now_ms();
@@ -978,13 +1130,13 @@ awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec&
     const unsigned sid = shards.owner(part);
     auto& sh = shards.shard(sid);
     auto read = [&] {
-      if (dht) {
+      if (dht && !c.replica_read) {
         if (auto e = dht->check_local(sid, part, write, now); !e.empty()) {
           refused = std::move(e);
           return;
         }
         if (!write)
-          if (uint64_t lsn = dht->read_fence(sid, part, now)) c.waits.emplace_back(part, lsn);
+          if (uint64_t lsn = dht->read_fence(sid, part, now)) c.waits.push_back({part, lsn, 0});
       }
       if (auto v = sh.engine->get(part, k, now)) scratch.load(part, k, storage::copy_value(*v));
     };
@@ -1368,16 +1520,21 @@ awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args
     }
     // A hangup while blocked ends the wait (Redis notices it too); pipelined requests behind
     // the blocking one stop the watch and wait their turn.
-    c.sock.async_wait(tcp::socket::wait_read, [b, fd = c.sock.native_handle()](boost::system::error_code ec) {
-      if (ec == asio::error::operation_aborted) return;
-      char ch;
-      ssize_t n = ec ? 0 : ::recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) b->readable = true;
-      else b->hangup = true;
-      b->timer.cancel();
-    });
+    // (Not on a subscribed connection: cancelling the watch would cancel its outbox's write
+    // too; a hangup there is noticed when the wait ends.)
+    if (!c.ob.active) {
+      c.sock.async_wait(tcp::socket::wait_read, [b, fd = c.sock.native_handle()](boost::system::error_code ec) {
+        if (ec == asio::error::operation_aborted) return;
+        char ch;
+        ssize_t n = ec ? 0 : ::recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) b->readable = true;
+        else b->hangup = true;
+        b->timer.cancel();
+      });
+    }
     b->timer.expires_at(deadline);
     c.blocked = true;
+    c.blocker = b.get();
     bool timed_out = false;
     while (!b->served) {  // (served already if a shard served it while it registered)
       auto [ec] = co_await b->timer.async_wait(asio::as_tuple(use_awaitable));
@@ -1394,8 +1551,9 @@ awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args
       b->readable = false;
     }
     c.blocked = false;
+    c.blocker = nullptr;
     boost::system::error_code ignored;
-    c.sock.cancel(ignored);  // the hangup watch
+    if (!c.ob.active) c.sock.cancel(ignored);  // the hangup watch
     for (const auto& k : keys) {
       const unsigned sid = shards.owner(key_partition(k, shards.partitions()));
       auto unreg = [&] { per_shard[sid].events.unblock(k, b.get()); };
@@ -1555,6 +1713,8 @@ awaitable<void> Server::Impl::execute_all(Connection& c, const CommandSpec& spec
 awaitable<Snapshot> Server::Impl::collect() {
   Snapshot snap;
   snap.shards = shards.size();
+  // Distinct over shards (a channel subscribed to on two shards is one channel).
+  std::vector<std::string> channels, shard_channels, patterns;
   for (unsigned i = 0; i < shards.size(); ++i) {
     auto& s = shards.shard(i);
     observe::ShardStats st;
@@ -1562,6 +1722,11 @@ awaitable<Snapshot> Server::Impl::collect() {
     auto work = [&] {
       st = s.stats;
       st.connections_current = per_shard[i].connections.size();
+      const auto& reg = per_shard[i].pubsub;
+      reg.channels(PubKind::kChannel, nullptr, channels);
+      reg.channels(PubKind::kShard, nullptr, shard_channels);
+      reg.patterns(patterns);
+      st.pubsub_clients = reg.clients();
       es = s.engine->stats();
     };
     co_await runtime::run_on(s, work);
@@ -1574,12 +1739,21 @@ awaitable<Snapshot> Server::Impl::collect() {
     snap.engine.disk_bytes = std::max(snap.engine.disk_bytes, es.disk_bytes);
     snap.engine.syncs_total += es.syncs_total;
   }
+  auto distinct = [](std::vector<std::string>& v) {
+    std::sort(v.begin(), v.end());
+    return static_cast<uint64_t>(std::unique(v.begin(), v.end()) - v.begin());
+  };
+  snap.stats.pubsub_channels = distinct(channels);
+  snap.stats.pubsub_shard_channels = distinct(shard_channels);
+  snap.stats.pubsub_patterns = distinct(patterns);
+  if (dht) snap.stats.pubsub_fanout_dropped = dht->publish_dropped();
   co_return snap;
 }
 
 awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tls) {
   auto& shard = shards.shard(shard_id);
   Connection c(std::move(sock), shard_id);
+  c.owner = this;
   auto& ps = per_shard[shard_id];
   ps.connections.push_front(&c);
   auto self = ps.connections.begin();
@@ -1640,6 +1814,11 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
   argv.reserve(16);
   std::vector<Pending> batch;
   std::vector<std::string_view> flat;  // the arguments of every request in `batch`
+  // Used once the connection subscribes (pub/sub): the outbox writes on this stream.
+  c.ob.start = [this, &c, &stream] {
+    asio::async_write(stream, asio::buffer(c.ob.inflight),
+                      [this, &c](boost::system::error_code ec, size_t n) { written(c, ec, n); });
+  };
 
   for (;;) {
     if (in.size() - used < kReadChunk / 4) {
@@ -1705,10 +1884,7 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
             c.out.clear();
             break;
           }
-          auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(c.out), asio::as_tuple(use_awaitable));
-          shard.stats.net_output_bytes += wn;
-          c.out.clear();
-          if (wec) {
+          if (!co_await write_out(c, stream)) {
             close = true;
             break;
           }
@@ -1729,16 +1905,396 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
     }
     co_await settle(c);
     if (!c.out.empty() && !commit_local(c)) break;  // replies would acknowledge lost writes
-    if (!c.out.empty()) {
-      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(c.out), asio::as_tuple(use_awaitable));
-      shard.stats.net_output_bytes += wn;
-      // Keep the buffer's capacity for the next batch unless one huge reply inflated it.
-      if (c.out.capacity() > (1 << 20)) std::string().swap(c.out);
-      else c.out.clear();
-      if (wec) break;
-    }
+    if (!c.out.empty() && !co_await write_out(c, stream)) break;
     if (close || stopping.load(std::memory_order_relaxed)) break;
   }
+  if (c.ob.active) co_await pubsub_finish(c);
+}
+
+// Writes the replies in c.out: directly, or behind the messages a subscribed connection has
+// queued. Returns false if the connection is to close (a write failed, or it was cut off).
+template <class Stream>
+awaitable<bool> Server::Impl::write_out(Connection& c, Stream& stream) {
+  if (c.ob.active) {
+    if (c.ob.dead) {
+      c.out.clear();
+      co_return false;
+    }
+    c.ob.queued.append(c.out);
+    c.out.clear();
+    outbox_added(c);
+    while (!c.ob.dead && c.ob.writing && c.ob.queued.size() > kPushBackpressure) {
+      asio::steady_timer t(shards.shard(c.shard).io, std::chrono::steady_clock::time_point::max());
+      c.ob.waiter = &t;
+      co_await t.async_wait(asio::as_tuple(use_awaitable));
+      c.ob.waiter = nullptr;
+    }
+    co_return !c.ob.dead;
+  }
+  auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(c.out), asio::as_tuple(use_awaitable));
+  shards.shard(c.shard).stats.net_output_bytes += wn;
+  // Keep the buffer's capacity for the next batch unless one huge reply inflated it.
+  if (c.out.capacity() > (1 << 20)) std::string().swap(c.out);
+  else c.out.clear();
+  co_return !wec;
+}
+
+// ---- Pub/sub -------------------------------------------------------------------------------
+//
+// Subscriptions live in the registry of the subscriber's shard (PerShard::pubsub): a PUBLISH
+// visits every shard of the node in turn and each delivers to its own subscribers, so no shard
+// ever touches another's connections. In a cluster PUBLISH also goes to every other member
+// over the data plane (dht::Service::publish: a bounded peer queue, never waited on), and the
+// reply counts this node's receivers only, as Redis Cluster's does. Shard channels (SPUBLISH)
+// go to the slot's owners only: the primary delivers and sends the message to the partition's
+// replicas; SSUBSCRIBE is served by an owner and answered -MOVED elsewhere.
+
+void Connection::message(PubKind kind, const std::string* pattern, std::string_view channel,
+                         std::string_view payload) {
+  owner->push_message(*this, kind, pattern, channel, payload);
+}
+
+void Server::Impl::push_message(Connection& c, PubKind kind, const std::string* pattern,
+                                std::string_view channel, std::string_view payload) {
+  if (c.ob.dead) return;
+  Reply r(c.ob.queued, c.client.protocol);
+  reply_message(r, kind, pattern, channel, payload);
+  outbox_added(c);
+}
+
+void Server::Impl::outbox_added(Connection& c) {
+  const size_t pending = c.ob.queued.size() + c.ob.inflight.size();
+  const uint64_t hard = obuf_hard.load(std::memory_order_relaxed);
+  const uint64_t soft = obuf_soft.load(std::memory_order_relaxed);
+  bool over = hard > 0 && pending >= hard;
+  if (!over && soft > 0 && pending >= soft) {
+    const int64_t now = SystemClock::instance().monotonic_ns() / 1000000;
+    const auto soft_ms = static_cast<int64_t>(obuf_soft_s.load(std::memory_order_relaxed)) * 1000;
+    if (c.ob.soft_since_ms == 0) c.ob.soft_since_ms = now;
+    else if (now - c.ob.soft_since_ms > soft_ms) over = true;
+  } else if (!over) {
+    c.ob.soft_since_ms = 0;
+  }
+  if (over) return cut_off(c, pending);
+  // The write starts once the current handler returns (Redis writes before its next poll too):
+  // the messages of every PUBLISH that runs meanwhile go out in one write.
+  if (c.ob.writing || c.ob.kick_posted) return;
+  c.ob.kick_posted = true;
+  asio::post(shards.shard(c.shard).io, [this, &c] {
+    c.ob.kick_posted = false;
+    kick(c);
+    if (c.ob.waiter) c.ob.waiter->cancel();
+  });
+}
+
+void Server::Impl::kick(Connection& c) {
+  if (c.ob.writing || c.ob.dead || c.ob.queued.empty() || !c.ob.start) return;
+  KEEL_ASSERT(c.ob.inflight.empty());
+  c.ob.inflight.swap(c.ob.queued);
+  c.ob.writing = true;
+  c.ob.start();
+}
+
+void Server::Impl::written(Connection& c, boost::system::error_code ec, size_t n) {
+  KEEL_ASSERT(c.ob.writing);
+  shards.shard(c.shard).stats.net_output_bytes += n;
+  c.ob.writing = false;
+  if (ec) {
+    if (!c.ob.dead) {  // the peer went away: the read loop ends too
+      c.ob.dead = true;
+      std::string().swap(c.ob.queued);
+      boost::system::error_code ignored;
+      c.sock.shutdown(tcp::socket::shutdown_both, ignored);
+      c.sock.cancel(ignored);
+      wake_blocked(c);
+    }
+    std::string().swap(c.ob.inflight);
+  } else {
+    if (c.ob.inflight.capacity() > (1 << 20)) std::string().swap(c.ob.inflight);
+    else c.ob.inflight.clear();
+    kick(c);
+  }
+  if (c.ob.waiter) c.ob.waiter->cancel();
+}
+
+void Server::Impl::cut_off(Connection& c, size_t pending) {
+  c.ob.dead = true;
+  ++shards.shard(c.shard).stats.client_output_buffer_limit_disconnections;
+  spdlog::warn("closing client id={} addr={} name={}: its output buffer reached {} bytes, over the pubsub "
+               "limit (client-output-buffer-limit pubsub {} {} {}); it reads slower than messages arrive",
+               c.client.id, c.client.addr, c.client.name, pending, obuf_hard.load(), obuf_soft.load(),
+               obuf_soft_s.load());
+  std::string().swap(c.ob.queued);
+  boost::system::error_code ignored;
+  c.sock.shutdown(tcp::socket::shutdown_both, ignored);
+  c.sock.cancel(ignored);  // the write in flight ends (written() frees it), and the read loop
+  if (c.ob.waiter) c.ob.waiter->cancel();
+  wake_blocked(c);
+}
+
+// A subscribed client blocked in BLPOP & co. (RESP3) whose outbox died ends its wait as if it
+// had hung up (its hangup watch is off while it subscribes).
+void Server::Impl::wake_blocked(Connection& c) {
+  if (!c.blocker) return;
+  c.blocker->hangup = true;
+  c.blocker->timer.cancel();
+}
+
+void Server::Impl::pubsub_leave(Connection& c) {
+  auto& ps = per_shard[c.shard];
+  if (c.client.pubsub > 0) ps.pubsub.remove_client(c.client.id);
+  ps.sinks.erase(c.client.id);
+  c.client.pubsub = 0;
+  pubsub_changed(c.shard);
+}
+
+// The replies so far go out behind the messages already queued (and before any message that
+// a subscription just made could bring), once they may be acknowledged.
+awaitable<void> Server::Impl::pubsub_flush(Connection& c) {
+  if (!c.ob.active) co_return;
+  co_await settle(c);
+  if (!commit_local(c)) {
+    c.out.clear();
+    c.client.close_after_reply = true;
+    co_return;
+  }
+  if (c.ob.dead) {
+    c.out.clear();
+    co_return;
+  }
+  c.ob.queued.append(c.out);
+  c.out.clear();
+  outbox_added(c);
+}
+
+// The connection ends: no more messages; its last replies (QUIT's +OK) get one second to be
+// written, then whatever is in flight is abandoned. Returns once no write or posted kick
+// refers to it.
+awaitable<void> Server::Impl::pubsub_finish(Connection& c) {
+  pubsub_leave(c);
+  auto& io = shards.shard(c.shard).io;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  for (;;) {
+    if (!c.ob.kick_posted) kick(c);
+    if (!c.ob.writing && !c.ob.kick_posted) break;  // nothing refers to the connection now
+    asio::steady_timer t(io, c.ob.dead ? std::chrono::steady_clock::time_point::max() : deadline);
+    c.ob.waiter = &t;
+    auto [ec] = co_await t.async_wait(asio::as_tuple(use_awaitable));
+    c.ob.waiter = nullptr;
+    if (!ec && !c.ob.dead) {  // the deadline passed
+      c.ob.dead = true;
+      boost::system::error_code ignored;
+      c.sock.cancel(ignored);
+    }
+  }
+  c.ob.start = nullptr;
+}
+
+size_t Server::Impl::deliver(unsigned sid, bool shard_channel, std::string_view channel,
+                             std::string_view message) {
+  auto& ps = per_shard[sid];
+  if (ps.pubsub.clients() == 0) return 0;
+  const PubKind kind = shard_channel ? PubKind::kShard : PubKind::kChannel;
+  const size_t n = ps.pubsub.publish(shard_channel, channel, [&](uint64_t id, const std::string* pattern) {
+    auto it = ps.sinks.find(id);
+    KEEL_ASSERT(it != ps.sinks.end());
+    it->second->message(kind, pattern, channel, message);
+  });
+  shards.shard(sid).stats.pubsub_messages_delivered += n;
+  return n;
+}
+
+awaitable<int64_t> Server::Impl::publish_here(unsigned from, bool shard_channel, std::string_view channel,
+                                              std::string_view message) {
+  int64_t receivers = 0;
+  for (unsigned i = 0; i < shards.size(); ++i) {
+    if (i != from && per_shard[i].subscribers.load(std::memory_order_acquire) == 0) continue;
+    size_t n = 0;
+    auto work = [&] { n = deliver(i, shard_channel, channel, message); };
+    if (i == from) work();
+    else co_await runtime::run_on(shards.shard(i), work);
+    receivers += static_cast<int64_t>(n);
+  }
+  co_return receivers;
+}
+
+void Server::Impl::publish_from_peer(bool shard_channel, std::string channel, std::string message) {
+  auto m = std::make_shared<const std::pair<std::string, std::string>>(std::move(channel), std::move(message));
+  for (unsigned i = 0; i < shards.size(); ++i)
+    if (per_shard[i].subscribers.load(std::memory_order_acquire) > 0)
+      asio::post(shards.shard(i).io, [this, i, shard_channel, m] { deliver(i, shard_channel, m->first, m->second); });
+}
+
+// Cluster mode, SSUBSCRIBE: "" if this node may serve the shard channels (an owner of their
+// slot: the partition's primary or a replica), else the error to send: -MOVED to the primary,
+// as Redis Cluster answers, or -CROSSSLOT if they are in several slots.
+std::string Server::Impl::shard_channel_refusal(Connection& c, Args argv) {
+  const dht::Topology* topo = dht->current(c.shard);
+  if (!topo) return "CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)";
+  const uint32_t slot = key_slot(argv[1]);
+  // A single node (the embedded one-member cluster) takes any channels, as Redis does outside
+  // cluster mode.
+  if (topo->nodes.size() > 1)
+    for (size_t i = 2; i < argv.size(); ++i)
+      if (key_slot(argv[i]) != slot) return "CROSSSLOT Keys in request don't hash to the same slot";
+  const auto& part = topo->parts[slot_partition(slot, shards.partitions())];
+  if (part.primary == topo->self ||
+      std::find(part.replicas.begin(), part.replicas.end(), topo->self) != part.replicas.end())
+    return "";
+  const dht::NodeRecord* n = topo->node(part.primary);
+  if (part.primary == 0 || !n) return "CLUSTERDOWN Hash slot not served (the partition map has no primary for it)";
+  return fmt::format("MOVED {} {}", slot, n->resp);
+}
+
+awaitable<void> Server::Impl::execute_pubsub(Connection& c, const CommandSpec& spec, Args argv) {
+  auto& r = c.reply;
+  const std::string_view name = spec.name;
+  auto& ps = per_shard[c.shard];
+  const uint64_t id = c.client.id;
+
+  if (name == "publish") {
+    const int64_t n = co_await publish_here(c.shard, false, argv[1], argv[2]);
+    if (dht) {
+      if (const dht::Topology* topo = dht->current(c.shard)) {
+        std::vector<uint32_t> others;
+        for (const auto& [node_id, rec] : topo->nodes)
+          if (node_id != topo->self) others.push_back(node_id);
+        if (!others.empty()) dht->publish(others, false, argv[1], argv[2]);
+      }
+    }
+    co_return r.integer(n);
+  }
+  if (name == "spublish") {
+    std::vector<uint32_t> replicas;
+    if (dht) {
+      const dht::Topology* topo = dht->current(c.shard);
+      if (!topo) co_return r.error("CLUSTERDOWN The cluster is down (this node does not know the partition map yet; retry)");
+      const auto& part = topo->parts[key_partition(argv[1], shards.partitions())];
+      if (part.primary == 0) co_return r.error("CLUSTERDOWN Hash slot not served (the partition map has no primary for it)");
+      if (part.primary != topo->self) {
+        // Like a key command: run by the slot's primary, which reaches the slot's owners.
+        if (c.forwarded) co_return r.error("TRYAGAIN the shard channel's slot moved while SPUBLISH was forwarded; retry");
+        const uint32_t primary = part.primary;
+        co_return co_await execute_forward(c, argv, primary);
+      }
+      replicas = part.replicas;
+    }
+    const int64_t n = co_await publish_here(c.shard, true, argv[1], argv[2]);
+    if (!replicas.empty()) dht->publish(replicas, true, argv[1], argv[2]);
+    co_return r.integer(n);
+  }
+  if (name == "pubsub") co_return co_await pubsub_introspect(c, argv);
+
+  PubKind kind = PubKind::kChannel;
+  if (name == "psubscribe" || name == "punsubscribe") kind = PubKind::kPattern;
+  else if (name == "ssubscribe" || name == "sunsubscribe") kind = PubKind::kShard;
+  auto count = [&] {
+    return kind == PubKind::kShard ? ps.pubsub.count(id, PubKind::kShard) : ps.pubsub.subscriptions(id);
+  };
+  if (!name.ends_with("unsubscribe")) {
+    if (c.internal)
+      co_return r.error(fmt::format("ERR {} isn't allowed for a DENY BLOCKING client", upper(name)));
+    if (kind == PubKind::kShard && dht)
+      if (auto e = shard_channel_refusal(c, argv); !e.empty()) co_return r.error(e);
+    c.ob.active = true;
+    ps.sinks[id] = &c;
+    for (size_t i = 1; i < argv.size(); ++i) {
+      ps.pubsub.subscribe(id, kind, argv[i]);
+      reply_subscription(r, name, &argv[i], count());
+    }
+  } else if (argv.size() == 1) {
+    const auto names = ps.pubsub.names(id, kind);
+    if (names.empty()) reply_subscription(r, name, nullptr, count());
+    for (const auto& n : names) {
+      ps.pubsub.unsubscribe(id, kind, n);
+      const std::string_view v = n;
+      reply_subscription(r, name, &v, count());
+    }
+  } else {
+    for (size_t i = 1; i < argv.size(); ++i) {
+      ps.pubsub.unsubscribe(id, kind, argv[i]);
+      reply_subscription(r, name, &argv[i], count());
+    }
+  }
+  c.client.pubsub = ps.pubsub.total(id);
+  if (c.client.pubsub == 0) ps.sinks.erase(id);
+  pubsub_changed(c.shard);
+  co_await pubsub_flush(c);
+}
+
+// PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB|HELP, over every shard of this node
+// (in a cluster, as in Redis Cluster, a node answers for its own subscribers).
+awaitable<void> Server::Impl::pubsub_introspect(Connection& c, Args argv) {
+  auto& r = c.reply;
+  const std::string sub = to_lower(argv[1]);
+  if (sub == "help") {
+    if (argv.size() != 2) co_return r.error(wrong_args("pubsub|help"));
+    static const std::vector<std::string_view> kHelp = {
+        "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "CHANNELS [<pattern>]",
+        "    Return the currently active channels matching a <pattern> (default: '*').",
+        "NUMPAT",
+        "    Return number of subscriptions to patterns.",
+        "NUMSUB [<channel> ...]",
+        "    Return the number of subscribers for the specified channels, excluding",
+        "    pattern subscriptions(default: no channels).",
+        "SHARDCHANNELS [<pattern>]",
+        "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+        "SHARDNUMSUB [<shardchannel> ...]",
+        "    Return the number of subscribers for the specified shard level channel(s)",
+        "HELP",
+        "    Print this help."};
+    r.array(kHelp.size());
+    for (auto line : kHelp) r.simple(line);
+    co_return;
+  }
+  const bool shard_kind = sub == "shardchannels" || sub == "shardnumsub";
+  const PubKind kind = shard_kind ? PubKind::kShard : PubKind::kChannel;
+  if (sub == "channels" || sub == "shardchannels") {
+    if (argv.size() > 3)
+      co_return r.error(fmt::format("ERR unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
+                                    argv[1].substr(0, 128), upper(argv[0])));
+    std::optional<std::string> pattern;
+    if (argv.size() == 3) pattern.emplace(argv[2]);
+    std::vector<std::string> names;
+    for (unsigned i = 0; i < shards.size(); ++i) {
+      auto work = [&] { per_shard[i].pubsub.channels(kind, pattern ? &*pattern : nullptr, names); };
+      co_await runtime::run_on(shards.shard(i), work);
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    r.array(names.size());
+    for (const auto& n : names) r.bulk(n);
+    co_return;
+  }
+  if (sub == "numsub" || sub == "shardnumsub") {
+    std::vector<int64_t> counts(argv.size() - 2, 0);
+    for (unsigned i = 0; i < shards.size(); ++i) {
+      auto work = [&] {
+        for (size_t j = 2; j < argv.size(); ++j)
+          counts[j - 2] += static_cast<int64_t>(per_shard[i].pubsub.numsub(kind, argv[j]));
+      };
+      co_await runtime::run_on(shards.shard(i), work);
+    }
+    r.array(counts.size() * 2);
+    for (size_t j = 2; j < argv.size(); ++j) {
+      r.bulk(argv[j]);
+      r.integer(counts[j - 2]);
+    }
+    co_return;
+  }
+  if (sub == "numpat") {
+    if (argv.size() != 2) co_return r.error(wrong_args("pubsub|numpat"));
+    std::vector<std::string> patterns;
+    for (unsigned i = 0; i < shards.size(); ++i) {
+      auto work = [&] { per_shard[i].pubsub.patterns(patterns); };
+      co_await runtime::run_on(shards.shard(i), work);
+    }
+    std::sort(patterns.begin(), patterns.end());
+    r.integer(static_cast<int64_t>(std::unique(patterns.begin(), patterns.end()) - patterns.begin()));
+    co_return;
+  }
+  r.error(fmt::format("ERR unknown subcommand '{}'. Try {} HELP.", argv[1].substr(0, 128), upper(argv[0])));
 }
 
 // One acceptor (on shard 0) hands connections to shards round-robin. (SO_REUSEPORT on every
@@ -1802,7 +2358,8 @@ awaitable<void> Server::Impl::idle_sweep(unsigned shard_id) {
     auto limit = static_cast<int64_t>(timeout_s.load(std::memory_order_relaxed));
     if (limit == 0) continue;
     for (auto* c : per_shard[shard_id].connections) {
-      if (!c->blocked && now - c->client.last_cmd_ms > limit * 1000) {
+      // Subscribers are not subject to the timeout (as in Redis).
+      if (!c->blocked && c->client.pubsub == 0 && now - c->client.last_cmd_ms > limit * 1000) {
         spdlog::debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
                       limit);
         boost::system::error_code sec;
@@ -1876,6 +2433,33 @@ uint64_t Server::open_connections() const { return impl_->open.load(); }
 int Server::tls_port() const { return impl_->bound_tls_port; }
 void Server::set_max_clients(uint64_t n) { impl_->max_clients.store(n); }
 void Server::set_timeout_s(uint64_t s) { impl_->timeout_s.store(s); }
+void Server::set_pubsub_limits(PubSubLimits l) {
+  impl_->obuf_hard.store(l.hard_bytes);
+  impl_->obuf_soft.store(l.soft_bytes);
+  impl_->obuf_soft_s.store(l.soft_s);
+}
+PubSubLimits Server::pubsub_limits() const {
+  return {impl_->obuf_hard.load(), impl_->obuf_soft.load(), impl_->obuf_soft_s.load()};
+}
+uint64_t Server::subscribe_sink(unsigned shard, PubKind kind, std::string_view name, PubSubSink* sink) {
+  KEEL_ASSERT(runtime::ShardSet::current() == static_cast<int>(shard));
+  auto& ps = impl_->per_shard[shard];
+  const uint64_t id = impl_->next_sink_id();
+  ps.pubsub.subscribe(id, kind, name);
+  ps.sinks[id] = sink;
+  impl_->pubsub_changed(shard);
+  return id;
+}
+void Server::unsubscribe_sink(unsigned shard, uint64_t id) {
+  KEEL_ASSERT(runtime::ShardSet::current() == static_cast<int>(shard));
+  auto& ps = impl_->per_shard[shard];
+  ps.pubsub.remove_client(id);
+  ps.sinks.erase(id);
+  impl_->pubsub_changed(shard);
+}
+void Server::count_output_limit_disconnection(unsigned shard) {
+  ++impl_->shards.shard(shard).stats.client_output_buffer_limit_disconnections;
+}
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
@@ -1884,6 +2468,10 @@ void Server::run(std::vector<std::string> argv, std::function<void(std::string)>
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
 void Server::set_dht(dht::Service* dht) {
   impl_->dht = dht;
+  if (dht)
+    dht->set_publish_handler([im = impl_.get()](bool shard_channel, std::string channel, std::string message) {
+      im->publish_from_peer(shard_channel, std::move(channel), std::move(message));
+    });
   if (dht)
     dht->set_executor([im = impl_.get()](std::vector<std::string> argv, int protocol,
                                          std::function<void(std::string)> done) {

@@ -11,6 +11,7 @@
 #include "base/result.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/parser.h"
+#include "frontends/resp/pubsub_registry.h"
 #include "observe/stats.h"
 
 namespace boost::asio::ssl {
@@ -31,6 +32,24 @@ class Tracer;
 
 namespace keel::resp {
 
+// Redis's `client-output-buffer-limit pubsub <hard> <soft> <soft seconds>`: a subscriber whose
+// unsent output reaches `hard_bytes`, or stays at or above `soft_bytes` for more than
+// `soft_s` seconds, is disconnected (0 disables a limit).
+struct PubSubLimits {
+  uint64_t hard_bytes = 32ull << 20;
+  uint64_t soft_bytes = 8ull << 20;
+  uint64_t soft_s = 60;
+};
+
+// A receiver of pub/sub messages other than a RESP connection (the HTTP door's SSE streams).
+// Called on the shard it subscribed on, from that shard's thread.
+class PubSubSink {
+ public:
+  virtual ~PubSubSink() = default;
+  virtual void message(PubKind kind, const std::string* pattern, std::string_view channel,
+                       std::string_view payload) = 0;
+};
+
 struct ServerOptions {
   std::string bind = "127.0.0.1";
   int port = 6380;
@@ -42,6 +61,7 @@ struct ServerOptions {
   // same connection code runs over the TLS stream. 0 = any free port.
   int tls_port = 0;
   std::shared_ptr<boost::asio::ssl::context> tls;
+  PubSubLimits pubsub_limits;
 };
 
 // A point-in-time copy of everything INFO and /metrics report, merged over shards.
@@ -70,6 +90,7 @@ class Server {
   // Run-time changes (CONFIG SET): safe from any thread.
   void set_max_clients(uint64_t n);
   void set_timeout_s(uint64_t s);
+  void set_pubsub_limits(PubSubLimits limits);
   // The caching service behind the CACHE.* commands. Call before start().
   void set_caches(cache::Service* caches);
   // Cluster mode: key commands are routed by the distributed hash map (set before start()).
@@ -81,6 +102,18 @@ class Server {
   // Runs one command as a client would (routing, forwarding, write quorum) on some shard and
   // hands its RESP2 reply to `done` on that shard's thread. For the other doors (HTTP).
   void run(std::vector<std::string> argv, std::function<void(std::string)> done);
+
+  // Pub/sub for the other doors. On shard `shard`'s thread only: subscribes `sink` to a
+  // channel (or a glob pattern) and returns its subscriber id; `sink` must stay alive until
+  // unsubscribe_sink(shard, id), called on the same thread. Messages published through any
+  // door on any node reach it, as they reach a RESP subscriber.
+  uint64_t subscribe_sink(unsigned shard, PubKind kind, std::string_view name, PubSubSink* sink);
+  void unsubscribe_sink(unsigned shard, uint64_t id);
+  // The limits in force now (an SSE stream applies the same cut-off).
+  PubSubLimits pubsub_limits() const;
+  // Counts a subscriber of another door cut off by the limit (INFO, /metrics), on `shard`'s
+  // thread.
+  void count_output_limit_disconnection(unsigned shard);
 
   // Collects statistics from every shard. From a non-shard thread only (it blocks); shard
   // coroutines use collect_snapshot() in server_async.h.

@@ -7,8 +7,14 @@
 namespace keel::resp {
 namespace {
 
-void cmd_ping(CmdCtx&, Args a, Reply& r) {
+void cmd_ping(CmdCtx& c, Args a, Reply& r) {
   if (a.size() > 2) return r.error(wrong_args(a[0]));
+  if (c.client && c.client->pubsub > 0 && r.protocol() == 2) {
+    r.array(2);
+    r.bulk("pong");
+    r.bulk(a.size() == 2 ? a[1] : std::string_view());
+    return;
+  }
   a.size() == 2 ? r.bulk(a[1]) : r.simple("PONG");
 }
 
@@ -85,6 +91,7 @@ void cmd_quit(CmdCtx& c, Args, Reply& r) {
 void cmd_reset(CmdCtx& c, Args, Reply& r) {
   c.client->protocol = 2;
   c.client->name.clear();
+  c.client->readonly = false;  // as Redis: RESET leaves READONLY mode
   c.client->authenticated = !c.node->auth_required();
   r.set_protocol(2);
   r.simple("RESET");

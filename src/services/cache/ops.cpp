@@ -48,9 +48,9 @@ void for_each_with_prefix(storage::Engine& e, uint32_t partition, const std::str
 }  // namespace
 
 Result<std::optional<Got>> get(storage::Engine& e, uint32_t partition, const Active& c,
-                               std::string_view user_key, int64_t now_ms) {
+                               std::string_view user_key, int64_t now_ms, bool note_access) {
   auto key = entry_key(c.def.name, c.generation, user_key);
-  bool track = c.def.bounded() && c.def.eviction != Eviction::kNone;
+  bool track = note_access && c.def.bounded() && c.def.eviction != Eviction::kNone;
   if (!track) {
     auto v = e.get(partition, key, now_ms);
     if (!v || v->type != ValueType::kString) return std::optional<Got>{};

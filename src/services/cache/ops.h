@@ -40,9 +40,9 @@ struct PutOutcome {
 int64_t next_access_stamp(int64_t now_ms);
 
 // nullopt if absent or expired. On a bounded lru/lfu cache the access is recorded (an Engine
-// update of the entry's header).
+// update of the entry's header) unless `note_access` is false (a replica answering).
 Result<std::optional<Got>> get(storage::Engine& e, uint32_t partition, const Active& c,
-                               std::string_view user_key, int64_t now_ms);
+                               std::string_view user_key, int64_t now_ms, bool note_access = true);
 
 // Stores the entry; `ttl_ms` nullopt means the cache's defaultTtl (0 there = no expiry).
 // On a bounded cache, first evicts what the policy chooses among this partition's entries, so

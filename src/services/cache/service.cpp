@@ -453,6 +453,12 @@ Task<Result<R>> on_entry(Service::Impl& im, Service& svc, const std::string& nam
 
 }  // namespace
 
+Task<bool> Service::learn(std::string name) {
+  if (!impl_->meta || name == kDefaultCache) co_return false;
+  auto l = co_await impl_->load(name);
+  co_return l.has_value();
+}
+
 Task<Result<std::optional<Got>>> Service::get(std::string name, std::string key, int64_t now) {
   auto op = [&](storage::Engine& e, uint32_t part, const Active* a) -> Result<std::optional<Got>> {
     if (a) return cache::get(e, part, *a, key, now);

@@ -64,6 +64,11 @@ class Service {
   Task<Result<uint64_t>> drop(std::string name);
   Task<Result<uint64_t>> clear(std::string name);
 
+  // A cache this node's catalog does not list (yet): reads its definition from metadata
+  // (linearizable) and, if it exists, installs it on every shard of this node before
+  // answering true. A cache created through another node a moment ago is then known here.
+  Task<bool> learn(std::string name);
+
   // Entry operations for front ends that are not shard handlers: hop to the key's shard.
   // A cache this node does not know yet is looked up in metadata before kNotFound.
   Task<Result<std::optional<Got>>> get(std::string name, std::string key, int64_t now_ms);

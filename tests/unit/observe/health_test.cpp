@@ -15,6 +15,30 @@ TEST(Health, StoragePassesInMemoryAndWhenTheProbeWrites) {
   EXPECT_NE(r.detail.find("No space left"), std::string::npos);
 }
 
+TEST(Health, CertificatesMustOutliveTheMinimum) {
+  const int64_t now = 1'800'000'000, day = 86400;
+  auto r = check_certificates({{"resp", now + 30 * day}}, now, 3);
+  EXPECT_TRUE(r.ok);
+  EXPECT_EQ(r.detail, "resp: 30.0 days left");
+  r = check_certificates({{"resp", now + 2 * day}}, now, 3);
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.detail, "the resp certificate: 2.0 days left (at least 3 required; renew it, see docs/operations.md)");
+  r = check_certificates({{"resp", now - 1}}, now, 0);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.detail.find("expired"), std::string::npos);
+  HealthBoard b(1, false, 5000);
+  auto names = [&] {
+    std::vector<std::string> n;
+    for (auto& c : b.readiness(0, now)) n.push_back(c.name);
+    return n;
+  };
+  EXPECT_EQ(names(), (std::vector<std::string>{"storage", "metadata", "partitions", "tasks"}));  // no TLS: no check
+  b.set_certificates({{"resp", now + day}}, 3);
+  auto checks = b.readiness(0, now);
+  ASSERT_EQ(checks.back().name, "certificates");
+  EXPECT_FALSE(checks.back().ok);
+}
+
 TEST(Health, MetadataNeedsAnAnswerAndAQuorum) {
   MetadataFacts f;
   f.error = "no answer to a status request within 1000 ms";

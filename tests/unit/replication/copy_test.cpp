@@ -784,6 +784,99 @@ TEST(ReplicationCopy, HandoverToAReplicaAlsoWaitsForTheLearners) {
   EXPECT_TRUE(n.c(1).handover_done());
 }
 
+TEST(ReplicationCopy, HeldByCountsDurableCopiesForAWritesOwnQuorum) {
+  Net n({1, 2, 3});
+  n.auto_durable[2] = n.auto_durable[3] = false;
+  n.configure_all(cfg3(2));
+  n.deliver_all();
+  n.c(2).durable(n.c(2).last_lsn(), n.now);
+  n.collect(2);
+  n.c(3).durable(n.c(3).last_lsn(), n.now);
+  n.collect(3);
+  n.deliver_all();
+  uint64_t lsn = n.write(1, "a");
+  n.deliver_all();
+  // Only the primary holds it durably: quorum 1 is met, 2 (the configured one) and 3 are not.
+  EXPECT_EQ(n.c(1).held_by(1), lsn);
+  EXPECT_LT(n.c(1).held_by(2), lsn);
+  EXPECT_EQ(n.c(1).held_by(2), n.c(1).committed_lsn());
+  EXPECT_LT(n.c(1).held_by(3), lsn);
+  n.c(2).durable(lsn, n.now);
+  n.collect(2);
+  n.deliver_all();
+  EXPECT_EQ(n.c(1).held_by(2), lsn);
+  EXPECT_LT(n.c(1).held_by(3), lsn);  // 3 copies: the third has not made it durable
+  n.c(3).durable(lsn, n.now);
+  n.collect(3);
+  n.deliver_all();
+  EXPECT_EQ(n.c(1).held_by(3), lsn);
+  EXPECT_EQ(n.c(1).held_by(7), lsn);  // capped at the number of copies
+  EXPECT_EQ(n.c(2).held_by(1), 0u);   // a replica answers nothing
+}
+
+TEST(ReplicationCopy, HeldByIgnoresLearners) {
+  Net n({1, 2, 3});
+  n.auto_durable[2] = false;
+  Config c{.epoch = 1, .primary = 1, .replicas = {2}, .write_quorum = 1};
+  ASSERT_TRUE(n.c(1).configure(c, n.now));
+  ASSERT_TRUE(n.c(2).configure(c, n.now));
+  Config lc = c;
+  lc.learners = {3};
+  ASSERT_TRUE(n.c(3).configure(lc, n.now));
+  ASSERT_TRUE(n.c(1).set_learners({3}, n.now));
+  for (NodeId id : {1u, 2u, 3u}) n.collect(id);
+  n.deliver_all();
+  uint64_t lsn = n.write(1, "a");
+  n.deliver_all();
+  EXPECT_GE(n.c(3).last_lsn(), lsn);    // the learner holds it durably...
+  EXPECT_LT(n.c(1).held_by(2), lsn);    // ...but only the replica counts
+}
+
+TEST(ReplicationCopy, ReplicaIsFreshAsOfTheLastAppendItCaughtUpWith) {
+  Net n({1, 2, 3});
+  EXPECT_EQ(n.c(2).fresh_as_of_ms(), INT64_MIN);
+  n.configure_all(cfg3(2));
+  n.deliver_all();
+  EXPECT_EQ(n.c(2).fresh_as_of_ms(), n.now);
+  EXPECT_EQ(n.c(1).fresh_as_of_ms(), INT64_MIN);  // only replicas
+  n.now += 500;
+  n.write(1, "a");
+  // Copy 3 loses the Append; copy 2 gets it. A later heartbeat carries the commit 3 lacks.
+  while (!n.q.empty()) {
+    if (n.q.front().to == 3) {
+      n.q.pop_front();
+    } else {
+      n.deliver_one();
+    }
+  }
+  EXPECT_EQ(n.c(2).fresh_as_of_ms(), n.now);
+  int64_t before = n.c(3).fresh_as_of_ms();
+  EXPECT_LT(before, n.now);
+  n.now += 100;
+  n.tick_all();
+  while (!n.q.empty()) {
+    auto& m = n.q.front();
+    if (m.to == 3 && std::holds_alternative<Append>(m.m)) {
+      // What it receives after the loss does not follow on from what it holds: it stays as
+      // fresh as before until the resend arrives.
+      n.deliver_one();
+      if (n.c(3).last_lsn() < n.c(1).committed_lsn()) {
+        EXPECT_EQ(n.c(3).fresh_as_of_ms(), before);
+      }
+    } else {
+      n.deliver_one();
+    }
+  }
+  n.now += 300;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(3).last_lsn(), n.c(1).last_lsn());
+  EXPECT_EQ(n.c(3).fresh_as_of_ms(), n.now);
+  // A new epoch forgets it: not fresh until the new primary's first Append.
+  ASSERT_TRUE(n.c(3).configure(cfg3(2, 2), n.now).has_value());
+  EXPECT_EQ(n.c(3).fresh_as_of_ms(), INT64_MIN);
+}
+
 TEST(ReplicationCopy, CoreUsesNoClockSocketThreadFileOrRandomness) {
   std::regex banned(
       R"(#include\s*<(chrono|thread|random|fstream|filesystem|mutex|asio|sys/|unistd|boost/asio|ctime|atomic|condition_variable)[^>]*>|steady_clock|system_clock|random_device|this_thread|fopen|gettimeofday|clock_gettime)");

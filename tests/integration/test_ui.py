@@ -1,0 +1,109 @@
+"""The admin page (/ui/) in a real browser: headless Chromium loads it from a 3-node cluster,
+and the DOM it renders lists the members with the partition counts /v1/cluster/status gives,
+the named caches, and a member's death. Screenshots are saved (the path is printed)."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+from html.parser import HTMLParser
+
+from harness import http
+from test_dht import DhtCluster
+
+CHROMIUM = shutil.which("chromium")
+
+
+class Rows(HTMLParser):
+    """The text of every table row, by table id: {"members": [["1 (this node)", ...], ...]}."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.table, self.row, self.cell, self.attrs = {}, None, None, None, {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "body":
+            self.attrs = a
+        if tag == "table":
+            self.table = a.get("id")
+            self.tables[self.table] = []
+        elif tag == "tr" and self.table:
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append(self.cell.strip())
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            self.tables[self.table].append(self.row)
+            self.row = None
+        elif tag == "table":
+            self.table = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+@unittest.skipUnless(CHROMIUM, "chromium is not installed (scripts/deps.sh installs it)")
+class AdminPageTest(unittest.TestCase):
+    def browse(self, port, shot):
+        args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                "--user-data-dir=" + os.path.join(self.tmp, "profile"), "--virtual-time-budget=6000",
+                "--window-size=1280,1000"]
+        url = "http://127.0.0.1:%d/ui/" % port
+        subprocess.run(args + ["--screenshot=" + os.path.join(self.tmp, shot), url],
+                       capture_output=True, timeout=120)
+        dom = subprocess.run(args + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        p = Rows()
+        p.feed(dom)
+        self.assertEqual(p.attrs.get("data-loaded"), "yes", dom[-2000:])
+        return p.tables, dom
+
+    def test_page_shows_the_cluster_as_the_api_does(self):
+        self.tmp = tempfile.mkdtemp(prefix="keel-ui-")
+        c = DhtCluster().start()
+        try:
+            a = c.client(0)
+            self.assertTrue(a.execute_command("CACHE.CREATE", "sessions", "REPLICAS", "2", "QUORUM", "2", "TTL", "30m"))
+            for i in range(200):
+                a.set("k%d" % i, "v")
+            hp = c.nodes[0].http_port
+            st, body = http("GET", hp, "/v1/cluster/status")
+            self.assertEqual(st, 200)
+            tables, dom = self.browse(hp, "ui-cluster.png")
+            members = [r for r in tables["members"][1:]]  # the header row first
+            self.assertEqual(len(members), 3, members)
+            held = {n["id"]: n for n in body["partitions"]["nodes"]}
+            for r in members:
+                node = int(r[0].split()[0])
+                self.assertEqual(r[2], "alive", r)
+                self.assertEqual((int(r[4]), int(r[5])), (held[node]["primaries"], held[node]["replicas"]), r)
+            self.assertIn(["partitions", "1024"], tables["partitions"])
+            self.assertIn(["write quorum", "2"], tables["partitions"])
+            self.assertEqual(tables["caches"][1][:3], ["sessions", "2", "2"])
+            self.assertIn("no routes registered", dom)
+            # Node 3 dies: the page says so once the failure detector does.
+            os.kill(c.nodes[2].proc.pid, signal.SIGKILL)
+            deadline = time.time() + 30
+            while True:
+                tables, _ = self.browse(hp, "ui-node-dead.png")
+                states = {int(r[0].split()[0]): r[2] for r in tables["members"][1:]}
+                if states.get(3) == "dead":
+                    break
+                self.assertLess(time.time(), deadline, states)
+                time.sleep(0.5)
+            self.assertEqual(states[1], "alive")
+            print("screenshots in", self.tmp)
+        finally:
+            c.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
