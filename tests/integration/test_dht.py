@@ -495,6 +495,11 @@ class CacheQuorumTest(unittest.TestCase):
                 self.assertTrue(a.execute_command("CACHE.PUT", "safe", k, "v0"))
                 self.assertTrue(a.set(k, "v0"))
             os.kill(c.nodes[1].proc.pid, signal.SIGSTOP)
+            # The signal is delivered asynchronously: write only once the replica is stopped.
+            deadline = time.time() + 10
+            while open("/proc/%d/stat" % c.nodes[1].proc.pid).read().rsplit(")", 1)[1].split()[0] != "T":
+                self.assertLess(time.time(), deadline, "node 2 did not stop")
+                time.sleep(0.01)
             try:
                 out = {"fast": [], "safe": [], "plain": []}
                 for k in keys:
