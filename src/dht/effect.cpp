@@ -43,6 +43,9 @@ void encode_put(std::string& out, std::string_view key, const Value& v) {
       w.varint(v.set.size());
       for (auto& m : v.set) w.bytes(m);
       return;
+    case ValueType::kStream:
+      v.stream.encode(w);
+      return;
     case ValueType::kZSet:
       w.varint(v.zset.size());
       for (auto& [m, score] : v.zset.dict()) {
@@ -101,6 +104,14 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       if (auto st = engine.set_string(partition, *key, *s, *exp, now_ms); !st) return st;
       continue;
     }
+    if (*type == static_cast<uint8_t>(ValueType::kStream)) {
+      v.type = ValueType::kStream;
+      auto s = storage::StreamValue::decode(r);
+      if (!s) return bad(s.error().message);
+      v.stream = std::move(*s);
+      if (auto st = engine.put(partition, *key, std::move(v), now_ms); !st) return st;
+      continue;
+    }
     if (*type == static_cast<uint8_t>(ValueType::kZSet)) {
       v.type = ValueType::kZSet;
       auto n = r.varint();
@@ -135,7 +146,7 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       continue;
     }
     if (*type != static_cast<uint8_t>(ValueType::kHash))
-      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash, 2 list, 3 set, 4 zset)",
+      return bad(fmt::format("unknown value type {} (allowed: 0 string, 1 hash, 2 list, 3 set, 4 zset, 5 stream)",
                              *type));
     v.type = ValueType::kHash;
     auto n = r.varint();

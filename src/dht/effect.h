@@ -19,6 +19,8 @@
 //                                                     or a set:  varint n, n x bytes
 //                                                     or a zset: varint n, n x (bytes m, u64be
 //                                                                score's IEEE-754 bits)
+//                                                     or a stream: StreamValue::encode
+//                                                                (storage/stream_value.h)
 //   erase: bytes key
 #pragma once
 

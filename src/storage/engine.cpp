@@ -45,6 +45,7 @@ std::string_view type_name(ValueType t) {
     case ValueType::kList: return "list";
     case ValueType::kSet: return "set";
     case ValueType::kZSet: return "zset";
+    case ValueType::kStream: return "stream";
   }
   return "none";
 }
@@ -59,6 +60,7 @@ Value copy_value(const ValueRef& r) {
     case ValueType::kList: v.list = *r.list; break;
     case ValueType::kSet: v.set = *r.set; break;
     case ValueType::kZSet: v.zset = *r.zset; break;
+    case ValueType::kStream: v.stream = *r.stream; break;
   }
   return v;
 }
@@ -73,6 +75,7 @@ ValueRef ref_to(const Value& v) {
     case ValueType::kList: r.list = &v.list; break;
     case ValueType::kSet: r.set = &v.set; break;
     case ValueType::kZSet: r.zset = &v.zset; break;
+    case ValueType::kStream: r.stream = &v.stream; break;
   }
   return r;
 }
@@ -84,6 +87,7 @@ bool empty_collection(const Value& v) {
     case ValueType::kList: return v.list.empty();
     case ValueType::kSet: return v.set.empty();
     case ValueType::kZSet: return v.zset.empty();
+    case ValueType::kStream: return false;
   }
   return false;
 }

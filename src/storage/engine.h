@@ -20,12 +20,20 @@
 #include "base/clock.h"
 #include "base/result.h"
 #include "storage/list_value.h"
+#include "storage/stream_value.h"
 #include "storage/zset_value.h"
 
 namespace keel::storage {
 
 // The numbers are part of the stored and replicated formats: never renumber.
-enum class ValueType : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3, kZSet = 4 };
+enum class ValueType : uint8_t {
+  kString = 0,
+  kHash = 1,
+  kList = 2,
+  kSet = 3,
+  kZSet = 4,
+  kStream = 5
+};
 
 using HashMap = std::unordered_map<std::string, std::string>;
 using SetMembers = std::unordered_set<std::string>;
@@ -41,6 +49,7 @@ struct Value {
   ListValue list;           // type == kList
   SetMembers set;           // type == kSet
   ZSetValue zset;           // type == kZSet
+  StreamValue stream;       // type == kStream (8 bytes when unused)
   int64_t expire_at_ms = 0;  // 0 = never expires
 };
 
@@ -52,6 +61,7 @@ struct ValueRef {
   const ListValue* list = nullptr;
   const SetMembers* set = nullptr;
   const ZSetValue* zset = nullptr;
+  const StreamValue* stream = nullptr;
   int64_t expire_at_ms = 0;
 };
 
@@ -59,7 +69,8 @@ struct ValueRef {
 Value copy_value(const ValueRef& r);
 // A view of `v` (valid while `v` is).
 ValueRef ref_to(const Value& v);
-// Whether the value of `type` is empty (a collection with no elements; never a string).
+// Whether the value of `type` is empty (a collection with no elements; never a string, never a
+// stream: an empty stream is kept, as in Redis).
 bool empty_collection(const Value& v);
 
 // What an update callback decided.

@@ -327,6 +327,11 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
         else
           for (auto& m : *v->set) add(m);
         body[list ? "items" : "members"] = std::move(items);
+      } else if (v->type == storage::ValueType::kStream) {
+        // The entries are read with XRANGE (a stream can be large); this shows its size.
+        body["type"] = "stream";
+        body["length"] = v->stream->size();
+        body["last_generated_id"] = v->stream->last_id().str();
       } else {
         body["type"] = "hash";
         json fields = json::object();

@@ -27,6 +27,7 @@ struct Table {
     register_list_commands(specs);
     register_set_commands(specs);
     register_zset_commands(specs);
+    register_stream_commands(specs);
     register_bitmap_commands(specs);
     register_cluster_commands(specs);
     register_cache_commands(specs);
@@ -59,8 +60,33 @@ const CommandSpec* find_command(std::string_view name) {
 
 const std::vector<const CommandSpec*>& all_commands() { return table().sorted; }
 
+namespace {
+// XREAD / XREADGROUP: the index after STREAMS, and how many keys follow (0, 0 if none).
+std::pair<size_t, size_t> streams_range(Args argv) {
+  for (size_t i = 1; i < argv.size(); ++i) {
+    if (iequals(argv[i], "streams")) {
+      const size_t n = argv.size() - i - 1;
+      if (n == 0 || n % 2) return {0, 0};
+      return {i + 1, n / 2};
+    }
+  }
+  return {0, 0};
+}
+}  // namespace
+
+size_t routing_key_index(const CommandSpec& c, Args argv) {
+  if (c.streams_keys) return streams_range(argv).first;
+  // A container command without its key (XGROUP HELP): the handler answers it.
+  return static_cast<size_t>(c.first_key) < argv.size() ? static_cast<size_t>(c.first_key) : 0;
+}
+
 std::vector<size_t> command_keys(const CommandSpec& c, Args argv) {
   std::vector<size_t> keys;
+  if (c.streams_keys) {
+    auto [at, n] = streams_range(argv);
+    for (size_t i = 0; i < n; ++i) keys.push_back(at + i);
+    return keys;
+  }
   if (c.first_key <= 0) return keys;
   if (c.numkeys_index > 0) {
     // An unreadable count leaves the first position only: the handler replies the error.

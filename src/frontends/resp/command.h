@@ -43,6 +43,9 @@ struct ClientState {
   bool readonly = false;  // READONLY: reads may be answered by a replica copy (cluster mode)
   bool would_block = false;
   int64_t block_timeout_ms = 0;
+  // Set with would_block by a command that blocks with other arguments than it was given
+  // (XREAD's "$" resolved to the stream's last id); empty: the command as given.
+  std::vector<std::string> block_argv;
   // Channels, patterns and shard channels subscribed to (> 0: subscribed mode; in RESP2 only
   // the pub/sub commands, PING, QUIT and RESET may run, and PING answers ["pong", arg]).
   size_t pubsub = 0;
@@ -132,6 +135,9 @@ struct CommandSpec {
   // > 0: the keys are counted by argv[numkeys_index] and follow it (LMPOP, SINTERCARD), after
   // any fixed keys from first_key up to it (ZUNIONSTORE's destination); last_key is ignored.
   int numkeys_index = 0;
+  // The keys are the first half of the arguments after the STREAMS keyword (XREAD,
+  // XREADGROUP); first_key/last_key are ignored.
+  bool streams_keys = false;
 };
 
 // All commands, looked up by lower-cased name. Case-insensitive find.
@@ -145,8 +151,12 @@ inline bool arity_ok(const CommandSpec& c, size_t argc) {
 
 // Whether a command may name keys beyond its first one.
 inline bool has_other_keys(const CommandSpec& c) {
-  return c.last_key != c.first_key || c.numkeys_index > 0;
+  return c.last_key != c.first_key || c.numkeys_index > 0 || c.streams_keys;
 }
+
+// The position of the key a command is routed by (argv[first_key], or XREAD's first stream;
+// 0 when the command names none: the handler replies the syntax error).
+size_t routing_key_index(const CommandSpec& c, Args argv);
 
 // Key argument positions of a command invocation (for routing and COMMAND GETKEYS).
 std::vector<size_t> command_keys(const CommandSpec& c, Args argv);
@@ -162,6 +172,12 @@ void register_bitmap_commands(std::vector<CommandSpec>& t);
 void register_server_commands(std::vector<CommandSpec>& t);
 void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);
+void register_stream_commands(std::vector<CommandSpec>& t);
+
+// Blocked XREAD / XREADGROUP (stream_commands.cpp): whether stream `key` (null: absent) has
+// what the blocked command `argv` waits for, and that command narrowed to `key` alone.
+bool stream_block_ready(const storage::ValueRef* v, Args argv, std::string_view key);
+std::vector<std::string> stream_block_args(Args argv, std::string_view key);
 void register_pubsub_commands(std::vector<CommandSpec>& t);
 
 // Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).

@@ -45,6 +45,7 @@ void cmd_object(CmdCtx& c, Args a, Reply& r) {
     case ValueType::kSet: return r.bulk("hashtable");
     case ValueType::kList: return r.bulk("ringbuffer");
     case ValueType::kZSet: return r.bulk("rbtree");
+    case ValueType::kStream: return r.bulk("stream");
   }
 }
 

@@ -471,7 +471,7 @@ void Server::Impl::prefetch_keys(const Connection& c, std::vector<Pending>& batc
   for (Pending& p : batch) {
     const CommandSpec* spec = p.spec;
     if (p.argc < 2 || !spec || spec->routing != Routing::kKey || spec->first_key < 1 ||
-        static_cast<size_t>(spec->first_key) >= p.argc)
+        static_cast<size_t>(spec->first_key) >= p.argc || spec->streams_keys)
       continue;
     std::string_view key = flat[p.first + static_cast<size_t>(spec->first_key)];
     uint32_t part = key_partition(key, shards.partitions());
@@ -573,14 +573,24 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         break;
       }
       c.client.would_block = false;
+      c.client.block_argv.clear();
       co_await execute_key(c, *spec, argv, partition);
       if (c.client.would_block && !c.deny_blocking) {
         // Nothing to pop: instead of the timeout reply the handler gave, block.
         c.out.resize(before);
         while (!c.deferred.empty() && c.deferred.back().begin >= before) c.deferred.pop_back();
-        co_await block(c, *spec, argv);
+        if (c.client.block_argv.empty()) {
+          co_await block(c, *spec, argv);
+        } else {
+          // XREAD with "$": block on the ids the handler resolved.
+          const std::vector<std::string> owned = std::move(c.client.block_argv);
+          c.client.block_argv.clear();
+          std::vector<std::string_view> views(owned.begin(), owned.end());
+          co_await block(c, *spec, Args(views.data(), views.size()));
+        }
       }
       c.client.would_block = false;
+      c.client.block_argv.clear();
       break;
     }
     case Routing::kAll:
@@ -601,7 +611,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
 // their primary). `partition` is the routed key's partition if known, else kNoPartition.
 awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec, Args argv,
                                           uint32_t partition) {
-  std::string_view first = argv[static_cast<size_t>(spec.first_key)];
+  std::string_view first = argv[routing_key_index(spec, argv)];
   uint32_t part = partition != kNoPartition ? partition : key_partition(first, shards.partitions());
   if (dht) {
     if (!dht->current(c.shard)) {
@@ -1091,7 +1101,8 @@ awaitable<void> Server::Impl::execute_multi_key_locked(Connection& c, const Comm
     co_return;
   }
 
-  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set" || spec.group == "bitmap") {
+  if (spec.group == "list" || spec.group == "set" || spec.group == "sorted-set" ||
+      spec.group == "bitmap" || spec.group == "stream") {
     co_await execute_gathered(c, spec, argv, key_pos);
     co_return;
   }
@@ -1350,6 +1361,11 @@ awaitable<void> Server::Impl::exec(Connection& c) {
 
 namespace {
 
+// A blocked client's argv as views (its strings are owned by the BlockedClient).
+std::vector<std::string_view> argv_views(const BlockedClient& b) {
+  return std::vector<std::string_view>(b.argv.begin(), b.argv.end());
+}
+
 bool is_move(const CommandSpec& spec) { return spec.name == "blmove" || spec.name == "brpoplpush"; }
 
 // The keys a blocking command waits on (distinct, in order): BLMOVE waits on its source only.
@@ -1370,6 +1386,10 @@ bool Server::Impl::ready_for(unsigned sid, const BlockedClient& b, std::string_v
                              int64_t now_ms) {
   const uint32_t part = key_partition(key, shards.partitions());
   auto v = shards.shard(sid).engine->get(part, key, now_ms);
+  if (b.spec->group == "stream") {
+    if (!stream_block_ready(v ? &*v : nullptr, Args(argv_views(b)), key)) return false;
+    return !dht || dht->check_local(sid, part, true, now_ms).empty();
+  }
   // An empty collection is never stored, so a key of the right type has something to pop.
   if (!v || v->type != (b.spec->group == "sorted-set" ? ValueType::kZSet : ValueType::kList))
     return false;
@@ -1382,7 +1402,11 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
   std::vector<std::string_view> args;
   const auto& a = b.argv;
   const std::string_view name = b.spec->name;
-  if (name == "blmpop" || name == "bzmpop") {
+  std::vector<std::string> narrowed;
+  if (b.spec->group == "stream") {
+    narrowed = stream_block_args(Args(argv_views(b)), key);
+    args.assign(narrowed.begin(), narrowed.end());
+  } else if (name == "blmpop" || name == "bzmpop") {
     int64_t numkeys = 0;
     parse_int64(a[2], numkeys);
     args = {a[0], a[1], "1", key};
@@ -1426,6 +1450,29 @@ void Server::Impl::serve_ready(unsigned sid) {
   ps.serving = true;
   const int64_t now = SystemClock::instance().now_ms();
   while (auto key = ev.next_ready()) {
+    auto* readers = ev.waiters(*key);
+    if (readers && std::any_of(readers->begin(), readers->end(),
+                               [](const auto& w) { return w->spec->group == "stream"; })) {
+      // XREAD / XREADGROUP clients wait for different things (entries after their own id, or
+      // after their group's last id): each is looked at, in the order they blocked, and one
+      // that cannot be served yet does not hold up those behind it.
+      for (size_t i = 0; i < readers->size();) {
+        std::shared_ptr<BlockedClient> w = (*readers)[i];
+        if (w->claimed() || !ready_for(sid, *w, *key, now) || !w->try_claim()) {
+          ++i;
+          continue;
+        }
+        readers->erase(readers->begin() + static_cast<std::ptrdiff_t>(i));
+        serve_blocked(sid, *w, *key, now);
+        auto b = std::static_pointer_cast<Blocker>(w);
+        asio::post(shards.shard(b->conn_shard).io, [b] {
+          b->served = true;
+          b->timer.cancel();
+        });
+      }
+      (void)ev.waiters(*key);  // drops the key once nobody waits on it
+      continue;
+    }
     while (auto* queue = ev.waiters(*key)) {
       std::shared_ptr<BlockedClient> w = queue->front();
       if (!ready_for(sid, *w, *key, now)) break;  // empty, or holds another type: keep waiting

@@ -107,7 +107,7 @@ void cmd_time(CmdCtx& c, Args, Reply& r) {
   r.bulk(std::to_string((c.now_ms % 1000) * 1000));
 }
 
-void reply_flags(uint32_t f, Reply& r) {
+void reply_flags(uint32_t f, Reply& r, bool movable_keys = false) {
   std::vector<std::string_view> names;
   if (f & kWrite) names.push_back("write");
   if (f & kReadonly) names.push_back("readonly");
@@ -120,6 +120,7 @@ void reply_flags(uint32_t f, Reply& r) {
   if (f & kNoScript) names.push_back("noscript");
   if (f & kRandom) names.push_back("random");
   if (f & kBlocking) names.push_back("blocking");
+  if (movable_keys) names.push_back("movablekeys");
   r.set(names.size());
   for (auto n : names) r.simple(n);
 }
@@ -281,10 +282,11 @@ void reply_command_info(const CommandSpec& s, Reply& r) {
   r.array(10);
   r.bulk(s.name);
   r.integer(s.arity);
-  reply_flags(s.flags, r);
-  r.integer(s.first_key);
-  r.integer(s.last_key);
-  r.integer(s.key_step);
+  // XREAD / XREADGROUP: keys after STREAMS, found with COMMAND GETKEYS (as Redis reports them).
+  reply_flags(s.flags, r, s.streams_keys);
+  r.integer(s.streams_keys ? 0 : s.first_key);
+  r.integer(s.streams_keys ? 0 : s.last_key);
+  r.integer(s.streams_keys ? 0 : s.key_step);
   r.set(1);
   r.simple(std::string("@") + std::string(s.group));
   r.array(0);  // tips

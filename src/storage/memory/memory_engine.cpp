@@ -188,6 +188,7 @@ uint64_t zset_value_bytes(const Value& v) {
 }
 
 uint64_t hash_value_bytes(const Value& v) {
+  if (v.type == ValueType::kStream) return sizeof(size_t) + sizeof(HashBox) + v.stream.heap_bytes();
   if (v.type == ValueType::kList) return list_value_bytes(v);
   if (v.type == ValueType::kZSet) return zset_value_bytes(v);
   if (v.type == ValueType::kSet) return set_value_bytes(v);
@@ -640,6 +641,7 @@ class MemoryEngine final : public Engine {
       r.list = &box->value.list;
       r.set = &box->value.set;
       r.zset = &box->value.zset;
+      r.stream = &box->value.stream;
     } else {
       r.type = ValueType::kString;
       r.str = str_of(e);

@@ -35,6 +35,8 @@ namespace {
 //   set body:    varint member count, then per member (sorted): bytes(member)
 //   zset body:   varint member count, then per member (sorted by member): bytes(member),
 //                u64be IEEE-754 bits of the score
+//   stream body: StreamValue::encode (storage/stream_value.h): nodes of entries as they are in
+//                memory, then the consumer groups with their pending entries
 // The fixed-position expiry lets the compaction filter decide without decoding the body.
 constexpr uint8_t kFormatVersion = 1;
 constexpr size_t kValueHeaderBytes = 10;
@@ -76,6 +78,8 @@ void encode_value(const Value& v, std::string& out) {
   } else if (v.type == ValueType::kList) {
     w.varint(v.list.size());
     for (size_t i = 0; i < v.list.size(); ++i) w.bytes(v.list[i]);
+  } else if (v.type == ValueType::kStream) {
+    v.stream.encode(w);
   } else if (v.type == ValueType::kZSet) {
     w.varint(v.zset.size());
     std::vector<const std::pair<const std::string, double>*> members;
@@ -140,9 +144,18 @@ Status decode_value(std::string_view raw, Value& out) {
   out.list.clear();
   out.set.clear();
   out.zset.clear();
+  out.stream = StreamValue();
   if (*type == static_cast<uint8_t>(ValueType::kString)) {
     out.type = ValueType::kString;
     out.str.assign(raw.substr(kValueHeaderBytes));
+    return {};
+  }
+  if (*type == static_cast<uint8_t>(ValueType::kStream)) {
+    out.type = ValueType::kStream;
+    auto s = StreamValue::decode(r);
+    if (!s) return std::unexpected(s.error());
+    if (!r.done()) return make_error(Errc::kCorruption, "trailing bytes after a stored stream");
+    out.stream = std::move(*s);
     return {};
   }
   if (*type == static_cast<uint8_t>(ValueType::kZSet)) {

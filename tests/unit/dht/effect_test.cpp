@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "base/codec.h"
 #include "base/random.h"
 #include "dht/effect.h"
 #include "storage/memory/memory_engine.h"
@@ -42,6 +43,12 @@ std::map<std::string, std::string> dump(storage::Engine& e, uint32_t partitions,
         } else if (v.type == ValueType::kZSet) {
           for (auto it = v.zset->tree().begin(); it != v.zset->tree().end(); ++it)
             s += *it->member + "@" + std::to_string(it->score) + ";";
+        } else if (v.type == ValueType::kStream) {
+          // The whole state: entries, metadata, groups, PEL, consumers (the stored form).
+          std::string enc;
+          Writer w(enc);
+          v.stream->encode(w);
+          s += enc;
         } else {
           std::map<std::string, std::string> sorted(v.hash->begin(), v.hash->end());
           for (auto& [f, x] : sorted) s += f + "=" + x + ";";
@@ -89,6 +96,7 @@ TEST(EffectRecorder, AbsoluteExpiryAndLazyExpiryTravel) {
 
 TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
   constexpr uint32_t kParts = 4;
+  int streams = 0;
   for (uint64_t seed = 1; seed <= 30; ++seed) {
     SeededRandom rnd(seed);
     EffectRecorder rec(memory(kParts), kParts);
@@ -99,7 +107,7 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
       now += static_cast<int64_t>(rnd.uniform(20));
       uint32_t p = static_cast<uint32_t>(rnd.uniform(kParts));
       std::string key = "k" + std::to_string(rnd.uniform(12));
-      switch (rnd.uniform(11)) {
+      switch (rnd.uniform(12)) {
         case 0:
           (void)rec.set_string(p, key, "s" + std::to_string(i), rnd.chance(0.3) ? now + 50 : 0, now);
           break;
@@ -182,6 +190,38 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
             return UpdateAction::kWrite;
           });
           break;
+        case 11:  // XADD (with trimming) / XDEL / XREADGROUP / XACK-like, in place
+          (void)rec.update(p, key, now, [&](Value* cur, Value* scratch) {
+            if (cur && cur->type != ValueType::kStream) return UpdateAction::kKeep;
+            Value* t = cur ? cur : scratch;
+            t->type = ValueType::kStream;
+            auto& st = t->stream;
+            const auto op = rnd.uniform(5);
+            if (op == 0 && st.size() > 0) {
+              (void)st.erase(*st.first_entry_id());
+            } else if (op == 1 && st.size() > 0) {
+              auto& g = st.groups()["g"];
+              auto& c = g.consumers["c" + std::to_string(rnd.uniform(2))];
+              c.seen_time_ms = now;
+              const auto id = *st.last_entry_id();
+              if (!g.pel.count(id)) {
+                g.pel[id] = storage::StreamNack{"c0", now, 1};
+                g.consumers["c0"].pending.insert(id);
+              }
+              g.last_id = id;
+            } else if (op == 2 && st.groups().count("g") && !st.groups()["g"].pel.empty()) {
+              auto& g = st.groups()["g"];
+              auto it = g.pel.begin();
+              g.consumers[it->second.consumer].pending.erase(it->first);
+              g.pel.erase(it);
+            } else {
+              const std::string_view fv[] = {"f", "v" + std::to_string(i)};
+              st.append({static_cast<uint64_t>(now), static_cast<uint64_t>(i)}, fv);
+              if (rnd.chance(0.2)) (void)st.trim_maxlen(rnd.uniform(4), rnd.chance(0.5), 0);
+            }
+            return UpdateAction::kWrite;
+          });
+          break;
         case 9: {  // S*STORE-like replacement with an expiry
           Value v;
           v.type = rnd.chance(0.5) ? ValueType::kSet : ValueType::kList;
@@ -198,8 +238,12 @@ TEST(EffectRecorder, RandomWritesReplayToTheSameState) {
       }
     }
     for (auto& [part, e] : rec.take()) ASSERT_TRUE(apply_effect(*replica, part, e, now));
-    EXPECT_EQ(dump(rec, kParts, now), dump(*replica, kParts, now)) << "seed " << seed;
+    const auto primary_state = dump(rec, kParts, now);
+    EXPECT_EQ(primary_state, dump(*replica, kParts, now)) << "seed " << seed;
+    for (auto& [k, v] : primary_state)
+      streams += v.find("|" + std::to_string(static_cast<int>(ValueType::kStream)) + "|") != std::string::npos;
   }
+  EXPECT_GT(streams, 0) << "the random writes never left a stream to compare";
 }
 
 TEST(EffectRecorder, ClearTravelsAsADropPerRecordedPartition) {

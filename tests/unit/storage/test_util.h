@@ -85,6 +85,7 @@ inline bool same_value(const Value& a, const Value& b) {
     case ValueType::kList: return a.list == b.list;
     case ValueType::kSet: return a.set == b.set;
     case ValueType::kZSet: return a.zset == b.zset;
+    case ValueType::kStream: return a.stream == b.stream;
   }
   return false;
 }
