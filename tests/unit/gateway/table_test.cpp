@@ -51,12 +51,39 @@ TEST(Registration, BadBodiesNameTheField) {
       {"s", "i", R"({"address": "a:1", "ttl": 5})", "unknown field \"ttl\""},
       {"bad name", "i", R"({"address": "a:1"})", "service 'bad name' is not valid"},
       {"s", "a/b", R"({"address": "a:1"})", "instance id 'a/b' is not valid"},
+      {"s", "i", R"({"address": "a:1", "health": 5})", "\"health\" must be an object"},
+      {"s", "i", R"({"address": "a:1", "health": {}})", "\"health.path\" is required"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "healthz"}})", "\"health.path\" must be a path starting with '/'"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/a b"}})", "\"health.path\" must be a path"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "interval_ms": 5}})",
+       "\"health.interval_ms\" must be an integer from 100 to 3600000"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "timeout_ms": "1s"}})",
+       "\"health.timeout_ms\" must be an integer from 10 to 60000"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "unhealthy_after": 0}})",
+       "\"health.unhealthy_after\" must be an integer from 1 to 100"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "healthy_after": 101}})",
+       "\"health.healthy_after\" must be an integer from 1 to 100"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "every": 1}})", "unknown field \"health.every\""},
   };
   for (auto& c : cases) {
     auto r = parse_registration(c.service, c.id, c.body, 0);
     ASSERT_FALSE(r) << c.body;
     EXPECT_NE(r.error().message.find(c.words), std::string::npos) << c.body << " -> " << r.error().message;
   }
+}
+
+TEST(Registration, HealthChecksAreParsedWithDefaultsAndStored) {
+  auto r = reg("orders", "o-1", R"({"address": "h:1", "health": {"path": "/healthz", "interval_ms": 500, "unhealthy_after": 3}})");
+  EXPECT_EQ(r.health.path, "/healthz");
+  EXPECT_EQ(r.health.interval_ms, 500);
+  EXPECT_EQ(r.health.timeout_ms, 1000);
+  EXPECT_EQ(r.health.unhealthy_after, 3u);
+  EXPECT_EQ(r.health.healthy_after, 1u);
+  r.revision = 0;
+  auto back = decode_registration(registration_key("orders", "o-1"), encode_registration(r));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, r);
+  EXPECT_TRUE(reg("orders", "o-2", R"({"address": "h:1"})").health.path.empty());  // no checks unless asked
 }
 
 TEST(Registration, StoredFormRoundTrips) {
