@@ -150,6 +150,46 @@ Result<Registration> parse_registration(std::string_view service, std::string_vi
   return r;
 }
 
+Result<std::string> registration_body_from_args(const std::vector<std::string_view>& args) {
+  constexpr std::string_view kAllowed =
+      "allowed: LEASE ms, ROUTE \"METHOD /path\" (repeatable), WEIGHT n, ZONE z, VERSION v";
+  if (args.empty()) return std::unexpected(bad("the address HOST:PORT is required"));
+  json j{{"address", std::string(args[0])}, {"routes", json::array()}};
+  json meta = json::object();
+  auto upper = [](std::string_view v) {
+    std::string u(v);
+    for (auto& c : u) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    return u;
+  };
+  auto integer = [](std::string_view v, int64_t& out) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    return ec == std::errc() && p == v.data() + v.size();
+  };
+  for (size_t i = 1; i < args.size(); i += 2) {
+    std::string opt = upper(args[i]);
+    if (opt != "LEASE" && opt != "ROUTE" && opt != "WEIGHT" && opt != "ZONE" && opt != "VERSION")
+      return std::unexpected(bad(fmt::format("unknown option '{}'; {}", args[i].substr(0, 64), kAllowed)));
+    if (i + 1 >= args.size()) return std::unexpected(bad(fmt::format("{} needs a value; {}", opt, kAllowed)));
+    std::string_view v = args[i + 1];
+    int64_t n = 0;
+    if (opt == "LEASE") {
+      if (!integer(v, n)) return std::unexpected(bad("LEASE must be an integer number of milliseconds"));
+      j["lease_ms"] = n;
+    } else if (opt == "ROUTE") {
+      j["routes"].push_back(std::string(v));
+    } else if (opt == "WEIGHT") {
+      if (!integer(v, n)) return std::unexpected(bad("WEIGHT must be an integer from 1 to 1000"));
+      meta["weight"] = n;
+    } else {
+      meta[opt == "ZONE" ? "zone" : "version"] = std::string(v);
+    }
+  }
+  if (!meta.empty()) j["metadata"] = meta;
+  // RESP arguments are bytes: invalid UTF-8 is replaced (U+FFFD) rather than thrown by dump().
+  std::string out = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return out;
+}
+
 std::string encode_registration(const Registration& r) {
   json routes = json::array();
   for (auto& rt : r.routes) routes.push_back(rt.text());

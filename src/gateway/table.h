@@ -69,6 +69,12 @@ Result<Registration> parse_registration(std::string_view service, std::string_vi
                                         int64_t now_ms, const RegistrationLimits& limits = {},
                                         const Limits& route_limits = {});
 
+// ROUTE.REGISTER's arguments after the service and the id, as the JSON body the HTTP door
+// takes (parse_registration then checks them the same way):
+//   address [LEASE ms] [ROUTE "METHOD /path"]... [WEIGHT n] [ZONE z] [VERSION v]
+// Options are case-insensitive. Errors name the option and what is allowed.
+Result<std::string> registration_body_from_args(const std::vector<std::string_view>& args);
+
 // The stored form (metadata value) and back. decode takes the metadata key.
 std::string encode_registration(const Registration& r);
 Result<Registration> decode_registration(std::string_view key, std::string_view value,

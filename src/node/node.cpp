@@ -570,6 +570,7 @@ Status Node::start() {
       rop.static_routes = std::move(*routes);
     }
     im.routes = std::make_unique<routing::Service>(*im.shards, std::move(rop));
+    im.resp->set_routes(im.routes.get());
     http::GatewayOptions go;
     go.policy = *gateway::parse_policy(im.cfg.gateway_balancer);  // validated with the config
     go.connect_timeout_ms = static_cast<int64_t>(im.cfg.gateway_connect_timeout_ms);

@@ -20,7 +20,7 @@ import time
 import unittest
 import urllib.request
 
-from harness import Keel, free_port, http
+from harness import Keel, Raw, free_port, http
 
 
 class Upstream:
@@ -441,6 +441,33 @@ class GatewayHealthTest(unittest.TestCase):
         # Health comes back: so does the route.
         u.health_status = 200
         self.assertTrue(eventually(lambda: request(self.port, "GET", "/down")[0] == 200))
+
+    def test_route_register_over_resp_goes_through_the_same_registration(self):
+        u = self.upstream("resp")
+        raw = Raw(self.keel.port)
+        try:
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-1", u.address, "LEASE", "30000",
+                          "route", "GET /viaresp/{x}", "WEIGHT", "2", "ZONE", "z1")
+            self.assertIn(b"viaresp", out)
+            self.assertIn(b"GET /viaresp/{x}", out)
+            st, _, body = request(self.port, "GET", "/viaresp/7")
+            self.assertEqual((st, body["name"], body["path"]), (200, "resp", "/viaresp/7"))
+            inst = self.instance("viaresp", "r-1")
+            self.assertEqual((inst["lease_ms"], inst["metadata"]["weight"], inst["metadata"]["zone"]), (30000, 2, "z1"))
+            # Errors are the HTTP door's, naming what was wrong.
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-2", u.address, "WEIGHT", "0")
+            self.assertTrue(out.startswith(b"-ERR"), out)
+            self.assertIn(b'"metadata.weight" must be an integer from 1 to 1000', out)
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-2", u.address, "TTL", "5")
+            self.assertIn(b"unknown option 'TTL'", out)
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-2", "nohost")
+            self.assertIn(b"is not HOST:PORT", out)
+            self.assertIn(b"wrong number of arguments", raw.cmd("ROUTE.REGISTER", "viaresp", "r-2"))
+            self.assertEqual(raw.cmd("ROUTE.DEREGISTER", "viaresp", "r-1"), b":1\r\n")
+            self.assertEqual(raw.cmd("ROUTE.DEREGISTER", "viaresp", "r-1"), b":0\r\n")
+            self.assertEqual(request(self.port, "GET", "/viaresp/7")[0], 404)
+        finally:
+            raw.s.close()
 
     def test_bad_health_settings_are_refused_naming_the_field(self):
         for health, words in (({"path": "/h", "interval_ms": 5}, '"health.interval_ms" must be an integer from 100'),

@@ -86,6 +86,38 @@ TEST(Registration, HealthChecksAreParsedWithDefaultsAndStored) {
   EXPECT_TRUE(reg("orders", "o-2", R"({"address": "h:1"})").health.path.empty());  // no checks unless asked
 }
 
+TEST(Registration, RouteRegisterArgumentsBecomeTheSameBody) {
+  auto body = registration_body_from_args(
+      {"127.0.0.1:9000", "lease", "5000", "ROUTE", "GET /orders/{id}", "ROUTE", "POST /orders", "WEIGHT", "3",
+       "ZONE", "a", "VERSION", "1.2"});
+  ASSERT_TRUE(body) << body.error().message;
+  auto r = parse_registration("orders", "o-1", *body, 1000);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->address, "127.0.0.1:9000");
+  EXPECT_EQ(r->lease_ms, 5000);
+  ASSERT_EQ(r->routes.size(), 2u);
+  EXPECT_EQ(r->routes[1].text(), "POST /orders");
+  EXPECT_EQ(r->meta, (InstanceMeta{"1.2", "a", 3}));
+  struct Case {
+    std::vector<std::string_view> args;
+    std::string words;
+  };
+  std::vector<Case> cases{{{}, "the address HOST:PORT is required"},
+                          {{"h:1", "TTL", "5"}, "unknown option 'TTL'; allowed: LEASE ms"},
+                          {{"h:1", "LEASE"}, "LEASE needs a value"},
+                          {{"h:1", "LEASE", "5s"}, "LEASE must be an integer"},
+                          {{"h:1", "WEIGHT", "x"}, "WEIGHT must be an integer from 1 to 1000"}};
+  for (auto& c : cases) {
+    auto b = registration_body_from_args(c.args);
+    ASSERT_FALSE(b) << c.words;
+    EXPECT_NE(b.error().message.find(c.words), std::string::npos) << b.error().message;
+  }
+  // Values are checked by the one parser, with its words.
+  auto weight0 = parse_registration("s", "i", *registration_body_from_args({"h:1", "WEIGHT", "0"}), 0);
+  ASSERT_FALSE(weight0);
+  EXPECT_NE(weight0.error().message.find("\"metadata.weight\" must be an integer from 1 to 1000"), std::string::npos);
+}
+
 TEST(Registration, StoredFormRoundTrips) {
   auto r = reg("orders", "o-1", R"({"address": "h:1", "routes": ["GET /a/{x}", "* /s/** host=x.y"], "lease_ms": 700,
                                    "metadata": {"version": "v", "weight": 2}})",
