@@ -81,7 +81,9 @@ void OutlierDetector::retain(const std::vector<std::pair<std::string, std::strin
   for (auto& [s, i] : live) keep.emplace(s, i);
   for (auto& [name, svc] : services_)
     std::erase_if(svc.instances, [&](const auto& kv) { return !keep.count({name, kv.first}); });
-  // A service's ejection total stays (a counter never goes back), even with no instance left.
+  // A service's ejection total stays (a counter never goes back), even with no instance left;
+  // a service that has neither instances nor ejections goes.
+  std::erase_if(services_, [](const auto& kv) { return kv.second.instances.empty() && kv.second.ejections_total == 0; });
 }
 
 bool HealthState::record(bool good, const HealthCheckOptions& opt) {

@@ -50,7 +50,8 @@ class OutlierDetector {
   std::vector<std::string> services() const;
 
   // Keeps only the instances `live` names ((service, id) pairs, sorted or not): the state of a
-  // deregistered instance goes with it, so memory is bounded by the table.
+  // deregistered instance goes with it, and so does a service with neither instances nor
+  // ejections, so memory is bounded by the table plus the services that had an ejection.
   void retain(const std::vector<std::pair<std::string, std::string>>& live);
 
  private:

@@ -112,6 +112,10 @@ TEST(Outlier, RetainDropsTheStateOfInstancesThatLeft) {
   EXPECT_FALSE(d.ejected("svc", "a", 0));
   EXPECT_EQ(d.times_ejected("svc", "a"), 0u);
   EXPECT_EQ(d.ejections_total("svc"), 1u);  // a counter does not go back
+  d.record("quiet", "q", false, 1, 0);
+  EXPECT_EQ(d.services(), (std::vector<std::string>{"quiet", "svc"}));
+  d.retain({});
+  EXPECT_EQ(d.services(), (std::vector<std::string>{"svc"}));  // kept for its counter
 }
 
 TEST(Health, UnhealthyAfterConsecutiveFailuresHealthyAfterConsecutiveSuccesses) {
