@@ -89,7 +89,9 @@ def slots_of(reply):
     return {(r[0], r[1]): (r[2][1], sorted(x[1] for x in r[3:])) for r in reply}
 
 
-class DhtTest(unittest.TestCase):
+class SharedCluster(unittest.TestCase):
+    """One 3-node cluster for all the tests of a class."""
+
     @classmethod
     def setUpClass(cls):
         cls.c = DhtCluster().start()
@@ -97,6 +99,9 @@ class DhtTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.c.cleanup()
+
+
+class DhtTest(SharedCluster):
 
     def test_any_node_serves_any_key(self):
         a, b, c = (self.c.client(i) for i in range(3))
@@ -532,17 +537,9 @@ class CacheQuorumTest(unittest.TestCase):
         self.assertEqual(out["plain"], ["OK"] * 5)
 
 
-class ReplicaReadTest(unittest.TestCase):
+class ReplicaReadTest(SharedCluster):
     """readFrom replica (and READONLY, as in Redis Cluster): a node holding an in-sync replica
     copy answers the read itself instead of forwarding it to the primary."""
-
-    @classmethod
-    def setUpClass(cls):
-        cls.c = DhtCluster().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.cleanup()
 
     def test_reads_answered_by_the_replica_copy(self):
         c = self.c

@@ -11,6 +11,7 @@ import tempfile
 import shutil
 import subprocess
 import threading
+import time
 import unittest
 import urllib.request
 
@@ -207,7 +208,12 @@ class TracingTest(unittest.TestCase):
                 (_, _, b1, raw1, st1), (_, _, b2, raw2, st2) = col.requests[:2]
                 self.assertEqual((st1, st2), (503, 200))
                 self.assertEqual(raw1, raw2)  # the same batch, sent again
-                self.assertGreaterEqual(metric(metrics(k), "keel_trace_export_retries_total"), 1)
+                # The exporter counts the retry once the retried request is answered: after
+                # the collector has seen it, so wait for the count (a race seen in CI).
+                deadline = time.time() + 10
+                while metric(metrics(k), "keel_trace_export_retries_total") < 1:
+                    self.assertLess(time.time(), deadline, "keel_trace_export_retries_total stayed 0")
+                    time.sleep(0.05)
                 r.close()
         finally:
             col.close()

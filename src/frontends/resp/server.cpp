@@ -156,6 +156,11 @@ struct PerShard {
   // pubsub.clients(), readable from any shard: a PUBLISH skips shards without subscribers. A
   // subscription stored before its confirmation was sent is seen by any later PUBLISH.
   std::atomic<size_t> subscribers{0};
+  // Cache names this shard looked up in metadata and found absent, until when (wall ms): a
+  // client naming a cache that does not exist costs a metadata read every 200 ms, not one per
+  // command. (A cache created elsewhere within those 200 ms is known once this node's catalog
+  // follows the metadata, a few ms later.)
+  std::unordered_map<std::string, int64_t> absent_caches;
 };
 
 // Splits a reply made of `n` top-level RESP values (bulk, null, integer, simple, error) into
@@ -635,7 +640,17 @@ awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec
         !caches->catalog(c.shard).count(argv[1])) {
       // A cache created through another node a moment ago may not have reached this node's
       // catalog yet: look it up in metadata (linearizable) before answering "no cache named".
-      co_await caches->learn(std::string(argv[1]));
+      auto& absent = per_shard[c.shard].absent_caches;
+      std::string name(argv[1]);
+      auto it = absent.find(name);
+      if (it == absent.end() || it->second < c.now_ms) {
+        if (!co_await caches->learn(name)) {
+          if (absent.size() >= 4096) absent.clear();  // bounded
+          absent[name] = c.now_ms + 200;
+        } else {
+          absent.erase(name);
+        }
+      }
     }
     c.replica_ok = replica_eligible(c, spec, argv);
     int64_t give_up = 0;

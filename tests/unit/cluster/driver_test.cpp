@@ -121,8 +121,10 @@ struct Cluster {
     return r;
   }
   // Every node sees a quorum (links up, heartbeats heard): bounded wait.
+  // Waits with a deadline of about 30 s: a loaded 2-core machine (CI beside builds) once took
+  // more than 10 s to form the first quorum.
   bool all_quorum() {
-    for (int k = 0; k < 1000; ++k) {
+    for (int k = 0; k < 3000; ++k) {
       bool ok = true;
       for (auto& d : drivers) ok &= d && d->status().quorum;
       if (ok) return true;
@@ -131,7 +133,7 @@ struct Cluster {
     return false;
   }
   bool converged(const std::vector<int>& nodes, size_t n) {
-    for (int k = 0; k < 1000; ++k) {
+    for (int k = 0; k < 3000; ++k) {
       bool ok = true;
       for (int i : nodes) ok &= sms[i]->copy().size() >= n;
       if (ok) return true;
