@@ -6,6 +6,7 @@
 #include <charconv>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "base/assert.h"
 
@@ -16,6 +17,46 @@ namespace {
 using json = nlohmann::json;
 
 Error bad(std::string m) { return Error{Errc::kInvalidArgument, std::move(m)}; }
+
+Status parse_health(const json& v, HealthCheckOptions& h) {
+  if (!v.is_object())
+    return std::unexpected(bad(R"("health" must be an object {"path": "/healthz", "interval_ms": N, "timeout_ms": N, "unhealthy_after": N, "healthy_after": N})"));
+  auto integer = [&](const std::string& k, const json& x, int64_t lo, int64_t hi, auto& out) -> Status {
+    if (!x.is_number_integer() || x.get<int64_t>() < lo || x.get<int64_t>() > hi)
+      return std::unexpected(bad(fmt::format("\"health.{}\" must be an integer from {} to {}", k, lo, hi)));
+    out = static_cast<std::remove_reference_t<decltype(out)>>(x.get<int64_t>());
+    return {};
+  };
+  for (auto& [k, x] : v.items()) {
+    Status st;
+    if (k == "path") {
+      bool ok = x.is_string() && !x.get<std::string>().empty() && x.get<std::string>().size() <= 1024 &&
+                x.get<std::string>().front() == '/';
+      if (ok)
+        for (unsigned char c : x.get<std::string>())
+          if (c <= 0x20 || c >= 0x7f) ok = false;
+      if (!ok)
+        return std::unexpected(
+            bad("\"health.path\" must be a path starting with '/' (up to 1024 printable bytes, no spaces), like \"/healthz\""));
+      h.path = x.get<std::string>();
+    } else if (k == "interval_ms") {
+      st = integer(k, x, 100, 3600000, h.interval_ms);
+    } else if (k == "timeout_ms") {
+      st = integer(k, x, 10, 60000, h.timeout_ms);
+    } else if (k == "unhealthy_after") {
+      st = integer(k, x, 1, 100, h.unhealthy_after);
+    } else if (k == "healthy_after") {
+      st = integer(k, x, 1, 100, h.healthy_after);
+    } else {
+      return std::unexpected(bad(fmt::format(
+          "unknown field \"health.{}\"; allowed: path, interval_ms, timeout_ms, unhealthy_after, healthy_after",
+          k.substr(0, 64))));
+    }
+    if (!st) return st;
+  }
+  if (h.path.empty()) return std::unexpected(bad("\"health.path\" is required when \"health\" is given, like \"/healthz\""));
+  return {};
+}
 
 }  // namespace
 
@@ -96,8 +137,10 @@ Result<Registration> parse_registration(std::string_view service, std::string_vi
               bad(fmt::format("unknown field \"metadata.{}\"; allowed: version, zone, weight", mk.substr(0, 64))));
         }
       }
+    } else if (k == "health") {
+      if (auto st = parse_health(v, r.health); !st) return std::unexpected(st.error());
     } else {
-      return std::unexpected(bad(fmt::format("unknown field \"{}\"; allowed: address, routes, lease_ms, metadata",
+      return std::unexpected(bad(fmt::format("unknown field \"{}\"; allowed: address, routes, lease_ms, metadata, health",
                                              k.substr(0, 64))));
     }
   }
@@ -105,6 +148,46 @@ Result<Registration> parse_registration(std::string_view service, std::string_vi
   if (r.lease_ms == 0) r.lease_ms = limits.default_lease_ms;
   r.expires_at_ms = now_ms + r.lease_ms;
   return r;
+}
+
+Result<std::string> registration_body_from_args(const std::vector<std::string_view>& args) {
+  constexpr std::string_view kAllowed =
+      "allowed: LEASE ms, ROUTE \"METHOD /path\" (repeatable), WEIGHT n, ZONE z, VERSION v";
+  if (args.empty()) return std::unexpected(bad("the address HOST:PORT is required"));
+  json j{{"address", std::string(args[0])}, {"routes", json::array()}};
+  json meta = json::object();
+  auto upper = [](std::string_view v) {
+    std::string u(v);
+    for (auto& c : u) c = static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+    return u;
+  };
+  auto integer = [](std::string_view v, int64_t& out) {
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+    return ec == std::errc() && p == v.data() + v.size();
+  };
+  for (size_t i = 1; i < args.size(); i += 2) {
+    std::string opt = upper(args[i]);
+    if (opt != "LEASE" && opt != "ROUTE" && opt != "WEIGHT" && opt != "ZONE" && opt != "VERSION")
+      return std::unexpected(bad(fmt::format("unknown option '{}'; {}", args[i].substr(0, 64), kAllowed)));
+    if (i + 1 >= args.size()) return std::unexpected(bad(fmt::format("{} needs a value; {}", opt, kAllowed)));
+    std::string_view v = args[i + 1];
+    int64_t n = 0;
+    if (opt == "LEASE") {
+      if (!integer(v, n)) return std::unexpected(bad("LEASE must be an integer number of milliseconds"));
+      j["lease_ms"] = n;
+    } else if (opt == "ROUTE") {
+      j["routes"].push_back(std::string(v));
+    } else if (opt == "WEIGHT") {
+      if (!integer(v, n)) return std::unexpected(bad("WEIGHT must be an integer from 1 to 1000"));
+      meta["weight"] = n;
+    } else {
+      meta[opt == "ZONE" ? "zone" : "version"] = std::string(v);
+    }
+  }
+  if (!meta.empty()) j["metadata"] = meta;
+  // RESP arguments are bytes: invalid UTF-8 is replaced (U+FFFD) rather than thrown by dump().
+  std::string out = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return out;
 }
 
 std::string encode_registration(const Registration& r) {
@@ -115,6 +198,12 @@ std::string encode_registration(const Registration& r) {
          {"lease_ms", r.lease_ms},
          {"expires_at_ms", r.expires_at_ms},
          {"metadata", {{"version", r.meta.version}, {"zone", r.meta.zone}, {"weight", r.meta.weight}}}};
+  if (!r.health.path.empty())
+    j["health"] = json{{"path", r.health.path},
+                       {"interval_ms", r.health.interval_ms},
+                       {"timeout_ms", r.health.timeout_ms},
+                       {"unhealthy_after", r.health.unhealthy_after},
+                       {"healthy_after", r.health.healthy_after}};
   return j.dump();
 }
 

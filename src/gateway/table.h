@@ -19,6 +19,7 @@
 #include "base/random.h"
 #include "base/result.h"
 #include "gateway/matcher.h"
+#include "gateway/outlier.h"
 #include "gateway/route.h"
 
 namespace keel::gateway {
@@ -40,6 +41,7 @@ struct Registration {
   int64_t lease_ms = 0;
   int64_t expires_at_ms = 0;
   InstanceMeta meta;
+  HealthCheckOptions health;  // active checks of this instance; path empty: none
   uint64_t revision = 0;  // metadata creation revision (not stored: filled in by the reader)
   friend bool operator==(const Registration&, const Registration&) = default;
 };
@@ -59,11 +61,19 @@ Status check_address(std::string_view address);
 
 // The JSON body of PUT /v1/routes/services/{service}/instances/{id}:
 //   {"address": "127.0.0.1:9000", "routes": ["GET /orders", "POST /orders/{id}"],
-//    "lease_ms": 5000, "metadata": {"version": "1.4.2", "zone": "a", "weight": 2}}
-// Only "address" is required. Errors name the field and what is allowed.
+//    "lease_ms": 5000, "metadata": {"version": "1.4.2", "zone": "a", "weight": 2},
+//    "health": {"path": "/healthz", "interval_ms": 2000, "timeout_ms": 1000,
+//               "unhealthy_after": 2, "healthy_after": 1}}
+// Only "address" is required (and "health.path" when "health" is given). Errors name the field and what is allowed.
 Result<Registration> parse_registration(std::string_view service, std::string_view id, std::string_view body,
                                         int64_t now_ms, const RegistrationLimits& limits = {},
                                         const Limits& route_limits = {});
+
+// ROUTE.REGISTER's arguments after the service and the id, as the JSON body the HTTP door
+// takes (parse_registration then checks them the same way):
+//   address [LEASE ms] [ROUTE "METHOD /path"]... [WEIGHT n] [ZONE z] [VERSION v]
+// Options are case-insensitive. Errors name the option and what is allowed.
+Result<std::string> registration_body_from_args(const std::vector<std::string_view>& args);
 
 // The stored form (metadata value) and back. decode takes the metadata key.
 std::string encode_registration(const Registration& r);

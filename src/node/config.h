@@ -87,6 +87,10 @@ struct Config {
   uint64_t gateway_pool_max_idle = 32;      // kept-alive connections per upstream instance
   uint64_t gateway_max_body = 16ull << 20;  // request body
   uint64_t gateway_max_response = 64ull << 20;
+  uint64_t gateway_outlier_failures = 5;          // consecutive 5xx/connect failures/timeouts to eject; 0 = off
+  uint64_t gateway_outlier_ejection_ms = 30000;   // x times ejected
+  uint64_t gateway_outlier_max_ejection_ms = 300000;
+  uint64_t gateway_outlier_max_ejected_percent = 50;  // of a service's instances; one always stays
   // [tls] (RESP over TLS on a second port, Redis's model: docs/security.md)
   int tls_port = 0;                  // 0 = off
   std::string tls_cert_file;         // this node's certificate (PEM)

@@ -570,6 +570,7 @@ Status Node::start() {
       rop.static_routes = std::move(*routes);
     }
     im.routes = std::make_unique<routing::Service>(*im.shards, std::move(rop));
+    im.resp->set_routes(im.routes.get());
     http::GatewayOptions go;
     go.policy = *gateway::parse_policy(im.cfg.gateway_balancer);  // validated with the config
     go.connect_timeout_ms = static_cast<int64_t>(im.cfg.gateway_connect_timeout_ms);
@@ -578,6 +579,10 @@ Status Node::start() {
     go.pool_max_idle = static_cast<uint32_t>(im.cfg.gateway_pool_max_idle);
     go.max_body_bytes = im.cfg.gateway_max_body;
     go.max_response_bytes = im.cfg.gateway_max_response;
+    go.outlier.consecutive_failures = static_cast<uint32_t>(im.cfg.gateway_outlier_failures);
+    go.outlier.base_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_ejection_ms);
+    go.outlier.max_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_max_ejection_ms);
+    go.outlier.max_ejected_percent = static_cast<uint32_t>(im.cfg.gateway_outlier_max_ejected_percent);
     im.gateway = std::make_unique<http::Gateway>(*im.routes, go);
     if (im.cfg.gateway_enabled) im.http->set_gateway(im.gateway.get());
   }
@@ -642,6 +647,7 @@ Status Node::start() {
     im.caches->start();
     im.routes->set_meta(im.meta.get());
     im.routes->start();
+    if (im.cfg.gateway_enabled) im.gateway->start(*im.shards);
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     if (embedded)
@@ -750,6 +756,7 @@ void Node::stop() {
   // on it get their answer posted to shard 0).
   if (im.caches) im.caches->stop();
   if (im.routes) im.routes->stop();
+  if (im.gateway) im.gateway->stop();
   if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();
   for (unsigned i = 0; i < im.shards->size(); ++i) {

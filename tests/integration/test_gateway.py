@@ -5,18 +5,22 @@ through keel's HTTP port are routed by path and method, balanced across instance
 another instance when one refuses connections (idempotent methods), answered 503 when a route's
 service has no instance, 502 when the upstream fails, 504 when it is too slow. Leases end and
 take the instance out. In a 3-node cluster a route registered on node 1 serves on node 3.
+An instance answering 500s is ejected and comes back; one whose health path fails is taken out
+by the active checks and put back when it answers again.
 """
 import http.client as hclient
 import http.server as hserver
 import json
 import os
+import re
 import socket
 import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
-from harness import Keel, free_port, http
+from harness import Keel, Raw, free_port, http
 
 
 class Upstream:
@@ -101,7 +105,10 @@ class GatewayTest(unittest.TestCase):
         with open(cls.routes_file, "w") as f:
             f.write("# routes whose service registers without routes\nGET:/reports/** => reports\n")
         cls.gw_port = free_port()
+        # Outlier ejection off: these tests count what reaches a failing instance (ejection
+        # is GatewayHealthTest's).
         cls.keel = Keel("--engine", "memory", "--shards", "1",
+                        "--set", "gateway.outlier_failures=0",
                         "--set", "gateway.request_timeout_ms=1000",
                         "--set", "gateway.routes_file=" + cls.routes_file,
                         "--set", "gateway.port=%d" % cls.gw_port).start()
@@ -281,6 +288,195 @@ class GatewayTest(unittest.TestCase):
         st, _, body = request(self.gw_port, "GET", "/v1/routes")  # not keel's API here
         self.assertEqual(st, 404)
         self.assertIn("no route matches GET /v1/routes", body["error"]["message"])
+
+
+class Flaky:
+    """An upstream whose answer status and health-path status the test sets."""
+
+    def __init__(self, name):
+        self.name = name
+        self.status = 200
+        self.health_status = 200
+        self.hits = 0          # requests other than the health path
+        self.probes = 0
+        outer = self
+
+        class Handler(hserver.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                if self.path == "/healthz":
+                    outer.probes += 1
+                    st = outer.health_status
+                else:
+                    outer.hits += 1
+                    st = outer.status
+                out = json.dumps({"name": outer.name, "path": self.path}).encode()
+                self.send_response(st)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = "127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+HEALTH = {"path": "/healthz", "interval_ms": 100, "timeout_ms": 1000, "unhealthy_after": 2, "healthy_after": 1}
+
+
+class GatewayHealthTest(unittest.TestCase):
+    """Outlier ejection (3 failures in a row, 1.5 s x times ejected) and active health checks."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.keel = Keel("--engine", "memory", "--shards", "1",
+                        "--set", "gateway.outlier_failures=3",
+                        "--set", "gateway.outlier_ejection_ms=1500").start()
+        cls.port = cls.keel.http_port
+        cls.ups = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for u in cls.ups:
+            u.stop()
+        cls.keel.cleanup()
+
+    def upstream(self, name):
+        u = Flaky(name)
+        self.ups.append(u)
+        return u
+
+    def register(self, service, iid, up, route, health=None):
+        body = {"address": up.address, "routes": [route], "lease_ms": 60000}
+        if health:
+            body["health"] = health
+        st, out = http("PUT", self.port, "/v1/routes/services/%s/instances/%s" % (service, iid), json.dumps(body))
+        self.assertEqual(st, 200, out)
+
+    def instance(self, service, iid):
+        _, t = http("GET", self.port, "/v1/routes")
+        return next(i for i in t["instances"] if i["service"] == service and i["id"] == iid)
+
+    def metric(self, name, service):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r'^%s\{service="%s"\} (\S+)$' % (name, service), text, re.M)
+        return float(m.group(1)) if m else None
+
+    def test_an_instance_answering_500_is_ejected_then_comes_back(self):
+        good, bad = self.upstream("good"), self.upstream("bad")
+        self.register("flaky", "good", good, "GET /flaky/{x}")
+        self.register("flaky", "bad", bad, "GET /flaky/{x}")
+        bad.status = 500
+        statuses = []
+        for i in range(200):
+            if bad.hits >= 3:
+                break
+            st, _, body = request(self.port, "GET", "/flaky/%d" % i)
+            statuses.append((st, body["name"]))
+        self.assertEqual(bad.hits, 3, statuses)
+        self.assertIn((500, "bad"), statuses)  # the 500s themselves are relayed
+        inst = self.instance("flaky", "bad")
+        self.assertGreater(inst["ejected_until_ms"], 0, inst)
+        self.assertEqual(inst["times_ejected"], 1)
+        self.assertEqual(self.instance("flaky", "good")["ejected_until_ms"], 0)
+        self.assertEqual(self.metric("keel_gateway_ejections_total", "flaky"), 1)
+        self.assertEqual(self.metric("keel_gateway_instances_ejected", "flaky"), 1)
+        # While ejected, every request goes to the healthy instance; the share cap (50 % of 2)
+        # keeps "good" in even though it is the only one left.
+        for i in range(20):
+            st, _, body = request(self.port, "GET", "/flaky/x%d" % i)
+            self.assertEqual((st, body["name"]), (200, "good"))
+        self.assertEqual(bad.hits, 3)
+        # It recovers; after its ejection time it takes traffic again.
+        bad.status = 200
+        self.assertTrue(eventually(lambda: self.instance("flaky", "bad")["ejected_until_ms"] == 0, limit=20))
+        self.assertTrue(eventually(lambda: request(self.port, "GET", "/flaky/back")[2]["name"] == "bad", limit=20))
+        self.assertEqual(self.metric("keel_gateway_instances_ejected", "flaky"), 0)
+
+    def test_an_instance_whose_health_path_fails_is_taken_out_and_put_back(self):
+        ok, sick = self.upstream("ok"), self.upstream("sick")
+        self.register("checked", "ok", ok, "GET /checked/{x}", HEALTH)
+        self.register("checked", "sick", sick, "GET /checked/{x}", HEALTH)
+        self.assertTrue(eventually(lambda: sick.probes >= 1 and ok.probes >= 1))
+        sick.health_status = 503
+        self.assertTrue(eventually(lambda: self.instance("checked", "sick")["healthy"] is False))
+        self.assertTrue(self.instance("checked", "ok")["healthy"])
+        self.assertEqual(self.instance("checked", "sick")["health"]["path"], "/healthz")
+        self.assertEqual(self.metric("keel_gateway_instances_unhealthy", "checked"), 1)
+        before = sick.hits
+        for i in range(20):
+            st, _, body = request(self.port, "GET", "/checked/%d" % i)
+            self.assertEqual((st, body["name"]), (200, "ok"))
+        self.assertEqual(sick.hits, before)
+        sick.health_status = 200
+        self.assertTrue(eventually(lambda: self.instance("checked", "sick")["healthy"] is True))
+        self.assertTrue(eventually(lambda: request(self.port, "GET", "/checked/back")[2]["name"] == "sick"))
+        self.assertEqual(self.metric("keel_gateway_instances_unhealthy", "checked"), 0)
+
+    def test_503_naming_why_when_every_instance_is_out(self):
+        u = self.upstream("down")
+        u.health_status = 500
+        self.register("down", "d-1", u, "GET /down", HEALTH)
+        self.assertTrue(eventually(lambda: request(self.port, "GET", "/down")[0] == 503))
+        st, _, body = request(self.port, "GET", "/down")
+        self.assertEqual(st, 503, body)
+        e = body["error"]
+        self.assertEqual((e["code"], e["service"], e["live"], e["unhealthy"], e["ejected"]), ("UNAVAILABLE", "down", 1, 1, 0))
+        self.assertIn("1 unhealthy (active health check failing)", e["message"])
+        hits = u.hits  # requests sent before the checks took it out may have reached it
+        for _ in range(5):
+            self.assertEqual(request(self.port, "GET", "/down")[0], 503)
+        self.assertEqual(u.hits, hits)
+        # Health comes back: so does the route.
+        u.health_status = 200
+        self.assertTrue(eventually(lambda: request(self.port, "GET", "/down")[0] == 200))
+
+    def test_route_register_over_resp_goes_through_the_same_registration(self):
+        u = self.upstream("resp")
+        raw = Raw(self.keel.port)
+        try:
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-1", u.address, "LEASE", "30000",
+                          "route", "GET /viaresp/{x}", "WEIGHT", "2", "ZONE", "z1")
+            self.assertIn(b"viaresp", out)
+            self.assertIn(b"GET /viaresp/{x}", out)
+            st, _, body = request(self.port, "GET", "/viaresp/7")
+            self.assertEqual((st, body["name"], body["path"]), (200, "resp", "/viaresp/7"))
+            inst = self.instance("viaresp", "r-1")
+            self.assertEqual((inst["lease_ms"], inst["metadata"]["weight"], inst["metadata"]["zone"]), (30000, 2, "z1"))
+            # Errors are the HTTP door's, naming what was wrong.
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-2", u.address, "WEIGHT", "0")
+            self.assertTrue(out.startswith(b"-ERR"), out)
+            self.assertIn(b'"metadata.weight" must be an integer from 1 to 1000', out)
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-2", u.address, "TTL", "5")
+            self.assertIn(b"unknown option 'TTL'", out)
+            out = raw.cmd("ROUTE.REGISTER", "viaresp", "r-2", "nohost")
+            self.assertIn(b"is not HOST:PORT", out)
+            self.assertIn(b"wrong number of arguments", raw.cmd("ROUTE.REGISTER", "viaresp", "r-2"))
+            self.assertEqual(raw.cmd("ROUTE.DEREGISTER", "viaresp", "r-1"), b":1\r\n")
+            self.assertEqual(raw.cmd("ROUTE.DEREGISTER", "viaresp", "r-1"), b":0\r\n")
+            self.assertEqual(request(self.port, "GET", "/viaresp/7")[0], 404)
+        finally:
+            raw.s.close()
+
+    def test_bad_health_settings_are_refused_naming_the_field(self):
+        for health, words in (({"path": "/h", "interval_ms": 5}, '"health.interval_ms" must be an integer from 100'),
+                              ({"interval_ms": 500}, '"health.path" is required'),
+                              ({"path": "/h", "retries": 1}, 'unknown field "health.retries"')):
+            st, body = http("PUT", self.port, "/v1/routes/services/x/instances/x-1",
+                            json.dumps({"address": "127.0.0.1:1", "health": health}))
+            self.assertEqual(st, 400, body)
+            self.assertIn(words, body["error"]["message"])
 
 
 class GatewayClusterTest(unittest.TestCase):

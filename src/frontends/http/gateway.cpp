@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -11,11 +14,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <spdlog/spdlog.h>
 
 #include "base/clock.h"
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/server.h"
 #include "observe/trace_context.h"
+#include "runtime/shards.h"
 #include "services/routing/service.h"
 
 namespace keel::http {
@@ -94,11 +99,156 @@ std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.
 
 }  // namespace
 
-Gateway::Impl::Impl(routing::Service& r, GatewayOptions o) : routes(r), opt(o), rng(system_seed()) {}
+namespace {
+
+// Live instances of `service` in the table at `now`: the whole a share of ejections is taken of.
+size_t service_size(const gateway::RouteTable& t, std::string_view service, int64_t now) {
+  size_t n = 0;
+  for (auto& i : t.instances())
+    if (i.service == service && i.expires_at_ms > now) ++n;
+  return n;
+}
+
+}  // namespace
+
+Gateway::Impl::Impl(routing::Service& r, GatewayOptions o)
+    : routes(r), opt(o), outliers(o.outlier), rng(system_seed()) {}
 
 Gateway::Gateway(routing::Service& routes, GatewayOptions opt) : impl_(std::make_unique<Impl>(routes, opt)) {}
 Gateway::~Gateway() = default;
 routing::Service& Gateway::routes() { return impl_->routes; }
+
+void Gateway::start(runtime::ShardSet& shards) {
+  asio::co_spawn(shards.shard(0).io, impl_->health_loop(), asio::detached);
+}
+
+void Gateway::stop() { impl_->stopping = true; }
+
+bool Gateway::Impl::healthy(const std::string& service, const std::string& id) const {
+  auto it = health.find({service, id});
+  return it == health.end() || it->second.state.healthy();
+}
+
+void Gateway::Impl::prune(const gateway::RouteTable& table) {
+  std::vector<std::pair<std::string, std::string>> live;
+  for (auto& i : table.instances()) live.emplace_back(i.service, i.id);
+  outliers.retain(live);
+}
+
+awaitable<void> Gateway::Impl::health_loop() {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  while (!stopping) {
+    timer.expires_after(std::chrono::milliseconds(100));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(use_awaitable));
+    if (stopping || ec == asio::error::operation_aborted) break;
+    auto snap = routes.snapshot();
+    int64_t now = SystemClock::instance().now_ms();
+    // The state of an instance that left (or no longer asks for checks) goes with it.
+    std::set<std::pair<std::string_view, std::string_view>> checked;
+    for (auto& in : snap->table.instances())
+      if (!in.health.path.empty()) checked.emplace(in.service, in.id);
+    std::erase_if(health, [&](const auto& kv) { return !checked.count({kv.first.first, kv.first.second}); });
+    for (auto& in : snap->table.instances()) {
+      if (in.health.path.empty() || in.expires_at_ms <= now) continue;
+      auto& h = health[{in.service, in.id}];
+      if (h.probing || h.next_probe_ms > now) continue;
+      h.probing = true;
+      h.next_probe_ms = now + in.health.interval_ms;
+      asio::co_spawn(ex, probe(in.service, in.id, in.address, in.health), asio::detached);
+    }
+  }
+}
+
+awaitable<void> Gateway::Impl::probe(std::string service, std::string id, std::string address,
+                                     gateway::HealthCheckOptions hc) {
+  auto ex = co_await asio::this_coro::executor;
+  bool good = false;
+  std::string why;
+  {
+    beast::tcp_stream stream(ex);
+    stream.expires_after(std::chrono::milliseconds(hc.timeout_ms));  // the whole probe
+    auto colon = address.rfind(':');
+    std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+    std::vector<tcp::endpoint> eps;
+    boost::system::error_code aec;
+    auto ip = asio::ip::make_address(host, aec);
+    if (!aec) {
+      unsigned p = 0;
+      std::from_chars(port.data(), port.data() + port.size(), p);
+      eps.emplace_back(ip, static_cast<unsigned short>(p));
+    } else {
+      tcp::resolver resolver(ex);
+      auto [rec, results] = co_await resolver.async_resolve(host, port, asio::as_tuple(use_awaitable));
+      if (rec) why = "resolving failed: " + rec.message();
+      for (auto& r : results) eps.push_back(r.endpoint());
+    }
+    if (!eps.empty()) {
+      auto [cec, ep] = co_await stream.async_connect(eps, asio::as_tuple(use_awaitable));
+      if (cec) {
+        why = "connect failed: " + cec.message();
+      } else {
+        GwRequest req{bhttp::verb::get, hc.path, 11};
+        req.set(bhttp::field::host, address);
+        req.set(bhttp::field::user_agent, "keel-health-check");
+        req.keep_alive(false);
+        auto [wec, wn] = co_await bhttp::async_write(stream, req, asio::as_tuple(use_awaitable));
+        if (wec) {
+          why = "sending failed: " + wec.message();
+        } else {
+          beast::flat_buffer buf;
+          bhttp::response_parser<bhttp::string_body> parser;
+          parser.body_limit(64 * 1024);
+          auto [rec, rn] = co_await bhttp::async_read(stream, buf, parser, asio::as_tuple(use_awaitable));
+          if (rec) {
+            why = rec == beast::error::timeout ? fmt::format("no answer within {} ms", hc.timeout_ms)
+                                               : "reading the answer failed: " + rec.message();
+          } else {
+            unsigned code = parser.get().result_int();
+            good = code >= 200 && code < 300;
+            if (!good) why = fmt::format("answered {}", code);
+          }
+        }
+      }
+    }
+  }
+  if (stopping) co_return;
+  auto it = health.find({service, id});
+  if (it == health.end()) co_return;  // deregistered meanwhile
+  it->second.probing = false;
+  if (it->second.state.record(good, hc)) {
+    if (good)
+      spdlog::info("gateway: {}/{} ({}) is healthy again", service, id, address);
+    else
+      spdlog::warn("gateway: {}/{} ({}) is unhealthy: GET {} {}", service, id, address, hc.path, why);
+  }
+}
+
+std::string Gateway::Impl::metrics_text() const {
+  auto snap = routes.snapshot();
+  int64_t now = SystemClock::instance().now_ms();
+  std::set<std::string> services;
+  for (auto& i : snap->table.instances()) services.insert(i.service);
+  for (auto& s : outliers.services()) services.insert(s);
+  std::string out =
+      "# HELP keel_gateway_ejections_total Upstream instances ejected by outlier detection (consecutive failures), per service.\n"
+      "# TYPE keel_gateway_ejections_total counter\n";
+  for (auto& s : services)
+    out += fmt::format("keel_gateway_ejections_total{{service=\"{}\"}} {}\n", s, outliers.ejections_total(s));
+  out += "# HELP keel_gateway_instances_ejected Upstream instances ejected now, per service.\n"
+         "# TYPE keel_gateway_instances_ejected gauge\n";
+  for (auto& s : services)
+    out += fmt::format("keel_gateway_instances_ejected{{service=\"{}\"}} {}\n", s, outliers.ejected_count(s, now));
+  out += "# HELP keel_gateway_instances_unhealthy Upstream instances failing their active health check, per service.\n"
+         "# TYPE keel_gateway_instances_unhealthy gauge\n";
+  for (auto& s : services) {
+    size_t n = 0;
+    for (auto& [key, h] : health)
+      if (key.first == s && !h.state.healthy()) ++n;
+    out += fmt::format("keel_gateway_instances_unhealthy{{service=\"{}\"}} {}\n", s, n);
+  }
+  return out;
+}
 
 std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
   while (!up.idle.empty()) {
@@ -233,20 +383,40 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     std::set<std::string_view> live;
     for (auto& i : table.instances()) live.insert(i.address);
     std::erase_if(upstreams, [&](const auto& kv) { return kv.second.inflight == 0 && !live.count(kv.first); });
+    prune(table);
   }
 
   int64_t now = SystemClock::instance().now_ms();
   std::vector<uint32_t> candidates;
-  for (uint32_t i : table.targets(*entry))
-    if (table.instances()[i].expires_at_ms > now) candidates.push_back(i);
+  size_t n_live = 0, n_unhealthy = 0, n_ejected = 0;
+  for (uint32_t i : table.targets(*entry)) {
+    const auto& in = table.instances()[i];
+    if (in.expires_at_ms <= now) continue;
+    ++n_live;
+    if (!healthy(in.service, in.id)) {
+      ++n_unhealthy;
+    } else if (outliers.ejected(in.service, in.id, now)) {
+      ++n_ejected;
+    } else {
+      candidates.push_back(i);
+    }
+  }
   if (candidates.empty()) {
     ++errors_503;
+    std::string why = table.targets(*entry).empty() ? "none is registered"
+                      : n_live == 0                 ? "every registered instance's lease has ended"
+                                                    : fmt::format("all {} live instances are out: {} unhealthy (active "
+                                                                  "health check failing), {} ejected (outlier detection)",
+                                                                  n_live, n_unhealthy, n_ejected);
     co_return error_answer(ver, bhttp::status::service_unavailable, "UNAVAILABLE",
                            fmt::format("no live instance of service '{}' for route '{}': {}", route.service,
-                                       route.text(),
-                                       table.targets(*entry).empty() ? "none is registered"
-                                                                     : "every registered instance's lease has ended"),
-                           json{{"service", route.service}, {"route", route.text()}});
+                                       route.text(), why),
+                           n_live == 0 ? json{{"service", route.service}, {"route", route.text()}}
+                                       : json{{"service", route.service},
+                                              {"route", route.text()},
+                                              {"live", n_live},
+                                              {"unhealthy", n_unhealthy},
+                                              {"ejected", n_ejected}});
   }
 
   // What the upstream sees: hop-by-hop headers gone, X-Forwarded-*, a trace parent.
@@ -296,6 +466,18 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     auto a = co_await forward(inst.address, up, req, may_retry);
     --up.inflight;
     std::string who = fmt::format("{}/{} ({})", inst.service, inst.id, inst.address);
+    {
+      // Passive outlier detection: 5xx answers and failures to get one count against the instance.
+      bool failed = a.fail == Fail::kConnect || a.fail == Fail::kBroken || a.fail == Fail::kTimeout ||
+                    (a.fail == Fail::kNone && a.res.result_int() >= 500);
+      int64_t at = SystemClock::instance().now_ms();
+      if (outliers.record(inst.service, inst.id, failed, service_size(table, inst.service, at), at)) {
+        ++ejections;
+        spdlog::warn("gateway: ejected {} for {} ms after {} failures in a row (ejection {})", who,
+                     outliers.ejected_until_ms(inst.service, inst.id, at) - at, opt.outlier.consecutive_failures,
+                     outliers.times_ejected(inst.service, inst.id));
+      }
+    }
     if (a.fail == Fail::kNone) {
       strip_hop_by_hop(a.res);
       a.res.version(ver);
@@ -349,7 +531,16 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"routes", rs},
                                {"lease_ms", i.lease_ms},
                                {"expires_in_ms", std::max<int64_t>(0, i.expires_at_ms - now)},
-                               {"metadata", {{"version", i.meta.version}, {"zone", i.meta.zone}, {"weight", i.meta.weight}}}});
+                               {"metadata", {{"version", i.meta.version}, {"zone", i.meta.zone}, {"weight", i.meta.weight}}},
+                               {"healthy", healthy(i.service, i.id)},
+                               {"ejected_until_ms", outliers.ejected_until_ms(i.service, i.id, now)},
+                               {"times_ejected", outliers.times_ejected(i.service, i.id)}});
+      if (!i.health.path.empty())
+        instances.back()["health"] = json{{"path", i.health.path},
+                                          {"interval_ms", i.health.interval_ms},
+                                          {"timeout_ms", i.health.timeout_ms},
+                                          {"unhealthy_after", i.health.unhealthy_after},
+                                          {"healthy_after", i.health.healthy_after}};
     }
     json rts = json::array();
     for (uint32_t e = 0; e < t.matcher().size(); ++e) {
@@ -365,7 +556,8 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"instances", instances},
                                {"balancer", gateway::policy_name(opt.policy)},
                                {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
-                                          {"errors_503", errors_503}, {"errors_504", errors_504}}}});
+                                          {"errors_503", errors_503}, {"errors_504", errors_504},
+                                          {"ejections", ejections}}}});
   }
   if (path == "/v1/routes/match") {
     std::string m = "GET", p, h;

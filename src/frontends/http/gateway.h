@@ -6,8 +6,10 @@
 // Every other request that matches a route is forwarded to one of the route's instances
 // (HTTP/1.1, a bounded keep-alive pool per instance, X-Forwarded-For/Proto/Host, W3C
 // traceparent passed on or started), chosen by the configured balancer; connect failures of
-// idempotent methods are retried on another instance. Gateway errors are JSON: 502 (which
-// upstream failed and why), 503 (no live instance), 504 (upstream timeout).
+// idempotent methods are retried on another instance. Instances that fail in a row are ejected
+// for a while (gateway/outlier.h); instances whose health path fails are left out until it
+// answers again. Gateway errors are JSON: 502 (which upstream failed and why), 503 (no live,
+// healthy, non-ejected instance), 504 (upstream timeout).
 //
 // The proxy runs on the HTTP server's event loop (shard 0): its pools and counters are touched
 // only there. This header has no Asio or Beast; the server includes gateway_impl.h.
@@ -21,6 +23,9 @@
 namespace keel::routing {
 class Service;
 }
+namespace keel::runtime {
+class ShardSet;
+}
 
 namespace keel::http {
 
@@ -32,6 +37,7 @@ struct GatewayOptions {
   uint32_t pool_max_idle = 32;         // kept-alive upstream connections per instance
   uint64_t max_body_bytes = 16ull << 20;
   uint64_t max_response_bytes = 64ull << 20;
+  gateway::OutlierOptions outlier;  // passive ejection: consecutive 5xx / connect failures / timeouts
 };
 
 class Gateway {
@@ -39,6 +45,10 @@ class Gateway {
   Gateway(routing::Service& routes, GatewayOptions opt);
   ~Gateway();
   routing::Service& routes();
+  // Starts the active health checker on shard 0 (it probes instances whose registration has a
+  // "health" object). stop() ends it; call both from outside the shards.
+  void start(runtime::ShardSet& shards);
+  void stop();
 
   struct Impl;
   Impl& impl() { return *impl_; }

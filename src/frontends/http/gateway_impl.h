@@ -2,6 +2,7 @@
 // frontends/http.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -49,14 +51,33 @@ struct Gateway::Impl {
   boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent);
   std::unique_ptr<Conn> take_idle(Upstream& up);
 
+  // Active health checks: every 100 ms, probes the instances whose interval has passed (one
+  // probe per instance at a time, a fresh connection each: GET path, good if 2xx in time).
+  boost::asio::awaitable<void> health_loop();
+  boost::asio::awaitable<void> probe(std::string service, std::string id, std::string address,
+                                     gateway::HealthCheckOptions hc);
+  bool healthy(const std::string& service, const std::string& id) const;
+  // Forgets the health and ejection state of instances no longer in the table.
+  void prune(const gateway::RouteTable& table);
+  // Prometheus text: ejections, instances ejected and unhealthy, per service.
+  std::string metrics_text() const;
+
   routing::Service& routes;
   GatewayOptions opt;
+  gateway::OutlierDetector outliers;  // shard 0 only
+  struct Health {
+    gateway::HealthState state;
+    int64_t next_probe_ms = 0;
+    bool probing = false;
+  };
+  std::map<std::pair<std::string, std::string>, Health> health;  // (service, id); shard 0 only
+  std::atomic<bool> stopping{false};  // set by Gateway::stop from outside the shards
   SeededRandom rng;
   uint64_t rr_cursor = 0;
   std::unordered_map<std::string, Upstream> upstreams;  // by address; shard 0 only
   uint64_t pruned_at_revision = 0;
   // Counters (shard 0 only), shown by GET /v1/routes.
-  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0;
+  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0;
 };
 
 }  // namespace keel::http

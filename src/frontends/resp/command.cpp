@@ -31,6 +31,7 @@ struct Table {
     register_bitmap_commands(specs);
     register_cluster_commands(specs);
     register_cache_commands(specs);
+    register_route_commands(specs);
     register_pubsub_commands(specs);
     for (auto& s : specs) {
       by_name.emplace(std::string(s.name), &s);

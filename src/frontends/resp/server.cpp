@@ -26,6 +26,7 @@
 #include "base/clock.h"
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
+#include "frontends/resp/route_admin.h"
 #include "frontends/resp/family_util.h"
 #include "frontends/resp/key_events.h"
 #include "frontends/resp/pubsub_registry.h"
@@ -230,6 +231,7 @@ struct Server::Impl {
   std::atomic<uint64_t> timeout_s;
   std::atomic<uint64_t> obuf_hard, obuf_soft, obuf_soft_s;  // PubSubLimits, CONFIG SET-able
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
+  routing::Service* routes = nullptr;  // ROUTE.* (set before the shards run)
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
   observe::Tracer* tracer = nullptr;  // set before start: spans of commands (observe/tracer.h)
 
@@ -565,6 +567,9 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       } else if (spec->name == "cluster" && argv.size() >= 3 &&
                  (iequals(argv[1], "countkeysinslot") || iequals(argv[1], "getkeysinslot"))) {
         co_await cluster_keys_in_slot(c, argv);
+      } else if (!spec->handler && spec->group == "route") {  // ROUTE.REGISTER, DEREGISTER
+        if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
+        else r.error("ERR the gateway's route registration is not running on this node");
       } else if (!spec->handler) {  // CACHE.CREATE, INFO, LIST, DROP, CLEAR
         if (caches) co_await execute_cache_admin(*caches, *spec, argv, r);
         else r.error("ERR the caching service is not running on this node");
@@ -2476,6 +2481,7 @@ void Server::count_output_limit_disconnection(unsigned shard) {
   ++impl_->shards.shard(shard).stats.client_output_buffer_limit_disconnections;
 }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
+void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
 bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
   impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);

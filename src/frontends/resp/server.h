@@ -23,6 +23,9 @@ class ShardSet;
 namespace keel::cache {
 class Service;
 }
+namespace keel::routing {
+class Service;
+}
 namespace keel::dht {
 class Service;
 }
@@ -93,6 +96,8 @@ class Server {
   void set_pubsub_limits(PubSubLimits limits);
   // The caching service behind the CACHE.* commands. Call before start().
   void set_caches(cache::Service* caches);
+  // ROUTE.REGISTER / ROUTE.DEREGISTER go to it (the gateway's registration service).
+  void set_routes(routing::Service* routes);
   // Cluster mode: key commands are routed by the distributed hash map (set before start()).
   void set_dht(dht::Service* dht);
   // Records a span per command, as the tracer's sampler decides (null: no tracing, the

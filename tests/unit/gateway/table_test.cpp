@@ -51,12 +51,71 @@ TEST(Registration, BadBodiesNameTheField) {
       {"s", "i", R"({"address": "a:1", "ttl": 5})", "unknown field \"ttl\""},
       {"bad name", "i", R"({"address": "a:1"})", "service 'bad name' is not valid"},
       {"s", "a/b", R"({"address": "a:1"})", "instance id 'a/b' is not valid"},
+      {"s", "i", R"({"address": "a:1", "health": 5})", "\"health\" must be an object"},
+      {"s", "i", R"({"address": "a:1", "health": {}})", "\"health.path\" is required"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "healthz"}})", "\"health.path\" must be a path starting with '/'"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/a b"}})", "\"health.path\" must be a path"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "interval_ms": 5}})",
+       "\"health.interval_ms\" must be an integer from 100 to 3600000"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "timeout_ms": "1s"}})",
+       "\"health.timeout_ms\" must be an integer from 10 to 60000"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "unhealthy_after": 0}})",
+       "\"health.unhealthy_after\" must be an integer from 1 to 100"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "healthy_after": 101}})",
+       "\"health.healthy_after\" must be an integer from 1 to 100"},
+      {"s", "i", R"({"address": "a:1", "health": {"path": "/h", "every": 1}})", "unknown field \"health.every\""},
   };
   for (auto& c : cases) {
     auto r = parse_registration(c.service, c.id, c.body, 0);
     ASSERT_FALSE(r) << c.body;
     EXPECT_NE(r.error().message.find(c.words), std::string::npos) << c.body << " -> " << r.error().message;
   }
+}
+
+TEST(Registration, HealthChecksAreParsedWithDefaultsAndStored) {
+  auto r = reg("orders", "o-1", R"({"address": "h:1", "health": {"path": "/healthz", "interval_ms": 500, "unhealthy_after": 3}})");
+  EXPECT_EQ(r.health.path, "/healthz");
+  EXPECT_EQ(r.health.interval_ms, 500);
+  EXPECT_EQ(r.health.timeout_ms, 1000);
+  EXPECT_EQ(r.health.unhealthy_after, 3u);
+  EXPECT_EQ(r.health.healthy_after, 1u);
+  r.revision = 0;
+  auto back = decode_registration(registration_key("orders", "o-1"), encode_registration(r));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(*back, r);
+  EXPECT_TRUE(reg("orders", "o-2", R"({"address": "h:1"})").health.path.empty());  // no checks unless asked
+}
+
+TEST(Registration, RouteRegisterArgumentsBecomeTheSameBody) {
+  auto body = registration_body_from_args(
+      {"127.0.0.1:9000", "lease", "5000", "ROUTE", "GET /orders/{id}", "ROUTE", "POST /orders", "WEIGHT", "3",
+       "ZONE", "a", "VERSION", "1.2"});
+  ASSERT_TRUE(body) << body.error().message;
+  auto r = parse_registration("orders", "o-1", *body, 1000);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->address, "127.0.0.1:9000");
+  EXPECT_EQ(r->lease_ms, 5000);
+  ASSERT_EQ(r->routes.size(), 2u);
+  EXPECT_EQ(r->routes[1].text(), "POST /orders");
+  EXPECT_EQ(r->meta, (InstanceMeta{"1.2", "a", 3}));
+  struct Case {
+    std::vector<std::string_view> args;
+    std::string words;
+  };
+  std::vector<Case> cases{{{}, "the address HOST:PORT is required"},
+                          {{"h:1", "TTL", "5"}, "unknown option 'TTL'; allowed: LEASE ms"},
+                          {{"h:1", "LEASE"}, "LEASE needs a value"},
+                          {{"h:1", "LEASE", "5s"}, "LEASE must be an integer"},
+                          {{"h:1", "WEIGHT", "x"}, "WEIGHT must be an integer from 1 to 1000"}};
+  for (auto& c : cases) {
+    auto b = registration_body_from_args(c.args);
+    ASSERT_FALSE(b) << c.words;
+    EXPECT_NE(b.error().message.find(c.words), std::string::npos) << b.error().message;
+  }
+  // Values are checked by the one parser, with its words.
+  auto weight0 = parse_registration("s", "i", *registration_body_from_args({"h:1", "WEIGHT", "0"}), 0);
+  ASSERT_FALSE(weight0);
+  EXPECT_NE(weight0.error().message.find("\"metadata.weight\" must be an integer from 1 to 1000"), std::string::npos);
 }
 
 TEST(Registration, StoredFormRoundTrips) {
