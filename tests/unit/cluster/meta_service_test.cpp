@@ -204,6 +204,10 @@ std::map<std::string, std::string> listed(MetaService& m, const std::string& pre
 TEST(MetaService, SubscribeDeliversEveryChangeOfItsPrefixInOrder) {
   Trio t;
   ASSERT_TRUE(t.put_eventually(0, "svc/pre", "0"));
+  // Node 2 subscribes; its first update is its state then. A linearizable read through it
+  // first makes that state include the put made through node 1 (without it, a loaded machine
+  // once let the subscription start before node 2 had applied the put).
+  ASSERT_TRUE(call<KeyValue>([&](auto cb) { t.s[1]->get("app", "svc/pre", false, cb); }));
   Follower f;
   auto sub = t.s[1]->subscribe("app", "svc/", f.cb());
   ASSERT_TRUE(sub) << sub.error().message;
