@@ -116,23 +116,20 @@ bool StreamValue::decode_node(StreamId master, const Node& n, std::vector<Decode
   return true;
 }
 
-std::optional<StreamId> StreamValue::first_entry_id() const {
+namespace {
+// The id of the first (or, `last`, the last) entry: the one a range in that direction meets first.
+std::optional<StreamId> edge_entry_id(const StreamValue& s, bool last) {
   std::optional<StreamId> out;
-  range({}, StreamId::max(), false, [&](const StreamEntry& e) {
+  s.range({}, StreamId::max(), last, [&](const StreamEntry& e) {
     out = e.id;
     return false;
   });
   return out;
 }
+}  // namespace
 
-std::optional<StreamId> StreamValue::last_entry_id() const {
-  std::optional<StreamId> out;
-  range({}, StreamId::max(), true, [&](const StreamEntry& e) {
-    out = e.id;
-    return false;
-  });
-  return out;
-}
+std::optional<StreamId> StreamValue::first_entry_id() const { return edge_entry_id(*this, false); }
+std::optional<StreamId> StreamValue::last_entry_id() const { return edge_entry_id(*this, true); }
 
 void StreamValue::append(StreamId id, std::span<const std::string_view> fv) {
   Data& d = data();

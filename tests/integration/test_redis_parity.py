@@ -290,6 +290,24 @@ class RedisParity(unittest.TestCase):
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
 
+    def assert_sequences_match(self, cases, cases3):
+        """Runs `cases` in RESP2, then `cases3` after HELLO 3, each in order on a fresh connection
+        to redis-server and to keel (two shards, so keys spread), and compares every reply."""
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            mismatches = []
+            for seq in (cases, cases3):
+                r, k = Raw(redis.port), Raw(keel.port)
+                if seq is cases3:
+                    r.cmd("HELLO", "3")
+                    k.cmd("HELLO", "3")
+                for args in seq:
+                    a, b = r.cmd(*args), k.cmd(*args)
+                    if a != b:
+                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+                r.close()
+                k.close()
+            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
     def test_transactions_and_blocking_commands_match(self):
         # Run in order on one connection each; keel with two shards, so the keys spread.
         cases = [
@@ -323,20 +341,7 @@ class RedisParity(unittest.TestCase):
         cases3 = [["ZADD", "bz", "1", "a", "2", "b"], ["BZPOPMIN", "bz", "0"],
                   ["BZMPOP", "0", "1", "bz", "MAX"], ["MULTI"], ["BLPOP", "nol", "0"], ["EXEC"],
                   ["WATCH", "w"], ["SET", "w", "1"], ["MULTI"], ["EXEC"]]
-        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
-            mismatches = []
-            for seq in (cases, cases3):
-                r, k = Raw(redis.port), Raw(keel.port)
-                if seq is cases3:
-                    r.cmd("HELLO", "3")
-                    k.cmd("HELLO", "3")
-                for args in seq:
-                    a, b = r.cmd(*args), k.cmd(*args)
-                    if a != b:
-                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
-                r.close()
-                k.close()
-            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+        self.assert_sequences_match(cases, cases3)
 
     def test_stream_commands_match(self):
         # Explicit ids only, and nothing that prints a time (idle, delivery times) or keel's
@@ -420,20 +425,7 @@ class RedisParity(unittest.TestCase):
                   ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "r", ">"], ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "r", "0"],
                   ["XPENDING", "r", "g"], ["XINFO", "GROUPS", "r"], ["XRANGE", "r", "-", "+"],
                   ["MULTI"], ["XREAD", "BLOCK", "0", "STREAMS", "r", "$"], ["EXEC"]]
-        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
-            mismatches = []
-            for seq in (cases, cases3):
-                r, k = Raw(redis.port), Raw(keel.port)
-                if seq is cases3:
-                    r.cmd("HELLO", "3")
-                    k.cmd("HELLO", "3")
-                for args in seq:
-                    a, b = r.cmd(*args), k.cmd(*args)
-                    if a != b:
-                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
-                r.close()
-                k.close()
-            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+        self.assert_sequences_match(cases, cases3)
 
     def test_pubsub_replies_match(self):
         # One connection each, in order: introspection and errors, then subscribed mode (RESP2:
@@ -456,20 +448,7 @@ class RedisParity(unittest.TestCase):
                   ["PUBSUB", "NUMSUB", "a"], ["PUBSUB", "NUMPAT"], ["PUBSUB", "CHANNELS"],
                   ["PUBSUB", "SHARDCHANNELS"], ["UNSUBSCRIBE", "a"], ["UNSUBSCRIBE"], ["PUNSUBSCRIBE"],
                   ["SUNSUBSCRIBE"], ["SUNSUBSCRIBE"]]
-        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
-            mismatches = []
-            for seq in (cases, cases3):
-                r, k = Raw(redis.port), Raw(keel.port)
-                if seq is cases3:
-                    r.cmd("HELLO", "3")
-                    k.cmd("HELLO", "3")
-                for args in seq:
-                    a, b = r.cmd(*args), k.cmd(*args)
-                    if a != b:
-                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
-                r.close()
-                k.close()
-            self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+        self.assert_sequences_match(cases, cases3)
 
     def test_pubsub_glob_patterns_match(self):
         # PUBSUB CHANNELS <pattern> applies the same matcher as PSUBSCRIBE (Redis's

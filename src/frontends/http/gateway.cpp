@@ -109,6 +109,27 @@ size_t service_size(const gateway::RouteTable& t, std::string_view service, int6
   return n;
 }
 
+// The endpoints of an instance's "host:port": a numeric address as is, a name resolved. Empty,
+// with `why` set, when resolving failed. `address` lives in the caller's frame.
+awaitable<std::vector<tcp::endpoint>> endpoints_of(const std::string& address, std::string& why) {
+  auto colon = address.rfind(':');
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  std::vector<tcp::endpoint> eps;
+  boost::system::error_code aec;
+  auto ip = asio::ip::make_address(host, aec);
+  if (!aec) {
+    unsigned p = 0;
+    std::from_chars(port.data(), port.data() + port.size(), p);
+    eps.emplace_back(ip, static_cast<unsigned short>(p));
+    co_return eps;
+  }
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  auto [rec, results] = co_await resolver.async_resolve(host, port, asio::as_tuple(use_awaitable));
+  if (rec) why = fmt::format("resolving '{}' failed: {}", host, rec.message());
+  for (auto& r : results) eps.push_back(r.endpoint());
+  co_return eps;
+}
+
 }  // namespace
 
 Gateway::Impl::Impl(routing::Service& r, GatewayOptions o)
@@ -168,21 +189,7 @@ awaitable<void> Gateway::Impl::probe(std::string service, std::string id, std::s
   {
     beast::tcp_stream stream(ex);
     stream.expires_after(std::chrono::milliseconds(hc.timeout_ms));  // the whole probe
-    auto colon = address.rfind(':');
-    std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-    std::vector<tcp::endpoint> eps;
-    boost::system::error_code aec;
-    auto ip = asio::ip::make_address(host, aec);
-    if (!aec) {
-      unsigned p = 0;
-      std::from_chars(port.data(), port.data() + port.size(), p);
-      eps.emplace_back(ip, static_cast<unsigned short>(p));
-    } else {
-      tcp::resolver resolver(ex);
-      auto [rec, results] = co_await resolver.async_resolve(host, port, asio::as_tuple(use_awaitable));
-      if (rec) why = "resolving failed: " + rec.message();
-      for (auto& r : results) eps.push_back(r.endpoint());
-    }
+    std::vector<tcp::endpoint> eps = co_await endpoints_of(address, why);
     if (!eps.empty()) {
       auto [cec, ep] = co_await stream.async_connect(eps, asio::as_tuple(use_awaitable));
       if (cec) {
@@ -271,26 +278,13 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
     bool reused = c != nullptr;
     if (!c) {
       c = std::make_unique<Conn>(ex);
-      auto colon = address.rfind(':');
-      std::string host = address.substr(0, colon);
-      std::string port = address.substr(colon + 1);
-      boost::system::error_code aec;
-      auto ip = asio::ip::make_address(host, aec);
-      std::vector<tcp::endpoint> eps;
-      if (!aec) {
-        unsigned p = 0;
-        std::from_chars(port.data(), port.data() + port.size(), p);
-        eps.emplace_back(ip, static_cast<unsigned short>(p));
-      } else {
-        tcp::resolver resolver(ex);
-        auto [rec, results] = co_await resolver.async_resolve(host, port, asio::as_tuple(use_awaitable));
-        if (rec) {
-          Attempt a;
-          a.fail = Fail::kConnect;
-          a.why = fmt::format("resolving '{}' failed: {}", host, rec.message());
-          co_return a;
-        }
-        for (auto& r : results) eps.push_back(r.endpoint());
+      std::string why;
+      std::vector<tcp::endpoint> eps = co_await endpoints_of(address, why);
+      if (!why.empty()) {
+        Attempt a;
+        a.fail = Fail::kConnect;
+        a.why = std::move(why);
+        co_return a;
       }
       c->stream.expires_after(std::chrono::milliseconds(opt.connect_timeout_ms));
       auto [cec, ep] = co_await c->stream.async_connect(eps, asio::as_tuple(use_awaitable));

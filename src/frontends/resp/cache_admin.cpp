@@ -9,21 +9,7 @@ namespace keel::resp {
 
 namespace {
 
-// Metadata errors in Redis's words: CLUSTERDOWN only when nothing was or will be applied.
-void reply_error(Reply& r, const Error& e) {
-  switch (e.code) {
-    case Errc::kUnavailable:
-      r.error("CLUSTERDOWN " + e.message);
-      break;
-    case Errc::kTimeout:
-      r.error("ERR " + e.message +
-              " (the outcome is unknown: the change may still be applied; check with CACHE.INFO)");
-      break;
-    default:
-      r.error("ERR " + e.message);
-      break;
-  }
-}
+void reply_error(Reply& r, const Error& e) { reply_metadata_error(r, e, "check with CACHE.INFO"); }
 
 void reply_info(Reply& r, const cache::Info& info) {
   const auto& d = info.active.def;

@@ -16,6 +16,20 @@ using storage::Value;
 using storage::ValueRef;
 using storage::ValueType;
 
+// A cluster-metadata change refused or unanswered, in Redis's words: CLUSTERDOWN only when
+// nothing was or will be applied; a timeout says the outcome is unknown and `how_to_check`.
+inline void reply_metadata_error(Reply& r, const Error& e, std::string_view how_to_check) {
+  switch (e.code) {
+    case Errc::kUnavailable:
+      return r.error("CLUSTERDOWN " + e.message);
+    case Errc::kTimeout:
+      return r.error("ERR " + e.message + " (the outcome is unknown: the change may still be applied; " +
+                     std::string(how_to_check) + ")");
+    default:
+      return r.error("ERR " + e.message);
+  }
+}
+
 // Looks up a key; nullopt if absent.
 inline std::optional<ValueRef> lookup(CmdCtx& c, std::string_view key) {
   return c.engine->get(c.partition(key), key, c.now_ms);

@@ -5,25 +5,14 @@
 #include <string>
 #include <vector>
 
+#include "frontends/resp/family_util.h"
 #include "services/routing/service.h"
 
 namespace keel::resp {
 
 namespace {
 
-void reply_error(Reply& r, const Error& e) {
-  switch (e.code) {
-    case Errc::kUnavailable:
-      r.error("CLUSTERDOWN " + e.message);
-      break;
-    case Errc::kTimeout:
-      r.error("ERR " + e.message + " (the outcome is unknown: the change may still be applied; check GET /v1/routes)");
-      break;
-    default:
-      r.error("ERR " + e.message);
-      break;
-  }
-}
+void reply_error(Reply& r, const Error& e) { reply_metadata_error(r, e, "check GET /v1/routes"); }
 
 }  // namespace
 
