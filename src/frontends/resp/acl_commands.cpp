@@ -106,9 +106,13 @@ std::optional<AclDenial> acl_check(const sec::User& u, const CommandSpec& spec, 
 }
 
 std::string client_info(const ClientState& c, int64_t now_ms) {
-  return fmt::format("id={} addr={} laddr={} name={} age={} idle={} db=0 multi=-1 cmd={} user={} resp={}", c.id,
-                     c.addr, c.laddr, c.name, (now_ms - c.created_ms) / 1000, (now_ms - c.last_cmd_ms) / 1000,
-                     c.last_cmd.empty() ? "NULL" : c.last_cmd, c.user ? c.user->name : "default", c.protocol);
+  // Redis's field set (clients parse every field); keel does not track the buffer figures.
+  return fmt::format(
+      "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 "
+      "qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} "
+      "redir=-1 resp={}",
+      c.id, c.addr, c.laddr, c.name, (now_ms - c.created_ms) / 1000, (now_ms - c.last_cmd_ms) / 1000,
+      c.last_cmd.empty() ? "NULL" : c.last_cmd, c.user ? c.user->name : "default", c.protocol);
 }
 
 void acl_log(sec::Acl& acl, const ClientState& c, std::string reason, std::string object, std::string username,
