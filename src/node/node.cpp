@@ -208,7 +208,7 @@ struct Node::Impl final : resp::NodeView {
     auto it = kAliases.find(name);
     if (it == kAliases.end())
       return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel, "
-                         "client-output-buffer-limit); "
+                         "client-output-buffer-limit, requirepass); "
                          "set it in keel.toml, a KEEL_* variable or a flag and restart",
                          name);
     std::string v(value);
