@@ -578,7 +578,7 @@ Status Node::start() {
   ho.tls_cert_not_after = im.tls_not_after;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
-  im.http->set_acl(im.acl.get());
+  im.http->set_acl(im.acl_service.get());
   {
     routing::Options rop;
     if (!im.cfg.gateway_routes_file.empty()) {

@@ -412,10 +412,7 @@ std::vector<std::shared_ptr<const User>> Acl::users() const {
   return out;
 }
 
-std::shared_ptr<const User> Acl::authenticate(std::string_view name, std::string_view password) {
-  auto u = find(name);
-  if (!u || !u->enabled) return nullptr;
-  if (u->nopass) return u;
+std::string Acl::cache_key(std::string_view name, std::string_view password) const {
   unsigned char mac[32];
   std::string in(name);
   in.push_back('\0');
@@ -426,16 +423,29 @@ std::shared_ptr<const User> Acl::authenticate(std::string_view name, std::string
   std::string key(name);
   key.push_back('\0');
   key.append(reinterpret_cast<const char*>(mac), sizeof mac);
-  {
-    std::lock_guard lock(mu_);
-    auto it = verified_.find(key);
-    if (it != verified_.end()) {
-      if (std::find(u->passwords.begin(), u->passwords.end(), it->second) != u->passwords.end()) return u;
-      verified_.erase(it);
-    }
-  }
+  return key;
+}
+
+std::optional<std::shared_ptr<const User>> Acl::authenticate_cached(std::string_view name, std::string_view password) {
+  auto u = find(name);
+  if (!u || !u->enabled) return std::shared_ptr<const User>();
+  if (u->nopass) return u;
+  if (u->passwords.empty()) return std::shared_ptr<const User>();
+  std::string key = cache_key(name, password);
+  std::lock_guard lock(mu_);
+  auto it = verified_.find(key);
+  if (it != verified_.end() && std::find(u->passwords.begin(), u->passwords.end(), it->second) != u->passwords.end())
+    return u;
+  return std::nullopt;
+}
+
+std::shared_ptr<const User> Acl::authenticate(std::string_view name, std::string_view password) {
+  if (auto quick = authenticate_cached(name, password)) return *quick;
+  auto u = find(name);
+  if (!u) return nullptr;
   for (auto& h : u->passwords) {
     if (!verify_password(h, password)) continue;
+    std::string key = cache_key(name, password);
     std::lock_guard lock(mu_);
     if (verified_.size() >= 4096) verified_.clear();  // bounded
     verified_[key] = h;

@@ -167,6 +167,9 @@ class Acl {
   // remembered (a keyed BLAKE2b of user and password, never the password) until the user's
   // hashes change, so a repeated AUTH or HTTP request does not pay Argon2id again.
   std::shared_ptr<const User> authenticate(std::string_view name, std::string_view password);
+  // authenticate() when it can answer without Argon2id (no such user, off, nopass, or a
+  // remembered match); nullopt when the password must be hashed.
+  std::optional<std::shared_ptr<const User>> authenticate_cached(std::string_view name, std::string_view password);
 
   // The default user while metadata holds none (requirepass from the configuration).
   void set_builtin_default(User u);
@@ -183,6 +186,7 @@ class Acl {
 
  private:
   void bump_locked();
+  std::string cache_key(std::string_view name, std::string_view password) const;
   CommandCatalog catalog_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const User>, std::less<>> users_;

@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
@@ -20,7 +23,23 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr std::string_view kPrefix = "users/";
+
+// Runs work() on `pool` and resumes the awaiting coroutine on its own executor with the result.
+// `work` is held by reference (it lives in the suspended coroutine's frame).
+template <class T, class Work>
+asio::awaitable<T> on_pool(asio::thread_pool& pool, Work& work) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(T)>(
+      [&pool, &work](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        asio::post(pool, [h, &work] {
+          T r = work();
+          auto ex = asio::get_associated_executor(*h);
+          asio::post(ex, [h, r = std::move(r)]() mutable { (*h)(std::move(r)); });
+        });
+      },
+      asio::use_awaitable);
 }
+}  // namespace
 
 struct AclService::Impl : std::enable_shared_from_this<Impl> {
   Acl& acl;
@@ -29,8 +48,15 @@ struct AclService::Impl : std::enable_shared_from_this<Impl> {
   mutable std::mutex mu;
   std::map<std::string, uint64_t> versions;  // metadata version of each stored user (under mu)
   uint64_t revision = 0;
+  // Password hashing and checking (Argon2id: tens of ms and 19 MiB each): one at a time, off
+  // the event loops.
+  asio::thread_pool hashing{1};
 
   explicit Impl(Acl& a) : acl(a) {}
+  ~Impl() {
+    hashing.stop();
+    hashing.join();
+  }
 
   std::optional<User> decode(const cluster::KeyValue& kv) {
     std::string name = kv.key.substr(kPrefix.size());
@@ -120,9 +146,11 @@ asio::awaitable<Status> AclService::setuser(const std::string& name, const std::
     auto current = im.acl.find(name);
     User u = version && current ? *current : (name == "default" && current ? *current : new_user(name));
     std::string bad;
-    if (auto st = apply_rules(u, rules, im.acl.catalog(), &bad); !st)
+    auto apply = [&]() -> Status { return apply_rules(u, rules, im.acl.catalog(), &bad); };
+    Status applied = co_await on_pool<Status>(im.hashing, apply);  // >password hashes
+    if (!applied)
       co_return make_error(Errc::kInvalidArgument,
-                           fmt::format("Error in ACL SETUSER modifier '{}': {}", bad, st.error().message));
+                           fmt::format("Error in ACL SETUSER modifier '{}': {}", bad, applied.error().message));
     std::string key = std::string(kPrefix) + name;
     std::string value = u.describe();
     auto start = [&](auto cb) { im.meta->put(kAclDomain, key, value, version, cb); };
@@ -138,6 +166,14 @@ asio::awaitable<Status> AclService::setuser(const std::string& name, const std::
     co_await im.wait_revision(w->revision);
     co_return Status{};
   }
+}
+
+asio::awaitable<std::shared_ptr<const User>> AclService::authenticate(const std::string& name,
+                                                                      const std::string& password) {
+  auto self = impl_;
+  if (auto quick = impl_->acl.authenticate_cached(name, password)) co_return *quick;
+  auto check = [&]() { return impl_->acl.authenticate(name, password); };
+  co_return co_await on_pool<std::shared_ptr<const User>>(impl_->hashing, check);
 }
 
 asio::awaitable<Result<int64_t>> AclService::deluser(const std::vector<std::string>& names) {

@@ -40,6 +40,10 @@ class AclService {
   // "Error in ACL SETUSER modifier '<rule>': ..." (Redis's text), kUnavailable / kTimeout
   // from metadata.
   boost::asio::awaitable<Status> setuser(const std::string& name, const std::vector<std::string>& rules);
+  // Acl::authenticate with the Argon2id check (when needed) on the service's own thread, so
+  // an event loop never waits for it; resumes on the calling coroutine's executor.
+  boost::asio::awaitable<std::shared_ptr<const User>> authenticate(const std::string& name,
+                                                                    const std::string& password);
   // How many of `names` existed. Refuses "default" (kInvalidArgument) before deleting anything.
   boost::asio::awaitable<Result<int64_t>> deluser(const std::vector<std::string>& names);
 

@@ -37,6 +37,7 @@
 #include "frontends/resp/command.h"
 #include "observe/health_board.h"
 #include "security/acl.h"
+#include "security/acl_service.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
 
@@ -174,12 +175,13 @@ struct Server::Impl {
   observe::HealthBoard* health = nullptr;
   observe::Tracer* tracer = nullptr;
   Gateway* gateway = nullptr;
+  security::AclService* acl_service = nullptr;
   security::Acl* acl = nullptr;
 
   // Users and access rules on /v1/*: who is asking (Authorization: Basic, else the default
   // user) and whether the command the request is equivalent to is allowed. An answer (401,
   // 403) refuses the request; nullopt lets it through.
-  std::optional<Response> authorize(const Request& req);
+  awaitable<std::optional<Response>> authorize(const Request& req);
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
 
@@ -705,11 +707,11 @@ std::string base64_decode(std::string_view in) {
 
 }  // namespace
 
-std::optional<Response> Server::Impl::authorize(const Request& req) {
+awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
   std::string_view target(req.target().data(), req.target().size());
   const size_t qpos = target.find('?');
   const std::string_view path = target.substr(0, qpos);
-  if (!(path == "/v1" || path.starts_with("/v1/"))) return std::nullopt;  // health, metrics, the UI page
+  if (!(path == "/v1" || path.starts_with("/v1/"))) co_return std::nullopt;  // health, metrics, the UI page
   auto unauthorized = [&](std::string message) {
     Response res = error_response(req, bhttp::status::unauthorized, "UNAUTHENTICATED", std::move(message));
     res.set(bhttp::field::www_authenticate, "Basic realm=\"keel\", charset=\"UTF-8\"");
@@ -720,27 +722,29 @@ std::optional<Response> Server::Impl::authorize(const Request& req) {
   if (auth != req.end()) {
     std::string_view v(auth->value().data(), auth->value().size());
     if (v.size() < 6 || !resp::iequals(v.substr(0, 6), "basic "))
-      return unauthorized("only Authorization: Basic <base64 of user:password> is accepted");
+      co_return unauthorized("only Authorization: Basic <base64 of user:password> is accepted");
     std::string creds = base64_decode(v.substr(6));
     size_t colon = creds.find(':');
     if (colon == std::string::npos)
-      return unauthorized("Authorization: Basic must carry base64 of user:password");
+      co_return unauthorized("Authorization: Basic must carry base64 of user:password");
     std::string name = creds.substr(0, colon);
-    user = acl->authenticate(name, std::string_view(creds).substr(colon + 1));
+    std::string password = creds.substr(colon + 1);
     std::fill(creds.begin(), creds.end(), '\0');
+    user = co_await acl_service->authenticate(name, password);
+    std::fill(password.begin(), password.end(), '\0');
     if (!user) {
       resp::ClientState cs;
       cs.addr = "http";
       cs.last_cmd = "auth";
       resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
-      return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
+      co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
     }
   } else {
     user = acl->default_user();
     if (!user->enabled || !user->nopass)
-      return unauthorized("NOAUTH Authentication required: send Authorization: Basic <base64 of user:password>");
+      co_return unauthorized("NOAUTH Authentication required: send Authorization: Basic <base64 of user:password>");
   }
-  if (user->unrestricted()) return std::nullopt;
+  if (user->unrestricted()) co_return std::nullopt;
   bool pattern = false;
   if (qpos != std::string_view::npos) {
     Query q;
@@ -748,13 +752,13 @@ std::optional<Response> Server::Impl::authorize(const Request& req) {
       if (const std::string* p = q.get("pattern")) pattern = *p == "true" || *p == "1" || *p == "yes";
   }
   std::vector<std::string> argv = equivalent_command(req.method(), path, pattern);
-  if (argv.empty()) return std::nullopt;
+  if (argv.empty()) co_return std::nullopt;
   const resp::CommandSpec* spec = resp::find_command(argv[0]);
-  if (!spec) return std::nullopt;
+  if (!spec) co_return std::nullopt;
   std::vector<std::string_view> views(argv.begin(), argv.end());
   resp::Args args(views.data(), views.size());
   auto d = resp::acl_check(*user, *spec, args);
-  if (!d) return std::nullopt;
+  if (!d) co_return std::nullopt;
   resp::ClientState cs;
   cs.addr = "http";
   cs.user = user;
@@ -769,7 +773,7 @@ std::optional<Response> Server::Impl::authorize(const Request& req) {
     res.body() = body.dump();
     res.prepare_payload();
   }
-  return res;
+  co_return res;
 }
 
 awaitable<void> Server::Impl::session(tcp::socket sock) {
@@ -827,7 +831,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only);
       proxied = answer.has_value();
     }
-    if (!answer && acl) answer = authorize(req);
+    if (!answer && acl) answer = co_await authorize(req);
     if (!answer && req.method() == bhttp::verb::get &&
         std::string_view(req.target().data(), req.target().size()).starts_with("/v1/pubsub/")) {
       co_await serve_sse(stream, req);
@@ -1329,7 +1333,10 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
                            "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
 }
 
-void Server::set_acl(security::Acl* acl) { impl_->acl = acl; }
+void Server::set_acl(security::AclService* acl) {
+  impl_->acl_service = acl;
+  impl_->acl = acl ? &acl->acl() : nullptr;
+}
 void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_health(observe::HealthBoard* board) { impl_->health = board; }
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }

@@ -28,7 +28,7 @@ namespace keel::http {
 class Gateway;
 }
 namespace keel::security {
-class Acl;
+class AclService;
 }
 namespace keel::observe {
 class HealthBoard;
@@ -63,7 +63,7 @@ class Server {
   void set_caches(cache::Service* caches);
   // Users and access rules govern /v1/* (Authorization: Basic); /health/*, /metrics and the
   // UI page stay open. Null: everything open. Call before start().
-  void set_acl(security::Acl* acl);
+  void set_acl(security::AclService* acl);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
   // Answers /health/ready from `board` (observe/health_board.h). Call before start().

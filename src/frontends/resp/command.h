@@ -42,6 +42,9 @@ struct ClientState {
   uint64_t acl_generation = 0;
   bool acl_open = true;
   bool in_exec = false;  // running EXEC's queued commands (ACL LOG context "multi")
+  // Set by the server for AUTH / HELLO AUTH: the user whose password it has just checked off
+  // the event loop (the handler takes it instead of checking again).
+  std::shared_ptr<const security::User> verified;
   bool close_after_reply = false;  // QUIT, protocol errors
   // CLIENT TRACEPARENT: the remote parent of every command this connection runs from now on.
   std::optional<observe::TraceParent> trace_parent;

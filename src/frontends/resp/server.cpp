@@ -363,6 +363,8 @@ struct Server::Impl {
   awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
   // ACL SETUSER / DELUSER (cluster metadata).
   awaitable<void> acl_admin(Connection& c, Args argv);
+  // AUTH and HELLO ... AUTH: the password is checked off the event loop first (Argon2id).
+  awaitable<void> authenticate_command(Connection& c, const CommandSpec& spec, Args argv);
   // Re-reads the connection's user after an ACL change; false if the user was removed.
   bool refresh_user(Connection& c) {
     c.client.acl_generation = acl->generation();
@@ -602,6 +604,8 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       } else if (spec->name == "cluster" && argv.size() >= 3 &&
                  (iequals(argv[1], "countkeysinslot") || iequals(argv[1], "getkeysinslot"))) {
         co_await cluster_keys_in_slot(c, argv);
+      } else if (acl_service && (spec->name == "auth" || spec->name == "hello")) {
+        co_await authenticate_command(c, *spec, argv);
       } else if (spec->name == "acl" && (iequals(argv[1], "setuser") || iequals(argv[1], "deluser"))) {
         co_await acl_admin(c, argv);
       } else if (spec->name == "config" && argv.size() == 4 && iequals(argv[1], "set") &&
@@ -957,6 +961,48 @@ awaitable<void> Server::Impl::settle(Connection& c) {
     c.out.swap(out);
   }
   c.deferred.clear();
+}
+
+awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandSpec& spec, Args argv) {
+  std::string user, pass;
+  bool has = false;
+  if (spec.name == "auth") {
+    if (argv.size() == 3) {
+      user.assign(argv[1]);
+      pass.assign(argv[2]);
+      has = true;
+    } else if (argv.size() == 2 && !acl->default_user()->nopass) {
+      user = "default";
+      pass.assign(argv[1]);
+      has = true;
+    }
+  } else {
+    // HELLO [protover [AUTH user pass] [SETNAME name]]: the handler answers every other error.
+    size_t i = 1;
+    int64_t proto = 0;
+    if (argv.size() >= 2) i = parse_int64(argv[1], proto) && proto >= 2 && proto <= 3 ? 2 : argv.size();
+    for (; i < argv.size(); ++i) {
+      if (iequals(argv[i], "auth") && i + 2 < argv.size()) {
+        user.assign(argv[i + 1]);
+        pass.assign(argv[i + 2]);
+        has = true;
+        break;
+      }
+      if (iequals(argv[i], "setname") && i + 1 < argv.size()) ++i;
+      else break;
+    }
+  }
+  if (has) {
+    auto u = co_await acl_service->authenticate(user, pass);
+    if (!u) {
+      c.client.last_cmd.assign(spec.name);
+      acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
+      co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
+    }
+    c.client.verified = std::move(u);
+  }
+  co_await run_handler(c, c.shard, spec, argv, c.out);
+  c.client.verified.reset();
 }
 
 awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {

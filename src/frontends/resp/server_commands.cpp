@@ -28,7 +28,10 @@ bool authenticate(CmdCtx& c, std::string_view user, std::string_view pass) {
     c.client->authenticated = true;
     return true;
   }
-  auto u = c.acl->authenticate(user, pass);
+  std::shared_ptr<const security::User> u;
+  if (c.client->verified && c.client->verified->name == user) u = std::move(c.client->verified);
+  else u = c.acl->authenticate(user, pass);
+  c.client->verified.reset();
   if (!u) {
     acl_log(*c.acl, *c.client, "auth", "auth", std::string(user), c.now_ms);
     return false;
