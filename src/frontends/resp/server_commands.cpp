@@ -315,8 +315,14 @@ void reply_command_info(const CommandSpec& s, Reply& r) {
   r.integer(s.streams_keys ? 0 : s.first_key);
   r.integer(s.streams_keys ? 0 : s.last_key);
   r.integer(s.streams_keys ? 0 : s.key_step);
-  r.set(1);
-  r.simple(std::string("@") + std::string(s.group));
+  // ACL categories (acl_commands.cpp), in ACL CAT's order.
+  const uint64_t cats = command_categories(s);
+  auto names = security::category_names();
+  size_t n = 0;
+  for (size_t i = 0; i < names.size(); ++i) n += (cats >> i) & 1;
+  r.set(n);
+  for (size_t i = 0; i < names.size(); ++i)
+    if ((cats >> i) & 1) r.simple("@" + std::string(names[i]));
   r.array(0);  // tips
   r.array(0);  // key specs
   r.array(0);  // subcommands
