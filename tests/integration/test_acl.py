@@ -106,6 +106,8 @@ class AclNode(unittest.TestCase):
         self.assertEqual(u.cmd("MULTI"), b"+OK\r\n")
         self.assertTrue(u.cmd("GET", "other").startswith(b"-NOPERM"))
         self.assertTrue(u.cmd("EXEC").startswith(b"-EXECABORT"))
+        entry = a.acl_log(1)[0]
+        self.assertEqual((entry["reason"], entry["context"], entry["object"]), ("key", "multi", "other"))
         # A rule change applies to connections already authenticated.
         a.acl_setuser("reader", keys=["*"])
         self.assertEqual(u.cmd("GET", "other"), b"$-1\r\n")

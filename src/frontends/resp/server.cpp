@@ -544,7 +544,10 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       if (auto d = acl_check(*c.client.user, *spec, argv)) {
         if (c.tx.multi) c.tx.aborted = true;
         c.client.last_cmd.assign(spec->name);
+        const bool in_exec = c.client.in_exec;
+        c.client.in_exec = in_exec || c.tx.multi;  // ACL LOG context "multi", as Redis
         acl_log(*acl, c.client, d->reason, d->object, c.client.user->name, c.now_ms);
+        c.client.in_exec = in_exec;
         r.error(d->error);
         co_return;
       }
