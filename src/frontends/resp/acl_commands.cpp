@@ -39,7 +39,7 @@ uint64_t command_categories(const CommandSpec& s) {
   else if (g == "hash") c |= cat_bit(kCatHash);
   else if (g == "list") c |= cat_bit(kCatList);
   else if (g == "set") c |= cat_bit(kCatSet);
-  else if (g == "sorted_set" || g == "zset" || g == "sortedset") c |= cat_bit(kCatSortedSet);
+  else if (g == "sorted-set" || g == "sorted_set" || g == "sortedset") c |= cat_bit(kCatSortedSet);
   else if (g == "stream") c |= cat_bit(kCatStream);
   else if (g == "bitmap") c |= cat_bit(kCatBitmap);
   else if (g == "hyperloglog") c |= cat_bit(kCatHyperLogLog);
