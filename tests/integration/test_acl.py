@@ -222,6 +222,11 @@ class AclNode(unittest.TestCase):
         self.assertEqual((st, body["error"]["reason"]), (403, "channel"))
         st, _, body = http_req("POST", port, "/v1/pubsub/web.x", "m", auth=basic("web", "pw"))
         self.assertEqual(st, 200, body)
+        # Subscribing (Server-Sent Events) is checked before the stream starts.
+        st, _, body = http_req("GET", port, "/v1/pubsub/chat", auth=basic("web", "pw"))
+        self.assertEqual((st, body["error"]["command"]), (403, "subscribe"))
+        st, _, body = http_req("GET", port, "/v1/pubsub/web.*?pattern=true", auth=basic("web", "pw"))
+        self.assertEqual((st, body["error"]["command"]), (403, "psubscribe"))
         st, _, body = http_req("GET", port, "/v1/meta", auth=basic("web", "pw"))
         self.assertEqual((st, body["error"]["command"]), (403, "cluster|meta"))
         st, _, body = http_req("GET", port, "/v1/kv/web:1", auth="Bearer abc")
@@ -229,7 +234,7 @@ class AclNode(unittest.TestCase):
         # The default user is open here: no header needed.
         st, _, _ = http_req("GET", port, "/v1/kv/web:1")
         self.assertEqual(st, 200)
-        log = a.acl_log(5)
+        log = a.acl_log(20)
         self.assertIn(("key", "other", "web"), [(e["reason"], e["object"], e["username"]) for e in log])
 
 

@@ -330,6 +330,28 @@ TEST_F(AclRules, RegistryLogGroupsRepeatedDenials) {
   EXPECT_TRUE(acl.log_entries(10).empty());
 }
 
+// --- Any sequence of rules, good or bad: no crash, and whatever was accepted is described by
+// rules that rebuild the same user (how users travel through metadata).
+
+RC_GTEST_PROP(AclRulesProp, DescriptionRoundTripsAfterAnyRules, ()) {
+  set_hash_cost({1, 8192});
+  static const std::vector<std::string> kPieces = {
+      "on", "off", "nopass", "resetpass", ">pw", "<pw", "+get", "-get", "+set", "+@read", "-@read", "+@hash",
+      "-@write", "+@all", "-@all", "allcommands", "nocommands", "+config|get", "-config|set", "~k*", "~a?",
+      "allkeys", "resetkeys", "&c*", "allchannels", "resetchannels", "reset", "+nosuch", "bad", "~", "&",
+      "+config|", "#x", "%R~a", "", "+@cache", "-hdel"};
+  const CommandCatalog cat = catalog();
+  auto rules = *rc::gen::container<std::vector<std::string>>(*rc::gen::inRange<size_t>(0, 12),
+                                                               rc::gen::elementOf(kPieces));
+  User u = new_user("p");
+  for (auto& r : rules) (void)apply_rule(u, r, cat);  // errors are fine; crashes are not
+  auto back = parse_user("p", u.describe(), cat);
+  RC_ASSERT(back.has_value());
+  RC_ASSERT(back->describe() == u.describe());
+  for (uint16_t i = 0; i < cat.size(); ++i)
+    for (std::string_view sub : {"", "get", "set"}) RC_ASSERT(back->can_run(i, sub) == u.can_run(i, sub));
+}
+
 // --- Glob matching against a simple recursive model (for patterns of literals, '?' and '*').
 
 bool model_match(std::string_view p, std::string_view s) {
