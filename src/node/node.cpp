@@ -372,6 +372,13 @@ struct Node::Impl final : resp::NodeView {
       line("client_output_buffer_limit_disconnections", s.stats.client_output_buffer_limit_disconnections);
       line("pubsub_messages_delivered", s.stats.pubsub_messages_delivered);
       line("pubsub_fanout_dropped", s.stats.pubsub_fanout_dropped);
+      if (acl) {
+        auto d = acl->denials();
+        line("acl_access_denied_auth", d.auth);
+        line("acl_access_denied_cmd", d.command);
+        line("acl_access_denied_key", d.key);
+        line("acl_access_denied_channel", d.channel);
+      }
       o += "\r\n";
     }
     if (all || section == "commandstats") {

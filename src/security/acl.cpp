@@ -484,7 +484,16 @@ void Acl::erase(std::string_view name) {
   bump_locked();
 }
 
+Acl::Denials Acl::denials() const {
+  return {denied_auth_.load(std::memory_order_relaxed), denied_command_.load(std::memory_order_relaxed),
+          denied_key_.load(std::memory_order_relaxed), denied_channel_.load(std::memory_order_relaxed)};
+}
+
 void Acl::log(LogEntry e) {
+  if (e.reason == "auth") denied_auth_.fetch_add(1, std::memory_order_relaxed);
+  else if (e.reason == "command") denied_command_.fetch_add(1, std::memory_order_relaxed);
+  else if (e.reason == "key") denied_key_.fetch_add(1, std::memory_order_relaxed);
+  else if (e.reason == "channel") denied_channel_.fetch_add(1, std::memory_order_relaxed);
   int64_t now = SystemClock::instance().now_ms();
   e.created_ms = e.updated_ms = now;
   std::lock_guard lock(mu_);

@@ -183,6 +183,12 @@ class Acl {
   std::vector<LogEntry> log_entries(size_t count) const;  // newest first
   void log_reset();
   size_t max_log = 128;
+  // Refusals counted since start (INFO stats, /metrics): failed authentications, and commands,
+  // keys and channels outside a user's rules. Counted by log().
+  struct Denials {
+    uint64_t auth = 0, command = 0, key = 0, channel = 0;
+  };
+  Denials denials() const;
 
  private:
   void bump_locked();
@@ -194,6 +200,7 @@ class Acl {
   std::atomic<uint64_t> generation_{1};
   std::unordered_map<std::string, std::string> verified_;  // user \0 mac -> hash it matched
   std::deque<LogEntry> log_;
+  std::atomic<uint64_t> denied_auth_{0}, denied_command_{0}, denied_key_{0}, denied_channel_{0};
   unsigned char mac_key_[32];
 };
 

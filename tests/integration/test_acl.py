@@ -162,6 +162,11 @@ class AclNode(unittest.TestCase):
         self.assertEqual(log[0]["context"], "toplevel")
         self.assertEqual(log[0]["client-info"]["user"], "logged")
         self.assertEqual(len(a.acl_log(1)), 1)
+        stats = a.info("stats")
+        for k in ("acl_access_denied_auth", "acl_access_denied_cmd", "acl_access_denied_key"):
+            self.assertGreaterEqual(stats[k], 1, k)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.keel.http_port, timeout=10) as m:
+            self.assertIn('keel_acl_denied_total{reason="key"}', m.read().decode())
         self.assertTrue(a.acl_log_reset())
         self.assertEqual(a.acl_log(), [])
 

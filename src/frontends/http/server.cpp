@@ -498,6 +498,16 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
     if (gateway) res.body() += gateway->impl().metrics_text();
+    if (acl) {
+      auto d = acl->denials();
+      res.body() += fmt::format(
+          "# HELP keel_acl_denied_total Requests refused by users and access rules (RESP and HTTP): failed "
+          "authentication, or a command, key or channel outside the user's rules.\n"
+          "# TYPE keel_acl_denied_total counter\n"
+          "keel_acl_denied_total{{reason=\"auth\"}} {}\nkeel_acl_denied_total{{reason=\"command\"}} {}\n"
+          "keel_acl_denied_total{{reason=\"key\"}} {}\nkeel_acl_denied_total{{reason=\"channel\"}} {}\n",
+          d.auth, d.command, d.key, d.channel);
+    }
     if (opt.tls_cert_not_after)
       res.body() += fmt::format(
           "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
