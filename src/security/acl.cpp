@@ -454,34 +454,60 @@ std::shared_ptr<const User> Acl::authenticate(std::string_view name, std::string
   return nullptr;
 }
 
-void Acl::set_builtin_default(User u) {
+void Acl::set_on_change(std::function<void()> cb) {
   std::lock_guard lock(mu_);
-  u.allowed.resize((catalog_.size() + 63) / 64, u.allcommands ? ~uint64_t{0} : 0);
-  builtin_default_ = std::make_shared<const User>(std::move(u));
-  bump_locked();
+  on_change_ = std::move(cb);
+}
+
+void Acl::changed() {
+  std::function<void()> cb;
+  {
+    std::lock_guard lock(mu_);
+    cb = on_change_;
+  }
+  if (cb) cb();
+}
+
+void Acl::set_builtin_default(User u) {
+  {
+    std::lock_guard lock(mu_);
+    u.allowed.resize((catalog_.size() + 63) / 64, u.allcommands ? ~uint64_t{0} : 0);
+    builtin_default_ = std::make_shared<const User>(std::move(u));
+    bump_locked();
+  }
+  changed();
 }
 
 void Acl::replace_all(std::vector<User> users) {
-  std::lock_guard lock(mu_);
-  users_.clear();
-  for (auto& u : users) {
-    std::string n = u.name;
-    users_[n] = std::make_shared<const User>(std::move(u));
+  {
+    std::lock_guard lock(mu_);
+    users_.clear();
+    for (auto& u : users) {
+      std::string n = u.name;
+      users_[n] = std::make_shared<const User>(std::move(u));
+    }
+    bump_locked();
   }
-  bump_locked();
+  changed();
 }
 
 void Acl::put(User u) {
-  std::lock_guard lock(mu_);
-  std::string n = u.name;
-  users_[n] = std::make_shared<const User>(std::move(u));
-  bump_locked();
+  {
+    std::lock_guard lock(mu_);
+    std::string n = u.name;
+    users_[n] = std::make_shared<const User>(std::move(u));
+    bump_locked();
+  }
+  changed();
 }
 
 void Acl::erase(std::string_view name) {
-  std::lock_guard lock(mu_);
-  if (auto it = users_.find(name); it != users_.end()) users_.erase(it);
-  bump_locked();
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = users_.find(name); it != users_.end()) users_.erase(it);
+    bump_locked();
+  }
+  changed();
 }
 
 Acl::Denials Acl::denials() const {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -171,6 +172,11 @@ class Acl {
   // remembered match); nullopt when the password must be hashed.
   std::optional<std::shared_ptr<const User>> authenticate_cached(std::string_view name, std::string_view password);
 
+  // Called (on the thread that made it, without locks held) after every change of the users:
+  // front ends re-check connections that send no commands (subscribers). Set before changes
+  // start; null to stop.
+  void set_on_change(std::function<void()> cb);
+
   // The default user while metadata holds none (requirepass from the configuration).
   void set_builtin_default(User u);
   // What metadata holds: every user (reset), or one change.
@@ -200,6 +206,8 @@ class Acl {
   std::atomic<uint64_t> generation_{1};
   std::unordered_map<std::string, std::string> verified_;  // user \0 mac -> hash it matched
   std::deque<LogEntry> log_;
+  std::function<void()> on_change_;  // under mu_
+  void changed();
   std::atomic<uint64_t> denied_auth_{0}, denied_command_{0}, denied_key_{0}, denied_channel_{0};
   unsigned char mac_key_[32];
 };

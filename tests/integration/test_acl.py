@@ -203,6 +203,27 @@ class AclNode(unittest.TestCase):
         self.assertTrue(r.cmd("PING").startswith(b"-ERR this connection's user was removed"))
         self.assertTrue(r.closed())
 
+    def test_subscribers_lose_revoked_channels(self):
+        a = self.admin()
+        a.acl_setuser("sub", enabled=True, nopass=True, commands=["+@pubsub"], channels=["news.*"])
+        kept, cut, gone = Raw(self.keel.port), Raw(self.keel.port), Raw(self.keel.port)
+        for r in (kept, cut, gone):
+            self.assertEqual(r.cmd("AUTH", "sub", "x"), b"+OK\r\n")
+        self.assertTrue(kept.cmd("SUBSCRIBE", "news.a").startswith(b"*3\r\n"))
+        self.assertTrue(cut.cmd("SUBSCRIBE", "news.b").startswith(b"*3\r\n"))
+        # Narrowing the channels closes the subscriber that has one no longer allowed.
+        a.execute_command("ACL", "SETUSER", "sub", "resetchannels", "&news.a")
+        self.assertTrue(cut.closed())
+        self.assertEqual(a.publish("news.a", "still"), 1)
+        self.assertEqual(kept.read_reply(), b"*3\r\n$7\r\nmessage\r\n$6\r\nnews.a\r\n$5\r\nstill\r\n")
+        self.assertIn(("channel", "news.b", "sub"),
+                      [(e["reason"], e["object"], e["username"]) for e in a.acl_log(5)])
+        # Deleting the user closes its subscribers.
+        self.assertTrue(gone.cmd("SUBSCRIBE", "news.a").startswith(b"*3\r\n"))
+        self.assertEqual(a.acl_deluser("sub"), 1)
+        self.assertTrue(kept.closed())
+        self.assertTrue(gone.closed())
+
     def test_http_basic_401_403_200(self):
         a = self.admin()
         a.acl_setuser("web", enabled=True, passwords=["+pw"], commands=["+get", "+set", "+publish"],

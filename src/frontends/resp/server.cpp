@@ -252,6 +252,7 @@ struct Server::Impl {
     }
   }
   ~Impl() {
+    if (acl) acl->set_on_change(nullptr);
     for (unsigned i = 0; i < shards.size(); ++i)
       if (auto* e = shards.shard(i).engine) e->set_key_observer(nullptr);
   }
@@ -363,6 +364,13 @@ struct Server::Impl {
   awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
   // ACL SETUSER / DELUSER (cluster metadata).
   awaitable<void> acl_admin(Connection& c, Args argv);
+  // After a change of the users (any thread): each shard re-checks its subscribers, which send
+  // no commands to be checked by: a deleted user, or a subscription its user may no longer
+  // have, closes the connection (as Redis does).
+  void acl_changed() {
+    for (unsigned i = 0; i < shards.size(); ++i) asio::post(shards.shard(i).io, [this, i] { acl_sweep(i); });
+  }
+  void acl_sweep(unsigned sid);
   // AUTH and HELLO ... AUTH: the password is checked off the event loop first (Argon2id).
   awaitable<void> authenticate_command(Connection& c, const CommandSpec& spec, Args argv);
   // Re-reads the connection's user after an ACL change; false if the user was removed.
@@ -2614,6 +2622,44 @@ void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;
   impl_->acl = acl ? &acl->acl() : nullptr;
+  if (impl_->acl) {
+    Impl* im = impl_.get();
+    impl_->acl->set_on_change([im] { im->acl_changed(); });
+  }
+}
+
+void Server::Impl::acl_sweep(unsigned sid) {
+  if (stopping) return;
+  auto& ps = per_shard[sid];
+  int64_t now = SystemClock::instance().now_ms();
+  for (Connection* c : ps.connections) {
+    if (!c->client.user || c->internal || c->client.pubsub == 0 || c->ob.dead) continue;
+    auto u = acl->find(c->client.user->name);
+    std::string refused;
+    if (u && !u->allchannels) {
+      for (PubKind kind : {PubKind::kChannel, PubKind::kPattern, PubKind::kShard}) {
+        for (auto& name : ps.pubsub.names(c->client.id, kind))
+          if (!u->channel_allowed(name, kind == PubKind::kPattern)) refused = name;
+      }
+    }
+    if (u && refused.empty()) {
+      c->client.user = std::move(u);
+      c->client.acl_open = c->client.user->unrestricted();
+      c->client.acl_generation = acl->generation();
+      continue;
+    }
+    spdlog::info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
+                 c->client.user->name,
+                 u ? fmt::format("its user may no longer subscribe to '{}'", refused) : std::string("its user was removed"));
+    if (u) acl_log(*acl, c->client, "channel", refused, u->name, now);
+    c->ob.dead = true;
+    std::string().swap(c->ob.queued);
+    boost::system::error_code ignored;
+    c->sock.shutdown(tcp::socket::shutdown_both, ignored);
+    c->sock.cancel(ignored);
+    if (c->ob.waiter) c->ob.waiter->cancel();
+    wake_blocked(*c);
+  }
 }
 bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
