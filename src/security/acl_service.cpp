@@ -11,6 +11,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 
@@ -48,6 +49,8 @@ struct AclService::Impl : std::enable_shared_from_this<Impl> {
   mutable std::mutex mu;
   std::map<std::string, uint64_t> versions;  // metadata version of each stored user (under mu)
   uint64_t revision = 0;
+  bool first = false;  // the first update arrived (under mu)
+  std::condition_variable first_cv;
   // Password hashing and checking (Argon2id: tens of ms and 19 MiB each): one at a time, off
   // the event loops.
   asio::thread_pool hashing{1};
@@ -92,6 +95,10 @@ struct AclService::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     revision = u.revision;
+    if (!first) {
+      first = true;
+      first_cv.notify_all();
+    }
   }
 
   uint64_t seen_revision() const {
@@ -131,6 +138,11 @@ void AclService::start() {
     return;
   }
   im.sub = std::move(*sub);
+  // Serve with the stored users from the start: wait (bounded) for the subscription's first
+  // update, which carries what this node's metadata holds.
+  std::unique_lock lock(im.mu);
+  if (!im.first_cv.wait_for(lock, std::chrono::seconds(5), [&] { return im.first; }))
+    spdlog::warn("acl: the users in metadata did not arrive within 5 s; serving with the built-in default user until they do");
 }
 
 void AclService::stop() { impl_->sub.cancel(); }

@@ -299,6 +299,28 @@ class RequirePass(unittest.TestCase):
             n.close()
 
 
+class Restart(unittest.TestCase):
+    def test_users_and_the_default_password_survive_a_restart(self):
+        k = Keel("--engine", "memory")
+        try:
+            k.start()
+            a = redis.Redis(port=k.port, socket_timeout=10)
+            self.assertTrue(a.acl_setuser("kept", enabled=True, passwords=["+pw"], commands=["+get"], keys=["*"]))
+            self.assertTrue(a.config_set("requirepass", "adminpw"))
+            k.stop()
+            k.start()
+            r = Raw(k.port)
+            # The stored users hold from the first connection on.
+            self.assertEqual(r.cmd("PING"), b"-NOAUTH Authentication required.\r\n")
+            self.assertEqual(r.cmd("AUTH", "kept", "pw"), b"+OK\r\n")
+            self.assertEqual(r.cmd("SET", "a", "1"), b"-NOPERM this user has no permissions to run the 'set' command\r\n")
+            self.assertEqual(r.cmd("AUTH", "adminpw"), b"+OK\r\n")
+            self.assertEqual(r.cmd("SET", "a", "1"), b"+OK\r\n")
+            r.close()
+        finally:
+            k.cleanup()
+
+
 class AclParity(unittest.TestCase):
     """The same commands against redis-server and keel, replies compared byte for byte."""
 
