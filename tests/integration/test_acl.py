@@ -64,6 +64,8 @@ class AclNode(unittest.TestCase):
                          b"-WRONGPASS invalid username-password pair or user is disabled.\r\n")
         self.assertEqual(r.cmd("AUTH", "alice", "s3cret"), b"+OK\r\n")
         self.assertEqual(r.cmd("ACL", "WHOAMI"), b"$5\r\nalice\r\n")
+        self.assertIn(b" user=alice", r.cmd("CLIENT", "INFO"))
+        self.assertIn("alice", [c["user"] for c in a.client_list()])
         # HELLO 3 AUTH switches user and protocol at once.
         h = r.cmd("HELLO", "3", "AUTH", "alice", "s3cret")
         self.assertTrue(h.startswith(b"%7\r\n"), h)

@@ -602,11 +602,12 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           auto gather = [&, i] {
             for (auto* conn : per_shard[i].connections) {
               auto& cl = conn->client;
-              lines += fmt::format("id={} addr={} laddr={} fd={} name={} age={} idle={} db=0 resp={} cmd={}\n",
+              lines += fmt::format("id={} addr={} laddr={} fd={} name={} age={} idle={} db=0 resp={} cmd={} user={}\n",
                                    cl.id, cl.addr, cl.laddr, conn->sock.native_handle(), cl.name,
                                    (c.now_ms - cl.created_ms) / 1000,
                                    (c.now_ms - cl.last_cmd_ms) / 1000, cl.protocol,
-                                   cl.last_cmd.empty() ? "NULL" : cl.last_cmd);
+                                   cl.last_cmd.empty() ? "NULL" : cl.last_cmd,
+                                   cl.user ? cl.user->name : "default");
             }
           };
           co_await runtime::run_on(shards.shard(i), gather);

@@ -266,7 +266,8 @@ void cmd_client(CmdCtx& c, Args a, Reply& r) {
     auto line = "id=" + std::to_string(c.client->id) + " addr=" + c.client->addr +
                 " laddr=" + c.client->laddr + " name=" + c.client->name +
                 " age=" + std::to_string((c.now_ms - c.client->created_ms) / 1000) +
-                " db=0 resp=" + std::to_string(c.client->protocol) + " cmd=client|info\n";
+                " db=0 resp=" + std::to_string(c.client->protocol) + " cmd=client|info user=" +
+                (c.client->user ? c.client->user->name : std::string("default")) + "\n";
     return r.verbatim(line);
   }
   if (iequals(sub, "setinfo") && a.size() == 4) {
