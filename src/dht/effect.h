@@ -72,6 +72,13 @@ class EffectRecorder final : public storage::Engine {
   // in the order partitions were first touched.
   bool has_pending() const { return !pending_.empty(); }
   std::vector<std::pair<uint32_t, std::string>> take();
+  // The same, handed to f(partition, effect&&) one by one; the recorder keeps its buffers'
+  // capacity (no allocation per write for the list itself).
+  template <class F>
+  void drain(F&& f) {
+    for (auto& [p, effect] : pending_) f(p, std::move(effect));
+    pending_.clear();
+  }
 
   // --- storage::Engine
   std::optional<storage::ValueRef> get(uint32_t partition, std::string_view key,

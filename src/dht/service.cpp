@@ -208,6 +208,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     replication::Options ro;
     ro.lease_ms = opt.lease_ms;
     ro.heartbeat_ms = std::clamp<int64_t>(opt.lease_ms / 4, 10, 250);
+    ro.log_keep_bytes = std::max<uint64_t>(16 << 10, opt.log_keep_bytes / std::max<uint32_t>(1, opt.partitions));
     return ro;
   }
 
@@ -685,11 +686,11 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // Effects recorded outside a command (expiry, eviction): appended without a waiter.
   void flush_background_effects(unsigned sid, int64_t now) {
     if (!recorders[sid]->has_pending()) return;
-    for (auto& [p, effect] : recorders[sid]->take()) {
+    recorders[sid]->drain([&](uint32_t p, std::string&& effect) {
       auto it = st[sid]->copies.find(p);
-      if (it == st[sid]->copies.end() || !it->second->is_primary()) continue;
+      if (it == st[sid]->copies.end() || !it->second->is_primary()) return;
       if (auto lsn = it->second->append(std::move(effect), now); lsn) it->second->durable(*lsn, now);
-    }
+    });
   }
 
   // A new topology for shard `sid`: (re)configure the copies it owns. Shard thread.
@@ -1535,29 +1536,28 @@ int64_t Service::replica_lag_ms(uint32_t partition) const {
   return std::max<int64_t>(0, now_ms() - fresh);
 }
 
-Result<std::vector<Wait>> Service::after_write(unsigned shard, int64_t) {
+Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits) {
   auto& im = *impl_;
-  std::vector<Wait> waits;
   auto* rec = im.recorders[shard];
-  if (!rec->has_pending()) return waits;
-  if (auto c = rec->commit(); !c) return std::unexpected(c.error());
+  if (!rec->has_pending()) return {};
+  if (auto c = rec->commit(); !c) return c;
   int64_t now = now_ms();
   std::optional<Error> err;
-  for (auto& [p, effect] : rec->take()) {
-    auto& s = *im.st[shard];
+  auto& s = *im.st[shard];
+  rec->drain([&](uint32_t p, std::string&& effect) {
     auto it = s.copies.find(p);
-    if (it == s.copies.end()) continue;
+    if (it == s.copies.end()) return;
     auto lsn = it->second->append(std::move(effect), now);
     if (!lsn) {
       err = lsn.error();
-      continue;
+      return;
     }
     it->second->durable(*lsn, now);
     waits.push_back({p, *lsn, 0});
     im.ship_later(shard, p);
-  }
+  });
   if (err) return std::unexpected(*err);
-  return waits;
+  return {};
 }
 
 void Service::set_executor(Exec exec) { impl_->exec = std::move(exec); }
@@ -1639,7 +1639,7 @@ ServiceStatus Service::status() {
 }
 
 awaitable<Status> wait_committed(Service& svc, unsigned shard,
-                                 const std::vector<Wait>& waits) {
+                                 std::span<const Wait> waits) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   auto ex = co_await asio::this_coro::executor;

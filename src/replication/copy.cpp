@@ -316,19 +316,34 @@ std::optional<Copy::PeerProgress> Copy::progress(NodeId id) const {
 
 void Copy::advance_commit() {
   if (role_ != Role::kPrimary) return;
-  std::vector<uint64_t> d;
-  d.push_back(durable_);
-  for (const auto& p : peers_)
-    if (!p.learner) d.push_back(p.acked);
-  if (d.size() < cfg_.write_quorum) return;
-  std::sort(d.begin(), d.end(), std::greater<>());
-  uint64_t candidate = d[cfg_.write_quorum - 1];
+  uint64_t candidate = kth_held(cfg_.write_quorum);
   // Only an entry of this epoch is committed by counting (Raft's rule); it commits all before.
   if (candidate > commit_ && candidate >= epoch_start_) {
     commit_ = candidate;
     trim_log();
   }
   out_.committed_lsn = commit_;
+}
+
+uint64_t Copy::kth_held(uint32_t k) const {
+  // The k-th highest durable LSN over the primary and its (non-learner) replicas: 0 if fewer
+  // than k copies. Called for every write: a small array on the stack, not a vector.
+  constexpr size_t kInline = 16;
+  uint64_t inline_buf[kInline];
+  std::vector<uint64_t> heap;
+  size_t n = 1 + peers_.size();
+  uint64_t* d = inline_buf;
+  if (n > kInline) {
+    heap.resize(n);
+    d = heap.data();
+  }
+  size_t m = 0;
+  d[m++] = durable_;
+  for (const auto& p : peers_)
+    if (!p.learner) d[m++] = p.acked;
+  if (k == 0 || k > m) return 0;
+  std::nth_element(d, d + (k - 1), d + m, std::greater<>());
+  return d[k - 1];
 }
 
 Copy::Peer Copy::new_peer(NodeId id, bool learner, int64_t now_ms) const {
@@ -343,13 +358,10 @@ Copy::Peer Copy::new_peer(NodeId id, bool learner, int64_t now_ms) const {
 uint64_t Copy::held_by(uint32_t k) const {
   if (role_ != Role::kPrimary) return 0;
   if (k == 0 || k == cfg_.write_quorum) return commit_;
-  std::vector<uint64_t> d;
-  d.push_back(durable_);
-  for (const auto& p : peers_)
-    if (!p.learner) d.push_back(p.acked);
-  k = std::min<uint32_t>(k, static_cast<uint32_t>(d.size()));
-  std::nth_element(d.begin(), d.begin() + (k - 1), d.end(), std::greater<>());
-  uint64_t held = d[k - 1];
+  size_t copies = 1;
+  for (const auto& p : peers_) copies += p.learner ? 0 : 1;
+  k = std::min<uint32_t>(k, static_cast<uint32_t>(copies));
+  uint64_t held = kth_held(k);
   return k > cfg_.write_quorum ? std::min(held, commit_) : held;
 }
 

@@ -337,6 +337,7 @@ class Copy {
   bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
   Peer* peer(NodeId id);
   Peer new_peer(NodeId id, bool learner, int64_t now_ms) const;
+  uint64_t kth_held(uint32_t k) const;
   size_t lease_grants_needed() const;
 
   NodeId self_;
