@@ -48,7 +48,7 @@ constexpr size_t kMaxForwardArgs = 1 << 20;
 enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardReply: varint id, bytes reply
-//   kRepl:         varint partition, bytes replication message
+//   kRepl:         varint partition, then the replication message (to the end)
 //   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
 //   kMove:         u8 op, varint partition, varint epoch, varint node, then per op (rebalancing):
 enum MoveOp : uint8_t {
@@ -234,7 +234,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     Writer w(out);
     w.u8(kRepl);
     w.varint(partition);
-    w.bytes(replication::encode(m));
+    replication::encode_to(out, m);
     send(to, std::move(out));
   }
 
@@ -328,7 +328,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     if (*kind == kRepl) {
       auto part = r.varint();
-      auto bytes = r.bytes();
+      auto bytes = r.raw(r.remaining());
       if (!part || !bytes || *part >= opt.partitions) return;
       auto msg = replication::decode(*bytes);
       if (!msg) {

@@ -43,6 +43,11 @@ Result<int64_t> get_ms(Reader& rd) { return rd.svarint(); }
 
 std::string encode(const Message& m) {
   std::string out;
+  encode_to(out, m);
+  return out;
+}
+
+void encode_to(std::string& out, const Message& m) {
   Writer w(out);
   w.u8(kVersion);
   std::visit(
@@ -95,7 +100,6 @@ std::string encode(const Message& m) {
         }
       },
       m);
-  return out;
 }
 
 namespace {

@@ -152,6 +152,8 @@ using Message = std::variant<Append, AppendAck, SnapshotBegin, SnapshotChunk, Fe
 
 // Layout: version byte, type byte, fields as varints / length-prefixed bytes (src/base codec).
 std::string encode(const Message& m);
+// The same, appended to `out` (a frame being built: no intermediate copy).
+void encode_to(std::string& out, const Message& m);
 // Bounded: at most kMaxDecodeEntries entries/effects per message and kMaxEffectBytes per
 // effect, checked before allocating; kCorruption names what is wrong.
 inline constexpr size_t kMaxDecodeEntries = 1 << 20;
