@@ -70,14 +70,14 @@ class EffectRecorder final : public storage::Engine {
 
   // The effects recorded since the last take: one (partition, effect) per partition touched,
   // in the order partitions were first touched.
-  bool has_pending() const { return !pending_.empty(); }
+  bool has_pending() const { return npending_ > 0; }
   std::vector<std::pair<uint32_t, std::string>> take();
-  // The same, handed to f(partition, effect&&) one by one; the recorder keeps its buffers'
-  // capacity (no allocation per write for the list itself).
+  // The same, handed to f(partition, std::string_view effect) one by one (valid during the
+  // call): the recorder keeps its buffers for the next write (no allocation per write).
   template <class F>
   void drain(F&& f) {
-    for (auto& [p, effect] : pending_) f(p, std::move(effect));
-    pending_.clear();
+    for (size_t i = 0; i < npending_; ++i) f(pending_[i].first, std::string_view(pending_[i].second));
+    npending_ = 0;
   }
 
   // --- storage::Engine
@@ -121,7 +121,9 @@ class EffectRecorder final : public storage::Engine {
   std::vector<uint8_t> recorded_;
   std::vector<uint8_t> primary_;
   bool roles_known_ = false;
+  // pending_[0, npending_): the effects recorded since the last take; the rest are spare buffers.
   std::vector<std::pair<uint32_t, std::string>> pending_;
+  size_t npending_ = 0;
   KeyObserver* observer_ = nullptr;
 };
 

@@ -686,10 +686,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // Effects recorded outside a command (expiry, eviction): appended without a waiter.
   void flush_background_effects(unsigned sid, int64_t now) {
     if (!recorders[sid]->has_pending()) return;
-    recorders[sid]->drain([&](uint32_t p, std::string&& effect) {
+    recorders[sid]->drain([&](uint32_t p, std::string_view effect) {
       auto it = st[sid]->copies.find(p);
       if (it == st[sid]->copies.end() || !it->second->is_primary()) return;
-      if (auto lsn = it->second->append(std::move(effect), now); lsn) it->second->durable(*lsn, now);
+      if (auto lsn = it->second->append(effect, now); lsn) it->second->durable(*lsn, now);
     });
   }
 
@@ -1544,10 +1544,10 @@ Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits) {
   int64_t now = now_ms();
   std::optional<Error> err;
   auto& s = *im.st[shard];
-  rec->drain([&](uint32_t p, std::string&& effect) {
+  rec->drain([&](uint32_t p, std::string_view effect) {
     auto it = s.copies.find(p);
     if (it == s.copies.end()) return;
-    auto lsn = it->second->append(std::move(effect), now);
+    auto lsn = it->second->append(effect, now);
     if (!lsn) {
       err = lsn.error();
       return;

@@ -41,6 +41,11 @@ Result<int64_t> get_ms(Reader& rd) { return rd.svarint(); }
 
 }  // namespace
 
+void Effect::free_buf(Buf* b) {
+  b->~Buf();
+  std::free(b);
+}
+
 std::string encode(const Message& m) {
   std::string out;
   encode_to(out, m);
@@ -137,7 +142,7 @@ Result<Message> decode_fields(std::string_view bytes) {
                                  i, lsn, want));
         e.lsn = lsn;
         e.epoch = ep;
-        e.effect = std::string(effect);
+        e.effect = Effect(effect);
         a.entries.push_back(std::move(e));
       }
       result = std::move(a);

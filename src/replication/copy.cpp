@@ -196,7 +196,7 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   return {};
 }
 
-Result<uint64_t> Copy::append(std::string effect, int64_t now_ms) {
+Result<uint64_t> Copy::append(Effect effect, int64_t now_ms) {
   see(now_ms);
   if (role_ != Role::kPrimary)
     return make_error(Errc::kUnavailable,

@@ -67,6 +67,9 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,10 +83,53 @@ namespace keel::replication {
 
 using NodeId = uint32_t;
 
+// One write's effect: immutable bytes, shared by reference. The log and every Append that
+// carries the entry to a replica point at the same bytes (one allocation per write, not one
+// copy per replica and batch). The count is not atomic, as a copy lives on one thread: every
+// copy of one effect stays on the thread that made it (a moved effect may change threads).
+class Effect {
+ public:
+  Effect() = default;
+  Effect(std::string_view bytes) {  // NOLINT: implicit, effects are written as strings
+    if (bytes.empty()) return;
+    void* mem = std::malloc(sizeof(Buf) + bytes.size());
+    if (!mem) throw std::bad_alloc();
+    buf_ = new (mem) Buf{1, bytes.size()};
+    std::memcpy(buf_->data(), bytes.data(), bytes.size());
+  }
+  Effect(const std::string& bytes) : Effect(std::string_view(bytes)) {}  // NOLINT
+  Effect(const char* bytes) : Effect(std::string_view(bytes)) {}         // NOLINT
+  Effect(const Effect& o) noexcept : buf_(o.buf_) {
+    if (buf_) ++buf_->refs;
+  }
+  Effect(Effect&& o) noexcept : buf_(std::exchange(o.buf_, nullptr)) {}
+  Effect& operator=(Effect o) noexcept {
+    std::swap(buf_, o.buf_);
+    return *this;
+  }
+  ~Effect() {
+    if (buf_ && --buf_->refs == 0) free_buf(buf_);
+  }
+  std::string_view view() const { return buf_ ? std::string_view(buf_->data(), buf_->size) : std::string_view(); }
+  operator std::string_view() const { return view(); }  // NOLINT
+  size_t size() const { return buf_ ? buf_->size : 0; }
+  bool empty() const { return !buf_; }
+
+ private:
+  struct Buf {
+    uint32_t refs;
+    size_t size;
+    char* data() { return reinterpret_cast<char*>(this + 1); }
+  };
+  // Out of line: inlined, GCC 12 takes a shared buffer's release for a use after free.
+  static void free_buf(Buf* b);
+  Buf* buf_ = nullptr;
+};
+
 struct Entry {
   uint64_t lsn = 0;
   uint64_t epoch = 0;  // the epoch of the primary that created it
-  std::string effect;  // empty: an epoch's barrier entry (apply nothing)
+  Effect effect;       // empty: an epoch's barrier entry (apply nothing)
 };
 
 // A partition's configuration, as decided in metadata.
@@ -226,7 +272,7 @@ class Copy {
   // Primary only: numbers a write's effect. kUnavailable if not the primary, fenced, or the
   // backlog is full (the message says which); kInvalidArgument for an empty effect (reserved
   // for barriers).
-  Result<uint64_t> append(std::string effect, int64_t now_ms);
+  Result<uint64_t> append(Effect effect, int64_t now_ms);
   // Local durability: entries through `lsn` are as durable as the engine promises.
   void durable(uint64_t lsn, int64_t now_ms);
   // Primary: sends the entries appended so far to every replica now, within each replica's
