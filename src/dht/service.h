@@ -59,7 +59,7 @@ struct ServiceOptions {
   // Reads from replicas (readFrom replica, READONLY) only from a replica this fresh.
   int64_t replica_read_max_lag_ms = 1000;
   // Committed replication log kept for catch-up, for all partitions together (each keeps its
-  // share, at least 16 KiB): a replica further behind is sent a snapshot of the partition.
+  // share, at least 4 KiB): a replica further behind is sent a snapshot of the partition.
   uint64_t log_keep_bytes = 64 << 20;
   // Rebalancing: partitions a node sends or receives at once, and the bandwidth every
   // snapshot this node sends shares (0 = unlimited).
@@ -86,6 +86,9 @@ struct ServiceStatus {
   int64_t rebalance_eta_s = -1;
   uint32_t transfers_in_flight = 0;
   uint64_t partitions_moved = 0, snapshot_bytes_sent = 0;
+  // Copies this node started from the data and log mark its persistent engine kept through a
+  // restart (they catch up from the primary's log when it reaches back that far).
+  uint64_t recovered_copies = 0;
   struct Transfer {
     uint32_t partition = 0, from = 0, to = 0;
     bool caught_up = false;

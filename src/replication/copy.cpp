@@ -426,8 +426,11 @@ void Copy::tick(int64_t now_ms) {
   for (auto& p : peers_) {
     if (p.snapshotting || p.want_snapshot) continue;
     if (p.next > p.received + 1 && now_ms - p.last_progress_ms >= opt_.resend_after_ms) {
-      // Unacknowledged entries: resend from what the replica is known to have received.
-      p.next = p.received + 1;
+      // Unacknowledged entries: resend from what the replica is known to have received. If it
+      // has not answered once in this epoch, that is not known (a copy restarted with its data
+      // may hold nearly everything): probe after the last entry, and its answer says where it
+      // is, rather than start it over from the first LSN (a snapshot, once the log is trimmed).
+      p.next = p.heard ? p.received + 1 : last_ + 1;
       p.last_progress_ms = now_ms;
       send_to(p, now_ms);
     } else if (p.next <= last_) {
@@ -470,10 +473,15 @@ void Copy::send_ack(bool mismatch, int64_t now_ms) {
 
 void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
   if (a.epoch < std::max(cfg_.epoch, fenced_epoch_)) {
-    // A deposed primary: tell it the epoch it lost to (it stops serving).
+    // A deposed primary: tell it the epoch it lost to (it stops serving). The answer says
+    // truly where this copy is: by the time it arrives the sender may be the primary of that
+    // epoch, and would otherwise take it for a copy that holds nothing (and send a snapshot).
     AppendAck nack;
     nack.epoch = std::max(cfg_.epoch, fenced_epoch_);
     nack.mismatch = true;
+    nack.last_lsn = last_;
+    nack.last_epoch = last_epoch_;
+    nack.durable_lsn = std::min(durable_, last_);
     out_.send.emplace_back(from, nack);
     return;
   }
@@ -518,6 +526,7 @@ void Copy::on_ack(NodeId from, const AppendAck& a, int64_t now_ms) {
   if (role_ != Role::kPrimary || a.epoch != cfg_.epoch || fenced()) return;
   Peer* p = peer(from);
   if (!p) return;
+  p->heard = true;
   if (a.mismatch) {
     if (p->snapshotting) return;
     bool known = false;

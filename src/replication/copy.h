@@ -322,6 +322,14 @@ class Copy {
                                int64_t now_ms);
 
   Output take_output();
+  // What the engine holds of this partition once the output taken so far is applied: the
+  // (lsn, epoch) of the last entry, or (0, 0) while a snapshot is being installed (the engine
+  // holds part of one, which no LSN describes). The runtime keeps it with the data
+  // (storage::Engine::set_log_mark) and hands it to recover() after a restart.
+  std::pair<uint64_t, uint64_t> held() const {
+    if (snap_in_progress_) return {0, 0};
+    return {last_, last_epoch_};
+  }
   // Whether take_output() has anything to do (the runtime's timer skips copies without).
   bool has_output() const {
     return !out_.send.empty() || !out_.apply.empty() || out_.reset_partition ||
@@ -363,6 +371,7 @@ class Copy {
     uint64_t snap_lsn = 0;
     uint32_t snap_seq = 0;
     bool learner = false;  // counts for neither the write quorum nor the lease
+    bool heard = false;    // it answered in this epoch: `received` is where it is
   };
 
   void see(int64_t now_ms);
