@@ -105,6 +105,8 @@ class ResidentEngine final : public Engine {
     mem_->set_removal_listener(std::move(listener));
   }
   Status commit() override { return fail_on(log_->commit()); }
+  void set_log_mark(uint32_t partition, LogMark mark) override { log_->set_log_mark(partition, mark); }
+  std::optional<LogMark> log_mark(uint32_t partition) override { return log_->log_mark(partition); }
 
   EngineStats stats() const override {
     EngineStats s = mem_->stats();

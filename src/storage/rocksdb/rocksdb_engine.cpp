@@ -260,6 +260,9 @@ struct Shared {
   TtlCompactionFilter filter{this};
   std::shared_ptr<rocksdb::Cache> cache;
   std::unique_ptr<rocksdb::DB> db;
+  // The column families' handles, released before the database closes (~Shared).
+  std::unique_ptr<rocksdb::ColumnFamilyHandle> data_cf;
+  std::unique_ptr<rocksdb::ColumnFamilyHandle> marks_cf;  // partition (u32be) -> log mark
   // Per partition: stored keys (live, or expired but not yet removed), those of them with a TTL,
   // and the engine that owns the partition. Only the owning shard's writes and its recount
   // pass change the counters (the compaction filter does not: it cannot tell a superseded
@@ -287,6 +290,8 @@ struct Shared {
     for (unsigned i = 0; i < n; ++i) expired_by_engine[i].store(0);
   }
   ~Shared() {
+    marks_cf.reset();  // column family handles go before the database closes
+    data_cf.reset();
     if (db) {
       (void)db->Close();
       db.reset();
@@ -555,6 +560,11 @@ class RocksEngine final : public Engine {
                         fmt::format("partition {} out of range; allowed: 0..{}", partition,
                                     s_->config.partitions - 1));
     if (auto st = write_pending(); !st) return st;  // earlier writes first, then the range delete
+    // The mark goes first: a crash in between leaves data that claims nothing, never a claim
+    // without its data.
+    marks_.erase(partition);
+    if (auto st = s_->db->Delete(wopts_, s_->marks_cf.get(), partition_prefix(partition)); !st.ok())
+      return io_error("delete log mark", st);
     auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(),
                                   partition_prefix(partition), partition_prefix(partition + 1));
     if (!st.ok()) return io_error("delete range", st);
@@ -625,16 +635,31 @@ class RocksEngine final : public Engine {
   // Journal mode buffers the WAL in memory (manual_wal_flush) until commit(): one write (and,
   // for fsync=always, one fsync) per pipelined batch instead of one per command.
   Status commit() override {
-    if (!s_->config.journal_only) return {};
+    if (!s_->config.journal_only) return write_marks();  // each write was written (and synced) itself
     if (auto w = write_pending(); !w) return w;
+    if (auto w = write_marks(); !w) return w;  // after the data, in the same WAL flush
     auto st = s_->db->FlushWAL(/*sync=*/s_->config.fsync == FsyncPolicy::kAlways);
     if (!st.ok()) return io_error("flush WAL", st);
     if (s_->config.fsync == FsyncPolicy::kAlways) s_->syncs++;
     return {};
   }
 
+  void set_log_mark(uint32_t partition, LogMark mark) override { marks_[partition] = mark; }
+  std::optional<LogMark> log_mark(uint32_t partition) override {
+    if (auto it = marks_.find(partition); it != marks_.end()) return it->second;
+    std::string raw;
+    auto st = s_->db->Get(rocksdb::ReadOptions(), s_->marks_cf.get(), partition_prefix(partition), &raw);
+    if (!st.ok()) return std::nullopt;
+    Reader r(raw);
+    auto lsn = r.varint();
+    auto epoch = r.varint();
+    if (!lsn || !epoch) return std::nullopt;
+    return LogMark{*lsn, *epoch};
+  }
+
   Status flush() override {
     if (auto w = write_pending(); !w) return w;
+    if (auto w = write_marks(); !w) return w;
     auto st = s_->db->FlushWAL(/*sync=*/true);
     if (!st.ok()) return io_error("sync WAL", st);
     s_->syncs++;
@@ -809,6 +834,24 @@ class RocksEngine final : public Engine {
   rocksdb::WriteBatch pending_;
   static constexpr size_t kPendingLimit = 4 << 20;  // written early past this size
 
+  // The log marks set since the last commit, written after every write made before them.
+  Status write_marks() {
+    if (marks_.empty()) return {};
+    rocksdb::WriteBatch b;
+    for (auto& [p, m] : marks_) {
+      std::string v;
+      Writer w(v);
+      w.varint(m.lsn);
+      w.varint(m.epoch);
+      b.Put(s_->marks_cf.get(), partition_prefix(p), v);
+    }
+    marks_.clear();
+    auto st = s_->db->Write(wopts_, &b);
+    if (!st.ok()) return io_error("write log marks", st);
+    return {};
+  }
+  std::map<uint32_t, LogMark> marks_;
+
   Status write_pending() {
     if (pending_.Count() == 0) return {};
     auto st = s_->db->Write(wopts_, &pending_);
@@ -880,11 +923,18 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
 
   rocksdb::DB* db = nullptr;
-  auto st = rocksdb::DB::Open(o, config.data_dir, &db);
+  o.create_missing_column_families = true;
+  const std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(o)},
+      {"keel_log_marks", rocksdb::ColumnFamilyOptions()}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  auto st = rocksdb::DB::Open(rocksdb::DBOptions(o), config.data_dir, families, &handles, &db);
   if (!st.ok())
     return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
                                                   config.data_dir, st.ToString()));
   shared->db.reset(db);
+  shared->data_cf.reset(handles[0]);
+  shared->marks_cf.reset(handles[1]);
 
   // Recount keys per partition (expired-but-present keys included, as the write path counts).
   // In journal mode the resident engine counts while it loads.
