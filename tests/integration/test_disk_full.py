@@ -1,0 +1,288 @@
+"""A full disk never kills the node (issue 10, part 5).
+
+The data directory lives on a small tmpfs made by the test (needs root; skipped otherwise).
+Step by step: SET load with fsync = always fills the disk until writes are refused with a
+MISCONF error naming the disk problem and the data directory; reads still answer and the
+process is alive; INFO, /metrics, readiness and /v1/kv show it; the tmpfs grows and writes
+resume without a restart; kill -9 and restart keep every acknowledged key. Then a node started
+on an already full disk comes up read-only, serves reads, refuses writes, and becomes writable
+once the filler file is removed. No timing assertions: every wait is for a condition, with a
+limit.
+"""
+import errno
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import redis
+
+from harness import Keel
+
+MiB = 1 << 20
+RESERVE = 4 * MiB
+
+
+def http(port, method, path, body=None):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_until(what, cond, limit=60, output=None):
+    deadline = time.time() + limit
+    last = None
+    while time.time() < deadline:
+        try:
+            last = cond()
+            if last:
+                return last
+        except (redis.RedisError, OSError) as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("%s did not happen within %ss (last: %r)%s" %
+                         (what, limit, last, ("\n" + output()[-3000:]) if output else ""))
+
+
+def info(r):
+    """INFO persistence as the raw text (redis-py would parse it into a dict)."""
+    r.set_response_callback("INFO", lambda resp, **kw: resp)
+    return r.execute_command("INFO", "persistence").decode()
+
+
+def fill_file(path):
+    """Writes zeros into `path` until the filesystem is full; returns the bytes written."""
+    n = 0
+    chunk = b"\0" * (256 * 1024)
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                n += f.write(chunk)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                break
+        small = b"\0" * 4096
+        while True:
+            try:
+                n += f.write(small)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                return n
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to mount a tmpfs for the data directory")
+class DiskFullTest(unittest.TestCase):
+    def setUp(self):
+        self.mnt = tempfile.mkdtemp(prefix="keel-diskfull-")
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            os.rmdir(self.mnt)
+            self.skipTest("cannot mount a tmpfs: " + (p.stderr or p.stdout).strip())
+        self.data = os.path.join(self.mnt, "data")
+        self.nodes = []
+
+    def tearDown(self):
+        for k in self.nodes:
+            try:
+                if k.proc and k.proc.poll() is None:
+                    k.kill9()
+                k.cleanup()
+            except Exception:  # noqa: BLE001 - teardown must go on to unmount
+                pass
+        for args in (["umount", self.mnt], ["umount", "-l", self.mnt]):
+            if subprocess.run(args, capture_output=True).returncode == 0:
+                break
+        shutil.rmtree(self.mnt, ignore_errors=True)
+
+    def node(self, reserve=RESERVE):
+        k = Keel("--engine", "persistent", "--fsync", "always",
+                 "--set", "storage.min_free_bytes=%d" % reserve, data_dir=self.data)
+        self.nodes.append(k)
+        return k
+
+    def assert_misconf(self, err):
+        text = str(err)
+        self.assertTrue(text.startswith("MISCONF"), text)
+        self.assertIn("keel cannot persist to disk", text)
+        self.assertIn("no space left on device", text)
+        self.assertIn(self.data, text)
+        self.assertIn("writes are refused", text)
+
+    def load_until_refused(self, r, acked, prefix, value_bytes=4096, limit=180, dropped=None):
+        """Pipelined SETs until one is refused; records every acknowledged key. Returns the
+        first refusal. `dropped`: a list that collects connection errors (a batch whose commit
+        failed is answered by closing the connection) instead of failing."""
+        deadline = time.time() + limit
+        i = 0
+        while time.time() < deadline:
+            p = r.pipeline(transaction=False)
+            batch = []
+            for _ in range(64):
+                key = "%s:%d" % (prefix, i)
+                val = (key + ":").encode() + os.urandom(value_bytes // 2).hex().encode()[:value_bytes]
+                p.set(key, val)
+                batch.append((key, val))
+                i += 1
+            try:
+                results = p.execute(raise_on_error=False)
+            except redis.ConnectionError as e:
+                if dropped is None:
+                    raise
+                dropped.append(e)  # outcome unknown: none of the batch counts as acknowledged
+                continue
+            refused = None
+            for (key, val), res in zip(batch, results):
+                if res is True:
+                    acked[key] = val
+                elif isinstance(res, redis.ResponseError):
+                    refused = refused or res
+                else:
+                    self.fail("unexpected reply %r" % (res,))
+            if refused:
+                return refused
+        self.fail("writes were never refused after %d SETs" % i)
+
+    def assert_all_present(self, r, acked):
+        keys = list(acked)
+        for n in range(0, len(keys), 500):
+            part = keys[n:n + 500]
+            got = r.mget(part)
+            for k, v in zip(part, got):
+                self.assertEqual(v, acked[k], "acknowledged key %s lost or changed" % k)
+
+    def test_fill_refuse_read_resume_and_restart(self):
+        k = self.node().start()
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        acked = {}
+
+        # 1. SET load until the disk is full: refused with MISCONF, naming disk and directory.
+        err = self.load_until_refused(r, acked, "k")
+        self.assert_misconf(err)
+        self.assertGreater(len(acked), 100)
+        with self.assertRaises(redis.ResponseError) as cm:
+            r.set("one-more", "x")
+        self.assert_misconf(cm.exception)
+
+        # 2. Reads go on, the process is alive, and it is visible everywhere.
+        self.assertIsNone(k.proc.poll())
+        self.assertTrue(r.ping())
+        some = list(acked)[:50]
+        self.assertEqual(r.mget(some), [acked[x] for x in some])
+        text = info(r)
+        self.assertIn("disk_writable:0", text)
+        self.assertIn("rdb_last_bgsave_status:err", text)
+        self.assertRegex(text, r"disk_write_status:(low_space|failed)")
+        self.assertIn("disk_error:keel cannot persist to disk", text)
+        status, metrics = http(k.http_port, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn("keel_storage_writable 0", metrics)
+        self.assertIn("keel_storage_refused_writes_total", metrics)
+        status, body = wait_until("readiness failing on storage",
+                                  lambda: (lambda s: s if s[0] == 503 else None)(
+                                      http(k.http_port, "GET", "/health/ready?verbose")))
+        self.assertIn("[-]storage failed", body)
+        self.assertIn("cannot persist to disk", body)
+        status, body = http(k.http_port, "PUT", "/v1/kv/http-key", b"value")
+        self.assertEqual(status, 507, body)
+        self.assertEqual(json.loads(body)["error"]["code"], "DISK_ERROR")
+        self.assertIn("cannot persist to disk", json.loads(body)["error"]["message"])
+        self.assertIn("disk_write_status=", k.output())
+
+        # 3. Space returns (the tmpfs grows): writes resume by themselves, no restart.
+        subprocess.run(["mount", "-o", "remount,size=64m", self.mnt], check=True)
+        wait_until("writes accepted again", lambda: r.set("after-resume", "yes"), output=k.output)
+        acked["after-resume"] = b"yes"
+        for n in range(200):
+            key = "more:%d" % n
+            self.assertTrue(r.set(key, key))
+            acked[key] = key.encode()
+        self.assertIn("disk_writable:1", info(r))
+        self.assertIn("keel_storage_writable 1", http(k.http_port, "GET", "/metrics")[1])
+        wait_until("readiness passing again",
+                   lambda: http(k.http_port, "GET", "/health/ready")[0] == 200)
+        self.assertIsNone(k.proc.poll())
+
+        # 4. kill -9 and restart: every acknowledged write is there.
+        k.kill9()
+        k.start()
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        self.assert_all_present(r, acked)
+
+    def test_enospc_without_reserve_never_kills_the_node(self):
+        # No reserve: RocksDB itself runs into ENOSPC in the middle of a write — what used to
+        # abort the process (WritableFileWriter ... sync_without_flush_called_).
+        k = self.node(reserve=0).start()
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        acked = {}
+        dropped = []
+        err = self.load_until_refused(r, acked, "e", dropped=dropped)
+        self.assert_misconf(err)
+        self.assertIsNone(k.proc.poll(), k.output()[-3000:])
+        self.assertTrue(r.ping())
+        some = list(acked)[:50]
+        self.assertEqual(r.mget(some), [acked[x] for x in some])
+        text = info(r)
+        self.assertIn("disk_write_status:failed", text)
+        self.assertRegex(text, r"disk_write_errors:[1-9]")
+        self.assertIn("keel_storage_writable 0", http(k.http_port, "GET", "/metrics")[1])
+
+        subprocess.run(["mount", "-o", "remount,size=64m", self.mnt], check=True)
+        wait_until("writes accepted again", lambda: r.set("after-resume", "yes"), output=k.output)
+        acked["after-resume"] = b"yes"
+        self.assertIn("disk_write_status:ok", info(r))
+        k.kill9()
+        k.start()
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        self.assert_all_present(r, acked)
+
+    def test_start_on_a_full_disk_read_only_then_writable(self):
+        k = self.node().start()
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        acked = {}
+        for n in range(300):
+            key = "before:%d" % n
+            self.assertTrue(r.set(key, key * 10))
+            acked[key] = (key * 10).encode()
+        self.assertEqual(k.stop(), 0)
+
+        # The disk is full before the node starts.
+        filler = os.path.join(self.mnt, "filler")
+        fill_file(filler)
+        k.start()  # starts instead of failing
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        self.assertTrue(r.ping())
+        self.assert_all_present(r, acked)  # reads work
+        with self.assertRaises(redis.ResponseError) as cm:
+            r.set("refused", "x")
+        self.assert_misconf(cm.exception)
+        text = info(r)
+        self.assertIn("disk_writable:0", text)
+        self.assertIn("disk_read_only_open:1", text)
+
+        # Space returns: the node reopens its database read-write by itself.
+        os.unlink(filler)
+        wait_until("writes accepted after space returned", lambda: r.set("after", "yes"),
+                   output=k.output)
+        acked["after"] = b"yes"
+        self.assertIn("disk_read_only_open:0", info(r))
+        self.assertIn("disk_writable:1", info(r))
+
+        k.kill9()
+        k.start()
+        r = redis.Redis(port=k.port, socket_timeout=30)
+        self.assert_all_present(r, acked)
+
+
+if __name__ == "__main__":
+    unittest.main()
