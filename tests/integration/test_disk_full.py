@@ -22,7 +22,7 @@ import urllib.request
 
 import redis
 
-from harness import Keel
+from harness import Keel, free_port, wait_cluster_ok
 
 MiB = 1 << 20
 RESERVE = 4 * MiB
@@ -282,6 +282,94 @@ class DiskFullTest(unittest.TestCase):
         k.start()
         r = redis.Redis(port=k.port, socket_timeout=30)
         self.assert_all_present(r, acked)
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root to mount a tmpfs for the data directory")
+class ReplicaDiskFullTest(unittest.TestCase):
+    """In a cluster, a replica whose disk is full does not acknowledge the replicated writes it
+    could not persist: with every copy in the write quorum, those writes are not answered OK.
+    Once its disk has space again, it takes the entries it refused and writes succeed."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="keel-diskfull-cluster-")
+        self.mnt = os.path.join(self.root, "n3")
+        os.makedirs(self.mnt)
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.skipTest("cannot mount a tmpfs: " + (p.stderr or p.stdout).strip())
+        ports = [free_port() for _ in range(3)]
+        peers = ",".join("%d@127.0.0.1:%d" % (i + 1, q) for i, q in enumerate(ports))
+        settings = ["--engine", "persistent", "--fsync", "always", "--shards", "2",
+                    "--set", "storage.min_free_bytes=%d" % RESERVE,
+                    "--set", "cluster.request_timeout_ms=1500",
+                    "--set", "cluster.heartbeat_ms=50",
+                    # No failover while node 3 refuses writes: the quorum is what is tested.
+                    "--set", "cluster.suspect_after_ms=30000",
+                    "--set", "cluster.dead_after_ms=60000",
+                    "--set", "dht.replicas=3", "--set", "dht.write_quorum=3"]
+        self.nodes = []
+        for i in range(3):
+            d = os.path.join(self.root, "n%d" % (i + 1), "data")
+            os.makedirs(d, exist_ok=True)
+            self.nodes.append(Keel(*settings, "--node-id", str(i + 1), "--peer-port", str(ports[i]),
+                                   "--peers", peers, data_dir=d))
+
+    def tearDown(self):
+        for k in self.nodes:
+            try:
+                k.cleanup()
+            except Exception:  # noqa: BLE001 - teardown must go on to unmount
+                pass
+        for args in (["umount", self.mnt], ["umount", "-l", self.mnt]):
+            if subprocess.run(args, capture_output=True).returncode == 0:
+                break
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def test_a_replica_with_a_full_disk_does_not_acknowledge(self):
+        for k in self.nodes:
+            k.start()
+        for i, k in enumerate(self.nodes):
+            wait_cluster_ok(lambda: redis.Redis(port=k.port, socket_timeout=10), "node %d" % (i + 1), k.output)
+        a = redis.Redis(port=self.nodes[0].port, socket_timeout=30)
+        # Keys whose primary is node 1 (node 3 is a replica of every partition: 3 copies).
+        slots = a.execute_command("CLUSTER", "SLOTS")
+        mine = [(r[0], r[1]) for r in slots if r[2][1] == self.nodes[0].port]
+        keys = []
+        for i in range(100000):
+            key = "rk%d" % i
+            s = a.execute_command("CLUSTER", "KEYSLOT", key)
+            if any(lo <= s <= hi for lo, hi in mine):
+                keys.append(key)
+                if len(keys) == 5:
+                    break
+        for key in keys:
+            self.assertTrue(a.set(key, "v0"))
+
+        filler = os.path.join(self.mnt, "filler")
+        fill_file(filler)
+        n3 = redis.Redis(port=self.nodes[2].port, socket_timeout=30)
+        wait_until("node 3 refusing writes", lambda: "disk_writable:0" in info(n3),
+                   output=self.nodes[2].output)
+        answers = []
+        for key in keys:
+            try:
+                a.set(key, "v1")
+                answers.append("OK")
+            except redis.ResponseError as e:
+                answers.append(str(e).split(" ")[0])
+        print("writes needing node 3 while its disk is full:", answers)
+        self.assertNotIn("OK", answers)
+        self.assertIsNone(self.nodes[2].proc.poll())
+        self.assertIn("cannot apply lsn", self.nodes[2].output())
+
+        os.unlink(filler)
+        for key in keys:
+            wait_until("write of %s acknowledged again" % key, lambda: a.set(key, "v2"),
+                       output=self.nodes[2].output)
+        self.assertEqual(a.mget(keys), [b"v2"] * len(keys))
+        self.assertIsNone(self.nodes[2].proc.poll())
 
 
 if __name__ == "__main__":

@@ -306,9 +306,10 @@ struct Shared {
   // Every call that writes to the database, flushes or syncs its WAL happens under io_mu, and
   // in journal mode every use of `db` at all. After the first failure nothing touches the
   // database's WAL writer again until recovery: a RocksDB built with assertions (Debian's) aborts
-  // when a WAL writer that saw an error is used again — which is also what two shards syncing at
-  // once after an ENOSPC ran into. Recovery closes and reopens `db` (journal mode) or calls
-  // DB::Resume() (keep_in_memory = no, where reads use `db` without the lock).
+  // when a file writer that saw an error is used again, and RocksDB's own notes on
+  // SyncWithoutFlush() warn that two concurrent syncs (two shards committing at once) can get
+  // there. Recovery closes and reopens `db` (journal mode) or calls DB::Resume()
+  // (keep_in_memory = no, where reads use `db` without the lock).
   std::mutex io_mu;
   DiskGuard guard;                        // under io_mu
   std::atomic<bool> writable{true};       // guard.writable(), read without the lock
@@ -1181,12 +1182,15 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   const bool low = config.min_free_bytes != 0 && free < config.min_free_bytes;
   rocksdb::Status st;
   if (!low || !config.journal_only) st = rocksdb::DB::Open(o, config.data_dir, &db);
+  // Only for want of space: another process holding the database's lock, a corrupt or
+  // unreadable database stay errors.
+  const bool no_space = !st.ok() && (st.IsNoSpace() || st.ToString().find("No space left") != std::string::npos);
   if (low || !st.ok()) {
     std::string why = low ? fmt::format("free space {} bytes is below the reserve of {} bytes "
                                         "(storage.min_free_bytes)",
                                         free, config.min_free_bytes)
                           : "opening read-write failed: " + st.ToString();
-    if (!config.journal_only || !(low || st.IsIOError()))
+    if (!config.journal_only || !(low || no_space))
       return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
                                                     config.data_dir, why));
     db = nullptr;
@@ -1198,7 +1202,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
                                     config.data_dir, why, ro.ToString()));
     shared->read_only = true;
     std::lock_guard lk(shared->io_mu);
-    shared->guard.write_failed("started read-only: " + why, low || st.IsNoSpace(), clock.now_ms());
+    shared->guard.write_failed("started read-only: " + why, true, clock.now_ms());
     shared->check_space_locked();
   }
   shared->db.reset(db);
