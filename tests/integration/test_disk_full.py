@@ -105,8 +105,8 @@ class DiskFullTest(unittest.TestCase):
                 break
         shutil.rmtree(self.mnt, ignore_errors=True)
 
-    def node(self, reserve=RESERVE):
-        k = Keel("--engine", "persistent", "--fsync", "always",
+    def node(self, reserve=RESERVE, fsync="always"):
+        k = Keel("--engine", "persistent", "--fsync", fsync,
                  "--set", "storage.min_free_bytes=%d" % reserve, data_dir=self.data)
         self.nodes.append(k)
         return k
@@ -173,6 +173,17 @@ class DiskFullTest(unittest.TestCase):
         with self.assertRaises(redis.ResponseError) as cm:
             r.set("one-more", "x")
         self.assert_misconf(cm.exception)
+        # Every kind of write is refused the same way, and leaves nothing behind.
+        first = next(iter(acked))
+        for cmd in (("HSET", "h", "f", "v"), ("LPUSH", "l", "a"), ("SADD", "s", "a"),
+                    ("ZADD", "z", "1", "a"), ("XADD", "x", "*", "f", "v"), ("INCR", "n"),
+                    ("APPEND", first, "more"), ("DEL", first), ("EXPIRE", first, "100")):
+            with self.assertRaises(redis.ResponseError, msg=str(cmd)) as cm:
+                r.execute_command(*cmd)
+            self.assert_misconf(cm.exception)
+        self.assertEqual(r.exists("h", "l", "s", "z", "x", "n"), 0)
+        self.assertEqual(r.get(first), acked[first])
+        self.assertEqual(r.ttl(first), -1)
 
         # 2. Reads go on, the process is alive, and it is visible everywhere.
         self.assertIsNone(k.proc.poll())
@@ -222,7 +233,13 @@ class DiskFullTest(unittest.TestCase):
     def test_enospc_without_reserve_never_kills_the_node(self):
         # No reserve: RocksDB itself runs into ENOSPC in the middle of a write — what used to
         # abort the process (WritableFileWriter ... sync_without_flush_called_).
-        k = self.node(reserve=0).start()
+        self.enospc_without_reserve("always")
+
+    def test_enospc_without_reserve_fsync_everysec(self):
+        self.enospc_without_reserve("everysec")
+
+    def enospc_without_reserve(self, fsync):
+        k = self.node(reserve=0, fsync=fsync).start()
         r = redis.Redis(port=k.port, socket_timeout=30)
         acked = {}
         dropped = []
