@@ -105,9 +105,9 @@ class DiskFullTest(unittest.TestCase):
                 break
         shutil.rmtree(self.mnt, ignore_errors=True)
 
-    def node(self, reserve=RESERVE, fsync="always"):
+    def node(self, reserve=RESERVE, fsync="always", extra=()):
         k = Keel("--engine", "persistent", "--fsync", fsync,
-                 "--set", "storage.min_free_bytes=%d" % reserve, data_dir=self.data)
+                 "--set", "storage.min_free_bytes=%d" % reserve, *extra, data_dir=self.data)
         self.nodes.append(k)
         return k
 
@@ -162,7 +162,14 @@ class DiskFullTest(unittest.TestCase):
                 self.assertEqual(v, acked[k], "acknowledged key %s lost or changed" % k)
 
     def test_fill_refuse_read_resume_and_restart(self):
-        k = self.node().start()
+        self.fill_refuse_read_resume_and_restart()
+
+    def test_fill_refuse_read_resume_and_restart_reading_from_disk(self):
+        # storage.keep_in_memory = no: reads come from RocksDB, the same refusal and resume.
+        self.fill_refuse_read_resume_and_restart(extra=("--set", "storage.keep_in_memory=no"))
+
+    def fill_refuse_read_resume_and_restart(self, extra=()):
+        k = self.node(extra=extra).start()
         r = redis.Redis(port=k.port, socket_timeout=30)
         acked = {}
 
