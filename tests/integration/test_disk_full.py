@@ -245,8 +245,12 @@ class DiskFullTest(unittest.TestCase):
     def test_enospc_without_reserve_fsync_everysec(self):
         self.enospc_without_reserve("everysec")
 
-    def enospc_without_reserve(self, fsync):
-        k = self.node(reserve=0, fsync=fsync).start()
+    def test_enospc_without_reserve_reading_from_disk(self):
+        # keep_in_memory = no: recovered by DB::Resume() instead of a reopen.
+        self.enospc_without_reserve("always", extra=("--set", "storage.keep_in_memory=no"))
+
+    def enospc_without_reserve(self, fsync, extra=()):
+        k = self.node(reserve=0, fsync=fsync, extra=extra).start()
         r = redis.Redis(port=k.port, socket_timeout=30)
         acked = {}
         dropped = []

@@ -6,6 +6,7 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -265,6 +266,17 @@ class RocksLogger final : public rocksdb::Logger {
     std::string_view text(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
     if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) spdlog::warn("rocksdb: {}", text);
     else spdlog::debug("rocksdb: {}", text);
+  }
+};
+
+// keel decides when to recover from a background error (DiskGuard, from maintenance()), so
+// RocksDB's own recovery is turned off: after an ENOSPC it waits for about a memtable's worth
+// of free space beyond the reserve (64 MB), answering DB::Resume() with Busy meanwhile.
+class NoAutoRecovery final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    if (auto_recovery) *auto_recovery = false;
   }
 };
 
@@ -1172,6 +1184,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   o.avoid_flush_during_recovery = true;
   o.info_log = std::make_shared<RocksLogger>();
   o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  o.listeners.push_back(std::make_shared<NoAutoRecovery>());
   shared->options = o;
 
   // On a full disk (below the reserve, or a read-write open that fails for want of space) the
