@@ -894,7 +894,6 @@ class RocksEngine final : public Engine {
     uint64_t mem = 0;
     s_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
     out.used_memory_bytes = mem + (s_->cache ? s_->cache->GetUsage() : 0);
-    out.expired_keys_total = s_->expired_by_engine[index_].load();
     out.evicted_keys_total = 0;
     uint64_t sst = 0;
     s_->db->GetIntProperty("rocksdb.live-sst-files-size", &sst);
@@ -903,7 +902,6 @@ class RocksEngine final : public Engine {
     if (s_->db->GetSortedWalFiles(wals).ok())
       for (const auto& w : wals) wal += w->SizeFileBytes();
     out.disk_bytes = sst + wal;
-    out.syncs_total = s_->syncs.load();
     return out;
   }
 
