@@ -1,16 +1,19 @@
 #include "storage/disk_guard.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace keel::storage {
 
 std::string_view DiskGuard::name(State s) {
   switch (s) {
-    case State::kWritable: return "ok";
-    case State::kLowSpace: return "low_space";
-    case State::kFailed: return "failed";
+    case State::kWritable:
+      return "ok";
+    case State::kLowSpace:
+      return "low_space";
+    case State::kFailed:
+      return "failed";
   }
   return "unknown";
 }
@@ -20,8 +23,10 @@ void DiskGuard::move_to(State to, std::string reason) {
   if (to != state_) {
     // Coalesce: a transition not yet taken keeps its origin.
     State from = pending_ ? pending_->from : state_;
-    if (from == to) pending_.reset();
-    else pending_ = Transition{from, to, reason};
+    if (from == to)
+      pending_.reset();
+    else
+      pending_ = Transition{from, to, reason};
   }
   state_ = to;
   reason_ = std::move(reason);
@@ -35,8 +40,9 @@ void DiskGuard::observe_free(uint64_t free_bytes) {
     if (state_ != State::kLowSpace) {
       no_space_ = true;
       move_to(State::kLowSpace,
-              fmt::format("free space {} bytes is below the reserve of {} bytes (storage.min_free_bytes)",
-                          free_bytes, cfg_.min_free_bytes));
+              fmt::format(
+                  "free space {} bytes is below the reserve of {} bytes (storage.min_free_bytes)",
+                  free_bytes, cfg_.min_free_bytes));
     }
     return;
   }
@@ -72,9 +78,10 @@ void DiskGuard::recovery_done(bool ok, std::string_view reason, int64_t now_ms) 
   no_space_ = false;
   if (free_known_ && free_ < cfg_.min_free_bytes) {
     no_space_ = true;
-    move_to(State::kLowSpace,
-            fmt::format("free space {} bytes is below the reserve of {} bytes (storage.min_free_bytes)",
-                        free_, cfg_.min_free_bytes));
+    move_to(
+        State::kLowSpace,
+        fmt::format("free space {} bytes is below the reserve of {} bytes (storage.min_free_bytes)",
+                    free_, cfg_.min_free_bytes));
     return;
   }
   move_to(State::kWritable, "");

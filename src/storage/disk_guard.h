@@ -22,8 +22,8 @@
 namespace keel::storage {
 
 struct DiskGuardConfig {
-  uint64_t min_free_bytes = 0;      // refuse writes below this much free space (0 = only on errors)
-  uint64_t hysteresis_bytes = 0;    // resume from kLowSpace at min_free_bytes + this
+  uint64_t min_free_bytes = 0;    // refuse writes below this much free space (0 = only on errors)
+  uint64_t hysteresis_bytes = 0;  // resume from kLowSpace at min_free_bytes + this
   int64_t retry_interval_ms = 1000;  // between recovery attempts in kFailed
 };
 

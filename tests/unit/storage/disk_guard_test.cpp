@@ -50,10 +50,10 @@ TEST(DiskGuard, LowSpaceRefusesAndResumesAboveTheHysteresis) {
 TEST(DiskGuard, BudgetIsAShareOfHalfTheHeadroom) {
   DiskGuard g = make();
   g.observe_free(64 * kMiB + 8 * kMiB);
-  EXPECT_EQ(g.write_budget(2, 16 * kMiB), 2 * kMiB);   // 8 MiB headroom / 2 / 2 writers
-  EXPECT_EQ(g.write_budget(1, 1 * kMiB), 1 * kMiB);    // capped
+  EXPECT_EQ(g.write_budget(2, 16 * kMiB), 2 * kMiB);  // 8 MiB headroom / 2 / 2 writers
+  EXPECT_EQ(g.write_budget(1, 1 * kMiB), 1 * kMiB);   // capped
   g.observe_free(64 * kMiB);
-  EXPECT_EQ(g.write_budget(2, 16 * kMiB), 0u);          // at the reserve: look before every write
+  EXPECT_EQ(g.write_budget(2, 16 * kMiB), 0u);  // at the reserve: look before every write
 }
 
 TEST(DiskGuard, AFailureRefusesUntilRecoverySucceeds) {
