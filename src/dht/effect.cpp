@@ -172,15 +172,19 @@ EffectRecorder::EffectRecorder(std::unique_ptr<storage::Engine> inner, uint32_t 
 
 std::string& EffectRecorder::buffer(uint32_t partition) {
   // Commands touch one partition, or a few: a linear search beats a map.
-  for (auto& [p, buf] : pending_)
-    if (p == partition) return buf;
-  pending_.emplace_back(partition, std::string());
-  return pending_.back().second;
+  for (size_t i = 0; i < npending_; ++i)
+    if (pending_[i].first == partition) return pending_[i].second;
+  if (npending_ == pending_.size()) pending_.emplace_back();
+  auto& slot = pending_[npending_++];
+  slot.first = partition;
+  slot.second.clear();
+  if (slot.second.capacity() > (64u << 10)) slot.second.shrink_to_fit();  // after a big value
+  return slot.second;
 }
 
 std::vector<std::pair<uint32_t, std::string>> EffectRecorder::take() {
-  std::vector<std::pair<uint32_t, std::string>> out;
-  out.swap(pending_);
+  std::vector<std::pair<uint32_t, std::string>> out(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(npending_));
+  npending_ = 0;
   return out;
 }
 

@@ -70,8 +70,15 @@ class EffectRecorder final : public storage::Engine {
 
   // The effects recorded since the last take: one (partition, effect) per partition touched,
   // in the order partitions were first touched.
-  bool has_pending() const { return !pending_.empty(); }
+  bool has_pending() const { return npending_ > 0; }
   std::vector<std::pair<uint32_t, std::string>> take();
+  // The same, handed to f(partition, std::string_view effect) one by one (valid during the
+  // call): the recorder keeps its buffers for the next write (no allocation per write).
+  template <class F>
+  void drain(F&& f) {
+    for (size_t i = 0; i < npending_; ++i) f(pending_[i].first, std::string_view(pending_[i].second));
+    npending_ = 0;
+  }
 
   // --- storage::Engine
   std::optional<storage::ValueRef> get(uint32_t partition, std::string_view key,
@@ -99,6 +106,8 @@ class EffectRecorder final : public storage::Engine {
   void maintenance(int64_t now_ms, size_t budget) override { inner_->maintenance(now_ms, budget); }
   Status flush() override { return inner_->flush(); }
   Status commit() override { return inner_->commit(); }
+  void set_log_mark(uint32_t partition, LogMark mark) override { inner_->set_log_mark(partition, mark); }
+  std::optional<LogMark> log_mark(uint32_t partition) override { return inner_->log_mark(partition); }
   void prefetch(std::span<const KeyRef> keys) override { inner_->prefetch(keys); }
   storage::EngineStats stats() const override { return inner_->stats(); }
   Status admit_write() override { return inner_->admit_write(); }
@@ -116,7 +125,9 @@ class EffectRecorder final : public storage::Engine {
   std::vector<uint8_t> recorded_;
   std::vector<uint8_t> primary_;
   bool roles_known_ = false;
+  // pending_[0, npending_): the effects recorded since the last take; the rest are spare buffers.
   std::vector<std::pair<uint32_t, std::string>> pending_;
+  size_t npending_ = 0;
   KeyObserver* observer_ = nullptr;
 };
 

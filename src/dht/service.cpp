@@ -48,7 +48,7 @@ constexpr size_t kMaxForwardArgs = 1 << 20;
 enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardReply: varint id, bytes reply
-//   kRepl:         varint partition, bytes replication message
+//   kRepl:         varint partition, then the replication message (to the end)
 //   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
 //   kMove:         u8 op, varint partition, varint epoch, varint node, then per op (rebalancing):
 enum MoveOp : uint8_t {
@@ -137,6 +137,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // holds none), written by the partition's shard, read by any (replica reads).
   std::unique_ptr<std::atomic<int64_t>[]> replica_fresh;
   std::atomic<uint64_t> replica_reads{0};
+  std::atomic<uint64_t> recovered_copies{0};  // copies started from a persistent engine's log mark
 
   // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
   // partition of shard 0 needs no hop at all, and no thread of its own competes for the cores.
@@ -211,6 +212,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     replication::Options ro;
     ro.lease_ms = opt.lease_ms;
     ro.heartbeat_ms = std::clamp<int64_t>(opt.lease_ms / 4, 10, 250);
+    ro.log_keep_bytes = std::max<uint64_t>(4 << 10, opt.log_keep_bytes / std::max<uint32_t>(1, opt.partitions));
     return ro;
   }
 
@@ -236,7 +238,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     Writer w(out);
     w.u8(kRepl);
     w.varint(partition);
-    w.bytes(replication::encode(m));
+    replication::encode_to(out, m);
     send(to, std::move(out));
   }
 
@@ -330,7 +332,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     if (*kind == kRepl) {
       auto part = r.varint();
-      auto bytes = r.bytes();
+      auto bytes = r.raw(r.remaining());
       if (!part || !bytes || *part >= opt.partitions) return;
       auto msg = replication::decode(*bytes);
       if (!msg) {
@@ -349,8 +351,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         if (it == s.copies.end()) {
           // Not (yet) configured here. A fence must still be answered for failover to
           // proceed: this node holds nothing of the partition.
-          if (auto* f = std::get_if<replication::Fence>(&m))
-            self->send_repl(from, p, replication::FenceAck{f->new_epoch, 0, 0});
+          // What it holds is what a persistent engine kept through a restart (its log mark),
+          // else nothing.
+          if (auto* f = std::get_if<replication::Fence>(&m)) {
+            auto mark = self->recorders[sid]->log_mark(p).value_or(storage::Engine::LogMark{});
+            self->send_repl(from, p, replication::FenceAck{.new_epoch = f->new_epoch, .last_lsn = mark.lsn,
+                                                           .epoch = 0, .last_epoch = mark.epoch, .in_sync = false});
+          }
           return;
         }
         it->second->receive(from, m, now_ms());
@@ -569,6 +576,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (snapshot_refused) last = 0;
     s.replicated += out.apply.size();
     if (applied) {
+      // Written after the data it describes; a snapshot the disk refused part of holds no
+      // LSN's state: the mark then claims nothing.
+      auto [held, epoch] = snapshot_refused ? std::pair<uint64_t, uint64_t>{0, 0} : copy.held();
+      eng->set_log_mark(p, {held, epoch});
       if (auto r = eng->commit(); !r) {
         spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
         last = 0;  // not durable: not acknowledged
@@ -652,13 +663,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             chunk.effects.push_back(std::move(e));
           });
       keys += chunk.effects.size();
+      snapshot_bytes += bytes;  // every chunk, the last (often the only) one too
       send_repl(to, p, cit->second->snapshot_chunk(to, std::move(chunk.effects), !next, now_ms()));
       drive(sid, p);
       if (!next) break;
       start = std::move(*next);
       // Let the shard serve requests between chunks, and keep every snapshot this node sends
       // together within dht.rebalance_mb_per_s.
-      snapshot_bytes += bytes;
       pause.expires_after(std::chrono::nanoseconds(std::max<int64_t>(throttle(bytes), 1000000)));
       co_await pause.async_wait(asio::as_tuple(use_awaitable));
     }
@@ -708,11 +719,15 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // Effects recorded outside a command (expiry, eviction): appended without a waiter.
   void flush_background_effects(unsigned sid, int64_t now) {
     if (!recorders[sid]->has_pending()) return;
-    for (auto& [p, effect] : recorders[sid]->take()) {
+    recorders[sid]->drain([&](uint32_t p, std::string_view effect) {
       auto it = st[sid]->copies.find(p);
-      if (it == st[sid]->copies.end() || !it->second->is_primary()) continue;
-      if (auto lsn = it->second->append(std::move(effect), now); lsn) it->second->durable(*lsn, now);
-    }
+      if (it == st[sid]->copies.end() || !it->second->is_primary()) return;
+      if (auto lsn = it->second->append(effect, now); lsn) {
+        auto [held, epoch] = it->second->held();
+        recorders[sid]->set_log_mark(p, {held, epoch});
+        it->second->durable(*lsn, now);
+      }
+    });
   }
 
   // A new topology for shard `sid`: (re)configure the copies it owns. Shard thread.
@@ -754,6 +769,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (it == s.copies.end()) {
         it = s.copies.emplace(p, std::make_unique<replication::Copy>(opt.self, copy_options())).first;
         s.by_part[p] = it->second.get();
+        // A persistent engine kept this partition's data through a restart, and where in the
+        // log it stands: the copy starts from there (a replica catches up from the primary's
+        // log when it still reaches back that far, and answers fences with what it holds).
+        if (auto mark = eng->log_mark(p); mark && mark->lsn > 0) {
+          it->second->recover(mark->lsn, mark->epoch);
+          ++recovered_copies;
+        }
       }
       replication::Config c;
       c.epoch = pv.epoch;
@@ -1558,29 +1580,38 @@ int64_t Service::replica_lag_ms(uint32_t partition) const {
   return std::max<int64_t>(0, now_ms() - fresh);
 }
 
-Result<std::vector<Wait>> Service::after_write(unsigned shard, int64_t) {
+Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits) {
   auto& im = *impl_;
-  std::vector<Wait> waits;
   auto* rec = im.recorders[shard];
-  if (!rec->has_pending()) return waits;
-  if (auto c = rec->commit(); !c) return std::unexpected(c.error());
+  if (!rec->has_pending()) return {};
   int64_t now = now_ms();
   std::optional<Error> err;
-  for (auto& [p, effect] : rec->take()) {
-    auto& s = *im.st[shard];
+  auto& s = *im.st[shard];
+  const size_t first = waits.size();
+  // Each effect gets its LSN, and the engine the mark of where its data now stands; the
+  // commit writes the mark after the data. Only then is the primary's own copy durable.
+  rec->drain([&](uint32_t p, std::string_view effect) {
     auto it = s.copies.find(p);
-    if (it == s.copies.end()) continue;
-    auto lsn = it->second->append(std::move(effect), now);
+    if (it == s.copies.end()) return;
+    auto lsn = it->second->append(effect, now);
     if (!lsn) {
       err = lsn.error();
-      continue;
+      return;
     }
-    it->second->durable(*lsn, now);
+    auto [held, epoch] = it->second->held();
+    rec->set_log_mark(p, {held, epoch});
     waits.push_back({p, *lsn, 0});
-    im.ship_later(shard, p);
+  });
+  if (auto c = rec->commit(); !c) {
+    waits.resize(first);  // appended (and maybe shipped), but not durable here: outcome unknown
+    return c;
+  }
+  for (size_t i = first; i < waits.size(); ++i) {
+    if (auto* c = s.by_part[waits[i].partition]) c->durable(waits[i].lsn, now);
+    im.ship_later(shard, waits[i].partition);
   }
   if (err) return std::unexpected(*err);
-  return waits;
+  return {};
 }
 
 void Service::set_executor(Exec exec) { impl_->exec = std::move(exec); }
@@ -1648,6 +1679,7 @@ ServiceStatus Service::status() {
   s.partitions_moved = im.partitions_moved;
   s.transfers_in_flight = im.transfers_in_flight;
   s.snapshot_bytes_sent = im.snapshot_bytes;
+  s.recovered_copies = im.recovered_copies.load();
   {
     std::lock_guard lk(im.mu);
     s.transfers = im.transfer_view;
@@ -1662,7 +1694,7 @@ ServiceStatus Service::status() {
 }
 
 awaitable<Status> wait_committed(Service& svc, unsigned shard,
-                                 const std::vector<Wait>& waits) {
+                                 std::span<const Wait> waits) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   auto ex = co_await asio::this_coro::executor;

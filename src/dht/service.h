@@ -58,6 +58,9 @@ struct ServiceOptions {
   int64_t lease_ms = 2000;
   // Reads from replicas (readFrom replica, READONLY) only from a replica this fresh.
   int64_t replica_read_max_lag_ms = 1000;
+  // Committed replication log kept for catch-up, for all partitions together (each keeps its
+  // share, at least 4 KiB): a replica further behind is sent a snapshot of the partition.
+  uint64_t log_keep_bytes = 64 << 20;
   // Rebalancing: partitions a node sends or receives at once, and the bandwidth every
   // snapshot this node sends shares (0 = unlimited).
   bool rebalance = false;  // dht.rebalance: run the moves (off by default, see docs/dht.md)
@@ -83,6 +86,9 @@ struct ServiceStatus {
   int64_t rebalance_eta_s = -1;
   uint32_t transfers_in_flight = 0;
   uint64_t partitions_moved = 0, snapshot_bytes_sent = 0;
+  // Copies this node started from the data and log mark its persistent engine kept through a
+  // restart (they catch up from the primary's log when it reaches back that far).
+  uint64_t recovered_copies = 0;
   struct Transfer {
     uint32_t partition = 0, from = 0, to = 0;
     bool caught_up = false;
@@ -137,10 +143,10 @@ class Service {
   // Any thread: counts a read answered from a replica copy here (ServiceStatus::replica_reads).
   void note_replica_read();
   // Shard thread, after a write command ran on it: the recorded effects are appended to their
-  // partitions' logs and shipped. Returns what the reply must wait for (quorum 0).
+  // partitions' logs and shipped. Appends to `waits` what the reply must wait for (quorum 0).
   // An append refused (backlog full) is returned as an error; the write is already applied
   // locally, so the caller reports an unknown outcome.
-  Result<std::vector<Wait>> after_write(unsigned shard, int64_t now_ms);
+  Status after_write(unsigned shard, int64_t now_ms, std::vector<Wait>& waits);
 
   // A forwarded request is executed by `exec` (the RESP server): argv and protocol in, the
   // reply bytes out through the callback, on any shard.

@@ -17,7 +17,7 @@ namespace keel::dht {
 // unknown: the write is applied here and may survive) after request_timeout_ms, or
 // kUnavailable-free kTimeout as well when this node stops being the partition's primary.
 boost::asio::awaitable<Status> wait_committed(Service& s, unsigned shard,
-                                              const std::vector<Wait>& waits);  // lives in the caller's frame
+                                              std::span<const Wait> waits);  // lives in the caller's frame
 
 // Runs `argv` on node `node` (the partition's primary) and returns its reply bytes, encoded
 // for `protocol`. kUnavailable if the request could not be sent (nothing ran), kTimeout if no

@@ -59,6 +59,7 @@ struct Config {
   bool dht_rebalance = true;             // run partition moves onto new members and off leaving ones
   uint64_t dht_rebalance_transfers = 4;  // partitions a node sends or receives at once while rebalancing
   uint64_t dht_rebalance_mb_per_s = 64;  // bandwidth of the snapshots a node sends (0: unlimited)
+  uint64_t dht_log_keep_mb = 64;  // replication log kept for catch-up, all partitions of the node together
   uint64_t dht_replica_read_max_lag_ms = 1000;  // a replica serves reads only this fresh (readFrom replica, READONLY)
   uint64_t dht_lease_ms = 0;            // a primary serves reads only while its replicas renew this (0: half of cluster.dead_after_ms)
   uint64_t cluster_propose_delay_ms = 0;  // let forwards spread before a slot starts (batching)

@@ -652,6 +652,7 @@ Status Node::start() {
     so.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     so.rebalance = im.cfg.dht_rebalance;
     so.replica_read_max_lag_ms = static_cast<int64_t>(im.cfg.dht_replica_read_max_lag_ms);
+    so.log_keep_bytes = im.cfg.dht_log_keep_mb << 20;
     so.rebalance_transfers = static_cast<uint32_t>(im.cfg.dht_rebalance_transfers);
     so.rebalance_bytes_per_s = im.cfg.dht_rebalance_mb_per_s << 20;
     so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);

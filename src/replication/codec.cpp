@@ -41,8 +41,18 @@ Result<int64_t> get_ms(Reader& rd) { return rd.svarint(); }
 
 }  // namespace
 
+void Effect::free_buf(Buf* b) {
+  b->~Buf();
+  std::free(b);
+}
+
 std::string encode(const Message& m) {
   std::string out;
+  encode_to(out, m);
+  return out;
+}
+
+void encode_to(std::string& out, const Message& m) {
   Writer w(out);
   w.u8(kVersion);
   std::visit(
@@ -95,7 +105,6 @@ std::string encode(const Message& m) {
         }
       },
       m);
-  return out;
 }
 
 namespace {
@@ -133,7 +142,7 @@ Result<Message> decode_fields(std::string_view bytes) {
                                  i, lsn, want));
         e.lsn = lsn;
         e.epoch = ep;
-        e.effect = std::string(effect);
+        e.effect = Effect(effect);
         a.entries.push_back(std::move(e));
       }
       result = std::move(a);

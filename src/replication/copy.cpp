@@ -196,7 +196,7 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   return {};
 }
 
-Result<uint64_t> Copy::append(std::string effect, int64_t now_ms) {
+Result<uint64_t> Copy::append(Effect effect, int64_t now_ms) {
   see(now_ms);
   if (role_ != Role::kPrimary)
     return make_error(Errc::kUnavailable,
@@ -332,19 +332,34 @@ std::optional<Copy::PeerProgress> Copy::progress(NodeId id) const {
 
 void Copy::advance_commit() {
   if (role_ != Role::kPrimary) return;
-  std::vector<uint64_t> d;
-  d.push_back(durable_);
-  for (const auto& p : peers_)
-    if (!p.learner) d.push_back(p.acked);
-  if (d.size() < cfg_.write_quorum) return;
-  std::sort(d.begin(), d.end(), std::greater<>());
-  uint64_t candidate = d[cfg_.write_quorum - 1];
+  uint64_t candidate = kth_held(cfg_.write_quorum);
   // Only an entry of this epoch is committed by counting (Raft's rule); it commits all before.
   if (candidate > commit_ && candidate >= epoch_start_) {
     commit_ = candidate;
     trim_log();
   }
   out_.committed_lsn = commit_;
+}
+
+uint64_t Copy::kth_held(uint32_t k) const {
+  // The k-th highest durable LSN over the primary and its (non-learner) replicas: 0 if fewer
+  // than k copies. Called for every write: a small array on the stack, not a vector.
+  constexpr size_t kInline = 16;
+  uint64_t inline_buf[kInline];
+  std::vector<uint64_t> heap;
+  size_t n = 1 + peers_.size();
+  uint64_t* d = inline_buf;
+  if (n > kInline) {
+    heap.resize(n);
+    d = heap.data();
+  }
+  size_t m = 0;
+  d[m++] = durable_;
+  for (const auto& p : peers_)
+    if (!p.learner) d[m++] = p.acked;
+  if (k == 0 || k > m) return 0;
+  std::nth_element(d, d + (k - 1), d + m, std::greater<>());
+  return d[k - 1];
 }
 
 Copy::Peer Copy::new_peer(NodeId id, bool learner, int64_t now_ms) const {
@@ -359,13 +374,10 @@ Copy::Peer Copy::new_peer(NodeId id, bool learner, int64_t now_ms) const {
 uint64_t Copy::held_by(uint32_t k) const {
   if (role_ != Role::kPrimary) return 0;
   if (k == 0 || k == cfg_.write_quorum) return commit_;
-  std::vector<uint64_t> d;
-  d.push_back(durable_);
-  for (const auto& p : peers_)
-    if (!p.learner) d.push_back(p.acked);
-  k = std::min<uint32_t>(k, static_cast<uint32_t>(d.size()));
-  std::nth_element(d.begin(), d.begin() + (k - 1), d.end(), std::greater<>());
-  uint64_t held = d[k - 1];
+  size_t copies = 1;
+  for (const auto& p : peers_) copies += p.learner ? 0 : 1;
+  k = std::min<uint32_t>(k, static_cast<uint32_t>(copies));
+  uint64_t held = kth_held(k);
   return k > cfg_.write_quorum ? std::min(held, commit_) : held;
 }
 
@@ -430,8 +442,11 @@ void Copy::tick(int64_t now_ms) {
   for (auto& p : peers_) {
     if (p.snapshotting || p.want_snapshot) continue;
     if (p.next > p.received + 1 && now_ms - p.last_progress_ms >= opt_.resend_after_ms) {
-      // Unacknowledged entries: resend from what the replica is known to have received.
-      p.next = p.received + 1;
+      // Unacknowledged entries: resend from what the replica is known to have received. If it
+      // has not answered once in this epoch, that is not known (a copy restarted with its data
+      // may hold nearly everything): probe after the last entry, and its answer says where it
+      // is, rather than start it over from the first LSN (a snapshot, once the log is trimmed).
+      p.next = p.heard ? p.received + 1 : last_ + 1;
       p.last_progress_ms = now_ms;
       send_to(p, now_ms);
     } else if (p.next <= last_) {
@@ -474,10 +489,15 @@ void Copy::send_ack(bool mismatch, int64_t now_ms) {
 
 void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
   if (a.epoch < std::max(cfg_.epoch, fenced_epoch_)) {
-    // A deposed primary: tell it the epoch it lost to (it stops serving).
+    // A deposed primary: tell it the epoch it lost to (it stops serving). The answer says
+    // truly where this copy is: by the time it arrives the sender may be the primary of that
+    // epoch, and would otherwise take it for a copy that holds nothing (and send a snapshot).
     AppendAck nack;
     nack.epoch = std::max(cfg_.epoch, fenced_epoch_);
     nack.mismatch = true;
+    nack.last_lsn = last_;
+    nack.last_epoch = last_epoch_;
+    nack.durable_lsn = std::min(durable_, last_);
     out_.send.emplace_back(from, nack);
     return;
   }
@@ -522,6 +542,7 @@ void Copy::on_ack(NodeId from, const AppendAck& a, int64_t now_ms) {
   if (role_ != Role::kPrimary || a.epoch != cfg_.epoch || fenced()) return;
   Peer* p = peer(from);
   if (!p) return;
+  p->heard = true;
   if (a.mismatch) {
     if (p->snapshotting) return;
     bool known = false;

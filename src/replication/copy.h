@@ -67,6 +67,9 @@
 
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,10 +83,53 @@ namespace keel::replication {
 
 using NodeId = uint32_t;
 
+// One write's effect: immutable bytes, shared by reference. The log and every Append that
+// carries the entry to a replica point at the same bytes (one allocation per write, not one
+// copy per replica and batch). The count is not atomic, as a copy lives on one thread: every
+// copy of one effect stays on the thread that made it (a moved effect may change threads).
+class Effect {
+ public:
+  Effect() = default;
+  Effect(std::string_view bytes) {  // NOLINT: implicit, effects are written as strings
+    if (bytes.empty()) return;
+    void* mem = std::malloc(sizeof(Buf) + bytes.size());
+    if (!mem) throw std::bad_alloc();
+    buf_ = new (mem) Buf{1, bytes.size()};
+    std::memcpy(buf_->data(), bytes.data(), bytes.size());
+  }
+  Effect(const std::string& bytes) : Effect(std::string_view(bytes)) {}  // NOLINT
+  Effect(const char* bytes) : Effect(std::string_view(bytes)) {}         // NOLINT
+  Effect(const Effect& o) noexcept : buf_(o.buf_) {
+    if (buf_) ++buf_->refs;
+  }
+  Effect(Effect&& o) noexcept : buf_(std::exchange(o.buf_, nullptr)) {}
+  Effect& operator=(Effect o) noexcept {
+    std::swap(buf_, o.buf_);
+    return *this;
+  }
+  ~Effect() {
+    if (buf_ && --buf_->refs == 0) free_buf(buf_);
+  }
+  std::string_view view() const { return buf_ ? std::string_view(buf_->data(), buf_->size) : std::string_view(); }
+  operator std::string_view() const { return view(); }  // NOLINT
+  size_t size() const { return buf_ ? buf_->size : 0; }
+  bool empty() const { return !buf_; }
+
+ private:
+  struct Buf {
+    uint32_t refs;
+    size_t size;
+    char* data() { return reinterpret_cast<char*>(this + 1); }
+  };
+  // Out of line: inlined, GCC 12 takes a shared buffer's release for a use after free.
+  static void free_buf(Buf* b);
+  Buf* buf_ = nullptr;
+};
+
 struct Entry {
   uint64_t lsn = 0;
   uint64_t epoch = 0;  // the epoch of the primary that created it
-  std::string effect;  // empty: an epoch's barrier entry (apply nothing)
+  Effect effect;       // empty: an epoch's barrier entry (apply nothing)
 };
 
 // A partition's configuration, as decided in metadata.
@@ -152,6 +198,8 @@ using Message = std::variant<Append, AppendAck, SnapshotBegin, SnapshotChunk, Fe
 
 // Layout: version byte, type byte, fields as varints / length-prefixed bytes (src/base codec).
 std::string encode(const Message& m);
+// The same, appended to `out` (a frame being built: no intermediate copy).
+void encode_to(std::string& out, const Message& m);
 // Bounded: at most kMaxDecodeEntries entries/effects per message and kMaxEffectBytes per
 // effect, checked before allocating; kCorruption names what is wrong.
 inline constexpr size_t kMaxDecodeEntries = 1 << 20;
@@ -224,7 +272,7 @@ class Copy {
   // Primary only: numbers a write's effect. kUnavailable if not the primary, fenced, or the
   // backlog is full (the message says which); kInvalidArgument for an empty effect (reserved
   // for barriers).
-  Result<uint64_t> append(std::string effect, int64_t now_ms);
+  Result<uint64_t> append(Effect effect, int64_t now_ms);
   // Local durability: entries through `lsn` are as durable as the engine promises.
   void durable(uint64_t lsn, int64_t now_ms);
   // Replica: the engine could not apply the entry at `lsn` (its disk is full or failing), so
@@ -279,6 +327,14 @@ class Copy {
                                int64_t now_ms);
 
   Output take_output();
+  // What the engine holds of this partition once the output taken so far is applied: the
+  // (lsn, epoch) of the last entry, or (0, 0) while a snapshot is being installed (the engine
+  // holds part of one, which no LSN describes). The runtime keeps it with the data
+  // (storage::Engine::set_log_mark) and hands it to recover() after a restart.
+  std::pair<uint64_t, uint64_t> held() const {
+    if (snap_in_progress_) return {0, 0};
+    return {last_, last_epoch_};
+  }
   // Whether take_output() has anything to do (the runtime's timer skips copies without).
   bool has_output() const {
     return !out_.send.empty() || !out_.apply.empty() || out_.reset_partition ||
@@ -320,6 +376,7 @@ class Copy {
     uint64_t snap_lsn = 0;
     uint32_t snap_seq = 0;
     bool learner = false;  // counts for neither the write quorum nor the lease
+    bool heard = false;    // it answered in this epoch: `received` is where it is
   };
 
   void see(int64_t now_ms);
@@ -342,6 +399,7 @@ class Copy {
   bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
   Peer* peer(NodeId id);
   Peer new_peer(NodeId id, bool learner, int64_t now_ms) const;
+  uint64_t kth_held(uint32_t k) const;
   size_t lease_grants_needed() const;
 
   NodeId self_;

@@ -163,6 +163,24 @@ class Engine {
   // acknowledge them.
   virtual Status commit() { return {}; }
 
+  // Cluster mode: where in `partition`'s replication log the data this engine holds of it
+  // stands — the (lsn, epoch) of the last entry applied. An engine that keeps its data across
+  // a restart keeps the mark with it: set_log_mark() is written by the next commit(), after
+  // the writes made before it, so a mark never claims more than the data holds (a crash may
+  // leave it behind the data, never ahead). drop_partition() forgets the mark first. nullopt:
+  // none known (an engine that keeps nothing across a restart, or no mark was ever written).
+  struct LogMark {
+    uint64_t lsn = 0, epoch = 0;
+  };
+  virtual void set_log_mark(uint32_t partition, LogMark mark) {
+    (void)partition;
+    (void)mark;
+  }
+  virtual std::optional<LogMark> log_mark(uint32_t partition) {
+    (void)partition;
+    return std::nullopt;
+  }
+
   // A hint that these keys are about to be used (a pipelined batch): the engine may start
   // loading what it will touch into the CPU cache, so the misses of a batch overlap instead of
   // following one another. Has no effect on results.

@@ -250,6 +250,12 @@ class SlowSubscriber(unittest.TestCase):
             slow = socket.create_connection(("127.0.0.1", keel.port))
             slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             slow.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nflow\r\n")
+            # Subscribed before the first PUBLISH (else that one has one receiver fewer).
+            confirm = b"*3\r\n$9\r\nsubscribe\r\n$4\r\nflow\r\n:1\r\n"
+            buf = b""
+            while len(buf) < len(confirm):
+                buf += slow.recv(len(confirm) - len(buf))
+            self.assertEqual(buf, confirm)
             fast = admin.pubsub()
             fast.subscribe("flow")
             fast.get_message(timeout=2)

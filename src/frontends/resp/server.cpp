@@ -91,10 +91,25 @@ struct Connection final : PubSubSink {
   // readFrom replica, or a read on a READONLY connection); replica_read: route() chose to.
   bool replica_ok = false, replica_read = false;
   struct Deferred {
-    size_t begin, end;  // the reply's bytes in `out`
-    std::vector<dht::Wait> waits;
+    size_t begin, end;    // the reply's bytes in `out`
+    size_t wbegin, wend;  // what it waits for: deferred_waits[wbegin, wend)
   };
   std::vector<Deferred> deferred;
+  // Flat, and kept with their capacity from one batch to the next: no allocation per write.
+  std::vector<dht::Wait> deferred_waits;
+  std::vector<dht::Wait> settle_waits;  // settle(): merged, in shard order
+  void defer(size_t begin, const std::vector<dht::Wait>& ws) {
+    size_t wb = deferred_waits.size();
+    deferred_waits.insert(deferred_waits.end(), ws.begin(), ws.end());
+    deferred.push_back({begin, out.size(), wb, deferred_waits.size()});
+  }
+  // Drops the held-back replies from `begin` on (their bytes were cut from `out`).
+  void undefer(size_t begin) {
+    while (!deferred.empty() && deferred.back().begin >= begin) {
+      deferred_waits.resize(deferred.back().wbegin);
+      deferred.pop_back();
+    }
+  }
   // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
   // drawn before it runs so that what its handler logs carries them (observe/log_context.h).
   std::optional<observe::LogContext> log_ctx;
@@ -430,13 +445,12 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
       spec.handler(ctx, argv, r);
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
-      auto waits = dht->after_write(sid, c.now_ms);
-      if (!waits) {
-        c.write_error = waits.error();
-      } else if (!waits->empty()) {
+      const size_t had = c.waits.size();
+      if (auto st = dht->after_write(sid, c.now_ms, c.waits); !st) {
+        c.write_error = st.error();
+      } else if (c.waits.size() > had) {
         // after_write committed this shard's engine (every write so far) before shipping.
-        for (auto& w : *waits) w.quorum = ctx.write_quorum;  // a named cache's writeQuorum
-        c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+        for (size_t i = had; i < c.waits.size(); ++i) c.waits[i].quorum = ctx.write_quorum;  // a named cache's writeQuorum
         if (sid == c.shard) c.dirty = false;
         return;
       }
@@ -594,7 +608,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       if (c.client.would_block && !c.deny_blocking) {
         // Nothing to pop: instead of the timeout reply the handler gave, block.
         c.out.resize(before);
-        while (!c.deferred.empty() && c.deferred.back().begin >= before) c.deferred.pop_back();
+        c.undefer(before);
         if (c.client.block_argv.empty()) {
           co_await block(c, *spec, argv);
         } else {
@@ -863,7 +877,7 @@ void Server::Impl::after_routed(Connection& c, size_t before) {
     c.reply.error("TIMEOUT outcome unknown: " + c.write_error->message);
     c.write_error.reset();
   } else if (!c.waits.empty()) {
-    c.deferred.push_back({before, c.out.size(), std::move(c.waits)});
+    c.defer(before, c.waits);
   }
   c.waits.clear();
 }
@@ -875,29 +889,35 @@ void Server::Impl::after_routed(Connection& c, size_t before) {
 // true answer.
 awaitable<void> Server::Impl::settle(Connection& c) {
   if (c.deferred.empty()) co_return;
-  // Per shard, the highest LSN per (partition, quorum). A handful of waits: flat vectors.
-  std::vector<std::pair<unsigned, std::vector<dht::Wait>>> by_shard;
-  for (auto& d : c.deferred)
-    for (auto& w : d.waits) {
-      unsigned sid = shards.owner(w.partition);
-      auto sit = std::find_if(by_shard.begin(), by_shard.end(), [&](const auto& e) { return e.first == sid; });
-      if (sit == by_shard.end()) sit = by_shard.insert(by_shard.end(), {sid, {}});
-      auto wit = std::find_if(sit->second.begin(), sit->second.end(), [&](const dht::Wait& x) {
-        return x.partition == w.partition && x.quorum == w.quorum;
-      });
-      if (wit == sit->second.end()) sit->second.push_back(w);
-      else wit->lsn = std::max(wit->lsn, w.lsn);
-    }
+  // Per shard, the highest LSN per (partition, quorum): sorted so that each shard's waits are
+  // one contiguous run. A handful of waits, in vectors the connection keeps.
+  auto& ws = c.settle_waits;
+  ws.clear();
+  for (auto& w : c.deferred_waits) {
+    auto it = std::find_if(ws.begin(), ws.end(), [&](const dht::Wait& x) {
+      return x.partition == w.partition && x.quorum == w.quorum;
+    });
+    if (it == ws.end()) ws.push_back(w);
+    else it->lsn = std::max(it->lsn, w.lsn);
+  }
+  std::sort(ws.begin(), ws.end(), [&](const dht::Wait& x, const dht::Wait& y) {
+    return shards.owner(x.partition) < shards.owner(y.partition);
+  });
   std::map<unsigned, std::string> failed;
-  for (auto& [sid, ws] : by_shard) {
+  for (size_t i = 0; i < ws.size();) {
+    const unsigned sid = shards.owner(ws[i].partition);
+    size_t j = i;
+    while (j < ws.size() && shards.owner(ws[j].partition) == sid) ++j;
+    const std::span<const dht::Wait> group(ws.data() + i, j - i);
+    i = j;
     // On this connection's own shard the wait runs inline; elsewhere it hops there.
     // Not `cond ? co_await a : co_await b`: GCC 12 destroys the result of a co_await in a
     // conditional expression twice (a double free once it holds an error message).
     Status st;
     if (sid == c.shard)
-      st = co_await dht::wait_committed(*dht, sid, ws);
+      st = co_await dht::wait_committed(*dht, sid, group);
     else
-      st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, ws), use_awaitable);
+      st = co_await asio::co_spawn(shards.shard(sid).io, dht::wait_committed(*dht, sid, group), use_awaitable);
     if (!st) failed[sid] = st.error().message;
   }
   if (!failed.empty()) {
@@ -905,8 +925,8 @@ awaitable<void> Server::Impl::settle(Connection& c) {
     size_t pos = 0;
     for (auto& d : c.deferred) {
       const std::string* why = nullptr;
-      for (auto& w : d.waits)
-        if (auto it = failed.find(shards.owner(w.partition)); it != failed.end()) why = &it->second;
+      for (size_t i = d.wbegin; i < d.wend; ++i)
+        if (auto it = failed.find(shards.owner(c.deferred_waits[i].partition)); it != failed.end()) why = &it->second;
       if (!why) continue;
       out.append(c.out, pos, d.begin - pos);
       Reply(out, c.client.protocol).error("TIMEOUT " + *why);
@@ -916,6 +936,7 @@ awaitable<void> Server::Impl::settle(Connection& c) {
     c.out.swap(out);
   }
   c.deferred.clear();
+  c.deferred_waits.clear();
 }
 
 void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
@@ -1196,9 +1217,7 @@ awaitable<void> Server::Impl::execute_gathered(Connection& c, const CommandSpec&
       if (dht) {
         // Ship the effects; the reply waits for their quorum (after_routed). after_write
         // commits this shard's engine first.
-        auto waits = dht->after_write(sid, now);
-        if (!waits) c.write_error = waits.error();
-        else c.waits.insert(c.waits.end(), waits->begin(), waits->end());
+        if (auto w = dht->after_write(sid, now, c.waits); !w) c.write_error = w.error();
         return;
       }
       st = sh.engine->commit();
@@ -1455,12 +1474,11 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
   Reply r(b.reply, b.protocol);
   b.spec->handler(ctx, Args(args.data(), args.size()), r);
   if (dht) {
-    auto waits = dht->after_write(sid, now_ms);
-    if (!waits) {
-      b.write_error = waits.error().message;
+    b.waits.clear();
+    if (auto w = dht->after_write(sid, now_ms, b.waits); !w) {
+      b.write_error = w.error().message;
       return;
     }
-    b.waits = std::move(*waits);
     if (!b.waits.empty()) return;  // after_write committed
   }
   if (auto st = target.engine->commit(); !st) {
@@ -1602,7 +1620,7 @@ awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args
       co_await execute_key(c, spec, argv, kNoPartition);
       if (!c.client.would_block) co_return;
       c.out.resize(before);
-      while (!c.deferred.empty() && c.deferred.back().begin >= before) c.deferred.pop_back();
+      c.undefer(before);
       continue;
     }
     c.out += b->reply;
@@ -1610,7 +1628,7 @@ awaitable<void> Server::Impl::block(Connection& c, const CommandSpec& spec, Args
       c.out.resize(before);
       c.reply.error("TIMEOUT outcome unknown: " + *b->write_error);
     } else if (!b->waits.empty()) {
-      c.deferred.push_back({before, c.out.size(), std::move(b->waits)});
+      c.defer(before, b->waits);
     }
     co_return;
   }

@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <deque>
+#include <utility>
 #include <map>
 #include <set>
 
@@ -55,8 +56,10 @@ void tune_peer_socket(tcp::socket& s, int64_t user_timeout_ms) {
 struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   struct Peer {
     PeerAddress addr;
-    std::deque<std::string> queue;  // encoded frames
-    size_t queue_bytes = 0;
+    // Encoded frames, whole and in order, appended where they are encoded (no copy per frame):
+    // the writer takes all of it at once and hands back its emptied buffer.
+    std::string queue;
+    size_t queue_frames = 0;
     std::shared_ptr<tcp::socket> sock;  // outbound, when connected
     std::unique_ptr<asio::steady_timer> wake;
     bool connected = false;
@@ -259,14 +262,11 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         co_await p.wake->async_wait(kTok);
         continue;
       }
+      // A buffer that held a burst (a snapshot) is not kept once it has been written.
+      if (batch.capacity() > (4u << 20)) batch = std::string();
       batch.clear();
-      size_t frames = 0;
-      while (!p.queue.empty() && batch.size() < (1u << 20)) {
-        batch += p.queue.front();
-        p.queue_bytes -= p.queue.front().size();
-        p.queue.pop_front();
-        ++frames;
-      }
+      batch.swap(p.queue);
+      const size_t frames = std::exchange(p.queue_frames, 0);
       auto [ec, n] = co_await asio::async_write(*p.sock, asio::buffer(batch), kTok);
       if (ec) {
         p.st.last_error = "write: " + ec.message();
@@ -411,14 +411,14 @@ bool PeerTransport::send(uint32_t to, MsgType type, std::string_view payload) {
                     msg_type_name(type), payload.size(), to, im.opt.limits.max_payload_bytes);
     return false;
   }
-  if (p.queue.size() >= im.opt.max_queue_frames ||
-      p.queue_bytes + size > im.opt.max_queue_bytes) {
+  if (p.queue_frames >= im.opt.max_queue_frames || p.queue.size() + size > im.opt.max_queue_bytes) {
     ++p.st.frames_dropped;
     return false;
   }
-  p.queue.push_back(encode_frame(type, payload, im.opt.limits));
-  p.queue_bytes += size;
-  if (p.queue.size() == 1 && p.wake) p.wake->cancel();
+  const bool was_empty = p.queue.empty();
+  append_frame(p.queue, type, payload, im.opt.limits);
+  ++p.queue_frames;
+  if (was_empty && p.wake) p.wake->cancel();
   return true;
 }
 
@@ -475,8 +475,8 @@ std::vector<PeerLinkStats> PeerTransport::stats() const {
   std::vector<PeerLinkStats> out;
   for (auto& [id, p] : impl_->peers) {
     auto s = p->st;
-    s.queue_frames = p->queue.size();
-    s.queue_bytes = p->queue_bytes;
+    s.queue_frames = p->queue_frames;
+    s.queue_bytes = p->queue.size();
     out.push_back(std::move(s));
   }
   return out;

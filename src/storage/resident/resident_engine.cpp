@@ -118,6 +118,8 @@ class ResidentEngine final : public Engine {
 
   Status admit_write() override { return writable(); }
   std::optional<DiskState> disk_state() const override { return log_->disk_state(); }
+  void set_log_mark(uint32_t partition, LogMark mark) override { log_->set_log_mark(partition, mark); }
+  std::optional<LogMark> log_mark(uint32_t partition) override { return log_->log_mark(partition); }
 
   EngineStats stats() const override {
     EngineStats s = mem_->stats();

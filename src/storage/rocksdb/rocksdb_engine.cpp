@@ -52,6 +52,8 @@ constexpr size_t kMaxScanCursors = 1024;
 constexpr uint64_t kMaxKeyBytes = 512ull << 20;
 constexpr uint64_t kMaxValueBytes = 512ull << 20;
 
+constexpr const char* kMarksFamily = "keel_log_marks";  // partition (u32be) -> log mark
+
 std::string partition_prefix(uint32_t partition) {
   std::string out;
   Writer(out).u32be(partition);
@@ -303,6 +305,9 @@ struct Shared {
   TtlCompactionFilter filter{this};
   std::shared_ptr<rocksdb::Cache> cache;
   std::unique_ptr<rocksdb::DB> db;
+  // The column families' handles, released before the database closes (~Shared).
+  std::unique_ptr<rocksdb::ColumnFamilyHandle> data_cf;
+  std::unique_ptr<rocksdb::ColumnFamilyHandle> marks_cf;  // partition (u32be) -> log mark
   // Per partition: stored keys (live, or expired but not yet removed), those of them with a TTL,
   // and the engine that owns the partition. Only the owning shard's writes and its recount
   // pass change the counters (the compaction filter does not: it cannot tell a superseded
@@ -348,12 +353,7 @@ struct Shared {
     }
     for (unsigned i = 0; i < n; ++i) expired_by_engine[i].store(0);
   }
-  ~Shared() {
-    if (db) {
-      (void)db->Close();
-      db.reset();
-    }
-  }
+  ~Shared() { close_db(); }
 
   // ---- disk state: all under io_mu --------------------------------------------------------
 
@@ -420,17 +420,47 @@ struct Shared {
     publish_locked();
   }
 
+  // Opens `db` with its column families (the data, and the partitions' log marks), read-write
+  // (creating the marks' family if missing) or read-only (without it if it is missing: a
+  // database written before it existed; no mark is read, every write is refused anyway).
+  rocksdb::Status open_db(bool for_reading) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(options)}};
+    bool with_marks = true;
+    if (for_reading) {
+      std::vector<std::string> names;
+      with_marks = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(options), config.data_dir, &names).ok() &&
+                   std::find(names.begin(), names.end(), kMarksFamily) != names.end();
+    }
+    if (with_marks) families.push_back({kMarksFamily, rocksdb::ColumnFamilyOptions()});
+    rocksdb::DBOptions o(options);
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    auto st = for_reading ? rocksdb::DB::OpenForReadOnly(o, config.data_dir, families, &handles, &raw,
+                                                         /*error_if_wal_file_exists=*/false)
+                          : rocksdb::DB::Open(o, config.data_dir, families, &handles, &raw);
+    if (!st.ok()) return st;
+    db.reset(raw);
+    data_cf.reset(handles[0]);
+    marks_cf.reset(with_marks ? handles[1] : nullptr);
+    return st;
+  }
+  void close_db() {
+    marks_cf.reset();  // column family handles go before the database closes
+    data_cf.reset();
+    if (db) {
+      (void)db->Close();
+      db.reset();
+    }
+  }
+
   // "" when recovered, else why not.
   std::string try_recover_locked() {
     if (config.journal_only) {
-      if (db) {
-        (void)db->Close();  // a WAL writer that saw an error is closed without a flush
-        db.reset();
-      }
-      rocksdb::DB* raw = nullptr;
-      auto st = rocksdb::DB::Open(options, config.data_dir, &raw);
+      close_db();  // a WAL writer that saw an error is closed without a flush
+      auto st = open_db(false);
       if (!st.ok()) return "reopen: " + st.ToString();
-      db.reset(raw);
       read_only = false;
     } else {
       auto st = db->Resume();
@@ -741,6 +771,15 @@ class RocksEngine final : public Engine {
     {
       std::lock_guard lk(s_->io_mu);
       if (auto st = write_pending_locked(); !st) return st;  // earlier writes first
+      // The mark goes first: a crash in between leaves data that claims nothing, never a
+      // claim without its data.
+      marks_.erase(partition);
+      if (s_->marks_cf)
+        if (auto st = io_locked("delete log mark", [&] {
+              return s_->db->Delete(wopts_, s_->marks_cf.get(), partition_prefix(partition));
+            });
+            !st)
+          return st;
       if (auto st = io_locked("delete range", [&] {
             return s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(),
                                        partition_prefix(partition), partition_prefix(partition + 1));
@@ -828,10 +867,11 @@ class RocksEngine final : public Engine {
   // kept until the flush (and sync) succeeded: if either fails, it is handed to the shared
   // state and written again after recovery, so the journal catches up with what memory holds.
   Status commit() override {
-    if (!s_->config.journal_only) return {};
     std::lock_guard lk(s_->io_mu);
+    if (!s_->config.journal_only) return write_marks_locked();  // each write was written (and synced) itself
     // Nothing written since the last commit (a refused write, a read): nothing to make durable.
     if (pending_.Count() == 0 && unsynced_.empty() && s_->broken_locked()) return {};
+    marks_into_pending();  // after the data, in the same batch
     if (auto w = write_pending_locked(); !w) return w;
     if (s_->broken_locked()) {
       retain_locked();
@@ -848,8 +888,28 @@ class RocksEngine final : public Engine {
     return {};
   }
 
+  void set_log_mark(uint32_t partition, LogMark mark) override { marks_[partition] = mark; }
+  std::optional<LogMark> log_mark(uint32_t partition) override {
+    if (auto it = marks_.find(partition); it != marks_.end()) return it->second;
+    std::lock_guard lk(s_->io_mu);  // recovery may reopen the database
+    if (!s_->db || !s_->marks_cf) return std::nullopt;
+    std::string raw;
+    auto st = s_->db->Get(rocksdb::ReadOptions(), s_->marks_cf.get(), partition_prefix(partition), &raw);
+    if (!st.ok()) return std::nullopt;
+    Reader r(raw);
+    auto lsn = r.varint();
+    auto epoch = r.varint();
+    if (!lsn || !epoch) return std::nullopt;
+    return LogMark{*lsn, *epoch};
+  }
+
   Status flush() override {
     std::lock_guard lk(s_->io_mu);
+    if (!s_->config.journal_only) {
+      if (auto w = write_marks_locked(); !w) return w;
+    } else {
+      marks_into_pending();
+    }
     if (auto w = write_pending_locked(); !w) return w;
     if (s_->broken_locked()) {
       retain_locked();
@@ -1053,6 +1113,27 @@ class RocksEngine final : public Engine {
   rocksdb::WriteBatch pending_;
   static constexpr size_t kPendingLimit = 4 << 20;  // written early past this size
 
+  // The log marks set since the last commit, written after every write made before them: in
+  // journal mode into the same batch as the data (kept with it if the disk fails), otherwise
+  // as a batch of their own. A mark that is lost leaves the data claiming less, never more.
+  std::map<uint32_t, LogMark> marks_;
+  void marks_into_pending() {
+    if (!s_->marks_cf) return;  // opened read-only without the family: every write is refused
+    for (auto& [p, m] : marks_) {
+      std::string v;
+      Writer w(v);
+      w.varint(m.lsn);
+      w.varint(m.epoch);
+      pending_.Put(s_->marks_cf.get(), partition_prefix(p), v);
+    }
+    marks_.clear();
+  }
+  Status write_marks_locked() {
+    if (marks_.empty()) return {};
+    marks_into_pending();
+    return write_pending_locked();
+  }
+
   // Writes the journal batch (without flushing the WAL buffer); kept in unsynced_ until
   // commit() flushed it. Under io_mu.
   Status write_pending_locked() {
@@ -1188,11 +1269,10 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   // On a full disk (below the reserve, or a read-write open that fails for want of space) the
   // resident engine still starts: the database is opened read-only, reads are served from
   // memory, writes are refused until maintenance() finds space and reopens it read-write.
-  rocksdb::DB* db = nullptr;
   const uint64_t free = shared->free_space();
   const bool low = config.min_free_bytes != 0 && free < config.min_free_bytes;
   rocksdb::Status st;
-  if (!low || !config.journal_only) st = rocksdb::DB::Open(o, config.data_dir, &db);
+  if (!low || !config.journal_only) st = shared->open_db(false);
   // Only for want of space: another process holding the database's lock, a corrupt or
   // unreadable database stay errors.
   const bool no_space = !st.ok() && (st.IsNoSpace() || st.ToString().find("No space left") != std::string::npos);
@@ -1204,9 +1284,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
     if (!config.journal_only || !(low || no_space))
       return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
                                                     config.data_dir, why));
-    db = nullptr;
-    auto ro = rocksdb::DB::OpenForReadOnly(o, config.data_dir, &db,
-                                           /*error_if_wal_file_exists=*/false);
+    auto ro = shared->open_db(true);
     if (!ro.ok())
       return make_error(Errc::kIoError,
                         fmt::format("cannot open RocksDB at '{}' ({}), not even read-only: {}",
@@ -1216,7 +1294,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
     shared->guard.write_failed("started read-only: " + why, true, clock.now_ms());
     shared->check_space_locked();
   }
-  shared->db.reset(db);
+  rocksdb::DB* db = shared->db.get();
 
   // Recount keys per partition (expired-but-present keys included, as the write path counts).
   // In journal mode the resident engine counts while it loads.

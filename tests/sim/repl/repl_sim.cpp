@@ -558,8 +558,9 @@ void Sim::drain(Node& n) {
       uint64_t id = 0;
       if (!e.effect.empty()) {
         std::string key;
-        if (!parse_effect(e.effect, &key, &id)) {
-          fail("bad effect " + e.effect);
+        const std::string effect(e.effect.view());
+        if (!parse_effect(effect, &key, &id)) {
+          fail("bad effect " + effect);
           return;
         }
         n.state[key] = id;

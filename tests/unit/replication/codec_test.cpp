@@ -37,7 +37,7 @@ TEST(ReplicationCodec, EveryMessageRoundTrips) {
   ASSERT_TRUE(a);
   const auto& ap = std::get<Append>(*a);
   ASSERT_EQ(ap.entries.size(), 2u);
-  EXPECT_EQ(ap.entries[0].effect, std::string("k\0v", 3));
+  EXPECT_EQ(ap.entries[0].effect.view(), std::string_view("k\0v", 3));
   EXPECT_EQ(ap.sent_ms, -5);
   EXPECT_EQ(ap.prev_epoch, 2u);
 }
@@ -120,3 +120,21 @@ TEST(ReplicationCodec, GarbageNeverCrashes) {
 
 }  // namespace
 }  // namespace keel::replication
+
+TEST(EffectTest, CopiesShareTheBytesAndEmptyIsABarrier) {
+  keel::replication::Effect none;
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(keel::replication::Effect("").size(), 0u);
+  keel::replication::Effect a(std::string("k\0v", 3));
+  keel::replication::Effect b = a;  // shared, not copied
+  EXPECT_EQ(a.view().data(), b.view().data());
+  EXPECT_EQ(b.view(), std::string_view("k\0v", 3));
+  keel::replication::Effect c = std::move(a);
+  EXPECT_TRUE(a.empty());  // NOLINT: moved-from is empty by design
+  EXPECT_EQ(c.view().data(), b.view().data());
+  b = keel::replication::Effect("other");
+  EXPECT_EQ(c.view(), std::string_view("k\0v", 3));
+  EXPECT_EQ(b.view(), "other");
+  b = c;
+  EXPECT_EQ(b.view().data(), c.view().data());
+}

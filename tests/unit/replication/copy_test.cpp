@@ -208,7 +208,7 @@ void lost_append_recovered(int64_t heartbeat_ms, int64_t quiet_ms, int64_t recov
   for (NodeId r : {2u, 3u}) {
     EXPECT_EQ(n.c(r).last_lsn(), a);
     ASSERT_FALSE(n.applied[r].empty());
-    EXPECT_EQ(n.applied[r].back().effect, "a");
+    EXPECT_EQ(n.applied[r].back().effect.view(), "a");
   }
   EXPECT_EQ(n.committed[1], a);
 }
@@ -243,7 +243,7 @@ TEST(ReplicationCopy, MismatchMakesThePrimaryResendFromTheReplicasLastEntry) {
   n.deliver_all();
   EXPECT_EQ(n.c(3).last_lsn(), n.c(1).last_lsn());
   ASSERT_EQ(n.applied[3].size(), n.c(1).last_lsn());  // the whole log, from LSN 1
-  EXPECT_EQ(n.applied[3][1].effect, "w0");
+  EXPECT_EQ(n.applied[3][1].effect.view(), "w0");
 }
 
 TEST(ReplicationCopy, EntriesAReplicaCouldNotApplyAreNotAcknowledgedAndAreSentAgain) {
@@ -274,8 +274,8 @@ TEST(ReplicationCopy, EntriesAReplicaCouldNotApplyAreNotAcknowledgedAndAreSentAg
   n.deliver_all();
   ASSERT_EQ(n.c(3).last_lsn(), b + 1);
   ASSERT_GE(n.applied[3].size(), 3u);
-  EXPECT_EQ(n.applied[3][0].effect, "a");
-  EXPECT_EQ(n.applied[3][1].effect, "b");
+  EXPECT_EQ(n.applied[3][0].effect.view(), "a");
+  EXPECT_EQ(n.applied[3][1].effect.view(), "b");
   n.c(3).durable(b + 1, n.now);
   n.collect(3);
   n.deliver_all();

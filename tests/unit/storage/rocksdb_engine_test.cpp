@@ -298,6 +298,44 @@ TEST(PersistentEngine, DropPartitionIsARangeAndPersists) {
   EXPECT_FALSE(h.engine().get(0, "k1", now).has_value());
 }
 
+// The replication log mark of a partition (cluster mode) is kept with its data: written by
+// commit(), after the writes, so it survives a reopen; drop_partition() forgets it; it is not
+// a key (scans, sizes and the partition count check never see it). In both persistent modes.
+void log_mark_kept_with_the_data(Kind kind) {
+  EngineHarness h(kind, 4);
+  const int64_t now = h.now();
+  EXPECT_FALSE(h.engine().log_mark(1).has_value());
+  ASSERT_TRUE(h.engine().set_string(1, "k", "v", 0, now));
+  h.engine().set_log_mark(1, {7, 3});
+  h.engine().set_log_mark(2, {2, 1});
+  EXPECT_EQ(h.engine().log_mark(1)->lsn, 7u);  // before the commit, as this engine will write it
+  ASSERT_TRUE(h.engine().commit());
+  h.engine().set_log_mark(1, {9, 3});
+  ASSERT_TRUE(h.engine().commit());
+  h.open();
+  auto m = h.engine().log_mark(1);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->lsn, 9u);
+  EXPECT_EQ(m->epoch, 3u);
+  EXPECT_EQ(h.engine().log_mark(2)->lsn, 2u);
+  EXPECT_FALSE(h.engine().log_mark(3).has_value());
+  EXPECT_EQ(h.engine().size(), 1u);
+  size_t keys = 0;
+  uint64_t cursor = 0;
+  do {
+    cursor = h.engine().scan(cursor, 10, now, [&](std::string_view, const ValueRef&) { ++keys; });
+  } while (cursor != 0);
+  EXPECT_EQ(keys, 1u);
+  ASSERT_TRUE(h.engine().drop_partition(1));
+  EXPECT_FALSE(h.engine().log_mark(1).has_value());
+  h.open();
+  EXPECT_FALSE(h.engine().log_mark(1).has_value());
+  EXPECT_FALSE(h.engine().get(1, "k", now).has_value());
+  EXPECT_EQ(h.engine().log_mark(2)->lsn, 2u);
+}
+TEST(PersistentEngine, LogMarkIsKeptWithTheData) { log_mark_kept_with_the_data(Kind::kPersistent); }
+TEST(ResidentEngine, LogMarkIsKeptWithTheData) { log_mark_kept_with_the_data(Kind::kResident); }
+
 TEST(PersistentEngine, EverySecSyncsFromMaintenanceAtMostOncePerSecond) {
   testing::TempDir dir;
   ManualClock clock;
