@@ -18,6 +18,7 @@ std::string_view errc_name(Errc c) {
     case Errc::kIoError: return "IO_ERROR";
     case Errc::kCorruption: return "CORRUPTION";
     case Errc::kInternal: return "INTERNAL";
+    case Errc::kDiskError: return "DISK_ERROR";
   }
   return "UNKNOWN";
 }

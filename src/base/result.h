@@ -27,6 +27,11 @@ enum class Errc {
   kIoError,          // disk or network failure
   kCorruption,       // checksum or format failure in stored or received bytes
   kInternal,
+  // The persistent engine refuses writes: the disk is full (below storage.min_free_bytes) or a
+  // write to it failed. Nothing of the refused write was applied; reads still work. RESP
+  // answers it with Redis's MISCONF prefix, HTTP with 507. Last: the peer codec clamps
+  // unknown codes to the highest it knows.
+  kDiskError,
 };
 
 std::string_view errc_name(Errc c);

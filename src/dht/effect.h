@@ -110,6 +110,8 @@ class EffectRecorder final : public storage::Engine {
   std::optional<LogMark> log_mark(uint32_t partition) override { return inner_->log_mark(partition); }
   void prefetch(std::span<const KeyRef> keys) override { inner_->prefetch(keys); }
   storage::EngineStats stats() const override { return inner_->stats(); }
+  Status admit_write() override { return inner_->admit_write(); }
+  std::optional<storage::DiskState> disk_state() const override { return inner_->disk_state(); }
   void set_removal_listener(RemovalListener) override {}  // the recorder listens itself
   void set_key_observer(KeyObserver* observer) override { observer_ = observer; }
 

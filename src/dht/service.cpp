@@ -87,6 +87,9 @@ struct PendingForward {
 
 struct ShardState {
   std::shared_ptr<const Topology> topo;
+  // A replicated entry was refused by this shard's disk (full or failing) and not applied since:
+  // the error is logged once, not for every resend.
+  bool apply_refused = false;
   std::unordered_map<uint32_t, std::unique_ptr<replication::Copy>> copies;
   std::vector<replication::Copy*> by_part;  // copies[p].get() or null: the hot path's lookup
   // Partitions whose copy has timers to run (replicas to stream to, or a primary to follow):
@@ -536,25 +539,47 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
       applied = true;
     }
+    bool snapshot_refused = false;  // a snapshot chunk the disk refused is not acknowledged
     for (auto& e : out.apply_snapshot) {
-      if (auto r = apply_effect(*eng, p, e, wnow); !r) spdlog::error("dht: snapshot of partition {}: {}", p, r.error().message);
+      if (auto r = apply_effect(*eng, p, e, wnow); !r) {
+        spdlog::error("dht: snapshot of partition {}: {}", p, r.error().message);
+        if (r.error().code == Errc::kDiskError) snapshot_refused = true;
+      }
       applied = true;
     }
     uint64_t last = 0;
     for (auto& e : out.apply) {
       // An empty effect is an epoch's barrier: nothing to apply, but it is held all the same.
       if (!e.effect.empty()) {
-        if (auto r = apply_effect(*eng, p, e.effect, wnow); !r)
+        if (auto r = apply_effect(*eng, p, e.effect, wnow); !r) {
+          if (r.error().code == Errc::kDiskError) {
+            // The disk refuses writes: this entry and the ones after it are not held, so they
+            // are not acknowledged; the copy forgets them and the primary sends them again
+            // (docs/operations.md, "Disk full"). Logged once until an entry applies again.
+            if (!s.apply_refused) spdlog::error("dht: partition {} cannot apply lsn {}: {}", p, e.lsn, r.error().message);
+            s.apply_refused = true;
+            copy.apply_failed(e.lsn, now_ms());
+            break;
+          }
           spdlog::error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
+        } else if (s.apply_refused) {
+          s.apply_refused = false;
+          spdlog::warn("dht: partition {} applies replicated writes again (lsn {})", p, e.lsn);
+        }
         applied = true;
       }
       last = e.lsn;
     }
     if (out.snapshot_done_lsn) last = std::max(last, out.snapshot_done_lsn);
+    // Entries after a snapshot the disk refused build on what is not there: none is held.
+    // The replica stays behind (unacknowledged) until it is sent a snapshot again.
+    if (snapshot_refused) last = 0;
     s.replicated += out.apply.size();
     if (applied) {
-      auto [held, epoch] = copy.held();
-      eng->set_log_mark(p, {held, epoch});  // written after the data it describes
+      // Written after the data it describes; a snapshot the disk refused part of holds no
+      // LSN's state: the mark then claims nothing.
+      auto [held, epoch] = snapshot_refused ? std::pair<uint64_t, uint64_t>{0, 0} : copy.held();
+      eng->set_log_mark(p, {held, epoch});
       if (auto r = eng->commit(); !r) {
         spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
         last = 0;  // not durable: not acknowledged

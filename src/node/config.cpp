@@ -153,6 +153,10 @@ const std::vector<Setting>& settings() {
          else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
          return "";
        }},
+      {"storage.min_free_bytes",
+       "persistent engine: refuse writes (MISCONF) while the data directory's filesystem has less free space (0 = only after a failed write)",
+       [](const Config& c) { return std::to_string(c.storage.min_free_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.storage.min_free_bytes, v, 0, 1ull << 50); }},
       {"limits.proto_max_bulk_len", "largest bulk string a client may send",
        [](const Config& c) { return std::to_string(c.proto_max_bulk_len); },
        [](Config& c, const std::string& v) { return set_size(c.proto_max_bulk_len, v, 1024 * 1024, 512ull << 20); }},

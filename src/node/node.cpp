@@ -335,6 +335,20 @@ struct Node::Impl final : resp::NodeView {
       line("fsync", storage::fsync_policy_name(cfg.storage.fsync));
       line("wal_syncs", s.engine.syncs_total);
       line("disk_bytes", s.engine.disk_bytes);
+      if (s.disk) {
+        // Redis's names where they fit (a refused write is like a failed background save),
+        // then keel's own.
+        line("rdb_last_bgsave_status", s.disk->writable ? "ok" : "err");
+        line("aof_last_write_status", s.disk->writable ? "ok" : "err");
+        line("disk_write_status", s.disk->state);
+        line("disk_writable", s.disk->writable ? 1 : 0);
+        line("disk_read_only_open", s.disk->read_only ? 1 : 0);
+        line("disk_free_bytes", s.disk->free_bytes);
+        line("disk_min_free_bytes", cfg.storage.min_free_bytes);
+        line("disk_write_errors", s.disk->write_errors_total);
+        line("disk_refused_writes", s.disk->refused_writes_total);
+        line("disk_error", s.disk->error);
+      }
       o += "\r\n";
     }
     if (want("cpu")) {
@@ -428,8 +442,11 @@ struct Node::Impl final : resp::NodeView {
     }
   }
 
-  // Writes, syncs and removes a probe file in the data directory: "" if that worked.
+  // Writes, syncs and removes a probe file in the data directory: "" if that worked. Fails as
+  // well while the persistent engine refuses writes (disk full or failing), with its reason.
   std::string probe_storage() const {
+    if (shards && shards->size() > 0)
+      if (auto d = shards->shard(0).engine->disk_state(); d && !d->writable) return d->error;
     std::string path = cfg.storage.data_dir + "/.keel-health-probe";
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return fmt::format("cannot create {}: {}", path, std::strerror(errno));

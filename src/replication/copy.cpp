@@ -244,6 +244,22 @@ void Copy::durable(uint64_t lsn, int64_t now_ms) {
   }
 }
 
+void Copy::apply_failed(uint64_t lsn, int64_t now_ms) {
+  see(now_ms);
+  if (role_ != Role::kReplica || snap_in_progress_ || lsn == 0 || lsn > last_ || lsn <= durable_)
+    return;
+  // Entries above durable_ are never trimmed (trim_log keeps everything above it), so the
+  // entry at `lsn` is in the log.
+  if (lsn < log_first_) return;
+  const size_t keep = lsn - log_first_;
+  log_.resize(keep);
+  cum_bytes_.resize(keep);
+  last_ = lsn - 1;
+  bool known = false;
+  last_epoch_ = epoch_at(last_, &known);
+  commit_ = std::min(commit_, last_);
+}
+
 bool Copy::is_primary() const { return role_ == Role::kPrimary && !fenced(); }
 
 bool Copy::can_serve_reads(int64_t now_ms) const {

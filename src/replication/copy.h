@@ -275,6 +275,11 @@ class Copy {
   Result<uint64_t> append(Effect effect, int64_t now_ms);
   // Local durability: entries through `lsn` are as durable as the engine promises.
   void durable(uint64_t lsn, int64_t now_ms);
+  // Replica: the engine could not apply the entry at `lsn` (its disk is full or failing), so
+  // neither it nor any entry after it is held: they are forgotten (never acknowledged) and the
+  // primary sends them again after its next Append meets the mismatch. Ignored on a primary,
+  // for an LSN already durable, or beyond what the copy has.
+  void apply_failed(uint64_t lsn, int64_t now_ms);
   // Primary: sends the entries appended so far to every replica now, within each replica's
   // in-flight window, instead of waiting for the previous Append's ack (append() sends at
   // once only to an idle replica). The runtime calls it once per batch of writes.

@@ -73,6 +73,18 @@ ValueRef ref_to(const Value& v);
 // stream: an empty stream is kept, as in Redis).
 bool empty_collection(const Value& v);
 
+// The persistent engine's disk state: whether it takes writes, and if not, why. One state per
+// database (all shards share it).
+struct DiskState {
+  bool writable = true;
+  std::string state = "ok";  // ok | low_space | failed (DiskGuard::name)
+  std::string error;          // why writes are refused ("" while writable)
+  uint64_t write_errors_total = 0;    // failed writes, flushes and syncs of the database
+  uint64_t refused_writes_total = 0;  // writes refused with kDiskError
+  uint64_t free_bytes = 0;            // at the last look (0 if never read)
+  bool read_only = false;             // the database is open read-only (started on a full disk)
+};
+
 // What an update callback decided.
 enum class UpdateAction { kKeep, kWrite, kErase };
 
@@ -180,6 +192,16 @@ class Engine {
 
   virtual EngineStats stats() const = 0;
 
+  // Whether a write may start now. kDiskError (MISCONF-style message naming the data directory)
+  // while the persistent engine refuses writes: the disk is full or a write to it failed. A
+  // caller that modifies state outside the engine before writing asks first. Other writes
+  // check by themselves.
+  virtual Status admit_write() { return {}; }
+
+  // The persistent engine's disk state; nullopt for engines without a disk. Safe to call from
+  // any thread (unlike the rest of the interface).
+  virtual std::optional<DiskState> disk_state() const { return std::nullopt; }
+
   // Keys the engine removes on its own — a TTL that passed (found on access or by active
   // expiry) or an eviction under maxmemory — are reported here, on the engine's thread, right
   // after the removal. The replication hook (src/dht) turns them into deletions for the
@@ -228,6 +250,10 @@ struct EngineConfig {
   std::string data_dir = "./data";
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   uint64_t block_cache_bytes = 64ull << 20;
+  // Writes are refused (MISCONF) while the data directory's filesystem has less free space than
+  // this, so RocksDB never runs out of space in the middle of a write; they resume by themselves
+  // when space returns. 0 = refuse only after a write failed.
+  uint64_t min_free_bytes = 64ull << 20;
   // Persistent engine: keep every key in memory as well (reads never touch the disk; RocksDB
   // is the durable journal, like Redis with an append-only file). false: reads go to RocksDB
   // and the dataset may be larger than memory.

@@ -27,6 +27,7 @@ unsigned status_for(Errc c) {
     case Errc::kLimitExceeded:
       return 413;
     case Errc::kOutOfMemory:
+    case Errc::kDiskError:
       return 507;
     case Errc::kUnavailable:
       return 503;

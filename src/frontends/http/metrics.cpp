@@ -81,6 +81,13 @@ std::string render_metrics(const resp::Snapshot& s, uint64_t rss_bytes, uint64_t
   fams.push_back(single("keel_evicted_keys_total", "Keys evicted to stay under maxmemory", MetricType::Counter, static_cast<double>(e.evicted_keys_total)));
   fams.push_back(single("keel_disk_bytes", "Persistent engine size on disk", MetricType::Gauge, static_cast<double>(e.disk_bytes)));
   fams.push_back(single("keel_wal_syncs_total", "Write-ahead log fsyncs", MetricType::Counter, static_cast<double>(e.syncs_total)));
+  {
+    // The memory engine has no disk: always writable, never an error.
+    const storage::DiskState d = s.disk.value_or(storage::DiskState{});
+    fams.push_back(single("keel_storage_writable", "1 while the persistent engine takes writes, 0 while it refuses them (disk full or failing; see INFO persistence)", MetricType::Gauge, d.writable ? 1.0 : 0.0));
+    fams.push_back(single("keel_storage_write_errors_total", "Failed writes, flushes and syncs of the persistent engine's database", MetricType::Counter, static_cast<double>(d.write_errors_total)));
+    fams.push_back(single("keel_storage_refused_writes_total", "Writes refused (MISCONF / 507) while the disk was full or failing", MetricType::Counter, static_cast<double>(d.refused_writes_total)));
+  }
   fams.push_back(single("keel_http_requests_total", "HTTP requests served", MetricType::Counter, static_cast<double>(http_requests)));
   prometheus::TextSerializer ser;
   return ser.Serialize(fams);

@@ -59,6 +59,8 @@ HttpError resp_error_to_http(std::string_view err) {
     return {503, "UNAVAILABLE", after(err.find(' ') + 1)};
   if (err.starts_with("WRONGTYPE ")) return {409, "WRONG_TYPE", after(10)};
   if (err.starts_with("OOM ")) return {507, "OUT_OF_MEMORY", after(4)};
+  // The persistent engine refuses writes: the disk is full or failing (docs/operations.md).
+  if (err.starts_with("MISCONF ")) return {507, "DISK_ERROR", after(8)};
   return {500, "INTERNAL", std::string(err)};
 }
 

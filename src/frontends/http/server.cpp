@@ -375,7 +375,10 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
     };
     co_await runtime::run_on(shard, work);
     if (!st) {
-      auto code = st.error().code == Errc::kOutOfMemory ? bhttp::status::insufficient_storage : bhttp::status::internal_server_error;
+      // 507 Insufficient Storage: maxmemory (memory engine) or a disk that refuses writes.
+      auto code = st.error().code == Errc::kOutOfMemory || st.error().code == Errc::kDiskError
+                      ? bhttp::status::insufficient_storage
+                      : bhttp::status::internal_server_error;
       co_return error_response(req, code, errc_name(st.error().code), st.error().message);
     }
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"stored", true}, {"bytes", req.body().size()}});
@@ -390,7 +393,11 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
       }
     };
     co_await runtime::run_on(shard, work);
-    if (!res) co_return error_response(req, bhttp::status::internal_server_error, errc_name(res.error().code), res.error().message);
+    if (!res)
+      co_return error_response(req,
+                               res.error().code == Errc::kDiskError ? bhttp::status::insufficient_storage
+                                                                    : bhttp::status::internal_server_error,
+                               errc_name(res.error().code), res.error().message);
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", *res}});
   }
 
@@ -1002,6 +1009,8 @@ bhttp::status status_for(Errc c) {
     case Errc::kTimeout: return bhttp::status::gateway_timeout;
     case Errc::kLimitExceeded: return bhttp::status::too_many_requests;
     case Errc::kOutOfRange: return bhttp::status::gone;
+    case Errc::kOutOfMemory:
+    case Errc::kDiskError: return bhttp::status::insufficient_storage;
     default: return bhttp::status::internal_server_error;
   }
 }

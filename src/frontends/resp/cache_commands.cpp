@@ -42,6 +42,9 @@ void reply_cache_error(Reply& r, const Error& e) {
     case Errc::kOutOfMemory:
       r.error("OOM " + e.message);
       break;
+    case Errc::kDiskError:
+      r.error("MISCONF " + e.message);
+      break;
     case Errc::kWrongType:
       r.wrong_type();
       break;

@@ -46,6 +46,9 @@ inline uint64_t scan_order(std::string_view element) {
 inline void reply_status_error(Reply& r, const Error& e) {
   switch (e.code) {
     case Errc::kOutOfMemory: r.error("OOM " + e.message); break;
+    // The persistent engine refuses writes (disk full or failing): Redis's prefix for "cannot
+    // persist, writes refused".
+    case Errc::kDiskError: r.error("MISCONF " + e.message); break;
     case Errc::kWrongType: r.wrong_type(); break;
     // Redis's definite refusal (clients treat it as "not run", e.g. the SDK's PeerPool moves
     // on) only when nothing was applied; an unknown outcome must not look like one.

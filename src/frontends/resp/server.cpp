@@ -54,6 +54,12 @@ constexpr size_t kParseAhead = 32;              // requests parsed before any of
 // write in flight (the output-buffer limit bounds what messages add; this bounds replies).
 constexpr size_t kPushBackpressure = 1 << 20;
 
+// The reply for a write whose commit failed: MISCONF when the disk refuses (full or failing).
+std::string durable_error(const Error& e) {
+  if (e.code == Errc::kDiskError) return "MISCONF " + e.message;
+  return "ERR the write could not be made durable: " + e.message;
+}
+
 // A request parsed ahead: its arguments are flat[first, first + argc); argc = 0 for an empty
 // request (a blank line) that only consumes bytes.
 // The command is looked up once, when parsed; the routed key's partition is computed once, when
@@ -491,7 +497,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     // Another shard's write: commit it there before its reply can be sent.
     if (auto st = target.engine->commit(); !st) {
       out.resize(before);
-      Reply(out, proto).error("ERR the write could not be made durable: " + st.error().message);
+      Reply(out, proto).error(durable_error(st.error()));
     }
   };
   // Clients blocked on keys this command filled are served right after it, before anything
@@ -1608,7 +1614,7 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
   }
   if (auto st = target.engine->commit(); !st) {
     b.reply.clear();
-    Reply(b.reply, b.protocol).error("ERR the write could not be made durable: " + st.error().message);
+    Reply(b.reply, b.protocol).error(durable_error(st.error()));
   }
 }
 
@@ -1908,6 +1914,7 @@ awaitable<Snapshot> Server::Impl::collect() {
     snap.engine.disk_bytes = std::max(snap.engine.disk_bytes, es.disk_bytes);
     snap.engine.syncs_total += es.syncs_total;
   }
+  if (shards.size() > 0) snap.disk = shards.shard(0).engine->disk_state();
   auto distinct = [](std::vector<std::string>& v) {
     std::sort(v.begin(), v.end());
     return static_cast<uint64_t>(std::unique(v.begin(), v.end()) - v.begin());

@@ -75,6 +75,7 @@ struct Snapshot {
   observe::ShardStats stats;
   storage::EngineStats engine;
   unsigned shards = 0;
+  std::optional<storage::DiskState> disk;  // persistent engine: whether it takes writes
 };
 
 // Formats the INFO reply for `section` ("default", "all", "server", "keyspace", ...).

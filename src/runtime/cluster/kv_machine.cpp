@@ -28,7 +28,7 @@ Result<WriteResult> decode_reply(std::string_view in) {
   if (*code != 0) {
     auto msg = r.bytes(1 << 16);
     if (!msg) return std::unexpected(msg.error());
-    uint8_t c = *code > static_cast<uint8_t>(Errc::kInternal) ? static_cast<uint8_t>(Errc::kInternal) : *code;
+    uint8_t c = *code > static_cast<uint8_t>(Errc::kDiskError) ? static_cast<uint8_t>(Errc::kInternal) : *code;
     return make_error(static_cast<Errc>(c), std::string(*msg));
   }
   WriteResult w;

@@ -20,19 +20,25 @@ class ResidentEngine final : public Engine {
   }
   void prefetch(std::span<const KeyRef> keys) override { mem_->prefetch(keys); }
 
-  // Writes go to the journal first: if the disk refuses, memory is untouched and the caller
-  // gets the error.
+  // Writes go to the journal first: if it refuses the write, memory is untouched and the
+  // caller gets the error. kDiskError from the journal means it took the write but could not
+  // write it to disk yet: it keeps it and writes it again when the disk recovers, so memory
+  // takes it too (the caller gets the error: to it the outcome is unknown, as on a timeout).
   Status set_string(uint32_t partition, std::string_view key, std::string_view value,
                     int64_t expire_at_ms, int64_t now_ms) override {
     if (auto st = writable(); !st) return st;
-    if (auto st = fail_on(log_->set_string(partition, key, value, expire_at_ms, now_ms)); !st) return st;
-    return mem_->set_string(partition, key, value, expire_at_ms, now_ms);
+    auto j = log_->set_string(partition, key, value, expire_at_ms, now_ms);
+    if (!j && j.error().code != Errc::kDiskError) return j;
+    auto m = mem_->set_string(partition, key, value, expire_at_ms, now_ms);
+    return j ? m : j;
   }
 
   Status put(uint32_t partition, std::string_view key, Value value, int64_t now_ms) override {
     if (auto st = writable(); !st) return st;
-    if (auto st = fail_on(log_->put(partition, key, value, now_ms)); !st) return st;
-    return mem_->put(partition, key, std::move(value), now_ms);
+    auto j = log_->put(partition, key, value, now_ms);
+    if (!j && j.error().code != Errc::kDiskError) return j;
+    auto m = mem_->put(partition, key, std::move(value), now_ms);
+    return j ? m : j;
   }
 
   Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override {
@@ -40,15 +46,17 @@ class ResidentEngine final : public Engine {
     auto live = mem_->erase(partition, key, now_ms);
     if (!live || !*live) return live;
     if (auto r = log_->erase(partition, key, now_ms); !r) {
-      failed(r.error());
+      if (r.error().code != Errc::kDiskError) failed(r.error());
       return std::unexpected(r.error());
     }
     return true;
   }
 
-  // The new value is computed in memory and then journaled. If the journal write fails the
-  // engine refuses every later write (the in-memory value may already include this change,
-  // and a reply saying otherwise would be a lie either way).
+  // The new value is computed in memory and then journaled. The journal only buffers it (the
+  // disk is written at commit()), and a batch it could not write is kept and written again when
+  // the disk recovers, so memory and journal agree again. Any other journal error (a value the
+  // journal cannot take) leaves memory ahead of the journal: then the engine refuses every
+  // later write, since a reply saying otherwise would be a lie either way.
   Status update(uint32_t partition, std::string_view key, int64_t now_ms, const UpdateFn& fn) override {
     if (auto st = writable(); !st) return st;
     Status journaled;
@@ -63,7 +71,7 @@ class ResidentEngine final : public Engine {
       return act;
     });
     if (!journaled) {
-      failed(journaled.error());
+      if (journaled.error().code != Errc::kDiskError) failed(journaled.error());
       return journaled;
     }
     return st;
@@ -71,8 +79,10 @@ class ResidentEngine final : public Engine {
 
   Status write_batch(std::vector<BatchOp> ops, int64_t now_ms) override {
     if (auto st = writable(); !st) return st;
-    if (auto st = fail_on(log_->write_batch(ops, now_ms)); !st) return st;
-    return mem_->write_batch(std::move(ops), now_ms);
+    auto j = log_->write_batch(ops, now_ms);
+    if (!j && j.error().code != Errc::kDiskError) return j;
+    auto m = mem_->write_batch(std::move(ops), now_ms);
+    return j ? m : j;
   }
 
   uint64_t scan(uint64_t cursor, size_t count, int64_t now_ms, const ScanFn& fn) override {
@@ -84,11 +94,11 @@ class ResidentEngine final : public Engine {
   }
 
   Status drop_partition(uint32_t partition) override {
-    if (auto st = fail_on(log_->drop_partition(partition)); !st) return st;
+    if (auto st = log_->drop_partition(partition); !st) return st;
     return mem_->drop_partition(partition);
   }
   Status clear() override {
-    if (auto st = fail_on(log_->clear()); !st) return st;
+    if (auto st = log_->clear(); !st) return st;
     return mem_->clear();
   }
 
@@ -104,7 +114,10 @@ class ResidentEngine final : public Engine {
   void set_removal_listener(RemovalListener listener) override {
     mem_->set_removal_listener(std::move(listener));
   }
-  Status commit() override { return fail_on(log_->commit()); }
+  Status commit() override { return log_->commit(); }
+
+  Status admit_write() override { return writable(); }
+  std::optional<DiskState> disk_state() const override { return log_->disk_state(); }
   void set_log_mark(uint32_t partition, LogMark mark) override { log_->set_log_mark(partition, mark); }
   std::optional<LogMark> log_mark(uint32_t partition) override { return log_->log_mark(partition); }
 
@@ -132,22 +145,20 @@ class ResidentEngine final : public Engine {
   }
 
  private:
-  Status writable() const {
+  // Whether a write may change memory: not after a journal failure that left memory ahead
+  // (restart needed), and not while the journal's disk refuses writes (full, or failed: that
+  // clears by itself when the disk takes writes again).
+  Status writable() {
     if (!failure_.empty())
       return make_error(Errc::kIoError,
                         fmt::format("writes are refused since the journal failed ({}); restart the node "
                                     "once the disk is healthy",
                                     failure_));
-    return {};
+    return log_->admit_write();
   }
   void failed(const Error& e) {
     if (failure_.empty()) failure_ = e.message;
   }
-  Status fail_on(Status st) {
-    if (!st && st.error().code == Errc::kIoError) failed(st.error());
-    return st;
-  }
-
   std::unique_ptr<Engine> mem_;
   std::unique_ptr<Engine> log_;
   std::string failure_;

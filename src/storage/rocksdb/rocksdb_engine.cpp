@@ -6,21 +6,29 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <system_error>
 #include <unordered_map>
+
+#include <spdlog/spdlog.h>
+#include <sys/statvfs.h>
 
 #include "base/assert.h"
 #include "base/codec.h"
 #include "base/random.h"
+#include "storage/disk_guard.h"
 
 namespace keel::storage {
 namespace {
@@ -43,6 +51,8 @@ constexpr size_t kValueHeaderBytes = 10;
 constexpr size_t kMaxScanCursors = 1024;
 constexpr uint64_t kMaxKeyBytes = 512ull << 20;
 constexpr uint64_t kMaxValueBytes = 512ull << 20;
+
+constexpr const char* kMarksFamily = "keel_log_marks";  // partition (u32be) -> log mark
 
 std::string partition_prefix(uint32_t partition) {
   std::string out;
@@ -237,6 +247,41 @@ Status check_sizes(std::string_view key, const Value* v) {
   return {};
 }
 
+// RocksDB's own messages go to keel's log instead of a LOG file in the data directory. That
+// file was what killed the node on a full disk: once one of its writes failed with ENOSPC, the
+// next message RocksDB logged (the very error it had just met) was appended to a file writer
+// that had seen an error, and a RocksDB built with assertions (Debian's) aborts on that.
+// Warnings and above only (the rest is RocksDB's routine chatter); errors at warn, since keel
+// reports the disk state itself, once per change.
+class RocksLogger final : public rocksdb::Logger {
+ public:
+  RocksLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel() || level == rocksdb::InfoLogLevel::HEADER_LEVEL) return;
+    char buf[1024];
+    va_list copy;
+    va_copy(copy, ap);
+    int n = std::vsnprintf(buf, sizeof buf, format, copy);
+    va_end(copy);
+    if (n < 0) return;
+    std::string_view text(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) spdlog::warn("rocksdb: {}", text);
+    else spdlog::debug("rocksdb: {}", text);
+  }
+};
+
+// keel decides when to recover from a background error (DiskGuard, from maintenance()), so
+// RocksDB's own recovery is turned off: after an ENOSPC it waits for about a memtable's worth
+// of free space beyond the reserve (64 MB), answering DB::Resume() with Busy meanwhile.
+class NoAutoRecovery final : public rocksdb::EventListener {
+ public:
+  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status,
+                            bool* auto_recovery) override {
+    if (auto_recovery) *auto_recovery = false;
+  }
+};
+
 // ---- state shared by the shard instances -------------------------------------------------
 
 struct Shared;
@@ -274,6 +319,24 @@ struct Shared {
   std::atomic<int64_t> last_sync_ms{0};
   std::atomic<uint64_t> syncs{0};
 
+  // ---- the disk (see disk_guard.h and README.md "Disk full") --------------------------------
+  // Every call that writes to the database, flushes or syncs its WAL happens under io_mu, and
+  // in journal mode every use of `db` at all. After the first failure nothing touches the
+  // database's WAL writer again until recovery: a RocksDB built with assertions (Debian's) aborts
+  // when a file writer that saw an error is used again, and RocksDB's own notes on
+  // SyncWithoutFlush() warn that two concurrent syncs (two shards committing at once) can get
+  // there. Recovery closes and reopens `db` (journal mode) or calls DB::Resume()
+  // (keep_in_memory = no, where reads use `db` without the lock).
+  std::mutex io_mu;
+  DiskGuard guard;                        // under io_mu
+  std::atomic<bool> writable{true};       // guard.writable(), read without the lock
+  std::atomic<uint64_t> refused{0};       // writes refused with kDiskError
+  std::vector<rocksdb::WriteBatch> retained;  // journal batches not durable when it failed
+  bool read_only = false;                 // db was opened read-only (started on a full disk)
+  int64_t last_check_ms = 0;              // last look at the free space from maintenance()
+  rocksdb::Options options;               // to reopen with
+  std::string last_recovery_error;        // logged once
+
   Shared(const EngineConfig& c, const Clock& clk, unsigned n)
       : config(c),
         clock(&clk),
@@ -281,7 +344,8 @@ struct Shared {
         counts(new std::atomic<int64_t>[c.partitions]),
         ttl_counts(new std::atomic<int64_t>[c.partitions]),
         owner(new std::atomic<uint32_t>[c.partitions]),
-        expired_by_engine(new std::atomic<uint64_t>[n]) {
+        expired_by_engine(new std::atomic<uint64_t>[n]),
+        guard(DiskGuardConfig{c.min_free_bytes, std::max<uint64_t>(c.min_free_bytes / 8, 1 << 20), 1000}) {
     for (uint32_t p = 0; p < c.partitions; ++p) {
       counts[p].store(0);
       ttl_counts[p].store(0);
@@ -289,13 +353,151 @@ struct Shared {
     }
     for (unsigned i = 0; i < n; ++i) expired_by_engine[i].store(0);
   }
-  ~Shared() {
+  ~Shared() { close_db(); }
+
+  // ---- disk state: all under io_mu --------------------------------------------------------
+
+  uint64_t free_space() const {
+    struct statvfs fs {};
+    if (::statvfs(config.data_dir.c_str(), &fs) != 0) return UINT64_MAX;  // unknown: no refusal
+    return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  }
+
+  // The refusal every write gets while the guard says no.
+  std::unexpected<Error> refusal_locked() {
+    refused.fetch_add(1, std::memory_order_relaxed);
+    std::string why = guard.reason();
+    std::string what = guard.no_space() ? "no space left on device" : "a write to the disk failed";
+    return make_error(Errc::kDiskError,
+                      fmt::format("keel cannot persist to disk: {} in {} ({}); writes are refused "
+                                  "until {} (reads still served)",
+                                  what, config.data_dir, why,
+                                  guard.no_space() ? "space returns" : "the disk takes writes again"));
+  }
+
+  // Mirrors the guard into the lock-free flag and logs a state change once.
+  void publish_locked() {
+    writable.store(guard.writable(), std::memory_order_release);
+    if (auto t = guard.take_transition()) {
+      if (t->to == DiskGuard::State::kWritable)
+        spdlog::warn("storage: disk_write_status=ok data_dir={} previous={} writes are accepted again",
+                     config.data_dir, DiskGuard::name(t->from));
+      else
+        spdlog::error("storage: disk_write_status={} data_dir={} free_bytes={} reason=\"{}\" writes are "
+                      "refused (MISCONF) until the disk takes writes again; reads are served",
+                      DiskGuard::name(t->to), config.data_dir, guard.last_free(), t->reason);
+    }
+  }
+
+  void check_space_locked() {
+    guard.observe_free(free_space());
+    publish_locked();
+  }
+
+  void failed_locked(const char* what, const rocksdb::Status& st) {
+    const bool no_space = st.IsNoSpace() || st.ToString().find("No space left") != std::string::npos;
+    guard.write_failed(fmt::format("rocksdb {}: {}", what, st.ToString()), no_space, clock->now_ms());
+    check_space_locked();
+  }
+
+  bool broken_locked() const { return guard.state() == DiskGuard::State::kFailed || !db || read_only; }
+
+  // Journal mode: reopens the database (which replays what of its WAL reached the disk) and
+  // writes again the batches that were not durable when the failure came, in the order they
+  // were taken. Other modes: DB::Resume(). Leaves the guard in kFailed on any error.
+  void recover_locked(int64_t now_ms) {
+    if (auto why = try_recover_locked(); !why.empty()) {
+      guard.recovery_done(false, why, now_ms);
+      if (why != last_recovery_error)  // once per distinct reason, not every second
+        spdlog::warn("storage: recovery of data_dir={} failed, retrying while there is space: {}",
+                     config.data_dir, why);
+      last_recovery_error = why;
+    } else {
+      last_recovery_error.clear();
+      guard.observe_free(free_space());
+      guard.recovery_done(true, "", now_ms);
+    }
+    publish_locked();
+  }
+
+  // Opens `db` with its column families (the data, and the partitions' log marks), read-write
+  // (creating the marks' family if missing) or read-only (without it if it is missing: a
+  // database written before it existed; no mark is read, every write is refused anyway).
+  rocksdb::Status open_db(bool for_reading) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(options)}};
+    bool with_marks = true;
+    if (for_reading) {
+      std::vector<std::string> names;
+      with_marks = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(options), config.data_dir, &names).ok() &&
+                   std::find(names.begin(), names.end(), kMarksFamily) != names.end();
+    }
+    if (with_marks) families.push_back({kMarksFamily, rocksdb::ColumnFamilyOptions()});
+    rocksdb::DBOptions o(options);
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    auto st = for_reading ? rocksdb::DB::OpenForReadOnly(o, config.data_dir, families, &handles, &raw,
+                                                         /*error_if_wal_file_exists=*/false)
+                          : rocksdb::DB::Open(o, config.data_dir, families, &handles, &raw);
+    if (!st.ok()) return st;
+    db.reset(raw);
+    data_cf.reset(handles[0]);
+    marks_cf.reset(with_marks ? handles[1] : nullptr);
+    return st;
+  }
+  void close_db() {
     marks_cf.reset();  // column family handles go before the database closes
     data_cf.reset();
     if (db) {
       (void)db->Close();
       db.reset();
     }
+  }
+
+  // "" when recovered, else why not.
+  std::string try_recover_locked() {
+    if (config.journal_only) {
+      close_db();  // a WAL writer that saw an error is closed without a flush
+      auto st = open_db(false);
+      if (!st.ok()) return "reopen: " + st.ToString();
+      read_only = false;
+    } else {
+      auto st = db->Resume();
+      if (!st.ok()) return "resume: " + st.ToString();
+    }
+    rocksdb::WriteOptions wo;
+    for (auto& b : retained) {
+      auto st = db->Write(wo, &b);
+      if (!st.ok()) {
+        failed_locked("rewrite after recovery", st);
+        return "rewriting the batches not yet durable: " + st.ToString();
+      }
+    }
+    auto st = config.journal_only ? db->FlushWAL(/*sync=*/true) : db->SyncWAL();
+    if (!st.ok()) {
+      failed_locked("sync after recovery", st);
+      return "syncing after recovery: " + st.ToString();
+    }
+    retained.clear();
+    return "";
+  }
+
+  DiskState disk_state() {
+    std::lock_guard lk(io_mu);
+    DiskState d;
+    d.writable = guard.writable();
+    d.state = std::string(DiskGuard::name(guard.state()));
+    if (!d.writable) {
+      auto r = refusal_locked();
+      refused.fetch_sub(1, std::memory_order_relaxed);  // a look, not a refused write
+      d.error = r.error().message;
+    }
+    d.write_errors_total = guard.failures_total();
+    d.refused_writes_total = refused.load(std::memory_order_relaxed);
+    d.free_bytes = guard.last_free();
+    d.read_only = read_only;
+    return d;
   }
 };
 
@@ -322,7 +524,8 @@ class RocksEngine final : public Engine {
   }
   ~RocksEngine() override {
     abort_recount();
-    (void)write_pending();  // best effort; commit() is where errors are reported
+    std::lock_guard lk(s_->io_mu);
+    (void)write_pending_locked();  // best effort; commit() is where errors are reported
   }
 
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
@@ -349,6 +552,10 @@ class RocksEngine final : public Engine {
     claim(partition);
     if (auto st = check_sizes(key, &value); !st) return st;
     std::string k = encode_key(partition, key);
+    // Journal mode: the resident engine above asked admit_write() before changing memory; the
+    // journal takes what memory took (commit() refuses if the database failed meanwhile).
+    if (!s_->config.journal_only)
+      if (auto st = admit_write(); !st) return st;
     if (s_->config.journal_only) {  // the resident engine above keeps the counts
       rocksdb::Status st;
       if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
@@ -365,14 +572,13 @@ class RocksEngine final : public Engine {
     if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
       // A deadline that already passed: the key ends up absent.
       if (!before->exists) return {};
-      auto st = s_->db->Delete(wopts_, k);
-      if (!st.ok()) return io_error("delete", st);
+      if (auto st = io("delete", [&] { return s_->db->Delete(wopts_, k); }); !st) return st;
       adjust(partition, *before, KeyState{});
       return {};
     }
     encode_value(value, buf_);
-    auto st = s_->db->Put(wopts_, k, buf_);
-    if (!st.ok()) return io_error("put", st);
+    written_ += k.size() + buf_.size();
+    if (auto st = io("put", [&] { return s_->db->Put(wopts_, k, buf_); }); !st) return st;
     adjust(partition, *before, KeyState{true, value.expire_at_ms != 0});
     return {};
   }
@@ -386,13 +592,14 @@ class RocksEngine final : public Engine {
       if (auto w = pending_written_if_large(); !w) return std::unexpected(w.error());
       return true;  // liveness is known by the resident engine, not here
     }
+    if (auto a = admit_write(); !a) return std::unexpected(a.error());
     std::string raw;
     auto st = s_->db->Get(rocksdb::ReadOptions(), k, &raw);
     if (st.IsNotFound()) return false;
     if (!st.ok()) return io_error("get", st);
     const bool live = encoded_alive(raw, now_ms);
-    st = s_->db->Delete(wopts_, k);
-    if (!st.ok()) return io_error("delete", st);
+    if (auto d = io("delete", [&] { return s_->db->Delete(wopts_, k); }); !d)
+      return std::unexpected(d.error());
     adjust(partition, KeyState{true, encoded_expiry(raw) != 0}, KeyState{});
     return live;
   }
@@ -400,6 +607,7 @@ class RocksEngine final : public Engine {
   Status update(uint32_t partition, std::string_view key, int64_t now_ms,
                 const UpdateFn& fn) override {
     claim(partition);
+    if (auto a = admit_write(); !a) return a;
     std::string k = encode_key(partition, key);
     std::string raw;
     auto st = s_->db->Get(rocksdb::ReadOptions(), k, &raw);
@@ -416,8 +624,7 @@ class RocksEngine final : public Engine {
     if (act == UpdateAction::kKeep) return {};
     if (act == UpdateAction::kErase) {
       if (!existed) return {};
-      st = s_->db->Delete(wopts_, k);
-      if (!st.ok()) return io_error("delete", st);
+      if (auto d = io("delete", [&] { return s_->db->Delete(wopts_, k); }); !d) return d;
       adjust(partition, KeyState{true, encoded_expiry(raw) != 0}, KeyState{});
       return {};
     }
@@ -432,6 +639,8 @@ class RocksEngine final : public Engine {
                                       op.partition, s_->config.partitions - 1));
       if (auto st = check_sizes(op.key, op.value ? &*op.value : nullptr); !st) return st;
     }
+    if (!s_->config.journal_only)
+      if (auto a = admit_write(); !a) return a;
     rocksdb::WriteBatch batch;
     struct Track {
       uint32_t partition;
@@ -480,8 +689,8 @@ class RocksEngine final : public Engine {
         it->second.after = KeyState{};
       }
     }
-    auto st = s_->db->Write(wopts_, &batch);
-    if (!st.ok()) return io_error("write batch", st);
+    written_ += batch.GetDataSize();
+    if (auto st = io("write batch", [&] { return s_->db->Write(wopts_, &batch); }); !st) return st;
     for (const auto& [k, t] : touched) adjust(t.partition, t.before, t.after);
     return {};
   }
@@ -559,15 +768,25 @@ class RocksEngine final : public Engine {
       return make_error(Errc::kInvalidArgument,
                         fmt::format("partition {} out of range; allowed: 0..{}", partition,
                                     s_->config.partitions - 1));
-    if (auto st = write_pending(); !st) return st;  // earlier writes first, then the range delete
-    // The mark goes first: a crash in between leaves data that claims nothing, never a claim
-    // without its data.
-    marks_.erase(partition);
-    if (auto st = s_->db->Delete(wopts_, s_->marks_cf.get(), partition_prefix(partition)); !st.ok())
-      return io_error("delete log mark", st);
-    auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(),
-                                  partition_prefix(partition), partition_prefix(partition + 1));
-    if (!st.ok()) return io_error("delete range", st);
+    {
+      std::lock_guard lk(s_->io_mu);
+      if (auto st = write_pending_locked(); !st) return st;  // earlier writes first
+      // The mark goes first: a crash in between leaves data that claims nothing, never a
+      // claim without its data.
+      marks_.erase(partition);
+      if (s_->marks_cf)
+        if (auto st = io_locked("delete log mark", [&] {
+              return s_->db->Delete(wopts_, s_->marks_cf.get(), partition_prefix(partition));
+            });
+            !st)
+          return st;
+      if (auto st = io_locked("delete range", [&] {
+            return s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(),
+                                       partition_prefix(partition), partition_prefix(partition + 1));
+          });
+          !st)
+        return st;
+    }
     s_->counts[partition].store(0);
     s_->ttl_counts[partition].store(0);
     if (recount_.active && recount_.partition == partition) abort_recount();
@@ -575,7 +794,8 @@ class RocksEngine final : public Engine {
   }
 
   Status clear() override {
-    if (auto st = write_pending(); !st) return st;  // earlier writes first, then the range deletes
+    std::lock_guard lk(s_->io_mu);
+    if (auto st = write_pending_locked(); !st) return st;  // earlier writes first
     // Range-deletes every run of consecutive partitions this engine owns.
     uint32_t p = 0;
     const uint32_t n = s_->config.partitions;
@@ -586,9 +806,12 @@ class RocksEngine final : public Engine {
       }
       uint32_t q = p;
       while (q < n && s_->owner[q].load() == index_) ++q;
-      auto st = s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(), partition_prefix(p),
-                                    partition_prefix(q));
-      if (!st.ok()) return io_error("delete range", st);
+      if (auto st = io_locked("delete range", [&] {
+            return s_->db->DeleteRange(wopts_, s_->db->DefaultColumnFamily(), partition_prefix(p),
+                                       partition_prefix(q));
+          });
+          !st)
+        return st;
       for (uint32_t i = p; i < q; ++i) {
         s_->counts[i].store(0);
         s_->ttl_counts[i].store(0);
@@ -600,6 +823,8 @@ class RocksEngine final : public Engine {
   }
 
   Status compact() {
+    std::lock_guard lk(s_->io_mu);
+    if (s_->broken_locked()) return s_->refusal_locked();
     rocksdb::CompactRangeOptions o;
     o.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     auto st = s_->db->CompactRange(o, nullptr, nullptr);
@@ -621,6 +846,7 @@ class RocksEngine final : public Engine {
       used = std::max(used, kPartitionCost);
       left = used >= left ? 0 : left - used;
     }
+    disk_maintenance(now_ms);
     if (s_->config.fsync != FsyncPolicy::kEverySec) return;
     int64_t last = s_->last_sync_ms.load();
     if (now_ms < last) {
@@ -629,17 +855,35 @@ class RocksEngine final : public Engine {
     }
     if (now_ms - last < 1000) return;
     if (!s_->last_sync_ms.compare_exchange_strong(last, now_ms)) return;  // another shard does it
-    if (s_->db->FlushWAL(/*sync=*/true).ok()) s_->syncs++;
+    std::lock_guard lk(s_->io_mu);
+    if (s_->broken_locked()) return;
+    auto st = s_->db->FlushWAL(/*sync=*/true);
+    if (st.ok()) s_->syncs++;
+    else s_->failed_locked("sync WAL", st);
   }
 
   // Journal mode buffers the WAL in memory (manual_wal_flush) until commit(): one write (and,
-  // for fsync=always, one fsync) per pipelined batch instead of one per command.
+  // for fsync=always, one fsync) per pipelined batch instead of one per command. The batch is
+  // kept until the flush (and sync) succeeded: if either fails, it is handed to the shared
+  // state and written again after recovery, so the journal catches up with what memory holds.
   Status commit() override {
-    if (!s_->config.journal_only) return write_marks();  // each write was written (and synced) itself
-    if (auto w = write_pending(); !w) return w;
-    if (auto w = write_marks(); !w) return w;  // after the data, in the same WAL flush
+    std::lock_guard lk(s_->io_mu);
+    if (!s_->config.journal_only) return write_marks_locked();  // each write was written (and synced) itself
+    // Nothing written since the last commit (a refused write, a read): nothing to make durable.
+    if (pending_.Count() == 0 && unsynced_.empty() && s_->broken_locked()) return {};
+    marks_into_pending();  // after the data, in the same batch
+    if (auto w = write_pending_locked(); !w) return w;
+    if (s_->broken_locked()) {
+      retain_locked();
+      return s_->refusal_locked();
+    }
     auto st = s_->db->FlushWAL(/*sync=*/s_->config.fsync == FsyncPolicy::kAlways);
-    if (!st.ok()) return io_error("flush WAL", st);
+    if (!st.ok()) {
+      s_->failed_locked("flush WAL", st);
+      retain_locked();
+      return s_->refusal_locked();
+    }
+    unsynced_.clear();
     if (s_->config.fsync == FsyncPolicy::kAlways) s_->syncs++;
     return {};
   }
@@ -647,6 +891,8 @@ class RocksEngine final : public Engine {
   void set_log_mark(uint32_t partition, LogMark mark) override { marks_[partition] = mark; }
   std::optional<LogMark> log_mark(uint32_t partition) override {
     if (auto it = marks_.find(partition); it != marks_.end()) return it->second;
+    std::lock_guard lk(s_->io_mu);  // recovery may reopen the database
+    if (!s_->db || !s_->marks_cf) return std::nullopt;
     std::string raw;
     auto st = s_->db->Get(rocksdb::ReadOptions(), s_->marks_cf.get(), partition_prefix(partition), &raw);
     if (!st.ok()) return std::nullopt;
@@ -658,22 +904,56 @@ class RocksEngine final : public Engine {
   }
 
   Status flush() override {
-    if (auto w = write_pending(); !w) return w;
-    if (auto w = write_marks(); !w) return w;
+    std::lock_guard lk(s_->io_mu);
+    if (!s_->config.journal_only) {
+      if (auto w = write_marks_locked(); !w) return w;
+    } else {
+      marks_into_pending();
+    }
+    if (auto w = write_pending_locked(); !w) return w;
+    if (s_->broken_locked()) {
+      retain_locked();
+      return s_->refusal_locked();
+    }
     auto st = s_->db->FlushWAL(/*sync=*/true);
-    if (!st.ok()) return io_error("sync WAL", st);
+    if (!st.ok()) {
+      s_->failed_locked("sync WAL", st);
+      retain_locked();
+      return s_->refusal_locked();
+    }
+    unsynced_.clear();
     s_->syncs++;
     return {};
   }
+
+  Status admit_write() override {
+    if (!s_->writable.load(std::memory_order_acquire)) {
+      std::lock_guard lk(s_->io_mu);
+      if (!s_->guard.writable()) return s_->refusal_locked();
+    }
+    if (written_ < budget_) return {};
+    // This shard used up its share of the headroom above the reserve: look at the disk again.
+    std::lock_guard lk(s_->io_mu);
+    s_->check_space_locked();
+    written_ = 0;
+    budget_ = s_->guard.write_budget(s_->shards, kMaxBudget);
+    if (!s_->guard.writable()) return s_->refusal_locked();
+    return {};
+  }
+
+  std::optional<DiskState> disk_state() const override { return s_->disk_state(); }
 
   EngineStats stats() const override {
     EngineStats out;
     out.keys = size();
     out.keys_with_expiry = owned_sum(s_->ttl_counts.get());
+    out.expired_keys_total = s_->expired_by_engine[index_].load();
+    out.syncs_total = s_->syncs.load();
+    std::lock_guard lk(s_->io_mu);  // recovery may reopen db
+    if (!s_->db) return out;
     uint64_t mem = 0;
     s_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
     out.used_memory_bytes = mem + (s_->cache ? s_->cache->GetUsage() : 0);
-    out.expired_keys_total = s_->expired_by_engine[index_].load();
     out.evicted_keys_total = 0;
     uint64_t sst = 0;
     s_->db->GetIntProperty("rocksdb.live-sst-files-size", &sst);
@@ -682,7 +962,6 @@ class RocksEngine final : public Engine {
     if (s_->db->GetSortedWalFiles(wals).ok())
       for (const auto& w : wals) wal += w->SizeFileBytes();
     out.disk_bytes = sst + wal;
-    out.syncs_total = s_->syncs.load();
     return out;
   }
 
@@ -834,34 +1113,90 @@ class RocksEngine final : public Engine {
   rocksdb::WriteBatch pending_;
   static constexpr size_t kPendingLimit = 4 << 20;  // written early past this size
 
-  // The log marks set since the last commit, written after every write made before them.
-  Status write_marks() {
-    if (marks_.empty()) return {};
-    rocksdb::WriteBatch b;
+  // The log marks set since the last commit, written after every write made before them: in
+  // journal mode into the same batch as the data (kept with it if the disk fails), otherwise
+  // as a batch of their own. A mark that is lost leaves the data claiming less, never more.
+  std::map<uint32_t, LogMark> marks_;
+  void marks_into_pending() {
+    if (!s_->marks_cf) return;  // opened read-only without the family: every write is refused
     for (auto& [p, m] : marks_) {
       std::string v;
       Writer w(v);
       w.varint(m.lsn);
       w.varint(m.epoch);
-      b.Put(s_->marks_cf.get(), partition_prefix(p), v);
+      pending_.Put(s_->marks_cf.get(), partition_prefix(p), v);
     }
     marks_.clear();
-    auto st = s_->db->Write(wopts_, &b);
-    if (!st.ok()) return io_error("write log marks", st);
-    return {};
   }
-  std::map<uint32_t, LogMark> marks_;
+  Status write_marks_locked() {
+    if (marks_.empty()) return {};
+    marks_into_pending();
+    return write_pending_locked();
+  }
 
-  Status write_pending() {
+  // Writes the journal batch (without flushing the WAL buffer); kept in unsynced_ until
+  // commit() flushed it. Under io_mu.
+  Status write_pending_locked() {
     if (pending_.Count() == 0) return {};
+    written_ += pending_.GetDataSize();
+    if (s_->broken_locked()) {
+      retain_locked();
+      return s_->refusal_locked();
+    }
     auto st = s_->db->Write(wopts_, &pending_);
+    if (!st.ok()) {
+      s_->failed_locked("write", st);
+      retain_locked();
+      return s_->refusal_locked();
+    }
+    unsynced_.push_back(std::move(pending_));
     pending_.Clear();
-    if (!st.ok()) return io_error("write", st);
     return {};
   }
   Status pending_written_if_large() {
-    return pending_.GetDataSize() > kPendingLimit ? write_pending() : Status{};
+    if (pending_.GetDataSize() <= kPendingLimit) return {};
+    std::lock_guard lk(s_->io_mu);
+    return write_pending_locked();
   }
+  // Hands the batches not known durable to the shared state, for recovery to write again.
+  void retain_locked() {
+    for (auto& b : unsynced_) s_->retained.push_back(std::move(b));
+    unsynced_.clear();
+    if (pending_.Count() > 0) s_->retained.push_back(std::move(pending_));
+    pending_.Clear();
+  }
+  // A database call that writes (keep_in_memory = no, range deletes): refused while the
+  // database failed; its own failure marks it failed.
+  template <class F>
+  Status io_locked(const char* what, F&& fn) {
+    if (s_->broken_locked()) return s_->refusal_locked();
+    rocksdb::Status st = fn();
+    if (!st.ok()) {
+      s_->failed_locked(what, st);
+      return s_->refusal_locked();
+    }
+    return {};
+  }
+  template <class F>
+  Status io(const char* what, F&& fn) {
+    std::lock_guard lk(s_->io_mu);
+    return io_locked(what, std::forward<F>(fn));
+  }
+  // Looks at the free space (at most every 100 ms of `now_ms`, whichever shard comes first) and
+  // attempts recovery when the guard says so.
+  void disk_maintenance(int64_t now_ms) {
+    std::unique_lock lk(s_->io_mu, std::try_to_lock);
+    if (!lk.owns_lock()) return;  // another shard is at it (or writing): next time
+    if (now_ms >= s_->last_check_ms && now_ms - s_->last_check_ms < 100) return;
+    s_->last_check_ms = now_ms;
+    s_->check_space_locked();
+    if (s_->guard.should_recover(now_ms)) s_->recover_locked(now_ms);
+  }
+
+  static constexpr uint64_t kMaxBudget = 16ull << 20;  // re-read free space at least this often
+  std::vector<rocksdb::WriteBatch> unsynced_;  // written to the db, WAL not yet flushed
+  uint64_t written_ = 0;  // bytes written since this shard last looked at the free space
+  uint64_t budget_ = 0;   // bytes it may write before it looks again
   Value last_;        // backs the ValueRef returned by get()
   Value scan_value_;  // backs the ValueRef passed to scan callbacks
   std::string buf_;
@@ -922,19 +1257,44 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   t.pin_l0_filter_and_index_blocks_in_cache = true;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
 
-  rocksdb::DB* db = nullptr;
-  o.create_missing_column_families = true;
-  const std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(o)},
-      {"keel_log_marks", rocksdb::ColumnFamilyOptions()}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  auto st = rocksdb::DB::Open(rocksdb::DBOptions(o), config.data_dir, families, &handles, &db);
-  if (!st.ok())
-    return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
-                                                  config.data_dir, st.ToString()));
-  shared->db.reset(db);
-  shared->data_cf.reset(handles[0]);
-  shared->marks_cf.reset(handles[1]);
+  // Recovery replays the WAL into the memtable without writing an SST at once: starting (or
+  // reopening after a failure) then needs almost no disk space, and the WAL stays until the
+  // memtable is flushed in the background as usual.
+  o.avoid_flush_during_recovery = true;
+  o.info_log = std::make_shared<RocksLogger>();
+  o.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  o.listeners.push_back(std::make_shared<NoAutoRecovery>());
+  shared->options = o;
+
+  // On a full disk (below the reserve, or a read-write open that fails for want of space) the
+  // resident engine still starts: the database is opened read-only, reads are served from
+  // memory, writes are refused until maintenance() finds space and reopens it read-write.
+  const uint64_t free = shared->free_space();
+  const bool low = config.min_free_bytes != 0 && free < config.min_free_bytes;
+  rocksdb::Status st;
+  if (!low || !config.journal_only) st = shared->open_db(false);
+  // Only for want of space: another process holding the database's lock, a corrupt or
+  // unreadable database stay errors.
+  const bool no_space = !st.ok() && (st.IsNoSpace() || st.ToString().find("No space left") != std::string::npos);
+  if (low || !st.ok()) {
+    std::string why = low ? fmt::format("free space {} bytes is below the reserve of {} bytes "
+                                        "(storage.min_free_bytes)",
+                                        free, config.min_free_bytes)
+                          : "opening read-write failed: " + st.ToString();
+    if (!config.journal_only || !(low || no_space))
+      return make_error(Errc::kIoError, fmt::format("cannot open RocksDB at '{}': {}",
+                                                    config.data_dir, why));
+    auto ro = shared->open_db(true);
+    if (!ro.ok())
+      return make_error(Errc::kIoError,
+                        fmt::format("cannot open RocksDB at '{}' ({}), not even read-only: {}",
+                                    config.data_dir, why, ro.ToString()));
+    shared->read_only = true;
+    std::lock_guard lk(shared->io_mu);
+    shared->guard.write_failed("started read-only: " + why, true, clock.now_ms());
+    shared->check_space_locked();
+  }
+  rocksdb::DB* db = shared->db.get();
 
   // Recount keys per partition (expired-but-present keys included, as the write path counts).
   // In journal mode the resident engine counts while it loads.

@@ -246,6 +246,48 @@ TEST(ReplicationCopy, MismatchMakesThePrimaryResendFromTheReplicasLastEntry) {
   EXPECT_EQ(n.applied[3][1].effect.view(), "w0");
 }
 
+TEST(ReplicationCopy, EntriesAReplicaCouldNotApplyAreNotAcknowledgedAndAreSentAgain) {
+  // Replica 3's disk refuses writes: what it could not apply must not count toward the write
+  // quorum, and must reach it once its disk takes writes again.
+  Net n({1, 2, 3});
+  n.auto_durable[3] = false;
+  n.configure_all(cfg3(3));  // every copy needed: the quorum waits for replica 3
+  n.deliver_all();
+  n.c(3).durable(n.c(3).last_lsn(), n.now);
+  n.collect(3);
+  n.deliver_all();
+  uint64_t a = n.write(1, "a");
+  uint64_t b = n.write(1, "b");
+  n.deliver_all();
+  ASSERT_EQ(n.c(3).last_lsn(), b);
+  // Applying `a` failed: neither `a` nor `b` is held; nothing is acknowledged.
+  n.c(3).apply_failed(a, n.now);
+  n.collect(3);
+  EXPECT_EQ(n.c(3).last_lsn(), a - 1);
+  n.c(3).durable(b, n.now);  // a stale durable() cannot acknowledge what was forgotten
+  n.collect(3);
+  n.deliver_all();
+  EXPECT_LT(n.committed[1], a);
+  // The primary's next Append meets the mismatch and sends both again.
+  n.applied[3].clear();
+  n.write(1, "c");
+  n.deliver_all();
+  ASSERT_EQ(n.c(3).last_lsn(), b + 1);
+  ASSERT_GE(n.applied[3].size(), 3u);
+  EXPECT_EQ(n.applied[3][0].effect.view(), "a");
+  EXPECT_EQ(n.applied[3][1].effect.view(), "b");
+  n.c(3).durable(b + 1, n.now);
+  n.collect(3);
+  n.deliver_all();
+  EXPECT_EQ(n.committed[1], b + 1);
+  // Ignored where it makes no sense: on the primary, and for a durable entry.
+  uint64_t before = n.c(1).last_lsn();
+  n.c(1).apply_failed(a, n.now);
+  EXPECT_EQ(n.c(1).last_lsn(), before);
+  n.c(3).apply_failed(a, n.now);
+  EXPECT_EQ(n.c(3).last_lsn(), b + 1);
+}
+
 TEST(ReplicationCopy, FencedReplicaRefusesTheOldEpochAndDeposesItsPrimary) {
   Net n({1, 2, 3});
   n.configure_all(cfg3(2));
