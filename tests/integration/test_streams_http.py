@@ -271,6 +271,23 @@ class StreamsHttpCluster(unittest.TestCase):
             self.assertEqual(len(body["entries"]), 2)
             st, acked = call(ports[0], "POST", "/v1/streams/events:0/groups/g/ack", {"ids": [e["id"] for e in body["entries"]]})
             self.assertEqual((st, acked), (200, {"acked": 2}))
+            # A read waiting on node 3 is answered by an append through node 1.
+            st, body = call(ports[0], "POST", "/v1/streams/live/groups/g", {"mkstream": True})
+            self.assertEqual(st, 201, body)
+            result = {}
+            t = threading.Thread(target=lambda: result.setdefault(
+                "r", call(ports[2], "GET", "/v1/streams/live/groups/g?consumer=c3&block_ms=30000")))
+            t.start()
+            r = c.client(2)
+            for _ in range(1000):
+                if any(x.get("name", x.get(b"name")) in ("c3", b"c3") for x in r.xinfo_consumers("live", "g")):
+                    break
+                time.sleep(0.01)
+            st, body = call(ports[0], "POST", "/v1/streams/live", {"fields": {"from": "node1"}})
+            self.assertEqual(st, 201, body)
+            t.join(60)
+            self.assertFalse(t.is_alive())
+            self.assertEqual(result["r"], (200, {"entries": [{"id": body["id"], "fields": {"from": "node1"}}]}))
         finally:
             c.cleanup()
 
