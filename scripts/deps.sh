@@ -6,6 +6,7 @@ set -euo pipefail
 build_pkgs=(
   g++ cmake ninja-build ccache pkg-config      # toolchain
   libboost1.81-dev libssl-dev                  # Asio/Beast event loops, TCP, TLS, HTTP
+  libsodium-dev                                # Argon2id password hashes (users and access rules)
   librocksdb-dev                               # persistent storage engine
   prometheus-cpp-dev                           # metrics registry + text exposition
   libspdlog-dev libfmt-dev                     # logs, formatting (<format> is missing in g++ 12)

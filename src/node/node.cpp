@@ -35,6 +35,8 @@
 #include "services/routing/service.h"
 #include "frontends/resp/command.h"
 #include "frontends/resp/server.h"
+#include "security/acl.h"
+#include "security/acl_service.h"
 #include "security/pki.h"
 #include "security/tls.h"
 #include "node/logging.h"
@@ -101,6 +103,8 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<cluster::MetaService> meta;  // cluster metadata (Rabia), when node_id != 0
   std::unique_ptr<cache::Service> caches;      // named caches (definitions in `meta`)
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
+  std::unique_ptr<security::Acl> acl;          // users and access rules (kept in `meta`)
+  std::unique_ptr<security::AclService> acl_service;
   int64_t tls_not_after = 0;  // the RESP TLS listener's certificate: unix seconds (0: no TLS)
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
@@ -175,7 +179,12 @@ struct Node::Impl final : resp::NodeView {
       if (auto at = kv.first.find("-listpack-"); at != std::string::npos && kv.first[0] != 's')
         all.emplace_back(kv.first.substr(0, at) + "-ziplist-" + kv.first.substr(at + 10), kv.second);
     }
-    for (auto& kv : describe(cfg)) all.push_back(kv);
+    for (auto& kv : describe(cfg)) {
+      // Only a hash of the password is kept (ACL GETUSER default shows it).
+      if (kv.first == "server.requirepass") kv.second.clear();
+      all.push_back(kv);
+    }
+    all.emplace_back("requirepass", "");
     for (auto& kv : all)
       if (resp::glob_match(pattern, kv.first, true)) out.push_back(kv);
     return out;
@@ -199,7 +208,7 @@ struct Node::Impl final : resp::NodeView {
     auto it = kAliases.find(name);
     if (it == kAliases.end())
       return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel, "
-                         "client-output-buffer-limit); "
+                         "client-output-buffer-limit, requirepass); "
                          "set it in keel.toml, a KEEL_* variable or a flag and restart",
                          name);
     std::string v(value);
@@ -377,6 +386,13 @@ struct Node::Impl final : resp::NodeView {
       line("client_output_buffer_limit_disconnections", s.stats.client_output_buffer_limit_disconnections);
       line("pubsub_messages_delivered", s.stats.pubsub_messages_delivered);
       line("pubsub_fanout_dropped", s.stats.pubsub_fanout_dropped);
+      if (acl) {
+        auto d = acl->denials();
+        line("acl_access_denied_auth", d.auth);
+        line("acl_access_denied_cmd", d.command);
+        line("acl_access_denied_key", d.key);
+        line("acl_access_denied_channel", d.channel);
+      }
       o += "\r\n";
     }
     if (all || section == "commandstats") {
@@ -526,6 +542,19 @@ Status Node::start() {
   }
   im.resp = std::make_unique<resp::Server>(
       *im.shards, im, ro, [&im](std::string_view sec, const resp::Snapshot& s) { return im.info(sec, s); });
+  // Users: the default user is open (nopass) unless server.requirepass sets its password;
+  // users in cluster metadata (ACL SETUSER, CONFIG SET requirepass) take precedence.
+  im.acl = std::make_unique<security::Acl>(resp::acl_catalog());
+  if (!im.cfg.requirepass.empty()) {
+    security::User d = security::default_user();
+    d.nopass = false;
+    auto h = security::hash_password(im.cfg.requirepass);
+    if (!h) return std::unexpected(h.error());
+    d.passwords.push_back(std::move(*h));
+    im.acl->set_builtin_default(std::move(d));
+  }
+  im.acl_service = std::make_unique<security::AclService>(*im.acl);
+  im.resp->set_acl(im.acl_service.get());
   im.caches = std::make_unique<cache::Service>(
       *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
                                                                              : cache::EngineKind::kPersistent);
@@ -573,6 +602,7 @@ Status Node::start() {
   ho.tls_cert_not_after = im.tls_not_after;
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
+  im.http->set_acl(im.acl_service.get());
   {
     routing::Options rop;
     if (!im.cfg.gateway_routes_file.empty()) {
@@ -665,6 +695,8 @@ Status Node::start() {
     im.caches->start();
     im.routes->set_meta(im.meta.get());
     im.routes->start();
+    im.acl_service->set_meta(im.meta.get());
+    im.acl_service->start();
     if (im.cfg.gateway_enabled) im.gateway->start(*im.shards);
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
@@ -774,6 +806,7 @@ void Node::stop() {
   // on it get their answer posted to shard 0).
   if (im.caches) im.caches->stop();
   if (im.routes) im.routes->stop();
+  if (im.acl_service) im.acl_service->stop();
   if (im.gateway) im.gateway->stop();
   if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();

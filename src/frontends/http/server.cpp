@@ -34,7 +34,10 @@
 #include "frontends/http/resp_reply.h"
 #include "frontends/http/ui_page.h"
 #include "frontends/resp/server_async.h"
+#include "frontends/resp/command.h"
 #include "observe/health_board.h"
+#include "security/acl.h"
+#include "security/acl_service.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
 
@@ -172,6 +175,13 @@ struct Server::Impl {
   observe::HealthBoard* health = nullptr;
   observe::Tracer* tracer = nullptr;
   Gateway* gateway = nullptr;
+  security::AclService* acl_service = nullptr;
+  security::Acl* acl = nullptr;
+
+  // Users and access rules on /v1/*: who is asking (Authorization: Basic, else the default
+  // user) and whether the command the request is equivalent to is allowed. An answer (401,
+  // 403) refuses the request; nullopt lets it through.
+  awaitable<std::optional<Response>> authorize(const Request& req);
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
 
@@ -495,6 +505,16 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = render_metrics(snap, rss_bytes(), requests.load());
     if (gateway) res.body() += gateway->impl().metrics_text();
+    if (acl) {
+      auto d = acl->denials();
+      res.body() += fmt::format(
+          "# HELP keel_acl_denied_total Requests refused by users and access rules (RESP and HTTP): failed "
+          "authentication, or a command, key or channel outside the user's rules.\n"
+          "# TYPE keel_acl_denied_total counter\n"
+          "keel_acl_denied_total{{reason=\"auth\"}} {}\nkeel_acl_denied_total{{reason=\"command\"}} {}\n"
+          "keel_acl_denied_total{{reason=\"key\"}} {}\nkeel_acl_denied_total{{reason=\"channel\"}} {}\n",
+          d.auth, d.command, d.key, d.channel);
+    }
     if (opt.tls_cert_not_after)
       res.body() += fmt::format(
           "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
@@ -638,6 +658,143 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
                                        std::string(req.method_string()), std::string(path)));
 }
 
+namespace {
+
+// The RESP command an HTTP request is equivalent to, for the access rules (docs/security.md
+// lists them). Empty: the path is not governed by users (health, metrics, the UI page).
+std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view path, bool pattern) {
+  auto decoded = [](std::string_view s) {
+    std::string out;
+    if (!url_decode(s, out, false)) out.assign(s);
+    return out;
+  };
+  const bool get = method == bhttp::verb::get || method == bhttp::verb::head;
+  const bool del = method == bhttp::verb::delete_;
+  if (path.starts_with("/v1/kv/") && path.size() > 7) {
+    std::string key = decoded(path.substr(7));
+    if (get) return {"get", key};
+    if (del) return {"del", key};
+    return {"set", key, ""};
+  }
+  if (path == "/v1/kv" || path == "/v1/kv/") return {"scan", "0"};
+  if (path.starts_with("/v1/pubsub/")) {
+    std::string ch = decoded(path.substr(11));
+    if (get) return {pattern ? "psubscribe" : "subscribe", ch};
+    return {"publish", ch, ""};
+  }
+  if (path == "/v1/caches" || path == "/v1/caches/") return {"cache.list"};
+  if (path.starts_with("/v1/caches/")) {
+    std::string_view rest = path.substr(11);
+    size_t slash = rest.find('/');
+    std::string name = decoded(rest.substr(0, slash));
+    std::string_view tail = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    if (tail.starts_with("/entries/") && tail.size() > 9) {
+      std::string key = decoded(tail.substr(9));
+      if (get) return {"cache.get", name, key};
+      if (del) return {"cache.del", name, key};
+      return {"cache.put", name, key, ""};
+    }
+    if (tail.starts_with("/entries")) return {"cache.clear", name};
+    if (get) return {"cache.info", name};
+    if (del) return {"cache.drop", name};
+    return {"cache.create", name};
+  }
+  if (path == "/v1/routes" || path.starts_with("/v1/routes/"))
+    return {del ? "route.deregister" : "route.register", "", ""};
+  if (path == "/v1/cluster/status") return {"cluster", "info"};
+  if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/")) {
+    if (get) return {"cluster", "nodes"};
+    return {"cluster", del ? "forget" : "meet"};
+  }
+  // The metadata store itself (every domain, users included): CLUSTER's "meta" subcommand.
+  if (path == "/v1" || path.starts_with("/v1/")) return {"cluster", "meta"};
+  return {};
+}
+
+std::string base64_decode(std::string_view in) {
+  if (in.empty() || in.size() % 4 != 0 || in.size() > 4096) return {};
+  std::string out(in.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
+  if (n < 0) return {};
+  size_t len = static_cast<size_t>(n);
+  if (in.ends_with("==")) len -= 2;
+  else if (in.ends_with("=")) len -= 1;
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
+  std::string_view target(req.target().data(), req.target().size());
+  const size_t qpos = target.find('?');
+  const std::string_view path = target.substr(0, qpos);
+  if (!(path == "/v1" || path.starts_with("/v1/"))) co_return std::nullopt;  // health, metrics, the UI page
+  auto unauthorized = [&](std::string message) {
+    Response res = error_response(req, bhttp::status::unauthorized, "UNAUTHENTICATED", std::move(message));
+    res.set(bhttp::field::www_authenticate, "Basic realm=\"keel\", charset=\"UTF-8\"");
+    return res;
+  };
+  std::shared_ptr<const security::User> user;
+  auto auth = req.find(bhttp::field::authorization);
+  if (auth != req.end()) {
+    std::string_view v(auth->value().data(), auth->value().size());
+    if (v.size() < 6 || !resp::iequals(v.substr(0, 6), "basic "))
+      co_return unauthorized("only Authorization: Basic <base64 of user:password> is accepted");
+    std::string creds = base64_decode(v.substr(6));
+    size_t colon = creds.find(':');
+    if (colon == std::string::npos)
+      co_return unauthorized("Authorization: Basic must carry base64 of user:password");
+    std::string name = creds.substr(0, colon);
+    std::string password = creds.substr(colon + 1);
+    std::fill(creds.begin(), creds.end(), '\0');
+    user = co_await acl_service->authenticate(name, password);
+    std::fill(password.begin(), password.end(), '\0');
+    if (!user) {
+      resp::ClientState cs;
+      cs.addr = "http";
+      cs.last_cmd = "auth";
+      resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
+      co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
+    }
+  } else {
+    user = acl->default_user();
+    if (!user->enabled || !user->nopass)
+      co_return unauthorized("NOAUTH Authentication required: send Authorization: Basic <base64 of user:password>");
+  }
+  if (user->unrestricted()) co_return std::nullopt;
+  bool pattern = false;
+  if (qpos != std::string_view::npos) {
+    Query q;
+    if (parse_query(target.substr(qpos + 1), q))
+      if (const std::string* p = q.get("pattern")) pattern = *p == "true" || *p == "1" || *p == "yes";
+  }
+  std::vector<std::string> argv = equivalent_command(req.method(), path, pattern);
+  if (argv.empty()) co_return std::nullopt;
+  const resp::CommandSpec* spec = resp::find_command(argv[0]);
+  if (!spec) co_return std::nullopt;
+  std::vector<std::string_view> views(argv.begin(), argv.end());
+  resp::Args args(views.data(), views.size());
+  auto d = resp::acl_check(*user, *spec, args);
+  if (!d) co_return std::nullopt;
+  resp::ClientState cs;
+  cs.addr = "http";
+  cs.user = user;
+  cs.last_cmd = spec->name;
+  resp::acl_log(*acl, cs, d->reason, d->object, user->name, SystemClock::instance().now_ms());
+  Response res = error_response(req, bhttp::status::forbidden, "NOPERM", d->error.substr(7));
+  auto body = json::parse(res.body(), nullptr, false);
+  if (!body.is_discarded()) {
+    body["error"]["command"] = resp::full_command_name(*spec, args);
+    body["error"]["reason"] = d->reason;
+    if (d->reason != "command") body["error"]["object"] = d->object;
+    res.body() = body.dump();
+    res.prepare_payload();
+  }
+  co_return res;
+}
+
 awaitable<void> Server::Impl::session(tcp::socket sock) {
   boost::system::error_code rec;
   std::string client_ip = sock.remote_endpoint(rec).address().to_string();
@@ -693,6 +850,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only);
       proxied = answer.has_value();
     }
+    if (!answer && acl) answer = co_await authorize(req);
     if (!answer && req.method() == bhttp::verb::get &&
         std::string_view(req.target().data(), req.target().size()).starts_with("/v1/pubsub/")) {
       co_await serve_sse(stream, req);
@@ -1196,6 +1354,10 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
                            "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
 }
 
+void Server::set_acl(security::AclService* acl) {
+  impl_->acl_service = acl;
+  impl_->acl = acl ? &acl->acl() : nullptr;
+}
 void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_health(observe::HealthBoard* board) { impl_->health = board; }
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }

@@ -27,6 +27,9 @@ class Service;
 namespace keel::http {
 class Gateway;
 }
+namespace keel::security {
+class AclService;
+}
 namespace keel::observe {
 class HealthBoard;
 class Tracer;
@@ -58,6 +61,9 @@ class Server {
   void set_meta(cluster::MetaService* meta);
   // Serves /v1/caches (frontends/http/caches.h). Call before start().
   void set_caches(cache::Service* caches);
+  // Users and access rules govern /v1/* (Authorization: Basic); /health/*, /metrics and the
+  // UI page stay open. Null: everything open. Call before start().
+  void set_acl(security::AclService* acl);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
   // Answers /health/ready from `board` (observe/health_board.h). Call before start().

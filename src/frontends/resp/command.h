@@ -16,6 +16,7 @@
 #include "dht/topology.h"
 #include "frontends/resp/reply.h"
 #include "observe/trace_context.h"
+#include "security/acl.h"
 #include "services/cache/ops.h"
 #include "storage/engine.h"
 
@@ -34,6 +35,16 @@ struct ClientState {
   int64_t last_cmd_ms = 0;
   std::string last_cmd;
   bool authenticated = true;
+  // The user this connection runs as (null: no ACLs on this server), the ACL generation it
+  // was read at (a change re-reads it before the next command), and whether it may do
+  // everything (no checks per command).
+  std::shared_ptr<const security::User> user;
+  uint64_t acl_generation = 0;
+  bool acl_open = true;
+  bool in_exec = false;  // running EXEC's queued commands (ACL LOG context "multi")
+  // Set by the server for AUTH / HELLO AUTH: the user whose password it has just checked off
+  // the event loop (the handler takes it instead of checking again).
+  std::shared_ptr<const security::User> verified;
   bool close_after_reply = false;  // QUIT, protocol errors
   // CLIENT TRACEPARENT: the remote parent of every command this connection runs from now on.
   std::optional<observe::TraceParent> trace_parent;
@@ -80,6 +91,7 @@ struct CmdCtx {
   NodeView* node = nullptr;
   Random* random = nullptr;  // the shard's seeded generator (HRANDFIELD, RANDOMKEY)
   const cache::Catalog* caches = nullptr;  // the named caches this shard knows (CACHE.*)
+  security::Acl* acl = nullptr;  // the node's users (AUTH, HELLO, ACL); null: no ACLs
   // Set by a command that writes a named cache: the copies its writes must reach before the
   // reply (the cache's writeQuorum); 0: the partition's write quorum.
   uint32_t write_quorum = 0;
@@ -180,6 +192,30 @@ void register_stream_commands(std::vector<CommandSpec>& t);
 bool stream_block_ready(const storage::ValueRef* v, Args argv, std::string_view key);
 std::vector<std::string> stream_block_args(Args argv, std::string_view key);
 void register_pubsub_commands(std::vector<CommandSpec>& t);
+void register_acl_commands(std::vector<CommandSpec>& t);
+
+// Users and access rules (acl_commands.cpp).
+// Whether a command's first argument names a subcommand (CONFIG GET): "config|get" in rules,
+// errors and ACL LOG.
+bool is_container(std::string_view name);
+std::string full_command_name(const CommandSpec& spec, Args argv);
+// Redis's ACL categories of a command (security/acl.h), from its group and flags.
+uint64_t command_categories(const CommandSpec& spec);
+// The catalog ACL rules name: every command of the table, in table order (CommandSpec::index).
+security::CommandCatalog acl_catalog();
+// Why `user` may not run `argv` (null: it may): the command, a key or a channel.
+struct AclDenial {
+  std::string reason;  // command | key | channel (ACL LOG)
+  std::string object;  // the command's full name, the key or the channel
+  std::string error;   // the reply: "NOPERM this user has no permissions to ..."
+  std::string dryrun;  // ACL DRYRUN's answer: "This user has no permissions to ..."
+};
+std::optional<AclDenial> acl_check(const security::User& user, const CommandSpec& spec, Args argv);
+// CLIENT LIST's line for a client (ACL LOG's client-info).
+std::string client_info(const ClientState& c, int64_t now_ms);
+// Records a denial or a failed AUTH in the ACL LOG.
+void acl_log(security::Acl& acl, const ClientState& c, std::string reason, std::string object,
+             std::string username, int64_t now_ms);
 
 // Replies for COMMAND, COMMAND INFO, COMMAND DOCS, COMMAND COUNT (server_commands.cpp).
 void reply_command_info(const CommandSpec& c, Reply& r);

@@ -27,6 +27,7 @@
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/route_admin.h"
+#include "security/acl_service.h"
 #include "frontends/resp/family_util.h"
 #include "frontends/resp/key_events.h"
 #include "frontends/resp/pubsub_registry.h"
@@ -253,6 +254,8 @@ struct Server::Impl {
   std::atomic<uint64_t> obuf_hard, obuf_soft, obuf_soft_s;  // PubSubLimits, CONFIG SET-able
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
   routing::Service* routes = nullptr;  // ROUTE.* (set before the shards run)
+  security::AclService* acl_service = nullptr;  // users and access rules (set before start)
+  security::Acl* acl = nullptr;
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
   observe::Tracer* tracer = nullptr;  // set before start: spans of commands (observe/tracer.h)
 
@@ -270,6 +273,7 @@ struct Server::Impl {
     }
   }
   ~Impl() {
+    if (acl) acl->set_on_change(nullptr);
     for (unsigned i = 0; i < shards.size(); ++i)
       if (auto* e = shards.shard(i).engine) e->set_key_observer(nullptr);
   }
@@ -379,6 +383,26 @@ struct Server::Impl {
   template <class Stream>
   awaitable<void> serve_stream(Connection& c, Stream& stream);
   awaitable<void> execute(Connection& c, Args argv, const CommandSpec* spec, uint32_t partition);
+  // ACL SETUSER / DELUSER (cluster metadata).
+  awaitable<void> acl_admin(Connection& c, Args argv);
+  // After a change of the users (any thread): each shard re-checks its subscribers, which send
+  // no commands to be checked by: a deleted user, or a subscription its user may no longer
+  // have, closes the connection (as Redis does).
+  void acl_changed() {
+    for (unsigned i = 0; i < shards.size(); ++i) asio::post(shards.shard(i).io, [this, i] { acl_sweep(i); });
+  }
+  void acl_sweep(unsigned sid);
+  // AUTH and HELLO ... AUTH: the password is checked off the event loop first (Argon2id).
+  awaitable<void> authenticate_command(Connection& c, const CommandSpec& spec, Args argv);
+  // Re-reads the connection's user after an ACL change; false if the user was removed.
+  bool refresh_user(Connection& c) {
+    c.client.acl_generation = acl->generation();
+    auto u = acl->find(c.client.user->name);
+    if (!u) return false;
+    c.client.user = std::move(u);
+    c.client.acl_open = c.client.user->unrestricted();
+    return true;
+  }
   // The sampler's verdict on a finished command, and its span if kept (tracer != null).
   void trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
                      size_t reply_begin);
@@ -431,6 +455,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.node = &node;
     ctx.random = &target.random;
     ctx.caches = caches ? &caches->catalog(sid) : nullptr;
+    ctx.acl = acl;
     ctx.routed_key = routed_key;
     ctx.routed_partition = routed_partition;
     ctx.replica_read = c.replica_read;
@@ -533,6 +558,29 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     r.error("NOAUTH Authentication required.");
     co_return;
   }
+  // Users and access rules: one atomic load per command while the user may do everything.
+  // Requests forwarded by another node, and the HTTP door's, were checked where they entered.
+  if (c.client.user) {
+    if (c.client.acl_generation != acl->generation_counter().load(std::memory_order_relaxed)) [[unlikely]] {
+      if (!refresh_user(c)) {
+        r.error("ERR this connection's user was removed (ACL DELUSER); the connection is closed");
+        c.client.close_after_reply = true;
+        co_return;
+      }
+    }
+    if (!c.client.acl_open && !(spec->flags & kNoAuth)) [[unlikely]] {
+      if (auto d = acl_check(*c.client.user, *spec, argv)) {
+        if (c.tx.multi) c.tx.aborted = true;
+        c.client.last_cmd.assign(spec->name);
+        const bool in_exec = c.client.in_exec;
+        c.client.in_exec = in_exec || c.tx.multi;  // ACL LOG context "multi", as Redis
+        acl_log(*acl, c.client, d->reason, d->object, c.client.user->name, c.now_ms);
+        c.client.in_exec = in_exec;
+        r.error(d->error);
+        co_return;
+      }
+    }
+  }
   // RESP2 subscribed mode: only these may run (Redis's processCommand); RESP3 has no limits.
   if (c.client.pubsub > 0 && c.client.protocol == 2 && !allowed_when_subscribed(spec->name)) {
     if (c.tx.multi) c.tx.aborted = true;
@@ -574,11 +622,12 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           auto gather = [&, i] {
             for (auto* conn : per_shard[i].connections) {
               auto& cl = conn->client;
-              lines += fmt::format("id={} addr={} laddr={} fd={} name={} age={} idle={} db=0 resp={} cmd={}\n",
+              lines += fmt::format("id={} addr={} laddr={} fd={} name={} age={} idle={} db=0 resp={} cmd={} user={}\n",
                                    cl.id, cl.addr, cl.laddr, conn->sock.native_handle(), cl.name,
                                    (c.now_ms - cl.created_ms) / 1000,
                                    (c.now_ms - cl.last_cmd_ms) / 1000, cl.protocol,
-                                   cl.last_cmd.empty() ? "NULL" : cl.last_cmd);
+                                   cl.last_cmd.empty() ? "NULL" : cl.last_cmd,
+                                   cl.user ? cl.user->name : "default");
             }
           };
           co_await runtime::run_on(shards.shard(i), gather);
@@ -587,6 +636,20 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       } else if (spec->name == "cluster" && argv.size() >= 3 &&
                  (iequals(argv[1], "countkeysinslot") || iequals(argv[1], "getkeysinslot"))) {
         co_await cluster_keys_in_slot(c, argv);
+      } else if (acl_service && (spec->name == "auth" || spec->name == "hello")) {
+        co_await authenticate_command(c, *spec, argv);
+      } else if (spec->name == "acl" && (iequals(argv[1], "setuser") || iequals(argv[1], "deluser"))) {
+        co_await acl_admin(c, argv);
+      } else if (spec->name == "config" && argv.size() == 4 && iequals(argv[1], "set") &&
+                 iequals(argv[2], "requirepass") && acl_service) {
+        // As Redis: the default user's password (no password: nopass), on every node.
+        std::string name = "default";
+        std::vector<std::string> rules;
+        if (argv[3].empty()) rules = {"nopass"};
+        else rules = {"resetpass", ">" + std::string(argv[3])};
+        auto st = co_await acl_service->setuser(name, rules);
+        if (!st) reply_metadata_error(r, st.error(), "check ACL GETUSER default");
+        else r.ok();
       } else if (!spec->handler && spec->group == "route") {  // ROUTE.REGISTER, DEREGISTER
         if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
         else r.error("ERR the gateway's route registration is not running on this node");
@@ -937,6 +1000,72 @@ awaitable<void> Server::Impl::settle(Connection& c) {
   }
   c.deferred.clear();
   c.deferred_waits.clear();
+}
+
+awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandSpec& spec, Args argv) {
+  std::string user, pass;
+  bool has = false;
+  if (spec.name == "auth") {
+    if (argv.size() == 3) {
+      user.assign(argv[1]);
+      pass.assign(argv[2]);
+      has = true;
+    } else if (argv.size() == 2 && !acl->default_user()->nopass) {
+      user = "default";
+      pass.assign(argv[1]);
+      has = true;
+    }
+  } else {
+    // HELLO [protover [AUTH user pass] [SETNAME name]]: the handler answers every other error.
+    size_t i = 1;
+    int64_t proto = 0;
+    if (argv.size() >= 2) i = parse_int64(argv[1], proto) && proto >= 2 && proto <= 3 ? 2 : argv.size();
+    for (; i < argv.size(); ++i) {
+      if (iequals(argv[i], "auth") && i + 2 < argv.size()) {
+        user.assign(argv[i + 1]);
+        pass.assign(argv[i + 2]);
+        has = true;
+        break;
+      }
+      if (iequals(argv[i], "setname") && i + 1 < argv.size()) ++i;
+      else break;
+    }
+  }
+  if (has) {
+    auto u = co_await acl_service->authenticate(user, pass);
+    if (!u) {
+      c.client.last_cmd.assign(spec.name);
+      acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
+      co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
+    }
+    c.client.verified = std::move(u);
+  }
+  co_await run_handler(c, c.shard, spec, argv, c.out);
+  c.client.verified.reset();
+}
+
+awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
+  auto& r = c.reply;
+  if (!acl_service) co_return r.error("ERR users and access rules are not available on this server");
+  if (iequals(argv[1], "setuser")) {
+    if (argv.size() < 3) co_return r.error(wrong_args("acl|setuser"));
+    std::string name(argv[2]);
+    std::vector<std::string> rules(argv.begin() + 3, argv.end());
+    auto st = co_await acl_service->setuser(name, rules);
+    if (!st) {
+      if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
+      co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);
+    }
+    co_return r.ok();
+  }
+  if (argv.size() < 3) co_return r.error(wrong_args("acl|deluser"));
+  std::vector<std::string> names(argv.begin() + 2, argv.end());
+  auto n = co_await acl_service->deluser(names);
+  if (!n) {
+    if (n.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + n.error().message);
+    co_return reply_metadata_error(r, n.error(), "check ACL USERS");
+  }
+  co_return r.integer(*n);
 }
 
 void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
@@ -1386,8 +1515,10 @@ awaitable<void> Server::Impl::exec(Connection& c) {
   r.array(cmds.size());
   const bool deny = c.deny_blocking;
   c.deny_blocking = true;
+  c.client.in_exec = true;
   for (auto& cmd : cmds)
     co_await execute(c, Args(cmd.data(), cmd.size()), find_command(cmd[0]), kNoPartition);
+  c.client.in_exec = false;
   c.deny_blocking = deny;
   if (lock) co_await unlock_shards(c, sids);
   co_await unwatch_all(c);
@@ -1804,7 +1935,14 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
   auto self = ps.connections.begin();
   ++shard.stats.connections_total;
   c.client.id = next_client_id.fetch_add(1);
-  c.client.authenticated = !node.auth_required();
+  if (acl) {
+    c.client.user = acl->default_user();
+    c.client.acl_generation = acl->generation();
+    c.client.acl_open = c.client.user->unrestricted();
+    c.client.authenticated = c.client.user->nopass && c.client.user->enabled;
+  } else {
+    c.client.authenticated = !node.auth_required();
+  }
   c.client.created_ms = c.client.last_cmd_ms = SystemClock::instance().now_ms();
   boost::system::error_code ec;
   auto rep = c.sock.remote_endpoint(ec);
@@ -2507,6 +2645,48 @@ void Server::count_output_limit_disconnection(unsigned shard) {
 }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
+void Server::set_acl(security::AclService* acl) {
+  impl_->acl_service = acl;
+  impl_->acl = acl ? &acl->acl() : nullptr;
+  if (impl_->acl) {
+    Impl* im = impl_.get();
+    impl_->acl->set_on_change([im] { im->acl_changed(); });
+  }
+}
+
+void Server::Impl::acl_sweep(unsigned sid) {
+  if (stopping) return;
+  auto& ps = per_shard[sid];
+  int64_t now = SystemClock::instance().now_ms();
+  for (Connection* c : ps.connections) {
+    if (!c->client.user || c->internal || c->client.pubsub == 0 || c->ob.dead) continue;
+    auto u = acl->find(c->client.user->name);
+    std::string refused;
+    if (u && !u->allchannels) {
+      for (PubKind kind : {PubKind::kChannel, PubKind::kPattern, PubKind::kShard}) {
+        for (auto& name : ps.pubsub.names(c->client.id, kind))
+          if (!u->channel_allowed(name, kind == PubKind::kPattern)) refused = name;
+      }
+    }
+    if (u && refused.empty()) {
+      c->client.user = std::move(u);
+      c->client.acl_open = c->client.user->unrestricted();
+      c->client.acl_generation = acl->generation();
+      continue;
+    }
+    spdlog::info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
+                 c->client.user->name,
+                 u ? fmt::format("its user may no longer subscribe to '{}'", refused) : std::string("its user was removed"));
+    if (u) acl_log(*acl, c->client, "channel", refused, u->name, now);
+    c->ob.dead = true;
+    std::string().swap(c->ob.queued);
+    boost::system::error_code ignored;
+    c->sock.shutdown(tcp::socket::shutdown_both, ignored);
+    c->sock.cancel(ignored);
+    if (c->ob.waiter) c->ob.waiter->cancel();
+    wake_blocked(*c);
+  }
+}
 bool Server::clustered() const { return impl_->dht != nullptr; }
 void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
   impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);

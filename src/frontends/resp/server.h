@@ -32,6 +32,9 @@ class Service;
 namespace keel::observe {
 class Tracer;
 }
+namespace keel::security {
+class AclService;
+}
 
 namespace keel::resp {
 
@@ -99,6 +102,9 @@ class Server {
   void set_caches(cache::Service* caches);
   // ROUTE.REGISTER / ROUTE.DEREGISTER go to it (the gateway's registration service).
   void set_routes(routing::Service* routes);
+  // Users and access rules: AUTH, HELLO AUTH, ACL, and the check before every command. Null
+  // (the default): no users, `requirepass` through NodeView only. Call before start().
+  void set_acl(security::AclService* acl);
   // Cluster mode: key commands are routed by the distributed hash map (set before start()).
   void set_dht(dht::Service* dht);
   // Records a span per command, as the tracer's sampler decides (null: no tracing, the

@@ -20,6 +20,29 @@ void cmd_ping(CmdCtx& c, Args a, Reply& r) {
 
 void cmd_echo(CmdCtx&, Args a, Reply& r) { r.bulk(a[1]); }
 
+// AUTH and HELLO AUTH: checks the password (the node's cache spares a second Argon2id for a
+// password it verified before) and switches the connection to the user; a failure is logged.
+bool authenticate(CmdCtx& c, std::string_view user, std::string_view pass) {
+  if (!c.acl) {
+    if (!c.node->auth(user, pass)) return false;
+    c.client->authenticated = true;
+    return true;
+  }
+  std::shared_ptr<const security::User> u;
+  if (c.client->verified && c.client->verified->name == user) u = std::move(c.client->verified);
+  else u = c.acl->authenticate(user, pass);
+  c.client->verified.reset();
+  if (!u) {
+    acl_log(*c.acl, *c.client, "auth", "auth", std::string(user), c.now_ms);
+    return false;
+  }
+  c.client->user = std::move(u);
+  c.client->acl_open = c.client->user->unrestricted();
+  c.client->acl_generation = c.acl->generation();
+  c.client->authenticated = true;
+  return true;
+}
+
 void cmd_hello(CmdCtx& c, Args a, Reply& r) {
   int64_t proto = c.client->protocol;
   size_t i = 1;
@@ -32,9 +55,8 @@ void cmd_hello(CmdCtx& c, Args a, Reply& r) {
   bool has_setname = false;
   for (; i < a.size(); ++i) {
     if (iequals(a[i], "auth") && i + 2 < a.size()) {
-      if (!c.node->auth(a[i + 1], a[i + 2]))
+      if (!authenticate(c, a[i + 1], a[i + 2]))
         return r.error("WRONGPASS invalid username-password pair or user is disabled.");
-      c.client->authenticated = true;
       i += 2;
     } else if (iequals(a[i], "setname") && i + 1 < a.size()) {
       setname = a[++i];
@@ -67,12 +89,11 @@ void cmd_hello(CmdCtx& c, Args a, Reply& r) {
 
 void cmd_auth(CmdCtx& c, Args a, Reply& r) {
   if (a.size() > 3) return r.syntax_error();
-  if (!c.node->auth_required())
+  if (a.size() == 2 && (c.acl ? c.acl->default_user()->nopass : !c.node->auth_required()))
     return r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
   std::string_view user = a.size() == 3 ? a[1] : std::string_view("default");
   std::string_view pass = a.size() == 3 ? a[2] : a[1];
-  if (!c.node->auth(user, pass)) return r.error("WRONGPASS invalid username-password pair or user is disabled.");
-  c.client->authenticated = true;
+  if (!authenticate(c, user, pass)) return r.error("WRONGPASS invalid username-password pair or user is disabled.");
   r.ok();
 }
 
@@ -92,7 +113,14 @@ void cmd_reset(CmdCtx& c, Args, Reply& r) {
   c.client->protocol = 2;
   c.client->name.clear();
   c.client->readonly = false;  // as Redis: RESET leaves READONLY mode
-  c.client->authenticated = !c.node->auth_required();
+  if (c.acl) {
+    c.client->user = c.acl->default_user();
+    c.client->acl_open = c.client->user->unrestricted();
+    c.client->acl_generation = c.acl->generation();
+    c.client->authenticated = c.client->user->nopass && c.client->user->enabled;
+  } else {
+    c.client->authenticated = !c.node->auth_required();
+  }
   r.set_protocol(2);
   r.simple("RESET");
 }
@@ -238,7 +266,8 @@ void cmd_client(CmdCtx& c, Args a, Reply& r) {
     auto line = "id=" + std::to_string(c.client->id) + " addr=" + c.client->addr +
                 " laddr=" + c.client->laddr + " name=" + c.client->name +
                 " age=" + std::to_string((c.now_ms - c.client->created_ms) / 1000) +
-                " db=0 resp=" + std::to_string(c.client->protocol) + " cmd=client|info\n";
+                " db=0 resp=" + std::to_string(c.client->protocol) + " cmd=client|info user=" +
+                (c.client->user ? c.client->user->name : std::string("default")) + "\n";
     return r.verbatim(line);
   }
   if (iequals(sub, "setinfo") && a.size() == 4) {
@@ -287,8 +316,14 @@ void reply_command_info(const CommandSpec& s, Reply& r) {
   r.integer(s.streams_keys ? 0 : s.first_key);
   r.integer(s.streams_keys ? 0 : s.last_key);
   r.integer(s.streams_keys ? 0 : s.key_step);
-  r.set(1);
-  r.simple(std::string("@") + std::string(s.group));
+  // ACL categories (acl_commands.cpp), in ACL CAT's order.
+  const uint64_t cats = command_categories(s);
+  auto names = security::category_names();
+  size_t n = 0;
+  for (size_t i = 0; i < names.size(); ++i) n += (cats >> i) & 1;
+  r.set(n);
+  for (size_t i = 0; i < names.size(); ++i)
+    if ((cats >> i) & 1) r.simple("@" + std::string(names[i]));
   r.array(0);  // tips
   r.array(0);  // key specs
   r.array(0);  // subcommands

@@ -1,0 +1,215 @@
+// Users and access rules in Redis's model (ACL SETUSER rules), shared by every door.
+//
+// Pure parts: command categories, the catalog of commands the rules name, a User and the rule
+// language that changes it (apply_rule), its canonical description (describe: the rules that
+// rebuild it, which is also how a user is stored in cluster metadata), and the checks a door
+// runs per request (command, key patterns, channel patterns).
+// Effectful parts: password hashing (Argon2id from libsodium: slow and salted; nothing else of
+// a password is kept) and the node's registry of users (Acl), with a per-node cache of
+// verified passwords so that a client authenticating again costs a keyed hash, not Argon2id.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/result.h"
+
+namespace keel::security {
+
+// Redis's categories, then keel's own (one per keel command family).
+enum Category : unsigned {
+  kCatKeyspace,
+  kCatRead,
+  kCatWrite,
+  kCatSet,
+  kCatSortedSet,
+  kCatList,
+  kCatHash,
+  kCatString,
+  kCatBitmap,
+  kCatHyperLogLog,
+  kCatGeo,
+  kCatStream,
+  kCatPubSub,
+  kCatAdmin,
+  kCatFast,
+  kCatSlow,
+  kCatBlocking,
+  kCatDangerous,
+  kCatConnection,
+  kCatTransaction,
+  kCatScripting,
+  kCatCache,  // CACHE.*
+  kCatRoute,  // ROUTE.*
+  kCatCount,
+};
+inline constexpr uint64_t cat_bit(Category c) { return uint64_t{1} << c; }
+std::span<const std::string_view> category_names();  // indexed by Category, without '@'
+std::optional<Category> category_by_name(std::string_view name);  // case-insensitive, no '@'
+
+// The commands rules can name, in a fixed order (a command's index is its bit in a user's
+// permissions). `container`: its first argument is a subcommand (CONFIG GET), so rules may
+// name "config|get".
+struct CatalogEntry {
+  std::string name;  // lower case
+  uint64_t categories = 0;
+  bool container = false;
+};
+class CommandCatalog {
+ public:
+  CommandCatalog() = default;
+  explicit CommandCatalog(std::vector<CatalogEntry> entries);
+  size_t size() const { return entries_.size(); }
+  const CatalogEntry& at(size_t i) const { return entries_[i]; }
+  std::optional<uint16_t> find(std::string_view name) const;  // case-insensitive
+
+ private:
+  std::vector<CatalogEntry> entries_;
+  std::unordered_map<std::string, uint16_t> by_name_;
+};
+
+// Password hashing cost (Argon2id). The defaults follow OWASP's minimum (19 MiB, 2 passes);
+// tests use the library's minimum.
+struct HashCost {
+  uint64_t ops = 2;
+  size_t mem_bytes = 19u << 20;
+};
+void set_hash_cost(HashCost cost);  // process-wide, before any hashing
+Result<std::string> hash_password(std::string_view password);  // "$argon2id$v=19$..."
+bool verify_password(const std::string& hash, std::string_view password);
+bool looks_like_hash(std::string_view s);  // a "$argon2id$..." string this build can verify
+std::string random_hex(size_t chars);       // from the system's secure random source (ACL GENPASS)
+
+struct User {
+  std::string name;
+  bool enabled = false;
+  bool nopass = false;
+  std::vector<std::string> passwords;  // Argon2id hashes
+  // Commands: "+@all" (every command, also those added later) or "-@all", then the ordered
+  // rules after it ("+get", "-@write", "+config|get"); the bits are computed from them.
+  bool allcommands = false;
+  std::vector<std::string> command_rules;
+  std::vector<uint64_t> allowed;  // bit per catalog index
+  // Subcommands allowed (or refused) of a command whose bit is off (on).
+  std::map<uint16_t, std::vector<std::string>> sub_allowed, sub_denied;
+  bool allkeys = false;
+  std::vector<std::string> keys;
+  bool allchannels = false;
+  std::vector<std::string> channels;
+
+  // Everything allowed (ACL checks can be skipped): all commands, keys and channels.
+  bool unrestricted() const { return allcommands && command_rules.empty() && allkeys && allchannels; }
+  bool can_run(uint16_t index, std::string_view sub = {}) const;
+  bool key_allowed(std::string_view key) const;
+  // A channel (glob-matched against the patterns) or, for PSUBSCRIBE, a pattern (must equal
+  // one of them).
+  bool channel_allowed(std::string_view channel, bool is_pattern) const;
+  // The rules that rebuild this user from nothing, as ACL LIST shows them (without "user
+  // <name>"): "on nopass ~* &* +@all".
+  std::string describe() const;
+  std::string describe_commands() const;  // "+@all -get", "-@all +@hash"
+};
+
+// A fresh user as ACL SETUSER creates it: off, no password, no commands, keys or channels.
+User new_user(std::string name);
+// The built-in default user: on, nopass, everything.
+User default_user();
+
+// Applies one rule. Errors are Redis's texts ("Syntax error", "Unknown command or category
+// name in ACL", ...) with what is allowed appended where Redis gives nothing more; the
+// caller prefixes "Error in ACL SETUSER modifier '<rule>': ". `>password` hashes (slow).
+Status apply_rule(User& u, std::string_view rule, const CommandCatalog& catalog);
+// Applies rules in order, all or nothing (the user is unchanged on error). `error_rule` gets
+// the rule that failed.
+Status apply_rules(User& u, std::span<const std::string> rules, const CommandCatalog& catalog,
+                   std::string* error_rule = nullptr);
+// Splits a description into rules (on spaces) and builds the user: how stored users are read.
+Result<User> parse_user(std::string name, std::string_view description, const CommandCatalog& catalog);
+// Names of users: 1..128 printable characters without spaces.
+Status check_user_name(std::string_view name);
+
+// One ACL LOG entry (Redis 7.0's fields).
+struct LogEntry {
+  std::string reason;   // auth | command | key | channel
+  std::string context;  // toplevel | multi
+  std::string object;
+  std::string username;
+  std::string client_info;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  uint64_t count = 1;
+};
+
+// The node's users: what metadata holds (or the built-in default while it holds none).
+// Thread-safe. A connection keeps a shared_ptr to its user and refreshes it when
+// generation() moves (one relaxed atomic load per command).
+class Acl {
+ public:
+  explicit Acl(CommandCatalog catalog);
+  const CommandCatalog& catalog() const { return catalog_; }
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  const std::atomic<uint64_t>& generation_counter() const { return generation_; }
+
+  std::shared_ptr<const User> find(std::string_view name) const;
+  std::shared_ptr<const User> default_user() const;
+  std::vector<std::shared_ptr<const User>> users() const;  // by name
+  // The user when `password` is right and the user is on; else null. Verified passwords are
+  // remembered (a keyed BLAKE2b of user and password, never the password) until the user's
+  // hashes change, so a repeated AUTH or HTTP request does not pay Argon2id again.
+  std::shared_ptr<const User> authenticate(std::string_view name, std::string_view password);
+  // authenticate() when it can answer without Argon2id (no such user, off, nopass, or a
+  // remembered match); nullopt when the password must be hashed.
+  std::optional<std::shared_ptr<const User>> authenticate_cached(std::string_view name, std::string_view password);
+
+  // Called (on the thread that made it, without locks held) after every change of the users:
+  // front ends re-check connections that send no commands (subscribers). Set before changes
+  // start; null to stop.
+  void set_on_change(std::function<void()> cb);
+
+  // The default user while metadata holds none (requirepass from the configuration).
+  void set_builtin_default(User u);
+  // What metadata holds: every user (reset), or one change.
+  void replace_all(std::vector<User> users);
+  void put(User u);
+  void erase(std::string_view name);
+
+  // ACL LOG.
+  void log(LogEntry e);
+  std::vector<LogEntry> log_entries(size_t count) const;  // newest first
+  void log_reset();
+  size_t max_log = 128;
+  // Refusals counted since start (INFO stats, /metrics): failed authentications, and commands,
+  // keys and channels outside a user's rules. Counted by log().
+  struct Denials {
+    uint64_t auth = 0, command = 0, key = 0, channel = 0;
+  };
+  Denials denials() const;
+
+ private:
+  void bump_locked();
+  std::string cache_key(std::string_view name, std::string_view password) const;
+  CommandCatalog catalog_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const User>, std::less<>> users_;
+  std::shared_ptr<const User> builtin_default_;
+  std::atomic<uint64_t> generation_{1};
+  std::unordered_map<std::string, std::string> verified_;  // user \0 mac -> hash it matched
+  std::deque<LogEntry> log_;
+  std::function<void()> on_change_;  // under mu_
+  void changed();
+  std::atomic<uint64_t> denied_auth_{0}, denied_command_{0}, denied_key_{0}, denied_channel_{0};
+  unsigned char mac_key_[32];
+};
+
+}  // namespace keel::security

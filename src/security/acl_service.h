@@ -1,0 +1,56 @@
+// The users of the cluster, kept in cluster metadata (domain "acl", key "users/<name>", value
+// the user's description: the rules that rebuild it, passwords as Argon2id hashes) and
+// followed on every node with a metadata subscription into the node's security::Acl.
+//
+// ACL SETUSER on any node reads the user as this node knows it, applies the rules (hashing new
+// passwords here, so only hashes travel and are stored), and writes it back with
+// compare-and-set on the version it read; a change decided first elsewhere makes it read again
+// and retry. It answers once the change is decided and this node's registry shows it. A single
+// node is a one-member cluster: the same path.
+//
+// Includes Asio: include only from .cpp files.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "security/acl.h"
+
+namespace keel::cluster {
+class MetaService;
+}
+
+namespace keel::security {
+
+inline constexpr const char* kAclDomain = "acl";
+
+class AclService {
+ public:
+  explicit AclService(Acl& acl);
+  ~AclService();
+  void set_meta(cluster::MetaService* meta);  // before start(); without it changes are refused
+  void start();
+  void stop();
+  Acl& acl();
+
+  // Coroutines; run them on a shard's executor. Errors: kInvalidArgument with
+  // "Error in ACL SETUSER modifier '<rule>': ..." (Redis's text), kUnavailable / kTimeout
+  // from metadata.
+  boost::asio::awaitable<Status> setuser(const std::string& name, const std::vector<std::string>& rules);
+  // Acl::authenticate with the Argon2id check (when needed) on the service's own thread, so
+  // an event loop never waits for it; resumes on the calling coroutine's executor.
+  boost::asio::awaitable<std::shared_ptr<const User>> authenticate(const std::string& name,
+                                                                    const std::string& password);
+  // How many of `names` existed. Refuses "default" (kInvalidArgument) before deleting anything.
+  boost::asio::awaitable<Result<int64_t>> deluser(const std::vector<std::string>& names);
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace keel::security
