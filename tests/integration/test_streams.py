@@ -404,8 +404,9 @@ class StreamPersistenceTest(unittest.TestCase):
             for t in threads:
                 t.start()
             # Every write journals the whole stream (see docs/data-types.md): with fsync = always
-            # that is slow, so the run is long enough for some hundreds of writes.
-            deadline = time.time() + 10
+            # that is slow, so the run is long enough for some hundreds of writes (it ends as soon
+            # as there are; the bound only matters on a loaded machine).
+            deadline = time.time() + 30
             while time.time() < deadline and (sum(len(v) for v in added.values()) < 300 or
                                               sum(len(v) for v in acked.values()) < 30):
                 time.sleep(0.1)

@@ -52,6 +52,59 @@ Resp2 parse_resp2(std::string_view s) {
   return r;
 }
 
+namespace {
+bool parse_node(std::string_view s, size_t& pos, RespNode& out, int depth) {
+  if (depth > 32 || pos >= s.size()) return false;
+  size_t nl = s.find("\r\n", pos);
+  if (nl == std::string_view::npos) return false;
+  out.kind = s[pos];
+  std::string_view head = s.substr(pos + 1, nl - pos - 1);
+  pos = nl + 2;
+  switch (out.kind) {
+    case '+':
+    case '-':
+      out.text = head;
+      return true;
+    case ':':
+      return std::from_chars(head.data(), head.data() + head.size(), out.number).ec == std::errc();
+    case '$': {
+      int64_t len = -1;
+      if (std::from_chars(head.data(), head.data() + head.size(), len).ec != std::errc()) return false;
+      if (len < 0) {
+        out.is_null = true;
+        return true;
+      }
+      if (pos + static_cast<size_t>(len) + 2 > s.size()) return false;
+      out.text = s.substr(pos, static_cast<size_t>(len));
+      pos += static_cast<size_t>(len) + 2;
+      return true;
+    }
+    case '*': {
+      int64_t n = -1;
+      if (std::from_chars(head.data(), head.data() + head.size(), n).ec != std::errc()) return false;
+      if (n < 0) {
+        out.is_null = true;
+        return true;
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        out.items.emplace_back();
+        if (!parse_node(s, pos, out.items.back(), depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+RespNode parse_resp2_tree(std::string_view s) {
+  RespNode r;
+  size_t pos = 0;
+  if (!parse_node(s, pos, r, 0)) return RespNode{};
+  return r;
+}
+
 HttpError resp_error_to_http(std::string_view err) {
   auto after = [&](size_t n) { return std::string(err.substr(std::min(n, err.size()))); };
   if (err.starts_with("TIMEOUT ")) return {504, "DEADLINE_EXCEEDED", after(8)};

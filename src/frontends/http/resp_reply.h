@@ -22,6 +22,17 @@ struct Resp2 {
 };
 Resp2 parse_resp2(std::string_view s);
 
+// A RESP2 reply of any depth (XRANGE, XREADGROUP: arrays of arrays). kind as Resp2's; a null
+// bulk string or null array has is_null set. A malformed or truncated reply yields kind 0.
+struct RespNode {
+  char kind = 0;
+  std::string text;
+  bool is_null = false;
+  int64_t number = 0;
+  std::vector<RespNode> items;
+};
+RespNode parse_resp2_tree(std::string_view s);
+
 // An error reply of the data path as an HTTP status and error code: a definite refusal
 // (TRYAGAIN, CLUSTERDOWN: nothing applied) is 503 UNAVAILABLE; an unknown outcome (TIMEOUT) is
 // 504 DEADLINE_EXCEEDED; WRONGTYPE 409, OOM 507; anything else 500 INTERNAL.

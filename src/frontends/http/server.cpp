@@ -197,6 +197,7 @@ struct Server::Impl {
   // Runs a command through the RESP server (routing, forwarding, write quorum); its RESP2 reply.
   awaitable<std::string> run_command(const std::vector<std::string>& argv);
   awaitable<Response> handle_list(const Request& req, const Query& q);
+  awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
   awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
@@ -405,6 +406,282 @@ awaitable<Response> Server::Impl::handle_kv(const Request& req, const std::strin
                             fmt::format("{} is not allowed on /v1/kv/{{key}}; allowed: GET, PUT, DELETE", std::string(req.method_string())));
   res.set(bhttp::field::allow, "GET, PUT, DELETE");
   co_return res;
+}
+
+namespace {
+
+// A stream entry id as the HTTP door accepts it: "ms" or "ms-seq" (decimal, 64-bit each).
+bool parse_stream_id(std::string_view s, uint64_t& ms, uint64_t& seq, bool& has_seq) {
+  auto dash = s.find('-');
+  std::string_view a = s.substr(0, dash);
+  if (a.empty()) return false;
+  auto [p, ec] = std::from_chars(a.data(), a.data() + a.size(), ms);
+  if (ec != std::errc() || p != a.data() + a.size()) return false;
+  has_seq = dash != std::string_view::npos;
+  seq = 0;
+  if (!has_seq) return true;
+  std::string_view b = s.substr(dash + 1);
+  if (b.empty()) return false;
+  auto [q, ec2] = std::from_chars(b.data(), b.data() + b.size(), seq);
+  return ec2 == std::errc() && q == b.data() + b.size();
+}
+
+bool valid_stream_id(std::string_view s) {
+  uint64_t ms, seq;
+  bool has_seq;
+  return parse_stream_id(s, ms, seq, has_seq);
+}
+
+// The id right after `id` (the smallest one greater): what a reader passes as `from` next.
+std::string next_stream_id(std::string_view id) {
+  uint64_t ms = 0, seq = 0;
+  bool has_seq = false;
+  if (!parse_stream_id(id, ms, seq, has_seq)) return std::string(id);
+  if (seq == UINT64_MAX) return fmt::format("{}-0", ms + 1);
+  return fmt::format("{}-{}", ms, seq + 1);
+}
+
+// Parses a query integer in [lo, hi]; false if absent-but-malformed or out of range.
+bool query_uint(const Query& q, std::string_view name, uint64_t lo, uint64_t hi, uint64_t& v) {
+  const std::string* s = q.get(name);
+  if (!s) return true;
+  auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  return ec == std::errc() && p == s->data() + s->size() && v >= lo && v <= hi;
+}
+
+// XRANGE / XREADGROUP entries ([id, [field, value, ...]] ...) as JSON; a field or value that
+// is not UTF-8 comes as "base64:<...>" as in /v1/kv hashes.
+json stream_entries_json(const RespNode& arr) {
+  json entries = json::array();
+  for (const auto& e : arr.items) {
+    if (e.items.size() < 2) continue;
+    json fields = json::object();
+    for (size_t i = 0; i + 1 < e.items[1].items.size(); i += 2) {
+      const std::string& f = e.items[1].items[i].text;
+      const std::string& v = e.items[1].items[i + 1].text;
+      fields[valid_utf8(f) ? f : "base64:" + base64(f)] = valid_utf8(v) ? v : "base64:" + base64(v);
+    }
+    json entry{{"id", e.items[0].text}};
+    // An entry deleted while pending comes with a null body (XREADGROUP with an explicit id).
+    entry["fields"] = e.items[1].is_null ? json(nullptr) : std::move(fields);
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+constexpr uint64_t kStreamMaxCount = 10000;
+constexpr uint64_t kStreamMaxBlockMs = 60000;
+
+}  // namespace
+
+// An error reply of a stream command as an HTTP answer: the inputs were checked before, so an
+// ERR is about them (400); NOGROUP and a missing stream are 404, BUSYGROUP 409; the rest as
+// for /v1/kv (WRONGTYPE 409, TRYAGAIN 503, TIMEOUT 504, ...).
+static Response stream_error_response(const Request& req, const std::string& err) {
+  if (err.starts_with("NOGROUP "))
+    return error_response(req, bhttp::status::not_found, "NOT_FOUND", err.substr(8));
+  if (err.starts_with("BUSYGROUP "))
+    return error_response(req, bhttp::status::conflict, "ALREADY_EXISTS", err.substr(10));
+  if (err.starts_with("ERR The XGROUP subcommand requires the key to exist"))
+    return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                          "the stream does not exist: pass \"mkstream\": true to create it with the group");
+  if (err.starts_with("ERR ")) return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", err.substr(4));
+  return resp_error_response(req, err);
+}
+
+// /v1/streams/{name}[/groups/{group}[/ack]]: each request runs as the equivalent stream
+// commands through the RESP server (routing, forwarding, replication, as /v1/kv in a cluster).
+awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string_view path, const Query& q) {
+  auto bad = [&req](std::string message) {
+    return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", std::move(message));
+  };
+  auto not_allowed = [&req](std::string_view route, std::string_view allow) {
+    auto res = error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                              fmt::format("{} is not allowed on {}; allowed: {}", std::string(req.method_string()), route, allow));
+    res.set(bhttp::field::allow, allow);
+    return res;
+  };
+  // Split the raw path before decoding, so that a name may hold "%2F".
+  std::string_view rest = path.substr(std::min<size_t>(path.size(), 12));  // after "/v1/streams/"
+  std::vector<std::string_view> parts;
+  while (true) {
+    auto slash = rest.find('/');
+    parts.push_back(rest.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    rest = rest.substr(slash + 1);
+  }
+  std::string name, group;
+  if (!url_decode(parts[0], name, false)) co_return bad("malformed percent-escape in the stream name");
+  if (name.empty()) co_return bad("the stream name must not be empty: use /v1/streams/{name}");
+  const bool is_get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+  const bool is_post = req.method() == bhttp::verb::post;
+
+  if (parts.size() == 1) {
+    if (is_post) {
+      // POST /v1/streams/{name} {"fields": {...}, "id": "*", "maxlen": N}: XADD.
+      auto body = json::parse(req.body(), nullptr, false);
+      if (body.is_discarded() || !body.is_object())
+        co_return bad("the body must be a JSON object: {\"fields\": {\"field\": \"value\", ...}, \"id\": \"*\", \"maxlen\": N}");
+      for (auto& el : body.items())
+        if (el.key() != "fields" && el.key() != "id" && el.key() != "maxlen")
+          co_return bad(fmt::format("unknown member '{}' in the body; allowed: fields, id, maxlen", el.key()));
+      auto f = body.find("fields");
+      if (f == body.end() || !f->is_object() || f->empty())
+        co_return bad("\"fields\" must be a non-empty JSON object of string values: {\"fields\": {\"field\": \"value\"}}");
+      std::vector<std::string> argv{"XADD", name};
+      if (auto m = body.find("maxlen"); m != body.end()) {
+        if (!m->is_number_unsigned())
+          co_return bad(fmt::format("\"maxlen\" must be a non-negative integer, got {}", m->dump()));
+        argv.push_back("MAXLEN");
+        argv.push_back(std::to_string(m->get<uint64_t>()));
+      }
+      std::string id = "*";
+      if (auto i = body.find("id"); i != body.end()) {
+        if (!i->is_string()) co_return bad(fmt::format("\"id\" must be a string (\"*\", \"<ms>-*\" or \"<ms>-<seq>\"), got {}", i->dump()));
+        id = i->get<std::string>();
+        uint64_t ms, seq;
+        bool has_seq;
+        bool ok = id == "*" || (id.ends_with("-*") && parse_stream_id(std::string_view(id).substr(0, id.size() - 2), ms, seq, has_seq) && !has_seq) ||
+                  parse_stream_id(id, ms, seq, has_seq);
+        if (!ok) co_return bad(fmt::format("\"id\" must be \"*\", \"<ms>-*\" or \"<ms>-<seq>\" (decimal), got '{}'", id));
+      }
+      argv.push_back(id);
+      for (auto& el : f->items()) {
+        if (!el.value().is_string())
+          co_return bad(fmt::format("field '{}' must have a string value, got {} (encode numbers and objects as strings)",
+                                    el.key(), el.value().dump()));
+        argv.push_back(el.key());
+        argv.push_back(el.value().get<std::string>());
+      }
+      auto r = parse_resp2(co_await run_command(argv));
+      if (r.kind == '-') co_return stream_error_response(req, r.text);
+      co_return json_response(req, bhttp::status::created, json{{"id", r.text}});
+    }
+    if (!is_get) co_return not_allowed("/v1/streams/{name}", "GET, POST");
+    // GET /v1/streams/{name}?from=&count=: XRANGE name from + COUNT count.
+    std::string from = "-";
+    if (auto* s = q.get("from")) {
+      if (*s != "-" && !valid_stream_id(*s))
+        co_return bad(fmt::format("from must be an entry id '<ms>' or '<ms>-<seq>' (inclusive; '-' or absent: the start), got '{}'", *s));
+      from = *s;
+    }
+    uint64_t count = 100;
+    if (!query_uint(q, "count", 1, kStreamMaxCount, count))
+      co_return bad(fmt::format("count must be an integer from 1 to {}, got '{}'", kStreamMaxCount, *q.get("count")));
+    std::vector<std::string> argv{"XRANGE", name, from, "+", "COUNT", std::to_string(count)};
+    auto r = parse_resp2_tree(co_await run_command(argv));
+    if (r.kind == '-') co_return stream_error_response(req, r.text);
+    if (r.kind != '*') co_return error_response(req, bhttp::status::internal_server_error, "INTERNAL", "unexpected XRANGE reply");
+    json body{{"entries", stream_entries_json(r)}};
+    if (!r.items.empty() && !r.items.back().items.empty()) body["next"] = next_stream_id(r.items.back().items[0].text);
+    else body["next"] = from == "-" ? std::string("0-0") : from;
+    co_return json_response(req, bhttp::status::ok, body);
+  }
+
+  if (parts.size() < 3 || parts[1] != "groups" || parts.size() > 4 || (parts.size() == 4 && parts[3] != "ack"))
+    co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                             fmt::format("no route for {} {}; stream routes: /v1/streams/{{name}}, /v1/streams/{{name}}/groups/{{group}}, "
+                                         "/v1/streams/{{name}}/groups/{{group}}/ack",
+                                         std::string(req.method_string()), std::string(path)));
+  if (!url_decode(parts[2], group, false)) co_return bad("malformed percent-escape in the group name");
+  if (group.empty()) co_return bad("the group name must not be empty: use /v1/streams/{name}/groups/{group}");
+
+  if (parts.size() == 4) {
+    // POST .../ack {"ids": [...]}: XACK name group id...
+    if (!is_post) co_return not_allowed("/v1/streams/{name}/groups/{group}/ack", "POST");
+    auto body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      co_return bad("the body must be a JSON object: {\"ids\": [\"<ms>-<seq>\", ...]}");
+    auto ids = body.find("ids");
+    if (ids == body.end() || !ids->is_array() || ids->empty() || ids->size() > kStreamMaxCount)
+      co_return bad(fmt::format("\"ids\" must be an array of 1 to {} entry ids: {{\"ids\": [\"<ms>-<seq>\", ...]}}", kStreamMaxCount));
+    std::vector<std::string> argv{"XACK", name, group};
+    for (auto& i : *ids) {
+      if (!i.is_string() || !valid_stream_id(i.get_ref<const std::string&>()))
+        co_return bad(fmt::format("\"ids\" must hold entry ids '<ms>-<seq>' as strings, got {}", i.dump()));
+      argv.push_back(i.get<std::string>());
+    }
+    auto r = parse_resp2(co_await run_command(argv));
+    if (r.kind == '-') co_return stream_error_response(req, r.text);
+    co_return json_response(req, bhttp::status::ok, json{{"acked", r.number}});
+  }
+
+  if (is_post) {
+    // POST .../groups/{group} {"from": "$"|"0"|id, "mkstream": bool}: XGROUP CREATE.
+    json body = json::object();
+    if (!req.body().empty()) {
+      body = json::parse(req.body(), nullptr, false);
+      if (body.is_discarded() || !body.is_object())
+        co_return bad("the body must be empty or a JSON object: {\"from\": \"$\" | \"0\" | \"<ms>-<seq>\", \"mkstream\": true}");
+    }
+    for (auto& el : body.items())
+      if (el.key() != "from" && el.key() != "mkstream")
+        co_return bad(fmt::format("unknown member '{}' in the body; allowed: from, mkstream", el.key()));
+    std::string from = "$";
+    if (auto f = body.find("from"); f != body.end()) {
+      if (!f->is_string() || (f->get<std::string>() != "$" && !valid_stream_id(f->get<std::string>())))
+        co_return bad(fmt::format("\"from\" must be \"$\" (new entries only), \"0\" (the whole stream) or an entry id, got {}", f->dump()));
+      from = f->get<std::string>();
+    }
+    bool mkstream = false;
+    if (auto m = body.find("mkstream"); m != body.end()) {
+      if (!m->is_boolean()) co_return bad(fmt::format("\"mkstream\" must be true or false, got {}", m->dump()));
+      mkstream = m->get<bool>();
+    }
+    std::vector<std::string> argv{"XGROUP", "CREATE", name, group, from};
+    if (mkstream) argv.push_back("MKSTREAM");
+    auto r = parse_resp2(co_await run_command(argv));
+    if (r.kind == '-') co_return stream_error_response(req, r.text);
+    co_return json_response(req, bhttp::status::created, json{{"stream", name}, {"group", group}, {"created", true}});
+  }
+  if (!is_get) co_return not_allowed("/v1/streams/{name}/groups/{group}", "GET, POST");
+  // GET .../groups/{group}?consumer=&count=&block_ms=: XREADGROUP GROUP g c COUNT n STREAMS name >.
+  const std::string* consumer = q.get("consumer");
+  if (!consumer || consumer->empty())
+    co_return bad("consumer is required: ?consumer=<name> (the group's pending entries are kept per consumer)");
+  uint64_t count = 100, block_ms = 0;
+  if (!query_uint(q, "count", 1, kStreamMaxCount, count))
+    co_return bad(fmt::format("count must be an integer from 1 to {}, got '{}'", kStreamMaxCount, *q.get("count")));
+  if (!query_uint(q, "block_ms", 0, kStreamMaxBlockMs, block_ms))
+    co_return bad(fmt::format("block_ms must be an integer from 0 to {}, got '{}'", kStreamMaxBlockMs, *q.get("block_ms")));
+  // The door's commands do not block (docs/data-types.md), so the wait is here, on a timer (the
+  // session waits, not the event loop). An empty XREADGROUP writes (it records the consumer's
+  // seen time, and a stream is journaled whole), so it is not what is repeated: the stream's
+  // last id is watched with XREVRANGE ... COUNT 1 (a read), and XREADGROUP runs again once it
+  // moves. The last id is taken before each XREADGROUP, so an append in between is seen.
+  std::vector<std::string> argv{"XREADGROUP", "GROUP", group, *consumer, "COUNT", std::to_string(count), "STREAMS", name, ">"};
+  std::vector<std::string> top_argv{"XREVRANGE", name, "+", "-", "COUNT", "1"};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(block_ms);
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    std::string top;
+    if (block_ms > 0) {
+      auto t = parse_resp2_tree(co_await run_command(top_argv));
+      if (t.kind == '-') co_return stream_error_response(req, t.text);
+      if (!t.items.empty() && !t.items[0].items.empty()) top = t.items[0].items[0].text;
+    }
+    auto r = parse_resp2_tree(co_await run_command(argv));
+    if (r.kind == '-') co_return stream_error_response(req, r.text);
+    json entries = json::array();
+    if (r.kind == '*' && !r.is_null)
+      for (const auto& s : r.items)
+        if (s.items.size() == 2) entries = stream_entries_json(s.items[1]);
+    if (!entries.empty() || std::chrono::steady_clock::now() >= deadline || stopping)
+      co_return json_response(req, bhttp::status::ok, json{{"entries", std::move(entries)}});
+    int64_t pause_ms = 5;
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline || stopping) co_return json_response(req, bhttp::status::ok, json{{"entries", json::array()}});
+      timer.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(pause_ms), deadline - now));
+      co_await timer.async_wait(asio::as_tuple(use_awaitable));
+      pause_ms = std::min<int64_t>(pause_ms * 2, 50);
+      auto t = parse_resp2_tree(co_await run_command(top_argv));
+      if (t.kind == '-') co_return stream_error_response(req, t.text);
+      std::string now_top;
+      if (!t.items.empty() && !t.items[0].items.empty()) now_top = t.items[0].items[0].text;
+      if (now_top != top) break;  // appended (or trimmed): read for the group again
+    }
+  }
 }
 
 // GET /v1/kv?prefix=&limit=&cursor=: walks partitions in order, keys in order inside each
@@ -642,6 +919,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     if (reply.kind == '-') co_return resp_error_response(req, reply.text);
     co_return json_response(req, bhttp::status::ok, json{{"receivers", reply.number}});
   }
+  if (path == "/v1/streams" || path.starts_with("/v1/streams/")) co_return co_await handle_streams(req, path, q);
   if (path == "/v1/kv" || path == "/v1/kv/") {
     if (req.method() != bhttp::verb::get)
       co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET to list keys; PUT and DELETE take /v1/kv/{key}");
@@ -654,7 +932,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/streams/{{name}}, /v1/streams/{{name}}/groups/{{group}}, /v1/streams/{{name}}/groups/{{group}}/ack, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -681,6 +959,29 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
     std::string ch = decoded(path.substr(11));
     if (get) return {pattern ? "psubscribe" : "subscribe", ch};
     return {"publish", ch, ""};
+  }
+  if (path == "/v1/streams" || path == "/v1/streams/") return {};  // a 400: no stream named
+  if (path.starts_with("/v1/streams/") && path.size() > 12) {
+    // /v1/streams/{name}[/groups/{group}[/ack]] (split before decoding, as the handler does).
+    std::string_view rest = path.substr(12);
+    size_t slash = rest.find('/');
+    std::string name = decoded(rest.substr(0, slash));
+    if (slash == std::string_view::npos) {
+      if (get) return {"xrange", name, "-", "+"};
+      return {"xadd", name, "*", "f", "v"};
+    }
+    std::string_view tail = rest.substr(slash);  // "/groups/{group}[/ack]"
+    std::string group;
+    bool ack = false;
+    if (tail.starts_with("/groups/")) {
+      std::string_view g = tail.substr(8);
+      size_t s2 = g.find('/');
+      group = decoded(g.substr(0, s2));
+      ack = s2 != std::string_view::npos && g.substr(s2) == "/ack";
+    }
+    if (ack) return {"xack", name, group, "0-1"};
+    if (get) return {"xreadgroup", "GROUP", group, "c", "STREAMS", name, ">"};
+    return {"xgroup", "create", name, group, "$"};
   }
   if (path == "/v1/caches" || path == "/v1/caches/") return {"cache.list"};
   if (path.starts_with("/v1/caches/")) {

@@ -1,5 +1,6 @@
-// The HTTP/1.1 + JSON front end (Boost.Beast): /v1/kv, /v1/meta, /v1/cluster/status, /metrics,
-// /health/live, /health/ready (?verbose, /health/ready/<check>).
+// The HTTP/1.1 + JSON front end (Boost.Beast): /v1/kv, /v1/streams, /v1/pubsub, /v1/caches,
+// /v1/meta, /v1/cluster/status, /metrics, /health/live, /health/ready (?verbose,
+// /health/ready/<check>).
 // Errors are {"error": {"code": "...", "message": "..."}} with a fitting status.
 #pragma once
 
