@@ -58,6 +58,13 @@ def info(r):
     return r.execute_command("INFO", "persistence").decode()
 
 
+def unmount(path):
+    """Unmounts the test's tmpfs (lazily if it is still busy)."""
+    for args in (["umount", path], ["umount", "-l", path]):
+        if subprocess.run(args, capture_output=True).returncode == 0:
+            break
+
+
 def fill_file(path):
     """Writes zeros into `path` until the filesystem is full; returns the bytes written."""
     n = 0
@@ -100,9 +107,7 @@ class DiskFullTest(unittest.TestCase):
                 k.cleanup()
             except Exception:  # noqa: BLE001 - teardown must go on to unmount
                 pass
-        for args in (["umount", self.mnt], ["umount", "-l", self.mnt]):
-            if subprocess.run(args, capture_output=True).returncode == 0:
-                break
+        unmount(self.mnt)
         shutil.rmtree(self.mnt, ignore_errors=True)
 
     def node(self, reserve=RESERVE, fsync="always", extra=()):
@@ -350,9 +355,7 @@ class ReplicaDiskFullTest(unittest.TestCase):
                 k.cleanup()
             except Exception:  # noqa: BLE001 - teardown must go on to unmount
                 pass
-        for args in (["umount", self.mnt], ["umount", "-l", self.mnt]):
-            if subprocess.run(args, capture_output=True).returncode == 0:
-                break
+        unmount(self.mnt)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def test_a_replica_with_a_full_disk_does_not_acknowledge(self):
