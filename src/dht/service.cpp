@@ -350,9 +350,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         auto it = s.copies.find(p);
         if (it == s.copies.end()) {
           // Not (yet) configured here. A fence must still be answered for failover to
-          // proceed: this node holds nothing of the partition.
-          // What it holds is what a persistent engine kept through a restart (its log mark),
-          // else nothing.
+          // proceed, with what this node holds of the partition: what a persistent engine kept
+          // through a restart (its log mark), else nothing.
           if (auto* f = std::get_if<replication::Fence>(&m)) {
             auto mark = self->recorders[sid]->log_mark(p).value_or(storage::Engine::LogMark{});
             self->send_repl(from, p, replication::FenceAck{.new_epoch = f->new_epoch, .last_lsn = mark.lsn,
