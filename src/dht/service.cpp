@@ -1590,14 +1590,14 @@ Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits) {
   // Each effect gets its LSN, and the engine the mark of where its data now stands; the
   // commit writes the mark after the data. Only then is the primary's own copy durable.
   rec->drain([&](uint32_t p, std::string_view effect) {
-    auto it = s.copies.find(p);
-    if (it == s.copies.end()) return;
-    auto lsn = it->second->append(effect, now);
+    auto* copy = s.by_part[p];
+    if (!copy) return;
+    auto lsn = copy->append(effect, now);
     if (!lsn) {
       err = lsn.error();
       return;
     }
-    auto [held, epoch] = it->second->held();
+    auto [held, epoch] = copy->held();
     rec->set_log_mark(p, {held, epoch});
     waits.push_back({p, *lsn, 0});
   });

@@ -1128,10 +1128,14 @@ class RocksEngine final : public Engine {
     }
     marks_.clear();
   }
+  // Without the journal (each write is written, and synced, by itself): the marks likewise,
+  // and nothing is kept for a later WAL flush.
   Status write_marks_locked() {
     if (marks_.empty()) return {};
     marks_into_pending();
-    return write_pending_locked();
+    auto st = write_pending_locked();
+    if (st) unsynced_.clear();
+    return st;
   }
 
   // Writes the journal batch (without flushing the WAL buffer); kept in unsynced_ until
