@@ -247,3 +247,14 @@ def http(method, port, path, body=None, timeout=10):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def reply_mismatches(r, k, cases):
+    """Sends each command of `cases` to redis-server (Raw `r`) and to keel (Raw `k`) in order;
+    the commands whose raw replies differ, each with both replies."""
+    out = []
+    for args in cases:
+        a, b = r.cmd(*args), k.cmd(*args)
+        if a != b:
+            out.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+    return out

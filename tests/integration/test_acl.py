@@ -12,7 +12,7 @@ import urllib.request
 
 import redis
 
-from harness import Keel, Raw, RedisServer
+from harness import Keel, Raw, RedisServer, reply_mismatches
 from test_dht import DhtCluster
 
 
@@ -369,11 +369,7 @@ class AclParity(unittest.TestCase):
     def test_same_replies_as_redis(self):
         with RedisServer() as redis_srv, Keel("--engine", "memory", "--shards", "2") as keel:
             r, k = Raw(redis_srv.port), Raw(keel.port)
-            mismatches = []
-            for args in self.CASES:
-                a, b = r.cmd(*args), k.cmd(*args)
-                if a != b:
-                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+            mismatches = reply_mismatches(r, k, self.CASES)
             r.close()
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))

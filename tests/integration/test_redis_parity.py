@@ -3,7 +3,7 @@ byte-identical replies (errors included). Commands whose reply order Redis leave
 (KEYS, HGETALL...) are compared as multisets of elements."""
 import unittest
 
-from harness import Keel, Raw, RedisServer
+from harness import Keel, Raw, RedisServer, reply_mismatches
 
 U = "unordered"
 
@@ -281,11 +281,7 @@ class RedisParity(unittest.TestCase):
             r, k = Raw(redis.port), Raw(keel.port)
             r.cmd("HELLO", "3")
             k.cmd("HELLO", "3")
-            mismatches = []
-            for args in cases:
-                a, b = r.cmd(*args), k.cmd(*args)
-                if a != b:
-                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+            mismatches = reply_mismatches(r, k, cases)
             r.close()
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
@@ -300,10 +296,7 @@ class RedisParity(unittest.TestCase):
                 if seq is cases3:
                     r.cmd("HELLO", "3")
                     k.cmd("HELLO", "3")
-                for args in seq:
-                    a, b = r.cmd(*args), k.cmd(*args)
-                    if a != b:
-                        mismatches.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
+                mismatches += reply_mismatches(r, k, seq)
                 r.close()
                 k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
