@@ -5,6 +5,7 @@ working; the node restarts and catches up; with two of three down writes fail fa
 "no quorum" and work again once a node returns; no acknowledged write is ever lost.
 """
 import os
+import signal
 import random
 import shutil
 import subprocess
@@ -214,6 +215,43 @@ class ReconfigurationTest(unittest.TestCase):
                 return s
             time.sleep(0.05)
         self.fail("configuration %s not reached on port %d: %s" % (members, i_port, s))
+
+    def start_fourth(self):
+        p4 = free_port()
+        peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(self.c.peer_ports))
+        d = os.path.join(self.c.root, "n4")
+        os.makedirs(d)
+        self.extra = Keel("--engine", "memory", "--shards", "1", "--node-id", "4", "--peer-port", str(p4),
+                          "--peers", peers + ",4@127.0.0.1:%d" % p4, "--join", "yes", data_dir=d).start()
+        return p4
+
+    def cluster_cmd(self, *args):
+        return subprocess.run([KEEL_BIN, "cluster"] + list(args), capture_output=True, text=True, timeout=60)
+
+    def test_a_leaver_that_missed_its_removal_still_learns_it(self):
+        # Node 4 is frozen while the others remove it: it takes no part in the decision and its
+        # links look dead. Once it runs again it must still learn that it left (the members keep
+        # answering it for a grace period) instead of believing itself a member forever.
+        p4 = self.start_fourth()
+        j = self.cluster_cmd("join", "--http", "127.0.0.1:%d" % self.c.port(0), "--id", "4",
+                             "--address", "127.0.0.1:%d" % p4)
+        self.assertEqual(j.returncode, 0, j.stdout + j.stderr)
+        self.wait_config(self.extra.http_port, [1, 2, 3, 4])
+        os.kill(self.extra.proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(3.5)  # past cluster.dead_after_ms: the members give up on its links
+            lv = self.cluster_cmd("leave", "--http", "127.0.0.1:%d" % self.c.port(1), "--id", "4")
+            self.assertEqual(lv.returncode, 0, lv.stdout + lv.stderr)
+            self.wait_config(self.c.port(0), [1, 2, 3])
+            st, body = http("PUT", self.c.port(2), "/v1/meta/while-4-frozen", b"1")
+            self.assertEqual(st, 200, body)
+        finally:
+            os.kill(self.extra.proc.pid, signal.SIGCONT)
+        s = self.wait_config(self.extra.http_port, [1, 2, 3])
+        self.assertEqual(s["config_epoch"], 2)
+        st, body = http("PUT", self.extra.http_port, "/v1/meta/y", b"1")
+        self.assertEqual(st, 503, body)
+        self.assertIn("not a member", body["error"]["message"])
 
     def test_join_then_leave(self):
         st, body = http("PUT", self.c.port(0), "/v1/meta/before-join", b"old")

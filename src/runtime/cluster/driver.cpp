@@ -80,6 +80,16 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   bool oversize_logged = false;
   std::vector<std::function<void(const StatusChange&)>> status_hooks;
   std::map<uint32_t, uint64_t> reported_slot;  // from heartbeats
+  // Members removed by a decided reconfiguration keep their link until they report (in a
+  // heartbeat) a slot past the one that removed them, or for kLeaverGraceMs: closing it at
+  // once would drop the frames still queued for them, and a leaver that missed the deciding
+  // votes could never learn that it left (its catch-up requests would go unanswered).
+  struct Leaver {
+    uint64_t until_slot = 0;
+    int64_t deadline_ms = 0;
+  };
+  std::map<uint32_t, Leaver> leavers;
+  static constexpr int64_t kLeaverGraceMs = 60'000;
   uint64_t hb_seq = 0;
   int64_t last_hb_ms = 0;
   int64_t last_now_ms = 0;
@@ -282,10 +292,29 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
       }
     }
     for (auto& l : transport->stats())
-      if (!c.contains(l.id)) {
-        transport->remove_peer(l.id);
+      if (!c.contains(l.id) && !leavers.contains(l.id)) {
+        leavers[l.id] = Leaver{replica->next_slot(), mono_ms() + kLeaverGraceMs};
         fd.remove(l.id);
       }
+    for (auto id : c.members) leavers.erase(id);  // back again before its grace ended
+    drop_leavers();
+  }
+
+  void drop_leavers() {
+    int64_t now = mono_ms();
+    for (auto it = leavers.begin(); it != leavers.end();) {
+      auto rs = reported_slot.find(it->first);
+      bool caught_up = rs != reported_slot.end() && rs->second >= it->second.until_slot;
+      if (!caught_up && now < it->second.deadline_ms) {
+        ++it;
+        continue;
+      }
+      spdlog::info("cluster: closing the link to former member {} ({})", it->first,
+                   caught_up ? "it has learned the configuration that removed it" : "it did not catch up in time");
+      transport->remove_peer(it->first);
+      reported_slot.erase(it->first);
+      it = leavers.erase(it);
+    }
   }
 
   void reconfigure(MembersChange change, Callback cb) {
@@ -404,6 +433,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     replica->tick(core_now());
     int64_t now = mono_ms();
     for (auto& c : fd.tick(now)) status_changed(c);
+    if (!leavers.empty()) drop_leavers();
     if (now - last_hb_ms >= opt.heartbeat_ms) {
       last_hb_ms = now;
       Heartbeat h{opt.node_id, ++hb_seq, replica->next_slot(), replica->config().epoch};
