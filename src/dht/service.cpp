@@ -124,6 +124,9 @@ struct ShardState {
     int64_t renewed_ms = 0;
   };
   std::map<uint32_t, Learning> learning;
+  // Whether the data a persistent engine kept of partitions this node no longer holds was
+  // dropped (once, at the first map that acknowledges this process).
+  bool swept = false;
   std::atomic<uint64_t> forwarded{0}, forward_errors{0}, replicated{0};
 };
 
@@ -138,6 +141,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<std::atomic<int64_t>[]> replica_fresh;
   std::atomic<uint64_t> replica_reads{0};
   std::atomic<uint64_t> recovered_copies{0};  // copies started from a persistent engine's log mark
+  std::atomic<uint64_t> stale_dropped{0};     // partitions kept on disk that the map no longer gives here
 
   // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
   // partition of shard 0 needs no hop at all, and no thread of its own competes for the cores.
@@ -786,6 +790,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       eng->set_recorded(p, pv.primary == opt.self && !pv.replicas.empty());
       drive(sid, p);
     }
+    if (welcome && !s.swept) sweep(sid, *t, now);
     s.active.clear();
     for (uint32_t p = sid; p < s.lone.size(); p += static_cast<uint32_t>(st.size())) s.lone[p] = 0;
     for (auto& [p, c] : s.copies) {
@@ -793,6 +798,28 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       s.lone[p] = lone;
       if (!lone) s.active.push_back(p);
       if (c->is_primary()) eng->set_recorded(p, !lone);
+    }
+  }
+
+  // A persistent engine keeps every partition it held before a restart; the first map that
+  // acknowledges this process says which of them are still this node's. The rest would only
+  // take disk space and show up in SCAN, KEYS and DBSIZE: dropped, data and log mark. (A
+  // partition given back here later starts empty and is refilled by a snapshot, as a learner
+  // does.) Shard thread, once per process.
+  void sweep(unsigned sid, const Topology& t, int64_t now) {
+    auto& s = *st[sid];
+    s.swept = true;
+    auto* eng = recorders[sid];
+    for (uint32_t p = sid; p < t.parts.size(); p += static_cast<uint32_t>(st.size())) {
+      if (s.copies.count(p) || s.learning.count(p) || t.holds(p, opt.self)) continue;
+      bool any = eng->log_mark(p).has_value();
+      if (!any) eng->scan_partition(p, "", 1, now, [&](std::string_view, const storage::ValueRef&) { any = true; });
+      if (!any) continue;
+      if (auto r = eng->drop_partition(p); !r) {
+        spdlog::error("dht: dropping partition {} that this node no longer holds: {}", p, r.error().message);
+        continue;
+      }
+      ++stale_dropped;
     }
   }
 
@@ -1679,6 +1706,7 @@ ServiceStatus Service::status() {
   s.transfers_in_flight = im.transfers_in_flight;
   s.snapshot_bytes_sent = im.snapshot_bytes;
   s.recovered_copies = im.recovered_copies.load();
+  s.stale_dropped = im.stale_dropped.load();
   {
     std::lock_guard lk(im.mu);
     s.transfers = im.transfer_view;

@@ -89,6 +89,7 @@ struct ServiceStatus {
   // Copies this node started from the data and log mark its persistent engine kept through a
   // restart (they catch up from the primary's log when it reaches back that far).
   uint64_t recovered_copies = 0;
+  uint64_t stale_dropped = 0;  // partitions kept through a restart that the map no longer gives here
   struct Transfer {
     uint32_t partition = 0, from = 0, to = 0;
     bool caught_up = false;

@@ -477,6 +477,52 @@ class PersistentRestartTest(unittest.TestCase):
             c.cleanup()
 
 
+class StaleDataTest(unittest.TestCase):
+    def test_partitions_the_map_no_longer_gives_a_restarted_node_are_dropped(self):
+        # Node 3 is down long enough for its copies to be re-created on the other two, and comes
+        # back as a gateway (it holds no partition any more). Its persistent engine still has
+        # every partition it held, including keys deleted meanwhile: they must not outlive the
+        # restart (they would show in DBSIZE, KEYS and SCAN on node 3, and take its disk).
+        c = DhtCluster(engine="persistent").start()
+        try:
+            a = c.client(0)
+            pipe = a.pipeline(transaction=False)
+            for i in range(600):
+                pipe.set("st%d" % i, "v")
+            self.assertTrue(all(pipe.execute()))
+            self.assertGreater(c.client(2).dbsize(), 200)  # node 3 holds about 2/3 of them
+            c.nodes[2].kill9()
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                st, status = http("GET", c.nodes[0].http_port, "/v1/cluster/status")
+                held = {n["id"]: n["primaries"] + n["replicas"] for n in status["partitions"]["nodes"]}
+                if status["partitions"]["under_replicated"] == 0 and held.get(3, 0) == 0:
+                    break
+                time.sleep(0.2)
+            self.assertNotIn(3, {n["id"] for n in status["partitions"]["nodes"] if n["primaries"] + n["replicas"]},
+                             status["partitions"])
+            pipe = a.pipeline(transaction=False)
+            for i in range(300):
+                pipe.delete("st%d" % i)
+            self.assertEqual(pipe.execute(), [1] * 300)
+            c.nodes[2].args += ["--set", "cluster.role=gateway"]
+            c.nodes[2].start()
+            c.wait_state_ok(2, limit=60)
+            deadline = time.time() + 30
+            while time.time() < deadline and c.client(2).dbsize() != 0:
+                time.sleep(0.2)
+            g = c.client(2)
+            self.assertEqual(g.dbsize(), 0)
+            self.assertEqual(g.keys("st*"), [])
+            self.assertGreater(metric(c.nodes[2].http_port, "keel_dht_stale_partitions_dropped_total"), 100)
+            # Served through the gateway as before: deleted keys stay deleted, the rest are there.
+            self.assertIsNone(g.get("st1"))
+            self.assertEqual(g.get("st301"), b"v")
+            self.assertEqual(a.dbsize() + c.client(1).dbsize(), 2 * 300)
+        finally:
+            c.cleanup()
+
+
 class QuorumTimeoutTest(unittest.TestCase):
     def test_writes_that_miss_their_quorum_time_out_and_the_node_lives_on(self):
         # A replica frozen (SIGSTOP): writes to its partitions cannot reach write_quorum 2 and
