@@ -1,5 +1,6 @@
 #include "dht/service.h"
 #include "dht/service_async.h"
+#include "base/random.h"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -127,6 +128,10 @@ struct ShardState {
   // Whether the data a persistent engine kept of partitions this node no longer holds was
   // dropped (once, at the first map that acknowledges this process).
   bool swept = false;
+  // Partitions holding part of a transfer to this node as a learner, kept through a restart
+  // in case the move is renewed (then it resumes); dropped at `leftover_drop_ms` otherwise.
+  std::vector<uint32_t> leftover;
+  int64_t leftover_drop_ms = 0;
   std::atomic<uint64_t> forwarded{0}, forward_errors{0}, replicated{0};
 };
 
@@ -142,6 +147,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<uint64_t> replica_reads{0};
   std::atomic<uint64_t> recovered_copies{0};  // copies started from a persistent engine's log mark
   std::atomic<uint64_t> stale_dropped{0};     // partitions kept on disk that the map no longer gives here
+  std::atomic<uint64_t> resumable_copies{0};  // copies started from part of a snapshot kept on disk
+  std::atomic<uint64_t> snapshots_resumed{0};  // transfers this node continued instead of restarting
 
   // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
   // partition of shard 0 needs no hop at all, and no thread of its own competes for the cores.
@@ -212,11 +219,36 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // times per lease, at most every 250 ms: enough margin for the lease, replica reads fresh
   // well within dht.replica_read_max_lag_ms, and few messages for a node's hundreds of
   // partitions (each heartbeat is a message and an ack).
-  replication::Options copy_options() const {
+  // Each copy this process makes is a snapshot source of its own (replication::Options::source):
+  // a transfer it streamed may be resumed only by it.
+  std::atomic<uint64_t> copies_made{0};
+  uint64_t source_token() { return mix64(incarnation ^ (static_cast<uint64_t>(opt.self) << 40) ^ (++copies_made << 20)); }
+
+  // A copy for a partition whose data a persistent engine kept: it takes up where that data
+  // stands (a complete LSN, or part of a snapshot transfer to resume). Returns whether the
+  // engine held anything usable.
+  bool take_up(replication::Copy& c, storage::Engine& eng, uint32_t p) {
+    auto mark = eng.log_mark(p);
+    if (!mark) return false;
+    if (mark->partial) {
+      c.recover_partial(mark->lsn, mark->epoch, mark->source, mark->next_key);
+      ++resumable_copies;
+      spdlog::info("dht: partition {} holds part of a snapshot begun at lsn {} ({} key bytes in): asking to resume it",
+                   p, mark->lsn, mark->next_key.size());
+      return true;
+    }
+    if (mark->lsn == 0) return false;
+    c.recover(mark->lsn, mark->epoch);
+    ++recovered_copies;
+    return true;
+  }
+
+  replication::Options copy_options() {
     replication::Options ro;
     ro.lease_ms = opt.lease_ms;
     ro.heartbeat_ms = std::clamp<int64_t>(opt.lease_ms / 4, 10, 250);
     ro.log_keep_bytes = std::max<uint64_t>(4 << 10, opt.log_keep_bytes / std::max<uint32_t>(1, opt.partitions));
+    ro.source = source_token();
     return ro;
   }
 
@@ -420,8 +452,17 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto* eng = recorders[sid];
     eng->set_primary(p, false);
     eng->set_recorded(p, false);
-    // Whatever an earlier, abandoned transfer left is dropped: the primary's snapshot refills it.
-    if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+    // Part of an interrupted transfer (this node restarted while learning) is resumed if its
+    // primary can; anything else an earlier transfer left is dropped: the snapshot refills it.
+    auto mark = eng->log_mark(p);
+    if (mark && mark->partial) {
+      copy->recover_partial(mark->lsn, mark->epoch, mark->source, mark->next_key);
+      ++resumable_copies;
+      spdlog::info("dht: learning partition {}: it holds part of a snapshot begun at lsn {}: asking to resume it", p,
+                   mark->lsn);
+    } else if (auto r = eng->drop_partition(p); !r) {
+      spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+    }
     s.by_part[p] = copy.get();
     s.copies.emplace(p, std::move(copy));
     s.learning[p] = {epoch, now};
@@ -578,11 +619,17 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     // The replica stays behind (unacknowledged) until it is sent a snapshot again.
     if (snapshot_refused) last = 0;
     s.replicated += out.apply.size();
+    if (snapshot_refused) copy.snapshot_failed(now_ms());  // start over once the disk takes writes
     if (applied) {
       // Written after the data it describes; a snapshot the disk refused part of holds no
-      // LSN's state: the mark then claims nothing.
+      // LSN's state: the mark then claims nothing. Part of a transfer is marked as such.
       auto [held, epoch] = snapshot_refused ? std::pair<uint64_t, uint64_t>{0, 0} : copy.held();
-      eng->set_log_mark(p, {held, epoch});
+      storage::Engine::LogMark mark{held, epoch};
+      if (out.snapshot_progress && !snapshot_refused && !out.snapshot_done_lsn) {
+        mark = {out.snapshot_progress->lsn, out.snapshot_progress->epoch, true, out.snapshot_progress->source,
+                std::move(out.snapshot_progress->next_key)};
+      }
+      eng->set_log_mark(p, std::move(mark));
       if (auto r = eng->commit(); !r) {
         spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
         last = 0;  // not durable: not acknowledged
@@ -643,18 +690,42 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   awaitable<void> snapshot(unsigned sid, uint32_t p, uint32_t to) {
     auto self = shared_from_this();
     auto& s = *st[sid];
-    auto it = s.copies.find(p);
-    if (it == s.copies.end()) {
-      s.snapshots.erase({p, to});
-      co_return;
-    }
-    send_repl(to, p, it->second->begin_snapshot(to, now_ms()));
     std::string start;
     uint64_t keys = 0;
+    std::optional<uint64_t> id;  // the transfer being streamed (Copy::snapshot_id)
     asio::steady_timer pause(shards.shard(sid).io);
     for (;;) {
       auto cit = s.copies.find(p);
       if (cit == s.copies.end() || !cit->second->is_primary() || stopping) break;
+      auto& copy = *cit->second;
+      if (link_down(to)) {
+        // Nothing is sent to a node that cannot receive it (it may be restarting). A transfer
+        // under way stops: once the link is back, the node's answer to a probe says whether to
+        // resume it (it kept part) or start over. One not begun yet waits for the link.
+        if (id) {
+          copy.abandon_snapshot(to, now_ms());
+          spdlog::info("dht: snapshot of partition {} to node {} stopped: its data link is down", p, to);
+          break;
+        }
+        pause.expires_after(std::chrono::milliseconds(200));
+        co_await pause.async_wait(asio::as_tuple(use_awaitable));
+        continue;
+      }
+      if (!id || copy.snapshot_id(to) != id) {
+        // The first transfer, or one begun again: the replica holds part of one and asks to
+        // go on from there (or lost it all and needs it whole).
+        if (!copy.snapshot_wanted(to)) break;
+        auto b = copy.begin_snapshot(to, now_ms());
+        start = b.resume ? b.resume_key : std::string();
+        if (b.resume) {
+          ++snapshots_resumed;
+          spdlog::info("dht: resuming the snapshot of partition {} to node {} (begun at lsn {})", p, to,
+                       b.snapshot_lsn);
+        }
+        send_repl(to, p, b);
+        id = copy.snapshot_id(to);
+        if (!id) break;
+      }
       replication::SnapshotChunk chunk;
       size_t bytes = 0;
       std::optional<std::string> next = recorders[sid]->scan_partition(
@@ -667,16 +738,20 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
           });
       keys += chunk.effects.size();
       snapshot_bytes += bytes;  // every chunk, the last (often the only) one too
-      send_repl(to, p, cit->second->snapshot_chunk(to, std::move(chunk.effects), !next, now_ms()));
+      send_repl(to, p, copy.snapshot_chunk(to, std::move(chunk.effects), !next, now_ms(), next ? *next : std::string()));
       drive(sid, p);
-      if (!next) break;
+      if (!next) {
+        id.reset();
+        spdlog::info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
+        keys = 0;
+        continue;  // done, unless another transfer was asked for meanwhile
+      }
       start = std::move(*next);
       // Let the shard serve requests between chunks, and keep every snapshot this node sends
       // together within dht.rebalance_mb_per_s.
       pause.expires_after(std::chrono::nanoseconds(std::max<int64_t>(throttle(bytes), 1000000)));
       co_await pause.async_wait(asio::as_tuple(use_awaitable));
     }
-    spdlog::info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
     s.snapshots.erase({p, to});
   }
 
@@ -710,6 +785,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       // Keys the engine expired or evicted during maintenance travel as deletions.
       flush_background_effects(sid, now);
       if (!s.learners.empty() || !s.handovers.empty() || !s.learning.empty()) report_moves(sid, now);
+      if (!s.leftover.empty() && now >= s.leftover_drop_ms) drop_leftovers(sid);
       for (uint32_t p : s.active) {
         auto* c = s.by_part[p];
         if (!c) continue;
@@ -775,10 +851,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         // A persistent engine kept this partition's data through a restart, and where in the
         // log it stands: the copy starts from there (a replica catches up from the primary's
         // log when it still reaches back that far, and answers fences with what it holds).
-        if (auto mark = eng->log_mark(p); mark && mark->lsn > 0) {
-          it->second->recover(mark->lsn, mark->epoch);
-          ++recovered_copies;
-        }
+        take_up(*it->second, *eng, p);
       }
       replication::Config c;
       c.epoch = pv.epoch;
@@ -809,10 +882,16 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   void sweep(unsigned sid, const Topology& t, int64_t now) {
     auto& s = *st[sid];
     s.swept = true;
+    s.leftover_drop_ms = now + 3 * kLearnerExpiryMs;
     auto* eng = recorders[sid];
     for (uint32_t p = sid; p < t.parts.size(); p += static_cast<uint32_t>(st.size())) {
       if (s.copies.count(p) || s.learning.count(p) || t.holds(p, opt.self)) continue;
-      bool any = eng->log_mark(p).has_value();
+      auto mark = eng->log_mark(p);
+      if (mark && mark->partial) {
+        s.leftover.push_back(p);
+        continue;
+      }
+      bool any = mark.has_value();
       if (!any) eng->scan_partition(p, "", 1, now, [&](std::string_view, const storage::ValueRef&) { any = true; });
       if (!any) continue;
       if (auto r = eng->drop_partition(p); !r) {
@@ -821,6 +900,18 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       ++stale_dropped;
     }
+  }
+
+  void drop_leftovers(unsigned sid) {
+    auto& s = *st[sid];
+    for (uint32_t p : s.leftover) {
+      if (s.copies.count(p)) continue;  // taken up (resumed, or refilled)
+      if (auto r = recorders[sid]->drop_partition(p); !r)
+        spdlog::error("dht: dropping partition {} that this node no longer holds: {}", p, r.error().message);
+      else
+        ++stale_dropped;
+    }
+    s.leftover.clear();
   }
 
   void publish(std::shared_ptr<const Topology> t) {
@@ -1001,6 +1092,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
   }
   std::map<uint32_t, int64_t> departed_down_since;  // data thread
+  // Peers whose data link is down (as of the manager's last pass, every 200 ms): snapshots to
+  // them wait rather than stream into a closed link.
+  std::mutex links_mu;
+  std::set<uint32_t> links_down;
+  bool link_down(uint32_t id) {
+    std::lock_guard lk(links_mu);
+    return links_down.count(id) > 0;
+  }
   ServiceStatus seen;  // under mu: the member figures of status()
 
   bool dead(uint32_t id) const {
@@ -1009,6 +1108,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void manage(const cluster::DriverStatus& s) {
+    if (transport) {
+      std::set<uint32_t> down;
+      for (auto& l : transport->stats())
+        if (!l.connected) down.insert(l.id);
+      std::lock_guard lk(links_mu);
+      links_down = std::move(down);
+    }
     members.clear();
     for (auto& m : s.members) members[m.id] = m.self ? cluster::MemberStatus::kAlive : m.status;
     quorum = s.quorum;
@@ -1707,6 +1813,8 @@ ServiceStatus Service::status() {
   s.snapshot_bytes_sent = im.snapshot_bytes;
   s.recovered_copies = im.recovered_copies.load();
   s.stale_dropped = im.stale_dropped.load();
+  s.snapshots_resumed = im.snapshots_resumed.load();
+  s.resumable_copies = im.resumable_copies.load();
   {
     std::lock_guard lk(im.mu);
     s.transfers = im.transfer_view;

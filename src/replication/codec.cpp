@@ -9,7 +9,7 @@
 namespace keel::replication {
 namespace {
 
-constexpr uint8_t kVersion = 1;
+constexpr uint8_t kVersion = 2;  // 2: resumable snapshot transfers
 enum Type : uint8_t {
   kAppend = 1,
   kAppendAck = 2,
@@ -79,11 +79,21 @@ void encode_to(std::string& out, const Message& m) {
           w.varint(msg.last_epoch);
           w.u8(msg.mismatch ? 1 : 0);
           w.svarint(msg.echo_sent_ms);
+          w.u8(msg.resumable ? 1 : 0);
+          if (msg.resumable) {
+            w.varint(msg.resume_lsn);
+            w.varint(msg.resume_epoch);
+            w.bytes(msg.resume_key);
+            w.varint(msg.resume_source);
+          }
         } else if constexpr (std::is_same_v<T, SnapshotBegin>) {
           w.u8(kSnapshotBegin);
           w.varint(msg.epoch);
           w.varint(msg.snapshot_lsn);
           w.varint(msg.snapshot_epoch);
+          w.varint(msg.source);
+          w.u8(msg.resume ? 1 : 0);
+          if (msg.resume) w.bytes(msg.resume_key);
         } else if constexpr (std::is_same_v<T, SnapshotChunk>) {
           w.u8(kSnapshotChunk);
           w.varint(msg.epoch);
@@ -92,6 +102,7 @@ void encode_to(std::string& out, const Message& m) {
           w.u8(msg.last ? 1 : 0);
           w.varint(msg.effects.size());
           for (const auto& e : msg.effects) w.bytes(e);
+          w.bytes(msg.next_key);
         } else if constexpr (std::is_same_v<T, Fence>) {
           w.u8(kFence);
           w.varint(msg.new_epoch);
@@ -159,6 +170,20 @@ Result<Message> decode_fields(std::string_view bytes) {
       if (mm > 1) return bad(fmt::format("ack mismatch flag {} (allowed: 0 or 1)", mm));
       if (dur > last)
         return bad(fmt::format("ack durable_lsn {} above last_lsn {}", dur, last));
+      KEEL_REPL_TRY(res, rd.u8());
+      if (res > 1) return bad(fmt::format("ack resumable flag {} (allowed: 0 or 1)", res));
+      if (res == 1) {
+        KEEL_REPL_TRY(rl, rd.varint());
+        KEEL_REPL_TRY(re, rd.varint());
+        KEEL_REPL_TRY(rk, rd.bytes(kMaxEffectBytes));
+        KEEL_REPL_TRY(rs, rd.varint());
+        a.resume_source = rs;
+        if (mm != 1) return bad("ack asks to resume a transfer but is no mismatch (a resume rides a mismatch)");
+        a.resumable = true;
+        a.resume_lsn = rl;
+        a.resume_epoch = re;
+        a.resume_key = std::string(rk);
+      }
       a.epoch = epoch;
       a.durable_lsn = dur;
       a.last_lsn = last;
@@ -173,6 +198,15 @@ Result<Message> decode_fields(std::string_view bytes) {
       KEEL_REPL_TRY(epoch, rd.varint());
       KEEL_REPL_TRY(lsn, rd.varint());
       KEEL_REPL_TRY(ep, rd.varint());
+      KEEL_REPL_TRY(src, rd.varint());
+      b.source = src;
+      KEEL_REPL_TRY(res, rd.u8());
+      if (res > 1) return bad(fmt::format("snapshot begin resume flag {} (allowed: 0 or 1)", res));
+      if (res == 1) {
+        KEEL_REPL_TRY(rk, rd.bytes(kMaxEffectBytes));
+        b.resume = true;
+        b.resume_key = std::string(rk);
+      }
       b.epoch = epoch;
       b.snapshot_lsn = lsn;
       b.snapshot_epoch = ep;
@@ -197,6 +231,9 @@ Result<Message> decode_fields(std::string_view bytes) {
         KEEL_REPL_TRY(effect, rd.bytes(kMaxEffectBytes));
         c.effects.emplace_back(effect);
       }
+      KEEL_REPL_TRY(nk, rd.bytes(kMaxEffectBytes));
+      if (c.last && !nk.empty()) return bad("the last snapshot chunk names a next key (only earlier chunks do)");
+      c.next_key = std::string(nk);
       result = std::move(c);
       break;
     }

@@ -60,6 +60,7 @@ void Copy::see(int64_t now_ms) {
 }
 
 void Copy::recover(uint64_t lsn, uint64_t epoch) {
+  ++log_generation_;
   last_ = durable_ = lsn;
   last_epoch_ = epoch;
   base_lsn_ = lsn;
@@ -67,6 +68,16 @@ void Copy::recover(uint64_t lsn, uint64_t epoch) {
   log_first_ = lsn + 1;
   log_.clear();
   cum_bytes_.clear();
+}
+
+void Copy::recover_partial(uint64_t lsn, uint64_t epoch, uint64_t source, std::string next_key) {
+  recover(0, 0);
+  partial_ = true;
+  partial_source_ = source;
+  partial_announced_ = false;
+  partial_lsn_ = lsn;
+  partial_epoch_ = epoch;
+  partial_key_ = std::move(next_key);
 }
 
 uint64_t Copy::epoch_at(uint64_t lsn, bool* known) const {
@@ -170,6 +181,7 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
     // A transfer of the old epoch will not complete: drop what the engine got of it, so the
     // engine holds exactly what this copy claims (nothing).
     out_.apply_snapshot.clear();
+    out_.snapshot_progress.reset();
     out_.reset_partition = true;
   }
   snap_in_progress_ = false;
@@ -252,6 +264,7 @@ void Copy::apply_failed(uint64_t lsn, int64_t now_ms) {
   // entry at `lsn` is in the log.
   if (lsn < log_first_) return;
   const size_t keep = lsn - log_first_;
+  ++log_generation_;
   log_.resize(keep);
   cum_bytes_.resize(keep);
   last_ = lsn - 1;
@@ -464,7 +477,7 @@ void Copy::receive(NodeId from, const Message& m, int64_t now_ms) {
         using T = std::decay_t<decltype(msg)>;
         if constexpr (std::is_same_v<T, Append>) on_append(from, msg, now_ms);
         else if constexpr (std::is_same_v<T, AppendAck>) on_ack(from, msg, now_ms);
-        else if constexpr (std::is_same_v<T, SnapshotBegin>) on_snapshot_begin(from, msg);
+        else if constexpr (std::is_same_v<T, SnapshotBegin>) on_snapshot_begin(from, msg, now_ms);
         else if constexpr (std::is_same_v<T, SnapshotChunk>) on_snapshot_chunk(from, msg, now_ms);
         else if constexpr (std::is_same_v<T, Fence>) on_fence(from, msg, now_ms);
         else {
@@ -483,6 +496,13 @@ void Copy::send_ack(bool mismatch, int64_t now_ms) {
   a.last_epoch = last_epoch_;
   a.mismatch = mismatch;
   a.echo_sent_ms = last_append_sent_ms_;
+  if (mismatch && partial_) {
+    a.resumable = true;
+    a.resume_lsn = partial_lsn_;
+    a.resume_epoch = partial_epoch_;
+    a.resume_key = partial_key_;
+    a.resume_source = partial_source_;
+  }
   if (!mismatch) promise_until_ms_ = std::max(promise_until_ms_, now_ms + opt_.lease_ms);
   out_.send.emplace_back(cfg_.primary, a);
 }
@@ -505,9 +525,16 @@ void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
     return;
   if (snap_in_progress_) {
     // The primary streams the log only after the last chunk: this transfer lost a chunk (or
-    // its end). Abort; the mismatch makes the primary start over.
-    abort_snapshot(now_ms);
+    // its end). The keys received are kept; the mismatch asks the primary to resume.
+    interrupt_snapshot(now_ms);
     return;
+  }
+  if (partial_) {
+    if (a.prev_lsn != 0) {
+      send_ack(true, now_ms);  // resume the transfer (or send a whole one)
+      return;
+    }
+    drop_partial();  // the primary's log reaches back to the start: take it from there
   }
   last_append_sent_ms_ = std::max(last_append_sent_ms_, a.sent_ms);
   bool known = false;
@@ -543,6 +570,21 @@ void Copy::on_ack(NodeId from, const AppendAck& a, int64_t now_ms) {
   Peer* p = peer(from);
   if (!p) return;
   p->heard = true;
+  if (a.mismatch && a.resumable && resumable_from(a)) {
+    // The replica holds part of a transfer this log can continue: resume it rather than send
+    // it all again (also when a stream is under way: the replica is not taking it), unless
+    // the stream under way already starts where it asks (the ask is stale).
+    bool stale = p->snapshotting && p->snap_lsn == a.resume_lsn && p->snap_from_key == a.resume_key &&
+                 p->snap_resumed;
+    if (stale) return;
+    p->snapshotting = false;
+    p->resume = a;
+    if (!p->want_snapshot) {
+      p->want_snapshot = true;
+      out_.snapshot_needed.push_back(p->id);
+    }
+    return;
+  }
   if (a.mismatch) {
     if (p->snapshotting) return;
     bool known = false;
@@ -586,10 +628,33 @@ void Copy::on_ack(NodeId from, const AppendAck& a, int64_t now_ms) {
   if (p->next <= last_) pump(*p, now_ms);
 }
 
-void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b) {
+void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms) {
   if (role_ != Role::kReplica || b.epoch != cfg_.epoch || from != cfg_.primary || fenced())
     return;
   if (snap_in_progress_ && snap_lsn_ == b.snapshot_lsn && snap_next_seq_ == 0) return;  // dup
+  if (b.resume) {
+    if (partial_ && b.snapshot_lsn == partial_lsn_ && b.snapshot_epoch == partial_epoch_ &&
+        b.resume_key == partial_key_ && b.source == partial_source_) {
+      // Go on where the interrupted transfer stopped: the keys before resume_key stay.
+      partial_ = false;
+      snap_in_progress_ = true;
+      fresh_as_of_ms_ = INT64_MIN;
+      snap_lsn_ = b.snapshot_lsn;
+      snap_epoch_ = b.snapshot_epoch;
+      snap_next_seq_ = 0;
+      snap_next_key_ = b.resume_key;
+      snap_source_ = b.source;
+      return;
+    }
+    // Not what this copy holds (a stale resume): drop it all; the mismatch brings a whole one.
+    if (snap_in_progress_) abort_snapshot(now_ms);
+    else {
+      drop_partial();
+      send_ack(true, now_ms);
+    }
+    return;
+  }
+  partial_ = false;
   // A late duplicate of a transfer already installed would wipe the copy for nothing.
   if (!snap_in_progress_ && snap_done_lsn_ == b.snapshot_lsn && last_ >= b.snapshot_lsn &&
       b.snapshot_lsn > 0)
@@ -600,31 +665,47 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b) {
   snap_epoch_ = b.snapshot_epoch;
   snap_next_seq_ = 0;
   // Drop everything: until the snapshot completes this copy holds nothing it can vouch for.
+  ++log_generation_;
   log_.clear();
   cum_bytes_.clear();
   last_ = durable_ = commit_ = 0;
   last_epoch_ = 0;
   base_lsn_ = base_epoch_ = 0;
   log_first_ = 1;
+  snap_next_key_.clear();
+  snap_source_ = b.source;
   out_.reset_partition = true;
   out_.apply.clear();
   out_.apply_snapshot.clear();
+  out_.snapshot_progress.reset();
   out_.snapshot_done_lsn = 0;
 }
 
 void Copy::on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms) {
-  if (role_ != Role::kReplica || c.epoch != cfg_.epoch || from != cfg_.primary || fenced() ||
-      !snap_in_progress_ || c.snapshot_lsn != snap_lsn_)
+  if (role_ != Role::kReplica || c.epoch != cfg_.epoch || from != cfg_.primary || fenced())
     return;
+  if (partial_ && !snap_in_progress_ && !partial_announced_) {
+    // The primary streams a transfer this copy is not taking (it restarted, or lost a chunk
+    // and its ask was lost): ask again, once, to resume instead.
+    partial_announced_ = true;
+    send_ack(true, now_ms);
+    return;
+  }
+  if (!snap_in_progress_ || c.snapshot_lsn != snap_lsn_) return;
   if (c.seq < snap_next_seq_) return;  // duplicate
   if (c.seq > snap_next_seq_) {
-    // A chunk was lost: abort; the primary notices the mismatch and starts over.
-    abort_snapshot(now_ms);
+    // A chunk was lost: keep what came before it and ask the primary to resume.
+    interrupt_snapshot(now_ms);
     return;
   }
   ++snap_next_seq_;
   for (auto& e : c.effects) out_.apply_snapshot.push_back(std::move(e));
-  if (!c.last) return;
+  if (!c.last) {
+    snap_next_key_ = std::move(c.next_key);
+    out_.snapshot_progress = Output::SnapshotProgress{snap_lsn_, snap_epoch_, snap_source_, snap_next_key_};
+    return;
+  }
+  out_.snapshot_progress.reset();
   snap_in_progress_ = false;
   last_ = snap_lsn_;
   last_epoch_ = snap_epoch_;
@@ -641,9 +722,53 @@ void Copy::abort_snapshot(int64_t now_ms) {
   // The engine holds part of a snapshot that matches no LSN: drop it, so what the engine holds
   // is again exactly what this copy claims (nothing), whatever the primary sends next.
   snap_in_progress_ = false;
+  partial_ = false;
   out_.apply_snapshot.clear();
+  out_.snapshot_progress.reset();
   out_.reset_partition = true;
   send_ack(true, now_ms);
+}
+
+void Copy::interrupt_snapshot(int64_t now_ms) {
+  if (snap_next_seq_ == 0) return abort_snapshot(now_ms);  // nothing received worth keeping
+  // Every key before snap_next_key_ is in the engine (or in the output being applied): keep
+  // them, and ask the primary to go on from there.
+  snap_in_progress_ = false;
+  partial_ = true;
+  partial_announced_ = false;
+  partial_lsn_ = snap_lsn_;
+  partial_epoch_ = snap_epoch_;
+  partial_key_ = snap_next_key_;
+  partial_source_ = snap_source_;
+  send_ack(true, now_ms);
+}
+
+void Copy::snapshot_failed(int64_t now_ms) {
+  if (role_ != Role::kReplica) return;
+  ++log_generation_;
+  snap_in_progress_ = false;
+  partial_ = false;
+  log_.clear();
+  cum_bytes_.clear();
+  last_ = durable_ = commit_ = 0;
+  last_epoch_ = 0;
+  base_lsn_ = base_epoch_ = 0;
+  log_first_ = 1;
+  snap_done_lsn_ = 0;
+  out_.reset_partition = true;
+  out_.apply.clear();
+  out_.apply_snapshot.clear();
+  out_.snapshot_progress.reset();
+  out_.snapshot_done_lsn = 0;
+  send_ack(true, now_ms);
+}
+
+void Copy::drop_partial() {
+  if (!partial_) return;
+  partial_ = false;
+  out_.apply_snapshot.clear();
+  out_.snapshot_progress.reset();
+  out_.reset_partition = true;
 }
 
 void Copy::on_fence(NodeId from, const Fence& f, int64_t now_ms) {
@@ -671,29 +796,72 @@ void Copy::answer_fences(int64_t now_ms) {
   pending_fences_.clear();
 }
 
+bool Copy::resumable_from(const AppendAck& a) const {
+  // The log holds every entry after resume_lsn, and the entry there is the one the transfer
+  // began at.
+  bool known = false;
+  uint64_t ep = a.resume_lsn <= last_ ? epoch_at(a.resume_lsn, &known) : 0;
+  return a.resume_source == source_token() && a.resume_lsn <= last_ && known && a.resume_lsn >= base_lsn_ &&
+         ep == a.resume_epoch;
+}
+
 SnapshotBegin Copy::begin_snapshot(NodeId to, int64_t now_ms) {
   see(now_ms);
   SnapshotBegin b;
   b.epoch = cfg_.epoch;
   b.snapshot_lsn = last_;
   b.snapshot_epoch = last_epoch_;
+  b.source = source_token();
   if (Peer* p = peer(to); p && role_ == Role::kPrimary) {
+    if (p->resume && resumable_from(*p->resume)) {
+      b.snapshot_lsn = p->resume->resume_lsn;
+      b.snapshot_epoch = p->resume->resume_epoch;
+      b.resume = true;
+      b.resume_key = p->resume->resume_key;
+    }
+    p->resume.reset();
     p->want_snapshot = false;
     p->snapshotting = true;
-    p->snap_lsn = last_;
+    p->snap_lsn = b.snapshot_lsn;
+    p->snap_from_key = b.resume_key;
+    p->snap_resumed = b.resume;
     p->snap_seq = 0;
+    ++p->snap_id;
     p->last_progress_ms = now_ms;
   }
   return b;
 }
 
+std::optional<uint64_t> Copy::snapshot_id(NodeId to) const {
+  for (const auto& p : peers_)
+    if (p.id == to && p.snapshotting) return p.snap_id;
+  return std::nullopt;
+}
+
+void Copy::abandon_snapshot(NodeId to, int64_t now_ms) {
+  see(now_ms);
+  Peer* p = peer(to);
+  if (!p || !p->snapshotting) return;
+  p->snapshotting = false;
+  p->heard = false;
+  p->next = last_ + 1;
+  p->last_progress_ms = now_ms;
+}
+
+bool Copy::snapshot_wanted(NodeId to) const {
+  for (const auto& p : peers_)
+    if (p.id == to) return p.want_snapshot;
+  return false;
+}
+
 SnapshotChunk Copy::snapshot_chunk(NodeId to, std::vector<std::string> effects, bool last,
-                                   int64_t now_ms) {
+                                   int64_t now_ms, std::string next_key) {
   see(now_ms);
   SnapshotChunk c;
   c.epoch = cfg_.epoch;
   c.effects = std::move(effects);
   c.last = last;
+  if (!last) c.next_key = std::move(next_key);
   Peer* p = peer(to);
   if (!p || !p->snapshotting) return c;  // not a transfer in progress: seq 0 of lsn 0 (ignored)
   c.snapshot_lsn = p->snap_lsn;

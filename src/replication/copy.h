@@ -166,6 +166,14 @@ struct AppendAck {
   uint64_t last_epoch = 0;   // epoch of the entry at last_lsn
   bool mismatch = false;     // prev did not match: resend after last, or send a snapshot
   int64_t echo_sent_ms = 0;
+  // A replica holding part of an interrupted snapshot (the transfer begun at resume_lsn, whose
+  // entry there has resume_epoch; every key before resume_key received) asks to continue it:
+  // the primary resumes the scan at resume_key and then streams the log from resume_lsn + 1,
+  // if its log still reaches back that far. Else it sends a whole snapshot.
+  bool resumable = false;
+  uint64_t resume_lsn = 0, resume_epoch = 0;
+  std::string resume_key;
+  uint64_t resume_source = 0;  // SnapshotBegin::source of the interrupted transfer
 };
 // Snapshot transfer: the primary streams the partition's live keys as effects, then the log
 // from `snapshot_lsn` + 1 on. The pure core only decides when; the runtime scans the engine.
@@ -173,6 +181,15 @@ struct SnapshotBegin {
   uint64_t epoch = 0;
   uint64_t snapshot_lsn = 0;  // entries after this LSN follow as Appends
   uint64_t snapshot_epoch = 0;  // epoch of the entry at snapshot_lsn
+  // Continues the transfer the replica holds part of (AppendAck::resumable): keys from
+  // resume_key on follow; the replica keeps what it has.
+  bool resume = false;
+  std::string resume_key;
+  // The primary process that streams it (Options::source, and a count of the times its log
+  // lost entries). The keys it scans may hold writes it has not committed yet; only the same
+  // process, while its log still has those writes, may continue a transfer (another could
+  // never correct them).
+  uint64_t source = 0;
 };
 struct SnapshotChunk {
   uint64_t epoch = 0;
@@ -180,6 +197,7 @@ struct SnapshotChunk {
   uint32_t seq = 0;           // 0, 1, ...: a gap aborts the transfer (the primary restarts it)
   std::vector<std::string> effects;
   bool last = false;
+  std::string next_key;  // not last: the scan goes on from this key (where a resume starts)
 };
 struct Fence {
   uint64_t new_epoch = 0;
@@ -215,6 +233,7 @@ struct Options {
   int64_t resend_after_ms = 200;          // resend unacknowledged entries
   int64_t lease_ms = 2000;
   int64_t max_drift_ms = 200;             // clock rate/offset bound assumed between nodes
+  uint64_t source = 0;                    // this process (its incarnation): see SnapshotBegin
 };
 
 enum class Role { kNone, kPrimary, kReplica };
@@ -231,6 +250,14 @@ struct Output {
   // Replica: the snapshot is complete; the copy now holds everything through this LSN (call
   // durable(lsn) once the snapshot's effects are durable). 0: none completed.
   uint64_t snapshot_done_lsn = 0;
+  // Replica: once apply_snapshot is applied, the engine holds every key before `next_key` of
+  // the transfer begun at `lsn` (epoch: of the entry there). Kept with the data (a partial
+  // log mark), it lets the transfer resume after a restart: recover_partial().
+  struct SnapshotProgress {
+    uint64_t lsn = 0, epoch = 0, source = 0;
+    std::string next_key;
+  };
+  std::optional<SnapshotProgress> snapshot_progress;
   // Primary: stream a snapshot to this replica (runtime scans the engine, sends chunks with
   // snapshot_chunk(); starting LSN is given by begin_snapshot()).
   // A transfer that stalls is noticed by the usual mismatch path and requested again here.
@@ -262,6 +289,12 @@ class Copy {
   // it restarts empty.) The in-memory log is gone, so a lagging replica of this copy gets a
   // snapshot.
   void recover(uint64_t lsn, uint64_t epoch);
+  // The same, when the engine holds part of a snapshot (Output::snapshot_progress was kept):
+  // the copy holds no LSN, but asks its primary to resume the transfer rather than start over.
+  void recover_partial(uint64_t lsn, uint64_t epoch, uint64_t source, std::string next_key);
+  // Replica: the engine did not take (part of) the snapshot applied last (its disk refused
+  // it): the copy holds nothing, and asks for a whole snapshot.
+  void snapshot_failed(int64_t now_ms);
 
   // Installs a decided configuration (called for every new epoch, in epoch order; an older or
   // equal epoch is ignored). last_lsn continues from what this copy holds. kInvalidArgument
@@ -324,7 +357,17 @@ class Copy {
   // the log from snapshot_lsn + 1.
   SnapshotBegin begin_snapshot(NodeId to, int64_t now_ms);
   SnapshotChunk snapshot_chunk(NodeId to, std::vector<std::string> effects, bool last,
-                               int64_t now_ms);
+                               int64_t now_ms, std::string next_key = {});
+  // Primary: the transfer to `to` now streaming (a number that changes when it is begun
+  // again, e.g. resumed from where the replica says it is), or nullopt when none is: the
+  // runtime stops scanning for a transfer that is no longer current.
+  std::optional<uint64_t> snapshot_id(NodeId to) const;
+  // Primary: `to` waits for begin_snapshot() (listed in snapshot_needed).
+  bool snapshot_wanted(NodeId to) const;
+  // Primary: the transfer to `to` stops (its link went down: it may be restarting). The peer is
+  // probed again as a new one would be; its answer says whether to resume (it kept part) or
+  // start over.
+  void abandon_snapshot(NodeId to, int64_t now_ms);
 
   Output take_output();
   // What the engine holds of this partition once the output taken so far is applied: the
@@ -375,6 +418,10 @@ class Copy {
     bool snapshotting = false;   // chunks being sent
     uint64_t snap_lsn = 0;
     uint32_t snap_seq = 0;
+    uint64_t snap_id = 0;        // transfers begun to this peer
+    std::optional<AppendAck> resume;  // begin_snapshot() continues this interrupted transfer
+    std::string snap_from_key;        // where the transfer under way began (resumed)
+    bool snap_resumed = false;
     bool learner = false;  // counts for neither the write quorum nor the lease
     bool heard = false;    // it answered in this epoch: `received` is where it is
   };
@@ -390,7 +437,10 @@ class Copy {
   void advance_commit();
   void on_append(NodeId from, const Append& a, int64_t now_ms);
   void on_ack(NodeId from, const AppendAck& a, int64_t now_ms);
-  void on_snapshot_begin(NodeId from, const SnapshotBegin& b);
+  void on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms);
+  void interrupt_snapshot(int64_t now_ms);
+  void drop_partial();
+  bool resumable_from(const AppendAck& a) const;
   void on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms);
   void on_fence(NodeId from, const Fence& f, int64_t now_ms);
   void abort_snapshot(int64_t now_ms);
@@ -427,6 +477,18 @@ class Copy {
   uint64_t snap_lsn_ = 0, snap_epoch_ = 0;
   uint32_t snap_next_seq_ = 0;
   uint64_t snap_done_lsn_ = 0;
+  std::string snap_next_key_;  // where the transfer in progress goes on
+  // An interrupted transfer whose keys the engine keeps (before partial_key_, of the transfer
+  // begun at partial_lsn_): the copy holds no LSN, and its acks ask to resume.
+  bool partial_ = false;
+  bool partial_announced_ = false;  // a chunk of the old stream was answered with the ask
+  uint64_t partial_lsn_ = 0, partial_epoch_ = 0, partial_source_ = 0;
+  uint64_t snap_source_ = 0;
+  // Bumped whenever entries this copy held are dropped (restart, snapshot, refused apply): a
+  // transfer it streamed can be resumed only while its log still has what it had then.
+  uint64_t log_generation_ = 0;
+  uint64_t source_token() const { return opt_.source ^ (log_generation_ * 0x9E3779B97F4A7C15ull); }
+  std::string partial_key_;
   Output out_;
 };
 

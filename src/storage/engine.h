@@ -171,6 +171,11 @@ class Engine {
   // none known (an engine that keeps nothing across a restart, or no mark was ever written).
   struct LogMark {
     uint64_t lsn = 0, epoch = 0;
+    // A snapshot transfer in progress: the engine holds the keys before `next_key` of the
+    // snapshot begun at (lsn, epoch), and no LSN (replication::Output::snapshot_progress).
+    bool partial = false;
+    uint64_t source = 0;  // the primary process that streamed it (replication::SnapshotBegin)
+    std::string next_key;
   };
   virtual void set_log_mark(uint32_t partition, LogMark mark) {
     (void)partition;

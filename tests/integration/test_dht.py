@@ -477,6 +477,72 @@ class PersistentRestartTest(unittest.TestCase):
             c.cleanup()
 
 
+class ResumableTransferTest(unittest.TestCase):
+    def test_a_snapshot_cut_by_a_restart_of_its_receiver_resumes(self):
+        # One partition holds 12 MB (keys sharing a hash tag), its replica (persistent engine)
+        # is far behind the primary's log, so it is sent a snapshot, throttled to 1 MiB/s. The
+        # replica is killed (kill -9) a few seconds into the transfer and started again: the
+        # keys it received are kept, with a mark saying how far the transfer got, and the
+        # primary continues from there instead of sending the partition whole again.
+        c = DhtCluster(engine="persistent", quorum=1,
+                       extra=("--set", "dht.log_keep_mb=1", "--set", "dht.rebalance_mb_per_s=1",
+                              "--set", "cluster.suspect_after_ms=1000", "--set", "dht.lease_ms=1000",
+                              "--set", "cluster.dead_after_ms=60000")).start()
+        try:
+            a = c.client(0)
+            slot = a.execute_command("CLUSTER", "KEYSLOT", "{big}")
+            primary_port, replica_ports = [v for (lo, hi), v in slots_of(a.execute_command("CLUSTER", "SLOTS")).items()
+                                           if lo <= slot <= hi][0]
+            ports = [k.port for k in c.nodes]
+            pi, ri = ports.index(primary_port), ports.index(replica_ports[0])
+            value = "v" * 4000
+            a.set("{big}:first", "1")  # the replica holds the partition, and a mark, before it stops
+            c.nodes[ri].kill9()
+            pipe = a.pipeline(transaction=False)
+            for i in range(3000):
+                pipe.set("{big}:%d" % i, value + str(i))
+            self.assertTrue(all(pipe.execute()))  # write quorum 1: the primary alone acknowledges
+
+            def sent():
+                return metric(c.nodes[pi].http_port, "keel_dht_snapshot_sent_bytes_total")
+            before = sent()
+            c.nodes[ri].start()
+            deadline = time.time() + 60
+            while c.client(ri).dbsize() < 700:  # about 3 MB into the transfer
+                self.assertLess(time.time(), deadline, "no snapshot reached the restarted replica")
+                time.sleep(0.1)
+            c.nodes[ri].kill9()
+            cut = sent() - before
+            c.nodes[ri].start()
+            deadline = time.time() + float(os.environ.get("KEEL_RESUME_WAIT", "90"))
+            while metric(c.nodes[pi].http_port, "keel_dht_snapshots_resumed_total") < 1 or not self.caught_up(c, ri):
+                self.assertLess(time.time(), deadline, "the transfer did not resume and finish")
+                time.sleep(0.3)
+            total = sent() - before
+            print("12 MB partition: %.1f MB sent before the receiver was killed, %.1f MB in all" % (cut / 1e6, total / 1e6))
+            # Sent whole again, the transfer would come to at least the cut part plus 12 MB.
+            self.assertLess(total, cut + 12e6)
+            ro = c.client(ri)
+            self.assertTrue(ro.execute_command("READONLY"))
+            for i in range(0, 3000, 7):
+                self.assertEqual(ro.get("{big}:%d" % i), (value + str(i)).encode())
+            self.assertEqual(ro.get("{big}:first"), b"1")
+        finally:
+            if os.environ.get("KEEL_DEBUG_LOGS"):
+                for i, k in enumerate(c.nodes):
+                    print("==== node %d\n%s" % (i + 1, k.output()[-400000:]))
+            c.cleanup()
+
+    @staticmethod
+    def caught_up(c, ri):
+        ro = c.client(ri)
+        try:
+            ro.execute_command("READONLY")
+            return ro.get("{big}:2999") is not None
+        except redis.RedisError:
+            return False
+
+
 class StaleDataTest(unittest.TestCase):
     def test_partitions_the_map_no_longer_gives_a_restarted_node_are_dropped(self):
         # Node 3 is down long enough for its copies to be re-created on the other two, and comes

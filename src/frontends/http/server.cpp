@@ -839,13 +839,15 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# TYPE keel_dht_copies_recovered_total counter\nkeel_dht_copies_recovered_total {}\n"
           "# HELP keel_dht_stale_partitions_dropped_total Partitions a persistent engine kept through a restart that the map no longer gives this node, dropped from disk.\n"
           "# TYPE keel_dht_stale_partitions_dropped_total counter\nkeel_dht_stale_partitions_dropped_total {}\n"
+          "# HELP keel_dht_snapshots_resumed_total Snapshot transfers this node continued where they stopped (after a lost chunk or a restart of the receiver) instead of sending them whole again.\n"
+          "# TYPE keel_dht_snapshots_resumed_total counter\nkeel_dht_snapshots_resumed_total {}\n"
           "# HELP keel_dht_replica_reads_total Reads this node answered from a replica copy (readFrom replica, READONLY).\n"
           "# TYPE keel_dht_replica_reads_total counter\nkeel_dht_replica_reads_total {}\n"
           "# HELP keel_dht_replica_lag_seconds How far behind its primary this node's most lagging in-sync replica copy may be (-1: none).\n"
           "# TYPE keel_dht_replica_lag_seconds gauge\nkeel_dht_replica_lag_seconds {}\n",
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
           d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
-          d.snapshot_bytes_sent, d.recovered_copies, d.stale_dropped, d.replica_reads,
+          d.snapshot_bytes_sent, d.recovered_copies, d.stale_dropped, d.snapshots_resumed, d.replica_reads,
           d.replica_lag_max_ms < 0 ? -1.0 : static_cast<double>(d.replica_lag_max_ms) / 1000.0);
       if (d.members_known)
         res.body() += fmt::format(

@@ -900,7 +900,17 @@ class RocksEngine final : public Engine {
     auto lsn = r.varint();
     auto epoch = r.varint();
     if (!lsn || !epoch) return std::nullopt;
-    return LogMark{*lsn, *epoch};
+    LogMark m{*lsn, *epoch};
+    if (!r.done()) {  // a partial snapshot (marks without it predate resumable transfers)
+      auto flag = r.u8();
+      auto source = r.varint();
+      auto key = r.bytes(raw.size());
+      if (!flag || !source || !key || *flag != 1) return std::nullopt;
+      m.partial = true;
+      m.source = *source;
+      m.next_key = std::string(*key);
+    }
+    return m;
   }
 
   Status flush() override {
@@ -1124,6 +1134,11 @@ class RocksEngine final : public Engine {
       Writer w(v);
       w.varint(m.lsn);
       w.varint(m.epoch);
+      if (m.partial) {
+        w.u8(1);
+        w.varint(m.source);
+        w.bytes(m.next_key);
+      }
       pending_.Put(s_->marks_cf.get(), partition_prefix(p), v);
     }
     marks_.clear();

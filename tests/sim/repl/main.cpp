@@ -39,11 +39,11 @@ void report(const Counters& k, double secs) {
   fmt::print(
       "seeds={} ops={} writes_acked={} writes_unknown={} reads_ok={} refusals={} "
       "(backlog full {})\n"
-      "failovers={} readds={} moves={} (abandoned {}) crashes={} snapshots={} beyond_bound={} lin_states={} "
+      "failovers={} readds={} moves={} (abandoned {}) crashes={} snapshots={} (resumed {}) beyond_bound={} lin_states={} "
       "lin_gave_up={}\nmessages={} dropped={} wall={:.2f}s seeds/sec={:.1f}\n",
       k.seeds, k.ops, k.writes_acked, k.writes_unknown, k.reads_ok, k.refusals, k.backlog_full,
       k.failovers,
-      k.readds, k.moves, k.moves_abandoned, k.crashes, k.snapshots, k.beyond_bound, k.lin_states, k.lin_gave_up, k.messages,
+      k.readds, k.moves, k.moves_abandoned, k.crashes, k.snapshots, k.snapshots_resumed, k.beyond_bound, k.lin_states, k.lin_gave_up, k.messages,
       k.dropped, secs, secs > 0 ? k.seeds / secs : 0.0);
 }
 

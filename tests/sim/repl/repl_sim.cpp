@@ -56,6 +56,7 @@ void Counters::add(const Counters& o) {
   moves_abandoned += o.moves_abandoned;
   crashes += o.crashes;
   snapshots += o.snapshots;
+  snapshots_resumed += o.snapshots_resumed;
   messages += o.messages;
   dropped += o.dropped;
   beyond_bound += o.beyond_bound;
@@ -172,6 +173,7 @@ struct Node {
   struct SnapOut {
     NodeId to;
     std::vector<std::vector<std::string>> chunks;
+    std::vector<std::string> next_keys;  // chunk i: the first key of chunk i + 1
     size_t next = 0;
   };
   std::vector<SnapOut> snaps;
@@ -297,6 +299,16 @@ class Sim {
   }
   std::map<std::tuple<NodeId, uint64_t, uint64_t>, std::vector<std::pair<uint64_t, uint64_t>>>
       snap_lineage_;
+  // Transfers resumed (to, epoch, lsn): the keys mix scans made after the LSN, so the state
+  // equals the log prefix only once the log after it is applied (checked at convergence).
+  std::set<std::tuple<NodeId, uint64_t, uint64_t>> resumed_;
+  // Each copy is its own snapshot source (replication::Options::source), as in the runtime.
+  uint64_t copies_made_ = 0;
+  replication::Options copt_next() {
+    replication::Options o = copt_;
+    o.source = ++copies_made_;
+    return o;
+  }
   // Timed faults.
   struct Fault {
     int64_t at;
@@ -377,7 +389,7 @@ void Sim::setup() {
     n.persistent = rng_.chance(0.5);
     n.offset = rng_.range(1000, 100000);
     n.drift_ppm = rng_.range(-20000, 20000);  // 2%: 2*2%*lease 2000 = 80 ms < max_drift 200
-    n.copy = std::make_unique<Copy>(i, copt_);
+    n.copy = std::make_unique<Copy>(i, copt_next());
     engines += n.persistent ? 'P' : 'M';
   }
   for (int k = 0; k < 3; ++k) keys_.push_back(fmt::format("k{}", k));
@@ -528,7 +540,7 @@ void Sim::restart(Node& n) {
   if (n.up) return;
   n.up = true;
   ++n.incarnation;
-  n.copy = std::make_unique<Copy>(n.id, copt_);
+  n.copy = std::make_unique<Copy>(n.id, copt_next());
   if (n.persistent && !n.lineage.empty())
     n.copy->recover(n.lineage.size(), n.lineage.back().first);
   trace(fmt::format("restart node {} incarnation {} at lsn {}", n.id, n.incarnation,
@@ -592,7 +604,9 @@ void Sim::drain(Node& n) {
           want[write_key_[n.lineage[i].second]] = n.lineage[i].second;
           n.key_lsn[write_key_[n.lineage[i].second]] = i + 1;
         }
-      if (want != n.state)
+      bool resumed = resumed_.count({n.id, n.copy->config().epoch, out.snapshot_done_lsn}) > 0;
+      if (resumed) ++res_.counters.snapshots_resumed;
+      if (!resumed && want != n.state)
         fail(fmt::format("node {}: snapshot at lsn {} does not equal the primary's log prefix",
                          n.id, out.snapshot_done_lsn));
       ++res_.counters.snapshots;
@@ -604,21 +618,30 @@ void Sim::drain(Node& n) {
     }
     for (NodeId r : out.snapshot_needed) {
       auto sb = n.copy->begin_snapshot(r, n.local(now_));
-      if (n.lineage.size() != sb.snapshot_lsn) {
+      // A resumed transfer continues at an older LSN, which the log still holds.
+      if (sb.resume ? n.lineage.size() < sb.snapshot_lsn : n.lineage.size() != sb.snapshot_lsn) {
         fail(fmt::format("node {} snapshot lsn {} but holds {}", n.id, sb.snapshot_lsn,
                          n.lineage.size()));
         return;
       }
-      snap_lineage_[{r, sb.epoch, sb.snapshot_lsn}] = n.lineage;
+      snap_lineage_[{r, sb.epoch, sb.snapshot_lsn}] = std::vector<std::pair<uint64_t, uint64_t>>(
+          n.lineage.begin(), n.lineage.begin() + static_cast<ptrdiff_t>(sb.snapshot_lsn));
+      if (sb.resume) resumed_.insert({r, sb.epoch, sb.snapshot_lsn});
       send(n.id, static_cast<int>(r), replication::encode(sb));
       Node::SnapOut so;
       so.to = r;
+      // The keys in order, two per chunk, from where a resumed transfer stopped.
       std::vector<std::string> chunk;
-      for (const auto& [k, id] : n.state) {
-        chunk.push_back(effect_of(k, id));
-        if (chunk.size() == 2) so.chunks.push_back(std::move(chunk)), chunk.clear();
+      for (auto it = sb.resume ? n.state.lower_bound(sb.resume_key) : n.state.begin(); it != n.state.end(); ++it) {
+        if (chunk.size() == 2) {
+          so.chunks.push_back(std::move(chunk));
+          so.next_keys.push_back(it->first);
+          chunk.clear();
+        }
+        chunk.push_back(effect_of(it->first, it->second));
       }
-      if (!chunk.empty() || so.chunks.empty()) so.chunks.push_back(std::move(chunk));
+      so.chunks.push_back(std::move(chunk));
+      so.next_keys.emplace_back();
       std::erase_if(n.snaps, [&](const Node::SnapOut& s) { return s.to == r; });
       n.snaps.push_back(std::move(so));
       trace(fmt::format("node {} snapshots to {} at lsn {}", n.id, r, sb.snapshot_lsn));
@@ -801,7 +824,7 @@ void Sim::on_learn(Node& n, const Learn& l) {
       (std::find(mine.learners.begin(), mine.learners.end(), n.id) != mine.learners.end() ||
        mine.primary == n.id || std::find(mine.replicas.begin(), mine.replicas.end(), n.id) != mine.replicas.end()))
     return;  // already its learner (or a member: the manager's view is stale)
-  n.copy = std::make_unique<Copy>(n.id, copt_);
+  n.copy = std::make_unique<Copy>(n.id, copt_next());
   n.state.clear();
   n.key_lsn.clear();
   n.lineage.clear();
@@ -835,7 +858,7 @@ void Sim::node_tick(Node& n) {
   for (auto& s : n.snaps) {
     if (s.next >= s.chunks.size()) continue;
     bool last = s.next + 1 == s.chunks.size();
-    auto chunk = n.copy->snapshot_chunk(s.to, s.chunks[s.next], last, local);
+    auto chunk = n.copy->snapshot_chunk(s.to, s.chunks[s.next], last, local, s.next_keys[s.next]);
     ++s.next;
     send(n.id, static_cast<int>(s.to), replication::encode(chunk));
   }

@@ -29,7 +29,7 @@ struct Options {
 
 struct Counters {
   uint64_t seeds = 0, ops = 0, writes_acked = 0, writes_unknown = 0, reads_ok = 0,
-           refusals = 0, backlog_full = 0, failovers = 0, readds = 0, moves = 0, moves_abandoned = 0, crashes = 0, snapshots = 0, messages = 0,
+           refusals = 0, backlog_full = 0, failovers = 0, readds = 0, moves = 0, moves_abandoned = 0, crashes = 0, snapshots = 0, snapshots_resumed = 0, messages = 0,
            dropped = 0, beyond_bound = 0, lin_states = 0, lin_gave_up = 0;
   void add(const Counters& o);
 };

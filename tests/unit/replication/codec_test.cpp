@@ -16,9 +16,16 @@ std::vector<Message> samples() {
           Append{.epoch = 1},
           AppendAck{.epoch = 3, .durable_lsn = 7, .last_lsn = 9, .last_epoch = 2,
                     .mismatch = true, .echo_sent_ms = 123456789},
+          AppendAck{.epoch = 3, .durable_lsn = 0, .last_lsn = 0, .last_epoch = 0, .mismatch = true,
+                    .echo_sent_ms = 5, .resumable = true, .resume_lsn = 40, .resume_epoch = 2,
+                    .resume_key = std::string("k\0y", 3), .resume_source = 77},
           SnapshotBegin{.epoch = 4, .snapshot_lsn = 100, .snapshot_epoch = 3},
+          SnapshotBegin{.epoch = 4, .snapshot_lsn = 40, .snapshot_epoch = 2, .resume = true,
+                        .resume_key = "", .source = 77},
           SnapshotChunk{.epoch = 4, .snapshot_lsn = 100, .seq = 7, .effects = {"a", "", "ccc"},
                         .last = true},
+          SnapshotChunk{.epoch = 4, .snapshot_lsn = 100, .seq = 8, .effects = {"b"}, .last = false,
+                        .next_key = "user:17"},
           Fence{.new_epoch = 5},
           FenceAck{.new_epoch = 5, .last_lsn = 77, .epoch = 4, .last_epoch = 4, .in_sync = true}};
 }
@@ -62,10 +69,10 @@ TEST(ReplicationCodec, BadFieldsAreNamed) {
     EXPECT_FALSE(r);
     return r ? std::string() : r.error().message;
   };
-  EXPECT_NE(msg("\x02\x01").find("version 2"), std::string::npos);
-  EXPECT_NE(msg(std::string("\x01\x09", 2)).find("type 9"), std::string::npos);
+  EXPECT_NE(msg("\x03\x01").find("version 3"), std::string::npos);
+  EXPECT_NE(msg(std::string("\x02\x09", 2)).find("type 9"), std::string::npos);
   // An Append claiming 2^40 entries in a few bytes is refused before allocating.
-  std::string huge = "\x01\x01";
+  std::string huge = "\x02\x01";
   huge += std::string("\x01\x00\x00\x00\x00", 5);  // epoch, prev, prev_epoch, commit, sent
   huge += "\x80\x80\x80\x80\x80\x20";              // count varint 2^40
   EXPECT_NE(msg(huge).find("append entry count"), std::string::npos);
@@ -75,6 +82,10 @@ TEST(ReplicationCodec, BadFieldsAreNamed) {
   EXPECT_NE(msg(encode(gap)).find("expected 5"), std::string::npos);
   AppendAck ack{.epoch = 1, .durable_lsn = 9, .last_lsn = 3};
   EXPECT_NE(msg(encode(ack)).find("durable_lsn 9 above last_lsn 3"), std::string::npos);
+  AppendAck ask{.epoch = 1, .mismatch = false, .resumable = true, .resume_lsn = 3};
+  EXPECT_NE(msg(encode(ask)).find("a resume rides a mismatch"), std::string::npos);
+  SnapshotChunk last{.epoch = 1, .snapshot_lsn = 3, .seq = 0, .effects = {}, .last = true, .next_key = "k"};
+  EXPECT_NE(msg(encode(last)).find("only earlier chunks"), std::string::npos);
 }
 
 // Deterministic garbage: never a crash, always either a message or kCorruption.
@@ -92,7 +103,7 @@ TEST(ReplicationCodec, GarbageNeverCrashes) {
     size_t len = next() % 40;
     for (size_t j = 0; j < len; ++j) bytes.push_back(static_cast<char>(next()));
     if (len >= 2 && (i % 2)) {
-      bytes[0] = 1;
+      bytes[0] = 2;
       bytes[1] = static_cast<char>(1 + next() % 6);
     }
     auto r = decode(bytes);

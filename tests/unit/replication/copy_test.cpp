@@ -585,6 +585,167 @@ TEST(ReplicationCopy, SnapshotWithALostChunkIsStartedOver) {
   EXPECT_EQ(n.snapshot_needed[1].size(), 2u);
 }
 
+// Runs the replica's side by hand: what it applies, and whether its partition was reset.
+struct ReplicaLog {
+  std::vector<std::string> applied;
+  int resets = 0;
+  std::optional<Output::SnapshotProgress> progress;
+  void take(Net& n, NodeId id) {
+    Output o = n.c(id).take_output();
+    if (o.reset_partition) {
+      ++resets;
+      applied.clear();
+    }
+    for (auto& e : o.apply_snapshot) applied.push_back(e);
+    if (o.snapshot_progress) progress = o.snapshot_progress;
+    for (auto& [to, m] : o.send) n.q.push_back({id, to, m});
+    if (o.snapshot_done_lsn) {
+      n.c(id).durable(o.snapshot_done_lsn, n.now);
+      take(n, id);
+    }
+    if (!o.apply.empty()) {
+      n.c(id).durable(n.c(id).last_lsn(), n.now);
+      take(n, id);
+    }
+  }
+  void deliver(Net& n, NodeId id, const Message& m) {
+    n.c(id).receive(1, m, n.now);
+    take(n, id);
+  }
+};
+
+// A snapshot that loses a chunk in the middle is resumed from the first key it lacks: what
+// arrived before the gap is kept, and nothing is sent twice.
+TEST(ReplicationCopy, SnapshotWithALostChunkIsResumedAfterWhatArrived) {
+  Options o;
+  o.log_keep_bytes = 1;  // the log does not reach back: only a snapshot can catch 2 up
+  o.source = 42;
+  Net n({1, 2}, o);
+  n.configure_all(Config{.epoch = 1, .primary = 1, .replicas = {}, .write_quorum = 1});
+  for (int i = 0; i < 5; ++i) n.write(1, "a" + std::to_string(i));
+  Copy& p = n.c(1);
+  n.configure_all(Config{.epoch = 2, .primary = 1, .replicas = {2}, .write_quorum = 2});
+  n.deliver_all();
+  ASSERT_EQ(n.snapshot_needed[1].size(), 1u);
+  ReplicaLog r;
+  SnapshotBegin sb = p.begin_snapshot(2, n.now);
+  EXPECT_FALSE(sb.resume);
+  EXPECT_EQ(sb.source, 42u);
+  uint64_t first_id = *p.snapshot_id(2);
+  r.deliver(n, 2, sb);
+  r.deliver(n, 2, p.snapshot_chunk(2, {"a"}, false, n.now, "k1"));
+  ASSERT_TRUE(r.progress);
+  EXPECT_EQ(r.progress->next_key, "k1");
+  EXPECT_EQ(r.progress->lsn, sb.snapshot_lsn);
+  EXPECT_EQ(r.progress->source, 42u);
+  (void)p.snapshot_chunk(2, {"b"}, false, n.now, "k2");  // lost
+  r.deliver(n, 2, p.snapshot_chunk(2, {"c"}, false, n.now, "k3"));
+  EXPECT_EQ(r.resets, 1);  // only the first begin's
+  EXPECT_EQ(r.applied, std::vector<std::string>{"a"});
+  ASSERT_EQ(n.q.size(), 1u);  // the ask to resume
+  auto ask = std::get<AppendAck>(n.q.front().m);
+  EXPECT_TRUE(ask.mismatch && ask.resumable);
+  EXPECT_EQ(ask.resume_key, "k1");
+  n.deliver_all();
+  // The primary abandons the stream under way and begins again where the replica stands.
+  EXPECT_FALSE(p.snapshot_id(2));
+  EXPECT_TRUE(p.snapshot_wanted(2));
+  SnapshotBegin again = p.begin_snapshot(2, n.now);
+  EXPECT_TRUE(again.resume);
+  EXPECT_EQ(again.resume_key, "k1");
+  EXPECT_EQ(again.snapshot_lsn, sb.snapshot_lsn);
+  EXPECT_NE(*p.snapshot_id(2), first_id);
+  r.deliver(n, 2, again);
+  r.deliver(n, 2, p.snapshot_chunk(2, {"b"}, false, n.now, "k2"));
+  r.deliver(n, 2, p.snapshot_chunk(2, {"c"}, true, n.now));
+  EXPECT_EQ(r.resets, 1);
+  EXPECT_EQ(r.applied, (std::vector<std::string>{"a", "b", "c"}));
+  n.deliver_all();
+  n.now += 100;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(2).last_lsn(), p.last_lsn());
+  EXPECT_EQ(n.committed[1], p.last_lsn());
+}
+
+// A replica restarted in the middle of a transfer (its engine kept the keys received and the
+// progress mark) resumes it from its primary; writes made meanwhile follow from the log.
+TEST(ReplicationCopy, RestartedReceiverResumesItsTransfer) {
+  Options o;
+  o.source = 42;
+  Net n({1, 2}, o);
+  n.configure_all(Config{.epoch = 1, .primary = 1, .replicas = {}, .write_quorum = 1});
+  for (int i = 0; i < 5; ++i) n.write(1, "a" + std::to_string(i));
+  Copy& p = n.c(1);
+  n.configure_all(Config{.epoch = 2, .primary = 1, .replicas = {2}, .write_quorum = 1});
+  n.drop_all();
+  // The replica starts empty (as a restarted memory copy would): probe, mismatch, snapshot.
+  SnapshotBegin sb = p.begin_snapshot(2, n.now);
+  ReplicaLog r;
+  r.deliver(n, 2, sb);
+  r.deliver(n, 2, p.snapshot_chunk(2, {"a"}, false, n.now, "k1"));
+  ASSERT_TRUE(r.progress);
+  n.drop_all();
+  // Restart: a new process takes the partition up from its mark, in the next epoch (its
+  // restart bumps the epoch); the primary wrote meanwhile.
+  n.copies[2] = std::make_unique<Copy>(2, o);
+  n.c(2).recover_partial(r.progress->lsn, r.progress->epoch, r.progress->source, r.progress->next_key);
+  EXPECT_EQ(n.c(2).held(), (std::pair<uint64_t, uint64_t>{0, 0}));
+  n.write(1, "during");
+  Config c3{.epoch = 3, .primary = 1, .replicas = {2}, .write_quorum = 1};
+  ASSERT_TRUE(p.configure(c3, n.now));
+  ASSERT_TRUE(n.c(2).configure(c3, n.now));
+  n.collect(1);
+  r.take(n, 2);
+  n.deliver_all();  // an Append meets the partial copy: it asks to resume
+  ASSERT_TRUE(p.snapshot_wanted(2));
+  SnapshotBegin again = p.begin_snapshot(2, n.now);
+  EXPECT_TRUE(again.resume);
+  EXPECT_EQ(again.resume_key, "k1");
+  r.deliver(n, 2, again);
+  r.deliver(n, 2, p.snapshot_chunk(2, {"b"}, true, n.now));
+  EXPECT_EQ(r.resets, 1);  // the first begin's only: "a" was kept through the restart
+  n.deliver_all();
+  n.now += 100;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(2).last_lsn(), p.last_lsn());  // the log after the snapshot's LSN followed
+}
+
+// Only the process that streamed a transfer may continue it: another primary's log may lack
+// writes the scanned keys hold. It sends the whole snapshot instead.
+TEST(ReplicationCopy, AResumeAskToAnotherPrimaryProcessGetsAWholeSnapshot) {
+  Options o1;
+  o1.source = 7;  // a restarted primary: not the process (42) that streamed the part kept
+  o1.log_keep_bytes = 1;
+  Copy p(1, o1);
+  ASSERT_TRUE(p.configure(Config{.epoch = 1, .primary = 1, .replicas = {}, .write_quorum = 1}, 0));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(p.append(std::string("w"), 0));
+    p.durable(p.last_lsn(), 0);
+  }
+  Copy r(2);
+  r.recover_partial(p.last_lsn(), 1, 42, "k1");
+  Config c{.epoch = 2, .primary = 1, .replicas = {2}, .write_quorum = 1};
+  ASSERT_TRUE(p.configure(c, 0));
+  ASSERT_TRUE(r.configure(c, 0));
+  (void)p.take_output();
+  (void)r.take_output();
+  r.receive(1, Append{.epoch = 2, .prev_lsn = p.last_lsn(), .prev_epoch = 2}, 0);
+  Output ro = r.take_output();
+  ASSERT_EQ(ro.send.size(), 1u);
+  auto ask = std::get<AppendAck>(ro.send[0].second);
+  EXPECT_TRUE(ask.resumable);
+  EXPECT_EQ(ask.resume_source, 42u);
+  p.receive(2, ask, 0);
+  Output po = p.take_output();
+  ASSERT_EQ(po.snapshot_needed, std::vector<NodeId>{2});
+  SnapshotBegin b = p.begin_snapshot(2, 0);
+  EXPECT_FALSE(b.resume);
+  r.receive(1, b, 0);
+  EXPECT_TRUE(r.take_output().reset_partition);  // the part kept is dropped, the whole follows
+}
+
 // A transfer cut short by a new epoch leaves partial data in the engine: configure() drops it.
 TEST(ReplicationCopy, NewEpochDuringASnapshotResetsThePartition) {
   Copy r(2);
