@@ -90,8 +90,7 @@ Status check_node_identity(const std::vector<std::string>& uris, std::string_vie
                                   id.node, id.cluster, id.cluster, id.name, cluster, want));
   if (id.node != expected_node)
     return make_error(Errc::kInvalidArgument,
-                      fmt::format("the certificate names node {} (spiffe://{}/node/{}), not node {} as the peer "
-                                  "claims; expected {}",
+                      fmt::format("the certificate names node {} (spiffe://{}/node/{}), not node {}; expected {}",
                                   id.node, id.cluster, id.name, expected_node, want));
   return {};
 }
