@@ -98,6 +98,10 @@ struct Config {
   std::string tls_key_file;          // its private key (PEM)
   std::string tls_ca_cert_file;      // CA that client certificates must chain to
   std::string tls_auth_clients = "yes";  // yes | no | optional (client certificates)
+  bool tls_peer = false;             // mutual TLS on peer links (metadata peers and data plane)
+  int tls_http_port = 0;             // HTTPS on this port (0 = off)
+  std::string tls_http_auth_clients = "no";  // client certificates on HTTPS: yes | no | optional
+  uint64_t tls_reload_interval_ms = 5000;    // check the files for changes this often (0 = never)
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";
