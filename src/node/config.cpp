@@ -613,6 +613,18 @@ void load_env(Config& c, const std::map<std::string, std::string>& env, std::vec
   }
 }
 
+void warnings(const Config& c, std::vector<Problem>& out) {
+  if (c.cluster_node_id == 0) return;  // one node on its own: no peer links to protect
+  if (!c.tls_peer)
+    out.push_back({"tls.peer", "this node is a cluster member whose peer links run without TLS: anyone who reaches "
+                               "cluster.peer_port or the data port can take part in the cluster and read or change "
+                               "data; set tls.peer = yes with a certificate from `keel cert issue --node ID` "
+                               "(docs/security.md)"});
+  if (c.tls_port == 0 && c.tls_http_port == 0)
+    out.push_back({"tls.port", "clients reach this cluster member only in plaintext (no tls.port, no tls.http_port): "
+                               "passwords and data cross the network in the clear"});
+}
+
 void validate(const Config& c, std::vector<Problem>& problems) {
   if (c.resp_port != 0 && c.resp_port == c.http_port)
     problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});

@@ -126,6 +126,9 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
 void load_env(Config& c, const std::map<std::string, std::string>& env, std::vector<Problem>& problems);
 // Cross-field checks (after all sources are applied).
 void validate(const Config& c, std::vector<Problem>& problems);
+// What is allowed but unsafe (`keel config check` prints these as warnings and still
+// succeeds): a cluster member whose peer links or client doors run without TLS.
+void warnings(const Config& c, std::vector<Problem>& out);
 
 // Parses "512mb", "1gb", "100k", "123" like Redis's memtoll. Returns false on bad input.
 bool parse_size(const std::string& s, uint64_t& out);

@@ -207,6 +207,27 @@ class PeerTlsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("'maybe' is not allowed; allowed: yes, no", r.stderr)
 
+    def test_config_check_warns_when_a_cluster_runs_without_tls(self):
+        path = os.path.join(self.root, "keel.toml")
+        with open(path, "w") as f:
+            f.write('[cluster]\nnode_id = 1\npeers = ["1@127.0.0.1:9380", "2@127.0.0.1:9381", "3@127.0.0.1:9382"]\n')
+        r = subprocess.run([KEEL_BIN, "config", "check", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.strip(), path + ": OK, 2 warning(s)")
+        self.assertIn("warning: tls.peer: this node is a cluster member whose peer links run without TLS", r.stderr)
+        self.assertIn("warning: tls.port: clients reach this cluster member only in plaintext", r.stderr)
+        with open(path, "a") as f:
+            f.write('[tls]\npeer = true\nport = 6390\ncert_file = "%s"\nkey_file = "%s"\nca_cert_file = "%s"\n' % (
+                os.path.join(self.pki, "node-1.crt"), os.path.join(self.pki, "node-1.key"),
+                os.path.join(self.pki, "ca.crt")))
+        r = subprocess.run([KEEL_BIN, "config", "check", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, path + ": OK", ""))
+        # A single node has no peer links: nothing to warn about.
+        with open(path, "w") as f:
+            f.write('[server]\nresp_port = 6380\n')
+        r = subprocess.run([KEEL_BIN, "config", "check", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, path + ": OK", ""))
+
 
 if __name__ == "__main__":
     unittest.main()
