@@ -471,22 +471,30 @@ struct Node::Impl final : resp::NodeView {
 
   // The health poller thread: every 500 ms, probes storage and asks the metadata service for
   // its status (waiting at most 1 s), and posts both to the health board.
-  // HTTPS's context: the node's certificate, client certificates as tls.http_auth_clients says.
-  Result<std::shared_ptr<boost::asio::ssl::context>> https_context() const {
+  // The files and client-certificate rules of the TLS doors, fixed at start (the reload
+  // thread reads these, never `cfg`, which CONFIG SET may rewrite meanwhile).
+  security::TlsServerFiles resp_files, https_files;
+  uint64_t tls_min_days = 3;  // health.tls_min_days
+
+  Status set_tls_files() {
     security::TlsServerFiles tf;
     tf.cert_file = cfg.tls_cert_file;
     tf.key_file = cfg.tls_key_file;
     tf.ca_cert_file = cfg.tls_ca_cert_file;
-    tf.door = "https";
-    auto auth = security::parse_client_auth(cfg.tls_http_auth_clients);
-    if (!auth) return make_error(Errc::kInvalidArgument, "tls.http_auth_clients: " + auth.error().message);
-    tf.auth = *auth;
-    return security::make_server_context(tf);
+    resp_files = https_files = tf;
+    auto auth = security::parse_client_auth(cfg.tls_auth_clients);
+    if (!auth) return make_error(Errc::kInvalidArgument, "tls.auth_clients: " + auth.error().message);
+    resp_files.auth = *auth;
+    auto hauth = security::parse_client_auth(cfg.tls_http_auth_clients);
+    if (!hauth) return make_error(Errc::kInvalidArgument, "tls.http_auth_clients: " + hauth.error().message);
+    https_files.auth = *hauth;
+    https_files.door = "https";
+    return {};
   }
 
   // The served certificate's expiry, for /metrics and the `certificates` readiness check.
   void read_cert_expiry() {
-    std::ifstream f(cfg.tls_cert_file, std::ios::binary);
+    std::ifstream f(resp_files.cert_file, std::ios::binary);
     std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     if (auto info = security::inspect(pem)) tls_not_after = info->not_after;
   }
@@ -497,7 +505,7 @@ struct Node::Impl final : resp::NodeView {
     if (resp_tls) certs.push_back({"resp", tls_not_after});
     if (http_tls) certs.push_back({"https", tls_not_after});
     if (peer_tls) certs.push_back({"peer", tls_not_after});
-    health->set_certificates(std::move(certs), static_cast<int64_t>(cfg.health_tls_min_days));
+    health->set_certificates(std::move(certs), static_cast<int64_t>(tls_min_days));
   }
 
   std::string tls_metrics() const {
@@ -531,30 +539,24 @@ struct Node::Impl final : resp::NodeView {
   // connections use the new ones, connections already open keep theirs. Every context is
   // built before any is replaced, so a bad file changes nothing: it is logged and counted,
   // and the files are tried again when they change next.
-  void watch_certificates() {
-    security::FileWatch watch({cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_cert_file});
+  void watch_certificates(int64_t interval_ms) {
+    const auto& f = resp_files;
+    security::FileWatch watch({f.cert_file, f.key_file, f.ca_cert_file});
     for (;;) {
       {
         std::unique_lock lk(health_mu);
-        if (health_cv.wait_for(lk, std::chrono::milliseconds(cfg.tls_reload_interval_ms), [&] { return health_stop; }))
-          return;
+        if (health_cv.wait_for(lk, std::chrono::milliseconds(interval_ms), [&] { return health_stop; })) return;
       }
       if (!watch.changed()) continue;
       std::string error;
       std::shared_ptr<boost::asio::ssl::context> resp_ctx, http_ctx;
       if (resp_tls) {
-        security::TlsServerFiles tf;
-        tf.cert_file = cfg.tls_cert_file;
-        tf.key_file = cfg.tls_key_file;
-        tf.ca_cert_file = cfg.tls_ca_cert_file;
-        auto auth = security::parse_client_auth(cfg.tls_auth_clients);
-        tf.auth = auth ? *auth : security::ClientAuth::kYes;
-        auto c = security::make_server_context(tf);
+        auto c = security::make_server_context(resp_files);
         if (c) resp_ctx = std::move(*c);
         else error = c.error().message;
       }
       if (error.empty() && http_tls) {
-        auto c = https_context();
+        auto c = security::make_server_context(https_files);
         if (c) http_ctx = std::move(*c);
         else error = c.error().message;
       }
@@ -571,7 +573,7 @@ struct Node::Impl final : resp::NodeView {
       read_cert_expiry();
       update_certificate_health();
       ++tls_reloads;
-      spdlog::info("TLS: reloaded {} (and its key and CA): new connections use it", cfg.tls_cert_file);
+      spdlog::info("TLS: reloaded {} (and its key and CA): new connections use it", f.cert_file);
     }
   }
 
@@ -642,22 +644,17 @@ Status Node::start() {
   ro.query_buffer_limit = im.cfg.query_buffer_limit;
   ro.timeout_s = im.cfg.timeout_s;
   ro.pubsub_limits = {im.cfg.pubsub_output_hard, im.cfg.pubsub_output_soft, im.cfg.pubsub_output_soft_s};
+  if (auto st = im.set_tls_files(); !st) return st;
+  im.tls_min_days = im.cfg.health_tls_min_days;
   if (im.cfg.tls_port != 0) {
-    security::TlsServerFiles tf;
-    tf.cert_file = im.cfg.tls_cert_file;
-    tf.key_file = im.cfg.tls_key_file;
-    tf.ca_cert_file = im.cfg.tls_ca_cert_file;
-    auto auth = security::parse_client_auth(im.cfg.tls_auth_clients);
-    if (!auth) return make_error(Errc::kInvalidArgument, "tls.auth_clients: " + auth.error().message);
-    tf.auth = *auth;
-    auto ctx = security::make_server_context(tf);
+    auto ctx = security::make_server_context(im.resp_files);
     if (!ctx) return std::unexpected(ctx.error());
     im.resp_tls = std::make_shared<security::TlsContextSlot>(std::move(*ctx));
     ro.tls = im.resp_tls;
     ro.tls_port = im.cfg.tls_port;
   }
   if (im.cfg.tls_http_port != 0) {
-    auto ctx = im.https_context();
+    auto ctx = security::make_server_context(im.https_files);
     if (!ctx) return std::unexpected(ctx.error());
     im.http_tls = std::make_shared<security::TlsContextSlot>(std::move(*ctx));
   }
@@ -875,7 +872,7 @@ Status Node::start() {
   im.running = true;
   im.health_thread = std::thread([&im] { im.health_poller(); });
   if ((im.resp_tls || im.http_tls || im.peer_tls) && im.cfg.tls_reload_interval_ms > 0)
-    im.tls_thread = std::thread([&im] { im.watch_certificates(); });
+    im.tls_thread = std::thread([&im, ms = static_cast<int64_t>(im.cfg.tls_reload_interval_ms)] { im.watch_certificates(ms); });
   // The embedded node creates its partition map at once; it is ready when its shards route by
   // it. (A member of a larger cluster waits for the others; until then it answers
   // CLUSTERDOWN.)
