@@ -203,5 +203,69 @@ TEST(PeerTransportTls, RefusesAPlaintextPeer) {
   io.run_for(std::chrono::milliseconds(50));
 }
 
+TEST(PeerTransportTls, NewLinksUseReloadedCertificatesAndOpenLinksKeepTheirs) {
+  Pki pki;
+  asio::io_context io;
+  std::vector<std::pair<uint32_t, std::string>> r2;
+  auto files2 = pki.node("a", 2);
+  auto tls2 = *security::PeerTls::create(files2, "test", 2);
+  auto tls1 = pki.tls("a", 1);
+  PeerTransport t2(io, opts(2, tls2), [&](uint32_t from, MsgType, std::string p) { r2.emplace_back(from, p); });
+  auto p2 = t2.start();
+  ASSERT_TRUE(p2);
+  auto o1 = opts(1, tls1);
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*p2)}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  ASSERT_TRUE(t1.send(2, MsgType::kRabia, "before"));
+  ASSERT_TRUE(run_until(io, [&] { return r2.size() == 1; }));
+  // Node 2's files now hold a certificate (and CA) from another CA; reloaded, the link that is
+  // open keeps working, and a new one is refused by node 1, which trusts only CA "a".
+  auto other = pki.node("b", 2);
+  std::filesystem::copy_file(other.cert_file, files2.cert_file, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(other.key_file, files2.key_file, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(other.ca_cert_file, files2.ca_cert_file, std::filesystem::copy_options::overwrite_existing);
+  ASSERT_TRUE(tls2->reload());
+  ASSERT_TRUE(t1.send(2, MsgType::kRabia, "open link"));
+  ASSERT_TRUE(run_until(io, [&] { return r2.size() == 2; }));
+  EXPECT_EQ(r2[1].second, "open link");
+  ASSERT_TRUE(t1.reconnect(2, "test: redial"));
+  ASSERT_TRUE(run_until(io, [&] { return tls1->refused_handshake >= 2; }));
+  EXPECT_FALSE(t1.connected(2));
+  EXPECT_NE(t1.stats()[0].last_error.find("certificate verify failed"), std::string::npos) << t1.stats()[0].last_error;
+  t1.stop();
+  t2.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
+TEST(PeerTransportTls, ALinkComesBackAfterThePeerRestarts) {
+  Pki pki;
+  asio::io_context io;
+  std::vector<std::pair<uint32_t, std::string>> r;
+  auto tls1 = pki.tls("a", 1), tls2 = pki.tls("a", 2);
+  auto t2 = std::make_unique<PeerTransport>(io, opts(2, tls2), [&](uint32_t f, MsgType, std::string p) { r.emplace_back(f, p); });
+  auto port = t2->start();
+  ASSERT_TRUE(port);
+  auto o1 = opts(1, tls1);
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*port)}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  ASSERT_TRUE(run_until(io, [&] { return t1.connected(2); }));
+  t2->stop();
+  t2.reset();
+  ASSERT_TRUE(run_until(io, [&] { return !t1.connected(2); }));
+  auto o2 = opts(2, tls2);
+  o2.port = *port;
+  t2 = std::make_unique<PeerTransport>(io, o2, [&](uint32_t f, MsgType, std::string p) { r.emplace_back(f, p); });
+  ASSERT_TRUE(t2->start());
+  ASSERT_TRUE(t1.send(2, MsgType::kRabia, "again"));
+  ASSERT_TRUE(run_until(io, [&] { return r.size() == 1; }));
+  EXPECT_EQ(r[0], (std::pair<uint32_t, std::string>{1, "again"}));
+  EXPECT_EQ(tls1->refused_handshake + tls1->refused_identity, 0u);
+  t1.stop();
+  t2->stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
 }  // namespace
 }  // namespace keel::cluster
