@@ -238,6 +238,38 @@ TEST(PeerTransportTls, NewLinksUseReloadedCertificatesAndOpenLinksKeepTheirs) {
   io.run_for(std::chrono::milliseconds(50));
 }
 
+// Rotating the CA (docs/security.md): while members trust a file holding both the old and
+// the new CA, a member with a certificate from either is accepted.
+TEST(PeerTransportTls, ACaBundleTrustsCertificatesFromEitherCa) {
+  Pki pki;
+  asio::io_context io;
+  int delivered = 0;
+  auto f2 = pki.node("old", 2);
+  auto f1 = pki.node("new", 1);
+  std::string bundle_text;
+  for (auto* path : {&f2.ca_cert_file, &f1.ca_cert_file}) {
+    std::ifstream in(*path);
+    bundle_text += std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+  const std::string bundle = pki.put("bundle.crt", bundle_text);
+  f1.ca_cert_file = f2.ca_cert_file = bundle;
+  auto tls2 = *security::PeerTls::create(f2, "test", 2);
+  auto tls1 = *security::PeerTls::create(f1, "test", 1);
+  PeerTransport t2(io, opts(2, tls2), [&](uint32_t, MsgType, std::string) { ++delivered; });
+  auto p2 = t2.start();
+  ASSERT_TRUE(p2);
+  auto o1 = opts(1, tls1);
+  o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*p2)}};
+  PeerTransport t1(io, o1, {});
+  ASSERT_TRUE(t1.start());
+  ASSERT_TRUE(t1.send(2, MsgType::kRabia, "x"));
+  ASSERT_TRUE(run_until(io, [&] { return delivered == 1; }));
+  EXPECT_EQ(tls1->refused_handshake + tls2->refused_handshake, 0u);
+  t1.stop();
+  t2.stop();
+  io.run_for(std::chrono::milliseconds(50));
+}
+
 TEST(PeerTransportTls, ALinkComesBackAfterThePeerRestarts) {
   Pki pki;
   asio::io_context io;
