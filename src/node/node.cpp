@@ -469,8 +469,6 @@ struct Node::Impl final : resp::NodeView {
     return err;
   }
 
-  // The health poller thread: every 500 ms, probes storage and asks the metadata service for
-  // its status (waiting at most 1 s), and posts both to the health board.
   // The files and client-certificate rules of the TLS doors, fixed at start (the reload
   // thread reads these, never `cfg`, which CONFIG SET may rewrite meanwhile).
   security::TlsServerFiles resp_files, https_files;
@@ -577,6 +575,8 @@ struct Node::Impl final : resp::NodeView {
     }
   }
 
+  // The health poller thread: every 500 ms, probes storage and asks the metadata service for
+  // its status (waiting at most 1 s), and posts both to the health board.
   void health_poller() {
     for (;;) {
       std::string storage_error = probe_storage();
