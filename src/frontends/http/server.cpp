@@ -209,7 +209,7 @@ struct Server::Impl {
   awaitable<void> session(tcp::socket sock, bool tls);
   // The requests of one connection, over `stream` (plain TCP, or TLS over `tcp`).
   template <class Stream>
-  awaitable<void> serve_requests(Stream& stream, beast::tcp_stream& tcp, std::string client_ip);
+  awaitable<void> serve_requests(Stream& stream, beast::tcp_stream& tcp, const std::string& client_ip);
   // GET /v1/pubsub/{channel}: the rest of the connection is a Server-Sent Events stream.
   template <class Stream>
   awaitable<void> serve_sse(Stream& stream, beast::tcp_stream& tcp, const Request& req);
@@ -1107,7 +1107,7 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
 
 // Defined before session(), which instantiates them.
 template <class Stream>
-awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, std::string client_ip) {
+awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, const std::string& client_ip) {
   beast::flat_buffer buf;
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
