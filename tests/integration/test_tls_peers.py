@@ -149,6 +149,21 @@ class PeerTlsTest(unittest.TestCase):
                 pass
         self.assertEqual(self.client(nodes[1]).get("key:7"), b"value-7")
 
+    def test_a_restarted_member_comes_back_over_tls(self):
+        nodes = [self.node(i + 1, self.peer_ports[i]) for i in range(3)]
+        self.wait_quorum(*nodes)
+        nodes[2].kill9()
+        # Written while node 3 is down; it catches up over the TLS links once it is back.
+        st, body = http("PUT", nodes[0].http_port, "/v1/meta/while/down", b"missed")
+        self.assertEqual(st, 200, body)
+        nodes[2].start()
+        self.wait_quorum(nodes[2])
+        wait_for("node 3 to catch up", lambda: http("GET", nodes[2].http_port, "/v1/meta/while/down")[0] == 200)
+        self.assertEqual(http("GET", nodes[2].http_port, "/v1/meta/while/down")[1]["value"], "missed")
+        self.meta_roundtrip(nodes[2], nodes[0])
+        for k in nodes:
+            self.assertEqual(metric(k, "keel_peer_tls_refusals_total", '{reason="identity"}'), 0)
+
     def test_a_certificate_from_another_ca_is_refused(self):
         n1 = self.node(1, self.peer_ports[0])
         n2 = self.node(2, self.peer_ports[1])
