@@ -4,6 +4,9 @@
 // the CPU time per frame (both ends together) and the frame rate.
 //
 // Usage: build/bench/peers/bench_peers [FRAMES]   (default 300000)
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdio>
@@ -12,10 +15,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include "runtime/cluster/peers.h"
 #include "security/pki.h"
@@ -26,7 +25,8 @@ namespace {
 using namespace keel;
 namespace asio = boost::asio;
 
-std::shared_ptr<security::PeerTls> node_tls(const std::filesystem::path& dir, const security::Pem& ca, uint32_t id) {
+std::shared_ptr<security::PeerTls> node_tls(const std::filesystem::path& dir,
+                                            const security::Pem& ca, uint32_t id) {
   security::IssueRequest req;
   req.name = std::to_string(id);
   auto c = security::issue(ca, req);
@@ -66,11 +66,13 @@ cluster::TransportOptions opts(uint32_t id, std::shared_ptr<security::PeerTls> t
 int main(int argc, char** argv) {
   const size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 300000;
   spdlog::set_level(spdlog::level::warn);
-  auto dir = std::filesystem::temp_directory_path() / ("keel-bench-peers-" + std::to_string(::getpid()));
+  auto dir =
+      std::filesystem::temp_directory_path() / ("keel-bench-peers-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto ca = security::create_ca("bench", security::KeyType::kEd25519);
   if (!ca) return 1;
-  std::printf("| frames sent at a time | link | CPU µs per frame | frames/s |\n|---|---|---|---|\n");
+  std::printf(
+      "| frames sent at a time | link | CPU µs per frame | frames/s |\n|---|---|---|---|\n");
   for (size_t chunk : {size_t{4}, size_t{1000}}) {
     for (bool tls : {false, true}) {
       asio::io_context io;
@@ -92,13 +94,16 @@ int main(int argc, char** argv) {
       const auto w0 = std::chrono::steady_clock::now();
       size_t sent = 0;
       while (got < n) {
-        for (size_t i = 0; i < chunk && sent < n; ++i, ++sent) t1.send(2, cluster::MsgType::kData, payload);
+        for (size_t i = 0; i < chunk && sent < n; ++i, ++sent)
+          t1.send(2, cluster::MsgType::kData, payload);
         io.poll();
         io.restart();
       }
       const double cpu_us = double(std::clock() - c0) / CLOCKS_PER_SEC * 1e6 / double(n);
-      const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
-      std::printf("| %zu | %s | %.2f | %.0f |\n", chunk, tls ? "mutual TLS" : "plaintext", cpu_us, double(n) / wall_s);
+      const double wall_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      std::printf("| %zu | %s | %.2f | %.0f |\n", chunk, tls ? "mutual TLS" : "plaintext", cpu_us,
+                  double(n) / wall_s);
       std::fflush(stdout);
       t1.stop();
       t2.stop();

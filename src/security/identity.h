@@ -30,6 +30,7 @@ Result<SpiffeId> parse_spiffe_id(std::string_view uri);
 // `cluster`. The certificate must name exactly one keel node identity; the error says what
 // the certificate names and what was expected (for logs and the Reject frame), e.g.
 // "the certificate names node 3 (spiffe://prod/node/3), not node 2; expected spiffe://prod/node/2".
-Status check_node_identity(const std::vector<std::string>& uris, std::string_view cluster, uint32_t expected_node);
+Status check_node_identity(const std::vector<std::string>& uris, std::string_view cluster,
+                           uint32_t expected_node);
 
 }  // namespace keel::security

@@ -78,12 +78,14 @@ TEST(PeerTransportTls, DeliversBothWaysOverMutualTls) {
   asio::io_context io;
   std::vector<std::pair<uint32_t, std::string>> r1, r2;
   auto tls1 = pki.tls("a", 1), tls2 = pki.tls("a", 2);
-  PeerTransport t2(io, opts(2, tls2), [&](uint32_t from, MsgType, std::string p) { r2.emplace_back(from, p); });
+  PeerTransport t2(io, opts(2, tls2),
+                   [&](uint32_t from, MsgType, std::string p) { r2.emplace_back(from, p); });
   auto p2 = t2.start();
   ASSERT_TRUE(p2);
   auto o1 = opts(1, tls1);
   o1.peers = {{2, "127.0.0.1", static_cast<uint16_t>(*p2)}};
-  PeerTransport t1(io, o1, [&](uint32_t from, MsgType, std::string p) { r1.emplace_back(from, p); });
+  PeerTransport t1(io, o1,
+                   [&](uint32_t from, MsgType, std::string p) { r1.emplace_back(from, p); });
   auto p1 = t1.start();
   ASSERT_TRUE(p1);
   t2.add_peer({1, "127.0.0.1", static_cast<uint16_t>(*p1)});
@@ -91,12 +93,15 @@ TEST(PeerTransportTls, DeliversBothWaysOverMutualTls) {
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(t1.send(2, MsgType::kRabia, "m" + std::to_string(i)));
   ASSERT_TRUE(t1.send(2, MsgType::kData, big));
   ASSERT_TRUE(run_until(io, [&] { return r2.size() == 101; }));
-  for (int i = 0; i < 100; ++i) EXPECT_EQ(r2[i], (std::pair<uint32_t, std::string>{1, "m" + std::to_string(i)}));
+  for (int i = 0; i < 100; ++i)
+    EXPECT_EQ(r2[i], (std::pair<uint32_t, std::string>{1, "m" + std::to_string(i)}));
   EXPECT_EQ(r2[100].second, big);
   t2.send(1, MsgType::kHeartbeat, "hb");
   ASSERT_TRUE(run_until(io, [&] { return r1.size() == 1; }));
   EXPECT_EQ(r1[0], (std::pair<uint32_t, std::string>{2, "hb"}));
-  EXPECT_EQ(tls1->refused_handshake + tls1->refused_identity + tls2->refused_handshake + tls2->refused_identity, 0u);
+  EXPECT_EQ(tls1->refused_handshake + tls1->refused_identity + tls2->refused_handshake +
+                tls2->refused_identity,
+            0u);
   t1.stop();
   t2.stop();
   io.run_for(std::chrono::milliseconds(50));
@@ -116,9 +121,11 @@ TEST(PeerTransportTls, RefusesACertificateFromAnotherCa) {
   PeerTransport t1(io, o1, {});
   ASSERT_TRUE(t1.start());
   t1.send(2, MsgType::kRabia, "x");
-  ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 2 && tls2->refused_handshake >= 1; }));
+  ASSERT_TRUE(run_until(
+      io, [&] { return t1.stats()[0].connect_failures >= 2 && tls2->refused_handshake >= 1; }));
   auto err = t1.stats()[0].last_error;
-  EXPECT_NE(err.find("TLS handshake with peer 127.0.0.1:" + std::to_string(*p2) + " failed: certificate verify failed"),
+  EXPECT_NE(err.find("TLS handshake with peer 127.0.0.1:" + std::to_string(*p2) +
+                     " failed: certificate verify failed"),
             std::string::npos)
       << err;
   EXPECT_GE(tls1->refused_handshake.load(), 1u);
@@ -145,8 +152,10 @@ TEST(PeerTransportTls, RefusesACertificateNamingAnotherNodeThanThePeerClaims) {
   t1.send(2, MsgType::kRabia, "x");
   ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 2; }));
   auto err = t1.stats()[0].last_error;
-  EXPECT_NE(err.find("peer refused the handshake: node 1 is refused, its Hello and its certificate disagree: the "
-                     "certificate names node 3 (spiffe://test/node/3), not node 1; expected spiffe://test/node/1"),
+  EXPECT_NE(err.find("peer refused the handshake: node 1 is refused, its Hello and its certificate "
+                     "disagree: the "
+                     "certificate names node 3 (spiffe://test/node/3), not node 1; expected "
+                     "spiffe://test/node/1"),
             std::string::npos)
       << err;
   EXPECT_GE(tls2->refused_identity.load(), 2u);
@@ -167,12 +176,17 @@ TEST(PeerTransportTls, RefusesAServerWhoseCertificateNamesAnotherNodeThanTheOneD
   auto p2 = t2.start();
   ASSERT_TRUE(p2);
   auto o1 = opts(1, tls1);
-  o1.peers = {{4, "127.0.0.1", static_cast<uint16_t>(*p2)}};  // node 4 expected there; node 2 answers
+  o1.peers = {
+      {4, "127.0.0.1", static_cast<uint16_t>(*p2)}};  // node 4 expected there; node 2 answers
   PeerTransport t1(io, o1, {});
   ASSERT_TRUE(t1.start());
   ASSERT_TRUE(run_until(io, [&] { return t1.stats()[0].connect_failures >= 2; }));
   auto err = t1.stats()[0].last_error;
-  EXPECT_NE(err.find("dialled as node 4: the certificate names node 2 (spiffe://test/node/2), not node 4"), std::string::npos) << err;
+  EXPECT_NE(
+      err.find(
+          "dialled as node 4: the certificate names node 2 (spiffe://test/node/2), not node 4"),
+      std::string::npos)
+      << err;
   EXPECT_GE(tls1->refused_identity.load(), 2u);
   EXPECT_FALSE(t1.connected(4));
   t1.stop();
@@ -210,7 +224,8 @@ TEST(PeerTransportTls, NewLinksUseReloadedCertificatesAndOpenLinksKeepTheirs) {
   auto files2 = pki.node("a", 2);
   auto tls2 = *security::PeerTls::create(files2, "test", 2);
   auto tls1 = pki.tls("a", 1);
-  PeerTransport t2(io, opts(2, tls2), [&](uint32_t from, MsgType, std::string p) { r2.emplace_back(from, p); });
+  PeerTransport t2(io, opts(2, tls2),
+                   [&](uint32_t from, MsgType, std::string p) { r2.emplace_back(from, p); });
   auto p2 = t2.start();
   ASSERT_TRUE(p2);
   auto o1 = opts(1, tls1);
@@ -222,9 +237,12 @@ TEST(PeerTransportTls, NewLinksUseReloadedCertificatesAndOpenLinksKeepTheirs) {
   // Node 2's files now hold a certificate (and CA) from another CA; reloaded, the link that is
   // open keeps working, and a new one is refused by node 1, which trusts only CA "a".
   auto other = pki.node("b", 2);
-  std::filesystem::copy_file(other.cert_file, files2.cert_file, std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(other.key_file, files2.key_file, std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(other.ca_cert_file, files2.ca_cert_file, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(other.cert_file, files2.cert_file,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(other.key_file, files2.key_file,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(other.ca_cert_file, files2.ca_cert_file,
+                             std::filesystem::copy_options::overwrite_existing);
   ASSERT_TRUE(tls2->reload());
   ASSERT_TRUE(t1.send(2, MsgType::kRabia, "open link"));
   ASSERT_TRUE(run_until(io, [&] { return r2.size() == 2; }));
@@ -232,7 +250,8 @@ TEST(PeerTransportTls, NewLinksUseReloadedCertificatesAndOpenLinksKeepTheirs) {
   ASSERT_TRUE(t1.reconnect(2, "test: redial"));
   ASSERT_TRUE(run_until(io, [&] { return tls1->refused_handshake >= 2; }));
   EXPECT_FALSE(t1.connected(2));
-  EXPECT_NE(t1.stats()[0].last_error.find("certificate verify failed"), std::string::npos) << t1.stats()[0].last_error;
+  EXPECT_NE(t1.stats()[0].last_error.find("certificate verify failed"), std::string::npos)
+      << t1.stats()[0].last_error;
   t1.stop();
   t2.stop();
   io.run_for(std::chrono::milliseconds(50));
@@ -249,7 +268,8 @@ TEST(PeerTransportTls, ACaBundleTrustsCertificatesFromEitherCa) {
   std::string bundle_text;
   for (auto* path : {&f2.ca_cert_file, &f1.ca_cert_file}) {
     std::ifstream in(*path);
-    bundle_text += std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bundle_text +=
+        std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
   const std::string bundle = pki.put("bundle.crt", bundle_text);
   f1.ca_cert_file = f2.ca_cert_file = bundle;
@@ -275,7 +295,8 @@ TEST(PeerTransportTls, ALinkComesBackAfterThePeerRestarts) {
   asio::io_context io;
   std::vector<std::pair<uint32_t, std::string>> r;
   auto tls1 = pki.tls("a", 1), tls2 = pki.tls("a", 2);
-  auto t2 = std::make_unique<PeerTransport>(io, opts(2, tls2), [&](uint32_t f, MsgType, std::string p) { r.emplace_back(f, p); });
+  auto t2 = std::make_unique<PeerTransport>(
+      io, opts(2, tls2), [&](uint32_t f, MsgType, std::string p) { r.emplace_back(f, p); });
   auto port = t2->start();
   ASSERT_TRUE(port);
   auto o1 = opts(1, tls1);
@@ -288,7 +309,8 @@ TEST(PeerTransportTls, ALinkComesBackAfterThePeerRestarts) {
   ASSERT_TRUE(run_until(io, [&] { return !t1.connected(2); }));
   auto o2 = opts(2, tls2);
   o2.port = *port;
-  t2 = std::make_unique<PeerTransport>(io, o2, [&](uint32_t f, MsgType, std::string p) { r.emplace_back(f, p); });
+  t2 = std::make_unique<PeerTransport>(
+      io, o2, [&](uint32_t f, MsgType, std::string p) { r.emplace_back(f, p); });
   ASSERT_TRUE(t2->start());
   ASSERT_TRUE(t1.send(2, MsgType::kRabia, "again"));
   ASSERT_TRUE(run_until(io, [&] { return r.size() == 1; }));

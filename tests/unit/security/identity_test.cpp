@@ -26,15 +26,17 @@ TEST(SpiffeId, ParsesNodeAndClientIdentities) {
 }
 
 TEST(SpiffeId, RefusesWhatIsNotAKeelIdentityAndSaysWhatIsExpected) {
-  for (const char* bad : {"", "https://prod/node/1", "spiffe://prod", "spiffe://prod/node", "spiffe://prod/node/",
-                          "spiffe://prod/node/0", "spiffe://prod/node/65536", "spiffe://prod/node/01",
-                          "spiffe://prod/node/1/x", "spiffe://prod/node/-1", "spiffe://prod/node/1a",
-                          "spiffe:///node/1", "spiffe://pr od/node/1", "spiffe://prod/admin/1",
-                          "spiffe://prod/client/", "spiffe://prod/client/a/b", "spiffe://prod/client/al ice"}) {
+  for (const char* bad :
+       {"", "https://prod/node/1", "spiffe://prod", "spiffe://prod/node", "spiffe://prod/node/",
+        "spiffe://prod/node/0", "spiffe://prod/node/65536", "spiffe://prod/node/01",
+        "spiffe://prod/node/1/x", "spiffe://prod/node/-1", "spiffe://prod/node/1a",
+        "spiffe:///node/1", "spiffe://pr od/node/1", "spiffe://prod/admin/1",
+        "spiffe://prod/client/", "spiffe://prod/client/a/b", "spiffe://prod/client/al ice"}) {
     auto r = parse_spiffe_id(bad);
     EXPECT_FALSE(r) << bad;
     if (!r) {
-      EXPECT_NE(r.error().message.find("expected spiffe://<cluster>/node/<id>"), std::string::npos) << r.error().message;
+      EXPECT_NE(r.error().message.find("expected spiffe://<cluster>/node/<id>"), std::string::npos)
+          << r.error().message;
     }
   }
   EXPECT_FALSE(parse_spiffe_id("spiffe://p/node/" + std::string(300, '1')));
@@ -47,27 +49,35 @@ TEST(NodeIdentity, AcceptsOnlyTheNodeThePeerClaimsToBeInThisCluster) {
 
   auto r = check_node_identity({"spiffe://prod/node/3"}, "prod", 2);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("names node 3 (spiffe://prod/node/3), not node 2; expected spiffe://prod/node/2"), std::string::npos)
+  EXPECT_NE(r.error().message.find(
+                "names node 3 (spiffe://prod/node/3), not node 2; expected spiffe://prod/node/2"),
+            std::string::npos)
       << r.error().message;
 
   r = check_node_identity({"spiffe://blue/node/2"}, "prod", 2);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("of cluster 'blue'"), std::string::npos) << r.error().message;
-  EXPECT_NE(r.error().message.find("this cluster is 'prod'"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("this cluster is 'prod'"), std::string::npos)
+      << r.error().message;
 
   r = check_node_identity({"spiffe://prod/client/alice"}, "prod", 2);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("names no node identity (URI SANs: [spiffe://prod/client/alice])"), std::string::npos)
+  EXPECT_NE(
+      r.error().message.find("names no node identity (URI SANs: [spiffe://prod/client/alice])"),
+      std::string::npos)
       << r.error().message;
-  EXPECT_NE(r.error().message.find("keel cert issue --node 2"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("keel cert issue --node 2"), std::string::npos)
+      << r.error().message;
 
   r = check_node_identity({}, "prod", 2);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("names no node identity"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("names no node identity"), std::string::npos)
+      << r.error().message;
 
   r = check_node_identity({"spiffe://prod/node/2", "spiffe://prod/node/3"}, "prod", 2);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("names 2 node identities"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("names 2 node identities"), std::string::npos)
+      << r.error().message;
 }
 
 struct Dir {
@@ -100,18 +110,22 @@ TEST(PeerTls, LoadsANodeCertificateAndRefusesOneNamingAnotherNodeOrCluster) {
 
   auto wrong_node = PeerTls::create(f, "prod", 3);
   ASSERT_FALSE(wrong_node);
-  EXPECT_NE(wrong_node.error().message.find("tls.cert_file: " + f.cert_file), std::string::npos) << wrong_node.error().message;
-  EXPECT_NE(wrong_node.error().message.find("names node 2"), std::string::npos) << wrong_node.error().message;
+  EXPECT_NE(wrong_node.error().message.find("tls.cert_file: " + f.cert_file), std::string::npos)
+      << wrong_node.error().message;
+  EXPECT_NE(wrong_node.error().message.find("names node 2"), std::string::npos)
+      << wrong_node.error().message;
 
   auto wrong_cluster = PeerTls::create(f, "blue", 2);
   ASSERT_FALSE(wrong_cluster);
-  EXPECT_NE(wrong_cluster.error().message.find("of cluster 'prod'"), std::string::npos) << wrong_cluster.error().message;
+  EXPECT_NE(wrong_cluster.error().message.find("of cluster 'prod'"), std::string::npos)
+      << wrong_cluster.error().message;
 
   auto g = f;
   g.ca_cert_file = "";
   auto no_ca = PeerTls::create(g, "prod", 2);
   ASSERT_FALSE(no_ca);
-  EXPECT_NE(no_ca.error().message.find("tls.ca_cert_file: must be set when tls.peer = yes"), std::string::npos)
+  EXPECT_NE(no_ca.error().message.find("tls.ca_cert_file: must be set when tls.peer = yes"),
+            std::string::npos)
       << no_ca.error().message;
 
   // A reload that finds a bad file keeps the contexts it had.
@@ -119,7 +133,8 @@ TEST(PeerTls, LoadsANodeCertificateAndRefusesOneNamingAnotherNodeOrCluster) {
   d.put("n.crt", "not a certificate");
   auto r = (*ok)->reload();
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message.find("not a PEM certificate"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("not a PEM certificate"), std::string::npos)
+      << r.error().message;
   EXPECT_EQ((*ok)->server(), before);
   // A good one replaces them.
   auto again = issue(*ca, req);
