@@ -35,6 +35,17 @@ def metric(node, name, labels=""):
     return float(m.group(1)) if m else None
 
 
+def put_meta(port, key, value, limit=30):
+    """PUT /v1/meta/KEY, retried while the answer is 503 (no quorum at that moment: nothing was
+    applied) or 504 (outcome unknown: the same PUT again is harmless); bounded."""
+    deadline = time.time() + limit
+    while True:
+        st, body = http("PUT", port, "/v1/meta/" + key, value)
+        if st not in (503, 504) or time.time() > deadline:
+            return st, body
+        time.sleep(0.05)
+
+
 def wait_for(what, pred, limit=30):
     deadline = time.time() + limit
     while time.time() < deadline:
@@ -90,7 +101,7 @@ class PeerTlsTest(unittest.TestCase):
 
     def meta_roundtrip(self, a, b):
         """A metadata write through `a` (Rabia over the TLS peer links) is read through `b`."""
-        st, body = http("PUT", a.http_port, "/v1/meta/check/%d" % a.http_port, b"written")
+        st, body = put_meta(a.http_port, "check/%d" % a.http_port, b"written")
         self.assertEqual(st, 200, body)
         wait_for("the metadata write to reach the other node",
                  lambda: http("GET", b.http_port, "/v1/meta/check/%d" % a.http_port)[0] == 200)
@@ -112,7 +123,7 @@ class PeerTlsTest(unittest.TestCase):
             for i in range(50):
                 self.assertEqual(c.get("key:%d" % i), b"value-%d" % i)
         # Metadata (Rabia over the TLS peer links): written on one node, read on another.
-        st, body = http("PUT", nodes[0].http_port, "/v1/meta/svc/a", b"over tls")
+        st, body = put_meta(nodes[0].http_port, "svc/a", b"over tls")
         self.assertEqual(st, 200, body)
         wait_for("the metadata write on node 3",
                  lambda: http("GET", nodes[2].http_port, "/v1/meta/svc/a")[0] == 200)
@@ -154,7 +165,7 @@ class PeerTlsTest(unittest.TestCase):
         self.wait_quorum(*nodes)
         nodes[2].kill9()
         # Written while node 3 is down; it catches up over the TLS links once it is back.
-        st, body = http("PUT", nodes[0].http_port, "/v1/meta/while/down", b"missed")
+        st, body = put_meta(nodes[0].http_port, "while/down", b"missed")
         self.assertEqual(st, 200, body)
         nodes[2].start()
         self.wait_quorum(nodes[2])
