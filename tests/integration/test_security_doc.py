@@ -2,10 +2,12 @@
 "Reloading certificates" run exactly as written (three members with mutual TLS on peer links,
 TLS on RESP and HTTPS, a renewed certificate), and print what the doc says. They use the fixed
 ports the doc shows, so they run in a network namespace of their own (`unshare --net`, root
-needed), where nothing else listens."""
+needed), where nothing else listens, and a PID namespace of their own (`--pid --fork`): when
+the script ends, the kernel ends every process it started, whatever happened."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import unittest
@@ -13,6 +15,18 @@ import unittest
 from harness import KEEL_BIN
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def kill_processes_in(work):
+    """A safety net: ends any process still running in `work` (none should be)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.readlink("/proc/%s/cwd" % pid).startswith(work):
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def section(doc, title):
@@ -33,10 +47,14 @@ class SecurityDoc(unittest.TestCase):
         self.assertEqual((len(cluster), len(reload)), (2, 1))
         work = tempfile.mkdtemp(prefix="keel-security-doc-")
         self.addCleanup(shutil.rmtree, work, True)
+        self.addCleanup(kill_processes_in, work)
+        # `keel` on PATH, as the doc assumes: `keel serve ... &` is then the keel process itself.
+        os.makedirs(os.path.join(work, ".bin"))
+        os.symlink(os.path.abspath(KEEL_BIN), os.path.join(work, ".bin", "keel"))
         script = "\n".join([
             "set -e",
             "ip link set lo up",
-            'keel() { "%s" "$@"; }' % os.path.abspath(KEEL_BIN),
+            'export PATH="$PWD/.bin:$PATH"',
             "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT",
             "timeout_at=$((SECONDS + 60))",
             # The readiness loop of the doc, bounded here so that a broken node fails the test.
@@ -49,8 +67,8 @@ class SecurityDoc(unittest.TestCase):
             "for n in $(seq 300); do grep -q 'TLS: reloaded' node-1.log && break; sleep 0.1; done",
             "grep 'TLS: reloaded' node-1.log",
         ])
-        r = subprocess.run(["unshare", "--net", "bash", "-c", script], cwd=work, capture_output=True, text=True,
-                           timeout=180)
+        r = subprocess.run(["unshare", "--net", "--pid", "--fork", "bash", "-c", script], cwd=work,
+                           capture_output=True, text=True, timeout=180)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         out = r.stdout.split("---\n")
         self.assertEqual(len(out), 3, r.stdout)
