@@ -8,8 +8,13 @@ and replicas 2 with write quorum 1), all on loopback, and runs SET and GET with 
 ratios. Then measures keel's failover time: kill -9 of a node under a write load, to the first
 successful write of a key whose primary was on it (median of FAILOVERS runs).
 
+With CLUSTER_BENCH_PEER_TLS=1 it compares instead keel W2/R2 with plaintext peer links and
+with mutual TLS on them (tls.peer = yes, certificates from `keel cert`), alternating in each
+round: the cost of TLS on the data plane (forwarding and replication) and the metadata peers.
+
 Usage: bench/cluster/cluster_bench.py BUILD_DIR
 Environment: CLUSTER_BENCH_ROUNDS=3 CLUSTER_BENCH_REQUESTS=200000 CLUSTER_BENCH_FAILOVERS=3
+             CLUSTER_BENCH_PEER_TLS=1
 """
 import csv
 import io
@@ -69,9 +74,17 @@ def wait_state_ok(ports, limit=60):
 
 
 class KeelCluster:
-    def __init__(self, quorum, replicas=2, n=3):
-        self.quorum, self.replicas, self.n = quorum, replicas, n
-        self.name = "keel W%d/R%d" % (quorum, replicas)
+    def __init__(self, quorum, replicas=2, n=3, pki=None):
+        self.quorum, self.replicas, self.n, self.pki = quorum, replicas, n, pki
+        self.name = "keel W%d/R%d%s" % (quorum, replicas, " mTLS" if pki else "")
+
+    def tls_args(self, i):
+        if not self.pki:
+            return []
+        return ["--set", "tls.peer=yes",
+                "--set", "tls.cert_file=%s/node-%d.crt" % (self.pki, i + 1),
+                "--set", "tls.key_file=%s/node-%d.key" % (self.pki, i + 1),
+                "--set", "tls.ca_cert_file=%s/ca.crt" % self.pki]
 
     def __enter__(self):
         self.root = tempfile.mkdtemp(prefix="keel-cbench-")
@@ -88,7 +101,8 @@ class KeelCluster:
                  "--peers", peers, "--log-level", "warn",
                  "--set", "cluster.heartbeat_ms=50", "--set", "cluster.suspect_after_ms=300",
                  "--set", "cluster.dead_after_ms=1000",
-                 "--set", "dht.replicas=%d" % self.replicas, "--set", "dht.write_quorum=%d" % self.quorum],
+                 "--set", "dht.replicas=%d" % self.replicas, "--set", "dht.write_quorum=%d" % self.quorum]
+                + self.tls_args(i),
                 stdout=open(os.path.join(d, "log"), "wb"), stderr=subprocess.STDOUT))
         wait_state_ok(self.ports)
         return self
@@ -170,10 +184,63 @@ def failover_time():
                 raise RuntimeError("no successful write 30 s after the kill")
 
 
+def cpu_seconds(procs):
+    """CPU time (user + system) the processes used so far, from /proc/<pid>/stat."""
+    total = 0
+    for p in procs:
+        with open("/proc/%d/stat" % p.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def peer_tls_main():
+    """keel W2/R2 with plaintext peer links vs with mutual TLS on them: throughput, p99, and
+    the CPU time of the three servers per request (less sensitive to other load on the
+    machine than the rates)."""
+    pki = tempfile.mkdtemp(prefix="keel-cbench-pki-")
+    try:
+        subprocess.run([KEEL, "cert", "init", "--dir", pki, "--cluster", "keel"], check=True, capture_output=True)
+        for i in range(3):
+            subprocess.run([KEEL, "cert", "issue", "--node", str(i + 1), "--dir", pki], check=True, capture_output=True)
+        names = ["plaintext", "mTLS"]
+        systems = [lambda: KeelCluster(2), lambda: KeelCluster(2, pki=pki)]
+        results = {}
+        for rnd in range(ROUNDS):
+            for name, make in zip(names, systems):
+                with make() as s:
+                    for test in ("set", "get"):
+                        for pl in (1, 16):
+                            cpu0 = cpu_seconds(s.procs)
+                            rps, p50, p99 = bench(s.ports[0], test, pl)
+                            us = (cpu_seconds(s.procs) - cpu0) * 1e6 / (REQUESTS * (4 if pl > 1 else 1))
+                            results.setdefault((name, test, pl), []).append((rps, p50, p99, us))
+                            print("round %d keel W2/R2 %-9s %-3s -P %-2d %10.0f ops/s  p50 %.3f ms  p99 %.3f ms  "
+                                  "server CPU %.2f us/op" % (rnd + 1, name, test.upper(), pl, rps, p50, p99, us),
+                                  flush=True)
+        print()
+        print("| command | -P | plaintext peers ops/s | mTLS peers ops/s | ratio | p99 ms plaintext / mTLS "
+              "| server CPU us/op plaintext / mTLS |")
+        print("|---|---|---|---|---|---|---|")
+        for test in ("set", "get"):
+            for pl in (1, 16):
+                med = {n: statistics.median(x[0] for x in results[(n, test, pl)]) for n in names}
+                p99 = {n: statistics.median(x[2] for x in results[(n, test, pl)]) for n in names}
+                cpu = {n: statistics.median(x[3] for x in results[(n, test, pl)]) for n in names}
+                print("| %s | %d | %.0f | %.0f | %.2fx | %.2f / %.2f | %.2f / %.2f |" %
+                      (test.upper(), pl, med["plaintext"], med["mTLS"], med["mTLS"] / med["plaintext"],
+                       p99["plaintext"], p99["mTLS"], cpu["plaintext"], cpu["mTLS"]))
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
+
+
 def main():
     for b in ("redis-server", "redis-benchmark", "redis-cli"):
         if not shutil.which(b):
             sys.exit("%s not found: run scripts/deps.sh bench" % b)
+    if os.environ.get("CLUSTER_BENCH_PEER_TLS") == "1":
+        peer_tls_main()
+        return
     results = {}
     systems = [RedisCluster, lambda: KeelCluster(2), lambda: KeelCluster(1)]
     names = ["redis-cluster", "keel W2/R2", "keel W1/R2"]

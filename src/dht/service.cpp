@@ -1584,6 +1584,7 @@ Result<int> Service::start() {
   to.node_id = im.opt.self;
   to.bind = im.opt.bind;
   to.port = im.opt.data_port;
+  to.tls = im.opt.tls;
   std::weak_ptr<Impl> weak = impl_;
   im.transport = std::make_unique<cluster::PeerTransport>(
       im.dio, to, [weak](uint32_t from, cluster::MsgType type, std::string payload) {

@@ -38,6 +38,10 @@ namespace keel::cluster {
 class MetaService;
 }
 
+namespace keel::security {
+class PeerTls;
+}
+
 namespace keel::dht {
 
 struct ServiceOptions {
@@ -66,6 +70,8 @@ struct ServiceOptions {
   bool rebalance = false;  // dht.rebalance: run the moves (off by default, see docs/dht.md)
   uint32_t rebalance_transfers = 4;
   uint64_t rebalance_bytes_per_s = 64 << 20;
+  // Mutual TLS on the data plane's links (tls.peer = yes); null = plaintext.
+  std::shared_ptr<security::PeerTls> tls;
 };
 
 struct ServiceStatus {

@@ -460,6 +460,41 @@ const std::vector<Setting>& settings() {
          c.tls_auth_clients = l;
          return "";
        }},
+      {"tls.peer", "mutual TLS on peer links (metadata and data plane): yes or no; uses tls.cert_file, tls.key_file, tls.ca_cert_file",
+       [](const Config& c) { return std::string(c.tls_peer ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true") c.tls_peer = true;
+         else if (l == "no" || l == "false") c.tls_peer = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"tls.http_port", "HTTPS on this port (0 = off), with tls.cert_file and tls.key_file; the plaintext server.http_port stays open",
+       [](const Config& c) { return std::to_string(c.tls_http_port); },
+       [](Config& c, const std::string& v) -> std::string {
+         uint64_t n;
+         if (!parse_u64(v, n) || n > 65535) return fmt::format("'{}' is not a port; allowed: 0..65535 (0 = HTTPS off)", v);
+         c.tls_http_port = static_cast<int>(n);
+         return "";
+       }},
+      {"tls.http_auth_clients", "client certificates on HTTPS: no (not asked for), optional (checked when presented), yes (required)",
+       [](const Config& c) { return c.tls_http_auth_clients; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l != "yes" && l != "no" && l != "optional")
+           return fmt::format("'{}' is not allowed; allowed: yes, no, optional", v);
+         c.tls_http_auth_clients = l;
+         return "";
+       }},
+      {"tls.reload_interval_ms", "how often the certificate, key and CA files are checked for changes and reloaded (0 = never)",
+       [](const Config& c) { return std::to_string(c.tls_reload_interval_ms); },
+       [](Config& c, const std::string& v) -> std::string {
+         uint64_t n;
+         if (!parse_u64(v, n) || (n != 0 && (n < 100 || n > 86400000)))
+           return fmt::format("'{}' is not allowed; allowed: 0 (never) or an integer from 100 to 86400000", v);
+         c.tls_reload_interval_ms = n;
+         return "";
+       }},
       {"log.format", "text or json",
        [](const Config& c) { return c.log_format; },
        [](Config& c, const std::string& v) -> std::string {
@@ -578,6 +613,18 @@ void load_env(Config& c, const std::map<std::string, std::string>& env, std::vec
   }
 }
 
+void warnings(const Config& c, std::vector<Problem>& out) {
+  if (c.cluster_node_id == 0) return;  // one node on its own: no peer links to protect
+  if (!c.tls_peer)
+    out.push_back({"tls.peer", "this node is a cluster member whose peer links run without TLS: anyone who reaches "
+                               "cluster.peer_port or the data port can take part in the cluster and read or change "
+                               "data; set tls.peer = yes with a certificate from `keel cert issue --node ID` "
+                               "(docs/security.md)"});
+  if (c.tls_port == 0 && c.tls_http_port == 0)
+    out.push_back({"tls.port", "clients reach this cluster member only in plaintext (no tls.port, no tls.http_port): "
+                               "passwords and data cross the network in the clear"});
+}
+
 void validate(const Config& c, std::vector<Problem>& problems) {
   if (c.resp_port != 0 && c.resp_port == c.http_port)
     problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});
@@ -621,6 +668,26 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       problems.push_back({"tls.ca_cert_file",
                           fmt::format("must be set when tls.auth_clients is {}: client certificates are checked against it "
                                       "(or set tls.auth_clients = no)", c.tls_auth_clients)});
+  }
+  if (c.tls_peer && c.cluster_node_id != 0) {
+    if (c.tls_cert_file.empty())
+      problems.push_back({"tls.cert_file", "must be set when tls.peer = yes: the node's certificate (`keel cert issue --node ID`)"});
+    if (c.tls_key_file.empty())
+      problems.push_back({"tls.key_file", "must be set when tls.peer = yes: the certificate's private key"});
+    if (c.tls_ca_cert_file.empty())
+      problems.push_back({"tls.ca_cert_file", "must be set when tls.peer = yes: peers' certificates are checked against it"});
+  }
+  if (c.tls_http_port != 0) {
+    if (c.tls_http_port == c.resp_port || c.tls_http_port == c.http_port || c.tls_http_port == c.tls_port)
+      problems.push_back({"tls.http_port", fmt::format("{} is already the RESP, HTTP or TLS port; give HTTPS its own port", c.tls_http_port)});
+    if (c.tls_cert_file.empty())
+      problems.push_back({"tls.cert_file", "must be set when tls.http_port is set: the node's certificate (PEM)"});
+    if (c.tls_key_file.empty())
+      problems.push_back({"tls.key_file", "must be set when tls.http_port is set: the certificate's private key (PEM)"});
+    if (c.tls_http_auth_clients != "no" && c.tls_ca_cert_file.empty())
+      problems.push_back({"tls.ca_cert_file",
+                          fmt::format("must be set when tls.http_auth_clients is {}: client certificates are checked against it "
+                                      "(or set tls.http_auth_clients = no)", c.tls_http_auth_clients)});
   }
   if (c.trace_batch_size > c.trace_queue_size)
     problems.push_back({"trace.batch_size", fmt::format("{} is more than trace.queue_size ({}); allowed: 1..trace.queue_size",

@@ -98,6 +98,10 @@ struct Config {
   std::string tls_key_file;          // its private key (PEM)
   std::string tls_ca_cert_file;      // CA that client certificates must chain to
   std::string tls_auth_clients = "yes";  // yes | no | optional (client certificates)
+  bool tls_peer = false;             // mutual TLS on peer links (metadata peers and data plane)
+  int tls_http_port = 0;             // HTTPS on this port (0 = off)
+  std::string tls_http_auth_clients = "no";  // client certificates on HTTPS: yes | no | optional
+  uint64_t tls_reload_interval_ms = 5000;    // check the files for changes this often (0 = never)
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";
@@ -122,6 +126,9 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
 void load_env(Config& c, const std::map<std::string, std::string>& env, std::vector<Problem>& problems);
 // Cross-field checks (after all sources are applied).
 void validate(const Config& c, std::vector<Problem>& problems);
+// What is allowed but unsafe (`keel config check` prints these as warnings and still
+// succeeds): a cluster member whose peer links or client doors run without TLS.
+void warnings(const Config& c, std::vector<Problem>& out);
 
 // Parses "512mb", "1gb", "100k", "123" like Redis's memtoll. Returns false on bad input.
 bool parse_size(const std::string& s, uint64_t& out);

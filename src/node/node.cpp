@@ -105,7 +105,13 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
   std::unique_ptr<security::Acl> acl;          // users and access rules (kept in `meta`)
   std::unique_ptr<security::AclService> acl_service;
-  int64_t tls_not_after = 0;  // the RESP TLS listener's certificate: unix seconds (0: no TLS)
+  std::atomic<int64_t> tls_not_after{0};  // the served certificate (tls.cert_file): unix seconds (0: no TLS listener)
+  // TLS: the listeners' contexts (replaced on reload) and peer links' mutual TLS.
+  std::shared_ptr<security::TlsContextSlot> resp_tls, http_tls;
+  std::shared_ptr<security::PeerTls> peer_tls;
+  std::thread tls_thread;  // watches the certificate files (tls.reload_interval_ms)
+  std::atomic<uint64_t> tls_reloads{0}, tls_reload_failures{0};
+  int https_port = 0;
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
   std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
@@ -302,6 +308,7 @@ struct Node::Impl final : resp::NodeView {
       line("process_id", getpid());
       line("tcp_port", resp_port);
       line("tls_port", tls_port);
+      line("https_port", https_port);
       line("http_port", http_port);
       line("shards", s.shards);
       line("uptime_in_seconds", (now - started_ms) / 1000);
@@ -377,6 +384,10 @@ struct Node::Impl final : resp::NodeView {
       line("evicted_keys", s.engine.evicted_keys_total);
       line("protocol_errors", s.stats.protocol_errors);
       line("tls_handshake_failures", s.stats.tls_handshake_failures);
+      line("tls_peer_refused_handshakes", peer_tls ? peer_tls->refused_handshake.load() : 0);
+      line("tls_peer_refused_identities", peer_tls ? peer_tls->refused_identity.load() : 0);
+      line("tls_reloads", tls_reloads.load());
+      line("tls_reload_failures", tls_reload_failures.load());
       line("cross_shard_hops", s.stats.cross_shard_hops);
       // Summed over shards: a channel subscribed to on two shards counts twice here (PUBSUB
       // CHANNELS and NUMPAT give the distinct names).
@@ -458,6 +469,112 @@ struct Node::Impl final : resp::NodeView {
     return err;
   }
 
+  // The files and client-certificate rules of the TLS doors, fixed at start (the reload
+  // thread reads these, never `cfg`, which CONFIG SET may rewrite meanwhile).
+  security::TlsServerFiles resp_files, https_files;
+  uint64_t tls_min_days = 3;  // health.tls_min_days
+
+  Status set_tls_files() {
+    security::TlsServerFiles tf;
+    tf.cert_file = cfg.tls_cert_file;
+    tf.key_file = cfg.tls_key_file;
+    tf.ca_cert_file = cfg.tls_ca_cert_file;
+    resp_files = https_files = tf;
+    auto auth = security::parse_client_auth(cfg.tls_auth_clients);
+    if (!auth) return make_error(Errc::kInvalidArgument, "tls.auth_clients: " + auth.error().message);
+    resp_files.auth = *auth;
+    auto hauth = security::parse_client_auth(cfg.tls_http_auth_clients);
+    if (!hauth) return make_error(Errc::kInvalidArgument, "tls.http_auth_clients: " + hauth.error().message);
+    https_files.auth = *hauth;
+    https_files.door = "https";
+    return {};
+  }
+
+  // The served certificate's expiry, for /metrics and the `certificates` readiness check.
+  void read_cert_expiry() {
+    std::ifstream f(resp_files.cert_file, std::ios::binary);
+    std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (auto info = security::inspect(pem)) tls_not_after = info->not_after;
+  }
+
+  void update_certificate_health() {
+    if (!health || !tls_not_after) return;
+    std::vector<observe::CertificateFacts> certs;
+    if (resp_tls) certs.push_back({"resp", tls_not_after});
+    if (http_tls) certs.push_back({"https", tls_not_after});
+    if (peer_tls) certs.push_back({"peer", tls_not_after});
+    health->set_certificates(std::move(certs), static_cast<int64_t>(tls_min_days));
+  }
+
+  std::string tls_metrics() const {
+    std::string o;
+    if (peer_tls)
+      o += fmt::format(
+          "# HELP keel_peer_tls_refusals_total Peer connections refused under tls.peer = yes: the TLS handshake failed "
+          "(no certificate, another CA, expired, plaintext) or the certificate names another node than the peer claims.\n"
+          "# TYPE keel_peer_tls_refusals_total counter\n"
+          "keel_peer_tls_refusals_total{{reason=\"handshake\"}} {}\nkeel_peer_tls_refusals_total{{reason=\"identity\"}} {}\n",
+          peer_tls->refused_handshake.load(), peer_tls->refused_identity.load());
+    if (resp_tls || http_tls || peer_tls) {
+      o += fmt::format(
+          "# HELP keel_tls_reloads_total Times the changed certificate files were loaded and put in use for new connections.\n"
+          "# TYPE keel_tls_reloads_total counter\nkeel_tls_reloads_total {}\n"
+          "# HELP keel_tls_reload_failures_total Times changed certificate files could not be loaded (the previous ones stay in use).\n"
+          "# TYPE keel_tls_reload_failures_total counter\nkeel_tls_reload_failures_total {}\n",
+          tls_reloads.load(), tls_reload_failures.load());
+      if (int64_t t = tls_not_after.load()) {
+        o += "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
+             "# TYPE keel_tls_certificate_expiry_timestamp_seconds gauge\n";
+        if (resp_tls) o += fmt::format("keel_tls_certificate_expiry_timestamp_seconds{{listener=\"resp\"}} {}\n", t);
+        if (http_tls) o += fmt::format("keel_tls_certificate_expiry_timestamp_seconds{{listener=\"https\"}} {}\n", t);
+        if (peer_tls) o += fmt::format("keel_tls_certificate_expiry_timestamp_seconds{{listener=\"peer\"}} {}\n", t);
+      }
+    }
+    return o;
+  }
+
+  // Reloads the certificate, key and CA files when they change (tls.reload_interval_ms): new
+  // connections use the new ones, connections already open keep theirs. Every context is
+  // built before any is replaced, so a bad file changes nothing: it is logged and counted,
+  // and the files are tried again when they change next.
+  void watch_certificates(int64_t interval_ms) {
+    const auto& f = resp_files;
+    security::FileWatch watch({f.cert_file, f.key_file, f.ca_cert_file});
+    for (;;) {
+      {
+        std::unique_lock lk(health_mu);
+        if (health_cv.wait_for(lk, std::chrono::milliseconds(interval_ms), [&] { return health_stop; })) return;
+      }
+      if (!watch.changed()) continue;
+      std::string error;
+      std::shared_ptr<boost::asio::ssl::context> resp_ctx, http_ctx;
+      if (resp_tls) {
+        auto c = security::make_server_context(resp_files);
+        if (c) resp_ctx = std::move(*c);
+        else error = c.error().message;
+      }
+      if (error.empty() && http_tls) {
+        auto c = security::make_server_context(https_files);
+        if (c) http_ctx = std::move(*c);
+        else error = c.error().message;
+      }
+      if (error.empty() && peer_tls) {
+        if (auto st = peer_tls->reload(); !st) error = st.error().message;
+      }
+      if (!error.empty()) {
+        ++tls_reload_failures;
+        spdlog::error("TLS: the changed certificate files were not loaded, the previous ones stay in use: {}", error);
+        continue;
+      }
+      if (resp_ctx) resp_tls->set(std::move(resp_ctx));
+      if (http_ctx) http_tls->set(std::move(http_ctx));
+      read_cert_expiry();
+      update_certificate_health();
+      ++tls_reloads;
+      spdlog::info("TLS: reloaded {} (and its key and CA): new connections use it", f.cert_file);
+    }
+  }
+
   // The health poller thread: every 500 ms, probes storage and asks the metadata service for
   // its status (waiting at most 1 s), and posts both to the health board.
   void health_poller() {
@@ -527,18 +644,19 @@ Status Node::start() {
   ro.query_buffer_limit = im.cfg.query_buffer_limit;
   ro.timeout_s = im.cfg.timeout_s;
   ro.pubsub_limits = {im.cfg.pubsub_output_hard, im.cfg.pubsub_output_soft, im.cfg.pubsub_output_soft_s};
+  if (auto st = im.set_tls_files(); !st) return st;
+  im.tls_min_days = im.cfg.health_tls_min_days;
   if (im.cfg.tls_port != 0) {
-    security::TlsServerFiles tf;
-    tf.cert_file = im.cfg.tls_cert_file;
-    tf.key_file = im.cfg.tls_key_file;
-    tf.ca_cert_file = im.cfg.tls_ca_cert_file;
-    auto auth = security::parse_client_auth(im.cfg.tls_auth_clients);
-    if (!auth) return make_error(Errc::kInvalidArgument, "tls.auth_clients: " + auth.error().message);
-    tf.auth = *auth;
-    auto ctx = security::make_server_context(tf);
+    auto ctx = security::make_server_context(im.resp_files);
     if (!ctx) return std::unexpected(ctx.error());
-    ro.tls = std::move(*ctx);
+    im.resp_tls = std::make_shared<security::TlsContextSlot>(std::move(*ctx));
+    ro.tls = im.resp_tls;
     ro.tls_port = im.cfg.tls_port;
+  }
+  if (im.cfg.tls_http_port != 0) {
+    auto ctx = security::make_server_context(im.https_files);
+    if (!ctx) return std::unexpected(ctx.error());
+    im.http_tls = std::make_shared<security::TlsContextSlot>(std::move(*ctx));
   }
   im.resp = std::make_unique<resp::Server>(
       *im.shards, im, ro, [&im](std::string_view sec, const resp::Snapshot& s) { return im.info(sec, s); });
@@ -593,13 +711,12 @@ Status Node::start() {
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
   ho.data_dir = im.cfg.storage.data_dir;
-  if (im.tls_port) {
-    // The served certificate's expiry, for /metrics and the `certificates` readiness check.
-    std::ifstream f(im.cfg.tls_cert_file, std::ios::binary);
-    std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    if (auto info = security::inspect(pem)) im.tls_not_after = info->not_after;
+  if (im.resp_tls || im.http_tls || (im.cfg.tls_peer && im.cfg.cluster_node_id != 0)) im.read_cert_expiry();
+  if (im.http_tls) {
+    ho.tls = im.http_tls;
+    ho.tls_port = im.cfg.tls_http_port;
   }
-  ho.tls_cert_not_after = im.tls_not_after;
+  ho.extra_metrics = [&im] { return im.tls_metrics(); };
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
   im.http->set_acl(im.acl_service.get());
@@ -660,6 +777,22 @@ Status Node::start() {
     d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
     d.start_timeout_ms = static_cast<int64_t>(im.cfg.cluster_start_timeout_ms);
+    if (im.cfg.tls_peer && !embedded) {
+      security::TlsServerFiles tf;
+      tf.cert_file = im.cfg.tls_cert_file;
+      tf.key_file = im.cfg.tls_key_file;
+      tf.ca_cert_file = im.cfg.tls_ca_cert_file;
+      auto pt = security::PeerTls::create(tf, d.cluster_id, d.node_id);
+      if (!pt) return std::unexpected(pt.error());
+      im.peer_tls = std::move(*pt);
+      d.tls = im.peer_tls;
+      spdlog::info("cluster: mutual TLS on peer links (certificate {}, CA {}): peers must present a certificate "
+                   "naming spiffe://{}/node/<their id>",
+                   im.cfg.tls_cert_file, im.cfg.tls_ca_cert_file, d.cluster_id);
+    } else if (!embedded) {
+      spdlog::warn("cluster: peer links are plaintext and unauthenticated (tls.peer = no): keep the peer ports "
+                   "on a trusted network, or turn on mutual TLS (docs/security.md)");
+    }
     im.meta = std::make_unique<cluster::MetaService>(d);
     auto pport = im.meta->start();
     if (!pport) return std::unexpected(pport.error());
@@ -686,6 +819,7 @@ Status Node::start() {
     so.rebalance_transfers = static_cast<uint32_t>(im.cfg.dht_rebalance_transfers);
     so.rebalance_bytes_per_s = im.cfg.dht_rebalance_mb_per_s << 20;
     so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);
+    so.tls = im.peer_tls;
     im.dht = std::make_unique<dht::Service>(*im.shards, recorders, *im.meta, so);
     auto dport = im.dht->start();
     if (!dport) return std::unexpected(dport.error());
@@ -710,16 +844,20 @@ Status Node::start() {
   // data itself lives in memory.
   im.health = std::make_unique<observe::HealthBoard>(n, true, static_cast<int64_t>(im.cfg.health_stall_after_ms));
   im.http->set_health(im.health.get());
-  if (im.tls_not_after)
-    im.health->set_certificates({{"resp", im.tls_not_after}}, static_cast<int64_t>(im.cfg.health_tls_min_days));
+  im.update_certificate_health();
   auto hport = im.http->start();
   if (!hport) return std::unexpected(hport.error());
   im.http_port = *hport;
+  im.https_port = im.http->tls_port();
+  if (im.https_port)
+    spdlog::info("HTTPS on {}:{} (client certificates: {})", im.cfg.bind, im.https_port, im.cfg.tls_http_auth_clients);
   if (im.cfg.gateway_enabled && im.cfg.gateway_port != 0) {
     http::ServerOptions gho = ho;
     gho.port = im.cfg.gateway_port;
     gho.max_body_bytes = im.cfg.gateway_max_body;
     gho.gateway_only = true;
+    gho.tls = nullptr;
+    gho.tls_port = 0;
     im.gateway_http = std::make_unique<http::Server>(*im.shards, *im.resp, gho);
     im.gateway_http->set_gateway(im.gateway.get());
     auto gport = im.gateway_http->start();
@@ -733,6 +871,8 @@ Status Node::start() {
   im.shards->start();
   im.running = true;
   im.health_thread = std::thread([&im] { im.health_poller(); });
+  if ((im.resp_tls || im.http_tls || im.peer_tls) && im.cfg.tls_reload_interval_ms > 0)
+    im.tls_thread = std::thread([&im, ms = static_cast<int64_t>(im.cfg.tls_reload_interval_ms)] { im.watch_certificates(ms); });
   // The embedded node creates its partition map at once; it is ready when its shards route by
   // it. (A member of a larger cluster waits for the others; until then it answers
   // CLUSTERDOWN.)
@@ -797,6 +937,7 @@ void Node::stop() {
     im.health_cv.notify_all();
     im.health_thread.join();
   }
+  if (im.tls_thread.joinable()) im.tls_thread.join();  // woken by health_stop above
   if (im.resp) {
     im.resp->shutdown();
     for (int i = 0; i < 500 && im.resp->open_connections() > 0; ++i)

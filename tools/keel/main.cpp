@@ -103,12 +103,20 @@ int main(int argc, char** argv) {
     }
     keel::node::load_toml_file(c, check_file, problems);
     keel::node::validate(c, problems);
+    std::vector<keel::node::Problem> warnings;
+    keel::node::warnings(c, warnings);
+    auto print_warnings = [&] {
+      for (auto& w : warnings) std::fprintf(stderr, "  warning: %s: %s\n", w.key.c_str(), w.message.c_str());
+    };
     if (problems.empty()) {
-      std::printf("%s: OK\n", check_file.c_str());
+      std::string tail = warnings.empty() ? "" : ", " + std::to_string(warnings.size()) + " warning(s)";
+      std::printf("%s: OK%s\n", check_file.c_str(), tail.c_str());
+      print_warnings();
       return 0;
     }
     std::fprintf(stderr, "%s: %zu problem(s)\n", check_file.c_str(), problems.size());
     print_problems(problems);
+    print_warnings();
     return 1;
   }
 

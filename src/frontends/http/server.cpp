@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -38,6 +39,7 @@
 #include "observe/health_board.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/tls.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
 
@@ -167,6 +169,9 @@ struct Server::Impl {
   dht::Service* dht = nullptr;
   ServerOptions opt;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<tcp::acceptor> tls_acceptor;  // HTTPS, while opt.tls is set
+  int bound_tls_port = 0;
+  std::atomic<uint64_t> tls_handshake_failures{0};
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> requests{0};
   std::list<beast::tcp_stream*> sessions;  // touched only on shard 0
@@ -201,10 +206,14 @@ struct Server::Impl {
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
   awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
-  awaitable<void> session(tcp::socket sock);
+  awaitable<void> session(tcp::socket sock, bool tls);
+  // The requests of one connection, over `stream` (plain TCP, or TLS over `tcp`).
+  template <class Stream>
+  awaitable<void> serve_requests(Stream& stream, beast::tcp_stream& tcp, const std::string& client_ip);
   // GET /v1/pubsub/{channel}: the rest of the connection is a Server-Sent Events stream.
-  awaitable<void> serve_sse(beast::tcp_stream& stream, const Request& req);
-  awaitable<void> accept_loop();
+  template <class Stream>
+  awaitable<void> serve_sse(Stream& stream, beast::tcp_stream& tcp, const Request& req);
+  awaitable<void> accept_loop(bool tls);
 };
 
 namespace {
@@ -792,12 +801,12 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "keel_acl_denied_total{{reason=\"key\"}} {}\nkeel_acl_denied_total{{reason=\"channel\"}} {}\n",
           d.auth, d.command, d.key, d.channel);
     }
-    if (opt.tls_cert_not_after)
+    if (opt.tls)
       res.body() += fmt::format(
-          "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
-          "# TYPE keel_tls_certificate_expiry_timestamp_seconds gauge\n"
-          "keel_tls_certificate_expiry_timestamp_seconds{{listener=\"resp\"}} {}\n",
-          opt.tls_cert_not_after);
+          "# HELP keel_https_handshake_failures_total HTTPS connections whose TLS handshake failed (no or a bad client certificate, plaintext, timeout).\n"
+          "# TYPE keel_https_handshake_failures_total counter\nkeel_https_handshake_failures_total {}\n",
+          tls_handshake_failures.load());
+    if (opt.extra_metrics) res.body() += opt.extra_metrics();
     if (!opt.data_dir.empty()) {
       struct statvfs fs {};
       if (::statvfs(opt.data_dir.c_str(), &fs) == 0)
@@ -1100,18 +1109,15 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
   co_return res;
 }
 
-awaitable<void> Server::Impl::session(tcp::socket sock) {
-  boost::system::error_code rec;
-  std::string client_ip = sock.remote_endpoint(rec).address().to_string();
-  beast::tcp_stream stream(std::move(sock));
-  sessions.push_front(&stream);
-  auto self = sessions.begin();
+// Defined before session(), which instantiates them.
+template <class Stream>
+awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, const std::string& client_ip) {
   beast::flat_buffer buf;
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(opt.max_body_bytes);
     parser.header_limit(opt.max_header_bytes);
-    stream.expires_after(std::chrono::seconds(opt.idle_timeout_s));
+    tcp.expires_after(std::chrono::seconds(opt.idle_timeout_s));
     auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, asio::as_tuple(use_awaitable));
     if (ec) {
       std::optional<Response> err;
@@ -1133,8 +1139,8 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
         // Lingering close (as nginx does): drain what the client is still sending, for a
         // bounded time and size, so it reads our error instead of a reset connection.
         boost::system::error_code sec;
-        stream.socket().shutdown(tcp::socket::shutdown_send, sec);
-        stream.expires_after(std::chrono::seconds(2));
+        tcp.socket().shutdown(tcp::socket::shutdown_send, sec);
+        tcp.expires_after(std::chrono::seconds(2));
         std::vector<char> sink(64 * 1024);
         for (size_t drained = 0; drained < (256u << 20);) {
           auto [rec, rn] = co_await stream.async_read_some(asio::buffer(sink), asio::as_tuple(use_awaitable));
@@ -1158,7 +1164,7 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     if (!answer && acl) answer = co_await authorize(req);
     if (!answer && req.method() == bhttp::verb::get &&
         std::string_view(req.target().data(), req.target().size()).starts_with("/v1/pubsub/")) {
-      co_await serve_sse(stream, req);
+      co_await serve_sse(stream, tcp, req);
       break;
     }
     if (!answer) answer = co_await handle(req);
@@ -1176,9 +1182,6 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
     auto [wec, wn] = co_await bhttp::async_write(stream, res, asio::as_tuple(use_awaitable));
     if (wec || !keep) break;
   }
-  boost::system::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  sessions.erase(self);
 }
 
 namespace {
@@ -1238,7 +1241,8 @@ struct SseSink final : resp::PubSubSink {
 // ({"channel", "message"} and "pattern" for a pattern subscription; "..._base64" for bytes
 // that are not UTF-8), and a comment line every 15 s of silence so that a proxy keeps the
 // stream open and a closed client is noticed.
-awaitable<void> Server::Impl::serve_sse(beast::tcp_stream& stream, const Request& req) {
+template <class Stream>
+awaitable<void> Server::Impl::serve_sse(Stream& stream, beast::tcp_stream& tcp, const Request& req) {
   std::string_view target(req.target().data(), req.target().size());
   const auto qpos = target.find('?');
   const std::string_view path = target.substr(0, qpos);
@@ -1262,10 +1266,10 @@ awaitable<void> Server::Impl::serve_sse(beast::tcp_stream& stream, const Request
     co_return;
   }
   const bool pattern = pattern_arg && *pattern_arg == "true";
-  stream.expires_never();
+  tcp.expires_never();
   boost::system::error_code ec;
-  auto peer = stream.socket().remote_endpoint(ec);
-  SseSink sink(shards.shard(0).io, resp, stream.socket(),
+  auto peer = tcp.socket().remote_endpoint(ec);
+  SseSink sink(shards.shard(0).io, resp, tcp.socket(),
                ec ? std::string("?") : fmt::format("{}:{}", peer.address().to_string(), peer.port()));
   json hello;
   put_bytes(hello, pattern ? "pattern" : "channel", channel);
@@ -1279,7 +1283,7 @@ awaitable<void> Server::Impl::serve_sse(beast::tcp_stream& stream, const Request
       std::string out;
       out.swap(sink.queued);
       sink.inflight = out.size();
-      auto [wec, wn] = co_await asio::async_write(stream.socket(), asio::buffer(out), asio::as_tuple(use_awaitable));
+      auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(out), asio::as_tuple(use_awaitable));
       sink.inflight = 0;
       if (wec) break;
       idle_s = 0;
@@ -1292,14 +1296,45 @@ awaitable<void> Server::Impl::serve_sse(beast::tcp_stream& stream, const Request
   resp.unsubscribe_sink(0, id);
 }
 
-awaitable<void> Server::Impl::accept_loop() {
+awaitable<void> Server::Impl::session(tcp::socket sock, bool tls) {
+  boost::system::error_code rec;
+  std::string client_ip = sock.remote_endpoint(rec).address().to_string();
+  beast::tcp_stream tcp(std::move(sock));
+  sessions.push_front(&tcp);
+  auto self = sessions.begin();
+  if (!tls) {
+    co_await serve_requests(tcp, tcp, client_ip);
+  } else {
+    // HTTPS: the same requests over TLS; the context is the one current when the client
+    // connected (a reload gives later connections the new one).
+    std::shared_ptr<asio::ssl::context> ctx = opt.tls->get();
+    asio::ssl::stream<beast::tcp_stream&> stream(tcp, *ctx);
+    tcp.expires_after(std::chrono::seconds(10));  // a client that never finishes its handshake
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(use_awaitable));
+    if (hec) {
+      ++tls_handshake_failures;
+      spdlog::debug("HTTPS client {}: TLS handshake failed: {}", client_ip, hec.message());
+    } else {
+      co_await serve_requests(stream, tcp, client_ip);
+      // close_notify, so that a client reading to the end sees a clean end (bounded).
+      tcp.expires_after(std::chrono::seconds(1));
+      co_await stream.async_shutdown(asio::as_tuple(use_awaitable));
+    }
+  }
+  boost::system::error_code ec;
+  tcp.socket().shutdown(tcp::socket::shutdown_both, ec);
+  sessions.erase(self);
+}
+
+awaitable<void> Server::Impl::accept_loop(bool tls) {
+  auto& acc = tls ? *tls_acceptor : *acceptor;
   for (;;) {
-    auto [ec, sock] = co_await acceptor->async_accept(asio::as_tuple(use_awaitable));
+    auto [ec, sock] = co_await acc.async_accept(asio::as_tuple(use_awaitable));
     if (ec) {
       if (stopping || ec == asio::error::operation_aborted) co_return;
       continue;
     }
-    asio::co_spawn(shards.shard(0).io, session(std::move(sock)), asio::detached);
+    asio::co_spawn(shards.shard(0).io, session(std::move(sock), tls), asio::detached);
   }
 }
 
@@ -1687,9 +1722,24 @@ Result<int> Server::start() {
   if (!ec) im.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return make_error(Errc::kIoError, fmt::format("cannot listen for HTTP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
   int port = im.acceptor->local_endpoint().port();
-  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(), asio::detached);
+  if (im.opt.tls) {
+    im.tls_acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+    tcp::endpoint tep(addr, static_cast<unsigned short>(im.opt.tls_port));
+    im.tls_acceptor->open(tep.protocol(), ec);
+    if (!ec) im.tls_acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) im.tls_acceptor->bind(tep, ec);
+    if (!ec) im.tls_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return make_error(Errc::kIoError, fmt::format("cannot listen for HTTPS on {}:{} (tls.http_port): {}", im.opt.bind,
+                                                    im.opt.tls_port, ec.message()));
+    im.bound_tls_port = im.tls_acceptor->local_endpoint().port();
+    asio::co_spawn(im.shards.shard(0).io, im.accept_loop(true), asio::detached);
+  }
+  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(false), asio::detached);
   return port;
 }
+
+int Server::tls_port() const { return impl_->bound_tls_port; }
 
 void Server::shutdown() {
   auto& im = *impl_;
@@ -1698,6 +1748,7 @@ void Server::shutdown() {
   asio::post(im.shards.shard(0).io, [&] {
     boost::system::error_code ec;
     if (im.acceptor) im.acceptor->close(ec);
+    if (im.tls_acceptor) im.tls_acceptor->close(ec);
     for (auto* s : im.sessions) s->socket().shutdown(tcp::socket::shutdown_receive, ec);
     done.set_value();
   });

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,7 @@ class Gateway;
 }
 namespace keel::security {
 class AclService;
+class TlsContextSlot;
 }
 namespace keel::observe {
 class HealthBoard;
@@ -49,9 +51,12 @@ struct ServerOptions {
   bool gateway_only = false;
   // The node's data directory: /metrics reports the free space of its filesystem.
   std::string data_dir;
-  // When the RESP TLS listener is on: its certificate's notAfter (unix seconds), for
-  // keel_tls_certificate_expiry_timestamp_seconds (0: no TLS listener).
-  int64_t tls_cert_not_after = 0;
+  // HTTPS: a second listener on tls_port (0 = any free port) while `tls` is set, serving the
+  // same routes over TLS. A reload replaces the slot's context for new connections.
+  int tls_port = 0;
+  std::shared_ptr<security::TlsContextSlot> tls;
+  // More Prometheus text appended to /metrics (the node's TLS figures); empty = none.
+  std::function<std::string()> extra_metrics;
 };
 
 class Server {
@@ -76,6 +81,7 @@ class Server {
   // On the HTTP door keel's own paths (/v1/..., /health/..., /metrics) come first. Call before start().
   void set_gateway(Gateway* gateway);
   Result<int> start();  // returns the bound port
+  int tls_port() const;  // the bound HTTPS port (0: off)
   void shutdown();
 
   struct Impl;

@@ -28,6 +28,7 @@
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/route_admin.h"
 #include "security/acl_service.h"
+#include "security/tls.h"
 #include "frontends/resp/family_util.h"
 #include "frontends/resp/key_events.h"
 #include "frontends/resp/pubsub_registry.h"
@@ -1956,7 +1957,8 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
   } else {
     // RESP over TLS: the same loop over the TLS stream (the socket stays the connection's,
     // so shutdown, the idle sweep and the hangup watch work on it as for plain clients).
-    asio::ssl::stream<tcp::socket&> stream(c.sock, *opt.tls);
+    std::shared_ptr<asio::ssl::context> ctx = opt.tls->get();  // kept for the connection's life
+    asio::ssl::stream<tcp::socket&> stream(c.sock, *ctx);
     // A client that connects and never completes the handshake is dropped after 10 s.
     auto handshaken = std::make_shared<bool>(false);
     asio::steady_timer deadline(shard.io);

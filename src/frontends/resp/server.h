@@ -14,8 +14,8 @@
 #include "frontends/resp/pubsub_registry.h"
 #include "observe/stats.h"
 
-namespace boost::asio::ssl {
-class context;
+namespace keel::security {
+class TlsContextSlot;
 }
 namespace keel::runtime {
 class ShardSet;
@@ -64,9 +64,10 @@ struct ServerOptions {
   uint64_t query_buffer_limit = 1ull << 30;
   uint64_t timeout_s = 0;
   // A second listener speaking RESP over TLS (Redis's tls-port), on while `tls` is set: the
-  // same connection code runs over the TLS stream. 0 = any free port.
+  // same connection code runs over the TLS stream. 0 = any free port. A reload replaces the
+  // slot's context: new connections use the new one.
   int tls_port = 0;
-  std::shared_ptr<boost::asio::ssl::context> tls;
+  std::shared_ptr<security::TlsContextSlot> tls;
   PubSubLimits pubsub_limits;
 };
 

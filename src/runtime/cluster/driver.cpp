@@ -607,6 +607,7 @@ Result<int> Driver::start() {
   to.node_id = im.opt.node_id;
   to.bind = im.opt.bind;
   to.port = im.opt.peer_port;
+  to.tls = im.opt.tls;
   to.config_epoch = im.replica->config().epoch;
   to.limits.max_payload_bytes = static_cast<uint32_t>(im.opt.max_frame_bytes);
   if (!im.opt.join) to.initial_members = im.initial_config().members;

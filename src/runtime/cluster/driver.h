@@ -63,6 +63,12 @@ class StateMachine {
   virtual Status restore(std::string_view state) = 0;
 };
 
+}  // namespace keel::cluster
+namespace keel::security {
+class PeerTls;
+}
+namespace keel::cluster {
+
 struct DriverOptions {
   uint32_t node_id = 1;
   std::string cluster_id = "keel";
@@ -91,6 +97,8 @@ struct DriverOptions {
   // Start as a learner: the initial configuration is `members` without this node; it catches
   // up and becomes a voter once a member decides a reconfiguration that adds it.
   bool join = false;
+  // Mutual TLS on the links to the other members (tls.peer = yes); null = plaintext.
+  std::shared_ptr<security::PeerTls> tls;
 };
 
 struct MemberInfo {

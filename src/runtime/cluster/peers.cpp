@@ -6,11 +6,14 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <cstring>
 #include <deque>
+#include <tuple>
 #include <utility>
 #include <map>
 #include <set>
@@ -24,6 +27,8 @@
 
 #include "base/assert.h"
 #include "base/random.h"
+#include "security/identity.h"
+#include "security/tls.h"
 
 namespace keel::cluster {
 
@@ -51,6 +56,42 @@ void tune_peer_socket(tcp::socket& s, int64_t user_timeout_ms) {
   s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPCNT>(count), ig);
   s.set_option(asio::detail::socket_option::integer<IPPROTO_TCP, TCP_USER_TIMEOUT>(static_cast<int>(user_timeout_ms)), ig);
 }
+
+// One peer connection: a TCP socket, and over it a TLS stream when tls.peer is on. Timers
+// and close() act on the socket in both cases. The TLS stream keeps the context it was made
+// with (a reload gives later connections a new one).
+struct Conn {
+  tcp::socket sock;
+  std::shared_ptr<asio::ssl::context> ctx;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;
+  explicit Conn(asio::io_context& io) : sock(io) {}
+  explicit Conn(tcp::socket s) : sock(std::move(s)) {}
+  bool is_open() const { return sock.is_open(); }
+  void close() {
+    boost::system::error_code ig;
+    sock.close(ig);
+  }
+  awaitable<std::tuple<boost::system::error_code, size_t>> read_some(asio::mutable_buffer b) {
+    if (tls) co_return co_await tls->async_read_some(b, kTok);
+    co_return co_await sock.async_read_some(b, kTok);
+  }
+  awaitable<std::tuple<boost::system::error_code, size_t>> write(asio::const_buffer b) {
+    if (tls) co_return co_await asio::async_write(*tls, b, kTok);
+    co_return co_await asio::async_write(sock, b, kTok);
+  }
+};
+
+std::string tls_reason(const boost::system::error_code& ec) {
+  std::string r = ec.message();
+  if (ec.category() == asio::error::get_ssl_category()) {
+    // OpenSSL's reason alone ("certificate verify failed", "tlsv1 alert unknown ca", ...).
+    char buf[256];
+    ERR_error_string_n(static_cast<unsigned long>(ec.value()), buf, sizeof buf);
+    const char* last = std::strrchr(buf, ':');
+    if (last && last[1]) r = last + 1;
+  }
+  return r;
+}
 }  // namespace
 
 struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
@@ -60,7 +101,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     // the writer takes all of it at once and hands back its emptied buffer.
     std::string queue;
     size_t queue_frames = 0;
-    std::shared_ptr<tcp::socket> sock;  // outbound, when connected
+    std::shared_ptr<Conn> sock;  // outbound, when connected
     std::unique_ptr<asio::steady_timer> wake;
     bool connected = false;
     bool removed = false;
@@ -87,8 +128,8 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // Reads one frame with a deadline; used only during the handshake.
-  awaitable<Result<Frame>> read_one(std::shared_ptr<tcp::socket> sp, FrameDecoder& dec) {
-    tcp::socket& s = *sp;
+  awaitable<Result<Frame>> read_one(std::shared_ptr<Conn> sp, FrameDecoder& dec) {
+    Conn& s = *sp;
     asio::steady_timer deadline(io);
     deadline.expires_after(std::chrono::milliseconds(opt.handshake_timeout_ms));
     // The timer's handler may run after this coroutine returned: it holds its state by value.
@@ -96,8 +137,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     deadline.async_wait([sp, fired](const boost::system::error_code& ec) {
       if (!ec && *fired == 0) {
         *fired = 1;
-        boost::system::error_code ignore;
-        sp->close(ignore);
+        sp->close();
       }
     });
     char buf[4096];
@@ -109,7 +149,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         deadline.cancel();
         co_return std::move(**f);
       }
-      auto [ec, n] = co_await s.async_read_some(asio::buffer(buf), kTok);
+      auto [ec, n] = co_await s.read_some(asio::buffer(buf));
       if (ec) {
         bool timed_out = *fired == 1;
         *fired = 2;
@@ -148,7 +188,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         if (stopping || p->removed) break;
       }
       ++attempt;
-      auto sock = std::make_shared<tcp::socket>(io);
+      auto sock = std::make_shared<Conn>(io);
       auto resolver = std::make_shared<tcp::resolver>(io);
       // One deadline for the whole dial: a SYN or a Hello into a black hole must not wait on
       // the kernel's connect timeout (minutes) or its retransmission backoff.
@@ -160,7 +200,8 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         *state = 1;
         boost::system::error_code ignore;
         resolver->cancel();
-        sock->close(ignore);
+        sock->close();
+        (void)ignore;
       });
       auto fail = [&](std::string what) {
         ++p->st.connect_failures;
@@ -175,15 +216,39 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         fail(fmt::format("cannot resolve {}: {}", p->addr.host, rec.message()));
         continue;
       }
-      auto [cec, ep] = co_await asio::async_connect(*sock, results, kTok);
+      auto [cec, ep] = co_await asio::async_connect(sock->sock, results, kTok);
       if (cec) {
         fail(fmt::format("connect to {}:{}: {}", p->addr.host, p->addr.port, cec.message()));
         continue;
       }
       boost::system::error_code ig;
-      tune_peer_socket(*sock, opt.user_timeout_ms);
+      tune_peer_socket(sock->sock, opt.user_timeout_ms);
+      if (opt.tls) {
+        // Mutual TLS: the peer's certificate must chain to the cluster CA (checked in the
+        // handshake) and name the node we dialled.
+        sock->ctx = opt.tls->client();
+        sock->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock->sock, *sock->ctx);
+        auto [hec] = co_await sock->tls->async_handshake(asio::ssl::stream_base::client, kTok);
+        if (hec) {
+          if (*state != 1) ++opt.tls->refused_handshake;
+          std::string why = fmt::format("TLS handshake with peer {}:{} failed: {}", p->addr.host, p->addr.port, tls_reason(hec));
+          if (*state != 1 && why != p->st.last_error) spdlog::warn("cluster: {}", why);
+          fail(std::move(why));
+          continue;
+        }
+        auto id = security::check_node_identity(security::peer_certificate_uris(sock->tls->native_handle()),
+                                                opt.cluster_id, p->addr.id);
+        if (!id) {
+          ++opt.tls->refused_identity;
+          std::string why = fmt::format("refused peer {}:{}, dialled as node {}: {}", p->addr.host, p->addr.port,
+                                        p->addr.id, id.error().message);
+          if (why != p->st.last_error) spdlog::warn("cluster: {}", why);
+          fail(std::move(why));
+          continue;
+        }
+      }
       std::string hello = hello_frame();
-      auto [wec, wn] = co_await asio::async_write(*sock, asio::buffer(hello), kTok);
+      auto [wec, wn] = co_await sock->write(asio::buffer(hello));
       if (wec) {
         fail("handshake write: " + wec.message());
         continue;
@@ -225,7 +290,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       // Watch for the peer closing: it never sends on this link after the handshake.
       asio::co_spawn(io, watch_close(p), asio::detached);
       co_await write_loop(*p);
-      if (p->sock) p->sock->close(ig);
+      if (p->sock) p->sock->close();
       p->sock.reset();
       set_connected(*p, false);
       if (!stopping) spdlog::info("cluster: lost peer {}: {}", p->addr.to_string(), p->st.last_error);
@@ -239,16 +304,15 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
 
   awaitable<void> watch_close(std::shared_ptr<Peer> p) {
     auto self = shared_from_this();
-    std::shared_ptr<tcp::socket> s = p->sock;
+    std::shared_ptr<Conn> s = p->sock;
     char buf[512];
     for (;;) {
-      auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), kTok);
+      auto [ec, n] = co_await s->read_some(asio::buffer(buf));
       if (ec) break;
     }
     if (p->sock == s && s->is_open()) {  // not closed by us (reconnect, stop)
       p->st.last_error = "peer closed the connection";
-      boost::system::error_code ig;
-      s->close(ig);
+      s->close();
       if (p->wake) p->wake->cancel();
     }
   }
@@ -267,7 +331,15 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       batch.clear();
       batch.swap(p.queue);
       const size_t frames = std::exchange(p.queue_frames, 0);
-      auto [ec, n] = co_await asio::async_write(*p.sock, asio::buffer(batch), kTok);
+      // (GCC 12: no co_await inside a conditional expression.)
+      boost::system::error_code ec;
+      if (p.sock->tls) {
+        auto [wec, n] = co_await asio::async_write(*p.sock->tls, asio::buffer(batch), kTok);
+        ec = wec;
+      } else {
+        auto [wec, n] = co_await asio::async_write(p.sock->sock, asio::buffer(batch), kTok);
+        ec = wec;
+      }
       if (ec) {
         p.st.last_error = "write: " + ec.message();
         co_return;  // the frames of this batch are lost; consensus re-sends what matters
@@ -276,12 +348,49 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  awaitable<void> inbound(std::shared_ptr<tcp::socket> sp) {
+  // The TLS handshake of an inbound connection, within handshake_timeout_ms. Returns what
+  // went wrong ("" when it succeeded).
+  awaitable<std::string> accept_tls(std::shared_ptr<Conn> sp) {
+    sp->ctx = opt.tls->server();
+    sp->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(sp->sock, *sp->ctx);
+    asio::steady_timer deadline(io);
+    deadline.expires_after(std::chrono::milliseconds(opt.handshake_timeout_ms));
+    auto fired = std::make_shared<int>(0);
+    deadline.async_wait([sp, fired](const boost::system::error_code& ec) {
+      if (!ec && *fired == 0) {
+        *fired = 1;
+        sp->close();
+      }
+    });
+    auto [hec] = co_await sp->tls->async_handshake(asio::ssl::stream_base::server, kTok);
+    const bool timed_out = *fired == 1;
+    *fired = 2;
+    deadline.cancel();
+    if (!hec) co_return std::string();
+    co_return timed_out ? fmt::format("no TLS handshake within {} ms", opt.handshake_timeout_ms)
+                        : "TLS handshake failed: " + tls_reason(hec);
+  }
+
+  awaitable<void> inbound(std::shared_ptr<Conn> sp) {
     auto self = shared_from_this();
-    tcp::socket& sock = *sp;
-    inbound_socks.insert(&sock);
+    Conn& sock = *sp;
+    inbound_socks.insert(&sock.sock);
     boost::system::error_code ig;
-    tune_peer_socket(sock, opt.user_timeout_ms);
+    tune_peer_socket(sock.sock, opt.user_timeout_ms);
+    std::string remote = "?";
+    if (auto ep = sock.sock.remote_endpoint(ig); !ig) remote = fmt::format("{}:{}", ep.address().to_string(), ep.port());
+    if (opt.tls) {
+      std::string why = co_await accept_tls(sp);
+      if (!why.empty()) {
+        ++opt.tls->refused_handshake;
+        spdlog::warn("cluster: refused a peer connection from {}: {} (tls.peer = yes: peers need a certificate "
+                     "from tls.ca_cert_file naming their node)",
+                     remote, why);
+        sock.close();
+        inbound_socks.erase(&sock.sock);
+        co_return;
+      }
+    }
     FrameDecoder dec(opt.limits);
     auto first = co_await read_one(sp, dec);
     uint32_t from = 0;
@@ -290,8 +399,16 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       std::string reject;
       auto h = first->type == MsgType::kHello ? decode_hello(first->payload)
                                                : Result<Hello>(make_error(Errc::kInvalidArgument, fmt::format("expected hello as the first frame, got {}", msg_type_name(first->type))));
+      Status identity;
+      if (h && opt.tls)
+        identity = security::check_node_identity(security::peer_certificate_uris(sock.tls->native_handle()),
+                                                 opt.cluster_id, h->node_id);
       if (!h) reject = h.error().message;
-      else if (h->cluster_id != opt.cluster_id)
+      else if (!identity) {
+        ++opt.tls->refused_identity;
+        reject = fmt::format("node {} is refused, its Hello and its certificate disagree: {}", h->node_id,
+                             identity.error().message);
+      } else if (h->cluster_id != opt.cluster_id)
         reject = fmt::format("cluster id '{}' does not match this node's cluster id '{}'", h->cluster_id, opt.cluster_id);
       else if (h->node_id == opt.node_id)
         reject = fmt::format("node id {} is this node's own id; every member needs its own id", h->node_id);
@@ -304,13 +421,13 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
             "cluster must list the same cluster.peers (a node joining later starts with cluster.join = yes)",
             h->node_id, fmt::join(h->initial_members, ","), opt.node_id, fmt::join(opt.initial_members, ","));
       if (!reject.empty()) {
-        spdlog::warn("cluster: refused a peer connection: {}", reject);
+        spdlog::warn("cluster: refused a peer connection from {}: {}", remote, reject);
         std::string f = encode_frame(MsgType::kReject, reject.substr(0, kMaxRejectReasonBytes), opt.limits);
-        co_await asio::async_write(sock, asio::buffer(f), kTok);
+        co_await sock.write(asio::buffer(f));
       } else {
         from = h->node_id;
         std::string f = hello_frame();
-        auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(f), kTok);
+        auto [wec, wn] = co_await sock.write(asio::buffer(f));
         if (wec) from = 0;
       }
     }
@@ -337,14 +454,25 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
           if (on_message) on_message(from, (*f)->type, std::move((*f)->payload));
         }
         if (!ok) break;
-        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), kTok);
+        // (GCC 12: no co_await inside a conditional expression.)
+        boost::system::error_code ec;
+        size_t n = 0;
+        if (sock.tls) {
+          auto [rec, rn] = co_await sock.tls->async_read_some(asio::buffer(buf), kTok);
+          ec = rec;
+          n = rn;
+        } else {
+          auto [rec, rn] = co_await sock.sock.async_read_some(asio::buffer(buf), kTok);
+          ec = rec;
+          n = rn;
+        }
         if (ec) break;
         dec.feed(std::string_view(buf, n));
       }
       if (peer && --peer->inbound == 0) peer->st.inbound = false;
     }
-    sock.close(ig);
-    inbound_socks.erase(&sock);
+    sock.close();
+    inbound_socks.erase(&sock.sock);
   }
 
   awaitable<void> accept_loop() {
@@ -356,7 +484,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         if (ec == asio::error::operation_aborted) co_return;
         continue;
       }
-      asio::co_spawn(io, inbound(std::make_shared<tcp::socket>(std::move(sock))), asio::detached);
+      asio::co_spawn(io, inbound(std::make_shared<Conn>(std::move(sock))), asio::detached);
     }
   }
 
@@ -440,7 +568,7 @@ void PeerTransport::remove_peer(uint32_t id) {
   impl_->peers.erase(it);
   p->removed = true;
   boost::system::error_code ig;
-  if (p->sock) p->sock->close(ig);
+  if (p->sock) p->sock->close();
   if (p->wake) p->wake->cancel();
 }
 
@@ -452,7 +580,7 @@ bool PeerTransport::reconnect(uint32_t peer, std::string why) {
   p.st.last_error = std::move(why);
   ++p.st.redials;
   boost::system::error_code ig;
-  p.sock->close(ig);
+  p.sock->close();
   if (p.wake) p.wake->cancel();
   impl_->set_connected(p, false);  // down from now on; the outbound loop redials after the backoff
   return true;
@@ -465,7 +593,7 @@ void PeerTransport::stop() {
   boost::system::error_code ig;
   if (im.acceptor) im.acceptor->close(ig);
   for (auto& [id, p] : im.peers) {
-    if (p->sock) p->sock->close(ig);
+    if (p->sock) p->sock->close();
     if (p->wake) p->wake->cancel();
   }
   for (auto* s : im.inbound_socks) s->close(ig);

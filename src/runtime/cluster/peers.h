@@ -1,5 +1,8 @@
 // The peer transport: keel nodes talk over TCP in frames (cluster/wire.h).
 //
+// With TransportOptions::tls, every connection is mutual TLS first (the handshake inside the
+// same deadlines), and the certificate at the other end must name the peer's node id.
+//
 // Each node keeps ONE outbound connection per peer and sends only on it; it receives on the
 // connections peers opened to it (the acceptor on cluster.peer_port). A connection starts with
 // a handshake: the dialer sends Hello (cluster id, its node id); the acceptor answers Hello or
@@ -40,6 +43,10 @@
 #include "cluster/peer_address.h"
 #include "cluster/wire.h"
 
+namespace keel::security {
+class PeerTls;
+}
+
 namespace keel::cluster {
 
 struct TransportOptions {
@@ -58,6 +65,11 @@ struct TransportOptions {
   uint64_t config_epoch = 0;
   std::vector<uint32_t> initial_members;  // Hello::initial_members (empty: joining)
   WireLimits limits;
+  // Mutual TLS on every link (tls.peer = yes), null = plaintext. Each connection, both ways,
+  // is TLS with a certificate from the cluster CA naming the node at the other end
+  // (spiffe://<cluster_id>/node/<id>): the node dialled, or the node the dialler's Hello
+  // claims to be. Refusals are logged and counted in `tls`.
+  std::shared_ptr<security::PeerTls> tls;
 };
 
 struct PeerLinkStats {
