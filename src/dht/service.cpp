@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <map>
 #include <mutex>
@@ -45,8 +46,11 @@ constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
-enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5 };
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5, kForwardTraced = 6 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
+//   kForwardTraced: 16 bytes trace id, 8 bytes parent span id, u8 trace flags, bytes tracestate,
+//                  then kForward's fields. Sent only for a sampled request: an unsampled one
+//                  costs not one byte more than without tracing.
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, then the replication message (to the end)
 //   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
@@ -246,7 +250,22 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     Reader r(payload);
     auto kind = r.u8();
     if (!kind) return;
-    if (*kind == kForward) {
+    if (*kind == kForward || *kind == kForwardTraced) {
+      std::optional<observe::TraceParent> parent;
+      if (*kind == kForwardTraced) {
+        auto tid = r.raw(16);
+        auto sid = r.raw(8);
+        auto flags = r.u8();
+        auto state = r.bytes(observe::kMaxTraceStateBytes);
+        if (!tid || !sid || !flags || !state) return;
+        parent.emplace();
+        std::memcpy(parent->trace_id.data(), tid->data(), 16);
+        std::memcpy(parent->span_id.data(), sid->data(), 8);
+        parent->flags = *flags;
+        parent->trace_state.assign(*state);
+        // Invalid ids (all zero) are ignored as W3C says: the request starts its own trace.
+        if (observe::is_zero(parent->trace_id) || observe::is_zero(parent->span_id)) parent.reset();
+      }
       auto id = r.varint();
       auto addr = r.bytes(256);
       auto proto = r.u8();
@@ -264,7 +283,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         argv.emplace_back(*a);
       }
       if (!exec) return;
-      exec(std::move(argv), *proto, [self = shared_from_this(), from, id = *id](std::string reply) {
+      exec(std::move(argv), *proto, std::move(parent), from,
+           [self = shared_from_this(), from, id = *id](std::string reply) {
         std::string out;
         Writer w(out);
         w.u8(kForwardReply);
@@ -1726,13 +1746,22 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
 }
 
 awaitable<Result<std::string>> forward(Service& svc, unsigned shard, uint32_t node,
-                                       std::span<const std::string_view> argv, int protocol) {
+                                       std::span<const std::string_view> argv, int protocol,
+                                       const observe::TraceParent* trace) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   uint64_t id = (s.next_forward++ << 8) | shard;
   std::string out;
   Writer w(out);
-  w.u8(kForward);
+  if (trace) [[unlikely]] {
+    w.u8(kForwardTraced);
+    w.raw(std::string_view(reinterpret_cast<const char*>(trace->trace_id.data()), trace->trace_id.size()));
+    w.raw(std::string_view(reinterpret_cast<const char*>(trace->span_id.data()), trace->span_id.size()));
+    w.u8(trace->flags);
+    w.bytes(trace->trace_state);
+  } else {
+    w.u8(kForward);
+  }
   w.varint(id);
   w.bytes(fmt::format("{}:{}", im.opt.bind, im.opt.data_port));
   w.u8(static_cast<uint8_t>(protocol));

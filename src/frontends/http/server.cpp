@@ -50,7 +50,19 @@ using asio::awaitable;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 using json = nlohmann::json;
-using Request = bhttp::request<bhttp::string_body>;
+// A request and, when tracing is on, its trace decided before it is handled (begin_trace):
+// the commands it runs through the RESP server become children of its span.
+struct Request : bhttp::request<bhttp::string_body> {
+  using Base = bhttp::request<bhttp::string_body>;
+  Request() = default;
+  explicit Request(Base&& b) : Base(std::move(b)) {}
+  std::optional<observe::TraceParent> parent;  // a valid `traceparent` (+ `tracestate`)
+  bool head = false;                           // the sampler's head decision
+  uint64_t low = 0;                            // new trace: the random low bits of its id
+  // This request's own span as the parent of what it runs: set when it has a parent or was
+  // sampled; an unsampled request without a parent has none (and costs nothing more).
+  std::optional<observe::TraceParent> self;
+};
 using Response = bhttp::response<bhttp::string_body>;
 
 bool url_decode(std::string_view in, std::string& out, bool plus_is_space) {
@@ -191,11 +203,13 @@ struct Server::Impl {
 
   awaitable<Response> handle(const Request& req);
   Response handle_health(const Request& req, std::string_view path, const Query& q);
+  void begin_trace(Request& req);
   void trace_request(const Request& req, Response& res, int64_t t0_ns);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
   awaitable<Response> handle_kv_routed(const Request& req, const std::string& key, const Query& q);
-  // Runs a command through the RESP server (routing, forwarding, write quorum); its RESP2 reply.
-  awaitable<std::string> run_command(const std::vector<std::string>& argv);
+  // Runs a command through the RESP server (routing, forwarding, write quorum) for `req`; its
+  // RESP2 reply.
+  awaitable<std::string> run_command(const Request& req, const std::vector<std::string>& argv);
   awaitable<Response> handle_list(const Request& req, const Query& q);
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
@@ -224,15 +238,15 @@ Response resp_error_response(const Request& req, const std::string& err) {
 
 // `argv` lives in the caller's frame until this completes (GCC 12 mishandles by-value
 // container parameters of coroutines called inside co_await).
-awaitable<std::string> Server::Impl::run_command(const std::vector<std::string>& argv) {
+awaitable<std::string> Server::Impl::run_command(const Request& req, const std::vector<std::string>& argv) {
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::string)>(
-      [this, &argv](auto handler) {
+      [this, &argv, &req](auto handler) {
         auto ex = asio::get_associated_executor(handler);
         // std::function needs a copyable target; the handler is move-only.
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         resp.run(argv, [h, ex](std::string reply) {
           asio::post(ex, [h, reply = std::move(reply)]() mutable { std::move(*h)(std::move(reply)); });
-        });
+        }, req.self);
       },
       use_awaitable);
 }
@@ -243,13 +257,13 @@ awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std
   auto method = req.method();
   if (method == bhttp::verb::get) {
     std::vector<std::string> cmd{"TYPE", key};  // (GCC 12: no braced lists inside co_await)
-    auto type = parse_resp2(co_await run_command(cmd));
+    auto type = parse_resp2(co_await run_command(req, cmd));
     if (type.kind == '-') co_return resp_error_response(req, type.text);
     if (type.text == "none") co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("key '{}' does not exist", key));
     json body;
     body["key"] = key;
     cmd = {type.text == "hash" ? "HGETALL" : "GET", key};
-    auto v = parse_resp2(co_await run_command(cmd));
+    auto v = parse_resp2(co_await run_command(req, cmd));
     if (v.kind == '-') co_return resp_error_response(req, v.text);
     if (type.text == "hash") {
       body["type"] = "hash";
@@ -267,7 +281,7 @@ awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std
       put_bytes(body, "value", v.text);
     }
     cmd = {"PTTL", key};
-    auto ttl = parse_resp2(co_await run_command(cmd));
+    auto ttl = parse_resp2(co_await run_command(req, cmd));
     body["ttl_ms"] = ttl.kind == ':' && ttl.number >= 0 ? ttl.number : -1;
     co_return json_response(req, bhttp::status::ok, body);
   }
@@ -282,13 +296,13 @@ awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std
       argv.push_back("PX");
       argv.push_back(std::to_string(ttl));
     }
-    auto r = parse_resp2(co_await run_command(argv));
+    auto r = parse_resp2(co_await run_command(req, argv));
     if (r.kind == '-') co_return resp_error_response(req, r.text);
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"stored", true}, {"bytes", req.body().size()}});
   }
   if (method == bhttp::verb::delete_) {
     std::vector<std::string> cmd{"DEL", key};
-    auto r = parse_resp2(co_await run_command(cmd));
+    auto r = parse_resp2(co_await run_command(req, cmd));
     if (r.kind == '-') co_return resp_error_response(req, r.text);
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r.number > 0}});
   }
@@ -553,7 +567,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
         argv.push_back(el.key());
         argv.push_back(el.value().get<std::string>());
       }
-      auto r = parse_resp2(co_await run_command(argv));
+      auto r = parse_resp2(co_await run_command(req, argv));
       if (r.kind == '-') co_return stream_error_response(req, r.text);
       co_return json_response(req, bhttp::status::created, json{{"id", r.text}});
     }
@@ -569,7 +583,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
     if (!query_uint(q, "count", 1, kStreamMaxCount, count))
       co_return bad(fmt::format("count must be an integer from 1 to {}, got '{}'", kStreamMaxCount, *q.get("count")));
     std::vector<std::string> argv{"XRANGE", name, from, "+", "COUNT", std::to_string(count)};
-    auto r = parse_resp2_tree(co_await run_command(argv));
+    auto r = parse_resp2_tree(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     if (r.kind != '*') co_return error_response(req, bhttp::status::internal_server_error, "INTERNAL", "unexpected XRANGE reply");
     json body{{"entries", stream_entries_json(r)}};
@@ -601,7 +615,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
         co_return bad(fmt::format("\"ids\" must hold entry ids '<ms>-<seq>' as strings, got {}", i.dump()));
       argv.push_back(i.get<std::string>());
     }
-    auto r = parse_resp2(co_await run_command(argv));
+    auto r = parse_resp2(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     co_return json_response(req, bhttp::status::ok, json{{"acked", r.number}});
   }
@@ -630,7 +644,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
     }
     std::vector<std::string> argv{"XGROUP", "CREATE", name, group, from};
     if (mkstream) argv.push_back("MKSTREAM");
-    auto r = parse_resp2(co_await run_command(argv));
+    auto r = parse_resp2(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     co_return json_response(req, bhttp::status::created, json{{"stream", name}, {"group", group}, {"created", true}});
   }
@@ -656,11 +670,11 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
   for (;;) {
     std::string top;
     if (block_ms > 0) {
-      auto t = parse_resp2_tree(co_await run_command(top_argv));
+      auto t = parse_resp2_tree(co_await run_command(req, top_argv));
       if (t.kind == '-') co_return stream_error_response(req, t.text);
       if (!t.items.empty() && !t.items[0].items.empty()) top = t.items[0].items[0].text;
     }
-    auto r = parse_resp2_tree(co_await run_command(argv));
+    auto r = parse_resp2_tree(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     json entries = json::array();
     if (r.kind == '*' && !r.is_null)
@@ -675,7 +689,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
       timer.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(pause_ms), deadline - now));
       co_await timer.async_wait(asio::as_tuple(use_awaitable));
       pause_ms = std::min<int64_t>(pause_ms * 2, 50);
-      auto t = parse_resp2_tree(co_await run_command(top_argv));
+      auto t = parse_resp2_tree(co_await run_command(req, top_argv));
       if (t.kind == '-') co_return stream_error_response(req, t.text);
       std::string now_top;
       if (!t.items.empty() && !t.items[0].items.empty()) now_top = t.items[0].items[0].text;
@@ -894,7 +908,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     auto query = [&q](std::string_view k) { return q.get(k); };
     // Entries travel as CACHE.* commands through the RESP server (routing to the primary).
     CommandRunner runner;
-    if (resp.clustered()) runner = [this](const std::vector<std::string>& argv) { return run_command(argv); };
+    if (resp.clustered()) runner = [this, &req](const std::vector<std::string>& argv) { return run_command(req, argv); };
     auto a = co_await handle_caches(caches, std::string_view(req.method_string().data(), req.method_string().size()),
                                     path, query, req.body(), runner);
     auto res = json_response(req, static_cast<bhttp::status>(a.status), a.body);
@@ -915,7 +929,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
                                            std::string(req.method_string())));
     // PUBLISH through the RESP server: every node's subscribers, RESP and SSE alike.
     std::vector<std::string> cmd{"PUBLISH", channel, std::string(req.body())};
-    auto reply = parse_resp2(co_await run_command(cmd));
+    auto reply = parse_resp2(co_await run_command(req, cmd));
     if (reply.kind == '-') co_return resp_error_response(req, reply.text);
     co_return json_response(req, bhttp::status::ok, json{{"receivers", reply.number}});
   }
@@ -1140,9 +1154,10 @@ awaitable<void> Server::Impl::session(tcp::socket sock) {
       }
       break;
     }
-    auto req = parser.release();
+    Request req(parser.release());
     ++requests;
     int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
+    if (tracer) begin_trace(req);
     bool keep = req.keep_alive() && !stopping;
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
     std::optional<Response> answer;
@@ -1522,33 +1537,46 @@ std::string_view http_route(std::string_view path) {
 // W3C Trace Context on HTTP: a valid `traceparent` makes the request's span its child (and
 // `tracestate` is carried on); the answer names the recorded span in `traceresponse` (Trace
 // Context Level 2) when the span is kept. 5xx answers are errors (kept when trace.keep_errors).
+// Before the request is handled: its parent, head decision and (traced) its span's ids, which
+// the commands it runs carry as their parent (run_command).
+void Server::Impl::begin_trace(Request& req) {
+  if (auto it = req.find("traceparent"); it != req.end()) {
+    req.parent = observe::parse_traceparent(std::string_view(it->value().data(), it->value().size()));
+    if (req.parent) {
+      if (auto ts = req.find("tracestate"); ts != req.end())
+        req.parent->trace_state = observe::parse_tracestate(std::string_view(ts->value().data(), ts->value().size()));
+    }
+  }
+  if (req.parent) {
+    req.head = observe::Sampler::head_parent(req.parent->sampled());
+    req.self = observe::TraceParent{req.parent->trace_id, observe::span_id_from(tracer->random(0)),
+                                    static_cast<uint8_t>(req.head ? observe::kFlagSampled : 0), req.parent->trace_state};
+  } else {
+    req.head = tracer->sampler().head_root(req.low = tracer->random(0));
+    if (req.head)
+      req.self = observe::TraceParent{observe::trace_id_from(tracer->random(0), req.low),
+                                      observe::span_id_from(tracer->random(0)), observe::kFlagSampled, {}};
+  }
+}
+
 void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_ns) {
   int64_t end_mono = SystemClock::instance().monotonic_ns();
   int64_t dt = end_mono - t0_ns;
-  std::optional<observe::TraceParent> parent;
-  if (auto it = req.find("traceparent"); it != req.end()) {
-    parent = observe::parse_traceparent(std::string_view(it->value().data(), it->value().size()));
-    if (parent) {
-      if (auto ts = req.find("tracestate"); ts != req.end())
-        parent->trace_state = observe::parse_tracestate(std::string_view(ts->value().data(), ts->value().size()));
-    }
-  }
+  const auto& parent = req.parent;
   int status = static_cast<int>(res.result_int());
   bool error = status >= 500;
-  uint64_t low = 0;
-  bool head;
-  if (parent) head = observe::Sampler::head_parent(parent->sampled());
-  else head = tracer->sampler().head_root(low = tracer->random(0));
-  if (!tracer->sampler().keep(head, error, dt)) return;
+  if (!tracer->sampler().keep(req.head, error, dt)) return;
   observe::SpanData s;
   if (parent) {
     s.trace_id = parent->trace_id;
     s.parent_span_id = parent->span_id;
     s.trace_state = parent->trace_state;
-  } else {
-    s.trace_id = observe::trace_id_from(tracer->random(0), low);
+  } else if (req.self) {
+    s.trace_id = req.self->trace_id;
+  } else {  // kept by a tail rule (a 5xx, or slow)
+    s.trace_id = observe::trace_id_from(tracer->random(0), req.low);
   }
-  s.span_id = observe::span_id_from(tracer->random(0));
+  s.span_id = req.self ? req.self->span_id : observe::span_id_from(tracer->random(0));
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
   auto route = http_route(path);
