@@ -43,6 +43,12 @@
 #include "observe/health_board.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kNode); }
+}  // namespace
 
 namespace keel::node {
 
@@ -155,6 +161,7 @@ struct Node::Impl final : resp::NodeView {
         {"bind", cfg.bind},
         {"maxclients", std::to_string(cfg.max_clients)},
         {"timeout", std::to_string(cfg.timeout_s)},
+        {"loglevel", cfg.log_level},
         {"maxmemory", std::to_string(cfg.storage.max_memory_bytes)},
         {"maxmemory-policy", std::string(storage::eviction_policy_name(cfg.storage.eviction))},
         {"maxmemory-samples", std::to_string(cfg.storage.eviction_samples)},
@@ -201,7 +208,7 @@ struct Node::Impl final : resp::NodeView {
       if (!resp::parse_int64(value, n)) return "argument couldn't be parsed into an integer";
       std::lock_guard lock(config_mu);
       knob->second = std::to_string(n);
-      spdlog::info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
+      klog().info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
       return "";
     }
     if (resp::iequals(name, "client-output-buffer-limit")) return set_output_buffer_limit(value);
@@ -224,8 +231,9 @@ struct Node::Impl final : resp::NodeView {
       resp->set_max_clients(cfg.max_clients);
       resp->set_timeout_s(cfg.timeout_s);
     }
-    spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-    spdlog::info("CONFIG SET {} {}", name, value);
+    std::string level_error;
+    if (auto levels = observe::parse_log_levels(cfg.log_level, level_error)) observe::apply_log_levels(*levels);
+    klog().info("CONFIG SET {} {}", name, value);
     return "";
   }
   // CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <soft seconds> ...", Redis's
@@ -268,7 +276,7 @@ struct Node::Impl final : resp::NodeView {
     obuf_normal = normal;
     obuf_replica = replica;
     if (resp) resp->set_pubsub_limits({cfg.pubsub_output_hard, cfg.pubsub_output_soft, cfg.pubsub_output_soft_s});
-    spdlog::info("CONFIG SET client-output-buffer-limit {}", value);
+    klog().info("CONFIG SET client-output-buffer-limit {}", value);
     return "";
   }
   std::string obuf_normal = "0 0 0", obuf_replica = "268435456 67108864 60";
@@ -577,7 +585,7 @@ Status Node::start() {
     im.tracer = std::make_unique<observe::Tracer>(to, n);
     im.tracer->start();
     im.resp->set_tracer(im.tracer.get());
-    spdlog::info("tracing: OTLP/HTTP JSON to {}, sampling {} of new traces, keeping errors: {}, slow: {}",
+    klog().info("tracing: OTLP/HTTP JSON to {}, sampling {} of new traces, keeping errors: {}, slow: {}",
                  im.cfg.trace_endpoint, im.cfg.trace_sample_ratio, im.cfg.trace_keep_errors ? "yes" : "no",
                  im.cfg.trace_slow_ms ? fmt::format(">= {} ms", im.cfg.trace_slow_ms) : std::string("off"));
   }
@@ -586,7 +594,7 @@ Status Node::start() {
   im.resp_port = *port;
   im.tls_port = im.resp->tls_port();
   if (im.tls_port)
-    spdlog::info("RESP over TLS on {}:{} (client certificates: {})", im.cfg.bind, im.tls_port, im.cfg.tls_auth_clients);
+    klog().info("RESP over TLS on {}:{} (client certificates: {})", im.cfg.bind, im.tls_port, im.cfg.tls_auth_clients);
 
   http::ServerOptions ho;
   ho.bind = im.cfg.bind;
@@ -701,9 +709,9 @@ Status Node::start() {
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     if (embedded)
-      spdlog::info("embedded: a one-member cluster (set cluster.node_id and cluster.peers to form a larger one)");
+      klog().info("embedded: a one-member cluster (set cluster.node_id and cluster.peers to form a larger one)");
     else
-      spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
+      klog().info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
                    d.node_id, d.cluster_id, im.cfg.bind, im.peer_port, im.cfg.bind, *dport, list);
   }
   // Every engine probes the data directory: it holds the cluster metadata log even when the
@@ -725,7 +733,7 @@ Status Node::start() {
     auto gport = im.gateway_http->start();
     if (!gport) return std::unexpected(gport.error());
     im.gateway_port = *gport;
-    spdlog::info("gateway: routing every request on {}:{} ({} balancing)", im.cfg.bind, im.gateway_port, im.cfg.gateway_balancer);
+    klog().info("gateway: routing every request on {}:{} ({} balancing)", im.cfg.bind, im.gateway_port, im.cfg.gateway_balancer);
   }
 
   for (unsigned i = 0; i < n; ++i)
@@ -744,7 +752,7 @@ Status Node::start() {
     if (observe::all_ok(im.health->readiness(SystemClock::instance().monotonic_ns() / 1000000))) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  spdlog::info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
+  klog().info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
                im.cfg.bind, im.resp_port, im.cfg.bind, im.http_port, n,
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent",
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory
@@ -758,7 +766,7 @@ void Node::run_until_signal() {
   auto& im = *impl_;
   asio::signal_set signals(im.main_io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) spdlog::info("received signal {}, shutting down", sig);
+    if (!ec) klog().info("received signal {}, shutting down", sig);
   });
   im.main_io.run();
   stop();
@@ -815,7 +823,7 @@ void Node::stop() {
     auto& s = im.shards->shard(i);
     asio::post(s.io, [&] { done.set_value(s.engine->flush()); });
     auto st = done.get_future().get();
-    if (!st) spdlog::error("flushing shard {} failed: {}", i, st.error().message);
+    if (!st) klog().error("flushing shard {} failed: {}", i, st.error().message);
   }
   im.shards->stop_and_join();
   if (im.tracer) {  // the shards are gone: hand over what they buffered, then export it
@@ -832,7 +840,7 @@ void Node::stop() {
   im.meta.reset();
   im.shards.reset();
   im.engines.clear();
-  spdlog::info("keel stopped");
+  klog().info("keel stopped");
 }
 
 int Node::resp_port() const { return impl_->resp_port; }

@@ -12,6 +12,12 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kTrace); }
+}  // namespace
 
 namespace keel::observe {
 
@@ -162,9 +168,9 @@ void Tracer::run() {
       io.run();
       ExportResult r = fut.get();
       auto msg = core.on_result(mono_ms(), now_unix_ns() / 1000000000, r);
-      if (!msg.empty()) spdlog::warn("{}", msg);
+      if (!msg.empty()) klog().warn("{}", msg);
       else if (r.status < 200 || r.status >= 300)
-        spdlog::debug("trace export: {} (will retry)", r.status ? fmt::format("HTTP {}", r.status) : r.error);
+        klog().debug("trace export: {} (will retry)", r.status ? fmt::format("HTTP {}", r.status) : r.error);
     }
     lk.lock();
     published_ = core.counters();
@@ -176,7 +182,7 @@ void Tracer::run() {
     if (stopping) wait = std::min<int64_t>(wait, std::max<int64_t>(1, stop_deadline - mono_ms()));
     cv_.wait_for(lk, std::chrono::milliseconds(wait), [&] { return !inbox_.empty() || stop_ != stopping; });
   }
-  if (!core.idle()) spdlog::warn("trace export: spans still queued at shutdown were not exported");
+  if (!core.idle()) klog().warn("trace export: spans still queued at shutdown were not exported");
 }
 
 }  // namespace keel::observe

@@ -124,8 +124,8 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertEqual(body["value"], "hello")
 
     def test_unsampled_forward_carries_no_trace_to_the_logs(self):
-        # No parent at ratio 0: the forward carries no context,
-        # and the debug lines of that request have no trace fields.
+        # No parent at ratio 0: the forward carries no context, and the debug lines of that
+        # request have no trace fields.
         a = Raw(self.c.nodes[0].port)
         try:
             self.assertEqual(a.cmd("SET", self.key, "untraced"), b"+OK\r\n")

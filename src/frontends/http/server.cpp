@@ -40,6 +40,12 @@
 #include "security/acl_service.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kHttp); }
+}  // namespace
 
 namespace keel::http {
 
@@ -214,6 +220,8 @@ struct Server::Impl {
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
+  // GET|PUT /v1/config/{name}: this node's CONFIG GET / CONFIG SET of one setting.
+  awaitable<Response> handle_config(const Request& req, std::string_view name);
   awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
   awaitable<void> session(tcp::socket sock);
   // GET /v1/pubsub/{channel}: the rest of the connection is a Server-Sent Events stream.
@@ -898,6 +906,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
       co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "the gateway is off on this node (gateway.enabled = no)");
     co_return co_await gateway->impl().handle_api(req, path, qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1));
   }
+  if (path.starts_with("/v1/config/")) co_return co_await handle_config(req, path.substr(11));
   if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/"))
     co_return co_await handle_cluster_members(req, path);
   if (path == "/v1/cluster/status") {
@@ -1017,6 +1026,10 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   if (path == "/v1/routes" || path.starts_with("/v1/routes/"))
     return {del ? "route.deregister" : "route.register", "", ""};
   if (path == "/v1/cluster/status") return {"cluster", "info"};
+  if (path.starts_with("/v1/config/")) {
+    if (get) return {"config", "get", decoded(path.substr(11))};
+    return {"config", "set", decoded(path.substr(11)), ""};
+  }
   if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/")) {
     if (get) return {"cluster", "nodes"};
     return {"cluster", del ? "forget" : "meet"};
@@ -1230,7 +1243,7 @@ struct SseSink final : resp::PubSubSink {
     if (over) {
       dead = true;
       resp.count_output_limit_disconnection(0);
-      spdlog::warn("closing SSE subscriber {}: its output buffer reached {} bytes, over the pubsub limit "
+      klog().warn("closing SSE subscriber {}: its output buffer reached {} bytes, over the pubsub limit "
                    "(client-output-buffer-limit pubsub {} {} {}); it reads slower than messages arrive",
                    peer, pending, lim.hard_bytes, lim.soft_bytes, lim.soft_s);
       std::string().swap(queued);
@@ -1526,6 +1539,7 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/meta") return "/v1/meta";
   if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
+  if (path.starts_with("/v1/config/")) return "/v1/config/{name}";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
@@ -1594,6 +1608,44 @@ void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_n
   }
   res.set("traceresponse", observe::format_traceparent(s.trace_id, s.span_id, observe::kFlagSampled));
   tracer->record(0, std::move(s));
+}
+
+// GET /v1/config/{name} answers {"name", "value"}; PUT with {"value": "..."} changes it as
+// CONFIG SET does (the same names, rules and errors), on this node only.
+awaitable<Response> Server::Impl::handle_config(const Request& req, std::string_view raw_name) {
+  std::string name;
+  if (!url_decode(raw_name, name, false) || name.empty() || name.find_first_of("/*?[") != std::string::npos)
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                             "expected /v1/config/{name}: one setting's name (no glob pattern), e.g. /v1/config/loglevel");
+  const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+  if (!get && req.method() != bhttp::verb::put)
+    co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET or PUT");
+  std::vector<std::string> argv{"CONFIG", "GET", name};
+  if (!get) {
+    auto body = json::parse(req.body(), nullptr, false);
+    const json* v = body.is_object() && body.contains("value") ? &body["value"] : nullptr;
+    if (!v || !v->is_string())
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                               "expected a JSON body {\"value\": \"<new value>\"} (the value as a string)");
+    argv = {"CONFIG", "SET", name, v->get<std::string>()};
+  }
+  auto r = parse_resp2(co_await run_command(req, argv));
+  if (r.kind == '-' && !get && r.text.starts_with("ERR CONFIG SET failed")) {
+    // A refused value or setting: the reason, without Redis's wording around it.
+    auto at = r.text.find(") - ");
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                             at == std::string::npos ? r.text : r.text.substr(at + 4));
+  }
+  if (r.kind == '-') co_return resp_error_response(req, r.text);
+  if (!get) argv = {"CONFIG", "GET", name};
+  if (!get) r = parse_resp2(co_await run_command(req, argv));
+  if (r.kind == '-') co_return resp_error_response(req, r.text);
+  if (r.items.size() < 2)
+    co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no setting '{}'", name));
+  if (!valid_utf8(r.items[1]))
+    co_return error_response(req, bhttp::status::not_acceptable, "NOT_ACCEPTABLE",
+                             fmt::format("the value of '{}' is not UTF-8 text; read it with CONFIG GET", name));
+  co_return json_response(req, bhttp::status::ok, json{{"name", r.items[0]}, {"value", r.items[1]}});
 }
 
 // /health/live: 200 while the HTTP loop answers. /health/ready: 200 when every check passes,

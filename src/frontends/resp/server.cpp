@@ -37,6 +37,12 @@
 #include "observe/log_context.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kResp); }
+}  // namespace
 
 namespace keel::resp {
 
@@ -382,7 +388,7 @@ struct Server::Impl {
     c.dirty = false;
     auto st = shards.shard(c.shard).engine->commit();
     if (!st) {
-      spdlog::error("closing client {} ({}) without replies: commit failed: {}", c.client.id,
+      klog().error("closing client {} ({}) without replies: commit failed: {}", c.client.id,
                     c.client.addr, st.error().message);
       return false;
     }
@@ -804,10 +810,10 @@ void Server::Impl::begin_trace(Connection& c, Args argv) {
       t.ctx = observe::LogContext{observe::trace_id_from(tracer->random(c.shard), t.low),
                                   observe::span_id_from(tracer->random(c.shard))};
   }
-  if (c.forwarded && spdlog::should_log(spdlog::level::debug)) [[unlikely]] {
+  if (c.forwarded && klog().should_log(spdlog::level::debug)) [[unlikely]] {
     std::optional<observe::LogScope> scope;
     if (t.ctx) scope.emplace(&*t.ctx);
-    spdlog::debug("running {} forwarded by node {}", argv[0].substr(0, 64), c.forwarded_from);
+    klog().debug("running {} forwarded by node {}", argv[0].substr(0, 64), c.forwarded_from);
   }
 }
 
@@ -970,10 +976,10 @@ awaitable<void> Server::Impl::execute_forward(Connection& c, Args argv, uint32_t
     tp->flags = c.trace.head ? observe::kFlagSampled : 0;
     if (c.client.trace_parent) tp->trace_state = c.client.trace_parent->trace_state;
   }
-  if (spdlog::should_log(spdlog::level::debug)) [[unlikely]] {
+  if (klog().should_log(spdlog::level::debug)) [[unlikely]] {
     std::optional<observe::LogScope> scope;  // (not held across the co_await below)
     if (c.trace.ctx) scope.emplace(&*c.trace.ctx);
-    spdlog::debug("forwarding {} to node {}, the primary of its partition", argv[0].substr(0, 64), node);
+    klog().debug("forwarding {} to node {}, the primary of its partition", argv[0].substr(0, 64), node);
   }
   auto reply = co_await dht::forward(*dht, c.shard, node, argv, c.client.protocol, tp ? &*tp : nullptr);
   if (!reply)
@@ -2029,7 +2035,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
     deadline.cancel();
     if (hec) {
       ++shard.stats.tls_handshake_failures;
-      spdlog::debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
+      klog().debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
     } else {
       co_await serve_stream(c, stream);
     }
@@ -2066,7 +2072,7 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
       in.resize(std::min<size_t>(want, opt.query_buffer_limit + kReadChunk));
     }
     if (used >= opt.query_buffer_limit) {
-      spdlog::warn("closing client {} ({}): query buffer limit of {} bytes reached", c.client.id,
+      klog().warn("closing client {} ({}): query buffer limit of {} bytes reached", c.client.id,
                    c.client.addr, opt.query_buffer_limit);
       break;
     }
@@ -2134,7 +2140,7 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
       if (protocol_error) {
         ++shard.stats.protocol_errors;
         c.reply.error("ERR " + parser.error());
-        spdlog::debug("client {} ({}): {}", c.client.id, c.client.addr, parser.error());
+        klog().debug("client {} ({}): {}", c.client.id, c.client.addr, parser.error());
         close = true;
         break;
       }
@@ -2260,7 +2266,7 @@ void Server::Impl::written(Connection& c, boost::system::error_code ec, size_t n
 void Server::Impl::cut_off(Connection& c, size_t pending) {
   c.ob.dead = true;
   ++shards.shard(c.shard).stats.client_output_buffer_limit_disconnections;
-  spdlog::warn("closing client id={} addr={} name={}: its output buffer reached {} bytes, over the pubsub "
+  klog().warn("closing client id={} addr={} name={}: its output buffer reached {} bytes, over the pubsub "
                "limit (client-output-buffer-limit pubsub {} {} {}); it reads slower than messages arrive",
                c.client.id, c.client.addr, c.client.name, pending, obuf_hard.load(), obuf_soft.load(),
                obuf_soft_s.load());
@@ -2548,7 +2554,7 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id, bool tls) {
     auto [ec, sock] = co_await acceptor.async_accept(asio::as_tuple(use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) co_return;
-      spdlog::warn("accept failed: {}", ec.message());
+      klog().warn("accept failed: {}", ec.message());
       continue;
     }
     if (open.load() >= max_clients.load(std::memory_order_relaxed)) {
@@ -2600,7 +2606,7 @@ awaitable<void> Server::Impl::idle_sweep(unsigned shard_id) {
     for (auto* c : per_shard[shard_id].connections) {
       // Subscribers are not subject to the timeout (as in Redis).
       if (!c->blocked && c->client.pubsub == 0 && now - c->client.last_cmd_ms > limit * 1000) {
-        spdlog::debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
+        klog().debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
                       limit);
         boost::system::error_code sec;
         c->sock.shutdown(tcp::socket::shutdown_both, sec);
@@ -2731,7 +2737,7 @@ void Server::Impl::acl_sweep(unsigned sid) {
       c->client.acl_generation = acl->generation();
       continue;
     }
-    spdlog::info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
+    klog().info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
                  c->client.user->name,
                  u ? fmt::format("its user may no longer subscribe to '{}'", refused) : std::string("its user was removed"));
     if (u) acl_log(*acl, c->client, "channel", refused, u->name, now);

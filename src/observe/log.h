@@ -1,0 +1,26 @@
+// One logger per component (log_levels.h), all writing to the node's one sink (stderr) in the
+// node's one format; each has its own level, changed at run time by apply_log_levels (CONFIG
+// SET loglevel, PUT /v1/config/loglevel). A module logs through its component's logger:
+//
+//   namespace { spdlog::logger& klog() { return observe::logger(observe::Component::kDht); } }
+//   klog().info("partition {} moved to node {}", p, n);
+//
+// The JSON format names the component in each line ("component":"dht"); the text format shows
+// it in brackets. spdlog's default logger is the `node` component's.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include "observe/log_levels.h"
+
+namespace keel::observe {
+
+// Any thread. The loggers exist from the first call on (with spdlog's default text format
+// until the node sets its own).
+spdlog::logger& logger(Component c);
+// Any thread: every component's level from `l`.
+void apply_log_levels(const LogLevels& l);
+// The formatter every component's lines go through (the node's log.format).
+void set_log_formatter(std::unique_ptr<spdlog::formatter> f);
+
+}  // namespace keel::observe
