@@ -30,6 +30,12 @@
 #include "runtime/cluster/meta_service.h"
 #include "runtime/cluster/peers.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kDht); }
+}  // namespace
 
 namespace keel::dht {
 
@@ -356,7 +362,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (!part || !bytes || *part >= opt.partitions) return;
       auto msg = replication::decode(*bytes);
       if (!msg) {
-        spdlog::warn("dht: bad replication message from node {}: {}", from, msg.error().message);
+        klog().warn("dht: bad replication message from node {}: {}", from, msg.error().message);
         return;
       }
       uint32_t p = static_cast<uint32_t>(*part);
@@ -430,14 +436,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
                           std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size())),
                           {opt.self}};
     if (auto r = copy->configure(c, now); !r) {
-      spdlog::error("dht: learning partition {}: {}", p, r.error().message);
+      klog().error("dht: learning partition {}: {}", p, r.error().message);
       return;
     }
     auto* eng = recorders[sid];
     eng->set_primary(p, false);
     eng->set_recorded(p, false);
     // Whatever an earlier, abandoned transfer left is dropped: the primary's snapshot refills it.
-    if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+    if (auto r = eng->drop_partition(p); !r) klog().error("dht: dropping partition {}: {}", p, r.error().message);
     s.by_part[p] = copy.get();
     s.copies.emplace(p, std::move(copy));
     s.learning[p] = {epoch, now};
@@ -454,7 +460,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (auto it = s.learners.find(p); it != s.learners.end())
       for (auto& [id, l] : it->second) ids.push_back(id);
     if (auto r = c->set_learners(ids, now_ms()); !r) {
-      spdlog::warn("dht: learners of partition {}: {}", p, r.error().message);
+      klog().warn("dht: learners of partition {}: {}", p, r.error().message);
       return;
     }
     if (ids.empty()) s.learners.erase(p);
@@ -471,12 +477,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto* c = s.by_part[p];
     if (!c || !c->is_primary() || c->config().epoch != epoch) return;
     if (auto r = c->hand_over(to, now_ms()); !r) {
-      spdlog::warn("dht: handing partition {} over to node {}: {}", p, to, r.error().message);
+      klog().warn("dht: handing partition {} over to node {}: {}", p, to, r.error().message);
       return;
     }
     if (!s.handovers.count(p)) {
-      if (to == opt.self) spdlog::info("dht: partition {} stops for its switch to new copies", p);
-      else spdlog::info("dht: handing partition {} over to node {}", p, to);
+      if (to == opt.self) klog().info("dht: partition {} stops for its switch to new copies", p);
+      else klog().info("dht: handing partition {} over to node {}", p, to);
     }
     s.handovers[p] = {manager, to, s.handovers.count(p) ? s.handovers[p].reported_ms : 0};
     drive(sid, p);
@@ -525,7 +531,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         std::erase(s.active, p);
         if (auto r = recorders[sid]->drop_partition(p); !r)
-          spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+          klog().error("dht: dropping partition {}: {}", p, r.error().message);
       }
     }
     for (auto it = s.handovers.begin(); it != s.handovers.end();) {
@@ -555,13 +561,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     int64_t wnow = wall_ms();
     bool applied = false;
     if (out.reset_partition) {
-      if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+      if (auto r = eng->drop_partition(p); !r) klog().error("dht: dropping partition {}: {}", p, r.error().message);
       applied = true;
     }
     bool snapshot_refused = false;  // a snapshot chunk the disk refused is not acknowledged
     for (auto& e : out.apply_snapshot) {
       if (auto r = apply_effect(*eng, p, e, wnow); !r) {
-        spdlog::error("dht: snapshot of partition {}: {}", p, r.error().message);
+        klog().error("dht: snapshot of partition {}: {}", p, r.error().message);
         if (r.error().code == Errc::kDiskError) snapshot_refused = true;
       }
       applied = true;
@@ -575,15 +581,15 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             // The disk refuses writes: this entry and the ones after it are not held, so they
             // are not acknowledged; the copy forgets them and the primary sends them again
             // (docs/operations.md, "Disk full"). Logged once until an entry applies again.
-            if (!s.apply_refused) spdlog::error("dht: partition {} cannot apply lsn {}: {}", p, e.lsn, r.error().message);
+            if (!s.apply_refused) klog().error("dht: partition {} cannot apply lsn {}: {}", p, e.lsn, r.error().message);
             s.apply_refused = true;
             copy.apply_failed(e.lsn, now_ms());
             break;
           }
-          spdlog::error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
+          klog().error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
         } else if (s.apply_refused) {
           s.apply_refused = false;
-          spdlog::warn("dht: partition {} applies replicated writes again (lsn {})", p, e.lsn);
+          klog().warn("dht: partition {} applies replicated writes again (lsn {})", p, e.lsn);
         }
         applied = true;
       }
@@ -600,7 +606,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       auto [held, epoch] = snapshot_refused ? std::pair<uint64_t, uint64_t>{0, 0} : copy.held();
       eng->set_log_mark(p, {held, epoch});
       if (auto r = eng->commit(); !r) {
-        spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
+        klog().error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
         last = 0;  // not durable: not acknowledged
       }
     }
@@ -692,7 +698,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       pause.expires_after(std::chrono::nanoseconds(std::max<int64_t>(throttle(bytes), 1000000)));
       co_await pause.async_wait(asio::as_tuple(use_awaitable));
     }
-    spdlog::info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
+    klog().info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
     s.snapshots.erase({p, to});
   }
 
@@ -779,7 +785,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
           s.copies.erase(it);
           s.by_part[p] = nullptr;
           eng->set_recorded(p, false);
-          if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+          if (auto r = eng->drop_partition(p); !r) klog().error("dht: dropping partition {}: {}", p, r.error().message);
           wake(sid, p, nullptr);
           replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         }
@@ -802,7 +808,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       c.replicas = pv.replicas;
       c.write_quorum = std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size()));
       if (auto st = it->second->configure(c, now); !st)
-        spdlog::error("dht: partition {} epoch {}: {}", p, c.epoch, st.error().message);
+        klog().error("dht: partition {} epoch {}: {}", p, c.epoch, st.error().message);
       eng->set_recorded(p, pv.primary == opt.self && !pv.replicas.empty());
       drive(sid, p);
     }
@@ -851,7 +857,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     auto m = decode_partition_map(mit->second.value);
     if (!m) {
-      spdlog::error("dht: the partition map in metadata is unreadable: {}", m.error().message);
+      klog().error("dht: the partition map in metadata is unreadable: {}", m.error().message);
       return;
     }
     t->version = mit->second.mod_revision;
@@ -885,7 +891,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (!any_storage) return;
     auto made = initial_partition_map(members, opt.partitions, opt.copies, opt.write_quorum);
     if (!made) {
-      spdlog::error("dht: cannot place the partitions: {}", made.error().message);
+      klog().error("dht: cannot place the partitions: {}", made.error().message);
       return;
     }
     PartitionMapData m = std::move(*made);
@@ -894,9 +900,9 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     meta.put(kDomain, kMapKey, encode_partition_map(m), uint64_t{0},
              [self = shared_from_this()](Result<cluster::WriteResult> r) {
                self->creating_map = false;
-               if (r) spdlog::info("dht: created the partition map");
+               if (r) klog().info("dht: created the partition map");
                else if (r.error().code != Errc::kConflict)
-                 spdlog::warn("dht: creating the partition map: {}", r.error().message);
+                 klog().warn("dht: creating the partition map: {}", r.error().message);
              });
   }
 
@@ -919,7 +925,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       s->rebuild();
     });
     if (!sub) {
-      spdlog::error("dht: cannot follow the partition map: {}", sub.error().message);
+      klog().error("dht: cannot follow the partition map: {}", sub.error().message);
       meta_retry([self = shared_from_this()] { self->follow(); });
       return;
     }
@@ -989,7 +995,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       auto [it, fresh] = departed_down_since.emplace(id, now);
-      if (fresh) spdlog::info("dht: node {} left the configuration and its data link is down; its partitions fail over in {} ms unless it comes back", id, 2 * opt.lease_ms);
+      if (fresh) klog().info("dht: node {} left the configuration and its data link is down; its partitions fail over in {} ms unless it comes back", id, 2 * opt.lease_ms);
       if (now - it->second >= 2 * opt.lease_ms) members[id] = cluster::MemberStatus::kDead;
     }
   }
@@ -1121,7 +1127,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto pl = cluster::plan(mp.cur, *live, t.copies);
     if (!pl) {
       if (pl.error().message != plan_error)  // once, not every step
-        spdlog::warn("dht: cannot plan the partition moves over {} members: {}", live->size(), pl.error().message);
+        klog().warn("dht: cannot plan the partition moves over {} members: {}", live->size(), pl.error().message);
       plan_error = pl.error().message;
       return std::nullopt;
     }
@@ -1280,7 +1286,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         },
         [self = shared_from_this(), ready](const Result<cluster::WriteResult>& r) {
           if (!r) {
-            spdlog::warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
+            klog().warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
             return;
           }
           self->map_written = r->version;
@@ -1289,7 +1295,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             self->handover_asked.erase(p);
           }
           self->partitions_moved += ready.size();
-          spdlog::info("dht: {} partition(s) switched to their new copies", ready.size());
+          klog().info("dht: {} partition(s) switched to their new copies", ready.size());
           self->rebalance_soon();
         });
   }
@@ -1414,7 +1420,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         },
         [self = shared_from_this(), n, promoted = decided](const Result<cluster::WriteResult>& r) {
           if (!r) {
-            spdlog::warn("dht: updating the partition map: {}", r.error().message);
+            klog().warn("dht: updating the partition map: {}", r.error().message);
             self->decided.clear();
             return;
           }
@@ -1425,8 +1431,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             ++to[pv.primary];
           }
           for (auto& [node, count] : to)
-            spdlog::warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
-          spdlog::info("dht: partition map updated ({} partitions changed)", n);
+            klog().warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
+          klog().info("dht: partition map updated ({} partitions changed)", n);
         });
   }
 
