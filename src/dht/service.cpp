@@ -31,6 +31,7 @@
 #include "runtime/cluster/peers.h"
 #include "runtime/shards.h"
 #include "observe/log.h"
+#include "observe/signal_hub.h"
 
 namespace {
 // This file's log lines (observe/log.h).
@@ -482,7 +483,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     if (!s.handovers.count(p)) {
       if (to == opt.self) klog().info("dht: partition {} stops for its switch to new copies", p);
-      else klog().info("dht: handing partition {} over to node {}", p, to);
+      else observe::signal(observe::Signal::kPartitionHandoff, fmt::format("dht: handing partition {} over to node {}", p, to));
     }
     s.handovers[p] = {manager, to, s.handovers.count(p) ? s.handovers[p].reported_ms : 0};
     drive(sid, p);
@@ -698,7 +699,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       pause.expires_after(std::chrono::nanoseconds(std::max<int64_t>(throttle(bytes), 1000000)));
       co_await pause.async_wait(asio::as_tuple(use_awaitable));
     }
-    klog().info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
+    observe::signal(observe::Signal::kSnapshotSent, fmt::format("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys));
     s.snapshots.erase({p, to});
   }
 
@@ -1295,7 +1296,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             self->handover_asked.erase(p);
           }
           self->partitions_moved += ready.size();
-          klog().info("dht: {} partition(s) switched to their new copies", ready.size());
+          observe::signal(observe::Signal::kPartitionsMoved, fmt::format("dht: {} partition(s) switched to their new copies", ready.size()));
           self->rebalance_soon();
         });
   }
@@ -1431,7 +1432,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             ++to[pv.primary];
           }
           for (auto& [node, count] : to)
-            klog().warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
+            observe::signal(observe::Signal::kPrimaryChanged, fmt::format("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node));
           klog().info("dht: partition map updated ({} partitions changed)", n);
         });
   }

@@ -313,6 +313,12 @@ const std::vector<Setting>& settings() {
          c.log_level = observe::format_log_levels(*l);
          return "";
        }},
+      {"signals.file", "TOML file naming which signals go to logs, metrics and span events (reloaded when it changes; \"\" = log and count every signal)",
+       [](const Config& c) { return c.signals_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.signals_file = v;
+         return "";
+       }},
       {"gateway.enabled", "forward requests that match a gateway route (yes/no); keel's own paths come first on the HTTP port",
        [](const Config& c) { return std::string(c.gateway_enabled ? "yes" : "no"); },
        [](Config& c, const std::string& v) -> std::string {

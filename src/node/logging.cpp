@@ -32,6 +32,12 @@ class JsonFormatter final : public spdlog::formatter {
       }
     }
     dest.push_back('"');
+    // The event (a signal's stable name) this line is logged for (observe/signal_hub.h).
+    if (auto ev = observe::current_log_event_name(); !ev.empty()) {
+      dest.append(std::string_view(R"(,"event":")"));
+      dest.append(ev);
+      dest.push_back('"');
+    }
     // The request this line was logged for, when a front end set one (observe/log_context.h).
     if (auto* ctx = observe::current_log_context()) {
       dest.append(std::string_view(R"(,"trace_id":")"));

@@ -42,8 +42,13 @@
 #include "node/logging.h"
 #include "observe/health_board.h"
 #include "observe/tracer.h"
+#include "observe/log_context.h"
+#include "keel/capacitor.h"
+#include "keel/config_file_watcher.h"
+#include "keel/signals.h"
 #include "runtime/shards.h"
 #include "observe/log.h"
+#include "observe/signal_hub.h"
 
 namespace {
 // This file's log lines (observe/log.h).
@@ -115,6 +120,14 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
   std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
+  // Signals (observe/signal_hub.h): their routes from signals.file, reloaded by a Capacitor
+  // whose file watcher has a thread of its own; its applied/rejected events come through
+  // config_signals and are signals themselves.
+  sdk::SignalBus config_signals;
+  std::unique_ptr<sdk::Capacitor<observe::SignalRoutes>> signal_routes;
+  std::unique_ptr<sdk::ConfigFileWatcher> signal_watcher;
+  std::mutex signal_span_mu;
+  SeededRandom signal_span_rng{system_seed()};  // guarded by signal_span_mu
   std::mutex health_mu;
   std::condition_variable health_cv;
   bool health_stop = false;
@@ -233,7 +246,7 @@ struct Node::Impl final : resp::NodeView {
     }
     std::string level_error;
     if (auto levels = observe::parse_log_levels(cfg.log_level, level_error)) observe::apply_log_levels(*levels);
-    klog().info("CONFIG SET {} {}", name, value);
+    observe::signal(observe::Signal::kConfigChanged, fmt::format("CONFIG SET {} {}", name, value));
     return "";
   }
   // CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <soft seconds> ...", Redis's
@@ -503,6 +516,98 @@ struct Node::Impl final : resp::NodeView {
   }
 };
 
+namespace {
+// Signals by name (observe/signals.h): with tracing on, a signal routed to span events becomes
+// an event on a zero-length INTERNAL span named after it, the child of the request in scope on
+// the emitting thread if there is one (observe/log_context.h); then the routes from
+// signals.file, watched and reloaded by a Capacitor (keel/capacitor.h). A file refused (an
+// unknown name, a bad key) keeps the routes in force and says why, in the log and in
+// GET /v1/signals.
+Status start_signals(Node::Impl& im) {
+  auto& hub = observe::SignalHub::instance();
+  if (im.tracer) {
+    hub.set_span_sink([&im, tracer = im.tracer.get()](observe::Signal sig, std::string_view detail) {
+      const auto& info = observe::signal_info(sig);
+      observe::SpanData span;
+      {
+        std::lock_guard lock(im.signal_span_mu);
+        auto& rng = im.signal_span_rng;
+        if (auto* ctx = observe::current_log_context()) {
+          span.trace_id = ctx->trace_id;
+          span.parent_span_id = ctx->span_id;
+        } else {
+          span.trace_id = observe::trace_id_from(rng.next_u64(), rng.next_u64());
+        }
+        span.span_id = observe::span_id_from(rng.next_u64());
+      }
+      span.name.assign(info.name);
+      span.kind = observe::kSpanKindInternal;
+      span.start_unix_ns = span.end_unix_ns = observe::Tracer::now_unix_ns();
+      span.attributes.push_back({"keel.signal", std::string(info.name)});
+      span.attributes.push_back({"keel.component", std::string(observe::kComponentNames[static_cast<size_t>(info.component)])});
+      span.events.push_back({span.start_unix_ns, std::string(info.name),
+                             {{"message", std::string(detail.substr(0, 1024))}}});
+      tracer->record_any_thread(std::move(span));
+    });
+  }
+  if (im.cfg.signals_file.empty()) {
+    hub.set_routes(observe::default_signal_routes());
+    hub.set_file_status_provider({});
+    return {};
+  }
+  im.config_signals.subscribe([path = im.cfg.signals_file](const sdk::Signal& s) {
+    if (auto* a = std::get_if<sdk::ConfigApplied>(&s))
+      observe::signal(observe::Signal::kSignalsApplied,
+                      fmt::format("signals: {} (version {}) is in force", path, a->version));
+    else if (auto* r = std::get_if<sdk::ConfigRejected>(&s))
+      observe::signal(observe::Signal::kSignalsRejected,
+                      fmt::format("signals: {} was refused, the routes in force stay: {}", path,
+                                  std::string(r->reason)));
+  });
+  sdk::CapacitorCore::Options o;
+  o.source = im.cfg.signals_file;
+  o.format = sdk::ConfigFormat::kToml;
+  o.debounce = std::chrono::milliseconds(50);
+  o.max_bytes = 64 << 10;
+  o.signals = &im.config_signals;
+  im.signal_routes = std::make_unique<sdk::Capacitor<observe::SignalRoutes>>(
+      o, [](const nlohmann::json& doc) { return observe::parse_signal_routes(doc); },
+      sdk::Capacitor<observe::SignalRoutes>::Validator{});
+  im.signal_routes->on_change([](const auto&, const auto& next) {
+    if (next) observe::SignalHub::instance().set_routes(*next);
+  });
+  hub.set_file_status_provider([cap = im.signal_routes.get(), path = im.cfg.signals_file] {
+    observe::SignalFileStatus st;
+    st.path = path;
+    st.state = std::string(sdk::config_state_name(cap->state()));
+    for (auto& c : st.state) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    st.version = cap->version();
+    if (auto e = cap->last_error()) st.error = e->message;
+    return st;
+  });
+  // Loaded here first, so that the node serves with the file's routes (the watcher's own first
+  // load then finds the same text: no change).
+  {
+    sdk::FileSource source(im.cfg.signals_file, o.max_bytes);
+    im.signal_routes->load(source.read(), sdk::SteadyClock::instance().now());
+  }
+  auto w = sdk::ConfigFileWatcher::start(*im.signal_routes, im.cfg.signals_file);
+  if (!w)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("signals.file: cannot watch '{}': {}", im.cfg.signals_file, w.error().message));
+  im.signal_watcher = std::move(*w);
+  return {};
+}
+
+// Before the tracer and the node go away: no span events, no watcher thread.
+void stop_signals(Node::Impl& im) {
+  auto& hub = observe::SignalHub::instance();
+  hub.set_span_sink({});
+  if (im.signal_watcher) im.signal_watcher->stop();
+  hub.set_file_status_provider({});
+}
+}  // namespace
+
 Node::Node(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 Node::~Node() { stop(); }
@@ -589,6 +694,7 @@ Status Node::start() {
                  im.cfg.trace_endpoint, im.cfg.trace_sample_ratio, im.cfg.trace_keep_errors ? "yes" : "no",
                  im.cfg.trace_slow_ms ? fmt::format(">= {} ms", im.cfg.trace_slow_ms) : std::string("off"));
   }
+  if (auto st = start_signals(im); !st) return std::unexpected(st.error());
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
   im.resp_port = *port;
@@ -779,6 +885,7 @@ void Node::request_stop() {
 void Node::stop() {
   auto& im = *impl_;
   if (!im.shards || im.stopped.exchange(true)) return;
+  stop_signals(im);
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
     if (im.dht) im.dht->stop();
     if (im.meta) im.meta->stop();

@@ -16,7 +16,9 @@ struct Loggers {
     spdlog::set_default_logger(l[static_cast<size_t>(Component::kNode)]);
   }
 };
-spdlog::level::level_enum to_spdlog(Level l) {
+}  // namespace
+
+spdlog::level::level_enum to_spdlog_level(Level l) {
   switch (l) {
     case Level::kTrace: return spdlog::level::trace;
     case Level::kDebug: return spdlog::level::debug;
@@ -27,6 +29,9 @@ spdlog::level::level_enum to_spdlog(Level l) {
   }
   return spdlog::level::info;
 }
+
+namespace {
+thread_local std::string_view t_event;
 Loggers& loggers() {
   static Loggers l;
   return l;
@@ -38,8 +43,12 @@ spdlog::logger& logger(Component c) { return *loggers().l[static_cast<size_t>(c)
 void apply_log_levels(const LogLevels& levels) {
   auto& l = loggers();
   for (size_t c = 0; c < kComponentCount; ++c)
-    l.l[c]->set_level(to_spdlog(levels.of(static_cast<Component>(c))));
+    l.l[c]->set_level(to_spdlog_level(levels.of(static_cast<Component>(c))));
 }
+
+LogEventScope::LogEventScope(std::string_view name) : prev_(t_event) { t_event = name; }
+LogEventScope::~LogEventScope() { t_event = prev_; }
+std::string_view current_log_event_name() { return t_event; }
 
 void set_log_formatter(std::unique_ptr<spdlog::formatter> f) { loggers().sink->set_formatter(std::move(f)); }
 

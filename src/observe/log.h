@@ -18,9 +18,24 @@ namespace keel::observe {
 // Any thread. The loggers exist from the first call on (with spdlog's default text format
 // until the node sets its own).
 spdlog::logger& logger(Component c);
+spdlog::level::level_enum to_spdlog_level(Level l);
 // Any thread: every component's level from `l`.
 void apply_log_levels(const LogLevels& l);
 // The formatter every component's lines go through (the node's log.format).
 void set_log_formatter(std::unique_ptr<spdlog::formatter> f);
+
+// The stable name of the event (a signal, signals.h) a line is logged for: the JSON format adds
+// it as "event". Set around one synchronous log call; nests like LogScope.
+class LogEventScope {
+ public:
+  explicit LogEventScope(std::string_view name);  // REQUIRES: name outlives the scope
+  ~LogEventScope();
+  LogEventScope(const LogEventScope&) = delete;
+  LogEventScope& operator=(const LogEventScope&) = delete;
+
+ private:
+  std::string_view prev_;
+};
+std::string_view current_log_event_name();  // "" when none
 
 }  // namespace keel::observe

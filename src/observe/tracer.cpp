@@ -60,6 +60,18 @@ void Tracer::record(unsigned shard, SpanData span) {
   if (l.buf.size() >= kLocalBatch) flush(shard);
 }
 
+void Tracer::record_any_thread(SpanData span) {
+  {
+    std::lock_guard lk(mu_);
+    if (inbox_.size() >= opt_.exporter.max_queue_spans) {
+      dropped_handoff_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    inbox_.push_back(std::move(span));
+  }
+  cv_.notify_one();
+}
+
 void Tracer::flush(unsigned shard) {
   auto& l = local_[shard];
   if (l.buf.empty()) return;

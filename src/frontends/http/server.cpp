@@ -39,6 +39,7 @@
 #include "security/acl.h"
 #include "security/acl_service.h"
 #include "observe/tracer.h"
+#include "observe/signal_hub.h"
 #include "runtime/shards.h"
 #include "observe/log.h"
 
@@ -220,6 +221,8 @@ struct Server::Impl {
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
+  // GET /v1/signals: the signal catalogue, the routes in force and the signals file's state.
+  Response handle_signals(const Request& req);
   // GET|PUT /v1/config/{name}: this node's CONFIG GET / CONFIG SET of one setting.
   awaitable<Response> handle_config(const Request& req, std::string_view name);
   awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
@@ -898,7 +901,25 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           e.queued, e.exported, e.dropped_queue_full + t.dropped_handoff, e.dropped_failed, e.rejected,
           e.requests, e.retries, t.queue_spans);
     }
+    {
+      // Signals routed to metrics (signals.file): one counter each, the label from the fixed
+      // catalogue (observe/signals.h), listed even at 0 so that rate() sees the first one.
+      auto& hub = observe::SignalHub::instance();
+      auto routed = hub.routes().metrics;
+      if (routed.any()) {
+        res.body() += "# HELP keel_signals_total The node's signals by name, counted while signals.file routes them to metrics.\n"
+                      "# TYPE keel_signals_total counter\n";
+        for (size_t i = 0; i < observe::kSignalCount; ++i)
+          if (routed.test(i))
+            res.body() += fmt::format("keel_signals_total{{signal=\"{}\"}} {}\n", observe::signal_catalogue()[i].name,
+                                      hub.count(static_cast<observe::Signal>(i)));
+      }
+    }
     co_return res;
+  }
+  if (path == "/v1/signals") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    co_return handle_signals(req);
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
@@ -1026,6 +1047,7 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   if (path == "/v1/routes" || path.starts_with("/v1/routes/"))
     return {del ? "route.deregister" : "route.register", "", ""};
   if (path == "/v1/cluster/status") return {"cluster", "info"};
+  if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path.starts_with("/v1/config/")) {
     if (get) return {"config", "get", decoded(path.substr(11))};
     return {"config", "set", decoded(path.substr(11)), ""};
@@ -1540,6 +1562,7 @@ std::string_view http_route(std::string_view path) {
   if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
   if (path.starts_with("/v1/config/")) return "/v1/config/{name}";
+  if (path == "/v1/signals") return "/v1/signals";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
@@ -1608,6 +1631,27 @@ void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_n
   }
   res.set("traceresponse", observe::format_traceparent(s.trace_id, s.span_id, observe::kFlagSampled));
   tracer->record(0, std::move(s));
+}
+
+Response Server::Impl::handle_signals(const Request& req) {
+  auto& hub = observe::SignalHub::instance();
+  auto st = hub.file_status();
+  auto routes = hub.routes();
+  json list = json::array();
+  for (size_t i = 0; i < observe::kSignalCount; ++i) {
+    const auto& info = observe::signal_catalogue()[i];
+    list.push_back({{"name", info.name},
+                    {"component", observe::kComponentNames[static_cast<size_t>(info.component)]},
+                    {"level", observe::level_name(info.level)},
+                    {"meaning", info.meaning},
+                    {"logs", routes.logs.test(i)},
+                    {"metrics", routes.metrics.test(i)},
+                    {"span_events", routes.span_events.test(i)},
+                    {"count", hub.count(static_cast<observe::Signal>(i))}});
+  }
+  json file = {{"path", st.path}, {"state", st.state}, {"version", st.version}};
+  file["error"] = st.error.empty() ? json(nullptr) : json(st.error);
+  return json_response(req, bhttp::status::ok, json{{"file", file}, {"signals", list}});
 }
 
 // GET /v1/config/{name} answers {"name", "value"}; PUT with {"value": "..."} changes it as

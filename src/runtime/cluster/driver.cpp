@@ -25,6 +25,7 @@
 #include "consensus/rabia/codec.h"
 #include "consensus/rabia/replica.h"
 #include "observe/log.h"
+#include "observe/signal_hub.h"
 
 namespace {
 // This file's log lines (observe/log.h).
@@ -235,8 +236,9 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     for (auto& r : e.requests) {
       if (r.kind != rabia::Request::Kind::kCommand) {
         apply_reconfig(e.config_after);
-        klog().info("cluster: configuration epoch {} from slot {}: members {}", e.config_after.epoch, e.slot + 1,
-                     fmt::join(e.config_after.members, ","));
+        observe::signal(observe::Signal::kMembersChanged,
+                        fmt::format("cluster: configuration epoch {} from slot {}: members {}", e.config_after.epoch,
+                                    e.slot + 1, fmt::join(e.config_after.members, ",")));
         auto it = r.origin == opt.node_id ? pending.find({r.client_id, r.seq}) : pending.end();
         if (it != pending.end()) {
           auto p = std::move(it->second);
@@ -395,7 +397,12 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void status_changed(const StatusChange& c) {
-    klog().info("cluster: member {} is {} (was {})", c.member, member_status_name(c.to), member_status_name(c.from));
+    auto text = fmt::format("cluster: member {} is {} (was {})", c.member, member_status_name(c.to),
+                            member_status_name(c.from));
+    if (c.to == MemberStatus::kSuspect) observe::signal(observe::Signal::kMemberSuspected, text);
+    else if (c.to == MemberStatus::kDead) observe::signal(observe::Signal::kMemberDead, text);
+    else if (c.to == MemberStatus::kAlive) observe::signal(observe::Signal::kMemberAlive, text);
+    else klog().info("{}", text);
     // Silence on a link TCP still calls up is what a partition looks like: redial it now
     // rather than wait for the kernel's retransmission backoff to notice (PeerTransport).
     if (transport && (c.to == MemberStatus::kSuspect || c.to == MemberStatus::kDead) &&

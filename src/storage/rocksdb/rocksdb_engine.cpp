@@ -30,6 +30,7 @@
 #include "base/random.h"
 #include "storage/disk_guard.h"
 #include "observe/log.h"
+#include "observe/signal_hub.h"
 
 namespace {
 // This file's log lines (observe/log.h).
@@ -386,12 +387,14 @@ struct Shared {
     writable.store(guard.writable(), std::memory_order_release);
     if (auto t = guard.take_transition()) {
       if (t->to == DiskGuard::State::kWritable)
-        klog().warn("storage: disk_write_status=ok data_dir={} previous={} writes are accepted again",
-                     config.data_dir, DiskGuard::name(t->from));
+        observe::signal(observe::Signal::kWritesAccepted,
+                        fmt::format("storage: disk_write_status=ok data_dir={} previous={} writes are accepted again",
+                                    config.data_dir, DiskGuard::name(t->from)));
       else
-        klog().error("storage: disk_write_status={} data_dir={} free_bytes={} reason=\"{}\" writes are "
-                      "refused (MISCONF) until the disk takes writes again; reads are served",
-                      DiskGuard::name(t->to), config.data_dir, guard.last_free(), t->reason);
+        observe::signal(observe::Signal::kWritesRefused,
+                        fmt::format("storage: disk_write_status={} data_dir={} free_bytes={} reason=\"{}\" writes are "
+                                    "refused (MISCONF) until the disk takes writes again; reads are served",
+                                    DiskGuard::name(t->to), config.data_dir, guard.last_free(), t->reason));
     }
   }
 
