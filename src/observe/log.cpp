@@ -8,7 +8,8 @@
 namespace keel::observe {
 namespace {
 struct Loggers {
-  std::shared_ptr<spdlog::sinks::sink> sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  std::shared_ptr<spdlog::sinks::sink> sink =
+      std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   std::array<std::shared_ptr<spdlog::logger>, kComponentCount> l;
   Loggers() {
     for (size_t c = 0; c < kComponentCount; ++c)
@@ -20,12 +21,18 @@ struct Loggers {
 
 spdlog::level::level_enum to_spdlog_level(Level l) {
   switch (l) {
-    case Level::kTrace: return spdlog::level::trace;
-    case Level::kDebug: return spdlog::level::debug;
-    case Level::kInfo: return spdlog::level::info;
-    case Level::kWarn: return spdlog::level::warn;
-    case Level::kError: return spdlog::level::err;
-    case Level::kOff: return spdlog::level::off;
+    case Level::kTrace:
+      return spdlog::level::trace;
+    case Level::kDebug:
+      return spdlog::level::debug;
+    case Level::kInfo:
+      return spdlog::level::info;
+    case Level::kWarn:
+      return spdlog::level::warn;
+    case Level::kError:
+      return spdlog::level::err;
+    case Level::kOff:
+      return spdlog::level::off;
   }
   return spdlog::level::info;
 }
@@ -50,6 +57,8 @@ LogEventScope::LogEventScope(std::string_view name) : prev_(t_event) { t_event =
 LogEventScope::~LogEventScope() { t_event = prev_; }
 std::string_view current_log_event_name() { return t_event; }
 
-void set_log_formatter(std::unique_ptr<spdlog::formatter> f) { loggers().sink->set_formatter(std::move(f)); }
+void set_log_formatter(std::unique_ptr<spdlog::formatter> f) {
+  loggers().sink->set_formatter(std::move(f));
+}
 
 }  // namespace keel::observe

@@ -4,7 +4,8 @@
 
 namespace keel::observe {
 namespace {
-constexpr std::array<std::string_view, 6> kLevelNames = {"trace", "debug", "info", "warn", "error", "off"};
+constexpr std::array<std::string_view, 6> kLevelNames = {"trace", "debug", "info",
+                                                         "warn",  "error", "off"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -48,16 +49,18 @@ std::optional<LogLevels> parse_log_levels(std::string_view spec, std::string& er
     std::string_view item = spec.substr(i, j - i);
     i = j;
     if (++items > kMaxItems) {
-      error = fmt::format("more than {} items in the log level '{}'", kMaxItems, spec.substr(0, 256));
+      error =
+          fmt::format("more than {} items in the log level '{}'", kMaxItems, spec.substr(0, 256));
       return std::nullopt;
     }
     auto eq = item.find('=');
     std::string_view lv = eq == std::string_view::npos ? item : item.substr(eq + 1);
     auto level = parse_level(lv);
     if (!level) {
-      error = fmt::format("'{}' is not a log level; allowed: trace, debug, info, warn, error, off "
-                          "(as the default, or per component: <component>=<level>)",
-                          lv.substr(0, 64));
+      error = fmt::format(
+          "'{}' is not a log level; allowed: trace, debug, info, warn, error, off "
+          "(as the default, or per component: <component>=<level>)",
+          lv.substr(0, 64));
       return std::nullopt;
     }
     if (eq == std::string_view::npos) {
@@ -69,15 +72,17 @@ std::optional<LogLevels> parse_log_levels(std::string_view spec, std::string& er
     size_t c = 0;
     while (c < kComponentNames.size() && kComponentNames[c] != name) ++c;
     if (c == kComponentNames.size()) {
-      error = fmt::format("unknown log component '{}'; components: {}", item.substr(0, std::min(eq, size_t{64})),
-                          components_list());
+      error = fmt::format("unknown log component '{}'; components: {}",
+                          item.substr(0, std::min(eq, size_t{64})), components_list());
       return std::nullopt;
     }
     out.per[c] = *level;
   }
   if (items == 0) {
-    error = "the log level is empty; allowed: trace, debug, info, warn, error, off, then "
-            "optionally <component>=<level> items (components: " + components_list() + ")";
+    error =
+        "the log level is empty; allowed: trace, debug, info, warn, error, off, then "
+        "optionally <component>=<level> items (components: " +
+        components_list() + ")";
     return std::nullopt;
   }
   return out;

@@ -3,7 +3,8 @@
 //
 //   spec  = item *( ("," / " ") item )
 //   item  = level / component "=" level
-//   level = trace / debug / info / warn / error / off      (warning = warn, notice = info, as Redis)
+//   level = trace / debug / info / warn / error / off      (warning = warn, notice = info, as
+//   Redis)
 // A bare level sets the default of every component; `component=level` overrides one. Later
 // items win. Example: "info dht=debug resp=warn".
 #pragma once
@@ -16,11 +17,24 @@
 
 namespace keel::observe {
 
-enum class Component : uint8_t { kNode, kResp, kHttp, kDht, kCluster, kPeers, kStorage, kCache, kRouting, kSecurity, kTrace };
+enum class Component : uint8_t {
+  kNode,
+  kResp,
+  kHttp,
+  kDht,
+  kCluster,
+  kPeers,
+  kStorage,
+  kCache,
+  kRouting,
+  kSecurity,
+  kTrace
+};
 inline constexpr size_t kComponentCount = 11;
 // The names components go by in `log.level` and in the JSON lines' "component" field.
 inline constexpr std::array<std::string_view, kComponentCount> kComponentNames = {
-    "node", "resp", "http", "dht", "cluster", "peers", "storage", "cache", "routing", "security", "trace"};
+    "node",    "resp",  "http",    "dht",      "cluster", "peers",
+    "storage", "cache", "routing", "security", "trace"};
 
 enum class Level : uint8_t { kTrace, kDebug, kInfo, kWarn, kError, kOff };  // spdlog's order
 std::string_view level_name(Level l);

@@ -22,7 +22,8 @@ void SignalHub::emit(Signal s, std::string_view detail) {
     LogEventScope scope(info.name);
     logger(info.component).log(to_spdlog_level(info.level), "{}", detail);
   }
-  if (metrics_.load(std::memory_order_relaxed) & bit) counts_[i].fetch_add(1, std::memory_order_relaxed);
+  if (metrics_.load(std::memory_order_relaxed) & bit)
+    counts_[i].fetch_add(1, std::memory_order_relaxed);
   if (span_events_.load(std::memory_order_relaxed) & bit)
     if (auto* sink = span_sink_.load(std::memory_order_acquire)) (*sink)(s, detail);
 }

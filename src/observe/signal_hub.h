@@ -22,12 +22,12 @@
 namespace keel::observe {
 
 struct SignalFileStatus {
-  std::string path;   // "" when there is no signals file (default routes)
+  std::string path;  // "" when there is no signals file (default routes)
   // none (no file: default routes), loading, healthy, degraded (the file was last refused; the
   // routes it gave before stay), empty (never loaded: default routes).
   std::string state;
   uint64_t version = 0;  // routes loaded from the file so far
-  std::string error;  // why the file was last refused, "" if it was not
+  std::string error;     // why the file was last refused, "" if it was not
 };
 
 class SignalHub {
@@ -39,7 +39,9 @@ class SignalHub {
   void set_routes(const SignalRoutes& r);
   SignalRoutes routes() const;
   // Times `s` was emitted while routed to metrics.
-  uint64_t count(Signal s) const { return counts_[static_cast<size_t>(s)].load(std::memory_order_relaxed); }
+  uint64_t count(Signal s) const {
+    return counts_[static_cast<size_t>(s)].load(std::memory_order_relaxed);
+  }
 
   // Span events: called for signals routed to span_events, on the emitting thread. Any thread;
   // a sink set once stays allocated until the process ends (an emit may be running it), so

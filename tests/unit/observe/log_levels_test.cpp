@@ -22,7 +22,8 @@ std::string parse_error(std::string_view spec) {
 TEST(LogLevels, BareLevelSetsEveryComponent) {
   auto l = parse_ok("warn");
   EXPECT_EQ(l.base, Level::kWarn);
-  for (size_t c = 0; c < kComponentCount; ++c) EXPECT_EQ(l.of(static_cast<Component>(c)), Level::kWarn);
+  for (size_t c = 0; c < kComponentCount; ++c)
+    EXPECT_EQ(l.of(static_cast<Component>(c)), Level::kWarn);
   EXPECT_EQ(format_log_levels(l), "warn");
   // Redis's spellings, any case.
   EXPECT_EQ(parse_ok("WARNING").base, Level::kWarn);

@@ -1,6 +1,8 @@
 // Signals by name: the catalogue, the parsing of the signals file (unknown names and keys are
 // reported, not ignored), the hub's routes and counters, and reloading through a Capacitor as
 // the node does (a refused file keeps the routes in force).
+#include "observe/signals.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -9,7 +11,6 @@
 #include "keel/capacitor.h"
 #include "keel/clock.h"
 #include "observe/signal_hub.h"
-#include "observe/signals.h"
 
 namespace keel::observe {
 namespace {
@@ -32,9 +33,10 @@ TEST(Signals, CatalogueNamesAreUniqueStableAndFindable) {
 }
 
 TEST(Signals, FileRoutesNamesAndStar) {
-  auto r = parse_signal_routes(json{{"logs", {"*"}},
-                                    {"metrics", {"dht.partitions_moved", "cluster.member_suspected"}},
-                                    {"span_events", json::array()}});
+  auto r =
+      parse_signal_routes(json{{"logs", {"*"}},
+                               {"metrics", {"dht.partitions_moved", "cluster.member_suspected"}},
+                               {"span_events", json::array()}});
   ASSERT_TRUE(r) << r.error();
   EXPECT_TRUE(r->logs.all());
   EXPECT_EQ(r->metrics.count(), 2u);
@@ -57,8 +59,11 @@ TEST(Signals, UnknownNamesKeysAndShapesAreReportedTogether) {
                                     {"metrics", {1}}});
   ASSERT_FALSE(r);
   const std::string& e = r.error();
-  EXPECT_NE(e.find("logs: unknown signal 'dht.partiton_moved'; signals: cluster.member_suspected"), std::string::npos) << e;
-  EXPECT_NE(e.find("unknown key 'metric'; allowed: logs, metrics, span_events"), std::string::npos) << e;
+  EXPECT_NE(e.find("logs: unknown signal 'dht.partiton_moved'; signals: cluster.member_suspected"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("unknown key 'metric'; allowed: logs, metrics, span_events"), std::string::npos)
+      << e;
   EXPECT_NE(e.find("span_events: expected a list of signal names"), std::string::npos) << e;
   EXPECT_NE(e.find("metrics: 1 is not a signal name"), std::string::npos) << e;
   EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 3) << e;  // four problems, one per line
@@ -102,13 +107,15 @@ TEST(Signals, ReloadAppliesGoodFilesAndKeepsTheRoutesWhenAFileIsRefused) {
   o.source = "signals.toml";
   o.format = sdk::ConfigFormat::kToml;
   sdk::Capacitor<SignalRoutes> cap(
-      o, [](const json& doc) { return parse_signal_routes(doc); }, sdk::Capacitor<SignalRoutes>::Validator{});
+      o, [](const json& doc) { return parse_signal_routes(doc); },
+      sdk::Capacitor<SignalRoutes>::Validator{});
   cap.on_change([](const auto&, const auto& next) {
     if (next) SignalHub::instance().set_routes(*next);
   });
   sdk::ManualClock clock;
 
-  auto r = cap.load(std::string("logs = [\"*\"]\nmetrics = [\"node.config_changed\"]\n"), clock.now());
+  auto r =
+      cap.load(std::string("logs = [\"*\"]\nmetrics = [\"node.config_changed\"]\n"), clock.now());
   ASSERT_EQ(r.outcome, sdk::CapacitorCore::Outcome::kApplied);
   EXPECT_TRUE(hub.routes().logs.all());
   EXPECT_EQ(hub.routes().metrics.count(), 1u);
@@ -120,7 +127,8 @@ TEST(Signals, ReloadAppliesGoodFilesAndKeepsTheRoutesWhenAFileIsRefused) {
   EXPECT_EQ(r.outcome, sdk::CapacitorCore::Outcome::kRejected);
   EXPECT_EQ(cap.state(), sdk::ConfigState::kDegraded);
   ASSERT_TRUE(cap.last_error());
-  EXPECT_NE(cap.last_error()->message.find("unknown signal 'node.config_chnaged'"), std::string::npos);
+  EXPECT_NE(cap.last_error()->message.find("unknown signal 'node.config_chnaged'"),
+            std::string::npos);
   EXPECT_TRUE(hub.routes().logs.all());
   EXPECT_TRUE(hub.routes().metrics.test(static_cast<size_t>(Signal::kConfigChanged)));
 
