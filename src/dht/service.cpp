@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <map>
 #include <mutex>
@@ -30,6 +31,13 @@
 #include "runtime/cluster/meta_service.h"
 #include "runtime/cluster/peers.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+#include "observe/signal_hub.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kDht); }
+}  // namespace
 
 namespace keel::dht {
 
@@ -46,8 +54,11 @@ constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
-enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5 };
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5, kForwardTraced = 6 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
+//   kForwardTraced: 16 bytes trace id, 8 bytes parent span id, u8 trace flags, bytes tracestate,
+//                  then kForward's fields. Sent only for a sampled request: an unsampled one
+//                  costs not one byte more than without tracing.
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, then the replication message (to the end)
 //   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
@@ -233,7 +244,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (mark->partial) {
       c.recover_partial(mark->lsn, mark->epoch, mark->source, mark->next_key);
       ++resumable_copies;
-      spdlog::info("dht: partition {} holds part of a snapshot begun at lsn {} ({} key bytes in): asking to resume it",
+      klog().info("dht: partition {} holds part of a snapshot begun at lsn {} ({} key bytes in): asking to resume it",
                    p, mark->lsn, mark->next_key.size());
       return true;
     }
@@ -282,7 +293,22 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     Reader r(payload);
     auto kind = r.u8();
     if (!kind) return;
-    if (*kind == kForward) {
+    if (*kind == kForward || *kind == kForwardTraced) {
+      std::optional<observe::TraceParent> parent;
+      if (*kind == kForwardTraced) {
+        auto tid = r.raw(16);
+        auto sid = r.raw(8);
+        auto flags = r.u8();
+        auto state = r.bytes(observe::kMaxTraceStateBytes);
+        if (!tid || !sid || !flags || !state) return;
+        parent.emplace();
+        std::memcpy(parent->trace_id.data(), tid->data(), 16);
+        std::memcpy(parent->span_id.data(), sid->data(), 8);
+        parent->flags = *flags;
+        parent->trace_state.assign(*state);
+        // Invalid ids (all zero) are ignored as W3C says: the request starts its own trace.
+        if (observe::is_zero(parent->trace_id) || observe::is_zero(parent->span_id)) parent.reset();
+      }
       auto id = r.varint();
       auto addr = r.bytes(256);
       auto proto = r.u8();
@@ -300,7 +326,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         argv.emplace_back(*a);
       }
       if (!exec) return;
-      exec(std::move(argv), *proto, [self = shared_from_this(), from, id = *id](std::string reply) {
+      exec(std::move(argv), *proto, std::move(parent), from,
+           [self = shared_from_this(), from, id = *id](std::string reply) {
         std::string out;
         Writer w(out);
         w.u8(kForwardReply);
@@ -372,7 +399,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (!part || !bytes || *part >= opt.partitions) return;
       auto msg = replication::decode(*bytes);
       if (!msg) {
-        spdlog::warn("dht: bad replication message from node {}: {}", from, msg.error().message);
+        klog().warn("dht: bad replication message from node {}: {}", from, msg.error().message);
         return;
       }
       uint32_t p = static_cast<uint32_t>(*part);
@@ -446,7 +473,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
                           std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size())),
                           {opt.self}};
     if (auto r = copy->configure(c, now); !r) {
-      spdlog::error("dht: learning partition {}: {}", p, r.error().message);
+      klog().error("dht: learning partition {}: {}", p, r.error().message);
       return;
     }
     auto* eng = recorders[sid];
@@ -458,10 +485,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (mark && mark->partial) {
       copy->recover_partial(mark->lsn, mark->epoch, mark->source, mark->next_key);
       ++resumable_copies;
-      spdlog::info("dht: learning partition {}: it holds part of a snapshot begun at lsn {}: asking to resume it", p,
+      klog().info("dht: learning partition {}: it holds part of a snapshot begun at lsn {}: asking to resume it", p,
                    mark->lsn);
     } else if (auto r = eng->drop_partition(p); !r) {
-      spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+      klog().error("dht: dropping partition {}: {}", p, r.error().message);
     }
     s.by_part[p] = copy.get();
     s.copies.emplace(p, std::move(copy));
@@ -479,7 +506,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (auto it = s.learners.find(p); it != s.learners.end())
       for (auto& [id, l] : it->second) ids.push_back(id);
     if (auto r = c->set_learners(ids, now_ms()); !r) {
-      spdlog::warn("dht: learners of partition {}: {}", p, r.error().message);
+      klog().warn("dht: learners of partition {}: {}", p, r.error().message);
       return;
     }
     if (ids.empty()) s.learners.erase(p);
@@ -496,12 +523,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto* c = s.by_part[p];
     if (!c || !c->is_primary() || c->config().epoch != epoch) return;
     if (auto r = c->hand_over(to, now_ms()); !r) {
-      spdlog::warn("dht: handing partition {} over to node {}: {}", p, to, r.error().message);
+      klog().warn("dht: handing partition {} over to node {}: {}", p, to, r.error().message);
       return;
     }
     if (!s.handovers.count(p)) {
-      if (to == opt.self) spdlog::info("dht: partition {} stops for its switch to new copies", p);
-      else spdlog::info("dht: handing partition {} over to node {}", p, to);
+      if (to == opt.self) klog().info("dht: partition {} stops for its switch to new copies", p);
+      else observe::signal(observe::Signal::kPartitionHandoff, fmt::format("dht: handing partition {} over to node {}", p, to));
     }
     s.handovers[p] = {manager, to, s.handovers.count(p) ? s.handovers[p].reported_ms : 0};
     drive(sid, p);
@@ -550,7 +577,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         std::erase(s.active, p);
         if (auto r = recorders[sid]->drop_partition(p); !r)
-          spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+          klog().error("dht: dropping partition {}: {}", p, r.error().message);
       }
     }
     for (auto it = s.handovers.begin(); it != s.handovers.end();) {
@@ -580,13 +607,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     int64_t wnow = wall_ms();
     bool applied = false;
     if (out.reset_partition) {
-      if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+      if (auto r = eng->drop_partition(p); !r) klog().error("dht: dropping partition {}: {}", p, r.error().message);
       applied = true;
     }
     bool snapshot_refused = false;  // a snapshot chunk the disk refused is not acknowledged
     for (auto& e : out.apply_snapshot) {
       if (auto r = apply_effect(*eng, p, e, wnow); !r) {
-        spdlog::error("dht: snapshot of partition {}: {}", p, r.error().message);
+        klog().error("dht: snapshot of partition {}: {}", p, r.error().message);
         if (r.error().code == Errc::kDiskError) snapshot_refused = true;
       }
       applied = true;
@@ -600,15 +627,15 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             // The disk refuses writes: this entry and the ones after it are not held, so they
             // are not acknowledged; the copy forgets them and the primary sends them again
             // (docs/operations.md, "Disk full"). Logged once until an entry applies again.
-            if (!s.apply_refused) spdlog::error("dht: partition {} cannot apply lsn {}: {}", p, e.lsn, r.error().message);
+            if (!s.apply_refused) klog().error("dht: partition {} cannot apply lsn {}: {}", p, e.lsn, r.error().message);
             s.apply_refused = true;
             copy.apply_failed(e.lsn, now_ms());
             break;
           }
-          spdlog::error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
+          klog().error("dht: applying lsn {} of partition {}: {}", e.lsn, p, r.error().message);
         } else if (s.apply_refused) {
           s.apply_refused = false;
-          spdlog::warn("dht: partition {} applies replicated writes again (lsn {})", p, e.lsn);
+          klog().warn("dht: partition {} applies replicated writes again (lsn {})", p, e.lsn);
         }
         applied = true;
       }
@@ -631,7 +658,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       eng->set_log_mark(p, std::move(mark));
       if (auto r = eng->commit(); !r) {
-        spdlog::error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
+        klog().error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
         last = 0;  // not durable: not acknowledged
       }
     }
@@ -704,7 +731,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         // resume it (it kept part) or start over. One not begun yet waits for the link.
         if (id) {
           copy.abandon_snapshot(to, now_ms());
-          spdlog::info("dht: snapshot of partition {} to node {} stopped: its data link is down", p, to);
+          klog().info("dht: snapshot of partition {} to node {} stopped: its data link is down", p, to);
           break;
         }
         pause.expires_after(std::chrono::milliseconds(200));
@@ -719,7 +746,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         start = b.resume ? b.resume_key : std::string();
         if (b.resume) {
           ++snapshots_resumed;
-          spdlog::info("dht: resuming the snapshot of partition {} to node {} (begun at lsn {})", p, to,
+          klog().info("dht: resuming the snapshot of partition {} to node {} (begun at lsn {})", p, to,
                        b.snapshot_lsn);
         }
         send_repl(to, p, b);
@@ -742,7 +769,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       drive(sid, p);
       if (!next) {
         id.reset();
-        spdlog::info("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys);
+        observe::signal(observe::Signal::kSnapshotSent,
+                        fmt::format("dht: snapshot of partition {} sent to node {} ({} keys)", p, to, keys));
         keys = 0;
         continue;  // done, unless another transfer was asked for meanwhile
       }
@@ -839,7 +867,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
           s.copies.erase(it);
           s.by_part[p] = nullptr;
           eng->set_recorded(p, false);
-          if (auto r = eng->drop_partition(p); !r) spdlog::error("dht: dropping partition {}: {}", p, r.error().message);
+          if (auto r = eng->drop_partition(p); !r) klog().error("dht: dropping partition {}: {}", p, r.error().message);
           wake(sid, p, nullptr);
           replica_fresh[p].store(INT64_MIN, std::memory_order_relaxed);
         }
@@ -859,7 +887,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       c.replicas = pv.replicas;
       c.write_quorum = std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size()));
       if (auto st = it->second->configure(c, now); !st)
-        spdlog::error("dht: partition {} epoch {}: {}", p, c.epoch, st.error().message);
+        klog().error("dht: partition {} epoch {}: {}", p, c.epoch, st.error().message);
       eng->set_recorded(p, pv.primary == opt.self && !pv.replicas.empty());
       drive(sid, p);
     }
@@ -895,7 +923,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (!any) eng->scan_partition(p, "", 1, now, [&](std::string_view, const storage::ValueRef&) { any = true; });
       if (!any) continue;
       if (auto r = eng->drop_partition(p); !r) {
-        spdlog::error("dht: dropping partition {} that this node no longer holds: {}", p, r.error().message);
+        klog().error("dht: dropping partition {} that this node no longer holds: {}", p, r.error().message);
         continue;
       }
       ++stale_dropped;
@@ -907,7 +935,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     for (uint32_t p : s.leftover) {
       if (s.copies.count(p)) continue;  // taken up (resumed, or refilled)
       if (auto r = recorders[sid]->drop_partition(p); !r)
-        spdlog::error("dht: dropping partition {} that this node no longer holds: {}", p, r.error().message);
+        klog().error("dht: dropping partition {} that this node no longer holds: {}", p, r.error().message);
       else
         ++stale_dropped;
     }
@@ -949,7 +977,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     auto m = decode_partition_map(mit->second.value);
     if (!m) {
-      spdlog::error("dht: the partition map in metadata is unreadable: {}", m.error().message);
+      klog().error("dht: the partition map in metadata is unreadable: {}", m.error().message);
       return;
     }
     t->version = mit->second.mod_revision;
@@ -983,7 +1011,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     if (!any_storage) return;
     auto made = initial_partition_map(members, opt.partitions, opt.copies, opt.write_quorum);
     if (!made) {
-      spdlog::error("dht: cannot place the partitions: {}", made.error().message);
+      klog().error("dht: cannot place the partitions: {}", made.error().message);
       return;
     }
     PartitionMapData m = std::move(*made);
@@ -992,9 +1020,9 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     meta.put(kDomain, kMapKey, encode_partition_map(m), uint64_t{0},
              [self = shared_from_this()](Result<cluster::WriteResult> r) {
                self->creating_map = false;
-               if (r) spdlog::info("dht: created the partition map");
+               if (r) klog().info("dht: created the partition map");
                else if (r.error().code != Errc::kConflict)
-                 spdlog::warn("dht: creating the partition map: {}", r.error().message);
+                 klog().warn("dht: creating the partition map: {}", r.error().message);
              });
   }
 
@@ -1017,7 +1045,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       s->rebuild();
     });
     if (!sub) {
-      spdlog::error("dht: cannot follow the partition map: {}", sub.error().message);
+      klog().error("dht: cannot follow the partition map: {}", sub.error().message);
       meta_retry([self = shared_from_this()] { self->follow(); });
       return;
     }
@@ -1087,7 +1115,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         continue;
       }
       auto [it, fresh] = departed_down_since.emplace(id, now);
-      if (fresh) spdlog::info("dht: node {} left the configuration and its data link is down; its partitions fail over in {} ms unless it comes back", id, 2 * opt.lease_ms);
+      if (fresh) klog().info("dht: node {} left the configuration and its data link is down; its partitions fail over in {} ms unless it comes back", id, 2 * opt.lease_ms);
       if (now - it->second >= 2 * opt.lease_ms) members[id] = cluster::MemberStatus::kDead;
     }
   }
@@ -1234,7 +1262,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto pl = cluster::plan(mp.cur, *live, t.copies);
     if (!pl) {
       if (pl.error().message != plan_error)  // once, not every step
-        spdlog::warn("dht: cannot plan the partition moves over {} members: {}", live->size(), pl.error().message);
+        klog().warn("dht: cannot plan the partition moves over {} members: {}", live->size(), pl.error().message);
       plan_error = pl.error().message;
       return std::nullopt;
     }
@@ -1393,7 +1421,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         },
         [self = shared_from_this(), ready](const Result<cluster::WriteResult>& r) {
           if (!r) {
-            spdlog::warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
+            klog().warn("dht: switching {} moved partition(s): {}", ready.size(), r.error().message);
             return;
           }
           self->map_written = r->version;
@@ -1402,7 +1430,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             self->handover_asked.erase(p);
           }
           self->partitions_moved += ready.size();
-          spdlog::info("dht: {} partition(s) switched to their new copies", ready.size());
+          observe::signal(observe::Signal::kPartitionsMoved, fmt::format("dht: {} partition(s) switched to their new copies", ready.size()));
           self->rebalance_soon();
         });
   }
@@ -1527,7 +1555,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         },
         [self = shared_from_this(), n, promoted = decided](const Result<cluster::WriteResult>& r) {
           if (!r) {
-            spdlog::warn("dht: updating the partition map: {}", r.error().message);
+            klog().warn("dht: updating the partition map: {}", r.error().message);
             self->decided.clear();
             return;
           }
@@ -1538,8 +1566,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             ++to[pv.primary];
           }
           for (auto& [node, count] : to)
-            spdlog::warn("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node);
-          spdlog::info("dht: partition map updated ({} partitions changed)", n);
+            observe::signal(observe::Signal::kPrimaryChanged, fmt::format("dht: {} partition(s) now have node {} as primary in a new epoch (failover, or its restart)", count, node));
+          klog().info("dht: partition map updated ({} partitions changed)", n);
         });
   }
 
@@ -1863,13 +1891,22 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
 }
 
 awaitable<Result<std::string>> forward(Service& svc, unsigned shard, uint32_t node,
-                                       std::span<const std::string_view> argv, int protocol) {
+                                       std::span<const std::string_view> argv, int protocol,
+                                       const observe::TraceParent* trace) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
   uint64_t id = (s.next_forward++ << 8) | shard;
   std::string out;
   Writer w(out);
-  w.u8(kForward);
+  if (trace) [[unlikely]] {
+    w.u8(kForwardTraced);
+    w.raw(std::string_view(reinterpret_cast<const char*>(trace->trace_id.data()), trace->trace_id.size()));
+    w.raw(std::string_view(reinterpret_cast<const char*>(trace->span_id.data()), trace->span_id.size()));
+    w.u8(trace->flags);
+    w.bytes(trace->trace_state);
+  } else {
+    w.u8(kForward);
+  }
   w.varint(id);
   w.bytes(fmt::format("{}:{}", im.opt.bind, im.opt.data_port));
   w.u8(static_cast<uint8_t>(protocol));

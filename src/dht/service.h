@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +31,7 @@
 #include "dht/wait.h"
 #include "dht/effect.h"
 #include "dht/topology.h"
+#include "observe/trace_context.h"
 
 namespace keel::runtime {
 class ShardSet;
@@ -159,7 +161,11 @@ class Service {
 
   // A forwarded request is executed by `exec` (the RESP server): argv and protocol in, the
   // reply bytes out through the callback, on any shard.
+  // `parent` is the forwarding node's span when that request was sampled (the peer frame
+  // carried its trace context), so the span here continues the same trace; `from` is the
+  // forwarding node.
   using Exec = std::function<void(std::vector<std::string> argv, int protocol,
+                                  std::optional<observe::TraceParent> parent, uint32_t from,
                                   std::function<void(std::string)> done)>;
   void set_executor(Exec exec);
 

@@ -21,9 +21,12 @@ boost::asio::awaitable<Status> wait_committed(Service& s, unsigned shard,
 
 // Runs `argv` on node `node` (the partition's primary) and returns its reply bytes, encoded
 // for `protocol`. kUnavailable if the request could not be sent (nothing ran), kTimeout if no
-// answer came within request_timeout_ms (it may have run).
+// answer came within request_timeout_ms (it may have run). `trace` (may be null: then the
+// frame is as without tracing, not one byte more) is the context of the forwarding span, carried
+// to the primary so that its span is that span's child.
 boost::asio::awaitable<Result<std::string>> forward(Service& s, unsigned shard, uint32_t node,
                                                     std::span<const std::string_view> argv,
-                                                    int protocol);
+                                                    int protocol,
+                                                    const observe::TraceParent* trace = nullptr);
 
 }  // namespace keel::dht

@@ -1,5 +1,7 @@
 #include "node/config.h"
 
+#include "observe/log_levels.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -301,16 +303,21 @@ const std::vector<Setting>& settings() {
          if (e.empty() && c.dht_lease_ms != 0 && c.dht_lease_ms < 20) return fmt::format("{} is not allowed; allowed: 0 (half of cluster.dead_after_ms) or 20..60000", v);
          return e;
        }},
-      {"log.level", "trace, debug, info, warn, error, off",
+      {"log.level", "trace, debug, info, warn, error, off; then optionally <component>=<level> items "
+                    "(components: node, resp, http, dht, cluster, peers, storage, cache, routing, security, trace)",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
-         auto l = lower(v);
-         for (auto a : {"trace", "debug", "info", "warn", "error", "off"})
-           if (l == a) {
-             c.log_level = l;
-             return "";
-           }
-         return fmt::format("'{}' is not a level; allowed: trace, debug, info, warn, error, off", v);
+         std::string error;
+         auto l = observe::parse_log_levels(v, error);
+         if (!l) return error;
+         c.log_level = observe::format_log_levels(*l);
+         return "";
+       }},
+      {"signals.file", "TOML file naming which signals go to logs, metrics and span events (reloaded when it changes; \"\" = log and count every signal)",
+       [](const Config& c) { return c.signals_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.signals_file = v;
+         return "";
        }},
       {"gateway.enabled", "forward requests that match a gateway route (yes/no); keel's own paths come first on the HTTP port",
        [](const Config& c) { return std::string(c.gateway_enabled ? "yes" : "no"); },

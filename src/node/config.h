@@ -105,6 +105,8 @@ struct Config {
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";
+  // [signals]
+  std::string signals_file;  // routes of the node's signals (observe/signals.h); "" = defaults
 
   unsigned effective_shards() const;
 };

@@ -6,6 +6,7 @@
 
 #include <chrono>
 
+#include "observe/log.h"
 #include "observe/log_context.h"
 
 namespace keel::node {
@@ -16,8 +17,8 @@ class JsonFormatter final : public spdlog::formatter {
  public:
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
-    fmt::format_to(std::back_inserter(dest), R"({{"ts_ms":{},"level":"{}","msg":")", ms,
-                   spdlog::level::to_string_view(msg.level));
+    fmt::format_to(std::back_inserter(dest), R"({{"ts_ms":{},"level":"{}","component":"{}","msg":")", ms,
+                   spdlog::level::to_string_view(msg.level), std::string_view(msg.logger_name.data(), msg.logger_name.size()));
     for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
       switch (c) {
         case '"': dest.append(std::string_view("\\\"")); break;
@@ -31,6 +32,12 @@ class JsonFormatter final : public spdlog::formatter {
       }
     }
     dest.push_back('"');
+    // The event (a signal's stable name) this line is logged for (observe/signal_hub.h).
+    if (auto ev = observe::current_log_event_name(); !ev.empty()) {
+      dest.append(std::string_view(R"(,"event":")"));
+      dest.append(ev);
+      dest.push_back('"');
+    }
     // The request this line was logged for, when a front end set one (observe/log_context.h).
     if (auto* ctx = observe::current_log_context()) {
       dest.append(std::string_view(R"(,"trace_id":")"));
@@ -47,12 +54,15 @@ class JsonFormatter final : public spdlog::formatter {
 }  // namespace
 
 void setup_logging(const std::string& level, const std::string& format) {
-  auto logger = spdlog::get("keel");
-  if (!logger) logger = spdlog::stderr_color_mt("keel");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
-  if (format == "json") logger->set_formatter(std::make_unique<JsonFormatter>());
-  else logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  std::string error;
+  auto levels = observe::parse_log_levels(level, error);
+  observe::apply_log_levels(levels ? *levels : observe::LogLevels{});  // (validated by config)
+  if (format == "json") {
+    observe::set_log_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    observe::set_log_formatter(
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%d %H:%M:%S.%e %^%l%$ [%n] %v"));
+  }
 }
 
 }  // namespace keel::node

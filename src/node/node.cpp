@@ -42,7 +42,18 @@
 #include "node/logging.h"
 #include "observe/health_board.h"
 #include "observe/tracer.h"
+#include "observe/log_context.h"
+#include "keel/capacitor.h"
+#include "keel/config_file_watcher.h"
+#include "keel/signals.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+#include "observe/signal_hub.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kNode); }
+}  // namespace
 
 namespace keel::node {
 
@@ -115,6 +126,14 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
   std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
+  // Signals (observe/signal_hub.h): their routes from signals.file, reloaded by a Capacitor
+  // whose file watcher has a thread of its own; its applied/rejected events come through
+  // config_signals and are signals themselves.
+  sdk::SignalBus config_signals;
+  std::unique_ptr<sdk::Capacitor<observe::SignalRoutes>> signal_routes;
+  std::unique_ptr<sdk::ConfigFileWatcher> signal_watcher;
+  std::mutex signal_span_mu;
+  SeededRandom signal_span_rng{system_seed()};  // guarded by signal_span_mu
   std::mutex health_mu;
   std::condition_variable health_cv;
   bool health_stop = false;
@@ -161,6 +180,7 @@ struct Node::Impl final : resp::NodeView {
         {"bind", cfg.bind},
         {"maxclients", std::to_string(cfg.max_clients)},
         {"timeout", std::to_string(cfg.timeout_s)},
+        {"loglevel", cfg.log_level},
         {"maxmemory", std::to_string(cfg.storage.max_memory_bytes)},
         {"maxmemory-policy", std::string(storage::eviction_policy_name(cfg.storage.eviction))},
         {"maxmemory-samples", std::to_string(cfg.storage.eviction_samples)},
@@ -207,7 +227,7 @@ struct Node::Impl final : resp::NodeView {
       if (!resp::parse_int64(value, n)) return "argument couldn't be parsed into an integer";
       std::lock_guard lock(config_mu);
       knob->second = std::to_string(n);
-      spdlog::info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
+      klog().info("CONFIG SET {} {}: accepted, no effect (keel has one encoding per type)", name, value);
       return "";
     }
     if (resp::iequals(name, "client-output-buffer-limit")) return set_output_buffer_limit(value);
@@ -230,8 +250,9 @@ struct Node::Impl final : resp::NodeView {
       resp->set_max_clients(cfg.max_clients);
       resp->set_timeout_s(cfg.timeout_s);
     }
-    spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-    spdlog::info("CONFIG SET {} {}", name, value);
+    std::string level_error;
+    if (auto levels = observe::parse_log_levels(cfg.log_level, level_error)) observe::apply_log_levels(*levels);
+    observe::signal(observe::Signal::kConfigChanged, fmt::format("CONFIG SET {} {}", name, value));
     return "";
   }
   // CONFIG SET client-output-buffer-limit "<class> <hard> <soft> <soft seconds> ...", Redis's
@@ -274,7 +295,7 @@ struct Node::Impl final : resp::NodeView {
     obuf_normal = normal;
     obuf_replica = replica;
     if (resp) resp->set_pubsub_limits({cfg.pubsub_output_hard, cfg.pubsub_output_soft, cfg.pubsub_output_soft_s});
-    spdlog::info("CONFIG SET client-output-buffer-limit {}", value);
+    klog().info("CONFIG SET client-output-buffer-limit {}", value);
     return "";
   }
   std::string obuf_normal = "0 0 0", obuf_replica = "268435456 67108864 60";
@@ -563,7 +584,7 @@ struct Node::Impl final : resp::NodeView {
       }
       if (!error.empty()) {
         ++tls_reload_failures;
-        spdlog::error("TLS: the changed certificate files were not loaded, the previous ones stay in use: {}", error);
+        klog().error("TLS: the changed certificate files were not loaded, the previous ones stay in use: {}", error);
         continue;
       }
       if (resp_ctx) resp_tls->set(std::move(resp_ctx));
@@ -571,7 +592,7 @@ struct Node::Impl final : resp::NodeView {
       read_cert_expiry();
       update_certificate_health();
       ++tls_reloads;
-      spdlog::info("TLS: reloaded {} (and its key and CA): new connections use it", f.cert_file);
+      klog().info("TLS: reloaded {} (and its key and CA): new connections use it", f.cert_file);
     }
   }
 
@@ -611,6 +632,98 @@ struct Node::Impl final : resp::NodeView {
     }
   }
 };
+
+namespace {
+// Signals by name (observe/signals.h): with tracing on, a signal routed to span events becomes
+// an event on a zero-length INTERNAL span named after it, the child of the request in scope on
+// the emitting thread if there is one (observe/log_context.h); then the routes from
+// signals.file, watched and reloaded by a Capacitor (keel/capacitor.h). A file refused (an
+// unknown name, a bad key) keeps the routes in force and says why, in the log and in
+// GET /v1/signals.
+Status start_signals(Node::Impl& im) {
+  auto& hub = observe::SignalHub::instance();
+  if (im.tracer) {
+    hub.set_span_sink([&im, tracer = im.tracer.get()](observe::Signal sig, std::string_view detail) {
+      const auto& info = observe::signal_info(sig);
+      observe::SpanData span;
+      {
+        std::lock_guard lock(im.signal_span_mu);
+        auto& rng = im.signal_span_rng;
+        if (auto* ctx = observe::current_log_context()) {
+          span.trace_id = ctx->trace_id;
+          span.parent_span_id = ctx->span_id;
+        } else {
+          span.trace_id = observe::trace_id_from(rng.next_u64(), rng.next_u64());
+        }
+        span.span_id = observe::span_id_from(rng.next_u64());
+      }
+      span.name.assign(info.name);
+      span.kind = observe::kSpanKindInternal;
+      span.start_unix_ns = span.end_unix_ns = observe::Tracer::now_unix_ns();
+      span.attributes.push_back({"keel.signal", std::string(info.name)});
+      span.attributes.push_back({"keel.component", std::string(observe::kComponentNames[static_cast<size_t>(info.component)])});
+      span.events.push_back({span.start_unix_ns, std::string(info.name),
+                             {{"message", std::string(detail.substr(0, 1024))}}});
+      tracer->record_any_thread(std::move(span));
+    });
+  }
+  if (im.cfg.signals_file.empty()) {
+    hub.set_routes(observe::default_signal_routes());
+    hub.set_file_status_provider({});
+    return {};
+  }
+  im.config_signals.subscribe([path = im.cfg.signals_file](const sdk::Signal& s) {
+    if (auto* a = std::get_if<sdk::ConfigApplied>(&s))
+      observe::signal(observe::Signal::kSignalsApplied,
+                      fmt::format("signals: {} (version {}) is in force", path, a->version));
+    else if (auto* r = std::get_if<sdk::ConfigRejected>(&s))
+      observe::signal(observe::Signal::kSignalsRejected,
+                      fmt::format("signals: {} was refused, the routes in force stay: {}", path,
+                                  std::string(r->reason)));
+  });
+  sdk::CapacitorCore::Options o;
+  o.source = im.cfg.signals_file;
+  o.format = sdk::ConfigFormat::kToml;
+  o.debounce = std::chrono::milliseconds(50);
+  o.max_bytes = 64 << 10;
+  o.signals = &im.config_signals;
+  im.signal_routes = std::make_unique<sdk::Capacitor<observe::SignalRoutes>>(
+      o, [](const nlohmann::json& doc) { return observe::parse_signal_routes(doc); },
+      sdk::Capacitor<observe::SignalRoutes>::Validator{});
+  im.signal_routes->on_change([](const auto&, const auto& next) {
+    if (next) observe::SignalHub::instance().set_routes(*next);
+  });
+  hub.set_file_status_provider([cap = im.signal_routes.get(), path = im.cfg.signals_file] {
+    observe::SignalFileStatus st;
+    st.path = path;
+    st.state = std::string(sdk::config_state_name(cap->state()));
+    for (auto& c : st.state) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    st.version = cap->version();
+    if (auto e = cap->last_error()) st.error = e->message;
+    return st;
+  });
+  // Loaded here first, so that the node serves with the file's routes (the watcher's own first
+  // load then finds the same text: no change).
+  {
+    sdk::FileSource source(im.cfg.signals_file, o.max_bytes);
+    im.signal_routes->load(source.read(), sdk::SteadyClock::instance().now());
+  }
+  auto w = sdk::ConfigFileWatcher::start(*im.signal_routes, im.cfg.signals_file);
+  if (!w)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("signals.file: cannot watch '{}': {}", im.cfg.signals_file, w.error().message));
+  im.signal_watcher = std::move(*w);
+  return {};
+}
+
+// Before the tracer and the node go away: no span events, no watcher thread.
+void stop_signals(Node::Impl& im) {
+  auto& hub = observe::SignalHub::instance();
+  hub.set_span_sink({});
+  if (im.signal_watcher) im.signal_watcher->stop();
+  hub.set_file_status_provider({});
+}
+}  // namespace
 
 Node::Node(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
@@ -695,16 +808,17 @@ Status Node::start() {
     im.tracer = std::make_unique<observe::Tracer>(to, n);
     im.tracer->start();
     im.resp->set_tracer(im.tracer.get());
-    spdlog::info("tracing: OTLP/HTTP JSON to {}, sampling {} of new traces, keeping errors: {}, slow: {}",
+    klog().info("tracing: OTLP/HTTP JSON to {}, sampling {} of new traces, keeping errors: {}, slow: {}",
                  im.cfg.trace_endpoint, im.cfg.trace_sample_ratio, im.cfg.trace_keep_errors ? "yes" : "no",
                  im.cfg.trace_slow_ms ? fmt::format(">= {} ms", im.cfg.trace_slow_ms) : std::string("off"));
   }
+  if (auto st = start_signals(im); !st) return std::unexpected(st.error());
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
   im.resp_port = *port;
   im.tls_port = im.resp->tls_port();
   if (im.tls_port)
-    spdlog::info("RESP over TLS on {}:{} (client certificates: {})", im.cfg.bind, im.tls_port, im.cfg.tls_auth_clients);
+    klog().info("RESP over TLS on {}:{} (client certificates: {})", im.cfg.bind, im.tls_port, im.cfg.tls_auth_clients);
 
   http::ServerOptions ho;
   ho.bind = im.cfg.bind;
@@ -786,11 +900,11 @@ Status Node::start() {
       if (!pt) return std::unexpected(pt.error());
       im.peer_tls = std::move(*pt);
       d.tls = im.peer_tls;
-      spdlog::info("cluster: mutual TLS on peer links (certificate {}, CA {}): peers must present a certificate "
+      klog().info("cluster: mutual TLS on peer links (certificate {}, CA {}): peers must present a certificate "
                    "naming spiffe://{}/node/<their id>",
                    im.cfg.tls_cert_file, im.cfg.tls_ca_cert_file, d.cluster_id);
     } else if (!embedded) {
-      spdlog::warn("cluster: peer links are plaintext and unauthenticated (tls.peer = no): keep the peer ports "
+      klog().warn("cluster: peer links are plaintext and unauthenticated (tls.peer = no): keep the peer ports "
                    "on a trusted network, or turn on mutual TLS (docs/security.md)");
     }
     im.meta = std::make_unique<cluster::MetaService>(d);
@@ -835,9 +949,9 @@ Status Node::start() {
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
     if (embedded)
-      spdlog::info("embedded: a one-member cluster (set cluster.node_id and cluster.peers to form a larger one)");
+      klog().info("embedded: a one-member cluster (set cluster.node_id and cluster.peers to form a larger one)");
     else
-      spdlog::info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
+      klog().info("cluster: node {} of cluster '{}' listening for peers on {}:{}, data plane on {}:{}; members {}",
                    d.node_id, d.cluster_id, im.cfg.bind, im.peer_port, im.cfg.bind, *dport, list);
   }
   // Every engine probes the data directory: it holds the cluster metadata log even when the
@@ -850,7 +964,7 @@ Status Node::start() {
   im.http_port = *hport;
   im.https_port = im.http->tls_port();
   if (im.https_port)
-    spdlog::info("HTTPS on {}:{} (client certificates: {})", im.cfg.bind, im.https_port, im.cfg.tls_http_auth_clients);
+    klog().info("HTTPS on {}:{} (client certificates: {})", im.cfg.bind, im.https_port, im.cfg.tls_http_auth_clients);
   if (im.cfg.gateway_enabled && im.cfg.gateway_port != 0) {
     http::ServerOptions gho = ho;
     gho.port = im.cfg.gateway_port;
@@ -863,7 +977,7 @@ Status Node::start() {
     auto gport = im.gateway_http->start();
     if (!gport) return std::unexpected(gport.error());
     im.gateway_port = *gport;
-    spdlog::info("gateway: routing every request on {}:{} ({} balancing)", im.cfg.bind, im.gateway_port, im.cfg.gateway_balancer);
+    klog().info("gateway: routing every request on {}:{} ({} balancing)", im.cfg.bind, im.gateway_port, im.cfg.gateway_balancer);
   }
 
   for (unsigned i = 0; i < n; ++i)
@@ -884,7 +998,7 @@ Status Node::start() {
     if (observe::all_ok(im.health->readiness(SystemClock::instance().monotonic_ns() / 1000000))) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  spdlog::info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
+  klog().info("keel {} ready: RESP on {}:{}, HTTP on {}:{}, {} shard(s), {} engine{}", kVersion,
                im.cfg.bind, im.resp_port, im.cfg.bind, im.http_port, n,
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? "memory" : "persistent",
                im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory
@@ -898,7 +1012,7 @@ void Node::run_until_signal() {
   auto& im = *impl_;
   asio::signal_set signals(im.main_io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) spdlog::info("received signal {}, shutting down", sig);
+    if (!ec) klog().info("received signal {}, shutting down", sig);
   });
   im.main_io.run();
   stop();
@@ -911,6 +1025,7 @@ void Node::request_stop() {
 void Node::stop() {
   auto& im = *impl_;
   if (!im.shards || im.stopped.exchange(true)) return;
+  stop_signals(im);
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
     if (im.dht) im.dht->stop();
     if (im.meta) im.meta->stop();
@@ -956,7 +1071,7 @@ void Node::stop() {
     auto& s = im.shards->shard(i);
     asio::post(s.io, [&] { done.set_value(s.engine->flush()); });
     auto st = done.get_future().get();
-    if (!st) spdlog::error("flushing shard {} failed: {}", i, st.error().message);
+    if (!st) klog().error("flushing shard {} failed: {}", i, st.error().message);
   }
   im.shards->stop_and_join();
   if (im.tracer) {  // the shards are gone: hand over what they buffered, then export it
@@ -973,7 +1088,7 @@ void Node::stop() {
   im.meta.reset();
   im.shards.reset();
   im.engines.clear();
-  spdlog::info("keel stopped");
+  klog().info("keel stopped");
 }
 
 int Node::resp_port() const { return impl_->resp_port; }

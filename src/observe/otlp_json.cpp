@@ -109,6 +109,19 @@ std::string encode_export_request(const Resource& resource, const std::vector<Sp
     o += ",\"endTimeUnixNano\":\"" + std::to_string(s.end_unix_ns) + "\"";
     o += ",\"attributes\":";
     put_attrs(o, s.attributes);
+    if (!s.events.empty()) {
+      o += ",\"events\":[";
+      for (size_t i = 0; i < s.events.size(); ++i) {
+        const auto& e = s.events[i];
+        if (i) o += ',';
+        o += "{\"timeUnixNano\":\"" + std::to_string(e.time_unix_ns) + "\",\"name\":";
+        put_string(o, e.name);
+        o += ",\"attributes\":";
+        put_attrs(o, e.attributes);
+        o += '}';
+      }
+      o += ']';
+    }
     o += ",\"status\":{";
     if (s.status_code != kStatusUnset) o += "\"code\":" + std::to_string(s.status_code);
     if (!s.status_message.empty()) {

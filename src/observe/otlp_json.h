@@ -19,8 +19,16 @@ struct Attribute {
   std::variant<std::string, int64_t, bool> value;
 };
 
+inline constexpr int kSpanKindInternal = 1;  // SPAN_KIND_INTERNAL
 inline constexpr int kSpanKindServer = 2;   // SPAN_KIND_SERVER
 inline constexpr int kStatusUnset = 0, kStatusError = 2;
+
+// Something that happened at one instant during a span (OTLP Span.Event).
+struct SpanEvent {
+  int64_t time_unix_ns = 0;
+  std::string name;
+  std::vector<Attribute> attributes;
+};
 
 struct SpanData {
   TraceId trace_id{};
@@ -33,6 +41,7 @@ struct SpanData {
   std::vector<Attribute> attributes;
   int status_code = kStatusUnset;
   std::string status_message;
+  std::vector<SpanEvent> events;
 };
 
 struct Resource {

@@ -12,6 +12,12 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kTrace); }
+}  // namespace
 
 namespace keel::observe {
 
@@ -52,6 +58,18 @@ void Tracer::record(unsigned shard, SpanData span) {
   auto& l = local_[shard];
   l.buf.push_back(std::move(span));
   if (l.buf.size() >= kLocalBatch) flush(shard);
+}
+
+void Tracer::record_any_thread(SpanData span) {
+  {
+    std::lock_guard lk(mu_);
+    if (inbox_.size() >= opt_.exporter.max_queue_spans) {
+      dropped_handoff_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    inbox_.push_back(std::move(span));
+  }
+  cv_.notify_one();
 }
 
 void Tracer::flush(unsigned shard) {
@@ -162,9 +180,9 @@ void Tracer::run() {
       io.run();
       ExportResult r = fut.get();
       auto msg = core.on_result(mono_ms(), now_unix_ns() / 1000000000, r);
-      if (!msg.empty()) spdlog::warn("{}", msg);
+      if (!msg.empty()) klog().warn("{}", msg);
       else if (r.status < 200 || r.status >= 300)
-        spdlog::debug("trace export: {} (will retry)", r.status ? fmt::format("HTTP {}", r.status) : r.error);
+        klog().debug("trace export: {} (will retry)", r.status ? fmt::format("HTTP {}", r.status) : r.error);
     }
     lk.lock();
     published_ = core.counters();
@@ -176,7 +194,7 @@ void Tracer::run() {
     if (stopping) wait = std::min<int64_t>(wait, std::max<int64_t>(1, stop_deadline - mono_ms()));
     cv_.wait_for(lk, std::chrono::milliseconds(wait), [&] { return !inbox_.empty() || stop_ != stopping; });
   }
-  if (!core.idle()) spdlog::warn("trace export: spans still queued at shutdown were not exported");
+  if (!core.idle()) klog().warn("trace export: spans still queued at shutdown were not exported");
 }
 
 }  // namespace keel::observe

@@ -58,6 +58,9 @@ class Tracer {
   uint64_t random(unsigned shard) { return local_[shard].rng.next_u64(); }
   // Shard thread: a finished span to export.
   void record(unsigned shard, SpanData span);
+  // Any thread (rare spans, not requests': the node's signals): straight to the exporter's
+  // queue, under its lock; dropped and counted when the queue is full.
+  void record_any_thread(SpanData span);
   // Shard thread: hands the shard's buffered spans to the exporter (the node calls it every
   // 100 ms from each shard's maintenance timer).
   void flush(unsigned shard);

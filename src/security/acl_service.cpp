@@ -17,6 +17,12 @@
 
 #include "runtime/cluster/meta_await.h"
 #include "runtime/cluster/meta_service.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kSecurity); }
+}  // namespace
 
 namespace keel::security {
 
@@ -65,7 +71,7 @@ struct AclService::Impl : std::enable_shared_from_this<Impl> {
     std::string name = kv.key.substr(kPrefix.size());
     auto u = parse_user(name, kv.value, acl.catalog());
     if (!u) {
-      spdlog::warn("acl: user '{}' in metadata cannot be read ({}); ignored", name, u.error().message);
+      klog().warn("acl: user '{}' in metadata cannot be read ({}); ignored", name, u.error().message);
       return std::nullopt;
     }
     return std::move(*u);
@@ -134,7 +140,7 @@ void AclService::start() {
     if (auto self = weak.lock()) self->on_update(u);
   });
   if (!sub) {
-    spdlog::error("acl: cannot follow the users in metadata: {}", sub.error().message);
+    klog().error("acl: cannot follow the users in metadata: {}", sub.error().message);
     return;
   }
   im.sub = std::move(*sub);
@@ -142,7 +148,7 @@ void AclService::start() {
   // update, which carries what this node's metadata holds.
   std::unique_lock lock(im.mu);
   if (!im.first_cv.wait_for(lock, std::chrono::seconds(5), [&] { return im.first; }))
-    spdlog::warn("acl: the users in metadata did not arrive within 5 s; serving with the built-in default user until they do");
+    klog().warn("acl: the users in metadata did not arrive within 5 s; serving with the built-in default user until they do");
 }
 
 void AclService::stop() { impl_->sub.cancel(); }

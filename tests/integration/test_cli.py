@@ -48,7 +48,7 @@ class Cli(unittest.TestCase):
         self.assertIn("server.colour: unknown setting; known settings:", err)
         self.assertIn("storage.fsync: 'sometimes' is not a policy; allowed: always, everysec, no", err)
         self.assertIn("storage.maxmemory_policy: 'lru' is not a policy; allowed: noeviction", err)
-        self.assertIn("log.level: 'loud' is not a level; allowed: trace", err)
+        self.assertIn("log.level: 'loud' is not a log level; allowed: trace", err)
 
     def test_config_check_reports_toml_syntax_errors(self):
         path = self.write('[server\nresp_port = 1\n')

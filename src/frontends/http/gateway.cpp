@@ -22,6 +22,12 @@
 #include "observe/trace_context.h"
 #include "runtime/shards.h"
 #include "services/routing/service.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kHttp); }
+}  // namespace
 
 namespace keel::http {
 
@@ -225,9 +231,9 @@ awaitable<void> Gateway::Impl::probe(std::string service, std::string id, std::s
   it->second.probing = false;
   if (it->second.state.record(good, hc)) {
     if (good)
-      spdlog::info("gateway: {}/{} ({}) is healthy again", service, id, address);
+      klog().info("gateway: {}/{} ({}) is healthy again", service, id, address);
     else
-      spdlog::warn("gateway: {}/{} ({}) is unhealthy: GET {} {}", service, id, address, hc.path, why);
+      klog().warn("gateway: {}/{} ({}) is unhealthy: GET {} {}", service, id, address, hc.path, why);
   }
 }
 
@@ -467,7 +473,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
       int64_t at = SystemClock::instance().now_ms();
       if (outliers.record(inst.service, inst.id, failed, service_size(table, inst.service, at), at)) {
         ++ejections;
-        spdlog::warn("gateway: ejected {} for {} ms after {} failures in a row (ejection {})", who,
+        klog().warn("gateway: ejected {} for {} ms after {} failures in a row (ejection {})", who,
                      outliers.ejected_until_ms(inst.service, inst.id, at) - at, opt.outlier.consecutive_failures,
                      outliers.times_ejected(inst.service, inst.id));
       }

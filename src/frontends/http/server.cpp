@@ -41,7 +41,14 @@
 #include "security/acl_service.h"
 #include "security/tls.h"
 #include "observe/tracer.h"
+#include "observe/signal_hub.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kHttp); }
+}  // namespace
 
 namespace keel::http {
 
@@ -52,7 +59,19 @@ using asio::awaitable;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
 using json = nlohmann::json;
-using Request = bhttp::request<bhttp::string_body>;
+// A request and, when tracing is on, its trace decided before it is handled (begin_trace):
+// the commands it runs through the RESP server become children of its span.
+struct Request : bhttp::request<bhttp::string_body> {
+  using Base = bhttp::request<bhttp::string_body>;
+  Request() = default;
+  explicit Request(Base&& b) : Base(std::move(b)) {}
+  std::optional<observe::TraceParent> parent;  // a valid `traceparent` (+ `tracestate`)
+  bool head = false;                           // the sampler's head decision
+  uint64_t low = 0;                            // new trace: the random low bits of its id
+  // This request's own span as the parent of what it runs: set when it has a parent or was
+  // sampled; an unsampled request without a parent has none (and costs nothing more).
+  std::optional<observe::TraceParent> self;
+};
 using Response = bhttp::response<bhttp::string_body>;
 
 bool url_decode(std::string_view in, std::string& out, bool plus_is_space) {
@@ -196,15 +215,21 @@ struct Server::Impl {
 
   awaitable<Response> handle(const Request& req);
   Response handle_health(const Request& req, std::string_view path, const Query& q);
+  void begin_trace(Request& req);
   void trace_request(const Request& req, Response& res, int64_t t0_ns);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
   awaitable<Response> handle_kv_routed(const Request& req, const std::string& key, const Query& q);
-  // Runs a command through the RESP server (routing, forwarding, write quorum); its RESP2 reply.
-  awaitable<std::string> run_command(const std::vector<std::string>& argv);
+  // Runs a command through the RESP server (routing, forwarding, write quorum) for `req`; its
+  // RESP2 reply.
+  awaitable<std::string> run_command(const Request& req, const std::vector<std::string>& argv);
   awaitable<Response> handle_list(const Request& req, const Query& q);
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_cluster_status(const Request& req);
+  // GET /v1/signals: the signal catalogue, the routes in force and the signals file's state.
+  Response handle_signals(const Request& req);
+  // GET|PUT /v1/config/{name}: this node's CONFIG GET / CONFIG SET of one setting.
+  awaitable<Response> handle_config(const Request& req, std::string_view name);
   awaitable<Response> handle_cluster_members(const Request& req, std::string_view path);
   awaitable<void> session(tcp::socket sock, bool tls);
   // The requests of one connection, over `stream` (plain TCP, or TLS over `tcp`).
@@ -233,15 +258,15 @@ Response resp_error_response(const Request& req, const std::string& err) {
 
 // `argv` lives in the caller's frame until this completes (GCC 12 mishandles by-value
 // container parameters of coroutines called inside co_await).
-awaitable<std::string> Server::Impl::run_command(const std::vector<std::string>& argv) {
+awaitable<std::string> Server::Impl::run_command(const Request& req, const std::vector<std::string>& argv) {
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(std::string)>(
-      [this, &argv](auto handler) {
+      [this, &argv, &req](auto handler) {
         auto ex = asio::get_associated_executor(handler);
         // std::function needs a copyable target; the handler is move-only.
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         resp.run(argv, [h, ex](std::string reply) {
           asio::post(ex, [h, reply = std::move(reply)]() mutable { std::move(*h)(std::move(reply)); });
-        });
+        }, req.self);
       },
       use_awaitable);
 }
@@ -252,13 +277,13 @@ awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std
   auto method = req.method();
   if (method == bhttp::verb::get) {
     std::vector<std::string> cmd{"TYPE", key};  // (GCC 12: no braced lists inside co_await)
-    auto type = parse_resp2(co_await run_command(cmd));
+    auto type = parse_resp2(co_await run_command(req, cmd));
     if (type.kind == '-') co_return resp_error_response(req, type.text);
     if (type.text == "none") co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("key '{}' does not exist", key));
     json body;
     body["key"] = key;
     cmd = {type.text == "hash" ? "HGETALL" : "GET", key};
-    auto v = parse_resp2(co_await run_command(cmd));
+    auto v = parse_resp2(co_await run_command(req, cmd));
     if (v.kind == '-') co_return resp_error_response(req, v.text);
     if (type.text == "hash") {
       body["type"] = "hash";
@@ -276,7 +301,7 @@ awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std
       put_bytes(body, "value", v.text);
     }
     cmd = {"PTTL", key};
-    auto ttl = parse_resp2(co_await run_command(cmd));
+    auto ttl = parse_resp2(co_await run_command(req, cmd));
     body["ttl_ms"] = ttl.kind == ':' && ttl.number >= 0 ? ttl.number : -1;
     co_return json_response(req, bhttp::status::ok, body);
   }
@@ -291,13 +316,13 @@ awaitable<Response> Server::Impl::handle_kv_routed(const Request& req, const std
       argv.push_back("PX");
       argv.push_back(std::to_string(ttl));
     }
-    auto r = parse_resp2(co_await run_command(argv));
+    auto r = parse_resp2(co_await run_command(req, argv));
     if (r.kind == '-') co_return resp_error_response(req, r.text);
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"stored", true}, {"bytes", req.body().size()}});
   }
   if (method == bhttp::verb::delete_) {
     std::vector<std::string> cmd{"DEL", key};
-    auto r = parse_resp2(co_await run_command(cmd));
+    auto r = parse_resp2(co_await run_command(req, cmd));
     if (r.kind == '-') co_return resp_error_response(req, r.text);
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r.number > 0}});
   }
@@ -562,7 +587,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
         argv.push_back(el.key());
         argv.push_back(el.value().get<std::string>());
       }
-      auto r = parse_resp2(co_await run_command(argv));
+      auto r = parse_resp2(co_await run_command(req, argv));
       if (r.kind == '-') co_return stream_error_response(req, r.text);
       co_return json_response(req, bhttp::status::created, json{{"id", r.text}});
     }
@@ -578,7 +603,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
     if (!query_uint(q, "count", 1, kStreamMaxCount, count))
       co_return bad(fmt::format("count must be an integer from 1 to {}, got '{}'", kStreamMaxCount, *q.get("count")));
     std::vector<std::string> argv{"XRANGE", name, from, "+", "COUNT", std::to_string(count)};
-    auto r = parse_resp2_tree(co_await run_command(argv));
+    auto r = parse_resp2_tree(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     if (r.kind != '*') co_return error_response(req, bhttp::status::internal_server_error, "INTERNAL", "unexpected XRANGE reply");
     json body{{"entries", stream_entries_json(r)}};
@@ -610,7 +635,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
         co_return bad(fmt::format("\"ids\" must hold entry ids '<ms>-<seq>' as strings, got {}", i.dump()));
       argv.push_back(i.get<std::string>());
     }
-    auto r = parse_resp2(co_await run_command(argv));
+    auto r = parse_resp2(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     co_return json_response(req, bhttp::status::ok, json{{"acked", r.number}});
   }
@@ -639,7 +664,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
     }
     std::vector<std::string> argv{"XGROUP", "CREATE", name, group, from};
     if (mkstream) argv.push_back("MKSTREAM");
-    auto r = parse_resp2(co_await run_command(argv));
+    auto r = parse_resp2(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     co_return json_response(req, bhttp::status::created, json{{"stream", name}, {"group", group}, {"created", true}});
   }
@@ -665,11 +690,11 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
   for (;;) {
     std::string top;
     if (block_ms > 0) {
-      auto t = parse_resp2_tree(co_await run_command(top_argv));
+      auto t = parse_resp2_tree(co_await run_command(req, top_argv));
       if (t.kind == '-') co_return stream_error_response(req, t.text);
       if (!t.items.empty() && !t.items[0].items.empty()) top = t.items[0].items[0].text;
     }
-    auto r = parse_resp2_tree(co_await run_command(argv));
+    auto r = parse_resp2_tree(co_await run_command(req, argv));
     if (r.kind == '-') co_return stream_error_response(req, r.text);
     json entries = json::array();
     if (r.kind == '*' && !r.is_null)
@@ -684,7 +709,7 @@ awaitable<Response> Server::Impl::handle_streams(const Request& req, std::string
       timer.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(pause_ms), deadline - now));
       co_await timer.async_wait(asio::as_tuple(use_awaitable));
       pause_ms = std::min<int64_t>(pause_ms * 2, 50);
-      auto t = parse_resp2_tree(co_await run_command(top_argv));
+      auto t = parse_resp2_tree(co_await run_command(req, top_argv));
       if (t.kind == '-') co_return stream_error_response(req, t.text);
       std::string now_top;
       if (!t.items.empty() && !t.items[0].items.empty()) now_top = t.items[0].items[0].text;
@@ -889,7 +914,25 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           e.queued, e.exported, e.dropped_queue_full + t.dropped_handoff, e.dropped_failed, e.rejected,
           e.requests, e.retries, t.queue_spans);
     }
+    {
+      // Signals routed to metrics (signals.file): one counter each, the label from the fixed
+      // catalogue (observe/signals.h), listed even at 0 so that rate() sees the first one.
+      auto& hub = observe::SignalHub::instance();
+      auto routed = hub.routes().metrics;
+      if (routed.any()) {
+        res.body() += "# HELP keel_signals_total The node's signals by name, counted while signals.file routes them to metrics.\n"
+                      "# TYPE keel_signals_total counter\n";
+        for (size_t i = 0; i < observe::kSignalCount; ++i)
+          if (routed.test(i))
+            res.body() += fmt::format("keel_signals_total{{signal=\"{}\"}} {}\n", observe::signal_catalogue()[i].name,
+                                      hub.count(static_cast<observe::Signal>(i)));
+      }
+    }
     co_return res;
+  }
+  if (path == "/v1/signals") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    co_return handle_signals(req);
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
@@ -897,6 +940,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
       co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "the gateway is off on this node (gateway.enabled = no)");
     co_return co_await gateway->impl().handle_api(req, path, qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1));
   }
+  if (path.starts_with("/v1/config/")) co_return co_await handle_config(req, path.substr(11));
   if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/"))
     co_return co_await handle_cluster_members(req, path);
   if (path == "/v1/cluster/status") {
@@ -907,7 +951,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     auto query = [&q](std::string_view k) { return q.get(k); };
     // Entries travel as CACHE.* commands through the RESP server (routing to the primary).
     CommandRunner runner;
-    if (resp.clustered()) runner = [this](const std::vector<std::string>& argv) { return run_command(argv); };
+    if (resp.clustered()) runner = [this, &req](const std::vector<std::string>& argv) { return run_command(req, argv); };
     auto a = co_await handle_caches(caches, std::string_view(req.method_string().data(), req.method_string().size()),
                                     path, query, req.body(), runner);
     auto res = json_response(req, static_cast<bhttp::status>(a.status), a.body);
@@ -928,7 +972,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
                                            std::string(req.method_string())));
     // PUBLISH through the RESP server: every node's subscribers, RESP and SSE alike.
     std::vector<std::string> cmd{"PUBLISH", channel, std::string(req.body())};
-    auto reply = parse_resp2(co_await run_command(cmd));
+    auto reply = parse_resp2(co_await run_command(req, cmd));
     if (reply.kind == '-') co_return resp_error_response(req, reply.text);
     co_return json_response(req, bhttp::status::ok, json{{"receivers", reply.number}});
   }
@@ -1016,6 +1060,11 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   if (path == "/v1/routes" || path.starts_with("/v1/routes/"))
     return {del ? "route.deregister" : "route.register", "", ""};
   if (path == "/v1/cluster/status") return {"cluster", "info"};
+  if (path == "/v1/signals") return {"config", "get", "signals.file"};
+  if (path.starts_with("/v1/config/")) {
+    if (get) return {"config", "get", decoded(path.substr(11))};
+    return {"config", "set", decoded(path.substr(11)), ""};
+  }
   if (path == "/v1/cluster/members" || path.starts_with("/v1/cluster/members/")) {
     if (get) return {"cluster", "nodes"};
     return {"cluster", del ? "forget" : "meet"};
@@ -1150,9 +1199,10 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       }
       break;
     }
-    auto req = parser.release();
+    Request req(parser.release());
     ++requests;
     int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
+    if (tracer) begin_trace(req);
     bool keep = req.keep_alive() && !stopping;
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
     std::optional<Response> answer;
@@ -1222,7 +1272,7 @@ struct SseSink final : resp::PubSubSink {
     if (over) {
       dead = true;
       resp.count_output_limit_disconnection(0);
-      spdlog::warn("closing SSE subscriber {}: its output buffer reached {} bytes, over the pubsub limit "
+      klog().warn("closing SSE subscriber {}: its output buffer reached {} bytes, over the pubsub limit "
                    "(client-output-buffer-limit pubsub {} {} {}); it reads slower than messages arrive",
                    peer, pending, lim.hard_bytes, lim.soft_bytes, lim.soft_s);
       std::string().swap(queued);
@@ -1550,6 +1600,8 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/meta") return "/v1/meta";
   if (path.starts_with("/v1/meta/")) return "/v1/meta/{key}";
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
+  if (path.starts_with("/v1/config/")) return "/v1/config/{name}";
+  if (path == "/v1/signals") return "/v1/signals";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
@@ -1561,33 +1613,46 @@ std::string_view http_route(std::string_view path) {
 // W3C Trace Context on HTTP: a valid `traceparent` makes the request's span its child (and
 // `tracestate` is carried on); the answer names the recorded span in `traceresponse` (Trace
 // Context Level 2) when the span is kept. 5xx answers are errors (kept when trace.keep_errors).
+// Before the request is handled: its parent, head decision and (traced) its span's ids, which
+// the commands it runs carry as their parent (run_command).
+void Server::Impl::begin_trace(Request& req) {
+  if (auto it = req.find("traceparent"); it != req.end()) {
+    req.parent = observe::parse_traceparent(std::string_view(it->value().data(), it->value().size()));
+    if (req.parent) {
+      if (auto ts = req.find("tracestate"); ts != req.end())
+        req.parent->trace_state = observe::parse_tracestate(std::string_view(ts->value().data(), ts->value().size()));
+    }
+  }
+  if (req.parent) {
+    req.head = observe::Sampler::head_parent(req.parent->sampled());
+    req.self = observe::TraceParent{req.parent->trace_id, observe::span_id_from(tracer->random(0)),
+                                    static_cast<uint8_t>(req.head ? observe::kFlagSampled : 0), req.parent->trace_state};
+  } else {
+    req.head = tracer->sampler().head_root(req.low = tracer->random(0));
+    if (req.head)
+      req.self = observe::TraceParent{observe::trace_id_from(tracer->random(0), req.low),
+                                      observe::span_id_from(tracer->random(0)), observe::kFlagSampled, {}};
+  }
+}
+
 void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_ns) {
   int64_t end_mono = SystemClock::instance().monotonic_ns();
   int64_t dt = end_mono - t0_ns;
-  std::optional<observe::TraceParent> parent;
-  if (auto it = req.find("traceparent"); it != req.end()) {
-    parent = observe::parse_traceparent(std::string_view(it->value().data(), it->value().size()));
-    if (parent) {
-      if (auto ts = req.find("tracestate"); ts != req.end())
-        parent->trace_state = observe::parse_tracestate(std::string_view(ts->value().data(), ts->value().size()));
-    }
-  }
+  const auto& parent = req.parent;
   int status = static_cast<int>(res.result_int());
   bool error = status >= 500;
-  uint64_t low = 0;
-  bool head;
-  if (parent) head = observe::Sampler::head_parent(parent->sampled());
-  else head = tracer->sampler().head_root(low = tracer->random(0));
-  if (!tracer->sampler().keep(head, error, dt)) return;
+  if (!tracer->sampler().keep(req.head, error, dt)) return;
   observe::SpanData s;
   if (parent) {
     s.trace_id = parent->trace_id;
     s.parent_span_id = parent->span_id;
     s.trace_state = parent->trace_state;
-  } else {
-    s.trace_id = observe::trace_id_from(tracer->random(0), low);
+  } else if (req.self) {
+    s.trace_id = req.self->trace_id;
+  } else {  // kept by a tail rule (a 5xx, or slow)
+    s.trace_id = observe::trace_id_from(tracer->random(0), req.low);
   }
-  s.span_id = observe::span_id_from(tracer->random(0));
+  s.span_id = req.self ? req.self->span_id : observe::span_id_from(tracer->random(0));
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
   auto route = http_route(path);
@@ -1605,6 +1670,65 @@ void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_n
   }
   res.set("traceresponse", observe::format_traceparent(s.trace_id, s.span_id, observe::kFlagSampled));
   tracer->record(0, std::move(s));
+}
+
+Response Server::Impl::handle_signals(const Request& req) {
+  auto& hub = observe::SignalHub::instance();
+  auto st = hub.file_status();
+  auto routes = hub.routes();
+  json list = json::array();
+  for (size_t i = 0; i < observe::kSignalCount; ++i) {
+    const auto& info = observe::signal_catalogue()[i];
+    list.push_back({{"name", info.name},
+                    {"component", observe::kComponentNames[static_cast<size_t>(info.component)]},
+                    {"level", observe::level_name(info.level)},
+                    {"meaning", info.meaning},
+                    {"logs", routes.logs.test(i)},
+                    {"metrics", routes.metrics.test(i)},
+                    {"span_events", routes.span_events.test(i)},
+                    {"count", hub.count(static_cast<observe::Signal>(i))}});
+  }
+  json file = {{"path", st.path}, {"state", st.state}, {"version", st.version}};
+  file["error"] = st.error.empty() ? json(nullptr) : json(st.error);
+  return json_response(req, bhttp::status::ok, json{{"file", file}, {"signals", list}});
+}
+
+// GET /v1/config/{name} answers {"name", "value"}; PUT with {"value": "..."} changes it as
+// CONFIG SET does (the same names, rules and errors), on this node only.
+awaitable<Response> Server::Impl::handle_config(const Request& req, std::string_view raw_name) {
+  std::string name;
+  if (!url_decode(raw_name, name, false) || name.empty() || name.find_first_of("/*?[") != std::string::npos)
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                             "expected /v1/config/{name}: one setting's name (no glob pattern), e.g. /v1/config/loglevel");
+  const bool get = req.method() == bhttp::verb::get || req.method() == bhttp::verb::head;
+  if (!get && req.method() != bhttp::verb::put)
+    co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET or PUT");
+  std::vector<std::string> argv{"CONFIG", "GET", name};
+  if (!get) {
+    auto body = json::parse(req.body(), nullptr, false);
+    const json* v = body.is_object() && body.contains("value") ? &body["value"] : nullptr;
+    if (!v || !v->is_string())
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                               "expected a JSON body {\"value\": \"<new value>\"} (the value as a string)");
+    argv = {"CONFIG", "SET", name, v->get<std::string>()};
+  }
+  auto r = parse_resp2(co_await run_command(req, argv));
+  if (r.kind == '-' && !get && r.text.starts_with("ERR CONFIG SET failed")) {
+    // A refused value or setting: the reason, without Redis's wording around it.
+    auto at = r.text.find(") - ");
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                             at == std::string::npos ? r.text : r.text.substr(at + 4));
+  }
+  if (r.kind == '-') co_return resp_error_response(req, r.text);
+  if (!get) argv = {"CONFIG", "GET", name};
+  if (!get) r = parse_resp2(co_await run_command(req, argv));
+  if (r.kind == '-') co_return resp_error_response(req, r.text);
+  if (r.items.size() < 2)
+    co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no setting '{}'", name));
+  if (!valid_utf8(r.items[1]))
+    co_return error_response(req, bhttp::status::not_acceptable, "NOT_ACCEPTABLE",
+                             fmt::format("the value of '{}' is not UTF-8 text; read it with CONFIG GET", name));
+  co_return json_response(req, bhttp::status::ok, json{{"name", r.items[0]}, {"value", r.items[1]}});
 }
 
 // /health/live: 200 while the HTTP loop answers. /health/ready: 200 when every check passes,

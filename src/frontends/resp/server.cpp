@@ -38,6 +38,12 @@
 #include "observe/log_context.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kResp); }
+}  // namespace
 
 namespace keel::resp {
 
@@ -84,6 +90,7 @@ struct Connection final : PubSubSink {
   bool dirty = false;  // writes on this connection's shard not yet committed
   int64_t now_ms = 0;
   bool forwarded = false;  // a request another node forwarded here: never forwarded again
+  uint32_t forwarded_from = 0;  // then: the node that forwarded it
   // Cluster mode: the partitions of the command being run (checked on their shard) and what
   // its reply must wait for (partition, lsn) before it is acknowledged.
   std::vector<uint32_t> parts;
@@ -112,9 +119,18 @@ struct Connection final : PubSubSink {
       deferred.pop_back();
     }
   }
-  // Tracing, a command with a remote parent (CLIENT TRACEPARENT): its trace and span ids,
-  // drawn before it runs so that what its handler logs carries them (observe/log_context.h).
-  std::optional<observe::LogContext> log_ctx;
+  // Tracing (tracer != null), the command running now. `head`: the sampler's head decision
+  // (a remote parent's sampled flag, else the trace id ratio on `low`). `ctx`: its trace and
+  // span ids when it has a trace context (a remote parent: CLIENT TRACEPARENT, the HTTP
+  // request or the forwarding node's span; or sampled as a new trace), drawn before it runs so
+  // that what its handler logs carries them (observe/log_context.h) and a forward to the
+  // partition's primary carries them on. An unsampled command without a parent has none.
+  struct CmdTrace {
+    std::optional<observe::LogContext> ctx;
+    bool head = false;
+    uint64_t low = 0;
+    uint32_t forwarded_to = 0;  // the node this command was forwarded to, or 0
+  } trace;
   // MULTI / EXEC / WATCH.
   struct Tx {
     bool multi = false;
@@ -373,7 +389,7 @@ struct Server::Impl {
     c.dirty = false;
     auto st = shards.shard(c.shard).engine->commit();
     if (!st) {
-      spdlog::error("closing client {} ({}) without replies: commit failed: {}", c.client.id,
+      klog().error("closing client {} ({}) without replies: commit failed: {}", c.client.id,
                     c.client.addr, st.error().message);
       return false;
     }
@@ -404,6 +420,8 @@ struct Server::Impl {
     c.client.acl_open = c.client.user->unrestricted();
     return true;
   }
+  // Before a command runs (tracer != null): its head decision and trace context (c.trace).
+  void begin_trace(Connection& c, Args argv);
   // The sampler's verdict on a finished command, and its span if kept (tracer != null).
   void trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
                      size_t reply_begin);
@@ -429,8 +447,10 @@ struct Server::Impl {
   awaitable<void> pause(unsigned shard, int64_t ms);
   void after_routed(Connection& c, size_t before);
   void execute_forwarded(std::vector<std::string> argv, int protocol,
+                         std::optional<observe::TraceParent> parent, uint32_t from,
                          std::function<void(std::string)> done, bool forwarded = true);
   awaitable<void> run_one(unsigned sid, std::vector<std::string> argv, int protocol,
+                          std::optional<observe::TraceParent> parent, uint32_t from,
                           std::function<void(std::string)> done, bool forwarded);
 
   // Runs `spec.handler` with `argv` on shard `sid`, writing the reply into `out`.
@@ -446,8 +466,8 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
   int proto = c.client.protocol;
   auto work = [&] {
     std::optional<observe::LogScope> log_scope;
-    if (c.log_ctx) [[unlikely]]
-      log_scope.emplace(&*c.log_ctx);
+    if (c.trace.ctx) [[unlikely]]
+      log_scope.emplace(&*c.trace.ctx);
     CmdCtx ctx;
     ctx.engine = target.engine;
     ctx.partitions = shards.partitions();
@@ -599,11 +619,11 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   c.client.last_cmd.assign(spec->name);
   size_t before = c.out.size();
   int64_t t0 = SystemClock::instance().monotonic_ns();
+  // A command inside EXEC runs within EXEC's own: EXEC's trace is put back after it.
+  std::optional<Connection::CmdTrace> outer_trace;
   if (tracer) [[unlikely]] {
-    if (c.client.trace_parent)
-      c.log_ctx = observe::LogContext{c.client.trace_parent->trace_id, observe::span_id_from(tracer->random(c.shard))};
-    else
-      c.log_ctx.reset();
+    outer_trace.emplace(c.trace);
+    begin_trace(c, argv);
   }
 
   switch (spec->routing) {
@@ -697,8 +717,10 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
-  if (tracer) [[unlikely]]
+  if (tracer) [[unlikely]] {
     trace_command(c, *spec, t0, dt, failed, before);
+    c.trace = std::move(*outer_trace);
+  }
 }
 
 // A key command: runs it on the shard owning its keys (or, in a cluster, on the node that is
@@ -774,27 +796,43 @@ awaitable<void> Server::Impl::execute_key(Connection& c, const CommandSpec& spec
 }
 
 
+void Server::Impl::begin_trace(Connection& c, Args argv) {
+  auto& t = c.trace;
+  t.ctx.reset();
+  t.forwarded_to = 0;
+  if (auto& parent = c.client.trace_parent) {
+    t.head = observe::Sampler::head_parent(parent->sampled());
+    t.ctx = observe::LogContext{parent->trace_id, observe::span_id_from(tracer->random(c.shard))};
+  } else {
+    // The only cost for a command that is not sampled: one random number, one comparison.
+    t.low = tracer->random(c.shard);
+    t.head = tracer->sampler().head_root(t.low);
+    if (t.head) [[unlikely]]
+      t.ctx = observe::LogContext{observe::trace_id_from(tracer->random(c.shard), t.low),
+                                  observe::span_id_from(tracer->random(c.shard))};
+  }
+  if (c.forwarded && klog().should_log(spdlog::level::debug)) [[unlikely]] {
+    std::optional<observe::LogScope> scope;
+    if (t.ctx) scope.emplace(&*t.ctx);
+    klog().debug("running {} forwarded by node {}", argv[0].substr(0, 64), c.forwarded_from);
+  }
+}
+
 void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns,
                                  bool failed, size_t reply_begin) {
   auto& parent = c.client.trace_parent;
-  uint64_t low = 0;
-  bool head;
-  if (parent) {
-    head = observe::Sampler::head_parent(parent->sampled());
-  } else {
-    low = tracer->random(c.shard);
-    head = tracer->sampler().head_root(low);
-  }
-  if (!tracer->sampler().keep(head, failed, dt_ns)) return;
+  if (!tracer->sampler().keep(c.trace.head, failed, dt_ns)) return;
   observe::SpanData s;
   if (parent) {
     s.trace_id = parent->trace_id;
     s.parent_span_id = parent->span_id;
     s.trace_state = parent->trace_state;
-  } else {
-    s.trace_id = observe::trace_id_from(tracer->random(c.shard), low);
+  } else if (c.trace.ctx) {
+    s.trace_id = c.trace.ctx->trace_id;
+  } else {  // kept by a tail rule (an error, or slow)
+    s.trace_id = observe::trace_id_from(tracer->random(c.shard), c.trace.low);
   }
-  s.span_id = c.log_ctx ? c.log_ctx->span_id : observe::span_id_from(tracer->random(c.shard));
+  s.span_id = c.trace.ctx ? c.trace.ctx->span_id : observe::span_id_from(tracer->random(c.shard));
   s.name.assign(spec.name);
   for (auto& ch : s.name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   // Wall-clock end = now minus the time since the command ended (monotonic).
@@ -805,7 +843,11 @@ void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t
   s.attributes.push_back({"db.operation.name", s.name});
   s.attributes.push_back({"client.address", c.client.addr});
   s.attributes.push_back({"keel.shard", static_cast<int64_t>(c.shard)});
-  if (c.forwarded) s.attributes.push_back({"keel.forwarded", true});
+  if (c.forwarded) {
+    s.attributes.push_back({"keel.forwarded", true});
+    s.attributes.push_back({"keel.forwarded_from", static_cast<int64_t>(c.forwarded_from)});
+  }
+  if (c.trace.forwarded_to) s.attributes.push_back({"keel.forwarded_to", static_cast<int64_t>(c.trace.forwarded_to)});
   if (failed && reply_begin < c.out.size()) {
     std::string_view err(c.out.data() + reply_begin + 1, c.out.size() - reply_begin - 1);
     err = err.substr(0, std::min(err.find("\r\n"), size_t{256}));
@@ -924,7 +966,23 @@ awaitable<void> Server::Impl::pause(unsigned shard, int64_t ms) {
 }
 
 awaitable<void> Server::Impl::execute_forward(Connection& c, Args argv, uint32_t node) {
-  auto reply = co_await dht::forward(*dht, c.shard, node, argv, c.client.protocol);
+  // A command with a trace context carries it to the primary, whose span becomes this one's
+  // child; one without (not sampled, no parent) sends the frame it always did.
+  std::optional<observe::TraceParent> tp;
+  if (tracer && c.trace.ctx) [[unlikely]] {
+    c.trace.forwarded_to = node;
+    tp.emplace();
+    tp->trace_id = c.trace.ctx->trace_id;
+    tp->span_id = c.trace.ctx->span_id;
+    tp->flags = c.trace.head ? observe::kFlagSampled : 0;
+    if (c.client.trace_parent) tp->trace_state = c.client.trace_parent->trace_state;
+  }
+  if (klog().should_log(spdlog::level::debug)) [[unlikely]] {
+    std::optional<observe::LogScope> scope;  // (not held across the co_await below)
+    if (c.trace.ctx) scope.emplace(&*c.trace.ctx);
+    klog().debug("forwarding {} to node {}, the primary of its partition", argv[0].substr(0, 64), node);
+  }
+  auto reply = co_await dht::forward(*dht, c.shard, node, argv, c.client.protocol, tp ? &*tp : nullptr);
   if (!reply)
     co_return c.reply.error((reply.error().code == Errc::kTimeout ? "TIMEOUT " : "TRYAGAIN ") +
                             reply.error().message);
@@ -1070,19 +1128,24 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
 }
 
 void Server::Impl::execute_forwarded(std::vector<std::string> argv, int protocol,
+                                     std::optional<observe::TraceParent> parent, uint32_t from,
                                      std::function<void(std::string)> done, bool forwarded) {
   static std::atomic<unsigned> next{0};
   unsigned sid = next.fetch_add(1, std::memory_order_relaxed) % shards.size();
   // A member coroutine with by-value parameters (they live in its frame), not a capturing
   // coroutine lambda.
-  asio::co_spawn(shards.shard(sid).io, run_one(sid, std::move(argv), protocol, std::move(done), forwarded),
+  asio::co_spawn(shards.shard(sid).io,
+                 run_one(sid, std::move(argv), protocol, std::move(parent), from, std::move(done), forwarded),
                  asio::detached);
 }
 
 awaitable<void> Server::Impl::run_one(unsigned sid, std::vector<std::string> argv, int protocol,
+                                      std::optional<observe::TraceParent> parent, uint32_t from,
                                       std::function<void(std::string)> done, bool forwarded) {
   Connection c(tcp::socket(shards.shard(sid).io), sid);
   c.forwarded = forwarded;
+  c.forwarded_from = from;
+  c.client.trace_parent = std::move(parent);
   c.deny_blocking = true;  // no client connection to block: a blocking command answers at once
   c.internal = true;
   c.owner = this;
@@ -1974,7 +2037,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
     deadline.cancel();
     if (hec) {
       ++shard.stats.tls_handshake_failures;
-      spdlog::debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
+      klog().debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
     } else {
       co_await serve_stream(c, stream);
     }
@@ -2011,7 +2074,7 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
       in.resize(std::min<size_t>(want, opt.query_buffer_limit + kReadChunk));
     }
     if (used >= opt.query_buffer_limit) {
-      spdlog::warn("closing client {} ({}): query buffer limit of {} bytes reached", c.client.id,
+      klog().warn("closing client {} ({}): query buffer limit of {} bytes reached", c.client.id,
                    c.client.addr, opt.query_buffer_limit);
       break;
     }
@@ -2079,7 +2142,7 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
       if (protocol_error) {
         ++shard.stats.protocol_errors;
         c.reply.error("ERR " + parser.error());
-        spdlog::debug("client {} ({}): {}", c.client.id, c.client.addr, parser.error());
+        klog().debug("client {} ({}): {}", c.client.id, c.client.addr, parser.error());
         close = true;
         break;
       }
@@ -2205,7 +2268,7 @@ void Server::Impl::written(Connection& c, boost::system::error_code ec, size_t n
 void Server::Impl::cut_off(Connection& c, size_t pending) {
   c.ob.dead = true;
   ++shards.shard(c.shard).stats.client_output_buffer_limit_disconnections;
-  spdlog::warn("closing client id={} addr={} name={}: its output buffer reached {} bytes, over the pubsub "
+  klog().warn("closing client id={} addr={} name={}: its output buffer reached {} bytes, over the pubsub "
                "limit (client-output-buffer-limit pubsub {} {} {}); it reads slower than messages arrive",
                c.client.id, c.client.addr, c.client.name, pending, obuf_hard.load(), obuf_soft.load(),
                obuf_soft_s.load());
@@ -2493,7 +2556,7 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id, bool tls) {
     auto [ec, sock] = co_await acceptor.async_accept(asio::as_tuple(use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) co_return;
-      spdlog::warn("accept failed: {}", ec.message());
+      klog().warn("accept failed: {}", ec.message());
       continue;
     }
     if (open.load() >= max_clients.load(std::memory_order_relaxed)) {
@@ -2545,7 +2608,7 @@ awaitable<void> Server::Impl::idle_sweep(unsigned shard_id) {
     for (auto* c : per_shard[shard_id].connections) {
       // Subscribers are not subject to the timeout (as in Redis).
       if (!c->blocked && c->client.pubsub == 0 && now - c->client.last_cmd_ms > limit * 1000) {
-        spdlog::debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
+        klog().debug("closing client {} ({}): idle for more than {} s", c->client.id, c->client.addr,
                       limit);
         boost::system::error_code sec;
         c->sock.shutdown(tcp::socket::shutdown_both, sec);
@@ -2676,7 +2739,7 @@ void Server::Impl::acl_sweep(unsigned sid) {
       c->client.acl_generation = acl->generation();
       continue;
     }
-    spdlog::info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
+    klog().info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
                  c->client.user->name,
                  u ? fmt::format("its user may no longer subscribe to '{}'", refused) : std::string("its user was removed"));
     if (u) acl_log(*acl, c->client, "channel", refused, u->name, now);
@@ -2690,8 +2753,9 @@ void Server::Impl::acl_sweep(unsigned sid) {
   }
 }
 bool Server::clustered() const { return impl_->dht != nullptr; }
-void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done) {
-  impl_->execute_forwarded(std::move(argv), 2, std::move(done), false);
+void Server::run(std::vector<std::string> argv, std::function<void(std::string)> done,
+                 std::optional<observe::TraceParent> parent) {
+  impl_->execute_forwarded(std::move(argv), 2, std::move(parent), 0, std::move(done), false);
 }
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
 void Server::set_dht(dht::Service* dht) {
@@ -2702,8 +2766,9 @@ void Server::set_dht(dht::Service* dht) {
     });
   if (dht)
     dht->set_executor([im = impl_.get()](std::vector<std::string> argv, int protocol,
+                                         std::optional<observe::TraceParent> parent, uint32_t from,
                                          std::function<void(std::string)> done) {
-      im->execute_forwarded(std::move(argv), protocol, std::move(done));
+      im->execute_forwarded(std::move(argv), protocol, std::move(parent), from, std::move(done));
     });
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -114,7 +115,10 @@ class Server {
   bool clustered() const;
   // Runs one command as a client would (routing, forwarding, write quorum) on some shard and
   // hands its RESP2 reply to `done` on that shard's thread. For the other doors (HTTP).
-  void run(std::vector<std::string> argv, std::function<void(std::string)> done);
+  // `parent`: the calling request's span (its trace context), so the command's span is its
+  // child and its log lines carry the trace; nullopt when that request is not traced.
+  void run(std::vector<std::string> argv, std::function<void(std::string)> done,
+           std::optional<observe::TraceParent> parent = std::nullopt);
 
   // Pub/sub for the other doors. On shard `shard`'s thread only: subscribes `sink` to a
   // channel (or a glob pattern) and returns its subscriber id; `sink` must stay alive until

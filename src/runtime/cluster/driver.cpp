@@ -24,6 +24,13 @@
 #include "runtime/cluster/record_log.h"
 #include "consensus/rabia/codec.h"
 #include "consensus/rabia/replica.h"
+#include "observe/log.h"
+#include "observe/signal_hub.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kCluster); }
+}  // namespace
 
 namespace keel::cluster {
 
@@ -184,7 +191,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     if (bytes.size() > opt.max_frame_bytes) {
       ++oversized;
       if (!oversize_logged)
-        spdlog::error("cluster: a consensus message (type {}) to node {} is {} bytes, above the frame limit of {} "
+        klog().error("cluster: a consensus message (type {}) to node {} is {} bytes, above the frame limit of {} "
                       "bytes; it is not sent (counted in messages_oversized; logged once)",
                       static_cast<int>(m.type), m.to, bytes.size(), opt.max_frame_bytes);
       oversize_logged = true;
@@ -195,7 +202,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
 
   void die(const std::string& why) {
     fatal = why;
-    spdlog::critical("cluster: the record log failed ({}); this node stops taking part in consensus", why);
+    klog().critical("cluster: the record log failed ({}); this node stops taking part in consensus", why);
     fail_all(Errc::kIoError, "outcome unknown: this node's consensus log failed (" + why +
                                  ") after the request was submitted; the other members may still apply it");
   }
@@ -239,8 +246,9 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     for (auto& r : e.requests) {
       if (r.kind != rabia::Request::Kind::kCommand) {
         apply_reconfig(e.config_after);
-        spdlog::info("cluster: configuration epoch {} from slot {}: members {}", e.config_after.epoch, e.slot + 1,
-                     fmt::join(e.config_after.members, ","));
+        observe::signal(observe::Signal::kMembersChanged,
+                        fmt::format("cluster: configuration epoch {} from slot {}: members {}", e.config_after.epoch,
+                                    e.slot + 1, fmt::join(e.config_after.members, ",")));
         auto it = r.origin == opt.node_id ? pending.find({r.client_id, r.seq}) : pending.end();
         if (it != pending.end()) {
           auto p = std::move(it->second);
@@ -288,7 +296,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
         transport->add_peer(*a);
         fd.add(id, mono_ms());
       } else {
-        spdlog::warn("cluster: member {} joined but its address is unknown here", id);
+        klog().warn("cluster: member {} joined but its address is unknown here", id);
       }
     }
     for (auto& l : transport->stats())
@@ -309,7 +317,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
         ++it;
         continue;
       }
-      spdlog::info("cluster: closing the link to former member {} ({})", it->first,
+      klog().info("cluster: closing the link to former member {} ({})", it->first,
                    caught_up ? "it has learned the configuration that removed it" : "it did not catch up in time");
       transport->remove_peer(it->first);
       reported_slot.erase(it->first);
@@ -409,7 +417,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     if (type != MsgType::kRabia) return;
     auto m = rabia::decode_message(payload);
     if (!m) {
-      spdlog::warn("cluster: dropping a malformed consensus message from node {}: {}", from, m.error().message);
+      klog().warn("cluster: dropping a malformed consensus message from node {}: {}", from, m.error().message);
       return;
     }
     if (m->from != from) return;  // a member speaks only for itself
@@ -418,13 +426,18 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void status_changed(const StatusChange& c) {
-    spdlog::info("cluster: member {} is {} (was {})", c.member, member_status_name(c.to), member_status_name(c.from));
+    auto text = fmt::format("cluster: member {} is {} (was {})", c.member, member_status_name(c.to),
+                            member_status_name(c.from));
+    if (c.to == MemberStatus::kSuspect) observe::signal(observe::Signal::kMemberSuspected, text);
+    else if (c.to == MemberStatus::kDead) observe::signal(observe::Signal::kMemberDead, text);
+    else if (c.to == MemberStatus::kAlive) observe::signal(observe::Signal::kMemberAlive, text);
+    else klog().info("{}", text);
     // Silence on a link TCP still calls up is what a partition looks like: redial it now
     // rather than wait for the kernel's retransmission backoff to notice (PeerTransport).
     if (transport && (c.to == MemberStatus::kSuspect || c.to == MemberStatus::kDead) &&
         transport->reconnect(c.member, fmt::format("nothing heard from member {} for {} ms; redialling", c.member,
                                                    fd.silence_ms(c.member, mono_ms()))))
-      spdlog::info("cluster: closed the link to member {} ({}) to redial it", c.member, member_status_name(c.to));
+      klog().info("cluster: closed the link to member {} ({}) to redial it", c.member, member_status_name(c.to));
     for (auto& h : status_hooks) h(c);
   }
 
@@ -555,7 +568,7 @@ Result<int> Driver::start() {
   auto records = im.log.open(im.opt.data_dir);
   if (!records) return std::unexpected(records.error());
   if (im.log.torn_bytes_dropped())
-    spdlog::warn("cluster: dropped {} bytes of an unfinished record at the end of {}", im.log.torn_bytes_dropped(), im.log.path());
+    klog().warn("cluster: dropped {} bytes of an unfinished record at the end of {}", im.log.torn_bytes_dropped(), im.log.path());
   rabia::Options ro;
   ro.self = im.opt.node_id;
   ro.initial = im.initial_config();
@@ -592,7 +605,7 @@ Result<int> Driver::start() {
   // Rebuild the state machine from the snapshot and the decided log (no messages, no persist).
   im.flush();
   if (!im.fatal.empty()) return make_error(Errc::kIoError, im.fatal);
-  spdlog::info("cluster: node {} of '{}' recovered {} slots from {} ({} bytes)", im.opt.node_id, im.opt.cluster_id,
+  klog().info("cluster: node {} of '{}' recovered {} slots from {} ({} bytes)", im.opt.node_id, im.opt.cluster_id,
                im.replica->next_slot(), im.log.path(), im.log.bytes());
 
   uint64_t nonce = system_seed() & 0xffffffffu;

@@ -29,6 +29,12 @@
 #include "base/random.h"
 #include "security/identity.h"
 #include "security/tls.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kPeers); }
+}  // namespace
 
 namespace keel::cluster {
 
@@ -232,7 +238,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         if (hec) {
           if (*state != 1) ++opt.tls->refused_handshake;
           std::string why = fmt::format("TLS handshake with peer {}:{} failed: {}", p->addr.host, p->addr.port, tls_reason(hec));
-          if (*state != 1 && why != p->st.last_error) spdlog::warn("cluster: {}", why);
+          if (*state != 1 && why != p->st.last_error) klog().warn("cluster: {}", why);
           fail(std::move(why));
           continue;
         }
@@ -242,7 +248,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
           ++opt.tls->refused_identity;
           std::string why = fmt::format("refused peer {}:{}, dialled as node {}: {}", p->addr.host, p->addr.port,
                                         p->addr.id, id.error().message);
-          if (why != p->st.last_error) spdlog::warn("cluster: {}", why);
+          if (why != p->st.last_error) klog().warn("cluster: {}", why);
           fail(std::move(why));
           continue;
         }
@@ -261,7 +267,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       }
       if (reply->type == MsgType::kReject) {
         fail("peer refused the handshake: " + reply->payload.substr(0, kMaxRejectReasonBytes));
-        spdlog::warn("cluster: peer {} refused our handshake: {}", p->addr.to_string(), p->st.last_error);
+        klog().warn("cluster: peer {} refused our handshake: {}", p->addr.to_string(), p->st.last_error);
         continue;
       }
       auto h = reply->type == MsgType::kHello ? decode_hello(reply->payload)
@@ -270,7 +276,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         fail(!h ? h.error().message
                 : fmt::format("peer at {}:{} is node {} of cluster '{}', expected node {} of '{}'", p->addr.host,
                               p->addr.port, h->node_id, h->cluster_id, p->addr.id, opt.cluster_id));
-        spdlog::warn("cluster: {}", p->st.last_error);
+        klog().warn("cluster: {}", p->st.last_error);
         continue;
       }
       if (*state == 1) {  // the deadline closed the socket just as the Hello arrived
@@ -286,14 +292,14 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       p->sock = std::move(sock);
       p->st.last_error.clear();
       set_connected(*p, true);
-      spdlog::info("cluster: connected to peer {}", p->addr.to_string());
+      klog().info("cluster: connected to peer {}", p->addr.to_string());
       // Watch for the peer closing: it never sends on this link after the handshake.
       asio::co_spawn(io, watch_close(p), asio::detached);
       co_await write_loop(*p);
       if (p->sock) p->sock->close();
       p->sock.reset();
       set_connected(*p, false);
-      if (!stopping) spdlog::info("cluster: lost peer {}: {}", p->addr.to_string(), p->st.last_error);
+      if (!stopping) klog().info("cluster: lost peer {}: {}", p->addr.to_string(), p->st.last_error);
       // A link that did not outlive one maximal backoff keeps the backoff growing: a peer that
       // accepts and drops us at once (or a flapping failure detector) is redialled at most
       // about once per backoff_max_ms, not in a loop.
@@ -383,7 +389,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
       std::string why = co_await accept_tls(sp);
       if (!why.empty()) {
         ++opt.tls->refused_handshake;
-        spdlog::warn("cluster: refused a peer connection from {}: {} (tls.peer = yes: peers need a certificate "
+        klog().warn("cluster: refused a peer connection from {}: {} (tls.peer = yes: peers need a certificate "
                      "from tls.ca_cert_file naming their node)",
                      remote, why);
         sock.close();
@@ -421,7 +427,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
             "cluster must list the same cluster.peers (a node joining later starts with cluster.join = yes)",
             h->node_id, fmt::join(h->initial_members, ","), opt.node_id, fmt::join(opt.initial_members, ","));
       if (!reject.empty()) {
-        spdlog::warn("cluster: refused a peer connection from {}: {}", remote, reject);
+        klog().warn("cluster: refused a peer connection from {}: {}", remote, reject);
         std::string f = encode_frame(MsgType::kReject, reject.substr(0, kMaxRejectReasonBytes), opt.limits);
         co_await sock.write(asio::buffer(f));
       } else {
@@ -444,7 +450,7 @@ struct PeerTransport::Impl : std::enable_shared_from_this<Impl> {
         for (;;) {
           auto f = dec.next();
           if (!f) {
-            spdlog::warn("cluster: closing the link from node {}: {}", from, f.error().message);
+            klog().warn("cluster: closing the link from node {}: {}", from, f.error().message);
             ok = false;
             break;
           }
@@ -534,7 +540,7 @@ bool PeerTransport::send(uint32_t to, MsgType type, std::string_view payload) {
   if (payload.size() > im.opt.limits.max_payload_bytes) {
     // Never silent: a frame this large would be refused by every receiver.
     if (p.st.frames_oversized++ == 0)
-      spdlog::error("cluster: a {} frame of {} bytes to peer {} exceeds the frame limit of {} bytes; not sent "
+      klog().error("cluster: a {} frame of {} bytes to peer {} exceeds the frame limit of {} bytes; not sent "
                     "(logged once per peer, counted in frames_oversized)",
                     msg_type_name(type), payload.size(), to, im.opt.limits.max_payload_bytes);
     return false;

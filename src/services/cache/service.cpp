@@ -17,6 +17,12 @@
 #include "runtime/cluster/meta_service.h"
 #include "runtime/shards.h"
 #include "services/cache/keyspace.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kCache); }
+}  // namespace
 
 namespace keel::cache {
 
@@ -117,12 +123,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto& eng = *shards.shard(shards.owner(p)).engine;
     auto r = purge_partition(eng, p, name, keep, now);
     if (!r) {
-      spdlog::warn("cache '{}': purging partition {} failed: {}", name, p, r.error().message);
+      klog().warn("cache '{}': purging partition {} failed: {}", name, p, r.error().message);
       return 0;
     }
     if (*r) {
       if (auto st = eng.commit(); !st)
-        spdlog::warn("cache '{}': commit after purge failed: {}", name, st.error().message);
+        klog().warn("cache '{}': commit after purge failed: {}", name, st.error().message);
     }
     return *r;
   }
@@ -158,10 +164,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         auto r =
             purge_stale(eng, p, *self->per_shard[sid].catalog, SystemClock::instance().now_ms());
         if (!r)
-          spdlog::warn("caches: collecting stale entries in partition {} failed: {}", p,
+          klog().warn("caches: collecting stale entries in partition {} failed: {}", p,
                        r.error().message);
         else if (*r && !eng.commit())
-          spdlog::warn("caches: commit after collecting stale entries failed");
+          klog().warn("caches: commit after collecting stale entries failed");
       });
     }
   }
@@ -189,7 +195,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   void observe_put(const cluster::KeyValue& kv) {
     auto d = from_json_text(kv.key, kv.value);
     if (!d) {
-      spdlog::warn("cache '{}': the definition in metadata is not valid ({}); ignored", kv.key,
+      klog().warn("cache '{}': the definition in metadata is not valid ({}); ignored", kv.key,
                    d.error().message);
       return;
     }
@@ -211,7 +217,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     meta->list(kMetaDomain, "", kMaxCaches, false, [self](Result<cluster::ListResult> r) {
       if (self->stopping) return;
       if (!r) {
-        spdlog::debug("caches: listing definitions failed ({}); retrying", r.error().message);
+        klog().debug("caches: listing definitions failed ({}); retrying", r.error().message);
         self->retry_later();
         return;
       }
@@ -240,7 +246,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         kMetaDomain, "", from, kWatchTimeoutMs, [self, from](Result<cluster::WatchResult> r) {
           if (self->stopping) return;
           if (!r) {  // compacted history, no quorum, shutting down: list again after a pause
-            spdlog::debug("caches: watching definitions failed ({}); listing again",
+            klog().debug("caches: watching definitions failed ({}); listing again",
                           r.error().message);
             self->retry_later();
             return;

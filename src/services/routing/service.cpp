@@ -16,6 +16,12 @@
 #include "runtime/cluster/meta_await.h"
 #include "runtime/cluster/meta_service.h"
 #include "runtime/shards.h"
+#include "observe/log.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kRouting); }
+}  // namespace
 
 namespace keel::routing {
 
@@ -56,7 +62,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     for (auto& [k, h] : held) regs.push_back(h.reg);
     auto t = gateway::RouteTable::build(std::move(regs), opt.static_routes, now, opt.routes);
     if (!t) {
-      spdlog::warn("routes: the route table cannot be built ({}); keeping the previous one", t.error().message);
+      klog().warn("routes: the route table cannot be built ({}); keeping the previous one", t.error().message);
       return;
     }
     current = std::make_shared<const Snapshot>(Snapshot{std::move(*t), revision});
@@ -65,7 +71,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   void observe_put(const cluster::KeyValue& kv) {
     auto r = gateway::decode_registration(kv.key, kv.value, opt.routes);
     if (!r) {
-      spdlog::warn("routes: registration '{}' in metadata is not valid ({}); ignored", kv.key, r.error().message);
+      klog().warn("routes: registration '{}' in metadata is not valid ({}); ignored", kv.key, r.error().message);
       held.erase(kv.key);
       return;
     }
@@ -104,11 +110,11 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     auto self = shared_from_this();
     for (auto& [key, version] : expired) {
-      spdlog::info("routes: the lease of instance '{}' ended; removing it", key);
+      klog().info("routes: the lease of instance '{}' ended; removing it", key);
       meta->del(std::string(gateway::kMetaDomain), key, version, [self, key](Result<cluster::WriteResult> r) {
         // kConflict: renewed meanwhile; kNotFound: another node removed it first.
         if (!r && r.error().code != Errc::kConflict && r.error().code != Errc::kNotFound)
-          spdlog::debug("routes: removing expired '{}' failed: {}", key, r.error().message);
+          klog().debug("routes: removing expired '{}' failed: {}", key, r.error().message);
         std::lock_guard lock(self->mu);
         self->reaping.erase(key);
       });
@@ -158,7 +164,7 @@ void Service::start() {
     if (auto self = weak.lock()) self->on_update(u);
   });
   if (!sub) {
-    spdlog::error("routes: cannot follow the route table: {}", sub.error().message);
+    klog().error("routes: cannot follow the route table: {}", sub.error().message);
     return;
   }
   im.sub = std::move(*sub);

@@ -29,6 +29,13 @@
 #include "base/codec.h"
 #include "base/random.h"
 #include "storage/disk_guard.h"
+#include "observe/log.h"
+#include "observe/signal_hub.h"
+
+namespace {
+// This file's log lines (observe/log.h).
+spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kStorage); }
+}  // namespace
 
 namespace keel::storage {
 namespace {
@@ -266,8 +273,8 @@ class RocksLogger final : public rocksdb::Logger {
     va_end(copy);
     if (n < 0) return;
     std::string_view text(buf, std::min<size_t>(static_cast<size_t>(n), sizeof buf - 1));
-    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) spdlog::warn("rocksdb: {}", text);
-    else spdlog::debug("rocksdb: {}", text);
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) klog().warn("rocksdb: {}", text);
+    else klog().debug("rocksdb: {}", text);
   }
 };
 
@@ -380,12 +387,14 @@ struct Shared {
     writable.store(guard.writable(), std::memory_order_release);
     if (auto t = guard.take_transition()) {
       if (t->to == DiskGuard::State::kWritable)
-        spdlog::warn("storage: disk_write_status=ok data_dir={} previous={} writes are accepted again",
-                     config.data_dir, DiskGuard::name(t->from));
+        observe::signal(observe::Signal::kWritesAccepted,
+                        fmt::format("storage: disk_write_status=ok data_dir={} previous={} writes are accepted again",
+                                    config.data_dir, DiskGuard::name(t->from)));
       else
-        spdlog::error("storage: disk_write_status={} data_dir={} free_bytes={} reason=\"{}\" writes are "
-                      "refused (MISCONF) until the disk takes writes again; reads are served",
-                      DiskGuard::name(t->to), config.data_dir, guard.last_free(), t->reason);
+        observe::signal(observe::Signal::kWritesRefused,
+                        fmt::format("storage: disk_write_status={} data_dir={} free_bytes={} reason=\"{}\" writes are "
+                                    "refused (MISCONF) until the disk takes writes again; reads are served",
+                                    DiskGuard::name(t->to), config.data_dir, guard.last_free(), t->reason));
     }
   }
 
@@ -409,7 +418,7 @@ struct Shared {
     if (auto why = try_recover_locked(); !why.empty()) {
       guard.recovery_done(false, why, now_ms);
       if (why != last_recovery_error)  // once per distinct reason, not every second
-        spdlog::warn("storage: recovery of data_dir={} failed, retrying while there is space: {}",
+        klog().warn("storage: recovery of data_dir={} failed, retrying while there is space: {}",
                      config.data_dir, why);
       last_recovery_error = why;
     } else {

@@ -140,6 +140,26 @@ TEST(OtlpJson, TheSpecificationsShapes) {
   EXPECT_NO_THROW(json::parse(encode_export_request(r, {c})));
 }
 
+// Span events (OTLP Span.Event): time as a decimal string, name, attributes; none: no key.
+TEST(OtlpJson, SpanEvents) {
+  SpanData sp;
+  sp.trace_id = trace_id_from(1, 2);
+  sp.span_id = span_id_from(3);
+  sp.name = "dht.primary_changed";
+  sp.kind = kSpanKindInternal;
+  sp.start_unix_ns = sp.end_unix_ns = 1700000000000000000;
+  auto plain = json::parse(encode_export_request({}, {sp}))["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+  EXPECT_FALSE(plain.contains("events"));
+  EXPECT_EQ(plain.at("kind"), 1);
+  sp.events.push_back({1700000000000000001, "dht.primary_changed", {{"message", std::string("2 \"partitions\"")}}});
+  sp.events.push_back({1700000000000000002, "second", {}});
+  auto j = json::parse(encode_export_request({}, {sp}))["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+  ASSERT_EQ(j.at("events").size(), 2u);
+  EXPECT_EQ(j["events"][0], json::parse(R"({"timeUnixNano":"1700000000000000001","name":"dht.primary_changed",
+    "attributes":[{"key":"message","value":{"stringValue":"2 \"partitions\""}}]})"));
+  EXPECT_EQ(j["events"][1], json::parse(R"({"timeUnixNano":"1700000000000000002","name":"second","attributes":[]})"));
+}
+
 // The hand-written encoder against nlohmann::json as the model: any bytes give parsable JSON,
 // and a valid UTF-8 string comes back unchanged.
 TEST(OtlpJson, StringsRoundTripAgainstAJsonLibrary) {

@@ -1,0 +1,141 @@
+"""Traces across nodes: a 3-node cluster exporting to a fake OTLP/HTTP collector (test_tracing's).
+A command sent to node A for a key whose partition's primary is node B is forwarded there with
+its trace context on the peer protocol, so B's span is a child of A's (same trace id, B's parent
+span id = A's span id), and the JSON log lines both nodes write for that request carry the trace
+id and the id of the span they were logged in. Over HTTP, the request's span is the parent of the
+command it runs, and the chain goes on to B the same way.
+"""
+import json
+import unittest
+import urllib.request
+
+from harness import Raw, http
+from test_dht import DhtCluster, slots_of
+from test_tracing import Collector, attrs
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+HTTP_TRACE = "0af7651916cd43dd8448eb211c80319c"
+HTTP_PARENT = "b7ad6b7169203331"
+
+
+def json_lines(node):
+    out = []
+    for line in node.output().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def instance(col, span_id):
+    """service.instance.id of the resource that exported span `span_id`."""
+    with col.cond:
+        for _, _, body, _, _ in col.requests:
+            for rs in body["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    if any(s["spanId"] == span_id for s in ss["spans"]):
+                        res = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+                        return res["service.instance.id"]["stringValue"]
+    raise AssertionError("no resource exported span %s" % span_id)
+
+
+class ForwardedTraceTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.col = Collector()
+        # Ratio 0: only requests with a sampled parent (and errors) leave spans, so every span
+        # this test looks for was kept because the context reached the node that recorded it.
+        cls.c = DhtCluster(replicas=1, quorum=1, extra=(
+            "--set", "trace.endpoint=" + cls.col.url(),
+            "--set", "trace.sample_ratio=0",
+            "--set", "trace.batch_delay_ms=50",
+            "--set", "trace.slow_ms=0",
+            "--set", "log.format=json",
+            "--set", "log.level=debug")).start()
+        a = cls.c.client(0)
+        maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
+        b_port = cls.c.nodes[1].port
+
+        def on_b(key):
+            s = a.execute_command("CLUSTER", "KEYSLOT", key)
+            return next(p for (lo, hi), (p, _) in maps.items() if lo <= s <= hi) == b_port
+        keys = (k for k in ("tr%d" % i for i in range(10000)) if on_b(k))
+        cls.key, cls.http_key = next(keys), next(keys)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.cleanup()
+        cls.col.close()
+
+    def test_resp_command_forwarded_to_the_primary_continues_the_trace(self):
+        a = Raw(self.c.nodes[0].port)
+        try:
+            self.assertEqual(a.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (TRACE, PARENT)), b"+OK\r\n")
+            self.assertEqual(a.cmd("SET", self.key, "v"), b"+OK\r\n")
+        finally:
+            a.close()
+        on_a = self.col.wait_span(lambda s: s["traceId"] == TRACE and s["name"] == "SET" and
+                                  s.get("parentSpanId") == PARENT, "node A's SET span")
+        on_b = self.col.wait_span(lambda s: s["traceId"] == TRACE and s["name"] == "SET" and
+                                  s.get("parentSpanId") == on_a["spanId"], "node B's SET span, child of A's")
+        self.assertEqual(attrs(on_a)["keel.forwarded_to"], 2)
+        self.assertNotIn("keel.forwarded", attrs(on_a))
+        self.assertEqual(attrs(on_b)["keel.forwarded"], True)
+        self.assertEqual(attrs(on_b)["keel.forwarded_from"], 1)
+        self.assertNotEqual(on_a["spanId"], on_b["spanId"])
+        # Exported by two different nodes.
+        self.assertNotEqual(instance(self.col, on_a["spanId"]), instance(self.col, on_b["spanId"]))
+
+        # The log lines of this request, on both nodes, carry the trace and their span.
+        la = [l for l in json_lines(self.c.nodes[0]) if l["msg"] == "forwarding SET to node 2, the primary of its partition"
+              and l.get("trace_id") == TRACE]
+        self.assertEqual(len(la), 1, json_lines(self.c.nodes[0])[-20:])
+        self.assertEqual(la[0]["span_id"], on_a["spanId"])
+        lb = [l for l in json_lines(self.c.nodes[1]) if l["msg"] == "running SET forwarded by node 1"
+              and l.get("trace_id") == TRACE]
+        self.assertEqual(len(lb), 1, json_lines(self.c.nodes[1])[-20:])
+        self.assertEqual(lb[0]["span_id"], on_b["spanId"])
+
+    def test_http_request_is_the_parent_of_its_command_on_both_nodes(self):
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/kv/%s" % (self.c.nodes[0].http_port, self.http_key),
+                                     data=b"hello", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-01" % (HTTP_TRACE, HTTP_PARENT)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertIn(r.status, (200, 201, 204))
+            tr = r.headers["traceresponse"]
+        h = self.col.wait_span(lambda s: s["traceId"] == HTTP_TRACE and s["name"] == "PUT /v1/kv/{key}", "the HTTP span")
+        self.assertEqual(h["parentSpanId"], HTTP_PARENT)
+        self.assertEqual(tr, "00-%s-%s-01" % (HTTP_TRACE, h["spanId"]))
+        cmd_a = self.col.wait_span(lambda s: s["traceId"] == HTTP_TRACE and s.get("parentSpanId") == h["spanId"]
+                                   and attrs(s).get("keel.forwarded_to") == 2, "node A's command span under the HTTP span")
+        cmd_b = self.col.wait_span(lambda s: s["traceId"] == HTTP_TRACE and s.get("parentSpanId") == cmd_a["spanId"],
+                                   "node B's command span under A's")
+        self.assertEqual(cmd_a["name"], cmd_b["name"])
+        self.assertEqual(attrs(cmd_b)["keel.forwarded_from"], 1)
+        # The HTTP request's log lines carry its trace id on both nodes.
+        la = [l for l in json_lines(self.c.nodes[0]) if l.get("trace_id") == HTTP_TRACE]
+        self.assertTrue(any(l["span_id"] == cmd_a["spanId"] and l["msg"].startswith("forwarding ") for l in la), la)
+        lb = [l for l in json_lines(self.c.nodes[1]) if l.get("trace_id") == HTTP_TRACE]
+        self.assertTrue(any(l["span_id"] == cmd_b["spanId"] and l["msg"].startswith("running ") for l in lb), lb)
+        st, body = http("GET", self.c.nodes[1].http_port, "/v1/kv/%s" % self.http_key)
+        self.assertEqual(st, 200)
+        self.assertEqual(body["value"], "hello")
+
+    def test_unsampled_forward_carries_no_trace_to_the_logs(self):
+        # No parent at ratio 0: the forward carries no context, and the debug lines of that
+        # request have no trace fields.
+        a = Raw(self.c.nodes[0].port)
+        try:
+            self.assertEqual(a.cmd("SET", self.key, "untraced"), b"+OK\r\n")
+        finally:
+            a.close()
+        # The forwarded command ran on B (its value is there): its debug line was written.
+        self.assertEqual(self.c.client(1).get(self.key), b"untraced")
+        lb = [l for l in json_lines(self.c.nodes[1]) if l["msg"] == "running SET forwarded by node 1"]
+        self.assertTrue(any("trace_id" not in l for l in lb), lb)
+
+
+if __name__ == "__main__":
+    unittest.main()
