@@ -644,6 +644,7 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms
       snap_next_seq_ = 0;
       snap_next_key_ = b.resume_key;
       snap_source_ = b.source;
+      snap_resumed_ = true;
       return;
     }
     // Not what this copy holds (a stale resume): drop it all; the mismatch brings a whole one.
@@ -674,6 +675,7 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms
   log_first_ = 1;
   snap_next_key_.clear();
   snap_source_ = b.source;
+  snap_resumed_ = false;
   out_.reset_partition = true;
   out_.apply.clear();
   out_.apply_snapshot.clear();
@@ -730,7 +732,8 @@ void Copy::abort_snapshot(int64_t now_ms) {
 }
 
 void Copy::interrupt_snapshot(int64_t now_ms) {
-  if (snap_next_seq_ == 0) return abort_snapshot(now_ms);  // nothing received worth keeping
+  // Nothing received worth keeping (a resumed transfer keeps what it had before).
+  if (snap_next_seq_ == 0 && !snap_resumed_) return abort_snapshot(now_ms);
   // Every key before snap_next_key_ is in the engine (or in the output being applied): keep
   // them, and ask the primary to go on from there.
   snap_in_progress_ = false;

@@ -478,6 +478,7 @@ class Copy {
   uint32_t snap_next_seq_ = 0;
   uint64_t snap_done_lsn_ = 0;
   std::string snap_next_key_;  // where the transfer in progress goes on
+  bool snap_resumed_ = false;  // it continues a transfer whose first part the engine holds
   // An interrupted transfer whose keys the engine keeps (before partial_key_, of the transfer
   // begun at partial_lsn_): the copy holds no LSN, and its acks ask to resume.
   bool partial_ = false;

@@ -656,6 +656,29 @@ TEST(ReplicationCopy, SnapshotWithALostChunkIsResumedAfterWhatArrived) {
   EXPECT_EQ(again.snapshot_lsn, sb.snapshot_lsn);
   EXPECT_NE(*p.snapshot_id(2), first_id);
   r.deliver(n, 2, again);
+  // The resumed stream loses its own first chunk: what came before the resume is still kept.
+  // The replica's ask names the point this stream began at, as a late duplicate of its first
+  // ask would: the primary finishes the stream, and the replica, which ignored the rest of
+  // it, asks again once the log follows.
+  (void)p.snapshot_chunk(2, {"b"}, false, n.now, "k2");  // lost
+  r.deliver(n, 2, p.snapshot_chunk(2, {"c"}, false, n.now, "k3"));
+  EXPECT_EQ(r.resets, 1);
+  EXPECT_EQ(r.applied, std::vector<std::string>{"a"});
+  n.deliver_all();
+  r.deliver(n, 2, p.snapshot_chunk(2, {"d"}, true, n.now));
+  EXPECT_EQ(r.applied, std::vector<std::string>{"a"});  // not part of a transfer it takes
+  n.deliver_all();
+  n.now += 1000;
+  n.tick_all();
+  for (int i = 0; i < 5 && !p.snapshot_wanted(2); ++i) {
+    n.deliver_all();
+    n.now += 300;
+    n.tick_all();
+  }
+  ASSERT_TRUE(p.snapshot_wanted(2));
+  SnapshotBegin third = p.begin_snapshot(2, n.now);
+  EXPECT_TRUE(third.resume);
+  r.deliver(n, 2, third);
   r.deliver(n, 2, p.snapshot_chunk(2, {"b"}, false, n.now, "k2"));
   r.deliver(n, 2, p.snapshot_chunk(2, {"c"}, true, n.now));
   EXPECT_EQ(r.resets, 1);
