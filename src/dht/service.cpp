@@ -157,7 +157,6 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<uint64_t> replica_reads{0};
   std::atomic<uint64_t> recovered_copies{0};  // copies started from a persistent engine's log mark
   std::atomic<uint64_t> stale_dropped{0};     // partitions kept on disk that the map no longer gives here
-  std::atomic<uint64_t> resumable_copies{0};  // copies started from part of a snapshot kept on disk
   std::atomic<uint64_t> snapshots_resumed{0};  // transfers this node continued instead of restarting
 
   // The data plane (transport, failover manager) runs on shard 0's loop: a message for a
@@ -241,10 +240,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     auto mark = eng.log_mark(p);
     if (!mark) return false;
     if (mark->partial) {
-      c.recover_partial(mark->lsn, mark->epoch, mark->source, mark->next_key);
-      ++resumable_copies;
-      klog().info("dht: partition {} holds part of a snapshot begun at lsn {} ({} key bytes in): asking to resume it",
-                   p, mark->lsn, mark->next_key.size());
+      resume_partial(c, *mark, p);
       return true;
     }
     if (mark->lsn == 0) return false;
@@ -259,6 +255,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // after), while a short lease still gets its heartbeats on time.
   int64_t tick_ms() const {
     return std::clamp<int64_t>(std::clamp<int64_t>(opt.lease_ms / 4, 10, 250) / 5, 10, 50);
+  }
+
+  // The engine holds part of a snapshot transfer (a partial log mark): the copy asks to resume it.
+  void resume_partial(replication::Copy& c, const storage::Engine::LogMark& mark, uint32_t p) {
+    c.recover_partial(mark.lsn, mark.epoch, mark.source, mark.next_key);
+    klog().info("dht: partition {} holds part of a snapshot begun at lsn {}: asking to resume it", p, mark.lsn);
   }
 
   replication::Options copy_options() {
@@ -490,10 +492,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     // primary can; anything else an earlier transfer left is dropped: the snapshot refills it.
     auto mark = eng->log_mark(p);
     if (mark && mark->partial) {
-      copy->recover_partial(mark->lsn, mark->epoch, mark->source, mark->next_key);
-      ++resumable_copies;
-      klog().info("dht: learning partition {}: it holds part of a snapshot begun at lsn {}: asking to resume it", p,
-                   mark->lsn);
+      resume_partial(*copy, *mark, p);
     } else if (auto r = eng->drop_partition(p); !r) {
       klog().error("dht: dropping partition {}: {}", p, r.error().message);
     }
@@ -1850,7 +1849,6 @@ ServiceStatus Service::status() {
   s.recovered_copies = im.recovered_copies.load();
   s.stale_dropped = im.stale_dropped.load();
   s.snapshots_resumed = im.snapshots_resumed.load();
-  s.resumable_copies = im.resumable_copies.load();
   {
     std::lock_guard lk(im.mu);
     s.transfers = im.transfer_view;

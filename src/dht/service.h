@@ -97,9 +97,8 @@ struct ServiceStatus {
   // Copies this node started from the data and log mark its persistent engine kept through a
   // restart (they catch up from the primary's log when it reaches back that far).
   uint64_t recovered_copies = 0;
-  uint64_t stale_dropped = 0;
+  uint64_t stale_dropped = 0;      // partitions kept through a restart that the map no longer gives here
   uint64_t snapshots_resumed = 0;  // snapshot transfers this node continued where they stopped
-  uint64_t resumable_copies = 0;   // copies started from part of a transfer kept through a restart  // partitions kept through a restart that the map no longer gives here
   struct Transfer {
     uint32_t partition = 0, from = 0, to = 0;
     bool caught_up = false;

@@ -665,7 +665,14 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms
   snap_lsn_ = b.snapshot_lsn;
   snap_epoch_ = b.snapshot_epoch;
   snap_next_seq_ = 0;
+  snap_next_key_.clear();
+  snap_source_ = b.source;
+  snap_resumed_ = false;
   // Drop everything: until the snapshot completes this copy holds nothing it can vouch for.
+  hold_nothing();
+}
+
+void Copy::hold_nothing() {
   ++log_generation_;
   log_.clear();
   cum_bytes_.clear();
@@ -673,9 +680,6 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms
   last_epoch_ = 0;
   base_lsn_ = base_epoch_ = 0;
   log_first_ = 1;
-  snap_next_key_.clear();
-  snap_source_ = b.source;
-  snap_resumed_ = false;
   out_.reset_partition = true;
   out_.apply.clear();
   out_.apply_snapshot.clear();
@@ -748,21 +752,10 @@ void Copy::interrupt_snapshot(int64_t now_ms) {
 
 void Copy::snapshot_failed(int64_t now_ms) {
   if (role_ != Role::kReplica) return;
-  ++log_generation_;
   snap_in_progress_ = false;
   partial_ = false;
-  log_.clear();
-  cum_bytes_.clear();
-  last_ = durable_ = commit_ = 0;
-  last_epoch_ = 0;
-  base_lsn_ = base_epoch_ = 0;
-  log_first_ = 1;
   snap_done_lsn_ = 0;
-  out_.reset_partition = true;
-  out_.apply.clear();
-  out_.apply_snapshot.clear();
-  out_.snapshot_progress.reset();
-  out_.snapshot_done_lsn = 0;
+  hold_nothing();
   send_ack(true, now_ms);
 }
 

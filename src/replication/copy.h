@@ -440,6 +440,8 @@ class Copy {
   void on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms);
   void interrupt_snapshot(int64_t now_ms);
   void drop_partial();
+  // Forgets the log and every LSN, and drops the partition's data (reset_partition).
+  void hold_nothing();
   bool resumable_from(const AppendAck& a) const;
   void on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms);
   void on_fence(NodeId from, const Fence& f, int64_t now_ms);
