@@ -258,3 +258,21 @@ def reply_mismatches(r, k, cases):
         if a != b:
             out.append("%s\n    redis: %r\n    keel:  %r" % (" ".join(args), a, b))
     return out
+
+
+def keel_cli(*args, check=True):
+    """Runs `keel ARGS...` (e.g. `cert init`); with check, a failure raises with its output."""
+    r = subprocess.run([KEEL_BIN] + list(args), capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError("keel %s failed (%d): %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
+    return r
+
+
+def wait_for(what, pred, limit=30):
+    """Polls pred() until it is true; else fails naming `what`."""
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)

@@ -16,27 +16,11 @@ import urllib.request
 
 import redis
 
-from harness import KEEL_BIN, Keel, free_port
-
-
-def keel(*args):
-    r = subprocess.run([KEEL_BIN] + list(args), capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise AssertionError("keel %s failed (%d): %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
-    return r
+from harness import KEEL_BIN, Keel, free_port, keel_cli as keel, wait_for
 
 
 def curl(*args):
     return subprocess.run(["curl", "-sS", "--max-time", "20"] + list(args), capture_output=True, text=True, timeout=60)
-
-
-def wait_for(what, pred, limit=30):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 class HttpsTest(unittest.TestCase):

@@ -14,14 +14,7 @@ import urllib.request
 
 import redis
 
-from harness import KEEL_BIN, Keel, free_port
-
-
-def keel(*args, check=True):
-    r = subprocess.run([KEEL_BIN] + list(args), capture_output=True, text=True, timeout=60)
-    if check and r.returncode != 0:
-        raise AssertionError("keel %s failed (%d): %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
-    return r
+from harness import Keel, free_port, keel_cli as keel
 
 
 def redis_cli(*args):

@@ -15,14 +15,7 @@ import urllib.request
 
 import redis
 
-from harness import KEEL_BIN, Keel, free_port, http, wait_cluster_ok
-
-
-def keel(*args):
-    r = subprocess.run([KEEL_BIN] + list(args), capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise AssertionError("keel %s failed (%d): %s%s" % (" ".join(args), r.returncode, r.stdout, r.stderr))
-    return r
+from harness import KEEL_BIN, Keel, free_port, http, wait_cluster_ok, keel_cli as keel, wait_for
 
 
 def metrics(node):
@@ -44,15 +37,6 @@ def put_meta(port, key, value, limit=30):
         if st not in (503, 504) or time.time() > deadline:
             return st, body
         time.sleep(0.05)
-
-
-def wait_for(what, pred, limit=30):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 class PeerTlsTest(unittest.TestCase):
