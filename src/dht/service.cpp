@@ -661,6 +661,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (out.snapshot_progress && !snapshot_refused && !out.snapshot_done_lsn) {
         mark = {out.snapshot_progress->lsn, out.snapshot_progress->epoch, true, out.snapshot_progress->source,
                 std::move(out.snapshot_progress->next_key)};
+      } else if (auto settling = copy.settling_mark(); settling && !snapshot_refused) {
+        // Every key is in, but the log has not yet reached the writes they may hold: after a
+        // restart the transfer resumes from its last chunk (and replays the log from its LSN).
+        mark = {settling->lsn, settling->epoch, true, settling->source, std::move(settling->next_key)};
       }
       eng->set_log_mark(p, std::move(mark));
       if (auto r = eng->commit(); !r) {

@@ -9,7 +9,7 @@
 namespace keel::replication {
 namespace {
 
-constexpr uint8_t kVersion = 2;  // 2: resumable snapshot transfers
+constexpr uint8_t kVersion = 3;  // 2: resumable snapshot transfers; 3: settle_lsn
 enum Type : uint8_t {
   kAppend = 1,
   kAppendAck = 2,
@@ -103,6 +103,7 @@ void encode_to(std::string& out, const Message& m) {
           w.varint(msg.effects.size());
           for (const auto& e : msg.effects) w.bytes(e);
           w.bytes(msg.next_key);
+          w.varint(msg.settle_lsn);
         } else if constexpr (std::is_same_v<T, Fence>) {
           w.u8(kFence);
           w.varint(msg.new_epoch);
@@ -234,6 +235,11 @@ Result<Message> decode_fields(std::string_view bytes) {
       KEEL_REPL_TRY(nk, rd.bytes(kMaxEffectBytes));
       if (c.last && !nk.empty()) return bad("the last snapshot chunk names a next key (only earlier chunks do)");
       c.next_key = std::string(nk);
+      KEEL_REPL_TRY(settle, rd.varint());
+      if (!c.last && settle != 0) return bad("a snapshot chunk before the last names a settle lsn (only the last does)");
+      if (c.last && settle != 0 && settle < lsn)
+        return bad(fmt::format("the last snapshot chunk settles at lsn {}, before its snapshot lsn {} (allowed: 0 or at least it)", settle, lsn));
+      c.settle_lsn = settle;
       result = std::move(c);
       break;
     }

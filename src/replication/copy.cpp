@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace keel::replication {
 
@@ -61,6 +62,7 @@ void Copy::see(int64_t now_ms) {
 
 void Copy::recover(uint64_t lsn, uint64_t epoch) {
   ++log_generation_;
+  settling_ = false;
   last_ = durable_ = lsn;
   last_epoch_ = epoch;
   base_lsn_ = lsn;
@@ -186,6 +188,8 @@ Status Copy::configure(const Config& c, int64_t now_ms) {
   }
   snap_in_progress_ = false;
   snap_done_lsn_ = 0;
+  // Settling: the data may hold writes the new primary never had; nothing would correct them.
+  if (settling_) hold_nothing();
   pending_fences_.erase(std::remove_if(pending_fences_.begin(), pending_fences_.end(),
                                        [&](const auto& f) { return f.second <= c.epoch; }),
                         pending_fences_.end());
@@ -491,11 +495,13 @@ void Copy::receive(NodeId from, const Message& m, int64_t now_ms) {
 void Copy::send_ack(bool mismatch, int64_t now_ms) {
   AppendAck a;
   a.epoch = cfg_.epoch;
-  a.durable_lsn = std::min(durable_, last_);
+  // Settling: what it received moves the primary's window on, but it vouches for nothing: no
+  // durable LSN (counted for commits) and no lease (grantors must be in sync, see answer_fences).
+  a.durable_lsn = settling_ ? 0 : std::min(durable_, last_);
   a.last_lsn = last_;
   a.last_epoch = last_epoch_;
   a.mismatch = mismatch;
-  a.echo_sent_ms = last_append_sent_ms_;
+  a.echo_sent_ms = settling_ ? 0 : last_append_sent_ms_;
   if (mismatch && partial_) {
     a.resumable = true;
     a.resume_lsn = partial_lsn_;
@@ -556,7 +562,8 @@ void Copy::on_append(NodeId from, const Append& a, int64_t now_ms) {
     push_entry(e);
   }
   commit_ = std::max(commit_, std::min(a.commit_lsn, last_));
-  if (last_ >= a.commit_lsn) fresh_as_of_ms_ = now_ms;
+  if (settling_ && last_ >= settle_lsn_) settling_ = false;  // the data is its log's again
+  if (last_ >= a.commit_lsn && !settling_) fresh_as_of_ms_ = now_ms;
   trim_log();
   send_ack(false, now_ms);
 }
@@ -674,6 +681,7 @@ void Copy::on_snapshot_begin(NodeId from, const SnapshotBegin& b, int64_t now_ms
 
 void Copy::hold_nothing() {
   ++log_generation_;
+  settling_ = false;
   log_.clear();
   cum_bytes_.clear();
   last_ = durable_ = commit_ = 0;
@@ -706,6 +714,7 @@ void Copy::on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms) {
   }
   ++snap_next_seq_;
   for (auto& e : c.effects) out_.apply_snapshot.push_back(std::move(e));
+  if (c.last) settle_key_ = snap_next_key_;  // where this chunk's scan began
   if (!c.last) {
     snap_next_key_ = std::move(c.next_key);
     out_.snapshot_progress = Output::SnapshotProgress{snap_lsn_, snap_epoch_, snap_source_, snap_next_key_};
@@ -721,6 +730,8 @@ void Copy::on_snapshot_chunk(NodeId from, SnapshotChunk c, int64_t now_ms) {
   durable_ = 0;
   out_.snapshot_done_lsn = snap_lsn_;
   snap_done_lsn_ = snap_lsn_;
+  settle_lsn_ = c.settle_lsn;
+  settling_ = settle_lsn_ > snap_lsn_;
   send_ack(false, now_ms);
 }
 
@@ -783,10 +794,9 @@ void Copy::answer_fences(int64_t now_ms) {
   for (const auto& [to, epoch] : pending_fences_) {
     FenceAck a;
     a.new_epoch = epoch;
-    a.last_lsn = last_;
-    a.last_epoch = last_epoch_;
+    std::tie(a.last_lsn, a.last_epoch) = held();
     a.epoch = cfg_.epoch;
-    a.in_sync = cfg_.epoch > 0 && last_epoch_ == cfg_.epoch && !snap_in_progress_;
+    a.in_sync = cfg_.epoch > 0 && last_epoch_ == cfg_.epoch && !snap_in_progress_ && !settling_;
     out_.send.emplace_back(to, a);
   }
   pending_fences_.clear();
@@ -863,6 +873,7 @@ SnapshotChunk Copy::snapshot_chunk(NodeId to, std::vector<std::string> effects, 
   c.snapshot_lsn = p->snap_lsn;
   c.seq = p->snap_seq++;
   if (last) {
+    c.settle_lsn = last_;  // the keys scanned hold no write past this one
     p->snapshotting = false;
     p->next = p->snap_lsn + 1;
     p->received = p->snap_lsn;  // assumed; a mismatch answer corrects it

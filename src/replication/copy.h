@@ -198,6 +198,10 @@ struct SnapshotChunk {
   std::vector<std::string> effects;
   bool last = false;
   std::string next_key;  // not last: the scan goes on from this key (where a resume starts)
+  // Last chunk: the primary's last LSN when it sent it. The keys were scanned while writes went
+  // on, so they may hold effects of entries up to here (some not committed); the replica
+  // vouches for no LSN until its log reaches this one (Copy: settling).
+  uint64_t settle_lsn = 0;
 };
 struct Fence {
   uint64_t new_epoch = 0;
@@ -375,8 +379,19 @@ class Copy {
   // holds part of one, which no LSN describes). The runtime keeps it with the data
   // (storage::Engine::set_log_mark) and hands it to recover() after a restart.
   std::pair<uint64_t, uint64_t> held() const {
-    if (snap_in_progress_) return {0, 0};
+    if (snap_in_progress_ || settling_) return {0, 0};
     return {last_, last_epoch_};
+  }
+  // Replica: all the keys of a transfer are in, but they may hold effects of entries past the
+  // copy's log (writes the primary made while it scanned, uncommitted ones among them): until
+  // the log reaches SnapshotChunk::settle_lsn the copy claims no LSN (held() is (0, 0)), is not
+  // in sync, grants no lease, acknowledges nothing as durable, and is dropped by a new epoch.
+  // Otherwise a failover to a primary that never had those writes would leave them here for
+  // good (no log entry would ever touch those keys again). The engine keeps this mark instead
+  // of an LSN: the transfer resumes from the last chunk's first key after a restart.
+  std::optional<Output::SnapshotProgress> settling_mark() const {
+    if (!settling_) return std::nullopt;
+    return Output::SnapshotProgress{snap_lsn_, snap_epoch_, snap_source_, settle_key_};
   }
   // Whether take_output() has anything to do (the runtime's timer skips copies without).
   bool has_output() const {
@@ -480,6 +495,9 @@ class Copy {
   uint32_t snap_next_seq_ = 0;
   uint64_t snap_done_lsn_ = 0;
   std::string snap_next_key_;  // where the transfer in progress goes on
+  bool settling_ = false;      // see settling_mark()
+  uint64_t settle_lsn_ = 0;
+  std::string settle_key_;     // the first key of the transfer's last chunk
   bool snap_resumed_ = false;  // it continues a transfer whose first part the engine holds
   // An interrupted transfer whose keys the engine keeps (before partial_key_, of the transfer
   // begun at partial_lsn_): the copy holds no LSN, and its acks ask to resume.

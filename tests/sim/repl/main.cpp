@@ -29,7 +29,7 @@ int usage(const std::string& why) {
   fmt::print(stderr,
              "keel_repl_sim: {}\nusage: keel_repl_sim --seeds N [--first S] [--scenario NAME] | "
              "--seed S [--scenario NAME] [--trace] | --determinism N\n"
-             "  [--break promote-any|no-lease|no-stop [--expect-failure]]\n"
+             "  [--break promote-any|no-lease|no-stop|no-settle [--expect-failure]]\n"
              "scenarios: random primary-partition primary-crash replica-churn failover-storm move\n",
              why);
   return 2;
@@ -78,10 +78,10 @@ int main(int argc, char** argv) {
       scenario = parse_scenario(argv[++i]);
       if (!scenario) return usage(fmt::format("unknown scenario '{}'", argv[i]));
     } else if (a == "--break") {
-      if (i + 1 >= argc) return usage("--break needs promote-any, no-lease or no-stop");
+      if (i + 1 >= argc) return usage("--break needs promote-any, no-lease, no-stop or no-settle");
       brk = argv[++i];
-      if (brk != "promote-any" && brk != "no-lease" && brk != "no-stop")
-        return usage(fmt::format("--break '{}' unknown (allowed: promote-any, no-lease, no-stop)", brk));
+      if (brk != "promote-any" && brk != "no-lease" && brk != "no-stop" && brk != "no-settle")
+        return usage(fmt::format("--break '{}' unknown (allowed: promote-any, no-lease, no-stop, no-settle)", brk));
     } else if (a == "--expect-failure") {
       expect_failure = true;
     } else if (a == "--trace") {
@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
     o.break_promote_any = brk == "promote-any";
     o.break_no_lease = brk == "no-lease";
     o.break_no_stop = brk == "no-stop";
+    o.break_no_settle = brk == "no-settle";
     return o;
   };
   auto t0 = std::chrono::steady_clock::now();

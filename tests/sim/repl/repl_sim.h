@@ -24,6 +24,7 @@ struct Options {
   bool trace = false;
   bool break_promote_any = false;  // promote the first replica that answers the fence
   bool break_no_lease = false;     // a primary serves reads without holding the lease
+  bool break_no_settle = false;    // a snapshot's last chunk names no settle LSN
   bool break_no_stop = false;      // a move that keeps its primary switches without stopping it
 };
 

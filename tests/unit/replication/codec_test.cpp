@@ -23,7 +23,7 @@ std::vector<Message> samples() {
           SnapshotBegin{.epoch = 4, .snapshot_lsn = 40, .snapshot_epoch = 2, .resume = true,
                         .resume_key = "", .source = 77},
           SnapshotChunk{.epoch = 4, .snapshot_lsn = 100, .seq = 7, .effects = {"a", "", "ccc"},
-                        .last = true},
+                        .last = true, .settle_lsn = 130},
           SnapshotChunk{.epoch = 4, .snapshot_lsn = 100, .seq = 8, .effects = {"b"}, .last = false,
                         .next_key = "user:17"},
           Fence{.new_epoch = 5},
@@ -69,10 +69,11 @@ TEST(ReplicationCodec, BadFieldsAreNamed) {
     EXPECT_FALSE(r);
     return r ? std::string() : r.error().message;
   };
-  EXPECT_NE(msg("\x03\x01").find("version 3"), std::string::npos);
-  EXPECT_NE(msg(std::string("\x02\x09", 2)).find("type 9"), std::string::npos);
+  EXPECT_NE(msg("\x04\x01").find("version 4"), std::string::npos);
+  EXPECT_NE(msg("\x02\x01").find("version 2"), std::string::npos);  // before settle_lsn
+  EXPECT_NE(msg(std::string("\x03\x09", 2)).find("type 9"), std::string::npos);
   // An Append claiming 2^40 entries in a few bytes is refused before allocating.
-  std::string huge = "\x02\x01";
+  std::string huge = "\x03\x01";
   huge += std::string("\x01\x00\x00\x00\x00", 5);  // epoch, prev, prev_epoch, commit, sent
   huge += "\x80\x80\x80\x80\x80\x20";              // count varint 2^40
   EXPECT_NE(msg(huge).find("append entry count"), std::string::npos);
@@ -127,6 +128,21 @@ TEST(ReplicationCodec, GarbageNeverCrashes) {
     }
   }
   (void)ok;
+}
+
+TEST(ReplicationCodec, SettleLsnOnlyOnTheLastChunkAndNotBeforeItsSnapshot) {
+  auto refused = [](const SnapshotChunk& c) {
+    auto r = decode(encode(c));
+    return r ? std::string() : r.error().message;
+  };
+  EXPECT_NE(refused(SnapshotChunk{.epoch = 1, .snapshot_lsn = 10, .last = true, .settle_lsn = 9})
+                .find("settles at lsn 9, before its snapshot lsn 10"),
+            std::string::npos);
+  EXPECT_NE(refused(SnapshotChunk{.epoch = 1, .snapshot_lsn = 10, .last = false, .next_key = "k",
+                                  .settle_lsn = 12})
+                .find("before the last names a settle lsn"),
+            std::string::npos);
+  EXPECT_EQ(refused(SnapshotChunk{.epoch = 1, .snapshot_lsn = 10, .last = true, .settle_lsn = 10}), "");
 }
 
 }  // namespace

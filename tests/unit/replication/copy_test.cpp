@@ -691,6 +691,91 @@ TEST(ReplicationCopy, SnapshotWithALostChunkIsResumedAfterWhatArrived) {
   EXPECT_EQ(n.committed[1], p.last_lsn());
 }
 
+// Writes the primary makes while it scans reach the keys it sends: a replica that has every key
+// but not yet the log up to the last write its keys may hold claims no LSN (it is not in sync,
+// grants no lease, acknowledges nothing durable, and a new epoch drops it), so a failover to a
+// copy without those writes cannot leave them behind for good. Once its log reaches that write,
+// it is an ordinary replica.
+TEST(ReplicationCopy, ReplicaSettlesOnlyOnceItsLogReachesTheWritesItsKeysMayHold) {
+  Options o;
+  o.log_keep_bytes = 1;  // the log does not reach back: only a snapshot can catch 2 up
+  o.source = 42;
+  Net n({1, 2, 3}, o);
+  n.configure_all(Config{.epoch = 1, .primary = 1, .replicas = {3}, .write_quorum = 1});
+  n.deliver_all();
+  for (int i = 0; i < 5; ++i) n.write(1, "a" + std::to_string(i));
+  n.deliver_all();
+  Copy& p = n.c(1);
+  n.configure_all(Config{.epoch = 2, .primary = 1, .replicas = {2, 3}, .write_quorum = 2});
+  n.deliver_all();
+  ASSERT_FALSE(n.snapshot_needed[1].empty());
+  ReplicaLog r;
+  SnapshotBegin sb = p.begin_snapshot(2, n.now);
+  r.deliver(n, 2, sb);
+  r.deliver(n, 2, p.snapshot_chunk(2, {"k1=a"}, false, n.now, "k2"));
+  // Two writes while the scan goes on; the scan of the rest sees them.
+  const uint64_t w1 = n.write(1, "k2=b"), w2 = n.write(1, "k3=c");
+  SnapshotChunk last = p.snapshot_chunk(2, {"k2=b", "k3=c"}, true, n.now);
+  EXPECT_EQ(last.settle_lsn, w2);
+  EXPECT_EQ(last.snapshot_lsn, sb.snapshot_lsn);
+  n.q.clear();  // the Appends of w1 and w2 to replica 2 are held back
+  r.deliver(n, 2, last);
+  Copy& rep = n.c(2);
+  EXPECT_EQ(rep.last_lsn(), sb.snapshot_lsn);
+  EXPECT_EQ(rep.held(), (std::pair<uint64_t, uint64_t>{0, 0}));
+  auto mark = rep.settling_mark();
+  ASSERT_TRUE(mark);
+  EXPECT_EQ(mark->lsn, sb.snapshot_lsn);
+  EXPECT_EQ(mark->next_key, "k2");  // a restart resumes at the last chunk
+  EXPECT_EQ(mark->source, 42u);
+  ASSERT_FALSE(n.q.empty());
+  auto ack = std::get<AppendAck>(n.q.back().m);
+  EXPECT_EQ(ack.durable_lsn, 0u);   // nothing vouched for
+  EXPECT_EQ(ack.echo_sent_ms, 0);   // no lease granted
+  // A fence now: it answers as holding nothing, not in sync.
+  n.q.clear();
+  n.now += 5000;  // past any lease promise
+  rep.receive(kManager, Fence{.new_epoch = 3}, n.now);
+  r.take(n, 2);
+  ASSERT_FALSE(n.q.empty());
+  auto fa = std::get<FenceAck>(n.q.back().m);
+  EXPECT_EQ(fa.last_lsn, 0u);
+  EXPECT_FALSE(fa.in_sync);
+  // The new epoch (primary 3, which never had w1 and w2) drops what it got.
+  EXPECT_TRUE(rep.configure(Config{.epoch = 3, .primary = 3, .replicas = {2}, .write_quorum = 1}, n.now));
+  r.take(n, 2);
+  EXPECT_EQ(r.resets, 2);
+  EXPECT_EQ(rep.last_lsn(), 0u);
+  EXPECT_FALSE(rep.settling_mark());
+  (void)w1;
+}
+
+TEST(ReplicationCopy, ReplicaIsInSyncOnceItsLogReachesTheSettleLsn) {
+  Options o;
+  o.log_keep_bytes = 1;
+  Net n({1, 2}, o);
+  n.configure_all(Config{.epoch = 1, .primary = 1, .replicas = {}, .write_quorum = 1});
+  for (int i = 0; i < 5; ++i) n.write(1, "a" + std::to_string(i));
+  Copy& p = n.c(1);
+  n.configure_all(Config{.epoch = 2, .primary = 1, .replicas = {2}, .write_quorum = 2});
+  n.deliver_all();
+  ReplicaLog r;
+  SnapshotBegin sb = p.begin_snapshot(2, n.now);
+  r.deliver(n, 2, sb);
+  const uint64_t w = n.write(1, "k=b");  // not committed: replica 2 must hold it first
+  n.q.clear();
+  r.deliver(n, 2, p.snapshot_chunk(2, {"k=b"}, true, n.now));
+  EXPECT_EQ(n.c(2).held().first, 0u);
+  EXPECT_LT(n.committed[1], w);
+  n.deliver_all();  // its ack (received, not durable), then the log from the snapshot on
+  n.now += 300;
+  n.tick_all();
+  n.deliver_all();
+  EXPECT_EQ(n.c(2).held(), (std::pair<uint64_t, uint64_t>{w, 2}));
+  EXPECT_FALSE(n.c(2).settling_mark());
+  EXPECT_EQ(n.committed[1], w);  // its durable ack now counts
+}
+
 // A replica restarted in the middle of a transfer (its engine kept the keys received and the
 // progress mark) resumes it from its primary; writes made meanwhile follow from the log.
 TEST(ReplicationCopy, RestartedReceiverResumesItsTransfer) {
