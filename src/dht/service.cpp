@@ -267,6 +267,11 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     replication::Options ro;
     ro.lease_ms = opt.lease_ms;
     ro.heartbeat_ms = std::clamp<int64_t>(opt.lease_ms / 4, 10, 250);
+    // Peer links are TCP: an Append is lost only with its link, and the next heartbeat's
+    // mismatch answer brings the resend. The timer is a backstop: at 200 ms (the core's
+    // default, for lossy networks) a busy replica's slow acks made the primary send its whole
+    // in-flight window again, adding load to the node that was already behind.
+    ro.resend_after_ms = std::max<int64_t>(1000, opt.lease_ms / 2);
     ro.log_keep_bytes = std::max<uint64_t>(4 << 10, opt.log_keep_bytes / std::max<uint32_t>(1, opt.partitions));
     ro.source = source_token();
     return ro;

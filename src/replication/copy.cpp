@@ -93,8 +93,8 @@ uint64_t Copy::epoch_at(uint64_t lsn, bool* known) const {
 
 size_t Copy::bytes_between(uint64_t from_lsn, uint64_t to_lsn) const {
   // Effect bytes of the entries with from_lsn < lsn <= to_lsn that are in the log.
-  auto upto = [&](uint64_t lsn) -> size_t {
-    if (lsn < log_first_ || log_.empty()) return 0;
+  auto upto = [&](uint64_t lsn) -> uint64_t {
+    if (lsn < log_first_ || log_.empty()) return base_cum_;
     uint64_t i = std::min<uint64_t>(lsn - log_first_, log_.size() - 1);
     return cum_bytes_[i];
   };
@@ -103,7 +103,7 @@ size_t Copy::bytes_between(uint64_t from_lsn, uint64_t to_lsn) const {
 }
 
 void Copy::push_entry(Entry e) {
-  size_t before = cum_bytes_.empty() ? 0 : cum_bytes_.back();
+  uint64_t before = cum_bytes_.empty() ? base_cum_ : cum_bytes_.back();
   cum_bytes_.push_back(before + e.effect.size() + kEntryOverhead);
   last_ = e.lsn;
   last_epoch_ = e.epoch;
@@ -114,6 +114,14 @@ void Copy::trim_log() {
   // Every uncommitted entry stays; committed ones are kept up to log_keep_bytes (trimmed with
   // hysteresis: only once they take twice that, so the front is erased rarely).
   uint64_t keep_above = role_ == Role::kReplica ? std::min(commit_, durable_) : commit_;
+  if (role_ == Role::kPrimary && opt_.lag_keep_bytes > 0) {
+    // Keep what a live copy still has to receive (within lag_keep_bytes).
+    uint64_t slowest = keep_above;
+    for (const auto& p : peers_)
+      if (p.heard && !p.snapshotting && !p.want_snapshot) slowest = std::min(slowest, p.received);
+    if (slowest < keep_above && slowest >= base_lsn_ && bytes_between(slowest, keep_above) <= opt_.lag_keep_bytes)
+      keep_above = slowest;
+  }
   if (keep_above < log_first_) return;
   if (bytes_between(log_first_ - 1, keep_above) <= 2 * opt_.log_keep_bytes) return;
   size_t drop = 0;
@@ -123,10 +131,9 @@ void Copy::trim_log() {
   if (drop == 0) return;
   base_lsn_ = log_first_ + drop - 1;
   base_epoch_ = log_[drop - 1].epoch;
-  size_t dropped_bytes = cum_bytes_[drop - 1];
+  base_cum_ = cum_bytes_[drop - 1];
   log_.erase(log_.begin(), log_.begin() + static_cast<ptrdiff_t>(drop));
   cum_bytes_.erase(cum_bytes_.begin(), cum_bytes_.begin() + static_cast<ptrdiff_t>(drop));
-  for (auto& b : cum_bytes_) b -= dropped_bytes;
   log_first_ += drop;
 }
 

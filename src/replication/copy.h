@@ -69,6 +69,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <new>
 #include <optional>
 #include <string>
@@ -233,6 +234,11 @@ struct Options {
   size_t max_inflight_bytes = 4 << 20;    // unacknowledged bytes per replica
   size_t max_backlog_bytes = 64 << 20;    // append() refuses past this (not yet committed)
   size_t log_keep_bytes = 64 << 20;       // committed entries kept for catch-up
+  // Primary: committed entries a replica or learner that answers has not yet received are kept
+  // as long as they take at most this much (beside log_keep_bytes): a copy that falls behind
+  // for a while (a busy node) catches up from the log instead of needing a whole snapshot,
+  // which would only add to the load that slowed it. 0: keep only log_keep_bytes.
+  size_t lag_keep_bytes = 4 << 20;
   int64_t heartbeat_ms = 50;              // empty Append when idle (lease renewal)
   int64_t resend_after_ms = 200;          // resend unacknowledged entries
   int64_t lease_ms = 2000;
@@ -479,8 +485,14 @@ class Copy {
   NodeId handover_to_ = 0;  // primary handing over (0: not)
   // The log: entries log_[i] has LSN log_first_ + i; entries before it were trimmed (their
   // positions are known only as base_lsn_/base_epoch_, the entry just before log_first_).
-  std::vector<Entry> log_;  // a ring would trim in O(1); trim is amortized by batching
-  std::vector<size_t> cum_bytes_;  // cum_bytes_[i]: effect bytes of log_[0..i]
+  // A deque: trimming the front costs what it drops, not what stays (a log kept for a lagging
+  // copy holds megabytes above the trim point).
+  std::deque<Entry> log_;
+  // cum_bytes_[i]: bytes (effects and per-entry overhead) of every entry through log_[i] since
+  // the copy began counting; base_cum_ the same through the entry before log_first_. Absolute,
+  // so trimming needs no adjustment.
+  std::deque<uint64_t> cum_bytes_;
+  uint64_t base_cum_ = 0;
   uint64_t log_first_ = 1;
   uint64_t base_lsn_ = 0, base_epoch_ = 0;
   std::vector<Peer> peers_;

@@ -379,6 +379,8 @@ void Sim::setup() {
   copt_.max_inflight_bytes = 2048;
   copt_.max_backlog_bytes = 16 << 10;
   copt_.log_keep_bytes = rng_.chance(0.5) ? 256 : 1 << 20;  // small: snapshots happen
+  // Half the seeds keep nothing for lagging copies (snapshots happen more), half a little.
+  copt_.lag_keep_bytes = o_.seed / 2 % 2 ? 0 : 2048;
   loss_ = rng_.chance(0.3) ? 0.0 : static_cast<double>(rng_.range(1, 5)) / 100.0;
   dup_ = rng_.chance(0.5) ? 0.0 : 0.02;
   reorder_ = rng_.chance(0.5) ? 0.0 : 0.05;

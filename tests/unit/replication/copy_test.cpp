@@ -551,6 +551,34 @@ TEST(ReplicationCopy, TrimmedLogSendsASnapshotToAnEmptyReplica) {
   EXPECT_EQ(n.committed[1], n.c(1).last_lsn());
 }
 
+// A replica that falls behind for a while (its acks are slow: a busy node) is resent what it
+// lacks from the log, which keeps those entries within lag_keep_bytes even once committed.
+// Without that allowance the log is trimmed to log_keep_bytes and the copy needs a snapshot.
+TEST(ReplicationCopy, ALaggingReplicaCatchesUpFromTheLogWithinTheLagAllowance) {
+  for (size_t lag_keep : {size_t{4} << 20, size_t{0}}) {
+    Options o;
+    o.log_keep_bytes = 40;
+    o.lag_keep_bytes = lag_keep;
+    Net n({1, 2}, o);
+    n.configure_all(Config{.epoch = 1, .primary = 1, .replicas = {2}, .write_quorum = 1});
+    n.deliver_all();
+    for (int i = 0; i < 50; ++i) n.write(1, "value" + std::to_string(i));  // committed at once
+    n.drop_all();  // the Appends are lost (or their acks are very late)
+    n.now += 1000;
+    n.tick_all();  // resend from what replica 2 is known to have
+    n.deliver_all();
+    n.now += 1000;
+    n.tick_all();
+    n.deliver_all();
+    if (lag_keep) {
+      EXPECT_TRUE(n.snapshot_needed[1].empty());
+      EXPECT_EQ(n.c(2).last_lsn(), n.c(1).last_lsn());
+    } else {
+      EXPECT_FALSE(n.snapshot_needed[1].empty());
+    }
+  }
+}
+
 TEST(ReplicationCopy, SnapshotWithALostChunkIsStartedOver) {
   Options o;
   o.log_keep_bytes = 1;  // the log does not reach back: only a snapshot can catch 2 up
