@@ -502,6 +502,23 @@ const std::vector<Setting>& settings() {
          c.tls_reload_interval_ms = n;
          return "";
        }},
+      {"log.otlp_endpoint", "OTLP/HTTP logs URL: log lines go there as OTLP log records too (empty = off)",
+       [](const Config& c) { return c.log_otlp_endpoint; },
+       [](Config& c, const std::string& v) -> std::string {
+         std::string why;
+         if (!v.empty() && !observe::parse_http_url(v, why, "/v1/logs")) return fmt::format("'{}': {}", v, why);
+         c.log_otlp_endpoint = v;
+         return "";
+       }},
+      {"log.otlp_level", "trace, debug, info, warn or error: the least severe line exported to log.otlp_endpoint",
+       [](const Config& c) { return c.log_otlp_level; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = observe::parse_level(v);
+         if (!l || *l == observe::Level::kOff)
+           return fmt::format("'{}' is not a level; allowed: trace, debug, info, warn, error", v);
+         c.log_otlp_level = lower(v);
+         return "";
+       }},
       {"log.format", "text or json",
        [](const Config& c) { return c.log_format; },
        [](Config& c, const std::string& v) -> std::string {

@@ -105,6 +105,8 @@ struct Config {
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string log_otlp_endpoint;      // http://HOST:PORT/v1/logs: log lines as OTLP log records (empty = off)
+  std::string log_otlp_level = "info";  // lines below it are not exported
   // [signals]
   std::string signals_file;  // routes of the node's signals (observe/signals.h); "" = defaults
 

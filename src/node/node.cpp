@@ -41,6 +41,7 @@
 #include "security/tls.h"
 #include "node/logging.h"
 #include "observe/health_board.h"
+#include "observe/log_export.h"
 #include "observe/tracer.h"
 #include "observe/log_context.h"
 #include "keel/capacitor.h"
@@ -126,6 +127,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
   std::unique_ptr<observe::Tracer> tracer;     // when trace.endpoint is set
+  std::unique_ptr<observe::LogExporter> log_exporter;  // when log.otlp_endpoint is set
   // Signals (observe/signal_hub.h): their routes from signals.file, reloaded by a Capacitor
   // whose file watcher has a thread of its own; its applied/rejected events come through
   // config_signals and are signals themselves.
@@ -812,6 +814,23 @@ Status Node::start() {
                  im.cfg.trace_endpoint, im.cfg.trace_sample_ratio, im.cfg.trace_keep_errors ? "yes" : "no",
                  im.cfg.trace_slow_ms ? fmt::format(">= {} ms", im.cfg.trace_slow_ms) : std::string("off"));
   }
+  if (!im.cfg.log_otlp_endpoint.empty()) {
+    observe::LogExportOptions lo;
+    std::string why;
+    lo.endpoint = *observe::parse_http_url(im.cfg.log_otlp_endpoint, why, "/v1/logs");  // validated with the config
+    lo.service_name = im.cfg.trace_service_name;
+    lo.instance_id = im.id;
+    lo.version = kVersion;
+    lo.level = observe::parse_level(im.cfg.log_otlp_level).value_or(observe::Level::kInfo);
+    lo.policy.max_queue_spans = im.cfg.trace_queue_size;
+    lo.policy.max_batch_spans = im.cfg.trace_batch_size;
+    lo.policy.batch_delay_ms = static_cast<int64_t>(im.cfg.trace_batch_delay_ms);
+    lo.policy.max_retries = static_cast<uint32_t>(im.cfg.trace_max_retries);
+    lo.timeout_ms = static_cast<int64_t>(im.cfg.trace_export_timeout_ms);
+    im.log_exporter = std::make_unique<observe::LogExporter>(lo);
+    im.log_exporter->start();
+    klog().info("logs: OTLP/HTTP JSON to {} from level {}", im.cfg.log_otlp_endpoint, im.cfg.log_otlp_level);
+  }
   if (auto st = start_signals(im); !st) return std::unexpected(st.error());
   auto port = im.resp->start();
   if (!port) return std::unexpected(port.error());
@@ -865,6 +884,7 @@ Status Node::start() {
     if (im.cfg.gateway_enabled) im.http->set_gateway(im.gateway.get());
   }
   if (im.tracer) im.http->set_tracer(im.tracer.get());
+  if (im.log_exporter) im.http->set_log_exporter(im.log_exporter.get());
   // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
   // one-member cluster on the same code path (metadata, partition map, routing), whose peer
   // and data ports are private (any free port, nobody dials them).
@@ -1030,6 +1050,7 @@ void Node::stop() {
     if (im.dht) im.dht->stop();
     if (im.meta) im.meta->stop();
     if (im.tracer) im.tracer->stop();
+    if (im.log_exporter) im.log_exporter->stop();
     im.dht.reset();
     im.meta.reset();
     im.gateway_http.reset();
@@ -1078,6 +1099,7 @@ void Node::stop() {
     for (unsigned i = 0; i < im.shards->size(); ++i) im.tracer->flush(i);
     im.tracer->stop();
   }
+  if (im.log_exporter) im.log_exporter->stop();  // what the node logged until now goes out
   im.gateway_http.reset();
   im.http.reset();
   im.gateway.reset();  // its pooled upstream sockets belong to shard 0's loop: before the shards

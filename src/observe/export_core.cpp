@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -53,22 +54,22 @@ std::optional<int64_t> parse_retry_after_ms(std::string_view v, int64_t now_unix
   return std::max<int64_t>(0, at - now_unix_s) * 1000;
 }
 
-std::optional<HttpUrl> parse_http_url(const std::string& url, std::string& why) {
+std::optional<HttpUrl> parse_http_url(const std::string& url, std::string& why, std::string_view default_path) {
   std::string_view v(url);
   if (v.starts_with("https://")) {
-    why = "https is not supported yet; allowed: an http:// URL such as http://127.0.0.1:4318/v1/traces "
-          "(a local collector or agent)";
+    why = fmt::format("https is not supported yet; allowed: an http:// URL such as http://127.0.0.1:4318{} "
+                      "(a local collector or agent)", default_path);
     return std::nullopt;
   }
   if (!v.starts_with("http://")) {
-    why = "allowed: an http:// URL such as http://127.0.0.1:4318/v1/traces";
+    why = fmt::format("allowed: an http:// URL such as http://127.0.0.1:4318{}", default_path);
     return std::nullopt;
   }
   v.remove_prefix(7);
   auto slash = v.find('/');
   auto hostport = v.substr(0, slash);
   HttpUrl u;
-  u.path = slash == std::string_view::npos ? "/v1/traces" : std::string(v.substr(slash));
+  u.path = slash == std::string_view::npos ? std::string(default_path) : std::string(v.substr(slash));
   std::string_view port_text;
   bool has_port = false;
   if (hostport.starts_with("[")) {  // [IPv6]:port
@@ -112,11 +113,27 @@ bool retryable_status(int status) {
   return status == 0 || status == 429 || status == 502 || status == 503 || status == 504;
 }
 
-ExportCore::ExportCore(ExportOptions opt, Resource resource) : opt_(opt), resource_(std::move(resource)) {
+namespace {
+// What a log line and a partial success call the records.
+struct Names {
+  const char* what;      // "trace export"
+  const char* records;   // "spans"
+  const char* rejected;  // partialSuccess's field
+};
+template <class Record>
+constexpr Names names() {
+  if constexpr (std::is_same_v<Record, LogData>) return {"log export", "log records", "rejectedLogRecords"};
+  else return {"trace export", "spans", "rejectedSpans"};
+}
+}  // namespace
+
+template <class Record>
+BasicExportCore<Record>::BasicExportCore(ExportOptions opt, Resource resource) : opt_(opt), resource_(std::move(resource)) {
   opt_.max_batch_spans = std::max<size_t>(1, std::min(opt_.max_batch_spans, opt_.max_queue_spans));
 }
 
-size_t ExportCore::offer(int64_t now_ms, std::vector<SpanData>& spans) {
+template <class Record>
+size_t BasicExportCore<Record>::offer(int64_t now_ms, std::vector<Record>& spans) {
   size_t dropped = 0;
   for (auto& s : spans) {
     if (queue_.size() >= opt_.max_queue_spans) {
@@ -132,7 +149,8 @@ size_t ExportCore::offer(int64_t now_ms, std::vector<SpanData>& spans) {
   return dropped;
 }
 
-const ExportRequest* ExportCore::poll(int64_t now_ms, bool flushing) {
+template <class Record>
+const ExportRequest* BasicExportCore<Record>::poll(int64_t now_ms, bool flushing) {
   if (in_flight_) return nullptr;
   if (current_) {  // a batch waiting for its retry
     if (now_ms < retry_at_ms_) return nullptr;  // flushing never cuts a Retry-After short
@@ -145,7 +163,7 @@ const ExportRequest* ExportCore::poll(int64_t now_ms, bool flushing) {
   if (queue_.empty()) return nullptr;
   if (queue_.size() < opt_.max_batch_spans && now_ms - oldest_ms_ < opt_.batch_delay_ms && !flushing) return nullptr;
   size_t n = std::min(queue_.size(), opt_.max_batch_spans);
-  std::vector<SpanData> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
+  std::vector<Record> batch(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.begin() + static_cast<std::ptrdiff_t>(n)));
   queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
   if (!queue_.empty()) oldest_ms_ = now_ms;
   current_ = ExportRequest{encode_export_request(resource_, batch), n, 0};
@@ -154,32 +172,35 @@ const ExportRequest* ExportCore::poll(int64_t now_ms, bool flushing) {
   return &*current_;
 }
 
-std::string ExportCore::on_result(int64_t now_ms, int64_t now_unix_s, const ExportResult& r) {
+template <class Record>
+std::string BasicExportCore<Record>::on_result(int64_t now_ms, int64_t now_unix_s, const ExportResult& r) {
+  constexpr Names nm = names<Record>();
   if (!in_flight_ || !current_) return "";
   in_flight_ = false;
   size_t n = current_->spans;
   if (r.status >= 200 && r.status < 300) {
-    auto [rejected, msg] = parse_partial_success(r.body);
+    auto [rejected, msg] = parse_partial_success(r.body, nm.rejected);
     rejected = std::min<uint64_t>(rejected, n);
     c_.rejected += rejected;
     c_.exported += n - rejected;
     current_.reset();
     if (rejected || !msg.empty())
-      return fmt::format("trace export: the collector rejected {} of {} spans: {}", rejected, n, msg.empty() ? "(no message)" : msg);
+      return fmt::format("{}: the collector rejected {} of {} {}: {}", nm.what, rejected, n, nm.records,
+                         msg.empty() ? "(no message)" : msg);
     return "";
   }
   std::string what = r.status ? fmt::format("HTTP {}", r.status) : r.error;
   if (!retryable_status(r.status)) {
     c_.dropped_failed += n;
     current_.reset();
-    return fmt::format("trace export: dropped {} spans: {} is not retryable{}", n, what,
+    return fmt::format("{}: dropped {} {}: {} is not retryable{}", nm.what, n, nm.records, what,
                        r.body.empty() ? "" : ": " + r.body.substr(0, 200));
   }
   if (current_->attempt >= opt_.max_retries) {
     c_.dropped_failed += n;
     uint32_t tries = current_->attempt + 1;
     current_.reset();
-    return fmt::format("trace export: dropped {} spans after {} attempts, the last: {}", n, tries, what);
+    return fmt::format("{}: dropped {} {} after {} attempts, the last: {}", nm.what, n, nm.records, tries, what);
   }
   int64_t wait = std::min(opt_.max_backoff_ms, opt_.initial_backoff_ms << std::min<uint32_t>(current_->attempt, 20));
   if (!r.retry_after.empty()) {
@@ -189,12 +210,16 @@ std::string ExportCore::on_result(int64_t now_ms, int64_t now_unix_s, const Expo
   return "";
 }
 
-int64_t ExportCore::next_wakeup_ms() const {
+template <class Record>
+int64_t BasicExportCore<Record>::next_wakeup_ms() const {
   if (in_flight_) return INT64_MAX;
   if (current_) return retry_at_ms_;
   if (queue_.empty()) return INT64_MAX;
   if (queue_.size() >= opt_.max_batch_spans) return 0;
   return oldest_ms_ + opt_.batch_delay_ms;
 }
+
+template class BasicExportCore<SpanData>;
+template class BasicExportCore<LogData>;
 
 }  // namespace keel::observe

@@ -72,17 +72,22 @@ struct HttpUrl {
   uint16_t port = 80;
   std::string path;
 };
-// "http://host[:port][/path]" (no https yet); nullopt with `why` set otherwise.
-std::optional<HttpUrl> parse_http_url(const std::string& url, std::string& why);
+// "http://host[:port][/path]" (no https yet; the path defaults to `default_path`); nullopt
+// with `why` set otherwise.
+std::optional<HttpUrl> parse_http_url(const std::string& url, std::string& why,
+                                      std::string_view default_path = "/v1/traces");
 
 
-class ExportCore {
+// Record: SpanData (traces) or LogData (logs). The counters and options name spans; for logs
+// they count log records.
+template <class Record>
+class BasicExportCore {
  public:
-  ExportCore(ExportOptions opt, Resource resource);
+  BasicExportCore(ExportOptions opt, Resource resource);
 
-  // Queues what fits (moving from `spans`); returns how many were dropped.
-  size_t offer(int64_t now_ms, std::vector<SpanData>& spans);
-  // The request to send now, or null (one in flight, waiting for a retry or for spans).
+  // Queues what fits (moving from `records`); returns how many were dropped.
+  size_t offer(int64_t now_ms, std::vector<Record>& records);
+  // The request to send now, or null (one in flight, waiting for a retry or for records).
   // The pointer stays valid until on_result().
   const ExportRequest* poll(int64_t now_ms, bool flushing = false);
   // The answer to the request poll() returned. now_unix_s resolves an HTTP-date Retry-After.
@@ -99,12 +104,17 @@ class ExportCore {
  private:
   ExportOptions opt_;
   Resource resource_;
-  std::deque<SpanData> queue_;
-  int64_t oldest_ms_ = 0;  // when the oldest queued span arrived (valid if queue_ is not empty)
+  std::deque<Record> queue_;
+  int64_t oldest_ms_ = 0;  // when the oldest queued record arrived (valid if queue_ is not empty)
   std::optional<ExportRequest> current_;
   bool in_flight_ = false;
   int64_t retry_at_ms_ = 0;
   ExportCounters c_;
 };
+
+using ExportCore = BasicExportCore<SpanData>;
+using LogExportCore = BasicExportCore<LogData>;
+extern template class BasicExportCore<SpanData>;
+extern template class BasicExportCore<LogData>;
 
 }  // namespace keel::observe

@@ -1,5 +1,6 @@
 #include "observe/log.h"
 
+#include <spdlog/sinks/dist_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <array>
@@ -8,8 +9,13 @@
 namespace keel::observe {
 namespace {
 struct Loggers {
-  std::shared_ptr<spdlog::sinks::sink> sink =
-      std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  // stderr, and whatever else is added (the OTLP log exporter): a dist sink adds and removes
+  // sinks safely while other threads log.
+  std::shared_ptr<spdlog::sinks::dist_sink_mt> sink = [] {
+    auto d = std::make_shared<spdlog::sinks::dist_sink_mt>();
+    d->add_sink(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    return d;
+  }();
   std::array<std::shared_ptr<spdlog::logger>, kComponentCount> l;
   Loggers() {
     for (size_t c = 0; c < kComponentCount; ++c)
@@ -60,5 +66,8 @@ std::string_view current_log_event_name() { return t_event; }
 void set_log_formatter(std::unique_ptr<spdlog::formatter> f) {
   loggers().sink->set_formatter(std::move(f));
 }
+
+void add_log_sink(std::shared_ptr<spdlog::sinks::sink> s) { loggers().sink->add_sink(std::move(s)); }
+void remove_log_sink(const std::shared_ptr<spdlog::sinks::sink>& s) { loggers().sink->remove_sink(s); }
 
 }  // namespace keel::observe

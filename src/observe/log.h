@@ -23,6 +23,10 @@ spdlog::level::level_enum to_spdlog_level(Level l);
 void apply_log_levels(const LogLevels& l);
 // The formatter every component's lines go through (the node's log.format).
 void set_log_formatter(std::unique_ptr<spdlog::formatter> f);
+// Any thread: another destination for every component's lines (beside stderr), with its own
+// level (the sink's); remove it before it is destroyed.
+void add_log_sink(std::shared_ptr<spdlog::sinks::sink> s);
+void remove_log_sink(const std::shared_ptr<spdlog::sinks::sink>& s);
 
 // The stable name of the event (a signal, signals.h) a line is logged for: the JSON format adds
 // it as "event". Set around one synchronous log call; nests like LogScope.

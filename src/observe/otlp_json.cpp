@@ -135,13 +135,48 @@ std::string encode_export_request(const Resource& resource, const std::vector<Sp
   return o;
 }
 
-std::pair<uint64_t, std::string> parse_partial_success(std::string_view body) {
+std::string encode_export_request(const Resource& resource, const std::vector<LogData>& logs) {
+  std::string o;
+  o.reserve(256 + logs.size() * 256);
+  o += "{\"resourceLogs\":[{\"resource\":{\"attributes\":";
+  put_attrs(o, resource.attributes);
+  o += "},\"scopeLogs\":[{\"scope\":{\"name\":";
+  put_string(o, resource.scope_name);
+  if (!resource.scope_version.empty()) {
+    o += ",\"version\":";
+    put_string(o, resource.scope_version);
+  }
+  o += "},\"logRecords\":[";
+  bool first = true;
+  for (auto& l : logs) {
+    if (!first) o += ',';
+    first = false;
+    o += "{\"timeUnixNano\":\"" + std::to_string(l.time_unix_ns) + "\"";
+    o += ",\"observedTimeUnixNano\":\"" + std::to_string(l.time_unix_ns) + "\"";
+    o += ",\"severityNumber\":" + std::to_string(l.severity_number);
+    o += ",\"severityText\":";
+    put_string(o, l.severity_text);
+    o += ",\"body\":{\"stringValue\":";
+    put_string(o, l.body);
+    o += "},\"attributes\":";
+    put_attrs(o, l.attributes);
+    if (!is_zero(l.trace_id)) {
+      o += ",\"traceId\":\"" + to_hex(l.trace_id) + "\",\"spanId\":\"" + to_hex(l.span_id) + "\"";
+      o += ",\"flags\":1";
+    }
+    o += '}';
+  }
+  o += "]}]}]}";
+  return o;
+}
+
+std::pair<uint64_t, std::string> parse_partial_success(std::string_view body, std::string_view rejected_field) {
   auto j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return {0, ""};
   auto it = j.find("partialSuccess");
   if (it == j.end() || !it->is_object()) return {0, ""};
   uint64_t rejected = 0;
-  if (auto r = it->find("rejectedSpans"); r != it->end()) {
+  if (auto r = it->find(rejected_field); r != it->end()) {
     // int64 fields may arrive as strings or numbers in the JSON mapping.
     if (r->is_string()) {
       try {

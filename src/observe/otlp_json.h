@@ -50,11 +50,28 @@ struct Resource {
   std::string scope_version;
 };
 
+// One log line (OTLP LogRecord).
+inline constexpr int kSeverityTrace = 1, kSeverityDebug = 5, kSeverityInfo = 9, kSeverityWarn = 13,
+                     kSeverityError = 17, kSeverityFatal = 21;  // OTLP SeverityNumber
+struct LogData {
+  int64_t time_unix_ns = 0;
+  int severity_number = kSeverityInfo;
+  std::string severity_text;  // "INFO", "WARN", ...
+  std::string body;
+  TraceId trace_id{};  // all zero: not logged for a request
+  SpanId span_id{};
+  std::vector<Attribute> attributes;  // keel.component, event.name
+};
+
 // One ExportTraceServiceRequest: {"resourceSpans":[{"resource":…,"scopeSpans":[{"scope":…,"spans":[…]}]}]}.
 std::string encode_export_request(const Resource& resource, const std::vector<SpanData>& spans);
+// One ExportLogsServiceRequest: {"resourceLogs":[{"resource":…,"scopeLogs":[{"scope":…,"logRecords":[…]}]}]}.
+std::string encode_export_request(const Resource& resource, const std::vector<LogData>& logs);
 
-// An ExportTraceServiceResponse body: how many spans the collector rejected (partialSuccess)
-// and its message. An empty or unparsable body means full success (0, "").
-std::pair<uint64_t, std::string> parse_partial_success(std::string_view body);
+// An Export*ServiceResponse body: how many records the collector rejected (partialSuccess's
+// `rejected_field`: rejectedSpans, rejectedLogRecords) and its message. An empty or unparsable
+// body means full success (0, "").
+std::pair<uint64_t, std::string> parse_partial_success(std::string_view body,
+                                                       std::string_view rejected_field = "rejectedSpans");
 
 }  // namespace keel::observe

@@ -6,7 +6,7 @@
 // only that shard's state, except when handing a full buffer (64 spans) or a flush to the
 // exporter: one short mutex section, never a wait on the network. The hand-off is bounded:
 // spans beyond max_queue_spans waiting for the exporter are dropped and counted.
-// Asio/Beast stay in tracer.cpp.
+// The exporter thread is observe/exporter.h's.
 #pragma once
 
 #include <atomic>
@@ -21,6 +21,7 @@
 
 #include "base/random.h"
 #include "observe/export_core.h"
+#include "observe/exporter.h"
 #include "observe/sampler.h"
 
 namespace keel::observe {
@@ -75,19 +76,11 @@ class Tracer {
     SeededRandom rng{0};
     std::vector<SpanData> buf;
   };
-  void run();
 
   TracerOptions opt_;
   Sampler sampler_;
   std::unique_ptr<Local[]> local_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<SpanData> inbox_;  // guarded by mu_
-  bool stop_ = false;            // guarded by mu_
-  std::thread thread_;
-  std::atomic<uint64_t> dropped_handoff_{0};
-  ExportCounters published_;     // guarded by mu_: the exporter's counters as of its last round
-  uint64_t published_queue_ = 0;  // guarded by mu_
+  Exporter<SpanData> exporter_;
 };
 
 }  // namespace keel::observe

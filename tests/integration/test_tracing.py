@@ -265,6 +265,74 @@ class TracingTest(unittest.TestCase):
         finally:
             col.close()
 
+    def test_logs_go_to_the_collector_with_the_trace_of_the_command(self):
+        col, logs = Collector(), Collector()
+        try:
+            with keel(col, "--set", "trace.sample_ratio=0",
+                      "--set", "log.otlp_endpoint=http://127.0.0.1:%d/v1/logs" % logs.port) as k:
+                a = Raw(k.port)
+                a.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (TRACE, PARENT))
+                self.assertEqual(a.cmd("CONFIG", "SET", "loglevel", "info"), b"+OK\r\n")
+                a.cmd("CLIENT", "TRACEPARENT", "CLEAR")
+                self.assertEqual(a.cmd("CONFIG", "SET", "maxclients", "100"), b"+OK\r\n")
+                a.close()
+                span = col.wait_span(lambda s: s["name"] == "CONFIG", "the CONFIG span")
+
+                def records():
+                    return [(rl["resource"], r) for _, _, body, _, _ in logs.requests
+                            for rl in body["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+
+                def body_is(text):
+                    return lambda: any(r["body"]["stringValue"] == text for _, r in records())
+                logs.wait(body_is("CONFIG SET maxclients 100"), "the untraced CONFIG SET line")
+                with logs.cond:
+                    got = records()
+                self.assertTrue(all(p == "/v1/logs" for p, _, _, _, _ in logs.requests))
+                traced = [r for _, r in got if r["body"]["stringValue"] == "CONFIG SET loglevel info"]
+                self.assertEqual(len(traced), 1, got)
+                self.assertEqual(traced[0]["traceId"], TRACE)
+                self.assertEqual(traced[0]["spanId"], span["spanId"])
+                self.assertEqual(traced[0]["severityNumber"], 9)
+                self.assertEqual(traced[0]["severityText"], "INFO")
+                self.assertEqual(attrs(traced[0])["keel.component"], "node")
+                self.assertGreater(int(traced[0]["timeUnixNano"]), 1700000000 * 10**9)
+                plain = [r for _, r in got if r["body"]["stringValue"] == "CONFIG SET maxclients 100"]
+                self.assertNotIn("traceId", plain[0])
+                ready = [r for _, r in got if "ready: RESP on" in r["body"]["stringValue"]]
+                self.assertEqual(len(ready), 1, "the start-up line is exported too")
+                resource = {a["key"]: a["value"]["stringValue"] for a in got[0][0]["attributes"]}
+                self.assertEqual(resource["service.name"], "keel")
+                self.assertTrue(resource["service.instance.id"])
+                # Counted: everything the collector took.
+                text = metrics(k)
+                self.assertGreaterEqual(metric(text, "keel_log_records_exported_total"), len(got) - 1)
+                self.assertEqual(metric(text, 'keel_log_records_dropped_total{reason="export_failed"}'), 0)
+        finally:
+            col.close()
+            logs.close()
+
+    def test_log_export_level_and_settings_are_checked(self):
+        logs = Collector()
+        try:
+            with Keel("--engine", "memory", "--set", "log.otlp_level=warn",
+                      "--set", "log.otlp_endpoint=http://127.0.0.1:%d/v1/logs" % logs.port) as k:
+                a = Raw(k.port)
+                self.assertEqual(a.cmd("CONFIG", "SET", "maxclients", "100"), b"+OK\r\n")  # info: not exported
+                a.close()
+            # Stopping the node exports what is queued; the info lines never reached the queue.
+            with logs.cond:
+                got = [r for _, _, body, _, _ in logs.requests
+                       for rl in body["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+            self.assertTrue(all(r["severityNumber"] >= 13 for r in got), got)
+            self.assertFalse(any("maxclients" in r["body"]["stringValue"] for r in got))
+        finally:
+            logs.close()
+        bad = subprocess.run([KEEL_BIN, "serve", "--set", "log.otlp_endpoint=https://c:4318", "--set", "log.otlp_level=loud"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("log.otlp_endpoint: 'https://c:4318': https is not supported yet; allowed: an http:// URL such as "
+                      "http://127.0.0.1:4318/v1/logs", bad.stderr)
+
     def test_trace_settings_are_checked(self):
         def check(text):
             fd, path = tempfile.mkstemp(suffix=".toml")

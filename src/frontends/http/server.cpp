@@ -40,6 +40,7 @@
 #include "security/acl.h"
 #include "security/acl_service.h"
 #include "security/tls.h"
+#include "observe/log_export.h"
 #include "observe/tracer.h"
 #include "observe/signal_hub.h"
 #include "runtime/shards.h"
@@ -198,6 +199,7 @@ struct Server::Impl {
   cache::Service* caches = nullptr;
   observe::HealthBoard* health = nullptr;
   observe::Tracer* tracer = nullptr;
+  observe::LogExporter* log_exporter = nullptr;
   Gateway* gateway = nullptr;
   security::AclService* acl_service = nullptr;
   security::Acl* acl = nullptr;
@@ -913,6 +915,23 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# TYPE keel_trace_queue_spans gauge\nkeel_trace_queue_spans {}\n",
           e.queued, e.exported, e.dropped_queue_full + t.dropped_handoff, e.dropped_failed, e.rejected,
           e.requests, e.retries, t.queue_spans);
+    }
+    if (log_exporter) {
+      auto t = log_exporter->stats();
+      auto& e = t.export_counters;
+      res.body() += fmt::format(
+          "# HELP keel_log_records_exported_total Log lines the OTLP collector accepted (log.otlp_endpoint).\n"
+          "# TYPE keel_log_records_exported_total counter\nkeel_log_records_exported_total {}\n"
+          "# HELP keel_log_records_dropped_total Log lines lost before export: queue full, export failed (not retryable or out of retries), rejected by the collector (partial success).\n"
+          "# TYPE keel_log_records_dropped_total counter\n"
+          "keel_log_records_dropped_total{{reason=\"queue_full\"}} {}\n"
+          "keel_log_records_dropped_total{{reason=\"export_failed\"}} {}\n"
+          "keel_log_records_dropped_total{{reason=\"rejected\"}} {}\n"
+          "# HELP keel_log_export_requests_total OTLP log export requests sent, retries included.\n"
+          "# TYPE keel_log_export_requests_total counter\nkeel_log_export_requests_total {}\n"
+          "# HELP keel_log_queue_records Log lines waiting for export.\n"
+          "# TYPE keel_log_queue_records gauge\nkeel_log_queue_records {}\n",
+          e.exported, e.dropped_queue_full + t.dropped_handoff, e.dropped_failed, e.rejected, e.requests, t.queued);
     }
     {
       // Signals routed to metrics (signals.file): one counter each, the label from the fixed
@@ -1825,6 +1844,7 @@ void Server::set_acl(security::AclService* acl) {
 void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_health(observe::HealthBoard* board) { impl_->health = board; }
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
+void Server::set_log_exporter(observe::LogExporter* logs) { impl_->log_exporter = logs; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 void Server::set_gateway(Gateway* gateway) { impl_->gateway = gateway; }

@@ -36,6 +36,7 @@ class TlsContextSlot;
 namespace keel::observe {
 class HealthBoard;
 class Tracer;
+class LogExporter;
 }
 
 namespace keel::http {
@@ -77,6 +78,8 @@ class Server {
   // Records a span per request as the tracer's sampler decides, reading and answering W3C
   // traceparent/tracestate; adds the tracer's figures to /metrics. Call before start().
   void set_tracer(observe::Tracer* tracer);
+  // Adds the OTLP log exporter's figures to /metrics. Call before start().
+  void set_log_exporter(observe::LogExporter* logs);
   // Serves /v1/routes and forwards requests that match a gateway route (frontends/http/gateway.h).
   // On the HTTP door keel's own paths (/v1/..., /health/..., /metrics) come first. Call before start().
   void set_gateway(Gateway* gateway);

@@ -364,5 +364,53 @@ TEST(ExportCore, SpansQueueWhileARetryWaits) {
   EXPECT_EQ(r->spans, 4u);
 }
 
+// OTLP logs: ExportLogsServiceRequest's JSON shape, ids only for a line logged for a request.
+TEST(OtlpJson, LogRecordsInTheSpecificationsShape) {
+  Resource r;
+  r.attributes = {{"service.name", std::string("keel")}};
+  LogData a;
+  a.time_unix_ns = 1700000000000000001;
+  a.severity_number = kSeverityWarn;
+  a.severity_text = "WARN";
+  a.body = "disk \"nearly\" full\n";
+  a.attributes = {{"keel.component", std::string("storage")}};
+  a.trace_id = trace_id_from(0x4bf92f3577b34da6ull, 0xa3ce929d0e0e4736ull);
+  a.span_id = span_id_from(0x00f067aa0ba902b7ull);
+  LogData b;
+  b.body = "plain";
+  b.severity_text = "INFO";
+  auto j = json::parse(encode_export_request(r, std::vector<LogData>{a, b}));
+  auto& rl = j.at("resourceLogs").at(0);
+  EXPECT_EQ(rl.at("resource").at("attributes").at(0), json::parse(R"({"key":"service.name","value":{"stringValue":"keel"}})"));
+  auto& recs = rl.at("scopeLogs").at(0).at("logRecords");
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[0].at("timeUnixNano"), "1700000000000000001");
+  EXPECT_EQ(recs[0].at("severityNumber"), 13);
+  EXPECT_EQ(recs[0].at("severityText"), "WARN");
+  EXPECT_EQ(recs[0].at("body"), json::parse(R"({"stringValue":"disk \"nearly\" full\n"})"));
+  EXPECT_EQ(recs[0].at("traceId"), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(recs[0].at("spanId"), "00f067aa0ba902b7");
+  EXPECT_EQ(recs[0].at("attributes").at(0), json::parse(R"({"key":"keel.component","value":{"stringValue":"storage"}})"));
+  EXPECT_FALSE(recs[1].contains("traceId"));
+  EXPECT_FALSE(recs[1].contains("spanId"));
+  EXPECT_EQ(recs[1].at("severityNumber"), kSeverityInfo);
+}
+
+TEST(ExportCore, LogExportCountsRejectedLogRecords) {
+  LogExportCore c(small(), {});
+  std::vector<LogData> v(4);
+  EXPECT_EQ(c.offer(0, v), 0u);
+  const ExportRequest* r = c.poll(0);
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("\"resourceLogs\""), std::string::npos);
+  // A trace collector's field name does not count here; the logs one does.
+  auto msg = c.on_result(1, 0, {200, "", R"({"partialSuccess":{"rejectedLogRecords":"3","errorMessage":"too old"}})", ""});
+  EXPECT_EQ(msg, "log export: the collector rejected 3 of 4 log records: too old");
+  EXPECT_EQ(c.counters().rejected, 3u);
+  EXPECT_EQ(c.counters().exported, 1u);
+  EXPECT_EQ(parse_partial_success(R"({"partialSuccess":{"rejectedLogRecords":2}})", "rejectedLogRecords").first, 2u);
+  EXPECT_EQ(parse_partial_success(R"({"partialSuccess":{"rejectedLogRecords":2}})").first, 0u);
+}
+
 }  // namespace
 }  // namespace keel::observe
