@@ -1,6 +1,7 @@
 """Differential test: the same commands against keel and Debian's redis-server 7 must get
 byte-identical replies (errors included). Commands whose reply order Redis leaves unspecified
 (KEYS, HGETALL...) are compared as multisets of elements."""
+import random
 import unittest
 
 from harness import Keel, Raw, RedisServer, reply_mismatches
@@ -505,6 +506,59 @@ class RedisParity(unittest.TestCase):
             r.close()
             k.close()
             self.assertEqual(mismatches, [], "\n" + "\n".join(mismatches))
+
+    def test_bitfield_matches(self):
+        cases = [
+            ["BITFIELD", "bf", "SET", "u8", "0", "255", "GET", "u8", "0"], ["GET", "bf"],
+            ["BITFIELD", "bf", "INCRBY", "u8", "0", "10"], ["BITFIELD", "bf", "OVERFLOW", "SAT", "INCRBY", "u8", "0", "300"],
+            ["BITFIELD", "bf", "OVERFLOW", "FAIL", "INCRBY", "u8", "0", "1", "GET", "u8", "0"],
+            ["BITFIELD", "bf", "SET", "i5", "#3", "-7", "GET", "i5", "#3", "GET", "u5", "#3"], ["GET", "bf"],
+            ["BITFIELD", "bf", "SET", "i64", "64", "-9223372036854775808", "INCRBY", "i64", "64", "-1"],
+            ["BITFIELD", "bf", "OVERFLOW", "SAT", "INCRBY", "i64", "64", "-5", "OVERFLOW", "WRAP", "INCRBY", "i64", "64", "5"],
+            ["BITFIELD", "bf", "SET", "u63", "3", "9223372036854775807", "GET", "u63", "3", "INCRBY", "u63", "3", "1"],
+            ["BITFIELD", "bf", "OVERFLOW", "SAT", "SET", "u4", "0", "-1", "SET", "i4", "0", "100", "SET", "i4", "0", "-100"],
+            ["BITFIELD", "bf", "OVERFLOW", "FAIL", "SET", "u4", "200", "16", "GET", "u4", "200"], ["STRLEN", "bf"],
+            ["BITFIELD", "bf"], ["BITFIELD", "nokey", "GET", "u8", "0", "GET", "i16", "100"], ["EXISTS", "nokey"],
+            ["BITFIELD", "new", "OVERFLOW", "FAIL", "INCRBY", "u2", "100", "10"], ["GET", "new"],
+            ["BITFIELD_RO", "bf", "GET", "u8", "0", "GET", "i3", "#2"], ["BITFIELD_RO", "bf", "SET", "u8", "0", "1"],
+            ["BITFIELD_RO", "bf"], ["BITFIELD", "bf", "GET", "u64", "0"], ["BITFIELD", "bf", "GET", "i65", "0"],
+            ["BITFIELD", "bf", "GET", "x8", "0"], ["BITFIELD", "bf", "GET", "i0", "0"], ["BITFIELD", "bf", "GET", "u8", "-1"],
+            ["BITFIELD", "bf", "GET", "u8", "#-1"], ["BITFIELD", "bf", "GET", "u8", "4294967296"], ["BITFIELD", "bf", "GET", "u8"],
+            ["BITFIELD", "bf", "SET", "u8", "0"], ["BITFIELD", "bf", "SET", "u8", "0", "x"], ["BITFIELD", "bf", "OVERFLOW", "MAYBE"],
+            ["BITFIELD", "bf", "FROB", "u8", "0"], ["BITFIELD", "bf", "OVERFLOW"], ["BITFIELD", "bf", "GET", "u8", "x"],
+            ["BITFIELD", "bf", "SET", "u8", "0", "1", "GET", "bad", "0"], ["GET", "bf"],
+            ["LPUSH", "blist", "a"], ["BITFIELD", "blist", "GET", "u8", "0"], ["BITFIELD", "blist", "SET", "u8", "0", "1"],
+            ["BITFIELD_RO", "blist", "GET", "u8", "0"], ["BITFIELD_RO", "blist", "SET", "u8", "0", "1"],
+            ["SET", "ttl", "abc"], ["EXPIRE", "ttl", "100"], ["BITFIELD", "ttl", "SET", "u8", "8", "65"], ["GET", "ttl"], ["TTL", "ttl"],
+        ]
+        rnd = random.Random(4242)
+        for _ in range(300):
+            args = ["BITFIELD", "rnd"]
+            for _ in range(rnd.randint(1, 4)):
+                sign = rnd.choice("iu")
+                bits = rnd.randint(1, 64 if sign == "i" else 63)
+                off = str(rnd.randint(0, 80)) if rnd.random() < 0.8 else "#%d" % rnd.randint(0, 5)
+                kind = rnd.choice(["GET", "SET", "INCRBY", "OVERFLOW"])
+                if kind == "OVERFLOW":
+                    args += ["OVERFLOW", rnd.choice(["WRAP", "SAT", "FAIL"])]
+                elif kind == "GET":
+                    args += ["GET", "%s%d" % (sign, bits), off]
+                else:
+                    v = rnd.choice([rnd.randint(-300, 300), rnd.randint(-2**63, 2**63 - 1), 2**bits, -(2**(bits - 1)) - 1])
+                    args += [kind, "%s%d" % (sign, bits), off, str(max(-2**63, min(2**63 - 1, v)))]
+            cases.append(args)
+            cases.append(["GET", "rnd"])
+        with RedisServer() as redis, Keel("--engine", "memory", "--shards", "2") as keel:
+            r, k = Raw(redis.port), Raw(keel.port)
+            mismatches = []
+            for args in cases:
+                args = [a.encode("latin-1") for a in args]
+                a, b = r.cmd(*args), k.cmd(*args)
+                if a != b:
+                    mismatches.append("%s\n    redis: %r\n    keel:  %r" % (args, a, b))
+            r.close()
+            k.close()
+            self.assertEqual(mismatches[:10], [], "\n" + "\n".join(mismatches[:10]))
 
     def test_encoding_knobs_are_accepted_and_reported(self):
         cases = [["CONFIG", "SET", "hash-max-ziplist-entries", "256"], ["CONFIG", "GET", "hash-max-listpack-entries"],

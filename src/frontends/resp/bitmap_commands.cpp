@@ -1,4 +1,4 @@
-// Bitmap commands on strings: SETBIT GETBIT BITCOUNT BITPOS BITOP. Bit 0 is the most
+// Bitmap commands on strings: SETBIT GETBIT BITCOUNT BITPOS BITOP BITFIELD BITFIELD_RO. Bit 0 is the most
 // significant bit of the first byte, as in Redis. Replies, errors and the order in which
 // arguments are checked follow Redis 7.2's bitops.c. SETBIT changes the string through
 // Engine::update (its TTL stays), so the effect recorder replicates the resulting string.
@@ -191,6 +191,228 @@ void cmd_bitop(CmdCtx& c, Args a, Reply& r) {
   r.integer(static_cast<int64_t>(maxlen));
 }
 
+// ---- BITFIELD: integers of 1..64 bits (u1..u63, i1..i64) at any bit offset, MSB first.
+
+enum class Overflow { kWrap, kSat, kFail };
+struct FieldOp {
+  enum Kind { kGet, kSet, kIncrBy } kind;
+  bool sign;
+  unsigned bits;
+  uint64_t offset;
+  int64_t value;  // SET's value or INCRBY's increment
+  Overflow overflow;
+};
+
+uint64_t get_unsigned(const unsigned char* p, uint64_t offset, unsigned bits) {
+  uint64_t v = 0;
+  for (unsigned i = 0; i < bits; ++i, ++offset) v = (v << 1) | ((p[offset >> 3] >> (7 - (offset & 7))) & 1u);
+  return v;
+}
+int64_t get_signed(const unsigned char* p, uint64_t offset, unsigned bits) {
+  uint64_t u = get_unsigned(p, offset, bits);
+  if (bits < 64 && (u & (uint64_t{1} << (bits - 1)))) u |= ~uint64_t{0} << bits;  // sign-extend
+  return static_cast<int64_t>(u);
+}
+void set_bits(unsigned char* p, uint64_t offset, unsigned bits, uint64_t v) {
+  for (unsigned i = 0; i < bits; ++i, ++offset) {
+    const bool bit = (v >> (bits - 1 - i)) & 1u;
+    const auto mask = static_cast<unsigned char>(1u << (7 - (offset & 7)));
+    if (bit) p[offset >> 3] |= mask;
+    else p[offset >> 3] &= static_cast<unsigned char>(~mask);
+  }
+}
+
+// Whether value + incr leaves an unsigned `bits`-bit integer; if so, *out is what the overflow
+// policy makes of it (wrap: the low bits; sat: the bound). Redis 7.2's semantics.
+bool unsigned_overflow(uint64_t value, int64_t incr, unsigned bits, Overflow ow, uint64_t* out) {
+  const uint64_t max = bits == 64 ? UINT64_MAX : (uint64_t{1} << bits) - 1;
+  const auto maxincr = static_cast<int64_t>(max - value);
+  const auto minincr = static_cast<int64_t>(-value);
+  int dir = 0;
+  if (value > max || (incr > 0 && incr > maxincr)) dir = 1;
+  else if (incr < 0 && incr < minincr) dir = -1;
+  if (dir == 0) return false;
+  if (ow == Overflow::kWrap) *out = (value + static_cast<uint64_t>(incr)) & max;
+  else if (ow == Overflow::kSat) *out = dir > 0 ? max : 0;
+  return true;
+}
+bool signed_overflow(int64_t value, int64_t incr, unsigned bits, Overflow ow, int64_t* out) {
+  const int64_t max = bits == 64 ? INT64_MAX : (int64_t{1} << (bits - 1)) - 1;
+  const int64_t min = -max - 1;
+  const auto maxincr = static_cast<int64_t>(static_cast<uint64_t>(max) - static_cast<uint64_t>(value));
+  const auto minincr = static_cast<int64_t>(static_cast<uint64_t>(min) - static_cast<uint64_t>(value));
+  int dir = 0;
+  if (value > max || (bits != 64 && incr > maxincr) || (value >= 0 && incr > 0 && incr > maxincr)) dir = 1;
+  else if (value < min || (bits != 64 && incr < minincr) || (value < 0 && incr < 0 && incr < minincr)) dir = -1;
+  if (dir == 0) return false;
+  if (ow == Overflow::kWrap) {
+    uint64_t c = static_cast<uint64_t>(value) + static_cast<uint64_t>(incr);
+    if (bits < 64) {
+      const uint64_t mask = ~uint64_t{0} << bits;
+      c = (c & (uint64_t{1} << (bits - 1))) ? (c | mask) : (c & ~mask);
+    }
+    *out = static_cast<int64_t>(c);
+  } else if (ow == Overflow::kSat) {
+    *out = dir > 0 ? max : min;
+  }
+  return true;
+}
+
+// Parses the subcommands; false once an error was replied (nothing is read or written then).
+bool parse_bitfield(Args a, std::vector<FieldOp>& ops, Reply& r) {
+  Overflow ow = Overflow::kWrap;
+  for (size_t j = 2; j < a.size(); ++j) {
+    const size_t rem = a.size() - j - 1;
+    FieldOp op{};
+    if (iequals(a[j], "get") && rem >= 2) op.kind = FieldOp::kGet;
+    else if (iequals(a[j], "set") && rem >= 3) op.kind = FieldOp::kSet;
+    else if (iequals(a[j], "incrby") && rem >= 3) op.kind = FieldOp::kIncrBy;
+    else if (iequals(a[j], "overflow") && rem >= 1) {
+      ++j;
+      if (iequals(a[j], "wrap")) ow = Overflow::kWrap;
+      else if (iequals(a[j], "sat")) ow = Overflow::kSat;
+      else if (iequals(a[j], "fail")) ow = Overflow::kFail;
+      else {
+        r.error("ERR Invalid OVERFLOW type specified");
+        return false;
+      }
+      continue;
+    } else {
+      r.syntax_error();
+      return false;
+    }
+    std::string_view type = a[j + 1];
+    int64_t bits = 0;
+    if (type.empty() || (type[0] != 'i' && type[0] != 'u') || !parse_int64(type.substr(1), bits) || bits < 1 ||
+        bits > (type[0] == 'i' ? 64 : 63)) {
+      r.error("ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
+      return false;
+    }
+    op.sign = type[0] == 'i';
+    op.bits = static_cast<unsigned>(bits);
+    std::string_view off = a[j + 2];
+    const bool hash = !off.empty() && off[0] == '#';
+    int64_t offset = 0;
+    bool ok = parse_int64(hash ? off.substr(1) : off, offset) && offset >= 0;
+    if (ok && hash) {  // #n: the n-th field of this width
+      ok = offset <= INT64_MAX / bits;
+      offset *= ok ? bits : 1;
+    }
+    if (!ok || (offset >> 3) >= kMaxBitmapBytes) {
+      r.error("ERR bit offset is not an integer or out of range");
+      return false;
+    }
+    op.offset = static_cast<uint64_t>(offset);
+    if (op.kind != FieldOp::kGet && !parse_int64(a[j + 3], op.value)) {
+      r.not_integer();
+      return false;
+    }
+    op.overflow = ow;
+    ops.push_back(op);
+    j += op.kind == FieldOp::kGet ? 2 : 3;
+  }
+  return true;
+}
+
+void reply_gets(const std::vector<FieldOp>& ops, std::string_view str, Reply& r) {
+  r.array(ops.size());
+  for (const auto& op : ops) {
+    // Up to 9 bytes from the field's first byte, zero beyond the string's end.
+    unsigned char buf[9] = {};
+    const uint64_t byte = op.offset >> 3;
+    for (uint64_t i = 0; i < 9 && byte + i < str.size(); ++i) buf[i] = static_cast<unsigned char>(str[byte + i]);
+    const uint64_t at = op.offset - byte * 8;
+    if (op.sign) r.integer(get_signed(buf, at, op.bits));
+    else r.integer(static_cast<int64_t>(get_unsigned(buf, at, op.bits)));
+  }
+}
+
+// BITFIELD key [GET type offset | SET type offset value | INCRBY type offset increment |
+// OVERFLOW WRAP|SAT|FAIL]... (BITFIELD_RO: GET only). Every subcommand runs in one update of
+// the key, so the string that results is what replicas receive.
+void bitfield(CmdCtx& c, Args a, Reply& r, bool read_only_cmd) {
+  std::vector<FieldOp> ops;
+  if (!parse_bitfield(a, ops, r)) return;
+  uint64_t highest = 0;
+  bool writes = false;
+  for (const auto& op : ops)
+    if (op.kind != FieldOp::kGet) {
+      writes = true;
+      highest = std::max(highest, op.offset + op.bits - 1);
+    }
+  if (!writes) {
+    std::optional<ValueRef> v;
+    if (!string_lookup(c, a[1], v, r)) return;
+    return reply_gets(ops, v ? std::string_view(v->str) : std::string_view(), r);
+  }
+  if (read_only_cmd) return r.error("ERR BITFIELD_RO only supports the GET subcommand");
+  bool wrong = false;
+  std::vector<std::optional<int64_t>> results;
+  auto st = c.engine->update(c.partition(a[1]), a[1], c.now_ms, [&](Value* cur, Value* scratch) {
+    if (cur && cur->type != ValueType::kString) {
+      wrong = true;
+      return UpdateAction::kKeep;
+    }
+    Value* v = cur ? cur : scratch;
+    v->type = ValueType::kString;
+    // The key is created (or zero-padded) up to the farthest bit written, as Redis does, even
+    // when every write fails with OVERFLOW FAIL.
+    if (v->str.size() < (highest >> 3) + 1) v->str.resize((highest >> 3) + 1, '\0');
+    auto* p = reinterpret_cast<unsigned char*>(v->str.data());
+    for (const auto& op : ops) {
+      if (op.kind == FieldOp::kGet) {
+        results.emplace_back(op.sign ? get_signed(p, op.offset, op.bits)
+                                     : static_cast<int64_t>(get_unsigned(p, op.offset, op.bits)));
+        continue;
+      }
+      bool failed = false;
+      if (op.sign) {
+        const int64_t old = get_signed(p, op.offset, op.bits);
+        int64_t next = 0, wrapped = 0;
+        if (op.kind == FieldOp::kIncrBy) {
+          const bool of = signed_overflow(old, op.value, op.bits, op.overflow, &wrapped);
+          next = of ? wrapped : static_cast<int64_t>(static_cast<uint64_t>(old) + static_cast<uint64_t>(op.value));
+          failed = of && op.overflow == Overflow::kFail;
+          if (!failed) results.emplace_back(next);
+        } else {
+          const bool of = signed_overflow(op.value, 0, op.bits, op.overflow, &wrapped);
+          next = of ? wrapped : op.value;
+          failed = of && op.overflow == Overflow::kFail;
+          if (!failed) results.emplace_back(old);
+        }
+        if (!failed) set_bits(p, op.offset, op.bits, static_cast<uint64_t>(next));
+      } else {
+        const uint64_t old = get_unsigned(p, op.offset, op.bits);
+        uint64_t next = 0, wrapped = 0;
+        if (op.kind == FieldOp::kIncrBy) {
+          const bool of = unsigned_overflow(old, op.value, op.bits, op.overflow, &wrapped);
+          next = of ? wrapped : old + static_cast<uint64_t>(op.value);
+          failed = of && op.overflow == Overflow::kFail;
+          if (!failed) results.emplace_back(static_cast<int64_t>(next));
+        } else {
+          const bool of = unsigned_overflow(static_cast<uint64_t>(op.value), 0, op.bits, op.overflow, &wrapped);
+          next = of ? wrapped : static_cast<uint64_t>(op.value);
+          failed = of && op.overflow == Overflow::kFail;
+          if (!failed) results.emplace_back(static_cast<int64_t>(old));
+        }
+        if (!failed) set_bits(p, op.offset, op.bits, next);
+      }
+      if (failed) results.emplace_back(std::nullopt);
+    }
+    return UpdateAction::kWrite;
+  });
+  if (wrong) return r.wrong_type();
+  if (!st) return reply_status_error(r, st.error());
+  r.array(results.size());
+  for (const auto& v : results) {
+    if (v) r.integer(*v);
+    else r.null();
+  }
+}
+
+void cmd_bitfield(CmdCtx& c, Args a, Reply& r) { bitfield(c, a, r, false); }
+void cmd_bitfield_ro(CmdCtx& c, Args a, Reply& r) { bitfield(c, a, r, true); }
+
 }  // namespace
 
 void register_bitmap_commands(std::vector<CommandSpec>& t) {
@@ -199,6 +421,8 @@ void register_bitmap_commands(std::vector<CommandSpec>& t) {
   t.push_back({"getbit", 3, kReadonly | kFast, 1, 1, 1, R, cmd_getbit, "bitmap", "Returns a bit value by offset.", "2.2.0"});
   t.push_back({"bitcount", -2, kReadonly, 1, 1, 1, R, cmd_bitcount, "bitmap", "Counts the number of set bits (population counting) in a string.", "2.6.0"});
   t.push_back({"bitpos", -3, kReadonly, 1, 1, 1, R, cmd_bitpos, "bitmap", "Finds the first set (1) or clear (0) bit in a string.", "2.8.7"});
+  t.push_back({"bitfield", -2, kWrite | kDenyOom, 1, 1, 1, R, cmd_bitfield, "bitmap", "Performs arbitrary bitfield integer operations on strings.", "3.2.0"});
+  t.push_back({"bitfield_ro", -2, kReadonly | kFast, 1, 1, 1, R, cmd_bitfield_ro, "bitmap", "Performs arbitrary read-only bitfield integer operations on strings.", "6.0.0"});
   t.push_back({"bitop", -4, kWrite | kDenyOom, 2, -1, 1, R, cmd_bitop, "bitmap", "Performs bitwise operations on multiple strings, and stores the result.", "2.6.0"});
 }
 
