@@ -27,7 +27,7 @@ class Docs(unittest.TestCase):
         documented = set()
         for line in section.splitlines():
             if line.startswith("| `"):
-                documented.update(re.findall(r"`([A-Z.]+)`", line.split(" | ")[0]))
+                documented.update(re.findall(r"`([A-Z_.]+)`", line.split(" | ")[0]))
         self.assertGreater(len(documented), 60)
         with Keel("--engine", "memory") as k:
             raw = Raw(k.port).cmd("COMMAND", "LIST").decode()

@@ -1,0 +1,283 @@
+// The messaging SDK's conformance suite (keel::messaging, docs/messaging.md), run against every
+// provider: RESP Streams on a real keel, RESP Streams on Debian's redis-server, and local files.
+// Each case states a delivery rule: order and content, competing consumers, redelivery of what
+// was not acknowledged, the dead-letter topic after max_deliveries or for a payload that does
+// not decode, and an acknowledged message never coming back.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "keel/messaging/messaging.h"
+#include "keel_process.h"
+
+using namespace keel::messaging;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Order {
+  int64_t id = 0;
+  std::string item;
+};
+struct OrderCodec {
+  static std::string encode(const Order& o) { return std::to_string(o.id) + "|" + o.item; }
+  static Result<Order> decode(std::string_view b) {
+    auto bar = b.find('|');
+    Order o;
+    if (bar == std::string_view::npos || std::from_chars(b.data(), b.data() + bar, o.id).ec != std::errc())
+      return keel::client::make_error(Errc::kUnexpectedReply, "not an order: '" + std::string(b) + "'");
+    o.item = std::string(b.substr(bar + 1));
+    return o;
+  }
+};
+using Pub = Publisher<Order, OrderCodec>;
+using Sub = Subscriber<Order, OrderCodec>;
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+keel::Client connect_retrying(uint16_t port) {
+  for (int i = 0;; ++i) {
+    auto c = keel::Client::connect("127.0.0.1", port);
+    if (c) return std::move(*c);
+    if (i == 200) {
+      ADD_FAILURE() << c.error().to_string();
+      std::abort();
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+}
+
+// One provider under test, with the process or directory behind it.
+struct Backend {
+  virtual ~Backend() = default;
+  virtual Provider& provider() = 0;
+};
+
+struct KeelBackend : Backend {
+  keel::testing::KeelProcess node{{"--engine", "memory"}};
+  std::optional<keel::Client> client;
+  std::unique_ptr<Provider> p;
+  KeelBackend() {
+    EXPECT_TRUE(node.start()) << node.output();
+    client.emplace(connect_retrying(static_cast<uint16_t>(node.resp_port())));
+    p = resp_provider(*client);
+  }
+  Provider& provider() override { return *p; }
+};
+
+struct RedisBackend : Backend {
+  pid_t pid = -1;
+  std::optional<keel::Client> client;
+  std::unique_ptr<Provider> p;
+  RedisBackend() {
+    uint16_t port = free_port();
+    pid = fork();
+    if (pid == 0) {
+      execlp("redis-server", "redis-server", "--port", std::to_string(port).c_str(), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--logfile", "/dev/null", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    client.emplace(connect_retrying(port));
+    p = resp_provider(*client);
+  }
+  ~RedisBackend() override {
+    p.reset();
+    client.reset();
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  Provider& provider() override { return *p; }
+};
+
+struct FileBackend : Backend {
+  std::string dir;
+  std::unique_ptr<Provider> p;
+  FileBackend() {
+    char tmpl[] = "/tmp/keel-msg-XXXXXX";
+    dir = mkdtemp(tmpl);
+    p = file_provider(dir);
+  }
+  ~FileBackend() override { std::filesystem::remove_all(dir); }
+  Provider& provider() override { return *p; }
+};
+
+class Conformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "keel") b_ = std::make_unique<KeelBackend>();
+    else if (GetParam() == "redis") b_ = std::make_unique<RedisBackend>();
+    else b_ = std::make_unique<FileBackend>();
+  }
+  Provider& p() { return b_->provider(); }
+  Sub subscriber(const std::string& topic, const std::string& group, const std::string& consumer,
+                 std::chrono::milliseconds ack_timeout = 30s, uint32_t max_deliveries = 5) {
+    auto s = Sub::open(p(), topic, {.group = group, .consumer = consumer, .max_deliveries = max_deliveries,
+                                    .ack_timeout = ack_timeout, .batch = 16, .block = 100ms});
+    EXPECT_TRUE(s) << s.error().to_string();
+    return std::move(*s);
+  }
+  // Polls until `n` messages came (or 5 s).
+  std::vector<Message<Order>> take(Sub& s, size_t n) {
+    std::vector<Message<Order>> got;
+    for (int i = 0; i < 50 && got.size() < n; ++i) {
+      auto r = s.poll();
+      EXPECT_TRUE(r) << r.error().to_string();
+      if (!r) break;
+      for (auto& m : *r) got.push_back(std::move(m));
+    }
+    return got;
+  }
+  std::unique_ptr<Backend> b_;
+};
+
+TEST_P(Conformance, MessagesArriveInOrderWithTheirHeaders) {
+  Pub pub(p(), "orders");
+  auto sub = subscriber("orders", "billing", "b-1");
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(pub.publish({i, "item-" + std::to_string(i)}, {{"traceparent", "00-t-s-01"}}));
+  auto got = take(sub, 3);
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[static_cast<size_t>(i)].value.id, i + 1);
+    EXPECT_EQ(got[static_cast<size_t>(i)].value.item, "item-" + std::to_string(i + 1));
+    EXPECT_EQ(got[static_cast<size_t>(i)].deliveries, 1u);
+    ASSERT_TRUE(got[static_cast<size_t>(i)].headers.find("traceparent"));
+    EXPECT_EQ(*got[static_cast<size_t>(i)].headers.find("traceparent"), "00-t-s-01");
+    ASSERT_TRUE(got[static_cast<size_t>(i)].headers.find("message-id"));
+    EXPECT_EQ(got[static_cast<size_t>(i)].headers.find("message-id")->size(), 32u);
+    EXPECT_TRUE(sub.ack(got[static_cast<size_t>(i)]));
+  }
+}
+
+TEST_P(Conformance, EveryGroupGetsEveryMessageAndConsumersOfOneGroupShareThem) {
+  Pub pub(p(), "events");
+  auto a1 = subscriber("events", "audit", "a-1");
+  auto a2 = subscriber("events", "audit", "a-2");
+  auto other = subscriber("events", "search", "s-1");
+  for (int i = 1; i <= 10; ++i) ASSERT_TRUE(pub.publish({i, "e"}));
+  std::set<int64_t> seen;
+  size_t total = 0;
+  for (int round = 0; round < 20 && total < 10; ++round) {
+    for (Sub* s : {&a1, &a2}) {
+      auto r = s->poll();
+      ASSERT_TRUE(r) << r.error().to_string();
+      for (auto& m : *r) {
+        EXPECT_TRUE(seen.insert(m.value.id).second) << "message " << m.value.id << " delivered twice in one group";
+        ++total;
+        EXPECT_TRUE(s->ack(m));
+      }
+    }
+  }
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_EQ(take(other, 10).size(), 10u);  // the other group gets all ten too
+}
+
+TEST_P(Conformance, WhatIsNotAcknowledgedComesBackAndWhatIsDoesNot) {
+  Pub pub(p(), "jobs");
+  auto w1 = subscriber("jobs", "workers", "w-1", 300ms);
+  auto w2 = subscriber("jobs", "workers", "w-2", 300ms);
+  ASSERT_TRUE(pub.publish({1, "acked"}));
+  ASSERT_TRUE(pub.publish({2, "dropped"}));
+  auto first = take(w1, 2);
+  ASSERT_EQ(first.size(), 2u);
+  ASSERT_TRUE(w1.ack(first[0]));  // w-1 "crashes" before acknowledging the second
+  std::this_thread::sleep_for(400ms);
+  auto again = take(w2, 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].value.id, 2);
+  EXPECT_EQ(again[0].deliveries, 2u);
+  ASSERT_TRUE(w2.ack(again[0]));
+  std::this_thread::sleep_for(400ms);
+  auto r = w2.poll();
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->empty());  // both acknowledged: nothing comes back
+}
+
+TEST_P(Conformance, AfterMaxDeliveriesAMessageGoesToTheDeadLetterTopic) {
+  Pub pub(p(), "mail");
+  auto s = subscriber("mail", "senders", "m-1", 100ms, 2);
+  auto dl = subscriber("mail.dead-letter", "ops", "o-1");
+  ASSERT_TRUE(pub.publish({7, "poison"}));
+  // Delivered twice (never acknowledged), then dead-lettered on the third attempt.
+  EXPECT_EQ(take(s, 1).size(), 1u);
+  std::this_thread::sleep_for(150ms);
+  auto second = take(s, 1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].deliveries, 2u);
+  std::this_thread::sleep_for(150ms);
+  auto third = s.poll();
+  ASSERT_TRUE(third);
+  EXPECT_TRUE(third->empty());
+  EXPECT_EQ(s.dead_lettered(), 1u);
+  auto dead = take(dl, 1);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].value.id, 7);
+  ASSERT_TRUE(dead[0].headers.find("dead-letter-reason"));
+  EXPECT_NE(dead[0].headers.find("dead-letter-reason")->find("max_deliveries 2"), std::string::npos);
+  std::this_thread::sleep_for(150ms);
+  auto after = s.poll();
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->empty());  // acknowledged on the way out: never delivered again
+}
+
+TEST_P(Conformance, APayloadThatDoesNotDecodeIsDeadLettered) {
+  ASSERT_TRUE(p().append("raw", encode_fields("not-an-order", {})));
+  Pub pub(p(), "raw");
+  ASSERT_TRUE(pub.publish({1, "fine"}));
+  auto s = subscriber("raw", "g", "c");
+  auto got = take(s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value.id, 1);
+  EXPECT_EQ(s.dead_lettered(), 1u);
+  // Read the dead letter raw (as an Order it would not decode either).
+  ASSERT_TRUE(p().create_group("raw.dead-letter", "ops"));
+  auto dead = p().read_new("raw.dead-letter", "ops", "o", 10, 100ms);
+  ASSERT_TRUE(dead) << dead.error().to_string();
+  ASSERT_EQ(dead->size(), 1u);
+  std::string payload;
+  Headers headers;
+  ASSERT_TRUE(decode_fields((*dead)[0].fields, payload, headers));
+  EXPECT_EQ(payload, "not-an-order");
+  ASSERT_TRUE(headers.find("dead-letter-reason"));
+  EXPECT_EQ(*headers.find("dead-letter-reason"), "payload does not decode: not an order: 'not-an-order'");
+}
+
+INSTANTIATE_TEST_SUITE_P(Providers, Conformance, ::testing::Values("keel", "redis", "file"),
+                         [](const auto& info) { return info.param; });
+
+TEST(MessagingOptions, BadOptionsAreRefusedWithWhatIsAllowed) {
+  char tmpl[] = "/tmp/keel-msg-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  auto fp = file_provider(dir);
+  auto s = Sub::open(*fp, "t", {.group = "", .consumer = "c"});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().message, "subscriber: group and consumer must not be empty");
+  auto z = Sub::open(*fp, "t", {.group = "g", .consumer = "c", .max_deliveries = 0});
+  ASSERT_FALSE(z);
+  EXPECT_EQ(z.error().message, "subscriber: max_deliveries must be at least 1");
+  auto bad = fp->append("../escape", {{"payload", "x"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("allowed: non-empty, no '/'"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
