@@ -83,7 +83,7 @@ class Clients(unittest.TestCase):
         time.sleep(0.4)
         self.assertIsNone(r.get("short"))
         self.assertEqual(r.exists("short"), 0)
-        self.assertEqual(r.ttl("long"), 100)
+        self.assertIn(r.ttl("long"), (99, 100))  # rounded: 100 unless the sleep overran by 100 ms
         # Active expiry removes keys nobody reads again.
         for i in range(200):
             r.set("gone:%d" % i, "v", px=50)

@@ -13,7 +13,7 @@ import urllib.request
 
 import redis
 
-from harness import KEEL_BIN, Keel, free_port, http
+from harness import wait_for, KEEL_BIN, Keel, free_port, http
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 DEPLOY = os.path.join(ROOT, "deploy", "observability")
@@ -83,7 +83,15 @@ class DeployObservabilityTest(unittest.TestCase):
         k.start()
         self.addCleanup(k.cleanup)
         r = redis.Redis(port=k.port)
-        r.set("a", "1")
+
+        def can_write():  # a fresh member answers CLUSTERDOWN until it has its partition map
+            try:
+                return r.set("a", "1")
+            except redis.exceptions.ResponseError as e:
+                if "CLUSTERDOWN" not in str(e):
+                    raise
+                return False
+        wait_for("the node's first partition map", can_write, 20)
         r.get("a")
         exported = set()
         for _ in range(200):  # the cluster families appear once the node has a partition map

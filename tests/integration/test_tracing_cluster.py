@@ -47,7 +47,8 @@ class ForwardedTraceTest(unittest.TestCase):
         cls.col = Collector()
         # Ratio 0: only requests with a sampled parent (and errors) leave spans, so every span
         # this test looks for was kept because the context reached the node that recorded it.
-        cls.c = DhtCluster(replicas=1, quorum=1, extra=(
+        # Two copies, write quorum 2: a write's reply on its primary waits for the replica.
+        cls.c = DhtCluster(replicas=2, quorum=2, extra=(
             "--set", "trace.endpoint=" + cls.col.url(),
             "--set", "trace.sample_ratio=0",
             "--set", "trace.batch_delay_ms=50",
@@ -85,6 +86,13 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertEqual(attrs(on_b)["keel.forwarded"], True)
         self.assertEqual(attrs(on_b)["keel.forwarded_from"], 1)
         self.assertNotEqual(on_a["spanId"], on_b["spanId"])
+        # The primary's span covers the wait for the write quorum, which ends with an event.
+        events = [e["name"] for e in on_b.get("events", [])]
+        self.assertIn("keel.write_quorum.reached", events, on_b)
+        wait = attrs(on_b)["keel.replication.wait_ns"]
+        self.assertGreaterEqual(wait, 0)
+        self.assertGreaterEqual(int(on_b["endTimeUnixNano"]) - int(on_b["startTimeUnixNano"]), wait)
+        self.assertNotIn("keel.write_quorum.reached", [e["name"] for e in on_a.get("events", [])])
         # Exported by two different nodes.
         self.assertNotEqual(instance(self.col, on_a["spanId"]), instance(self.col, on_b["spanId"]))
 

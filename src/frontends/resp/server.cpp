@@ -107,6 +107,13 @@ struct Connection final : PubSubSink {
   // Flat, and kept with their capacity from one batch to the next: no allocation per write.
   std::vector<dht::Wait> deferred_waits;
   std::vector<dht::Wait> settle_waits;  // settle(): merged, in shard order
+  // Spans of traced commands whose replies wait for their write quorum (deferred[index]):
+  // recorded by settle() once the wait is over, so that they cover it.
+  struct HeldSpan {
+    observe::SpanData span;
+    size_t index;
+  };
+  std::vector<HeldSpan> held_spans;
   void defer(size_t begin, const std::vector<dht::Wait>& ws) {
     size_t wb = deferred_waits.size();
     deferred_waits.insert(deferred_waits.end(), ws.begin(), ws.end());
@@ -118,6 +125,7 @@ struct Connection final : PubSubSink {
       deferred_waits.resize(deferred.back().wbegin);
       deferred.pop_back();
     }
+    std::erase_if(held_spans, [&](const HeldSpan& h) { return h.index >= deferred.size(); });
   }
   // Tracing (tracer != null), the command running now. `head`: the sampler's head decision
   // (a remote parent's sampled flag, else the trace id ratio on `low`). `ctx`: its trace and
@@ -855,6 +863,11 @@ void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t
     s.status_message.assign(err);
     s.attributes.push_back({"error.type", std::string(err.substr(0, err.find(' ')))});
   }
+  if (!c.deferred.empty() && c.deferred.back().begin >= reply_begin) {
+    // Its reply waits for the write quorum: settle() ends the span when the wait does.
+    c.held_spans.push_back({std::move(s), c.deferred.size() - 1});
+    return;
+  }
   tracer->record(c.shard, std::move(s));
 }
 
@@ -1011,6 +1024,7 @@ void Server::Impl::after_routed(Connection& c, size_t before) {
 // true answer.
 awaitable<void> Server::Impl::settle(Connection& c) {
   if (c.deferred.empty()) co_return;
+  const int64_t wait_start = SystemClock::instance().monotonic_ns();
   // Per shard, the highest LSN per (partition, quorum): sorted so that each shard's waits are
   // one contiguous run. A handful of waits, in vectors the connection keeps.
   auto& ws = c.settle_waits;
@@ -1056,6 +1070,32 @@ awaitable<void> Server::Impl::settle(Connection& c) {
     }
     out.append(c.out, pos, std::string::npos);
     c.out.swap(out);
+  }
+  if (!c.held_spans.empty()) {
+    // The spans of traced writes end when their quorum answered (or did not), with the wait
+    // as an event: what the client waited for beyond running the command.
+    const int64_t now_unix = observe::Tracer::now_unix_ns();
+    const int64_t waited = SystemClock::instance().monotonic_ns() - wait_start;
+    for (auto& h : c.held_spans) {
+      auto& s = h.span;
+      const std::string* why = nullptr;
+      const auto& d = c.deferred[h.index];
+      for (size_t i = d.wbegin; i < d.wend; ++i)
+        if (auto it = failed.find(shards.owner(c.deferred_waits[i].partition)); it != failed.end()) why = &it->second;
+      s.end_unix_ns = std::max(s.end_unix_ns, now_unix);
+      s.attributes.push_back({"keel.replication.wait_ns", waited});
+      observe::SpanEvent ev;
+      ev.time_unix_ns = now_unix;
+      ev.name = why ? "keel.write_quorum.timeout" : "keel.write_quorum.reached";
+      if (why) {
+        ev.attributes.push_back({"exception.message", *why});
+        s.status_code = observe::kStatusError;
+        s.status_message = "TIMEOUT " + *why;
+      }
+      s.events.push_back(std::move(ev));
+      tracer->record(c.shard, std::move(s));
+    }
+    c.held_spans.clear();
   }
   c.deferred.clear();
   c.deferred_waits.clear();
