@@ -15,23 +15,12 @@
 #include "keel/client/json_codec.h"
 #include "keel_process.h"
 
+using keel::testing::free_port;
 using keel::testing::KeelProcess;
 using namespace keel::client;
 using namespace std::chrono_literals;
 
 namespace {
-
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 struct User {
   std::string name;

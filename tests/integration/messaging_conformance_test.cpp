@@ -19,6 +19,7 @@
 #include "keel_process.h"
 
 using namespace keel::messaging;
+using keel::testing::free_port;
 using namespace std::chrono_literals;
 
 namespace {
@@ -40,18 +41,6 @@ struct OrderCodec {
 };
 using Pub = Publisher<Order, OrderCodec>;
 using Sub = Subscriber<Order, OrderCodec>;
-
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 keel::Client connect_retrying(uint16_t port) {
   for (int i = 0;; ++i) {

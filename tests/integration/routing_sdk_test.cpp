@@ -19,22 +19,11 @@
 using keel::routing::Instance;
 using keel::routing::Registrar;
 using keel::routing::Route;
+using keel::testing::free_port;
 using keel::testing::KeelProcess;
 using namespace std::chrono_literals;
 
 namespace {
-
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 // GET path on the node's HTTP port; the body parsed as JSON.
 nlohmann::json http_get(int port, const std::string& path) {

@@ -2,10 +2,14 @@
 // stops it. The binary's path comes from the KEEL_BIN environment variable (set by ctest).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace keel::testing {
+
+// A loopback TCP port that was free a moment ago (bound to port 0, then closed).
+uint16_t free_port();
 
 class KeelProcess {
  public:
