@@ -99,6 +99,7 @@ class EffectRecorder final : public storage::Engine {
                                             const ScanFn& fn) override {
     return inner_->scan_partition(partition, start_key, limit, now_ms, fn);
   }
+  bool ordered_scan() const override { return inner_->ordered_scan(); }
   // Not recorded: the runtime drops a partition this node no longer holds.
   Status drop_partition(uint32_t partition) override { return inner_->drop_partition(partition); }
   Status clear() override;

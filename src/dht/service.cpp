@@ -749,6 +749,12 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     std::string start;
     uint64_t keys = 0;
     std::optional<uint64_t> id;  // the transfer being streamed (Copy::snapshot_id)
+    // An engine without ordered scans (the memory engine) would pass over the whole partition
+    // for every chunk: its keys are collected once per transfer, in order, and read one by one
+    // (a key written after that is in the log that follows the transfer; one deleted is skipped).
+    const bool collect = !recorders[sid]->ordered_scan();
+    std::vector<std::string> todo;
+    size_t todo_at = 0;
     asio::steady_timer pause(shards.shard(sid).io);
     for (;;) {
       auto cit = s.copies.find(p);
@@ -781,17 +787,31 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         send_repl(to, p, b);
         id = copy.snapshot_id(to);
         if (!id) break;
+        if (collect) {
+          todo.clear();
+          todo_at = 0;
+          recorders[sid]->scan_partition(p, start, SIZE_MAX, wall_ms(),
+                                         [&](std::string_view key, const storage::ValueRef&) { todo.emplace_back(key); });
+        }
       }
       replication::SnapshotChunk chunk;
       size_t bytes = 0;
-      std::optional<std::string> next = recorders[sid]->scan_partition(
-          p, start, 256, wall_ms(), [&](std::string_view key, const storage::ValueRef& v) {
-            storage::Value val = storage::copy_value(v);
-            std::string e;
-            encode_put(e, key, val);
-            bytes += e.size();
-            chunk.effects.push_back(std::move(e));
-          });
+      auto put = [&](std::string_view key, const storage::ValueRef& v) {
+        storage::Value val = storage::copy_value(v);
+        std::string e;
+        encode_put(e, key, val);
+        bytes += e.size();
+        chunk.effects.push_back(std::move(e));
+      };
+      std::optional<std::string> next;
+      if (collect) {
+        const int64_t now = wall_ms();
+        for (size_t n = 0; n < 256 && todo_at < todo.size(); ++n, ++todo_at)
+          if (auto v = recorders[sid]->get(p, todo[todo_at], now)) put(todo[todo_at], *v);
+        if (todo_at < todo.size()) next = todo[todo_at];
+      } else {
+        next = recorders[sid]->scan_partition(p, start, 256, wall_ms(), put);
+      }
       keys += chunk.effects.size();
       snapshot_bytes += bytes;  // every chunk, the last (often the only) one too
       send_repl(to, p, copy.snapshot_chunk(to, std::move(chunk.effects), !next, now_ms(), next ? *next : std::string()));

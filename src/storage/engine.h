@@ -143,6 +143,11 @@ class Engine {
                                                     size_t limit, int64_t now_ms,
                                                     const ScanFn& fn) = 0;
 
+  // Whether scan_partition costs about what it returns (an ordered store) rather than a pass
+  // over the whole partition per call (a hash table): a long walk over a partition, such as a
+  // snapshot stream, then collects the partition's keys once and reads them one by one.
+  virtual bool ordered_scan() const { return true; }
+
   virtual Status drop_partition(uint32_t partition) = 0;
   virtual Status clear() = 0;  // FLUSHALL for this shard
 

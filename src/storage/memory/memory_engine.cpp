@@ -506,7 +506,7 @@ class MemoryEngine final : public Engine {
       for (Entry* e = t.buckets[b]; e; e = e->next)
         if (alive(e, now_ms) && key_of(e) >= start_key) found.push_back(e);
     auto less = [](const Entry* a, const Entry* b) { return key_of(a) < key_of(b); };
-    const size_t take = std::min(found.size(), limit + 1);
+    const size_t take = found.size() <= limit ? found.size() : limit + 1;  // no overflow at SIZE_MAX
     std::partial_sort(found.begin(), found.begin() + static_cast<ptrdiff_t>(take), found.end(),
                       less);
     const size_t emit = std::min(found.size(), limit);
@@ -514,6 +514,8 @@ class MemoryEngine final : public Engine {
     if (found.size() > limit) return std::string(key_of(found[limit]));
     return std::nullopt;
   }
+
+  bool ordered_scan() const override { return false; }
 
   Status drop_partition(uint32_t partition) override {
     if (partition >= config_.partitions)

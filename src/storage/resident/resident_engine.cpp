@@ -93,6 +93,8 @@ class ResidentEngine final : public Engine {
     return mem_->scan_partition(partition, start_key, limit, now_ms, fn);
   }
 
+  bool ordered_scan() const override { return mem_->ordered_scan(); }
+
   Status drop_partition(uint32_t partition) override {
     if (auto st = log_->drop_partition(partition); !st) return st;
     return mem_->drop_partition(partition);
