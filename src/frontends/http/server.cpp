@@ -825,6 +825,18 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "keel_acl_denied_total{{reason=\"auth\"}} {}\nkeel_acl_denied_total{{reason=\"command\"}} {}\n"
           "keel_acl_denied_total{{reason=\"key\"}} {}\nkeel_acl_denied_total{{reason=\"channel\"}} {}\n",
           d.auth, d.command, d.key, d.channel);
+      res.body() += fmt::format(
+          "# HELP keel_auth_lockout_refusals_total Authentications refused unchecked because the user or the client "
+          "address is locked after failed attempts (auth.lockout_*).\n"
+          "# TYPE keel_auth_lockout_refusals_total counter\nkeel_auth_lockout_refusals_total {}\n"
+          "# HELP keel_auth_lockouts_total Locks started by failed authentications.\n"
+          "# TYPE keel_auth_lockouts_total counter\nkeel_auth_lockouts_total {}\n"
+          "# HELP keel_auth_lockout_subjects Users and client addresses with failed authentications remembered.\n"
+          "# TYPE keel_auth_lockout_subjects gauge\nkeel_auth_lockout_subjects {}\n"
+          "# HELP keel_token_refusals_total Tokens refused (bad form or signature, expired, another certificate, "
+          "unknown user).\n"
+          "# TYPE keel_token_refusals_total counter\nkeel_token_refusals_total {}\n",
+          acl->lockout_refusals(), acl->lockouts_started(), acl->lockouts().size(), acl->token_refusals());
     }
     if (opt.tls)
       res.body() += fmt::format(
