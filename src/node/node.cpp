@@ -848,6 +848,8 @@ Status Node::start() {
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
+  ho.signature_window_s = static_cast<int64_t>(im.cfg.auth_signature_window_s);
+  ho.nonce_capacity = im.cfg.auth_nonce_capacity;
   ho.data_dir = im.cfg.storage.data_dir;
   if (im.resp_tls || im.http_tls || (im.cfg.tls_peer && im.cfg.cluster_node_id != 0)) im.read_cert_expiry();
   if (im.http_tls) {

@@ -567,7 +567,8 @@ bool Acl::tokens_enabled() const {
 }
 
 Result<Acl::TokenLogin> Acl::authenticate_token(std::string_view name, std::string_view token,
-                                                std::string_view cert_sha256, int64_t now_ms) const {
+                                                std::string_view cert_sha256, int64_t now_ms,
+                                                bool require_proof) const {
   std::shared_ptr<const TokenKey> key;
   {
     std::lock_guard lock(mu_);
@@ -582,6 +583,7 @@ Result<Acl::TokenLogin> Acl::authenticate_token(std::string_view name, std::stri
   VerifyInput in;
   in.now_s = now_ms / 1000;
   in.cert_sha256 = cert_sha256;
+  in.require_proof = require_proof;
   auto g = verify_token(token, *key, in, catalog_);
   if (!g) return refuse(g.error().message);
   if (!name.empty() && name != g->user)

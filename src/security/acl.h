@@ -210,8 +210,10 @@ class Acl {
   };
   // Verifies `token` for a client that presented the certificate `cert_sha256` ("" if none)
   // and names `name` (empty: the token's user): the user must exist and be on. Errors say why.
+  // `require_proof`: false for a signed HTTP request, whose signature proves the holder key.
   Result<TokenLogin> authenticate_token(std::string_view name, std::string_view token,
-                                        std::string_view cert_sha256, int64_t now_ms) const;
+                                        std::string_view cert_sha256, int64_t now_ms,
+                                        bool require_proof = true) const;
 
   // ---- Certificate identities as users (auth.cert_users) ----
   void set_cert_users(bool enabled, std::string cluster_id);

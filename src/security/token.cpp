@@ -100,6 +100,12 @@ std::string sha256_hex(std::string_view bytes) {
   return hex(std::string_view(reinterpret_cast<const char*>(md), sizeof md));
 }
 
+std::string sha256_raw(std::string_view bytes) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), md);
+  return std::string(reinterpret_cast<const char*>(md), sizeof md);
+}
+
 Result<std::string> certificate_sha256_pem(std::string_view pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   if (!bio) return std::unexpected(bad("out of memory"));
@@ -528,7 +534,8 @@ Result<TokenGrant> verify_token(std::string_view token, const TokenKey& root, co
   for (auto& p : t->parts) {
     User u = new_user("token");
     std::vector<std::string> rules;
-    if (p.block.commands.empty()) rules.push_back("allcommands");
+    // An allow-list ("+@read +set") starts from no commands, a deny-list ("-del") from all.
+    if (p.block.commands.empty() || p.block.commands[0][0] == '-') rules.push_back("allcommands");
     if (p.block.keys.empty()) rules.push_back("allkeys");
     if (p.block.channels.empty()) rules.push_back("allchannels");
     rules.insert(rules.end(), p.block.commands.begin(), p.block.commands.end());

@@ -78,7 +78,9 @@ struct TokenBlock {
   std::string user;         // block 0 only
   std::string cert_sha256;  // block 0 only: 64 lower-case hex digits
   int64_t expires_s = 0;    // unix seconds; required in block 0, optional (0) after
-  std::vector<std::string> commands;  // ACL command rules: +cmd -cmd +@cat -@cat +cmd|sub allcommands nocommands
+  // ACL command rules, applied in order: +cmd -cmd +@cat -@cat +cmd|sub allcommands nocommands.
+  // A list starting with '-' starts from every command (a deny-list), otherwise from none.
+  std::vector<std::string> commands;
   std::vector<std::string> keys;      // ACL key patterns: ~pattern, allkeys
   std::vector<std::string> channels;  // ACL channel patterns: &pattern, allchannels
 };
@@ -136,5 +138,6 @@ Result<std::string> token_holder_key(std::string_view token);
 // SHA-256 of a certificate's DER (hex), from PEM (the CLI) or DER (the doors).
 Result<std::string> certificate_sha256_pem(std::string_view pem);
 std::string sha256_hex(std::string_view bytes);
+std::string sha256_raw(std::string_view bytes);
 
 }  // namespace keel::security
