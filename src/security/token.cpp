@@ -478,6 +478,8 @@ Result<std::string> attenuate_token(std::string_view token, const TokenBlock& b,
   auto signer = TokenKey::ed25519_from_seed(
       std::span(reinterpret_cast<const unsigned char*>(t->proof.data()), t->proof.size()));
   if (!signer) return std::unexpected(signer.error());
+  if (signer->raw_public() != t->parts.back().next_key)
+    return std::unexpected(bad("the token's proof key does not match its last block (blocks were removed): it cannot be attenuated"));
   return append_block(std::move(*t), *signer, b, next_seed);
 }
 
