@@ -150,8 +150,12 @@ Result<TokenKey> TokenKey::from_pem(std::string_view pem) {
   if (!k.impl_->key)
     return std::unexpected(bad("not a PEM private key (PKCS#8) or public key (SubjectPublicKeyInfo)"));
   int id = EVP_PKEY_get_base_id(k.impl_->key);
-  if (id != EVP_PKEY_ED25519 && !(id == EVP_PKEY_EC && EVP_PKEY_is_a(k.impl_->key, "EC") &&
-                                   EVP_PKEY_get_bits(k.impl_->key) == 256))
+  char group[64] = {0};
+  size_t glen = 0;
+  const bool p256 = id == EVP_PKEY_EC &&
+                    EVP_PKEY_get_group_name(k.impl_->key, group, sizeof group, &glen) == 1 &&
+                    (std::string_view(group) == "prime256v1" || std::string_view(group) == "P-256");
+  if (id != EVP_PKEY_ED25519 && !p256)
     return std::unexpected(bad("the key is neither Ed25519 nor ECDSA P-256; allowed: those two"));
   return k;
 }

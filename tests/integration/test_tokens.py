@@ -94,6 +94,40 @@ class TokenTest(unittest.TestCase):
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(), dict(e.headers)
 
+    def test_cli_refuses_bad_input(self):
+        import stat
+        self.assertEqual(stat.S_IMODE(os.stat(self.path("token.key")).st_mode), 0o600)
+        r = keel("token", "init", "--dir", self.pki, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("token.key: File exists (an existing key is never replaced", r.stderr)
+        r = keel("token", "issue", "--dir", self.pki, "--user", "u", "--cert", self.path("alice.crt"),
+                 "--commands", ">secret", check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.strip(), "keel token issue: '>secret' is not a command rule a token may carry; "
+                                           "allowed: +command, -command, +@category, -@category, +command|sub, "
+                                           "allcommands, nocommands")
+        r = keel("token", "issue", "--dir", self.pki, "--user", "u", "--cert", self.path("ca.key"), check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not a PEM certificate", r.stderr)
+        r = keel("token", "attenuate", "--token", "kt1.AAAA", check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertEqual(r.stderr.strip(), "keel token attenuate: the token must be pairs of block and signature "
+                                           "separated by '.'")
+        # A P-256 signing key (--fips) issues tokens too.
+        fips = tempfile.mkdtemp(prefix="keel-pki-fips-")
+        self.addCleanup(shutil.rmtree, fips, True)
+        self.assertIn("ECDSA P-256", keel("token", "init", "--dir", fips, "--fips").stdout)
+        tok = keel("token", "issue", "--dir", fips, "--user", "u", "--cert", self.path("alice.crt")).stdout.strip()
+        out = keel("token", "inspect", "--token", tok).stdout
+        self.assertIn('"user":"u"', out)
+        self.assertIn("proof key: present", out)
+        # A node refuses a private key as the token key.
+        bad = Keel("--set", "auth.token_public_key_file=" + self.path("token.key"))
+        self.addCleanup(bad.cleanup)
+        with self.assertRaises(RuntimeError) as e:
+            bad.start()
+        self.assertIn("this is a private key; give nodes only the public key", str(e.exception))
+
     def test_token_on_resp_intersects_with_the_user(self):
         k, admin = self.start()
         tok = self.issue("orders", "alice", "--commands", "+@read +set +acl|whoami", "--keys", "orders:*")

@@ -1111,7 +1111,12 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
   if (has) {
     // Brute-force lockout: a locked user or address is refused before anything is checked.
     const std::string ip = client_ip(c.client.addr);
-    const std::string who = user.empty() ? std::string("(token)") : user;
+    // Who is counted: the user named, or the one an AUTH <token> names (unverified yet).
+    std::string who = user;
+    if (who.empty()) {
+      auto parsed = security::parse_token(pass);
+      who = parsed ? parsed->parts[0].block.user : std::string("(token)");
+    }
     if (auto lk = acl->locked(who, ip, c.now_ms)) {
       c.client.last_cmd.assign(spec.name);
       acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
