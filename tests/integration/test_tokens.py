@@ -365,7 +365,15 @@ class TokenTest(unittest.TestCase):
                 auth("wrong")
         with self.assertRaises(redis.exceptions.ResponseError):
             auth("orders-secret")
-        self.assertEqual(admin.execute_command("ACL", "UNLOCK", "*"), 2)
+        # The HTTP door shows and clears them too.
+        with urllib.request.urlopen("http://127.0.0.1:%d/v1/auth/lockouts" % k.http_port, timeout=10) as r:
+            shown = json.loads(r.read())["lockouts"]
+        self.assertEqual({e["subject"]: e["failures"] for e in shown}, {"user:orders": 3, "addr:127.0.0.1": 3})
+        self.assertTrue(all(e["locked_for_ms"] > 0 for e in shown))
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/auth/lockouts/user:orders" % k.http_port, method="DELETE")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(json.loads(r.read()), {"subject": "user:orders", "cleared": 1})
+        self.assertEqual(admin.execute_command("ACL", "UNLOCK", "*"), 1)
         self.assertTrue(auth("orders-secret"))
         self.assertEqual(self.error(admin, "ACL", "UNLOCK", "orders"),
                          "'orders' is not a lockout subject; allowed: user:<name>, addr:<ip> (as ACL LOCKOUTS shows "

@@ -982,6 +982,33 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return handle_signals(req);
   }
+  if (path == "/v1/auth/lockouts" || path.starts_with("/v1/auth/lockouts/")) {
+    // The lockout table of this node (ACL LOCKOUTS / ACL UNLOCK on the RESP door).
+    if (!acl)
+      co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "users and access rules are off on this node");
+    const int64_t now = SystemClock::instance().now_ms();
+    if (path == "/v1/auth/lockouts" && get) {
+      json out = json::array();
+      for (auto& e : acl->lockouts())
+        out.push_back({{"subject", e.subject}, {"failures", e.failures},
+                       {"last_failure_age_ms", now - e.last_failure_ms},
+                       {"locked_for_ms", std::max<int64_t>(0, e.locked_until_ms - now)}});
+      co_return json_response(req, bhttp::status::ok, json{{"lockouts", out}});
+    }
+    if (path.starts_with("/v1/auth/lockouts/") && req.method() == bhttp::verb::delete_) {
+      std::string subject;
+      if (!url_decode(path.substr(18), subject, false))
+        co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the subject");
+      if (subject != "*" && !subject.starts_with("user:") && !subject.starts_with("addr:"))
+        co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                                 fmt::format("'{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as GET "
+                                             "/v1/auth/lockouts shows them) or * for all",
+                                             subject.substr(0, 128)));
+      co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", acl->unlock(subject)}});
+    }
+    co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                             "use GET /v1/auth/lockouts, or DELETE /v1/auth/lockouts/{subject}");
+  }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
     if (!gateway)
@@ -1109,6 +1136,8 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
     return {del ? "route.deregister" : "route.register", "", ""};
   if (path == "/v1/cluster/status") return {"cluster", "info"};
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
+  if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
+  if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
   if (path.starts_with("/v1/config/")) {
     if (get) return {"config", "get", decoded(path.substr(11))};
     return {"config", "set", decoded(path.substr(11)), ""};
@@ -1765,6 +1794,8 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
   if (path.starts_with("/v1/config/")) return "/v1/config/{name}";
   if (path == "/v1/signals") return "/v1/signals";
+  if (path == "/v1/auth/lockouts") return "/v1/auth/lockouts";
+  if (path.starts_with("/v1/auth/lockouts/")) return "/v1/auth/lockouts/{subject}";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
