@@ -557,8 +557,12 @@ void Acl::log_reset() {
 // ---- tokens, certificate users, lockout ----
 
 void Acl::set_token_key(std::shared_ptr<const TokenKey> key) {
-  std::lock_guard lock(mu_);
-  token_key_ = std::move(key);
+  {
+    std::lock_guard lock(mu_);
+    token_key_ = std::move(key);
+  }
+  std::lock_guard lock(token_cache_mu_);
+  token_cache_.clear();
 }
 
 bool Acl::tokens_enabled() const {
@@ -580,17 +584,35 @@ Result<Acl::TokenLogin> Acl::authenticate_token(std::string_view name, std::stri
   };
   if (!key)
     return refuse("tokens are not accepted on this node (set auth.token_public_key_file to the public key of `keel token init`)");
-  VerifyInput in;
-  in.now_s = now_ms / 1000;
-  in.cert_sha256 = cert_sha256;
-  in.require_proof = require_proof;
-  auto g = verify_token(token, *key, in, catalog_);
-  if (!g) return refuse(g.error().message);
-  if (!name.empty() && name != g->user)
-    return refuse(fmt::format("the token is for user '{}', not '{}'", g->user, name));
-  auto u = find(g->user);
-  if (!u || !u->enabled) return refuse(fmt::format("the token's user '{}' does not exist or is off", g->user));
-  return TokenLogin{std::move(u), std::make_shared<const TokenGrant>(std::move(*g))};
+  const int64_t now_s = now_ms / 1000;
+  std::string ck = token.size() <= kMaxTokenBytes
+                       ? sha256_raw(std::string(token) + '\0' + std::string(cert_sha256) + (require_proof ? "p" : "s"))
+                       : std::string();
+  std::shared_ptr<const TokenGrant> grant;
+  if (!ck.empty()) {
+    std::lock_guard lock(token_cache_mu_);
+    if (auto it = token_cache_.find(ck); it != token_cache_.end()) {
+      if (now_s < it->second->expires_s) grant = it->second;
+      else token_cache_.erase(it);
+    }
+  }
+  if (!grant) {
+    VerifyInput in;
+    in.now_s = now_s;
+    in.cert_sha256 = cert_sha256;
+    in.require_proof = require_proof;
+    auto g = verify_token(token, *key, in, catalog_);
+    if (!g) return refuse(g.error().message);
+    grant = std::make_shared<const TokenGrant>(std::move(*g));
+    std::lock_guard lock(token_cache_mu_);
+    if (token_cache_.size() >= 4096) token_cache_.clear();  // bounded
+    token_cache_.emplace(ck, grant);
+  }
+  if (!name.empty() && name != grant->user)
+    return refuse(fmt::format("the token is for user '{}', not '{}'", grant->user, name));
+  auto u = find(grant->user);
+  if (!u || !u->enabled) return refuse(fmt::format("the token's user '{}' does not exist or is off", grant->user));
+  return TokenLogin{std::move(u), std::move(grant)};
 }
 
 void Acl::set_cert_users(bool enabled, std::string cluster_id) {

@@ -211,6 +211,8 @@ class Acl {
   // Verifies `token` for a client that presented the certificate `cert_sha256` ("" if none)
   // and names `name` (empty: the token's user): the user must exist and be on. Errors say why.
   // `require_proof`: false for a signed HTTP request, whose signature proves the holder key.
+  // A token verified before (same text, certificate and mode) is not verified again until it
+  // expires.
   Result<TokenLogin> authenticate_token(std::string_view name, std::string_view token,
                                         std::string_view cert_sha256, int64_t now_ms,
                                         bool require_proof = true) const;
@@ -253,6 +255,11 @@ class Acl {
   std::atomic<uint64_t> denied_auth_{0}, denied_command_{0}, denied_key_{0}, denied_channel_{0};
   unsigned char mac_key_[32];
   std::shared_ptr<const TokenKey> token_key_;  // under mu_
+  // Tokens verified before (SHA-256 of token, certificate and proof mode -> grant), so that a
+  // Bearer token sent with every HTTP request costs a hash, not its signatures. Bounded
+  // (4096, cleared when full or when the key changes); a hit still checks the expiry.
+  mutable std::mutex token_cache_mu_;
+  mutable std::unordered_map<std::string, std::shared_ptr<const TokenGrant>> token_cache_;
   bool cert_users_ = false;                    // under mu_
   std::string cluster_id_;                     // under mu_
   mutable std::mutex lockout_mu_;

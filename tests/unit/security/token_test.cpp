@@ -213,6 +213,35 @@ TEST_F(Fixture, RulesOutsideTheAllowedFormsAreRefused) {
   EXPECT_EQ(error(*t).substr(0, 48), "the token's rule '+nosuchcommand' cannot be used");
 }
 
+// The node's door to tokens (Acl::authenticate_token): the user must exist and be on, a token
+// verified before is served from the cache only for the same certificate and until it expires.
+TEST_F(Fixture, AclAuthenticatesTokensAndCachesVerifiedOnes) {
+  Acl acl(catalog());
+  User orders = new_user("orders");
+  ASSERT_TRUE(apply_rules(orders, std::vector<std::string>{"on", "nopass", "~*", "+@all"}, acl.catalog()));
+  auto t = issue();
+  EXPECT_EQ(acl.authenticate_token("", t, kCert, kNow * 1000).error().message,
+            "tokens are not accepted on this node (set auth.token_public_key_file to the public key of `keel token init`)");
+  acl.set_token_key(std::make_shared<const TokenKey>(*TokenKey::ed25519_public(root.raw_public())));
+  EXPECT_EQ(acl.authenticate_token("", t, kCert, kNow * 1000).error().message,
+            "the token's user 'orders' does not exist or is off");
+  acl.put(orders);
+  auto a = acl.authenticate_token("", t, kCert, kNow * 1000);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->user->name, "orders");
+  auto b = acl.authenticate_token("orders", t, kCert, kNow * 1000 + 5);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(a->grant.get(), b->grant.get());  // from the cache
+  EXPECT_EQ(acl.authenticate_token("alice", t, kCert, kNow * 1000).error().message,
+            "the token is for user 'orders', not 'alice'");
+  EXPECT_FALSE(acl.authenticate_token("", t, kOtherCert, kNow * 1000));  // another certificate: verified, refused
+  EXPECT_FALSE(acl.authenticate_token("", t, kCert, (kNow + 3600) * 1000));  // expired, cached or not
+  EXPECT_EQ(acl.token_refusals(), 5u);
+  orders.enabled = false;
+  acl.put(orders);
+  EXPECT_FALSE(acl.authenticate_token("", t, kCert, kNow * 1000));
+}
+
 TEST(TokenParse, BoundedWithClearErrors) {
   EXPECT_EQ(parse_token("Bearer x").error().message, "not a keel token (they start with 'kt1.')");
   EXPECT_EQ(parse_token(std::string(kTokenPrefix) + std::string(9000, 'A')).error().message,
