@@ -432,6 +432,36 @@ const std::vector<Setting>& settings() {
          c.trace_service_name = v;
          return "";
        }},
+      {"auth.token_public_key_file", "public key (PEM) that tokens must be signed with, e.g. pki/token.pub of `keel token init`; empty: tokens are refused",
+       [](const Config& c) { return c.auth_token_public_key_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.auth_token_public_key_file = v;
+         return "";
+       }},
+      {"auth.cert_users", "yes: a client certificate naming spiffe://<cluster.cluster_id>/client/<name> authenticates as the ACL user <name> (no password); no: certificates name no user",
+       [](const Config& c) { return std::string(c.auth_cert_users ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true") c.auth_cert_users = true;
+         else if (l == "no" || l == "false") c.auth_cert_users = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"auth.lockout_threshold", "failed authentications in a row (per user, and per client address) before further attempts are refused for a while; 0 = no lockout",
+       [](const Config& c) { return std::to_string(c.auth_lockout_threshold); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_threshold, v, 0, 1000000); }},
+      {"auth.lockout_base_ms", "the first lock after auth.lockout_threshold failures; each further failure doubles it",
+       [](const Config& c) { return std::to_string(c.auth_lockout_base_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_base_ms, v, 1, 86400000); }},
+      {"auth.lockout_max_ms", "the longest lock",
+       [](const Config& c) { return std::to_string(c.auth_lockout_max_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_max_ms, v, 1, 604800000); }},
+      {"auth.signature_window_s", "signed HTTP requests: the longest created..expires span accepted, and how long their nonces are remembered",
+       [](const Config& c) { return std::to_string(c.auth_signature_window_s); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_signature_window_s, v, 1, 3600); }},
+      {"auth.nonce_capacity", "signed HTTP requests: nonces remembered within the window; when full, signed requests are refused (503) until old ones expire",
+       [](const Config& c) { return std::to_string(c.auth_nonce_capacity); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_nonce_capacity, v, 1, 10000000); }},
       {"tls.port", "RESP over TLS on this port (0 = off); the plaintext server.resp_port stays open",
        [](const Config& c) { return std::to_string(c.tls_port); },
        [](Config& c, const std::string& v) -> std::string {
@@ -502,36 +532,6 @@ const std::vector<Setting>& settings() {
          c.tls_reload_interval_ms = n;
          return "";
        }},
-      {"auth.token_public_key_file", "public key (PEM) that tokens must be signed with, e.g. pki/token.pub of `keel token init`; empty: tokens are refused",
-       [](const Config& c) { return c.auth_token_public_key_file; },
-       [](Config& c, const std::string& v) -> std::string {
-         c.auth_token_public_key_file = v;
-         return "";
-       }},
-      {"auth.cert_users", "yes: a client certificate naming spiffe://<cluster.cluster_id>/client/<name> authenticates as the ACL user <name> (no password); no: certificates name no user",
-       [](const Config& c) { return std::string(c.auth_cert_users ? "yes" : "no"); },
-       [](Config& c, const std::string& v) -> std::string {
-         auto l = lower(v);
-         if (l == "yes" || l == "true") c.auth_cert_users = true;
-         else if (l == "no" || l == "false") c.auth_cert_users = false;
-         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
-         return "";
-       }},
-      {"auth.lockout_threshold", "failed authentications in a row (per user, and per client address) before further attempts are refused for a while; 0 = no lockout",
-       [](const Config& c) { return std::to_string(c.auth_lockout_threshold); },
-       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_threshold, v, 0, 1000000); }},
-      {"auth.lockout_base_ms", "the first lock after auth.lockout_threshold failures; each further failure doubles it",
-       [](const Config& c) { return std::to_string(c.auth_lockout_base_ms); },
-       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_base_ms, v, 1, 86400000); }},
-      {"auth.lockout_max_ms", "the longest lock",
-       [](const Config& c) { return std::to_string(c.auth_lockout_max_ms); },
-       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_max_ms, v, 1, 604800000); }},
-      {"auth.signature_window_s", "signed HTTP requests: the longest created..expires span accepted, and how long their nonces are remembered",
-       [](const Config& c) { return std::to_string(c.auth_signature_window_s); },
-       [](Config& c, const std::string& v) { return set_u64(c.auth_signature_window_s, v, 1, 3600); }},
-      {"auth.nonce_capacity", "signed HTTP requests: nonces remembered within the window; when full, signed requests are refused (503) until old ones expire",
-       [](const Config& c) { return std::to_string(c.auth_nonce_capacity); },
-       [](Config& c, const std::string& v) { return set_u64(c.auth_nonce_capacity, v, 1, 10000000); }},
       {"log.format", "text or json",
        [](const Config& c) { return c.log_format; },
        [](Config& c, const std::string& v) -> std::string {
