@@ -432,6 +432,36 @@ const std::vector<Setting>& settings() {
          c.trace_service_name = v;
          return "";
        }},
+      {"auth.token_public_key_file", "public key (PEM) that tokens must be signed with, e.g. pki/token.pub of `keel token init`; empty: tokens are refused",
+       [](const Config& c) { return c.auth_token_public_key_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.auth_token_public_key_file = v;
+         return "";
+       }},
+      {"auth.cert_users", "yes: a client certificate naming spiffe://<cluster.cluster_id>/client/<name> authenticates as the ACL user <name> (no password); no: certificates name no user",
+       [](const Config& c) { return std::string(c.auth_cert_users ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true") c.auth_cert_users = true;
+         else if (l == "no" || l == "false") c.auth_cert_users = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
+      {"auth.lockout_threshold", "failed authentications in a row (per user, and per client address) before further attempts are refused for a while; 0 = no lockout",
+       [](const Config& c) { return std::to_string(c.auth_lockout_threshold); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_threshold, v, 0, 1000000); }},
+      {"auth.lockout_base_ms", "the first lock after auth.lockout_threshold failures; each further failure doubles it",
+       [](const Config& c) { return std::to_string(c.auth_lockout_base_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_base_ms, v, 1, 86400000); }},
+      {"auth.lockout_max_ms", "the longest lock",
+       [](const Config& c) { return std::to_string(c.auth_lockout_max_ms); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_lockout_max_ms, v, 1, 604800000); }},
+      {"auth.signature_window_s", "signed HTTP requests: the longest created..expires span accepted, and how long their nonces are remembered",
+       [](const Config& c) { return std::to_string(c.auth_signature_window_s); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_signature_window_s, v, 1, 3600); }},
+      {"auth.nonce_capacity", "signed HTTP requests: nonces remembered within the window; when full, signed requests are refused (503) until old ones expire",
+       [](const Config& c) { return std::to_string(c.auth_nonce_capacity); },
+       [](Config& c, const std::string& v) { return set_u64(c.auth_nonce_capacity, v, 1, 10000000); }},
       {"tls.port", "RESP over TLS on this port (0 = off); the plaintext server.resp_port stays open",
        [](const Config& c) { return std::to_string(c.tls_port); },
        [](Config& c, const std::string& v) -> std::string {
@@ -594,7 +624,7 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, auth, log"});
       continue;
     }
     for (auto& [key, val] : *t) {
@@ -650,6 +680,8 @@ void warnings(const Config& c, std::vector<Problem>& out) {
 }
 
 void validate(const Config& c, std::vector<Problem>& problems) {
+  if (c.auth_lockout_max_ms < c.auth_lockout_base_ms)
+    problems.push_back({"auth.lockout_max_ms", fmt::format("must be at least auth.lockout_base_ms ({})", c.auth_lockout_base_ms)});
   if (c.resp_port != 0 && c.resp_port == c.http_port)
     problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});
   if (c.cluster_node_id == 0 && !c.cluster_peers.empty())

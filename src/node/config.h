@@ -102,6 +102,14 @@ struct Config {
   int tls_http_port = 0;             // HTTPS on this port (0 = off)
   std::string tls_http_auth_clients = "no";  // client certificates on HTTPS: yes | no | optional
   uint64_t tls_reload_interval_ms = 5000;    // check the files for changes this often (0 = never)
+  // [auth] (tokens, certificate users, lockout: docs/security.md)
+  std::string auth_token_public_key_file;  // public key tokens are signed with (keel token init); "" = tokens off
+  bool auth_cert_users = false;             // a client certificate spiffe://<cluster>/client/<name> logs in as user <name>
+  uint64_t auth_lockout_threshold = 10;     // failed authentications in a row before a lock; 0 = off
+  uint64_t auth_lockout_base_ms = 1000;     // the first lock, doubling with each further failure
+  uint64_t auth_lockout_max_ms = 600000;    // the longest lock
+  uint64_t auth_signature_window_s = 300;   // signed HTTP requests: created..expires at most this long, and nonces kept this long
+  uint64_t auth_nonce_capacity = 100000;    // signed HTTP requests: nonces remembered; when full, signed requests are refused
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

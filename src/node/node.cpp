@@ -37,6 +37,7 @@
 #include "frontends/resp/server.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/token.h"
 #include "security/pki.h"
 #include "security/tls.h"
 #include "node/logging.h"
@@ -426,6 +427,9 @@ struct Node::Impl final : resp::NodeView {
         line("acl_access_denied_cmd", d.command);
         line("acl_access_denied_key", d.key);
         line("acl_access_denied_channel", d.channel);
+        line("auth_lockout_refusals", acl->lockout_refusals());
+        line("auth_lockouts", acl->lockouts_started());
+        line("token_refusals", acl->token_refusals());
       }
       o += "\r\n";
     }
@@ -786,6 +790,26 @@ Status Node::start() {
     d.passwords.push_back(std::move(*h));
     im.acl->set_builtin_default(std::move(d));
   }
+  if (!im.cfg.auth_token_public_key_file.empty()) {
+    std::ifstream f(im.cfg.auth_token_public_key_file, std::ios::binary);
+    if (!f)
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("auth.token_public_key_file: {}: cannot be read", im.cfg.auth_token_public_key_file));
+    std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto key = security::TokenKey::from_pem(pem);
+    if (!key)
+      return make_error(Errc::kInvalidArgument, fmt::format("auth.token_public_key_file: {}: {}",
+                                                            im.cfg.auth_token_public_key_file, key.error().message));
+    if (key->has_private())
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("auth.token_public_key_file: {}: this is a private key; give nodes only the public "
+                                    "key (token.pub of `keel token init`), so that a node cannot issue tokens",
+                                    im.cfg.auth_token_public_key_file));
+    im.acl->set_token_key(std::make_shared<const security::TokenKey>(std::move(*key)));
+  }
+  im.acl->set_cert_users(im.cfg.auth_cert_users, im.cfg.cluster_id);
+  im.acl->set_lockout_policy({im.cfg.auth_lockout_threshold, static_cast<int64_t>(im.cfg.auth_lockout_base_ms),
+                              static_cast<int64_t>(im.cfg.auth_lockout_max_ms), 65536});
   im.acl_service = std::make_unique<security::AclService>(*im.acl);
   im.resp->set_acl(im.acl_service.get());
   im.caches = std::make_unique<cache::Service>(
@@ -843,6 +867,8 @@ Status Node::start() {
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
   ho.max_body_bytes = im.cfg.http_max_body;
+  ho.signature_window_s = static_cast<int64_t>(im.cfg.auth_signature_window_s);
+  ho.nonce_capacity = im.cfg.auth_nonce_capacity;
   ho.data_dir = im.cfg.storage.data_dir;
   if (im.resp_tls || im.http_tls || (im.cfg.tls_peer && im.cfg.cluster_node_id != 0)) im.read_cert_expiry();
   if (im.http_tls) {

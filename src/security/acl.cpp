@@ -9,6 +9,8 @@
 
 #include "base/clock.h"
 #include "base/glob.h"
+#include "security/identity.h"
+#include "security/token.h"
 
 namespace keel::security {
 
@@ -550,6 +552,129 @@ std::vector<LogEntry> Acl::log_entries(size_t count) const {
 void Acl::log_reset() {
   std::lock_guard lock(mu_);
   log_.clear();
+}
+
+// ---- tokens, certificate users, lockout ----
+
+void Acl::set_token_key(std::shared_ptr<const TokenKey> key) {
+  {
+    std::lock_guard lock(mu_);
+    token_key_ = std::move(key);
+  }
+  std::lock_guard lock(token_cache_mu_);
+  token_cache_.clear();
+}
+
+bool Acl::tokens_enabled() const {
+  std::lock_guard lock(mu_);
+  return token_key_ != nullptr;
+}
+
+Result<Acl::TokenLogin> Acl::authenticate_token(std::string_view name, std::string_view token,
+                                                std::string_view cert_sha256, int64_t now_ms,
+                                                bool require_proof) const {
+  std::shared_ptr<const TokenKey> key;
+  {
+    std::lock_guard lock(mu_);
+    key = token_key_;
+  }
+  auto refuse = [&](std::string m) {
+    token_refusals_.fetch_add(1, std::memory_order_relaxed);
+    return make_error(Errc::kInvalidArgument, std::move(m));
+  };
+  if (!key)
+    return refuse("tokens are not accepted on this node (set auth.token_public_key_file to the public key of `keel token init`)");
+  const int64_t now_s = now_ms / 1000;
+  std::string ck = token.size() <= kMaxTokenBytes
+                       ? sha256_raw(std::string(token) + '\0' + std::string(cert_sha256) + (require_proof ? "p" : "s"))
+                       : std::string();
+  std::shared_ptr<const TokenGrant> grant;
+  if (!ck.empty()) {
+    std::lock_guard lock(token_cache_mu_);
+    if (auto it = token_cache_.find(ck); it != token_cache_.end()) {
+      if (now_s < it->second->expires_s) grant = it->second;
+      else token_cache_.erase(it);
+    }
+  }
+  if (!grant) {
+    VerifyInput in;
+    in.now_s = now_s;
+    in.cert_sha256 = cert_sha256;
+    in.require_proof = require_proof;
+    auto g = verify_token(token, *key, in, catalog_);
+    if (!g) return refuse(g.error().message);
+    grant = std::make_shared<const TokenGrant>(std::move(*g));
+    std::lock_guard lock(token_cache_mu_);
+    if (token_cache_.size() >= 4096) token_cache_.clear();  // bounded
+    token_cache_.emplace(ck, grant);
+  }
+  if (!name.empty() && name != grant->user)
+    return refuse(fmt::format("the token is for user '{}', not '{}'", grant->user, name));
+  auto u = find(grant->user);
+  if (!u || !u->enabled) return refuse(fmt::format("the token's user '{}' does not exist or is off", grant->user));
+  return TokenLogin{std::move(u), std::move(grant)};
+}
+
+void Acl::set_cert_users(bool enabled, std::string cluster_id) {
+  std::lock_guard lock(mu_);
+  cert_users_ = enabled;
+  cluster_id_ = std::move(cluster_id);
+}
+
+std::shared_ptr<const User> Acl::user_for_certificate(const std::vector<std::string>& uris) const {
+  std::string cluster;
+  {
+    std::lock_guard lock(mu_);
+    if (!cert_users_) return nullptr;
+    cluster = cluster_id_;
+  }
+  for (auto& uri : uris) {
+    auto id = parse_spiffe_id(uri);
+    if (!id || id->kind != SpiffeId::Kind::kClient || id->cluster != cluster) continue;
+    auto u = find(id->name);
+    if (u && u->enabled) return u;
+  }
+  return nullptr;
+}
+
+void Acl::set_lockout_policy(LockoutPolicy p) {
+  std::lock_guard lock(lockout_mu_);
+  lockout_.set_policy(p);
+}
+
+std::optional<Acl::Locked> Acl::locked(std::string_view user, std::string_view ip, int64_t now_ms) {
+  std::lock_guard lock(lockout_mu_);
+  Locked l;
+  for (std::string subject : {"user:" + std::string(user), "addr:" + std::string(ip)}) {
+    int64_t ms = lockout_.locked_for(subject, now_ms);
+    if (ms > l.remaining_ms) l = Locked{subject, ms};
+  }
+  if (l.remaining_ms == 0) return std::nullopt;
+  lockout_refusals_.fetch_add(1, std::memory_order_relaxed);
+  return l;
+}
+
+void Acl::auth_failed(std::string_view user, std::string_view ip, int64_t now_ms) {
+  std::lock_guard lock(lockout_mu_);
+  bool started = lockout_.failure("user:" + std::string(user), now_ms) > 0;
+  started = lockout_.failure("addr:" + std::string(ip), now_ms) > 0 || started;
+  if (started) lockouts_started_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Acl::auth_succeeded(std::string_view user, std::string_view ip) {
+  std::lock_guard lock(lockout_mu_);
+  lockout_.success("user:" + std::string(user));
+  lockout_.success("addr:" + std::string(ip));
+}
+
+std::vector<Lockout::Entry> Acl::lockouts() const {
+  std::lock_guard lock(lockout_mu_);
+  return lockout_.entries();
+}
+
+size_t Acl::unlock(std::string_view subject) {
+  std::lock_guard lock(lockout_mu_);
+  return lockout_.unlock(subject);
 }
 
 }  // namespace keel::security

@@ -24,8 +24,12 @@
 #include <vector>
 
 #include "base/result.h"
+#include "security/lockout.h"
 
 namespace keel::security {
+
+class TokenKey;
+struct TokenGrant;
 
 // Redis's categories, then keel's own (one per keel command family).
 enum Category : unsigned {
@@ -196,6 +200,46 @@ class Acl {
   };
   Denials denials() const;
 
+  // ---- Certificate-bound tokens (security/token.h) ----
+  // The public key tokens must be signed with (auth.token_public_key_file); null: tokens off.
+  void set_token_key(std::shared_ptr<const TokenKey> key);
+  bool tokens_enabled() const;
+  struct TokenLogin {
+    std::shared_ptr<const User> user;
+    std::shared_ptr<const TokenGrant> grant;
+  };
+  // Verifies `token` for a client that presented the certificate `cert_sha256` ("" if none)
+  // and names `name` (empty: the token's user): the user must exist and be on. Errors say why.
+  // `require_proof`: false for a signed HTTP request, whose signature proves the holder key.
+  // A token verified before (same text, certificate and mode) is not verified again until it
+  // expires.
+  Result<TokenLogin> authenticate_token(std::string_view name, std::string_view token,
+                                        std::string_view cert_sha256, int64_t now_ms,
+                                        bool require_proof = true) const;
+
+  // ---- Certificate identities as users (auth.cert_users) ----
+  void set_cert_users(bool enabled, std::string cluster_id);
+  // The user a client certificate names (spiffe://<cluster>/client/<name> among `uris`), when
+  // the setting is on and the user exists and is on; else null.
+  std::shared_ptr<const User> user_for_certificate(const std::vector<std::string>& uris) const;
+
+  // ---- Brute-force lockout (security/lockout.h), per user and per client address ----
+  void set_lockout_policy(LockoutPolicy p);
+  struct Locked {
+    std::string subject;  // "user:<name>" or "addr:<ip>"
+    int64_t remaining_ms = 0;
+  };
+  // Whether an attempt for `user` from `ip` must be refused without checking it; counts the
+  // refusal.
+  std::optional<Locked> locked(std::string_view user, std::string_view ip, int64_t now_ms);
+  void auth_failed(std::string_view user, std::string_view ip, int64_t now_ms);
+  void auth_succeeded(std::string_view user, std::string_view ip);
+  std::vector<Lockout::Entry> lockouts() const;
+  size_t unlock(std::string_view subject);
+  uint64_t lockout_refusals() const { return lockout_refusals_.load(std::memory_order_relaxed); }
+  uint64_t lockouts_started() const { return lockouts_started_.load(std::memory_order_relaxed); }
+  uint64_t token_refusals() const { return token_refusals_.load(std::memory_order_relaxed); }
+
  private:
   void bump_locked();
   std::string cache_key(std::string_view name, std::string_view password) const;
@@ -210,6 +254,18 @@ class Acl {
   void changed();
   std::atomic<uint64_t> denied_auth_{0}, denied_command_{0}, denied_key_{0}, denied_channel_{0};
   unsigned char mac_key_[32];
+  std::shared_ptr<const TokenKey> token_key_;  // under mu_
+  // Tokens verified before (SHA-256 of token, certificate and proof mode -> grant), so that a
+  // Bearer token sent with every HTTP request costs a hash, not its signatures. Bounded
+  // (4096, cleared when full or when the key changes); a hit still checks the expiry.
+  mutable std::mutex token_cache_mu_;
+  mutable std::unordered_map<std::string, std::shared_ptr<const TokenGrant>> token_cache_;
+  bool cert_users_ = false;                    // under mu_
+  std::string cluster_id_;                     // under mu_
+  mutable std::mutex lockout_mu_;
+  Lockout lockout_;  // under lockout_mu_
+  std::atomic<uint64_t> lockout_refusals_{0}, lockouts_started_{0};
+  mutable std::atomic<uint64_t> token_refusals_{0};
 };
 
 }  // namespace keel::security

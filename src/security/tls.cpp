@@ -166,6 +166,22 @@ std::vector<std::string> peer_certificate_uris(const ssl_st* ssl) {
   return out;
 }
 
+std::string peer_certificate_sha256(const ssl_st* ssl) {
+  if (!ssl) return {};
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert) return {};
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!X509_digest(cert, EVP_sha256(), md, &n)) return {};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out.push_back(kHex[md[i] >> 4]);
+    out.push_back(kHex[md[i] & 15]);
+  }
+  return out;
+}
+
 Result<std::shared_ptr<PeerTls>> PeerTls::create(TlsServerFiles files, std::string cluster, uint32_t self) {
   std::shared_ptr<PeerTls> p(new PeerTls(std::move(files), std::move(cluster), self));
   if (auto st = p->load(); !st) return std::unexpected(st.error());

@@ -50,6 +50,9 @@ Result<std::shared_ptr<boost::asio::ssl::context>> make_client_context(const Tls
 
 // The URI SANs of the certificate the other side of `ssl` presented (empty: none).
 std::vector<std::string> peer_certificate_uris(const ssl_st* ssl);
+// SHA-256 of the DER of the certificate the other side presented (64 hex digits); "" if none.
+// What a certificate-bound token is bound to (security/token.h).
+std::string peer_certificate_sha256(const ssl_st* ssl);
 
 // The context a listener hands to new connections; a reload replaces it while connections
 // made with the old one keep it. Thread-safe.

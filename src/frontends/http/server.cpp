@@ -18,6 +18,7 @@
 #include <fstream>
 #include <future>
 #include <list>
+#include <mutex>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,8 @@
 #include "observe/health_board.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/http_signature.h"
+#include "security/token.h"
 #include "security/tls.h"
 #include "observe/log_export.h"
 #include "observe/tracer.h"
@@ -207,9 +210,27 @@ struct Server::Impl {
   // Users and access rules on /v1/*: who is asking (Authorization: Basic, else the default
   // user) and whether the command the request is equivalent to is allowed. An answer (401,
   // 403) refuses the request; nullopt lets it through.
-  awaitable<std::optional<Response>> authorize(const Request& req);
+  // The client as the connection knows it: its address, and on HTTPS the certificate it
+  // presented (what tokens are bound to, and what auth.cert_users maps to a user).
+  struct Peer {
+    std::string ip;
+    std::string cert_sha256;
+    std::vector<std::string> uris;
+  };
+  awaitable<std::optional<Response>> authorize(const Request& req, const Peer& peer);
+  // Signed requests: the nonces of accepted signatures (shard 0's thread only, under nonce_mu
+  // for /metrics), and refusals by reason.
+  std::mutex nonce_mu;
+  std::unique_ptr<security::NonceStore> nonces;
+  std::atomic<uint64_t> signed_ok{0}, signed_replay{0}, signed_full{0}, signed_invalid{0};
+  // The signature of a request carrying one, checked against the token's holder key; an
+  // answer refuses the request.
+  std::optional<Response> check_signature(const Request& req, std::string_view token, std::string_view path,
+                                          std::string_view query, const std::string& ip);
 
-  Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {}
+  Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {
+    nonces = std::make_unique<security::NonceStore>(opt.nonce_capacity);
+  }
 
   runtime::Shard& owner_of(std::string_view key) {
     return shards.shard(shards.owner(key_partition(key, shards.partitions())));
@@ -236,7 +257,7 @@ struct Server::Impl {
   awaitable<void> session(tcp::socket sock, bool tls);
   // The requests of one connection, over `stream` (plain TCP, or TLS over `tcp`).
   template <class Stream>
-  awaitable<void> serve_requests(Stream& stream, beast::tcp_stream& tcp, const std::string& client_ip);
+  awaitable<void> serve_requests(Stream& stream, beast::tcp_stream& tcp, const Peer& peer);
   // GET /v1/pubsub/{channel}: the rest of the connection is a Server-Sent Events stream.
   template <class Stream>
   awaitable<void> serve_sse(Stream& stream, beast::tcp_stream& tcp, const Request& req);
@@ -827,6 +848,33 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "keel_acl_denied_total{{reason=\"auth\"}} {}\nkeel_acl_denied_total{{reason=\"command\"}} {}\n"
           "keel_acl_denied_total{{reason=\"key\"}} {}\nkeel_acl_denied_total{{reason=\"channel\"}} {}\n",
           d.auth, d.command, d.key, d.channel);
+      res.body() += fmt::format(
+          "# HELP keel_auth_lockout_refusals_total Authentications refused unchecked because the user or the client "
+          "address is locked after failed attempts (auth.lockout_*).\n"
+          "# TYPE keel_auth_lockout_refusals_total counter\nkeel_auth_lockout_refusals_total {}\n"
+          "# HELP keel_auth_lockouts_total Locks started by failed authentications.\n"
+          "# TYPE keel_auth_lockouts_total counter\nkeel_auth_lockouts_total {}\n"
+          "# HELP keel_auth_lockout_subjects Users and client addresses with failed authentications remembered.\n"
+          "# TYPE keel_auth_lockout_subjects gauge\nkeel_auth_lockout_subjects {}\n"
+          "# HELP keel_token_refusals_total Tokens refused (bad form or signature, expired, another certificate, "
+          "unknown user).\n"
+          "# TYPE keel_token_refusals_total counter\nkeel_token_refusals_total {}\n",
+          acl->lockout_refusals(), acl->lockouts_started(), acl->lockouts().size(), acl->token_refusals());
+      size_t held;
+      {
+        std::lock_guard lock(nonce_mu);
+        held = nonces->size();
+      }
+      res.body() += fmt::format(
+          "# HELP keel_signed_requests_total Signed HTTP requests by outcome: accepted, replay (nonce seen before), "
+          "nonce_store_full (refused: a replay could not be ruled out), invalid (bad header, time, digest or "
+          "signature).\n"
+          "# TYPE keel_signed_requests_total counter\n"
+          "keel_signed_requests_total{{outcome=\"accepted\"}} {}\nkeel_signed_requests_total{{outcome=\"replay\"}} {}\n"
+          "keel_signed_requests_total{{outcome=\"nonce_store_full\"}} {}\nkeel_signed_requests_total{{outcome=\"invalid\"}} {}\n"
+          "# HELP keel_nonce_store_entries Unexpired nonces of signed requests remembered (auth.nonce_capacity at most).\n"
+          "# TYPE keel_nonce_store_entries gauge\nkeel_nonce_store_entries {}\n",
+          signed_ok.load(), signed_replay.load(), signed_full.load(), signed_invalid.load(), held);
     }
     if (opt.tls)
       res.body() += fmt::format(
@@ -952,6 +1000,33 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
   if (path == "/v1/signals") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return handle_signals(req);
+  }
+  if (path == "/v1/auth/lockouts" || path.starts_with("/v1/auth/lockouts/")) {
+    // The lockout table of this node (ACL LOCKOUTS / ACL UNLOCK on the RESP door).
+    if (!acl)
+      co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "users and access rules are off on this node");
+    const int64_t now = SystemClock::instance().now_ms();
+    if (path == "/v1/auth/lockouts" && get) {
+      json out = json::array();
+      for (auto& e : acl->lockouts())
+        out.push_back({{"subject", e.subject}, {"failures", e.failures},
+                       {"last_failure_age_ms", now - e.last_failure_ms},
+                       {"locked_for_ms", std::max<int64_t>(0, e.locked_until_ms - now)}});
+      co_return json_response(req, bhttp::status::ok, json{{"lockouts", out}});
+    }
+    if (path.starts_with("/v1/auth/lockouts/") && req.method() == bhttp::verb::delete_) {
+      std::string subject;
+      if (!url_decode(path.substr(18), subject, false))
+        co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "malformed percent-escape in the subject");
+      if (subject != "*" && !subject.starts_with("user:") && !subject.starts_with("addr:"))
+        co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                                 fmt::format("'{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as GET "
+                                             "/v1/auth/lockouts shows them) or * for all",
+                                             subject.substr(0, 128)));
+      co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", acl->unlock(subject)}});
+    }
+    co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                             "use GET /v1/auth/lockouts, or DELETE /v1/auth/lockouts/{subject}");
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
@@ -1080,6 +1155,8 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
     return {del ? "route.deregister" : "route.register", "", ""};
   if (path == "/v1/cluster/status") return {"cluster", "info"};
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
+  if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
+  if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
   if (path.starts_with("/v1/config/")) {
     if (get) return {"config", "get", decoded(path.substr(11))};
     return {"config", "set", decoded(path.substr(11)), ""};
@@ -1108,44 +1185,154 @@ std::string base64_decode(std::string_view in) {
 
 }  // namespace
 
-awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
+std::optional<Response> Server::Impl::check_signature(const Request& req, std::string_view token, std::string_view path,
+                                                      std::string_view query, const std::string& ip) {
+  auto refuse = [&](bhttp::status st, const char* code, std::string message) {
+    Response res = error_response(req, st, code, std::move(message));
+    res.set(bhttp::field::www_authenticate, "Bearer realm=\"keel\", error=\"invalid_token\"");
+    return res;
+  };
+  auto invalid = [&](const std::string& m) {
+    ++signed_invalid;
+    return refuse(bhttp::status::unauthorized, "UNAUTHENTICATED", "signed request refused: " + m);
+  };
+  auto field = [&](std::string_view name) {
+    auto it = req.find(name);
+    return it == req.end() ? std::string_view() : std::string_view(it->value().data(), it->value().size());
+  };
+  auto in = security::parse_signature_input(field("Signature-Input"));
+  if (!in) return invalid(in.error().message);
+  auto sig = security::parse_signature(field("Signature"), in->label);
+  if (!sig) return invalid(sig.error().message);
+  const std::string method(req.method_string());
+  const std::string_view digest = field("Content-Digest");
+  const int64_t now_s = SystemClock::instance().now_ms() / 1000;
+  auto base = security::signature_base(*in, {method, path, query, digest, req.body()}, now_s, opt.signature_window_s);
+  if (!base) return invalid(base.error().message);
+  if (digest != "sha-256=:" + security::base64_encode(security::sha256_raw(req.body())) + ":")
+    return invalid("Content-Digest does not match the body: send sha-256=:<base64 of the SHA-256 of the body as sent>:");
+  auto holder = security::token_holder_key(token);
+  if (!holder) return invalid(holder.error().message);
+  auto key = security::TokenKey::ed25519_public(*holder);
+  if (!key || !key->verify(*base, *sig))
+    return invalid("the signature does not verify with the token's holder key (the last block's key): sign the "
+                   "signature base of RFC 9421 with it");
+  // Only a verified signature reaches the store: others cannot fill it.
+  security::NonceStore::Admit a;
+  {
+    std::lock_guard lock(nonce_mu);
+    a = nonces->admit(security::hex(*holder) + ":" + in->nonce, in->expires_s, now_s);
+  }
+  if (a == security::NonceStore::Admit::kReplay) {
+    ++signed_replay;
+    klog().info("HTTP {}: refused a replayed signed request (nonce '{}')", ip, in->nonce.substr(0, 64));
+    return refuse(bhttp::status::unauthorized, "REPLAYED",
+                  fmt::format("signed request refused: nonce '{}' was already used by this key within the signature's "
+                              "validity; sign every request with a fresh nonce",
+                              in->nonce.substr(0, 64)));
+  }
+  if (a == security::NonceStore::Admit::kFull) {
+    ++signed_full;
+    klog().warn("HTTP {}: refused a signed request: the nonce store is full ({} unexpired nonces, auth.nonce_capacity)",
+                ip, opt.nonce_capacity);
+    Response res = error_response(
+        req, bhttp::status::service_unavailable, "NONCE_STORE_FULL",
+        fmt::format("signed request refused: the node remembers {} unexpired nonces (auth.nonce_capacity) and cannot "
+                    "rule out a replay; retry after older signatures expire, sign with shorter expiries, or raise "
+                    "auth.nonce_capacity",
+                    opt.nonce_capacity));
+    res.set(bhttp::field::retry_after, "1");
+    return res;
+  }
+  ++signed_ok;
+  return std::nullopt;
+}
+
+awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, const Peer& peer) {
   std::string_view target(req.target().data(), req.target().size());
   const size_t qpos = target.find('?');
   const std::string_view path = target.substr(0, qpos);
   if (!(path == "/v1" || path.starts_with("/v1/"))) co_return std::nullopt;  // health, metrics, the UI page
-  auto unauthorized = [&](std::string message) {
+  auto unauthorized = [&](std::string message, bool bearer = false) {
     Response res = error_response(req, bhttp::status::unauthorized, "UNAUTHENTICATED", std::move(message));
-    res.set(bhttp::field::www_authenticate, "Basic realm=\"keel\", charset=\"UTF-8\"");
+    res.set(bhttp::field::www_authenticate, bearer ? "Bearer realm=\"keel\", error=\"invalid_token\""
+                                                   : "Basic realm=\"keel\", charset=\"UTF-8\"");
+    return res;
+  };
+  const int64_t now_ms = SystemClock::instance().now_ms();
+  auto locked = [&](const security::Acl::Locked& lk) {
+    Response res = error_response(
+        req, bhttp::status::too_many_requests, "LOCKED",
+        fmt::format("too many failed authentications for {}: further attempts are refused unchecked for {} ms; wait, "
+                    "or an administrator can run ACL UNLOCK {}",
+                    lk.subject, lk.remaining_ms, lk.subject));
+    res.set(bhttp::field::retry_after, std::to_string((lk.remaining_ms + 999) / 1000));
     return res;
   };
   std::shared_ptr<const security::User> user;
+  std::shared_ptr<const security::TokenGrant> grant;
   auto auth = req.find(bhttp::field::authorization);
   if (auth != req.end()) {
     std::string_view v(auth->value().data(), auth->value().size());
-    if (v.size() < 6 || !resp::iequals(v.substr(0, 6), "basic "))
-      co_return unauthorized("only Authorization: Basic <base64 of user:password> is accepted");
-    std::string creds = base64_decode(v.substr(6));
-    size_t colon = creds.find(':');
-    if (colon == std::string::npos)
-      co_return unauthorized("Authorization: Basic must carry base64 of user:password");
-    std::string name = creds.substr(0, colon);
-    std::string password = creds.substr(colon + 1);
-    std::fill(creds.begin(), creds.end(), '\0');
-    user = co_await acl_service->authenticate(name, password);
-    std::fill(password.begin(), password.end(), '\0');
-    if (!user) {
-      resp::ClientState cs;
-      cs.addr = "http";
-      cs.last_cmd = "auth";
-      resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
-      co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
+    const bool basic = v.size() >= 6 && resp::iequals(v.substr(0, 6), "basic ");
+    const bool bearer = v.size() >= 7 && resp::iequals(v.substr(0, 7), "bearer ");
+    if (!basic && !bearer)
+      co_return unauthorized("only Authorization: Basic <base64 of user:password> or Bearer <token> is accepted");
+    if (bearer) {
+      std::string_view token = v.substr(7);
+      while (token.starts_with(' ')) token.remove_prefix(1);
+      auto parsed = security::parse_token(token);
+      const std::string who = parsed ? parsed->parts[0].block.user : std::string("(token)");
+      if (auto lk = acl->locked(who, peer.ip, now_ms)) co_return locked(*lk);
+      const bool signed_request = req.find("Signature-Input") != req.end();
+      auto login = acl->authenticate_token({}, token, peer.cert_sha256, now_ms, !signed_request);
+      if (!login) {
+        resp::ClientState cs;
+        cs.addr = "http";
+        cs.last_cmd = "auth";
+        resp::acl_log(*acl, cs, "auth", "auth", who, now_ms);
+        acl->auth_failed(who, peer.ip, now_ms);
+        co_return unauthorized("WRONGPASS token refused: " + login.error().message, true);
+      }
+      if (signed_request) {
+        std::string_view query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
+        if (auto refused = check_signature(req, token, path, query, peer.ip)) co_return std::move(*refused);
+      }
+      acl->auth_succeeded(login->user->name, peer.ip);
+      user = std::move(login->user);
+      grant = std::move(login->grant);
+    } else {
+      std::string creds = base64_decode(v.substr(6));
+      size_t colon = creds.find(':');
+      if (colon == std::string::npos)
+        co_return unauthorized("Authorization: Basic must carry base64 of user:password");
+      std::string name = creds.substr(0, colon);
+      std::string password = creds.substr(colon + 1);
+      std::fill(creds.begin(), creds.end(), '\0');
+      if (auto lk = acl->locked(name, peer.ip, now_ms)) {
+        std::fill(password.begin(), password.end(), '\0');
+        co_return locked(*lk);
+      }
+      user = co_await acl_service->authenticate(name, password);
+      std::fill(password.begin(), password.end(), '\0');
+      if (!user) {
+        resp::ClientState cs;
+        cs.addr = "http";
+        cs.last_cmd = "auth";
+        resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
+        acl->auth_failed(name, peer.ip, now_ms);
+        co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
+      }
+      acl->auth_succeeded(name, peer.ip);
     }
+  } else if (auto cu = peer.uris.empty() ? nullptr : acl->user_for_certificate(peer.uris)) {
+    user = std::move(cu);  // auth.cert_users: the client certificate names the user
   } else {
     user = acl->default_user();
     if (!user->enabled || !user->nopass)
       co_return unauthorized("NOAUTH Authentication required: send Authorization: Basic <base64 of user:password>");
   }
-  if (user->unrestricted()) co_return std::nullopt;
+  if (user->unrestricted() && !grant) co_return std::nullopt;
   bool pattern = false;
   if (qpos != std::string_view::npos) {
     Query q;
@@ -1159,6 +1346,7 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
   std::vector<std::string_view> views(argv.begin(), argv.end());
   resp::Args args(views.data(), views.size());
   auto d = resp::acl_check(*user, *spec, args);
+  if (!d && grant) d = resp::token_check(*grant, *spec, args);
   if (!d) co_return std::nullopt;
   resp::ClientState cs;
   cs.addr = "http";
@@ -1179,7 +1367,8 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req) {
 
 // Defined before session(), which instantiates them.
 template <class Stream>
-awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, const std::string& client_ip) {
+awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, const Peer& peer) {
+  const std::string& client_ip = peer.ip;
   beast::flat_buffer buf;
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
@@ -1230,7 +1419,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only);
       proxied = answer.has_value();
     }
-    if (!answer && acl) answer = co_await authorize(req);
+    if (!answer && acl) answer = co_await authorize(req, peer);
     if (!answer && req.method() == bhttp::verb::get &&
         std::string_view(req.target().data(), req.target().size()).starts_with("/v1/pubsub/")) {
       co_await serve_sse(stream, tcp, req);
@@ -1371,8 +1560,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock, bool tls) {
   beast::tcp_stream tcp(std::move(sock));
   sessions.push_front(&tcp);
   auto self = sessions.begin();
+  Peer peer{client_ip, {}, {}};
   if (!tls) {
-    co_await serve_requests(tcp, tcp, client_ip);
+    co_await serve_requests(tcp, tcp, peer);
   } else {
     // HTTPS: the same requests over TLS; the context is the one current when the client
     // connected (a reload gives later connections the new one).
@@ -1384,7 +1574,9 @@ awaitable<void> Server::Impl::session(tcp::socket sock, bool tls) {
       ++tls_handshake_failures;
       spdlog::debug("HTTPS client {}: TLS handshake failed: {}", client_ip, hec.message());
     } else {
-      co_await serve_requests(stream, tcp, client_ip);
+      peer.cert_sha256 = security::peer_certificate_sha256(stream.native_handle());
+      if (!peer.cert_sha256.empty()) peer.uris = security::peer_certificate_uris(stream.native_handle());
+      co_await serve_requests(stream, tcp, peer);
       // close_notify, so that a client reading to the end sees a clean end (bounded).
       tcp.expires_after(std::chrono::seconds(1));
       co_await stream.async_shutdown(asio::as_tuple(use_awaitable));
@@ -1621,6 +1813,8 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/cluster/members") return "/v1/cluster/members";
   if (path.starts_with("/v1/config/")) return "/v1/config/{name}";
   if (path == "/v1/signals") return "/v1/signals";
+  if (path == "/v1/auth/lockouts") return "/v1/auth/lockouts";
+  if (path.starts_with("/v1/auth/lockouts/")) return "/v1/auth/lockouts/{subject}";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;

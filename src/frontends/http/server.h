@@ -56,6 +56,11 @@ struct ServerOptions {
   // same routes over TLS. A reload replaces the slot's context for new connections.
   int tls_port = 0;
   std::shared_ptr<security::TlsContextSlot> tls;
+  // Signed requests (security/http_signature.h): the longest created..expires span, and the
+  // nonces remembered within it; when full, signed requests are refused (503), never accepted
+  // unchecked.
+  int64_t signature_window_s = 300;
+  size_t nonce_capacity = 100000;
   // More Prometheus text appended to /metrics (the node's TLS figures); empty = none.
   std::function<std::string()> extra_metrics;
 };

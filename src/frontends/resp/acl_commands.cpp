@@ -4,6 +4,7 @@
 // passes (command, keys, channels).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <set>
 
 #include "frontends/resp/family_util.h"
@@ -105,6 +106,24 @@ std::optional<AclDenial> acl_check(const sec::User& u, const CommandSpec& spec, 
   return std::nullopt;
 }
 
+std::optional<AclDenial> token_check(const sec::TokenGrant& g, const CommandSpec& spec, Args argv) {
+  for (size_t i = 0; i < g.limits.size(); ++i) {
+    auto d = acl_check(g.limits[i], spec, argv);
+    if (!d) continue;
+    const auto& u = g.limits[i];
+    std::string rules = u.describe_commands();
+    if (u.allkeys) rules += " ~*";
+    for (auto& k : u.keys) rules += " ~" + k;
+    if (u.allchannels) rules += " &*";
+    for (auto& ch : u.channels) rules += " &" + ch;
+    const std::string what = d->error.substr(std::string_view("NOPERM this user has").size());
+    d->error = fmt::format("NOPERM this token has{}: block {} of the token allows only '{}'", what, i, rules);
+    d->dryrun = "This token has" + d->dryrun.substr(std::string_view("This user has").size());
+    return d;
+  }
+  return std::nullopt;
+}
+
 std::string client_info(const ClientState& c, int64_t now_ms) {
   // Redis's field set (clients parse every field); keel does not track the buffer figures.
   return fmt::format(
@@ -165,8 +184,10 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
         "    Returns whether the user can execute the given command without executing the command.",
         "GETUSER <username>", "    Get the user's details.",
         "LIST", "    Show users details in config file format.",
+        "LOCKOUTS", "    Users and client addresses with failed authentications on this node, and their locks.",
         "LOG [<count> | RESET]", "    Show the ACL log entries.",
         "SETUSER <username> <attribute> [<attribute> ...]", "    Create or modify a user with the specified attributes.",
+        "UNLOCK <user:name | addr:ip | *>", "    Forget failed authentications (and lift the lock) on this node.",
         "USERS", "    List all the registered usernames.",
         "WHOAMI", "    Return the current connection username.",
         "HELP", "    Print this help."};
@@ -251,6 +272,31 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
       r.bulk(e.client_info);
     }
     return;
+  }
+  if (sub == "lockouts" && a.size() == 2) {
+    // One map per subject, most recent failure first: the table is per node (docs/security.md).
+    auto entries = acl.lockouts();
+    r.array(entries.size());
+    for (auto& e : entries) {
+      r.map(4);
+      r.bulk("subject");
+      r.bulk(e.subject);
+      r.bulk("failures");
+      r.integer(static_cast<int64_t>(e.failures));
+      r.bulk("last-failure-age-ms");
+      r.integer(c.now_ms - e.last_failure_ms);
+      r.bulk("locked-for-ms");
+      r.integer(std::max<int64_t>(0, e.locked_until_ms - c.now_ms));
+    }
+    return;
+  }
+  if (sub == "unlock" && a.size() == 3) {
+    std::string_view subject = a[2];
+    if (subject != "*" && !subject.starts_with("user:") && !subject.starts_with("addr:"))
+      return r.error(fmt::format("ERR '{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as ACL LOCKOUTS "
+                                 "shows them) or * for all",
+                                 subject.substr(0, 128)));
+    return r.integer(static_cast<int64_t>(acl.unlock(subject)));
   }
   if (sub == "save" || sub == "load")
     return r.error("ERR keel keeps users in cluster metadata, not in an ACL file: every ACL SETUSER is already "

@@ -17,6 +17,7 @@
 #include "frontends/resp/reply.h"
 #include "observe/trace_context.h"
 #include "security/acl.h"
+#include "security/token.h"
 #include "services/cache/ops.h"
 #include "storage/engine.h"
 
@@ -45,6 +46,11 @@ struct ClientState {
   // Set by the server for AUTH / HELLO AUTH: the user whose password it has just checked off
   // the event loop (the handler takes it instead of checking again).
   std::shared_ptr<const security::User> verified;
+  // A certificate-bound token (AUTH <user> <token>): its rules, checked beside the user's on
+  // every command (null: none). `verified_token` is set with `verified` by the server.
+  std::shared_ptr<const security::TokenGrant> token, verified_token;
+  // TLS: SHA-256 of the client certificate presented (what tokens are bound to); "" if none.
+  std::string cert_sha256;
   bool close_after_reply = false;  // QUIT, protocol errors
   // CLIENT TRACEPARENT: the remote parent of every command this connection runs from now on.
   std::optional<observe::TraceParent> trace_parent;
@@ -211,6 +217,8 @@ struct AclDenial {
   std::string dryrun;  // ACL DRYRUN's answer: "This user has no permissions to ..."
 };
 std::optional<AclDenial> acl_check(const security::User& user, const CommandSpec& spec, Args argv);
+// Why a token's rules refuse `argv` (every block must allow it); the error names the block.
+std::optional<AclDenial> token_check(const security::TokenGrant& grant, const CommandSpec& spec, Args argv);
 // CLIENT LIST's line for a client (ACL LOG's client-info).
 std::string client_info(const ClientState& c, int64_t now_ms);
 // Records a denial or a failed AUTH in the ACL LOG.

@@ -62,6 +62,12 @@ constexpr size_t kParseAhead = 32;              // requests parsed before any of
 constexpr size_t kPushBackpressure = 1 << 20;
 
 // The reply for a write whose commit failed: MISCONF when the disk refuses (full or failing).
+// "10.0.0.7:51022" -> "10.0.0.7" (also "::1:51022" -> "::1"): lockout counts per address.
+std::string client_ip(std::string_view addr) {
+  size_t colon = addr.rfind(':');
+  return std::string(colon == std::string_view::npos ? addr : addr.substr(0, colon));
+}
+
 std::string durable_error(const Error& e) {
   if (e.code == Errc::kDiskError) return "MISCONF " + e.message;
   return "ERR the write could not be made durable: " + e.message;
@@ -425,7 +431,7 @@ struct Server::Impl {
     auto u = acl->find(c.client.user->name);
     if (!u) return false;
     c.client.user = std::move(u);
-    c.client.acl_open = c.client.user->unrestricted();
+    c.client.acl_open = c.client.user->unrestricted() && !c.client.token;
     return true;
   }
   // Before a command runs (tracer != null): its head decision and trace context (c.trace).
@@ -598,7 +604,16 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       }
     }
     if (!c.client.acl_open && !(spec->flags & kNoAuth)) [[unlikely]] {
-      if (auto d = acl_check(*c.client.user, *spec, argv)) {
+      if (c.client.token && c.now_ms / 1000 >= c.client.token->expires_s) {
+        if (c.tx.multi) c.tx.aborted = true;
+        r.error(fmt::format("NOAUTH the token this connection authenticated with expired {} s ago; AUTH with a new "
+                            "token (keel token issue) or a password",
+                            c.now_ms / 1000 - c.client.token->expires_s));
+        co_return;
+      }
+      auto d = acl_check(*c.client.user, *spec, argv);
+      if (!d && c.client.token) d = token_check(*c.client.token, *spec, argv);
+      if (d) {
         if (c.tx.multi) c.tx.aborted = true;
         c.client.last_cmd.assign(spec->name);
         const bool in_exec = c.client.in_exec;
@@ -1109,6 +1124,9 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       user.assign(argv[1]);
       pass.assign(argv[2]);
       has = true;
+    } else if (argv.size() == 2 && security::looks_like_token(argv[1])) {
+      pass.assign(argv[1]);  // AUTH <token>: the token names its user
+      has = true;
     } else if (argv.size() == 2 && !acl->default_user()->nopass) {
       user = "default";
       pass.assign(argv[1]);
@@ -1131,16 +1149,48 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
     }
   }
   if (has) {
-    auto u = co_await acl_service->authenticate(user, pass);
-    if (!u) {
-      c.client.last_cmd.assign(spec.name);
-      acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
-      co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
+    // Brute-force lockout: a locked user or address is refused before anything is checked.
+    const std::string ip = client_ip(c.client.addr);
+    // Who is counted: the user named, or the one an AUTH <token> names (unverified yet).
+    std::string who = user;
+    if (who.empty()) {
+      auto parsed = security::parse_token(pass);
+      who = parsed ? parsed->parts[0].block.user : std::string("(token)");
     }
-    c.client.verified = std::move(u);
+    if (auto lk = acl->locked(who, ip, c.now_ms)) {
+      c.client.last_cmd.assign(spec.name);
+      acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
+      co_return c.reply.error(fmt::format(
+          "LOCKED too many failed authentications for {}: further attempts are refused unchecked for {} ms; wait, "
+          "or an administrator can run ACL UNLOCK {}",
+          lk->subject, lk->remaining_ms, lk->subject));
+    }
+    if (security::looks_like_token(pass)) {
+      auto login = acl->authenticate_token(user, pass, c.client.cert_sha256, c.now_ms);
+      if (!login) {
+        c.client.last_cmd.assign(spec.name);
+        acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
+        acl->auth_failed(who, ip, c.now_ms);
+        co_return c.reply.error("WRONGPASS token refused: " + login.error().message);
+      }
+      acl->auth_succeeded(login->user->name, ip);
+      c.client.verified = std::move(login->user);
+      c.client.verified_token = std::move(login->grant);
+    } else {
+      auto u = co_await acl_service->authenticate(user, pass);
+      if (!u) {
+        c.client.last_cmd.assign(spec.name);
+        acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
+        acl->auth_failed(user, ip, c.now_ms);
+        co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
+      }
+      acl->auth_succeeded(user, ip);
+      c.client.verified = std::move(u);
+    }
   }
   co_await run_handler(c, c.shard, spec, argv, c.out);
   c.client.verified.reset();
+  c.client.verified_token.reset();
 }
 
 awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
@@ -2079,6 +2129,17 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
       ++shard.stats.tls_handshake_failures;
       klog().debug("client {} ({}): TLS handshake failed: {}", c.client.id, c.client.addr, hec.message());
     } else {
+      // What tokens are bound to; and, with auth.cert_users, the user the certificate names.
+      c.client.cert_sha256 = security::peer_certificate_sha256(stream.native_handle());
+      if (acl && !c.client.cert_sha256.empty()) {
+        if (auto u = acl->user_for_certificate(security::peer_certificate_uris(stream.native_handle()))) {
+          c.client.user = std::move(u);
+          c.client.acl_open = c.client.user->unrestricted();
+          c.client.authenticated = true;
+          klog().debug("client {} ({}): authenticated as user '{}' by its certificate", c.client.id, c.client.addr,
+                       c.client.user->name);
+        }
+      }
       co_await serve_stream(c, stream);
     }
   }
@@ -2775,7 +2836,7 @@ void Server::Impl::acl_sweep(unsigned sid) {
     }
     if (u && refused.empty()) {
       c->client.user = std::move(u);
-      c->client.acl_open = c->client.user->unrestricted();
+      c->client.acl_open = c->client.user->unrestricted() && !c->client.token;
       c->client.acl_generation = acl->generation();
       continue;
     }

@@ -29,15 +29,26 @@ bool authenticate(CmdCtx& c, std::string_view user, std::string_view pass) {
     return true;
   }
   std::shared_ptr<const security::User> u;
-  if (c.client->verified && c.client->verified->name == user) u = std::move(c.client->verified);
-  else u = c.acl->authenticate(user, pass);
+  std::shared_ptr<const security::TokenGrant> token;
+  if (c.client->verified && c.client->verified_token) {  // a token the server verified (AUTH <user> <token>)
+    u = std::move(c.client->verified);
+    token = std::move(c.client->verified_token);
+  } else if (security::looks_like_token(pass)) {
+    u = nullptr;  // tokens are verified by the server before the handler runs; never as a password
+  } else if (c.client->verified && c.client->verified->name == user) {
+    u = std::move(c.client->verified);
+  } else {
+    u = c.acl->authenticate(user, pass);
+  }
   c.client->verified.reset();
+  c.client->verified_token.reset();
   if (!u) {
     acl_log(*c.acl, *c.client, "auth", "auth", std::string(user), c.now_ms);
     return false;
   }
   c.client->user = std::move(u);
-  c.client->acl_open = c.client->user->unrestricted();
+  c.client->token = std::move(token);
+  c.client->acl_open = c.client->user->unrestricted() && !c.client->token;
   c.client->acl_generation = c.acl->generation();
   c.client->authenticated = true;
   return true;
@@ -89,7 +100,7 @@ void cmd_hello(CmdCtx& c, Args a, Reply& r) {
 
 void cmd_auth(CmdCtx& c, Args a, Reply& r) {
   if (a.size() > 3) return r.syntax_error();
-  if (a.size() == 2 && (c.acl ? c.acl->default_user()->nopass : !c.node->auth_required()))
+  if (a.size() == 2 && !security::looks_like_token(a[1]) && (c.acl ? c.acl->default_user()->nopass : !c.node->auth_required()))
     return r.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
   std::string_view user = a.size() == 3 ? a[1] : std::string_view("default");
   std::string_view pass = a.size() == 3 ? a[2] : a[1];
@@ -115,6 +126,7 @@ void cmd_reset(CmdCtx& c, Args, Reply& r) {
   c.client->readonly = false;  // as Redis: RESET leaves READONLY mode
   if (c.acl) {
     c.client->user = c.acl->default_user();
+    c.client->token.reset();
     c.client->acl_open = c.client->user->unrestricted();
     c.client->acl_generation = c.acl->generation();
     c.client->authenticated = c.client->user->nopass && c.client->user->enabled;
