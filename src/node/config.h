@@ -102,6 +102,11 @@ struct Config {
   int tls_http_port = 0;             // HTTPS on this port (0 = off)
   std::string tls_http_auth_clients = "no";  // client certificates on HTTPS: yes | no | optional
   uint64_t tls_reload_interval_ms = 5000;    // check the files for changes this often (0 = never)
+  // [security.at_rest] (encryption at rest: docs/security.md)
+  std::string at_rest_key_file;  // the master key from this file
+  std::string at_rest_key_env;   // or from this environment variable
+  uint64_t at_rest_rewrap_keys_per_s = 2000;
+  bool at_rest_enabled() const { return !at_rest_key_file.empty() || !at_rest_key_env.empty(); }
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

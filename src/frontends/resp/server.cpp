@@ -459,6 +459,15 @@ struct Server::Impl {
                               uint32_t routed_partition = 0);
 };
 
+// A command read a stored value the engine could not decrypt or decode (an at-rest key retired
+// or unknown): the command answers with why instead of its reply, which took the key as absent.
+static void answer_read_error(storage::Engine& engine, std::string& out, size_t before, int proto) {
+  if (auto e = engine.take_read_error()) [[unlikely]] {
+    out.resize(before);
+    Reply(out, proto).error("ERR " + e->message);
+  }
+}
+
 awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const CommandSpec& spec,
                                           Args argv, std::string& out, const char* routed_key,
                                           uint32_t routed_partition) {
@@ -489,6 +498,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
         if (auto e = dht->check_local(sid, p, write, c.now_ms); !e.empty()) return r.error(e);
       }
       spec.handler(ctx, argv, r);
+      answer_read_error(*target.engine, out, before, proto);
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
       const size_t had = c.waits.size();
@@ -509,6 +519,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
           if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.push_back({p, lsn, ctx.write_quorum});
     } else {
       spec.handler(ctx, argv, r);
+      answer_read_error(*target.engine, out, before, proto);
     }
     if (!(spec.flags & kWrite)) return;
     if (sid == c.shard) {
@@ -1667,7 +1678,9 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
   ctx.node = &node;
   ctx.random = &target.random;
   Reply r(b.reply, b.protocol);
+  const size_t before = b.reply.size();
   b.spec->handler(ctx, Args(args.data(), args.size()), r);
+  answer_read_error(*target.engine, b.reply, before, b.protocol);
   if (dht) {
     b.waits.clear();
     if (auto w = dht->after_write(sid, now_ms, b.waits); !w) {
