@@ -2,7 +2,8 @@
 //
 //   sealed = u32be key_version ++ nonce[12] ++ ciphertext ++ tag[16]      (32 bytes + plaintext)
 //
-// The key version names the data key (keyring.h) that sealed it; the nonce is random per value;
+// The key version names the data key (keyring.h) that sealed it; the nonce is unique per value
+// (a random start per thread, counted up: see at_rest_codec.cpp);
 // the tag authenticates the ciphertext, the key version and the caller's associated data
 // (`aad`: the storage engine passes the stored key and the value's plaintext header, so a
 // ciphertext moved to another key, or given another expiry or type, fails authentication).
