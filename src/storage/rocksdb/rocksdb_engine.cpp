@@ -1508,6 +1508,12 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
                   : has(rocksdb::kSnappyCompression) ? rocksdb::kSnappyCompression
                                                      : rocksdb::kNoCompression;
   if (has(rocksdb::kZSTD)) o.bottommost_compression = rocksdb::kZSTD;
+  if (config.keyring) {
+    // Sealed values are random bytes to a compressor: trying LZ4 and ZSTD on every block costs
+    // CPU in flushes and compactions and saves nothing (only the plaintext keys would shrink).
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kDisableCompressionOption;
+  }
   rocksdb::BlockBasedTableOptions t;
   shared->cache = rocksdb::NewLRUCache(config.block_cache_bytes);
   t.block_cache = shared->cache;
