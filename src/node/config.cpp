@@ -666,8 +666,9 @@ void warnings(const Config& c, std::vector<Problem>& out) {
 
 void validate(const Config& c, std::vector<Problem>& problems) {
   if (!c.at_rest_key_file.empty() && !c.at_rest_key_env.empty())
-    problems.push_back({"security.at_rest.key_file",
-                        "and security.at_rest.key_env are both set; allowed: one source of the master key"});
+    problems.push_back({"security.at_rest.key_env",
+                        "is set together with security.at_rest.key_file; allowed: one source of the master key "
+                        "(a file or an environment variable)"});
   if (c.at_rest_enabled() && c.storage.kind == storage::EngineConfig::Kind::kMemory)
     problems.push_back({"security.at_rest.key_file",
                         "encryption at rest needs storage.engine = persistent (the memory engine keeps nothing on disk)"});

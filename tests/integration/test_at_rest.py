@@ -196,6 +196,20 @@ class AtRest(unittest.TestCase):
         finally:
             self.assertEqual(k.stop(), 0, k.output())
 
+    def test_config_check_validates_the_at_rest_settings(self):
+        path = os.path.join(self.work, "keel.toml")
+        with open(path, "w") as f:
+            f.write('[storage]\nengine = "memory"\n[security.at_rest]\nkey_file = "k"\nkey_env = "K"\n'
+                    'rewrap_keys_per_s = 0\n')
+        out = keel_cli("config", "check", path, check=False)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn("3 problem(s)", out.stderr)
+        self.assertIn("security.at_rest.rewrap_keys_per_s: '0' is not allowed; allowed: an integer from 1 to 10000000",
+                      out.stderr)
+        self.assertIn("security.at_rest.key_env: is set together with security.at_rest.key_file; allowed: one source "
+                      "of the master key", out.stderr)
+        self.assertIn("security.at_rest.key_file: encryption at rest needs storage.engine = persistent", out.stderr)
+
     def test_retire_refused_while_data_remains(self):
         k = self.node("--set", "security.at_rest.rewrap_keys_per_s=1").start()
         try:
