@@ -491,6 +491,9 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.replica_read = c.replica_read;
     size_t before = out.size();
     Reply r(out, proto);
+    // Only this command's reads count: a read elsewhere (WATCH, a cross-shard command that took
+    // an unreadable value as absent) must not answer for it.
+    (void)target.engine->take_read_error();
     if (dht && !c.parts.empty() && !c.replica_read) {
       bool write = spec.flags & kWrite;
       for (uint32_t p : c.parts) {
@@ -1679,6 +1682,7 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
   ctx.random = &target.random;
   Reply r(b.reply, b.protocol);
   const size_t before = b.reply.size();
+  (void)target.engine->take_read_error();
   b.spec->handler(ctx, Args(args.data(), args.size()), r);
   answer_read_error(*target.engine, b.reply, before, b.protocol);
   if (dht) {

@@ -1450,7 +1450,9 @@ class RocksEngine final : public Engine {
   // and list them here for take_unreadable() (the resident engine's load), at most this many.
   static constexpr size_t kMaxUnreadableListed = 100000;
   void note_unreadable(std::string_view raw_key, const Error& e) {
-    if (unreadable_.size() < kMaxUnreadableListed)
+    // Only the journal's are collected (by the resident engine's load); reads from RocksDB
+    // (keep_in_memory = no) answer the error themselves.
+    if (s_->config.journal_only && unreadable_.size() < kMaxUnreadableListed)
       unreadable_.push_back({partition_of(raw_key), std::string(raw_key.substr(4)), e});
   }
   std::vector<Unreadable> unreadable_;
