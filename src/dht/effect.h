@@ -115,6 +115,10 @@ class EffectRecorder final : public storage::Engine {
   std::optional<storage::DiskState> disk_state() const override { return inner_->disk_state(); }
   void set_removal_listener(RemovalListener) override {}  // the recorder listens itself
   void set_key_observer(KeyObserver* observer) override { observer_ = observer; }
+  std::optional<Error> take_read_error() override { return inner_->take_read_error(); }
+  Result<std::map<uint32_t, uint64_t>> at_rest_census(int64_t now_ms) override {
+    return inner_->at_rest_census(now_ms);
+  }
 
  private:
   std::string& buffer(uint32_t partition);

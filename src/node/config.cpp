@@ -549,6 +549,29 @@ const std::vector<Setting>& settings() {
          c.log_otlp_level = lower(v);
          return "";
        }},
+      {"security.at_rest.key_file",
+       "encryption at rest: file holding the 32-byte master key (64 hex digits or 32 raw bytes, mode 0600); "
+       "empty = not from a file",
+       [](const Config& c) { return c.at_rest_key_file; },
+       [](Config& c, const std::string& v) {
+         c.at_rest_key_file = v;
+         return std::string();
+       }},
+      {"security.at_rest.key_env",
+       "encryption at rest: name of the environment variable holding the master key (64 hex digits); "
+       "empty = not from the environment",
+       [](const Config& c) { return c.at_rest_key_env; },
+       [](Config& c, const std::string& v) -> std::string {
+         for (char ch : v)
+           if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'))
+             return fmt::format("'{}' is not a variable name; allowed: letters, digits and _", v);
+         c.at_rest_key_env = v;
+         return "";
+       }},
+      {"security.at_rest.rewrap_keys_per_s",
+       "encryption at rest: keys a second the background rewrap rewrites under the current key (whole node)",
+       [](const Config& c) { return std::to_string(c.at_rest_rewrap_keys_per_s); },
+       [](Config& c, const std::string& v) { return set_u64(c.at_rest_rewrap_keys_per_s, v, 1, 10000000); }},
       {"log.format", "text or json",
        [](const Config& c) { return c.log_format; },
        [](Config& c, const std::string& v) -> std::string {
@@ -624,11 +647,20 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, auth, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, auth, security, log"});
       continue;
     }
+    // One level of sub-tables: [security.at_rest] holds security.at_rest.key_file.
+    std::vector<std::pair<std::string, const toml::node*>> entries;
     for (auto& [key, val] : *t) {
       std::string full = std::string(section.str()) + "." + std::string(key.str());
+      if (auto* sub = val.as_table())
+        for (auto& [k2, v2] : *sub) entries.emplace_back(full + "." + std::string(k2.str()), &v2);
+      else
+        entries.emplace_back(full, &val);
+    }
+    for (auto& [full, valp] : entries) {
+      const toml::node& val = *valp;
       std::string text;
       if (auto s = val.value<std::string>()) text = *s;
       else if (auto* arr = val.as_array()) {  // a list of strings, e.g. cluster.peers
@@ -682,6 +714,13 @@ void warnings(const Config& c, std::vector<Problem>& out) {
 void validate(const Config& c, std::vector<Problem>& problems) {
   if (c.auth_lockout_max_ms < c.auth_lockout_base_ms)
     problems.push_back({"auth.lockout_max_ms", fmt::format("must be at least auth.lockout_base_ms ({})", c.auth_lockout_base_ms)});
+  if (!c.at_rest_key_file.empty() && !c.at_rest_key_env.empty())
+    problems.push_back({"security.at_rest.key_env",
+                        "is set together with security.at_rest.key_file; allowed: one source of the master key "
+                        "(a file or an environment variable)"});
+  if (c.at_rest_enabled() && c.storage.kind == storage::EngineConfig::Kind::kMemory)
+    problems.push_back({"security.at_rest.key_file",
+                        "encryption at rest needs storage.engine = persistent (the memory engine keeps nothing on disk)"});
   if (c.resp_port != 0 && c.resp_port == c.http_port)
     problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});
   if (c.cluster_node_id == 0 && !c.cluster_peers.empty())

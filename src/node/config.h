@@ -110,6 +110,11 @@ struct Config {
   uint64_t auth_lockout_max_ms = 600000;    // the longest lock
   uint64_t auth_signature_window_s = 300;   // signed HTTP requests: created..expires at most this long, and nonces kept this long
   uint64_t auth_nonce_capacity = 100000;    // signed HTTP requests: nonces remembered; when full, signed requests are refused
+  // [security.at_rest] (encryption at rest: docs/security.md)
+  std::string at_rest_key_file;  // the master key from this file
+  std::string at_rest_key_env;   // or from this environment variable
+  uint64_t at_rest_rewrap_keys_per_s = 2000;
+  bool at_rest_enabled() const { return !at_rest_key_file.empty() || !at_rest_key_env.empty(); }
   // [log]
   std::string log_level = "info";
   std::string log_format = "text";

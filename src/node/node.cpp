@@ -40,6 +40,7 @@
 #include "security/token.h"
 #include "security/pki.h"
 #include "security/tls.h"
+#include "node/at_rest_admin.h"
 #include "node/logging.h"
 #include "observe/health_board.h"
 #include "observe/log_export.h"
@@ -740,6 +741,7 @@ Status Node::start() {
   setup_logging(im.cfg.log_level, im.cfg.log_format);
   unsigned n = im.cfg.effective_shards();
   im.id = load_or_create_node_id(im.cfg);
+  if (auto st = open_at_rest(im.cfg); !st) return st;
   auto engines = storage::open_engines(im.cfg.storage, n, SystemClock::instance());
   if (!engines) return std::unexpected(engines.error());
   // Every shard's engine sits behind the effect recorder, the one hook every write passes
@@ -875,7 +877,13 @@ Status Node::start() {
     ho.tls = im.http_tls;
     ho.tls_port = im.cfg.tls_http_port;
   }
-  ho.extra_metrics = [&im] { return im.tls_metrics(); };
+  ho.extra_metrics = [&im] {
+    return im.tls_metrics() + (im.cfg.storage.keyring ? at_rest_metrics(*im.cfg.storage.keyring) : std::string());
+  };
+  if (im.cfg.storage.keyring)
+    ho.keys_admin = [&im](std::string_view method, std::string_view rest) {
+      return keys_admin(*im.cfg.storage.keyring, *im.engines[0], method, rest, SystemClock::instance().now_ms());
+    };
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
   im.http->set_acl(im.acl_service.get());

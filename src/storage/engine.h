@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -23,7 +24,17 @@
 #include "storage/stream_value.h"
 #include "storage/zset_value.h"
 
+namespace keel::security::at_rest {
+class Keyring;
+}
+
 namespace keel::storage {
+
+// Where a partition's background rewrap (encryption at rest) stands, kept with the data.
+struct RewrapCursor {
+  uint32_t target = 0;                  // the key version the pass rewrites to
+  std::optional<std::string> next_key;  // nullopt: the partition is done for `target`
+};
 
 // The numbers are part of the stored and replicated formats: never renumber.
 enum class ValueType : uint8_t {
@@ -236,6 +247,37 @@ class Engine {
     bool interested = false;
   };
   virtual void set_key_observer(KeyObserver* observer) { (void)observer; }
+
+  // ---- encryption at rest (persistent engine with a keyring; docs/security.md) -------------
+  // A get() since the last call found a stored value it could not read (encrypted under a
+  // retired or unknown at-rest key version, or damaged): get() answered nullopt, and this says
+  // why (kCorruption, naming the key and the version). Returns it once and forgets it. The
+  // command front ends answer the command with this error instead of its reply.
+  virtual std::optional<Error> take_read_error() { return std::nullopt; }
+  // Values scans skipped because they could not be read, since the last call (the resident
+  // engine's load keeps them so that a GET of one answers the error, not nil).
+  struct Unreadable {
+    uint32_t partition;
+    std::string key;
+    Error error;
+  };
+  virtual std::vector<Unreadable> take_unreadable() { return {}; }
+  // Live values per at-rest key version (0 = plaintext) in the whole database (every shard:
+  // the database is shared). Any thread. kInvalidArgument for engines without a disk.
+  virtual Result<std::map<uint32_t, uint64_t>> at_rest_census(int64_t now_ms) {
+    (void)now_ms;
+    return make_error(Errc::kInvalidArgument, "encryption at rest needs the persistent engine");
+  }
+  // The background rewrap's persisted cursor of `partition` (persistent engine: written with
+  // the next commit(), after the writes made before it, like a log mark).
+  virtual std::optional<RewrapCursor> rewrap_cursor(uint32_t partition) {
+    (void)partition;
+    return std::nullopt;
+  }
+  virtual void set_rewrap_cursor(uint32_t partition, RewrapCursor cursor) {
+    (void)partition;
+    (void)cursor;
+  }
 };
 
 enum class EvictionPolicy {
@@ -268,6 +310,12 @@ struct EngineConfig {
   // is the durable journal, like Redis with an append-only file). false: reads go to RocksDB
   // and the dataset may be larger than memory.
   bool keep_in_memory = true;
+  // Encryption at rest: values are sealed under the keyring's current key (nullptr: stored in
+  // plaintext). Set by the node from security.at_rest.*; shared by every shard.
+  std::shared_ptr<security::at_rest::Keyring> keyring;
+  // The background rewrap's rate over the whole node, in keys a second
+  // (security.at_rest.rewrap_keys_per_s).
+  double rewrap_keys_per_s = 2000;
   // Internal: the RocksDB engine only journals (blind writes, no counting); set by
   // open_engines for keep_in_memory.
   bool journal_only = false;

@@ -393,4 +393,12 @@ int run_cluster_commands(ClusterCli& c, const char* argv0) {
   return -1;
 }
 
+bool http_request(const std::string& method, const std::string& hostport, const std::string& target,
+                  const std::string& body, int& status, std::string& response, std::string& err) {
+  auto verb = method == "POST"     ? boost::beast::http::verb::post
+              : method == "DELETE" ? boost::beast::http::verb::delete_
+                                   : boost::beast::http::verb::get;
+  return http_call(verb, hostport, target, body, status, response, err);
+}
+
 }  // namespace keel::tools

@@ -25,6 +25,11 @@ struct ClusterCli {
   bool json = false;
 };
 
+// A blocking HTTP request to a node (`keel keys` uses it too): `method` is GET, POST or DELETE.
+// False with `err` when the node cannot be reached.
+bool http_request(const std::string& method, const std::string& hostport, const std::string& target,
+                  const std::string& body, int& status, std::string& response, std::string& err);
+
 // Adds the `cluster` subcommand and its children to `app`.
 void add_cluster_commands(CLI::App& app, ClusterCli& c);
 // Runs whichever cluster subcommand was parsed; returns the exit code, or -1 if none was.

@@ -10,6 +10,7 @@
 #include "cert_cli.h"
 #include "token_cli.h"
 #include "cluster_cli.h"
+#include "keys_cli.h"
 #include "node/config.h"
 #include "node/node.h"
 
@@ -86,12 +87,15 @@ int main(int argc, char** argv) {
   keel::tools::add_cert_commands(app, cert_cli);
   keel::tools::TokenCli token_cli;
   keel::tools::add_token_commands(app, token_cli);
+  keel::tools::KeysCli keys_cli;
+  keel::tools::add_keys_commands(app, keys_cli);
 
   CLI11_PARSE(app, argc, argv);
 
   if (int rc = keel::tools::run_cluster_commands(cluster_cli, argv[0]); rc >= 0) return rc;
   if (int rc = keel::tools::run_cert_commands(cert_cli); rc >= 0) return rc;
   if (int rc = keel::tools::run_token_commands(token_cli); rc >= 0) return rc;
+  if (int rc = keel::tools::run_keys_commands(keys_cli); rc >= 0) return rc;
 
   if (version->parsed()) {
     std::printf("keel %s (Redis protocol %s)\n", keel::node::kVersion, keel::node::kRedisCompatVersion);

@@ -997,6 +997,18 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     }
     co_return res;
   }
+  if (path == "/v1/keys" || path.starts_with("/v1/keys/")) {
+    if (!opt.keys_admin)
+      co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                               "encryption at rest is off on this node; set security.at_rest.key_file or "
+                               "security.at_rest.key_env to turn it on");
+    auto [code, body] = opt.keys_admin(get ? "GET" : (req.method() == bhttp::verb::post ? "POST" : "OTHER"), path.substr(8));
+    Response res{static_cast<bhttp::status>(code), req.version()};
+    res.set(bhttp::field::server, "keel");
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = std::move(body);
+    co_return res;
+  }
   if (path == "/v1/signals") {
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return handle_signals(req);
@@ -1157,6 +1169,11 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
   if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
+  // Encryption at rest's keys: what CONFIG GET / CONFIG SET of its settings needs (administrators).
+  if (path == "/v1/keys" || path.starts_with("/v1/keys/")) {
+    if (get) return {"config", "get", "security.at_rest.key_file"};
+    return {"config", "set", "security.at_rest.key_file", ""};
+  }
   if (path.starts_with("/v1/config/")) {
     if (get) return {"config", "get", decoded(path.substr(11))};
     return {"config", "set", decoded(path.substr(11)), ""};
@@ -1815,6 +1832,9 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/signals") return "/v1/signals";
   if (path == "/v1/auth/lockouts") return "/v1/auth/lockouts";
   if (path.starts_with("/v1/auth/lockouts/")) return "/v1/auth/lockouts/{subject}";
+  if (path == "/v1/keys") return "/v1/keys";
+  if (path == "/v1/keys/rotate") return "/v1/keys/rotate";
+  if (path.starts_with("/v1/keys/")) return "/v1/keys/{version}/retire";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;

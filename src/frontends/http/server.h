@@ -63,6 +63,10 @@ struct ServerOptions {
   size_t nonce_capacity = 100000;
   // More Prometheus text appended to /metrics (the node's TLS figures); empty = none.
   std::function<std::string()> extra_metrics;
+  // Encryption at rest, /v1/keys: GET (the versions and the rewrap's progress),
+  // POST /v1/keys/rotate, POST /v1/keys/{version}/retire. Given the method ("GET", "POST") and
+  // the path after /v1/keys, answers (HTTP status, JSON body). Empty: encryption at rest is off.
+  std::function<std::pair<int, std::string>(std::string_view method, std::string_view rest)> keys_admin;
 };
 
 class Server {

@@ -92,6 +92,9 @@ void KeyEvents::clearing(storage::Engine& engine) {
     for (auto& e : entries)
       if (e.existed) e.flag->dirty.store(true, std::memory_order_relaxed);
   }
+  // A watched value that cannot be read (encryption at rest: a retired key) counts as absent
+  // here; its error is not FLUSHALL's answer.
+  (void)engine.take_read_error();
 }
 
 }  // namespace keel::resp

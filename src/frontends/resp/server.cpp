@@ -473,6 +473,15 @@ struct Server::Impl {
                               uint32_t routed_partition = 0);
 };
 
+// A command read a stored value the engine could not decrypt or decode (an at-rest key retired
+// or unknown): the command answers with why instead of its reply, which took the key as absent.
+static void answer_read_error(storage::Engine& engine, std::string& out, size_t before, int proto) {
+  if (auto e = engine.take_read_error()) [[unlikely]] {
+    out.resize(before);
+    Reply(out, proto).error("ERR " + e->message);
+  }
+}
+
 awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const CommandSpec& spec,
                                           Args argv, std::string& out, const char* routed_key,
                                           uint32_t routed_partition) {
@@ -496,6 +505,9 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     ctx.replica_read = c.replica_read;
     size_t before = out.size();
     Reply r(out, proto);
+    // Only this command's reads count: a read elsewhere (WATCH, a cross-shard command that took
+    // an unreadable value as absent) must not answer for it.
+    (void)target.engine->take_read_error();
     if (dht && !c.parts.empty() && !c.replica_read) {
       bool write = spec.flags & kWrite;
       for (uint32_t p : c.parts) {
@@ -503,6 +515,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
         if (auto e = dht->check_local(sid, p, write, c.now_ms); !e.empty()) return r.error(e);
       }
       spec.handler(ctx, argv, r);
+      answer_read_error(*target.engine, out, before, proto);
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
       const size_t had = c.waits.size();
@@ -523,6 +536,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
           if (uint64_t lsn = dht->read_fence(sid, p, c.now_ms)) c.waits.push_back({p, lsn, ctx.write_quorum});
     } else {
       spec.handler(ctx, argv, r);
+      answer_read_error(*target.engine, out, before, proto);
     }
     if (!(spec.flags & kWrite)) return;
     if (sid == c.shard) {
@@ -1757,7 +1771,10 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
   ctx.node = &node;
   ctx.random = &target.random;
   Reply r(b.reply, b.protocol);
+  const size_t before = b.reply.size();
+  (void)target.engine->take_read_error();
   b.spec->handler(ctx, Args(args.data(), args.size()), r);
+  answer_read_error(*target.engine, b.reply, before, b.protocol);
   if (dht) {
     b.waits.clear();
     if (auto w = dht->after_write(sid, now_ms, b.waits); !w) {

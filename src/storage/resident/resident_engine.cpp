@@ -2,8 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <unordered_map>
+
+#include "base/codec.h"
 #include "base/random.h"
+#include "observe/log.h"
+#include "security/keyring.h"
 #include "storage/memory/memory_engine.h"
+#include "storage/rewrap_driver.h"
 
 namespace keel::storage {
 namespace {
@@ -12,12 +18,34 @@ Value copy_of(const ValueRef& r) { return copy_value(r); }
 
 class ResidentEngine final : public Engine {
  public:
-  ResidentEngine(std::unique_ptr<Engine> mem, std::unique_ptr<Engine> journal)
-      : mem_(std::move(mem)), log_(std::move(journal)) {}
+  ResidentEngine(const EngineConfig& config, std::unique_ptr<Engine> mem, std::unique_ptr<Engine> journal,
+                 unsigned shard, unsigned shards)
+      : mem_(std::move(mem)), log_(std::move(journal)) {
+    if (!config.keyring) return;
+    // The background rewrap re-journals this shard's live values from memory: the journal seals
+    // them under the current key. On the shard's thread, so never racing a client write.
+    RewrapDriver::Hooks h;
+    h.owned = [shard, shards](uint32_t p) { return p % shards == shard; };
+    h.load_cursor = [this](uint32_t p) { return log_->rewrap_cursor(p); };
+    h.rewrap = [this](uint32_t p, const std::string& start, uint64_t max, uint32_t target) {
+      return rewrap_range(p, start, max, target);
+    };
+    rewrap_.emplace(config.keyring, config.partitions, config.rewrap_keys_per_s / std::max(1u, shards), std::move(h));
+  }
 
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
-    return mem_->get(partition, key, now_ms);
+    auto v = mem_->get(partition, key, now_ms);
+    if (!v && !unreadable_.empty()) [[unlikely]]
+      if (auto it = unreadable_.find(unreadable_key(partition, key)); it != unreadable_.end()) read_error_ = it->second;
+    return v;
   }
+  std::optional<Error> take_read_error() override {
+    if (!read_error_) return std::nullopt;
+    auto e = std::move(read_error_);
+    read_error_.reset();
+    return e;
+  }
+  Result<std::map<uint32_t, uint64_t>> at_rest_census(int64_t now_ms) override { return log_->at_rest_census(now_ms); }
   void prefetch(std::span<const KeyRef> keys) override { mem_->prefetch(keys); }
 
   // Writes go to the journal first: if it refuses the write, memory is untouched and the
@@ -27,6 +55,7 @@ class ResidentEngine final : public Engine {
   Status set_string(uint32_t partition, std::string_view key, std::string_view value,
                     int64_t expire_at_ms, int64_t now_ms) override {
     if (auto st = writable(); !st) return st;
+    forget_unreadable(partition, key);
     auto j = log_->set_string(partition, key, value, expire_at_ms, now_ms);
     if (!j && j.error().code != Errc::kDiskError) return j;
     auto m = mem_->set_string(partition, key, value, expire_at_ms, now_ms);
@@ -35,6 +64,7 @@ class ResidentEngine final : public Engine {
 
   Status put(uint32_t partition, std::string_view key, Value value, int64_t now_ms) override {
     if (auto st = writable(); !st) return st;
+    forget_unreadable(partition, key);
     auto j = log_->put(partition, key, value, now_ms);
     if (!j && j.error().code != Errc::kDiskError) return j;
     auto m = mem_->put(partition, key, std::move(value), now_ms);
@@ -43,6 +73,13 @@ class ResidentEngine final : public Engine {
 
   Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override {
     if (auto st = writable(); !st) return std::unexpected(st.error());
+    if (!unreadable_.empty()) [[unlikely]]
+      if (auto it = unreadable_.find(unreadable_key(partition, key)); it != unreadable_.end()) {
+        // A value nobody can read: DEL removes it from the journal (and says it removed a key).
+        if (auto r = log_->erase(partition, key, now_ms); !r) return std::unexpected(r.error());
+        unreadable_.erase(it);
+        return true;
+      }
     auto live = mem_->erase(partition, key, now_ms);
     if (!live || !*live) return live;
     if (auto r = log_->erase(partition, key, now_ms); !r) {
@@ -59,6 +96,10 @@ class ResidentEngine final : public Engine {
   // later write, since a reply saying otherwise would be a lie either way.
   Status update(uint32_t partition, std::string_view key, int64_t now_ms, const UpdateFn& fn) override {
     if (auto st = writable(); !st) return st;
+    // A read-modify-write of a value that cannot be read is refused (INCR must not start over).
+    if (!unreadable_.empty()) [[unlikely]]
+      if (auto it = unreadable_.find(unreadable_key(partition, key)); it != unreadable_.end())
+        return std::unexpected(it->second);
     Status journaled;
     auto st = mem_->update(partition, key, now_ms, [&](Value* cur, Value* scratch) {
       UpdateAction act = fn(cur, scratch);
@@ -79,6 +120,8 @@ class ResidentEngine final : public Engine {
 
   Status write_batch(std::vector<BatchOp> ops, int64_t now_ms) override {
     if (auto st = writable(); !st) return st;
+    if (!unreadable_.empty()) [[unlikely]]
+      for (const auto& op : ops) forget_unreadable(op.partition, op.key);
     auto j = log_->write_batch(ops, now_ms);
     if (!j && j.error().code != Errc::kDiskError) return j;
     auto m = mem_->write_batch(std::move(ops), now_ms);
@@ -97,10 +140,12 @@ class ResidentEngine final : public Engine {
 
   Status drop_partition(uint32_t partition) override {
     if (auto st = log_->drop_partition(partition); !st) return st;
+    std::erase_if(unreadable_, [&](const auto& kv) { return kv.first.compare(0, 4, unreadable_key(partition, "")) == 0; });
     return mem_->drop_partition(partition);
   }
   Status clear() override {
     if (auto st = log_->clear(); !st) return st;
+    unreadable_.clear();
     return mem_->clear();
   }
 
@@ -110,6 +155,10 @@ class ResidentEngine final : public Engine {
     // Active expiry in memory; the journal's expired values go at compaction or reload.
     mem_->maintenance(now_ms, budget);
     log_->maintenance(now_ms, budget);
+    if (rewrap_ && failure_.empty()) {
+      rewrap_now_ms_ = now_ms;
+      rewrap_->tick(now_ms);
+    }
   }
 
   Status flush() override { return log_->flush(); }
@@ -140,6 +189,13 @@ class ResidentEngine final : public Engine {
         next = log_->scan_partition(p, *next, 4096, now_ms, [&](std::string_view k, const ValueRef& v) {
           if (st) st = mem_->put(p, k, copy_of(v), now_ms);
         });
+        // Values the journal could not read (an at-rest key retired or unknown): remembered,
+        // so that reading one answers why instead of nil.
+        for (auto& u : log_->take_unreadable()) {
+          if (unreadable_.empty())
+            klog_unreadable(u.error.message);
+          unreadable_.insert_or_assign(unreadable_key(u.partition, u.key), std::move(u.error));
+        }
       }
       if (!st) return st;
     }
@@ -161,10 +217,54 @@ class ResidentEngine final : public Engine {
   void failed(const Error& e) {
     if (failure_.empty()) failure_ = e.message;
   }
+  static std::string unreadable_key(uint32_t partition, std::string_view key) {
+    std::string k;
+    k.reserve(4 + key.size());
+    Writer w(k);
+    w.u32be(partition);
+    w.raw(key);
+    return k;
+  }
+  void forget_unreadable(uint32_t partition, std::string_view key) {
+    if (!unreadable_.empty()) [[unlikely]]
+      unreadable_.erase(unreadable_key(partition, key));
+  }
+  static void klog_unreadable(const std::string& first);
+
+  // Rewrites up to `max` live keys of `partition` from `start` into the journal (sealed under
+  // the current key there), then the cursor, and makes it durable as a client write would be.
+  Result<RewrapDriver::Hooks::Range> rewrap_range(uint32_t partition, const std::string& start, uint64_t max,
+                                                 uint32_t target) {
+    RewrapDriver::Hooks::Range out;
+    if (auto st = log_->admit_write(); !st) return std::unexpected(st.error());
+    std::vector<std::pair<std::string, Value>> todo;
+    out.next_key = mem_->scan_partition(partition, start, max, rewrap_now_ms_, [&](std::string_view k, const ValueRef& v) {
+      todo.emplace_back(std::string(k), copy_of(v));
+    });
+    out.examined = todo.size();
+    for (auto& [k, v] : todo) {
+      if (auto st = log_->put(partition, k, std::move(v), rewrap_now_ms_); !st) return std::unexpected(st.error());
+      ++out.rewritten;
+    }
+    log_->set_rewrap_cursor(partition, RewrapCursor{target, out.next_key});
+    if (auto st = log_->commit(); !st) return std::unexpected(st.error());
+    return out;
+  }
+
   std::unique_ptr<Engine> mem_;
   std::unique_ptr<Engine> log_;
   std::string failure_;
+  // Keys whose journaled value could not be read at load (u32be partition ++ key -> why).
+  std::unordered_map<std::string, Error> unreadable_;
+  std::optional<Error> read_error_;
+  std::optional<RewrapDriver> rewrap_;
+  int64_t rewrap_now_ms_ = 0;
 };
+
+void ResidentEngine::klog_unreadable(const std::string& first) {
+  observe::logger(observe::Component::kStorage)
+      .error("storage: some stored values cannot be read and are answered with an error, e.g. {}", first);
+}
 
 }  // namespace
 
@@ -175,8 +275,8 @@ Result<std::unique_ptr<Engine>> make_resident_engine(const EngineConfig& config,
   mc.kind = EngineConfig::Kind::kMemory;
   mc.max_memory_bytes = 0;  // nothing may be evicted: memory is the only copy reads see
   mc.eviction = EvictionPolicy::kNoEviction;
-  auto engine = std::make_unique<ResidentEngine>(make_memory_engine(mc, mix64(0x7265736964656e74ull + shard)),
-                                                 std::move(journal));
+  auto engine = std::make_unique<ResidentEngine>(config, make_memory_engine(mc, mix64(0x7265736964656e74ull + shard)),
+                                                 std::move(journal), shard, shards);
   if (auto st = engine->load(shard, shards, config.partitions, now_ms); !st)
     return make_error(st.error().code, "loading the data into memory failed: " + st.error().message);
   return std::unique_ptr<Engine>(std::move(engine));

@@ -28,6 +28,8 @@
 #include "base/assert.h"
 #include "base/codec.h"
 #include "base/random.h"
+#include "security/keyring.h"
+#include "storage/rewrap_driver.h"
 #include "storage/disk_guard.h"
 #include "observe/log.h"
 #include "observe/signal_hub.h"
@@ -54,6 +56,7 @@ namespace {
 //                memory, then the consumer groups with their pending entries
 // The fixed-position expiry lets the compaction filter decide without decoding the body.
 constexpr uint8_t kFormatVersion = 1;
+constexpr uint8_t kSealedFormatVersion = 2;  // encrypted at rest: see encode_stored
 constexpr size_t kValueHeaderBytes = 10;
 constexpr size_t kMaxScanCursors = 1024;
 constexpr uint64_t kMaxKeyBytes = 512ull << 20;
@@ -132,7 +135,8 @@ void encode_value(const Value& v, std::string& out) {
 
 // Expiry of an encoded value without decoding it; 0 if none or unreadable.
 int64_t encoded_expiry(std::string_view raw) {
-  if (raw.size() < kValueHeaderBytes || static_cast<uint8_t>(raw[0]) != kFormatVersion) return 0;
+  if (raw.size() < kValueHeaderBytes) return 0;
+  if (static_cast<uint8_t>(raw[0]) != kFormatVersion && static_cast<uint8_t>(raw[0]) != kSealedFormatVersion) return 0;
   Reader r(raw.substr(2, 8));
   auto e = r.u64be();
   return e ? static_cast<int64_t>(*e) : 0;
@@ -143,19 +147,11 @@ bool encoded_alive(std::string_view raw, int64_t now_ms) {
   return e == 0 || e > now_ms;
 }
 
-Status decode_value(std::string_view raw, Value& out) {
-  Reader r(raw);
-  auto version = r.u8();
-  if (!version) return std::unexpected(version.error());
-  if (*version != kFormatVersion)
-    return make_error(Errc::kCorruption,
-                      fmt::format("stored value has format version {}; this build reads {}",
-                                  *version, kFormatVersion));
-  auto type = r.u8();
-  if (!type) return std::unexpected(type.error());
-  auto expire = r.u64be();
-  if (!expire) return std::unexpected(expire.error());
-  out.expire_at_ms = static_cast<int64_t>(*expire);
+// Decodes a body (what follows the 10-byte header) of `type`.
+Status decode_body(uint8_t type_byte, int64_t expire_at_ms, std::string_view body, Value& out) {
+  Reader r(body);
+  const uint8_t* type = &type_byte;
+  out.expire_at_ms = expire_at_ms;
   out.str.clear();
   out.hash.clear();
   out.list.clear();
@@ -164,7 +160,7 @@ Status decode_value(std::string_view raw, Value& out) {
   out.stream = StreamValue();
   if (*type == static_cast<uint8_t>(ValueType::kString)) {
     out.type = ValueType::kString;
-    out.str.assign(raw.substr(kValueHeaderBytes));
+    out.str.assign(body);
     return {};
   }
   if (*type == static_cast<uint8_t>(ValueType::kStream)) {
@@ -233,6 +229,90 @@ Status decode_value(std::string_view raw, Value& out) {
   }
   if (!r.done()) return make_error(Errc::kCorruption, "trailing bytes after a stored hash");
   return {};
+}
+
+Status decode_value(std::string_view raw, Value& out) {
+  if (raw.size() < kValueHeaderBytes)
+    return make_error(Errc::kCorruption, fmt::format("stored value is {} bytes, shorter than its header", raw.size()));
+  if (static_cast<uint8_t>(raw[0]) != kFormatVersion)
+    return make_error(Errc::kCorruption, fmt::format("stored value has format version {}; this build reads {} and {}",
+                                                     static_cast<uint8_t>(raw[0]), kFormatVersion, kSealedFormatVersion));
+  Reader r(raw.substr(2, 8));
+  auto expire = r.u64be();
+  if (!expire) return std::unexpected(expire.error());
+  return decode_body(static_cast<uint8_t>(raw[1]), static_cast<int64_t>(*expire), raw.substr(kValueHeaderBytes), out);
+}
+
+// ---- encryption at rest (security/at_rest_codec.h, security/keyring.h) -------------------
+//
+// With a keyring, values are stored sealed:
+//   value = u8 2 ++ u8 type ++ u64be expire_at_ms ++ u32be key_version ++ nonce[12] ++
+//           AES-256-GCM(body) ++ tag[16]
+// The 10-byte header stays plaintext (the compaction filter reads the expiry) and is
+// authenticated with the raw key (partition ++ user key) as associated data: a value moved to
+// another key, or given another type or expiry, fails authentication. Format-1 values
+// (plaintext) are "version 0": readable until `keel keys retire 0`, rewrapped in the background.
+
+// Why a stored value cannot be read, as the client sees it.
+std::unexpected<Error> unreadable_error(std::string_view raw_key, std::string_view why) {
+  std::string_view user = raw_key.size() >= 4 ? raw_key.substr(4) : raw_key;
+  return make_error(Errc::kCorruption,
+                    fmt::format("cannot read key '{}': {}; other keys are served, and SET or DEL replaces it", user, why));
+}
+
+// The key version a stored value is under (0 = plaintext), without decrypting it.
+std::optional<uint32_t> stored_key_version(std::string_view raw) {
+  if (raw.empty()) return std::nullopt;
+  if (static_cast<uint8_t>(raw[0]) == kFormatVersion) return 0;
+  if (static_cast<uint8_t>(raw[0]) != kSealedFormatVersion || raw.size() < kValueHeaderBytes) return std::nullopt;
+  auto v = security::at_rest::sealed_version(raw.substr(kValueHeaderBytes));
+  if (!v) return std::nullopt;
+  return *v;
+}
+
+// Encodes `v` as stored under `raw_key`: sealed under the keyring's current key, or plaintext
+// without a keyring. `plain` is scratch (kept to spare allocations).
+Status encode_stored(const security::at_rest::Keyring* keyring, std::string_view raw_key, const Value& v,
+                     std::string& out, std::string& plain) {
+  if (keyring == nullptr) {
+    encode_value(v, out);
+    return {};
+  }
+  encode_value(v, plain);
+  out.assign(plain, 0, kValueHeaderBytes);
+  out[0] = static_cast<char>(kSealedFormatVersion);
+  const std::string_view header(out.data(), kValueHeaderBytes);
+  const std::string header_copy(header);  // `out` grows while sealing
+  return security::at_rest::seal(keyring->current(), raw_key, header_copy,
+                                 std::string_view(plain).substr(kValueHeaderBytes), out);
+}
+
+// Decodes a stored value, opening it first if sealed. `plain` is scratch.
+Status decode_stored(const security::at_rest::Keyring* keyring, std::string_view raw_key, std::string_view raw,
+                     Value& out, std::string& plain) {
+  if (raw.empty()) return unreadable_error(raw_key, "the stored value is empty");
+  const uint8_t format = static_cast<uint8_t>(raw[0]);
+  if (format == kFormatVersion) {
+    if (keyring && keyring->state(0) == security::at_rest::Keyring::State::kRetired)
+      return unreadable_error(raw_key, "it is stored in plaintext and " + keyring->unreadable_reason(0));
+    return decode_value(raw, out);
+  }
+  if (format != kSealedFormatVersion || raw.size() < kValueHeaderBytes) return decode_value(raw, out);
+  const std::string_view header = raw.substr(0, kValueHeaderBytes);
+  auto sealed = security::at_rest::parse_sealed(raw.substr(kValueHeaderBytes));
+  if (!sealed) return unreadable_error(raw_key, sealed.error().message);
+  if (keyring == nullptr)
+    return unreadable_error(raw_key, fmt::format("it is encrypted (at-rest key version {}) and this node has no "
+                                                 "master key; set security.at_rest.key_file or security.at_rest.key_env",
+                                                 sealed->version));
+  const auto* key = keyring->find(sealed->version);
+  if (key == nullptr) return unreadable_error(raw_key, keyring->unreadable_reason(sealed->version));
+  if (auto st = security::at_rest::open_sealed(*key, *sealed, raw_key, header, plain); !st)
+    return unreadable_error(raw_key, st.error().message);
+  Reader r(raw.substr(2, 8));
+  auto expire = r.u64be();
+  if (!expire) return std::unexpected(expire.error());
+  return decode_body(static_cast<uint8_t>(raw[1]), static_cast<int64_t>(*expire), plain, out);
 }
 
 std::unexpected<Error> io_error(const char* what, const rocksdb::Status& s) {
@@ -530,6 +610,18 @@ class RocksEngine final : public Engine {
       : s_(std::move(s)), index_(index), cursor_seq_(mix64(index + 1) | 1) {
     // In journal mode commit() syncs the whole batch; otherwise every write syncs itself.
     wopts_.sync = s_->config.fsync == FsyncPolicy::kAlways && !s_->config.journal_only;
+    // keep_in_memory = no: this engine rewraps its own partitions. In journal mode the resident
+    // engine above does (from memory, where every live value is).
+    if (s_->config.keyring && !s_->config.journal_only) {
+      RewrapDriver::Hooks h;
+      h.owned = [this](uint32_t p) { return s_->owner[p].load() == index_; };
+      h.load_cursor = [this](uint32_t p) { return rewrap_cursor(p); };
+      h.rewrap = [this](uint32_t p, const std::string& start, uint64_t max, uint32_t target) {
+        return rewrap_range(p, start, max, target);
+      };
+      rewrap_.emplace(s_->config.keyring, s_->config.partitions,
+                      s_->config.rewrap_keys_per_s / std::max(1u, s_->shards), std::move(h));
+    }
   }
   ~RocksEngine() override {
     abort_recount();
@@ -540,12 +632,15 @@ class RocksEngine final : public Engine {
   std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) override {
     claim(partition);
     rocksdb::PinnableSlice raw;
-    auto st = s_->db->Get(rocksdb::ReadOptions(), s_->db->DefaultColumnFamily(),
-                          encode_key(partition, key), &raw);
+    const std::string k = encode_key(partition, key);
+    auto st = s_->db->Get(rocksdb::ReadOptions(), s_->db->DefaultColumnFamily(), k, &raw);
     if (!st.ok()) return std::nullopt;  // NotFound, or an I/O error we cannot report here
     std::string_view v(raw.data(), raw.size());
     if (!encoded_alive(v, now_ms)) return std::nullopt;
-    if (!decode_value(v, last_)) return std::nullopt;  // unreadable: treated as absent
+    if (auto d = decode_stored(keyring(), k, v, last_, plain_); !d) {
+      read_error_ = d.error();  // the command answers with it (take_read_error)
+      return std::nullopt;
+    }
     return ref_of(last_);
   }
 
@@ -570,7 +665,7 @@ class RocksEngine final : public Engine {
       if (value.expire_at_ms != 0 && value.expire_at_ms <= now_ms) {
         st = pending_.Delete(k);
       } else {
-        encode_value(value, buf_);
+        if (auto e = encode_stored(keyring(), k, value, buf_, plain_); !e) return e;
         st = pending_.Put(k, buf_);
       }
       if (!st.ok()) return io_error("put", st);
@@ -585,7 +680,7 @@ class RocksEngine final : public Engine {
       adjust(partition, *before, KeyState{});
       return {};
     }
-    encode_value(value, buf_);
+    if (auto e = encode_stored(keyring(), k, value, buf_, plain_); !e) return e;
     written_ += k.size() + buf_.size();
     if (auto st = io("put", [&] { return s_->db->Put(wopts_, k, buf_); }); !st) return st;
     adjust(partition, *before, KeyState{true, value.expire_at_ms != 0});
@@ -625,7 +720,7 @@ class RocksEngine final : public Engine {
     Value current;
     bool have = false;
     if (existed && encoded_alive(raw, now_ms)) {
-      if (auto d = decode_value(raw, current); !d) return d;
+      if (auto d = decode_stored(keyring(), k, raw, current, plain_); !d) return d;
       have = true;
     }
     Value scratch;
@@ -665,7 +760,10 @@ class RocksEngine final : public Engine {
         std::string k = encode_key(op.partition, op.key);
         rocksdb::Status st;
         if (op.value && !(op.value->expire_at_ms != 0 && op.value->expire_at_ms <= now_ms)) {
-          encode_value(*op.value, buf_);
+          if (auto e = encode_stored(keyring(), k, *op.value, buf_, plain_); !e) {
+            (void)pending_.RollbackToSavePoint();
+            return e;
+          }
           st = pending_.Put(k, buf_);
         } else {
           st = pending_.Delete(k);
@@ -690,7 +788,7 @@ class RocksEngine final : public Engine {
       const bool write =
           op.value && !(op.value->expire_at_ms != 0 && op.value->expire_at_ms <= now_ms);
       if (write) {
-        encode_value(*op.value, buf_);
+        if (auto e = encode_stored(keyring(), k, *op.value, buf_, plain_); !e) return e;
         batch.Put(k, buf_);
         it->second.after = KeyState{true, op.value->expire_at_ms != 0};
       } else {
@@ -741,9 +839,13 @@ class RocksEngine final : public Engine {
         return id;
       }
       std::string_view v(iter->value().data(), iter->value().size());
-      if (encoded_alive(v, now_ms) && decode_value(v, scan_value_)) {
-        fn(k.substr(4), ref_of(scan_value_));
-        ++emitted;
+      if (encoded_alive(v, now_ms)) {
+        if (auto d = decode_stored(keyring(), k, v, scan_value_, plain_); d) {
+          fn(k.substr(4), ref_of(scan_value_));
+          ++emitted;
+        } else {
+          note_unreadable(k, d.error());
+        }
       }
       iter->Next();
     }
@@ -765,7 +867,10 @@ class RocksEngine final : public Engine {
       std::string_view v(iter->value().data(), iter->value().size());
       if (!encoded_alive(v, now_ms)) continue;
       if (emitted == limit) return std::string(k.substr(4));
-      if (!decode_value(v, scan_value_)) continue;
+      if (auto d = decode_stored(keyring(), k, v, scan_value_, plain_); !d) {
+        note_unreadable(k, d.error());
+        continue;
+      }
       fn(k.substr(4), ref_of(scan_value_));
       ++emitted;
     }
@@ -856,6 +961,10 @@ class RocksEngine final : public Engine {
       left = used >= left ? 0 : left - used;
     }
     disk_maintenance(now_ms);
+    if (rewrap_) {
+      rewrap_now_ms_ = now_ms;
+      rewrap_->tick(now_ms);
+    }
     if (s_->config.fsync != FsyncPolicy::kEverySec) return;
     int64_t last = s_->last_sync_ms.load();
     if (now_ms < last) {
@@ -920,6 +1029,54 @@ class RocksEngine final : public Engine {
       m.next_key = std::string(*key);
     }
     return m;
+  }
+
+  std::optional<Error> take_read_error() override {
+    if (!read_error_) return std::nullopt;
+    auto e = std::move(read_error_);
+    read_error_.reset();
+    return e;
+  }
+  std::vector<Unreadable> take_unreadable() override { return std::exchange(unreadable_, {}); }
+
+  Result<std::map<uint32_t, uint64_t>> at_rest_census(int64_t now_ms) override {
+    std::map<uint32_t, uint64_t> out;
+    std::lock_guard lk(s_->io_mu);  // journal mode: recovery may reopen the database
+    if (!s_->db) return make_error(Errc::kDiskError, "the database is closed (recovering from a disk failure)");
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> iter(s_->db->NewIterator(ro, s_->data_cf.get()));
+    for (iter->SeekToFirst(); iter->Valid(); iter->Next()) {
+      std::string_view v(iter->value().data(), iter->value().size());
+      if (!encoded_alive(v, now_ms)) continue;  // never read again; the compaction filter drops it
+      auto ver = stored_key_version(v);
+      out[ver ? *ver : UINT32_MAX]++;  // UINT32_MAX: a value of no known format
+    }
+    if (!iter->status().ok()) return io_error("at-rest census scan", iter->status());
+    return out;
+  }
+
+  std::optional<RewrapCursor> rewrap_cursor(uint32_t partition) override {
+    if (auto it = cursors_pending_.find(partition); it != cursors_pending_.end()) return it->second;
+    std::lock_guard lk(s_->io_mu);
+    if (!s_->db || !s_->marks_cf) return std::nullopt;
+    std::string raw;
+    if (!s_->db->Get(rocksdb::ReadOptions(), s_->marks_cf.get(), rewrap_cursor_key(partition), &raw).ok())
+      return std::nullopt;
+    Reader r(raw);
+    auto target = r.u32be();
+    auto done = r.u8();
+    if (!target || !done) return std::nullopt;
+    RewrapCursor c{*target, std::nullopt};
+    if (*done == 0) {
+      auto key = r.bytes(raw.size());
+      if (!key) return std::nullopt;
+      c.next_key = std::string(*key);
+    }
+    return c;
+  }
+  void set_rewrap_cursor(uint32_t partition, RewrapCursor cursor) override {
+    cursors_pending_[partition] = std::move(cursor);
   }
 
   Status flush() override {
@@ -1151,11 +1308,74 @@ class RocksEngine final : public Engine {
       pending_.Put(s_->marks_cf.get(), partition_prefix(p), v);
     }
     marks_.clear();
+    for (auto& [p, c] : cursors_pending_) {
+      std::string v;
+      Writer w(v);
+      w.u32be(c.target);
+      w.u8(c.next_key ? 0 : 1);
+      if (c.next_key) w.bytes(*c.next_key);
+      pending_.Put(s_->marks_cf.get(), rewrap_cursor_key(p), v);
+    }
+    cursors_pending_.clear();
   }
+  // The rewrap cursors set since the last commit, written after the data like the marks.
+  std::map<uint32_t, RewrapCursor> cursors_pending_;
+  // Cursor keys live in the marks family beside the marks (4-byte keys): 'R' ++ u32be partition.
+  static std::string rewrap_cursor_key(uint32_t partition) {
+    std::string k = "R";
+    Writer(k).u32be(partition);
+    return k;
+  }
+
+  // keep_in_memory = no: rewrites the live values of `partition` from `start` that are not
+  // under `target` (decrypting with their own key, sealing with the current one), then the
+  // cursor. On this shard's thread: no client write of these keys runs meanwhile.
+  Result<RewrapDriver::Hooks::Range> rewrap_range(uint32_t partition, const std::string& start, uint64_t max,
+                                                 uint32_t target) {
+    RewrapDriver::Hooks::Range out;
+    const int64_t now_ms = rewrap_now_ms_;
+    std::vector<std::pair<std::string, Value>> todo;
+    {
+      const std::string upper = partition_prefix(partition + 1);
+      rocksdb::Slice upper_slice(upper);
+      rocksdb::ReadOptions ro;
+      ro.iterate_upper_bound = &upper_slice;
+      ro.fill_cache = false;
+      std::unique_ptr<rocksdb::Iterator> iter(s_->db->NewIterator(ro));
+      for (iter->Seek(encode_key(partition, start)); iter->Valid(); iter->Next()) {
+        std::string_view k(iter->key().data(), iter->key().size());
+        if (out.examined == max) {
+          out.next_key = std::string(k.substr(4));
+          break;
+        }
+        ++out.examined;
+        std::string_view v(iter->value().data(), iter->value().size());
+        if (!encoded_alive(v, now_ms)) continue;
+        if (auto ver = stored_key_version(v); ver && *ver == target) continue;
+        Value val;
+        if (!decode_stored(keyring(), k, v, val, plain_)) {
+          ++out.unreadable;
+          continue;
+        }
+        todo.emplace_back(std::string(k.substr(4)), std::move(val));
+      }
+      if (!iter->status().ok()) return io_error("rewrap scan", iter->status());
+    }
+    for (auto& [key, val] : todo) {
+      if (auto st = put(partition, key, std::move(val), now_ms); !st) return std::unexpected(st.error());
+      ++out.rewritten;
+    }
+    set_rewrap_cursor(partition, RewrapCursor{target, out.next_key});
+    std::lock_guard lk(s_->io_mu);
+    if (auto st = write_marks_locked(); !st) return std::unexpected(st.error());
+    return out;
+  }
+  std::optional<RewrapDriver> rewrap_;
+  int64_t rewrap_now_ms_ = 0;
   // Without the journal (each write is written, and synced, by itself): the marks likewise,
   // and nothing is kept for a later WAL flush.
   Status write_marks_locked() {
-    if (marks_.empty()) return {};
+    if (marks_.empty() && cursors_pending_.empty()) return {};
     marks_into_pending();
     auto st = write_pending_locked();
     if (st) unsynced_.clear();
@@ -1225,6 +1445,19 @@ class RocksEngine final : public Engine {
   std::vector<rocksdb::WriteBatch> unsynced_;  // written to the db, WAL not yet flushed
   uint64_t written_ = 0;  // bytes written since this shard last looked at the free space
   uint64_t budget_ = 0;   // bytes it may write before it looks again
+  const security::at_rest::Keyring* keyring() const { return s_->config.keyring.get(); }
+  // Scans skip values they cannot read (encrypted under a retired or unknown key, damaged)
+  // and list them here for take_unreadable() (the resident engine's load), at most this many.
+  static constexpr size_t kMaxUnreadableListed = 100000;
+  void note_unreadable(std::string_view raw_key, const Error& e) {
+    // Only the journal's are collected (by the resident engine's load); reads from RocksDB
+    // (keep_in_memory = no) answer the error themselves.
+    if (s_->config.journal_only && unreadable_.size() < kMaxUnreadableListed)
+      unreadable_.push_back({partition_of(raw_key), std::string(raw_key.substr(4)), e});
+  }
+  std::vector<Unreadable> unreadable_;
+  std::optional<Error> read_error_;
+  std::string plain_;  // scratch of encode_stored / decode_stored
   Value last_;        // backs the ValueRef returned by get()
   Value scan_value_;  // backs the ValueRef passed to scan callbacks
   std::string buf_;
@@ -1277,6 +1510,12 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
                   : has(rocksdb::kSnappyCompression) ? rocksdb::kSnappyCompression
                                                      : rocksdb::kNoCompression;
   if (has(rocksdb::kZSTD)) o.bottommost_compression = rocksdb::kZSTD;
+  if (config.keyring) {
+    // Sealed values are random bytes to a compressor: trying LZ4 and ZSTD on every block costs
+    // CPU in flushes and compactions and saves nothing (only the plaintext keys would shrink).
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kDisableCompressionOption;
+  }
   rocksdb::BlockBasedTableOptions t;
   shared->cache = rocksdb::NewLRUCache(config.block_cache_bytes);
   t.block_cache = shared->cache;

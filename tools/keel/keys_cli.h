@@ -1,0 +1,26 @@
+// `keel keys status|rotate|retire VERSION`: encryption at rest's keys on a running node, over
+// its HTTP admin door (/v1/keys). docs/operations.md, "Rotating the at-rest key".
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace keel::tools {
+
+struct KeysCli {
+  CLI::App* status = nullptr;
+  CLI::App* rotate = nullptr;
+  CLI::App* retire = nullptr;
+  std::string http = "127.0.0.1:8380";
+  uint32_t version = 0;
+};
+
+void add_keys_commands(CLI::App& app, KeysCli& k);
+// Runs whichever keys subcommand was parsed; returns the exit code, or -1 if none was.
+int run_keys_commands(KeysCli& k);
+
+}  // namespace keel::tools
