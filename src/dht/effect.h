@@ -83,6 +83,9 @@ class EffectRecorder final : public storage::Engine {
   // --- storage::Engine
   std::optional<storage::ValueRef> get(uint32_t partition, std::string_view key,
                                        int64_t now_ms) override;
+  std::optional<storage::ValueRef> peek(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    return inner_->peek(partition, key, now_ms);
+  }
   Status set_string(uint32_t partition, std::string_view key, std::string_view value,
                     int64_t expire_at_ms, int64_t now_ms) override;
   Status put(uint32_t partition, std::string_view key, storage::Value value,

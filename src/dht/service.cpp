@@ -807,7 +807,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       if (collect) {
         const int64_t now = wall_ms();
         for (size_t n = 0; n < 256 && todo_at < todo.size(); ++n, ++todo_at)
-          if (auto v = recorders[sid]->get(p, todo[todo_at], now)) put(todo[todo_at], *v);
+          if (auto v = recorders[sid]->peek(p, todo[todo_at], now)) put(todo[todo_at], *v);  // not a use: no LRU touch
         if (todo_at < todo.size()) next = todo[todo_at];
       } else {
         next = recorders[sid]->scan_partition(p, start, 256, wall_ms(), put);

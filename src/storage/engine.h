@@ -114,6 +114,11 @@ class Engine {
   virtual ~Engine() = default;
 
   virtual std::optional<ValueRef> get(uint32_t partition, std::string_view key, int64_t now_ms) = 0;
+  // get() without counting it as a use (no LRU/LFU touch): for the node's own reads, such as a
+  // snapshot stream, which must not make every key it sends look recently used.
+  virtual std::optional<ValueRef> peek(uint32_t partition, std::string_view key, int64_t now_ms) {
+    return get(partition, key, now_ms);
+  }
 
   // Replaces (or creates) the key with a string value. expire_at_ms = 0 means no TTL.
   // Errors: kOutOfMemory (maxmemory with noeviction), kIoError.

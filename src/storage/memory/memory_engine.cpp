@@ -308,6 +308,12 @@ class MemoryEngine final : public Engine {
     touch(e, now_ms);
     return ref_of(e);
   }
+  std::optional<ValueRef> peek(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    check_partition(partition);
+    Entry** link = find_live(partition, key, hash_key(key), now_ms);
+    if (!link) return std::nullopt;
+    return ref_of(*link);
+  }
 
   Status set_string(uint32_t partition, std::string_view key, std::string_view value,
                     int64_t expire_at_ms, int64_t now_ms) override {

@@ -39,6 +39,9 @@ class ResidentEngine final : public Engine {
       if (auto it = unreadable_.find(unreadable_key(partition, key)); it != unreadable_.end()) read_error_ = it->second;
     return v;
   }
+  std::optional<ValueRef> peek(uint32_t partition, std::string_view key, int64_t now_ms) override {
+    return mem_->peek(partition, key, now_ms);
+  }
   std::optional<Error> take_read_error() override {
     if (!read_error_) return std::nullopt;
     auto e = std::move(read_error_);
