@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "base/assert.h"
+#include "base/base64.h"
 
 namespace keel::security {
 
@@ -12,7 +13,6 @@ namespace {
 
 Error bad(std::string m) { return Error{Errc::kInvalidArgument, std::move(m)}; }
 
-constexpr std::string_view kStd = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 constexpr int64_t kClockSkewS = 5;
 
 struct Cursor {
@@ -198,42 +198,9 @@ Result<std::string> signature_base(const SignatureInput& in, const RequestFacts&
   return base;
 }
 
-std::string base64_encode(std::string_view in) {
-  std::string out;
-  size_t i = 0;
-  auto b = [&](size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(in[k])); };
-  for (; i + 3 <= in.size(); i += 3) {
-    unsigned v = b(i) << 16 | b(i + 1) << 8 | b(i + 2);
-    for (int s = 18; s >= 0; s -= 6) out.push_back(kStd[(v >> s) & 63]);
-  }
-  if (in.size() - i == 1) {
-    unsigned v = b(i) << 16;
-    out += {kStd[(v >> 18) & 63], kStd[(v >> 12) & 63], '=', '='};
-  } else if (in.size() - i == 2) {
-    unsigned v = b(i) << 16 | b(i + 1) << 8;
-    out += {kStd[(v >> 18) & 63], kStd[(v >> 12) & 63], kStd[(v >> 6) & 63], '='};
-  }
-  return out;
-}
+std::string base64_encode(std::string_view in) { return keel::base64_encode(in, Base64::kStandard); }
 
-std::optional<std::string> base64_decode(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  size_t pad = in.ends_with("==") ? 2 : in.ends_with("=") ? 1 : 0;
-  std::string out;
-  unsigned v = 0;
-  int bits = 0;
-  for (size_t k = 0; k < in.size() - pad; ++k) {
-    size_t d = kStd.find(in[k]);
-    if (d == std::string_view::npos) return std::nullopt;
-    v = (v << 6) | static_cast<unsigned>(d);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((v >> bits) & 0xff));
-    }
-  }
-  return out;
-}
+std::optional<std::string> base64_decode(std::string_view in) { return keel::base64_decode(in, Base64::kStandard); }
 
 // ---- nonce store ----
 

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "base/base64.h"
+
 namespace keel::security {
 
 namespace {
@@ -17,7 +19,6 @@ using json = nlohmann::json;
 
 Error bad(std::string message) { return Error{Errc::kInvalidArgument, std::move(message)}; }
 
-constexpr std::string_view kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 constexpr std::string_view kSignContext = "keel-token-v1";
 
 // What block `index` signs: a context string, the index, the block, and the previous
@@ -41,47 +42,9 @@ bool is_hex64(std::string_view s) {
 
 bool looks_like_token(std::string_view text) { return text.starts_with(kTokenPrefix); }
 
-std::string base64url_encode(std::string_view in) {
-  std::string out;
-  out.reserve((in.size() + 2) / 3 * 4);
-  size_t i = 0;
-  auto byte = [&](size_t k) { return static_cast<unsigned>(static_cast<unsigned char>(in[k])); };
-  for (; i + 3 <= in.size(); i += 3) {
-    unsigned v = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
-    for (int s = 18; s >= 0; s -= 6) out.push_back(kB64[(v >> s) & 63]);
-  }
-  if (in.size() - i == 1) {
-    unsigned v = byte(i) << 16;
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-  } else if (in.size() - i == 2) {
-    unsigned v = byte(i) << 16 | byte(i + 1) << 8;
-    out.push_back(kB64[(v >> 18) & 63]);
-    out.push_back(kB64[(v >> 12) & 63]);
-    out.push_back(kB64[(v >> 6) & 63]);
-  }
-  return out;
-}
+std::string base64url_encode(std::string_view in) { return base64_encode(in, Base64::kUrl); }
 
-std::optional<std::string> base64url_decode(std::string_view in) {
-  if (in.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() * 3 / 4);
-  unsigned v = 0;
-  int bits = 0;
-  for (char c : in) {
-    size_t d = kB64.find(c);
-    if (d == std::string_view::npos) return std::nullopt;
-    v = (v << 6) | static_cast<unsigned>(d);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((v >> bits) & 0xff));
-    }
-  }
-  if (bits > 0 && (v & ((1u << bits) - 1)) != 0) return std::nullopt;  // non-canonical tail
-  return out;
-}
+std::optional<std::string> base64url_decode(std::string_view in) { return base64_decode(in, Base64::kUrl); }
 
 std::string hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -43,6 +43,7 @@
 #include "security/http_signature.h"
 #include "security/token.h"
 #include "security/tls.h"
+#include "base/base64.h"
 #include "observe/log_export.h"
 #include "observe/tracer.h"
 #include "observe/signal_hub.h"
@@ -105,13 +106,7 @@ bool url_decode(std::string_view in, std::string& out, bool plus_is_space) {
 
 namespace {
 
-std::string base64(std::string_view s) {
-  std::string out(4 * ((s.size() + 2) / 3), '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
+std::string base64(std::string_view s) { return keel::base64_encode(s); }
 
 std::string hex_encode(std::string_view s) {
   static const char* d = "0123456789abcdef";
@@ -962,7 +957,7 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
           "# HELP keel_trace_queue_spans Spans waiting for export.\n"
           "# TYPE keel_trace_queue_spans gauge\nkeel_trace_queue_spans {}\n",
           e.queued, e.exported, e.dropped_queue_full + t.dropped_handoff, e.dropped_failed, e.rejected,
-          e.requests, e.retries, t.queue_spans);
+          e.requests, e.retries, t.queued);
     }
     if (log_exporter) {
       auto t = log_exporter->stats();
@@ -1187,17 +1182,10 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   return {};
 }
 
-std::string base64_decode(std::string_view in) {
-  if (in.empty() || in.size() % 4 != 0 || in.size() > 4096) return {};
-  std::string out(in.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
-                          static_cast<int>(in.size()));
-  if (n < 0) return {};
-  size_t len = static_cast<size_t>(n);
-  if (in.ends_with("==")) len -= 2;
-  else if (in.ends_with("=")) len -= 1;
-  out.resize(len);
-  return out;
+// Basic credentials: empty when not base64 (or longer than 4 KiB).
+std::string basic_decode(std::string_view in) {
+  if (in.size() > 4096) return {};
+  return keel::base64_decode(in).value_or(std::string());
 }
 
 }  // namespace
@@ -1319,7 +1307,7 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       user = std::move(login->user);
       grant = std::move(login->grant);
     } else {
-      std::string creds = base64_decode(v.substr(6));
+      std::string creds = basic_decode(v.substr(6));
       size_t colon = creds.find(':');
       if (colon == std::string::npos)
         co_return unauthorized("Authorization: Basic must carry base64 of user:password");
