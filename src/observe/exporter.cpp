@@ -31,6 +31,16 @@ using tcp = asio::ip::tcp;
 
 bool on_export_thread() { return t_export_thread; }
 
+Resource node_resource(const std::string& service_name, const std::string& instance_id, const std::string& version) {
+  Resource r;
+  r.attributes.push_back({"service.name", service_name});
+  if (!instance_id.empty()) r.attributes.push_back({"service.instance.id", instance_id});
+  if (!version.empty()) r.attributes.push_back({"service.version", version});
+  r.scope_name = "keel";
+  r.scope_version = version;
+  return r;
+}
+
 namespace {
 
 int64_t mono_ms() {

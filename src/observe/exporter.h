@@ -30,6 +30,10 @@ struct ExporterStats {
   uint64_t queued = 0;           // waiting to be exported now
 };
 
+// The node's OTLP resource: service.name, service.instance.id and service.version (the last two
+// when not empty), scope "keel" of that version.
+Resource node_resource(const std::string& service_name, const std::string& instance_id, const std::string& version);
+
 // Whether the calling thread is an exporter's: what it logs is not exported again (a failing
 // collector would otherwise feed the log exporter its own complaints).
 bool on_export_thread();

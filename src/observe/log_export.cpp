@@ -59,16 +59,8 @@ class LogExporter::Sink : public spdlog::sinks::base_sink<std::mutex> {
 };
 
 LogExporter::LogExporter(LogExportOptions opt) : opt_(std::move(opt)) {
-  ExporterOptions e;
-  e.endpoint = opt_.endpoint;
-  e.resource.attributes.push_back({"service.name", opt_.service_name});
-  if (!opt_.instance_id.empty()) e.resource.attributes.push_back({"service.instance.id", opt_.instance_id});
-  if (!opt_.version.empty()) e.resource.attributes.push_back({"service.version", opt_.version});
-  e.resource.scope_name = "keel";
-  e.resource.scope_version = opt_.version;
-  e.policy = opt_.policy;
-  e.timeout_ms = opt_.timeout_ms;
-  exporter_ = std::make_unique<Exporter<LogData>>(std::move(e));
+  exporter_ = std::make_unique<Exporter<LogData>>(ExporterOptions{
+      opt_.endpoint, node_resource(opt_.service_name, opt_.instance_id, opt_.version), opt_.policy, opt_.timeout_ms});
   sink_ = std::make_shared<Sink>(*exporter_);
   sink_->set_level(to_spdlog_level(opt_.level));
 }

@@ -4,24 +4,10 @@
 
 namespace keel::observe {
 
-namespace {
-ExporterOptions exporter_options(const TracerOptions& o) {
-  ExporterOptions e;
-  e.endpoint = o.endpoint;
-  e.resource.attributes.push_back({"service.name", o.service_name});
-  if (!o.instance_id.empty()) e.resource.attributes.push_back({"service.instance.id", o.instance_id});
-  if (!o.version.empty()) e.resource.attributes.push_back({"service.version", o.version});
-  e.resource.scope_name = "keel";
-  e.resource.scope_version = o.version;
-  e.policy = o.exporter;
-  e.timeout_ms = o.export_timeout_ms;
-  return e;
-}
-}  // namespace
-
 Tracer::Tracer(TracerOptions opt, unsigned shards)
     : opt_(std::move(opt)), sampler_(opt_.sampler), local_(std::make_unique<Local[]>(shards)),
-      exporter_(exporter_options(opt_)) {
+      exporter_(ExporterOptions{opt_.endpoint, node_resource(opt_.service_name, opt_.instance_id, opt_.version),
+                                opt_.exporter, opt_.export_timeout_ms}) {
   for (unsigned i = 0; i < shards; ++i) {
     local_[i].rng = SeededRandom(system_seed());
     local_[i].buf.reserve(kLocalBatch);
@@ -51,9 +37,6 @@ void Tracer::flush(unsigned shard) {
   exporter_.hand_off(l.buf);
 }
 
-TracerStats Tracer::stats() const {
-  ExporterStats e = exporter_.stats();
-  return {e.export_counters, e.dropped_handoff, e.queued};
-}
+TracerStats Tracer::stats() const { return exporter_.stats(); }
 
 }  // namespace keel::observe

@@ -36,11 +36,7 @@ struct TracerOptions {
   int64_t export_timeout_ms = 10000;  // one export request, connect to last byte
 };
 
-struct TracerStats {
-  ExportCounters export_counters;
-  uint64_t dropped_handoff = 0;  // spans dropped before reaching the exporter's queue
-  uint64_t queue_spans = 0;      // waiting in the exporter's queue now
-};
+using TracerStats = ExporterStats;  // spans
 
 class Tracer {
  public:
