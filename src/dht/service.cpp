@@ -753,8 +753,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     // for every chunk: its keys are collected once per transfer, in order, and read one by one
     // (a key written after that is in the log that follows the transfer; one deleted is skipped).
     const bool collect = !recorders[sid]->ordered_scan();
-    std::vector<std::string> todo;
-    size_t todo_at = 0;
+    std::vector<std::string> collected;
+    size_t collected_at = 0;
     asio::steady_timer pause(shards.shard(sid).io);
     for (;;) {
       auto cit = s.copies.find(p);
@@ -788,10 +788,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         id = copy.snapshot_id(to);
         if (!id) break;
         if (collect) {
-          todo.clear();
-          todo_at = 0;
+          collected.clear();
+          collected_at = 0;
           recorders[sid]->scan_partition(p, start, SIZE_MAX, wall_ms(),
-                                         [&](std::string_view key, const storage::ValueRef&) { todo.emplace_back(key); });
+                                         [&](std::string_view key, const storage::ValueRef&) { collected.emplace_back(key); });
         }
       }
       replication::SnapshotChunk chunk;
@@ -806,9 +806,9 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       std::optional<std::string> next;
       if (collect) {
         const int64_t now = wall_ms();
-        for (size_t n = 0; n < 256 && todo_at < todo.size(); ++n, ++todo_at)
-          if (auto v = recorders[sid]->peek(p, todo[todo_at], now)) put(todo[todo_at], *v);  // not a use: no LRU touch
-        if (todo_at < todo.size()) next = todo[todo_at];
+        for (size_t n = 0; n < 256 && collected_at < collected.size(); ++n, ++collected_at)
+          if (auto v = recorders[sid]->peek(p, collected[collected_at], now)) put(collected[collected_at], *v);  // not a use: no LRU touch
+        if (collected_at < collected.size()) next = collected[collected_at];
       } else {
         next = recorders[sid]->scan_partition(p, start, 256, wall_ms(), put);
       }

@@ -22,7 +22,7 @@ RewrapDriver::RewrapDriver(std::shared_ptr<security::at_rest::Keyring> keyring, 
 
 void RewrapDriver::start_pass(int64_t now_ms) {
   const uint32_t target = keyring_->current_version();
-  std::vector<uint32_t> todo;
+  std::vector<uint32_t> pending;
   std::map<uint32_t, std::string> resume;
   for (uint32_t p = 0; p < partitions_; ++p) {
     if (!hooks_.owned(p)) continue;
@@ -31,9 +31,9 @@ void RewrapDriver::start_pass(int64_t now_ms) {
       if (!c->next_key) continue;  // done for this version before a restart
       resume[p] = *c->next_key;
     }
-    todo.push_back(p);
+    pending.push_back(p);
   }
-  sched_.start(target, std::move(todo), std::move(resume), now_ms);
+  sched_.start(target, std::move(pending), std::move(resume), now_ms);
   keyring_->rewrap_started(slot_, target, sched_.partitions_pending());
 }
 

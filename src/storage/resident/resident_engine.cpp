@@ -240,12 +240,12 @@ class ResidentEngine final : public Engine {
                                                  uint32_t target) {
     RewrapDriver::Hooks::Range out;
     if (auto st = log_->admit_write(); !st) return std::unexpected(st.error());
-    std::vector<std::pair<std::string, Value>> todo;
+    std::vector<std::pair<std::string, Value>> batch;
     out.next_key = mem_->scan_partition(partition, start, max, rewrap_now_ms_, [&](std::string_view k, const ValueRef& v) {
-      todo.emplace_back(std::string(k), copy_of(v));
+      batch.emplace_back(std::string(k), copy_of(v));
     });
-    out.examined = todo.size();
-    for (auto& [k, v] : todo) {
+    out.examined = batch.size();
+    for (auto& [k, v] : batch) {
       if (auto st = log_->put(partition, k, std::move(v), rewrap_now_ms_); !st) return std::unexpected(st.error());
       ++out.rewritten;
     }

@@ -1334,7 +1334,7 @@ class RocksEngine final : public Engine {
                                                  uint32_t target) {
     RewrapDriver::Hooks::Range out;
     const int64_t now_ms = rewrap_now_ms_;
-    std::vector<std::pair<std::string, Value>> todo;
+    std::vector<std::pair<std::string, Value>> batch;
     {
       const std::string upper = partition_prefix(partition + 1);
       rocksdb::Slice upper_slice(upper);
@@ -1357,11 +1357,11 @@ class RocksEngine final : public Engine {
           ++out.unreadable;
           continue;
         }
-        todo.emplace_back(std::string(k.substr(4)), std::move(val));
+        batch.emplace_back(std::string(k.substr(4)), std::move(val));
       }
       if (!iter->status().ok()) return io_error("rewrap scan", iter->status());
     }
-    for (auto& [key, val] : todo) {
+    for (auto& [key, val] : batch) {
       if (auto st = put(partition, key, std::move(val), now_ms); !st) return std::unexpected(st.error());
       ++out.rewritten;
     }
