@@ -51,15 +51,21 @@ constexpr const char* kDomain = "dht";
 constexpr const char* kMapKey = "map";
 constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
+// A kReplBatch payload is sent once it holds this much (well under the frame limit).
+constexpr size_t kReplBatchBytes = 256 << 10;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
-enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5, kForwardTraced = 6 };
+enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5, kForwardTraced = 6, kReplBatch = 7 };
 //   kForward:      varint id, bytes sender's data address, u8 protocol, varint argc, argc x bytes
 //   kForwardTraced: 16 bytes trace id, 8 bytes parent span id, u8 trace flags, bytes tracestate,
 //                  then kForward's fields. Sent only for a sampled request: an unsampled one
 //                  costs not one byte more than without tracing.
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, then the replication message (to the end)
+//   kReplBatch:    records to the end, each: varint partition, u32be length, the replication
+//                  message. What one shard sends one node during one turn of its loop (the
+//                  Appends of many partitions, their acks) travels as one frame, is posted to
+//                  the receiving shard once, and answered with one frame.
 //   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
 //   kMove:         u8 op, varint partition, varint epoch, varint node, then per op (rebalancing):
 enum MoveOp : uint8_t {
@@ -114,6 +120,12 @@ struct ShardState {
   // connection served meanwhile) go out in one Append.
   std::vector<uint32_t> to_ship;
   bool ship_posted = false;
+  // Replication messages to each node (a kReplBatch payload being built), sent once the
+  // current handler is done (flush_repl), or sooner when one grows past kReplBatchBytes.
+  std::vector<std::pair<uint32_t, std::string>> outbox;
+  bool flush_posted = false;
+  // Partitions that received messages in the batch being handled (driven once each).
+  std::vector<uint8_t> touched;
   std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
@@ -219,6 +231,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       st.push_back(std::make_unique<ShardState>());
       st.back()->by_part.assign(opt.partitions, nullptr);
       st.back()->lone.assign(opt.partitions, 0);
+      st.back()->touched.assign(opt.partitions, 0);
     }
   }
 
@@ -298,13 +311,68 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     if (transport) transport->send(to, cluster::MsgType::kData, payload);
   }
+  // Queues a replication message to node `to` in the calling shard's outbox (one kReplBatch
+  // per node, sent when the current handler is done). Off a shard thread: sent alone.
   void send_repl(uint32_t to, uint32_t partition, const replication::Message& m) {
-    std::string out;
-    Writer w(out);
-    w.u8(kRepl);
+    const int cur = runtime::ShardSet::current();
+    if (cur < 0 || static_cast<size_t>(cur) >= st.size()) {
+      std::string out;
+      Writer w(out);
+      w.u8(kRepl);
+      w.varint(partition);
+      replication::encode_to(out, m);
+      send(to, std::move(out));
+      return;
+    }
+    const unsigned sid = static_cast<unsigned>(cur);
+    auto& s = *st[sid];
+    auto it = std::find_if(s.outbox.begin(), s.outbox.end(), [&](const auto& o) { return o.first == to; });
+    if (it == s.outbox.end()) it = s.outbox.insert(s.outbox.end(), {to, std::string()});
+    std::string& buf = it->second;
+    if (buf.empty()) buf.push_back(static_cast<char>(kReplBatch));
+    Writer w(buf);
     w.varint(partition);
-    replication::encode_to(out, m);
-    send(to, std::move(out));
+    const size_t len_at = buf.size();
+    w.u32be(0);
+    replication::encode_to(buf, m);
+    const uint32_t len = static_cast<uint32_t>(buf.size() - len_at - 4);
+    for (int i = 0; i < 4; ++i) buf[len_at + i] = static_cast<char>(len >> (24 - 8 * i));
+    if (buf.size() >= kReplBatchBytes) {
+      send(to, std::move(buf));
+      buf.clear();
+    } else if (!s.flush_posted) {
+      s.flush_posted = true;
+      asio::post(shards.shard(sid).io, [self = shared_from_this(), sid] { self->flush_repl(sid); });
+    }
+  }
+  // Sends what shard `sid` queued for each node. Shard thread.
+  void flush_repl(unsigned sid) {
+    auto& s = *st[sid];
+    s.flush_posted = false;
+    for (auto& [to, buf] : s.outbox) {
+      if (buf.empty()) continue;
+      send(to, std::move(buf));
+      buf.clear();
+    }
+  }
+  // A replication message `m` from node `from` for partition p, on p's shard: handed to the
+  // copy (driven by the caller), or answered here if p has no copy on this node.
+  bool receive_repl(unsigned sid, uint32_t from, uint32_t p, const replication::Message& m) {
+    auto& s = *st[sid];
+    auto* copy = s.by_part[p];
+    if (!copy) {
+      // Not (yet) configured here. A fence must still be answered for failover to
+      // proceed, with what this node holds of the partition: what a persistent engine kept
+      // through a restart (its log mark), else nothing.
+      if (auto* f = std::get_if<replication::Fence>(&m)) {
+        auto mark = recorders[sid]->log_mark(p).value_or(storage::Engine::LogMark{});
+        send_repl(from, p, replication::FenceAck{.new_epoch = f->new_epoch, .last_lsn = mark.lsn,
+                                                 .epoch = 0, .last_epoch = mark.epoch, .in_sync = false});
+      }
+      return false;
+    }
+    copy->receive(from, m, now_ms());
+    return true;
   }
 
   void on_data(uint32_t from, std::string payload) {
@@ -427,22 +495,57 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       unsigned sid = owner(p);
       asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, p, from, m = std::move(*msg)] {
-        auto& s = *self->st[sid];
-        auto it = s.copies.find(p);
-        if (it == s.copies.end()) {
-          // Not (yet) configured here. A fence must still be answered for failover to
-          // proceed, with what this node holds of the partition: what a persistent engine kept
-          // through a restart (its log mark), else nothing.
-          if (auto* f = std::get_if<replication::Fence>(&m)) {
-            auto mark = self->recorders[sid]->log_mark(p).value_or(storage::Engine::LogMark{});
-            self->send_repl(from, p, replication::FenceAck{.new_epoch = f->new_epoch, .last_lsn = mark.lsn,
-                                                           .epoch = 0, .last_epoch = mark.epoch, .in_sync = false});
-          }
-          return;
-        }
-        it->second->receive(from, m, now_ms());
-        self->drive(sid, p);
+        if (self->receive_repl(sid, from, p, m)) self->drive(sid, p);
+        self->flush_repl(sid);
       });
+      return;
+    }
+    if (*kind == kReplBatch) {
+      // Decoded here, handed to each owning shard in one post; every partition touched is
+      // driven once after all its messages, and the answers leave in one frame per node.
+      std::vector<std::vector<std::pair<uint32_t, replication::Message>>> per(st.size());
+      while (!r.done()) {
+        auto part = r.varint();
+        auto len = r.u32be();
+        if (!part || !len || *part >= opt.partitions) {
+          klog().warn("dht: bad replication batch from node {}: a record's header is truncated or names a partition "
+                      "outside 0..{}", from, opt.partitions - 1);
+          break;
+        }
+        auto bytes = r.raw(*len);
+        if (!bytes) {
+          klog().warn("dht: bad replication batch from node {}: a record of {} bytes is cut short", from, *len);
+          break;
+        }
+        auto msg = replication::decode(*bytes);
+        if (!msg) {
+          klog().warn("dht: bad replication message from node {}: {}", from, msg.error().message);
+          continue;
+        }
+        uint32_t p = static_cast<uint32_t>(*part);
+        if (auto* ack = std::get_if<replication::FenceAck>(&*msg)) {
+          on_fence_ack(from, p, *ack);  // addressed to the failover manager (this thread)
+          continue;
+        }
+        per[owner(p)].emplace_back(p, std::move(*msg));
+      }
+      for (unsigned sid = 0; sid < per.size(); ++sid) {
+        if (per[sid].empty()) continue;
+        asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, from, ms = std::move(per[sid])] {
+          auto& s = *self->st[sid];
+          std::vector<uint32_t> drive;
+          for (auto& [p, m] : ms) {
+            if (!self->receive_repl(sid, from, p, m) || s.touched[p]) continue;
+            s.touched[p] = 1;
+            drive.push_back(p);
+          }
+          for (uint32_t p : drive) {
+            s.touched[p] = 0;
+            self->drive(sid, p);
+          }
+          self->flush_repl(sid);
+        });
+      }
     }
   }
 
@@ -717,6 +820,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         if (auto* c = s.by_part[p]) c->ship(now);
         self->drive(sid, p);
       }
+      self->flush_repl(sid);
     });
   }
 
