@@ -89,12 +89,18 @@ std::optional<cluster::PeerAddress> data_address(const NodeRecord& n) {
 
 }  // namespace
 
+// One held-back reply's wait (wait_committed): on every partition it names, until that
+// partition's copies hold its LSN. One timer, one suspension, however many partitions.
 struct Waiter {
+  asio::steady_timer* timer = nullptr;
+  uint32_t pending = 0;  // partitions not yet satisfied
+  bool failed = false;   // a partition's copy stopped being the primary
+  uint32_t failed_partition = 0;
+};
+struct WaitReg {
+  Waiter* waiter = nullptr;
   uint64_t lsn = 0;
   uint32_t quorum = 0;  // copies that must hold it; 0: the partition's write quorum
-  asio::steady_timer* timer = nullptr;
-  bool done = false;
-  bool failed = false;
 };
 
 struct PendingForward {
@@ -119,6 +125,7 @@ struct ShardState {
   // current handler returns to the loop: the writes of a pipelined batch (and of every
   // connection served meanwhile) go out in one Append.
   std::vector<uint32_t> to_ship;
+  std::vector<uint8_t> shipping;  // by partition: listed in to_ship
   bool ship_posted = false;
   // Replication messages to each node (a kReplBatch payload being built), sent once the
   // current handler is done (flush_repl), or sooner when one grows past kReplBatchBytes.
@@ -126,7 +133,7 @@ struct ShardState {
   bool flush_posted = false;
   // Partitions that received messages in the batch being handled (driven once each).
   std::vector<uint8_t> touched;
-  std::unordered_map<uint32_t, std::vector<Waiter*>> waiters;
+  std::vector<std::vector<WaitReg>> waiters;  // by partition
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
   std::set<std::pair<uint32_t, uint32_t>> snapshots;  // (partition, to) streaming from here
@@ -232,6 +239,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       st.back()->by_part.assign(opt.partitions, nullptr);
       st.back()->lone.assign(opt.partitions, 0);
       st.back()->touched.assign(opt.partitions, 0);
+      st.back()->shipping.assign(opt.partitions, 0);
+      st.back()->waiters.resize(opt.partitions);
     }
   }
 
@@ -807,7 +816,10 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
 
   void ship_later(unsigned sid, uint32_t p) {
     auto& s = *st[sid];
-    if (std::find(s.to_ship.begin(), s.to_ship.end(), p) == s.to_ship.end()) s.to_ship.push_back(p);
+    if (!s.shipping[p]) {
+      s.shipping[p] = 1;
+      s.to_ship.push_back(p);
+    }
     if (s.ship_posted) return;
     s.ship_posted = true;
     asio::post(shards.shard(sid).io, [self = shared_from_this(), sid] {
@@ -816,6 +828,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       auto parts = std::move(s.to_ship);
       s.to_ship.clear();
       int64_t now = now_ms();
+      for (uint32_t p : parts) s.shipping[p] = 0;
       for (uint32_t p : parts) {
         if (auto* c = s.by_part[p]) c->ship(now);
         self->drive(sid, p);
@@ -828,17 +841,19 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   // node is no longer p's primary (copy null: dropped).
   void wake(unsigned sid, uint32_t p, const replication::Copy* copy) {
     auto& s = *st[sid];
-    auto wit = s.waiters.find(p);
-    if (wit == s.waiters.end()) return;
-    auto& ws = wit->second;
+    auto& ws = s.waiters[p];
+    if (ws.empty()) return;
     const bool primary = copy && copy->is_primary();
-    for (auto* w : ws) {
-      if (primary && copy->held_by(w->quorum) >= w->lsn) w->done = true;
-      else if (!primary) w->failed = true;
-      if (w->done || w->failed) w->timer->cancel();
-    }
-    // The partition's (empty) list is kept for its next waits: at most one per partition.
-    std::erase_if(ws, [](Waiter* w) { return w->done || w->failed; });
+    std::erase_if(ws, [&](const WaitReg& r) {
+      if (primary && copy->held_by(r.quorum) < r.lsn) return false;
+      Waiter& w = *r.waiter;
+      if (!primary && !w.failed) {
+        w.failed = true;
+        w.failed_partition = p;
+      }
+      if (--w.pending == 0 || w.failed) w.timer->cancel();
+      return true;
+    });
   }
 
   // Streams partition p's keys to replica `to`, then lets the log follow. Shard thread.
@@ -2013,33 +2028,35 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
                                  std::span<const Wait> waits) {
   auto& im = svc.impl();
   auto& s = *im.st[shard];
+  Waiter w;
+  for (auto& [p, lsn, quorum] : waits) {
+    auto* copy = s.by_part[p];
+    if (!copy)
+      co_return make_error(Errc::kTimeout, fmt::format("outcome unknown: partition {} moved away from this node before the write was replicated; it may or may not have been applied", p));
+    if (copy->held_by(quorum) >= lsn) continue;
+    s.waiters[p].push_back({&w, lsn, quorum});
+    ++w.pending;
+  }
+  if (w.pending == 0) co_return Status{};
+  // One deadline for all of them (a wait on several partitions is not several timeouts).
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
-  // One deadline for all of them (a wait on several partitions is not several timeouts).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(im.opt.request_timeout_ms);
-  for (auto& [p, lsn, quorum] : waits) {
-    auto it = s.copies.find(p);
-    if (it == s.copies.end())
-      co_return make_error(Errc::kTimeout, fmt::format("outcome unknown: partition {} moved away from this node before the write was replicated; it may or may not have been applied", p));
-    if (it->second->held_by(quorum) >= lsn) continue;
-    Waiter w;
-    w.lsn = lsn;
-    w.quorum = quorum;
-    w.timer = &timer;
-    s.waiters[p].push_back(&w);
-    timer.expires_at(deadline);
-    co_await timer.async_wait(asio::as_tuple(use_awaitable));
-    if (!w.done) {
-      auto wit = s.waiters.find(p);
-      if (wit != s.waiters.end()) std::erase(wit->second, &w);
-      co_return make_error(
-          Errc::kTimeout,
-          fmt::format("outcome unknown: the write was applied on partition {}'s primary but fewer than "
-                      "write_quorum copies confirmed it within {} ms{}; it may or may not survive a failover",
-                      p, im.opt.request_timeout_ms, w.failed ? " (this node stopped being the primary)" : ""));
-    }
+  w.timer = &timer;
+  timer.expires_after(std::chrono::milliseconds(im.opt.request_timeout_ms));
+  co_await timer.async_wait(asio::as_tuple(use_awaitable));
+  if (w.pending == 0 && !w.failed) co_return Status{};
+  // Timed out, or a partition's copy stopped being the primary: the registrations left go.
+  std::optional<uint32_t> late;
+  for (auto& wt : waits) {
+    auto& ws = s.waiters[wt.partition];
+    if (std::erase_if(ws, [&](const WaitReg& r) { return r.waiter == &w; }) && !late) late = wt.partition;
   }
-  co_return Status{};
+  const uint32_t p = w.failed ? w.failed_partition : late.value_or(waits.front().partition);
+  co_return make_error(
+      Errc::kTimeout,
+      fmt::format("outcome unknown: the write was applied on partition {}'s primary but fewer than "
+                  "write_quorum copies confirmed it within {} ms{}; it may or may not survive a failover",
+                  p, im.opt.request_timeout_ms, w.failed ? " (this node stopped being the primary)" : ""));
 }
 
 awaitable<Result<std::string>> forward(Service& svc, unsigned shard, uint32_t node,
