@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """The distributed hash map vs Redis Cluster, side by side, with `redis-benchmark --cluster`.
 
-Starts a 3-master Redis Cluster (Debian's redis-server, cluster-enabled, no replicas: Redis
-replicates asynchronously anyway) and 3-node keel clusters (replicas 2 with write quorum 2,
-and replicas 2 with write quorum 1), all on loopback, and runs SET and GET with 50 clients,
+Starts a 3-master Redis Cluster (Debian's redis-server, cluster-enabled) without replicas and
+with one asynchronous replica per master (6 processes: two copies of every key, as keel's), and
+3-node keel clusters (replicas 2 with write quorum 2, and replicas 2 with write quorum 1), all
+on loopback, and runs SET and GET with 50 clients,
 -P 1 and -P 16, -r 1000000, ROUNDS times each in alternation; prints medians and keel/Redis
 ratios. Then measures keel's failover time: kill -9 of a node under a write load, to the first
 successful write of a key whose primary was on it (median of FAILOVERS runs).
@@ -116,11 +117,16 @@ class KeelCluster:
 
 
 class RedisCluster:
-    name = "redis-cluster"
+    """3 masters; with replicas=1 each has one replica (6 processes), asynchronous as Redis
+    replicates: the same two copies of every key as keel's replicas = 2."""
+
+    def __init__(self, replicas=0):
+        self.replicas = replicas
+        self.name = "redis-cluster" + (" R%d" % replicas if replicas else "")
 
     def __enter__(self):
         self.root = tempfile.mkdtemp(prefix="redis-cbench-")
-        self.ports = [free_bus_port() for _ in range(3)]
+        self.ports = [free_bus_port() for _ in range(3 * (1 + self.replicas))]
         self.procs = []
         for p in self.ports:
             d = os.path.join(self.root, str(p))
@@ -135,8 +141,17 @@ class RedisCluster:
                     break
                 time.sleep(0.05)
         subprocess.run(["redis-cli", "--cluster", "create"] + ["127.0.0.1:%d" % p for p in self.ports] +
-                       ["--cluster-replicas", "0", "--cluster-yes"], capture_output=True, timeout=60)
+                       ["--cluster-replicas", str(self.replicas), "--cluster-yes"], capture_output=True, timeout=60)
         wait_state_ok(self.ports)
+        if self.replicas:
+            # Every replica linked to its master and synced before the load starts.
+            deadline = time.time() + 60
+            while not all("master_link_status:up" in cli(p, "info", "replication") or
+                          "role:master" in cli(p, "info", "replication") for p in self.ports):
+                if time.time() > deadline:
+                    raise RuntimeError("Redis Cluster replicas never linked to their masters")
+                time.sleep(0.1)
+            self.ports = [p for p in self.ports if "role:master" in cli(p, "info", "replication")]
         return self
 
     def __exit__(self, *a):
@@ -242,29 +257,36 @@ def main():
         peer_tls_main()
         return
     results = {}
-    systems = [RedisCluster, lambda: KeelCluster(2), lambda: KeelCluster(1)]
-    names = ["redis-cluster", "keel W2/R2", "keel W1/R2"]
+    systems = [lambda: RedisCluster(0), lambda: RedisCluster(1), lambda: KeelCluster(2), lambda: KeelCluster(1)]
+    names = ["redis-cluster", "redis-cluster R1", "keel W2/R2", "keel W1/R2"]
     for rnd in range(ROUNDS):
         for name, make in zip(names, systems):
             with make() as s:
                 for test in ("set", "get"):
                     for pl in (1, 16):
+                        cpu0 = cpu_seconds(s.procs)
                         rps, p50, p99 = bench(s.ports[0], test, pl)
-                        results.setdefault((name, test, pl), []).append((rps, p50, p99))
-                        print("round %d %-14s %-3s -P %-2d %10.0f ops/s  p50 %.3f ms  p99 %.3f ms" %
-                              (rnd + 1, name, test.upper(), pl, rps, p50, p99), flush=True)
+                        us = (cpu_seconds(s.procs) - cpu0) * 1e6 / (REQUESTS * (4 if pl > 1 else 1))
+                        results.setdefault((name, test, pl), []).append((rps, p50, p99, us))
+                        print("round %d %-16s %-3s -P %-2d %10.0f ops/s  p50 %.3f ms  p99 %.3f ms  server CPU %.2f us/op" %
+                              (rnd + 1, name, test.upper(), pl, rps, p50, p99, us), flush=True)
     print()
-    print("| command | -P | redis-cluster ops/s | keel W2/R2 ops/s | ratio | keel W1/R2 ops/s | ratio | p99 ms redis / W2 / W1 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("Redis Cluster: 3 masters without replicas (R0), and with one asynchronous replica each (R1: two copies")
+    print("of every key, as keel's replicas = 2). Ratios are keel / Redis Cluster R0 and keel / Redis Cluster R1.")
+    print()
+    print("| command | -P | Redis R0 ops/s | Redis R1 ops/s | keel W2 ops/s | W2/R0 | W2/R1 | keel W1 ops/s | W1/R0 | W1/R1 "
+          "| p99 ms R0 / R1 / W2 / W1 | server CPU us/op R0 / R1 / W2 / W1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for test in ("set", "get"):
         for pl in (1, 16):
             med = {n: statistics.median(x[0] for x in results[(n, test, pl)]) for n in names}
             p99 = {n: statistics.median(x[2] for x in results[(n, test, pl)]) for n in names}
-            base = med["redis-cluster"]
-            print("| %s | %d | %.0f | %.0f | %.2fx | %.0f | %.2fx | %.2f / %.2f / %.2f |" %
-                  (test.upper(), pl, base, med["keel W2/R2"], med["keel W2/R2"] / base,
-                   med["keel W1/R2"], med["keel W1/R2"] / base,
-                   p99["redis-cluster"], p99["keel W2/R2"], p99["keel W1/R2"]))
+            cpu = {n: statistics.median(x[3] for x in results[(n, test, pl)]) for n in names}
+            r0, r1 = med["redis-cluster"], med["redis-cluster R1"]
+            w2, w1 = med["keel W2/R2"], med["keel W1/R2"]
+            print("| %s | %d | %.0f | %.0f | %.0f | %.2fx | %.2fx | %.0f | %.2fx | %.2fx | %s | %s |" %
+                  (test.upper(), pl, r0, r1, w2, w2 / r0, w2 / r1, w1, w1 / r0, w1 / r1,
+                   " / ".join("%.2f" % p99[n] for n in names), " / ".join("%.2f" % cpu[n] for n in names)))
     times = [failover_time() for _ in range(FAILOVERS)]
     print()
     print("failover (kill -9 to the first successful write on the victim's key), %d runs: median %.2f s (%s)" %
