@@ -548,10 +548,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
             s.touched[p] = 1;
             drive.push_back(p);
           }
-          for (uint32_t p : drive) {
-            s.touched[p] = 0;
-            self->drive(sid, p);
-          }
+          for (uint32_t p : drive) s.touched[p] = 0;
+          self->drive_many(sid, drive);
           self->flush_repl(sid);
         });
       }
@@ -722,15 +720,50 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   }
 
   // ---------------- shard side
-  // Takes a copy's output and does what it asks. Shard thread.
+  // Takes a copy's output and does what it asks. Shard thread. drive_many() does it for several
+  // partitions with one engine commit for all of them (a batch of Appends from the primary).
+  struct Driven {
+    uint32_t p = 0;
+    replication::Copy* copy = nullptr;
+    replication::Output out;
+    uint64_t last = 0;     // held once the commit succeeds: acknowledged as durable
+    bool applied = false;  // changed the engine: needs the commit
+  };
   void drive(unsigned sid, uint32_t p) {
+    Driven d;
+    if (!drive_apply(sid, p, d)) return;
+    if (d.applied) commit_driven(sid, std::span<Driven>(&d, 1));
+    drive_finish(sid, d);
+  }
+  void drive_many(unsigned sid, std::span<const uint32_t> parts) {
+    std::vector<Driven> ds(parts.size());
+    size_t n = 0;
+    bool applied = false;
+    for (uint32_t p : parts)
+      if (drive_apply(sid, p, ds[n])) applied |= ds[n++].applied;
+    if (applied) commit_driven(sid, std::span<Driven>(ds.data(), n));
+    for (size_t i = 0; i < n; ++i) drive_finish(sid, ds[i]);
+  }
+  // The engine's commit writes the data applied and the log marks after it. What it did not
+  // make durable is not acknowledged.
+  void commit_driven(unsigned sid, std::span<Driven> ds) {
+    if (auto r = recorders[sid]->commit(); !r) {
+      klog().error("dht: commit failed on a copy of partition {}: {}", ds.front().p, r.error().message);
+      for (auto& d : ds)
+        if (d.applied) d.last = 0;
+    }
+  }
+  // Applies what partition p's copy asks to the engine and sets its log mark (committed by the
+  // caller). False if this shard holds no copy of p.
+  bool drive_apply(unsigned sid, uint32_t p, Driven& d) {
     auto& s = *st[sid];
-    auto it = s.copies.find(p);
-    if (it == s.copies.end()) return;
-    auto& copy = *it->second;
-    auto out = copy.take_output();
-    // Sent once the entries are applied: a replica's ack of what it received is then usually
-    // superseded by the ack of what it holds durably (below), and only that one goes out.
+    auto* cp = s.by_part[p];
+    if (!cp) return false;
+    auto& copy = *cp;
+    d.p = p;
+    d.copy = cp;
+    d.out = copy.take_output();
+    auto& out = d.out;
     auto* eng = recorders[sid];
     int64_t wnow = wall_ms();
     bool applied = false;
@@ -789,13 +822,21 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         mark = {settling->lsn, settling->epoch, true, settling->source, std::move(settling->next_key)};
       }
       eng->set_log_mark(p, std::move(mark));
-      if (auto r = eng->commit(); !r) {
-        klog().error("dht: commit failed on a copy of partition {}: {}", p, r.error().message);
-        last = 0;  // not durable: not acknowledged
-      }
     }
-    if (last) {
-      copy.durable(last, now_ms());
+    d.last = last;
+    d.applied = applied;
+    return true;
+  }
+  // After the commit: acknowledges what is durable, sends what the copy asks, wakes the
+  // replies waiting on the partition.
+  void drive_finish(unsigned sid, Driven& d) {
+    auto& copy = *d.copy;
+    auto& out = d.out;
+    const uint32_t p = d.p;
+    // Sent once the entries are applied: a replica's ack of what it received is then usually
+    // superseded by the ack of what it holds durably (below), and only that one goes out.
+    if (d.last) {
+      copy.durable(d.last, now_ms());
       auto more = copy.take_output();
       for (auto& msg : more.send) {
         // Acks are cumulative: a plain ack to a node replaces the plain acks before it.
@@ -828,11 +869,11 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       auto parts = std::move(s.to_ship);
       s.to_ship.clear();
       int64_t now = now_ms();
-      for (uint32_t p : parts) s.shipping[p] = 0;
       for (uint32_t p : parts) {
+        s.shipping[p] = 0;
         if (auto* c = s.by_part[p]) c->ship(now);
-        self->drive(sid, p);
       }
+      self->drive_many(sid, parts);
       self->flush_repl(sid);
     });
   }
