@@ -53,6 +53,9 @@ constexpr size_t kSnapshotChunkBytes = 256 << 10;
 constexpr size_t kMaxForwardArgs = 1 << 20;
 // A kReplBatch payload is sent once it holds this much (well under the frame limit).
 constexpr size_t kReplBatchBytes = 256 << 10;
+enum ReplRecord : uint8_t { kRecordMessage = 0, kRecordTrace = 1 };
+// Trace notes kept per partition (sampled writes only): beyond this many, the oldest go.
+constexpr size_t kMaxTraceNotes = 64;
 
 // Data-plane payloads (frame type kData): u8 kind, then:
 enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPublish = 5, kForwardTraced = 6, kReplBatch = 7 };
@@ -62,8 +65,11 @@ enum Kind : uint8_t { kForward = 1, kForwardReply = 2, kRepl = 3, kMove = 4, kPu
 //                  costs not one byte more than without tracing.
 //   kForwardReply: varint id, bytes reply
 //   kRepl:         varint partition, then the replication message (to the end)
-//   kReplBatch:    records to the end, each: varint partition, u32be length, the replication
-//                  message. What one shard sends one node during one turn of its loop (the
+//   kReplBatch:    records to the end, each: u8 record type, varint partition, u32be length,
+//                  then the body: type 0 a replication message; type 1 a trace note (varint
+//                  lsn, 16 bytes trace id, 8 bytes span id: the entry at lsn was written by a
+//                  sampled request, whose span that is; it comes before the Append carrying
+//                  the entry). What one shard sends one node during one turn of its loop (the
 //                  Appends of many partitions, their acks) travels as one frame, is posted to
 //                  the receiving shard once, and answered with one frame.
 //   kPublish:      u8 shard channel (0/1), bytes channel, bytes message (pub/sub fan-out)
@@ -80,6 +86,9 @@ constexpr int64_t kMoveReportMs = 20;
 
 int64_t now_ms() { return SystemClock::instance().monotonic_ns() / 1000000; }
 int64_t wall_ms() { return SystemClock::instance().now_ms(); }
+int64_t unix_ns() {  // span timestamps
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 std::optional<cluster::PeerAddress> data_address(const NodeRecord& n) {
   auto p = cluster::parse_peer(fmt::format("{}@{}", n.id, n.data));
@@ -97,6 +106,20 @@ struct Waiter {
   bool failed = false;   // a partition's copy stopped being the primary
   uint32_t failed_partition = 0;
 };
+// A sampled write's entry (lsn) and the span of the request that wrote it. On a primary, until
+// the entry is committed (sent with every Append carrying it); on a replica, until applied.
+struct TraceNote {
+  uint64_t lsn = 0;
+  observe::TraceId trace_id{};
+  observe::SpanId span_id{};
+  int64_t at_unix_ns = 0;  // replica: when it arrived
+  uint32_t from = 0;       // replica: the primary that sent it
+};
+void keep_note(std::vector<TraceNote>& notes, TraceNote n) {
+  if (notes.size() >= kMaxTraceNotes) notes.erase(notes.begin());
+  notes.push_back(std::move(n));
+}
+
 struct WaitReg {
   Waiter* waiter = nullptr;
   uint64_t lsn = 0;
@@ -133,6 +156,8 @@ struct ShardState {
   bool flush_posted = false;
   // Partitions that received messages in the batch being handled (driven once each).
   std::vector<uint8_t> touched;
+  // Sampled writes (TraceNote): sent with the Appends (primary), applied with a span (replica).
+  std::unordered_map<uint32_t, std::vector<TraceNote>> trace_out, trace_in;
   std::vector<std::vector<WaitReg>> waiters;  // by partition
   std::unordered_map<uint64_t, PendingForward*> forwards;
   uint64_t next_forward = 1;
@@ -185,6 +210,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<cluster::PeerTransport> transport;
   std::atomic<bool> stopping{false};
   Exec exec;
+  SpanSink span_sink;
+  std::atomic<uint64_t> spans_made{0};
   PublishHandler on_publish;
   std::atomic<uint64_t> publish_dropped{0};
   uint64_t incarnation = 0;  // this process's start (wall ms)
@@ -340,6 +367,26 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     std::string& buf = it->second;
     if (buf.empty()) buf.push_back(static_cast<char>(kReplBatch));
     Writer w(buf);
+    if (!s.trace_out.empty()) [[unlikely]] {
+      // The notes of the sampled entries this Append carries go just before it.
+      const auto* a = std::get_if<replication::Append>(&m);
+      auto nit = s.trace_out.find(partition);
+      if (a && !a->entries.empty() && nit != s.trace_out.end()) {
+        for (const auto& n : nit->second) {
+          if (n.lsn <= a->prev_lsn || n.lsn > a->entries.back().lsn) continue;
+          w.u8(kRecordTrace);
+          w.varint(partition);
+          std::string body;
+          Writer b(body);
+          b.varint(n.lsn);
+          b.raw(std::string_view(reinterpret_cast<const char*>(n.trace_id.data()), n.trace_id.size()));
+          b.raw(std::string_view(reinterpret_cast<const char*>(n.span_id.data()), n.span_id.size()));
+          w.u32be(static_cast<uint32_t>(body.size()));
+          w.raw(body);
+        }
+      }
+    }
+    w.u8(kRecordMessage);
     w.varint(partition);
     const size_t len_at = buf.size();
     w.u32be(0);
@@ -513,12 +560,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       // Decoded here, handed to each owning shard in one post; every partition touched is
       // driven once after all its messages, and the answers leave in one frame per node.
       std::vector<std::vector<std::pair<uint32_t, replication::Message>>> per(st.size());
+      std::vector<std::vector<std::pair<uint32_t, TraceNote>>> notes;  // rare: sampled writes
       while (!r.done()) {
+        auto type = r.u8();
         auto part = r.varint();
         auto len = r.u32be();
-        if (!part || !len || *part >= opt.partitions) {
-          klog().warn("dht: bad replication batch from node {}: a record's header is truncated or names a partition "
-                      "outside 0..{}", from, opt.partitions - 1);
+        if (!type || !part || !len || *part >= opt.partitions || *type > kRecordTrace) {
+          klog().warn("dht: bad replication batch from node {}: a record's header is truncated, names a partition "
+                      "outside 0..{} or a record type other than 0 (message) and 1 (trace note)", from, opt.partitions - 1);
           break;
         }
         auto bytes = r.raw(*len);
@@ -526,12 +575,28 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
           klog().warn("dht: bad replication batch from node {}: a record of {} bytes is cut short", from, *len);
           break;
         }
+        uint32_t p = static_cast<uint32_t>(*part);
+        if (*type == kRecordTrace) {
+          Reader b(*bytes);
+          auto lsn = b.varint();
+          auto tid = b.raw(16);
+          auto sid = b.raw(8);
+          if (!lsn || !tid || !sid) continue;  // a trace note is advice: a bad one is dropped
+          TraceNote n;
+          n.lsn = *lsn;
+          std::memcpy(n.trace_id.data(), tid->data(), 16);
+          std::memcpy(n.span_id.data(), sid->data(), 8);
+          n.at_unix_ns = unix_ns();
+          n.from = from;
+          if (notes.empty()) notes.resize(st.size());
+          notes[owner(p)].emplace_back(p, n);
+          continue;
+        }
         auto msg = replication::decode(*bytes);
         if (!msg) {
           klog().warn("dht: bad replication message from node {}: {}", from, msg.error().message);
           continue;
         }
-        uint32_t p = static_cast<uint32_t>(*part);
         if (auto* ack = std::get_if<replication::FenceAck>(&*msg)) {
           on_fence_ack(from, p, *ack);  // addressed to the failover manager (this thread)
           continue;
@@ -540,8 +605,13 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       for (unsigned sid = 0; sid < per.size(); ++sid) {
         if (per[sid].empty()) continue;
-        asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, from, ms = std::move(per[sid])] {
+        std::vector<std::pair<uint32_t, TraceNote>> ns;
+        if (!notes.empty()) ns = std::move(notes[sid]);
+        asio::post(shards.shard(sid).io, [self = shared_from_this(), sid, from, ms = std::move(per[sid]),
+                                          ns = std::move(ns)] {
           auto& s = *self->st[sid];
+          for (auto& [p, n] : ns)
+            if (s.by_part[p]) keep_note(s.trace_in[p], n);
           std::vector<uint32_t> drive;
           for (auto& [p, m] : ms) {
             if (!self->receive_repl(sid, from, p, m) || s.touched[p]) continue;
@@ -728,6 +798,7 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     replication::Output out;
     uint64_t last = 0;     // held once the commit succeeds: acknowledged as durable
     bool applied = false;  // changed the engine: needs the commit
+    std::vector<TraceNote> traced;  // replica: sampled entries applied here (a span each)
   };
   void drive(unsigned sid, uint32_t p) {
     Driven d;
@@ -802,6 +873,16 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       last = e.lsn;
     }
+    if (!s.trace_in.empty() && !out.apply.empty()) [[unlikely]] {
+      if (auto nit = s.trace_in.find(p); nit != s.trace_in.end()) {
+        // The sampled entries applied now get their span (drive_finish); notes at or below
+        // what is applied are done with.
+        for (auto& n : nit->second)
+          if (n.lsn >= out.apply.front().lsn && n.lsn <= last) d.traced.push_back(n);
+        std::erase_if(nit->second, [&](const TraceNote& n) { return n.lsn <= last; });
+        if (nit->second.empty()) s.trace_in.erase(nit);
+      }
+    }
     if (out.snapshot_done_lsn) last = std::max(last, out.snapshot_done_lsn);
     // Entries after a snapshot the disk refused build on what is not there: none is held.
     // The replica stays behind (unacknowledged) until it is sent a snapshot again.
@@ -851,8 +932,39 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     }
     for (auto& [to, m] : out.send) send_repl(to, p, m);
     for (uint32_t to : out.snapshot_needed) start_snapshot(sid, p, to);
+    auto& s = *st[sid];
+    if (!s.trace_out.empty()) [[unlikely]] {
+      if (auto nit = s.trace_out.find(p); nit != s.trace_out.end()) {
+        // A committed entry is not sent again: its note is done with.
+        std::erase_if(nit->second, [&](const TraceNote& n) { return n.lsn <= copy.committed_lsn() || !copy.is_primary(); });
+        if (nit->second.empty()) s.trace_out.erase(nit);
+      }
+    }
+    if (!d.traced.empty() && span_sink) [[unlikely]] record_apply_spans(sid, d);
     wake(sid, p, &copy);
     replica_fresh[p].store(copy.fresh_as_of_ms(), std::memory_order_relaxed);
+  }
+
+  // A replica applied sampled entries: one span each, a child of the span of the request that
+  // wrote it on the primary, from the arrival of its note to now (applied, and committed to
+  // the engine if that succeeded).
+  void record_apply_spans(unsigned sid, const Driven& d) {
+    const int64_t end = unix_ns();
+    for (const auto& n : d.traced) {
+      observe::SpanData sp;
+      sp.trace_id = n.trace_id;
+      sp.parent_span_id = n.span_id;
+      sp.span_id = observe::span_id_from(mix64(incarnation ^ (static_cast<uint64_t>(opt.self) << 48) ^ ++spans_made));
+      sp.name = "keel.replication.apply";
+      sp.kind = observe::kSpanKindInternal;
+      sp.start_unix_ns = std::min(n.at_unix_ns, end);
+      sp.end_unix_ns = end;
+      sp.attributes.push_back({"keel.partition", static_cast<int64_t>(d.p)});
+      sp.attributes.push_back({"keel.lsn", static_cast<int64_t>(n.lsn)});
+      sp.attributes.push_back({"keel.primary", static_cast<int64_t>(n.from)});
+      sp.attributes.push_back({"keel.durable", d.last >= n.lsn});
+      span_sink(sid, std::move(sp));
+    }
   }
 
   void ship_later(unsigned sid, uint32_t p) {
@@ -1950,7 +2062,9 @@ int64_t Service::replica_lag_ms(uint32_t partition) const {
   return std::max<int64_t>(0, now_ms() - fresh);
 }
 
-Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits) {
+void Service::set_span_sink(SpanSink sink) { impl_->span_sink = std::move(sink); }
+
+Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits, const observe::LogContext* trace) {
   auto& im = *impl_;
   auto* rec = im.recorders[shard];
   if (!rec->has_pending()) return {};
@@ -1971,6 +2085,7 @@ Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits) {
     auto [held, epoch] = copy->held();
     rec->set_log_mark(p, {held, epoch});
     waits.push_back({p, *lsn, 0});
+    if (trace) [[unlikely]] keep_note(s.trace_out[p], {*lsn, trace->trace_id, trace->span_id});
   });
   if (auto c = rec->commit(); !c) {
     waits.resize(first);  // appended (and maybe shipped), but not durable here: outcome unknown

@@ -31,6 +31,8 @@
 #include "dht/wait.h"
 #include "dht/effect.h"
 #include "dht/topology.h"
+#include "observe/log_context.h"
+#include "observe/otlp_json.h"
 #include "observe/trace_context.h"
 
 namespace keel::runtime {
@@ -156,7 +158,14 @@ class Service {
   // partitions' logs and shipped. Appends to `waits` what the reply must wait for (quorum 0).
   // An append refused (backlog full) is returned as an error; the write is already applied
   // locally, so the caller reports an unknown outcome.
-  Status after_write(unsigned shard, int64_t now_ms, std::vector<Wait>& waits);
+  // `trace`: the write's span when its trace is sampled: the replicas that apply the write
+  // record a span of their own in that trace (keel.replication.apply), a child of it.
+  Status after_write(unsigned shard, int64_t now_ms, std::vector<Wait>& waits,
+                     const observe::LogContext* trace = nullptr);
+  // Where the replication spans go (the node's tracer), called on the shard's thread. Set
+  // before start(); none: no replication spans.
+  using SpanSink = std::function<void(unsigned shard, observe::SpanData span)>;
+  void set_span_sink(SpanSink sink);
 
   // A forwarded request is executed by `exec` (the RESP server): argv and protocol in, the
   // reply bytes out through the callback, on any shard.

@@ -989,6 +989,8 @@ Status Node::start() {
     so.lease_ms = static_cast<int64_t>(im.cfg.dht_lease_ms ? im.cfg.dht_lease_ms : im.cfg.cluster_dead_after_ms / 2);
     so.tls = im.peer_tls;
     im.dht = std::make_unique<dht::Service>(*im.shards, recorders, *im.meta, so);
+    if (im.tracer)  // replicas record a span for each sampled write they apply
+      im.dht->set_span_sink([t = im.tracer.get()](unsigned shard, observe::SpanData sp) { t->record(shard, std::move(sp)); });
     auto dport = im.dht->start();
     if (!dport) return std::unexpected(dport.error());
     im.resp->set_dht(im.dht.get());

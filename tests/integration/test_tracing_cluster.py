@@ -95,6 +95,16 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertNotIn("keel.write_quorum.reached", [e["name"] for e in on_a.get("events", [])])
         # Exported by two different nodes.
         self.assertNotEqual(instance(self.col, on_a["spanId"]), instance(self.col, on_b["spanId"]))
+        # The replica that applied the write (two copies: the partition's other node) records a
+        # span of its own in the same trace, a child of the primary's.
+        rep = self.col.wait_span(lambda s: s["traceId"] == TRACE and s["name"] == "keel.replication.apply" and
+                                 s.get("parentSpanId") == on_b["spanId"], "the replica's apply span, child of B's")
+        ra = attrs(rep)
+        self.assertEqual(ra["keel.primary"], 2)
+        self.assertEqual(ra["keel.durable"], True)
+        self.assertGreaterEqual(ra["keel.lsn"], 1)
+        self.assertEqual(ra["keel.partition"], self.c.client(0).execute_command("CLUSTER", "KEYSLOT", self.key) * 1024 // 16384)
+        self.assertNotIn(instance(self.col, rep["spanId"]), (instance(self.col, on_b["spanId"]),))
 
         # The log lines of this request, on both nodes, carry the trace and their span.
         la = [l for l in json_lines(self.c.nodes[0]) if l["msg"] == "forwarding SET to node 2, the primary of its partition"
@@ -143,6 +153,19 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertEqual(self.c.client(1).get(self.key), b"untraced")
         lb = [l for l in json_lines(self.c.nodes[1]) if l["msg"] == "running SET forwarded by node 1"]
         self.assertTrue(any("trace_id" not in l for l in lb), lb)
+        # Nor does its replication: a replica records an apply span only for sampled writes.
+        # (A sampled write made after this one is exported after it: once it shows, anything
+        # the unsampled one would have caused has been exported too.)
+        t = Raw(self.c.nodes[1].port)
+        try:
+            self.assertEqual(t.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % ("1" * 32, "2" * 16)), b"+OK\r\n")
+            self.assertEqual(t.cmd("SET", self.key, "traced-after"), b"+OK\r\n")
+        finally:
+            t.close()
+        self.col.wait_span(lambda s: s["traceId"] == "1" * 32 and s["name"] == "keel.replication.apply",
+                           "the apply span of the sampled write made after the unsampled one")
+        applies = [s for s in self.col.spans() if s["name"] == "keel.replication.apply"]
+        self.assertTrue(all(s["traceId"] in (TRACE, HTTP_TRACE, "1" * 32) for s in applies), applies)
 
 
 if __name__ == "__main__":

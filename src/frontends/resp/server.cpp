@@ -519,7 +519,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
       // Reads may expire keys (deletions to replicate) as well as writes. Recorded effects
       // are committed locally, then shipped to the replicas.
       const size_t had = c.waits.size();
-      if (auto st = dht->after_write(sid, c.now_ms, c.waits); !st) {
+      if (auto st = dht->after_write(sid, c.now_ms, c.waits, c.trace.ctx ? &*c.trace.ctx : nullptr); !st) {
         c.write_error = st.error();
       } else if (c.waits.size() > had) {
         // after_write committed this shard's engine (every write so far) before shipping.
