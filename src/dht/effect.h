@@ -110,6 +110,7 @@ class EffectRecorder final : public storage::Engine {
   void maintenance(int64_t now_ms, size_t budget) override { inner_->maintenance(now_ms, budget); }
   Status flush() override { return inner_->flush(); }
   Status commit() override { return inner_->commit(); }
+  bool commit_does_io() const override { return inner_->commit_does_io(); }
   void set_log_mark(uint32_t partition, LogMark mark) override { inner_->set_log_mark(partition, mark); }
   std::optional<LogMark> log_mark(uint32_t partition) override { return inner_->log_mark(partition); }
   void prefetch(std::span<const KeyRef> keys) override { inner_->prefetch(keys); }

@@ -183,6 +183,9 @@ class Engine {
   // An error means the writes since the last commit may be lost: the caller must not
   // acknowledge them.
   virtual Status commit() { return {}; }
+  // Whether commit() does I/O (a write or sync of a journal): the shard then lets every
+  // connection it serves in one turn of its loop share one commit (see the RESP server).
+  virtual bool commit_does_io() const { return false; }
 
   // Cluster mode: where in `partition`'s replication log the data this engine holds of it
   // stands — the (lsn, epoch) of the last entry applied. An engine that keeps its data across

@@ -47,7 +47,9 @@ class Persistence(unittest.TestCase):
             k2.cleanup()
 
     def test_kill9_with_fsync_always_loses_no_acknowledged_write(self):
-        k = Keel("--engine", "persistent", "--fsync", "always", data_dir=self.dir).start()
+        # Two shards and eight writers: replies wait for group commits shared by several
+        # connections, on the connection's own shard and on the other one (a key's shard).
+        k = Keel("--engine", "persistent", "--fsync", "always", "--shards", "2", data_dir=self.dir).start()
         acked = {}
         stop = threading.Event()
 
@@ -63,7 +65,7 @@ class Persistence(unittest.TestCase):
                 acked[key] = "value-%d" % i  # recorded only after the server acknowledged
                 i += 1
 
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
         for t in threads:
             t.start()
         time.sleep(1.0 + random.random())

@@ -94,6 +94,10 @@ struct Connection final : PubSubSink {
   Reply reply{out};
   bool error_reply = false;
   bool dirty = false;  // writes on this connection's shard not yet committed
+  // Client connections (serve_stream): the writes it made on other shards are committed with
+  // those shards' group commits before its replies go out (commit_group), not one by one.
+  bool group_commits = false;
+  std::vector<unsigned> dirty_shards;  // other shards holding its uncommitted writes
   int64_t now_ms = 0;
   bool forwarded = false;  // a request another node forwarded here: never forwarded again
   uint32_t forwarded_from = 0;  // then: the node that forwarded it
@@ -214,6 +218,14 @@ struct PerShard {
   // command. (A cache created elsewhere within those 200 ms is known once this node's catalog
   // follows the metadata, a few ms later.)
   std::unordered_map<std::string, int64_t> absent_caches;
+  // Group commit (an engine whose commit does I/O): the connections whose writes wait for the
+  // next commit, run once the loop has served every connection that was ready (commit_group).
+  struct CommitWaiter {
+    asio::steady_timer* timer = nullptr;
+    bool ok = false;
+  };
+  std::vector<CommitWaiter*> commit_waiters;
+  bool commit_posted = false;
 };
 
 // Splits a reply made of `n` top-level RESP values (bulk, null, integer, simple, error) into
@@ -409,6 +421,14 @@ struct Server::Impl {
     }
     return true;
   }
+  // The same, shared: when the shard's engine commits with I/O (a journal written or synced),
+  // the connection waits for one commit made for every connection that wrote in this turn of
+  // the shard's loop — as Redis writes and syncs its AOF once per event loop iteration, not
+  // once per client. An engine that commits for free commits at once.
+  awaitable<bool> commit_group(Connection& c);
+  // On shard sid's thread: waits for that shard's next group commit; false if it failed.
+  awaitable<bool> join_commit(unsigned sid);
+  void run_group_commit(unsigned sid);
   awaitable<void> serve(tcp::socket sock, unsigned shard_id, bool tls);
   // The connection's read-parse-execute-write loop over a plain socket or a TLS stream.
   template <class Stream>
@@ -541,6 +561,12 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
     if (!(spec.flags & kWrite)) return;
     if (sid == c.shard) {
       c.dirty = true;  // committed once for the whole batch, before the replies are written
+      return;
+    }
+    if (c.group_commits && target.engine->commit_does_io()) {
+      // Another shard's write, joined to that shard's next group commit (commit_group).
+      if (std::find(c.dirty_shards.begin(), c.dirty_shards.end(), sid) == c.dirty_shards.end())
+        c.dirty_shards.push_back(sid);
       return;
     }
     // Another shard's write: commit it there before its reply can be sent.
@@ -2172,6 +2198,7 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
 template <class Stream>
 awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
   auto& shard = shards.shard(c.shard);
+  c.group_commits = true;
   Parser parser(opt.limits);
   std::string in;
   in.resize(kReadChunk);
@@ -2245,7 +2272,7 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
         }
         if (c.out.size() >= kFlushThreshold) {
           co_await settle(c);
-          if (!commit_local(c)) {
+          if (!co_await commit_group(c)) {
             close = true;
             c.out.clear();
             break;
@@ -2270,11 +2297,59 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
       used -= start;
     }
     co_await settle(c);
-    if (!c.out.empty() && !commit_local(c)) break;  // replies would acknowledge lost writes
+    if (!c.out.empty() && !co_await commit_group(c)) break;  // replies would acknowledge lost writes
     if (!c.out.empty() && !co_await write_out(c, stream)) break;
     if (close || stopping.load(std::memory_order_relaxed)) break;
   }
   if (c.ob.active) co_await pubsub_finish(c);
+}
+
+awaitable<bool> Server::Impl::commit_group(Connection& c) {
+  bool ok = true;
+  if (c.dirty) {
+    if (!shards.shard(c.shard).engine->commit_does_io()) {
+      ok = commit_local(c);
+    } else {
+      c.dirty = false;
+      ok = co_await join_commit(c.shard);
+    }
+  }
+  while (!c.dirty_shards.empty()) {
+    const unsigned sid = c.dirty_shards.back();
+    c.dirty_shards.pop_back();
+    const bool done = co_await asio::co_spawn(shards.shard(sid).io, join_commit(sid), use_awaitable);
+    ok = ok && done;
+  }
+  if (!ok)
+    klog().error("closing client {} ({}) without replies: the commit of its writes failed", c.client.id, c.client.addr);
+  co_return ok;
+}
+
+awaitable<bool> Server::Impl::join_commit(unsigned sid) {
+  auto& shard = shards.shard(sid);
+  auto& ps = per_shard[sid];
+  asio::steady_timer timer(shard.io, asio::steady_timer::time_point::max());
+  PerShard::CommitWaiter w{&timer, false};
+  ps.commit_waiters.push_back(&w);
+  if (!ps.commit_posted) {
+    ps.commit_posted = true;
+    asio::post(shard.io, [this, sid] { run_group_commit(sid); });
+  }
+  co_await timer.async_wait(asio::as_tuple(use_awaitable));
+  co_return w.ok;
+}
+
+void Server::Impl::run_group_commit(unsigned sid) {
+  auto& ps = per_shard[sid];
+  ps.commit_posted = false;
+  auto waiters = std::move(ps.commit_waiters);
+  ps.commit_waiters.clear();
+  auto st = shards.shard(sid).engine->commit();
+  if (!st) klog().error("commit failed for {} connections' writes: {}", waiters.size(), st.error().message);
+  for (auto* w : waiters) {
+    w->ok = st.has_value();
+    w->timer->cancel();
+  }
 }
 
 // Writes the replies in c.out: directly, or behind the messages a subscribed connection has
@@ -2419,7 +2494,7 @@ void Server::Impl::pubsub_leave(Connection& c) {
 awaitable<void> Server::Impl::pubsub_flush(Connection& c) {
   if (!c.ob.active) co_return;
   co_await settle(c);
-  if (!commit_local(c)) {
+  if (!co_await commit_group(c)) {
     c.out.clear();
     c.client.close_after_reply = true;
     co_return;

@@ -169,6 +169,7 @@ class ResidentEngine final : public Engine {
     mem_->set_removal_listener(std::move(listener));
   }
   Status commit() override { return log_->commit(); }
+  bool commit_does_io() const override { return log_->commit_does_io(); }
 
   Status admit_write() override { return writable(); }
   std::optional<DiskState> disk_state() const override { return log_->disk_state(); }

@@ -984,6 +984,7 @@ class RocksEngine final : public Engine {
   // for fsync=always, one fsync) per pipelined batch instead of one per command. The batch is
   // kept until the flush (and sync) succeeded: if either fails, it is handed to the shared
   // state and written again after recovery, so the journal catches up with what memory holds.
+  bool commit_does_io() const override { return s_->config.journal_only; }
   Status commit() override {
     std::lock_guard lk(s_->io_mu);
     if (!s_->config.journal_only) return write_marks_locked();  // each write was written (and synced) itself
