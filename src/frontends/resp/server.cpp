@@ -2272,7 +2272,8 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
         }
         if (c.out.size() >= kFlushThreshold) {
           co_await settle(c);
-          if (!co_await commit_group(c)) {
+          const bool committed = co_await commit_group(c);
+          if (!committed) {
             close = true;
             c.out.clear();
             break;
@@ -2297,7 +2298,10 @@ awaitable<void> Server::Impl::serve_stream(Connection& c, Stream& stream) {
       used -= start;
     }
     co_await settle(c);
-    if (!c.out.empty() && !co_await commit_group(c)) break;  // replies would acknowledge lost writes
+    if (!c.out.empty()) {
+      const bool committed = co_await commit_group(c);
+      if (!committed) break;  // replies would acknowledge lost writes
+    }
     if (!c.out.empty() && !co_await write_out(c, stream)) break;
     if (close || stopping.load(std::memory_order_relaxed)) break;
   }
@@ -2494,7 +2498,9 @@ void Server::Impl::pubsub_leave(Connection& c) {
 awaitable<void> Server::Impl::pubsub_flush(Connection& c) {
   if (!c.ob.active) co_return;
   co_await settle(c);
-  if (!co_await commit_group(c)) {
+  // (GCC 12: the result of a co_await is not used inside a condition.)
+  const bool committed = co_await commit_group(c);
+  if (!committed) {
     c.out.clear();
     c.client.close_after_reply = true;
     co_return;
