@@ -103,8 +103,9 @@ std::optional<cluster::PeerAddress> data_address(const NodeRecord& n) {
 struct Waiter {
   asio::steady_timer* timer = nullptr;
   uint32_t pending = 0;  // partitions not yet satisfied
-  bool failed = false;   // a partition's copy stopped being the primary
+  bool failed = false;   // a partition's copy stopped being the primary, or could not commit
   uint32_t failed_partition = 0;
+  const char* why = " (this node stopped being the primary)";
 };
 // A sampled write's entry (lsn) and the span of the request that wrote it. On a primary, until
 // the entry is committed (sent with every Append carrying it); on a replica, until applied.
@@ -150,6 +151,10 @@ struct ShardState {
   std::vector<uint32_t> to_ship;
   std::vector<uint8_t> shipping;  // by partition: listed in to_ship
   bool ship_posted = false;
+  // An engine whose commit does I/O: writes appended but not yet committed on this primary,
+  // made durable by one commit per turn of the loop (commit_appended).
+  std::vector<std::pair<uint32_t, uint64_t>> undurable;  // (partition, lsn)
+  bool commit_posted = false;
   // Replication messages to each node (a kReplBatch payload being built), sent once the
   // current handler is done (flush_repl), or sooner when one grows past kReplBatchBytes.
   std::vector<std::pair<uint32_t, std::string>> outbox;
@@ -987,6 +992,49 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
       }
       self->drive_many(sid, parts);
       self->flush_repl(sid);
+    });
+  }
+
+  // The writes after_write appended since the last turn: one engine commit for all of them, then
+  // the primary's copies count them as durable (their replies may go once the quorum holds
+  // them). A failed commit fails their waits: the outcome is unknown to the client.
+  void commit_appended(unsigned sid) {
+    auto& s = *st[sid];
+    s.commit_posted = false;
+    auto items = std::move(s.undurable);
+    s.undurable.clear();
+    if (items.empty()) return;
+    if (auto r = recorders[sid]->commit(); !r) {
+      klog().error("dht: commit of {} writes on their primary failed: {}", items.size(), r.error().message);
+      for (auto& [p, lsn] : items) fail_waits(sid, p, lsn);
+      return;
+    }
+    const int64_t now = now_ms();
+    std::vector<uint32_t> parts;
+    for (auto& [p, lsn] : items) {
+      auto* c = s.by_part[p];
+      if (!c) continue;
+      c->durable(lsn, now);
+      if (!s.touched[p]) {
+        s.touched[p] = 1;
+        parts.push_back(p);
+      }
+    }
+    for (uint32_t p : parts) s.touched[p] = 0;
+    drive_many(sid, parts);
+    flush_repl(sid);
+  }
+  void fail_waits(unsigned sid, uint32_t p, uint64_t lsn) {
+    std::erase_if(st[sid]->waiters[p], [&](const WaitReg& r) {
+      if (r.lsn < lsn) return false;
+      Waiter& w = *r.waiter;
+      if (!w.failed) {
+        w.failed = true;
+        w.failed_partition = p;
+        w.why = " (its commit to this node's disk failed)";
+      }
+      w.timer->cancel();
+      return true;
     });
   }
 
@@ -2087,6 +2135,20 @@ Status Service::after_write(unsigned shard, int64_t, std::vector<Wait>& waits, c
     waits.push_back({p, *lsn, 0});
     if (trace) [[unlikely]] keep_note(s.trace_out[p], {*lsn, trace->trace_id, trace->span_id});
   });
+  if (rec->commit_does_io()) {
+    // Shipped now (a replica may hold a write before its primary does); committed here once
+    // per turn of the loop with every other write appended meanwhile: the replies wait.
+    for (size_t i = first; i < waits.size(); ++i) {
+      s.undurable.emplace_back(waits[i].partition, waits[i].lsn);
+      im.ship_later(shard, waits[i].partition);
+    }
+    if (!s.commit_posted && !s.undurable.empty()) {
+      s.commit_posted = true;
+      asio::post(im.shards.shard(shard).io, [self = impl_, shard] { self->commit_appended(shard); });
+    }
+    if (err) return std::unexpected(*err);
+    return {};
+  }
   if (auto c = rec->commit(); !c) {
     waits.resize(first);  // appended (and maybe shipped), but not durable here: outcome unknown
     return c;
@@ -2212,7 +2274,7 @@ awaitable<Status> wait_committed(Service& svc, unsigned shard,
       Errc::kTimeout,
       fmt::format("outcome unknown: the write was applied on partition {}'s primary but fewer than "
                   "write_quorum copies confirmed it within {} ms{}; it may or may not survive a failover",
-                  p, im.opt.request_timeout_ms, w.failed ? " (this node stopped being the primary)" : ""));
+                  p, im.opt.request_timeout_ms, w.failed ? w.why : ""));
 }
 
 awaitable<Result<std::string>> forward(Service& svc, unsigned shard, uint32_t node,

@@ -156,8 +156,12 @@ class Service {
   void note_replica_read();
   // Shard thread, after a write command ran on it: the recorded effects are appended to their
   // partitions' logs and shipped. Appends to `waits` what the reply must wait for (quorum 0).
-  // An append refused (backlog full) is returned as an error; the write is already applied
-  // locally, so the caller reports an unknown outcome.
+  // The engine's writes are committed here, or, when its commit does I/O (a journal), by one
+  // commit per turn of the shard's loop for every write appended meanwhile (group commit):
+  // either way the primary counts a write as held only once committed, and the caller needs
+  // no commit of its own for the writes it gets waits for. An append refused (backlog full)
+  // is returned as an error; the write is already applied locally, so the caller reports an
+  // unknown outcome.
   // `trace`: the write's span when its trace is sampled: the replicas that apply the write
   // record a span of their own in that trace (keel.replication.apply), a child of it.
   Status after_write(unsigned shard, int64_t now_ms, std::vector<Wait>& waits,

@@ -542,7 +542,7 @@ awaitable<void> Server::Impl::run_handler(Connection& c, unsigned sid, const Com
       if (auto st = dht->after_write(sid, c.now_ms, c.waits, c.trace.ctx ? &*c.trace.ctx : nullptr); !st) {
         c.write_error = st.error();
       } else if (c.waits.size() > had) {
-        // after_write committed this shard's engine (every write so far) before shipping.
+        // after_write commits these writes (at once, or in its group commit) before their waits end.
         for (size_t i = had; i < c.waits.size(); ++i) c.waits[i].quorum = ctx.write_quorum;  // a named cache's writeQuorum
         if (sid == c.shard) c.dirty = false;
         return;
@@ -1807,7 +1807,7 @@ void Server::Impl::serve_blocked(unsigned sid, BlockedClient& b, std::string_vie
       b.write_error = w.error().message;
       return;
     }
-    if (!b.waits.empty()) return;  // after_write committed
+    if (!b.waits.empty()) return;  // after_write commits them before the waits end
   }
   if (auto st = target.engine->commit(); !st) {
     b.reply.clear();
