@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 
 namespace keel::gateway {
@@ -83,6 +84,48 @@ Result<Segment> parse_segment(std::string_view seg, std::string_view whole) {
   return Segment{SegKind::kLiteral, std::string(seg)};
 }
 
+// "NAME:VALUE" (exact) or "NAME" (presence), the text of a header= option.
+Result<HeaderMatch> parse_header_match(std::string_view spec, const Limits& limits) {
+  auto colon = spec.find(':');
+  auto name = spec.substr(0, colon);
+  HeaderMatch h;
+  if (name.empty() || name.size() > limits.max_header_name_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("header match '{}' needs a header name of 1 to {} characters; allowed: "
+                                  "header=NAME:VALUE (exact value) or header=NAME (present)",
+                                  shown(spec), limits.max_header_name_bytes));
+  for (char c : name) {
+    char l = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+    if (!((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '-' || l == '_' || l == '.'))
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("header name '{}' may hold only letters, digits, '-', '_' and '.'", shown(name)));
+    h.name.push_back(l);
+  }
+  if (colon == std::string_view::npos) {
+    h.presence = true;
+    return h;
+  }
+  auto value = spec.substr(colon + 1);
+  if (value.empty() || value.size() > limits.max_header_value_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("header match '{}' needs a value of 1 to {} characters after ':' (or no ':' "
+                                  "to match any value)",
+                                  shown(spec), limits.max_header_value_bytes));
+  for (char c : value) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '#')
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("header value '{}' may hold only printable ASCII without space or '#'",
+                                    shown(value)));
+  }
+  if (value.find("=>") != std::string_view::npos)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("header value '{}' may not hold '=>' (it ends the route in a routes file)",
+                                  shown(value)));
+  h.value = std::string(value);
+  return h;
+}
+
 }  // namespace
 
 std::string Template::text() const {
@@ -144,8 +187,11 @@ Result<Template> parse_template(std::string_view path, const Limits& limits) {
 std::string RouteSpec::text() const {
   std::string out = method + " " + path.text();
   if (!host.empty()) out += " host=" + host;
+  for (auto& h : headers) out += " header=" + h.text();
   return out;
 }
+
+std::string HeaderMatch::text() const { return presence ? name : name + ":" + value; }
 
 Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
   text = trim(text);
@@ -153,8 +199,8 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
     return make_error(Errc::kInvalidArgument,
                       fmt::format("route of {} bytes is too long; allowed: up to {}", text.size(), limits.max_route_bytes));
   constexpr std::string_view kForm =
-      "expected 'METHOD /path' or 'METHOD:/path', optionally followed by ' host=HOST' (for example "
-      "'GET /api/orders/{orderId}' or 'POST:/api/orders')";
+      "expected 'METHOD /path' or 'METHOD:/path', optionally followed by options host=HOST, "
+      "header=NAME:VALUE, header=NAME (for example 'GET /api/orders/{orderId}' or 'POST:/api/orders')";
   size_t cut = text.find_first_of(" \t:");
   if (cut == std::string_view::npos || cut == 0)
     return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), kForm));
@@ -178,25 +224,49 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
   auto t = parse_template(path, limits);
   if (!t) return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), t.error().message));
   r.path = std::move(*t);
-  if (!opts.empty()) {
-    if (!opts.starts_with("host="))
+  constexpr std::string_view kOptions =
+      "allowed: host=HOST, header=NAME:VALUE, header=NAME";
+  bool have_host = false;
+  while (!opts.empty()) {
+    auto end = opts.find_first_of(" \t");
+    auto opt = opts.substr(0, end);
+    opts = end == std::string_view::npos ? std::string_view() : trim(opts.substr(end));
+    if (opt.starts_with("host=")) {
+      if (have_host)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': host= is given twice", shown(text)));
+      have_host = true;
+      auto host = opt.substr(5);
+      if (host.empty() || host.size() > limits.max_host_bytes)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': host must have 1 to {} characters",
+                                                              shown(text), limits.max_host_bytes));
+      for (char c : host) {
+        char l = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+        if (!host_char(l))
+          return make_error(Errc::kInvalidArgument,
+                            fmt::format("route '{}': host '{}' may hold only letters, digits, '-' and '.' "
+                                        "(no port, no wildcard)",
+                                        shown(text), shown(host)));
+        r.host.push_back(l);
+      }
+    } else if (opt.starts_with("header=")) {
+      auto hm = parse_header_match(opt.substr(7), limits);
+      if (!hm) return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), hm.error().message));
+      for (auto& h : r.headers)
+        if (h.name == hm->name)
+          return make_error(Errc::kInvalidArgument, fmt::format("route '{}': header '{}' is matched twice; one "
+                                                                "header= per header name",
+                                                                shown(text), hm->name));
+      if (r.headers.size() >= limits.max_header_matches)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': more than {} header= options",
+                                                              shown(text), limits.max_header_matches));
+      r.headers.push_back(std::move(*hm));
+    } else {
       return make_error(Errc::kInvalidArgument,
-                        fmt::format("route '{}': unexpected '{}' after the path; allowed: ' host=HOST'",
-                                    shown(text), shown(opts)));
-    auto host = opts.substr(5);
-    if (host.empty() || host.size() > limits.max_host_bytes)
-      return make_error(Errc::kInvalidArgument,
-                        fmt::format("route '{}': host must have 1 to {} characters", shown(text), limits.max_host_bytes));
-    for (char c : host) {
-      char l = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-      if (!host_char(l))
-        return make_error(Errc::kInvalidArgument,
-                          fmt::format("route '{}': host '{}' may hold only letters, digits, '-' and '.' "
-                                      "(no port, no wildcard)",
-                                      shown(text), shown(host)));
-      r.host.push_back(l);
+                        fmt::format("route '{}': unexpected '{}' after the path; {}", shown(text), shown(opt), kOptions));
     }
   }
+  std::sort(r.headers.begin(), r.headers.end(),
+            [](const HeaderMatch& a, const HeaderMatch& b) { return a.name < b.name; });
   return r;
 }
 

@@ -155,6 +155,34 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIn("GET /api/items/{id}", [r["route"] for r in body["routes"]])
 
+    def test_header_match_sends_canary_requests_to_their_own_service(self):
+        canary = Upstream("canary")
+        try:
+            st, body = register(self.port, "items-canary", "c-1", canary.address,
+                                ["GET /api/items/{id} header=X-Canary:1", "GET /api/items/{id} header=x-probe"])
+            self.assertEqual(st, 200, body)
+            self.assertIn("GET /api/items/{id} header=x-canary:1", body["routes"])
+            for i in range(10):
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i, headers={"x-canary": "1"})
+                self.assertEqual((st, b["name"]), (200, "canary"))
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i, headers={"X-Canary": "2"})
+                self.assertEqual(st, 200)
+                self.assertIn(b["name"], ("a", "b"))
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i)
+                self.assertIn(b["name"], ("a", "b"))
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i, headers={"X-Probe": "anything"})
+                self.assertEqual((st, b["name"]), (200, "canary"))
+            st, _, b = request(self.port, "GET", "/v1/routes/match?path=/api/items/3&header=X-Canary:1")
+            self.assertEqual((st, b["service"]), (200, "items-canary"))
+            st, _, b = request(self.port, "GET", "/v1/routes/match?path=/api/items/3")
+            self.assertEqual((st, b["service"]), (200, "items"))
+            st, body = register(self.port, "items-canary", "c-2", canary.address, ["GET /x header=x:a b"])
+            self.assertEqual(st, 400)
+            self.assertIn("allowed: host=HOST, header=NAME:VALUE", body["error"]["message"])
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/items-canary/instances/c-1")
+            canary.stop()
+
     def test_forwarded_headers_and_trace_context(self):
         st, _, body = request(self.port, "GET", "/api/items/7", headers={"Host": "shop.example:8080"})
         self.assertEqual(st, 200)

@@ -103,6 +103,20 @@ void strip_hop_by_hop(Fields& f) {
 
 std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
+// The request's headers as the matcher asks for them (Beast's lookup is case-insensitive).
+class RequestHeaders final : public gateway::HeaderLookup {
+ public:
+  explicit RequestHeaders(const GwRequest& req) : req_(req) {}
+  std::optional<std::string_view> get(std::string_view lower_name) const override {
+    auto it = req_.find(beast::string_view(lower_name.data(), lower_name.size()));
+    if (it == req_.end()) return std::nullopt;
+    return sv(it->value());
+  }
+
+ private:
+  const GwRequest& req_;
+};
+
 }  // namespace
 
 namespace {
@@ -364,7 +378,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
   }
   std::string host;
   if (auto h = req.find(bhttp::field::host); h != req.end()) host = gateway::normalize_host(sv(h->value()));
-  auto entry = table.matcher().find(method, host, *segs);
+  auto entry = table.matcher().find(method, host, *segs, RequestHeaders(req));
   if (!entry) {
     if (!answer_unmatched) co_return std::nullopt;
     co_return error_answer(ver, bhttp::status::not_found, "NOT_FOUND",
@@ -447,19 +461,19 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     for (uint32_t i : candidates)
       if (!tried.count(i)) left.push_back(i);
     if (left.empty()) break;
-    size_t k;
+    uint32_t chosen;
     if (opt.policy == gateway::Policy::kRoundRobin) {
-      k = gateway::pick_round_robin(left.size(), rr_cursor);
+      chosen = left[gateway::pick_round_robin(left.size(), rr_cursor)];
     } else {
       std::vector<gateway::Load> loads;
       for (uint32_t i : left) {
         auto it = upstreams.find(table.instances()[i].address);
         loads.push_back(gateway::Load{it == upstreams.end() ? 0u : it->second.inflight, table.instances()[i].meta.weight});
       }
-      k = gateway::pick_least_request(loads, rng);
+      chosen = left[gateway::pick_least_request(loads, rng)];
     }
-    const auto& inst = table.instances()[left[k]];
-    tried.insert(left[k]);
+    const auto& inst = table.instances()[chosen];
+    tried.insert(chosen);
     auto& up = upstreams[inst.address];
     ++up.inflight;
     if (attempt > 0) ++retries;
@@ -561,6 +575,7 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
   }
   if (path == "/v1/routes/match") {
     std::string m = "GET", p, h;
+    std::vector<std::pair<std::string, std::string>> hv;
     while (!query.empty()) {
       auto amp = query.find('&');
       auto part = query.substr(0, amp);
@@ -572,12 +587,17 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
       if (k == "method") m = v;
       else if (k == "path") p = v;
       else if (k == "host") h = v;
+      else if (k == "header" && hv.size() < 32) {
+        auto colon = v.find(':');
+        hv.emplace_back(v.substr(0, colon), colon == std::string::npos ? std::string() : v.substr(colon + 1));
+      }
     }
     if (p.empty())
       co_return error_answer(ver, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                             "give the request to match: /v1/routes/match?method=GET&path=/api/orders/7[&host=HOST]");
+                             "give the request to match: /v1/routes/match?method=GET&path=/api/orders/7[&host=HOST]"
+                             "[&header=NAME:VALUE]...");
     auto snap = routes.snapshot();
-    auto r = snap->table.matcher().match(m, h, p);
+    auto r = snap->table.matcher().match(m, h, p, gateway::HeaderList(std::move(hv)));
     if (!r)
       co_return error_answer(ver, bhttp::status::not_found, "NOT_FOUND", fmt::format("no route matches {} {}", m, p));
     json params = json::object();
