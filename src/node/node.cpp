@@ -904,6 +904,7 @@ Status Node::start() {
     im.resp->set_routes(im.routes.get());
     http::GatewayOptions go;
     go.policy = *gateway::parse_policy(im.cfg.gateway_balancer);  // validated with the config
+    if (!im.cfg.gateway_hash_key.empty()) go.hash_key = *gateway::parse_hash_key(im.cfg.gateway_hash_key);
     go.connect_timeout_ms = static_cast<int64_t>(im.cfg.gateway_connect_timeout_ms);
     go.request_timeout_ms = static_cast<int64_t>(im.cfg.gateway_request_timeout_ms);
     go.retries = static_cast<uint32_t>(im.cfg.gateway_retries);

@@ -507,6 +507,78 @@ class GatewayHealthTest(unittest.TestCase):
             self.assertIn(words, body["error"]["message"])
 
 
+class GatewayHashTest(unittest.TestCase):
+    """gateway.balancer = consistent_hash: affinity by a header, a cookie or a path parameter."""
+
+    def start(self, key):
+        k = Keel("--engine", "memory", "--shards", "1", "--set", "gateway.balancer=consistent_hash",
+                 "--set", "gateway.hash_key=" + key).start()
+        self.addCleanup(k.cleanup)
+        ups = [Upstream("u%d" % i) for i in range(3)]
+        for u in ups:
+            self.addCleanup(u.stop)
+            st, body = register(k.http_port, "shard", u.name, u.address, ["GET /users/{user}/cart"])
+            self.assertEqual(st, 200, body)
+        return k, ups
+
+    def owners(self, port, users, how):
+        out = {}
+        for u in users:
+            st, _, body = request(port, "GET", "/users/%s/cart" % u, headers=how(u))
+            self.assertEqual(st, 200, body)
+            out[u] = body["name"]
+        return out
+
+    def test_same_header_same_instance_and_one_leaving_moves_only_its_keys(self):
+        k, ups = self.start("header:X-User")
+        users = ["user-%d" % i for i in range(60)]
+        by_header = lambda u: {"X-User": u}
+        first = self.owners(k.http_port, users, by_header)
+        self.assertEqual(self.owners(k.http_port, users, by_header), first)  # same key, same instance
+        self.assertEqual(set(first.values()), {"u0", "u1", "u2"})  # 60 keys spread over all three
+        st, body = http("GET", k.http_port, "/v1/routes")
+        self.assertEqual((body["balancer"], body["hash_key"]), ("consistent_hash", "header:x-user"))
+        # u1 leaves: only the users it had move; the others stay where they were.
+        st, _ = http("DELETE", k.http_port, "/v1/routes/services/shard/instances/u1")
+        self.assertEqual(st, 200)
+        after = self.owners(k.http_port, users, by_header)
+        for u in users:
+            if first[u] == "u1":
+                self.assertIn(after[u], ("u0", "u2"))
+            else:
+                self.assertEqual(after[u], first[u], u)
+        # It comes back: its users return to it.
+        st, body = register(k.http_port, "shard", "u1", ups[1].address, ["GET /users/{user}/cart"])
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.owners(k.http_port, users, by_header), first)
+        # Without the header: still served (least request).
+        st, _, body = request(k.http_port, "GET", "/users/x/cart")
+        self.assertEqual(st, 200)
+
+    def test_path_parameter_and_cookie_keys(self):
+        k, ups = self.start("param:user")
+        users = ["p%d" % i for i in range(30)]
+        first = self.owners(k.http_port, users, lambda u: {})
+        self.assertEqual(self.owners(k.http_port, users, lambda u: {"X-User": "ignored"}), first)
+        self.assertGreaterEqual(len(set(first.values())), 2)
+        k2, _ = self.start("cookie:session")
+        by_cookie = lambda u: {"Cookie": "theme=dark; session=%s" % u}
+        c1 = self.owners(k2.http_port, users, by_cookie)
+        self.assertEqual(self.owners(k2.http_port, users, by_cookie), c1)
+        self.assertGreaterEqual(len(set(c1.values())), 2)
+
+    def test_bad_balancer_settings_are_refused_naming_the_field(self):
+        for args, words in (((), "gateway.hash_key: must be set when gateway.balancer = consistent_hash"),
+                            (("--set", "gateway.hash_key=query:x"), "unknown source 'query'"),
+                            (("--set", "gateway.balancer=maglev"), "allowed: least_request (p2c), round_robin")):
+            cmd = ["--set", "gateway.balancer=consistent_hash"] if "gateway.balancer=maglev" not in args else []
+            k = Keel("--engine", "memory", *cmd, *args)
+            with self.assertRaises(RuntimeError) as e:
+                k.start()
+            k.cleanup()
+            self.assertIn(words, str(e.exception))
+
+
 class GatewayClusterTest(unittest.TestCase):
     def test_a_route_registered_on_node_1_serves_on_node_3(self):
         from test_cluster import Cluster

@@ -16,6 +16,7 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "base/assert.h"
 #include "base/clock.h"
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/server.h"
@@ -168,6 +169,24 @@ void Gateway::stop() { impl_->stopping = true; }
 bool Gateway::Impl::healthy(const std::string& service, const std::string& id) const {
   auto it = health.find({service, id});
   return it == health.end() || it->second.state.healthy();
+}
+
+const gateway::HashRing& Gateway::Impl::ring_for(const std::shared_ptr<const routing::Snapshot>& snap, uint32_t entry) {
+  if (snap != rings_of) {
+    rings.clear();
+    rings_of = snap;
+  }
+  const auto& table = snap->table;
+  auto it = rings.find(entry);
+  if (it == rings.end()) {
+    std::vector<gateway::RingMember> ms;
+    for (uint32_t i : table.targets(entry)) {
+      const auto& in = table.instances()[i];
+      ms.push_back(gateway::RingMember{in.service + "/" + in.id, std::max<uint32_t>(in.meta.weight, 1)});
+    }
+    it = rings.emplace(entry, gateway::HashRing::build(ms)).first;
+  }
+  return it->second;
 }
 
 void Gateway::Impl::prune(const gateway::RouteTable& table) {
@@ -433,6 +452,23 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
                                               {"ejected", n_ejected}});
   }
 
+  // consistent_hash: the request's key (absent: least request decides).
+  std::optional<uint64_t> key_hash;
+  if (opt.policy == gateway::Policy::kConsistentHash) {
+    const auto& hk = opt.hash_key;
+    std::optional<std::string> key;
+    if (hk.kind == gateway::HashKeySpec::Kind::kHeader) {
+      if (auto it = req.find(hk.name); it != req.end()) key = std::string(sv(it->value()));
+    } else if (hk.kind == gateway::HashKeySpec::Kind::kCookie) {
+      if (auto it = req.find(bhttp::field::cookie); it != req.end())
+        if (auto v = gateway::cookie_value(sv(it->value()), hk.name)) key = std::string(*v);
+    } else {
+      for (auto& [name, value] : gateway::captures(route, *segs))
+        if (name == hk.name) key = value;
+    }
+    if (key) key_hash = gateway::stable_hash(*key);
+  }
+
   // What the upstream sees: hop-by-hop headers gone, X-Forwarded-*, a trace parent.
   std::string orig_host = host.empty() ? std::string() : std::string(sv(req[bhttp::field::host]));
   strip_hop_by_hop(req);
@@ -462,7 +498,15 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
       if (!tried.count(i)) left.push_back(i);
     if (left.empty()) break;
     uint32_t chosen;
-    if (opt.policy == gateway::Policy::kRoundRobin) {
+    if (key_hash) {
+      // The key's owner on the ring, or the next usable instance clockwise.
+      const auto& targets = table.targets(*entry);
+      auto m = ring_for(snap, *entry).pick(*key_hash, [&](size_t j) {
+        return std::find(left.begin(), left.end(), targets[j]) != left.end();
+      });
+      KEEL_ASSERT(m.has_value());  // every instance in `left` is a target of the entry
+      chosen = targets[*m];
+    } else if (opt.policy == gateway::Policy::kRoundRobin) {
       chosen = left[gateway::pick_round_robin(left.size(), rr_cursor)];
     } else {
       std::vector<gateway::Load> loads;
@@ -569,6 +613,7 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"routes", rts},
                                {"instances", instances},
                                {"balancer", gateway::policy_name(opt.policy)},
+                               {"hash_key", opt.policy == gateway::Policy::kConsistentHash ? json(opt.hash_key.text()) : json()},
                                {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
                                           {"errors_503", errors_503}, {"errors_504", errors_504},
                                           {"ejections", ejections}}}});

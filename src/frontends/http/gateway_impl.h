@@ -17,6 +17,10 @@
 #include "base/random.h"
 #include "frontends/http/gateway.h"
 
+namespace keel::routing {
+struct Snapshot;
+}
+
 namespace keel::http {
 
 using GwRequest = boost::beast::http::request<boost::beast::http::string_body>;
@@ -74,6 +78,12 @@ struct Gateway::Impl {
   std::atomic<bool> stopping{false};  // set by Gateway::stop from outside the shards
   SeededRandom rng;
   uint64_t rr_cursor = 0;
+  // consistent_hash: one ring per route entry over its instances, for the table of snapshot
+  // rings_of (rebuilt when the snapshot changes: a new revision, or a lease that ended; the
+  // snapshot is held so that its address is not reused). shard 0 only.
+  const gateway::HashRing& ring_for(const std::shared_ptr<const routing::Snapshot>& snap, uint32_t entry);
+  std::unordered_map<uint32_t, gateway::HashRing> rings;
+  std::shared_ptr<const routing::Snapshot> rings_of;
   std::unordered_map<std::string, Upstream> upstreams;  // by address; shard 0 only
   uint64_t pruned_at_revision = 0;
   // Counters (shard 0 only), shown by GET /v1/routes.
