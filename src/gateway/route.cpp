@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
+#include <optional>
 
 namespace keel::gateway {
 
@@ -82,6 +84,14 @@ Result<Segment> parse_segment(std::string_view seg, std::string_view whole) {
                       "parameter is a whole segment: {{name}}, *, {{name=**}} or **)",
                       shown(whole), shown(seg), shown(std::string_view(&c, 1))));
   return Segment{SegKind::kLiteral, std::string(seg)};
+}
+
+// A whole number from 1 to `max`, or nullopt.
+std::optional<uint64_t> parse_count(std::string_view v, uint64_t max) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < 1 || n > max) return std::nullopt;
+  return n;
 }
 
 // "NAME:VALUE" (exact) or "NAME" (presence), the text of a header= option.
@@ -188,7 +198,16 @@ std::string RouteSpec::text() const {
   std::string out = method + " " + path.text();
   if (!host.empty()) out += " host=" + host;
   for (auto& h : headers) out += " header=" + h.text();
+  if (rate.enabled()) {
+    out += " rate=" + rate.text();
+    if (rate.burst != 0) out += fmt::format(" burst={}", rate.burst);
+    if (!rate.header.empty()) out += " rate_key=header:" + rate.header;
+  }
   return out;
+}
+
+std::string RateSpec::text() const {
+  return fmt::format("{}/{}", count, period_ms == 1000 ? "s" : period_ms == 60000 ? "m" : "h");
 }
 
 std::string HeaderMatch::text() const { return presence ? name : name + ":" + value; }
@@ -225,8 +244,8 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
   if (!t) return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), t.error().message));
   r.path = std::move(*t);
   constexpr std::string_view kOptions =
-      "allowed: host=HOST, header=NAME:VALUE, header=NAME";
-  bool have_host = false;
+      "allowed: host=HOST, header=NAME:VALUE, header=NAME, rate=N/s|N/m|N/h, burst=N, rate_key=client|header:NAME";
+  bool have_host = false, have_burst = false, have_key = false;
   while (!opts.empty()) {
     auto end = opts.find_first_of(" \t");
     auto opt = opts.substr(0, end);
@@ -260,11 +279,67 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
         return make_error(Errc::kInvalidArgument, fmt::format("route '{}': more than {} header= options",
                                                               shown(text), limits.max_header_matches));
       r.headers.push_back(std::move(*hm));
+    } else if (opt.starts_with("rate=")) {
+      if (r.rate.enabled())
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': rate= is given twice", shown(text)));
+      auto v = opt.substr(5);
+      auto slash = v.find('/');
+      auto unit = slash == std::string_view::npos ? std::string_view() : v.substr(slash + 1);
+      auto n = parse_count(v.substr(0, slash), limits.max_rate_count);
+      if (!n)
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': rate '{}' needs a whole number of requests from 1 to {} before "
+                                      "the unit; allowed: N/s, N/m, N/h (for example rate=100/s)",
+                                      shown(text), shown(v), limits.max_rate_count));
+      if (unit == "s") r.rate.period_ms = 1000;
+      else if (unit == "m") r.rate.period_ms = 60000;
+      else if (unit == "h") r.rate.period_ms = 3600000;
+      else
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': rate '{}' {}; allowed: N/s, N/m, N/h (for example rate=100/s)",
+                                      shown(text), shown(v),
+                                      slash == std::string_view::npos ? std::string("has no unit")
+                                                                      : fmt::format("has the unit '{}'", shown(unit))));
+      r.rate.count = *n;
+    } else if (opt.starts_with("burst=")) {
+      auto n = parse_count(opt.substr(6), limits.max_rate_count);
+      if (!n || have_burst)
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': burst '{}' must be given once, as a whole number from 1 to {}",
+                                      shown(text), shown(opt.substr(6)), limits.max_rate_count));
+      have_burst = true;
+      r.rate.burst = *n;
+    } else if (opt.starts_with("rate_key=")) {
+      auto v = opt.substr(9);
+      if (have_key)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': rate_key= is given twice", shown(text)));
+      have_key = true;
+      if (v == "client") {
+        r.rate.header.clear();
+      } else if (v.starts_with("header:")) {
+        auto hm = parse_header_match(v.substr(7), limits);
+        if (!hm || !hm->presence)
+          return make_error(Errc::kInvalidArgument,
+                            fmt::format("route '{}': rate_key '{}' needs a header name of letters, digits, '-', '_' "
+                                        "and '.'; allowed: rate_key=client, rate_key=header:NAME",
+                                        shown(text), shown(v)));
+        r.rate.header = hm->name;
+      } else {
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': rate_key '{}' is not known; allowed: rate_key=client (the client "
+                                      "address), rate_key=header:NAME",
+                                      shown(text), shown(v)));
+      }
     } else {
       return make_error(Errc::kInvalidArgument,
                         fmt::format("route '{}': unexpected '{}' after the path; {}", shown(text), shown(opt), kOptions));
     }
   }
+  if (!r.rate.enabled() && (have_burst || have_key))
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("route '{}': burst= and rate_key= need rate= (for example rate=100/s burst=20)",
+                                  shown(text)));
+  if (r.rate.burst == r.rate.count) r.rate.burst = 0;  // the default, one canonical form
   std::sort(r.headers.begin(), r.headers.end(),
             [](const HeaderMatch& a, const HeaderMatch& b) { return a.name < b.name; });
   return r;

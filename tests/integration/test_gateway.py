@@ -183,6 +183,40 @@ class GatewayTest(unittest.TestCase):
             http("DELETE", self.port, "/v1/routes/services/items-canary/instances/c-1")
             canary.stop()
 
+    def test_rate_limit_per_route_answers_429_with_retry_after(self):
+        try:
+            st, body = register(self.port, "limited", "l-1", self.a.address,
+                                ["GET /limited/{x} rate=2/m", "GET /keyed rate=1/m rate_key=header:X-Api-Key"])
+            self.assertEqual(st, 200, body)
+            for _ in range(2):
+                st, _, b = request(self.port, "GET", "/limited/1")
+                self.assertEqual((st, b["name"]), (200, "a"))
+            st, h, b = request(self.port, "GET", "/limited/2")  # the same route, another path
+            self.assertEqual(st, 429, b)
+            self.assertEqual(b["error"]["code"], "RATE_LIMITED")
+            self.assertEqual((b["error"]["limit"], b["error"]["burst"], b["error"]["key"]), ("2/m", 2, "client"))
+            self.assertIn("allows 2/m per client address", b["error"]["message"])
+            self.assertGreaterEqual(int(h["retry-after"]), 1)
+            self.assertLessEqual(int(h["retry-after"]), 30)
+            # Per header value: each key has its own allowance; no header counts by address.
+            st, _, _ = request(self.port, "GET", "/keyed", headers={"X-Api-Key": "k1"})
+            self.assertEqual(st, 200)
+            st, _, b = request(self.port, "GET", "/keyed", headers={"X-Api-Key": "k1"})
+            self.assertEqual((st, b["error"]["key"]), (429, "header:x-api-key"))
+            st, _, _ = request(self.port, "GET", "/keyed", headers={"X-Api-Key": "k2"})
+            self.assertEqual(st, 200)
+            st, _, _ = request(self.port, "GET", "/keyed")
+            self.assertEqual(st, 200)
+            st, _, _ = request(self.port, "GET", "/keyed")
+            self.assertEqual(st, 429)
+            st, body = http("GET", self.port, "/v1/routes")
+            self.assertGreaterEqual(body["stats"]["rate_limited"], 3)
+            st, body = register(self.port, "limited", "l-2", self.a.address, ["GET /x rate=100"])
+            self.assertEqual(st, 400)
+            self.assertIn("rate '100' has no unit; allowed: N/s, N/m, N/h", body["error"]["message"])
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/limited/instances/l-1")
+
     def test_forwarded_headers_and_trace_context(self):
         st, _, body = request(self.port, "GET", "/api/items/7", headers={"Host": "shop.example:8080"})
         self.assertEqual(st, 200)

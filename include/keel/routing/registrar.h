@@ -43,7 +43,7 @@ class Route {
     options_ += " header=" + std::move(name);
     return *this;
   }
-  // Any other route option in its text form, such as "host=api.example.com".
+  // Any other route option in its text form, such as "host=api.example.com" or "rate=100/s".
   Route& option(std::string text) {
     options_ += " " + std::move(text);
     return *this;

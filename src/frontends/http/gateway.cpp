@@ -189,10 +189,33 @@ const gateway::HashRing& Gateway::Impl::ring_for(const std::shared_ptr<const rou
   return it->second;
 }
 
+namespace {
+std::string limiter_key(const gateway::RouteSpec& r) { return r.service + " " + r.text(); }
+}  // namespace
+
+resilience::KeyedRateLimiter& Gateway::Impl::limiter_for(const gateway::RouteSpec& route) {
+  auto& l = limiters[limiter_key(route)];
+  if (!l) {
+    resilience::KeyedLimiterOptions o;
+    o.name = "gateway " + limiter_key(route);
+    o.limit.count = route.rate.count;
+    o.limit.period = std::chrono::milliseconds(route.rate.period_ms);
+    o.limit.burst = static_cast<uint32_t>(route.rate.effective_burst());
+    o.max_keys = kRateKeys;
+    l = std::make_unique<resilience::KeyedRateLimiter>(std::move(o));  // bounds checked by parse_route
+  }
+  return *l;
+}
+
 void Gateway::Impl::prune(const gateway::RouteTable& table) {
   std::vector<std::pair<std::string, std::string>> live;
   for (auto& i : table.instances()) live.emplace_back(i.service, i.id);
   outliers.retain(live);
+  // The limiters of routes no longer in the table go (and start afresh if the route returns).
+  std::set<std::string> routes_now;
+  for (auto& e : table.matcher().entries())
+    if (e.route.rate.enabled()) routes_now.insert(limiter_key(e.route));
+  std::erase_if(limiters, [&](const auto& kv) { return !routes_now.count(kv.first); });
 }
 
 awaitable<void> Gateway::Impl::health_loop() {
@@ -410,6 +433,35 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
                            fmt::format("request body of {} bytes exceeds gateway.max_body_bytes ({})", req.body().size(),
                                        opt.max_body_bytes));
 
+  // The route's rate limit, before any work for an upstream.
+  if (route.rate.enabled()) {
+    std::string key = "c:" + client_ip;
+    if (!route.rate.header.empty())
+      if (auto it = req.find(route.rate.header); it != req.end())
+        key = "h:" + std::string(sv(it->value()).substr(0, 256));
+    auto d = limiter_for(route).try_acquire(key, sdk::SteadyClock::instance().now());
+    if (auto* no = std::get_if<resilience::Denied>(&d)) {
+      ++rate_limited;
+      using std::chrono::duration_cast;
+      int64_t ms = duration_cast<std::chrono::milliseconds>(no->retry_after).count();
+      int64_t secs = std::max<int64_t>(1, (ms + 999) / 1000);
+      auto res = error_answer(
+          ver, bhttp::status::too_many_requests, "RATE_LIMITED",
+          fmt::format("rate limit of route '{}' (service '{}') exceeded: it allows {} per {}, {} at once; retry "
+                      "after {} s",
+                      route.text(), route.service, route.rate.text(), route.rate.key_text(),
+                      route.rate.effective_burst(), secs),
+          json{{"route", route.text()},
+               {"service", route.service},
+               {"limit", route.rate.text()},
+               {"burst", route.rate.effective_burst()},
+               {"key", route.rate.header.empty() ? "client" : "header:" + route.rate.header},
+               {"retry_after_s", secs}});
+      res.set(bhttp::field::retry_after, std::to_string(secs));
+      co_return res;
+    }
+  }
+
   // Drop pools of instances no longer in the table (none in use).
   if (snap->revision != pruned_at_revision) {
     pruned_at_revision = snap->revision;
@@ -616,7 +668,7 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"hash_key", opt.policy == gateway::Policy::kConsistentHash ? json(opt.hash_key.text()) : json()},
                                {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
                                           {"errors_503", errors_503}, {"errors_504", errors_504},
-                                          {"ejections", ejections}}}});
+                                          {"ejections", ejections}, {"rate_limited", rate_limited}}}});
   }
   if (path == "/v1/routes/match") {
     std::string m = "GET", p, h;

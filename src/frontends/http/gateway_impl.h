@@ -16,6 +16,7 @@
 
 #include "base/random.h"
 #include "frontends/http/gateway.h"
+#include "keel/resilience/rate_limiter.h"
 
 namespace keel::routing {
 struct Snapshot;
@@ -78,6 +79,11 @@ struct Gateway::Impl {
   std::atomic<bool> stopping{false};  // set by Gateway::stop from outside the shards
   SeededRandom rng;
   uint64_t rr_cursor = 0;
+  // Per-route rate limits (route option rate=): one keyed GCRA limiter per (service, route
+  // text), kept across table revisions while the route exists. shard 0 only.
+  static constexpr uint32_t kRateKeys = 10000;  // keys (clients, header values) per route
+  resilience::KeyedRateLimiter& limiter_for(const gateway::RouteSpec& route);
+  std::unordered_map<std::string, std::unique_ptr<resilience::KeyedRateLimiter>> limiters;
   // consistent_hash: one ring per route entry over its instances, for the table of snapshot
   // rings_of (rebuilt when the snapshot changes: a new revision, or a lease that ended; the
   // snapshot is held so that its address is not reused). shard 0 only.
@@ -87,7 +93,7 @@ struct Gateway::Impl {
   std::unordered_map<std::string, Upstream> upstreams;  // by address; shard 0 only
   uint64_t pruned_at_revision = 0;
   // Counters (shard 0 only), shown by GET /v1/routes.
-  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0;
+  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0, rate_limited = 0;
 };
 
 }  // namespace keel::http

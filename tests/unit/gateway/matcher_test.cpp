@@ -50,6 +50,20 @@ TEST(RouteParse, FormsAndCanonicalText) {
   EXPECT_TRUE(h.headers[0].presence);
   EXPECT_EQ(h.headers[1].value, "V2");
   EXPECT_EQ(route(h.text()), h);
+  // Rate limits: canonical text drops defaults (burst = N, rate_key=client); no part in equality of paths.
+  auto rl = route("GET /x rate_key=header:X-Api-Key burst=20 rate=100/s");
+  EXPECT_EQ(rl.rate.count, 100u);
+  EXPECT_EQ(rl.rate.period_ms, 1000);
+  EXPECT_EQ(rl.rate.effective_burst(), 20u);
+  EXPECT_EQ(rl.rate.header, "x-api-key");
+  EXPECT_EQ(rl.text(), "GET /x rate=100/s burst=20 rate_key=header:x-api-key");
+  EXPECT_EQ(route(rl.text()), rl);
+  auto rm = route("GET /x rate=30/m burst=30 rate_key=client");
+  EXPECT_EQ(rm.text(), "GET /x rate=30/m");
+  EXPECT_EQ(rm.rate.period_ms, 60000);
+  EXPECT_EQ(rm.rate.effective_burst(), 30u);
+  EXPECT_EQ(route("GET /x rate=5/h").rate.period_ms, 3600000);
+  EXPECT_FALSE(route("GET /x").rate.enabled());
   auto line = parse_route_line("GET:/x header=x-canary:1 => canary");
   ASSERT_TRUE(line) << line.error().message;
   EXPECT_EQ(line->service, "canary");
@@ -77,7 +91,16 @@ TEST(RouteParse, BadRoutesSayWhatIsWrongAndWhatIsAllowed) {
       {"GET /a/**/b", "must be the last segment"},
       {"GET /a/{x}/{x}", "names parameter 'x' twice"},
       {"GET /a host=a:80", "no port"},
-      {"GET /a extra", "allowed: host=HOST, header=NAME:VALUE, header=NAME"},
+      {"GET /a extra", "allowed: host=HOST, header=NAME:VALUE, header=NAME, rate=N/s|N/m|N/h"},
+      {"GET /a rate=100", "rate '100' has no unit; allowed: N/s, N/m, N/h"},
+      {"GET /a rate=100/d", "has the unit 'd'; allowed: N/s, N/m, N/h"},
+      {"GET /a rate=0/s", "needs a whole number of requests from 1 to 1000000"},
+      {"GET /a rate=x/s", "needs a whole number"},
+      {"GET /a rate=1/s rate=2/s", "rate= is given twice"},
+      {"GET /a rate=1/s burst=0", "burst '0' must be given once, as a whole number from 1"},
+      {"GET /a burst=5", "burst= and rate_key= need rate="},
+      {"GET /a rate=1/s rate_key=ip", "rate_key 'ip' is not known; allowed: rate_key=client"},
+      {"GET /a rate=1/s rate_key=header:a:b", "rate_key 'header:a:b' needs a header name"},
       {"GET /a host=a.b host=c.d", "host= is given twice"},
       {"GET /a header=", "needs a header name"},
       {"GET /a header=x y:1", "unexpected 'y:1'"},
