@@ -13,7 +13,9 @@ import http.server as hserver
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -216,6 +218,39 @@ class GatewayTest(unittest.TestCase):
             self.assertIn("rate '100' has no unit; allowed: N/s, N/m, N/h", body["error"]["message"])
         finally:
             http("DELETE", self.port, "/v1/routes/services/limited/instances/l-1")
+
+    def test_metrics_per_route_and_upstream_pass_promtool(self):
+        for i in range(5):
+            st, _, _ = request(self.port, "GET", "/api/items/metrics-%d" % i)
+            self.assertEqual(st, 200)
+        st, _, _ = request(self.port, "GET", "/reports/x")  # a routes-file route with no instance: 503
+        self.assertEqual(st, 503)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=10) as r:
+            data = r.read()
+        text = data.decode()
+
+        def value(pattern):
+            m = re.search(r"^" + pattern + r" (\S+)$", text, re.M)
+            self.assertIsNotNone(m, pattern + "\n" + text[-3000:])
+            return float(m.group(1))
+
+        ok = r'keel_gateway_requests_total\{route="GET /api/items/\{id\}",service="items",status_class="2xx"\}'
+        self.assertGreaterEqual(value(ok), 5)
+        self.assertGreaterEqual(value(r'keel_gateway_requests_total\{route="GET /reports/\*\*",service="reports",'
+                                      r'status_class="5xx"\}'), 1)
+        self.assertGreaterEqual(value(r'keel_gateway_request_duration_seconds_count\{route="GET /api/items/\{id\}",'
+                                      r'service="items"\}'), 5)
+        self.assertGreaterEqual(value(r'keel_gateway_request_duration_seconds_bucket\{route="GET /api/items/\{id\}",'
+                                      r'service="items",le="\+Inf"\}'), 5)
+        self.assertGreaterEqual(value(r'keel_gateway_upstream_responses_total\{service="items",status_class="2xx"\}'), 5)
+        self.assertIn('keel_gateway_retries_total{service="items"}', text)
+        # Labels are bounded: no raw path, no client address.
+        self.assertNotIn("metrics-3", text)
+        self.assertNotIn('"127.0.0.1"', text)
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool (Debian package prometheus) is installed by scripts/deps.sh")
+        check = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
     def test_forwarded_headers_and_trace_context(self):
         st, _, body = request(self.port, "GET", "/api/items/7", headers={"Host": "shop.example:8080"})

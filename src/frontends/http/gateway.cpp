@@ -12,7 +12,10 @@
 #include <charconv>
 #include <chrono>
 #include <fmt/format.h>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 #include <set>
 #include <spdlog/spdlog.h>
 
@@ -316,7 +319,89 @@ std::string Gateway::Impl::metrics_text() const {
       if (key.first == s && !h.state.healthy()) ++n;
     out += fmt::format("keel_gateway_instances_unhealthy{{service=\"{}\"}} {}\n", s, n);
   }
+  out += stats_text();
   return out;
+}
+
+std::string Gateway::Impl::stats_text() const {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  using prometheus::MetricType;
+  MetricFamily requests{"keel_gateway_requests_total",
+                        "Requests that matched a gateway route, by route template, service and status class of the "
+                        "answer (the gateway's own errors included)",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily latency{"keel_gateway_request_duration_seconds",
+                       "Time from a request's match to its answer through the gateway, by route template and service",
+                       MetricType::Histogram,
+                       {}};
+  MetricFamily limited{"keel_gateway_rate_limited_total",
+                       "Requests answered 429 by a route's rate limit, by route template and service", MetricType::Counter,
+                       {}};
+  MetricFamily upstream{"keel_gateway_upstream_responses_total",
+                        "Answers of upstream instances to the gateway (every attempt that got one), by service and "
+                        "status class",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily failures{"keel_gateway_upstream_failures_total",
+                        "Upstream attempts that got no answer, by service and reason (connect, broken, timeout, "
+                        "too_large)",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily retries_f{"keel_gateway_retries_total", "Upstream attempts after the first for one request, by service",
+                         MetricType::Counter, {}};
+  auto label = [](std::string k, std::string v) { return ClientMetric::Label{std::move(k), std::move(v)}; };
+  for (auto& [key, r] : stats.routes()) {
+    for (size_t c = 0; c < r.by_class.size(); ++c) {
+      if (!r.by_class[c]) continue;
+      ClientMetric m;
+      m.label = {label("route", key.first), label("service", key.second),
+                 label("status_class", std::string(gateway::status_class_name(c)))};
+      m.counter.value = static_cast<double>(r.by_class[c]);
+      requests.metric.push_back(std::move(m));
+    }
+    ClientMetric h;
+    h.label = {label("route", key.first), label("service", key.second)};
+    h.histogram.sample_count = r.count;
+    h.histogram.sample_sum = r.seconds_sum;
+    uint64_t cum = 0;
+    for (size_t b = 0; b < gateway::kLatencyBoundsSeconds.size(); ++b) {
+      cum += r.buckets[b];
+      h.histogram.bucket.push_back(ClientMetric::Bucket{cum, gateway::kLatencyBoundsSeconds[b]});
+    }
+    cum += r.buckets.back();
+    h.histogram.bucket.push_back(ClientMetric::Bucket{cum, std::numeric_limits<double>::infinity()});
+    latency.metric.push_back(std::move(h));
+    ClientMetric l;
+    l.label = {label("route", key.first), label("service", key.second)};
+    l.counter.value = static_cast<double>(r.rate_limited);
+    limited.metric.push_back(std::move(l));
+  }
+  for (auto& [svc, s] : stats.services()) {
+    for (size_t c = 0; c < s.answers_by_class.size(); ++c) {
+      if (!s.answers_by_class[c]) continue;
+      ClientMetric m;
+      m.label = {label("service", svc), label("status_class", std::string(gateway::status_class_name(c)))};
+      m.counter.value = static_cast<double>(s.answers_by_class[c]);
+      upstream.metric.push_back(std::move(m));
+    }
+    for (size_t f = 0; f < s.failures.size(); ++f) {
+      ClientMetric m;
+      m.label = {label("service", svc), label("reason", std::string(gateway::kUpstreamFailureNames[f]))};
+      m.counter.value = static_cast<double>(s.failures[f]);
+      failures.metric.push_back(std::move(m));
+    }
+    ClientMetric r;
+    r.label = {label("service", svc)};
+    r.counter.value = static_cast<double>(s.retries);
+    retries_f.metric.push_back(std::move(r));
+  }
+  std::vector<MetricFamily> fams;
+  for (auto* f : {&requests, &latency, &limited, &upstream, &failures, &retries_f})
+    if (!f->metric.empty()) fams.push_back(std::move(*f));
+  prometheus::TextSerializer ser;
+  return ser.Serialize(fams);
 }
 
 std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
@@ -427,7 +512,24 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
                            fmt::format("no route matches {} {}; GET /v1/routes on keel's HTTP port lists the routes",
                                        method, target.substr(0, target.find('?')).substr(0, 200)));
   }
-  const auto& route = table.matcher().entries()[*entry].route;
+  // Every answer to a request that matched a route counts for the route (gateway/stats.h).
+  auto t0 = std::chrono::steady_clock::now();
+  GwResponse res = co_await proxy_route(req, client_ip, snap, *entry, *segs, host);
+  stats.request(table.matcher().entries()[*entry].route, res.result_int(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  co_return res;
+}
+
+awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::string& client_ip,
+                                                 const std::shared_ptr<const routing::Snapshot>& snap,
+                                                 uint32_t entry_index, const std::vector<std::string_view>& path_segs,
+                                                 const std::string& host) {
+  unsigned ver = req.version();
+  const auto& table = snap->table;
+  const uint64_t revision = snap->revision;
+  const uint32_t* entry = &entry_index;
+  const std::vector<std::string_view>* segs = &path_segs;
+  const auto& route = table.matcher().entries()[entry_index].route;
   if (req.body().size() > opt.max_body_bytes)
     co_return error_answer(ver, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
                            fmt::format("request body of {} bytes exceeds gateway.max_body_bytes ({})", req.body().size(),
@@ -442,6 +544,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     auto d = limiter_for(route).try_acquire(key, sdk::SteadyClock::instance().now());
     if (auto* no = std::get_if<resilience::Denied>(&d)) {
       ++rate_limited;
+      stats.rate_limited(route);
       using std::chrono::duration_cast;
       int64_t ms = duration_cast<std::chrono::milliseconds>(no->retry_after).count();
       int64_t secs = std::max<int64_t>(1, (ms + 999) / 1000);
@@ -463,8 +566,8 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
   }
 
   // Drop pools of instances no longer in the table (none in use).
-  if (snap->revision != pruned_at_revision) {
-    pruned_at_revision = snap->revision;
+  if (revision != pruned_at_revision) {
+    pruned_at_revision = revision;
     std::set<std::string_view> live;
     for (auto& i : table.instances()) live.insert(i.address);
     std::erase_if(upstreams, [&](const auto& kv) { return kv.second.inflight == 0 && !live.count(kv.first); });
@@ -572,10 +675,30 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     tried.insert(chosen);
     auto& up = upstreams[inst.address];
     ++up.inflight;
-    if (attempt > 0) ++retries;
+    if (attempt > 0) {
+      ++retries;
+      stats.retry(inst.service);
+    }
     auto a = co_await forward(inst.address, up, req, may_retry);
     --up.inflight;
     std::string who = fmt::format("{}/{} ({})", inst.service, inst.id, inst.address);
+    switch (a.fail) {
+      case Fail::kNone:
+        stats.upstream_answer(inst.service, a.res.result_int());
+        break;
+      case Fail::kConnect:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kConnect);
+        break;
+      case Fail::kBroken:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kBroken);
+        break;
+      case Fail::kTimeout:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kTimeout);
+        break;
+      case Fail::kTooLarge:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kTooLarge);
+        break;
+    }
     {
       // Passive outlier detection: 5xx answers and failures to get one count against the instance.
       bool failed = a.fail == Fail::kConnect || a.fail == Fail::kBroken || a.fail == Fail::kTimeout ||
@@ -618,7 +741,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
                           extra);
   }
   if (started_trace) req.erase("traceparent");
-  co_return answer;
+  co_return std::move(*answer);
 }
 
 awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::string_view path, std::string_view query) {

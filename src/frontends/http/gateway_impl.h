@@ -16,6 +16,7 @@
 
 #include "base/random.h"
 #include "frontends/http/gateway.h"
+#include "gateway/stats.h"
 #include "keel/resilience/rate_limiter.h"
 
 namespace keel::routing {
@@ -35,6 +36,12 @@ struct Gateway::Impl {
   // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
   boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
                                                           bool answer_unmatched);
+  // proxy() once a route matched: the rate limit, the choice of an instance, the attempts.
+  // `table`, `path_segs` and `host` live in proxy()'s frame.
+  boost::asio::awaitable<GwResponse> proxy_route(GwRequest& req, const std::string& client_ip,
+                                                 const std::shared_ptr<const routing::Snapshot>& snap,
+                                                 uint32_t entry_index, const std::vector<std::string_view>& path_segs,
+                                                 const std::string& host);
   // /v1/routes and below.
   boost::asio::awaitable<GwResponse> handle_api(const GwRequest& req, std::string_view path, std::string_view query);
 
@@ -66,6 +73,8 @@ struct Gateway::Impl {
   void prune(const gateway::RouteTable& table);
   // Prometheus text: ejections, instances ejected and unhealthy, per service.
   std::string metrics_text() const;
+  // The per-route and per-service families of `stats` (prometheus-cpp's text serializer).
+  std::string stats_text() const;
 
   routing::Service& routes;
   GatewayOptions opt;
@@ -92,6 +101,7 @@ struct Gateway::Impl {
   std::shared_ptr<const routing::Snapshot> rings_of;
   std::unordered_map<std::string, Upstream> upstreams;  // by address; shard 0 only
   uint64_t pruned_at_revision = 0;
+  gateway::GatewayStats stats;  // per route and per service, for /metrics; shard 0 only
   // Counters (shard 0 only), shown by GET /v1/routes.
   uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0, rate_limited = 0;
 };
