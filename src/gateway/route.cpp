@@ -339,6 +339,16 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
     return make_error(Errc::kInvalidArgument,
                       fmt::format("route '{}': burst= and rate_key= need rate= (for example rate=100/s burst=20)",
                                   shown(text)));
+  if (r.rate.enabled()) {
+    // The limiter keeps time in int64 nanoseconds: interval * burst must stay well inside it
+    // (the SDK's RateLimit::validate asks for 4x headroom).
+    int64_t interval_ns = r.rate.period_ms * 1'000'000 / static_cast<int64_t>(r.rate.count) + 1;
+    if (interval_ns > INT64_MAX / (4 * static_cast<int64_t>(r.rate.effective_burst())))
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("route '{}': burst {} is too large for rate {}; allowed: burst up to {}",
+                                    shown(text), r.rate.effective_burst(), r.rate.text(),
+                                    INT64_MAX / (4 * interval_ns)));
+  }
   if (r.rate.burst == r.rate.count) r.rate.burst = 0;  // the default, one canonical form
   std::sort(r.headers.begin(), r.headers.end(),
             [](const HeaderMatch& a, const HeaderMatch& b) { return a.name < b.name; });

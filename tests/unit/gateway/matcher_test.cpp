@@ -99,6 +99,7 @@ TEST(RouteParse, BadRoutesSayWhatIsWrongAndWhatIsAllowed) {
       {"GET /a rate=1/s rate=2/s", "rate= is given twice"},
       {"GET /a rate=1/s burst=0", "burst '0' must be given once, as a whole number from 1"},
       {"GET /a burst=5", "burst= and rate_key= need rate="},
+      {"GET /a rate=1/h burst=1000000", "burst 1000000 is too large for rate 1/h; allowed: burst up to 640511"},
       {"GET /a rate=1/s rate_key=ip", "rate_key 'ip' is not known; allowed: rate_key=client"},
       {"GET /a rate=1/s rate_key=header:a:b", "rate_key 'header:a:b' needs a header name"},
       {"GET /a host=a.b host=c.d", "host= is given twice"},
