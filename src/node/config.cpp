@@ -357,6 +357,14 @@ const std::vector<Setting>& settings() {
          c.gateway_hash_key = k->text();
          return "";
        }},
+      {"gateway.access_log", "log one JSON line per request that matched a route (yes/no; component routing, event gateway.access)",
+       [](const Config& c) { return std::string(c.gateway_access_log ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v == "yes" || v == "on" || v == "true") c.gateway_access_log = true;
+         else if (v == "no" || v == "off" || v == "false") c.gateway_access_log = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
+         return "";
+       }},
       {"gateway.connect_timeout_ms", "connecting to an upstream instance",
        [](const Config& c) { return std::to_string(c.gateway_connect_timeout_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.gateway_connect_timeout_ms, v, 10, 60000); }},

@@ -910,6 +910,7 @@ Status Node::start() {
     go.retries = static_cast<uint32_t>(im.cfg.gateway_retries);
     go.pool_max_idle = static_cast<uint32_t>(im.cfg.gateway_pool_max_idle);
     go.max_body_bytes = im.cfg.gateway_max_body;
+    go.access_log = im.cfg.gateway_access_log;
     go.max_response_bytes = im.cfg.gateway_max_response;
     go.outlier.consecutive_failures = static_cast<uint32_t>(im.cfg.gateway_outlier_failures);
     go.outlier.base_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_ejection_ms);

@@ -648,6 +648,42 @@ class GatewayHashTest(unittest.TestCase):
             self.assertIn(words, str(e.exception))
 
 
+class GatewayAccessLogTest(unittest.TestCase):
+    def test_one_json_line_per_routed_request_with_its_trace(self):
+        k = Keel("--engine", "memory", "--shards", "1", "--set", "gateway.access_log=yes",
+                 "--set", "log.format=json").start()
+        self.addCleanup(k.cleanup)
+        up = Upstream("u")
+        self.addCleanup(up.stop)
+        st, body = register(k.http_port, "logged", "l-1", up.address, ["GET /logged/{id}"])
+        self.assertEqual(st, 200, body)
+        tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        st, _, _ = request(k.http_port, "GET", "/logged/42?q=1", headers={"traceparent": tp})
+        self.assertEqual(st, 200)
+        st, _, _ = request(k.http_port, "GET", "/v1/routes")  # keel's own: not in the access log
+
+        def access_lines():
+            out = []
+            for line in k.output().splitlines():
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                if j.get("event") == "gateway.access":
+                    out.append(j)
+            return out
+        lines = eventually(access_lines, limit=5)
+        self.assertEqual(len(lines), 1, lines)
+        j = lines[0]
+        self.assertEqual((j["component"], j["level"]), ("routing", "info"))
+        self.assertEqual(j["trace_id"], "0af7651916cd43dd8448eb211c80319c")
+        m = json.loads(j["msg"])
+        self.assertEqual((m["method"], m["path"], m["route"], m["service"], m["status"]),
+                         ("GET", "/logged/42?q=1", "GET /logged/{id}", "logged", 200))
+        self.assertEqual((m["upstream"], m["attempts"], m["client"]), ("logged/l-1", 1, "127.0.0.1"))
+        self.assertGreaterEqual(m["duration_ms"], 0)
+
+
 class GatewayClusterTest(unittest.TestCase):
     def test_a_route_registered_on_node_1_serves_on_node_3(self):
         from test_cluster import Cluster

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <fmt/format.h>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,7 @@
 #include "base/clock.h"
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/server.h"
+#include "observe/log_context.h"
 #include "observe/trace_context.h"
 #include "runtime/shards.h"
 #include "services/routing/service.h"
@@ -31,6 +33,9 @@
 namespace {
 // This file's log lines (observe/log.h).
 spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kHttp); }
+// The access log (gateway.access_log): the routing component's, event "gateway.access".
+spdlog::logger& alog() { return keel::observe::logger(keel::observe::Component::kRouting); }
+constexpr std::string_view kAccessEvent = "gateway.access";
 }  // namespace
 
 namespace keel::http {
@@ -514,16 +519,40 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
   }
   // Every answer to a request that matched a route counts for the route (gateway/stats.h).
   auto t0 = std::chrono::steady_clock::now();
-  GwResponse res = co_await proxy_route(req, client_ip, snap, *entry, *segs, host);
-  stats.request(table.matcher().entries()[*entry].route, res.result_int(),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  std::string method_s(method), path_s(target.substr(0, 1024));  // req changes on the way
+  Outcome outcome;
+  GwResponse res = co_await proxy_route(req, client_ip, snap, *entry, *segs, host, outcome);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto& route = table.matcher().entries()[*entry].route;
+  stats.request(route, res.result_int(), secs);
+  if (opt.access_log) {
+    json line{{"method", method_s},
+              {"path", path_s},
+              {"route", route.text()},
+              {"service", route.service},
+              {"status", res.result_int()},
+              {"duration_ms", std::round(secs * 1e6) / 1e3},
+              {"client", client_ip},
+              {"upstream", outcome.upstream},
+              {"attempts", outcome.attempts}};
+    // The line carries the request's trace (the client's traceparent, or the one started).
+    std::optional<observe::LogScope> scope;
+    observe::LogContext ctx;
+    if (auto tp = observe::parse_traceparent(outcome.traceparent)) {
+      ctx.trace_id = tp->trace_id;
+      ctx.span_id = tp->span_id;
+      scope.emplace(&ctx);
+    }
+    observe::LogEventScope ev(kAccessEvent);
+    alog().info("{}", line.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
   co_return res;
 }
 
 awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::string& client_ip,
                                                  const std::shared_ptr<const routing::Snapshot>& snap,
                                                  uint32_t entry_index, const std::vector<std::string_view>& path_segs,
-                                                 const std::string& host) {
+                                                 const std::string& host, Outcome& outcome) {
   unsigned ver = req.version();
   const auto& table = snap->table;
   const uint64_t revision = snap->revision;
@@ -640,6 +669,7 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
     req.erase("tracestate");
     started_trace = true;
   }
+  if (opt.access_log) outcome.traceparent = std::string(sv(req["traceparent"]));
   req.keep_alive(true);
   req.prepare_payload();
   bool may_retry = idempotent(req.method());
@@ -673,6 +703,8 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
     }
     const auto& inst = table.instances()[chosen];
     tried.insert(chosen);
+    outcome.upstream = inst.service + "/" + inst.id;
+    ++outcome.attempts;
     auto& up = upstreams[inst.address];
     ++up.inflight;
     if (attempt > 0) {

@@ -40,6 +40,7 @@ struct GatewayOptions {
   uint64_t max_body_bytes = 16ull << 20;
   uint64_t max_response_bytes = 64ull << 20;
   gateway::OutlierOptions outlier;  // passive ejection: consecutive 5xx / connect failures / timeouts
+  bool access_log = false;          // one JSON line per request that matched a route (event gateway.access)
 };
 
 class Gateway {

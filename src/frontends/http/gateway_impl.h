@@ -36,12 +36,18 @@ struct Gateway::Impl {
   // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
   boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
                                                           bool answer_unmatched);
+  // What proxy_route did, for the access log.
+  struct Outcome {
+    std::string upstream;     // "service/id" of the last instance tried; "" when none was
+    uint32_t attempts = 0;    // instances tried
+    std::string traceparent;  // the one sent upstream (only with gateway.access_log)
+  };
   // proxy() once a route matched: the rate limit, the choice of an instance, the attempts.
-  // `table`, `path_segs` and `host` live in proxy()'s frame.
+  // `snap`, `path_segs`, `host` and `outcome` live in proxy()'s frame.
   boost::asio::awaitable<GwResponse> proxy_route(GwRequest& req, const std::string& client_ip,
                                                  const std::shared_ptr<const routing::Snapshot>& snap,
                                                  uint32_t entry_index, const std::vector<std::string_view>& path_segs,
-                                                 const std::string& host);
+                                                 const std::string& host, Outcome& outcome);
   // /v1/routes and below.
   boost::asio::awaitable<GwResponse> handle_api(const GwRequest& req, std::string_view path, std::string_view query);
 
