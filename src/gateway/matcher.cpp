@@ -26,10 +26,18 @@ int rank_at(const Template& t, size_t i) {
   return 2;                    // the template has ended
 }
 
-// Rules 2-4 (entries at the same trie node).
+size_t exact_headers(const RouteSpec& r) {
+  size_t n = 0;
+  for (auto& h : r.headers) n += h.presence ? 0 : 1;
+  return n;
+}
+
+// Rules 2-5 (entries at the same trie node).
 bool leaf_before(const Entry& a, uint32_t ia, const Entry& b, uint32_t ib) {
   bool ah = !a.route.host.empty(), bh = !b.route.host.empty();
   if (ah != bh) return ah;
+  if (a.route.headers.size() != b.route.headers.size()) return a.route.headers.size() > b.route.headers.size();
+  if (size_t ea = exact_headers(a.route), eb = exact_headers(b.route); ea != eb) return ea > eb;
   bool am = a.route.method != "*", bm = b.route.method != "*";
   if (am != bm) return am;
   if (a.order != b.order) return a.order < b.order;
@@ -38,6 +46,32 @@ bool leaf_before(const Entry& a, uint32_t ia, const Entry& b, uint32_t ib) {
 }
 
 }  // namespace
+
+std::optional<std::string_view> HeaderList::get(std::string_view lower_name) const {
+  for (auto& [k, v] : h_) {
+    if (k.size() != lower_name.size()) continue;
+    bool same = true;
+    for (size_t i = 0; i < k.size() && same; ++i) {
+      char c = k[i] >= 'A' && k[i] <= 'Z' ? static_cast<char>(k[i] + 32) : k[i];
+      same = c == lower_name[i];
+    }
+    if (same) return std::string_view(v);
+  }
+  return std::nullopt;
+}
+
+const HeaderLookup& no_headers() {
+  static const HeaderList none;
+  return none;
+}
+
+bool headers_accept(const RouteSpec& r, const HeaderLookup& headers) {
+  for (auto& h : r.headers) {
+    auto v = headers.get(h.name);
+    if (!v || (!h.presence && *v != h.value)) return false;
+  }
+  return true;
+}
 
 bool higher_priority(const Entry& a, uint32_t ia, const Entry& b, uint32_t ib) {
   const auto& ta = a.route.path;
@@ -52,9 +86,10 @@ bool higher_priority(const Entry& a, uint32_t ia, const Entry& b, uint32_t ib) {
 }
 
 bool route_accepts(const RouteSpec& r, std::string_view method, std::string_view host,
-                   const std::vector<std::string_view>& segs) {
+                   const std::vector<std::string_view>& segs, const HeaderLookup& headers) {
   if (r.method != "*" && r.method != method) return false;
   if (!r.host.empty() && r.host != host) return false;
+  if (!headers_accept(r, headers)) return false;
   const auto& ts = r.path.segs;
   for (size_t i = 0; i < ts.size(); ++i) {
     if (ts[i].kind == SegKind::kRest) return true;
@@ -145,42 +180,43 @@ Result<Matcher> Matcher::build(std::vector<Entry> entries, const Limits& limits)
   return m;
 }
 
-std::optional<uint32_t> Matcher::pick(const std::vector<uint32_t>& list, std::string_view method,
-                                      std::string_view host) const {
+std::optional<uint32_t> Matcher::pick(const std::vector<uint32_t>& list, const Query& q) const {
   for (uint32_t i : list) {
     const auto& r = entries_[i].route;
-    if ((r.method == "*" || r.method == method) && (r.host.empty() || r.host == host)) return i;
+    if ((r.method == "*" || r.method == q.method) && (r.host.empty() || r.host == q.host) &&
+        (r.headers.empty() || headers_accept(r, q.headers)))
+      return i;
   }
   return std::nullopt;
 }
 
-std::optional<uint32_t> Matcher::walk(uint32_t node, size_t i, std::string_view method, std::string_view host,
-                                      const std::vector<std::string_view>& segs) const {
+std::optional<uint32_t> Matcher::walk(uint32_t node, size_t i, const Query& q) const {
   const Node& n = nodes_[node];
-  if (i == segs.size()) {
-    if (auto e = pick(n.terminal, method, host)) return e;
-    return pick(n.rest, method, host);
+  if (i == q.segs.size()) {
+    if (auto e = pick(n.terminal, q)) return e;
+    return pick(n.rest, q);
   }
   if (!n.literal.empty()) {
-    if (auto it = n.literal.find(segs[i]); it != n.literal.end())
-      if (auto e = walk(it->second, i + 1, method, host, segs)) return e;
+    if (auto it = n.literal.find(q.segs[i]); it != n.literal.end())
+      if (auto e = walk(it->second, i + 1, q)) return e;
   }
   if (n.param != kNone)
-    if (auto e = walk(n.param, i + 1, method, host, segs)) return e;
-  return pick(n.rest, method, host);
+    if (auto e = walk(n.param, i + 1, q)) return e;
+  return pick(n.rest, q);
 }
 
 std::optional<uint32_t> Matcher::find(std::string_view method, std::string_view host,
-                                      const std::vector<std::string_view>& segs) const {
+                                      const std::vector<std::string_view>& segs, const HeaderLookup& headers) const {
   if (nodes_.empty()) return std::nullopt;
-  return walk(0, 0, method, host, segs);
+  return walk(0, 0, Query{method, host, segs, headers});
 }
 
-std::optional<Match> Matcher::match(std::string_view method, std::string_view host, std::string_view path) const {
+std::optional<Match> Matcher::match(std::string_view method, std::string_view host, std::string_view path,
+                                    const HeaderLookup& headers) const {
   auto segs = split_path(path, limits_);
   if (!segs) return std::nullopt;
   auto h = normalize_host(host);
-  auto e = find(method, h, *segs);
+  auto e = find(method, h, *segs, headers);
   if (!e) return std::nullopt;
   return Match{*e, captures(entries_[*e].route, *segs)};
 }

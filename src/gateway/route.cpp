@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
+#include <optional>
 
 namespace keel::gateway {
 
@@ -83,6 +86,56 @@ Result<Segment> parse_segment(std::string_view seg, std::string_view whole) {
   return Segment{SegKind::kLiteral, std::string(seg)};
 }
 
+// A whole number from 1 to `max`, or nullopt.
+std::optional<uint64_t> parse_count(std::string_view v, uint64_t max) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < 1 || n > max) return std::nullopt;
+  return n;
+}
+
+// "NAME:VALUE" (exact) or "NAME" (presence), the text of a header= option.
+Result<HeaderMatch> parse_header_match(std::string_view spec, const Limits& limits) {
+  auto colon = spec.find(':');
+  auto name = spec.substr(0, colon);
+  HeaderMatch h;
+  if (name.empty() || name.size() > limits.max_header_name_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("header match '{}' needs a header name of 1 to {} characters; allowed: "
+                                  "header=NAME:VALUE (exact value) or header=NAME (present)",
+                                  shown(spec), limits.max_header_name_bytes));
+  for (char c : name) {
+    char l = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+    if (!((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '-' || l == '_' || l == '.'))
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("header name '{}' may hold only letters, digits, '-', '_' and '.'", shown(name)));
+    h.name.push_back(l);
+  }
+  if (colon == std::string_view::npos) {
+    h.presence = true;
+    return h;
+  }
+  auto value = spec.substr(colon + 1);
+  if (value.empty() || value.size() > limits.max_header_value_bytes)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("header match '{}' needs a value of 1 to {} characters after ':' (or no ':' "
+                                  "to match any value)",
+                                  shown(spec), limits.max_header_value_bytes));
+  for (char c : value) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f || c == '#')
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("header value '{}' may hold only printable ASCII without space or '#'",
+                                    shown(value)));
+  }
+  if (value.find("=>") != std::string_view::npos)
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("header value '{}' may not hold '=>' (it ends the route in a routes file)",
+                                  shown(value)));
+  h.value = std::string(value);
+  return h;
+}
+
 }  // namespace
 
 std::string Template::text() const {
@@ -144,8 +197,20 @@ Result<Template> parse_template(std::string_view path, const Limits& limits) {
 std::string RouteSpec::text() const {
   std::string out = method + " " + path.text();
   if (!host.empty()) out += " host=" + host;
+  for (auto& h : headers) out += " header=" + h.text();
+  if (rate.enabled()) {
+    out += " rate=" + rate.text();
+    if (rate.burst != 0) out += fmt::format(" burst={}", rate.burst);
+    if (!rate.header.empty()) out += " rate_key=header:" + rate.header;
+  }
   return out;
 }
+
+std::string RateSpec::text() const {
+  return fmt::format("{}/{}", count, period_ms == 1000 ? "s" : period_ms == 60000 ? "m" : "h");
+}
+
+std::string HeaderMatch::text() const { return presence ? name : name + ":" + value; }
 
 Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
   text = trim(text);
@@ -153,8 +218,8 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
     return make_error(Errc::kInvalidArgument,
                       fmt::format("route of {} bytes is too long; allowed: up to {}", text.size(), limits.max_route_bytes));
   constexpr std::string_view kForm =
-      "expected 'METHOD /path' or 'METHOD:/path', optionally followed by ' host=HOST' (for example "
-      "'GET /api/orders/{orderId}' or 'POST:/api/orders')";
+      "expected 'METHOD /path' or 'METHOD:/path', optionally followed by options host=HOST, "
+      "header=NAME:VALUE, header=NAME (for example 'GET /api/orders/{orderId}' or 'POST:/api/orders')";
   size_t cut = text.find_first_of(" \t:");
   if (cut == std::string_view::npos || cut == 0)
     return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), kForm));
@@ -178,25 +243,115 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
   auto t = parse_template(path, limits);
   if (!t) return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), t.error().message));
   r.path = std::move(*t);
-  if (!opts.empty()) {
-    if (!opts.starts_with("host="))
-      return make_error(Errc::kInvalidArgument,
-                        fmt::format("route '{}': unexpected '{}' after the path; allowed: ' host=HOST'",
-                                    shown(text), shown(opts)));
-    auto host = opts.substr(5);
-    if (host.empty() || host.size() > limits.max_host_bytes)
-      return make_error(Errc::kInvalidArgument,
-                        fmt::format("route '{}': host must have 1 to {} characters", shown(text), limits.max_host_bytes));
-    for (char c : host) {
-      char l = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-      if (!host_char(l))
+  constexpr std::string_view kOptions =
+      "allowed: host=HOST, header=NAME:VALUE, header=NAME, rate=N/s|N/m|N/h, burst=N, rate_key=client|header:NAME";
+  bool have_host = false, have_burst = false, have_key = false;
+  while (!opts.empty()) {
+    auto end = opts.find_first_of(" \t");
+    auto opt = opts.substr(0, end);
+    opts = end == std::string_view::npos ? std::string_view() : trim(opts.substr(end));
+    if (opt.starts_with("host=")) {
+      if (have_host)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': host= is given twice", shown(text)));
+      have_host = true;
+      auto host = opt.substr(5);
+      if (host.empty() || host.size() > limits.max_host_bytes)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': host must have 1 to {} characters",
+                                                              shown(text), limits.max_host_bytes));
+      for (char c : host) {
+        char l = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
+        if (!host_char(l))
+          return make_error(Errc::kInvalidArgument,
+                            fmt::format("route '{}': host '{}' may hold only letters, digits, '-' and '.' "
+                                        "(no port, no wildcard)",
+                                        shown(text), shown(host)));
+        r.host.push_back(l);
+      }
+    } else if (opt.starts_with("header=")) {
+      auto hm = parse_header_match(opt.substr(7), limits);
+      if (!hm) return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), hm.error().message));
+      for (auto& h : r.headers)
+        if (h.name == hm->name)
+          return make_error(Errc::kInvalidArgument, fmt::format("route '{}': header '{}' is matched twice; one "
+                                                                "header= per header name",
+                                                                shown(text), hm->name));
+      if (r.headers.size() >= limits.max_header_matches)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': more than {} header= options",
+                                                              shown(text), limits.max_header_matches));
+      r.headers.push_back(std::move(*hm));
+    } else if (opt.starts_with("rate=")) {
+      if (r.rate.enabled())
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': rate= is given twice", shown(text)));
+      auto v = opt.substr(5);
+      auto slash = v.find('/');
+      auto unit = slash == std::string_view::npos ? std::string_view() : v.substr(slash + 1);
+      auto n = parse_count(v.substr(0, slash), limits.max_rate_count);
+      if (!n)
         return make_error(Errc::kInvalidArgument,
-                          fmt::format("route '{}': host '{}' may hold only letters, digits, '-' and '.' "
-                                      "(no port, no wildcard)",
-                                      shown(text), shown(host)));
-      r.host.push_back(l);
+                          fmt::format("route '{}': rate '{}' needs a whole number of requests from 1 to {} before "
+                                      "the unit; allowed: N/s, N/m, N/h (for example rate=100/s)",
+                                      shown(text), shown(v), limits.max_rate_count));
+      if (unit == "s") r.rate.period_ms = 1000;
+      else if (unit == "m") r.rate.period_ms = 60000;
+      else if (unit == "h") r.rate.period_ms = 3600000;
+      else
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': rate '{}' {}; allowed: N/s, N/m, N/h (for example rate=100/s)",
+                                      shown(text), shown(v),
+                                      slash == std::string_view::npos ? std::string("has no unit")
+                                                                      : fmt::format("has the unit '{}'", shown(unit))));
+      r.rate.count = *n;
+    } else if (opt.starts_with("burst=")) {
+      auto n = parse_count(opt.substr(6), limits.max_rate_count);
+      if (!n || have_burst)
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': burst '{}' must be given once, as a whole number from 1 to {}",
+                                      shown(text), shown(opt.substr(6)), limits.max_rate_count));
+      have_burst = true;
+      r.rate.burst = *n;
+    } else if (opt.starts_with("rate_key=")) {
+      auto v = opt.substr(9);
+      if (have_key)
+        return make_error(Errc::kInvalidArgument, fmt::format("route '{}': rate_key= is given twice", shown(text)));
+      have_key = true;
+      if (v == "client") {
+        r.rate.header.clear();
+      } else if (v.starts_with("header:")) {
+        auto hm = parse_header_match(v.substr(7), limits);
+        if (!hm || !hm->presence)
+          return make_error(Errc::kInvalidArgument,
+                            fmt::format("route '{}': rate_key '{}' needs a header name of letters, digits, '-', '_' "
+                                        "and '.'; allowed: rate_key=client, rate_key=header:NAME",
+                                        shown(text), shown(v)));
+        r.rate.header = hm->name;
+      } else {
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': rate_key '{}' is not known; allowed: rate_key=client (the client "
+                                      "address), rate_key=header:NAME",
+                                      shown(text), shown(v)));
+      }
+    } else {
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("route '{}': unexpected '{}' after the path; {}", shown(text), shown(opt), kOptions));
     }
   }
+  if (!r.rate.enabled() && (have_burst || have_key))
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("route '{}': burst= and rate_key= need rate= (for example rate=100/s burst=20)",
+                                  shown(text)));
+  if (r.rate.enabled()) {
+    // The limiter keeps time in int64 nanoseconds: interval * burst must stay well inside it
+    // (the SDK's RateLimit::validate asks for 4x headroom).
+    int64_t interval_ns = r.rate.period_ms * 1'000'000 / static_cast<int64_t>(r.rate.count) + 1;
+    if (interval_ns > INT64_MAX / (4 * static_cast<int64_t>(r.rate.effective_burst())))
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("route '{}': burst {} is too large for rate {}; allowed: burst up to {}",
+                                    shown(text), r.rate.effective_burst(), r.rate.text(),
+                                    INT64_MAX / (4 * interval_ns)));
+  }
+  if (r.rate.burst == r.rate.count) r.rate.burst = 0;  // the default, one canonical form
+  std::sort(r.headers.begin(), r.headers.end(),
+            [](const HeaderMatch& a, const HeaderMatch& b) { return a.name < b.name; });
   return r;
 }
 

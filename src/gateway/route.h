@@ -10,8 +10,15 @@
 // A template without a catch-all is an exact match.
 //
 // Route text: "METHOD PATH" or "METHOD:PATH" (the blueprint form), optionally followed by
-// " host=HOST". METHOD is one of GET HEAD POST PUT DELETE PATCH OPTIONS, or '*' / ANY for any
-// method. A routes file has one "ROUTE => SERVICE" per line; '#' starts a comment.
+// options separated by spaces:
+//   host=HOST            only requests with that Host (lower case, no port)
+//   header=NAME:VALUE    only requests whose header NAME (case-insensitive) has exactly VALUE
+//   header=NAME          only requests that carry header NAME (any value)
+//   rate=N/s|N/m|N/h     a rate limit on the route (GCRA, per client address or per header)
+//   burst=N              with rate=: requests admitted at once (default N of rate=)
+//   rate_key=client|header:NAME   with rate=: what the limit counts by (default client)
+// METHOD is one of GET HEAD POST PUT DELETE PATCH OPTIONS, or '*' / ANY for any method. A
+// routes file has one "ROUTE => SERVICE" per line; '#' starts a comment.
 #pragma once
 
 #include <cstddef>
@@ -32,6 +39,10 @@ struct Limits {
   size_t max_file_bytes = 1 << 20;    // a routes file
   size_t max_file_lines = 10000;
   size_t max_routes = 100000;         // routes in one table
+  size_t max_header_matches = 8;      // header= options of one route
+  size_t max_header_name_bytes = 64;
+  size_t max_header_value_bytes = 256;
+  uint64_t max_rate_count = 1000000;  // rate= N and burst=
 };
 
 enum class SegKind : uint8_t { kLiteral = 0, kParam = 1, kRest = 2 };
@@ -51,17 +62,45 @@ struct Template {
 
 Result<Template> parse_template(std::string_view path, const Limits& limits = {});
 
+// A condition on a request header: present with exactly `value`, or (presence) present at all.
+// Only the header's first value is compared; the comparison of values is case-sensitive.
+struct HeaderMatch {
+  std::string name;   // lower case: letters, digits, '-', '_', '.'
+  std::string value;  // printable ASCII without space, '#' or "=>"; unused when presence
+  bool presence = false;
+  std::string text() const;  // "name:value" or "name"
+  friend bool operator==(const HeaderMatch&, const HeaderMatch&) = default;
+};
+
+// A route's rate limit: `count` requests per `period_ms`, `burst` at once, counted per client
+// address or per value of a header (a request without that header counts by its address).
+struct RateSpec {
+  uint64_t count = 0;        // 1..1000000 per period; 0 = no limit
+  int64_t period_ms = 1000;  // 1000 (N/s), 60000 (N/m), 3600000 (N/h)
+  uint64_t burst = 0;        // 1..1000000; 0 = the default, count
+  std::string header;        // "" = by client address; else the header name, lower case
+  bool enabled() const { return count > 0; }
+  uint64_t effective_burst() const { return burst ? burst : count; }
+  std::string text() const;  // "100/s"
+  std::string key_text() const { return header.empty() ? "client address" : "header " + header; }
+  friend bool operator==(const RateSpec&, const RateSpec&) = default;
+};
+
 struct RouteSpec {
   std::string method = "*";  // upper case, or "*" for any
   std::string host;          // lower case, without port; "" = any host
   Template path;
+  std::vector<HeaderMatch> headers;  // all must hold; sorted by name, names unique
+  RateSpec rate;                     // takes no part in matching or priority
   std::string service;  // set by a routes file line or by the registration that holds it
-  // Canonical route text, without the service: "GET /orders/{id}", "* /static/** host=a.b".
+  // Canonical route text, without the service: "GET /orders/{id}", "* /static/** host=a.b",
+  // "GET /x header=x-canary:1 header=x-debug" (headers sorted by name).
   std::string text() const;
   friend bool operator==(const RouteSpec&, const RouteSpec&) = default;
 };
 
-// "GET /orders", "POST:/api/orders", "* /static/**", "GET /x host=api.example.com".
+// "GET /orders", "POST:/api/orders", "* /static/**", "GET /x host=api.example.com",
+// "GET /x header=X-Canary:1".
 Result<RouteSpec> parse_route(std::string_view text, const Limits& limits = {});
 
 // "POST:/api/orders => place-order" (a route, "=>", a service name).

@@ -276,11 +276,24 @@ Result<RouteTable> RouteTable::build(std::vector<Registration> regs, const std::
 Result<Policy> parse_policy(std::string_view text) {
   if (text == "p2c" || text == "least_request") return Policy::kLeastRequest;
   if (text == "round_robin") return Policy::kRoundRobin;
+  if (text == "consistent_hash" || text == "ring_hash") return Policy::kConsistentHash;
   return make_error(Errc::kInvalidArgument,
-                    fmt::format("balancer '{}' is not known; allowed: least_request (p2c), round_robin", text));
+                    fmt::format("balancer '{}' is not known; allowed: least_request (p2c), round_robin, "
+                                "consistent_hash (ring_hash; needs gateway.hash_key)",
+                                text.substr(0, 64)));
 }
 
-std::string_view policy_name(Policy p) { return p == Policy::kRoundRobin ? "round_robin" : "least_request"; }
+std::string_view policy_name(Policy p) {
+  switch (p) {
+    case Policy::kRoundRobin:
+      return "round_robin";
+    case Policy::kConsistentHash:
+      return "consistent_hash";
+    case Policy::kLeastRequest:
+      break;
+  }
+  return "least_request";
+}
 
 size_t pick_least_request(const std::vector<Load>& loads, Random& rng) {
   KEEL_ASSERT(!loads.empty());

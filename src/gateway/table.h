@@ -106,8 +106,11 @@ class RouteTable {
 
 // ---- load balancing ----
 
-enum class Policy : uint8_t { kLeastRequest = 0, kRoundRobin = 1 };
-Result<Policy> parse_policy(std::string_view text);  // "p2c" / "least_request", "round_robin"
+// kConsistentHash: a ring hash (ring.h) keyed by gateway.hash_key; a request without the key
+// is balanced by least request.
+enum class Policy : uint8_t { kLeastRequest = 0, kRoundRobin = 1, kConsistentHash = 2 };
+// "p2c" / "least_request", "round_robin", "consistent_hash" / "ring_hash"
+Result<Policy> parse_policy(std::string_view text);
 std::string_view policy_name(Policy p);
 
 struct Load {

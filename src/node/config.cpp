@@ -11,6 +11,7 @@
 #include <thread>
 #include <toml++/toml.h>
 
+#include "gateway/ring.h"
 #include "gateway/table.h"
 
 #include "cluster/peer_address.h"
@@ -336,12 +337,32 @@ const std::vector<Setting>& settings() {
          c.gateway_routes_file = v;
          return "";
        }},
-      {"gateway.balancer", "least_request (power of two choices) or round_robin",
+      {"gateway.balancer", "least_request (power of two choices), round_robin or consistent_hash (ring hash on gateway.hash_key)",
        [](const Config& c) { return c.gateway_balancer; },
        [](Config& c, const std::string& v) -> std::string {
          auto p = gateway::parse_policy(v);
          if (!p) return p.error().message;
          c.gateway_balancer = std::string(gateway::policy_name(*p));
+         return "";
+       }},
+      {"gateway.hash_key", "where consistent_hash takes a request's key: header:NAME, cookie:NAME or param:NAME (a path parameter)",
+       [](const Config& c) { return c.gateway_hash_key; },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v.empty()) {
+           c.gateway_hash_key.clear();
+           return "";
+         }
+         auto k = gateway::parse_hash_key(v);
+         if (!k) return k.error().message;
+         c.gateway_hash_key = k->text();
+         return "";
+       }},
+      {"gateway.access_log", "log one JSON line per request that matched a route (yes/no; component routing, event gateway.access)",
+       [](const Config& c) { return std::string(c.gateway_access_log ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         if (v == "yes" || v == "on" || v == "true") c.gateway_access_log = true;
+         else if (v == "no" || v == "off" || v == "false") c.gateway_access_log = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
          return "";
        }},
       {"gateway.connect_timeout_ms", "connecting to an upstream instance",
@@ -712,6 +733,13 @@ void warnings(const Config& c, std::vector<Problem>& out) {
 }
 
 void validate(const Config& c, std::vector<Problem>& problems) {
+  if (c.gateway_balancer == "consistent_hash" && c.gateway_hash_key.empty())
+    problems.push_back({"gateway.hash_key", "must be set when gateway.balancer = consistent_hash; allowed: header:NAME, "
+                                            "cookie:NAME, param:NAME (a path parameter of the route)"});
+  if (c.gateway_balancer != "consistent_hash" && !c.gateway_hash_key.empty())
+    problems.push_back({"gateway.hash_key", fmt::format("is used only by gateway.balancer = consistent_hash (the balancer "
+                                                        "is {}); set both, or neither",
+                                                        c.gateway_balancer)});
   if (c.auth_lockout_max_ms < c.auth_lockout_base_ms)
     problems.push_back({"auth.lockout_max_ms", fmt::format("must be at least auth.lockout_base_ms ({})", c.auth_lockout_base_ms)});
   if (!c.at_rest_key_file.empty() && !c.at_rest_key_env.empty())

@@ -81,7 +81,9 @@ struct Config {
   bool gateway_enabled = true;              // forward requests that match a route (HTTP door, gateway.port)
   int gateway_port = 0;                     // a dedicated listener where every request is routed; 0 = none
   std::string gateway_routes_file;          // "METHOD:/path => service" lines; "" = none
-  std::string gateway_balancer = "least_request";  // least_request (p2c) or round_robin
+  std::string gateway_balancer = "least_request";  // least_request (p2c), round_robin or consistent_hash
+  bool gateway_access_log = false;          // a JSON line per routed request (event gateway.access)
+  std::string gateway_hash_key;             // consistent_hash's key: header:NAME, cookie:NAME, param:NAME
   uint64_t gateway_connect_timeout_ms = 2000;
   uint64_t gateway_request_timeout_ms = 30000;  // one attempt, request sent to last byte of the answer
   uint64_t gateway_retries = 2;             // other instances tried after a connect failure (idempotent methods)

@@ -904,11 +904,13 @@ Status Node::start() {
     im.resp->set_routes(im.routes.get());
     http::GatewayOptions go;
     go.policy = *gateway::parse_policy(im.cfg.gateway_balancer);  // validated with the config
+    if (!im.cfg.gateway_hash_key.empty()) go.hash_key = *gateway::parse_hash_key(im.cfg.gateway_hash_key);
     go.connect_timeout_ms = static_cast<int64_t>(im.cfg.gateway_connect_timeout_ms);
     go.request_timeout_ms = static_cast<int64_t>(im.cfg.gateway_request_timeout_ms);
     go.retries = static_cast<uint32_t>(im.cfg.gateway_retries);
     go.pool_max_idle = static_cast<uint32_t>(im.cfg.gateway_pool_max_idle);
     go.max_body_bytes = im.cfg.gateway_max_body;
+    go.access_log = im.cfg.gateway_access_log;
     go.max_response_bytes = im.cfg.gateway_max_response;
     go.outlier.consecutive_failures = static_cast<uint32_t>(im.cfg.gateway_outlier_failures);
     go.outlier.base_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_ejection_ms);

@@ -114,17 +114,23 @@ TEST(RoutingSdkUnit, TheRegisterCommandCarriesEveryField) {
                                       "POST /api/orders", "ROUTE", "GET /api/orders/{orderId}", "WEIGHT", "3", "ZONE",
                                       "eu-1", "VERSION", "1.2"}));
   EXPECT_EQ(Route::del("/x").text(), "DELETE /x");
+  EXPECT_EQ(Route::get("/x").header("X-Canary", "1").header_present("X-Debug").option("rate=5/s").text(),
+            "GET /x header=X-Canary:1 header=X-Debug rate=5/s");
 }
 
 TEST_F(RoutingSdk, RegistersRenewsAndDeregisters) {
   auto c = connect();
   auto reg = start(c, {.service = "orders", .id = "orders-1", .address = "127.0.0.1:9000",
-                       .routes = {Route::post("/api/orders"), Route::get("/api/orders/{orderId}")},
+                       .routes = {Route::post("/api/orders"), Route::get("/api/orders/{orderId}"),
+                                  Route::get("/api/orders/{orderId}").header("X-Canary", "1")},
                        .lease = 900ms});
   ASSERT_TRUE(reg);
   auto inst = find_instance(node_->http_port(), "orders", "orders-1");
   ASSERT_FALSE(inst.is_null()) << http_get(node_->http_port(), "/v1/routes").dump();
   EXPECT_EQ(inst["address"], "127.0.0.1:9000");
+  // The header match arrives, in its canonical text (name lower-cased).
+  EXPECT_EQ(inst["routes"].size(), 3u) << inst.dump();
+  EXPECT_EQ(inst["routes"][2], "GET /api/orders/{orderId} header=x-canary:1") << inst.dump();
   // Alive for several leases: it is being renewed.
   std::this_thread::sleep_for(3000ms);
   EXPECT_FALSE(find_instance(node_->http_port(), "orders", "orders-1").is_null());

@@ -13,7 +13,9 @@ import http.server as hserver
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -154,6 +156,101 @@ class GatewayTest(unittest.TestCase):
         st, _, body = request(self.port, "GET", "/v1/routes")
         self.assertEqual(st, 200)
         self.assertIn("GET /api/items/{id}", [r["route"] for r in body["routes"]])
+
+    def test_header_match_sends_canary_requests_to_their_own_service(self):
+        canary = Upstream("canary")
+        try:
+            st, body = register(self.port, "items-canary", "c-1", canary.address,
+                                ["GET /api/items/{id} header=X-Canary:1", "GET /api/items/{id} header=x-probe"])
+            self.assertEqual(st, 200, body)
+            self.assertIn("GET /api/items/{id} header=x-canary:1", body["routes"])
+            for i in range(10):
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i, headers={"x-canary": "1"})
+                self.assertEqual((st, b["name"]), (200, "canary"))
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i, headers={"X-Canary": "2"})
+                self.assertEqual(st, 200)
+                self.assertIn(b["name"], ("a", "b"))
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i)
+                self.assertIn(b["name"], ("a", "b"))
+                st, _, b = request(self.port, "GET", "/api/items/%d" % i, headers={"X-Probe": "anything"})
+                self.assertEqual((st, b["name"]), (200, "canary"))
+            st, _, b = request(self.port, "GET", "/v1/routes/match?path=/api/items/3&header=X-Canary:1")
+            self.assertEqual((st, b["service"]), (200, "items-canary"))
+            st, _, b = request(self.port, "GET", "/v1/routes/match?path=/api/items/3")
+            self.assertEqual((st, b["service"]), (200, "items"))
+            st, body = register(self.port, "items-canary", "c-2", canary.address, ["GET /x header=x:a b"])
+            self.assertEqual(st, 400)
+            self.assertIn("allowed: host=HOST, header=NAME:VALUE", body["error"]["message"])
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/items-canary/instances/c-1")
+            canary.stop()
+
+    def test_rate_limit_per_route_answers_429_with_retry_after(self):
+        try:
+            st, body = register(self.port, "limited", "l-1", self.a.address,
+                                ["GET /limited/{x} rate=2/m", "GET /keyed rate=1/m rate_key=header:X-Api-Key"])
+            self.assertEqual(st, 200, body)
+            for _ in range(2):
+                st, _, b = request(self.port, "GET", "/limited/1")
+                self.assertEqual((st, b["name"]), (200, "a"))
+            st, h, b = request(self.port, "GET", "/limited/2")  # the same route, another path
+            self.assertEqual(st, 429, b)
+            self.assertEqual(b["error"]["code"], "RATE_LIMITED")
+            self.assertEqual((b["error"]["limit"], b["error"]["burst"], b["error"]["key"]), ("2/m", 2, "client"))
+            self.assertIn("allows 2/m per client address", b["error"]["message"])
+            self.assertGreaterEqual(int(h["retry-after"]), 1)
+            self.assertLessEqual(int(h["retry-after"]), 30)
+            # Per header value: each key has its own allowance; no header counts by address.
+            st, _, _ = request(self.port, "GET", "/keyed", headers={"X-Api-Key": "k1"})
+            self.assertEqual(st, 200)
+            st, _, b = request(self.port, "GET", "/keyed", headers={"X-Api-Key": "k1"})
+            self.assertEqual((st, b["error"]["key"]), (429, "header:x-api-key"))
+            st, _, _ = request(self.port, "GET", "/keyed", headers={"X-Api-Key": "k2"})
+            self.assertEqual(st, 200)
+            st, _, _ = request(self.port, "GET", "/keyed")
+            self.assertEqual(st, 200)
+            st, _, _ = request(self.port, "GET", "/keyed")
+            self.assertEqual(st, 429)
+            st, body = http("GET", self.port, "/v1/routes")
+            self.assertGreaterEqual(body["stats"]["rate_limited"], 3)
+            st, body = register(self.port, "limited", "l-2", self.a.address, ["GET /x rate=100"])
+            self.assertEqual(st, 400)
+            self.assertIn("rate '100' has no unit; allowed: N/s, N/m, N/h", body["error"]["message"])
+        finally:
+            http("DELETE", self.port, "/v1/routes/services/limited/instances/l-1")
+
+    def test_metrics_per_route_and_upstream_pass_promtool(self):
+        for i in range(5):
+            st, _, _ = request(self.port, "GET", "/api/items/metrics-%d" % i)
+            self.assertEqual(st, 200)
+        st, _, _ = request(self.port, "GET", "/reports/x")  # a routes-file route with no instance: 503
+        self.assertEqual(st, 503)
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=10) as r:
+            data = r.read()
+        text = data.decode()
+
+        def value(pattern):
+            m = re.search(r"^" + pattern + r" (\S+)$", text, re.M)
+            self.assertIsNotNone(m, pattern + "\n" + text[-3000:])
+            return float(m.group(1))
+
+        ok = r'keel_gateway_requests_total\{route="GET /api/items/\{id\}",service="items",status_class="2xx"\}'
+        self.assertGreaterEqual(value(ok), 5)
+        self.assertGreaterEqual(value(r'keel_gateway_requests_total\{route="GET /reports/\*\*",service="reports",'
+                                      r'status_class="5xx"\}'), 1)
+        self.assertGreaterEqual(value(r'keel_gateway_request_duration_seconds_count\{route="GET /api/items/\{id\}",'
+                                      r'service="items"\}'), 5)
+        self.assertGreaterEqual(value(r'keel_gateway_request_duration_seconds_bucket\{route="GET /api/items/\{id\}",'
+                                      r'service="items",le="\+Inf"\}'), 5)
+        self.assertGreaterEqual(value(r'keel_gateway_upstream_responses_total\{service="items",status_class="2xx"\}'), 5)
+        self.assertIn('keel_gateway_retries_total{service="items"}', text)
+        # Labels are bounded: no raw path, no client address.
+        self.assertNotIn("metrics-3", text)
+        self.assertNotIn('"127.0.0.1"', text)
+        promtool = shutil.which("promtool")
+        self.assertIsNotNone(promtool, "promtool (Debian package prometheus) is installed by scripts/deps.sh")
+        check = subprocess.run([promtool, "check", "metrics"], input=data, capture_output=True, timeout=30)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
 
     def test_forwarded_headers_and_trace_context(self):
         st, _, body = request(self.port, "GET", "/api/items/7", headers={"Host": "shop.example:8080"})
@@ -477,6 +574,114 @@ class GatewayHealthTest(unittest.TestCase):
                             json.dumps({"address": "127.0.0.1:1", "health": health}))
             self.assertEqual(st, 400, body)
             self.assertIn(words, body["error"]["message"])
+
+
+class GatewayHashTest(unittest.TestCase):
+    """gateway.balancer = consistent_hash: affinity by a header, a cookie or a path parameter."""
+
+    def start(self, key):
+        k = Keel("--engine", "memory", "--shards", "1", "--set", "gateway.balancer=consistent_hash",
+                 "--set", "gateway.hash_key=" + key).start()
+        self.addCleanup(k.cleanup)
+        ups = [Upstream("u%d" % i) for i in range(3)]
+        for u in ups:
+            self.addCleanup(u.stop)
+            st, body = register(k.http_port, "shard", u.name, u.address, ["GET /users/{user}/cart"])
+            self.assertEqual(st, 200, body)
+        return k, ups
+
+    def owners(self, port, users, how):
+        out = {}
+        for u in users:
+            st, _, body = request(port, "GET", "/users/%s/cart" % u, headers=how(u))
+            self.assertEqual(st, 200, body)
+            out[u] = body["name"]
+        return out
+
+    def test_same_header_same_instance_and_one_leaving_moves_only_its_keys(self):
+        k, ups = self.start("header:X-User")
+        users = ["user-%d" % i for i in range(60)]
+        by_header = lambda u: {"X-User": u}
+        first = self.owners(k.http_port, users, by_header)
+        self.assertEqual(self.owners(k.http_port, users, by_header), first)  # same key, same instance
+        self.assertEqual(set(first.values()), {"u0", "u1", "u2"})  # 60 keys spread over all three
+        st, body = http("GET", k.http_port, "/v1/routes")
+        self.assertEqual((body["balancer"], body["hash_key"]), ("consistent_hash", "header:x-user"))
+        # u1 leaves: only the users it had move; the others stay where they were.
+        st, _ = http("DELETE", k.http_port, "/v1/routes/services/shard/instances/u1")
+        self.assertEqual(st, 200)
+        after = self.owners(k.http_port, users, by_header)
+        for u in users:
+            if first[u] == "u1":
+                self.assertIn(after[u], ("u0", "u2"))
+            else:
+                self.assertEqual(after[u], first[u], u)
+        # It comes back: its users return to it.
+        st, body = register(k.http_port, "shard", "u1", ups[1].address, ["GET /users/{user}/cart"])
+        self.assertEqual(st, 200, body)
+        self.assertEqual(self.owners(k.http_port, users, by_header), first)
+        # Without the header: still served (least request).
+        st, _, body = request(k.http_port, "GET", "/users/x/cart")
+        self.assertEqual(st, 200)
+
+    def test_path_parameter_and_cookie_keys(self):
+        k, ups = self.start("param:user")
+        users = ["p%d" % i for i in range(30)]
+        first = self.owners(k.http_port, users, lambda u: {})
+        self.assertEqual(self.owners(k.http_port, users, lambda u: {"X-User": "ignored"}), first)
+        self.assertGreaterEqual(len(set(first.values())), 2)
+        k2, _ = self.start("cookie:session")
+        by_cookie = lambda u: {"Cookie": "theme=dark; session=%s" % u}
+        c1 = self.owners(k2.http_port, users, by_cookie)
+        self.assertEqual(self.owners(k2.http_port, users, by_cookie), c1)
+        self.assertGreaterEqual(len(set(c1.values())), 2)
+
+    def test_bad_balancer_settings_are_refused_naming_the_field(self):
+        for args, words in (((), "gateway.hash_key: must be set when gateway.balancer = consistent_hash"),
+                            (("--set", "gateway.hash_key=query:x"), "unknown source 'query'"),
+                            (("--set", "gateway.balancer=maglev"), "allowed: least_request (p2c), round_robin")):
+            cmd = ["--set", "gateway.balancer=consistent_hash"] if "gateway.balancer=maglev" not in args else []
+            k = Keel("--engine", "memory", *cmd, *args)
+            with self.assertRaises(RuntimeError) as e:
+                k.start()
+            k.cleanup()
+            self.assertIn(words, str(e.exception))
+
+
+class GatewayAccessLogTest(unittest.TestCase):
+    def test_one_json_line_per_routed_request_with_its_trace(self):
+        k = Keel("--engine", "memory", "--shards", "1", "--set", "gateway.access_log=yes",
+                 "--set", "log.format=json").start()
+        self.addCleanup(k.cleanup)
+        up = Upstream("u")
+        self.addCleanup(up.stop)
+        st, body = register(k.http_port, "logged", "l-1", up.address, ["GET /logged/{id}"])
+        self.assertEqual(st, 200, body)
+        tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        st, _, _ = request(k.http_port, "GET", "/logged/42?q=1", headers={"traceparent": tp})
+        self.assertEqual(st, 200)
+        st, _, _ = request(k.http_port, "GET", "/v1/routes")  # keel's own: not in the access log
+
+        def access_lines():
+            out = []
+            for line in k.output().splitlines():
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                if j.get("event") == "gateway.access":
+                    out.append(j)
+            return out
+        lines = eventually(access_lines, limit=5)
+        self.assertEqual(len(lines), 1, lines)
+        j = lines[0]
+        self.assertEqual((j["component"], j["level"]), ("routing", "info"))
+        self.assertEqual(j["trace_id"], "0af7651916cd43dd8448eb211c80319c")
+        m = json.loads(j["msg"])
+        self.assertEqual((m["method"], m["path"], m["route"], m["service"], m["status"]),
+                         ("GET", "/logged/42?q=1", "GET /logged/{id}", "logged", 200))
+        self.assertEqual((m["upstream"], m["attempts"], m["client"]), ("logged/l-1", 1, "127.0.0.1"))
+        self.assertGreaterEqual(m["duration_ms"], 0)
 
 
 class GatewayClusterTest(unittest.TestCase):

@@ -33,13 +33,28 @@ class Route {
   static Route put(std::string path) { return {"PUT", std::move(path)}; }
   static Route patch(std::string path) { return {"PATCH", std::move(path)}; }
   static Route del(std::string path) { return {"DELETE", std::move(path)}; }
+  // Only requests whose header `name` has exactly `value` (docs/gateway.md, "Routes").
+  Route& header(std::string name, std::string value) {
+    options_ += " header=" + std::move(name) + ":" + std::move(value);
+    return *this;
+  }
+  // Only requests that carry header `name`, whatever its value.
+  Route& header_present(std::string name) {
+    options_ += " header=" + std::move(name);
+    return *this;
+  }
+  // Any other route option in its text form, such as "host=api.example.com" or "rate=100/s".
+  Route& option(std::string text) {
+    options_ += " " + std::move(text);
+    return *this;
+  }
   const std::string& method() const { return method_; }
   const std::string& path() const { return path_; }
-  // "POST /api/orders": the form ROUTE.REGISTER and the HTTP door take.
-  std::string text() const { return method_ + " " + path_; }
+  // "POST /api/orders header=x-canary:1": the form ROUTE.REGISTER and the HTTP door take.
+  std::string text() const { return method_ + " " + path_ + options_; }
 
  private:
-  std::string method_, path_;
+  std::string method_, path_, options_;
 };
 
 struct Instance {

@@ -11,14 +11,20 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <fmt/format.h>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "base/assert.h"
 #include "base/clock.h"
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/server.h"
+#include "observe/log_context.h"
 #include "observe/trace_context.h"
 #include "runtime/shards.h"
 #include "services/routing/service.h"
@@ -27,6 +33,9 @@
 namespace {
 // This file's log lines (observe/log.h).
 spdlog::logger& klog() { return keel::observe::logger(keel::observe::Component::kHttp); }
+// The access log (gateway.access_log): the routing component's, event "gateway.access".
+spdlog::logger& alog() { return keel::observe::logger(keel::observe::Component::kRouting); }
+constexpr std::string_view kAccessEvent = "gateway.access";
 }  // namespace
 
 namespace keel::http {
@@ -103,6 +112,20 @@ void strip_hop_by_hop(Fields& f) {
 
 std::string_view sv(beast::string_view s) { return std::string_view(s.data(), s.size()); }
 
+// The request's headers as the matcher asks for them (Beast's lookup is case-insensitive).
+class RequestHeaders final : public gateway::HeaderLookup {
+ public:
+  explicit RequestHeaders(const GwRequest& req) : req_(req) {}
+  std::optional<std::string_view> get(std::string_view lower_name) const override {
+    auto it = req_.find(beast::string_view(lower_name.data(), lower_name.size()));
+    if (it == req_.end()) return std::nullopt;
+    return sv(it->value());
+  }
+
+ private:
+  const GwRequest& req_;
+};
+
 }  // namespace
 
 namespace {
@@ -156,10 +179,51 @@ bool Gateway::Impl::healthy(const std::string& service, const std::string& id) c
   return it == health.end() || it->second.state.healthy();
 }
 
+const gateway::HashRing& Gateway::Impl::ring_for(const std::shared_ptr<const routing::Snapshot>& snap, uint32_t entry) {
+  if (snap != rings_of) {
+    rings.clear();
+    rings_of = snap;
+  }
+  const auto& table = snap->table;
+  auto it = rings.find(entry);
+  if (it == rings.end()) {
+    std::vector<gateway::RingMember> ms;
+    for (uint32_t i : table.targets(entry)) {
+      const auto& in = table.instances()[i];
+      ms.push_back(gateway::RingMember{in.service + "/" + in.id, std::max<uint32_t>(in.meta.weight, 1)});
+    }
+    it = rings.emplace(entry, gateway::HashRing::build(ms)).first;
+  }
+  return it->second;
+}
+
+namespace {
+std::string limiter_key(const gateway::RouteSpec& r) { return r.service + " " + r.text(); }
+}  // namespace
+
+resilience::KeyedRateLimiter& Gateway::Impl::limiter_for(const gateway::RouteSpec& route) {
+  auto& l = limiters[limiter_key(route)];
+  if (!l) {
+    resilience::KeyedLimiterOptions o;
+    o.name = "gateway " + limiter_key(route);
+    o.limit.count = route.rate.count;
+    o.limit.period = std::chrono::milliseconds(route.rate.period_ms);
+    o.limit.burst = static_cast<uint32_t>(route.rate.effective_burst());
+    o.max_keys = kRateKeys;
+    l = std::make_unique<resilience::KeyedRateLimiter>(std::move(o));  // bounds checked by parse_route
+  }
+  return *l;
+}
+
 void Gateway::Impl::prune(const gateway::RouteTable& table) {
   std::vector<std::pair<std::string, std::string>> live;
   for (auto& i : table.instances()) live.emplace_back(i.service, i.id);
   outliers.retain(live);
+  // The limiters of routes no longer in the table go (and start afresh if the route returns).
+  std::set<std::string> routes_now;
+  for (auto& e : table.matcher().entries())
+    if (e.route.rate.enabled()) routes_now.insert(limiter_key(e.route));
+  std::erase_if(limiters, [&](const auto& kv) { return !routes_now.count(kv.first); });
 }
 
 awaitable<void> Gateway::Impl::health_loop() {
@@ -260,7 +324,89 @@ std::string Gateway::Impl::metrics_text() const {
       if (key.first == s && !h.state.healthy()) ++n;
     out += fmt::format("keel_gateway_instances_unhealthy{{service=\"{}\"}} {}\n", s, n);
   }
+  out += stats_text();
   return out;
+}
+
+std::string Gateway::Impl::stats_text() const {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  using prometheus::MetricType;
+  MetricFamily requests{"keel_gateway_requests_total",
+                        "Requests that matched a gateway route, by route template, service and status class of the "
+                        "answer (the gateway's own errors included)",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily latency{"keel_gateway_request_duration_seconds",
+                       "Time from a request's match to its answer through the gateway, by route template and service",
+                       MetricType::Histogram,
+                       {}};
+  MetricFamily limited{"keel_gateway_rate_limited_total",
+                       "Requests answered 429 by a route's rate limit, by route template and service", MetricType::Counter,
+                       {}};
+  MetricFamily upstream{"keel_gateway_upstream_responses_total",
+                        "Answers of upstream instances to the gateway (every attempt that got one), by service and "
+                        "status class",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily failures{"keel_gateway_upstream_failures_total",
+                        "Upstream attempts that got no answer, by service and reason (connect, broken, timeout, "
+                        "too_large)",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily retries_f{"keel_gateway_retries_total", "Upstream attempts after the first for one request, by service",
+                         MetricType::Counter, {}};
+  auto label = [](std::string k, std::string v) { return ClientMetric::Label{std::move(k), std::move(v)}; };
+  for (auto& [key, r] : stats.routes()) {
+    for (size_t c = 0; c < r.by_class.size(); ++c) {
+      if (!r.by_class[c]) continue;
+      ClientMetric m;
+      m.label = {label("route", key.first), label("service", key.second),
+                 label("status_class", std::string(gateway::status_class_name(c)))};
+      m.counter.value = static_cast<double>(r.by_class[c]);
+      requests.metric.push_back(std::move(m));
+    }
+    ClientMetric h;
+    h.label = {label("route", key.first), label("service", key.second)};
+    h.histogram.sample_count = r.count;
+    h.histogram.sample_sum = r.seconds_sum;
+    uint64_t cum = 0;
+    for (size_t b = 0; b < gateway::kLatencyBoundsSeconds.size(); ++b) {
+      cum += r.buckets[b];
+      h.histogram.bucket.push_back(ClientMetric::Bucket{cum, gateway::kLatencyBoundsSeconds[b]});
+    }
+    cum += r.buckets.back();
+    h.histogram.bucket.push_back(ClientMetric::Bucket{cum, std::numeric_limits<double>::infinity()});
+    latency.metric.push_back(std::move(h));
+    ClientMetric l;
+    l.label = {label("route", key.first), label("service", key.second)};
+    l.counter.value = static_cast<double>(r.rate_limited);
+    limited.metric.push_back(std::move(l));
+  }
+  for (auto& [svc, s] : stats.services()) {
+    for (size_t c = 0; c < s.answers_by_class.size(); ++c) {
+      if (!s.answers_by_class[c]) continue;
+      ClientMetric m;
+      m.label = {label("service", svc), label("status_class", std::string(gateway::status_class_name(c)))};
+      m.counter.value = static_cast<double>(s.answers_by_class[c]);
+      upstream.metric.push_back(std::move(m));
+    }
+    for (size_t f = 0; f < s.failures.size(); ++f) {
+      ClientMetric m;
+      m.label = {label("service", svc), label("reason", std::string(gateway::kUpstreamFailureNames[f]))};
+      m.counter.value = static_cast<double>(s.failures[f]);
+      failures.metric.push_back(std::move(m));
+    }
+    ClientMetric r;
+    r.label = {label("service", svc)};
+    r.counter.value = static_cast<double>(s.retries);
+    retries_f.metric.push_back(std::move(r));
+  }
+  std::vector<MetricFamily> fams;
+  for (auto* f : {&requests, &latency, &limited, &upstream, &failures, &retries_f})
+    if (!f->metric.empty()) fams.push_back(std::move(*f));
+  prometheus::TextSerializer ser;
+  return ser.Serialize(fams);
 }
 
 std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
@@ -364,22 +510,93 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
   }
   std::string host;
   if (auto h = req.find(bhttp::field::host); h != req.end()) host = gateway::normalize_host(sv(h->value()));
-  auto entry = table.matcher().find(method, host, *segs);
+  auto entry = table.matcher().find(method, host, *segs, RequestHeaders(req));
   if (!entry) {
     if (!answer_unmatched) co_return std::nullopt;
     co_return error_answer(ver, bhttp::status::not_found, "NOT_FOUND",
                            fmt::format("no route matches {} {}; GET /v1/routes on keel's HTTP port lists the routes",
                                        method, target.substr(0, target.find('?')).substr(0, 200)));
   }
+  // Every answer to a request that matched a route counts for the route (gateway/stats.h).
+  auto t0 = std::chrono::steady_clock::now();
+  std::string method_s(method), path_s(target.substr(0, 1024));  // req changes on the way
+  Outcome outcome;
+  GwResponse res = co_await proxy_route(req, client_ip, snap, *entry, *segs, host, outcome);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto& route = table.matcher().entries()[*entry].route;
+  stats.request(route, res.result_int(), secs);
+  if (opt.access_log) {
+    json line{{"method", method_s},
+              {"path", path_s},
+              {"route", route.text()},
+              {"service", route.service},
+              {"status", res.result_int()},
+              {"duration_ms", std::round(secs * 1e6) / 1e3},
+              {"client", client_ip},
+              {"upstream", outcome.upstream},
+              {"attempts", outcome.attempts}};
+    // The line carries the request's trace (the client's traceparent, or the one started).
+    std::optional<observe::LogScope> scope;
+    observe::LogContext ctx;
+    if (auto tp = observe::parse_traceparent(outcome.traceparent)) {
+      ctx.trace_id = tp->trace_id;
+      ctx.span_id = tp->span_id;
+      scope.emplace(&ctx);
+    }
+    observe::LogEventScope ev(kAccessEvent);
+    alog().info("{}", line.dump(-1, ' ', false, json::error_handler_t::replace));
+  }
+  co_return res;
+}
+
+awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::string& client_ip,
+                                                 const std::shared_ptr<const routing::Snapshot>& snap,
+                                                 uint32_t entry_index, const std::vector<std::string_view>& path_segs,
+                                                 const std::string& host, Outcome& outcome) {
+  unsigned ver = req.version();
+  const auto& table = snap->table;
+  const uint64_t revision = snap->revision;
+  const uint32_t* entry = &entry_index;
+  const std::vector<std::string_view>* segs = &path_segs;
+  const auto& route = table.matcher().entries()[entry_index].route;
   if (req.body().size() > opt.max_body_bytes)
     co_return error_answer(ver, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
                            fmt::format("request body of {} bytes exceeds gateway.max_body_bytes ({})", req.body().size(),
                                        opt.max_body_bytes));
 
+  // The route's rate limit, before any work for an upstream.
+  if (route.rate.enabled()) {
+    std::string key = "c:" + client_ip;
+    if (!route.rate.header.empty())
+      if (auto it = req.find(route.rate.header); it != req.end())
+        key = "h:" + std::string(sv(it->value()).substr(0, 256));
+    auto d = limiter_for(route).try_acquire(key, sdk::SteadyClock::instance().now());
+    if (auto* no = std::get_if<resilience::Denied>(&d)) {
+      ++rate_limited;
+      stats.rate_limited(route);
+      using std::chrono::duration_cast;
+      int64_t ms = duration_cast<std::chrono::milliseconds>(no->retry_after).count();
+      int64_t secs = std::max<int64_t>(1, (ms + 999) / 1000);
+      auto res = error_answer(
+          ver, bhttp::status::too_many_requests, "RATE_LIMITED",
+          fmt::format("rate limit of route '{}' (service '{}') exceeded: it allows {} per {}, {} at once; retry "
+                      "after {} s",
+                      route.text(), route.service, route.rate.text(), route.rate.key_text(),
+                      route.rate.effective_burst(), secs),
+          json{{"route", route.text()},
+               {"service", route.service},
+               {"limit", route.rate.text()},
+               {"burst", route.rate.effective_burst()},
+               {"key", route.rate.header.empty() ? "client" : "header:" + route.rate.header},
+               {"retry_after_s", secs}});
+      res.set(bhttp::field::retry_after, std::to_string(secs));
+      co_return res;
+    }
+  }
+
   // Drop pools of instances no longer in the table (none in use).
-  if (snap->revision != pruned_at_revision) {
-    pruned_at_revision = snap->revision;
+  if (revision != pruned_at_revision) {
+    pruned_at_revision = revision;
     std::set<std::string_view> live;
     for (auto& i : table.instances()) live.insert(i.address);
     std::erase_if(upstreams, [&](const auto& kv) { return kv.second.inflight == 0 && !live.count(kv.first); });
@@ -419,6 +636,23 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
                                               {"ejected", n_ejected}});
   }
 
+  // consistent_hash: the request's key (absent: least request decides).
+  std::optional<uint64_t> key_hash;
+  if (opt.policy == gateway::Policy::kConsistentHash) {
+    const auto& hk = opt.hash_key;
+    std::optional<std::string> key;
+    if (hk.kind == gateway::HashKeySpec::Kind::kHeader) {
+      if (auto it = req.find(hk.name); it != req.end()) key = std::string(sv(it->value()));
+    } else if (hk.kind == gateway::HashKeySpec::Kind::kCookie) {
+      if (auto it = req.find(bhttp::field::cookie); it != req.end())
+        if (auto v = gateway::cookie_value(sv(it->value()), hk.name)) key = std::string(*v);
+    } else {
+      for (auto& [name, value] : gateway::captures(route, *segs))
+        if (name == hk.name) key = value;
+    }
+    if (key) key_hash = gateway::stable_hash(*key);
+  }
+
   // What the upstream sees: hop-by-hop headers gone, X-Forwarded-*, a trace parent.
   std::string orig_host = host.empty() ? std::string() : std::string(sv(req[bhttp::field::host]));
   strip_hop_by_hop(req);
@@ -435,6 +669,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     req.erase("tracestate");
     started_trace = true;
   }
+  if (opt.access_log) outcome.traceparent = std::string(sv(req["traceparent"]));
   req.keep_alive(true);
   req.prepare_payload();
   bool may_retry = idempotent(req.method());
@@ -447,25 +682,55 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     for (uint32_t i : candidates)
       if (!tried.count(i)) left.push_back(i);
     if (left.empty()) break;
-    size_t k;
-    if (opt.policy == gateway::Policy::kRoundRobin) {
-      k = gateway::pick_round_robin(left.size(), rr_cursor);
+    uint32_t chosen;
+    if (key_hash) {
+      // The key's owner on the ring, or the next usable instance clockwise.
+      const auto& targets = table.targets(*entry);
+      auto m = ring_for(snap, *entry).pick(*key_hash, [&](size_t j) {
+        return std::find(left.begin(), left.end(), targets[j]) != left.end();
+      });
+      KEEL_ASSERT(m.has_value());  // every instance in `left` is a target of the entry
+      chosen = targets[*m];
+    } else if (opt.policy == gateway::Policy::kRoundRobin) {
+      chosen = left[gateway::pick_round_robin(left.size(), rr_cursor)];
     } else {
       std::vector<gateway::Load> loads;
       for (uint32_t i : left) {
         auto it = upstreams.find(table.instances()[i].address);
         loads.push_back(gateway::Load{it == upstreams.end() ? 0u : it->second.inflight, table.instances()[i].meta.weight});
       }
-      k = gateway::pick_least_request(loads, rng);
+      chosen = left[gateway::pick_least_request(loads, rng)];
     }
-    const auto& inst = table.instances()[left[k]];
-    tried.insert(left[k]);
+    const auto& inst = table.instances()[chosen];
+    tried.insert(chosen);
+    outcome.upstream = inst.service + "/" + inst.id;
+    ++outcome.attempts;
     auto& up = upstreams[inst.address];
     ++up.inflight;
-    if (attempt > 0) ++retries;
+    if (attempt > 0) {
+      ++retries;
+      stats.retry(inst.service);
+    }
     auto a = co_await forward(inst.address, up, req, may_retry);
     --up.inflight;
     std::string who = fmt::format("{}/{} ({})", inst.service, inst.id, inst.address);
+    switch (a.fail) {
+      case Fail::kNone:
+        stats.upstream_answer(inst.service, a.res.result_int());
+        break;
+      case Fail::kConnect:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kConnect);
+        break;
+      case Fail::kBroken:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kBroken);
+        break;
+      case Fail::kTimeout:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kTimeout);
+        break;
+      case Fail::kTooLarge:
+        stats.upstream_failure(inst.service, gateway::UpstreamFailure::kTooLarge);
+        break;
+    }
     {
       // Passive outlier detection: 5xx answers and failures to get one count against the instance.
       bool failed = a.fail == Fail::kConnect || a.fail == Fail::kBroken || a.fail == Fail::kTimeout ||
@@ -508,7 +773,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
                           extra);
   }
   if (started_trace) req.erase("traceparent");
-  co_return answer;
+  co_return std::move(*answer);
 }
 
 awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::string_view path, std::string_view query) {
@@ -555,12 +820,14 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"routes", rts},
                                {"instances", instances},
                                {"balancer", gateway::policy_name(opt.policy)},
+                               {"hash_key", opt.policy == gateway::Policy::kConsistentHash ? json(opt.hash_key.text()) : json()},
                                {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
                                           {"errors_503", errors_503}, {"errors_504", errors_504},
-                                          {"ejections", ejections}}}});
+                                          {"ejections", ejections}, {"rate_limited", rate_limited}}}});
   }
   if (path == "/v1/routes/match") {
     std::string m = "GET", p, h;
+    std::vector<std::pair<std::string, std::string>> hv;
     while (!query.empty()) {
       auto amp = query.find('&');
       auto part = query.substr(0, amp);
@@ -572,12 +839,17 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
       if (k == "method") m = v;
       else if (k == "path") p = v;
       else if (k == "host") h = v;
+      else if (k == "header" && hv.size() < 32) {
+        auto colon = v.find(':');
+        hv.emplace_back(v.substr(0, colon), colon == std::string::npos ? std::string() : v.substr(colon + 1));
+      }
     }
     if (p.empty())
       co_return error_answer(ver, bhttp::status::bad_request, "INVALID_ARGUMENT",
-                             "give the request to match: /v1/routes/match?method=GET&path=/api/orders/7[&host=HOST]");
+                             "give the request to match: /v1/routes/match?method=GET&path=/api/orders/7[&host=HOST]"
+                             "[&header=NAME:VALUE]...");
     auto snap = routes.snapshot();
-    auto r = snap->table.matcher().match(m, h, p);
+    auto r = snap->table.matcher().match(m, h, p, gateway::HeaderList(std::move(hv)));
     if (!r)
       co_return error_answer(ver, bhttp::status::not_found, "NOT_FOUND", fmt::format("no route matches {} {}", m, p));
     json params = json::object();

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "gateway/ring.h"
 #include "gateway/table.h"
 
 namespace keel::routing {
@@ -31,6 +32,7 @@ namespace keel::http {
 
 struct GatewayOptions {
   gateway::Policy policy = gateway::Policy::kLeastRequest;
+  gateway::HashKeySpec hash_key;  // where consistent_hash takes a request's key from
   int64_t connect_timeout_ms = 2000;
   int64_t request_timeout_ms = 30000;  // one attempt: sending the request to the last byte of the answer
   uint32_t retries = 2;                // further instances tried after a connect failure (idempotent methods)
@@ -38,6 +40,7 @@ struct GatewayOptions {
   uint64_t max_body_bytes = 16ull << 20;
   uint64_t max_response_bytes = 64ull << 20;
   gateway::OutlierOptions outlier;  // passive ejection: consecutive 5xx / connect failures / timeouts
+  bool access_log = false;          // one JSON line per request that matched a route (event gateway.access)
 };
 
 class Gateway {

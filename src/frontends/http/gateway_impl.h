@@ -16,6 +16,12 @@
 
 #include "base/random.h"
 #include "frontends/http/gateway.h"
+#include "gateway/stats.h"
+#include "keel/resilience/rate_limiter.h"
+
+namespace keel::routing {
+struct Snapshot;
+}
 
 namespace keel::http {
 
@@ -30,6 +36,18 @@ struct Gateway::Impl {
   // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
   boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
                                                           bool answer_unmatched);
+  // What proxy_route did, for the access log.
+  struct Outcome {
+    std::string upstream;     // "service/id" of the last instance tried; "" when none was
+    uint32_t attempts = 0;    // instances tried
+    std::string traceparent;  // the one sent upstream (only with gateway.access_log)
+  };
+  // proxy() once a route matched: the rate limit, the choice of an instance, the attempts.
+  // `snap`, `path_segs`, `host` and `outcome` live in proxy()'s frame.
+  boost::asio::awaitable<GwResponse> proxy_route(GwRequest& req, const std::string& client_ip,
+                                                 const std::shared_ptr<const routing::Snapshot>& snap,
+                                                 uint32_t entry_index, const std::vector<std::string_view>& path_segs,
+                                                 const std::string& host, Outcome& outcome);
   // /v1/routes and below.
   boost::asio::awaitable<GwResponse> handle_api(const GwRequest& req, std::string_view path, std::string_view query);
 
@@ -61,6 +79,8 @@ struct Gateway::Impl {
   void prune(const gateway::RouteTable& table);
   // Prometheus text: ejections, instances ejected and unhealthy, per service.
   std::string metrics_text() const;
+  // The per-route and per-service families of `stats` (prometheus-cpp's text serializer).
+  std::string stats_text() const;
 
   routing::Service& routes;
   GatewayOptions opt;
@@ -74,10 +94,22 @@ struct Gateway::Impl {
   std::atomic<bool> stopping{false};  // set by Gateway::stop from outside the shards
   SeededRandom rng;
   uint64_t rr_cursor = 0;
+  // Per-route rate limits (route option rate=): one keyed GCRA limiter per (service, route
+  // text), kept across table revisions while the route exists. shard 0 only.
+  static constexpr uint32_t kRateKeys = 10000;  // keys (clients, header values) per route
+  resilience::KeyedRateLimiter& limiter_for(const gateway::RouteSpec& route);
+  std::unordered_map<std::string, std::unique_ptr<resilience::KeyedRateLimiter>> limiters;
+  // consistent_hash: one ring per route entry over its instances, for the table of snapshot
+  // rings_of (rebuilt when the snapshot changes: a new revision, or a lease that ended; the
+  // snapshot is held so that its address is not reused). shard 0 only.
+  const gateway::HashRing& ring_for(const std::shared_ptr<const routing::Snapshot>& snap, uint32_t entry);
+  std::unordered_map<uint32_t, gateway::HashRing> rings;
+  std::shared_ptr<const routing::Snapshot> rings_of;
   std::unordered_map<std::string, Upstream> upstreams;  // by address; shard 0 only
   uint64_t pruned_at_revision = 0;
+  gateway::GatewayStats stats;  // per route and per service, for /metrics; shard 0 only
   // Counters (shard 0 only), shown by GET /v1/routes.
-  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0;
+  uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0, rate_limited = 0;
 };
 
 }  // namespace keel::http

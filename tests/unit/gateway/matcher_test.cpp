@@ -43,6 +43,31 @@ TEST(RouteParse, FormsAndCanonicalText) {
   EXPECT_EQ(route("ANY /x/{rest=**}").text(), "* /x/{rest=**}");
   EXPECT_EQ(route("GET /o/{id=*}").text(), "GET /o/{id}");
   EXPECT_EQ(route("GET / host=API.Example.com").text(), "GET / host=api.example.com");
+  // Header matches: names lower-cased, values kept, sorted by name whatever the order given.
+  auto h = route("GET /x header=X-Version:V2 host=a.b header=x-debug");
+  EXPECT_EQ(h.text(), "GET /x host=a.b header=x-debug header=x-version:V2");
+  ASSERT_EQ(h.headers.size(), 2u);
+  EXPECT_TRUE(h.headers[0].presence);
+  EXPECT_EQ(h.headers[1].value, "V2");
+  EXPECT_EQ(route(h.text()), h);
+  // Rate limits: canonical text drops defaults (burst = N, rate_key=client); no part in equality of paths.
+  auto rl = route("GET /x rate_key=header:X-Api-Key burst=20 rate=100/s");
+  EXPECT_EQ(rl.rate.count, 100u);
+  EXPECT_EQ(rl.rate.period_ms, 1000);
+  EXPECT_EQ(rl.rate.effective_burst(), 20u);
+  EXPECT_EQ(rl.rate.header, "x-api-key");
+  EXPECT_EQ(rl.text(), "GET /x rate=100/s burst=20 rate_key=header:x-api-key");
+  EXPECT_EQ(route(rl.text()), rl);
+  auto rm = route("GET /x rate=30/m burst=30 rate_key=client");
+  EXPECT_EQ(rm.text(), "GET /x rate=30/m");
+  EXPECT_EQ(rm.rate.period_ms, 60000);
+  EXPECT_EQ(rm.rate.effective_burst(), 30u);
+  EXPECT_EQ(route("GET /x rate=5/h").rate.period_ms, 3600000);
+  EXPECT_FALSE(route("GET /x").rate.enabled());
+  auto line = parse_route_line("GET:/x header=x-canary:1 => canary");
+  ASSERT_TRUE(line) << line.error().message;
+  EXPECT_EQ(line->service, "canary");
+  EXPECT_EQ(line->text(), "GET /x header=x-canary:1");
   auto r = parse_route_line("POST:/api/orders => place-order");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->service, "place-order");
@@ -66,7 +91,27 @@ TEST(RouteParse, BadRoutesSayWhatIsWrongAndWhatIsAllowed) {
       {"GET /a/**/b", "must be the last segment"},
       {"GET /a/{x}/{x}", "names parameter 'x' twice"},
       {"GET /a host=a:80", "no port"},
-      {"GET /a extra", "allowed: ' host=HOST'"},
+      {"GET /a extra", "allowed: host=HOST, header=NAME:VALUE, header=NAME, rate=N/s|N/m|N/h"},
+      {"GET /a rate=100", "rate '100' has no unit; allowed: N/s, N/m, N/h"},
+      {"GET /a rate=100/d", "has the unit 'd'; allowed: N/s, N/m, N/h"},
+      {"GET /a rate=0/s", "needs a whole number of requests from 1 to 1000000"},
+      {"GET /a rate=x/s", "needs a whole number"},
+      {"GET /a rate=1/s rate=2/s", "rate= is given twice"},
+      {"GET /a rate=1/s burst=0", "burst '0' must be given once, as a whole number from 1"},
+      {"GET /a burst=5", "burst= and rate_key= need rate="},
+      {"GET /a rate=1/h burst=1000000", "burst 1000000 is too large for rate 1/h; allowed: burst up to 640511"},
+      {"GET /a rate=1/s rate_key=ip", "rate_key 'ip' is not known; allowed: rate_key=client"},
+      {"GET /a rate=1/s rate_key=header:a:b", "rate_key 'header:a:b' needs a header name"},
+      {"GET /a host=a.b host=c.d", "host= is given twice"},
+      {"GET /a header=", "needs a header name"},
+      {"GET /a header=x y:1", "unexpected 'y:1'"},
+      {"GET /a header=x/y:1", "header name 'x/y' may hold only"},
+      {"GET /a header=x:", "needs a value of 1 to 256"},
+      {"GET /a header=x:a#b", "may hold only printable ASCII"},
+      {"GET /a header=x:a=>b", "may not hold '=>'"},
+      {"GET /a header=X:1 header=x", "header 'x' is matched twice"},
+      {"GET /a header=a header=b header=c header=d header=e header=f header=g header=h header=i",
+       "more than 8 header= options"},
       {"GET /" + std::string(2000, 'a'), "too long"},
   };
   for (auto& c : cases) {
@@ -144,6 +189,45 @@ TEST(Matcher, HostBeatsNoHostAndIsCaseAndPortInsensitive) {
   EXPECT_EQ(normalize_host("[::1]:80"), "[::1]");
 }
 
+TEST(Matcher, HeaderMatchesExactAndPresence) {
+  auto m = build({"GET /x", "GET /x header=x-version:2", "GET /y header=x-debug"});
+  auto ans = [&](std::string_view path, std::vector<std::pair<std::string, std::string>> h) {
+    auto r = m.match("GET", "", path, HeaderList(std::move(h)));
+    return r ? m.entries()[r->entry].route.text() : std::string();
+  };
+  EXPECT_EQ(ans("/x", {{"X-Version", "2"}}), "GET /x header=x-version:2");  // name case-insensitive
+  EXPECT_EQ(ans("/x", {{"x-version", "3"}}), "GET /x");                     // value differs
+  EXPECT_EQ(ans("/x", {{"x-version", "2 "}}), "GET /x");                    // exact means exact
+  EXPECT_EQ(ans("/x", {}), "GET /x");
+  EXPECT_EQ(ans("/y", {{"X-Debug", ""}}), "GET /y header=x-debug");         // present, even empty
+  EXPECT_EQ(ans("/y", {{"x-other", "1"}}), "");
+  // Only the first value of a repeated header counts.
+  EXPECT_EQ(ans("/x", {{"x-version", "1"}, {"x-version", "2"}}), "GET /x");
+}
+
+TEST(Matcher, HeaderConditionsRankAfterPathAndHostBeforeMethod) {
+  auto m = build({"* /a/{id} header=x-v:1", "GET /a/new", "GET /a/{id}", "GET /a/{id} header=x-v",
+                  "* /a/{id} header=x-v:1 header=x-w", "GET /a/{id} host=h.example", "POST /a/{id} header=x-v:1"});
+  auto ans = [&](std::string_view method, std::string_view path, std::string_view host,
+                 std::vector<std::pair<std::string, std::string>> h) {
+    auto r = m.match(method, host, path, HeaderList(std::move(h)));
+    return r ? m.entries()[r->entry].route.text() : std::string();
+  };
+  // Rule 1 first: the literal wins whatever the headers.
+  EXPECT_EQ(ans("GET", "/a/new", "", {{"x-v", "1"}, {"x-w", "1"}}), "GET /a/new");
+  // Rule 2: a host beats header conditions.
+  EXPECT_EQ(ans("GET", "/a/7", "h.example", {{"x-v", "1"}, {"x-w", "1"}}), "GET /a/{id} host=h.example");
+  // Rule 3: more conditions first; then exact before presence; both before no condition.
+  EXPECT_EQ(ans("GET", "/a/7", "", {{"x-v", "1"}, {"x-w", "1"}}), "* /a/{id} header=x-v:1 header=x-w");
+  // Rule 3 before rule 4: '* ... header=x-v:1' (exact) beats 'GET ... header=x-v' (presence).
+  EXPECT_EQ(ans("GET", "/a/7", "", {{"x-v", "1"}}), "* /a/{id} header=x-v:1");
+  // With as many exact conditions, the method decides (rule 4).
+  EXPECT_EQ(ans("POST", "/a/7", "", {{"x-v", "1"}}), "POST /a/{id} header=x-v:1");
+  EXPECT_EQ(ans("GET", "/a/7", "", {{"x-v", "2"}}), "GET /a/{id} header=x-v");
+  EXPECT_EQ(ans("GET", "/a/7", "", {}), "GET /a/{id}");
+  EXPECT_EQ(ans("DELETE", "/a/7", "", {}), "");
+}
+
 TEST(Matcher, TiesGoToTheLowerOrder) {
   std::vector<Entry> es{{route("GET /a/{x}", "late"), 7}, {route("GET /a/{y}", "early"), 3}};
   auto m = Matcher::build(es);
@@ -185,12 +269,12 @@ TEST(Matcher, TenThousandRoutes) {
 // ---- the trie against a brute-force scan ----
 
 std::optional<uint32_t> brute(const std::vector<Entry>& es, std::string_view method, std::string_view host,
-                              std::string_view path) {
+                              std::string_view path, const HeaderLookup& headers = no_headers()) {
   auto segs = split_path(path);
   if (!segs) return std::nullopt;
   std::optional<uint32_t> best;
   for (uint32_t i = 0; i < es.size(); ++i) {
-    if (!route_accepts(es[i].route, method, host, *segs)) continue;
+    if (!route_accepts(es[i].route, method, host, *segs, headers)) continue;
     if (!best || higher_priority(es[i], i, es[*best], *best)) best = i;
   }
   return best;
@@ -222,6 +306,13 @@ RC_GTEST_PROP(MatcherModel, TrieAgreesWithBruteForceSpecificityScan, ()) {
     std::string text = *rc::gen::elementOf(methods) + " " + gen_template();
     auto h = *rc::gen::elementOf(hosts);
     if (!h.empty()) text += " host=" + h;
+    // Header conditions on two names, exact or presence, so they overlap and tie often.
+    for (std::string name : {"x-a", "x-b"}) {
+      int k = *rc::gen::inRange(0, 6);
+      if (k == 0) text += " header=" + name;
+      else if (k == 1) text += " header=" + name + ":1";
+      else if (k == 2) text += " header=" + name + ":2";
+    }
     auto r = parse_route(text);
     RC_ASSERT(bool(r));
     r->service = "s" + std::to_string(*rc::gen::inRange(0, 3));
@@ -236,8 +327,14 @@ RC_GTEST_PROP(MatcherModel, TrieAgreesWithBruteForceSpecificityScan, ()) {
     if (path.empty()) path = "/";
     auto method = *rc::gen::elementOf(std::vector<std::string>{"GET", "POST", "PUT"});
     auto host = *rc::gen::elementOf(hosts);
-    auto want = brute(es, method, host, path);
-    auto got = m->match(method, host, path);
+    std::vector<std::pair<std::string, std::string>> hv;
+    for (std::string name : {"X-A", "x-b"}) {
+      int k = *rc::gen::inRange(0, 4);
+      if (k > 0) hv.emplace_back(name, std::to_string(k));
+    }
+    HeaderList headers(hv);
+    auto want = brute(es, method, host, path, headers);
+    auto got = m->match(method, host, path, headers);
     RC_ASSERT(want.has_value() == got.has_value());
     if (want) {
       RC_ASSERT(*want == got->entry);
