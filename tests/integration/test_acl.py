@@ -266,6 +266,57 @@ class AclNode(unittest.TestCase):
         self.assertIn(("key", "other", "web"), [(e["reason"], e["object"], e["username"]) for e in log])
 
 
+    def test_meta_never_shows_password_hashes(self):
+        """/v1/meta list, get and watch redact the users' Argon2id hashes for every caller, the
+        administrator included, and refuse writes to the security domain."""
+        a = self.admin()
+        a.acl_setuser("metaadmin", enabled=True, passwords=["+adm1n-pw"], commands=["+@all"], keys=["*"],
+                      channels=["*"])
+        a.acl_setuser("hashed", enabled=True, passwords=["+hashed-pw"], commands=["+get"], keys=["h:*"])
+        stored = a.acl_getuser("hashed")["passwords"][0]
+        self.assertTrue(stored.startswith("$argon2id$"), stored)
+        port = self.keel.http_port
+
+        def no_hash(text):
+            self.assertNotIn("argon2", text)
+            self.assertNotIn(stored, text)
+            self.assertNotIn(stored.split("$")[-1], text)  # not even the digest alone
+
+        for auth in (None, basic("metaadmin", "adm1n-pw")):
+            st, _, body = http_req("GET", port, "/v1/meta?domain=acl", auth=auth)
+            self.assertEqual(st, 200, body)
+            no_hash(json.dumps(body))
+            users = {i["key"]: i for i in body["items"]}
+            self.assertIn("users/hashed", users)
+            self.assertTrue(users["users/hashed"]["redacted"])
+            self.assertIn("#<redacted>", users["users/hashed"]["value"])
+            self.assertIn("~h:*", users["users/hashed"]["value"])  # the rules stay readable
+            st, _, body = http_req("GET", port, "/v1/meta?domain=acl&prefix=users/h", auth=auth)
+            self.assertEqual(st, 200, body)
+            no_hash(json.dumps(body))
+            st, _, body = http_req("GET", port, "/v1/meta/users%2Fhashed?domain=acl", auth=auth)
+            self.assertEqual(st, 200, body)
+            no_hash(json.dumps(body))
+            self.assertEqual(body["value"].split()[:2], ["on", "#<redacted>"])
+            st, _, body = http_req("GET", port, "/v1/meta/users%2Fhashed?domain=acl&stale=true", auth=auth)
+            no_hash(json.dumps(body))
+            st, _, body = http_req("GET", port, "/v1/meta/watch?domain=acl&from_revision=1&timeout_ms=0", auth=auth)
+            self.assertEqual(st, 200, body)
+            self.assertTrue(body["events"], body)
+            no_hash(json.dumps(body))
+        # Writes to the security domain through /v1/meta are refused, with what to use instead.
+        for method, body_text in (("PUT", "on nopass ~* +@all"), ("DELETE", None)):
+            st, _, body = http_req(method, port, "/v1/meta/users%2Fhashed?domain=acl", body_text)
+            self.assertEqual((st, body["error"]["code"]), (403, "FORBIDDEN"), body)
+            self.assertIn("ACL SETUSER", body["error"]["message"])
+        self.assertEqual(self.user("hashed", "hashed-pw").get("h:1"), None)  # unchanged
+        # Other domains are shown as stored.
+        st, _, body = http_req("PUT", port, "/v1/meta/plain", "#not-a-hash")
+        self.assertEqual(st, 200, body)
+        st, _, body = http_req("GET", port, "/v1/meta/plain")
+        self.assertEqual((body["value"], "redacted" in body), ("#not-a-hash", False))
+
+
 class RequirePass(unittest.TestCase):
     """requirepass from the configuration, then CONFIG SET requirepass, as Redis."""
 

@@ -41,6 +41,7 @@
 #include "security/acl.h"
 #include "security/acl_service.h"
 #include "security/http_signature.h"
+#include "security/meta_redact.h"
 #include "security/token.h"
 #include "security/tls.h"
 #include "base/base64.h"
@@ -1625,14 +1626,21 @@ Response meta_error(const Request& req, const Error& e) {
   return error_response(req, status_for(e.code), errc_name(e.code), e.message);
 }
 
-json kv_json(const cluster::KeyValue& kv) {
+// A key and its value as /v1/meta shows them; the security domain's secrets redacted
+// (security/meta_redact.h), for every caller.
+json kv_json(std::string_view domain, const cluster::KeyValue& kv) {
   json j{{"key", kv.key}, {"version", kv.version}, {"create_revision", kv.create_revision},
          {"mod_revision", kv.mod_revision}};
   if (!valid_utf8(kv.key)) {
     j.erase("key");
     j["key_base64"] = base64(kv.key);
   }
-  put_bytes(j, "value", kv.value);
+  if (auto shown = security::redact_meta_value(domain, kv.key, kv.value)) {
+    put_bytes(j, "value", *shown);
+    j["redacted"] = true;
+  } else {
+    put_bytes(j, "value", kv.value);
+  }
   return j;
 }
 
@@ -1682,7 +1690,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     json events = json::array();
     for (auto& e : r->events) {
       json j{{"type", e.deleted ? "delete" : "put"}, {"revision", e.kv.mod_revision}};
-      j["kv"] = kv_json(e.kv);
+      j["kv"] = kv_json(domain, e.kv);
       events.push_back(std::move(j));
     }
     co_return json_response(req, bhttp::status::ok, json{{"events", events}, {"revision", r->revision}});
@@ -1699,7 +1707,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     auto r = co_await cluster::meta_call<cluster::ListResult>(start);
     if (!r) co_return meta_error(req, r.error());
     json items = json::array();
-    for (auto& kv : r->items) items.push_back(kv_json(kv));
+    for (auto& kv : r->items) items.push_back(kv_json(domain, kv));
     co_return json_response(req, bhttp::status::ok, json{{"items", items}, {"revision", r->revision}, {"more", r->more}});
   }
 
@@ -1714,7 +1722,11 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     auto start = [&](auto cb) { meta->get(domain, key, stale, cb); };
     auto r = co_await cluster::meta_call<cluster::KeyValue>(start);
     if (!r) co_return meta_error(req, r.error());
-    co_return json_response(req, bhttp::status::ok, kv_json(*r));
+    co_return json_response(req, bhttp::status::ok, kv_json(domain, *r));
+  }
+  if (req.method() == bhttp::verb::put || req.method() == bhttp::verb::post || req.method() == bhttp::verb::delete_) {
+    if (auto why = security::generic_write_refusal(domain); !why.empty())
+      co_return error_response(req, bhttp::status::forbidden, "FORBIDDEN", std::move(why));
   }
   if (req.method() == bhttp::verb::put || req.method() == bhttp::verb::post) {
     if (req.body().size() > lim.max_value_bytes)
