@@ -2072,14 +2072,17 @@ Result<int> Server::start() {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(im.opt.bind, ec);
   if (ec) return make_error(Errc::kInvalidArgument, fmt::format("server.bind: '{}' is not an IP address", im.opt.bind));
-  im.acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
-  tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
-  im.acceptor->open(ep.protocol(), ec);
-  if (!ec) im.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) im.acceptor->bind(ep, ec);
-  if (!ec) im.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return make_error(Errc::kIoError, fmt::format("cannot listen for HTTP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
-  int port = im.acceptor->local_endpoint().port();
+  int port = 0;
+  if (im.opt.plaintext) {
+    im.acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
+    im.acceptor->open(ep.protocol(), ec);
+    if (!ec) im.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) im.acceptor->bind(ep, ec);
+    if (!ec) im.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return make_error(Errc::kIoError, fmt::format("cannot listen for HTTP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
+    port = im.acceptor->local_endpoint().port();
+  }
   if (im.opt.tls) {
     im.tls_acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
     tcp::endpoint tep(addr, static_cast<unsigned short>(im.opt.tls_port));
@@ -2093,7 +2096,7 @@ Result<int> Server::start() {
     im.bound_tls_port = im.tls_acceptor->local_endpoint().port();
     asio::co_spawn(im.shards.shard(0).io, im.accept_loop(true), asio::detached);
   }
-  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(false), asio::detached);
+  if (im.acceptor) asio::co_spawn(im.shards.shard(0).io, im.accept_loop(false), asio::detached);
   return port;
 }
 

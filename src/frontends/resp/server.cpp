@@ -2746,16 +2746,19 @@ Result<int> Server::start() {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(im.opt.bind, ec);
   if (ec) return make_error(Errc::kInvalidArgument, fmt::format("server.bind: '{}' is not an IP address", im.opt.bind));
-  auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
-  tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
-  acc->open(ep.protocol(), ec);
-  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acc->bind(ep, ec);
-  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
-  int port = acc->local_endpoint().port();
-  im.per_shard[0].acceptor = std::move(acc);
+  int port = 0;
+  if (im.opt.plaintext) {
+    auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
+    port = acc->local_endpoint().port();
+    im.per_shard[0].acceptor = std::move(acc);
+  }
   if (im.opt.tls) {
     auto tacc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
     tcp::endpoint tep(addr, static_cast<unsigned short>(im.opt.tls_port));
@@ -2770,7 +2773,7 @@ Result<int> Server::start() {
     im.per_shard[0].tls_acceptor = std::move(tacc);
     asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, true), asio::detached);
   }
-  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, false), asio::detached);
+  if (im.per_shard[0].acceptor) asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, false), asio::detached);
   for (unsigned i = 0; i < im.shards.size(); ++i)
     asio::co_spawn(im.shards.shard(i).io, im.idle_sweep(i), asio::detached);
   return port;
