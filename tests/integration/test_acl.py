@@ -475,6 +475,23 @@ class AclCluster(unittest.TestCase):
         self.assertEqual(admin_c.acl_deluser("carol"), 1)
         self.wait_for(lambda: "carol" not in a.acl_users(), "carol removed on node 1")
 
+    def test_revocation_on_one_node_is_known_on_every_node(self):
+        a, b, c = (self.c.client(i) for i in range(3))
+        rid = "fedcba9876543210fedcba9876543210"
+        self.assertEqual(b.execute_command("ACL", "REVOKE", rid, "1900000000"), rid.encode())
+
+        def ids(client):
+            return [dict(zip(e[::2], e[1::2]))[b"id"] for e in client.execute_command("ACL", "REVOCATIONS")]
+        self.wait_for(lambda: rid.encode() in ids(a) and rid.encode() in ids(c), "the revocation on nodes 1 and 3")
+        st, _, body = http_req("GET", self.c.nodes[2].http_port, "/v1/auth/revocations")
+        self.assertEqual(st, 200, body)
+        self.assertIn({"id": rid, "expires_s": 1900000000, "user": "", "revoked_at_s": body["revocations"][0]["revoked_at_s"]},
+                      body["revocations"])
+        # The revocation is visible in /v1/meta too (nothing secret in it), on any node.
+        st, _, body = http_req("GET", self.c.nodes[0].http_port, "/v1/meta/revoked%2F" + rid + "?domain=acl")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body["value"])["expires_s"], 1900000000)
+
 
 if __name__ == "__main__":
     unittest.main()

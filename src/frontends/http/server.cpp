@@ -149,6 +149,8 @@ Response error_response(const Request& req, bhttp::status st, std::string_view c
   return json_response(req, st, json{{"error", {{"code", code}, {"message", std::move(message)}}}});
 }
 
+Response meta_error(const Request& req, const Error& e);  // a metadata error as its HTTP status (below)
+
 struct Query {
   std::vector<std::pair<std::string, std::string>> items;
   const std::string* get(std::string_view k) const {
@@ -1036,6 +1038,42 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
                              "use GET /v1/auth/lockouts, or DELETE /v1/auth/lockouts/{subject}");
   }
+  if (path == "/v1/auth/revocations") {
+    // Revoked tokens, cluster-wide (ACL REVOKE / ACL REVOCATIONS on the RESP door).
+    if (!acl_service)
+      co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "users and access rules are off on this node");
+    if (get) {
+      json out = json::array();
+      for (auto& e : acl->revocations())
+        out.push_back({{"id", e.id}, {"expires_s", e.expires_s}, {"user", e.user}, {"revoked_at_s", e.revoked_at_s}});
+      co_return json_response(req, bhttp::status::ok, json{{"revocations", out}});
+    }
+    if (req.method() != bhttp::verb::post)
+      co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                               "use GET /v1/auth/revocations to list, POST to revoke");
+    auto body = json::parse(req.body(), nullptr, false);
+    std::vector<std::string> args;
+    if (!body.is_discarded() && body.is_object()) {
+      if (body.contains("token") && body["token"].is_string()) {
+        args.push_back(body["token"].get<std::string>());
+      } else if (body.contains("id") && body["id"].is_string()) {
+        args.push_back(body["id"].get<std::string>());
+        if (body.contains("expires_s") && body["expires_s"].is_number_integer())
+          args.push_back(std::to_string(body["expires_s"].get<int64_t>()));
+      }
+    }
+    if (args.empty())
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                               "send a JSON object {\"token\": \"kt1....\"} or {\"id\": \"<32 hex digits>\", "
+                               "\"expires_s\": <unix seconds the token expires>}");
+    std::vector<std::string_view> views(args.begin(), args.end());
+    auto parsed = security::parse_revoke_request(views, SystemClock::instance().now_ms() / 1000);
+    if (!parsed) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", parsed.error().message);
+    json done{{"id", parsed->id}, {"expires_s", parsed->expires_s}, {"user", parsed->user}};
+    auto st = co_await acl_service->revoke(std::move(*parsed));
+    if (!st) co_return meta_error(req, st.error());
+    co_return json_response(req, bhttp::status::ok, done);
+  }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
     if (!gateway)
@@ -1165,6 +1203,10 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
   if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
+  if (path == "/v1/auth/revocations") {
+    if (get) return {"acl", "revocations"};
+    return {"acl", "revoke", ""};
+  }
   // Encryption at rest's keys: what CONFIG GET / CONFIG SET of its settings needs (administrators).
   if (path == "/v1/keys" || path.starts_with("/v1/keys/")) {
     if (get) return {"config", "get", "security.at_rest.key_file"};
@@ -1832,6 +1874,7 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/signals") return "/v1/signals";
   if (path == "/v1/auth/lockouts") return "/v1/auth/lockouts";
   if (path.starts_with("/v1/auth/lockouts/")) return "/v1/auth/lockouts/{subject}";
+  if (path == "/v1/auth/revocations") return "/v1/auth/revocations";
   if (path == "/v1/keys") return "/v1/keys";
   if (path == "/v1/keys/rotate") return "/v1/keys/rotate";
   if (path.starts_with("/v1/keys/")) return "/v1/keys/{version}/retire";

@@ -186,6 +186,9 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
         "LIST", "    Show users details in config file format.",
         "LOCKOUTS", "    Users and client addresses with failed authentications on this node, and their locks.",
         "LOG [<count> | RESET]", "    Show the ACL log entries.",
+        "REVOCATIONS", "    The revoked tokens (id, expiry, user), on every node until they expire.",
+        "REVOKE <token> | REVOKE <id> <expires-unix-seconds>",
+        "    Refuse a token, and every token attenuated from it, on every node.",
         "SETUSER <username> <attribute> [<attribute> ...]", "    Create or modify a user with the specified attributes.",
         "UNLOCK <user:name | addr:ip | *>", "    Forget failed authentications (and lift the lock) on this node.",
         "USERS", "    List all the registered usernames.",
@@ -287,6 +290,22 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
       r.integer(c.now_ms - e.last_failure_ms);
       r.bulk("locked-for-ms");
       r.integer(std::max<int64_t>(0, e.locked_until_ms - c.now_ms));
+    }
+    return;
+  }
+  if (sub == "revocations" && a.size() == 2) {
+    auto all = acl.revocations();
+    r.array(all.size());
+    for (auto& e : all) {
+      r.map(4);
+      r.bulk("id");
+      r.bulk(e.id);
+      r.bulk("expires-s");
+      r.integer(e.expires_s);
+      r.bulk("user");
+      r.bulk(e.user);
+      r.bulk("revoked-at-s");
+      r.integer(e.revoked_at_s);
     }
     return;
   }

@@ -616,6 +616,17 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         c.client.close_after_reply = true;
         co_return;
       }
+      if (c.client.token) {
+        if (auto id = acl->revoked(*c.client.token)) {
+          if (c.tx.multi) c.tx.aborted = true;
+          r.error(fmt::format("NOAUTH revoked: the token this connection authenticated with (revocation id {}) was "
+                              "revoked by an administrator (ACL REVOKE); the connection is closed: connect again with "
+                              "a new token (keel token issue) or a password",
+                              *id));
+          c.client.close_after_reply = true;
+          co_return;
+        }
+      }
     }
     if (!c.client.acl_open && !(spec->flags & kNoAuth)) [[unlikely]] {
       if (c.client.token && c.now_ms / 1000 >= c.client.token->expires_s) {
@@ -696,7 +707,8 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         co_await cluster_keys_in_slot(c, argv);
       } else if (acl_service && (spec->name == "auth" || spec->name == "hello")) {
         co_await authenticate_command(c, *spec, argv);
-      } else if (spec->name == "acl" && (iequals(argv[1], "setuser") || iequals(argv[1], "deluser"))) {
+      } else if (spec->name == "acl" &&
+                 (iequals(argv[1], "setuser") || iequals(argv[1], "deluser") || iequals(argv[1], "revoke"))) {
         co_await acl_admin(c, argv);
       } else if (spec->name == "config" && argv.size() == 4 && iequals(argv[1], "set") &&
                  iequals(argv[2], "requirepass") && acl_service) {
@@ -1220,6 +1232,17 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);
     }
     co_return r.ok();
+  }
+  if (iequals(argv[1], "revoke")) {
+    auto parsed = security::parse_revoke_request(argv.subspan(2), c.now_ms / 1000);
+    if (!parsed) co_return r.error("ERR " + parsed.error().message);
+    const std::string id = parsed->id;
+    auto st = co_await acl_service->revoke(std::move(*parsed));
+    if (!st) {
+      if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
+      co_return reply_metadata_error(r, st.error(), "check ACL REVOCATIONS");
+    }
+    co_return r.bulk(id);
   }
   if (argv.size() < 3) co_return r.error(wrong_args("acl|deluser"));
   std::vector<std::string> names(argv.begin() + 2, argv.end());
@@ -2848,13 +2871,15 @@ void Server::Impl::acl_sweep(unsigned sid) {
     if (!c->client.user || c->internal || c->client.pubsub == 0 || c->ob.dead) continue;
     auto u = acl->find(c->client.user->name);
     std::string refused;
-    if (u && !u->allchannels) {
+    std::optional<std::string> revoked_id;
+    if (c->client.token) revoked_id = acl->revoked(*c->client.token);
+    if (u && !u->allchannels && !revoked_id) {
       for (PubKind kind : {PubKind::kChannel, PubKind::kPattern, PubKind::kShard}) {
         for (auto& name : ps.pubsub.names(c->client.id, kind))
           if (!u->channel_allowed(name, kind == PubKind::kPattern)) refused = name;
       }
     }
-    if (u && refused.empty()) {
+    if (u && refused.empty() && !revoked_id) {
       c->client.user = std::move(u);
       c->client.acl_open = c->client.user->unrestricted() && !c->client.token;
       c->client.acl_generation = acl->generation();
@@ -2862,8 +2887,10 @@ void Server::Impl::acl_sweep(unsigned sid) {
     }
     klog().info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
                  c->client.user->name,
-                 u ? fmt::format("its user may no longer subscribe to '{}'", refused) : std::string("its user was removed"));
-    if (u) acl_log(*acl, c->client, "channel", refused, u->name, now);
+                 revoked_id ? fmt::format("the token it authenticated with was revoked (id {})", *revoked_id)
+                 : u        ? fmt::format("its user may no longer subscribe to '{}'", refused)
+                            : std::string("its user was removed"));
+    if (u && !revoked_id) acl_log(*acl, c->client, "channel", refused, u->name, now);
     c->ob.dead = true;
     std::string().swap(c->ob.queued);
     boost::system::error_code ignored;
