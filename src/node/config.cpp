@@ -304,7 +304,7 @@ const std::vector<Setting>& settings() {
          return e;
        }},
       {"log.level", "trace, debug, info, warn, error, off; then optionally <component>=<level> items "
-                    "(components: node, resp, http, dht, cluster, peers, storage, cache, routing, security, trace)",
+                    "(components: node, resp, http, dht, cluster, peers, storage, cache, routing, security, trace, audit)",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
          std::string error;

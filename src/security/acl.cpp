@@ -10,6 +10,7 @@
 
 #include "base/clock.h"
 #include "base/glob.h"
+#include "security/audit.h"
 #include "security/identity.h"
 #include "security/token.h"
 
@@ -735,10 +736,16 @@ std::optional<Acl::Locked> Acl::locked(std::string_view user, std::string_view i
 }
 
 void Acl::auth_failed(std::string_view user, std::string_view ip, int64_t now_ms) {
-  std::lock_guard lock(lockout_mu_);
-  bool started = lockout_.failure("user:" + std::string(user), now_ms) > 0;
-  started = lockout_.failure("addr:" + std::string(ip), now_ms) > 0 || started;
-  if (started) lockouts_started_.fetch_add(1, std::memory_order_relaxed);
+  std::string u = "user:" + std::string(user), a = "addr:" + std::string(ip);
+  int64_t user_lock_ms = 0, addr_lock_ms = 0;
+  {
+    std::lock_guard lock(lockout_mu_);
+    user_lock_ms = lockout_.failure(u, now_ms);
+    addr_lock_ms = lockout_.failure(a, now_ms);
+  }
+  if (user_lock_ms > 0 || addr_lock_ms > 0) lockouts_started_.fetch_add(1, std::memory_order_relaxed);
+  if (user_lock_ms > 0) audit::emit(audit::kLockout, {{"subject", u}, {"locked_ms", std::to_string(user_lock_ms)}});
+  if (addr_lock_ms > 0) audit::emit(audit::kLockout, {{"subject", a}, {"locked_ms", std::to_string(addr_lock_ms)}});
 }
 
 void Acl::auth_succeeded(std::string_view user, std::string_view ip) {

@@ -317,6 +317,77 @@ class AclNode(unittest.TestCase):
         self.assertEqual((body["value"], "redacted" in body), ("#not-a-hash", False))
 
 
+class AuditLog(unittest.TestCase):
+    """Security events as JSON lines of the `audit` component, with stable event names, and no
+    password or hash anywhere in the log."""
+
+    def test_security_events_are_audited_without_secrets(self):
+        k = Keel("--engine", "memory", "--set", "log.format=json", "--set", "auth.lockout_threshold=2",
+                 "--set", "auth.lockout_base_ms=60000").start()
+        self.addCleanup(k.cleanup)
+        a = redis.Redis(port=k.port, socket_timeout=10)
+        a.execute_command("ACL", "SETUSER", "auditee", "on", ">Sup3r-Secret-pw", "~a:*", "+get")
+        stored = a.acl_getuser("auditee")["passwords"][0]
+        self.assertEqual(redis.Redis(port=k.port, username="auditee", password="Sup3r-Secret-pw").get("a:1"), None)
+        for _ in range(2):
+            with self.assertRaises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
+                redis.Redis(port=k.port, username="auditee", password="Wr0ng-Guess-pw").ping()
+        with self.assertRaises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)) as e:
+            redis.Redis(port=k.port, username="auditee", password="Sup3r-Secret-pw").ping()
+        self.assertIn("LOCKED", str(e.exception))
+        self.assertEqual(a.execute_command("ACL", "UNLOCK", "*"), 2)
+        a.set("a:1", "v")
+        st, _, body = http_req("GET", k.http_port, "/v1/kv/a:1", auth=basic("auditee", "Wr0ng-Guess-pw"))
+        self.assertEqual(st, 401, body)
+        st, _, body = http_req("GET", k.http_port, "/v1/kv/a:1", auth=basic("auditee", "Sup3r-Secret-pw"))
+        self.assertEqual(st, 200, body)
+        rid = "0123456789abcdef0123456789abcdef"
+        self.assertEqual(a.execute_command("ACL", "REVOKE", rid, "1900000000"), rid.encode())
+        self.assertEqual(a.execute_command("ACL", "DELUSER", "auditee"), 1)
+
+        def events():
+            out = []
+            for line in k.output().splitlines():
+                if line.startswith("{"):
+                    j = json.loads(line)
+                    if j["component"] == "audit":
+                        out.append(j)
+            return out
+
+        want = ["acl.setuser", "auth.success", "auth.failure", "auth.lockout", "auth.locked", "auth.unlock",
+                "token.revoke", "acl.deluser"]
+        deadline = time.time() + 10
+        while time.time() < deadline and not set(want) <= {e.get("event") for e in events()}:
+            time.sleep(0.05)
+        got = events()
+        by = {}
+        for e in got:
+            by.setdefault(e["event"], []).append(e["fields"])
+        self.assertTrue(set(want) <= set(by), sorted(by))
+        self.assertIn({"user": "auditee", "rules": "on ><redacted> ~a:* +get", "by": "default", "door": "resp",
+                       "addr": "127.0.0.1"}, by["acl.setuser"])
+        self.assertIn({"door": "resp", "method": "password", "user": "auditee", "addr": "127.0.0.1"}, by["auth.success"])
+        self.assertIn({"door": "http", "method": "password", "user": "auditee", "addr": "127.0.0.1"}, by["auth.success"])
+        self.assertIn({"door": "resp", "method": "password", "user": "auditee", "addr": "127.0.0.1",
+                       "reason": "wrong password, or no such user, or the user is off"}, by["auth.failure"])
+        self.assertIn("http", [f["door"] for f in by["auth.failure"]])
+        self.assertEqual(sorted(f["subject"] for f in by["auth.lockout"]), ["addr:127.0.0.1", "user:auditee"])
+        self.assertIn({"door": "resp", "user": "auditee", "addr": "127.0.0.1", "subject": "user:auditee"},
+                      by["auth.locked"])
+        self.assertIn({"subject": "*", "cleared": "2", "by": "default", "door": "resp", "addr": "127.0.0.1"},
+                      by["auth.unlock"])
+        self.assertIn({"id": rid, "user": "", "expires_s": "1900000000", "by": "default", "door": "resp",
+                       "addr": "127.0.0.1"}, by["token.revoke"])
+        self.assertIn({"users": "auditee", "deleted": "1", "by": "default", "door": "resp", "addr": "127.0.0.1"},
+                      by["acl.deluser"])
+        levels = {e["event"]: e["level"] for e in got}
+        self.assertEqual((levels["auth.failure"], levels["auth.success"]), ("warning", "info"))
+        # No secret anywhere in the log: passwords (right or wrong), the hash, the hash's digest.
+        log = k.output()
+        for secret in ("Sup3r-Secret-pw", "Wr0ng-Guess-pw", stored, stored.split("$")[-1]):
+            self.assertNotIn(secret, log)
+
+
 class RequirePass(unittest.TestCase):
     """requirepass from the configuration, then CONFIG SET requirepass, as Redis."""
 

@@ -41,6 +41,7 @@
 #include "security/acl.h"
 #include "security/acl_service.h"
 #include "security/http_signature.h"
+#include "security/audit.h"
 #include "security/meta_redact.h"
 #include "security/token.h"
 #include "security/tls.h"
@@ -150,6 +151,7 @@ Response error_response(const Request& req, bhttp::status st, std::string_view c
 }
 
 Response meta_error(const Request& req, const Error& e);  // a metadata error as its HTTP status (below)
+std::string http_caller(const Request& req);              // who a request authenticated as (below)
 
 struct Query {
   std::vector<std::pair<std::string, std::string>> items;
@@ -234,7 +236,8 @@ struct Server::Impl {
     return shards.shard(shards.owner(key_partition(key, shards.partitions())));
   }
 
-  awaitable<Response> handle(const Request& req);
+  // `client_ip`: the peer's address, for the audit log.
+  awaitable<Response> handle(const Request& req, std::string client_ip = {});
   Response handle_health(const Request& req, std::string_view path, const Query& q);
   void begin_trace(Request& req);
   void trace_request(const Request& req, Response& res, int64_t t0_ns);
@@ -800,7 +803,7 @@ awaitable<Response> Server::Impl::handle_list(const Request& req, const Query& q
   co_return json_response(req, bhttp::status::ok, body);
 }
 
-awaitable<Response> Server::Impl::handle(const Request& req) {
+awaitable<Response> Server::Impl::handle(const Request& req, std::string client_ip) {
   std::string_view target(req.target().data(), req.target().size());
   auto qpos = target.find('?');
   std::string_view path = target.substr(0, qpos);
@@ -1033,7 +1036,10 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
                                  fmt::format("'{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as GET "
                                              "/v1/auth/lockouts shows them) or * for all",
                                              subject.substr(0, 128)));
-      co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", acl->unlock(subject)}});
+      const size_t cleared = acl->unlock(subject);
+      security::audit::emit(security::audit::kUnlock, {{"subject", subject}, {"cleared", std::to_string(cleared)},
+                                                       {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}});
+      co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", cleared}});
     }
     co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
                              "use GET /v1/auth/lockouts, or DELETE /v1/auth/lockouts/{subject}");
@@ -1070,8 +1076,11 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
     auto parsed = security::parse_revoke_request(views, SystemClock::instance().now_ms() / 1000);
     if (!parsed) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", parsed.error().message);
     json done{{"id", parsed->id}, {"expires_s", parsed->expires_s}, {"user", parsed->user}};
+    security::audit::Fields fields{{"id", parsed->id}, {"user", parsed->user}, {"expires_s", std::to_string(parsed->expires_s)},
+                                   {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}};
     auto st = co_await acl_service->revoke(std::move(*parsed));
     if (!st) co_return meta_error(req, st.error());
+    security::audit::emit(security::audit::kTokenRevoked, fields);
     co_return json_response(req, bhttp::status::ok, done);
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
@@ -1231,6 +1240,27 @@ std::string basic_decode(std::string_view in) {
   return keel::base64_decode(in).value_or(std::string());
 }
 
+// The user a request authenticated as, for the audit log: authorize() verified the header
+// before any handler runs; no header is the default user (or a certificate user).
+std::string http_caller(const Request& req) {
+  auto auth = req.find(bhttp::field::authorization);
+  if (auth == req.end()) return "default";
+  std::string_view v(auth->value().data(), auth->value().size());
+  if (v.size() >= 6 && resp::iequals(v.substr(0, 6), "basic ")) {
+    std::string creds = basic_decode(v.substr(6));
+    std::string name = creds.substr(0, creds.find(':'));
+    std::fill(creds.begin(), creds.end(), '\0');
+    return name;
+  }
+  if (v.size() >= 7 && resp::iequals(v.substr(0, 7), "bearer ")) {
+    std::string_view token = v.substr(7);
+    while (token.starts_with(' ')) token.remove_prefix(1);
+    auto parsed = security::parse_token(token);
+    return parsed ? parsed->parts[0].block.user : std::string("(token)");
+  }
+  return "(unknown)";
+}
+
 }  // namespace
 
 std::optional<Response> Server::Impl::check_signature(const Request& req, std::string_view token, std::string_view path,
@@ -1331,7 +1361,11 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       while (token.starts_with(' ')) token.remove_prefix(1);
       auto parsed = security::parse_token(token);
       const std::string who = parsed ? parsed->parts[0].block.user : std::string("(token)");
-      if (auto lk = acl->locked(who, peer.ip, now_ms)) co_return locked(*lk);
+      if (auto lk = acl->locked(who, peer.ip, now_ms)) {
+        security::audit::emit(security::audit::kAuthLocked,
+                              {{"door", "http"}, {"user", who}, {"addr", peer.ip}, {"subject", lk->subject}});
+        co_return locked(*lk);
+      }
       const bool signed_request = req.find("Signature-Input") != req.end();
       auto login = acl->authenticate_token({}, token, peer.cert_sha256, now_ms, !signed_request);
       if (!login) {
@@ -1339,6 +1373,9 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         cs.addr = "http";
         cs.last_cmd = "auth";
         resp::acl_log(*acl, cs, "auth", "auth", who, now_ms);
+        security::audit::emit(security::audit::kAuthFailure,
+                              {{"door", "http"}, {"method", signed_request ? "signature" : "token"}, {"user", who},
+                               {"addr", peer.ip}, {"reason", login.error().message}});
         acl->auth_failed(who, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS token refused: " + login.error().message, true);
       }
@@ -1347,6 +1384,12 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         if (auto refused = check_signature(req, token, path, query, peer.ip)) co_return std::move(*refused);
       }
       acl->auth_succeeded(login->user->name, peer.ip);
+      if (security::audit::success_due(
+              fmt::format("http|{}|{}|{}", signed_request ? "signature" : "token", login->user->name, peer.ip), now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "http"}, {"method", signed_request ? "signature" : "token"},
+                               {"user", login->user->name}, {"addr", peer.ip},
+                               {"token_id", login->grant->revocation_ids.back()}});
       user = std::move(login->user);
       grant = std::move(login->grant);
     } else {
@@ -1359,6 +1402,8 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       std::fill(creds.begin(), creds.end(), '\0');
       if (auto lk = acl->locked(name, peer.ip, now_ms)) {
         std::fill(password.begin(), password.end(), '\0');
+        security::audit::emit(security::audit::kAuthLocked,
+                              {{"door", "http"}, {"user", name}, {"addr", peer.ip}, {"subject", lk->subject}});
         co_return locked(*lk);
       }
       user = co_await acl_service->authenticate(name, password);
@@ -1368,10 +1413,16 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         cs.addr = "http";
         cs.last_cmd = "auth";
         resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
+        security::audit::emit(security::audit::kAuthFailure,
+                              {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip},
+                               {"reason", "wrong password, or no such user, or the user is off"}});
         acl->auth_failed(name, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
       }
       acl->auth_succeeded(name, peer.ip);
+      if (security::audit::success_due(fmt::format("http|password|{}|{}", name, peer.ip), now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip}});
     }
   } else if (auto cu = peer.uris.empty() ? nullptr : acl->user_for_certificate(peer.uris)) {
     user = std::move(cu);  // auth.cert_users: the client certificate names the user
@@ -1473,7 +1524,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       co_await serve_sse(stream, tcp, req);
       break;
     }
-    if (!answer) answer = co_await handle(req);
+    if (!answer) answer = co_await handle(req, client_ip);
     Response& res = *answer;
     if (tracer) trace_request(req, res, t0);
     res.keep_alive(keep);

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "frontends/resp/family_util.h"
+#include "security/audit.h"
 
 namespace keel::resp {
 
@@ -315,7 +316,14 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
       return r.error(fmt::format("ERR '{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as ACL LOCKOUTS "
                                  "shows them) or * for all",
                                  subject.substr(0, 128)));
-    return r.integer(static_cast<int64_t>(acl.unlock(subject)));
+    const size_t cleared = acl.unlock(subject);
+    std::string addr = c.client ? c.client->addr : std::string();
+    if (auto colon = addr.rfind(':'); colon != std::string::npos) addr.resize(colon);
+    security::audit::emit(security::audit::kUnlock,
+                          {{"subject", std::string(subject)}, {"cleared", std::to_string(cleared)},
+                           {"by", c.client && c.client->user ? c.client->user->name : std::string("default")},
+                           {"door", "resp"}, {"addr", addr}});
+    return r.integer(static_cast<int64_t>(cleared));
   }
   if (sub == "save" || sub == "load")
     return r.error("ERR keel keeps users in cluster metadata, not in an ACL file: every ACL SETUSER is already "

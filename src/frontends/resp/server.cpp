@@ -28,6 +28,7 @@
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/route_admin.h"
 #include "security/acl_service.h"
+#include "security/audit.h"
 #include "security/tls.h"
 #include "frontends/resp/family_util.h"
 #include "frontends/resp/key_events.h"
@@ -426,6 +427,8 @@ struct Server::Impl {
   // AUTH and HELLO ... AUTH: the password is checked off the event loop first (Argon2id).
   awaitable<void> authenticate_command(Connection& c, const CommandSpec& spec, Args argv);
   // Re-reads the connection's user after an ACL change; false if the user was removed.
+  // Who runs a command, for the audit log.
+  static std::string caller(const Connection& c) { return c.client.user ? c.client.user->name : std::string("default"); }
   bool refresh_user(Connection& c) {
     c.client.acl_generation = acl->generation();
     auto u = acl->find(c.client.user->name);
@@ -718,8 +721,14 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         if (argv[3].empty()) rules = {"nopass"};
         else rules = {"resetpass", ">" + std::string(argv[3])};
         auto st = co_await acl_service->setuser(name, rules);
-        if (!st) reply_metadata_error(r, st.error(), "check ACL GETUSER default");
-        else r.ok();
+        if (!st) {
+          reply_metadata_error(r, st.error(), "check ACL GETUSER default");
+        } else {
+          security::audit::emit(security::audit::kUserSet,
+                                {{"user", name}, {"rules", security::audit::redact_rules(rules)}, {"by", caller(c)},
+                                 {"door", "resp"}, {"addr", client_ip(c.client.addr)}, {"via", "CONFIG SET requirepass"}});
+          r.ok();
+        }
       } else if (!spec->handler && spec->group == "route") {  // ROUTE.REGISTER, DEREGISTER
         if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
         else r.error("ERR the gateway's route registration is not running on this node");
@@ -1186,6 +1195,8 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
     if (auto lk = acl->locked(who, ip, c.now_ms)) {
       c.client.last_cmd.assign(spec.name);
       acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
+      security::audit::emit(security::audit::kAuthLocked,
+                            {{"door", "resp"}, {"user", who}, {"addr", ip}, {"subject", lk->subject}});
       co_return c.reply.error(fmt::format(
           "LOCKED too many failed authentications for {}: further attempts are refused unchecked for {} ms; wait, "
           "or an administrator can run ACL UNLOCK {}",
@@ -1196,10 +1207,16 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       if (!login) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
+        security::audit::emit(security::audit::kAuthFailure, {{"door", "resp"}, {"method", "token"}, {"user", who},
+                                                              {"addr", ip}, {"reason", login.error().message}});
         acl->auth_failed(who, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS token refused: " + login.error().message);
       }
       acl->auth_succeeded(login->user->name, ip);
+      if (security::audit::success_due("resp|token|" + login->user->name + "|" + ip, c.now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "resp"}, {"method", "token"}, {"user", login->user->name}, {"addr", ip},
+                               {"token_id", login->grant->revocation_ids.back()}});
       c.client.verified = std::move(login->user);
       c.client.verified_token = std::move(login->grant);
     } else {
@@ -1207,10 +1224,16 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       if (!u) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
+        security::audit::emit(security::audit::kAuthFailure,
+                              {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip},
+                               {"reason", "wrong password, or no such user, or the user is off"}});
         acl->auth_failed(user, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
       }
       acl->auth_succeeded(user, ip);
+      if (security::audit::success_due("resp|password|" + user + "|" + ip, c.now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip}});
       c.client.verified = std::move(u);
     }
   }
@@ -1231,17 +1254,23 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);
     }
+    security::audit::emit(security::audit::kUserSet, {{"user", name}, {"rules", security::audit::redact_rules(rules)},
+                                                      {"by", caller(c)}, {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.ok();
   }
   if (iequals(argv[1], "revoke")) {
     auto parsed = security::parse_revoke_request(argv.subspan(2), c.now_ms / 1000);
     if (!parsed) co_return r.error("ERR " + parsed.error().message);
-    const std::string id = parsed->id;
+    const std::string id = parsed->id, token_user = parsed->user;
+    const int64_t expires_s = parsed->expires_s;
     auto st = co_await acl_service->revoke(std::move(*parsed));
     if (!st) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL REVOCATIONS");
     }
+    security::audit::emit(security::audit::kTokenRevoked,
+                          {{"id", id}, {"user", token_user}, {"expires_s", std::to_string(expires_s)}, {"by", caller(c)},
+                           {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.bulk(id);
   }
   if (argv.size() < 3) co_return r.error(wrong_args("acl|deluser"));
@@ -1250,6 +1279,12 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
   if (!n) {
     if (n.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + n.error().message);
     co_return reply_metadata_error(r, n.error(), "check ACL USERS");
+  }
+  {
+    std::string list;
+    for (auto& nm : names) list += (list.empty() ? "" : " ") + nm;
+    security::audit::emit(security::audit::kUserDeleted, {{"users", list}, {"deleted", std::to_string(*n)}, {"by", caller(c)},
+                                                          {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
   }
   co_return r.integer(*n);
 }
@@ -2178,6 +2213,11 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
           c.client.authenticated = true;
           klog().debug("client {} ({}): authenticated as user '{}' by its certificate", c.client.id, c.client.addr,
                        c.client.user->name);
+          const std::string ip = client_ip(c.client.addr);
+          if (security::audit::success_due("resp|certificate|" + c.client.user->name + "|" + ip,
+                                           SystemClock::instance().now_ms()))
+            security::audit::emit(security::audit::kAuthSuccess, {{"door", "resp"}, {"method", "certificate"},
+                                                                  {"user", c.client.user->name}, {"addr", ip}});
         }
       }
       co_await serve_stream(c, stream);
