@@ -228,6 +228,8 @@ int run_token_commands(TokenCli& t) {
     if (status != 200) {
       std::string msg = response;
       if (!doc.is_discarded() && doc.contains("error")) msg = doc["error"].value("message", response);
+      if (status == 401 && t.http_user.empty())
+        msg += " (pass --user NAME, with the password in the environment variable KEEL_PASSWORD)";
       return fail("revoke", msg);
     }
     if (doc.is_discarded()) return fail("revoke", "the node answered something that is not JSON: " + response);
