@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "observe/log.h"
+#include "security/audit.h"
 
 namespace keel::node {
 namespace {
@@ -91,6 +92,7 @@ std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine
     if (!v) return error(500, "INTERNAL", v.error().message);
     klog().info("storage: at-rest key rotated: version {} is current; older values are rewrapped in the background",
                 *v);
+    security::audit::emit(security::audit::kKeyRotated, {{"version", std::to_string(*v)}, {"door", "http"}});
     return {200, status_json(keyring).dump() + "\n"};
   }
   constexpr std::string_view kRetire = "/retire";
@@ -120,6 +122,7 @@ std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine
                                version, it->second, progress.unreadable_total));
     if (auto st = keyring.retire(version); !st) return error(409, "CONFLICT", st.error().message);
     klog().info("storage: at-rest key version {} retired (no live value was stored under it)", version);
+    security::audit::emit(security::audit::kKeyRetired, {{"version", std::to_string(version)}, {"door", "http"}});
     return {200, status_json(keyring).dump() + "\n"};
   }
   return error(404, "NOT_FOUND",

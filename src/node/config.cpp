@@ -305,7 +305,7 @@ const std::vector<Setting>& settings() {
          return e;
        }},
       {"log.level", "trace, debug, info, warn, error, off; then optionally <component>=<level> items "
-                    "(components: node, resp, http, dht, cluster, peers, storage, cache, routing, security, trace)",
+                    "(components: node, resp, http, dht, cluster, peers, storage, cache, routing, security, trace, audit)",
        [](const Config& c) { return c.log_level; },
        [](Config& c, const std::string& v) -> std::string {
          std::string error;
@@ -483,7 +483,7 @@ const std::vector<Setting>& settings() {
       {"auth.nonce_capacity", "signed HTTP requests: nonces remembered within the window; when full, signed requests are refused (503) until old ones expire",
        [](const Config& c) { return std::to_string(c.auth_nonce_capacity); },
        [](Config& c, const std::string& v) { return set_u64(c.auth_nonce_capacity, v, 1, 10000000); }},
-      {"tls.port", "RESP over TLS on this port (0 = off); the plaintext server.resp_port stays open",
+      {"tls.port", "RESP over TLS on this port (0 = off); the plaintext server.resp_port stays open unless tls.plaintext = no",
        [](const Config& c) { return std::to_string(c.tls_port); },
        [](Config& c, const std::string& v) -> std::string {
          uint64_t n;
@@ -527,12 +527,22 @@ const std::vector<Setting>& settings() {
          else return fmt::format("'{}' is not allowed; allowed: yes, no", v);
          return "";
        }},
-      {"tls.http_port", "HTTPS on this port (0 = off), with tls.cert_file and tls.key_file; the plaintext server.http_port stays open",
+      {"tls.http_port", "HTTPS on this port (0 = off), with tls.cert_file and tls.key_file; the plaintext server.http_port stays open unless tls.plaintext = no",
        [](const Config& c) { return std::to_string(c.tls_http_port); },
        [](Config& c, const std::string& v) -> std::string {
          uint64_t n;
          if (!parse_u64(v, n) || n > 65535) return fmt::format("'{}' is not a port; allowed: 0..65535 (0 = HTTPS off)", v);
          c.tls_http_port = static_cast<int>(n);
+         return "";
+       }},
+      {"tls.plaintext", "whether the plaintext doors (server.resp_port, server.http_port) open: yes, or no to serve "
+                        "clients only over TLS (tls.port, tls.http_port)",
+       [](const Config& c) { return std::string(c.tls_plaintext ? "yes" : "no"); },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "true") c.tls_plaintext = true;
+         else if (l == "no" || l == "false") c.tls_plaintext = false;
+         else return fmt::format("'{}' is not allowed; allowed: yes (plaintext ports open beside TLS), no (TLS only)", v);
          return "";
        }},
       {"tls.http_auth_clients", "client certificates on HTTPS: no (not asked for), optional (checked when presented), yes (required)",
@@ -730,6 +740,10 @@ void warnings(const Config& c, std::vector<Problem>& out) {
   if (c.tls_port == 0 && c.tls_http_port == 0)
     out.push_back({"tls.port", "clients reach this cluster member only in plaintext (no tls.port, no tls.http_port): "
                                "passwords and data cross the network in the clear"});
+  else if (c.tls_plaintext)
+    out.push_back({"tls.plaintext", "the plaintext ports (server.resp_port, server.http_port) stay open beside TLS: "
+                                    "passwords and data sent there cross the network in the clear; set tls.plaintext = no "
+                                    "to serve clients only over TLS"});
 }
 
 void validate(const Config& c, std::vector<Problem>& problems) {
@@ -749,6 +763,13 @@ void validate(const Config& c, std::vector<Problem>& problems) {
   if (c.at_rest_enabled() && c.storage.kind == storage::EngineConfig::Kind::kMemory)
     problems.push_back({"security.at_rest.key_file",
                         "encryption at rest needs storage.engine = persistent (the memory engine keeps nothing on disk)"});
+  if (!c.tls_plaintext && c.gateway_enabled && c.gateway_port != 0)
+    problems.push_back({"gateway.port", fmt::format("{} is a plaintext listener, and tls.plaintext = no allows none: "
+                                                    "set gateway.port = 0 (requests matching a route are forwarded on "
+                                                    "the HTTPS door too), or keep tls.plaintext = yes", c.gateway_port)});
+  if (!c.tls_plaintext && c.tls_port == 0 && c.tls_http_port == 0)
+    problems.push_back({"tls.plaintext", "= no would leave this node no door for clients: set tls.port (RESP over TLS) "
+                                         "and/or tls.http_port (HTTPS), or keep tls.plaintext = yes"});
   if (c.resp_port != 0 && c.resp_port == c.http_port)
     problems.push_back({"server.http_port", fmt::format("must differ from server.resp_port ({})", c.resp_port)});
   if (c.cluster_node_id == 0 && !c.cluster_peers.empty())
@@ -781,8 +802,9 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       problems.push_back({"cluster.dead_after_ms", fmt::format("must exceed cluster.suspect_after_ms ({})", c.cluster_suspect_after_ms)});
   }
   if (c.tls_port != 0) {
-    if (c.tls_port == c.resp_port || c.tls_port == c.http_port)
-      problems.push_back({"tls.port", fmt::format("{} is already the RESP or HTTP port; give TLS its own port", c.tls_port)});
+    if (c.tls_plaintext && (c.tls_port == c.resp_port || c.tls_port == c.http_port))
+      problems.push_back({"tls.port", fmt::format("{} is already the RESP or HTTP port; give TLS its own port (or set "
+                                                  "tls.plaintext = no, which frees them)", c.tls_port)});
     if (c.tls_cert_file.empty())
       problems.push_back({"tls.cert_file", "must be set when tls.port is set: the node's certificate (PEM)"});
     if (c.tls_key_file.empty())
@@ -801,7 +823,7 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       problems.push_back({"tls.ca_cert_file", "must be set when tls.peer = yes: peers' certificates are checked against it"});
   }
   if (c.tls_http_port != 0) {
-    if (c.tls_http_port == c.resp_port || c.tls_http_port == c.http_port || c.tls_http_port == c.tls_port)
+    if ((c.tls_plaintext && (c.tls_http_port == c.resp_port || c.tls_http_port == c.http_port)) || c.tls_http_port == c.tls_port)
       problems.push_back({"tls.http_port", fmt::format("{} is already the RESP, HTTP or TLS port; give HTTPS its own port", c.tls_http_port)});
     if (c.tls_cert_file.empty())
       problems.push_back({"tls.cert_file", "must be set when tls.http_port is set: the node's certificate (PEM)"});

@@ -102,6 +102,7 @@ struct Config {
   std::string tls_auth_clients = "yes";  // yes | no | optional (client certificates)
   bool tls_peer = false;             // mutual TLS on peer links (metadata peers and data plane)
   int tls_http_port = 0;             // HTTPS on this port (0 = off)
+  bool tls_plaintext = true;         // no: server.resp_port and server.http_port are not opened (TLS only)
   std::string tls_http_auth_clients = "no";  // client certificates on HTTPS: yes | no | optional
   uint64_t tls_reload_interval_ms = 5000;    // check the files for changes this often (0 = never)
   // [auth] (tokens, certificate users, lockout: docs/security.md)

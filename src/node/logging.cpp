@@ -38,6 +38,11 @@ class JsonFormatter final : public spdlog::formatter {
       dest.append(ev);
       dest.push_back('"');
     }
+    // Structured fields (the audit log's): already a JSON object.
+    if (auto f = observe::current_log_fields(); !f.empty()) {
+      dest.append(std::string_view(R"(,"fields":)"));
+      dest.append(f);
+    }
     // The request this line was logged for, when a front end set one (observe/log_context.h).
     if (auto* ctx = observe::current_log_context()) {
       dest.append(std::string_view(R"(,"trace_id":")"));

@@ -310,7 +310,8 @@ struct Node::Impl final : resp::NodeView {
   std::string_view version() const override { return kRedisCompatVersion; }
   std::string node_id() const override { return id; }
   std::string announce_ip() const override { return cfg.bind == "0.0.0.0" ? "127.0.0.1" : cfg.bind; }
-  int announce_port() const override { return resp_port; }
+  // Where clients are sent (MOVED, CLUSTER SLOTS): the TLS port when the plaintext one is off.
+  int announce_port() const override { return resp_port ? resp_port : tls_port; }
   std::shared_ptr<const dht::Topology> topology() const override { return dht ? dht->latest() : nullptr; }
   bool clustered() const override { return dht != nullptr; }
   std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
@@ -758,6 +759,7 @@ Status Node::start() {
   resp::ServerOptions ro;
   ro.bind = im.cfg.bind;
   ro.port = im.cfg.resp_port;
+  ro.plaintext = im.cfg.tls_plaintext;
   ro.limits.max_bulk_len = im.cfg.proto_max_bulk_len;
   ro.limits.max_multibulk_len = im.cfg.max_multibulk_len;
   ro.limits.max_inline_len = im.cfg.max_inline_len;
@@ -868,6 +870,7 @@ Status Node::start() {
   http::ServerOptions ho;
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
+  ho.plaintext = im.cfg.tls_plaintext;
   ho.max_body_bytes = im.cfg.http_max_body;
   ho.signature_window_s = static_cast<int64_t>(im.cfg.auth_signature_window_s);
   ho.nonce_capacity = im.cfg.auth_nonce_capacity;
@@ -973,7 +976,7 @@ Status Node::start() {
     so.cluster_id = d.cluster_id;
     so.bind = im.cfg.bind;
     so.data_port = im.cfg.cluster_data_port;
-    so.resp_address = fmt::format("{}:{}", im.announce_ip(), im.resp_port);
+    so.resp_address = fmt::format("{}:{}", im.announce_ip(), im.announce_port());
     so.name = im.id;
     so.storage = im.cfg.cluster_storage;
     so.weight = static_cast<uint32_t>(im.cfg.cluster_weight);
@@ -1063,6 +1066,10 @@ Status Node::start() {
                    ? std::string()
                    : fmt::format(" in {} (fsync {})", im.cfg.storage.data_dir,
                                  storage::fsync_policy_name(im.cfg.storage.fsync)));
+  if (!im.cfg.tls_plaintext)
+    klog().info("plaintext ports off (tls.plaintext = no): clients connect only over TLS: RESP on {}, HTTPS on {}",
+                im.tls_port ? fmt::format("{}:{}", im.cfg.bind, im.tls_port) : std::string("(off: no tls.port)"),
+                im.https_port ? fmt::format("{}:{}", im.cfg.bind, im.https_port) : std::string("(off: no tls.http_port)"));
   return {};
 }
 

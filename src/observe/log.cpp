@@ -45,6 +45,7 @@ spdlog::level::level_enum to_spdlog_level(Level l) {
 
 namespace {
 thread_local std::string_view t_event;
+thread_local std::string_view t_fields;
 Loggers& loggers() {
   static Loggers l;
   return l;
@@ -62,6 +63,9 @@ void apply_log_levels(const LogLevels& levels) {
 LogEventScope::LogEventScope(std::string_view name) : prev_(t_event) { t_event = name; }
 LogEventScope::~LogEventScope() { t_event = prev_; }
 std::string_view current_log_event_name() { return t_event; }
+LogFieldsScope::LogFieldsScope(std::string_view json_object) : prev_(t_fields) { t_fields = json_object; }
+LogFieldsScope::~LogFieldsScope() { t_fields = prev_; }
+std::string_view current_log_fields() { return t_fields; }
 
 void set_log_formatter(std::unique_ptr<spdlog::formatter> f) {
   loggers().sink->set_formatter(std::move(f));

@@ -42,4 +42,18 @@ class LogEventScope {
 };
 std::string_view current_log_event_name();  // "" when none
 
+// Structured fields of a line, as one JSON object's text ({"user":"alice",...}): the JSON format
+// adds it as "fields" (the audit log, security/audit.h). Set around one synchronous log call.
+class LogFieldsScope {
+ public:
+  explicit LogFieldsScope(std::string_view json_object);  // REQUIRES: it outlives the scope
+  ~LogFieldsScope();
+  LogFieldsScope(const LogFieldsScope&) = delete;
+  LogFieldsScope& operator=(const LogFieldsScope&) = delete;
+
+ private:
+  std::string_view prev_;
+};
+std::string_view current_log_fields();  // "" when none
+
 }  // namespace keel::observe

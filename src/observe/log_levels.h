@@ -28,13 +28,14 @@ enum class Component : uint8_t {
   kCache,
   kRouting,
   kSecurity,
-  kTrace
+  kTrace,
+  kAudit
 };
-inline constexpr size_t kComponentCount = 11;
+inline constexpr size_t kComponentCount = 12;
 // The names components go by in `log.level` and in the JSON lines' "component" field.
 inline constexpr std::array<std::string_view, kComponentCount> kComponentNames = {
     "node",    "resp",  "http",    "dht",      "cluster", "peers",
-    "storage", "cache", "routing", "security", "trace"};
+    "storage", "cache", "routing", "security", "trace", "audit"};
 
 enum class Level : uint8_t { kTrace, kDebug, kInfo, kWarn, kError, kOff };  // spdlog's order
 std::string_view level_name(Level l);

@@ -1,6 +1,7 @@
 #include "security/acl.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <sodium.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 
 #include "base/clock.h"
 #include "base/glob.h"
+#include "security/audit.h"
 #include "security/identity.h"
 #include "security/token.h"
 
@@ -608,11 +610,90 @@ Result<Acl::TokenLogin> Acl::authenticate_token(std::string_view name, std::stri
     if (token_cache_.size() >= 4096) token_cache_.clear();  // bounded
     token_cache_.emplace(ck, grant);
   }
+  if (auto id = revoked(*grant))
+    return refuse(fmt::format("revoked: the token (revocation id {}{}) was revoked by an administrator (ACL REVOKE, "
+                              "`keel token revoke`); ask for a new token (keel token issue)",
+                              *id, *id == grant->revocation_ids.back() ? "" : ", a token it was attenuated from"));
   if (!name.empty() && name != grant->user)
     return refuse(fmt::format("the token is for user '{}', not '{}'", grant->user, name));
   auto u = find(grant->user);
   if (!u || !u->enabled) return refuse(fmt::format("the token's user '{}' does not exist or is off", grant->user));
   return TokenLogin{std::move(u), std::move(grant)};
+}
+
+void Acl::replace_revocations(std::vector<Revocation> all) {
+  {
+    std::lock_guard lock(mu_);
+    revoked_.clear();
+    for (auto& r : all) {
+      std::string id = r.id;
+      revoked_[id] = std::move(r);
+    }
+    bump_locked();
+  }
+  changed();
+}
+
+void Acl::put_revocation(Revocation r) {
+  {
+    std::lock_guard lock(mu_);
+    std::string id = r.id;
+    revoked_[id] = std::move(r);
+    bump_locked();
+  }
+  changed();
+}
+
+void Acl::erase_revocation(std::string_view id) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = revoked_.find(id); it != revoked_.end()) revoked_.erase(it);
+    bump_locked();
+  }
+  changed();
+}
+
+std::vector<Acl::Revocation> Acl::revocations() const {
+  std::lock_guard lock(mu_);
+  std::vector<Revocation> out;
+  out.reserve(revoked_.size());
+  for (auto& [id, r] : revoked_) out.push_back(r);
+  return out;
+}
+
+std::optional<std::string> Acl::revoked(const TokenGrant& grant) const {
+  std::lock_guard lock(mu_);
+  if (revoked_.empty()) return std::nullopt;
+  for (auto& id : grant.revocation_ids)
+    if (revoked_.count(id)) return id;
+  return std::nullopt;
+}
+
+std::string encode_revocation(const Acl::Revocation& r) {
+  return nlohmann::json{{"expires_s", r.expires_s}, {"user", r.user}, {"revoked_at_s", r.revoked_at_s}}.dump();
+}
+
+Result<Acl::Revocation> decode_revocation(std::string_view id, std::string_view value) {
+  if (!is_revocation_id(id))
+    return make_error(Errc::kInvalidArgument, fmt::format("'{}' is not a revocation id (32 hex digits)", id.substr(0, 64)));
+  auto j = nlohmann::json::parse(value, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("expires_s") || !j["expires_s"].is_number_integer())
+    return make_error(Errc::kInvalidArgument, "a revocation must be a JSON object with an integer expires_s");
+  Acl::Revocation r;
+  r.id = std::string(id);
+  r.expires_s = j["expires_s"].get<int64_t>();
+  if (j.contains("user") && j["user"].is_string()) r.user = j["user"].get<std::string>();
+  if (j.contains("revoked_at_s") && j["revoked_at_s"].is_number_integer()) r.revoked_at_s = j["revoked_at_s"].get<int64_t>();
+  return r;
+}
+
+std::vector<std::string> prunable_revocations(const std::vector<Acl::Revocation>& all, int64_t now_s, size_t max) {
+  std::vector<std::string> out;
+  for (auto& r : all) {
+    if (out.size() >= max) break;
+    if (r.expires_s + kRevocationGraceS < now_s) out.push_back(r.id);
+  }
+  return out;
 }
 
 void Acl::set_cert_users(bool enabled, std::string cluster_id) {
@@ -655,10 +736,16 @@ std::optional<Acl::Locked> Acl::locked(std::string_view user, std::string_view i
 }
 
 void Acl::auth_failed(std::string_view user, std::string_view ip, int64_t now_ms) {
-  std::lock_guard lock(lockout_mu_);
-  bool started = lockout_.failure("user:" + std::string(user), now_ms) > 0;
-  started = lockout_.failure("addr:" + std::string(ip), now_ms) > 0 || started;
-  if (started) lockouts_started_.fetch_add(1, std::memory_order_relaxed);
+  std::string u = "user:" + std::string(user), a = "addr:" + std::string(ip);
+  int64_t user_lock_ms = 0, addr_lock_ms = 0;
+  {
+    std::lock_guard lock(lockout_mu_);
+    user_lock_ms = lockout_.failure(u, now_ms);
+    addr_lock_ms = lockout_.failure(a, now_ms);
+  }
+  if (user_lock_ms > 0 || addr_lock_ms > 0) lockouts_started_.fetch_add(1, std::memory_order_relaxed);
+  if (user_lock_ms > 0) audit::emit(audit::kLockout, {{"subject", u}, {"locked_ms", std::to_string(user_lock_ms)}});
+  if (addr_lock_ms > 0) audit::emit(audit::kLockout, {{"subject", a}, {"locked_ms", std::to_string(addr_lock_ms)}});
 }
 
 void Acl::auth_succeeded(std::string_view user, std::string_view ip) {

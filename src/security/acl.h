@@ -217,6 +217,22 @@ class Acl {
                                         std::string_view cert_sha256, int64_t now_ms,
                                         bool require_proof = true) const;
 
+  // ---- Revoked tokens (security/token.h, "Revocation"); AclService follows them in cluster
+  // metadata (domain "acl", keys "revoked/<id>") ----
+  struct Revocation {
+    std::string id;         // a block's revocation id (32 hex digits)
+    int64_t expires_s = 0;  // the revoked token's expiry: after it the entry is not needed
+    std::string user;       // the user the token named ("" if revoked by id alone)
+    int64_t revoked_at_s = 0;
+  };
+  // Each change moves generation() (connections re-check their token before the next command).
+  void replace_revocations(std::vector<Revocation> all);
+  void put_revocation(Revocation r);
+  void erase_revocation(std::string_view id);
+  std::vector<Revocation> revocations() const;  // by id
+  // The first of the grant's block ids that is revoked; nullopt if none is.
+  std::optional<std::string> revoked(const TokenGrant& grant) const;
+
   // ---- Certificate identities as users (auth.cert_users) ----
   void set_cert_users(bool enabled, std::string cluster_id);
   // The user a client certificate names (spiffe://<cluster>/client/<name> among `uris`), when
@@ -260,6 +276,7 @@ class Acl {
   // (4096, cleared when full or when the key changes); a hit still checks the expiry.
   mutable std::mutex token_cache_mu_;
   mutable std::unordered_map<std::string, std::shared_ptr<const TokenGrant>> token_cache_;
+  std::map<std::string, Revocation, std::less<>> revoked_;  // under mu_
   bool cert_users_ = false;                    // under mu_
   std::string cluster_id_;                     // under mu_
   mutable std::mutex lockout_mu_;
@@ -267,5 +284,14 @@ class Acl {
   std::atomic<uint64_t> lockout_refusals_{0}, lockouts_started_{0};
   mutable std::atomic<uint64_t> token_refusals_{0};
 };
+
+// Which revocations are no longer needed at `now_s`: those whose token expired more than
+// kRevocationGraceS ago. The grace covers clocks that differ between nodes: a node whose clock
+// is behind may still take the token as unexpired for that long. Pure; at most `max` ids.
+inline constexpr int64_t kRevocationGraceS = 300;
+// A revocation as metadata keeps it (key "revoked/<id>"): {"expires_s":..,"user":..,"revoked_at_s":..}.
+std::string encode_revocation(const Acl::Revocation& r);
+Result<Acl::Revocation> decode_revocation(std::string_view id, std::string_view value);
+std::vector<std::string> prunable_revocations(const std::vector<Acl::Revocation>& all, int64_t now_s, size_t max);
 
 }  // namespace keel::security

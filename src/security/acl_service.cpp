@@ -12,12 +12,16 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
+#include <thread>
 
+#include "base/clock.h"
 #include "runtime/cluster/meta_await.h"
 #include "runtime/cluster/meta_service.h"
 #include "observe/log.h"
+#include "security/token.h"
 
 namespace {
 // This file's log lines (observe/log.h).
@@ -30,6 +34,7 @@ namespace asio = boost::asio;
 
 namespace {
 constexpr std::string_view kPrefix = "users/";
+constexpr std::string_view kRevokedPrefix = "revoked/";
 
 // Runs work() on `pool` and resumes the awaiting coroutine on its own executor with the result.
 // `work` is held by reference (it lives in the suspended coroutine's frame).
@@ -51,9 +56,16 @@ asio::awaitable<T> on_pool(asio::thread_pool& pool, Work& work) {
 struct AclService::Impl : std::enable_shared_from_this<Impl> {
   Acl& acl;
   cluster::MetaService* meta = nullptr;
-  cluster::Subscription sub;
+  cluster::Subscription sub, revoked_sub;
   mutable std::mutex mu;
   std::map<std::string, uint64_t> versions;  // metadata version of each stored user (under mu)
+  std::map<std::string, uint64_t> revoked_versions;  // metadata version of each revocation (under mu)
+  uint64_t revoked_revision = 0;                      // (under mu)
+  // The pruning thread (prune_revocations every kRevocationPruneIntervalS).
+  std::thread pruner;
+  std::mutex prune_mu;
+  std::condition_variable prune_cv;
+  bool stopping = false;  // under prune_mu
   uint64_t revision = 0;
   bool first = false;  // the first update arrived (under mu)
   std::condition_variable first_cv;
@@ -111,6 +123,78 @@ struct AclService::Impl : std::enable_shared_from_this<Impl> {
     std::lock_guard lock(mu);
     return revision;
   }
+  uint64_t seen_revoked_revision() const {
+    std::lock_guard lock(mu);
+    return revoked_revision;
+  }
+
+  std::optional<Acl::Revocation> decode_revocation_kv(const cluster::KeyValue& kv) {
+    auto r = decode_revocation(std::string_view(kv.key).substr(kRevokedPrefix.size()), kv.value);
+    if (!r) {
+      klog().warn("acl: revocation '{}' in metadata cannot be read ({}); ignored", kv.key, r.error().message);
+      return std::nullopt;
+    }
+    return std::move(*r);
+  }
+
+  void on_revoked_update(const cluster::MetaUpdate& u) {
+    std::lock_guard lock(mu);
+    if (u.reset) {
+      revoked_versions.clear();
+      std::vector<Acl::Revocation> all;
+      for (auto& kv : u.contents) {
+        if (auto r = decode_revocation_kv(kv)) {
+          revoked_versions[r->id] = kv.version;
+          all.push_back(std::move(*r));
+        }
+      }
+      acl.replace_revocations(std::move(all));
+    }
+    for (auto& ev : u.events) {
+      std::string id = ev.kv.key.substr(kRevokedPrefix.size());
+      if (ev.deleted) {
+        revoked_versions.erase(id);
+        acl.erase_revocation(id);
+      } else if (auto r = decode_revocation_kv(ev.kv)) {
+        revoked_versions[id] = ev.kv.version;
+        acl.put_revocation(std::move(*r));
+      }
+    }
+    revoked_revision = u.revision;
+  }
+
+  // Runs on the pruning thread (blocking there, never on an event loop).
+  size_t prune(int64_t now_s) {
+    if (!meta) return 0;
+    size_t n = 0;
+    for (auto& id : prunable_revocations(acl.revocations(), now_s, 256)) {
+      uint64_t version = 0;
+      {
+        std::lock_guard lock(mu);
+        auto it = revoked_versions.find(id);
+        if (it == revoked_versions.end()) continue;
+        version = it->second;
+      }
+      auto done = std::make_shared<std::promise<bool>>();
+      auto fut = done->get_future();
+      meta->del(kAclDomain, std::string(kRevokedPrefix) + id, version,
+                [done](Result<cluster::WriteResult> r) { done->set_value(r && r->existed); });
+      // Conflicts (revoked again meanwhile) and "already gone" (another node pruned it) are
+      // fine; a metadata that does not answer ends this round.
+      if (fut.wait_for(std::chrono::seconds(10)) != std::future_status::ready) break;
+      if (fut.get()) ++n;
+    }
+    return n;
+  }
+
+  asio::awaitable<void> wait_revoked_revision(uint64_t rev) {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex);
+    for (int i = 0; i < 1000 && seen_revoked_revision() < rev; ++i) {
+      timer.expires_after(std::chrono::milliseconds(2));
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+  }
   uint64_t version_of(const std::string& name) const {
     std::lock_guard lock(mu);
     auto it = versions.find(name);
@@ -144,6 +228,24 @@ void AclService::start() {
     return;
   }
   im.sub = std::move(*sub);
+  auto rsub = im.meta->subscribe(kAclDomain, std::string(kRevokedPrefix), [weak](const cluster::MetaUpdate& u) {
+    if (auto self = weak.lock()) self->on_revoked_update(u);
+  });
+  if (!rsub) klog().error("acl: cannot follow the revoked tokens in metadata: {}", rsub.error().message);
+  else im.revoked_sub = std::move(*rsub);
+  im.pruner = std::thread([weak] {
+    for (;;) {
+      auto self = weak.lock();
+      if (!self) return;
+      {
+        std::unique_lock lock(self->prune_mu);
+        if (self->prune_cv.wait_for(lock, std::chrono::seconds(kRevocationPruneIntervalS), [&] { return self->stopping; }))
+          return;
+      }
+      size_t n = self->prune(SystemClock::instance().now_ms() / 1000);
+      if (n) klog().info("acl: pruned {} revocation(s) of tokens that have expired", n);
+    }
+  });
   // Serve with the stored users from the start: wait (bounded) for the subscription's first
   // update, which carries what this node's metadata holds.
   std::unique_lock lock(im.mu);
@@ -151,7 +253,41 @@ void AclService::start() {
     klog().warn("acl: the users in metadata did not arrive within 5 s; serving with the built-in default user until they do");
 }
 
-void AclService::stop() { impl_->sub.cancel(); }
+void AclService::stop() {
+  auto& im = *impl_;
+  {
+    std::lock_guard lock(im.prune_mu);
+    im.stopping = true;
+  }
+  im.prune_cv.notify_all();
+  if (im.pruner.joinable()) im.pruner.join();
+  im.sub.cancel();
+  im.revoked_sub.cancel();
+}
+
+size_t AclService::prune_revocations(int64_t now_s) { return impl_->prune(now_s); }
+
+asio::awaitable<Status> AclService::revoke(Acl::Revocation r) {
+  auto self = impl_;
+  auto& im = *impl_;
+  if (!is_revocation_id(r.id))
+    co_return make_error(Errc::kInvalidArgument,
+                         fmt::format("'{}' is not a revocation id; allowed: 32 hex digits (`keel token inspect` shows a "
+                                     "token's), or the token itself",
+                                     r.id.substr(0, 64)));
+  if (r.expires_s <= 0)
+    co_return make_error(Errc::kInvalidArgument,
+                         "a revocation needs the token's expiry (unix seconds) to know when the entry may go");
+  if (!im.meta)
+    co_return make_error(Errc::kUnavailable, "revoked tokens live in cluster metadata, which is off on this node");
+  std::string key = std::string(kRevokedPrefix) + r.id;
+  std::string value = encode_revocation(r);
+  auto start = [&](auto cb) { im.meta->put(kAclDomain, key, value, std::nullopt, cb); };
+  auto w = co_await cluster::meta_call<cluster::WriteResult>(start);
+  if (!w) co_return std::unexpected(w.error());
+  co_await im.wait_revoked_revision(w->revision);
+  co_return Status{};
+}
 
 asio::awaitable<Status> AclService::setuser(const std::string& name, const std::vector<std::string>& rules) {
   auto self = impl_;

@@ -26,6 +26,7 @@ class MetaService;
 namespace keel::security {
 
 inline constexpr const char* kAclDomain = "acl";
+inline constexpr int64_t kRevocationPruneIntervalS = 60;
 
 class AclService {
  public:
@@ -46,6 +47,18 @@ class AclService {
                                                                     const std::string& password);
   // How many of `names` existed. Refuses "default" (kInvalidArgument) before deleting anything.
   boost::asio::awaitable<Result<int64_t>> deluser(const std::vector<std::string>& names);
+
+  // Revokes a token on every node: metadata key "revoked/<id>" (value: JSON with expires_s,
+  // user, revoked_at_s) that every node follows into Acl::put_revocation. `r.id` is a block's
+  // revocation id (security/token.h): that token and every token attenuated from it are refused.
+  // Answers once the entry is decided and this node enforces it. Errors: kInvalidArgument (not
+  // an id, no expiry), kUnavailable / kTimeout from metadata.
+  boost::asio::awaitable<Status> revoke(Acl::Revocation r);
+  // Deletes the entries of tokens that expired more than kRevocationGraceS ago (at most 256 per
+  // call, compare-and-set on the version seen: a newer revocation of the same id stays).
+  // start() runs it every kRevocationPruneIntervalS on a thread of its own; any node may, and
+  // several doing it at once only find the entry gone.
+  size_t prune_revocations(int64_t now_s);
 
   struct Impl;
 

@@ -7,6 +7,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "base/base64.h"
@@ -456,6 +457,66 @@ Result<std::string> token_holder_key(std::string_view token) {
   return t->parts.back().next_key;
 }
 
+std::string block_revocation_id(std::string_view signature) {
+  return hex(sha256_raw(signature)).substr(0, kRevocationIdHexDigits);
+}
+
+bool is_revocation_id(std::string_view s) {
+  if (s.size() != kRevocationIdHexDigits) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+Result<RevocationTarget> revocation_target(std::string_view token) {
+  auto t = parse_token(token);
+  if (!t) return std::unexpected(t.error());
+  RevocationTarget r;
+  r.user = t->parts[0].block.user;
+  r.expires_s = t->parts[0].block.expires_s;
+  for (auto& p : t->parts) {
+    r.ids.push_back(block_revocation_id(p.signature));
+    if (p.block.expires_s) r.expires_s = std::min(r.expires_s, p.block.expires_s);
+  }
+  r.id = r.ids.back();
+  return r;
+}
+
+Result<Acl::Revocation> parse_revoke_request(std::span<const std::string_view> args, int64_t now_s) {
+  constexpr std::string_view kForms =
+      "allowed: the token itself (kt1....), or a revocation id (32 hex digits, as `keel token inspect` or ACL "
+      "REVOCATIONS shows it) followed by the unix time in seconds its token expires";
+  Acl::Revocation r;
+  r.revoked_at_s = now_s;
+  if (args.size() == 1 && looks_like_token(args[0])) {
+    auto t = revocation_target(args[0]);
+    if (!t) return make_error(Errc::kInvalidArgument, "the token cannot be read: " + t.error().message);
+    r.id = t->id;
+    r.user = t->user;
+    r.expires_s = t->expires_s;
+    return r;
+  }
+  if (args.size() == 1 && is_revocation_id(args[0]))
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("revoking by id needs the unix time its token expires (the entry is kept until "
+                                  "then): give <id> <expires-unix-seconds>, or the token itself"));
+  if (args.size() == 2 && is_revocation_id(args[0])) {
+    int64_t e = 0;
+    auto [p, ec] = std::from_chars(args[1].data(), args[1].data() + args[1].size(), e);
+    if (ec != std::errc() || p != args[1].data() + args[1].size() || e <= 0)
+      return make_error(Errc::kInvalidArgument,
+                        fmt::format("'{}' is not an expiry; allowed: the unix time in seconds the token expires (a "
+                                    "positive integer)",
+                                    args[1].substr(0, 64)));
+    r.id = std::string(args[0]);
+    r.expires_s = e;
+    return r;
+  }
+  if (args.empty()) return make_error(Errc::kInvalidArgument, fmt::format("nothing to revoke; {}", kForms));
+  return make_error(Errc::kInvalidArgument,
+                    fmt::format("'{}' cannot be revoked; {}", args[0].substr(0, 64), kForms));
+}
+
 Result<TokenGrant> verify_token(std::string_view token, const TokenKey& root, const VerifyInput& in,
                                 const CommandCatalog& catalog) {
   auto t = parse_token(token);
@@ -489,8 +550,10 @@ Result<TokenGrant> verify_token(std::string_view token, const TokenKey& root, co
   g.cert_sha256 = b0.cert_sha256;
   g.blocks = t->parts.size();
   g.expires_s = b0.expires_s;
-  for (auto& p : t->parts)
+  for (auto& p : t->parts) {
     if (p.block.expires_s) g.expires_s = std::min(g.expires_s, p.block.expires_s);
+    g.revocation_ids.push_back(block_revocation_id(p.signature));
+  }
   if (in.now_s >= g.expires_s)
     return std::unexpected(bad(fmt::format("the token expired {} s ago; issue a new one (keel token issue)", in.now_s - g.expires_s)));
   if (in.cert_sha256.empty())

@@ -118,6 +118,7 @@ struct TokenGrant {
   int64_t expires_s = 0;  // the earliest of the blocks'
   std::vector<User> limits;
   size_t blocks = 0;
+  std::vector<std::string> revocation_ids;  // one per block (token_revocation_ids)
 };
 
 struct VerifyInput {
@@ -134,6 +135,29 @@ Result<TokenGrant> verify_token(std::string_view token, const TokenKey& root, co
                                 const CommandCatalog& catalog);
 // The raw Ed25519 public key a request signature must verify with: the last block's next key.
 Result<std::string> token_holder_key(std::string_view token);
+
+// Revocation. Block i's revocation id is the first 16 bytes of the SHA-256 of its signature, in
+// hex (kRevocationIdHexDigits). A block's signature covers the block and every signature before
+// it, so id i names the token up to block i: revoking it refuses that token and every token
+// attenuated from it (they share blocks 0..i), and no other. Not secret: an id cannot be turned
+// back into a token.
+inline constexpr size_t kRevocationIdHexDigits = 32;
+std::string block_revocation_id(std::string_view signature);
+// Whether `text` has the form of a revocation id (32 lower-case hex digits).
+bool is_revocation_id(std::string_view text);
+// What revoking `token` (signatures not checked) records: its last block's id, the user block 0
+// names and the token's expiry (the earliest of its blocks'), after which the entry can go.
+struct RevocationTarget {
+  std::string id;
+  std::string user;
+  int64_t expires_s = 0;
+  std::vector<std::string> ids;  // every block's, block 0 first
+};
+Result<RevocationTarget> revocation_target(std::string_view token);
+// What to revoke from ACL REVOKE's arguments (HTTP's and the CLI's alike): a token (its last
+// block's id, its user and expiry), or a revocation id and the unix time its token expires.
+// `now_s` stamps revoked_at_s. Errors (kInvalidArgument) say what is allowed.
+Result<Acl::Revocation> parse_revoke_request(std::span<const std::string_view> args, int64_t now_s);
 
 // SHA-256 of a certificate's DER (hex), from PEM (the CLI) or DER (the doors).
 Result<std::string> certificate_sha256_pem(std::string_view pem);

@@ -266,6 +266,128 @@ class AclNode(unittest.TestCase):
         self.assertIn(("key", "other", "web"), [(e["reason"], e["object"], e["username"]) for e in log])
 
 
+    def test_meta_never_shows_password_hashes(self):
+        """/v1/meta list, get and watch redact the users' Argon2id hashes for every caller, the
+        administrator included, and refuse writes to the security domain."""
+        a = self.admin()
+        a.acl_setuser("metaadmin", enabled=True, passwords=["+adm1n-pw"], commands=["+@all"], keys=["*"],
+                      channels=["*"])
+        a.acl_setuser("hashed", enabled=True, passwords=["+hashed-pw"], commands=["+get"], keys=["h:*"])
+        stored = a.acl_getuser("hashed")["passwords"][0]
+        self.assertTrue(stored.startswith("$argon2id$"), stored)
+        port = self.keel.http_port
+
+        def no_hash(text):
+            self.assertNotIn("argon2", text)
+            self.assertNotIn(stored, text)
+            self.assertNotIn(stored.split("$")[-1], text)  # not even the digest alone
+
+        for auth in (None, basic("metaadmin", "adm1n-pw")):
+            st, _, body = http_req("GET", port, "/v1/meta?domain=acl", auth=auth)
+            self.assertEqual(st, 200, body)
+            no_hash(json.dumps(body))
+            users = {i["key"]: i for i in body["items"]}
+            self.assertIn("users/hashed", users)
+            self.assertTrue(users["users/hashed"]["redacted"])
+            self.assertIn("#<redacted>", users["users/hashed"]["value"])
+            self.assertIn("~h:*", users["users/hashed"]["value"])  # the rules stay readable
+            st, _, body = http_req("GET", port, "/v1/meta?domain=acl&prefix=users/h", auth=auth)
+            self.assertEqual(st, 200, body)
+            no_hash(json.dumps(body))
+            st, _, body = http_req("GET", port, "/v1/meta/users%2Fhashed?domain=acl", auth=auth)
+            self.assertEqual(st, 200, body)
+            no_hash(json.dumps(body))
+            self.assertEqual(body["value"].split()[:2], ["on", "#<redacted>"])
+            st, _, body = http_req("GET", port, "/v1/meta/users%2Fhashed?domain=acl&stale=true", auth=auth)
+            no_hash(json.dumps(body))
+            st, _, body = http_req("GET", port, "/v1/meta/watch?domain=acl&from_revision=1&timeout_ms=0", auth=auth)
+            self.assertEqual(st, 200, body)
+            self.assertTrue(body["events"], body)
+            no_hash(json.dumps(body))
+        # Writes to the security domain through /v1/meta are refused, with what to use instead.
+        for method, body_text in (("PUT", "on nopass ~* +@all"), ("DELETE", None)):
+            st, _, body = http_req(method, port, "/v1/meta/users%2Fhashed?domain=acl", body_text)
+            self.assertEqual((st, body["error"]["code"]), (403, "FORBIDDEN"), body)
+            self.assertIn("ACL SETUSER", body["error"]["message"])
+        self.assertEqual(self.user("hashed", "hashed-pw").get("h:1"), None)  # unchanged
+        # Other domains are shown as stored.
+        st, _, body = http_req("PUT", port, "/v1/meta/plain", "#not-a-hash")
+        self.assertEqual(st, 200, body)
+        st, _, body = http_req("GET", port, "/v1/meta/plain")
+        self.assertEqual((body["value"], "redacted" in body), ("#not-a-hash", False))
+
+
+class AuditLog(unittest.TestCase):
+    """Security events as JSON lines of the `audit` component, with stable event names, and no
+    password or hash anywhere in the log."""
+
+    def test_security_events_are_audited_without_secrets(self):
+        k = Keel("--engine", "memory", "--set", "log.format=json", "--set", "auth.lockout_threshold=2",
+                 "--set", "auth.lockout_base_ms=60000").start()
+        self.addCleanup(k.cleanup)
+        a = redis.Redis(port=k.port, socket_timeout=10)
+        a.execute_command("ACL", "SETUSER", "auditee", "on", ">Sup3r-Secret-pw", "~a:*", "+get")
+        stored = a.acl_getuser("auditee")["passwords"][0]
+        self.assertEqual(redis.Redis(port=k.port, username="auditee", password="Sup3r-Secret-pw").get("a:1"), None)
+        for _ in range(2):
+            with self.assertRaises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
+                redis.Redis(port=k.port, username="auditee", password="Wr0ng-Guess-pw").ping()
+        with self.assertRaises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)) as e:
+            redis.Redis(port=k.port, username="auditee", password="Sup3r-Secret-pw").ping()
+        self.assertIn("LOCKED", str(e.exception))
+        self.assertEqual(a.execute_command("ACL", "UNLOCK", "*"), 2)
+        a.set("a:1", "v")
+        st, _, body = http_req("GET", k.http_port, "/v1/kv/a:1", auth=basic("auditee", "Wr0ng-Guess-pw"))
+        self.assertEqual(st, 401, body)
+        st, _, body = http_req("GET", k.http_port, "/v1/kv/a:1", auth=basic("auditee", "Sup3r-Secret-pw"))
+        self.assertEqual(st, 200, body)
+        rid = "0123456789abcdef0123456789abcdef"
+        self.assertEqual(a.execute_command("ACL", "REVOKE", rid, "1900000000"), rid.encode())
+        self.assertEqual(a.execute_command("ACL", "DELUSER", "auditee"), 1)
+
+        def events():
+            out = []
+            for line in k.output().splitlines():
+                if line.startswith("{"):
+                    j = json.loads(line)
+                    if j["component"] == "audit":
+                        out.append(j)
+            return out
+
+        want = ["acl.setuser", "auth.success", "auth.failure", "auth.lockout", "auth.locked", "auth.unlock",
+                "token.revoke", "acl.deluser"]
+        deadline = time.time() + 10
+        while time.time() < deadline and not set(want) <= {e.get("event") for e in events()}:
+            time.sleep(0.05)
+        got = events()
+        by = {}
+        for e in got:
+            by.setdefault(e["event"], []).append(e["fields"])
+        self.assertTrue(set(want) <= set(by), sorted(by))
+        self.assertIn({"user": "auditee", "rules": "on ><redacted> ~a:* +get", "by": "default", "door": "resp",
+                       "addr": "127.0.0.1"}, by["acl.setuser"])
+        self.assertIn({"door": "resp", "method": "password", "user": "auditee", "addr": "127.0.0.1"}, by["auth.success"])
+        self.assertIn({"door": "http", "method": "password", "user": "auditee", "addr": "127.0.0.1"}, by["auth.success"])
+        self.assertIn({"door": "resp", "method": "password", "user": "auditee", "addr": "127.0.0.1",
+                       "reason": "wrong password, or no such user, or the user is off"}, by["auth.failure"])
+        self.assertIn("http", [f["door"] for f in by["auth.failure"]])
+        self.assertEqual(sorted(f["subject"] for f in by["auth.lockout"]), ["addr:127.0.0.1", "user:auditee"])
+        self.assertIn({"door": "resp", "user": "auditee", "addr": "127.0.0.1", "subject": "user:auditee"},
+                      by["auth.locked"])
+        self.assertIn({"subject": "*", "cleared": "2", "by": "default", "door": "resp", "addr": "127.0.0.1"},
+                      by["auth.unlock"])
+        self.assertIn({"id": rid, "user": "", "expires_s": "1900000000", "by": "default", "door": "resp",
+                       "addr": "127.0.0.1"}, by["token.revoke"])
+        self.assertIn({"users": "auditee", "deleted": "1", "by": "default", "door": "resp", "addr": "127.0.0.1"},
+                      by["acl.deluser"])
+        levels = {e["event"]: e["level"] for e in got}
+        self.assertEqual((levels["auth.failure"], levels["auth.success"]), ("warning", "info"))
+        # No secret anywhere in the log: passwords (right or wrong), the hash, the hash's digest.
+        log = k.output()
+        for secret in ("Sup3r-Secret-pw", "Wr0ng-Guess-pw", stored, stored.split("$")[-1]):
+            self.assertNotIn(secret, log)
+
+
 class RequirePass(unittest.TestCase):
     """requirepass from the configuration, then CONFIG SET requirepass, as Redis."""
 
@@ -423,6 +545,23 @@ class AclCluster(unittest.TestCase):
         self.assertTrue(admin_c.config_set("requirepass", ""))
         self.assertEqual(admin_c.acl_deluser("carol"), 1)
         self.wait_for(lambda: "carol" not in a.acl_users(), "carol removed on node 1")
+
+    def test_revocation_on_one_node_is_known_on_every_node(self):
+        a, b, c = (self.c.client(i) for i in range(3))
+        rid = "fedcba9876543210fedcba9876543210"
+        self.assertEqual(b.execute_command("ACL", "REVOKE", rid, "1900000000"), rid.encode())
+
+        def ids(client):
+            return [dict(zip(e[::2], e[1::2]))[b"id"] for e in client.execute_command("ACL", "REVOCATIONS")]
+        self.wait_for(lambda: rid.encode() in ids(a) and rid.encode() in ids(c), "the revocation on nodes 1 and 3")
+        st, _, body = http_req("GET", self.c.nodes[2].http_port, "/v1/auth/revocations")
+        self.assertEqual(st, 200, body)
+        self.assertIn({"id": rid, "expires_s": 1900000000, "user": "", "revoked_at_s": body["revocations"][0]["revoked_at_s"]},
+                      body["revocations"])
+        # The revocation is visible in /v1/meta too (nothing secret in it), on any node.
+        st, _, body = http_req("GET", self.c.nodes[0].http_port, "/v1/meta/revoked%2F" + rid + "?domain=acl")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(json.loads(body["value"])["expires_s"], 1900000000)
 
 
 if __name__ == "__main__":

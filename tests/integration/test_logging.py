@@ -40,7 +40,7 @@ class ComponentLevelTest(unittest.TestCase):
             start = lines(k)
             self.assertTrue(start)
             self.assertTrue(all(l["component"] in ("node", "resp", "http", "dht", "cluster", "peers", "storage",
-                                                   "cache", "routing", "security", "trace") for l in start), start)
+                                                   "cache", "routing", "security", "trace", "audit") for l in start), start)
             self.assertTrue(any(l["component"] == "node" and "ready:" in l["msg"] for l in start))
 
             protocol_error(k)

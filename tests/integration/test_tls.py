@@ -1,9 +1,12 @@
 """RESP over TLS (docs/security.md): `keel cert init` + `keel cert issue`, then keel serving
 TLS beside plaintext, with real clients (redis-cli --tls, redis-py ssl=True), and client
 certificates required (tls.auth_clients = yes)."""
+import json
 import os
 import re
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -14,7 +17,7 @@ import urllib.request
 
 import redis
 
-from harness import Keel, free_port, keel_cli as keel
+from harness import KEEL_BIN, Keel, free_port, keel_cli as keel
 
 
 def redis_cli(*args):
@@ -126,6 +129,43 @@ class TlsTest(unittest.TestCase):
             wrong.ping()
         self.assertTrue(c.ping())
         self.assertTrue(plain.ping())
+
+    def test_plaintext_ports_off(self):
+        """tls.plaintext = no: the plaintext RESP and HTTP ports are not opened, TLS and HTTPS serve."""
+        plain, plain_http, tls_port, https_port = free_port(), free_port(), free_port(), free_port()
+        k = Keel("--set", "server.resp_port=%d" % plain, "--set", "server.http_port=%d" % plain_http,
+                 "--set", "tls.plaintext=no", "--set", "tls.port=%d" % tls_port,
+                 "--set", "tls.http_port=%d" % https_port,
+                 "--set", "tls.cert_file=" + self.path("node-1.crt"),
+                 "--set", "tls.key_file=" + self.path("node-1.key"),
+                 "--set", "tls.auth_clients=no").start()
+        self.addCleanup(k.cleanup)
+        self.assertEqual((k.port, k.http_port), (0, 0))  # the ready line names no plaintext port
+        self.assertIn("plaintext ports off (tls.plaintext = no): clients connect only over TLS: RESP on 127.0.0.1:%d, "
+                      "HTTPS on 127.0.0.1:%d" % (tls_port, https_port), k.output())
+        for port in (plain, plain_http):
+            with self.assertRaises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        c = redis.Redis(port=tls_port, ssl=True, ssl_ca_certs=self.path("ca.crt"), socket_timeout=5)
+        self.assertTrue(c.set("k", "tls only"))
+        self.assertEqual(c.config_get("port"), {"port": "0"})  # as Redis's `port 0` with tls-port
+        self.assertEqual(c.config_get("tls.plaintext"), {"tls.plaintext": "no"})
+        r = redis_cli("--tls", "--cacert", self.path("ca.crt"), "-p", str(tls_port), "get", "k")
+        self.assertEqual(r.stdout.strip(), "tls only", r.stderr)
+        ctx = ssl.create_default_context(cafile=self.path("ca.crt"))
+        with urllib.request.urlopen("https://127.0.0.1:%d/v1/kv/k" % https_port, context=ctx, timeout=10) as resp:
+            self.assertEqual(json.loads(resp.read())["value"], "tls only")
+
+    def test_plaintext_off_needs_a_tls_door(self):
+        r = subprocess.run([KEEL_BIN, "serve", "--port", "0", "--http-port", "0", "--data-dir", tempfile.mkdtemp(),
+                            "--set", "tls.plaintext=no"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("tls.plaintext: = no would leave this node no door for clients: set tls.port (RESP over TLS) "
+                      "and/or tls.http_port (HTTPS), or keep tls.plaintext = yes", r.stderr)
+        r = subprocess.run([KEEL_BIN, "serve", "--set", "tls.plaintext=maybe"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("'maybe' is not allowed; allowed: yes (plaintext ports open beside TLS), no (TLS only)", r.stderr)
 
     def test_client_certificates_required(self):
         k, port = self.start("yes")

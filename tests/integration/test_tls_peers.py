@@ -231,7 +231,20 @@ class PeerTlsTest(unittest.TestCase):
                 os.path.join(self.pki, "node-1.crt"), os.path.join(self.pki, "node-1.key"),
                 os.path.join(self.pki, "ca.crt")))
         r = subprocess.run([KEEL_BIN, "config", "check", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, path + ": OK, 1 warning(s)"), r.stderr)
+        self.assertIn("warning: tls.plaintext: the plaintext ports (server.resp_port, server.http_port) stay open "
+                      "beside TLS", r.stderr)
+        # TLS only: nothing left to warn about.
+        with open(path, "a") as f:
+            f.write('plaintext = false\n')
+        r = subprocess.run([KEEL_BIN, "config", "check", path], capture_output=True, text=True, timeout=60)
         self.assertEqual((r.returncode, r.stdout.strip(), r.stderr), (0, path + ": OK", ""))
+        # tls.plaintext = no without any TLS port leaves no door: a problem, not a warning.
+        with open(path, "w") as f:
+            f.write('[tls]\nplaintext = false\n')
+        r = subprocess.run([KEEL_BIN, "config", "check", path], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("tls.plaintext: = no would leave this node no door for clients", r.stderr)
         # A single node has no peer links: nothing to warn about.
         with open(path, "w") as f:
             f.write('[server]\nresp_port = 6380\n')

@@ -249,6 +249,75 @@ class TokenTest(unittest.TestCase):
         self.assertEqual(e.exception.code, 401)
         self.assertIn("this connection presented none", json.loads(e.exception.read())["error"]["message"])
 
+    def test_revoked_token_is_refused_on_resp_and_https(self):
+        k, admin = self.start()
+        admin.set("orders:1", "paid")
+        tok = self.issue("orders", "alice", "--commands", "+@read +acl|whoami")
+        child = keel("token", "attenuate", "--token", tok, "--commands", "+get").stdout.strip()
+        sibling = keel("token", "attenuate", "--token", tok, "--keys", "orders:*").stdout.strip()
+        grandchild = keel("token", "attenuate", "--token", child, "--keys", "orders:1").stdout.strip()
+        ids = re.findall(r"block \d+ revocation id: ([0-9a-f]{32})", keel("token", "inspect", "--token", child).stdout)
+        self.assertEqual(len(ids), 2)
+        # Connections authenticated before the revocation, on RESP over TLS.
+        before = self.tls_client()
+        self.assertTrue(before.execute_command("AUTH", child))
+        self.assertEqual(before.get("orders:1"), b"paid")
+        parent_conn = self.tls_client()
+        self.assertTrue(parent_conn.execute_command("AUTH", tok))
+        bearer = lambda t: {"Authorization": "Bearer " + t}
+        self.assertEqual(self.https("GET", "/v1/kv/orders:1", bearer(child))[0], 200)
+        # Revoke the child with the CLI, over the plaintext HTTP door.
+        out = keel("token", "revoke", "--token", child, "--http", "127.0.0.1:%d" % k.http_port).stdout
+        self.assertIn("revoked %s (user orders) until " % ids[1], out)
+        # RESP: a new AUTH is refused, with the reason; an authenticated connection is told and closed.
+        msg = self.error(self.tls_client(), "AUTH", child)
+        self.assertIn("WRONGPASS token refused: revoked: the token (revocation id %s) was revoked" % ids[1], msg)
+        msg = self.error(self.tls_client(), "AUTH", grandchild)
+        self.assertIn("revoked: the token (revocation id %s, a token it was attenuated from) was revoked" % ids[1], msg)
+        # (redis-py drops the NOAUTH prefix.)
+        msg = self.error(before, "GET", "orders:1")
+        self.assertIn("revoked: the token this connection authenticated with (revocation id %s) was revoked by an "
+                      "administrator (ACL REVOKE); the connection is closed" % ids[1], msg)
+        # HTTPS: Bearer refused with the same reason.
+        st, body, _ = self.https("GET", "/v1/kv/orders:1", bearer(child))
+        self.assertEqual(st, 401, body)
+        self.assertIn("revoked: the token (revocation id %s) was revoked" % ids[1], json.loads(body)["error"]["message"])
+        st, body, _ = self.https("GET", "/v1/kv/orders:1", bearer(grandchild))
+        self.assertEqual(st, 401, body)
+        # The parent and the sibling still work, on both doors; so does the connection of the parent.
+        self.assertEqual(self.https("GET", "/v1/kv/orders:1", bearer(tok))[0], 200)
+        self.assertEqual(self.https("GET", "/v1/kv/orders:1", bearer(sibling))[0], 200)
+        self.assertEqual(parent_conn.get("orders:1"), b"paid")
+        c = self.tls_client()
+        self.assertTrue(c.execute_command("AUTH", sibling))
+        # Listed on both doors.
+        listed = admin.execute_command("ACL", "REVOCATIONS")
+        self.assertEqual(len(listed), 1)
+        entry = dict(zip(listed[0][::2], listed[0][1::2]))
+        self.assertEqual((entry[b"id"], entry[b"user"]), (ids[1].encode(), b"orders"))
+        st, body, _ = self.https("GET", "/v1/auth/revocations", cert=None)
+        self.assertEqual([e["id"] for e in json.loads(body)["revocations"]], [ids[1]])
+        # Revoke the root by id over RESP (ACL REVOKE <id> <expires>): the whole family goes.
+        root_id = re.search(r"block 0 revocation id: ([0-9a-f]{32})", keel("token", "inspect", "--token", tok).stdout).group(1)
+        exp = json.loads(re.search(r"block 0: (\{.*\})", keel("token", "inspect", "--token", tok).stdout).group(1))["exp"]
+        self.assertEqual(admin.execute_command("ACL", "REVOKE", root_id, str(exp)), root_id.encode())
+        self.assertIn("revoked", self.error(self.tls_client(), "AUTH", sibling))
+        self.assertIn("revoked: the token this connection authenticated with", self.error(parent_conn, "GET", "orders:1"))
+        self.assertEqual(self.https("GET", "/v1/kv/orders:1", bearer(tok))[0], 401)
+        # Bad input: each error says what is allowed.
+        self.assertIn("revoking by id needs the unix time its token expires", self.error(admin, "ACL", "REVOKE", root_id))
+        self.assertIn("'nope' cannot be revoked; allowed: the token itself (kt1....), or a revocation id",
+                      self.error(admin, "ACL", "REVOKE", "nope"))
+        st, body, _ = self.https("POST", "/v1/auth/revocations", body=b'{"id": "abc"}', cert=None)
+        self.assertEqual(st, 400, body)
+        self.assertIn("'abc' cannot be revoked", json.loads(body)["error"]["message"])
+        r = keel("token", "revoke", "--id", root_id, check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--id needs --expires", r.stderr)
+        # Passwords still work; the server still serves.
+        plain = redis.Redis(port=k.port, username="orders", password="orders-secret", socket_timeout=10)
+        self.assertEqual(plain.get("orders:1"), b"paid")
+
     # ---- signed requests ----
 
     def signed(self, tok, method, path, body=b"", nonce=None, created=None, ttl=60):

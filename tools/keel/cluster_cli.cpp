@@ -101,7 +101,7 @@ std::vector<NodeInfo> read_manifest(const std::string& dir) {
 
 // A tiny blocking HTTP request; returns false with `err` when the server cannot be reached.
 bool http_call(beast_verb_t verb, const std::string& hostport, const std::string& target, const std::string& req_body,
-               int& status, std::string& body, std::string& err) {
+               int& status, std::string& body, std::string& err, const std::string& authorization = "") {
   namespace asio = boost::asio;
   namespace beast = boost::beast;
   auto colon = hostport.rfind(':');
@@ -118,6 +118,7 @@ bool http_call(beast_verb_t verb, const std::string& hostport, const std::string
     s.expires_after(std::chrono::seconds(30));
     beast::http::request<beast::http::string_body> req{verb, target, 11};
     req.set(beast::http::field::host, hostport);
+    if (!authorization.empty()) req.set(beast::http::field::authorization, authorization);
     if (!req_body.empty()) {
       req.set(beast::http::field::content_type, "application/json");
       req.body() = req_body;
@@ -394,11 +395,12 @@ int run_cluster_commands(ClusterCli& c, const char* argv0) {
 }
 
 bool http_request(const std::string& method, const std::string& hostport, const std::string& target,
-                  const std::string& body, int& status, std::string& response, std::string& err) {
+                  const std::string& body, int& status, std::string& response, std::string& err,
+                  const std::string& authorization) {
   auto verb = method == "POST"     ? boost::beast::http::verb::post
               : method == "DELETE" ? boost::beast::http::verb::delete_
                                    : boost::beast::http::verb::get;
-  return http_call(verb, hostport, target, body, status, response, err);
+  return http_call(verb, hostport, target, body, status, response, err, authorization);
 }
 
 }  // namespace keel::tools

@@ -25,10 +25,12 @@ struct ClusterCli {
   bool json = false;
 };
 
-// A blocking HTTP request to a node (`keel keys` uses it too): `method` is GET, POST or DELETE.
+// A blocking HTTP request to a node (`keel keys` and `keel token revoke` use it too): `method` is
+// GET, POST or DELETE; `authorization`, when not empty, is sent as the Authorization header.
 // False with `err` when the node cannot be reached.
 bool http_request(const std::string& method, const std::string& hostport, const std::string& target,
-                  const std::string& body, int& status, std::string& response, std::string& err);
+                  const std::string& body, int& status, std::string& response, std::string& err,
+                  const std::string& authorization = "");
 
 // Adds the `cluster` subcommand and its children to `app`.
 void add_cluster_commands(CLI::App& app, ClusterCli& c);

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -17,6 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "base/base64.h"
+#include "cluster_cli.h"
 #include "security/pki.h"
 #include "security/token.h"
 
@@ -103,8 +106,18 @@ void add_token_commands(CLI::App& app, TokenCli& t) {
     sub->add_option("--keys", t.keys, "key patterns, e.g. 'orders:*' (repeatable; Redis glob)");
     sub->add_option("--channels", t.channels, "pub/sub channel patterns (repeatable)");
   }
-  t.inspect = tok->add_subcommand("inspect", "print a token's blocks (not verified)");
+  t.inspect = tok->add_subcommand("inspect", "print a token's blocks and revocation ids (not verified)");
   t.inspect->add_option("--token", t.token, "the token, or - to read it from stdin")->required();
+  t.revoke = tok->add_subcommand(
+      "revoke", "revoke a token, and every token attenuated from it, on every node of the cluster (over HTTP)");
+  auto* by_token = t.revoke->add_option("--token", t.token, "the token, or - to read it from stdin");
+  auto* by_id = t.revoke->add_option("--id", t.id, "a revocation id (keel token inspect) instead of the token");
+  auto* exp = t.revoke->add_option("--expires", t.expires_s, "with --id: the unix time in seconds its token expires");
+  by_token->excludes(by_id);
+  exp->needs(by_id);
+  t.revoke->add_option("--http", t.http, "a node's HTTP door as HOST:PORT")->capture_default_str();
+  t.revoke->add_option("--user", t.http_user,
+                       "authenticate as this user (HTTP Basic; the password from the environment variable KEEL_PASSWORD)");
 }
 
 int run_token_commands(TokenCli& t) {
@@ -180,8 +193,50 @@ int run_token_commands(TokenCli& t) {
     auto p = security::parse_token(t.token);
     if (!p) return fail("inspect", p.error().message, 2);
     for (size_t i = 0; i < p->parts.size(); ++i)
-      std::printf("block %zu: %s\n", i, p->parts[i].body.c_str());
+      std::printf("block %zu: %s\nblock %zu revocation id: %s\n", i, p->parts[i].body.c_str(), i,
+                  security::block_revocation_id(p->parts[i].signature).c_str());
     std::printf("proof key: %s\n", p->proof.empty() ? "absent (cannot be attenuated)" : "present");
+    return 0;
+  }
+  if (t.revoke && t.revoke->parsed()) {
+    nlohmann::json body;
+    if (!t.token.empty()) {
+      read_token();
+      auto target = security::revocation_target(t.token);
+      if (!target) return fail("revoke", "the token cannot be read: " + target.error().message, 2);
+      body["token"] = t.token;
+    } else if (!t.id.empty()) {
+      if (t.expires_s <= 0)
+        return fail("revoke", "--id needs --expires: the unix time in seconds its token expires (keel token inspect "
+                              "shows exp), so that the entry can go after it", 2);
+      body["id"] = t.id;
+      body["expires_s"] = t.expires_s;
+    } else {
+      return fail("revoke", "give --token TOKEN (or - for stdin), or --id ID --expires UNIX_SECONDS", 2);
+    }
+    std::string auth;
+    if (!t.http_user.empty()) {
+      const char* pw = std::getenv("KEEL_PASSWORD");
+      if (!pw) return fail("revoke", "--user needs the password in the environment variable KEEL_PASSWORD", 2);
+      auth = "Basic " + base64_encode(t.http_user + ":" + pw);
+    }
+    int status = 0;
+    std::string response, err;
+    if (!http_request("POST", t.http, "/v1/auth/revocations", body.dump(), status, response, err, auth))
+      return fail("revoke", err);
+    auto doc = nlohmann::json::parse(response, nullptr, false);
+    if (status != 200) {
+      std::string msg = response;
+      if (!doc.is_discarded() && doc.contains("error")) msg = doc["error"].value("message", response);
+      if (status == 401 && t.http_user.empty())
+        msg += " (pass --user NAME, with the password in the environment variable KEEL_PASSWORD)";
+      return fail("revoke", msg);
+    }
+    if (doc.is_discarded()) return fail("revoke", "the node answered something that is not JSON: " + response);
+    std::printf("revoked %s%s until %lld: it and every token attenuated from it are refused on every node\n",
+                doc.value("id", "").c_str(),
+                doc.value("user", "").empty() ? "" : (" (user " + doc.value("user", "") + ")").c_str(),
+                static_cast<long long>(doc.value("expires_s", int64_t{0})));
     return 0;
   }
   return -1;

@@ -1,6 +1,7 @@
-// `keel token init|issue|attenuate|inspect`: certificate-bound tokens (docs/security.md).
+// `keel token init|issue|attenuate|inspect|revoke`: certificate-bound tokens (docs/security.md).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,11 @@ struct TokenCli {
   CLI::App* issue = nullptr;
   CLI::App* attenuate = nullptr;
   CLI::App* inspect = nullptr;
+  CLI::App* revoke = nullptr;
+  std::string id;            // revoke: a revocation id instead of the token
+  int64_t expires_s = 0;     // revoke: with --id, when its token expires
+  std::string http = "127.0.0.1:8380";
+  std::string http_user;     // revoke: HTTP Basic user (password from KEEL_PASSWORD)
   std::string dir = ".keel-pki";
   bool fips = false;
   std::string user;

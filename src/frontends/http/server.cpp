@@ -41,6 +41,8 @@
 #include "security/acl.h"
 #include "security/acl_service.h"
 #include "security/http_signature.h"
+#include "security/audit.h"
+#include "security/meta_redact.h"
 #include "security/token.h"
 #include "security/tls.h"
 #include "base/base64.h"
@@ -148,6 +150,9 @@ Response error_response(const Request& req, bhttp::status st, std::string_view c
   return json_response(req, st, json{{"error", {{"code", code}, {"message", std::move(message)}}}});
 }
 
+Response meta_error(const Request& req, const Error& e);  // a metadata error as its HTTP status (below)
+std::string http_caller(const Request& req);              // who a request authenticated as (below)
+
 struct Query {
   std::vector<std::pair<std::string, std::string>> items;
   const std::string* get(std::string_view k) const {
@@ -231,7 +236,8 @@ struct Server::Impl {
     return shards.shard(shards.owner(key_partition(key, shards.partitions())));
   }
 
-  awaitable<Response> handle(const Request& req);
+  // `client_ip`: the peer's address, for the audit log.
+  awaitable<Response> handle(const Request& req, std::string client_ip = {});
   Response handle_health(const Request& req, std::string_view path, const Query& q);
   void begin_trace(Request& req);
   void trace_request(const Request& req, Response& res, int64_t t0_ns);
@@ -797,7 +803,7 @@ awaitable<Response> Server::Impl::handle_list(const Request& req, const Query& q
   co_return json_response(req, bhttp::status::ok, body);
 }
 
-awaitable<Response> Server::Impl::handle(const Request& req) {
+awaitable<Response> Server::Impl::handle(const Request& req, std::string client_ip) {
   std::string_view target(req.target().data(), req.target().size());
   auto qpos = target.find('?');
   std::string_view path = target.substr(0, qpos);
@@ -1030,10 +1036,52 @@ awaitable<Response> Server::Impl::handle(const Request& req) {
                                  fmt::format("'{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as GET "
                                              "/v1/auth/lockouts shows them) or * for all",
                                              subject.substr(0, 128)));
-      co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", acl->unlock(subject)}});
+      const size_t cleared = acl->unlock(subject);
+      security::audit::emit(security::audit::kUnlock, {{"subject", subject}, {"cleared", std::to_string(cleared)},
+                                                       {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}});
+      co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", cleared}});
     }
     co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
                              "use GET /v1/auth/lockouts, or DELETE /v1/auth/lockouts/{subject}");
+  }
+  if (path == "/v1/auth/revocations") {
+    // Revoked tokens, cluster-wide (ACL REVOKE / ACL REVOCATIONS on the RESP door).
+    if (!acl_service)
+      co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "users and access rules are off on this node");
+    if (get) {
+      json out = json::array();
+      for (auto& e : acl->revocations())
+        out.push_back({{"id", e.id}, {"expires_s", e.expires_s}, {"user", e.user}, {"revoked_at_s", e.revoked_at_s}});
+      co_return json_response(req, bhttp::status::ok, json{{"revocations", out}});
+    }
+    if (req.method() != bhttp::verb::post)
+      co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                               "use GET /v1/auth/revocations to list, POST to revoke");
+    auto body = json::parse(req.body(), nullptr, false);
+    std::vector<std::string> args;
+    if (!body.is_discarded() && body.is_object()) {
+      if (body.contains("token") && body["token"].is_string()) {
+        args.push_back(body["token"].get<std::string>());
+      } else if (body.contains("id") && body["id"].is_string()) {
+        args.push_back(body["id"].get<std::string>());
+        if (body.contains("expires_s") && body["expires_s"].is_number_integer())
+          args.push_back(std::to_string(body["expires_s"].get<int64_t>()));
+      }
+    }
+    if (args.empty())
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                               "send a JSON object {\"token\": \"kt1....\"} or {\"id\": \"<32 hex digits>\", "
+                               "\"expires_s\": <unix seconds the token expires>}");
+    std::vector<std::string_view> views(args.begin(), args.end());
+    auto parsed = security::parse_revoke_request(views, SystemClock::instance().now_ms() / 1000);
+    if (!parsed) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", parsed.error().message);
+    json done{{"id", parsed->id}, {"expires_s", parsed->expires_s}, {"user", parsed->user}};
+    security::audit::Fields fields{{"id", parsed->id}, {"user", parsed->user}, {"expires_s", std::to_string(parsed->expires_s)},
+                                   {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}};
+    auto st = co_await acl_service->revoke(std::move(*parsed));
+    if (!st) co_return meta_error(req, st.error());
+    security::audit::emit(security::audit::kTokenRevoked, fields);
+    co_return json_response(req, bhttp::status::ok, done);
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
@@ -1164,6 +1212,10 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
   if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
+  if (path == "/v1/auth/revocations") {
+    if (get) return {"acl", "revocations"};
+    return {"acl", "revoke", ""};
+  }
   // Encryption at rest's keys: what CONFIG GET / CONFIG SET of its settings needs (administrators).
   if (path == "/v1/keys" || path.starts_with("/v1/keys/")) {
     if (get) return {"config", "get", "security.at_rest.key_file"};
@@ -1186,6 +1238,27 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
 std::string basic_decode(std::string_view in) {
   if (in.size() > 4096) return {};
   return keel::base64_decode(in).value_or(std::string());
+}
+
+// The user a request authenticated as, for the audit log: authorize() verified the header
+// before any handler runs; no header is the default user (or a certificate user).
+std::string http_caller(const Request& req) {
+  auto auth = req.find(bhttp::field::authorization);
+  if (auth == req.end()) return "default";
+  std::string_view v(auth->value().data(), auth->value().size());
+  if (v.size() >= 6 && resp::iequals(v.substr(0, 6), "basic ")) {
+    std::string creds = basic_decode(v.substr(6));
+    std::string name = creds.substr(0, creds.find(':'));
+    std::fill(creds.begin(), creds.end(), '\0');
+    return name;
+  }
+  if (v.size() >= 7 && resp::iequals(v.substr(0, 7), "bearer ")) {
+    std::string_view token = v.substr(7);
+    while (token.starts_with(' ')) token.remove_prefix(1);
+    auto parsed = security::parse_token(token);
+    return parsed ? parsed->parts[0].block.user : std::string("(token)");
+  }
+  return "(unknown)";
 }
 
 }  // namespace
@@ -1288,7 +1361,11 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       while (token.starts_with(' ')) token.remove_prefix(1);
       auto parsed = security::parse_token(token);
       const std::string who = parsed ? parsed->parts[0].block.user : std::string("(token)");
-      if (auto lk = acl->locked(who, peer.ip, now_ms)) co_return locked(*lk);
+      if (auto lk = acl->locked(who, peer.ip, now_ms)) {
+        security::audit::emit(security::audit::kAuthLocked,
+                              {{"door", "http"}, {"user", who}, {"addr", peer.ip}, {"subject", lk->subject}});
+        co_return locked(*lk);
+      }
       const bool signed_request = req.find("Signature-Input") != req.end();
       auto login = acl->authenticate_token({}, token, peer.cert_sha256, now_ms, !signed_request);
       if (!login) {
@@ -1296,6 +1373,9 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         cs.addr = "http";
         cs.last_cmd = "auth";
         resp::acl_log(*acl, cs, "auth", "auth", who, now_ms);
+        security::audit::emit(security::audit::kAuthFailure,
+                              {{"door", "http"}, {"method", signed_request ? "signature" : "token"}, {"user", who},
+                               {"addr", peer.ip}, {"reason", login.error().message}});
         acl->auth_failed(who, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS token refused: " + login.error().message, true);
       }
@@ -1304,6 +1384,12 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         if (auto refused = check_signature(req, token, path, query, peer.ip)) co_return std::move(*refused);
       }
       acl->auth_succeeded(login->user->name, peer.ip);
+      if (security::audit::success_due(
+              fmt::format("http|{}|{}|{}", signed_request ? "signature" : "token", login->user->name, peer.ip), now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "http"}, {"method", signed_request ? "signature" : "token"},
+                               {"user", login->user->name}, {"addr", peer.ip},
+                               {"token_id", login->grant->revocation_ids.back()}});
       user = std::move(login->user);
       grant = std::move(login->grant);
     } else {
@@ -1316,6 +1402,8 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       std::fill(creds.begin(), creds.end(), '\0');
       if (auto lk = acl->locked(name, peer.ip, now_ms)) {
         std::fill(password.begin(), password.end(), '\0');
+        security::audit::emit(security::audit::kAuthLocked,
+                              {{"door", "http"}, {"user", name}, {"addr", peer.ip}, {"subject", lk->subject}});
         co_return locked(*lk);
       }
       user = co_await acl_service->authenticate(name, password);
@@ -1325,10 +1413,16 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         cs.addr = "http";
         cs.last_cmd = "auth";
         resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
+        security::audit::emit(security::audit::kAuthFailure,
+                              {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip},
+                               {"reason", "wrong password, or no such user, or the user is off"}});
         acl->auth_failed(name, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
       }
       acl->auth_succeeded(name, peer.ip);
+      if (security::audit::success_due(fmt::format("http|password|{}|{}", name, peer.ip), now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip}});
     }
   } else if (auto cu = peer.uris.empty() ? nullptr : acl->user_for_certificate(peer.uris)) {
     user = std::move(cu);  // auth.cert_users: the client certificate names the user
@@ -1430,7 +1524,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       co_await serve_sse(stream, tcp, req);
       break;
     }
-    if (!answer) answer = co_await handle(req);
+    if (!answer) answer = co_await handle(req, client_ip);
     Response& res = *answer;
     if (tracer) trace_request(req, res, t0);
     res.keep_alive(keep);
@@ -1625,14 +1719,21 @@ Response meta_error(const Request& req, const Error& e) {
   return error_response(req, status_for(e.code), errc_name(e.code), e.message);
 }
 
-json kv_json(const cluster::KeyValue& kv) {
+// A key and its value as /v1/meta shows them; the security domain's secrets redacted
+// (security/meta_redact.h), for every caller.
+json kv_json(std::string_view domain, const cluster::KeyValue& kv) {
   json j{{"key", kv.key}, {"version", kv.version}, {"create_revision", kv.create_revision},
          {"mod_revision", kv.mod_revision}};
   if (!valid_utf8(kv.key)) {
     j.erase("key");
     j["key_base64"] = base64(kv.key);
   }
-  put_bytes(j, "value", kv.value);
+  if (auto shown = security::redact_meta_value(domain, kv.key, kv.value)) {
+    put_bytes(j, "value", *shown);
+    j["redacted"] = true;
+  } else {
+    put_bytes(j, "value", kv.value);
+  }
   return j;
 }
 
@@ -1682,7 +1783,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     json events = json::array();
     for (auto& e : r->events) {
       json j{{"type", e.deleted ? "delete" : "put"}, {"revision", e.kv.mod_revision}};
-      j["kv"] = kv_json(e.kv);
+      j["kv"] = kv_json(domain, e.kv);
       events.push_back(std::move(j));
     }
     co_return json_response(req, bhttp::status::ok, json{{"events", events}, {"revision", r->revision}});
@@ -1699,7 +1800,7 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     auto r = co_await cluster::meta_call<cluster::ListResult>(start);
     if (!r) co_return meta_error(req, r.error());
     json items = json::array();
-    for (auto& kv : r->items) items.push_back(kv_json(kv));
+    for (auto& kv : r->items) items.push_back(kv_json(domain, kv));
     co_return json_response(req, bhttp::status::ok, json{{"items", items}, {"revision", r->revision}, {"more", r->more}});
   }
 
@@ -1714,7 +1815,11 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     auto start = [&](auto cb) { meta->get(domain, key, stale, cb); };
     auto r = co_await cluster::meta_call<cluster::KeyValue>(start);
     if (!r) co_return meta_error(req, r.error());
-    co_return json_response(req, bhttp::status::ok, kv_json(*r));
+    co_return json_response(req, bhttp::status::ok, kv_json(domain, *r));
+  }
+  if (req.method() == bhttp::verb::put || req.method() == bhttp::verb::post || req.method() == bhttp::verb::delete_) {
+    if (auto why = security::generic_write_refusal(domain); !why.empty())
+      co_return error_response(req, bhttp::status::forbidden, "FORBIDDEN", std::move(why));
   }
   if (req.method() == bhttp::verb::put || req.method() == bhttp::verb::post) {
     if (req.body().size() > lim.max_value_bytes)
@@ -1820,6 +1925,7 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/signals") return "/v1/signals";
   if (path == "/v1/auth/lockouts") return "/v1/auth/lockouts";
   if (path.starts_with("/v1/auth/lockouts/")) return "/v1/auth/lockouts/{subject}";
+  if (path == "/v1/auth/revocations") return "/v1/auth/revocations";
   if (path == "/v1/keys") return "/v1/keys";
   if (path == "/v1/keys/rotate") return "/v1/keys/rotate";
   if (path.starts_with("/v1/keys/")) return "/v1/keys/{version}/retire";
@@ -2060,14 +2166,17 @@ Result<int> Server::start() {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(im.opt.bind, ec);
   if (ec) return make_error(Errc::kInvalidArgument, fmt::format("server.bind: '{}' is not an IP address", im.opt.bind));
-  im.acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
-  tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
-  im.acceptor->open(ep.protocol(), ec);
-  if (!ec) im.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) im.acceptor->bind(ep, ec);
-  if (!ec) im.acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return make_error(Errc::kIoError, fmt::format("cannot listen for HTTP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
-  int port = im.acceptor->local_endpoint().port();
+  int port = 0;
+  if (im.opt.plaintext) {
+    im.acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
+    im.acceptor->open(ep.protocol(), ec);
+    if (!ec) im.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) im.acceptor->bind(ep, ec);
+    if (!ec) im.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return make_error(Errc::kIoError, fmt::format("cannot listen for HTTP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
+    port = im.acceptor->local_endpoint().port();
+  }
   if (im.opt.tls) {
     im.tls_acceptor = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
     tcp::endpoint tep(addr, static_cast<unsigned short>(im.opt.tls_port));
@@ -2081,7 +2190,7 @@ Result<int> Server::start() {
     im.bound_tls_port = im.tls_acceptor->local_endpoint().port();
     asio::co_spawn(im.shards.shard(0).io, im.accept_loop(true), asio::detached);
   }
-  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(false), asio::detached);
+  if (im.acceptor) asio::co_spawn(im.shards.shard(0).io, im.accept_loop(false), asio::detached);
   return port;
 }
 

@@ -56,6 +56,8 @@ struct ServerOptions {
   // same routes over TLS. A reload replaces the slot's context for new connections.
   int tls_port = 0;
   std::shared_ptr<security::TlsContextSlot> tls;
+  // false (tls.plaintext = no): no plaintext listener on `port`; start() returns 0.
+  bool plaintext = true;
   // Signed requests (security/http_signature.h): the longest created..expires span, and the
   // nonces remembered within it; when full, signed requests are refused (503), never accepted
   // unchecked.

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "frontends/resp/family_util.h"
+#include "security/audit.h"
 
 namespace keel::resp {
 
@@ -186,6 +187,9 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
         "LIST", "    Show users details in config file format.",
         "LOCKOUTS", "    Users and client addresses with failed authentications on this node, and their locks.",
         "LOG [<count> | RESET]", "    Show the ACL log entries.",
+        "REVOCATIONS", "    The revoked tokens (id, expiry, user), on every node until they expire.",
+        "REVOKE <token> | REVOKE <id> <expires-unix-seconds>",
+        "    Refuse a token, and every token attenuated from it, on every node.",
         "SETUSER <username> <attribute> [<attribute> ...]", "    Create or modify a user with the specified attributes.",
         "UNLOCK <user:name | addr:ip | *>", "    Forget failed authentications (and lift the lock) on this node.",
         "USERS", "    List all the registered usernames.",
@@ -290,13 +294,36 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
     }
     return;
   }
+  if (sub == "revocations" && a.size() == 2) {
+    auto all = acl.revocations();
+    r.array(all.size());
+    for (auto& e : all) {
+      r.map(4);
+      r.bulk("id");
+      r.bulk(e.id);
+      r.bulk("expires-s");
+      r.integer(e.expires_s);
+      r.bulk("user");
+      r.bulk(e.user);
+      r.bulk("revoked-at-s");
+      r.integer(e.revoked_at_s);
+    }
+    return;
+  }
   if (sub == "unlock" && a.size() == 3) {
     std::string_view subject = a[2];
     if (subject != "*" && !subject.starts_with("user:") && !subject.starts_with("addr:"))
       return r.error(fmt::format("ERR '{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as ACL LOCKOUTS "
                                  "shows them) or * for all",
                                  subject.substr(0, 128)));
-    return r.integer(static_cast<int64_t>(acl.unlock(subject)));
+    const size_t cleared = acl.unlock(subject);
+    std::string addr = c.client ? c.client->addr : std::string();
+    if (auto colon = addr.rfind(':'); colon != std::string::npos) addr.resize(colon);
+    security::audit::emit(security::audit::kUnlock,
+                          {{"subject", std::string(subject)}, {"cleared", std::to_string(cleared)},
+                           {"by", c.client && c.client->user ? c.client->user->name : std::string("default")},
+                           {"door", "resp"}, {"addr", addr}});
+    return r.integer(static_cast<int64_t>(cleared));
   }
   if (sub == "save" || sub == "load")
     return r.error("ERR keel keeps users in cluster metadata, not in an ACL file: every ACL SETUSER is already "

@@ -28,6 +28,7 @@
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/route_admin.h"
 #include "security/acl_service.h"
+#include "security/audit.h"
 #include "security/tls.h"
 #include "frontends/resp/family_util.h"
 #include "frontends/resp/key_events.h"
@@ -446,6 +447,8 @@ struct Server::Impl {
   // AUTH and HELLO ... AUTH: the password is checked off the event loop first (Argon2id).
   awaitable<void> authenticate_command(Connection& c, const CommandSpec& spec, Args argv);
   // Re-reads the connection's user after an ACL change; false if the user was removed.
+  // Who runs a command, for the audit log.
+  static std::string caller(const Connection& c) { return c.client.user ? c.client.user->name : std::string("default"); }
   bool refresh_user(Connection& c) {
     c.client.acl_generation = acl->generation();
     auto u = acl->find(c.client.user->name);
@@ -642,6 +645,17 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         c.client.close_after_reply = true;
         co_return;
       }
+      if (c.client.token) {
+        if (auto id = acl->revoked(*c.client.token)) {
+          if (c.tx.multi) c.tx.aborted = true;
+          r.error(fmt::format("NOAUTH revoked: the token this connection authenticated with (revocation id {}) was "
+                              "revoked by an administrator (ACL REVOKE); the connection is closed: connect again with "
+                              "a new token (keel token issue) or a password",
+                              *id));
+          c.client.close_after_reply = true;
+          co_return;
+        }
+      }
     }
     if (!c.client.acl_open && !(spec->flags & kNoAuth)) [[unlikely]] {
       if (c.client.token && c.now_ms / 1000 >= c.client.token->expires_s) {
@@ -722,7 +736,8 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         co_await cluster_keys_in_slot(c, argv);
       } else if (acl_service && (spec->name == "auth" || spec->name == "hello")) {
         co_await authenticate_command(c, *spec, argv);
-      } else if (spec->name == "acl" && (iequals(argv[1], "setuser") || iequals(argv[1], "deluser"))) {
+      } else if (spec->name == "acl" &&
+                 (iequals(argv[1], "setuser") || iequals(argv[1], "deluser") || iequals(argv[1], "revoke"))) {
         co_await acl_admin(c, argv);
       } else if (spec->name == "config" && argv.size() == 4 && iequals(argv[1], "set") &&
                  iequals(argv[2], "requirepass") && acl_service) {
@@ -732,8 +747,14 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         if (argv[3].empty()) rules = {"nopass"};
         else rules = {"resetpass", ">" + std::string(argv[3])};
         auto st = co_await acl_service->setuser(name, rules);
-        if (!st) reply_metadata_error(r, st.error(), "check ACL GETUSER default");
-        else r.ok();
+        if (!st) {
+          reply_metadata_error(r, st.error(), "check ACL GETUSER default");
+        } else {
+          security::audit::emit(security::audit::kUserSet,
+                                {{"user", name}, {"rules", security::audit::redact_rules(rules)}, {"by", caller(c)},
+                                 {"door", "resp"}, {"addr", client_ip(c.client.addr)}, {"via", "CONFIG SET requirepass"}});
+          r.ok();
+        }
       } else if (!spec->handler && spec->group == "route") {  // ROUTE.REGISTER, DEREGISTER
         if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
         else r.error("ERR the gateway's route registration is not running on this node");
@@ -1200,6 +1221,8 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
     if (auto lk = acl->locked(who, ip, c.now_ms)) {
       c.client.last_cmd.assign(spec.name);
       acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
+      security::audit::emit(security::audit::kAuthLocked,
+                            {{"door", "resp"}, {"user", who}, {"addr", ip}, {"subject", lk->subject}});
       co_return c.reply.error(fmt::format(
           "LOCKED too many failed authentications for {}: further attempts are refused unchecked for {} ms; wait, "
           "or an administrator can run ACL UNLOCK {}",
@@ -1210,10 +1233,16 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       if (!login) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
+        security::audit::emit(security::audit::kAuthFailure, {{"door", "resp"}, {"method", "token"}, {"user", who},
+                                                              {"addr", ip}, {"reason", login.error().message}});
         acl->auth_failed(who, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS token refused: " + login.error().message);
       }
       acl->auth_succeeded(login->user->name, ip);
+      if (security::audit::success_due("resp|token|" + login->user->name + "|" + ip, c.now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "resp"}, {"method", "token"}, {"user", login->user->name}, {"addr", ip},
+                               {"token_id", login->grant->revocation_ids.back()}});
       c.client.verified = std::move(login->user);
       c.client.verified_token = std::move(login->grant);
     } else {
@@ -1221,10 +1250,16 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       if (!u) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
+        security::audit::emit(security::audit::kAuthFailure,
+                              {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip},
+                               {"reason", "wrong password, or no such user, or the user is off"}});
         acl->auth_failed(user, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
       }
       acl->auth_succeeded(user, ip);
+      if (security::audit::success_due("resp|password|" + user + "|" + ip, c.now_ms))
+        security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip}});
       c.client.verified = std::move(u);
     }
   }
@@ -1245,7 +1280,24 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);
     }
+    security::audit::emit(security::audit::kUserSet, {{"user", name}, {"rules", security::audit::redact_rules(rules)},
+                                                      {"by", caller(c)}, {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.ok();
+  }
+  if (iequals(argv[1], "revoke")) {
+    auto parsed = security::parse_revoke_request(argv.subspan(2), c.now_ms / 1000);
+    if (!parsed) co_return r.error("ERR " + parsed.error().message);
+    const std::string id = parsed->id, token_user = parsed->user;
+    const int64_t expires_s = parsed->expires_s;
+    auto st = co_await acl_service->revoke(std::move(*parsed));
+    if (!st) {
+      if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
+      co_return reply_metadata_error(r, st.error(), "check ACL REVOCATIONS");
+    }
+    security::audit::emit(security::audit::kTokenRevoked,
+                          {{"id", id}, {"user", token_user}, {"expires_s", std::to_string(expires_s)}, {"by", caller(c)},
+                           {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
+    co_return r.bulk(id);
   }
   if (argv.size() < 3) co_return r.error(wrong_args("acl|deluser"));
   std::vector<std::string> names(argv.begin() + 2, argv.end());
@@ -1253,6 +1305,12 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
   if (!n) {
     if (n.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + n.error().message);
     co_return reply_metadata_error(r, n.error(), "check ACL USERS");
+  }
+  {
+    std::string list;
+    for (auto& nm : names) list += (list.empty() ? "" : " ") + nm;
+    security::audit::emit(security::audit::kUserDeleted, {{"users", list}, {"deleted", std::to_string(*n)}, {"by", caller(c)},
+                                                          {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
   }
   co_return r.integer(*n);
 }
@@ -2181,6 +2239,11 @@ awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tl
           c.client.authenticated = true;
           klog().debug("client {} ({}): authenticated as user '{}' by its certificate", c.client.id, c.client.addr,
                        c.client.user->name);
+          const std::string ip = client_ip(c.client.addr);
+          if (security::audit::success_due("resp|certificate|" + c.client.user->name + "|" + ip,
+                                           SystemClock::instance().now_ms()))
+            security::audit::emit(security::audit::kAuthSuccess, {{"door", "resp"}, {"method", "certificate"},
+                                                                  {"user", c.client.user->name}, {"addr", ip}});
         }
       }
       co_await serve_stream(c, stream);
@@ -2827,16 +2890,19 @@ Result<int> Server::start() {
   boost::system::error_code ec;
   auto addr = asio::ip::make_address(im.opt.bind, ec);
   if (ec) return make_error(Errc::kInvalidArgument, fmt::format("server.bind: '{}' is not an IP address", im.opt.bind));
-  auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
-  tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
-  acc->open(ep.protocol(), ec);
-  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acc->bind(ep, ec);
-  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
-  int port = acc->local_endpoint().port();
-  im.per_shard[0].acceptor = std::move(acc);
+  int port = 0;
+  if (im.opt.plaintext) {
+    auto acc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
+    tcp::endpoint ep(addr, static_cast<unsigned short>(im.opt.port));
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return make_error(Errc::kIoError, fmt::format("cannot listen for RESP on {}:{}: {}", im.opt.bind, im.opt.port, ec.message()));
+    port = acc->local_endpoint().port();
+    im.per_shard[0].acceptor = std::move(acc);
+  }
   if (im.opt.tls) {
     auto tacc = std::make_unique<tcp::acceptor>(im.shards.shard(0).io);
     tcp::endpoint tep(addr, static_cast<unsigned short>(im.opt.tls_port));
@@ -2851,7 +2917,7 @@ Result<int> Server::start() {
     im.per_shard[0].tls_acceptor = std::move(tacc);
     asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, true), asio::detached);
   }
-  asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, false), asio::detached);
+  if (im.per_shard[0].acceptor) asio::co_spawn(im.shards.shard(0).io, im.accept_loop(0, false), asio::detached);
   for (unsigned i = 0; i < im.shards.size(); ++i)
     asio::co_spawn(im.shards.shard(i).io, im.idle_sweep(i), asio::detached);
   return port;
@@ -2926,13 +2992,15 @@ void Server::Impl::acl_sweep(unsigned sid) {
     if (!c->client.user || c->internal || c->client.pubsub == 0 || c->ob.dead) continue;
     auto u = acl->find(c->client.user->name);
     std::string refused;
-    if (u && !u->allchannels) {
+    std::optional<std::string> revoked_id;
+    if (c->client.token) revoked_id = acl->revoked(*c->client.token);
+    if (u && !u->allchannels && !revoked_id) {
       for (PubKind kind : {PubKind::kChannel, PubKind::kPattern, PubKind::kShard}) {
         for (auto& name : ps.pubsub.names(c->client.id, kind))
           if (!u->channel_allowed(name, kind == PubKind::kPattern)) refused = name;
       }
     }
-    if (u && refused.empty()) {
+    if (u && refused.empty() && !revoked_id) {
       c->client.user = std::move(u);
       c->client.acl_open = c->client.user->unrestricted() && !c->client.token;
       c->client.acl_generation = acl->generation();
@@ -2940,8 +3008,10 @@ void Server::Impl::acl_sweep(unsigned sid) {
     }
     klog().info("closing subscriber id={} addr={} user={}: {}", c->client.id, c->client.addr,
                  c->client.user->name,
-                 u ? fmt::format("its user may no longer subscribe to '{}'", refused) : std::string("its user was removed"));
-    if (u) acl_log(*acl, c->client, "channel", refused, u->name, now);
+                 revoked_id ? fmt::format("the token it authenticated with was revoked (id {})", *revoked_id)
+                 : u        ? fmt::format("its user may no longer subscribe to '{}'", refused)
+                            : std::string("its user was removed"));
+    if (u && !revoked_id) acl_log(*acl, c->client, "channel", refused, u->name, now);
     c->ob.dead = true;
     std::string().swap(c->ob.queued);
     boost::system::error_code ignored;

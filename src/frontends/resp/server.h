@@ -69,6 +69,8 @@ struct ServerOptions {
   // slot's context: new connections use the new one.
   int tls_port = 0;
   std::shared_ptr<security::TlsContextSlot> tls;
+  // false (tls.plaintext = no): no plaintext listener on `port`; start() returns 0.
+  bool plaintext = true;
   PubSubLimits pubsub_limits;
 };
 
@@ -88,7 +90,8 @@ class Server {
   Server(runtime::ShardSet& shards, NodeView& node, ServerOptions options, InfoFormatter info);
   ~Server();
 
-  // Binds and starts accepting on every shard. Returns the bound port.
+  // Binds and starts accepting on every shard. Returns the bound plaintext port (0 when
+  // ServerOptions::plaintext is false).
   Result<int> start();
   // The bound TLS port after start() (0 while TLS is off).
   int tls_port() const;
