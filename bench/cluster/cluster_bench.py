@@ -15,7 +15,7 @@ round: the cost of TLS on the data plane (forwarding and replication) and the me
 
 Usage: bench/cluster/cluster_bench.py BUILD_DIR
 Environment: CLUSTER_BENCH_ROUNDS=3 CLUSTER_BENCH_REQUESTS=200000 CLUSTER_BENCH_FAILOVERS=3
-             CLUSTER_BENCH_PEER_TLS=1
+             CLUSTER_BENCH_PEER_TLS=1 CLUSTER_BENCH_ENGINE=memory CLUSTER_BENCH_SET="k=v ..."
 """
 import csv
 import io
@@ -35,6 +35,10 @@ KEEL = os.path.join(BUILD, "tools/keel/keel")
 ROUNDS = int(os.environ.get("CLUSTER_BENCH_ROUNDS", "3"))
 REQUESTS = int(os.environ.get("CLUSTER_BENCH_REQUESTS", "200000"))
 FAILOVERS = int(os.environ.get("CLUSTER_BENCH_FAILOVERS", "3"))
+# keel's engine and any further settings (space-separated key=value), e.g.
+# CLUSTER_BENCH_ENGINE=persistent CLUSTER_BENCH_SET="storage.fsync=always"
+ENGINE = os.environ.get("CLUSTER_BENCH_ENGINE", "memory")
+EXTRA_SETTINGS = os.environ.get("CLUSTER_BENCH_SET", "").split()
 
 
 def free_port():
@@ -97,13 +101,13 @@ class KeelCluster:
             d = os.path.join(self.root, "n%d" % i)
             os.makedirs(d)
             self.procs.append(subprocess.Popen(
-                [KEEL, "serve", "--engine", "memory", "--shards", "1", "--port", str(self.ports[i]),
+                [KEEL, "serve", "--engine", ENGINE, "--shards", "1", "--port", str(self.ports[i]),
                  "--http-port", "0", "--data-dir", d, "--node-id", str(i + 1), "--peer-port", str(peer[i]),
                  "--peers", peers, "--log-level", "warn",
                  "--set", "cluster.heartbeat_ms=50", "--set", "cluster.suspect_after_ms=300",
                  "--set", "cluster.dead_after_ms=1000",
                  "--set", "dht.replicas=%d" % self.replicas, "--set", "dht.write_quorum=%d" % self.quorum]
-                + self.tls_args(i),
+                + [a for kv in EXTRA_SETTINGS for a in ("--set", kv)] + self.tls_args(i),
                 stdout=open(os.path.join(d, "log"), "wb"), stderr=subprocess.STDOUT))
         wait_state_ok(self.ports)
         return self
