@@ -8,8 +8,11 @@ SEEDS      ?= 5000
 # python3 that PATH may find first (pyenv, a venv).
 PYTHON     ?= /usr/bin/python3
 export CCACHE_DIR ?= $(HOME)/.cache/ccache
-# Relative paths in the cache key: a clone in another directory still hits the cache.
+# Relative paths in the cache key: a clone in another directory still hits the cache. With
+# debug info ccache also hashes the working directory unless told not to (the objects' debug
+# info then names the directory of the build that filled the cache: harmless here).
 export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
 
 .PHONY: all deps build run test fault bench fuzz soak asan format clean install
 
