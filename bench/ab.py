@@ -16,24 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_seconds as cpu, free_port
 
 ROUNDS = int(os.environ.get("AB_ROUNDS", "3"))
 REQUESTS = int(os.environ.get("AB_REQUESTS", "200000"))
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def run(binary, test, pipeline):

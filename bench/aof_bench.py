@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_seconds as cpu, free_port
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 POLICY = sys.argv[2] if len(sys.argv) > 2 else "everysec"
@@ -24,19 +25,6 @@ SHARDS = sys.argv[3] if len(sys.argv) > 3 else "1"
 KEEL = os.path.join(BUILD, "tools/keel/keel")
 TESTS = os.environ.get("AOF_BENCH_TESTS", "set,incr").split(",")
 REQUESTS = int(os.environ.get("AOF_BENCH_REQUESTS", "200000"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu(pid):
-    f = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(kind, test, pipeline, n):

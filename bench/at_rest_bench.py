@@ -19,27 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_seconds as cpu, free_port
 
 ROUNDS = int(os.environ.get("AR_ROUNDS", "5"))
 REQUESTS = int(os.environ.get("AR_REQUESTS", "200000"))
 SIZES = [int(x) for x in os.environ.get("AR_SIZES", "64,1024").split(",")]
 PIPELINES = [int(x) for x in os.environ.get("AR_PIPELINES", "1,16").split(",")]
 SHARDS = os.environ.get("AR_SHARDS", "1")
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def run(binary, encrypted, size, pipeline):

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchlib import cpu_seconds, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
@@ -30,15 +31,6 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 TESTS = ["set", "get", "incr", "mset", "hset"]
 CLIENTS = 50
 VALUE = 64
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, proc):
@@ -51,12 +43,6 @@ def wait_port(port, proc):
                 raise RuntimeError("server exited early")
             time.sleep(0.02)
     raise RuntimeError("server did not listen on %d" % port)
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def rss_bytes(pid):

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
@@ -39,14 +41,6 @@ FAILOVERS = int(os.environ.get("CLUSTER_BENCH_FAILOVERS", "3"))
 # CLUSTER_BENCH_ENGINE=persistent CLUSTER_BENCH_SET="storage.fsync=always"
 ENGINE = os.environ.get("CLUSTER_BENCH_ENGINE", "memory")
 EXTRA_SETTINGS = os.environ.get("CLUSTER_BENCH_SET", "").split()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def free_bus_port():

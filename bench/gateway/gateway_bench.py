@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
@@ -36,14 +38,6 @@ ROUNDS = int(os.environ.get("GW_BENCH_ROUNDS", "1"))
 OUT = os.path.join(ROOT, "bench/out")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, limit=20):

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/assert.h"
 #include "base/codec.h"
 
 namespace keel::dht {
@@ -13,7 +14,7 @@ using storage::Value;
 using storage::ValueType;
 
 namespace {
-enum Op : uint8_t { kPut = 1, kErase = 2, kDrop = 3 };
+enum Op : uint8_t { kPut = 1, kErase = 2, kDrop = 3, kPatch = 4 };
 constexpr uint64_t kMaxHashFields = 1ull << 32;
 }  // namespace
 
@@ -73,6 +74,41 @@ void encode_erase(std::string& out, std::string_view key) {
 
 void encode_drop(std::string& out) { Writer(out).u8(kDrop); }
 
+void encode_patch(std::string& out, std::string_view key, const Value& v, std::string_view ops) {
+  Writer w(out);
+  w.u8(kPatch);
+  w.bytes(key);
+  w.u8(static_cast<uint8_t>(v.type));
+  w.svarint(v.expire_at_ms);
+  w.bytes(ops);
+}
+
+namespace {
+// Applies a patch: the delta's ops to the key's value of `type` (an empty one if the key is
+// absent or holds another type; then it is written whole).
+Status apply_patch(storage::Engine& engine, uint32_t partition, std::string_view key, ValueType type,
+                   int64_t expire_at_ms, std::string_view ops, int64_t now_ms) {
+  storage::Delta delta;
+  delta.assign(ops, true);
+  Status applied;
+  auto st = engine.update_by_element(partition, key, now_ms, [&](Value* cur, Value* scratch) {
+    Value* t = cur ? cur : scratch;
+    if (t->type != type || !cur) {
+      *t = Value{};
+      t->type = type;
+      delta.whole();
+    }
+    t->expire_at_ms = expire_at_ms;
+    applied = storage::apply_delta(*t, ops);
+    if (!applied) delta.whole();  // what applied is kept, written whole
+    if (storage::empty_collection(*t)) return cur ? storage::UpdateAction::kErase : storage::UpdateAction::kKeep;
+    return storage::UpdateAction::kWrite;
+  }, delta);
+  if (!st) return st;
+  return applied;
+}
+}  // namespace
+
 Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_view effect,
                     int64_t now_ms) {
   Reader r(effect);
@@ -86,7 +122,8 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       if (auto st = engine.drop_partition(partition); !st) return st;
       continue;
     }
-    if (*op != kPut && *op != kErase) return bad(fmt::format("unknown op {} (allowed: 1 put, 2 erase, 3 drop)", *op));
+    if (*op != kPut && *op != kErase && *op != kPatch)
+      return bad(fmt::format("unknown op {} (allowed: 1 put, 2 erase, 3 drop, 4 patch)", *op));
     auto key = r.bytes(kMaxEffectKeyBytes);
     if (!key) return bad("truncated key");
     if (*op == kErase) {
@@ -96,6 +133,15 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
     auto type = r.u8();
     auto exp = r.svarint();
     if (!type || !exp) return bad("truncated value header");
+    if (*op == kPatch) {
+      auto ops = r.bytes();
+      if (!ops) return bad("truncated patch");
+      if (*type == static_cast<uint8_t>(ValueType::kString) || *type > static_cast<uint8_t>(ValueType::kStream))
+        return bad(fmt::format("patch of value type {} (allowed: 1 hash, 2 list, 3 set, 4 zset, 5 stream)", *type));
+      if (auto st = apply_patch(engine, partition, *key, static_cast<ValueType>(*type), *exp, *ops, now_ms); !st)
+        return bad(st.error().message);
+      continue;
+    }
     Value v;
     v.expire_at_ms = *exp;
     if (*type == static_cast<uint8_t>(ValueType::kString)) {
@@ -237,6 +283,45 @@ Status EffectRecorder::update(uint32_t partition, std::string_view key, int64_t 
     }
     return action;
   });
+  if (st && record) buffer(partition) += rec;
+  if (st && touched) changed(partition, key);
+  return st;
+}
+
+Status EffectRecorder::update_by_element(uint32_t partition, std::string_view key, int64_t now_ms,
+                                         const UpdateFn& fn, storage::Delta& delta) {
+  const bool observed = observer_ && observer_->interested;
+  const bool record = recorded_[partition];
+  if (!record && !observed && !verify_deltas_) return inner_->update_by_element(partition, key, now_ms, fn, delta);
+  std::string rec;
+  bool touched = false;
+  std::optional<Value> before;
+  auto st = inner_->update_by_element(partition, key, now_ms, [&](Value* cur, Value* scratch) {
+    if (verify_deltas_ && cur) before = *cur;
+    auto action = fn(cur, scratch);
+    if (action == storage::UpdateAction::kWrite) {
+      touched = true;
+      if (before && delta.described()) {
+        Value expect = std::move(*before);
+        auto applied = storage::apply_delta(expect, delta.ops());
+        if (!applied || !storage::same_value(expect, *cur)) {
+          const std::string why = fmt::format(
+              "delta check (KEEL_VERIFY_DELTAS): the change recorded for key '{}' ({}) does not give the value "
+              "the command wrote: {}",
+              key, storage::type_name(cur->type), applied ? "the results differ" : applied.error().message);
+          KEEL_ASSERT_MSG(false, why.c_str());
+        }
+      }
+      if (record) {
+        if (cur && delta.described() && delta.idempotent()) encode_patch(rec, key, *cur, delta.ops());
+        else encode_put(rec, key, cur ? *cur : *scratch);
+      }
+    } else if (action == storage::UpdateAction::kErase && cur) {
+      touched = true;
+      if (record) encode_erase(rec, key);
+    }
+    return action;
+  }, delta);
   if (st && record) buffer(partition) += rec;
   if (st && touched) changed(partition, key);
   return st;

@@ -22,6 +22,9 @@
 //                                                     or a stream: StreamValue::encode
 //                                                                (storage/stream_value.h)
 //   erase: bytes key
+//   4 = patch (a change described element by element, storage/delta.h; only idempotent ones):
+//          bytes key, u8 type, svarint expire_at_ms, bytes delta ops
+//          applied to the replica's value of that type (an empty one if it has none)
 #pragma once
 
 #include <cstdint>
@@ -43,6 +46,7 @@ void encode_put_string(std::string& out, std::string_view key, std::string_view 
                        int64_t expire_at_ms);
 void encode_erase(std::string& out, std::string_view key);
 void encode_drop(std::string& out);
+void encode_patch(std::string& out, std::string_view key, const storage::Value& v, std::string_view ops);
 
 // Applies one effect to `engine` (a replica's, or a snapshot being installed). Bounded decode:
 // kCorruption names what was wrong; nothing past the bad op is applied.
@@ -93,6 +97,12 @@ class EffectRecorder final : public storage::Engine {
   Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override;
   Status update(uint32_t partition, std::string_view key, int64_t now_ms,
                 const UpdateFn& fn) override;
+  // Records an idempotent described change as a patch, anything else as the whole value.
+  Status update_by_element(uint32_t partition, std::string_view key, int64_t now_ms, const UpdateFn& fn,
+                           storage::Delta& delta) override;
+  // Checks every described change: the delta applied to a copy of the value before the command
+  // must give the value after it; a mismatch stops the process naming the key (tests).
+  void set_verify_deltas(bool on) { verify_deltas_ = on; }
   Status write_batch(std::vector<BatchOp> ops, int64_t now_ms) override;
   uint64_t scan(uint64_t cursor, size_t count, int64_t now_ms, const ScanFn& fn) override {
     return inner_->scan(cursor, count, now_ms, fn);
@@ -138,6 +148,7 @@ class EffectRecorder final : public storage::Engine {
   std::vector<std::pair<uint32_t, std::string>> pending_;
   size_t npending_ = 0;
   KeyObserver* observer_ = nullptr;
+  bool verify_deltas_ = false;
 };
 
 }  // namespace keel::dht

@@ -1,5 +1,6 @@
 #include "node/node.h"
 
+#include <cstdlib>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -750,6 +751,8 @@ Status Node::start() {
   std::vector<dht::EffectRecorder*> recorders;
   for (auto& e : *engines) {
     auto rec = std::make_unique<dht::EffectRecorder>(std::move(e), im.cfg.storage.partitions);
+    // Tests check every element-by-element change against the value it produced.
+    if (const char* v = std::getenv("KEEL_VERIFY_DELTAS"); v && std::string_view(v) == "1") rec->set_verify_deltas(true);
     recorders.push_back(rec.get());
     im.engines.push_back(std::move(rec));
   }

@@ -20,6 +20,7 @@
 
 #include "base/clock.h"
 #include "base/result.h"
+#include "storage/delta.h"
 #include "storage/list_value.h"
 #include "storage/stream_value.h"
 #include "storage/zset_value.h"
@@ -138,6 +139,26 @@ class Engine {
   using UpdateFn = std::function<UpdateAction(Value* current, Value* scratch)>;
   virtual Status update(uint32_t partition, std::string_view key, int64_t now_ms,
                         const UpdateFn& fn) = 0;
+
+  // update() for a command that describes its change element by element (storage/delta.h):
+  // `fn` also records in `delta` (cleared by the caller) what it changes of an existing value.
+  // The persistent engine then journals those ops instead of the whole value, and the effect
+  // recorder (src/dht) sends idempotent ones to replicas. A new key, or a delta left
+  // undescribed, is written whole. Engines that store only whole values ignore `delta`.
+  virtual Status update_by_element(uint32_t partition, std::string_view key, int64_t now_ms,
+                                   const UpdateFn& fn, Delta& delta) {
+    (void)delta;
+    return update(partition, key, now_ms, fn);
+  }
+
+  // Journals delta `ops` as a change of the existing value of `type` at `key`, whose expiry is
+  // `expire_at_ms` (the persistent engine in journal mode, under the resident engine).
+  // kInvalidArgument from engines that store only whole values: the caller writes it whole.
+  virtual Status patch(uint32_t partition, std::string_view key, ValueType type, int64_t expire_at_ms,
+                       std::string_view ops, int64_t now_ms) {
+    (void)partition, (void)key, (void)type, (void)expire_at_ms, (void)ops, (void)now_ms;
+    return make_error(Errc::kInvalidArgument, "this engine stores whole values only");
+  }
 
   // Atomic batch: all puts/erases apply, or none (persistent engine: one WriteBatch).
   struct BatchOp {

@@ -37,6 +37,9 @@ class Keel:
     def start(self, timeout=20):
         cmd = self.prefix + [KEEL_BIN, "serve", "--port", "0", "--http-port", "0", "--data-dir", self.data_dir] + self.args
         env = dict(os.environ)
+        # Every element-by-element change is checked against the value it produced (a wrong
+        # delta stops the node): tests run with the check on.
+        env.setdefault("KEEL_VERIFY_DELTAS", "1")
         if self.env:
             env.update(self.env)
         if self.log_path:

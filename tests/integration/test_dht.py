@@ -844,6 +844,21 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(a.zincrby(zkey, 100, "p5"), 105.0)
             self.assertEqual(a.zpopmin(zkey, 2), [(b"p0", 0.0), (b"p1", 1.0)])
             want_board = [(b"p%d" % i, float(i)) for i in range(2, 20) if i != 5] + [(b"p5", 105.0)]
+            # A hash and a stream with a consumer group, changed by element (patches to replicas).
+            hkey, xkey = tag + "hash", tag + "events"
+            self.assertEqual(a.hset(hkey, mapping={"f%d" % i: i for i in range(30)}), 30)
+            self.assertEqual(a.hset(hkey, "f3", "three"), 0)
+            self.assertEqual(a.hdel(hkey, "f4", "f5"), 2)
+            self.assertEqual(a.hincrby(hkey, "f6", 10), 16)
+            want_hash = {b"f%d" % i: b"%d" % i for i in range(30) if i not in (3, 4, 5, 6)}
+            want_hash.update({b"f3": b"three", b"f6": b"16"})
+            for i in range(1, 21):
+                a.xadd(xkey, {"n": i}, id="%d-1" % i)
+            a.xgroup_create(xkey, "workers", id="0")
+            got = a.xreadgroup("workers", "w1", {xkey: ">"}, count=5)
+            self.assertEqual(len(got[0][1]), 5)
+            self.assertEqual(a.xack(xkey, "workers", "1-1", "2-1"), 2)
+            a.xadd(xkey, {"n": 21}, id="21-1", maxlen=15)
             # Keys in different slots with the same primary (no hash tag): served there, across
             # its shards (copied, run, written back), and replicated like the rest.
             mine = [k for k in ("x%d" % i for i in range(400)) if primary(k) == victim][:6]
@@ -879,6 +894,12 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(b.zrange(zdst, 0, -1, withscores=True), [(b"r", 1.0), (b"p", 2.0), (b"q", 3.0)])
             self.assertEqual(b.zrange(zkey, 0, -1, withscores=True), want_board)
             self.assertEqual(a.zrevrank(zkey, "p5"), 0)
+            self.assertEqual(b.hgetall(hkey), want_hash)
+            self.assertEqual([e[0] for e in b.xrange(xkey)], [b"%d-1" % i for i in range(7, 22)])
+            pending = b.xpending_range(xkey, "workers", "-", "+", 10)
+            self.assertEqual([(p["message_id"], p["consumer"]) for p in pending],
+                             [(b"3-1", b"w1"), (b"4-1", b"w1"), (b"5-1", b"w1")])
+            self.assertEqual(b.xinfo_groups(xkey)[0]["last-delivered-id"], b"5-1")
             # The new primary takes writes on them.
             self.assertEqual(b.rpush(lkey, "more"), len(want_list) + 1)
             self.assertEqual(a.sadd(skey, "new"), 1)

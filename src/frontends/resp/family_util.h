@@ -5,6 +5,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "base/random.h"
 #include "frontends/resp/command.h"
@@ -27,6 +28,18 @@ inline void reply_metadata_error(Reply& r, const Error& e, std::string_view how_
                      std::string(how_to_check) + ")");
     default:
       return r.error("ERR " + e.message);
+  }
+}
+
+// Runs a family helper's `fn` on a collection: fn(container, delta) when it describes its change
+// element by element (storage/delta.h), else fn(container) with the change recorded whole.
+template <class F, class C>
+bool call_described(F& fn, C& container, storage::Delta& delta) {
+  if constexpr (std::is_invocable_v<F&, C&, storage::Delta&>) {
+    return fn(container, delta);
+  } else {
+    delta.whole();
+    return fn(container);
   }
 }
 

@@ -29,18 +29,19 @@ bool hash_lookup(CmdCtx& c, std::string_view key, std::optional<ValueRef>& out, 
 template <class F>
 bool hash_update(CmdCtx& c, std::string_view key, Reply& r, F&& fn) {
   bool wrong = false;
-  auto st = c.engine->update(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
+  storage::Delta delta;
+  auto st = c.engine->update_by_element(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
     if (cur && cur->type != ValueType::kHash) {
       wrong = true;
       return UpdateAction::kKeep;
     }
     Value* t = cur ? cur : scratch;
     t->type = ValueType::kHash;
-    bool changed = fn(t->hash);
+    bool changed = call_described(fn, t->hash, delta);
     if (!changed) return UpdateAction::kKeep;
     if (t->hash.empty()) return cur ? UpdateAction::kErase : UpdateAction::kKeep;
     return UpdateAction::kWrite;
-  });
+  }, delta);
   if (wrong) {
     r.wrong_type();
     return false;
@@ -55,11 +56,12 @@ bool hash_update(CmdCtx& c, std::string_view key, Reply& r, F&& fn) {
 void hset_common(CmdCtx& c, Args a, Reply& r, bool hmset) {
   if (a.size() % 2 != 0) return r.error(wrong_args(a[0]));
   int64_t added = 0;
-  if (!hash_update(c, a[1], r, [&](storage::HashMap& h) {
+  if (!hash_update(c, a[1], r, [&](storage::HashMap& h, storage::Delta& d) {
         for (size_t i = 2; i + 1 < a.size(); i += 2) {
           auto [it, inserted] = h.try_emplace(std::string(a[i]));
           it->second.assign(a[i + 1]);
           added += inserted ? 1 : 0;
+          d.hash_set(a[i], a[i + 1]);
         }
         return true;
       }))
@@ -71,8 +73,9 @@ void cmd_hmset(CmdCtx& c, Args a, Reply& r) { hset_common(c, a, r, true); }
 
 void cmd_hsetnx(CmdCtx& c, Args a, Reply& r) {
   bool added = false;
-  if (!hash_update(c, a[1], r, [&](storage::HashMap& h) {
+  if (!hash_update(c, a[1], r, [&](storage::HashMap& h, storage::Delta& d) {
         added = h.try_emplace(std::string(a[2]), std::string(a[3])).second;
+        if (added) d.hash_set(a[2], a[3]);
         return added;
       }))
     return;
@@ -104,8 +107,12 @@ void cmd_hmget(CmdCtx& c, Args a, Reply& r) {
 
 void cmd_hdel(CmdCtx& c, Args a, Reply& r) {
   int64_t removed = 0;
-  if (!hash_update(c, a[1], r, [&](storage::HashMap& h) {
-        for (size_t i = 2; i < a.size(); ++i) removed += static_cast<int64_t>(h.erase(std::string(a[i])));
+  if (!hash_update(c, a[1], r, [&](storage::HashMap& h, storage::Delta& d) {
+        for (size_t i = 2; i < a.size(); ++i)
+          if (h.erase(std::string(a[i]))) {
+            ++removed;
+            d.hash_del(a[i]);
+          }
         return removed > 0;
       }))
     return;
@@ -164,7 +171,7 @@ void cmd_hincrby(CmdCtx& c, Args a, Reply& r) {
   if (!parse_int64(a[3], by)) return r.not_integer();
   enum { kOk, kNotInt, kOverflow } res = kOk;
   int64_t result = 0;
-  if (!hash_update(c, a[1], r, [&](storage::HashMap& h) {
+  if (!hash_update(c, a[1], r, [&](storage::HashMap& h, storage::Delta& d) {
         auto [it, inserted] = h.try_emplace(std::string(a[2]), "0");
         int64_t cur = 0;
         if (!parse_int64(it->second, cur)) {
@@ -178,6 +185,7 @@ void cmd_hincrby(CmdCtx& c, Args a, Reply& r) {
           return false;
         }
         it->second = std::to_string(result);
+        d.hash_set(a[2], it->second);
         return true;
       }))
     return;
@@ -191,7 +199,7 @@ void cmd_hincrbyfloat(CmdCtx& c, Args a, Reply& r) {
   if (!parse_long_double(a[3], by)) return r.not_float();
   enum { kOk, kNotFloat, kNan } res = kOk;
   std::string out;
-  if (!hash_update(c, a[1], r, [&](storage::HashMap& h) {
+  if (!hash_update(c, a[1], r, [&](storage::HashMap& h, storage::Delta& d) {
         auto [it, inserted] = h.try_emplace(std::string(a[2]), "0");
         long double cur = 0;
         if (!parse_long_double(it->second, cur)) {
@@ -206,6 +214,7 @@ void cmd_hincrbyfloat(CmdCtx& c, Args a, Reply& r) {
           return false;
         }
         it->second = out = format_double(sum);
+        d.hash_set(a[2], out);
         return true;
       }))
     return;

@@ -34,7 +34,8 @@ bool list_update(CmdCtx& c, std::string_view key, Reply& r, Missing missing, F&&
                  bool* found = nullptr) {
   bool wrong = false;
   if (found) *found = false;
-  auto st = c.engine->update(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
+  storage::Delta delta;
+  auto st = c.engine->update_by_element(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
     if (cur && cur->type != ValueType::kList) {
       wrong = true;
       return UpdateAction::kKeep;
@@ -43,11 +44,11 @@ bool list_update(CmdCtx& c, std::string_view key, Reply& r, Missing missing, F&&
     if (found) *found = true;
     Value* t = cur ? cur : scratch;
     t->type = ValueType::kList;
-    bool changed = fn(t->list);
+    bool changed = call_described(fn, t->list, delta);
     if (!changed) return UpdateAction::kKeep;
     if (t->list.empty()) return cur ? UpdateAction::kErase : UpdateAction::kKeep;
     return UpdateAction::kWrite;
-  });
+  }, delta);
   if (wrong) {
     r.wrong_type();
     return false;
@@ -93,10 +94,11 @@ void push_common(CmdCtx& c, Args a, Reply& r, bool left, bool only_existing) {
   bool found = false;
   if (!list_update(
           c, a[1], r, only_existing ? Missing::kSkip : Missing::kCreate,
-          [&](ListValue& l) {
+          [&](ListValue& l, storage::Delta& d) {
             for (size_t i = 2; i < a.size(); ++i) {
               if (left) l.push_front(std::string(a[i]));
               else l.push_back(std::string(a[i]));
+              d.list_push(left, a[i]);
             }
             len = static_cast<int64_t>(l.size());
             return true;
@@ -111,8 +113,10 @@ void cmd_lpushx(CmdCtx& c, Args a, Reply& r) { push_common(c, a, r, true, true);
 void cmd_rpushx(CmdCtx& c, Args a, Reply& r) { push_common(c, a, r, false, true); }
 
 // Pops up to `count` elements from one end into `out` (in pop order).
-void pop_n(ListValue& l, bool left, int64_t count, std::vector<std::string>& out) {
+void pop_n(ListValue& l, bool left, int64_t count, std::vector<std::string>& out, storage::Delta& d) {
+  const size_t before = out.size();
   while (count-- > 0 && !l.empty()) out.push_back(left ? l.pop_front() : l.pop_back());
+  d.list_pop(left, out.size() - before);
 }
 
 void pop_common(CmdCtx& c, Args a, Reply& r, bool left) {
@@ -128,9 +132,9 @@ void pop_common(CmdCtx& c, Args a, Reply& r, bool left) {
   bool empty_fast_exit = has_count && count == 0;
   if (!list_update(
           c, a[1], r, Missing::kSkip,
-          [&](ListValue& l) {
+          [&](ListValue& l, storage::Delta& d) {
             if (empty_fast_exit) return false;
-            pop_n(l, left, has_count ? count : 1, popped);
+            pop_n(l, left, has_count ? count : 1, popped, d);
             return true;
           },
           &found))
@@ -181,12 +185,13 @@ void cmd_lset(CmdCtx& c, Args a, Reply& r) {
   int64_t index;
   if (!parse_long(a[2], index)) return r.not_integer();
   bool in_range = false;
-  if (!list_update(c, a[1], r, Missing::kSkip, [&](ListValue& l) {
+  if (!list_update(c, a[1], r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
         const int64_t len = static_cast<int64_t>(l.size());
         int64_t i = index < 0 ? index + len : index;
         if (i < 0 || i >= len) return false;
         in_range = true;
         l[static_cast<size_t>(i)].assign(a[3]);
+        d.list_set(static_cast<uint64_t>(i), a[3]);
         return true;
       }))
     return;
@@ -203,10 +208,11 @@ void cmd_linsert(CmdCtx& c, Args a, Reply& r) {
   int64_t len = 0;
   if (!list_update(
           c, a[1], r, Missing::kSkip,
-          [&](ListValue& l) {
+          [&](ListValue& l, storage::Delta& d) {
             for (size_t i = 0; i < l.size(); ++i) {
               if (l[i] == a[3]) {
                 l.insert(after ? i + 1 : i, std::string(a[4]));
+                d.list_insert(after ? i + 1 : i, a[4]);
                 inserted = true;
                 break;
               }
@@ -224,7 +230,7 @@ void cmd_lrem(CmdCtx& c, Args a, Reply& r) {
   int64_t to_remove;
   if (!parse_long(a[2], to_remove)) return r.not_integer();
   int64_t removed = 0;
-  if (!list_update(c, a[1], r, Missing::kSkip, [&](ListValue& l) {
+  if (!list_update(c, a[1], r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
         const bool from_tail = to_remove < 0;
         const uint64_t limit = from_tail ? 0 - static_cast<uint64_t>(to_remove)
                                          : static_cast<uint64_t>(to_remove);
@@ -240,6 +246,8 @@ void cmd_lrem(CmdCtx& c, Args a, Reply& r) {
           }
         }
         if (!removed) return false;
+        for (size_t i = n; i-- > 0;)  // from the tail, so each index holds when it is applied
+          if (drop[i]) d.list_erase(i);
         ListValue kept;
         kept.reserve(n - static_cast<size_t>(removed));
         for (size_t i = 0; i < n; ++i)
@@ -254,7 +262,7 @@ void cmd_lrem(CmdCtx& c, Args a, Reply& r) {
 void cmd_ltrim(CmdCtx& c, Args a, Reply& r) {
   int64_t start, end;
   if (!parse_long(a[2], start) || !parse_long(a[3], end)) return r.not_integer();
-  if (!list_update(c, a[1], r, Missing::kSkip, [&](ListValue& l) {
+  if (!list_update(c, a[1], r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
         const int64_t len = static_cast<int64_t>(l.size());
         int64_t first = 0, n = 0;
         if (!resolve_range(start, end, len, first, n)) {
@@ -262,6 +270,8 @@ void cmd_ltrim(CmdCtx& c, Args a, Reply& r) {
           return true;
         }
         if (n == len) return false;
+        d.list_pop(true, static_cast<uint64_t>(first));
+        d.list_pop(false, static_cast<uint64_t>(len - first - n));
         if (n < len / 2) {  // keep a small part: copy it out
           ListValue kept;
           kept.reserve(static_cast<size_t>(n));
@@ -332,23 +342,27 @@ void move_common(CmdCtx& c, std::string_view src, std::string_view dst, bool fro
   if (!list_lookup(c, dst, d, r)) return;
   std::string value;
   if (src == dst) {
-    if (!list_update(c, src, r, Missing::kSkip, [&](ListValue& l) {
+    if (!list_update(c, src, r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
           value = from_left ? l.pop_front() : l.pop_back();
           if (to_left) l.push_front(value);
           else l.push_back(value);
+          d.list_pop(from_left, 1);
+          d.list_push(to_left, value);
           return true;
         }))
       return;
     return r.bulk(value);
   }
-  if (!list_update(c, src, r, Missing::kSkip, [&](ListValue& l) {
+  if (!list_update(c, src, r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
         value = from_left ? l.pop_front() : l.pop_back();
+        d.list_pop(from_left, 1);
         return true;
       }))
     return;
-  if (!list_update(c, dst, r, Missing::kCreate, [&](ListValue& l) {
+  if (!list_update(c, dst, r, Missing::kCreate, [&](ListValue& l, storage::Delta& d) {
         if (to_left) l.push_front(value);
         else l.push_back(value);
+        d.list_push(to_left, value);
         return true;
       }))
     return;
@@ -390,8 +404,8 @@ void lmpop_common(CmdCtx& c, Args a, Reply& r, size_t numkeys_idx, bool blocking
     if (!list_lookup(c, a[k], v, r)) return;
     if (!v) continue;
     std::vector<std::string> popped;
-    if (!list_update(c, a[k], r, Missing::kSkip, [&](ListValue& l) {
-          pop_n(l, left, count, popped);
+    if (!list_update(c, a[k], r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
+          pop_n(l, left, count, popped, d);
           return true;
         }))
       return;
@@ -416,8 +430,9 @@ void bpop_common(CmdCtx& c, Args a, Reply& r, bool left) {
     if (!list_lookup(c, a[k], v, r)) return;
     if (!v) continue;
     std::string value;
-    if (!list_update(c, a[k], r, Missing::kSkip, [&](ListValue& l) {
+    if (!list_update(c, a[k], r, Missing::kSkip, [&](ListValue& l, storage::Delta& d) {
           value = left ? l.pop_front() : l.pop_back();
+          d.list_pop(left, 1);
           return true;
         }))
       return;

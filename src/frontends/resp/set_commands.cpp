@@ -33,7 +33,8 @@ bool set_lookup(CmdCtx& c, std::string_view key, std::optional<ValueRef>& out, R
 template <class F>
 bool set_update(CmdCtx& c, std::string_view key, Reply& r, bool create, F&& fn) {
   bool wrong = false;
-  auto st = c.engine->update(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
+  storage::Delta delta;
+  auto st = c.engine->update_by_element(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
     if (cur && cur->type != ValueType::kSet) {
       wrong = true;
       return UpdateAction::kKeep;
@@ -41,10 +42,10 @@ bool set_update(CmdCtx& c, std::string_view key, Reply& r, bool create, F&& fn) 
     if (!cur && !create) return UpdateAction::kKeep;
     Value* t = cur ? cur : scratch;
     t->type = ValueType::kSet;
-    if (!fn(t->set)) return UpdateAction::kKeep;
+    if (!call_described(fn, t->set, delta)) return UpdateAction::kKeep;
     if (t->set.empty()) return cur ? UpdateAction::kErase : UpdateAction::kKeep;
     return UpdateAction::kWrite;
-  });
+  }, delta);
   if (wrong) {
     r.wrong_type();
     return false;
@@ -99,8 +100,12 @@ std::vector<std::string> distinct_random(const SetMembers& s, size_t n, Random& 
 
 void cmd_sadd(CmdCtx& c, Args a, Reply& r) {
   int64_t added = 0;
-  if (!set_update(c, a[1], r, true, [&](SetMembers& s) {
-        for (size_t i = 2; i < a.size(); ++i) added += s.emplace(a[i]).second ? 1 : 0;
+  if (!set_update(c, a[1], r, true, [&](SetMembers& s, storage::Delta& d) {
+        for (size_t i = 2; i < a.size(); ++i)
+          if (s.emplace(a[i]).second) {
+            ++added;
+            d.set_add(a[i]);
+          }
         return added > 0;
       }))
     return;
@@ -109,8 +114,12 @@ void cmd_sadd(CmdCtx& c, Args a, Reply& r) {
 
 void cmd_srem(CmdCtx& c, Args a, Reply& r) {
   int64_t removed = 0;
-  if (!set_update(c, a[1], r, false, [&](SetMembers& s) {
-        for (size_t i = 2; i < a.size(); ++i) removed += static_cast<int64_t>(s.erase(std::string(a[i])));
+  if (!set_update(c, a[1], r, false, [&](SetMembers& s, storage::Delta& d) {
+        for (size_t i = 2; i < a.size(); ++i)
+          if (s.erase(std::string(a[i]))) {
+            ++removed;
+            d.set_rem(a[i]);
+          }
         if (removed) shrink_if_sparse(s);
         return removed > 0;
       }))
@@ -157,7 +166,7 @@ void cmd_spop(CmdCtx& c, Args a, Reply& r) {
   if (!v) return has_count ? r.set(0) : r.null();
   if (count == 0) return r.set(0);
   std::vector<std::string> popped;
-  if (!set_update(c, a[1], r, false, [&](SetMembers& s) {
+  if (!set_update(c, a[1], r, false, [&](SetMembers& s, storage::Delta& d) {
         if (static_cast<uint64_t>(count) >= s.size()) {
           popped.reserve(s.size());
           for (auto& m : s) popped.push_back(m);
@@ -165,7 +174,10 @@ void cmd_spop(CmdCtx& c, Args a, Reply& r) {
           return true;
         }
         popped = distinct_random(s, static_cast<size_t>(count), *c.random);
-        for (auto& m : popped) s.erase(m);
+        for (auto& m : popped) {
+          s.erase(m);
+          d.set_rem(m);
+        }
         shrink_if_sparse(s);
         return true;
       }))
@@ -223,9 +235,16 @@ void cmd_smove(CmdCtx& c, Args a, Reply& r) {
   if (dst && dst->type != ValueType::kSet) return r.wrong_type();
   if (a[1] == a[2]) return r.integer(member ? 1 : 0);
   if (!member) return r.integer(0);
-  if (!set_update(c, a[1], r, false, [&](SetMembers& s) { return s.erase(std::string(a[3])) > 0; }))
+  if (!set_update(c, a[1], r, false, [&](SetMembers& s, storage::Delta& d) {
+        d.set_rem(a[3]);
+        return s.erase(std::string(a[3])) > 0;
+      }))
     return;
-  if (!set_update(c, a[2], r, true, [&](SetMembers& s) { return s.emplace(a[3]).second; })) return;
+  if (!set_update(c, a[2], r, true, [&](SetMembers& s, storage::Delta& d) {
+        d.set_add(a[3]);
+        return s.emplace(a[3]).second;
+      }))
+    return;
   r.integer(1);
 }
 

@@ -2,14 +2,16 @@
 // XPENDING XCLAIM XAUTOCLAIM XINFO.
 //
 // A stream, with its consumer groups, is one engine value (storage::StreamValue); every change
-// goes through Engine::update, so the resulting stream is what the effect recorder replicates
-// and what the persistent engine journals. Times (auto ids, delivery times, idle) come from
+// goes through Engine::update_by_element, so the effect recorder replicates it and the
+// persistent engine journals it; commands that describe their change (storage/delta.h: XADD,
+// XDEL, XTRIM) are journaled and replicated as that change, the others as the whole stream. Times (auto ids, delivery times, idle) come from
 // CmdCtx::now_ms. Replies and errors follow Redis 7.2's t_stream.c, including the order in
 // which arguments and the key are checked.
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -137,8 +139,10 @@ bool stream_update(CmdCtx& c, std::string_view key, Reply& r, bool create, F&& f
   bool wrong = false;
   if (found) *found = false;
   std::string out;
-  auto st = c.engine->update(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
+  storage::Delta delta;
+  auto st = c.engine->update_by_element(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
     out.clear();
+    delta.clear();
     if (cur && cur->type != ValueType::kStream) {
       wrong = true;
       return UpdateAction::kKeep;
@@ -148,9 +152,15 @@ bool stream_update(CmdCtx& c, std::string_view key, Reply& r, bool create, F&& f
     Value* t = cur ? cur : scratch;
     t->type = ValueType::kStream;
     Reply sub(out, r.protocol());
-    const bool changed = fn(t->stream, sub);
+    bool changed;
+    if constexpr (std::is_invocable_v<F&, StreamValue&, Reply&, storage::Delta&>) {
+      changed = fn(t->stream, sub, delta);
+    } else {
+      delta.whole();
+      changed = fn(t->stream, sub);
+    }
     return changed ? UpdateAction::kWrite : UpdateAction::kKeep;
-  });
+  }, delta);
   if (wrong) {
     r.wrong_type();
     return false;
@@ -273,7 +283,7 @@ void cmd_xadd(CmdCtx& c, Args a, Reply& r) {
   const size_t before = r.buffer().size();
   stream_update(
       c, a[1], r, !o.nomkstream,
-      [&](StreamValue& s, Reply& out) {
+      [&](StreamValue& s, Reply& out, storage::Delta& d) {
         const StreamId last = s.last_id();
         if (last == StreamId::max()) {
           out.error("ERR The stream has exhausted the last possible ID, unable to add more items");
@@ -305,8 +315,10 @@ void cmd_xadd(CmdCtx& c, Args a, Reply& r) {
           out.error("ERR The ID specified in XADD is equal or smaller than the target stream top item");
           return false;
         }
-        s.append(id, Args(a.data() + field_pos, a.size() - field_pos));
-        apply_trim(s, o);
+        const Args fields(a.data() + field_pos, a.size() - field_pos);
+        s.append(id, fields);
+        d.stream_append(id, fields);
+        if (apply_trim(s, o) > 0) d.stream_trimmed(s);
         reply_id(out, id);
         return true;
       },
@@ -321,8 +333,9 @@ void cmd_xtrim(CmdCtx& c, Args a, Reply& r) {
   const size_t before = r.buffer().size();
   if (!stream_update(
           c, a[1], r, false,
-          [&](StreamValue& s, Reply& out) {
+          [&](StreamValue& s, Reply& out, storage::Delta& d) {
             const uint64_t n = apply_trim(s, o);
+            if (n > 0) d.stream_trimmed(s);
             out.integer(static_cast<int64_t>(n));
             return n > 0;
           },
@@ -383,9 +396,13 @@ void cmd_xdel(CmdCtx& c, Args a, Reply& r) {
   std::vector<StreamId> ids(a.size() - 2);
   for (size_t j = 2; j < a.size(); ++j)
     if (!parse_id_or_reply(a[j], ids[j - 2], 0, true, r)) return;
-  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out) {
+  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
     int64_t deleted = 0;
-    for (auto id : ids) deleted += st.erase(id);
+    for (auto id : ids)
+      if (st.erase(id)) {
+        ++deleted;
+        d.stream_delete(id);
+      }
     out.integer(deleted);
     return deleted > 0;
   });
@@ -564,10 +581,11 @@ void cmd_xgroup(CmdCtx& c, Args a, Reply& r) {
     StreamId id;
     const bool dollar = a[4] == "$";
     if (!dollar && !parse_id_or_reply(a[4], id, 0, false, r)) return;
-    stream_update(c, key, r, false, [&](StreamValue& st, Reply& out) {
+    stream_update(c, key, r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
       StreamGroup* g = st.group(gname);
       g->last_id = dollar ? st.last_id() : id;
       g->entries_read = entries_read;
+      d.group_touched(gname, *g, {}, {});
       out.ok();
       return true;
     });
@@ -578,20 +596,23 @@ void cmd_xgroup(CmdCtx& c, Args a, Reply& r) {
       return had;
     });
   } else if (iequals(opt, "createconsumer")) {
-    stream_update(c, key, r, false, [&](StreamValue& st, Reply& out) {
+    stream_update(c, key, r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
       bool created = false;
       consumer_of(*st.group(gname), a[4], c.now_ms, &created);
+      const std::string_view consumers[] = {a[4]};
+      d.group_touched(gname, *st.group(gname), {}, consumers);
       out.integer(created ? 1 : 0);
       return created;
     });
   } else {
-    stream_update(c, key, r, false, [&](StreamValue& st, Reply& out) {
+    stream_update(c, key, r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
       StreamGroup* g = st.group(gname);
       auto it = g->consumers.find(a[4]);
       if (it == g->consumers.end()) {
         out.integer(0);
         return false;
       }
+      d.consumer_del(gname, a[4]);
       const int64_t pending = static_cast<int64_t>(it->second.pending.size());
       for (auto id : it->second.pending) g->pel.erase(id);
       g->consumers.erase(it);
@@ -680,7 +701,7 @@ bool parse_read(CmdCtx& c, Args a, ReadArgs& o, Reply& r) {
 // Serves new entries (> from) of `s` to a group's consumer: updates last id, entries-read and
 // the PEL as Redis's streamReplyWithRange does. Returns the entries written to `out`.
 size_t deliver_new(StreamValue& s, StreamGroup& g, std::string_view consumer, StreamId from,
-                   int64_t count, bool noack, int64_t now, Reply& out) {
+                   int64_t count, bool noack, int64_t now, Reply& out, std::vector<StreamId>& touched) {
   std::string body;
   Reply sub(body, out.protocol());
   std::vector<StreamId> delivered;
@@ -701,6 +722,7 @@ size_t deliver_new(StreamValue& s, StreamGroup& g, std::string_view consumer, St
       g.last_id = id;
     }
     if (!noack) {
+      touched.push_back(id);
       auto [it, inserted] = g.pel.try_emplace(id);
       if (inserted) {
         it->second.consumer.assign(consumer);
@@ -720,7 +742,7 @@ size_t deliver_new(StreamValue& s, StreamGroup& g, std::string_view consumer, St
 
 // Serves a consumer's own pending entries with ids >= from (XREADGROUP with an explicit id).
 void deliver_history(StreamValue& s, StreamGroup& g, std::string_view consumer, StreamId from,
-                     int64_t count, int64_t now, Reply& out) {
+                     int64_t count, int64_t now, Reply& out, std::vector<StreamId>& touched) {
   auto& mine = g.consumers.find(consumer)->second.pending;
   std::string body;
   Reply sub(body, out.protocol());
@@ -732,6 +754,7 @@ void deliver_history(StreamValue& s, StreamGroup& g, std::string_view consumer, 
       auto& nack = g.pel.find(*it)->second;
       nack.delivery_time_ms = now;
       ++nack.delivery_count;
+      touched.push_back(*it);
     } else {
       sub.array(2);
       reply_id(sub, *it);
@@ -808,10 +831,11 @@ void read_common(CmdCtx& c, Args a, Reply& r) {
     }
     bool any = false;
     std::string part;
-    if (!stream_update(c, key, r, false, [&](StreamValue& s, Reply& out) {
+    if (!stream_update(c, key, r, false, [&](StreamValue& s, Reply& out, storage::Delta& d) {
           StreamGroup* g = s.group(o.group);
           if (!g) return false;  // (checked above; the same command cannot lose it)
           consumer_of(*g, o.consumer, c.now_ms).seen_time_ms = c.now_ms;
+          std::vector<StreamId> touched;
           Reply pr(part, out.protocol());
           if (!newest[i]) {
             if (pr.protocol() == 2) pr.array(2);
@@ -819,16 +843,18 @@ void read_common(CmdCtx& c, Args a, Reply& r) {
             // Entries after the id given, as for XREAD (at the last possible id: from it).
             StreamId from = ids[i];
             from.incr();
-            deliver_history(s, *g, o.consumer, from, o.count, c.now_ms, pr);
+            deliver_history(s, *g, o.consumer, from, o.count, c.now_ms, pr, touched);
             any = true;
           } else if (auto last = s.last_entry_id(); last && *last > g->last_id) {
             if (pr.protocol() == 2) pr.array(2);
             pr.bulk(key);
             StreamId from = g->last_id;
             from.incr();
-            deliver_new(s, *g, o.consumer, from, o.count, o.noack, c.now_ms, pr);
+            deliver_new(s, *g, o.consumer, from, o.count, o.noack, c.now_ms, pr, touched);
             any = true;
           }
+          const std::string_view consumers[] = {o.consumer};
+          d.group_touched(o.group, *g, touched, consumers);
           return true;
         }))
       return;
@@ -864,15 +890,18 @@ void cmd_xack(CmdCtx& c, Args a, Reply& r) {
   std::vector<StreamId> ids(a.size() - 3);
   for (size_t j = 3; j < a.size(); ++j)
     if (!parse_id_or_reply(a[j], ids[j - 3], 0, true, r)) return;
-  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out) {
+  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
     StreamGroup* g = st.group(a[2]);
     int64_t acked = 0;
+    std::vector<StreamId> touched;
     for (auto id : ids) {
       auto it = g->pel.find(id);
       if (it == g->pel.end()) continue;
       remove_pending(*g, it);
+      touched.push_back(id);
       ++acked;
     }
+    d.group_touched(a[2], *g, touched, {});
     out.integer(acked);
     return acked > 0;
   });
@@ -1002,7 +1031,7 @@ void cmd_xclaim(CmdCtx& c, Args a, Reply& r) {
   } else {
     deliverytime = now;
   }
-  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out) {
+  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
     StreamGroup& g = *st.group(a[2]);
     if (lastid > g.last_id) g.last_id = lastid;
     auto& cons = consumer_of(g, a[3], now);
@@ -1035,6 +1064,8 @@ void cmd_xclaim(CmdCtx& c, Args a, Reply& r) {
       ++n;
       g.consumers.find(a[3])->second.active_time_ms = now;
     }
+    const std::string_view consumers[] = {a[3]};
+    d.group_touched(a[2], g, ids, consumers);
     out.array(n);
     out.buffer() += body;
     return true;
@@ -1069,10 +1100,11 @@ void cmd_xautoclaim(CmdCtx& c, Args a, Reply& r) {
   if (!s || !s->group(a[2])) return r.error(nogroup(a[1], a[2]));
   // Bound the work (and the transient list of deleted ids) as Redis does with its attempts.
   const int64_t now = c.now_ms;
-  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out) {
+  stream_update(c, a[1], r, false, [&](StreamValue& st, Reply& out, storage::Delta& d) {
     StreamGroup& g = *st.group(a[2]);
     auto& cons = consumer_of(g, a[3], now);
     cons.seen_time_ms = now;
+    std::vector<StreamId> touched;
     int64_t attempts = count * 10;
     int64_t left = count;
     std::string body;
@@ -1088,6 +1120,7 @@ void cmd_xautoclaim(CmdCtx& c, Args a, Reply& r) {
         remove_pending(g, it);
         it = next;
         deleted.push_back(id);
+        touched.push_back(id);
         --left;
         continue;
       }
@@ -1098,6 +1131,7 @@ void cmd_xautoclaim(CmdCtx& c, Args a, Reply& r) {
       reassign(g, id, it->second, a[3]);
       it->second.delivery_time_ms = now;
       if (!justid) ++it->second.delivery_count;
+      touched.push_back(id);
       if (justid) reply_id(sub, id);
       else reply_entry(sub, *entry);
       ++n;
@@ -1105,6 +1139,8 @@ void cmd_xautoclaim(CmdCtx& c, Args a, Reply& r) {
       g.consumers.find(a[3])->second.active_time_ms = now;
       ++it;
     }
+    const std::string_view consumers[] = {a[3]};
+    d.group_touched(a[2], g, touched, consumers);
     out.array(3);
     reply_id(out, it == g.pel.end() ? StreamId{} : it->first);
     out.array(n);

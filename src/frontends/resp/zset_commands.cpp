@@ -186,7 +186,8 @@ bool zset_lookup(CmdCtx& c, std::string_view key, std::optional<ValueRef>& out, 
 template <class F>
 bool zset_update(CmdCtx& c, std::string_view key, Reply& r, bool create, F&& fn) {
   bool wrong = false;
-  auto st = c.engine->update(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
+  storage::Delta delta;
+  auto st = c.engine->update_by_element(c.partition(key), key, c.now_ms, [&](Value* cur, Value* scratch) {
     if (cur && cur->type != ValueType::kZSet) {
       wrong = true;
       return UpdateAction::kKeep;
@@ -194,10 +195,10 @@ bool zset_update(CmdCtx& c, std::string_view key, Reply& r, bool create, F&& fn)
     if (!cur && !create) return UpdateAction::kKeep;
     Value* t = cur ? cur : scratch;
     t->type = ValueType::kZSet;
-    if (!fn(t->zset)) return UpdateAction::kKeep;
+    if (!call_described(fn, t->zset, delta)) return UpdateAction::kKeep;
     if (t->zset.empty()) return cur ? UpdateAction::kErase : UpdateAction::kKeep;
     return UpdateAction::kWrite;
-  });
+  }, delta);
   if (wrong) {
     r.wrong_type();
     return false;
@@ -271,7 +272,7 @@ void zadd_common(CmdCtx& c, Args a, Reply& r, bool incr_cmd) {
   int64_t added = 0, updated = 0, processed = 0;
   double last = 0;
   bool nan = false;
-  if (!zset_update(c, a[1], r, !xx, [&](ZSetValue& z) {
+  if (!zset_update(c, a[1], r, !xx, [&](ZSetValue& z, storage::Delta& d) {
         for (size_t j = 0; j < scores.size(); ++j) {
           std::string_view member = a[idx + 2 * j + 1];
           double score = scores[j];
@@ -290,11 +291,13 @@ void zadd_common(CmdCtx& c, Args a, Reply& r, bool incr_cmd) {
             last = score;
             if (score != *cur) {
               z.set(member, score);
+              d.zset_set(member, score);
               ++updated;
             }
           } else {
             if (xx) continue;
             z.set(member, score);
+            d.zset_set(member, score);
             ++added;
             ++processed;
             last = score;
@@ -314,8 +317,12 @@ void cmd_zincrby(CmdCtx& c, Args a, Reply& r) { zadd_common(c, a, r, true); }
 
 void cmd_zrem(CmdCtx& c, Args a, Reply& r) {
   int64_t removed = 0;
-  if (!zset_update(c, a[1], r, false, [&](ZSetValue& z) {
-        for (size_t i = 2; i < a.size(); ++i) removed += z.erase(a[i]) ? 1 : 0;
+  if (!zset_update(c, a[1], r, false, [&](ZSetValue& z, storage::Delta& d) {
+        for (size_t i = 2; i < a.size(); ++i)
+          if (z.erase(a[i])) {
+            ++removed;
+            d.zset_rem(a[i]);
+          }
         return removed > 0;
       }))
     return;
@@ -543,7 +550,7 @@ void remrange_common(CmdCtx& c, Args a, Reply& r, RangeKind kind) {
     return r.error("ERR min or max not valid string range item");
   }
   int64_t removed = 0;
-  if (!zset_update(c, a[1], r, false, [&](ZSetValue& z) {
+  if (!zset_update(c, a[1], r, false, [&](ZSetValue& z, storage::Delta& d) {
         size_t lo = 0, hi = 0;
         const int64_t len = static_cast<int64_t>(z.size());
         if (kind == RangeKind::kRank) {
@@ -562,7 +569,10 @@ void remrange_common(CmdCtx& c, Args a, Reply& r, RangeKind kind) {
         gone.reserve(hi - lo);
         auto it = z.at(lo);
         for (size_t i = lo; i < hi; ++i, ++it) gone.push_back(*it->member);
-        for (auto& m : gone) z.erase(m);
+        for (auto& m : gone) {
+          z.erase(m);
+          d.zset_rem(m);
+        }
         removed = static_cast<int64_t>(gone.size());
         return true;
       }))
@@ -584,12 +594,13 @@ void pop_common(CmdCtx& c, Args a, Reply& r, bool max) {
   if (!v || count == 0) return r.array(0);
   const bool nested = r.protocol() >= 3 && count != -1;
   std::vector<std::pair<std::string, double>> popped;
-  if (!zset_update(c, a[1], r, false, [&](ZSetValue& z) {
+  if (!zset_update(c, a[1], r, false, [&](ZSetValue& z, storage::Delta& d) {
         int64_t n = count == -1 ? 1 : count;
         while (n-- > 0 && !z.empty()) {
           auto it = max ? z.at(z.size() - 1) : z.at(0);
           popped.emplace_back(*it->member, it->score);
           z.erase(popped.back().first);
+          d.zset_rem(popped.back().first);
         }
         return true;
       }))
@@ -807,12 +818,13 @@ void zmpop_common(CmdCtx& c, Args a, Reply& r, size_t numkeys_idx, bool blocking
     if (!zset_lookup(c, a[k], v, r)) return;
     if (!v) continue;
     std::vector<std::pair<std::string, double>> popped;
-    if (!zset_update(c, a[k], r, false, [&](ZSetValue& z) {
+    if (!zset_update(c, a[k], r, false, [&](ZSetValue& z, storage::Delta& d) {
           int64_t left = count;
           while (left-- > 0 && !z.empty()) {
             auto it = max ? z.at(z.size() - 1) : z.at(0);
             popped.emplace_back(*it->member, it->score);
             z.erase(popped.back().first);
+            d.zset_rem(popped.back().first);
           }
           return true;
         }))
@@ -842,10 +854,11 @@ void bzpop_common(CmdCtx& c, Args a, Reply& r, bool max) {
     if (!zset_lookup(c, a[k], v, r)) return;
     if (!v) continue;
     std::pair<std::string, double> popped;
-    if (!zset_update(c, a[k], r, false, [&](ZSetValue& z) {
+    if (!zset_update(c, a[k], r, false, [&](ZSetValue& z, storage::Delta& d) {
           auto it = max ? z.at(z.size() - 1) : z.at(0);
           popped = {*it->member, it->score};
           z.erase(popped.first);
+          d.zset_rem(popped.first);
           return true;
         }))
       return;

@@ -98,6 +98,15 @@ class ResidentEngine final : public Engine {
   // journal cannot take) leaves memory ahead of the journal: then the engine refuses every
   // later write, since a reply saying otherwise would be a lie either way.
   Status update(uint32_t partition, std::string_view key, int64_t now_ms, const UpdateFn& fn) override {
+    Delta whole;  // never described: journaled whole
+    return update_by_element(partition, key, now_ms, fn, whole);
+  }
+
+  // As update(), but a change the command described element by element is journaled as its
+  // delta (a merge operand), so changing one element of a large collection costs what it
+  // changes. A new key, or an undescribed change, is journaled whole.
+  Status update_by_element(uint32_t partition, std::string_view key, int64_t now_ms, const UpdateFn& fn,
+                           Delta& delta) override {
     if (auto st = writable(); !st) return st;
     // A read-modify-write of a value that cannot be read is refused (INCR must not start over).
     if (!unreadable_.empty()) [[unlikely]]
@@ -107,7 +116,13 @@ class ResidentEngine final : public Engine {
     auto st = mem_->update(partition, key, now_ms, [&](Value* cur, Value* scratch) {
       UpdateAction act = fn(cur, scratch);
       if (act == UpdateAction::kWrite) {
-        journaled = log_->put(partition, key, cur ? *cur : *scratch, now_ms);
+        if (cur && delta.described()) {
+          journaled = log_->patch(partition, key, cur->type, cur->expire_at_ms, delta.ops(), now_ms);
+          if (!journaled && journaled.error().code == Errc::kInvalidArgument)
+            journaled = log_->put(partition, key, *cur, now_ms);
+        } else {
+          journaled = log_->put(partition, key, cur ? *cur : *scratch, now_ms);
+        }
       } else if (act == UpdateAction::kErase && cur) {
         auto r = log_->erase(partition, key, now_ms);
         if (!r) journaled = std::unexpected(r.error());

@@ -7,6 +7,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
+#include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -29,6 +30,7 @@
 #include "base/codec.h"
 #include "base/random.h"
 #include "security/keyring.h"
+#include "storage/delta.h"
 #include "storage/rewrap_driver.h"
 #include "storage/disk_guard.h"
 #include "observe/log.h"
@@ -55,8 +57,18 @@ namespace {
 //   stream body: StreamValue::encode (storage/stream_value.h): nodes of entries as they are in
 //                memory, then the consumer groups with their pending entries
 // The fixed-position expiry lets the compaction filter decide without decoding the body.
+//
+// A change described element by element (storage/delta.h) is written as a RocksDB merge operand
+// on the key: the same header with the type's high bit set (kDeltaTypeFlag) and the delta's ops
+// as the body (sealed like a value's body under a keyring). DeltaMerge folds the operands into
+// the value below them when RocksDB reads or compacts the key, so a write costs what it changes,
+// not the size of the collection. A value that cannot be folded (an operand or base that
+// cannot be opened or applied) becomes an unreadable marker: u8 0xff ++ why (reads answer
+// "cannot read key ...: why", SET or DEL replaces it).
 constexpr uint8_t kFormatVersion = 1;
 constexpr uint8_t kSealedFormatVersion = 2;  // encrypted at rest: see encode_stored
+constexpr uint8_t kUnreadableFormat = 0xff;
+constexpr uint8_t kDeltaTypeFlag = 0x80;
 constexpr size_t kValueHeaderBytes = 10;
 constexpr size_t kMaxScanCursors = 1024;
 constexpr uint64_t kMaxKeyBytes = 512ull << 20;
@@ -292,6 +304,7 @@ Status decode_stored(const security::at_rest::Keyring* keyring, std::string_view
                      Value& out, std::string& plain) {
   if (raw.empty()) return unreadable_error(raw_key, "the stored value is empty");
   const uint8_t format = static_cast<uint8_t>(raw[0]);
+  if (format == kUnreadableFormat) return unreadable_error(raw_key, raw.substr(1));
   if (format == kFormatVersion) {
     if (keyring && keyring->state(0) == security::at_rest::Keyring::State::kRetired)
       return unreadable_error(raw_key, "it is stored in plaintext and " + keyring->unreadable_reason(0));
@@ -313,6 +326,53 @@ Status decode_stored(const security::at_rest::Keyring* keyring, std::string_view
   auto expire = r.u64be();
   if (!expire) return std::unexpected(expire.error());
   return decode_body(static_cast<uint8_t>(raw[1]), static_cast<int64_t>(*expire), plain, out);
+}
+
+// Encodes delta ops as the merge operand stored under `raw_key` (see the format notes above).
+Status encode_operand(const security::at_rest::Keyring* keyring, std::string_view raw_key, ValueType type,
+                      int64_t expire_at_ms, std::string_view ops, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.u8(keyring ? kSealedFormatVersion : kFormatVersion);
+  w.u8(static_cast<uint8_t>(type) | kDeltaTypeFlag);
+  w.u64be(static_cast<uint64_t>(expire_at_ms));
+  if (keyring == nullptr) {
+    w.raw(ops);
+    return {};
+  }
+  const std::string header(out);  // `out` grows while sealing
+  return security::at_rest::seal(keyring->current(), raw_key, header, ops, out);
+}
+
+// Opens a merge operand: its value type, the key's expiry and the delta's ops (a view into
+// `raw` or into `plain`).
+Status open_operand(const security::at_rest::Keyring* keyring, std::string_view raw_key, std::string_view raw,
+                    ValueType& type, int64_t& expire_at_ms, std::string_view& ops, std::string& plain) {
+  if (raw.size() < kValueHeaderBytes) return unreadable_error(raw_key, "a stored change is shorter than its header");
+  const uint8_t format = static_cast<uint8_t>(raw[0]);
+  const uint8_t t = static_cast<uint8_t>(raw[1]);
+  if ((format != kFormatVersion && format != kSealedFormatVersion) || !(t & kDeltaTypeFlag) ||
+      (t & ~kDeltaTypeFlag) > static_cast<uint8_t>(ValueType::kStream))
+    return unreadable_error(raw_key, fmt::format("a stored change has format {} and type {}", format, t));
+  type = static_cast<ValueType>(t & ~kDeltaTypeFlag);
+  Reader r(raw.substr(2, 8));
+  expire_at_ms = static_cast<int64_t>(*r.u64be());
+  if (format == kFormatVersion) {
+    ops = raw.substr(kValueHeaderBytes);
+    return {};
+  }
+  auto sealed = security::at_rest::parse_sealed(raw.substr(kValueHeaderBytes));
+  if (!sealed) return unreadable_error(raw_key, sealed.error().message);
+  if (keyring == nullptr)
+    return unreadable_error(raw_key, fmt::format("a change to it is encrypted (at-rest key version {}) and this "
+                                                 "node has no master key",
+                                                 sealed->version));
+  const auto* key = keyring->find(sealed->version);
+  if (key == nullptr) return unreadable_error(raw_key, keyring->unreadable_reason(sealed->version));
+  if (auto st = security::at_rest::open_sealed(*key, *sealed, raw_key, raw.substr(0, kValueHeaderBytes), plain); !st)
+    return unreadable_error(raw_key, st.error().message);
+  ops = plain;
+  return {};
 }
 
 std::unexpected<Error> io_error(const char* what, const rocksdb::Status& s) {
@@ -372,6 +432,64 @@ class NoAutoRecovery final : public rocksdb::EventListener {
 // ---- state shared by the shard instances -------------------------------------------------
 
 struct Shared;
+
+// Folds delta operands (storage/delta.h) into the value below them. Runs on the thread that
+// reads (the resident engine's load) or compacts. Never fails a read: what cannot be folded
+// becomes an unreadable marker naming why.
+class DeltaMerge final : public rocksdb::MergeOperator {
+ public:
+  explicit DeltaMerge(const EngineConfig* config) : config_(config) {}
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    const auto* keyring = config_->keyring.get();
+    const std::string_view raw_key(in.key.data(), in.key.size());
+    Value v;
+    std::string plain;
+    bool have = false;
+    auto unreadable = [&](const Error& e) {
+      out->new_value.assign(1, static_cast<char>(kUnreadableFormat));
+      // decode_stored words it again ("cannot read key ...: why"): keep only the why.
+      std::string_view why = e.message;
+      if (auto at = why.find("': "); at != std::string_view::npos) why.remove_prefix(at + 3);
+      if (auto at = why.find("; other keys are served"); at != std::string_view::npos) why = why.substr(0, at);
+      out->new_value.append(why);
+      return true;
+    };
+    if (in.existing_value) {
+      std::string_view base(in.existing_value->data(), in.existing_value->size());
+      if (auto d = decode_stored(keyring, raw_key, base, v, plain); !d) return unreadable(d.error());
+      have = true;
+    }
+    for (const auto& operand : in.operand_list) {
+      ValueType type = ValueType::kString;
+      int64_t expire = 0;
+      std::string_view ops;
+      if (auto st = open_operand(keyring, raw_key, std::string_view(operand.data(), operand.size()), type, expire,
+                                 ops, plain);
+          !st)
+        return unreadable(st.error());
+      // No base: it was removed because the key expired (the operand carries the same past
+      // deadline, so the result reads as absent), or the operands follow a write the journal
+      // lost. Start from an empty value of the type.
+      if (!have || v.type != type) {
+        v = Value{};
+        v.type = type;
+        have = true;
+      }
+      v.expire_at_ms = expire;
+      if (auto st = apply_delta(v, ops); !st) {
+        if (in.existing_value) return unreadable(st.error());
+        // Without the base the ops need not fit: the key is gone, keep what applied.
+      }
+    }
+    std::string scratch;
+    if (auto e = encode_stored(keyring, raw_key, v, out->new_value, scratch); !e) return unreadable(e.error());
+    return true;
+  }
+  const char* Name() const override { return "keel.delta"; }
+
+ private:
+  const EngineConfig* config_;
+};
 
 // Drops values whose deadline passed, by the injected Clock. Runs on RocksDB's threads.
 class TtlCompactionFilter final : public rocksdb::CompactionFilter {
@@ -685,6 +803,18 @@ class RocksEngine final : public Engine {
     if (auto st = io("put", [&] { return s_->db->Put(wopts_, k, buf_); }); !st) return st;
     adjust(partition, *before, KeyState{true, value.expire_at_ms != 0});
     return {};
+  }
+
+  // Journal mode only: the change is a merge operand on the key (DeltaMerge folds it in).
+  Status patch(uint32_t partition, std::string_view key, ValueType type, int64_t expire_at_ms,
+               std::string_view ops, int64_t now_ms) override {
+    if (!s_->config.journal_only) return Engine::patch(partition, key, type, expire_at_ms, ops, now_ms);
+    claim(partition);
+    if (auto st = check_sizes(key, nullptr); !st) return st;
+    std::string k = encode_key(partition, key);
+    if (auto e = encode_operand(keyring(), k, type, expire_at_ms, ops, buf_); !e) return e;
+    if (auto st = pending_.Merge(k, buf_); !st.ok()) return io_error("merge", st);
+    return pending_written_if_large();
   }
 
   Result<bool> erase(uint32_t partition, std::string_view key, int64_t now_ms) override {
@@ -1494,6 +1624,7 @@ Result<std::vector<std::unique_ptr<Engine>>> open_rocksdb_engines(const EngineCo
   o.max_background_jobs = 2;
   o.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   o.compaction_filter = &shared->filter;
+  o.merge_operator = std::make_shared<DeltaMerge>(&shared->config);
   o.manual_wal_flush = config.journal_only;
   if (config.journal_only) {
     // A journal is written, never read while the node runs (the resident engine reads from

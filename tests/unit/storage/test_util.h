@@ -77,18 +77,7 @@ inline Value to_value(const ValueRef& r) {
   return copy_value(r);
 }
 
-inline bool same_value(const Value& a, const Value& b) {
-  if (a.type != b.type || a.expire_at_ms != b.expire_at_ms) return false;
-  switch (a.type) {
-    case ValueType::kString: return a.str == b.str;
-    case ValueType::kHash: return a.hash == b.hash;
-    case ValueType::kList: return a.list == b.list;
-    case ValueType::kSet: return a.set == b.set;
-    case ValueType::kZSet: return a.zset == b.zset;
-    case ValueType::kStream: return a.stream == b.stream;
-  }
-  return false;
-}
+using storage::same_value;
 
 inline Value str_value(std::string s, int64_t expire_at_ms = 0) {
   Value v;
