@@ -858,7 +858,7 @@ class CollectionsFailoverTest(unittest.TestCase):
             got = a.xreadgroup("workers", "w1", {xkey: ">"}, count=5)
             self.assertEqual(len(got[0][1]), 5)
             self.assertEqual(a.xack(xkey, "workers", "1-1", "2-1"), 2)
-            a.xadd(xkey, {"n": 21}, id="21-1", maxlen=15)
+            a.xadd(xkey, {"n": 21}, id="21-1", maxlen=15, approximate=False)
             # Keys in different slots with the same primary (no hash tag): served there, across
             # its shards (copied, run, written back), and replicated like the rest.
             mine = [k for k in ("x%d" % i for i in range(400)) if primary(k) == victim][:6]
