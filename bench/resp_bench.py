@@ -138,13 +138,6 @@ if QUICK:
     CONFIGS = CONFIGS[:2]
 
 
-def skip(label, t, ks):
-    """redis-benchmark's HSET puts every field in one hash ("myhash"); with -r that hash grows to
-    a million fields. keel's persistent engine journals a hash as one value, so each HSET
-    rewrites the whole hash: quadratic, and not finishing. Left out, and said so in the report."""
-    return t == "hset" and ks and "persistent" in label
-
-
 def load_log(path):
     """Results printed by an earlier run (its stdout), so a run cut short can be completed by
     running only the remaining configurations (BENCH_CONFIGS) and merging."""
@@ -176,8 +169,6 @@ def main():
             continue
         with Server(label, kind, args) as srv:
             for (t, p, ks) in shapes:
-                if skip(label, t, ks):
-                    continue
                 runs = [bench_once(srv, t, p, ks) for _ in range(ROUNDS)]
                 results[(label, t, p, ks)] = median_of(runs)
                 r = results[(label, t, p, ks)]
@@ -219,10 +210,6 @@ def write_report(results, memory, shapes):
             lines.append("| %s | %s | %d | %s | %.0f | %.3f | %.3f | %.2f | %s | %s |" %
                          (label, t.upper(), p, "1M" if ks else "1", r["rps"], r["p50"], r["p99"],
                           r["cpu_us_per_req"], ratio, cpu_ratio))
-    lines.append("")
-    lines.append("HSET over a million random fields is not run on the persistent engine: redis-benchmark puts "
-                 "every field in one hash and keel journals a hash as one value, so each HSET rewrites the "
-                 "whole hash (a known gap, see docs/resp.md).")
     if memory:
         lines.append("")
         lines.append("Memory for 1,000,000 keys with 64-byte values (growth of the server's RSS while loading with `redis-cli --pipe`):")

@@ -37,6 +37,39 @@ class FileProvider final : public Provider {
 
   Result<std::string> append(const std::string& topic, const Fields& fields) override {
     std::unique_lock lk(mu_);
+    return append_locked(topic, fields);
+  }
+
+  Result<std::string> append_existing(const std::string& topic, const Fields& fields) override {
+    std::unique_lock lk(mu_);
+    if (!topics_.count(topic) && !std::filesystem::exists(path(topic)))
+      return client::make_error(Errc::kNotFound, "topic '" + topic + "' does not exist");
+    return append_locked(topic, fields);
+  }
+
+  // Forgets the entry's fields in this process (the file keeps it: entries are only appended).
+  Status erase(const std::string& topic, const std::string& id) override {
+    std::lock_guard lk(mu_);
+    auto t = open(topic);
+    if (!t) return std::unexpected(t.error());
+    for (auto& e : (*t)->entries)
+      if (e.id == id) Fields().swap(e.fields);
+    return {};
+  }
+
+  Status remove_topic(const std::string& topic) override {
+    std::lock_guard lk(mu_);
+    if (auto t = open(topic); !t) return std::unexpected(t.error());
+    topics_.erase(topic);
+    std::error_code ec;
+    std::filesystem::remove(path(topic), ec);
+    if (ec) return client::make_error(Errc::kIoError, "cannot remove " + path(topic) + ": " + ec.message());
+    return {};
+  }
+
+ private:
+  // REQUIRES: mu_ held.
+  Result<std::string> append_locked(const std::string& topic, const Fields& fields) {
     auto t = open(topic);
     if (!t) return std::unexpected(t.error());
     Topic& tp = **t;
@@ -58,6 +91,8 @@ class FileProvider final : public Provider {
     cv_.notify_all();
     return tp.entries.back().id;
   }
+
+ public:
 
   Status create_group(const std::string& topic, const std::string& group) override {
     std::lock_guard lk(mu_);

@@ -1,5 +1,6 @@
-// The Streams provider: XADD, XGROUP CREATE … MKSTREAM, XREADGROUP, XPENDING (extended form,
-// IDLE), XCLAIM, XACK — what keel and Redis (6.2+) both serve, RESP2 or RESP3 replies.
+// The Streams provider: XADD (NOMKSTREAM for replies), XGROUP CREATE … MKSTREAM, XREADGROUP,
+// XPENDING (extended form, IDLE), XCLAIM, XACK, XDEL, DEL — what keel and Redis (6.2+) both
+// serve, RESP2 or RESP3 replies.
 #include <string>
 
 #include "keel/messaging/messaging.h"
@@ -98,6 +99,31 @@ class RespProvider final : public Provider {
 
   Status ack(const std::string& topic, const std::string& group, const std::string& id) override {
     auto r = run(c_, {"XACK", topic, group, id});
+    if (!r) return std::unexpected(r.error());
+    return {};
+  }
+
+  Result<std::string> append_existing(const std::string& topic, const Fields& fields) override {
+    std::vector<std::string> a{"XADD", topic, "NOMKSTREAM", "*"};
+    for (const auto& [k, v] : fields) {
+      a.push_back(k);
+      a.push_back(v);
+    }
+    auto r = run(c_, std::move(a));
+    if (!r) return std::unexpected(r.error());
+    if (r->is_null()) return client::make_error(Errc::kNotFound, "topic '" + topic + "' does not exist");
+    if (!r->is_string()) return client::make_error(Errc::kUnexpectedReply, "XADD answered " + r->debug_string());
+    return r->str;
+  }
+
+  Status erase(const std::string& topic, const std::string& id) override {
+    auto r = run(c_, {"XDEL", topic, id});
+    if (!r) return std::unexpected(r.error());
+    return {};
+  }
+
+  Status remove_topic(const std::string& topic) override {
+    auto r = run(c_, {"DEL", topic});
     if (!r) return std::unexpected(r.error());
     return {};
   }

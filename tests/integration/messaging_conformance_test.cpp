@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
 #include <filesystem>
 #include <set>
@@ -58,26 +59,36 @@ keel::Client connect_retrying(uint16_t port) {
 struct Backend {
   virtual ~Backend() = default;
   virtual Provider& provider() = 0;
+  // A second provider for another thread (its own connection: a blocking read holds one).
+  virtual Provider& second() = 0;
 };
 
 struct KeelBackend : Backend {
   keel::testing::KeelProcess node{{"--engine", "memory"}};
-  std::optional<keel::Client> client;
-  std::unique_ptr<Provider> p;
+  std::optional<keel::Client> client, client2;
+  std::unique_ptr<Provider> p, p2;
   KeelBackend() {
     EXPECT_TRUE(node.start()) << node.output();
     client.emplace(connect_retrying(static_cast<uint16_t>(node.resp_port())));
     p = resp_provider(*client);
   }
   Provider& provider() override { return *p; }
+  Provider& second() override {
+    if (!p2) {
+      client2.emplace(connect_retrying(static_cast<uint16_t>(node.resp_port())));
+      p2 = resp_provider(*client2);
+    }
+    return *p2;
+  }
 };
 
 struct RedisBackend : Backend {
   pid_t pid = -1;
-  std::optional<keel::Client> client;
-  std::unique_ptr<Provider> p;
+  uint16_t port = 0;
+  std::optional<keel::Client> client, client2;
+  std::unique_ptr<Provider> p, p2;
   RedisBackend() {
-    uint16_t port = free_port();
+    port = free_port();
     pid = fork();
     if (pid == 0) {
       execlp("redis-server", "redis-server", "--port", std::to_string(port).c_str(), "--bind", "127.0.0.1", "--save", "",
@@ -89,13 +100,22 @@ struct RedisBackend : Backend {
   }
   ~RedisBackend() override {
     p.reset();
+    p2.reset();
     client.reset();
+    client2.reset();
     if (pid > 0) {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
   }
   Provider& provider() override { return *p; }
+  Provider& second() override {
+    if (!p2) {
+      client2.emplace(connect_retrying(port));
+      p2 = resp_provider(*client2);
+    }
+    return *p2;
+  }
 };
 
 struct FileBackend : Backend {
@@ -108,6 +128,7 @@ struct FileBackend : Backend {
   }
   ~FileBackend() override { std::filesystem::remove_all(dir); }
   Provider& provider() override { return *p; }
+  Provider& second() override { return *p; }  // one instance serves every thread
 };
 
 class Conformance : public ::testing::TestWithParam<std::string> {
@@ -248,6 +269,69 @@ TEST_P(Conformance, APayloadThatDoesNotDecodeIsDeadLettered) {
   EXPECT_EQ(payload, "not-an-order");
   ASSERT_TRUE(headers.find("dead-letter-reason"));
   EXPECT_EQ(*headers.find("dead-letter-reason"), "payload does not decode: not an order: 'not-an-order'");
+}
+
+// Request–reply: answers come back through the requester's inbox, matched by correlation id;
+// a responder's error reaches the requester; the inbox goes with its requester.
+using Ask = Requester<Order, Order, OrderCodec, OrderCodec>;
+using Answer = Responder<Order, Order, OrderCodec, OrderCodec>;
+
+TEST_P(Conformance, RequestsAreAnsweredThroughTheRequestersInbox) {
+  auto responder = Answer::open(b_->second(), "prices", {.group = "pricing", .consumer = "p-1", .block = 50ms});
+  ASSERT_TRUE(responder) << responder.error().to_string();
+  std::atomic<bool> stop{false};
+  std::thread serving([&] {
+    while (!stop) {
+      auto n = responder->serve([](const Message<Order>& m) -> Result<Order> {
+        if (m.value.item == "bad") return keel::client::make_error(Errc::kInvalidArgument, "no price for 'bad'");
+        return Order{m.value.id * 10, "price-of-" + m.value.item};
+      });
+      if (!n) ADD_FAILURE() << n.error().to_string();
+    }
+  });
+  std::string inbox;
+  {
+    auto ask = Ask::open(p(), "prices", 5s);
+    ASSERT_TRUE(ask) << ask.error().to_string();
+    inbox = ask->inbox();
+    for (int i = 1; i <= 5; ++i) {
+      auto r = ask->request({i, "item" + std::to_string(i)});
+      ASSERT_TRUE(r) << r.error().to_string();
+      EXPECT_EQ(r->id, i * 10);
+      EXPECT_EQ(r->item, "price-of-item" + std::to_string(i));
+    }
+    auto bad = ask->request({9, "bad"});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code, Errc::kServerError);
+    EXPECT_EQ(bad.error().message, "the responder failed: no price for 'bad'");
+  }
+  stop = true;
+  serving.join();
+  // The inbox went with its requester: an answer to it would not create it again.
+  auto late = p().append_existing(inbox, encode_fields("1|x", {}));
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Errc::kNotFound);
+}
+
+TEST_P(Conformance, ARequestNobodyAnswersTimesOutAndItsLateAnswerIsDropped) {
+  auto ask = Ask::open(p(), "quotes", 300ms);
+  ASSERT_TRUE(ask) << ask.error().to_string();
+  auto r = ask->request({1, "first"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kTimeout);
+  // Now a responder comes: it answers the old request too; the requester takes only its own.
+  auto responder = Answer::open(b_->second(), "quotes", {.group = "q", .consumer = "q-1", .block = 50ms});
+  ASSERT_TRUE(responder) << responder.error().to_string();
+  std::atomic<bool> stop{false};
+  std::thread serving([&] {
+    while (!stop) (void)responder->serve([](const Message<Order>& m) -> Result<Order> { return m.value; });
+  });
+  Result<Order> second = keel::client::make_error(Errc::kTimeout, "not asked");
+  for (int i = 0; i < 10 && !second; ++i) second = ask->request({2, "second"});
+  stop = true;
+  serving.join();
+  ASSERT_TRUE(second) << second.error().to_string();
+  EXPECT_EQ(second->item, "second");
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, Conformance, ::testing::Values("keel", "redis", "file"),

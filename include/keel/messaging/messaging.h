@@ -6,6 +6,9 @@
 // acknowledged within `ack_timeout` is taken back, and after `max_deliveries` deliveries (or a
 // payload the codec cannot read) it moves to the dead-letter topic and is acknowledged.
 //
+// Request–reply (Requester / Responder, below) runs over the same log: a request carries the
+// requester's inbox topic and a correlation id, the responder appends its answer to that inbox.
+//
 // The log is a Provider: over RESP Streams (keel, or any Redis server: XADD, XREADGROUP,
 // XPENDING, XCLAIM, XACK), or local files (tests and replay). The same conformance suite runs
 // against each (tests/integration/messaging_conformance_test.cpp).
@@ -13,7 +16,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +59,12 @@ class Provider {
                                                 const std::string& consumer, std::chrono::milliseconds min_idle,
                                                 size_t count) = 0;
   virtual Status ack(const std::string& topic, const std::string& group, const std::string& id) = 0;
+  // Appends only to a topic that exists (kNotFound otherwise): a reply to an inbox that is gone
+  // must not create it again.
+  virtual Result<std::string> append_existing(const std::string& topic, const Fields& fields) = 0;
+  // Removes one entry (a reply already read), or the whole topic with its groups.
+  virtual Status erase(const std::string& topic, const std::string& id) = 0;
+  virtual Status remove_topic(const std::string& topic) = 0;
 };
 
 // Streams over RESP: keel or any Redis server (5.0+). The client must outlive the provider.
@@ -180,6 +191,130 @@ class Subscriber {
   std::string topic_;
   SubscriberOptions o_;
   uint64_t dead_lettered_ = 0;
+};
+
+// Request–reply, as NATS does it: every Requester owns an inbox topic
+// ("<topic>.inbox.<32 hex digits>", removed when the Requester goes); request() appends the
+// request with the headers "reply-to" (the inbox) and "correlation-id", then reads its inbox
+// until the answer with that id comes or the timeout passes. An answer that comes after its
+// request timed out is dropped when the next request reads the inbox. Replies are erased once
+// read, so an inbox holds only answers not yet read. A Requester is used by one thread at a
+// time; give each thread its own (and its own Provider for RESP: a request blocks the
+// provider's connection while it waits).
+template <class Req, class Resp, class ReqCodec, class RespCodec>
+class Requester {
+ public:
+  static Result<Requester> open(Provider& provider, std::string topic,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    if (timeout.count() <= 0)
+      return client::make_error(Errc::kInvalidArgument, "requester: timeout must be positive, got " +
+                                                            std::to_string(timeout.count()) + " ms");
+    std::string inbox = topic + ".inbox." + new_message_id();
+    if (auto st = provider.create_group(inbox, "requester"); !st) return std::unexpected(st.error());
+    return Requester(provider, std::move(topic), std::move(inbox), timeout);
+  }
+  Requester(Requester&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), topic_(std::move(o.topic_)), inbox_(std::move(o.inbox_)),
+        timeout_(o.timeout_) {}
+  Requester& operator=(Requester&&) = delete;
+  ~Requester() {
+    if (p_) (void)p_->remove_topic(inbox_);
+  }
+  const std::string& inbox() const { return inbox_; }
+
+  // The answer, or: kTimeout (no answer in time; the request may still be handled), kServerError
+  // with the responder's error, kUnexpectedReply when the answer does not decode, or the
+  // provider's error.
+  Result<Resp> request(const Req& value, Headers headers = {}) {
+    const std::string id = new_message_id();
+    headers.emplace_back("message-id", id);
+    headers.emplace_back("published-at-ms", std::to_string(now_unix_ms()));
+    headers.emplace_back("reply-to", inbox_);
+    headers.emplace_back("correlation-id", id);
+    if (auto r = p_->append(topic_, encode_fields(ReqCodec::encode(value), headers)); !r)
+      return std::unexpected(r.error());
+    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return client::make_error(Errc::kTimeout, "no reply on topic '" + topic_ + "' within " +
+                                                      std::to_string(timeout_.count()) +
+                                                      " ms (the request may still be handled)");
+      auto got = p_->read_new(inbox_, "requester", "requester", 16, std::min(left, std::chrono::milliseconds(1000)));
+      if (!got) return std::unexpected(got.error());
+      std::optional<Result<Resp>> answer;
+      for (auto& e : *got) {
+        (void)p_->ack(inbox_, "requester", e.id);
+        (void)p_->erase(inbox_, e.id);
+        std::string payload;
+        Headers h;
+        if (answer || !decode_fields(e.fields, payload, h)) continue;
+        const std::string* corr = h.find("correlation-id");
+        if (!corr || *corr != id) continue;  // the late answer to an earlier request
+        if (const std::string* err = h.find("error"))
+          answer = client::make_error(Errc::kServerError, "the responder failed: " + *err);
+        else if (auto v = RespCodec::decode(payload); !v)
+          answer = client::make_error(Errc::kUnexpectedReply, "the reply does not decode: " + v.error().message);
+        else
+          answer = std::move(*v);
+      }
+      if (answer) return std::move(*answer);
+    }
+  }
+
+ private:
+  Requester(Provider& p, std::string topic, std::string inbox, std::chrono::milliseconds timeout)
+      : p_(&p), topic_(std::move(topic)), inbox_(std::move(inbox)), timeout_(timeout) {}
+  Provider* p_;
+  std::string topic_, inbox_;
+  std::chrono::milliseconds timeout_;
+};
+
+// Answers requests as one consumer of a group on the request topic (several responders of one
+// group share the requests). A request is delivered at least once, like any message (a
+// responder that dies before it acknowledges leaves it to another after ack_timeout), so make
+// the handler idempotent. The handler's error travels to the requester as its message.
+template <class Req, class Resp, class ReqCodec, class RespCodec>
+class Responder {
+ public:
+  using Handler = std::function<Result<Resp>(const Message<Req>&)>;
+  static Result<Responder> open(Provider& provider, std::string topic, SubscriberOptions o) {
+    auto sub = Subscriber<Req, ReqCodec>::open(provider, std::move(topic), std::move(o));
+    if (!sub) return std::unexpected(sub.error());
+    return Responder(provider, std::move(*sub));
+  }
+  // Answers what one poll of the topic returns (waiting up to options.block for requests);
+  // returns how many requests it answered. A message without "reply-to" and "correlation-id"
+  // is acknowledged and counted in ignored().
+  Result<size_t> serve(const Handler& handler) {
+    auto batch = sub_.poll();
+    if (!batch) return std::unexpected(batch.error());
+    size_t answered = 0;
+    for (auto& m : *batch) {
+      const std::string* to = m.headers.find("reply-to");
+      const std::string* corr = m.headers.find("correlation-id");
+      if (to && corr) {
+        Headers h{{"correlation-id", *corr}};
+        std::string payload;
+        if (auto r = handler(m)) payload = RespCodec::encode(*r);
+        else h.emplace_back("error", r.error().message);
+        auto sent = p_.append_existing(*to, encode_fields(std::move(payload), h));
+        if (!sent && sent.error().code != Errc::kNotFound) return std::unexpected(sent.error());
+        ++answered;  // (an inbox that is gone: its requester left, nobody waits)
+      } else {
+        ++ignored_;
+      }
+      if (auto st = sub_.ack(m); !st) return std::unexpected(st.error());
+    }
+    return answered;
+  }
+  uint64_t ignored() const { return ignored_; }
+
+ private:
+  Responder(Provider& p, Subscriber<Req, ReqCodec> sub) : p_(p), sub_(std::move(sub)) {}
+  Provider& p_;
+  Subscriber<Req, ReqCodec> sub_;
+  uint64_t ignored_ = 0;
 };
 
 }  // namespace keel::messaging
