@@ -328,6 +328,22 @@ class ByElementPersistence(unittest.TestCase):
                 raw = [redis.Redis(port=rs.port), redis.Redis(port=keel.port)]
                 for cl in raw:  # compare what the servers sent, not redis-py's parse of it
                     cl.response_callbacks.clear()
+                # Start the collections large enough to be journaled by element (the persistent
+                # engine writes small ones whole).
+                for cl in raw:
+                    pipe = cl.pipeline(transaction=False)
+                    for key in LIST_KEYS:
+                        pipe.rpush(key, *["base%d" % i for i in range(100)])
+                    for key in SET_KEYS:
+                        pipe.sadd(key, *["base%d" % i for i in range(100)])
+                    for key in ZSET_KEYS:
+                        pipe.zadd(key, {"base%d" % i: i for i in range(100)})
+                    for key in HASH_KEYS:
+                        pipe.hset(key, mapping={"base%d" % i: i for i in range(100)})
+                    for key in STREAM_KEYS:
+                        for i in range(1, 101):
+                            pipe.xadd(key, {"f": i}, id="0-%d" % i)
+                    pipe.execute()
                 rng = random.Random(7)
                 for step in range(1500):
                     cmd = rng.choice(makers)(rng)

@@ -238,9 +238,24 @@ TEST_P(DeltaJournal, ReopenGivesBackWhatDeltasBuilt) {
   if (::testing::Test::HasFatalFailure()) return;
   std::map<std::string, Value> model;
   std::mt19937_64 rng(7);
+  // Collections start large enough to be journaled by element (the resident engine writes
+  // small ones whole).
+  {
+    Value h = empty_of(ValueType::kHash), st = empty_of(ValueType::kSet), z = empty_of(ValueType::kZSet),
+          l = empty_of(ValueType::kList);
+    for (int i = 0; i < 100; ++i) {
+      const std::string e = "SECRET-ELEMENT-base-" + std::to_string(i);
+      h.hash[e] = "v";
+      st.set.insert(e);
+      z.zset.set(e, i);
+      l.list.push_back(e);
+    }
+    for (auto& [k, v] : std::vector<std::pair<std::string, Value*>>{{"h", &h}, {"s", &st}, {"z", &z}, {"l", &l}})
+      ASSERT_TRUE(n.e().put(0, k, *v, n.clock.now_ms()));
+  }
   std::vector<std::string_view> fv = {"field", "SECRET-ELEMENT-stream"};
   uint64_t ms = 1;
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < 1500; ++i) {
     const std::string e = "SECRET-ELEMENT-" + std::to_string(rng() % 50);
     switch (i % 5) {
       case 0:
@@ -277,8 +292,8 @@ TEST_P(DeltaJournal, ReopenGivesBackWhatDeltasBuilt) {
         n.change("x", ValueType::kStream, [&](Value& v, Delta& d) {
           v.stream.append({ms, 0}, fv);
           d.stream_append({ms++, 0}, fv);
-          if (v.stream.size() > 20) {
-            v.stream.trim_maxlen(20, false, 0);
+          if (v.stream.size() > 90) {
+            v.stream.trim_maxlen(90, false, 0);
             d.stream_trimmed(v.stream);
           }
         });
