@@ -1,13 +1,15 @@
 // The value of a sorted-set key: member -> score in a hash map, and (score, member) in an
 // order-statistic red-black tree (libstdc++'s policy-based tree), so ZRANK, ZRANGE by rank and
 // ZCOUNT are O(log n). The tree points at the map's keys (unordered_map nodes never move), so a
-// member's bytes are held once.
+// member's bytes are held once. The tree is allocated with the first member: an empty sorted set
+// (and so every other key's Value, which carries one) allocates nothing.
 #pragma once
 
 #include <ext/pb_ds/assoc_container.hpp>
 #include <ext/pb_ds/tree_policy.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -45,12 +47,12 @@ class ZSetValue {
     }
     return *this;
   }
-  ZSetValue(ZSetValue&& o) noexcept : dict_(std::move(o.dict_)) { tree_.swap(o.tree_); }
+  ZSetValue(ZSetValue&& o) noexcept : dict_(std::move(o.dict_)), tree_(std::move(o.tree_)) { o.dict_.clear(); }
   ZSetValue& operator=(ZSetValue&& o) noexcept {
     if (this != &o) {
-      clear();
       dict_ = std::move(o.dict_);
-      tree_.swap(o.tree_);
+      tree_ = std::move(o.tree_);
+      o.dict_.clear();
     }
     return *this;
   }
@@ -58,7 +60,10 @@ class ZSetValue {
   size_t size() const { return dict_.size(); }
   bool empty() const { return dict_.empty(); }
   const Dict& dict() const { return dict_; }
-  const Tree& tree() const { return tree_; }
+  const Tree& tree() const {
+    static const Tree kEmpty;
+    return tree_ ? *tree_ : kEmpty;
+  }
 
   const double* score(std::string_view member) const {
     auto it = dict_.find(std::string(member));
@@ -68,25 +73,26 @@ class ZSetValue {
   // Adds `member` or moves it to `score`. Returns true if it was added.
   bool set(std::string_view member, double score) {
     auto [it, added] = dict_.try_emplace(std::string(member), score);
+    if (!tree_) tree_ = std::make_unique<Tree>();
     if (!added) {
       if (it->second == score) return false;
-      tree_.erase(Entry{it->second, &it->first});
+      tree_->erase(Entry{it->second, &it->first});
       it->second = score;
     }
-    tree_.insert(Entry{score, &it->first});
+    tree_->insert(Entry{score, &it->first});
     return added;
   }
 
   bool erase(std::string_view member) {
     auto it = dict_.find(std::string(member));
     if (it == dict_.end()) return false;
-    tree_.erase(Entry{it->second, &it->first});
+    tree_->erase(Entry{it->second, &it->first});
     dict_.erase(it);
     return true;
   }
 
   void clear() {
-    tree_.clear();
+    tree_.reset();
     dict_.clear();
   }
 
@@ -94,18 +100,18 @@ class ZSetValue {
   long long rank(std::string_view member) const {
     auto it = dict_.find(std::string(member));
     if (it == dict_.end()) return -1;
-    return static_cast<long long>(tree_.order_of_key(Entry{it->second, &it->first}));
+    return static_cast<long long>(tree().order_of_key(Entry{it->second, &it->first}));
   }
   // The element at 0-based ascending rank r (r < size()).
-  Tree::const_iterator at(size_t r) const { return tree_.find_by_order(r); }
+  Tree::const_iterator at(size_t r) const { return tree().find_by_order(r); }
   // How many elements have a score below `score` (inclusive = false) or at most `score`.
   size_t count_below(double score, bool inclusive) const {
     static const std::string kLowest;
-    return tree_.order_of_key(Entry{score, inclusive ? nullptr : &kLowest});
+    return tree().order_of_key(Entry{score, inclusive ? nullptr : &kLowest});
   }
   // How many elements (all of score `score`) sort below `member` (inclusive: at most member).
   size_t count_below_member(double score, const std::string& member, bool inclusive) const {
-    size_t n = tree_.order_of_key(Entry{score, &member});
+    size_t n = tree().order_of_key(Entry{score, &member});
     if (inclusive && dict_.count(member) && dict_.at(member) == score) ++n;
     return n;
   }
@@ -114,12 +120,13 @@ class ZSetValue {
 
  private:
   void copy_from(const ZSetValue& o) {
+    if (o.dict_.empty()) return;  // (reserve(0) would still allocate a bucket array)
     dict_.reserve(o.dict_.size());
     for (auto& [m, s] : o.dict_) set(m, s);
   }
 
   Dict dict_;
-  Tree tree_;
+  std::unique_ptr<Tree> tree_;  // null while empty
 };
 
 }  // namespace keel::storage
