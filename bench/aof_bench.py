@@ -12,12 +12,11 @@ Environment: AOF_BENCH_TESTS=set,incr  AOF_BENCH_REQUESTS=200000 (x3 at -P 16)
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from benchlib import cpu_seconds as cpu, free_port
+from benchlib import cpu_seconds as cpu, free_port, wait_port
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 POLICY = sys.argv[2] if len(sys.argv) > 2 else "everysec"
@@ -38,12 +37,7 @@ def run(kind, test, pipeline, n):
                "--http-port", "0", "--data-dir", d, "--log-level", "warn"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(400):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(port)
         time.sleep(0.5)
         bench = ["redis-benchmark", "-p", str(port), "-t", test, "-c", "50", "-P", str(pipeline),
                  "-r", "1000000", "-d", "64", "--csv"]

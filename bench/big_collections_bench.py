@@ -14,12 +14,10 @@ Environment: BIG_BENCH_SIZE=1000000  BIG_BENCH_REQUESTS=300000  BIG_BENCH_TYPES=
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from benchlib import free_port
+from benchlib import free_port, wait_port
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
 KEEL = os.path.join(BUILD, "tools/keel/keel")
@@ -47,12 +45,7 @@ def start(kind):
         cmd = [KEEL, "serve", "--engine", "persistent", "--fsync", "everysec", "--shards", "1", "--port", str(port),
                "--http-port", "0", "--data-dir", d, "--log-level", "warn"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(400):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_port(port)
     return p, port, d
 
 
