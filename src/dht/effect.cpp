@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <cmath>
 #include <cstring>
 
 #include "base/assert.h"
@@ -163,13 +162,10 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
       auto n = r.varint();
       if (!n || *n > kMaxHashFields || *n > r.remaining() / 9) return bad("bad zset member count");
       for (uint64_t i = 0; i < *n; ++i) {
-        auto m = r.bytes();
-        auto bits = r.u64be();
-        if (!m || !bits) return bad("truncated zset member");
+        std::string_view m;
         double score;
-        std::memcpy(&score, &*bits, sizeof score);
-        if (std::isnan(score)) return bad("zset score is NaN");
-        v.zset.set(*m, score);
+        if (auto st = storage::read_scored_member(r, m, score); !st) return bad(st.error().message);
+        v.zset.set(m, score);
       }
       if (auto st = engine.put(partition, *key, std::move(v), now_ms); !st) return st;
       continue;
@@ -266,26 +262,8 @@ Result<bool> EffectRecorder::erase(uint32_t partition, std::string_view key, int
 
 Status EffectRecorder::update(uint32_t partition, std::string_view key, int64_t now_ms,
                               const UpdateFn& fn) {
-  const bool observed = observer_ && observer_->interested;
-  if (!recorded_[partition] && !observed) return inner_->update(partition, key, now_ms, fn);
-  // The key's resulting state is recorded once the engine accepted the change.
-  std::string rec;
-  bool touched = false;
-  const bool record = recorded_[partition];
-  auto st = inner_->update(partition, key, now_ms, [&](Value* cur, Value* scratch) {
-    auto action = fn(cur, scratch);
-    if (action == storage::UpdateAction::kWrite) {
-      touched = true;
-      if (record) encode_put(rec, key, cur ? *cur : *scratch);
-    } else if (action == storage::UpdateAction::kErase && cur) {
-      touched = true;
-      if (record) encode_erase(rec, key);
-    }
-    return action;
-  });
-  if (st && record) buffer(partition) += rec;
-  if (st && touched) changed(partition, key);
-  return st;
+  storage::Delta whole;  // never described: recorded as the key's resulting state
+  return update_by_element(partition, key, now_ms, fn, whole);
 }
 
 Status EffectRecorder::update_by_element(uint32_t partition, std::string_view key, int64_t now_ms,

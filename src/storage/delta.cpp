@@ -301,13 +301,10 @@ Status apply_delta(Value& v, std::string_view ops) {
         break;
       }
       case kZSetSet: {
-        auto m = r.bytes();
-        auto bits = r.u64be();
-        if (!m || !bits) return bad("truncated zset member");
+        std::string_view m;
         double score;
-        std::memcpy(&score, &*bits, sizeof score);
-        if (std::isnan(score)) return bad("zset score is NaN");
-        v.zset.set(*m, score);
+        if (auto st = read_scored_member(r, m, score); !st) return bad(st.error().message);
+        v.zset.set(m, score);
         break;
       }
       case kZSetRem: {
@@ -398,6 +395,16 @@ Status apply_delta(Value& v, std::string_view ops) {
         return bad("unreachable op");
     }
   }
+  return {};
+}
+
+Status read_scored_member(Reader& r, std::string_view& member, double& score) {
+  auto m = r.bytes();
+  auto bits = r.u64be();
+  if (!m || !bits) return make_error(Errc::kCorruption, "truncated zset member");
+  std::memcpy(&score, &*bits, sizeof score);
+  if (std::isnan(score)) return make_error(Errc::kCorruption, "zset score is NaN");
+  member = *m;
   return {};
 }
 

@@ -45,6 +45,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/codec.h"
 #include "base/result.h"
 #include "storage/stream_value.h"
 
@@ -104,6 +105,10 @@ class Delta {
 // was wrong (a malformed op, an op for another type, an index past the end); ops before it stay
 // applied.
 Status apply_delta(Value& v, std::string_view ops);
+
+// Reads a sorted-set member and its score (bytes member, u64be IEEE-754 bits), as deltas and
+// replicated effects carry them. kCorruption when truncated or the score is NaN.
+Status read_scored_member(Reader& r, std::string_view& member, double& score);
 
 // Whether two values are equal (type, expiry and contents): the delta check's comparison.
 bool same_value(const Value& a, const Value& b);
