@@ -38,6 +38,7 @@ void encode_put(std::string& out, std::string_view key, const Value& v) {
     case ValueType::kList:
       w.varint(v.list.size());
       for (size_t i = 0; i < v.list.size(); ++i) w.bytes(v.list[i]);
+      w.varint(v.list.version());
       return;
     case ValueType::kSet:
       w.varint(v.set.size());
@@ -183,6 +184,11 @@ Status apply_effect(storage::Engine& engine, uint32_t partition, std::string_vie
         if (!e) return bad("truncated element");
         if (list) v.list.push_back(std::string(*e));
         else v.set.emplace(*e);
+      }
+      if (list) {
+        auto version = r.varint();
+        if (!version) return bad("truncated list change number");
+        v.list.set_version(*version);
       }
       if (auto st = engine.put(partition, *key, std::move(v), now_ms); !st) return st;
       continue;

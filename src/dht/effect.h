@@ -15,14 +15,16 @@
 //   u8 op: 1 = put, 2 = erase, 3 = drop every key of the partition (FLUSHALL)
 //   put:   bytes key, u8 type, svarint expire_at_ms, then a string: bytes value
 //                                                     or a hash: varint n, n x (bytes f, bytes v)
-//                                                     or a list: varint n, n x bytes (head first)
+//                                                     or a list: varint n, n x bytes (head first),
+//                                                                varint change number
 //                                                     or a set:  varint n, n x bytes
 //                                                     or a zset: varint n, n x (bytes m, u64be
 //                                                                score's IEEE-754 bits)
 //                                                     or a stream: StreamValue::encode
 //                                                                (storage/stream_value.h)
 //   erase: bytes key
-//   4 = patch (a change described element by element, storage/delta.h; only idempotent ones):
+//   4 = patch (a change described element by element, storage/delta.h; only idempotent ones,
+//          list changes guarded by the list's change number among them):
 //          bytes key, u8 type, svarint expire_at_ms, bytes delta ops
 //          applied to the replica's value of that type (an empty one if it has none)
 #pragma once

@@ -34,15 +34,16 @@ enum Op : uint8_t {
   kConsumerDel = 19,
   kPelSet = 20,
   kPelDel = 21,
+  kListVersion = 22,
 };
-constexpr uint8_t kMaxOp = kPelDel;
+constexpr uint8_t kMaxOp = kListVersion;
 
 // The type an op applies to.
 ValueType op_type(uint8_t code) {
   if (code <= kHashDel) return ValueType::kHash;
   if (code <= kSetRem) return ValueType::kSet;
   if (code <= kZSetRem) return ValueType::kZSet;
-  if (code <= kListErase) return ValueType::kList;
+  if (code <= kListErase || code == kListVersion) return ValueType::kList;
   return ValueType::kStream;
 }
 
@@ -62,6 +63,18 @@ void Delta::assign(std::string_view ops, bool idempotent) {
   ops_.assign(ops);
   state_ = State::kOps;
   idempotent_ = idempotent;
+  guarded_ = false;
+}
+
+void Delta::seal_list(ListValue& l, uint64_t before) {
+  l.set_version(before + 1);
+  if (state_ != State::kOps) return;
+  std::string guard;
+  Writer w(guard);
+  w.u8(kListVersion);
+  w.varint(before + 1);
+  ops_.insert(0, guard);
+  guarded_ = true;
 }
 
 void Delta::hash_set(std::string_view field, std::string_view value) {
@@ -271,6 +284,8 @@ Status apply_group_op(uint8_t code, Reader& r, StreamValue& s) {
 Status apply_delta(Value& v, std::string_view ops) {
   Reader r(ops);
   std::vector<std::string_view> fields;
+  uint64_t list_version = 0;  // set by a guard, given to the list once every op is applied
+  bool first = true;
   while (!r.done()) {
     auto code = r.u8();
     if (!code) return bad("truncated op");
@@ -313,6 +328,20 @@ Status apply_delta(Value& v, std::string_view ops) {
         v.zset.erase(*m);
         break;
       }
+      case kListVersion: {
+        if (!first) return bad("a list's change number (op 22) must be the first op");
+        auto n = r.varint();
+        if (!n || *n == 0) return bad("truncated or zero list change number");
+        if (v.list.version() >= *n) return {};  // the list already has this change
+        // A guarded change whose ops do not fit the list (a pop past its length, an index past
+        // its end) stops where it does not fit, without error: replication replays a guarded
+        // change over a state it was not made on only when that state is a later incarnation of
+        // the key (deleted and created again, which restarts its numbers) or a list not yet
+        // reset, and the whole value or erase that ended the older incarnation follows in the
+        // same replay and resets the key (docs/consistency.md, "Resuming a snapshot transfer").
+        list_version = *n;
+        break;
+      }
       case kListPushHead:
       case kListPushTail: {
         auto e = r.bytes();
@@ -325,7 +354,10 @@ Status apply_delta(Value& v, std::string_view ops) {
       case kListPopTail: {
         auto n = r.varint();
         if (!n) return bad("truncated pop count");
-        if (*n > v.list.size()) return bad(fmt::format("pops {} of a list of {}", *n, v.list.size()));
+        if (*n > v.list.size()) {
+          if (list_version) return {};  // see kListVersion
+          return bad(fmt::format("pops {} of a list of {}", *n, v.list.size()));
+        }
         for (uint64_t i = 0; i < *n; ++i) {
           if (*code == kListPopHead) v.list.pop_front();
           else v.list.pop_back();
@@ -344,7 +376,10 @@ Status apply_delta(Value& v, std::string_view ops) {
           e = *b;
         }
         const uint64_t limit = v.list.size() + (*code == kListInsert ? 1 : 0);
-        if (*i >= limit) return bad(fmt::format("index {} is past a list of {}", *i, v.list.size()));
+        if (*i >= limit) {
+          if (list_version) return {};  // see kListVersion
+          return bad(fmt::format("index {} is past a list of {}", *i, v.list.size()));
+        }
         if (*code == kListSet) v.list[*i].assign(e);
         else if (*code == kListInsert) v.list.insert(*i, std::string(e));
         else v.list.erase(*i);
@@ -394,7 +429,9 @@ Status apply_delta(Value& v, std::string_view ops) {
       default:
         return bad("unreachable op");
     }
+    first = false;
   }
+  if (list_version) v.list.set_version(list_version);
   return {};
 }
 
@@ -413,7 +450,7 @@ bool same_value(const Value& a, const Value& b) {
   switch (a.type) {
     case ValueType::kString: return a.str == b.str;
     case ValueType::kHash: return a.hash == b.hash;
-    case ValueType::kList: return a.list == b.list;
+    case ValueType::kList: return a.list == b.list && a.list.version() == b.list.version();
     case ValueType::kSet: return a.set == b.set;
     case ValueType::kZSet: return a.zset == b.zset;
     case ValueType::kStream: return a.stream == b.stream;

@@ -13,8 +13,11 @@
 // Idempotent ops set an element to a state (hash, set, sorted set, a stream entry guarded by its
 // id): applying them twice, or to a later state, converges, which replication needs (a snapshot
 // taken while writes go on is followed by the log from before it). Ops relative to a position
-// (list pushes and pops) are not: they are journaled by element (a journal replays each op
-// exactly once, in order) and replicated whole.
+// (list pushes and pops) are not by themselves; a list change is made idempotent by its guard
+// (op 22, first, from seal_list()): the list's change number after the change, so the change is
+// skipped by a list that already has that number or a later one. A list change without a guard
+// is journaled by element (a journal replays each op exactly once, in order) and replicated
+// whole.
 //
 // Wire format: a sequence of ops, each `u8 op` then its arguments:
 //   1 hash_set   bytes field, bytes value        2 hash_del   bytes field
@@ -38,6 +41,8 @@
 //  20 pel_set        bytes group, u64be ms, u64be seq, bytes consumer, svarint delivery_ms,
 //                    varint delivery_count (moved from its former consumer)
 //  21 pel_del        bytes group, u64be ms, u64be seq
+//  22 list_version   varint v: only as the first op; the ops after it are skipped when the
+//                    list's change number is already >= v, else applied and the number set to v
 #pragma once
 
 #include <cstdint>
@@ -47,6 +52,7 @@
 
 #include "base/codec.h"
 #include "base/result.h"
+#include "storage/list_value.h"
 #include "storage/stream_value.h"
 
 namespace keel::storage {
@@ -60,13 +66,15 @@ class Delta {
     ops_.clear();
     state_ = State::kNone;
     idempotent_ = true;
+    guarded_ = false;
   }
   // The change was not (or not fully) described: the value is stored and replicated whole.
   void whole() { state_ = State::kWhole; }
   // Whether ops were recorded and nothing asked for the whole value.
   bool described() const { return state_ == State::kOps; }
-  // Whether every recorded op sets an element to a state (see the header comment).
-  bool idempotent() const { return idempotent_; }
+  // Whether applying the ops twice, or to a later state, converges: every recorded op sets an
+  // element to a state, or a list change is guarded (see the header comment).
+  bool idempotent() const { return idempotent_ || guarded_; }
   std::string_view ops() const { return ops_; }
   // Takes ops received from elsewhere (a replica applying its primary's delta).
   void assign(std::string_view ops, bool idempotent);
@@ -82,6 +90,10 @@ class Delta {
   void list_set(uint64_t index, std::string_view element);
   void list_insert(uint64_t index, std::string_view element);
   void list_erase(uint64_t index);
+  // After a change to list `l` (whose change number was `before`): gives the list the number
+  // before + 1 and, if the change was described, guards the ops with it (put first). Called by
+  // the command layer once per changed list, described or not.
+  void seal_list(ListValue& l, uint64_t before);
   void stream_append(StreamId id, std::span<const std::string_view> field_values);
   // After a trim that removed entries: records it by what it left.
   void stream_trimmed(const StreamValue& after);
@@ -99,6 +111,7 @@ class Delta {
   std::string ops_;
   State state_ = State::kNone;
   bool idempotent_ = true;
+  bool guarded_ = false;
 };
 
 // Applies delta ops to `v` (whose type the ops must fit). Bounded decode: kCorruption names what

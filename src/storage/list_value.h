@@ -1,9 +1,16 @@
 // The value of a list key: a ring buffer of strings. O(1) push and pop at both ends and O(1)
 // access by index (LINDEX, LRANGE, LSET); an insert or erase in the middle moves the shorter
 // side. A default-constructed list allocates nothing.
+//
+// A list also carries its change number (version()): the number of changes made to it since it
+// was created, set by the command layer and stored and replicated with the elements. A list
+// change described element by element (storage/delta.h) is guarded by the number it leaves, so
+// replaying it over a list that already has it is a no-op: what makes a push or a pop safe to
+// replicate as a patch.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +22,8 @@ class ListValue {
   size_t size() const { return n_; }
   bool empty() const { return n_ == 0; }
   size_t capacity() const { return buf_.size(); }
+  uint64_t version() const { return version_; }
+  void set_version(uint64_t v) { version_ = v; }
 
   std::string& operator[](size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }
   const std::string& operator[](size_t i) const { return buf_[(head_ + i) & (buf_.size() - 1)]; }
@@ -68,6 +77,7 @@ class ListValue {
       pop_back();
     }
   }
+  // Removes every element (the change number stays: see version()).
   void clear() {
     buf_.clear();
     buf_.shrink_to_fit();
@@ -77,6 +87,7 @@ class ListValue {
     if (n > buf_.size()) rebuild(n);
   }
 
+  // The elements only (not the change number).
   bool operator==(const ListValue& o) const {
     if (n_ != o.n_) return false;
     for (size_t i = 0; i < n_; ++i)
@@ -106,6 +117,7 @@ class ListValue {
   std::vector<std::string> buf_;  // size is 0 or a power of two
   size_t head_ = 0;
   size_t n_ = 0;
+  uint64_t version_ = 0;
 };
 
 }  // namespace keel::storage

@@ -1,8 +1,9 @@
 // List commands: LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LLEN LRANGE LINDEX LSET LINSERT LREM LTRIM
 // LPOS LMOVE RPOPLPUSH LMPOP.
 //
-// A list is one engine value (storage::ListValue); every change goes through Engine::update, so
-// the resulting list is what the effect recorder replicates. Replies and errors follow Redis
+// A list is one engine value (storage::ListValue); every change goes through
+// Engine::update_by_element with the change described element by element and sealed with the
+// list's change number (storage/delta.h), which is what is journaled and replicated. Replies and errors follow Redis
 // 7.2's t_list.c, including the order in which arguments and the key are checked.
 #include <climits>
 
@@ -44,8 +45,10 @@ bool list_update(CmdCtx& c, std::string_view key, Reply& r, Missing missing, F&&
     if (found) *found = true;
     Value* t = cur ? cur : scratch;
     t->type = ValueType::kList;
+    const uint64_t before = t->list.version();
     bool changed = call_described(fn, t->list, delta);
     if (!changed) return UpdateAction::kKeep;
+    delta.seal_list(t->list, before);  // the list's change number, guarding a described change
     if (t->list.empty()) return cur ? UpdateAction::kErase : UpdateAction::kKeep;
     return UpdateAction::kWrite;
   }, delta);

@@ -50,7 +50,8 @@ namespace {
 // value = u8 version (1) ++ u8 type ++ u64be expire_at_ms (0 = none) ++ body
 //   string body: the raw bytes
 //   hash body:   varint field count, then per field: bytes(name) bytes(value)
-//   list body:   varint element count, then per element (head first): bytes(element)
+//   list body:   varint element count, then per element (head first): bytes(element), then
+//                varint change number (storage/list_value.h; absent when 0, as before it existed)
 //   set body:    varint member count, then per member (sorted): bytes(member)
 //   zset body:   varint member count, then per member (sorted by member): bytes(member),
 //                u64be IEEE-754 bits of the score
@@ -110,6 +111,7 @@ void encode_value(const Value& v, std::string& out) {
   } else if (v.type == ValueType::kList) {
     w.varint(v.list.size());
     for (size_t i = 0; i < v.list.size(); ++i) w.bytes(v.list[i]);
+    if (v.list.version()) w.varint(v.list.version());  // absent (0) in lists stored before it
   } else if (v.type == ValueType::kStream) {
     v.stream.encode(w);
   } else if (v.type == ValueType::kZSet) {
@@ -167,6 +169,7 @@ Status decode_body(uint8_t type_byte, int64_t expire_at_ms, std::string_view bod
   out.str.clear();
   out.hash.clear();
   out.list.clear();
+  out.list.set_version(0);
   out.set.clear();
   out.zset.clear();
   out.stream = StreamValue();
@@ -219,6 +222,11 @@ Status decode_body(uint8_t type_byte, int64_t expire_at_ms, std::string_view bod
       if (!e) return std::unexpected(e.error());
       if (list) out.list.push_back(std::string(*e));
       else out.set.emplace(*e);
+    }
+    if (list && !r.done()) {  // the list's change number
+      auto version = r.varint();
+      if (!version) return std::unexpected(version.error());
+      out.list.set_version(*version);
     }
     if (!r.done()) return make_error(Errc::kCorruption, "trailing bytes after a stored collection");
     return {};

@@ -89,6 +89,70 @@ TEST(Delta, ListOpsApplyInOrderAndAreNotIdempotent) {
   EXPECT_FALSE(apply_delta(v, pop.ops()));
 }
 
+// A list change sealed with the list's change number is idempotent: applied to a list that
+// already has the number (or a later one) it does nothing; applied to the list it was made on it
+// applies and gives the list the number. Ops that do not fit a list they were not made on stop
+// without error under the guard (replication replays those only before a reset).
+TEST(Delta, SealedListChangesAreGuardedByTheListsChangeNumber) {
+  Value v = empty_of(ValueType::kList);
+  v.list.push_back("a");
+  v.list.set_version(7);
+  const Value before = v;
+  Delta d;
+  v.list.push_back("b");
+  (void)v.list.pop_front();
+  d.list_push(false, "b");
+  d.list_pop(true, 1);
+  EXPECT_FALSE(d.idempotent());
+  d.seal_list(v.list, before.list.version());
+  EXPECT_TRUE(d.idempotent());
+  EXPECT_EQ(v.list.version(), 8u);
+  Value replayed = before;
+  ASSERT_TRUE(apply_delta(replayed, d.ops()));
+  EXPECT_TRUE(same_value(replayed, v));
+  ASSERT_TRUE(apply_delta(replayed, d.ops()));  // again: skipped
+  EXPECT_TRUE(same_value(replayed, v));
+  Value later = v;
+  later.list.push_back("c");
+  later.list.set_version(9);
+  const Value later_copy = later;
+  ASSERT_TRUE(apply_delta(later, d.ops()));
+  EXPECT_TRUE(same_value(later, later_copy));
+
+  // Under the guard, ops that do not fit stop quietly (a newer incarnation with lower numbers).
+  Value other = empty_of(ValueType::kList);
+  ASSERT_TRUE(apply_delta(other, d.ops()));  // push b, then pop 1 of [b]: fits
+  Delta big;
+  Value l = empty_of(ValueType::kList);
+  l.list.push_back("x");
+  big.list_pop(true, 1);
+  big.list_set(3, "y");
+  big.seal_list(l.list, 0);
+  Value small = empty_of(ValueType::kList);
+  small.list.push_back("only");
+  EXPECT_TRUE(apply_delta(small, big.ops()));
+  // Without a guard the same misfit is an error naming it.
+  Delta unguarded;
+  unguarded.list_set(3, "y");
+  EXPECT_FALSE(apply_delta(small, unguarded.ops()));
+
+  // The guard must come first, and a zero number is refused.
+  std::string ops(d.ops());
+  std::string misplaced = ops.substr(2) + ops.substr(0, 2);  // guard (op 22, varint 8) moved to the end
+  Value m = before;
+  auto st = apply_delta(m, misplaced);
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("must be the first op"), std::string::npos) << st.error().message;
+  Value z = before;
+  EXPECT_FALSE(apply_delta(z, std::string("\x16\x00", 2)));
+  // An unsealed change without ops stays undescribed.
+  Delta none;
+  Value q = empty_of(ValueType::kList);
+  none.seal_list(q.list, 4);
+  EXPECT_FALSE(none.described());
+  EXPECT_EQ(q.list.version(), 5u);
+}
+
 TEST(Delta, StreamOpsAreGuardedAndIdempotent) {
   Delta d;
   std::vector<std::string_view> fv = {"f", "v"};
@@ -280,12 +344,16 @@ TEST_P(DeltaJournal, ReopenGivesBackWhatDeltasBuilt) {
         break;
       case 3:
         n.change("l", ValueType::kList, [&](Value& v, Delta& d) {
+          const uint64_t before = v.list.version();
+          const bool sealed = rng() % 4 != 0;  // as the list commands do; some left unguarded
           if (v.list.size() > 3 && rng() % 3 == 0) {
             v.list.pop_front();
-            return d.list_pop(true, 1);
+            d.list_pop(true, 1);
+          } else {
+            v.list.push_back(e);
+            d.list_push(false, e);
           }
-          v.list.push_back(e);
-          d.list_push(false, e);
+          if (sealed) d.seal_list(v.list, before);
         });
         break;
       case 4:
@@ -301,7 +369,16 @@ TEST_P(DeltaJournal, ReopenGivesBackWhatDeltasBuilt) {
     }
     if (::testing::Test::HasFatalFailure()) return;
   }
-  for (const char* k : {"h", "s", "z", "l", "x"}) {
+  // A small list is journaled whole: its change number is stored with its elements.
+  for (int i = 0; i < 10; ++i)
+    n.change("sl", ValueType::kList, [&](Value& v, Delta& d) {
+      const uint64_t before = v.list.version();
+      v.list.push_back("e");
+      d.list_push(false, "e");
+      d.seal_list(v.list, before);
+    });
+  if (::testing::Test::HasFatalFailure()) return;
+  for (const char* k : {"h", "s", "z", "l", "x", "sl"}) {
     auto v = n.e().get(0, k, n.clock.now_ms());
     ASSERT_TRUE(v) << k;
     model[k] = copy_value(*v);
@@ -314,6 +391,8 @@ TEST_P(DeltaJournal, ReopenGivesBackWhatDeltasBuilt) {
     ASSERT_TRUE(v) << k;
     EXPECT_TRUE(same_value(copy_value(*v), want)) << "key " << k << " differs after reopen";
   }
+  EXPECT_EQ(model["sl"].list.version(), 10u);
+  EXPECT_GT(model["l"].list.version(), 100u);
   if (encrypted) {
     // No element of a delta reaches the disk in the clear.
     for (auto& f : std::filesystem::recursive_directory_iterator(n.dir.path())) {
