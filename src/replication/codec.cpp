@@ -9,7 +9,10 @@
 namespace keel::replication {
 namespace {
 
-constexpr uint8_t kVersion = 3;  // 2: resumable snapshot transfers; 3: settle_lsn
+// 2: resumable snapshot transfers; 3: settle_lsn; 4: the effects inside changed (dht/effect.h:
+// patches, op 4; a whole list carries its change number; list patches, delta op 22), so an
+// older node refuses them by version instead of misreading them.
+constexpr uint8_t kVersion = 4;
 enum Type : uint8_t {
   kAppend = 1,
   kAppendAck = 2,

@@ -69,11 +69,12 @@ TEST(ReplicationCodec, BadFieldsAreNamed) {
     EXPECT_FALSE(r);
     return r ? std::string() : r.error().message;
   };
-  EXPECT_NE(msg("\x04\x01").find("version 4"), std::string::npos);
+  EXPECT_NE(msg("\x05\x01").find("version 5"), std::string::npos);
   EXPECT_NE(msg("\x02\x01").find("version 2"), std::string::npos);  // before settle_lsn
-  EXPECT_NE(msg(std::string("\x03\x09", 2)).find("type 9"), std::string::npos);
+  EXPECT_NE(msg("\x03\x01").find("version 3"), std::string::npos);  // before list patches
+  EXPECT_NE(msg(std::string("\x04\x09", 2)).find("type 9"), std::string::npos);
   // An Append claiming 2^40 entries in a few bytes is refused before allocating.
-  std::string huge = "\x03\x01";
+  std::string huge = "\x04\x01";
   huge += std::string("\x01\x00\x00\x00\x00", 5);  // epoch, prev, prev_epoch, commit, sent
   huge += "\x80\x80\x80\x80\x80\x20";              // count varint 2^40
   EXPECT_NE(msg(huge).find("append entry count"), std::string::npos);
@@ -104,7 +105,7 @@ TEST(ReplicationCodec, GarbageNeverCrashes) {
     size_t len = next() % 40;
     for (size_t j = 0; j < len; ++j) bytes.push_back(static_cast<char>(next()));
     if (len >= 2 && (i % 2)) {
-      bytes[0] = 2;
+      bytes[0] = 4;  // the current version
       bytes[1] = static_cast<char>(1 + next() % 6);
     }
     auto r = decode(bytes);
