@@ -23,6 +23,8 @@ fi
 if want cluster; then
   echo "== distributed hash map: 3-node keel vs 3-master Redis Cluster (redis-benchmark --cluster)"
   /usr/bin/python3 "$here/bench/cluster/cluster_bench.py" "$build"
+  echo "== a 100k-element list as a queue on a replicated cluster: keel vs Redis Cluster with replicas"
+  /usr/bin/python3 "$here/bench/cluster/big_list_bench.py" "$build"
 fi
 if want meta; then
   echo "== cluster metadata: 3-node keel (Rabia) vs 3-node etcd"

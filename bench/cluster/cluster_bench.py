@@ -89,6 +89,7 @@ class KeelCluster:
         self.root = tempfile.mkdtemp(prefix="keel-cbench-")
         peer = [free_port() for _ in range(self.n)]
         self.ports = [free_port() for _ in range(self.n)]
+        self.http_ports = [free_port() for _ in range(self.n)]
         peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(peer))
         self.procs = []
         for i in range(self.n):
@@ -96,7 +97,7 @@ class KeelCluster:
             os.makedirs(d)
             self.procs.append(subprocess.Popen(
                 [KEEL, "serve", "--engine", ENGINE, "--shards", "1", "--port", str(self.ports[i]),
-                 "--http-port", "0", "--data-dir", d, "--node-id", str(i + 1), "--peer-port", str(peer[i]),
+                 "--http-port", str(self.http_ports[i]), "--data-dir", d, "--node-id", str(i + 1), "--peer-port", str(peer[i]),
                  "--peers", peers, "--log-level", "warn",
                  "--set", "cluster.heartbeat_ms=50", "--set", "cluster.suspect_after_ms=300",
                  "--set", "cluster.dead_after_ms=1000",

@@ -191,7 +191,7 @@ struct ShardState {
   // in case the move is renewed (then it resumes); dropped at `leftover_drop_ms` otherwise.
   std::vector<uint32_t> leftover;
   int64_t leftover_drop_ms = 0;
-  std::atomic<uint64_t> forwarded{0}, forward_errors{0}, replicated{0};
+  std::atomic<uint64_t> forwarded{0}, forward_errors{0}, replicated{0}, replicated_bytes{0};
 };
 
 struct Service::Impl : std::enable_shared_from_this<Impl> {
@@ -893,6 +893,9 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     // The replica stays behind (unacknowledged) until it is sent a snapshot again.
     if (snapshot_refused) last = 0;
     s.replicated += out.apply.size();
+    uint64_t applied_bytes = 0;
+    for (auto& e : out.apply) applied_bytes += e.effect.size();
+    s.replicated_bytes += applied_bytes;
     if (snapshot_refused) copy.snapshot_failed(now_ms());  // start over once the disk takes writes
     if (applied) {
       // Written after the data it describes; a snapshot the disk refused part of holds no
@@ -2221,6 +2224,7 @@ ServiceStatus Service::status() {
     s.forwarded += st->forwarded;
     s.forward_errors += st->forward_errors;
     s.replicated_entries += st->replicated;
+    s.replicated_bytes += st->replicated_bytes;
   }
   s.failovers = im.failovers;
   s.partitions_moved = im.partitions_moved;

@@ -88,6 +88,7 @@ struct ServiceStatus {
   uint32_t partitions = 0, primaries_here = 0, replicas_here = 0;
   uint32_t under_replicated = 0;  // partitions with fewer copies than the target
   uint64_t forwarded = 0, forward_errors = 0, replicated_entries = 0, failovers = 0;
+  uint64_t replicated_bytes = 0;  // bytes of the effects in those entries
   // Rebalancing, as this node sees it: partitions whose copies are not yet where placement
   // puts them over the current members, out of how many when this rebalance began, and an
   // estimate of the time left (-1: unknown). The figures of the moves themselves are kept by

@@ -3,6 +3,7 @@
 replicated with a write quorum, and a primary killed with kill -9 under a write load fails
 over without losing an acknowledged write.
 """
+import random
 import os
 import shutil
 import subprocess
@@ -904,6 +905,77 @@ class CollectionsFailoverTest(unittest.TestCase):
             self.assertEqual(b.rpush(lkey, "more"), len(want_list) + 1)
             self.assertEqual(a.sadd(skey, "new"), 1)
             self.assertEqual(b.scard(skey), len(want_set) + 1)
+        finally:
+            c.cleanup()
+
+    def test_a_long_list_replicates_what_changed(self):
+        """A change to a long list reaches the replicas as the elements it changed (a patch
+        guarded by the list's change number), not as the list; the replicas' copies stay exact
+        (persistent engine: journaled by element on every copy), and survive kill -9 of the
+        primary."""
+        c = DhtCluster(engine="persistent").start()
+        try:
+            a, b = c.client(0), c.client(1)
+            maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
+            victim = c.nodes[2].port
+
+            def primary(key):
+                s = a.execute_command("CLUSTER", "KEYSLOT", key)
+                return next(p for (lo, hi), (p, _) in maps.items() if lo <= s <= hi)
+
+            key = next("{long%d}list" % i for i in range(1000) if primary("{long%d}list" % i) == victim)
+            model = ["element-%05d-%s" % (i, "x" * 30) for i in range(4000)]
+            for i in range(0, len(model), 500):
+                a.rpush(key, *model[i:i + 500])
+            received = lambda: sum(metric(k.http_port, "keel_dht_replicated_bytes_total") for k in c.nodes[:2])
+            base = received()
+            rnd = random.Random(11)
+            ops = 300
+            for i in range(ops):
+                e = "n%d" % i
+                kind = rnd.randrange(7)
+                if kind == 0:
+                    self.assertEqual(a.lpush(key, e), len(model) + 1)
+                    model.insert(0, e)
+                elif kind == 1:
+                    self.assertEqual(a.rpush(key, e), len(model) + 1)
+                    model.append(e)
+                elif kind == 2:
+                    self.assertEqual(a.lpop(key), model.pop(0).encode())
+                elif kind == 3:
+                    self.assertEqual(a.rpop(key, 2), [model.pop().encode(), model.pop().encode()])
+                elif kind == 4:
+                    j = rnd.randrange(len(model))
+                    self.assertTrue(a.lset(key, j, e))
+                    model[j] = e
+                elif kind == 5:
+                    pivot = model[rnd.randrange(len(model))]
+                    self.assertEqual(a.linsert(key, "BEFORE", pivot, e), len(model) + 1)
+                    model.insert(model.index(pivot), e)
+                else:
+                    self.assertEqual(a.lmove(key, key, "RIGHT", "LEFT"), model[-1].encode())
+                    model.insert(0, model.pop())
+            whole = len(b"".join(x.encode() for x in model))  # one copy of the list's elements
+            deadline = time.time() + 10
+            while time.time() < deadline and received() - base < ops * 2 * 10:
+                time.sleep(0.1)
+            sent = received() - base
+            # Two replicas received 300 changes: whole lists would be 300 x 2 x ~180 KB (~100 MB).
+            self.assertGreater(sent, ops * 2 * 10)
+            self.assertLess(sent, ops * 2 * 200, "replicas received %d bytes for %d changes to a list of %d bytes"
+                            % (sent, ops, whole))
+            self.assertEqual(b.lrange(key, 0, -1), [x.encode() for x in model])
+            c.nodes[2].kill9()
+            deadline = time.time() + 30
+            got = None
+            while time.time() < deadline:
+                try:
+                    got = b.lrange(key, 0, -1)
+                    break
+                except redis.RedisError:
+                    time.sleep(0.1)
+            self.assertEqual(got, [x.encode() for x in model])
+            self.assertEqual(b.rpush(key, "after"), len(model) + 1)
         finally:
             c.cleanup()
 

@@ -910,6 +910,8 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
           "# TYPE keel_dht_forward_errors_total counter\nkeel_dht_forward_errors_total {}\n"
           "# HELP keel_dht_replicated_entries_total Log entries this node applied as a replica.\n"
           "# TYPE keel_dht_replicated_entries_total counter\nkeel_dht_replicated_entries_total {}\n"
+          "# HELP keel_dht_replicated_bytes_total Bytes of the effects in the log entries this node applied as a replica.\n"
+          "# TYPE keel_dht_replicated_bytes_total counter\nkeel_dht_replicated_bytes_total {}\n"
           "# HELP keel_dht_failovers_total Partitions this node promoted a new primary for (as the failover manager).\n"
           "# TYPE keel_dht_failovers_total counter\nkeel_dht_failovers_total {}\n"
           "# HELP keel_dht_rebalance_remaining_partitions Partitions whose copies are not yet where placement puts them over the current members.\n"
@@ -931,7 +933,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
           "# HELP keel_dht_replica_lag_seconds How far behind its primary this node's most lagging in-sync replica copy may be (-1: none).\n"
           "# TYPE keel_dht_replica_lag_seconds gauge\nkeel_dht_replica_lag_seconds {}\n",
           mine.primaries, mine.replicas, d.under_replicated, d.map_version, d.forwarded, d.forward_errors,
-          d.replicated_entries, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
+          d.replicated_entries, d.replicated_bytes, d.failovers, d.rebalance_remaining, d.transfers_in_flight, d.partitions_moved,
           d.snapshot_bytes_sent, d.recovered_copies, d.stale_dropped, d.snapshots_resumed, d.replica_reads,
           d.replica_lag_max_ms < 0 ? -1.0 : static_cast<double>(d.replica_lag_max_ms) / 1000.0);
       if (d.members_known)
