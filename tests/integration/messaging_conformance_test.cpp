@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "keel/messaging/channels.h"
 #include "keel/messaging/messaging.h"
 #include "keel_process.h"
 
@@ -61,16 +62,28 @@ struct Backend {
   virtual Provider& provider() = 0;
   // A second provider for another thread (its own connection: a blocking read holds one).
   virtual Provider& second() = 0;
+  // Pub/sub over the same server (or in this process for the file backend).
+  virtual Channels& channels() = 0;
+  // Sends a command to the server (nullopt for the in-process backend).
+  virtual std::optional<keel::client::Reply> command(std::vector<std::string> args) = 0;
 };
 
 struct KeelBackend : Backend {
   keel::testing::KeelProcess node{{"--engine", "memory"}};
   std::optional<keel::Client> client, client2;
   std::unique_ptr<Provider> p, p2;
+  std::unique_ptr<Channels> ch;
   KeelBackend() {
     EXPECT_TRUE(node.start()) << node.output();
     client.emplace(connect_retrying(static_cast<uint16_t>(node.resp_port())));
     p = resp_provider(*client);
+    ch = resp_channels(*client, {"127.0.0.1", static_cast<uint16_t>(node.resp_port())});
+  }
+  Channels& channels() override { return *ch; }
+  std::optional<keel::client::Reply> command(std::vector<std::string> args) override {
+    auto r = client->command(std::move(args));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? std::optional<keel::client::Reply>(*r) : std::nullopt;
   }
   Provider& provider() override { return *p; }
   Provider& second() override {
@@ -97,8 +110,17 @@ struct RedisBackend : Backend {
     }
     client.emplace(connect_retrying(port));
     p = resp_provider(*client);
+    ch = resp_channels(*client, {"127.0.0.1", port});
+  }
+  std::unique_ptr<Channels> ch;
+  Channels& channels() override { return *ch; }
+  std::optional<keel::client::Reply> command(std::vector<std::string> args) override {
+    auto r = client->command(std::move(args));
+    EXPECT_TRUE(r) << r.error().to_string();
+    return r ? std::optional<keel::client::Reply>(*r) : std::nullopt;
   }
   ~RedisBackend() override {
+    ch.reset();
     p.reset();
     p2.reset();
     client.reset();
@@ -126,7 +148,10 @@ struct FileBackend : Backend {
     dir = mkdtemp(tmpl);
     p = file_provider(dir);
   }
+  std::unique_ptr<Channels> ch = local_channels();
   ~FileBackend() override { std::filesystem::remove_all(dir); }
+  Channels& channels() override { return *ch; }
+  std::optional<keel::client::Reply> command(std::vector<std::string>) override { return std::nullopt; }
   Provider& provider() override { return *p; }
   Provider& second() override { return *p; }  // one instance serves every thread
 };
@@ -334,8 +359,151 @@ TEST_P(Conformance, ARequestNobodyAnswersTimesOutAndItsLateAnswerIsDropped) {
   EXPECT_EQ(second->item, "second");
 }
 
+// Pub/sub (at most once): ChannelPublisher / ChannelSubscriber over RESP (keel, Redis) and in
+// this process (the "file" backend's local_channels()).
+using ChanPub = ChannelPublisher<Order, OrderCodec>;
+using ChanSub = ChannelSubscriber<Order, OrderCodec>;
+
+ChanSub channel_subscriber(Channels& c, ChannelSubscriberOptions o) {
+  auto s = ChanSub::open(c, std::move(o));
+  EXPECT_TRUE(s) << s.error().to_string();
+  return std::move(*s);
+}
+
+// Takes up to `n` deliveries, waiting at most 2 s for each.
+std::vector<ChannelDelivery<Order>> receive(ChanSub& s, size_t n) {
+  std::vector<ChannelDelivery<Order>> got;
+  while (got.size() < n) {
+    auto m = s.next(2s);
+    EXPECT_TRUE(m) << m.error().to_string();
+    if (!m || !*m) break;
+    got.push_back(std::move(**m));
+  }
+  return got;
+}
+
+TEST_P(Conformance, ChannelMessagesReachEverySubscriberInOrderWithTheirHeaders) {
+  auto& c = b_->channels();
+  auto s1 = channel_subscriber(c, {.channels = {"news"}});
+  auto s2 = channel_subscriber(c, {.channels = {"news", "other"}});
+  auto sp = channel_subscriber(c, {.patterns = {"ne[wx]?"}});
+  ChanPub pub(c, "news");
+  for (int i = 1; i <= 3; ++i) {
+    auto n = pub.publish({i, "n" + std::to_string(i)}, {{"traceparent", "00-t-s-01"}});
+    ASSERT_TRUE(n) << n.error().to_string();
+    EXPECT_EQ(*n, 3);  // as PUBLISH counts: two channel subscriptions and one pattern
+  }
+  for (ChanSub* s : {&s1, &s2, &sp}) {
+    auto got = receive(*s, 3);
+    ASSERT_EQ(got.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      const auto& m = got[static_cast<size_t>(i)];
+      EXPECT_EQ(m.channel, "news");
+      EXPECT_EQ(m.value.id, i + 1);
+      EXPECT_EQ(m.value.item, "n" + std::to_string(i + 1));
+      ASSERT_TRUE(m.headers.find("traceparent"));
+      EXPECT_EQ(*m.headers.find("traceparent"), "00-t-s-01");
+      ASSERT_TRUE(m.headers.find("message-id"));
+      EXPECT_EQ(m.headers.find("message-id")->size(), 32u);
+    }
+    auto none = s->next(100ms);
+    ASSERT_TRUE(none);
+    EXPECT_FALSE(*none);
+  }
+}
+
+TEST_P(Conformance, ChannelMessagesAreNotKeptForLaterSubscribers) {
+  auto& c = b_->channels();
+  ChanPub pub(c, "live");
+  auto before = pub.publish({1, "nobody listens"});
+  ASSERT_TRUE(before);
+  EXPECT_EQ(*before, 0);
+  auto s = channel_subscriber(c, {.channels = {"live"}});
+  ASSERT_TRUE(pub.publish({2, "heard"}));
+  auto got = receive(s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value.id, 2);  // the first was not stored
+}
+
+TEST_P(Conformance, APlainClientsChannelMessageReadsWithoutHeadersAndGarbageIsSkipped) {
+  auto& c = b_->channels();
+  auto s = channel_subscriber(c, {.channels = {"raw"}});
+  ASSERT_TRUE(c.publish("raw", "not-an-order"));
+  ASSERT_TRUE(c.publish("raw", std::string("\0KM1\x05", 5)));  // the envelope's prefix, then nonsense
+  ASSERT_TRUE(c.publish("raw", "5|plain"));
+  auto got = receive(s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value.id, 5);
+  EXPECT_EQ(got[0].value.item, "plain");
+  EXPECT_TRUE(got[0].headers.empty());
+  EXPECT_EQ(s.undecodable(), 2u);
+}
+
+TEST_P(Conformance, ABrokenChannelSubscriptionIsMadeAgainAndLosesWhatCameMeanwhile) {
+  if (GetParam() == "file") GTEST_SKIP() << "an in-process subscription cannot break";
+  auto& c = b_->channels();
+  auto s = channel_subscriber(c, {.channels = {"cut"}});
+  // The server cuts a subscriber whose output passes the pubsub buffer limit (Redis's rule).
+  ASSERT_TRUE(b_->command({"CONFIG", "SET", "client-output-buffer-limit", "pubsub 1024 512 0"}));
+  ChanPub pub(c, "cut");
+  ASSERT_TRUE(pub.publish({1, std::string(64 * 1024, 'x')}));
+  Result<std::optional<ChannelDelivery<Order>>> r = std::optional<ChannelDelivery<Order>>();
+  for (int i = 0; i < 20 && r; ++i) r = s.next(200ms);  // the big one may or may not arrive first
+  ASSERT_FALSE(r) << "the subscription should have been cut";
+  EXPECT_EQ(s.resubscribed(), 0u);
+  ASSERT_TRUE(b_->command({"CONFIG", "SET", "client-output-buffer-limit", "pubsub 32mb 8mb 60"}));
+  ASSERT_TRUE(pub.publish({2, "lost"}));  // nobody subscribed: gone
+  auto again = s.next(100ms);             // subscribes again first
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(s.resubscribed(), 1u);
+  ASSERT_TRUE(pub.publish({3, "after"}));
+  auto got = receive(s, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value.id, 3);
+}
+
 INSTANTIATE_TEST_SUITE_P(Providers, Conformance, ::testing::Values("keel", "redis", "file"),
                          [](const auto& info) { return info.param; });
+
+TEST(Channels, BadSubscriptionsAreRefusedWithWhatIsAllowed) {
+  auto c = local_channels();
+  auto s = ChanSub::open(*c, {});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(s.error().message.find("at least one channel or pattern"), std::string::npos);
+}
+
+TEST(Channels, AnInProcessSubscriberThatFallsBehindLosesMessagesNotThePublisher) {
+  auto c = local_channels(4);
+  auto slow = c->subscribe({"t"}, {});
+  ASSERT_TRUE(slow);
+  for (int i = 0; i < 10; ++i) {
+    auto n = c->publish("t", "m" + std::to_string(i));
+    ASSERT_TRUE(n);
+    EXPECT_EQ(*n, 1);
+  }
+  EXPECT_EQ(local_dropped(**slow), 6u);
+  for (int i = 0; i < 4; ++i) {
+    auto m = (*slow)->next(0ms);
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->data, "m" + std::to_string(i));
+  }
+}
+
+TEST(Channels, TheEnvelopeRoundTripsAndRefusesWhatIsTruncated) {
+  Headers h{{"a", "1"}, {"traceparent", std::string(55, 't')}};
+  const std::string e = encode_envelope("payload", h);
+  std::string payload;
+  Headers back;
+  ASSERT_TRUE(decode_envelope(e, payload, back));
+  EXPECT_EQ(payload, "payload");
+  EXPECT_EQ(back, h);
+  for (size_t cut = 5; cut < e.size() - 7; ++cut)
+    EXPECT_FALSE(decode_envelope(e.substr(0, cut), payload, back)) << "cut at " << cut;
+  ASSERT_TRUE(decode_envelope("plain text", payload, back));
+  EXPECT_EQ(payload, "plain text");
+  EXPECT_TRUE(back.empty());
+}
 
 TEST(MessagingOptions, BadOptionsAreRefusedWithWhatIsAllowed) {
   char tmpl[] = "/tmp/keel-msg-XXXXXX";
