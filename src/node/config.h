@@ -88,6 +88,7 @@ struct Config {
   uint64_t gateway_request_timeout_ms = 30000;  // one attempt, request sent to last byte of the answer
   uint64_t gateway_retries = 2;             // other instances tried after a connect failure (idempotent methods)
   uint64_t gateway_pool_max_idle = 32;      // kept-alive connections per upstream instance
+  uint64_t gateway_tunnel_idle_timeout_ms = 3600000;  // an upgraded (WebSocket) connection idle this long is closed
   uint64_t gateway_max_body = 16ull << 20;  // request body
   uint64_t gateway_max_response = 64ull << 20;
   uint64_t gateway_outlier_failures = 5;          // consecutive 5xx/connect failures/timeouts to eject; 0 = off

@@ -915,6 +915,7 @@ Status Node::start() {
     go.request_timeout_ms = static_cast<int64_t>(im.cfg.gateway_request_timeout_ms);
     go.retries = static_cast<uint32_t>(im.cfg.gateway_retries);
     go.pool_max_idle = static_cast<uint32_t>(im.cfg.gateway_pool_max_idle);
+    go.tunnel_idle_timeout_ms = static_cast<int64_t>(im.cfg.gateway_tunnel_idle_timeout_ms);
     go.max_body_bytes = im.cfg.gateway_max_body;
     go.access_log = im.cfg.gateway_access_log;
     go.max_response_bytes = im.cfg.gateway_max_response;

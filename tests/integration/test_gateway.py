@@ -387,6 +387,173 @@ class GatewayTest(unittest.TestCase):
         self.assertIn("no route matches GET /v1/routes", body["error"]["message"])
 
 
+class WsUpstream:
+    """A WebSocket upstream on raw sockets: answers the handshake (101 with the
+    Sec-WebSocket-Accept of RFC 6455), greets at once in the same write as its 101, then answers
+    each text frame with "echo: <text>". A path ending in /refuse is answered 400 instead."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.closed_by_peer = threading.Event()
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        import base64
+        import hashlib
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = c.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        head, rest = data.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        if lines[0].split()[1].endswith("/refuse"):
+            c.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 7\r\nConnection: close\r\n\r\nno ws\r\n")
+            c.close()
+            return
+        accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] + self.GUID).encode()).digest()).decode()
+        c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: %s\r\nX-Seen-Upgrade: %s\r\n\r\n" % (accept, headers.get("upgrade", ""))).encode()
+                  + ws_frame(b"hello", masked=False))
+        buf = rest
+        while True:
+            frame, buf = ws_read(c, buf)
+            if frame is None:
+                self.closed_by_peer.set()
+                c.close()
+                return
+            c.sendall(ws_frame(b"echo: " + frame, masked=False))
+
+    def stop(self):
+        self.sock.close()
+
+
+def ws_frame(payload, masked=True):
+    """One final text frame (payloads under 126 bytes)."""
+    assert len(payload) < 126
+    if not masked:
+        return bytes([0x81, len(payload)]) + payload
+    mask = os.urandom(4)
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read(sock, buf):
+    """(payload, rest of buf) of the next frame; (None, b"") when the connection closed."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+    if not need(2):
+        return None, b""
+    n = buf[1] & 0x7f
+    masked = buf[1] & 0x80
+    start = 2 + (4 if masked else 0)
+    if not need(start + n):
+        return None, b""
+    payload = buf[start:start + n]
+    if masked:
+        payload = bytes(b ^ buf[2 + i % 4] for i, b in enumerate(payload))
+    return payload, buf[start + n:]
+
+
+class GatewayWebSocketTest(unittest.TestCase):
+    """WebSocket upgrades pass through the gateway: the handshake goes to an instance and its 101
+    comes back, then bytes flow both ways until one side closes or the tunnel is idle for
+    gateway.tunnel_idle_timeout_ms."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.keel = Keel("--engine", "memory", "--shards", "1",
+                        "--set", "gateway.tunnel_idle_timeout_ms=1500").start()
+        cls.port = cls.keel.http_port
+        cls.up = WsUpstream()
+        st, body = register(cls.port, "chat", "c-1", cls.up.address, ["GET /ws/{room}"])
+        assert st == 200, body
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.up.stop()
+        cls.keel.cleanup()
+
+    def handshake(self, path):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.sendall(("GET %s HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % path).encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        head, rest = data.split(b"\r\n\r\n", 1)
+        return s, head.decode(), rest
+
+    def metric(self, name):
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=10).read().decode()
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def test_messages_flow_both_ways_through_the_tunnel(self):
+        before = self.metric("keel_gateway_tunnels_total")
+        s, head, rest = self.handshake("/ws/lobby")
+        self.assertTrue(head.startswith("HTTP/1.1 101"), head)
+        lower = head.lower()
+        # RFC 6455's example key gives this accept value: the upstream's answer, passed through.
+        self.assertIn("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=", lower)
+        self.assertIn("upgrade: websocket", lower)
+        self.assertIn("connection: upgrade", lower)
+        self.assertIn("x-seen-upgrade: websocket", lower)  # the upstream was asked to upgrade
+        greeting, rest = ws_read(s, rest)
+        self.assertEqual(greeting, b"hello")  # sent with the 101, before the client said anything
+        for i in range(20):
+            s.sendall(ws_frame(b"message %d" % i))
+            got, rest = ws_read(s, rest)
+            self.assertEqual(got, b"echo: message %d" % i)
+        self.assertEqual(self.metric("keel_gateway_tunnels_open"), 1)
+        self.up.closed_by_peer.clear()
+        s.close()
+        self.assertTrue(self.up.closed_by_peer.wait(5), "the upstream never saw the client leave")
+        self.assertTrue(eventually(lambda: self.metric("keel_gateway_tunnels_open") == 0, limit=5))
+        self.assertEqual(self.metric("keel_gateway_tunnels_total"), before + 1)
+
+    def test_an_idle_tunnel_is_closed(self):
+        s, head, rest = self.handshake("/ws/quiet")
+        self.assertTrue(head.startswith("HTTP/1.1 101"), head)
+        greeting, rest = ws_read(s, rest)
+        self.assertEqual(greeting, b"hello")
+        t0 = time.time()
+        s.settimeout(10)
+        self.assertEqual(s.recv(100), b"")  # closed by keel after 1.5 s without a byte
+        self.assertGreater(time.time() - t0, 1.2)
+        s.close()
+
+    def test_a_refused_upgrade_is_answered_as_the_upstream_answered(self):
+        s, head, rest = self.handshake("/ws/refuse")
+        self.assertTrue(head.startswith("HTTP/1.1 400"), head)
+        s.close()
+
+
 class Flaky:
     """An upstream whose answer status and health-path status the test sets."""
 

@@ -89,6 +89,20 @@ bool idempotent(bhttp::verb v) {
          v == bhttp::verb::options;
 }
 
+// The protocol a request asks to switch to (its Upgrade header, when its Connection header
+// names "upgrade"), or "" for an ordinary request.
+template <class Fields>
+std::string upgrade_of(const Fields& f) {
+  auto up = f.find(bhttp::field::upgrade);
+  if (up == f.end()) return {};
+  for (auto it = f.find(bhttp::field::connection); it != f.end() && it->name() == bhttp::field::connection; ++it) {
+    std::string v(it->value().data(), it->value().size());
+    std::transform(v.begin(), v.end(), v.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (v.find("upgrade") != std::string::npos) return std::string(up->value().data(), up->value().size());
+  }
+  return {};
+}
+
 // Hop-by-hop headers (RFC 9110 7.6.1) and those a Connection header names.
 template <class Fields>
 void strip_hop_by_hop(Fields& f) {
@@ -324,6 +338,12 @@ std::string Gateway::Impl::metrics_text() const {
       if (key.first == s && !h.state.healthy()) ++n;
     out += fmt::format("keel_gateway_instances_unhealthy{{service=\"{}\"}} {}\n", s, n);
   }
+  out += fmt::format(
+      "# HELP keel_gateway_tunnels_total Upgraded connections (WebSocket) relayed to an upstream.\n"
+      "# TYPE keel_gateway_tunnels_total counter\nkeel_gateway_tunnels_total {}\n"
+      "# HELP keel_gateway_tunnels_open Upgraded connections (WebSocket) being relayed now.\n"
+      "# TYPE keel_gateway_tunnels_open gauge\nkeel_gateway_tunnels_open {}\n",
+      tunnels_total, tunnels_open);
   out += stats_text();
   return out;
 }
@@ -425,8 +445,9 @@ std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
 awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& address, Upstream& up, GwRequest& out,
                                                          bool can_retry) {
   auto ex = co_await asio::this_coro::executor;
+  const bool upgrade = !upgrade_of(out).empty();
   for (int pass = 0; pass < 2; ++pass) {
-    auto c = take_idle(up);
+    auto c = upgrade ? nullptr : take_idle(up);  // an upgrade takes its connection for good
     bool reused = c != nullptr;
     if (!c) {
       c = std::make_unique<Conn>(ex);
@@ -484,6 +505,11 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
     }
     Attempt a;
     a.res = parser.release();
+    if (upgrade && a.res.result() == bhttp::status::switching_protocols) {
+      c->stream.expires_never();  // the relay keeps its own idle timer
+      a.upgraded = std::move(c);
+      co_return a;
+    }
     if (a.res.keep_alive() && up.idle.size() < opt.pool_max_idle) {
       c->stream.expires_never();
       up.idle.push_back(std::move(c));
@@ -497,7 +523,7 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
 }
 
 awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const std::string& client_ip,
-                                                          bool answer_unmatched) {
+                                                          bool answer_unmatched, std::unique_ptr<Conn>* tunnel) {
   unsigned ver = req.version();
   auto snap = routes.snapshot();
   const auto& table = snap->table;
@@ -546,6 +572,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     observe::LogEventScope ev(kAccessEvent);
     alog().info("{}", line.dump(-1, ' ', false, json::error_handler_t::replace));
   }
+  if (tunnel && outcome.tunnel) *tunnel = std::move(outcome.tunnel);
   co_return res;
 }
 
@@ -655,6 +682,7 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
 
   // What the upstream sees: hop-by-hop headers gone, X-Forwarded-*, a trace parent.
   std::string orig_host = host.empty() ? std::string() : std::string(sv(req[bhttp::field::host]));
+  const std::string upgrade = upgrade_of(req);  // a WebSocket handshake, passed on
   strip_hop_by_hop(req);
   if (auto xff = req.find("X-Forwarded-For"); xff != req.end())
     req.set("X-Forwarded-For", fmt::format("{}, {}", sv(xff->value()), client_ip));
@@ -672,6 +700,10 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
   if (opt.access_log) outcome.traceparent = std::string(sv(req["traceparent"]));
   req.keep_alive(true);
   req.prepare_payload();
+  if (!upgrade.empty()) {
+    req.set(bhttp::field::connection, "Upgrade");
+    req.set(bhttp::field::upgrade, upgrade);
+  }
   bool may_retry = idempotent(req.method());
 
   std::vector<std::string> failures;
@@ -744,7 +776,14 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
       }
     }
     if (a.fail == Fail::kNone) {
+      const std::string accepted = a.upgraded ? std::string(sv(a.res[bhttp::field::upgrade])) : std::string();
       strip_hop_by_hop(a.res);
+      if (a.upgraded) {  // the switch, answered as the upstream did; the caller relays the bytes
+        a.res.set(bhttp::field::connection, "Upgrade");
+        a.res.set(bhttp::field::upgrade, accepted);
+        outcome.tunnel = std::move(a.upgraded);
+        ++tunnels_total;
+      }
       a.res.version(ver);
       ++proxied;
       answer = std::move(a.res);
@@ -823,7 +862,8 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"hash_key", opt.policy == gateway::Policy::kConsistentHash ? json(opt.hash_key.text()) : json()},
                                {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
                                           {"errors_503", errors_503}, {"errors_504", errors_504},
-                                          {"ejections", ejections}, {"rate_limited", rate_limited}}}});
+                                          {"ejections", ejections}, {"rate_limited", rate_limited},
+                                          {"tunnels", tunnels_total}, {"tunnels_open", tunnels_open}}}});
   }
   if (path == "/v1/routes/match") {
     std::string m = "GET", p, h;

@@ -41,6 +41,8 @@ struct GatewayOptions {
   uint64_t max_response_bytes = 64ull << 20;
   gateway::OutlierOptions outlier;  // passive ejection: consecutive 5xx / connect failures / timeouts
   bool access_log = false;          // one JSON line per request that matched a route (event gateway.access)
+  // An upgraded connection (WebSocket) with no byte either way for this long is closed.
+  int64_t tunnel_idle_timeout_ms = 3600000;
 };
 
 class Gateway {

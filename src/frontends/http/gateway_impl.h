@@ -31,16 +31,26 @@ using GwResponse = boost::beast::http::response<boost::beast::http::string_body>
 struct Gateway::Impl {
   Impl(routing::Service& r, GatewayOptions o);
 
+  struct Conn {
+    explicit Conn(const boost::asio::any_io_executor& ex) : stream(ex) {}
+    boost::beast::tcp_stream stream;
+    boost::beast::flat_buffer buf;
+  };
   // A request that matches a route: forwarded (the answer, or a gateway error). nullopt when no
   // route matches (the caller answers for itself). `req` gains X-Forwarded-* headers.
   // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
+  // An upgrade (WebSocket) that the upstream accepted comes back as its 101 answer with the
+  // upstream connection in `*tunnel` (with any bytes the upstream sent after its 101 in its
+  // buffer): the caller writes the 101 and then relays bytes both ways (tunnel()).
   boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
-                                                          bool answer_unmatched);
+                                                          bool answer_unmatched,
+                                                          std::unique_ptr<Conn>* tunnel = nullptr);
   // What proxy_route did, for the access log.
   struct Outcome {
     std::string upstream;     // "service/id" of the last instance tried; "" when none was
     uint32_t attempts = 0;    // instances tried
     std::string traceparent;  // the one sent upstream (only with gateway.access_log)
+    std::unique_ptr<Conn> tunnel;  // an accepted upgrade's upstream connection
   };
   // proxy() once a route matched: the rate limit, the choice of an instance, the attempts.
   // `snap`, `path_segs`, `host` and `outcome` live in proxy()'s frame.
@@ -51,11 +61,6 @@ struct Gateway::Impl {
   // /v1/routes and below.
   boost::asio::awaitable<GwResponse> handle_api(const GwRequest& req, std::string_view path, std::string_view query);
 
-  struct Conn {
-    explicit Conn(const boost::asio::any_io_executor& ex) : stream(ex) {}
-    boost::beast::tcp_stream stream;
-    boost::beast::flat_buffer buf;
-  };
   struct Upstream {
     std::vector<std::unique_ptr<Conn>> idle;
     uint32_t inflight = 0;
@@ -65,6 +70,7 @@ struct Gateway::Impl {
     Fail fail = Fail::kNone;
     std::string why;
     GwResponse res;
+    std::unique_ptr<Conn> upgraded;  // the connection, when the answer is a 101 to an upgrade
   };
   boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent);
   std::unique_ptr<Conn> take_idle(Upstream& up);
@@ -110,6 +116,8 @@ struct Gateway::Impl {
   gateway::GatewayStats stats;  // per route and per service, for /metrics; shard 0 only
   // Counters (shard 0 only), shown by GET /v1/routes.
   uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0, rate_limited = 0;
+  // Upgraded connections (WebSocket) relayed: begun, and open now.
+  uint64_t tunnels_total = 0, tunnels_open = 0;
 };
 
 }  // namespace keel::http

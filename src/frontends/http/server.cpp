@@ -7,6 +7,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -1466,6 +1467,76 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
   co_return res;
 }
 
+namespace {
+
+// Relays bytes both ways between a client and the upstream of an upgraded connection
+// (WebSocket through the gateway), starting with what either side sent past its handshake,
+// until one side closes or nothing passes either way for `idle_ms`; then closes both.
+struct RelayState {
+  explicit RelayState(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  bool done = false;
+};
+
+template <class From, class To>
+awaitable<void> relay_one_way(From& from, To& to, beast::flat_buffer& early, RelayState& st,
+                              std::function<void()> close_both) {
+  if (early.size() > 0) {
+    auto [ec, n] = co_await asio::async_write(to, early.data(), asio::as_tuple(use_awaitable));
+    early.consume(early.size());
+    if (ec) {
+      close_both();
+      co_return;
+    }
+  }
+  std::vector<char> chunk(16 * 1024);
+  for (;;) {
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(chunk), asio::as_tuple(use_awaitable));
+    if (ec || n == 0) break;
+    st.last = std::chrono::steady_clock::now();
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(chunk.data(), n), asio::as_tuple(use_awaitable));
+    if (wec) break;
+  }
+  close_both();
+}
+
+awaitable<void> relay_watchdog(std::shared_ptr<RelayState> st, std::chrono::milliseconds idle,
+                               std::function<void()> close_both) {
+  while (!st->done) {
+    st->timer.expires_after(std::min<std::chrono::milliseconds>(idle, std::chrono::milliseconds(1000)));
+    co_await st->timer.async_wait(asio::as_tuple(use_awaitable));
+    if (st->done) co_return;
+    if (std::chrono::steady_clock::now() - st->last >= idle) {
+      close_both();
+      co_return;
+    }
+  }
+}
+
+template <class Stream>
+awaitable<void> relay(Stream& client, beast::tcp_stream& client_tcp, beast::flat_buffer& client_early,
+                      Gateway::Impl::Conn& up, int64_t idle_ms) {
+  using namespace asio::experimental::awaitable_operators;
+  auto ex = co_await asio::this_coro::executor;
+  client_tcp.expires_never();
+  up.stream.expires_never();
+  auto st = std::make_shared<RelayState>(ex);
+  auto close_both = [&client_tcp, &up] {
+    boost::system::error_code ec;
+    client_tcp.socket().close(ec);
+    up.stream.socket().close(ec);
+  };
+  asio::co_spawn(ex, relay_watchdog(st, std::chrono::milliseconds(std::max<int64_t>(idle_ms, 1)), close_both),
+                 asio::detached);
+  co_await (relay_one_way(client, up.stream, client_early, *st, close_both) &&
+            relay_one_way(up.stream, client, up.buf, *st, close_both));
+  st->done = true;
+  st->timer.cancel();
+}
+
+}  // namespace
+
 // Defined before session(), which instantiates them.
 template <class Stream>
 awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, const Peer& peer) {
@@ -1516,9 +1587,23 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
     std::optional<Response> answer;
     bool proxied = false;
+    std::unique_ptr<Gateway::Impl::Conn> tunnel;  // an upgrade the upstream accepted
     if (gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
-      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only);
+      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &tunnel);
       proxied = answer.has_value();
+    }
+    if (tunnel) {
+      // WebSocket (or any upgrade) through the gateway: the upstream's 101 as it is, then the
+      // bytes of both sides relayed until one closes (no keep-alive after it).
+      if (tracer) trace_request(req, *answer, t0);
+      auto [wec, wn] = co_await bhttp::async_write(stream, *answer, asio::as_tuple(use_awaitable));
+      if (!wec) {
+        auto& g = gateway->impl();
+        ++g.tunnels_open;
+        co_await relay(stream, tcp, buf, *tunnel, g.opt.tunnel_idle_timeout_ms);
+        --g.tunnels_open;
+      }
+      break;
     }
     if (!answer && acl) answer = co_await authorize(req, peer);
     if (!answer && req.method() == bhttp::verb::get &&
