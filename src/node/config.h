@@ -90,7 +90,8 @@ struct Config {
   uint64_t gateway_pool_max_idle = 32;      // kept-alive connections per upstream instance
   uint64_t gateway_tunnel_idle_timeout_ms = 3600000;  // an upgraded (WebSocket) connection idle this long is closed
   uint64_t gateway_max_body = 16ull << 20;  // request body
-  uint64_t gateway_max_response = 64ull << 20;
+  uint64_t gateway_max_response = 0;  // largest answer relayed (0 = no limit)
+  uint64_t gateway_stream_above = 256u << 10;  // larger answers, and those of unknown length, relayed as they arrive
   uint64_t gateway_outlier_failures = 5;          // consecutive 5xx/connect failures/timeouts to eject; 0 = off
   uint64_t gateway_outlier_ejection_ms = 30000;   // x times ejected
   uint64_t gateway_outlier_max_ejection_ms = 300000;

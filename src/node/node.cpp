@@ -919,6 +919,7 @@ Status Node::start() {
     go.max_body_bytes = im.cfg.gateway_max_body;
     go.access_log = im.cfg.gateway_access_log;
     go.max_response_bytes = im.cfg.gateway_max_response;
+    go.stream_above_bytes = im.cfg.gateway_stream_above;
     go.outlier.consecutive_failures = static_cast<uint32_t>(im.cfg.gateway_outlier_failures);
     go.outlier.base_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_ejection_ms);
     go.outlier.max_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_max_ejection_ms);

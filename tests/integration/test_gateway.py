@@ -387,6 +387,162 @@ class GatewayTest(unittest.TestCase):
         self.assertIn("no route matches GET /v1/routes", body["error"]["message"])
 
 
+class BodyUpstream:
+    """Answers GET /big/N with N bytes: with a Content-Length (/big), chunked (/chunked), or
+    ended by closing the connection (/close); PUT /echo answers the request body back."""
+
+    def __init__(self):
+        class Handler(hserver.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def body(self, n):
+                block = bytes(range(256)) * 256  # 64 KB, a pattern that shows reordering
+                while n > 0:
+                    part = block[:min(n, len(block))]
+                    yield part
+                    n -= len(part)
+
+            def do_GET(self):
+                kind, n = self.path.strip("/").split("/")
+                n = int(n)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                try:
+                    if kind == "big":
+                        self.send_header("Content-Length", str(n))
+                        self.end_headers()
+                        for part in self.body(n):
+                            self.wfile.write(part)
+                    elif kind == "chunked":
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        for part in self.body(n):
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.write(b"0\r\n\r\n")
+                    else:
+                        self.send_header("Connection", "close")
+                        self.end_headers()
+                        for part in self.body(n):
+                            self.wfile.write(part)
+                        self.close_connection = True
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        self.server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.handle_error = lambda *a: None  # a pooled connection closed by keel at the end
+        self.address = "127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def expected_body(n):
+    return ((bytes(range(256)) * 256) * (n // 65536 + 1))[:n]
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class GatewayStreamingTest(unittest.TestCase):
+    """Answers larger than gateway.stream_above, or of unknown length, are relayed as they
+    arrive: whatever their size, the node's memory stays put; what arrives is byte for byte what
+    the instance sent, with its length, chunked, or (HTTP/1.0) ended by the close."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.keel = Keel("--engine", "memory", "--shards", "1").start()
+        cls.limited = Keel("--engine", "memory", "--shards", "1", "--set", "gateway.max_response=1mb").start()
+        cls.up = BodyUpstream()
+        for k in (cls.keel, cls.limited):
+            st, body = register(k.http_port, "files", "f-1", cls.up.address,
+                                ["GET /big/{n}", "GET /chunked/{n}", "GET /close/{n}"])
+            assert st == 200, body
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.up.stop()
+        cls.keel.cleanup()
+        cls.limited.cleanup()
+
+    def get(self, port, path, version=11):
+        c = hclient.HTTPConnection("127.0.0.1", port, timeout=30)
+        if version == 10:
+            c._http_vsn, c._http_vsn_str = 10, "HTTP/1.0"
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+        finally:
+            c.close()
+
+    def test_large_answers_arrive_whole_in_every_framing(self):
+        n = 3 * 1000 * 1000 + 17
+        st, h, body = self.get(self.keel.http_port, "/big/%d" % n)
+        self.assertEqual(st, 200)
+        self.assertEqual(h.get("content-length"), str(n))
+        self.assertEqual(body, expected_body(n))
+        st, h, body = self.get(self.keel.http_port, "/chunked/%d" % n)
+        self.assertEqual(st, 200)
+        self.assertEqual(h.get("transfer-encoding"), "chunked")
+        self.assertEqual(body, expected_body(n))
+        st, h, body = self.get(self.keel.http_port, "/close/%d" % n)
+        self.assertEqual(body, expected_body(n))
+        st, h, body = self.get(self.keel.http_port, "/chunked/%d" % n, version=10)
+        self.assertEqual(body, expected_body(n))  # no chunked to HTTP/1.0: ended by the close
+        self.assertNotIn("transfer-encoding", h)
+        # A small answer of known length is still read whole and relayed on a kept-alive pool.
+        st, h, body = self.get(self.keel.http_port, "/big/100")
+        self.assertEqual(body, expected_body(100))
+        # Several answers on one kept-alive client connection, streamed ones among them.
+        c = hclient.HTTPConnection("127.0.0.1", self.keel.http_port, timeout=30)
+        for path, size in (("/chunked/%d", 500000), ("/big/%d", 300), ("/big/%d", 400000), ("/chunked/%d", 10)):
+            c.request("GET", path % size)
+            r = c.getresponse()
+            self.assertEqual(r.read(), expected_body(size), path)
+        c.close()
+
+    def test_memory_stays_bounded_whatever_the_answers_size(self):
+        pid = self.keel.proc.pid
+        st, _, body = self.get(self.keel.http_port, "/big/%d" % (4 << 20))  # warm up
+        base = rss_kb(pid)
+        n = 200 << 20
+        c = hclient.HTTPConnection("127.0.0.1", self.keel.http_port, timeout=60)
+        c.request("GET", "/big/%d" % n)  # a known length above gateway.stream_above
+        r = c.getresponse()
+        got, peak = 0, base
+        while True:
+            part = r.read(1 << 20)
+            if not part:
+                break
+            got += len(part)
+            if got % (16 << 20) < (1 << 20):
+                peak = max(peak, rss_kb(pid))
+        c.close()
+        self.assertEqual(got, n)
+        # 200 MB went through; buffered, the node would have held all of it.
+        self.assertLess(peak - base, 40 * 1024, "RSS grew from %d KB to %d KB" % (base, peak))
+
+    def test_max_response_refuses_a_known_length_and_cuts_an_unknown_one(self):
+        st, _, body = self.get(self.limited.http_port, "/big/%d" % (2 << 20))
+        self.assertEqual(st, 502)
+        self.assertIn("larger than gateway.max_response", json.loads(body)["error"]["message"])
+        st, _, body = self.get(self.limited.http_port, "/big/%d" % (512 << 10))
+        self.assertEqual(len(body), 512 << 10)
+        with self.assertRaises((hclient.IncompleteRead, ConnectionError)):
+            self.get(self.limited.http_port, "/chunked/%d" % (2 << 20))
+
+
 class WsUpstream:
     """A WebSocket upstream on raw sockets: answers the handshake (101 with the
     Sec-WebSocket-Accept of RFC 6455), greets at once in the same write as its 101, then answers
@@ -587,6 +743,7 @@ class Flaky:
 
         self.server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.handle_error = lambda *a: None  # a pooled connection closed by keel at the end
         self.address = "127.0.0.1:%d" % self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

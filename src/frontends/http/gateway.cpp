@@ -483,10 +483,39 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
                                            : "sending the request failed: " + wec.message();
       co_return a;
     }
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(opt.max_response_bytes);
-    if (out.method() == bhttp::verb::head) parser.skip(true);
-    auto [rec, rn] = co_await bhttp::async_read(c->stream, c->buf, parser, asio::as_tuple(use_awaitable));
+    // The header first: a large answer, or one of unknown length, is relayed as it arrives.
+    bhttp::response_parser<bhttp::empty_body> head;
+    head.body_limit(std::numeric_limits<uint64_t>::max());  // the length is judged below
+    if (out.method() == bhttp::verb::head) head.skip(true);
+    auto [hec, hn] = co_await bhttp::async_read_header(c->stream, c->buf, head, asio::as_tuple(use_awaitable));
+    const auto length = hec ? boost::optional<uint64_t>() : head.content_length();
+    if (!hec && !head.is_done() && !(upgrade && head.get().result() == bhttp::status::switching_protocols) &&
+        (!length || *length > opt.stream_above_bytes)) {
+      if (opt.max_response_bytes && length && *length > opt.max_response_bytes) {
+        Attempt a;
+        a.fail = Fail::kTooLarge;
+        a.why = fmt::format("the answer ({} bytes) is larger than gateway.max_response ({} bytes)", *length,
+                            opt.max_response_bytes);
+        co_return a;
+      }
+      Attempt a;
+      a.res.base() = head.get().base();
+      a.streamed = std::make_unique<Streamed>(std::move(head), std::move(c), address);
+      a.streamed->parser.body_limit(opt.max_response_bytes ? opt.max_response_bytes : std::numeric_limits<uint64_t>::max());
+      co_return a;
+    }
+    boost::system::error_code rec = hec;
+    bool got_some = head.got_some();
+    std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+    if (!rec) {
+      parser.emplace(std::move(head));
+      parser->body_limit(opt.max_response_bytes ? opt.max_response_bytes : std::numeric_limits<uint64_t>::max());
+      if (!parser->is_done()) {
+        auto [bec, bn] = co_await bhttp::async_read(c->stream, c->buf, *parser, asio::as_tuple(use_awaitable));
+        rec = bec;
+      }
+      got_some = true;
+    }
     if (rec) {
       Attempt a;
       if (rec == beast::error::timeout) {
@@ -496,15 +525,15 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
       }
       // Closed before a byte of the answer on a reused connection: the upstream dropped an idle
       // connection as we sent; it did not take the request. Idempotent requests go again.
-      if (reused && !parser.got_some() && can_retry) continue;
+      if (reused && !got_some && can_retry) continue;
       a.fail = rec == bhttp::error::body_limit ? Fail::kTooLarge : Fail::kBroken;
       a.why = rec == bhttp::error::body_limit
-                  ? fmt::format("the answer is larger than gateway.max_response_bytes ({} bytes)", opt.max_response_bytes)
+                  ? fmt::format("the answer is larger than gateway.max_response ({} bytes)", opt.max_response_bytes)
                   : "reading the answer failed: " + rec.message();
       co_return a;
     }
     Attempt a;
-    a.res = parser.release();
+    a.res = parser->release();
     if (upgrade && a.res.result() == bhttp::status::switching_protocols) {
       c->stream.expires_never();  // the relay keeps its own idle timer
       a.upgraded = std::move(c);
@@ -522,8 +551,15 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
   co_return a;
 }
 
+void Gateway::Impl::give_back(Streamed& s) {
+  auto it = upstreams.find(s.address);
+  if (it == upstreams.end() || it->second.idle.size() >= opt.pool_max_idle || !s.conn) return;
+  s.conn->stream.expires_never();
+  it->second.idle.push_back(std::move(s.conn));
+}
+
 awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const std::string& client_ip,
-                                                          bool answer_unmatched, std::unique_ptr<Conn>* tunnel) {
+                                                          bool answer_unmatched, Handoff* handoff) {
   unsigned ver = req.version();
   auto snap = routes.snapshot();
   const auto& table = snap->table;
@@ -572,7 +608,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
     observe::LogEventScope ev(kAccessEvent);
     alog().info("{}", line.dump(-1, ' ', false, json::error_handler_t::replace));
   }
-  if (tunnel && outcome.tunnel) *tunnel = std::move(outcome.tunnel);
+  if (handoff) *handoff = std::move(outcome.handoff);
   co_return res;
 }
 
@@ -781,8 +817,12 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
       if (a.upgraded) {  // the switch, answered as the upstream did; the caller relays the bytes
         a.res.set(bhttp::field::connection, "Upgrade");
         a.res.set(bhttp::field::upgrade, accepted);
-        outcome.tunnel = std::move(a.upgraded);
+        outcome.handoff.tunnel = std::move(a.upgraded);
         ++tunnels_total;
+      }
+      if (a.streamed) {
+        outcome.handoff.streamed = std::move(a.streamed);
+        ++streamed_total;
       }
       a.res.version(ver);
       ++proxied;
@@ -863,7 +903,8 @@ awaitable<GwResponse> Gateway::Impl::handle_api(const GwRequest& req, std::strin
                                {"stats", {{"proxied", proxied}, {"retries", retries}, {"errors_502", errors_502},
                                           {"errors_503", errors_503}, {"errors_504", errors_504},
                                           {"ejections", ejections}, {"rate_limited", rate_limited},
-                                          {"tunnels", tunnels_total}, {"tunnels_open", tunnels_open}}}});
+                                          {"tunnels", tunnels_total}, {"tunnels_open", tunnels_open},
+                                          {"streamed", streamed_total}}}});
   }
   if (path == "/v1/routes/match") {
     std::string m = "GET", p, h;

@@ -38,7 +38,8 @@ struct GatewayOptions {
   uint32_t retries = 2;                // further instances tried after a connect failure (idempotent methods)
   uint32_t pool_max_idle = 32;         // kept-alive upstream connections per instance
   uint64_t max_body_bytes = 16ull << 20;
-  uint64_t max_response_bytes = 64ull << 20;
+  uint64_t max_response_bytes = 0;          // largest answer relayed (0 = no limit)
+  uint64_t stream_above_bytes = 256u << 10;  // answers larger, or of unknown length, relayed as they arrive
   gateway::OutlierOptions outlier;  // passive ejection: consecutive 5xx / connect failures / timeouts
   bool access_log = false;          // one JSON line per request that matched a route (event gateway.access)
   // An upgraded connection (WebSocket) with no byte either way for this long is closed.

@@ -36,21 +36,40 @@ struct Gateway::Impl {
     boost::beast::tcp_stream stream;
     boost::beast::flat_buffer buf;
   };
+  // An answer whose body is relayed as it arrives (larger than gateway.stream_above, or of
+  // unknown length): the upstream connection with the parser past the answer's header.
+  struct Streamed {
+    Streamed(boost::beast::http::response_parser<boost::beast::http::empty_body>&& head, std::unique_ptr<Conn> c,
+             std::string addr)
+        : conn(std::move(c)), parser(std::move(head)), address(std::move(addr)) {}
+    std::unique_ptr<Conn> conn;
+    boost::beast::http::response_parser<boost::beast::http::buffer_body> parser;
+    std::string address;  // the instance's, to give the connection back to its pool
+  };
+  // What the caller of proxy() finishes after the answer's header: an upgrade's relay, or a
+  // streamed body.
+  struct Handoff {
+    std::unique_ptr<Conn> tunnel;        // an accepted upgrade's upstream connection
+    std::unique_ptr<Streamed> streamed;  // the rest of a streamed answer
+  };
   // A request that matches a route: forwarded (the answer, or a gateway error). nullopt when no
   // route matches (the caller answers for itself). `req` gains X-Forwarded-* headers.
   // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
   // An upgrade (WebSocket) that the upstream accepted comes back as its 101 answer with the
-  // upstream connection in `*tunnel` (with any bytes the upstream sent after its 101 in its
-  // buffer): the caller writes the 101 and then relays bytes both ways (tunnel()).
+  // upstream connection in `handoff->tunnel` (with any bytes the upstream sent after its 101
+  // in its buffer): the caller writes the 101 and then relays bytes both ways. A streamed
+  // answer comes back as its header (hop-by-hop fields gone) with the rest in
+  // `handoff->streamed`: the caller writes the header and relays the body (then give_back()).
   boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
-                                                          bool answer_unmatched,
-                                                          std::unique_ptr<Conn>* tunnel = nullptr);
+                                                          bool answer_unmatched, Handoff* handoff = nullptr);
+  // A streamed answer's connection, once its body was relayed whole: back to the pool.
+  void give_back(Streamed& s);
   // What proxy_route did, for the access log.
   struct Outcome {
     std::string upstream;     // "service/id" of the last instance tried; "" when none was
     uint32_t attempts = 0;    // instances tried
     std::string traceparent;  // the one sent upstream (only with gateway.access_log)
-    std::unique_ptr<Conn> tunnel;  // an accepted upgrade's upstream connection
+    Handoff handoff;
   };
   // proxy() once a route matched: the rate limit, the choice of an instance, the attempts.
   // `snap`, `path_segs`, `host` and `outcome` live in proxy()'s frame.
@@ -71,6 +90,7 @@ struct Gateway::Impl {
     std::string why;
     GwResponse res;
     std::unique_ptr<Conn> upgraded;  // the connection, when the answer is a 101 to an upgrade
+    std::unique_ptr<Streamed> streamed;  // an answer to relay as it arrives (res holds its header)
   };
   boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent);
   std::unique_ptr<Conn> take_idle(Upstream& up);
@@ -116,8 +136,8 @@ struct Gateway::Impl {
   gateway::GatewayStats stats;  // per route and per service, for /metrics; shard 0 only
   // Counters (shard 0 only), shown by GET /v1/routes.
   uint64_t proxied = 0, retries = 0, errors_502 = 0, errors_503 = 0, errors_504 = 0, ejections = 0, rate_limited = 0;
-  // Upgraded connections (WebSocket) relayed: begun, and open now.
-  uint64_t tunnels_total = 0, tunnels_open = 0;
+  // Upgraded connections (WebSocket) relayed: begun, and open now. Answers streamed.
+  uint64_t tunnels_total = 0, tunnels_open = 0, streamed_total = 0;
 };
 
 }  // namespace keel::http

@@ -1535,6 +1535,56 @@ awaitable<void> relay(Stream& client, beast::tcp_stream& client_tcp, beast::flat
   st->timer.cancel();
 }
 
+// Writes a streamed gateway answer: `header` (what proxy() answered: the upstream's status and
+// fields, hop-by-hop gone) with the body read from the upstream as it arrives, 64 KB at a time.
+// The length is the upstream's when it gave one; otherwise the body goes chunked to an HTTP/1.1
+// client, or to the connection's close to an HTTP/1.0 one (`keep` then becomes false). Returns
+// whether the whole body went through (the client connection is unusable otherwise).
+template <class Stream>
+awaitable<bool> relay_streamed(Stream& client, beast::tcp_stream& client_tcp, const Response& header,
+                               Gateway::Impl::Streamed& up, bool& keep, unsigned client_version,
+                               int64_t upstream_timeout_ms, int64_t client_timeout_s) {
+  auto& p = up.parser;
+  auto& m = p.get();
+  const auto length = p.content_length();
+  m.base() = header.base();
+  if (length) {
+    m.content_length(*length);
+  } else if (client_version >= 11) {
+    m.chunked(true);
+  } else {
+    keep = false;
+  }
+  m.keep_alive(keep);
+  bhttp::response_serializer<bhttp::buffer_body> sr{m};
+  client_tcp.expires_after(std::chrono::seconds(client_timeout_s));
+  auto [hec, hn] = co_await bhttp::async_write_header(client, sr, asio::as_tuple(use_awaitable));
+  if (hec) co_return false;
+  std::vector<char> chunk(64 * 1024);
+  do {
+    if (!p.is_done()) {
+      m.body().data = chunk.data();
+      m.body().size = chunk.size();
+      up.conn->stream.expires_after(std::chrono::milliseconds(upstream_timeout_ms));
+      auto [rec, rn] = co_await bhttp::async_read(up.conn->stream, up.conn->buf, p, asio::as_tuple(use_awaitable));
+      if (rec == bhttp::error::need_buffer) rec = {};
+      if (rec) co_return false;  // the upstream broke (or passed gateway.max_response) mid-body
+      m.body().size = chunk.size() - m.body().size;
+      m.body().data = chunk.data();
+      m.body().more = !p.is_done();
+    } else {
+      m.body().data = nullptr;
+      m.body().size = 0;
+      m.body().more = false;
+    }
+    client_tcp.expires_after(std::chrono::seconds(client_timeout_s));
+    auto [wec, wn] = co_await bhttp::async_write(client, sr, asio::as_tuple(use_awaitable));
+    if (wec == bhttp::error::need_buffer) wec = {};
+    if (wec) co_return false;
+  } while (!p.is_done() || !sr.is_done());
+  co_return true;
+}
+
 }  // namespace
 
 // Defined before session(), which instantiates them.
@@ -1587,11 +1637,20 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
     std::optional<Response> answer;
     bool proxied = false;
-    std::unique_ptr<Gateway::Impl::Conn> tunnel;  // an upgrade the upstream accepted
+    Gateway::Impl::Handoff handoff;  // an upgrade the upstream accepted, or a streamed answer
     if (gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
-      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &tunnel);
+      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &handoff);
       proxied = answer.has_value();
     }
+    if (handoff.streamed) {
+      if (tracer) trace_request(req, *answer, t0);
+      bool ok = co_await relay_streamed(stream, tcp, *answer, *handoff.streamed, keep, req.version(),
+                                        gateway->impl().opt.request_timeout_ms, opt.idle_timeout_s);
+      if (ok && handoff.streamed->parser.keep_alive()) gateway->impl().give_back(*handoff.streamed);
+      if (!ok || !keep) break;
+      continue;
+    }
+    auto& tunnel = handoff.tunnel;
     if (tunnel) {
       // WebSocket (or any upgrade) through the gateway: the upstream's 101 as it is, then the
       // bytes of both sides relayed until one closes (no keep-alive after it).
