@@ -24,6 +24,7 @@
 #include "base/clock.h"
 #include "frontends/http/gateway_impl.h"
 #include "frontends/http/server.h"
+#include "frontends/http/write_plain.h"
 #include "observe/log_context.h"
 #include "observe/trace_context.h"
 #include "runtime/shards.h"
@@ -430,11 +431,16 @@ std::string Gateway::Impl::stats_text() const {
 }
 
 std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
+  const auto now = std::chrono::steady_clock::now();
   while (!up.idle.empty()) {
     auto c = std::move(up.idle.back());
     up.idle.pop_back();
     // A kept-alive connection the upstream closed (or that carries unexpected bytes) is not
-    // reused: a non-blocking peek tells without consuming anything.
+    // reused: a non-blocking peek tells without consuming anything. One back in the pool for
+    // less than a second is taken without the system call (under load, every request would
+    // pay it); should the upstream have closed it all the same, forward() sends again on a
+    // fresh connection when nothing of the answer came (idempotent methods).
+    if (now - c->idle_since < std::chrono::seconds(1)) return c;
     char byte;
     ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return c;
@@ -472,7 +478,7 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
       c->stream.socket().set_option(tcp::no_delay(true), nec);
     }
     c->stream.expires_after(std::chrono::milliseconds(opt.request_timeout_ms));
-    auto [wec, wn] = co_await bhttp::async_write(c->stream, out, asio::as_tuple(use_awaitable));
+    auto wec = co_await write_plain(c->stream, out);
     if (wec) {
       // A kept-alive connection closed under us: the request did not get through; once more
       // on a fresh connection.
@@ -541,6 +547,7 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
     }
     if (a.res.keep_alive() && up.idle.size() < opt.pool_max_idle) {
       c->stream.expires_never();
+      c->idle_since = std::chrono::steady_clock::now();
       up.idle.push_back(std::move(c));
     }
     co_return a;
@@ -555,6 +562,7 @@ void Gateway::Impl::give_back(Streamed& s) {
   auto it = upstreams.find(s.address);
   if (it == upstreams.end() || it->second.idle.size() >= opt.pool_max_idle || !s.conn) return;
   s.conn->stream.expires_never();
+  s.conn->idle_since = std::chrono::steady_clock::now();
   it->second.idle.push_back(std::move(s.conn));
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -35,6 +36,7 @@ struct Gateway::Impl {
     explicit Conn(const boost::asio::any_io_executor& ex) : stream(ex) {}
     boost::beast::tcp_stream stream;
     boost::beast::flat_buffer buf;
+    std::chrono::steady_clock::time_point idle_since;  // when it went back to the pool
   };
   // An answer whose body is relayed as it arrives (larger than gateway.stream_above, or of
   // unknown length): the upstream connection with the parser past the answer's header.

@@ -36,6 +36,7 @@
 #include "frontends/http/metrics.h"
 #include "frontends/http/resp_reply.h"
 #include "frontends/http/ui_page.h"
+#include "frontends/http/write_plain.h"
 #include "frontends/resp/server_async.h"
 #include "frontends/resp/command.h"
 #include "observe/health_board.h"
@@ -1682,7 +1683,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     } else {
       res.prepare_payload();
     }
-    auto [wec, wn] = co_await bhttp::async_write(stream, res, asio::as_tuple(use_awaitable));
+    auto wec = co_await write_plain(stream, res);
     if (wec || !keep) break;
   }
 }
