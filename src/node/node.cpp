@@ -38,6 +38,7 @@
 #include "frontends/resp/server.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/transit_service.h"
 #include "security/token.h"
 #include "security/pki.h"
 #include "security/tls.h"
@@ -120,6 +121,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<dht::Service> dht;           // the distributed hash map, when node_id != 0
   std::unique_ptr<security::Acl> acl;          // users and access rules (kept in `meta`)
   std::unique_ptr<security::AclService> acl_service;
+  std::unique_ptr<security::TransitService> transit;
   std::atomic<int64_t> tls_not_after{0};  // the served certificate (tls.cert_file): unix seconds (0: no TLS listener)
   // TLS: the listeners' contexts (replaced on reload) and peer links' mutual TLS.
   std::shared_ptr<security::TlsContextSlot> resp_tls, http_tls;
@@ -819,6 +821,8 @@ Status Node::start() {
                               static_cast<int64_t>(im.cfg.auth_lockout_max_ms), 65536});
   im.acl_service = std::make_unique<security::AclService>(*im.acl);
   im.resp->set_acl(im.acl_service.get());
+  im.transit = std::make_unique<security::TransitService>();
+  im.resp->set_transit(im.transit.get());
   im.caches = std::make_unique<cache::Service>(
       *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
                                                                              : cache::EngineKind::kPersistent);
@@ -893,6 +897,7 @@ Status Node::start() {
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
   im.http->set_acl(im.acl_service.get());
+  im.http->set_transit(im.transit.get());
   {
     routing::Options rop;
     if (!im.cfg.gateway_routes_file.empty()) {
@@ -1011,6 +1016,8 @@ Status Node::start() {
     im.routes->start();
     im.acl_service->set_meta(im.meta.get());
     im.acl_service->start();
+    im.transit->set_meta(im.meta.get());
+    im.transit->start();
     if (im.cfg.gateway_enabled) im.gateway->start(*im.shards);
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
@@ -1134,6 +1141,7 @@ void Node::stop() {
   if (im.caches) im.caches->stop();
   if (im.routes) im.routes->stop();
   if (im.acl_service) im.acl_service->stop();
+  if (im.transit) im.transit->stop();
   if (im.gateway) im.gateway->stop();
   if (im.dht) im.dht->stop();
   if (im.meta) im.meta->stop();

@@ -56,6 +56,7 @@ enum Category : unsigned {
   kCatScripting,
   kCatCache,  // CACHE.*
   kCatRoute,  // ROUTE.*
+  kCatTransit,  // TRANSIT.*
   kCatCount,
 };
 inline constexpr uint64_t cat_bit(Category c) { return uint64_t{1} << c; }

@@ -42,6 +42,7 @@
 #include "observe/health_board.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/transit_service.h"
 #include "security/http_signature.h"
 #include "security/audit.h"
 #include "security/meta_redact.h"
@@ -251,6 +252,8 @@ struct Server::Impl {
   awaitable<Response> handle_list(const Request& req, const Query& q);
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
+  awaitable<Response> handle_transit(const Request& req, std::string_view path);
+  security::TransitService* transit = nullptr;
   awaitable<Response> handle_cluster_status(const Request& req);
   // GET /v1/signals: the signal catalogue, the routes in force and the signals file's state.
   Response handle_signals(const Request& req);
@@ -1088,6 +1091,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     co_return json_response(req, bhttp::status::ok, done);
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
+  if (path == "/v1/transit" || path.starts_with("/v1/transit/")) co_return co_await handle_transit(req, path);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
     if (!gateway)
       co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "the gateway is off on this node (gateway.enabled = no)");
@@ -1212,6 +1216,29 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   }
   if (path == "/v1/routes" || path.starts_with("/v1/routes/"))
     return {del ? "route.deregister" : "route.register", "", ""};
+  if (path == "/v1/transit" || path.starts_with("/v1/transit/")) {
+    // /v1/transit/keys[/{name}[/rotate|/config]], /v1/transit/{op}/{name}
+    std::string_view rest = path.size() > 12 ? path.substr(12) : std::string_view();
+    size_t slash = rest.find('/');
+    std::string_view first = rest.substr(0, slash);
+    std::string_view tail = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (first == "keys") {
+      if (tail.empty()) return {"transit.list"};
+      size_t s2 = tail.find('/');
+      std::string name = decoded(tail.substr(0, s2));
+      std::string_view action = s2 == std::string_view::npos ? std::string_view() : tail.substr(s2 + 1);
+      if (action == "rotate") return {"transit.rotate", name};
+      if (action == "config") return {"transit.config", name, "deletion_allowed", "no"};
+      if (get) return {"transit.info", name};
+      if (del) return {"transit.delete", name};
+      return {"transit.create", name};
+    }
+    std::string name = decoded(tail);
+    if (first == "verify") return {"transit.verify", name, "", ""};
+    if (first == "encrypt" || first == "decrypt" || first == "rewrap" || first == "sign")
+      return {"transit." + std::string(first), name, ""};
+    return {"transit.list"};
+  }
   if (path == "/v1/cluster/status") return {"cluster", "info"};
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
@@ -1866,6 +1893,191 @@ Response meta_error(const Request& req, const Error& e) {
   return error_response(req, status_for(e.code), errc_name(e.code), e.message);
 }
 
+json transit_key_json(const security::transit::Key& k) {
+  json j{{"name", k.name},
+         {"type", std::string(security::transit::type_name(k.type))},
+         {"latest_version", k.latest()},
+         {"min_decryption_version", k.min_decryption_version},
+         {"deletion_allowed", k.deletion_allowed},
+         {"created_ms", k.created_ms}};
+  auto pub = security::transit::public_keys(k);
+  if (!pub.empty()) {
+    json p = json::object();
+    for (auto& [v, raw] : pub) p[std::to_string(v)] = keel::base64_encode(raw);
+    j["public_keys"] = p;
+  }
+  return j;
+}
+
+Response transit_error(const Request& req, const Error& e) {
+  if (e.code == Errc::kAlreadyExists) return error_response(req, bhttp::status::conflict, "ALREADY_EXISTS", e.message);
+  if (e.code == Errc::kLimitExceeded) return error_response(req, bhttp::status::bad_request, "LIMIT_EXCEEDED", e.message);
+  return meta_error(req, e);
+}
+
+}  // namespace
+
+// /v1/transit (docs/security.md, "Transit keys"): the same TransitService as TRANSIT.*. Bytes
+// travel base64 in JSON ("plaintext", "context", "input"), as in Vault's Transit.
+awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string_view path) {
+  namespace tr = security::transit;
+  if (!transit)
+    co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE",
+                             "transit keys are not available on this node (they need cluster metadata)");
+  const bool get = req.method() == bhttp::verb::get, post = req.method() == bhttp::verb::post,
+             put = req.method() == bhttp::verb::put, del = req.method() == bhttp::verb::delete_;
+  std::string_view rest = path.size() > 12 ? path.substr(12) : std::string_view();
+  size_t slash = rest.find('/');
+  std::string_view first = rest.substr(0, slash);
+  std::string_view tail = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+  json body = json::object();
+  if (!req.body().empty()) {
+    body = json::parse(req.body(), nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "the body must be a JSON object");
+  }
+  // A base64 field of the body ("" when absent and optional).
+  auto bytes_field = [&](const char* name, bool required, std::string& out) -> std::optional<Response> {
+    if (!body.contains(name)) {
+      if (!required) return std::nullopt;
+      return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            fmt::format("the body needs \"{}\" (base64)", name));
+    }
+    if (!body[name].is_string())
+      return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", fmt::format("\"{}\" must be a string", name));
+    auto b = keel::base64_decode(body[name].get<std::string>());
+    if (!b)
+      return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            fmt::format("\"{}\" is not base64 (standard alphabet, padded)", name));
+    out = std::move(*b);
+    return std::nullopt;
+  };
+  auto text_field = [&](const char* name, std::string& out) -> std::optional<Response> {
+    if (!body.contains(name) || !body[name].is_string())
+      return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            fmt::format("the body needs \"{}\" (a keel:v<N>:... string)", name));
+    out = body[name].get<std::string>();
+    return std::nullopt;
+  };
+  if (first == "keys") {
+    if (tail.empty()) {
+      if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+      json names = json::array();
+      for (auto& n : transit->names()) names.push_back(n);
+      co_return json_response(req, bhttp::status::ok, json{{"keys", names}});
+    }
+    size_t s2 = tail.find('/');
+    std::string name;
+    if (!url_decode(tail.substr(0, s2), name, false))
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "bad percent-encoding in the key name");
+    if (auto st = tr::check_name(name); !st)
+      co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", st.error().message);
+    std::string_view action = s2 == std::string_view::npos ? std::string_view() : tail.substr(s2 + 1);
+    Result<std::shared_ptr<const tr::Key>> k = std::shared_ptr<const tr::Key>();
+    std::string change;
+    if (action == "rotate" && post) {
+      k = co_await transit->rotate(name);
+      change = "rotate";
+    } else if (action == "config" && post) {
+      std::optional<uint32_t> minv;
+      std::optional<bool> deletion;
+      if (body.contains("min_decryption_version")) {
+        if (!body["min_decryption_version"].is_number_unsigned())
+          co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                                   "\"min_decryption_version\" must be a version number");
+        minv = body["min_decryption_version"].get<uint32_t>();
+      }
+      if (body.contains("deletion_allowed")) {
+        if (!body["deletion_allowed"].is_boolean())
+          co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                                   "\"deletion_allowed\" must be true or false");
+        deletion = body["deletion_allowed"].get<bool>();
+      }
+      k = co_await transit->configure(name, minv, deletion);
+      change = "config";
+    } else if (action.empty() && (put || post)) {
+      tr::KeyType type = tr::KeyType::kAes256Gcm;
+      if (body.contains("type")) {
+        auto t = body["type"].is_string() ? tr::parse_type(body["type"].get<std::string>())
+                                          : Result<tr::KeyType>(std::unexpected(Error{Errc::kInvalidArgument, "\"type\" must be a string"}));
+        if (!t) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", t.error().message);
+        type = *t;
+      }
+      k = co_await transit->create(name, type);
+      change = "create";
+    } else if (action.empty() && get) {
+      auto key = transit->find(name);
+      if (!key)
+        co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no transit key named '{}'", name));
+      co_return json_response(req, bhttp::status::ok, transit_key_json(*key));
+    } else if (action.empty() && del) {
+      auto st = co_await transit->remove(name);
+      if (!st) co_return transit_error(req, st.error());
+      security::audit::emit(security::audit::kTransitKey,
+                            {{"transit_key", name}, {"change", "delete"}, {"by", http_caller(req)}, {"door", "http"}});
+      co_return json_response(req, bhttp::status::ok, json{{"name", name}, {"deleted", true}});
+    } else {
+      co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                               "transit keys: GET, PUT or DELETE /v1/transit/keys/{name}; POST .../rotate; POST .../config");
+    }
+    if (!k) co_return transit_error(req, k.error());
+    security::audit::emit(security::audit::kTransitKey, {{"transit_key", name},
+                                                         {"change", change},
+                                                         {"version", std::to_string((*k)->latest())},
+                                                         {"by", http_caller(req)},
+                                                         {"door", "http"}});
+    co_return json_response(req, change == "create" ? bhttp::status::created : bhttp::status::ok, transit_key_json(**k));
+  }
+  if (!post)
+    co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                             "use POST /v1/transit/{encrypt|decrypt|rewrap|sign|verify}/{name}");
+  std::string name;
+  if (!url_decode(tail, name, false) || name.empty())
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "name the key: /v1/transit/" +
+                                                                                      std::string(first) + "/{name}");
+  auto key = transit->find(name);
+  if (!key)
+    co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no transit key named '{}'", name));
+  std::string context;
+  if (auto e = bytes_field("context", false, context)) co_return *e;
+  Result<std::string> out = std::string();
+  const char* field = "ciphertext";
+  if (first == "encrypt") {
+    std::string plain;
+    if (auto e = bytes_field("plaintext", true, plain)) co_return *e;
+    out = tr::encrypt(*key, plain, context);
+  } else if (first == "decrypt") {
+    std::string ct;
+    if (auto e = text_field("ciphertext", ct)) co_return *e;
+    out = tr::decrypt(*key, ct, context);
+    if (out) co_return json_response(req, bhttp::status::ok, json{{"plaintext", keel::base64_encode(*out)}});
+  } else if (first == "rewrap") {
+    std::string ct;
+    if (auto e = text_field("ciphertext", ct)) co_return *e;
+    out = tr::rewrap(*key, ct, context);
+  } else if (first == "sign") {
+    std::string input;
+    if (auto e = bytes_field("input", true, input)) co_return *e;
+    out = tr::sign(*key, input);
+    field = "signature";
+  } else if (first == "verify") {
+    std::string input, sig;
+    if (auto e = bytes_field("input", true, input)) co_return *e;
+    if (auto e = text_field("signature", sig)) co_return *e;
+    auto ok = tr::verify(*key, input, sig);
+    if (!ok) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", ok.error().message);
+    co_return json_response(req, bhttp::status::ok, json{{"valid", *ok}});
+  } else {
+    co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                             fmt::format("no transit operation '{}'; allowed: keys, encrypt, decrypt, rewrap, sign, verify",
+                                         first.substr(0, 40)));
+  }
+  if (!out) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", out.error().message);
+  co_return json_response(req, bhttp::status::ok, json{{field, *out}});
+}
+
+namespace {
+
 // A key and its value as /v1/meta shows them; the security domain's secrets redacted
 // (security/meta_redact.h), for every caller.
 json kv_json(std::string_view domain, const cluster::KeyValue& kv) {
@@ -2291,6 +2503,8 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
   co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
                            "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
 }
+
+void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
 
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;

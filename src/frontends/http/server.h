@@ -31,6 +31,7 @@ class Gateway;
 }
 namespace keel::security {
 class AclService;
+class TransitService;
 class TlsContextSlot;
 }
 namespace keel::observe {
@@ -82,6 +83,8 @@ class Server {
   // Users and access rules govern /v1/* (Authorization: Basic); /health/*, /metrics and the
   // UI page stay open. Null: everything open. Call before start().
   void set_acl(security::AclService* acl);
+  // /v1/transit: transit keys (the node's TransitService). Call before start().
+  void set_transit(security::TransitService* transit);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
   // Answers /health/ready from `board` (observe/health_board.h). Call before start().

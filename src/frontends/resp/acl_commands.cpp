@@ -53,6 +53,7 @@ uint64_t command_categories(const CommandSpec& s) {
   else if (g == "scripting") c |= cat_bit(kCatScripting);
   else if (g == "cache") c |= cat_bit(kCatCache);
   else if (g == "route") c |= cat_bit(kCatRoute);
+  else if (g == "transit") c |= cat_bit(kCatTransit);
   if (kKeyspaceExtra.count(s.name)) c |= cat_bit(kCatKeyspace);
   if (s.name == "readonly" || s.name == "readwrite" || s.name == "asking" || s.name == "command")
     c |= cat_bit(kCatConnection);
@@ -64,7 +65,8 @@ uint64_t command_categories(const CommandSpec& s) {
   c |= (s.flags & kFast) ? cat_bit(kCatFast) : cat_bit(kCatSlow);
   // keel's administrative families.
   if (s.name == "cache.create" || s.name == "cache.drop" || s.name == "cache.clear" || s.name == "route.register" ||
-      s.name == "route.deregister")
+      s.name == "route.deregister" || s.name == "transit.create" || s.name == "transit.rotate" ||
+      s.name == "transit.config" || s.name == "transit.delete")
     c |= cat_bit(kCatAdmin);
   return c;
 }

@@ -33,6 +33,7 @@ struct Table {
     register_cluster_commands(specs);
     register_cache_commands(specs);
     register_route_commands(specs);
+    register_transit_commands(specs);
     register_pubsub_commands(specs);
     register_acl_commands(specs);
     for (auto& s : specs) {

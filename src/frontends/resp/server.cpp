@@ -27,6 +27,7 @@
 #include "base/slots.h"
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/route_admin.h"
+#include "frontends/resp/transit_admin.h"
 #include "security/acl_service.h"
 #include "security/audit.h"
 #include "security/tls.h"
@@ -298,6 +299,7 @@ struct Server::Impl {
   std::atomic<uint64_t> obuf_hard, obuf_soft, obuf_soft_s;  // PubSubLimits, CONFIG SET-able
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
   routing::Service* routes = nullptr;  // ROUTE.* (set before the shards run)
+  security::TransitService* transit = nullptr;  // TRANSIT.* (set before the shards run)
   security::AclService* acl_service = nullptr;  // users and access rules (set before start)
   security::Acl* acl = nullptr;
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
@@ -755,6 +757,9 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
                                  {"door", "resp"}, {"addr", client_ip(c.client.addr)}, {"via", "CONFIG SET requirepass"}});
           r.ok();
         }
+      } else if (!spec->handler && spec->group == "transit") {  // TRANSIT.*
+        if (transit) co_await execute_transit(*transit, *spec, argv, r);
+        else r.error("ERR transit keys are not available on this node (they need cluster metadata)");
       } else if (!spec->handler && spec->group == "route") {  // ROUTE.REGISTER, DEREGISTER
         if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
         else r.error("ERR the gateway's route registration is not running on this node");
@@ -2975,6 +2980,7 @@ void Server::count_output_limit_disconnection(unsigned shard) {
 }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
+void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;
   impl_->acl = acl ? &acl->acl() : nullptr;

@@ -35,6 +35,7 @@ class Tracer;
 }
 namespace keel::security {
 class AclService;
+class TransitService;
 }
 
 namespace keel::resp {
@@ -107,6 +108,8 @@ class Server {
   void set_caches(cache::Service* caches);
   // ROUTE.REGISTER / ROUTE.DEREGISTER go to it (the gateway's registration service).
   void set_routes(routing::Service* routes);
+  // TRANSIT.* go to it (transit keys in cluster metadata). Call before start().
+  void set_transit(security::TransitService* transit);
   // Users and access rules: AUTH, HELLO AUTH, ACL, and the check before every command. Null
   // (the default): no users, `requirepass` through NodeView only. Call before start().
   void set_acl(security::AclService* acl);

@@ -1,0 +1,19 @@
+// TRANSIT.*: transit keys over RESP (docs/security.md, "Transit keys"), run by the server as
+// coroutines on the connection's shard through the node's TransitService, as the HTTP door's
+// /v1/transit does. Includes Asio: include only from .cpp files.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include "frontends/resp/command.h"
+
+namespace keel::security {
+class TransitService;
+}
+
+namespace keel::resp {
+
+boost::asio::awaitable<void> execute_transit(security::TransitService& transit, const CommandSpec& spec, Args argv,
+                                             Reply& r);
+
+}  // namespace keel::resp

@@ -1,0 +1,143 @@
+"""Transit keys (docs/security.md, "Transit keys") on a 3-node cluster: a key created through
+one node encrypts on another and rotates on the third (the keys live in cluster metadata);
+old ciphertexts decrypt until their version is retired; rewrap moves them to the latest
+version; Ed25519 keys sign and verify; the key material never shows through /v1/meta; access
+rules govern the TRANSIT.* commands; a key that does not allow deletion cannot be deleted; the
+keys survive kill -9 of a node.
+"""
+import base64
+import json
+import unittest
+
+import redis
+
+from harness import http
+from test_dht import DhtCluster
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+class TransitTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = DhtCluster().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.cleanup()
+
+    @property
+    def r(self):
+        # Fresh clients: a node restarted by a test listens on a new port.
+        return [self.c.client(i) for i in range(3)]
+
+    def http(self, i, method, path, body=None):
+        return http(method, self.c.nodes[i].http_port, path, json.dumps(body) if body is not None else None)
+
+    def test_a_key_made_on_one_node_works_on_every_node_across_rotations(self):
+        r1, r2, r3 = self.r
+        info = r1.execute_command("TRANSIT.CREATE", "payments")
+        self.assertIn(b"aes256-gcm", info)
+        with self.assertRaises(redis.ResponseError) as e:
+            r2.execute_command("TRANSIT.CREATE", "payments")
+        self.assertIn("exists", str(e.exception))
+        v1 = r2.execute_command("TRANSIT.ENCRYPT", "payments", "4111 1111", "CONTEXT", "tenant-7").decode()
+        self.assertTrue(v1.startswith("keel:v1:"))
+        st, body = self.http(2, "POST", "/v1/transit/keys/payments/rotate")
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["latest_version"], 2)
+        # The rotation answered once decided; the other nodes see it right after.
+        st, body = self.http(0, "POST", "/v1/transit/encrypt/payments", {"plaintext": b64("4111 1111"),
+                                                                        "context": b64("tenant-7")})
+        self.assertEqual(st, 200, body)
+        v2 = body["ciphertext"]
+        self.assertTrue(v2.startswith("keel:v2:"), v2)
+        for node in range(3):
+            for ct in (v1, v2):
+                st, body = self.http(node, "POST", "/v1/transit/decrypt/payments",
+                                     {"ciphertext": ct, "context": b64("tenant-7")})
+                self.assertEqual((st, base64.b64decode(body["plaintext"])), (200, b"4111 1111"))
+        st, body = self.http(1, "POST", "/v1/transit/decrypt/payments", {"ciphertext": v1, "context": b64("tenant-8")})
+        self.assertEqual(st, 400)
+        self.assertIn("authentication failed", body["error"]["message"])
+        rewrapped = r3.execute_command("TRANSIT.REWRAP", "payments", v1, "CONTEXT", "tenant-7").decode()
+        self.assertTrue(rewrapped.startswith("keel:v2:"))
+        self.assertEqual(r1.execute_command("TRANSIT.CONFIG", "payments", "MIN_DECRYPTION_VERSION", "2"), b"OK")
+        with self.assertRaises(redis.ResponseError) as e:
+            r3.execute_command("TRANSIT.DECRYPT", "payments", v1, "CONTEXT", "tenant-7")
+        self.assertIn("below its min_decryption_version 2", str(e.exception))
+        self.assertEqual(r2.execute_command("TRANSIT.DECRYPT", "payments", rewrapped, "CONTEXT", "tenant-7"),
+                         b"4111 1111")
+
+    def test_signing_keys_sign_on_one_node_and_verify_on_another(self):
+        r1, r2, r3 = self.r
+        r1.execute_command("TRANSIT.CREATE", "releases", "TYPE", "ed25519")
+        sig = r2.execute_command("TRANSIT.SIGN", "releases", "artifact sha256 abc").decode()
+        self.assertEqual(r3.execute_command("TRANSIT.VERIFY", "releases", "artifact sha256 abc", sig), 1)
+        self.assertEqual(r3.execute_command("TRANSIT.VERIFY", "releases", "artifact sha256 abd", sig), 0)
+        st, body = self.http(0, "POST", "/v1/transit/verify/releases", {"input": b64("artifact sha256 abc"),
+                                                                       "signature": sig})
+        self.assertEqual((st, body), (200, {"valid": True}))
+        st, body = self.http(0, "GET", "/v1/transit/keys/releases")
+        self.assertEqual(st, 200)
+        self.assertEqual(len(base64.b64decode(body["public_keys"]["1"])), 32)
+        with self.assertRaises(redis.ResponseError) as e:
+            r1.execute_command("TRANSIT.ENCRYPT", "releases", "x")
+        self.assertIn("needs a key of type aes256-gcm", str(e.exception))
+
+    def test_key_material_never_shows_through_the_metadata_api(self):
+        self.r[0].execute_command("TRANSIT.CREATE", "hidden")
+        st, body = self.http(1, "GET", "/v1/meta?domain=transit")
+        self.assertEqual(st, 200)
+        self.assertTrue(body["items"])
+        for item in body["items"]:
+            self.assertEqual(item["value"], "<redacted>")
+        st, body = self.http(1, "PUT", "/v1/meta/keys/hidden?domain=transit", {"x": 1})
+        self.assertEqual(st, 403, body)
+        self.assertIn("TRANSIT.CREATE", body["error"]["message"])
+
+    def test_deletion_needs_to_be_allowed_first(self):
+        r1, r2, _ = self.r
+        r1.execute_command("TRANSIT.CREATE", "temp")
+        with self.assertRaises(redis.ResponseError) as e:
+            r2.execute_command("TRANSIT.DELETE", "temp")
+        self.assertIn("DELETION_ALLOWED yes", str(e.exception))
+        r2.execute_command("TRANSIT.CONFIG", "temp", "DELETION_ALLOWED", "yes")
+        self.assertEqual(r1.execute_command("TRANSIT.DELETE", "temp"), b"OK")
+        self.assertNotIn(b"temp", r2.execute_command("TRANSIT.LIST"))
+        st, body = self.http(2, "GET", "/v1/transit/keys/temp")
+        self.assertEqual(st, 404)
+
+    def test_access_rules_govern_transit_commands(self):
+        admin = self.r[0]
+        admin.execute_command("TRANSIT.CREATE", "app-data")
+        admin.execute_command("ACL", "SETUSER", "app", "on", ">app-pw", "~*", "+transit.encrypt", "+transit.decrypt")
+        admin.execute_command("ACL", "SETUSER", "nobody", "on", ">nobody-pw", "~*", "+@all", "-@transit")
+        app = redis.Redis(port=self.c.nodes[1].port, username="app", password="app-pw", socket_timeout=10)
+        ct = app.execute_command("TRANSIT.ENCRYPT", "app-data", "x")
+        self.assertEqual(app.execute_command("TRANSIT.DECRYPT", "app-data", ct), b"x")
+        with self.assertRaises(redis.ResponseError) as e:
+            app.execute_command("TRANSIT.ROTATE", "app-data")
+        self.assertIn("no permissions to run the 'transit.rotate' command", str(e.exception))
+        nobody = redis.Redis(port=self.c.nodes[2].port, username="nobody", password="nobody-pw", socket_timeout=10)
+        with self.assertRaises(redis.ResponseError) as e:
+            nobody.execute_command("TRANSIT.ENCRYPT", "app-data", "x")
+        self.assertIn("no permissions to run the 'transit.encrypt' command", str(e.exception))
+        cats = admin.execute_command("ACL", "CAT")
+        self.assertIn(b"transit", cats)
+
+    def test_keys_survive_kill_9_of_a_node(self):
+        self.r[0].execute_command("TRANSIT.CREATE", "durable")
+        ct = self.r[0].execute_command("TRANSIT.ENCRYPT", "durable", "kept").decode()
+        node = self.c.nodes[2]
+        node.kill9()
+        node.start()
+        self.c.wait_state_ok(2)
+        r3 = self.c.client(2)
+        self.assertEqual(r3.execute_command("TRANSIT.DECRYPT", "durable", ct), b"kept")
+
+
+if __name__ == "__main__":
+    unittest.main()
