@@ -38,6 +38,7 @@
 #include "frontends/resp/server.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/secrets_service.h"
 #include "security/transit_service.h"
 #include "security/token.h"
 #include "security/pki.h"
@@ -122,6 +123,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<security::Acl> acl;          // users and access rules (kept in `meta`)
   std::unique_ptr<security::AclService> acl_service;
   std::unique_ptr<security::TransitService> transit;
+  std::unique_ptr<security::SecretsService> secrets;
   std::atomic<int64_t> tls_not_after{0};  // the served certificate (tls.cert_file): unix seconds (0: no TLS listener)
   // TLS: the listeners' contexts (replaced on reload) and peer links' mutual TLS.
   std::shared_ptr<security::TlsContextSlot> resp_tls, http_tls;
@@ -823,6 +825,8 @@ Status Node::start() {
   im.resp->set_acl(im.acl_service.get());
   im.transit = std::make_unique<security::TransitService>();
   im.resp->set_transit(im.transit.get());
+  im.secrets = std::make_unique<security::SecretsService>(*im.transit);
+  im.resp->set_secrets(im.secrets.get());
   im.caches = std::make_unique<cache::Service>(
       *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
                                                                              : cache::EngineKind::kPersistent);
@@ -898,6 +902,7 @@ Status Node::start() {
   im.http->set_caches(im.caches.get());
   im.http->set_acl(im.acl_service.get());
   im.http->set_transit(im.transit.get());
+  im.http->set_secrets(im.secrets.get());
   {
     routing::Options rop;
     if (!im.cfg.gateway_routes_file.empty()) {
@@ -1018,6 +1023,8 @@ Status Node::start() {
     im.acl_service->start();
     im.transit->set_meta(im.meta.get());
     im.transit->start();
+    im.secrets->set_meta(im.meta.get());
+    im.secrets->start();
     if (im.cfg.gateway_enabled) im.gateway->start(*im.shards);
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
@@ -1141,6 +1148,7 @@ void Node::stop() {
   if (im.caches) im.caches->stop();
   if (im.routes) im.routes->stop();
   if (im.acl_service) im.acl_service->stop();
+  if (im.secrets) im.secrets->stop();
   if (im.transit) im.transit->stop();
   if (im.gateway) im.gateway->stop();
   if (im.dht) im.dht->stop();

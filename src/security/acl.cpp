@@ -21,7 +21,7 @@ namespace {
 constexpr std::array<std::string_view, kCatCount> kCategoryNames = {
     "keyspace", "read",  "write",     "set",        "sortedset",   "list",      "hash",  "string",
     "bitmap",   "hyperloglog", "geo", "stream",     "pubsub",      "admin",     "fast",  "slow",
-    "blocking", "dangerous", "connection", "transaction", "scripting", "cache", "route", "transit"};
+    "blocking", "dangerous", "connection", "transaction", "scripting", "cache", "route", "transit", "secret"};
 
 bool ieq(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

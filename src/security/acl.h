@@ -57,6 +57,7 @@ enum Category : unsigned {
   kCatCache,  // CACHE.*
   kCatRoute,  // ROUTE.*
   kCatTransit,  // TRANSIT.*
+  kCatSecret,   // SECRET.*
   kCatCount,
 };
 inline constexpr uint64_t cat_bit(Category c) { return uint64_t{1} << c; }

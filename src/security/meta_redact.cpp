@@ -5,13 +5,16 @@ namespace keel::security {
 namespace {
 constexpr std::string_view kSecurityDomain = "acl";     // security/acl_service.h's kAclDomain
 constexpr std::string_view kTransitDomain = "transit";  // security/transit_service.h's
+constexpr std::string_view kSecretsDomain = "secrets";  // security/secrets_service.h's
 }
 
-bool is_security_domain(std::string_view domain) { return domain == kSecurityDomain || domain == kTransitDomain; }
+bool is_security_domain(std::string_view domain) {
+  return domain == kSecurityDomain || domain == kTransitDomain || domain == kSecretsDomain;
+}
 
 std::optional<std::string> redact_meta_value(std::string_view domain, std::string_view key, std::string_view value) {
   if (!is_security_domain(domain)) return std::nullopt;
-  if (domain == kTransitDomain) return std::string(kRedacted);  // key material: never shown
+  if (domain == kTransitDomain || domain == kSecretsDomain) return std::string(kRedacted);  // never shown
   if (key.starts_with("revoked/")) return std::nullopt;
   if (!key.starts_with("users/")) return std::string(kRedacted);
   // A user's description: words separated by single spaces (User::describe). Passwords are
@@ -40,6 +43,9 @@ std::string generic_write_refusal(std::string_view domain) {
   if (domain == kTransitDomain)
     return "metadata domain 'transit' holds the transit keys and cannot be written through /v1/meta; use "
            "TRANSIT.CREATE / TRANSIT.ROTATE / TRANSIT.CONFIG / TRANSIT.DELETE or /v1/transit";
+  if (domain == kSecretsDomain)
+    return "metadata domain 'secrets' holds the secrets and cannot be written through /v1/meta; use SECRET.PUT / "
+           "SECRET.DELETE or /v1/secrets";
   return "metadata domain 'acl' holds the users and the revoked tokens and cannot be written through /v1/meta; "
          "change users with ACL SETUSER / ACL DELUSER and revoke tokens with `keel token revoke` or ACL REVOKE";
 }

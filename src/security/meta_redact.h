@@ -27,7 +27,7 @@ bool is_security_domain(std::string_view domain);
 // domain but security's). In "acl": a user ("users/<name>") keeps its rules with every
 // password hash replaced by "#<redacted>"; a revocation ("revoked/<id>", an id and an expiry,
 // no secret) is shown as it is; anything else of the domain is replaced whole by "<redacted>".
-// In "transit" (transit keys, with their material) every value is "<redacted>".
+// In "transit" (transit keys, with their material) and "secrets" every value is "<redacted>".
 std::optional<std::string> redact_meta_value(std::string_view domain, std::string_view key, std::string_view value);
 
 // Why a generic write (PUT / DELETE /v1/meta/{key}) to `domain` is refused; "" when allowed.

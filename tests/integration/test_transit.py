@@ -1,9 +1,10 @@
-"""Transit keys (docs/security.md, "Transit keys") on a 3-node cluster: a key created through
+"""Transit keys and secrets (docs/security.md, "Transit keys", "Secrets") on a 3-node cluster: a key created through
 one node encrypts on another and rotates on the third (the keys live in cluster metadata);
 old ciphertexts decrypt until their version is retired; rewrap moves them to the latest
 version; Ed25519 keys sign and verify; the key material never shows through /v1/meta; access
 rules govern the TRANSIT.* commands; a key that does not allow deletion cannot be deleted; the
-keys survive kill -9 of a node.
+keys survive kill -9 of a node. Secrets written through one node are read through the others,
+versioned, with compare-and-set; their values never show through /v1/meta.
 """
 import base64
 import json
@@ -127,6 +128,35 @@ class TransitTest(unittest.TestCase):
         self.assertIn("no permissions to run the 'transit.encrypt' command", str(e.exception))
         cats = admin.execute_command("ACL", "CAT")
         self.assertIn(b"transit", cats)
+
+    def test_secrets_are_versioned_and_read_from_any_node(self):
+        r1, r2, r3 = self.r
+        self.assertEqual(r1.execute_command("SECRET.PUT", "db/orders/password", "first"), 1)
+        self.assertEqual(r2.execute_command("SECRET.PUT", "db/orders/password", "second", "CAS", "1"), 2)
+        with self.assertRaises(redis.ResponseError) as e:
+            r3.execute_command("SECRET.PUT", "db/orders/password", "lost update", "CAS", "1")
+        self.assertIn("at version 2, not 1", str(e.exception))
+        self.assertEqual(r3.execute_command("SECRET.GET", "db/orders/password"), b"second")
+        self.assertEqual(r1.execute_command("SECRET.GET", "db/orders/password", "VERSION", "1"), b"first")
+        self.assertIsNone(r1.execute_command("SECRET.GET", "db/orders/missing"))
+        st, body = self.http(1, "PUT", "/v1/secrets/api/payments/token?cas=0", None)
+        self.assertEqual(st, 200, body)
+        st, body = self.http(2, "GET", "/v1/secrets/api/payments/token")
+        self.assertEqual((st, body["version"], body["value"]), (200, 1, ""))
+        st, body = self.http(0, "GET", "/v1/secrets?prefix=db/")
+        self.assertEqual(body["paths"], ["db/orders/password"])
+        st, body = self.http(0, "GET", "/v1/secrets/db/orders/password?versions")
+        self.assertEqual([v["version"] for v in body["versions"]], [1, 2])
+        # Sealed under the transit key keel.secrets; nothing readable through /v1/meta.
+        self.assertIn(b"keel.secrets", r2.execute_command("TRANSIT.LIST"))
+        st, body = self.http(1, "GET", "/v1/meta?domain=secrets")
+        self.assertTrue(body["items"])
+        self.assertTrue(all(i["value"] == "<redacted>" for i in body["items"]))
+        self.assertEqual(r2.execute_command("SECRET.DELETE", "db/orders/password"), 1)
+        self.assertIsNone(r3.execute_command("SECRET.GET", "db/orders/password"))
+        with self.assertRaises(redis.ResponseError) as e:
+            r1.execute_command("SECRET.PUT", "/leading", "x")
+        self.assertIn("starts or ends with '/'", str(e.exception))
 
     def test_keys_survive_kill_9_of_a_node(self):
         self.r[0].execute_command("TRANSIT.CREATE", "durable")

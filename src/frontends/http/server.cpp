@@ -42,6 +42,7 @@
 #include "observe/health_board.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/secrets_service.h"
 #include "security/transit_service.h"
 #include "security/http_signature.h"
 #include "security/audit.h"
@@ -253,7 +254,9 @@ struct Server::Impl {
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_transit(const Request& req, std::string_view path);
+  awaitable<Response> handle_secrets(const Request& req, std::string_view path, const Query& q);
   security::TransitService* transit = nullptr;
+  security::SecretsService* secrets = nullptr;
   awaitable<Response> handle_cluster_status(const Request& req);
   // GET /v1/signals: the signal catalogue, the routes in force and the signals file's state.
   Response handle_signals(const Request& req);
@@ -1092,6 +1095,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
   if (path == "/v1/transit" || path.starts_with("/v1/transit/")) co_return co_await handle_transit(req, path);
+  if (path == "/v1/secrets" || path.starts_with("/v1/secrets/")) co_return co_await handle_secrets(req, path, q);
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) {
     if (!gateway)
       co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "the gateway is off on this node (gateway.enabled = no)");
@@ -1238,6 +1242,13 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
     if (first == "encrypt" || first == "decrypt" || first == "rewrap" || first == "sign")
       return {"transit." + std::string(first), name, ""};
     return {"transit.list"};
+  }
+  if (path == "/v1/secrets" || path == "/v1/secrets/") return {"secret.list"};
+  if (path.starts_with("/v1/secrets/")) {
+    std::string p = decoded(path.substr(12));
+    if (get) return {"secret.get", p};
+    if (del) return {"secret.delete", p};
+    return {"secret.put", p, ""};
   }
   if (path == "/v1/cluster/status") return {"cluster", "info"};
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
@@ -1917,6 +1928,78 @@ Response transit_error(const Request& req, const Error& e) {
 
 }  // namespace
 
+// /v1/secrets (docs/security.md, "Secrets"): the same SecretsService as SECRET.*. A value is the
+// request body (raw bytes) and comes back as "value" (UTF-8) or "value_base64".
+awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string_view path, const Query& q) {
+  if (!secrets)
+    co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE",
+                             "secrets are not available on this node (they need cluster metadata)");
+  const bool get = req.method() == bhttp::verb::get, put = req.method() == bhttp::verb::put,
+             del = req.method() == bhttp::verb::delete_;
+  if (path == "/v1/secrets" || path == "/v1/secrets/") {
+    if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
+    const std::string* prefix = q.get("prefix");
+    json paths = json::array();
+    for (auto& p : secrets->list(prefix ? std::string_view(*prefix) : std::string_view())) paths.push_back(p);
+    co_return json_response(req, bhttp::status::ok, json{{"paths", paths}});
+  }
+  std::string sp;
+  if (!url_decode(path.substr(12), sp, false))
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "bad percent-encoding in the path");
+  if (auto st = security::secrets::check_path(sp); !st)
+    co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", st.error().message);
+  auto number = [&](const char* name, std::optional<uint32_t>& out) -> std::optional<Response> {
+    const std::string* s = q.get(name);
+    if (!s) return std::nullopt;
+    uint32_t v = 0;
+    if (std::from_chars(s->data(), s->data() + s->size(), v).ptr != s->data() + s->size())
+      return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            fmt::format("?{}= must be a version number, got '{}'", name, s->substr(0, 40)));
+    out = v;
+    return std::nullopt;
+  };
+  if (put) {
+    std::optional<uint32_t> cas;
+    if (auto e = number("cas", cas)) co_return *e;
+    auto v = co_await secrets->put(sp, req.body(), cas);
+    if (!v) {
+      if (v.error().code == Errc::kConflict)
+        co_return error_response(req, bhttp::status::conflict, "CONFLICT", v.error().message);
+      co_return meta_error(req, v.error());
+    }
+    security::audit::emit(security::audit::kSecretWrite,
+                          {{"path", sp}, {"version", std::to_string(*v)}, {"by", http_caller(req)}, {"door", "http"}});
+    co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"version", *v}});
+  }
+  if (del) {
+    auto gone = co_await secrets->remove(sp);
+    if (!gone) co_return meta_error(req, gone.error());
+    if (*gone)
+      security::audit::emit(security::audit::kSecretWrite,
+                            {{"path", sp}, {"deleted", "true"}, {"by", http_caller(req)}, {"door", "http"}});
+    co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"deleted", *gone}});
+  }
+  if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE");
+  if (q.get("versions")) {
+    auto s = secrets->find(sp);
+    if (!s) co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no secret at '{}'", sp));
+    json vs = json::array();
+    for (auto& [v, ver] : s->versions) vs.push_back(json{{"version", v}, {"created_ms", ver.created_ms}});
+    co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"current", s->current}, {"versions", vs}});
+  }
+  std::optional<uint32_t> version;
+  if (auto e = number("version", version)) co_return *e;
+  auto got = secrets->get(sp, version);
+  if (!got) co_return meta_error(req, got.error());
+  security::audit::emit(security::audit::kSecretRead, {{"path", sp},
+                                                       {"version", std::to_string(got->version)},
+                                                       {"by", http_caller(req)},
+                                                       {"door", "http"}});
+  json j{{"path", sp}, {"version", got->version}, {"created_ms", got->created_ms}};
+  put_bytes(j, "value", got->value);
+  co_return json_response(req, bhttp::status::ok, j);
+}
+
 // /v1/transit (docs/security.md, "Transit keys"): the same TransitService as TRANSIT.*. Bytes
 // travel base64 in JSON ("plaintext", "context", "input"), as in Vault's Transit.
 awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string_view path) {
@@ -2505,6 +2588,7 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
 }
 
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
+void Server::set_secrets(security::SecretsService* secrets) { impl_->secrets = secrets; }
 
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;

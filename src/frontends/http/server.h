@@ -32,6 +32,7 @@ class Gateway;
 namespace keel::security {
 class AclService;
 class TransitService;
+class SecretsService;
 class TlsContextSlot;
 }
 namespace keel::observe {
@@ -85,6 +86,8 @@ class Server {
   void set_acl(security::AclService* acl);
   // /v1/transit: transit keys (the node's TransitService). Call before start().
   void set_transit(security::TransitService* transit);
+  // /v1/secrets: the node's SecretsService. Call before start().
+  void set_secrets(security::SecretsService* secrets);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
   // Answers /health/ready from `board` (observe/health_board.h). Call before start().

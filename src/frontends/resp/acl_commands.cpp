@@ -54,6 +54,7 @@ uint64_t command_categories(const CommandSpec& s) {
   else if (g == "cache") c |= cat_bit(kCatCache);
   else if (g == "route") c |= cat_bit(kCatRoute);
   else if (g == "transit") c |= cat_bit(kCatTransit);
+  else if (g == "secret") c |= cat_bit(kCatSecret);
   if (kKeyspaceExtra.count(s.name)) c |= cat_bit(kCatKeyspace);
   if (s.name == "readonly" || s.name == "readwrite" || s.name == "asking" || s.name == "command")
     c |= cat_bit(kCatConnection);

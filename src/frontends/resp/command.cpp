@@ -34,6 +34,7 @@ struct Table {
     register_cache_commands(specs);
     register_route_commands(specs);
     register_transit_commands(specs);
+    register_secret_commands(specs);
     register_pubsub_commands(specs);
     register_acl_commands(specs);
     for (auto& s : specs) {

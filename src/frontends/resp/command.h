@@ -192,6 +192,7 @@ void register_cluster_commands(std::vector<CommandSpec>& t);
 void register_cache_commands(std::vector<CommandSpec>& t);
 void register_route_commands(std::vector<CommandSpec>& t);
 void register_transit_commands(std::vector<CommandSpec>& t);
+void register_secret_commands(std::vector<CommandSpec>& t);
 void register_stream_commands(std::vector<CommandSpec>& t);
 
 // Blocked XREAD / XREADGROUP (stream_commands.cpp): whether stream `key` (null: absent) has

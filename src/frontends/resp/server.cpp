@@ -300,6 +300,7 @@ struct Server::Impl {
   cache::Service* caches = nullptr;  // CACHE.* (set before start)
   routing::Service* routes = nullptr;  // ROUTE.* (set before the shards run)
   security::TransitService* transit = nullptr;  // TRANSIT.* (set before the shards run)
+  security::SecretsService* secrets = nullptr;  // SECRET.* (set before the shards run)
   security::AclService* acl_service = nullptr;  // users and access rules (set before start)
   security::Acl* acl = nullptr;
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
@@ -760,6 +761,9 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       } else if (!spec->handler && spec->group == "transit") {  // TRANSIT.*
         if (transit) co_await execute_transit(*transit, *spec, argv, r);
         else r.error("ERR transit keys are not available on this node (they need cluster metadata)");
+      } else if (!spec->handler && spec->group == "secret") {  // SECRET.*
+        if (secrets) co_await execute_secret(*secrets, *spec, argv, r, caller(c));
+        else r.error("ERR secrets are not available on this node (they need cluster metadata)");
       } else if (!spec->handler && spec->group == "route") {  // ROUTE.REGISTER, DEREGISTER
         if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
         else r.error("ERR the gateway's route registration is not running on this node");
@@ -2981,6 +2985,7 @@ void Server::count_output_limit_disconnection(unsigned shard) {
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
+void Server::set_secrets(security::SecretsService* secrets) { impl_->secrets = secrets; }
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;
   impl_->acl = acl ? &acl->acl() : nullptr;

@@ -36,6 +36,7 @@ class Tracer;
 namespace keel::security {
 class AclService;
 class TransitService;
+class SecretsService;
 }
 
 namespace keel::resp {
@@ -110,6 +111,8 @@ class Server {
   void set_routes(routing::Service* routes);
   // TRANSIT.* go to it (transit keys in cluster metadata). Call before start().
   void set_transit(security::TransitService* transit);
+  // SECRET.* go to it (secrets in cluster metadata). Call before start().
+  void set_secrets(security::SecretsService* secrets);
   // Users and access rules: AUTH, HELLO AUTH, ACL, and the check before every command. Null
   // (the default): no users, `requirepass` through NodeView only. Call before start().
   void set_acl(security::AclService* acl);

@@ -9,6 +9,7 @@
 #include "base/base64.h"
 #include "frontends/resp/family_util.h"
 #include "security/audit.h"
+#include "security/secrets_service.h"
 #include "security/transit_service.h"
 
 namespace keel::resp {
@@ -172,6 +173,86 @@ boost::asio::awaitable<void> execute_transit(security::TransitService& transit, 
   }
   if (!out) co_return r.error("ERR " + out.error().message);
   r.bulk(*out);
+}
+
+boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, const CommandSpec& spec, Args a,
+                                            Reply& r, const std::string& caller) {
+  namespace sc = security::secrets;
+  const std::string_view cmd = spec.name;
+  if (cmd == "secret.list") {
+    if (a.size() > 2) co_return r.error("ERR wrong number of arguments for 'secret.list' command");
+    auto paths = secrets.list(a.size() == 2 ? a[1] : std::string_view());
+    r.array(paths.size());
+    for (auto& p : paths) r.bulk(p);
+    co_return;
+  }
+  std::string path(a[1]);
+  if (auto st = sc::check_path(path); !st) co_return r.error("ERR " + st.error().message);
+  auto parse_version = [&](std::string_view s, uint32_t& v, std::string_view what) {
+    if (std::from_chars(s.data(), s.data() + s.size(), v).ptr == s.data() + s.size()) return true;
+    r.error(fmt::format("ERR {} must be a version number, got '{}'", what, s.substr(0, 40)));
+    return false;
+  };
+  if (cmd == "secret.put") {
+    std::optional<uint32_t> cas;
+    for (size_t j = 3; j < a.size(); ++j) {
+      uint32_t v = 0;
+      if (iequals(a[j], "cas") && j + 1 < a.size()) {
+        if (!parse_version(a[++j], v, "CAS")) co_return;
+        cas = v;
+        continue;
+      }
+      co_return r.error(fmt::format("ERR unknown or incomplete option '{}'; allowed: CAS <version>", a[j].substr(0, 40)));
+    }
+    auto v = co_await secrets.put(path, std::string(a[2]), cas);
+    if (!v) {
+      if (v.error().code == Errc::kConflict) co_return r.error("ERR " + v.error().message);
+      co_return reply_error(r, v.error());
+    }
+    security::audit::emit(security::audit::kSecretWrite,
+                          {{"path", path}, {"version", std::to_string(*v)}, {"by", caller}, {"door", "resp"}});
+    co_return r.integer(*v);
+  }
+  if (cmd == "secret.delete") {
+    auto gone = co_await secrets.remove(path);
+    if (!gone) co_return reply_error(r, gone.error());
+    if (*gone)
+      security::audit::emit(security::audit::kSecretWrite,
+                            {{"path", path}, {"deleted", "true"}, {"by", caller}, {"door", "resp"}});
+    co_return r.integer(*gone ? 1 : 0);
+  }
+  if (cmd == "secret.versions") {
+    auto s = secrets.find(path);
+    if (!s) co_return r.error(fmt::format("ERR no secret at '{}'", path));
+    r.array(s->versions.size());
+    for (const auto& [v, ver] : s->versions) {
+      r.map(2);
+      r.bulk("version");
+      r.integer(v);
+      r.bulk("created_ms");
+      r.integer(ver.created_ms);
+    }
+    co_return;
+  }
+  // secret.get
+  std::optional<uint32_t> version;
+  for (size_t j = 2; j < a.size(); ++j) {
+    uint32_t v = 0;
+    if (iequals(a[j], "version") && j + 1 < a.size()) {
+      if (!parse_version(a[++j], v, "VERSION")) co_return;
+      version = v;
+      continue;
+    }
+    co_return r.error(fmt::format("ERR unknown or incomplete option '{}'; allowed: VERSION <n>", a[j].substr(0, 40)));
+  }
+  auto got = secrets.get(path, version);
+  if (!got) {
+    if (got.error().code == Errc::kNotFound && !version) co_return r.null();
+    co_return reply_error(r, got.error());
+  }
+  security::audit::emit(security::audit::kSecretRead,
+                        {{"path", path}, {"version", std::to_string(got->version)}, {"by", caller}, {"door", "resp"}});
+  r.bulk(got->value);
 }
 
 }  // namespace keel::resp

@@ -9,11 +9,15 @@
 
 namespace keel::security {
 class TransitService;
+class SecretsService;
 }
 
 namespace keel::resp {
 
 boost::asio::awaitable<void> execute_transit(security::TransitService& transit, const CommandSpec& spec, Args argv,
                                              Reply& r);
+// SECRET.* (docs/security.md, "Secrets"); `caller` (the user) goes to the audit log.
+boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, const CommandSpec& spec, Args argv,
+                                            Reply& r, const std::string& caller);
 
 }  // namespace keel::resp

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "base/base64.h"
+#include "security/secrets.h"
 
 namespace keel::security::transit {
 namespace {
@@ -149,3 +150,41 @@ TEST(Transit, NamesTypesAndMalformedOutputsGetClearErrors) {
 
 }  // namespace
 }  // namespace keel::security::transit
+
+namespace keel::security::secrets {
+namespace {
+
+TEST(Secrets, VersionsAreAddedWithCompareAndSetAndTheOldestAreDropped) {
+  Secret s{"db/password", {}, 0, 3};
+  ASSERT_TRUE(add_version(s, "keel:v1:a", 10, 0u));  // CAS 0: must not exist yet
+  auto lost = add_version(s, "keel:v1:b", 11, 0u);
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, Errc::kConflict);
+  EXPECT_NE(lost.error().message.find("at version 1, not 0"), std::string::npos);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(add_version(s, "keel:v1:x" + std::to_string(i), 20 + i, std::nullopt));
+  EXPECT_EQ(s.current, 5u);
+  ASSERT_EQ(s.versions.size(), 3u);  // max_versions 3: 3, 4, 5 kept
+  EXPECT_EQ(s.versions.begin()->first, 3u);
+  auto back = decode(encode(s));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->current, 5u);
+  EXPECT_EQ(back->max_versions, 3u);
+  EXPECT_EQ(back->versions.at(5).sealed, "keel:v1:x3");
+  EXPECT_EQ(back->versions.at(5).created_ms, 23);
+  for (std::string bad : {"", "[]", "{\"path\":\"a\"}", "{\"path\":\"a\",\"current\":1,\"versions\":{\"2\":{\"sealed\":\"x\"}}}",
+                          "{\"path\":\"a\",\"current\":1,\"versions\":{\"1\":{}}}"})
+    EXPECT_FALSE(decode(bad)) << bad;
+}
+
+TEST(Secrets, PathsAreCheckedWithWhatIsAllowed) {
+  EXPECT_TRUE(check_path("db/orders/password"));
+  EXPECT_TRUE(check_path("a"));
+  for (std::string bad : std::vector<std::string>{"", "/a", "a/", "a//b", "a b", "a/b?c", std::string(513, 'a')}) {
+    auto r = check_path(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().message.find("allowed: segments"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace keel::security::secrets
