@@ -85,6 +85,16 @@ class DhtCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def primary_finder(client):
+    """key -> the port of the node serving its slot, by the map `client`'s node gives now."""
+    maps = slots_of(client.execute_command("CLUSTER", "SLOTS"))
+
+    def primary(key):
+        s = client.execute_command("CLUSTER", "KEYSLOT", key)
+        return next(p for (lo, hi), (p, _) in maps.items() if lo <= s <= hi)
+    return primary
+
+
 def slots_of(reply):
     """CLUSTER SLOTS -> {slot range: (primary port, [replica ports])}."""
     return {(r[0], r[1]): (r[2][1], sorted(x[1] for x in r[3:])) for r in reply}
@@ -814,12 +824,8 @@ class CollectionsFailoverTest(unittest.TestCase):
         c = DhtCluster().start()
         try:
             a, b = c.client(0), c.client(1)
-            maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
             victim = c.nodes[2].port
-
-            def primary(key):
-                s = a.execute_command("CLUSTER", "KEYSLOT", key)
-                return next(p for (lo, hi), (p, _) in maps.items() if lo <= s <= hi)
+            primary = primary_finder(a)
 
             # Keys whose primary is the node that will be killed; written through node 1.
             lkey = next("{q%d}list" % i for i in range(1000) if primary("{q%d}list" % i) == victim)
@@ -916,12 +922,8 @@ class CollectionsFailoverTest(unittest.TestCase):
         c = DhtCluster(engine="persistent").start()
         try:
             a, b = c.client(0), c.client(1)
-            maps = slots_of(a.execute_command("CLUSTER", "SLOTS"))
             victim = c.nodes[2].port
-
-            def primary(key):
-                s = a.execute_command("CLUSTER", "KEYSLOT", key)
-                return next(p for (lo, hi), (p, _) in maps.items() if lo <= s <= hi)
+            primary = primary_finder(a)
 
             key = next("{long%d}list" % i for i in range(1000) if primary("{long%d}list" % i) == victim)
             model = ["element-%05d-%s" % (i, "x" * 30) for i in range(4000)]

@@ -25,6 +25,20 @@ import urllib.request
 from harness import Keel, Raw, free_port, http
 
 
+def serve_http(handler):
+    """A threaded HTTP server for `handler` on a free loopback port: (server, "host:port")."""
+    server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.handle_error = lambda *a: None  # a pooled connection closed by keel at the end
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "127.0.0.1:%d" % server.server_address[1]
+
+
+def stop_http(server):
+    server.shutdown()
+    server.server_close()
+
+
 class Upstream:
     """A tiny HTTP/1.1 server answering JSON that says who answered and what it received."""
 
@@ -431,15 +445,10 @@ class BodyUpstream:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-        self.server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *a: None  # a pooled connection closed by keel at the end
-        self.address = "127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.address = serve_http(Handler)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 def expected_body(n):
@@ -741,15 +750,10 @@ class Flaky:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.server = hserver.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.handle_error = lambda *a: None  # a pooled connection closed by keel at the end
-        self.address = "127.0.0.1:%d" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.address = serve_http(Handler)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 HEALTH = {"path": "/healthz", "interval_ms": 100, "timeout_ms": 1000, "unhealthy_after": 2, "healthy_after": 1}
