@@ -45,6 +45,11 @@ struct MetaWatchOptions {
   uint16_t port = 8380;            // its HTTP port (server.http_port)
   std::string key;                 // the metadata key holding the configuration; non-empty
   std::string domain = "app";      // [a-z0-9_-]{1,64}
+  // Or a secret's path (docs/security.md, "Secrets"): the configuration text is the secret's
+  // latest value, read from /v1/secrets/<path> after every change (metadata shows secrets
+  // redacted); `key` and `domain` are then set for you. The default user (or an HTTP door
+  // without access rules) must be allowed SECRET.GET: this client sends no credentials.
+  std::string secret;
   // How long one long-poll waits for a change (1..60000 ms; the server's bound).
   std::chrono::milliseconds watch_timeout{30000};
   // Connect + one plain request; a long-poll gets watch_timeout + request_timeout.

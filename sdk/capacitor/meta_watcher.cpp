@@ -184,6 +184,7 @@ std::expected<MetaWatchAnswer, ConfigError> parse_meta_watch(std::string_view bo
 
 std::expected<std::string, ConfigError> meta_value_target(const MetaWatchOptions& o) {
   if (auto ok = check_options(o); !ok) return std::unexpected(ok.error());
+  if (!o.secret.empty()) return "/v1/secrets/" + percent_encode(o.secret, true);
   return "/v1/meta/" + percent_encode(o.key, true) + "?domain=" + o.domain;
 }
 
@@ -300,7 +301,9 @@ struct ConfigMetaWatcher::Impl {
     auto got = co_await http.get(*meta_value_target(o), o.request_timeout);
     if (!got) co_return std::unexpected(got.error());
     if (got->status == 404) {
-      co_return Read{fail(ConfigErrc::kRead, "metadata key '" + o.key + "' (domain " + o.domain + ") does not exist"),
+      co_return Read{fail(ConfigErrc::kRead, !o.secret.empty()
+                                                 ? "secret '" + o.secret + "' does not exist"
+                                                 : "metadata key '" + o.key + "' (domain " + o.domain + ") does not exist"),
                      now_rev->revision + 1};
     }
     if (got->status != 200) co_return fail(ConfigErrc::kRead, "GET of '" + o.key + "': " + describe_http_error(got->status, got->body));
@@ -384,8 +387,14 @@ struct ConfigMetaWatcher::Impl {
         backoff = std::min(backoff * 2, o.retry_max);
         continue;
       }
+      if (parsed->latest && *parsed->latest && !o.secret.empty()) {
+        // A secret changed: the watch shows it redacted; read its value (loaded at once).
+        need_read = true;
+        continue;
+      }
       if (parsed->latest) {
         if (*parsed->latest) latest.set(**parsed->latest);
+        else if (!o.secret.empty()) latest.set_error("secret '" + o.secret + "' was deleted");
         else latest.set_error("metadata key '" + o.key + "' (domain " + o.domain + ") was deleted");
         core.notify_changed(clock.now());
       }
@@ -401,6 +410,13 @@ ConfigMetaWatcher::ConfigMetaWatcher(CapacitorCore& target, MetaWatchOptions opt
 
 std::expected<std::unique_ptr<ConfigMetaWatcher>, ConfigError> ConfigMetaWatcher::start(
     CapacitorCore& target, MetaWatchOptions options, const Clock& clock) {
+  if (!options.secret.empty()) {  // the secret's entry in metadata signals its changes
+    if (options.secret.size() > 512 || options.secret.front() == '/' || options.secret.back() == '/')
+      return fail(ConfigErrc::kInvalid, "MetaWatchOptions: secret '" + options.secret +
+                                            "' is not a secret path (segments separated by '/', up to 512 bytes)");
+    options.key = "data/" + options.secret;
+    options.domain = "secrets";
+  }
   if (auto ok = check_options(options); !ok) return std::unexpected(ok.error());
   std::unique_ptr<ConfigMetaWatcher> w(new ConfigMetaWatcher(target, std::move(options), clock));
   asio::co_spawn(w->impl_->io, w->impl_->run(), asio::detached);

@@ -34,6 +34,7 @@ class MetaFollower {
   struct Held {
     std::shared_ptr<const T> value;  // null: no such entry
     uint64_t version = 0;            // its metadata version (0: absent)
+    uint64_t mod_revision = 0;       // the metadata revision that last changed it
   };
 
   // `what` names the entries in errors and logs ("transit keys", "secrets"); `log(msg)` reports
@@ -137,7 +138,7 @@ class MetaFollower {
         entries.erase(name);
         return;
       }
-      entries[name] = Held{std::make_shared<const T>(std::move(*v)), kv.version};
+      entries[name] = Held{std::make_shared<const T>(std::move(*v)), kv.version, kv.mod_revision};
     }
     void on_update(const cluster::MetaUpdate& u) {
       std::lock_guard lock(mu);

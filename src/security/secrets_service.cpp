@@ -78,7 +78,8 @@ std::shared_ptr<const secrets::Secret> SecretsService::find(const std::string& p
 
 Result<SecretsService::Read> SecretsService::get(const std::string& path, std::optional<uint32_t> version) const {
   if (auto st = secrets::check_path(path); !st) return std::unexpected(st.error());
-  auto s = find(path);
+  auto held = impl_->store.held(path);
+  auto s = held.value;
   if (!s) return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
   const uint32_t v = version.value_or(s->current);
   auto it = s->versions.find(v);
@@ -94,7 +95,7 @@ Result<SecretsService::Read> SecretsService::get(const std::string& path, std::o
   if (!plain)
     return make_error(Errc::kCorruption, fmt::format("secret '{}' version {} cannot be unsealed: {}", path, v,
                                                      plain.error().message));
-  return Read{std::move(*plain), v, it->second.created_ms};
+  return Read{std::move(*plain), v, it->second.created_ms, held.mod_revision};
 }
 
 std::vector<std::string> SecretsService::list(std::string_view prefix) const { return impl_->store.names(prefix); }

@@ -35,6 +35,7 @@ class SecretsService {
     std::string value;
     uint32_t version = 0;
     int64_t created_ms = 0;
+    uint64_t mod_revision = 0;  // the metadata revision of the secret's last change (for watchers)
   };
   // Errors: kInvalidArgument (a bad path, a value too large), kConflict (CAS), kNotFound,
   // kUnavailable / kTimeout from metadata.

@@ -200,3 +200,35 @@ TEST(ConfigFromClusterMetadata, BadOptionsAreRefusedByName) {
 }
 
 }  // namespace
+
+// A secret as the configuration: the value follows SECRET.PUT (a new version swaps it in), and
+// a deleted secret keeps the last good value, reported.
+TEST(ConfigFromClusterMetadata, FollowsASecretThroughItsVersions) {
+  KeelProcess node({"--engine", "memory", "--shards", "1"});
+  ASSERT_TRUE(node.start()) << node.output();
+  const int port = node.http_port();
+  Capacitor<AppConfig> config({.source = "secret", .format = ConfigFormat::kJson, .debounce = 10ms}, check);
+  auto watcher = ConfigMetaWatcher::start(config, {.port = static_cast<uint16_t>(port),
+                                                   .secret = "svc/app-db",
+                                                   .watch_timeout = 1000ms,
+                                                   .retry_initial = 20ms,
+                                                   .retry_max = 100ms});
+  ASSERT_TRUE(watcher) << watcher.error().message;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kEmpty; }));
+  EXPECT_NE(config.last_error()->message.find("secret 'svc/app-db' does not exist"), std::string::npos)
+      << config.last_error()->message;
+  auto [s1, b1] = request(http::verb::put, port, "/v1/secrets/svc/app-db", R"({"upstream": "db-1", "pool_size": 4})");
+  ASSERT_EQ(s1, 200u) << b1;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kHealthy && config.get()->upstream == "db-1"; }))
+      << config_state_name(config.state());
+  // Rotated: the new version is what the application sees.
+  auto [s2, b2] = request(http::verb::put, port, "/v1/secrets/svc/app-db", R"({"upstream": "db-2", "pool_size": 8})");
+  ASSERT_EQ(s2, 200u) << b2;
+  ASSERT_TRUE(eventually([&] { return config.get() && config.get()->upstream == "db-2"; }));
+  EXPECT_EQ(config.get()->pool_size, 8);
+  auto [s3, b3] = request(http::verb::delete_, port, "/v1/secrets/svc/app-db");
+  ASSERT_EQ(s3, 200u) << b3;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kDegraded; }));
+  EXPECT_EQ(config.get()->upstream, "db-2");
+  EXPECT_NE(config.last_error()->message.find("deleted"), std::string::npos) << config.last_error()->message;
+}

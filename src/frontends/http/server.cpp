@@ -1995,7 +1995,7 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
                                                        {"version", std::to_string(got->version)},
                                                        {"by", http_caller(req)},
                                                        {"door", "http"}});
-  json j{{"path", sp}, {"version", got->version}, {"created_ms", got->created_ms}};
+  json j{{"path", sp}, {"version", got->version}, {"created_ms", got->created_ms}, {"mod_revision", got->mod_revision}};
   put_bytes(j, "value", got->value);
   co_return json_response(req, bhttp::status::ok, j);
 }
