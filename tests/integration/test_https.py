@@ -106,6 +106,41 @@ class HttpsTest(unittest.TestCase):
         wait_for("the failed handshake to be counted", lambda: self.metric(k, "keel_https_handshake_failures_total") >= 1)
         self.assertEqual(redis.Redis(port=k.port, socket_timeout=5).info("server")["https_port"], port)
 
+    def test_gateway_streams_answers_and_relays_websockets_over_https(self):
+        """The gateway behind the HTTPS door: a large answer streamed and a WebSocket relayed,
+        both through TLS on the client's side."""
+        from test_gateway import BodyUpstream, WsUpstream, expected_body, register, ws_frame, ws_read
+        k, port = self.start()
+        files, chat = BodyUpstream(), WsUpstream()
+        self.addCleanup(files.stop)
+        self.addCleanup(chat.stop)
+        self.assertEqual(register(k.http_port, "files", "f-1", files.address, ["GET /big/{n}", "GET /chunked/{n}"])[0], 200)
+        self.assertEqual(register(k.http_port, "chat", "c-1", chat.address, ["GET /ws/{room}"])[0], 200)
+        ctx = ssl.create_default_context(cafile=self.path("ca.crt"))
+        import http.client as hclient
+        for path, n in (("/big/%d", 3000017), ("/chunked/%d", 1000003)):
+            c = hclient.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+            c.request("GET", path % n)
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, expected_body(n)), path)
+            c.close()
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(b"GET /ws/tls HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+        head, rest = data.split(b"\r\n\r\n", 1)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        greeting, rest = ws_read(s, rest)
+        self.assertEqual(greeting, b"hello")
+        for i in range(5):
+            s.sendall(ws_frame(b"over tls %d" % i))
+            got, rest = ws_read(s, rest)
+            self.assertEqual(got, b"echo: over tls %d" % i)
+        s.close()
+
     def test_client_certificates_required(self):
         k, port = self.start("--set", "tls.http_auth_clients=yes")
         ca = self.path("ca.crt")
