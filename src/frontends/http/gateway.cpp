@@ -448,8 +448,39 @@ std::unique_ptr<Gateway::Impl::Conn> Gateway::Impl::take_idle(Upstream& up) {
   return nullptr;
 }
 
+// Streams an upload's body from `body` to `c` (chunked framing when `chunked`), at most
+// `limit` bytes. "" when it all went; otherwise why not (the connection is then unusable).
+awaitable<std::string> send_body(beast::tcp_stream& s, Gateway::Impl::BodyReader& body, bool chunked, uint64_t limit,
+                                 int64_t timeout_ms) {
+  uint64_t sent = 0;
+  for (;;) {
+    auto piece = co_await body();
+    if (!piece) co_return "the client's request body broke off";
+    sent += piece->size();
+    if (sent > limit) co_return fmt::format("the request body passed gateway.max_body ({} bytes)", limit);
+    std::string frame;
+    std::array<asio::const_buffer, 3> bufs;
+    size_t nbufs = 0;
+    if (chunked) {
+      frame = piece->empty() ? "0\r\n\r\n" : fmt::format("{:x}\r\n", piece->size());
+      bufs[nbufs++] = asio::buffer(frame);
+    }
+    if (!piece->empty()) {
+      bufs[nbufs++] = asio::buffer(piece->data(), piece->size());
+      if (chunked) bufs[nbufs++] = asio::buffer("\r\n", 2);
+    }
+    if (nbufs) {
+      s.expires_after(std::chrono::milliseconds(timeout_ms));
+      auto [ec, n] = co_await asio::async_write(s, std::span<const asio::const_buffer>(bufs.data(), nbufs),
+                                                asio::as_tuple(use_awaitable));
+      if (ec) co_return "sending the request body failed: " + ec.message();
+    }
+    if (piece->empty()) co_return std::string();
+  }
+}
+
 awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& address, Upstream& up, GwRequest& out,
-                                                         bool can_retry) {
+                                                         bool can_retry, BodyReader* body) {
   auto ex = co_await asio::this_coro::executor;
   const bool upgrade = !upgrade_of(out).empty();
   for (int pass = 0; pass < 2; ++pass) {
@@ -478,7 +509,24 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
       c->stream.socket().set_option(tcp::no_delay(true), nec);
     }
     c->stream.expires_after(std::chrono::milliseconds(opt.request_timeout_ms));
-    auto wec = co_await write_plain(c->stream, out);
+    boost::system::error_code wec;
+    if (body) {  // the header as it is (its framing kept), then the body as it comes
+      std::string head;
+      render_header(out, head);
+      auto [hec, hn] = co_await asio::async_write(c->stream, asio::buffer(head), asio::as_tuple(use_awaitable));
+      wec = hec;
+    } else {
+      wec = co_await write_plain(c->stream, out);
+    }
+    if (!wec && body) {
+      std::string why = co_await send_body(c->stream, *body, out.chunked(), opt.max_body_bytes, opt.request_timeout_ms);
+      if (!why.empty()) {
+        Attempt a;
+        a.fail = Fail::kBroken;
+        a.why = std::move(why);
+        co_return a;
+      }
+    }
     if (wec) {
       // A kept-alive connection closed under us: the request did not get through; once more
       // on a fresh connection.
@@ -531,7 +579,7 @@ awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& addr
       }
       // Closed before a byte of the answer on a reused connection: the upstream dropped an idle
       // connection as we sent; it did not take the request. Idempotent requests go again.
-      if (reused && !got_some && can_retry) continue;
+      if (reused && !got_some && can_retry && !body) continue;
       a.fail = rec == bhttp::error::body_limit ? Fail::kTooLarge : Fail::kBroken;
       a.why = rec == bhttp::error::body_limit
                   ? fmt::format("the answer is larger than gateway.max_response ({} bytes)", opt.max_response_bytes)
@@ -566,8 +614,17 @@ void Gateway::Impl::give_back(Streamed& s) {
   it->second.idle.push_back(std::move(s.conn));
 }
 
+bool Gateway::Impl::routes_request(const GwRequest& req) const {
+  auto snap = routes.snapshot();
+  auto segs = gateway::split_path(sv(req.target()), routes.options().routes);
+  if (!segs) return false;
+  std::string host;
+  if (auto h = req.find(bhttp::field::host); h != req.end()) host = gateway::normalize_host(sv(h->value()));
+  return snap->table.matcher().find(sv(req.method_string()), host, *segs, RequestHeaders(req)).has_value();
+}
+
 awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const std::string& client_ip,
-                                                          bool answer_unmatched, Handoff* handoff) {
+                                                          bool answer_unmatched, Handoff* handoff, BodyReader* body) {
   unsigned ver = req.version();
   auto snap = routes.snapshot();
   const auto& table = snap->table;
@@ -591,7 +648,7 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
   auto t0 = std::chrono::steady_clock::now();
   std::string method_s(method), path_s(target.substr(0, 1024));  // req changes on the way
   Outcome outcome;
-  GwResponse res = co_await proxy_route(req, client_ip, snap, *entry, *segs, host, outcome);
+  GwResponse res = co_await proxy_route(req, client_ip, snap, *entry, *segs, host, outcome, body);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto& route = table.matcher().entries()[*entry].route;
   stats.request(route, res.result_int(), secs);
@@ -623,16 +680,19 @@ awaitable<std::optional<GwResponse>> Gateway::Impl::proxy(GwRequest& req, const 
 awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::string& client_ip,
                                                  const std::shared_ptr<const routing::Snapshot>& snap,
                                                  uint32_t entry_index, const std::vector<std::string_view>& path_segs,
-                                                 const std::string& host, Outcome& outcome) {
+                                                 const std::string& host, Outcome& outcome, BodyReader* body) {
   unsigned ver = req.version();
   const auto& table = snap->table;
   const uint64_t revision = snap->revision;
   const uint32_t* entry = &entry_index;
   const std::vector<std::string_view>* segs = &path_segs;
   const auto& route = table.matcher().entries()[entry_index].route;
-  if (req.body().size() > opt.max_body_bytes)
+  const uint64_t body_size = body && req.has_content_length()
+                                 ? std::strtoull(std::string(sv(req[bhttp::field::content_length])).c_str(), nullptr, 10)
+                                 : req.body().size();
+  if (body_size > opt.max_body_bytes)
     co_return error_answer(ver, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
-                           fmt::format("request body of {} bytes exceeds gateway.max_body_bytes ({})", req.body().size(),
+                           fmt::format("request body of {} bytes exceeds gateway.max_body ({})", body_size,
                                        opt.max_body_bytes));
 
   // The route's rate limit, before any work for an upstream.
@@ -728,6 +788,7 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
   std::string orig_host = host.empty() ? std::string() : std::string(sv(req[bhttp::field::host]));
   const std::string upgrade = upgrade_of(req);  // a WebSocket handshake, passed on
   strip_hop_by_hop(req);
+  req.erase(bhttp::field::expect);  // the door answered "100 Continue" itself (as nginx does)
   if (auto xff = req.find("X-Forwarded-For"); xff != req.end())
     req.set("X-Forwarded-For", fmt::format("{}, {}", sv(xff->value()), client_ip));
   else
@@ -743,7 +804,11 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
   }
   if (opt.access_log) outcome.traceparent = std::string(sv(req["traceparent"]));
   req.keep_alive(true);
-  req.prepare_payload();
+  if (body) {  // streamed: the client's length stays; without one the body goes chunked
+    if (!req.has_content_length()) req.set(bhttp::field::transfer_encoding, "chunked");
+  } else {
+    req.prepare_payload();
+  }
   if (!upgrade.empty()) {
     req.set(bhttp::field::connection, "Upgrade");
     req.set(bhttp::field::upgrade, upgrade);
@@ -787,7 +852,7 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
       ++retries;
       stats.retry(inst.service);
     }
-    auto a = co_await forward(inst.address, up, req, may_retry);
+    auto a = co_await forward(inst.address, up, req, may_retry, body);
     --up.inflight;
     std::string who = fmt::format("{}/{} ({})", inst.service, inst.id, inst.address);
     switch (a.fail) {
@@ -846,6 +911,8 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
       break;
     }
     if (a.fail != Fail::kConnect || !may_retry) break;  // reached the upstream, or not idempotent
+    // (a streamed body is read only once the request reached an instance: a failed connect
+    // consumed none of it, so trying another instance is safe)
   }
   if (!answer) {
     ++errors_502;

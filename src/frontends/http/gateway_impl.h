@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,13 @@ struct Gateway::Impl {
     std::unique_ptr<Conn> tunnel;        // an accepted upgrade's upstream connection
     std::unique_ptr<Streamed> streamed;  // the rest of a streamed answer
   };
+  // The body of an upload too large to hold (above gateway.stream_above, or chunked), handed
+  // over piece by piece as it arrives: a piece, an empty view at the end, or nullopt when the
+  // client's side broke off (each view is valid until the next call).
+  using BodyReader = std::function<boost::asio::awaitable<std::optional<std::string_view>>()>;
+  // Whether a request would be routed (some route matches it): the HTTP door asks before it
+  // decides how to read a large body.
+  bool routes_request(const GwRequest& req) const;
   // A request that matches a route: forwarded (the answer, or a gateway error). nullopt when no
   // route matches (the caller answers for itself). `req` gains X-Forwarded-* headers.
   // `answer_unmatched`: answer 404 when nothing matches (the dedicated listener).
@@ -62,8 +70,12 @@ struct Gateway::Impl {
   // in its buffer): the caller writes the 101 and then relays bytes both ways. A streamed
   // answer comes back as its header (hop-by-hop fields gone) with the rest in
   // `handoff->streamed`: the caller writes the header and relays the body (then give_back()).
+  // With `body`, `req` holds the header only and its body is streamed from `body` to the
+  // instance (Content-Length kept, or chunked); such a request is not retried once its body
+  // started (only a failed connect is).
   boost::asio::awaitable<std::optional<GwResponse>> proxy(GwRequest& req, const std::string& client_ip,
-                                                          bool answer_unmatched, Handoff* handoff = nullptr);
+                                                          bool answer_unmatched, Handoff* handoff = nullptr,
+                                                          BodyReader* body = nullptr);
   // A streamed answer's connection, once its body was relayed whole: back to the pool.
   void give_back(Streamed& s);
   // What proxy_route did, for the access log.
@@ -78,7 +90,7 @@ struct Gateway::Impl {
   boost::asio::awaitable<GwResponse> proxy_route(GwRequest& req, const std::string& client_ip,
                                                  const std::shared_ptr<const routing::Snapshot>& snap,
                                                  uint32_t entry_index, const std::vector<std::string_view>& path_segs,
-                                                 const std::string& host, Outcome& outcome);
+                                                 const std::string& host, Outcome& outcome, BodyReader* body);
   // /v1/routes and below.
   boost::asio::awaitable<GwResponse> handle_api(const GwRequest& req, std::string_view path, std::string_view query);
 
@@ -94,7 +106,8 @@ struct Gateway::Impl {
     std::unique_ptr<Conn> upgraded;  // the connection, when the answer is a 101 to an upgrade
     std::unique_ptr<Streamed> streamed;  // an answer to relay as it arrives (res holds its header)
   };
-  boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent);
+  boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent,
+                                          BodyReader* body);
   std::unique_ptr<Conn> take_idle(Upstream& up);
 
   // Active health checks: every 100 ms, probes the instances whose interval has passed (one

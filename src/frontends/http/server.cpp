@@ -18,6 +18,7 @@
 #include <charconv>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <list>
 #include <mutex>
 
@@ -254,6 +255,8 @@ struct Server::Impl {
   awaitable<Response> handle_streams(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_meta(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_transit(const Request& req, std::string_view path);
+  // Bodies (answers, and uploads to a gateway route) above this are streamed, not held.
+  uint64_t gateway_stream_above() const;
   awaitable<Response> handle_secrets(const Request& req, std::string_view path, const Query& q);
   security::TransitService* transit = nullptr;
   security::SecretsService* secrets = nullptr;
@@ -1626,17 +1629,52 @@ awaitable<bool> relay_streamed(Stream& client, beast::tcp_stream& client_tcp, co
 
 }  // namespace
 
+// "100 Continue" to a client that asked for it (Expect: 100-continue) before its body.
+template <class Stream>
+awaitable<void> write_continue(Stream& s) {
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  co_await asio::async_write(s, asio::buffer(kContinue.data(), kContinue.size()), asio::as_tuple(use_awaitable));
+}
+
 // Defined before session(), which instantiates them.
 template <class Stream>
 awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& tcp, const Peer& peer) {
   const std::string& client_ip = peer.ip;
   beast::flat_buffer buf;
   for (;;) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.body_limit(opt.max_body_bytes);
-    parser.header_limit(opt.max_header_bytes);
+    // The header first: an upload to a gateway route too large to hold is streamed to the
+    // instance (Gateway::Impl::BodyReader); any other body is read whole, up to
+    // limits.http_max_body.
+    bhttp::request_parser<bhttp::empty_body> head;
+    head.body_limit(std::numeric_limits<uint64_t>::max());  // judged below
+    head.header_limit(opt.max_header_bytes);
     tcp.expires_after(std::chrono::seconds(opt.idle_timeout_s));
-    auto [ec, n] = co_await bhttp::async_read(stream, buf, parser, asio::as_tuple(use_awaitable));
+    auto [ec, n] = co_await bhttp::async_read_header(stream, buf, head, asio::as_tuple(use_awaitable));
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser;
+    std::optional<bhttp::request_parser<bhttp::buffer_body>> upload;
+    if (!ec) {
+      const auto length = head.content_length();
+      const bool big = !head.is_done() && (head.chunked() || (length && *length > gateway_stream_above()));
+      if (big && gateway && (opt.gateway_only || !keel_path(std::string_view(head.get().target().data(), head.get().target().size())))) {
+        Request probe;
+        probe.base() = head.get().base();
+        if (gateway->impl().routes_request(probe)) upload.emplace(std::move(head));
+      }
+      if (!upload) {
+        if (length && *length > opt.max_body_bytes) {
+          ec = bhttp::error::body_limit;
+        } else {
+          const bool expect_continue = !head.is_done() && beast::iequals(head.get()[bhttp::field::expect], "100-continue");
+          parser.emplace(std::move(head));
+          parser->body_limit(opt.max_body_bytes);
+          if (expect_continue) co_await write_continue(stream);
+          if (!parser->is_done()) {
+            auto [bec, bn] = co_await bhttp::async_read(stream, buf, *parser, asio::as_tuple(use_awaitable));
+            ec = bec;
+          }
+        }
+      }
+    }
     if (ec) {
       std::optional<Response> err;
       Request dummy;
@@ -1668,7 +1706,27 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       }
       break;
     }
-    Request req(parser.release());
+    Request req;
+    if (upload) {
+      req.base() = upload->get().base();
+      if (beast::iequals(req[bhttp::field::expect], "100-continue")) co_await write_continue(stream);
+    } else {
+      static_cast<Request::Base&>(req) = parser->release();
+    }
+    // An upload's body, handed to the gateway as it arrives (64 KB at a time).
+    std::vector<char> upload_chunk;
+    Gateway::Impl::BodyReader upload_reader = [&]() -> awaitable<std::optional<std::string_view>> {
+      auto& p = *upload;
+      if (p.is_done()) co_return std::string_view();
+      upload_chunk.resize(64 * 1024);
+      p.get().body().data = upload_chunk.data();
+      p.get().body().size = upload_chunk.size();
+      tcp.expires_after(std::chrono::seconds(opt.idle_timeout_s));
+      auto [rec, rn] = co_await bhttp::async_read(stream, buf, p, asio::as_tuple(use_awaitable));
+      if (rec == bhttp::error::need_buffer) rec = {};
+      if (rec) co_return std::nullopt;
+      co_return std::string_view(upload_chunk.data(), upload_chunk.size() - p.get().body().size);
+    };
     ++requests;
     int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
     if (tracer) begin_trace(req);
@@ -1678,9 +1736,11 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     bool proxied = false;
     Gateway::Impl::Handoff handoff;  // an upgrade the upstream accepted, or a streamed answer
     if (gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
-      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &handoff);
+      answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &handoff,
+                                              upload ? &upload_reader : nullptr);
       proxied = answer.has_value();
     }
+    if (upload && !upload->is_done()) keep = false;  // the rest of its body is still on the wire
     if (handoff.streamed) {
       if (tracer) trace_request(req, *answer, t0);
       bool ok = co_await relay_streamed(stream, tcp, *answer, *handoff.streamed, keep, req.version(),
@@ -2585,6 +2645,10 @@ awaitable<Response> Server::Impl::handle_cluster_members(const Request& req, std
   }
   co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
                            "use POST /v1/cluster/members to add a member, DELETE /v1/cluster/members/{id} to remove one");
+}
+
+uint64_t Server::Impl::gateway_stream_above() const {
+  return gateway ? gateway->impl().opt.stream_above_bytes : std::numeric_limits<uint64_t>::max();
 }
 
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
