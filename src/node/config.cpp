@@ -569,6 +569,22 @@ const std::vector<Setting>& settings() {
          c.tls_reload_interval_ms = n;
          return "";
        }},
+      {"tls.ca_key_file", "the cluster CA's private key (ca.key of `keel cert init`): with it the node renews its own certificate (empty = it does not)",
+       [](const Config& c) { return c.tls_ca_key_file; },
+       [](Config& c, const std::string& v) -> std::string {
+         c.tls_ca_key_file = v;
+         return "";
+       }},
+      {"tls.renew_fraction", "share of its lifetime after which the node renews its certificate (with tls.ca_key_file), plus up to 5% jitter",
+       [](const Config& c) { return fmt::format("{}", c.tls_renew_fraction); },
+       [](Config& c, const std::string& v) -> std::string {
+         double d = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+         if (v.empty() || ec != std::errc() || p != v.data() + v.size() || !(d >= 0.05 && d <= 0.9))
+           return fmt::format("'{}' is not allowed; allowed: a decimal number from 0.05 to 0.9 (0.5 = half-way)", v);
+         c.tls_renew_fraction = d;
+         return "";
+       }},
       {"log.otlp_endpoint", "OTLP/HTTP logs URL: log lines go there as OTLP log records too (empty = off)",
        [](const Config& c) { return c.log_otlp_endpoint; },
        [](Config& c, const std::string& v) -> std::string {
@@ -827,6 +843,14 @@ void validate(const Config& c, std::vector<Problem>& problems) {
       problems.push_back({"tls.key_file", "must be set when tls.peer = yes: the certificate's private key"});
     if (c.tls_ca_cert_file.empty())
       problems.push_back({"tls.ca_cert_file", "must be set when tls.peer = yes: peers' certificates are checked against it"});
+  }
+  if (!c.tls_ca_key_file.empty()) {
+    if (c.tls_cert_file.empty() || c.tls_key_file.empty() || c.tls_ca_cert_file.empty())
+      problems.push_back({"tls.ca_key_file", "renewing the node's certificate needs tls.cert_file, tls.key_file and "
+                                             "tls.ca_cert_file (the CA's certificate) too"});
+    if (c.tls_reload_interval_ms == 0)
+      problems.push_back({"tls.ca_key_file", "renewing the node's certificate needs tls.reload_interval_ms > 0 (the "
+                                             "renewed files are picked up by the reload)"});
   }
   if (c.tls_http_port != 0) {
     if ((c.tls_plaintext && (c.tls_http_port == c.resp_port || c.tls_http_port == c.http_port)) || c.tls_http_port == c.tls_port)

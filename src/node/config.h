@@ -107,6 +107,8 @@ struct Config {
   bool tls_plaintext = true;         // no: server.resp_port and server.http_port are not opened (TLS only)
   std::string tls_http_auth_clients = "no";  // client certificates on HTTPS: yes | no | optional
   uint64_t tls_reload_interval_ms = 5000;    // check the files for changes this often (0 = never)
+  std::string tls_ca_key_file;               // the CA's key: with it, the node renews its own certificate
+  double tls_renew_fraction = 0.5;           // renew after this share of the certificate's lifetime
   // [auth] (tokens, certificate users, lockout: docs/security.md)
   std::string auth_token_public_key_file;  // public key tokens are signed with (keel token init); "" = tokens off
   bool auth_cert_users = false;             // a client certificate spiffe://<cluster>/client/<name> logs in as user <name>

@@ -19,6 +19,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <random>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -129,7 +130,7 @@ struct Node::Impl final : resp::NodeView {
   std::shared_ptr<security::TlsContextSlot> resp_tls, http_tls;
   std::shared_ptr<security::PeerTls> peer_tls;
   std::thread tls_thread;  // watches the certificate files (tls.reload_interval_ms)
-  std::atomic<uint64_t> tls_reloads{0}, tls_reload_failures{0};
+  std::atomic<uint64_t> tls_reloads{0}, tls_reload_failures{0}, tls_renewals{0}, tls_renewal_failures{0};
   int https_port = 0;
   std::unique_ptr<observe::HealthBoard> health;  // facts for /health/ready (health_poller, maintenance)
   std::thread health_thread;
@@ -419,6 +420,8 @@ struct Node::Impl final : resp::NodeView {
       line("tls_peer_refused_identities", peer_tls ? peer_tls->refused_identity.load() : 0);
       line("tls_reloads", tls_reloads.load());
       line("tls_reload_failures", tls_reload_failures.load());
+      line("tls_renewals", tls_renewals.load());
+      line("tls_renewal_failures", tls_renewal_failures.load());
       line("cross_shard_hops", s.stats.cross_shard_hops);
       // Summed over shards: a channel subscribed to on two shards counts twice here (PUBSUB
       // CHANNELS and NUMPAT give the distinct names).
@@ -554,8 +557,12 @@ struct Node::Impl final : resp::NodeView {
           "# HELP keel_tls_reloads_total Times the changed certificate files were loaded and put in use for new connections.\n"
           "# TYPE keel_tls_reloads_total counter\nkeel_tls_reloads_total {}\n"
           "# HELP keel_tls_reload_failures_total Times changed certificate files could not be loaded (the previous ones stay in use).\n"
-          "# TYPE keel_tls_reload_failures_total counter\nkeel_tls_reload_failures_total {}\n",
-          tls_reloads.load(), tls_reload_failures.load());
+          "# TYPE keel_tls_reload_failures_total counter\nkeel_tls_reload_failures_total {}\n"
+          "# HELP keel_tls_renewals_total Times this node renewed its own certificate from the CA (tls.ca_key_file).\n"
+          "# TYPE keel_tls_renewals_total counter\nkeel_tls_renewals_total {}\n"
+          "# HELP keel_tls_renewal_failures_total Attempts to renew this node's certificate that failed (retried a minute later).\n"
+          "# TYPE keel_tls_renewal_failures_total counter\nkeel_tls_renewal_failures_total {}\n",
+          tls_reloads.load(), tls_reload_failures.load(), tls_renewals.load(), tls_renewal_failures.load());
       if (int64_t t = tls_not_after.load()) {
         o += "# HELP keel_tls_certificate_expiry_timestamp_seconds When the certificate a TLS listener serves expires (unix time).\n"
              "# TYPE keel_tls_certificate_expiry_timestamp_seconds gauge\n";
@@ -574,11 +581,15 @@ struct Node::Impl final : resp::NodeView {
   void watch_certificates(int64_t interval_ms) {
     const auto& f = resp_files;
     security::FileWatch watch({f.cert_file, f.key_file, f.ca_cert_file});
+    // Renewal (tls.ca_key_file): a jitter drawn once, so members issued together spread out.
+    const double jitter01 = std::uniform_real_distribution<double>(0.0, 1.0)(*std::make_unique<std::random_device>());
+    int64_t next_renewal_try_s = 0;
     for (;;) {
       {
         std::unique_lock lk(health_mu);
         if (health_cv.wait_for(lk, std::chrono::milliseconds(interval_ms), [&] { return health_stop; })) return;
       }
+      if (!cfg.tls_ca_key_file.empty()) maybe_renew_certificate(jitter01, next_renewal_try_s);
       if (!watch.changed()) continue;
       std::string error;
       std::shared_ptr<boost::asio::ssl::context> resp_ctx, http_ctx;
@@ -607,6 +618,62 @@ struct Node::Impl final : resp::NodeView {
       ++tls_reloads;
       klog().info("TLS: reloaded {} (and its key and CA): new connections use it", f.cert_file);
     }
+  }
+
+  // Renews this node's certificate from the CA (tls.ca_key_file) once renewal_due_s says so:
+  // the same identity, names and lifetime with a new key, written next to the files and moved
+  // over them (key first), so the reload that follows picks them up. A failure is logged and
+  // counted and tried again a minute later; the current certificate stays in use.
+  void maybe_renew_certificate(double jitter01, int64_t& next_try_s) {
+    const int64_t now_s = SystemClock::instance().now_ms() / 1000;
+    if (now_s < next_try_s) return;
+    auto read = [](const std::string& path) -> Result<std::string> {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return make_error(Errc::kIoError, fmt::format("cannot read {}", path));
+      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    auto fail = [&](const std::string& why) {
+      ++tls_renewal_failures;
+      next_try_s = now_s + 60;
+      klog().error("TLS: renewing {} failed, the current certificate stays in use (next try in 60 s): {}",
+                   cfg.tls_cert_file, why);
+    };
+    auto cert = read(cfg.tls_cert_file);
+    if (!cert) return fail(cert.error().message);
+    auto info = security::inspect(*cert);
+    if (!info) return fail(info.error().message);
+    // keel's certificates start kBackdateS before their issue (clock skew): the lifetime that
+    // counts starts at the issue.
+    const int64_t issued = std::min(info->not_before + security::kBackdateS, info->not_after);
+    if (now_s < security::renewal_due_s(issued, info->not_after, cfg.tls_renew_fraction, jitter01)) return;
+    auto ca_cert = read(cfg.tls_ca_cert_file);
+    auto ca_key = read(cfg.tls_ca_key_file);
+    if (!ca_cert) return fail(ca_cert.error().message);
+    if (!ca_key) return fail(ca_key.error().message);
+    // tls.ca_cert_file may hold several CAs while one is being rotated: the first one signs.
+    security::Pem ca{ca_cert->substr(0, ca_cert->find("-----END CERTIFICATE-----") + 25), *ca_key};
+    auto renewed = security::reissue(ca, *cert);
+    if (!renewed) return fail(renewed.error().message);
+    auto write = [](const std::string& path, const std::string& text, bool secret) -> Status {
+      const std::string tmp = path + ".renewing";
+      {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out || !(out << text) || !out.flush())
+          return make_error(Errc::kIoError, fmt::format("cannot write {}", tmp));
+      }
+      if (secret) std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+      std::error_code ec;
+      std::filesystem::rename(tmp, path, ec);
+      if (ec) return make_error(Errc::kIoError, fmt::format("cannot move {} over {}: {}", tmp, path, ec.message()));
+      return {};
+    };
+    if (auto st = write(cfg.tls_key_file, renewed->key, true); !st) return fail(st.error().message);
+    if (auto st = write(cfg.tls_cert_file, renewed->cert, false); !st) return fail(st.error().message);
+    ++tls_renewals;
+    next_try_s = now_s + 30;  // never more often, whatever the lifetime
+    auto fresh = security::inspect(renewed->cert);
+    klog().info("TLS: renewed {} from the CA (valid until unix {}); the reload puts it in use", cfg.tls_cert_file,
+                fresh ? fresh->not_after : 0);
   }
 
   // The health poller thread: every 500 ms, probes storage and asks the metadata service for

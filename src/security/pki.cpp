@@ -24,6 +24,9 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 namespace keel::security {
 namespace {
@@ -110,7 +113,7 @@ Result<X509Ptr> new_cert(EVP_PKEY* key, const std::string& cn, std::string_view 
   BnPtr bn(BN_bin2bn(serial, sizeof serial, nullptr));
   if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(x.get()))) return fail("cannot set the serial number");
   // Valid from a minute ago: a peer whose clock is slightly behind still accepts it.
-  if (!X509_gmtime_adj(X509_getm_notBefore(x.get()), -60) ||
+  if (!X509_gmtime_adj(X509_getm_notBefore(x.get()), -kBackdateS) ||
       !X509_gmtime_adj(X509_getm_notAfter(x.get()), static_cast<long>(ttl_s)))
     return fail("cannot set the validity");
   X509_NAME* name = X509_get_subject_name(x.get());
@@ -377,6 +380,42 @@ Result<std::string> issue_to_dir(const std::string& dir, const IssueRequest& req
   if (auto st = write_file(dir + "/" + file_name + ".crt", pem->cert, 0644); !st) return std::unexpected(st.error());
   auto cluster = ca_cluster(*ca_cert);
   return spiffe_id(*cluster, req.kind, req.name);
+}
+
+
+Result<Pem> reissue(const Pem& ca, std::string_view cert_pem) {
+  auto info = inspect(cert_pem);
+  if (!info) return std::unexpected(info.error());
+  auto cluster = ca_cluster(ca.cert);
+  if (!cluster) return std::unexpected(cluster.error());
+  IssueRequest req;
+  const std::string node_prefix = "spiffe://" + *cluster + "/node/";
+  const std::string client_prefix = "spiffe://" + *cluster + "/client/";
+  for (const auto& u : info->uris) {
+    if (u.starts_with(node_prefix)) {
+      req.kind = IssueRequest::Kind::kNode;
+      req.name = u.substr(node_prefix.size());
+    } else if (u.starts_with(client_prefix)) {
+      req.kind = IssueRequest::Kind::kClient;
+      req.name = u.substr(client_prefix.size());
+    }
+  }
+  if (req.name.empty())
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("the certificate names no node or client of cluster '{}' (its URIs: {}); it cannot be "
+                                  "renewed from this CA",
+                                  *cluster, fmt::join(info->uris, ", ")));
+  req.hosts = info->dns;
+  req.hosts.insert(req.hosts.end(), info->ips.begin(), info->ips.end());
+  req.ttl_s = std::clamp<int64_t>(info->not_after - info->not_before - kBackdateS, kMinTtlS, kMaxTtlS);
+  return issue(ca, req);
+}
+
+int64_t renewal_due_s(int64_t not_before, int64_t not_after, double fraction, double jitter01, double jitter_fraction) {
+  const double life = static_cast<double>(std::max<int64_t>(0, not_after - not_before));
+  const double f = std::clamp(fraction, 0.0, 1.0);
+  const double j = std::clamp(jitter01, 0.0, 1.0) * std::clamp(jitter_fraction, 0.0, 1.0 - f);
+  return not_before + static_cast<int64_t>(life * (f + j));
 }
 
 }  // namespace keel::security

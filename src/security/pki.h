@@ -27,6 +27,7 @@ struct Pem {
 inline constexpr int64_t kDefaultCaTtlS = 10LL * 365 * 86400;  // 10 years
 inline constexpr int64_t kDefaultCertTtlS = 30LL * 86400;      // 30 days
 inline constexpr int64_t kMinTtlS = 60;
+inline constexpr int64_t kBackdateS = 60;  // not_before is this far in the past (clock skew)
 inline constexpr int64_t kMaxTtlS = 3650LL * 86400;
 
 // "30d", "12h", "90m", "3600s" (a whole number and one unit). Errors name what is allowed.
@@ -71,6 +72,18 @@ Result<std::string> ca_cluster(std::string_view ca_cert_pem);
 // Verifies `cert_pem` against the CA (chain, signature, validity at now) with
 // X509_verify_cert. The error carries OpenSSL's reason.
 Status verify(std::string_view ca_cert_pem, std::string_view cert_pem);
+
+// A new certificate for the identity of `cert_pem` (its SPIFFE node or client name, its DNS and
+// IP names, its lifetime), signed by `ca`: what a node renewing itself asks for. kInvalidArgument
+// when the certificate names no node or client of the CA's cluster.
+Result<Pem> reissue(const Pem& ca, std::string_view cert_pem);
+
+// When a certificate valid from `not_before` to `not_after` (unix seconds) is due for renewal:
+// after `fraction` of its lifetime (0.5: half-way), plus `jitter01` (drawn in [0, 1) once per
+// node by the caller) times `jitter_fraction` of its lifetime, so that members issued together
+// do not all renew at once. Pure.
+int64_t renewal_due_s(int64_t not_before, int64_t not_after, double fraction, double jitter01,
+                      double jitter_fraction = 0.05);
 
 // Files: `dir`/ca.crt and ca.key (mode 0600). Refuses to overwrite an existing CA key.
 Status init_ca_dir(const std::string& dir, std::string_view cluster, KeyType type);

@@ -233,5 +233,39 @@ class ReloadTest(unittest.TestCase):
         self.assertGreaterEqual(redis.Redis(port=k.port, socket_timeout=5).info("stats")["tls_reloads"], 1)
 
 
+    def test_a_node_renews_its_own_certificate_from_the_ca(self):
+        """With tls.ca_key_file, a node renews its certificate after tls.renew_fraction of its
+        lifetime (a 60 s certificate, renewed after 5%: within seconds), keeps its identity and
+        names, and serves the new one to new connections."""
+        p = lambda n: os.path.join(self.pki, n)
+        keel("cert", "issue", "--node", "1", "--dir", self.pki, "--host", "127.0.0.1", "--ttl", "60s", "--out", "short")
+        https = free_port()
+        k = Keel("--set", "tls.http_port=%d" % https, "--set", "tls.reload_interval_ms=200",
+                 "--set", "tls.cert_file=" + p("short.crt"), "--set", "tls.key_file=" + p("short.key"),
+                 "--set", "tls.ca_cert_file=" + p("ca.crt"), "--set", "tls.ca_key_file=" + p("ca.key"),
+                 "--set", "tls.renew_fraction=0.05").start()
+        self.addCleanup(k.cleanup)
+        first = der(p("short.crt"))
+        self.assertEqual(served_certificate(https, p("ca.crt")), first)
+        wait_for("the node to renew and serve its certificate", lambda: served_certificate(https, p("ca.crt")) != first,
+                 limit=30)
+        renewed = der(p("short.crt"))
+        self.assertNotEqual(renewed, first)
+        self.assertEqual(served_certificate(https, p("ca.crt")), renewed)
+        self.assertIn("TLS: renewed " + p("short.crt"), k.output())
+        inspect = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", p("short.crt")],
+                                 capture_output=True, text=True).stdout
+        self.assertIn("URI:spiffe://it/node/1", inspect)
+        self.assertIn("IP Address:127.0.0.1", inspect)
+        self.assertEqual(oct(os.stat(p("short.key")).st_mode & 0o777), "0o600")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % k.http_port, timeout=10) as r:
+            self.assertRegex(r.read().decode(), r"(?m)^keel_tls_renewals_total [1-9]")
+        # Without the files it needs, the setting is refused at start, naming them.
+        bad = subprocess.run([KEEL_BIN, "serve", "--port", "0", "--http-port", "0", "--data-dir", self.pki + "/d",
+                              "--set", "tls.ca_key_file=" + p("ca.key")], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("tls.ca_key_file", bad.stdout + bad.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

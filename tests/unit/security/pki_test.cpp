@@ -75,6 +75,44 @@ TEST_P(Pki, IssuedNodeCertificateVerifiesAndCarriesItsIdentity) {
   EXPECT_LE(info->not_before, now());
 }
 
+// A node renewing itself: the new certificate carries the same identity, names and lifetime,
+// with a new key; a certificate of another cluster's CA is not renewed by this one.
+TEST_P(Pki, ReissueKeepsTheIdentityNamesAndLifetimeWithANewKey) {
+  auto ca = create_ca("prod-eu", GetParam());
+  ASSERT_TRUE(ca);
+  IssueRequest req;
+  req.name = "7";
+  req.ttl_s = 3600;
+  req.hosts = {"node-7.example", "10.0.0.7"};
+  auto cert = issue(*ca, req);
+  ASSERT_TRUE(cert);
+  auto renewed = reissue(*ca, cert->cert);
+  ASSERT_TRUE(renewed) << renewed.error().message;
+  EXPECT_TRUE(verify(ca->cert, renewed->cert));
+  EXPECT_NE(renewed->key, cert->key);
+  auto a = inspect(cert->cert), b = inspect(renewed->cert);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(b->uris, a->uris);
+  EXPECT_EQ(b->dns, a->dns);
+  EXPECT_EQ(b->ips, a->ips);
+  EXPECT_EQ(b->not_after - b->not_before, a->not_after - a->not_before);
+  auto other = create_ca("prod-us", GetParam());
+  ASSERT_TRUE(other);
+  auto refused = reissue(*other, cert->cert);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("names no node or client of cluster 'prod-us'"), std::string::npos)
+      << refused.error().message;
+}
+
+TEST(Pki, RenewalIsDueAfterTheGivenShareOfTheLifetimePlusJitter) {
+  EXPECT_EQ(renewal_due_s(1000, 2000, 0.5, 0.0), 1500);
+  EXPECT_EQ(renewal_due_s(1000, 2000, 0.5, 0.999, 0.05), 1549);
+  EXPECT_EQ(renewal_due_s(1000, 2000, 0.05, 0.5, 0.05), 1075);
+  // The jitter never pushes the renewal past the expiry.
+  EXPECT_LE(renewal_due_s(1000, 2000, 0.99, 1.0, 0.5), 2000);
+  EXPECT_EQ(renewal_due_s(1000, 1000, 0.5, 0.5), 1000);  // nothing left: due now
+}
+
 TEST_P(Pki, ClientCertificateFromAnotherCaIsRejected) {
   auto ca = create_ca("a", GetParam());
   auto other = create_ca("a", GetParam());
