@@ -29,6 +29,8 @@ struct Config {
   uint64_t max_inline_len = 64 * 1024;
   uint64_t query_buffer_limit = 1ull << 30;
   uint64_t http_max_body = 16ull << 20;
+  // Rate limits per user and per client address, node-wide over RESP and HTTP (0 = none).
+  uint64_t user_rate = 0, user_burst = 0, address_rate = 0, address_burst = 0;
   // Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`: a subscriber (RESP or SSE) whose
   // unsent output reaches the hard limit, or stays at or above the soft one for longer than
   // the soft seconds, is disconnected. 0 disables a limit.

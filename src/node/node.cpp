@@ -39,6 +39,7 @@
 #include "frontends/resp/server.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/client_limits.h"
 #include "security/secrets_service.h"
 #include "security/transit_service.h"
 #include "security/token.h"
@@ -125,6 +126,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<security::AclService> acl_service;
   std::unique_ptr<security::TransitService> transit;
   std::unique_ptr<security::SecretsService> secrets;
+  std::shared_ptr<security::ClientLimits> client_limits;  // per user / address, both doors
   std::atomic<int64_t> tls_not_after{0};  // the served certificate (tls.cert_file): unix seconds (0: no TLS listener)
   // TLS: the listeners' contexts (replaced on reload) and peer links' mutual TLS.
   std::shared_ptr<security::TlsContextSlot> resp_tls, http_tls;
@@ -421,6 +423,8 @@ struct Node::Impl final : resp::NodeView {
       line("tls_reloads", tls_reloads.load());
       line("tls_reload_failures", tls_reload_failures.load());
       line("tls_renewals", tls_renewals.load());
+      line("rate_limited_user", client_limits ? client_limits->refused_by_user() : 0);
+      line("rate_limited_address", client_limits ? client_limits->refused_by_address() : 0);
       line("tls_renewal_failures", tls_renewal_failures.load());
       line("cross_shard_hops", s.stats.cross_shard_hops);
       // Summed over shards: a channel subscribed to on two shards counts twice here (PUBSUB
@@ -545,6 +549,13 @@ struct Node::Impl final : resp::NodeView {
 
   std::string tls_metrics() const {
     std::string o;
+    if (client_limits && client_limits->enabled())
+      o += fmt::format(
+          "# HELP keel_rate_limited_total Requests refused by the rate limits per user and per client address "
+          "(limits.user_rate, limits.address_rate).\n"
+          "# TYPE keel_rate_limited_total counter\nkeel_rate_limited_total{{by=\"user\"}} {}\n"
+          "keel_rate_limited_total{{by=\"address\"}} {}\n",
+          client_limits->refused_by_user(), client_limits->refused_by_address());
     if (peer_tls)
       o += fmt::format(
           "# HELP keel_peer_tls_refusals_total Peer connections refused under tls.peer = yes: the TLS handshake failed "
@@ -894,6 +905,9 @@ Status Node::start() {
   im.resp->set_transit(im.transit.get());
   im.secrets = std::make_unique<security::SecretsService>(*im.transit);
   im.resp->set_secrets(im.secrets.get());
+  im.client_limits = std::make_shared<security::ClientLimits>(
+      security::ClientLimitsConfig{im.cfg.user_rate, im.cfg.user_burst, im.cfg.address_rate, im.cfg.address_burst});
+  im.resp->set_client_limits(im.client_limits);
   im.caches = std::make_unique<cache::Service>(
       *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
                                                                              : cache::EngineKind::kPersistent);
@@ -970,6 +984,7 @@ Status Node::start() {
   im.http->set_acl(im.acl_service.get());
   im.http->set_transit(im.transit.get());
   im.http->set_secrets(im.secrets.get());
+  im.http->set_client_limits(im.client_limits);
   {
     routing::Options rop;
     if (!im.cfg.gateway_routes_file.empty()) {

@@ -43,6 +43,7 @@
 #include "observe/health_board.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/client_limits.h"
 #include "security/secrets_service.h"
 #include "security/transit_service.h"
 #include "security/http_signature.h"
@@ -260,6 +261,7 @@ struct Server::Impl {
   awaitable<Response> handle_secrets(const Request& req, std::string_view path, const Query& q);
   security::TransitService* transit = nullptr;
   security::SecretsService* secrets = nullptr;
+  std::shared_ptr<security::ClientLimits> client_limits;  // per user / address (null: none)
   awaitable<Response> handle_cluster_status(const Request& req);
   // GET /v1/signals: the signal catalogue, the routes in force and the signals file's state.
   Response handle_signals(const Request& req);
@@ -1734,8 +1736,15 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
     std::optional<Response> answer;
     bool proxied = false;
+    if (client_limits) [[unlikely]] {  // per user and per client address (security/client_limits.h)
+      if (auto no = client_limits->check(http_caller(req), client_ip, sdk::SteadyClock::instance().now())) {
+        answer = error_response(req, bhttp::status::too_many_requests, "RATE_LIMITED", no->message);
+        answer->set(bhttp::field::retry_after, std::to_string(std::max<int64_t>(1, (no->retry_after_ms + 999) / 1000)));
+        if (upload) keep = false;  // its body was not read
+      }
+    }
     Gateway::Impl::Handoff handoff;  // an upgrade the upstream accepted, or a streamed answer
-    if (gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
+    if (!answer && gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
       answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &handoff,
                                               upload ? &upload_reader : nullptr);
       proxied = answer.has_value();
@@ -2653,6 +2662,9 @@ uint64_t Server::Impl::gateway_stream_above() const {
 
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
 void Server::set_secrets(security::SecretsService* secrets) { impl_->secrets = secrets; }
+void Server::set_client_limits(std::shared_ptr<security::ClientLimits> limits) {
+  impl_->client_limits = limits && limits->enabled() ? std::move(limits) : nullptr;
+}
 
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;

@@ -33,6 +33,7 @@ namespace keel::security {
 class AclService;
 class TransitService;
 class SecretsService;
+class ClientLimits;
 class TlsContextSlot;
 }
 namespace keel::observe {
@@ -88,6 +89,8 @@ class Server {
   void set_transit(security::TransitService* transit);
   // /v1/secrets: the node's SecretsService. Call before start().
   void set_secrets(security::SecretsService* secrets);
+  // Rate limits per user and per client address (shared with the RESP door). Before start().
+  void set_client_limits(std::shared_ptr<security::ClientLimits> limits);
   // Adds the partition figures to /v1/cluster/status and /metrics.
   void set_dht(dht::Service* dht);
   // Answers /health/ready from `board` (observe/health_board.h). Call before start().

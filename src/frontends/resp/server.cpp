@@ -28,6 +28,7 @@
 #include "frontends/resp/cache_admin.h"
 #include "frontends/resp/route_admin.h"
 #include "frontends/resp/transit_admin.h"
+#include "security/client_limits.h"
 #include "security/acl_service.h"
 #include "security/audit.h"
 #include "security/tls.h"
@@ -301,6 +302,7 @@ struct Server::Impl {
   routing::Service* routes = nullptr;  // ROUTE.* (set before the shards run)
   security::TransitService* transit = nullptr;  // TRANSIT.* (set before the shards run)
   security::SecretsService* secrets = nullptr;  // SECRET.* (set before the shards run)
+  std::shared_ptr<security::ClientLimits> client_limits;  // per user / address (set before the shards run)
   security::AclService* acl_service = nullptr;  // users and access rules (set before start)
   security::Acl* acl = nullptr;
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
@@ -680,6 +682,16 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         r.error(d->error);
         co_return;
       }
+    }
+  }
+  // Rate limits per user and per client address (off unless configured); requests that came
+  // through another door or node were counted where they entered.
+  if (client_limits && !c.internal && !(spec->flags & kNoAuth)) [[unlikely]] {
+    const std::string_view user = c.client.user ? std::string_view(c.client.user->name) : std::string_view("default");
+    if (auto no = client_limits->check(user, client_ip(c.client.addr), sdk::SteadyClock::instance().now())) {
+      if (c.tx.multi) c.tx.aborted = true;
+      r.error("ERR " + no->message);
+      co_return;
     }
   }
   // RESP2 subscribed mode: only these may run (Redis's processCommand); RESP3 has no limits.
@@ -2986,6 +2998,9 @@ void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }
 void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
 void Server::set_secrets(security::SecretsService* secrets) { impl_->secrets = secrets; }
+void Server::set_client_limits(std::shared_ptr<security::ClientLimits> limits) {
+  impl_->client_limits = limits && limits->enabled() ? std::move(limits) : nullptr;
+}
 void Server::set_acl(security::AclService* acl) {
   impl_->acl_service = acl;
   impl_->acl = acl ? &acl->acl() : nullptr;

@@ -37,6 +37,7 @@ namespace keel::security {
 class AclService;
 class TransitService;
 class SecretsService;
+class ClientLimits;
 }
 
 namespace keel::resp {
@@ -113,6 +114,8 @@ class Server {
   void set_transit(security::TransitService* transit);
   // SECRET.* go to it (secrets in cluster metadata). Call before start().
   void set_secrets(security::SecretsService* secrets);
+  // Rate limits per user and per client address (shared with the HTTP door). Before start().
+  void set_client_limits(std::shared_ptr<security::ClientLimits> limits);
   // Users and access rules: AUTH, HELLO AUTH, ACL, and the check before every command. Null
   // (the default): no users, `requirepass` through NodeView only. Call before start().
   void set_acl(security::AclService* acl);

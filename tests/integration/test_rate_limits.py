@@ -1,0 +1,77 @@
+"""Rate limits per user and per client address (limits.user_rate, limits.address_rate;
+docs/security.md): a user past its budget is refused with an error that names the limit and
+when to retry, other users are not, the budget comes back with time, and the HTTP door shares
+the same budgets (429 with Retry-After)."""
+import json
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import redis
+
+from harness import Keel
+
+
+def refused(fn, n):
+    """How many of n calls were refused by a rate limit, and the last refusal's text."""
+    count, last = 0, ""
+    for _ in range(n):
+        try:
+            fn()
+        except redis.ResponseError as e:
+            if "rate limit" not in str(e):
+                raise
+            count, last = count + 1, str(e)
+    return count, last
+
+
+class UserRateTest(unittest.TestCase):
+    def test_a_user_past_its_budget_is_refused_and_others_are_not(self):
+        with Keel("--engine", "memory", "--set", "limits.user_rate=20", "--set", "limits.user_burst=20") as k:
+            admin = redis.Redis(port=k.port, socket_timeout=10)
+            admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "+@all")
+            app = redis.Redis(port=k.port, username="app", password="pw", socket_timeout=10)
+            n, last = refused(lambda: app.set("k", "v"), 60)
+            self.assertGreaterEqual(n, 30)  # 20 at once, then about 20 per second
+            self.assertLessEqual(n, 45)
+            self.assertIn("rate limit of user 'app' exceeded: limits.user_rate allows 20 requests per second", last)
+            self.assertRegex(last, r"retry in \d+ ms")
+            self.assertEqual(refused(lambda: admin.get("k"), 10)[0], 0)  # another user's budget
+            time.sleep(1.1)
+            self.assertEqual(refused(lambda: app.get("k"), 10)[0], 0)  # it came back
+            body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % k.http_port, timeout=10).read().decode()
+            self.assertRegex(body, r'keel_rate_limited_total\{by="user"\} [1-9]')
+
+
+class AddressRateTest(unittest.TestCase):
+    def test_the_http_door_shares_the_address_budget_and_answers_429(self):
+        with Keel("--engine", "memory", "--set", "limits.address_rate=30", "--set", "limits.address_burst=30") as k:
+            r = redis.Redis(port=k.port, socket_timeout=10)
+            n, last = refused(lambda: r.set("k", "v"), 25)
+            self.assertEqual(n, 0)
+            codes, retry_after, body = {}, None, None
+            for _ in range(30):
+                try:
+                    urllib.request.urlopen("http://127.0.0.1:%d/v1/kv/k" % k.http_port, timeout=5).read()
+                    codes[200] = codes.get(200, 0) + 1
+                except urllib.error.HTTPError as e:
+                    codes[e.code] = codes.get(e.code, 0) + 1
+                    retry_after, body = e.headers.get("Retry-After"), json.loads(e.read())
+            # 25 went over RESP: only a few of these fit in the same address's budget.
+            self.assertGreaterEqual(codes.get(429, 0), 20)
+            self.assertEqual(retry_after, "1")
+            self.assertEqual(body["error"]["code"], "RATE_LIMITED")
+            self.assertIn("rate limit of client address 127.0.0.1 exceeded", body["error"]["message"])
+
+    def test_bad_settings_are_refused_naming_them(self):
+        import subprocess
+        from harness import KEEL_BIN
+        out = subprocess.run([KEEL_BIN, "config", "check", "/dev/null", "--set", "limits.user_rate=fast"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("limits.user_rate", out.stdout + out.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
