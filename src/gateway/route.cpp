@@ -202,6 +202,7 @@ std::string RouteSpec::text() const {
     out += " rate=" + rate.text();
     if (rate.burst != 0) out += fmt::format(" burst={}", rate.burst);
     if (!rate.header.empty()) out += " rate_key=header:" + rate.header;
+    if (rate.cluster) out += " rate_scope=cluster";
   }
   return out;
 }
@@ -244,8 +245,8 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
   if (!t) return make_error(Errc::kInvalidArgument, fmt::format("route '{}': {}", shown(text), t.error().message));
   r.path = std::move(*t);
   constexpr std::string_view kOptions =
-      "allowed: host=HOST, header=NAME:VALUE, header=NAME, rate=N/s|N/m|N/h, burst=N, rate_key=client|header:NAME";
-  bool have_host = false, have_burst = false, have_key = false;
+      "allowed: host=HOST, header=NAME:VALUE, header=NAME, rate=N/s|N/m|N/h, burst=N, rate_key=client|header:NAME, rate_scope=node|cluster";
+  bool have_host = false, have_burst = false, have_key = false, have_scope = false;
   while (!opts.empty()) {
     auto end = opts.find_first_of(" \t");
     auto opt = opts.substr(0, end);
@@ -309,6 +310,15 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
                                       shown(text), shown(opt.substr(6)), limits.max_rate_count));
       have_burst = true;
       r.rate.burst = *n;
+    } else if (opt.starts_with("rate_scope=")) {
+      auto v = opt.substr(11);
+      if (have_scope || (v != "node" && v != "cluster"))
+        return make_error(Errc::kInvalidArgument,
+                          fmt::format("route '{}': rate_scope '{}' must be given once, as node (each node counts for "
+                                      "itself) or cluster (the rate is for all nodes together)",
+                                      shown(text), shown(v)));
+      have_scope = true;
+      r.rate.cluster = v == "cluster";
     } else if (opt.starts_with("rate_key=")) {
       auto v = opt.substr(9);
       if (have_key)
@@ -335,9 +345,10 @@ Result<RouteSpec> parse_route(std::string_view text, const Limits& limits) {
                         fmt::format("route '{}': unexpected '{}' after the path; {}", shown(text), shown(opt), kOptions));
     }
   }
-  if (!r.rate.enabled() && (have_burst || have_key))
+  if (!r.rate.enabled() && (have_burst || have_key || have_scope))
     return make_error(Errc::kInvalidArgument,
-                      fmt::format("route '{}': burst= and rate_key= need rate= (for example rate=100/s burst=20)",
+                      fmt::format("route '{}': burst=, rate_key= and rate_scope= need rate= (for example rate=100/s "
+                                  "burst=20)",
                                   shown(text)));
   if (r.rate.enabled()) {
     // The limiter keeps time in int64 nanoseconds: interval * burst must stay well inside it

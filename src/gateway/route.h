@@ -79,6 +79,9 @@ struct RateSpec {
   int64_t period_ms = 1000;  // 1000 (N/s), 60000 (N/m), 3600000 (N/h)
   uint64_t burst = 0;        // 1..1000000; 0 = the default, count
   std::string header;        // "" = by client address; else the header name, lower case
+  // rate_scope=cluster: the rate is for the whole cluster, each of the N live members
+  // admitting 1/N of it (requests spread evenly over the members: a load balancer in front).
+  bool cluster = false;
   bool enabled() const { return count > 0; }
   uint64_t effective_burst() const { return burst ? burst : count; }
   std::string text() const;  // "100/s"

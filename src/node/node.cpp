@@ -127,6 +127,7 @@ struct Node::Impl final : resp::NodeView {
   std::unique_ptr<security::TransitService> transit;
   std::unique_ptr<security::SecretsService> secrets;
   std::shared_ptr<security::ClientLimits> client_limits;  // per user / address, both doors
+  std::atomic<uint32_t> live_members{1};  // members reachable (self included), by the health poller
   std::atomic<int64_t> tls_not_after{0};  // the served certificate (tls.cert_file): unix seconds (0: no TLS listener)
   // TLS: the listeners' contexts (replaced on reload) and peer links' mutual TLS.
   std::shared_ptr<security::TlsContextSlot> resp_tls, http_tls;
@@ -717,6 +718,7 @@ struct Node::Impl final : resp::NodeView {
         mf.error = "this node runs no metadata service";
       }
       uint64_t map_version = dht ? dht->status().map_version : 0;
+      if (mf.answered) live_members.store(std::max<uint32_t>(1, mf.reachable), std::memory_order_relaxed);
       health->poller_report(SystemClock::instance().monotonic_ns() / 1000000, std::move(storage_error), mf, map_version);
       std::unique_lock lk(health_mu);
       if (health_cv.wait_for(lk, std::chrono::milliseconds(500), [&] { return health_stop; })) return;
@@ -1016,6 +1018,7 @@ Status Node::start() {
     go.outlier.base_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_ejection_ms);
     go.outlier.max_ejection_ms = static_cast<int64_t>(im.cfg.gateway_outlier_max_ejection_ms);
     go.outlier.max_ejected_percent = static_cast<uint32_t>(im.cfg.gateway_outlier_max_ejected_percent);
+    go.cluster_size = [&im] { return std::max<uint32_t>(1, im.live_members.load(std::memory_order_relaxed)); };
     im.gateway = std::make_unique<http::Gateway>(*im.routes, go);
     if (im.cfg.gateway_enabled) im.http->set_gateway(im.gateway.get());
   }

@@ -1115,5 +1115,31 @@ class GatewayClusterTest(unittest.TestCase):
             c.cleanup()
 
 
+    def test_a_cluster_scoped_rate_is_split_over_the_members(self):
+        """rate=30/m rate_scope=cluster on 3 members: each admits 10 a minute per client."""
+        from test_cluster import Cluster
+        c = Cluster().start()
+        up = Upstream("u")
+        try:
+            st, body = eventually(lambda: (lambda r: r if r[0] == 200 else None)(
+                register(c.port(0), "limited", "l-1", up.address, ["GET /limited/{x} rate=30/m rate_scope=cluster"])),
+                limit=30)
+            self.assertEqual(st, 200, body)
+            self.assertTrue(eventually(lambda: request(c.port(1), "GET", "/v1/routes")[2]["routes"], limit=30))
+            time.sleep(1.5)  # every member's health poller has counted the live members
+            codes, message = [], None
+            for _ in range(20):
+                st, _, body = request(c.port(1), "GET", "/limited/1")
+                codes.append(st)
+                if st == 429:
+                    message = body["error"]["message"]
+            self.assertEqual(codes.count(200), 10, codes)
+            self.assertIn("across the cluster (1/3 of it on each node)", message)
+            # Another member has its own share for the same client.
+            self.assertEqual(request(c.port(2), "GET", "/limited/1")[0], 200)
+        finally:
+            up.stop()
+            c.cleanup()
+
 if __name__ == "__main__":
     unittest.main()

@@ -216,14 +216,22 @@ namespace {
 std::string limiter_key(const gateway::RouteSpec& r) { return r.service + " " + r.text(); }
 }  // namespace
 
+uint32_t Gateway::Impl::rate_share(const gateway::RouteSpec& route) const {
+  if (!route.rate.cluster || !opt.cluster_size) return 1;
+  return std::max<uint32_t>(1, opt.cluster_size());
+}
+
 resilience::KeyedRateLimiter& Gateway::Impl::limiter_for(const gateway::RouteSpec& route) {
-  auto& l = limiters[limiter_key(route)];
+  // rate_scope=cluster: this node admits 1/N of the rate (N live members); a new N starts a
+  // new limiter (the old one's state is dropped with it).
+  const uint32_t n = rate_share(route);
+  auto& l = limiters[limiter_key(route) + (n > 1 ? fmt::format(" /{}", n) : std::string())];
   if (!l) {
     resilience::KeyedLimiterOptions o;
     o.name = "gateway " + limiter_key(route);
-    o.limit.count = route.rate.count;
+    o.limit.count = std::max<uint64_t>(1, (route.rate.count + n - 1) / n);
     o.limit.period = std::chrono::milliseconds(route.rate.period_ms);
-    o.limit.burst = static_cast<uint32_t>(route.rate.effective_burst());
+    o.limit.burst = static_cast<uint32_t>(std::max<uint64_t>(1, (route.rate.effective_burst() + n - 1) / n));
     o.max_keys = kRateKeys;
     l = std::make_unique<resilience::KeyedRateLimiter>(std::move(o));  // bounds checked by parse_route
   }
@@ -237,7 +245,10 @@ void Gateway::Impl::prune(const gateway::RouteTable& table) {
   // The limiters of routes no longer in the table go (and start afresh if the route returns).
   std::set<std::string> routes_now;
   for (auto& e : table.matcher().entries())
-    if (e.route.rate.enabled()) routes_now.insert(limiter_key(e.route));
+    if (e.route.rate.enabled()) {
+      const uint32_t n = rate_share(e.route);  // a cluster route's limiter for the current share only
+      routes_now.insert(limiter_key(e.route) + (n > 1 ? fmt::format(" /{}", n) : std::string()));
+    }
   std::erase_if(limiters, [&](const auto& kv) { return !routes_now.count(kv.first); });
 }
 
@@ -710,10 +721,13 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
       int64_t secs = std::max<int64_t>(1, (ms + 999) / 1000);
       auto res = error_answer(
           ver, bhttp::status::too_many_requests, "RATE_LIMITED",
-          fmt::format("rate limit of route '{}' (service '{}') exceeded: it allows {} per {}, {} at once; retry "
+          fmt::format("rate limit of route '{}' (service '{}') exceeded: it allows {} per {}, {} at once{}; retry "
                       "after {} s",
                       route.text(), route.service, route.rate.text(), route.rate.key_text(),
-                      route.rate.effective_burst(), secs),
+                      route.rate.effective_burst(),
+                      route.rate.cluster ? fmt::format(" across the cluster (1/{} of it on each node)", rate_share(route))
+                                         : std::string(),
+                      secs),
           json{{"route", route.text()},
                {"service", route.service},
                {"limit", route.rate.text()},

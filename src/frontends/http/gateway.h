@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "gateway/ring.h"
@@ -42,6 +43,9 @@ struct GatewayOptions {
   uint64_t stream_above_bytes = 256u << 10;  // answers larger, or of unknown length, relayed as they arrive
   gateway::OutlierOptions outlier;  // passive ejection: consecutive 5xx / connect failures / timeouts
   bool access_log = false;          // one JSON line per request that matched a route (event gateway.access)
+  // The live members of the cluster (rate_scope=cluster routes split their rate over them);
+  // unset: 1.
+  std::function<uint32_t()> cluster_size;
   // An upgraded connection (WebSocket) with no byte either way for this long is closed.
   int64_t tunnel_idle_timeout_ms = 3600000;
 };

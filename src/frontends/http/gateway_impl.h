@@ -139,6 +139,8 @@ struct Gateway::Impl {
   // text), kept across table revisions while the route exists. shard 0 only.
   static constexpr uint32_t kRateKeys = 10000;  // keys (clients, header values) per route
   resilience::KeyedRateLimiter& limiter_for(const gateway::RouteSpec& route);
+  // How many nodes share a route's rate: the live members for rate_scope=cluster, else 1.
+  uint32_t rate_share(const gateway::RouteSpec& route) const;
   std::unordered_map<std::string, std::unique_ptr<resilience::KeyedRateLimiter>> limiters;
   // consistent_hash: one ring per route entry over its instances, for the table of snapshot
   // rings_of (rebuilt when the snapshot changes: a new revision, or a lease that ended; the

@@ -63,6 +63,11 @@ TEST(RouteParse, FormsAndCanonicalText) {
   EXPECT_EQ(rm.rate.period_ms, 60000);
   EXPECT_EQ(rm.rate.effective_burst(), 30u);
   EXPECT_EQ(route("GET /x rate=5/h").rate.period_ms, 3600000);
+  auto rc = route("GET /x rate_scope=cluster rate=90/s");
+  EXPECT_TRUE(rc.rate.cluster);
+  EXPECT_EQ(rc.text(), "GET /x rate=90/s rate_scope=cluster");
+  EXPECT_EQ(route(rc.text()), rc);
+  EXPECT_FALSE(route("GET /x rate=90/s rate_scope=node").rate.cluster);
   EXPECT_FALSE(route("GET /x").rate.enabled());
   auto line = parse_route_line("GET:/x header=x-canary:1 => canary");
   ASSERT_TRUE(line) << line.error().message;
@@ -98,7 +103,9 @@ TEST(RouteParse, BadRoutesSayWhatIsWrongAndWhatIsAllowed) {
       {"GET /a rate=x/s", "needs a whole number"},
       {"GET /a rate=1/s rate=2/s", "rate= is given twice"},
       {"GET /a rate=1/s burst=0", "burst '0' must be given once, as a whole number from 1"},
-      {"GET /a burst=5", "burst= and rate_key= need rate="},
+      {"GET /a burst=5", "burst=, rate_key= and rate_scope= need rate="},
+      {"GET /a rate_scope=cluster", "burst=, rate_key= and rate_scope= need rate="},
+      {"GET /a rate=1/s rate_scope=region", "rate_scope 'region' must be given once, as node"},
       {"GET /a rate=1/h burst=1000000", "burst 1000000 is too large for rate 1/h; allowed: burst up to 640511"},
       {"GET /a rate=1/s rate_key=ip", "rate_key 'ip' is not known; allowed: rate_key=client"},
       {"GET /a rate=1/s rate_key=header:a:b", "rate_key 'header:a:b' needs a header name"},
