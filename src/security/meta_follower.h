@@ -117,6 +117,19 @@ class MetaFollower {
   // Until this node has seen one more revision than now (after losing a compare-and-set).
   boost::asio::awaitable<void> catch_up() { co_await wait_revision(seen_revision() + 1); }
 
+  // The entry as the cluster has it now: a linearizable read (a barrier through the log), then
+  // this node's copy once it has applied that far. For a name this node does not hold yet, or
+  // holds at a version that may be behind (another node created or changed it a moment ago).
+  boost::asio::awaitable<Held> fresh(const std::string& name) {
+    auto st = st_;
+    if (!st->meta) co_return held(name);
+    std::string key = st->prefix + name;
+    auto start = [&](auto cb) { st->meta->get(st->domain, key, false, cb); };
+    auto kv = co_await cluster::meta_call<cluster::KeyValue>(start);
+    if (kv) co_await wait_revision(kv->mod_revision);
+    co_return held(name);
+  }
+
  private:
   struct State {
     std::string domain, prefix, what;

@@ -76,26 +76,35 @@ std::shared_ptr<const secrets::Secret> SecretsService::find(const std::string& p
   return impl_->store.held(path).value;
 }
 
-Result<SecretsService::Read> SecretsService::get(const std::string& path, std::optional<uint32_t> version) const {
-  if (auto st = secrets::check_path(path); !st) return std::unexpected(st.error());
-  auto held = impl_->store.held(path);
+asio::awaitable<Result<SecretsService::Read>> SecretsService::get(std::string path, std::optional<uint32_t> version) {
+  auto self = impl_;
+  if (auto st = secrets::check_path(path); !st) co_return std::unexpected(st.error());
+  auto held = self->store.held(path);
+  if (!held.value || (version && held.value->current < *version)) held = co_await self->store.fresh(path);
   auto s = held.value;
-  if (!s) return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
+  if (!s) co_return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
   const uint32_t v = version.value_or(s->current);
   auto it = s->versions.find(v);
   if (it == s->versions.end())
-    return make_error(Errc::kNotFound,
+    co_return make_error(Errc::kNotFound,
                       fmt::format("secret '{}' has no version {} (kept: {} to {})", path, v,
                                   s->versions.empty() ? 0 : s->versions.begin()->first, s->current));
-  auto key = impl_->transit.find(std::string(secrets::kSealKey));
+  auto sealed_version = transit::output_version(it->second.sealed);
+  auto key = co_await self->transit.find_fresh(std::string(secrets::kSealKey), sealed_version ? *sealed_version : 0);
   if (!key)
-    return make_error(Errc::kUnavailable, fmt::format("the transit key '{}' that seals secrets is missing on this node",
+    co_return make_error(Errc::kUnavailable, fmt::format("the transit key '{}' that seals secrets is missing on this node",
                                                       secrets::kSealKey));
   auto plain = transit::decrypt(*key, it->second.sealed, path);
   if (!plain)
-    return make_error(Errc::kCorruption, fmt::format("secret '{}' version {} cannot be unsealed: {}", path, v,
+    co_return make_error(Errc::kCorruption, fmt::format("secret '{}' version {} cannot be unsealed: {}", path, v,
                                                      plain.error().message));
-  return Read{std::move(*plain), v, it->second.created_ms, held.mod_revision};
+  co_return Read{std::move(*plain), v, it->second.created_ms, held.mod_revision};
+}
+
+asio::awaitable<std::shared_ptr<const secrets::Secret>> SecretsService::find_fresh(std::string path) {
+  auto self = impl_;
+  if (auto s = self->store.held(path).value) co_return s;
+  co_return (co_await self->store.fresh(path)).value;
 }
 
 std::vector<std::string> SecretsService::list(std::string_view prefix) const { return impl_->store.names(prefix); }

@@ -40,8 +40,11 @@ class SecretsService {
   // Errors: kInvalidArgument (a bad path, a value too large), kConflict (CAS), kNotFound,
   // kUnavailable / kTimeout from metadata.
   boost::asio::awaitable<Result<uint32_t>> put(std::string path, std::string value, std::optional<uint32_t> cas);
-  Result<Read> get(const std::string& path, std::optional<uint32_t> version) const;
+  // A secret this node does not hold yet (or not at that version) is read linearizably first.
+  boost::asio::awaitable<Result<Read>> get(std::string path, std::optional<uint32_t> version);
   std::shared_ptr<const secrets::Secret> find(const std::string& path) const;
+  // The same, read linearizably first when this node holds no such secret.
+  boost::asio::awaitable<std::shared_ptr<const secrets::Secret>> find_fresh(std::string path);
   std::vector<std::string> list(std::string_view prefix) const;
   // Whether it existed.
   boost::asio::awaitable<Result<bool>> remove(std::string path);

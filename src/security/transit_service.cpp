@@ -52,6 +52,13 @@ void TransitService::stop() { impl_->keys.stop(); }
 KeyPtr TransitService::find(const std::string& name) const { return impl_->keys.held(name).value; }
 std::vector<std::string> TransitService::names() const { return impl_->keys.names(); }
 
+asio::awaitable<KeyPtr> TransitService::find_fresh(std::string name, uint32_t need_version) {
+  auto self = impl_;
+  auto h = self->keys.held(name);
+  if (h.value && h.value->latest() >= need_version) co_return h.value;
+  co_return (co_await self->keys.fresh(name)).value;
+}
+
 asio::awaitable<Result<KeyPtr>> TransitService::create(std::string name, transit::KeyType type) {
   auto self = impl_;
   auto k = transit::create(name, type, SystemClock::instance().now_ms());

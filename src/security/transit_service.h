@@ -38,6 +38,10 @@ class TransitService {
 
   // The key as this node knows it (nullptr: none of that name).
   std::shared_ptr<const transit::Key> find(const std::string& name) const;
+  // The same, but when this node holds no such key, or holds it without `need_version`, it
+  // first reads metadata linearizably (a key created or rotated through another node a moment
+  // ago is found).
+  boost::asio::awaitable<std::shared_ptr<const transit::Key>> find_fresh(std::string name, uint32_t need_version = 0);
   std::vector<std::string> names() const;
 
   // Coroutines; run them on a shard's executor. Errors: kAlreadyExists (create: a key of that

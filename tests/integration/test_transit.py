@@ -72,6 +72,19 @@ class TransitTest(unittest.TestCase):
         self.assertEqual(r2.execute_command("TRANSIT.DECRYPT", "payments", rewrapped, "CONTEXT", "tenant-7"),
                          b"4111 1111")
 
+    def test_a_key_or_secret_made_through_one_node_is_usable_through_another_at_once(self):
+        r = self.r
+        for i in range(20):
+            a, b = r[i % 3], r[(i + 1) % 3]
+            a.execute_command("TRANSIT.CREATE", "fresh-%d" % i)
+            ct = b.execute_command("TRANSIT.ENCRYPT", "fresh-%d" % i, "x")  # no wait in between
+            self.assertEqual(a.execute_command("TRANSIT.ROTATE", "fresh-%d" % i), 2)
+            v2 = a.execute_command("TRANSIT.ENCRYPT", "fresh-%d" % i, "y")
+            self.assertEqual(b.execute_command("TRANSIT.DECRYPT", "fresh-%d" % i, v2), b"y")
+            self.assertEqual(b.execute_command("TRANSIT.DECRYPT", "fresh-%d" % i, ct), b"x")
+            a.execute_command("SECRET.PUT", "fresh/%d" % i, "s%d" % i)
+            self.assertEqual(b.execute_command("SECRET.GET", "fresh/%d" % i), b"s%d" % i)
+
     def test_signing_keys_sign_on_one_node_and_verify_on_another(self):
         r1, r2, r3 = self.r
         r1.execute_command("TRANSIT.CREATE", "releases", "TYPE", "ed25519")

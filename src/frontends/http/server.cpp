@@ -2050,7 +2050,7 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
   }
   if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE");
   if (q.get("versions")) {
-    auto s = secrets->find(sp);
+    auto s = co_await secrets->find_fresh(sp);
     if (!s) co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no secret at '{}'", sp));
     json vs = json::array();
     for (auto& [v, ver] : s->versions) vs.push_back(json{{"version", v}, {"created_ms", ver.created_ms}});
@@ -2058,7 +2058,7 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
   }
   std::optional<uint32_t> version;
   if (auto e = number("version", version)) co_return *e;
-  auto got = secrets->get(sp, version);
+  auto got = co_await secrets->get(sp, version);
   if (!got) co_return meta_error(req, got.error());
   security::audit::emit(security::audit::kSecretRead, {{"path", sp},
                                                        {"version", std::to_string(got->version)},
@@ -2158,7 +2158,7 @@ awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string
       k = co_await transit->create(name, type);
       change = "create";
     } else if (action.empty() && get) {
-      auto key = transit->find(name);
+      auto key = co_await transit->find_fresh(name);
       if (!key)
         co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no transit key named '{}'", name));
       co_return json_response(req, bhttp::status::ok, transit_key_json(*key));
@@ -2187,7 +2187,11 @@ awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string
   if (!url_decode(tail, name, false) || name.empty())
     co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", "name the key: /v1/transit/" +
                                                                                       std::string(first) + "/{name}");
-  auto key = transit->find(name);
+  uint32_t need = 0;  // the version a ciphertext or signature names (read fresh if this node is behind)
+  for (const char* f : {"ciphertext", "signature"})
+    if (body.contains(f) && body[f].is_string())
+      if (auto v = tr::output_version(body[f].get<std::string>())) need = *v;
+  auto key = co_await transit->find_fresh(name, need);
   if (!key)
     co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no transit key named '{}'", name));
   std::string context;

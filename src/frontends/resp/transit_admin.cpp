@@ -154,7 +154,14 @@ boost::asio::awaitable<void> execute_transit(security::TransitService& transit, 
     co_return r.ok();
   }
 
-  auto key = transit.find(name);
+  // A ciphertext or signature names its version: a key this node holds behind it (rotated
+  // through another node a moment ago) is read fresh.
+  uint32_t need = 0;
+  if ((cmd == "transit.decrypt" || cmd == "transit.rewrap") && a.size() > 2)
+    if (auto v = tr::output_version(a[2])) need = *v;
+  if (cmd == "transit.verify" && a.size() > 3)
+    if (auto v = tr::output_version(a[3])) need = *v;
+  auto key = co_await transit.find_fresh(name, need);
   if (!key) co_return r.error(fmt::format("ERR no transit key named '{}'", name));
   if (cmd == "transit.info") co_return reply_info(r, *key);
   std::string_view context;
@@ -222,7 +229,7 @@ boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, c
     co_return r.integer(*gone ? 1 : 0);
   }
   if (cmd == "secret.versions") {
-    auto s = secrets.find(path);
+    auto s = co_await secrets.find_fresh(path);
     if (!s) co_return r.error(fmt::format("ERR no secret at '{}'", path));
     r.array(s->versions.size());
     for (const auto& [v, ver] : s->versions) {
@@ -245,7 +252,7 @@ boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, c
     }
     co_return r.error(fmt::format("ERR unknown or incomplete option '{}'; allowed: VERSION <n>", a[j].substr(0, 40)));
   }
-  auto got = secrets.get(path, version);
+  auto got = co_await secrets.get(path, version);
   if (!got) {
     if (got.error().code == Errc::kNotFound && !version) co_return r.null();
     co_return reply_error(r, got.error());
