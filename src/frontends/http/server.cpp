@@ -1717,7 +1717,8 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     }
     // An upload's body, handed to the gateway as it arrives (64 KB at a time).
     std::vector<char> upload_chunk;
-    Gateway::Impl::BodyReader upload_reader = [&]() -> awaitable<std::optional<std::string_view>> {
+    std::optional<Gateway::Impl::BodyReader> upload_reader;
+    if (upload) upload_reader.emplace([&]() -> awaitable<std::optional<std::string_view>> {
       auto& p = *upload;
       if (p.is_done()) co_return std::string_view();
       upload_chunk.resize(64 * 1024);
@@ -1728,7 +1729,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       if (rec == bhttp::error::need_buffer) rec = {};
       if (rec) co_return std::nullopt;
       co_return std::string_view(upload_chunk.data(), upload_chunk.size() - p.get().body().size);
-    };
+    });
     ++requests;
     int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
     if (tracer) begin_trace(req);
@@ -1746,7 +1747,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     Gateway::Impl::Handoff handoff;  // an upgrade the upstream accepted, or a streamed answer
     if (!answer && gateway && (opt.gateway_only || !keel_path(std::string_view(req.target().data(), req.target().size())))) {
       answer = co_await gateway->impl().proxy(req, client_ip, opt.gateway_only, &handoff,
-                                              upload ? &upload_reader : nullptr);
+                                              upload_reader ? &*upload_reader : nullptr);
       proxied = answer.has_value();
     }
     if (upload && !upload->is_done()) keep = false;  // the rest of its body is still on the wire
