@@ -684,8 +684,9 @@ struct Node::Impl final : resp::NodeView {
     ++tls_renewals;
     next_try_s = now_s + 30;  // never more often, whatever the lifetime
     auto fresh = security::inspect(renewed->cert);
-    klog().info("TLS: renewed {} from the CA (valid until unix {}); the reload puts it in use", cfg.tls_cert_file,
-                fresh ? fresh->not_after : 0);
+    observe::signal(observe::Signal::kCertificateRenewed,
+                    fmt::format("TLS: renewed {} from the CA (valid until unix {}); the reload puts it in use",
+                                cfg.tls_cert_file, fresh ? fresh->not_after : 0));
   }
 
   // The health poller thread: every 500 ms, probes storage and asks the metadata service for

@@ -30,6 +30,10 @@ constexpr std::array<SignalInfo, kSignalCount> kCatalogue = {{
     {"node.signals_applied", Component::kNode, Level::kInfo, "a new signals file is in force"},
     {"node.signals_rejected", Component::kNode, Level::kError,
      "the signals file was refused; the previous routes stay"},
+    {"security.certificate_renewed", Component::kSecurity, Level::kInfo,
+     "this node renewed its own certificate from the CA (tls.ca_key_file)"},
+    {"security.transit_key_changed", Component::kSecurity, Level::kInfo,
+     "a transit key was created, rotated, reconfigured or deleted through this node"},
 }};
 
 constexpr std::array<std::string_view, 3> kKeys = {"logs", "metrics", "span_events"};

@@ -42,8 +42,10 @@ enum class Signal : uint8_t {
   kConfigChanged,     // node: a setting changed at run time (CONFIG SET)
   kSignalsApplied,    // node: a new signals file is in force
   kSignalsRejected,   // node: the signals file was refused (the previous routes stay)
+  kCertificateRenewed,  // security: this node renewed its own certificate from the CA
+  kTransitKeyChanged,   // security: a transit key was created, rotated, reconfigured or deleted
 };
-inline constexpr size_t kSignalCount = 13;
+inline constexpr size_t kSignalCount = 15;
 
 struct SignalInfo {
   std::string_view name;  // stable: "cluster.member_suspected"

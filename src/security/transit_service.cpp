@@ -5,6 +5,7 @@
 
 #include "base/clock.h"
 #include "observe/log.h"
+#include "observe/signal_hub.h"
 #include "security/meta_follower.h"
 
 namespace {
@@ -38,6 +39,11 @@ struct TransitService::Impl {
         }
         co_return std::unexpected(w.error());
       }
+      observe::signal(observe::Signal::kTransitKeyChanged,
+                      fmt::format("transit: key '{}' changed (latest version {}, min_decryption_version {}, "
+                                  "deletion {})",
+                                  name, k.latest(), k.min_decryption_version,
+                                  k.deletion_allowed ? "allowed" : "not allowed"));
       co_return std::make_shared<const transit::Key>(std::move(k));
     }
   }
@@ -70,6 +76,8 @@ asio::awaitable<Result<KeyPtr>> TransitService::create(std::string name, transit
                            fmt::format("a transit key named '{}' exists; rotate it, or pick another name", name));
     co_return std::unexpected(w.error());
   }
+  observe::signal(observe::Signal::kTransitKeyChanged,
+                  fmt::format("transit: key '{}' created ({})", name, transit::type_name(type)));
   co_return std::make_shared<const transit::Key>(std::move(*k));
 }
 
@@ -101,7 +109,9 @@ asio::awaitable<Status> TransitService::remove(std::string name) {
                          fmt::format("transit key '{}' does not allow deletion (every ciphertext under it would be lost); "
                                      "set deletion_allowed first (TRANSIT.CONFIG {} DELETION_ALLOWED yes)",
                                      name, name));
-  co_return co_await self->keys.del(name, h.version);
+  auto st = co_await self->keys.del(name, h.version);
+  if (st) observe::signal(observe::Signal::kTransitKeyChanged, fmt::format("transit: key '{}' deleted", name));
+  co_return st;
 }
 
 }  // namespace keel::security

@@ -9,6 +9,7 @@ versioned, with compare-and-set; their values never show through /v1/meta.
 import base64
 import json
 import unittest
+import urllib.request
 
 import redis
 
@@ -49,6 +50,8 @@ class TransitTest(unittest.TestCase):
         st, body = self.http(2, "POST", "/v1/transit/keys/payments/rotate")
         self.assertEqual(st, 200, body)
         self.assertEqual(body["latest_version"], 2)
+        metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.c.nodes[2].http_port, timeout=10)
+        self.assertRegex(metrics.read().decode(), r'(?m)^keel_signals_total\{signal="security.transit_key_changed"\} [1-9]')
         # The rotation answered once decided; the other nodes see it right after.
         st, body = self.http(0, "POST", "/v1/transit/encrypt/payments", {"plaintext": b64("4111 1111"),
                                                                         "context": b64("tenant-7")})
