@@ -306,7 +306,9 @@ Status EffectRecorder::update_by_element(uint32_t partition, std::string_view ke
     }
     return action;
   }, delta);
-  if (st && record) buffer(partition) += rec;
+  // A command that changed nothing (SET NX on an existing key, SADD of a member already there)
+  // records nothing: an empty effect must not reach the log (it is an epoch's barrier there).
+  if (st && record && !rec.empty()) buffer(partition) += rec;
   if (st && touched) changed(partition, key);
   return st;
 }

@@ -114,6 +114,24 @@ class SharedCluster(unittest.TestCase):
 
 class DhtTest(SharedCluster):
 
+    def test_writes_that_change_nothing_answer_as_redis_does(self):
+        """A write command that changes nothing (NX on an existing key, a member already there,
+        a field that is missing) on a replicated partition answers as Redis does: no effect
+        travels, and nothing times out."""
+        a, b = self.c.client(0), self.c.client(1)
+        self.assertTrue(a.set("nx:k", "v"))
+        self.assertIsNone(b.set("nx:k", "w", nx=True))
+        self.assertIsNone(a.execute_command("SET", "nx:k", "w", "NX", "PXAT", "99999999999999"))
+        self.assertEqual(a.hset("nx:h", "f", "v"), 1)
+        self.assertEqual(b.hsetnx("nx:h", "f", "x"), 0)
+        self.assertEqual(a.sadd("nx:s", "m"), 1)
+        self.assertEqual(b.sadd("nx:s", "m"), 0)
+        self.assertEqual(a.srem("nx:s", "zz"), 0)
+        self.assertEqual(b.hdel("nx:h", "nofield"), 0)
+        self.assertEqual(a.lpushx("nx:nolist", "x"), 0)
+        self.assertEqual(b.zrem("nx:nozset", "a"), 0)
+        self.assertEqual(a.get("nx:k"), b"v")
+
     def test_any_node_serves_any_key(self):
         a, b, c = (self.c.client(i) for i in range(3))
         for i in range(300):

@@ -373,6 +373,50 @@ class TokenTest(unittest.TestCase):
         self.assertEqual(re.search(r'^keel_signed_requests_total\{outcome="replay"\} (\S+)$', metrics, re.M).group(1),
                          "1")
 
+    def test_a_signed_request_replayed_through_another_node_is_refused(self):
+        """Three members, HTTPS on each: a signed request accepted by node 1 is refused as a replay
+        by node 2 and node 3 (the nonce is recorded in the keyspace, not only in node 1's memory)."""
+        from harness import wait_cluster_ok
+        root = tempfile.mkdtemp(prefix="keel-tokens-cluster-")
+        self.addCleanup(shutil.rmtree, root, True)
+        peer_ports = [free_port() for _ in range(3)]
+        peers = ",".join("%d@127.0.0.1:%d" % (i + 1, p) for i, p in enumerate(peer_ports))
+        nodes, https_ports = [], []
+        for i in range(3):
+            https_ports.append(free_port())
+            d = os.path.join(root, "n%d" % i)
+            os.makedirs(d)
+            k = Keel("--engine", "memory", "--shards", "1", "--node-id", str(i + 1), "--peer-port", str(peer_ports[i]),
+                     "--peers", peers, "--set", "cluster.heartbeat_ms=50", "--set", "dht.replicas=2",
+                     "--set", "tls.http_port=%d" % https_ports[i],
+                     "--set", "tls.cert_file=" + self.path("node-1.crt"), "--set", "tls.key_file=" + self.path("node-1.key"),
+                     "--set", "tls.ca_cert_file=" + self.path("ca.crt"), "--set", "tls.http_auth_clients=optional",
+                     "--set", "auth.token_public_key_file=" + self.path("token.pub"), data_dir=d)
+            self.addCleanup(k.cleanup)
+            nodes.append(k)
+        for k in nodes:
+            k.start()
+        for i, k in enumerate(nodes):
+            wait_cluster_ok(lambda k=k: redis.Redis(port=k.port, socket_timeout=10), "node %d" % (i + 1), k.output)
+        admin = redis.Redis(port=nodes[0].port, socket_timeout=10)
+        admin.execute_command("ACL", "SETUSER", "orders", "on", ">orders-secret", "~orders:*", "&*", "+@read", "+@write")
+        tok = self.issue("orders", "alice")
+        h = self.signed(tok, "PUT", "/v1/kv/orders:9", b"once")
+        self.https_port = https_ports[0]
+        st, body, _ = self.https("PUT", "/v1/kv/orders:9", h, b"once")
+        self.assertEqual(st, 200, body)
+        for port in https_ports[1:]:
+            self.https_port = port
+            st, body, _ = self.https("PUT", "/v1/kv/orders:9", h, b"once")
+            self.assertEqual(st, 401, body)
+            err = json.loads(body)["error"]
+            self.assertEqual(err["code"], "REPLAYED")
+            self.assertIn("through another node", err["message"])
+        # A fresh signature goes through any node.
+        self.https_port = https_ports[2]
+        st, body, _ = self.https("PUT", "/v1/kv/orders:9", self.signed(tok, "PUT", "/v1/kv/orders:9", b"twice"), b"twice")
+        self.assertEqual(st, 200, body)
+
     def test_nonce_store_full_fails_closed(self):
         k, admin = self.start("--set", "auth.nonce_capacity=2")
         tok = self.issue("orders", "alice")

@@ -231,8 +231,16 @@ struct Server::Impl {
   std::atomic<uint64_t> signed_ok{0}, signed_replay{0}, signed_full{0}, signed_invalid{0};
   // The signature of a request carrying one, checked against the token's holder key; an
   // answer refuses the request.
+  // `nonce_key` and `nonce_expires_s` get the accepted nonce (per holder key) and until when it
+  // must not be seen again, for the cluster-wide check (authorize()).
   std::optional<Response> check_signature(const Request& req, std::string_view token, std::string_view path,
-                                          std::string_view query, const std::string& ip);
+                                          std::string_view query, const std::string& ip, std::string& nonce_key,
+                                          int64_t& nonce_expires_s);
+  // The same nonce seen through another node of the cluster (a key in the keyspace, set once
+  // with SET NX until the signature expires): the refusal, or nullopt when it is new. Fails
+  // closed: when the check cannot be made, the request is refused.
+  awaitable<std::optional<Response>> check_nonce_cluster_wide(const Request& req, const std::string& nonce_key,
+                                                              int64_t expires_s, const std::string& ip);
 
   Impl(runtime::ShardSet& s, resp::Server& r, ServerOptions o) : shards(s), resp(r), opt(std::move(o)) {
     nonces = std::make_unique<security::NonceStore>(opt.nonce_capacity);
@@ -1310,8 +1318,42 @@ std::string http_caller(const Request& req) {
 
 }  // namespace
 
+awaitable<std::optional<Response>> Server::Impl::check_nonce_cluster_wide(const Request& req, const std::string& nonce_key,
+                                                                          int64_t expires_s, const std::string& ip) {
+  // A service key (0xFF ... 0x00 <slot part>): in the slot of the holder and nonce, replicated
+  // like any key; its expiry is the signature's.
+  std::string key("\xff" "nonce", 6);
+  key.push_back('\0');
+  key += nonce_key;
+  // (GCC 12: the arguments in a variable, not a braced list inside the co_await.)
+  const std::vector<std::string> argv{"SET", key, "1", "NX", "PXAT", std::to_string(expires_s * 1000)};
+  std::string reply = co_await run_command(req, argv);
+  if (reply.starts_with("+")) co_return std::nullopt;
+  if (reply.starts_with("$-1") || reply.starts_with("_")) {
+    ++signed_replay;
+    klog().info("HTTP {}: refused a signed request replayed through another node (nonce '{}')", ip,
+                nonce_key.substr(nonce_key.find(':') + 1, 64));
+    Response res = error_response(req, bhttp::status::unauthorized, "REPLAYED",
+                                  fmt::format("signed request refused: nonce '{}' was already used by this key within the "
+                                              "signature's validity (through another node); sign every request with a "
+                                              "fresh nonce",
+                                              nonce_key.substr(nonce_key.find(':') + 1, 64)));
+    res.set(bhttp::field::www_authenticate, "Bearer realm=\"keel\", error=\"invalid_token\"");
+    co_return res;
+  }
+  ++signed_full;
+  std::string why = reply.substr(reply.starts_with("-") ? 1 : 0, reply.find("\r\n") == std::string::npos ? 200 : reply.find("\r\n") - 1);
+  Response res = error_response(req, bhttp::status::service_unavailable, "NONCE_STORE_UNAVAILABLE",
+                                fmt::format("signed request refused: the cluster-wide nonce record could not be checked "
+                                            "({}), so a replay through another node cannot be ruled out; retry",
+                                            why));
+  res.set(bhttp::field::retry_after, "1");
+  co_return res;
+}
+
 std::optional<Response> Server::Impl::check_signature(const Request& req, std::string_view token, std::string_view path,
-                                                      std::string_view query, const std::string& ip) {
+                                                      std::string_view query, const std::string& ip,
+                                                      std::string& nonce_key, int64_t& nonce_expires_s) {
   auto refuse = [&](bhttp::status st, const char* code, std::string message) {
     Response res = error_response(req, st, code, std::move(message));
     res.set(bhttp::field::www_authenticate, "Bearer realm=\"keel\", error=\"invalid_token\"");
@@ -1344,9 +1386,11 @@ std::optional<Response> Server::Impl::check_signature(const Request& req, std::s
                    "signature base of RFC 9421 with it");
   // Only a verified signature reaches the store: others cannot fill it.
   security::NonceStore::Admit a;
+  nonce_key = security::hex(*holder) + ":" + in->nonce;
+  nonce_expires_s = in->expires_s;
   {
     std::lock_guard lock(nonce_mu);
-    a = nonces->admit(security::hex(*holder) + ":" + in->nonce, in->expires_s, now_s);
+    a = nonces->admit(nonce_key, in->expires_s, now_s);
   }
   if (a == security::NonceStore::Admit::kReplay) {
     ++signed_replay;
@@ -1428,7 +1472,13 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       }
       if (signed_request) {
         std::string_view query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
-        if (auto refused = check_signature(req, token, path, query, peer.ip)) co_return std::move(*refused);
+        std::string nonce_key;
+        int64_t nonce_expires_s = 0;
+        if (auto refused = check_signature(req, token, path, query, peer.ip, nonce_key, nonce_expires_s))
+          co_return std::move(*refused);
+        if (resp.clustered())
+          if (auto refused = co_await check_nonce_cluster_wide(req, nonce_key, nonce_expires_s, peer.ip))
+            co_return std::move(*refused);
       }
       acl->auth_succeeded(login->user->name, peer.ip);
       if (security::audit::success_due(

@@ -77,6 +77,28 @@ TEST(EffectRecorder, RecordsNothingForPartitionsNotRecorded) {
   EXPECT_FALSE(rec.has_pending());
 }
 
+// A write command that changes nothing (SET NX on an existing key, SADD of a member already
+// there, HDEL of a missing field) records no effect: an empty one would reach the partition's
+// log, where empty entries are epoch barriers (the replication core refuses them).
+TEST(EffectRecorder, AnUpdateThatChangesNothingRecordsNothing) {
+  EffectRecorder rec(memory(), 8);
+  rec.set_recorded(1, true);
+  ASSERT_TRUE(rec.set_string(1, "k", "v", 0, 1000));
+  (void)rec.take();
+  ASSERT_TRUE(rec.update(1, "k", 1000, [](Value*, Value*) { return UpdateAction::kKeep; }));
+  ASSERT_TRUE(rec.update(1, "absent", 1000, [](Value*, Value*) { return UpdateAction::kKeep; }));
+  ASSERT_TRUE(rec.update(1, "absent", 1000, [](Value*, Value*) { return UpdateAction::kErase; }));
+  storage::Delta d;
+  ASSERT_TRUE(rec.update_by_element(1, "k", 1000, [](Value*, Value*) { return UpdateAction::kKeep; }, d));
+  EXPECT_FALSE(rec.has_pending());
+  ASSERT_TRUE(rec.update(1, "k", 1000, [](Value* cur, Value*) {
+    cur->str = "w";
+    return UpdateAction::kWrite;
+  }));
+  EXPECT_TRUE(rec.has_pending());
+  for (auto& [p, e] : rec.take()) EXPECT_FALSE(e.empty());
+}
+
 TEST(EffectRecorder, AbsoluteExpiryAndLazyExpiryTravel) {
   EffectRecorder rec(memory(), 8);
   rec.set_recorded(3, true);
@@ -418,7 +440,9 @@ TEST(EffectRecorder, GuardedListPatchesReplayedOverALaterScanConverge) {
       auto pv = rec.get(1, k, now);
       auto rv = replica->get(1, k, now);
       ASSERT_EQ(pv.has_value(), rv.has_value());
-      if (pv) EXPECT_EQ(pv->list->version(), rv->list->version()) << "seed " << seed << " key " << k;
+      if (pv) {
+        EXPECT_EQ(pv->list->version(), rv->list->version()) << "seed " << seed << " key " << k;
+      }
     }
   }
   EXPECT_GT(patches, 1000) << "list changes should travel as patches";
