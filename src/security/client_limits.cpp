@@ -31,29 +31,26 @@ ClientLimits::ClientLimits(ClientLimitsConfig c)
 
 std::optional<ClientLimits::Refusal> ClientLimits::check(std::string_view user, std::string_view address,
                                                          sdk::Instant now) {
-  if (address_) {
-    auto d = address_->try_acquire(address, now);
-    if (auto* no = std::get_if<resilience::Denied>(&d)) {
-      by_address_.fetch_add(1, std::memory_order_relaxed);
-      const int64_t ms = ms_of(no->retry_after);
-      return Refusal{fmt::format("rate limit of client address {} exceeded: limits.address_rate allows {} requests per "
-                                 "second ({} at once); retry in {} ms",
-                                 address, c_.address_rate, c_.address_burst ? c_.address_burst : c_.address_rate, ms),
-                     ms};
-    }
-  }
-  if (user_) {
-    auto d = user_->try_acquire(user, now);
-    if (auto* no = std::get_if<resilience::Denied>(&d)) {
-      by_user_.fetch_add(1, std::memory_order_relaxed);
-      const int64_t ms = ms_of(no->retry_after);
-      return Refusal{fmt::format("rate limit of user '{}' exceeded: limits.user_rate allows {} requests per second ({} "
-                                 "at once), on every door of this node; retry in {} ms",
-                                 user, c_.user_rate, c_.user_burst ? c_.user_burst : c_.user_rate, ms),
-                     ms};
-    }
-  }
-  return std::nullopt;
+  // One budget: nullopt when it admits the request, else the refusal naming it.
+  auto against = [&](resilience::KeyedRateLimiter* limiter, std::string_view key, std::atomic<uint64_t>& refused,
+                     bool is_user, std::string_view setting, uint64_t rate,
+                     uint64_t burst) -> std::optional<Refusal> {
+    if (!limiter) return std::nullopt;
+    auto d = limiter->try_acquire(key, now);
+    auto* no = std::get_if<resilience::Denied>(&d);
+    if (!no) return std::nullopt;
+    refused.fetch_add(1, std::memory_order_relaxed);
+    const int64_t ms = ms_of(no->retry_after);
+    return Refusal{fmt::format("rate limit of {} exceeded: {} allows {} requests per second ({} at once), on every "
+                               "door of this node; retry in {} ms",
+                               is_user ? fmt::format("user '{}'", key) : fmt::format("client address {}", key), setting,
+                               rate, burst ? burst : rate, ms),
+                   ms};
+  };
+  if (auto no = against(address_.get(), address, by_address_, false, "limits.address_rate", c_.address_rate,
+                        c_.address_burst))
+    return no;
+  return against(user_.get(), user, by_user_, true, "limits.user_rate", c_.user_rate, c_.user_burst);
 }
 
 }  // namespace keel::security

@@ -659,13 +659,9 @@ class WsUpstream:
     def serve(self, c):
         import base64
         import hashlib
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = c.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        head, rest = data.split(b"\r\n\r\n", 1)
+        head, rest = read_head(c)
+        if head is None:
+            return
         lines = head.decode().split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
         if lines[0].split()[1].endswith("/refuse"):
@@ -687,6 +683,18 @@ class WsUpstream:
 
     def stop(self):
         self.sock.close()
+
+
+def read_head(sock):
+    """(the bytes before the blank line, what came after it) of an HTTP message read from
+    `sock`; (None, b"") when the connection closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None, b""
+        data += chunk
+    return tuple(data.split(b"\r\n\r\n", 1))
 
 
 def ws_frame(payload, masked=True):
@@ -744,13 +752,7 @@ class GatewayWebSocketTest(unittest.TestCase):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
         s.sendall(("GET %s HTTP/1.1\r\nHost: chat.example\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" % path).encode())
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        head, rest = data.split(b"\r\n\r\n", 1)
+        head, rest = read_head(s)
         return s, head.decode(), rest
 
     def metric(self, name):

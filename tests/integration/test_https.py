@@ -109,7 +109,7 @@ class HttpsTest(unittest.TestCase):
     def test_gateway_streams_answers_and_relays_websockets_over_https(self):
         """The gateway behind the HTTPS door: a large answer streamed and a WebSocket relayed,
         both through TLS on the client's side."""
-        from test_gateway import BodyUpstream, WsUpstream, expected_body, register, ws_frame, ws_read
+        from test_gateway import BodyUpstream, WsUpstream, expected_body, read_head, register, ws_frame, ws_read
         k, port = self.start()
         files, chat = BodyUpstream(), WsUpstream()
         self.addCleanup(files.stop)
@@ -128,10 +128,7 @@ class HttpsTest(unittest.TestCase):
         s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         s.sendall(b"GET /ws/tls HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += s.recv(4096)
-        head, rest = data.split(b"\r\n\r\n", 1)
+        head, rest = read_head(s)
         self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
         greeting, rest = ws_read(s, rest)
         self.assertEqual(greeting, b"hello")

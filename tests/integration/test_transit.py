@@ -14,22 +14,14 @@ import urllib.request
 import redis
 
 from harness import http
-from test_dht import DhtCluster
+from test_dht import SharedCluster
 
 
 def b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
-class TransitTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.c = DhtCluster().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.c.cleanup()
-
+class TransitTest(SharedCluster):
     @property
     def r(self):
         # Fresh clients: a node restarted by a test listens on a new port.
