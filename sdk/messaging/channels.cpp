@@ -134,7 +134,7 @@ class RespSubscription final : public Subscription {
       std::vector<std::string> auth{"AUTH"};
       if (!o.username.empty()) auth.push_back(o.username);
       auth.push_back(o.password);
-      if (auto st = send(auth); !st) return st;
+      if (auto st = send(auth, deadline); !st) return st;
       auto r = read_reply(deadline);
       if (!r) return std::unexpected(r.error());
       if (r->is_error()) return make_error(client::Errc::kServerError, "AUTH refused: " + r->str);
@@ -143,13 +143,13 @@ class RespSubscription final : public Subscription {
     if (!channels.empty()) {
       std::vector<std::string> cmd{"SUBSCRIBE"};
       cmd.insert(cmd.end(), channels.begin(), channels.end());
-      if (auto st = send(cmd); !st) return st;
+      if (auto st = send(cmd, deadline); !st) return st;
       expected += channels.size();
     }
     if (!patterns.empty()) {
       std::vector<std::string> cmd{"PSUBSCRIBE"};
       cmd.insert(cmd.end(), patterns.begin(), patterns.end());
-      if (auto st = send(cmd); !st) return st;
+      if (auto st = send(cmd, deadline); !st) return st;
       expected += patterns.size();
     }
     while (expected > 0) {
@@ -203,7 +203,8 @@ class RespSubscription final : public Subscription {
     return make_error(client::Errc::kProtocol, "pub/sub: unexpected " + r.debug_string());
   }
 
-  client::Status send(const std::vector<std::string>& args) {
+  // Writes a command, waiting for room at most until `deadline` (kTimeout after it).
+  client::Status send(const std::vector<std::string>& args, Clock::time_point deadline) {
     std::string out;
     client::encode_command(out, std::span<const std::string>(args));
     size_t off = 0;
@@ -211,8 +212,10 @@ class RespSubscription final : public Subscription {
       ssize_t n = ::send(fd_, out.data() + off, out.size() - off, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) return make_error(client::Errc::kTimeout, "pub/sub: the server takes no more bytes (send timed out)");
         pollfd p{fd_, POLLOUT, 0};
-        ::poll(&p, 1, 1000);
+        ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 1000)));
         continue;
       }
       if (n <= 0) return make_error(client::Errc::kIoError, std::string("pub/sub: send: ") + std::strerror(errno));
