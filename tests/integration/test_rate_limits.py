@@ -60,6 +60,10 @@ class AddressRateTest(unittest.TestCase):
                     retry_after, body = e.headers.get("Retry-After"), json.loads(e.read())
             # 25 went over RESP: only a few of these fit in the same address's budget.
             self.assertGreaterEqual(codes.get(429, 0), 20)
+            # The node's own health and metrics stay reachable for probes and scrapes.
+            for path in ("/health/live", "/metrics"):
+                self.assertEqual(urllib.request.urlopen("http://127.0.0.1:%d%s" % (k.http_port, path), timeout=5).status,
+                                 200, path)
             self.assertEqual(retry_after, "1")
             self.assertEqual(body["error"]["code"], "RATE_LIMITED")
             self.assertIn("rate limit of client address 127.0.0.1 exceeded", body["error"]["message"])

@@ -1787,7 +1787,10 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
     std::optional<Response> answer;
     bool proxied = false;
-    if (client_limits) [[unlikely]] {  // per user and per client address (security/client_limits.h)
+    // Rate limits per user and per client address (security/client_limits.h); the node's own
+    // health and metrics stay reachable (probes and scrapes are not a client's traffic).
+    const std::string_view target_path(req.target().data(), req.target().size());
+    if (client_limits && !target_path.starts_with("/health/") && !target_path.starts_with("/metrics")) [[unlikely]] {
       if (auto no = client_limits->check(http_caller(req), client_ip, sdk::SteadyClock::instance().now())) {
         answer = error_response(req, bhttp::status::too_many_requests, "RATE_LIMITED", no->message);
         answer->set(bhttp::field::retry_after, std::to_string(std::max<int64_t>(1, (no->retry_after_ms + 999) / 1000)));
