@@ -9,6 +9,7 @@ versioned, with compare-and-set; their values never show through /v1/meta.
 import base64
 import json
 import unittest
+import urllib.error
 import urllib.request
 
 import redis
@@ -136,6 +137,23 @@ class TransitTest(SharedCluster):
         self.assertIn("no permissions to run the 'transit.encrypt' command", str(e.exception))
         cats = admin.execute_command("ACL", "CAT")
         self.assertIn(b"transit", cats)
+        # Transit key names and secret paths are checked against the user's key patterns (~).
+        admin.execute_command("TRANSIT.CREATE", "team-a.data")
+        admin.execute_command("SECRET.PUT", "team-a/db", "pw")
+        admin.execute_command("SECRET.PUT", "team-b/db", "other")
+        admin.execute_command("ACL", "SETUSER", "team-a", "on", ">a-pw", "~team-a*", "+@transit", "+@secret")
+        a = redis.Redis(port=self.c.nodes[0].port, username="team-a", password="a-pw", socket_timeout=10)
+        self.assertTrue(a.execute_command("TRANSIT.ENCRYPT", "team-a.data", "x").startswith(b"keel:v1:"))
+        self.assertEqual(a.execute_command("SECRET.GET", "team-a/db"), b"pw")
+        for cmd in (("TRANSIT.ENCRYPT", "app-data", "x"), ("SECRET.GET", "team-b/db")):
+            with self.assertRaises(redis.ResponseError) as e:
+                a.execute_command(*cmd)
+            self.assertIn("no permissions to access one of the keys", str(e.exception))
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/secrets/team-b/db" % self.c.nodes[1].http_port,
+                                     headers={"Authorization": "Basic " + base64.b64encode(b"team-a:a-pw").decode()})
+        with self.assertRaises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        self.assertEqual(e.exception.code, 403)
 
     def test_secrets_are_versioned_and_read_from_any_node(self):
         r1, r2, r3 = self.r
