@@ -639,54 +639,23 @@ struct Node::Impl final : resp::NodeView {
   void maybe_renew_certificate(double jitter01, int64_t& next_try_s) {
     const int64_t now_s = SystemClock::instance().now_ms() / 1000;
     if (now_s < next_try_s) return;
-    auto read = [](const std::string& path) -> Result<std::string> {
-      std::ifstream in(path, std::ios::binary);
-      if (!in) return make_error(Errc::kIoError, fmt::format("cannot read {}", path));
-      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    };
     auto fail = [&](const std::string& why) {
       ++tls_renewal_failures;
       next_try_s = now_s + 60;
       klog().error("TLS: renewing {} failed, the current certificate stays in use (next try in 60 s): {}",
                    cfg.tls_cert_file, why);
     };
-    auto cert = read(cfg.tls_cert_file);
-    if (!cert) return fail(cert.error().message);
-    auto info = security::inspect(*cert);
-    if (!info) return fail(info.error().message);
-    // keel's certificates start kBackdateS before their issue (clock skew): the lifetime that
-    // counts starts at the issue.
-    const int64_t issued = std::min(info->not_before + security::kBackdateS, info->not_after);
-    if (now_s < security::renewal_due_s(issued, info->not_after, cfg.tls_renew_fraction, jitter01)) return;
-    auto ca_cert = read(cfg.tls_ca_cert_file);
-    auto ca_key = read(cfg.tls_ca_key_file);
-    if (!ca_cert) return fail(ca_cert.error().message);
-    if (!ca_key) return fail(ca_key.error().message);
-    // tls.ca_cert_file may hold several CAs while one is being rotated: the first one signs.
-    security::Pem ca{ca_cert->substr(0, ca_cert->find("-----END CERTIFICATE-----") + 25), *ca_key};
-    auto renewed = security::reissue(ca, *cert);
-    if (!renewed) return fail(renewed.error().message);
-    auto write = [](const std::string& path, const std::string& text, bool secret) -> Status {
-      const std::string tmp = path + ".renewing";
-      {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out || !(out << text) || !out.flush())
-          return make_error(Errc::kIoError, fmt::format("cannot write {}", tmp));
-      }
-      if (secret) std::filesystem::permissions(tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-      std::error_code ec;
-      std::filesystem::rename(tmp, path, ec);
-      if (ec) return make_error(Errc::kIoError, fmt::format("cannot move {} over {}: {}", tmp, path, ec.message()));
-      return {};
-    };
-    if (auto st = write(cfg.tls_key_file, renewed->key, true); !st) return fail(st.error().message);
-    if (auto st = write(cfg.tls_cert_file, renewed->cert, false); !st) return fail(st.error().message);
+    auto due = security::renewal_due_for_file(cfg.tls_cert_file, cfg.tls_renew_fraction, jitter01);
+    if (!due) return fail(due.error().message);
+    if (now_s < *due) return;
+    auto not_after = security::renew_files(
+        {cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_ca_cert_file, cfg.tls_ca_key_file});
+    if (!not_after) return fail(not_after.error().message);
     ++tls_renewals;
     next_try_s = now_s + 30;  // never more often, whatever the lifetime
-    auto fresh = security::inspect(renewed->cert);
     observe::signal(observe::Signal::kCertificateRenewed,
                     fmt::format("TLS: renewed {} from the CA (valid until unix {}); the reload puts it in use",
-                                cfg.tls_cert_file, fresh ? fresh->not_after : 0));
+                                cfg.tls_cert_file, *not_after));
   }
 
   // The health poller thread: every 500 ms, probes storage and asks the metadata service for

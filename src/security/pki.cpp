@@ -418,4 +418,38 @@ int64_t renewal_due_s(int64_t not_before, int64_t not_after, double fraction, do
   return not_before + static_cast<int64_t>(life * (f + j));
 }
 
+Result<int64_t> renewal_due_for_file(const std::string& cert_file, double fraction, double jitter01) {
+  auto cert = read_file(cert_file);
+  if (!cert) return std::unexpected(cert.error());
+  auto info = inspect(*cert);
+  if (!info) return std::unexpected(info.error());
+  const int64_t issued = std::min(info->not_before + kBackdateS, info->not_after);
+  return renewal_due_s(issued, info->not_after, fraction, jitter01);
+}
+
+Result<int64_t> renew_files(const RenewFiles& f) {
+  auto cert = read_file(f.cert);
+  auto ca_cert = read_file(f.ca_cert);
+  auto ca_key = read_file(f.ca_key);
+  for (auto* r : {&cert, &ca_cert, &ca_key})
+    if (!*r) return std::unexpected(r->error());
+  // A CA bundle (while the CA is being rotated): the first certificate signs.
+  const auto end = ca_cert->find("-----END CERTIFICATE-----");
+  Pem ca{end == std::string::npos ? *ca_cert : ca_cert->substr(0, end + 25), *ca_key};
+  auto renewed = reissue(ca, *cert);
+  if (!renewed) return std::unexpected(renewed.error());
+  auto replace = [](const std::string& path, const std::string& data, mode_t mode) -> Status {
+    const std::string tmp = path + ".renewing";
+    if (auto st = write_file(tmp, data, mode); !st) return st;
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) return make_error(Errc::kIoError, fmt::format("cannot move {} over {}: {}", tmp, path, ec.message()));
+    return {};
+  };
+  if (auto st = replace(f.key, renewed->key, 0600); !st) return std::unexpected(st.error());
+  if (auto st = replace(f.cert, renewed->cert, 0644); !st) return std::unexpected(st.error());
+  auto info = inspect(renewed->cert);
+  return info ? info->not_after : 0;
+}
+
 }  // namespace keel::security

@@ -85,6 +85,19 @@ Result<Pem> reissue(const Pem& ca, std::string_view cert_pem);
 int64_t renewal_due_s(int64_t not_before, int64_t not_after, double fraction, double jitter01,
                       double jitter_fraction = 0.05);
 
+// A node renewing its own certificate from files (tls.cert_file, tls.key_file, tls.ca_cert_file,
+// tls.ca_key_file; the first certificate of a CA bundle signs).
+struct RenewFiles {
+  std::string cert, key, ca_cert, ca_key;
+};
+// When the certificate in `cert_file` is due (renewal_due_s, its lifetime counted from its
+// issue, kBackdateS after its not_before).
+Result<int64_t> renewal_due_for_file(const std::string& cert_file, double fraction, double jitter01);
+// Reissues the certificate of `f.cert` and writes the new key and certificate beside the old
+// files, then moves each over its file (the key first, mode 0600; the certificate 0644). The new
+// certificate's not_after.
+Result<int64_t> renew_files(const RenewFiles& f);
+
 // Files: `dir`/ca.crt and ca.key (mode 0600). Refuses to overwrite an existing CA key.
 Status init_ca_dir(const std::string& dir, std::string_view cluster, KeyType type);
 // Issues from the CA in `dir` into `dir`/<name>.crt and <name>.key (0600); returns the cert's

@@ -18,9 +18,11 @@
 
 #include "keel/messaging/channels.h"
 #include "keel/messaging/messaging.h"
+#include "client/connect_retrying.h"
 #include "keel_process.h"
 
 using namespace keel::messaging;
+using keel::testing::connect_retrying;
 using keel::testing::free_port;
 using namespace std::chrono_literals;
 
@@ -43,18 +45,6 @@ struct OrderCodec {
 };
 using Pub = Publisher<Order, OrderCodec>;
 using Sub = Subscriber<Order, OrderCodec>;
-
-keel::Client connect_retrying(uint16_t port) {
-  for (int i = 0;; ++i) {
-    auto c = keel::Client::connect("127.0.0.1", port);
-    if (c) return std::move(*c);
-    if (i == 200) {
-      ADD_FAILURE() << c.error().to_string();
-      std::abort();
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-}
 
 // One provider under test, with the process or directory behind it.
 struct Backend {

@@ -3,36 +3,23 @@
 // and the server's refusals as errors carrying its message.
 #include <gtest/gtest.h>
 
-#include <thread>
 
 #include "keel/client/client.h"
 #include "keel/client/transit.h"
+#include "client/connect_retrying.h"
 #include "keel_process.h"
 
 using keel::testing::free_port;
 using keel::testing::KeelProcess;
-using namespace std::chrono_literals;
 
 namespace {
-
-keel::Client connect(uint16_t port) {
-  for (int i = 0;; ++i) {
-    auto c = keel::Client::connect("127.0.0.1", port);
-    if (c) return std::move(*c);
-    if (i == 200) {
-      ADD_FAILURE() << c.error().to_string();
-      std::abort();
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-}
 
 TEST(TransitSdk, EncryptsRotatesRewrapsSignsAndReportsRefusals) {
   uint16_t peer = free_port();
   KeelProcess node({"--engine", "memory", "--node-id", "1", "--peer-port", std::to_string(peer), "--peers",
                     "1@127.0.0.1:" + std::to_string(peer)});
   ASSERT_TRUE(node.start()) << node.output();
-  auto client = connect(static_cast<uint16_t>(node.resp_port()));
+  auto client = keel::testing::connect_retrying(static_cast<uint16_t>(node.resp_port()));
   keel::Transit transit(client);
   ASSERT_TRUE(transit.create("pii")) << node.output();
   auto again = transit.create("pii");

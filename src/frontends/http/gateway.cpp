@@ -491,9 +491,8 @@ awaitable<std::string> send_body(beast::tcp_stream& s, Gateway::Impl::BodyReader
 }
 
 awaitable<Gateway::Impl::Attempt> Gateway::Impl::forward(const std::string& address, Upstream& up, GwRequest& out,
-                                                         bool can_retry, BodyReader* body) {
+                                                         bool can_retry, BodyReader* body, bool upgrade) {
   auto ex = co_await asio::this_coro::executor;
-  const bool upgrade = !upgrade_of(out).empty();
   for (int pass = 0; pass < 2; ++pass) {
     auto c = upgrade ? nullptr : take_idle(up);  // an upgrade takes its connection for good
     bool reused = c != nullptr;
@@ -866,7 +865,7 @@ awaitable<GwResponse> Gateway::Impl::proxy_route(GwRequest& req, const std::stri
       ++retries;
       stats.retry(inst.service);
     }
-    auto a = co_await forward(inst.address, up, req, may_retry, body);
+    auto a = co_await forward(inst.address, up, req, may_retry, body, !upgrade.empty());
     --up.inflight;
     std::string who = fmt::format("{}/{} ({})", inst.service, inst.id, inst.address);
     switch (a.fail) {

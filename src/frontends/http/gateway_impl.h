@@ -106,8 +106,10 @@ struct Gateway::Impl {
     std::unique_ptr<Conn> upgraded;  // the connection, when the answer is a 101 to an upgrade
     std::unique_ptr<Streamed> streamed;  // an answer to relay as it arrives (res holds its header)
   };
+  // One attempt at an instance. `upgrade`: the request asks to switch protocols (a connection
+  // of its own; a 101 hands it over in Attempt::upgraded).
   boost::asio::awaitable<Attempt> forward(const std::string& address, Upstream& up, GwRequest& out, bool idempotent,
-                                          BodyReader* body);
+                                          BodyReader* body, bool upgrade);
   std::unique_ptr<Conn> take_idle(Upstream& up);
 
   // Active health checks: every 100 ms, probes the instances whose interval has passed (one
