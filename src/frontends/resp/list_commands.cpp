@@ -3,8 +3,9 @@
 //
 // A list is one engine value (storage::ListValue); every change goes through
 // Engine::update_by_element with the change described element by element and sealed with the
-// list's change number (storage/delta.h), which is what is journaled and replicated. Replies and errors follow Redis
-// 7.2's t_list.c, including the order in which arguments and the key are checked.
+// list's change number (storage/delta.h), which is what is journaled and replicated. Replies
+// and errors follow Redis 7.2's t_list.c, including the order in which arguments and the key
+// are checked.
 #include <climits>
 
 #include "frontends/resp/family_util.h"
