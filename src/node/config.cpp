@@ -440,6 +440,20 @@ const std::vector<Setting>& settings() {
       {"trace.slow_ms", "keep the span of every request at least this slow (0 = off)",
        [](const Config& c) { return std::to_string(c.trace_slow_ms); },
        [](Config& c, const std::string& v) { return set_u64(c.trace_slow_ms, v, 0, 3600000); }},
+      {"slowlog.slower_than_us", "log requests at least this many microseconds long (negative: none, 0: all)",
+       [](const Config& c) { return std::to_string(c.slowlog_slower_than_us); },
+       [](Config& c, const std::string& v) -> std::string {
+         int64_t n = 0;
+         auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+         if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < -1 || n > 3600000000LL)
+           return fmt::format("'{}' is not allowed; allowed: an integer from -1 (log nothing) to 3600000000 "
+                              "microseconds (0 logs every request)", v);
+         c.slowlog_slower_than_us = n;
+         return "";
+       }},
+      {"slowlog.max_len", "slow requests kept (the newest)",
+       [](const Config& c) { return std::to_string(c.slowlog_max_len); },
+       [](Config& c, const std::string& v) { return set_u64(c.slowlog_max_len, v, 0, 100000); }},
       {"trace.keep_errors", "keep the span of every request answered with an error",
        [](const Config& c) { return std::string(c.trace_keep_errors ? "yes" : "no"); },
        [](Config& c, const std::string& v) -> std::string {

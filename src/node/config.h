@@ -73,6 +73,10 @@ struct Config {
   double trace_sample_ratio = 0.01;      // share of new traces sampled (0..1)
   uint64_t trace_slow_ms = 100;          // keep every request at least this slow (0 = off)
   bool trace_keep_errors = true;         // keep every request answered with an error
+  // The slow log (SLOWLOG, GET /v1/slowlog, the admin page): requests at least this many
+  // microseconds long (negative: none, 0: all), the newest max_len of them.
+  int64_t slowlog_slower_than_us = 10000;
+  uint64_t slowlog_max_len = 128;
   uint64_t trace_queue_size = 2048;      // spans waiting for export; more are dropped and counted
   uint64_t trace_batch_size = 512;       // spans per export request
   uint64_t trace_batch_delay_ms = 1000;  // a span waits at most this long for its batch

@@ -49,6 +49,7 @@
 #include "node/logging.h"
 #include "observe/health_board.h"
 #include "observe/log_export.h"
+#include "observe/slowlog.h"
 #include "observe/tracer.h"
 #include "observe/log_context.h"
 #include "keel/capacitor.h"
@@ -159,7 +160,8 @@ struct Node::Impl final : resp::NodeView {
   std::atomic<bool> stopped{false};
   bool running = false;  // shard threads started
 
-  explicit Impl(Config c) : cfg(std::move(c)) {}
+  explicit Impl(Config c)
+      : cfg(std::move(c)), slow(std::make_shared<observe::SlowLog>(cfg.slowlog_slower_than_us, cfg.slowlog_max_len)) {}
   // CONFIG GET/SET run on any shard thread; cfg is read and written under this lock.
   mutable std::mutex config_mu;
   // Redis's encoding knobs: clients and test suites set them; keel's collections have one
@@ -212,6 +214,8 @@ struct Node::Impl final : resp::NodeView {
         {"tls-key-file", cfg.tls_key_file},
         {"tls-ca-cert-file", cfg.tls_ca_cert_file},
         {"tls-auth-clients", cfg.tls_auth_clients},
+        {"slowlog-log-slower-than", std::to_string(cfg.slowlog_slower_than_us)},
+        {"slowlog-max-len", std::to_string(cfg.slowlog_max_len)},
     };
     for (auto& kv : encoding_knobs) {
       all.push_back(kv);
@@ -234,7 +238,9 @@ struct Node::Impl final : resp::NodeView {
     static const std::map<std::string, std::string, std::less<>> kAliases = {
         {"maxclients", "server.max_clients"}, {"timeout", "server.timeout_s"},
         {"loglevel", "log.level"},           {"server.max_clients", "server.max_clients"},
-        {"server.timeout_s", "server.timeout_s"}, {"log.level", "log.level"}};
+        {"server.timeout_s", "server.timeout_s"}, {"log.level", "log.level"},
+        {"slowlog-log-slower-than", "slowlog.slower_than_us"}, {"slowlog-max-len", "slowlog.max_len"},
+        {"slowlog.slower_than_us", "slowlog.slower_than_us"}, {"slowlog.max_len", "slowlog.max_len"}};
     if (auto knob = encoding_knobs.find(knob_name(name)); knob != encoding_knobs.end()) {
       int64_t n = 0;
       if (!resp::parse_int64(value, n)) return "argument couldn't be parsed into an integer";
@@ -247,7 +253,7 @@ struct Node::Impl final : resp::NodeView {
     auto it = kAliases.find(name);
     if (it == kAliases.end())
       return fmt::format("'{}' cannot be changed at run time (allowed: maxclients, timeout, loglevel, "
-                         "client-output-buffer-limit, requirepass); "
+                         "client-output-buffer-limit, requirepass, slowlog-log-slower-than, slowlog-max-len); "
                          "set it in keel.toml, a KEEL_* variable or a flag and restart",
                          name);
     std::string v(value);
@@ -263,6 +269,7 @@ struct Node::Impl final : resp::NodeView {
       resp->set_max_clients(cfg.max_clients);
       resp->set_timeout_s(cfg.timeout_s);
     }
+    slow->configure(cfg.slowlog_slower_than_us, cfg.slowlog_max_len);
     std::string level_error;
     if (auto levels = observe::parse_log_levels(cfg.log_level, level_error)) observe::apply_log_levels(*levels);
     observe::signal(observe::Signal::kConfigChanged, fmt::format("CONFIG SET {} {}", name, value));
@@ -323,6 +330,9 @@ struct Node::Impl final : resp::NodeView {
   int announce_port() const override { return resp_port ? resp_port : tls_port; }
   std::shared_ptr<const dht::Topology> topology() const override { return dht ? dht->latest() : nullptr; }
   bool clustered() const override { return dht != nullptr; }
+  observe::SlowLog* slowlog() const override { return slow.get(); }
+  // Slow requests of both doors (SLOWLOG, GET /v1/slowlog, the admin page).
+  std::shared_ptr<observe::SlowLog> slow;
   std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {
@@ -993,6 +1003,7 @@ Status Node::start() {
     if (im.cfg.gateway_enabled) im.http->set_gateway(im.gateway.get());
   }
   if (im.tracer) im.http->set_tracer(im.tracer.get());
+  im.http->set_slowlog(im.slow.get());
   if (im.log_exporter) im.http->set_log_exporter(im.log_exporter.get());
   // A node outside a configured cluster (cluster.node_id = 0) is the embedded default: a
   // one-member cluster on the same code path (metadata, partition map, routing), whose peer

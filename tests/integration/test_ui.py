@@ -1,6 +1,6 @@
 """The admin page (/ui/) in a real browser: headless Chromium loads it from a 3-node cluster,
 and the DOM it renders lists the members with the partition counts /v1/cluster/status gives,
-the named caches, and a member's death. Screenshots are saved (the path is printed)."""
+the named caches, the slow log, and a member's death. Screenshots are saved (the path is printed)."""
 import os
 import re
 import shutil
@@ -74,6 +74,12 @@ class AdminPageTest(unittest.TestCase):
             self.assertTrue(a.execute_command("CACHE.CREATE", "sessions", "REPLICAS", "2", "QUORUM", "2", "TTL", "30m"))
             for i in range(200):
                 a.set("k%d" % i, "v")
+            # For a moment every request is a slow one (then none is, so that the page's own
+            # polling does not push these out): the page lists them.
+            a.config_set("slowlog-log-slower-than", 0)
+            a.set("ui-slow-marker", "v")
+            self.assertEqual(http("GET", c.nodes[0].http_port, "/v1/cluster/status")[0], 200)
+            a.config_set("slowlog-log-slower-than", 10000000)
             hp = c.nodes[0].http_port
             st, body = http("GET", hp, "/v1/cluster/status")
             self.assertEqual(st, 200)
@@ -89,6 +95,12 @@ class AdminPageTest(unittest.TestCase):
             self.assertIn(["write quorum", "2"], tables["partitions"])
             self.assertEqual(tables["caches"][1][:3], ["sessions", "2", "2"])
             self.assertIn("no routes registered", dom)
+            slow = tables["slow"][1:]
+            marked = [r for r in slow if r[3] == "SET ui-slow-marker v"]
+            self.assertEqual(len(marked), 1, slow)
+            self.assertEqual(marked[0][2], "resp")
+            self.assertEqual(marked[0][5], "not traced")
+            self.assertTrue(any(r[2] == "http" and r[3].startswith("GET /v1/cluster/status") for r in slow), slow)
             # Node 3 dies: the page says so once the failure detector does.
             os.kill(c.nodes[2].proc.pid, signal.SIGKILL)
             deadline = time.time() + 30

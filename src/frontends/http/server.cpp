@@ -53,6 +53,7 @@
 #include "security/tls.h"
 #include "base/base64.h"
 #include "observe/log_export.h"
+#include "observe/slowlog.h"
 #include "observe/tracer.h"
 #include "observe/signal_hub.h"
 #include "runtime/shards.h"
@@ -254,7 +255,13 @@ struct Server::Impl {
   awaitable<Response> handle(const Request& req, std::string client_ip = {});
   Response handle_health(const Request& req, std::string_view path, const Query& q);
   void begin_trace(Request& req);
-  void trace_request(const Request& req, Response& res, int64_t t0_ns);
+  // The trace id of the span kept for the request, if one was.
+  std::optional<observe::TraceId> trace_request(const Request& req, Response& res, int64_t t0_ns);
+  observe::SlowLog* slow = nullptr;  // the node's slow log (null: none)
+  void log_slow(const Request& req, const Response& res, int64_t t0_ns, const std::string& client_ip,
+                const std::optional<observe::TraceId>& traced);
+  // GET /v1/slowlog[?count=N]: the slow log as JSON; DELETE: empties it.
+  Response handle_slowlog(const Request& req, const Query& q);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
   awaitable<Response> handle_kv_routed(const Request& req, const std::string& key, const Query& q);
   // Runs a command through the RESP server (routing, forwarding, write quorum) for `req`; its
@@ -1121,6 +1128,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET");
     co_return co_await handle_cluster_status(req);
   }
+  if (path == "/v1/slowlog") co_return handle_slowlog(req, q);
   if (path == "/v1/caches" || path.starts_with("/v1/caches/")) {
     auto query = [&q](std::string_view k) { return q.get(k); };
     // Entries travel as CACHE.* commands through the RESP server (routing to the primary).
@@ -1163,7 +1171,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/streams/{{name}}, /v1/streams/{{name}}/groups/{{group}}, /v1/streams/{{name}}/groups/{{group}}/ack, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/streams/{{name}}, /v1/streams/{{name}}/groups/{{group}}, /v1/streams/{{name}}/groups/{{group}}/ack, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /v1/slowlog, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -1264,6 +1272,7 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
     return {"secret.put", p, ""};
   }
   if (path == "/v1/cluster/status") return {"cluster", "info"};
+  if (path == "/v1/slowlog") return {"slowlog", get ? "get" : "reset"};
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
   if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
@@ -1781,7 +1790,7 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
       co_return std::string_view(upload_chunk.data(), upload_chunk.size() - p.get().body().size);
     });
     ++requests;
-    int64_t t0 = tracer ? SystemClock::instance().monotonic_ns() : 0;
+    int64_t t0 = SystemClock::instance().monotonic_ns();
     if (tracer) begin_trace(req);
     bool keep = req.keep_alive() && !stopping;
     // (GCC 12: no co_await inside a conditional expression; it corrupts the result.)
@@ -1834,7 +1843,9 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     }
     if (!answer) answer = co_await handle(req, client_ip);
     Response& res = *answer;
-    if (tracer) trace_request(req, res, t0);
+    std::optional<observe::TraceId> traced;
+    if (tracer) traced = trace_request(req, res, t0);
+    if (slow) log_slow(req, res, t0, client_ip, traced);
     res.keep_alive(keep);
     if (proxied && req.method() == bhttp::verb::head) {
       // The upstream's answer to HEAD: its Content-Length stands.
@@ -2531,13 +2542,13 @@ void Server::Impl::begin_trace(Request& req) {
   }
 }
 
-void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_ns) {
+std::optional<observe::TraceId> Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_ns) {
   int64_t end_mono = SystemClock::instance().monotonic_ns();
   int64_t dt = end_mono - t0_ns;
   const auto& parent = req.parent;
   int status = static_cast<int>(res.result_int());
   bool error = status >= 500;
-  if (!tracer->sampler().keep(req.head, error, dt)) return;
+  if (!tracer->sampler().keep(req.head, error, dt)) return std::nullopt;
   observe::SpanData s;
   if (parent) {
     s.trace_id = parent->trace_id;
@@ -2565,7 +2576,73 @@ void Server::Impl::trace_request(const Request& req, Response& res, int64_t t0_n
     s.attributes.push_back({"error.type", std::to_string(status)});
   }
   res.set("traceresponse", observe::format_traceparent(s.trace_id, s.span_id, observe::kFlagSampled));
+  const auto id = s.trace_id;
   tracer->record(0, std::move(s));
+  return id;
+}
+
+// A request at least slowlog.slower_than_us long goes to the node's slow log (as a RESP
+// command does): its method and path (no query string: it may carry credentials), the client's
+// address and user, and the trace its span went to.
+void Server::Impl::log_slow(const Request& req, const Response& res, int64_t t0_ns, const std::string& client_ip,
+                            const std::optional<observe::TraceId>& traced) {
+  const int64_t us = (SystemClock::instance().monotonic_ns() - t0_ns) / 1000;
+  if (!slow->wants(us)) return;
+  std::string_view target(req.target().data(), req.target().size());
+  std::string method(req.method_string());
+  std::string status = std::to_string(res.result_int());
+  const std::string_view argv[] = {method, target.substr(0, target.find('?')), status};
+  slow->add(SystemClock::instance().now_ms(), us, argv, client_ip, http_caller(req), "http",
+            traced ? observe::to_hex(*traced) : std::string());
+}
+
+namespace {
+// An argument as JSON text: bytes that are not UTF-8 shown as \xNN (as redis-cli shows them).
+std::string printable(const std::string& arg) {
+  if (valid_utf8(arg)) return arg;
+  std::string out;
+  for (unsigned char ch : arg) {
+    if (ch >= 0x20 && ch < 0x7f && ch != '\\') out.push_back(static_cast<char>(ch));
+    else out += fmt::format("\\x{:02x}", ch);
+  }
+  return out;
+}
+}  // namespace
+
+Response Server::Impl::handle_slowlog(const Request& req, const Query& q) {
+  if (!slow) return error_response(req, bhttp::status::not_found, "NOT_FOUND", "this node keeps no slow log");
+  if (req.method() == bhttp::verb::delete_) {
+    slow->reset();
+    return json_response(req, bhttp::status::ok, json{{"len", 0}});
+  }
+  if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
+    return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET (or DELETE to empty it)");
+  uint64_t count = UINT64_MAX;
+  if (const auto* c = q.get("count")) {
+    int64_t n = 0;
+    if (!resp::parse_int64(*c, n) || n < 0)
+      return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                            fmt::format("count is '{}'; allowed: an integer of 0 or more (no count: every entry kept)", *c));
+    count = static_cast<uint64_t>(n);
+  }
+  json entries = json::array();
+  for (const auto& e : slow->get(count)) {
+    json args = json::array();
+    for (const auto& a : e.args) args.push_back(printable(a));
+    entries.push_back({{"id", e.id},
+                       {"unix_ms", e.unix_ms},
+                       {"duration_us", e.duration_us},
+                       {"door", e.door},
+                       {"args", std::move(args)},
+                       {"client", printable(e.client)},
+                       {"client_name", printable(e.client_name)},
+                       {"trace_id", e.trace_id.empty() ? json(nullptr) : json(e.trace_id)}});
+  }
+  return json_response(req, bhttp::status::ok,
+                       json{{"slower_than_us", slow->slower_than_us()},
+                            {"max_len", slow->max_len()},
+                            {"len", slow->len()},
+                            {"entries", std::move(entries)}});
 }
 
 Response Server::Impl::handle_signals(const Request& req) {
@@ -2731,6 +2808,7 @@ void Server::set_acl(security::AclService* acl) {
 void Server::set_dht(dht::Service* d) { impl_->dht = d; }
 void Server::set_health(observe::HealthBoard* board) { impl_->health = board; }
 void Server::set_tracer(observe::Tracer* tracer) { impl_->tracer = tracer; }
+void Server::set_slowlog(observe::SlowLog* slow) { impl_->slow = slow; }
 void Server::set_log_exporter(observe::LogExporter* logs) { impl_->log_exporter = logs; }
 void Server::set_meta(cluster::MetaService* meta) { impl_->meta = meta; }
 void Server::set_caches(cache::Service* caches) { impl_->caches = caches; }

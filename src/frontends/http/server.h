@@ -39,6 +39,7 @@ class TlsContextSlot;
 namespace keel::observe {
 class HealthBoard;
 class Tracer;
+class SlowLog;
 class LogExporter;
 }
 
@@ -98,6 +99,9 @@ class Server {
   // Records a span per request as the tracer's sampler decides, reading and answering W3C
   // traceparent/tracestate; adds the tracer's figures to /metrics. Call before start().
   void set_tracer(observe::Tracer* tracer);
+  // Logs requests at least the slow log's threshold long there and serves it as /v1/slowlog
+  // (observe/slowlog.h). Call before start().
+  void set_slowlog(observe::SlowLog* slow);
   // Adds the OTLP log exporter's figures to /metrics. Call before start().
   void set_log_exporter(observe::LogExporter* logs);
   // Serves /v1/routes and forwards requests that match a gateway route (frontends/http/gateway.h).

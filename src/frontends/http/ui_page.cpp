@@ -96,6 +96,14 @@ std::string_view ui_page() {
       <tbody></tbody>
     </table>
   </section>
+  <section aria-labelledby="h-slow" class="wide">
+    <h2 id="h-slow">Slow requests</h2>
+    <table id="slow">
+      <caption id="slow-caption">This node's slow log (SLOWLOG), newest first</caption>
+      <thead><tr><th scope="col">ended</th><th scope="col" class="num">took</th><th scope="col">door</th><th scope="col">request</th><th scope="col">client</th><th scope="col">trace</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
 </main>
 <script>
 "use strict";
@@ -131,6 +139,7 @@ function bytes(n) {
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return (i ? n.toFixed(1) : n.toFixed(0)) + " " + u[i];
 }
+function micros(us) { return us < 1000 ? us + " µs" : (us < 1e6 ? (us / 1000).toFixed(1) + " ms" : (us / 1e6).toFixed(2) + " s"); }
 function num(n) { return n === undefined || isNaN(n) ? "–" : Math.round(n).toLocaleString("en-US"); }
 
 // Prometheus text: {name: [{labels, value}]}.
@@ -171,11 +180,12 @@ async function getJSON(path) {
 async function refresh() {
   if (paused) return;
   try {
-    const [st, metricsText, caches, routes] = await Promise.all([
+    const [st, metricsText, caches, routes, slow] = await Promise.all([
       getJSON("/v1/cluster/status"),
       fetch("/metrics", {cache: "no-store"}).then(r => r.text()),
       getJSON("/v1/caches").catch(() => ({caches: []})),
       getJSON("/v1/routes").catch(() => ({routes: [], instances: []})),
+      getJSON("/v1/slowlog?count=20").catch(() => null),
     ]);
     const now = Date.now();
     text($("who"), st.node_id ? "· node " + st.node_id : "");
@@ -230,6 +240,17 @@ async function refresh() {
     for (const i of routes.instances || []) inst[i.service] = (inst[i.service] || 0) + 1;
     fill("routes", (routes.routes || []).map(r => row([{v: r.method || "any", head: true}, {v: r.path},
       {v: r.service}, {v: inst[r.service] || 0, num: true}])), "no routes registered");
+
+    if (slow) {
+      text($("slow-caption"), "This node's slow log (SLOWLOG): requests of at least " + micros(slow.slower_than_us) +
+           ", newest first; " + slow.len + " kept of at most " + slow.max_len);
+      fill("slow", (slow.entries || []).map(e => row([
+        {v: new Date(e.unix_ms).toLocaleTimeString("en-GB"), head: true}, {v: micros(e.duration_us), num: true},
+        {v: e.door}, {v: e.args.join(" ")}, {v: e.client + (e.client_name ? " (" + e.client_name + ")" : "")},
+        {v: e.trace_id || "not traced"}])), slow.slower_than_us < 0 ? "the slow log is off (slowlog-log-slower-than < 0)" : "no slow requests");
+    } else {
+      fill("slow", [], "the slow log is not readable by this user");
+    }
 
     const m = parseMetrics(metricsText);
     if (last) {

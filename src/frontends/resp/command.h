@@ -21,6 +21,10 @@
 #include "services/cache/ops.h"
 #include "storage/engine.h"
 
+namespace keel::observe {
+class SlowLog;
+}
+
 namespace keel::resp {
 
 using Args = std::span<const std::string_view>;
@@ -87,6 +91,8 @@ class NodeView {
   // the partition map is known).
   virtual std::shared_ptr<const dht::Topology> topology() const { return nullptr; }
   virtual bool clustered() const { return false; }
+  // The node's slow log (SLOWLOG); null: none kept.
+  virtual observe::SlowLog* slowlog() const { return nullptr; }
 };
 
 struct CmdCtx {

@@ -39,6 +39,7 @@
 #include "services/cache/service.h"
 #include "dht/service_async.h"
 #include "observe/log_context.h"
+#include "observe/slowlog.h"
 #include "observe/tracer.h"
 #include "runtime/shards.h"
 #include "observe/log.h"
@@ -307,12 +308,14 @@ struct Server::Impl {
   security::Acl* acl = nullptr;
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
   observe::Tracer* tracer = nullptr;  // set before start: spans of commands (observe/tracer.h)
+  observe::SlowLog* slow = nullptr;   // the node's slow log (null: none)
 
   Impl(runtime::ShardSet& s, NodeView& n, ServerOptions o, InfoFormatter f)
       : shards(s), node(n), opt(std::move(o)), info(std::move(f)), per_shard(s.size()),
         max_clients(opt.max_clients), timeout_s(opt.timeout_s),
         obuf_hard(opt.pubsub_limits.hard_bytes), obuf_soft(opt.pubsub_limits.soft_bytes),
         obuf_soft_s(opt.pubsub_limits.soft_s) {
+    slow = node.slowlog();
     for (unsigned i = 0; i < shards.size(); ++i) {
       auto& ev = per_shard[i].events;
       ev.set_partitions(shards.partitions());
@@ -465,7 +468,8 @@ struct Server::Impl {
   // Before a command runs (tracer != null): its head decision and trace context (c.trace).
   void begin_trace(Connection& c, Args argv);
   // The sampler's verdict on a finished command, and its span if kept (tracer != null).
-  void trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
+  // The trace id of the span kept for the command, if one was.
+  std::optional<observe::TraceId> trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
                      size_t reply_begin);
   void prefetch_keys(const Connection& c, std::vector<Pending>& batch,
                      const std::vector<std::string_view>& flat);
@@ -718,6 +722,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     begin_trace(c, argv);
   }
 
+  bool blocked = false;  // a blocking command that waited for data
   switch (spec->routing) {
     case Routing::kLocal:
       if (spec->group == "pubsub") {
@@ -795,6 +800,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       c.client.block_argv.clear();
       co_await execute_key(c, *spec, argv, partition);
       if (c.client.would_block && !c.deny_blocking) {
+        blocked = true;
         // Nothing to pop: instead of the timeout reply the handler gave, block.
         c.out.resize(before);
         c.undefer(before);
@@ -822,9 +828,17 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
   auto& st = shards.shard(c.shard).stats;
   if (st.commands.size() <= spec->index) st.commands.resize(all_commands().size());
   st.commands[spec->index].record(static_cast<uint64_t>(dt), failed);
+  std::optional<observe::TraceId> traced;
   if (tracer) [[unlikely]] {
-    trace_command(c, *spec, t0, dt, failed, before);
+    traced = trace_command(c, *spec, t0, dt, failed, before);
     c.trace = std::move(*outer_trace);
+  }
+  // The slow log, as Redis's: the time the command ran, not the time it spent blocked; the
+  // HTTP door logs its own requests (not the commands it runs through here).
+  if (slow && slow->wants(dt / 1000) && !blocked && (!c.internal || c.forwarded)) [[unlikely]] {
+    slow->add(SystemClock::instance().now_ms(), dt / 1000, argv,
+              c.forwarded ? fmt::format("forwarded from node {}", c.forwarded_from) : c.client.addr,
+              c.client.name, "resp", traced ? observe::to_hex(*traced) : std::string());
   }
 }
 
@@ -923,10 +937,10 @@ void Server::Impl::begin_trace(Connection& c, Args argv) {
   }
 }
 
-void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns,
-                                 bool failed, size_t reply_begin) {
+std::optional<observe::TraceId> Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns,
+                                                           int64_t dt_ns, bool failed, size_t reply_begin) {
   auto& parent = c.client.trace_parent;
-  if (!tracer->sampler().keep(c.trace.head, failed, dt_ns)) return;
+  if (!tracer->sampler().keep(c.trace.head, failed, dt_ns)) return std::nullopt;
   observe::SpanData s;
   if (parent) {
     s.trace_id = parent->trace_id;
@@ -962,10 +976,13 @@ void Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t
   }
   if (!c.deferred.empty() && c.deferred.back().begin >= reply_begin) {
     // Its reply waits for the write quorum: settle() ends the span when the wait does.
+    const auto id = s.trace_id;
     c.held_spans.push_back({std::move(s), c.deferred.size() - 1});
-    return;
+    return id;
   }
+  const auto id = s.trace_id;
   tracer->record(c.shard, std::move(s));
+  return id;
 }
 
 // CLUSTER COUNTKEYSINSLOT slot | CLUSTER GETKEYSINSLOT slot count: the keys of one slot that

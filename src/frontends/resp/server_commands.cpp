@@ -2,7 +2,10 @@
 // CLIENT TIME. They run on the connection's own shard and touch no keys.
 #include <cctype>
 
+#include <fmt/format.h>
+
 #include "frontends/resp/family_util.h"
+#include "observe/slowlog.h"
 
 namespace keel::resp {
 namespace {
@@ -257,6 +260,54 @@ void cmd_config(CmdCtx& c, Args a, Reply& r) {
           "'. Try CONFIG HELP.");
 }
 
+// SLOWLOG GET [count] | LEN | RESET | HELP, as Redis's (observe/slowlog.h keeps the entries:
+// RESP commands and HTTP requests of this node).
+void cmd_slowlog(CmdCtx& c, Args a, Reply& r) {
+  auto* log = c.node ? c.node->slowlog() : nullptr;
+  auto sub = a[1];
+  if (!log) return r.error("ERR this node keeps no slow log");
+  if (iequals(sub, "get") && a.size() <= 3) {
+    uint64_t count = 10;
+    if (a.size() == 3) {
+      int64_t n = 0;
+      if (!parse_int64(a[2], n) || n < -1) return r.error("ERR count should be greater than or equal to -1");
+      count = n == -1 ? UINT64_MAX : static_cast<uint64_t>(n);
+    }
+    auto entries = log->get(count);
+    r.array(entries.size());
+    for (const auto& e : entries) {
+      r.array(6);
+      r.integer(static_cast<int64_t>(e.id));
+      r.integer(e.unix_ms / 1000);
+      r.integer(e.duration_us);
+      r.array(e.args.size());
+      for (const auto& arg : e.args) r.bulk(arg);
+      r.bulk(e.client);
+      r.bulk(e.client_name);
+    }
+    return;
+  }
+  if (iequals(sub, "len") && a.size() == 2) return r.integer(static_cast<int64_t>(log->len()));
+  if (iequals(sub, "reset") && a.size() == 2) {
+    log->reset();
+    return r.ok();
+  }
+  if (iequals(sub, "help") && a.size() == 2) {
+    r.array(6);
+    r.simple("SLOWLOG GET [<count>]");
+    r.simple("    The newest <count> slow requests (default 10, -1 for all): id, Unix time (s), duration (us), arguments, client, client name.");
+    r.simple("SLOWLOG LEN");
+    r.simple("    How many slow requests are kept.");
+    r.simple("SLOWLOG RESET");
+    r.simple("    Forgets them (ids keep counting).");
+    return;
+  }
+  for (std::string_view known : {"get", "len", "reset", "help"})
+    if (iequals(sub, known))
+      return r.error(fmt::format("ERR wrong number of arguments for 'slowlog|{}' command", known));
+  r.error(fmt::format("ERR unknown subcommand '{}'. Try SLOWLOG HELP.", sub));
+}
+
 bool valid_client_name(std::string_view n) {
   for (char ch : n)
     if (ch < '!' || ch > '~') return false;
@@ -371,6 +422,7 @@ void register_server_commands(std::vector<CommandSpec>& t) {
   t.push_back({"time", 1, kFast | kRandom | kStale, 0, 0, 0, L, cmd_time, "server", "Returns the server time."});
   t.push_back({"command", -1, kRandom | kStale, 0, 0, 0, L, cmd_command, "server", "Returns detailed information about all commands."});
   t.push_back({"config", -2, kAdmin | kStale, 0, 0, 0, L, cmd_config, "server", "A container for server configuration commands."});
+  t.push_back({"slowlog", -2, kAdmin | kStale, 0, 0, 0, L, cmd_slowlog, "server", "A container for slow log commands.", "2.2.12"});
   t.push_back({"info", -1, kStale, 0, 0, 0, Routing::kAll, nullptr, "server", "Returns information and statistics about the server."});
   t.push_back({"client", -2, kStale, 0, 0, 0, L, cmd_client, "connection", "A container for client connection commands."});
 }
