@@ -46,6 +46,13 @@ json status_json(const Keyring& k) {
                 {"unreadable_total", p.unreadable_total}}}};
 }
 
+// Records of the metadata log per key version: {"0": 12, "2": 40} (0: in the clear).
+json versions_json(const std::map<uint32_t, uint64_t>& v) {
+  json by = json::object();
+  for (const auto& [version, n] : v) by[std::to_string(version)] = n;
+  return json{{"records_by_key_version", std::move(by)}};
+}
+
 std::pair<int, std::string> error(int status, std::string_view code, std::string message) {
   return {status, json{{"error", {{"code", code}, {"message", std::move(message)}}}}.dump() + "\n"};
 }
@@ -79,8 +86,8 @@ Status open_at_rest(Config& cfg) {
   return {};
 }
 
-std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine, std::string_view method,
-                                       std::string_view rest, int64_t now_ms) {
+std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine, const MetaLogReseal& meta_log,
+                                       std::string_view method, std::string_view rest, int64_t now_ms) {
   if (rest.empty() || rest == "/") {
     if (method != "GET") return error(405, "METHOD_NOT_ALLOWED", "use GET /v1/keys");
     return {200, status_json(keyring).dump() + "\n"};
@@ -93,7 +100,20 @@ std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine
     klog().info("storage: at-rest key rotated: version {} is current; older values are rewrapped in the background",
                 *v);
     security::audit::emit(security::audit::kKeyRotated, {{"version", std::to_string(*v)}, {"door", "http"}});
-    return {200, status_json(keyring).dump() + "\n"};
+    auto body = status_json(keyring);
+    if (meta_log) {
+      // The metadata log is small (compacted by its snapshots): resealed now, not in the background.
+      auto resealed = meta_log();
+      if (resealed) {
+        body["metadata_log"] = versions_json(*resealed);
+      } else {
+        klog().warn("storage: the cluster metadata log was not resealed under key version {}: {} (retried when "
+                    "a version is retired)",
+                    *v, resealed.error().message);
+        body["metadata_log"] = json{{"error", resealed.error().message}};
+      }
+    }
+    return {200, body.dump() + "\n"};
   }
   constexpr std::string_view kRetire = "/retire";
   if (rest.size() > kRetire.size() + 1 && rest.ends_with(kRetire)) {
@@ -120,6 +140,19 @@ std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine
                    fmt::format("version {} cannot be retired: {} live values are still stored under it (values the "
                                "rewrap could not read so far: {}); retry after the rewrap, or DEL those keys",
                                version, it->second, progress.unreadable_total));
+    if (meta_log) {
+      auto resealed = meta_log();
+      if (!resealed)
+        return error(503, "UNAVAILABLE",
+                     fmt::format("version {} cannot be retired now: the cluster metadata log could not be resealed "
+                                 "under version {}: {}",
+                                 version, keyring.current_version(), resealed.error().message));
+      if (auto it = resealed->find(version); it != resealed->end() && it->second > 0)
+        return error(409, "CONFLICT",
+                     fmt::format("version {} cannot be retired: {} records of the cluster metadata log are still "
+                                 "sealed under it",
+                                 version, it->second));
+    }
     if (auto st = keyring.retire(version); !st) return error(409, "CONFLICT", st.error().message);
     klog().info("storage: at-rest key version {} retired (no live value was stored under it)", version);
     security::audit::emit(security::audit::kKeyRetired, {{"version", std::to_string(version)}, {"door", "http"}});

@@ -959,7 +959,10 @@ Status Node::start() {
   };
   if (im.cfg.storage.keyring)
     ho.keys_admin = [&im](std::string_view method, std::string_view rest) {
-      return keys_admin(*im.cfg.storage.keyring, *im.engines[0], method, rest, SystemClock::instance().now_ms());
+      MetaLogReseal meta_log;
+      if (im.meta) meta_log = [&im] { return im.meta->reseal_log(); };
+      return keys_admin(*im.cfg.storage.keyring, *im.engines[0], meta_log, method, rest,
+                        SystemClock::instance().now_ms());
     };
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());
@@ -1020,6 +1023,7 @@ Status Node::start() {
                          : cluster::members_from(d.node_id, *peers, im.cfg.bind, im.cfg.cluster_peer_port);
     d.bind = im.cfg.bind;
     d.data_dir = im.cfg.storage.data_dir + "/cluster";
+    d.keyring = im.cfg.storage.keyring;  // the metadata log is encrypted at rest too
     d.request_timeout_ms = static_cast<int64_t>(im.cfg.cluster_request_timeout_ms);
     d.heartbeat_ms = static_cast<int64_t>(im.cfg.cluster_heartbeat_ms);
     d.suspect_after_ms = static_cast<int64_t>(im.cfg.cluster_suspect_after_ms);

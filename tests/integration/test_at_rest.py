@@ -52,6 +52,10 @@ class AtRest(unittest.TestCase):
             r = redis.Redis(port=k.port)
             r.set("card", "needle-4111-1111-1111-1111")
             r.hset("h", "f", "needle-in-a-hash")
+            # Cluster metadata (the Rabia log): a cache definition and a transit key (its key
+            # bytes live in metadata) are sealed on disk too.
+            self.assertTrue(r.execute_command("CACHE.CREATE", "needlecache", "TTL", "1h"))
+            self.assertTrue(r.execute_command("TRANSIT.CREATE", "needlekey"))
             self.assertEqual(r.get("card"), b"needle-4111-1111-1111-1111")
         finally:
             self.assertEqual(k.stop(), 0, k.output())
@@ -104,8 +108,18 @@ class AtRest(unittest.TestCase):
             self.assertIn("version 1: retired", out.stdout)
         finally:
             self.assertEqual(k.stop(), 0, k.output())
-        # The backup restored under today's keyring: its values are under the retired version 1.
+        # The backup restored under today's keyring: its values are under the retired version 1,
+        # and so is its metadata log, which the node cannot do without: it does not start, and
+        # says why.
         shutil.copy(os.path.join(self.dir, "at_rest.keyring"), os.path.join(backup, "at_rest.keyring"))
+        r = subprocess.run([KEEL_BIN, "serve", "--port", "0", "--http-port", "0", "--data-dir", backup,
+                            "--engine", "persistent", "--set", "security.at_rest.key_file=" + self.key_file],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("rabia.log at offset 0: sealed under at-rest key version 1: ", r.stdout + r.stderr)
+        # With today's metadata log the backup's values are served key by key.
+        shutil.rmtree(os.path.join(backup, "cluster"))
+        shutil.copytree(os.path.join(self.dir, "cluster"), os.path.join(backup, "cluster"))
         k = self.node(data_dir=backup).start()
         try:
             r = redis.Redis(port=k.port)

@@ -565,6 +565,7 @@ Driver::~Driver() { stop(); }
 Result<int> Driver::start() {
   auto& im = *impl_;
   KEEL_ASSERT(im.opt.max_in_flight > 0 && im.opt.max_in_flight <= 65535);
+  im.log.set_keyring(im.opt.keyring);
   auto records = im.log.open(im.opt.data_dir);
   if (!records) return std::unexpected(records.error());
   if (im.log.torn_bytes_dropped())
@@ -710,6 +711,14 @@ DriverStatus Driver::status() {
   std::promise<DriverStatus> p;
   asio::post(impl_->io, [&] { p.set_value(impl_->status()); });
   return p.get_future().get();
+}
+
+Result<std::map<uint32_t, uint64_t>> Driver::reseal_log() {
+  if (!impl_->thread.joinable()) return make_error(Errc::kUnavailable, "the cluster metadata driver is not running");
+  std::promise<Status> p;
+  asio::post(impl_->io, [&] { p.set_value(impl_->log.reseal()); });
+  if (auto st = p.get_future().get(); !st) return std::unexpected(st.error());
+  return impl_->log.key_versions();
 }
 
 }  // namespace keel::cluster

@@ -41,6 +41,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,9 @@ class StateMachine {
 }  // namespace keel::cluster
 namespace keel::security {
 class PeerTls;
+}
+namespace keel::security::at_rest {
+class Keyring;
 }
 namespace keel::cluster {
 
@@ -99,6 +103,9 @@ struct DriverOptions {
   bool join = false;
   // Mutual TLS on the links to the other members (tls.peer = yes); null = plaintext.
   std::shared_ptr<security::PeerTls> tls;
+  // Encryption at rest: the record log is sealed under this keyring's current key (record_log.h);
+  // null = written in the clear.
+  std::shared_ptr<security::at_rest::Keyring> keyring;
 };
 
 struct MemberInfo {
@@ -178,6 +185,11 @@ class Driver {
   void on_member_status(std::function<void(const StatusChange&)> f);
 
   DriverStatus status();  // thread-safe (waits for the driver thread)
+  // Encryption at rest: rewrites the record log with every record sealed under the keyring's
+  // current key (after a rotation, before an older key is retired), and returns how many
+  // records it holds under each key version (0: in the clear). Thread-safe (waits for the
+  // driver thread); an error if the driver is not running or the rewrite failed.
+  Result<std::map<uint32_t, uint64_t>> reseal_log();
   // REQUIRES: called on the driver thread (from a callback or post).
   DriverStatus status_on_driver_thread();
 

@@ -376,6 +376,11 @@ void MetaService::leave(uint32_t id, Cb<DriverStatus> cb) {
 
 DriverStatus MetaService::status() { return impl_->driver ? impl_->driver->status() : DriverStatus{}; }
 
+Result<std::map<uint32_t, uint64_t>> MetaService::reseal_log() {
+  if (!impl_->driver) return make_error(Errc::kUnavailable, "the cluster metadata service is not running");
+  return impl_->driver->reseal_log();
+}
+
 void MetaService::status(Cb<DriverStatus> cb) {
   if (!impl_->driver) return cb(DriverStatus{});
   auto* d = impl_->driver.get();

@@ -97,6 +97,8 @@ class MetaService {
   void leave(uint32_t id, Cb<DriverStatus> cb);
 
   DriverStatus status();                // blocks until the driver thread answers
+  // The record log under the current at-rest key (Driver::reseal_log). Blocks.
+  Result<std::map<uint32_t, uint64_t>> reseal_log();
   void status(Cb<DriverStatus> cb);     // answered on the driver thread
   const MetaLimits& limits() const { return limits_; }
 

@@ -16,14 +16,30 @@
 // Truncation (rule R3): when a kSnapshot record is appended, rewrite() replaces the file with
 // the snapshot plus the records about slots it does not cover, via a temporary file, fsync and
 // an atomic rename.
+//
+// Encryption at rest: with a keyring (the node's security.at_rest master key), every record
+// written is sealed under the keyring's current data key (AES-256-GCM, at_rest_codec.h):
+//     data = 0xE1 | u32be key version | nonce | ciphertext | tag     (the plaintext: the record)
+// with "keel.rabia.log" as associated data. A record's plain encoding starts with the codec's
+// version (1), so both kinds are told apart, and a log written before encryption was turned on
+// still opens; reseal() rewrites every record under the current key (after a key rotation, and
+// before an older key is retired). A sealed record that cannot be opened (a retired or unknown
+// key version, a failed authentication) stops open() with an error naming the offset and why.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 #include "consensus/rabia/types.h"
+
+namespace keel::security::at_rest {
+class Keyring;
+}
 
 namespace keel::cluster {
 
@@ -34,8 +50,15 @@ class RecordLog {
   RecordLog(const RecordLog&) = delete;
   RecordLog& operator=(const RecordLog&) = delete;
 
+  // Records are sealed under `keyring`'s current key from now on. Call before open().
+  void set_keyring(std::shared_ptr<security::at_rest::Keyring> keyring) { keyring_ = std::move(keyring); }
   // Creates `dir` if needed, reads the log and leaves the file open for appending.
   Result<std::vector<rabia::Record>> open(const std::string& dir);
+  // Rewrites the whole log with every record sealed under the keyring's current key (a no-op
+  // when every record already is). Durable on return.
+  Status reseal();
+  // How many records the file holds under each at-rest key version (0: in the clear). Any thread.
+  std::map<uint32_t, uint64_t> key_versions() const;
   Status append(const rabia::Record& r);
   Status sync();
   // Replaces the file with `keep` (a snapshot record first, then later records). Durable on
@@ -52,6 +75,13 @@ class RecordLog {
   std::string path_;
   int fd_ = -1;
   Status ensure_room(size_t n);
+  // The framed form of `r` (sealed when there is a keyring); `version` gets its key version.
+  Status frame(std::string& out, const rabia::Record& r, uint32_t& version) const;
+  // Reads the intact records of the open file (cut at a torn tail: `end` is where they stop).
+  Result<std::vector<rabia::Record>> read_all(std::string& all, size_t& end, std::map<uint32_t, uint64_t>& versions);
+  std::shared_ptr<security::at_rest::Keyring> keyring_;
+  mutable std::mutex versions_mu_;
+  std::map<uint32_t, uint64_t> versions_;  // records in the file by key version
   uint64_t bytes_ = 0;      // end of the last record: where the next one is written
   uint64_t allocated_ = 0;  // file size (zeros from bytes_ on)
   uint64_t syncs_ = 0;

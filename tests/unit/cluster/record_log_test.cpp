@@ -5,8 +5,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 #include "base/random.h"
+#include "security/keyring.h"
 
 namespace keel::cluster {
 namespace {
@@ -161,6 +165,114 @@ TEST(RecordLog, RewriteKeepsOnlyWhatIsGivenDurably) {
   ASSERT_EQ(recs->size(), 4u);
   EXPECT_EQ((*recs)[0].snapshot, snap.snapshot);
   EXPECT_EQ((*recs)[3].decision, decision(10, "c").decision);
+}
+
+
+// ---- encryption at rest
+
+std::unique_ptr<security::at_rest::MasterKeyProvider> master() {
+  return security::at_rest::env_provider("KEEL_TEST_MASTER", [](const char*) {
+    return "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  });
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST(RecordLog, SealedUnderTheKeyringNothingInTheClear) {
+  TempDir d;
+  std::filesystem::create_directories(d.path);
+  auto kr = security::at_rest::Keyring::open(d.path, *master());
+  ASSERT_TRUE(kr) << kr.error().message;
+  {
+    RecordLog log;
+    log.set_keyring(*kr);
+    ASSERT_TRUE(log.open(d.path + "/cluster"));
+    for (uint64_t s = 0; s < 4; ++s) ASSERT_TRUE(log.append(decision(s, "needle-in-the-log-" + std::to_string(s))));
+    ASSERT_TRUE(log.sync());
+    EXPECT_EQ(log.key_versions(), (std::map<uint32_t, uint64_t>{{1, 4}}));
+  }
+  EXPECT_EQ(file_text(d.path + "/cluster/rabia.log").find("needle-in-the-log"), std::string::npos);
+  {
+    RecordLog log;
+    log.set_keyring(*kr);
+    auto recs = log.open(d.path + "/cluster");
+    ASSERT_TRUE(recs) << recs.error().message;
+    ASSERT_EQ(recs->size(), 4u);
+    EXPECT_EQ((*recs)[3].decision, decision(3, "needle-in-the-log-3").decision);
+  }
+  {
+    RecordLog log;  // no master key: refused, saying what to set
+    auto recs = log.open(d.path + "/cluster");
+    ASSERT_FALSE(recs);
+    EXPECT_NE(recs.error().message.find("encrypted at rest (key version 1)"), std::string::npos) << recs.error().message;
+    EXPECT_NE(recs.error().message.find("security.at_rest.key_file"), std::string::npos);
+  }
+}
+
+TEST(RecordLog, ResealMovesEveryRecordToTheCurrentKey) {
+  TempDir d;
+  std::filesystem::create_directories(d.path);
+  {
+    RecordLog log;  // written before encryption was turned on
+    ASSERT_TRUE(log.open(d.path + "/cluster"));
+    ASSERT_TRUE(log.append(decision(0, "plain-needle")));
+    ASSERT_TRUE(log.sync());
+  }
+  auto kr = security::at_rest::Keyring::open(d.path, *master());
+  ASSERT_TRUE(kr);
+  RecordLog log;
+  log.set_keyring(*kr);
+  auto recs = log.open(d.path + "/cluster");
+  ASSERT_TRUE(recs) << recs.error().message;  // the plaintext records still open
+  ASSERT_EQ(recs->size(), 1u);
+  ASSERT_TRUE(log.append(decision(1, "sealed-needle")));
+  EXPECT_EQ(log.key_versions(), (std::map<uint32_t, uint64_t>{{0, 1}, {1, 1}}));
+  EXPECT_NE(file_text(d.path + "/cluster/rabia.log").find("plain-needle"), std::string::npos);
+  ASSERT_TRUE(log.reseal());
+  EXPECT_EQ(log.key_versions(), (std::map<uint32_t, uint64_t>{{1, 2}}));
+  EXPECT_EQ(file_text(d.path + "/cluster/rabia.log").find("plain-needle"), std::string::npos);
+  // A rotation: resealed under version 2; then version 1 can go and the log still opens.
+  auto v2 = (*kr)->rotate();
+  ASSERT_TRUE(v2);
+  ASSERT_TRUE(log.append(decision(2, "third")));
+  ASSERT_TRUE(log.reseal());
+  EXPECT_EQ(log.key_versions(), (std::map<uint32_t, uint64_t>{{2, 3}}));
+  ASSERT_TRUE(log.append(decision(3, "fourth")));  // appends go on after a reseal
+  ASSERT_TRUE(log.sync());
+  ASSERT_TRUE((*kr)->retire(1));
+  RecordLog again;
+  again.set_keyring(*kr);
+  auto all = again.open(d.path + "/cluster");
+  ASSERT_TRUE(all) << all.error().message;
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ((*all)[0].decision, decision(0, "plain-needle").decision);
+  EXPECT_EQ((*all)[3].decision, decision(3, "fourth").decision);
+}
+
+TEST(RecordLog, ARecordUnderARetiredKeyIsAnErrorNamingIt) {
+  TempDir d;
+  std::filesystem::create_directories(d.path);
+  auto kr = security::at_rest::Keyring::open(d.path, *master());
+  ASSERT_TRUE(kr);
+  {
+    RecordLog log;
+    log.set_keyring(*kr);
+    ASSERT_TRUE(log.open(d.path + "/cluster"));
+    ASSERT_TRUE(log.append(decision(0, "under-1")));
+    ASSERT_TRUE(log.sync());
+  }
+  ASSERT_TRUE((*kr)->rotate());
+  ASSERT_TRUE((*kr)->retire(1));  // without a reseal first (what /v1/keys refuses to do)
+  RecordLog log;
+  log.set_keyring(*kr);
+  auto recs = log.open(d.path + "/cluster");
+  ASSERT_FALSE(recs);
+  EXPECT_NE(recs.error().message.find("sealed under at-rest key version 1"), std::string::npos) << recs.error().message;
 }
 
 }  // namespace
