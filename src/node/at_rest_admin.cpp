@@ -87,13 +87,38 @@ Status open_at_rest(Config& cfg) {
 }
 
 std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine, const MetaLogReseal& meta_log,
-                                       std::string_view method, std::string_view rest, int64_t now_ms) {
+                                       std::string_view method, std::string_view rest, std::string_view body,
+                                       int64_t now_ms) {
   if (rest.empty() || rest == "/") {
     if (method != "GET") return error(405, "METHOD_NOT_ALLOWED", "use GET /v1/keys");
     return {200, status_json(keyring).dump() + "\n"};
   }
   if (method != "POST")
-    return error(405, "METHOD_NOT_ALLOWED", "use POST /v1/keys/rotate or POST /v1/keys/{version}/retire");
+    return error(405, "METHOD_NOT_ALLOWED",
+                 "use POST /v1/keys/rotate, POST /v1/keys/{version}/retire or POST /v1/keys/master");
+  if (rest == "/master") {
+    auto doc = json::parse(body, nullptr, false);
+    const bool file = doc.is_object() && doc.contains("key_file") && doc["key_file"].is_string();
+    const bool env = doc.is_object() && doc.contains("key_env") && doc["key_env"].is_string();
+    if (file == env || doc.size() != 1)
+      return error(400, "INVALID_ARGUMENT",
+                   "expected a JSON body {\"key_file\": \"<path of the new master key>\"} or {\"key_env\": "
+                   "\"<variable holding it>\"}: exactly one of them");
+    const std::string where = file ? doc["key_file"].get<std::string>() : doc["key_env"].get<std::string>();
+    if (where.empty() || where.size() > 4096)
+      return error(400, "INVALID_ARGUMENT", "the key_file or key_env is empty or longer than 4096 characters");
+    auto provider = file ? security::at_rest::key_file_provider(where) : security::at_rest::env_provider(where);
+    if (auto st = keyring.change_master(*provider); !st)
+      return error(st.error().code == Errc::kIoError ? 500 : 400,
+                   st.error().code == Errc::kIoError ? "INTERNAL" : "INVALID_ARGUMENT", st.error().message);
+    klog().warn("storage: the at-rest master key changed: the data keys in {} are now wrapped under the key from {}; "
+                "give the node that key from now on (security.at_rest.{} = {})",
+                keyring.path(), provider->describe(), file ? "key_file" : "key_env", where);
+    security::audit::emit(security::audit::kMasterKeyChanged, {{"source", provider->describe()}, {"door", "http"}});
+    auto out = status_json(keyring);
+    out["restart_with"] = json{{file ? "security.at_rest.key_file" : "security.at_rest.key_env", where}};
+    return {200, out.dump() + "\n"};
+  }
   if (rest == "/rotate") {
     auto v = keyring.rotate();
     if (!v) return error(500, "INTERNAL", v.error().message);
@@ -160,7 +185,7 @@ std::pair<int, std::string> keys_admin(Keyring& keyring, storage::Engine& engine
   }
   return error(404, "NOT_FOUND",
                fmt::format("no route /v1/keys{}; routes: GET /v1/keys, POST /v1/keys/rotate, POST "
-                           "/v1/keys/{{version}}/retire",
+                           "/v1/keys/{{version}}/retire, POST /v1/keys/master",
                            rest));
 }
 

@@ -28,9 +28,11 @@ using MetaLogReseal = std::function<Result<std::map<uint32_t, uint64_t>>()>;
 // `method` is "GET" or "POST"; `rest` the path after /v1/keys ("", "/rotate", "/3/retire").
 // A rotation reseals the metadata log under the new key; a retirement is refused while the
 // log holds a record under the version.
+// POST /v1/keys/master with {"key_file": PATH} or {"key_env": VARIABLE} (`body`) changes the
+// master key (Keyring::change_master).
 std::pair<int, std::string> keys_admin(security::at_rest::Keyring& keyring, storage::Engine& engine,
                                        const MetaLogReseal& meta_log, std::string_view method, std::string_view rest,
-                                       int64_t now_ms);
+                                       std::string_view body, int64_t now_ms);
 
 // keel_at_rest_* in the Prometheus text format.
 std::string at_rest_metrics(const security::at_rest::Keyring& keyring);

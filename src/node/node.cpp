@@ -958,11 +958,19 @@ Status Node::start() {
     return im.tls_metrics() + (im.cfg.storage.keyring ? at_rest_metrics(*im.cfg.storage.keyring) : std::string());
   };
   if (im.cfg.storage.keyring)
-    ho.keys_admin = [&im](std::string_view method, std::string_view rest) {
+    ho.keys_admin = [&im](std::string_view method, std::string_view rest, std::string_view body) {
       MetaLogReseal meta_log;
       if (im.meta) meta_log = [&im] { return im.meta->reseal_log(); };
-      return keys_admin(*im.cfg.storage.keyring, *im.engines[0], meta_log, method, rest,
-                        SystemClock::instance().now_ms());
+      auto out = keys_admin(*im.cfg.storage.keyring, *im.engines[0], meta_log, method, rest, body,
+                            SystemClock::instance().now_ms());
+      if (rest == "/master" && out.first == 200) {
+        // CONFIG GET shows where the master key now comes from (keel.toml is not rewritten).
+        auto doc = nlohmann::json::parse(body, nullptr, false);
+        std::lock_guard lock(im.config_mu);
+        im.cfg.at_rest_key_file = doc.value("key_file", std::string());
+        im.cfg.at_rest_key_env = doc.value("key_env", std::string());
+      }
+      return out;
     };
   im.http = std::make_unique<http::Server>(*im.shards, *im.resp, ho);
   im.http->set_caches(im.caches.get());

@@ -29,6 +29,7 @@ inline constexpr std::string_view kUserDeleted = "acl.deluser";     // users, de
 inline constexpr std::string_view kTokenRevoked = "token.revoke";   // id, user, expires_s, by, door, addr
 inline constexpr std::string_view kKeyRotated = "keys.rotate";      // version, by, door, addr
 inline constexpr std::string_view kKeyRetired = "keys.retire";      // version, by, door, addr
+inline constexpr std::string_view kMasterKeyChanged = "keys.master";  // source (where the new key is), door
 inline constexpr std::string_view kTransitKey = "transit.key";      // transit_key, change, version, door
 inline constexpr std::string_view kSecretRead = "secret.read";      // path, version, door (never the value)
 inline constexpr std::string_view kSecretWrite = "secret.write";    // path, version or deleted, door

@@ -304,6 +304,27 @@ Result<uint32_t> Keyring::rotate() {
   return next;
 }
 
+Status Keyring::change_master(const MasterKeyProvider& next) {
+  auto mk = next.master_key();
+  if (!mk) return std::unexpected(mk.error());
+  std::lock_guard lk(mu_);
+  if (CRYPTO_memcmp(mk->data(), master_.bytes.data(), kKeyBytes) == 0) {
+    OPENSSL_cleanse(mk->data(), mk->size());
+    return make_error(Errc::kInvalidArgument,
+                      fmt::format("the master key from {} is the one in use ({}); allowed: a new 32-byte key, e.g. "
+                                  "from `openssl rand -hex 32`",
+                                  next.describe(), master_source_));
+  }
+  DataKey previous = master_;
+  master_.bytes = *mk;
+  OPENSSL_cleanse(mk->data(), mk->size());
+  auto st = persist_locked();
+  if (!st) master_ = previous;
+  else master_source_ = next.describe();
+  OPENSSL_cleanse(previous.bytes.data(), previous.bytes.size());
+  return st;
+}
+
 Status Keyring::retire(uint32_t version) {
   std::lock_guard lk(mu_);
   if (version == current_version())

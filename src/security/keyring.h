@@ -90,7 +90,16 @@ class Keyring {
   };
   std::vector<VersionInfo> versions() const;
   const std::string& path() const { return path_; }
-  const std::string& master_source() const { return master_source_; }
+  std::string master_source() const {
+    std::lock_guard lk(mu_);
+    return master_source_;
+  }
+
+  // Changes the master key: every data key is wrapped under `next`'s key instead (the file is
+  // rewritten durably), and later rotations use it. The node must be given `next` from then on
+  // (the old master key no longer opens the keyring). Refused if `next` cannot give its key or
+  // gives the one in use; on a failed write nothing changes.
+  Status change_master(const MasterKeyProvider& next);
 
   // ---- background rewrap progress (storage engines report; metrics and retire read) --------
   static constexpr unsigned kMaxRewrapDrivers = 256;

@@ -246,6 +246,48 @@ class AtRest(unittest.TestCase):
         finally:
             k.stop()
 
+    def test_change_master_then_restart_with_the_new_key(self):
+        new_file = os.path.join(self.work, "master-2.key")
+        with open(new_file, "w") as f:
+            f.write(OTHER + "\n")
+        k = self.node().start()
+        try:
+            r = redis.Redis(port=k.port)
+            r.set("kept", "across the master key change")
+            self.assertTrue(r.execute_command("CACHE.CREATE", "keptcache", "TTL", "1h"))
+            # Refusals: the key in use, a file others can read, a body naming both or neither.
+            out = keel_cli("keys", "change-master", "--key-file", self.key_file, "--http",
+                           "127.0.0.1:%d" % k.http_port, check=False)
+            self.assertNotEqual(out.returncode, 0)
+            self.assertIn("is the one in use", out.stderr)
+            os.chmod(new_file, 0o644)
+            status, body = http("POST", k.http_port, "/v1/keys/master", '{"key_file": "%s"}' % new_file)
+            self.assertEqual(status, 400, body)
+            self.assertIn("is readable by group or others", body["error"]["message"])
+            os.chmod(new_file, 0o600)
+            status, body = http("POST", k.http_port, "/v1/keys/master", '{"key_file": "a", "key_env": "B"}')
+            self.assertEqual(status, 400)
+            self.assertIn("exactly one of them", body["error"]["message"])
+            out = keel_cli("keys", "change-master", "--key-file", new_file, "--http",
+                           "127.0.0.1:%d" % k.http_port, check=False)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertIn('set security.at_rest.key_file = "%s"' % new_file, out.stdout)
+            self.assertEqual(r.config_get("security.at_rest.key_file"), {"security.at_rest.key_file": new_file})
+            # A rotation after the change wraps the new data key under the new master key too.
+            self.assertEqual(self.keys(k, "rotate").returncode, 0)
+        finally:
+            self.assertEqual(k.stop(), 0, k.output())
+        out = self.refused_start("--set", "security.at_rest.key_file=" + self.key_file)
+        self.assertIn("does not open data key version 1", out)
+        k = self.node("--set", "security.at_rest.key_file=" + new_file, key=False).start()
+        try:
+            r = redis.Redis(port=k.port)
+            self.assertEqual(r.get("kept"), b"across the master key change")
+            self.assertIn(b"keptcache", r.execute_command("CACHE.LIST"))
+            self.assertEqual(http("GET", k.http_port, "/v1/keys")[1]["current"], 2)
+        finally:
+            self.assertEqual(k.stop(), 0, k.output())
+
 
 def urlopen_text(port, path):
     import urllib.request

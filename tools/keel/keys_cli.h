@@ -1,4 +1,4 @@
-// `keel keys status|rotate|retire VERSION`: encryption at rest's keys on a running node, over
+// `keel keys status|rotate|retire VERSION|change-master --key-file F|--key-env V`: encryption at rest's keys on a running node, over
 // its HTTP admin door (/v1/keys). docs/operations.md, "Rotating the at-rest key".
 #pragma once
 
@@ -15,6 +15,8 @@ struct KeysCli {
   CLI::App* status = nullptr;
   CLI::App* rotate = nullptr;
   CLI::App* retire = nullptr;
+  CLI::App* master = nullptr;
+  std::string key_file, key_env;  // change-master: where the new master key is
   std::string http = "127.0.0.1:8380";
   uint32_t version = 0;
 };

@@ -1033,7 +1033,8 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
       co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
                                "encryption at rest is off on this node; set security.at_rest.key_file or "
                                "security.at_rest.key_env to turn it on");
-    auto [code, body] = opt.keys_admin(get ? "GET" : (req.method() == bhttp::verb::post ? "POST" : "OTHER"), path.substr(8));
+    auto [code, body] = opt.keys_admin(get ? "GET" : (req.method() == bhttp::verb::post ? "POST" : "OTHER"),
+                                       path.substr(8), req.body());
     Response res{static_cast<bhttp::status>(code), req.version()};
     res.set(bhttp::field::server, "keel");
     res.set(bhttp::field::content_type, "application/json");

@@ -72,7 +72,8 @@ struct ServerOptions {
   // Encryption at rest, /v1/keys: GET (the versions and the rewrap's progress),
   // POST /v1/keys/rotate, POST /v1/keys/{version}/retire. Given the method ("GET", "POST") and
   // the path after /v1/keys, answers (HTTP status, JSON body). Empty: encryption at rest is off.
-  std::function<std::pair<int, std::string>(std::string_view method, std::string_view rest)> keys_admin;
+  std::function<std::pair<int, std::string>(std::string_view method, std::string_view rest, std::string_view body)>
+      keys_admin;
 };
 
 class Server {

@@ -173,6 +173,33 @@ TEST(Keyring, CreatesVersionOneAndReopens) {
   EXPECT_EQ((*again)->find(1)->bytes, bytes);
 }
 
+TEST(Keyring, ChangingTheMasterKeyRewrapsEveryDataKey) {
+  TempDir d;
+  auto kr = Keyring::open(d.path(), *env_of(kHexA));
+  ASSERT_TRUE(kr);
+  ASSERT_TRUE((*kr)->rotate());
+  const auto v1 = (*kr)->find(1)->bytes, v2 = (*kr)->find(2)->bytes;
+  auto same = (*kr)->change_master(*env_of(kHexA));
+  ASSERT_FALSE(same);
+  EXPECT_NE(same.error().message.find("is the one in use"), std::string::npos) << same.error().message;
+  auto bad = (*kr)->change_master(*env_of("abc"));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("not 64 hex digits"), std::string::npos) << bad.error().message;
+  ASSERT_TRUE((*kr)->change_master(*env_of(kHexB)));
+  ASSERT_TRUE((*kr)->rotate());  // later writes of the file use the new master key too
+  const auto v3 = (*kr)->find(3)->bytes;
+  kr->reset();
+  auto old = Keyring::open(d.path(), *env_of(kHexA));
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.error().message.find("does not open data key version 1"), std::string::npos);
+  auto again = Keyring::open(d.path(), *env_of(kHexB));
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*again)->find(1)->bytes, v1);  // the same data keys: no data is rewritten
+  EXPECT_EQ((*again)->find(2)->bytes, v2);
+  EXPECT_EQ((*again)->find(3)->bytes, v3);
+  EXPECT_EQ((*again)->current_version(), 3u);
+}
+
 TEST(Keyring, WrongMasterKeyRefusedWithTheSource) {
   TempDir d;
   ASSERT_TRUE(Keyring::open(d.path(), *env_of(kHexA)));
