@@ -47,9 +47,14 @@ struct MetaWatchOptions {
   std::string domain = "app";      // [a-z0-9_-]{1,64}
   // Or a secret's path (docs/security.md, "Secrets"): the configuration text is the secret's
   // latest value, read from /v1/secrets/<path> after every change (metadata shows secrets
-  // redacted); `key` and `domain` are then set for you. The default user (or an HTTP door
-  // without access rules) must be allowed SECRET.GET: this client sends no credentials.
+  // redacted); `key` and `domain` are then set for you.
   std::string secret;
+  // Credentials, for a node whose HTTP door has access rules (docs/security.md): a user and
+  // its password (HTTP Basic), or a bearer token (a keel token that is not bound to a client
+  // certificate: this client speaks plain HTTP). Empty: the default user. The user needs
+  // CLUSTER META (the watch and, for `key`, the read) and, for `secret`, SECRET.GET on its path.
+  std::string username, password;
+  std::string bearer_token;
   // How long one long-poll waits for a change (1..60000 ms; the server's bound).
   std::chrono::milliseconds watch_timeout{30000};
   // Connect + one plain request; a long-poll gets watch_timeout + request_timeout.

@@ -120,6 +120,40 @@ std::expected<void, ConfigError> check_options(const MetaWatchOptions& o) {
   if (o.retry_initial.count() < 1 || o.retry_max < o.retry_initial)
     return bad("retry_initial must be positive and retry_max >= retry_initial");
   if (o.max_response_bytes < 1024) return bad("max_response_bytes must be at least 1024");
+  auto printable = [](const std::string& v) {
+    return std::all_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x20 && c != 0x7f; });
+  };
+  if (!o.password.empty() && o.username.empty()) return bad("password is set without a username");
+  if (!o.username.empty() && !o.bearer_token.empty())
+    return bad("username and bearer_token are both set; allowed: one kind of credentials");
+  if (o.username.find(':') != std::string::npos) return bad("username must not contain ':' (HTTP Basic)");
+  if (!printable(o.username) || !printable(o.password) || !printable(o.bearer_token))
+    return bad("username, password and bearer_token must not contain control characters");
+  if (o.username.size() + o.password.size() > 4096 || o.bearer_token.size() > 8192)
+    return bad("credentials longer than 4096 bytes (a token: 8192)");
+  return {};
+}
+
+std::string base64_encode(std::string_view in) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (i + 1 < in.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    if (i + 2 < in.size()) n |= static_cast<unsigned char>(in[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+// The Authorization header's value for the options' credentials ("" for none).
+std::string authorization(const MetaWatchOptions& o) {
+  if (!o.username.empty()) return "Basic " + base64_encode(o.username + ":" + o.password);
+  if (!o.bearer_token.empty()) return "Bearer " + o.bearer_token;
   return {};
 }
 
@@ -242,6 +276,7 @@ class HttpClient {
       http::request<http::empty_body> req{http::verb::get, target, 11};
       req.set(http::field::host, where);
       req.set(http::field::user_agent, "keel-sdk");
+      if (!auth_.empty()) req.set(http::field::authorization, auth_);
       req.keep_alive(true);
       co_await http::async_write(*stream_, req, asio::redirect_error(asio::use_awaitable, ec));
       if (!ec) {
@@ -274,6 +309,7 @@ class HttpClient {
  private:
   asio::any_io_executor ex_;
   const MetaWatchOptions& o_;
+  std::string auth_ = authorization(o_);
   std::optional<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
 };
@@ -301,8 +337,12 @@ struct ConfigMetaWatcher::Impl {
     auto got = co_await http.get(*meta_value_target(o), o.request_timeout);
     if (!got) co_return std::unexpected(got.error());
     if (got->status == 404) {
+      // A secret whose latest version was deleted answers 404 too: the node's message says which.
+      const bool deleted = got->body.find("is deleted") != std::string::npos ||
+                           got->body.find("is destroyed") != std::string::npos;
       co_return Read{fail(ConfigErrc::kRead, !o.secret.empty()
-                                                 ? "secret '" + o.secret + "' does not exist"
+                                                 ? (deleted ? "secret '" + o.secret + "': " + describe_http_error(got->status, got->body)
+                                                            : "secret '" + o.secret + "' does not exist")
                                                  : "metadata key '" + o.key + "' (domain " + o.domain + ") does not exist"),
                      now_rev->revision + 1};
     }

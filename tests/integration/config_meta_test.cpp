@@ -46,7 +46,8 @@ uint16_t free_port() {
   return a.local_endpoint().port();
 }
 
-std::pair<unsigned, std::string> request(http::verb verb, int port, const std::string& target, const std::string& body = "") {
+std::pair<unsigned, std::string> request(http::verb verb, int port, const std::string& target, const std::string& body = "",
+                                         const std::string& authorization = "") {
   asio::io_context io;
   asio::ip::tcp::socket s(io);
   boost::system::error_code ec;
@@ -54,6 +55,7 @@ std::pair<unsigned, std::string> request(http::verb verb, int port, const std::s
   if (ec) return {0, ec.message()};
   http::request<http::string_body> req{verb, target, 11};
   req.set(http::field::host, "127.0.0.1");
+  if (!authorization.empty()) req.set(http::field::authorization, authorization);
   req.body() = body;
   req.prepare_payload();
   http::write(s, req, ec);
@@ -231,4 +233,39 @@ TEST(ConfigFromClusterMetadata, FollowsASecretThroughItsVersions) {
   ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kDegraded; }));
   EXPECT_EQ(config.get()->upstream, "db-2");
   EXPECT_NE(config.last_error()->message.find("deleted"), std::string::npos) << config.last_error()->message;
+}
+
+// A node whose HTTP door needs credentials (the default user has a password): without them the
+// watcher reports the refusal; with the user and password it follows the secret.
+TEST(ConfigFromClusterMetadata, SendsCredentialsToANodeThatRequiresThem) {
+  KeelProcess node({"--engine", "memory", "--shards", "1", "--set", "server.requirepass=s3cret"});
+  ASSERT_TRUE(node.start()) << node.output();
+  const int port = node.http_port();
+  const std::string basic = "Basic ZGVmYXVsdDpzM2NyZXQ=";  // default:s3cret
+  auto [s1, b1] = request(http::verb::put, port, "/v1/secrets/svc/locked", R"({"upstream": "db-1", "pool_size": 4})", basic);
+  ASSERT_EQ(s1, 200u) << b1;
+  Capacitor<AppConfig> anonymous({.source = "secret", .format = ConfigFormat::kJson}, check);
+  auto refused = ConfigMetaWatcher::start(anonymous, {.port = static_cast<uint16_t>(port), .secret = "svc/locked",
+                                                      .retry_initial = 20ms, .retry_max = 100ms});
+  ASSERT_TRUE(refused) << refused.error().message;
+  ASSERT_TRUE(eventually([&] { return anonymous.state() == ConfigState::kEmpty; }));
+  EXPECT_NE(anonymous.last_error()->message.find("HTTP 401"), std::string::npos) << anonymous.last_error()->message;
+
+  Capacitor<AppConfig> config({.source = "secret", .format = ConfigFormat::kJson, .debounce = 10ms}, check);
+  auto watcher = ConfigMetaWatcher::start(config, {.port = static_cast<uint16_t>(port), .secret = "svc/locked",
+                                                   .username = "default", .password = "s3cret",
+                                                   .watch_timeout = 1000ms, .retry_initial = 20ms, .retry_max = 100ms});
+  ASSERT_TRUE(watcher) << watcher.error().message;
+  ASSERT_TRUE(eventually([&] { return config.state() == ConfigState::kHealthy && config.get()->upstream == "db-1"; }))
+      << config_state_name(config.state()) << " " << (config.last_error() ? config.last_error()->message : "");
+  auto [s2, b2] = request(http::verb::put, port, "/v1/secrets/svc/locked", R"({"upstream": "db-2", "pool_size": 8})", basic);
+  ASSERT_EQ(s2, 200u) << b2;
+  ASSERT_TRUE(eventually([&] { return config.get() && config.get()->upstream == "db-2"; }));
+
+  auto both = ConfigMetaWatcher::start(config, {.key = "k", .username = "a", .bearer_token = "t"});
+  ASSERT_FALSE(both);
+  EXPECT_NE(both.error().message.find("one kind of credentials"), std::string::npos);
+  auto injected = ConfigMetaWatcher::start(config, {.key = "k", .username = "a", .password = "x\r\nX-Evil: 1"});
+  ASSERT_FALSE(injected);
+  EXPECT_NE(injected.error().message.find("control characters"), std::string::npos);
 }
