@@ -32,7 +32,7 @@ inline constexpr std::string_view kKeyRetired = "keys.retire";      // version, 
 inline constexpr std::string_view kMasterKeyChanged = "keys.master";  // source (where the new key is), door
 inline constexpr std::string_view kTransitKey = "transit.key";      // transit_key, change, version, door
 inline constexpr std::string_view kSecretRead = "secret.read";      // path, version, door (never the value)
-inline constexpr std::string_view kSecretWrite = "secret.write";    // path, version or deleted, door
+inline constexpr std::string_view kSecretWrite = "secret.write";    // path, version or deleted or versions+delete|undelete|destroy, door
 
 inline constexpr size_t kMaxFieldBytes = 256;
 

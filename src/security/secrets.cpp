@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -38,10 +39,71 @@ Status add_version(Secret& s, std::string sealed, int64_t now_ms, std::optional<
   return {};
 }
 
+Result<uint32_t> change_versions(Secret& s, VersionOp op, const std::vector<uint32_t>& versions, int64_t now_ms) {
+  if (versions.empty() || versions.size() > kMaxVersionsPerChange)
+    return make_error(Errc::kInvalidArgument, fmt::format("name 1 to {} versions, got {}", kMaxVersionsPerChange,
+                                                          versions.size()));
+  for (size_t i = 0; i < versions.size(); ++i) {
+    for (size_t j = 0; j < i; ++j)
+      if (versions[j] == versions[i])
+        return make_error(Errc::kInvalidArgument, fmt::format("version {} is named twice", versions[i]));
+    if (!s.versions.count(versions[i]))
+      return make_error(Errc::kNotFound, fmt::format("secret '{}' has no version {} (kept: {})", s.path, versions[i],
+                                                     s.versions.empty() ? std::string("none")
+                                                                        : fmt::format("{} to {}", s.versions.begin()->first,
+                                                                                      s.versions.rbegin()->first)));
+    if (op == VersionOp::kUndelete && s.versions[versions[i]].destroyed)
+      return make_error(Errc::kConflict, fmt::format("version {} of secret '{}' is destroyed: its value is gone and "
+                                                     "cannot be undeleted",
+                                                     versions[i], s.path));
+  }
+  uint32_t changed = 0;
+  for (uint32_t v : versions) {
+    Version& ver = s.versions[v];
+    switch (op) {
+      case VersionOp::kDelete:
+        if (ver.deleted_ms == 0 && !ver.destroyed) ver.deleted_ms = std::max<int64_t>(1, now_ms), ++changed;
+        break;
+      case VersionOp::kUndelete:
+        if (ver.deleted_ms != 0) ver.deleted_ms = 0, ++changed;
+        break;
+      case VersionOp::kDestroy:
+        if (!ver.destroyed) {
+          std::fill(ver.sealed.begin(), ver.sealed.end(), '\0');
+          ver.sealed.clear();
+          ver.destroyed = true;
+          ++changed;
+        }
+        break;
+    }
+  }
+  return changed;
+}
+
+Status readable(const Secret& s, uint32_t v) {
+  auto it = s.versions.find(v);
+  if (it == s.versions.end())
+    return make_error(Errc::kNotFound, fmt::format("secret '{}' has no version {} (kept: {} to {})", s.path, v,
+                                                   s.versions.empty() ? 0 : s.versions.begin()->first, s.current));
+  if (it->second.destroyed)
+    return make_error(Errc::kNotFound, fmt::format("version {} of secret '{}' is destroyed (SECRET.DESTROY): its value "
+                                                   "is gone; SECRET.VERSIONS lists the others",
+                                                   v, s.path));
+  if (it->second.deleted_ms != 0)
+    return make_error(Errc::kNotFound, fmt::format("version {} of secret '{}' is deleted; SECRET.UNDELETE {} VERSIONS {} "
+                                                   "restores it",
+                                                   v, s.path, s.path, v));
+  return {};
+}
+
 std::string encode(const Secret& s) {
   json versions = json::object();
-  for (const auto& [v, ver] : s.versions)
-    versions[std::to_string(v)] = json{{"sealed", ver.sealed}, {"created_ms", ver.created_ms}};
+  for (const auto& [v, ver] : s.versions) {
+    json j{{"sealed", ver.sealed}, {"created_ms", ver.created_ms}};
+    if (ver.deleted_ms) j["deleted_ms"] = ver.deleted_ms;
+    if (ver.destroyed) j["destroyed"] = true;
+    versions[std::to_string(v)] = std::move(j);
+  }
   return json{{"path", s.path}, {"current", s.current}, {"max_versions", s.max_versions}, {"versions", versions}}.dump();
 }
 
@@ -65,6 +127,9 @@ Result<Secret> decode(std::string_view text) {
     Version ver;
     ver.sealed = vj["sealed"].get<std::string>();
     if (vj.contains("created_ms") && vj["created_ms"].is_number_integer()) ver.created_ms = vj["created_ms"].get<int64_t>();
+    if (vj.contains("deleted_ms") && vj["deleted_ms"].is_number_integer()) ver.deleted_ms = vj["deleted_ms"].get<int64_t>();
+    if (vj.contains("destroyed") && vj["destroyed"].is_boolean()) ver.destroyed = vj["destroyed"].get<bool>();
+    if (ver.sealed.empty() && !ver.destroyed) return bad("version " + vs + " has no value");
     s.versions.emplace(v, std::move(ver));
   }
   return s;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.h"
 
@@ -24,9 +25,15 @@ inline constexpr size_t kMaxValueBytes = 64u << 10;
 inline constexpr size_t kMaxPathBytes = 512;
 
 struct Version {
-  std::string sealed;  // a transit ciphertext ("keel:v<N>:..."), context = the path
+  std::string sealed;  // a transit ciphertext ("keel:v<N>:..."), context = the path; empty once destroyed
   int64_t created_ms = 0;
+  int64_t deleted_ms = 0;  // soft-deleted then (0: not deleted): not read, can be undeleted
+  bool destroyed = false;  // its value is gone for good
 };
+
+// What SECRET.DELETE path VERSIONS ..., SECRET.UNDELETE and SECRET.DESTROY do to versions.
+enum class VersionOp { kDelete, kUndelete, kDestroy };
+inline constexpr size_t kMaxVersionsPerChange = 100;
 
 struct Secret {
   std::string path;
@@ -42,6 +49,15 @@ Status check_path(std::string_view path);
 // Adds the next version (sealed already); drops the oldest beyond max_versions. kConflict when
 // `cas` is given and is not the current version (0: the secret must not exist yet).
 Status add_version(Secret& s, std::string sealed, int64_t now_ms, std::optional<uint32_t> cas);
+
+// Soft-deletes, undeletes or destroys `versions` of `s` (Vault KV v2's model): a deleted
+// version keeps its sealed value and is not read until undeleted; a destroyed one loses it (and
+// cannot be undeleted: kConflict). Every version must be kept (kNotFound naming it); at most
+// kMaxVersionsPerChange, none twice (kInvalidArgument). Returns how many versions changed.
+Result<uint32_t> change_versions(Secret& s, VersionOp op, const std::vector<uint32_t>& versions, int64_t now_ms);
+
+// kNotFound saying why version `v` of `s` cannot be read (missing, deleted, destroyed), or ok.
+Status readable(const Secret& s, uint32_t v);
 
 std::string encode(const Secret& s);
 Result<Secret> decode(std::string_view json);

@@ -84,11 +84,8 @@ asio::awaitable<Result<SecretsService::Read>> SecretsService::get(std::string pa
   auto s = held.value;
   if (!s) co_return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
   const uint32_t v = version.value_or(s->current);
+  if (auto st = secrets::readable(*s, v); !st) co_return std::unexpected(st.error());
   auto it = s->versions.find(v);
-  if (it == s->versions.end())
-    co_return make_error(Errc::kNotFound,
-                      fmt::format("secret '{}' has no version {} (kept: {} to {})", path, v,
-                                  s->versions.empty() ? 0 : s->versions.begin()->first, s->current));
   auto sealed_version = transit::output_version(it->second.sealed);
   auto key = co_await self->transit.find_fresh(std::string(secrets::kSealKey), sealed_version ? *sealed_version : 0);
   if (!key)
@@ -108,6 +105,30 @@ asio::awaitable<std::shared_ptr<const secrets::Secret>> SecretsService::find_fre
 }
 
 std::vector<std::string> SecretsService::list(std::string_view prefix) const { return impl_->store.names(prefix); }
+
+asio::awaitable<Result<uint32_t>> SecretsService::change_versions(std::string path, secrets::VersionOp op,
+                                                                  std::vector<uint32_t> versions) {
+  auto self = impl_;
+  if (auto st = secrets::check_path(path); !st) co_return std::unexpected(st.error());
+  if (auto st = self->store.need_meta(); !st) co_return std::unexpected(st.error());
+  for (int attempt = 0;; ++attempt) {
+    auto h = self->store.held(path);
+    if (!h.value) h = co_await self->store.fresh(path);
+    if (!h.value) co_return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
+    secrets::Secret s = *h.value;
+    auto changed = secrets::change_versions(s, op, versions, SystemClock::instance().now_ms());
+    if (!changed || *changed == 0) co_return changed;
+    auto w = co_await self->store.put(path, secrets::encode(s), h.version);
+    if (!w) {
+      if (w.error().code == Errc::kConflict && attempt < 8) {  // written elsewhere meanwhile
+        co_await self->store.catch_up();
+        continue;
+      }
+      co_return std::unexpected(w.error());
+    }
+    co_return changed;
+  }
+}
 
 asio::awaitable<Result<bool>> SecretsService::remove(std::string path) {
   auto self = impl_;

@@ -48,6 +48,9 @@ class SecretsService {
   std::vector<std::string> list(std::string_view prefix) const;
   // Whether it existed.
   boost::asio::awaitable<Result<bool>> remove(std::string path);
+  // Soft-deletes, undeletes or destroys versions (secrets::change_versions); how many changed.
+  boost::asio::awaitable<Result<uint32_t>> change_versions(std::string path, secrets::VersionOp op,
+                                                           std::vector<uint32_t> versions);
 
   struct Impl;
 

@@ -184,6 +184,65 @@ class TransitTest(SharedCluster):
             r1.execute_command("SECRET.PUT", "/leading", "x")
         self.assertIn("starts or ends with '/'", str(e.exception))
 
+    def test_secret_versions_are_soft_deleted_undeleted_and_destroyed(self):
+        r1, r2, r3 = self.r
+        for v in ("one", "two", "three"):
+            r1.execute_command("SECRET.PUT", "svc/rotating", v)
+        # The latest version soft-deleted: reading it says so (not nil), older ones still read.
+        self.assertEqual(r2.execute_command("SECRET.DELETE", "svc/rotating", "VERSIONS", "3"), 1)
+        with self.assertRaises(redis.ResponseError) as e:
+            r3.execute_command("SECRET.GET", "svc/rotating")
+        self.assertIn("version 3 of secret 'svc/rotating' is deleted; SECRET.UNDELETE svc/rotating VERSIONS 3 "
+                      "restores it", str(e.exception))
+        self.assertEqual(r3.execute_command("SECRET.GET", "svc/rotating", "VERSION", "2"), b"two")
+        self.assertEqual(r1.execute_command("SECRET.UNDELETE", "svc/rotating", "VERSIONS", "3"), 1)
+        self.assertEqual(r2.execute_command("SECRET.GET", "svc/rotating"), b"three")
+        # Destroyed: the value is gone for good, the version stays listed.
+        self.assertEqual(r3.execute_command("SECRET.DESTROY", "svc/rotating", "VERSIONS", "1", "2"), 2)
+        with self.assertRaises(redis.ResponseError) as e:
+            r1.execute_command("SECRET.GET", "svc/rotating", "VERSION", "1")
+        self.assertIn("is destroyed", str(e.exception))
+        with self.assertRaises(redis.ResponseError) as e:
+            r1.execute_command("SECRET.UNDELETE", "svc/rotating", "VERSIONS", "1")
+        self.assertIn("is destroyed: its value is gone and cannot be undeleted", str(e.exception))
+        versions = r2.execute_command("SECRET.VERSIONS", "svc/rotating")
+        self.assertEqual(len(versions), 3)
+        with self.assertRaises(redis.ResponseError) as e:
+            r1.execute_command("SECRET.DELETE", "svc/rotating", "VERSIONS", "7")
+        self.assertIn("has no version 7 (kept: 1 to 3)", str(e.exception))
+        with self.assertRaises(redis.ResponseError) as e:
+            r1.execute_command("SECRET.DESTROY", "svc/rotating", "1")
+        self.assertIn("wrong number of arguments", str(e.exception))
+        # HTTP: DELETE ?versions=, POST ?undelete= / ?destroy=, and the states in ?versions.
+        st, body = self.http(0, "DELETE", "/v1/secrets/svc/rotating?versions=3")
+        self.assertEqual((st, body), (200, {"path": "svc/rotating", "changed": 1}))
+        st, body = self.http(1, "GET", "/v1/secrets/svc/rotating")
+        self.assertEqual(st, 404)
+        self.assertIn("is deleted", body["error"]["message"])
+        st, body = self.http(2, "POST", "/v1/secrets/svc/rotating?undelete=3")
+        self.assertEqual((st, body["changed"]), (200, 1))
+        st, body = self.http(0, "POST", "/v1/secrets/svc/rotating?destroy=3,x")
+        self.assertEqual(st, 400)
+        self.assertIn("expected version numbers separated by ','", body["error"]["message"])
+        st, body = self.http(0, "GET", "/v1/secrets/svc/rotating?versions")
+        states = {v["version"]: (v["deleted_ms"] > 0, v["destroyed"]) for v in body["versions"]}
+        self.assertEqual(states, {1: (False, True), 2: (False, True), 3: (False, False)})
+        # A user allowed SECRET.GET only cannot change versions (RESP or HTTP).
+        r1.execute_command("ACL", "SETUSER", "sec-reader", "on", ">pw", "~svc/*", "+secret.get", "+secret.versions")
+        try:
+            reader = redis.Redis(port=self.c.nodes[0].port, username="sec-reader", password="pw")
+            self.assertEqual(reader.execute_command("SECRET.GET", "svc/rotating"), b"three")
+            with self.assertRaises(redis.exceptions.NoPermissionError):
+                reader.execute_command("SECRET.DESTROY", "svc/rotating", "VERSIONS", "3")
+            req = urllib.request.Request("http://127.0.0.1:%d/v1/secrets/svc/rotating?destroy=3" % self.c.nodes[1].http_port,
+                                         method="POST", headers={"Authorization": "Basic " + b64("sec-reader:pw")})
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(req, timeout=10)
+            self.assertEqual(e.exception.code, 403)
+        finally:
+            r1.execute_command("ACL", "DELUSER", "sec-reader")
+        self.assertEqual(r1.execute_command("SECRET.GET", "svc/rotating"), b"three")
+
     def test_keys_survive_kill_9_of_a_node(self):
         self.r[0].execute_command("TRANSIT.CREATE", "durable")
         ct = self.r[0].execute_command("TRANSIT.ENCRYPT", "durable", "kept").decode()

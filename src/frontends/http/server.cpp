@@ -1180,7 +1180,9 @@ namespace {
 
 // The RESP command an HTTP request is equivalent to, for the access rules (docs/security.md
 // lists them). Empty: the path is not governed by users (health, metrics, the UI page).
-std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view path, bool pattern) {
+std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view path, const Query& q) {
+  bool pattern = false;
+  if (const std::string* p = q.get("pattern")) pattern = *p == "true" || *p == "1" || *p == "yes";
   auto decoded = [](std::string_view s) {
     std::string out;
     if (!url_decode(s, out, false)) out.assign(s);
@@ -1270,6 +1272,8 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
     std::string p = decoded(path.substr(12));
     if (get) return {"secret.get", p};
     if (del) return {"secret.delete", p};
+    if (method == bhttp::verb::post && q.get("undelete")) return {"secret.undelete", p, "VERSIONS", "1"};
+    if (method == bhttp::verb::post && q.get("destroy")) return {"secret.destroy", p, "VERSIONS", "1"};
     return {"secret.put", p, ""};
   }
   if (path == "/v1/cluster/status") return {"cluster", "info"};
@@ -1539,13 +1543,9 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       co_return unauthorized("NOAUTH Authentication required: send Authorization: Basic <base64 of user:password>");
   }
   if (user->unrestricted() && !grant) co_return std::nullopt;
-  bool pattern = false;
-  if (qpos != std::string_view::npos) {
-    Query q;
-    if (parse_query(target.substr(qpos + 1), q))
-      if (const std::string* p = q.get("pattern")) pattern = *p == "true" || *p == "1" || *p == "yes";
-  }
-  std::vector<std::string> argv = equivalent_command(req.method(), path, pattern);
+  Query q;
+  if (qpos != std::string_view::npos && !parse_query(target.substr(qpos + 1), q)) q = Query{};
+  std::vector<std::string> argv = equivalent_command(req.method(), path, q);
   if (argv.empty()) co_return std::nullopt;
   const resp::CommandSpec* spec = resp::find_command(argv[0]);
   if (!spec) co_return std::nullopt;
@@ -2106,6 +2106,39 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
                           {{"path", sp}, {"version", std::to_string(*v)}, {"by", http_caller(req)}, {"door", "http"}});
     co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"version", *v}});
   }
+  // Versions: DELETE ?versions=2,3 soft-deletes them, POST ?undelete=2,3 restores them, POST
+  // ?destroy=2,3 erases their values (SECRET.DELETE/UNDELETE/DESTROY path VERSIONS ...).
+  const std::string* listed = del ? q.get("versions")
+                              : req.method() == bhttp::verb::post ? (q.get("undelete") ? q.get("undelete") : q.get("destroy"))
+                                                                  : nullptr;
+  if (listed) {
+    std::vector<uint32_t> versions;
+    std::string_view rest(*listed);
+    while (true) {
+      std::string_view one = rest.substr(0, rest.find(','));
+      uint32_t v = 0;
+      if (one.empty() || std::from_chars(one.data(), one.data() + one.size(), v).ptr != one.data() + one.size())
+        co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                                 fmt::format("expected version numbers separated by ',' (e.g. 2,3), got '{}'",
+                                             listed->substr(0, 80)));
+      versions.push_back(v);
+      if (one.size() == rest.size()) break;
+      rest.remove_prefix(one.size() + 1);
+    }
+    namespace sc = security::secrets;
+    const auto op = del ? sc::VersionOp::kDelete : q.get("undelete") ? sc::VersionOp::kUndelete : sc::VersionOp::kDestroy;
+    const char* what = del ? "delete" : op == sc::VersionOp::kUndelete ? "undelete" : "destroy";
+    auto changed = co_await secrets->change_versions(sp, op, versions);
+    if (!changed) {
+      if (changed.error().code == Errc::kConflict)
+        co_return error_response(req, bhttp::status::conflict, "CONFLICT", changed.error().message);
+      co_return meta_error(req, changed.error());
+    }
+    if (*changed)
+      security::audit::emit(security::audit::kSecretWrite,
+                            {{"path", sp}, {"versions", *listed}, {what, "true"}, {"by", http_caller(req)}, {"door", "http"}});
+    co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"changed", *changed}});
+  }
   if (del) {
     auto gone = co_await secrets->remove(sp);
     if (!gone) co_return meta_error(req, gone.error());
@@ -2114,12 +2147,18 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
                             {{"path", sp}, {"deleted", "true"}, {"by", http_caller(req)}, {"door", "http"}});
     co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"deleted", *gone}});
   }
-  if (!get) co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED", "use GET, PUT or DELETE");
+  if (!get)
+    co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                             "use GET, PUT or DELETE (DELETE ?versions=, POST ?undelete= or ?destroy= for versions)");
   if (q.get("versions")) {
     auto s = co_await secrets->find_fresh(sp);
     if (!s) co_return error_response(req, bhttp::status::not_found, "NOT_FOUND", fmt::format("no secret at '{}'", sp));
     json vs = json::array();
-    for (auto& [v, ver] : s->versions) vs.push_back(json{{"version", v}, {"created_ms", ver.created_ms}});
+    for (auto& [v, ver] : s->versions)
+      vs.push_back(json{{"version", v},
+                        {"created_ms", ver.created_ms},
+                        {"deleted_ms", ver.deleted_ms},
+                        {"destroyed", ver.destroyed}});
     co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"current", s->current}, {"versions", vs}});
   }
   std::optional<uint32_t> version;

@@ -12,8 +12,13 @@ void register_secret_commands(std::vector<CommandSpec>& t) {
                "Reads a secret (its latest version, or VERSION n): path [VERSION n].", "0.1.0"});
   t.push_back({"secret.versions", 2, kReadonly, 1, 1, 1, L, nullptr, "secret",
                "Lists the kept versions of a secret (never their values): path.", "0.1.0"});
-  t.push_back({"secret.delete", 2, kWrite, 1, 1, 1, L, nullptr, "secret",
-               "Deletes a secret with all its versions: path; answers 1, or 0 if there was none.", "0.1.0"});
+  t.push_back({"secret.delete", -2, kWrite, 1, 1, 1, L, nullptr, "secret",
+               "Deletes a secret with all its versions (path; answers 1, or 0 if there was none), or soft-deletes "
+               "some (path VERSIONS v [v ...]; answers how many changed).", "0.1.0"});
+  t.push_back({"secret.undelete", -4, kWrite, 1, 1, 1, L, nullptr, "secret",
+               "Restores soft-deleted versions: path VERSIONS v [v ...]; answers how many changed.", "0.1.0"});
+  t.push_back({"secret.destroy", -4, kWrite, 1, 1, 1, L, nullptr, "secret",
+               "Erases versions' values for good: path VERSIONS v [v ...]; answers how many changed.", "0.1.0"});
   t.push_back({"secret.list", -1, kReadonly, 0, 0, 0, L, nullptr, "secret",
                "Lists the paths of secrets: [prefix].", "0.1.0"});
 }

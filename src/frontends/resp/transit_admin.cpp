@@ -220,6 +220,33 @@ boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, c
                           {{"path", path}, {"version", std::to_string(*v)}, {"by", caller}, {"door", "resp"}});
     co_return r.integer(*v);
   }
+  if (cmd == "secret.undelete" || cmd == "secret.destroy" || (cmd == "secret.delete" && a.size() > 2)) {
+    if (a.size() < 4 || !iequals(a[2], "versions"))
+      co_return r.error(fmt::format("ERR syntax error: expected {} path VERSIONS v [v ...]", cmd));
+    std::vector<uint32_t> versions;
+    for (size_t j = 3; j < a.size(); ++j) {
+      uint32_t v = 0;
+      if (!parse_version(a[j], v, "VERSIONS")) co_return;
+      versions.push_back(v);
+    }
+    const auto op = cmd == "secret.delete" ? sc::VersionOp::kDelete
+                    : cmd == "secret.undelete" ? sc::VersionOp::kUndelete
+                                               : sc::VersionOp::kDestroy;
+    auto changed = co_await secrets.change_versions(path, op, versions);
+    if (!changed) {
+      if (changed.error().code == Errc::kConflict) co_return r.error("ERR " + changed.error().message);
+      co_return reply_error(r, changed.error());
+    }
+    std::string list;
+    for (uint32_t v : versions) list += (list.empty() ? "" : ",") + std::to_string(v);
+    if (*changed)
+      security::audit::emit(security::audit::kSecretWrite, {{"path", path},
+                                                            {"versions", list},
+                                                            {std::string(cmd.substr(7)), "true"},
+                                                            {"by", caller},
+                                                            {"door", "resp"}});
+    co_return r.integer(*changed);
+  }
   if (cmd == "secret.delete") {
     auto gone = co_await secrets.remove(path);
     if (!gone) co_return reply_error(r, gone.error());
@@ -233,11 +260,15 @@ boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, c
     if (!s) co_return r.error(fmt::format("ERR no secret at '{}'", path));
     r.array(s->versions.size());
     for (const auto& [v, ver] : s->versions) {
-      r.map(2);
+      r.map(4);
       r.bulk("version");
       r.integer(v);
       r.bulk("created_ms");
       r.integer(ver.created_ms);
+      r.bulk("deleted_ms");
+      r.integer(ver.deleted_ms);
+      r.bulk("destroyed");
+      r.integer(ver.destroyed ? 1 : 0);
     }
     co_return;
   }
@@ -254,7 +285,8 @@ boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, c
   }
   auto got = co_await secrets.get(path, version);
   if (!got) {
-    if (got.error().code == Errc::kNotFound && !version) co_return r.null();
+    // No such secret: nil; its latest version deleted or destroyed: the error says so.
+    if (got.error().code == Errc::kNotFound && !version && !secrets.find(path)) co_return r.null();
     co_return reply_error(r, got.error());
   }
   security::audit::emit(security::audit::kSecretRead,

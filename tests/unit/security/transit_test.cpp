@@ -176,6 +176,49 @@ TEST(Secrets, VersionsAreAddedWithCompareAndSetAndTheOldestAreDropped) {
     EXPECT_FALSE(decode(bad)) << bad;
 }
 
+TEST(Secrets, VersionsAreSoftDeletedUndeletedAndDestroyed) {
+  Secret s{"db/password", {}, 0, 10};
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(add_version(s, "keel:v1:" + std::to_string(i), i, std::nullopt));
+  auto n = change_versions(s, VersionOp::kDelete, {2, 3}, 100);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 2u);
+  EXPECT_EQ(*change_versions(s, VersionOp::kDelete, {2}, 101), 0u);  // already deleted
+  EXPECT_EQ(s.versions.at(2).deleted_ms, 100);
+  EXPECT_EQ(s.versions.at(2).sealed, "keel:v1:2");  // the value stays until destroyed
+  auto why = readable(s, 3);
+  ASSERT_FALSE(why);
+  EXPECT_NE(why.error().message.find("is deleted; SECRET.UNDELETE db/password VERSIONS 3 restores it"), std::string::npos)
+      << why.error().message;
+  EXPECT_TRUE(readable(s, 1));
+  EXPECT_EQ(*change_versions(s, VersionOp::kUndelete, {3}, 102), 1u);
+  EXPECT_TRUE(readable(s, 3));
+  EXPECT_EQ(*change_versions(s, VersionOp::kDestroy, {2}, 103), 1u);
+  EXPECT_TRUE(s.versions.at(2).sealed.empty());
+  EXPECT_TRUE(s.versions.at(2).destroyed);
+  why = readable(s, 2);
+  ASSERT_FALSE(why);
+  EXPECT_NE(why.error().message.find("is destroyed"), std::string::npos);
+  auto back_from_destroyed = change_versions(s, VersionOp::kUndelete, {2}, 104);
+  ASSERT_FALSE(back_from_destroyed);
+  EXPECT_EQ(back_from_destroyed.error().code, Errc::kConflict);
+  // Refusals change nothing: a version not kept, one named twice, none, too many.
+  auto missing = change_versions(s, VersionOp::kDelete, {1, 9}, 105);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::kNotFound);
+  EXPECT_NE(missing.error().message.find("has no version 9 (kept: 1 to 3)"), std::string::npos) << missing.error().message;
+  EXPECT_EQ(s.versions.at(1).deleted_ms, 0);
+  EXPECT_FALSE(change_versions(s, VersionOp::kDelete, {1, 1}, 105));
+  EXPECT_FALSE(change_versions(s, VersionOp::kDelete, {}, 105));
+  EXPECT_FALSE(change_versions(s, VersionOp::kDelete, std::vector<uint32_t>(101, 1), 105));
+  // The states survive the stored form.
+  auto back = decode(encode(s));
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_TRUE(back->versions.at(2).destroyed);
+  EXPECT_TRUE(back->versions.at(2).sealed.empty());
+  EXPECT_EQ(back->versions.at(2).deleted_ms, 100);
+  EXPECT_EQ(back->versions.at(3).deleted_ms, 0);
+}
+
 TEST(Secrets, PathsAreCheckedWithWhatIsAllowed) {
   EXPECT_TRUE(check_path("db/orders/password"));
   EXPECT_TRUE(check_path("a"));
