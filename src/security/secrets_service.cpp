@@ -50,6 +50,12 @@ asio::awaitable<Result<uint32_t>> SecretsService::put(std::string path, std::str
   if (!key) co_return std::unexpected(key.error());
   auto sealed = transit::encrypt(**key, value, path);
   if (!sealed) co_return std::unexpected(sealed.error());
+  if (cas) {
+    // This node's copy may be behind a write made through another node a moment ago: before
+    // a CAS that does not match it is refused, the cluster's current version is read.
+    auto h = self->store.held(path);
+    if ((h.value ? h.value->current : 0) != *cas) co_await self->store.fresh(path);
+  }
   for (int attempt = 0;; ++attempt) {
     auto h = self->store.held(path);
     secrets::Secret s = h.value ? *h.value : secrets::Secret{path, {}, 0, secrets::kDefaultMaxVersions};
