@@ -6,7 +6,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
+#include <cctype>
 #include <charconv>
+#include <random>
 #include <thread>
 
 #include "keel/client/async.h"
@@ -42,10 +44,47 @@ struct Client::Impl {
     return asio::co_spawn(io, std::move(a), asio::use_future).get();
   }
 
+  SpanSink on_span;  // ClusterOptions::on_span
+
+  Result<Reply> send(std::vector<std::string> args, std::string traceparent) {
+    return run([](std::shared_ptr<ClusterClient> c, std::vector<std::string> a,
+                  std::string tp) -> asio::awaitable<Result<Reply>> {
+      co_return co_await c->command(std::move(a), std::move(tp));
+    }(cc, std::move(args), std::move(traceparent)));
+  }
+
+  // Under a sampled TraceScope the call carries the context to keel and, with a sink, is a span
+  // of its own (the node's span its child); otherwise nothing is added to the call.
   Result<Reply> command(std::vector<std::string> args) {
-    return run([](std::shared_ptr<ClusterClient> c, std::vector<std::string> a) -> asio::awaitable<Result<Reply>> {
-      co_return co_await c->command(std::move(a));
-    }(cc, std::move(args)));
+    const TraceContext* scope = TraceScope::current();
+    if (!scope || !scope->sampled || args.empty()) return send(std::move(args), std::string());
+    if (!on_span) return send(std::move(args), scope->traceparent());
+    ClientSpan span;
+    span.context = *scope;
+    span.parent_span_id = scope->span_id;
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    do {
+      uint64_t r = rng();
+      for (size_t i = 0; i < 8; ++i) span.context.span_id[i] = static_cast<uint8_t>(r >> (8 * i));
+    } while (span.context.span_id == std::array<uint8_t, 8>{});
+    span.name = args[0];
+    for (auto& ch : span.name) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    auto unix_ns = [] {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    };
+    span.start_unix_ns = unix_ns();
+    auto r = send(std::move(args), span.context.traceparent());
+    span.end_unix_ns = unix_ns();
+    if (!r) {
+      span.error = true;
+      span.error_message = r.error().to_string();
+    } else if (r->is_error()) {
+      span.error = true;
+      span.error_message = r->str;
+    }
+    on_span(span);
+    return r;
   }
 };
 
@@ -56,6 +95,7 @@ Client::~Client() = default;
 
 Client::Result<Client> Client::connect(ClientOptions options) {
   auto impl = std::make_unique<Impl>();
+  impl->on_span = options.on_span;
   auto cc = impl->run(ClusterClient::connect(impl->io.get_executor(), std::move(options)));
   if (!cc) return std::unexpected(cc.error());
   impl->cc = std::move(*cc);

@@ -1,5 +1,6 @@
 // ClusterClient: slot -> endpoint -> pool -> connection, following MOVED and ASK.
 #include <atomic>
+#include <optional>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/dispatch.hpp>
 
@@ -120,7 +121,12 @@ asio::awaitable<Result<std::shared_ptr<ClusterClient>>> ClusterClient::connect(a
   co_return cc;
 }
 
+// Not a coroutine: returns the traced overload's awaitable (no second frame per call).
 asio::awaitable<Result<Reply>> ClusterClient::command(std::vector<std::string> args) {
+  return command(std::move(args), std::string());
+}
+
+asio::awaitable<Result<Reply>> ClusterClient::command(std::vector<std::string> args, std::string traceparent) {
   auto self = shared_from_this();
   auto& s = *impl_;
   if (args.empty()) co_return make_error(Errc::kInvalidArgument, "empty command: give at least the command name");
@@ -137,7 +143,27 @@ asio::awaitable<Result<Reply>> ClusterClient::command(std::vector<std::string> a
     auto lease = co_await pool->acquire();
     if (!lease) co_return std::unexpected(lease.error());
     Result<Reply> r;
-    if (asking) {
+    if (!traceparent.empty()) {
+      // CLIENT TRACEPARENT, [ASKING,] the command, CLIENT TRACEPARENT CLEAR: all queued before
+      // any reply is awaited, so nothing else on the connection runs under this context.
+      std::string_view set_args[] = {"CLIENT", "TRACEPARENT", traceparent};
+      std::string_view asking_args[] = {"ASKING"};
+      std::string_view clear_args[] = {"CLIENT", "TRACEPARENT", "CLEAR"};
+      auto set = (*lease)->async_command(set_args, asio::deferred);
+      std::optional<decltype(set)> ask;
+      if (asking) ask.emplace((*lease)->async_command(asking_args, asio::deferred));
+      auto cmd = (*lease)->async_command(views, asio::deferred);
+      auto clear = (*lease)->async_command(clear_args, asio::deferred);
+      auto st = co_await std::move(set)(asio::use_awaitable);
+      Result<Reply> a;
+      if (ask) a = co_await std::move(*ask)(asio::use_awaitable);
+      r = co_await std::move(cmd)(asio::use_awaitable);
+      (void)co_await std::move(clear)(asio::use_awaitable);
+      // A server that does not know CLIENT TRACEPARENT (plain Redis) still ran the command:
+      // its reply is the answer, the context just did not travel.
+      (void)st;
+      if (ask && a && a->is_error()) co_return a;
+    } else if (asking) {
       std::string_view asking_args[] = {"ASKING"};
       // Both are queued before either reply is awaited, so they travel back to back.
       auto first = (*lease)->async_command(asking_args, asio::deferred);

@@ -3,7 +3,13 @@
 // the node is killed and restarted, MOVED through a fake node to the real one. (Typed caches: cache_sdk_test.cpp.)
 #include <gtest/gtest.h>
 
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -34,6 +40,26 @@ keel::Client connect(const KeelProcess& node) {
   auto c = keel::Client::connect("127.0.0.1", static_cast<uint16_t>(node.resp_port()));
   EXPECT_TRUE(c) << c.error().to_string();
   return std::move(*c);
+}
+
+// GET on the node's HTTP port: (status, body).
+std::pair<unsigned, std::string> http_get(int port, const std::string& target) {
+  namespace beast = boost::beast;
+  namespace bhttp = beast::http;
+  asio::io_context io;
+  asio::ip::tcp::socket sock(io);
+  boost::system::error_code ec;
+  sock.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)}, ec);
+  if (ec) return {0, ec.message()};
+  bhttp::request<bhttp::empty_body> req{bhttp::verb::get, target, 11};
+  req.set(bhttp::field::host, "127.0.0.1");
+  bhttp::write(sock, req, ec);
+  if (ec) return {0, ec.message()};
+  beast::flat_buffer buf;
+  bhttp::response<bhttp::string_body> res;
+  bhttp::read(sock, buf, res, ec);
+  if (ec) return {0, ec.message()};
+  return {res.result_int(), res.body()};
 }
 
 }  // namespace
@@ -290,3 +316,103 @@ TEST(ClientCluster, FollowsMovedFromAFakeNodeToARealKeelNode) {
   EXPECT_EQ(c->topology().endpoint_for_slot(key_slot("other:key"))->port, real);
 }
 
+
+// Tracing calls (keel/client/trace.h): under a sampled TraceScope a call is a ClientSpan, child of
+// the scope, and keel's span for the command is its child (the node's slow log names the trace
+// and shows the CLIENT TRACEPARENT the SDK sent); without a sampled scope nothing more is sent.
+TEST(ClientTracing, SampledScopesTravelToKeelAndBecomeClientSpans) {
+  auto node = start_node({"--set", "trace.endpoint=http://127.0.0.1:9/v1/traces", "--set", "trace.sample_ratio=0",
+                          "--set", "trace.export_timeout_ms=200", "--set", "trace.max_retries=0",
+                          "--set", "slowlog.slower_than_us=0", "--set", "slowlog.max_len=1000"});
+  std::vector<ClientSpan> spans;
+  keel::ClientOptions o;
+  o.seeds = {Endpoint{"127.0.0.1", static_cast<uint16_t>(node->resp_port())}};
+  o.on_span = [&spans](const ClientSpan& s) { spans.push_back(s); };
+  auto c = keel::Client::connect(o);
+  ASSERT_TRUE(c) << c.error().to_string();
+  ASSERT_TRUE(c->set("tr:plain", "1"));  // no scope: no span, nothing more sent
+  EXPECT_TRUE(spans.empty());
+
+  auto ctx = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  ASSERT_TRUE(ctx);
+  EXPECT_EQ(ctx->traceparent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  {
+    TraceScope scope(*ctx);
+    ASSERT_TRUE(c->set("tr:traced", "2"));
+    auto bad = c->incr("tr:traced-not-a-number-", 1);  // fine: a missing key counts from 0
+    ASSERT_TRUE(bad);
+    ASSERT_TRUE(c->set("tr:str", "abc"));
+    EXPECT_FALSE(c->incr("tr:str", 1));  // an error reply: the span says so
+  }
+  ASSERT_TRUE(c->set("tr:after", "3"));  // the scope is gone: untraced again
+  ASSERT_EQ(spans.size(), 4u);
+  const auto& set = spans[0];
+  EXPECT_EQ(set.name, "SET");
+  EXPECT_EQ(set.context.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(set.parent_span_id, ctx->span_id);
+  EXPECT_NE(set.context.span_id, ctx->span_id);
+  EXPECT_TRUE(set.context.sampled);
+  EXPECT_GE(set.end_unix_ns, set.start_unix_ns);
+  EXPECT_FALSE(set.error);
+  EXPECT_EQ(spans[3].name, "INCR");
+  EXPECT_TRUE(spans[3].error);
+  EXPECT_NE(spans[3].error_message.find("not an integer"), std::string::npos) << spans[3].error_message;
+
+  // What keel saw: the SDK span as the parent of the traced SET, nothing around the others.
+  auto r = c->command({"SLOWLOG", "GET", "-1"});
+  ASSERT_TRUE(r && r->type == ReplyType::kArray);
+  std::vector<std::string> lines;
+  for (auto& e : r->elements) {
+    std::string args;
+    for (auto& a : e.elements[3].elements) args += (args.empty() ? "" : " ") + a.str;
+    lines.push_back(args);
+  }
+  auto has = [&](const std::string& line) { return std::find(lines.begin(), lines.end(), line) != lines.end(); };
+  EXPECT_TRUE(has("CLIENT TRACEPARENT 00-4bf92f3577b34da6a3ce929d0e0e4736-" + set.context.span_id_hex() + "-01"));
+  EXPECT_TRUE(has("SET tr:traced 2"));
+  EXPECT_TRUE(has("CLIENT TRACEPARENT CLEAR"));
+  size_t traceparents = 0;
+  for (auto& l : lines) traceparents += l.starts_with("CLIENT TRACEPARENT 00-");
+  EXPECT_EQ(traceparents, 4u);  // one per traced call, none for tr:plain or tr:after
+}
+
+// The trace id keel recorded for the traced command is the scope's (HTTP shows the slow log's
+// trace ids); an unsampled scope sends nothing.
+TEST(ClientTracing, KeelRecordsTheCallInTheScopesTraceAndUnsampledScopesStayLocal) {
+  auto node = start_node({"--set", "trace.endpoint=http://127.0.0.1:9/v1/traces", "--set", "trace.sample_ratio=0",
+                          "--set", "trace.export_timeout_ms=200", "--set", "trace.max_retries=0",
+                          "--set", "slowlog.slower_than_us=0"});
+  size_t spans = 0;
+  keel::ClientOptions o;
+  o.seeds = {Endpoint{"127.0.0.1", static_cast<uint16_t>(node->resp_port())}};
+  o.on_span = [&spans](const ClientSpan&) { ++spans; };
+  auto c = keel::Client::connect(o);
+  ASSERT_TRUE(c) << c.error().to_string();
+  auto unsampled = TraceContext::parse("00-11111111111111111111111111111111-2222222222222222-00");
+  ASSERT_TRUE(unsampled);
+  EXPECT_FALSE(unsampled->sampled);
+  {
+    TraceScope scope(*unsampled);
+    ASSERT_TRUE(c->set("tr2:unsampled", "1"));
+  }
+  EXPECT_EQ(spans, 0u);
+  auto sampled = TraceContext::parse("00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01");
+  {
+    TraceScope outer(*unsampled);
+    TraceScope inner(*sampled);  // the innermost wins
+    ASSERT_TRUE(c->set("tr2:sampled", "2"));
+  }
+  EXPECT_EQ(spans, 1u);
+  auto [status, body] = http_get(node->http_port(), "/v1/slowlog");
+  ASSERT_EQ(status, 200u) << body;
+  auto doc = nlohmann::json::parse(body);
+  std::map<std::string, nlohmann::json> by_key;
+  for (auto& e : doc["entries"])
+    if (e["door"] == "resp" && e["args"].size() == 3 && e["args"][0] == "SET") by_key[e["args"][1]] = e["trace_id"];
+  ASSERT_TRUE(by_key.count("tr2:sampled") && by_key.count("tr2:unsampled")) << body;
+  EXPECT_EQ(by_key["tr2:sampled"], "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+  EXPECT_TRUE(by_key["tr2:unsampled"].is_null());
+  EXPECT_FALSE(TraceContext::parse("00-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA-bbbbbbbbbbbbbbbb-01"));  // upper case
+  EXPECT_FALSE(TraceContext::parse("00-00000000000000000000000000000000-bbbbbbbbbbbbbbbb-01"));  // zero id
+  EXPECT_FALSE(TraceContext::parse("01-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01"));
+}

@@ -171,6 +171,8 @@ class SdkInstall(unittest.TestCase):
                 self.assertIn("guarded=yes breaker=CLOSED", run([exe, "127.0.0.1", port]))
             out = run([os.path.join(out_dir, "client_async"), "127.0.0.1", port])
             self.assertIn("protocol=RESP3 key:9=81", out)
+            out = run([os.path.join(out_dir, "client_tracing"), "127.0.0.1", port])
+            self.assertIn("span=SET trace=4bf92f3577b34da6a3ce929d0e0e4736 parent_is_incoming=yes error=no", out)
             # A wrong port is reported, not a crash.
             p = subprocess.run([pc_exe, "127.0.0.1", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
             self.assertEqual(p.returncode, 1)

@@ -155,6 +155,10 @@ class ClusterClient : public std::enable_shared_from_this<ClusterClient> {
   ~ClusterClient();
 
   asio::awaitable<Result<Reply>> command(std::vector<std::string> args);
+  // The same under a W3C trace context (trace.h): `traceparent` ("00-...-01") is set on the
+  // connection for this command only (CLIENT TRACEPARENT before it, CLEAR after it, back to
+  // back); empty: as command(args).
+  asio::awaitable<Result<Reply>> command(std::vector<std::string> args, std::string traceparent);
   // Re-reads CLUSTER SHARDS from a known node (or a seed).
   asio::awaitable<Status> refresh_topology();
   Topology topology() const;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "keel/client/trace.h"
 #include "keel/client/error.h"
 #include "keel/client/reply.h"
 
@@ -68,6 +69,9 @@ struct ClusterOptions {
   // Reads CLUSTER SHARDS from a seed on connect and after a MOVED. A server that does not know
   // CLUSTER (plain Redis, cluster mode off) is used as the single owner of every slot.
   bool cluster_aware = true;
+  // keel::Client: a span for each call made under a sampled TraceScope (trace.h), handed here;
+  // unset: the trace context still travels to keel, no client span is made.
+  SpanSink on_span;
 };
 
 }  // namespace keel::client
