@@ -63,9 +63,12 @@ asio::awaitable<Result<uint32_t>> SecretsService::put(std::string path, std::str
       co_return std::unexpected(st.error());
     auto w = co_await self->store.put(path, secrets::encode(s), h.version);
     if (!w) {
-      // Written elsewhere meanwhile: without CAS, add on top of that (a later PUT wins).
-      if (w.error().code == Errc::kConflict && !cas && attempt < 8) {
-        co_await self->store.catch_up();
+      // Written elsewhere meanwhile: without CAS, add on top of that (a later PUT wins); with
+      // CAS, read the cluster's version: the next turn refuses naming it (or writes, if it is
+      // still the one asked for).
+      if (w.error().code == Errc::kConflict && attempt < 8) {
+        if (cas) co_await self->store.fresh(path);
+        else co_await self->store.catch_up();
         continue;
       }
       if (w.error().code == Errc::kConflict && cas)
@@ -117,12 +120,20 @@ asio::awaitable<Result<uint32_t>> SecretsService::change_versions(std::string pa
   auto self = impl_;
   if (auto st = secrets::check_path(path); !st) co_return std::unexpected(st.error());
   if (auto st = self->store.need_meta(); !st) co_return std::unexpected(st.error());
+  bool refreshed = false;
   for (int attempt = 0;; ++attempt) {
     auto h = self->store.held(path);
-    if (!h.value) h = co_await self->store.fresh(path);
+    if (!h.value && !refreshed) h = co_await self->store.fresh(path), refreshed = true;
     if (!h.value) co_return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
     secrets::Secret s = *h.value;
     auto changed = secrets::change_versions(s, op, versions, SystemClock::instance().now_ms());
+    if ((!changed || *changed == 0) && !refreshed) {
+      // Refused, or nothing to change, by this node's copy (which may be behind a change made
+      // through another node a moment ago): read the cluster's before answering.
+      refreshed = true;
+      co_await self->store.fresh(path);
+      continue;
+    }
     if (!changed || *changed == 0) co_return changed;
     auto w = co_await self->store.put(path, secrets::encode(s), h.version);
     if (!w) {

@@ -26,11 +26,19 @@ struct TransitService::Impl {
   template <class Change>
   asio::awaitable<Result<KeyPtr>> modify(const std::string& name, Change& change) {
     if (auto st = keys.need_meta(); !st) co_return std::unexpected(st.error());
+    bool refreshed = false;  // this node's copy may be behind a change made through another node
     for (int attempt = 0;; ++attempt) {
       auto h = keys.held(name);
-      if (!h.value) co_return make_error(Errc::kNotFound, fmt::format("no transit key named '{}'", name));
-      transit::Key k = *h.value;
-      if (auto st = change(k); !st) co_return std::unexpected(st.error());
+      transit::Key k;
+      Status refused;
+      if (!h.value) refused = make_error(Errc::kNotFound, fmt::format("no transit key named '{}'", name));
+      else k = *h.value, refused = change(k);
+      if (!refused) {
+        if (refreshed) co_return std::unexpected(refused.error());
+        refreshed = true;  // refused by this node's copy: ask the cluster before saying so
+        co_await keys.fresh(name);
+        continue;
+      }
       auto w = co_await keys.put(name, transit::encode(k), h.version);
       if (!w) {
         if (w.error().code == Errc::kConflict && attempt < 8) {
@@ -101,8 +109,11 @@ asio::awaitable<Result<KeyPtr>> TransitService::configure(std::string name, std:
 
 asio::awaitable<Status> TransitService::remove(std::string name) {
   auto self = impl_;
-  auto h = self->keys.held(name);
   if (auto st = self->keys.need_meta(); !st) co_return st;
+  auto h = self->keys.held(name);
+  // This node's copy may be behind a change made through another node: before refusing, read
+  // the cluster's.
+  if (!h.value || !h.value->deletion_allowed) h = co_await self->keys.fresh(name);
   if (!h.value) co_return make_error(Errc::kNotFound, fmt::format("no transit key named '{}'", name));
   if (!h.value->deletion_allowed)
     co_return make_error(Errc::kInvalidArgument,

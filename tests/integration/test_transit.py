@@ -45,11 +45,14 @@ class TransitTest(SharedCluster):
         self.assertEqual(body["latest_version"], 2)
         metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.c.nodes[2].http_port, timeout=10)
         self.assertRegex(metrics.read().decode(), r'(?m)^keel_signals_total\{signal="security.transit_key_changed"\} [1-9]')
-        # The rotation answered once decided; the other nodes see it right after.
-        st, body = self.http(0, "POST", "/v1/transit/encrypt/payments", {"plaintext": b64("4111 1111"),
-                                                                        "context": b64("tenant-7")})
-        self.assertEqual(st, 200, body)
-        v2 = body["ciphertext"]
+        # The rotation answered once decided; the other nodes see it a moment later.
+        def encrypt_on_node_0():
+            st, body = self.http(0, "POST", "/v1/transit/encrypt/payments", {"plaintext": b64("4111 1111"),
+                                                                            "context": b64("tenant-7")})
+            self.assertEqual(st, 200, body)
+            return body["ciphertext"]
+        wait_for("node 1 to encrypt with version 2", lambda: encrypt_on_node_0().startswith("keel:v2:"), 10)
+        v2 = encrypt_on_node_0()
         self.assertTrue(v2.startswith("keel:v2:"), v2)
         for node in range(3):
             for ct in (v1, v2):
@@ -63,8 +66,17 @@ class TransitTest(SharedCluster):
         self.assertTrue(rewrapped.startswith("keel:v2:"))
         self.assertEqual(r1.execute_command("TRANSIT.CONFIG", "payments", "MIN_DECRYPTION_VERSION", "2"), b"OK")
         with self.assertRaises(redis.ResponseError) as e:
-            r3.execute_command("TRANSIT.DECRYPT", "payments", v1, "CONTEXT", "tenant-7")
+            r1.execute_command("TRANSIT.DECRYPT", "payments", v1, "CONTEXT", "tenant-7")
         self.assertIn("below its min_decryption_version 2", str(e.exception))
+
+        # The other nodes apply the change a moment later (their copy of the keys follows metadata).
+        def refuses_v1():
+            try:
+                r3.execute_command("TRANSIT.DECRYPT", "payments", v1, "CONTEXT", "tenant-7")
+                return False
+            except redis.ResponseError as e:
+                return "below its min_decryption_version 2" in str(e)
+        wait_for("node 3 to apply min_decryption_version 2", refuses_v1, 10)
         self.assertEqual(r2.execute_command("TRANSIT.DECRYPT", "payments", rewrapped, "CONTEXT", "tenant-7"),
                          b"4111 1111")
 
@@ -149,7 +161,7 @@ class TransitTest(SharedCluster):
             with self.assertRaises(redis.ResponseError) as e:
                 a.execute_command(*cmd)
             self.assertIn("no permissions to access one of the keys", str(e.exception))
-        req = urllib.request.Request("http://127.0.0.1:%d/v1/secrets/team-b/db" % self.c.nodes[1].http_port,
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/secrets/team-b/db" % self.c.nodes[0].http_port,
                                      headers={"Authorization": "Basic " + base64.b64encode(b"team-a:a-pw").decode()})
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
@@ -179,7 +191,8 @@ class TransitTest(SharedCluster):
         self.assertTrue(body["items"])
         self.assertTrue(all(i["value"] == "<redacted>" for i in body["items"]))
         self.assertEqual(r2.execute_command("SECRET.DELETE", "db/orders/password"), 1)
-        self.assertIsNone(r3.execute_command("SECRET.GET", "db/orders/password"))
+        self.assertIsNone(r2.execute_command("SECRET.GET", "db/orders/password"))
+        wait_for("node 3 to see the deletion", lambda: r3.execute_command("SECRET.GET", "db/orders/password") is None, 10)
         with self.assertRaises(redis.ResponseError) as e:
             r1.execute_command("SECRET.PUT", "/leading", "x")
         self.assertIn("starts or ends with '/'", str(e.exception))
@@ -189,22 +202,33 @@ class TransitTest(SharedCluster):
         for v in ("one", "two", "three"):
             r1.execute_command("SECRET.PUT", "svc/rotating", v)
         # The latest version soft-deleted: reading it says so (not nil), older ones still read.
+        # (A node reads its own copy of the secrets: a change made through another node reaches
+        # it a moment later, so the checks right after a change go to the node that made it.)
         self.assertEqual(r2.execute_command("SECRET.DELETE", "svc/rotating", "VERSIONS", "3"), 1)
         with self.assertRaises(redis.ResponseError) as e:
-            r3.execute_command("SECRET.GET", "svc/rotating")
+            r2.execute_command("SECRET.GET", "svc/rotating")
         self.assertIn("version 3 of secret 'svc/rotating' is deleted; SECRET.UNDELETE svc/rotating VERSIONS 3 "
                       "restores it", str(e.exception))
+
+        def refused(r, *args):
+            try:
+                r.execute_command(*args)
+                return False
+            except redis.ResponseError:
+                return True
+        wait_for("node 3 to see the deletion", lambda: refused(r3, "SECRET.GET", "svc/rotating"), 10)
         self.assertEqual(r3.execute_command("SECRET.GET", "svc/rotating", "VERSION", "2"), b"two")
         self.assertEqual(r1.execute_command("SECRET.UNDELETE", "svc/rotating", "VERSIONS", "3"), 1)
-        self.assertEqual(r2.execute_command("SECRET.GET", "svc/rotating"), b"three")
+        self.assertEqual(r1.execute_command("SECRET.GET", "svc/rotating"), b"three")
         # Destroyed: the value is gone for good, the version stays listed.
         self.assertEqual(r3.execute_command("SECRET.DESTROY", "svc/rotating", "VERSIONS", "1", "2"), 2)
         with self.assertRaises(redis.ResponseError) as e:
-            r1.execute_command("SECRET.GET", "svc/rotating", "VERSION", "1")
+            r3.execute_command("SECRET.GET", "svc/rotating", "VERSION", "1")
         self.assertIn("is destroyed", str(e.exception))
         with self.assertRaises(redis.ResponseError) as e:
-            r1.execute_command("SECRET.UNDELETE", "svc/rotating", "VERSIONS", "1")
+            r3.execute_command("SECRET.UNDELETE", "svc/rotating", "VERSIONS", "1")
         self.assertIn("is destroyed: its value is gone and cannot be undeleted", str(e.exception))
+        wait_for("node 2 to see the destruction", lambda: refused(r2, "SECRET.GET", "svc/rotating", "VERSION", "1"), 10)
         versions = r2.execute_command("SECRET.VERSIONS", "svc/rotating")
         self.assertEqual(len(versions), 3)
         with self.assertRaises(redis.ResponseError) as e:
@@ -216,16 +240,17 @@ class TransitTest(SharedCluster):
         # HTTP: DELETE ?versions=, POST ?undelete= / ?destroy=, and the states in ?versions.
         st, body = self.http(0, "DELETE", "/v1/secrets/svc/rotating?versions=3")
         self.assertEqual((st, body), (200, {"path": "svc/rotating", "changed": 1}))
-        st, body = self.http(1, "GET", "/v1/secrets/svc/rotating")
+        st, body = self.http(0, "GET", "/v1/secrets/svc/rotating")
         self.assertEqual(st, 404)
         self.assertIn("is deleted", body["error"]["message"])
-        st, body = self.http(2, "POST", "/v1/secrets/svc/rotating?undelete=3")
+        st, body = self.http(0, "POST", "/v1/secrets/svc/rotating?undelete=3")
         self.assertEqual((st, body["changed"]), (200, 1))
         st, body = self.http(0, "POST", "/v1/secrets/svc/rotating?destroy=3,x")
         self.assertEqual(st, 400)
         self.assertIn("expected version numbers separated by ','", body["error"]["message"])
         st, body = self.http(0, "GET", "/v1/secrets/svc/rotating?versions")
         states = {v["version"]: (v["deleted_ms"] > 0, v["destroyed"]) for v in body["versions"]}
+        wait_for("node 1 to see the undeletion", lambda: r1.execute_command("SECRET.GET", "svc/rotating") == b"three", 10)
         self.assertEqual(states, {1: (False, True), 2: (False, True), 3: (False, False)})
         # A user allowed SECRET.GET only cannot change versions (RESP or HTTP).
         r1.execute_command("ACL", "SETUSER", "sec-reader", "on", ">pw", "~svc/*", "+secret.get", "+secret.versions")
@@ -234,7 +259,7 @@ class TransitTest(SharedCluster):
             self.assertEqual(reader.execute_command("SECRET.GET", "svc/rotating"), b"three")
             with self.assertRaises(redis.exceptions.NoPermissionError):
                 reader.execute_command("SECRET.DESTROY", "svc/rotating", "VERSIONS", "3")
-            req = urllib.request.Request("http://127.0.0.1:%d/v1/secrets/svc/rotating?destroy=3" % self.c.nodes[1].http_port,
+            req = urllib.request.Request("http://127.0.0.1:%d/v1/secrets/svc/rotating?destroy=3" % self.c.nodes[0].http_port,
                                          method="POST", headers={"Authorization": "Basic " + b64("sec-reader:pw")})
             with self.assertRaises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(req, timeout=10)
