@@ -31,6 +31,10 @@ struct Config {
   uint64_t http_max_body = 16ull << 20;
   // Rate limits per user and per client address, node-wide over RESP and HTTP (0 = none).
   uint64_t user_rate = 0, user_burst = 0, address_rate = 0, address_burst = 0;
+  uint64_t address_connections = 0;  // open connections per client address, RESP and HTTP (0: no limit)
+  // HTTP slow-client bounds: waiting for a request (keep-alive), its header once it began, a
+  // body read whole.
+  uint64_t http_idle_timeout_s = 60, http_header_timeout_ms = 10000, http_body_timeout_ms = 60000;
   // Redis's `client-output-buffer-limit pubsub 32mb 8mb 60`: a subscriber (RESP or SSE) whose
   // unsent output reaches the hard limit, or stays at or above the soft one for longer than
   // the soft seconds, is disconnected. 0 disables a limit.

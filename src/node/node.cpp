@@ -567,6 +567,12 @@ struct Node::Impl final : resp::NodeView {
           "# TYPE keel_rate_limited_total counter\nkeel_rate_limited_total{{by=\"user\"}} {}\n"
           "keel_rate_limited_total{{by=\"address\"}} {}\n",
           client_limits->refused_by_user(), client_limits->refused_by_address());
+    if (client_limits && cfg.address_connections)
+      o += fmt::format(
+          "# HELP keel_connections_refused_total Connections refused because their client address held "
+          "limits.address_connections open connections already (RESP and HTTP).\n"
+          "# TYPE keel_connections_refused_total counter\nkeel_connections_refused_total{{reason=\"address_limit\"}} {}\n",
+          client_limits->connections_refused());
     if (peer_tls)
       o += fmt::format(
           "# HELP keel_peer_tls_refusals_total Peer connections refused under tls.peer = yes: the TLS handshake failed "
@@ -888,7 +894,8 @@ Status Node::start() {
   im.secrets = std::make_unique<security::SecretsService>(*im.transit);
   im.resp->set_secrets(im.secrets.get());
   im.client_limits = std::make_shared<security::ClientLimits>(
-      security::ClientLimitsConfig{im.cfg.user_rate, im.cfg.user_burst, im.cfg.address_rate, im.cfg.address_burst});
+      security::ClientLimitsConfig{im.cfg.user_rate, im.cfg.user_burst, im.cfg.address_rate, im.cfg.address_burst,
+                                   im.cfg.address_connections});
   im.resp->set_client_limits(im.client_limits);
   im.caches = std::make_unique<cache::Service>(
       *im.shards, im.cfg.storage.kind == storage::EngineConfig::Kind::kMemory ? cache::EngineKind::kMemory
@@ -946,6 +953,9 @@ Status Node::start() {
   ho.port = im.cfg.http_port;
   ho.plaintext = im.cfg.tls_plaintext;
   ho.max_body_bytes = im.cfg.http_max_body;
+  ho.idle_timeout_s = static_cast<uint32_t>(im.cfg.http_idle_timeout_s);
+  ho.header_timeout_ms = static_cast<uint32_t>(im.cfg.http_header_timeout_ms);
+  ho.body_timeout_ms = static_cast<uint32_t>(im.cfg.http_body_timeout_ms);
   ho.signature_window_s = static_cast<int64_t>(im.cfg.auth_signature_window_s);
   ho.nonce_capacity = im.cfg.auth_nonce_capacity;
   ho.data_dir = im.cfg.storage.data_dir;

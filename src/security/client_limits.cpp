@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <mutex>
+#include <unordered_map>
 
 namespace keel::security {
 
@@ -26,8 +28,49 @@ int64_t ms_of(sdk::Duration d) {
 
 }  // namespace
 
+class ConnectionCounts {
+ public:
+  explicit ConnectionCounts(uint64_t limit) : limit(limit) {}
+  const uint64_t limit;
+  std::mutex mu;
+  std::unordered_map<std::string, uint64_t> open;  // under mu; an address leaves at 0
+  std::atomic<uint64_t> refused{0};
+};
+
+ConnectionSlot::ConnectionSlot(std::shared_ptr<ConnectionCounts> counts, std::string address)
+    : counts_(std::move(counts)), address_(std::move(address)) {}
+
+ConnectionSlot::~ConnectionSlot() {
+  if (!counts_) return;
+  std::lock_guard lock(counts_->mu);
+  auto it = counts_->open.find(address_);
+  if (it != counts_->open.end() && --it->second == 0) counts_->open.erase(it);
+}
+
 ClientLimits::ClientLimits(ClientLimitsConfig c)
-    : c_(c), user_(make("user-rate", c.user_rate, c.user_burst)), address_(make("address-rate", c.address_rate, c.address_burst)) {}
+    : c_(c),
+      conns_(c.address_connections ? std::make_shared<ConnectionCounts>(c.address_connections) : nullptr),
+      user_(make("user-rate", c.user_rate, c.user_burst)),
+      address_(make("address-rate", c.address_rate, c.address_burst)) {}
+
+std::optional<ConnectionSlot> ClientLimits::open_connection(std::string_view address, std::string& why) {
+  if (!conns_) return ConnectionSlot(nullptr, {});
+  std::lock_guard lock(conns_->mu);
+  auto& n = conns_->open[std::string(address)];
+  if (n >= conns_->limit) {
+    if (n == 0) conns_->open.erase(std::string(address));
+    conns_->refused.fetch_add(1, std::memory_order_relaxed);
+    why = fmt::format("max number of connections from address {} reached ({} open; limits.address_connections = {})",
+                      address, n, conns_->limit);
+    return std::nullopt;
+  }
+  ++n;
+  return ConnectionSlot(conns_, std::string(address));
+}
+
+uint64_t ClientLimits::connections_refused() const {
+  return conns_ ? conns_->refused.load(std::memory_order_relaxed) : 0;
+}
 
 std::optional<ClientLimits::Refusal> ClientLimits::check(std::string_view user, std::string_view address,
                                                          sdk::Instant now) {

@@ -20,6 +20,22 @@ struct ClientLimitsConfig {
   uint64_t user_burst = 0;     // at once (0: as many as the rate)
   uint64_t address_rate = 0;   // requests per second per client address (0: no limit)
   uint64_t address_burst = 0;
+  uint64_t address_connections = 0;  // open connections per client address, every door (0: no limit)
+};
+
+// Open connections per client address (shared by the doors). A slot is held for as long as its
+// connection is open; it gives its place back when destroyed.
+class ConnectionCounts;
+class ConnectionSlot {
+ public:
+  ConnectionSlot(std::shared_ptr<ConnectionCounts> counts, std::string address);
+  ConnectionSlot(ConnectionSlot&&) noexcept = default;
+  ConnectionSlot& operator=(ConnectionSlot&&) noexcept = default;
+  ~ConnectionSlot();
+
+ private:
+  std::shared_ptr<ConnectionCounts> counts_;
+  std::string address_;
 };
 
 class ClientLimits {
@@ -38,8 +54,15 @@ class ClientLimits {
   uint64_t refused_by_user() const { return by_user_.load(std::memory_order_relaxed); }
   uint64_t refused_by_address() const { return by_address_.load(std::memory_order_relaxed); }
 
+  // A new connection from `address`: its slot (an empty one when there is no limit), or nullopt
+  // with `why` set when the address already holds limits.address_connections of them.
+  std::optional<ConnectionSlot> open_connection(std::string_view address, std::string& why);
+  bool limits_connections() const { return conns_ != nullptr; }
+  uint64_t connections_refused() const;
+
  private:
   ClientLimitsConfig c_;
+  std::shared_ptr<ConnectionCounts> conns_;
   std::unique_ptr<resilience::KeyedRateLimiter> user_, address_;
   std::atomic<uint64_t> by_user_{0}, by_address_{0};
 };

@@ -1,8 +1,10 @@
 """Rate limits per user and per client address (limits.user_rate, limits.address_rate;
 docs/security.md): a user past its budget is refused with an error that names the limit and
 when to retry, other users are not, the budget comes back with time, and the HTTP door shares
-the same budgets (429 with Retry-After)."""
+the same budgets (429 with Retry-After). Connections per client address (limits.address_connections,
+RESP and HTTP together) and the HTTP door's slow-client bounds (idle, header, body)."""
 import json
+import socket
 import time
 import unittest
 import urllib.error
@@ -75,6 +77,84 @@ class AddressRateTest(unittest.TestCase):
                              capture_output=True, text=True, timeout=30)
         self.assertNotEqual(out.returncode, 0)
         self.assertIn("limits.user_rate", out.stdout + out.stderr)
+
+
+
+def metric(port, line_start):
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith(line_start):
+            return float(line.split()[-1])
+    return None
+
+
+class ConnectionLimitTest(unittest.TestCase):
+    def test_an_address_gets_so_many_connections_over_both_doors(self):
+        with Keel("--set", "limits.address_connections=3") as k:
+            held = []
+            for _ in range(2):
+                s = socket.create_connection(("127.0.0.1", k.port), timeout=10)
+                s.sendall(b"PING\r\n")
+                self.assertEqual(s.recv(100), b"+PONG\r\n")
+                held.append(s)
+            h = socket.create_connection(("127.0.0.1", k.http_port), timeout=10)  # the third, on HTTP
+            h.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertIn(b"200", h.recv(4096))
+            held.append(h)
+            # A fourth, through either door: refused, saying why.
+            s = socket.create_connection(("127.0.0.1", k.port), timeout=10)
+            self.assertEqual(s.recv(300), b"-ERR max number of connections from address 127.0.0.1 reached "
+                                           b"(3 open; limits.address_connections = 3)\r\n")
+            self.assertEqual(s.recv(10), b"")
+            with self.assertRaises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen("http://127.0.0.1:%d/health/live" % k.http_port, timeout=10)
+            self.assertEqual(e.exception.code, 503)
+            self.assertEqual(json.loads(e.exception.read())["error"]["code"], "CONNECTION_LIMIT")
+            # One closes: its place is free again (the node notices within moments).
+            held.pop(0).close()
+            deadline = time.time() + 10
+            while True:
+                s = socket.create_connection(("127.0.0.1", k.port), timeout=10)
+                s.sendall(b"PING\r\n")
+                got = s.recv(300)
+                if got == b"+PONG\r\n":
+                    break
+                self.assertLess(time.time(), deadline, got)
+                time.sleep(0.05)
+            held.append(s)
+            for x in held:
+                x.close()
+            self.assertGreaterEqual(metric(k.http_port, 'keel_connections_refused_total{reason="address_limit"}') or 0, 2)
+
+
+class SlowClientTest(unittest.TestCase):
+    def closed(self, sock):
+        """Whether the node closed the connection (within 10 s) without answering."""
+        sock.settimeout(10)
+        try:
+            return sock.recv(100) == b""
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def test_slow_headers_bodies_and_idle_connections_are_closed(self):
+        with Keel("--set", "http.header_timeout_ms=300", "--set", "http.body_timeout_ms=300",
+                  "--set", "http.idle_timeout_s=1") as k:
+            trickle = socket.create_connection(("127.0.0.1", k.http_port))
+            trickle.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # the header never ends
+            self.assertTrue(self.closed(trickle))
+            body = socket.create_connection(("127.0.0.1", k.http_port))
+            body.sendall(b"PUT /v1/kv/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            self.assertTrue(self.closed(body))
+            idle = socket.create_connection(("127.0.0.1", k.http_port))
+            self.assertTrue(self.closed(idle))
+            # A request that takes its time between requests but not within one is served.
+            ok = socket.create_connection(("127.0.0.1", k.http_port), timeout=10)
+            time.sleep(0.5)
+            ok.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertIn(b"200 OK", ok.recv(4096))
+            ok.close()
+            for phase in ("idle", "header", "body"):
+                self.assertGreaterEqual(metric(k.http_port, 'keel_http_timeouts_total{phase="%s"}' % phase), 1, phase)
 
 
 if __name__ == "__main__":

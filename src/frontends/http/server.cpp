@@ -202,6 +202,7 @@ struct Server::Impl {
   std::unique_ptr<tcp::acceptor> tls_acceptor;  // HTTPS, while opt.tls is set
   int bound_tls_port = 0;
   std::atomic<uint64_t> tls_handshake_failures{0};
+  std::atomic<uint64_t> http_timeouts[3] = {0, 0, 0};  // idle, header, body (keel_http_timeouts_total)
   std::atomic<bool> stopping{false};
   std::atomic<uint64_t> requests{0};
   std::list<beast::tcp_stream*> sessions;  // touched only on shard 0
@@ -277,6 +278,7 @@ struct Server::Impl {
   security::TransitService* transit = nullptr;
   security::SecretsService* secrets = nullptr;
   std::shared_ptr<security::ClientLimits> client_limits;  // per user / address (null: none)
+  std::shared_ptr<security::ClientLimits> connection_limits;  // limits.address_connections (null: none)
   awaitable<Response> handle_cluster_status(const Request& req);
   // GET /v1/signals: the signal catalogue, the routes in force and the signals file's state.
   Response handle_signals(const Request& req);
@@ -905,6 +907,13 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
           "# TYPE keel_nonce_store_entries gauge\nkeel_nonce_store_entries {}\n",
           signed_ok.load(), signed_replay.load(), signed_full.load(), signed_invalid.load(), held);
     }
+    res.body() += fmt::format(
+        "# HELP keel_http_timeouts_total HTTP connections closed for a slow client: no request within "
+        "http.idle_timeout_s (idle), a header not whole within http.header_timeout_ms of its first byte (header), a "
+        "body not whole within http.body_timeout_ms (body).\n"
+        "# TYPE keel_http_timeouts_total counter\nkeel_http_timeouts_total{{phase=\"idle\"}} {}\n"
+        "keel_http_timeouts_total{{phase=\"header\"}} {}\nkeel_http_timeouts_total{{phase=\"body\"}} {}\n",
+        http_timeouts[0].load(), http_timeouts[1].load(), http_timeouts[2].load());
     if (opt.tls)
       res.body() += fmt::format(
           "# HELP keel_https_handshake_failures_total HTTPS connections whose TLS handshake failed (no or a bad client certificate, plaintext, timeout).\n"
@@ -1710,8 +1719,26 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
     bhttp::request_parser<bhttp::empty_body> head;
     head.body_limit(std::numeric_limits<uint64_t>::max());  // judged below
     head.header_limit(opt.max_header_bytes);
-    tcp.expires_after(std::chrono::seconds(opt.idle_timeout_s));
+    if (buf.size() == 0) {
+      // Waiting for the next request: http.idle_timeout_s. Once its first bytes are here, the
+      // rest of its header has http.header_timeout_ms (a client trickling a header byte by
+      // byte cannot hold the connection for longer).
+      tcp.expires_after(std::chrono::seconds(opt.idle_timeout_s));
+      auto [iec, in] = co_await stream.async_read_some(buf.prepare(16 * 1024), asio::as_tuple(use_awaitable));
+      if (iec) {
+        if (iec == beast::error::timeout) ++http_timeouts[0];
+        break;
+      }
+      buf.commit(in);
+    }
+    tcp.expires_after(std::chrono::milliseconds(opt.header_timeout_ms));
     auto [ec, n] = co_await bhttp::async_read_header(stream, buf, head, asio::as_tuple(use_awaitable));
+    if (ec == beast::error::timeout) {
+      ++http_timeouts[1];
+      spdlog::debug("HTTP client {}: its request header did not arrive within http.header_timeout_ms ({} ms); closed",
+                    client_ip, opt.header_timeout_ms);
+      break;
+    }
     std::optional<bhttp::request_parser<bhttp::string_body>> parser;
     std::optional<bhttp::request_parser<bhttp::buffer_body>> upload;
     if (!ec) {
@@ -1731,8 +1758,15 @@ awaitable<void> Server::Impl::serve_requests(Stream& stream, beast::tcp_stream& 
           parser->body_limit(opt.max_body_bytes);
           if (expect_continue) co_await write_continue(stream);
           if (!parser->is_done()) {
+            tcp.expires_after(std::chrono::milliseconds(opt.body_timeout_ms));
             auto [bec, bn] = co_await bhttp::async_read(stream, buf, *parser, asio::as_tuple(use_awaitable));
             ec = bec;
+            if (ec == beast::error::timeout) {
+              ++http_timeouts[2];
+              spdlog::debug("HTTP client {}: its request body did not arrive within http.body_timeout_ms ({} ms); closed",
+                            client_ip, opt.body_timeout_ms);
+              break;
+            }
           }
         }
       }
@@ -1976,6 +2010,27 @@ awaitable<void> Server::Impl::serve_sse(Stream& stream, beast::tcp_stream& tcp, 
 awaitable<void> Server::Impl::session(tcp::socket sock, bool tls) {
   boost::system::error_code rec;
   std::string client_ip = sock.remote_endpoint(rec).address().to_string();
+  // limits.address_connections: held for the connection's life, shared with the RESP door.
+  std::optional<security::ConnectionSlot> slot;
+  if (connection_limits) {
+    std::string why;
+    slot = connection_limits->open_connection(client_ip, why);
+    if (!slot) {
+      if (!tls) {  // a TLS client would need a handshake to read it: just closed
+        Request dummy;
+        dummy.version(11);
+        auto res = error_response(dummy, bhttp::status::service_unavailable, "CONNECTION_LIMIT", why);
+        res.keep_alive(false);
+        res.prepare_payload();
+        boost::system::error_code wec;
+        bhttp::write(sock, res, wec);
+      }
+      boost::system::error_code cec;
+      sock.shutdown(tcp::socket::shutdown_both, cec);
+      sock.close(cec);
+      co_return;
+    }
+  }
   beast::tcp_stream tcp(std::move(sock));
   sessions.push_front(&tcp);
   auto self = sessions.begin();
@@ -2838,6 +2893,7 @@ uint64_t Server::Impl::gateway_stream_above() const {
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
 void Server::set_secrets(security::SecretsService* secrets) { impl_->secrets = secrets; }
 void Server::set_client_limits(std::shared_ptr<security::ClientLimits> limits) {
+  impl_->connection_limits = limits && limits->limits_connections() ? limits : nullptr;
   impl_->client_limits = limits && limits->enabled() ? std::move(limits) : nullptr;
 }
 

@@ -50,7 +50,9 @@ struct ServerOptions {
   int port = 8380;
   uint64_t max_body_bytes = 16ull << 20;
   uint32_t max_header_bytes = 16 * 1024;
-  uint32_t idle_timeout_s = 60;
+  uint32_t idle_timeout_s = 60;       // waiting for the next request (http.idle_timeout_s)
+  uint32_t header_timeout_ms = 10000;  // a request's header, from its first byte (slow clients)
+  uint32_t body_timeout_ms = 60000;    // a body read whole
   uint32_t max_list_limit = 1000;
   // A dedicated gateway listener (gateway.port): every request goes to the gateway's routes.
   bool gateway_only = false;

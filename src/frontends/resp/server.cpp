@@ -304,6 +304,7 @@ struct Server::Impl {
   security::TransitService* transit = nullptr;  // TRANSIT.* (set before the shards run)
   security::SecretsService* secrets = nullptr;  // SECRET.* (set before the shards run)
   std::shared_ptr<security::ClientLimits> client_limits;  // per user / address (set before the shards run)
+  std::shared_ptr<security::ClientLimits> connection_limits;  // limits.address_connections (null: none)
   security::AclService* acl_service = nullptr;  // users and access rules (set before start)
   security::Acl* acl = nullptr;
   dht::Service* dht = nullptr;  // cluster mode: routing, forwarding, replication
@@ -438,7 +439,8 @@ struct Server::Impl {
   // On shard sid's thread: waits for that shard's next group commit; false if it failed.
   awaitable<bool> join_commit(unsigned sid);
   void run_group_commit(unsigned sid);
-  awaitable<void> serve(tcp::socket sock, unsigned shard_id, bool tls);
+  // `slot`: the connection's place under limits.address_connections, held while it is served.
+  awaitable<void> serve(tcp::socket sock, unsigned shard_id, bool tls, std::optional<security::ConnectionSlot> slot);
   // The connection's read-parse-execute-write loop over a plain socket or a TLS stream.
   template <class Stream>
   awaitable<void> serve_stream(Connection& c, Stream& stream);
@@ -2219,7 +2221,8 @@ awaitable<Snapshot> Server::Impl::collect() {
   co_return snap;
 }
 
-awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tls) {
+awaitable<void> Server::Impl::serve(tcp::socket sock, unsigned shard_id, bool tls,
+                                    [[maybe_unused]] std::optional<security::ConnectionSlot> slot) {
   auto& shard = shards.shard(shard_id);
   Connection c(std::move(sock), shard_id);
   c.owner = this;
@@ -2872,15 +2875,31 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id, bool tls) {
       sock.close(wec);
       continue;
     }
+    std::optional<security::ConnectionSlot> slot;
+    if (connection_limits) {  // limits.address_connections, shared with the HTTP door
+      boost::system::error_code rec;
+      std::string why;
+      slot = connection_limits->open_connection(sock.remote_endpoint(rec).address().to_string(), why);
+      if (!slot) {
+        ++shard.stats.rejected_connections;
+        boost::system::error_code wec;
+        if (!tls) {  // a TLS client would need a handshake to read it: just closed
+          const std::string msg = "-ERR " + why + "\r\n";
+          asio::write(sock, asio::buffer(msg), wec);
+        }
+        sock.close(wec);
+        continue;
+      }
+    }
     open.fetch_add(1);
     unsigned target = next++ % shards.size();
     if (target == shard_id) {
-      asio::co_spawn(shard.io, serve(std::move(sock), target, tls), asio::detached);
+      asio::co_spawn(shard.io, serve(std::move(sock), target, tls, std::move(slot)), asio::detached);
       continue;
     }
     auto protocol = sock.local_endpoint().protocol();
     int fd = sock.release();
-    asio::post(shards.shard(target).io, [this, fd, protocol, target, tls] {
+    asio::post(shards.shard(target).io, [this, fd, protocol, target, tls, slot = std::move(slot)]() mutable {
       tcp::socket moved(shards.shard(target).io);
       boost::system::error_code aec;
       moved.assign(protocol, fd, aec);
@@ -2889,7 +2908,7 @@ awaitable<void> Server::Impl::accept_loop(unsigned shard_id, bool tls) {
         open.fetch_sub(1);
         return;
       }
-      asio::co_spawn(shards.shard(target).io, serve(std::move(moved), target, tls), asio::detached);
+      asio::co_spawn(shards.shard(target).io, serve(std::move(moved), target, tls, std::move(slot)), asio::detached);
     });
   }
 }
@@ -3016,6 +3035,7 @@ void Server::set_routes(routing::Service* routes) { impl_->routes = routes; }
 void Server::set_transit(security::TransitService* transit) { impl_->transit = transit; }
 void Server::set_secrets(security::SecretsService* secrets) { impl_->secrets = secrets; }
 void Server::set_client_limits(std::shared_ptr<security::ClientLimits> limits) {
+  impl_->connection_limits = limits && limits->limits_connections() ? limits : nullptr;
   impl_->client_limits = limits && limits->enabled() ? std::move(limits) : nullptr;
 }
 void Server::set_acl(security::AclService* acl) {
