@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "base/random.h"
+#include "free_port.h"
 
 namespace keel::cluster {
 namespace {
@@ -52,18 +53,7 @@ class ListMachine final : public StateMachine {
   std::vector<std::string> items;
 };
 
-uint16_t free_port() {
-  // Bind port 0 through a throwaway transport-less socket: ask the kernel.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using testing::free_port;
 
 struct Cluster {
   std::string root;

@@ -17,21 +17,12 @@
 #include "base/random.h"
 #include "runtime/cluster/kv_machine.h"
 #include "meta/store.h"
+#include "free_port.h"
 
 namespace keel::cluster {
 namespace {
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using testing::free_port;
 
 template <class T, class F>
 Result<T> call(F f) {
