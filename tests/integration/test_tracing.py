@@ -265,6 +265,27 @@ class TracingTest(unittest.TestCase):
         finally:
             col.close()
 
+    def test_the_http_doors_own_lines_carry_the_trace_of_the_request(self):
+        col = Collector()
+        try:
+            with keel(col, "--set", "trace.sample_ratio=0", "--set", "log.format=json") as k:
+                for tp in ("00-%s-%s-01" % (TRACE, PARENT), None):
+                    headers = {"traceparent": tp} if tp else {}
+                    path = "/v1/secrets/app/%s" % ("traced" if tp else "plain")
+                    req = urllib.request.Request("http://127.0.0.1:%d%s" % (k.http_port, path), data=b"s3cret",
+                                                 method="PUT", headers=headers)
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        self.assertEqual(r.status, 200)
+                span = col.wait_span(lambda s: s["name"].startswith("PUT /v1/secrets"), "the PUT span")
+                lines = [json.loads(l) for l in k.output().splitlines() if l.startswith("{")]
+                audit = {l["fields"]["path"]: l for l in lines if l.get("event") == "secret.write"}
+                self.assertIn("app/traced", audit, lines)
+                self.assertEqual(audit["app/traced"]["trace_id"], TRACE)
+                self.assertEqual(audit["app/traced"]["span_id"], span["spanId"])
+                self.assertNotIn("trace_id", audit["app/plain"])
+        finally:
+            col.close()
+
     def test_logs_go_to_the_collector_with_the_trace_of_the_command(self):
         col, logs = Collector(), Collector()
         try:

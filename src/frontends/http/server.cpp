@@ -88,6 +88,21 @@ struct Request : bhttp::request<bhttp::string_body> {
 };
 using Response = bhttp::response<bhttp::string_body>;
 
+// What the HTTP door logs for a request (its own lines, its audit events) carries the request's
+// trace ids in JSON logs, as a RESP command's lines do (observe/log_context.h): `f` runs under
+// the request's log scope. Only around synchronous work: a scope never spans a co_await.
+template <class F>
+void for_request(const Request& req, F&& f) {
+  observe::LogContext ctx;
+  std::optional<observe::LogScope> scope;
+  if (req.self) {
+    ctx.trace_id = req.self->trace_id;
+    ctx.span_id = req.self->span_id;
+    scope.emplace(&ctx);
+  }
+  f();
+}
+
 bool url_decode(std::string_view in, std::string& out, bool plus_is_space) {
   out.clear();
   auto hex = [](char c) -> int {
@@ -1077,8 +1092,8 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
                                              "/v1/auth/lockouts shows them) or * for all",
                                              subject.substr(0, 128)));
       const size_t cleared = acl->unlock(subject);
-      security::audit::emit(security::audit::kUnlock, {{"subject", subject}, {"cleared", std::to_string(cleared)},
-                                                       {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}});
+      for_request(req, [&] { security::audit::emit(security::audit::kUnlock, {{"subject", subject}, {"cleared", std::to_string(cleared)},
+                                                       {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}}); });
       co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", cleared}});
     }
     co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
@@ -1120,7 +1135,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
                                    {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}};
     auto st = co_await acl_service->revoke(std::move(*parsed));
     if (!st) co_return meta_error(req, st.error());
-    security::audit::emit(security::audit::kTokenRevoked, fields);
+    for_request(req, [&] { security::audit::emit(security::audit::kTokenRevoked, fields); });
     co_return json_response(req, bhttp::status::ok, done);
   }
   if (path == "/v1/meta" || path.starts_with("/v1/meta/")) co_return co_await handle_meta(req, path, q);
@@ -1354,8 +1369,8 @@ awaitable<std::optional<Response>> Server::Impl::check_nonce_cluster_wide(const 
   if (reply.starts_with("+")) co_return std::nullopt;
   if (reply.starts_with("$-1") || reply.starts_with("_")) {
     ++signed_replay;
-    klog().info("HTTP {}: refused a signed request replayed through another node (nonce '{}')", ip,
-                nonce_key.substr(nonce_key.find(':') + 1, 64));
+    for_request(req, [&] { klog().info("HTTP {}: refused a signed request replayed through another node (nonce '{}')", ip,
+                nonce_key.substr(nonce_key.find(':') + 1, 64)); });
     Response res = error_response(req, bhttp::status::unauthorized, "REPLAYED",
                                   fmt::format("signed request refused: nonce '{}' was already used by this key within the "
                                               "signature's validity (through another node); sign every request with a "
@@ -1417,7 +1432,7 @@ std::optional<Response> Server::Impl::check_signature(const Request& req, std::s
   }
   if (a == security::NonceStore::Admit::kReplay) {
     ++signed_replay;
-    klog().info("HTTP {}: refused a replayed signed request (nonce '{}')", ip, in->nonce.substr(0, 64));
+    for_request(req, [&] { klog().info("HTTP {}: refused a replayed signed request (nonce '{}')", ip, in->nonce.substr(0, 64)); });
     return refuse(bhttp::status::unauthorized, "REPLAYED",
                   fmt::format("signed request refused: nonce '{}' was already used by this key within the signature's "
                               "validity; sign every request with a fresh nonce",
@@ -1425,8 +1440,8 @@ std::optional<Response> Server::Impl::check_signature(const Request& req, std::s
   }
   if (a == security::NonceStore::Admit::kFull) {
     ++signed_full;
-    klog().warn("HTTP {}: refused a signed request: the nonce store is full ({} unexpired nonces, auth.nonce_capacity)",
-                ip, opt.nonce_capacity);
+    for_request(req, [&] { klog().warn("HTTP {}: refused a signed request: the nonce store is full ({} unexpired nonces, auth.nonce_capacity)",
+                ip, opt.nonce_capacity); });
     Response res = error_response(
         req, bhttp::status::service_unavailable, "NONCE_STORE_FULL",
         fmt::format("signed request refused: the node remembers {} unexpired nonces (auth.nonce_capacity) and cannot "
@@ -1476,8 +1491,8 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       auto parsed = security::parse_token(token);
       const std::string who = parsed ? parsed->parts[0].block.user : std::string("(token)");
       if (auto lk = acl->locked(who, peer.ip, now_ms)) {
-        security::audit::emit(security::audit::kAuthLocked,
-                              {{"door", "http"}, {"user", who}, {"addr", peer.ip}, {"subject", lk->subject}});
+        for_request(req, [&] { security::audit::emit(security::audit::kAuthLocked,
+                              {{"door", "http"}, {"user", who}, {"addr", peer.ip}, {"subject", lk->subject}}); });
         co_return locked(*lk);
       }
       const bool signed_request = req.find("Signature-Input") != req.end();
@@ -1487,9 +1502,9 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         cs.addr = "http";
         cs.last_cmd = "auth";
         resp::acl_log(*acl, cs, "auth", "auth", who, now_ms);
-        security::audit::emit(security::audit::kAuthFailure,
+        for_request(req, [&] { security::audit::emit(security::audit::kAuthFailure,
                               {{"door", "http"}, {"method", signed_request ? "signature" : "token"}, {"user", who},
-                               {"addr", peer.ip}, {"reason", login.error().message}});
+                               {"addr", peer.ip}, {"reason", login.error().message}}); });
         acl->auth_failed(who, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS token refused: " + login.error().message, true);
       }
@@ -1506,10 +1521,10 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       acl->auth_succeeded(login->user->name, peer.ip);
       if (security::audit::success_due(
               fmt::format("http|{}|{}|{}", signed_request ? "signature" : "token", login->user->name, peer.ip), now_ms))
-        security::audit::emit(security::audit::kAuthSuccess,
+        for_request(req, [&] { security::audit::emit(security::audit::kAuthSuccess,
                               {{"door", "http"}, {"method", signed_request ? "signature" : "token"},
                                {"user", login->user->name}, {"addr", peer.ip},
-                               {"token_id", login->grant->revocation_ids.back()}});
+                               {"token_id", login->grant->revocation_ids.back()}}); });
       user = std::move(login->user);
       grant = std::move(login->grant);
     } else {
@@ -1522,8 +1537,8 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       std::fill(creds.begin(), creds.end(), '\0');
       if (auto lk = acl->locked(name, peer.ip, now_ms)) {
         std::fill(password.begin(), password.end(), '\0');
-        security::audit::emit(security::audit::kAuthLocked,
-                              {{"door", "http"}, {"user", name}, {"addr", peer.ip}, {"subject", lk->subject}});
+        for_request(req, [&] { security::audit::emit(security::audit::kAuthLocked,
+                              {{"door", "http"}, {"user", name}, {"addr", peer.ip}, {"subject", lk->subject}}); });
         co_return locked(*lk);
       }
       user = co_await acl_service->authenticate(name, password);
@@ -1533,16 +1548,16 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         cs.addr = "http";
         cs.last_cmd = "auth";
         resp::acl_log(*acl, cs, "auth", "auth", name, SystemClock::instance().now_ms());
-        security::audit::emit(security::audit::kAuthFailure,
+        for_request(req, [&] { security::audit::emit(security::audit::kAuthFailure,
                               {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip},
-                               {"reason", "wrong password, or no such user, or the user is off"}});
+                               {"reason", "wrong password, or no such user, or the user is off"}}); });
         acl->auth_failed(name, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
       }
       acl->auth_succeeded(name, peer.ip);
       if (security::audit::success_due(fmt::format("http|password|{}|{}", name, peer.ip), now_ms))
-        security::audit::emit(security::audit::kAuthSuccess,
-                              {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip}});
+        for_request(req, [&] { security::audit::emit(security::audit::kAuthSuccess,
+                              {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip}}); });
     }
   } else if (auto cu = peer.uris.empty() ? nullptr : acl->user_for_certificate(peer.uris)) {
     user = std::move(cu);  // auth.cert_users: the client certificate names the user
@@ -2157,8 +2172,8 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
         co_return error_response(req, bhttp::status::conflict, "CONFLICT", v.error().message);
       co_return meta_error(req, v.error());
     }
-    security::audit::emit(security::audit::kSecretWrite,
-                          {{"path", sp}, {"version", std::to_string(*v)}, {"by", http_caller(req)}, {"door", "http"}});
+    for_request(req, [&] { security::audit::emit(security::audit::kSecretWrite,
+                          {{"path", sp}, {"version", std::to_string(*v)}, {"by", http_caller(req)}, {"door", "http"}}); });
     co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"version", *v}});
   }
   // Versions: DELETE ?versions=2,3 soft-deletes them, POST ?undelete=2,3 restores them, POST
@@ -2190,16 +2205,16 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
       co_return meta_error(req, changed.error());
     }
     if (*changed)
-      security::audit::emit(security::audit::kSecretWrite,
-                            {{"path", sp}, {"versions", *listed}, {what, "true"}, {"by", http_caller(req)}, {"door", "http"}});
+      for_request(req, [&] { security::audit::emit(security::audit::kSecretWrite,
+                            {{"path", sp}, {"versions", *listed}, {what, "true"}, {"by", http_caller(req)}, {"door", "http"}}); });
     co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"changed", *changed}});
   }
   if (del) {
     auto gone = co_await secrets->remove(sp);
     if (!gone) co_return meta_error(req, gone.error());
     if (*gone)
-      security::audit::emit(security::audit::kSecretWrite,
-                            {{"path", sp}, {"deleted", "true"}, {"by", http_caller(req)}, {"door", "http"}});
+      for_request(req, [&] { security::audit::emit(security::audit::kSecretWrite,
+                            {{"path", sp}, {"deleted", "true"}, {"by", http_caller(req)}, {"door", "http"}}); });
     co_return json_response(req, bhttp::status::ok, json{{"path", sp}, {"deleted", *gone}});
   }
   if (!get)
@@ -2220,10 +2235,10 @@ awaitable<Response> Server::Impl::handle_secrets(const Request& req, std::string
   if (auto e = number("version", version)) co_return *e;
   auto got = co_await secrets->get(sp, version);
   if (!got) co_return meta_error(req, got.error());
-  security::audit::emit(security::audit::kSecretRead, {{"path", sp},
+  for_request(req, [&] { security::audit::emit(security::audit::kSecretRead, {{"path", sp},
                                                        {"version", std::to_string(got->version)},
                                                        {"by", http_caller(req)},
-                                                       {"door", "http"}});
+                                                       {"door", "http"}}); });
   json j{{"path", sp}, {"version", got->version}, {"created_ms", got->created_ms}, {"mod_revision", got->mod_revision}};
   put_bytes(j, "value", got->value);
   co_return json_response(req, bhttp::status::ok, j);
@@ -2325,19 +2340,19 @@ awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string
     } else if (action.empty() && del) {
       auto st = co_await transit->remove(name);
       if (!st) co_return transit_error(req, st.error());
-      security::audit::emit(security::audit::kTransitKey,
-                            {{"transit_key", name}, {"change", "delete"}, {"by", http_caller(req)}, {"door", "http"}});
+      for_request(req, [&] { security::audit::emit(security::audit::kTransitKey,
+                            {{"transit_key", name}, {"change", "delete"}, {"by", http_caller(req)}, {"door", "http"}}); });
       co_return json_response(req, bhttp::status::ok, json{{"name", name}, {"deleted", true}});
     } else {
       co_return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
                                "transit keys: GET, PUT or DELETE /v1/transit/keys/{name}; POST .../rotate; POST .../config");
     }
     if (!k) co_return transit_error(req, k.error());
-    security::audit::emit(security::audit::kTransitKey, {{"transit_key", name},
+    for_request(req, [&] { security::audit::emit(security::audit::kTransitKey, {{"transit_key", name},
                                                          {"change", change},
                                                          {"version", std::to_string((*k)->latest())},
                                                          {"by", http_caller(req)},
-                                                         {"door", "http"}});
+                                                         {"door", "http"}}); });
     co_return json_response(req, change == "create" ? bhttp::status::created : bhttp::status::ok, transit_key_json(**k));
   }
   if (!post)
@@ -2603,7 +2618,17 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/auth/revocations") return "/v1/auth/revocations";
   if (path == "/v1/keys") return "/v1/keys";
   if (path == "/v1/keys/rotate") return "/v1/keys/rotate";
+  if (path == "/v1/keys/master") return "/v1/keys/master";
   if (path.starts_with("/v1/keys/")) return "/v1/keys/{version}/retire";
+  if (path == "/v1/secrets" || path == "/v1/secrets/") return "/v1/secrets";
+  if (path.starts_with("/v1/secrets/")) return "/v1/secrets/{path}";
+  if (path == "/v1/transit" || path == "/v1/transit/") return "/v1/transit";
+  if (path == "/v1/transit/keys" || path == "/v1/transit/keys/") return "/v1/transit/keys";
+  if (path.starts_with("/v1/transit/keys/")) return "/v1/transit/keys/{name}";
+  if (path.starts_with("/v1/transit/")) return "/v1/transit/{action}/{name}";
+  if (path == "/v1/streams" || path.starts_with("/v1/streams/")) return "/v1/streams/{name}";
+  if (path == "/v1/routes" || path.starts_with("/v1/routes/")) return "/v1/routes";
+  if (path == "/v1/slowlog") return "/v1/slowlog";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
