@@ -587,15 +587,21 @@ class StaleDataTest(unittest.TestCase):
             self.assertTrue(all(pipe.execute()))
             self.assertGreater(c.client(2).dbsize(), 200)  # node 3 holds about 2/3 of them
             c.nodes[2].kill9()
-            deadline = time.time() + 60
+            # Usually a few seconds; a fresh-clone CI run under load once saw 140 partitions still
+            # on node 3 after 60 s (192 failovers done): the bound is generous, and a failure
+            # shows what the two live nodes logged about failover.
+            deadline = time.time() + 120
             while time.time() < deadline:
                 st, status = http("GET", c.nodes[0].http_port, "/v1/cluster/status")
                 held = {n["id"]: n["primaries"] + n["replicas"] for n in status["partitions"]["nodes"]}
                 if status["partitions"]["under_replicated"] == 0 and held.get(3, 0) == 0:
                     break
                 time.sleep(0.2)
-            self.assertNotIn(3, {n["id"] for n in status["partitions"]["nodes"] if n["primaries"] + n["replicas"]},
-                             status["partitions"])
+            if held.get(3, 0):
+                logs = "\n".join("==== node %d\n%s" % (i + 1, "\n".join(
+                    l for l in c.nodes[i].output().splitlines() if "dht" in l or "fail" in l or "fenc" in l)[-20000:])
+                    for i in (0, 1))
+                self.fail("node 3 still holds partitions 120 s after it died: %s\n%s" % (status["partitions"], logs))
             pipe = a.pipeline(transaction=False)
             for i in range(300):
                 pipe.delete("st%d" % i)
