@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <boost/asio/awaitable.hpp>
+#include <optional>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -116,6 +117,38 @@ class MetaFollower {
   }
   // Until this node has seen one more revision than now (after losing a compare-and-set).
   boost::asio::awaitable<void> catch_up() { co_await wait_revision(seen_revision() + 1); }
+
+  // Read-modify-write of one entry, by compare-and-set on its metadata version. `step(held)`
+  // (held: this node's copy, null if none) returns the entry's new stored form, nullopt when
+  // there is nothing to write, or an error refusing the change. A refusal or a no-op is decided
+  // on this node's copy only after checking it against the cluster's (one linearizable read):
+  // the copy may be behind a change made through another node a moment ago. A lost
+  // compare-and-set catches up and runs `step` again (8 times at most). True once written.
+  template <class Step>
+  boost::asio::awaitable<Result<bool>> update(const std::string& name, Step step) {
+    if (auto s = need_meta(); !s) co_return std::unexpected(s.error());
+    bool refreshed = false;
+    for (int attempt = 0;; ++attempt) {
+      auto h = held(name);
+      Result<std::optional<std::string>> next = step(h.value.get());
+      if ((!next || !*next) && !refreshed) {
+        refreshed = true;
+        co_await fresh(name);
+        continue;
+      }
+      if (!next) co_return std::unexpected(next.error());
+      if (!*next) co_return false;
+      auto w = co_await put(name, **next, h.version);
+      if (!w) {
+        if (w.error().code == Errc::kConflict && attempt < 8) {
+          co_await catch_up();
+          continue;
+        }
+        co_return std::unexpected(w.error());
+      }
+      co_return true;
+    }
+  }
 
   // The entry as the cluster has it now: a linearizable read (a barrier through the log), then
   // this node's copy once it has applied that far. For a name this node does not hold yet, or

@@ -50,35 +50,27 @@ asio::awaitable<Result<uint32_t>> SecretsService::put(std::string path, std::str
   if (!key) co_return std::unexpected(key.error());
   auto sealed = transit::encrypt(**key, value, path);
   if (!sealed) co_return std::unexpected(sealed.error());
-  if (cas) {
-    // This node's copy may be behind a write made through another node a moment ago: before
-    // a CAS that does not match it is refused, the cluster's current version is read.
-    auto h = self->store.held(path);
-    if ((h.value ? h.value->current : 0) != *cas) co_await self->store.fresh(path);
+  uint32_t written = 0;
+  bool refused = false;  // by the CAS itself (not by losing every metadata compare-and-set)
+  auto step = [&](const secrets::Secret* held) -> Result<std::optional<std::string>> {
+    secrets::Secret s = held ? *held : secrets::Secret{path, {}, 0, secrets::kDefaultMaxVersions};
+    auto st = secrets::add_version(s, *sealed, SystemClock::instance().now_ms(), cas);
+    refused = !st;
+    if (!st) return std::unexpected(st.error());
+    written = s.current;
+    return secrets::encode(s);
+  };
+  // Without CAS a PUT written elsewhere meanwhile is added on top (a later PUT wins); with CAS a
+  // version that moved is refused naming it.
+  auto w = co_await self->store.update(path, step);
+  if (!w) {
+    if (w.error().code == Errc::kConflict && cas && !refused)
+      co_return make_error(Errc::kConflict,
+                           fmt::format("secret '{}' changed meanwhile, no longer at version {} (CAS): read it again",
+                                       path, *cas));
+    co_return std::unexpected(w.error());
   }
-  for (int attempt = 0;; ++attempt) {
-    auto h = self->store.held(path);
-    secrets::Secret s = h.value ? *h.value : secrets::Secret{path, {}, 0, secrets::kDefaultMaxVersions};
-    if (auto st = secrets::add_version(s, *sealed, SystemClock::instance().now_ms(), cas); !st)
-      co_return std::unexpected(st.error());
-    auto w = co_await self->store.put(path, secrets::encode(s), h.version);
-    if (!w) {
-      // Written elsewhere meanwhile: without CAS, add on top of that (a later PUT wins); with
-      // CAS, read the cluster's version: the next turn refuses naming it (or writes, if it is
-      // still the one asked for).
-      if (w.error().code == Errc::kConflict && attempt < 8) {
-        if (cas) co_await self->store.fresh(path);
-        else co_await self->store.catch_up();
-        continue;
-      }
-      if (w.error().code == Errc::kConflict && cas)
-        co_return make_error(Errc::kConflict,
-                             fmt::format("secret '{}' changed meanwhile, no longer at version {} (CAS): read it again",
-                                         path, *cas));
-      co_return std::unexpected(w.error());
-    }
-    co_return s.current;
-  }
+  co_return written;
 }
 
 std::shared_ptr<const secrets::Secret> SecretsService::find(const std::string& path) const {
@@ -119,32 +111,19 @@ asio::awaitable<Result<uint32_t>> SecretsService::change_versions(std::string pa
                                                                   std::vector<uint32_t> versions) {
   auto self = impl_;
   if (auto st = secrets::check_path(path); !st) co_return std::unexpected(st.error());
-  if (auto st = self->store.need_meta(); !st) co_return std::unexpected(st.error());
-  bool refreshed = false;
-  for (int attempt = 0;; ++attempt) {
-    auto h = self->store.held(path);
-    if (!h.value && !refreshed) h = co_await self->store.fresh(path), refreshed = true;
-    if (!h.value) co_return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
-    secrets::Secret s = *h.value;
-    auto changed = secrets::change_versions(s, op, versions, SystemClock::instance().now_ms());
-    if ((!changed || *changed == 0) && !refreshed) {
-      // Refused, or nothing to change, by this node's copy (which may be behind a change made
-      // through another node a moment ago): read the cluster's before answering.
-      refreshed = true;
-      co_await self->store.fresh(path);
-      continue;
-    }
-    if (!changed || *changed == 0) co_return changed;
-    auto w = co_await self->store.put(path, secrets::encode(s), h.version);
-    if (!w) {
-      if (w.error().code == Errc::kConflict && attempt < 8) {  // written elsewhere meanwhile
-        co_await self->store.catch_up();
-        continue;
-      }
-      co_return std::unexpected(w.error());
-    }
-    co_return changed;
-  }
+  uint32_t changed = 0;
+  auto step = [&](const secrets::Secret* held) -> Result<std::optional<std::string>> {
+    if (!held) return make_error(Errc::kNotFound, fmt::format("no secret at '{}'", path));
+    secrets::Secret s = *held;
+    auto n = secrets::change_versions(s, op, versions, SystemClock::instance().now_ms());
+    if (!n) return std::unexpected(n.error());
+    changed = *n;
+    if (changed == 0) return std::optional<std::string>();
+    return secrets::encode(s);
+  };
+  auto w = co_await self->store.update(path, step);
+  if (!w) co_return std::unexpected(w.error());
+  co_return changed;
 }
 
 asio::awaitable<Result<bool>> SecretsService::remove(std::string path) {

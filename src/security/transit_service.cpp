@@ -25,35 +25,21 @@ struct TransitService::Impl {
   // node changed it meanwhile.
   template <class Change>
   asio::awaitable<Result<KeyPtr>> modify(const std::string& name, Change& change) {
-    if (auto st = keys.need_meta(); !st) co_return std::unexpected(st.error());
-    bool refreshed = false;  // this node's copy may be behind a change made through another node
-    for (int attempt = 0;; ++attempt) {
-      auto h = keys.held(name);
-      transit::Key k;
-      Status refused;
-      if (!h.value) refused = make_error(Errc::kNotFound, fmt::format("no transit key named '{}'", name));
-      else k = *h.value, refused = change(k);
-      if (!refused) {
-        if (refreshed) co_return std::unexpected(refused.error());
-        refreshed = true;  // refused by this node's copy: ask the cluster before saying so
-        co_await keys.fresh(name);
-        continue;
-      }
-      auto w = co_await keys.put(name, transit::encode(k), h.version);
-      if (!w) {
-        if (w.error().code == Errc::kConflict && attempt < 8) {
-          co_await keys.catch_up();
-          continue;
-        }
-        co_return std::unexpected(w.error());
-      }
-      observe::signal(observe::Signal::kTransitKeyChanged,
-                      fmt::format("transit: key '{}' changed (latest version {}, min_decryption_version {}, "
-                                  "deletion {})",
-                                  name, k.latest(), k.min_decryption_version,
-                                  k.deletion_allowed ? "allowed" : "not allowed"));
-      co_return std::make_shared<const transit::Key>(std::move(k));
-    }
+    transit::Key k;
+    auto step = [&](const transit::Key* held) -> Result<std::optional<std::string>> {
+      if (!held) return make_error(Errc::kNotFound, fmt::format("no transit key named '{}'", name));
+      k = *held;
+      if (auto st = change(k); !st) return std::unexpected(st.error());
+      return transit::encode(k);
+    };
+    auto w = co_await keys.update(name, step);
+    if (!w) co_return std::unexpected(w.error());
+    observe::signal(observe::Signal::kTransitKeyChanged,
+                    fmt::format("transit: key '{}' changed (latest version {}, min_decryption_version {}, "
+                                "deletion {})",
+                                name, k.latest(), k.min_decryption_version,
+                                k.deletion_allowed ? "allowed" : "not allowed"));
+    co_return std::make_shared<const transit::Key>(std::move(k));
   }
 };
 
