@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "base/clock.h"
@@ -238,6 +239,8 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
   };
   std::map<uint32_t, Fencing> fencing;
   std::map<uint32_t, PartitionView> decided;  // ready to commit to the map
+  std::set<uint32_t> cannot_vouch;            // failovers waiting: no live copy holds every write
+  int64_t cannot_vouch_logged_ms = INT64_MIN;
   bool map_write_in_flight = false;
   std::map<uint32_t, cluster::MemberStatus> members;
   bool quorum = false;
@@ -1576,6 +1579,14 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
         if (!dead(r)) send_repl(r, p, replication::Fence{f.new_epoch});
       if (!dead(pv.primary)) send_repl(pv.primary, p, replication::Fence{f.new_epoch});
     }
+    std::erase_if(cannot_vouch, [&](uint32_t p) { return p >= t->parts.size() || !dead(t->parts[p].primary); });
+    if (!cannot_vouch.empty() && now - cannot_vouch_logged_ms >= 10000) {
+      cannot_vouch_logged_ms = now;
+      std::vector<uint32_t> some(cannot_vouch.begin(), std::next(cannot_vouch.begin(), std::min<size_t>(cannot_vouch.size(), 8)));
+      klog().warn("dht: {} partition(s) cannot fail over: no live copy holds every write they acknowledged (the others "
+                  "were being filled by a snapshot, or restarted); they wait for their primary to return (partitions {}{})",
+                  cannot_vouch.size(), fmt::join(some, ", "), cannot_vouch.size() > some.size() ? ", ..." : "");
+    }
     commit_decisions(t, restarted);
     rebalance(*t, moves);
   }
@@ -1851,7 +1862,16 @@ struct Service::Impl : std::enable_shared_from_this<Impl> {
     replication::Config c{pv.epoch, pv.primary, pv.replicas,
                           std::min<uint32_t>(t->write_quorum, 1 + static_cast<uint32_t>(pv.replicas.size()))};
     auto chosen = replication::choose_new_primary(c, acks);
-    if (!chosen) return;
+    if (!chosen) {
+      // Every live copy answered and none can vouch for the partition's acknowledged writes
+      // (being filled by a snapshot, or restarted): it waits for its primary. Said in the log.
+      bool all_answered = true;
+      for (uint32_t r : pv.replicas)
+        all_answered &= dead(r) || std::any_of(acks.begin(), acks.end(), [&](const auto& a) { return a.first == r; });
+      if (all_answered) cannot_vouch.insert(p);
+      return;
+    }
+    cannot_vouch.erase(p);
     PartitionView next;
     next.epoch = it->second.new_epoch;
     next.primary = *chosen;

@@ -794,6 +794,19 @@ void Copy::on_fence(NodeId from, const Fence& f, int64_t now_ms) {
   (void)now_ms;
 }
 
+bool Copy::in_sync() const {
+  if (cfg_.epoch == 0 || snap_in_progress_ || settling_ || partial_) return false;
+  if (last_epoch_ == cfg_.epoch) return true;  // it holds the epoch's barrier
+  // A partition's first epoch (epoch 1: it was created with the partition map, every copy
+  // empty) has nothing before its barrier. A copy that holds nothing and never lost anything
+  // (log_generation_ 0: no restart, snapshot or reset emptied it, so it never acknowledged an
+  // entry) holds that empty prefix completely; it counts as in sync. Without this, a primary
+  // lost before its first barrier reached the replicas (a cluster that loses a node in its
+  // first second) left partitions that no copy could vouch for, unavailable until that node
+  // returned. (A restarted copy is configured only in a later epoch anyway.)
+  return cfg_.epoch == 1 && last_ == 0 && log_generation_ == 0;
+}
+
 void Copy::answer_fences(int64_t now_ms) {
   if (pending_fences_.empty()) return;
   // A replica answers only once every lease it granted has run out (by its own clock).
@@ -803,7 +816,7 @@ void Copy::answer_fences(int64_t now_ms) {
     a.new_epoch = epoch;
     std::tie(a.last_lsn, a.last_epoch) = held();
     a.epoch = cfg_.epoch;
-    a.in_sync = cfg_.epoch > 0 && last_epoch_ == cfg_.epoch && !snap_in_progress_ && !settling_;
+    a.in_sync = in_sync();
     out_.send.emplace_back(to, a);
   }
   pending_fences_.clear();

@@ -50,7 +50,9 @@
 //    copy refuses Appends of epochs < e+1 from then on and answers FenceAck{last lsn and its
 //    epoch} (after any lease it granted has run out). choose_new_primary() picks, from at least
 //    fence_quorum() answers of copies configured in epoch e and in sync in it (they hold e's
-//    barrier, so every write committed before e) — or from every copy of the configuration —
+//    barrier, so every write committed before e; in a partition's first epoch, e = 1, where
+//    nothing precedes the barrier, a copy that holds nothing at all also counts: it holds that
+//    empty prefix and acknowledged nothing) — or from every copy of the configuration —
 //    the copy with the highest (last_epoch, last_lsn). That copy holds every
 //    committed write (each is on write_quorum copies; the fence quorum intersects them). The
 //    metadata then decides the new configuration with epoch e+1; configure() installs it.
@@ -469,6 +471,7 @@ class Copy {
   void abort_snapshot(int64_t now_ms);
   void send_ack(bool mismatch, int64_t now_ms);
   void answer_fences(int64_t now_ms);
+  bool in_sync() const;  // what a FenceAck says: this copy holds every write committed before its epoch
   bool fenced() const { return fenced_epoch_ > cfg_.epoch; }
   Peer* peer(NodeId id);
   Peer new_peer(NodeId id, bool learner, int64_t now_ms) const;

@@ -1,6 +1,6 @@
 // keel_repl_sim: runs the replication simulator (repl_sim.h). `--seeds N [--first S]` runs
-// seeds S..S+N-1 (scenario by seed: random, primary-partition, primary-crash, replica-churn,
-// failover-storm in turn); `--seed S [--scenario NAME] [--trace]` replays one. A failure
+// seeds S..S+N-1 (scenario by seed: random, primary-partition, primary-crash,
+// first-epoch-crash, replica-churn, failover-storm, move in turn); `--seed S [--scenario NAME] [--trace]` replays one. A failure
 // prints the one command that replays it. Wall-clock time is read here only to report
 // seeds/sec; the simulation itself never reads a clock.
 #include <fmt/format.h>
@@ -19,7 +19,7 @@ namespace {
 Scenario scenario_for(uint64_t seed) {
   static constexpr Scenario all[] = {Scenario::kRandom,       Scenario::kPrimaryPartition,
                                      Scenario::kRandom,       Scenario::kPrimaryCrash,
-                                     Scenario::kRandom,       Scenario::kReplicaChurn,
+                                     Scenario::kFirstEpochCrash, Scenario::kReplicaChurn,
                                      Scenario::kFailoverStorm, Scenario::kFailoverStorm,
                                      Scenario::kMove,          Scenario::kMove};
   return all[seed % 10];
@@ -30,7 +30,7 @@ int usage(const std::string& why) {
              "keel_repl_sim: {}\nusage: keel_repl_sim --seeds N [--first S] [--scenario NAME] | "
              "--seed S [--scenario NAME] [--trace] | --determinism N\n"
              "  [--break promote-any|no-lease|no-stop|no-settle [--expect-failure]]\n"
-             "scenarios: random primary-partition primary-crash replica-churn failover-storm move\n",
+             "scenarios: random primary-partition primary-crash replica-churn failover-storm move first-epoch-crash\n",
              why);
   return 2;
 }

@@ -27,6 +27,7 @@ std::optional<Scenario> parse_scenario(std::string_view s) {
   if (s == "replica-churn") return Scenario::kReplicaChurn;
   if (s == "failover-storm") return Scenario::kFailoverStorm;
   if (s == "move") return Scenario::kMove;
+  if (s == "first-epoch-crash") return Scenario::kFirstEpochCrash;
   return std::nullopt;
 }
 
@@ -38,6 +39,7 @@ const char* scenario_name(Scenario s) {
     case Scenario::kReplicaChurn: return "replica-churn";
     case Scenario::kFailoverStorm: return "failover-storm";
     case Scenario::kMove: return "move";
+    case Scenario::kFirstEpochCrash: return "first-epoch-crash";
   }
   return "?";
 }
@@ -294,6 +296,7 @@ class Sim {
   uint32_t copies_ = 3, wq_ = 2;
   size_t n_nodes_ = 3;
   int64_t load_end_ = 8000;
+  int64_t first_epoch_crash_at_ = -1;  // first-epoch-crash: when the primary went down for good
   // Copies (node, incarnation) that lost their data (memory engine crash) or were replaced as
   // primary: the durability bound counts these.
   std::set<std::pair<NodeId, uint64_t>> lost_;
@@ -320,7 +323,8 @@ class Sim {
     int kind;  // 0 partition on, 1 partition off, 2 crash, 3 restart, 4 crash the primary,
                // 5 cut the link node-primary, 6 restore it, 7 isolate the current primary
                // (with `node` = 1: together with a random other node), 8 start a move,
-               // 9 crash the primary of the next switch as it happens
+               // 9 crash the primary of the next switch as it happens, 10 crash the
+               // primary until the heal (first-epoch-crash)
     NodeId node;
     std::vector<int> sides;
   };
@@ -357,6 +361,11 @@ void Sim::setup() {
   n_nodes_ = static_cast<size_t>(rng_.range(3, 5));
   copies_ = static_cast<uint32_t>(rng_.range(2, 3));
   wq_ = static_cast<uint32_t>(rng_.range(1, copies_));
+  if (o_.scenario == Scenario::kFirstEpochCrash) {
+    // Failover without the primary needs a write quorum of at least 2 (with 1, only the
+    // primary may hold an acknowledged write, and the partition rightly waits for it).
+    wq_ = static_cast<uint32_t>(rng_.range(2, copies_));
+  }
   if (o_.scenario == Scenario::kPrimaryPartition || o_.scenario == Scenario::kPrimaryCrash ||
       o_.scenario == Scenario::kFailoverStorm) {
     // Failover must keep acknowledged writes here: a write quorum of at least 2.
@@ -379,6 +388,10 @@ void Sim::setup() {
   copt_.max_inflight_bytes = 2048;
   copt_.max_backlog_bytes = 16 << 10;
   copt_.log_keep_bytes = rng_.chance(0.5) ? 256 : 1 << 20;  // small: snapshots happen
+  // first-epoch-crash checks that the partition fails over without its primary; a replica the
+  // primary was streaming a snapshot to when it crashed (and so not in sync) could make that
+  // wait rightly, so no snapshots there: every replica is in sync or has held nothing.
+  if (o_.scenario == Scenario::kFirstEpochCrash) copt_.log_keep_bytes = 1 << 20;
   // Half the seeds keep nothing for lagging copies (snapshots happen more), half a little.
   copt_.lag_keep_bytes = o_.seed / 2 % 2 ? 0 : 2048;
   loss_ = rng_.chance(0.3) ? 0.0 : static_cast<double>(rng_.range(1, 5)) / 100.0;
@@ -412,6 +425,12 @@ void Sim::setup() {
     auto st = nodes_[i].copy->configure(c, nodes_[i].local(0));
     if (!st) fail("initial configure refused: " + st.error().message);
     drain(nodes_[i]);
+  }
+  if (o_.scenario == Scenario::kFirstEpochCrash && rng_.chance(0.5)) {
+    // The primary's first barrier never arrives (its links were not up yet).
+    std::erase_if(net_, [](const InFlight& f) { return f.from == 1; });
+    std::make_heap(net_.begin(), net_.end(), Later{});
+    trace("the primary's first barrier is lost");
   }
   int nclients = static_cast<int>(rng_.range(2, 4));
   for (int i = 0; i < nclients; ++i) {
@@ -488,6 +507,13 @@ void Sim::schedule_faults() {
       }
       if (rng_.chance(0.3)) faults_.push_back({rng_.range(1000, load_end_ - 1000), 4, 0, {}});
       if (rng_.chance(0.3)) partition(rng_.range(1000, load_end_ - 2000), rng_.range(300, 2500), random_sides());
+      break;
+    }
+    case Scenario::kFirstEpochCrash: {
+      // The primary crashes within its first moments, before (or just as) its first barrier
+      // reaches the replicas, and stays down until the heal: the partition must fail over
+      // without it (checked: (d)).
+      faults_.push_back({rng_.range(0, 150), 10, 0, {}});
       break;
     }
     case Scenario::kRandom: {
@@ -1283,6 +1309,10 @@ RunResult Sim::go() {
         Node& victim = nodes_[meta_.cfg.primary];
         crash(victim);
         victim.restart_at = now_ + rng_.range(1500, 3000);
+      } else if (f.kind == 10) {
+        crash(nodes_[meta_.cfg.primary]);
+        first_epoch_crash_at_ = now_;
+        trace(fmt::format("primary {} crashed in epoch {}, down until the heal", meta_.cfg.primary, meta_.cfg.epoch));
       }
     }
     if (!healed && now_ >= heal_at) {
@@ -1307,6 +1337,13 @@ RunResult Sim::go() {
       for (size_t i = 1; i <= n_nodes_; ++i) node_tick(nodes_[i]);
       if (now_ % 10 == 0) manager_step();
       for (auto& c : clients_) client_step(c);
+    }
+    // (d) first-epoch-crash: a failover within 6 s (suspicion after 1 s, fence answers once the
+    // 2 s leases the replicas may have granted ran out), while the old primary is still down.
+    if (first_epoch_crash_at_ >= 0 && now_ == first_epoch_crash_at_ + 6000 && meta_.cfg.epoch == 1) {
+      fail(fmt::format("(d) no failover 6 s after primary {} crashed in the partition's first epoch",
+                       meta_.cfg.primary));
+      break;
     }
     if (healed && now_ % 100 == 0 && now_ >= heal_at + 2000) {
       bool clients_idle = std::none_of(clients_.begin(), clients_.end(),

@@ -14,7 +14,7 @@
 
 namespace keel::replsim {
 
-enum class Scenario { kRandom, kPrimaryPartition, kPrimaryCrash, kReplicaChurn, kFailoverStorm, kMove };
+enum class Scenario { kRandom, kPrimaryPartition, kPrimaryCrash, kReplicaChurn, kFailoverStorm, kMove, kFirstEpochCrash };
 std::optional<Scenario> parse_scenario(std::string_view s);
 const char* scenario_name(Scenario s);
 

@@ -428,6 +428,63 @@ TEST(ReplicationCopy, ChooseNewPrimaryTakesTheMostUpToDateFromEnoughAnswers) {
   EXPECT_EQ(choose_new_primary(cfg3(3), {{3, ack(4, 1)}}), 3u);
 }
 
+// A partition's first epoch has nothing before its barrier: a copy of epoch 1 that holds
+// nothing (the primary was lost before its barrier arrived) holds every committed write (none)
+// and is promoted; before, no copy could vouch for the partition and it stayed without a
+// primary until the lost node returned (seen in a 3-node test killed a second after start).
+TEST(ReplicationCopy, PrimaryLostBeforeItsFirstBarrierArrivedIsReplacedByAnEmptyCopy) {
+  Options o;
+  o.lease_ms = 100;
+  Net n({1, 2}, o);
+  Config c{.epoch = 1, .primary = 1, .replicas = {2}, .write_quorum = 2};
+  n.configure_all(c);
+  ASSERT_FALSE(n.q.empty());  // the barrier
+  n.drop_all();               // ... lost with its primary
+  n.copies.erase(1);
+  n.now += 1000;
+  n.c(2).receive(kManager, Fence{.new_epoch = 2}, n.now);
+  n.collect(2);
+  n.deliver_all();
+  ASSERT_EQ(n.fence_acks.size(), 1u);
+  const FenceAck& a = n.fence_acks[0].second;
+  EXPECT_EQ(a.epoch, 1u);
+  EXPECT_EQ(a.last_lsn, 0u);
+  EXPECT_TRUE(a.in_sync);
+  EXPECT_EQ(choose_new_primary(c, n.fence_acks), 2u);
+  // In a later epoch an empty copy vouches for nothing (writes of earlier epochs precede the
+  // barrier it lacks): CopyCatchingUpAnswersFencesAsNotInSync.
+}
+
+// ... but a copy of epoch 1 that held entries and lost them (a snapshot begun, then dropped)
+// may have acknowledged them: it does not count, however empty it is now.
+TEST(ReplicationCopy, FirstEpochCopyThatLostWhatItHeldIsNotInSync) {
+  Options o;
+  o.lease_ms = 100;
+  Net n({1, 2}, o);
+  Config c{.epoch = 1, .primary = 1, .replicas = {2}, .write_quorum = 2};
+  n.configure_all(c);
+  n.deliver_all();
+  n.write(1, "acknowledged");
+  n.deliver_all();
+  ASSERT_GT(n.committed[1], 0u);
+  n.q.push_back({1, 2, n.c(1).begin_snapshot(2, n.now)});
+  n.deliver_all();  // the replica drops everything for the transfer
+  n.now += 10;
+  n.q.push_back({1, 2, Append{.epoch = 1, .prev_lsn = n.c(1).last_lsn(), .prev_epoch = 1}});
+  n.deliver_all();  // an Append before any chunk: the transfer is abandoned
+  ASSERT_EQ(n.c(2).last_lsn(), 0u);
+  n.copies.erase(1);
+  n.q.clear();
+  n.now += 1000;
+  n.c(2).receive(kManager, Fence{.new_epoch = 2}, n.now);
+  n.collect(2);
+  n.deliver_all();
+  ASSERT_EQ(n.fence_acks.size(), 1u);
+  EXPECT_EQ(n.fence_acks[0].second.last_lsn, 0u);
+  EXPECT_FALSE(n.fence_acks[0].second.in_sync);
+  EXPECT_EQ(choose_new_primary(c, n.fence_acks), std::nullopt);  // waits for node 1
+}
+
 TEST(ReplicationCopy, ConfigureRefusesMalformedConfigurations) {
   Copy c(1);
   auto bad = [&](Config k, const char* word) {
