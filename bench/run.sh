@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each comparing keel with its peer side by side in one run.
 # Figures go to stdout; resp_bench.py also rewrites its section of docs/benchmarks.md.
-# BENCH_ONLY=resp|tls|big|pubsub|cluster|meta|gateway|client|resilience|sdkx runs one of them.
+# BENCH_ONLY=resp|types|tls|big|pubsub|cluster|meta|gateway|client|resilience|sdkx runs one of them.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +11,10 @@ want() { [ -z "$only" ] || [ "$only" = "$1" ]; }
 if want resp; then
   echo "== keel vs redis-server (redis-benchmark)"
   /usr/bin/python3 "$here/bench/resp_bench.py" "$build"
+fi
+if want types; then
+  echo "== lists, sets, sorted sets, streams: keel vs redis-server (redis-benchmark; memory per element)"
+  /usr/bin/python3 "$here/bench/types_bench.py" "$build"
 fi
 if want tls; then
   echo "== RESP over TLS: keel vs redis-server with TLS (redis-benchmark --tls)"

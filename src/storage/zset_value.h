@@ -1,12 +1,10 @@
 // The value of a sorted-set key: member -> score in a hash map, and (score, member) in an
-// order-statistic red-black tree (libstdc++'s policy-based tree), so ZRANK, ZRANGE by rank and
-// ZCOUNT are O(log n). The tree points at the map's keys (unordered_map nodes never move), so a
-// member's bytes are held once. The tree is allocated with the first member: an empty sorted set
-// (and so every other key's Value, which carries one) allocates nothing.
+// order-statistic B+ tree (storage/zset_tree.h), so ZRANK, ZRANGE by rank and ZCOUNT are
+// O(log n). The tree points at the map's keys (unordered_map nodes never move), so a member's
+// bytes are held once (separators of the tree's inner nodes keep copies of a few). The tree is
+// allocated with the first member: an empty sorted set (and so every other key's Value, which
+// carries one) allocates nothing.
 #pragma once
-
-#include <ext/pb_ds/assoc_container.hpp>
-#include <ext/pb_ds/tree_policy.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -15,27 +13,16 @@
 #include <unordered_map>
 #include <utility>
 
+#include "storage/zset_tree.h"
+
 namespace keel::storage {
 
 class ZSetValue {
  public:
   // An element as the tree orders it. member == nullptr sorts after every member of its score
   // (a bound for "score > x" / "score <= x" queries).
-  struct Entry {
-    double score;
-    const std::string* member;
-  };
-  struct Less {
-    bool operator()(const Entry& a, const Entry& b) const {
-      if (a.score != b.score) return a.score < b.score;
-      if (a.member == b.member) return false;
-      if (!a.member) return false;
-      if (!b.member) return true;
-      return *a.member < *b.member;
-    }
-  };
-  using Tree = __gnu_pbds::tree<Entry, __gnu_pbds::null_type, Less, __gnu_pbds::rb_tree_tag,
-                                __gnu_pbds::tree_order_statistics_node_update>;
+  using Entry = ZSetEntry;
+  using Tree = ZSetTree;
   using Dict = std::unordered_map<std::string, double>;
 
   ZSetValue() = default;

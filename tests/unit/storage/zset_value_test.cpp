@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <deque>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "base/random.h"
+#include "storage/zset_tree.h"
 #include "storage/zset_value.h"
 
 namespace keel::storage {
@@ -70,6 +73,95 @@ TEST(ZSetValue, MatchesASortedVectorUnderRandomOperations) {
       check(z, m, rng);  // the original is untouched by changes to its copy
     }
     EXPECT_TRUE(z == z);
+  }
+}
+
+// The B+ tree itself with 4-entry nodes, so that a few thousand entries make five or six
+// levels: inserts, erasures that empty leaves and inner nodes (runs from either end and
+// random ones), ties on score, rank <-> entry both ways, iteration both ways across leaves,
+// bounds with a null member, and moves.
+TEST(ZSetTree, MatchesAnOrderedSetThroughGrowthAndErasure) {
+  using Tree = BasicZSetTree<4>;
+  using Key = std::pair<double, std::string>;
+  for (uint64_t seed = 1; seed <= 12; ++seed) {
+    SeededRandom rng(seed);
+    std::deque<std::string> members;  // stable addresses, as the hash map's keys are
+    std::map<std::string, double> score_of;
+    std::set<Key> model;
+    Tree t;
+    auto entry = [&](const std::string& m) { return ZSetEntry{score_of.at(m), &m}; };
+    auto check = [&] {
+      ASSERT_EQ(t.size(), model.size());
+      size_t r = 0;
+      auto it = t.begin();
+      for (const auto& [score, member] : model) {
+        ASSERT_NE(it, t.end()) << "rank " << r;
+        ASSERT_EQ(it->score, score);
+        ASSERT_EQ(*it->member, member) << "rank " << r;
+        auto at = t.find_by_order(r);
+        ASSERT_EQ(*at->member, member) << "find_by_order " << r;
+        ASSERT_EQ(t.order_of_key(*it), r);
+        ++it;
+        ++r;
+      }
+      ASSERT_EQ(it, t.end());
+      if (!model.empty()) {  // backwards from the last entry
+        auto back = t.find_by_order(model.size() - 1);
+        size_t n = 0;
+        for (auto m = model.rbegin(); m != model.rend(); ++m, ++n) {
+          ASSERT_EQ(*back->member, m->second) << "backwards " << n;
+          if (n + 1 < model.size()) --back;
+        }
+      }
+      for (int k = 0; k < 8; ++k) {  // score bounds: below s, and at most s (null member)
+        double s = static_cast<double>(rng.range(-40, 40)) / 4;
+        static const std::string kLowest;
+        size_t below = 0, at_most = 0;
+        for (const auto& [score, member] : model) {
+          below += score < s;
+          at_most += score <= s;
+        }
+        ASSERT_EQ(t.order_of_key(ZSetEntry{s, &kLowest}), below);
+        ASSERT_EQ(t.order_of_key(ZSetEntry{s, nullptr}), at_most);
+      }
+    };
+    auto add = [&](int id) {
+      std::string name = "m" + std::to_string(id);
+      if (score_of.count(name)) return;
+      members.push_back(name);
+      double s = static_cast<double>(rng.range(-40, 40)) / 4;  // many ties
+      score_of[name] = s;
+      t.insert(ZSetEntry{s, &members.back()});
+      model.insert({s, name});
+    };
+    auto remove = [&](const std::string& name) {
+      auto pos = std::find(members.begin(), members.end(), name);
+      ASSERT_TRUE(t.erase(entry(*pos)));
+      ASSERT_FALSE(t.erase(entry(*pos)));  // gone
+      model.erase({score_of.at(name), name});
+      score_of.erase(name);
+    };
+    for (int i = 0; i < 3000; ++i) add(static_cast<int>(rng.uniform(100000)));
+    check();
+    // Erase the lowest third, the highest third, then random ones, checking as leaves and
+    // inner nodes empty; then grow again over the thinned tree.
+    for (int phase = 0; phase < 3; ++phase) {
+      for (int i = 0; i < 700 && !model.empty(); ++i) {
+        Key k = phase == 0 ? *model.begin() : phase == 1 ? *model.rbegin()
+                                                         : *std::next(model.begin(), static_cast<long>(rng.uniform(model.size())));
+        remove(k.second);
+      }
+      check();
+    }
+    for (int i = 0; i < 1500; ++i) add(static_cast<int>(rng.uniform(100000)));
+    check();
+    Tree moved = std::move(t);
+    EXPECT_TRUE(t.empty());
+    t = std::move(moved);
+    check();
+    while (!model.empty()) remove(model.begin()->second);
+    check();
+    EXPECT_EQ(t.begin(), t.end());
   }
 }
 
