@@ -50,6 +50,12 @@ struct HashBox {
   Value value;
   uint64_t accounted_bytes = 0;  // what used_ was charged for it, re-measured on change
   ValueType type = ValueType::kHash;
+  // The last sample of a big collection's elements (see sample_elements): its sum and count,
+  // the size it was taken at, and the changes since.
+  uint64_t sample_sum = 0;
+  uint32_t sample_count = 0;
+  uint32_t changes_since_sample = 0;
+  uint64_t sampled_at = 0;
 };
 
 template <class T>
@@ -144,65 +150,77 @@ uint64_t string_heap_bytes(const std::string& s) {
 
 // Estimated footprint of a hash value: the box, the bucket array, and per field an
 // unordered_map node (next + pair<string,string> + cached hash, rounded by malloc) plus any
-// out-of-line string storage. Hashes above 128 fields are measured on a sample of 64 fields
-// and extrapolated so that re-measuring after each update() stays O(1)-ish.
-// Lists: the ring buffer's slots plus each element's out-of-line bytes; sets: like a hash's
-// nodes with one string each. Both sampled the same way.
-uint64_t list_value_bytes(const Value& v) {
-  uint64_t total = sizeof(size_t) + sizeof(HashBox) + sizeof(std::string) * v.list.capacity();
-  const size_t n = v.list.size();
-  if (n == 0) return total;
-  const size_t limit = n > 128 ? 64 : n;
-  uint64_t sampled = 0;
-  for (size_t i = 0; i < limit; ++i) sampled += string_heap_bytes(v.list[i * (n / limit)]);
-  return total + sampled * n / limit;
+// out-of-line string storage. Lists: the ring buffer's slots plus each element's out-of-line
+// bytes; sets: like a hash's nodes with one string each; sorted sets: a map node per member
+// plus its share of the tree's leaves. Collections above 128 elements are measured on a sample
+// of 64 elements and extrapolated; the sample is kept with the value (HashBox) and taken again
+// only every 1024 changes or once the size has halved or doubled, so that a write to a big
+// collection does not visit 64 scattered elements (that was a sixth of an LPUSH's CPU).
+struct ElemSample {
+  uint64_t sum = 0;    // bytes of the elements looked at
+  uint64_t count = 0;  // how many were looked at (0: none)
+};
+
+size_t elements_of(const Value& v) {
+  switch (v.type) {
+    case ValueType::kList: return v.list.size();
+    case ValueType::kSet: return v.set.size();
+    case ValueType::kZSet: return v.zset.size();
+    case ValueType::kHash: return v.hash.size();
+    default: return 0;
+  }
 }
 
-uint64_t set_value_bytes(const Value& v) {
-  constexpr uint64_t kNodeBytes = 64;
-  uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.set.bucket_count();
-  const size_t n = v.set.size();
-  if (n == 0) return total;
-  uint64_t sampled = 0, members = 0;
-  const size_t limit = n > 128 ? 64 : n;
-  for (const auto& m : v.set) {
-    sampled += kNodeBytes + string_heap_bytes(m);
-    if (++members == limit) break;
+// What does not depend on the elements: the box, the bucket array or ring buffer.
+uint64_t fixed_value_bytes(const Value& v) {
+  const uint64_t base = sizeof(size_t) + sizeof(HashBox);
+  switch (v.type) {
+    case ValueType::kList: return base + sizeof(std::string) * v.list.capacity();
+    case ValueType::kSet: return base + 8 * v.set.bucket_count();
+    case ValueType::kZSet: return base + 8 * v.zset.dict().bucket_count();
+    case ValueType::kHash: return base + 8 * v.hash.bucket_count();
+    default: return base;
   }
-  return total + sampled * n / members;
 }
 
-// Sorted sets: per member a map node and a tree node (score, pointer, links, subtree size).
-uint64_t zset_value_bytes(const Value& v) {
-  constexpr uint64_t kNodeBytes = 64 + 64;
-  uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.zset.dict().bucket_count();
-  const size_t n = v.zset.size();
-  if (n == 0) return total;
-  uint64_t sampled = 0, members = 0;
+ElemSample sample_elements(const Value& v) {
+  ElemSample out;
+  const size_t n = elements_of(v);
+  if (n == 0) return out;
   const size_t limit = n > 128 ? 64 : n;
-  for (const auto& [m, s] : v.zset.dict()) {
-    sampled += kNodeBytes + string_heap_bytes(m);
-    if (++members == limit) break;
+  auto take = [&](uint64_t bytes) {
+    out.sum += bytes;
+    return ++out.count == limit;
+  };
+  switch (v.type) {
+    case ValueType::kList:
+      for (size_t i = 0; i < limit; ++i) take(string_heap_bytes(v.list[i * (n / limit)]));
+      break;
+    case ValueType::kSet:
+      for (const auto& m : v.set)
+        if (take(64 + string_heap_bytes(m))) break;
+      break;
+    case ValueType::kZSet:  // a map node, and about 20 bytes of a B+ tree leaf
+      for (const auto& [m, sc] : v.zset.dict())
+        if (take(64 + 24 + string_heap_bytes(m))) break;
+      break;
+    case ValueType::kHash:
+      for (const auto& [f, val] : v.hash)
+        if (take(96 + string_heap_bytes(f) + string_heap_bytes(val))) break;
+      break;
+    default: break;
   }
-  return total + sampled * n / members;
+  return out;
+}
+
+uint64_t estimate(const Value& v, const ElemSample& s) {
+  const uint64_t n = elements_of(v);
+  return fixed_value_bytes(v) + (s.count ? s.sum * n / s.count : 0);
 }
 
 uint64_t hash_value_bytes(const Value& v) {
   if (v.type == ValueType::kStream) return sizeof(size_t) + sizeof(HashBox) + v.stream.heap_bytes();
-  if (v.type == ValueType::kList) return list_value_bytes(v);
-  if (v.type == ValueType::kZSet) return zset_value_bytes(v);
-  if (v.type == ValueType::kSet) return set_value_bytes(v);
-  constexpr uint64_t kNodeBytes = 96;
-  uint64_t total = sizeof(size_t) + sizeof(HashBox) + 8 * v.hash.bucket_count();
-  const size_t n = v.hash.size();
-  if (n == 0) return total;
-  uint64_t sampled = 0, fields = 0;
-  const size_t limit = n > 128 ? 64 : n;
-  for (const auto& [f, val] : v.hash) {
-    sampled += kNodeBytes + string_heap_bytes(f) + string_heap_bytes(val);
-    if (++fields == limit) break;
-  }
-  return total + sampled * n / fields;
+  return estimate(v, sample_elements(v));
 }
 
 Entry* alloc_entry(std::string_view key, bool hash, std::string_view str, HashBox* box,
@@ -630,7 +648,22 @@ class MemoryEngine final : public Engine {
 
   void remeasure(HashBox* box) {
     used_ -= box->accounted_bytes;
-    box->accounted_bytes = hash_value_bytes(box->value);
+    const Value& v = box->value;
+    const uint64_t n = elements_of(v);
+    if (v.type == ValueType::kStream || n <= 128) {
+      box->accounted_bytes = hash_value_bytes(v);
+      box->sample_count = 0;
+    } else if (box->sample_count && ++box->changes_since_sample < 1024 && n <= 2 * box->sampled_at &&
+               2 * n >= box->sampled_at) {
+      box->accounted_bytes = estimate(v, ElemSample{box->sample_sum, box->sample_count});
+    } else {
+      ElemSample s = sample_elements(v);
+      box->sample_sum = s.sum;
+      box->sample_count = static_cast<uint32_t>(s.count);
+      box->sampled_at = n;
+      box->changes_since_sample = 0;
+      box->accounted_bytes = estimate(v, s);
+    }
     used_ += box->accounted_bytes;
   }
 
