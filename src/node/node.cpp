@@ -1053,6 +1053,8 @@ Status Node::start() {
     d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
     d.start_timeout_ms = static_cast<int64_t>(im.cfg.cluster_start_timeout_ms);
+    if (im.tracer)  // a traced request's wait for a Rabia decision is a span (driver.h, "Tracing")
+      d.span_sink = [t = im.tracer.get()](observe::SpanData s) { t->record_any_thread(std::move(s)); };
     if (im.cfg.tls_peer && !embedded) {
       security::TlsServerFiles tf;
       tf.cert_file = im.cfg.tls_cert_file;

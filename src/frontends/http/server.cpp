@@ -1160,7 +1160,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     CommandRunner runner;
     if (resp.clustered()) runner = [this, &req](const std::vector<std::string>& argv) { return run_command(req, argv); };
     auto a = co_await handle_caches(caches, std::string_view(req.method_string().data(), req.method_string().size()),
-                                    path, query, req.body(), runner);
+                                    path, query, req.body(), runner, req.self);
     auto res = json_response(req, static_cast<bhttp::status>(a.status), a.body);
     if (!a.allow.empty()) res.set(bhttp::field::allow, a.allow);
     co_return res;
@@ -2330,7 +2330,7 @@ awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string
         if (!t) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", t.error().message);
         type = *t;
       }
-      k = co_await transit->create(name, type);
+      k = co_await transit->create(name, type, req.self);
       change = "create";
     } else if (action.empty() && get) {
       auto key = co_await transit->find_fresh(name);
@@ -2515,13 +2515,14 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     if (req.body().size() > lim.max_value_bytes)
       co_return error_response(req, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
                                fmt::format("value of {} bytes exceeds the limit of {} bytes", req.body().size(), lim.max_value_bytes));
-    auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb); };
+    // A traced request's wait for the Rabia decision is its child span (cluster/driver.h).
+    auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb, req.self); };
     auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"version", r->version}, {"revision", r->revision}});
   }
   if (req.method() == bhttp::verb::delete_) {
-    auto start = [&](auto cb) { meta->del(domain, key, prev, cb); };
+    auto start = [&](auto cb) { meta->del(domain, key, prev, cb, req.self); };
     auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r->existed}, {"revision", r->revision}});
