@@ -141,6 +141,67 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(body["value"], "hello")
 
+    def rabia_spans(self, trace):
+        return [s for s in self.col.spans() if s["traceId"] == trace and s["name"] == "keel.rabia.decision"]
+
+    def test_metadata_write_through_node_2_waits_for_a_rabia_decision_span_under_the_command(self):
+        trace, parent = "5" * 31 + "a", "6" * 15 + "b"
+        b = Raw(self.c.nodes[1].port)
+        try:
+            self.assertEqual(b.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+            self.assertEqual(b.cmd("CACHE.CREATE", "traced-sessions", "TTL", "60s"), b"+OK\r\n")
+        finally:
+            b.close()
+        cmd = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "CACHE.CREATE", "the CACHE.CREATE span")
+        self.assertEqual(cmd["parentSpanId"], parent)
+        dec = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision",
+                                 "the Rabia decision span of CACHE.CREATE's metadata write")
+        self.assertEqual(dec["parentSpanId"], cmd["spanId"])
+        self.assertEqual(dec["kind"], 1)  # internal
+        a = attrs(dec)
+        self.assertEqual(a["keel.rabia.outcome"], "decided")
+        self.assertEqual(a["keel.rabia.kind"], "write")
+        self.assertEqual(a["keel.node_id"], 2)
+        self.assertEqual(a["keel.rabia.members"], 3)
+        self.assertGreaterEqual(a["keel.rabia.slot"], a["keel.rabia.first_slot"])
+        self.assertEqual([e["name"] for e in dec["events"]], ["keel.rabia.proposed", "keel.rabia.applied"])
+        # Inside the command's span, on the node that proposed (node 2, which the client used).
+        self.assertGreaterEqual(int(dec["startTimeUnixNano"]), int(cmd["startTimeUnixNano"]))
+        self.assertLessEqual(int(dec["endTimeUnixNano"]), int(cmd["endTimeUnixNano"]))
+        self.assertEqual(instance(self.col, dec["spanId"]), instance(self.col, cmd["spanId"]))
+        self.assertEqual(dec.get("status", {}).get("code", 0), 0)
+        # The other members applied it too, but only the proposer records the wait.
+        self.assertEqual(len(self.rabia_spans(trace)), 1, self.rabia_spans(trace))
+
+    def test_http_metadata_put_is_the_parent_of_its_rabia_decision_span(self):
+        trace, parent = "7" * 31 + "c", "8" * 15 + "d"
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/traced-flag" % self.c.nodes[2].http_port,
+                                     data=b"on", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-01" % (trace, parent)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        h = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "PUT /v1/meta/{key}", "the HTTP span")
+        self.assertEqual(h["parentSpanId"], parent)
+        dec = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision",
+                                 "the Rabia decision span of PUT /v1/meta/{key}")
+        self.assertEqual(dec["parentSpanId"], h["spanId"])
+        self.assertEqual(attrs(dec)["keel.node_id"], 3)
+        self.assertEqual(attrs(dec)["keel.rabia.outcome"], "decided")
+        # Not sampled (flag 00): the write is decided, no span for it.
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/untraced-flag" % self.c.nodes[2].http_port,
+                                     data=b"on", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-00" % ("9" * 32, parent)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        # A sampled write after it is exported after it (one exporter queue per node).
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/traced-flag" % self.c.nodes[2].http_port,
+                                     data=b"off", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-01" % ("a" * 32, parent)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        self.col.wait_span(lambda s: s["traceId"] == "a" * 32 and s["name"] == "keel.rabia.decision", "the later write's span")
+        self.assertEqual(self.rabia_spans("9" * 32), [])
+
     def test_unsampled_forward_carries_no_trace_to_the_logs(self):
         # No parent at ratio 0: the forward carries no context, and the debug lines of that
         # request have no trace fields.
