@@ -23,6 +23,7 @@
 #include "observe/export_core.h"
 #include "observe/exporter.h"
 #include "observe/sampler.h"
+#include "observe/trace_ring.h"
 
 namespace keel::observe {
 
@@ -34,6 +35,9 @@ struct TracerOptions {
   SamplerOptions sampler;
   ExportOptions exporter;
   int64_t export_timeout_ms = 10000;  // one export request, connect to last byte
+  // The spans of recent slow requests kept in memory (trace_ring.h): trace.recent_spans,
+  // trace.recent_bytes. max_spans = 0: none.
+  TraceRingOptions recent;
 };
 
 using TracerStats = ExporterStats;  // spans
@@ -66,7 +70,22 @@ class Tracer {
 
   TracerStats stats() const;
 
+  // Recent slow traces (trace_ring.h), any thread. keep(): a request of trace `id` went to the
+  // slow log, so its spans recorded here are kept for the admin page. A no-op when the ring is
+  // off (trace.recent_spans = 0).
+  void keep(const TraceId& id);
+  std::vector<SpanData> recent_spans(const TraceId& id) const;
+  std::vector<TraceSummary> recent_traces(size_t limit) const;
+  TraceRingStats recent_stats() const;
+  const TraceRingOptions& recent_options() const { return opt_.recent; }
+
  private:
+  // A copy of each span recorded goes to the ring (one short lock) when it is on.
+  void remember(const SpanData& span) {
+    if (!ring_) return;
+    std::lock_guard l(ring_mu_);
+    ring_->add(span);
+  }
   static constexpr size_t kLocalBatch = 64;
   struct alignas(64) Local {
     SeededRandom rng{0};
@@ -77,6 +96,8 @@ class Tracer {
   Sampler sampler_;
   std::unique_ptr<Local[]> local_;
   Exporter<SpanData> exporter_;
+  mutable std::mutex ring_mu_;
+  std::unique_ptr<TraceRing> ring_;  // null: trace.recent_spans = 0
 };
 
 }  // namespace keel::observe

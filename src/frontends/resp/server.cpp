@@ -853,6 +853,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     slow->add(SystemClock::instance().now_ms(), dt / 1000, argv,
               c.forwarded ? fmt::format("forwarded from node {}", c.forwarded_from) : c.client.addr,
               c.client.name, "resp", traced ? observe::to_hex(*traced) : std::string());
+    if (traced) tracer->keep(*traced);  // its spans here stay in memory for the admin page
   }
 }
 
