@@ -1,6 +1,7 @@
 #include "observe/trace_ring.h"
 
 #include <algorithm>
+#include <set>
 
 namespace keel::observe {
 
@@ -100,11 +101,14 @@ std::vector<TraceSummary> TraceRing::kept(size_t limit) const {
     TraceSummary t;
     t.trace_id = it->second;
     t.spans = k.spans.size();
+    // Its root here: the earliest span whose parent is not held here (the request that came
+    // in, rather than what it caused).
+    std::set<SpanId> held;
+    for (auto& s : k.spans) held.insert(s.span_id);
     const SpanData* root = nullptr;
     for (auto& s : k.spans) {
-      if (!root || (is_zero(s.parent_span_id) && !is_zero(root->parent_span_id)) ||
-          (is_zero(s.parent_span_id) == is_zero(root->parent_span_id) && s.start_unix_ns < root->start_unix_ns))
-        root = &s;
+      const bool local_root = is_zero(s.parent_span_id) || !held.contains(s.parent_span_id);
+      if (local_root && (!root || s.start_unix_ns < root->start_unix_ns)) root = &s;
       t.start_unix_ns = t.start_unix_ns ? std::min(t.start_unix_ns, s.start_unix_ns) : s.start_unix_ns;
       t.end_unix_ns = std::max(t.end_unix_ns, s.end_unix_ns);
       t.error |= s.status_code == kStatusError;

@@ -173,6 +173,58 @@ class ForwardedTraceTest(unittest.TestCase):
         # The other members applied it too, but only the proposer records the wait.
         self.assertEqual(len(self.rabia_spans(trace)), 1, self.rabia_spans(trace))
 
+    def test_a_slow_requests_spans_are_kept_on_the_node_and_served_by_v1_traces(self):
+        trace, parent = "b" * 31 + "1", "c" * 15 + "2"
+        port = self.c.nodes[1].http_port
+        admin = Raw(self.c.nodes[1].port)
+        try:
+            # Every request is "slow" on node 2 for this test: the slow log keeps its trace.
+            self.assertEqual(admin.cmd("CONFIG", "SET", "slowlog-log-slower-than", "0"), b"+OK\r\n")
+            b = Raw(self.c.nodes[1].port)
+            try:
+                self.assertEqual(b.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+                self.assertEqual(b.cmd("CACHE.CREATE", "slow-sessions", "TTL", "60s"), b"+OK\r\n")
+            finally:
+                b.close()
+        finally:
+            admin.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+            admin.close()
+        st, slow = http("GET", port, "/v1/slowlog")
+        self.assertEqual(st, 200)
+        self.assertTrue(any(e["trace_id"] == trace and e["args"][0] == "CACHE.CREATE" for e in slow["entries"]), slow)
+        st, listed = http("GET", port, "/v1/traces")
+        self.assertEqual(st, 200, listed)
+        self.assertEqual(listed["node"], 2)
+        self.assertTrue(listed["enabled"])
+        mine = [t for t in listed["traces"] if t["trace_id"] == trace]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertEqual(mine[0]["name"], "CACHE.CREATE")
+        self.assertEqual(mine[0]["spans"], 2)
+        st, got = http("GET", port, "/v1/traces/" + trace)
+        self.assertEqual(st, 200, got)
+        by_name = {s["name"]: s for s in got["spans"]}
+        self.assertEqual(set(by_name), {"CACHE.CREATE", "keel.rabia.decision"})
+        cmd, dec = by_name["CACHE.CREATE"], by_name["keel.rabia.decision"]
+        self.assertEqual(cmd["parent_span_id"], parent)
+        self.assertEqual(dec["parent_span_id"], cmd["span_id"])
+        self.assertEqual(dec["attributes"]["keel.rabia.outcome"], "decided")
+        self.assertEqual({s["node"] for s in got["spans"]}, {2})
+        self.assertEqual(cmd["kind"], "server")
+        self.assertGreaterEqual(cmd["duration_us"], dec["duration_us"])
+        # The same spans went to the collector.
+        exported = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision", "exported")
+        self.assertEqual(exported["spanId"], dec["span_id"])
+        # Another node has none of them; bad ids are refused with what is allowed.
+        st, other = http("GET", self.c.nodes[0].http_port, "/v1/traces/" + trace)
+        self.assertEqual(st, 404, other)
+        self.assertIn("holds no spans of trace", other["error"]["message"])
+        st, bad = http("GET", port, "/v1/traces/NOTHEX")
+        self.assertEqual(st, 400)
+        self.assertIn("32 lower-case hex digits", bad["error"]["message"])
+        st, bad = http("GET", port, "/v1/traces?count=-1")
+        self.assertEqual(st, 400)
+        self.assertIn("allowed: an integer of 0 or more", bad["error"]["message"])
+
     def test_http_metadata_put_is_the_parent_of_its_rabia_decision_span(self):
         trace, parent = "7" * 31 + "c", "8" * 15 + "d"
         req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/traced-flag" % self.c.nodes[2].http_port,

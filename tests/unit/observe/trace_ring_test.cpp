@@ -46,6 +46,15 @@ TEST(TraceRing, AKeptTraceTakesItsStagedSpansAndThoseRecordedAfterIt) {
   EXPECT_TRUE(r.spans(tid(3)).empty());
 }
 
+TEST(TraceRing, ATracesRootIsItsEarliestSpanWhoseParentIsNotHeldHere) {
+  TraceRing r;
+  r.add(span(1, 20, 10, "keel.rabia.decision"));  // child of 10 (held)
+  r.add(span(1, 10, 5, "CACHE.CREATE"));          // parent 5 is the client's: not held
+  r.add(span(1, 30, 0, "CLIENT"));                // a root, but later
+  r.keep(tid(1));
+  EXPECT_EQ(r.kept(1)[0].root_name, "CACHE.CREATE");
+}
+
 TEST(TraceRing, StagingKeepsOnlyTheNewestSpans) {
   TraceRing r({.max_spans = 100, .max_bytes = 1u << 20, .staged_spans = 4});
   for (uint64_t i = 1; i <= 10; ++i) r.add(span(i, i));
