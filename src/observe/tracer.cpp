@@ -24,9 +24,11 @@ int64_t Tracer::now_unix_ns() {
 void Tracer::start() { exporter_.start(); }
 void Tracer::stop() { exporter_.stop(); }
 
-void Tracer::record(unsigned shard, SpanData span) {
+void Tracer::record(unsigned shard, SpanData span) { record(shard, std::move(span), true); }
+
+void Tracer::record(unsigned shard, SpanData span, bool may_be_kept) {
   auto& l = local_[shard];
-  remember(span);
+  if (may_be_kept) remember(span);
   l.buf.push_back(std::move(span));
   if (l.buf.size() >= kLocalBatch) flush(shard);
 }

@@ -57,8 +57,12 @@ class Tracer {
   const Sampler& sampler() const { return sampler_; }
   // Shard thread: 64 random bits from the shard's own generator.
   uint64_t random(unsigned shard) { return local_[shard].rng.next_u64(); }
-  // Shard thread: a finished span to export.
+  // Shard thread: a finished span to export. It is also offered to the ring of recent slow
+  // traces (keep()), unless `may_be_kept` is false: the caller knows that its trace is not
+  // kept now and will not be for this span (a request span too fast for the slow log and with no
+  // local parent), which spares the copy on the hot path.
   void record(unsigned shard, SpanData span);
+  void record(unsigned shard, SpanData span, bool may_be_kept);
   // Any thread (rare spans, not requests': the node's signals): straight to the exporter's
   // queue, under its lock; dropped and counted when the queue is full.
   void record_any_thread(SpanData span);

@@ -246,6 +246,15 @@ class RecentTracesBoundTest(unittest.TestCase):
             st, entries = http("GET", node.http_port, "/v1/slowlog")
             oldest = [e for e in entries["entries"] if e["args"][:2] == ["SET", "b:0"]][0]["trace_id"]
             self.assertEqual(http("GET", node.http_port, "/v1/traces/" + oldest)[0], 404)
+            # A client's command too fast for the slow log is not held at all (not even among
+            # the newest spans recorded): it was exported, and that is all.
+            r.config_set("slowlog-log-slower-than", 100000000)
+            fast = "f" * 32
+            r.execute_command("CLIENT", "TRACEPARENT", "00-%s-00f067aa0ba902b7-01" % fast)
+            r.set("b:fast", "v")
+            col.wait_span(lambda s: s["traceId"] == fast and s["name"] == "SET", "the fast SET's exported span")
+            st, got = http("GET", node.http_port, "/v1/traces/" + fast)
+            self.assertEqual(st, 404, got)
         finally:
             node.cleanup()
             col.server.shutdown()

@@ -996,7 +996,11 @@ std::optional<observe::TraceId> Server::Impl::trace_command(Connection& c, const
     return id;
   }
   const auto id = s.trace_id;
-  tracer->record(c.shard, std::move(s));
+  // Only a command the slow log may take (its trace is then kept: Tracer::keep), or one run for
+  // another request (an HTTP request's, a forwarding node's), is offered to the ring of recent
+  // slow traces: a fast command from a client costs no copy.
+  const bool may_be_kept = c.internal || c.forwarded || (slow && slow->wants(dt_ns / 1000));
+  tracer->record(c.shard, std::move(s), may_be_kept);
   return id;
 }
 
