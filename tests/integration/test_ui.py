@@ -137,7 +137,7 @@ class AdminPageTest(unittest.TestCase):
             self.assertIn("event keel.rabia.applied", spans[1][6])
             self.assertIn("Trace " + trace, dom)
             # A trace this node holds nothing of says so.
-            tables, dom = self.browse(hp, "ui-trace-missing.png", "#trace=" + "1" * 32)
+            tables, dom = self.browse(hp, "ui-trace-missing.png", "#trace=" + "1" * 32, height=1800)
             self.assertIn("holds no spans of trace", tables["trace-spans"][1][0])
             # Node 3 dies: the page says so once the failure detector does.
             os.kill(c.nodes[2].proc.pid, signal.SIGKILL)

@@ -402,7 +402,8 @@ $("pause").addEventListener("click", () => {
   $("pause").textContent = paused ? "Resume updates" : "Pause updates";
   if (!paused) refresh();
 });
-showTrace(false).then(refresh);
+// A link to a trace (/ui/#trace=<id>) opens it, scrolled to, once the page is filled in.
+showTrace(false).then(refresh).then(() => { if (openTrace) $("h-trace").focus(); });
 setInterval(refresh, 2000);
 </script>
 </body>
