@@ -51,7 +51,9 @@ void TraceRing::append(const TraceId& id, Kept& k, SpanData s, size_t bytes) {
 void TraceRing::evict_for(const TraceId& keep_id) {
   // Oldest first, never the trace being added to; an empty kept trace counts as one span so
   // that the number of traces is bounded too.
-  auto over = [&] { return std::max(spans_, kept_.size()) > opt_.max_spans || bytes_ > opt_.max_bytes; };
+  auto over = [&] {
+    return std::max(spans_, kept_.size()) > opt_.max_spans || bytes_ > opt_.max_bytes;
+  };
   for (auto it = by_order_.begin(); over() && it != by_order_.end();) {
     if (it->second == keep_id) {
       ++it;
@@ -77,8 +79,10 @@ void TraceRing::keep(const TraceId& id) {
     std::deque<std::pair<SpanData, size_t>> rest;
     std::vector<std::pair<SpanData, size_t>> mine;
     for (auto& e : staged_) {
-      if (e.first.trace_id == id) mine.push_back(std::move(e));
-      else rest.push_back(std::move(e));
+      if (e.first.trace_id == id)
+        mine.push_back(std::move(e));
+      else
+        rest.push_back(std::move(e));
     }
     staged_ = std::move(rest);
     for (auto& [s, b] : mine) append(id, k, std::move(s), b);
@@ -109,7 +113,8 @@ std::vector<TraceSummary> TraceRing::kept(size_t limit) const {
     for (auto& s : k.spans) {
       const bool local_root = is_zero(s.parent_span_id) || !held.contains(s.parent_span_id);
       if (local_root && (!root || s.start_unix_ns < root->start_unix_ns)) root = &s;
-      t.start_unix_ns = t.start_unix_ns ? std::min(t.start_unix_ns, s.start_unix_ns) : s.start_unix_ns;
+      t.start_unix_ns =
+          t.start_unix_ns ? std::min(t.start_unix_ns, s.start_unix_ns) : s.start_unix_ns;
       t.end_unix_ns = std::max(t.end_unix_ns, s.end_unix_ns);
       t.error |= s.status_code == kStatusError;
     }

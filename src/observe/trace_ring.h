@@ -27,18 +27,18 @@
 namespace keel::observe {
 
 struct TraceRingOptions {
-  size_t max_spans = 2000;          // trace.recent_spans; 0: the ring is off
-  size_t max_bytes = 1u << 20;      // trace.recent_bytes
-  size_t staged_spans = 256;        // spans waiting to learn whether their trace is slow
+  size_t max_spans = 2000;      // trace.recent_spans; 0: the ring is off
+  size_t max_bytes = 1u << 20;  // trace.recent_bytes
+  size_t staged_spans = 256;    // spans waiting to learn whether their trace is slow
 };
 
 struct TraceSummary {
   TraceId trace_id{};
   size_t spans = 0;
-  std::string root_name;        // the span with no parent here (or the earliest), "" if none yet
-  int64_t start_unix_ns = 0;    // earliest start / latest end of its spans
+  std::string root_name;      // the span with no parent here (or the earliest), "" if none yet
+  int64_t start_unix_ns = 0;  // earliest start / latest end of its spans
   int64_t end_unix_ns = 0;
-  bool error = false;           // a span has error status
+  bool error = false;  // a span has error status
 };
 
 struct TraceRingStats {

@@ -6,7 +6,8 @@
 namespace keel::observe {
 namespace {
 
-SpanData span(uint64_t trace, uint64_t id, uint64_t parent = 0, std::string name = "SET", size_t pad = 0) {
+SpanData span(uint64_t trace, uint64_t id, uint64_t parent = 0, std::string name = "SET",
+              size_t pad = 0) {
   SpanData s;
   s.trace_id = trace_id_from(0, trace);
   s.span_id = span_id_from(id);
@@ -22,7 +23,7 @@ TraceId tid(uint64_t t) { return trace_id_from(0, t); }
 TEST(TraceRing, AKeptTraceTakesItsStagedSpansAndThoseRecordedAfterIt) {
   TraceRing r;
   r.add(span(1, 11, 10, "keel.rabia.decision"));  // a child, recorded before its request
-  r.add(span(2, 21));                              // another trace
+  r.add(span(2, 21));                             // another trace
   r.add(span(1, 10, 0, "CACHE.CREATE"));
   r.keep(tid(1));
   r.add(span(1, 12, 10, "late child"));
@@ -75,7 +76,7 @@ TEST(TraceRing, TheOldestKeptTracesGoFirstPastTheSpanBound) {
     EXPECT_LE(r.stats().spans, 5u);
   }
   auto k = r.kept(10);
-  ASSERT_EQ(k.size(), 2u);  // 2 traces of 2 spans: a third would make 6
+  ASSERT_EQ(k.size(), 2u);           // 2 traces of 2 spans: a third would make 6
   EXPECT_EQ(k[0].trace_id, tid(4));  // newest first
   EXPECT_EQ(k[1].trace_id, tid(3));
   EXPECT_EQ(r.stats().evicted_traces, 2u);
