@@ -225,6 +225,26 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertEqual(st, 400)
         self.assertIn("allowed: an integer of 0 or more", bad["error"]["message"])
 
+    def test_acl_setuser_and_transit_create_carry_their_context_to_the_decision(self):
+        for i, cmd in enumerate((("ACL", "SETUSER", "traced-user", "on", ">pw", "~*", "+get"),
+                                 ("TRANSIT.CREATE", "traced-key"))):
+            trace, parent = "d%031x" % i, "e%015x" % i
+            c = Raw(self.c.nodes[2].port)
+            try:
+                self.assertEqual(c.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+                reply = c.cmd(*cmd)
+                self.assertFalse(reply.startswith(b"-"), reply)
+            finally:
+                c.close()
+            top = self.col.wait_span(lambda s: s["traceId"] == trace and s.get("parentSpanId") == parent,
+                                     "the %s span" % cmd[0])
+            self.assertEqual(top["name"], cmd[0])
+            dec = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision",
+                                     "the Rabia decision span of " + cmd[0])
+            self.assertEqual(dec["parentSpanId"], top["spanId"])
+            self.assertEqual(attrs(dec)["keel.node_id"], 3)
+            self.assertEqual(attrs(dec)["keel.rabia.outcome"], "decided")
+
     def test_http_metadata_put_is_the_parent_of_its_rabia_decision_span(self):
         trace, parent = "7" * 31 + "c", "8" * 15 + "d"
         req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/traced-flag" % self.c.nodes[2].http_port,
