@@ -233,8 +233,9 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     transport->send(m.to, MsgType::kRabia, bytes);
   }
 
-  // The span of a traced submission (see driver.h, "Tracing"). `slot`: the slot that decided it
-  // (outcome "decided"); `error`: the status message of a failed outcome.
+  // The span of a traced submission (see driver.h, "Tracing"). `decided`: the entry of the slot
+  // that decided it (outcome "decided"), with how it was decided if known; `error`: the status
+  // message of a failed outcome.
   void end_span(Traced& t, const char* kind, const char* outcome, const std::string& error,
                 const rabia::Entry* decided = nullptr, const HowDecided* how = nullptr) {
     observe::SpanData s;
