@@ -490,6 +490,12 @@ const std::vector<Setting>& settings() {
       {"trace.max_retries", "retries of a batch answered 429/502/503/504 or not at all",
        [](const Config& c) { return std::to_string(c.trace_max_retries); },
        [](Config& c, const std::string& v) { return set_u64(c.trace_max_retries, v, 0, 100); }},
+      {"trace.recent_spans", "spans of recent slow requests kept in memory for the admin page and /v1/traces (0 = none)",
+       [](const Config& c) { return std::to_string(c.trace_recent_spans); },
+       [](Config& c, const std::string& v) { return set_u64(c.trace_recent_spans, v, 0, 100000); }},
+      {"trace.recent_bytes", "bytes those spans may take (estimated)",
+       [](const Config& c) { return std::to_string(c.trace_recent_bytes); },
+       [](Config& c, const std::string& v) { return set_size(c.trace_recent_bytes, v, 65536, 268435456); }},
       {"trace.service_name", "service.name of the exported spans",
        [](const Config& c) { return c.trace_service_name; },
        [](Config& c, const std::string& v) -> std::string {

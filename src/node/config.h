@@ -87,6 +87,10 @@ struct Config {
   uint64_t trace_export_timeout_ms = 10000;
   uint64_t trace_max_retries = 5;        // retries of a batch on 429/502/503/504 or no answer
   std::string trace_service_name = "keel";
+  // The spans of recent slow requests kept in memory for the admin page and GET /v1/traces
+  // (observe/trace_ring.h): at most this many spans and bytes; 0 spans: none kept.
+  uint64_t trace_recent_spans = 2000;
+  uint64_t trace_recent_bytes = 1u << 20;
   // [gateway] (HTTP routing gateway: docs/gateway.md)
   bool gateway_enabled = true;              // forward requests that match a route (HTTP door, gateway.port)
   int gateway_port = 0;                     // a dedicated listener where every request is routed; 0 = none

@@ -916,6 +916,8 @@ Status Node::start() {
     to.exporter.batch_delay_ms = static_cast<int64_t>(im.cfg.trace_batch_delay_ms);
     to.exporter.max_retries = static_cast<uint32_t>(im.cfg.trace_max_retries);
     to.export_timeout_ms = static_cast<int64_t>(im.cfg.trace_export_timeout_ms);
+    to.recent.max_spans = im.cfg.trace_recent_spans;
+    to.recent.max_bytes = im.cfg.trace_recent_bytes;
     im.tracer = std::make_unique<observe::Tracer>(to, n);
     im.tracer->start();
     im.resp->set_tracer(im.tracer.get());
@@ -949,6 +951,7 @@ Status Node::start() {
     klog().info("RESP over TLS on {}:{} (client certificates: {})", im.cfg.bind, im.tls_port, im.cfg.tls_auth_clients);
 
   http::ServerOptions ho;
+  ho.node_id = im.cfg.cluster_node_id ? static_cast<uint32_t>(im.cfg.cluster_node_id) : 1;
   ho.bind = im.cfg.bind;
   ho.port = im.cfg.http_port;
   ho.plaintext = im.cfg.tls_plaintext;
@@ -1053,6 +1056,8 @@ Status Node::start() {
     d.join = im.cfg.cluster_join;
     d.propose_delay_ms = static_cast<int64_t>(im.cfg.cluster_propose_delay_ms);
     d.start_timeout_ms = static_cast<int64_t>(im.cfg.cluster_start_timeout_ms);
+    if (im.tracer)  // a traced request's wait for a Rabia decision is a span (driver.h, "Tracing")
+      d.span_sink = [t = im.tracer.get()](observe::SpanData s) { t->record_any_thread(std::move(s)); };
     if (im.cfg.tls_peer && !embedded) {
       security::TlsServerFiles tf;
       tf.cert_file = im.cfg.tls_cert_file;

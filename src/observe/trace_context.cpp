@@ -75,6 +75,12 @@ std::optional<TraceParent> parse_traceparent(std::string_view v) {
   return p;
 }
 
+std::optional<TraceId> parse_trace_id(std::string_view hex) {
+  TraceId id{};
+  if (hex.size() != 32 || !parse_hex(hex, id) || is_zero(id)) return std::nullopt;
+  return id;
+}
+
 std::string parse_tracestate(std::string_view v) {
   if (v.size() > kMaxTraceStateBytes) return "";
   std::string out;

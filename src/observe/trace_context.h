@@ -39,6 +39,9 @@ std::optional<TraceParent> parse_traceparent(std::string_view v);
 // member, longer than kMaxTraceStateBytes): the spec says to drop it then.
 std::string parse_tracestate(std::string_view v);
 
+// A trace id as 32 lower-case hex digits, not all zero (as in traceparent); nullopt otherwise.
+std::optional<TraceId> parse_trace_id(std::string_view hex);
+
 std::string format_traceparent(const TraceId& trace, const SpanId& span, uint8_t flags);
 std::string to_hex(const TraceId& id);
 std::string to_hex(const SpanId& id);

@@ -12,6 +12,7 @@ Tracer::Tracer(TracerOptions opt, unsigned shards)
     local_[i].rng = SeededRandom(system_seed());
     local_[i].buf.reserve(kLocalBatch);
   }
+  if (opt_.recent.max_spans > 0) ring_ = std::make_unique<TraceRing>(opt_.recent);
 }
 
 Tracer::~Tracer() { stop(); }
@@ -23,13 +24,43 @@ int64_t Tracer::now_unix_ns() {
 void Tracer::start() { exporter_.start(); }
 void Tracer::stop() { exporter_.stop(); }
 
-void Tracer::record(unsigned shard, SpanData span) {
+void Tracer::record(unsigned shard, SpanData span) { record(shard, std::move(span), true); }
+
+void Tracer::record(unsigned shard, SpanData span, bool may_be_kept) {
   auto& l = local_[shard];
+  if (may_be_kept) remember(span);
   l.buf.push_back(std::move(span));
   if (l.buf.size() >= kLocalBatch) flush(shard);
 }
 
-void Tracer::record_any_thread(SpanData span) { exporter_.hand_off(std::move(span)); }
+void Tracer::record_any_thread(SpanData span) {
+  remember(span);
+  exporter_.hand_off(std::move(span));
+}
+
+void Tracer::keep(const TraceId& id) {
+  if (!ring_) return;
+  std::lock_guard l(ring_mu_);
+  ring_->keep(id);
+}
+
+std::vector<SpanData> Tracer::recent_spans(const TraceId& id) const {
+  if (!ring_) return {};
+  std::lock_guard l(ring_mu_);
+  return ring_->spans(id);
+}
+
+std::vector<TraceSummary> Tracer::recent_traces(size_t limit) const {
+  if (!ring_) return {};
+  std::lock_guard l(ring_mu_);
+  return ring_->kept(limit);
+}
+
+TraceRingStats Tracer::recent_stats() const {
+  if (!ring_) return {};
+  std::lock_guard l(ring_mu_);
+  return ring_->stats();
+}
 
 void Tracer::flush(unsigned shard) {
   auto& l = local_[shard];

@@ -23,6 +23,7 @@
 #include "observe/export_core.h"
 #include "observe/exporter.h"
 #include "observe/sampler.h"
+#include "observe/trace_ring.h"
 
 namespace keel::observe {
 
@@ -34,6 +35,9 @@ struct TracerOptions {
   SamplerOptions sampler;
   ExportOptions exporter;
   int64_t export_timeout_ms = 10000;  // one export request, connect to last byte
+  // The spans of recent slow requests kept in memory (trace_ring.h): trace.recent_spans,
+  // trace.recent_bytes. max_spans = 0: none.
+  TraceRingOptions recent;
 };
 
 using TracerStats = ExporterStats;  // spans
@@ -53,8 +57,12 @@ class Tracer {
   const Sampler& sampler() const { return sampler_; }
   // Shard thread: 64 random bits from the shard's own generator.
   uint64_t random(unsigned shard) { return local_[shard].rng.next_u64(); }
-  // Shard thread: a finished span to export.
+  // Shard thread: a finished span to export. It is also offered to the ring of recent slow
+  // traces (keep()), unless `may_be_kept` is false: the caller knows that its trace is not
+  // kept now and will not be for this span (a request span too fast for the slow log and with no
+  // local parent), which spares the copy on the hot path.
   void record(unsigned shard, SpanData span);
+  void record(unsigned shard, SpanData span, bool may_be_kept);
   // Any thread (rare spans, not requests': the node's signals): straight to the exporter's
   // queue, under its lock; dropped and counted when the queue is full.
   void record_any_thread(SpanData span);
@@ -66,7 +74,22 @@ class Tracer {
 
   TracerStats stats() const;
 
+  // Recent slow traces (trace_ring.h), any thread. keep(): a request of trace `id` went to the
+  // slow log, so its spans recorded here are kept for the admin page. A no-op when the ring is
+  // off (trace.recent_spans = 0).
+  void keep(const TraceId& id);
+  std::vector<SpanData> recent_spans(const TraceId& id) const;
+  std::vector<TraceSummary> recent_traces(size_t limit) const;
+  TraceRingStats recent_stats() const;
+  const TraceRingOptions& recent_options() const { return opt_.recent; }
+
  private:
+  // A copy of each span recorded goes to the ring (one short lock) when it is on.
+  void remember(const SpanData& span) {
+    if (!ring_) return;
+    std::lock_guard l(ring_mu_);
+    ring_->add(span);
+  }
   static constexpr size_t kLocalBatch = 64;
   struct alignas(64) Local {
     SeededRandom rng{0};
@@ -77,6 +100,8 @@ class Tracer {
   Sampler sampler_;
   std::unique_ptr<Local[]> local_;
   Exporter<SpanData> exporter_;
+  mutable std::mutex ring_mu_;
+  std::unique_ptr<TraceRing> ring_;  // null: trace.recent_spans = 0
 };
 
 }  // namespace keel::observe

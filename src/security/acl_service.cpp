@@ -290,6 +290,11 @@ asio::awaitable<Status> AclService::revoke(Acl::Revocation r) {
 }
 
 asio::awaitable<Status> AclService::setuser(const std::string& name, const std::vector<std::string>& rules) {
+  return setuser(name, rules, std::nullopt);
+}
+
+asio::awaitable<Status> AclService::setuser(const std::string& name, const std::vector<std::string>& rules,
+                                           std::optional<observe::TraceParent> trace) {
   auto self = impl_;
   auto& im = *impl_;
   if (auto st = check_user_name(name); !st) co_return std::unexpected(st.error());
@@ -307,7 +312,7 @@ asio::awaitable<Status> AclService::setuser(const std::string& name, const std::
                            fmt::format("Error in ACL SETUSER modifier '{}': {}", bad, applied.error().message));
     std::string key = std::string(kPrefix) + name;
     std::string value = u.describe();
-    auto start = [&](auto cb) { im.meta->put(kAclDomain, key, value, version, cb); };
+    auto start = [&](auto cb) { im.meta->put(kAclDomain, key, value, version, cb, trace); };
     auto w = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!w) {
       if (w.error().code == Errc::kConflict && attempt < 8) {

@@ -13,10 +13,12 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "observe/trace_context.h"
 #include "security/acl.h"
 
 namespace keel::cluster {
@@ -41,6 +43,10 @@ class AclService {
   // "Error in ACL SETUSER modifier '<rule>': ..." (Redis's text), kUnavailable / kTimeout
   // from metadata.
   boost::asio::awaitable<Status> setuser(const std::string& name, const std::vector<std::string>& rules);
+  // The same for a traced request: each metadata write's Rabia decision is a child span of
+  // trace->span_id (cluster/driver.h, "Tracing").
+  boost::asio::awaitable<Status> setuser(const std::string& name, const std::vector<std::string>& rules,
+                                         std::optional<observe::TraceParent> trace);
   // Acl::authenticate with the Argon2id check (when needed) on the service's own thread, so
   // an event loop never waits for it; resumes on the calling coroutine's executor.
   boost::asio::awaitable<std::shared_ptr<const User>> authenticate(const std::string& name,

@@ -95,10 +95,15 @@ class MetaFollower {
   // Writes `value` for `name` if its metadata version is still `prev_version` (0: must not
   // exist; kConflict otherwise), then waits until this node holds it. The new version.
   boost::asio::awaitable<Result<uint64_t>> put(const std::string& name, const std::string& value, uint64_t prev_version) {
+    return put(name, value, prev_version, std::nullopt);
+  }
+  // The same for a traced request (its Rabia decision is a span: cluster/driver.h, "Tracing").
+  boost::asio::awaitable<Result<uint64_t>> put(const std::string& name, const std::string& value, uint64_t prev_version,
+                                               std::optional<observe::TraceParent> trace) {
     auto st = st_;
     if (auto s = need_meta(); !s) co_return std::unexpected(s.error());
     std::string key = st->prefix + name;
-    auto start = [&](auto cb) { st->meta->put(st->domain, key, value, prev_version, cb); };
+    auto start = [&](auto cb) { st->meta->put(st->domain, key, value, prev_version, cb, trace); };
     auto w = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!w) co_return std::unexpected(w.error());
     co_await wait_revision(w->revision);

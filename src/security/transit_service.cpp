@@ -60,10 +60,15 @@ asio::awaitable<KeyPtr> TransitService::find_fresh(std::string name, uint32_t ne
 }
 
 asio::awaitable<Result<KeyPtr>> TransitService::create(std::string name, transit::KeyType type) {
+  return create(std::move(name), type, std::nullopt);
+}
+
+asio::awaitable<Result<KeyPtr>> TransitService::create(std::string name, transit::KeyType type,
+                                                       std::optional<observe::TraceParent> trace) {
   auto self = impl_;
   auto k = transit::create(name, type, SystemClock::instance().now_ms());
   if (!k) co_return std::unexpected(k.error());
-  auto w = co_await self->keys.put(name, transit::encode(*k), 0);
+  auto w = co_await self->keys.put(name, transit::encode(*k), 0, std::move(trace));
   if (!w) {
     if (w.error().code == Errc::kConflict)
       co_return make_error(Errc::kAlreadyExists,

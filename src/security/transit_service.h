@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "observe/trace_context.h"
 #include "security/transit.h"
 
 namespace keel::cluster {
@@ -48,6 +49,10 @@ class TransitService {
   // name exists), kNotFound, kInvalidArgument (the message says what is allowed), kUnavailable /
   // kTimeout from metadata.
   boost::asio::awaitable<Result<std::shared_ptr<const transit::Key>>> create(std::string name, transit::KeyType type);
+  // The same for a traced request: the metadata write's Rabia decision is a child span of
+  // trace->span_id (cluster/driver.h, "Tracing").
+  boost::asio::awaitable<Result<std::shared_ptr<const transit::Key>>> create(std::string name, transit::KeyType type,
+                                                                             std::optional<observe::TraceParent> trace);
   boost::asio::awaitable<Result<std::shared_ptr<const transit::Key>>> rotate(std::string name);
   // Either change may be absent.
   boost::asio::awaitable<Result<std::shared_ptr<const transit::Key>>> configure(

@@ -163,6 +163,17 @@ class SlowLogTest(unittest.TestCase):
             # The entry names the user an HTTP request authenticated as.
             names = [e["client_name"] for e in json.loads(body)["entries"] if e["door"] == "http"]
             self.assertIn("sl-app", names)
+            # The spans of slow requests (GET /v1/traces) are governed by the same rule.
+            for path in ("/v1/traces", "/v1/traces/" + "4" * 32):
+                st, _, _ = http_raw("GET", self.node.http_port, path, auth("sl-app"))
+                self.assertEqual(st, 403, path)
+            st, _, body = http_raw("GET", self.node.http_port, "/v1/traces", auth("sl-ops"))
+            self.assertEqual(st, 200, body)
+            self.assertEqual(json.loads(body)["enabled"], False)  # tracing is off on this node
+            self.assertEqual(json.loads(body)["traces"], [])
+            st, _, body = http_raw("GET", self.node.http_port, "/v1/traces/" + "4" * 32, auth("sl-ops"))
+            self.assertEqual(st, 404, body)
+            self.assertIn("tracing is off on this node", json.loads(body)["error"]["message"])
         finally:
             self.r.execute_command("ACL", "DELUSER", "sl-app", "sl-ops")
 
@@ -187,9 +198,74 @@ class SlowLogTraceTest(unittest.TestCase):
             self.assertEqual(by[("resp", ("SET", "slt:k"))]["trace_id"], trace)
             self.assertEqual(by[("http", ("GET", "/v1/kv/slt:k"))]["trace_id"], http_trace)
             self.assertRegex(http_trace, HEX32)
+            # The node keeps the spans of those slow requests: the HTTP request's span and the
+            # command it ran, its child.
+            st, got = http("GET", node.http_port, "/v1/traces/" + http_trace)
+            self.assertEqual(st, 200, got)
+            names = {s["name"]: s for s in got["spans"]}
+            self.assertLessEqual({"GET /v1/kv/{key}", "GET"}, set(names), got)
+            root = names["GET /v1/kv/{key}"]
+            self.assertIsNone(root["parent_span_id"])
+            # The commands it ran (GET, and TYPE/PTTL for the answer's fields) are its children.
+            for s in got["spans"]:
+                if s is not root:
+                    self.assertEqual(s["parent_span_id"], root["span_id"], s)
+            self.assertEqual(names["GET /v1/kv/{key}"]["attributes"]["http.response.status_code"], 200)
+            st, got = http("GET", node.http_port, "/v1/traces/" + trace)
+            self.assertEqual(st, 200, got)
+            self.assertIn("SET", [s["name"] for s in got["spans"]])
+            st, listed = http("GET", node.http_port, "/v1/traces?count=1")
+            self.assertEqual(st, 200, listed)
+            self.assertEqual(len(listed["traces"]), 1)
         finally:
             node.cleanup()
             col.server.shutdown()
+
+
+class RecentTracesBoundTest(unittest.TestCase):
+    """The spans kept for slow requests are bounded (trace.recent_spans): the oldest traces go."""
+
+    def test_the_oldest_traces_go_past_the_bound_and_zero_keeps_none(self):
+        col = Collector()
+        node = Keel("--set", "trace.endpoint=" + col.url(), "--set", "trace.sample_ratio=1",
+                    "--set", "slowlog.slower_than_us=0", "--set", "trace.recent_spans=4").start()
+        try:
+            r = redis.Redis(port=node.port, decode_responses=True)
+            for i in range(10):
+                r.set("b:%d" % i, "v")
+            st, listed = http("GET", node.http_port, "/v1/traces?count=100")
+            self.assertEqual(st, 200, listed)
+            self.assertEqual(listed["recent_spans"], 4)
+            self.assertLessEqual(listed["spans"], 4)
+            self.assertLessEqual(len(listed["traces"]), 4)
+            self.assertGreaterEqual(listed["evicted_traces"], 6)
+            # The newest is there, the oldest gone (each SET is a trace of its own).
+            newest = listed["traces"][0]["trace_id"]
+            st, got = http("GET", node.http_port, "/v1/traces/" + newest)
+            self.assertEqual(st, 200, got)
+            st, entries = http("GET", node.http_port, "/v1/slowlog")
+            oldest = [e for e in entries["entries"] if e["args"][:2] == ["SET", "b:0"]][0]["trace_id"]
+            self.assertEqual(http("GET", node.http_port, "/v1/traces/" + oldest)[0], 404)
+            # A client's command too fast for the slow log is not held at all (not even among
+            # the newest spans recorded): it was exported, and that is all.
+            r.config_set("slowlog-log-slower-than", 100000000)
+            fast = "f" * 32
+            r.execute_command("CLIENT", "TRACEPARENT", "00-%s-00f067aa0ba902b7-01" % fast)
+            r.set("b:fast", "v")
+            col.wait_span(lambda s: s["traceId"] == fast and s["name"] == "SET", "the fast SET's exported span")
+            st, got = http("GET", node.http_port, "/v1/traces/" + fast)
+            self.assertEqual(st, 404, got)
+        finally:
+            node.cleanup()
+            col.server.shutdown()
+        node = Keel("--set", "trace.endpoint=" + col.url(), "--set", "trace.sample_ratio=1",
+                    "--set", "slowlog.slower_than_us=0", "--set", "trace.recent_spans=0").start()
+        try:
+            redis.Redis(port=node.port).set("z", "v")
+            st, listed = http("GET", node.http_port, "/v1/traces")
+            self.assertEqual((st, listed["enabled"], listed["traces"]), (200, False, []))
+        finally:
+            node.cleanup()
 
 
 if __name__ == "__main__":

@@ -141,6 +141,139 @@ class ForwardedTraceTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(body["value"], "hello")
 
+    def rabia_spans(self, trace):
+        return [s for s in self.col.spans() if s["traceId"] == trace and s["name"] == "keel.rabia.decision"]
+
+    def test_metadata_write_through_node_2_waits_for_a_rabia_decision_span_under_the_command(self):
+        trace, parent = "5" * 31 + "a", "6" * 15 + "b"
+        b = Raw(self.c.nodes[1].port)
+        try:
+            self.assertEqual(b.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+            self.assertEqual(b.cmd("CACHE.CREATE", "traced-sessions", "TTL", "60s"), b"+OK\r\n")
+        finally:
+            b.close()
+        cmd = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "CACHE.CREATE", "the CACHE.CREATE span")
+        self.assertEqual(cmd["parentSpanId"], parent)
+        dec = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision",
+                                 "the Rabia decision span of CACHE.CREATE's metadata write")
+        self.assertEqual(dec["parentSpanId"], cmd["spanId"])
+        self.assertEqual(dec["kind"], 1)  # internal
+        a = attrs(dec)
+        self.assertEqual(a["keel.rabia.outcome"], "decided")
+        self.assertEqual(a["keel.rabia.kind"], "write")
+        self.assertEqual(a["keel.node_id"], 2)
+        self.assertEqual(a["keel.rabia.members"], 3)
+        self.assertGreaterEqual(a["keel.rabia.slot"], a["keel.rabia.first_slot"])
+        self.assertEqual([e["name"] for e in dec["events"]], ["keel.rabia.proposed", "keel.rabia.applied"])
+        # Inside the command's span, on the node that proposed (node 2, which the client used).
+        self.assertGreaterEqual(int(dec["startTimeUnixNano"]), int(cmd["startTimeUnixNano"]))
+        self.assertLessEqual(int(dec["endTimeUnixNano"]), int(cmd["endTimeUnixNano"]))
+        self.assertEqual(instance(self.col, dec["spanId"]), instance(self.col, cmd["spanId"]))
+        self.assertEqual(dec.get("status", {}).get("code", 0), 0)
+        # The other members applied it too, but only the proposer records the wait.
+        self.assertEqual(len(self.rabia_spans(trace)), 1, self.rabia_spans(trace))
+
+    def test_a_slow_requests_spans_are_kept_on_the_node_and_served_by_v1_traces(self):
+        trace, parent = "b" * 31 + "1", "c" * 15 + "2"
+        port = self.c.nodes[1].http_port
+        admin = Raw(self.c.nodes[1].port)
+        try:
+            # Every request is "slow" on node 2 for this test: the slow log keeps its trace.
+            self.assertEqual(admin.cmd("CONFIG", "SET", "slowlog-log-slower-than", "0"), b"+OK\r\n")
+            b = Raw(self.c.nodes[1].port)
+            try:
+                self.assertEqual(b.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+                self.assertEqual(b.cmd("CACHE.CREATE", "slow-sessions", "TTL", "60s"), b"+OK\r\n")
+            finally:
+                b.close()
+        finally:
+            admin.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+            admin.close()
+        st, slow = http("GET", port, "/v1/slowlog")
+        self.assertEqual(st, 200)
+        self.assertTrue(any(e["trace_id"] == trace and e["args"][0] == "CACHE.CREATE" for e in slow["entries"]), slow)
+        st, listed = http("GET", port, "/v1/traces")
+        self.assertEqual(st, 200, listed)
+        self.assertEqual(listed["node"], 2)
+        self.assertTrue(listed["enabled"])
+        mine = [t for t in listed["traces"] if t["trace_id"] == trace]
+        self.assertEqual(len(mine), 1, listed)
+        self.assertEqual(mine[0]["name"], "CACHE.CREATE")
+        self.assertEqual(mine[0]["spans"], 2)
+        st, got = http("GET", port, "/v1/traces/" + trace)
+        self.assertEqual(st, 200, got)
+        by_name = {s["name"]: s for s in got["spans"]}
+        self.assertEqual(set(by_name), {"CACHE.CREATE", "keel.rabia.decision"})
+        cmd, dec = by_name["CACHE.CREATE"], by_name["keel.rabia.decision"]
+        self.assertEqual(cmd["parent_span_id"], parent)
+        self.assertEqual(dec["parent_span_id"], cmd["span_id"])
+        self.assertEqual(dec["attributes"]["keel.rabia.outcome"], "decided")
+        self.assertEqual({s["node"] for s in got["spans"]}, {2})
+        self.assertEqual(cmd["kind"], "server")
+        self.assertGreaterEqual(cmd["duration_us"], dec["duration_us"])
+        # The same spans went to the collector.
+        exported = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision", "exported")
+        self.assertEqual(exported["spanId"], dec["span_id"])
+        # Another node has none of them; bad ids are refused with what is allowed.
+        st, other = http("GET", self.c.nodes[0].http_port, "/v1/traces/" + trace)
+        self.assertEqual(st, 404, other)
+        self.assertIn("holds no spans of trace", other["error"]["message"])
+        st, bad = http("GET", port, "/v1/traces/NOTHEX")
+        self.assertEqual(st, 400)
+        self.assertIn("32 lower-case hex digits", bad["error"]["message"])
+        st, bad = http("GET", port, "/v1/traces?count=-1")
+        self.assertEqual(st, 400)
+        self.assertIn("allowed: an integer of 0 or more", bad["error"]["message"])
+
+    def test_acl_setuser_and_transit_create_carry_their_context_to_the_decision(self):
+        for i, cmd in enumerate((("ACL", "SETUSER", "traced-user", "on", ">pw", "~*", "+get"),
+                                 ("TRANSIT.CREATE", "traced-key"))):
+            trace, parent = "d%031x" % i, "e%015x" % i
+            c = Raw(self.c.nodes[2].port)
+            try:
+                self.assertEqual(c.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+                reply = c.cmd(*cmd)
+                self.assertFalse(reply.startswith(b"-"), reply)
+            finally:
+                c.close()
+            top = self.col.wait_span(lambda s: s["traceId"] == trace and s.get("parentSpanId") == parent,
+                                     "the %s span" % cmd[0])
+            self.assertEqual(top["name"], cmd[0])
+            dec = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision",
+                                     "the Rabia decision span of " + cmd[0])
+            self.assertEqual(dec["parentSpanId"], top["spanId"])
+            self.assertEqual(attrs(dec)["keel.node_id"], 3)
+            self.assertEqual(attrs(dec)["keel.rabia.outcome"], "decided")
+
+    def test_http_metadata_put_is_the_parent_of_its_rabia_decision_span(self):
+        trace, parent = "7" * 31 + "c", "8" * 15 + "d"
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/traced-flag" % self.c.nodes[2].http_port,
+                                     data=b"on", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-01" % (trace, parent)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        h = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "PUT /v1/meta/{key}", "the HTTP span")
+        self.assertEqual(h["parentSpanId"], parent)
+        dec = self.col.wait_span(lambda s: s["traceId"] == trace and s["name"] == "keel.rabia.decision",
+                                 "the Rabia decision span of PUT /v1/meta/{key}")
+        self.assertEqual(dec["parentSpanId"], h["spanId"])
+        self.assertEqual(attrs(dec)["keel.node_id"], 3)
+        self.assertEqual(attrs(dec)["keel.rabia.outcome"], "decided")
+        # Not sampled (flag 00): the write is decided, no span for it.
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/untraced-flag" % self.c.nodes[2].http_port,
+                                     data=b"on", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-00" % ("9" * 32, parent)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        # A sampled write after it is exported after it (one exporter queue per node).
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/meta/traced-flag" % self.c.nodes[2].http_port,
+                                     data=b"off", method="PUT",
+                                     headers={"traceparent": "00-%s-%s-01" % ("a" * 32, parent)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        self.col.wait_span(lambda s: s["traceId"] == "a" * 32 and s["name"] == "keel.rabia.decision", "the later write's span")
+        self.assertEqual(self.rabia_spans("9" * 32), [])
+
     def test_unsampled_forward_carries_no_trace_to_the_logs(self):
         # No parent at ratio 0: the forward carries no context, and the debug lines of that
         # request have no trace fields.

@@ -1,6 +1,7 @@
 """The admin page (/ui/) in a real browser: headless Chromium loads it from a 3-node cluster,
 and the DOM it renders lists the members with the partition counts /v1/cluster/status gives,
-the named caches, the slow log, and a member's death. Screenshots are saved (the path is printed)."""
+the named caches, the slow log with links to the traces of slow requests, a slow request's spans
+as a tree, and a member's death. Screenshots are saved (the path is printed)."""
 import os
 import re
 import shutil
@@ -11,8 +12,9 @@ import time
 import unittest
 from html.parser import HTMLParser
 
-from harness import http
+from harness import Raw, http
 from test_dht import DhtCluster
+from test_tracing import Collector
 
 CHROMIUM = shutil.which("chromium")
 
@@ -53,11 +55,11 @@ class Rows(HTMLParser):
 
 @unittest.skipUnless(CHROMIUM, "chromium is not installed (scripts/deps.sh installs it)")
 class AdminPageTest(unittest.TestCase):
-    def browse(self, port, shot):
+    def browse(self, port, shot, fragment="", height=1000):
         args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                 "--user-data-dir=" + os.path.join(self.tmp, "profile"), "--virtual-time-budget=6000",
-                "--window-size=1280,1000"]
-        url = "http://127.0.0.1:%d/ui/" % port
+                "--window-size=1280,%d" % height]
+        url = "http://127.0.0.1:%d/ui/%s" % (port, fragment)
         subprocess.run(args + ["--screenshot=" + os.path.join(self.tmp, shot), url],
                        capture_output=True, timeout=120)
         dom = subprocess.run(args + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
@@ -68,7 +70,11 @@ class AdminPageTest(unittest.TestCase):
 
     def test_page_shows_the_cluster_as_the_api_does(self):
         self.tmp = tempfile.mkdtemp(prefix="keel-ui-")
-        c = DhtCluster().start()
+        # Tracing on, sampling nothing by itself: only requests with a sampled parent have spans.
+        col = Collector()
+        self.addCleanup(col.close)
+        c = DhtCluster(extra=("--set", "trace.endpoint=" + col.url(), "--set", "trace.sample_ratio=0",
+                              "--set", "trace.slow_ms=0", "--set", "trace.batch_delay_ms=50")).start()
         try:
             a = c.client(0)
             self.assertTrue(a.execute_command("CACHE.CREATE", "sessions", "REPLICAS", "2", "QUORUM", "2", "TTL", "30m"))
@@ -101,6 +107,38 @@ class AdminPageTest(unittest.TestCase):
             self.assertEqual(marked[0][2], "resp")
             self.assertEqual(marked[0][5], "not traced")
             self.assertTrue(any(r[2] == "http" and r[3].startswith("GET /v1/cluster/status") for r in slow), slow)
+
+            # A traced metadata write that was slow: the slow log links to its trace, and the
+            # page shows the spans this node kept of it as a tree.
+            trace, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+            t = Raw(c.nodes[0].port)
+            try:
+                self.assertEqual(t.cmd("CONFIG", "SET", "slowlog-log-slower-than", "0"), b"+OK\r\n")
+                self.assertEqual(t.cmd("CLIENT", "TRACEPARENT", "00-%s-%s-01" % (trace, parent)), b"+OK\r\n")
+                self.assertEqual(t.cmd("CACHE.CREATE", "traced", "TTL", "1m"), b"+OK\r\n")
+                self.assertEqual(t.cmd("CLIENT", "TRACEPARENT", "CLEAR"), b"+OK\r\n")
+                self.assertEqual(t.cmd("CONFIG", "SET", "slowlog-log-slower-than", "10000000"), b"+OK\r\n")
+            finally:
+                t.close()
+            tables, dom = self.browse(hp, "ui-trace-link.png")
+            linked = [r for r in tables["slow"][1:] if r[3].startswith("CACHE.CREATE traced")]
+            self.assertEqual(len(linked), 1, tables["slow"])
+            self.assertEqual(linked[0][5], trace)
+            self.assertIn('href="#trace=%s"' % trace, dom)
+            self.assertIn('id="trace-section" hidden', dom.replace('hidden=""', "hidden"))
+            tables, dom = self.browse(hp, "ui-trace.png", "#trace=" + trace, height=1800)
+            spans = tables["trace-spans"][1:]
+            self.assertEqual([r[0] for r in spans[:2]], ["CACHE.CREATE", "└ keel.rabia.decision"], spans)
+            for r in spans[:2]:
+                self.assertEqual(r[1], "node 1", r)
+                self.assertEqual(r[4], "ok", r)
+            self.assertEqual(spans[0][2], "+0 µs")
+            self.assertIn("keel.rabia.outcome=decided", spans[1][6])
+            self.assertIn("event keel.rabia.applied", spans[1][6])
+            self.assertIn("Trace " + trace, dom)
+            # A trace this node holds nothing of says so.
+            tables, dom = self.browse(hp, "ui-trace-missing.png", "#trace=" + "1" * 32, height=1800)
+            self.assertIn("holds no spans of trace", tables["trace-spans"][1][0])
             # Node 3 dies: the page says so once the failure detector does.
             os.kill(c.nodes[2].proc.pid, signal.SIGKILL)
             deadline = time.time() + 30

@@ -78,7 +78,8 @@ CacheAnswer resp_error(const std::string& err) {
 boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::string_view method,
                                                   std::string_view path, const QueryLookup& query,
                                                   const std::string& body,
-                                                  const CommandRunner& run) {
+                                                  const CommandRunner& run,
+                                                  std::optional<observe::TraceParent> trace) {
   if (!svc) co_return error(503, "UNAVAILABLE", "the caching service is not running on this node");
   std::string_view rest = path.substr(std::string_view("/v1/caches").size());
   if (rest.empty() || rest == "/") {
@@ -102,7 +103,7 @@ boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::stri
       auto d = cache::from_json_text(
           name, body.empty() ? std::string_view("{}") : std::string_view(body));
       if (!d) co_return error(d.error());
-      auto r = co_await svc->create(std::move(*d));
+      auto r = co_await svc->create(std::move(*d), std::move(trace));
       if (!r) co_return error(r.error());
       co_return CacheAnswer{200, active_json(*r), ""};
     }

@@ -14,9 +14,12 @@
 #include <boost/asio/awaitable.hpp>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "observe/trace_context.h"
 
 namespace keel::cache {
 class Service;
@@ -37,10 +40,13 @@ using QueryLookup = std::function<const std::string*(std::string_view name)>;
 using CommandRunner =
     std::function<boost::asio::awaitable<std::string>(const std::vector<std::string>& argv)>;
 
-// `path` starts with /v1/caches; `svc` may be null (no caching service on this node).
+// `path` starts with /v1/caches; `svc` may be null (no caching service on this node). `trace`:
+// the request's own span when it is traced (a create's metadata write is then traced:
+// cluster/driver.h, "Tracing").
 boost::asio::awaitable<CacheAnswer> handle_caches(cache::Service* svc, std::string_view method,
                                                   std::string_view path, const QueryLookup& query,
                                                   const std::string& body,
-                                                  const CommandRunner& run);
+                                                  const CommandRunner& run,
+                                                  std::optional<observe::TraceParent> trace);
 
 }  // namespace keel::http

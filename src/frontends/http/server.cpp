@@ -278,6 +278,9 @@ struct Server::Impl {
                 const std::optional<observe::TraceId>& traced);
   // GET /v1/slowlog[?count=N]: the slow log as JSON; DELETE: empties it.
   Response handle_slowlog(const Request& req, const Query& q);
+  // GET /v1/traces[?count=N]: the recent slow traces this node keeps spans of;
+  // GET /v1/traces/{trace_id}: those spans (observe/trace_ring.h).
+  Response handle_traces(const Request& req, std::string_view path, const Query& q);
   awaitable<Response> handle_kv(const Request& req, const std::string& key, const Query& q);
   awaitable<Response> handle_kv_routed(const Request& req, const std::string& key, const Query& q);
   // Runs a command through the RESP server (routing, forwarding, write quorum) for `req`; its
@@ -1154,13 +1157,14 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     co_return co_await handle_cluster_status(req);
   }
   if (path == "/v1/slowlog") co_return handle_slowlog(req, q);
+  if (path == "/v1/traces" || path.starts_with("/v1/traces/")) co_return handle_traces(req, path, q);
   if (path == "/v1/caches" || path.starts_with("/v1/caches/")) {
     auto query = [&q](std::string_view k) { return q.get(k); };
     // Entries travel as CACHE.* commands through the RESP server (routing to the primary).
     CommandRunner runner;
     if (resp.clustered()) runner = [this, &req](const std::vector<std::string>& argv) { return run_command(req, argv); };
     auto a = co_await handle_caches(caches, std::string_view(req.method_string().data(), req.method_string().size()),
-                                    path, query, req.body(), runner);
+                                    path, query, req.body(), runner, req.self);
     auto res = json_response(req, static_cast<bhttp::status>(a.status), a.body);
     if (!a.allow.empty()) res.set(bhttp::field::allow, a.allow);
     co_return res;
@@ -1196,7 +1200,7 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     co_return co_await handle_kv(req, key, q);
   }
   co_return error_response(req, bhttp::status::not_found, "NOT_FOUND",
-                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/streams/{{name}}, /v1/streams/{{name}}/groups/{{group}}, /v1/streams/{{name}}/groups/{{group}}/ack, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /v1/slowlog, /metrics, /health/live, /health/ready",
+                           fmt::format("no route for {} {}; routes: /v1/kv, /v1/kv/{{key}}, /v1/pubsub/{{channel}}, /v1/streams/{{name}}, /v1/streams/{{name}}/groups/{{group}}, /v1/streams/{{name}}/groups/{{group}}/ack, /v1/caches, /v1/caches/{{name}}, /v1/meta, /v1/meta/{{key}}, /v1/meta/watch, /v1/routes, /v1/cluster/status, /v1/slowlog, /v1/traces, /metrics, /health/live, /health/ready",
                                        std::string(req.method_string()), std::string(path)));
 }
 
@@ -1302,6 +1306,7 @@ std::vector<std::string> equivalent_command(bhttp::verb method, std::string_view
   }
   if (path == "/v1/cluster/status") return {"cluster", "info"};
   if (path == "/v1/slowlog") return {"slowlog", get ? "get" : "reset"};
+  if (path == "/v1/traces" || path.starts_with("/v1/traces/")) return {"slowlog", "get"};  // governed as /v1/slowlog
   if (path == "/v1/signals") return {"config", "get", "signals.file"};
   if (path == "/v1/auth/lockouts") return {"acl", "lockouts"};
   if (path.starts_with("/v1/auth/lockouts/")) return {"acl", "unlock", decoded(path.substr(18))};
@@ -2330,7 +2335,7 @@ awaitable<Response> Server::Impl::handle_transit(const Request& req, std::string
         if (!t) co_return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT", t.error().message);
         type = *t;
       }
-      k = co_await transit->create(name, type);
+      k = co_await transit->create(name, type, req.self);
       change = "create";
     } else if (action.empty() && get) {
       auto key = co_await transit->find_fresh(name);
@@ -2515,13 +2520,14 @@ awaitable<Response> Server::Impl::handle_meta(const Request& req, std::string_vi
     if (req.body().size() > lim.max_value_bytes)
       co_return error_response(req, bhttp::status::payload_too_large, "LIMIT_EXCEEDED",
                                fmt::format("value of {} bytes exceeds the limit of {} bytes", req.body().size(), lim.max_value_bytes));
-    auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb); };
+    // A traced request's wait for the Rabia decision is its child span (cluster/driver.h).
+    auto start = [&](auto cb) { meta->put(domain, key, req.body(), prev, cb, req.self); };
     auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"version", r->version}, {"revision", r->revision}});
   }
   if (req.method() == bhttp::verb::delete_) {
-    auto start = [&](auto cb) { meta->del(domain, key, prev, cb); };
+    auto start = [&](auto cb) { meta->del(domain, key, prev, cb, req.self); };
     auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
     if (!r) co_return meta_error(req, r.error());
     co_return json_response(req, bhttp::status::ok, json{{"key", key}, {"deleted", r->existed}, {"revision", r->revision}});
@@ -2629,6 +2635,8 @@ std::string_view http_route(std::string_view path) {
   if (path == "/v1/streams" || path.starts_with("/v1/streams/")) return "/v1/streams/{name}";
   if (path == "/v1/routes" || path.starts_with("/v1/routes/")) return "/v1/routes";
   if (path == "/v1/slowlog") return "/v1/slowlog";
+  if (path == "/v1/traces") return "/v1/traces";
+  if (path.starts_with("/v1/traces/")) return "/v1/traces/{trace_id}";
   if (path.starts_with("/v1/cluster/members/")) return "/v1/cluster/members/{id}";
   for (std::string_view r : {"/v1/cluster/status", "/metrics", "/health/live", "/health/ready", "/ui/"})
     if (path == r) return r;
@@ -2714,6 +2722,7 @@ void Server::Impl::log_slow(const Request& req, const Response& res, int64_t t0_
   const std::string_view argv[] = {method, target.substr(0, target.find('?')), status};
   slow->add(SystemClock::instance().now_ms(), us, argv, client_ip, http_caller(req), "http",
             traced ? observe::to_hex(*traced) : std::string());
+  if (traced && tracer) tracer->keep(*traced);  // its spans here stay in memory for the admin page
 }
 
 namespace {
@@ -2763,6 +2772,93 @@ Response Server::Impl::handle_slowlog(const Request& req, const Query& q) {
                             {"max_len", slow->max_len()},
                             {"len", slow->len()},
                             {"entries", std::move(entries)}});
+}
+
+namespace {
+json attribute_value(const observe::Attribute& a) {
+  return std::visit([](const auto& v) { return json(v); }, a.value);
+}
+
+json span_json(const observe::SpanData& s, uint32_t node) {
+  json attrs = json::object();
+  for (auto& a : s.attributes) attrs[a.key] = attribute_value(a);
+  json events = json::array();
+  for (auto& e : s.events) {
+    json ea = json::object();
+    for (auto& a : e.attributes) ea[a.key] = attribute_value(a);
+    events.push_back({{"name", e.name}, {"unix_us", e.time_unix_ns / 1000}, {"attributes", std::move(ea)}});
+  }
+  return {{"trace_id", observe::to_hex(s.trace_id)},
+          {"span_id", observe::to_hex(s.span_id)},
+          {"parent_span_id", observe::is_zero(s.parent_span_id) ? json(nullptr) : json(observe::to_hex(s.parent_span_id))},
+          {"name", s.name},
+          {"kind", s.kind == observe::kSpanKindServer ? "server" : "internal"},
+          {"node", node},
+          // Microseconds as JSON numbers (exact in a browser); nanoseconds as strings.
+          {"start_unix_us", s.start_unix_ns / 1000},
+          {"duration_us", (s.end_unix_ns - s.start_unix_ns) / 1000},
+          {"start_unix_ns", std::to_string(s.start_unix_ns)},
+          {"end_unix_ns", std::to_string(s.end_unix_ns)},
+          {"status", s.status_code == observe::kStatusError ? "error" : "unset"},
+          {"status_message", s.status_message},
+          {"attributes", std::move(attrs)},
+          {"events", std::move(events)}};
+}
+}  // namespace
+
+Response Server::Impl::handle_traces(const Request& req, std::string_view path, const Query& q) {
+  if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
+    return error_response(req, bhttp::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                          fmt::format("{} is not allowed on {}; allowed: GET", std::string(req.method_string()), http_route(path)));
+  if (path == "/v1/traces") {
+    uint64_t count = 50;
+    if (const auto* c = q.get("count")) {
+      int64_t n = 0;
+      if (!resp::parse_int64(*c, n) || n < 0)
+        return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                              fmt::format("count is '{}'; allowed: an integer of 0 or more (default 50)", *c));
+      count = static_cast<uint64_t>(n);
+    }
+    json body{{"node", opt.node_id}, {"enabled", tracer && tracer->recent_options().max_spans > 0}};
+    json traces = json::array();
+    if (tracer) {
+      auto st = tracer->recent_stats();
+      body["recent_spans"] = tracer->recent_options().max_spans;
+      body["recent_bytes"] = tracer->recent_options().max_bytes;
+      body["spans"] = st.spans;
+      body["bytes"] = st.bytes;
+      body["evicted_traces"] = st.evicted_traces;
+      body["dropped_spans"] = st.dropped_spans;
+      for (auto& t : tracer->recent_traces(count))
+        traces.push_back({{"trace_id", observe::to_hex(t.trace_id)},
+                          {"name", t.root_name},
+                          {"spans", t.spans},
+                          {"start_unix_us", t.start_unix_ns / 1000},
+                          {"duration_us", (t.end_unix_ns - t.start_unix_ns) / 1000},
+                          {"error", t.error}});
+    }
+    body["traces"] = std::move(traces);
+    return json_response(req, bhttp::status::ok, body);
+  }
+  std::string_view hex = path.substr(11);
+  auto id = observe::parse_trace_id(hex);
+  if (!id)
+    return error_response(req, bhttp::status::bad_request, "INVALID_ARGUMENT",
+                          fmt::format("'{}' is not a trace id; allowed: 32 lower-case hex digits, not all zero",
+                                      hex.substr(0, 64)));
+  if (!tracer)
+    return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                          "tracing is off on this node (trace.endpoint is empty): it keeps no spans");
+  auto spans = tracer->recent_spans(*id);
+  if (spans.empty())
+    return error_response(req, bhttp::status::not_found, "NOT_FOUND",
+                          fmt::format("this node holds no spans of trace {}: it keeps those of recent slow requests "
+                                      "(trace.recent_spans = {}) and the newest few others; older ones are in the trace "
+                                      "backend (trace.endpoint)",
+                                      hex, tracer->recent_options().max_spans));
+  json list = json::array();
+  for (auto& s : spans) list.push_back(span_json(s, opt.node_id));
+  return json_response(req, bhttp::status::ok, json{{"trace_id", std::string(hex)}, {"node", opt.node_id}, {"spans", std::move(list)}});
 }
 
 Response Server::Impl::handle_signals(const Request& req) {

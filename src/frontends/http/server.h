@@ -46,6 +46,7 @@ class LogExporter;
 namespace keel::http {
 
 struct ServerOptions {
+  uint32_t node_id = 1;  // this node's id (cluster.node_id; 1 outside a cluster): GET /v1/traces names it
   std::string bind = "127.0.0.1";
   int port = 8380;
   uint64_t max_body_bytes = 16ull << 20;

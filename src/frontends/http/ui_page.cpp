@@ -38,6 +38,15 @@ std::string_view ui_page() {
   button:focus-visible { outline: 3px solid #9cc3f0; outline-offset: 1px; }
   #error { color: var(--bad); font-weight: 600; }
   progress { width: 220px; height: 12px; vertical-align: middle; }
+  a { color: var(--accent); }
+  a:focus-visible, h2:focus-visible { outline: 3px solid #9cc3f0; outline-offset: 1px; }
+  .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 13px; }
+  #trace-spans td, #trace-spans th { vertical-align: top; }
+  #trace-spans tr > *:not(:last-child) { white-space: nowrap; }
+  .wf { position: relative; width: 240px; height: 12px; background: var(--bg); border: 1px solid var(--line); border-radius: 2px; }
+  .wf > div { position: absolute; top: 1px; bottom: 1px; min-width: 2px; background: var(--accent); border-radius: 1px; }
+  .wf > div.bad { background: var(--bad); }
+  .details { color: var(--muted); font-size: 13px; overflow-wrap: anywhere; }
 </style>
 </head>
 <body>
@@ -104,6 +113,15 @@ std::string_view ui_page() {
       <tbody></tbody>
     </table>
   </section>
+  <section aria-labelledby="h-trace" class="wide" id="trace-section" hidden>
+    <h2 id="h-trace" tabindex="-1">Trace</h2>
+    <p><a href="#" id="trace-close">Close this trace</a></p>
+    <table id="trace-spans">
+      <caption id="trace-caption"></caption>
+      <thead><tr><th scope="col">span</th><th scope="col">node</th><th scope="col" class="num">starts at</th><th scope="col" class="num">took</th><th scope="col">status</th><th scope="col">timeline</th><th scope="col">details</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
 </main>
 <script>
 "use strict";
@@ -141,6 +159,100 @@ function bytes(n) {
 }
 function micros(us) { return us < 1000 ? us + " µs" : (us < 1e6 ? (us / 1000).toFixed(1) + " ms" : (us / 1e6).toFixed(2) + " s"); }
 function num(n) { return n === undefined || isNaN(n) ? "–" : Math.round(n).toLocaleString("en-US"); }
+
+// The trace open below the slow log (#trace=<32 hex> in the address: a link can be shared), and
+// what /v1/traces/{id} answered for it.
+let openTrace = null, traceBody = null;
+function traceFromHash() {
+  const m = location.hash.match(/^#trace=([0-9a-f]{32})$/);
+  return m ? m[1] : null;
+}
+function traceLink(id) {
+  const a = document.createElement("a");
+  a.href = "#trace=" + id;
+  a.className = "mono";
+  a.dataset.trace = id;
+  a.textContent = id;
+  a.setAttribute("aria-controls", "trace-section");
+  a.setAttribute("aria-label", "show the spans of trace " + id);
+  return a;
+}
+async function loadTrace(id) {
+  try {
+    const r = await fetch("/v1/traces/" + id, {cache: "no-store"});
+    const body = await r.json().catch(() => null);
+    traceBody = r.ok ? body : {error: body && body.error ? body.error.message : "HTTP " + r.status};
+  } catch (e) {
+    traceBody = {error: "cannot reach the node: " + e.message};
+  }
+}
+const SHOWN = /^(keel\.|error\.type|http\.route|http\.response\.status_code|db\.operation\.name)/;
+function renderTrace() {
+  const sec = $("trace-section");
+  sec.hidden = !openTrace;
+  if (!openTrace) return;
+  text($("h-trace"), "Trace " + openTrace);
+  if (!traceBody || traceBody.error) {
+    text($("trace-caption"), "");
+    fill("trace-spans", [], traceBody ? traceBody.error : "loading…");
+    return;
+  }
+  const spans = traceBody.spans || [];
+  text($("trace-caption"), spans.length + " spans node " + traceBody.node + " recorded for this trace, as a tree (a child under " +
+       "its parent). Only this node's spans: a command forwarded to another node, and the copies a write " +
+       "replicated, have their spans on those nodes and in the trace backend.");
+  const byId = new Map(spans.map(s => [s.span_id, s]));
+  const kids = new Map(), roots = [];
+  for (const s of spans) {
+    if (s.parent_span_id && byId.has(s.parent_span_id)) {
+      if (!kids.has(s.parent_span_id)) kids.set(s.parent_span_id, []);
+      kids.get(s.parent_span_id).push(s);
+    } else roots.push(s);
+  }
+  const t0 = Math.min(...spans.map(s => s.start_unix_us));
+  const t1 = Math.max(...spans.map(s => s.start_unix_us + s.duration_us));
+  const width = Math.max(1, t1 - t0);
+  const rows = [];
+  const byStart = (a, b) => a.start_unix_us - b.start_unix_us;
+  const walk = (s, depth) => {
+    const name = document.createElement("span");
+    name.style.paddingLeft = (depth * 20) + "px";
+    name.textContent = (depth ? "└ " : "") + s.name;
+    const bad = s.status === "error";
+    const wf = document.createElement("div");
+    wf.className = "wf";
+    wf.setAttribute("aria-hidden", "true");
+    const bar = document.createElement("div");
+    if (bad) bar.className = "bad";
+    bar.style.left = ((s.start_unix_us - t0) / width * 100) + "%";
+    bar.style.width = (s.duration_us / width * 100) + "%";
+    wf.appendChild(bar);
+    const details = document.createElement("span");
+    details.className = "details";
+    const shown = Object.entries(s.attributes || {}).filter(([k]) => SHOWN.test(k)).map(([k, v]) => k + "=" + v);
+    if (s.attributes && s.attributes["keel.forwarded_to"])
+      shown.unshift("continued on node " + s.attributes["keel.forwarded_to"] + " (its spans are there)");
+    for (const e of s.events || []) shown.push("event " + e.name + " at +" + micros(e.unix_us - t0));
+    details.textContent = shown.join(" · ");
+    rows.push(row([{node: name, head: true}, {v: "node " + s.node}, {v: "+" + micros(s.start_unix_us - t0), num: true},
+                   {v: micros(s.duration_us), num: true},
+                   {node: badge(bad ? "error" + (s.status_message ? ": " + s.status_message : "") : "ok", !bad)},
+                   {node: wf}, {node: details}]));
+    for (const k of (kids.get(s.span_id) || []).sort(byStart)) walk(k, depth + 1);
+  };
+  for (const r of roots.sort(byStart)) walk(r, 0);
+  fill("trace-spans", rows, "no spans");
+}
+async function showTrace(focus) {
+  openTrace = traceFromHash();
+  traceBody = null;
+  renderTrace();
+  if (!openTrace) return;
+  await loadTrace(openTrace);
+  renderTrace();
+  if (focus) $("h-trace").focus();
+}
+window.addEventListener("hashchange", () => showTrace(true));
 
 // Prometheus text: {name: [{labels, value}]}.
 function parseMetrics(body) {
@@ -244,12 +356,23 @@ async function refresh() {
     if (slow) {
       text($("slow-caption"), "This node's slow log (SLOWLOG): requests of at least " + micros(slow.slower_than_us) +
            ", newest first; " + slow.len + " kept of at most " + slow.max_len);
+      // Rebuilding the rows must not take the keyboard focus away from a trace link.
+      const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.trace : null;
       fill("slow", (slow.entries || []).map(e => row([
         {v: new Date(e.unix_ms).toLocaleTimeString("en-GB"), head: true}, {v: micros(e.duration_us), num: true},
         {v: e.door}, {v: e.args.join(" ")}, {v: e.client + (e.client_name ? " (" + e.client_name + ")" : "")},
-        {v: e.trace_id || "not traced"}])), slow.slower_than_us < 0 ? "the slow log is off (slowlog-log-slower-than < 0)" : "no slow requests");
+        e.trace_id ? {node: traceLink(e.trace_id)} : {v: "not traced"}])), slow.slower_than_us < 0 ? "the slow log is off (slowlog-log-slower-than < 0)" : "no slow requests");
+      if (focused) {
+        const again = $("slow").querySelector('a[data-trace="' + focused + '"]');
+        if (again) again.focus();
+      }
     } else {
       fill("slow", [], "the slow log is not readable by this user");
+    }
+
+    if (openTrace) {  // spans recorded since (a write's quorum wait) show up
+      await loadTrace(openTrace);
+      renderTrace();
     }
 
     const m = parseMetrics(metricsText);
@@ -279,7 +402,8 @@ $("pause").addEventListener("click", () => {
   $("pause").textContent = paused ? "Resume updates" : "Pause updates";
   if (!paused) refresh();
 });
-refresh();
+// A link to a trace (/ui/#trace=<id>) opens it, scrolled to, once the page is filled in.
+showTrace(false).then(refresh).then(() => { if (openTrace) $("h-trace").focus(); });
 setInterval(refresh, 2000);
 </script>
 </body>

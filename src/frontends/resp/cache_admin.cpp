@@ -54,12 +54,12 @@ void reply_info(Reply& r, const cache::Info& info) {
 }  // namespace
 
 boost::asio::awaitable<void> execute_cache_admin(cache::Service& caches, const CommandSpec& spec,
-                                                 Args a, Reply& r) {
+                                                 Args a, Reply& r, std::optional<observe::TraceParent> trace) {
   std::string_view name = spec.name;
   if (name == "cache.create") {
     auto d = cache::parse_options(a[1], a.subspan(2));
     if (!d) co_return r.error("ERR " + d.error().message);
-    auto res = co_await caches.create(std::move(*d));
+    auto res = co_await caches.create(std::move(*d), std::move(trace));
     if (!res) co_return reply_error(r, res.error());
     co_return r.ok();
   }

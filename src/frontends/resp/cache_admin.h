@@ -4,8 +4,10 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <optional>
 
 #include "frontends/resp/command.h"
+#include "observe/trace_context.h"
 
 namespace keel::cache {
 class Service;
@@ -13,7 +15,9 @@ class Service;
 
 namespace keel::resp {
 
+// `trace`: the command's trace context when it is sampled (CACHE.CREATE's metadata write is then
+// traced: cluster/driver.h, "Tracing").
 boost::asio::awaitable<void> execute_cache_admin(cache::Service& caches, const CommandSpec& spec,
-                                                 Args argv, Reply& r);
+                                                 Args argv, Reply& r, std::optional<observe::TraceParent> trace);
 
 }  // namespace keel::resp

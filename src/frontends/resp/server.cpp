@@ -469,6 +469,18 @@ struct Server::Impl {
   }
   // Before a command runs (tracer != null): its head decision and trace context (c.trace).
   void begin_trace(Connection& c, Args argv);
+  // The parent to give the spans of work done elsewhere for the running command (its metadata
+  // writes' Rabia decisions): the command's own span, when the command was sampled as it began
+  // (a command kept afterwards by a tail rule has none).
+  std::optional<observe::TraceParent> span_parent(const Connection& c) const {
+    if (!tracer || !c.trace.ctx || !c.trace.head) return std::nullopt;
+    observe::TraceParent p;
+    p.trace_id = c.trace.ctx->trace_id;
+    p.span_id = c.trace.ctx->span_id;
+    p.flags = observe::kFlagSampled;
+    if (c.client.trace_parent) p.trace_state = c.client.trace_parent->trace_state;
+    return p;
+  }
   // The sampler's verdict on a finished command, and its span if kept (tracer != null).
   // The trace id of the span kept for the command, if one was.
   std::optional<observe::TraceId> trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns, int64_t dt_ns, bool failed,
@@ -768,7 +780,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         std::vector<std::string> rules;
         if (argv[3].empty()) rules = {"nopass"};
         else rules = {"resetpass", ">" + std::string(argv[3])};
-        auto st = co_await acl_service->setuser(name, rules);
+        auto st = co_await acl_service->setuser(name, rules, span_parent(c));
         if (!st) {
           reply_metadata_error(r, st.error(), "check ACL GETUSER default");
         } else {
@@ -778,7 +790,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
           r.ok();
         }
       } else if (!spec->handler && spec->group == "transit") {  // TRANSIT.*
-        if (transit) co_await execute_transit(*transit, *spec, argv, r);
+        if (transit) co_await execute_transit(*transit, *spec, argv, r, span_parent(c));
         else r.error("ERR transit keys are not available on this node (they need cluster metadata)");
       } else if (!spec->handler && spec->group == "secret") {  // SECRET.*
         if (secrets) co_await execute_secret(*secrets, *spec, argv, r, caller(c));
@@ -787,7 +799,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         if (routes) co_await execute_route_admin(*routes, *spec, argv, r);
         else r.error("ERR the gateway's route registration is not running on this node");
       } else if (!spec->handler) {  // CACHE.CREATE, INFO, LIST, DROP, CLEAR
-        if (caches) co_await execute_cache_admin(*caches, *spec, argv, r);
+        if (caches) co_await execute_cache_admin(*caches, *spec, argv, r, span_parent(c));
         else r.error("ERR the caching service is not running on this node");
       } else {
         co_await run_handler(c, c.shard, *spec, argv, c.out);
@@ -841,6 +853,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
     slow->add(SystemClock::instance().now_ms(), dt / 1000, argv,
               c.forwarded ? fmt::format("forwarded from node {}", c.forwarded_from) : c.client.addr,
               c.client.name, "resp", traced ? observe::to_hex(*traced) : std::string());
+    if (traced) tracer->keep(*traced);  // its spans here stay in memory for the admin page
   }
 }
 
@@ -983,7 +996,11 @@ std::optional<observe::TraceId> Server::Impl::trace_command(Connection& c, const
     return id;
   }
   const auto id = s.trace_id;
-  tracer->record(c.shard, std::move(s));
+  // Only a command the slow log may take (its trace is then kept: Tracer::keep), or one run for
+  // another request (an HTTP request's, a forwarding node's), is offered to the ring of recent
+  // slow traces: a fast command from a client costs no copy.
+  const bool may_be_kept = c.internal || c.forwarded || (slow && slow->wants(dt_ns / 1000));
+  tracer->record(c.shard, std::move(s), may_be_kept);
   return id;
 }
 
@@ -1315,7 +1332,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
     if (argv.size() < 3) co_return r.error(wrong_args("acl|setuser"));
     std::string name(argv[2]);
     std::vector<std::string> rules(argv.begin() + 3, argv.end());
-    auto st = co_await acl_service->setuser(name, rules);
+    auto st = co_await acl_service->setuser(name, rules, span_parent(c));
     if (!st) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);

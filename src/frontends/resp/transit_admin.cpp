@@ -77,7 +77,7 @@ bool parse_yes_no(std::string_view v, bool& out) {
 }  // namespace
 
 boost::asio::awaitable<void> execute_transit(security::TransitService& transit, const CommandSpec& spec, Args a,
-                                             Reply& r) {
+                                             Reply& r, std::optional<observe::TraceParent> trace) {
   namespace tr = security::transit;
   const std::string_view cmd = spec.name;
   if (cmd == "transit.list") {
@@ -101,7 +101,7 @@ boost::asio::awaitable<void> execute_transit(security::TransitService& transit, 
       co_return r.error(fmt::format("ERR unknown or incomplete option '{}'; allowed: TYPE aes256-gcm|ed25519",
                                     a[j].substr(0, 40)));
     }
-    auto k = co_await transit.create(name, type);
+    auto k = co_await transit.create(name, type, std::move(trace));
     if (!k) co_return reply_error(r, k.error());
     security::audit::emit(security::audit::kTransitKey,
                           {{"transit_key", name}, {"change", "create"}, {"version", "1"}, {"door", "resp"}});

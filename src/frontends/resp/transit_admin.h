@@ -4,8 +4,10 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <optional>
 
 #include "frontends/resp/command.h"
+#include "observe/trace_context.h"
 
 namespace keel::security {
 class TransitService;
@@ -14,8 +16,10 @@ class SecretsService;
 
 namespace keel::resp {
 
+// `trace`: the command's trace context when it is sampled (TRANSIT.CREATE's metadata write is then
+// traced: cluster/driver.h, "Tracing").
 boost::asio::awaitable<void> execute_transit(security::TransitService& transit, const CommandSpec& spec, Args argv,
-                                             Reply& r);
+                                             Reply& r, std::optional<observe::TraceParent> trace);
 // SECRET.* (docs/security.md, "Secrets"); `caller` (the user) goes to the audit log.
 boost::asio::awaitable<void> execute_secret(security::SecretsService& secrets, const CommandSpec& spec, Args argv,
                                             Reply& r, const std::string& caller);

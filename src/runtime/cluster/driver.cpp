@@ -40,6 +40,11 @@ namespace {
 // First byte of every replicated command: what the driver does with it when applied.
 constexpr char kEnvCommand = 0;  // hand to the state machine
 constexpr char kEnvBarrier = 1;  // a linearizable read point: run the waiting read here
+
+int64_t unix_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 }  // namespace
 
 std::vector<PeerAddress> members_from(uint32_t self, const std::vector<PeerAddress>& peers,
@@ -66,12 +71,30 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
   bool stopping = false;
   std::string fatal;  // set when the log cannot be written: the node stops taking part
 
+  // A submission made for a sampled request while spans are wanted (DriverOptions::span_sink):
+  // the span it becomes once it is decided, refused or given up.
+  struct Traced {
+    observe::TraceParent parent;
+    int64_t start_unix_ns = 0;     // when submit() was called (the caller's thread)
+    int64_t proposed_unix_ns = 0;  // when the core took it (0: never)
+    uint64_t first_slot = 0;       // the first undecided slot when it was proposed
+  };
   struct Pending {
     Callback cb;
     std::function<std::string(StateMachine&)> read;  // barriers only
     int64_t deadline_ms = 0;
     size_t lane = 0;
+    std::unique_ptr<Traced> trace;  // null unless traced
   };
+  // How the slot of the Ready being applied was decided, when the core's counters tell it
+  // unambiguously (the Ready applies one slot): by this node's own votes in `phases` phases, or
+  // learned from a peer.
+  struct HowDecided {
+    const char* by = nullptr;  // "vote", "transfer" or null (not known)
+    uint64_t phases = 0;
+  };
+  uint64_t seen_by_vote = 0, seen_by_transfer = 0, seen_phases = 0;
+  SeededRandom span_rng{system_seed()};
   std::map<std::pair<uint64_t, uint64_t>, Pending> pending;  // (client id, seq)
   struct Lane {
     uint64_t client_id = 0;
@@ -175,7 +198,17 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
       if (installed)
         for (auto& h : installed_hooks) h();
       bool any = installed;
-      for (auto& e : rd.apply) any |= apply(e);
+      HowDecided how;
+      {
+        const auto& st = replica->stats();
+        const uint64_t dv = st.decided_by_vote - seen_by_vote, dt = st.decided_by_transfer - seen_by_transfer;
+        if (rd.apply.size() == 1 && dv == 1 && dt == 0) how = {"vote", st.phases_total - seen_phases};
+        else if (rd.apply.size() == 1 && dv == 0 && dt == 1) how = {"transfer", 0};
+        seen_by_vote = st.decided_by_vote;
+        seen_by_transfer = st.decided_by_transfer;
+        seen_phases = st.phases_total;
+      }
+      for (auto& e : rd.apply) any |= apply(e, how);
       replica->advance();
       if (any)
         for (auto& h : applied_hooks) h();
@@ -198,6 +231,47 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
       return;
     }
     transport->send(m.to, MsgType::kRabia, bytes);
+  }
+
+  // The span of a traced submission (see driver.h, "Tracing"). `decided`: the entry of the slot
+  // that decided it (outcome "decided"), with how it was decided if known; `error`: the status
+  // message of a failed outcome.
+  void end_span(Traced& t, const char* kind, const char* outcome, const std::string& error,
+                const rabia::Entry* decided = nullptr, const HowDecided* how = nullptr) {
+    observe::SpanData s;
+    s.trace_id = t.parent.trace_id;
+    s.parent_span_id = t.parent.span_id;
+    s.trace_state = t.parent.trace_state;
+    s.span_id = observe::span_id_from(span_rng.next_u64());
+    s.name = "keel.rabia.decision";
+    s.kind = observe::kSpanKindInternal;
+    s.start_unix_ns = t.start_unix_ns;
+    s.end_unix_ns = std::max(unix_ns(), t.start_unix_ns);
+    s.attributes.push_back({"keel.rabia.kind", std::string(kind)});
+    s.attributes.push_back({"keel.rabia.outcome", std::string(outcome)});
+    s.attributes.push_back({"keel.node_id", static_cast<int64_t>(opt.node_id)});
+    s.attributes.push_back({"keel.rabia.members", static_cast<int64_t>(replica->config().n())});
+    s.attributes.push_back({"keel.rabia.config_epoch", static_cast<int64_t>(replica->config().epoch)});
+    if (t.proposed_unix_ns) {
+      s.attributes.push_back({"keel.rabia.first_slot", static_cast<int64_t>(t.first_slot)});
+      s.events.push_back({t.proposed_unix_ns, "keel.rabia.proposed",
+                          {{"keel.rabia.first_slot", static_cast<int64_t>(t.first_slot)}}});
+    }
+    if (decided) {
+      s.attributes.push_back({"keel.rabia.slot", static_cast<int64_t>(decided->slot)});
+      s.attributes.push_back({"keel.rabia.slots_waited", static_cast<int64_t>(decided->slot - t.first_slot)});
+      s.attributes.push_back({"keel.rabia.batch_requests", static_cast<int64_t>(decided->requests.size())});
+      if (how && how->by) {
+        s.attributes.push_back({"keel.rabia.decided_by", std::string(how->by)});
+        if (how->phases) s.attributes.push_back({"keel.rabia.phases", static_cast<int64_t>(how->phases)});
+      }
+      s.events.push_back({s.end_unix_ns, "keel.rabia.applied", {{"keel.rabia.slot", static_cast<int64_t>(decided->slot)}}});
+    }
+    if (!error.empty()) {
+      s.status_code = observe::kStatusError;
+      s.status_message = error.substr(0, 256);
+    }
+    opt.span_sink(std::move(s));
   }
 
   void die(const std::string& why) {
@@ -241,7 +315,7 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
-  bool apply(const rabia::Entry& e) {
+  bool apply(const rabia::Entry& e, const HowDecided& how) {
     bool any = false;
     for (auto& r : e.requests) {
       if (r.kind != rabia::Request::Kind::kCommand) {
@@ -273,6 +347,8 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
         pending.erase(it);
         free_lanes.push_back(p.lane);
         ++commands_synced;
+        if (p.trace) [[unlikely]]
+          end_span(*p.trace, p.read ? "read_barrier" : "write", "decided", {}, &e, &how);
         p.cb(std::move(reply));
       }
     }
@@ -358,6 +434,8 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     pending.clear();
     for (auto& [k, p] : all) {
       free_lanes.push_back(p.lane);
+      if (p.trace) [[unlikely]]
+        end_span(*p.trace, p.read ? "read_barrier" : "write", p.read ? "not_served" : "unknown", msg);
       p.cb(make_error(code, msg));
     }
   }
@@ -367,24 +445,36 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
                        replica->config().quorum());
   }
 
-  void submit(char envelope, std::string command, Callback cb, std::function<std::string(StateMachine&)> read) {
-    if (stopping) return cb(make_error(Errc::kUnavailable, "this node is stopping; the request was not submitted"));
+  void submit(char envelope, std::string command, Callback cb, std::function<std::string(StateMachine&)> read,
+              std::unique_ptr<Traced> trace) {
+    // A refusal: nothing was proposed, nothing will be applied.
+    auto refuse = [&](const char* outcome, Error e) {
+      if (trace) [[unlikely]]
+        end_span(*trace, read ? "read_barrier" : "write", outcome, e.message);
+      cb(std::unexpected(std::move(e)));
+    };
+    auto refused = [&](Errc code, std::string msg) { return Error{code, std::move(msg)}; };
+    if (stopping) return refuse("refused", refused(Errc::kUnavailable, "this node is stopping; the request was not submitted"));
     if (command.size() > opt.max_command_bytes) {
       ++too_large;
-      return cb(make_error(Errc::kLimitExceeded,
-                           fmt::format("metadata command of {} bytes exceeds the limit of {} bytes (cluster.max_command_bytes); "
-                                       "it was not applied",
-                                       command.size(), opt.max_command_bytes)));
+      return refuse("refused",
+                    refused(Errc::kLimitExceeded,
+                            fmt::format("metadata command of {} bytes exceeds the limit of {} bytes "
+                                        "(cluster.max_command_bytes); it was not applied",
+                                        command.size(), opt.max_command_bytes)));
     }
-    if (!fatal.empty()) return cb(make_error(Errc::kIoError, "this node's consensus log failed: " + fatal));
+    if (!fatal.empty()) return refuse("refused", refused(Errc::kIoError, "this node's consensus log failed: " + fatal));
     if (!replica->is_member())
-      return cb(make_error(Errc::kUnavailable, fmt::format("node {} is not a member of the current configuration", opt.node_id)));
+      return refuse("refused", refused(Errc::kUnavailable,
+                                       fmt::format("node {} is not a member of the current configuration", opt.node_id)));
     if (reachable() < replica->config().quorum()) {
       ++no_quorum;
-      return cb(make_error(Errc::kUnavailable, fmt::format("no quorum: {}; the request was not applied", quorum_text())));
+      return refuse("no_quorum", refused(Errc::kUnavailable,
+                                         fmt::format("no quorum: {}; the request was not applied", quorum_text())));
     }
     if (free_lanes.empty())
-      return cb(make_error(Errc::kLimitExceeded, fmt::format("too many metadata requests in flight on this node (limit {})", lanes.size())));
+      return refuse("refused", refused(Errc::kLimitExceeded,
+                                       fmt::format("too many metadata requests in flight on this node (limit {})", lanes.size())));
     size_t lane = free_lanes.back();
     auto& l = lanes[lane];
     rabia::Request r;
@@ -394,14 +484,20 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
     r.payload.reserve(command.size() + 1);
     r.payload.push_back(envelope);
     r.payload += command;
+    const uint64_t first_slot = replica->next_slot();
     auto st = replica->propose(r);
     if (!st) {
       Errc c = st.error().code == Errc::kLimitExceeded ? Errc::kLimitExceeded : st.error().code;
-      return cb(make_error(c, "metadata request refused: " + st.error().message));
+      return refuse("refused", refused(c, "metadata request refused: " + st.error().message));
+    }
+    if (trace) [[unlikely]] {
+      trace->proposed_unix_ns = unix_ns();
+      trace->first_slot = first_slot;
     }
     free_lanes.pop_back();
     l.seq = r.seq;
-    pending[{r.client_id, r.seq}] = Pending{std::move(cb), std::move(read), mono_ms() + opt.request_timeout_ms, lane};
+    pending[{r.client_id, r.seq}] =
+        Pending{std::move(cb), std::move(read), mono_ms() + opt.request_timeout_ms, lane, std::move(trace)};
     schedule_flush();
   }
 
@@ -466,14 +562,17 @@ struct Driver::Impl : std::enable_shared_from_this<Impl> {
       ++timed_out;
       // Submitted, so no longer ours to refuse: the core keeps it queued and peers may hold
       // it, so it can still be decided. Only a read (a barrier) is known to have changed nothing.
-      p.cb(make_error(Errc::kTimeout,
+      auto err = make_error(Errc::kTimeout,
                       p.read ? fmt::format("the linearizable read was not served within {} ms ({}); nothing was changed, "
                                            "retrying is safe",
                                            opt.request_timeout_ms, quorum_text())
                              : fmt::format("outcome unknown: the request was submitted but not decided within {} ms ({}); "
                                            "it may still be applied later, so read before retrying a write that is not "
                                            "idempotent",
-                                           opt.request_timeout_ms, quorum_text())));
+                                           opt.request_timeout_ms, quorum_text()));
+      if (p.trace) [[unlikely]]
+        end_span(*p.trace, p.read ? "read_barrier" : "write", "timeout", err.error().message);
+      p.cb(std::move(err));
     }
     if (rate.empty() || now - rate.back().first >= 1000) {
       rate.emplace_back(now, replica->stats().slots_decided);
@@ -658,15 +757,35 @@ void Driver::stop() {
   im.thread.join();
 }
 
-void Driver::submit(std::string command, Callback cb) {
-  asio::post(impl_->io, [self = impl_, c = std::move(command), cb = std::move(cb)]() mutable {
-    self->submit(kEnvCommand, std::move(c), std::move(cb), {});
+namespace {
+// The span to make of a submission, if it is for a sampled request and spans are wanted.
+std::unique_ptr<Driver::Impl::Traced> traced(const DriverOptions& opt, std::optional<observe::TraceParent>& trace) {
+  if (!trace || !trace->sampled() || !opt.span_sink) return nullptr;
+  auto t = std::make_unique<Driver::Impl::Traced>();
+  t->parent = std::move(*trace);
+  t->start_unix_ns = unix_ns();
+  return t;
+}
+}  // namespace
+
+void Driver::submit(std::string command, Callback cb) { submit(std::move(command), std::move(cb), std::nullopt); }
+
+void Driver::submit(std::string command, Callback cb, std::optional<observe::TraceParent> trace) {
+  auto t = trace ? traced(impl_->opt, trace) : nullptr;
+  asio::post(impl_->io, [self = impl_, c = std::move(command), cb = std::move(cb), t = std::move(t)]() mutable {
+    self->submit(kEnvCommand, std::move(c), std::move(cb), {}, std::move(t));
   });
 }
 
 void Driver::read_barrier(std::function<std::string(StateMachine&)> read, Callback cb) {
-  asio::post(impl_->io, [self = impl_, r = std::move(read), cb = std::move(cb)]() mutable {
-    self->submit(kEnvBarrier, std::string(), std::move(cb), std::move(r));
+  read_barrier(std::move(read), std::move(cb), std::nullopt);
+}
+
+void Driver::read_barrier(std::function<std::string(StateMachine&)> read, Callback cb,
+                          std::optional<observe::TraceParent> trace) {
+  auto t = trace ? traced(impl_->opt, trace) : nullptr;
+  asio::post(impl_->io, [self = impl_, r = std::move(read), cb = std::move(cb), t = std::move(t)]() mutable {
+    self->submit(kEnvBarrier, std::string(), std::move(cb), std::move(r), std::move(t));
   });
 }
 

@@ -34,6 +34,15 @@
 // settings that would break this. Should a message still not fit, it is counted
 // (DriverStatus::messages_oversized) and logged once with its size, never dropped silently.
 //
+// Tracing: a submission made with a sampled trace context (submit(…, trace)) while
+// DriverOptions::span_sink is set becomes one span, `keel.rabia.decision` (kind internal), a child
+// of the request's span: it starts when submit() is called and ends when the command is applied
+// here (outcome `decided`), refused before it was proposed (`no_quorum`, `refused`: definite,
+// nothing applied), not decided in time (`timeout`: outcome unknown, status error) or failed by
+// a stop or a log failure (`unknown`). The spans are made here, where the clock is read; the pure
+// core knows nothing of them. Without a trace context or a sink, a submission costs one branch
+// more.
+//
 // Each submission occupies a "lane" (a client id of this process) until it is decided or
 // times out, so the core's (client id, seq) deduplication never sees seq n+1 executed before
 // seq n of a waiting client.
@@ -50,6 +59,8 @@
 #include "base/result.h"
 #include "cluster/failure_detector.h"
 #include "cluster/peer_address.h"
+#include "observe/otlp_json.h"
+#include "observe/trace_context.h"
 
 namespace keel::cluster {
 
@@ -106,6 +117,9 @@ struct DriverOptions {
   // Encryption at rest: the record log is sealed under this keyring's current key (record_log.h);
   // null = written in the clear.
   std::shared_ptr<security::at_rest::Keyring> keyring;
+  // Where the spans of traced submissions go (see "Tracing" above); called on the driver thread.
+  // Null: no spans.
+  std::function<void(observe::SpanData)> span_sink;
 };
 
 struct MemberInfo {
@@ -160,9 +174,14 @@ class Driver {
   using Callback = std::function<void(Result<std::string>)>;
   // Replicates `command`; `cb` gets the state machine's reply once it is applied here.
   void submit(std::string command, Callback cb);
+  // The same, on behalf of a request with a trace context: with `trace` sampled and a span
+  // sink, the wait for the decision is a span, a child of trace->span_id (see "Tracing").
+  void submit(std::string command, Callback cb, std::optional<observe::TraceParent> trace);
   // A linearizable read: once every command decided before this call is applied here, runs
   // `read` on the driver thread against the state machine and passes its result to `cb`.
   void read_barrier(std::function<std::string(StateMachine&)> read, Callback cb);
+  void read_barrier(std::function<std::string(StateMachine&)> read, Callback cb,
+                    std::optional<observe::TraceParent> trace);
   // Runs `f` on the driver thread (e.g. a stale local read, or registering a watcher).
   void post(std::function<void()> f);
   // Decided reconfiguration: `change` gets the current members (on the driver thread) and

@@ -189,6 +189,15 @@ Driver::Callback reply_to(MetaService::Cb<WriteResult> cb) {
 }  // namespace
 
 void MetaService::put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
+  put(std::move(domain), std::move(key), std::move(value), prev, std::move(cb), std::nullopt);
+}
+
+void MetaService::del(std::string domain, std::string key, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
+  del(std::move(domain), std::move(key), prev, std::move(cb), std::nullopt);
+}
+
+void MetaService::put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev,
+                      Cb<WriteResult> cb, std::optional<observe::TraceParent> trace) {
   if (auto st = check_key(key, limits_); !st) return cb(std::unexpected(st.error()));
   if (value.size() > limits_.max_value_bytes)
     return cb(make_error(Errc::kLimitExceeded, fmt::format("value of {} bytes exceeds the limit of {} bytes", value.size(), limits_.max_value_bytes)));
@@ -200,10 +209,11 @@ void MetaService::put(std::string domain, std::string key, std::string value, st
     c.op = meta::Command::Op::kPut;
     c.put = {std::move(domain), std::move(key), std::move(value)};
   }
-  impl_->driver->submit(meta::encode(c), reply_to(std::move(cb)));
+  impl_->driver->submit(meta::encode(c), reply_to(std::move(cb)), std::move(trace));
 }
 
-void MetaService::del(std::string domain, std::string key, std::optional<uint64_t> prev, Cb<WriteResult> cb) {
+void MetaService::del(std::string domain, std::string key, std::optional<uint64_t> prev, Cb<WriteResult> cb,
+                      std::optional<observe::TraceParent> trace) {
   if (auto st = check_key(key, limits_); !st) return cb(std::unexpected(st.error()));
   meta::Command c;
   if (prev) {
@@ -217,7 +227,7 @@ void MetaService::del(std::string domain, std::string key, std::optional<uint64_
     c.op = meta::Command::Op::kDelete;
     c.del = {std::move(domain), std::move(key)};
   }
-  impl_->driver->submit(meta::encode(c), reply_to(std::move(cb)));
+  impl_->driver->submit(meta::encode(c), reply_to(std::move(cb)), std::move(trace));
 }
 
 void MetaService::get(std::string domain, std::string key, bool stale, Cb<KeyValue> cb) {

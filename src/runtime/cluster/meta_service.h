@@ -73,6 +73,13 @@ class MetaService {
   void put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
   // kNotFound if the key is absent.
   void del(std::string domain, std::string key, std::optional<uint64_t> prev_version, Cb<WriteResult> cb);
+  // The same on behalf of a request with a trace context: its wait for the Rabia decision is a
+  // span, a child of trace->span_id, when the trace is sampled and spans are wanted
+  // (DriverOptions::span_sink; driver.h, "Tracing").
+  void put(std::string domain, std::string key, std::string value, std::optional<uint64_t> prev_version,
+           Cb<WriteResult> cb, std::optional<observe::TraceParent> trace);
+  void del(std::string domain, std::string key, std::optional<uint64_t> prev_version, Cb<WriteResult> cb,
+           std::optional<observe::TraceParent> trace);
   void get(std::string domain, std::string key, bool stale, Cb<KeyValue> cb);  // kNotFound if absent
   void list(std::string domain, std::string prefix, size_t limit, bool stale, Cb<ListResult> cb);
   void watch(std::string domain, std::string prefix, uint64_t from_revision, int64_t timeout_ms, Cb<WatchResult> cb);

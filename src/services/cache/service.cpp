@@ -311,7 +311,9 @@ void Service::stop() { impl_->stopping = true; }
 const Catalog& Service::catalog(unsigned sid) const { return *impl_->per_shard[sid].catalog; }
 EngineKind Service::node_engine() const { return impl_->node_engine; }
 
-Task<Result<Active>> Service::create(Definition d) {
+Task<Result<Active>> Service::create(Definition d) { return create(std::move(d), std::nullopt); }
+
+Task<Result<Active>> Service::create(Definition d, std::optional<observe::TraceParent> trace) {
   auto& im = *impl_;
   if (!im.meta) co_return std::unexpected(no_meta());
   if (!d.engine) {
@@ -327,7 +329,7 @@ Task<Result<Active>> Service::create(Definition d) {
   if (auto st = validate(d); !st) co_return std::unexpected(st.error());
   std::string value = to_json(d).dump();
   std::string name = d.name;
-  auto start = [&](auto cb) { im.meta->put(kMetaDomain, name, value, uint64_t{0}, cb); };
+  auto start = [&](auto cb) { im.meta->put(kMetaDomain, name, value, uint64_t{0}, cb, trace); };
   auto r = co_await cluster::meta_call<cluster::WriteResult>(start);
   if (!r) {
     if (r.error().code != Errc::kConflict) co_return std::unexpected(r.error());

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "observe/trace_context.h"
 #include "services/cache/definition.h"
 #include "services/cache/ops.h"
 
@@ -57,6 +58,9 @@ class Service {
   // Creates `d`; an identical existing definition is success (create is idempotent), a
   // different one is kAlreadyExists.
   Task<Result<Active>> create(Definition d);
+  // The same for a traced request: its metadata write's Rabia decision is a child span of
+  // trace->span_id (cluster/driver.h, "Tracing").
+  Task<Result<Active>> create(Definition d, std::optional<observe::TraceParent> trace);
   Task<Result<std::vector<Active>>> list();
   Task<Result<Info>> info(std::string name);
   // Both return the number of entries the cache held on this node just before the change;

@@ -88,6 +88,10 @@ struct Cluster {
     o.dead_after_ms = suspect_after_ms_ * 3;
     o.snapshot_every = snapshot_every_;
     o.snapshot_log_bytes = snapshot_log_bytes_;
+    o.span_sink = [this, id = o.node_id](observe::SpanData s) {
+      std::lock_guard l(spans_mu);
+      spans.emplace_back(id, std::move(s));
+    };
     sms[i] = std::make_shared<ListMachine>();
     drivers[i] = std::make_unique<Driver>(o, sms[i]);
     auto p = drivers[i]->start();
@@ -100,6 +104,18 @@ struct Cluster {
     drivers[i]->submit(std::move(cmd), [&](Result<std::string> r) { p.set_value(std::move(r)); });
     return p.get_future().get();
   }
+  Result<std::string> put_traced(int i, std::string cmd, const observe::TraceParent& trace) {
+    std::promise<Result<std::string>> p;
+    drivers[i]->submit(std::move(cmd), [&](Result<std::string> r) { p.set_value(std::move(r)); }, trace);
+    return p.get_future().get();
+  }
+  // The spans recorded so far, with the id of the node that recorded each.
+  std::vector<std::pair<uint32_t, observe::SpanData>> spans_copy() {
+    std::lock_guard l(spans_mu);
+    return spans;
+  }
+  std::mutex spans_mu;
+  std::vector<std::pair<uint32_t, observe::SpanData>> spans;
   // Retries while the cluster is still forming (links not up yet): bounded.
   Result<std::string> put_eventually(int i, const std::string& cmd) {
     Result<std::string> r;
@@ -218,6 +234,125 @@ TEST(Driver, ASubmittedRequestThatTimesOutHasAnUnknownOutcomeAndMayStillApply) {
   EXPECT_EQ(c.sms[0]->copy(), (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(c.sms[1]->copy(), c.sms[0]->copy());
   EXPECT_EQ(c.drivers[0]->status().requests_timed_out, 1u);
+}
+
+// Tracing (driver.h, "Tracing"): a submission with a sampled trace context is one span on the
+// node that proposed it, a child of the request's span, whatever its outcome.
+observe::TraceParent sampled_parent(uint8_t seed) {
+  observe::TraceParent p;
+  p.trace_id = observe::trace_id_from(0x1111000000000000ull + seed, 0x2222);
+  p.span_id = observe::span_id_from(0x3333000000000000ull + seed);
+  p.flags = observe::kFlagSampled;
+  return p;
+}
+
+std::optional<observe::Attribute> attr(const observe::SpanData& s, std::string_view key) {
+  for (auto& a : s.attributes)
+    if (a.key == key) return a;
+  return std::nullopt;
+}
+std::string str_attr(const observe::SpanData& s, std::string_view key) {
+  auto a = attr(s, key);
+  return a && std::holds_alternative<std::string>(a->value) ? std::get<std::string>(a->value) : std::string("<none>");
+}
+int64_t int_attr(const observe::SpanData& s, std::string_view key) {
+  auto a = attr(s, key);
+  return a && std::holds_alternative<int64_t>(a->value) ? std::get<int64_t>(a->value) : -1;
+}
+
+TEST(Driver, ATracedSubmissionIsASpanFromProposedToAppliedOnTheProposingNode) {
+  Cluster c;
+  ASSERT_TRUE(c.all_quorum());
+  ASSERT_TRUE(c.put(0, "untraced"));
+  observe::TraceParent unsampled = sampled_parent(9);
+  unsampled.flags = 0;
+  ASSERT_TRUE(c.put_traced(1, "unsampled", unsampled));
+  EXPECT_TRUE(c.spans_copy().empty()) << "only sampled submissions make spans";
+
+  const auto parent = sampled_parent(1);
+  auto r = c.put_traced(1, "traced", parent);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(c.converged({0, 1, 2}, 3));
+  auto spans = c.spans_copy();
+  ASSERT_EQ(spans.size(), 1u) << "one span, on the node that proposed (not on the others that applied it)";
+  auto& [node, s] = spans[0];
+  EXPECT_EQ(node, 2u);
+  EXPECT_EQ(s.name, "keel.rabia.decision");
+  EXPECT_EQ(s.kind, observe::kSpanKindInternal);
+  EXPECT_EQ(s.trace_id, parent.trace_id);
+  EXPECT_EQ(s.parent_span_id, parent.span_id);
+  EXPECT_FALSE(observe::is_zero(s.span_id));
+  EXPECT_NE(s.span_id, parent.span_id);
+  EXPECT_EQ(s.status_code, observe::kStatusUnset);
+  EXPECT_EQ(str_attr(s, "keel.rabia.outcome"), "decided");
+  EXPECT_EQ(str_attr(s, "keel.rabia.kind"), "write");
+  EXPECT_EQ(int_attr(s, "keel.node_id"), 2);
+  EXPECT_EQ(int_attr(s, "keel.rabia.members"), 3);
+  // The slot that decided it: the third command, so at least slot 2 (null slots may come first).
+  EXPECT_GE(int_attr(s, "keel.rabia.slot"), 2);
+  EXPECT_GE(int_attr(s, "keel.rabia.slot"), int_attr(s, "keel.rabia.first_slot"));
+  EXPECT_EQ(int_attr(s, "keel.rabia.slots_waited"), int_attr(s, "keel.rabia.slot") - int_attr(s, "keel.rabia.first_slot"));
+  EXPECT_GE(int_attr(s, "keel.rabia.batch_requests"), 1);
+  EXPECT_LE(s.start_unix_ns, s.end_unix_ns);
+  ASSERT_EQ(s.events.size(), 2u);
+  EXPECT_EQ(s.events[0].name, "keel.rabia.proposed");
+  EXPECT_EQ(s.events[1].name, "keel.rabia.applied");
+  EXPECT_LE(s.start_unix_ns, s.events[0].time_unix_ns);
+  EXPECT_LE(s.events[0].time_unix_ns, s.events[1].time_unix_ns);
+  EXPECT_LE(s.events[1].time_unix_ns, s.end_unix_ns);
+}
+
+TEST(Driver, ATracedSubmissionRefusedForWantOfAQuorumIsAnErrorSpanSayingSo) {
+  Cluster c;
+  ASSERT_TRUE(c.all_quorum());
+  ASSERT_TRUE(c.put(0, "a"));
+  c.stop(1);
+  c.stop(2);
+  Result<std::string> r;
+  for (int k = 0; k < 200; ++k) {
+    r = c.put_traced(0, "b", sampled_parent(2));
+    if (!r && r.error().code == Errc::kUnavailable) break;  // (kTimeout: submitted as the links went)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(r);
+  ASSERT_EQ(r.error().code, Errc::kUnavailable) << r.error().message;
+  auto spans = c.spans_copy();
+  ASSERT_FALSE(spans.empty());
+  auto& s = spans.back().second;  // the refused one (earlier tries may have timed out)
+  EXPECT_EQ(str_attr(s, "keel.rabia.outcome"), "no_quorum");
+  EXPECT_EQ(s.status_code, observe::kStatusError);
+  EXPECT_EQ(s.status_message, r.error().message);
+  EXPECT_EQ(int_attr(s, "keel.rabia.slot"), -1) << "never decided";
+  EXPECT_TRUE(s.events.empty()) << "never proposed";
+  for (auto& [node, sp] : spans) {
+    auto o = str_attr(sp, "keel.rabia.outcome");
+    EXPECT_TRUE(o == "no_quorum" || o == "timeout") << o;
+  }
+}
+
+TEST(Driver, ATracedSubmissionNotDecidedInTimeIsATimeoutSpanWithAnUnknownOutcome) {
+  Cluster c(10000, 64u << 20, /*request_timeout_ms=*/300, /*suspect_after_ms=*/5000);
+  ASSERT_TRUE(c.all_quorum());
+  ASSERT_TRUE(c.put(0, "a"));
+  std::promise<void> thaw;
+  std::shared_future<void> thawed = thaw.get_future().share();
+  c.drivers[1]->post([thawed] { thawed.wait(); });
+  c.drivers[2]->post([thawed] { thawed.wait(); });
+  auto r = c.put_traced(0, "b", sampled_parent(3));
+  thaw.set_value();
+  ASSERT_FALSE(r);
+  ASSERT_EQ(r.error().code, Errc::kTimeout);
+  auto spans = c.spans_copy();
+  ASSERT_EQ(spans.size(), 1u);
+  auto& s = spans[0].second;
+  EXPECT_EQ(str_attr(s, "keel.rabia.outcome"), "timeout");
+  EXPECT_EQ(s.status_code, observe::kStatusError);
+  EXPECT_NE(s.status_message.find("outcome unknown"), std::string::npos) << s.status_message;
+  ASSERT_EQ(s.events.size(), 1u);
+  EXPECT_EQ(s.events[0].name, "keel.rabia.proposed") << "it was proposed, then not decided in time";
+  // Decided afterwards: no second span (the request's span already ended with its answer).
+  ASSERT_TRUE(c.converged({0, 1, 2}, 2));
+  EXPECT_EQ(c.spans_copy().size(), 1u);
 }
 
 TEST(Driver, SnapshotsTruncateTheLogAndRestartRestoresState) {
