@@ -459,6 +459,13 @@ struct Server::Impl {
   // Re-reads the connection's user after an ACL change; false if the user was removed.
   // Who runs a command, for the audit log.
   static std::string caller(const Connection& c) { return c.client.user ? c.client.user->name : std::string("default"); }
+  // An audit event with the command's trace ids (the log line's and the audit stream entry's).
+  static void audit(const Connection& c, std::string_view event, const security::audit::Fields& fields) {
+    std::optional<observe::LogScope> scope;
+    if (c.trace.ctx) [[unlikely]]
+      scope.emplace(&*c.trace.ctx);
+    security::audit::emit(event, fields);
+  }
   bool refresh_user(Connection& c) {
     c.client.acl_generation = acl->generation();
     auto u = acl->find(c.client.user->name);
@@ -772,7 +779,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         if (!st) {
           reply_metadata_error(r, st.error(), "check ACL GETUSER default");
         } else {
-          security::audit::emit(security::audit::kUserSet,
+          audit(c, security::audit::kUserSet,
                                 {{"user", name}, {"rules", security::audit::redact_rules(rules)}, {"by", caller(c)},
                                  {"door", "resp"}, {"addr", client_ip(c.client.addr)}, {"via", "CONFIG SET requirepass"}});
           r.ok();
@@ -1261,7 +1268,7 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
     if (auto lk = acl->locked(who, ip, c.now_ms)) {
       c.client.last_cmd.assign(spec.name);
       acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
-      security::audit::emit(security::audit::kAuthLocked,
+      audit(c, security::audit::kAuthLocked,
                             {{"door", "resp"}, {"user", who}, {"addr", ip}, {"subject", lk->subject}});
       co_return c.reply.error(fmt::format(
           "LOCKED too many failed authentications for {}: further attempts are refused unchecked for {} ms; wait, "
@@ -1273,14 +1280,14 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       if (!login) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
-        security::audit::emit(security::audit::kAuthFailure, {{"door", "resp"}, {"method", "token"}, {"user", who},
+        audit(c, security::audit::kAuthFailure, {{"door", "resp"}, {"method", "token"}, {"user", who},
                                                               {"addr", ip}, {"reason", login.error().message}});
         acl->auth_failed(who, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS token refused: " + login.error().message);
       }
       acl->auth_succeeded(login->user->name, ip);
       if (security::audit::success_due("resp|token|" + login->user->name + "|" + ip, c.now_ms))
-        security::audit::emit(security::audit::kAuthSuccess,
+        audit(c, security::audit::kAuthSuccess,
                               {{"door", "resp"}, {"method", "token"}, {"user", login->user->name}, {"addr", ip},
                                {"token_id", login->grant->revocation_ids.back()}});
       c.client.verified = std::move(login->user);
@@ -1290,7 +1297,7 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       if (!u) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
-        security::audit::emit(security::audit::kAuthFailure,
+        audit(c, security::audit::kAuthFailure,
                               {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip},
                                {"reason", "wrong password, or no such user, or the user is off"}});
         acl->auth_failed(user, ip, c.now_ms);
@@ -1298,7 +1305,7 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       }
       acl->auth_succeeded(user, ip);
       if (security::audit::success_due("resp|password|" + user + "|" + ip, c.now_ms))
-        security::audit::emit(security::audit::kAuthSuccess,
+        audit(c, security::audit::kAuthSuccess,
                               {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip}});
       c.client.verified = std::move(u);
     }
@@ -1320,7 +1327,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);
     }
-    security::audit::emit(security::audit::kUserSet, {{"user", name}, {"rules", security::audit::redact_rules(rules)},
+    audit(c, security::audit::kUserSet, {{"user", name}, {"rules", security::audit::redact_rules(rules)},
                                                       {"by", caller(c)}, {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.ok();
   }
@@ -1334,7 +1341,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL REVOCATIONS");
     }
-    security::audit::emit(security::audit::kTokenRevoked,
+    audit(c, security::audit::kTokenRevoked,
                           {{"id", id}, {"user", token_user}, {"expires_s", std::to_string(expires_s)}, {"by", caller(c)},
                            {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.bulk(id);
@@ -1349,7 +1356,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
   {
     std::string list;
     for (auto& nm : names) list += (list.empty() ? "" : " ") + nm;
-    security::audit::emit(security::audit::kUserDeleted, {{"users", list}, {"deleted", std::to_string(*n)}, {"by", caller(c)},
+    audit(c, security::audit::kUserDeleted, {{"users", list}, {"deleted", std::to_string(*n)}, {"by", caller(c)},
                                                           {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
   }
   co_return r.integer(*n);
