@@ -1162,6 +1162,14 @@ Status Node::start() {
     im.routes->set_meta(im.meta.get());
     im.routes->start();
     im.acl_service->set_meta(im.meta.get());
+    if (!embedded) {
+      // Brute-force lockout counted and decided cluster-wide: failures and locks are keys of the
+      // keyspace (security::kLockoutKey), written through the node's command path.
+      auto* r = im.resp.get();
+      im.acl_service->set_command_runner([r](std::vector<std::string> argv, std::function<void(std::string)> done) {
+        r->run(std::move(argv), std::move(done));
+      });
+    }
     im.acl_service->start();
     im.transit->set_meta(im.meta.get());
     im.transit->start();
