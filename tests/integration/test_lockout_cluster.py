@@ -6,6 +6,9 @@ a lock.
 """
 import base64
 import json
+import os
+import re
+import signal
 import time
 import unittest
 import urllib.error
@@ -13,7 +16,7 @@ import urllib.request
 
 import redis
 
-from test_dht import DhtCluster
+from test_dht import DhtCluster, primary_finder
 
 THRESHOLD = 3
 
@@ -132,6 +135,57 @@ class LockoutCluster(unittest.TestCase):
         self.assertIn("LOCKED", self.auth(1, "cached", "another-guess"))
         self.assertIn("LOCKED", self.auth(1, "cached", "right-pw"))
         self.assertEqual(self.lockouts(1)["user:cached"][b"failures"], THRESHOLD)  # refusals are not counted
+
+
+
+def metric(port, name):
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    m = re.search(r"^%s (\d+)$" % re.escape(name), body, re.M)
+    return int(m.group(1)) if m else None
+
+
+class LockoutStoreUnreachable(unittest.TestCase):
+    """The table's primary stopped (SIGSTOP): each node decides by its own table, still bounded,
+    and counts it in a metric; an attempt waits at most the request timeout per read or write."""
+
+    def test_an_unreachable_table_falls_back_to_the_nodes_own(self):
+        c = DhtCluster(extra=("--set", "auth.lockout_threshold=%d" % THRESHOLD, "--set", "auth.lockout_base_ms=600000",
+                              "--set", "cluster.request_timeout_ms=1000", "--set", "cluster.suspect_after_ms=20000",
+                              "--set", "cluster.dead_after_ms=60000")).start()
+        self.addCleanup(c.cleanup)
+        c.client(0).execute_command("ACL", "SETUSER", "fallback", "on", ">right-pw", "~*", "+@all")
+        deadline = time.time() + 10
+        while time.time() < deadline and not all(
+                b"fallback" in c.client(i).execute_command("ACL", "USERS") for i in range(3)):
+            time.sleep(0.05)
+        primary_port = primary_finder(c.client(0))("keel:lockouts")
+        stopped = next(n for n in c.nodes if n.port == primary_port)
+        entry = next(n for n in c.nodes if n.port != primary_port)
+
+        def auth(password):
+            r = redis.Redis(port=entry.port, socket_timeout=30)
+            try:
+                return "OK" if r.execute_command("AUTH", "fallback", password) else "?"
+            except redis.exceptions.ResponseError as e:
+                return str(e)
+            finally:
+                r.close()
+        os.kill(stopped.proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(THRESHOLD):
+                self.assertIn("WRONGPASS", auth("wrong"))
+            self.assertIn("LOCKED too many failed authentications for", auth("right-pw"))
+            self.assertGreaterEqual(metric(entry.http_port, "keel_auth_lockout_store_errors_total"), 2 * THRESHOLD)
+            r = redis.Redis(port=entry.port, socket_timeout=30)
+            with self.assertRaises(redis.exceptions.ResponseError) as e:
+                r.execute_command("ACL", "LOCKOUTS")
+            self.assertIn("the cluster-wide lockout table (key 'keel:lockouts') could not be read", str(e.exception))
+        finally:
+            os.kill(stopped.proc.pid, signal.SIGCONT)
+        self.assertIn("could not be read", entry.output())
+        # Reachable again: the cluster's table decides (it missed those failures, so the node's
+        # fallback lock is dropped at the next attempt that asks it).
+        self.assertEqual(auth("right-pw"), "OK")
 
 
 if __name__ == "__main__":
