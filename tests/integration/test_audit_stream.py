@@ -226,6 +226,7 @@ class AuditStreamCluster(unittest.TestCase):
         primary_port = primary_finder(self.c.client(0))("keel:audit")
         stopped = next(n for n in self.c.nodes if n.port == primary_port)
         entry = next(n for n in self.c.nodes if n.port != primary_port)
+        wait_for("earlier events appended", lambda: metric(entry.http_port, "keel_audit_stream_queued") == 0)
         before = {m: metric(entry.http_port, "keel_audit_stream_%s_total" % m) for m in ("appended", "dropped", "failed")}
         n = 200
         os.kill(stopped.proc.pid, signal.SIGSTOP)
