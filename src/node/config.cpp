@@ -533,6 +533,23 @@ const std::vector<Setting>& settings() {
       {"auth.nonce_capacity", "signed HTTP requests: nonces remembered within the window; when full, signed requests are refused (503) until old ones expire",
        [](const Config& c) { return std::to_string(c.auth_nonce_capacity); },
        [](Config& c, const std::string& v) { return set_u64(c.auth_nonce_capacity, v, 1, 10000000); }},
+      {"audit.stream", "the stream key every audit event is also appended to (XRANGE it on any node); empty: no stream, log lines only",
+       [](const Config& c) { return c.audit_stream; },
+       [](Config& c, const std::string& v) -> std::string {
+         auto l = lower(v);
+         if (l == "yes" || l == "no" || l == "on" || l == "off" || l == "true" || l == "false")
+           return fmt::format("'{}' is not allowed; allowed: a stream key name (e.g. keel:audit), or an empty string "
+                              "to turn the audit stream off", v);
+         if (v.size() > 512) return fmt::format("a key of {} bytes is not allowed; allowed: at most 512 bytes", v.size());
+         c.audit_stream = v;
+         return "";
+       }},
+      {"audit.stream_max_len", "the audit stream is trimmed to about this many entries (XADD MAXLEN ~)",
+       [](const Config& c) { return std::to_string(c.audit_stream_max_len); },
+       [](Config& c, const std::string& v) { return set_u64(c.audit_stream_max_len, v, 1, 100000000); }},
+      {"audit.stream_queue", "audit events waiting for their append to the stream; more are dropped (and counted in keel_audit_stream_dropped_total)",
+       [](const Config& c) { return std::to_string(c.audit_stream_queue); },
+       [](Config& c, const std::string& v) { return set_u64(c.audit_stream_queue, v, 1, 1000000); }},
       {"tls.port", "RESP over TLS on this port (0 = off); the plaintext server.resp_port stays open unless tls.plaintext = no",
        [](const Config& c) { return std::to_string(c.tls_port); },
        [](Config& c, const std::string& v) -> std::string {
@@ -744,7 +761,7 @@ void load_toml_file(Config& c, const std::string& path, std::vector<Problem>& pr
     auto* t = node.as_table();
     if (!t) {
       problems.push_back({std::string(section.str()),
-                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, auth, security, log"});
+                          "expected a [section] table; allowed sections: server, storage, limits, cluster, dht, gateway, health, trace, tls, auth, audit, security, log"});
       continue;
     }
     // One level of sub-tables: [security.at_rest] holds security.at_rest.key_file.

@@ -131,6 +131,10 @@ struct Config {
   uint64_t auth_lockout_max_ms = 600000;    // the longest lock
   uint64_t auth_signature_window_s = 300;   // signed HTTP requests: created..expires at most this long, and nonces kept this long
   uint64_t auth_nonce_capacity = 100000;    // signed HTTP requests: nonces remembered; when full, signed requests are refused
+  // [audit] (the audit stream: docs/security.md, "Audit stream")
+  std::string audit_stream = "keel:audit";  // the stream key every audit event is appended to; "" = off
+  uint64_t audit_stream_max_len = 100000;   // XADD ... MAXLEN ~ this
+  uint64_t audit_stream_queue = 10000;      // events waiting for their append; more are dropped and counted
   // [security.at_rest] (encryption at rest: docs/security.md)
   std::string at_rest_key_file;  // the master key from this file
   std::string at_rest_key_env;   // or from this environment variable

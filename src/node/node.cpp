@@ -39,6 +39,7 @@
 #include "frontends/resp/server.h"
 #include "security/acl.h"
 #include "security/acl_service.h"
+#include "security/audit_stream.h"
 #include "security/client_limits.h"
 #include "security/secrets_service.h"
 #include "security/transit_service.h"
@@ -333,6 +334,12 @@ struct Node::Impl final : resp::NodeView {
   observe::SlowLog* slowlog() const override { return slow.get(); }
   // Slow requests of both doors (SLOWLOG, GET /v1/slowlog, the admin page).
   std::shared_ptr<observe::SlowLog> slow;
+  // The audit stream (audit.stream; null when off) and its handle as audit::emit()'s sink.
+  std::shared_ptr<security::AuditStream> audit_stream;
+  uint64_t audit_sink = 0;
+  void start_audit_stream();
+  void stop_audit_stream();
+  std::string audit_stream_metrics() const;
   std::string id;  // 40 hex characters, kept in the data directory for the persistent engine
 
   std::string info(std::string_view section, const resp::Snapshot& s) const {
@@ -804,6 +811,52 @@ void stop_signals(Node::Impl& im) {
 }
 }  // namespace
 
+void Node::Impl::start_audit_stream() {
+  if (cfg.audit_stream.empty()) return;
+  security::AuditStreamOptions o;
+  o.key = cfg.audit_stream;
+  o.max_len = cfg.audit_stream_max_len;
+  o.queue = static_cast<size_t>(cfg.audit_stream_queue);
+  o.node = id;
+  // The node's own command path (as the HTTP door's nonce records): routed to the stream's
+  // primary, replicated there, as no user (no ACL check, no audit event, no rate limit).
+  auto* r = resp.get();
+  auto& io = shards->shard(0).io;
+  audit_stream = security::AuditStream::create(
+      std::move(o),
+      [r](std::vector<std::string> argv, security::AuditStream::Done done) { r->run(std::move(argv), std::move(done)); },
+      [&io](std::function<void()> fn) { asio::post(io, std::move(fn)); },
+      [] { return SystemClock::instance().now_ms(); });
+  audit_sink = security::audit::set_sink([s = audit_stream](security::audit::Record rec) { s->push(std::move(rec)); });
+  klog().info("audit: every audit event is also appended to the stream '{}' (about {} entries kept; XRANGE {} - + on any node)",
+              cfg.audit_stream, cfg.audit_stream_max_len, cfg.audit_stream);
+}
+
+// Before the front ends and the shards stop: no append starts any more (the shards' loops,
+// where appends run, are joined before the RESP server they use is destroyed).
+void Node::Impl::stop_audit_stream() {
+  if (!audit_stream) return;
+  security::audit::clear_sink(audit_sink);
+  audit_stream->stop();
+}
+
+std::string Node::Impl::audit_stream_metrics() const {
+  if (!audit_stream) return {};
+  auto st = audit_stream->stats();
+  return fmt::format(
+      "# HELP keel_audit_stream_appended_total Audit events appended to the audit stream (audit.stream).\n"
+      "# TYPE keel_audit_stream_appended_total counter\nkeel_audit_stream_appended_total {}\n"
+      "# HELP keel_audit_stream_dropped_total Audit events not appended because the queue (audit.stream_queue) was full "
+      "or the node was stopping; their log lines were written.\n"
+      "# TYPE keel_audit_stream_dropped_total counter\nkeel_audit_stream_dropped_total {}\n"
+      "# HELP keel_audit_stream_failed_total Appends to the audit stream refused or failed (no quorum, a key of another "
+      "type, a timeout); their log lines were written.\n"
+      "# TYPE keel_audit_stream_failed_total counter\nkeel_audit_stream_failed_total {}\n"
+      "# HELP keel_audit_stream_queued Audit events waiting for their append.\n"
+      "# TYPE keel_audit_stream_queued gauge\nkeel_audit_stream_queued {}\n",
+      st.appended, st.dropped, st.failed, st.queued);
+}
+
 Node::Node(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
 
 Node::~Node() { stop(); }
@@ -968,7 +1021,8 @@ Status Node::start() {
     ho.tls_port = im.cfg.tls_http_port;
   }
   ho.extra_metrics = [&im] {
-    return im.tls_metrics() + (im.cfg.storage.keyring ? at_rest_metrics(*im.cfg.storage.keyring) : std::string());
+    return im.tls_metrics() + (im.cfg.storage.keyring ? at_rest_metrics(*im.cfg.storage.keyring) : std::string()) +
+           im.audit_stream_metrics();
   };
   if (im.cfg.storage.keyring)
     ho.keys_admin = [&im](std::string_view method, std::string_view rest, std::string_view body) {
@@ -1113,11 +1167,20 @@ Status Node::start() {
     im.routes->set_meta(im.meta.get());
     im.routes->start();
     im.acl_service->set_meta(im.meta.get());
+    if (!embedded) {
+      // Brute-force lockout counted and decided cluster-wide: failures and locks are keys of the
+      // keyspace (security::kLockoutKey), written through the node's command path.
+      auto* r = im.resp.get();
+      im.acl_service->set_command_runner([r](std::vector<std::string> argv, std::function<void(std::string)> done) {
+        r->run(std::move(argv), std::move(done));
+      });
+    }
     im.acl_service->start();
     im.transit->set_meta(im.meta.get());
     im.transit->start();
     im.secrets->set_meta(im.meta.get());
     im.secrets->start();
+    im.start_audit_stream();
     if (im.cfg.gateway_enabled) im.gateway->start(*im.shards);
     std::string list;
     for (auto& m : d.members) list += (list.empty() ? "" : ",") + m.to_string();
@@ -1202,6 +1265,7 @@ void Node::request_stop() {
 void Node::stop() {
   auto& im = *impl_;
   if (!im.shards || im.stopped.exchange(true)) return;
+  im.stop_audit_stream();
   stop_signals(im);
   if (!im.running) {  // start() failed before the loops ran: nothing in flight
     if (im.dht) im.dht->stop();

@@ -723,7 +723,7 @@ void Acl::set_lockout_policy(LockoutPolicy p) {
   lockout_.set_policy(p);
 }
 
-std::optional<Acl::Locked> Acl::locked(std::string_view user, std::string_view ip, int64_t now_ms) {
+std::optional<Acl::Locked> Acl::lock_of(std::string_view user, std::string_view ip, int64_t now_ms) const {
   std::lock_guard lock(lockout_mu_);
   Locked l;
   for (std::string subject : {"user:" + std::string(user), "addr:" + std::string(ip)}) {
@@ -731,8 +731,23 @@ std::optional<Acl::Locked> Acl::locked(std::string_view user, std::string_view i
     if (ms > l.remaining_ms) l = Locked{subject, ms};
   }
   if (l.remaining_ms == 0) return std::nullopt;
-  lockout_refusals_.fetch_add(1, std::memory_order_relaxed);
   return l;
+}
+
+std::optional<Acl::Locked> Acl::locked(std::string_view user, std::string_view ip, int64_t now_ms) {
+  auto l = lock_of(user, ip, now_ms);
+  if (l) count_lockout_refusal();
+  return l;
+}
+
+LockoutPolicy Acl::lockout_policy() const {
+  std::lock_guard lock(lockout_mu_);
+  return lockout_.policy();
+}
+
+void Acl::mirror_lockout(const Lockout::Entry& e) {
+  std::lock_guard lock(lockout_mu_);
+  lockout_.mirror(e);
 }
 
 void Acl::auth_failed(std::string_view user, std::string_view ip, int64_t now_ms) {
@@ -748,10 +763,12 @@ void Acl::auth_failed(std::string_view user, std::string_view ip, int64_t now_ms
   if (addr_lock_ms > 0) audit::emit(audit::kLockout, {{"subject", a}, {"locked_ms", std::to_string(addr_lock_ms)}});
 }
 
-void Acl::auth_succeeded(std::string_view user, std::string_view ip) {
+bool Acl::auth_succeeded(std::string_view user, std::string_view ip) {
   std::lock_guard lock(lockout_mu_);
+  const size_t before = lockout_.size();
   lockout_.success("user:" + std::string(user));
   lockout_.success("addr:" + std::string(ip));
+  return lockout_.size() != before;
 }
 
 std::vector<Lockout::Entry> Acl::lockouts() const {

@@ -250,8 +250,16 @@ class Acl {
   // Whether an attempt for `user` from `ip` must be refused without checking it; counts the
   // refusal.
   std::optional<Locked> locked(std::string_view user, std::string_view ip, int64_t now_ms);
+  // The same, without counting a refusal.
+  std::optional<Locked> lock_of(std::string_view user, std::string_view ip, int64_t now_ms) const;
+  void count_lockout_refusal() { lockout_refusals_.fetch_add(1, std::memory_order_relaxed); }
+  void count_lockout_started() { lockouts_started_.fetch_add(1, std::memory_order_relaxed); }
+  LockoutPolicy lockout_policy() const;
   void auth_failed(std::string_view user, std::string_view ip, int64_t now_ms);
-  void auth_succeeded(std::string_view user, std::string_view ip);
+  // Returns whether this node held a record of the user or the address.
+  bool auth_succeeded(std::string_view user, std::string_view ip);
+  // Replaces this node's record of a subject with the cluster's (Lockout::mirror).
+  void mirror_lockout(const Lockout::Entry& e);
   std::vector<Lockout::Entry> lockouts() const;
   size_t unlock(std::string_view subject);
   uint64_t lockout_refusals() const { return lockout_refusals_.load(std::memory_order_relaxed); }

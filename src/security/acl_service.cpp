@@ -21,6 +21,7 @@
 #include "runtime/cluster/meta_await.h"
 #include "runtime/cluster/meta_service.h"
 #include "observe/log.h"
+#include "security/audit.h"
 #include "security/token.h"
 
 namespace {
@@ -51,10 +52,45 @@ asio::awaitable<T> on_pool(asio::thread_pool& pool, Work& work) {
       },
       asio::use_awaitable);
 }
+
+// Runs one command through `run` and resumes the awaiting coroutine on its own executor with
+// the RESP2 reply.
+asio::awaitable<std::string> run_command(const AclService::CommandRunner& run, const std::vector<std::string>& argv) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::string)>(
+      [&run, argv](auto handler) mutable {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        run(std::move(argv), [h, ex](std::string reply) {
+          asio::post(ex, [h, reply = std::move(reply)]() mutable { std::move(*h)(std::move(reply)); });
+        });
+      },
+      asio::use_awaitable);
+}
+
+// The text of an error reply (or what else came), for log lines and errors.
+std::string reply_text(const std::string& reply) {
+  std::string t = reply.substr(reply.starts_with("-") ? 1 : 0, 200);
+  if (auto e = t.find("\r\n"); e != std::string::npos) t.resize(e);
+  return t.empty() ? std::string("no reply") : t;
+}
 }  // namespace
 
 struct AclService::Impl : std::enable_shared_from_this<Impl> {
   Acl& acl;
+  CommandRunner run;  // set: the lockout table is the keyspace's (kLockoutKey)
+  std::atomic<uint64_t> store_errors{0};
+  std::atomic<int64_t> last_store_error_log_ms{0};
+  void store_error(const char* what, const std::string& reply) {
+    store_errors.fetch_add(1, std::memory_order_relaxed);
+    // At most one line a minute: an unreachable partition fails every attempt.
+    const int64_t now = SystemClock::instance().now_ms();
+    int64_t last = last_store_error_log_ms.load(std::memory_order_relaxed);
+    if (now - last >= 60000 && last_store_error_log_ms.compare_exchange_strong(last, now))
+      klog().warn("lockout: the cluster-wide lockout table (key '{}') could not be {} ({}); this node's own table "
+                  "decides meanwhile (it still bounds guesses per node); counted in "
+                  "keel_auth_lockout_store_errors_total",
+                  kLockoutKey, what, reply_text(reply));
+  }
   cluster::MetaService* meta = nullptr;
   cluster::Subscription sub, revoked_sub;
   mutable std::mutex mu;
@@ -357,6 +393,179 @@ asio::awaitable<Result<int64_t>> AclService::deluser(const std::vector<std::stri
   }
   if (last) co_await im.wait_revision(last);
   co_return removed;
+}
+
+// ---- Brute-force lockout, cluster-wide ----
+
+void AclService::set_command_runner(CommandRunner run) { impl_->run = std::move(run); }
+bool AclService::lockout_cluster_wide() const { return static_cast<bool>(impl_->run); }
+uint64_t AclService::lockout_store_errors() const { return impl_->store_errors.load(std::memory_order_relaxed); }
+
+asio::awaitable<AclService::LockCheck> AclService::lockout_check(std::string user, std::string ip, int64_t now_ms) {
+  auto self = impl_;
+  auto& im = *impl_;
+  LockCheck out;
+  if (!im.run || im.acl.lockout_policy().threshold == 0) {
+    out.locked = im.acl.locked(user, ip, now_ms);
+    co_return out;
+  }
+  const std::string su = "user:" + user, sa = "addr:" + ip;
+  const std::vector<std::string> argv{"HMGET", std::string(kLockoutKey), su, lockout_times_field(su), sa,
+                                      lockout_times_field(sa)};
+  const std::string reply = co_await run_command(im.run, argv);
+  auto items = parse_bulk_array(reply);
+  if (!items || items->size() != 4) {
+    im.store_error("read", reply);
+    out.locked = im.acl.locked(user, ip, now_ms);
+    co_return out;
+  }
+  for (size_t i = 0; i < 2; ++i) {
+    auto e = lockout_entry(i == 0 ? su : sa, (*items)[2 * i], (*items)[2 * i + 1]);
+    if (e.failures > 0) out.recorded = true;
+    const int64_t ms = e.locked_until_ms - now_ms;
+    if (ms > 0 && (!out.locked || ms > out.locked->remaining_ms)) out.locked = Acl::Locked{e.subject, ms};
+    im.acl.mirror_lockout(e);  // the cluster's word: also forgets a lock cleared through another node
+  }
+  if (out.locked) im.acl.count_lockout_refusal();
+  co_return out;
+}
+
+asio::awaitable<void> AclService::lockout_failed(std::string user, std::string ip, int64_t now_ms) {
+  auto self = impl_;
+  auto& im = *impl_;
+  const LockoutPolicy policy = im.acl.lockout_policy();
+  if (!im.run || policy.threshold == 0) {
+    im.acl.auth_failed(user, ip, now_ms);
+    co_return;
+  }
+  const std::string key(kLockoutKey);
+  const std::string subjects[2] = {"user:" + user, "addr:" + ip};
+  uint64_t failures[2] = {0, 0};
+  for (size_t i = 0; i < 2; ++i) {
+    const std::vector<std::string> argv{"HINCRBY", key, subjects[i], "1"};
+    const std::string reply = co_await run_command(im.run, argv);
+    auto n = parse_integer_reply(reply);
+    if (!n || *n <= 0) {
+      im.store_error("written", reply);
+      im.acl.auth_failed(user, ip, now_ms);  // counted here at least
+      co_return;
+    }
+    failures[i] = static_cast<uint64_t>(*n);
+  }
+  int64_t lock[2];
+  std::vector<std::string> set{"HSET", key};
+  for (size_t i = 0; i < 2; ++i) {
+    lock[i] = Lockout::lock_ms(policy, failures[i]);
+    set.push_back(lockout_times_field(subjects[i]));
+    set.push_back(encode_lockout_times(now_ms, lock[i] > 0 ? now_ms + lock[i] : 0));
+  }
+  const std::string reply = co_await run_command(im.run, set);
+  if (!parse_integer_reply(reply)) {
+    im.store_error("written", reply);
+    im.acl.auth_failed(user, ip, now_ms);
+    co_return;
+  }
+  for (size_t i = 0; i < 2; ++i)
+    im.acl.mirror_lockout({subjects[i], failures[i], now_ms, lock[i] > 0 ? now_ms + lock[i] : 0});
+  if (lock[0] > 0 || lock[1] > 0) im.acl.count_lockout_started();
+  for (size_t i = 0; i < 2; ++i)
+    if (lock[i] > 0) audit::emit(audit::kLockout, {{"subject", subjects[i]}, {"locked_ms", std::to_string(lock[i])}});
+  // A new subject: keep the table bounded (policy.max_entries subjects; the least recently
+  // failed go first), as this node's own table is.
+  if (failures[0] == 1 || failures[1] == 1) {
+    const std::vector<std::string> hlen{"HLEN", key};
+    auto n = parse_integer_reply(co_await run_command(im.run, hlen));
+    if (n && static_cast<uint64_t>(*n) > 2 * policy.max_entries + 2 * 1024) {
+      const std::vector<std::string> all{"HGETALL", key};
+      const std::string r = co_await run_command(im.run, all);
+      if (auto flat = parse_bulk_array(r)) {
+        auto entries = lockout_entries(*flat);  // most recent first
+        std::vector<std::string> del{"HDEL", key};
+        for (size_t i = policy.max_entries; i < entries.size(); ++i) {
+          del.push_back(entries[i].subject);
+          del.push_back(lockout_times_field(entries[i].subject));
+        }
+        if (del.size() > 2) {
+          const std::string d = co_await run_command(im.run, del);
+          klog().info("lockout: forgot the {} least recently failed subjects of the cluster-wide table (at most {} "
+                      "are kept): {}",
+                      (del.size() - 2) / 2, policy.max_entries, reply_text(d));
+        }
+      }
+    }
+  }
+}
+
+asio::awaitable<void> AclService::lockout_succeeded(std::string user, std::string ip, bool recorded) {
+  auto self = impl_;
+  auto& im = *impl_;
+  const bool here = im.acl.auth_succeeded(user, ip);
+  if (!im.run || !(recorded || here)) co_return;
+  const std::string su = "user:" + user, sa = "addr:" + ip;
+  const std::vector<std::string> argv{"HDEL", std::string(kLockoutKey), su, lockout_times_field(su), sa,
+                                      lockout_times_field(sa)};
+  const std::string reply = co_await run_command(im.run, argv);
+  if (!parse_integer_reply(reply)) im.store_error("written", reply);
+}
+
+asio::awaitable<Result<std::vector<Lockout::Entry>>> AclService::lockouts() {
+  auto self = impl_;
+  auto& im = *impl_;
+  if (!im.run) co_return im.acl.lockouts();
+  const std::vector<std::string> argv{"HGETALL", std::string(kLockoutKey)};
+  const std::string reply = co_await run_command(im.run, argv);
+  auto flat = parse_bulk_array(reply);
+  if (!flat) {
+    im.store_error("read", reply);
+    co_return make_error(Errc::kUnavailable,
+                         fmt::format("the cluster-wide lockout table (key '{}') could not be read ({}); retry",
+                                     kLockoutKey, reply_text(reply)));
+  }
+  co_return lockout_entries(*flat);
+}
+
+asio::awaitable<Result<size_t>> AclService::unlock(std::string subject) {
+  auto self = impl_;
+  auto& im = *impl_;
+  const size_t here = im.acl.unlock(subject);
+  if (!im.run) co_return here;
+  const std::string key(kLockoutKey);
+  size_t cleared = 0;
+  if (subject == "*") {
+    const std::vector<std::string> all{"HGETALL", key};
+    const std::string r = co_await run_command(im.run, all);
+    auto flat = parse_bulk_array(r);
+    if (!flat) {
+      im.store_error("read", r);
+      co_return make_error(Errc::kUnavailable,
+                           fmt::format("the cluster-wide lockout table (key '{}') could not be read ({}); this node's "
+                                       "own records were cleared; retry",
+                                       kLockoutKey, reply_text(r)));
+    }
+    cleared = lockout_entries(*flat).size();
+    const std::vector<std::string> del{"DEL", key};
+    const std::string d = co_await run_command(im.run, del);
+    if (!parse_integer_reply(d)) {
+      im.store_error("written", d);
+      co_return make_error(Errc::kUnavailable,
+                           fmt::format("the cluster-wide lockout table (key '{}') could not be cleared ({}); this "
+                                       "node's own records were; retry",
+                                       kLockoutKey, reply_text(d)));
+    }
+  } else {
+    const std::vector<std::string> del{"HDEL", key, subject, lockout_times_field(subject)};
+    const std::string d = co_await run_command(im.run, del);
+    auto n = parse_integer_reply(d);
+    if (!n) {
+      im.store_error("written", d);
+      co_return make_error(Errc::kUnavailable,
+                           fmt::format("the cluster-wide lockout table (key '{}') could not be changed ({}); this "
+                                       "node's own record was cleared; retry",
+                                       kLockoutKey, reply_text(d)));
+    }
+    cleared = *n > 0 ? 1 : 0;
+  }
+  co_return std::max(cleared, here);
 }
 
 }  // namespace keel::security

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,6 +66,40 @@ class AclService {
   // start() runs it every kRevocationPruneIntervalS on a thread of its own; any node may, and
   // several doing it at once only find the entry gone.
   size_t prune_revocations(int64_t now_s);
+
+  // ---- Brute-force lockout, cluster-wide (docs/security.md, "Lockout after failed
+  // authentications") ----
+  // With a command runner (a member of a cluster), failures and locks are kept in the keyspace
+  // (the hash kLockoutKey, security/lockout.h), so every node counts and refuses alike; this
+  // node's table (Acl) mirrors what it read, for the decisions made without asking (a password
+  // the node verified before), and is the fallback when the keyspace cannot be reached. Without
+  // one (a node outside a cluster), the node's table only.
+  // `run`: runs one command as the node itself (no user, no ACL check, no audit event), routed
+  // to the key's primary; the RESP2 reply on any thread. Set before serving.
+  using CommandRunner = std::function<void(std::vector<std::string> argv, std::function<void(std::string)> done)>;
+  void set_command_runner(CommandRunner run);
+  bool lockout_cluster_wide() const;
+  struct LockCheck {
+    std::optional<Acl::Locked> locked;  // refuse unchecked (counted as a refusal)
+    bool recorded = false;              // the cluster holds failures of the user or the address
+  };
+  // Whether an attempt for `user` from `ip` must be refused, by the cluster's records (one
+  // read). Unreachable: this node's table decides (still a bound per node), and it is counted
+  // (lockout_store_errors).
+  boost::asio::awaitable<LockCheck> lockout_check(std::string user, std::string ip, int64_t now_ms);
+  // A failed authentication: counted cluster-wide (this node's table when unreachable); a lock
+  // that starts is logged (auth.lockout) and mirrored here.
+  boost::asio::awaitable<void> lockout_failed(std::string user, std::string ip, int64_t now_ms);
+  // A success: clears this node's records of the user and address, and the cluster's when
+  // `recorded` or this node held any.
+  boost::asio::awaitable<void> lockout_succeeded(std::string user, std::string ip, bool recorded);
+  // ACL LOCKOUTS / GET /v1/auth/lockouts: the cluster's records (this node's without a runner).
+  // Error (kUnavailable) when the keyspace cannot be read.
+  boost::asio::awaitable<Result<std::vector<Lockout::Entry>>> lockouts();
+  // ACL UNLOCK: clears a subject (or "*": all) cluster-wide and in this node's table; other
+  // nodes' tables follow at their next check. Returns how many subjects were cleared.
+  boost::asio::awaitable<Result<size_t>> unlock(std::string subject);
+  uint64_t lockout_store_errors() const;
 
   struct Impl;
 

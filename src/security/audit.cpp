@@ -2,10 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 
 #include "observe/log.h"
+#include "observe/log_context.h"
 
 namespace keel::security::audit {
 
@@ -36,7 +39,39 @@ std::string redact(std::span<const S> rules) {
   }
   return out;
 }
+
+// The sink: read by every emit() (shared), replaced rarely (exclusive).
+std::shared_mutex sink_mu;
+Sink sink_fn;               // under sink_mu
+uint64_t sink_handle = 0;   // under sink_mu
+std::atomic<bool> sink_set{false};
+
+void to_sink(std::string_view event, const Fields& fields) {
+  if (!sink_set.load(std::memory_order_acquire)) return;
+  Record r;
+  r.event.assign(event);
+  r.fields.reserve(fields.size());
+  for (auto& [k, v] : fields) r.fields.emplace_back(std::string(k), cut(v));
+  if (auto* ctx = observe::current_log_context(); ctx && ctx->trace_id != observe::TraceId{})
+    r.trace_id = observe::to_hex(ctx->trace_id);
+  std::shared_lock lock(sink_mu);
+  if (sink_fn) sink_fn(std::move(r));
+}
 }  // namespace
+
+uint64_t set_sink(Sink sink) {
+  std::unique_lock lock(sink_mu);
+  sink_fn = std::move(sink);
+  sink_set.store(static_cast<bool>(sink_fn), std::memory_order_release);
+  return ++sink_handle;
+}
+
+void clear_sink(uint64_t handle) {
+  std::unique_lock lock(sink_mu);
+  if (handle != sink_handle) return;
+  sink_fn = nullptr;
+  sink_set.store(false, std::memory_order_release);
+}
 
 std::string fields_json(const Fields& fields) {
   nlohmann::json j = nlohmann::json::object();
@@ -70,6 +105,7 @@ std::string redact_rules(std::span<const std::string> rules) { return redact(rul
 std::string redact_rules(std::span<const std::string_view> rules) { return redact(rules); }
 
 void emit(std::string_view event, const Fields& fields) {
+  to_sink(event, fields);
   auto& log = observe::logger(observe::Component::kAudit);
   const bool warn = event == kAuthFailure || event == kAuthLocked || event == kLockout;
   const auto level = warn ? spdlog::level::warn : spdlog::level::info;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -48,6 +49,23 @@ std::string redact_rules(std::span<const std::string_view> rules);
 
 // Logs the event at info (warn for failures and locks) on the audit component. Any thread.
 void emit(std::string_view event, const Fields& fields);
+
+// An event as emit() hands it to the sink (the node's audit stream, security/audit_stream.h):
+// every value already cut to kMaxFieldBytes; `trace_id` is the 32 hex digits of the request's
+// trace when the event was emitted inside one (observe/log_context.h), else empty.
+struct Record {
+  std::string event;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string trace_id;
+};
+// Process-wide: every emit() also hands its event to `sink`, whatever the audit log level. The
+// sink is called on the emitting thread, possibly with the caller's locks held: it must only
+// queue (never block, never run a command, never emit). One sink at a time; set_sink replaces
+// the previous one and returns a handle; clear_sink(handle) removes it if it is still the one
+// set, and returns once no emit() is calling it any more.
+using Sink = std::function<void(Record)>;
+uint64_t set_sink(Sink sink);
+void clear_sink(uint64_t handle);
 
 // auth.success is logged at most once per (door, method, user, address) per
 // kSuccessIntervalMs: HTTP authenticates every request. Any thread; bounded (forgets all when

@@ -50,12 +50,37 @@ class Lockout {
   // many records were cleared.
   size_t unlock(std::string_view subject);
   size_t size() const { return index_.size(); }
+  // The record as the cluster holds it (security/lockout_store.h): replaces this node's record
+  // of the subject (failures == 0: forgets it), so that later decisions on this node, made
+  // without asking the cluster, see it. Bounded as failure().
+  void mirror(const Entry& e);
+
+  // Pure: the lock that `failures` failures in a row start (ms, 0 if none).
+  static int64_t lock_ms(const LockoutPolicy& p, uint64_t failures);
 
  private:
-  int64_t lock_ms(uint64_t failures) const;
+  int64_t lock_ms(uint64_t failures) const { return lock_ms(policy_, failures); }
   LockoutPolicy policy_;
   std::list<Entry> lru_;  // most recent failure first
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
 };
+
+// ---- The cluster-wide table (security/lockout_store.h), pure parts ----
+// One hash key in the keyspace; per subject two fields: "<subject>" (failures in a row, an
+// integer for HINCRBY) and "<subject> t" ("<last_failure_ms> <locked_until_ms>"). Subjects
+// have no spaces (user names have none, nor addresses), so the two never collide.
+inline constexpr std::string_view kLockoutKey = "keel:lockouts";
+std::string lockout_times_field(std::string_view subject);
+std::string encode_lockout_times(int64_t last_failure_ms, int64_t locked_until_ms);
+// A subject's entry from its two values (absent or malformed: 0).
+Lockout::Entry lockout_entry(std::string subject, const std::optional<std::string>& failures,
+                             const std::optional<std::string>& times);
+// Every subject of HGETALL's field/value pairs, most recent failure first.
+std::vector<Lockout::Entry> lockout_entries(const std::vector<std::optional<std::string>>& flat);
+// A RESP2 reply that is an array of bulk strings (HMGET, HGETALL): its items (null: nullopt);
+// nullopt when it is anything else (an error reply, a cut reply).
+std::optional<std::vector<std::optional<std::string>>> parse_bulk_array(std::string_view reply);
+// A RESP2 integer reply; nullopt when it is anything else.
+std::optional<int64_t> parse_integer_reply(std::string_view reply);
 
 }  // namespace keel::security

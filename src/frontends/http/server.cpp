@@ -903,12 +903,17 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
           "# TYPE keel_auth_lockout_refusals_total counter\nkeel_auth_lockout_refusals_total {}\n"
           "# HELP keel_auth_lockouts_total Locks started by failed authentications.\n"
           "# TYPE keel_auth_lockouts_total counter\nkeel_auth_lockouts_total {}\n"
-          "# HELP keel_auth_lockout_subjects Users and client addresses with failed authentications remembered.\n"
+          "# HELP keel_auth_lockout_subjects Users and client addresses with failed authentications this node "
+          "remembers (on a cluster member: its copy of the cluster's records it has read or written).\n"
           "# TYPE keel_auth_lockout_subjects gauge\nkeel_auth_lockout_subjects {}\n"
+          "# HELP keel_auth_lockout_store_errors_total Reads and writes of the cluster-wide lockout table "
+          "(keel:lockouts) that failed; this node's own table decided meanwhile.\n"
+          "# TYPE keel_auth_lockout_store_errors_total counter\nkeel_auth_lockout_store_errors_total {}\n"
           "# HELP keel_token_refusals_total Tokens refused (bad form or signature, expired, another certificate, "
           "unknown user).\n"
           "# TYPE keel_token_refusals_total counter\nkeel_token_refusals_total {}\n",
-          acl->lockout_refusals(), acl->lockouts_started(), acl->lockouts().size(), acl->token_refusals());
+          acl->lockout_refusals(), acl->lockouts_started(), acl->lockouts().size(),
+          acl_service ? acl_service->lockout_store_errors() : 0, acl->token_refusals());
       size_t held;
       {
         std::lock_guard lock(nonce_mu);
@@ -1073,13 +1078,19 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
     co_return handle_signals(req);
   }
   if (path == "/v1/auth/lockouts" || path.starts_with("/v1/auth/lockouts/")) {
-    // The lockout table of this node (ACL LOCKOUTS / ACL UNLOCK on the RESP door).
+    // The lockout table, cluster-wide on a cluster member (ACL LOCKOUTS / ACL UNLOCK on the RESP door).
     if (!acl)
       co_return error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", "users and access rules are off on this node");
     const int64_t now = SystemClock::instance().now_ms();
     if (path == "/v1/auth/lockouts" && get) {
       json out = json::array();
-      for (auto& e : acl->lockouts())
+      auto all = co_await acl_service->lockouts();
+      if (!all) {
+        Response res = error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", all.error().message);
+        res.set(bhttp::field::retry_after, "1");
+        co_return res;
+      }
+      for (auto& e : *all)
         out.push_back({{"subject", e.subject}, {"failures", e.failures},
                        {"last_failure_age_ms", now - e.last_failure_ms},
                        {"locked_for_ms", std::max<int64_t>(0, e.locked_until_ms - now)}});
@@ -1094,7 +1105,13 @@ awaitable<Response> Server::Impl::handle(const Request& req, std::string client_
                                  fmt::format("'{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as GET "
                                              "/v1/auth/lockouts shows them) or * for all",
                                              subject.substr(0, 128)));
-      const size_t cleared = acl->unlock(subject);
+      auto done = co_await acl_service->unlock(subject);
+      if (!done) {
+        Response res = error_response(req, bhttp::status::service_unavailable, "UNAVAILABLE", done.error().message);
+        res.set(bhttp::field::retry_after, "1");
+        co_return res;
+      }
+      const size_t cleared = *done;
       for_request(req, [&] { security::audit::emit(security::audit::kUnlock, {{"subject", subject}, {"cleared", std::to_string(cleared)},
                                                        {"by", http_caller(req)}, {"door", "http"}, {"addr", client_ip}}); });
       co_return json_response(req, bhttp::status::ok, json{{"subject", subject}, {"cleared", cleared}});
@@ -1495,7 +1512,18 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       while (token.starts_with(' ')) token.remove_prefix(1);
       auto parsed = security::parse_token(token);
       const std::string who = parsed ? parsed->parts[0].block.user : std::string("(token)");
-      if (auto lk = acl->locked(who, peer.ip, now_ms)) {
+      // Tokens are not guessed (signatures): the cluster's lockout records are read only when
+      // this node's copy shows a lock (it may have been cleared through another node).
+      std::optional<security::Acl::Locked> lk;
+      bool recorded = false;
+      if (acl_service->lockout_cluster_wide() && acl->lock_of(who, peer.ip, now_ms)) {
+        auto chk = co_await acl_service->lockout_check(who, peer.ip, now_ms);
+        lk = chk.locked;
+        recorded = chk.recorded;
+      } else {
+        lk = acl->locked(who, peer.ip, now_ms);
+      }
+      if (lk) {
         for_request(req, [&] { security::audit::emit(security::audit::kAuthLocked,
                               {{"door", "http"}, {"user", who}, {"addr", peer.ip}, {"subject", lk->subject}}); });
         co_return locked(*lk);
@@ -1510,7 +1538,7 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         for_request(req, [&] { security::audit::emit(security::audit::kAuthFailure,
                               {{"door", "http"}, {"method", signed_request ? "signature" : "token"}, {"user", who},
                                {"addr", peer.ip}, {"reason", login.error().message}}); });
-        acl->auth_failed(who, peer.ip, now_ms);
+        co_await acl_service->lockout_failed(who, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS token refused: " + login.error().message, true);
       }
       if (signed_request) {
@@ -1523,7 +1551,7 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
           if (auto refused = co_await check_nonce_cluster_wide(req, nonce_key, nonce_expires_s, peer.ip))
             co_return std::move(*refused);
       }
-      acl->auth_succeeded(login->user->name, peer.ip);
+      co_await acl_service->lockout_succeeded(login->user->name, peer.ip, recorded);
       if (security::audit::success_due(
               fmt::format("http|{}|{}|{}", signed_request ? "signature" : "token", login->user->name, peer.ip), now_ms))
         for_request(req, [&] { security::audit::emit(security::audit::kAuthSuccess,
@@ -1540,13 +1568,28 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       std::string name = creds.substr(0, colon);
       std::string password = creds.substr(colon + 1);
       std::fill(creds.begin(), creds.end(), '\0');
-      if (auto lk = acl->locked(name, peer.ip, now_ms)) {
+      // Cluster-wide lockout: the cluster's records decide before a password is hashed; a
+      // password this node verified before (every request of a client sends it) is answered
+      // without asking, unless this node's copy of the records shows a lock.
+      auto quick = acl->authenticate_cached(name, password);
+      const bool fast = quick && *quick;
+      std::optional<security::Acl::Locked> lk;
+      bool recorded = false;
+      if (acl_service->lockout_cluster_wide() && (!fast || acl->lock_of(name, peer.ip, now_ms))) {
+        auto chk = co_await acl_service->lockout_check(name, peer.ip, now_ms);
+        lk = chk.locked;
+        recorded = chk.recorded;
+      } else {
+        lk = acl->locked(name, peer.ip, now_ms);
+      }
+      if (lk) {
         std::fill(password.begin(), password.end(), '\0');
         for_request(req, [&] { security::audit::emit(security::audit::kAuthLocked,
                               {{"door", "http"}, {"user", name}, {"addr", peer.ip}, {"subject", lk->subject}}); });
         co_return locked(*lk);
       }
-      user = co_await acl_service->authenticate(name, password);
+      if (quick) user = *quick;
+      else user = co_await acl_service->authenticate(name, password);
       std::fill(password.begin(), password.end(), '\0');
       if (!user) {
         resp::ClientState cs;
@@ -1556,10 +1599,10 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
         for_request(req, [&] { security::audit::emit(security::audit::kAuthFailure,
                               {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip},
                                {"reason", "wrong password, or no such user, or the user is off"}}); });
-        acl->auth_failed(name, peer.ip, now_ms);
+        co_await acl_service->lockout_failed(name, peer.ip, now_ms);
         co_return unauthorized("WRONGPASS invalid username-password pair or user is disabled.");
       }
-      acl->auth_succeeded(name, peer.ip);
+      co_await acl_service->lockout_succeeded(name, peer.ip, recorded);
       if (security::audit::success_due(fmt::format("http|password|{}|{}", name, peer.ip), now_ms))
         for_request(req, [&] { security::audit::emit(security::audit::kAuthSuccess,
                               {{"door", "http"}, {"method", "password"}, {"user", name}, {"addr", peer.ip}}); });

@@ -281,7 +281,8 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
     return;
   }
   if (sub == "lockouts" && a.size() == 2) {
-    // One map per subject, most recent failure first: the table is per node (docs/security.md).
+    // One map per subject, most recent failure first: this node's table (a node outside a cluster;
+    // a cluster member answers from the cluster's table in Server::Impl::acl_admin).
     auto entries = acl.lockouts();
     r.array(entries.size());
     for (auto& e : entries) {

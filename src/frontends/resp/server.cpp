@@ -459,6 +459,13 @@ struct Server::Impl {
   // Re-reads the connection's user after an ACL change; false if the user was removed.
   // Who runs a command, for the audit log.
   static std::string caller(const Connection& c) { return c.client.user ? c.client.user->name : std::string("default"); }
+  // An audit event with the command's trace ids (the log line's and the audit stream entry's).
+  static void audit(const Connection& c, std::string_view event, const security::audit::Fields& fields) {
+    std::optional<observe::LogScope> scope;
+    if (c.trace.ctx) [[unlikely]]
+      scope.emplace(&*c.trace.ctx);
+    security::audit::emit(event, fields);
+  }
   bool refresh_user(Connection& c) {
     c.client.acl_generation = acl->generation();
     auto u = acl->find(c.client.user->name);
@@ -771,7 +778,10 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
       } else if (acl_service && (spec->name == "auth" || spec->name == "hello")) {
         co_await authenticate_command(c, *spec, argv);
       } else if (spec->name == "acl" &&
-                 (iequals(argv[1], "setuser") || iequals(argv[1], "deluser") || iequals(argv[1], "revoke"))) {
+                 (iequals(argv[1], "setuser") || iequals(argv[1], "deluser") || iequals(argv[1], "revoke") ||
+                  (acl_service && acl_service->lockout_cluster_wide() &&
+                   ((iequals(argv[1], "lockouts") && argv.size() == 2) ||
+                    (iequals(argv[1], "unlock") && argv.size() == 3))))) {
         co_await acl_admin(c, argv);
       } else if (spec->name == "config" && argv.size() == 4 && iequals(argv[1], "set") &&
                  iequals(argv[2], "requirepass") && acl_service) {
@@ -784,7 +794,7 @@ awaitable<void> Server::Impl::execute(Connection& c, Args argv, const CommandSpe
         if (!st) {
           reply_metadata_error(r, st.error(), "check ACL GETUSER default");
         } else {
-          security::audit::emit(security::audit::kUserSet,
+          audit(c, security::audit::kUserSet,
                                 {{"user", name}, {"rules", security::audit::redact_rules(rules)}, {"by", caller(c)},
                                  {"door", "resp"}, {"addr", client_ip(c.client.addr)}, {"via", "CONFIG SET requirepass"}});
           r.ok();
@@ -1275,47 +1285,65 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
       auto parsed = security::parse_token(pass);
       who = parsed ? parsed->parts[0].block.user : std::string("(token)");
     }
-    if (auto lk = acl->locked(who, ip, c.now_ms)) {
+    // Cluster-wide lockout (docs/security.md): the cluster's records decide before a password is
+    // hashed; a password this node verified before is answered without asking, unless this
+    // node's copy of the records shows a lock.
+    const bool token = security::looks_like_token(pass);
+    std::optional<std::shared_ptr<const security::User>> quick;
+    if (!token) quick = acl->authenticate_cached(user, pass);
+    const bool fast = token || (quick && *quick);
+    std::optional<security::Acl::Locked> lk;
+    bool recorded = false;
+    if (acl_service->lockout_cluster_wide() && (!fast || acl->lock_of(who, ip, c.now_ms))) {
+      auto chk = co_await acl_service->lockout_check(who, ip, c.now_ms);
+      lk = chk.locked;
+      recorded = chk.recorded;
+    } else {
+      lk = acl->locked(who, ip, c.now_ms);
+    }
+    if (lk) {
       c.client.last_cmd.assign(spec.name);
       acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
-      security::audit::emit(security::audit::kAuthLocked,
+      audit(c, security::audit::kAuthLocked,
                             {{"door", "resp"}, {"user", who}, {"addr", ip}, {"subject", lk->subject}});
       co_return c.reply.error(fmt::format(
           "LOCKED too many failed authentications for {}: further attempts are refused unchecked for {} ms; wait, "
           "or an administrator can run ACL UNLOCK {}",
           lk->subject, lk->remaining_ms, lk->subject));
     }
-    if (security::looks_like_token(pass)) {
+    if (token) {
       auto login = acl->authenticate_token(user, pass, c.client.cert_sha256, c.now_ms);
       if (!login) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
-        security::audit::emit(security::audit::kAuthFailure, {{"door", "resp"}, {"method", "token"}, {"user", who},
+        audit(c, security::audit::kAuthFailure, {{"door", "resp"}, {"method", "token"}, {"user", who},
                                                               {"addr", ip}, {"reason", login.error().message}});
-        acl->auth_failed(who, ip, c.now_ms);
+        co_await acl_service->lockout_failed(who, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS token refused: " + login.error().message);
       }
-      acl->auth_succeeded(login->user->name, ip);
+      co_await acl_service->lockout_succeeded(login->user->name, ip, recorded);
       if (security::audit::success_due("resp|token|" + login->user->name + "|" + ip, c.now_ms))
-        security::audit::emit(security::audit::kAuthSuccess,
+        audit(c, security::audit::kAuthSuccess,
                               {{"door", "resp"}, {"method", "token"}, {"user", login->user->name}, {"addr", ip},
                                {"token_id", login->grant->revocation_ids.back()}});
       c.client.verified = std::move(login->user);
       c.client.verified_token = std::move(login->grant);
     } else {
-      auto u = co_await acl_service->authenticate(user, pass);
+      std::shared_ptr<const security::User> u;
+      if (quick) u = *quick;
+      else u = co_await acl_service->authenticate(user, pass);
       if (!u) {
         c.client.last_cmd.assign(spec.name);
         acl_log(*acl, c.client, "auth", "auth", user, c.now_ms);
-        security::audit::emit(security::audit::kAuthFailure,
+        audit(c, security::audit::kAuthFailure,
                               {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip},
                                {"reason", "wrong password, or no such user, or the user is off"}});
-        acl->auth_failed(user, ip, c.now_ms);
+        co_await acl_service->lockout_failed(user, ip, c.now_ms);
         co_return c.reply.error("WRONGPASS invalid username-password pair or user is disabled.");
       }
-      acl->auth_succeeded(user, ip);
+      co_await acl_service->lockout_succeeded(user, ip, recorded);
       if (security::audit::success_due("resp|password|" + user + "|" + ip, c.now_ms))
-        security::audit::emit(security::audit::kAuthSuccess,
+        audit(c, security::audit::kAuthSuccess,
                               {{"door", "resp"}, {"method", "password"}, {"user", user}, {"addr", ip}});
       c.client.verified = std::move(u);
     }
@@ -1328,6 +1356,38 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
 awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
   auto& r = c.reply;
   if (!acl_service) co_return r.error("ERR users and access rules are not available on this server");
+  // A cluster member's lockout table is the cluster's (the keyspace); acl_commands.cpp answers
+  // the same for a node outside a cluster from its own table.
+  if (iequals(argv[1], "lockouts")) {
+    auto all = co_await acl_service->lockouts();
+    if (!all) co_return r.error("TRYAGAIN " + all.error().message);
+    r.array(all->size());
+    for (auto& e : *all) {
+      r.map(4);
+      r.bulk("subject");
+      r.bulk(e.subject);
+      r.bulk("failures");
+      r.integer(static_cast<int64_t>(e.failures));
+      r.bulk("last-failure-age-ms");
+      r.integer(c.now_ms - e.last_failure_ms);
+      r.bulk("locked-for-ms");
+      r.integer(std::max<int64_t>(0, e.locked_until_ms - c.now_ms));
+    }
+    co_return;
+  }
+  if (iequals(argv[1], "unlock")) {
+    std::string subject(argv[2]);
+    if (subject != "*" && !subject.starts_with("user:") && !subject.starts_with("addr:"))
+      co_return r.error(fmt::format("ERR '{}' is not a lockout subject; allowed: user:<name>, addr:<ip> (as ACL "
+                                    "LOCKOUTS shows them) or * for all",
+                                    subject.substr(0, 128)));
+    auto cleared = co_await acl_service->unlock(subject);
+    if (!cleared) co_return r.error("TRYAGAIN " + cleared.error().message);
+    audit(c, security::audit::kUnlock,
+          {{"subject", subject}, {"cleared", std::to_string(*cleared)}, {"by", caller(c)}, {"door", "resp"},
+           {"addr", client_ip(c.client.addr)}});
+    co_return r.integer(static_cast<int64_t>(*cleared));
+  }
   if (iequals(argv[1], "setuser")) {
     if (argv.size() < 3) co_return r.error(wrong_args("acl|setuser"));
     std::string name(argv[2]);
@@ -1337,7 +1397,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL GETUSER " + name);
     }
-    security::audit::emit(security::audit::kUserSet, {{"user", name}, {"rules", security::audit::redact_rules(rules)},
+    audit(c, security::audit::kUserSet, {{"user", name}, {"rules", security::audit::redact_rules(rules)},
                                                       {"by", caller(c)}, {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.ok();
   }
@@ -1351,7 +1411,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
       if (st.error().code == Errc::kInvalidArgument) co_return r.error("ERR " + st.error().message);
       co_return reply_metadata_error(r, st.error(), "check ACL REVOCATIONS");
     }
-    security::audit::emit(security::audit::kTokenRevoked,
+    audit(c, security::audit::kTokenRevoked,
                           {{"id", id}, {"user", token_user}, {"expires_s", std::to_string(expires_s)}, {"by", caller(c)},
                            {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
     co_return r.bulk(id);
@@ -1366,7 +1426,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
   {
     std::string list;
     for (auto& nm : names) list += (list.empty() ? "" : " ") + nm;
-    security::audit::emit(security::audit::kUserDeleted, {{"users", list}, {"deleted", std::to_string(*n)}, {"by", caller(c)},
+    audit(c, security::audit::kUserDeleted, {{"users", list}, {"deleted", std::to_string(*n)}, {"by", caller(c)},
                                                           {"door", "resp"}, {"addr", client_ip(c.client.addr)}});
   }
   co_return r.integer(*n);

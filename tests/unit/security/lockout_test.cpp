@@ -94,3 +94,75 @@ TEST(Lockout, MatchesModel) {
 
 }  // namespace
 }  // namespace keel::security
+
+namespace keel::security {
+namespace {
+
+// ---- The cluster-wide table's pure parts (AclService's cluster-wide lockout) ----
+
+TEST(LockoutTable, LockMsIsTheScheduleOfThePolicy) {
+  LockoutPolicy p{3, 1000, 8000, 100};
+  EXPECT_EQ(Lockout::lock_ms(p, 2), 0);
+  EXPECT_EQ(Lockout::lock_ms(p, 3), 1000);
+  EXPECT_EQ(Lockout::lock_ms(p, 4), 2000);
+  EXPECT_EQ(Lockout::lock_ms(p, 100), 8000);
+  EXPECT_EQ(Lockout::lock_ms({0, 1000, 8000, 100}, 100), 0);  // off
+}
+
+TEST(LockoutTable, MirrorReplacesAndForgetsAndStaysBounded) {
+  Lockout l({3, 1000, 8000, 2});
+  l.failure("user:a", 0);
+  // The cluster says: 5 failures, locked until 9000.
+  l.mirror({"user:a", 5, 100, 9000});
+  EXPECT_EQ(l.locked_for("user:a", 1000), 8000);
+  ASSERT_EQ(l.entries().size(), 1u);
+  EXPECT_EQ(l.entries()[0].failures, 5u);
+  // Cleared through another node: the cluster holds nothing, so neither does this node.
+  l.mirror({"user:a", 0, 0, 0});
+  EXPECT_EQ(l.size(), 0u);
+  EXPECT_EQ(l.locked_for("user:a", 1000), 0);
+  l.mirror({"addr:1", 1, 1, 0});
+  l.mirror({"addr:2", 1, 2, 0});
+  l.mirror({"addr:3", 1, 3, 0});
+  EXPECT_EQ(l.size(), 2u);  // bounded: the least recent went
+  EXPECT_EQ(l.entries()[0].subject, "addr:3");
+}
+
+TEST(LockoutTable, EntriesFromTheHashMostRecentFirst) {
+  using V = std::optional<std::string>;
+  std::vector<V> flat{V("user:a"), V("4"), V("user:a t"), V("1000 61000"), V("addr:10.0.0.7"), V("2"),
+                      V("addr:10.0.0.7 t"), V("2000 0"), V("user:b t"), V("garbage"), V("user:c"), V("x")};
+  auto es = lockout_entries(flat);
+  ASSERT_EQ(es.size(), 2u);  // user:b has no count, user:c a malformed one
+  EXPECT_EQ(es[0].subject, "addr:10.0.0.7");
+  EXPECT_EQ(es[0].failures, 2u);
+  EXPECT_EQ(es[0].last_failure_ms, 2000);
+  EXPECT_EQ(es[0].locked_until_ms, 0);
+  EXPECT_EQ(es[1].subject, "user:a");
+  EXPECT_EQ(es[1].failures, 4u);
+  EXPECT_EQ(es[1].locked_until_ms, 61000);
+  EXPECT_EQ(lockout_times_field("user:a"), "user:a t");
+  EXPECT_EQ(encode_lockout_times(5, 6), "5 6");
+  auto e = lockout_entry("user:z", std::nullopt, std::nullopt);
+  EXPECT_EQ(e.failures, 0u);
+}
+
+TEST(LockoutTable, RepliesAreParsedStrictly) {
+  auto a = parse_bulk_array("*3\r\n$1\r\n3\r\n$-1\r\n$9\r\n1000 2000\r\n");
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->size(), 3u);
+  EXPECT_EQ((*a)[0], "3");
+  EXPECT_FALSE((*a)[1]);
+  EXPECT_EQ((*a)[2], "1000 2000");
+  EXPECT_TRUE(parse_bulk_array("*0\r\n")->empty());
+  EXPECT_FALSE(parse_bulk_array("-CLUSTERDOWN no quorum\r\n"));
+  EXPECT_FALSE(parse_bulk_array("*2\r\n$1\r\n3\r\n"));        // cut
+  EXPECT_FALSE(parse_bulk_array("*1\r\n$5\r\n3\r\n"));        // wrong length
+  EXPECT_FALSE(parse_bulk_array("*1\r\n:3\r\n"));             // not a bulk string
+  EXPECT_EQ(parse_integer_reply(":42\r\n"), 42);
+  EXPECT_FALSE(parse_integer_reply("-WRONGTYPE x\r\n"));
+  EXPECT_FALSE(parse_integer_reply(":4x\r\n"));
+}
+
+}  // namespace
+}  // namespace keel::security
