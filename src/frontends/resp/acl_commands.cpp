@@ -283,20 +283,7 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
   if (sub == "lockouts" && a.size() == 2) {
     // One map per subject, most recent failure first: this node's table (a node outside a cluster;
     // a cluster member answers from the cluster's table in Server::Impl::acl_admin).
-    auto entries = acl.lockouts();
-    r.array(entries.size());
-    for (auto& e : entries) {
-      r.map(4);
-      r.bulk("subject");
-      r.bulk(e.subject);
-      r.bulk("failures");
-      r.integer(static_cast<int64_t>(e.failures));
-      r.bulk("last-failure-age-ms");
-      r.integer(c.now_ms - e.last_failure_ms);
-      r.bulk("locked-for-ms");
-      r.integer(std::max<int64_t>(0, e.locked_until_ms - c.now_ms));
-    }
-    return;
+    return reply_lockouts(r, acl.lockouts(), c.now_ms);
   }
   if (sub == "revocations" && a.size() == 2) {
     auto all = acl.revocations();
@@ -344,6 +331,21 @@ void cmd_acl(CmdCtx& c, Args a, Reply& r) {
 }
 
 }  // namespace
+
+void reply_lockouts(Reply& r, const std::vector<security::Lockout::Entry>& entries, int64_t now_ms) {
+  r.array(entries.size());
+  for (auto& e : entries) {
+    r.map(4);
+    r.bulk("subject");
+    r.bulk(e.subject);
+    r.bulk("failures");
+    r.integer(static_cast<int64_t>(e.failures));
+    r.bulk("last-failure-age-ms");
+    r.integer(now_ms - e.last_failure_ms);
+    r.bulk("locked-for-ms");
+    r.integer(std::max<int64_t>(0, e.locked_until_ms - now_ms));
+  }
+}
 
 void register_acl_commands(std::vector<CommandSpec>& t) {
   t.push_back({"acl", -2, kAdmin | kNoScript | kLoading | kStale, 0, 0, 0, Routing::kLocal, cmd_acl, "server",

@@ -207,6 +207,8 @@ bool stream_block_ready(const storage::ValueRef* v, Args argv, std::string_view 
 std::vector<std::string> stream_block_args(Args argv, std::string_view key);
 void register_pubsub_commands(std::vector<CommandSpec>& t);
 void register_acl_commands(std::vector<CommandSpec>& t);
+// ACL LOCKOUTS's reply: one map per subject (acl_commands.cpp; the node's table or the cluster's).
+void reply_lockouts(Reply& r, const std::vector<security::Lockout::Entry>& entries, int64_t now_ms);
 
 // Users and access rules (acl_commands.cpp).
 // Whether a command's first argument names a subcommand (CONFIG GET): "config|get" in rules,

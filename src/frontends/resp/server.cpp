@@ -1361,18 +1361,7 @@ awaitable<void> Server::Impl::acl_admin(Connection& c, Args argv) {
   if (iequals(argv[1], "lockouts")) {
     auto all = co_await acl_service->lockouts();
     if (!all) co_return r.error("TRYAGAIN " + all.error().message);
-    r.array(all->size());
-    for (auto& e : *all) {
-      r.map(4);
-      r.bulk("subject");
-      r.bulk(e.subject);
-      r.bulk("failures");
-      r.integer(static_cast<int64_t>(e.failures));
-      r.bulk("last-failure-age-ms");
-      r.integer(c.now_ms - e.last_failure_ms);
-      r.bulk("locked-for-ms");
-      r.integer(std::max<int64_t>(0, e.locked_until_ms - c.now_ms));
-    }
+    reply_lockouts(r, *all, c.now_ms);
     co_return;
   }
   if (iequals(argv[1], "unlock")) {
