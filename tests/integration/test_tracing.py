@@ -256,6 +256,11 @@ class TracingTest(unittest.TestCase):
                 self.assertEqual(traced[0]["trace_id"], TRACE)
                 self.assertEqual(traced[0]["span_id"], span["spanId"])
                 self.assertEqual(span["parentSpanId"], PARENT)
+                # CLIENT TRACEPARENT CLEAR ran under the context it ended: the caller's child,
+                # not a second root of the caller's trace.
+                clear = col.wait_span(lambda s: s["name"] == "CLIENT", "the CLIENT TRACEPARENT CLEAR span")
+                self.assertEqual(clear["traceId"], TRACE)
+                self.assertEqual(clear.get("parentSpanId"), PARENT)
                 plain = [l for l in lines if l["msg"] == "CONFIG SET maxclients 100"]
                 self.assertEqual(len(plain), 1, lines)
                 self.assertNotIn("trace_id", plain[0])

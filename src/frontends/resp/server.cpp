@@ -149,6 +149,10 @@ struct Connection final : PubSubSink {
   // partition's primary carries them on. An unsampled command without a parent has none.
   struct CmdTrace {
     std::optional<observe::LogContext> ctx;
+    // The connection's trace context (CLIENT TRACEPARENT) as the command began: its span's
+    // parent even if the command changes it (CLIENT TRACEPARENT CLEAR is the caller's child, not
+    // a second root of its trace).
+    std::optional<observe::TraceParent> parent;
     bool head = false;
     uint64_t low = 0;
     uint32_t forwarded_to = 0;  // the node this command was forwarded to, or 0
@@ -944,6 +948,7 @@ void Server::Impl::begin_trace(Connection& c, Args argv) {
   auto& t = c.trace;
   t.ctx.reset();
   t.forwarded_to = 0;
+  t.parent = c.client.trace_parent;
   if (auto& parent = c.client.trace_parent) {
     t.head = observe::Sampler::head_parent(parent->sampled());
     t.ctx = observe::LogContext{parent->trace_id, observe::span_id_from(tracer->random(c.shard))};
@@ -964,7 +969,7 @@ void Server::Impl::begin_trace(Connection& c, Args argv) {
 
 std::optional<observe::TraceId> Server::Impl::trace_command(Connection& c, const CommandSpec& spec, int64_t t0_ns,
                                                            int64_t dt_ns, bool failed, size_t reply_begin) {
-  auto& parent = c.client.trace_parent;
+  auto& parent = c.trace.parent;
   if (!tracer->sampler().keep(c.trace.head, failed, dt_ns)) return std::nullopt;
   observe::SpanData s;
   if (parent) {
