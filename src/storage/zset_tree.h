@@ -8,9 +8,11 @@
 // everything under it. Separators own their member bytes, so they stay valid when the entry
 // they were copied from is erased (an entry's member points into the sorted set's hash map).
 //
-// Erasing never merges nodes: a node is freed when it becomes empty, and a root with one child
-// gives way to it. Occupancy can fall after many erasures, never correctness; the height stays
-// that of the largest size the tree reached. Not thread-safe; no allocation while empty.
+// Erasing frees a node that becomes empty, lets a leaf down to a quarter join a neighbouring leaf
+// of the same parent when both fit in three quarters of one (so leaves stay about a quarter full
+// or more whatever is erased), and lets a root with one child give way to it. Inner nodes are
+// not merged: the height stays that of the largest size the tree reached. Not thread-safe; no
+// allocation while empty.
 #pragma once
 
 #include <cstddef>
@@ -108,6 +110,12 @@ class BasicZSetTree {
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  // Leaves in use (tests and diagnostics: occupancy is size() / leaves()).
+  size_t leaves() const {
+    size_t n = 0;
+    for (const Leaf* l = head_; l; l = l->next) ++n;
+    return n;
+  }
   const_iterator begin() const { return size_ ? const_iterator(head_, 0) : end(); }
   const_iterator end() const { return const_iterator(); }
 
@@ -320,14 +328,41 @@ class BasicZSetTree {
       } else {
         free_node(c);
       }
-      for (uint32_t j = i; j + 1 < in->n; ++j) {
-        in->child[j] = in->child[j + 1];
-        in->count[j] = in->count[j + 1];
-        in->sep[j] = std::move(in->sep[j + 1]);
-      }
-      --in->n;
+      remove_slot(in, i);
+    } else if (in->child[i]->leaf && static_cast<Leaf*>(in->child[i])->n <= B / 4) {
+      // A leaf down to a quarter joins a sibling of the same parent if the two fit in three
+      // quarters of a leaf (room to grow before the next split): random erasures cannot thin
+      // the leaves to an entry or two each.
+      auto fits = [&](uint32_t a) {
+        return in->child[a]->leaf && in->count[a] + in->count[a + 1] <= 3 * B / 4;
+      };
+      if (i + 1 < in->n && fits(i)) merge_leaves(in, i);
+      else if (i > 0 && fits(i - 1)) merge_leaves(in, i - 1);
     }
     return true;
+  }
+
+  static void remove_slot(Inner* in, uint32_t i) {
+    for (uint32_t j = i; j + 1 < in->n; ++j) {
+      in->child[j] = in->child[j + 1];
+      in->count[j] = in->count[j + 1];
+      in->sep[j] = std::move(in->sep[j + 1]);
+    }
+    --in->n;
+  }
+
+  // Moves leaf child j + 1's entries to the end of leaf child j and drops j + 1 (its entries
+  // all sort after child j's: child j's separator still bounds them from below).
+  static void merge_leaves(Inner* in, uint32_t j) {
+    auto* l = static_cast<Leaf*>(in->child[j]);
+    auto* r = static_cast<Leaf*>(in->child[j + 1]);
+    for (uint32_t k = 0; k < r->n; ++k) l->items[l->n + k] = r->items[k];
+    l->n += r->n;
+    l->next = r->next;
+    if (l->next) l->next->prev = l;
+    in->count[j] += in->count[j + 1];
+    delete r;
+    remove_slot(in, j + 1);
   }
 
   void free_node(Node* n) {

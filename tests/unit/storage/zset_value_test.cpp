@@ -165,5 +165,37 @@ TEST(ZSetTree, MatchesAnOrderedSetThroughGrowthAndErasure) {
   }
 }
 
+// Erasing nine members in ten at random keeps the leaves from thinning to an entry or two
+// each (they would cost a whole leaf per member): a leaf down to a quarter joins its neighbour.
+TEST(ZSetTree, RandomErasuresKeepLeavesReasonablyFull) {
+  using Tree = BasicZSetTree<16>;
+  SeededRandom rng(7);
+  std::deque<std::string> members;
+  std::set<std::pair<double, std::string>> model;
+  Tree t;
+  for (int i = 0; i < 20000; ++i) {
+    members.push_back("m" + std::to_string(i));
+    double s = static_cast<double>(rng.uniform(1000000));
+    t.insert(ZSetEntry{s, &members.back()});
+    model.insert({s, members.back()});
+  }
+  std::vector<std::pair<double, std::string>> all(model.begin(), model.end());
+  for (size_t i = all.size(); i > 1; --i) std::swap(all[i - 1], all[rng.uniform(i)]);
+  for (size_t i = 0; i < all.size() * 9 / 10; ++i) {
+    auto pos = std::find(members.begin(), members.end(), all[i].second);
+    ASSERT_TRUE(t.erase(ZSetEntry{all[i].first, &*pos}));
+    model.erase(all[i]);
+  }
+  ASSERT_EQ(t.size(), model.size());
+  size_t r = 0;
+  for (auto it = t.begin(); it != t.end(); ++it, ++r) {
+    auto m = std::next(model.begin(), static_cast<long>(r));
+    ASSERT_EQ(*it->member, m->second);
+    ASSERT_EQ(t.order_of_key(*it), r);
+  }
+  // Without merging: 2,000 entries in 1,170 leaves here (1.7 per leaf). With it: 3 or more.
+  EXPECT_GE(t.size(), 3 * t.leaves()) << t.size() << " entries in " << t.leaves() << " leaves";
+}
+
 }  // namespace
 }  // namespace keel::storage
