@@ -430,6 +430,17 @@ asio::awaitable<AclService::LockCheck> AclService::lockout_check(std::string use
   co_return out;
 }
 
+asio::awaitable<AclService::LockCheck> AclService::lockout_gate(std::string user, std::string ip, int64_t now_ms,
+                                                                bool verified_before) {
+  auto self = impl_;
+  auto& im = *impl_;
+  if (im.run && (!verified_before || im.acl.lock_of(user, ip, now_ms)))
+    co_return co_await lockout_check(std::move(user), std::move(ip), now_ms);
+  LockCheck out;
+  out.locked = im.acl.locked(user, ip, now_ms);
+  co_return out;
+}
+
 asio::awaitable<void> AclService::lockout_failed(std::string user, std::string ip, int64_t now_ms) {
   auto self = impl_;
   auto& im = *impl_;

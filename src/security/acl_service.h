@@ -87,6 +87,12 @@ class AclService {
   // read). Unreachable: this node's table decides (still a bound per node), and it is counted
   // (lockout_store_errors).
   boost::asio::awaitable<LockCheck> lockout_check(std::string user, std::string ip, int64_t now_ms);
+  // The check every door makes before it verifies a credential: the cluster's records are read
+  // (lockout_check) unless the credential needs no slow check (`verified_before`: a password
+  // this node verified before, or a token) and this node's copy shows no lock; otherwise, and
+  // on a node outside a cluster, this node's table decides.
+  boost::asio::awaitable<LockCheck> lockout_gate(std::string user, std::string ip, int64_t now_ms,
+                                                 bool verified_before);
   // A failed authentication: counted cluster-wide (this node's table when unreachable); a lock
   // that starts is logged (auth.lockout) and mirrored here.
   boost::asio::awaitable<void> lockout_failed(std::string user, std::string ip, int64_t now_ms);

@@ -4,7 +4,6 @@ any node or over HTTP; never a password in it; an append that fails is counted a
 is still written; a flood while the stream cannot be written is dropped and counted, and the
 requests that caused it are answered meanwhile.
 """
-import base64
 import json
 import os
 import re
@@ -18,12 +17,9 @@ import urllib.request
 import redis
 
 from harness import Keel, Raw
+from test_acl import basic
 from test_dht import DhtCluster, primary_finder
 from test_tracing import PARENT, TRACE, Collector, keel as traced_keel
-
-
-def basic(user, password):
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 def http_get(port, path, auth=None):

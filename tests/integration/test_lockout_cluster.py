@@ -4,7 +4,6 @@ the user on every node; ACL UNLOCK (or DELETE /v1/auth/lockouts) through one nod
 all; a success clears the count everywhere; a password a node verified before is no way around
 a lock.
 """
-import base64
 import json
 import os
 import re
@@ -16,13 +15,10 @@ import urllib.request
 
 import redis
 
+from test_acl import basic
 from test_dht import DhtCluster, primary_finder
 
 THRESHOLD = 3
-
-
-def basic(user, password):
-    return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
 
 
 def http_req(method, port, path, auth=None):

@@ -1514,15 +1514,9 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       const std::string who = parsed ? parsed->parts[0].block.user : std::string("(token)");
       // Tokens are not guessed (signatures): the cluster's lockout records are read only when
       // this node's copy shows a lock (it may have been cleared through another node).
-      std::optional<security::Acl::Locked> lk;
-      bool recorded = false;
-      if (acl_service->lockout_cluster_wide() && acl->lock_of(who, peer.ip, now_ms)) {
-        auto chk = co_await acl_service->lockout_check(who, peer.ip, now_ms);
-        lk = chk.locked;
-        recorded = chk.recorded;
-      } else {
-        lk = acl->locked(who, peer.ip, now_ms);
-      }
+      auto chk = co_await acl_service->lockout_gate(who, peer.ip, now_ms, true);
+      auto& lk = chk.locked;
+      const bool recorded = chk.recorded;
       if (lk) {
         for_request(req, [&] { security::audit::emit(security::audit::kAuthLocked,
                               {{"door", "http"}, {"user", who}, {"addr", peer.ip}, {"subject", lk->subject}}); });
@@ -1573,15 +1567,9 @@ awaitable<std::optional<Response>> Server::Impl::authorize(const Request& req, c
       // without asking, unless this node's copy of the records shows a lock.
       auto quick = acl->authenticate_cached(name, password);
       const bool fast = quick && *quick;
-      std::optional<security::Acl::Locked> lk;
-      bool recorded = false;
-      if (acl_service->lockout_cluster_wide() && (!fast || acl->lock_of(name, peer.ip, now_ms))) {
-        auto chk = co_await acl_service->lockout_check(name, peer.ip, now_ms);
-        lk = chk.locked;
-        recorded = chk.recorded;
-      } else {
-        lk = acl->locked(name, peer.ip, now_ms);
-      }
+      auto chk = co_await acl_service->lockout_gate(name, peer.ip, now_ms, fast);
+      auto& lk = chk.locked;
+      const bool recorded = chk.recorded;
       if (lk) {
         std::fill(password.begin(), password.end(), '\0');
         for_request(req, [&] { security::audit::emit(security::audit::kAuthLocked,

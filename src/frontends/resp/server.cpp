@@ -1297,15 +1297,9 @@ awaitable<void> Server::Impl::authenticate_command(Connection& c, const CommandS
     std::optional<std::shared_ptr<const security::User>> quick;
     if (!token) quick = acl->authenticate_cached(user, pass);
     const bool fast = token || (quick && *quick);
-    std::optional<security::Acl::Locked> lk;
-    bool recorded = false;
-    if (acl_service->lockout_cluster_wide() && (!fast || acl->lock_of(who, ip, c.now_ms))) {
-      auto chk = co_await acl_service->lockout_check(who, ip, c.now_ms);
-      lk = chk.locked;
-      recorded = chk.recorded;
-    } else {
-      lk = acl->locked(who, ip, c.now_ms);
-    }
+    auto chk = co_await acl_service->lockout_gate(who, ip, c.now_ms, fast);
+    auto& lk = chk.locked;
+    const bool recorded = chk.recorded;
     if (lk) {
       c.client.last_cmd.assign(spec.name);
       acl_log(*acl, c.client, "auth", "auth", who, c.now_ms);
